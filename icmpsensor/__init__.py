@@ -1,0 +1,3 @@
+"""icmpsensor: a network sensor that reports data exfiltration and tunnelling over ICMP."""
+
+__version__ = "0.1.0"

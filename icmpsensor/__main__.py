@@ -1,0 +1,3 @@
+from icmpsensor.cli import entry_point
+
+entry_point()

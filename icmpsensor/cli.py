@@ -1,0 +1,142 @@
+"""Command line: `icmpsensor -r FILE ...` replays captures; `-i IFACE` runs live.
+
+Exit codes (also in --help and the README):
+  0 ok · 1 internal error · 2 usage · 66 unreadable input · 73 log directory not writable · 78 config error
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from icmpsensor import __version__
+from icmpsensor.config import Config, config_to_yaml, load_config
+from icmpsensor.errors import (
+    EXIT_CANTCREAT,
+    EXIT_CONFIG,
+    EXIT_INTERNAL,
+    EXIT_NOINPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    SensorError,
+    UsageError,
+)
+from icmpsensor.pipeline import Pipeline, build_sinks
+from icmpsensor.replay import replay_files
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}   success
+  {EXIT_INTERNAL}   internal error (a bug: please report it)
+  {EXIT_USAGE}   usage error (bad or missing command-line arguments)
+  {EXIT_NOINPUT}  input unreadable: capture file or config file missing, unreadable, not a
+      capture, an unsupported link type, or a capture that ends in a broken record
+      (everything readable before it is still processed and reported)
+  {EXIT_CANTCREAT}  log directory missing or not writable
+  {EXIT_CONFIG}  invalid configuration (the message reads FILE:LINE: KEY: PROBLEM)
+
+examples:
+  icmpsensor -r capture.pcap --log-dir /tmp/out --stdout
+  icmpsensor -c /etc/icmpsensor/icmpsensor.yaml --check-config
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see icmpsensor --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="icmpsensor",
+        description="Detect data exfiltration and tunnelling over ICMP; notices go to a "
+        "Zeek-compatible JSON notice.log.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_argument_group("input (one of)")
+    source.add_argument(
+        "-r", dest="read", metavar="FILE", action="append", default=[],
+        help="read a pcap or pcapng file; repeat to read several files in order as one timeline",
+    )
+    source.add_argument("-i", dest="interface", metavar="IFACE", help="capture live on IFACE")
+    parser.add_argument(
+        "-c", dest="config", metavar="CONFIG",
+        help="YAML configuration file (default: built-in defaults, see etc/icmpsensor.yaml)",
+    )
+    parser.add_argument("--log-dir", metavar="DIR", help="directory for notice.log (overrides output.log_dir)")
+    parser.add_argument("--stdout", action="store_true", help="also print each notice as a JSON line on stdout")
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument("--print-config", action="store_true", help="print the effective configuration as YAML and exit")
+    parser.add_argument("--version", action="version", version=f"icmpsensor {__version__}")
+    return parser
+
+
+def effective_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    if args.log_dir is not None:
+        cfg.output.log_dir = args.log_dir
+    if args.stdout:
+        cfg.output.stdout = True
+    return cfg
+
+
+def run_replay(cfg: Config, paths: list[str]) -> int:
+    pipeline = Pipeline(cfg, build_sinks(cfg))
+    try:
+        result = replay_files(paths, pipeline)
+    finally:
+        pipeline.close()
+    summary = pipeline.stats()
+    print(
+        f"icmpsensor: read {result.frames} packets from {result.files} file(s); "
+        f"{summary['notices']} notice(s) written to {cfg.output.log_dir}/{cfg.output.notice_log}; "
+        f"decode: {json.dumps(summary['decode'], separators=(',', ':'))}; "
+        f"detect: {json.dumps(summary['detect'], separators=(',', ':'))}",
+        file=sys.stderr,
+    )
+    for problem in result.problems:
+        print(f"icmpsensor: error: {problem}", file=sys.stderr)
+    if result.problems:
+        return EXIT_NOINPUT
+    return EXIT_CANTCREAT if pipeline.write_errors else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `icmpsensor ... --stdout | head` ends quietly
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = effective_config(args)
+        if args.check_config:
+            print(f"icmpsensor: configuration {cfg.source or '(built-in defaults)'} is valid")
+            return EXIT_OK
+        if args.print_config:
+            sys.stdout.write(config_to_yaml(cfg))
+            return EXIT_OK
+        if args.interface and args.read:
+            raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
+        if args.interface:
+            raise UsageError(f"live capture (-i {args.interface}) is not available yet; use -r FILE")
+        if not args.read:
+            raise UsageError("nothing to do: give -r FILE or -i IFACE (see icmpsensor --help)")
+        return run_replay(cfg, args.read)
+    except SensorError as exc:
+        print(f"icmpsensor: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, never a traceback
+        if os.environ.get("ICMPSENSOR_DEBUG"):
+            raise
+        print(f"icmpsensor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def entry_point() -> NoReturn:
+    sys.exit(main())
+

@@ -1,0 +1,687 @@
+"""Link layer -> IP -> ICMP decoding of captured frames into `IcmpPacket` records.
+
+Two interchangeable decoders share the link-layer code and the counters:
+
+* `Decoder`, the production one: IP, IPv6 extension headers and ICMP are read
+  with plain byte indexing, which runs several times faster than building dpkt
+  objects for every frame;
+* `DpktDecoder`, the reference: the same layers parsed with dpkt's classes and
+  checksums computed with ``dpkt.in_cksum``. The test suite feeds both the same
+  (valid, mutated and random) frames and requires identical outputs and counters.
+
+Every frame handed to ``decode`` ends in exactly one place, so the counters obey
+
+    frames + fragments["reassembled"]
+        == icmp + sum(skipped) + sum(errors) + fragments["fragments"]
+
+(a fragment frame goes into the reassembler; a completed datagram then counts
+like a frame). `DecodeStats.unaccounted` returns the difference, always 0.
+
+Skip reasons: ``not_ip``, ``not_icmp``. Error reasons: ``truncated_link``,
+``truncated_ip`` (captured bytes end inside the IP header or before the IP
+total / payload length: snap length or corrupt length), ``bad_ip_header``,
+``bad_ip_checksum``, ``bad_ipv6_ext_header``, ``bad_fragment`` (empty, or a
+non-final fragment whose length is not a multiple of 8), ``truncated_icmp``,
+``bad_checksum``, and ``internal_error`` (a decoder bug caught so that the
+sensor keeps running; the tests require it never to happen).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dpkt
+
+from .errors import InputError
+from .fragments import Reassembler, key_v4, key_v6
+from .packet import IcmpPacket
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+DLT_RAW = 12  # what libpcap reports for LINKTYPE_RAW on most systems
+DLT_RAW_OPENBSD = 14
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+SUPPORTED_LINKTYPES: dict[int, str] = {
+    LINKTYPE_NULL: "NULL",
+    LINKTYPE_ETHERNET: "ETHERNET",
+    DLT_RAW: "RAW",
+    DLT_RAW_OPENBSD: "RAW",
+    LINKTYPE_RAW: "RAW",
+    LINKTYPE_LOOP: "LOOP",
+    LINKTYPE_LINUX_SLL: "LINUX_SLL",
+    LINKTYPE_IPV4: "IPV4",
+    LINKTYPE_IPV6: "IPV6",
+    LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
+}
+
+_OTHER_LINKTYPES: dict[int, str] = {
+    3: "AX25",
+    6: "IEEE802_5",
+    7: "ARCNET_BSD",
+    8: "SLIP",
+    9: "PPP",
+    10: "FDDI",
+    50: "PPP_HDLC",
+    51: "PPP_ETHER",
+    100: "ATM_RFC1483",
+    104: "C_HDLC",
+    105: "IEEE802_11",
+    107: "FRELAY",
+    117: "PFLOG",
+    119: "IEEE802_11_PRISM",
+    127: "IEEE802_11_RADIOTAP",
+    138: "APPLE_IP_OVER_IEEE1394",
+    143: "DOCSIS",
+    163: "IEEE802_11_AVS",
+    187: "BLUETOOTH_HCI_H4",
+    192: "PPI",
+    195: "IEEE802_15_4_WITHFCS",
+    201: "BLUETOOTH_HCI_H4_WITH_PHDR",
+    220: "USB_LINUX_MMAPPED",
+    227: "CAN_SOCKETCAN",
+    239: "NFLOG",
+    249: "USBPCAP",
+    252: "WIRESHARK_UPPER_PDU",
+    263: "NETANALYZER_TRANSPARENT",
+    270: "NORDIC_BLE",
+}
+
+
+def linktype_name(linktype: int) -> str:
+    """The LINKTYPE_ name of a pcap link type without its prefix, e.g. 105 -> "IEEE802_11"."""
+    name = SUPPORTED_LINKTYPES.get(linktype) or _OTHER_LINKTYPES.get(linktype)
+    if name is None and 147 <= linktype <= 162:
+        name = f"USER{linktype - 147}"
+    return name or "unknown"
+
+
+@dataclass
+class DecodeStats:
+    """Counters of one decoder (or several sharing it); see the module docstring for the reasons."""
+
+    frames: int = 0  # frames handed to decode()
+    icmp: int = 0  # ICMP/ICMPv6 messages produced (after reassembly)
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    icmp_types: Counter[tuple[int, int]] = field(default_factory=Counter)  # (4 or 6, type) -> count
+    fragments: Counter[str] = field(default_factory=Counter)  # see icmpsensor.fragments
+
+    def unaccounted(self) -> int:
+        """Frames not accounted for by the invariant in the module docstring: always 0."""
+        ended = self.icmp + sum(self.skipped.values()) + sum(self.errors.values())
+        return self.frames + self.fragments["reassembled"] - ended - self.fragments["fragments"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready copy; ICMP type keys are rendered like "v4:8"."""
+        return {
+            "frames": self.frames,
+            "icmp": self.icmp,
+            "skipped": dict(sorted(self.skipped.items())),
+            "errors": dict(sorted(self.errors.items())),
+            "icmp_types": {f"v{v}:{t}": n for (v, t), n in sorted(self.icmp_types.items())},
+            "fragments": dict(sorted(self.fragments.items())),
+        }
+
+
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_IPV6 = 0x86DD
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+_AF_INET = 2
+_AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+_PROTO_ICMP = 1
+_PROTO_ICMPV6 = 58
+_HOP_BY_HOP = 0
+_ROUTING = 43
+_FRAGMENT = 44
+_AUTH = 51
+_DEST_OPTS = 60
+# Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
+_V6_WALKED = frozenset((_HOP_BY_HOP, _ROUTING, _FRAGMENT, _AUTH, _DEST_OPTS, _PROTO_ICMPV6))
+_MAX_EXT_HEADERS = 16  # more is certainly an attack, and each costs a loop turn
+
+_ECHO4 = frozenset((0, 8))
+_ECHO6 = frozenset((128, 129))
+_TYPE_KEYS4 = tuple((4, t) for t in range(256))
+_TYPE_KEYS6 = tuple((6, t) for t in range(256))
+
+_LinkParser = Callable[[float, bytes, int], "IcmpPacket | None"]
+
+
+def _routing_final_dst(buf: bytes, pos: int, length: int, current: bytes) -> bytes:
+    """Final destination named by a routing header, used in the ICMPv6 pseudo-header (RFC 8200 8.1).
+
+    Types 0 (last address), 2 (home address) and 4 (SRH: segment list[0]) are
+    understood; other types, or no segment left, leave ``current``.
+    """
+    rtype, segments_left = buf[pos + 2], buf[pos + 3]
+    if segments_left == 0:
+        return current
+    if rtype == 0:
+        count = buf[pos + 1] // 2
+        return buf[pos + 8 + 16 * (count - 1) : pos + 8 + 16 * count] if count else current
+    if rtype in (2, 4) and length >= 24:
+        return buf[pos + 8 : pos + 24]
+    return current
+
+
+def _sum16(data: bytes) -> int:
+    """``data`` as a big-endian integer, padded to whole 16-bit words.
+
+    It is congruent, modulo 0xFFFF, to the one's-complement sum of the words:
+    a message with a correct Internet checksum gives 0 (mod 0xFFFF).
+    """
+    return int.from_bytes(data, "big") << (8 if len(data) & 1 else 0)
+
+
+def _be32(buf: bytes, pos: int) -> int:
+    return buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
+
+
+class Decoder:
+    """Decodes frames of one link type into `IcmpPacket` records, counting everything in ``stats``.
+
+    ``reassembler`` defaults to a new `Reassembler` counting into
+    ``stats.fragments``; pass one sharing that counter to keep the invariant.
+    """
+
+    def __init__(
+        self,
+        linktype: int,
+        stats: DecodeStats,
+        *,
+        verify_checksums: bool = True,
+        reassembler: Reassembler | None = None,
+    ) -> None:
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise InputError(f"unsupported link type {linktype} ({linktype_name(linktype)})")
+        self.linktype = linktype
+        self.stats = stats
+        self.verify_checksums = verify_checksums
+        self.reassembler = reassembler if reassembler is not None else Reassembler(stats=stats.fragments)
+        parsers: dict[int, _LinkParser] = {
+            LINKTYPE_NULL: self._null,
+            LINKTYPE_ETHERNET: self._ethernet,
+            DLT_RAW: self._raw,
+            DLT_RAW_OPENBSD: self._raw,
+            LINKTYPE_RAW: self._raw,
+            LINKTYPE_LOOP: self._loop,
+            LINKTYPE_LINUX_SLL: self._sll,
+            LINKTYPE_IPV4: self._raw4,
+            LINKTYPE_IPV6: self._raw6,
+            LINKTYPE_LINUX_SLL2: self._sll2,
+        }
+        self._link = parsers[linktype]
+
+    def decode(self, ts: float, frame: bytes, wire_len: int = 0) -> IcmpPacket | None:
+        """Decode one captured frame; None when it is skipped, malformed or a pending fragment.
+
+        ``wire_len`` is the frame's length on the wire when the capture reports
+        it (0: use ``len(frame)``). Never raises.
+        """
+        self.stats.frames += 1
+        try:
+            return self._link(ts, frame, wire_len or len(frame))
+        except Exception:  # a bug must not stop the sensor; counted, and the tests require 0
+            self.stats.errors["internal_error"] += 1
+            return None
+
+    # -- counting ---------------------------------------------------------------------------------
+
+    def _error(self, reason: str) -> None:
+        self.stats.errors[reason] += 1
+
+    def _skip(self, reason: str) -> None:
+        self.stats.skipped[reason] += 1
+
+    def _emit(
+        self,
+        ts: float,
+        src: bytes,
+        dst: bytes,
+        ipv6: bool,
+        icmp_type: int,
+        code: int,
+        ident: int,
+        seq: int,
+        payload: bytes,
+        wire_len: int,
+    ) -> IcmpPacket:
+        stats = self.stats
+        stats.icmp += 1
+        stats.icmp_types[_TYPE_KEYS6[icmp_type] if ipv6 else _TYPE_KEYS4[icmp_type]] += 1
+        return IcmpPacket(ts, src, dst, ipv6, icmp_type, code, ident, seq, payload, wire_len)
+
+    # -- link layer (shared by both decoders) -----------------------------------------------------
+
+    def _ethernet(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        if len(f) < 14:
+            return self._error("truncated_link")
+        return self._ethertype(ts, f, f[12] << 8 | f[13], 14, wire_len)
+
+    def _sll(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        if len(f) < 16:
+            return self._error("truncated_link")
+        return self._ethertype(ts, f, f[14] << 8 | f[15], 16, wire_len)
+
+    def _sll2(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        if len(f) < 20:
+            return self._error("truncated_link")
+        return self._ethertype(ts, f, f[0] << 8 | f[1], 20, wire_len)
+
+    def _ethertype(self, ts: float, f: bytes, ethertype: int, pos: int, wire_len: int) -> IcmpPacket | None:
+        """Dispatch on ``ethertype``, the network layer starting at ``pos`` after any VLAN tags."""
+        while ethertype in _VLAN_TPIDS:
+            if len(f) < pos + 4:
+                return self._error("truncated_link")
+            ethertype = f[pos + 2] << 8 | f[pos + 3]
+            pos += 4
+        if ethertype == _ETHERTYPE_IPV4:
+            return self._ip4(ts, f, pos, wire_len)
+        if ethertype == _ETHERTYPE_IPV6:
+            return self._ip6(ts, f, pos, wire_len)
+        return self._skip("not_ip")
+
+    def _null(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        if len(f) < 4:
+            return self._error("truncated_link")
+        family = f[0] | f[1] << 8 | f[2] << 16 | f[3] << 24
+        if family > 0xFFFF:  # written by a big-endian host: no address family is that large
+            family = _be32(f, 0)
+        return self._family(ts, f, family, wire_len)
+
+    def _loop(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        if len(f) < 4:
+            return self._error("truncated_link")
+        return self._family(ts, f, _be32(f, 0), wire_len)
+
+    def _family(self, ts: float, f: bytes, family: int, wire_len: int) -> IcmpPacket | None:
+        if family == _AF_INET:
+            return self._ip4(ts, f, 4, wire_len)
+        if family in _AF_INET6:
+            return self._ip6(ts, f, 4, wire_len)
+        return self._skip("not_ip")
+
+    def _raw(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        if not f:
+            return self._error("truncated_ip")
+        version = f[0] >> 4
+        if version == 4:
+            return self._ip4(ts, f, 0, wire_len)
+        if version == 6:
+            return self._ip6(ts, f, 0, wire_len)
+        return self._error("bad_ip_header")
+
+    def _raw4(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        return self._ip4(ts, f, 0, wire_len)
+
+    def _raw6(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
+        return self._ip6(ts, f, 0, wire_len)
+
+    # -- fragments (shared) -----------------------------------------------------------------------
+
+    def _fragment4(
+        self,
+        ts: float,
+        data: bytes,
+        src: bytes,
+        dst: bytes,
+        ident: int,
+        more: bool,
+        offset: int,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        if not data or (more and len(data) & 7):
+            return self._error("bad_fragment")
+        datagram = self.reassembler.add(key_v4(src, dst, _PROTO_ICMP, ident), ts, offset, more, data,
+                                        _PROTO_ICMP, wire_len)
+        if datagram is None:
+            return None
+        payload = datagram.payload
+        return self._icmp4(ts, payload, 0, len(payload), src, dst, datagram.wire_len)
+
+    def _fragment6(
+        self,
+        ts: float,
+        data: bytes,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        ident: int,
+        next_header: int,
+        more: bool,
+        offset: int,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        if next_header not in _V6_WALKED:
+            return self._skip("not_icmp")
+        if not data or (more and len(data) & 7):
+            return self._error("bad_fragment")
+        key = key_v6(src, dst, ident)
+        datagram = self.reassembler.add(key, ts, offset, more, data, next_header, wire_len)
+        if datagram is None:
+            return None
+        payload = datagram.payload
+        return self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
+                           datagram.wire_len, False)
+
+    # -- network and transport layers: the fast path ----------------------------------------------
+
+    def _ip4(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
+        captured = len(f) - off
+        if captured < 20:
+            return self._error("truncated_ip")
+        version_ihl = f[off]
+        header_len = (version_ihl & 15) * 4
+        if version_ihl >> 4 != 4 or header_len < 20:
+            return self._error("bad_ip_header")
+        if f[off + 9] != _PROTO_ICMP:
+            return self._skip("not_icmp")
+        total_len = f[off + 2] << 8 | f[off + 3]
+        if captured < header_len:
+            return self._error("truncated_ip")
+        if total_len < header_len:
+            return self._error("bad_ip_header")
+        if captured < total_len:
+            return self._error("truncated_ip")
+        if self.verify_checksums and int.from_bytes(f[off : off + header_len], "big") % 0xFFFF:
+            return self._error("bad_ip_checksum")
+        src = f[off + 12 : off + 16]
+        dst = f[off + 16 : off + 20]
+        flags_offset = f[off + 6] << 8 | f[off + 7]
+        if flags_offset & 0x3FFF:  # more-fragments flag or a fragment offset
+            data = f[off + header_len : off + total_len]
+            ident = f[off + 4] << 8 | f[off + 5]
+            more = bool(flags_offset & 0x2000)
+            return self._fragment4(ts, data, src, dst, ident, more, (flags_offset & 0x1FFF) * 8, wire_len)
+        return self._icmp4(ts, f, off + header_len, off + total_len, src, dst, wire_len)
+
+    def _icmp4(
+        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int
+    ) -> IcmpPacket | None:
+        size = end - start
+        if size < 4:
+            return self._error("truncated_icmp")
+        if self.verify_checksums:
+            total = _sum16(buf[start:end])
+            if total == 0 or total % 0xFFFF:  # all-zero words sum to +0, never valid
+                return self._error("bad_checksum")
+        return self._message(ts, buf, start, end, src, dst, False, wire_len)
+
+    def _ip6(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
+        if len(f) - off < 40:
+            return self._error("truncated_ip")
+        if f[off] >> 4 != 6:
+            return self._error("bad_ip_header")
+        next_header = f[off + 6]
+        if next_header not in _V6_WALKED:
+            return self._skip("not_icmp")
+        end = off + 40 + (f[off + 4] << 8 | f[off + 5])
+        if len(f) < end:
+            return self._error("truncated_ip")
+        dst = f[off + 24 : off + 40]
+        return self._walk6(ts, f, off + 40, end, next_header, f[off + 8 : off + 24], dst, dst, wire_len, True)
+
+    def _walk6(
+        self,
+        ts: float,
+        buf: bytes,
+        pos: int,
+        end: int,
+        next_header: int,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        wire_len: int,
+        unfragmented: bool,
+    ) -> IcmpPacket | None:
+        """Walk the extension headers in buf[pos:end] up to the ICMPv6 message.
+
+        ``unfragmented`` is False once a fragment header has been met (and for a
+        reassembled payload): hop-by-hop and another fragment header are then invalid.
+        """
+        first = unfragmented
+        for _ in range(_MAX_EXT_HEADERS):
+            if next_header == _PROTO_ICMPV6:
+                return self._icmp6(ts, buf, pos, end, src, dst, final_dst, wire_len)
+            if next_header == _FRAGMENT:
+                if not unfragmented or pos + 8 > end:
+                    return self._error("bad_ipv6_ext_header")
+                inner = buf[pos]
+                offset_flags = buf[pos + 2] << 8 | buf[pos + 3]
+                pos += 8
+                if offset_flags & 0xFFF9:  # a real fragment, not an atomic one (RFC 6946)
+                    return self._fragment6(ts, buf[pos:end], src, dst, final_dst, _be32(buf, pos - 4), inner,
+                                           bool(offset_flags & 1), offset_flags & 0xFFF8, wire_len)
+                unfragmented = False
+            elif next_header in _V6_WALKED:
+                if pos + 2 > end or (next_header == _HOP_BY_HOP and not first):
+                    return self._error("bad_ipv6_ext_header")
+                if next_header == _AUTH:
+                    if buf[pos + 1] < 1:
+                        return self._error("bad_ipv6_ext_header")
+                    length = (buf[pos + 1] + 2) * 4
+                else:
+                    length = (buf[pos + 1] + 1) * 8
+                if pos + length > end:
+                    return self._error("bad_ipv6_ext_header")
+                if next_header == _ROUTING:
+                    final_dst = _routing_final_dst(buf, pos, length, final_dst)
+                inner = buf[pos]
+                pos += length
+            else:
+                return self._skip("not_icmp")
+            next_header = inner
+            first = False
+        return self._error("bad_ipv6_ext_header")
+
+    def _icmp6(
+        self,
+        ts: float,
+        buf: bytes,
+        start: int,
+        end: int,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        size = end - start
+        if size < 4:
+            return self._error("truncated_icmp")
+        if self.verify_checksums:
+            pseudo = int.from_bytes(src, "big") + int.from_bytes(final_dst, "big") + size + _PROTO_ICMPV6
+            if (_sum16(buf[start:end]) + pseudo) % 0xFFFF:
+                return self._error("bad_checksum")
+        return self._message(ts, buf, start, end, src, dst, True, wire_len)
+
+    def _message(
+        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, ipv6: bool, wire_len: int
+    ) -> IcmpPacket | None:
+        """Echo: identifier, sequence and the data after 8 bytes; other types: all after the 4-byte header."""
+        icmp_type, code = buf[start], buf[start + 1]
+        if icmp_type not in (_ECHO6 if ipv6 else _ECHO4):
+            return self._emit(ts, src, dst, ipv6, icmp_type, code, -1, -1, buf[start + 4 : end], wire_len)
+        if end - start < 8:
+            return self._error("truncated_icmp")
+        ident = buf[start + 4] << 8 | buf[start + 5]
+        seq = buf[start + 6] << 8 | buf[start + 7]
+        return self._emit(ts, src, dst, ipv6, icmp_type, code, ident, seq, buf[start + 8 : end], wire_len)
+
+
+class _IP4Header(dpkt.ip.IP):
+    """dpkt's IPv4 header alone, so that no payload parser runs on arbitrary bytes."""
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+        if self.hl < 5:
+            raise dpkt.UnpackError("invalid header length")
+
+
+class _IP6Header(dpkt.ip6.IP6):
+    """dpkt's IPv6 header alone: DpktDecoder walks the extension headers itself."""
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+
+
+class _OptionsHeader(dpkt.Packet):
+    """Hop-by-hop or destination options header; the options are not needed."""
+
+    __hdr__ = (("nxt", "B", 0), ("len", "B", 0))
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+        self.length = (self.len + 1) * 8
+
+
+_DPKT_EXT_HEADERS: dict[int, type[dpkt.Packet]] = {
+    _HOP_BY_HOP: _OptionsHeader,
+    _DEST_OPTS: _OptionsHeader,
+    _ROUTING: dpkt.ip6.IP6RoutingHeader,
+    _AUTH: dpkt.ip6.IP6AHHeader,
+}
+
+
+class DpktDecoder(Decoder):
+    """Reference decoder: IP, IPv6 extension headers and ICMP parsed by dpkt, checksums by dpkt.
+
+    Same API, outputs and counters as `Decoder`, at about a third of its speed.
+    """
+
+    def _ip4(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:]
+        try:
+            ip = _IP4Header(buf)
+        except dpkt.NeedData:
+            return self._error("truncated_ip")
+        except dpkt.UnpackError:
+            return self._error("bad_ip_header")
+        if ip.v != 4:
+            return self._error("bad_ip_header")
+        if ip.p != _PROTO_ICMP:
+            return self._skip("not_icmp")
+        header_len = ip.hl * 4
+        if len(buf) < header_len:
+            return self._error("truncated_ip")
+        if ip.len < header_len:
+            return self._error("bad_ip_header")
+        if len(buf) < ip.len:
+            return self._error("truncated_ip")
+        if self.verify_checksums and dpkt.in_cksum(buf[:header_len]) != 0:
+            return self._error("bad_ip_checksum")
+        if ip.mf or ip.offset:
+            return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf),
+                                   ip.offset * 8, wire_len)
+        return self._icmp4(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len)
+
+    def _icmp4(
+        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int
+    ) -> IcmpPacket | None:
+        raw = buf[start:end]
+        try:
+            icmp = dpkt.icmp.ICMP(raw)
+        except dpkt.NeedData:
+            return self._error("truncated_icmp")
+        if self.verify_checksums and dpkt.in_cksum(raw) != 0:
+            return self._error("bad_checksum")
+        if icmp.type in _ECHO4:
+            echo = icmp.data
+            if not isinstance(echo, dpkt.icmp.ICMP.Echo):
+                return self._error("truncated_icmp")
+            return self._emit(ts, src, dst, False, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
+                              wire_len)
+        return self._emit(ts, src, dst, False, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
+
+    def _ip6(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:]
+        try:
+            ip6 = _IP6Header(buf)
+        except dpkt.NeedData:
+            return self._error("truncated_ip")
+        if ip6.v != 6:
+            return self._error("bad_ip_header")
+        if ip6.nxt not in _V6_WALKED:
+            return self._skip("not_icmp")
+        if len(buf) < 40 + ip6.plen:
+            return self._error("truncated_ip")
+        return self._walk6(ts, buf, 40, 40 + ip6.plen, ip6.nxt, ip6.src, ip6.dst, ip6.dst, wire_len, True)
+
+    def _walk6(
+        self,
+        ts: float,
+        buf: bytes,
+        pos: int,
+        end: int,
+        next_header: int,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        wire_len: int,
+        unfragmented: bool,
+    ) -> IcmpPacket | None:
+        first = unfragmented
+        for _ in range(_MAX_EXT_HEADERS):
+            if next_header == _PROTO_ICMPV6:
+                return self._icmp6(ts, buf, pos, end, src, dst, final_dst, wire_len)
+            header_class = dpkt.ip6.IP6FragmentHeader if next_header == _FRAGMENT else \
+                _DPKT_EXT_HEADERS.get(next_header)
+            if header_class is None:
+                return self._skip("not_icmp")
+            if (next_header == _FRAGMENT and not unfragmented) or (next_header == _HOP_BY_HOP and not first):
+                return self._error("bad_ipv6_ext_header")
+            try:
+                header = header_class(buf[pos:end])
+            except dpkt.NeedData:
+                return self._error("bad_ipv6_ext_header")
+            if (next_header == _AUTH and header.len < 1) or pos + header.length > end:
+                return self._error("bad_ipv6_ext_header")
+            if next_header == _ROUTING:
+                final_dst = _routing_final_dst(buf, pos, header.length, final_dst)
+            pos += header.length
+            if next_header == _FRAGMENT:
+                if header.frag_off or header.m_flag:
+                    return self._fragment6(ts, buf[pos:end], src, dst, final_dst, header.id, header.nxt,
+                                           bool(header.m_flag), header.frag_off * 8, wire_len)
+                unfragmented = False
+            next_header = header.nxt
+            first = False
+        return self._error("bad_ipv6_ext_header")
+
+    def _icmp6(
+        self,
+        ts: float,
+        buf: bytes,
+        start: int,
+        end: int,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        raw = buf[start:end]
+        try:
+            icmp = dpkt.icmp6.ICMP6(raw)
+        except dpkt.NeedData:
+            return self._error("truncated_icmp")
+        if self.verify_checksums:
+            pseudo = struct.pack(">16s16sI3xB", src, final_dst, len(raw), _PROTO_ICMPV6)
+            if dpkt.in_cksum_done(dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), raw)) != 0:
+                return self._error("bad_checksum")
+        if icmp.type in _ECHO6:
+            echo = icmp.data
+            if not isinstance(echo, dpkt.icmp6.ICMP6.Echo):
+                return self._error("truncated_icmp")
+            return self._emit(ts, src, dst, True, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
+                              wire_len)
+        return self._emit(ts, src, dst, True, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)

@@ -1,0 +1,229 @@
+"""IPv4 and IPv6 fragment reassembly, bounded in datagrams, bytes and time.
+
+The caller (the decoder) parses the IP and fragment headers and hands each
+fragment's payload to `Reassembler.add` under a key built with `key_v4` or
+`key_v6`; `add` returns a `Datagram` once every byte of the original IP payload
+has arrived.
+
+Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
+
+* ``fragments``   every fragment handed to `add`;
+* ``reassembled`` datagrams completed;
+* ``duplicate``   fragments that repeated bytes already held (same bytes: tolerated);
+* ``overlap``     datagrams discarded because a fragment rewrote held bytes differently;
+* ``inconsistent`` datagrams discarded because fragments disagree on the total length;
+* ``too_large``   datagrams discarded because they would exceed ``max_datagram_size``;
+* ``timeout``     datagrams discarded unfinished ``timeout`` seconds (packet time) after their
+  first fragment;
+* ``evicted``     unfinished datagrams discarded to stay within ``max_datagrams`` / ``max_bytes``.
+
+A discarded datagram leaves a tombstone until it times out, so its remaining
+fragments are absorbed instead of starting a new, partial datagram (the
+fragment-overlap evasion of RFC 5722 relies on such leftovers).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter, OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+
+def key_v4(src: bytes, dst: bytes, proto: int, ident: int) -> tuple[bytes, bytes, int, int]:
+    """Reassembly key of an IPv4 fragment (RFC 791: source, destination, protocol, identification)."""
+    return (src, dst, proto, ident)
+
+
+def key_v6(src: bytes, dst: bytes, ident: int) -> tuple[bytes, bytes, int]:
+    """Reassembly key of an IPv6 fragment (RFC 8200: source, destination, fragment identification)."""
+    return (src, dst, ident)
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A completely reassembled IP payload."""
+
+    proto: int  # IPv4 protocol, or IPv6 next header of the fragmentable part (from the first fragment)
+    payload: bytes  # the IP payload: for IPv6 the fragmentable part, which may start with extension headers
+    wire_len: int  # summed wire length of the fragments that contributed bytes
+
+
+@dataclass(slots=True)
+class _Pending:
+    first_ts: float
+    proto: int = -1
+    total: int = -1  # payload length, known once the last fragment (more=False) has arrived
+    max_end: int = 0
+    received: int = 0  # distinct bytes held
+    wire_len: int = 0
+    dead: bool = False
+    # Disjoint pieces sorted by offset; starts[i] is the offset of pieces[i].
+    starts: list[int] = field(default_factory=list)
+    pieces: list[bytes] = field(default_factory=list)
+
+
+class Reassembler:
+    """Reassembles fragments of any number of interleaved datagrams.
+
+    Memory is bounded by ``max_datagrams`` pending datagrams and ``max_bytes``
+    held payload bytes: the oldest pending datagram is evicted to make room.
+    Expiry is lazy: each `add` drops the datagrams, oldest first, whose first
+    fragment is more than ``timeout`` seconds older than the fragment being added.
+    """
+
+    def __init__(
+        self,
+        max_datagrams: int = 4096,
+        timeout: float = 30.0,
+        max_datagram_size: int = 65535,
+        stats: Counter[str] | None = None,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        if max_datagrams < 1 or timeout <= 0 or max_datagram_size < 1 or max_bytes < 1:
+            raise ValueError("reassembly limits must be positive")
+        self.max_datagrams = max_datagrams
+        self.timeout = timeout
+        self.max_datagram_size = max_datagram_size
+        self.max_bytes = max_bytes
+        self.stats: Counter[str] = stats if stats is not None else Counter()
+        # Insertion order is creation order, hence (nearly) first-fragment time order:
+        # the front is the next to expire or to evict.
+        self._pending: OrderedDict[Hashable, _Pending] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        """Number of pending datagrams (tombstones included)."""
+        return len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def add(
+        self,
+        key: Hashable,
+        ts: float,
+        offset: int,
+        more: bool,
+        data: bytes,
+        proto: int,
+        wire_len: int = 0,
+    ) -> Datagram | None:
+        """Add one fragment: ``data`` goes at byte ``offset`` of the IP payload.
+
+        ``more`` is the more-fragments flag, ``proto`` the protocol / next header
+        carried by the fragment (only the first fragment's is kept), ``wire_len``
+        the length of the frame that carried it. Returns the datagram when this
+        fragment completes it, else None.
+        """
+        self.stats["fragments"] += 1
+        self.expire(ts)
+        pending = self._pending.get(key)
+        if pending is None:
+            if len(self._pending) >= self.max_datagrams:
+                self._drop_oldest("evicted")
+            pending = self._pending[key] = _Pending(ts)
+        if pending.dead:
+            return None
+        reason = self._place(pending, offset, more, data, proto)
+        if reason:
+            self._kill(pending, reason)
+            return None
+        pending.wire_len += wire_len
+        while self._bytes > self.max_bytes and self._pending:
+            self._drop_oldest("evicted")
+        if pending.received != pending.total or key not in self._pending:
+            return None
+        del self._pending[key]
+        self._bytes -= pending.received
+        self.stats["reassembled"] += 1
+        return Datagram(pending.proto, b"".join(pending.pieces), pending.wire_len)
+
+    def expire(self, now: float) -> None:
+        """Drop datagrams whose first fragment is older than ``timeout`` at time ``now``."""
+        pending = self._pending
+        while pending:
+            oldest = next(iter(pending.values()))
+            if now - oldest.first_ts <= self.timeout:
+                return
+            self._drop_oldest("timeout")
+
+    def clear(self) -> None:
+        """Forget every pending datagram without counting it."""
+        self._pending.clear()
+        self._bytes = 0
+
+    def _place(self, pending: _Pending, offset: int, more: bool, data: bytes, proto: int) -> str:
+        """Store the fragment's new bytes; return the reason to discard the datagram, or ""."""
+        end = offset + len(data)
+        if end > self.max_datagram_size:
+            return "too_large"
+        if pending.total >= 0 and (end > pending.total or (not more and end != pending.total)):
+            return "inconsistent"
+        if not more:
+            if pending.max_end > end:
+                return "inconsistent"
+            pending.total = end
+        novel = _insert(pending, offset, data)
+        if novel < 0:
+            return "overlap"
+        if novel < len(data):
+            self.stats["duplicate"] += 1
+        if offset == 0:
+            pending.proto = proto
+        pending.max_end = max(pending.max_end, end)
+        pending.received += novel
+        self._bytes += novel
+        return ""
+
+    def _kill(self, pending: _Pending, reason: str) -> None:
+        self.stats[reason] += 1
+        self._bytes -= pending.received
+        pending.dead = True
+        pending.received = 0
+        pending.starts.clear()
+        pending.pieces.clear()
+
+    def _drop_oldest(self, reason: str) -> None:
+        _, oldest = self._pending.popitem(last=False)
+        if not oldest.dead:
+            self.stats[reason] += 1
+            self._bytes -= oldest.received
+
+
+def _insert(pending: _Pending, offset: int, data: bytes) -> int:
+    """Merge ``data`` at ``offset`` into the pending pieces.
+
+    Returns the number of bytes not held before, or -1 (storing nothing) when
+    ``data`` disagrees with bytes already held.
+    """
+    starts, pieces = pending.starts, pending.pieces
+    end = offset + len(data)
+    first = bisect_right(starts, offset) - 1
+    if first < 0 or starts[first] + len(pieces[first]) <= offset:
+        first += 1
+    new_starts: list[int] = []
+    new_pieces: list[bytes] = []
+    cursor = offset
+    last = first
+    while last < len(starts) and starts[last] < end:
+        start, piece = starts[last], pieces[last]
+        lo, hi = max(offset, start), min(end, start + len(piece))
+        if data[lo - offset : hi - offset] != piece[lo - start : hi - start]:
+            return -1
+        if cursor < start:
+            new_starts.append(cursor)
+            new_pieces.append(data[cursor - offset : start - offset])
+        new_starts.append(start)
+        new_pieces.append(piece)
+        cursor = max(cursor, start + len(piece))
+        last += 1
+    if cursor < end:
+        new_starts.append(cursor)
+        new_pieces.append(data[cursor - offset :])
+    novel = sum(len(p) for p in new_pieces) - sum(len(p) for p in pieces[first:last])
+    starts[first:last] = new_starts
+    pieces[first:last] = new_pieces
+    return novel
