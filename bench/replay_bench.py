@@ -9,6 +9,7 @@ disturbed one. Compare the ratios, not the absolute numbers.
   ceiling     libpcap (pcapy-ng next_batch) reading every frame of the file, nothing else
   dpkt        the ceiling plus a dpkt Ethernet/IP/ICMP parse of every frame
   icmpsensor  the whole sensor: read, decode, reassemble, detect, write notice.log
+  icmpsensor-dpkt  the same with the dpkt reference decoder instead of the fast path
 """
 
 from __future__ import annotations
@@ -45,18 +46,24 @@ def dpkt_stage(path):
             n += 1
     return n, time.perf_counter() - t
 
-def sensor(path):
+def sensor(path, reference=False):
     from icmpsensor.config import Config
+    from icmpsensor.decode import DpktDecoder
     from icmpsensor.pipeline import Pipeline, build_sinks
     from icmpsensor.replay import replay_files
     cfg = Config()
     cfg.output.log_dir = tempfile.mkdtemp()
     pipe = Pipeline(cfg, build_sinks(cfg))
+    if reference:
+        pipe.decoder_for = lambda linktype: DpktDecoder(linktype, pipe.decode_stats,
+                                                        reassembler=pipe.reassembler)
     t = time.perf_counter(); result = replay_files([path], pipe); dt = time.perf_counter() - t
     pipe.close()
     return result.frames, dt
 
-n, dt = {"ceiling": ceiling, "dpkt": dpkt_stage, "icmpsensor": sensor}[STAGE](PATH)
+stages = {"ceiling": ceiling, "dpkt": dpkt_stage, "icmpsensor": sensor,
+          "icmpsensor-dpkt": lambda path: sensor(path, reference=True)}
+n, dt = stages[STAGE](PATH)
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"packets": n, "seconds": dt, "rss_mb": rss_mb}))
 """
@@ -81,7 +88,7 @@ def main() -> int:
         print(f"bench: capture file {capture}: not found", file=sys.stderr)
         return 66
     results = {}
-    for stage in ("ceiling", "dpkt", "icmpsensor"):
+    for stage in ("ceiling", "dpkt", "icmpsensor", "icmpsensor-dpkt"):
         runs = [run_stage(stage, capture) for _ in range(args.repeat)]
         best = min(runs, key=lambda r: r["seconds"])
         best["pps"] = best["packets"] / best["seconds"]
@@ -89,9 +96,9 @@ def main() -> int:
         results[stage] = best
     ceiling = results["ceiling"]["pps"]
     print(f"capture: {capture.name} ({int(results['ceiling']['packets'])} packets), best of {args.repeat}")
-    print(f"{'stage':<12} {'packets/s':>12} {'x ceiling':>10} {'peak RSS MB':>12}")
+    print(f"{'stage':<16} {'packets/s':>12} {'x ceiling':>10} {'peak RSS MB':>12}")
     for stage, r in results.items():
-        print(f"{stage:<12} {r['pps']:>12,.0f} {r['pps'] / ceiling:>10.3f} {r['rss_mb']:>12.1f}")
+        print(f"{stage:<16} {r['pps']:>12,.0f} {r['pps'] / ceiling:>10.3f} {r['rss_mb']:>12.1f}")
     return 0
 
 

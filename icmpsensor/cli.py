@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-dir", metavar="DIR", help="directory for notice.log (overrides output.log_dir)")
     parser.add_argument("--stdout", action="store_true", help="also print each notice as a JSON line on stdout")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
-    parser.add_argument("--print-config", action="store_true", help="print the effective configuration as YAML and exit")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the effective configuration as YAML and exit"
+    )
     parser.add_argument("--version", action="version", version=f"icmpsensor {__version__}")
     return parser
 
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, never a traceback
+    except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):
             raise
         print(f"icmpsensor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

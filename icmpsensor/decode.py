@@ -148,7 +148,7 @@ _AUTH = 51
 _DEST_OPTS = 60
 # Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
 _V6_WALKED = frozenset((_HOP_BY_HOP, _ROUTING, _FRAGMENT, _AUTH, _DEST_OPTS, _PROTO_ICMPV6))
-_MAX_EXT_HEADERS = 16  # more is certainly an attack, and each costs a loop turn
+_MAX_EXT_HEADERS = 16  # headers walked per packet, the ICMPv6 one included: more is an attack
 
 _ECHO4 = frozenset((0, 8))
 _ECHO6 = frozenset((128, 129))

@@ -13,6 +13,8 @@ Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
 * ``overlap``     datagrams discarded because a fragment rewrote held bytes differently;
 * ``inconsistent`` datagrams discarded because fragments disagree on the total length;
 * ``too_large``   datagrams discarded because they would exceed ``max_datagram_size``;
+* ``too_many_fragments`` datagrams discarded for holding more than ``max_fragments`` separate
+  pieces (each fragment costs a scan of the pieces it overlaps: this bounds it);
 * ``timeout``     datagrams discarded unfinished ``timeout`` seconds (packet time) after their
   first fragment;
 * ``evicted``     unfinished datagrams discarded to stay within ``max_datagrams`` / ``max_bytes``.
@@ -80,13 +82,15 @@ class Reassembler:
         stats: Counter[str] | None = None,
         *,
         max_bytes: int = 64 * 1024 * 1024,
+        max_fragments: int = 256,
     ) -> None:
-        if max_datagrams < 1 or timeout <= 0 or max_datagram_size < 1 or max_bytes < 1:
+        if min(max_datagrams, max_datagram_size, max_bytes, max_fragments) < 1 or timeout <= 0:
             raise ValueError("reassembly limits must be positive")
         self.max_datagrams = max_datagrams
         self.timeout = timeout
         self.max_datagram_size = max_datagram_size
         self.max_bytes = max_bytes
+        self.max_fragments = max_fragments
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # Insertion order is creation order, hence (nearly) first-fragment time order:
         # the front is the next to expire or to evict.
@@ -169,6 +173,8 @@ class Reassembler:
         novel = _insert(pending, offset, data)
         if novel < 0:
             return "overlap"
+        if len(pending.pieces) > self.max_fragments:
+            return "too_many_fragments"
         if novel < len(data):
             self.stats["duplicate"] += 1
         if offset == 0:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from icmpsensor.config import Config
-from icmpsensor.decode import DecodeStats, Decoder
+from icmpsensor.decode import Decoder, DecodeStats
 from icmpsensor.detect import Detector
 from icmpsensor.fragments import Reassembler
 from icmpsensor.notices import Notice

@@ -8,6 +8,7 @@ line is cut off again before the error is reported.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -43,10 +44,8 @@ def append_whole_line(fd: int, line: bytes) -> None:
     except OSError as exc:
         raise NoticeWriteError(exc.errno, exc.strerror) from None
     if written != len(line):
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(fd, size_before)
-        except OSError:
-            pass
         raise NoticeWriteError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
 
 

@@ -28,10 +28,7 @@ def packed(addr: str) -> bytes:
 
 def echo(ts: float, src: str, dst: str, request: bool, payload: bytes, ident: int = 7, seq: int = 0) -> IcmpPacket:
     ipv6 = ":" in src
-    if ipv6:
-        icmp_type = 128 if request else 129
-    else:
-        icmp_type = 8 if request else 0
+    icmp_type = {(False, True): 8, (False, False): 0, (True, True): 128, (True, False): 129}[(ipv6, request)]
     return IcmpPacket(ts, packed(src), packed(dst), ipv6, icmp_type, 0, ident, seq, payload, len(payload) + 42)
 
 
