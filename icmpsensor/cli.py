@@ -21,6 +21,7 @@ from icmpsensor.errors import (
     EXIT_CONFIG,
     EXIT_INTERNAL,
     EXIT_NOINPUT,
+    EXIT_NOPERM,
     EXIT_OK,
     EXIT_USAGE,
     SensorError,
@@ -36,8 +37,10 @@ exit codes:
   {EXIT_USAGE}   usage error (bad or missing command-line arguments)
   {EXIT_NOINPUT}  input unreadable: capture file or config file missing, unreadable, not a
       capture, an unsupported link type, or a capture that ends in a broken record
-      (everything readable before it is still processed and reported)
+      (everything readable before it is still processed and reported); live: no such
+      interface, interface down, or the capture failed while running
   {EXIT_CANTCREAT}  log directory missing or not writable
+  {EXIT_NOPERM}  not permitted to capture (needs root or CAP_NET_RAW)
   {EXIT_CONFIG}  invalid configuration (the message reads FILE:LINE: KEY: PROBLEM)
 
 examples:
@@ -64,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-r", dest="read", metavar="FILE", action="append", default=[],
         help="read a pcap or pcapng file; repeat to read several files in order as one timeline",
     )
-    source.add_argument("-i", dest="interface", metavar="IFACE", help="capture live on IFACE")
+    source.add_argument(
+        "-i", dest="interface", metavar="IFACE",
+        help="capture live on IFACE as a daemon (default: capture.interface from the config)",
+    )
     parser.add_argument(
         "-c", dest="config", metavar="CONFIG",
         help="YAML configuration file (default: built-in defaults, see etc/icmpsensor.yaml)",
@@ -122,11 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
-        if args.interface:
-            raise UsageError(f"live capture (-i {args.interface}) is not available yet; use -r FILE")
-        if not args.read:
-            raise UsageError("nothing to do: give -r FILE or -i IFACE (see icmpsensor --help)")
-        return run_replay(cfg, args.read)
+        if args.read:
+            return run_replay(cfg, args.read)
+        if args.interface or cfg.capture.interface:
+            from icmpsensor.daemon import Overrides, run_live
+
+            return run_live(cfg, Overrides(args.interface, args.log_dir, args.stdout))
+        raise UsageError("nothing to do: give -r FILE, -i IFACE, or capture.interface in the config")
     except SensorError as exc:
         print(f"icmpsensor: error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -122,14 +122,18 @@ class Seconds(Kind):
 
     low: float
     high: float
+    zero_means_off: bool = False  # 0 is accepted too, meaning "never"
 
     def parse(self, node: Node, key: str) -> float:
         value = float(_scalar(node, key, (INT_TAG, FLOAT_TAG), "a number of seconds"))
+        if self.zero_means_off and value == 0:
+            return 0.0
         if not (math.isfinite(value) and self.low < value <= self.high):
+            off = " (or 0 for off)" if self.zero_means_off else ""
             raise _Problem(
                 node,
                 key,
-                f"must be greater than {self.low:g} and at most {self.high:g}, got {_clip(node.value)}",
+                f"must be greater than {self.low:g} and at most {self.high:g}{off}, got {_clip(node.value)}",
             )
         return value
 
@@ -362,11 +366,90 @@ class DecodeConfig:
     max_fragmented_datagrams: int = _key(4096, Int(1, 1_000_000), "datagrams being reassembled at once")
 
 
+# Echo and every other ICMP / ICMPv6 message, IPv6 with extension headers in front of the
+# ICMPv6 header (which `icmp6` alone misses) and IPv6 fragments, bare or behind one or two
+# 802.1Q / 802.1ad VLAN tags.
+_L3_FILTER = (
+    "(icmp or (ip6 and (ip6[6] == 58 or ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44"
+    " or ip6[6] == 60 or ip6[6] == 51)))"
+)
+DEFAULT_BPF_FILTER = f"{_L3_FILTER} or (vlan and ({_L3_FILTER} or (vlan and {_L3_FILTER})))"
+
+
+def _bpf_filter(value: str) -> str | None:
+    if not value.strip():
+        return "must not be empty (use 'icmp or icmp6' or the default)"
+    import pcapy  # only when a filter is configured: keeps `--check-config` usable without libpcap quirks
+
+    try:
+        pcapy.compile(pcapy.DLT_EN10MB, 65535, value, 1, 0)
+    except pcapy.PcapError as exc:
+        return f"filter {_clip(value)!r} does not compile: {exc}"
+    return None
+
+
+def _interface_name(value: str) -> str | None:
+    if len(value) > 15 or "/" in value or any(c.isspace() for c in value) or "\0" in value:
+        return f"{_clip(value)!r} is not a valid interface name (at most 15 characters, no '/' or spaces)"
+    return None
+
+
+@dataclass
+class CaptureConfig:
+    interface: str = _key("", Text(_interface_name), "interface to capture on; empty: only -i or -r")
+    bpf_filter: str = _key(DEFAULT_BPF_FILTER, Text(_bpf_filter), "BPF capture filter")
+    snaplen: int = _key(65535, Int(64, 262144), "bytes captured per packet")
+    promiscuous: bool = _key(True, Bool(), "put the interface in promiscuous mode")
+    buffer_size: int = _key(32 * 1024 * 1024, Int(1024 * 1024, 2**31 - 1), "kernel capture buffer, bytes")
+    batch_size: int = _key(512, Int(1, 65536), "packets read per batch")
+    queue_batches: int = _key(1024, Int(2, 1_000_000), "batches the capture->detector queue holds")
+
+
+_PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+@dataclass
+class NotePriorities:
+    data_exfil: str = _key("warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_DataExfil")
+    unpaired_echo_reply: str = _key(
+        "warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_UnpairedEchoReply"
+    )
+    asym_payload: str = _key("warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_AsymPayload")
+    asym_payload_flow: str = _key(
+        "warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_AsymPayloadFlow"
+    )
+
+
+@dataclass
+class JournalConfig:
+    enabled: bool = _key(True, Bool(), "send notices and operational messages to journald")
+    priorities: NotePriorities = field(
+        default_factory=NotePriorities, metadata=_section(NotePriorities, "journald priority per note")
+    )
+
+
+@dataclass
+class RotationConfig:
+    max_bytes: int = _key(100 * 1024 * 1024, Int(0, 2**50), "rotate notice.log at this size; 0: never")
+    interval: float = _key(3600.0, Seconds(0, 366 * 86400, zero_means_off=True), "rotate every N s; 0: never")
+    gzip: bool = _key(False, Bool(), "gzip rotated files")
+    keep: int = _key(48, Int(0, 1_000_000), "rotated files kept; 0: keep all")
+
+
+@dataclass
+class StatsConfig:
+    interval: float = _key(60.0, Seconds(0, 86400, zero_means_off=True), "seconds between stats records; 0: off")
+    log: str = _key("stats.log", Text(_file_name), "stats file name inside output.log_dir")
+
+
 @dataclass
 class OutputConfig:
     log_dir: str = _key(".", Text(_non_empty), "directory for notice.log")
     notice_log: str = _key("notice.log", Text(_file_name), "notice log file name inside log_dir")
     stdout: bool = _key(False, Bool(), "also print each notice as a JSON line on stdout")
+    rotation: RotationConfig = field(
+        default_factory=RotationConfig, metadata=_section(RotationConfig, "notice.log rotation")
+    )
 
 
 @dataclass
@@ -389,6 +472,13 @@ class Config:
     output: OutputConfig = field(
         default_factory=OutputConfig, metadata=_section(OutputConfig, "where notices go")
     )
+    capture: CaptureConfig = field(
+        default_factory=CaptureConfig, metadata=_section(CaptureConfig, "live capture")
+    )
+    journald: JournalConfig = field(
+        default_factory=JournalConfig, metadata=_section(JournalConfig, "journald output")
+    )
+    stats: StatsConfig = field(default_factory=StatsConfig, metadata=_section(StatsConfig, "statistics"))
     source: str | None = None  # the file it was loaded from; None for the built-in defaults
 
 

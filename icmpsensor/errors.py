@@ -11,6 +11,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_NOINPUT = 66  # a capture file or config file that cannot be read
 EXIT_CANTCREAT = 73  # the log directory cannot be written
+EXIT_NOPERM = 77  # not allowed to capture (needs root or CAP_NET_RAW)
 EXIT_CONFIG = 78  # the configuration is invalid
 
 
@@ -44,3 +45,13 @@ class ConfigError(SensorError):
     """The configuration is invalid; the message reads `file:line: key: problem`."""
 
     exit_code = EXIT_CONFIG
+
+
+class CaptureError(SensorError):
+    """The interface cannot be captured on (no such device, down, already active...)."""
+
+    exit_code = EXIT_NOINPUT
+
+
+class CapturePermissionError(CaptureError):
+    exit_code = EXIT_NOPERM

@@ -7,7 +7,7 @@ very same decoder and detector.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
@@ -18,9 +18,11 @@ from icmpsensor.sinks import NoticeLog, NoticeSink, NoticeWriteError, StdoutSink
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, sinks: Sequence[NoticeSink]) -> None:
+    def __init__(self, cfg: Config, sinks: Sequence[NoticeSink],
+                 on_write_error: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
+        self.on_write_error = on_write_error or _print_error
         self.decode_stats = DecodeStats()
         self.reassembler = Reassembler(
             max_datagrams=cfg.decode.max_fragmented_datagrams,
@@ -68,8 +70,13 @@ class Pipeline:
                     sink.emit(notice)
                 except NoticeWriteError as exc:
                     self.write_errors += 1
-                    print(f"icmpsensor: cannot write notice ({exc.strerror}); notice: {notice.msg}",
-                          file=sys.stderr)
+                    self.on_write_error(f"cannot write notice to {type(sink).__name__} ({exc.strerror}): "
+                                        f"{notice.note} {notice.src} -> {notice.dst}")
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Apply a reloaded configuration; detector state is kept."""
+        self.cfg = cfg
+        self.detector.reconfigure(cfg.detection, cfg.allowlist)
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -84,6 +91,10 @@ class Pipeline:
             "notices": self.notices_emitted,
             "notice_write_errors": self.write_errors,
         }
+
+
+def _print_error(message: str) -> None:
+    print(f"icmpsensor: error: {message}", file=sys.stderr)
 
 
 def build_sinks(cfg: Config) -> list[NoticeSink]:

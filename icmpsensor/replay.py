@@ -7,18 +7,17 @@ carries over from one file to the next, and flows are evaluated only at the very
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pcapy
 
+from icmpsensor.capture import frames_of
 from icmpsensor.decode import Decoder
 from icmpsensor.errors import InputError
 from icmpsensor.pipeline import Pipeline
 
 BATCH_SIZE = 4096
-_META = struct.Struct("=IIII")  # next_batch record: sec, usec, offset, caplen
 
 
 @dataclass
@@ -47,12 +46,11 @@ def _clean(exc: Exception) -> str:
 
 def batches(reader: pcapy.Reader) -> Iterator[list[tuple[float, bytes]]]:
     """(timestamp, frame) batches straight from libpcap; raises pcapy.PcapError on a broken record."""
-    unpack = _META.iter_unpack
     while True:
         buf, meta = reader.next_batch(BATCH_SIZE)
         if not meta:
             return
-        yield [(sec + usec * 1e-6, buf[off : off + cap]) for sec, usec, off, cap in unpack(meta)]
+        yield list(frames_of(buf, meta))
 
 
 def _single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:

@@ -1,21 +1,41 @@
 """Notice sinks: where notices go once the detector has raised them.
 
-`NoticeLog` writes Zeek-compatible JSON lines to notice.log. Each line goes out in
-one write() on an O_APPEND descriptor, so concurrent writers and `tail -F` readers
-never see interleaved or partial lines; if the disk fills mid-line, the partial
-line is cut off again before the error is reported.
+`NoticeLog` writes Zeek-compatible JSON lines to notice.log through a `RotatingLog`
+(whole lines only, rotation by size and age, reopen on SIGHUP). A notice that cannot
+be written is held in memory and written, in order, before the next one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import sys
+import threading
+from collections import deque
 from typing import Protocol, TextIO
 
-from icmpsensor.errors import OutputError
+from icmpsensor.config import RotationConfig
+from icmpsensor.logfiles import (
+    NoticeWriteError,
+    RotatingLog,
+    StatsLog,
+    append_whole_line,
+    check_log_dir,
+    open_append,
+)
 from icmpsensor.notices import Notice
+
+__all__ = [
+    "BACKLOG_LIMIT",
+    "NoticeLog",
+    "NoticeSink",
+    "NoticeWriteError",
+    "StatsLog",
+    "StdoutSink",
+    "append_whole_line",
+    "check_log_dir",
+    "open_append",
+]
+
+BACKLOG_LIMIT = 10_000  # notices held in memory while notice.log cannot be written
 
 
 class NoticeSink(Protocol):
@@ -24,47 +44,89 @@ class NoticeSink(Protocol):
     def close(self) -> None: ...
 
 
-class NoticeWriteError(OSError):
-    """A notice could not be written whole; nothing partial was left behind."""
-
-
-def open_append(path: str, mode: int = 0o640) -> int:
-    """Open `path` for appending, creating it; errors name the path (exit 73)."""
-    try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        raise OutputError(f"cannot open log file {path}: {exc.strerror}") from None
-
-
-def append_whole_line(fd: int, line: bytes) -> None:
-    """Append `line` with one write; on a short write, remove the fragment and raise."""
-    size_before = os.fstat(fd).st_size
-    try:
-        written = os.write(fd, line)
-    except OSError as exc:
-        raise NoticeWriteError(exc.errno, exc.strerror) from None
-    if written != len(line):
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, size_before)
-        raise NoticeWriteError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
-
-
 class NoticeLog:
-    """notice.log in a log directory."""
+    """notice.log in a log directory; `rotation` None (file replay) never rotates.
 
-    def __init__(self, log_dir: str, file_name: str, peer_descr: str) -> None:
+    Stats: `backlog` (notices held for retry), `lost` (dropped because the backlog was
+    full, or still held at close), `write_errors` (failed write attempts).
+    """
+
+    def __init__(self, log_dir: str, file_name: str, peer_descr: str, rotation: RotationConfig | None = None,
+                 *, backlog_limit: int = BACKLOG_LIMIT) -> None:
         check_log_dir(log_dir)
-        self.path = os.path.join(log_dir, file_name)
+        self.log = RotatingLog(log_dir, file_name, rotation)
+        self.path = self.log.path
         self.peer_descr = peer_descr
-        self._fd = open_append(self.path)
+        self.lost = 0
+        self.write_errors = 0
+        self._held: deque[bytes] = deque(maxlen=backlog_limit)
+        self._lock = threading.RLock()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._held)
 
     def emit(self, notice: Notice) -> None:
-        append_whole_line(self._fd, notice.to_json_line(self.peer_descr).encode())
+        """Write the notice (after any held ones); NoticeWriteError if it had to be held instead."""
+        line = notice.to_json_line(self.peer_descr).encode()
+        with self._lock:
+            if self._held:
+                self._hold(line)
+                self.flush_backlog()
+                return
+            try:
+                self.log.write_line(line)
+            except NoticeWriteError as exc:
+                self.write_errors += 1
+                self._hold(line)
+                raise self._held_error(exc) from None
+
+    def flush_backlog(self) -> int:
+        """Write the held notices in order (call about once a second); how many were written.
+
+        Raises NoticeWriteError if some are still held.
+        """
+        written = 0
+        with self._lock:
+            while self._held:
+                try:
+                    self.log.write_line(self._held[0])
+                except NoticeWriteError as exc:
+                    self.write_errors += 1
+                    raise self._held_error(exc) from None
+                self._held.popleft()
+                written += 1
+        return written
+
+    def _hold(self, line: bytes) -> None:
+        if len(self._held) == self._held.maxlen:
+            self.lost += 1  # the deque drops the oldest
+        self._held.append(line)
+
+    def _held_error(self, exc: NoticeWriteError) -> NoticeWriteError:
+        return NoticeWriteError(exc.errno, f"{exc.strerror}; {len(self._held)} notices held in memory for retry")
+
+    def maybe_rotate(self) -> str | None:
+        return self.log.maybe_rotate()
+
+    def rotate(self) -> str:
+        return self.log.rotate()
+
+    def reopen(self) -> bool:
+        return self.log.reopen()
+
+    def reconfigure(self, rotation: RotationConfig | None) -> None:
+        self.log.reconfigure(rotation)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Write what is held if possible (what is not counts as lost), then close the file."""
+        with self._lock:
+            try:
+                self.flush_backlog()
+            except NoticeWriteError:
+                self.lost += len(self._held)
+                self._held.clear()
+            self.log.close()
 
 
 class StdoutSink:
@@ -80,11 +142,3 @@ class StdoutSink:
 
     def close(self) -> None:
         self.stream.flush()
-
-
-def check_log_dir(log_dir: str) -> None:
-    """The log directory must exist and be writable; otherwise exit 73 with its name."""
-    if not os.path.isdir(log_dir):
-        raise OutputError(f"log directory {log_dir}: does not exist or is not a directory")
-    if not os.access(log_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"log directory {log_dir}: not writable")

@@ -223,8 +223,6 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert_error(result.returncode, result.stderr, 2, "--no-such-option")
     result = run_cli("-r", "x.pcap", "-i", "eth0")
     assert_error(result.returncode, result.stderr, 2, "-r and -i")
-    result = run_cli("-i", "eth0")
-    assert_error(result.returncode, result.stderr, 2, "not available yet")
 
 
 def test_missing_capture_file_exits_66(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_round_trip(tmp_path: Path, cfg: Config) -> None:
 
 def test_dump_writes_hosts_and_payloads_as_text() -> None:
     data = yaml.safe_load(config_to_yaml(non_default()))
-    assert list(data) == ["sensor", "detection", "allowlist", "decode", "output"]
+    assert list(data) == ["sensor", "detection", "allowlist", "decode", "output", "capture", "journald", "stats"]
     assert data["allowlist"] == {
         "hosts": ["192.0.2.0/24", "2001:db8::1/128"],
         "payloads": ["1234", "616263", "00"],
@@ -190,7 +190,7 @@ def test_unknown_section(tmp_path: Path) -> None:
     assert config_error(tmp_path, "sensor: {}\ndetecton: {}\n") == (
         ":2: detecton: unknown section (did you mean 'detection'?)"
     )
-    assert config_error(tmp_path, "capture_stuff: 1\n") == ":1: capture_stuff: unknown section"
+    assert config_error(tmp_path, "zzz_stuff: 1\n") == ":1: zzz_stuff: unknown section"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,201 @@
+"""Live capture with libpcap (pcapy-ng): opening the interface and the capture thread.
+
+pcapy-ng 2.1 on Linux blocks forever in `next()`/`next_batch()` on an idle interface,
+even with a read timeout, and crashes if `close()` is called from another thread
+while a read is blocked. So the handle is non-blocking, the thread sleeps in
+`select()` on the capture descriptor plus a wake-up pipe, and only the capture thread
+itself closes the handle once it has stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pcapy
+
+from icmpsensor.config import CaptureConfig
+from icmpsensor.errors import CaptureError, CapturePermissionError
+from icmpsensor.spscqueue import SpscQueue
+
+# A batch as read from libpcap: frame bytes and 16-byte (sec, usec, offset, caplen) records.
+RawBatch = tuple[bytes, bytes]
+
+_META = struct.Struct("=IIII")
+
+# libpcap status codes (pcap/pcap.h) returned by pcap_activate and friends.
+_STATUS_TEXT = {
+    -1: "generic error",
+    -3: "capture handle not activated",
+    -4: "capture handle already activated",
+    -5: "no such device",
+    -6: "monitor mode not supported",
+    -7: "not in monitor mode",
+    -8: "permission denied (capturing needs root or CAP_NET_RAW)",
+    -9: "interface is not up",
+    -10: "timestamp type not supported",
+    -11: "permission denied for promiscuous mode",
+    -12: "timestamp precision not supported",
+}
+_PERMISSION_STATUSES = (-8, -11)
+READ_TIMEOUT_MS = 100  # libpcap/kernel ring block timeout: the longest a packet waits to be handed over
+STOP_DRAIN_SECONDS = 2 * READ_TIMEOUT_MS / 1000
+_WARNING_TEXT = {1: "warning", 2: "promiscuous mode not supported", 3: "timestamp type not supported"}
+
+
+def frames_of(buf: bytes, meta: bytes) -> Iterator[tuple[float, bytes]]:
+    """(timestamp, frame) pairs of one libpcap batch."""
+    for sec, usec, off, cap in _META.iter_unpack(meta):
+        yield sec + usec * 1e-6, buf[off : off + cap]
+
+
+def packet_count(meta: bytes) -> int:
+    return len(meta) // _META.size
+
+
+@dataclass
+class CaptureStats:
+    received: int = 0  # ps_recv: packets that passed the filter (kernel count)
+    kernel_dropped: int = 0  # ps_drop: dropped for lack of buffer space
+    interface_dropped: int = 0  # ps_ifdrop: dropped by the interface or driver
+    read: int = 0  # packets handed to the queue or dropped by it
+    queue_dropped: int = 0  # packets in batches the full queue refused
+
+
+class LiveCapture:
+    """One libpcap handle on one interface, read by one capture thread."""
+
+    def __init__(self, interface: str, cfg: CaptureConfig) -> None:
+        self.interface = interface
+        self.cfg = cfg
+        self.stats = CaptureStats()
+        self._handle: pcapy.Reader | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failure: str | None = None  # set if the capture thread died on a read error
+        self.warning: str | None = None  # a libpcap warning at activation (capture works, degraded)
+        self._handle_lock = threading.Lock()  # pcap_stats from the main thread vs close in the capture thread
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open(self) -> int:
+        """Create, configure and activate the handle; returns the link type. Raises CaptureError."""
+        name = self.interface
+        try:
+            handle = pcapy.create(name)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"interface {name}: {exc}") from None
+        cfg = self.cfg
+        self._check(handle.set_snaplen(cfg.snaplen), "set snap length")
+        self._check(handle.set_promisc(1 if cfg.promiscuous else 0), "set promiscuous mode")
+        self._check(handle.set_buffer_size(cfg.buffer_size), "set buffer size")
+        self._check(handle.set_timeout(READ_TIMEOUT_MS), "set read timeout")
+        self._check(handle.activate(), "activate capture")
+        try:
+            handle.setnonblock(1)
+            handle.setfilter(cfg.bpf_filter)
+            linktype = handle.datalink()
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"interface {name}: {exc}") from None
+        self._handle = handle
+        return linktype
+
+    def _check(self, status: int | None, what: str) -> None:
+        if status is None or status == 0:
+            return
+        if status > 0:  # a warning: capture works, possibly degraded
+            self.warning = f"interface {self.interface}: {what}: {_WARNING_TEXT.get(status, 'warning')}"
+            return
+        text = _STATUS_TEXT.get(status, f"libpcap error {status}")
+        error = CapturePermissionError if status in _PERMISSION_STATUSES else CaptureError
+        raise error(f"interface {self.interface}: cannot {what}: {text}")
+
+    # -- the capture thread --------------------------------------------------------------------
+
+    def start(self, queue: SpscQueue[RawBatch]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(queue,), name="capture", daemon=True)
+        self._thread.start()
+
+    def _run(self, queue: SpscQueue[RawBatch]) -> None:
+        handle = self._handle
+        assert handle is not None
+        fd = handle.getfd()
+        try:
+            while not self._stop.is_set():
+                readable, _, _ = select.select([fd, self._wake_r], [], [], 1.0)
+                if self._wake_r in readable:
+                    break
+                self._drain(handle, queue)
+            # Packets can sit in a kernel ring block until its timeout retires it: wait that long, then
+            # take them too, so a stop never loses what the wire already delivered.
+            deadline = time.monotonic() + STOP_DRAIN_SECONDS
+            while (left := deadline - time.monotonic()) > 0:
+                select.select([fd], [], [], left)
+                self._drain(handle, queue)
+            self._update_kernel_stats()
+        except (pcapy.PcapError, OSError) as exc:
+            self.failure = f"interface {self.interface}: capture failed: {exc}"
+        finally:
+            with self._handle_lock:
+                self._handle = None
+                handle.close()
+            queue.wake()
+
+    def _drain(self, handle: pcapy.Reader, queue: SpscQueue[RawBatch]) -> None:
+        """Read batches until libpcap has nothing more right now."""
+        stats = self.stats
+        batch_size = self.cfg.batch_size
+        while True:
+            buf, meta = handle.next_batch(batch_size)
+            if not meta:
+                return
+            count = packet_count(meta)
+            stats.read += count
+            if not queue.put((buf, meta)):
+                stats.queue_dropped += count
+
+    def _update_kernel_stats(self) -> None:
+        with self._handle_lock:
+            if self._handle is None:
+                return
+            try:
+                received, dropped, if_dropped = self._handle.stats()
+            except pcapy.PcapError:
+                return
+        self.stats.received, self.stats.kernel_dropped, self.stats.interface_dropped = received, dropped, if_dropped
+
+    def refresh_stats(self) -> CaptureStats:
+        """Current counters (pcap_stats is safe to call while the thread reads)."""
+        self._update_kernel_stats()
+        return self.stats
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the capture thread to stop, and wait for it (it closes the handle itself)."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return  # still reading: leave the pipe open rather than pull it from under select()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def close_unstarted(self) -> None:
+        """Close a handle that was opened but never handed to a thread."""
+        if self._thread is None and self._handle is not None:
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,224 @@
+"""Live capture end to end, between network namespaces built by the tests (needs root).
+
+Exfiltration is generated with hping3 in ICMP file mode from the peer namespace to the
+sensor host, whose kernel echoes every chunk back; benign default pings come from a
+second address of the peer. Every traffic loop is bounded in count and time, and the
+namespaces are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netlab import (
+    BENIGN_IP,
+    PEER_IP,
+    SENSOR_IF,
+    SENSOR_IP,
+    Lab,
+    Sensor,
+    missing_prerequisite,
+    start_sensor,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
+
+EXFIL_NOTES = {("ICMP::ICMP_DataExfil", PEER_IP, SENSOR_IP), ("ICMP::ICMP_AsymPayloadFlow", PEER_IP, SENSOR_IP)}
+
+FAST_EXPIRY = """
+detection:
+  idle_timeout: 2
+stats:
+  interval: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab()
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_bytes(b"".join(f"line {i:05d}: customer record, card 4111-1111-1111-{i:04d}\n".encode()
+                             for i in range(600)))
+    return path
+
+
+@pytest.fixture
+def sensors() -> Iterator[list[Sensor]]:
+    started: list[Sensor] = []
+    yield started
+    for sensor in started:
+        if sensor.proc.poll() is None:
+            sensor.proc.kill()
+            sensor.proc.communicate(timeout=10)
+        sensor.kill_journald()
+
+
+def launch(lab: Lab, tmp_path: Path, sensors: list[Sensor], config: str = FAST_EXPIRY, **kw: object) -> Sensor:
+    sensor = start_sensor(lab, tmp_path / f"sensor{len(sensors)}", config, **kw)  # type: ignore[arg-type]
+    sensors.append(sensor)
+    if not sensor.ready:
+        code, _, err = sensor.stop()
+        pytest.fail(f"sensor did not become ready (exit {code}): {err.strip()[-2000:]}")
+    return sensor
+
+
+def note_set(notices: list[dict[str, object]]) -> set[tuple[object, object, object]]:
+    return {(n["note"], n["src"], n["dst"]) for n in notices}
+
+
+def test_hping3_exfil_is_reported_in_notice_log_and_journald_and_benign_pings_are_not(
+        lab: Lab, tmp_path: Path, secret: Path, sensors: list[Sensor]) -> None:
+    sensor = launch(lab, tmp_path, sensors)
+    lab.benign_pings(count=30)
+    lab.hping3_exfil(secret, count=60, size=500, interval_us=3000)  # ~330 packets/s, 30 kB
+    # idle_timeout is 2 s: the flow's notices must appear on wall-clock expiry, without more traffic.
+    assert wait_for(lambda: note_set(sensor.notices()) >= EXFIL_NOTES, 20), sensor.notices()
+    notices = sensor.notices()
+    assert all(n["src"] != BENIGN_IP and n["dst"] != BENIGN_IP for n in notices)
+    exfil = next(n for n in notices if n["note"] == "ICMP::ICMP_DataExfil")
+    assert exfil["n"] == 60
+    assert "Bytes sent: 30000" in str(exfil["sub"])
+    entries = sensor.journal("NOTE=ICMP::ICMP_DataExfil")
+    assert len(entries) == 1, entries
+    entry = entries[0]
+    assert entry["MESSAGE"] == exfil["msg"]
+    assert entry["SRC"] == PEER_IP and entry["DST"] == SENSOR_IP and entry["UID"] == exfil["uid"]
+    assert entry["N"] == "60" and entry["BYTES_SENT"] == "30000" and entry["PRIORITY"] == "4"
+    assert entry["MESSAGE_ID"] == "461816d2d78c4b66b4d0abfe1a4d1ca1"
+    assert float(entry["START"]) <= float(entry["END"])
+    assert "BYTES_RECEIVED" in entry
+    assert not [e for e in sensor.journal() if BENIGN_IP in e.get("MESSAGE", "") and "NOTE" in e]
+    # Stats records go to stats.log and journald every second.
+    assert wait_for(lambda: (sensor.log_dir / "stats.log").exists(), 5)
+    code, _, err = sensor.stop()
+    assert code == 0, err
+    stats = [line for line in (sensor.log_dir / "stats.log").read_text().splitlines() if line]
+    last = json.loads(stats[-1])
+    assert last["packets_read"] >= 60 + 60 + 30 * 2, last
+    assert last["notices"] >= 2 and last["queue_dropped"] == 0
+    for key in ("packets_received", "kernel_dropped", "interface_dropped", "queue_dropped", "decode", "flows",
+                "evictions"):
+        assert key in last
+
+
+def test_sigterm_flushes_open_flows_and_exits_within_5s(lab: Lab, tmp_path: Path, secret: Path,
+                                                       sensors: list[Sensor]) -> None:
+    sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 300\n")
+    lab.hping3_exfil(secret, count=40, size=200, interval_us=2000)
+    time.sleep(0.5)
+    assert sensor.notices() == []  # nothing is due yet: the flow is still open
+    code, took, err = sensor.stop()
+    assert code == 0, err
+    assert took < 5.0
+    assert note_set(sensor.notices()) >= EXFIL_NOTES
+
+
+def test_sighup_rejects_a_broken_config_and_applies_a_good_one(lab: Lab, tmp_path: Path, secret: Path,
+                                                               sensors: list[Sensor]) -> None:
+    sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 1\n")
+    cfg = sensor.workdir / "icmpsensor.yaml"
+    # A small transfer (5 x 50 bytes, 4 changes) stays below the default thresholds.
+    lab.hping3_exfil(secret, count=5, size=50, interval_us=2000)
+    time.sleep(2.5)
+    assert sensor.notices() == []
+    cfg.write_text("detection:\n  idle_timeout: [oops\n")
+    sensor.signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert sensor.proc.poll() is None, "a broken config must not stop the daemon"
+    errors = [e["MESSAGE"] for e in sensor.journal("MESSAGE_ID=90dbe942ae0a47af9d963dfd74b9fc32")]
+    assert any("reload rejected" in m and "YAML syntax error" in m for m in errors), errors
+    cfg.write_text("detection:\n  idle_timeout: 1\n  exfil_bytes_threshold: 100\n"
+                   "  changed_requests_threshold: 2\ncapture:\n  snaplen: 1500\n")
+    sensor.signal(signal.SIGHUP)
+    assert wait_for(lambda: bool(sensor.journal("MESSAGE_ID=343714c842264f38a2a36e60040a11c0")), 5)
+    reload_msg = sensor.journal("MESSAGE_ID=343714c842264f38a2a36e60040a11c0")[-1]["MESSAGE"]
+    assert "capture.snaplen" in reload_msg and "restart" in reload_msg
+    lab.hping3_exfil(secret, count=5, size=50, interval_us=2000)
+    assert wait_for(lambda: ("ICMP::ICMP_DataExfil", PEER_IP, SENSOR_IP) in note_set(sensor.notices()), 10)
+    code, _, err = sensor.stop()
+    assert code == 0, err
+
+
+def test_without_journald_notices_still_reach_notice_log_with_one_warning(lab: Lab, tmp_path: Path,
+                                                                         secret: Path,
+                                                                         sensors: list[Sensor]) -> None:
+    sensor = launch(lab, tmp_path, sensors, journald=False)
+    lab.hping3_exfil(secret, count=20, size=200, interval_us=2000)
+    assert wait_for(lambda: note_set(sensor.notices()) >= EXFIL_NOTES, 15)
+    code, _, err = sensor.stop()
+    assert code == 0
+    warnings = [line for line in err.splitlines() if "journald socket" in line]
+    assert len(warnings) == 1 and "not found" in warnings[0]
+    assert "Traceback" not in err
+
+
+def _sensor_cmd(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return lab.in_sensor(sys.executable, "-m", "icmpsensor", *args, check=False, timeout=30)
+
+
+def test_no_such_interface_exits_66_with_one_line(lab: Lab, tmp_path: Path) -> None:
+    result = _sensor_cmd(lab, "-i", "nosuch0", "--log-dir", str(tmp_path))
+    assert result.returncode == 66, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "icmpsensor: error: interface nosuch0: cannot activate capture: no such device")
+
+
+def test_capture_without_permission_exits_77(lab: Lab) -> None:
+    log_dir = tempfile.mkdtemp(prefix="icmpsensor-nobody-")  # outside pytest's root-only tmp tree
+    try:
+        os.chmod(log_dir, 0o777)
+        result = lab.in_sensor("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                               "--inh-caps=-all", sys.executable, "-m", "icmpsensor", "-i", SENSOR_IF,
+                               "--log-dir", log_dir, check=False, timeout=30)
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    assert result.returncode == 77, result.stderr
+    assert "permission denied" in result.stderr and "CAP_NET_RAW" in result.stderr
+
+
+def test_missing_log_dir_exits_73(lab: Lab, tmp_path: Path) -> None:
+    result = _sensor_cmd(lab, "-i", SENSOR_IF, "--log-dir", str(tmp_path / "missing"))
+    assert result.returncode == 73, result.stderr
+    assert "log directory" in result.stderr and str(tmp_path / "missing") in result.stderr
+
+
+def test_read_only_log_dir_exits_73(lab: Lab, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --make-rprivate / && mount -t tmpfs -o ro tmpfs {ro} && "
+         f"exec nsenter --net=/run/netns/{lab.sensor_ns} {sys.executable} -m icmpsensor -i {SENSOR_IF} "
+         f"--log-dir {ro}"],
+        capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 73, result.stderr
+    assert str(ro) in result.stderr
+
+
+def test_bad_bpf_filter_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("capture:\n  interface: lo\n  bpf_filter: icmp and and\n")
+    result = subprocess.run([sys.executable, "-m", "icmpsensor", "-c", str(cfg), "--check-config"],
+                            capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 78
+    assert f"{cfg}:3: capture.bpf_filter: filter 'icmp and and' does not compile" in result.stderr
