@@ -125,6 +125,10 @@ class Sensor:
             return []
         return [json.loads(line) for line in self.notice_path.read_text().splitlines() if line.strip()]
 
+    def in_mount_ns(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a command in the sensor's private mount namespace (to see a tmpfs log dir)."""
+        return run("nsenter", "-t", str(self.proc.pid), "-m", *argv, check=False)
+
     def journald_pid(self) -> int | None:
         try:
             return int((self.workdir / "journald.pid").read_text())
@@ -169,6 +173,7 @@ _WRAPPER = r"""
 set -e
 mount --make-rprivate /
 for d in /run/systemd /run/log /var/log/journal; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+if [ -n "$LOG_TMPFS_SIZE" ]; then mount -t tmpfs -o "size=$LOG_TMPFS_SIZE" tmpfs "$LOG_DIR"; fi
 if [ "$WITH_JOURNALD" = 1 ]; then
     env -u NOTIFY_SOCKET /lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &  # its READY=1 is not ours
     echo $! > "$WORKDIR/journald.pid"
@@ -179,7 +184,8 @@ exec nsenter --net=/run/netns/"$SENSOR_NS" "$@"
 
 
 def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True, extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None, ready_timeout: float = 20.0) -> Sensor:
+                 env: dict[str, str] | None = None, ready_timeout: float = 20.0,
+                 log_tmpfs_size: str = "") -> Sensor:
     """Start the sensor on the lab's sensor interface and wait for its sd_notify READY=1."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "logs"
@@ -194,6 +200,7 @@ def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True,
             "-i", SENSOR_IF, "-c", str(cfg_path), "--log-dir", str(log_dir), *extra_args]
     full_env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WORKDIR": str(workdir),
                 "SENSOR_NS": lab.sensor_ns, "WITH_JOURNALD": "1" if journald else "0",
+                "LOG_TMPFS_SIZE": log_tmpfs_size, "LOG_DIR": str(log_dir),
                 "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
                             cwd=REPO)

@@ -222,3 +222,27 @@ def test_bad_bpf_filter_is_a_config_error(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 78
     assert f"{cfg}:3: capture.bpf_filter: filter 'icmp and and' does not compile" in result.stderr
+
+
+def test_disk_full_notices_reach_journald_and_are_written_when_space_returns(
+        lab: Lab, tmp_path: Path, secret: Path, sensors: list[Sensor]) -> None:
+    sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 1\nstats:\n  interval: 0\n",
+                    log_tmpfs_size="256k")
+    filler = sensor.log_dir / "filler"
+    sensor.in_mount_ns("sh", "-c", f"dd if=/dev/zero of={filler} bs=4k 2>/dev/null; sync")
+    lab.hping3_exfil(secret, count=20, size=200, interval_us=2000)
+    # The notices still reach journald, and the write error is logged there.
+    assert wait_for(lambda: len(sensor.journal("NOTE=ICMP::ICMP_DataExfil")) == 1, 15)
+    errors = [e["MESSAGE"] for e in sensor.journal("MESSAGE_ID=90dbe942ae0a47af9d963dfd74b9fc32")]
+    assert any("cannot write notice" in m for m in errors), errors
+    notice_log = str(sensor.log_dir / "notice.log")
+    assert sensor.in_mount_ns("cat", notice_log).stdout == ""
+    # Space comes back: the held notices are written, whole and in order, within a tick or two.
+    sensor.in_mount_ns("rm", "-f", str(filler))
+    assert wait_for(lambda: sensor.in_mount_ns("cat", notice_log).stdout.count("\n") >= 2, 10)
+    lines = sensor.in_mount_ns("cat", notice_log).stdout.splitlines()
+    notices = [json.loads(line) for line in lines]
+    assert note_set(notices) >= EXFIL_NOTES
+    code, _, err = sensor.stop()
+    assert code == 0, err
+
