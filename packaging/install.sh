@@ -60,8 +60,9 @@ while [ $# -gt 0 ]; do
 done
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ERR=$(mktemp "${TMPDIR:-/tmp}/icmpsensor-install.XXXXXX")
-trap 'rm -f "$ERR"' EXIT
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/icmpsensor-install.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+ERR=$WORK/output
 
 # run SECONDS WHAT COMMAND...: COMMAND bounded by SECONDS; on failure one line naming WHAT,
 # the exit status (124: timed out) and the command's last line of output.
@@ -106,21 +107,24 @@ if ! timeout 30 "$PREFIX/bin/python" -c 'import sys; sys.exit(sys.version_info <
     say "creating the venv $PREFIX ($PYTHON -m venv)"
     run 300 "creating the venv $PREFIX" "$PYTHON" -m venv --clear "$PREFIX"
 fi
+PIP=("$PREFIX/bin/python" -m pip install --disable-pip-version-check --no-input --no-warn-script-location --quiet)
 if [ -n "$WHEELHOUSE" ]; then
-    REQ="icmpsensor==$VERSION"
-    PIP_SOURCE=(--no-index --find-links "$WHEELHOUSE")
-    say "installing $REQ from the wheelhouse $WHEELHOUSE"
+    say "installing icmpsensor $VERSION from the wheelhouse $WHEELHOUSE"
+    PIP+=(--no-index --find-links "$WHEELHOUSE")
+    # The package and whatever dependency is missing or too old...
+    run 900 "pip install icmpsensor==$VERSION" "${PIP[@]}" "icmpsensor==$VERSION"
+    # ...then this wheel's code even if the same version is installed already.
+    run 900 "pip install icmpsensor==$VERSION (reinstall)" "${PIP[@]}" --force-reinstall --no-deps \
+        "icmpsensor==$VERSION"
 else
-    REQ=$SRC
-    PIP_SOURCE=()
     say "installing icmpsensor $VERSION from $SRC"
+    # pip builds in the source tree: build from a copy, so that the checkout may be read-only
+    # and gets no build/ or *.egg-info. pip always reinstalls a package given as a directory.
+    run 120 "copying $SRC to $WORK" "$PYTHON" -c 'import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2],
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache",
+                                      ".hypothesis"))' "$SRC" "$WORK/src"
+    run 900 "pip install $SRC" "${PIP[@]}" "$WORK/src"
 fi
-PIP=("$PREFIX/bin/python" -m pip install --disable-pip-version-check --no-input --no-warn-script-location
-     --quiet "${PIP_SOURCE[@]}")
-# The package and whatever dependency is missing or too old...
-run 900 "pip install $REQ" "${PIP[@]}" "$REQ"
-# ...then exactly this checkout's code, even when the version number did not change.
-run 900 "pip install (reinstalling icmpsensor)" "${PIP[@]}" --force-reinstall --no-deps "$REQ"
 run 60 "running $PREFIX/bin/icmpsensor --version" "$PREFIX/bin/icmpsensor" --version
 
 # ---- configuration -------------------------------------------------------------------------
@@ -128,7 +132,7 @@ run 10 "creating $CONF_DIR" install -d -m 0755 "$CONF_DIR"
 if [ ! -e "$CONF" ]; then
     run 10 "installing $CONF" install -m 0644 "$SRC/etc/icmpsensor.yaml" "$CONF"
     say "installed $CONF"
-elif cmp -s "$SRC/etc/icmpsensor.yaml" "$CONF"; then
+elif timeout 30 cmp -s "$SRC/etc/icmpsensor.yaml" "$CONF"; then
     say "$CONF is the shipped one, unchanged"
 else
     run 10 "installing $CONF.dist" install -m 0644 "$SRC/etc/icmpsensor.yaml" "$CONF.dist"
@@ -140,7 +144,7 @@ if [ "$WITH_LOGROTATE" -eq 1 ]; then
         run 10 "installing $LOGROTATE_DIR/icmpsensor" \
             install -m 0644 "$SRC/packaging/logrotate/icmpsensor" "$LOGROTATE_DIR/icmpsensor"
         say "installed $LOGROTATE_DIR/icmpsensor: set output.rotation max_bytes: 0 and interval: 0 in $CONF"
-    elif ! cmp -s "$SRC/packaging/logrotate/icmpsensor" "$LOGROTATE_DIR/icmpsensor"; then
+    elif ! timeout 30 cmp -s "$SRC/packaging/logrotate/icmpsensor" "$LOGROTATE_DIR/icmpsensor"; then
         say "kept your $LOGROTATE_DIR/icmpsensor (the shipped one differs: $SRC/packaging/logrotate/icmpsensor)"
     fi
 fi
@@ -173,9 +177,13 @@ fi
 
 # ---- final check ---------------------------------------------------------------------------
 run 60 "checking $CONF (icmpsensor -c $CONF --check-config)" "$PREFIX/bin/icmpsensor" -c "$CONF" --check-config
-IFACE=$(timeout 60 "$PREFIX/bin/icmpsensor" -c "$CONF" --print-config 2>/dev/null \
-        | sed -n '/^capture:/,/^[^ ]/{s/^  interface: *//p}' | tr -d "\"'" || true)
+IFACE=$(timeout 60 "$PREFIX/bin/python" -c \
+        'import sys; from icmpsensor.config import load_config; print(load_config(sys.argv[1]).capture.interface)' \
+        "$CONF" 2>/dev/null || true)
 say "icmpsensor $VERSION installed in $PREFIX"
+if [ "$SYSTEMD" -eq 1 ] && timeout 30 systemctl --quiet is-active icmpsensor.service; then
+    say "icmpsensor is running the code it started with: systemctl restart icmpsensor to run this version"
+fi
 if [ -z "$IFACE" ]; then
     say "next: set capture.interface (the SPAN port) in $CONF, then: systemctl enable --now icmpsensor"
 elif [ "$SYSTEMD" -eq 1 ]; then

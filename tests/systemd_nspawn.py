@@ -21,12 +21,13 @@ from the host), in a clean environment; files are read and written through
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -95,6 +96,7 @@ class NetLab:
 
     def up(self, peer_hosts: int = 16) -> None:
         self.down()
+        self.remove_stale()
         run(["ip", "netns", "add", self.sensor_ns])
         run(["ip", "netns", "add", self.peer_ns])
         run(["ip", "link", "add", SENSOR_IF, "netns", self.sensor_ns, "type", "veth",
@@ -111,6 +113,15 @@ class NetLab:
         link = json.loads(run(["ip", "-j", "-n", self.sensor_ns, "link", "show", SENSOR_IF]).stdout)
         run(["ip", "-n", self.peer_ns, "neigh", "replace", SENSOR_IP, "lladdr", link[0]["address"],
              "dev", PEER_IF, "nud", "permanent"])
+
+    @staticmethod
+    def remove_stale() -> None:
+        """Namespaces left by a test run that was killed (their tag is the pid of a dead process)."""
+        with contextlib.suppress(OSError):
+            for ns in os.listdir("/run/netns"):
+                m = re.fullmatch(r"icmpsd-(?:sensor|peer)-(\d+)", ns)
+                if m and not Path(f"/proc/{m.group(1)}").exists():
+                    run(["ip", "netns", "del", ns], check=False)
 
     def down(self) -> None:
         for ns in (self.sensor_ns, self.peer_ns):
@@ -152,6 +163,13 @@ def exfil_payloads(count: int, size: int, seed: int) -> list[bytes]:
         block = struct.pack("!II", seed, i)
         out.append((block * (size // len(block) + 1))[:size])
     return out
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies (it survives the execs of
+    unshare, bash and systemd-nspawn, which powers the container off on SIGTERM)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 class Container:
@@ -200,7 +218,8 @@ class Container:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.console, "wb") as console:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=console,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_terminate_with_parent)
         deadline = time.monotonic() + timeout
 
         def leader() -> int:

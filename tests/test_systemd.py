@@ -47,7 +47,11 @@ from tests.systemd_nspawn import (
 UNIT = "icmpsensor.service"
 CONF = "/etc/icmpsensor/icmpsensor.yaml"
 NOTICE_LOG = "/var/log/icmpsensor/notice.log"
-INSTALL = f"bash {SRC_IN_CONTAINER}/packaging/install.sh --wheelhouse {WHEELHOUSE_IN_CONTAINER}"
+INSTALL_SH = f"bash {SRC_IN_CONTAINER}/packaging/install.sh"
+INSTALL = f"{INSTALL_SH} --wheelhouse {WHEELHOUSE_IN_CONTAINER}"
+# install.sh's other way, building from the (read-only) checkout; the container has no network,
+# so pip's index is the wheelhouse (which therefore also holds the build backend).
+INSTALL_FROM_CHECKOUT = f"PIP_NO_INDEX=1 PIP_FIND_LINKS={WHEELHOUSE_IN_CONTAINER} {INSTALL_SH}"
 CAP_NET_RAW = 1 << 13
 NOTICE_WAIT = 20.0  # idle_timeout is 1 s in these tests: a notice follows its flow within a few seconds
 
@@ -72,6 +76,9 @@ class Sensor:
     installs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
     _next_peer: int = 0
+
+    def version(self) -> str:
+        return self.box.run("/opt/icmpsensor/bin/icmpsensor --version").stdout.split()[-1]
 
     def peer(self) -> str:
         """A peer address no earlier test has used: each test's flows are its own."""
@@ -98,6 +105,11 @@ class Sensor:
         # reset-failed: the tests start the unit more often than its start rate limit allows.
         self.box.run(f"systemctl reset-failed {UNIT} 2>/dev/null; systemctl restart {UNIT}", timeout=30)
         assert self.box.run(f"systemctl is-active {UNIT}", check=False).stdout.strip() == "active"
+
+    def ensure_running(self) -> None:
+        """Each test can run alone: start the unit if an earlier test did not leave it running."""
+        if self.box.run(f"systemctl is-active {UNIT}", check=False).stdout.strip() != "active":
+            self.restart()
 
     def props(self, *names: str) -> dict[str, str]:
         return self.box.show(UNIT, *names)
@@ -130,12 +142,14 @@ class Sensor:
 
 
 def _build_wheelhouse(dest: Path, work: Path) -> None:
-    """icmpsensor and its dependencies as wheels, from a copy of the checkout (pip builds in-tree)."""
+    """icmpsensor and its dependencies as wheels, from a copy of the checkout (pip builds in-tree),
+    plus setuptools and wheel to build the checkout offline."""
     src = work / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".hypothesis", ".pytest_cache", ".ruff_cache", "__pycache__", "build", "*.egg-info",
         "bench", "tests"))
-    argv = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet", str(src), "-w", str(dest)]
+    argv = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet", str(src),
+            "setuptools>=64", "wheel", "-w", str(dest)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -162,10 +176,11 @@ def sensor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sensor]:
         for _ in range(2):
             s.installs.append(box.run(INSTALL, timeout=300))
             s.states.append(box.run(STATE_COMMAND).stdout)
-        # An edited config: a third run must keep it and put the shipped one beside it.
+        # An edited config: a third run must keep it and put the shipped one beside it. This run
+        # builds from the checkout instead, and adds the logrotate file.
         s.configure()
         edited = box.read(CONF)
-        s.installs.append(box.run(INSTALL, timeout=300))
+        s.installs.append(box.run(f"{INSTALL_FROM_CHECKOUT} --with-logrotate", timeout=300))
         assert box.read(CONF) == edited, "install.sh changed an edited /etc/icmpsensor/icmpsensor.yaml"
         yield s
     finally:
@@ -186,8 +201,11 @@ def test_install_sh_is_idempotent(sensor: Sensor) -> None:
     assert sensor.states[0] == sensor.states[1], "the second install.sh run changed the installation"
     assert "icmpsensor:x:" in sensor.states[0]
     assert "/var/log/icmpsensor icmpsensor:icmpsensor 750" in sensor.states[0]
-    # The third run saw an edited config: kept, the shipped one beside it, and said so.
+    # The third run built from the checkout and saw an edited config: kept, the shipped one
+    # beside it, and said so.
+    assert f"installing icmpsensor {sensor.version()} from {SRC_IN_CONTAINER}" in third.stdout
     assert "kept your /etc/icmpsensor/icmpsensor.yaml" in third.stdout
+    assert f"capture.interface is {SENSOR_IF}" in third.stdout
     assert sensor.box.read(CONF + ".dist") == sensor.shipped_config
     for run in sensor.installs:
         assert run.stderr == "", run.stderr
@@ -233,6 +251,7 @@ def test_start_returns_when_capturing_with_only_cap_net_raw(sensor: Sensor) -> N
 
 
 def test_notices_reach_the_journal_with_their_fields(sensor: Sensor) -> None:
+    sensor.ensure_running()
     src = sensor.peer()
     payloads = exfil_payloads(40, 500, seed=2)
     sensor.lab.send_echo(src, payloads)
@@ -264,6 +283,7 @@ def test_notices_reach_the_journal_with_their_fields(sensor: Sensor) -> None:
 
 def test_reload_applies_a_lowered_threshold(sensor: Sensor) -> None:
     box = sensor.box
+    sensor.ensure_running()
     pid = sensor.props("MainPID")["MainPID"]
     small = exfil_payloads(8, 100, seed=3)  # 800 bytes, 7 changed requests: below exfil_bytes_threshold 1500
     before = sensor.peer()
@@ -291,6 +311,31 @@ def test_reload_applies_a_lowered_threshold(sensor: Sensor) -> None:
         old = sensor.mark(f"MESSAGE_ID={MSGID_RELOADED}")
         sensor.systemctl(f"reload {UNIT}")
         sensor.wait_entries(f"MESSAGE_ID={MSGID_RELOADED}", old=old, timeout=10)
+
+
+def test_logrotate_create_mode_and_reload(sensor: Sensor) -> None:
+    """packaging/logrotate/icmpsensor (installed by install.sh --with-logrotate) rotates without
+    losing the daemon: the new notice.log is 0640 icmpsensor:icmpsensor and written to after the
+    postrotate reload."""
+    box = sensor.box
+    assert "installed /etc/logrotate.d/icmpsensor" in sensor.installs[2].stdout
+    sensor.ensure_running()
+    before = sensor.peer()
+    sensor.lab.send_echo(before, exfil_payloads(40, 500, seed=5))
+    sensor.wait_entries(f"SRC={before}", f"NOTE={NOTE_DATA_EXFIL}")
+    old = sensor.mark(f"MESSAGE_ID={MSGID_RELOADED}")
+    rotate = box.run("logrotate --force --state /tmp/logrotate.state /etc/logrotate.d/icmpsensor 2>&1")
+    assert "error" not in rotate.stdout, rotate.stdout
+    reloaded = sensor.wait_entries(f"MESSAGE_ID={MSGID_RELOADED}", old=old, timeout=10)
+    assert "reopened" in str(reloaded[-1]["MESSAGE"])
+    listing = box.run("stat -c '%n %U:%G %a %s' /var/log/icmpsensor/notice.log*").stdout.splitlines()
+    assert f"{NOTICE_LOG} icmpsensor:icmpsensor 640 0" in listing, listing
+    assert any(re.match(rf"{NOTICE_LOG}-\d{{8}}-\d{{6}} icmpsensor:icmpsensor 640 [1-9]", line) for line in listing)
+    assert not sensor.notices_of(before), "the rotated notices are still in notice.log"
+    after = sensor.peer()
+    sensor.lab.send_echo(after, exfil_payloads(40, 500, seed=6))
+    sensor.wait_entries(f"SRC={after}", f"NOTE={NOTE_DATA_EXFIL}")
+    assert wait_for(lambda: sensor.notices_of(after), 5), "the daemon did not write to the new notice.log"
 
 
 WATCHDOG_DROPIN = "/run/systemd/system/icmpsensor.service.d/50-test-watchdog.conf"
@@ -329,7 +374,6 @@ def test_watchdog_restarts_a_stuck_daemon(sensor: Sensor) -> None:
 
 
 def test_stop_flushes_open_flows(sensor: Sensor) -> None:
-    box = sensor.box
     # Flows stay open for 300 s: only the stop can have written these notices.
     sensor.configure(idle_timeout=300.0)
     sensor.restart()

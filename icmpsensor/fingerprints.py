@@ -1,0 +1,390 @@
+"""Exact templates of benign ICMP payloads: which tool wrote these bytes, if any.
+
+`explain()` accepts an echo payload only when *every* byte is accounted for by one
+tool's layout: fill bytes are compared in full, embedded wall-clock timestamps must
+decode (as that implementation writes them) to within `tolerance` of the capture time,
+and sub-second fields must be in range. What a template leaves free is reported back so
+that the detector can constrain it across a flow:
+
+* `embedded_time` must advance with the sequence number within a flow (a replayed or
+  frozen timestamp is then caught); for `monotonic` clocks the offset
+  ``embedded_time - capture_ts`` (modulo `wraps_after`) must stay nearly constant;
+* `session` holds bytes that a tool chooses once per run (pro-bing's tracker UUID, a
+  ``ping -p`` pattern, check_icmp's struct padding): it must stay constant within a flow;
+* for ICMP errors (`explain_error`), `quoted` is the quoted original datagram, which the
+  detector must have seen travelling the other way, or the quote is a covert channel.
+
+Layouts, each taken from the tool's source (cited where the template is defined):
+iputils ping, BSD/macOS ping, Windows ping, BusyBox ping, fping, monitoring-plugins
+check_icmp, Prometheus blackbox_exporter, Go pro-bing, Cisco IOS (unverified, see there),
+nmap/nping discovery, Linux traceroute -I, mtr, and kernel ICMP error quoting.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# -- result -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Benign:
+    """A payload fully explained by one tool's template."""
+
+    template: str
+    embedded_time: float | None  # decoded timestamp (seconds); None when the template has none
+    monotonic: bool = False  # embedded_time counts from an unknown origin (boot), not the epoch
+    wraps_after: float | None = None  # a monotonic counter that wraps modulo this many seconds
+    session: bytes | None = None  # chosen once per run by the tool: must stay constant within a flow
+    quoted: bytes | None = None  # ICMP errors: the quoted original datagram (verify it was really sent)
+
+
+MAX_PATTERN = 16  # iputils and BSD ping accept at most 16 pattern bytes (sscanf of 16 "%2x")
+_SPAN = 65536 + 64  # longer than any ICMP payload, so every fill slice below is in range
+
+# Fill sequences, precomputed once so that a check is one slice comparison.
+_SEQ = bytes(i & 0xFF for i in range(_SPAN))  # iputils / BSD default fill: byte j holds j
+_WINDOWS_FILL = bytes(0x61 + i % 23 for i in range(_SPAN))  # 'a'..'w', repeating
+_TRACEROUTE_FILL = bytes(0x40 + ((i + 8) & 0x3F) for i in range(_SPAN))
+_BLACKBOX_TEXT = b"Prometheus Blackbox Exporter"
+
+_TV64_LE = struct.Struct("<QQ")  # struct timeval, 64-bit time_t, little-endian host
+_TV32_LE = struct.Struct("<II")  # struct timeval on 32-bit time_t little-endian hosts
+_TV32_BE = struct.Struct(">II")  # BSD struct tv32, written with htonl()
+_I64_BE = struct.Struct(">q")
+_U32_LE = struct.Struct("<I")
+_U32_BE = struct.Struct(">I")
+
+_USEC = 1_000_000
+_NSEC = 1_000_000_000
+_MAX_UPTIME = 10 * 366 * 86400  # a monotonic "seconds since boot" beyond ten years is not a clock
+
+EMPTY = Benign("empty", None)
+ZERO_FILL = Benign("zero-fill", None)
+_WINDOWS = Benign("windows", None)
+_TRACEROUTE = Benign("traceroute", None)
+_BLACKBOX = Benign("blackbox_exporter", None)
+_IPUTILS_UNTIMED = Benign("iputils", None)
+_MTR = tuple(Benign("mtr", None, session=bytes((b,))) for b in range(256))
+
+
+def _wall_ok(t: float, capture_ts: float, tolerance: float) -> bool:
+    return -tolerance <= t - capture_ts <= tolerance
+
+
+def _period(payload: bytes, start: int, n: int) -> int:
+    """Smallest p <= MAX_PATTERN such that payload[start:] repeats with period p at least twice; else 0.
+
+    Candidates come from earlier occurrences of the last byte (found with rfind, no
+    allocation), so a random payload is rejected after one or two C-level searches.
+    """
+    length = n - start
+    if length < 2:
+        return 0
+    last = payload[n - 1]
+    low = max(start, n - 1 - MAX_PATTERN)
+    idx = payload.rfind(last, low, n - 1)
+    while idx >= 0:
+        p = n - 1 - idx
+        if 2 * p > length:
+            return 0
+        if payload[start + p :] == payload[start : n - p]:
+            return p
+        idx = payload.rfind(last, low, idx)
+    return 0
+
+
+def _pattern(payload: bytes, start: int, p: int, origin: int) -> bytes:
+    """The p-byte pattern as the tool laid it out from `origin` (tail seen from `start`)."""
+    segment = payload[start : start + p]
+    shift = (start - origin) % p
+    return segment[p - shift :] + segment[: p - shift] if shift else segment
+
+
+# -- templates without any timestamp ------------------------------------------------------
+
+
+def _untimed(payload: bytes, n: int, first: int) -> Benign | None:
+    if payload[-1] == first and payload.count(first) == n:
+        if first == 0:
+            # fping (calloc'd buffer, src/socket4.c init_ping_buffer_ipv4), nmap OS-detection
+            # IE probes (120/150 zero bytes), mtr default -B 0, BSD ping below 8 bytes, ...
+            return ZERO_FILL
+        if n >= 2:
+            # mtr -B/--bitpattern: memset(packet, bit_pattern, size) before the ICMP header is
+            # written (traviscross/mtr packet/construct_unix.c construct_packet).
+            return _MTR[first]
+    if first == 0x61:
+        # Windows ping.exe: byte i = 'a' + i % 23 (closed source; the loop is quoted from a
+        # disassembly of ping.exe: "PUSH 17 / DIV / ADD DL,61"), any -l size.
+        if payload == _WINDOWS_FILL[:n]:
+            return _WINDOWS
+    elif first == 0x48:
+        # Linux traceroute -I (traceroute.sourceforge.net mod-icmp.c icmp_init): the buffer
+        # includes the 8-byte ICMP header and byte i (i >= 8) is 0x40 + (i & 0x3f), so the
+        # payload starts "HIJK..."; default 32 data bytes (60-byte IPv4 packet).
+        if payload == _TRACEROUTE_FILL[:n]:
+            return _TRACEROUTE
+    elif first == 0x50:
+        hit = _blackbox(payload, n)
+        if hit is not None:
+            return hit
+    elif first == 0 and n < 16 and payload == _SEQ[:n]:
+        # iputils with fewer bytes than a struct timeval: no timestamp, the fill alone
+        # (iputils/iputils ping/ping_common.c setup(): "fill timestamp area too").
+        return _IPUTILS_UNTIMED
+    if n < 16:
+        p = _period(payload, 0, n)
+        if p:
+            # iputils -p PATTERN without room for a timestamp: the pattern from byte 0.
+            return Benign("iputils", None, session=_pattern(payload, 0, p, 0))
+    return None
+
+
+def _blackbox(payload: bytes, n: int) -> Benign | None:
+    # prometheus/blackbox_exporter prober/icmp.go: data = "Prometheus Blackbox Exporter", or
+    # with payload_size N a zeroed N-byte slice into which that text is copied (truncated).
+    if n <= len(_BLACKBOX_TEXT):
+        return _BLACKBOX if payload == _BLACKBOX_TEXT[:n] else None
+    if payload.startswith(_BLACKBOX_TEXT) and payload.count(0, len(_BLACKBOX_TEXT)) == n - len(_BLACKBOX_TEXT):
+        return _BLACKBOX
+    return None
+
+
+# -- templates with a timestamp -----------------------------------------------------------
+
+
+def _check_icmp(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # monitoring-plugins plugins-root/check_icmp.c send_icmp_ping(): the buffer is zeroed,
+    # then struct icmp_ping_data { struct timeval stime; unsigned short ping_id = 10; } is
+    # memcpy'd to the start of the data: 16 + 2 bytes plus 6 bytes of struct padding on
+    # x86_64. The padding is copied from an uninitialised stack variable, so its value is
+    # unknowable; it is returned as `session` (the same stack slot in every call).
+    # Default data size: sizeof(icmp_ping_data) + 44 = 68.
+    if n < 24 or payload[16] != 10 or payload[17] != 0 or payload[15] != 0 or payload[7] != 0:
+        return None
+    sec, usec = _TV64_LE.unpack_from(payload)
+    if usec >= _USEC:
+        return None
+    t = sec + usec / _USEC
+    if not _wall_ok(t, capture_ts, tolerance) or payload.count(0, 24) != n - 24:
+        return None
+    return Benign("check_icmp", t, session=payload[18:24])
+
+
+def _pro_bing(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # prometheus-community/pro-bing ping.go sendICMP(): timeToBytes(time.Now()) (UnixNano,
+    # big-endian int64), then the 16-byte tracker UUID (uuid.New(): random, version 4,
+    # RFC 4122 variant), then Size-24 bytes of 0x01. Default Size = 24. The UUID is fixed
+    # for 65536 sequence numbers, then replaced: it is the `session`.
+    if n < 24 or (payload[14] & 0xF0) != 0x40 or (payload[16] & 0xC0) != 0x80:
+        return None
+    if n > 24 and payload.count(1, 24) != n - 24:
+        return None
+    t = _I64_BE.unpack_from(payload)[0] / _NSEC
+    if not _wall_ok(t, capture_ts, tolerance):
+        return None
+    return Benign("pro-bing", t, session=payload[8:24])
+
+
+def _timestamped_fill(payload: bytes, start: int, n: int, origin: int, t: float, template: str) -> Benign | None:
+    """The BSD-derived fill after a timestamp: byte j = j (default) or a -p pattern from `origin`."""
+    if payload[start:] == _SEQ[start:n]:
+        return Benign(template, t)
+    p = _period(payload, start, n)
+    if p:
+        return Benign(template, t, session=_pattern(payload, start, p, origin))
+    return None
+
+
+def _iputils64(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # iputils/iputils ping/ping.c ping4_send_probe() (ping6_common.c alike): gettimeofday()
+    # memcpy'd raw after the ICMP header when datalen >= sizeof(struct timeval) (16 on
+    # 64-bit and time64 hosts; host order, little-endian on x86_64/aarch64). The rest is the
+    # fill of ping_common.c setup() (byte j = j) or fill() for -p (pattern repeated from
+    # byte 0, the timestamp then written over its first 16 bytes). Flood (-f) and
+    # path-MTU probing (-M do -s N) send the same layout.
+    if n < 16 or payload[15] != 0 or payload[11] != 0 or payload[7] != 0:
+        return None
+    sec, usec = _TV64_LE.unpack_from(payload)
+    if usec >= _USEC:
+        return None
+    t = sec + usec / _USEC
+    if not _wall_ok(t, capture_ts, tolerance):
+        return None
+    return _timestamped_fill(payload, 16, n, 0, t, "iputils")
+
+
+def _iputils32(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # The same iputils code built with a 32-bit time_t (i386, armhf before time64): an
+    # 8-byte struct timeval {u32 tv_sec; u32 tv_usec}, timing from datalen >= 8.
+    if n < 8 or payload[7] != 0:
+        return None
+    sec, usec = _TV32_LE.unpack_from(payload)
+    if usec >= _USEC:
+        return None
+    t = sec + usec / _USEC
+    if not _wall_ok(t, capture_ts, tolerance):
+        return None
+    return _timestamped_fill(payload, 8, n, 0, t, "iputils")
+
+
+def _bsd(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # BSD ping: struct tv32 (two 32-bit fields, htonl) at the start of the data; the fill
+    # starts after it: byte j = j (loop from TIMEVAL_LEN), or -p pattern laid from byte 8.
+    # * macOS (apple network_cmds ping.tproj/ping.c, older FreeBSD sbin/ping/ping.c):
+    #   gettimeofday(), tv32 {tv32_sec, tv32_usec}: wall clock, checked.
+    # * FreeBSD 13+ (freebsd-src sbin/ping/ping.c pinger()): clock_gettime(CLOCK_MONOTONIC)
+    #   truncated to 32 bits, tv32 {tv32_sec, tv32_nsec}: seconds since boot, which cannot be
+    #   checked against wall time; nsec < 10^9 and a plausible uptime are checked.
+    if n < 8:
+        return None
+    sec, frac = _TV32_BE.unpack_from(payload)
+    if frac < _USEC and _wall_ok(sec + frac / _USEC, capture_ts, tolerance):
+        return _timestamped_fill(payload, 8, n, 8, sec + frac / _USEC, "bsd-ping")
+    if frac < _NSEC and sec < _MAX_UPTIME:
+        hit = _timestamped_fill(payload, 8, n, 8, sec + frac / _NSEC, "bsd-ping")
+        if hit is not None:
+            return Benign(hit.template, hit.embedded_time, monotonic=True, session=hit.session)
+    return None
+
+
+def _cisco(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # UNVERIFIED (closed source): Cisco IOS ping sends a 100-byte datagram by default (72
+    # data bytes) filled with the 16-bit "Data pattern [0xABCD]" (documented prompt of the
+    # extended ping); captures show 8 leading bytes before the pattern, taken here as four
+    # zero bytes and a big-endian 32-bit millisecond uptime counter. The pattern is the
+    # `session`; the counter is monotonic.
+    if n < 12 or not payload.startswith(b"\0\0\0\0") or payload[10:] != payload[8 : n - 2]:
+        return None
+    return Benign(
+        "cisco-ios",
+        _U32_BE.unpack_from(payload, 4)[0] / 1000,
+        monotonic=True,
+        wraps_after=2**32 / 1000,
+        session=payload[8:10],
+    )
+
+
+def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # mirror/busybox networking/ping.c sendping4()/sendping6(): the packet is memset to the
+    # -p byte (default 0), then the first 4 data bytes get monotonic_us() as a host-order
+    # uint32 ("No hton: we'll read it back on the same machine"). Microseconds since boot,
+    # wrapping every 2^32 us: not checkable per packet. Below 4 bytes the counter is cut
+    # off, leaving nothing but free bytes, so those sizes are not explained.
+    if n < 4:
+        return None
+    fill = payload[4] if n > 4 else 0
+    if n > 4 and (payload[-1] != fill or payload.count(fill, 4) != n - 4):
+        return None
+    return Benign(
+        "busybox",
+        _U32_LE.unpack_from(payload)[0] / _USEC,
+        monotonic=True,
+        wraps_after=2**32 / _USEC,
+        session=bytes((fill,)),
+    )
+
+
+# Most specific first; each starts with byte tests that reject random data at once.
+_TIMED = (_check_icmp, _pro_bing, _iputils64, _iputils32, _bsd, _cisco, _busybox)
+
+
+def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_reply: bool = False) -> Benign | None:
+    """The benign template that accounts for every byte of an echo payload, or None.
+
+    `capture_ts` is the packet's capture time; a wall-clock timestamp in the payload must
+    lie within `tolerance` seconds of it. For replies (`is_reply`) the timestamp is the
+    request's send time, slightly earlier; the same window applies to both, as either
+    clock may be skewed.
+    """
+    n = len(payload)
+    if n == 0:
+        # nmap -PE / nping host discovery without --data*, Windows ping -l 0.
+        return EMPTY
+    hit = _untimed(payload, n, payload[0])
+    if hit is not None:
+        return hit
+    for check in _TIMED:
+        hit = check(payload, n, capture_ts, tolerance)
+        if hit is not None:
+            return hit
+    return None
+
+
+# -- ICMP error messages ------------------------------------------------------------------
+
+_V4_ERRORS = frozenset((3, 11, 12))  # destination unreachable, time exceeded, parameter problem
+_V6_ERRORS = frozenset((1, 2, 3, 4))  # unreachable, packet too big, time exceeded, parameter problem
+_LINUX_V4_QUOTE = 576 - 20 - 8  # net/ipv4/icmp.c __icmp_send(): room = 576 - iphdr - icmphdr
+_V6_QUOTE = 1280 - 40 - 8  # RFC 4443 2.4(c); Linux net/ipv6/icmp.c and FreeBSD icmp6_error alike
+_ERROR = "icmp-error"
+
+
+def _inet_checksum_ok(header: bytes) -> bool:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+def explain_error(icmp_type: int, icmp_code: int, payload: bytes, *, ipv6: bool = False) -> Benign | None:
+    """Explain an ICMP error message (payload = the 4 bytes after type/code/checksum + the quote).
+
+    The 4-byte field must hold what the type defines (zero, a next-hop MTU, a pointer), the
+    quote must start with a well-formed IP header and be exactly as long as a real stack
+    quotes: RFC 792 (IP header + 8 bytes), Linux (up to 548 bytes), IPv6 (up to 1232).
+    RFC 4884 extensions (MPLS label stacks) are not accepted. The quoted bytes themselves
+    are returned in `quoted`: they are only benign if that datagram was really sent.
+    """
+    if ipv6:
+        return _explain_error6(icmp_type, icmp_code, payload)
+    return _explain_error4(icmp_type, icmp_code, payload)
+
+
+def _explain_error4(icmp_type: int, icmp_code: int, payload: bytes) -> Benign | None:
+    if icmp_type not in _V4_ERRORS or len(payload) < 4 + 20:
+        return None
+    quoted = payload[4:]
+    if quoted[0] >> 4 != 4:
+        return None
+    ihl = (quoted[0] & 0x0F) * 4
+    if ihl < 20 or len(quoted) < ihl or not _inet_checksum_ok(quoted[:ihl]):
+        return None
+    total = int.from_bytes(quoted[2:4], "big")
+    if len(quoted) not in (min(total, ihl + 8), min(total, _LINUX_V4_QUOTE)):
+        return None
+    if not _rest_of_header4(icmp_type, icmp_code, payload, total, len(quoted)):
+        return None
+    return Benign(_ERROR, None, quoted=quoted)
+
+
+def _rest_of_header4(icmp_type: int, icmp_code: int, payload: bytes, total: int, quoted_len: int) -> bool:
+    if icmp_type == 3 and icmp_code == 4:
+        # Fragmentation needed: next-hop MTU in the low 16 bits (RFC 1191; 0 from old routers).
+        mtu = int.from_bytes(payload[2:4], "big")
+        return payload[0] == 0 and payload[1] == 0 and (mtu == 0 or 68 <= mtu < total)
+    if icmp_type == 12:
+        # Parameter problem: a pointer into the quoted datagram, then three zero bytes.
+        return payload[0] < quoted_len and payload[1:4] == b"\0\0\0"
+    return payload[:4] == b"\0\0\0\0"
+
+
+def _explain_error6(icmp_type: int, icmp_code: int, payload: bytes) -> Benign | None:
+    if icmp_type not in _V6_ERRORS or len(payload) < 4 + 40:
+        return None
+    quoted = payload[4:]
+    if quoted[0] >> 4 != 6:
+        return None
+    total = 40 + int.from_bytes(quoted[4:6], "big")
+    if len(quoted) != min(total, _V6_QUOTE):
+        return None
+    field = int.from_bytes(payload[:4], "big")
+    if icmp_type == 2:
+        ok = 1280 <= field < total  # packet too big: the MTU of the next hop
+    elif icmp_type == 4:
+        ok = field < len(quoted)  # parameter problem: offset of the offending byte
+    else:
+        ok = field == 0
+    return Benign(_ERROR, None, quoted=quoted) if ok else None
