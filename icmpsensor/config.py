@@ -292,12 +292,36 @@ class NoticeSwitches:
     unpaired_echo_reply: bool = _key(False, Bool(), "raise ICMP::ICMP_UnpairedEchoReply")
     asym_payload: bool = _key(True, Bool(), "raise ICMP::ICMP_AsymPayload")
     asym_payload_flow: bool = _key(True, Bool(), "raise ICMP::ICMP_AsymPayloadFlow")
+    tunnel: bool = _key(True, Bool(), "raise ICMP::ICMP_Tunnel (standard profile)")
+    non_echo_payload: bool = _key(True, Bool(), "raise ICMP::ICMP_NonEchoPayload (standard profile)")
+    slow_exfil: bool = _key(True, Bool(), "raise ICMP::ICMP_SlowExfil (standard profile)")
+    exfil_summary: bool = _key(True, Bool(), "raise ICMP::ICMP_ExfilSummary (standard profile)")
 
 
 @dataclass
 class DetectionConfig:
+    profile: str = _key(
+        "standard", Choice(("standard", "original")), "standard: novelty-based detection; original: the Zeek script"
+    )
+    alerting: str = _key(
+        "auto", Choice(("auto", "realtime", "flow_end")), "when notices fire; auto: realtime unless profile original"
+    )
+    novel_bytes_threshold: int = _key(
+        400, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
+    )
+    timestamp_tolerance: float = _key(
+        300.0, Seconds(0, 366 * 86400), "seconds a benign ping's embedded clock may differ from the capture's"
+    )
+    nonecho_bytes_threshold: int = _key(
+        0, Int(0, 2**31), "standard: NonEchoPayload when unexplained non-echo bytes in a flow exceed this"
+    )
+    slow_exfil_min_bytes: int = _key(
+        2000, Int(1, 2**40), "standard: SlowExfil when a host pair's novel bytes in the window reach this"
+    )
+    slow_exfil_window: float = _key(86400.0, Seconds(0, 30 * 86400), "seconds a host pair's novel bytes add up")
+    max_pairs: int = _key(100_000, Int(1, 100_000_000), "host pairs remembered for slow exfiltration")
     exfil_bytes_threshold: int = _key(
-        1500, Int(0, 2**40), "DataExfil when a flow's request payload bytes exceed this"
+        1500, Int(0, 2**40), "original: DataExfil when a flow's request payload bytes exceed this"
     )
     changed_requests_threshold: int = _key(
         5, Int(0, 2**31), "requests whose payload changed must exceed this count"
@@ -306,9 +330,9 @@ class DetectionConfig:
         5, Int(0, 2**31), "replies differing from the request must exceed this"
     )
     reply_pairing: str = _key(
-        "matched",
-        Choice(("matched", "last_request")),
-        "compare a reply with its request (id+seq) or the last one",
+        "auto",
+        Choice(("auto", "matched", "last_request")),
+        "compare a reply with its request (id+seq) or the last one; auto: matched unless profile original",
     )
     idle_timeout: float = _key(300.0, Seconds(0, 86400), "seconds without packets before a flow is evaluated")
     max_flows: int = _key(100_000, Int(1, 100_000_000), "flows tracked at once")
@@ -319,6 +343,18 @@ class DetectionConfig:
     notices: NoticeSwitches = field(
         default_factory=NoticeSwitches, metadata=_section(NoticeSwitches, "which notices are raised")
     )
+
+    @property
+    def matched_pairing(self) -> bool:
+        if self.reply_pairing == "auto":
+            return self.profile != "original"
+        return self.reply_pairing == "matched"
+
+    @property
+    def realtime(self) -> bool:
+        if self.alerting == "auto":
+            return self.profile != "original"
+        return self.alerting == "realtime"
 
 
 class _NetworkIndex:
@@ -418,6 +454,10 @@ class NotePriorities:
     asym_payload_flow: str = _key(
         "warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_AsymPayloadFlow"
     )
+    tunnel: str = _key("warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_Tunnel")
+    non_echo_payload: str = _key("warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_NonEchoPayload")
+    slow_exfil: str = _key("warning", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_SlowExfil")
+    exfil_summary: str = _key("notice", Choice(_PRIORITIES), "journald priority of ICMP::ICMP_ExfilSummary")
 
 
 @dataclass

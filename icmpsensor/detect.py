@@ -2,378 +2,337 @@
 
 No I/O and no threads: `process()` takes one IcmpPacket, `advance()` moves the clock
 (packet time when replaying files, wall time when live), `flush()` ends the input.
-Each returns the notices that became due.
+Each returns the notices that became due. `make_detector` picks the profile:
 
-State follows the original Zeek detector (BEHAVIOUR.md): a flow is a directional host
-pair (sender, receiver); echo requests from A to B update flow (A,B), replies from B to
-A update flow (B,A). One correction: with `reply_pairing: matched` a reply is compared
-with the request it answers (same id and sequence number), not with the last request
-seen, and a reply whose request was never seen is unpaired.
+* `standard` (this module): measures *novel bytes* — payload bytes not explained by an
+  exact benign template (fingerprints.py), by the previous payload the sender sent to
+  the same peer, or by the request an echo reply answers — recognises known tunnel and
+  exfiltration tools (tunnels.py), checks the layout of every other ICMP type
+  (nonecho.py), adds novel bytes per host pair over a long window (slow exfiltration),
+  and alerts as soon as a condition holds (`alerting: realtime`), once per flow, with a
+  summary when an alerted flow ends;
+* `original` (detect_original.py): the Zeek script of BEHAVIOUR.md.
 """
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
+from icmpsensor import fingerprints, nonecho, tunnels
 from icmpsensor.config import AllowlistConfig, DetectionConfig
+from icmpsensor.detect_original import OriginalDetector, unpaired_notice
+from icmpsensor.flows import NO_NOTICES, DetectorStats, Flow, FlowDetector, new_uid
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
     NOTE_DATA_EXFIL,
-    NOTE_UNPAIRED_ECHO_REPLY,
+    NOTE_EXFIL_SUMMARY,
+    NOTE_NON_ECHO_PAYLOAD,
+    NOTE_SLOW_EXFIL,
+    NOTE_TUNNEL,
     Notice,
     addr_text,
-    flow_summary_sub,
     format_size,
     time_span_text,
 )
+from icmpsensor.novelty import Sketch, novel_bytes, sketch
 from icmpsensor.packet import IcmpPacket
 
-# The two default ping payloads the original ignores: the tail of the Linux/macOS
-# 56-byte fill and the 32-byte Windows payload.
-LINUX_PING_TAIL = bytes(range(0x20, 0x38))
-WINDOWS_PING_PAYLOAD = b"abcdefghijklmnopqrstuvwabcdefghi"
+__all__ = ["NO_NOTICES", "Detector", "DetectorStats", "Flow", "make_detector", "new_uid"]
 
-NO_NOTICES: Sequence[Notice] = ()
+# Bits of Flow.alerted.
+_EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW = 1, 2, 4, 8, 16, 32
+_SUMMARISED = _EXFIL | _ASYM | _CHANGES | _TUNNEL | _NONECHO | _SLOW
 
-# How often (in clock seconds) idle flows and stale pending requests are looked for.
-SWEEP_INTERVAL = 1.0
-
-_UID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def new_uid() -> str:
-    """A Zeek-style connection uid: 'C' followed by 17 base62 characters."""
-    value = int.from_bytes(os.urandom(13), "big")
-    chars = []
-    for _ in range(17):
-        value, digit = divmod(value, 62)
-        chars.append(_UID_ALPHABET[digit])
-    return "C" + "".join(chars)
-
-
-def is_default_ping(payload: bytes) -> bool:
-    """The original's benign-payload test (deliberately as loose as the original's)."""
-    size = len(payload)
-    if size == 56:
-        return payload[32:] == LINUX_PING_TAIL
-    return size == 32 and payload == WINDOWS_PING_PAYLOAD
+SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 
 
 @dataclass(slots=True)
-class Flow:
-    """Per directional host pair state."""
+class PairMemory:
+    """What is remembered of a host pair beyond its flows: novel bytes over the slow window."""
 
-    src: bytes
-    dst: bytes
-    start: float
-    last: float
-    allowlisted: bool
-    n: int = 0  # echo messages counted on this flow
-    orig_bytes: int = 0  # echo request payload bytes src -> dst
-    resp_bytes: int = 0  # echo reply payload bytes src -> dst
-    received_bytes: int = 0  # echo reply payload bytes dst -> src answering src's requests
-    last_request: int | None = None  # hash of the last request payload
-    changed_requests: int = 0  # requests whose payload differed from the previous request's
-    reply_differs: int = 0  # replies whose payload differed from the request compared with
-    uid: str = ""
+    buckets: deque[list[float]] = field(default_factory=deque)  # [bucket start, novel bytes], oldest first
+    last_sketch: Sketch | None = None  # the sender's last payload, carried from one flow to the next
+    slow_alerted_until: float = 0.0
 
-    def ensure_uid(self) -> str:
-        if not self.uid:
-            self.uid = new_uid()
-        return self.uid
+    def add(self, ts: float, novel: int, bucket_len: float) -> None:
+        start = ts - ts % bucket_len
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == start:
+            buckets[-1][1] += novel
+        else:
+            buckets.append([start, novel])
 
-
-@dataclass(slots=True)
-class DetectorStats:
-    packets: int = 0  # packets handed to process()
-    echo_requests: int = 0
-    echo_replies: int = 0
-    other_icmp: int = 0  # non-echo messages (ignored by these detections)
-    ignored_payloads: int = 0  # default pings and allowlisted payloads
-    unpaired_replies: int = 0
-    flows_created: int = 0
-    flows_expired: int = 0
-    flows_evicted: int = 0  # dropped (after evaluation) because max_flows was reached
-    pending_evicted: int = 0  # outstanding requests forgotten because max_pending_requests was reached
-    pending_expired: int = 0
-    notices: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    def total(self, now: float, window: float) -> int:
+        buckets = self.buckets
+        while buckets and buckets[0][0] + window <= now:
+            buckets.popleft()
+        return int(sum(b[1] for b in buckets))
 
 
-class Detector:
-    """Stateful ICMP exfiltration detector (pure: no I/O, no threads, no wall clock)."""
+class Detector(FlowDetector):
+    """The standard profile."""
 
     def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
-        self.stats = DetectorStats()
-        self.now = 0.0
-        self._flows: OrderedDict[tuple[bytes, bytes], Flow] = OrderedDict()
-        # (requester, responder, ident, seq) -> (payload hash, time); insertion ordered, so oldest first.
-        self._pending: dict[tuple[bytes, bytes, int, int], tuple[int, float]] = {}
-        self._next_sweep = 0.0
-        self.reconfigure(detection, allowlist)
-
-    # -- configuration ---------------------------------------------------------------------
+        self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
+        self._tools = tunnels.ToolTracker()
+        super().__init__(detection, allowlist)
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
-        """Apply new thresholds, switches and allowlists; flow state is kept."""
-        self.cfg = detection
-        self.allowlist = allowlist
-        self._ignored_payloads = frozenset(allowlist.payloads)
-        self._matched = detection.reply_pairing == "matched"
-        for flow in self._flows.values():
-            flow.allowlisted = self._pair_allowlisted(flow.src, flow.dst)
-        while len(self._flows) > detection.max_flows:
-            self._evict_one()
-        while len(self._pending) > detection.max_pending_requests:
-            self._pending.pop(next(iter(self._pending)))
+        super().reconfigure(detection, allowlist)
+        while len(self._pairs) > detection.max_pairs:
+            self._pairs.popitem(last=False)
 
-    def _pair_allowlisted(self, src: bytes, dst: bytes) -> bool:
-        if not self.allowlist.hosts:
-            return False
-        return self.allowlist.host_allowed(src) or self.allowlist.host_allowed(dst)
+    # -- per packet --------------------------------------------------------------------------
 
-    # -- public API --------------------------------------------------------------------------
-
-    @property
-    def flow_count(self) -> int:
-        return len(self._flows)
-
-    @property
-    def pending_count(self) -> int:
-        return len(self._pending)
-
-    def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
-        """Account one packet; return the notices that became due (usually none)."""
-        self.stats.packets += 1
-        due: list[Notice] | None = None
-        if pkt.ts > self.now:
-            self.now = pkt.ts
-            if self.now >= self._next_sweep:
-                due = self._sweep()
-        if pkt.is_echo_request:
+    def _packet(self, pkt: IcmpPacket, due: list[Notice]) -> None:
+        if pkt.icmp_code == 0 and pkt.is_echo_request:
             self.stats.echo_requests += 1
-            self._on_request(pkt)
-        elif pkt.is_echo_reply:
+            flow = self._on_request(pkt)
+        elif pkt.icmp_code == 0 and pkt.is_echo_reply:
             self.stats.echo_replies += 1
-            notice = self._on_reply(pkt)
-            if notice is not None:
-                due = (due or []) + [notice]
+            flow = self._on_reply(pkt, due)
         else:
             self.stats.other_icmp += 1
-        if due:
-            self._evict_over_cap(due)
-            return due
-        if len(self._flows) > self.cfg.max_flows:
-            due = []
-            self._evict_over_cap(due)
-            return due
-        return NO_NOTICES
+            flow = self._on_other(pkt)
+        if flow is not None and self._realtime:
+            self._evaluate(flow, pkt.ts, due)
 
-    def advance(self, now: float) -> Sequence[Notice]:
-        """Move the clock forward (e.g. wall time while the wire is quiet) and expire idle flows."""
-        if now <= self.now:
-            return NO_NOTICES
-        self.now = now
-        return self._sweep()
-
-    def flush(self) -> list[Notice]:
-        """End of input: evaluate and forget every flow."""
-        due: list[Notice] = []
-        while self._flows:
-            _, flow = self._flows.popitem(last=False)
-            self._evaluate(flow, self.now, due)
-        self._pending.clear()
-        return due
-
-    # -- per packet ------------------------------------------------------------------------
-
-    def _ignored(self, payload: bytes) -> bool:
-        if (self.cfg.ignore_default_pings and is_default_ping(payload)) or payload in self._ignored_payloads:
-            self.stats.ignored_payloads += 1
-            return True
-        return False
-
-    def _flow(self, src: bytes, dst: bytes, ts: float) -> Flow:
-        key = (src, dst)
-        flow = self._flows.get(key)
-        if flow is None:
-            flow = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst))
-            self._flows[key] = flow
-            self.stats.flows_created += 1
-        else:
-            self._flows.move_to_end(key)
-            if ts > flow.last:
-                flow.last = ts
-        return flow
-
-    def _on_request(self, pkt: IcmpPacket) -> None:
-        payload = pkt.payload
-        if self._ignored(payload):
-            return
+    def _on_request(self, pkt: IcmpPacket) -> Flow:
         flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        payload = pkt.payload
         flow.n += 1
         flow.orig_bytes += len(payload)
-        digest = hash(payload)
-        if flow.last_request is not None and digest != flow.last_request:
+        novel = self._novelty(flow, pkt, flow.last_sketch)
+        self._recognise_tool(flow, pkt)
+        current = sketch(payload)
+        flow.last_sketch = current
+        if novel:
             flow.changed_requests += 1
-        flow.last_request = digest
+            self._add_novel(flow, pkt, novel)
         if self._matched:
-            self._remember_request((pkt.src, pkt.dst, pkt.ident, pkt.seq), digest, pkt.ts)
+            self._remember_request(pkt, current)
+        return flow
 
-    def _remember_request(self, key: tuple[bytes, bytes, int, int], digest: int, ts: float) -> None:
-        pending = self._pending
-        if key in pending:
-            del pending[key]  # keep insertion order = age order
-        elif len(pending) >= self.cfg.max_pending_requests:
-            pending.pop(next(iter(pending)))
-            self.stats.pending_evicted += 1
-        pending[key] = (digest, ts)
-
-    def _on_reply(self, pkt: IcmpPacket) -> Notice | None:
-        payload = pkt.payload
-        if self._ignored(payload):
-            return None
-        # The reply travels responder -> requester; the request went the other way.
-        request_flow = self._flows.get((pkt.dst, pkt.src))
+    def _on_reply(self, pkt: IcmpPacket, due: list[Notice]) -> Flow:
+        request_flow = self._request_flow(pkt)
         flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        payload = pkt.payload
         flow.n += 1
         flow.resp_bytes += len(payload)
         if request_flow is not None:
             request_flow.received_bytes += len(payload)
         if self._matched:
-            entry = self._pending.pop((pkt.dst, pkt.src, pkt.ident, pkt.seq), None)
-            if entry is None:
-                return self._unpaired(pkt, flow)
-            if entry[0] != hash(payload):
-                flow.reply_differs += 1
-            return None
-        if request_flow is None or request_flow.last_request is None:
-            return self._unpaired(pkt, flow)
-        if request_flow.last_request != hash(payload):
+            request = self._answered_request(pkt)
+        else:
+            request = None if request_flow is None else request_flow.last_sketch
+        if request is None:
+            self.stats.unpaired_replies += 1
+            if self.cfg.notices.unpaired_echo_reply and not flow.allowlisted:
+                due.append(unpaired_notice(pkt, flow))
+                self.stats.notices += 1
+            novel = self._novelty(flow, pkt, flow.last_sketch)
+        else:
+            novel = self._novelty(flow, pkt, request)  # type: ignore[arg-type]
+        if novel:  # a reply that only echoes its request says nothing about the replier
+            self._recognise_tool(flow, pkt)
+        flow.last_sketch = sketch(payload)
+        if novel:
             flow.reply_differs += 1
-        return None
+            self._add_novel(flow, pkt, novel)
+        return flow
 
-    def _unpaired(self, pkt: IcmpPacket, flow: Flow) -> Notice | None:
-        self.stats.unpaired_replies += 1
-        if not self.cfg.notices.unpaired_echo_reply or flow.allowlisted:
-            return None
-        src, dst = addr_text(pkt.src), addr_text(pkt.dst)
-        self.stats.notices += 1
-        return Notice(
-            ts=pkt.ts,
-            note=NOTE_UNPAIRED_ECHO_REPLY,
-            msg=(
-                f"ICMP echo reply from {src} to {dst} (id {pkt.ident}, seq {pkt.seq}) "
-                "answers no echo request seen."
-            ),
-            sub=(
-                f"Source: {src}, Destination: {dst}, Time: {pkt.ts:.6f}, "
-                f"Payload bytes: {len(pkt.payload)}, Event count: {flow.n}"
-            ),
-            src=src,
-            dst=dst,
-            uid=flow.ensure_uid(),
-            n=flow.n,
-            bytes_sent=len(pkt.payload),
-            bytes_received=0,
-            start=pkt.ts,
-            end=pkt.ts,
-        )
+    def _on_other(self, pkt: IcmpPacket) -> Flow | None:
+        novel, reason = nonecho.unexplained_bytes(pkt, self.cfg.timestamp_tolerance)
+        if not novel:
+            return None  # benign errors and informational messages keep no state
+        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        flow.n += 1
+        flow.other_bytes += len(pkt.payload)
+        flow.nonecho_novel += novel
+        if not flow.nonecho_reason:
+            flow.nonecho_reason = reason
+        self._add_novel(flow, pkt, novel)
+        return flow
 
-    # -- expiry, eviction, evaluation --------------------------------------------------------
+    def _novelty(self, flow: Flow, pkt: IcmpPacket, compared: Sketch | None) -> int:
+        """Novel bytes of an echo payload: 0 if a benign template or `compared` explains it."""
+        payload = pkt.payload
+        if not payload or self._ignored(payload):
+            return 0
+        novel = novel_bytes(payload, compared)
+        if not novel:
+            return 0
+        benign = fingerprints.explain(payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
+                                      is_reply=pkt.is_echo_reply)
+        if benign is not None and self._consistent(flow, benign, pkt):
+            self.stats.ignored_payloads += 1
+            return 0
+        return novel
 
-    def _sweep(self) -> list[Notice]:
-        """Evaluate and drop flows idle for idle_timeout; forget requests as old."""
-        now = self.now
-        self._next_sweep = now + SWEEP_INTERVAL
-        timeout = self.cfg.idle_timeout
-        due: list[Notice] = []
-        flows = self._flows
-        while flows:
-            flow = next(iter(flows.values()))
-            if flow.last + timeout > now:
-                break
-            flows.popitem(last=False)
-            self.stats.flows_expired += 1
-            self._evaluate(flow, flow.last + timeout, due)
-        pending = self._pending
-        cutoff = now - timeout
-        while pending:
-            key = next(iter(pending))
-            if pending[key][1] > cutoff:
-                break
-            del pending[key]
-            self.stats.pending_expired += 1
-        return due
+    def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> None:
+        if not flow.tool:
+            match = self._tools.observe(pkt)
+            if match is not None:
+                flow.tool, flow.tool_evidence = match.tool, match.evidence
 
-    def _evict_over_cap(self, due: list[Notice]) -> None:
-        while len(self._flows) > self.cfg.max_flows:
-            due.extend(self._evict_one())
+    @staticmethod
+    def _consistent(flow: Flow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
+        """Within one run of a ping tool (one echo identifier), a benign template's clock must not run
+        backwards and its per-run constant (session) must not change."""
+        if pkt.ident != flow.session_ident:
+            flow.session_ident, flow.session, flow.last_embedded = pkt.ident, None, 0.0
+        if benign.session is not None:
+            if flow.session is None:
+                flow.session = benign.session
+            elif benign.session != flow.session:
+                return False
+        embedded = benign.embedded_time
+        if embedded is None or pkt.is_echo_reply:
+            return True
+        if embedded + 1.0 < flow.last_embedded and not benign.wraps_after:
+            return False  # a replayed or forged timestamp
+        flow.last_embedded = embedded
+        return True
 
-    def _evict_one(self) -> list[Notice]:
-        """Drop the least recently active flow, after evaluating it (its notices still fire)."""
-        _, flow = self._flows.popitem(last=False)
-        self.stats.flows_evicted += 1
-        due: list[Notice] = []
-        self._evaluate(flow, self.now, due)
-        return due
+    def _add_novel(self, flow: Flow, pkt: IcmpPacket, novel: int) -> None:
+        flow.novel_bytes += novel
+        self.stats.novel_bytes += novel
+        if flow.allowlisted:
+            return
+        window = self.cfg.slow_exfil_window
+        self._pair(flow.src, flow.dst).add(pkt.ts, novel, window / SLOW_BUCKETS)
+
+    def _pair(self, src: bytes, dst: bytes) -> PairMemory:
+        key = (src, dst)
+        pairs = self._pairs
+        memory = pairs.get(key)
+        if memory is None:
+            memory = pairs[key] = PairMemory()
+            if len(pairs) > self.cfg.max_pairs:
+                pairs.popitem(last=False)
+                self.stats.pairs_evicted += 1
+        else:
+            pairs.move_to_end(key)
+        return memory
+
+    # -- flows start and end -----------------------------------------------------------------
+
+    def _flow_started(self, flow: Flow) -> None:
+        memory = self._pairs.get((flow.src, flow.dst))
+        if memory is not None:
+            flow.last_sketch = memory.last_sketch
+
+    def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        if flow.novel_bytes and not flow.allowlisted:
+            self._pair(flow.src, flow.dst).last_sketch = flow.last_sketch
+        if not self._realtime:
+            self._evaluate(flow, ts, due)
+        elif flow.alerted & _SUMMARISED and self.cfg.notices.exfil_summary:
+            due.append(self._notice(flow, ts, NOTE_EXFIL_SUMMARY, summary_msg(flow), novel=True,
+                                    extra=self._tool_text(flow)))
+
+    # -- evaluation --------------------------------------------------------------------------
 
     def _evaluate(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         if flow.allowlisted:
             return
         cfg = self.cfg
         switches = cfg.notices
-        many_changes = flow.changed_requests > cfg.changed_requests_threshold
-        before = len(due)
-        if switches.data_exfil and many_changes and flow.orig_bytes > cfg.exfil_bytes_threshold:
-            due.append(self._flow_notice(flow, ts, NOTE_DATA_EXFIL, self._exfil_msg(flow)))
+        if switches.data_exfil and flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold:
+            self._raise(flow, ts, _EXFIL, NOTE_DATA_EXFIL, exfil_msg(flow), due)
         if switches.asym_payload and flow.reply_differs > cfg.reply_differs_threshold:
-            due.append(self._flow_notice(flow, ts, NOTE_ASYM_PAYLOAD, self._asym_msg(flow)))
-        if switches.asym_payload_flow and many_changes:
-            due.append(self._flow_notice(flow, ts, NOTE_ASYM_PAYLOAD_FLOW, self._changes_msg(flow)))
-        self.stats.notices += len(due) - before
+            self._raise(flow, ts, _ASYM, NOTE_ASYM_PAYLOAD, asym_msg(flow), due)
+        if switches.asym_payload_flow and flow.changed_requests > cfg.changed_requests_threshold:
+            self._raise(flow, ts, _CHANGES, NOTE_ASYM_PAYLOAD_FLOW, changes_msg(flow), due)
+        if switches.tunnel and flow.tool:
+            self._raise(flow, ts, _TUNNEL, NOTE_TUNNEL, tunnel_msg(flow), due)
+        if switches.non_echo_payload and flow.nonecho_novel > cfg.nonecho_bytes_threshold:
+            self._raise(flow, ts, _NONECHO, NOTE_NON_ECHO_PAYLOAD, nonecho_msg(flow), due)
+        if switches.slow_exfil and flow.novel_bytes and not flow.alerted & (_EXFIL | _SLOW):
+            self._check_slow(flow, ts, due)
 
-    def _flow_notice(self, flow: Flow, ts: float, note: str, msg: str) -> Notice:
-        src, dst = addr_text(flow.src), addr_text(flow.dst)
-        sent = flow.orig_bytes + flow.resp_bytes
-        return Notice(
-            ts=ts,
-            note=note,
-            msg=msg,
-            sub=flow_summary_sub(src, dst, flow.start, flow.last, sent, flow.received_bytes, flow.n),
-            src=src,
-            dst=dst,
-            uid=flow.ensure_uid(),
-            n=flow.n,
-            bytes_sent=sent,
-            bytes_received=flow.received_bytes,
-            start=flow.start,
-            end=flow.last,
-        )
+    def _check_slow(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        memory = self._pairs.get((flow.src, flow.dst))
+        if memory is None or ts < memory.slow_alerted_until:
+            return
+        window = self.cfg.slow_exfil_window
+        total = memory.total(ts, window)
+        if total >= self.cfg.slow_exfil_min_bytes:
+            memory.slow_alerted_until = ts + window
+            self._raise(flow, ts, _SLOW, NOTE_SLOW_EXFIL, slow_msg(flow, total, window), due)
 
-    @staticmethod
-    def _exfil_msg(flow: Flow) -> str:
-        return (
-            f"Exfil of size {format_size(flow.orig_bytes)} seen between {addr_text(flow.src)} and "
-            f"{addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
-        )
+    def _raise(self, flow: Flow, ts: float, bit: int, note: str, msg: str, due: list[Notice]) -> None:
+        if flow.alerted & bit:
+            return
+        flow.alerted |= bit
+        if bit == _EXFIL:  # the pair's data is reported: no SlowExfil for the same bytes
+            self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
+        due.append(self._notice(flow, ts, note, msg, novel=True, extra=self._tool_text(flow)))
 
     @staticmethod
-    def _asym_msg(flow: Flow) -> str:
-        return (
-            f"{flow.reply_differs} ICMP echo replies from {addr_text(flow.src)} to {addr_text(flow.dst)} "
-            f"differed from the request they were compared with. {time_span_text(flow.start, flow.last)}"
-        )
+    def _tool_text(flow: Flow) -> str:
+        parts = []
+        if flow.tool:
+            parts.append(f"Tool: {flow.tool} ({flow.tool_evidence})")
+        if flow.nonecho_reason:
+            parts.append(f"Non-echo: {flow.nonecho_reason}")
+        return ", ".join(parts)
 
-    @staticmethod
-    def _changes_msg(flow: Flow) -> str:
-        return (
-            f"ICMP echo request payload changed {flow.changed_requests} times between "
-            f"{addr_text(flow.src)} and {addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
-        )
+
+def make_detector(detection: DetectionConfig, allowlist: AllowlistConfig) -> FlowDetector:
+    if detection.profile == "original":
+        return OriginalDetector(detection, allowlist)
+    return Detector(detection, allowlist)
+
+
+def _between(flow: Flow) -> str:
+    return f"from {addr_text(flow.src)} to {addr_text(flow.dst)}"
+
+
+def exfil_msg(flow: Flow) -> str:
+    return (
+        f"Exfil of {format_size(flow.novel_bytes)} of novel data ({format_size(flow.bytes_sent)} of payload) "
+        f"seen {_between(flow)} so far. {time_span_text(flow.start, flow.last)}"
+    )
+
+
+def summary_msg(flow: Flow) -> str:
+    """The original's msg format, with the final totals of an alerted flow."""
+    return (
+        f"Exfil of size {format_size(flow.bytes_sent)} ({format_size(flow.novel_bytes)} novel) seen between "
+        f"{addr_text(flow.src)} and {addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
+    )
+
+
+def asym_msg(flow: Flow) -> str:
+    return (
+        f"{flow.reply_differs} ICMP echo replies {_between(flow)} carried bytes the request they answer did not. "
+        f"{time_span_text(flow.start, flow.last)}"
+    )
+
+
+def changes_msg(flow: Flow) -> str:
+    return (
+        f"ICMP echo request payload carried new bytes {flow.changed_requests} times {_between(flow)}. "
+        f"{time_span_text(flow.start, flow.last)}"
+    )
+
+
+def tunnel_msg(flow: Flow) -> str:
+    return f"ICMP tunnel or exfiltration tool {flow.tool} recognised {_between(flow)}: {flow.tool_evidence}."
+
+
+def nonecho_msg(flow: Flow) -> str:
+    return (
+        f"{format_size(flow.nonecho_novel)} carried in ICMP messages other than echo {_between(flow)} "
+        f"({flow.nonecho_reason}). {time_span_text(flow.start, flow.last)}"
+    )
+
+
+def slow_msg(flow: Flow, total: int, window: float) -> str:
+    return (
+        f"Slow exfil: {format_size(total)} of novel data {_between(flow)} within {window / 3600:g} h, "
+        f"in packets spread over many flows. {time_span_text(flow.start, flow.last)}"
+    )

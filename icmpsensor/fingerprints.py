@@ -11,13 +11,12 @@ that the detector can constrain it across a flow:
   ``embedded_time - capture_ts`` (modulo `wraps_after`) must stay nearly constant;
 * `session` holds bytes that a tool chooses once per run (pro-bing's tracker UUID, a
   ``ping -p`` pattern, check_icmp's struct padding): it must stay constant within a flow;
-* for ICMP errors (`explain_error`), `quoted` is the quoted original datagram, which the
-  detector must have seen travelling the other way, or the quote is a covert channel.
+* ICMP errors and the other non-echo types are judged in nonecho.py.
 
 Layouts, each taken from the tool's source (cited where the template is defined):
 iputils ping, BSD/macOS ping, Windows ping, BusyBox ping, fping, monitoring-plugins
 check_icmp, Prometheus blackbox_exporter, Go pro-bing, Cisco IOS (unverified, see there),
-nmap/nping discovery, Linux traceroute -I, mtr, and kernel ICMP error quoting.
+nmap/nping discovery, Linux traceroute -I, mtr.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ class Benign:
     monotonic: bool = False  # embedded_time counts from an unknown origin (boot), not the epoch
     wraps_after: float | None = None  # a monotonic counter that wraps modulo this many seconds
     session: bytes | None = None  # chosen once per run by the tool: must stay constant within a flow
-    quoted: bytes | None = None  # ICMP errors: the quoted original datagram (verify it was really sent)
 
 
 MAX_PATTERN = 16  # iputils and BSD ping accept at most 16 pattern bytes (sscanf of 16 "%2x")
@@ -108,16 +106,18 @@ def _pattern(payload: bytes, start: int, p: int, origin: int) -> bytes:
 def _untimed(payload: bytes, n: int, first: int) -> Benign | None:
     if payload[-1] == first and payload.count(first) == n:
         if first == 0:
-            # fping (calloc'd buffer, src/socket4.c init_ping_buffer_ipv4), nmap OS-detection
-            # IE probes (120/150 zero bytes), mtr default -B 0, BSD ping below 8 bytes, ...
+            # fping (calloc'd buffer, schweikert/fping src/socket4.c init_ping_buffer_ipv4), nmap
+            # OS-detection IE probes (120/150 zero bytes, nmap.org/book/osdetect-methods.html),
+            # mtr's default -B 0, BSD ping below 8 bytes (static zeroed outpack), ...
             return ZERO_FILL
         if n >= 2:
             # mtr -B/--bitpattern: memset(packet, bit_pattern, size) before the ICMP header is
             # written (traviscross/mtr packet/construct_unix.c construct_packet).
             return _MTR[first]
     if first == 0x61:
-        # Windows ping.exe: byte i = 'a' + i % 23 (closed source; the loop is quoted from a
-        # disassembly of ping.exe: "PUSH 17 / DIV / ADD DL,61"), any -l size.
+        # Windows ping.exe: byte i = 'a' + i % 23, any -l size. Closed source: the fill loop
+        # ("PUSH 17 / DIV / ADD DL,61") is from a published disassembly of ping.exe
+        # (network.allfaq.org/forums/t/36173), matching the well-known 32-byte default.
         if payload == _WINDOWS_FILL[:n]:
             return _WINDOWS
     elif first == 0x48:
@@ -246,16 +246,17 @@ def _bsd(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign 
     if frac < _NSEC and sec < _MAX_UPTIME:
         hit = _timestamped_fill(payload, 8, n, 8, sec + frac / _NSEC, "bsd-ping")
         if hit is not None:
-            return Benign(hit.template, hit.embedded_time, monotonic=True, session=hit.session)
+            return Benign(hit.template, hit.embedded_time, monotonic=True, wraps_after=2.0**32, session=hit.session)
     return None
 
 
 def _cisco(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
-    # UNVERIFIED (closed source): Cisco IOS ping sends a 100-byte datagram by default (72
-    # data bytes) filled with the 16-bit "Data pattern [0xABCD]" (documented prompt of the
-    # extended ping); captures show 8 leading bytes before the pattern, taken here as four
-    # zero bytes and a big-endian 32-bit millisecond uptime counter. The pattern is the
-    # `session`; the counter is monotonic.
+    # UNVERIFIED (closed source, no byte-level documentation found): Cisco IOS ping sends a
+    # 100-byte datagram by default (72 data bytes) filled with the 16-bit "Data pattern
+    # [0xABCD]" (documented prompt of the extended ping; Snort's "PING Cisco Type.x" rule
+    # matches ABCD within the first 32 bytes). The 8 bytes before the pattern, four zeros
+    # then a big-endian 32-bit counter taken as milliseconds of uptime, are recalled from
+    # captures, not read from a source. The pattern is the `session`; the counter monotonic.
     if n < 12 or not payload.startswith(b"\0\0\0\0") or payload[10:] != payload[8 : n - 2]:
         return None
     return Benign(
@@ -271,12 +272,12 @@ def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
     # mirror/busybox networking/ping.c sendping4()/sendping6(): the packet is memset to the
     # -p byte (default 0), then the first 4 data bytes get monotonic_us() as a host-order
     # uint32 ("No hton: we'll read it back on the same machine"). Microseconds since boot,
-    # wrapping every 2^32 us: not checkable per packet. Below 4 bytes the counter is cut
-    # off, leaving nothing but free bytes, so those sizes are not explained.
-    if n < 4:
+    # wrapping every 2^32 us: not checkable per packet. Below 8 bytes (-s 0..7) too little
+    # fill is left to tell the layout from arbitrary bytes, so those sizes are not explained.
+    if n < 8:
         return None
-    fill = payload[4] if n > 4 else 0
-    if n > 4 and (payload[-1] != fill or payload.count(fill, 4) != n - 4):
+    fill = payload[4]
+    if payload[-1] != fill or payload.count(fill, 4) != n - 4:
         return None
     return Benign(
         "busybox",
@@ -287,8 +288,9 @@ def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
     )
 
 
-# Most specific first; each starts with byte tests that reject random data at once.
-_TIMED = (_check_icmp, _pro_bing, _iputils64, _iputils32, _bsd, _cisco, _busybox)
+# Most specific first; each starts with byte tests that reject random data at once. BusyBox
+# goes before BSD: [counter][zeros] would otherwise also read as FreeBSD `ping -p 00`.
+_TIMED = (_check_icmp, _pro_bing, _iputils64, _iputils32, _cisco, _busybox, _bsd)
 
 
 def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_reply: bool = False) -> Benign | None:
@@ -311,80 +313,3 @@ def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_r
         if hit is not None:
             return hit
     return None
-
-
-# -- ICMP error messages ------------------------------------------------------------------
-
-_V4_ERRORS = frozenset((3, 11, 12))  # destination unreachable, time exceeded, parameter problem
-_V6_ERRORS = frozenset((1, 2, 3, 4))  # unreachable, packet too big, time exceeded, parameter problem
-_LINUX_V4_QUOTE = 576 - 20 - 8  # net/ipv4/icmp.c __icmp_send(): room = 576 - iphdr - icmphdr
-_V6_QUOTE = 1280 - 40 - 8  # RFC 4443 2.4(c); Linux net/ipv6/icmp.c and FreeBSD icmp6_error alike
-_ERROR = "icmp-error"
-
-
-def _inet_checksum_ok(header: bytes) -> bool:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total == 0xFFFF
-
-
-def explain_error(icmp_type: int, icmp_code: int, payload: bytes, *, ipv6: bool = False) -> Benign | None:
-    """Explain an ICMP error message (payload = the 4 bytes after type/code/checksum + the quote).
-
-    The 4-byte field must hold what the type defines (zero, a next-hop MTU, a pointer), the
-    quote must start with a well-formed IP header and be exactly as long as a real stack
-    quotes: RFC 792 (IP header + 8 bytes), Linux (up to 548 bytes), IPv6 (up to 1232).
-    RFC 4884 extensions (MPLS label stacks) are not accepted. The quoted bytes themselves
-    are returned in `quoted`: they are only benign if that datagram was really sent.
-    """
-    if ipv6:
-        return _explain_error6(icmp_type, icmp_code, payload)
-    return _explain_error4(icmp_type, icmp_code, payload)
-
-
-def _explain_error4(icmp_type: int, icmp_code: int, payload: bytes) -> Benign | None:
-    if icmp_type not in _V4_ERRORS or len(payload) < 4 + 20:
-        return None
-    quoted = payload[4:]
-    if quoted[0] >> 4 != 4:
-        return None
-    ihl = (quoted[0] & 0x0F) * 4
-    if ihl < 20 or len(quoted) < ihl or not _inet_checksum_ok(quoted[:ihl]):
-        return None
-    total = int.from_bytes(quoted[2:4], "big")
-    if len(quoted) not in (min(total, ihl + 8), min(total, _LINUX_V4_QUOTE)):
-        return None
-    if not _rest_of_header4(icmp_type, icmp_code, payload, total, len(quoted)):
-        return None
-    return Benign(_ERROR, None, quoted=quoted)
-
-
-def _rest_of_header4(icmp_type: int, icmp_code: int, payload: bytes, total: int, quoted_len: int) -> bool:
-    if icmp_type == 3 and icmp_code == 4:
-        # Fragmentation needed: next-hop MTU in the low 16 bits (RFC 1191; 0 from old routers).
-        mtu = int.from_bytes(payload[2:4], "big")
-        return payload[0] == 0 and payload[1] == 0 and (mtu == 0 or 68 <= mtu < total)
-    if icmp_type == 12:
-        # Parameter problem: a pointer into the quoted datagram, then three zero bytes.
-        return payload[0] < quoted_len and payload[1:4] == b"\0\0\0"
-    return payload[:4] == b"\0\0\0\0"
-
-
-def _explain_error6(icmp_type: int, icmp_code: int, payload: bytes) -> Benign | None:
-    if icmp_type not in _V6_ERRORS or len(payload) < 4 + 40:
-        return None
-    quoted = payload[4:]
-    if quoted[0] >> 4 != 6:
-        return None
-    total = 40 + int.from_bytes(quoted[4:6], "big")
-    if len(quoted) != min(total, _V6_QUOTE):
-        return None
-    field = int.from_bytes(payload[:4], "big")
-    if icmp_type == 2:
-        ok = 1280 <= field < total  # packet too big: the MTU of the next hop
-    elif icmp_type == 4:
-        ok = field < len(quoted)  # parameter problem: offset of the offending byte
-    else:
-        ok = field == 0
-    return Benign(_ERROR, None, quoted=quoted) if ok else None

@@ -16,6 +16,10 @@ from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
     NOTE_DATA_EXFIL,
+    NOTE_EXFIL_SUMMARY,
+    NOTE_NON_ECHO_PAYLOAD,
+    NOTE_SLOW_EXFIL,
+    NOTE_TUNNEL,
     NOTE_UNPAIRED_ECHO_REPLY,
     Notice,
 )
@@ -29,6 +33,10 @@ MESSAGE_IDS: dict[str, str] = {
     NOTE_UNPAIRED_ECHO_REPLY: "0b69892a922443d093c46849395b8546",
     NOTE_ASYM_PAYLOAD: "296e2e65a569404882f917adf61fec79",
     NOTE_ASYM_PAYLOAD_FLOW: "2493125d9b434e148351bceda2b30d21",
+    NOTE_TUNNEL: "3bb57f191cb54b16a290204639d8f5bd",
+    NOTE_NON_ECHO_PAYLOAD: "ce6fbc0248374d8681be5762395a8f97",
+    NOTE_SLOW_EXFIL: "8273cf300b01473598ff4ca9d61e88bc",
+    NOTE_EXFIL_SUMMARY: "f226f48e8cf146909fbdb8aa6f63dbc8",
 }
 # The key of each note under journald.priorities in the config.
 PRIORITY_KEYS: dict[str, str] = {
@@ -36,6 +44,10 @@ PRIORITY_KEYS: dict[str, str] = {
     NOTE_UNPAIRED_ECHO_REPLY: "unpaired_echo_reply",
     NOTE_ASYM_PAYLOAD: "asym_payload",
     NOTE_ASYM_PAYLOAD_FLOW: "asym_payload_flow",
+    NOTE_TUNNEL: "tunnel",
+    NOTE_NON_ECHO_PAYLOAD: "non_echo_payload",
+    NOTE_SLOW_EXFIL: "slow_exfil",
+    NOTE_EXFIL_SUMMARY: "exfil_summary",
 }
 MSGID_STARTED = "c28a1ef6ce804f0cb4f2b5195d391842"
 MSGID_STOPPED = "92fd69f2f0e842ec91c6eb754c5e89a1"
@@ -130,6 +142,8 @@ class JournalSink:
             START=f"{notice.start:.6f}",
             END=f"{notice.end:.6f}",
             SUB=notice.sub,
+            **({"NOVEL_BYTES": notice.novel_bytes} if notice.novel_bytes >= 0 else {}),
+            **({"EVIDENCE": notice.evidence} if notice.evidence else {}),
         )
 
     def close(self) -> None:

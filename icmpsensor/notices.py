@@ -17,7 +17,21 @@ NOTE_UNPAIRED_ECHO_REPLY = "ICMP::ICMP_UnpairedEchoReply"
 NOTE_ASYM_PAYLOAD = "ICMP::ICMP_AsymPayload"
 NOTE_ASYM_PAYLOAD_FLOW = "ICMP::ICMP_AsymPayloadFlow"
 
-ALL_NOTES = (NOTE_DATA_EXFIL, NOTE_UNPAIRED_ECHO_REPLY, NOTE_ASYM_PAYLOAD, NOTE_ASYM_PAYLOAD_FLOW)
+NOTE_TUNNEL = "ICMP::ICMP_Tunnel"
+NOTE_NON_ECHO_PAYLOAD = "ICMP::ICMP_NonEchoPayload"
+NOTE_SLOW_EXFIL = "ICMP::ICMP_SlowExfil"
+NOTE_EXFIL_SUMMARY = "ICMP::ICMP_ExfilSummary"
+
+ALL_NOTES = (
+    NOTE_DATA_EXFIL,
+    NOTE_UNPAIRED_ECHO_REPLY,
+    NOTE_ASYM_PAYLOAD,
+    NOTE_ASYM_PAYLOAD_FLOW,
+    NOTE_TUNNEL,
+    NOTE_NON_ECHO_PAYLOAD,
+    NOTE_SLOW_EXFIL,
+    NOTE_EXFIL_SUMMARY,
+)
 
 ZEEK_ACTIONS = ("Notice::ACTION_LOG",)
 
@@ -38,10 +52,15 @@ class Notice:
     bytes_received: int
     start: float
     end: float
+    novel_bytes: int = -1  # -1: not measured (original profile)
+    evidence: str = ""  # path of the evidence pcap, once written
 
     def zeek_record(self, peer_descr: str) -> dict[str, object]:
-        """The notice as a Zeek JSON notice.log record (field names and order as Zeek writes them)."""
-        return {
+        """The notice as a Zeek JSON notice.log record (field names and order as Zeek writes them).
+
+        `evidence` is not a Zeek field; like any extra field it is kept by Zeek log shippers.
+        """
+        record: dict[str, object] = {
             "ts": self.ts,
             "uid": self.uid,
             "proto": "icmp",
@@ -56,6 +75,9 @@ class Notice:
             "email_dest": [],
             "suppress_for": 0.0,
         }
+        if self.evidence:
+            record["evidence"] = self.evidence
+        return record
 
     def to_json_line(self, peer_descr: str) -> str:
         """One complete line, newline included, ready for a single write."""
@@ -111,13 +133,17 @@ def format_local_time(ts: float) -> str:
 
 
 def flow_summary_sub(
-    src: str, dst: str, start: float, end: float, bytes_sent: int, bytes_received: int, n: int
+    src: str, dst: str, start: float, end: float, bytes_sent: int, bytes_received: int, n: int,
+    novel_bytes: int = -1, extra: str = "",
 ) -> str:
-    return (
+    text = (
         f"Source: {src}, Destination: {dst}, Start time: {start:.6f}, End time: {end:.6f}, "
         f"Duration: {format_interval(end - start)}, Bytes sent: {bytes_sent}, "
         f"Bytes received: {bytes_received}, Event count: {n}"
     )
+    if novel_bytes >= 0:
+        text += f", Novel bytes: {novel_bytes}"
+    return text + (f", {extra}" if extra else "")
 
 
 def time_span_text(start: float, end: float) -> str:

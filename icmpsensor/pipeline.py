@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
-from icmpsensor.detect import Detector
+from icmpsensor.detect import make_detector
 from icmpsensor.fragments import Reassembler
 from icmpsensor.notices import Notice
 from icmpsensor.sinks import NoticeLog, NoticeSink, NoticeWriteError, StdoutSink
@@ -29,7 +29,7 @@ class Pipeline:
             timeout=cfg.decode.fragment_timeout,
             stats=self.decode_stats.fragments,
         )
-        self.detector = Detector(cfg.detection, cfg.allowlist)
+        self.detector = make_detector(cfg.detection, cfg.allowlist)
         self.notices_emitted = 0
         self.write_errors = 0
 

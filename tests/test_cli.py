@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,11 @@ V6_SRC, V6_DST = "2001:db8::10", "2001:db8:1::7"
 
 
 def chunk(i: int, size: int = 100) -> bytes:
-    return (f"secret-{i:05d};".encode() * size)[:size]
+    """File-like data: each chunk differs from the previous one in (nearly) every byte."""
+    out = b""
+    while len(out) < size:
+        out += hashlib.sha256(f"{i}/{len(out)}".encode()).digest()
+    return out[:size]
 
 
 def exfil_packets(src: str = EXFIL_SRC, dst: str = EXFIL_DST, count: int = 20, size: int = 100,
@@ -52,7 +57,10 @@ def notes(notices: list[dict[str, object]]) -> list[tuple[object, object, object
     return sorted((n["note"], n["src"], n["dst"]) for n in notices)
 
 
-EXFIL_NOTES = [("ICMP::ICMP_AsymPayloadFlow", EXFIL_SRC, EXFIL_DST), ("ICMP::ICMP_DataExfil", EXFIL_SRC, EXFIL_DST)]
+# The standard profile on 20 x 100 bytes of file-like data, each request echoed back: DataExfil when
+# the novel bytes pass 400, AsymPayloadFlow at the 6th changed request, and the summary at the end.
+EXFIL_NOTES = [("ICMP::ICMP_AsymPayloadFlow", EXFIL_SRC, EXFIL_DST), ("ICMP::ICMP_DataExfil", EXFIL_SRC, EXFIL_DST),
+               ("ICMP::ICMP_ExfilSummary", EXFIL_SRC, EXFIL_DST)]
 
 LINK_LAYERS = {
     "ethernet": (craft.ether, craft.LINKTYPE_ETHERNET),
@@ -84,7 +92,8 @@ def test_ipv6_exfil_is_reported(tmp_path: Path, layer: str) -> None:
     result = run_cli("-r", path, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == [("ICMP::ICMP_AsymPayloadFlow", V6_SRC, V6_DST),
-                                     ("ICMP::ICMP_DataExfil", V6_SRC, V6_DST)]
+                                     ("ICMP::ICMP_DataExfil", V6_SRC, V6_DST),
+                                     ("ICMP::ICMP_ExfilSummary", V6_SRC, V6_DST)]
 
 
 def test_pcapng_is_read(tmp_path: Path) -> None:
@@ -95,9 +104,10 @@ def test_pcapng_is_read(tmp_path: Path) -> None:
 
 
 def test_large_payloads_in_ip_fragments_are_reassembled(tmp_path: Path) -> None:
-    # 2 requests of 4000 bytes, each cut into 1480-byte fragments: 8000 bytes > 1500, but only
-    # 1 change; with changed_requests_threshold 0 the exfil fires only if reassembly worked
-    # (unreassembled, the first fragment alone would carry 1472 bytes per request).
+    # The original profile counts raw bytes, which makes reassembly visible: 2 requests of 4000
+    # bytes, each cut into 1480-byte fragments: 8000 bytes > 1500, but only 1 change; with
+    # changed_requests_threshold 0 the exfil fires, and the sub shows all 8000 bytes only if
+    # reassembly worked (unreassembled, the first fragment alone carries 1472 bytes per request).
     packets = []
     for i in range(2):
         ip = craft.icmp4(EXFIL_SRC, EXFIL_DST, craft.ECHO_REQUEST, 0, 9, i, chunk(i, 4000), ip_id=100 + i)
@@ -106,7 +116,8 @@ def test_large_payloads_in_ip_fragments_are_reassembled(tmp_path: Path) -> None:
         packets += [(1000.0 + i + j * 0.001, frag) for j, frag in enumerate(craft.fragment6(ip6, 1448, 7 + i))]
     path = write(tmp_path, packets)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("detection:\n  changed_requests_threshold: 0\n  notices:\n    asym_payload_flow: false\n")
+    cfg.write_text("detection:\n  profile: original\n  reply_pairing: matched\n  changed_requests_threshold: 0\n"
+                   "  notices:\n    asym_payload_flow: false\n")
     result = run_cli("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == [("ICMP::ICMP_DataExfil", EXFIL_SRC, EXFIL_DST),
@@ -167,14 +178,15 @@ def test_several_files_are_one_timeline(tmp_path: Path) -> None:
     result = run_cli("-r", first, "-r", second, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == EXFIL_NOTES
-    assert all(n["n"] == 20 for n in result.notices)  # one flow across both files
+    assert len({n["uid"] for n in result.notices}) == 1  # one flow across both files
+    assert next(n for n in result.notices if n["note"] == "ICMP::ICMP_ExfilSummary")["n"] == 20
 
 
 def test_stdout_prints_the_same_lines_as_notice_log(tmp_path: Path) -> None:
     path = write(tmp_path, exfil_packets())
     result = run_cli("-r", path, "--stdout", log_dir=out_dir(tmp_path))
     assert [json.loads(line) for line in result.stdout.splitlines()] == result.notices
-    assert len(result.notices) == 2
+    assert len(result.notices) == 3
 
 
 def test_notice_log_lines_carry_the_zeek_fields(tmp_path: Path) -> None:
@@ -183,16 +195,19 @@ def test_notice_log_lines_carry_the_zeek_fields(tmp_path: Path) -> None:
     cfg.write_text("sensor:\n  name: dmz-sensor-1\n")
     result = run_cli("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
     lines = (out_dir(tmp_path) / "notice.log").read_text().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     for line in lines:
         record = json.loads(line)
         assert isinstance(record["ts"], float) and record["uid"].startswith("C")
         assert record["note"].startswith("ICMP::") and record["msg"] and record["sub"]
-        assert record["src"] == EXFIL_SRC and record["dst"] == EXFIL_DST and record["n"] == 20
+        assert record["src"] == EXFIL_SRC and record["dst"] == EXFIL_DST and record["n"] >= 5
         assert record["peer_descr"] == "dmz-sensor-1"
         assert record["actions"] == ["Notice::ACTION_LOG"] and record["email_dest"] == []
         assert record["suppress_for"] == 0
-        assert "Bytes received: 2000" in record["sub"] and "recieved" not in record["sub"]
+        assert "Bytes received: " in record["sub"] and "recieved" not in record["sub"]
+    final = json.loads(lines[-1])
+    assert final["note"] == "ICMP::ICMP_ExfilSummary" and final["n"] == 20
+    assert "Bytes sent: 2000, Bytes received: 2000, Event count: 20" in final["sub"]
     assert result.returncode == 0
 
 
@@ -200,7 +215,7 @@ def test_notice_log_is_appended_to(tmp_path: Path) -> None:
     path = write(tmp_path, exfil_packets())
     run_cli("-r", path, log_dir=out_dir(tmp_path))
     result = run_cli("-r", path, log_dir=out_dir(tmp_path))
-    assert len(result.notices) == 4
+    assert len(result.notices) == 6
 
 
 # -- errors: one line, the right exit code, never a traceback ---------------------------------
@@ -275,7 +290,7 @@ CONFIG_ERRORS = {
     "unknown_key": ("detection:\n  idle_timout: 5\n", "detection.idle_timout: unknown key"),
     "wrong_type": ("detection:\n  max_flows: lots\n", "detection.max_flows: expected an integer"),
     "out_of_range": ("detection:\n  max_flows: 0\n", "detection.max_flows: must be between 1"),
-    "bad_choice": ("detection:\n  reply_pairing: psychic\n", "must be one of matched, last_request"),
+    "bad_choice": ("detection:\n  reply_pairing: psychic\n", "must be one of auto, matched, last_request"),
     "bad_host": ("allowlist:\n  hosts:\n    - 10.0.0.300\n", "allowlist.hosts[0]"),
     "bad_hex": ("allowlist:\n  payloads:\n    - \"zz\"\n", "allowlist.payloads[0]"),
 }
@@ -333,4 +348,6 @@ def test_built_in_example_reports_its_two_channels(tmp_path: Path) -> None:
         ("ICMP::ICMP_AsymPayload", "198.51.100.9", "192.0.2.20"),
         ("ICMP::ICMP_AsymPayloadFlow", "192.0.2.10", "198.51.100.7"),
         ("ICMP::ICMP_DataExfil", "192.0.2.10", "198.51.100.7"),
+        ("ICMP::ICMP_ExfilSummary", "192.0.2.10", "198.51.100.7"),
+        ("ICMP::ICMP_ExfilSummary", "198.51.100.9", "192.0.2.20"),
     ]

@@ -259,9 +259,9 @@ def test_out_of_range(tmp_path: Path, text: str, expected: str) -> None:
 
 def test_bad_choice(tmp_path: Path) -> None:
     msg = config_error(tmp_path, "detection:\n  reply_pairing: foo\n")
-    assert msg == ":2: detection.reply_pairing: must be one of matched, last_request, got 'foo'"
+    assert msg == ":2: detection.reply_pairing: must be one of auto, matched, last_request, got 'foo'"
     msg = config_error(tmp_path, "detection:\n  reply_pairing: 3\n")
-    assert msg == ":2: detection.reply_pairing: must be one of matched, last_request, got integer 3"
+    assert msg == ":2: detection.reply_pairing: must be one of auto, matched, last_request, got integer 3"
 
 
 def test_bad_host(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The pure detector core, driven with synthetic decoded packets and a packet clock."""
+"""The `original` profile's detector (BEHAVIOUR.md plus the pairing correction), driven with
+synthetic decoded packets and a packet clock. The standard profile: test_detect_standard.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import ipaddress
 import pytest
 
 from icmpsensor.config import AllowlistConfig, DetectionConfig, NoticeSwitches
-from icmpsensor.detect import Detector, is_default_ping
+from icmpsensor.detect import make_detector
+from icmpsensor.detect_original import OriginalDetector, is_default_ping
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
@@ -36,13 +38,20 @@ def chunk(i: int, size: int = 100) -> bytes:
     return (f"chunk-{i:06d}-".encode() * size)[:size]
 
 
-def detector(**overrides: object) -> Detector:
+def original(**overrides: object) -> DetectionConfig:
+    """The original profile with flow-end alerting and, unless overridden, matched pairing."""
+    settings: dict[str, object] = {"profile": "original", "reply_pairing": "matched", **overrides}
+    return dataclasses.replace(DetectionConfig(), **settings)  # type: ignore[arg-type]
+
+
+def detector(**overrides: object) -> OriginalDetector:
     switches = overrides.pop("notices", NoticeSwitches())
-    cfg = dataclasses.replace(DetectionConfig(), notices=switches, **overrides)
-    return Detector(cfg, AllowlistConfig())
+    det = make_detector(original(notices=switches, **overrides), AllowlistConfig())
+    assert isinstance(det, OriginalDetector)
+    return det
 
 
-def run(det: Detector, packets: list[IcmpPacket], flush: bool = True) -> list[Notice]:
+def run(det: OriginalDetector, packets: list[IcmpPacket], flush: bool = True) -> list[Notice]:
     out: list[Notice] = []
     for pkt in packets:
         out.extend(det.process(pkt))
@@ -232,17 +241,17 @@ def test_original_loose_linux_check_and_switch() -> None:
 
 def test_allowlisted_hosts_are_never_reported() -> None:
     allow = AllowlistConfig(hosts=(ipaddress.ip_network("10.0.0.0/30"),))
-    det = Detector(DetectionConfig(), allow)
+    det = OriginalDetector(original(), allow)
     assert run(det, transfer(20)) == []
     allow_b = AllowlistConfig(hosts=(ipaddress.ip_network("10.0.0.2/32"),))
-    assert run(Detector(DetectionConfig(), allow_b), transfer(20)) == []
+    assert run(OriginalDetector(original(), allow_b), transfer(20)) == []
     allow_other = AllowlistConfig(hosts=(ipaddress.ip_network("192.0.2.0/24"),))
-    assert len(run(Detector(DetectionConfig(), allow_other), transfer(20))) == 2
+    assert len(run(OriginalDetector(original(), allow_other), transfer(20))) == 2
 
 
 def test_allowlisted_payloads_are_not_counted() -> None:
     allow = AllowlistConfig(payloads=tuple(chunk(i) for i in range(20)))
-    det = Detector(DetectionConfig(), allow)
+    det = OriginalDetector(original(), allow)
     assert run(det, transfer(20)) == []
     assert det.stats.ignored_payloads == 40
 
@@ -250,7 +259,7 @@ def test_allowlisted_payloads_are_not_counted() -> None:
 def test_reconfigure_keeps_flow_state_and_applies_new_thresholds() -> None:
     det = detector()
     run(det, transfer(4), flush=False)  # 3 changes: below the default threshold
-    det.reconfigure(dataclasses.replace(DetectionConfig(), changed_requests_threshold=2), AllowlistConfig())
+    det.reconfigure(original(changed_requests_threshold=2), AllowlistConfig())
     assert notes(det.flush()) == [(NOTE_ASYM_PAYLOAD_FLOW, A, B)]
 
 

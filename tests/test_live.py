@@ -36,6 +36,7 @@ from tests.netlab import (
 pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
 
 EXFIL_NOTES = {("ICMP::ICMP_DataExfil", PEER_IP, SENSOR_IP), ("ICMP::ICMP_AsymPayloadFlow", PEER_IP, SENSOR_IP)}
+SUMMARY = ("ICMP::ICMP_ExfilSummary", PEER_IP, SENSOR_IP)
 
 FAST_EXPIRY = """
 detection:
@@ -92,22 +93,27 @@ def test_hping3_exfil_is_reported_in_notice_log_and_journald_and_benign_pings_ar
     sensor = launch(lab, tmp_path, sensors)
     lab.benign_pings(count=30)
     lab.hping3_exfil(secret, count=60, size=500, interval_us=3000)  # ~330 packets/s, 30 kB
-    # idle_timeout is 2 s: the flow's notices must appear on wall-clock expiry, without more traffic.
-    assert wait_for(lambda: note_set(sensor.notices()) >= EXFIL_NOTES, 20), sensor.notices()
+    # DataExfil fires in real time; idle_timeout is 2 s: the flow's summary must appear on wall-clock
+    # expiry, without more traffic.
+    assert wait_for(lambda: note_set(sensor.notices()) >= EXFIL_NOTES | {SUMMARY}, 20), sensor.notices()
     notices = sensor.notices()
     assert all(n["src"] != BENIGN_IP and n["dst"] != BENIGN_IP for n in notices)
+    summary = next(n for n in notices if n["note"] == "ICMP::ICMP_ExfilSummary")
+    assert summary["n"] == 60
+    assert "Bytes sent: 30000" in str(summary["sub"])
     exfil = next(n for n in notices if n["note"] == "ICMP::ICMP_DataExfil")
-    assert exfil["n"] == 60
-    assert "Bytes sent: 30000" in str(exfil["sub"])
     entries = sensor.journal("NOTE=ICMP::ICMP_DataExfil")
     assert len(entries) == 1, entries
     entry = entries[0]
     assert entry["MESSAGE"] == exfil["msg"]
     assert entry["SRC"] == PEER_IP and entry["DST"] == SENSOR_IP and entry["UID"] == exfil["uid"]
-    assert entry["N"] == "60" and entry["BYTES_SENT"] == "30000" and entry["PRIORITY"] == "4"
-    assert entry["MESSAGE_ID"] == "461816d2d78c4b66b4d0abfe1a4d1ca1"
-    assert float(entry["START"]) <= float(entry["END"])
-    assert "BYTES_RECEIVED" in entry
+    assert entry["PRIORITY"] == "4" and entry["MESSAGE_ID"] == "461816d2d78c4b66b4d0abfe1a4d1ca1"
+    assert int(entry["NOVEL_BYTES"]) > 400
+    (final,) = sensor.journal("NOTE=ICMP::ICMP_ExfilSummary")
+    assert final["N"] == "60" and final["BYTES_SENT"] == "30000" and final["UID"] == exfil["uid"]
+    assert final["MESSAGE_ID"] == "f226f48e8cf146909fbdb8aa6f63dbc8" and final["PRIORITY"] == "5"
+    assert float(final["START"]) <= float(final["END"])
+    assert "BYTES_RECEIVED" in final
     assert not [e for e in sensor.journal() if BENIGN_IP in e.get("MESSAGE", "") and "NOTE" in e]
     # Stats records go to stats.log and journald every second.
     assert wait_for(lambda: (sensor.log_dir / "stats.log").exists(), 5)
@@ -124,7 +130,8 @@ def test_hping3_exfil_is_reported_in_notice_log_and_journald_and_benign_pings_ar
 
 def test_sigterm_flushes_open_flows_and_exits_within_5s(lab: Lab, tmp_path: Path, secret: Path,
                                                        sensors: list[Sensor]) -> None:
-    sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 300\n")
+    config = "detection:\n  alerting: flow_end\n  idle_timeout: 300\n"
+    sensor = launch(lab, tmp_path, sensors, config=config)
     lab.hping3_exfil(secret, count=40, size=200, interval_us=2000)
     time.sleep(0.5)
     assert sensor.notices() == []  # nothing is due yet: the flow is still open
@@ -136,7 +143,9 @@ def test_sigterm_flushes_open_flows_and_exits_within_5s(lab: Lab, tmp_path: Path
 
 def test_sighup_rejects_a_broken_config_and_applies_a_good_one(lab: Lab, tmp_path: Path, secret: Path,
                                                                sensors: list[Sensor]) -> None:
-    sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 1\n")
+    # The original profile's raw-byte thresholds make the effect of a reload easy to see.
+    original = "detection:\n  profile: original\n  reply_pairing: matched\n  idle_timeout: 1\n"
+    sensor = launch(lab, tmp_path, sensors, config=original)
     cfg = sensor.workdir / "icmpsensor.yaml"
     # A small transfer (5 x 50 bytes, 4 changes) stays below the default thresholds.
     lab.hping3_exfil(secret, count=5, size=50, interval_us=2000)
@@ -148,14 +157,39 @@ def test_sighup_rejects_a_broken_config_and_applies_a_good_one(lab: Lab, tmp_pat
     assert sensor.proc.poll() is None, "a broken config must not stop the daemon"
     errors = [e["MESSAGE"] for e in sensor.journal("MESSAGE_ID=90dbe942ae0a47af9d963dfd74b9fc32")]
     assert any("reload rejected" in m and "YAML syntax error" in m for m in errors), errors
-    cfg.write_text("detection:\n  idle_timeout: 1\n  exfil_bytes_threshold: 100\n"
-                   "  changed_requests_threshold: 2\ncapture:\n  snaplen: 1500\n")
+    cfg.write_text(original + "  exfil_bytes_threshold: 100\n  changed_requests_threshold: 2\n"
+                   "capture:\n  snaplen: 1500\n")
     sensor.signal(signal.SIGHUP)
     assert wait_for(lambda: bool(sensor.journal("MESSAGE_ID=343714c842264f38a2a36e60040a11c0")), 5)
     reload_msg = sensor.journal("MESSAGE_ID=343714c842264f38a2a36e60040a11c0")[-1]["MESSAGE"]
     assert "capture.snaplen" in reload_msg and "restart" in reload_msg
     lab.hping3_exfil(secret, count=5, size=50, interval_us=2000)
     assert wait_for(lambda: ("ICMP::ICMP_DataExfil", PEER_IP, SENSOR_IP) in note_set(sensor.notices()), 10)
+    code, _, err = sensor.stop()
+    assert code == 0, err
+
+
+def test_a_real_time_notice_is_written_within_a_second_of_the_packet(lab: Lab, tmp_path: Path, secret: Path,
+                                                                     sensors: list[Sensor]) -> None:
+    sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 30\n")
+    # 200-byte chunks one second apart: the 3rd packet takes the flow past 400 novel bytes.
+    sender = subprocess.Popen(["ip", "netns", "exec", lab.peer_ns, "timeout", "30", "hping3", "-1", "-E", str(secret),
+                               "-d", "200", "-u", "-c", "4", "-i", "1", "-q", SENSOR_IP],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen_at = None
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and seen_at is None:
+            if any(n["note"] == "ICMP::ICMP_DataExfil" for n in sensor.notices()):
+                seen_at = time.time()
+            time.sleep(0.02)
+    finally:
+        sender.wait(timeout=40)
+    assert seen_at is not None, sensor.notices()
+    exfil = next(n for n in sensor.notices() if n["note"] == "ICMP::ICMP_DataExfil")
+    latency = seen_at - float(exfil["ts"])  # ts: the capture time of the packet that crossed the threshold
+    assert 0 <= latency < 1.0, latency
+    assert exfil["n"] == 3
     code, _, err = sensor.stop()
     assert code == 0, err
 

@@ -91,6 +91,10 @@ class Sensor:
         text = self.shipped_config
         for old, new in (
             ('  interface: ""\n', f"  interface: {SENSOR_IF}\n"),
+            # These tests are about the service, not detection: the original profile's raw-byte
+            # thresholds (with the pairing correction) keep their expectations simple.
+            ("  profile: standard\n", "  profile: original\n"),
+            ("  reply_pairing: auto\n", "  reply_pairing: matched\n"),
             ("  idle_timeout: 300.0\n", f"  idle_timeout: {idle_timeout}\n"),
             ("  exfil_bytes_threshold: 1500\n", f"  exfil_bytes_threshold: {exfil_bytes_threshold}\n"),
         ):

@@ -1,0 +1,169 @@
+"""`detection.profile: original` — the Zeek detector of BEHAVIOUR.md, re-created.
+
+Same notes, thresholds (compared with `>`), switches and benign-payload check as the
+original. Replies are compared with the last request seen (`reply_pairing:
+last_request`, the original's way; `auto` means that here) or with the request they
+answer (`matched`, the correction). Notices fire when a flow ends (idle timeout,
+eviction, end of input) with `alerting: flow_end` (`auto` here), or as soon as their
+condition holds with `realtime`.
+"""
+
+from __future__ import annotations
+
+from icmpsensor.flows import Flow, FlowDetector
+from icmpsensor.notices import (
+    NOTE_ASYM_PAYLOAD,
+    NOTE_ASYM_PAYLOAD_FLOW,
+    NOTE_DATA_EXFIL,
+    NOTE_UNPAIRED_ECHO_REPLY,
+    Notice,
+    addr_text,
+    format_size,
+    time_span_text,
+)
+from icmpsensor.packet import IcmpPacket
+
+# The two default ping payloads the original ignores: the tail of the Linux/macOS
+# 56-byte fill and the 32-byte Windows payload.
+LINUX_PING_TAIL = bytes(range(0x20, 0x38))
+WINDOWS_PING_PAYLOAD = b"abcdefghijklmnopqrstuvwabcdefghi"
+
+_EXFIL, _ASYM, _CHANGES = 1, 2, 4
+
+
+def is_default_ping(payload: bytes) -> bool:
+    """The original's benign-payload test (deliberately as loose as the original's)."""
+    size = len(payload)
+    if size == 56:
+        return payload[32:] == LINUX_PING_TAIL
+    return size == 32 and payload == WINDOWS_PING_PAYLOAD
+
+
+class OriginalDetector(FlowDetector):
+    def _ignored(self, payload: bytes) -> bool:
+        if self.cfg.ignore_default_pings and is_default_ping(payload):
+            self.stats.ignored_payloads += 1
+            return True
+        return super()._ignored(payload)
+
+    def _packet(self, pkt: IcmpPacket, due: list[Notice]) -> None:
+        if pkt.is_echo_request:
+            self.stats.echo_requests += 1
+            flow = self._on_request(pkt)
+        elif pkt.is_echo_reply:
+            self.stats.echo_replies += 1
+            flow = self._on_reply(pkt, due)
+        else:
+            self.stats.other_icmp += 1
+            return
+        if flow is not None and self._realtime:
+            self._evaluate(flow, pkt.ts, due)
+
+    def _on_request(self, pkt: IcmpPacket) -> Flow | None:
+        payload = pkt.payload
+        if self._ignored(payload):
+            return None
+        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        flow.n += 1
+        flow.orig_bytes += len(payload)
+        digest = hash(payload)
+        if flow.last_request is not None and digest != flow.last_request:
+            flow.changed_requests += 1
+        flow.last_request = digest
+        if self._matched:
+            self._remember_request(pkt, digest)
+        return flow
+
+    def _on_reply(self, pkt: IcmpPacket, due: list[Notice]) -> Flow | None:
+        payload = pkt.payload
+        if self._ignored(payload):
+            return None
+        request_flow = self._request_flow(pkt)
+        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        flow.n += 1
+        flow.resp_bytes += len(payload)
+        if request_flow is not None:
+            request_flow.received_bytes += len(payload)
+        if self._matched:
+            compared = self._answered_request(pkt)
+        else:
+            compared = None if request_flow is None else request_flow.last_request
+        if compared is None:
+            self._unpaired(pkt, flow, due)
+        elif compared != hash(payload):
+            flow.reply_differs += 1
+        return flow
+
+    def _unpaired(self, pkt: IcmpPacket, flow: Flow, due: list[Notice]) -> None:
+        self.stats.unpaired_replies += 1
+        if not self.cfg.notices.unpaired_echo_reply or flow.allowlisted:
+            return
+        due.append(unpaired_notice(pkt, flow))
+        self.stats.notices += 1
+
+    def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        if not self._realtime:
+            self._evaluate(flow, ts, due)
+
+    def _evaluate(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        """Raise each note whose condition holds (once per flow when alerting in real time)."""
+        if flow.allowlisted:
+            return
+        cfg = self.cfg
+        switches = cfg.notices
+        many_changes = flow.changed_requests > cfg.changed_requests_threshold
+        if switches.data_exfil and many_changes and flow.orig_bytes > cfg.exfil_bytes_threshold:
+            self._raise(flow, ts, _EXFIL, NOTE_DATA_EXFIL, exfil_msg(flow), due)
+        if switches.asym_payload and flow.reply_differs > cfg.reply_differs_threshold:
+            self._raise(flow, ts, _ASYM, NOTE_ASYM_PAYLOAD, asym_msg(flow), due)
+        if switches.asym_payload_flow and many_changes:
+            self._raise(flow, ts, _CHANGES, NOTE_ASYM_PAYLOAD_FLOW, changes_msg(flow), due)
+
+    def _raise(self, flow: Flow, ts: float, bit: int, note: str, msg: str, due: list[Notice]) -> None:
+        if self._realtime:
+            if flow.alerted & bit:
+                return
+            flow.alerted |= bit
+        due.append(self._notice(flow, ts, note, msg, novel=False))
+
+
+def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:
+    src, dst = addr_text(pkt.src), addr_text(pkt.dst)
+    return Notice(
+        ts=pkt.ts,
+        note=NOTE_UNPAIRED_ECHO_REPLY,
+        msg=f"ICMP echo reply from {src} to {dst} (id {pkt.ident}, seq {pkt.seq}) answers no echo request seen.",
+        sub=(
+            f"Source: {src}, Destination: {dst}, Time: {pkt.ts:.6f}, "
+            f"Payload bytes: {len(pkt.payload)}, Event count: {flow.n}"
+        ),
+        src=src,
+        dst=dst,
+        uid=flow.ensure_uid(),
+        n=flow.n,
+        bytes_sent=len(pkt.payload),
+        bytes_received=0,
+        start=pkt.ts,
+        end=pkt.ts,
+    )
+
+
+def exfil_msg(flow: Flow) -> str:
+    return (
+        f"Exfil of size {format_size(flow.orig_bytes)} seen between {addr_text(flow.src)} and "
+        f"{addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
+    )
+
+
+def asym_msg(flow: Flow) -> str:
+    return (
+        f"{flow.reply_differs} ICMP echo replies from {addr_text(flow.src)} to {addr_text(flow.dst)} "
+        f"differed from the request they were compared with. {time_span_text(flow.start, flow.last)}"
+    )
+
+
+def changes_msg(flow: Flow) -> str:
+    return (
+        f"ICMP echo request payload changed {flow.changed_requests} times between "
+        f"{addr_text(flow.src)} and {addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
+    )

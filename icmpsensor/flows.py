@@ -1,0 +1,284 @@
+"""The flow table both detection profiles share: directional host pairs, idle expiry, eviction.
+
+A flow is a directional host pair (sender, receiver). The table keeps flows in
+least-recently-active order (an OrderedDict moved-to-end on each packet), so idle
+expiry and eviction both take from the front in O(1). Outstanding echo requests are
+remembered, bounded and oldest first, so that a reply can be paired with the request
+it answers. Subclasses say what a packet does to a flow and what a flow's end means.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from icmpsensor.config import AllowlistConfig, DetectionConfig
+from icmpsensor.notices import Notice, addr_text, flow_summary_sub
+from icmpsensor.novelty import Sketch
+from icmpsensor.packet import IcmpPacket
+
+NO_NOTICES: Sequence[Notice] = ()
+
+# How often (in clock seconds) idle flows and stale pending requests are looked for.
+SWEEP_INTERVAL = 1.0
+
+_UID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def new_uid() -> str:
+    """A Zeek-style connection uid: 'C' followed by 17 base62 characters."""
+    value = int.from_bytes(os.urandom(13), "big")
+    chars = []
+    for _ in range(17):
+        value, digit = divmod(value, 62)
+        chars.append(_UID_ALPHABET[digit])
+    return "C" + "".join(chars)
+
+
+@dataclass(slots=True)
+class Flow:
+    """Per directional host pair state (the fields of both profiles)."""
+
+    src: bytes
+    dst: bytes
+    start: float
+    last: float
+    allowlisted: bool
+    n: int = 0  # ICMP messages counted on this flow
+    orig_bytes: int = 0  # echo request payload bytes src -> dst
+    resp_bytes: int = 0  # echo reply payload bytes src -> dst
+    other_bytes: int = 0  # payload bytes of other ICMP messages src -> dst that raised suspicion (standard)
+    received_bytes: int = 0  # echo reply payload bytes dst -> src answering src's requests
+    changed_requests: int = 0  # requests whose payload differed from the previous request's
+    reply_differs: int = 0  # replies whose payload differed from the request compared with
+    uid: str = ""
+    # original profile
+    last_request: int | None = None  # hash of the last request payload
+    # standard profile
+    novel_bytes: int = 0  # bytes src sent to dst that nothing benign explains
+    nonecho_novel: int = 0  # of which in messages other than echo
+    last_sketch: Sketch | None = None  # the last payload src sent to dst, for novelty
+    last_embedded: float = 0.0  # timestamp in the last benign-template payload (must not go back)
+    session: bytes | None = None  # per-session constant of a benign template (e.g. a pro-bing tracker)
+    session_ident: int = -1  # the echo identifier (one run of a ping tool) session and last_embedded belong to
+    tool: str = ""  # a recognised tunnel / exfiltration tool ...
+    tool_evidence: str = ""  # ... and why
+    nonecho_reason: str = ""
+    alerted: int = 0  # bit set of notes already raised for this flow (real-time alerting)
+
+    def ensure_uid(self) -> str:
+        if not self.uid:
+            self.uid = new_uid()
+        return self.uid
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.orig_bytes + self.resp_bytes + self.other_bytes
+
+
+@dataclass(slots=True)
+class DetectorStats:
+    packets: int = 0  # packets handed to process()
+    echo_requests: int = 0
+    echo_replies: int = 0
+    other_icmp: int = 0  # messages other than echo
+    ignored_payloads: int = 0  # benign-template and allowlisted payloads
+    unpaired_replies: int = 0
+    novel_bytes: int = 0  # standard profile: bytes nothing benign explains
+    flows_created: int = 0
+    flows_expired: int = 0
+    flows_evicted: int = 0  # dropped (after evaluation) because max_flows was reached
+    pending_evicted: int = 0  # outstanding requests forgotten because max_pending_requests was reached
+    pending_expired: int = 0
+    pairs_evicted: int = 0  # slow-exfiltration memory forgotten because max_pairs was reached
+    notices: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class FlowDetector:
+    """Flow table, pending requests, clock, sweep, eviction; subclasses implement the detection."""
+
+    def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
+        self.stats = DetectorStats()
+        self.now = 0.0
+        self._flows: OrderedDict[tuple[bytes, bytes], Flow] = OrderedDict()
+        # (requester, responder, ident, seq) -> (what was sent, time); insertion ordered, so oldest first.
+        self._pending: dict[tuple[bytes, bytes, int, int], tuple[object, float]] = {}
+        self._next_sweep = 0.0
+        self.reconfigure(detection, allowlist)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
+        """Apply new thresholds, switches and allowlists; flow state is kept."""
+        self.cfg = detection
+        self.allowlist = allowlist
+        self._ignored_payloads = frozenset(allowlist.payloads)
+        self._matched = detection.matched_pairing
+        self._realtime = detection.realtime
+        for flow in self._flows.values():
+            flow.allowlisted = self._pair_allowlisted(flow.src, flow.dst)
+        while len(self._flows) > detection.max_flows:
+            self._evict_one([])
+        while len(self._pending) > detection.max_pending_requests:
+            self._pending.pop(next(iter(self._pending)))
+
+    def _pair_allowlisted(self, src: bytes, dst: bytes) -> bool:
+        if not self.allowlist.hosts:
+            return False
+        return self.allowlist.host_allowed(src) or self.allowlist.host_allowed(dst)
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def flow_count(self) -> int:
+        return len(self._flows)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def flows(self) -> list[Flow]:
+        return list(self._flows.values())
+
+    def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
+        """Account one packet; return the notices that became due (usually none)."""
+        self.stats.packets += 1
+        due: list[Notice] = []
+        if pkt.ts > self.now:
+            self.now = pkt.ts
+            if self.now >= self._next_sweep:
+                self._sweep(due)
+        self._packet(pkt, due)
+        if len(self._flows) > self.cfg.max_flows:
+            self._evict_over_cap(due)
+        return due or NO_NOTICES
+
+    def advance(self, now: float) -> Sequence[Notice]:
+        """Move the clock forward (e.g. wall time while the wire is quiet) and expire idle flows."""
+        if now <= self.now:
+            return NO_NOTICES
+        self.now = now
+        due: list[Notice] = []
+        self._sweep(due)
+        return due or NO_NOTICES
+
+    def flush(self) -> list[Notice]:
+        """End of input: evaluate and forget every flow."""
+        due: list[Notice] = []
+        while self._flows:
+            _, flow = self._flows.popitem(last=False)
+            self._flow_ended(flow, self.now, due)
+        self._pending.clear()
+        return due
+
+    # -- for subclasses ----------------------------------------------------------------------
+
+    def _packet(self, pkt: IcmpPacket, due: list[Notice]) -> None:
+        raise NotImplementedError
+
+    def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        raise NotImplementedError
+
+    def _ignored(self, payload: bytes) -> bool:
+        if payload in self._ignored_payloads:
+            self.stats.ignored_payloads += 1
+            return True
+        return False
+
+    def _flow(self, src: bytes, dst: bytes, ts: float) -> Flow:
+        key = (src, dst)
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst))
+            self._flows[key] = flow
+            self.stats.flows_created += 1
+            self._flow_started(flow)
+        else:
+            self._flows.move_to_end(key)
+            if ts > flow.last:
+                flow.last = ts
+        return flow
+
+    def _flow_started(self, flow: Flow) -> None:
+        """Hook: a new flow was created."""
+
+    def _request_flow(self, reply: IcmpPacket) -> Flow | None:
+        """The flow of the requests a reply answers (the other direction), if tracked."""
+        return self._flows.get((reply.dst, reply.src))
+
+    def _remember_request(self, pkt: IcmpPacket, sent: object) -> None:
+        pending = self._pending
+        key = (pkt.src, pkt.dst, pkt.ident, pkt.seq)
+        if key in pending:
+            del pending[key]  # keep insertion order = age order
+        elif len(pending) >= self.cfg.max_pending_requests:
+            pending.pop(next(iter(pending)))
+            self.stats.pending_evicted += 1
+        pending[key] = (sent, pkt.ts)
+
+    def _answered_request(self, reply: IcmpPacket) -> object | None:
+        """What the request a reply answers carried (and forget it), or None if it was never seen."""
+        entry = self._pending.pop((reply.dst, reply.src, reply.ident, reply.seq), None)
+        return None if entry is None else entry[0]
+
+    # -- expiry and eviction -----------------------------------------------------------------
+
+    def _sweep(self, due: list[Notice]) -> None:
+        """Evaluate and drop flows idle for idle_timeout; forget requests as old."""
+        now = self.now
+        self._next_sweep = now + SWEEP_INTERVAL
+        timeout = self.cfg.idle_timeout
+        flows = self._flows
+        while flows:
+            flow = next(iter(flows.values()))
+            if flow.last + timeout > now:
+                break
+            flows.popitem(last=False)
+            self.stats.flows_expired += 1
+            self._flow_ended(flow, flow.last + timeout, due)
+        pending = self._pending
+        cutoff = now - timeout
+        while pending:
+            key = next(iter(pending))
+            if pending[key][1] > cutoff:
+                break
+            del pending[key]
+            self.stats.pending_expired += 1
+
+    def _evict_over_cap(self, due: list[Notice]) -> None:
+        while len(self._flows) > self.cfg.max_flows:
+            self._evict_one(due)
+
+    def _evict_one(self, due: list[Notice]) -> None:
+        """Drop the least recently active flow, after evaluating it (its notices still fire)."""
+        _, flow = self._flows.popitem(last=False)
+        self.stats.flows_evicted += 1
+        self._flow_ended(flow, self.now, due)
+
+    # -- notices -----------------------------------------------------------------------------
+
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, *, novel: bool, extra: str = "") -> Notice:
+        src, dst = addr_text(flow.src), addr_text(flow.dst)
+        novel_bytes = flow.novel_bytes if novel else -1
+        self.stats.notices += 1
+        return Notice(
+            ts=ts,
+            note=note,
+            msg=msg,
+            sub=flow_summary_sub(src, dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes, flow.n,
+                                 novel_bytes, extra),
+            src=src,
+            dst=dst,
+            uid=flow.ensure_uid(),
+            n=flow.n,
+            bytes_sent=flow.bytes_sent,
+            bytes_received=flow.received_bytes,
+            start=flow.start,
+            end=flow.last,
+            novel_bytes=novel_bytes,
+        )

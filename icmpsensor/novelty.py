@@ -1,0 +1,47 @@
+"""Novel bytes: how much of a payload is not explained by the payload it is compared with.
+
+A payload is compared with the previous payload of its host pair, or with the request
+an echo reply answers. Only a compact *sketch* of the earlier payload is kept (its
+first PREFIX bytes exactly, a hash of the rest, and its length), so per-flow memory stays
+small whatever the payload size: differences in the first PREFIX bytes are counted byte
+for byte (that is where counters and timestamps live), and a rest that differs at all
+counts whole.
+"""
+
+from __future__ import annotations
+
+PREFIX = 64
+
+# (first PREFIX bytes, hash of the rest, total length)
+Sketch = tuple[bytes, int, int]
+
+
+def sketch(payload: bytes) -> Sketch:
+    return payload[:PREFIX], hash(payload[PREFIX:]), len(payload)
+
+
+def differing_bytes(a: bytes, b: bytes) -> int:
+    """Positions at which two byte strings differ, plus their difference in length."""
+    common = min(len(a), len(b))
+    extra = max(len(a), len(b)) - common
+    if common == 0:
+        return extra
+    if len(a) != common:
+        a = a[:common]
+    if len(b) != common:
+        b = b[:common]
+    x = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+    if not x:
+        return extra
+    return common - x.to_bytes(common, "big").count(0) + extra
+
+
+def novel_bytes(payload: bytes, previous: Sketch | None) -> int:
+    """Bytes of `payload` not explained by the earlier payload `previous` (all of them without one)."""
+    if previous is None:
+        return len(payload)
+    prefix, rest_hash, length = previous
+    novel = differing_bytes(payload[:PREFIX], prefix)
+    if len(payload) > PREFIX and (len(payload) != length or hash(payload[PREFIX:]) != rest_hash):
+        novel += len(payload) - PREFIX
+    return novel
