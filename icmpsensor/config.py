@@ -483,12 +483,26 @@ class StatsConfig:
 
 
 @dataclass
+class EvidenceConfig:
+    enabled: bool = _key(True, Bool(), "write an evidence pcap (and carried bytes) for every alerted flow")
+    directory: str = _key("evidence", Text(_file_name), "evidence directory name inside output.log_dir")
+    packets_before: int = _key(32, Int(0, 100_000), "packets kept per suspicious flow before its first notice")
+    packets_after: int = _key(1000, Int(0, 10_000_000), "packets written after the first notice, at most")
+    max_file_bytes: int = _key(4 * 1024 * 1024, Int(1024, 2**40), "largest evidence pcap, bytes")
+    max_total_bytes: int = _key(256 * 1024 * 1024, Int(1024, 2**50), "evidence kept on disk; oldest deleted")
+    max_flows_buffered: int = _key(4096, Int(1, 10_000_000), "suspicious flows whose packets are buffered")
+
+
+@dataclass
 class OutputConfig:
     log_dir: str = _key(".", Text(_non_empty), "directory for notice.log")
     notice_log: str = _key("notice.log", Text(_file_name), "notice log file name inside log_dir")
     stdout: bool = _key(False, Bool(), "also print each notice as a JSON line on stdout")
     rotation: RotationConfig = field(
         default_factory=RotationConfig, metadata=_section(RotationConfig, "notice.log rotation")
+    )
+    evidence: EvidenceConfig = field(
+        default_factory=EvidenceConfig, metadata=_section(EvidenceConfig, "evidence of alerted flows")
     )
 
 

@@ -47,7 +47,7 @@ STOP_DEADLINE = 4.0  # seconds the capture thread gets to finish on shutdown
 RESTART_ONLY = (
     ("capture", ("interface", "bpf_filter", "snaplen", "promiscuous", "buffer_size", "batch_size",
                  "queue_batches")),
-    ("output", ("log_dir", "notice_log", "stdout")),
+    ("output", ("log_dir", "notice_log", "stdout", "evidence")),
     ("stats", ("log",)),
     ("journald", ("enabled",)),
 )

@@ -197,6 +197,7 @@ class Detector(FlowDetector):
         return True
 
     def _add_novel(self, flow: Flow, pkt: IcmpPacket, novel: int) -> None:
+        self.last_novel += novel
         flow.novel_bytes += novel
         self.stats.novel_bytes += novel
         if flow.allowlisted:

@@ -66,6 +66,7 @@ class OriginalDetector(FlowDetector):
         flow = self._flow(pkt.src, pkt.dst, pkt.ts)
         flow.n += 1
         flow.orig_bytes += len(payload)
+        self.last_novel = len(payload)  # the original has no novelty: every counted byte is suspect
         digest = hash(payload)
         if flow.last_request is not None and digest != flow.last_request:
             flow.changed_requests += 1
@@ -82,6 +83,7 @@ class OriginalDetector(FlowDetector):
         flow = self._flow(pkt.src, pkt.dst, pkt.ts)
         flow.n += 1
         flow.resp_bytes += len(payload)
+        self.last_novel = len(payload)
         if request_flow is not None:
             request_flow.received_bytes += len(payload)
         if self._matched:

@@ -105,6 +105,7 @@ class FlowDetector:
     def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         self.stats = DetectorStats()
         self.now = 0.0
+        self.last_novel = 0  # suspicious bytes in the packet process() last saw (evidence buffering)
         self._flows: OrderedDict[tuple[bytes, bytes], Flow] = OrderedDict()
         # (requester, responder, ident, seq) -> (what was sent, time); insertion ordered, so oldest first.
         self._pending: dict[tuple[bytes, bytes, int, int], tuple[object, float]] = {}
@@ -148,6 +149,7 @@ class FlowDetector:
     def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
         """Account one packet; return the notices that became due (usually none)."""
         self.stats.packets += 1
+        self.last_novel = 0
         due: list[Notice] = []
         if pkt.ts > self.now:
             self.now = pkt.ts

@@ -6,12 +6,14 @@ very same decoder and detector.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
 from icmpsensor.detect import make_detector
+from icmpsensor.evidence import EvidenceRecorder
 from icmpsensor.fragments import Reassembler
 from icmpsensor.notices import Notice
 from icmpsensor.sinks import NoticeLog, NoticeSink, NoticeWriteError, StdoutSink
@@ -30,6 +32,8 @@ class Pipeline:
             stats=self.decode_stats.fragments,
         )
         self.detector = make_detector(cfg.detection, cfg.allowlist)
+        evidence = cfg.output.evidence
+        self.evidence = EvidenceRecorder(cfg.output.log_dir, evidence) if evidence.enabled else None
         self.notices_emitted = 0
         self.write_errors = 0
 
@@ -45,11 +49,15 @@ class Pipeline:
     def feed(self, decoder: Decoder, frames: Iterable[tuple[float, bytes]]) -> None:
         """Decode and detect a batch of (timestamp, frame) pairs."""
         decode = decoder.decode
-        process = self.detector.process
+        detector = self.detector
+        process = detector.process
+        evidence = self.evidence
         for ts, frame in frames:
             pkt = decode(ts, frame)
             if pkt is not None:
                 notices = process(pkt)
+                if evidence is not None:
+                    evidence.observe(pkt, detector.last_novel)
                 if notices:
                     self.emit(notices)
 
@@ -65,6 +73,8 @@ class Pipeline:
     def emit(self, notices: Iterable[Notice]) -> None:
         for notice in notices:
             self.notices_emitted += 1
+            if self.evidence is not None:
+                self.evidence.attach(notice)
             for sink in self.sinks:
                 try:
                     sink.emit(notice)
@@ -79,6 +89,8 @@ class Pipeline:
         self.detector.reconfigure(cfg.detection, cfg.allowlist)
 
     def close(self) -> None:
+        if self.evidence is not None:
+            self.evidence.close()
         for sink in self.sinks:
             sink.close()
 
@@ -90,6 +102,7 @@ class Pipeline:
             "pending_requests": self.detector.pending_count,
             "notices": self.notices_emitted,
             "notice_write_errors": self.write_errors,
+            "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
 
 
