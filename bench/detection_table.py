@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +55,12 @@ PROFILES = ("standard", "original")
 
 # The seed captures and who exfiltrates in each (tests/test_seed.py STANDARD_CASES).
 SEED_SRC, SEED_DST = "10.0.2.15", "54.144.215.114"
-SEED_CASES: dict[str, tuple[str, str]] = {
-    "icmp-file-transfer-sample-text-file-448-bytes.pcap": (SEED_SRC, SEED_DST),
-    "icmp-file-transfer-sample-text-file-2mb.pcap": (SEED_SRC, SEED_DST),
-    "hping3-sample-text-file-448-bytes-5-sec-95-byte-packets.pcap": (SEED_SRC, SEED_DST),
-    "pyexfil-sample-text-file-448-bytes.pcap": (SEED_SRC, SEED_DST),
-    "EgressAssess-sample-text-file.pcap": ("192.168.86.36", SEED_DST),
+SEED_CASES: dict[str, tuple[str, tuple[str, str]]] = {  # file: (case name, (source, destination))
+    "icmp-file-transfer-sample-text-file-448-bytes.pcap": ("seed:icmp-file-transfer-448B", (SEED_SRC, SEED_DST)),
+    "icmp-file-transfer-sample-text-file-2mb.pcap": ("seed:icmp-file-transfer-2MB", (SEED_SRC, SEED_DST)),
+    "hping3-sample-text-file-448-bytes-5-sec-95-byte-packets.pcap": ("seed:hping3-448B", (SEED_SRC, SEED_DST)),
+    "pyexfil-sample-text-file-448-bytes.pcap": ("seed:pyexfil-448B", (SEED_SRC, SEED_DST)),
+    "EgressAssess-sample-text-file.pcap": ("seed:egress-assess", ("192.168.86.36", SEED_DST)),
 }
 
 Frames = list[tuple[float, bytes]]
@@ -121,6 +121,7 @@ class Table:
             "negatives": len(neg),
             "fp_notices": sum(r.verdicts[profile].notices for r in neg),
             "fp_cases": sum(bool(r.verdicts[profile].notices) for r in neg),
+            "reverse_on_positives": sum(sum(r.verdicts[profile].reverse.values()) for r in pos),
             "stray_on_positives": sum(sum(r.verdicts[profile].other.values()) for r in pos),
         }
 
@@ -296,12 +297,12 @@ def collect_cases(*, live: bool, seed_dir: Path = SEED_DIR, notes: list[str] | N
         cases.append(Case(f"X{k}", name, "exfil corpus", "crafted from " + exfil_corpus.PROVENANCE[name],
                           exfil_corpus.EXPECTED_SOURCE[name], packets=make))
     if (seed_dir / "BEHAVIOUR.md").is_file():
-        for k, (file_name, expected) in enumerate(SEED_CASES.items(), 1):
+        for k, (file_name, (name, expected)) in enumerate(SEED_CASES.items(), 1):
             path = seed_dir / file_name
             if not path.is_file():
                 notes.append(f"seed capture {path} missing: skipped")
                 continue
-            cases.append(Case(f"S{k}", file_name.removesuffix(".pcap"), "seed",
+            cases.append(Case(f"S{k}", name, "seed",
                               f"real capture ../shared/seed/{file_name}", expected, pcap=path))
     else:
         notes.append(f"seed captures not found at {seed_dir}: the 5 real captures were skipped")
@@ -326,8 +327,13 @@ def _live_cases(notes: list[str]) -> list[Case]:
     if missing:
         notes.append(f"--live: live cases skipped: {missing}")
         return []
+    per_case = len(inspect.signature(livetools.missing_prerequisite).parameters) > 0
     cases = []
     for k, (name, run) in enumerate(livetools.LIVE_CASES.items(), 1):
+        missing = livetools.missing_prerequisite(name) if per_case else None
+        if missing:
+            notes.append(f"--live: {name} skipped: {missing}")
+            continue
         expected = livetools.LIVE_EXPECTED.get(name)
         provenance = "real tool run: " + str(livetools.LIVE_PROVENANCE.get(name, name))
         cases.append(Case(f"L{k}", name, "live", provenance, tuple(expected) if expected else None,  # type: ignore[arg-type]
@@ -339,7 +345,7 @@ def _live_runner(run: Callable[..., object]) -> Callable[[Path], Path]:
     def runner(workdir: Path) -> Path:
         params = [p for p in inspect.signature(run).parameters.values()
                   if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        return Path(str(run(workdir) if params else run()))
+        return Path(str(run(workdir / "live") if params else run()))
 
     return runner
 
@@ -455,7 +461,7 @@ def evaluate(case: Case, workdir: Path) -> Row:
         path = case.pcap(workdir)
     verdicts: dict[str, Verdict] = {}
     watch = _Watch(source)
-    for profile in PROFILES:
+    for profile in PROFILES:  # each profile gets its own detector (and, for captures, its own pipeline)
         cfg = profile_config(profile)
         watch = _Watch(source)
         notices = run_packets(cfg, packets, watch) if packets is not None else run_pcap(cfg, path, watch)  # type: ignore[arg-type]
@@ -508,10 +514,9 @@ def _cells(row: Row, profile: str) -> tuple[str, str, str]:
     if not row.case.positive:
         result = "0 FP" if not v.notices else f"{v.notices} FP"
         return result, "", ", ".join(_notes_text(v.other))
+    result = "MISSED"
     if v.caught:
         result = "caught (summary only)" if v.summary_only else "caught"
-    else:
-        result = "MISSED"
     notes = _notes_text(v.on_pair) + _notes_text(v.reverse, "rev:") + _notes_text(v.other, "other:")
     return result, _delay_text(v.delay) if v.caught else "-", ", ".join(notes)
 
@@ -533,8 +538,8 @@ def totals_lines(table: Table) -> list[str]:
         t = table.totals(profile)
         lines.append(
             f"{profile}: positives caught {t['caught']}/{t['positives']}; false-positive notices on negatives "
-            f"{t['fp_notices']} (in {t['fp_cases']}/{t['negatives']} cases); notices on other pairs in positive "
-            f"cases {t['stray_on_positives']}"
+            f"{t['fp_notices']} (in {t['fp_cases']}/{t['negatives']} cases); in positive cases, notices naming the "
+            f"pair reversed {t['reverse_on_positives']}, naming other pairs {t['stray_on_positives']}"
         )
     return lines
 

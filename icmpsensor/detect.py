@@ -17,6 +17,7 @@ Each returns the notices that became due. `make_detector` picks the profile:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from icmpsensor import fingerprints, nonecho, tunnels
@@ -242,15 +243,15 @@ class Detector(FlowDetector):
         cfg = self.cfg
         switches = cfg.notices
         if switches.data_exfil and flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold:
-            self._raise(flow, ts, _EXFIL, NOTE_DATA_EXFIL, exfil_msg(flow), due)
+            self._raise(flow, ts, _EXFIL, NOTE_DATA_EXFIL, exfil_msg, due)
         if switches.asym_payload and flow.reply_differs > cfg.reply_differs_threshold:
-            self._raise(flow, ts, _ASYM, NOTE_ASYM_PAYLOAD, asym_msg(flow), due)
+            self._raise(flow, ts, _ASYM, NOTE_ASYM_PAYLOAD, asym_msg, due)
         if switches.asym_payload_flow and flow.changed_requests > cfg.changed_requests_threshold:
-            self._raise(flow, ts, _CHANGES, NOTE_ASYM_PAYLOAD_FLOW, changes_msg(flow), due)
+            self._raise(flow, ts, _CHANGES, NOTE_ASYM_PAYLOAD_FLOW, changes_msg, due)
         if switches.tunnel and flow.tool:
-            self._raise(flow, ts, _TUNNEL, NOTE_TUNNEL, tunnel_msg(flow), due)
+            self._raise(flow, ts, _TUNNEL, NOTE_TUNNEL, tunnel_msg, due)
         if switches.non_echo_payload and flow.nonecho_novel > cfg.nonecho_bytes_threshold:
-            self._raise(flow, ts, _NONECHO, NOTE_NON_ECHO_PAYLOAD, nonecho_msg(flow), due)
+            self._raise(flow, ts, _NONECHO, NOTE_NON_ECHO_PAYLOAD, nonecho_msg, due)
         if switches.slow_exfil and flow.novel_bytes and not flow.alerted & (_EXFIL | _SLOW):
             self._check_slow(flow, ts, due)
 
@@ -262,15 +263,17 @@ class Detector(FlowDetector):
         total = memory.total(ts, window)
         if total >= self.cfg.slow_exfil_min_bytes:
             memory.slow_alerted_until = ts + window
-            self._raise(flow, ts, _SLOW, NOTE_SLOW_EXFIL, slow_msg(flow, total, window), due)
+            self._raise(flow, ts, _SLOW, NOTE_SLOW_EXFIL, lambda f: slow_msg(f, total, window), due)
 
-    def _raise(self, flow: Flow, ts: float, bit: int, note: str, msg: str, due: list[Notice]) -> None:
+    def _raise(self, flow: Flow, ts: float, bit: int, note: str, msg: Callable[[Flow], str],
+               due: list[Notice]) -> None:
+        """Raise `note` for the flow (once, when alerting in real time); the text is only built then."""
         if flow.alerted & bit:
             return
         flow.alerted |= bit
         if bit == _EXFIL:  # the pair's data is reported: no SlowExfil for the same bytes
             self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
-        due.append(self._notice(flow, ts, note, msg, novel=True, extra=self._tool_text(flow)))
+        due.append(self._notice(flow, ts, note, msg(flow), novel=True, extra=self._tool_text(flow)))
 
     @staticmethod
     def _tool_text(flow: Flow) -> str:

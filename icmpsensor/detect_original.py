@@ -10,6 +10,8 @@ condition holds with `realtime`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from icmpsensor.flows import Flow, FlowDetector
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
@@ -115,18 +117,20 @@ class OriginalDetector(FlowDetector):
         switches = cfg.notices
         many_changes = flow.changed_requests > cfg.changed_requests_threshold
         if switches.data_exfil and many_changes and flow.orig_bytes > cfg.exfil_bytes_threshold:
-            self._raise(flow, ts, _EXFIL, NOTE_DATA_EXFIL, exfil_msg(flow), due)
+            self._raise(flow, ts, _EXFIL, NOTE_DATA_EXFIL, exfil_msg, due)
         if switches.asym_payload and flow.reply_differs > cfg.reply_differs_threshold:
-            self._raise(flow, ts, _ASYM, NOTE_ASYM_PAYLOAD, asym_msg(flow), due)
+            self._raise(flow, ts, _ASYM, NOTE_ASYM_PAYLOAD, asym_msg, due)
         if switches.asym_payload_flow and many_changes:
-            self._raise(flow, ts, _CHANGES, NOTE_ASYM_PAYLOAD_FLOW, changes_msg(flow), due)
+            self._raise(flow, ts, _CHANGES, NOTE_ASYM_PAYLOAD_FLOW, changes_msg, due)
 
-    def _raise(self, flow: Flow, ts: float, bit: int, note: str, msg: str, due: list[Notice]) -> None:
+    def _raise(self, flow: Flow, ts: float, bit: int, note: str, msg: Callable[[Flow], str],
+               due: list[Notice]) -> None:
+        """Raise `note` for the flow (once, when alerting in real time); the text is only built then."""
         if self._realtime:
             if flow.alerted & bit:
                 return
             flow.alerted |= bit
-        due.append(self._notice(flow, ts, note, msg, novel=False))
+        due.append(self._notice(flow, ts, note, msg(flow), novel=False))
 
 
 def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:

@@ -377,6 +377,12 @@ LIVE_CASES: dict[str, Callable[[Path], Path]] = {
 
 LIVE_EXPECTED: dict[str, tuple[str, str]] = {case: (INSIDE, OUTSIDE) for case in LIVE_CASES}
 
+# Cases where the outside host runs the other end of a tunnel and itself sends tunnel data back
+# (ptunnel's proxy: acks and the TCP reply; icmptx's server: the TCP acks and reply as IP packets).
+# There a notice may also name (outside, inside). In the other cases the outside host's kernel only
+# echoes: a notice naming it as a source is a false attribution.
+LIVE_TWO_WAY: frozenset[str] = frozenset({"ptunnel", "ptunnel-ng", "icmptx"})
+
 # case -> (Debian package, executables it needs)
 _TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hping3-file-fast": ("hping3", ("hping3",)),
