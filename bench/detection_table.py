@@ -521,7 +521,7 @@ def _cells(row: Row, profile: str) -> tuple[str, str, str]:
     return result, _delay_text(v.delay) if v.caught else "-", ", ".join(notes)
 
 
-HEADER = ("id", "case", "kind", "standard", "delay", "standard notes", "original", "delay", "original notes")
+HEADER = ("id", "case", "kind", "standard", "std delay", "standard notes", "original", "orig delay", "original notes")
 
 
 def table_rows(table: Table) -> list[tuple[str, ...]]:
