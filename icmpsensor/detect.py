@@ -45,6 +45,7 @@ __all__ = ["NO_NOTICES", "Detector", "DetectorStats", "Flow", "make_detector", "
 # Bits of Flow.alerted.
 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW = 1, 2, 4, 8, 16, 32
 _SUMMARISED = _EXFIL | _ASYM | _CHANGES | _TUNNEL | _NONECHO | _SLOW
+_REPORTS_PAIR = _EXFIL | _TUNNEL | _NONECHO  # notes after which SlowExfil would only repeat them
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 
@@ -91,7 +92,7 @@ class Detector(FlowDetector):
         if pkt.icmp_code == 0 and pkt.is_echo_request:
             self.stats.echo_requests += 1
             flow = self._on_request(pkt)
-        elif pkt.icmp_code == 0 and pkt.is_echo_reply:
+        elif pkt.is_echo_reply:  # whatever its code: a host that echoes a request back adds nothing
             self.stats.echo_replies += 1
             flow = self._on_reply(pkt, due)
         else:
@@ -145,6 +146,8 @@ class Detector(FlowDetector):
         return flow
 
     def _on_other(self, pkt: IcmpPacket) -> Flow | None:
+        if pkt.is_echo_request and self._matched:  # non-zero code: its reply must still pair with it
+            self._remember_request(pkt, sketch(pkt.payload))
         novel, reason = nonecho.unexplained_bytes(pkt, self.cfg.timestamp_tolerance)
         if not novel:
             return None  # benign errors and informational messages keep no state
@@ -252,7 +255,7 @@ class Detector(FlowDetector):
             self._raise(flow, ts, _TUNNEL, NOTE_TUNNEL, tunnel_msg, due)
         if switches.non_echo_payload and flow.nonecho_novel > cfg.nonecho_bytes_threshold:
             self._raise(flow, ts, _NONECHO, NOTE_NON_ECHO_PAYLOAD, nonecho_msg, due)
-        if switches.slow_exfil and flow.novel_bytes and not flow.alerted & (_EXFIL | _SLOW):
+        if switches.slow_exfil and flow.novel_bytes and not flow.alerted & (_REPORTS_PAIR | _SLOW):
             self._check_slow(flow, ts, due)
 
     def _check_slow(self, flow: Flow, ts: float, due: list[Notice]) -> None:
@@ -271,7 +274,7 @@ class Detector(FlowDetector):
         if flow.alerted & bit:
             return
         flow.alerted |= bit
-        if bit == _EXFIL:  # the pair's data is reported: no SlowExfil for the same bytes
+        if bit & _REPORTS_PAIR:  # the pair's data is reported: no SlowExfil for the same bytes
             self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
         due.append(self._notice(flow, ts, note, msg(flow), novel=True, extra=self._tool_text(flow)))
 
