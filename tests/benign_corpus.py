@@ -341,7 +341,7 @@ def pro_bing_periodic(
 
 
 def cisco_ios(
-    ends: Endpoints = Endpoints("203.0.113.1", SERVER), start_ts: float = START, commands: int = HOUR // 30,
+    ends: Endpoints = Endpoints("203.0.113.1", SERVER), start_ts: float = START, commands: int = HOUR // 30 + 1,
     every: float = 30.0, size: int = 72, pattern: int = 0xABCD, boot_ts: float = START - 12_345_678.9,
 ) -> list[IcmpPacket]:
     """`ping` from a router every 30 s: 5 echoes, 2 s timeout; 100-byte datagrams by default."""
@@ -355,7 +355,7 @@ def cisco_ios(
 
 
 def nmap_discovery(
-    scanner: str = "192.0.2.66", net: str = "198.51.100.0/24", start_ts: float = START, sweeps: int = 12,
+    scanner: str = "192.0.2.66", net: str = "198.51.100.0/24", start_ts: float = START, sweeps: int = 13,
     every: float = 300.0, alive_every: int = 7,
 ) -> list[IcmpPacket]:
     """nmap -sn -PE sweeps (no --data*: an empty echo); every 7th host answers."""
@@ -371,7 +371,7 @@ def nmap_discovery(
 
 
 def nmap_os_detection(
-    scanner: str = "192.0.2.66", target: str = SERVER, start_ts: float = START, scans: int = 12,
+    scanner: str = "192.0.2.66", target: str = SERVER, start_ts: float = START, scans: int = 13,
     every: float = 300.0,
 ) -> list[IcmpPacket]:
     """nmap -O "IE" probes: code 9 with 120 zero bytes, then code 0 with 150 (seq 295 and 296)."""
@@ -390,7 +390,7 @@ def _hop(k: int) -> str:
 
 
 def traceroute_icmp(
-    ends: Endpoints = Endpoints(), start_ts: float = START, runs: int = HOUR // 60, every: float = 60.0,
+    ends: Endpoints = Endpoints(), start_ts: float = START, runs: int = HOUR // 60 + 1, every: float = 60.0,
     hops: int = 8, size: int = 32,
 ) -> list[IcmpPacket]:
     """traceroute -I every minute: 3 probes per TTL; routers quote the probe (odd hops the Linux
@@ -545,12 +545,14 @@ _BSD = "freebsd/freebsd-src sbin/ping/ping.c pinger() + main() fill; apple netwo
 _ERRORS = "torvalds/linux net/ipv4/icmp.c __icmp_send() (576-byte room), RFC 792 (header + 64 bits)"
 
 _case("iputils", iputils_ping, _IPUTILS, "iputils")
-_case("iputils_sizes", lambda: _merge(*(iputils_ping(size=s, count=600, ident=0x100 + s)
+_case("iputils_sizes", lambda: _merge(*(iputils_ping(size=s, count=HOUR // 6, interval=6.0, ident=0x100 + s)
                                          for s in (0, 1, 8, 15, 16, 17, 40, 100, 1000, 1472))),
       _IPUTILS, "iputils", "empty", "zero-fill")
 _case("iputils_pattern", lambda: iputils_ping(pattern=bytes.fromhex("deadbeef00ff")), _IPUTILS, "iputils")
 _case("iputils_pattern16", lambda: iputils_ping(size=200, pattern=bytes(range(0x30, 0x40))), _IPUTILS, "iputils")
-_case("iputils_flood", lambda: iputils_ping(count=20_000, interval=0.005), _IPUTILS, "iputils")
+# A 100 s flood (-f: 200/s) within an hour of ordinary pings from the same host.
+_case("iputils_flood", lambda: _merge(iputils_ping(count=20_000, interval=0.005, ident=0x3A52),
+                                      iputils_ping(count=HOUR, ident=0x3A53)), _IPUTILS, "iputils")
 _case("iputils_v6", lambda: iputils_ping(Endpoints(CLIENT6, SERVER6)), _IPUTILS + "; ping6_common.c", "iputils")
 _case("iputils_32bit", lambda: iputils_ping(time_bits=32), _IPUTILS + " (32-bit time_t timeval)", "iputils")
 _case("macos_ping", bsd_ping, _BSD + " (tv32 sec/usec, gettimeofday)", "bsd-ping")
@@ -558,7 +560,7 @@ _case("macos_ping_pattern", lambda: bsd_ping(size=100, pattern=b"\xab\xcd\xef"),
 _case("freebsd_ping", lambda: bsd_ping(boot_ts=START - 3_000_000.5), _BSD + " (tv32 sec/nsec, CLOCK_MONOTONIC)",
       "bsd-ping")
 _case("windows", windows_ping, "ping.exe fill loop ('a' + i % 23), from its disassembly", "windows")
-_case("windows_sizes", lambda: _merge(*(windows_ping(size=s, count=600, ident=2 + s)
+_case("windows_sizes", lambda: _merge(*(windows_ping(size=s, count=HOUR // 6, interval=6.0, ident=2 + s)
                                          for s in (0, 1, 23, 24, 500, 1472))),
       "ping.exe -l N", "windows", "empty")
 _case("busybox", busybox_ping, "mirror/busybox networking/ping.c sendping4()", "busybox")
@@ -583,8 +585,8 @@ _case("traceroute_icmp", traceroute_icmp, "traceroute mod-icmp.c icmp_init(); " 
       "traceroute", "icmp-error")
 _case("mtr", mtr_icmp, "traviscross/mtr packet/construct_unix.c construct_packet(); " + _ERRORS,
       "zero-fill", "icmp-error")
-_case("mtr_bitpattern", lambda: mtr_icmp(bit_pattern=0xA5, rounds=HOUR // 2), "mtr -B 165", "mtr", "icmp-error")
-_case("error_storm", error_storm, _ERRORS, "icmp-error")
+_case("mtr_bitpattern", lambda: mtr_icmp(bit_pattern=0xA5, rounds=HOUR), "mtr -B 165", "mtr", "icmp-error")
+_case("error_storm", lambda: error_storm(rate=1.0), _ERRORS, "icmp-error")
 _case("error_storm_v6", error_storm_v6, "torvalds/linux net/ipv6/icmp.c icmp6_send(); RFC 4443", "icmp-error")
 _case("pmtu_probing", pmtu_probing, _IPUTILS + " (-M do); RFC 1191 next-hop MTU", "iputils", "icmp-error")
 _case("many_hosts", many_hosts_pinging, "iputils, ping.exe, macOS ping, BusyBox ping",

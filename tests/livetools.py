@@ -26,7 +26,9 @@ afterwards, and the namespaces are deleted, also when something fails.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,12 +51,15 @@ class LiveToolError(RuntimeError):
     """A tool did not do what the case needs (the message carries its output)."""
 
 
+_LAB_SERIAL = itertools.count()
+
+
 class ToolLab(Lab):
     """netlab's two namespaces under names of their own (no clash with tests/test_live.py's lab)."""
 
     def __init__(self) -> None:
         super().__init__()
-        tag = f"{os.getpid() % 100000}"
+        tag = f"{os.getpid() % 100000}-{next(_LAB_SERIAL)}"
         self.sensor_ns = f"icmt-o{tag}"  # outside: proxy / server / receiver; the capture point
         self.peer_ns = f"icmt-i{tag}"  # inside: the host the data leaves from
 
@@ -63,8 +68,8 @@ class ToolLab(Lab):
 # One place for every tool's command line: run from here, and shown in LIVE_PROVENANCE.
 
 def _secret_line(i: int) -> bytes:
-    return f"row {i:05d}: name=customer-{i:05d}, card=4111-1111-1111-{i % 10000:04d}, pin={i * 7919 % 10000:04d}\n"\
-        .encode()
+    line = f"row {i:05d}: name=customer-{i:05d}, card=4111-1111-1111-{i % 10000:04d}, pin={i * 7919 % 10000:04d}\n"
+    return line.encode()
 
 
 SECRET_STRING = "user=alice;password=Tr0ub4dor&3;token=8f14e45fceea167a5a36dedd4bea2543;host=db01.corp.example"
@@ -80,7 +85,11 @@ ICMPTX_SERVER = ["icmptx", "-s", OUTSIDE]
 ICMPTX_CLIENT = ["icmptx", "-c", OUTSIDE]
 NPING = ["nping", "--icmp", "--icmp-type", "echo", "-c", "20", "--delay", "100ms", "--data-string", SECRET_STRING,
          OUTSIDE]
-TCPDUMP = ["tcpdump", "-i", SENSOR_IF, "-n", "-p", "-U", "--immediate-mode", "-s", "0", "-w", "{pcap}"]
+# Frames on the veth are at most 1514 bytes (MTU 1500; larger ICMP is fragmented). With the
+# default 262144-byte snap length the immediate-mode ring holds only 8 frames and a tunnel's
+# burst of 1 kB echoes is dropped by the kernel: 4096 bytes per frame and a 16 MiB buffer.
+TCPDUMP = ["tcpdump", "-i", SENSOR_IF, "-n", "-p", "-U", "--immediate-mode", "-s", "4096", "-B", "16384",
+           "-w", "{pcap}"]
 
 # Python stands in for nc: one TCP listener that reads a known number of bytes and answers
 # "ok", and one sender that waits for that answer (so the transfer is known to be complete).
@@ -158,7 +167,9 @@ class _Proc:
         return None
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
-        """`sig` to the process group this object started, then SIGKILL after `grace` seconds."""
+        """`sig` to the process group this object started (timeout and the tool: the Popen child is a
+        session leader, so the group id is its pid), then SIGKILL after `grace` seconds. Only while
+        that child has not been reaped, so the group id cannot belong to anything else."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
@@ -166,9 +177,6 @@ class _Proc:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        # Whatever the tool left in its group (it is a session leader: the group id is its pid).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def describe(self) -> str:
         return f"$ {' '.join(self.argv)} (exit {self.proc.poll()})\n{self.output()[-3000:]}"
@@ -221,6 +229,9 @@ def _capture(run: _Run, pcap: Path) -> Iterator[None]:
     tcpdump.stop(signal.SIGINT)
     if not pcap.exists():
         raise run.fail("tcpdump wrote no capture")
+    dropped = re.search(r"(\d+) packets? dropped by kernel", tcpdump.output())
+    if dropped is None or int(dropped.group(1)):
+        raise run.fail("tcpdump did not record every packet (kernel drops, or no statistics line)")
 
 
 def secret_file(workdir: Path, size: int = TRANSFER_BYTES) -> Path:
@@ -422,7 +433,7 @@ _COMMANDS: dict[str, str] = {
 
 LIVE_PROVENANCE: dict[str, str] = {
     case: f"{package} {_package_version(package)} (Debian): {_COMMANDS[case]}; inside {INSIDE} -> outside "
-          f"{OUTSIDE}, captured with {_cmd(TCPDUMP)} on the outside end of the veth pair"
+          f"{OUTSIDE}, captured with {_cmd(_fmt(TCPDUMP, pcap=case + '.pcap'))} on the outside end of the veth pair"
     for case, (package, _) in _TOOLS.items()
 }
 
@@ -459,12 +470,10 @@ def _icmp_packets(pcap: Path) -> Iterator[tuple[float, str, str, int, bytes]]:
         for ts, frame in dpkt.pcap.Reader(f):
             eth = dpkt.ethernet.Ethernet(frame)
             ip = eth.data
-            if isinstance(ip, dpkt.ip.IP) and ip.p == dpkt.ip.IP_PROTO_ICMP:
-                raw = bytes(ip.data)
-            elif isinstance(ip, dpkt.ip6.IP6) and ip.nxt == dpkt.ip.IP_PROTO_ICMP6:
-                raw = bytes(ip.data)
-            else:
+            v4 = isinstance(ip, dpkt.ip.IP) and ip.p == dpkt.ip.IP_PROTO_ICMP
+            if not v4 and not (isinstance(ip, dpkt.ip6.IP6) and ip.nxt == dpkt.ip.IP_PROTO_ICMP6):
                 continue
+            raw = bytes(ip.data)
             if len(raw) < 8:
                 continue
             yield (float(ts), str(ipaddress.ip_address(ip.src)), str(ipaddress.ip_address(ip.dst)), raw[0], raw[8:])

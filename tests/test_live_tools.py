@@ -15,6 +15,7 @@ the packages of `bash packaging/dev.sh setup` installed they all run.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,8 +121,15 @@ def test_live_daemon_reports_a_real_ptunnel_ng_transfer(lab: ToolLab, tmp_path: 
         sensor.kill_journald()
     notices = sensor.notices()
     print(f"\nlive ptunnel-ng: {LIVE_PROVENANCE['ptunnel-ng']}")
-    print(f"  traffic started at {sent_at:.3f}, first notice for {src} -> {dst} seen after {seen_at - sent_at:.2f} s")
+    print(f"  traffic started at {sent_at:.3f}, first notice for {src} -> {dst} found in notice.log "
+          f"{seen_at - sent_at:.2f} s later (the poll starts after the transfer and the tunnel's teardown)")
     print(_show(notices, sent_at))
+    stats = [line for line in (sensor.log_dir / "stats.log").read_text().splitlines() if line] \
+        if (sensor.log_dir / "stats.log").exists() else []
+    if stats:
+        last = json.loads(stats[-1])
+        print(f"  sensor stats: packets_read {last.get('packets_read')}, kernel_dropped {last.get('kernel_dropped')}, "
+              f"queue_dropped {last.get('queue_dropped')}")
     assert code == 0, err
     named = _pairs(notices)
     assert named <= {(src, dst), (dst, src)}, f"notices name other pairs: {named}"
