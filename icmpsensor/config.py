@@ -337,7 +337,7 @@ class DetectionConfig:
     idle_timeout: float = _key(300.0, Seconds(0, 86400), "seconds without packets before a flow is evaluated")
     max_flows: int = _key(100_000, Int(1, 100_000_000), "flows tracked at once")
     max_pending_requests: int = _key(
-        200_000, Int(1, 100_000_000), "outstanding echo requests remembered for pairing"
+        100_000, Int(1, 100_000_000), "outstanding echo requests remembered for pairing"
     )
     ignore_default_pings: bool = _key(True, Bool(), "skip the default Linux/macOS and Windows ping payloads")
     notices: NoticeSwitches = field(

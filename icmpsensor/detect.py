@@ -16,14 +16,15 @@ Each returns the notices that became due. `make_detector` picks the profile:
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import itertools
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from icmpsensor import fingerprints, nonecho, tunnels
 from icmpsensor.config import AllowlistConfig, DetectionConfig
 from icmpsensor.detect_original import OriginalDetector, unpaired_notice
-from icmpsensor.flows import NO_NOTICES, DetectorStats, Flow, FlowDetector, new_uid
+from icmpsensor.flows import EVICTION_SCAN, NO_NOTICES, DetectorStats, Flow, FlowDetector, new_uid
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
@@ -54,23 +55,28 @@ SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 class PairMemory:
     """What is remembered of a host pair beyond its flows: novel bytes over the slow window."""
 
-    buckets: deque[list[float]] = field(default_factory=deque)  # [bucket start, novel bytes], oldest first
+    # Flat [bucket start, novel bytes, bucket start, novel bytes, ...], oldest first: a list of
+    # floats is a fraction of the size of a deque of pairs, and there are many pairs.
+    buckets: list[float] = field(default_factory=list)
     last_sketch: Sketch | None = None  # the sender's last payload, carried from one flow to the next
     slow_alerted_until: float = 0.0
 
     def add(self, ts: float, novel: int, bucket_len: float) -> None:
         start = ts - ts % bucket_len
         buckets = self.buckets
-        if buckets and buckets[-1][0] == start:
-            buckets[-1][1] += novel
+        if buckets and buckets[-2] == start:
+            buckets[-1] += novel
         else:
-            buckets.append([start, novel])
+            buckets += (start, novel)
 
     def total(self, now: float, window: float) -> int:
         buckets = self.buckets
-        while buckets and buckets[0][0] + window <= now:
-            buckets.popleft()
-        return int(sum(b[1] for b in buckets))
+        stale = 0
+        while stale < len(buckets) and buckets[stale] + window <= now:
+            stale += 2
+        if stale:
+            del buckets[:stale]
+        return int(sum(buckets[1::2]))
 
 
 class Detector(FlowDetector):
@@ -201,26 +207,35 @@ class Detector(FlowDetector):
         return True
 
     def _add_novel(self, flow: Flow, pkt: IcmpPacket, novel: int) -> None:
+        # A flow's novel bytes join its pair's long-term memory when the flow ends (_flow_ended):
+        # the many short flows of a flood then cost no pair memory while they live.
         self.last_novel += novel
         flow.novel_bytes += novel
         self.stats.novel_bytes += novel
-        if flow.allowlisted:
-            return
-        window = self.cfg.slow_exfil_window
-        self._pair(flow.src, flow.dst).add(pkt.ts, novel, window / SLOW_BUCKETS)
 
     def _pair(self, src: bytes, dst: bytes) -> PairMemory:
         key = (src, dst)
         pairs = self._pairs
         memory = pairs.get(key)
         if memory is None:
+            if len(pairs) >= self.cfg.max_pairs:
+                self._evict_pair()
             memory = pairs[key] = PairMemory()
-            if len(pairs) > self.cfg.max_pairs:
-                pairs.popitem(last=False)
-                self.stats.pairs_evicted += 1
         else:
             pairs.move_to_end(key)
         return memory
+
+    def _evict_pair(self) -> None:
+        """Forget, of the EVICTION_SCAN least recently active pairs, the one with the fewest novel bytes."""
+        pairs = self._pairs
+        victim, least = None, float("inf")
+        for key, memory in itertools.islice(pairs.items(), EVICTION_SCAN):
+            total = sum(memory.buckets[1::2])
+            if total < least:
+                victim, least = key, total
+        if victim is not None:
+            del pairs[victim]
+            self.stats.pairs_evicted += 1
 
     # -- flows start and end -----------------------------------------------------------------
 
@@ -231,7 +246,9 @@ class Detector(FlowDetector):
 
     def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         if flow.novel_bytes and not flow.allowlisted:
-            self._pair(flow.src, flow.dst).last_sketch = flow.last_sketch
+            memory = self._pair(flow.src, flow.dst)
+            memory.last_sketch = flow.last_sketch
+            memory.add(flow.last, flow.novel_bytes, self.cfg.slow_exfil_window / SLOW_BUCKETS)
         if not self._realtime:
             self._evaluate(flow, ts, due)
         elif flow.alerted & _SUMMARISED and self.cfg.notices.exfil_summary:
@@ -259,11 +276,12 @@ class Detector(FlowDetector):
             self._check_slow(flow, ts, due)
 
     def _check_slow(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        """The pair's novel bytes within the window: its ended flows' (remembered) plus this flow's."""
         memory = self._pairs.get((flow.src, flow.dst))
         if memory is None or ts < memory.slow_alerted_until:
             return
         window = self.cfg.slow_exfil_window
-        total = memory.total(ts, window)
+        total = memory.total(ts, window) + flow.novel_bytes
         if total >= self.cfg.slow_exfil_min_bytes:
             memory.slow_alerted_until = ts + window
             self._raise(flow, ts, _SLOW, NOTE_SLOW_EXFIL, lambda f: slow_msg(f, total, window), due)

@@ -9,6 +9,7 @@ it answers. Subclasses say what a packet does to a flow and what a flow's end me
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ NO_NOTICES: Sequence[Notice] = ()
 
 # How often (in clock seconds) idle flows and stale pending requests are looked for.
 SWEEP_INTERVAL = 1.0
+# How many of the least recently active flows eviction compares.
+EVICTION_SCAN = 8
 
 _UID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -107,8 +110,9 @@ class FlowDetector:
         self.now = 0.0
         self.last_novel = 0  # suspicious bytes in the packet process() last saw (evidence buffering)
         self._flows: OrderedDict[tuple[bytes, bytes], Flow] = OrderedDict()
-        # (requester, responder, ident, seq) -> (what was sent, time); insertion ordered, so oldest first.
-        self._pending: dict[tuple[bytes, bytes, int, int], tuple[object, float]] = {}
+        # (requester, responder, ident, seq) -> (what was sent, time), oldest first. An OrderedDict, not a
+        # dict: taking the first item of a plain dict after many deletions at its front costs O(n).
+        self._pending: OrderedDict[tuple[bytes, bytes, int, int], tuple[object, float]] = OrderedDict()
         self._next_sweep = 0.0
         self.reconfigure(detection, allowlist)
 
@@ -126,7 +130,7 @@ class FlowDetector:
         while len(self._flows) > detection.max_flows:
             self._evict_one([])
         while len(self._pending) > detection.max_pending_requests:
-            self._pending.pop(next(iter(self._pending)))
+            self._pending.popitem(last=False)
 
     def _pair_allowlisted(self, src: bytes, dst: bytes) -> bool:
         if not self.allowlist.hosts:
@@ -217,9 +221,9 @@ class FlowDetector:
         pending = self._pending
         key = (pkt.src, pkt.dst, pkt.ident, pkt.seq)
         if key in pending:
-            del pending[key]  # keep insertion order = age order
+            pending.move_to_end(key)  # keep the order = age order
         elif len(pending) >= self.cfg.max_pending_requests:
-            pending.pop(next(iter(pending)))
+            pending.popitem(last=False)
             self.stats.pending_evicted += 1
         pending[key] = (sent, pkt.ts)
 
@@ -246,10 +250,10 @@ class FlowDetector:
         pending = self._pending
         cutoff = now - timeout
         while pending:
-            key = next(iter(pending))
-            if pending[key][1] > cutoff:
+            _, (_, sent_at) = next(iter(pending.items()))
+            if sent_at > cutoff:
                 break
-            del pending[key]
+            pending.popitem(last=False)
             self.stats.pending_expired += 1
 
     def _evict_over_cap(self, due: list[Notice]) -> None:
@@ -257,10 +261,33 @@ class FlowDetector:
             self._evict_one(due)
 
     def _evict_one(self, due: list[Notice]) -> None:
-        """Drop the least recently active flow, after evaluating it (its notices still fire)."""
-        _, flow = self._flows.popitem(last=False)
+        """Drop a flow, after evaluating it (its notices still fire).
+
+        Of the EVICTION_SCAN least recently active flows, the least interesting goes (fewest
+        suspicious bytes; the oldest on a tie): a flood of one-packet flows from spoofed
+        sources then pushes out itself, not the flow that is accumulating evidence.
+        """
+        flows = self._flows
+        victim_key, victim = next(iter(flows.items()))
+        least = self._interest(victim)
+        if least:
+            # never the flow just created (the last one): it has not had a chance yet
+            for key, flow in itertools.islice(flows.items(), 1, min(EVICTION_SCAN, len(flows) - 1)):
+                interest = self._interest(flow)
+                if interest < least:
+                    victim_key, victim, least = key, flow, interest
+                    if not interest:
+                        break
+        del flows[victim_key]
         self.stats.flows_evicted += 1
-        self._flow_ended(flow, self.now, due)
+        self._flow_ended(victim, self.now, due)
+
+    @staticmethod
+    def _interest(flow: Flow) -> float:
+        """How much a flow is worth keeping: suspicious bytes so far, alerted flows above all."""
+        if flow.alerted or flow.tool:
+            return float("inf")
+        return flow.novel_bytes + flow.changed_requests + flow.reply_differs
 
     # -- notices -----------------------------------------------------------------------------
 

@@ -197,16 +197,29 @@ def test_a_flow_that_goes_idle_and_comes_back_is_a_new_flow() -> None:
     assert out == []
 
 
-def test_eviction_at_max_flows_evaluates_the_least_recently_active_flow() -> None:
+def test_eviction_at_max_flows_evaluates_the_evicted_flow() -> None:
+    # All flows equally uninteresting so far (one packet each, no change): the least recently active goes.
     det = detector(max_flows=2)
-    packets = transfer(20, echo_back=False)  # flow (A,B), qualifies
-    packets.append(echo(1010.0, C, B, True, b"x"))  # second flow
-    packets.append(echo(1011.0, C, A, True, b"x"))  # third flow: (A,B) is least recently active
-    out = run(det, packets, flush=False)
+    packets = [echo(1000.0, A, B, True, b"a"), echo(1010.0, C, B, True, b"x"), echo(1011.0, C, A, True, b"x")]
+    run(det, packets, flush=False)
+    assert {(f.src, f.dst) for f in det.flows()} == {(packed(C), packed(B)), (packed(C), packed(A))}
+    # A qualifying flow that is evicted is evaluated first: its notices still fire, at eviction time.
+    det = detector(max_flows=1)
+    out = run(det, [*transfer(20, echo_back=False), echo(1011.0, C, A, True, b"x")], flush=False)
     assert notes(out) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
     assert out[0].ts == 1011.0
+    assert det.stats.flows_evicted == 1 and det.flow_count == 1
+
+
+def test_eviction_prefers_flows_that_are_not_accumulating_evidence() -> None:
+    det = detector(max_flows=2)
+    packets = transfer(20, echo_back=False)  # flow (A,B): 19 changed requests, the least recently active
+    packets.append(echo(1010.0, C, B, True, b"x"))  # one packet, nothing suspicious
+    packets.append(echo(1011.0, C, A, True, b"x"))  # a third flow: (C,B) goes, not (A,B)
+    out = run(det, packets, flush=False)
+    assert out == []  # (C,B) had nothing to report
+    assert (packed(A), packed(B)) in {(f.src, f.dst) for f in det.flows()}
     assert det.stats.flows_evicted == 1
-    assert det.flow_count == 2
 
 
 def test_recent_activity_protects_a_flow_from_eviction() -> None:
