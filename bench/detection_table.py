@@ -398,6 +398,7 @@ class _RunOnPipeline(Pipeline):
 
 def profile_config(profile: str) -> Config:
     cfg = Config()
+    cfg.output.evidence.enabled = False  # the table needs notices only; no files in the working directory
     return dataclasses.replace(cfg, detection=dataclasses.replace(cfg.detection, profile=profile))
 
 
