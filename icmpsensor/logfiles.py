@@ -442,19 +442,14 @@ class RotatingLog:
         self._compressor.stop(gzip_timeout)
 
 
-class StatsLog:
-    """The stats log: one JSON object per line, rotated like notice.log (`stats.YYYY-...log`)."""
+class LogFile:
+    """A log that owns a RotatingLog: rotation, reopen and reconfiguration are the RotatingLog's."""
 
     def __init__(self, log_dir: str, file_name: str, rotation: RotationConfig | None, *,
                  clock: Callable[[], float] = time.time) -> None:
         check_log_dir(log_dir)
         self.log = RotatingLog(log_dir, file_name, rotation, clock=clock)
         self.path = self.log.path
-
-    def write(self, record: dict[str, object]) -> None:
-        """Append `record` as one JSON line; NoticeWriteError if it cannot be written whole."""
-        line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str) + "\n"
-        self.log.write_line(line.encode())
 
     def maybe_rotate(self) -> str | None:
         return self.log.maybe_rotate()
@@ -470,3 +465,12 @@ class StatsLog:
 
     def close(self) -> None:
         self.log.close()
+
+
+class StatsLog(LogFile):
+    """The stats log: one JSON object per line, rotated like notice.log (`stats.YYYY-...log`)."""
+
+    def write(self, record: dict[str, object]) -> None:
+        """Append `record` as one JSON line; NoticeWriteError if it cannot be written whole."""
+        line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str) + "\n"
+        self.log.write_line(line.encode())

@@ -14,8 +14,8 @@ from typing import Protocol, TextIO
 
 from icmpsensor.config import RotationConfig
 from icmpsensor.logfiles import (
+    LogFile,
     NoticeWriteError,
-    RotatingLog,
     StatsLog,
     append_whole_line,
     check_log_dir,
@@ -44,7 +44,7 @@ class NoticeSink(Protocol):
     def close(self) -> None: ...
 
 
-class NoticeLog:
+class NoticeLog(LogFile):
     """notice.log in a log directory; `rotation` None (file replay) never rotates.
 
     Stats: `backlog` (notices held for retry), `lost` (dropped because the backlog was
@@ -53,9 +53,7 @@ class NoticeLog:
 
     def __init__(self, log_dir: str, file_name: str, peer_descr: str, rotation: RotationConfig | None = None,
                  *, backlog_limit: int = BACKLOG_LIMIT) -> None:
-        check_log_dir(log_dir)
-        self.log = RotatingLog(log_dir, file_name, rotation)
-        self.path = self.log.path
+        super().__init__(log_dir, file_name, rotation)
         self.peer_descr = peer_descr
         self.lost = 0
         self.write_errors = 0
@@ -105,18 +103,6 @@ class NoticeLog:
 
     def _held_error(self, exc: NoticeWriteError) -> NoticeWriteError:
         return NoticeWriteError(exc.errno, f"{exc.strerror}; {len(self._held)} notices held in memory for retry")
-
-    def maybe_rotate(self) -> str | None:
-        return self.log.maybe_rotate()
-
-    def rotate(self) -> str:
-        return self.log.rotate()
-
-    def reopen(self) -> bool:
-        return self.log.reopen()
-
-    def reconfigure(self, rotation: RotationConfig | None) -> None:
-        self.log.reconfigure(rotation)
 
     def close(self) -> None:
         """Write what is held if possible (what is not counts as lost), then close the file."""
