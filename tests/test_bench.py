@@ -1,0 +1,116 @@
+"""Smoke test of the throughput benchmark (bench/synth.py, bench/throughput.py) on a small capture.
+
+The synthetic capture must decode without a single error or skipped frame, carry what the mix
+promises (IPv6, VLAN tags, fragments, exactly the requested frame count over about an hour),
+and the sensor must report every ground-truth exfiltration pair and no benign pair. Each
+throughput stage runs once; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bench import synth, throughput
+from tests import benign_corpus as bc
+
+PACKETS = 20_000
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    path = tmp_path_factory.mktemp("bench") / "synth.pcap"
+    truth = synth.generate(path, packets=PACKETS, seed=3)
+    return path, synth.truth_path(path), truth
+
+
+def test_fast_payloads_are_the_corpus_layouts() -> None:
+    rng = random.Random(1)
+    for _ in range(50):
+        t = bc.START + rng.uniform(0, 3600)
+        size = rng.choice((0, 8, 15, 16, 17, 56, 100, 1472))
+        pattern = rng.choice((None, b"\xde\xad\xbe\xef", bytes(range(16))))
+        assert synth.iputils_fn(size, pattern)(t) == bc.iputils_payload(size, t, pattern)
+        assert synth.bsd_fn(size, pattern)(t) == bc.bsd_payload(size, t, pattern=pattern)
+        if size >= 4:
+            boot = bc.START - 86_400.5
+            assert synth.busybox_fn(size, boot, 0x5A)(t) == bc.busybox_payload(size, int((t - boot) * 1e6), 0x5A)
+
+
+def test_checksummed_frames_match_craft() -> None:
+    from tests import craft
+
+    link = synth.Link(synth.ip("192.0.2.1"), synth.ip("198.51.100.2"), (), ttl=64)
+    frame = link.echo(8, 0, 0x1234, 7, b"hello world", ip_id=1)
+    assert frame[14:] == craft.icmp4("192.0.2.1", "198.51.100.2", 8, 0, 0x1234, 7, b"hello world", ip_id=1)
+    link6 = synth.Link(synth.ip("2001:db8::1"), synth.ip("2001:db8::2"), (), ttl=64)
+    frame6 = link6.echo(128, 0, 9, 10, b"odd-length!")
+    assert frame6[14:] == craft.icmp6("2001:db8::1", "2001:db8::2", 128, 0, 9, 10, b"odd-length!")
+
+
+def test_capture_has_the_promised_mix(capture: tuple[Path, Path, dict]) -> None:
+    _, truth_file, truth = capture
+    assert truth == json.loads(truth_file.read_text())
+    assert truth["packets"] == PACKETS
+    assert truth["out_of_order"] == 0
+    assert truth["last_ts"] - truth["first_ts"] > 0.8 * 3600
+    assert truth["ipv6"] > 0.03 * PACKETS and truth["vlan"] > 0 and truth["fragments"] > 0
+    assert set(truth["by_category"]) >= {"keepalive", "monitoring", "interactive", "flood", "path_trace", "errors",
+                                         "agents", "fragments", "exfil"}
+    assert len(truth["exfil_pairs"]) >= 5
+    assert any(e["ipv6"] for e in truth["exfil"]) and any(e["fragmented"] and e["vlan"] for e in truth["exfil"])
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    digests = []
+    for name in ("a.pcap", "b.pcap"):
+        synth.generate(tmp_path / name, packets=3000, seed=9)
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_sensor_decodes_everything_and_reports_exactly_the_exfiltration(capture: tuple[Path, Path, dict]) -> None:
+    path, truth_file, _ = capture
+    result = throughput.stage_icmpsensor(str(path), str(truth_file))
+    assert result["packets"] == PACKETS
+    assert result["problems"] == []
+    assert result["decode_errors"] == 0 and result["decode_skipped"] == 0
+    assert result["exfil_missed"] == []
+    assert result["exfil_reported"] == result["exfil_pairs"]
+    assert result["false_positives"] == []
+
+
+def test_every_stage_runs(capture: tuple[Path, Path, dict]) -> None:
+    path = str(capture[0])
+    assert throughput.stage_ceiling(path)["packets"] == PACKETS
+    dpkt_result = throughput.stage_dpkt(path)
+    assert dpkt_result["packets"] == PACKETS
+    assert dpkt_result["icmp"] > 0.95 * PACKETS  # all but non-first fragments
+    tshark = throughput.stage_tshark(path)
+    if tshark is not None:
+        assert tshark["packets"] == PACKETS
+    scapy = throughput.stage_scapy(path, sample=300)
+    if scapy is not None:
+        assert scapy["packets"] == 300 and scapy["icmp"] > 250
+
+
+def test_flood_variant(tmp_path: Path) -> None:
+    path = tmp_path / "flood.pcap"
+    truth = synth.generate(path, flood_sources=3000)
+    assert truth["out_of_order"] == 0
+    assert truth["by_category"]["flood"] == 6000
+    assert len({synth.spoofed_source(i) for i in range(100_000)}) == 100_000
+    result = throughput.stage_icmpsensor(str(path), str(synth.truth_path(path)))
+    assert result["decode_errors"] == 0
+    assert result["exfil_missed"] == [] and result["false_positives"] == []
+
+
+def test_cached_capture_is_reused(tmp_path: Path) -> None:
+    first = throughput.ensure_capture(2000, tmp_path)
+    second = throughput.ensure_capture(2000, tmp_path)
+    assert first[0] == second[0] and second[2] == 0.0
+    assert first[1]["packets"] == 2000
