@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: the Python build chain, what systemd-python compiles against, and the
 # traffic tools the live tests use between network namespaces.
 APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
-              iproute2 iputils-ping tcpdump hping3 tcpreplay systemd-container logrotate
+              iproute2 iputils-ping tcpdump hping3 tcpreplay systemd systemd-container logrotate
               ptunnel ptunnel-ng icmptx nmap)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
