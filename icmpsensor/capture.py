@@ -15,7 +15,6 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pcapy
@@ -49,10 +48,9 @@ STOP_DRAIN_SECONDS = 2 * READ_TIMEOUT_MS / 1000
 _WARNING_TEXT = {1: "warning", 2: "promiscuous mode not supported", 3: "timestamp type not supported"}
 
 
-def frames_of(buf: bytes, meta: bytes) -> Iterator[tuple[float, bytes]]:
-    """(timestamp, frame) pairs of one libpcap batch."""
-    for sec, usec, off, cap in _META.iter_unpack(meta):
-        yield sec + usec * 1e-6, buf[off : off + cap]
+def frames_of(buf: bytes, meta: bytes) -> list[tuple[float, bytes]]:
+    """(timestamp, frame) pairs of one libpcap batch (a list comprehension: no generator per frame)."""
+    return [(sec + usec * 1e-6, buf[off : off + cap]) for sec, usec, off, cap in _META.iter_unpack(meta)]
 
 
 def packet_count(meta: bytes) -> int:

@@ -38,6 +38,28 @@ class Benign:
     session: bytes | None = None  # chosen once per run by the tool: must stay constant within a flow
 
 
+_new_object = object.__new__
+_set_template = Benign.template.__set__  # type: ignore[attr-defined]
+_set_embedded_time = Benign.embedded_time.__set__  # type: ignore[attr-defined]
+_set_monotonic = Benign.monotonic.__set__  # type: ignore[attr-defined]
+_set_wraps_after = Benign.wraps_after.__set__  # type: ignore[attr-defined]
+_set_session = Benign.session.__set__  # type: ignore[attr-defined]
+
+
+def _benign(template: str, embedded_time: float | None, session: bytes | None = None, monotonic: bool = False,
+            wraps_after: float | None = None) -> Benign:
+    """``Benign(template, embedded_time, monotonic=monotonic, wraps_after=wraps_after, session=session)``
+    for the per-packet hits: the slots are filled directly, skipping the frozen dataclass __init__ (five
+    object.__setattr__ calls by name); the object is the same, frozen like any other."""
+    hit = _new_object(Benign)
+    _set_template(hit, template)
+    _set_embedded_time(hit, embedded_time)
+    _set_monotonic(hit, monotonic)
+    _set_wraps_after(hit, wraps_after)
+    _set_session(hit, session)
+    return hit
+
+
 MAX_PATTERN = 16  # iputils and BSD ping accept at most 16 pattern bytes (sscanf of 16 "%2x")
 _SPAN = 65536 + 64  # longer than any ICMP payload, so every fill slice below is in range
 
@@ -65,10 +87,6 @@ _TRACEROUTE = Benign("traceroute", None)
 _BLACKBOX = Benign("blackbox_exporter", None)
 _IPUTILS_UNTIMED = Benign("iputils", None)
 _MTR = tuple(Benign("mtr", None, session=bytes((b,))) for b in range(256))
-
-
-def _wall_ok(t: float, capture_ts: float, tolerance: float) -> bool:
-    return -tolerance <= t - capture_ts <= tolerance
 
 
 def _period(payload: bytes, start: int, n: int) -> int:
@@ -138,7 +156,7 @@ def _untimed(payload: bytes, n: int, first: int) -> Benign | None:
         p = _period(payload, 0, n)
         if p:
             # iputils -p PATTERN without room for a timestamp: the pattern from byte 0.
-            return Benign("iputils", None, session=_pattern(payload, 0, p, 0))
+            return _benign("iputils", None, _pattern(payload, 0, p, 0))
     return None
 
 
@@ -168,9 +186,9 @@ def _check_icmp(payload: bytes, n: int, capture_ts: float, tolerance: float) -> 
     if usec >= _USEC:
         return None
     t = sec + usec / _USEC
-    if not _wall_ok(t, capture_ts, tolerance) or payload.count(0, 24) != n - 24:
+    if not -tolerance <= t - capture_ts <= tolerance or payload.count(0, 24) != n - 24:
         return None
-    return Benign("check_icmp", t, session=payload[18:24])
+    return _benign("check_icmp", t, payload[18:24])
 
 
 def _pro_bing(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
@@ -183,18 +201,18 @@ def _pro_bing(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Be
     if n > 24 and payload.count(1, 24) != n - 24:
         return None
     t = _I64_BE.unpack_from(payload)[0] / _NSEC
-    if not _wall_ok(t, capture_ts, tolerance):
+    if not -tolerance <= t - capture_ts <= tolerance:
         return None
-    return Benign("pro-bing", t, session=payload[8:24])
+    return _benign("pro-bing", t, payload[8:24])
 
 
 def _timestamped_fill(payload: bytes, start: int, n: int, origin: int, t: float, template: str) -> Benign | None:
     """The BSD-derived fill after a timestamp: byte j = j (default) or a -p pattern from `origin`."""
-    if payload[start:] == _SEQ[start:n]:
-        return Benign(template, t)
+    if _SEQ.startswith(payload[start:], start):  # payload[start:] == _SEQ[start:n], one slice less
+        return _benign(template, t)
     p = _period(payload, start, n)
     if p:
-        return Benign(template, t, session=_pattern(payload, start, p, origin))
+        return _benign(template, t, _pattern(payload, start, p, origin))
     return None
 
 
@@ -211,7 +229,7 @@ def _iputils64(payload: bytes, n: int, capture_ts: float, tolerance: float) -> B
     if usec >= _USEC:
         return None
     t = sec + usec / _USEC
-    if not _wall_ok(t, capture_ts, tolerance):
+    if not -tolerance <= t - capture_ts <= tolerance:
         return None
     return _timestamped_fill(payload, 16, n, 0, t, "iputils")
 
@@ -225,7 +243,7 @@ def _iputils32(payload: bytes, n: int, capture_ts: float, tolerance: float) -> B
     if usec >= _USEC:
         return None
     t = sec + usec / _USEC
-    if not _wall_ok(t, capture_ts, tolerance):
+    if not -tolerance <= t - capture_ts <= tolerance:
         return None
     return _timestamped_fill(payload, 8, n, 0, t, "iputils")
 
@@ -241,12 +259,12 @@ def _bsd(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign 
     if n < 8:
         return None
     sec, frac = _TV32_BE.unpack_from(payload)
-    if frac < _USEC and _wall_ok(sec + frac / _USEC, capture_ts, tolerance):
+    if frac < _USEC and -tolerance <= sec + frac / _USEC - capture_ts <= tolerance:
         return _timestamped_fill(payload, 8, n, 8, sec + frac / _USEC, "bsd-ping")
     if frac < _NSEC and sec < _MAX_UPTIME:
         hit = _timestamped_fill(payload, 8, n, 8, sec + frac / _NSEC, "bsd-ping")
         if hit is not None:
-            return Benign(hit.template, hit.embedded_time, monotonic=True, wraps_after=2.0**32, session=hit.session)
+            return _benign(hit.template, hit.embedded_time, hit.session, True, 2.0**32)
     return None
 
 
@@ -259,13 +277,7 @@ def _cisco(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benig
     # captures, not read from a source. The pattern is the `session`; the counter monotonic.
     if n < 12 or not payload.startswith(b"\0\0\0\0") or payload[10:] != payload[8 : n - 2]:
         return None
-    return Benign(
-        "cisco-ios",
-        _U32_BE.unpack_from(payload, 4)[0] / 1000,
-        monotonic=True,
-        wraps_after=2**32 / 1000,
-        session=payload[8:10],
-    )
+    return _benign("cisco-ios", _U32_BE.unpack_from(payload, 4)[0] / 1000, payload[8:10], True, 2**32 / 1000)
 
 
 def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
@@ -279,13 +291,8 @@ def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
     fill = payload[4]
     if payload[-1] != fill or payload.count(fill, 4) != n - 4:
         return None
-    return Benign(
-        "busybox",
-        _U32_LE.unpack_from(payload)[0] / _USEC,
-        monotonic=True,
-        wraps_after=2**32 / _USEC,
-        session=bytes((fill,)),
-    )
+    # session: payload[4:5] == bytes((fill,)), without building a tuple
+    return _benign("busybox", _U32_LE.unpack_from(payload)[0] / _USEC, payload[4:5], True, 2**32 / _USEC)
 
 
 # Most specific first; each starts with byte tests that reject random data at once. BusyBox
@@ -308,8 +315,35 @@ def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_r
     hit = _untimed(payload, n, payload[0])
     if hit is not None:
         return hit
-    for check in _TIMED:
-        hit = check(payload, n, capture_ts, tolerance)
+    # The checks of _TIMED, in its order, each called only when the first byte tests it starts
+    # with pass (every timed template needs at least 8 bytes).
+    if n < 8:
+        return None
+    b7 = payload[7]
+    if n >= 24:
+        b16 = payload[16]
+        if b16 == 10 and b7 == 0 and payload[17] == 0 and payload[15] == 0:
+            hit = _check_icmp(payload, n, capture_ts, tolerance)
+            if hit is not None:
+                return hit
+        if (payload[14] & 0xF0) == 0x40 and (b16 & 0xC0) == 0x80:
+            hit = _pro_bing(payload, n, capture_ts, tolerance)
+            if hit is not None:
+                return hit
+    if b7 == 0:
+        if n >= 16 and payload[15] == 0 and payload[11] == 0:
+            hit = _iputils64(payload, n, capture_ts, tolerance)
+            if hit is not None:
+                return hit
+        hit = _iputils32(payload, n, capture_ts, tolerance)
         if hit is not None:
             return hit
-    return None
+    if n >= 12 and payload.startswith(b"\0\0\0\0"):
+        hit = _cisco(payload, n, capture_ts, tolerance)
+        if hit is not None:
+            return hit
+    if payload[-1] == payload[4]:
+        hit = _busybox(payload, n, capture_ts, tolerance)
+        if hit is not None:
+            return hit
+    return _bsd(payload, n, capture_ts, tolerance)

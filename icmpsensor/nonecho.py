@@ -45,6 +45,9 @@ def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, s
         return 0, ""  # nmap's OS detection sends zero-filled echo requests with code 9
     if pkt.ipv6:
         return _v6(pkt, payload)
+    if pkt.icmp_type in _ERRORS_V4:  # what _v4 does with an error, one call less for the common case
+        problem = _quote_problem_v4(pkt, payload)
+        return (len(payload), problem) if problem else (0, "")
     return _v4(pkt, payload)
 
 
@@ -87,24 +90,35 @@ def _timestamp_fields(payload: bytes) -> tuple[int, str]:
 
 
 def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
-    """Why the quoted datagram of an IPv4 error cannot be a packet the error's receiver sent, or ''."""
-    if len(payload) < 4 + 20:
+    """Why the quoted datagram of an IPv4 error cannot be a packet the error's receiver sent, or ''.
+
+    The quoted datagram is payload[4:end], read in place: for unreachable, time exceeded and
+    parameter problem, byte 1 may give its length in 32-bit words (RFC 4884), and an extension
+    structure then follows it.
+    """
+    n = len(payload)
+    if n < 4 + 20:
         return "error message too short to quote an IPv4 header"
-    quoted, extension = _split_rfc4884(payload, pkt.icmp_type in (3, 11, 12))
-    if extension is not None and (not extension or extension[0] >> 4 != 2):
-        return "ICMP extension structure with an unknown version"
-    first = quoted[0]
+    end = n
+    if pkt.icmp_type in (3, 11, 12):
+        words = payload[1]
+        if words and n >= 4 + words * 4:
+            end = 4 + words * 4
+            if end == n or payload[end] >> 4 != 2:
+                return "ICMP extension structure with an unknown version"
+    quoted_len = end - 4
+    first = payload[4]
     header_len = (first & 15) * 4
-    if first >> 4 != 4 or header_len < 20 or len(quoted) < header_len:
+    if first >> 4 != 4 or header_len < 20 or quoted_len < header_len:
         return "quoted data is not an IPv4 header"
-    if int.from_bytes(quoted[:header_len], "big") % 0xFFFF:
+    if int.from_bytes(payload[4 : 4 + header_len], "big") % 0xFFFF:
         return "quoted IPv4 header has a wrong checksum"
-    total = int.from_bytes(quoted[2:4], "big")
-    if total < header_len or len(quoted) > total:
+    total = payload[6] << 8 | payload[7]
+    if total < header_len or quoted_len > total:
         return "quoted datagram longer than its own total length"
-    if quoted[12:16] != pkt.dst:
+    if payload[16:20] != pkt.dst:
         return "quoted datagram was not sent by the error's receiver"
-    if not _rest_of_header_ok(pkt, payload, total, len(quoted)):
+    if not _rest_of_header_ok(pkt, payload, total, quoted_len):
         return "unused header bytes of the error message are not zero"
     return ""
 
@@ -123,14 +137,6 @@ def _rest_of_header_ok(pkt: IcmpPacket, payload: bytes, total: int, quoted_len: 
     return payload[0] == 0 and payload[2:4] == b"\0\0" and (kind in (3, 11) or payload[1] == 0)
 
 
-def _split_rfc4884(payload: bytes, may_have_length: bool) -> tuple[bytes, bytes | None]:
-    """The quoted datagram, and the RFC 4884 extension structure after it if the length field says so."""
-    words = payload[1] if may_have_length else 0
-    if words and len(payload) >= 4 + words * 4:
-        return payload[4 : 4 + words * 4], payload[4 + words * 4 :]
-    return payload[4:], None
-
-
 def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     kind = pkt.icmp_type
     if kind in (128, 129):
@@ -144,22 +150,22 @@ def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
 
 
 def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:
-    if len(payload) < 4 + 40:
+    """As _quote_problem_v4; ICMPv6 gives the RFC 4884 length in byte 0, in 64-bit words."""
+    n = len(payload)
+    if n < 4 + 40:
         return "error message too short to quote an IPv6 header"
-    quoted, extension = _split_rfc4884_v6(payload, pkt.icmp_type in (1, 3))
-    if extension is not None and (not extension or extension[0] >> 4 != 2):
-        return "ICMP extension structure with an unknown version"
-    if quoted[0] >> 4 != 6 or len(quoted) < 40:
+    end = n
+    if pkt.icmp_type in (1, 3):
+        words = payload[0]  # ICMPv6 puts the length in the first byte
+        if words and n >= 4 + words * 8:
+            end = 4 + words * 8
+            if end == n or payload[end] >> 4 != 2:
+                return "ICMP extension structure with an unknown version"
+    quoted_len = end - 4
+    if payload[4] >> 4 != 6 or quoted_len < 40:
         return "quoted data is not an IPv6 header"
-    if len(quoted) > 40 + int.from_bytes(quoted[4:6], "big"):
+    if quoted_len > 40 + (payload[8] << 8 | payload[9]):
         return "quoted packet longer than its own payload length"
-    if quoted[8:24] != pkt.dst:
+    if payload[12:28] != pkt.dst:
         return "quoted packet was not sent by the error's receiver"
     return ""
-
-
-def _split_rfc4884_v6(payload: bytes, may_have_length: bool) -> tuple[bytes, bytes | None]:
-    words = payload[0] if may_have_length else 0  # ICMPv6 puts the length in the first byte
-    if words and len(payload) >= 4 + words * 8:
-        return payload[4 : 4 + words * 8], payload[4 + words * 8 :]
-    return payload[4:], None

@@ -50,7 +50,7 @@ def batches(reader: pcapy.Reader) -> Iterator[list[tuple[float, bytes]]]:
         buf, meta = reader.next_batch(BATCH_SIZE)
         if not meta:
             return
-        yield list(frames_of(buf, meta))
+        yield frames_of(buf, meta)
 
 
 def _single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:

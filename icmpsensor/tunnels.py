@@ -500,12 +500,22 @@ def _is_counting_fill(p: bytes) -> bool:
     return p[n - tail :] == _BYTE_CYCLE[first : first + tail]
 
 
+_WINDOWS_RUN = _WINDOWS_ALPHABET * (65536 // len(_WINDOWS_ALPHABET) + 2)  # longer than any ICMP payload
+
+
 def _is_periodic(p: bytes, longest: int = 16) -> bool:
     """A short unit repeated at least twice (zeros, 'X' fill, ping -p, Cisco 0xABCD, Windows alphabet)."""
     n = len(p)
-    if p == (_WINDOWS_ALPHABET * (n // len(_WINDOWS_ALPHABET) + 1))[:n]:
+    if n <= len(_WINDOWS_RUN):
+        if _WINDOWS_RUN.startswith(p):
+            return True
+    elif p == (_WINDOWS_ALPHABET * (n // len(_WINDOWS_ALPHABET) + 1))[:n]:
         return True
-    return any(p[period:] == p[:-period] for period in range(1, min(longest, n // 2) + 1))
+    if n < 2:
+        return False
+    first = p[0]
+    # period k: p[k:] == p[:-k], i.e. p starts with p[k:]; p[k] == p[0] is necessary and cheap
+    return any(p[period] == first and p.startswith(p[period:]) for period in range(1, min(longest, n // 2) + 1))
 
 
 @dataclass(slots=True)
@@ -521,10 +531,6 @@ class _RequestFlow:
     hping_run: int = 0
     ift_run: int = 0
     nping_run: int = 0
-
-
-def _digests(p: bytes) -> tuple[int, int]:
-    return hash(p), hash(p[_TIMESTAMP_BYTES:]) if len(p) > _TIMESTAMP_BYTES else hash(p)
 
 
 class ToolTracker:
@@ -559,24 +565,32 @@ class ToolTracker:
         found = recognise(pkt)
         if found is not None or pkt.ident < 0:
             return found
-        if pkt.icmp_type in _REQUEST_TYPES:
-            return self._request(pkt)
-        return self._reply(pkt)
-
-    def _request(self, pkt: IcmpPacket) -> ToolMatch | None:
+        if pkt.icmp_type not in _REQUEST_TYPES:
+            return self._reply(pkt)
+        # an echo request: follow its flow
         p = pkt.payload
+        seq = pkt.seq
         if not p:
-            self._remember_empty((pkt.src, pkt.dst, pkt.ident, pkt.seq))
+            self._remember_empty((pkt.src, pkt.dst, pkt.ident, seq))
         key = (pkt.src, pkt.dst, pkt.ident)
-        digest, data_digest = _digests(p)
-        flow = self._flows.get(key)
+        size = len(p)
+        digest = hash(p)
+        data_digest = hash(p[_TIMESTAMP_BYTES:]) if size > _TIMESTAMP_BYTES else digest
+        flows = self._flows
+        flow = flows.get(key)
         if flow is None:
-            if len(self._flows) >= self.max_flows:
-                del self._flows[next(iter(self._flows))]
-            self._flows[key] = _RequestFlow(pkt.seq, pkt.ts, pkt.seq, len(p), digest, data_digest)
+            if len(flows) >= self.max_flows:
+                del flows[next(iter(flows))]
+            flows[key] = _RequestFlow(seq, pkt.ts, seq, size, digest, data_digest)
             return None
-        found = self._step(flow, pkt, p, digest, data_digest)
-        flow.seq, flow.ts, flow.size, flow.digest, flow.data_digest = pkt.seq, pkt.ts, len(p), digest, data_digest
+        if size and size == flow.size and (
+            data_digest != flow.data_digest or (digest == flow.digest and flow.first_seq == 1)
+        ):
+            found = self._step(flow, pkt, p, digest, data_digest)
+        else:
+            # neither a new chunk nor a repeated nping payload: what _step would do, without the work
+            flow.hping_run = flow.ift_run = flow.nping_run = 0
+        flow.seq, flow.ts, flow.size, flow.digest, flow.data_digest = seq, pkt.ts, size, digest, data_digest
         return found
 
     def _step(self, flow: _RequestFlow, pkt: IcmpPacket, p: bytes, digest: int, data_digest: int) -> ToolMatch | None:
@@ -584,8 +598,8 @@ class ToolTracker:
         same_size = len(p) == flow.size
         # a new chunk of data, not just a new ping timestamp
         chunk = bool(p) and same_size and data_digest != flow.data_digest
-        host_order_step = seq_step != 1 and (_swap16(pkt.seq) - _swap16(flow.seq)) & 0xFFFF == 1
-        flow.hping_run = flow.hping_run + 1 if chunk and host_order_step else 0
+        host_order_step = chunk and seq_step != 1 and (_swap16(pkt.seq) - _swap16(flow.seq)) & 0xFFFF == 1
+        flow.hping_run = flow.hping_run + 1 if host_order_step else 0
         flow.ift_run = (
             flow.ift_run + 1
             if chunk and seq_step == 1 and len(p) == _IFT_SIZE and pkt.ts - flow.ts <= _IFT_MAX_GAP
