@@ -14,13 +14,14 @@ Process model: `multiprocessing` with the "fork" context, a duplex Pipe (an AF_U
 socketpair) per worker. Fork, not spawn or forkserver: nothing is re-imported or
 re-executed, no resource-tracker helper process is started, the worker gets the
 validated Config as it is, and the main process forks before it opens any file or
-starts any thread. All of it stays within the systemd unit's sandbox (clone, socketpair
+starts any thread (afterwards it sends to each worker from a thread of its own, so its
+loop never blocks on a worker). All of it stays within the systemd unit's sandbox (clone, socketpair
 and AF_UNIX are allowed; only the main process talks to NOTIFY_SOCKET, as
 NotifyAccess=main requires).
 
 Protocol (pickled tuples). Worker -> main: ("open", group, warning), ("running",),
-("notice", Notice), ("stats", dict) once a second, ("failed", exit code, message),
-("drained",), ("done", dict). Main -> worker: ("go",), ("reload", Config), ("stop",),
+("notice", Notice), ("stats", dict) once a second, ("log", priority, message),
+("failed", exit code, message), ("drained",), ("done", dict). Main -> worker: ("go",), ("reload", Config), ("stop",),
 ("finish",).
 
 Start: worker 0 creates the group (the kernel picks an unused id), the others join it;
@@ -38,9 +39,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import syslog
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -65,6 +68,7 @@ START_TIMEOUT = 15.0  # seconds the workers get to open their captures
 SILENCE_LIMIT = 10.0  # a worker silent this long (it reports every TICK) withholds the watchdog heartbeat
 DRAIN_DEADLINE = 1.5  # seconds, from the stop, for every worker to drain its capture
 EVIDENCE_RESYNC_TICKS = 10  # re-measure the shared evidence directory this often
+MESSAGES_PER_ROUND = 1000  # worker messages handled per worker between two looks at the clock and flags
 
 _FORK = multiprocessing.get_context("fork")
 
@@ -190,8 +194,8 @@ class Worker:
             "detect": pipeline["detect"],
         }
 
-    def _error(self, message: str) -> None:  # PipeSink never raises NoticeWriteError; kept for completeness
-        self.conn.send(("failed", EXIT_INTERNAL, message))
+    def _error(self, message: str) -> None:
+        self.conn.send(("log", syslog.LOG_ERR, message))
 
 
 def _worker_main(index: int, cfg: Config, conn: Connection, group: int | None, inherited: list[Connection]) -> None:
@@ -245,14 +249,28 @@ class WorkerHandle:
     def connected(self) -> bool:
         return self.state not in ("closed", "gone")
 
-    def send(self, message: tuple[Any, ...]) -> bool:
-        if not self.connected:
-            return False
-        try:
-            self.conn.send(message)
-        except (OSError, ValueError):
-            return False
-        return True
+    outbox: queue.SimpleQueue[tuple[Any, ...] | None] = field(default_factory=queue.SimpleQueue)
+    sender: threading.Thread | None = None
+
+    def start_sending(self) -> None:
+        """Messages to the worker go through a thread of their own: the main loop never blocks on a
+        worker (one that reads slowly, or a large reload while it is itself blocked sending notices)."""
+        self.sender = threading.Thread(target=self._send_loop, name=f"to-worker-{self.index}", daemon=True)
+        self.sender.start()
+
+    def _send_loop(self) -> None:
+        while (message := self.outbox.get()) is not None:
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):
+                return  # the worker is gone: its EOF is handled by the main loop
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self.connected:
+            self.outbox.put(message)
+
+    def stop_sending(self) -> None:
+        self.outbox.put(None)
 
 
 class WorkerFailure(SensorError):
@@ -279,7 +297,8 @@ class MultiDaemon(Daemon):
             for warning in dict.fromkeys(w.warning for w in self.workers if w.warning):
                 self.journal.log(warning, syslog.LOG_WARNING, MSGID_ERROR)
             self._install_signal_handlers()
-            for worker in self.workers:
+            for worker in self.workers:  # threads only now: every worker is forked
+                worker.start_sending()
                 worker.send(("go",))
             self._pump(lambda: all(w.state == "running" for w in self.workers), time.monotonic() + START_TIMEOUT,
                        "start its capture")
@@ -345,6 +364,8 @@ class MultiDaemon(Daemon):
                 timeout = min(left, QUEUE_WAIT)
             live = {w.conn: w for w in self.workers if w.connected}
             if not live:
+                if deadline is None:
+                    time.sleep(timeout)
                 return done()
             for conn in wait(list(live), timeout):
                 self._receive(live[conn], starting=bool(doing))  # type: ignore[index]
@@ -353,9 +374,13 @@ class MultiDaemon(Daemon):
         return True
 
     def _receive(self, worker: WorkerHandle, starting: bool) -> None:
+        """The worker's pending messages, at most MESSAGES_PER_ROUND (a notice storm must not starve the
+        ticks: heartbeat, rotation, stats)."""
         conn = worker.conn
         try:
-            while conn.poll():
+            for _ in range(MESSAGES_PER_ROUND):
+                if not conn.poll():
+                    break
                 self._handle(worker, conn.recv(), starting)
         except (EOFError, OSError):
             self._gone(worker, starting)
@@ -376,6 +401,8 @@ class MultiDaemon(Daemon):
             worker.state = "drained"
         elif kind == "done":
             worker.state, worker.stats = "done", message[1]
+        elif kind == "log":
+            self._log(message[1], f"worker {worker.index}: {message[2]}")
         elif kind == "failed":
             code, text = message[1], message[2]
             if starting:  # the same one-line error and exit code as a single-process start
@@ -398,12 +425,15 @@ class MultiDaemon(Daemon):
             raise WorkerFailure(message, EXIT_INTERNAL)
         self._fail(EXIT_INTERNAL, message)
 
+    def _log(self, priority: int, message: str) -> None:
+        if self.journal is not None:
+            self.journal.log(message, priority, MSGID_ERROR)
+        else:
+            print(f"icmpsensor: {message}", file=sys.stderr, flush=True)
+
     def _fail(self, code: int, message: str) -> None:
         """A worker died or its capture failed: log it, and stop (every other worker flushes its flows)."""
-        if self.journal is not None:
-            self.journal.log(message, syslog.LOG_ERR, MSGID_ERROR)
-        else:
-            print(f"icmpsensor: error: {message}", file=sys.stderr, flush=True)
+        self._log(syslog.LOG_ERR, message)
         if self.failure is None:
             self.failure = (code, message)
 
@@ -488,6 +518,9 @@ class MultiDaemon(Daemon):
     def _reap(self) -> None:
         """No worker outlives the main process (multiprocessing's exit handler would wait for it)."""
         for worker in getattr(self, "workers", []):
+            worker.stop_sending()
+            if worker.sender is not None:
+                worker.sender.join(0.5)
             with contextlib.suppress(OSError):
                 worker.conn.close()  # an EOF: a worker still waiting for "go" leaves
             worker.process.join(0.5)

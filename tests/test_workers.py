@@ -317,6 +317,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy(seconds: float = 0.5) -> float:
+    """How busy all CPUs are (0..1) over `seconds`: other work on the machine skews the comparison."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
 class _CpuWatch:
     """When a set of processes stops using CPU: sampled every 50 ms."""
 
@@ -371,6 +383,7 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
         first = stats_records(sensor)[-1]
         pids = [int(w["pid"]) for w in first["workers"]] if workers > 1 else []  # type: ignore[union-attr]
         pids.append(sensor.proc.pid)  # the main process (the whole sensor when workers is 1)
+        busy = _machine_busy()
 
         def handled(expected: int, s: Sensor = sensor) -> bool:
             records = stats_records(s)
@@ -402,7 +415,8 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
         code, _, err = sensor.stop()
         assert code == 0, err
         last = stats_records(sensor)[-1]
-        lines.append(f"  workers {workers}: live: sent in {sent_for:.2f} s, all processed after {took:.2f} s "
+        lines.append(f"  workers {workers} (CPUs {busy:.0%} busy with other work just before): live: sent in "
+                     f"{sent_for:.2f} s, all processed after {took:.2f} s "
                      f"({total / took:,.0f} packets/s), CPU s {live_cpu}; backlog: processed in {drained:.2f} s "
                      f"({total / drained:,.0f} packets/s), CPU s {backlog_cpu}; dropped: kernel "
                      f"{last['kernel_dropped']}, queue {last['queue_dropped']}")
