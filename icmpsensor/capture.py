@@ -5,6 +5,12 @@ even with a read timeout, and crashes if `close()` is called from another thread
 while a read is blocked. So the handle is non-blocking, the thread sleeps in
 `select()` on the capture descriptor plus a wake-up pipe, and only the capture thread
 itself closes the handle once it has stopped.
+
+With `capture.workers` > 1 each worker process opens its own handle and joins it to one
+kernel PACKET_FANOUT_HASH group (`join_fanout`). Such a handle opens *held* (a filter
+that passes nothing) until every worker has joined, and on stop it stays open, read no
+more, until every worker has drained (`hold_on_stop`): a socket joining or leaving the
+group changes which socket each host pair hashes to, and neither may split a pair.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import struct
 import threading
 import time
@@ -47,6 +54,13 @@ READ_TIMEOUT_MS = 100  # libpcap/kernel ring block timeout: the longest a packet
 STOP_DRAIN_SECONDS = 2 * READ_TIMEOUT_MS / 1000
 _WARNING_TEXT = {1: "warning", 2: "promiscuous mode not supported", 3: "timestamp type not supported"}
 
+# PACKET_FANOUT (linux/if_packet.h). With FLAG_UNIQUEID and id 0 the kernel creates the group
+# under an id no other group in the network namespace uses; the others join by that id.
+_SOL_PACKET = 263
+_PACKET_FANOUT = 18
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
+DROP_ALL_FILTER = "less 1"  # no frame is that short: a held handle passes nothing
+
 
 def frames_of(buf: bytes, meta: bytes) -> list[tuple[float, bytes]]:
     """(timestamp, frame) pairs of one libpcap batch (a list comprehension: no generator per frame)."""
@@ -69,7 +83,7 @@ class CaptureStats:
 class LiveCapture:
     """One libpcap handle on one interface, read by one capture thread."""
 
-    def __init__(self, interface: str, cfg: CaptureConfig) -> None:
+    def __init__(self, interface: str, cfg: CaptureConfig, *, hold_on_stop: bool = False) -> None:
         self.interface = interface
         self.cfg = cfg
         self.stats = CaptureStats()
@@ -80,11 +94,18 @@ class LiveCapture:
         self.failure: str | None = None  # set if the capture thread died on a read error
         self.warning: str | None = None  # a libpcap warning at activation (capture works, degraded)
         self._handle_lock = threading.Lock()  # pcap_stats from the main thread vs close in the capture thread
+        self._hold_on_stop = hold_on_stop  # after draining on stop, keep the handle open until stop()
+        self._release = threading.Event()
+        self.drained = threading.Event()  # set once the thread has read its last packet
 
     # -- opening -------------------------------------------------------------------------------
 
-    def open(self) -> int:
-        """Create, configure and activate the handle; returns the link type. Raises CaptureError."""
+    def open(self, *, held: bool = False) -> int:
+        """Create, configure and activate the handle; returns the link type. Raises CaptureError.
+
+        `held`: install a filter that passes nothing instead of the configured one (see
+        `apply_filter`), so a fanout member captures nothing until the group is complete.
+        """
         name = self.interface
         try:
             handle = pcapy.create(name)
@@ -98,12 +119,42 @@ class LiveCapture:
         self._check(handle.activate(), "activate capture")
         try:
             handle.setnonblock(1)
-            handle.setfilter(cfg.bpf_filter)
+            handle.setfilter(DROP_ALL_FILTER if held else cfg.bpf_filter)
             linktype = handle.datalink()
         except pcapy.PcapError as exc:
             raise CaptureError(f"interface {name}: {exc}") from None
         self._handle = handle
         return linktype
+
+    def join_fanout(self, group: int | None) -> int:
+        """Join the opened handle to a PACKET_FANOUT_HASH group; the group id.
+
+        `group` None creates a new group with an id the kernel guarantees unused in this
+        network namespace (so never someone else's group); the other members join by that id.
+        """
+        handle = self._handle
+        assert handle is not None
+        try:
+            if group is None:
+                handle.set_fanout(0, pcapy.PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID)
+                sock = socket.socket(fileno=handle.getfd())
+                try:
+                    group = sock.getsockopt(_SOL_PACKET, _PACKET_FANOUT) & 0xFFFF
+                finally:
+                    sock.detach()
+            else:
+                handle.set_fanout(group, pcapy.PACKET_FANOUT_HASH)
+        except (pcapy.PcapError, OSError) as exc:
+            raise CaptureError(f"interface {self.interface}: cannot join the capture fanout group: {exc}") from None
+        return group
+
+    def apply_filter(self) -> None:
+        """Install the configured filter on a handle opened held (before start())."""
+        assert self._handle is not None and self._thread is None
+        try:
+            self._handle.setfilter(self.cfg.bpf_filter)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"interface {self.interface}: {exc}") from None
 
     def _check(self, status: int | None, what: str) -> None:
         if status is None or status == 0:
@@ -138,6 +189,10 @@ class LiveCapture:
                 select.select([fd], [], [], left)
                 self._drain(handle, queue)
             self._update_kernel_stats()
+            self.drained.set()
+            queue.wake()
+            if self._hold_on_stop:
+                self._release.wait()  # stays in the fanout group, reading nothing, until stop()
         except (pcapy.PcapError, OSError) as exc:
             self.failure = f"interface {self.interface}: capture failed: {exc}"
         finally:
@@ -178,11 +233,16 @@ class LiveCapture:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Ask the capture thread to stop, and wait for it (it closes the handle itself)."""
+    def request_stop(self) -> None:
+        """Ask the capture thread to stop reading (it drains first); see `drained`."""
         self._stop.set()
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the capture thread to stop, and wait for it (it closes the handle itself)."""
+        self.request_stop()
+        self._release.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():

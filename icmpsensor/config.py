@@ -439,6 +439,9 @@ class CaptureConfig:
     buffer_size: int = _key(32 * 1024 * 1024, Int(1024 * 1024, 2**31 - 1), "kernel capture buffer, bytes")
     batch_size: int = _key(512, Int(1, 65536), "packets read per batch")
     queue_batches: int = _key(1024, Int(2, 1_000_000), "batches the capture->detector queue holds")
+    workers: int = _key(
+        1, Int(1, 64), "capture+detector processes sharing the interface (kernel PACKET_FANOUT_HASH group)"
+    )
 
 
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")

@@ -5,6 +5,9 @@ Pipeline as file replay, and about once a second it expires idle flows on wall-c
 time, rotates logs, writes stats, and sends the systemd watchdog heartbeat. Signals
 only set flags that the loop acts on: SIGTERM/SIGINT stop (flushing every open flow),
 SIGHUP reloads the configuration.
+
+With `capture.workers` > 1 the capture and detection run in worker processes instead
+(icmpsensor/workers.py: `MultiDaemon` reuses this class for everything else).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ STOP_DEADLINE = 4.0  # seconds the capture thread gets to finish on shutdown
 # Settings that are read only at start; a reload reports them instead of applying them.
 RESTART_ONLY = (
     ("capture", ("interface", "bpf_filter", "snaplen", "promiscuous", "buffer_size", "batch_size",
-                 "queue_batches")),
+                 "queue_batches", "workers")),
     ("output", ("log_dir", "notice_log", "stdout", "evidence")),
     ("stats", ("log",)),
     ("journald", ("enabled",)),
@@ -98,6 +101,10 @@ class Daemon:
     # -- start -------------------------------------------------------------------------------
 
     def _open_outputs(self) -> None:
+        self.pipeline = Pipeline(self.cfg, self._open_logs(), on_write_error=self._write_error)
+
+    def _open_logs(self) -> list[NoticeSink]:
+        """journald, notice.log (+ stdout) and stats.log; the notice sinks."""
         cfg = self.cfg
         check_log_dir(cfg.output.log_dir)
         self.journal = Journal(cfg.journald)
@@ -107,7 +114,7 @@ class Daemon:
         if cfg.output.stdout:
             sinks.append(StdoutSink(cfg.sensor.name))
         self.stats_log = StatsLog(cfg.output.log_dir, cfg.stats.log, cfg.output.rotation)
-        self.pipeline = Pipeline(cfg, sinks, on_write_error=self._write_error)
+        return sinks
 
     def _open_capture(self) -> Decoder:
         self.capture = LiveCapture(self.cfg.capture.interface, self.cfg.capture)
@@ -174,6 +181,10 @@ class Daemon:
 
     def _tick(self, now: float) -> None:
         self.pipeline.advance(now)
+        self._housekeeping(now)
+
+    def _housekeeping(self, now: float) -> None:
+        """Rotation, held notices, the watchdog heartbeat and STATUS=."""
         for log in (self.notice_log, self.stats_log):
             try:
                 log.maybe_rotate()  # backs off by itself after a failure
@@ -181,9 +192,12 @@ class Daemon:
                 self.journal.log(f"cannot rotate {log.path}: {exc.strerror or exc}", syslog.LOG_ERR, MSGID_ERROR)
         with contextlib.suppress(OSError):  # still held: the next emit or tick retries, the error is logged
             self.notice_log.flush_backlog()
-        if self.heartbeat_frozen_after is None or now - self.started < self.heartbeat_frozen_after:
+        if self._heartbeat_allowed(now):
             notify("WATCHDOG=1")
         notify("STATUS=" + self.status_line())
+
+    def _heartbeat_allowed(self, now: float) -> bool:
+        return self.heartbeat_frozen_after is None or now - self.started < self.heartbeat_frozen_after
 
     # -- shutdown ------------------------------------------------------------------------------
 
@@ -212,10 +226,14 @@ class Daemon:
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         self.flags.stop = True
         self.flags.signals.append(signal.Signals(signum).name)
-        self.queue.wake()
+        self._wake()
 
     def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
         self.flags.reload = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Make the loop notice a signal now (it also polls every QUEUE_WAIT)."""
         self.queue.wake()
 
     def reload(self) -> None:
@@ -232,7 +250,7 @@ class Daemon:
             for key in keys:
                 setattr(getattr(new, section), key, getattr(getattr(self.cfg, section), key))
         self.cfg = new
-        self.pipeline.reconfigure(new)
+        self._reconfigure_detection(new)
         self.notice_log.reconfigure(new.output.rotation)
         self.notice_log.peer_descr = new.sensor.name
         self.stats_log.reconfigure(new.output.rotation)
@@ -249,6 +267,10 @@ class Daemon:
         if needs_restart:
             message += f"; these changes need a restart and are not applied: {', '.join(needs_restart)}"
         self.journal.log(message, syslog.LOG_WARNING if needs_restart else syslog.LOG_INFO, MSGID_RELOADED)
+
+    def _reconfigure_detection(self, new: Config) -> None:
+        """Apply reloaded detection, allowlist and decode settings; flow state is kept."""
+        self.pipeline.reconfigure(new)
 
     # -- stats -------------------------------------------------------------------------------
 
@@ -323,4 +345,8 @@ def _float_env(name: str) -> float | None:
 
 
 def run_live(cfg: Config, overrides: Overrides) -> int:
+    if cfg.capture.workers > 1:
+        from icmpsensor.workers import MultiDaemon
+
+        return MultiDaemon(cfg, overrides).run()
     return Daemon(cfg, overrides).run()

@@ -193,8 +193,22 @@ class EvidenceRecorder:
         except OSError:
             return []
 
+    def _sizes(self) -> list[tuple[float, int, str]]:
+        """(mtime, size, path) of every evidence file, oldest first; files that vanish meanwhile (another
+        worker trimmed them) are left out."""
+        found = []
+        for entry in self._files():
+            with contextlib.suppress(OSError):
+                st = entry.stat()
+                found.append((st.st_mtime, st.st_size, entry.path))
+        return sorted(found)
+
     def _disk_usage(self) -> int:
-        return sum(e.stat().st_size for e in self._files())
+        return sum(size for _, size, _ in self._sizes())
+
+    def refresh_disk_usage(self) -> None:
+        """Measure the directory again: with several workers, the others write into it too."""
+        self._disk = self._disk_usage()
 
     def _trim(self) -> None:
         """Delete the oldest evidence files (not those still being written) until within budget."""
@@ -203,16 +217,20 @@ class EvidenceRecorder:
             with contextlib.suppress(OSError):
                 recording.pcap.flush()
                 recording.carried.flush()
-        entries = sorted(self._files(), key=lambda e: e.stat().st_mtime)
-        self._disk = sum(e.stat().st_size for e in entries)
+        entries = self._sizes()
+        self._disk = sum(size for _, size, _ in entries)
         target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory
-        for entry in entries:
+        for _, size, path in entries:
             if self._disk <= target:
                 break
-            if entry.path in busy:
+            if path in busy:
                 continue
-            size = entry.stat().st_size
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                self._disk -= size  # another worker deleted it
+            except OSError:
+                pass
+            else:
                 self._disk -= size
                 self.stats.deleted += 1

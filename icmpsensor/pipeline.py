@@ -75,13 +75,7 @@ class Pipeline:
             self.notices_emitted += 1
             if self.evidence is not None:
                 self.evidence.attach(notice)
-            for sink in self.sinks:
-                try:
-                    sink.emit(notice)
-                except NoticeWriteError as exc:
-                    self.write_errors += 1
-                    self.on_write_error(f"cannot write notice to {type(sink).__name__} ({exc.strerror}): "
-                                        f"{notice.note} {notice.src} -> {notice.dst}")
+            self.write_errors += write_notice(self.sinks, notice, self.on_write_error)
 
     def reconfigure(self, cfg: Config) -> None:
         """Apply a reloaded configuration; detector state is kept."""
@@ -104,6 +98,19 @@ class Pipeline:
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
+
+
+def write_notice(sinks: Sequence[NoticeSink], notice: Notice, on_write_error: Callable[[str], None]) -> int:
+    """Emit one notice to every sink; how many sinks failed (each failure is reported)."""
+    errors = 0
+    for sink in sinks:
+        try:
+            sink.emit(notice)
+        except NoticeWriteError as exc:
+            errors += 1
+            on_write_error(f"cannot write notice to {type(sink).__name__} ({exc.strerror}): "
+                           f"{notice.note} {notice.src} -> {notice.dst}")
+    return errors
 
 
 def _print_error(message: str) -> None:
