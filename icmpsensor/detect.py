@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from icmpsensor import fingerprints, nonecho, tunnels
 from icmpsensor.config import AllowlistConfig, DetectionConfig
-from icmpsensor.detect_original import OriginalDetector, unpaired_notice
-from icmpsensor.flows import EVICTION_SCAN, NO_NOTICES, DetectorStats, Flow, FlowDetector, new_uid
+from icmpsensor.detect_original import OriginalDetector
+from icmpsensor.flows import EVICTION_SCAN, Flow, FlowDetector
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
@@ -40,8 +40,6 @@ from icmpsensor.notices import (
 )
 from icmpsensor.novelty import Sketch, novel_bytes, sketch
 from icmpsensor.packet import IcmpPacket
-
-__all__ = ["NO_NOTICES", "Detector", "DetectorStats", "Flow", "make_detector", "new_uid"]
 
 # Bits of Flow.alerted.
 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW = 1, 2, 4, 8, 16, 32
@@ -136,10 +134,7 @@ class Detector(FlowDetector):
         else:
             request = None if request_flow is None else request_flow.last_sketch
         if request is None:
-            self.stats.unpaired_replies += 1
-            if self.cfg.notices.unpaired_echo_reply and not flow.allowlisted:
-                due.append(unpaired_notice(pkt, flow))
-                self.stats.notices += 1
+            self._unpaired(pkt, flow, due)
             novel = self._novelty(flow, pkt, flow.last_sketch)
         else:
             novel = self._novelty(flow, pkt, request)  # type: ignore[arg-type]

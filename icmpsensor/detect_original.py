@@ -17,7 +17,6 @@ from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
     NOTE_DATA_EXFIL,
-    NOTE_UNPAIRED_ECHO_REPLY,
     Notice,
     addr_text,
     format_size,
@@ -98,13 +97,6 @@ class OriginalDetector(FlowDetector):
             flow.reply_differs += 1
         return flow
 
-    def _unpaired(self, pkt: IcmpPacket, flow: Flow, due: list[Notice]) -> None:
-        self.stats.unpaired_replies += 1
-        if not self.cfg.notices.unpaired_echo_reply or flow.allowlisted:
-            return
-        due.append(unpaired_notice(pkt, flow))
-        self.stats.notices += 1
-
     def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         if not self._realtime:
             self._evaluate(flow, ts, due)
@@ -131,27 +123,6 @@ class OriginalDetector(FlowDetector):
                 return
             flow.alerted |= bit
         due.append(self._notice(flow, ts, note, msg(flow), novel=False))
-
-
-def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:
-    src, dst = addr_text(pkt.src), addr_text(pkt.dst)
-    return Notice(
-        ts=pkt.ts,
-        note=NOTE_UNPAIRED_ECHO_REPLY,
-        msg=f"ICMP echo reply from {src} to {dst} (id {pkt.ident}, seq {pkt.seq}) answers no echo request seen.",
-        sub=(
-            f"Source: {src}, Destination: {dst}, Time: {pkt.ts:.6f}, "
-            f"Payload bytes: {len(pkt.payload)}, Event count: {flow.n}"
-        ),
-        src=src,
-        dst=dst,
-        uid=flow.ensure_uid(),
-        n=flow.n,
-        bytes_sent=len(pkt.payload),
-        bytes_received=0,
-        start=pkt.ts,
-        end=pkt.ts,
-    )
 
 
 def exfil_msg(flow: Flow) -> str:

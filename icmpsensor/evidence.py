@@ -98,6 +98,8 @@ class EvidenceRecorder:
 
     def observe(self, pkt: IcmpPacket, novel: int) -> None:
         """Buffer the packet if its pair is suspicious (it sent novel bytes) or is being recorded."""
+        if not novel and not self._open and not self._rings:
+            return  # nothing suspicious anywhere yet: the common case on benign traffic
         key = (pkt.src, pkt.dst)
         recording = self._open.get(key)
         if recording is not None:

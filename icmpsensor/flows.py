@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from icmpsensor.config import AllowlistConfig, DetectionConfig
-from icmpsensor.notices import Notice, addr_text, flow_summary_sub
+from icmpsensor.notices import NOTE_UNPAIRED_ECHO_REPLY, Notice, addr_text, flow_summary_sub
 from icmpsensor.novelty import Sketch
 from icmpsensor.packet import IcmpPacket
 
@@ -213,6 +213,14 @@ class FlowDetector:
     def _flow_started(self, flow: Flow) -> None:
         """Hook: a new flow was created."""
 
+    def _unpaired(self, pkt: IcmpPacket, flow: Flow, due: list[Notice]) -> None:
+        """A reply whose request was never seen: counted, and a notice if that note is on."""
+        self.stats.unpaired_replies += 1
+        if not self.cfg.notices.unpaired_echo_reply or flow.allowlisted:
+            return
+        due.append(unpaired_notice(pkt, flow))
+        self.stats.notices += 1
+
     def _request_flow(self, reply: IcmpPacket) -> Flow | None:
         """The flow of the requests a reply answers (the other direction), if tracked."""
         return self._flows.get((reply.dst, reply.src))
@@ -311,3 +319,24 @@ class FlowDetector:
             end=flow.last,
             novel_bytes=novel_bytes,
         )
+
+
+def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:
+    src, dst = addr_text(pkt.src), addr_text(pkt.dst)
+    return Notice(
+        ts=pkt.ts,
+        note=NOTE_UNPAIRED_ECHO_REPLY,
+        msg=f"ICMP echo reply from {src} to {dst} (id {pkt.ident}, seq {pkt.seq}) answers no echo request seen.",
+        sub=(
+            f"Source: {src}, Destination: {dst}, Time: {pkt.ts:.6f}, "
+            f"Payload bytes: {len(pkt.payload)}, Event count: {flow.n}"
+        ),
+        src=src,
+        dst=dst,
+        uid=flow.ensure_uid(),
+        n=flow.n,
+        bytes_sent=len(pkt.payload),
+        bytes_received=0,
+        start=pkt.ts,
+        end=pkt.ts,
+    )

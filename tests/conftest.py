@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.netlab import Sensor
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_DIR = Path(os.environ.get("ICMPSENSOR_SEED_DIR", REPO.parent / "shared" / "seed"))
@@ -21,6 +24,27 @@ def seed_dir() -> Path:
     if not (SEED_DIR / "BEHAVIOUR.md").is_file():
         pytest.skip(f"reference captures not found at {SEED_DIR} (expected ../shared/seed beside the repo)")
     return SEED_DIR
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A 33 kB text file for the live tests to exfiltrate."""
+    path = tmp_path / "secret.txt"
+    path.write_bytes(b"".join(f"line {i:05d}: customer record, card 4111-1111-1111-{i:04d}\n".encode()
+                             for i in range(600)))
+    return path
+
+
+@pytest.fixture
+def sensors() -> Iterator[list[Sensor]]:
+    """Sensors a live test started (see netlab.launch_ready): killed, with their journald, afterwards."""
+    started: list[Sensor] = []
+    yield started
+    for sensor in started:
+        if sensor.proc.poll() is None:
+            sensor.proc.kill()
+            sensor.proc.communicate(timeout=10)
+        sensor.kill_journald()
 
 
 @dataclass

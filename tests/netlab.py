@@ -217,3 +217,15 @@ def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True,
             break
     notify.close()
     return Sensor(proc, workdir, log_dir, ready)
+
+
+def launch_ready(lab: Lab, tmp_path: Path, sensors: list[Sensor], config: str, **kw: object) -> Sensor:
+    """Start a sensor (recorded in `sensors` for clean-up) and fail the test unless it gets ready."""
+    import pytest
+
+    sensor = start_sensor(lab, tmp_path / f"sensor{len(sensors)}", config, **kw)  # type: ignore[arg-type]
+    sensors.append(sensor)
+    if not sensor.ready:
+        code, _, err = sensor.stop()
+        pytest.fail(f"sensor did not become ready (exit {code}): {err.strip()[-2000:]}")
+    return sensor

@@ -19,19 +19,10 @@ from icmpsensor.notices import (
     Notice,
 )
 from icmpsensor.packet import IcmpPacket
+from tests.synthetic import echo, packed, run
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 V6A, V6B = "2001:db8::1", "2001:db8::2"
-
-
-def packed(addr: str) -> bytes:
-    return ipaddress.ip_address(addr).packed
-
-
-def echo(ts: float, src: str, dst: str, request: bool, payload: bytes, ident: int = 7, seq: int = 0) -> IcmpPacket:
-    ipv6 = ":" in src
-    icmp_type = {(False, True): 8, (False, False): 0, (True, True): 128, (True, False): 129}[(ipv6, request)]
-    return IcmpPacket(ts, packed(src), packed(dst), ipv6, icmp_type, 0, ident, seq, payload, len(payload) + 42)
 
 
 def chunk(i: int, size: int = 100) -> bytes:
@@ -49,15 +40,6 @@ def detector(**overrides: object) -> OriginalDetector:
     det = make_detector(original(notices=switches, **overrides), AllowlistConfig())
     assert isinstance(det, OriginalDetector)
     return det
-
-
-def run(det: OriginalDetector, packets: list[IcmpPacket], flush: bool = True) -> list[Notice]:
-    out: list[Notice] = []
-    for pkt in packets:
-        out.extend(det.process(pkt))
-    if flush:
-        out.extend(det.flush())
-    return out
 
 
 def notes(notices: list[Notice]) -> list[tuple[str, str, str]]:

@@ -18,20 +18,10 @@ from icmpsensor.detect import Detector, make_detector
 from icmpsensor.notices import Notice
 from icmpsensor.packet import IcmpPacket
 from tests import benign_corpus, exfil_corpus
+from tests.synthetic import echo, packed, run
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 T0 = 1_700_000_000.0
-
-
-def packed(addr: str) -> bytes:
-    return ipaddress.ip_address(addr).packed
-
-
-def echo(ts: float, src: str, dst: str, request: bool, payload: bytes, ident: int = 7, seq: int = 0,
-         code: int = 0) -> IcmpPacket:
-    ipv6 = ":" in src
-    icmp_type = {(False, True): 8, (False, False): 0, (True, True): 128, (True, False): 129}[(ipv6, request)]
-    return IcmpPacket(ts, packed(src), packed(dst), ipv6, icmp_type, code, ident, seq, payload, len(payload) + 42)
 
 
 def other(ts: float, src: str, dst: str, icmp_type: int, payload: bytes, code: int = 0) -> IcmpPacket:
@@ -42,15 +32,6 @@ def detector(**overrides: object) -> Detector:
     det = make_detector(dataclasses.replace(DetectionConfig(), **overrides), AllowlistConfig())  # type: ignore[arg-type]
     assert isinstance(det, Detector)
     return det
-
-
-def run(det: Detector, packets: list[IcmpPacket], flush: bool = True) -> list[Notice]:
-    out: list[Notice] = []
-    for pkt in packets:
-        out.extend(det.process(pkt))
-    if flush:
-        out.extend(det.flush())
-    return out
 
 
 def notes(notices: list[Notice]) -> list[tuple[str, str, str]]:

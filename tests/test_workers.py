@@ -31,8 +31,8 @@ from tests.netlab import (
     SENSOR_IP6,
     Lab,
     Sensor,
+    launch_ready,
     missing_prerequisite,
-    start_sensor,
     wait_for,
 )
 
@@ -75,32 +75,8 @@ def lab() -> Iterator[ManySourcesLab]:
         lab.down()
 
 
-@pytest.fixture
-def secret(tmp_path: Path) -> Path:
-    path = tmp_path / "secret.txt"
-    path.write_bytes(b"".join(f"line {i:05d}: customer record, card 4111-1111-1111-{i:04d}\n".encode()
-                             for i in range(600)))
-    return path
-
-
-@pytest.fixture
-def sensors() -> Iterator[list[Sensor]]:
-    started: list[Sensor] = []
-    yield started
-    for sensor in started:
-        if sensor.proc.poll() is None:
-            sensor.proc.kill()
-            sensor.proc.communicate(timeout=10)
-        sensor.kill_journald()
-
-
 def launch(lab: Lab, tmp_path: Path, sensors: list[Sensor], config: str = TWO_WORKERS, **kw: object) -> Sensor:
-    sensor = start_sensor(lab, tmp_path / f"sensor{len(sensors)}", config, **kw)  # type: ignore[arg-type]
-    sensors.append(sensor)
-    if not sensor.ready:
-        code, _, err = sensor.stop()
-        pytest.fail(f"sensor did not become ready (exit {code}): {err.strip()[-2000:]}")
-    return sensor
+    return launch_ready(lab, tmp_path, sensors, config, **kw)
 
 
 def stats_records(sensor: Sensor) -> list[dict[str, object]]:
