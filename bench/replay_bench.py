@@ -28,10 +28,11 @@ STAGE_CODE = r"""
 import json, resource, sys, time, tempfile
 sys.path.insert(0, REPO)
 import pcapy
+from icmpsensor.capture import frames_of
 from icmpsensor.replay import batches
 
 def read_all(path):
-    return [f for b in batches(pcapy.open_offline(path)) for f in b]
+    return [f for buf, meta in batches(pcapy.open_offline(path)) for f in frames_of(buf, meta)]
 
 def ceiling(path):
     t = time.perf_counter(); n = len(read_all(path)); return n, time.perf_counter() - t
@@ -39,8 +40,8 @@ def ceiling(path):
 def dpkt_stage(path):
     import dpkt
     t = time.perf_counter(); n = 0
-    for batch in batches(pcapy.open_offline(path)):
-        for ts, frame in batch:
+    for buf, meta in batches(pcapy.open_offline(path)):
+        for ts, frame in frames_of(buf, meta):
             ip = dpkt.ethernet.Ethernet(frame).data
             getattr(ip, "data", None)
             n += 1

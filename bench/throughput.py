@@ -93,12 +93,13 @@ def ensure_capture(packets: int, directory: Path, seed: int = 1, flood_sources: 
 def stage_ceiling(path: str) -> dict[str, object]:
     import pcapy
 
+    from icmpsensor.capture import frames_of
     from icmpsensor.replay import batches
 
     began = time.perf_counter()
     n = 0
-    for batch in batches(pcapy.open_offline(path)):
-        n += len(batch)
+    for buf, meta in batches(pcapy.open_offline(path)):
+        n += len(frames_of(buf, meta))
     return {"packets": n, "seconds": time.perf_counter() - began}
 
 

@@ -33,7 +33,8 @@ from icmpsensor.spscqueue import SpscQueue
 # A batch as read from libpcap: frame bytes and 16-byte (sec, usec, offset, caplen) records.
 RawBatch = tuple[bytes, bytes]
 
-_META = struct.Struct("=IIII")
+# One frame's record in a pcapy-ng next_batch() batch: seconds, microseconds, offset in the buffer, captured length.
+BATCH_META = struct.Struct("=IIII")
 
 # libpcap status codes (pcap/pcap.h) returned by pcap_activate and friends.
 _STATUS_TEXT = {
@@ -64,11 +65,11 @@ DROP_ALL_FILTER = "less 1"  # no frame is that short: a held handle passes nothi
 
 def frames_of(buf: bytes, meta: bytes) -> list[tuple[float, bytes]]:
     """(timestamp, frame) pairs of one libpcap batch (a list comprehension: no generator per frame)."""
-    return [(sec + usec * 1e-6, buf[off : off + cap]) for sec, usec, off, cap in _META.iter_unpack(meta)]
+    return [(sec + usec * 1e-6, buf[off : off + cap]) for sec, usec, off, cap in BATCH_META.iter_unpack(meta)]
 
 
 def packet_count(meta: bytes) -> int:
-    return len(meta) // _META.size
+    return len(meta) // BATCH_META.size
 
 
 @dataclass

@@ -24,7 +24,7 @@ from types import FrameType
 from systemd import daemon as sd_daemon
 
 from icmpsensor import __version__
-from icmpsensor.capture import LiveCapture, RawBatch, frames_of
+from icmpsensor.capture import LiveCapture, RawBatch
 from icmpsensor.config import Config, load_config
 from icmpsensor.decode import Decoder
 from icmpsensor.errors import EXIT_NOINPUT, EXIT_OK, CaptureError, InputError, SensorError
@@ -151,13 +151,13 @@ class Daemon:
     # -- the detector loop ---------------------------------------------------------------------
 
     def _loop(self, decoder: Decoder, queue: SpscQueue[RawBatch]) -> int:
-        feed = self.pipeline.feed
+        feed_batch = self.pipeline.feed_batch
         next_tick = self.clock()
         next_stats = self._next_stats(next_tick)
         while not self.flags.stop:
             item = queue.get_wait(QUEUE_WAIT)
             if item is not None:
-                feed(decoder, frames_of(*item))
+                feed_batch(decoder, *item)
             now = self.clock()
             if now >= next_tick:
                 next_tick = now + TICK
@@ -205,7 +205,7 @@ class Daemon:
         notify("STOPPING=1")
         self.capture.stop(STOP_DEADLINE)
         while (item := queue.get()) is not None:
-            self.pipeline.feed(decoder, frames_of(*item))
+            self.pipeline.feed_batch(decoder, *item)
         self.pipeline.finish()
         with contextlib.suppress(OSError):
             self.notice_log.flush_backlog()

@@ -37,6 +37,7 @@ from typing import Any
 
 import dpkt
 
+from .capture import BATCH_META
 from .errors import InputError
 from .fragments import Reassembler, key_v4, key_v6
 from .packet import IcmpPacket
@@ -111,11 +112,22 @@ class DecodeStats:
     """Counters of one decoder (or several sharing it); see the module docstring for the reasons."""
 
     frames: int = 0  # frames handed to decode()
-    icmp: int = 0  # ICMP/ICMPv6 messages produced (after reassembly)
     skipped: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    icmp_types: Counter[tuple[int, int]] = field(default_factory=Counter)  # (4 or 6, type) -> count
+    # ICMP/ICMPv6 messages produced (after reassembly) by type: [type] for ICMP, [256 + type] for ICMPv6
+    # (a list: counting in it is a fraction of the cost of a Counter keyed by tuples).
+    type_counts: list[int] = field(default_factory=lambda: [0] * 512)
     fragments: Counter[str] = field(default_factory=Counter)  # see icmpsensor.fragments
+
+    @property
+    def icmp(self) -> int:
+        """ICMP/ICMPv6 messages produced (after reassembly)."""
+        return sum(self.type_counts)
+
+    @property
+    def icmp_types(self) -> Counter[tuple[int, int]]:
+        """(4 or 6, type) -> messages produced."""
+        return Counter({(4 if i < 256 else 6, i & 255): n for i, n in enumerate(self.type_counts) if n})
 
     def unaccounted(self) -> int:
         """Frames not accounted for by the invariant in the module docstring: always 0."""
@@ -153,8 +165,6 @@ _MAX_EXT_HEADERS = 16  # headers walked per packet, the ICMPv6 one included: mor
 
 _ECHO4 = frozenset((0, 8))
 _ECHO6 = frozenset((128, 129))
-_TYPE_KEYS4 = tuple((4, t) for t in range(256))
-_TYPE_KEYS6 = tuple((6, t) for t in range(256))
 
 # The fast paths: an IPv4 header without options or an IPv6 header, then the first 8 bytes of ICMP
 # (type, code, checksum skipped, identifier, sequence), in one unpack.
@@ -242,6 +252,33 @@ class Decoder:
             self.stats.errors["internal_error"] += 1
             return None
 
+    def decode_batch(self, buf: bytes, meta: bytes) -> list[IcmpPacket]:
+        """Decode every frame of one libpcap batch: `buf` holds the frames, `meta` a 16-byte record per
+        frame (seconds, microseconds, offset in buf, captured length; see capture.frames_of).
+
+        What ``decode`` gives frame by frame, without copying each frame out of the batch first: an
+        untagged Ethernet frame goes straight to the IPv4 parser, which reads it in place.
+        """
+        packets: list[IcmpPacket] = []
+        append = packets.append
+        stats = self.stats
+        ethernet = self.linktype == LINKTYPE_ETHERNET
+        ip4, link = self._ip4, self._link
+        for sec, usec, off, cap in BATCH_META.iter_unpack(meta):
+            stats.frames += 1
+            ts = sec + usec * 1e-6
+            try:
+                if ethernet and cap >= 14 and buf[off + 12] == 8 and buf[off + 13] == 0:
+                    pkt = ip4(ts, buf, off + 14, off + cap, cap)
+                else:
+                    pkt = link(ts, buf[off : off + cap], cap)
+            except Exception:  # as in decode()
+                stats.errors["internal_error"] += 1
+                continue
+            if pkt is not None:
+                append(pkt)
+        return packets
+
     # -- counting ---------------------------------------------------------------------------------
 
     def _error(self, reason: str) -> None:
@@ -263,9 +300,7 @@ class Decoder:
         payload: bytes,
         wire_len: int,
     ) -> IcmpPacket:
-        stats = self.stats
-        stats.icmp += 1
-        stats.icmp_types[_TYPE_KEYS6[icmp_type] if ipv6 else _TYPE_KEYS4[icmp_type]] += 1
+        self.stats.type_counts[icmp_type + 256 if ipv6 else icmp_type] += 1
         return IcmpPacket(ts, src, dst, ipv6, icmp_type, code, ident, seq, payload, wire_len)
 
     # -- link layer (shared by both decoders) -----------------------------------------------------
@@ -274,7 +309,7 @@ class Decoder:
         if len(f) < 14:
             return self._error("truncated_link")
         if f[12] == 8 and f[13] == 0:  # IPv4 without a VLAN tag, the common case: no dispatch
-            return self._ip4(ts, f, 14, wire_len)
+            return self._ip4(ts, f, 14, len(f), wire_len)
         return self._ethertype(ts, f, f[12] << 8 | f[13], 14, wire_len)
 
     def _sll(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
@@ -295,9 +330,9 @@ class Decoder:
             ethertype = f[pos + 2] << 8 | f[pos + 3]
             pos += 4
         if ethertype == _ETHERTYPE_IPV4:
-            return self._ip4(ts, f, pos, wire_len)
+            return self._ip4(ts, f, pos, len(f), wire_len)
         if ethertype == _ETHERTYPE_IPV6:
-            return self._ip6(ts, f, pos, wire_len)
+            return self._ip6(ts, f, pos, len(f), wire_len)
         return self._skip("not_ip")
 
     def _null(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
@@ -315,9 +350,9 @@ class Decoder:
 
     def _family(self, ts: float, f: bytes, family: int, wire_len: int) -> IcmpPacket | None:
         if family == _AF_INET:
-            return self._ip4(ts, f, 4, wire_len)
+            return self._ip4(ts, f, 4, len(f), wire_len)
         if family in _AF_INET6:
-            return self._ip6(ts, f, 4, wire_len)
+            return self._ip6(ts, f, 4, len(f), wire_len)
         return self._skip("not_ip")
 
     def _raw(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
@@ -325,16 +360,16 @@ class Decoder:
             return self._error("truncated_ip")
         version = f[0] >> 4
         if version == 4:
-            return self._ip4(ts, f, 0, wire_len)
+            return self._ip4(ts, f, 0, len(f), wire_len)
         if version == 6:
-            return self._ip6(ts, f, 0, wire_len)
+            return self._ip6(ts, f, 0, len(f), wire_len)
         return self._error("bad_ip_header")
 
     def _raw4(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
-        return self._ip4(ts, f, 0, wire_len)
+        return self._ip4(ts, f, 0, len(f), wire_len)
 
     def _raw6(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
-        return self._ip6(ts, f, 0, wire_len)
+        return self._ip6(ts, f, 0, len(f), wire_len)
 
     # -- fragments (shared) -----------------------------------------------------------------------
 
@@ -385,8 +420,9 @@ class Decoder:
 
     # -- network and transport layers: the fast path ----------------------------------------------
 
-    def _ip4(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
-        captured = len(f) - off
+    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
+        captured = limit - off
         if captured >= 28:
             # The common case in one struct call: a 20-byte header, not a fragment, and a whole ICMP
             # message of 8 bytes or more. It takes the same decisions as the general path below.
@@ -401,9 +437,7 @@ class Decoder:
                     total = int.from_bytes(f[off + 20 : end], "big")
                     if total == 0 or total % 0xFFFF:
                         return self._error("bad_checksum")
-                stats = self.stats
-                stats.icmp += 1
-                stats.icmp_types[_TYPE_KEYS4[icmp_type]] += 1
+                self.stats.type_counts[icmp_type] += 1
                 if icmp_type == 8 or icmp_type == 0:
                     return IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, f[off + 28 : end], wire_len)
                 return IcmpPacket(ts, src, dst, False, icmp_type, code, -1, -1, f[off + 24 : end], wire_len)
@@ -446,8 +480,9 @@ class Decoder:
                 return self._error("bad_checksum")
         return self._message(ts, buf, start, end, src, dst, False, wire_len)
 
-    def _ip6(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
-        captured = len(f) - off
+    def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        """The IPv6 packet in f[off:limit] (the rest of the captured frame)."""
+        captured = limit - off
         if captured >= 48:
             # The common case in one struct call: no extension header and a whole ICMPv6 message of
             # 8 bytes or more. It takes the same decisions as the general path below.
@@ -459,9 +494,7 @@ class Decoder:
                     pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + size + _PROTO_ICMPV6
                     if ((int.from_bytes(f[start:end], "big") << (8 if size & 1 else 0)) + pseudo) % 0xFFFF:
                         return self._error("bad_checksum")
-                stats = self.stats
-                stats.icmp += 1
-                stats.icmp_types[_TYPE_KEYS6[icmp_type]] += 1
+                self.stats.type_counts[256 + icmp_type] += 1
                 if icmp_type == 128 or icmp_type == 129:
                     return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)
                 return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
@@ -473,7 +506,7 @@ class Decoder:
         if next_header not in _V6_WALKED:
             return self._skip("not_icmp")
         end = off + 40 + (f[off + 4] << 8 | f[off + 5])
-        if len(f) < end:
+        if limit < end:
             return self._error("truncated_ip")
         dst = f[off + 24 : off + 40]
         return self._walk6(ts, f, off + 40, end, next_header, f[off + 8 : off + 24], dst, dst, wire_len, True)
@@ -605,8 +638,8 @@ class DpktDecoder(Decoder):
     Same API, outputs and counters as `Decoder`, at about a third of its speed.
     """
 
-    def _ip4(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
-        buf = f[off:]
+    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:limit]
         try:
             ip = _IP4Header(buf)
         except dpkt.NeedData:
@@ -649,8 +682,8 @@ class DpktDecoder(Decoder):
                               wire_len)
         return self._emit(ts, src, dst, False, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
 
-    def _ip6(self, ts: float, f: bytes, off: int, wire_len: int) -> IcmpPacket | None:
-        buf = f[off:]
+    def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:limit]
         try:
             ip6 = _IP6Header(buf)
         except dpkt.NeedData:

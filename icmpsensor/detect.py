@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from icmpsensor import fingerprints, nonecho, tunnels
 from icmpsensor.config import AllowlistConfig, DetectionConfig
 from icmpsensor.detect_original import OriginalDetector
-from icmpsensor.flows import EVICTION_SCAN, Flow, FlowDetector
+from icmpsensor.flows import EVICTION_SCAN, NO_NOTICES, Flow, FlowDetector
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
@@ -38,13 +38,18 @@ from icmpsensor.notices import (
     format_size,
     time_span_text,
 )
-from icmpsensor.novelty import Sketch, novel_bytes, sketch
+from icmpsensor.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.packet import IcmpPacket
 
 # Bits of Flow.alerted.
 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW = 1, 2, 4, 8, 16, 32
 _SUMMARISED = _EXFIL | _ASYM | _CHANGES | _TUNNEL | _NONECHO | _SLOW
 _REPORTS_PAIR = _EXFIL | _TUNNEL | _NONECHO  # notes after which SlowExfil would only repeat them
+
+# What process() does with a message, by ICMP type (IPv4, IPv6).
+_OTHER, _REQUEST, _REPLY = "other", "request", "reply"
+_KIND_V4 = tuple(_REQUEST if t == 8 else _REPLY if t == 0 else _OTHER for t in range(256))
+_KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t in range(256))
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 
@@ -83,104 +88,172 @@ class Detector(FlowDetector):
     def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
         self._tools = tunnels.ToolTracker()
+        self._due: list[Notice] = []  # process()'s notices, handed out as a copy
         super().__init__(detection, allowlist)
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         super().reconfigure(detection, allowlist)
+        self._max_flows = detection.max_flows
+        self._max_pending = detection.max_pending_requests
         while len(self._pairs) > detection.max_pairs:
             self._pairs.popitem(last=False)
 
     # -- per packet --------------------------------------------------------------------------
+    #
+    # The measured hot path: one method per kind of message, with the flow lookup, the payload
+    # sketch and the pending-request bookkeeping written out in place; helpers are called only when
+    # a payload is new (novelty, templates), and a flow is evaluated only when this packet changed
+    # what the evaluation looks at (novel bytes, a recognised tool).
 
-    def _packet(self, pkt: IcmpPacket, due: list[Notice]) -> None:
-        if pkt.icmp_code == 0 and pkt.is_echo_request:
-            self.stats.echo_requests += 1
-            flow = self._on_request(pkt)
-        elif pkt.is_echo_reply:  # whatever its code: a host that echoes a request back adds nothing
-            self.stats.echo_replies += 1
-            flow = self._on_reply(pkt, due)
+    def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
+        """Account one packet; return the notices that became due (usually none)."""
+        stats = self.stats
+        stats.packets += 1
+        self.last_novel = 0
+        ts = pkt.ts
+        due = self._due
+        if ts > self.now:
+            self.now = ts
+            if ts >= self._next_sweep:
+                self._sweep(due)
+        kind = (_KIND_V6 if pkt.ipv6 else _KIND_V4)[pkt.icmp_type]
+        if kind is _REQUEST and not pkt.icmp_code:
+            stats.echo_requests += 1
+            self._on_request(pkt, ts, due)
+        elif kind is _OTHER or kind is _REQUEST:
+            stats.other_icmp += 1
+            self._on_other(pkt, due)
+        else:  # a reply, whatever its code: a host that echoes a request back adds nothing
+            stats.echo_replies += 1
+            self._on_reply(pkt, ts, due)
+        if len(self._flows) > self._max_flows:
+            self._evict_over_cap(due)
+        if due:
+            notices = due.copy()
+            due.clear()
+            return notices
+        return NO_NOTICES
+
+    def _on_request(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
+        src, dst, payload = pkt.src, pkt.dst, pkt.payload
+        key = (src, dst)
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._flow(src, dst, ts)
         else:
-            self.stats.other_icmp += 1
-            flow = self._on_other(pkt)
-        if flow is not None and self._realtime:
-            self._evaluate(flow, pkt.ts, due)
-
-    def _on_request(self, pkt: IcmpPacket) -> Flow:
-        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
-        payload = pkt.payload
+            self._flows.move_to_end(key)
+            if ts > flow.last:
+                flow.last = ts
+        size = len(payload)
         flow.n += 1
-        flow.orig_bytes += len(payload)
-        novel = self._novelty(flow, pkt, flow.last_sketch)
-        self._recognise_tool(flow, pkt)
-        current = sketch(payload)
+        flow.orig_bytes += size
+        current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
+            (payload[:PREFIX], hash(payload[PREFIX:]), size)
+        previous = flow.last_sketch
         flow.last_sketch = current
+        if self._ignored_payloads and payload in self._ignored_payloads:
+            self.stats.ignored_payloads += 1
+            novel = 0
+        elif current == previous or not size:
+            novel = 0
+        else:
+            novel = self._novelty(flow, pkt, current, previous)
+        recognised = not flow.tool and self._recognise_tool(flow, pkt)
+        if self._matched:
+            pending = self._pending
+            request = (src, dst, pkt.ident, pkt.seq)
+            if request in pending:
+                pending.move_to_end(request)  # keep the order = age order
+            elif len(pending) >= self._max_pending:
+                pending.popitem(last=False)
+                self.stats.pending_evicted += 1
+            pending[request] = (current, ts)
         if novel:
             flow.changed_requests += 1
-            self._add_novel(flow, pkt, novel)
-        if self._matched:
-            self._remember_request(pkt, current)
-        return flow
+            self._add_novel(flow, novel)
+        if (novel or recognised) and self._realtime:
+            self._evaluate(flow, ts, due)
 
-    def _on_reply(self, pkt: IcmpPacket, due: list[Notice]) -> Flow:
-        request_flow = self._request_flow(pkt)
-        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
-        payload = pkt.payload
+    def _on_reply(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
+        src, dst, payload = pkt.src, pkt.dst, pkt.payload
+        flows = self._flows
+        request_flow = flows.get((dst, src))
+        key = (src, dst)
+        flow = flows.get(key)
+        if flow is None:
+            flow = self._flow(src, dst, ts)
+        else:
+            flows.move_to_end(key)
+            if ts > flow.last:
+                flow.last = ts
+        size = len(payload)
         flow.n += 1
-        flow.resp_bytes += len(payload)
+        flow.resp_bytes += size
         if request_flow is not None:
-            request_flow.received_bytes += len(payload)
+            request_flow.received_bytes += size
         if self._matched:
-            request = self._answered_request(pkt)
+            entry = self._pending.pop((dst, src, pkt.ident, pkt.seq), None)
+            request = None if entry is None else entry[0]
         else:
             request = None if request_flow is None else request_flow.last_sketch
+        current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
+            (payload[:PREFIX], hash(payload[PREFIX:]), size)
         if request is None:
             self._unpaired(pkt, flow, due)
-            novel = self._novelty(flow, pkt, flow.last_sketch)
-        else:
-            novel = self._novelty(flow, pkt, request)  # type: ignore[arg-type]
-        if novel:  # a reply that only echoes its request says nothing about the replier
+            request = flow.last_sketch
+        flow.last_sketch = current
+        if self._ignored_payloads and payload in self._ignored_payloads:
+            self.stats.ignored_payloads += 1
+            return
+        if current == request or not size:
+            return
+        novel = self._novelty(flow, pkt, current, request)
+        if not novel:
+            return
+        # a reply that only echoes its request says nothing about the replier
+        if not flow.tool:
             self._recognise_tool(flow, pkt)
-        flow.last_sketch = sketch(payload)
-        if novel:
-            flow.reply_differs += 1
-            self._add_novel(flow, pkt, novel)
-        return flow
+        flow.reply_differs += 1
+        self._add_novel(flow, novel)
+        if self._realtime:
+            self._evaluate(flow, ts, due)
 
-    def _on_other(self, pkt: IcmpPacket) -> Flow | None:
-        if pkt.is_echo_request and self._matched:  # non-zero code: its reply must still pair with it
+    def _on_other(self, pkt: IcmpPacket, due: list[Notice]) -> None:
+        if self._matched and pkt.is_echo_request:  # non-zero code: its reply must still pair with it
             self._remember_request(pkt, sketch(pkt.payload))
         novel, reason = nonecho.unexplained_bytes(pkt, self.cfg.timestamp_tolerance)
         if not novel:
-            return None  # benign errors and informational messages keep no state
+            return  # benign errors and informational messages keep no state
         flow = self._flow(pkt.src, pkt.dst, pkt.ts)
         flow.n += 1
         flow.other_bytes += len(pkt.payload)
         flow.nonecho_novel += novel
         if not flow.nonecho_reason:
             flow.nonecho_reason = reason
-        self._add_novel(flow, pkt, novel)
-        return flow
+        self._add_novel(flow, novel)
+        if self._realtime:
+            self._evaluate(flow, pkt.ts, due)
 
-    def _novelty(self, flow: Flow, pkt: IcmpPacket, compared: Sketch | None) -> int:
-        """Novel bytes of an echo payload: 0 if a benign template or `compared` explains it."""
-        payload = pkt.payload
-        if not payload or self._ignored(payload):
-            return 0
-        novel = novel_bytes(payload, compared)
+    def _novelty(self, flow: Flow, pkt: IcmpPacket, current: Sketch, compared: Sketch | None) -> int:
+        """Novel bytes of an echo payload (sketched as `current`): 0 if a benign template or the earlier
+        payload `compared` explains it."""
+        novel = novel_between(current, compared)
         if not novel:
             return 0
-        benign = fingerprints.explain(payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
+        benign = fingerprints.explain(pkt.payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
         if benign is not None and self._consistent(flow, benign, pkt):
             self.stats.ignored_payloads += 1
             return 0
         return novel
 
-    def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> None:
-        if not flow.tool:
-            match = self._tools.observe(pkt)
-            if match is not None:
-                flow.tool, flow.tool_evidence = match.tool, match.evidence
+    def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> bool:
+        """Whether the tool tracker recognised a tool in this packet (it is then the flow's)."""
+        match = self._tools.observe(pkt)
+        if match is None:
+            return False
+        flow.tool, flow.tool_evidence = match.tool, match.evidence
+        return True
 
     @staticmethod
     def _consistent(flow: Flow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
@@ -201,7 +274,7 @@ class Detector(FlowDetector):
         flow.last_embedded = embedded
         return True
 
-    def _add_novel(self, flow: Flow, pkt: IcmpPacket, novel: int) -> None:
+    def _add_novel(self, flow: Flow, novel: int) -> None:
         # A flow's novel bytes join its pair's long-term memory when the flow ends (_flow_ended):
         # the many short flows of a flood then cost no pair memory while they live.
         self.last_novel += novel

@@ -94,11 +94,16 @@ class EvidenceRecorder:
         self._open: OrderedDict[Pair, _OpenFile] = OrderedDict()
         self._disk = self._disk_usage()
 
+    @property
+    def active(self) -> bool:
+        """Whether any pair is buffered or recorded: otherwise only a packet with novel bytes matters."""
+        return bool(self._open or self._rings)
+
     # -- per packet ----------------------------------------------------------------------------
 
     def observe(self, pkt: IcmpPacket, novel: int) -> None:
         """Buffer the packet if its pair is suspicious (it sent novel bytes) or is being recorded."""
-        if not novel and not self._open and not self._rings:
+        if not novel and not self.active:
             return  # nothing suspicious anywhere yet: the common case on benign traffic
         key = (pkt.src, pkt.dst)
         recording = self._open.get(key)

@@ -16,19 +16,13 @@ PREFIX = 64
 Sketch = tuple[bytes, int, int]
 
 
-_EMPTY_REST_HASH = hash(b"")
-# The last payload whose rest novel_bytes hashed, and that hash: the detector sketches the payload it
-# has just compared, so the rest is hashed once, not twice. One tuple, replaced whole (thread-safe).
-_last_rest: tuple[bytes | None, int] = (None, 0)
+EMPTY_REST_HASH = hash(b"")
 
 
 def sketch(payload: bytes) -> Sketch:
     n = len(payload)
     if n <= PREFIX:
-        return payload[:PREFIX], _EMPTY_REST_HASH, n
-    last = _last_rest
-    if last[0] is payload:
-        return payload[:PREFIX], last[1], n
+        return payload, EMPTY_REST_HASH, n
     return payload[:PREFIX], hash(payload[PREFIX:]), n
 
 
@@ -48,40 +42,19 @@ def differing_bytes(a: bytes, b: bytes) -> int:
     return common - x.to_bytes(common, "big").count(0) + extra
 
 
-def novel_bytes(payload: bytes, previous: Sketch | None) -> int:
-    """Bytes of `payload` not explained by the earlier payload `previous` (all of them without one).
-
-    The same count as ``differing_bytes(payload[:PREFIX], prefix)`` plus the rest when it
-    differs, with the common cases short-cut: an unchanged prefix costs one comparison.
-    """
+def novel_between(current: Sketch, previous: Sketch | None) -> int:
+    """Bytes of the payload sketched as `current` not explained by the earlier payload `previous`
+    (all of them without one): ``differing_bytes`` of the prefixes, plus the rest when it differs."""
     if previous is None:
-        return len(payload)
-    global _last_rest
-    prefix, rest_hash, length = previous
-    n = len(payload)
-    if n > PREFIX:
-        head = payload[:PREFIX]
-        if n == length:
-            payload_hash = hash(payload[PREFIX:])
-            _last_rest = (payload, payload_hash)
-            novel = 0 if payload_hash == rest_hash else n - PREFIX
-        else:
-            novel = n - PREFIX
-    else:
-        head = payload
-        novel = 0
+        return current[2]
+    head, rest_hash, n = current
+    prefix, previous_hash, length = previous
+    novel = n - PREFIX if n > PREFIX and (n != length or rest_hash != previous_hash) else 0
     if head == prefix:
         return novel
-    common = len(head)
-    other = len(prefix)
-    if common > other:
-        novel += common - other
-        common = other
-        head = head[:common]
-    elif other > common:
-        novel += other - common
-        prefix = prefix[:common]
-    if not common:
-        return novel
-    x = int.from_bytes(head, "big") ^ int.from_bytes(prefix, "big")
-    return novel + common - x.to_bytes(common, "big").count(0)
+    return novel + differing_bytes(head, prefix)
+
+
+def novel_bytes(payload: bytes, previous: Sketch | None) -> int:
+    """Bytes of `payload` not explained by the earlier payload `previous` (all of them without one)."""
+    return novel_between(sketch(payload), previous)

@@ -16,6 +16,7 @@ from icmpsensor.detect import make_detector
 from icmpsensor.evidence import EvidenceRecorder
 from icmpsensor.fragments import Reassembler
 from icmpsensor.notices import Notice
+from icmpsensor.packet import IcmpPacket
 from icmpsensor.sinks import NoticeLog, NoticeSink, NoticeWriteError, StdoutSink
 
 
@@ -47,19 +48,30 @@ class Pipeline:
         )
 
     def feed(self, decoder: Decoder, frames: Iterable[tuple[float, bytes]]) -> None:
-        """Decode and detect a batch of (timestamp, frame) pairs."""
+        """Decode and detect (timestamp, frame) pairs."""
         decode = decoder.decode
+        self.detect([pkt for ts, frame in frames if (pkt := decode(ts, frame)) is not None])
+
+    def feed_batch(self, decoder: Decoder, buf: bytes, meta: bytes) -> None:
+        """Decode and detect one libpcap batch as it was read (see Decoder.decode_batch)."""
+        self.detect(decoder.decode_batch(buf, meta))
+
+    def detect(self, packets: list[IcmpPacket]) -> None:
         detector = self.detector
         process = detector.process
         evidence = self.evidence
-        for ts, frame in frames:
-            pkt = decode(ts, frame)
-            if pkt is not None:
+        if evidence is None:
+            for pkt in packets:
                 notices = process(pkt)
-                if evidence is not None:
-                    evidence.observe(pkt, detector.last_novel)
                 if notices:
                     self.emit(notices)
+            return
+        for pkt in packets:
+            notices = process(pkt)
+            if detector.last_novel or evidence.active:
+                evidence.observe(pkt, detector.last_novel)
+            if notices:
+                self.emit(notices)
 
     def advance(self, now: float) -> None:
         notices = self.detector.advance(now)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pcapy
 
-from icmpsensor.capture import frames_of
+from icmpsensor.capture import RawBatch, packet_count
 from icmpsensor.decode import Decoder
 from icmpsensor.errors import InputError
 from icmpsensor.pipeline import Pipeline
@@ -44,13 +44,13 @@ def _clean(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def batches(reader: pcapy.Reader) -> Iterator[list[tuple[float, bytes]]]:
-    """(timestamp, frame) batches straight from libpcap; raises pcapy.PcapError on a broken record."""
+def batches(reader: pcapy.Reader) -> Iterator[RawBatch]:
+    """Batches straight from libpcap (see capture.frames_of); raises pcapy.PcapError on a broken record."""
     while True:
         buf, meta = reader.next_batch(BATCH_SIZE)
         if not meta:
             return
-        yield frames_of(buf, meta)
+        yield buf, meta
 
 
 def _single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:
@@ -80,9 +80,9 @@ def replay_file(path: str, pipeline: Pipeline, result: ReplayResult) -> None:
     result.files += 1
     done = 0
     try:
-        for batch in batches(reader):
-            pipeline.feed(decoder, batch)
-            done += len(batch)
+        for buf, meta in batches(reader):
+            pipeline.feed_batch(decoder, buf, meta)
+            done += packet_count(meta)
     except pcapy.PcapError as exc:
         # A batch that hits a truncated or corrupt record is lost whole; re-read its good frames.
         salvaged = 0

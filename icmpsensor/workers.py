@@ -53,7 +53,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from icmpsensor import __version__
-from icmpsensor.capture import LiveCapture, RawBatch, frames_of
+from icmpsensor.capture import LiveCapture, RawBatch
 from icmpsensor.config import Config
 from icmpsensor.daemon import QUEUE_WAIT, STOP_DEADLINE, TICK, Daemon, notify
 from icmpsensor.decode import Decoder
@@ -124,14 +124,14 @@ class Worker:
         return EXIT_OK
 
     def _loop(self, decoder: Decoder) -> None:
-        feed, queue, conn = self.pipeline.feed, self.queue, self.conn
+        feed_batch, queue, conn = self.pipeline.feed_batch, self.queue, self.conn
         next_tick = time.time()
         ticks = 0
         failure_sent = False
         while True:
             item = queue.get_wait(QUEUE_WAIT)
             if item is not None:
-                feed(decoder, frames_of(*item))
+                feed_batch(decoder, *item)
             now = time.time()
             if now >= next_tick:
                 next_tick = now + TICK
@@ -153,15 +153,15 @@ class Worker:
                     return
 
     def _shutdown(self, decoder: Decoder) -> None:
-        capture, queue, conn, feed = self.capture, self.queue, self.conn, self.pipeline.feed
+        capture, queue, conn, feed_batch = self.capture, self.queue, self.conn, self.pipeline.feed_batch
         capture.request_stop()
         deadline = time.monotonic() + STOP_DEADLINE
         while not capture.drained.is_set() and capture.running and time.monotonic() < deadline:
             item = queue.get_wait(QUEUE_WAIT)
             if item is not None:
-                feed(decoder, frames_of(*item))
+                feed_batch(decoder, *item)
         while (item := queue.get()) is not None:
-            feed(decoder, frames_of(*item))
+            feed_batch(decoder, *item)
         conn.send(("drained",))
         # Our socket stays in the group, reading nothing, until every worker has drained: leaving
         # earlier would move our host pairs to a worker still reading.
@@ -170,7 +170,7 @@ class Worker:
                 break
         capture.stop(STOP_DEADLINE)
         while (item := queue.get()) is not None:
-            feed(decoder, frames_of(*item))
+            feed_batch(decoder, *item)
         self.pipeline.finish()
         self.pipeline.close()
         conn.send(("done", self.stats()))

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from icmpsensor.capture import BATCH_META
 from icmpsensor.decode import (
     SUPPORTED_LINKTYPES,
     Decoder,
@@ -69,6 +70,8 @@ class Run:
         (self.packets, self.stats), (dpkt_packets, dpkt_stats) = results
         assert self.packets == dpkt_packets
         assert self.stats == dpkt_stats
+        for cls in (Decoder, DpktDecoder):
+            check_batch_path(cls, linktype, [_timed(i, f) for i, f in enumerate(frames)], **kwargs)
 
     @property
     def decoded(self) -> list[IcmpPacket]:
@@ -82,6 +85,23 @@ class Run:
 
 def _timed(index: int, frame: bytes | tuple[float, bytes]) -> tuple[float, bytes]:
     return frame if isinstance(frame, tuple) else (1000.0 + index, frame)
+
+
+def check_batch_path(cls: type[Decoder], linktype: int, frames: Sequence[tuple[float, bytes]], **kwargs: bool) -> None:
+    """decode_batch on a libpcap-style batch (frames separated by junk it must not read) gives what decode
+    gives frame by frame: the same packets and the same counters."""
+    buf, meta, timed = bytearray(), bytearray(), []
+    for i, (ts, frame) in enumerate(frames):
+        sec = int(ts)
+        usec = min(round((ts - sec) * 1e6), 999_999)
+        meta += BATCH_META.pack(sec, usec, len(buf), len(frame))
+        buf += frame + b"\x45\x00\xff"[: i % 4]
+        timed.append((sec + usec * 1e-6, frame))
+    one_by_one_stats, batch_stats = DecodeStats(), DecodeStats()
+    one_by_one = cls(linktype, one_by_one_stats, **kwargs)
+    want = [p for ts, frame in timed if (p := one_by_one.decode(ts, frame)) is not None]
+    assert cls(linktype, batch_stats, **kwargs).decode_batch(bytes(buf), bytes(meta)) == want
+    assert batch_stats == one_by_one_stats
 
 
 def error_of(linktype: int, frame: bytes, **kwargs: bool) -> dict[str, int]:
