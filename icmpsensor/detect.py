@@ -61,6 +61,7 @@ class PairMemory:
     # Flat [bucket start, novel bytes, bucket start, novel bytes, ...], oldest first: a list of
     # floats is a fraction of the size of a deque of pairs, and there are many pairs.
     buckets: list[float] = field(default_factory=list)
+    novel: int = 0  # the sum of the buckets' novel bytes (what eviction compares)
     last_sketch: Sketch | None = None  # the sender's last payload, carried from one flow to the next
     slow_alerted_until: float = 0.0
 
@@ -71,6 +72,7 @@ class PairMemory:
             buckets[-1] += novel
         else:
             buckets += (start, novel)
+        self.novel += novel
 
     def total(self, now: float, window: float) -> int:
         buckets = self.buckets
@@ -78,8 +80,9 @@ class PairMemory:
         while stale < len(buckets) and buckets[stale] + window <= now:
             stale += 2
         if stale:
+            self.novel -= int(sum(buckets[1:stale:2]))
             del buckets[:stale]
-        return int(sum(buckets[1::2]))
+        return self.novel
 
 
 class Detector(FlowDetector):
@@ -298,9 +301,8 @@ class Detector(FlowDetector):
         pairs = self._pairs
         victim, least = None, float("inf")
         for key, memory in itertools.islice(pairs.items(), EVICTION_SCAN):
-            total = sum(memory.buckets[1::2])
-            if total < least:
-                victim, least = key, total
+            if memory.novel < least:
+                victim, least = key, memory.novel
         if victim is not None:
             del pairs[victim]
             self.stats.pairs_evicted += 1

@@ -276,15 +276,16 @@ class FlowDetector:
         sources then pushes out itself, not the flow that is accumulating evidence.
         """
         flows = self._flows
+        interest = self._interest
         victim_key, victim = next(iter(flows.items()))
-        least = self._interest(victim)
+        least = interest(victim)
         if least:
             # never the flow just created (the last one): it has not had a chance yet
             for key, flow in itertools.islice(flows.items(), 1, min(EVICTION_SCAN, len(flows) - 1)):
-                interest = self._interest(flow)
-                if interest < least:
-                    victim_key, victim, least = key, flow, interest
-                    if not interest:
+                value = interest(flow)
+                if value < least:
+                    victim_key, victim, least = key, flow, value
+                    if not value:
                         break
         del flows[victim_key]
         self.stats.flows_evicted += 1
