@@ -1,7 +1,8 @@
 """Live load test: replay the synthetic capture onto a veth with tcpreplay at fixed rates, measure the loss.
 
     .venv/bin/python bench/live_load.py [--rates 20000,50000,100000,150000,200000] [--packets N]
-                                        [--seconds S] [--repeat R] [--buffer-mb MB] [--json OUT]
+                                        [--seconds S] [--repeat R] [--buffer-mb MB] [--workers N]
+                                        [--json OUT]
 
 Needs root (network namespaces, raw sockets) and tcpreplay (installed with apt-get when missing,
 saying so; `--no-install` to refuse). Steps:
@@ -16,7 +17,9 @@ saying so; `--no-install` to refuse). Steps:
 3. one sensor (`python -m icmpsensor -i IFACE -c CFG --log-dir DIR`, `stats.interval: 1`, a
    generous `capture.buffer_size`, promiscuous: the capture's MAC addresses are not the veth's) in
    the sensor namespace, started as tests/netlab.py does (private journald, READY=1 over
-   NOTIFY_SOCKET);
+   NOTIFY_SOCKET). With `--workers N` (1 to 8, default 1) and N > 1 its config sets
+   `capture.workers: N`: N forked worker processes, each with its own capture handle in one
+   PACKET_FANOUT_HASH group, and the main process writing notices and stats.log (icmpsensor/workers.py);
 4. per rate (and per repeat): `tcpreplay --intf1=VETH --pps=RATE --limit=RATE*S` (looping over the
    capture when that is more than N frames; under `timeout`), then wait until the sensor's stats.log
    stops moving, and take the counters' differences over the burst.
@@ -30,6 +33,15 @@ sensor's peak processing rate; the sensor's CPU (detector = main thread, capture
 share of one core while tcpreplay ran, and its CPU time per packet. Then the highest rate with
 < 0.1 % total loss (every repeat), and the highest at which the sensor also kept up (drain lag
 <= 2 s): a long enough burst matters, since the ring buffer and the queue absorb short overloads.
+
+With N > 1 workers the counters are the summed ones of stats.log (same keys as with one worker;
+the record's `workers` list adds a per-worker breakdown, of which the table shows how the packets
+read split between the workers). The CPU is that of the worker processes (the sensor main
+process's children, every thread: may exceed 100 %) and, apart, of the main process (outputs and
+worker pipes); CPU time per packet counts every process. Each summed record adds up the workers'
+last reports, which they send once a second: it lags their counters by up to about a second, so
+the stats count as settled only after two unchanged intervals (not one), the peak processing rate
+is taken over at least 3 s, and keeping up allows a drain lag of 3 s (2 s plus the report period).
 
 The machine is small and noisy (and tcpreplay, the veth's softirq work and the sensor share it):
 repeat, and compare rates with what tcpreplay achieved.
@@ -45,7 +57,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -70,6 +81,9 @@ DEFAULT_RATES = (20_000, 50_000, 100_000, 150_000, 200_000)
 TARGET_PPS = 150_000
 LOSS_LIMIT = 0.001  # 0.1 %
 KEEP_UP_LAG = 2.0  # seconds: done within two stats records (1 s each) of the burst's end
+WORKER_REPORT_LAG = 1.0  # seconds: with N > 1 workers the summed records lag the workers' counters (TICK)
+PEAK_SPAN_WORKERS = 3.0  # seconds: the shortest span the peak rate is measured over with N > 1 workers
+MAX_WORKERS = 8
 VETH_MTU = 9000
 RING_SETTLE = 0.3  # seconds after the last frame: the kernel ring block timeout (0.1 s) plus margin
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "icmpsensor-bench"
@@ -226,8 +240,15 @@ def softnet_dropped() -> int:
 # -- the sensor ----------------------------------------------------------------------------------
 
 
-def sensor_config(buffer_bytes: int) -> str:
-    return f"capture:\n  buffer_size: {buffer_bytes}\nstats:\n  interval: 1\n"
+def sensor_config(buffer_bytes: int, workers: int = 1) -> str:
+    workers_line = f"  workers: {workers}\n" if workers > 1 else ""
+    return f"capture:\n  buffer_size: {buffer_bytes}\n{workers_line}stats:\n  interval: 1\n"
+
+
+def check_workers(workers: int) -> int:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise LoadError(f"--workers must be from 1 to {MAX_WORKERS}, not {workers}")
+    return workers
 
 
 def read_stats(path: Path) -> list[dict]:
@@ -242,31 +263,48 @@ def read_stats(path: Path) -> list[dict]:
     return records
 
 
-def _progress(record: dict) -> tuple[int, int, int]:
-    return record["packets_received"], record["packets_read"], record["decode"]["frames"]
+def frames(record: dict) -> int:
+    """Frames handed to the decoder. (With N > 1 workers `decode` is the workers' sum, empty until the
+    first worker has reported.)"""
+    return int(record.get("decode", {}).get("frames", 0))
 
 
-def wait_settled(sensor: Sensor, since: float, timeout: float) -> dict:
-    """The first stats record, written after `since`, equal in progress to the one before it (also after
-    `since`): nothing more is arriving or being processed."""
+def per_worker(record: dict, key: str) -> dict[int, int]:
+    """A counter of the record's per-worker breakdown (N > 1 workers), by worker index; {} with one."""
+    return {int(w["worker"]): int(w.get(key, 0)) for w in record.get("workers", ())}
+
+
+def _progress(record: dict) -> tuple[object, ...]:
+    return (record["packets_received"], record["packets_read"], frames(record),
+            tuple(sorted(per_worker(record, "packets_read").items())))
+
+
+def wait_settled(sensor: Sensor, since: float, timeout: float, quiet: int = 1) -> dict:
+    """The first stats record, written after `since`, equal in progress to the `quiet` before it (also
+    after `since`): nothing more is arriving or being processed. With N > 1 workers `quiet` is 2: a summed
+    record repeats a worker's last report (once a second) until its next one arrives."""
     path = sensor.log_dir / "stats.log"
     deadline = time.monotonic() + timeout
     while True:
         if sensor.proc.poll() is not None:
             raise LoadError(f"the sensor exited ({sensor.proc.returncode})")
         records = [r for r in read_stats(path) if r["ts"] > since]
-        for before, after in itertools.pairwise(records):
-            if _progress(before) == _progress(after):
-                return after
+        for i in range(quiet, len(records)):
+            if all(_progress(records[j]) == _progress(records[i]) for j in range(i - quiet, i)):
+                return records[i]
         if time.monotonic() > deadline:
             raise LoadError(f"the sensor's stats did not settle within {timeout:.0f} s ({path})")
         time.sleep(0.25)
 
 
 def cpu_ticks(pid: int) -> tuple[int, int]:
-    """(main thread, other threads) user+system clock ticks of a process."""
+    """(main thread, other threads) user+system clock ticks of a process; (0, 0) once it is gone."""
     main = other = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process ended
+        return 0, 0
+    for task in tasks:
         try:
             stat = (task / "stat").read_text()
         except OSError:  # the thread ended
@@ -278,6 +316,88 @@ def cpu_ticks(pid: int) -> tuple[int, int]:
         else:
             other += ticks
     return main, other
+
+
+@dataclass(frozen=True)
+class SensorTicks:
+    """User+system clock ticks of the sensor. One worker: `detector` is the process's main thread,
+    `capture` its other threads, `main` 0. N > 1 workers: `detector` and `capture` are the worker
+    processes' main threads and other threads, summed, and `main` is the main process (every thread)."""
+
+    detector: int
+    capture: int
+    main: int = 0
+
+    @property
+    def workers(self) -> int:
+        return self.detector + self.capture
+
+    @property
+    def total(self) -> int:
+        return self.detector + self.capture + self.main
+
+    def __sub__(self, other: SensorTicks) -> SensorTicks:
+        return SensorTicks(self.detector - other.detector, self.capture - other.capture, self.main - other.main)
+
+
+def sensor_ticks(pid: int, worker_pids: Sequence[int] = ()) -> SensorTicks:
+    """The sensor's CPU ticks: the process `pid` alone (one worker), or its worker processes and it."""
+    if not worker_pids:
+        return SensorTicks(*cpu_ticks(pid))
+    detector = capture = 0
+    for worker in worker_pids:
+        main_thread, others = cpu_ticks(worker)
+        detector += main_thread
+        capture += others
+    return SensorTicks(detector, capture, sum(cpu_ticks(pid)))
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of a process: /proc/PID/task/*/children, or a scan of /proc/*/stat for ppid == PID
+    on a kernel without CONFIG_PROC_CHILDREN."""
+    children: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    listed = False
+    for task in tasks:
+        with contextlib.suppress(FileNotFoundError):
+            children.update(int(c) for c in (task / "children").read_text().split())
+            listed = True
+    if not listed:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) and fields[1] == str(pid):
+                children.add(int(entry.name))
+    return sorted(children)
+
+
+def worker_pids(pid: int, record: dict, workers: int) -> list[int]:
+    """The sensor's worker processes: the children of its main process forked from it (the same
+    command line: its private journald is a child too, and is not a worker), checked against the pids
+    of the stats record's per-worker breakdown."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        raise LoadError(f"the sensor (pid {pid}) is gone") from None
+    forked = []
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/cmdline").read_bytes() == cmdline:
+                forked.append(child)
+    listed = sorted(int(w["pid"]) for w in record.get("workers", ()) if w.get("pid") is not None)
+    if len(forked) != workers or listed != forked:
+        raise LoadError(f"expected {workers} sensor worker processes: found {forked or 'none'} as children of "
+                        f"pid {pid}, stats.log lists {listed or 'none'}")
+    return forked
 
 
 # -- tcpreplay -----------------------------------------------------------------------------------
@@ -352,10 +472,20 @@ class Row:
     backlog_dropped: int  # host-wide softnet backlog drops during the run
     lag: float  # seconds after tcpreplay ended until the sensor had processed everything (1 s resolution)
     peak_pps: float  # highest processing rate between two stats records
-    cpu_detector: float  # share of one core while tcpreplay ran, main thread
-    cpu_capture: float  # the other threads (the capture thread)
-    cpu_us_per_packet: float
+    # CPU, share of one core while tcpreplay ran (SensorTicks): one worker, the main thread (detector) and the
+    # others (capture); N > 1 workers, the workers' main threads and their other threads, summed.
+    cpu_detector: float
+    cpu_capture: float
+    cpu_us_per_packet: float  # every process of the sensor
     record: dict = field(repr=False)
+    workers: int = 1
+    cpu_main: float = 0.0  # N > 1 workers: the main process, share of one core while tcpreplay ran
+    worker_read: list[int] = field(default_factory=list)  # N > 1 workers: packets read, per worker
+
+    @property
+    def cpu_workers(self) -> float:
+        """Capture + detector CPU (with N > 1 workers: every worker process), share of one core."""
+        return self.cpu_detector + self.cpu_capture
 
     @property
     def drops(self) -> int:
@@ -391,36 +521,56 @@ class Row:
 
     @property
     def kept_up(self) -> bool:
-        return self.ok and self.lag <= KEEP_UP_LAG
+        return self.ok and self.lag <= keep_up_lag(self.workers)
+
+
+def keep_up_lag(workers: int) -> float:
+    """The longest drain lag that counts as keeping up (the summed records of N > 1 workers lag)."""
+    return KEEP_UP_LAG + (WORKER_REPORT_LAG if workers > 1 else 0.0)
 
 
 def _delta(after: dict, before: dict, key: str) -> int:
     return int(after[key]) - int(before[key])
 
 
+def peak_rate(points: Sequence[tuple[float, int]], span: float = 0.0) -> float:
+    """The highest rate between two (time, count) points at least `span` apart (0: consecutive points),
+    taking for each point the nearest later one that far."""
+    best = 0.0
+    for i, (t1, f1) in enumerate(points):
+        for t2, f2 in points[i + 1 :]:
+            if t2 > t1 and t2 - t1 >= span:
+                best = max(best, (f2 - f1) / (t2 - t1))
+                break
+    return best
+
+
 def run_rate(lab: LoadLab, sensor: Sensor, capture: Capture, rate: int, limit: int, baseline: dict,
-             workdir: Path, timer: str = "nano") -> Row:
+             workdir: Path, timer: str = "nano", workers: Sequence[int] = ()) -> Row:
+    """One burst. `workers`: the pids of the sensor's worker processes (N > 1), empty with one worker."""
     pid = sensor.proc.pid
+    n_workers = max(len(workers), 1)
     links_before, softnet_before = lab.link_counters(), softnet_dropped()
-    cpu_before = cpu_ticks(pid)
+    cpu_before = sensor_ticks(pid, workers)
     started = time.time()
     replay = tcpreplay(lab, capture, rate, limit, workdir, timer)
     ended = time.time()
-    cpu_end = cpu_ticks(pid)
+    cpu_end = sensor_ticks(pid, workers)
     settle_timeout = 30 + min(limit, 2_000_000) / 20_000
-    record = wait_settled(sensor, ended + RING_SETTLE, settle_timeout)
-    cpu_done = cpu_ticks(pid)
+    record = wait_settled(sensor, ended + RING_SETTLE, settle_timeout, quiet=2 if workers else 1)
+    cpu_done = sensor_ticks(pid, workers)
     links_after, softnet_after = lab.link_counters(), softnet_dropped()
 
     # Every record since the burst began, for the drain lag and the peak processing rate.
     during = [r for r in read_stats(sensor.log_dir / "stats.log") if started < r["ts"] <= record["ts"]]
-    final_frames = record["decode"]["frames"]
-    done_ts = next((r["ts"] for r in during if r["decode"]["frames"] == final_frames), record["ts"])
-    points = [(baseline["ts"], baseline["decode"]["frames"]), *((r["ts"], r["decode"]["frames"]) for r in during)]
-    peak = max(((f2 - f1) / (t2 - t1) for (t1, f1), (t2, f2) in itertools.pairwise(points)
-                if t2 > t1), default=0.0)
+    final_frames = frames(record)
+    done_ts = next((r["ts"] for r in during if frames(r) == final_frames), record["ts"])
+    points = [(baseline["ts"], frames(baseline)), *((r["ts"], frames(r)) for r in during)]
+    peak = peak_rate(points, PEAK_SPAN_WORKERS if workers else 0.0)
 
-    processed = record["decode"]["frames"] - baseline["decode"]["frames"]
+    processed = final_frames - frames(baseline)
+    read_before, read_after = per_worker(baseline, "packets_read"), per_worker(record, "packets_read")
+    worker_read = [read_after[i] - read_before.get(i, 0) for i in sorted(read_after)] if workers else []
     sent_frames = replay.sent + replay.failed  # the frames tcpreplay took from the file
     offered = capture.passing(sent_frames) - replay.failed  # (failed frames are assumed to pass the filter)
     replay_wall = max(ended - started, 1e-6)
@@ -442,10 +592,13 @@ def run_rate(lab: LoadLab, sensor: Sensor, capture: Capture, rate: int, limit: i
         backlog_dropped=softnet_after - softnet_before,
         lag=max(done_ts - ended, 0.0),
         peak_pps=peak,
-        cpu_detector=(cpu_end[0] - cpu_before[0]) / CLK_TCK / replay_wall,
-        cpu_capture=(cpu_end[1] - cpu_before[1]) / CLK_TCK / replay_wall,
-        cpu_us_per_packet=(sum(cpu_done) - sum(cpu_before)) / CLK_TCK / max(processed, 1) * 1e6,
+        cpu_detector=(cpu_end - cpu_before).detector / CLK_TCK / replay_wall,
+        cpu_capture=(cpu_end - cpu_before).capture / CLK_TCK / replay_wall,
+        cpu_us_per_packet=(cpu_done - cpu_before).total / CLK_TCK / max(processed, 1) * 1e6,
         record=record,
+        workers=n_workers,
+        cpu_main=(cpu_end - cpu_before).main / CLK_TCK / replay_wall,
+        worker_read=worker_read,
     )
 
 
@@ -459,6 +612,8 @@ class Result:
     sensor_exit: int | None = None
     sensor_stderr: str = ""
     final_record: dict | None = None
+    workers: int = 1
+    worker_pids: list[int] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -477,25 +632,29 @@ def _terminate_as_exit() -> Iterator[None]:
 
 def run_load(capture: Capture, rates: Sequence[int], seconds: float, repeat: int, workdir: Path,
              buffer_bytes: int, journald: bool = True, max_packets: int | None = None,
-             progress: bool = False, timer: str = "nano") -> Result:
-    """Start the lab and one sensor, replay at each rate (`repeat` times), and return the rows."""
+             progress: bool = False, timer: str = "nano", workers: int = 1) -> Result:
+    """Start the lab and one sensor (with `workers` capture+detector processes), replay at each rate
+    (`repeat` times), and return the rows."""
+    check_workers(workers)
     lab = LoadLab()
     sensor: Sensor | None = None
     rows: list[Row] = []
-    result = Result(capture, rows)
+    result = Result(capture, rows, workers=workers)
     with _terminate_as_exit():
         try:
             lab.up()
-            sensor = start_sensor(lab, workdir / "sensor", sensor_config(buffer_bytes), journald=journald)
+            sensor = start_sensor(lab, workdir / "sensor", sensor_config(buffer_bytes, workers), journald=journald)
             if not sensor.ready:
                 raise LoadError("the sensor did not become ready (READY=1)")
-            baseline = wait_settled(sensor, time.time(), 15)
+            baseline = wait_settled(sensor, time.time(), 15, quiet=2 if workers > 1 else 1)
+            if workers > 1:
+                result.worker_pids = worker_pids(sensor.proc.pid, baseline, workers)
             for rate in rates:
                 limit = max(int(rate * seconds), 1)
                 if max_packets:
                     limit = min(limit, max_packets)
                 for i in range(repeat):
-                    row = run_rate(lab, sensor, capture, rate, limit, baseline, workdir, timer)
+                    row = run_rate(lab, sensor, capture, rate, limit, baseline, workdir, timer, result.worker_pids)
                     rows.append(row)
                     baseline = row.record
                     if progress:
@@ -528,16 +687,31 @@ def _k(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def workers_label(workers: int) -> str:
+    return "one worker" if workers == 1 else f"{workers} workers"
+
+
+def _split(counts: Sequence[int]) -> str:
+    """How a count divides between the workers, in percent: "49/51"."""
+    total = sum(counts)
+    return "/".join(f"{c / total:.0%}".rstrip("%") for c in counts) if total else "-"
+
+
 def table(rows: Sequence[Row]) -> str:
+    multi = any(r.workers > 1 for r in rows)
+    cpu_head = ("CPU wrk/main", "µs/pkt", "read split %") if multi else ("CPU det/cap", "µs/pkt")
     head = ("rate/s", "achieved/s", "offered", "pcap recv", "processed", "kernel drop", "if drop", "queue drop",
-            "silent", "total loss", "lag s", "peak proc/s", "CPU det/cap", "µs/pkt", "tcpreplay CPU")
+            "silent", "total loss", "lag s", "peak proc/s", *cpu_head, "tcpreplay CPU")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         sender_cpu = r.replay.cpu / r.replay.seconds if r.replay.seconds else 0.0
+        if multi:
+            cpu = (f"{r.cpu_workers:.0%}/{r.cpu_main:.0%}", f"{r.cpu_us_per_packet:.1f}", _split(r.worker_read))
+        else:
+            cpu = (f"{r.cpu_detector:.0%}/{r.cpu_capture:.0%}", f"{r.cpu_us_per_packet:.1f}")
         cells = (_k(r.rate), _k(r.replay.pps), _k(r.offered), _k(r.received), _k(r.processed), _k(r.kernel_dropped),
                  _k(r.interface_dropped), _k(r.queue_dropped), _k(r.silent), f"{r.loss:.3%}", f"{r.lag:.1f}",
-                 _k(r.peak_pps), f"{r.cpu_detector:.0%}/{r.cpu_capture:.0%}", f"{r.cpu_us_per_packet:.1f}",
-                 f"{sender_cpu:.0%}")
+                 _k(r.peak_pps), *cpu, f"{sender_cpu:.0%}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -548,16 +722,18 @@ def verdict(rows: Sequence[Row]) -> list[str]:
         by_rate.setdefault(row.rate, []).append(row)
     ok = [rate for rate, runs in sorted(by_rate.items()) if all(r.ok for r in runs)]
     kept = [rate for rate, runs in sorted(by_rate.items()) if all(r.kept_up for r in runs)]
+    workers = max((r.workers for r in rows), default=1)
+    label = workers_label(workers)
     lines = []
     if ok:
         best = ok[-1]
         achieved = min(r.replay.pps for r in by_rate[best])
-        lines.append(f"highest rate with < {LOSS_LIMIT:.1%} total loss: {best:,}/s (tcpreplay achieved "
+        lines.append(f"{label}: highest rate with < {LOSS_LIMIT:.1%} total loss: {best:,}/s (tcpreplay achieved "
                      f"{achieved:,.0f}/s); target {TARGET_PPS:,}/s {'met' if achieved >= TARGET_PPS else 'NOT met'}")
     else:
-        lines.append(f"no rate had < {LOSS_LIMIT:.1%} total loss")
-    lines.append(f"highest rate with < {LOSS_LIMIT:.1%} loss and the sensor keeping up (drain lag <= "
-                 f"{KEEP_UP_LAG:g} s): "
+        lines.append(f"{label}: no rate had < {LOSS_LIMIT:.1%} total loss")
+    lines.append(f"{label}: highest rate with < {LOSS_LIMIT:.1%} loss and the sensor keeping up (drain lag <= "
+                 f"{keep_up_lag(workers):g} s): "
                  + (f"{kept[-1]:,}/s" if kept else "none"))
     loss_sources = {"queue (detector behind)": sum(r.queue_dropped for r in rows),
                     "kernel (ring full)": sum(r.kernel_dropped for r in rows),
@@ -594,13 +770,21 @@ def anomalies(result: Result) -> list[str]:
             notes.append(f"{tag}: pcap received {r.received:,} != read {r.read:,} + kernel drops {r.kernel_dropped:,}")
         if r.read - r.queue_dropped != r.processed:
             notes.append(f"{tag}: read {r.read:,} - queue drops {r.queue_dropped:,} != processed {r.processed:,}")
+        if r.workers > 1 and (len(r.worker_read) != r.workers or sum(r.worker_read) != r.read):
+            notes.append(f"{tag}: the per-worker packets read {r.worker_read} do not add up to read {r.read:,} "
+                         f"over {r.workers} workers")
+        if r.workers > 1 and r.worker_read and min(r.worker_read) == 0 and r.read:
+            notes.append(f"{tag}: a worker read nothing ({r.worker_read}): the fanout hash put every host pair "
+                         "on the others")
     over = [r for r in result.rows if r.overcounted]
     if over:
         notes.append(f"{len(over)} of {len(result.rows)} runs: interface_dropped > 0 (" + ", ".join(
             f"{r.interface_dropped:,} of {r.offered:,}" for r in over[:3]) + (", ..." if len(over) > 3 else "")
             + ") although the pcap handle received every offered frame: libpcap's ps_ifdrop is the interface's "
             "rx_dropped, which also counts frames the kernel's own stack discarded after the capture took them "
-            "(here 802.1ad QinQ frames, which no VLAN device claims)")
+            "(here 802.1ad QinQ frames, which no VLAN device claims)"
+            + (f"; with {result.workers} workers each handle reports that one interface counter and stats.log "
+               f"sums them, so it is counted {result.workers} times" if result.workers > 1 else ""))
     if result.sensor_exit not in (0, None):
         notes.append(f"sensor exit code {result.sensor_exit}: {result.sensor_stderr.strip()[-500:]}")
     return notes
@@ -614,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="burst length per rate: RATE*S frames (looping over the capture)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per rate")
     parser.add_argument("--buffer-mb", type=int, default=256, help="capture.buffer_size, MiB")
+    parser.add_argument("--workers", default="1", metavar="N",
+                        help=f"capture.workers: sensor worker processes, 1 to {MAX_WORKERS} (default 1)")
     parser.add_argument("--capture", type=Path, help="replay this Ethernet capture instead of the synthetic one")
     parser.add_argument("--keep", type=Path, default=DEFAULT_DIR, metavar="DIR", help="synthetic capture cache")
     parser.add_argument("--timer", default="nano", choices=("nano", "select", "gtod", "ioport"),
@@ -628,6 +814,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rates: not a list of integers: {args.rates!r}")
     if not rates or min(rates) <= 0 or args.seconds <= 0 or args.repeat < 1 or args.packets < 1:
         parser.error("rates, --seconds, --repeat and --packets must be positive")
+    try:
+        args.workers = check_workers(int(args.workers))
+    except (ValueError, LoadError):
+        print(f"live_load: error: --workers must be an integer from 1 to {MAX_WORKERS}, not {args.workers!r}",
+              file=sys.stderr)
+        return 2
     problem = missing_prerequisite(need_tcpreplay=False)
     if problem:
         print(f"live_load: {problem}", file=sys.stderr)
@@ -642,14 +834,23 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="icmpsensor-load-") as tmp:
             result = run_load(capture, rates, args.seconds, args.repeat, Path(tmp), args.buffer_mb << 20,
-                              journald=not args.no_journald, progress=True, timer=args.timer)
+                              journald=not args.no_journald, progress=True, timer=args.timer, workers=args.workers)
     except LoadError as exc:
         print(f"live_load: error: {exc}", file=sys.stderr)
         return 1
-    print(f"\none worker; burst {args.seconds:g} s per rate; capture.buffer_size {args.buffer_mb} MiB; "
+    if args.workers > 1:
+        setup = (f"{args.workers} workers (capture.workers: {args.workers}, one PACKET_FANOUT_HASH group; pids "
+                 f"{' '.join(map(str, result.worker_pids))})")
+        columns = ("counters: stats.log's sums over the workers\n"
+                   "CPU wrk/main = the worker processes together / the main process, share of one core during the "
+                   "burst (the workers' may exceed 100 %); µs/pkt = every process's CPU per packet processed; "
+                   "read split = packets read per worker, % of the total\n")
+    else:
+        setup = "one worker"
+        columns = "CPU det/cap = sensor detector / capture thread, share of one core during the burst\n"
+    print(f"\n{setup}; burst {args.seconds:g} s per rate; capture.buffer_size {args.buffer_mb} MiB; "
           f"tcpreplay --timer={args.timer}; {os.cpu_count()} CPUs, load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after\n"
-          "CPU det/cap = sensor detector / capture thread, share of one core during the burst\n")
+          f"{os.getloadavg()[0]:.1f} after\n" + columns)
     print(table(result.rows))
     print()
     for line in verdict(result.rows):
@@ -659,11 +860,16 @@ def main(argv: list[str] | None = None) -> int:
     if result.final_record is not None:
         last = result.final_record
         print("final stats record: " + ", ".join(f"{k} {last.get(k)}" for k in COUNTERS)
-              + f", decode errors {last['decode'].get('errors')}, notices {last.get('notices')}")
+              + f", decode errors {last.get('decode', {}).get('errors')}, notices {last.get('notices')}")
+        for w in last.get("workers", ()):
+            print(f"  worker {w.get('worker')} (pid {w.get('pid')}, {w.get('state')}): "
+                  + ", ".join(f"{k} {w.get(k)}" for k in ("packets_read", "kernel_dropped", "queue_dropped", "flows",
+                                                           "notices")))
     if args.json:
         rows = [{**{k: v for k, v in asdict(r).items() if k != "record"}, "loss": r.loss, "silent": r.silent,
                  "before_capture": r.before_capture, "overcounted": r.overcounted} for r in result.rows]
-        args.json.write_text(json.dumps({"rows": rows, "verdict": verdict(result.rows)}, indent=1))
+        args.json.write_text(json.dumps({"workers": args.workers, "worker_pids": result.worker_pids, "rows": rows,
+                                         "verdict": verdict(result.rows)}, indent=1))
     return 0
 
 
