@@ -14,6 +14,9 @@ the ratio to the ceiling and the stage process's peak RSS (VmHWM):
   icmpsensor  the whole sensor (Pipeline + replay_files, standard profile, notices and evidence
               to a temporary directory); also: notices written, and whether every ground-truth
               exfiltration pair was reported and no benign pair was
+  icmpsensor-2w  the same through replay_files_parallel on 2 worker processes (each decodes and
+              detects the host pairs that hash to it; the main process merges the notices); its
+              peak RSS is the stage process's plus each worker's own (VmHWM), summed
   dpkt        the ceiling plus dpkt Ethernet -> IP/IP6 -> ICMP objects for every frame
   tshark      tshark -T fields (addresses, ICMP type/code/id/seq) over the whole file; its
               peak RSS is tshark's own (skipped when tshark is not installed)
@@ -43,10 +46,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "icmpsensor-bench"
-STAGES = ("ceiling", "icmpsensor", "dpkt", "tshark", "scapy")
+STAGES = ("ceiling", "icmpsensor", "icmpsensor-2w", "dpkt", "tshark", "scapy")
 LABELS = {
     "ceiling": "libpcap read (ceiling)",
     "icmpsensor": "icmpsensor end to end",
+    "icmpsensor-2w": "icmpsensor end to end, 2 workers",
     "dpkt": "dpkt decode only",
     "tshark": "tshark -T fields",
     "scapy": "scapy parse",
@@ -125,9 +129,10 @@ def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, obje
     """The sensor end to end; with the ground truth, which exfiltration pairs it reported and which
     notices name a pair that is not an exfiltration pair (either way round): false positives."""
     from icmpsensor.config import Config
-    from icmpsensor.pipeline import Pipeline, build_sinks
+    from icmpsensor.pipeline import Pipeline, build_sinks, tune_gc
     from icmpsensor.replay import replay_files
 
+    tune_gc()  # as the command line does
     with tempfile.TemporaryDirectory(prefix="icmpsensor-bench-") as log_dir:
         cfg = Config()
         cfg.output.log_dir = log_dir
@@ -148,6 +153,42 @@ def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, obje
         "decode_errors": sum(decode["errors"].values()),  # type: ignore[index, union-attr]
         "decode_skipped": sum(decode["skipped"].values()),  # type: ignore[index, union-attr]
         "icmp": decode["icmp"],  # type: ignore[index]
+    }
+    if truth_file:
+        truth = json.loads(Path(truth_file).read_text())
+        out.update(score(notices, truth))
+    return out
+
+
+def stage_icmpsensor_workers(path: str, truth_file: str | None = None, workers: int = 2) -> dict[str, object]:
+    """stage_icmpsensor through the parallel replay (`icmpsensor -r --workers N`); `workers_rss_mb` is the
+    workers' peak RSS, summed, which the stage's own is added to."""
+    from icmpsensor.config import Config
+    from icmpsensor.parallel_replay import replay_files_parallel
+    from icmpsensor.pipeline import build_sinks
+
+    with tempfile.TemporaryDirectory(prefix="icmpsensor-bench-") as log_dir:
+        cfg = Config()
+        cfg.output.log_dir = log_dir
+        sinks = build_sinks(cfg)
+        began = time.perf_counter()
+        result = replay_files_parallel([path], cfg, workers, sinks)
+        seconds = time.perf_counter() - began
+        for sink in sinks:
+            sink.close()
+        notice_log = Path(log_dir) / cfg.output.notice_log
+        notices = [json.loads(line) for line in notice_log.read_text().splitlines()] if notice_log.exists() else []
+    decode = result.stats["decode"]
+    out: dict[str, object] = {
+        "packets": result.frames,
+        "seconds": seconds,
+        "problems": result.problems,
+        "notices": len(notices),
+        "decode_errors": sum(decode["errors"].values()),  # type: ignore[index, union-attr]
+        "decode_skipped": sum(decode["skipped"].values()),  # type: ignore[index, union-attr]
+        "icmp": decode["icmp"],  # type: ignore[index]
+        "shares": result.shares,
+        "workers_rss_mb": sum(result.worker_peak_rss_kb) / 1024,
     }
     if truth_file:
         truth = json.loads(Path(truth_file).read_text())
@@ -214,6 +255,8 @@ def run_stage_here(stage: str, path: str, truth_file: str | None, sample: int) -
         return stage_ceiling(path)
     if stage == "icmpsensor":
         return stage_icmpsensor(path, truth_file)
+    if stage == "icmpsensor-2w":
+        return stage_icmpsensor_workers(path, truth_file, 2)
     if stage == "dpkt":
         return stage_dpkt(path)
     if stage == "tshark":
@@ -253,7 +296,8 @@ def run_stage(stage: str, path: Path, truth_file: Path | None, sample: int) -> d
 def _stage_main(args: argparse.Namespace) -> int:
     result = run_stage_here(args.stage, args.capture, args.truth, args.scapy_sample)
     if result is not None:
-        result["rss_mb"] = _peak_rss_mb(children=bool(result.pop("child_rss", False)))
+        result["rss_mb"] = (_peak_rss_mb(children=bool(result.pop("child_rss", False)))
+                            + float(result.pop("workers_rss_mb", 0.0)))  # type: ignore[arg-type]
     print(json.dumps(result))
     return 0
 
@@ -315,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packets", type=int, default=1_000_000, help="frames in the synthetic capture")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--flood-sources", type=int, default=0, metavar="N",
+                        help="instead of the mix: an echo flood from N spoofed sources (and its replies) with one "
+                             "exfiltration flow through it (bench/synth.py build_flood_plan)")
     parser.add_argument("--keep", type=Path, default=DEFAULT_DIR, metavar="DIR",
                         help=f"where the capture is generated and reused (default {DEFAULT_DIR})")
     parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported")
@@ -334,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--stages: unknown {', '.join(unknown)}")
     if "ceiling" not in wanted:
         wanted.insert(0, "ceiling")
-    path, truth, generated = ensure_capture(args.packets, args.keep, args.seed)
+    path, truth, generated = ensure_capture(args.packets, args.keep, args.seed, args.flood_sources)
     from bench import synth
 
     truth_file = synth.truth_path(path)
@@ -368,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
               f"decode errors {sensor['decode_errors']}, skipped {sensor['decode_skipped']}")
         for line in sensor["false_positives"][:20]:
             print(f"  false positive: {line}")
+    parallel = results.get("icmpsensor-2w")
+    if parallel is not None:
+        print(f"icmpsensor-2w: {parallel['notices']} notices; exfiltration pairs reported "
+              f"{parallel['exfil_reported']}/{parallel['exfil_pairs']}; notices naming a benign pair: "
+              f"{len(parallel['false_positives'])}; frames decoded per worker: "
+              + "/".join(f"{n:,}" for n in parallel["shares"]))
     for stage in ("tshark", "scapy"):
         if stage in results and results[stage] is not None:
             print(f"{stage}: {results[stage]['version']}")  # type: ignore[index]
