@@ -111,13 +111,14 @@ def stage_dpkt(path: str) -> dict[str, object]:
     import dpkt
     import pcapy
 
+    from icmpsensor.capture import frames_of
     from icmpsensor.replay import batches
 
     ethernet = dpkt.ethernet.Ethernet
     began = time.perf_counter()
     n = icmp = 0
-    for batch in batches(pcapy.open_offline(path)):
-        for _ts, frame in batch:
+    for buf, meta in batches(pcapy.open_offline(path)):
+        for _ts, frame in frames_of(buf, meta):
             ip = ethernet(frame).data  # dpkt unpacks VLAN tags, IP / IP6 and ICMP / ICMP6 as it goes
             if isinstance(getattr(ip, "data", None), dpkt.icmp.ICMP | dpkt.icmp6.ICMP6):
                 icmp += 1
@@ -165,8 +166,9 @@ def stage_icmpsensor_workers(path: str, truth_file: str | None = None, workers: 
     workers' peak RSS, summed, which the stage's own is added to."""
     from icmpsensor.config import Config
     from icmpsensor.parallel_replay import replay_files_parallel
-    from icmpsensor.pipeline import build_sinks
+    from icmpsensor.pipeline import build_sinks, tune_gc
 
+    tune_gc()  # as stage_icmpsensor; the forked workers inherit it
     with tempfile.TemporaryDirectory(prefix="icmpsensor-bench-") as log_dir:
         cfg = Config()
         cfg.output.log_dir = log_dir

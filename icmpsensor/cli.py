@@ -27,8 +27,10 @@ from icmpsensor.errors import (
     SensorError,
     UsageError,
 )
-from icmpsensor.pipeline import Pipeline, build_sinks
-from icmpsensor.replay import replay_files
+from icmpsensor.pipeline import Pipeline, build_sinks, tune_gc
+from icmpsensor.replay import ReplayResult, replay_files
+
+MAX_WORKERS = 64  # as capture.workers
 
 EPILOG = f"""\
 exit codes:
@@ -45,6 +47,7 @@ exit codes:
 
 examples:
   icmpsensor -r capture.pcap --log-dir /tmp/out --stdout
+  icmpsensor -r big.pcap --workers 2
   icmpsensor -c /etc/icmpsensor/icmpsensor.yaml --check-config
 """
 
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", dest="config", metavar="CONFIG",
         help="YAML configuration file (default: built-in defaults, see etc/icmpsensor.yaml)",
     )
+    parser.add_argument(
+        "--workers", metavar="N", type=_worker_count,
+        help="with -r: replay on N processes, each decoding and detecting the host pairs that hash to it "
+        f"(1-{MAX_WORKERS}; default: capture.workers from the config)",
+    )
     parser.add_argument("--log-dir", metavar="DIR", help="directory for notice.log (overrides output.log_dir)")
     parser.add_argument("--stdout", action="store_true", help="also print each notice as a JSON line on stdout")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -83,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"icmpsensor {__version__}")
     return parser
+
+
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (1-{MAX_WORKERS})")
+    return value
 
 
 def effective_config(args: argparse.Namespace) -> Config:
@@ -94,13 +112,11 @@ def effective_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def run_replay(cfg: Config, paths: list[str]) -> int:
-    pipeline = Pipeline(cfg, build_sinks(cfg))
-    try:
-        result = replay_files(paths, pipeline)
-    finally:
-        pipeline.close()
-    summary = pipeline.stats()
+def run_replay(cfg: Config, paths: list[str], workers: int = 1) -> int:
+    if workers > 1:
+        result, summary, write_errors = _replay_parallel(cfg, paths, workers)
+    else:
+        result, summary, write_errors = _replay_single(cfg, paths)
     print(
         f"icmpsensor: read {result.frames} packets from {result.files} file(s); "
         f"{summary['notices']} notice(s) written to {cfg.output.log_dir}/{cfg.output.notice_log}; "
@@ -112,7 +128,28 @@ def run_replay(cfg: Config, paths: list[str]) -> int:
         print(f"icmpsensor: error: {problem}", file=sys.stderr)
     if result.problems:
         return EXIT_NOINPUT
-    return EXIT_CANTCREAT if pipeline.write_errors else EXIT_OK
+    return EXIT_CANTCREAT if write_errors else EXIT_OK
+
+
+def _replay_single(cfg: Config, paths: list[str]) -> tuple[ReplayResult, dict[str, object], int]:
+    pipeline = Pipeline(cfg, build_sinks(cfg))
+    try:
+        result = replay_files(paths, pipeline)
+    finally:
+        pipeline.close()
+    return result, pipeline.stats(), pipeline.write_errors
+
+
+def _replay_parallel(cfg: Config, paths: list[str], workers: int) -> tuple[ReplayResult, dict[str, object], int]:
+    from icmpsensor.parallel_replay import replay_files_parallel
+
+    sinks = build_sinks(cfg)
+    try:
+        result = replay_files_parallel(paths, cfg, workers, sinks)
+    finally:
+        for sink in sinks:
+            sink.close()
+    return result, result.stats, result.write_errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,9 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
+        tune_gc()
         if args.read:
-            return run_replay(cfg, args.read)
+            workers = args.workers if args.workers is not None else cfg.capture.workers
+            return run_replay(cfg, args.read, workers)
         if args.interface or cfg.capture.interface:
+            if args.workers is not None:
+                raise UsageError("--workers is for -r; live capture takes capture.workers from the config "
+                                 "(see icmpsensor --help)")
             from icmpsensor.daemon import Overrides, run_live
 
             return run_live(cfg, Overrides(args.interface, args.log_dir, args.stdout))

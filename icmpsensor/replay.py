@@ -36,10 +36,10 @@ def open_capture(path: str) -> pcapy.Reader:
     try:
         return pcapy.open_offline(path)
     except pcapy.PcapError as exc:
-        raise InputError(f"capture file {path}: {_clean(exc)}") from None
+        raise InputError(f"capture file {path}: {error_text(exc)}") from None
 
 
-def _clean(exc: Exception) -> str:
+def error_text(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
 
@@ -53,7 +53,7 @@ def batches(reader: pcapy.Reader) -> Iterator[RawBatch]:
         yield buf, meta
 
 
-def _single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:
+def single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:
     """Frames after the first `skip`, one at a time: used to salvage a batch that hit a broken record."""
     reader = pcapy.open_offline(path)
     index = 0
@@ -67,7 +67,7 @@ def _single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:
         index += 1
 
 
-def _decoder_for_file(path: str, reader: pcapy.Reader, pipeline: Pipeline) -> Decoder:
+def decoder_for_file(path: str, reader: pcapy.Reader, pipeline: Pipeline) -> Decoder:
     try:
         return pipeline.decoder_for(reader.datalink())
     except InputError as exc:
@@ -76,7 +76,7 @@ def _decoder_for_file(path: str, reader: pcapy.Reader, pipeline: Pipeline) -> De
 
 def replay_file(path: str, pipeline: Pipeline, result: ReplayResult) -> None:
     reader = open_capture(path)
-    decoder = _decoder_for_file(path, reader, pipeline)
+    decoder = decoder_for_file(path, reader, pipeline)
     result.files += 1
     done = 0
     try:
@@ -87,20 +87,20 @@ def replay_file(path: str, pipeline: Pipeline, result: ReplayResult) -> None:
         # A batch that hits a truncated or corrupt record is lost whole; re-read its good frames.
         salvaged = 0
         try:
-            for frame in _single_frames_after(path, done):
+            for frame in single_frames_after(path, done):
                 pipeline.feed(decoder, (frame,))
                 salvaged += 1
         except pcapy.PcapError:
             pass
         done += salvaged
-        result.problems.append(f"capture file {path}: {_clean(exc)} (after {done} packets; rest skipped)")
+        result.problems.append(f"capture file {path}: {error_text(exc)} (after {done} packets; rest skipped)")
     result.frames += done
 
 
 def replay_files(paths: list[str], pipeline: Pipeline) -> ReplayResult:
     """Replay every file in order, then evaluate all flows still open."""
     for path in paths:  # fail before reading anything if a later file cannot be read
-        _decoder_for_file(path, open_capture(path), pipeline)
+        decoder_for_file(path, open_capture(path), pipeline)
     result = ReplayResult()
     for path in paths:
         replay_file(path, pipeline, result)
