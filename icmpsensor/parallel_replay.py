@@ -72,14 +72,14 @@ from typing import Any, TypeVar
 
 import pcapy
 
-from icmpsensor.capture import frames_of
+from icmpsensor.capture import BATCH_META, packet_count
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
 from icmpsensor.errors import EXIT_INTERNAL, InputError, SensorError
 from icmpsensor.evidence import EvidenceStats
 from icmpsensor.flows import SWEEP_INTERVAL, DetectorStats
 from icmpsensor.notices import Notice
-from icmpsensor.partition import BUCKET_MASK, NOT_ICMP, KeyFunction, pair_key
+from icmpsensor.partition import BUCKET_MASK, NOT_ICMP, BatchKeyFunction, KeyFunction, pair_key, pair_key_in_batch
 from icmpsensor.pipeline import Pipeline, write_notice
 from icmpsensor.replay import (  # the helpers replay_file uses: the same reading, salvage and messages
     ReplayResult,
@@ -199,13 +199,13 @@ class ReplayWorker:
         reader = open_capture(path)
         decoder = decoder_for_file(path, reader, self.pipeline)
         key = pair_key(reader.datalink())
+        key_in_batch = pair_key_in_batch(reader.datalink())
         result.files += 1
         done = 0
         try:
             for buf, meta in batches(reader):
-                frames = frames_of(buf, meta)
-                self.feed(decoder, key, frames)
-                done += len(frames)
+                self.feed_batch(decoder, key_in_batch, buf, meta)
+                done += packet_count(meta)
                 self.ship()
         except pcapy.PcapError as exc:
             # A batch that hits a truncated or corrupt record is lost whole; re-read its good frames.
@@ -243,6 +243,36 @@ class ReplayWorker:
                 append(item)
         if own:
             pipeline.feed(decoder, own)
+        self.clock, self.next_sweep = clock, next_sweep
+
+    def feed_batch(self, decoder: Decoder, key: BatchKeyFunction, buf: bytes, meta: bytes) -> None:
+        """`feed` on one libpcap batch as read: the frames stay in the buffer and this worker's go to
+        Pipeline.feed_batch with their records only."""
+        owned = self.owned
+        clock, next_sweep = self.clock, self.next_sweep
+        pipeline = self.pipeline
+        records: list[bytes] = []  # this worker's frames' 16-byte records in meta
+        append = records.append
+        size = BATCH_META.size
+        at = 0
+        for sec, usec, off, cap in BATCH_META.iter_unpack(meta):
+            frame_key = key(buf, off, cap)
+            if frame_key < NOT_ICMP:
+                ts = sec + usec * 1e-6
+                if ts > clock:  # as FlowDetector.process moves its clock
+                    clock = ts
+                    if clock >= next_sweep:
+                        next_sweep = clock + SWEEP_INTERVAL
+                        if records:
+                            pipeline.feed_batch(decoder, buf, b"".join(records))
+                            records = []
+                            append = records.append
+                        pipeline.advance(clock)
+            if owned[frame_key]:
+                append(meta[at : at + size])
+            at += size
+        if records:
+            pipeline.feed_batch(decoder, buf, b"".join(records))
         self.clock, self.next_sweep = clock, next_sweep
 
     def ship(self) -> None:

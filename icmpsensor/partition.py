@@ -52,6 +52,7 @@ from icmpsensor.decode import (
 )
 
 KeyFunction = Callable[[bytes], int]
+BatchKeyFunction = Callable[[bytes, int, int], int]  # (batch buffer, frame offset, captured length) -> key
 
 BUCKET_MASK = 0xFFFF
 NOT_ICMP = 1 << 16  # the frame gives the decoder no ICMP message (see the module docstring)
@@ -84,6 +85,28 @@ def pair_key(linktype: int) -> KeyFunction:
     if key is None:
         raise ValueError(f"unsupported link type {linktype} ({linktype_name(linktype)})")
     return key
+
+
+def pair_key_in_batch(linktype: int) -> BatchKeyFunction:
+    """`pair_key` for a frame inside a libpcap batch, given as (buffer, offset, captured length): the
+    common Ethernet frame is read in place, any other is sliced out for `pair_key`'s function."""
+    key = pair_key(linktype)
+    if linktype == LINKTYPE_ETHERNET:
+        return ethernet_in_batch
+    return lambda buf, off, cap: key(buf[off : off + cap])
+
+
+def ethernet_in_batch(buf: bytes, off: int, cap: int) -> int:
+    """`ethernet` on buf[off:off + cap] without copying the frame when it is untagged IPv4."""
+    if cap < 34:
+        return ethernet(buf[off : off + cap])
+    ethertype, flags_offset, proto, pair = _ETHER_IP4(buf, off + 12)
+    if ethertype != _ETHERTYPE_IPV4:
+        return ethertype_key(buf[off : off + cap], ethertype, 14)
+    bucket = _V4_BUCKETS.get(pair)
+    if bucket is None:
+        bucket = _v4_bucket(pair)
+    return bucket if proto == _PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
 
 
 def pair_bucket(linktype: int) -> KeyFunction:

@@ -156,6 +156,16 @@ def test_any_bytes_get_one_key(linktype: int, frame: bytes) -> None:
                                  st.integers(0, 90))))
 def test_the_ethernet_fast_path_agrees_with_the_general_one(frame: bytes) -> None:
     assert partition.ethernet(frame) == partition.ethernet_general(frame)
+    padded = b"\x45" * 7 + frame + b"\x08\x00\x45" * 10  # inside a batch: bytes around it are not read
+    assert partition.ethernet_in_batch(padded, 7, len(frame)) == partition.ethernet_general(frame)
+
+
+@PROPERTY
+@given(linktype=st.sampled_from(sorted(SUPPORTED_LINKTYPES)), frame=st.binary(max_size=90),
+       before=st.binary(max_size=8), after=st.binary(max_size=40))
+def test_the_key_of_a_frame_in_a_batch_is_its_key(linktype: int, frame: bytes, before: bytes, after: bytes) -> None:
+    key_in_batch = partition.pair_key_in_batch(linktype)
+    assert key_in_batch(before + frame + after, len(before), len(frame)) == partition.pair_key(linktype)(frame)
 
 
 @pytest.mark.parametrize("linktype, frame", [
@@ -375,14 +385,14 @@ def in_process() -> Iterator[None]:
 def test_a_worker_that_fails_ends_the_replay_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, many_pairs(8))
-    real_feed = parallel_replay.ReplayWorker.feed
+    real_feed = parallel_replay.ReplayWorker.feed_batch
 
     def feed(self: parallel_replay.ReplayWorker, *args: object) -> None:
         if self.index == 1:
             raise RuntimeError("boom")
         real_feed(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(parallel_replay.ReplayWorker, "feed", feed)  # inherited by the forked workers
+    monkeypatch.setattr(parallel_replay.ReplayWorker, "feed_batch", feed)  # inherited by the forked workers
     code = cli.main(["-r", str(path), "--workers", "2", "--log-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1, err
@@ -522,14 +532,14 @@ def test_remembered_buckets_are_bounded_and_change_no_key(monkeypatch: pytest.Mo
 
 def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, many_pairs(8))
-    real_feed = parallel_replay.ReplayWorker.feed
+    real_feed = parallel_replay.ReplayWorker.feed_batch
 
     def feed(self: parallel_replay.ReplayWorker, *args: object) -> None:
         if self.index == 1:
             time.sleep(3600)
         real_feed(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(parallel_replay.ReplayWorker, "feed", feed)  # inherited by the forked workers
+    monkeypatch.setattr(parallel_replay.ReplayWorker, "feed_batch", feed)  # inherited by the forked workers
     monkeypatch.setattr(parallel_replay, "SILENCE_LIMIT", 1.0)
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
