@@ -238,17 +238,15 @@ class Detector(FlowDetector):
             self._evaluate(flow, pkt.ts, due)
 
     def _novelty(self, flow: Flow, pkt: IcmpPacket, current: Sketch, compared: Sketch | None) -> int:
-        """Novel bytes of an echo payload (sketched as `current`): 0 if a benign template or the earlier
-        payload `compared` explains it."""
-        novel = novel_between(current, compared)
-        if not novel:
-            return 0
+        """Novel bytes of a non-empty echo payload (sketched as `current`, which differs from `compared`:
+        so novel_between is not 0): 0 if a benign template explains it, else what `compared` does not.
+        The template is tried first: most changed payloads are a ping's new timestamp."""
         benign = fingerprints.explain(pkt.payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
         if benign is not None and self._consistent(flow, benign, pkt):
             self.stats.ignored_payloads += 1
             return 0
-        return novel
+        return novel_between(current, compared)
 
     def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> bool:
         """Whether the tool tracker recognised a tool in this packet (it is then the flow's)."""
