@@ -782,9 +782,7 @@ def anomalies(result: Result) -> list[str]:
             f"{r.interface_dropped:,} of {r.offered:,}" for r in over[:3]) + (", ..." if len(over) > 3 else "")
             + ") although the pcap handle received every offered frame: libpcap's ps_ifdrop is the interface's "
             "rx_dropped, which also counts frames the kernel's own stack discarded after the capture took them "
-            "(here 802.1ad QinQ frames, which no VLAN device claims)"
-            + (f"; with {result.workers} workers each handle reports that one interface counter and stats.log "
-               f"sums them, so it is counted {result.workers} times" if result.workers > 1 else ""))
+            "(here 802.1ad QinQ frames, which no VLAN device claims)")
     if result.sensor_exit not in (0, None):
         notes.append(f"sensor exit code {result.sensor_exit}: {result.sensor_stderr.strip()[-500:]}")
     return notes
