@@ -345,7 +345,9 @@ def table_rows(results: dict[str, dict | None], sample: int) -> list[tuple[str, 
     ceiling = results["ceiling"]["pps"]  # type: ignore[index]
     rows = []
     for stage in STAGES:
-        r = results.get(stage)
+        if stage not in results:  # not asked for (--stages)
+            continue
+        r = results[stage]
         label = LABELS[stage]
         if r is None:
             rows.append((label, "-", "not installed", "-", "-"))
