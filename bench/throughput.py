@@ -40,6 +40,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from icmpsensor.replay import ReplayResult
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -142,9 +146,17 @@ def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, obje
         result = replay_files([path], pipe)
         seconds = time.perf_counter() - began
         pipe.close()
-        stats = pipe.stats()
-        notice_log = Path(log_dir) / cfg.output.notice_log
-        notices = [json.loads(line) for line in notice_log.read_text().splitlines()] if notice_log.exists() else []
+        notices = read_notices(Path(log_dir) / cfg.output.notice_log)
+    return sensor_result(result, seconds, pipe.stats(), notices, truth_file)
+
+
+def read_notices(notice_log: Path) -> list[dict]:
+    return [json.loads(line) for line in notice_log.read_text().splitlines()] if notice_log.exists() else []
+
+
+def sensor_result(result: ReplayResult, seconds: float, stats: dict[str, object], notices: list[dict],
+                  truth_file: str | None) -> dict[str, object]:
+    """A sensor stage's row: rate inputs, counters and, with the ground truth, the score."""
     decode = stats["decode"]
     out: dict[str, object] = {
         "packets": result.frames,
@@ -178,23 +190,10 @@ def stage_icmpsensor_workers(path: str, truth_file: str | None = None, workers: 
         seconds = time.perf_counter() - began
         for sink in sinks:
             sink.close()
-        notice_log = Path(log_dir) / cfg.output.notice_log
-        notices = [json.loads(line) for line in notice_log.read_text().splitlines()] if notice_log.exists() else []
-    decode = result.stats["decode"]
-    out: dict[str, object] = {
-        "packets": result.frames,
-        "seconds": seconds,
-        "problems": result.problems,
-        "notices": len(notices),
-        "decode_errors": sum(decode["errors"].values()),  # type: ignore[index, union-attr]
-        "decode_skipped": sum(decode["skipped"].values()),  # type: ignore[index, union-attr]
-        "icmp": decode["icmp"],  # type: ignore[index]
-        "shares": result.shares,
-        "workers_rss_mb": sum(result.worker_peak_rss_kb) / 1024,
-    }
-    if truth_file:
-        truth = json.loads(Path(truth_file).read_text())
-        out.update(score(notices, truth))
+        notices = read_notices(Path(log_dir) / cfg.output.notice_log)
+    out = sensor_result(result, seconds, result.stats, notices, truth_file)
+    out["shares"] = result.shares
+    out["workers_rss_mb"] = sum(result.worker_peak_rss_kb) / 1024
     return out
 
 

@@ -38,6 +38,17 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> live_load.Capture:
     return capture
 
 
+def checked_stats_records(tmp_path: Path, result: live_load.Result) -> list[dict]:
+    """The sensor's stats.log records: the last is the final one, and every drop counter is in each."""
+    records = live_load.read_stats(tmp_path / "run" / "sensor" / "logs" / "stats.log")
+    assert records and result.final_record == records[-1]
+    for record in records:
+        for key in live_load.COUNTERS:
+            assert isinstance(record.get(key), int) and record[key] >= 0, (key, record)
+        assert isinstance(record["decode"]["frames"], int)
+    return records
+
+
 def test_sensor_config_and_worker_count() -> None:
     assert "workers" not in live_load.sensor_config(1 << 20)
     assert "  workers: 3\n" in live_load.sensor_config(1 << 20, workers=3)
@@ -63,12 +74,7 @@ def test_low_rate_replay_is_processed_without_loss(tmp_path: Path, capture: live
     assert row.silent == 0 and row.before_capture == 0
 
     # Every drop counter is in every stats record, the last one written at shutdown included.
-    records = live_load.read_stats(tmp_path / "run" / "sensor" / "logs" / "stats.log")
-    assert records and result.final_record == records[-1]
-    for record in records:
-        for key in live_load.COUNTERS:
-            assert isinstance(record.get(key), int) and record[key] >= 0, (key, record)
-        assert isinstance(record["decode"]["frames"], int)
+    checked_stats_records(tmp_path, result)
     last = result.final_record
     assert last["packets_received"] == last["packets_read"] == last["decode"]["frames"] == PACKETS
     assert result.sensor_exit == 0, result.sensor_stderr
@@ -98,12 +104,7 @@ def test_low_rate_replay_with_two_workers(tmp_path: Path, capture: live_load.Cap
     assert row.cpu_workers > 0 and row.cpu_us_per_packet > 0
     assert not [n for n in live_load.anomalies(result) if "interface_dropped" not in n], live_load.anomalies(result)
 
-    records = live_load.read_stats(tmp_path / "run" / "sensor" / "logs" / "stats.log")
-    assert records and result.final_record == records[-1]
-    for record in records:
-        for key in live_load.COUNTERS:
-            assert isinstance(record.get(key), int) and record[key] >= 0, (key, record)
-        assert isinstance(record["decode"]["frames"], int)
+    for record in checked_stats_records(tmp_path, result):
         assert sorted(w["pid"] for w in record["workers"]) == sorted(result.worker_pids)
     last = result.final_record
     assert last["packets_received"] == last["packets_read"] == last["decode"]["frames"] == limit
