@@ -2,13 +2,15 @@
 
 Two interchangeable decoders share the link-layer code and the counters:
 
-* `Decoder`, the production one: IP, IPv6 extension headers and ICMP are read
-  with plain byte indexing, which runs several times faster than building dpkt
-  objects for every frame; the common frame (IPv4 without options, or IPv6 without
-  extension headers, carrying a whole ICMP message) is read with one struct call;
-* `DpktDecoder`, the reference: the same layers parsed with dpkt's classes and
-  checksums computed with ``dpkt.in_cksum``. The test suite feeds both the same
-  (valid, mutated and random) frames and requires identical outputs and counters.
+* `DpktDecoder`, the reference: IP, IPv6 extension headers and ICMP parsed with
+  dpkt's classes, checksums computed with ``dpkt.in_cksum``;
+* `Decoder`, the production one: the common frame (IPv4 without options and not a
+  fragment, or IPv6 without extension headers, carrying a whole ICMP message of 8
+  bytes or more) is read with one struct call, several times faster than building
+  dpkt objects; every other frame goes to dpkt, exactly as in `DpktDecoder`.
+
+The test suite feeds both the same (valid, mutated and random) frames, one by one
+and as libpcap batches, and requires identical outputs and counters.
 
 Every frame handed to ``decode`` ends in exactly one place, so the counters obey
 
@@ -191,21 +193,48 @@ def _routing_final_dst(buf: bytes, pos: int, length: int, current: bytes) -> byt
     return current
 
 
-def _sum16(data: bytes) -> int:
-    """``data`` as a big-endian integer, padded to whole 16-bit words.
-
-    It is congruent, modulo 0xFFFF, to the one's-complement sum of the words:
-    a message with a correct Internet checksum gives 0 (mod 0xFFFF).
-    """
-    return int.from_bytes(data, "big") << (8 if len(data) & 1 else 0)
-
-
 def _be32(buf: bytes, pos: int) -> int:
     return buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
 
 
-class Decoder:
-    """Decodes frames of one link type into `IcmpPacket` records, counting everything in ``stats``.
+class _IP4Header(dpkt.ip.IP):
+    """dpkt's IPv4 header alone, so that no payload parser runs on arbitrary bytes."""
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+        if self.hl < 5:
+            raise dpkt.UnpackError("invalid header length")
+
+
+class _IP6Header(dpkt.ip6.IP6):
+    """dpkt's IPv6 header alone: DpktDecoder walks the extension headers itself."""
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+
+
+class _OptionsHeader(dpkt.Packet):
+    """Hop-by-hop or destination options header; the options are not needed."""
+
+    __hdr__ = (("nxt", "B", 0), ("len", "B", 0))
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+        self.length = (self.len + 1) * 8
+
+
+_DPKT_EXT_HEADERS: dict[int, type[dpkt.Packet]] = {
+    _HOP_BY_HOP: _OptionsHeader,
+    _DEST_OPTS: _OptionsHeader,
+    _ROUTING: dpkt.ip6.IP6RoutingHeader,
+    _AUTH: dpkt.ip6.IP6AHHeader,
+}
+
+
+class DpktDecoder:
+    """Decodes frames of one link type into `IcmpPacket` records, counting everything in ``stats``:
+    the link layers by hand, IP, IPv6 extension headers and ICMP with dpkt's classes, checksums with
+    ``dpkt.in_cksum``. The reference for `Decoder`, and what `Decoder` falls back to.
 
     ``reassembler`` defaults to a new `Reassembler` counting into
     ``stats.fragments``; pass one sharing that counter to keep the invariant.
@@ -418,225 +447,7 @@ class Decoder:
         return self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
                            datagram.wire_len, False)
 
-    # -- network and transport layers: the fast path ----------------------------------------------
-
-    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
-        """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
-        captured = limit - off
-        if captured >= 28:
-            # The common case in one struct call: a 20-byte header, not a fragment, and a whole ICMP
-            # message of 8 bytes or more. It takes the same decisions as the general path below.
-            vihl, total_len, flags_offset, proto, src, dst, icmp_type, code, ident, seq = _IP4_ICMP.unpack_from(f, off)
-            if vihl == 0x45 and proto == _PROTO_ICMP and not flags_offset & 0x3FFF and 28 <= total_len <= captured:
-                end = off + total_len
-                if self.verify_checksums:
-                    if int.from_bytes(f[off : off + 20], "big") % 0xFFFF:
-                        return self._error("bad_ip_checksum")
-                    # _sum16 without its pad byte: an odd length shifts the sum by 8 bits, a factor of 256,
-                    # which is invertible modulo 0xFFFF and changes neither "is 0" nor "is 0 modulo 0xFFFF".
-                    total = int.from_bytes(f[off + 20 : end], "big")
-                    if total == 0 or total % 0xFFFF:
-                        return self._error("bad_checksum")
-                self.stats.type_counts[icmp_type] += 1
-                if icmp_type == 8 or icmp_type == 0:
-                    return IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, f[off + 28 : end], wire_len)
-                return IcmpPacket(ts, src, dst, False, icmp_type, code, -1, -1, f[off + 24 : end], wire_len)
-        if captured < 20:
-            return self._error("truncated_ip")
-        version_ihl = f[off]
-        header_len = (version_ihl & 15) * 4
-        if version_ihl >> 4 != 4 or header_len < 20:
-            return self._error("bad_ip_header")
-        if f[off + 9] != _PROTO_ICMP:
-            return self._skip("not_icmp")
-        total_len = f[off + 2] << 8 | f[off + 3]
-        if captured < header_len:
-            return self._error("truncated_ip")
-        if total_len < header_len:
-            return self._error("bad_ip_header")
-        if captured < total_len:
-            return self._error("truncated_ip")
-        if self.verify_checksums and int.from_bytes(f[off : off + header_len], "big") % 0xFFFF:
-            return self._error("bad_ip_checksum")
-        src = f[off + 12 : off + 16]
-        dst = f[off + 16 : off + 20]
-        flags_offset = f[off + 6] << 8 | f[off + 7]
-        if flags_offset & 0x3FFF:  # more-fragments flag or a fragment offset
-            data = f[off + header_len : off + total_len]
-            ident = f[off + 4] << 8 | f[off + 5]
-            more = bool(flags_offset & 0x2000)
-            return self._fragment4(ts, data, src, dst, ident, more, (flags_offset & 0x1FFF) * 8, wire_len)
-        return self._icmp4(ts, f, off + header_len, off + total_len, src, dst, wire_len)
-
-    def _icmp4(
-        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int
-    ) -> IcmpPacket | None:
-        size = end - start
-        if size < 4:
-            return self._error("truncated_icmp")
-        if self.verify_checksums:
-            total = _sum16(buf[start:end])
-            if total == 0 or total % 0xFFFF:  # all-zero words sum to +0, never valid
-                return self._error("bad_checksum")
-        return self._message(ts, buf, start, end, src, dst, False, wire_len)
-
-    def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
-        """The IPv6 packet in f[off:limit] (the rest of the captured frame)."""
-        captured = limit - off
-        if captured >= 48:
-            # The common case in one struct call: no extension header and a whole ICMPv6 message of
-            # 8 bytes or more. It takes the same decisions as the general path below.
-            version, size, next_header, src, dst, icmp_type, code, ident, seq = _IP6_ICMP.unpack_from(f, off)
-            if version >> 4 == 6 and next_header == _PROTO_ICMPV6 and 8 <= size <= captured - 40:
-                start = off + 40
-                end = start + size
-                if self.verify_checksums:
-                    pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + size + _PROTO_ICMPV6
-                    if ((int.from_bytes(f[start:end], "big") << (8 if size & 1 else 0)) + pseudo) % 0xFFFF:
-                        return self._error("bad_checksum")
-                self.stats.type_counts[256 + icmp_type] += 1
-                if icmp_type == 128 or icmp_type == 129:
-                    return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)
-                return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
-        if captured < 40:
-            return self._error("truncated_ip")
-        if f[off] >> 4 != 6:
-            return self._error("bad_ip_header")
-        next_header = f[off + 6]
-        if next_header not in _V6_WALKED:
-            return self._skip("not_icmp")
-        end = off + 40 + (f[off + 4] << 8 | f[off + 5])
-        if limit < end:
-            return self._error("truncated_ip")
-        dst = f[off + 24 : off + 40]
-        return self._walk6(ts, f, off + 40, end, next_header, f[off + 8 : off + 24], dst, dst, wire_len, True)
-
-    def _walk6(
-        self,
-        ts: float,
-        buf: bytes,
-        pos: int,
-        end: int,
-        next_header: int,
-        src: bytes,
-        dst: bytes,
-        final_dst: bytes,
-        wire_len: int,
-        unfragmented: bool,
-    ) -> IcmpPacket | None:
-        """Walk the extension headers in buf[pos:end] up to the ICMPv6 message.
-
-        ``unfragmented`` is False once a fragment header has been met (and for a
-        reassembled payload): hop-by-hop and another fragment header are then invalid.
-        """
-        first = unfragmented
-        for _ in range(_MAX_EXT_HEADERS):
-            if next_header == _PROTO_ICMPV6:
-                return self._icmp6(ts, buf, pos, end, src, dst, final_dst, wire_len)
-            if next_header == _FRAGMENT:
-                if not unfragmented or pos + 8 > end:
-                    return self._error("bad_ipv6_ext_header")
-                inner = buf[pos]
-                offset_flags = buf[pos + 2] << 8 | buf[pos + 3]
-                pos += 8
-                if offset_flags & 0xFFF9:  # a real fragment, not an atomic one (RFC 6946)
-                    return self._fragment6(ts, buf[pos:end], src, dst, final_dst, _be32(buf, pos - 4), inner,
-                                           bool(offset_flags & 1), offset_flags & 0xFFF8, wire_len)
-                unfragmented = False
-            elif next_header in _V6_WALKED:
-                if pos + 2 > end or (next_header == _HOP_BY_HOP and not first):
-                    return self._error("bad_ipv6_ext_header")
-                if next_header == _AUTH:
-                    if buf[pos + 1] < 1:
-                        return self._error("bad_ipv6_ext_header")
-                    length = (buf[pos + 1] + 2) * 4
-                else:
-                    length = (buf[pos + 1] + 1) * 8
-                if pos + length > end:
-                    return self._error("bad_ipv6_ext_header")
-                if next_header == _ROUTING:
-                    final_dst = _routing_final_dst(buf, pos, length, final_dst)
-                inner = buf[pos]
-                pos += length
-            else:
-                return self._skip("not_icmp")
-            next_header = inner
-            first = False
-        return self._error("bad_ipv6_ext_header")
-
-    def _icmp6(
-        self,
-        ts: float,
-        buf: bytes,
-        start: int,
-        end: int,
-        src: bytes,
-        dst: bytes,
-        final_dst: bytes,
-        wire_len: int,
-    ) -> IcmpPacket | None:
-        size = end - start
-        if size < 4:
-            return self._error("truncated_icmp")
-        if self.verify_checksums:
-            pseudo = int.from_bytes(src, "big") + int.from_bytes(final_dst, "big") + size + _PROTO_ICMPV6
-            if (_sum16(buf[start:end]) + pseudo) % 0xFFFF:
-                return self._error("bad_checksum")
-        return self._message(ts, buf, start, end, src, dst, True, wire_len)
-
-    def _message(
-        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, ipv6: bool, wire_len: int
-    ) -> IcmpPacket | None:
-        """Echo: identifier, sequence and the data after 8 bytes; other types: all after the 4-byte header."""
-        icmp_type, code = buf[start], buf[start + 1]
-        if icmp_type not in (_ECHO6 if ipv6 else _ECHO4):
-            return self._emit(ts, src, dst, ipv6, icmp_type, code, -1, -1, buf[start + 4 : end], wire_len)
-        if end - start < 8:
-            return self._error("truncated_icmp")
-        ident = buf[start + 4] << 8 | buf[start + 5]
-        seq = buf[start + 6] << 8 | buf[start + 7]
-        return self._emit(ts, src, dst, ipv6, icmp_type, code, ident, seq, buf[start + 8 : end], wire_len)
-
-
-class _IP4Header(dpkt.ip.IP):
-    """dpkt's IPv4 header alone, so that no payload parser runs on arbitrary bytes."""
-
-    def unpack(self, buf: bytes) -> None:
-        dpkt.Packet.unpack(self, buf)
-        if self.hl < 5:
-            raise dpkt.UnpackError("invalid header length")
-
-
-class _IP6Header(dpkt.ip6.IP6):
-    """dpkt's IPv6 header alone: DpktDecoder walks the extension headers itself."""
-
-    def unpack(self, buf: bytes) -> None:
-        dpkt.Packet.unpack(self, buf)
-
-
-class _OptionsHeader(dpkt.Packet):
-    """Hop-by-hop or destination options header; the options are not needed."""
-
-    __hdr__ = (("nxt", "B", 0), ("len", "B", 0))
-
-    def unpack(self, buf: bytes) -> None:
-        dpkt.Packet.unpack(self, buf)
-        self.length = (self.len + 1) * 8
-
-
-_DPKT_EXT_HEADERS: dict[int, type[dpkt.Packet]] = {
-    _HOP_BY_HOP: _OptionsHeader,
-    _DEST_OPTS: _OptionsHeader,
-    _ROUTING: dpkt.ip6.IP6RoutingHeader,
-    _AUTH: dpkt.ip6.IP6AHHeader,
-}
-
-
-class DpktDecoder(Decoder):
-    """Reference decoder: IP, IPv6 extension headers and ICMP parsed by dpkt, checksums by dpkt.
-
-    Same API, outputs and counters as `Decoder`, at about a third of its speed.
-    """
+    # -- network and transport layers: dpkt
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         buf = f[off:limit]
@@ -764,3 +575,49 @@ class DpktDecoder(Decoder):
             return self._emit(ts, src, dst, True, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
                               wire_len)
         return self._emit(ts, src, dst, True, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
+
+
+class Decoder(DpktDecoder):
+    """The production decoder: the common frame's IP and ICMP headers read with one struct call;
+    every other frame (IPv4 options, fragments, IPv6 extension headers, messages shorter than 8
+    bytes, anything truncated or malformed) goes to dpkt, as in `DpktDecoder`."""
+
+    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
+        if limit - off >= 28:
+            # A 20-byte header, not a fragment, and a whole ICMP message of 8 bytes or more.
+            vihl, total_len, flags_offset, proto, src, dst, icmp_type, code, ident, seq = _IP4_ICMP.unpack_from(f, off)
+            if vihl == 0x45 and proto == _PROTO_ICMP and not flags_offset & 0x3FFF and 28 <= total_len <= limit - off:
+                end = off + total_len
+                if self.verify_checksums:
+                    # Both sums as big-endian integers, which are congruent modulo 0xFFFF to the one's-complement
+                    # sums of their 16-bit words; an odd ICMP length shifts its sum by 8 bits (a factor of
+                    # 256, invertible modulo 0xFFFF), changing neither "is 0" nor "is 0 modulo 0xFFFF".
+                    if int.from_bytes(f[off : off + 20], "big") % 0xFFFF:
+                        return self._error("bad_ip_checksum")
+                    total = int.from_bytes(f[off + 20 : end], "big")
+                    if total == 0 or total % 0xFFFF:  # all-zero words sum to +0, never valid
+                        return self._error("bad_checksum")
+                self.stats.type_counts[icmp_type] += 1
+                if icmp_type == 8 or icmp_type == 0:
+                    return IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, f[off + 28 : end], wire_len)
+                return IcmpPacket(ts, src, dst, False, icmp_type, code, -1, -1, f[off + 24 : end], wire_len)
+        return super()._ip4(ts, f, off, limit, wire_len)
+
+    def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        """The IPv6 packet in f[off:limit] (the rest of the captured frame)."""
+        if limit - off >= 48:
+            # No extension header and a whole ICMPv6 message of 8 bytes or more.
+            version, size, next_header, src, dst, icmp_type, code, ident, seq = _IP6_ICMP.unpack_from(f, off)
+            if version >> 4 == 6 and next_header == _PROTO_ICMPV6 and 8 <= size <= limit - off - 40:
+                start = off + 40
+                end = start + size
+                if self.verify_checksums:
+                    pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + size + _PROTO_ICMPV6
+                    if ((int.from_bytes(f[start:end], "big") << (8 if size & 1 else 0)) + pseudo) % 0xFFFF:
+                        return self._error("bad_checksum")
+                self.stats.type_counts[256 + icmp_type] += 1
+                if icmp_type == 128 or icmp_type == 129:
+                    return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)
+                return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
+        return super()._ip6(ts, f, off, limit, wire_len)
