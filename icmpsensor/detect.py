@@ -47,7 +47,7 @@ _SUMMARISED = _EXFIL | _ASYM | _CHANGES | _TUNNEL | _NONECHO | _SLOW
 _REPORTS_PAIR = _EXFIL | _TUNNEL | _NONECHO  # notes after which SlowExfil would only repeat them
 
 # What process() does with a message, by ICMP type (IPv4, IPv6).
-_OTHER, _REQUEST, _REPLY = "other", "request", "reply"
+_OTHER, _REQUEST, _REPLY = 0, 1, 2
 _KIND_V4 = tuple(_REQUEST if t == 8 else _REPLY if t == 0 else _OTHER for t in range(256))
 _KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t in range(256))
 
@@ -120,10 +120,10 @@ class Detector(FlowDetector):
             if ts >= self._next_sweep:
                 self._sweep(due)
         kind = (_KIND_V6 if pkt.ipv6 else _KIND_V4)[pkt.icmp_type]
-        if kind is _REQUEST and not pkt.icmp_code:
+        if kind == _REQUEST and not pkt.icmp_code:
             stats.echo_requests += 1
             self._on_request(pkt, ts, due)
-        elif kind is _OTHER or kind is _REQUEST:
+        elif kind != _REPLY:  # other types, and echo requests with a non-zero code
             stats.other_icmp += 1
             self._on_other(pkt, due)
         else:  # a reply, whatever its code: a host that echoes a request back adds nothing
