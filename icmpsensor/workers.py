@@ -531,9 +531,12 @@ class MultiDaemon(Daemon):
     # -- stats ---------------------------------------------------------------------------------
 
     def _totals(self) -> dict[str, Any]:
+        """The workers' counters summed, but for interface_dropped: ps_ifdrop is the interface's own
+        counter, which every worker's handle reports whole."""
         totals: dict[str, Any] = {}
         for worker in self.workers:
             _add_into(totals, {k: v for k, v in worker.stats.items() if k != "pid"})
+        totals["interface_dropped"] = max((w.stats.get("interface_dropped", 0) for w in self.workers), default=0)
         return totals
 
     def stats_record(self, now: float) -> dict[str, object]:
@@ -547,8 +550,7 @@ class MultiDaemon(Daemon):
             "packets_received": t.get("packets_received", 0),
             "packets_read": t.get("packets_read", 0),
             "kernel_dropped": t.get("kernel_dropped", 0),
-            # ps_ifdrop is the interface's own counter, which every worker's handle reports whole: not summed
-            "interface_dropped": max((w.stats.get("interface_dropped", 0) for w in self.workers), default=0),
+            "interface_dropped": t.get("interface_dropped", 0),
             "queue_dropped": t.get("queue_dropped", 0),
             "queue_dropped_batches": t.get("queue_dropped_batches", 0),
             "decode": t.get("decode", {}),

@@ -402,3 +402,22 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
     print(f"\nscaling: a burst of {total} ICMP echo requests (256 sources, {SCALING_SIZE}-byte novel payloads), "
           f"tcpreplay --topspeed, {os.cpu_count()} CPUs; CPU s per process (workers..., main):")
     print("\n".join(lines))
+
+
+def test_interface_drops_are_the_interface_counter_once_and_the_rest_is_summed() -> None:
+    from types import SimpleNamespace
+
+    from icmpsensor.workers import MultiDaemon
+
+    daemon = MultiDaemon.__new__(MultiDaemon)  # only the workers' last reports matter here
+    daemon.notices_emitted = 0
+    daemon.workers = [  # type: ignore[list-item]
+        SimpleNamespace(stats={"pid": 10, "packets_read": 100, "kernel_dropped": 1, "interface_dropped": 7,
+                               "decode": {"frames": 100}}),
+        SimpleNamespace(stats={"pid": 11, "packets_read": 50, "kernel_dropped": 2, "interface_dropped": 7,
+                               "decode": {"frames": 50}}),
+    ]
+    totals = daemon._totals()
+    assert totals["packets_read"] == 150 and totals["kernel_dropped"] == 3 and totals["decode"] == {"frames": 150}
+    assert totals["interface_dropped"] == 7
+    assert "interface 7 " in daemon.status_line()
