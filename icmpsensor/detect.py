@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from icmpsensor import fingerprints, nonecho, tunnels
 from icmpsensor.config import AllowlistConfig, DetectionConfig
 from icmpsensor.detect_original import OriginalDetector
-from icmpsensor.flows import EVICTION_SCAN, NO_NOTICES, Flow, FlowDetector
+from icmpsensor.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector
 from icmpsensor.notices import (
     NOTE_ASYM_PAYLOAD,
     NOTE_ASYM_PAYLOAD_FLOW,
@@ -118,7 +118,7 @@ class Detector(FlowDetector):
         if ts > self.now:
             self.now = ts
             if ts >= self._next_sweep:
-                self._sweep(due)
+                self._sweep(due, ts - ts % SWEEP_INTERVAL)
         kind = (_KIND_V6 if pkt.ipv6 else _KIND_V4)[pkt.icmp_type]
         if kind == _REQUEST and not pkt.icmp_code:
             stats.echo_requests += 1

@@ -158,7 +158,7 @@ class FlowDetector:
         if pkt.ts > self.now:
             self.now = pkt.ts
             if self.now >= self._next_sweep:
-                self._sweep(due)
+                self._sweep(due, pkt.ts - pkt.ts % SWEEP_INTERVAL)
         self._packet(pkt, due)
         if len(self._flows) > self.cfg.max_flows:
             self._evict_over_cap(due)
@@ -170,7 +170,8 @@ class FlowDetector:
             return NO_NOTICES
         self.now = now
         due: list[Notice] = []
-        self._sweep(due)
+        if now >= self._next_sweep:
+            self._sweep(due, now - now % SWEEP_INTERVAL)
         return due or NO_NOTICES
 
     def flush(self) -> list[Notice]:
@@ -242,9 +243,13 @@ class FlowDetector:
 
     # -- expiry and eviction -----------------------------------------------------------------
 
-    def _sweep(self, due: list[Notice]) -> None:
-        """Evaluate and drop flows idle for idle_timeout; forget requests as old."""
-        now = self.now
+    def _sweep(self, due: list[Notice], now: float) -> None:
+        """Evaluate and drop the flows idle for idle_timeout at `now`, forget requests as old.
+
+        Sweeps run at whole multiples of SWEEP_INTERVAL of the clock (`now`), once the clock has
+        passed one: what has expired before a packet is handled then depends on that packet's time
+        only, not on which other host pairs' packets came before it, so a replay worker that sees
+        some pairs decides as one process that sees them all."""
         self._next_sweep = now + SWEEP_INTERVAL
         timeout = self.cfg.idle_timeout
         flows = self._flows

@@ -2,23 +2,26 @@
 
 One process replays at one core's speed. With N > 1, N worker processes are forked, and each
 reads every capture file itself but decodes and detects only the frames whose host pair is
-its own: bucket (`partition.pair_key`) % N == its index. Both directions of a pair, all its
-echo ids and every fragment of its datagrams reach one worker, so per-pair state (flows,
-pending requests, reassembly, slow-exfiltration memory, evidence) stays whole, as it does for
-live workers in their kernel fanout group (workers.py). What every worker pays for every
-frame, its own or not (reading, the key, the clock), is about 0.8 us; with 2 workers on 2
-cores the synthetic benchmark capture replays 1.6-1.7 times as fast as with one process.
+its own. Both directions of a pair, all its echo ids and every fragment of its datagrams
+reach one worker, so per-pair state (flows, pending requests, reassembly, slow-exfiltration
+memory, evidence) stays whole, as it does for live workers in their kernel fanout group
+(workers.py). Which frames are a worker's, one partition for the whole timeline:
 
-The detector's clock. One process moves its clock with every ICMP message it decodes and
-expires idle flows at most once a second (flows.SWEEP_INTERVAL) of packet time. A worker
-follows the timestamps of every frame that carries an ICMP message (`partition.NOT_ICMP`
-says, from the fixed headers, which ones do not), its own or not, and drives the same
-schedule: at each frame that would start a sweep it feeds its frames read so far, then calls
-`Pipeline.advance(ts)`. At the end of input its clock is the last such timestamp, so flows
-flushed then carry the same ts as with one process. Expiry, eviction and flush thus happen
-at the same moments as with one process, except where a frame the headers promise to be an
-ICMP message is not one (malformed, a bad checksum, fragments out of order) and happens to
-sit where a sweep falls.
+* Ethernet captures whose snap length keeps the addresses (all the files of the run):
+  libpcap decides, with a BPF filter per worker (`partition.share_filter`), so a worker
+  reads only its own frames and spends nothing in Python on the others';
+* any other capture: every worker reads every frame and keeps those whose bucket
+  (`partition.pair_key`) % N is its index (about 0.7 us a frame in Python, for every frame).
+
+The detector's clock. Idle flows and old pending requests are swept at whole seconds of
+packet time (flows.FlowDetector._sweep), so what has expired before a packet is handled
+depends on that packet's time only: a worker that sees some host pairs decides as one
+process that sees them all (for captures in time order). At the end of input every worker
+sends its clock (MSG_CLOCK) and the main process answers with the latest (MSG_END): each
+worker makes the last sweep one process would have made and flushes its flows at that
+time, so flows flushed at the end carry the same ts as with one process. Without share
+filters a worker also follows the other frames' timestamps and sweeps where one process
+would.
 
 Notices. A worker's only sink collects its notices; after each batch of frames (4096) it
 sends them, pickled, in one message, with its watermark: the packet time no later notice
@@ -32,7 +35,8 @@ timestamps go backwards get every notice, some out of order.
 
 Errors, as with one process: every file is opened and its link type checked in the main
 process before any worker is forked; a capture that ends in a broken record makes every
-worker stop at the same frame, and the problem is reported once. A worker that fails sends
+worker stop at the same frame, and the problem is reported once (with the frames all the
+workers read before it). A worker that fails sends
 its one-line error, which ends the replay with that error and exit code; a worker that dies
 (or sends nothing for SILENCE_LIMIT seconds) ends it with EXIT_INTERNAL. The main process
 never waits without a timeout, and watches the workers' process sentinels.
@@ -79,11 +83,21 @@ from icmpsensor.errors import EXIT_INTERNAL, InputError, SensorError
 from icmpsensor.evidence import EvidenceStats
 from icmpsensor.flows import SWEEP_INTERVAL, DetectorStats
 from icmpsensor.notices import Notice
-from icmpsensor.partition import BUCKET_MASK, NOT_ICMP, BatchKeyFunction, KeyFunction, pair_key, pair_key_in_batch
+from icmpsensor.partition import (
+    BUCKET_MASK,
+    NOT_ICMP,
+    BatchKeyFunction,
+    KeyFunction,
+    pair_key,
+    pair_key_in_batch,
+    share_filter,
+    share_filters_apply,
+)
 from icmpsensor.pipeline import Pipeline, write_notice
 from icmpsensor.replay import (  # the helpers replay_file uses: the same reading, salvage and messages
     ReplayResult,
     batches,
+    capture_snaplen,
     decoder_for_file,
     error_text,
     open_capture,
@@ -102,8 +116,11 @@ _FORK = multiprocessing.get_context("fork")
 
 # Worker -> main messages (pickled tuples).
 MSG_NOTICES = "notices"  # (MSG_NOTICES, [Notice...], watermark)
+MSG_CLOCK = "clock"  # (MSG_CLOCK, [Notice...], the latest ICMP timestamp read): input read, waiting for MSG_END
 MSG_DONE = "done"  # (MSG_DONE, [Notice...], WorkerReport)
 MSG_FAILED = "failed"  # (MSG_FAILED, exit code, one-line message)
+# Main -> worker: (MSG_END, the latest timestamp any worker read): flush at that time.
+MSG_END = "end"
 
 Frame = tuple[float, bytes]
 R = TypeVar("R")
@@ -113,13 +130,22 @@ R = TypeVar("R")
 
 
 @dataclass
+class Problem:
+    """A capture file that could not be read to the end, as one worker met it."""
+
+    path: str
+    error: str
+    frames: int  # frames this worker read from it before (and salvaged after) the break
+
+
+@dataclass
 class WorkerReport:
     """What a worker sends once its input has ended."""
 
     index: int
     files: int
     frames: int  # frames read: every worker reads every frame
-    problems: list[str]
+    problems: list[Problem]
     decode: DecodeStats  # its share of the frames
     detect: DetectorStats
     evidence: EvidenceStats | None
@@ -172,10 +198,13 @@ class NoticeBatch:
 class ReplayWorker:
     """Worker `index` of `workers`: decodes and detects its share of every file; runs in a forked process."""
 
-    def __init__(self, index: int, workers: int, cfg: Config, conn: Connection) -> None:
+    def __init__(self, index: int, workers: int, cfg: Config, conn: Connection, use_share_filter: bool) -> None:
         self.index = index
         self.workers = workers
         self.conn = conn
+        # libpcap picks this worker's frames (partition.share_filter), or every frame is read and keyed here
+        self.share_filter = share_filter(index, workers) if use_share_filter else None
+        self.problems: list[Problem] = []
         self.sink = NoticeBatch()
         self.pipeline = Pipeline(cfg, [self.sink])
         self.clock = 0.0  # the latest ICMP message's timestamp: the clock one process would have
@@ -188,11 +217,30 @@ class ReplayWorker:
         result = ReplayResult()
         for path in paths:
             self.replay_file(path, result)
-        detector = self.pipeline.detector
-        detector.now = max(detector.now, self.clock)  # flows end at the capture's last timestamp
+        # Flows end at the capture's last timestamp, which the worker that read it knows: every
+        # worker says where its clock got to, and the main process answers with the latest.
+        self.conn.send((MSG_CLOCK, self.sink.take(), self.latest()))
+        end = self.wait_for_end()
+        self.pipeline.advance(end)  # the last sweep one process made, at end's whole second
+        self.pipeline.detector.now = max(self.pipeline.detector.now, end)
         self.pipeline.finish()
         self.pipeline.close()
         self.conn.send((MSG_DONE, self.sink.take(), self.report(result)))
+
+    def latest(self) -> float:
+        """The latest ICMP timestamp this worker knows: its clock, or its detector's with a share filter."""
+        return max(self.clock, self.pipeline.detector.now)
+
+    def wait_for_end(self) -> float:
+        """The main process's MSG_END time; waits while the main process lives (checked each second)."""
+        parent = os.getppid()
+        while not self.conn.poll(1.0):
+            if os.getppid() != parent:
+                raise SensorError("the main process is gone")
+        kind, end = self.conn.recv()
+        if kind != MSG_END:
+            raise SensorError(f"unexpected message {kind!r} from the main process")
+        return float(end)
 
     def replay_file(self, path: str, result: ReplayResult) -> None:
         """replay.replay_file for this worker's share; every worker reads, counts and salvages every frame."""
@@ -200,24 +248,32 @@ class ReplayWorker:
         decoder = decoder_for_file(path, reader, self.pipeline)
         key = pair_key(reader.datalink())
         key_in_batch = pair_key_in_batch(reader.datalink())
+        if self.share_filter is not None:
+            reader.setfilter(self.share_filter)
         result.files += 1
         done = 0
         try:
             for buf, meta in batches(reader):
-                self.feed_batch(decoder, key_in_batch, buf, meta)
+                if self.share_filter is not None:
+                    self.pipeline.feed_batch(decoder, buf, meta)
+                else:
+                    self.feed_batch(decoder, key_in_batch, buf, meta)
                 done += packet_count(meta)
                 self.ship()
         except pcapy.PcapError as exc:
             # A batch that hits a truncated or corrupt record is lost whole; re-read its good frames.
             salvaged = 0
             try:
-                for frame in single_frames_after(path, done):
-                    self.feed(decoder, key, (frame,))
+                for frame in single_frames_after(path, done, self.share_filter):
+                    if self.share_filter is not None:
+                        self.pipeline.feed(decoder, (frame,))
+                    else:
+                        self.feed(decoder, key, (frame,))
                     salvaged += 1
             except pcapy.PcapError:
                 pass
             done += salvaged
-            result.problems.append(f"capture file {path}: {error_text(exc)} (after {done} packets; rest skipped)")
+            self.problems.append(Problem(path, error_text(exc), done))
             self.ship()
         result.frames += done
 
@@ -277,7 +333,7 @@ class ReplayWorker:
 
     def ship(self) -> None:
         """The batch's notices and the watermark to the main process; now and then re-measure evidence."""
-        self.conn.send((MSG_NOTICES, self.sink.take(), self.clock - WATERMARK_LAG))
+        self.conn.send((MSG_NOTICES, self.sink.take(), self.latest() - WATERMARK_LAG))
         evidence = self.pipeline.evidence
         if evidence is not None and time.monotonic() >= self.next_resync:
             self.next_resync = time.monotonic() + EVIDENCE_RESYNC
@@ -289,7 +345,7 @@ class ReplayWorker:
             index=self.index,
             files=result.files,
             frames=result.frames,
-            problems=result.problems,
+            problems=self.problems,
             decode=pipeline.decode_stats,
             detect=pipeline.detector.stats,
             evidence=pipeline.evidence.stats if pipeline.evidence is not None else None,
@@ -301,14 +357,14 @@ class ReplayWorker:
 
 
 def _worker_main(index: int, workers: int, cfg: Config, paths: Sequence[str], conn: Connection,
-                 inherited: Sequence[Connection]) -> None:
+                 inherited: Sequence[Connection], use_share_filter: bool) -> None:
     """Entry point of a worker process (forked): its end, or its one-line error, goes to the main process."""
     for other in inherited:  # the main process's ends of the earlier workers' pipes: not ours to hold open
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process decides
     code = 0
     try:
-        ReplayWorker(index, workers, cfg, conn).run(paths)
+        ReplayWorker(index, workers, cfg, conn, use_share_filter).run(paths)
     except SensorError as exc:
         code = exc.exit_code
         _send_quietly(conn, (MSG_FAILED, exc.exit_code, exc.message))
@@ -379,22 +435,28 @@ class WorkerHandle:
     conn: Connection
     report: WorkerReport | None = None
     heard: float = field(default_factory=time.monotonic)
+    clock: float | None = None  # set once it has read its input (MSG_CLOCK)
 
     @property
     def reading(self) -> bool:
         return self.report is None
 
 
-def check_captures(paths: Sequence[str]) -> None:
-    """What replay_files checks before reading anything: every file opens and has a supported link type."""
+def check_captures(paths: Sequence[str]) -> bool:
+    """What replay_files checks before reading anything: every file opens and has a supported link type.
+    Then whether every file can be partitioned by libpcap (partition.share_filter): one partition for
+    the whole timeline, so that a host pair stays in one worker from one file to the next."""
+    filters_apply = True
     for path in paths:
         reader = open_capture(path)
         try:
             Decoder(reader.datalink(), DecodeStats())
+            filters_apply = filters_apply and share_filters_apply(reader.datalink(), capture_snaplen(path))
         except InputError as exc:
             raise InputError(f"capture file {path}: {exc.message}") from None
         finally:
             reader.close()
+    return filters_apply
 
 
 class ParallelReplay:
@@ -415,7 +477,7 @@ class ParallelReplay:
         self.write_errors = 0
 
     def run(self) -> ParallelReplayResult:
-        check_captures(self.paths)
+        self.share_filters = check_captures(self.paths)
         try:
             self._start()
             self._pump()
@@ -434,13 +496,14 @@ class ParallelReplay:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         for index in range(self.count):
-            reader, writer = _FORK.Pipe(duplex=False)
+            ours, theirs = _FORK.Pipe()
             inherited = [w.conn for w in self.workers]
             process = _FORK.Process(target=_worker_main, name=f"icmpsensor-replay-{index}",
-                                    args=(index, self.count, self.cfg, self.paths, writer, inherited))
+                                    args=(index, self.count, self.cfg, self.paths, theirs, inherited,
+                                          self.share_filters))
             process.start()
-            writer.close()  # so that the worker's exit is an EOF here
-            self.workers.append(WorkerHandle(index, process, reader))
+            theirs.close()  # so that the worker's exit is an EOF here
+            self.workers.append(WorkerHandle(index, process, ours))
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -473,6 +536,14 @@ class ParallelReplay:
         kind = message[0]
         if kind == MSG_NOTICES:
             self.merge.add(worker.index, message[1], message[2])
+        elif kind == MSG_CLOCK:
+            worker.clock = message[2]
+            self.merge.add(worker.index, message[1], message[2] - WATERMARK_LAG)
+            clocks = [w.clock for w in self.workers]
+            if None not in clocks:
+                end = max(c for c in clocks if c is not None)
+                for each in self.workers:
+                    _send_quietly(each.conn, (MSG_END, end))  # one that died meanwhile: its sentinel says so
         elif kind == MSG_DONE:
             worker.report = message[2]
             self.merge.done(worker.index, message[1])
@@ -490,6 +561,8 @@ class ParallelReplay:
         """A worker with nothing to read for SILENCE_LIMIT seconds (it reports every batch) is stuck."""
         now = time.monotonic()
         for worker in reading:
+            if worker.clock is not None:
+                continue  # done reading: waits for the others, then flushes (a few seconds at most)
             if worker.reading and now - worker.heard > SILENCE_LIMIT and not _pending(worker.conn):
                 raise WorkerFailure(f"worker {worker.index} (pid {worker.process.pid}) sent nothing for "
                                     f"{SILENCE_LIMIT:g} s; replay stopped")
@@ -530,10 +603,12 @@ class ParallelReplay:
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(sum_records(evidence)) if evidence else {},
         }
+        # With share filters each worker read its own frames; otherwise every worker read them all.
+        frames = sum(r.frames for r in reports) if self.share_filters else first.frames
         return ParallelReplayResult(
             files=first.files,
-            frames=first.frames,
-            problems=list(dict.fromkeys(p for r in reports for p in r.problems)),  # each worker met the same
+            frames=frames,
+            problems=self._problems(reports),
             workers=len(reports),
             stats=stats,
             notices=self.notices,
@@ -541,6 +616,16 @@ class ParallelReplay:
             shares=[r.decode.frames for r in reports],
             worker_peak_rss_kb=[r.peak_rss_kb for r in reports],
         )
+
+
+    def _problems(self, reports: list[WorkerReport]) -> list[str]:
+        """Each broken capture once, as replay_file words it: every worker met the same break."""
+        frames: dict[tuple[str, str], list[int]] = {}
+        for report in reports:
+            for problem in report.problems:
+                frames.setdefault((problem.path, problem.error), []).append(problem.frames)
+        return [f"capture file {path}: {error} (after {sum(counts) if self.share_filters else counts[0]} packets; "
+                "rest skipped)" for (path, error), counts in frames.items()]
 
 
 def replay_files_parallel(paths: Sequence[str], cfg: Config, workers: int, sinks: Sequence[NoticeSink],

@@ -79,6 +79,60 @@ _V4_BUCKETS: dict[bytes, int] = {}
 _V6_BUCKETS: dict[bytes, int] = {}
 
 
+# -- the same, in libpcap: BPF share filters ------------------------------------------------------
+#
+# For Ethernet captures a worker can leave the choice to libpcap: `share_filter(index, workers)` is a
+# BPF expression that accepts exactly the frames of worker `index`, so a worker reads only its own
+# frames and pays nothing in Python for the others'. It follows Decoder's path through at most
+# SHARE_FILTER_TAGS VLAN tags (the decoder's TPIDs) to an IPv4 or IPv6 header and hashes the
+# address pair symmetrically (the 32-bit sum of the two addresses, IPv6 ones folded to 32 bits by
+# XOR, times the golden ratio, bits 16-31: a sum, not a XOR, which gives every pair (a + k, b + k)
+# one bucket; a different hash from pair_key's, which a run never mixes); a frame without an address
+# pair that far in (too short, not IP, more tags) goes to worker 0. Every load is guarded by the
+# frame's length (BPF `len`), so no frame makes the program fail, as long as the capture's snap
+# length keeps SHARE_FILTER_SNAPLEN bytes (a load past the captured bytes rejects the frame in
+# every worker): `share_filters_apply` says whether a capture can use them.
+
+SHARE_FILTER_TAGS = 2
+SHARE_FILTER_SNAPLEN = 14 + 4 * SHARE_FILTER_TAGS + 40  # IPv6 addresses behind the last tag
+_TPID_TEST = " or ".join(f"link[{{at}}:2] = 0x{tpid:04x}" for tpid in sorted(_VLAN_TPIDS))
+
+
+def share_filter(index: int, workers: int) -> str:
+    """The BPF expression (Ethernet) accepting exactly the frames of worker `index` of `workers`."""
+    if index == 0:
+        return f"len < 14 or {_share_level(0, index, workers)}"
+    return f"len >= 14 and {_share_level(0, index, workers)}"
+
+
+def _share_level(depth: int, index: int, workers: int) -> str:
+    ethertype = 12 + 4 * depth
+    ip = ethertype + 2
+    v4 = f"link[{ethertype}:2] = 0x0800 and len >= {ip + 20}"
+    v6 = f"link[{ethertype}:2] = 0x86dd and len >= {ip + 40}"
+    tag = f"({_TPID_TEST.format(at=ethertype)}) and len >= {ethertype + 6}" if depth < SHARE_FILTER_TAGS else ""
+    v4_pair = f"link[{ip + 12}:4] + link[{ip + 16}:4]"
+    v6_src = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(8, 24, 4))
+    v6_dst = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(24, 40, 4))
+    v6_pair = f"({v6_src}) + ({v6_dst})"
+    branches = [f"({v4} and {_bucket_test(v4_pair, index, workers)})",
+                f"({v6} and {_bucket_test(v6_pair, index, workers)})"]
+    if tag:
+        branches.append(f"({tag} and {_share_level(depth + 1, index, workers)})")
+    if index == 0:  # no address pair at this depth and no tag to follow: worker 0's
+        branches.append(f"(not ({v4}) and not ({v6})" + (f" and not ({tag}))" if tag else ")"))
+    return "(" + " or ".join(branches) + ")"
+
+
+def _bucket_test(pair_sum: str, index: int, workers: int) -> str:
+    return f"((({pair_sum}) * {_GOLDEN}) >> 16) % {workers} = {index}"
+
+
+def share_filters_apply(linktype: int, snaplen: int | None) -> bool:
+    """Whether captures of `linktype` with snap length `snaplen` (None: unknown) can use share_filter."""
+    return linktype == LINKTYPE_ETHERNET and snaplen is not None and snaplen >= SHARE_FILTER_SNAPLEN
+
+
 def pair_key(linktype: int) -> KeyFunction:
     """The key (bucket and NOT_ICMP) of a frame of `linktype`; ValueError for a link type Decoder refuses."""
     key = _KEYS.get(linktype)

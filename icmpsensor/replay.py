@@ -53,9 +53,12 @@ def batches(reader: pcapy.Reader) -> Iterator[RawBatch]:
         yield buf, meta
 
 
-def single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:
-    """Frames after the first `skip`, one at a time: used to salvage a batch that hit a broken record."""
+def single_frames_after(path: str, skip: int, bpf_filter: str | None = None) -> Iterator[tuple[float, bytes]]:
+    """Frames after the first `skip` (of those `bpf_filter` passes), one at a time: used to salvage a
+    batch that hit a broken record."""
     reader = pcapy.open_offline(path)
+    if bpf_filter is not None:
+        reader.setfilter(bpf_filter)
     index = 0
     while True:
         hdr, data = reader.next()
@@ -65,6 +68,38 @@ def single_frames_after(path: str, skip: int) -> Iterator[tuple[float, bytes]]:
             sec, usec = hdr.getts()
             yield sec + usec * 1e-6, data
         index += 1
+
+
+def capture_snaplen(path: str) -> int | None:
+    """The snap length a capture file declares (pcapng: the smallest of the interfaces described
+    before the first packet; 0 there means no limit), or None when the header says nothing usable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    if len(head) >= 24 and head[:4] in _PCAP_MAGICS:
+        return int.from_bytes(head[16:20], _PCAP_MAGICS[head[:4]])
+    if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
+        return None
+    order = "little" if head[8:12] == b"\x4d\x3c\x2b\x1a" else "big"
+    snaplens: list[int] = []
+    at = 0
+    while at + 16 <= len(head):
+        kind = int.from_bytes(head[at : at + 4], order)
+        length = int.from_bytes(head[at + 4 : at + 8], order)
+        if kind in (2, 3, 6) or length < 12:  # a packet block: every interface it can use is described
+            break
+        if kind == 1:  # interface description: link type, reserved, snap length
+            snaplens.append(int.from_bytes(head[at + 12 : at + 16], order) or 0xFFFFFFFF)
+        at += length
+    return min(snaplens) if snaplens else None
+
+
+_PCAP_MAGICS = {  # the pcap file magic as read from the file -> the byte order of its header
+    b"\xd4\xc3\xb2\xa1": "little", b"\xa1\xb2\xc3\xd4": "big",  # microsecond timestamps
+    b"\x4d\x3c\xb2\xa1": "little", b"\xa1\xb2\x3c\x4d": "big",  # nanosecond timestamps
+}
 
 
 def decoder_for_file(path: str, reader: pcapy.Reader, pipeline: Pipeline) -> Decoder:

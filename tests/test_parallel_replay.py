@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pcapy
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -166,6 +167,81 @@ def test_the_ethernet_fast_path_agrees_with_the_general_one(frame: bytes) -> Non
 def test_the_key_of_a_frame_in_a_batch_is_its_key(linktype: int, frame: bytes, before: bytes, after: bytes) -> None:
     key_in_batch = partition.pair_key_in_batch(linktype)
     assert key_in_batch(before + frame + after, len(before), len(frame)) == partition.pair_key(linktype)(frame)
+
+
+# -- the partition done by libpcap (Ethernet captures) -----------------------------------------------------
+
+
+def _share_programs(workers: int) -> list[pcapy.BPFProgram]:
+    return [pcapy.compile(craft.LINKTYPE_ETHERNET, 65535, partition.share_filter(i, workers), 1, 0)
+            for i in range(workers)]
+
+
+SHARE_PROGRAMS = {n: _share_programs(n) for n in (2, 3)}
+
+
+def share_of(frame: bytes, workers: int) -> int:
+    """The one worker whose share filter passes `frame` (asserted: exactly one)."""
+    passing = [i for i, program in enumerate(SHARE_PROGRAMS[workers]) if program.filter(frame)]
+    assert len(passing) == 1, (passing, frame.hex())
+    return passing[0]
+
+
+@PROPERTY
+@given(case=conversations(), workers=st.sampled_from([2, 3]), cut=st.integers(0, 80))
+def test_share_filters_give_each_frame_to_one_worker_and_a_pair_to_one_worker(
+        case: Conversation, workers: int, cut: int) -> None:
+    if case.kind != "ethernet" or len(case.tpids) > partition.SHARE_FILTER_TAGS:
+        case.kind, case.tpids = "ethernet", case.tpids[: partition.SHARE_FILTER_TAGS]
+    frames = [framed("ethernet", ip, case.tpids)[1] for ip in case.forward + case.backward]
+    assert len({share_of(frame, workers) for frame in frames}) == 1  # both directions, every fragment
+    for frame in frames:
+        share_of(frame[:cut], workers)  # a frame cut anywhere still goes to exactly one worker
+
+
+@PROPERTY
+@given(frame=st.binary(max_size=90), workers=st.sampled_from([2, 3]))
+def test_share_filters_take_any_bytes_once(frame: bytes, workers: int) -> None:
+    share_of(frame, workers)
+
+
+def test_share_filters_spread_numbered_pairs() -> None:
+    """(a + k, b + k) pairs, a lab's numbering: a XOR of the addresses would give them all one worker."""
+    shares = [share_of(craft.ether(craft.icmp4(f"192.0.2.{k}", f"198.51.100.{k}", 8)), 2) for k in range(1, 65)]
+    assert 20 <= sum(shares) <= 44, shares
+
+
+def test_frames_without_an_address_pair_within_two_tags_go_to_worker_0() -> None:
+    icmp = craft.icmp4("10.0.0.1", "10.0.0.2", 8)
+    for frame in (craft.arp(), b"", craft.ether(icmp)[:33], craft.ether(icmp, vlans=[1, 2, 3]),
+                  framed("ethernet", icmp, [0x8100, 0x88A8, 0x9100])[1]):
+        assert share_of(frame, 3) == 0
+
+
+def test_capture_snaplen_and_when_share_filters_apply(tmp_path: Path) -> None:
+    from icmpsensor.replay import capture_snaplen
+
+    frames = [(1000.0, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", 8)))]
+    for snaplen in (60, 62, 65535):
+        craft.write_pcap(tmp_path / f"s{snaplen}.pcap", frames, snaplen=snaplen)
+        assert capture_snaplen(str(tmp_path / f"s{snaplen}.pcap")) == snaplen
+    craft.write_pcapng(tmp_path / "n.pcapng", frames, craft.LINKTYPE_ETHERNET)
+    assert capture_snaplen(str(tmp_path / "n.pcapng")) is not None
+    (tmp_path / "junk").write_bytes(b"not a capture")
+    assert capture_snaplen(str(tmp_path / "junk")) is None
+    assert not partition.share_filters_apply(craft.LINKTYPE_ETHERNET, 60)
+    assert partition.share_filters_apply(craft.LINKTYPE_ETHERNET, 62)
+    assert not partition.share_filters_apply(craft.LINKTYPE_ETHERNET, None)
+    assert not partition.share_filters_apply(craft.LINKTYPE_LINUX_SLL2, 65535)
+
+
+def test_a_short_snap_length_replays_with_the_python_partition_alike(tmp_path: Path) -> None:
+    packets = many_pairs(12)
+    path = tmp_path / "short.pcap"
+    craft.write_pcap(path, [(ts, craft.ether(ip)) for ts, ip in packets], snaplen=60)
+    assert not parallel_replay.check_captures([str(path)])  # the frames are cut: libpcap could not place them
+    _, many = replay_both(tmp_path, [path])  # the same counters and notices as one process
+    assert summary(many)["decode"]["frames"] == len(packets)  # type: ignore[index]  # every frame, once
 
 
 @pytest.mark.parametrize("linktype, frame", [
@@ -385,14 +461,14 @@ def in_process() -> Iterator[None]:
 def test_a_worker_that_fails_ends_the_replay_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, many_pairs(8))
-    real_feed = parallel_replay.ReplayWorker.feed_batch
+    real_ship = parallel_replay.ReplayWorker.ship
 
-    def feed(self: parallel_replay.ReplayWorker, *args: object) -> None:
+    def ship(self: parallel_replay.ReplayWorker) -> None:
         if self.index == 1:
             raise RuntimeError("boom")
-        real_feed(self, *args)  # type: ignore[arg-type]
+        real_ship(self)
 
-    monkeypatch.setattr(parallel_replay.ReplayWorker, "feed_batch", feed)  # inherited by the forked workers
+    monkeypatch.setattr(parallel_replay.ReplayWorker, "ship", ship)  # inherited by the forked workers
     code = cli.main(["-r", str(path), "--workers", "2", "--log-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1, err
@@ -532,14 +608,14 @@ def test_remembered_buckets_are_bounded_and_change_no_key(monkeypatch: pytest.Mo
 
 def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, many_pairs(8))
-    real_feed = parallel_replay.ReplayWorker.feed_batch
+    real_ship = parallel_replay.ReplayWorker.ship
 
-    def feed(self: parallel_replay.ReplayWorker, *args: object) -> None:
+    def ship(self: parallel_replay.ReplayWorker) -> None:
         if self.index == 1:
             time.sleep(3600)
-        real_feed(self, *args)  # type: ignore[arg-type]
+        real_ship(self)
 
-    monkeypatch.setattr(parallel_replay.ReplayWorker, "feed_batch", feed)  # inherited by the forked workers
+    monkeypatch.setattr(parallel_replay.ReplayWorker, "ship", ship)  # inherited by the forked workers
     monkeypatch.setattr(parallel_replay, "SILENCE_LIMIT", 1.0)
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
