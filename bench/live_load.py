@@ -716,6 +716,9 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+RATE_SLACK = 0.001  # tcpreplay's achieved rate is the offered one give or take a packet a second
+
+
 def verdict(rows: Sequence[Row]) -> list[str]:
     by_rate: dict[int, list[Row]] = {}
     for row in rows:
@@ -729,7 +732,8 @@ def verdict(rows: Sequence[Row]) -> list[str]:
         best = ok[-1]
         achieved = min(r.replay.pps for r in by_rate[best])
         lines.append(f"{label}: highest rate with < {LOSS_LIMIT:.1%} total loss: {best:,}/s (tcpreplay achieved "
-                     f"{achieved:,.0f}/s); target {TARGET_PPS:,}/s {'met' if achieved >= TARGET_PPS else 'NOT met'}")
+                     f"{achieved:,.0f}/s); target {TARGET_PPS:,}/s "
+                     f"{'met' if achieved >= TARGET_PPS * (1 - RATE_SLACK) else 'NOT met'}")
     else:
         lines.append(f"{label}: no rate had < {LOSS_LIMIT:.1%} total loss")
     lines.append(f"{label}: highest rate with < {LOSS_LIMIT:.1%} loss and the sensor keeping up (drain lag <= "
