@@ -152,28 +152,37 @@ class Daemon:
 
     def _loop(self, decoder: Decoder, queue: SpscQueue[RawBatch]) -> int:
         feed_batch = self.pipeline.feed_batch
-        next_tick = self.clock()
-        next_stats = self._next_stats(next_tick)
+        self._start_timers()
         while not self.flags.stop:
             item = queue.get_wait(QUEUE_WAIT)
             if item is not None:
                 feed_batch(decoder, *item)
-            now = self.clock()
-            if now >= next_tick:
-                next_tick = now + TICK
-                self._tick(now)
-                if now >= next_stats:
-                    self.write_stats(now)
-                    next_stats = self._next_stats(now)
-            if self.flags.reload:
-                self.flags.reload = False
-                self.reload()
+            if self._timers(self.clock()):
                 decoder.verify_checksums = self.cfg.decode.verify_checksums
-                next_stats = self._next_stats(now)
             if self.capture.failure:
                 self.journal.log(self.capture.failure, syslog.LOG_ERR, MSGID_ERROR)
                 return EXIT_NOINPUT
         return EXIT_OK
+
+    def _start_timers(self) -> None:
+        self._tick_due = self.clock()
+        self._stats_due = self._next_stats(self._tick_due)
+
+    def _timers(self, now: float) -> bool:
+        """What the loop does besides its work: once per TICK `_tick`, and a stats record every
+        stats.interval; then a pending reload. Whether the configuration was reloaded."""
+        if now >= self._tick_due:
+            self._tick_due = now + TICK
+            self._tick(now)
+            if now >= self._stats_due:
+                self.write_stats(now)
+                self._stats_due = self._next_stats(now)
+        if not self.flags.reload:
+            return False
+        self.flags.reload = False
+        self.reload()
+        self._stats_due = self._next_stats(now)
+        return True
 
     def _next_stats(self, now: float) -> float:
         interval = self.cfg.stats.interval

@@ -97,7 +97,6 @@ class Detector(FlowDetector):
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         super().reconfigure(detection, allowlist)
         self._max_flows = detection.max_flows
-        self._max_pending = detection.max_pending_requests
         while len(self._pairs) > detection.max_pairs:
             self._pairs.popitem(last=False)
 
@@ -163,14 +162,7 @@ class Detector(FlowDetector):
             novel = self._novelty(flow, pkt, current, previous)
         recognised = not flow.tool and self._recognise_tool(flow, pkt)
         if self._matched:
-            pending = self._pending
-            request = (src, dst, pkt.ident, pkt.seq)
-            if request in pending:
-                pending.move_to_end(request)  # keep the order = age order
-            elif len(pending) >= self._max_pending:
-                pending.popitem(last=False)
-                self.stats.pending_evicted += 1
-            pending[request] = (current, ts)
+            self._remember_request(pkt, current)
         if novel:
             flow.changed_requests += 1
             self._add_novel(flow, novel)

@@ -102,9 +102,8 @@ class EvidenceRecorder:
     # -- per packet ----------------------------------------------------------------------------
 
     def observe(self, pkt: IcmpPacket, novel: int) -> None:
-        """Buffer the packet if its pair is suspicious (it sent novel bytes) or is being recorded."""
-        if not novel and not self.active:
-            return  # nothing suspicious anywhere yet: the common case on benign traffic
+        """Buffer the packet if its pair is suspicious (it sent novel bytes) or is being recorded.
+        The pipeline calls it only for a packet with novel bytes or while `active`."""
         key = (pkt.src, pkt.dst)
         recording = self._open.get(key)
         if recording is not None:

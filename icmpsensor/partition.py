@@ -151,13 +151,14 @@ def pair_key_in_batch(linktype: int) -> BatchKeyFunction:
 
 
 def ethernet_in_batch(buf: bytes, off: int, cap: int) -> int:
-    """`ethernet` on buf[off:off + cap] without copying the frame when it is untagged IPv4."""
-    if cap < 34:
-        return ethernet(buf[off : off + cap])
+    """`ethernet` on buf[off:off + cap], the untagged IPv4 frame (the common one) read in place with one
+    struct call; any other is copied out for the general path."""
+    if cap < 34:  # shorter than an Ethernet header and an IPv4 header
+        return ethernet_general(buf[off : off + cap])
     ethertype, flags_offset, proto, pair = _ETHER_IP4(buf, off + 12)
     if ethertype != _ETHERTYPE_IPV4:
         return ethertype_key(buf[off : off + cap], ethertype, 14)
-    bucket = _V4_BUCKETS.get(pair)
+    bucket = _V4_BUCKETS.get(pair)  # as ip4_key, with _v4_bucket's look-up inlined
     if bucket is None:
         bucket = _v4_bucket(pair)
     return bucket if proto == _PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
@@ -271,16 +272,7 @@ def family_key(f: bytes, family: int) -> int:
 
 
 def ethernet(f: bytes) -> int:
-    try:
-        ethertype, flags_offset, proto, pair = _ETHER_IP4(f, 12)  # untagged IPv4, the common frame
-    except struct.error:  # shorter than an Ethernet header and an IPv4 header
-        return ethernet_general(f)
-    if ethertype != _ETHERTYPE_IPV4:
-        return ethertype_key(f, ethertype, 14)
-    bucket = _V4_BUCKETS.get(pair)  # as ip4_key, with _v4_bucket's look-up inlined
-    if bucket is None:
-        bucket = _v4_bucket(pair)
-    return bucket if proto == _PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
+    return ethernet_in_batch(f, 0, len(f))
 
 
 def ethernet_general(f: bytes) -> int:

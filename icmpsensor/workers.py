@@ -444,22 +444,14 @@ class MultiDaemon(Daemon):
     # -- the main loop -------------------------------------------------------------------------
 
     def _run_loop(self) -> int:
-        next_tick = self.clock()
-        next_stats = self._next_stats(next_tick)
+        self._start_timers()
         while not self.flags.stop and self.failure is None:
             self._pump(lambda: False, None)
-            now = self.clock()
-            if now >= next_tick:
-                next_tick = now + TICK
-                self._housekeeping(now)
-                if now >= next_stats:
-                    self.write_stats(now)
-                    next_stats = self._next_stats(now)
-            if self.flags.reload:
-                self.flags.reload = False
-                self.reload()
-                next_stats = self._next_stats(now)
+            self._timers(self.clock())
         return self.failure[0] if self.failure is not None else EXIT_OK
+
+    def _tick(self, now: float) -> None:
+        self._housekeeping(now)  # the workers expire their own flows
 
     def _wake(self) -> None:
         pass  # the loop waits at most QUEUE_WAIT for worker messages, then looks at the flags

@@ -8,7 +8,8 @@ Reference path, kept here on purpose (not a recorded output):
 * below, the implementations of `novelty.novel_bytes` / `novelty.sketch`, `fingerprints.explain`
   (with its templates), `tunnels._is_periodic`, `tunnels.ToolTracker` and
   `nonecho.unexplained_bytes` as they were before the fast paths (straight copies of that code,
-  provenance comments dropped), patched into the standard detector.
+  provenance comments dropped; `differing_bytes` is counted byte by byte instead), patched into the standard
+  detector.
 
 Every benign and exfiltration corpus case (as Ethernet frames) and every seed capture goes
 through both paths; the notices (note, src, dst, n, novel_bytes, ts, msg, sub), the detector
@@ -100,18 +101,8 @@ def _reference_sketch(payload: bytes) -> novelty.Sketch:
 
 
 def _reference_differing_bytes(a: bytes, b: bytes) -> int:
-    common = min(len(a), len(b))
-    extra = max(len(a), len(b)) - common
-    if common == 0:
-        return extra
-    if len(a) != common:
-        a = a[:common]
-    if len(b) != common:
-        b = b[:common]
-    x = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
-    if not x:
-        return extra
-    return common - x.to_bytes(common, "big").count(0) + extra
+    """Byte by byte, not novelty.differing_bytes's integer XOR."""
+    return sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
 
 
 def _reference_novel_bytes(payload: bytes, previous: novelty.Sketch | None) -> int:
