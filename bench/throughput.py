@@ -14,6 +14,8 @@ the ratio to the ceiling and the stage process's peak RSS (VmHWM):
   icmpsensor  the whole sensor (Pipeline + replay_files, standard profile, notices and evidence
               to a temporary directory); also: notices written, and whether every ground-truth
               exfiltration pair was reported and no benign pair was
+  icmpsensor-py  the same with ICMPSENSOR_PURE_PYTHON=1: batches decoded by the Python struct path
+              instead of the C extension icmpsensor._fastdecode (what that extension gains)
   icmpsensor-2w  the same through replay_files_parallel on 2 worker processes (each decodes and
               detects the host pairs that hash to it; the main process merges the notices); its
               peak RSS is the stage process's plus each worker's own (VmHWM), summed
@@ -50,10 +52,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "icmpsensor-bench"
-STAGES = ("ceiling", "icmpsensor", "icmpsensor-2w", "dpkt", "tshark", "scapy")
+STAGES = ("ceiling", "icmpsensor", "icmpsensor-py", "icmpsensor-2w", "dpkt", "tshark", "scapy")
 LABELS = {
     "ceiling": "libpcap read (ceiling)",
     "icmpsensor": "icmpsensor end to end",
+    "icmpsensor-py": "icmpsensor end to end, decoder all Python",
     "icmpsensor-2w": "icmpsensor end to end, 2 workers",
     "dpkt": "dpkt decode only",
     "tshark": "tshark -T fields",
@@ -134,6 +137,7 @@ def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, obje
     """The sensor end to end; with the ground truth, which exfiltration pairs it reported and which
     notices name a pair that is not an exfiltration pair (either way round): false positives."""
     from icmpsensor.config import Config
+    from icmpsensor.decode import ACCELERATED
     from icmpsensor.pipeline import Pipeline, build_sinks, tune_gc
     from icmpsensor.replay import replay_files
 
@@ -147,7 +151,9 @@ def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, obje
         seconds = time.perf_counter() - began
         pipe.close()
         notices = read_notices(Path(log_dir) / cfg.output.notice_log)
-    return sensor_result(result, seconds, pipe.stats(), notices, truth_file)
+    out = sensor_result(result, seconds, pipe.stats(), notices, truth_file)
+    out["c_decoder"] = ACCELERATED
+    return out
 
 
 def read_notices(notice_log: Path) -> list[dict]:
@@ -166,6 +172,11 @@ def sensor_result(result: ReplayResult, seconds: float, stats: dict[str, object]
         "decode_errors": sum(decode["errors"].values()),  # type: ignore[index, union-attr]
         "decode_skipped": sum(decode["skipped"].values()),  # type: ignore[index, union-attr]
         "icmp": decode["icmp"],  # type: ignore[index]
+        "decode": decode,
+        # what the notices say, without what differs from run to run (uid, evidence path)
+        "notice_digest": hashlib.sha256(json.dumps(
+            [{k: v for k, v in n.items() if k not in ("uid", "evidence")} for n in notices],
+            sort_keys=True).encode()).hexdigest(),
     }
     if truth_file:
         truth = json.loads(Path(truth_file).read_text())
@@ -254,7 +265,7 @@ def stage_scapy(path: str, sample: int = 20_000) -> dict[str, object] | None:
 def run_stage_here(stage: str, path: str, truth_file: str | None, sample: int) -> dict[str, object] | None:
     if stage == "ceiling":
         return stage_ceiling(path)
-    if stage == "icmpsensor":
+    if stage in ("icmpsensor", "icmpsensor-py"):
         return stage_icmpsensor(path, truth_file)
     if stage == "icmpsensor-2w":
         return stage_icmpsensor_workers(path, truth_file, 2)
@@ -287,7 +298,11 @@ def run_stage(stage: str, path: Path, truth_file: Path | None, sample: int) -> d
             "--scapy-sample", str(sample)]
     if truth_file is not None:
         argv += ["--truth", str(truth_file)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=tempfile.gettempdir())
+    env = dict(os.environ)
+    env.pop("ICMPSENSOR_PURE_PYTHON", None)
+    if stage == "icmpsensor-py":
+        env["ICMPSENSOR_PURE_PYTHON"] = "1"
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=tempfile.gettempdir(), env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-3:]
         raise SystemExit(f"throughput: stage {stage} failed: {' / '.join(tail)}")
@@ -418,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
               f"decode errors {sensor['decode_errors']}, skipped {sensor['decode_skipped']}")
         for line in sensor["false_positives"][:20]:
             print(f"  false positive: {line}")
+    pure = results.get("icmpsensor-py")
+    if pure is not None:
+        print(f"icmpsensor-py: C decoder {'on (wrong!)' if pure['c_decoder'] else 'off'}; "
+              f"{pure['notices']} notices; exfiltration pairs reported "
+              f"{pure['exfil_reported']}/{pure['exfil_pairs']}; notices naming a benign pair: "
+              f"{len(pure['false_positives'])}")
     parallel = results.get("icmpsensor-2w")
     if parallel is not None:
         print(f"icmpsensor-2w: {parallel['notices']} notices; exfiltration pairs reported "

@@ -26,7 +26,7 @@ from systemd import daemon as sd_daemon
 from icmpsensor import __version__
 from icmpsensor.capture import LiveCapture, RawBatch
 from icmpsensor.config import Config, load_config
-from icmpsensor.decode import Decoder
+from icmpsensor.decode import DECODER, Decoder
 from icmpsensor.errors import EXIT_NOINPUT, EXIT_OK, CaptureError, InputError, SensorError
 from icmpsensor.journal import (
     MSGID_ERROR,
@@ -141,8 +141,9 @@ class Daemon:
             self.journal.log(self.capture.warning, syslog.LOG_WARNING, MSGID_ERROR)
         notify("READY=1")
         self.journal.log(
-            f"icmpsensor {__version__} started on {self.capture.interface}; notices to {self.notice_log.path}",
-            syslog.LOG_INFO, MSGID_STARTED, INTERFACE=self.capture.interface,
+            f"icmpsensor {__version__} started on {self.capture.interface} ({DECODER}); "
+            f"notices to {self.notice_log.path}",
+            syslog.LOG_INFO, MSGID_STARTED, INTERFACE=self.capture.interface, DECODER=DECODER,
         )
         status = self._loop(decoder, queue)
         self._shutdown(decoder, queue)

@@ -9,8 +9,15 @@ Two interchangeable decoders share the link-layer code and the counters:
   bytes or more) is read with one struct call, several times faster than building
   dpkt objects; every other frame goes to dpkt, exactly as in `DpktDecoder`.
 
-The test suite feeds both the same (valid, mutated and random) frames, one by one
-and as libpcap batches, and requires identical outputs and counters.
+`Decoder.decode_batch` (libpcap batches: replay and live capture) hands a batch to
+the C extension `icmpsensor._fastdecode` first when it is built (it is, by ``pip
+install``): it builds the records of exactly the frames the struct path takes and
+leaves every other frame, by position, to the Python code. Without the extension
+(``ICMPSENSOR_PURE_PYTHON=1``, or a source tree not built) the same batch runs
+through the struct path in Python.
+
+The test suite feeds all of them the same (valid, mutated and random) frames, one
+by one and as libpcap batches, and requires identical outputs and counters.
 
 Every frame handed to ``decode`` ends in exactly one place, so the counters obey
 
@@ -31,6 +38,7 @@ sensor keeps running; the tests require it never to happen).
 
 from __future__ import annotations
 
+import os
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +51,15 @@ from .capture import BATCH_META
 from .errors import InputError
 from .fragments import Reassembler, key_v4, key_v6
 from .packet import IcmpPacket
+
+try:
+    from . import _fastdecode
+except ImportError:  # a source tree that was not built: the batch path stays in Python
+    _fastdecode = None
+if os.environ.get("ICMPSENSOR_PURE_PYTHON"):  # for benchmarks and tests: the Python batch path
+    _fastdecode = None
+if _fastdecode is not None:
+    _fastdecode.bind(IcmpPacket)
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -285,28 +302,24 @@ class DpktDecoder:
         """Decode every frame of one libpcap batch: `buf` holds the frames, `meta` a 16-byte record per
         frame (seconds, microseconds, offset in buf, captured length; see capture.frames_of).
 
-        What ``decode`` gives frame by frame, without copying each frame out of the batch first: an
-        untagged Ethernet frame goes straight to the IPv4 parser, which reads it in place.
+        What ``decode`` gives frame by frame, without copying each frame out of the batch first.
         """
-        packets: list[IcmpPacket] = []
-        append = packets.append
-        stats = self.stats
-        ethernet = self.linktype == LINKTYPE_ETHERNET
-        ip4, link = self._ip4, self._link
-        for sec, usec, off, cap in BATCH_META.iter_unpack(meta):
-            stats.frames += 1
-            ts = sec + usec * 1e-6
-            try:
-                if ethernet and cap >= 14 and buf[off + 12] == 8 and buf[off + 13] == 0:
-                    pkt = ip4(ts, buf, off + 14, off + cap, cap)
-                else:
-                    pkt = link(ts, buf[off : off + cap], cap)
-            except Exception:  # as in decode()
-                stats.errors["internal_error"] += 1
-                continue
-            if pkt is not None:
-                append(pkt)
-        return packets
+        count = len(meta) // BATCH_META.size
+        self.stats.frames += count
+        frame = self._batch_frame
+        return [pkt for index in range(count) if (pkt := frame(buf, meta, index)) is not None]
+
+    def _batch_frame(self, buf: bytes, meta: bytes, index: int) -> IcmpPacket | None:
+        """Frame `index` of a batch, as ``decode`` (which also counts it in stats.frames) decodes it."""
+        sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
+        ts = sec + usec * 1e-6
+        try:
+            if self.linktype == LINKTYPE_ETHERNET and cap >= 14 and buf[off + 12] == 8 and buf[off + 13] == 0:
+                return self._ip4(ts, buf, off + 14, off + cap, cap)  # read in place: no copy of the frame
+            return self._link(ts, buf[off : off + cap], cap)
+        except Exception:  # as in decode()
+            self.stats.errors["internal_error"] += 1
+            return None
 
     # -- counting ---------------------------------------------------------------------------------
 
@@ -580,7 +593,41 @@ class DpktDecoder:
 class Decoder(DpktDecoder):
     """The production decoder: the common frame's IP and ICMP headers read with one struct call;
     every other frame (IPv4 options, fragments, IPv6 extension headers, messages shorter than 8
-    bytes, anything truncated or malformed) goes to dpkt, as in `DpktDecoder`."""
+    bytes, anything truncated or malformed) goes to dpkt, as in `DpktDecoder`.
+
+    Batches go to the C fast path first, when it is built and `accelerated` is not turned off; it
+    takes the same frames as the struct path and leaves the others to it, by position."""
+
+    def __init__(
+        self,
+        linktype: int,
+        stats: DecodeStats,
+        *,
+        verify_checksums: bool = True,
+        reassembler: Reassembler | None = None,
+        accelerated: bool = True,
+    ) -> None:
+        super().__init__(linktype, stats, verify_checksums=verify_checksums, reassembler=reassembler)
+        self._c_link = _c_link_kind(linktype) if accelerated else None
+
+    @property
+    def accelerated(self) -> bool:
+        """Whether batches are decoded by the C extension."""
+        return self._c_link is not None
+
+    def decode_batch(self, buf: bytes, meta: bytes) -> list[IcmpPacket]:
+        link = self._c_link
+        if link is None:
+            return super().decode_batch(buf, meta)
+        stats = self.stats
+        packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts)
+        stats.frames += len(packets)
+        if not rest:
+            return packets
+        frame = self._batch_frame
+        for index in rest:
+            packets[index] = frame(buf, meta, index)
+        return [pkt for pkt in packets if pkt is not None]
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
@@ -621,3 +668,23 @@ class Decoder(DpktDecoder):
                     return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)
                 return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
         return super()._ip6(ts, f, off, limit, wire_len)
+
+
+def _c_link_kind(linktype: int) -> int | None:
+    """The C fast path's code for a link type; None when it has none or is not built."""
+    if _fastdecode is None:
+        return None
+    return {
+        LINKTYPE_ETHERNET: _fastdecode.LINK_ETHERNET,
+        LINKTYPE_LINUX_SLL: _fastdecode.LINK_SLL,
+        LINKTYPE_LINUX_SLL2: _fastdecode.LINK_SLL2,
+        DLT_RAW: _fastdecode.LINK_RAW,
+        DLT_RAW_OPENBSD: _fastdecode.LINK_RAW,
+        LINKTYPE_RAW: _fastdecode.LINK_RAW,
+        LINKTYPE_IPV4: _fastdecode.LINK_RAW4,
+        LINKTYPE_IPV6: _fastdecode.LINK_RAW6,
+    }.get(linktype)
+
+
+ACCELERATED = _fastdecode is not None  # whether the C batch fast path is in use in this process
+DECODER = "C decoder" if ACCELERATED else "Python decoder"  # for the start-up message

@@ -92,18 +92,17 @@ class EvidenceRecorder:
         self.directory = os.path.join(self.log_dir, self.cfg.directory)
         self._rings: OrderedDict[Pair, deque[IcmpPacket]] = OrderedDict()
         self._open: OrderedDict[Pair, _OpenFile] = OrderedDict()
+        # The pairs buffered or recorded (the keys of _rings and _open; a pair is never in both): the
+        # pipeline checks a packet's pair here before calling observe() for a packet without novel bytes.
+        self.watched: set[Pair] = set()
         self._disk = self._disk_usage()
-
-    @property
-    def active(self) -> bool:
-        """Whether any pair is buffered or recorded: otherwise only a packet with novel bytes matters."""
-        return bool(self._open or self._rings)
 
     # -- per packet ----------------------------------------------------------------------------
 
     def observe(self, pkt: IcmpPacket, novel: int) -> None:
         """Buffer the packet if its pair is suspicious (it sent novel bytes) or is being recorded.
-        The pipeline calls it only for a packet with novel bytes or while `active`."""
+        Nothing happens for a packet without novel bytes whose pair is not in `watched`: the pipeline
+        does not call it then."""
         key = (pkt.src, pkt.dst)
         recording = self._open.get(key)
         if recording is not None:
@@ -114,8 +113,9 @@ class EvidenceRecorder:
             if not novel or not self.cfg.packets_before:
                 return
             ring = self._rings[key] = deque(maxlen=self.cfg.packets_before)
+            self.watched.add(key)
             if len(self._rings) > self.cfg.max_flows_buffered:
-                self._rings.popitem(last=False)
+                self.watched.discard(self._rings.popitem(last=False)[0])
                 self.stats.buffers_evicted += 1
         else:
             self._rings.move_to_end(key)
@@ -149,6 +149,7 @@ class EvidenceRecorder:
             return None
         recording = _OpenFile(base + ".pcap", pcap, dpkt.pcap.Writer(pcap, linktype=LINKTYPE_RAW), carried)
         self._open[key] = recording
+        self.watched.add(key)
         self._disk += recording.size  # the pcap file header
         self.stats.files += 1
         if len(self._open) > MAX_OPEN_FILES:
@@ -183,6 +184,7 @@ class EvidenceRecorder:
         recording = self._open.pop(key, None)
         if recording is None:
             return
+        self.watched.discard(key)
         for handle in (recording.pcap, recording.carried):
             with contextlib.suppress(OSError):
                 handle.close()

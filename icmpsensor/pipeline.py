@@ -78,10 +78,12 @@ class Pipeline:
                 if notices:
                     self.emit(notices)
             return
+        observe, watched = evidence.observe, evidence.watched
         for pkt in packets:
             notices = process(pkt)
-            if detector.last_novel or evidence.active:
-                evidence.observe(pkt, detector.last_novel)
+            novel = detector.last_novel
+            if novel or (watched and (pkt.src, pkt.dst) in watched):
+                observe(pkt, novel)
             if notices:
                 self.emit(notices)
 

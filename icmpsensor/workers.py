@@ -56,7 +56,7 @@ from icmpsensor import __version__
 from icmpsensor.capture import LiveCapture, RawBatch
 from icmpsensor.config import Config
 from icmpsensor.daemon import QUEUE_WAIT, STOP_DEADLINE, TICK, Daemon, notify
-from icmpsensor.decode import Decoder
+from icmpsensor.decode import DECODER, Decoder
 from icmpsensor.errors import EXIT_INTERNAL, EXIT_NOINPUT, EXIT_OK, CaptureError, InputError, SensorError
 from icmpsensor.journal import MSGID_ERROR, MSGID_STARTED, MSGID_STOPPED
 from icmpsensor.notices import Notice
@@ -306,9 +306,9 @@ class MultiDaemon(Daemon):
             interface = self.cfg.capture.interface
             self.journal.log(
                 f"icmpsensor {__version__} started on {interface} with {len(self.workers)} workers "
-                f"(fanout group {self.group}, pids {' '.join(str(w.pid) for w in self.workers)}); "
+                f"(fanout group {self.group}, pids {' '.join(str(w.pid) for w in self.workers)}; {DECODER}); "
                 f"notices to {self.notice_log.path}",
-                syslog.LOG_INFO, MSGID_STARTED, INTERFACE=interface, WORKERS=len(self.workers),
+                syslog.LOG_INFO, MSGID_STARTED, INTERFACE=interface, WORKERS=len(self.workers), DECODER=DECODER,
             )
             status = self._run_loop()
             self._shutdown_workers()

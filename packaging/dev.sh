@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the Python build chain, what systemd-python compiles against, and the
+# Debian packages: the Python build chain (also for icmpsensor's C decoder), what systemd-python compiles against, and the
 # traffic tools the live tests use between network namespaces.
 APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
               iproute2 iputils-ping tcpdump hping3 tcpreplay systemd systemd-container logrotate
@@ -35,8 +35,10 @@ setup_apt() {
 
 setup_venv() {
     local stamp=.venv/.installed
+    # (the editable install compiles icmpsensor/_fastdecode.c once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
-        && .venv/bin/python -c 'import icmpsensor, pcapy, dpkt, yaml, systemd.journal, pytest' 2>/dev/null; then
+        && [ "$stamp" -nt icmpsensor/_fastdecode.c ] \
+        && .venv/bin/python -c 'import icmpsensor._fastdecode, pcapy, dpkt, yaml, systemd.journal, pytest' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test]')"

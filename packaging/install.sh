@@ -121,7 +121,7 @@ else
     # pip builds in the source tree: build from a copy, so that the checkout may be read-only
     # and gets no build/ or *.egg-info. pip always reinstalls a package given as a directory.
     run 120 "copying $SRC to $WORK" "$PYTHON" -c 'import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2],
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache",
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "*.so", "__pycache__", ".*_cache",
                                       ".hypothesis"))' "$SRC" "$WORK/src"
     run 900 "pip install $SRC" "${PIP[@]}" "$WORK/src"
 fi

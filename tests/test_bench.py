@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import synth, throughput
+from icmpsensor import decode
 from tests import benign_corpus as bc
 
 PACKETS = 20_000
@@ -82,6 +83,19 @@ def test_sensor_decodes_everything_and_reports_exactly_the_exfiltration(capture:
     assert result["exfil_missed"] == []
     assert result["exfil_reported"] == result["exfil_pairs"]
     assert result["false_positives"] == []
+
+
+def test_python_decoder_stage_gives_the_same_results(capture: tuple[Path, Path, dict]) -> None:
+    """The icmpsensor-py stage runs with the C decoder off (a fresh process), and its notices and counters
+    are those of the default stage: the two batch decoders agree end to end on the synthetic mix."""
+    path, truth_file, _ = capture
+    results = [throughput.run_stage(stage, path, truth_file, 10) for stage in ("icmpsensor", "icmpsensor-py")]
+    c_run, python_run = results
+    assert c_run is not None and python_run is not None
+    assert python_run["c_decoder"] is False and c_run["c_decoder"] is decode.ACCELERATED
+    for key in ("packets", "notices", "exfil_reported", "false_positives", "decode_errors", "decode_skipped",
+                "notice_digest", "decode"):
+        assert c_run[key] == python_run[key], key
 
 
 def test_every_stage_runs(capture: tuple[Path, Path, dict]) -> None:

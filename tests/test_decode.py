@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from icmpsensor import decode
 from icmpsensor.capture import BATCH_META
 from icmpsensor.decode import (
     SUPPORTED_LINKTYPES,
@@ -97,11 +99,14 @@ def check_batch_path(cls: type[Decoder], linktype: int, frames: Sequence[tuple[f
         meta += BATCH_META.pack(sec, usec, len(buf), len(frame))
         buf += frame + b"\x45\x00\xff"[: i % 4]
         timed.append((sec + usec * 1e-6, frame))
-    one_by_one_stats, batch_stats = DecodeStats(), DecodeStats()
+    one_by_one_stats = DecodeStats()
     one_by_one = cls(linktype, one_by_one_stats, **kwargs)
     want = [p for ts, frame in timed if (p := one_by_one.decode(ts, frame)) is not None]
-    assert cls(linktype, batch_stats, **kwargs).decode_batch(bytes(buf), bytes(meta)) == want
-    assert batch_stats == one_by_one_stats
+    # Decoder's batches: the C fast path (when built) and the Python one
+    for extra in ({}, {"accelerated": False}) if cls is Decoder else ({},):
+        batch_stats = DecodeStats()
+        assert cls(linktype, batch_stats, **kwargs, **extra).decode_batch(bytes(buf), bytes(meta)) == want
+        assert batch_stats == one_by_one_stats
 
 
 def error_of(linktype: int, frame: bytes, **kwargs: bool) -> dict[str, int]:
@@ -535,6 +540,100 @@ def test_mutated_frames_never_raise_and_both_decoders_agree(
     Run(linktype, frames, verify_checksums=verify)
 
 
+# -- the C batch fast path --------------------------------------------------------------------------
+#
+# Run/check_batch_path above compare its batches with frame-by-frame decoding on every frame drawn
+# here. These tests check that it is built, that it takes the frames it is meant to take (so those
+# comparisons exercise it), and that batch records it cannot trust never make it read astray.
+
+needs_c = pytest.mark.skipif(decode._fastdecode is None, reason="the C fast path is turned off or not built")
+
+
+def test_c_fast_path_is_built() -> None:
+    """`pip install` builds it; only ICMPSENSOR_PURE_PYTHON turns it off."""
+    assert decode.ACCELERATED or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+
+
+def _c_batch(linktype: int, frames: Sequence[bytes], verify: bool = True) -> tuple[list, list[int]]:
+    buf, meta = b"", b""
+    for i, frame in enumerate(frames):
+        meta += BATCH_META.pack(1000 + i, 250_000, len(buf), len(frame))
+        buf += frame
+    counts = [0] * 512
+    link = decode._c_link_kind(linktype)
+    assert link is not None
+    return decode._fastdecode.decode_batch(buf, meta, link, verify, counts)
+
+
+_C_LINKS = [(name, framing) for name, framing in LINK_FRAMINGS if framing[0] not in (0, 108)]  # NULL, LOOP
+
+
+@needs_c
+@pytest.mark.parametrize(("name", "framing"), _C_LINKS, ids=[name for name, _ in _C_LINKS])
+def test_c_fast_path_takes_the_common_frames(name: str, framing: tuple[int, Framer]) -> None:
+    linktype, framer = framing
+    if name == "ipv6":
+        ips = [craft.icmp6(A6, B6, 128, 0, 1, 2, b"x" * 33), craft.icmp6(A6, B6, 1, 4, payload=bytes(40))]
+    elif name == "ipv4":
+        ips = [craft.icmp4(A4, B4, 8, 0, 1, 2, b"x" * 33), craft.icmp4(A4, B4, 3, 3, payload=bytes(28))]
+    else:
+        ips = [craft.icmp4(A4, B4, 8, 0, 1, 2, b"x" * 33), craft.icmp4(A4, B4, 3, 3, payload=bytes(28)),
+               craft.icmp6(A6, B6, 129, 0, 7, 8, b"y" * 56), craft.icmp6(A6, B6, 2, 0, payload=bytes(48))]
+    packets, rest = _c_batch(linktype, [framer(ip) for ip in ips])
+    assert rest == [] and len(packets) == len(ips)
+    assert [p.ts for p in packets] == [1000.25 + i for i in range(len(ips))]
+
+
+def _ipv4_options() -> bytes:
+    return craft.ipv4(A4, B4, craft.PROTO_ICMP, craft.icmp4_message(8, 0, 5, 6, b"o"), options=b"\x94\x04\0\0")
+
+
+@needs_c
+@pytest.mark.parametrize(("why", "ip"), [
+    ("ipv4 options", _ipv4_options()),
+    ("fragment", craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, bytes(64)), 16)[0]),
+    ("extension header", craft.icmp6(A6, B6, 128, ext_headers=[craft.dest_opts()])),
+    ("bad icmp checksum", craft.icmp4(A4, B4, 8, payload=b"abc", bad_checksum=True)),
+    ("bad icmpv6 checksum", craft.icmp6(A6, B6, 128, payload=b"abc", bad_checksum=True)),
+    ("short message", craft.ipv4(A4, B4, craft.PROTO_ICMP, b"\x08\0\xf7\xff")),
+    ("truncated", craft.icmp4(A4, B4, 8, payload=bytes(30))[:-1]),
+    ("udp", craft.udp4(A4, B4)),
+])
+def test_c_fast_path_leaves_every_other_frame_to_python(why: str, ip: bytes) -> None:
+    good = craft.ether(craft.icmp4(A4, B4, 8))
+    packets, rest = _c_batch(1, [good, craft.ether(ip), good])
+    assert rest == [1] and packets[1] is None
+    assert packets[0].payload == packets[2].payload == b"" and packets[2].ts == 1002.25
+
+
+meta_records = st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                                  st.one_of(st.integers(0, 300), st.integers(0, 2**32 - 1)),
+                                  st.one_of(st.integers(0, 300), st.integers(0, 2**32 - 1))), max_size=6)
+
+
+@needs_c
+@PROPERTY_SETTINGS
+@given(linktype=st.sampled_from(ALL_LINKTYPES), frames=st.lists(st.binary(max_size=120), max_size=3),
+       records=meta_records)
+def test_c_fast_path_with_any_batch_records_agrees_with_python(
+    linktype: int, frames: list[bytes], records: list[tuple[int, int, int, int]]
+) -> None:
+    """Records whose frame lies outside the buffer, overlaps others or is cut anywhere: the C path reads
+    nothing outside the buffer and gives what the Python batch path gives (or raises what it raises)."""
+    good = craft.ether(craft.icmp4(A4, B4, 8, 0, 1, 2, b"data"))
+    buf = b"".join([good, *frames])
+    meta = b"".join(BATCH_META.pack(*r) for r in records) + BATCH_META.pack(0, 0, 0, len(good))
+    results = []
+    for accelerated in (True, False):
+        stats = DecodeStats()
+        try:
+            outcome: object = Decoder(linktype, stats, accelerated=accelerated).decode_batch(buf, meta)
+        except (IndexError, struct.error) as exc:  # what Python's slicing/unpacking raises on such records
+            outcome = type(exc)
+        results.append((outcome, stats))
+    assert results[0] == results[1]
+
+
 # -- the reference captures -------------------------------------------------------------------------
 
 # capture -> (frames, ICMP types, skipped); none of them has an error or a fragment.
@@ -578,3 +677,22 @@ def test_2mb_capture_requests_and_replies_are_between_the_two_hosts(seed_dir: Pa
     assert {(p.src, p.dst) for p in replies} == {(b, a)}
     assert {len(p.payload) for p in requests} == {56}
     assert all(p.ts > 1.6e9 for p in run.decoded)
+
+
+@needs_c
+def test_c_fast_path_refuses_a_record_type_it_cannot_fill() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass(slots=True)
+    class Wider(IcmpPacket):
+        extra: int = 0
+
+    @dataclasses.dataclass
+    class NoSlots:
+        ts: float
+
+    for wrong in (Wider, NoSlots, int):
+        with pytest.raises(TypeError):
+            decode._fastdecode.bind(wrong)
+    decode._fastdecode.bind(IcmpPacket)  # what decode.py bound stays usable
+    assert _c_batch(1, [craft.ether(craft.icmp4(A4, B4, 8))])[1] == []

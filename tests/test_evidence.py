@@ -8,10 +8,15 @@ import json
 from pathlib import Path
 
 import pcapy
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from icmpsensor import evidence as evidence_module
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
 from icmpsensor.evidence import LINKTYPE_RAW, EvidenceRecorder, encode
+from icmpsensor.notices import NOTE_EXFIL_SUMMARY, Notice
 from icmpsensor.packet import IcmpPacket
 from tests import craft
 from tests.conftest import run_cli
@@ -129,3 +134,35 @@ def test_notice_json_carries_the_evidence_field(tmp_path: Path) -> None:
     run_cli("-r", transfer_pcap(tmp_path / "in.pcap"), log_dir=logs)
     first = json.loads((logs / "notice.log").read_text().splitlines()[0])
     assert list(first)[-1] == "evidence"
+
+
+PAIRS = [(f"192.0.2.{i}", f"198.51.100.{i}") for i in range(1, 6)]
+recorder_ops = st.lists(st.tuples(st.sampled_from(["packet", "notice", "summary", "close"]),
+                                  st.integers(0, len(PAIRS) - 1), st.integers(0, 3)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=recorder_ops)
+def test_watched_is_exactly_the_pairs_buffered_or_recorded(tmp_path: Path, ops: list[tuple[str, int, int]],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline calls observe() for a packet without novel bytes only when its pair is in `watched`:
+    that set must be exactly the pairs with a ring buffer or an open evidence file, through ring and
+    open-file eviction, summaries (which close a flow's files) and close()."""
+    monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", 2)
+    cfg = dataclasses.replace(Config().output.evidence, max_flows_buffered=2, packets_before=2)
+    recorder = EvidenceRecorder(str(tmp_path / f"run{len(list(tmp_path.iterdir()))}"), cfg)
+    for ts, (op, index, novel) in enumerate(ops):
+        src, dst = PAIRS[index]
+        if op == "packet":
+            pkt = IcmpPacket(float(ts), craft.addr(src), craft.addr(dst), False, 8, 0, 1, ts, b"x" * novel, 30)
+            recorder.observe(pkt, novel)
+        elif op == "close":
+            recorder.close()
+        else:
+            note = NOTE_EXFIL_SUMMARY if op == "summary" else "ICMP::DataExfil"
+            recorder.attach(Notice(float(ts), note, "", "", src, dst, f"C{index}", 1, 1, 0, 0.0, float(ts)))
+        rings, recording = set(recorder._rings), set(recorder._open)
+        assert not rings & recording
+        assert recorder.watched == rings | recording
+    recorder.close()
+    assert recorder.watched == set(recorder._rings)
