@@ -92,6 +92,34 @@ static int add_counts(PyObject *counts, const Py_ssize_t batch_counts[512])
     return 0;
 }
 
+/* The record of an ICMP message msg[0:size] (size >= 8) between the addresses src and dst (4 or 16
+ * bytes); 1 with *out set, or -1 with an exception set. */
+static int message(const unsigned char *src, const unsigned char *dst, int ipv6, const unsigned char *msg,
+                   Py_ssize_t size, double ts, Py_ssize_t wire_len, Py_ssize_t *counts, PyObject **out)
+{
+    unsigned type = msg[0];
+    int echo = ipv6 ? type == 128 || type == 129 : type == 8 || type == 0;
+    Py_ssize_t start = echo ? 8 : 4;  /* an echo's payload follows its id and seq */
+    Py_ssize_t address_len = ipv6 ? 16 : 4;
+    PyObject *values[N_FIELDS] = {
+        PyFloat_FromDouble(ts),
+        PyBytes_FromStringAndSize((const char *)src, address_len),
+        PyBytes_FromStringAndSize((const char *)dst, address_len),
+        Py_NewRef(ipv6 ? Py_True : Py_False),
+        PyLong_FromLong(type),
+        PyLong_FromLong(msg[1]),
+        PyLong_FromLong(echo ? (long)be16(msg + 4) : -1),
+        PyLong_FromLong(echo ? (long)be16(msg + 6) : -1),
+        PyBytes_FromStringAndSize((const char *)msg + start, size - start),
+        PyLong_FromSsize_t(wire_len),
+    };
+    *out = new_packet(values);
+    if (*out == NULL)
+        return -1;
+    counts[(ipv6 ? 256 : 0) + type]++;
+    return 1;
+}
+
 /* The IPv4 packet at f[0:len]: 1 and *out set if it is on the fast path, 0 if not, -1 on error. */
 static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
                Py_ssize_t *counts, PyObject **out)
@@ -108,26 +136,7 @@ static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
         if (sum == 0 || sum % 0xFFFF)
             return 0;
     }
-    unsigned type = f[20];
-    int echo = type == 8 || type == 0;
-    Py_ssize_t start = echo ? 28 : 24;
-    PyObject *values[N_FIELDS] = {
-        PyFloat_FromDouble(ts),
-        PyBytes_FromStringAndSize((const char *)f + 12, 4),
-        PyBytes_FromStringAndSize((const char *)f + 16, 4),
-        Py_NewRef(Py_False),
-        PyLong_FromLong(type),
-        PyLong_FromLong(f[21]),
-        PyLong_FromLong(echo ? (long)be16(f + 24) : -1),
-        PyLong_FromLong(echo ? (long)be16(f + 26) : -1),
-        PyBytes_FromStringAndSize((const char *)f + start, total - start),
-        PyLong_FromSsize_t(wire_len),
-    };
-    *out = new_packet(values);
-    if (*out == NULL)
-        return -1;
-    counts[type]++;
-    return 1;
+    return message(f + 12, f + 16, 0, f + 20, total - 20, ts, wire_len, counts, out);
 }
 
 /* The IPv6 packet at f[0:len], as ip4(). */
@@ -139,33 +148,13 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
     Py_ssize_t size = be16(f + 4);
     if (size < 8 || size > len - 40)
         return 0;
-    const unsigned char *msg = f + 40;
     if (verify) {
         /* The pseudo-header: source, destination, upper-layer length, next header. */
-        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(msg, size);
+        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + 40, size);
         if (sum % 0xFFFF)
             return 0;
     }
-    unsigned type = msg[0];
-    int echo = type == 128 || type == 129;
-    Py_ssize_t start = echo ? 8 : 4;
-    PyObject *values[N_FIELDS] = {
-        PyFloat_FromDouble(ts),
-        PyBytes_FromStringAndSize((const char *)f + 8, 16),
-        PyBytes_FromStringAndSize((const char *)f + 24, 16),
-        Py_NewRef(Py_True),
-        PyLong_FromLong(type),
-        PyLong_FromLong(msg[1]),
-        PyLong_FromLong(echo ? (long)be16(msg + 4) : -1),
-        PyLong_FromLong(echo ? (long)be16(msg + 6) : -1),
-        PyBytes_FromStringAndSize((const char *)msg + start, size - start),
-        PyLong_FromSsize_t(wire_len),
-    };
-    *out = new_packet(values);
-    if (*out == NULL)
-        return -1;
-    counts[256 + type]++;
-    return 1;
+    return message(f + 8, f + 24, 1, f + 40, size, ts, wire_len, counts, out);
 }
 
 /* Network layer by ethertype at f[pos:len], after any VLAN tags. */
