@@ -318,6 +318,6 @@ class Container:
         """journalctl -o json entries with the given matches (and __CURSOR, always there)."""
         args = ["journalctl", "--no-pager", "-o", "json", "--output-fields="
                 "MESSAGE,MESSAGE_ID,SYSLOG_IDENTIFIER,NOTE,SRC,DST,UID,N,BYTES_SENT,BYTES_RECEIVED,START,END,"
-                "PRIORITY,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,INVOCATION_ID,_PID,UNIT", *matches]
+                "PRIORITY,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,INVOCATION_ID,_PID,UNIT,DECODER", *matches]
         out = self.run(shlex.join(args)).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -152,9 +152,9 @@ def _build_wheelhouse(dest: Path, work: Path) -> None:
     src = work / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".hypothesis", ".pytest_cache", ".ruff_cache", "__pycache__", "build", "*.egg-info",
-        "bench", "tests"))
+        "*.so", "bench", "tests"))
     argv = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet", str(src),
-            "setuptools>=64", "wheel", "-w", str(dest)]
+            "setuptools>=74.1", "wheel", "-w", str(dest)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -244,6 +244,8 @@ def test_start_returns_when_capturing_with_only_cap_net_raw(sensor: Sensor) -> N
     sensor.wait_entries(f"SRC={src}", f"NOTE={NOTE_DATA_EXFIL}")
     started = sensor.wait_entries(f"MESSAGE_ID={MSGID_STARTED}", old=old)
     assert SENSOR_IF in str(started[-1]["MESSAGE"])
+    # install.sh built the C decoder, and it loads under the unit's sandbox (MemoryDenyWriteExecute, ...)
+    assert started[-1]["DECODER"] == "C decoder" and "(C decoder)" in str(started[-1]["MESSAGE"])
     # The process: user icmpsensor, CAP_NET_RAW and nothing else, no new privileges, seccomp on.
     pid = sensor.props("MainPID")["MainPID"]
     status = dict(line.split(":", 1) for line in box.read(f"/proc/{pid}/status").splitlines() if ":" in line)
