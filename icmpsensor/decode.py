@@ -598,16 +598,9 @@ class Decoder(DpktDecoder):
     Batches go to the C fast path first, when it is built and `accelerated` is not turned off; it
     takes the same frames as the struct path and leaves the others to it, by position."""
 
-    def __init__(
-        self,
-        linktype: int,
-        stats: DecodeStats,
-        *,
-        verify_checksums: bool = True,
-        reassembler: Reassembler | None = None,
-        accelerated: bool = True,
-    ) -> None:
-        super().__init__(linktype, stats, verify_checksums=verify_checksums, reassembler=reassembler)
+    def __init__(self, linktype: int, stats: DecodeStats, *, accelerated: bool = True, **options: Any) -> None:
+        """`options`: those of DpktDecoder (verify_checksums, reassembler)."""
+        super().__init__(linktype, stats, **options)
         self._c_link = _c_link_kind(linktype) if accelerated else None
 
     @property
