@@ -11,9 +11,11 @@ Reference path, kept here on purpose (not a recorded output):
   provenance comments dropped; `differing_bytes` is counted byte by byte instead), patched into the standard
   detector.
 
-Every benign and exfiltration corpus case (as Ethernet frames) and every seed capture goes
-through both paths; the notices (note, src, dst, n, novel_bytes, ts, msg, sub), the detector
-and decoder counters, and every decoded packet must be identical.
+Every benign and exfiltration corpus case (as Ethernet frames), every seed capture and a slice of
+the throughput benchmark's synthetic mix go through both paths (the captures also through the
+product's batch decoder, the C fast path when built); the notices (note, src, dst, n,
+novel_bytes, ts, msg, sub), the detector and decoder counters, and every decoded packet must be
+identical.
 """
 
 from __future__ import annotations
@@ -720,11 +722,27 @@ def _frames_one_by_one(path: Path) -> tuple[int, list[tuple[float, bytes]]]:
 @pytest.mark.parametrize("name", SEED_CAPTURES)
 def test_seed_capture_matches_the_reference_path(name: str, seed_dir: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_capture_against_the_reference_path(seed_dir / name, tmp_path, monkeypatch)
+
+
+def test_synthetic_mix_matches_the_reference_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice of the throughput benchmark's mix: every kind of benign traffic, floods, errors, IPv6, VLAN
+    tags, fragments and several exfiltrations at once, through the C batch decoder and its Python
+    fallback, against dpkt frame by frame and the reference detector."""
+    from bench import synth
+
+    path = tmp_path / "mix.pcap"
+    truth = synth.generate(path, packets=60_000, seed=5)
+    assert truth["fragments"] and truth["vlan"] and truth["ipv6"]
+    (tmp_path / "logs").mkdir()
+    _check_capture_against_the_reference_path(path, tmp_path / "logs", monkeypatch)
+
+
+def _check_capture_against_the_reference_path(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from icmpsensor.capture import frames_of
     from icmpsensor.fragments import Reassembler
     from icmpsensor.replay import batches
 
-    path = seed_dir / name
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
     sink = _Collect()
@@ -740,10 +758,18 @@ def test_seed_capture_matches_the_reference_path(name: str, seed_dir: Path, tmp_
                               stats=stats.fragments)
     decoder = DpktDecoder(linktype, stats, verify_checksums=cfg.decode.verify_checksums, reassembler=reassembler)
     packets = _decode_all(decoder, frames)
+    # the product's decoder on the batches as replay reads them (C fast path, Python for the rest)
+    batch_stats = DecodeStats()
+    batch_decoder = Decoder(linktype, batch_stats, verify_checksums=cfg.decode.verify_checksums,
+                            reassembler=Reassembler(max_datagrams=cfg.decode.max_fragmented_datagrams,
+                                                    timeout=cfg.decode.fragment_timeout, stats=batch_stats.fragments))
+    decoded = [p for buf, meta in batches(pcapy.open_offline(str(path))) for p in batch_decoder.decode_batch(buf, meta)]
+    assert decoded == [p for p in packets if p is not None]
+    assert batch_stats == stats
     with monkeypatch.context() as m:
         _use_references(m)
         want, want_stats = _detect(packets, cfg.detection, cfg.allowlist)
-    assert want, "every seed capture is an exfiltration"
+    assert want, "every capture here carries an exfiltration"
     assert [_key(n) for n in sink.notices] == want
     assert pipeline.detector.stats.as_dict() == want_stats
     assert pipeline.decode_stats == stats
