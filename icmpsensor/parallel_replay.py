@@ -57,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import heapq
 import itertools
 import multiprocessing
@@ -74,9 +75,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pcapy
-
-from icmpsensor.capture import BATCH_META, packet_count
+from icmpsensor.capture import BATCH_META
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
 from icmpsensor.errors import EXIT_INTERNAL, InputError, SensorError
@@ -87,8 +86,6 @@ from icmpsensor.partition import (
     BUCKET_MASK,
     NOT_ICMP,
     BatchKeyFunction,
-    KeyFunction,
-    pair_key,
     pair_key_in_batch,
     share_filter,
     share_filters_apply,
@@ -96,12 +93,10 @@ from icmpsensor.partition import (
 from icmpsensor.pipeline import Pipeline, write_notice
 from icmpsensor.replay import (  # the helpers replay_file uses: the same reading, salvage and messages
     ReplayResult,
-    batches,
     capture_snaplen,
     decoder_for_file,
-    error_text,
     open_capture,
-    single_frames_after,
+    read_capture,
 )
 from icmpsensor.sinks import NoticeSink
 
@@ -122,7 +117,6 @@ MSG_FAILED = "failed"  # (MSG_FAILED, exit code, one-line message)
 # Main -> worker: (MSG_END, the latest timestamp any worker read): flush at that time.
 MSG_END = "end"
 
-Frame = tuple[float, bytes]
 R = TypeVar("R")
 
 
@@ -246,64 +240,21 @@ class ReplayWorker:
         """replay.replay_file for this worker's share; every worker reads, counts and salvages every frame."""
         reader = open_capture(path)
         decoder = decoder_for_file(path, reader, self.pipeline)
-        key = pair_key(reader.datalink())
-        key_in_batch = pair_key_in_batch(reader.datalink())
         if self.share_filter is not None:
             reader.setfilter(self.share_filter)
+            feed = functools.partial(self.pipeline.feed_batch, decoder)
+        else:
+            feed = functools.partial(self.feed_batch, decoder, pair_key_in_batch(reader.datalink()))
         result.files += 1
-        done = 0
-        try:
-            for buf, meta in batches(reader):
-                if self.share_filter is not None:
-                    self.pipeline.feed_batch(decoder, buf, meta)
-                else:
-                    self.feed_batch(decoder, key_in_batch, buf, meta)
-                done += packet_count(meta)
-                self.ship()
-        except pcapy.PcapError as exc:
-            # A batch that hits a truncated or corrupt record is lost whole; re-read its good frames.
-            salvaged = 0
-            try:
-                for frame in single_frames_after(path, done, self.share_filter):
-                    if self.share_filter is not None:
-                        self.pipeline.feed(decoder, (frame,))
-                    else:
-                        self.feed(decoder, key, (frame,))
-                    salvaged += 1
-            except pcapy.PcapError:
-                pass
-            done += salvaged
-            self.problems.append(Problem(path, error_text(exc), done))
+        done, error = read_capture(path, reader, feed, self.share_filter, self.ship)
+        if error is not None:
+            self.problems.append(Problem(path, error, done))
             self.ship()
         result.frames += done
 
-    def feed(self, decoder: Decoder, key: KeyFunction, frames: Sequence[Frame]) -> None:
-        """Feed this worker's frames to its Pipeline; sweep where one process's clock would."""
-        owned = self.owned
-        clock, next_sweep = self.clock, self.next_sweep
-        pipeline = self.pipeline
-        own: list[Frame] = []
-        append = own.append
-        for item in frames:
-            frame_key = key(item[1])
-            if frame_key < NOT_ICMP and item[0] > clock:  # as FlowDetector.process moves its clock
-                clock = item[0]
-                if clock >= next_sweep:
-                    next_sweep = clock + SWEEP_INTERVAL
-                    if own:
-                        pipeline.feed(decoder, own)
-                        own = []
-                        append = own.append
-                    pipeline.advance(clock)
-            if owned[frame_key]:
-                append(item)
-        if own:
-            pipeline.feed(decoder, own)
-        self.clock, self.next_sweep = clock, next_sweep
-
     def feed_batch(self, decoder: Decoder, key: BatchKeyFunction, buf: bytes, meta: bytes) -> None:
-        """`feed` on one libpcap batch as read: the frames stay in the buffer and this worker's go to
-        Pipeline.feed_batch with their records only."""
+        """Feed this worker's frames of one libpcap batch to its Pipeline (they stay in the buffer: only
+        their records are passed on); sweep where one process's clock would."""
         owned = self.owned
         clock, next_sweep = self.clock, self.next_sweep
         pipeline = self.pipeline

@@ -59,11 +59,6 @@ class Pipeline:
             reassembler=self.reassembler,
         )
 
-    def feed(self, decoder: Decoder, frames: Iterable[tuple[float, bytes]]) -> None:
-        """Decode and detect (timestamp, frame) pairs."""
-        decode = decoder.decode
-        self.detect([pkt for ts, frame in frames if (pkt := decode(ts, frame)) is not None])
-
     def feed_batch(self, decoder: Decoder, buf: bytes, meta: bytes) -> None:
         """Decode and detect one libpcap batch as it was read (see Decoder.decode_batch)."""
         self.detect(decoder.decode_batch(buf, meta))

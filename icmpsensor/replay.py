@@ -6,13 +6,14 @@ carries over from one file to the next, and flows are evaluated only at the very
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pcapy
 
-from icmpsensor.capture import RawBatch, packet_count
+from icmpsensor.capture import BATCH_META, RawBatch, packet_count
 from icmpsensor.decode import Decoder
 from icmpsensor.errors import InputError
 from icmpsensor.pipeline import Pipeline
@@ -53,9 +54,9 @@ def batches(reader: pcapy.Reader) -> Iterator[RawBatch]:
         yield buf, meta
 
 
-def single_frames_after(path: str, skip: int, bpf_filter: str | None = None) -> Iterator[tuple[float, bytes]]:
-    """Frames after the first `skip` (of those `bpf_filter` passes), one at a time: used to salvage a
-    batch that hit a broken record."""
+def single_batches_after(path: str, skip: int, bpf_filter: str | None = None) -> Iterator[RawBatch]:
+    """Frames after the first `skip` (of those `bpf_filter` passes), each as a batch of its own: used to
+    salvage a batch that hit a broken record."""
     reader = pcapy.open_offline(path)
     if bpf_filter is not None:
         reader.setfilter(bpf_filter)
@@ -66,8 +67,33 @@ def single_frames_after(path: str, skip: int, bpf_filter: str | None = None) -> 
             return
         if index >= skip:
             sec, usec = hdr.getts()
-            yield sec + usec * 1e-6, data
+            yield data, BATCH_META.pack(sec, usec, 0, len(data))
         index += 1
+
+
+def read_capture(path: str, reader: pcapy.Reader, feed_batch: Callable[[bytes, bytes], None],
+                 bpf_filter: str | None = None,
+                 after_batch: Callable[[], None] | None = None) -> tuple[int, str | None]:
+    """Every batch of the open capture `reader` (of `path`, filtered by `bpf_filter`) to `feed_batch`,
+    `after_batch` after each. A batch that hits a truncated or corrupt record is lost whole: its good
+    frames are re-read one by one and the rest of the file is skipped. (Frames read, the error or None.)"""
+    done = 0
+    try:
+        for buf, meta in batches(reader):
+            feed_batch(buf, meta)
+            done += packet_count(meta)
+            if after_batch is not None:
+                after_batch()
+    except pcapy.PcapError as exc:
+        salvaged = 0
+        try:
+            for buf, meta in single_batches_after(path, done, bpf_filter):
+                feed_batch(buf, meta)
+                salvaged += 1
+        except pcapy.PcapError:
+            pass
+        return done + salvaged, error_text(exc)
+    return done, None
 
 
 def capture_snaplen(path: str) -> int | None:
@@ -113,22 +139,9 @@ def replay_file(path: str, pipeline: Pipeline, result: ReplayResult) -> None:
     reader = open_capture(path)
     decoder = decoder_for_file(path, reader, pipeline)
     result.files += 1
-    done = 0
-    try:
-        for buf, meta in batches(reader):
-            pipeline.feed_batch(decoder, buf, meta)
-            done += packet_count(meta)
-    except pcapy.PcapError as exc:
-        # A batch that hits a truncated or corrupt record is lost whole; re-read its good frames.
-        salvaged = 0
-        try:
-            for frame in single_frames_after(path, done):
-                pipeline.feed(decoder, (frame,))
-                salvaged += 1
-        except pcapy.PcapError:
-            pass
-        done += salvaged
-        result.problems.append(f"capture file {path}: {error_text(exc)} (after {done} packets; rest skipped)")
+    done, error = read_capture(path, reader, functools.partial(pipeline.feed_batch, decoder))
+    if error is not None:
+        result.problems.append(f"capture file {path}: {error} (after {done} packets; rest skipped)")
     result.frames += done
 
 
