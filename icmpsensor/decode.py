@@ -601,12 +601,7 @@ class Decoder(DpktDecoder):
     def __init__(self, linktype: int, stats: DecodeStats, *, accelerated: bool = True, **options: Any) -> None:
         """`options`: those of DpktDecoder (verify_checksums, reassembler)."""
         super().__init__(linktype, stats, **options)
-        self._c_link = _c_link_kind(linktype) if accelerated else None
-
-    @property
-    def accelerated(self) -> bool:
-        """Whether batches are decoded by the C extension."""
-        return self._c_link is not None
+        self._c_link = _C_LINKS.get(linktype) if accelerated else None
 
     def decode_batch(self, buf: bytes, meta: bytes) -> list[IcmpPacket]:
         link = self._c_link
@@ -663,21 +658,16 @@ class Decoder(DpktDecoder):
         return super()._ip6(ts, f, off, limit, wire_len)
 
 
-def _c_link_kind(linktype: int) -> int | None:
-    """The C fast path's code for a link type; None when it has none or is not built."""
-    if _fastdecode is None:
-        return None
-    return {
-        LINKTYPE_ETHERNET: _fastdecode.LINK_ETHERNET,
-        LINKTYPE_LINUX_SLL: _fastdecode.LINK_SLL,
-        LINKTYPE_LINUX_SLL2: _fastdecode.LINK_SLL2,
-        DLT_RAW: _fastdecode.LINK_RAW,
-        DLT_RAW_OPENBSD: _fastdecode.LINK_RAW,
-        LINKTYPE_RAW: _fastdecode.LINK_RAW,
-        LINKTYPE_IPV4: _fastdecode.LINK_RAW4,
-        LINKTYPE_IPV6: _fastdecode.LINK_RAW6,
-    }.get(linktype)
-
-
+# The C fast path's code for each link type it reads (none when it is not built).
+_C_LINKS: dict[int, int] = {} if _fastdecode is None else {
+    LINKTYPE_ETHERNET: _fastdecode.LINK_ETHERNET,
+    LINKTYPE_LINUX_SLL: _fastdecode.LINK_SLL,
+    LINKTYPE_LINUX_SLL2: _fastdecode.LINK_SLL2,
+    DLT_RAW: _fastdecode.LINK_RAW,
+    DLT_RAW_OPENBSD: _fastdecode.LINK_RAW,
+    LINKTYPE_RAW: _fastdecode.LINK_RAW,
+    LINKTYPE_IPV4: _fastdecode.LINK_RAW4,
+    LINKTYPE_IPV6: _fastdecode.LINK_RAW6,
+}
 ACCELERATED = _fastdecode is not None  # whether the C batch fast path is in use in this process
 DECODER = "C decoder" if ACCELERATED else "Python decoder"  # for the start-up message

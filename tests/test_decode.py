@@ -560,7 +560,7 @@ def _c_batch(linktype: int, frames: Sequence[bytes], verify: bool = True) -> tup
         meta += BATCH_META.pack(1000 + i, 250_000, len(buf), len(frame))
         buf += frame
     counts = [0] * 512
-    link = decode._c_link_kind(linktype)
+    link = decode._C_LINKS.get(linktype)
     assert link is not None
     return decode._fastdecode.decode_batch(buf, meta, link, verify, counts)
 
