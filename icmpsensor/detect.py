@@ -96,7 +96,6 @@ class Detector(FlowDetector):
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         super().reconfigure(detection, allowlist)
-        self._max_flows = detection.max_flows
         while len(self._pairs) > detection.max_pairs:
             self._pairs.popitem(last=False)
 
@@ -141,7 +140,7 @@ class Detector(FlowDetector):
         key = (src, dst)
         flow = self._flows.get(key)
         if flow is None:
-            flow = self._flow(src, dst, ts)
+            flow = self._new_flow(key, ts)
         else:
             self._flows.move_to_end(key)
             if ts > flow.last:
@@ -176,7 +175,7 @@ class Detector(FlowDetector):
         key = (src, dst)
         flow = flows.get(key)
         if flow is None:
-            flow = self._flow(src, dst, ts)
+            flow = self._new_flow(key, ts)
         else:
             flows.move_to_end(key)
             if ts > flow.last:

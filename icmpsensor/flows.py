@@ -125,6 +125,7 @@ class FlowDetector:
         self._ignored_payloads = frozenset(allowlist.payloads)
         self._matched = detection.matched_pairing
         self._realtime = detection.realtime
+        self._max_flows = detection.max_flows
         for flow in self._flows.values():
             flow.allowlisted = self._pair_allowlisted(flow.src, flow.dst)
         while len(self._flows) > detection.max_flows:
@@ -160,7 +161,7 @@ class FlowDetector:
             if self.now >= self._next_sweep:
                 self._sweep(due, pkt.ts - pkt.ts % SWEEP_INTERVAL)
         self._packet(pkt, due)
-        if len(self._flows) > self.cfg.max_flows:
+        if len(self._flows) > self._max_flows:
             self._evict_over_cap(due)
         return due or NO_NOTICES
 
@@ -201,14 +202,18 @@ class FlowDetector:
         key = (src, dst)
         flow = self._flows.get(key)
         if flow is None:
-            flow = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst))
-            self._flows[key] = flow
-            self.stats.flows_created += 1
-            self._flow_started(flow)
-        else:
-            self._flows.move_to_end(key)
-            if ts > flow.last:
-                flow.last = ts
+            return self._new_flow(key, ts)
+        self._flows.move_to_end(key)
+        if ts > flow.last:
+            flow.last = ts
+        return flow
+
+    def _new_flow(self, key: tuple[bytes, bytes], ts: float) -> Flow:
+        """A flow for the (source, destination) pair `key`, which has none."""
+        src, dst = key
+        flow = self._flows[key] = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst))
+        self.stats.flows_created += 1
+        self._flow_started(flow)
         return flow
 
     def _flow_started(self, flow: Flow) -> None:

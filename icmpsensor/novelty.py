@@ -53,8 +53,3 @@ def novel_between(current: Sketch, previous: Sketch | None) -> int:
     if head == prefix:
         return novel
     return novel + differing_bytes(head, prefix)
-
-
-def novel_bytes(payload: bytes, previous: Sketch | None) -> int:
-    """Bytes of `payload` not explained by the earlier payload `previous` (all of them without one)."""
-    return novel_between(sketch(payload), previous)
