@@ -48,6 +48,7 @@ from icmpsensor.notices import NOTE_EXFIL_SUMMARY, Notice  # noqa: E402
 from icmpsensor.packet import IcmpPacket  # noqa: E402
 from icmpsensor.pipeline import Pipeline  # noqa: E402
 from icmpsensor.replay import replay_files  # noqa: E402
+from icmpsensor.sinks import ListSink  # noqa: E402
 from tests import benign_corpus, craft, exfil_corpus  # noqa: E402
 
 SEED_DIR = Path(os.environ.get("ICMPSENSOR_SEED_DIR", REPO.parent / "shared" / "seed"))
@@ -353,17 +354,6 @@ def _live_runner(run: Callable[..., object]) -> Callable[[Path], Path]:
 # --------------------------------------------------------------------------- running
 
 
-class _ListSink:
-    def __init__(self) -> None:
-        self.notices: list[Notice] = []
-
-    def emit(self, notice: Notice) -> None:
-        self.notices.append(notice)
-
-    def close(self) -> None:
-        pass
-
-
 class _Watch:
     """Counts decoded packets and remembers when the expected source first sent payload."""
 
@@ -381,7 +371,7 @@ class _Watch:
 class _RunOnPipeline(Pipeline):
     """The real pipeline; at the end of input the clock runs on one idle timeout before the flush."""
 
-    def __init__(self, cfg: Config, sink: _ListSink, watch: _Watch) -> None:
+    def __init__(self, cfg: Config, sink: ListSink, watch: _Watch) -> None:
         super().__init__(cfg, [sink])
         process = self.detector.process
 
@@ -414,7 +404,7 @@ def run_packets(cfg: Config, packets: list[IcmpPacket], watch: _Watch) -> list[N
 
 
 def run_pcap(cfg: Config, path: Path, watch: _Watch) -> list[Notice]:
-    sink = _ListSink()
+    sink = ListSink()
     pipeline = _RunOnPipeline(cfg, sink, watch)
     try:
         replay_files([str(path)], pipeline)

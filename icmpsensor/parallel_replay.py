@@ -98,7 +98,7 @@ from icmpsensor.replay import (  # the helpers replay_file uses: the same readin
     open_capture,
     read_capture,
 )
-from icmpsensor.sinks import NoticeSink
+from icmpsensor.sinks import ListSink, NoticeSink
 
 WATERMARK_LAG = SWEEP_INTERVAL  # a worker's later notices are stamped after its clock minus this
 EVIDENCE_RESYNC = 10.0  # seconds between re-measuring the shared evidence directory (workers.py: 10 ticks)
@@ -172,23 +172,6 @@ class WorkerFailure(SensorError):
 # --------------------------------------------------------------------------- the worker process
 
 
-class NoticeBatch:
-    """A worker's only sink: its notices wait here until the batch of frames is done."""
-
-    def __init__(self) -> None:
-        self.notices: list[Notice] = []
-
-    def emit(self, notice: Notice) -> None:
-        self.notices.append(notice)
-
-    def take(self) -> list[Notice]:
-        taken, self.notices = self.notices, []
-        return taken
-
-    def close(self) -> None:
-        pass
-
-
 class ReplayWorker:
     """Worker `index` of `workers`: decodes and detects its share of every file; runs in a forked process."""
 
@@ -199,7 +182,7 @@ class ReplayWorker:
         # libpcap picks this worker's frames (partition.share_filter), or every frame is read and keyed here
         self.share_filter = share_filter(index, workers) if use_share_filter else None
         self.problems: list[Problem] = []
-        self.sink = NoticeBatch()
+        self.sink = ListSink()
         self.pipeline = Pipeline(cfg, [self.sink])
         self.clock = 0.0  # the latest ICMP message's timestamp: the clock one process would have
         self.next_sweep = 0.0  # as FlowDetector's: the first packet sweeps

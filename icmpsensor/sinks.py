@@ -44,6 +44,24 @@ class NoticeSink(Protocol):
     def close(self) -> None: ...
 
 
+class ListSink:
+    """Keeps the notices in memory (a replay worker's batch for the main process; tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    def emit(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    def take(self) -> list[Notice]:
+        """The notices so far, and start a new list."""
+        taken, self.notices = self.notices, []
+        return taken
+
+    def close(self) -> None:
+        pass
+
+
 class NoticeLog(LogFile):
     """notice.log in a log directory; `rotation` None (file replay) never rotates.
 

@@ -71,6 +71,7 @@ from icmpsensor.notices import Notice
 from icmpsensor.packet import IcmpPacket
 from icmpsensor.pipeline import Pipeline
 from icmpsensor.replay import replay_files
+from icmpsensor.sinks import ListSink
 from icmpsensor.tunnels import (
     _HPING_RUN,
     _IFT_MAX_GAP,
@@ -696,17 +697,6 @@ def test_each_piece_matches_its_reference_packet_by_packet(
 SEED_CAPTURES = sorted(path.name for path in SEED_DIR.glob("*.pcap")) if SEED_DIR.is_dir() else []
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.notices: list[Notice] = []
-
-    def emit(self, notice: Notice) -> None:
-        self.notices.append(notice)
-
-    def close(self) -> None:
-        pass
-
-
 def _frames_one_by_one(path: Path) -> tuple[int, list[tuple[float, bytes]]]:
     reader = pcapy.open_offline(str(path))
     frames = []
@@ -745,7 +735,7 @@ def _check_capture_against_the_reference_path(path: Path, tmp_path: Path, monkey
 
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
-    sink = _Collect()
+    sink = ListSink()
     pipeline = Pipeline(cfg, [sink])  # type: ignore[list-item]
     result = replay_files([str(path)], pipeline)
     pipeline.close()
