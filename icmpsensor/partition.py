@@ -164,12 +164,6 @@ def ethernet_in_batch(buf: bytes, off: int, cap: int) -> int:
     return bucket if proto == _PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
 
 
-def pair_bucket(linktype: int) -> KeyFunction:
-    """The pair bucket alone (0..65535) of a frame of `linktype`."""
-    key = pair_key(linktype)
-    return lambda frame: key(frame) & BUCKET_MASK
-
-
 def bucket_of_pair(src: bytes, dst: bytes) -> int:
     """The bucket of the packed address pair (src, dst), as a frame carrying it gets."""
     return _spread(_fold(int.from_bytes(src, "big")), _fold(int.from_bytes(dst, "big")))
