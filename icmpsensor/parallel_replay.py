@@ -55,8 +55,6 @@ the others wrote since; a file another worker deleted is skipped (evidence.py).
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import functools
 import heapq
 import itertools
@@ -67,20 +65,18 @@ import signal
 import sys
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from icmpsensor.capture import BATCH_META
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
 from icmpsensor.errors import EXIT_INTERNAL, InputError, SensorError
-from icmpsensor.evidence import EvidenceStats
-from icmpsensor.flows import SWEEP_INTERVAL, DetectorStats
+from icmpsensor.flows import SWEEP_INTERVAL
 from icmpsensor.notices import Notice
 from icmpsensor.partition import (
     BUCKET_MASK,
@@ -90,9 +86,10 @@ from icmpsensor.partition import (
     share_filter,
     share_filters_apply,
 )
-from icmpsensor.pipeline import Pipeline, write_notice
+from icmpsensor.pipeline import Pipeline, add_stats, write_notice
 from icmpsensor.replay import (  # the helpers replay_file uses: the same reading, salvage and messages
     ReplayResult,
+    broken_capture_text,
     capture_snaplen,
     decoder_for_file,
     open_capture,
@@ -117,8 +114,6 @@ MSG_FAILED = "failed"  # (MSG_FAILED, exit code, one-line message)
 # Main -> worker: (MSG_END, the latest timestamp any worker read): flush at that time.
 MSG_END = "end"
 
-R = TypeVar("R")
-
 
 # --------------------------------------------------------------------------- records
 
@@ -140,12 +135,7 @@ class WorkerReport:
     files: int
     frames: int  # frames read: every worker reads every frame
     problems: list[Problem]
-    decode: DecodeStats  # its share of the frames
-    detect: DetectorStats
-    evidence: EvidenceStats | None
-    flows: int
-    pending_requests: int
-    notices: int
+    stats: dict[str, Any]  # its Pipeline.stats(): its share of the frames
     peak_rss_kb: int  # the worker process's peak resident set (VmHWM)
 
 
@@ -274,18 +264,12 @@ class ReplayWorker:
             evidence.refresh_disk_usage()
 
     def report(self, result: ReplayResult) -> WorkerReport:
-        pipeline = self.pipeline
         return WorkerReport(
             index=self.index,
             files=result.files,
             frames=result.frames,
             problems=self.problems,
-            decode=pipeline.decode_stats,
-            detect=pipeline.detector.stats,
-            evidence=pipeline.evidence.stats if pipeline.evidence is not None else None,
-            flows=pipeline.detector.flow_count,
-            pending_requests=pipeline.detector.pending_count,
-            notices=pipeline.notices_emitted,
+            stats=self.pipeline.stats(),
             peak_rss_kb=peak_rss_kb(),
         )
 
@@ -526,17 +510,10 @@ class ParallelReplay:
     def _result(self) -> ParallelReplayResult:
         reports = [w.report for w in self.workers if w.report is not None]
         first = reports[0]
-        decode = sum_records([r.decode for r in reports])
-        evidence = [r.evidence for r in reports if r.evidence is not None]
-        stats: dict[str, object] = {
-            "decode": decode.as_dict(),
-            "detect": sum_records([r.detect for r in reports]).as_dict(),
-            "flows": sum(r.flows for r in reports),
-            "pending_requests": sum(r.pending_requests for r in reports),
-            "notices": self.notices,
-            "notice_write_errors": self.write_errors,
-            "evidence": dataclasses.asdict(sum_records(evidence)) if evidence else {},
-        }
+        stats: dict[str, Any] = {}
+        for report in reports:
+            add_stats(stats, report.stats)
+        stats["notices"], stats["notice_write_errors"] = self.notices, self.write_errors  # the main process's
         # With share filters each worker read its own frames; otherwise every worker read them all.
         frames = sum(r.frames for r in reports) if self.share_filters else first.frames
         return ParallelReplayResult(
@@ -547,7 +524,7 @@ class ParallelReplay:
             stats=stats,
             notices=self.notices,
             write_errors=self.write_errors,
-            shares=[r.decode.frames for r in reports],
+            shares=[r.stats["decode"]["frames"] for r in reports],
             worker_peak_rss_kb=[r.peak_rss_kb for r in reports],
         )
 
@@ -558,8 +535,8 @@ class ParallelReplay:
         for report in reports:
             for problem in report.problems:
                 frames.setdefault((problem.path, problem.error), []).append(problem.frames)
-        return [f"capture file {path}: {error} (after {sum(counts) if self.share_filters else counts[0]} packets; "
-                "rest skipped)" for (path, error), counts in frames.items()]
+        return [broken_capture_text(path, error, sum(counts) if self.share_filters else counts[0])
+                for (path, error), counts in frames.items()]
 
 
 def replay_files_parallel(paths: Sequence[str], cfg: Config, workers: int, sinks: Sequence[NoticeSink],
@@ -574,34 +551,6 @@ def replay_files_parallel(paths: Sequence[str], cfg: Config, workers: int, sinks
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def sum_records(records: Sequence[R]) -> R:
-    """Field by field sum of dataclass records of one type (counters of the workers): numbers add, Counters
-    and dicts add key by key, lists element by element."""
-    total = copy.deepcopy(records[0])
-    for record in records[1:]:
-        for item in dataclasses.fields(record):  # type: ignore[arg-type]
-            setattr(total, item.name, _add(getattr(total, item.name), getattr(record, item.name)))
-    return total
-
-
-def _add(a: Any, b: Any) -> Any:
-    if isinstance(a, bool) or a is None:
-        return a
-    if isinstance(a, int | float):
-        return a + b
-    if isinstance(a, Counter):
-        total = Counter(a)
-        total.update(b)
-        return total
-    if isinstance(a, dict):
-        return {key: _add(a[key], b[key]) if key in a and key in b else a.get(key, b.get(key))
-                for key in {**a, **b}}
-    if isinstance(a, list):
-        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-        return [x + shorter[i] if i < len(shorter) else x for i, x in enumerate(longer)]
-    raise TypeError(f"cannot add {type(a).__name__} counters")
 
 
 def peak_rss_kb() -> int:

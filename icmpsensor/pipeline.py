@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from icmpsensor.config import Config
 from icmpsensor.decode import Decoder, DecodeStats
@@ -119,6 +120,16 @@ class Pipeline:
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
+
+
+def add_stats(total: dict[str, Any], part: Mapping[str, Any]) -> None:
+    """Add the counters of a stats record (such as `Pipeline.stats()`) into `total`, nested dicts key by
+    key: several workers' records into one."""
+    for key, value in part.items():
+        if isinstance(value, Mapping):
+            add_stats(total.setdefault(key, {}), value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
 
 
 def write_notice(sinks: Sequence[NoticeSink], notice: Notice, on_write_error: Callable[[str], None]) -> int:

@@ -135,13 +135,18 @@ def decoder_for_file(path: str, reader: pcapy.Reader, pipeline: Pipeline) -> Dec
         raise InputError(f"capture file {path}: {exc.message}") from None
 
 
+def broken_capture_text(path: str, error: str, frames: int) -> str:
+    """The problem line of a capture that could not be read to the end."""
+    return f"capture file {path}: {error} (after {frames} packets; rest skipped)"
+
+
 def replay_file(path: str, pipeline: Pipeline, result: ReplayResult) -> None:
     reader = open_capture(path)
     decoder = decoder_for_file(path, reader, pipeline)
     result.files += 1
     done, error = read_capture(path, reader, functools.partial(pipeline.feed_batch, decoder))
     if error is not None:
-        result.problems.append(f"capture file {path}: {error} (after {done} packets; rest skipped)")
+        result.problems.append(broken_capture_text(path, error, done))
     result.frames += done
 
 

@@ -60,7 +60,7 @@ from icmpsensor.decode import DECODER, Decoder
 from icmpsensor.errors import EXIT_INTERNAL, EXIT_NOINPUT, EXIT_OK, CaptureError, InputError, SensorError
 from icmpsensor.journal import MSGID_ERROR, MSGID_STARTED, MSGID_STOPPED
 from icmpsensor.notices import Notice
-from icmpsensor.pipeline import Pipeline, write_notice
+from icmpsensor.pipeline import Pipeline, add_stats, write_notice
 from icmpsensor.sinks import check_log_dir
 from icmpsensor.spscqueue import SpscQueue
 
@@ -527,7 +527,7 @@ class MultiDaemon(Daemon):
         counter, which every worker's handle reports whole."""
         totals: dict[str, Any] = {}
         for worker in self.workers:
-            _add_into(totals, {k: v for k, v in worker.stats.items() if k != "pid"})
+            add_stats(totals, {k: v for k, v in worker.stats.items() if k != "pid"})
         totals["interface_dropped"] = max((w.stats.get("interface_dropped", 0) for w in self.workers), default=0)
         return totals
 
@@ -570,13 +570,3 @@ class MultiDaemon(Daemon):
             f"drops: kernel {t.get('kernel_dropped', 0)} interface {t.get('interface_dropped', 0)} "
             f"queue {t.get('queue_dropped', 0)}; {len(self.workers)} workers"
         )
-
-
-def _add_into(total: dict[str, Any], part: dict[str, Any]) -> None:
-    """Sum counters, nested dicts key by key."""
-    for key, value in part.items():
-        if isinstance(value, dict):
-            _add_into(total.setdefault(key, {}), value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            total[key] = total.get(key, 0) + value
-
