@@ -281,15 +281,11 @@ def run_stage_here(stage: str, path: str, truth_file: str | None, sample: int) -
 def _peak_rss_mb(children: bool) -> float:
     """Peak RSS of this process (VmHWM: its own address space; ru_maxrss would also count the parent's
     peak, which Linux carries over through fork and exec), or of its largest child (tshark)."""
+    from icmpsensor.parallel_replay import peak_rss_kb
+
     if children:
         return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_kb() / 1024
 
 
 def run_stage(stage: str, path: Path, truth_file: Path | None, sample: int) -> dict[str, object] | None:
