@@ -513,10 +513,11 @@ class _ReferenceDetector(detect.Detector):
         elif pkt.is_echo_reply:
             self.stats.echo_replies += 1
             flow = self._reference_reply(pkt, due)
-        else:
+        else:  # the product's path: unexplained_bytes is the reference one (patched in)
             self.stats.other_icmp += 1
-            flow = self._reference_other(pkt)
-        if flow is not None and self._realtime:
+            self._on_other(pkt, due)
+            return
+        if self._realtime:
             self._evaluate(flow, pkt.ts, due)
 
     def _reference_request(self, pkt: IcmpPacket) -> detect.Flow:
@@ -559,21 +560,6 @@ class _ReferenceDetector(detect.Detector):
         if novel:
             flow.reply_differs += 1
             self._add_novel(flow, novel)
-        return flow
-
-    def _reference_other(self, pkt: IcmpPacket) -> detect.Flow | None:
-        if pkt.is_echo_request and self._matched:
-            self._remember_request(pkt, _reference_sketch(pkt.payload))
-        novel, reason = nonecho.unexplained_bytes(pkt, self.cfg.timestamp_tolerance)
-        if not novel:
-            return None
-        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
-        flow.n += 1
-        flow.other_bytes += len(pkt.payload)
-        flow.nonecho_novel += novel
-        if not flow.nonecho_reason:
-            flow.nonecho_reason = reason
-        self._add_novel(flow, novel)
         return flow
 
     def _reference_novelty(self, flow: detect.Flow, pkt: IcmpPacket, compared: novelty.Sketch | None) -> int:
