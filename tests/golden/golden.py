@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"default": "", "original": "detection:\n  profile: original\n"}
@@ -76,7 +77,7 @@ def write_corpus(directory: Path) -> None:
     import dpkt
 
     benign, exfil, _ = _corpus_modules()
-    builders = [*benign.BENIGN_CASES.values(), *exfil.EXFIL_CASES.values()]  # type: ignore[attr-defined]
+    builders = [*benign.BENIGN_CASES.values(), *exfil.EXFIL_CASES.values()]
     for build in builders:
         packets = build()
         path = directory / "corpus.tmp"
@@ -91,24 +92,21 @@ def write_corpus(directory: Path) -> None:
 def _ether(pkt: object) -> bytes:
     import dpkt
 
-    p = pkt  # an IcmpPacket
-    if p.ident >= 0:  # type: ignore[attr-defined]
-        body = p.ident.to_bytes(2, "big") + p.seq.to_bytes(2, "big") + p.payload  # type: ignore[attr-defined]
-    else:
-        body = p.payload  # type: ignore[attr-defined]
-    if p.ipv6:  # type: ignore[attr-defined]
-        icmp = dpkt.icmp6.ICMP6(type=p.icmp_type, code=p.icmp_code)  # type: ignore[attr-defined]
+    p: Any = pkt  # an IcmpPacket
+    body = p.ident.to_bytes(2, "big") + p.seq.to_bytes(2, "big") + p.payload if p.ident >= 0 else p.payload
+    if p.ipv6:
+        icmp = dpkt.icmp6.ICMP6(type=p.icmp_type, code=p.icmp_code)
         icmp.data = body
-        ip = dpkt.ip6.IP6(src=p.src, dst=p.dst, nxt=58, hlim=64)  # type: ignore[attr-defined]
+        ip = dpkt.ip6.IP6(src=p.src, dst=p.dst, nxt=58, hlim=64)
         ip.data = icmp
         ip.plen = len(bytes(icmp))
         icmp.sum = 0
         raw = bytes(ip)
         ethertype = dpkt.ethernet.ETH_TYPE_IP6
     else:
-        icmp = dpkt.icmp.ICMP(type=p.icmp_type, code=p.icmp_code)  # type: ignore[attr-defined]
+        icmp = dpkt.icmp.ICMP(type=p.icmp_type, code=p.icmp_code)
         icmp.data = body
-        ip = dpkt.ip.IP(src=p.src, dst=p.dst, p=1, ttl=64, data=icmp)  # type: ignore[attr-defined]
+        ip = dpkt.ip.IP(src=p.src, dst=p.dst, p=1, ttl=64, data=icmp)
         ip.len = 20 + len(bytes(icmp))
         raw = bytes(ip)
         ethertype = dpkt.ethernet.ETH_TYPE_IP
