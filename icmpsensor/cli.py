@@ -7,15 +7,13 @@ Exit codes (also in --help and the README):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from icmpsensor import __version__
-from icmpsensor.config import Config, config_to_yaml, load_config
 from icmpsensor.errors import (
     EXIT_CANTCREAT,
     EXIT_CONFIG,
@@ -27,10 +25,11 @@ from icmpsensor.errors import (
     SensorError,
     UsageError,
 )
-from icmpsensor.pipeline import Pipeline, build_sinks, tune_gc
-from icmpsensor.replay import ReplayResult, replay_files
 
-MAX_WORKERS = 64  # as capture.workers
+if TYPE_CHECKING:
+    from icmpsensor.config.schema import Config
+
+MAX_WORKERS = 64  # as capture.workers (config/schema.py)
 
 EPILOG = f"""\
 exit codes:
@@ -104,52 +103,14 @@ def _worker_count(text: str) -> int:
 
 
 def effective_config(args: argparse.Namespace) -> Config:
+    from icmpsensor.config.loader import load_config
+
     cfg = load_config(args.config)
     if args.log_dir is not None:
         cfg.output.log_dir = args.log_dir
     if args.stdout:
         cfg.output.stdout = True
     return cfg
-
-
-def run_replay(cfg: Config, paths: list[str], workers: int = 1) -> int:
-    if workers > 1:
-        result, summary, write_errors = _replay_parallel(cfg, paths, workers)
-    else:
-        result, summary, write_errors = _replay_single(cfg, paths)
-    print(
-        f"icmpsensor: read {result.frames} packets from {result.files} file(s); "
-        f"{summary['notices']} notice(s) written to {cfg.output.log_dir}/{cfg.output.notice_log}; "
-        f"decode: {json.dumps(summary['decode'], separators=(',', ':'))}; "
-        f"detect: {json.dumps(summary['detect'], separators=(',', ':'))}",
-        file=sys.stderr,
-    )
-    for problem in result.problems:
-        print(f"icmpsensor: error: {problem}", file=sys.stderr)
-    if result.problems:
-        return EXIT_NOINPUT
-    return EXIT_CANTCREAT if write_errors else EXIT_OK
-
-
-def _replay_single(cfg: Config, paths: list[str]) -> tuple[ReplayResult, dict[str, object], int]:
-    pipeline = Pipeline(cfg, build_sinks(cfg))
-    try:
-        result = replay_files(paths, pipeline)
-    finally:
-        pipeline.close()
-    return result, pipeline.stats(), pipeline.write_errors
-
-
-def _replay_parallel(cfg: Config, paths: list[str], workers: int) -> tuple[ReplayResult, dict[str, object], int]:
-    from icmpsensor.parallel_replay import replay_files_parallel
-
-    sinks = build_sinks(cfg)
-    try:
-        result = replay_files_parallel(paths, cfg, workers, sinks)
-    finally:
-        for sink in sinks:
-            sink.close()
-    return result, result.stats, result.write_errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,19 +122,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"icmpsensor: configuration {cfg.source or '(built-in defaults)'} is valid")
             return EXIT_OK
         if args.print_config:
+            from icmpsensor.config.loader import config_to_yaml
+
             sys.stdout.write(config_to_yaml(cfg))
             return EXIT_OK
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
+        from icmpsensor.runmode.pipeline import tune_gc
+
         tune_gc()
         if args.read:
+            from icmpsensor.runmode.replay import run_replay
+
             workers = args.workers if args.workers is not None else cfg.capture.workers
             return run_replay(cfg, args.read, workers)
         if args.interface or cfg.capture.interface:
             if args.workers is not None:
                 raise UsageError("--workers is for -r; live capture takes capture.workers from the config "
                                  "(see icmpsensor --help)")
-            from icmpsensor.daemon import Overrides, run_live
+            from icmpsensor.runmode.live import Overrides, run_live
 
             return run_live(cfg, Overrides(args.interface, args.log_dir, args.stdout))
         raise UsageError("nothing to do: give -r FILE, -i IFACE, or capture.interface in the config")

@@ -1,0 +1,241 @@
+"""The configuration: one dataclass per section, one field per key.
+
+Every key is a field whose metadata holds its *kind* (config/kinds.py: how a YAML node is checked
+and turned into the value, and back), a one-line doc, and whether it is read only at start
+(`restart=True`: a reload reports a change instead of applying it). The field default is the only
+place a default lives. Adding a key means adding one field; adding a section means adding one
+dataclass and one `section(...)` field on `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, TypeVar
+
+from icmpsensor.config.kinds import (
+    DOC,
+    KIND,
+    RESTART,
+    Bool,
+    Choice,
+    Int,
+    Kind,
+    ListOf,
+    Seconds,
+    Section,
+    Text,
+    bpf_filter,
+    config_fields,
+    file_name,
+    interface_name,
+    non_empty,
+    parse_hex,
+    parse_network,
+    sensor_name,
+)
+from icmpsensor.notice.types import NOTE_TYPES
+
+T = TypeVar("T")
+
+
+def key(default: T, kind: Kind, doc: str, *, restart: bool = False) -> T:
+    return field(default=default, metadata={KIND: kind, DOC: doc, RESTART: restart})
+
+
+def section(cls: type[T], doc: str, *, restart: bool = False) -> T:
+    """A section field: `name: Cls = section(Cls, doc)` (restart: the whole section is read only at start)."""
+    return field(default_factory=cls, metadata={KIND: Section(cls), DOC: doc, RESTART: restart})
+
+
+# One switch per note type (notice/types.py), named as the note's `switch`.
+NoticeSwitches = dataclasses.make_dataclass(
+    "NoticeSwitches",
+    [(n.switch, bool, key(n.on, Bool(), n.switch_doc)) for n in NOTE_TYPES],
+)
+
+
+@dataclass
+class DetectionConfig:
+    profile: str = key(
+        "standard", Choice(("standard", "original")), "standard: novelty-based detection; original: the Zeek script"
+    )
+    alerting: str = key(
+        "auto", Choice(("auto", "realtime", "flow_end")), "when notices fire; auto: realtime unless profile original"
+    )
+    novel_bytes_threshold: int = key(
+        400, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
+    )
+    timestamp_tolerance: float = key(
+        300.0, Seconds(0, 366 * 86400), "seconds a benign ping's embedded clock may differ from the capture's"
+    )
+    nonecho_bytes_threshold: int = key(
+        0, Int(0, 2**31), "standard: NonEchoPayload when unexplained non-echo bytes in a flow exceed this"
+    )
+    slow_exfil_min_bytes: int = key(
+        2000, Int(1, 2**40), "standard: SlowExfil when a host pair's novel bytes in the window reach this"
+    )
+    slow_exfil_window: float = key(86400.0, Seconds(0, 30 * 86400), "seconds a host pair's novel bytes add up")
+    max_pairs: int = key(100_000, Int(1, 100_000_000), "host pairs remembered for slow exfiltration")
+    exfil_bytes_threshold: int = key(
+        1500, Int(0, 2**40), "original: DataExfil when a flow's request payload bytes exceed this"
+    )
+    changed_requests_threshold: int = key(
+        5, Int(0, 2**31), "requests whose payload changed must exceed this count"
+    )
+    reply_differs_threshold: int = key(
+        5, Int(0, 2**31), "replies differing from the request must exceed this"
+    )
+    reply_pairing: str = key(
+        "auto",
+        Choice(("auto", "matched", "last_request")),
+        "compare a reply with its request (id+seq) or the last one; auto: matched unless profile original",
+    )
+    idle_timeout: float = key(300.0, Seconds(0, 86400), "seconds without packets before a flow is evaluated")
+    max_flows: int = key(100_000, Int(1, 100_000_000), "flows tracked at once")
+    max_pending_requests: int = key(
+        100_000, Int(1, 100_000_000), "outstanding echo requests remembered for pairing"
+    )
+    ignore_default_pings: bool = key(True, Bool(), "skip the default Linux/macOS and Windows ping payloads")
+    notices: NoticeSwitches = section(NoticeSwitches, "which notices are raised")
+
+    @property
+    def matched_pairing(self) -> bool:
+        if self.reply_pairing == "auto":
+            return self.profile != "original"
+        return self.reply_pairing == "matched"
+
+    @property
+    def realtime(self) -> bool:
+        if self.alerting == "auto":
+            return self.profile != "original"
+        return self.alerting == "realtime"
+
+
+@dataclass
+class AllowlistConfig:
+    hosts: tuple[IPv4Network | IPv6Network, ...] = key(
+        (), ListOf(parse_network, str, "addresses or CIDR networks"), "hosts never reported"
+    )
+    payloads: tuple[bytes, ...] = key((), ListOf(parse_hex, bytes.hex, "hex strings"), "payloads ignored")
+
+
+@dataclass
+class DecodeConfig:
+    verify_checksums: bool = key(True, Bool(), "drop ICMP/ICMPv6 messages with a bad checksum")
+    fragment_timeout: float = key(30.0, Seconds(0, 600), "seconds to wait for the fragments of a datagram")
+    max_fragmented_datagrams: int = key(4096, Int(1, 1_000_000), "datagrams being reassembled at once")
+
+
+# Echo and every other ICMP / ICMPv6 message, IPv6 with extension headers in front of the
+# ICMPv6 header (which `icmp6` alone misses) and IPv6 fragments, bare or behind one or two
+# 802.1Q / 802.1ad VLAN tags.
+_L3_FILTER = (
+    "(icmp or (ip6 and (ip6[6] == 58 or ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44"
+    " or ip6[6] == 60 or ip6[6] == 51)))"
+)
+DEFAULT_BPF_FILTER = f"{_L3_FILTER} or (vlan and ({_L3_FILTER} or (vlan and {_L3_FILTER})))"
+
+
+@dataclass
+class CaptureConfig:
+    interface: str = key("", Text(interface_name), "interface to capture on; empty: only -i or -r", restart=True)
+    bpf_filter: str = key(DEFAULT_BPF_FILTER, Text(bpf_filter), "BPF capture filter", restart=True)
+    snaplen: int = key(65535, Int(64, 262144), "bytes captured per packet", restart=True)
+    promiscuous: bool = key(True, Bool(), "put the interface in promiscuous mode", restart=True)
+    buffer_size: int = key(32 * 1024 * 1024, Int(1024 * 1024, 2**31 - 1), "kernel capture buffer, bytes",
+                           restart=True)
+    batch_size: int = key(512, Int(1, 65536), "packets read per batch", restart=True)
+    queue_batches: int = key(1024, Int(2, 1_000_000), "batches the capture->detector queue holds", restart=True)
+    workers: int = key(1, Int(1, 64), "capture+detector processes sharing the interface (kernel PACKET_FANOUT_HASH "
+                       "group)", restart=True)
+
+
+PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+# One journald priority per note type (notice/types.py), named as the note's `switch`.
+NotePriorities = dataclasses.make_dataclass(
+    "NotePriorities",
+    [(n.switch, str, key(n.priority, Choice(PRIORITIES), f"journald priority of {n.name}")) for n in NOTE_TYPES],
+)
+
+
+@dataclass
+class JournalConfig:
+    enabled: bool = key(True, Bool(), "send notices and operational messages to journald", restart=True)
+    priorities: NotePriorities = section(NotePriorities, "journald priority per note")
+
+
+@dataclass
+class RotationConfig:
+    max_bytes: int = key(100 * 1024 * 1024, Int(0, 2**50), "rotate notice.log at this size; 0: never")
+    interval: float = key(3600.0, Seconds(0, 366 * 86400, zero_means_off=True), "rotate every N s; 0: never")
+    gzip: bool = key(False, Bool(), "gzip rotated files")
+    keep: int = key(48, Int(0, 1_000_000), "rotated files kept; 0: keep all")
+
+
+@dataclass
+class StatsConfig:
+    interval: float = key(60.0, Seconds(0, 86400, zero_means_off=True), "seconds between stats records; 0: off")
+    log: str = key("stats.log", Text(file_name), "stats file name inside output.log_dir", restart=True)
+
+
+@dataclass
+class EvidenceConfig:
+    enabled: bool = key(True, Bool(), "write an evidence pcap (and carried bytes) for every alerted flow")
+    directory: str = key("evidence", Text(file_name), "evidence directory name inside output.log_dir")
+    packets_before: int = key(32, Int(0, 100_000), "packets kept per suspicious flow before its first notice")
+    packets_after: int = key(1000, Int(0, 10_000_000), "packets written after the first notice, at most")
+    max_file_bytes: int = key(4 * 1024 * 1024, Int(1024, 2**40), "largest evidence pcap, bytes")
+    max_total_bytes: int = key(256 * 1024 * 1024, Int(1024, 2**50), "evidence kept on disk; oldest deleted")
+    max_flows_buffered: int = key(4096, Int(1, 10_000_000), "suspicious flows whose packets are buffered")
+
+
+@dataclass
+class OutputConfig:
+    log_dir: str = key(".", Text(non_empty), "directory for notice.log", restart=True)
+    notice_log: str = key("notice.log", Text(file_name), "notice log file name inside log_dir", restart=True)
+    stdout: bool = key(False, Bool(), "also print each notice as a JSON line on stdout", restart=True)
+    rotation: RotationConfig = section(RotationConfig, "notice.log rotation")
+    evidence: EvidenceConfig = section(EvidenceConfig, "evidence of alerted flows", restart=True)
+
+
+@dataclass
+class SensorConfig:
+    name: str = key("icmpsensor", Text(sensor_name), "peer_descr of every notice")
+
+
+@dataclass
+class Config:
+    sensor: SensorConfig = section(SensorConfig, "this sensor")
+    detection: DetectionConfig = section(DetectionConfig, "thresholds and notices")
+    allowlist: AllowlistConfig = section(AllowlistConfig, "traffic never reported")
+    decode: DecodeConfig = section(DecodeConfig, "packet decoding")
+    output: OutputConfig = section(OutputConfig, "where notices go")
+    capture: CaptureConfig = section(CaptureConfig, "live capture")
+    journald: JournalConfig = section(JournalConfig, "journald output")
+    stats: StatsConfig = section(StatsConfig, "statistics")
+    source: str | None = None  # the file it was loaded from; None for the built-in defaults
+
+
+def restart_only_changes(running: Config, new: Config) -> list[str]:
+    """The keys read only at start (`restart=True`) whose value differs in `new`; `new` gets the running
+    values back, so that a reload applies everything else."""
+    return _keep_restart_only(running, new, "")
+
+
+def _keep_restart_only(running: Any, new: Any, prefix: str) -> list[str]:
+    changed = []
+    for f in config_fields(type(running)):
+        name = f"{prefix}{f.name}"
+        old_value, new_value = getattr(running, f.name), getattr(new, f.name)
+        if f.metadata[RESTART]:
+            if old_value != new_value:
+                changed.append(name)
+                setattr(new, f.name, old_value)
+        elif isinstance(f.metadata[KIND], Section):
+            changed += _keep_restart_only(old_value, new_value, name + ".")
+    return changed
+

@@ -1,0 +1,389 @@
+/* The decoder's batch fast path in C: a libpcap batch's common frames to IcmpPacket records.
+ *
+ * It takes exactly the frames the struct fast path of decode/fast.py Decoder takes (an IPv4 header
+ * without options and not a fragment, or an IPv6 header with no extension header, then a whole
+ * ICMP message of 8 bytes or more, checksums right), behind Ethernet (with any VLAN tags),
+ * Linux cooked (SLL, SLL2) or raw IP, and builds the same records. Every other frame - anything
+ * malformed, truncated, fragmented, with options or extension headers, a bad checksum, not IP - is
+ * left to the Python decoder: decode_batch returns its position, and decode/fast.py decodes it there.
+ * So this file never decides that a frame is bad; it only recognises good ones.
+ *
+ * Every read is checked against the frame's captured length and the batch buffer first.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+enum link_kind { LINK_ETHERNET = 0, LINK_SLL = 1, LINK_SLL2 = 2, LINK_RAW = 3, LINK_RAW4 = 4, LINK_RAW6 = 5 };
+
+#define N_FIELDS 10
+static const char *const FIELD_NAMES[N_FIELDS] = {
+    "ts", "src", "dst", "ipv6", "icmp_type", "icmp_code", "ident", "seq", "payload", "wire_len",
+};
+
+/* The record type (packet.IcmpPacket) and where its slots live, set by bind(). */
+static PyTypeObject *packet_type = NULL;
+static Py_ssize_t slot_offset[N_FIELDS];
+
+static inline unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+
+/* A number congruent modulo 0xFFFF to the sum of the big-endian 16-bit words of p[0:n] (a last
+ * odd byte padded with a zero byte), and 0 only when every byte is 0: the sum of its big-endian
+ * 32-bit words (2^16 = 1 modulo 0xFFFF), read four bytes at a time. */
+static uint64_t word_sum(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t sum = 0;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t word;
+        memcpy(&word, p + i, 4);
+        sum += __builtin_bswap32(word);
+    }
+    for (; i + 1 < n; i += 2)
+        sum += be16(p + i);
+    if (i < n)
+        sum += (uint64_t)p[i] << 8;
+    return sum;
+}
+
+/* The VLAN tag protocol identifiers, set by bind() from decode/linktypes.py VLAN_TPIDS (the one copy). */
+#define MAX_TPIDS 8
+static unsigned vlan_tpids[MAX_TPIDS];
+static int n_vlan_tpids = 0;
+
+static inline int is_vlan_tpid(unsigned ethertype)
+{
+    for (int i = 0; i < n_vlan_tpids; i++)
+        if (ethertype == vlan_tpids[i])
+            return 1;
+    return 0;
+}
+
+/* A new record with the slots set (references stolen), or NULL with an exception set. */
+static PyObject *new_packet(PyObject *values[N_FIELDS])
+{
+    PyObject *obj = NULL;
+    for (int i = 0; i < N_FIELDS; i++)
+        if (values[i] == NULL)
+            goto fail;
+    obj = packet_type->tp_alloc(packet_type, 0);
+    if (obj == NULL)
+        goto fail;
+    for (int i = 0; i < N_FIELDS; i++)
+        *(PyObject **)((char *)obj + slot_offset[i]) = values[i];
+    return obj;
+fail:
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_XDECREF(values[i]);
+    return NULL;
+}
+
+/* Add a batch's message counts to type_counts (a list of 512 ints). 0, or -1 with an exception set. */
+static int add_counts(PyObject *counts, const Py_ssize_t batch_counts[512])
+{
+    for (Py_ssize_t index = 0; index < 512; index++) {
+        if (!batch_counts[index])
+            continue;
+        PyObject *old = PyList_GET_ITEM(counts, index);
+        Py_ssize_t value = PyLong_AsSsize_t(old);
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *new = PyLong_FromSsize_t(value + batch_counts[index]);
+        if (new == NULL)
+            return -1;
+        PyList_SET_ITEM(counts, index, new);
+        Py_DECREF(old);
+    }
+    return 0;
+}
+
+/* The record of an ICMP message msg[0:size] (size >= 8) between the addresses src and dst (4 or 16
+ * bytes); 1 with *out set, or -1 with an exception set. */
+static int message(const unsigned char *src, const unsigned char *dst, int ipv6, const unsigned char *msg,
+                   Py_ssize_t size, double ts, Py_ssize_t wire_len, Py_ssize_t *counts, PyObject **out)
+{
+    unsigned type = msg[0];
+    int echo = ipv6 ? type == 128 || type == 129 : type == 8 || type == 0;
+    Py_ssize_t start = echo ? 8 : 4;  /* an echo's payload follows its id and seq */
+    Py_ssize_t address_len = ipv6 ? 16 : 4;
+    PyObject *values[N_FIELDS] = {
+        PyFloat_FromDouble(ts),
+        PyBytes_FromStringAndSize((const char *)src, address_len),
+        PyBytes_FromStringAndSize((const char *)dst, address_len),
+        Py_NewRef(ipv6 ? Py_True : Py_False),
+        PyLong_FromLong(type),
+        PyLong_FromLong(msg[1]),
+        PyLong_FromLong(echo ? (long)be16(msg + 4) : -1),
+        PyLong_FromLong(echo ? (long)be16(msg + 6) : -1),
+        PyBytes_FromStringAndSize((const char *)msg + start, size - start),
+        PyLong_FromSsize_t(wire_len),
+    };
+    *out = new_packet(values);
+    if (*out == NULL)
+        return -1;
+    counts[(ipv6 ? 256 : 0) + type]++;
+    return 1;
+}
+
+/* The IPv4 packet at f[0:len]: 1 and *out set if it is on the fast path, 0 if not, -1 on error. */
+static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
+               Py_ssize_t *counts, PyObject **out)
+{
+    if (len < 28 || f[0] != 0x45 || f[9] != 1 || (be16(f + 6) & 0x3FFF))
+        return 0;
+    Py_ssize_t total = be16(f + 2);
+    if (total < 28 || total > len)
+        return 0;
+    if (verify) {
+        if (word_sum(f, 20) % 0xFFFF)
+            return 0;
+        uint64_t sum = word_sum(f + 20, total - 20);
+        if (sum == 0 || sum % 0xFFFF)
+            return 0;
+    }
+    return message(f + 12, f + 16, 0, f + 20, total - 20, ts, wire_len, counts, out);
+}
+
+/* The IPv6 packet at f[0:len], as ip4(). */
+static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
+               Py_ssize_t *counts, PyObject **out)
+{
+    if (len < 48 || f[0] >> 4 != 6 || f[6] != 58)
+        return 0;
+    Py_ssize_t size = be16(f + 4);
+    if (size < 8 || size > len - 40)
+        return 0;
+    if (verify) {
+        /* The pseudo-header: source, destination, upper-layer length, next header. */
+        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + 40, size);
+        if (sum % 0xFFFF)
+            return 0;
+    }
+    return message(f + 8, f + 24, 1, f + 40, size, ts, wire_len, counts, out);
+}
+
+/* Network layer by ethertype at f[pos:len], after any VLAN tags. */
+static int by_ethertype(const unsigned char *f, Py_ssize_t len, unsigned ethertype, Py_ssize_t pos, double ts,
+                        Py_ssize_t wire_len, int verify, Py_ssize_t *counts, PyObject **out)
+{
+    while (is_vlan_tpid(ethertype)) {
+        if (len < pos + 4)
+            return 0;
+        ethertype = be16(f + pos + 2);
+        pos += 4;
+    }
+    if (ethertype == 0x0800)
+        return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out);
+    if (ethertype == 0x86DD)
+        return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out);
+    return 0;
+}
+
+static int frame(int link, const unsigned char *f, Py_ssize_t len, double ts, int verify, Py_ssize_t *counts,
+                 PyObject **out)
+{
+    switch (link) {
+    case LINK_ETHERNET:
+        return len < 14 ? 0 : by_ethertype(f, len, be16(f + 12), 14, ts, len, verify, counts, out);
+    case LINK_SLL:
+        return len < 16 ? 0 : by_ethertype(f, len, be16(f + 14), 16, ts, len, verify, counts, out);
+    case LINK_SLL2:
+        return len < 20 ? 0 : by_ethertype(f, len, be16(f), 20, ts, len, verify, counts, out);
+    case LINK_RAW:
+        if (len < 1)
+            return 0;
+        if (f[0] >> 4 == 4)
+            return ip4(f, len, ts, len, verify, counts, out);
+        return f[0] >> 4 == 6 ? ip6(f, len, ts, len, verify, counts, out) : 0;
+    case LINK_RAW4:
+        return ip4(f, len, ts, len, verify, counts, out);
+    case LINK_RAW6:
+        return ip6(f, len, ts, len, verify, counts, out);
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(decode_batch_doc,
+"decode_batch(buf, meta, link, verify_checksums, type_counts) -> (packets, rest)\n\n"
+"Decode the fast-path frames of a libpcap batch (meta: 16-byte records of seconds, microseconds,\n"
+"offset in buf, captured length, native byte order). packets has one item per frame in order: an\n"
+"IcmpPacket, or None where the frame is left to the Python decoder; rest lists those frames'\n"
+"indexes (empty when there are none). type_counts (512 ints) counts the messages decoded.");
+
+static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch takes 5 arguments");
+        return NULL;
+    }
+    if (packet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "decode_batch: bind() the record type first");
+        return NULL;
+    }
+    PyObject *counts = args[4];
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_CheckExact(counts)
+        || PyList_GET_SIZE(counts) != 512) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(bytes, bytes, int, bool, list of 512 ints)");
+        return NULL;
+    }
+    long link = PyLong_AsLong(args[2]);
+    if (link == -1 && PyErr_Occurred())
+        return NULL;
+    int verify = PyObject_IsTrue(args[3]);
+    if (verify < 0)
+        return NULL;
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t buf_len = PyBytes_GET_SIZE(args[0]);
+    const unsigned char *meta = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[1]) / 16;
+
+    Py_ssize_t batch_counts[512] = {0};
+    PyObject *packets = PyList_New(n);
+    PyObject *rest = PyList_New(0);
+    if (packets == NULL || rest == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t record[4];
+        memcpy(record, meta + 16 * i, sizeof record);
+        uint64_t off = record[2], cap = record[3];
+        PyObject *pkt = NULL;
+        int taken = 0;
+        if (off + cap <= (uint64_t)buf_len) {
+            /* as Python computes it: sec + usec * 1e-6 (no fused multiply-add: see setup.py) */
+            double ts = (double)record[0] + (double)record[1] * 1e-6;
+            taken = frame((int)link, buf + off, (Py_ssize_t)cap, ts, verify, batch_counts, &pkt);
+            if (taken < 0)
+                goto fail;
+        }
+        if (!taken) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL || PyList_Append(rest, index) < 0) {
+                Py_XDECREF(index);
+                goto fail;
+            }
+            Py_DECREF(index);
+            pkt = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(packets, i, pkt);
+    }
+    if (add_counts(counts, batch_counts) < 0)
+        goto fail;
+    PyObject *result = PyTuple_Pack(2, packets, rest);
+    Py_DECREF(packets);
+    Py_DECREF(rest);
+    return result;
+fail:
+    Py_XDECREF(packets);  /* a list from PyList_New holds NULLs where nothing was set: that is allowed */
+    Py_XDECREF(rest);
+    return NULL;
+}
+
+PyDoc_STRVAR(bind_doc,
+"bind(record_type, vlan_tpids)\n\n"
+"Use record_type (a slots dataclass with the fields of packet.IcmpPacket, in any order) for the\n"
+"records decode_batch builds; they are filled slot by slot, as its __init__ would. vlan_tpids: the\n"
+"ethertypes of the VLAN tags walked through (a tuple of at most 8 ints).");
+
+static int bind_tpids(PyObject *tpids)
+{
+    unsigned values[MAX_TPIDS];
+    if (!PyTuple_Check(tpids) || PyTuple_GET_SIZE(tpids) > MAX_TPIDS) {
+        PyErr_SetString(PyExc_TypeError, "bind(): vlan_tpids must be a tuple of at most 8 ints");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(tpids);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long value = PyLong_AsLong(PyTuple_GET_ITEM(tpids, i));
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+        if (value < 0 || value > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "bind(): a VLAN TPID is a 16-bit ethertype");
+            return -1;
+        }
+        values[i] = (unsigned)value;
+    }
+    memcpy(vlan_tpids, values, sizeof values);
+    n_vlan_tpids = (int)n;
+    return 0;
+}
+
+static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bind() takes a record type and the VLAN TPIDs");
+        return NULL;
+    }
+    PyObject *type_obj = args[0];
+    if (!PyType_Check(type_obj)) {
+        PyErr_SetString(PyExc_TypeError, "bind() takes a type");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)type_obj;
+    if (type->tp_dictoffset != 0 || type->tp_itemsize != 0) {
+        PyErr_SetString(PyExc_TypeError, "bind(): the record type must have __slots__ only");
+        return NULL;
+    }
+    /* every slot must be one decode_batch fills: a field added to the record must be added here */
+    PyObject *slots = PyDict_GetItemString(type->tp_dict, "__slots__");
+    if (slots == NULL || PySequence_Size(slots) != N_FIELDS) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "bind(): the record type must have exactly the %d slots decode_batch fills",
+                     N_FIELDS);
+        return NULL;
+    }
+    Py_ssize_t offsets[N_FIELDS];
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *descr = PyDict_GetItemString(type->tp_dict, FIELD_NAMES[i]);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "bind(): %s is not a slot of the record type", FIELD_NAMES[i]);
+            return NULL;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || member->offset <= 0
+            || (size_t)member->offset + sizeof(PyObject *) > (size_t)type->tp_basicsize) {
+            PyErr_Format(PyExc_TypeError, "bind(): %s is not an object slot", FIELD_NAMES[i]);
+            return NULL;
+        }
+        offsets[i] = member->offset;
+    }
+    if (bind_tpids(args[1]) < 0)
+        return NULL;
+    memcpy(slot_offset, offsets, sizeof offsets);
+    Py_INCREF(type);
+    Py_XSETREF(packet_type, type);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, decode_batch_doc},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "icmpsensor.decode._fastdecode",
+    "The decoder's batch fast path in C (see decode/fast.py Decoder.decode_batch).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastdecode(void)
+{
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(module, "LINK_ETHERNET", LINK_ETHERNET) < 0
+        || PyModule_AddIntConstant(module, "LINK_SLL", LINK_SLL) < 0
+        || PyModule_AddIntConstant(module, "LINK_SLL2", LINK_SLL2) < 0
+        || PyModule_AddIntConstant(module, "LINK_RAW", LINK_RAW) < 0
+        || PyModule_AddIntConstant(module, "LINK_RAW4", LINK_RAW4) < 0
+        || PyModule_AddIntConstant(module, "LINK_RAW6", LINK_RAW6) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

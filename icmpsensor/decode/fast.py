@@ -1,0 +1,128 @@
+"""The production decoder: the common frame read with one struct call (or in C), every other by dpkt.
+
+`Decoder.decode_batch` (libpcap batches: replay and live capture) hands a batch to the C extension
+`icmpsensor.decode._fastdecode` first when it is built (it is, by ``pip install``): it builds the
+records of exactly the frames the struct path takes and leaves every other frame, by position, to
+the Python code. Without the extension (``ICMPSENSOR_PURE_PYTHON=1``, or a source tree not built)
+the same batch runs through the struct path in Python.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from icmpsensor.decode.decoder import DpktDecoder
+from icmpsensor.decode.linktypes import (
+    DLT_RAW,
+    DLT_RAW_OPENBSD,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    VLAN_TPIDS,
+)
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+
+try:
+    from icmpsensor.decode import _fastdecode
+except ImportError:  # a source tree that was not built: the batch path stays in Python
+    _fastdecode = None
+if os.environ.get("ICMPSENSOR_PURE_PYTHON"):  # for benchmarks and tests: the Python batch path
+    _fastdecode = None
+if _fastdecode is not None:
+    _fastdecode.bind(IcmpPacket, VLAN_TPIDS)
+
+# The fast paths: an IPv4 header without options or an IPv6 header, then the first 8 bytes of ICMP
+# (type, code, checksum skipped, identifier, sequence), in one unpack.
+_IP4_ICMP = struct.Struct("!BxHxxHxBxx4s4sBBxxHH")  # version/IHL, total length, flags/offset, protocol, ...
+_IP6_ICMP = struct.Struct("!BxxxHBx16s16sBBxxHH")  # version (high nibble), payload length, next header, ...
+
+
+class Decoder(DpktDecoder):
+    """The production decoder: the common frame's IP and ICMP headers read with one struct call;
+    every other frame (IPv4 options, fragments, IPv6 extension headers, messages shorter than 8
+    bytes, anything truncated or malformed) goes to dpkt, as in `DpktDecoder`.
+
+    Batches go to the C fast path first, when it is built and `accelerated` is not turned off; it
+    takes the same frames as the struct path and leaves the others to it, by position."""
+
+    def __init__(self, linktype: int, stats: DecodeStats, *, accelerated: bool = True, **options: Any) -> None:
+        """`options`: those of DpktDecoder (verify_checksums, reassembler)."""
+        super().__init__(linktype, stats, **options)
+        self._c_link = _C_LINKS.get(linktype) if accelerated else None
+
+    def decode_batch(self, buf: bytes, meta: bytes) -> list[IcmpPacket]:
+        link = self._c_link
+        if link is None:
+            return super().decode_batch(buf, meta)
+        stats = self.stats
+        packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts)
+        stats.frames += len(packets)
+        if not rest:
+            return packets
+        frame = self._batch_frame
+        for index in rest:
+            packets[index] = frame(buf, meta, index)
+        return [pkt for pkt in packets if pkt is not None]
+
+    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
+        if limit - off >= 28:
+            # A 20-byte header, not a fragment, and a whole ICMP message of 8 bytes or more.
+            vihl, total_len, flags_offset, proto, src, dst, icmp_type, code, ident, seq = _IP4_ICMP.unpack_from(f, off)
+            if vihl == 0x45 and proto == PROTO_ICMP and not flags_offset & 0x3FFF and 28 <= total_len <= limit - off:
+                end = off + total_len
+                if self.verify_checksums:
+                    # Both sums as big-endian integers, which are congruent modulo 0xFFFF to the one's-complement
+                    # sums of their 16-bit words; an odd ICMP length shifts its sum by 8 bits (a factor of
+                    # 256, invertible modulo 0xFFFF), changing neither "is 0" nor "is 0 modulo 0xFFFF".
+                    if int.from_bytes(f[off : off + 20], "big") % 0xFFFF:
+                        return self._error("bad_ip_checksum")
+                    total = int.from_bytes(f[off + 20 : end], "big")
+                    if total == 0 or total % 0xFFFF:  # all-zero words sum to +0, never valid
+                        return self._error("bad_checksum")
+                self.stats.type_counts[icmp_type] += 1
+                if icmp_type == 8 or icmp_type == 0:
+                    return IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, f[off + 28 : end], wire_len)
+                return IcmpPacket(ts, src, dst, False, icmp_type, code, -1, -1, f[off + 24 : end], wire_len)
+        return super()._ip4(ts, f, off, limit, wire_len)
+
+    def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        """The IPv6 packet in f[off:limit] (the rest of the captured frame)."""
+        if limit - off >= 48:
+            # No extension header and a whole ICMPv6 message of 8 bytes or more.
+            version, size, next_header, src, dst, icmp_type, code, ident, seq = _IP6_ICMP.unpack_from(f, off)
+            if version >> 4 == 6 and next_header == PROTO_ICMPV6 and 8 <= size <= limit - off - 40:
+                start = off + 40
+                end = start + size
+                if self.verify_checksums:
+                    pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + size + PROTO_ICMPV6
+                    if ((int.from_bytes(f[start:end], "big") << (8 if size & 1 else 0)) + pseudo) % 0xFFFF:
+                        return self._error("bad_checksum")
+                self.stats.type_counts[256 + icmp_type] += 1
+                if icmp_type == 128 or icmp_type == 129:
+                    return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)
+                return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
+        return super()._ip6(ts, f, off, limit, wire_len)
+
+
+# The C fast path's code for each link type it reads (none when it is not built).
+_C_LINKS: dict[int, int] = {} if _fastdecode is None else {
+    LINKTYPE_ETHERNET: _fastdecode.LINK_ETHERNET,
+    LINKTYPE_LINUX_SLL: _fastdecode.LINK_SLL,
+    LINKTYPE_LINUX_SLL2: _fastdecode.LINK_SLL2,
+    DLT_RAW: _fastdecode.LINK_RAW,
+    DLT_RAW_OPENBSD: _fastdecode.LINK_RAW,
+    LINKTYPE_RAW: _fastdecode.LINK_RAW,
+    LINKTYPE_IPV4: _fastdecode.LINK_RAW4,
+    LINKTYPE_IPV6: _fastdecode.LINK_RAW6,
+}
+ACCELERATED = _fastdecode is not None  # whether the C batch fast path is in use in this process
+DECODER = "C decoder" if ACCELERATED else "Python decoder"  # for the start-up message

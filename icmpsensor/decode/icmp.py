@@ -1,0 +1,89 @@
+"""The ICMP layer: ICMP and ICMPv6 messages (dpkt's classes), checksums, and the record they become.
+
+The decoder's lowest layer (decode/decoder.py), called by the IP layer (decode/ip.py).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import dpkt
+
+from icmpsensor.decode.linktypes import PROTO_ICMPV6
+from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+
+
+class IcmpLayer:
+    """ICMP and ICMPv6 for the decoder; needs `stats` and `verify_checksums`."""
+
+    stats: DecodeStats
+    verify_checksums: bool
+
+    def _error(self, reason: str) -> None:
+        self.stats.errors[reason] += 1
+
+    def _skip(self, reason: str) -> None:
+        self.stats.skipped[reason] += 1
+
+    def _emit(
+        self,
+        ts: float,
+        src: bytes,
+        dst: bytes,
+        ipv6: bool,
+        icmp_type: int,
+        code: int,
+        ident: int,
+        seq: int,
+        payload: bytes,
+        wire_len: int,
+    ) -> IcmpPacket:
+        self.stats.type_counts[icmp_type + 256 if ipv6 else icmp_type] += 1
+        return IcmpPacket(ts, src, dst, ipv6, icmp_type, code, ident, seq, payload, wire_len)
+
+    def _icmp4(
+        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int
+    ) -> IcmpPacket | None:
+        raw = buf[start:end]
+        try:
+            icmp = dpkt.icmp.ICMP(raw)
+        except dpkt.NeedData:
+            return self._error("truncated_icmp")
+        if self.verify_checksums and dpkt.in_cksum(raw) != 0:
+            return self._error("bad_checksum")
+        if icmp.type in ECHO_TYPES_V4:
+            echo = icmp.data
+            if not isinstance(echo, dpkt.icmp.ICMP.Echo):
+                return self._error("truncated_icmp")
+            return self._emit(ts, src, dst, False, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
+                              wire_len)
+        return self._emit(ts, src, dst, False, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
+
+    def _icmp6(
+        self,
+        ts: float,
+        buf: bytes,
+        start: int,
+        end: int,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        raw = buf[start:end]
+        try:
+            icmp = dpkt.icmp6.ICMP6(raw)
+        except dpkt.NeedData:
+            return self._error("truncated_icmp")
+        if self.verify_checksums:
+            pseudo = struct.pack(">16s16sI3xB", src, final_dst, len(raw), PROTO_ICMPV6)
+            if dpkt.in_cksum_done(dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), raw)) != 0:
+                return self._error("bad_checksum")
+        if icmp.type in ECHO_TYPES_V6:
+            echo = icmp.data
+            if not isinstance(echo, dpkt.icmp6.ICMP6.Echo):
+                return self._error("truncated_icmp")
+            return self._emit(ts, src, dst, True, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
+                              wire_len)
+        return self._emit(ts, src, dst, True, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)

@@ -1,0 +1,206 @@
+"""The IP layer: IPv4 and IPv6 headers (dpkt's classes), IPv6 extension headers, fragments.
+
+The decoder's middle layer (decode/decoder.py): the link layer hands it the IP header's position;
+it hands the ICMP message on to the ICMP layer (decode/icmp.py) or a fragment to the reassembler.
+"""
+
+from __future__ import annotations
+
+import dpkt
+
+from icmpsensor.decode.fragments import Reassembler, key_v4, key_v6
+from icmpsensor.decode.icmp import IcmpLayer
+from icmpsensor.decode.linktypes import AUTH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, ROUTING
+from icmpsensor.decode.packet import IcmpPacket
+
+# Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
+V6_WALKED = frozenset((HOP_BY_HOP, ROUTING, FRAGMENT, AUTH, DEST_OPTS, PROTO_ICMPV6))
+MAX_EXT_HEADERS = 16  # headers walked per packet, the ICMPv6 one included: more is an attack
+
+
+def _routing_final_dst(buf: bytes, pos: int, length: int, current: bytes) -> bytes:
+    """Final destination named by a routing header, used in the ICMPv6 pseudo-header (RFC 8200 8.1).
+
+    Types 0 (last address), 2 (home address) and 4 (SRH: segment list[0]) are
+    understood; other types, or no segment left, leave ``current``.
+    """
+    rtype, segments_left = buf[pos + 2], buf[pos + 3]
+    if segments_left == 0:
+        return current
+    if rtype == 0:
+        count = buf[pos + 1] // 2
+        return buf[pos + 8 + 16 * (count - 1) : pos + 8 + 16 * count] if count else current
+    if rtype in (2, 4) and length >= 24:
+        return buf[pos + 8 : pos + 24]
+    return current
+
+
+class _IP4Header(dpkt.ip.IP):
+    """dpkt's IPv4 header alone, so that no payload parser runs on arbitrary bytes."""
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+        if self.hl < 5:
+            raise dpkt.UnpackError("invalid header length")
+
+
+class _IP6Header(dpkt.ip6.IP6):
+    """dpkt's IPv6 header alone: DpktDecoder walks the extension headers itself."""
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+
+
+class _OptionsHeader(dpkt.Packet):
+    """Hop-by-hop or destination options header; the options are not needed."""
+
+    __hdr__ = (("nxt", "B", 0), ("len", "B", 0))
+
+    def unpack(self, buf: bytes) -> None:
+        dpkt.Packet.unpack(self, buf)
+        self.length = (self.len + 1) * 8
+
+
+_EXT_HEADERS: dict[int, type[dpkt.Packet]] = {
+    HOP_BY_HOP: _OptionsHeader,
+    DEST_OPTS: _OptionsHeader,
+    ROUTING: dpkt.ip6.IP6RoutingHeader,
+    AUTH: dpkt.ip6.IP6AHHeader,
+}
+
+
+
+class IpLayer(IcmpLayer):
+    """IPv4 and IPv6 on top of the ICMP layer; needs `reassembler` too."""
+
+    reassembler: Reassembler
+
+    # -- fragments (shared) -----------------------------------------------------------------------
+
+    def _fragment4(
+        self,
+        ts: float,
+        data: bytes,
+        src: bytes,
+        dst: bytes,
+        ident: int,
+        more: bool,
+        offset: int,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        if not data or (more and len(data) & 7):
+            return self._error("bad_fragment")
+        datagram = self.reassembler.add(key_v4(src, dst, PROTO_ICMP, ident), ts, offset, more, data,
+                                        PROTO_ICMP, wire_len)
+        if datagram is None:
+            return None
+        payload = datagram.payload
+        return self._icmp4(ts, payload, 0, len(payload), src, dst, datagram.wire_len)
+
+    def _fragment6(
+        self,
+        ts: float,
+        data: bytes,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        ident: int,
+        next_header: int,
+        more: bool,
+        offset: int,
+        wire_len: int,
+    ) -> IcmpPacket | None:
+        if next_header not in V6_WALKED:
+            return self._skip("not_icmp")
+        if not data or (more and len(data) & 7):
+            return self._error("bad_fragment")
+        key = key_v6(src, dst, ident)
+        datagram = self.reassembler.add(key, ts, offset, more, data, next_header, wire_len)
+        if datagram is None:
+            return None
+        payload = datagram.payload
+        return self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
+                           datagram.wire_len, False)
+
+    # -- IPv4 and IPv6 headers, with dpkt
+
+    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:limit]
+        try:
+            ip = _IP4Header(buf)
+        except dpkt.NeedData:
+            return self._error("truncated_ip")
+        except dpkt.UnpackError:
+            return self._error("bad_ip_header")
+        if ip.v != 4:
+            return self._error("bad_ip_header")
+        if ip.p != PROTO_ICMP:
+            return self._skip("not_icmp")
+        header_len = ip.hl * 4
+        if len(buf) < header_len:
+            return self._error("truncated_ip")
+        if ip.len < header_len:
+            return self._error("bad_ip_header")
+        if len(buf) < ip.len:
+            return self._error("truncated_ip")
+        if self.verify_checksums and dpkt.in_cksum(buf[:header_len]) != 0:
+            return self._error("bad_ip_checksum")
+        if ip.mf or ip.offset:
+            return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf),
+                                   ip.offset * 8, wire_len)
+        return self._icmp4(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len)
+
+    def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:limit]
+        try:
+            ip6 = _IP6Header(buf)
+        except dpkt.NeedData:
+            return self._error("truncated_ip")
+        if ip6.v != 6:
+            return self._error("bad_ip_header")
+        if ip6.nxt not in V6_WALKED:
+            return self._skip("not_icmp")
+        if len(buf) < 40 + ip6.plen:
+            return self._error("truncated_ip")
+        return self._walk6(ts, buf, 40, 40 + ip6.plen, ip6.nxt, ip6.src, ip6.dst, ip6.dst, wire_len, True)
+
+    def _walk6(
+        self,
+        ts: float,
+        buf: bytes,
+        pos: int,
+        end: int,
+        next_header: int,
+        src: bytes,
+        dst: bytes,
+        final_dst: bytes,
+        wire_len: int,
+        unfragmented: bool,
+    ) -> IcmpPacket | None:
+        first = unfragmented
+        for _ in range(MAX_EXT_HEADERS):
+            if next_header == PROTO_ICMPV6:
+                return self._icmp6(ts, buf, pos, end, src, dst, final_dst, wire_len)
+            header_class = dpkt.ip6.IP6FragmentHeader if next_header == FRAGMENT else \
+                _EXT_HEADERS.get(next_header)
+            if header_class is None:
+                return self._skip("not_icmp")
+            if (next_header == FRAGMENT and not unfragmented) or (next_header == HOP_BY_HOP and not first):
+                return self._error("bad_ipv6_ext_header")
+            try:
+                header = header_class(buf[pos:end])
+            except dpkt.NeedData:
+                return self._error("bad_ipv6_ext_header")
+            if (next_header == AUTH and header.len < 1) or pos + header.length > end:
+                return self._error("bad_ipv6_ext_header")
+            if next_header == ROUTING:
+                final_dst = _routing_final_dst(buf, pos, header.length, final_dst)
+            pos += header.length
+            if next_header == FRAGMENT:
+                if header.frag_off or header.m_flag:
+                    return self._fragment6(ts, buf[pos:end], src, dst, final_dst, header.id, header.nxt,
+                                           bool(header.m_flag), header.frag_off * 8, wire_len)
+                unfragmented = False
+            next_header = header.nxt
+            first = False
+        return self._error("bad_ipv6_ext_header")

@@ -1,0 +1,41 @@
+"""The record that flows from the decoder to the detector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ICMP types the detector treats as echo request / echo reply.
+ECHO_REQUEST_V4 = 8
+ECHO_REPLY_V4 = 0
+ECHO_REQUEST_V6 = 128
+ECHO_REPLY_V6 = 129
+ECHO_TYPES_V4 = frozenset((ECHO_REQUEST_V4, ECHO_REPLY_V4))
+ECHO_TYPES_V6 = frozenset((ECHO_REQUEST_V6, ECHO_REPLY_V6))
+
+
+@dataclass(slots=True)
+class IcmpPacket:
+    """One decoded (and, if it was fragmented, reassembled) ICMP or ICMPv6 message.
+
+    Addresses stay packed (4 or 16 bytes): they are dictionary keys on the hot
+    path and are turned into text only when a notice is written.
+    """
+
+    ts: float  # capture time, epoch seconds
+    src: bytes  # packed IPv4 (4 bytes) or IPv6 (16 bytes) source address
+    dst: bytes  # packed destination address, same family as src
+    ipv6: bool  # True for ICMPv6 over IPv6
+    icmp_type: int
+    icmp_code: int
+    ident: int  # echo identifier; -1 when the type has none
+    seq: int  # echo sequence number; -1 when the type has none
+    payload: bytes  # echo: the data after the 8-byte header; other types: everything after the 4-byte header
+    wire_len: int  # length of the whole frame on the wire (for statistics)
+
+    @property
+    def is_echo_request(self) -> bool:
+        return self.icmp_type == (ECHO_REQUEST_V6 if self.ipv6 else ECHO_REQUEST_V4)
+
+    @property
+    def is_echo_reply(self) -> bool:
+        return self.icmp_type == (ECHO_REPLY_V6 if self.ipv6 else ECHO_REPLY_V4)

@@ -1,0 +1,63 @@
+"""The decoder's counters.
+
+Every frame handed to ``decode`` ends in exactly one place, so the counters obey
+
+    frames + fragments["reassembled"]
+        == icmp + sum(skipped) + sum(errors) + fragments["fragments"]
+
+(a fragment frame goes into the reassembler; a completed datagram then counts
+like a frame). `DecodeStats.unaccounted` returns the difference, always 0.
+
+Skip reasons: ``not_ip``, ``not_icmp``. Error reasons: ``truncated_link``,
+``truncated_ip`` (captured bytes end inside the IP header or before the IP
+total / payload length: snap length or corrupt length), ``bad_ip_header``,
+``bad_ip_checksum``, ``bad_ipv6_ext_header``, ``bad_fragment`` (empty, or a
+non-final fragment whose length is not a multiple of 8), ``truncated_icmp``,
+``bad_checksum``, and ``internal_error`` (a decoder bug caught so that the
+sensor keeps running; the tests require it never to happen).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DecodeStats:
+    """Counters of one decoder (or several sharing it); see the module docstring for the reasons."""
+
+    frames: int = 0  # frames handed to decode()
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    # ICMP/ICMPv6 messages produced (after reassembly) by type: [type] for ICMP, [256 + type] for ICMPv6
+    # (a list: counting in it is a fraction of the cost of a Counter keyed by tuples).
+    type_counts: list[int] = field(default_factory=lambda: [0] * 512)
+    fragments: Counter[str] = field(default_factory=Counter)  # see decode/fragments.py
+
+    @property
+    def icmp(self) -> int:
+        """ICMP/ICMPv6 messages produced (after reassembly)."""
+        return sum(self.type_counts)
+
+    @property
+    def icmp_types(self) -> Counter[tuple[int, int]]:
+        """(4 or 6, type) -> messages produced."""
+        return Counter({(4 if i < 256 else 6, i & 255): n for i, n in enumerate(self.type_counts) if n})
+
+    def unaccounted(self) -> int:
+        """Frames not accounted for by the invariant in the module docstring: always 0."""
+        ended = self.icmp + sum(self.skipped.values()) + sum(self.errors.values())
+        return self.frames + self.fragments["reassembled"] - ended - self.fragments["fragments"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready copy; ICMP type keys are rendered like "v4:8"."""
+        return {
+            "frames": self.frames,
+            "icmp": self.icmp,
+            "skipped": dict(sorted(self.skipped.items())),
+            "errors": dict(sorted(self.errors.items())),
+            "icmp_types": {f"v{v}:{t}": n for (v, t), n in sorted(self.icmp_types.items())},
+            "fragments": dict(sorted(self.fragments.items())),
+        }

@@ -1,0 +1,375 @@
+"""The flow table both detection profiles share: directional host pairs, idle expiry, eviction.
+
+A flow is a directional host pair (sender, receiver). The table keeps flows in
+least-recently-active order (an OrderedDict moved-to-end on each packet), so idle
+expiry and eviction both take from the front in O(1). Outstanding echo requests are
+remembered, bounded and oldest first, so that a reply can be paired with the request
+it answers. Subclasses say what a packet does to a flow and what a flow's end means.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.novelty import Sketch
+from icmpsensor.notice.policy import HostAllowlist, enabled_bits
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.text import addr_text, flow_summary_sub
+from icmpsensor.notice.types import UNPAIRED_ECHO_REPLY, NoteType
+
+NO_NOTICES: Sequence[Notice] = ()
+
+# How often (in clock seconds) idle flows and stale pending requests are looked for.
+SWEEP_INTERVAL = 1.0
+# How many of the least recently active flows eviction compares.
+EVICTION_SCAN = 8
+
+_UID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def new_uid() -> str:
+    """A Zeek-style connection uid: 'C' followed by 17 base62 characters."""
+    value = int.from_bytes(os.urandom(13), "big")
+    chars = []
+    for _ in range(17):
+        value, digit = divmod(value, 62)
+        chars.append(_UID_ALPHABET[digit])
+    return "C" + "".join(chars)
+
+
+@dataclass(slots=True)
+class Flow:
+    """Per directional host pair state (the fields of both profiles)."""
+
+    src: bytes
+    dst: bytes
+    start: float
+    last: float
+    allowlisted: bool
+    n: int = 0  # ICMP messages counted on this flow
+    orig_bytes: int = 0  # echo request payload bytes src -> dst
+    resp_bytes: int = 0  # echo reply payload bytes src -> dst
+    other_bytes: int = 0  # payload bytes of other ICMP messages src -> dst that raised suspicion (standard)
+    received_bytes: int = 0  # echo reply payload bytes dst -> src answering src's requests
+    changed_requests: int = 0  # requests whose payload differed from the previous request's
+    reply_differs: int = 0  # replies whose payload differed from the request compared with
+    uid: str = ""
+    # original profile
+    last_request: int | None = None  # hash of the last request payload
+    # standard profile
+    novel_bytes: int = 0  # bytes src sent to dst that nothing benign explains
+    nonecho_novel: int = 0  # of which in messages other than echo
+    last_sketch: Sketch | None = None  # the last payload src sent to dst, for novelty
+    last_embedded: float = 0.0  # timestamp in the last benign-template payload (must not go back)
+    session: bytes | None = None  # per-session constant of a benign template (e.g. a pro-bing tracker)
+    session_ident: int = -1  # the echo identifier (one run of a ping tool) session and last_embedded belong to
+    tool: str = ""  # a recognised tunnel / exfiltration tool ...
+    tool_evidence: str = ""  # ... and why
+    nonecho_reason: str = ""
+    alerted: int = 0  # the bits (NoteType.bit) of the notes already raised for this flow (real-time alerting)
+
+    def ensure_uid(self) -> str:
+        if not self.uid:
+            self.uid = new_uid()
+        return self.uid
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.orig_bytes + self.resp_bytes + self.other_bytes
+
+
+@dataclass(slots=True)
+class DetectorStats:
+    packets: int = 0  # packets handed to process()
+    echo_requests: int = 0
+    echo_replies: int = 0
+    other_icmp: int = 0  # messages other than echo
+    ignored_payloads: int = 0  # benign-template and allowlisted payloads
+    unpaired_replies: int = 0
+    novel_bytes: int = 0  # standard profile: bytes nothing benign explains
+    flows_created: int = 0
+    flows_expired: int = 0
+    flows_evicted: int = 0  # dropped (after evaluation) because max_flows was reached
+    pending_evicted: int = 0  # outstanding requests forgotten because max_pending_requests was reached
+    pending_expired: int = 0
+    pairs_evicted: int = 0  # slow-exfiltration memory forgotten because max_pairs was reached
+    notices: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class FlowDetector:
+    """Flow table, pending requests, clock, sweep, eviction; subclasses implement the detection."""
+
+    def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
+        self.stats = DetectorStats()
+        self.now = 0.0
+        self.last_novel = 0  # suspicious bytes in the packet process() last saw (evidence buffering)
+        self._flows: OrderedDict[tuple[bytes, bytes], Flow] = OrderedDict()
+        # (requester, responder, ident, seq) -> (what was sent, time), oldest first. An OrderedDict, not a
+        # dict: taking the first item of a plain dict after many deletions at its front costs O(n).
+        self._pending: OrderedDict[tuple[bytes, bytes, int, int], tuple[object, float]] = OrderedDict()
+        self._next_sweep = 0.0
+        self.reconfigure(detection, allowlist)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
+        """Apply new thresholds, switches and allowlists; flow state is kept."""
+        self.cfg = detection
+        self.allowlist = HostAllowlist(allowlist.hosts)
+        self._enabled = enabled_bits(detection.notices)  # the notes switched on (NoteType.bit)
+        self._ignored_payloads = frozenset(allowlist.payloads)
+        self._matched = detection.matched_pairing
+        self._realtime = detection.realtime
+        self._max_flows = detection.max_flows
+        for flow in self._flows.values():
+            flow.allowlisted = self._pair_allowlisted(flow.src, flow.dst)
+        while len(self._flows) > detection.max_flows:
+            self._evict_one([])
+        while len(self._pending) > detection.max_pending_requests:
+            self._pending.popitem(last=False)
+
+    def _pair_allowlisted(self, src: bytes, dst: bytes) -> bool:
+        if self.allowlist.empty:
+            return False
+        return self.allowlist.allowed(src) or self.allowlist.allowed(dst)
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def flow_count(self) -> int:
+        return len(self._flows)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def flows(self) -> list[Flow]:
+        return list(self._flows.values())
+
+    def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
+        """Account one packet; return the notices that became due (usually none)."""
+        self.stats.packets += 1
+        self.last_novel = 0
+        due: list[Notice] = []
+        if pkt.ts > self.now:
+            self.now = pkt.ts
+            if self.now >= self._next_sweep:
+                self._sweep(due, pkt.ts - pkt.ts % SWEEP_INTERVAL)
+        self._packet(pkt, due)
+        if len(self._flows) > self._max_flows:
+            self._evict_over_cap(due)
+        return due or NO_NOTICES
+
+    def sweep_due(self, ts: float) -> bool:
+        """Whether a packet at `ts` would sweep idle flows before it is handled (as process() moves the
+        clock): for a replay worker that reads other workers' packets without handing them to process()."""
+        return ts > self.now and ts >= self._next_sweep
+
+    def advance(self, now: float) -> Sequence[Notice]:
+        """Move the clock forward (e.g. wall time while the wire is quiet) and expire idle flows."""
+        if now <= self.now:
+            return NO_NOTICES
+        self.now = now
+        due: list[Notice] = []
+        if now >= self._next_sweep:
+            self._sweep(due, now - now % SWEEP_INTERVAL)
+        return due or NO_NOTICES
+
+    def flush(self) -> list[Notice]:
+        """End of input: evaluate and forget every flow."""
+        due: list[Notice] = []
+        while self._flows:
+            _, flow = self._flows.popitem(last=False)
+            self._flow_ended(flow, self.now, due)
+        self._pending.clear()
+        return due
+
+    # -- for subclasses ----------------------------------------------------------------------
+
+    def _packet(self, pkt: IcmpPacket, due: list[Notice]) -> None:
+        raise NotImplementedError
+
+    def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        raise NotImplementedError
+
+    def _ignored(self, payload: bytes) -> bool:
+        if payload in self._ignored_payloads:
+            self.stats.ignored_payloads += 1
+            return True
+        return False
+
+    def _flow(self, src: bytes, dst: bytes, ts: float) -> Flow:
+        key = (src, dst)
+        flow = self._flows.get(key)
+        if flow is None:
+            return self._new_flow(key, ts)
+        self._flows.move_to_end(key)
+        if ts > flow.last:
+            flow.last = ts
+        return flow
+
+    def _new_flow(self, key: tuple[bytes, bytes], ts: float) -> Flow:
+        """A flow for the (source, destination) pair `key`, which has none."""
+        src, dst = key
+        flow = self._flows[key] = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst))
+        self.stats.flows_created += 1
+        self._flow_started(flow)
+        return flow
+
+    def _flow_started(self, flow: Flow) -> None:
+        """Hook: a new flow was created."""
+
+    def _unpaired(self, pkt: IcmpPacket, flow: Flow, due: list[Notice]) -> None:
+        """A reply whose request was never seen: counted, and a notice if that note is on."""
+        self.stats.unpaired_replies += 1
+        if not self._enabled & UNPAIRED_ECHO_REPLY.bit or flow.allowlisted:
+            return
+        due.append(unpaired_notice(pkt, flow))
+        self.stats.notices += 1
+
+    def _request_flow(self, reply: IcmpPacket) -> Flow | None:
+        """The flow of the requests a reply answers (the other direction), if tracked."""
+        return self._flows.get((reply.dst, reply.src))
+
+    def _remember_request(self, pkt: IcmpPacket, sent: object) -> None:
+        pending = self._pending
+        key = (pkt.src, pkt.dst, pkt.ident, pkt.seq)
+        if key in pending:
+            pending.move_to_end(key)  # keep the order = age order
+        elif len(pending) >= self.cfg.max_pending_requests:
+            pending.popitem(last=False)
+            self.stats.pending_evicted += 1
+        pending[key] = (sent, pkt.ts)
+
+    def _answered_request(self, reply: IcmpPacket) -> object | None:
+        """What the request a reply answers carried (and forget it), or None if it was never seen."""
+        entry = self._pending.pop((reply.dst, reply.src, reply.ident, reply.seq), None)
+        return None if entry is None else entry[0]
+
+    # -- expiry and eviction -----------------------------------------------------------------
+
+    def _sweep(self, due: list[Notice], now: float) -> None:
+        """Evaluate and drop the flows idle for idle_timeout at `now`, forget requests as old.
+
+        Sweeps run at whole multiples of SWEEP_INTERVAL of the clock (`now`), once the clock has
+        passed one: what has expired before a packet is handled then depends on that packet's time
+        only, not on which other host pairs' packets came before it, so a replay worker that sees
+        some pairs decides as one process that sees them all."""
+        self._next_sweep = now + SWEEP_INTERVAL
+        timeout = self.cfg.idle_timeout
+        flows = self._flows
+        while flows:
+            flow = next(iter(flows.values()))
+            if flow.last + timeout > now:
+                break
+            flows.popitem(last=False)
+            self.stats.flows_expired += 1
+            self._flow_ended(flow, flow.last + timeout, due)
+        pending = self._pending
+        cutoff = now - timeout
+        while pending:
+            _, (_, sent_at) = next(iter(pending.items()))
+            if sent_at > cutoff:
+                break
+            pending.popitem(last=False)
+            self.stats.pending_expired += 1
+
+    def _evict_over_cap(self, due: list[Notice]) -> None:
+        while len(self._flows) > self.cfg.max_flows:
+            self._evict_one(due)
+
+    def _evict_one(self, due: list[Notice]) -> None:
+        """Drop a flow, after evaluating it (its notices still fire).
+
+        Of the EVICTION_SCAN least recently active flows, the least interesting goes (fewest
+        suspicious bytes; the oldest on a tie): a flood of one-packet flows from spoofed
+        sources then pushes out itself, not the flow that is accumulating evidence.
+        """
+        flows = self._flows
+        interest = self._interest
+        victim_key, victim = next(iter(flows.items()))
+        least = interest(victim)
+        if least:
+            # never the flow just created (the last one): it has not had a chance yet
+            for key, flow in itertools.islice(flows.items(), 1, min(EVICTION_SCAN, len(flows) - 1)):
+                value = interest(flow)
+                if value < least:
+                    victim_key, victim, least = key, flow, value
+                    if not value:
+                        break
+        del flows[victim_key]
+        self.stats.flows_evicted += 1
+        self._flow_ended(victim, self.now, due)
+
+    @staticmethod
+    def _interest(flow: Flow) -> float:
+        """How much a flow is worth keeping: suspicious bytes so far, alerted flows above all."""
+        if flow.alerted or flow.tool:
+            return float("inf")
+        return flow.novel_bytes + flow.changed_requests + flow.reply_differs
+
+    # -- notices -----------------------------------------------------------------------------
+
+    NOVEL = False  # whether notices carry the flow's novel bytes (the standard profile measures them)
+
+    def _raise(self, flow: Flow, ts: float, note: NoteType, msg: Callable[[Flow], str], due: list[Notice]) -> None:
+        """Raise `note` for the flow, once; its text is only built then."""
+        if flow.alerted & note.bit:
+            return
+        flow.alerted |= note.bit
+        due.append(self._notice(flow, ts, note.name, msg(flow), novel=self.NOVEL, extra=self._extra(flow)))
+
+    def _extra(self, flow: Flow) -> str:
+        """What a profile adds at the end of a flow notice's `sub`."""
+        return ""
+
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, *, novel: bool, extra: str = "") -> Notice:
+        src, dst = addr_text(flow.src), addr_text(flow.dst)
+        novel_bytes = flow.novel_bytes if novel else -1
+        self.stats.notices += 1
+        return Notice(
+            ts=ts,
+            note=note,
+            msg=msg,
+            sub=flow_summary_sub(src, dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes, flow.n,
+                                 novel_bytes, extra),
+            src=src,
+            dst=dst,
+            uid=flow.ensure_uid(),
+            n=flow.n,
+            bytes_sent=flow.bytes_sent,
+            bytes_received=flow.received_bytes,
+            start=flow.start,
+            end=flow.last,
+            novel_bytes=novel_bytes,
+        )
+
+
+def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:
+    src, dst = addr_text(pkt.src), addr_text(pkt.dst)
+    return Notice(
+        ts=pkt.ts,
+        note=UNPAIRED_ECHO_REPLY.name,
+        msg=f"ICMP echo reply from {src} to {dst} (id {pkt.ident}, seq {pkt.seq}) answers no echo request seen.",
+        sub=(
+            f"Source: {src}, Destination: {dst}, Time: {pkt.ts:.6f}, "
+            f"Payload bytes: {len(pkt.payload)}, Event count: {flow.n}"
+        ),
+        src=src,
+        dst=dst,
+        uid=flow.ensure_uid(),
+        n=flow.n,
+        bytes_sent=len(pkt.payload),
+        bytes_received=0,
+        start=pkt.ts,
+        end=pkt.ts,
+    )

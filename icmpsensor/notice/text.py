@@ -1,0 +1,79 @@
+"""The text of a notice: `msg` and `sub` as the original detector wrote them (see BEHAVIOUR.md).
+
+Sizes in decimal units with two decimals, times in `msg` as local time and in `sub` as epoch
+seconds, durations spelled like Zeek prints an interval.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+
+def addr_text(packed: bytes) -> str:
+    """A packed 4- or 16-byte address as text."""
+    return str(ipaddress.ip_address(packed))
+
+
+def format_size(num_bytes: int) -> str:
+    """Decimal units, two decimals: 2998380 -> '3.00 MB', 504 -> '504.00 bytes'."""
+    value = float(num_bytes)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000.0 or unit == "TB":
+            return f"{value:.2f} {unit}"
+        value /= 1000.0
+    raise AssertionError("unreachable")
+
+
+_INTERVAL_UNITS = (  # (microseconds, unit word)
+    (86_400_000_000, "day"),
+    (3_600_000_000, "hr"),
+    (60_000_000, "min"),
+    (1_000_000, "sec"),
+    (1_000, "msec"),
+)
+
+
+def format_interval(seconds: float) -> str:
+    """A duration the way Zeek prints an `interval`: '31.0 secs 602.0 msecs 305.0 usecs'.
+
+    Rounded to whole microseconds first: capture timestamps have no finer resolution, and
+    epoch-sized floats carry noise below that.
+    """
+    usecs_total = round(seconds * 1e6)
+    if usecs_total <= 0:
+        return "0 secs"
+    parts: list[str] = []
+    for unit_usecs, word in _INTERVAL_UNITS:
+        count, usecs_total = divmod(usecs_total, unit_usecs)
+        if count:
+            parts.append(f"{float(count)} {word}{'' if count == 1 else 's'}")
+    if usecs_total:
+        parts.append(f"{float(usecs_total)} usec{'' if usecs_total == 1 else 's'}")
+    return " ".join(parts)
+
+
+def format_local_time(ts: float) -> str:
+    """Local wall-clock time as in the original's msg: '10:54:26 12/10/2022 EDT-0400'."""
+    return time.strftime("%H:%M:%S %d/%m/%Y %Z%z", time.localtime(ts))
+
+
+def flow_summary_sub(
+    src: str, dst: str, start: float, end: float, bytes_sent: int, bytes_received: int, n: int,
+    novel_bytes: int = -1, extra: str = "",
+) -> str:
+    text = (
+        f"Source: {src}, Destination: {dst}, Start time: {start:.6f}, End time: {end:.6f}, "
+        f"Duration: {format_interval(end - start)}, Bytes sent: {bytes_sent}, "
+        f"Bytes received: {bytes_received}, Event count: {n}"
+    )
+    if novel_bytes >= 0:
+        text += f", Novel bytes: {novel_bytes}"
+    return text + (f", {extra}" if extra else "")
+
+
+def time_span_text(start: float, end: float) -> str:
+    return (
+        f"Start time: {format_local_time(start)}. End time: {format_local_time(end)}. "
+        f"Total duration: {format_interval(end - start)}"
+    )

@@ -1,0 +1,211 @@
+"""journald output: one journal entry per notice, and the daemon's operational messages.
+
+systemd-python's `journal.send` silently succeeds when there is no journal socket, so
+availability is checked once, at start, by looking for the socket; without it the
+sensor says so once on stderr and keeps writing notice.log.
+
+Every entry has a fixed MESSAGE_ID, explained in the journal catalog (`journalctl -x`): a note's
+comes from the note table (notice/types.py), an operational message's from the table below;
+output/catalog.py renders both into packaging/journal-catalog/icmpsensor.catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import syslog
+from dataclasses import dataclass
+
+from icmpsensor.config.schema import JournalConfig
+from icmpsensor.notice.policy import journal_priority
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.types import BY_NAME
+
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+SYSLOG_IDENTIFIER = "icmpsensor"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalMessage:
+    """An operational message's MESSAGE_ID and its catalog entry."""
+
+    message_id: str
+    subject: str
+    body: str
+
+
+OPERATIONAL_MESSAGES: list[JournalMessage] = []
+
+
+def _message(message_id: str, *, subject: str, body: str) -> str:
+    OPERATIONAL_MESSAGES.append(JournalMessage(message_id, subject, body))
+    return message_id
+
+
+MSGID_STARTED = _message(
+    'c28a1ef6ce804f0cb4f2b5195d391842',
+    subject='icmpsensor started capturing',
+    body="""\
+The icmpsensor daemon has opened its capture interface (capture.interface in
+/etc/icmpsensor/icmpsensor.yaml) and is reading packets; it has told systemd
+it is ready. Notices go to /var/log/icmpsensor/notice.log (output.log_dir)
+and to the journal.
+
+Nothing needs to be done. If no traffic is ever reported, check that the
+interface is the SPAN/mirror port and that it is up.
+""",
+)
+
+MSGID_STOPPED = _message(
+    '92fd69f2f0e842ec91c6eb754c5e89a1',
+    subject='icmpsensor stopped',
+    body="""\
+The icmpsensor daemon stopped capturing, after evaluating every flow it was
+still tracking and writing their notices. This follows `systemctl stop
+icmpsensor`, a restart, or shutdown (SIGTERM or SIGINT).
+
+Nothing needs to be done after a deliberate stop. While it is stopped, ICMP
+exfiltration on the monitored link is not detected.
+""",
+)
+
+MSGID_RELOADED = _message(
+    '343714c842264f38a2a36e60040a11c0',
+    subject='icmpsensor reloaded its configuration',
+    body="""\
+The icmpsensor daemon received SIGHUP (`systemctl reload icmpsensor`, or
+logrotate's postrotate) and re-read /etc/icmpsensor/icmpsensor.yaml, and
+reopened its log files. The new thresholds, switches and allowlists apply to
+the flows it tracks and to new ones. Settings read only at start (capture
+interface, BPF filter, buffer sizes, log directory and file names) change
+only on a restart: the message lists any that differ and were not applied.
+
+If the new file was invalid, there is no reload entry: an error entry
+(MESSAGE_ID 90dbe942ae0a47af9d963dfd74b9fc32) says why, and the previous
+configuration stays in force.
+
+What to do: nothing, unless the message lists settings that need a restart:
+then `systemctl restart icmpsensor` (open flows are evaluated and reported
+before it stops).
+""",
+)
+
+MSGID_STATS = _message(
+    '31652f7a481240218a8e172ba3ef981c',
+    subject='icmpsensor capture statistics',
+    body="""\
+Periodic counters of the icmpsensor daemon (every stats.interval seconds):
+packets received, packets dropped by the kernel, by the interface and by the
+sensor's own queue, decode errors by reason, flows tracked and evicted, and
+notices written. The same record is appended to the stats log
+(/var/log/icmpsensor/stats.log) and shown in `systemctl status icmpsensor`.
+
+What to do: drops mean the sensor missed traffic and may miss an
+exfiltration. Kernel drops: raise capture.buffer_size; queue drops: the
+detector is too slow for the traffic, narrow capture.bpf_filter or give the
+sensor more CPU; evictions: raise detection.max_flows.
+""",
+)
+
+MSGID_ERROR = _message(
+    '90dbe942ae0a47af9d963dfd74b9fc32',
+    subject='icmpsensor error',
+    body="""\
+The icmpsensor daemon hit an error. The message names it: a rejected
+configuration reload (the old configuration stays in force), a notice that
+could not be written to /var/log/icmpsensor (disk full, permissions), a
+capture failure, or a notice the journal link could not classify.
+
+What to do: read the message. For a configuration error run
+`icmpsensor -c /etc/icmpsensor/icmpsensor.yaml --check-config`, fix the
+file and reload. For write errors check free space and that
+/var/log/icmpsensor belongs to user icmpsensor. If the daemon exited,
+systemd restarts it (Restart=on-failure); `systemctl status icmpsensor`
+shows the last lines.
+""",
+)
+
+
+def journal_available(socket_path: str = JOURNAL_SOCKET) -> bool:
+    return os.path.exists(socket_path)
+
+
+class Journal:
+    """Sends to journald when it is there; otherwise does nothing (after one warning on stderr)."""
+
+    def __init__(self, cfg: JournalConfig, socket_path: str = JOURNAL_SOCKET) -> None:
+        self.cfg = cfg
+        self.available = cfg.enabled and journal_available(socket_path)
+        self.errors = 0
+        self._send = None
+        if cfg.enabled and not self.available:
+            print(
+                f"icmpsensor: warning: journald socket {socket_path} not found; "
+                "notices go to notice.log only",
+                file=sys.stderr,
+            )
+        if self.available:
+            from systemd import journal
+
+            self._send = journal.send
+
+    def reconfigure(self, cfg: JournalConfig) -> None:
+        self.cfg = cfg
+
+    def send(self, message: str, priority: int, **fields: object) -> None:
+        if self._send is None or not self.cfg.enabled:
+            return
+        try:
+            self._send(
+                message,
+                PRIORITY=str(priority),
+                SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER,
+                **{k: str(v) for k, v in fields.items()},
+            )
+        except OSError:
+            self.errors += 1
+
+    def log(self, message: str, priority: int = syslog.LOG_INFO, message_id: str | None = None,
+            **fields: object) -> None:
+        """An operational message: to journald when available, else to stderr."""
+        if self._send is not None and self.cfg.enabled:
+            if message_id is not None:
+                fields["MESSAGE_ID"] = message_id
+            self.send(message, priority, **fields)
+        else:
+            print(f"icmpsensor: {message}", file=sys.stderr, flush=True)
+
+
+class JournalSink:
+    """Every notice as one journal entry."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def emit(self, notice: Notice) -> None:
+        self.journal.send(
+            notice.msg,
+            journal_priority(self.journal.cfg.priorities, notice.note),
+            MESSAGE_ID=message_id(notice.note),
+            NOTE=notice.note,
+            SRC=notice.src,
+            DST=notice.dst,
+            UID=notice.uid,
+            N=notice.n,
+            BYTES_SENT=notice.bytes_sent,
+            BYTES_RECEIVED=notice.bytes_received,
+            START=f"{notice.start:.6f}",
+            END=f"{notice.end:.6f}",
+            SUB=notice.sub,
+            **({"NOVEL_BYTES": notice.novel_bytes} if notice.novel_bytes >= 0 else {}),
+            **({"EVIDENCE": notice.evidence} if notice.evidence else {}),
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def message_id(note: str) -> str:
+    """The MESSAGE_ID of a note's journal entries (the error id for a note the table lacks)."""
+    known = BY_NAME.get(note)
+    return known.message_id if known is not None else MSGID_ERROR

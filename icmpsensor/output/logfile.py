@@ -1,0 +1,466 @@
+"""JSON-lines log files that rotate themselves the way Zeek names its logs.
+
+Every line goes out in one write() on an O_APPEND descriptor, so readers never see
+interleaved lines; a write the disk cuts short is truncated away again before the
+error is reported. Rotation links the current file to `notice.YYYY-MM-DD-HH-MM-SS.log`
+(local time the file was opened) and renames a fresh file over `notice.log`: the path
+never disappears, and `tail -F` drains the old file before it follows the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import os
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from icmpsensor.config.schema import RotationConfig
+from icmpsensor.errors import OutputError
+
+LOG_MODE = 0o640
+NAME_TIME_FORMAT = "%Y-%m-%d-%H-%M-%S"
+MAX_RETRY_DELAY = 60.0  # seconds between attempts while rotation keeps failing
+GZIP_STOP_TIMEOUT = 30.0
+
+
+class NoticeWriteError(OSError):
+    """A line could not be written whole; nothing partial was left behind."""
+
+
+def open_append(path: str, mode: int = LOG_MODE) -> int:
+    """Open `path` for appending, creating it; errors name the path (exit 73)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise OutputError(f"cannot open log file {path}: {exc.strerror}") from None
+
+
+def append_whole_line(fd: int, line: bytes) -> None:
+    """Append `line` with one write; on a short write, remove the fragment and raise."""
+    try:
+        written = os.write(fd, line)
+    except OSError as exc:
+        raise NoticeWriteError(exc.errno, exc.strerror) from None
+    if written != len(line):
+        # O_APPEND put the fragment at the end: cut exactly that much off again. Only on
+        # this rare path do we stat, so a normal line costs one system call.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, os.fstat(fd).st_size - written)
+        raise NoticeWriteError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+
+
+def check_log_dir(log_dir: str) -> None:
+    """The log directory must exist and be writable; otherwise exit 73 with its name."""
+    if not os.path.isdir(log_dir):
+        raise OutputError(f"log directory {log_dir}: does not exist or is not a directory")
+    if not os.access(log_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"log directory {log_dir}: not writable")
+
+
+def _write_error(exc: OSError, what: str) -> NoticeWriteError:
+    return NoticeWriteError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
+
+
+# --------------------------------------------------------------------------- rotated names
+
+
+@dataclass(frozen=True)
+class RotatedFile:
+    """One rotated log, plain and/or gzipped (both exist while it is being compressed)."""
+
+    base: str  # e.g. notice.2024-05-01-13-00-00-1.log, without .gz
+    stamp: str
+    seq: int  # the collision suffix; 0 for none
+
+    @property
+    def order(self) -> tuple[str, int]:
+        return self.stamp, self.seq
+
+
+class RotatedNames:
+    """Zeek-style names of the rotated copies of one log file: `stem.STAMP[-N]ext[.gz]`."""
+
+    def __init__(self, file_name: str) -> None:
+        self.stem, self.ext = os.path.splitext(file_name)
+        self._pattern = re.compile(
+            rf"{re.escape(self.stem)}\.(\d{{4}}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:-(\d+))?{re.escape(self.ext)}(\.gz)?"
+        )
+
+    def name(self, opened_at: float, seq: int) -> str:
+        stamp = time.strftime(NAME_TIME_FORMAT, time.localtime(opened_at))
+        return f"{self.stem}.{stamp}{f'-{seq}' if seq else ''}{self.ext}"
+
+    def scan(self, log_dir: str) -> list[RotatedFile]:
+        """The rotated files in `log_dir`, oldest first."""
+        found: dict[str, RotatedFile] = {}
+        for entry in os.listdir(log_dir):
+            match = self._pattern.fullmatch(entry)
+            if match:
+                base = entry.removesuffix(".gz") if match.group(3) else entry
+                found[base] = RotatedFile(base, match.group(1), int(match.group(2) or 0))
+        return sorted(found.values(), key=lambda f: f.order)
+
+    def free_name(self, log_dir: str, opened_at: float) -> str:
+        """The first name for a file opened at `opened_at` after every one taken, gzipped or not."""
+        stamp = time.strftime(NAME_TIME_FORMAT, time.localtime(opened_at))
+        taken = [f.seq for f in self.scan(log_dir) if f.stamp == stamp]
+        return self.name(opened_at, max(taken) + 1 if taken else 0)
+
+
+# --------------------------------------------------------------------------- background gzip
+
+
+class Compressor:
+    """Gzips closed log files on a background thread, so the writer never waits for zlib."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: deque[str] = deque()
+        self._busy = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def submit(self, path: str) -> None:
+        with self._cond:
+            if path in self._pending:
+                return
+            self._pending.append(path)
+            self._stopping = False
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="icmpsensor-gzip", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every submitted file is compressed; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def stop(self, timeout: float = GZIP_STOP_TIMEOUT) -> None:
+        """Finish the queue (bounded by `timeout`) and end the thread; leftovers are redone at the next start."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stopping)
+                if not self._pending:
+                    return
+                path = self._pending.popleft()
+                self._busy = True
+            try:
+                compress_file(path)
+            except OSError as exc:
+                self.errors += 1
+                self.last_error = f"cannot gzip {path}: {exc.strerror or exc}"
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+def compress_file(path: str) -> None:
+    """Write `path`.gz via a temporary name, then remove `path`; the plain file stays if anything fails."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.gz.tmp")
+    try:
+        src = open(path, "rb")  # noqa: SIM115 - closed below, after its times are copied
+    except FileNotFoundError:
+        return  # pruned (keep) before its turn came
+    with src:
+        st = os.fstat(src.fileno())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, LOG_MODE)
+            with open(fd, "wb") as raw:
+                with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(st.st_mtime)) as gz:
+                    shutil.copyfileobj(src, gz, 1 << 20)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.rename(tmp, path + ".gz")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        # keep-N deleted this file while it was being compressed: its .gz must go too
+        with contextlib.suppress(OSError):
+            os.unlink(path + ".gz")
+
+
+# --------------------------------------------------------------------------- the rotating log
+
+
+class RotatingLog:
+    """A JSON-lines file that rotates itself by size and/or age (`rotation` None: never)."""
+
+    def __init__(self, log_dir: str, file_name: str, rotation: RotationConfig | None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.log_dir = log_dir
+        self.file_name = file_name
+        self.path = os.path.join(log_dir, file_name)
+        self.rotation = rotation
+        self.names = RotatedNames(file_name)
+        self.clock = clock
+        self.rotate_errors = 0
+        self.last_rotate_error: str | None = None
+        self._lock = threading.RLock()  # reentrant: a stray call from a signal handler must not deadlock
+        self._compressor = Compressor()
+        self._retry_at = 0.0
+        self._retry_delay = 1.0
+        self._fd = -1
+        self._size = 0
+        self._opened_at = 0.0
+        self._ino: tuple[int, int] = (0, 0)
+        self._adopt(open_append(self.path))
+        self._resume_housekeeping()
+
+    # -- writing
+
+    def write_line(self, line: bytes) -> None:
+        """Append one whole line, rotating first if it is due; NoticeWriteError if it cannot be written."""
+        with self._lock:
+            if self._rotation_due(len(line)):
+                # A failed rotation must not cost the line: it goes to the current file,
+                # and maybe_rotate() reports the failure when it retries.
+                with contextlib.suppress(NoticeWriteError):
+                    self._rotate_due()
+            append_whole_line(self._fd, line)
+            self._size += len(line)
+
+    @property
+    def size(self) -> int:
+        """Bytes in the current file (counted, not stat'ed)."""
+        return self._size
+
+    @property
+    def opened_at(self) -> float:
+        return self._opened_at
+
+    # -- rotation
+
+    def maybe_rotate(self) -> str | None:
+        """Rotate if the interval has elapsed (call about once a second); the rotated path, or None.
+
+        An empty file is not rotated: its interval starts again instead. Raises NoticeWriteError
+        when a due rotation fails (retried later, at a growing interval up to a minute).
+        """
+        with self._lock:
+            return self._rotate_due() if self._rotation_due(0) else None
+
+    def rotate(self) -> str:
+        """Rotate now; the rotated file's path. NoticeWriteError if it fails (the current file stays)."""
+        with self._lock:
+            return self._rotate_or_back_off()
+
+    def _rotation_due(self, incoming: int) -> bool:
+        rot = self.rotation
+        if rot is None:
+            return False
+        now = self.clock()
+        if now < self._retry_at:
+            return False
+        if rot.interval > 0 and now - self._opened_at >= rot.interval:
+            return True
+        return rot.max_bytes > 0 and self._size > 0 and self._size + incoming > rot.max_bytes
+
+    def _rotate_due(self) -> str | None:
+        if self._size == 0:  # nothing to keep: only the interval restarts
+            self._opened_at = self.clock()
+            return None
+        return self._rotate_or_back_off()
+
+    def _rotate_or_back_off(self) -> str:
+        try:
+            rotated = self._rotate()
+        except NoticeWriteError as exc:
+            self.rotate_errors += 1
+            self.last_rotate_error = exc.strerror
+            self._retry_at = self.clock() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
+            raise
+        self._retry_at, self._retry_delay = 0.0, 1.0
+        return rotated
+
+    def _rotate(self) -> str:
+        if self._current_identity("rotate") != self._ino:
+            self._reopen()  # replaced behind our back: rotate what is at the path now
+        rotated = self._link_rotated()
+        try:
+            fd = self._fresh_file()
+        except NoticeWriteError:
+            with contextlib.suppress(OSError):
+                os.unlink(rotated)
+            raise
+        old = self._fd
+        self._adopt(fd)
+        os.close(old)
+        self._after_rotation(rotated)
+        return rotated
+
+    def _link_rotated(self) -> str:
+        """Hard-link the current file to its first free rotated name; that path."""
+        try:
+            for _attempt in range(100):
+                rotated = os.path.join(self.log_dir, self.names.free_name(self.log_dir, self._opened_at))
+                with contextlib.suppress(FileExistsError):  # taken between the scan and the link
+                    os.link(self.path, rotated)
+                    return rotated
+        except OSError as exc:
+            raise _write_error(exc, f"cannot rotate {self.path}") from None
+        raise NoticeWriteError(errno.EEXIST, f"cannot rotate {self.path}: no free rotated name")
+
+    def _fresh_file(self) -> int:
+        """A new empty file renamed over the path (atomically, so the path never disappears); its fd."""
+        tmp = os.path.join(self.log_dir, f".{self.file_name}.{os.getpid()}.new")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = -1
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left over by a crash
+            fd = os.open(tmp, flags, LOG_MODE)
+            os.rename(tmp, self.path)
+        except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise _write_error(exc, f"cannot rotate {self.path}") from None
+        return fd
+
+    def _after_rotation(self, rotated: str) -> None:
+        rot = self.rotation
+        if rot is not None and rot.gzip:
+            self._compressor.submit(rotated)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Delete the oldest rotated files beyond `keep` (0 keeps all); failures are not errors."""
+        keep = self.rotation.keep if self.rotation is not None else 0
+        if keep <= 0:
+            return
+        with contextlib.suppress(OSError):
+            files = self.names.scan(self.log_dir)
+            for old in files[: max(0, len(files) - keep)]:
+                for name in (old.base, old.base + ".gz"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.log_dir, name))
+
+    def _resume_housekeeping(self) -> None:
+        """At start: compress rotated files a previous run left plain, and apply `keep`."""
+        rot = self.rotation
+        if rot is None:
+            return
+        if rot.gzip:
+            with contextlib.suppress(OSError):
+                for old in self.names.scan(self.log_dir):
+                    plain = os.path.join(self.log_dir, old.base)
+                    if os.path.exists(plain):
+                        self._compressor.submit(plain)
+        self._prune()
+
+    # -- reopening (SIGHUP) and configuration
+
+    def reopen(self) -> bool:
+        """Reopen the path if the open file is no longer there (logrotate `create`); True if reopened.
+
+        Raises NoticeWriteError if the path cannot be (re)created; the old file stays open then.
+        """
+        with self._lock:
+            if self._current_identity("reopen") == self._ino:
+                return False
+            self._reopen()
+            return True
+
+    def _reopen(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+        except OSError as exc:
+            raise _write_error(exc, f"cannot reopen {self.path}") from None
+        old = self._fd
+        self._adopt(fd)
+        if old >= 0:
+            os.close(old)
+
+    def reconfigure(self, rotation: RotationConfig | None) -> None:
+        with self._lock:
+            self.rotation = rotation
+            self._retry_at, self._retry_delay = 0.0, 1.0
+            self._resume_housekeeping()
+
+    def _adopt(self, fd: int) -> None:
+        """Make `fd` the current file: the one fstat of its life."""
+        st = os.fstat(fd)
+        self._fd = fd
+        self._size = st.st_size
+        self._ino = (st.st_dev, st.st_ino)
+        self._opened_at = self.clock()
+
+    def _current_identity(self, doing: str) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the file at the path now; None if there is none."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _write_error(exc, f"cannot {doing} {self.path}") from None
+        return st.st_dev, st.st_ino
+
+    # -- the end
+
+    def wait_for_gzip(self, timeout: float) -> bool:
+        """Wait until the background compression is idle; False on timeout."""
+        return self._compressor.drain(timeout)
+
+    @property
+    def gzip_errors(self) -> int:
+        return self._compressor.errors
+
+    def close(self, gzip_timeout: float = GZIP_STOP_TIMEOUT) -> None:
+        """Close the file, then let pending compression finish (at most `gzip_timeout` seconds)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        self._compressor.stop(gzip_timeout)
+
+
+class LogFile:
+    """A log that owns a RotatingLog: rotation, reopen and reconfiguration are the RotatingLog's."""
+
+    def __init__(self, log_dir: str, file_name: str, rotation: RotationConfig | None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        check_log_dir(log_dir)
+        self.log = RotatingLog(log_dir, file_name, rotation, clock=clock)
+        self.path = self.log.path
+
+    def maybe_rotate(self) -> str | None:
+        return self.log.maybe_rotate()
+
+    def rotate(self) -> str:
+        return self.log.rotate()
+
+    def reopen(self) -> bool:
+        return self.log.reopen()
+
+    def reconfigure(self, rotation: RotationConfig | None) -> None:
+        self.log.reconfigure(rotation)
+
+    def close(self) -> None:
+        self.log.close()

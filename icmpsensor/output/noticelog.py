@@ -1,0 +1,86 @@
+"""notice.log: Zeek-compatible JSON lines through a `RotatingLog` (whole lines only, rotation by size
+and age, reopen on SIGHUP). A notice that cannot be written is held in memory and written, in order,
+before the next one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from icmpsensor.config.schema import RotationConfig
+from icmpsensor.notice.record import Notice
+from icmpsensor.output.logfile import LogFile, NoticeWriteError
+
+BACKLOG_LIMIT = 10_000  # notices held in memory while notice.log cannot be written
+
+
+class NoticeLog(LogFile):
+    """notice.log in a log directory; `rotation` None (file replay) never rotates.
+
+    Stats: `backlog` (notices held for retry), `lost` (dropped because the backlog was
+    full, or still held at close), `write_errors` (failed write attempts).
+    """
+
+    def __init__(self, log_dir: str, file_name: str, peer_descr: str, rotation: RotationConfig | None = None,
+                 *, backlog_limit: int = BACKLOG_LIMIT) -> None:
+        super().__init__(log_dir, file_name, rotation)
+        self.peer_descr = peer_descr
+        self.lost = 0
+        self.write_errors = 0
+        self._held: deque[bytes] = deque(maxlen=backlog_limit)
+        self._lock = threading.RLock()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._held)
+
+    def emit(self, notice: Notice) -> None:
+        """Write the notice (after any held ones); NoticeWriteError if it had to be held instead."""
+        line = notice.to_json_line(self.peer_descr).encode()
+        with self._lock:
+            if self._held:
+                self._hold(line)
+                self.flush_backlog()
+                return
+            try:
+                self.log.write_line(line)
+            except NoticeWriteError as exc:
+                self.write_errors += 1
+                self._hold(line)
+                raise self._held_error(exc) from None
+
+    def flush_backlog(self) -> int:
+        """Write the held notices in order (call about once a second); how many were written.
+
+        Raises NoticeWriteError if some are still held.
+        """
+        written = 0
+        with self._lock:
+            while self._held:
+                try:
+                    self.log.write_line(self._held[0])
+                except NoticeWriteError as exc:
+                    self.write_errors += 1
+                    raise self._held_error(exc) from None
+                self._held.popleft()
+                written += 1
+        return written
+
+    def _hold(self, line: bytes) -> None:
+        if len(self._held) == self._held.maxlen:
+            self.lost += 1  # the deque drops the oldest
+        self._held.append(line)
+
+    def _held_error(self, exc: NoticeWriteError) -> NoticeWriteError:
+        return NoticeWriteError(exc.errno, f"{exc.strerror}; {len(self._held)} notices held in memory for retry")
+
+    def close(self) -> None:
+        """Write what is held if possible (what is not counts as lost), then close the file."""
+        with self._lock:
+            try:
+                self.flush_backlog()
+            except NoticeWriteError:
+                self.lost += len(self._held)
+                self._held.clear()
+            self.log.close()

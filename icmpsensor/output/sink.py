@@ -1,0 +1,51 @@
+"""Notice sinks: where notices go once the detector has raised them, and the fan-out to all of them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from icmpsensor.notice.record import Notice
+from icmpsensor.output.logfile import NoticeWriteError
+
+
+class NoticeSink(Protocol):
+    def emit(self, notice: Notice) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ListSink:
+    """Keeps the notices in memory (a replay worker's batch for the main process; tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    def emit(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    def take(self) -> list[Notice]:
+        """The notices so far, and start a new list."""
+        taken, self.notices = self.notices, []
+        return taken
+
+    def close(self) -> None:
+        pass
+
+
+def write_notice(sinks: Sequence[NoticeSink], notice: Notice, on_write_error: Callable[[str], None]) -> int:
+    """Emit one notice to every sink; how many sinks failed (each failure is reported)."""
+    errors = 0
+    for sink in sinks:
+        try:
+            sink.emit(notice)
+        except NoticeWriteError as exc:
+            errors += 1
+            on_write_error(f"cannot write notice to {type(sink).__name__} ({exc.strerror}): "
+                           f"{notice.note} {notice.src} -> {notice.dst}")
+    return errors
+
+
+def print_error(message: str) -> None:
+    print(f"icmpsensor: error: {message}", file=sys.stderr)

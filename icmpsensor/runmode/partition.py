@@ -1,0 +1,296 @@
+"""Which worker a frame belongs to, and whether it moves the detector's clock, from its fixed headers.
+
+`pair_key(linktype)` returns a function of a frame's bytes giving its *key*:
+
+* bits 0-15, the pair bucket (`key & BUCKET_MASK`): the same for both directions of an IPv4
+  or IPv6 address pair, and dependent on nothing else (not on the link type, VLAN tags,
+  extension headers or fragment offsets): the two addresses (IPv6: each folded to 32 bits),
+  the lower first, through two rounds of a multiplicative (Fibonacci) hash. Not their XOR:
+  that gives every pair (a + k, b + k) one bucket (a lab's numbered hosts and peers all in one
+  worker), and follows the address plan (it split the synthetic benchmark capture 42/58
+  between two workers; hashed, 49.5/50.5). A worker of `replay_files_parallel` keeps the
+  frames whose `bucket % workers` is its index, so a host pair's both directions, all its
+  echo ids and all fragments of its datagrams (each repeats the addresses at the same place)
+  reach one worker, and per-pair state (flows, pending requests, reassembly, slow-exfiltration
+  memory) stays whole, whichever file or link type the frames come from;
+* bit 16, NOT_ICMP: set when the frame will not give the decoder an ICMP message, as far as
+  the fixed headers show: not IP, IPv4 not carrying ICMP or a fragment other than the last,
+  IPv6 whose first next header is neither ICMPv6 nor an extension header, or a fragment
+  other than the last. Only ICMP messages move a single process's detector clock, so a
+  worker, which does not decode the other workers' frames, moves its clock on the others.
+
+The addresses sit at fixed offsets of the IPv4 (12..20) and IPv6 (8..40) header, so only the
+link layer is walked, by the decoder's own walk (decode/link.py). A frame whose addresses cannot
+be found (too short, not IP) gets bucket 0 (key NOT_ICMP): every worker computes the same key for
+it, so exactly one worker decodes (and counts) it.
+
+It runs on every frame in every worker. The untagged Ethernet/IPv4 frame, the common one,
+takes one struct call and a dictionary look-up: buckets are remembered by the address bytes
+(the pairs of a capture repeat), about 0.17 us a frame here against 0.3 us computing the hash
+each time. MEMO_LIMIT bounds the memory (a flood of new sources only refills it); what is
+remembered never changes a key, only how fast it comes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from icmpsensor.decode import link
+from icmpsensor.decode.linktypes import (
+    AUTH,
+    DEST_OPTS,
+    ETHERTYPE_IPV4,
+    FRAGMENT,
+    HOP_BY_HOP,
+    LINKTYPE_ETHERNET,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    ROUTING,
+    SUPPORTED_LINKTYPES,
+    VLAN_TPIDS,
+    linktype_name,
+)
+from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.source.batch import BATCH_META, Batch
+
+KeyFunction = Callable[[bytes], int]
+BatchKeyFunction = Callable[[bytes, int, int], int]  # (batch buffer, frame offset, captured length) -> key
+
+BUCKET_MASK = 0xFFFF
+NOT_ICMP = 1 << 16  # the frame gives the decoder no ICMP message (see the module docstring)
+UNPLACED = NOT_ICMP  # the key of a frame without an IP address pair: bucket 0
+MEMO_LIMIT = 1 << 16  # address pairs whose bucket is remembered, per IP version
+_GOLDEN = 2654435761  # 2**32 / golden ratio: Knuth's multiplicative hash
+
+_MORE_FRAGMENTS = 0x2000  # IPv4 flags/offset field
+_V6_TOWARDS_ICMP = frozenset((HOP_BY_HOP, ROUTING, AUTH, DEST_OPTS, PROTO_ICMPV6))
+
+# Ethertype, then an IPv4 header's flags/offset, protocol, source and destination: the common frame in one call.
+_ETHER_IP4 = struct.Struct("!H6xHxB2x8s").unpack_from
+_IP4 = struct.Struct("!6xHxB2x8s").unpack_from  # an IPv4 header: flags/offset, protocol, source + destination
+
+# Buckets of the address pairs seen (source and destination bytes as in the header), bounded by MEMO_LIMIT.
+_V4_BUCKETS: dict[bytes, int] = {}
+_V6_BUCKETS: dict[bytes, int] = {}
+
+
+# -- the same, in libpcap: BPF share filters ------------------------------------------------------
+#
+# For Ethernet captures a worker can leave the choice to libpcap: `share_filter(index, workers)` is a
+# BPF expression that accepts exactly the frames of worker `index`, so a worker reads only its own
+# frames and pays nothing in Python for the others'. It follows Decoder's path through at most
+# SHARE_FILTER_TAGS VLAN tags (the decoder's TPIDs) to an IPv4 or IPv6 header and hashes the
+# address pair symmetrically (the 32-bit sum of the two addresses, IPv6 ones folded to 32 bits by
+# XOR, times the golden ratio, bits 16-31: a sum, not a XOR, which gives every pair (a + k, b + k)
+# one bucket; a different hash from pair_key's, which a run never mixes); a frame without an address
+# pair that far in (too short, not IP, more tags) goes to worker 0. Every load is guarded by the
+# frame's length (BPF `len`), so no frame makes the program fail, as long as the capture's snap
+# length keeps SHARE_FILTER_SNAPLEN bytes (a load past the captured bytes rejects the frame in
+# every worker): `share_filters_apply` says whether a capture can use them.
+
+SHARE_FILTER_TAGS = 2
+SHARE_FILTER_SNAPLEN = 14 + 4 * SHARE_FILTER_TAGS + 40  # IPv6 addresses behind the last tag
+_TPID_TEST = " or ".join(f"link[{{at}}:2] = 0x{tpid:04x}" for tpid in sorted(VLAN_TPIDS))
+
+
+def share_filter(index: int, workers: int) -> str:
+    """The BPF expression (Ethernet) accepting exactly the frames of worker `index` of `workers`."""
+    if index == 0:
+        return f"len < 14 or {_share_level(0, index, workers)}"
+    return f"len >= 14 and {_share_level(0, index, workers)}"
+
+
+def _share_level(depth: int, index: int, workers: int) -> str:
+    ethertype = 12 + 4 * depth
+    ip = ethertype + 2
+    v4 = f"link[{ethertype}:2] = 0x0800 and len >= {ip + 20}"
+    v6 = f"link[{ethertype}:2] = 0x86dd and len >= {ip + 40}"
+    tag = f"({_TPID_TEST.format(at=ethertype)}) and len >= {ethertype + 6}" if depth < SHARE_FILTER_TAGS else ""
+    v4_pair = f"link[{ip + 12}:4] + link[{ip + 16}:4]"
+    v6_src = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(8, 24, 4))
+    v6_dst = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(24, 40, 4))
+    v6_pair = f"({v6_src}) + ({v6_dst})"
+    branches = [f"({v4} and {_bucket_test(v4_pair, index, workers)})",
+                f"({v6} and {_bucket_test(v6_pair, index, workers)})"]
+    if tag:
+        branches.append(f"({tag} and {_share_level(depth + 1, index, workers)})")
+    if index == 0:  # no address pair at this depth and no tag to follow: worker 0's
+        branches.append(f"(not ({v4}) and not ({v6})" + (f" and not ({tag}))" if tag else ")"))
+    return "(" + " or ".join(branches) + ")"
+
+
+def _bucket_test(pair_sum: str, index: int, workers: int) -> str:
+    return f"((({pair_sum}) * {_GOLDEN}) >> 16) % {workers} = {index}"
+
+
+def share_filters_apply(linktype: int, snaplen: int | None) -> bool:
+    """Whether captures of `linktype` with snap length `snaplen` (None: unknown) can use share_filter."""
+    return linktype == LINKTYPE_ETHERNET and snaplen is not None and snaplen >= SHARE_FILTER_SNAPLEN
+
+
+def pair_key(linktype: int) -> KeyFunction:
+    """The key (bucket and NOT_ICMP) of a frame of `linktype`; ValueError for a link type Decoder refuses."""
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise ValueError(f"unsupported link type {linktype} ({linktype_name(linktype)})")
+    if linktype == LINKTYPE_ETHERNET:
+        return ethernet
+    walk = link.network_layer(linktype)
+    return lambda f: _layer_key(f, *walk(f))
+
+
+def pair_key_in_batch(linktype: int) -> BatchKeyFunction:
+    """`pair_key` for a frame inside a libpcap batch, given as (buffer, offset, captured length): the
+    common Ethernet frame is read in place, any other is sliced out for `pair_key`'s function."""
+    key = pair_key(linktype)
+    if linktype == LINKTYPE_ETHERNET:
+        return ethernet_in_batch
+    return lambda buf, off, cap: key(buf[off : off + cap])
+
+
+def ethernet_in_batch(buf: bytes, off: int, cap: int) -> int:
+    """`ethernet` on buf[off:off + cap], the untagged IPv4 frame (the common one) read in place with one
+    struct call; any other is copied out for the general path."""
+    if cap < 34:  # shorter than an Ethernet header and an IPv4 header
+        return ethernet_general(buf[off : off + cap])
+    ethertype, flags_offset, proto, pair = _ETHER_IP4(buf, off + 12)
+    if ethertype != ETHERTYPE_IPV4:
+        return ethernet_general(buf[off : off + cap])
+    bucket = _V4_BUCKETS.get(pair)  # as ip4_key, with _v4_bucket's look-up inlined
+    if bucket is None:
+        bucket = _v4_bucket(pair)
+    return bucket if proto == PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
+
+
+def bucket_of_pair(src: bytes, dst: bytes) -> int:
+    """The bucket of the packed address pair (src, dst), as a frame carrying it gets."""
+    return _spread(_fold(int.from_bytes(src, "big")), _fold(int.from_bytes(dst, "big")))
+
+
+def _fold(address: int) -> int:
+    """An address as 32 bits: IPv4 itself, IPv6 its four 32-bit words XORed."""
+    address ^= address >> 64
+    return (address ^ address >> 32) & 0xFFFFFFFF
+
+
+def _spread(a: int, b: int) -> int:
+    """Two 32-bit addresses -> a 16-bit bucket, the same either way round."""
+    if a > b:
+        a, b = b, a
+    return (((a * _GOLDEN & 0xFFFFFFFF) ^ b) * _GOLDEN & 0xFFFFFFFF) >> 16
+
+
+def _v4_bucket(pair: bytes) -> int:
+    """Bucket of an IPv4 header's 8 address bytes (remembered)."""
+    bucket = _V4_BUCKETS.get(pair)
+    if bucket is None:
+        if len(_V4_BUCKETS) >= MEMO_LIMIT:
+            _V4_BUCKETS.clear()
+        bucket = _V4_BUCKETS[pair] = _spread(int.from_bytes(pair[:4], "big"), int.from_bytes(pair[4:], "big"))
+    return bucket
+
+
+def _v6_bucket(pair: bytes) -> int:
+    """Bucket of an IPv6 header's 32 address bytes (remembered)."""
+    bucket = _V6_BUCKETS.get(pair)
+    if bucket is None:
+        if len(_V6_BUCKETS) >= MEMO_LIMIT:
+            _V6_BUCKETS.clear()
+        bucket = _V6_BUCKETS[pair] = _spread(_fold(int.from_bytes(pair[:16], "big")),
+                                             _fold(int.from_bytes(pair[16:], "big")))
+    return bucket
+
+
+# -- the network layer --------------------------------------------------------------------------
+
+
+def ip4_key(f: bytes, off: int) -> int:
+    """Key of an IPv4 header at `off`; UNPLACED if the header is cut short."""
+    if len(f) < off + 20:
+        return UNPLACED
+    flags_offset, proto, pair = _IP4(f, off)
+    bucket = _v4_bucket(pair)
+    return bucket if proto == PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
+
+
+def ip6_key(f: bytes, off: int) -> int:
+    """Key of an IPv6 header at `off`; UNPLACED if the header is cut short."""
+    if len(f) < off + 40:
+        return UNPLACED
+    bucket = _v6_bucket(f[off + 8 : off + 40])
+    next_header = f[off + 6]
+    if next_header in _V6_TOWARDS_ICMP:
+        return bucket
+    if next_header == FRAGMENT and len(f) >= off + 44 and not f[off + 43] & 1:  # the last fragment
+        return bucket
+    return bucket | NOT_ICMP
+
+
+def _layer_key(f: bytes, layer: int, pos: int) -> int:
+    """Key of the network layer decode/link.py found at `pos`."""
+    if layer == link.IPV4:
+        return ip4_key(f, pos)
+    if layer == link.IPV6:
+        return ip6_key(f, pos)
+    if layer == link.IP_BY_VERSION and len(f) > pos:
+        version = f[pos] >> 4
+        if version == 4:
+            return ip4_key(f, pos)
+        if version == 6:
+            return ip6_key(f, pos)
+    return UNPLACED
+
+
+# -- the link layer -----------------------------------------------------------------------------
+
+
+def ethernet(f: bytes) -> int:
+    return ethernet_in_batch(f, 0, len(f))
+
+
+def ethernet_general(f: bytes) -> int:
+    """Ethernet without the fast path (the tests require both to agree)."""
+    return _layer_key(f, *link.ethernet(f))
+
+
+# -- a worker's share, picked in Python ---------------------------------------------------------
+
+
+class ShareFeeder:
+    """Worker `index` of `workers` without a share filter: it reads every frame, feeds its own to its
+    Pipeline (they stay in the batch buffer: only their records are passed on), and moves its detector's
+    clock on the others' ICMP frames where one process's clock would have moved (`sweep_due`)."""
+
+    def __init__(self, index: int, workers: int) -> None:
+        self._keys: dict[int, BatchKeyFunction] = {}  # by link type
+        # owned[key] is 1 when a frame with that key is this worker's: one look-up per frame
+        self.owned = bytes((key & BUCKET_MASK) % workers == index for key in range(2 * NOT_ICMP))
+        self.latest = 0.0  # the latest ICMP frame's time, this worker's or another's
+
+    def feed(self, pipeline: Pipeline, batch: Batch) -> None:
+        buf, meta, decoder = batch.buf, batch.meta, batch.decoder
+        key = self._keys.get(decoder.linktype)
+        if key is None:
+            key = self._keys[decoder.linktype] = pair_key_in_batch(decoder.linktype)
+        owned, sweep_due = self.owned, pipeline.detector.sweep_due
+        latest = self.latest
+        records: list[bytes] = []  # this worker's frames' 16-byte records in meta
+        size = BATCH_META.size
+        at = 0
+        for sec, usec, off, cap in BATCH_META.iter_unpack(meta):
+            frame_key = key(buf, off, cap)
+            if frame_key < NOT_ICMP:
+                ts = sec + usec * 1e-6
+                if ts > latest:
+                    latest = ts
+                if sweep_due(ts):  # its own earlier frames first, then the sweep one process makes here
+                    if records:
+                        pipeline.feed_batch(decoder, buf, b"".join(records))
+                        records = []
+                    pipeline.advance(ts)
+            if owned[frame_key]:
+                records.append(meta[at : at + size])
+            at += size
+        if records:
+            pipeline.feed_batch(decoder, buf, b"".join(records))
+        self.latest = latest

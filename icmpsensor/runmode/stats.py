@@ -1,0 +1,100 @@
+"""Counters: what one worker reports, how several add up, and the stats record (stats.log, journald,
+`STATUS=`), built in one place for one process and for N workers alike."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from icmpsensor.runmode.pipeline import Pipeline
+
+# The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
+CAPTURE_KEYS = ("packets_received", "packets_read", "kernel_dropped", "interface_dropped", "queue_dropped",
+                "queue_dropped_batches")
+
+
+def worker_stats(pipeline: Pipeline, source: Any) -> dict[str, Any]:
+    """One worker's counters: its pipeline's, and its capture's when it reads an interface."""
+    record: dict[str, Any] = pipeline.stats()
+    if getattr(source, "live", False):
+        cap = source.capture.refresh_stats()
+        record.update(packets_received=cap.received, packets_read=cap.read, kernel_dropped=cap.kernel_dropped,
+                      interface_dropped=cap.interface_dropped, queue_dropped=cap.queue_dropped,
+                      queue_dropped_batches=source.queue.dropped)
+    return record
+
+
+def add_stats(total: dict[str, Any], part: Mapping[str, Any]) -> None:
+    """Add the counters of a stats record (such as `Pipeline.stats()`) into `total`, nested dicts key by
+    key: several workers' records into one."""
+    for key, value in part.items():
+        if isinstance(value, Mapping):
+            add_stats(total.setdefault(key, {}), value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+
+
+def totals(workers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The workers' counters summed, but for interface_dropped: ps_ifdrop is the interface's own counter,
+    which every worker's handle reports whole."""
+    total: dict[str, Any] = {}
+    for stats in workers:
+        add_stats(total, stats)
+    total["interface_dropped"] = max((s.get("interface_dropped", 0) for s in workers), default=0)
+    return total
+
+
+def stats_record(*, now: float, started: float, name: str, interface: str, workers: Sequence[Mapping[str, Any]],
+                 notices: int, write_errors: int, backlog: int, lost: int, journal_errors: int,
+                 worker_states: Sequence[tuple[int, int | None, str]] = ()) -> dict[str, object]:
+    """The stats.log record of a live sensor: its workers' counters (one: the in-process pipeline) and the
+    main process's outputs. `worker_states` (index, pid, state) with N > 1 workers adds a per-worker list."""
+    t = totals(workers)
+    detect = t.get("detect", {})
+    record: dict[str, object] = {
+        "ts": round(now, 6),
+        "peer_descr": name,
+        "interface": interface,
+        "uptime": round(now - started, 3),
+        **{key: t.get(key, 0) for key in CAPTURE_KEYS},
+        "decode": t.get("decode", {}),
+        "flows": t.get("flows", 0),
+        "pending_requests": t.get("pending_requests", 0),
+        "evictions": detect.get("flows_evicted", 0),
+        "notices": notices,
+        "notice_write_errors": write_errors,
+        "notice_backlog": backlog,
+        "notices_lost": lost,
+        "journal_errors": journal_errors,
+        "detect": detect,
+    }
+    if worker_states:
+        record["workers"] = [
+            {"worker": index, "pid": pid, "state": state,
+             **{k: stats.get(k, 0) for k in ("packets_read", "kernel_dropped", "queue_dropped", "flows", "notices")}}
+            for (index, pid, state), stats in zip(worker_states, workers, strict=True)
+        ]
+    return record
+
+
+def status_line(record: Mapping[str, Any]) -> str:
+    """`STATUS=` and the journald stats line, from a stats record."""
+    line = (
+        f"{record['packets_read']} packets, {record['flows']} flows, {record['notices']} notices, "
+        f"drops: kernel {record['kernel_dropped']} interface {record['interface_dropped']} "
+        f"queue {record['queue_dropped']}"
+    )
+    workers = record.get("workers")
+    return f"{line}; {len(workers)} workers" if isinstance(workers, list) else line
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set in KiB (VmHWM: its own, not the parent's it was forked with)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,0 +1,177 @@
+"""The one worker loop: a packet source fed through a Pipeline, in every run mode.
+
+A run mode is a packet source (source/: capture files or a live interface) plugged into a
+topology: in-process (the loop runs in the main process and its notices go straight to the
+outputs) or N worker processes (each runs this loop; its notices go to the supervisor). What a
+topology does between batches and when the input ends is its `Link`: `InProcessLink` for a replay
+in one process, the live daemon itself for a live sensor in one process (runmode/live.py), and
+`WorkerChannel` in a worker process, which speaks the worker protocol (runmode/messages.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from icmpsensor.errors import EXIT_NOINPUT, SensorError
+from icmpsensor.output.sink import ListSink
+from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Notices, Reload, Stats, Stop, WorkerReport
+from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.runmode.stats import peak_rss_kb, worker_stats
+from icmpsensor.source.batch import Batch
+
+QUEUE_WAIT = 0.2  # longest wait for a batch, so that signals and ticks are never late
+TICK = 1.0  # seconds between housekeeping rounds (live: expiry on wall time, stats, heartbeat)
+EVIDENCE_RESYNC_TICKS = 10  # a worker re-measures the shared evidence directory this often
+
+
+class Source(Protocol):
+    live: bool  # packet times are wall-clock times: the detector's clock also follows the wall
+    ended: bool  # next_batch has nothing more to give
+    failure: str | None  # live: why the capture stopped, if it failed
+
+    def next_batch(self, timeout: float) -> Batch | None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> Iterator[Batch]: ...
+
+
+class ShareFeed(Protocol):
+    """A replay worker's share of the frames, picked in Python (runmode/partition.py ShareFeeder)."""
+
+    latest: float
+
+    def feed(self, pipeline: Pipeline, batch: Batch) -> None: ...
+
+
+class Link(Protocol):
+    def round(self, worker: Worker) -> None:
+        """After every batch, or every QUEUE_WAIT seconds without one."""
+
+    def input_ended(self, worker: Worker) -> float | None:
+        """The source has ended: when to flush the open flows (None: at the detector's clock)."""
+
+    def done(self, worker: Worker) -> None:
+        """Every flow is flushed."""
+
+
+class Worker:
+    """One Pipeline fed by one Source; `share` None: every frame read is this worker's."""
+
+    def __init__(self, pipeline: Pipeline, source: Source, link: Link, share: ShareFeed | None = None) -> None:
+        self.pipeline = pipeline
+        self.source = source
+        self.link = link
+        self.share = share
+
+    def run(self) -> None:
+        source, link = self.source, self.link
+        while not source.ended:
+            batch = source.next_batch(QUEUE_WAIT)
+            if batch is not None:
+                self.feed(batch)
+            link.round(self)
+        at = link.input_ended(self)
+        for batch in source.close():
+            self.feed(batch)
+        if at is not None:
+            detector = self.pipeline.detector
+            self.pipeline.advance(at)  # the last sweep one process made, at `at`'s whole second
+            detector.now = max(detector.now, at)
+        self.pipeline.finish()
+        link.done(self)
+
+    def feed(self, batch: Batch) -> None:
+        if self.share is None:
+            self.pipeline.feed_batch(batch.decoder, batch.buf, batch.meta)
+        else:
+            self.share.feed(self.pipeline, batch)
+
+    def latest(self) -> float:
+        """The latest packet time this worker knows (with a Python share, the other workers' frames too)."""
+        now = self.pipeline.detector.now
+        return max(now, self.share.latest) if self.share is not None else now
+
+    def tick(self, now: float) -> None:
+        """Once per TICK of wall time: a live detector's clock follows the wall while the wire is quiet."""
+        if self.source.live:
+            self.pipeline.advance(now)
+
+
+class InProcessLink:
+    """A replay in the main process: the notices went straight to the outputs; nothing else to do."""
+
+    def round(self, worker: Worker) -> None:
+        pass
+
+    def input_ended(self, worker: Worker) -> float | None:
+        return None
+
+    def done(self, worker: Worker) -> None:
+        pass
+
+
+class WorkerChannel:
+    """The Link of a worker process: notices, counters and the end go to the supervisor over `conn`."""
+
+    def __init__(self, index: int, conn: Connection, sink: ListSink, source: Any) -> None:
+        self.index = index
+        self.conn = conn
+        self.sink = sink
+        self.source = source
+        self.watermark_lag = 0.0
+        self._sent_watermark = float("-inf")
+        self._next_tick = time.time()
+        self._ticks = 0
+        self._failure_sent = False
+
+    def round(self, worker: Worker) -> None:
+        notices = self.sink.take()
+        watermark = worker.latest() - self.watermark_lag
+        if notices or watermark > self._sent_watermark:
+            self._sent_watermark = watermark
+            self.conn.send(Notices(notices, watermark))
+        now = time.time()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK
+            self._tick(worker, now)
+        if self.source.failure and not self._failure_sent:
+            self._failure_sent = True  # the supervisor stops every worker
+            self.conn.send(Failed(EXIT_NOINPUT, self.source.failure))
+        while self.conn.poll():
+            message = self.conn.recv()
+            if isinstance(message, Reload):
+                worker.pipeline.reconfigure(message.cfg)
+            elif isinstance(message, Stop):
+                self.source.stop()
+
+    def _tick(self, worker: Worker, now: float) -> None:
+        worker.tick(now)
+        self._ticks += 1
+        evidence = worker.pipeline.evidence
+        if evidence is not None and self._ticks % EVIDENCE_RESYNC_TICKS == 0:
+            evidence.refresh_disk_usage()  # the other workers write into the same directory
+        self.conn.send(Stats(worker_stats(worker.pipeline, self.source)))
+
+    def input_ended(self, worker: Worker) -> float | None:
+        self.conn.send(InputEnded(self.sink.take(), worker.latest()))
+        parent = os.getppid()
+        while not self.conn.poll(1.0):
+            if os.getppid() != parent:
+                raise SensorError("the main process is gone")
+        message = self.conn.recv()
+        if not isinstance(message, Flush):
+            raise SensorError(f"unexpected message {type(message).__name__} from the main process")
+        return message.at
+
+    def done(self, worker: Worker) -> None:
+        worker.pipeline.close()
+        source = self.source
+        report = WorkerReport(self.index, worker_stats(worker.pipeline, source),
+                              files=getattr(source, "files", 0), frames=getattr(source, "frames", 0),
+                              problems=list(getattr(source, "problems", [])), peak_rss_kb=peak_rss_kb())
+        self.conn.send(Done(self.sink.take(), report))
