@@ -12,7 +12,7 @@ Cases (each with its provenance, printed in the legend):
   LIVE_CASES entry (real tools run between network namespaces).
 
 Packet lists go straight to the detector; frames (built with tests/craft.py) and captures go
-through the real pipeline (Pipeline + replay_files). In both, once the input ends the clock runs
+through the real pipeline (Pipeline + replay_pipeline). In both, once the input ends the clock runs
 on for one idle timeout, as a live sensor's would, then the remaining flows are flushed: so the
 original's end-of-flow alerting shows its idle-timeout delay.
 
@@ -42,13 +42,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from icmpsensor.config import Config  # noqa: E402
-from icmpsensor.detect import make_detector  # noqa: E402
-from icmpsensor.notices import NOTE_EXFIL_SUMMARY, Notice  # noqa: E402
-from icmpsensor.packet import IcmpPacket  # noqa: E402
-from icmpsensor.pipeline import Pipeline  # noqa: E402
-from icmpsensor.replay import replay_files  # noqa: E402
-from icmpsensor.sinks import ListSink  # noqa: E402
+from icmpsensor.config.schema import Config  # noqa: E402
+from icmpsensor.decode.packet import IcmpPacket  # noqa: E402
+from icmpsensor.detect.profile import make_detector  # noqa: E402
+from icmpsensor.notice.record import Notice  # noqa: E402
+from icmpsensor.notice.types import EXFIL_SUMMARY  # noqa: E402
+from icmpsensor.output.sink import ListSink  # noqa: E402
+from icmpsensor.runmode.pipeline import Pipeline  # noqa: E402
+from icmpsensor.runmode.replay import replay_pipeline  # noqa: E402
 from tests import benign_corpus, craft, exfil_corpus  # noqa: E402
 
 SEED_DIR = Path(os.environ.get("ICMPSENSOR_SEED_DIR", REPO.parent / "shared" / "seed"))
@@ -407,7 +408,7 @@ def run_pcap(cfg: Config, path: Path, watch: _Watch) -> list[Notice]:
     sink = ListSink()
     pipeline = _RunOnPipeline(cfg, sink, watch)
     try:
-        replay_files([str(path)], pipeline)
+        replay_pipeline(pipeline, [str(path)])
     finally:
         pipeline.close()
     return sink.notices
@@ -429,7 +430,7 @@ def judge(notices: list[Notice], expected: tuple[str, str] | None, first_payload
             verdict.other[n.note] += 1
     if on_pair:
         verdict.caught = True
-        alerts = [n for n in on_pair if n.note != NOTE_EXFIL_SUMMARY]
+        alerts = [n for n in on_pair if n.note != EXFIL_SUMMARY.name]
         verdict.summary_only = not alerts
         first = min(n.ts for n in (alerts or on_pair))
         if first_payload is not None:

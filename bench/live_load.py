@@ -151,7 +151,7 @@ def inspect_capture(path: Path, bpf_filter: str | None = None) -> Capture:
     """Count frames, and check each against the sensor's BPF filter (the configured default)."""
     import pcapy
 
-    from icmpsensor.config import DEFAULT_BPF_FILTER
+    from icmpsensor.config.schema import DEFAULT_BPF_FILTER
 
     reader = pcapy.open_offline(str(path))
     linktype = reader.datalink()

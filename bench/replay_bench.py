@@ -28,8 +28,8 @@ STAGE_CODE = r"""
 import json, resource, sys, time, tempfile
 sys.path.insert(0, REPO)
 import pcapy
-from icmpsensor.capture import frames_of
-from icmpsensor.replay import batches
+from icmpsensor.source.batch import frames_of
+from icmpsensor.source.pcapfile import batches
 
 def read_all(path):
     return [f for buf, meta in batches(pcapy.open_offline(path)) for f in frames_of(buf, meta)]
@@ -48,17 +48,18 @@ def dpkt_stage(path):
     return n, time.perf_counter() - t
 
 def sensor(path, reference=False):
-    from icmpsensor.config import Config
-    from icmpsensor.decode import DpktDecoder
-    from icmpsensor.pipeline import Pipeline, build_sinks
-    from icmpsensor.replay import replay_files
+    from icmpsensor.config.schema import Config
+    from icmpsensor.decode.decoder import DpktDecoder
+    from icmpsensor.runmode.pipeline import Pipeline
+    from icmpsensor.runmode.replay import build_sinks
+    from icmpsensor.runmode.replay import replay_pipeline
     cfg = Config()
     cfg.output.log_dir = tempfile.mkdtemp()
     pipe = Pipeline(cfg, build_sinks(cfg))
     if reference:
         pipe.decoder_for = lambda linktype: DpktDecoder(linktype, pipe.decode_stats,
                                                         reassembler=pipe.reassembler)
-    t = time.perf_counter(); result = replay_files([path], pipe); dt = time.perf_counter() - t
+    t = time.perf_counter(); result = replay_pipeline(pipe, [path]); dt = time.perf_counter() - t
     pipe.close()
     return result.frames, dt
 

@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from icmpsensor.packet import IcmpPacket  # noqa: E402
+from icmpsensor.decode.packet import IcmpPacket  # noqa: E402
 from tests import benign_corpus as bc  # noqa: E402
 from tests import exfil_corpus as xc  # noqa: E402
 

@@ -11,7 +11,7 @@ kept: on a small, noisy machine the fastest run is the least disturbed), and pri
 the ratio to the ceiling and the stage process's peak RSS (VmHWM):
 
   ceiling     libpcap (pcapy-ng next_batch) reading every frame into (timestamp, bytes) pairs
-  icmpsensor  the whole sensor (Pipeline + replay_files, standard profile, notices and evidence
+  icmpsensor  the whole sensor (Pipeline + replay_pipeline, standard profile, notices and evidence
               to a temporary directory); also: notices written, and whether every ground-truth
               exfiltration pair was reported and no benign pair was
   icmpsensor-py  the same with ICMPSENSOR_PURE_PYTHON=1: batches decoded by the Python struct path
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from icmpsensor.replay import ReplayResult
+    from icmpsensor.runmode.replay import ReplayResult
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -104,8 +104,8 @@ def ensure_capture(packets: int, directory: Path, seed: int = 1, flood_sources: 
 def stage_ceiling(path: str) -> dict[str, object]:
     import pcapy
 
-    from icmpsensor.capture import frames_of
-    from icmpsensor.replay import batches
+    from icmpsensor.source.batch import frames_of
+    from icmpsensor.source.pcapfile import batches
 
     began = time.perf_counter()
     n = 0
@@ -118,8 +118,8 @@ def stage_dpkt(path: str) -> dict[str, object]:
     import dpkt
     import pcapy
 
-    from icmpsensor.capture import frames_of
-    from icmpsensor.replay import batches
+    from icmpsensor.source.batch import frames_of
+    from icmpsensor.source.pcapfile import batches
 
     ethernet = dpkt.ethernet.Ethernet
     began = time.perf_counter()
@@ -136,10 +136,10 @@ def stage_dpkt(path: str) -> dict[str, object]:
 def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, object]:
     """The sensor end to end; with the ground truth, which exfiltration pairs it reported and which
     notices name a pair that is not an exfiltration pair (either way round): false positives."""
-    from icmpsensor.config import Config
-    from icmpsensor.decode import ACCELERATED
-    from icmpsensor.pipeline import Pipeline, build_sinks, tune_gc
-    from icmpsensor.replay import replay_files
+    from icmpsensor.config.schema import Config
+    from icmpsensor.decode.fast import ACCELERATED
+    from icmpsensor.runmode.pipeline import Pipeline, tune_gc
+    from icmpsensor.runmode.replay import build_sinks, replay_pipeline
 
     tune_gc()  # as the command line does
     with tempfile.TemporaryDirectory(prefix="icmpsensor-bench-") as log_dir:
@@ -147,7 +147,7 @@ def stage_icmpsensor(path: str, truth_file: str | None = None) -> dict[str, obje
         cfg.output.log_dir = log_dir
         pipe = Pipeline(cfg, build_sinks(cfg))
         began = time.perf_counter()
-        result = replay_files([path], pipe)
+        result = replay_pipeline(pipe, [path])
         seconds = time.perf_counter() - began
         pipe.close()
         notices = read_notices(Path(log_dir) / cfg.output.notice_log)
@@ -187,9 +187,9 @@ def sensor_result(result: ReplayResult, seconds: float, stats: dict[str, object]
 def stage_icmpsensor_workers(path: str, truth_file: str | None = None, workers: int = 2) -> dict[str, object]:
     """stage_icmpsensor through the parallel replay (`icmpsensor -r --workers N`); `workers_rss_mb` is the
     workers' peak RSS, summed, which the stage's own is added to."""
-    from icmpsensor.config import Config
-    from icmpsensor.parallel_replay import replay_files_parallel
-    from icmpsensor.pipeline import build_sinks, tune_gc
+    from icmpsensor.config.schema import Config
+    from icmpsensor.runmode.pipeline import tune_gc
+    from icmpsensor.runmode.replay import build_sinks, replay
 
     tune_gc()  # as stage_icmpsensor; the forked workers inherit it
     with tempfile.TemporaryDirectory(prefix="icmpsensor-bench-") as log_dir:
@@ -197,7 +197,7 @@ def stage_icmpsensor_workers(path: str, truth_file: str | None = None, workers: 
         cfg.output.log_dir = log_dir
         sinks = build_sinks(cfg)
         began = time.perf_counter()
-        result = replay_files_parallel([path], cfg, workers, sinks)
+        result = replay([path], cfg, sinks, workers)
         seconds = time.perf_counter() - began
         for sink in sinks:
             sink.close()
@@ -281,7 +281,7 @@ def run_stage_here(stage: str, path: str, truth_file: str | None, sample: int) -
 def _peak_rss_mb(children: bool) -> float:
     """Peak RSS of this process (VmHWM: its own address space; ru_maxrss would also count the parent's
     peak, which Linux carries over through fork and exec), or of its largest child (tshark)."""
-    from icmpsensor.parallel_replay import peak_rss_kb
+    from icmpsensor.runmode.stats import peak_rss_kb
 
     if children:
         return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -178,7 +178,7 @@ fi
 # ---- final check ---------------------------------------------------------------------------
 run 60 "checking $CONF (icmpsensor -c $CONF --check-config)" "$PREFIX/bin/icmpsensor" -c "$CONF" --check-config
 IFACE=$(timeout 60 "$PREFIX/bin/python" -c \
-        'import sys; from icmpsensor.config import load_config; print(load_config(sys.argv[1]).capture.interface)' \
+        'import sys; from icmpsensor.config.loader import load_config; print(load_config(sys.argv[1]).capture.interface)' \
         "$CONF" 2>/dev/null || true)
 say "icmpsensor $VERSION installed in $PREFIX"
 if [ "$SYSTEMD" -eq 1 ] && timeout 30 systemctl --quiet is-active icmpsensor.service; then

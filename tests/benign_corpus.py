@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from icmpsensor.packet import ECHO_REPLY_V4, ECHO_REPLY_V6, ECHO_REQUEST_V4, ECHO_REQUEST_V6, IcmpPacket
+from icmpsensor.decode.packet import ECHO_REPLY_V4, ECHO_REPLY_V6, ECHO_REQUEST_V4, ECHO_REQUEST_V6, IcmpPacket
 
 START = 1_700_000_000.0  # 2023-11-14, a Tuesday
 HOUR = 3600

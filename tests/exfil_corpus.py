@@ -22,7 +22,7 @@ import struct
 import zlib
 from collections.abc import Callable
 
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.decode.packet import IcmpPacket
 
 START = 1_700_000_000.0
 VICTIM = "192.0.2.50"  # the host the data leaves from

@@ -19,8 +19,9 @@ import sys
 import time
 from collections import defaultdict
 
-from icmpsensor.capture import LiveCapture, frames_of
-from icmpsensor.config import CaptureConfig
+from icmpsensor.config.schema import CaptureConfig
+from icmpsensor.source.batch import frames_of
+from icmpsensor.source.live import LiveCapture
 
 
 def parse(frame: bytes) -> tuple[str, str, int, bool] | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from icmpsensor.flows import FlowDetector
-from icmpsensor.notices import Notice
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.flows import FlowDetector
+from icmpsensor.notice.record import Notice
 
 
 def packed(addr: str) -> bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import synth, throughput
-from icmpsensor import decode
+from icmpsensor.decode import fast as decode
 from tests import benign_corpus as bc
 
 PACKETS = 20_000

@@ -11,7 +11,7 @@ from pathlib import Path
 import pcapy
 import pytest
 
-from icmpsensor.config import DEFAULT_BPF_FILTER
+from icmpsensor.config.schema import DEFAULT_BPF_FILTER
 from tests import craft
 
 A, B = "192.0.2.1", "192.0.2.2"

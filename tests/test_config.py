@@ -11,18 +11,18 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.config import (
+from icmpsensor.config.kinds import config_fields
+from icmpsensor.config.loader import config_to_yaml, load_config
+from icmpsensor.config.schema import (
     AllowlistConfig,
     Config,
     DetectionConfig,
     NoticeSwitches,
     OutputConfig,
     SensorConfig,
-    config_fields,
-    config_to_yaml,
-    load_config,
 )
 from icmpsensor.errors import ConfigError, InputError
+from icmpsensor.notice.policy import HostAllowlist
 
 SHIPPED = Path(__file__).resolve().parent.parent / "etc" / "icmpsensor.yaml"
 
@@ -326,31 +326,25 @@ def test_messages_copied_from_the_file_stay_on_one_line(tmp_path: Path) -> None:
 
 
 def test_host_allowed() -> None:
-    allow = AllowlistConfig(
-        hosts=tuple(
-            ipaddress.ip_network(n) for n in ("10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "::1/128")
-        )
-    )
+    allow = HostAllowlist(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "::1/128"))
     packed = [ipaddress.ip_address(a).packed for a in ("10.1.2.3", "192.0.2.7", "2001:db8:ffff::1", "::1")]
-    assert all(allow.host_allowed(p) for p in packed)
+    assert all(allow.allowed(p) for p in packed)
     outside = ("11.0.0.1", "192.0.2.8", "2001:db9::1", "::2", "::ffff:10.0.0.1", "0.0.0.0")
-    assert not any(allow.host_allowed(ipaddress.ip_address(a).packed) for a in outside)
-    assert not allow.host_allowed(b"\x0a\x00\x00")
+    assert not any(allow.allowed(ipaddress.ip_address(a).packed) for a in outside)
+    assert not allow.allowed(b"\x0a\x00\x00")
 
 
-def test_host_allowed_empty_and_replaced() -> None:
-    allow = AllowlistConfig()
-    addr = ipaddress.ip_address("198.51.100.1").packed
-    assert not allow.host_allowed(addr)
-    allow.hosts = (ipaddress.ip_network("198.51.100.0/24"),)
-    assert allow.host_allowed(addr)
-    assert not allow.host_allowed(bytes(16))
+def test_host_allowed_empty() -> None:
+    allow = HostAllowlist(AllowlistConfig().hosts)
+    assert allow.empty and not allow.allowed(ipaddress.ip_address("198.51.100.1").packed)
+    assert not allow.allowed(bytes(16))
 
 
 def test_host_allowed_from_file(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "allowlist:\n  hosts: [0.0.0.0/0]\n"))
-    assert cfg.allowlist.host_allowed(bytes([255, 1, 2, 3]))
-    assert not cfg.allowlist.host_allowed(bytes(16))
+    allow = HostAllowlist(cfg.allowlist.hosts)
+    assert allow.allowed(bytes([255, 1, 2, 3]))
+    assert not allow.allowed(bytes(16))
 
 
 # --------------------------------------------------------------------------- robustness
@@ -393,3 +387,13 @@ def test_arbitrary_bytes_give_only_clean_errors(tmp_path: Path, data: bytes) -> 
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(data)
     _assert_only_clean_errors(path)
+
+
+def test_a_loaded_config_pickles_as_a_reload_to_workers_does(tmp_path: Path) -> None:
+    import pickle
+
+    cfg = load_config(write(tmp_path, "detection:\n  notices:\n    tunnel: false\njournald:\n  priorities:\n"
+                                      "    data_exfil: crit\n"))
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg and again.detection.notices.tunnel is False and again.journald.priorities.data_exfil == "crit"
+

@@ -18,17 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor import decode
-from icmpsensor.capture import BATCH_META
-from icmpsensor.decode import (
-    SUPPORTED_LINKTYPES,
-    Decoder,
-    DecodeStats,
-    DpktDecoder,
-    linktype_name,
-)
+from icmpsensor.decode import fast as decode
+from icmpsensor.decode.decoder import DpktDecoder
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES, VLAN_TPIDS, linktype_name
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.errors import EXIT_NOINPUT, InputError
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.source.batch import BATCH_META
 from tests import craft
 from tests.craft import addr
 
@@ -693,6 +690,9 @@ def test_c_fast_path_refuses_a_record_type_it_cannot_fill() -> None:
 
     for wrong in (Wider, NoSlots, int):
         with pytest.raises(TypeError):
-            decode._fastdecode.bind(wrong)
-    decode._fastdecode.bind(IcmpPacket)  # what decode.py bound stays usable
+            decode._fastdecode.bind(wrong, VLAN_TPIDS)
+    for tpids in ((1, 2, 3, 4, 5, 6, 7, 8, 9), (0x10000,), ("x",)):
+        with pytest.raises((TypeError, ValueError)):
+            decode._fastdecode.bind(IcmpPacket, tpids)
+    decode._fastdecode.bind(IcmpPacket, VLAN_TPIDS)  # what decode/fast.py bound stays usable
     assert _c_batch(1, [craft.ether(craft.icmp4(A4, B4, 8))])[1] == []

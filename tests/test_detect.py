@@ -8,17 +8,12 @@ import ipaddress
 
 import pytest
 
-from icmpsensor.config import AllowlistConfig, DetectionConfig, NoticeSwitches
-from icmpsensor.detect import make_detector
-from icmpsensor.detect_original import OriginalDetector, is_default_ping
-from icmpsensor.notices import (
-    NOTE_ASYM_PAYLOAD,
-    NOTE_ASYM_PAYLOAD_FLOW,
-    NOTE_DATA_EXFIL,
-    NOTE_UNPAIRED_ECHO_REPLY,
-    Notice,
-)
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig, NoticeSwitches
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.original import OriginalDetector, is_default_ping
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.types import ASYM_PAYLOAD, ASYM_PAYLOAD_FLOW, DATA_EXFIL, UNPAIRED_ECHO_REPLY
 from tests.synthetic import echo, packed, run
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
@@ -61,7 +56,7 @@ def test_exfil_and_changed_requests_fire_at_flow_end_with_totals() -> None:
     # 20 requests x 100 bytes = 2000 > 1500, 19 changes > 5 -> DataExfil + AsymPayloadFlow on (A,B).
     # Replies match their requests, so no AsymPayload on (B,A).
     out = run(detector(), transfer(20))
-    assert notes(out) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
     exfil = out[0]
     assert exfil.n == 20
     assert exfil.bytes_sent == 2000
@@ -77,11 +72,11 @@ def test_thresholds_are_strictly_greater_than() -> None:
     # 6 requests -> 5 changes: not > 5. 15 x 100 = 1500 bytes: not > 1500.
     assert run(detector(), transfer(6)) == []
     out = run(detector(), transfer(7))  # 6 changes > 5, 700 bytes
-    assert notes(out) == [(NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(ASYM_PAYLOAD_FLOW.name, A, B)]
     out = run(detector(), transfer(15))  # 1500 bytes: changes fire, exfil does not
-    assert notes(out) == [(NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(ASYM_PAYLOAD_FLOW.name, A, B)]
     out = run(detector(), transfer(15, size=101))  # 1515 bytes
-    assert notes(out) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
 
 
 def test_identical_payloads_are_not_changes() -> None:
@@ -93,12 +88,12 @@ def test_switches_turn_notes_off() -> None:
     off = NoticeSwitches(data_exfil=False, asym_payload_flow=False)
     assert run(detector(notices=off), transfer(20)) == []
     only_exfil = NoticeSwitches(asym_payload_flow=False)
-    assert notes(run(detector(notices=only_exfil), transfer(20))) == [(NOTE_DATA_EXFIL, A, B)]
+    assert notes(run(detector(notices=only_exfil), transfer(20))) == [(DATA_EXFIL.name, A, B)]
 
 
 def test_configurable_thresholds() -> None:
     det = detector(exfil_bytes_threshold=100, changed_requests_threshold=1)
-    assert notes(run(det, transfer(3))) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(run(det, transfer(3))) == [(DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
 
 
 def burst_then_replies(n: int) -> list[IcmpPacket]:
@@ -110,14 +105,14 @@ def burst_then_replies(n: int) -> list[IcmpPacket]:
 
 def test_matched_pairing_does_not_flag_correct_replies_after_a_burst() -> None:
     out = run(detector(), burst_then_replies(8))
-    assert notes(out) == [(NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(ASYM_PAYLOAD_FLOW.name, A, B)]
 
 
 def test_last_request_pairing_reproduces_the_original() -> None:
     # Every reply is compared with the last request (chunk 7): 7 of 8 differ -> 7 > 5.
     out = run(detector(reply_pairing="last_request"), burst_then_replies(8))
-    assert sorted(notes(out)) == [(NOTE_ASYM_PAYLOAD, B, A), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
-    asym = next(n for n in out if n.note == NOTE_ASYM_PAYLOAD)
+    assert sorted(notes(out)) == [(ASYM_PAYLOAD.name, B, A), (ASYM_PAYLOAD_FLOW.name, A, B)]
+    asym = next(n for n in out if n.note == ASYM_PAYLOAD.name)
     assert asym.n == 8 and asym.bytes_sent == 800
 
 
@@ -127,7 +122,7 @@ def test_replies_that_differ_from_their_request_fire_asym_payload_on_the_reply_f
         packets.append(echo(1000.0 + i, A, B, True, b"ping", seq=i))
         packets.append(echo(1000.0 + i + 0.01, B, A, False, b"data" + chunk(i), seq=i))
     out = run(detector(), packets)
-    assert notes(out) == [(NOTE_ASYM_PAYLOAD, B, A)]
+    assert notes(out) == [(ASYM_PAYLOAD.name, B, A)]
     assert out[0].n == 10
 
 
@@ -138,7 +133,7 @@ def test_unpaired_replies_fire_only_when_switched_on_and_are_not_compared() -> N
     assert det.stats.unpaired_replies == 10
     det = detector(notices=NoticeSwitches(unpaired_echo_reply=True))
     out = run(det, packets)
-    assert notes(out) == [(NOTE_UNPAIRED_ECHO_REPLY, B, A)] * 10
+    assert notes(out) == [(UNPAIRED_ECHO_REPLY.name, B, A)] * 10
     assert "(id 7, seq 3)" in out[3].msg
     assert out[3].ts == 1003.0  # immediately, at the reply's time
 
@@ -146,7 +141,7 @@ def test_unpaired_replies_fire_only_when_switched_on_and_are_not_compared() -> N
 def test_a_reply_with_the_wrong_sequence_is_unpaired() -> None:
     det = detector(notices=NoticeSwitches(unpaired_echo_reply=True))
     out = run(det, [echo(1.0, A, B, True, b"x", seq=1), echo(1.1, B, A, False, b"x", seq=2)])
-    assert notes(out) == [(NOTE_UNPAIRED_ECHO_REPLY, B, A)]
+    assert notes(out) == [(UNPAIRED_ECHO_REPLY.name, B, A)]
 
 
 def test_flows_expire_after_idle_timeout_in_packet_time() -> None:
@@ -158,7 +153,7 @@ def test_flows_expire_after_idle_timeout_in_packet_time() -> None:
     assert det.flow_count == 3
     # A packet from another pair 301 s later moves the clock past the timeout.
     out = list(det.process(echo(1001.9 + 301.0, C, B, True, b"y")))
-    assert notes(out) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
     assert out[0].ts == pytest.approx(1001.9 + 300.0)  # when the flow's timer ran out
     assert det.stats.flows_expired == 2  # (A,B) and (B,A)
     assert det.flow_count == 1
@@ -168,7 +163,7 @@ def test_advance_expires_without_packets() -> None:
     det = detector(idle_timeout=10.0)
     run(det, transfer(20), flush=False)
     assert list(det.advance(1005.0)) == []
-    assert notes(det.advance(1012.0)) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(det.advance(1012.0)) == [(DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
 
 
 def test_a_flow_that_goes_idle_and_comes_back_is_a_new_flow() -> None:
@@ -188,7 +183,7 @@ def test_eviction_at_max_flows_evaluates_the_evicted_flow() -> None:
     # A qualifying flow that is evicted is evaluated first: its notices still fire, at eviction time.
     det = detector(max_flows=1)
     out = run(det, [*transfer(20, echo_back=False), echo(1011.0, C, A, True, b"x")], flush=False)
-    assert notes(out) == [(NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(out) == [(DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
     assert out[0].ts == 1011.0
     assert det.stats.flows_evicted == 1 and det.flow_count == 1
 
@@ -231,7 +226,7 @@ def test_original_loose_linux_check_and_switch() -> None:
     packets = [echo(1.0 + i, A, B, True, bytes([i]) * 32 + bytes(range(0x20, 0x38))) for i in range(40)]
     assert run(detector(), packets) == []
     assert notes(run(detector(ignore_default_pings=False), packets)) == [
-        (NOTE_DATA_EXFIL, A, B), (NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+        (DATA_EXFIL.name, A, B), (ASYM_PAYLOAD_FLOW.name, A, B)]
 
 
 def test_allowlisted_hosts_are_never_reported() -> None:
@@ -255,12 +250,12 @@ def test_reconfigure_keeps_flow_state_and_applies_new_thresholds() -> None:
     det = detector()
     run(det, transfer(4), flush=False)  # 3 changes: below the default threshold
     det.reconfigure(original(changed_requests_threshold=2), AllowlistConfig())
-    assert notes(det.flush()) == [(NOTE_ASYM_PAYLOAD_FLOW, A, B)]
+    assert notes(det.flush()) == [(ASYM_PAYLOAD_FLOW.name, A, B)]
 
 
 def test_ipv6_echo_is_tracked_like_ipv4() -> None:
     out = run(detector(), transfer(20, src=V6A, dst=V6B))
-    assert notes(out) == [(NOTE_DATA_EXFIL, V6A, V6B), (NOTE_ASYM_PAYLOAD_FLOW, V6A, V6B)]
+    assert notes(out) == [(DATA_EXFIL.name, V6A, V6B), (ASYM_PAYLOAD_FLOW.name, V6A, V6B)]
 
 
 def test_non_echo_types_are_counted_but_not_tracked() -> None:

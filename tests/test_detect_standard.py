@@ -13,10 +13,11 @@ import struct
 
 import pytest
 
-from icmpsensor.config import AllowlistConfig, DetectionConfig
-from icmpsensor.detect import Detector, make_detector
-from icmpsensor.notices import Notice
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.detect.standard import Detector
+from icmpsensor.notice.record import Notice
 from tests import benign_corpus, exfil_corpus
 from tests.synthetic import echo, packed, run
 

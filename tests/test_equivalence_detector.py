@@ -28,11 +28,15 @@ from pathlib import Path
 import pcapy
 import pytest
 
-from icmpsensor import detect, fingerprints, nonecho, novelty, tunnels
-from icmpsensor.config import AllowlistConfig, Config, DetectionConfig
-from icmpsensor.decode import LINKTYPE_ETHERNET, Decoder, DecodeStats, DpktDecoder
-from icmpsensor.evidence import encode
-from icmpsensor.fingerprints import (
+from icmpsensor.config.schema import AllowlistConfig, Config, DetectionConfig
+from icmpsensor.decode.decoder import DpktDecoder
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.linktypes import LINKTYPE_ETHERNET
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.detect import fingerprints, nonecho, novelty, tunnels
+from icmpsensor.detect import standard as detect
+from icmpsensor.detect.fingerprints import (
     _BLACKBOX,
     _BLACKBOX_TEXT,
     _I64_BE,
@@ -56,8 +60,8 @@ from icmpsensor.fingerprints import (
     ZERO_FILL,
     Benign,
 )
-from icmpsensor.flows import FlowDetector
-from icmpsensor.nonecho import (
+from icmpsensor.detect.flows import FlowDetector
+from icmpsensor.detect.nonecho import (
     _ECHO_TYPES,
     _ERRORS_V4,
     _ERRORS_V6,
@@ -67,12 +71,8 @@ from icmpsensor.nonecho import (
     _router_advertisement,
     _timestamp_fields,
 )
-from icmpsensor.notices import Notice
-from icmpsensor.packet import IcmpPacket
-from icmpsensor.pipeline import Pipeline
-from icmpsensor.replay import replay_files
-from icmpsensor.sinks import ListSink
-from icmpsensor.tunnels import (
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.detect.tunnels import (
     _HPING_RUN,
     _IFT_MAX_GAP,
     _IFT_RUN,
@@ -91,6 +91,11 @@ from icmpsensor.tunnels import (
     _swap16,
     recognise,
 )
+from icmpsensor.notice.record import Notice
+from icmpsensor.output.evidence import encode
+from icmpsensor.output.sink import ListSink
+from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.runmode.replay import replay_pipeline
 from tests import benign_corpus, exfil_corpus
 from tests.conftest import SEED_DIR
 
@@ -595,7 +600,7 @@ def _key(notice: Notice) -> NoticeKey:
 
 def _detect(packets: list[IcmpPacket | None], detection: DetectionConfig, allowlist: AllowlistConfig,
             ) -> tuple[list[NoticeKey], dict[str, int]]:
-    det: FlowDetector = detect.make_detector(detection, allowlist)
+    det: FlowDetector = make_detector(detection, allowlist)
     notices: list[Notice] = []
     for pkt in packets:
         if pkt is not None:
@@ -715,15 +720,15 @@ def test_synthetic_mix_matches_the_reference_path(tmp_path: Path, monkeypatch: p
 
 
 def _check_capture_against_the_reference_path(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from icmpsensor.capture import frames_of
-    from icmpsensor.fragments import Reassembler
-    from icmpsensor.replay import batches
+    from icmpsensor.decode.fragments import Reassembler
+    from icmpsensor.source.batch import frames_of
+    from icmpsensor.source.pcapfile import batches
 
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
     sink = ListSink()
     pipeline = Pipeline(cfg, [sink])  # type: ignore[list-item]
-    result = replay_files([str(path)], pipeline)
+    result = replay_pipeline(pipeline, [str(path)])
     pipeline.close()
 
     linktype, frames = _frames_one_by_one(path)

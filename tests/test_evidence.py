@@ -12,12 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor import evidence as evidence_module
-from icmpsensor.config import Config
-from icmpsensor.decode import Decoder, DecodeStats
-from icmpsensor.evidence import LINKTYPE_RAW, EvidenceRecorder, encode
-from icmpsensor.notices import NOTE_EXFIL_SUMMARY, Notice
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.config.schema import Config
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.linktypes import LINKTYPE_RAW
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.types import EXFIL_SUMMARY
+from icmpsensor.output import evidence as evidence_module
+from icmpsensor.output.evidence import EvidenceRecorder, encode
 from tests import craft
 from tests.conftest import run_cli
 
@@ -99,7 +102,7 @@ def test_evidence_can_be_switched_off(tmp_path: Path) -> None:
 def test_disk_budget_deletes_the_oldest_evidence(tmp_path: Path) -> None:
     cfg = dataclasses.replace(Config().output.evidence, max_total_bytes=20_000)
     recorder = EvidenceRecorder(str(tmp_path), cfg)
-    from icmpsensor.notices import Notice
+    from icmpsensor.notice.record import Notice
 
     for flow in range(10):
         src = f"10.0.0.{flow + 1}"
@@ -159,7 +162,7 @@ def test_watched_is_exactly_the_pairs_buffered_or_recorded(tmp_path: Path, ops: 
         elif op == "close":
             recorder.close()
         else:
-            note = NOTE_EXFIL_SUMMARY if op == "summary" else "ICMP::DataExfil"
+            note = EXFIL_SUMMARY.name if op == "summary" else "ICMP::DataExfil"
             recorder.attach(Notice(float(ts), note, "", "", src, dst, f"C{index}", 1, 1, 0, 0.0, float(ts)))
         rings, recording = set(recorder._rings), set(recorder._open)
         assert not rings & recording

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.fingerprints import Benign, explain
-from icmpsensor.nonecho import unexplained_bytes
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.fingerprints import Benign, explain
+from icmpsensor.detect.nonecho import unexplained_bytes
 from tests import benign_corpus as corpus
 
 CAP = 1_700_000_123.456789  # capture time used by the adversarial tests

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.decode import Decoder, DecodeStats
-from icmpsensor.fragments import Datagram, Reassembler, key_v4
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4
+from icmpsensor.decode.stats import DecodeStats
 from tests import craft
 from tests.craft import addr
 from tests.test_decode import A4, A6, B4, B6, Run

@@ -11,9 +11,9 @@ import sys
 import tracemalloc
 from pathlib import Path
 
-from icmpsensor.config import AllowlistConfig, DetectionConfig
-from icmpsensor.detect import make_detector
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.profile import make_detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,10 +43,10 @@ def test_detector_state_is_at_most_1_kb_per_flow() -> None:
 FLOOD = r"""
 import json, resource, struct, sys
 sys.path.insert(0, sys.argv[1])
-from icmpsensor.config import AllowlistConfig, DetectionConfig
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 import dataclasses
-from icmpsensor.detect import make_detector
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.decode.packet import IcmpPacket
 
 sources, max_flows = int(sys.argv[2]), int(sys.argv[3])
 cfg = dataclasses.replace(DetectionConfig(), max_flows=max_flows)

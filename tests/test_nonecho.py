@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.nonecho import unexplained_bytes
-from icmpsensor.packet import IcmpPacket
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.nonecho import unexplained_bytes
 from tests import benign_corpus as corpus
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

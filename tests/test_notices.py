@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from icmpsensor.errors import OutputError
-from icmpsensor.notices import Notice, format_interval, format_local_time, format_size
-from icmpsensor.sinks import NoticeLog
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.text import format_interval, format_local_time, format_size
+from icmpsensor.output.noticelog import NoticeLog
 
 ZEEK_FIELDS = ["ts", "uid", "proto", "note", "msg", "sub", "src", "dst", "n", "peer_descr", "actions",
                "email_dest", "suppress_for"]
@@ -93,7 +94,8 @@ def test_a_full_disk_never_leaves_a_partial_line(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import resource, signal, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from icmpsensor.sinks import NoticeLog, NoticeWriteError
+        from icmpsensor.output.noticelog import NoticeLog
+        from icmpsensor.output.logfile import NoticeWriteError
         from tests.test_notices import sample_notice
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (5000, 5000))

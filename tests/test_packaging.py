@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from icmpsensor import journal
+from icmpsensor.notice.types import NOTE_TYPES
+from icmpsensor.output import catalog, journal
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "packaging"
@@ -26,7 +27,7 @@ LOGROTATE = PKG / "logrotate" / "icmpsensor"
 INSTALL = PKG / "install.sh"
 
 ALL_MESSAGE_IDS = {
-    *journal.MESSAGE_IDS.values(),
+    *(note.message_id for note in NOTE_TYPES),
     *(value for name, value in vars(journal).items() if name.startswith("MSGID_")),
 }
 
@@ -170,6 +171,10 @@ def test_catalog_has_one_entry_per_message_id() -> None:
     ids = re.findall(r"^-- ([0-9a-f]{32})(?: \S+)?$", CATALOG.read_text(), re.MULTILINE)
     assert len(ids) == len(set(ids)), "duplicate entries"
     assert set(ids) == ALL_MESSAGE_IDS, "packaging/journal-catalog and icmpsensor/journal.py disagree"
+
+
+def test_catalog_is_the_one_rendered_from_the_note_table() -> None:
+    assert CATALOG.read_text() == catalog.render(), "run: python -m icmpsensor.output.catalog > " + str(CATALOG)
 
 
 def test_catalog_compiles(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +25,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor import cli, parallel_replay, partition
-from icmpsensor.config import Config
-from icmpsensor.decode import SUPPORTED_LINKTYPES, Decoder, DecodeStats
-from icmpsensor.notices import Notice
-from icmpsensor.parallel_replay import NoticeMerge, WorkerFailure, replay_files_parallel
-from icmpsensor.pipeline import build_sinks
+from icmpsensor import cli
+from icmpsensor.config.schema import Config
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.notice.record import Notice
+from icmpsensor.runmode import partition, replay, worker
+from icmpsensor.runmode.merge import NoticeMerge
+from icmpsensor.runmode.replay import build_sinks
+from icmpsensor.runmode.supervisor import WorkerFailure
 from tests import craft
 from tests.conftest import REPO, CliResult, run_cli
 from tests.test_cli import EXFIL_NOTES, exfil_packets, notes, write
@@ -218,7 +222,7 @@ def test_frames_without_an_address_pair_within_two_tags_go_to_worker_0() -> None
 
 
 def test_capture_snaplen_and_when_share_filters_apply(tmp_path: Path) -> None:
-    from icmpsensor.replay import capture_snaplen
+    from icmpsensor.source.pcapfile import capture_snaplen
 
     frames = [(1000.0, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", 8)))]
     for snaplen in (60, 62, 65535):
@@ -238,7 +242,7 @@ def test_a_short_snap_length_replays_with_the_python_partition_alike(tmp_path: P
     packets = many_pairs(12)
     path = tmp_path / "short.pcap"
     craft.write_pcap(path, [(ts, craft.ether(ip)) for ts, ip in packets], snaplen=60)
-    assert not parallel_replay.check_captures([str(path)])  # the frames are cut: libpcap could not place them
+    assert not replay._check_captures([str(path)])  # the frames are cut: libpcap could not place them
     _, many = replay_both(tmp_path, [path])  # the same counters and notices as one process
     assert summary(many)["decode"]["frames"] == len(packets)  # type: ignore[index]  # every frame, once
 
@@ -405,7 +409,7 @@ def test_both_workers_get_a_share(tmp_path: Path) -> None:
     cfg.output.log_dir = str(tmp_path)
     sinks = build_sinks(cfg)
     try:
-        result = replay_files_parallel([str(path)], cfg, 2, sinks)
+        result = replay.replay([str(path)], cfg, sinks, 2)
     finally:
         for sink in sinks:
             sink.close()
@@ -460,14 +464,14 @@ def in_process() -> Iterator[None]:
 def test_a_worker_that_fails_ends_the_replay_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, many_pairs(8))
-    real_ship = parallel_replay.ReplayWorker.ship
+    real_round = worker.WorkerChannel.round
 
-    def ship(self: parallel_replay.ReplayWorker) -> None:
+    def round(self: worker.WorkerChannel, w: worker.Worker) -> None:
         if self.index == 1:
             raise RuntimeError("boom")
-        real_ship(self)
+        real_round(self, w)
 
-    monkeypatch.setattr(parallel_replay.ReplayWorker, "ship", ship)  # inherited by the forked workers
+    monkeypatch.setattr(worker.WorkerChannel, "round", round)  # inherited by the forked workers
     code = cli.main(["-r", str(path), "--workers", "2", "--log-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1, err
@@ -476,7 +480,7 @@ def test_a_worker_that_fails_ends_the_replay_with_its_error(tmp_path: Path, monk
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
     with pytest.raises(WorkerFailure) as failure:
-        replay_files_parallel([str(path)], cfg, 2, [])
+        replay.replay([str(path)], cfg, [], 2)
     assert failure.value.exit_code == 1
 
 
@@ -565,13 +569,13 @@ def test_worker_count_comes_from_the_option_or_capture_workers(
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"capture:\n  workers: {config_workers}\n")
     seen: list[int] = []
-    real: Callable[..., parallel_replay.ParallelReplayResult] = parallel_replay.replay_files_parallel
+    real = replay.ParallelReplay.run
 
-    def spy(paths: list[str], config: Config, workers: int, *args: object) -> parallel_replay.ParallelReplayResult:
-        seen.append(workers)
-        return real(paths, config, workers, *args)
+    def spy(self: replay.ParallelReplay) -> replay.ReplayResult:
+        seen.append(self.count)
+        return real(self)
 
-    monkeypatch.setattr(parallel_replay, "replay_files_parallel", spy)
+    monkeypatch.setattr(replay.ParallelReplay, "run", spy)
     argv = ["-r", str(path), "-c", str(cfg), "--log-dir", str(tmp_path)] + (["--workers", option] if option else [])
     assert cli.main(argv) == 0
     assert seen == ([expected] if expected else [])
@@ -607,19 +611,19 @@ def test_remembered_buckets_are_bounded_and_change_no_key(monkeypatch: pytest.Mo
 
 def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, many_pairs(8))
-    real_ship = parallel_replay.ReplayWorker.ship
+    real_round = worker.WorkerChannel.round
 
-    def ship(self: parallel_replay.ReplayWorker) -> None:
+    def round(self: worker.WorkerChannel, w: worker.Worker) -> None:
         if self.index == 1:
             time.sleep(3600)
-        real_ship(self)
+        real_round(self, w)
 
-    monkeypatch.setattr(parallel_replay.ReplayWorker, "ship", ship)  # inherited by the forked workers
-    monkeypatch.setattr(parallel_replay, "SILENCE_LIMIT", 1.0)
+    monkeypatch.setattr(worker.WorkerChannel, "round", round)  # inherited by the forked workers
+    monkeypatch.setattr(replay, "STUCK_LIMIT", 1.0)
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
     began = time.monotonic()
     with pytest.raises(WorkerFailure, match=r"worker 1 \(pid \d+\) sent nothing for 1 s") as failure:
-        replay_files_parallel([str(path)], cfg, 2, [])
+        replay.replay([str(path)], cfg, [], 2)
     assert failure.value.exit_code == 1 and time.monotonic() - began < 10
     assert _children(os.getpid()) == []  # the stuck worker was killed (and reaped), as was the other

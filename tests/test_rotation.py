@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from icmpsensor.config import RotationConfig
-from icmpsensor.logfiles import NoticeWriteError, RotatingLog, StatsLog
-from icmpsensor.sinks import NoticeLog
+from icmpsensor.config.schema import RotationConfig
+from icmpsensor.output.logfile import NoticeWriteError, RotatingLog
+from icmpsensor.output.noticelog import NoticeLog
+from icmpsensor.output.statslog import StatsLog
 from tests.test_notices import sample_notice
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,8 +308,9 @@ def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recover
     script = textwrap.dedent(f"""
         import json, os, resource, signal, sys
         sys.path.insert(0, {str(REPO)!r})
-        from icmpsensor.config import RotationConfig
-        from icmpsensor.sinks import NoticeLog, NoticeWriteError
+        from icmpsensor.config.schema import RotationConfig
+        from icmpsensor.output.noticelog import NoticeLog
+        from icmpsensor.output.logfile import NoticeWriteError
         from tests.test_notices import sample_notice
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

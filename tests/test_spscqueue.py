@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from icmpsensor.spscqueue import SpscQueue
+from icmpsensor.source.spscqueue import SpscQueue
 
 
 def test_fifo_order_and_bounded_with_newest_dropped() -> None:

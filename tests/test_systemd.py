@@ -23,14 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from icmpsensor.journal import (
-    MESSAGE_IDS,
-    MSGID_ERROR,
-    MSGID_RELOADED,
-    MSGID_STARTED,
-    MSGID_STOPPED,
-)
-from icmpsensor.notices import NOTE_ASYM_PAYLOAD_FLOW, NOTE_DATA_EXFIL
+from icmpsensor.notice.types import ASYM_PAYLOAD_FLOW, BY_NAME, DATA_EXFIL, NOTE_TYPES
+from icmpsensor.output.journal import MSGID_ERROR, MSGID_RELOADED, MSGID_STARTED, MSGID_STOPPED
 from tests.systemd_nspawn import (
     REPO,
     SENSOR_IF,
@@ -224,7 +218,7 @@ def test_installed_unit_verifies_and_is_hardened(sensor: Sensor) -> None:
     assert score and float(score.group(1)) <= 2.0, security[-500:]
     # The catalog is compiled in: journalctl knows every MESSAGE_ID of icmpsensor/journal.py.
     catalog = sensor.box.run("journalctl --list-catalog --no-pager").stdout
-    for msgid in [*MESSAGE_IDS.values(), MSGID_STARTED, MSGID_STOPPED, MSGID_RELOADED, MSGID_ERROR]:
+    for msgid in [*(n.message_id for n in NOTE_TYPES), MSGID_STARTED, MSGID_STOPPED, MSGID_RELOADED, MSGID_ERROR]:
         assert msgid in catalog
 
 
@@ -241,7 +235,7 @@ def test_start_returns_when_capturing_with_only_cap_net_raw(sensor: Sensor) -> N
     # transfer sent right now is seen.
     src = sensor.peer()
     sensor.lab.send_echo(src, exfil_payloads(40, 500, seed=1))
-    sensor.wait_entries(f"SRC={src}", f"NOTE={NOTE_DATA_EXFIL}")
+    sensor.wait_entries(f"SRC={src}", f"NOTE={DATA_EXFIL.name}")
     started = sensor.wait_entries(f"MESSAGE_ID={MSGID_STARTED}", old=old)
     assert SENSOR_IF in str(started[-1]["MESSAGE"])
     # install.sh built the C decoder, and it loads under the unit's sandbox (MemoryDenyWriteExecute, ...)
@@ -264,11 +258,11 @@ def test_notices_reach_the_journal_with_their_fields(sensor: Sensor) -> None:
     sensor.lab.send_echo(src, payloads)
     entries = sensor.wait_entries(f"SRC={src}", want=2)
     by_note = {e["NOTE"]: e for e in entries}
-    assert set(by_note) == {NOTE_DATA_EXFIL, NOTE_ASYM_PAYLOAD_FLOW}, entries
+    assert set(by_note) == {DATA_EXFIL.name, ASYM_PAYLOAD_FLOW.name}, entries
     logged = {n["note"]: n for n in sensor.notices_of(src)}
     for note, entry in by_note.items():
         assert entry["SYSLOG_IDENTIFIER"] == "icmpsensor"
-        assert entry["MESSAGE_ID"] == MESSAGE_IDS[note]
+        assert entry["MESSAGE_ID"] == BY_NAME[note].message_id
         assert entry["_SYSTEMD_UNIT"] == UNIT
         assert (entry["SRC"], entry["DST"]) == (src, SENSOR_IP)
         assert entry["N"] == "40"
@@ -281,7 +275,7 @@ def test_notices_reach_the_journal_with_their_fields(sensor: Sensor) -> None:
         assert note in logged, f"{note} for {src} is in the journal but not in {NOTICE_LOG}"
         assert logged[note]["uid"] == entry["UID"]
     # `journalctl -x` explains it with the catalog entry, fields filled in.
-    explained = sensor.box.run(f"journalctl --no-pager -x -u {UNIT} SRC={src} NOTE={NOTE_DATA_EXFIL}").stdout
+    explained = sensor.box.run(f"journalctl --no-pager -x -u {UNIT} SRC={src} NOTE={DATA_EXFIL.name}").stdout
     assert f"ICMP data exfiltration suspected from {src} to {SENSOR_IP}" in explained
     # Log files: directory 0750, files 0640, all icmpsensor:icmpsensor (a log shipper joins the group).
     modes = sensor.box.run("stat -c '%U:%G %a' /var/log/icmpsensor /var/log/icmpsensor/notice.log").stdout
@@ -295,8 +289,8 @@ def test_reload_applies_a_lowered_threshold(sensor: Sensor) -> None:
     small = exfil_payloads(8, 100, seed=3)  # 800 bytes, 7 changed requests: below exfil_bytes_threshold 1500
     before = sensor.peer()
     sensor.lab.send_echo(before, small)
-    sensor.wait_entries(f"SRC={before}", f"NOTE={NOTE_ASYM_PAYLOAD_FLOW}")
-    assert not sensor.entries(f"SRC={before}", f"NOTE={NOTE_DATA_EXFIL}")
+    sensor.wait_entries(f"SRC={before}", f"NOTE={ASYM_PAYLOAD_FLOW.name}")
+    assert not sensor.entries(f"SRC={before}", f"NOTE={DATA_EXFIL.name}")
     try:
         sensor.configure(exfil_bytes_threshold=500)
         old = sensor.mark(f"MESSAGE_ID={MSGID_RELOADED}")
@@ -304,7 +298,7 @@ def test_reload_applies_a_lowered_threshold(sensor: Sensor) -> None:
         sensor.wait_entries(f"MESSAGE_ID={MSGID_RELOADED}", old=old, timeout=10)
         after = sensor.peer()
         sensor.lab.send_echo(after, small)
-        sensor.wait_entries(f"SRC={after}", f"NOTE={NOTE_DATA_EXFIL}")
+        sensor.wait_entries(f"SRC={after}", f"NOTE={DATA_EXFIL.name}")
         # An invalid file is refused and the running configuration kept.
         old = sensor.mark(f"MESSAGE_ID={MSGID_ERROR}")
         box.write(CONF, "detection: [\n")
@@ -329,7 +323,7 @@ def test_logrotate_create_mode_and_reload(sensor: Sensor) -> None:
     sensor.ensure_running()
     before = sensor.peer()
     sensor.lab.send_echo(before, exfil_payloads(40, 500, seed=5))
-    sensor.wait_entries(f"SRC={before}", f"NOTE={NOTE_DATA_EXFIL}")
+    sensor.wait_entries(f"SRC={before}", f"NOTE={DATA_EXFIL.name}")
     old = sensor.mark(f"MESSAGE_ID={MSGID_RELOADED}")
     rotate = box.run("logrotate --force --state /tmp/logrotate.state /etc/logrotate.d/icmpsensor 2>&1")
     assert "error" not in rotate.stdout, rotate.stdout
@@ -341,7 +335,7 @@ def test_logrotate_create_mode_and_reload(sensor: Sensor) -> None:
     assert not sensor.notices_of(before), "the rotated notices are still in notice.log"
     after = sensor.peer()
     sensor.lab.send_echo(after, exfil_payloads(40, 500, seed=6))
-    sensor.wait_entries(f"SRC={after}", f"NOTE={NOTE_DATA_EXFIL}")
+    sensor.wait_entries(f"SRC={after}", f"NOTE={DATA_EXFIL.name}")
     assert wait_for(lambda: sensor.notices_of(after), 5), "the daemon did not write to the new notice.log"
 
 
@@ -401,7 +395,7 @@ def test_stop_flushes_open_flows(sensor: Sensor) -> None:
     assert after == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, after
     assert took < 5.0, f"systemctl stop took {took:.1f} s"
     notes = {e["NOTE"] for e in sensor.entries(f"SRC={src}")}
-    assert notes == {NOTE_DATA_EXFIL, NOTE_ASYM_PAYLOAD_FLOW}
+    assert notes == {DATA_EXFIL.name, ASYM_PAYLOAD_FLOW.name}
     assert {n["note"] for n in sensor.notices_of(src)} == notes
     stopped = sensor.entries(f"MESSAGE_ID={MSGID_STOPPED}", old=old)
     assert stopped and "SIGTERM" in str(stopped[-1]["MESSAGE"]), stopped
@@ -437,9 +431,9 @@ def test_two_workers_run_under_the_hardened_unit(sensor: Sensor) -> None:
         assert after == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, after
         assert took < 5.0, f"systemctl stop took {took:.1f} s"
         entries = sensor.entries(f"SRC={src}")
-        assert {e["NOTE"] for e in entries} == {NOTE_DATA_EXFIL, NOTE_ASYM_PAYLOAD_FLOW}, entries
+        assert {e["NOTE"] for e in entries} == {DATA_EXFIL.name, ASYM_PAYLOAD_FLOW.name}, entries
         assert all(e["_PID"] == pid for e in entries)  # the main process writes every notice
-        assert {n["note"] for n in sensor.notices_of(src)} == {NOTE_DATA_EXFIL, NOTE_ASYM_PAYLOAD_FLOW}
+        assert {n["note"] for n in sensor.notices_of(src)} == {DATA_EXFIL.name, ASYM_PAYLOAD_FLOW.name}
     finally:
         sensor.configure()
         sensor.restart()

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.decode import Decoder, DecodeStats
-from icmpsensor.packet import IcmpPacket
-from icmpsensor.tunnels import ICMPDOOR_ID, ToolMatch, ToolTracker, recognise
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.detect.tunnels import ICMPDOOR_ID, ToolMatch, ToolTracker, recognise
 from tests import exfil_corpus as corpus
 from tests.craft import read_capture
 

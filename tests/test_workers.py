@@ -405,19 +405,15 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
 
 
 def test_interface_drops_are_the_interface_counter_once_and_the_rest_is_summed() -> None:
-    from types import SimpleNamespace
+    from icmpsensor.runmode.stats import stats_record, status_line, totals
 
-    from icmpsensor.workers import MultiDaemon
-
-    daemon = MultiDaemon.__new__(MultiDaemon)  # only the workers' last reports matter here
-    daemon.notices_emitted = 0
-    daemon.workers = [  # type: ignore[list-item]
-        SimpleNamespace(stats={"pid": 10, "packets_read": 100, "kernel_dropped": 1, "interface_dropped": 7,
-                               "decode": {"frames": 100}}),
-        SimpleNamespace(stats={"pid": 11, "packets_read": 50, "kernel_dropped": 2, "interface_dropped": 7,
-                               "decode": {"frames": 50}}),
+    workers = [  # only the workers' last reports matter here
+        {"packets_read": 100, "kernel_dropped": 1, "interface_dropped": 7, "decode": {"frames": 100}},
+        {"packets_read": 50, "kernel_dropped": 2, "interface_dropped": 7, "decode": {"frames": 50}},
     ]
-    totals = daemon._totals()
-    assert totals["packets_read"] == 150 and totals["kernel_dropped"] == 3 and totals["decode"] == {"frames": 150}
-    assert totals["interface_dropped"] == 7
-    assert "interface 7 " in daemon.status_line()
+    summed = totals(workers)
+    assert summed["packets_read"] == 150 and summed["kernel_dropped"] == 3 and summed["decode"] == {"frames": 150}
+    assert summed["interface_dropped"] == 7
+    record = stats_record(now=1.0, started=0.0, name="s", interface="eth0", workers=workers, notices=0, write_errors=0,
+                          backlog=0, lost=0, journal_errors=0, worker_states=[(0, 10, "running"), (1, 11, "running")])
+    assert "interface 7 " in status_line(record) and status_line(record).endswith("; 2 workers")

@@ -54,6 +54,7 @@ NoticeSwitches = dataclasses.make_dataclass(
     "NoticeSwitches",
     [(n.switch, bool, key(n.on, Bool(), n.switch_doc)) for n in NOTE_TYPES],
 )
+NoticeSwitches.__module__ = __name__  # so that a Config pickles (a reload sent to the workers)
 
 
 @dataclass
@@ -160,6 +161,7 @@ NotePriorities = dataclasses.make_dataclass(
     "NotePriorities",
     [(n.switch, str, key(n.priority, Choice(PRIORITIES), f"journald priority of {n.name}")) for n in NOTE_TYPES],
 )
+NotePriorities.__module__ = __name__
 
 
 @dataclass
