@@ -7,19 +7,18 @@ back into YAML for `--print-config`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
 import math
 import re
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:
+    from ipaddress import IPv4Network, IPv6Network
 
 KIND = "icmpsensor.kind"
 DOC = "icmpsensor.doc"
@@ -41,7 +40,8 @@ class Problem(Exception):
 
 
 class Kind:
-    """How one config key is read from a YAML node and written back."""
+    """How one config key is read from a YAML node and written back. (Plain classes, not dataclasses:
+    they are built at import, and `--check-config` should start fast.)"""
 
     def parse(self, node: Node, key: str) -> Any:
         raise NotImplementedError
@@ -87,16 +87,14 @@ def _scalar(node: Node, key: str, tags: tuple[str, ...], expected: str) -> Any:
     return _construct(node, key)
 
 
-@dataclass(frozen=True)
 class Bool(Kind):
     def parse(self, node: Node, key: str) -> bool:
         return bool(_scalar(node, key, (BOOL_TAG,), "a boolean (true or false)"))
 
 
-@dataclass(frozen=True)
 class Int(Kind):
-    low: int
-    high: int
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
 
     def parse(self, node: Node, key: str) -> int:
         value = _scalar(node, key, (INT_TAG,), "an integer")
@@ -105,13 +103,12 @@ class Int(Kind):
         return int(value)
 
 
-@dataclass(frozen=True)
 class Seconds(Kind):
-    """A positive duration in seconds: low < value <= high; an integer is accepted."""
+    """A positive duration in seconds: low < value <= high; an integer is accepted; `zero_means_off`: 0 is
+    accepted too, meaning "never"."""
 
-    low: float
-    high: float
-    zero_means_off: bool = False  # 0 is accepted too, meaning "never"
+    def __init__(self, low: float, high: float, zero_means_off: bool = False) -> None:
+        self.low, self.high, self.zero_means_off = low, high, zero_means_off
 
     def parse(self, node: Node, key: str) -> float:
         value = float(_scalar(node, key, (INT_TAG, FLOAT_TAG), "a number of seconds"))
@@ -127,9 +124,9 @@ class Seconds(Kind):
         return value
 
 
-@dataclass(frozen=True)
 class Choice(Kind):
-    choices: tuple[str, ...]
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
 
     def parse(self, node: Node, key: str) -> str:
         if isinstance(node, ScalarNode) and node.tag == STR_TAG and node.value in self.choices:
@@ -142,11 +139,11 @@ class Choice(Kind):
         raise Problem(node, key, f"must be one of {', '.join(self.choices)}, got {got}")
 
 
-@dataclass(frozen=True)
 class Text(Kind):
     """A string; `check` returns a problem description or None."""
 
-    check: Callable[[str], str | None]
+    def __init__(self, check: Callable[[str], str | None]) -> None:
+        self.check = check
 
     def parse(self, node: Node, key: str) -> str:
         value = str(_scalar(node, key, (STR_TAG,), "a string"))
@@ -156,13 +153,11 @@ class Text(Kind):
         return value
 
 
-@dataclass(frozen=True)
 class ListOf(Kind):
     """A YAML list (null or absent = empty) read into a tuple; items are parsed from their source text."""
 
-    item: Callable[[str], Any]
-    item_dump: Callable[[Any], str]
-    expected: str
+    def __init__(self, item: Callable[[str], Any], item_dump: Callable[[Any], str], expected: str) -> None:
+        self.item, self.item_dump, self.expected = item, item_dump, expected
 
     def parse(self, node: Node, key: str) -> tuple[Any, ...]:
         if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
@@ -184,11 +179,11 @@ class ListOf(Kind):
         return [self.item_dump(v) for v in value]
 
 
-@dataclass(frozen=True)
 class Section(Kind):
     """A mapping of keys read into the dataclass `cls` (null = all defaults)."""
 
-    cls: type
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
 
     def parse(self, node: Node, key: str) -> Any:
         return parse_mapping(self.cls, node, key)
@@ -226,6 +221,8 @@ def parse_mapping(cls: type, node: Node, prefix: str) -> Any:
 
 
 def _unknown(name: str, known: list[str], noun: str) -> str:
+    import difflib  # only on this error path: `--check-config` of a good file starts faster without it
+
     close = difflib.get_close_matches(name, known, n=1)
     return f"unknown {noun} (did you mean {close[0]!r}?)" if close else f"unknown {noun}"
 
@@ -257,6 +254,8 @@ def file_name(value: str) -> str | None:
 
 def parse_network(text: str) -> IPv4Network | IPv6Network:
     """An address (-> /32 or /128) or a CIDR network without host bits."""
+    import ipaddress  # only where an allowlist names hosts
+
     if "%" in text:
         raise ValueError(f"{clip(text)!r}: scoped IPv6 addresses are not supported")
     try:

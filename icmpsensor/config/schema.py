@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from icmpsensor.config.kinds import (
     DOC,
@@ -36,6 +35,9 @@ from icmpsensor.config.kinds import (
     sensor_name,
 )
 from icmpsensor.notice.types import NOTE_TYPES
+
+if TYPE_CHECKING:
+    from ipaddress import IPv4Network, IPv6Network
 
 T = TypeVar("T")
 

@@ -42,48 +42,28 @@ class IcmpLayer:
         self.stats.type_counts[icmp_type + 256 if ipv6 else icmp_type] += 1
         return IcmpPacket(ts, src, dst, ipv6, icmp_type, code, ident, seq, payload, wire_len)
 
-    def _icmp4(
-        self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int
-    ) -> IcmpPacket | None:
+    def _icmp(self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int,
+              final_dst: bytes | None = None) -> IcmpPacket | None:
+        """The ICMP message in buf[start:end]; an ICMPv6 one when `final_dst` (the destination its checksum's
+        pseudo-header names, RFC 8200 8.1) is given."""
         raw = buf[start:end]
+        ipv6 = final_dst is not None
         try:
-            icmp = dpkt.icmp.ICMP(raw)
-        except dpkt.NeedData:
-            return self._error("truncated_icmp")
-        if self.verify_checksums and dpkt.in_cksum(raw) != 0:
-            return self._error("bad_checksum")
-        if icmp.type in ECHO_TYPES_V4:
-            echo = icmp.data
-            if not isinstance(echo, dpkt.icmp.ICMP.Echo):
-                return self._error("truncated_icmp")
-            return self._emit(ts, src, dst, False, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
-                              wire_len)
-        return self._emit(ts, src, dst, False, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
-
-    def _icmp6(
-        self,
-        ts: float,
-        buf: bytes,
-        start: int,
-        end: int,
-        src: bytes,
-        dst: bytes,
-        final_dst: bytes,
-        wire_len: int,
-    ) -> IcmpPacket | None:
-        raw = buf[start:end]
-        try:
-            icmp = dpkt.icmp6.ICMP6(raw)
+            icmp = dpkt.icmp6.ICMP6(raw) if ipv6 else dpkt.icmp.ICMP(raw)
         except dpkt.NeedData:
             return self._error("truncated_icmp")
         if self.verify_checksums:
-            pseudo = struct.pack(">16s16sI3xB", src, final_dst, len(raw), PROTO_ICMPV6)
+            pseudo = struct.pack(">16s16sI3xB", src, final_dst, len(raw), PROTO_ICMPV6) if ipv6 else b""
             if dpkt.in_cksum_done(dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), raw)) != 0:
                 return self._error("bad_checksum")
-        if icmp.type in ECHO_TYPES_V6:
+        return self._message(ts, icmp, raw, src, dst, ipv6, wire_len)
+
+    def _message(self, ts: float, icmp: dpkt.Packet, raw: bytes, src: bytes, dst: bytes, ipv6: bool,
+                 wire_len: int) -> IcmpPacket | None:
+        """The record of a checked ICMP or ICMPv6 message (dpkt parsed the echo header, if any, as `icmp.data`)."""
+        if icmp.type in (ECHO_TYPES_V6 if ipv6 else ECHO_TYPES_V4):
             echo = icmp.data
-            if not isinstance(echo, dpkt.icmp6.ICMP6.Echo):
+            if not isinstance(echo, dpkt.icmp6.ICMP6.Echo if ipv6 else dpkt.icmp.ICMP.Echo):
                 return self._error("truncated_icmp")
-            return self._emit(ts, src, dst, True, icmp.type, icmp.code, echo.id, echo.seq, echo.data,
-                              wire_len)
-        return self._emit(ts, src, dst, True, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
+            return self._emit(ts, src, dst, ipv6, icmp.type, icmp.code, echo.id, echo.seq, echo.data, wire_len)
+        return self._emit(ts, src, dst, ipv6, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)

@@ -95,7 +95,7 @@ class IpLayer(IcmpLayer):
         if datagram is None:
             return None
         payload = datagram.payload
-        return self._icmp4(ts, payload, 0, len(payload), src, dst, datagram.wire_len)
+        return self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len)
 
     def _fragment6(
         self,
@@ -124,16 +124,22 @@ class IpLayer(IcmpLayer):
 
     # -- IPv4 and IPv6 headers, with dpkt
 
-    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
-        buf = f[off:limit]
+    def _header(self, header_class: type[dpkt.Packet], buf: bytes, version: int) -> dpkt.Packet | None:
+        """The IP header at the start of `buf`, or None (counted) when it is cut short, malformed or not of
+        `version`."""
         try:
-            ip = _IP4Header(buf)
+            header = header_class(buf)
         except dpkt.NeedData:
             return self._error("truncated_ip")
         except dpkt.UnpackError:
             return self._error("bad_ip_header")
-        if ip.v != 4:
-            return self._error("bad_ip_header")
+        return header if header.v == version else self._error("bad_ip_header")
+
+    def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
+        buf = f[off:limit]
+        ip = self._header(_IP4Header, buf, 4)
+        if ip is None:
+            return None
         if ip.p != PROTO_ICMP:
             return self._skip("not_icmp")
         header_len = ip.hl * 4
@@ -148,16 +154,13 @@ class IpLayer(IcmpLayer):
         if ip.mf or ip.offset:
             return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf),
                                    ip.offset * 8, wire_len)
-        return self._icmp4(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len)
+        return self._icmp(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len)
 
     def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         buf = f[off:limit]
-        try:
-            ip6 = _IP6Header(buf)
-        except dpkt.NeedData:
-            return self._error("truncated_ip")
-        if ip6.v != 6:
-            return self._error("bad_ip_header")
+        ip6 = self._header(_IP6Header, buf, 6)
+        if ip6 is None:
+            return None
         if ip6.nxt not in V6_WALKED:
             return self._skip("not_icmp")
         if len(buf) < 40 + ip6.plen:
@@ -180,7 +183,7 @@ class IpLayer(IcmpLayer):
         first = unfragmented
         for _ in range(MAX_EXT_HEADERS):
             if next_header == PROTO_ICMPV6:
-                return self._icmp6(ts, buf, pos, end, src, dst, final_dst, wire_len)
+                return self._icmp(ts, buf, pos, end, src, dst, wire_len, final_dst)
             header_class = dpkt.ip6.IP6FragmentHeader if next_header == FRAGMENT else \
                 _EXT_HEADERS.get(next_header)
             if header_class is None:

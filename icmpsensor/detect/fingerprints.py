@@ -189,11 +189,8 @@ def _check_icmp(payload: bytes, n: int, capture_ts: float, tolerance: float) -> 
     # Default data size: sizeof(icmp_ping_data) + 44 = 68.
     if n < 24 or payload[16] != 10 or payload[17] != 0 or payload[15] != 0 or payload[7] != 0:
         return None
-    sec, usec = _TV64_LE.unpack_from(payload)
-    if usec >= _USEC:
-        return None
-    t = sec + usec / _USEC
-    if not -tolerance <= t - capture_ts <= tolerance or payload.count(0, 24) != n - 24:
+    t = _timeval(*_TV64_LE.unpack_from(payload), capture_ts, tolerance)
+    if t is None or payload.count(0, 24) != n - 24:
         return None
     return _benign("check_icmp", t, payload[18:24])
 
@@ -211,6 +208,14 @@ def _pro_bing(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Be
     if not -tolerance <= t - capture_ts <= tolerance:
         return None
     return _benign("pro-bing", t, payload[8:24])
+
+
+def _timeval(sec: int, usec: int, capture_ts: float, tolerance: float) -> float | None:
+    """A struct timeval as seconds, if it is one (usec < 10^6) within `tolerance` of the capture time."""
+    if usec >= _USEC:
+        return None
+    t = sec + usec / _USEC
+    return t if -tolerance <= t - capture_ts <= tolerance else None
 
 
 def _timestamped_fill(payload: bytes, start: int, n: int, origin: int, t: float, template: str) -> Benign | None:
@@ -232,13 +237,8 @@ def _iputils64(payload: bytes, n: int, capture_ts: float, tolerance: float) -> B
     # path-MTU probing (-M do -s N) send the same layout.
     if n < 16 or payload[15] != 0 or payload[11] != 0 or payload[7] != 0:
         return None
-    sec, usec = _TV64_LE.unpack_from(payload)
-    if usec >= _USEC:
-        return None
-    t = sec + usec / _USEC
-    if not -tolerance <= t - capture_ts <= tolerance:
-        return None
-    return _timestamped_fill(payload, 16, n, 0, t, "iputils")
+    t = _timeval(*_TV64_LE.unpack_from(payload), capture_ts, tolerance)
+    return None if t is None else _timestamped_fill(payload, 16, n, 0, t, "iputils")
 
 
 def _iputils32(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
@@ -246,13 +246,8 @@ def _iputils32(payload: bytes, n: int, capture_ts: float, tolerance: float) -> B
     # 8-byte struct timeval {u32 tv_sec; u32 tv_usec}, timing from datalen >= 8.
     if n < 8 or payload[7] != 0:
         return None
-    sec, usec = _TV32_LE.unpack_from(payload)
-    if usec >= _USEC:
-        return None
-    t = sec + usec / _USEC
-    if not -tolerance <= t - capture_ts <= tolerance:
-        return None
-    return _timestamped_fill(payload, 8, n, 0, t, "iputils")
+    t = _timeval(*_TV32_LE.unpack_from(payload), capture_ts, tolerance)
+    return None if t is None else _timestamped_fill(payload, 8, n, 0, t, "iputils")
 
 
 def _bsd(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:

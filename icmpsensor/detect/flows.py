@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
@@ -20,7 +20,7 @@ from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.novelty import Sketch
 from icmpsensor.notice.policy import HostAllowlist, enabled_bits
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import addr_text, flow_summary_sub
+from icmpsensor.notice.text import addr_text, flow_summary_sub, format_size, time_span_text
 from icmpsensor.notice.types import UNPAIRED_ECHO_REPLY, NoteType
 
 NO_NOTICES: Sequence[Notice] = ()
@@ -321,12 +321,13 @@ class FlowDetector:
 
     NOVEL = False  # whether notices carry the flow's novel bytes (the standard profile measures them)
 
-    def _raise(self, flow: Flow, ts: float, note: NoteType, msg: Callable[[Flow], str], due: list[Notice]) -> None:
-        """Raise `note` for the flow, once; its text is only built then."""
+    def _raise(self, flow: Flow, ts: float, note: NoteType, msg: str, due: list[Notice], **fields: object) -> None:
+        """Raise `note` for the flow, once; its text (`msg`, a flow_text template) is only built then."""
         if flow.alerted & note.bit:
             return
         flow.alerted |= note.bit
-        due.append(self._notice(flow, ts, note.name, msg(flow), novel=self.NOVEL, extra=self._extra(flow)))
+        due.append(self._notice(flow, ts, note.name, flow_text(msg, flow, **fields), novel=self.NOVEL,
+                                extra=self._extra(flow)))
 
     def _extra(self, flow: Flow) -> str:
         """What a profile adds at the end of a flow notice's `sub`."""
@@ -352,6 +353,37 @@ class FlowDetector:
             end=flow.last,
             novel_bytes=novel_bytes,
         )
+
+
+class _FlowText(dict[str, object]):
+    """A flow's fields as notice text, for str.format_map, each computed only if the template asks."""
+
+    def __init__(self, flow: Flow, fields: dict[str, object]) -> None:
+        super().__init__(fields, flow=flow)
+        self.flow = flow
+
+    def __missing__(self, key: str) -> object:
+        flow = self.flow
+        if key in ("src", "dst"):
+            value: object = addr_text(getattr(flow, key))
+        elif key == "between":
+            value = f"from {self['src']} to {self['dst']}"
+        elif key == "span":
+            value = time_span_text(flow.start, flow.last)
+        else:  # a byte count: sent, novel, requests, nonecho
+            value = format_size(getattr(flow, _SIZES[key]))
+        self[key] = value
+        return value
+
+
+_SIZES = {"sent": "bytes_sent", "novel": "novel_bytes", "requests": "orig_bytes", "nonecho": "nonecho_novel"}
+
+
+def flow_text(template: str, flow: Flow, **fields: object) -> str:
+    """A notice's msg from a template naming the flow's fields: {src} {dst} {between} ("from A to B"),
+    {span} (start, end, duration), sizes {sent} {novel} {requests} {nonecho}, {flow.<attribute>}, and
+    `fields` given here."""
+    return template.format_map(_FlowText(flow, fields))
 
 
 def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:

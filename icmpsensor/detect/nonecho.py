@@ -15,7 +15,7 @@ MLD messages is not analysed.
 from __future__ import annotations
 
 from icmpsensor.decode.checksum import checksum_ok
-from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, IcmpPacket
 from icmpsensor.detect import fingerprints
 
 # IPv4 informational types with a fixed length after the 4-byte ICMP header.
@@ -44,21 +44,24 @@ def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, s
         return 0, ""
     if pkt.icmp_type in _ECHO_TYPES and fingerprints.explain(payload, pkt.ts, tolerance=tolerance):
         return 0, ""  # nmap's OS detection sends zero-filled echo requests with code 9
+    if pkt.icmp_type in (ECHO_TYPES_V6 if pkt.ipv6 else ECHO_TYPES_V4):  # an echo with a non-zero code
+        return len(payload), f"echo with code {pkt.icmp_code}"
     if pkt.ipv6:
         return _v6(pkt, payload)
     if pkt.icmp_type in _ERRORS_V4:  # what _v4 does with an error, one call less for the common case
-        problem = _quote_problem_v4(pkt, payload)
-        return (len(payload), problem) if problem else (0, "")
+        return _whole_if(_quote_problem_v4(pkt, payload), payload)
     return _v4(pkt, payload)
+
+
+def _whole_if(problem: str, payload: bytes) -> tuple[int, str]:
+    """An error message's whole payload is unexplained when its quote has a problem; else none of it."""
+    return (len(payload), problem) if problem else (0, "")
 
 
 def _v4(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     kind = pkt.icmp_type
-    if kind in (0, 8):
-        return len(payload), f"echo with code {pkt.icmp_code}"
     if kind in _ERRORS_V4:
-        problem = _quote_problem_v4(pkt, payload)
-        return (len(payload), problem) if problem else (0, "")
+        return _whole_if(_quote_problem_v4(pkt, payload), payload)
     if kind == 9:
         return _router_advertisement(payload)
     size = _FIXED_V4.get(kind)
@@ -140,11 +143,8 @@ def _rest_of_header_ok(pkt: IcmpPacket, payload: bytes, total: int, quoted_len: 
 
 def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     kind = pkt.icmp_type
-    if kind in (128, 129):
-        return len(payload), f"echo with code {pkt.icmp_code}"
     if kind in _ERRORS_V6:
-        problem = _quote_problem_v6(pkt, payload)
-        return (len(payload), problem) if problem else (0, "")
+        return _whole_if(_quote_problem_v6(pkt, payload), payload)
     if kind in _STRUCTURED_V6:
         return 0, ""
     return len(payload), f"payload on unassigned or private ICMPv6 type {kind}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.flows import Flow, FlowDetector
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import addr_text, format_size, time_span_text
 from icmpsensor.notice.types import ASYM_PAYLOAD, ASYM_PAYLOAD_FLOW, DATA_EXFIL
 
 # The two default ping payloads the original ignores: the tail of the Linux/macOS
@@ -99,29 +98,10 @@ class OriginalDetector(FlowDetector):
         enabled = self._enabled
         many_changes = flow.changed_requests > cfg.changed_requests_threshold
         if enabled & DATA_EXFIL.bit and many_changes and flow.orig_bytes > cfg.exfil_bytes_threshold:
-            self._raise(flow, ts, DATA_EXFIL, exfil_msg, due)
+            self._raise(flow, ts, DATA_EXFIL, "Exfil of size {requests} seen between {src} and {dst}. {span}", due)
         if enabled & ASYM_PAYLOAD.bit and flow.reply_differs > cfg.reply_differs_threshold:
-            self._raise(flow, ts, ASYM_PAYLOAD, asym_msg, due)
+            self._raise(flow, ts, ASYM_PAYLOAD, "{flow.reply_differs} ICMP echo replies from {src} to {dst} differed "
+                        "from the request they were compared with. {span}", due)
         if enabled & ASYM_PAYLOAD_FLOW.bit and many_changes:
-            self._raise(flow, ts, ASYM_PAYLOAD_FLOW, changes_msg, due)
-
-
-def exfil_msg(flow: Flow) -> str:
-    return (
-        f"Exfil of size {format_size(flow.orig_bytes)} seen between {addr_text(flow.src)} and "
-        f"{addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
-    )
-
-
-def asym_msg(flow: Flow) -> str:
-    return (
-        f"{flow.reply_differs} ICMP echo replies from {addr_text(flow.src)} to {addr_text(flow.dst)} "
-        f"differed from the request they were compared with. {time_span_text(flow.start, flow.last)}"
-    )
-
-
-def changes_msg(flow: Flow) -> str:
-    return (
-        f"ICMP echo request payload changed {flow.changed_requests} times between "
-        f"{addr_text(flow.src)} and {addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
-    )
+            self._raise(flow, ts, ASYM_PAYLOAD_FLOW, "ICMP echo request payload changed {flow.changed_requests} times "
+                        "between {src} and {dst}. {span}", due)

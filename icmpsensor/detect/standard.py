@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect import fingerprints, nonecho, tunnels
-from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector
+from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector, flow_text
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import addr_text, format_size, time_span_text
+from icmpsensor.notice.text import format_size
 from icmpsensor.notice.types import (
     ASYM_PAYLOAD,
     ASYM_PAYLOAD_FLOW,
@@ -32,6 +32,15 @@ from icmpsensor.notice.types import (
     TUNNEL,
     NoteType,
 )
+
+# The notes' msg (detect/flows.py flow_text templates).
+EXFIL_MSG = "Exfil of {novel} of novel data ({sent} of payload) seen {between} so far. {span}"
+SUMMARY_MSG = "Exfil of size {sent} ({novel} novel) seen between {src} and {dst}. {span}"  # the original's format
+ASYM_MSG = "{flow.reply_differs} ICMP echo replies {between} carried bytes the request they answer did not. {span}"
+CHANGES_MSG = "ICMP echo request payload carried new bytes {flow.changed_requests} times {between}. {span}"
+TUNNEL_MSG = "ICMP tunnel or exfiltration tool {flow.tool} recognised {between}: {flow.tool_evidence}."
+NONECHO_MSG = "{nonecho} carried in ICMP messages other than echo {between} ({flow.nonecho_reason}). {span}"
+SLOW_MSG = "Slow exfil: {total} of novel data {between} within {hours:g} h, in packets spread over many flows. {span}"
 
 # The notes' bits in Flow.alerted, as module constants for the per-packet path.
 _EXFIL, _ASYM, _CHANGES = DATA_EXFIL.bit, ASYM_PAYLOAD.bit, ASYM_PAYLOAD_FLOW.bit
@@ -304,7 +313,7 @@ class Detector(FlowDetector):
         if not self._realtime:
             self._evaluate(flow, ts, due)
         elif flow.alerted & _SUMMARISED and self._enabled & EXFIL_SUMMARY.bit:
-            due.append(self._notice(flow, ts, EXFIL_SUMMARY.name, summary_msg(flow), novel=True,
+            due.append(self._notice(flow, ts, EXFIL_SUMMARY.name, flow_text(SUMMARY_MSG, flow), novel=True,
                                     extra=self._extra(flow)))
 
     # -- evaluation --------------------------------------------------------------------------
@@ -315,15 +324,15 @@ class Detector(FlowDetector):
         cfg = self.cfg
         enabled = self._enabled
         if enabled & _EXFIL and flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold:
-            self._raise(flow, ts, DATA_EXFIL, exfil_msg, due)
+            self._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due)
         if enabled & _ASYM and flow.reply_differs > cfg.reply_differs_threshold:
-            self._raise(flow, ts, ASYM_PAYLOAD, asym_msg, due)
+            self._raise(flow, ts, ASYM_PAYLOAD, ASYM_MSG, due)
         if enabled & _CHANGES and flow.changed_requests > cfg.changed_requests_threshold:
-            self._raise(flow, ts, ASYM_PAYLOAD_FLOW, changes_msg, due)
+            self._raise(flow, ts, ASYM_PAYLOAD_FLOW, CHANGES_MSG, due)
         if enabled & _TUNNEL and flow.tool:
-            self._raise(flow, ts, TUNNEL, tunnel_msg, due)
+            self._raise(flow, ts, TUNNEL, TUNNEL_MSG, due)
         if enabled & _NONECHO and flow.nonecho_novel > cfg.nonecho_bytes_threshold:
-            self._raise(flow, ts, NON_ECHO_PAYLOAD, nonecho_msg, due)
+            self._raise(flow, ts, NON_ECHO_PAYLOAD, NONECHO_MSG, due)
         if enabled & _SLOW and flow.novel_bytes and not flow.alerted & (_REPORTS_PAIR | _SLOW):
             self._check_slow(flow, ts, due)
 
@@ -336,15 +345,15 @@ class Detector(FlowDetector):
         total = memory.total(ts, window) + flow.novel_bytes
         if total >= self.cfg.slow_exfil_min_bytes:
             memory.slow_alerted_until = ts + window
-            self._raise(flow, ts, SLOW_EXFIL, lambda f: slow_msg(f, total, window), due)
+            self._raise(flow, ts, SLOW_EXFIL, SLOW_MSG, due, total=format_size(total), hours=window / 3600)
 
     NOVEL = True
 
-    def _raise(self, flow: Flow, ts: float, note: NoteType, msg: Callable[[Flow], str], due: list[Notice]) -> None:
+    def _raise(self, flow: Flow, ts: float, note: NoteType, msg: str, due: list[Notice], **fields: object) -> None:
         if note.bit & _REPORTS_PAIR and not flow.alerted & note.bit:
             # the pair's data is reported: no SlowExfil for the same bytes
             self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
-        super()._raise(flow, ts, note, msg, due)
+        super()._raise(flow, ts, note, msg, due, **fields)
 
     def _extra(self, flow: Flow) -> str:
         parts = []
@@ -353,54 +362,3 @@ class Detector(FlowDetector):
         if flow.nonecho_reason:
             parts.append(f"Non-echo: {flow.nonecho_reason}")
         return ", ".join(parts)
-
-
-def _between(flow: Flow) -> str:
-    return f"from {addr_text(flow.src)} to {addr_text(flow.dst)}"
-
-
-def exfil_msg(flow: Flow) -> str:
-    return (
-        f"Exfil of {format_size(flow.novel_bytes)} of novel data ({format_size(flow.bytes_sent)} of payload) "
-        f"seen {_between(flow)} so far. {time_span_text(flow.start, flow.last)}"
-    )
-
-
-def summary_msg(flow: Flow) -> str:
-    """The original's msg format, with the final totals of an alerted flow."""
-    return (
-        f"Exfil of size {format_size(flow.bytes_sent)} ({format_size(flow.novel_bytes)} novel) seen between "
-        f"{addr_text(flow.src)} and {addr_text(flow.dst)}. {time_span_text(flow.start, flow.last)}"
-    )
-
-
-def asym_msg(flow: Flow) -> str:
-    return (
-        f"{flow.reply_differs} ICMP echo replies {_between(flow)} carried bytes the request they answer did not. "
-        f"{time_span_text(flow.start, flow.last)}"
-    )
-
-
-def changes_msg(flow: Flow) -> str:
-    return (
-        f"ICMP echo request payload carried new bytes {flow.changed_requests} times {_between(flow)}. "
-        f"{time_span_text(flow.start, flow.last)}"
-    )
-
-
-def tunnel_msg(flow: Flow) -> str:
-    return f"ICMP tunnel or exfiltration tool {flow.tool} recognised {_between(flow)}: {flow.tool_evidence}."
-
-
-def nonecho_msg(flow: Flow) -> str:
-    return (
-        f"{format_size(flow.nonecho_novel)} carried in ICMP messages other than echo {_between(flow)} "
-        f"({flow.nonecho_reason}). {time_span_text(flow.start, flow.last)}"
-    )
-
-
-def slow_msg(flow: Flow, total: int, window: float) -> str:
-    return (
-        f"Slow exfil: {format_size(total)} of novel data {_between(flow)} within {window / 3600:g} h, "
-        f"in packets spread over many flows. {time_span_text(flow.start, flow.last)}"
-    )

@@ -304,6 +304,13 @@ def _base64_family(pkt: IcmpPacket, p: bytes) -> ToolMatch | None:
     return _det(p) or _egress_assess(p)
 
 
+def _strict_base64(data: bytes) -> bytes | None:
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
+    except binascii.Error:
+        return None
+
+
 def _det(p: bytes) -> ToolMatch | None:
     # "|!|" at bytes 7..9 of the message always encodes as "wh" at chars 10..11 and "f" at 12.
     if p[10:13] != b"whf":
@@ -311,9 +318,8 @@ def _det(p: bytes) -> ToolMatch | None:
     head = binascii.a2b_base64(p[:16])
     if head[7:10] != _DET_SEPARATOR or not head[:7].isalnum():
         return None
-    try:
-        message = binascii.a2b_base64(p, strict_mode=True)
-    except binascii.Error:
+    message = _strict_base64(p)
+    if message is None:
         return None
     parts = message.split(_DET_SEPARATOR)
     job = head[:7].decode()
@@ -333,9 +339,8 @@ def _egress_assess(p: bytes) -> ToolMatch | None:
     first, second, third = _EGRESS_SIGNATURES
     if first not in head and second not in head and third not in head:
         return None
-    try:
-        decoded = binascii.a2b_base64(head, strict_mode=True)
-    except binascii.Error:
+    decoded = _strict_base64(head)
+    if decoded is None:
         return None
     at = decoded.find(_EGRESS_DELIMITER)
     if at < 1:
