@@ -1,7 +1,8 @@
 """Command line: `icmpsensor -r FILE ...` replays captures; `-i IFACE` runs live.
 
 Exit codes (also in --help and the README):
-  0 ok · 1 internal error · 2 usage · 66 unreadable input · 73 log directory not writable · 78 config error
+  0 ok · 1 internal error · 2 usage · 66 unreadable input · 73 log directory not writable ·
+  77 not permitted to capture · 78 config error
 """
 
 from __future__ import annotations

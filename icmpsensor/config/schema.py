@@ -62,7 +62,8 @@ NoticeSwitches.__module__ = __name__  # so that a Config pickles (a reload sent 
 @dataclass
 class DetectionConfig:
     profile: str = key(
-        "standard", Choice(("standard", "original")), "standard: novelty-based detection; original: the Zeek script"
+        "standard", Choice(("standard", "original")), "standard: novelty-based detection; original: the Zeek script",
+        restart=True,  # a reload keeps the running detector and its flows
     )
     alerting: str = key(
         "auto", Choice(("auto", "realtime", "flow_end")), "when notices fire; auto: realtime unless profile original"
@@ -127,8 +128,9 @@ class AllowlistConfig:
 @dataclass
 class DecodeConfig:
     verify_checksums: bool = key(True, Bool(), "drop ICMP/ICMPv6 messages with a bad checksum")
-    fragment_timeout: float = key(30.0, Seconds(0, 600), "seconds to wait for the fragments of a datagram")
-    max_fragmented_datagrams: int = key(4096, Int(1, 1_000_000), "datagrams being reassembled at once")
+    fragment_timeout: float = key(30.0, Seconds(0, 600), "seconds to wait for the fragments of a datagram",
+                                  restart=True)
+    max_fragmented_datagrams: int = key(4096, Int(1, 1_000_000), "datagrams being reassembled at once", restart=True)
 
 
 # Echo and every other ICMP / ICMPv6 message, IPv6 with extension headers in front of the

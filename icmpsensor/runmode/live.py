@@ -445,7 +445,9 @@ class Daemon:
             assert self.supervisor is not None
             self.supervisor.broadcast(Reload(new))
         self.notice_log.reconfigure(new.output.rotation)
-        self.notice_log.peer_descr = new.sensor.name
+        for sink in self.sinks or ():
+            if isinstance(sink, NoticeLog | StdoutSink):
+                sink.peer_descr = new.sensor.name
         self.stats_log.reconfigure(new.output.rotation)
         assert self.journal is not None
         self.journal.reconfigure(new.journald)
