@@ -1,17 +1,17 @@
 """Detection table: every labelled case through the standard and the original profile, side by side.
 
-    .venv/bin/python bench/detection_table.py [--live] [--markdown]
+    .venv/bin/python -m bench.detection_table [--live] [--markdown]
 
 Cases (each with its provenance, printed in the legend):
 
-* negatives: every tests/benign_corpus.py BENIGN_CASES entry (crafted from real ping tools' byte layouts);
-* positives: every tests/exfil_corpus.py EXFIL_CASES entry (crafted from each tool's source), the
+* negatives: every testkit/benign_corpus.py BENIGN_CASES entry (crafted from real ping tools' byte layouts);
+* positives: every testkit/exfil_corpus.py EXFIL_CASES entry (crafted from each tool's source), the
   reference captures in ../shared/seed (real captures; skipped with a note when absent), extra crafted
   carriers built here (IP fragments, ICMPv6, VLAN, data in echo replies, non-echo carriers,
-  low-and-slow, one big base64 request), and with --live (root only) every tests/livetools.py
+  low-and-slow, one big base64 request), and with --live (root only) every testkit/livetools.py
   LIVE_CASES entry (real tools run between network namespaces).
 
-Packet lists go straight to the detector; frames (built with tests/craft.py) and captures go
+Packet lists go straight to the detector; frames (built with testkit/craft.py) and captures go
 through the real pipeline (Pipeline + replay_pipeline). In both, once the input ends the clock runs
 on for one idle timeout, as a live sensor's would, then the remaining flows are flushed: so the
 original's end-of-flow alerting shows its idle-timeout delay.
@@ -38,24 +38,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from icmpsensor.config.schema import Config
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.types import EXFIL_SUMMARY
+from icmpsensor.output.sink import ListSink
+from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.runmode.replay import replay_pipeline
+from testkit import benign_corpus, craft, exfil_corpus
+from testkit.paths import SEED_DIR
 
-from icmpsensor.config.schema import Config  # noqa: E402
-from icmpsensor.decode.packet import IcmpPacket  # noqa: E402
-from icmpsensor.detect.profile import make_detector  # noqa: E402
-from icmpsensor.notice.record import Notice  # noqa: E402
-from icmpsensor.notice.types import EXFIL_SUMMARY  # noqa: E402
-from icmpsensor.output.sink import ListSink  # noqa: E402
-from icmpsensor.runmode.pipeline import Pipeline  # noqa: E402
-from icmpsensor.runmode.replay import replay_pipeline  # noqa: E402
-from tests import benign_corpus, craft, exfil_corpus  # noqa: E402
-
-SEED_DIR = Path(os.environ.get("ICMPSENSOR_SEED_DIR", REPO.parent / "shared" / "seed"))
 PROFILES = ("standard", "original")
 
-# The seed captures and who exfiltrates in each (tests/test_seed.py STANDARD_CASES).
+# The seed captures and who exfiltrates in each (tests/replay/test_seed.py STANDARD_CASES).
 SEED_SRC, SEED_DST = "10.0.2.15", "54.144.215.114"
 SEED_CASES: dict[str, tuple[str, tuple[str, str]]] = {  # file: (case name, (source, destination))
     "icmp-file-transfer-sample-text-file-448-bytes.pcap": ("seed:icmp-file-transfer-448B", (SEED_SRC, SEED_DST)),
@@ -262,7 +258,7 @@ def single_base64_request() -> list[IcmpPacket]:
     return [request, exfil_corpus.kernel_reply(request)]
 
 
-_CRAFT = "tests/craft.py frames (RFC 791/792/4443/8200 layouts)"
+_CRAFT = "testkit/craft.py frames (RFC 791/792/4443/8200 layouts)"
 EXTRA_CASES: list[tuple[str, str, Callable[[], Frames] | None, Callable[[], list[IcmpPacket]] | None,
                         tuple[str, str]]] = [
     ("ip-fragments", _CRAFT + ": 4,000-byte echo payloads in 1,480-byte IPv4 fragments", fragmented_echo_frames,
@@ -272,7 +268,7 @@ EXTRA_CASES: list[tuple[str, str, Callable[[], Frames] | None, Callable[[], list
      (X_SRC, X_DST)),
     ("vlan-qinq", _CRAFT + ": echo exfil behind 802.1ad + 802.1Q tags", vlan_echo_frames((200, 100), 0x88A8), None,
      (X_SRC, X_DST)),
-    ("echo-reply-data", "IcmpPacket list: iputils pings (tests/benign_corpus.py layout) answered with file chunks",
+    ("echo-reply-data", "IcmpPacket list: iputils pings (testkit/benign_corpus.py layout) answered with file chunks",
      None, echo_reply_data, (X_SRC, X_DST)),
     ("timestamp-extra", _CRAFT + ": RFC 792 timestamp request + 64 extra bytes", timestamp_extra_frames, None,
      (X_SRC, X_DST)),
@@ -317,11 +313,8 @@ def collect_cases(*, live: bool, seed_dir: Path = SEED_DIR, notes: list[str] | N
 
 
 def _live_cases(notes: list[str]) -> list[Case]:
-    try:
-        from tests import livetools  # type: ignore[attr-defined]
-    except ImportError as exc:
-        notes.append(f"--live: tests/livetools.py not importable ({exc}): live cases skipped")
-        return []
+    from testkit import livetools
+
     if os.geteuid() != 0:
         notes.append("--live: not root: live cases skipped")
         return []
@@ -574,8 +567,8 @@ def render_markdown(table: Table) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--live", action="store_true", help="also run tests/livetools.py LIVE_CASES (root)")
+    parser = argparse.ArgumentParser(prog="python -m bench.detection_table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--live", action="store_true", help="also run testkit/livetools.py LIVE_CASES (root)")
     parser.add_argument("--markdown", action="store_true", help="GitHub-markdown table (for README.md)")
     args = parser.parse_args(argv)
     table = build_table(live=args.live)

@@ -1,13 +1,13 @@
 """Live load test: replay the synthetic capture onto a veth with tcpreplay at fixed rates, measure the loss.
 
-    .venv/bin/python bench/live_load.py [--rates 20000,50000,100000,150000,200000] [--packets N]
+    .venv/bin/python -m bench.live_load [--rates 20000,50000,100000,150000,200000] [--packets N]
                                         [--seconds S] [--repeat R] [--buffer-mb MB] [--workers N]
                                         [--json OUT]
 
 Needs root (network namespaces, raw sockets) and tcpreplay (installed with apt-get when missing,
 saying so; `--no-install` to refuse). Steps:
 
-1. the capture: bench/synth.py's deterministic synthetic mix of N frames (default 500,000; Ethernet,
+1. the capture: testkit/synthmix.py's deterministic synthetic mix of N frames (default 500,000; Ethernet,
    about 5 % of them 802.1Q / QinQ tagged), generated once and reused from the cache that
    bench/throughput.py shares (`--keep DIR`), or `--capture FILE`. Every frame is checked against
    the sensor's BPF filter (what does not pass it is not offered to the sensor: counted apart);
@@ -16,10 +16,10 @@ saying so; `--no-install` to refuse). Steps:
    end. Traffic never leaves this pair; the namespaces are deleted at the end, also on failure;
 3. one sensor (`python -m icmpsensor -i IFACE -c CFG --log-dir DIR`, `stats.interval: 1`, a
    generous `capture.buffer_size`, promiscuous: the capture's MAC addresses are not the veth's) in
-   the sensor namespace, started as tests/netlab.py does (private journald, READY=1 over
+   the sensor namespace, started as testkit/netlab.py does (private journald, READY=1 over
    NOTIFY_SOCKET). With `--workers N` (1 to 8, default 1) and N > 1 its config sets
    `capture.workers: N`: N forked worker processes, each with its own capture handle in one
-   PACKET_FANOUT_HASH group, and the main process writing notices and stats.log (icmpsensor/workers.py);
+   PACKET_FANOUT_HASH group, and the main process writing notices and stats.log (icmpsensor/runmode/live.py);
 4. per rate (and per repeat): `tcpreplay --intf1=VETH --pps=RATE --limit=RATE*S` (looping over the
    capture when that is more than N frames; under `timeout`), then wait until the sensor's stats.log
    stops moving, and take the counters' differences over the burst.
@@ -71,11 +71,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.netlab import PEER_IF, SENSOR_IF, Lab, Sensor, run, start_sensor  # noqa: E402
+from bench import throughput
+from testkit.netlab import PEER_IF, SENSOR_IF, Lab, Sensor, run, start_sensor
 
 DEFAULT_RATES = (20_000, 50_000, 100_000, 150_000, 200_000)
 TARGET_PPS = 150_000
@@ -176,9 +173,7 @@ def inspect_capture(path: Path, bpf_filter: str | None = None) -> Capture:
 
 
 def ensure_capture(packets: int, directory: Path) -> Path:
-    """bench/synth.py's capture of `packets` frames, generated once (the cache bench/throughput.py uses)."""
-    from bench import throughput
-
+    """testkit/synthmix.py's capture of `packets` frames, generated once (the cache bench/throughput.py uses)."""
     path, _truth, seconds = throughput.ensure_capture(packets, directory)
     if seconds:
         print(f"generated {path} ({packets:,} frames) in {seconds:.1f} s", file=sys.stderr, flush=True)
@@ -793,7 +788,8 @@ def anomalies(result: Result) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.live_load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="packets/s, comma-separated")
     parser.add_argument("--packets", type=int, default=500_000, help="frames in the synthetic capture replayed")
     parser.add_argument("--seconds", type=float, default=20.0,

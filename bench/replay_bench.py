@@ -1,6 +1,6 @@
 """Replay throughput benchmark: packets/s, peak memory, and the ratio to libpcap's read rate.
 
-    .venv/bin/python bench/replay_bench.py [CAPTURE] [--repeat N]
+    .venv/bin/python -m bench.replay_bench [CAPTURE] [--repeat N]
 
 Each stage runs in a fresh subprocess (so peak RSS is its own) REPEAT times; the best
 run is reported, because on a small, noisy machine the fastest run is the least
@@ -18,15 +18,14 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CAPTURE = REPO.parent / "shared" / "seed" / "icmp-file-transfer-sample-text-file-2mb.pcap"
+from testkit.paths import REPO, SEED_DIR
+
+DEFAULT_CAPTURE = SEED_DIR / "icmp-file-transfer-sample-text-file-2mb.pcap"
 
 STAGE_CODE = r"""
-import json, resource, sys, time, tempfile
-sys.path.insert(0, REPO)
+import json, resource, time, tempfile
 import pcapy
 from icmpsensor.source.batch import frames_of
 from icmpsensor.source.pcapfile import batches
@@ -72,16 +71,17 @@ print(json.dumps({"packets": n, "seconds": dt, "rss_mb": rss_mb}))
 
 
 def run_stage(stage: str, capture: Path) -> dict[str, float]:
-    code = f"REPO = {str(REPO)!r}\nSTAGE = {stage!r}\nPATH = {str(capture)!r}\n" + STAGE_CODE
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                         cwd=tempfile.gettempdir())
+    code = f"STAGE = {stage!r}\nPATH = {str(capture.resolve())!r}\n" + STAGE_CODE
+    # run from the checkout: `-c` puts the working directory first on sys.path
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO)
     if out.returncode != 0:
         raise SystemExit(f"bench: stage {stage} failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.replay_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("capture", nargs="?", default=str(DEFAULT_CAPTURE))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 """Throughput on a large synthetic capture: icmpsensor against libpcap, dpkt, tshark and scapy.
 
-    .venv/bin/python bench/throughput.py [--packets N] [--keep DIR] [--repeat R] [--markdown]
+    .venv/bin/python -m bench.throughput [--packets N] [--keep DIR] [--repeat R] [--markdown]
 
-Generates (bench/synth.py) a deterministic capture of N ICMP frames (default 1,000,000: an hour
+Generates (testkit/synthmix.py) a deterministic capture of N ICMP frames (default 1,000,000: an hour
 of benign pings of every common kind, floods, errors, IPv6, VLAN, fragments and several
 exfiltration flows), or reuses the one already generated with the same parameters (the file
 name carries a hash of the parameters and of the generator's sources) under --keep DIR
@@ -47,9 +47,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from icmpsensor.runmode.replay import ReplayResult
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from testkit import synthmix
+from testkit.paths import REPO
 
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "icmpsensor-bench"
 STAGES = ("ceiling", "icmpsensor", "icmpsensor-py", "icmpsensor-2w", "dpkt", "tshark", "scapy")
@@ -66,7 +65,7 @@ TSHARK_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ic
                  "icmp.ident", "icmp.seq", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
                  "icmpv6.echo.sequence_number")
 # Sources whose change changes the capture: part of the cache key.
-GENERATOR_SOURCES = ("bench/synth.py", "tests/benign_corpus.py", "tests/exfil_corpus.py")
+GENERATOR_SOURCES = ("testkit/synthmix.py", "testkit/benign_corpus.py", "testkit/exfil_corpus.py", "testkit/craft.py")
 
 
 # -- the capture ----------------------------------------------------------------------------------
@@ -81,19 +80,17 @@ def capture_key(params: dict[str, object]) -> str:
 
 def ensure_capture(packets: int, directory: Path, seed: int = 1, flood_sources: int = 0) -> tuple[Path, dict, float]:
     """(capture path, ground truth, generation seconds; 0 when reused)."""
-    from bench import synth
-
     params = {"packets": packets, "seed": seed, "flood_sources": flood_sources}
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"flood{flood_sources}" if flood_sources else f"synth{packets}"
     path = directory / f"{stem}-{capture_key(params)}.pcap"
-    truth_file = synth.truth_path(path)
+    truth_file = synthmix.truth_path(path)
     if path.is_file() and truth_file.is_file():
         return path, json.loads(truth_file.read_text()), 0.0
     began = time.perf_counter()
     partial = path.with_name(path.name + ".part")
-    truth = synth.generate(partial, packets=packets, seed=seed, flood_sources=flood_sources)
-    synth.truth_path(partial).replace(truth_file)
+    truth = synthmix.generate(partial, packets=packets, seed=seed, flood_sources=flood_sources)
+    synthmix.truth_path(partial).replace(truth_file)
     partial.replace(path)
     return path, truth, time.perf_counter() - began
 
@@ -290,15 +287,15 @@ def _peak_rss_mb(children: bool) -> float:
 
 def run_stage(stage: str, path: Path, truth_file: Path | None, sample: int) -> dict[str, object] | None:
     """One run of a stage in a fresh interpreter; peak RSS is that process's (tshark's for tshark)."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--capture", str(path),
+    argv = [sys.executable, "-m", "bench.throughput", "--stage", stage, "--capture", str(Path(path).resolve()),
             "--scapy-sample", str(sample)]
     if truth_file is not None:
-        argv += ["--truth", str(truth_file)]
+        argv += ["--truth", str(Path(truth_file).resolve())]
     env = dict(os.environ)
     env.pop("ICMPSENSOR_PURE_PYTHON", None)
     if stage == "icmpsensor-py":
         env["ICMPSENSOR_PURE_PYTHON"] = "1"
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=tempfile.gettempdir(), env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=REPO, env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-3:]
         raise SystemExit(f"throughput: stage {stage} failed: {' / '.join(tail)}")
@@ -370,12 +367,13 @@ def table_rows(results: dict[str, dict | None], sample: int) -> list[tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packets", type=int, default=1_000_000, help="frames in the synthetic capture")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--flood-sources", type=int, default=0, metavar="N",
                         help="instead of the mix: an echo flood from N spoofed sources (and its replies) with one "
-                             "exfiltration flow through it (bench/synth.py build_flood_plan)")
+                             "exfiltration flow through it (testkit/synthmix.py build_flood_plan)")
     parser.add_argument("--keep", type=Path, default=DEFAULT_DIR, metavar="DIR",
                         help=f"where the capture is generated and reused (default {DEFAULT_DIR})")
     parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported")
@@ -396,9 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ceiling" not in wanted:
         wanted.insert(0, "ceiling")
     path, truth, generated = ensure_capture(args.packets, args.keep, args.seed, args.flood_sources)
-    from bench import synth
-
-    truth_file = synth.truth_path(path)
+    truth_file = synthmix.truth_path(path)
     how = f"generated in {generated:.1f} s" if generated else "reused"
     print(f"capture: {path} ({truth['packets']:,} packets, {truth['bytes'] / 1e6:.0f} MB, {how})")
     print(f"  {truth['host_pairs']:,} host pairs, IPv6 {truth['ipv6'] / truth['packets']:.1%}, "
@@ -452,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             print("| " + " | ".join(row) + " |")
         print()
         print(f"Machine: {info['cpus']}, {info['cpu']}, {info['memory']}, {info['os']}, {info['python']}, "
-              f"{info['libs']}. Capture: `bench/synth.py`, {truth['packets']:,} frames "
+              f"{info['libs']}. Capture: `python -m bench.synth`, {truth['packets']:,} frames "
               f"({truth['bytes'] / 1e6:.0f} MB), best of {args.repeat}.")
     return 0
 

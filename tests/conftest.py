@@ -1,27 +1,42 @@
-"""Shared fixtures: where the reference captures are, and running the CLI."""
+"""The tiers (a marker per folder, applied here), the shared fixtures, and the golden-capture collector.
+
+tests/unit    marker `unit`    pure, in-process, fast
+tests/replay  marker `replay`  the CLI or the replay path on capture files, the seed captures included
+tests/live    marker `live`    needs root and network namespaces
+tests/system  marker `system`  needs a booted systemd in systemd-nspawn (root)
+
+`pytest -m "not live and not system"` is the fast loop. Test traffic and the labs come from testkit/.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.netlab import Sensor
+from testkit.netlab import Sensor
+from testkit.paths import SEED_DIR, seed_captures_present
 
-REPO = Path(__file__).resolve().parents[1]
-SEED_DIR = Path(os.environ.get("ICMPSENSOR_SEED_DIR", REPO.parent / "shared" / "seed"))
+TIERS = ("unit", "replay", "live", "system")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the tier of the folder it is in; a test outside the tier folders is a usage error."""
+    for item in items:
+        relative = item.path.resolve().relative_to(TESTS)
+        tier = relative.parts[0] if len(relative.parts) > 1 else ""
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
 
 
 @pytest.fixture
 def seed_dir() -> Path:
     """../shared/seed (or $ICMPSENSOR_SEED_DIR); the test is skipped, saying why, when it is absent."""
-    if not (SEED_DIR / "BEHAVIOUR.md").is_file():
+    if not seed_captures_present():
         pytest.skip(f"reference captures not found at {SEED_DIR} (expected ../shared/seed beside the repo)")
     return SEED_DIR
 
@@ -45,28 +60,6 @@ def sensors() -> Iterator[list[Sensor]]:
             sensor.proc.kill()
             sensor.proc.communicate(timeout=10)
         sensor.kill_journald()
-
-
-@dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-    notices: list[dict[str, object]]
-
-
-def run_cli(*args: str | Path, log_dir: Path | None = None, timeout: float = 120.0,
-            env: dict[str, str] | None = None) -> CliResult:
-    """Run `python -m icmpsensor ARGS` (with --log-dir when given) and read back notice.log."""
-    argv = [sys.executable, "-m", "icmpsensor", *map(str, args)]
-    if log_dir is not None:
-        argv += ["--log-dir", str(log_dir)]
-    full_env = {**os.environ, "TZ": "UTC", **(env or {})}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env)
-    notices: list[dict[str, object]] = []
-    if log_dir is not None and (log_dir / "notice.log").exists():
-        notices = [json.loads(line) for line in (log_dir / "notice.log").read_text().splitlines()]
-    return CliResult(proc.returncode, proc.stdout, proc.stderr, notices)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

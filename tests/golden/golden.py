@@ -43,7 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"default": "", "original": "detection:\n  profile: original\n"}
 LIVE_MAX_BYTES = 1 << 20
-# before issue 10 the tiers had no markers: the live and system tests by file
+# the tiers that build capture files without root: unit and replay (tests/conftest.py marks each by folder)
 NON_LIVE = ["-m", "not live and not system"]
 
 
@@ -64,8 +64,8 @@ def collect(directory: Path, pytest_args: list[str]) -> None:
 def _corpus_modules() -> tuple[object, object, object]:
     """The labelled corpus and the packet record, wherever the layout of the day keeps them."""
     sys.path.insert(0, str(REPO))
-    for benign, exfil, packet in (("tests.support.benign_corpus", "tests.support.exfil_corpus",
-                                   "icmpsensor.decode.packet"),
+    for benign, exfil, packet in (("testkit.benign_corpus", "testkit.exfil_corpus", "icmpsensor.decode.packet"),
+                                  ("tests.benign_corpus", "tests.exfil_corpus", "icmpsensor.decode.packet"),
                                   ("tests.benign_corpus", "tests.exfil_corpus", "icmpsensor.packet")):
         with contextlib.suppress(ImportError):
             return importlib.import_module(benign), importlib.import_module(exfil), importlib.import_module(packet)

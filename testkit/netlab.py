@@ -1,0 +1,231 @@
+"""A tiny lab of network namespaces for the live tests, and a sensor process to run in it.
+
+Two namespaces joined by a veth pair: the *sensor* host (10.231.0.1, fd31::1) whose
+interface the sensor captures on, and the *peer* host (10.231.0.2 and 10.231.0.3,
+fd31::2) that sends traffic to it. Traffic only ever crosses this veth pair. The
+sensor runs in a private mount namespace with its own systemd-journald (tmpfs over
+/run/systemd, /run/log and /var/log/journal), so journald entries can be asserted
+without touching the host's journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from testkit.paths import REPO
+
+SENSOR_IP, PEER_IP, BENIGN_IP = "10.231.0.1", "10.231.0.2", "10.231.0.3"
+SENSOR_IP6, PEER_IP6 = "fd31::1", "fd31::2"
+SENSOR_IF, PEER_IF = "icms0", "icmp0"
+
+
+def missing_prerequisite() -> str | None:
+    """Why the live tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "live capture tests need root (network namespaces, raw sockets)"
+    for tool in ("ip", "unshare", "nsenter", "hping3", "ping"):
+        if shutil.which(tool) is None:
+            return f"live capture tests need {tool} (bash packaging/dev.sh setup installs it)"
+    return None
+
+
+def run(*argv: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+class Lab:
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000}"
+        self.sensor_ns = f"icms-s{tag}"
+        self.peer_ns = f"icms-p{tag}"
+
+    def up(self) -> None:
+        self.down()
+        run("ip", "netns", "add", self.sensor_ns)
+        run("ip", "netns", "add", self.peer_ns)
+        run("ip", "link", "add", SENSOR_IF, "netns", self.sensor_ns, "type", "veth", "peer", "name", PEER_IF,
+            "netns", self.peer_ns)
+        for ns, ifname, addrs in (
+            (self.sensor_ns, SENSOR_IF, [f"{SENSOR_IP}/24", f"{SENSOR_IP6}/64"]),
+            (self.peer_ns, PEER_IF, [f"{PEER_IP}/24", f"{BENIGN_IP}/24", f"{PEER_IP6}/64"]),
+        ):
+            for addr in addrs:
+                extra = ["nodad"] if ":" in addr else []
+                run("ip", "-n", ns, "addr", "add", addr, "dev", ifname, *extra)
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+            run("ip", "-n", ns, "link", "set", ifname, "up")
+        # No rate limit on the sensor host's ICMP replies: the tests send hundreds per second.
+        self.in_sensor("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
+        self.in_sensor("sysctl", "-qw", "net.ipv6.icmp.ratelimit=0")
+        assert wait_for(lambda: self.in_peer("ping", "-c", "1", "-W", "1", SENSOR_IP, check=False).returncode == 0,
+                        10), "lab: the peer cannot reach the sensor host"
+
+    def down(self) -> None:
+        for ns in (self.sensor_ns, self.peer_ns):
+            run("ip", "netns", "del", ns, check=False)
+
+    def in_sensor(self, *argv: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.sensor_ns, *argv, timeout=timeout, check=check)
+
+    def in_peer(self, *argv: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.peer_ns, *argv, timeout=timeout, check=check)
+
+    # -- traffic (bounded in count and time) ---------------------------------------------------
+
+    def hping3_exfil(self, path: Path, count: int, size: int = 500, interval_us: int = 5000,
+                     src: str | None = None) -> None:
+        """hping3 in ICMP mode sending `path` as payload, `size` bytes per packet, to the sensor host."""
+        argv = ["timeout", "60", "hping3", "-1", "-E", str(path), "-d", str(size), "-u", "-c", str(count),
+                "-i", f"u{interval_us}", "-q"]
+        if src:
+            argv += ["-a", src]
+        self.in_peer(*argv, SENSOR_IP, timeout=90, check=False)
+
+    def benign_pings(self, count: int = 20) -> None:
+        """Default iputils ping from the benign address: 56-byte payloads with a timestamp."""
+        self.in_peer("ping", "-q", "-I", BENIGN_IP, "-c", str(count), "-i", "0.02", "-W", "1", SENSOR_IP,
+                     check=False)
+
+
+@dataclass
+class Sensor:
+    """A running `icmpsensor -i` in the lab's sensor namespace, with its own journald."""
+
+    proc: subprocess.Popen[str]
+    workdir: Path
+    log_dir: Path
+    ready: bool
+
+    @property
+    def notice_path(self) -> Path:
+        return self.log_dir / "notice.log"
+
+    def notices(self) -> list[dict[str, object]]:
+        if not self.notice_path.exists():
+            return []
+        return [json.loads(line) for line in self.notice_path.read_text().splitlines() if line.strip()]
+
+    def in_mount_ns(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a command in the sensor's private mount namespace (to see a tmpfs log dir)."""
+        return run("nsenter", "-t", str(self.proc.pid), "-m", *argv, check=False)
+
+    def journald_pid(self) -> int | None:
+        try:
+            return int((self.workdir / "journald.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def journal(self, *match: str) -> list[dict[str, str]]:
+        pid = self.journald_pid()
+        if pid is None:
+            return []
+        out = run("nsenter", "-t", str(pid), "-m", "journalctl", "--no-pager", "-o", "json",
+                  "SYSLOG_IDENTIFIER=icmpsensor", *match, check=False)
+        return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, float, str]:
+        """SIGTERM; returns (exit code, seconds it took, stderr)."""
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+        took = time.monotonic() - start
+        self.kill_journald()
+        return self.proc.returncode, took, err
+
+    def kill_journald(self) -> None:
+        pid = self.journald_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            (self.workdir / "journald.pid").unlink(missing_ok=True)
+
+
+# Runs inside `unshare -m`: private /run/systemd, /run/log, /var/log/journal, a journald, then the sensor.
+_WRAPPER = r"""
+set -e
+mount --make-rprivate /
+for d in /run/systemd /run/log /var/log/journal; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+if [ -n "$LOG_TMPFS_SIZE" ]; then mount -t tmpfs -o "size=$LOG_TMPFS_SIZE" tmpfs "$LOG_DIR"; fi
+if [ "$WITH_JOURNALD" = 1 ]; then
+    env -u NOTIFY_SOCKET /lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &  # its READY=1 is not ours
+    echo $! > "$WORKDIR/journald.pid"
+    i=0; while [ ! -S /run/systemd/journal/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+fi
+exec nsenter --net=/run/netns/"$SENSOR_NS" "$@"
+"""
+
+
+def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None, ready_timeout: float = 20.0,
+                 log_tmpfs_size: str = "") -> Sensor:
+    """Start the sensor on the lab's sensor interface and wait for its sd_notify READY=1."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_dir = workdir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    cfg_path = workdir / "icmpsensor.yaml"
+    cfg_path.write_text(config)
+    notify_path = workdir / "notify.sock"
+    notify_path.unlink(missing_ok=True)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    argv = ["unshare", "-m", "sh", "-c", _WRAPPER, "wrapper", sys.executable, "-m", "icmpsensor",
+            "-i", SENSOR_IF, "-c", str(cfg_path), "--log-dir", str(log_dir), *extra_args]
+    full_env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WORKDIR": str(workdir),
+                "SENSOR_NS": lab.sensor_ns, "WITH_JOURNALD": "1" if journald else "0",
+                "LOG_TMPFS_SIZE": log_tmpfs_size, "LOG_DIR": str(log_dir),
+                "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                            cwd=REPO)
+    ready = False
+    notify.settimeout(0.2)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            message = notify.recv(4096).decode()
+        except TimeoutError:
+            continue
+        if "READY=1" in message.splitlines():
+            ready = True
+            break
+    notify.close()
+    return Sensor(proc, workdir, log_dir, ready)
+
+
+def launch_ready(lab: Lab, tmp_path: Path, sensors: list[Sensor], config: str, **kw: object) -> Sensor:
+    """Start a sensor (recorded in `sensors` for clean-up) and fail the test unless it gets ready."""
+    import pytest
+
+    sensor = start_sensor(lab, tmp_path / f"sensor{len(sensors)}", config, **kw)  # type: ignore[arg-type]
+    sensors.append(sensor)
+    if not sensor.ready:
+        code, _, err = sensor.stop()
+        pytest.fail(f"sensor did not become ready (exit {code}): {err.strip()[-2000:]}")
+    return sensor

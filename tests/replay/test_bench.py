@@ -1,0 +1,137 @@
+"""Smoke test of the throughput benchmark (bench/throughput.py; capture: testkit/synthmix.py) on a small capture.
+
+The synthetic capture must decode without a single error or skipped frame, carry what the mix
+promises (IPv6, VLAN tags, fragments, exactly the requested frame count over about an hour),
+and the sensor must report every ground-truth exfiltration pair and no benign pair. Each
+throughput stage runs once; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bench import throughput
+from icmpsensor.decode import fast as decode
+from testkit import benign_corpus as bc
+from testkit import craft, synthmix
+
+PACKETS = 20_000
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    path = tmp_path_factory.mktemp("bench") / "synthmix.pcap"
+    truth = synthmix.generate(path, packets=PACKETS, seed=3)
+    return path, synthmix.truth_path(path), truth
+
+
+def test_fast_payloads_are_the_corpus_layouts() -> None:
+    rng = random.Random(1)
+    for _ in range(50):
+        t = bc.START + rng.uniform(0, 3600)
+        size = rng.choice((0, 8, 15, 16, 17, 56, 100, 1472))
+        pattern = rng.choice((None, b"\xde\xad\xbe\xef", bytes(range(16))))
+        assert synthmix.iputils_fn(size, pattern)(t) == bc.iputils_payload(size, t, pattern)
+        assert synthmix.bsd_fn(size, pattern)(t) == bc.bsd_payload(size, t, pattern=pattern)
+        if size >= 4:
+            boot = bc.START - 86_400.5
+            assert synthmix.busybox_fn(size, boot, 0x5A)(t) == bc.busybox_payload(size, int((t - boot) * 1e6), 0x5A)
+
+
+def test_checksummed_frames_match_craft() -> None:
+    link = synthmix.Link(synthmix.ip("192.0.2.1"), synthmix.ip("198.51.100.2"), (), ttl=64)
+    frame = link.echo(8, 0, 0x1234, 7, b"hello world", ip_id=1)
+    assert frame[14:] == craft.icmp4("192.0.2.1", "198.51.100.2", 8, 0, 0x1234, 7, b"hello world", ip_id=1)
+    link6 = synthmix.Link(synthmix.ip("2001:db8::1"), synthmix.ip("2001:db8::2"), (), ttl=64)
+    frame6 = link6.echo(128, 0, 9, 10, b"odd-length!")
+    assert frame6[14:] == craft.icmp6("2001:db8::1", "2001:db8::2", 128, 0, 9, 10, b"odd-length!")
+
+
+def test_capture_has_the_promised_mix(capture: tuple[Path, Path, dict]) -> None:
+    _, truth_file, truth = capture
+    assert truth == json.loads(truth_file.read_text())
+    assert truth["packets"] == PACKETS
+    assert truth["out_of_order"] == 0
+    assert truth["last_ts"] - truth["first_ts"] > 0.8 * 3600
+    assert truth["ipv6"] > 0.03 * PACKETS and truth["vlan"] > 0 and truth["fragments"] > 0
+    assert set(truth["by_category"]) >= {"keepalive", "monitoring", "interactive", "flood", "path_trace", "errors",
+                                         "agents", "fragments", "exfil"}
+    assert len(truth["exfil_pairs"]) >= 5
+    assert any(e["ipv6"] for e in truth["exfil"]) and any(e["fragmented"] and e["vlan"] for e in truth["exfil"])
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    digests = []
+    for name in ("a.pcap", "b.pcap"):
+        synthmix.generate(tmp_path / name, packets=3000, seed=9)
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_sensor_decodes_everything_and_reports_exactly_the_exfiltration(capture: tuple[Path, Path, dict]) -> None:
+    path, truth_file, _ = capture
+    result = throughput.stage_icmpsensor(str(path), str(truth_file))
+    assert result["packets"] == PACKETS
+    assert result["problems"] == []
+    assert result["decode_errors"] == 0 and result["decode_skipped"] == 0
+    assert result["exfil_missed"] == []
+    assert result["exfil_reported"] == result["exfil_pairs"]
+    assert result["false_positives"] == []
+
+
+def test_python_decoder_stage_gives_the_same_results(capture: tuple[Path, Path, dict]) -> None:
+    """The icmpsensor-py stage runs with the C decoder off (a fresh process), and its notices and counters
+    are those of the default stage: the two batch decoders agree end to end on the synthetic mix."""
+    path, truth_file, _ = capture
+    results = [throughput.run_stage(stage, path, truth_file, 10) for stage in ("icmpsensor", "icmpsensor-py")]
+    c_run, python_run = results
+    assert c_run is not None and python_run is not None
+    assert python_run["c_decoder"] is False and c_run["c_decoder"] is decode.ACCELERATED
+    for key in ("packets", "notices", "exfil_reported", "false_positives", "decode_errors", "decode_skipped",
+                "notice_digest", "decode"):
+        assert c_run[key] == python_run[key], key
+
+
+def test_the_ceiling_and_dpkt_stages_run(capture: tuple[Path, Path, dict]) -> None:
+    path = str(capture[0])
+    assert throughput.stage_ceiling(path)["packets"] == PACKETS
+    dpkt_result = throughput.stage_dpkt(path)
+    assert dpkt_result["packets"] == PACKETS
+    assert dpkt_result["icmp"] > 0.95 * PACKETS  # all but non-first fragments
+
+
+def test_the_tshark_stage_runs(capture: tuple[Path, Path, dict]) -> None:
+    tshark = throughput.stage_tshark(str(capture[0]))
+    if tshark is None:
+        pytest.skip("tshark is not installed (the benchmark leaves its row out)")
+    assert tshark["packets"] == PACKETS
+
+
+def test_the_scapy_stage_runs(capture: tuple[Path, Path, dict]) -> None:
+    scapy = throughput.stage_scapy(str(capture[0]), sample=300)
+    if scapy is None:
+        pytest.skip("scapy is not importable (pip install -e '.[bench]'; the benchmark leaves its row out)")
+    assert scapy["packets"] == 300 and scapy["icmp"] > 250
+
+
+def test_flood_variant(tmp_path: Path) -> None:
+    path = tmp_path / "flood.pcap"
+    truth = synthmix.generate(path, flood_sources=3000)
+    assert truth["out_of_order"] == 0
+    assert truth["by_category"]["flood"] == 6000
+    assert len({synthmix.spoofed_source(i) for i in range(100_000)}) == 100_000
+    result = throughput.stage_icmpsensor(str(path), str(synthmix.truth_path(path)))
+    assert result["decode_errors"] == 0
+    assert result["exfil_missed"] == [] and result["false_positives"] == []
+
+
+def test_cached_capture_is_reused(tmp_path: Path) -> None:
+    first = throughput.ensure_capture(2000, tmp_path)
+    second = throughput.ensure_capture(2000, tmp_path)
+    assert first[0] == second[0] and second[2] == 0.0
+    assert first[1]["packets"] == 2000

@@ -1,0 +1,598 @@
+"""The frame decoder: link types, IPv4/IPv6, ICMP, checksums, malformed input, real captures.
+
+Every decode here runs through both `Decoder` (the fast path) and `DpktDecoder`
+(dpkt's parsers) and requires identical packets and counters, and the counter
+invariant of icmpsensor.decode: frames + reassembled == icmp + skipped + errors + fragments.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import struct
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from icmpsensor.decode import fast as decode
+from icmpsensor.decode.decoder import DpktDecoder
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES, VLAN_TPIDS, linktype_name
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.errors import EXIT_NOINPUT, InputError
+from icmpsensor.source.batch import BATCH_META
+from testkit import craft
+from testkit.craft import addr
+from testkit.decoding import A4, A6, B4, B6, Run
+
+Framer = Callable[[bytes], bytes]
+
+# name -> (link type, framing); every one carries both IPv4 and IPv6.
+FRAMINGS: dict[str, tuple[int, Framer]] = {
+    "ethernet": (craft.LINKTYPE_ETHERNET, craft.ether),
+    "vlan": (craft.LINKTYPE_ETHERNET, lambda ip: craft.ether(ip, vlans=[100])),
+    "qinq": (craft.LINKTYPE_ETHERNET, lambda ip: craft.ether(ip, vlans=[100, 200], outer_tpid=0x88A8)),
+    "three-tags-9100": (craft.LINKTYPE_ETHERNET,
+                        lambda ip: craft.ether(ip, vlans=[1, 2, 3], outer_tpid=0x9100)),
+    "sll": (craft.LINKTYPE_LINUX_SLL, craft.sll),
+    "sll2": (craft.LINKTYPE_LINUX_SLL2, craft.sll2),
+    "null-le": (craft.LINKTYPE_NULL, craft.null),
+    "null-be": (craft.LINKTYPE_NULL, lambda ip: craft.null(ip, big_endian=True)),
+    "loop": (craft.LINKTYPE_LOOP, craft.loop),
+    "raw": (craft.LINKTYPE_RAW, craft.raw),
+    "dlt-raw": (craft.DLT_RAW, craft.raw),
+    "dlt-raw-openbsd": (14, craft.raw),
+}
+ALL_LINKTYPES = sorted(SUPPORTED_LINKTYPES)
+
+
+def error_of(linktype: int, frame: bytes, **kwargs: bool) -> dict[str, int]:
+    run = Run(linktype, [frame], **kwargs)
+    assert run.packets == [None]
+    return dict(run.stats.errors)
+
+
+def skip_of(linktype: int, frame: bytes) -> dict[str, int]:
+    run = Run(linktype, [frame])
+    assert run.packets == [None] and not run.stats.errors
+    return dict(run.stats.skipped)
+
+
+# -- link types -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FRAMINGS)
+@pytest.mark.parametrize("version", [4, 6])
+def test_echo_request_decodes_for_every_link_type(name: str, version: int) -> None:
+    linktype, framer = FRAMINGS[name]
+    if version == 4:
+        ip = craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 0x1234, 77, b"exfil data")
+        src, dst, echo_type = addr(A4), addr(B4), craft.ECHO_REQUEST
+    else:
+        ip = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 0x1234, 77, b"exfil data")
+        src, dst, echo_type = addr(A6), addr(B6), craft.ECHO_REQUEST6
+    frame = framer(ip)
+    run = Run(linktype, [(1.5, frame)])
+    expected = IcmpPacket(1.5, src, dst, version == 6, echo_type, 0, 0x1234, 77, b"exfil data", len(frame))
+    assert run.only == expected
+    assert run.stats.icmp_types == {(version, echo_type): 1}
+
+
+@pytest.mark.parametrize(("linktype", "ip"), [
+    (craft.LINKTYPE_IPV4, craft.icmp4(A4, B4, craft.ECHO_REPLY, 0, 1, 2, b"x")),
+    (craft.LINKTYPE_IPV6, craft.icmp6(A6, B6, craft.ECHO_REPLY6, 0, 1, 2, b"x")),
+], ids=["IPV4", "IPV6"])
+def test_ipv4_and_ipv6_link_types(linktype: int, ip: bytes) -> None:
+    packet = Run(linktype, [ip]).only
+    assert (packet.ident, packet.seq, packet.payload) == (1, 2, b"x")
+
+
+@pytest.mark.parametrize(("linktype", "ip"), [
+    (craft.LINKTYPE_IPV4, craft.icmp6(A6, B6, craft.ECHO_REPLY6)),
+    (craft.LINKTYPE_IPV6, craft.icmp4(A4, B4, craft.ECHO_REPLY, payload=bytes(20))),
+], ids=["ipv6-in-IPV4", "ipv4-in-IPV6"])
+def test_ipv4_and_ipv6_link_types_reject_the_other_version(linktype: int, ip: bytes) -> None:
+    assert error_of(linktype, ip) == {"bad_ip_header": 1}
+
+
+@pytest.mark.parametrize("family", [craft.AF_INET6_LINUX, craft.AF_INET6_BSD, craft.AF_INET6_FREEBSD,
+                                    craft.AF_INET6_DARWIN])
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_null_accepts_every_inet6_family_in_both_byte_orders(family: int, big_endian: bool) -> None:
+    ip = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ident=9)
+    assert Run(craft.LINKTYPE_NULL, [craft.null(ip, big_endian, family=family)]).only.ident == 9
+    assert Run(craft.LINKTYPE_LOOP, [craft.loop(ip, family=family)]).only.ident == 9
+
+
+@pytest.mark.parametrize("writer", ["pcap", "pcapng"])
+@pytest.mark.parametrize("name", ["ethernet", "qinq", "sll", "sll2", "null-le", "null-be", "loop", "raw"])
+def test_capture_files_read_with_pcapy(tmp_path: Path, writer: str, name: str) -> None:
+    """What libpcap reports as the link type (e.g. 12 for LINKTYPE_RAW 101) is accepted."""
+    linktype, framer = FRAMINGS[name]
+    frames = [(10.25, framer(craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 5, 6, b"abc"))),
+              (11.5, framer(craft.icmp6(A6, B6, craft.ECHO_REPLY6, 0, 5, 6, b"def")))]
+    path = tmp_path / f"capture.{writer}"
+    if writer == "pcap":
+        craft.write_pcap(path, frames, linktype)
+    else:
+        craft.write_pcapng(path, frames, linktype)
+    reported, read = craft.read_capture(path)
+    assert reported in SUPPORTED_LINKTYPES
+    run = Run(reported, [(ts, frame) for ts, frame, _ in read])
+    assert [(p.ts, p.payload, p.ipv6) for p in run.decoded] == [(10.25, b"abc", False), (11.5, b"def", True)]
+
+
+def test_unsupported_link_type_is_an_input_error() -> None:
+    with pytest.raises(InputError) as raised:
+        Decoder(105, DecodeStats())
+    assert raised.value.message == "unsupported link type 105 (IEEE802_11)"
+    assert raised.value.exit_code == EXIT_NOINPUT
+    with pytest.raises(InputError, match=r"^unsupported link type 4242 \(unknown\)$"):
+        DpktDecoder(4242, DecodeStats())
+
+
+def test_linktype_names() -> None:
+    assert linktype_name(1) == "ETHERNET"
+    assert linktype_name(276) == "LINUX_SLL2"
+    assert linktype_name(127) == "IEEE802_11_RADIOTAP"
+    assert linktype_name(150) == "USER3"
+    assert linktype_name(-1) == "unknown"
+
+
+# -- IPv6 extension headers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [
+    [craft.hop_by_hop()],
+    [craft.hop_by_hop(b"\x05\x02\x00\x00"), craft.dest_opts(b"\x01\x0c" + bytes(12))],
+    [craft.routing(0, 0, [A6]), craft.dest_opts()],
+    [craft.hop_by_hop(), craft.routing(4, 0, [B6]), craft.auth(), craft.dest_opts()],
+    [(craft.FRAGMENT, struct.pack(">HI", 0, 99))],  # atomic fragment (RFC 6946): no reassembly
+    [craft.dest_opts()] * 15,
+])
+def test_icmpv6_after_extension_headers(headers: list[craft.ExtHeader]) -> None:
+    ip = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 3, 4, b"behind headers", ext_headers=headers)
+    run = Run(craft.LINKTYPE_ETHERNET, [craft.ether(ip)])
+    assert (run.only.ident, run.only.seq, run.only.payload) == (3, 4, b"behind headers")
+    assert not run.stats.fragments
+
+
+@pytest.mark.parametrize("header", [
+    craft.routing(0, 1, ["2001:db8::a", "2001:db8::f"]),
+    craft.routing(2, 1, ["2001:db8::f"]),
+    craft.routing(4, 1, ["2001:db8::f", "2001:db8::a"]),  # SRH: segment list[0] is the final segment
+])
+def test_checksum_uses_the_final_destination_of_a_routing_header(header: craft.ExtHeader) -> None:
+    good = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[header], checksum_dst="2001:db8::f")
+    naive = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[header])
+    assert Run(craft.LINKTYPE_RAW, [good]).only.dst == addr(B6)
+    assert error_of(craft.LINKTYPE_RAW, naive) == {"bad_checksum": 1}
+
+
+def _icmp6_behind(next_header: int, chain: bytes) -> bytes:
+    message = craft.icmp6_message(A6, B6, craft.ECHO_REQUEST6)
+    return craft.ipv6(A6, B6, next_header, chain + message)
+
+
+@pytest.mark.parametrize(("ip", "why"), [
+    (_icmp6_behind(craft.DEST_OPTS, b"\x3a\x03" + bytes(6)), "header longer than the payload"),
+    (craft.ipv6(A6, B6, craft.DEST_OPTS, b"\x3a"), "header cut before its length"),
+    (craft.ipv6(A6, B6, craft.FRAGMENT, b"\x3a\x00\x00"), "fragment header cut"),
+    (craft.ipv6(A6, B6, craft.AUTH, b"\x3a\x00" + bytes(6)), "AH shorter than its fixed part"),
+    (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[craft.dest_opts(), craft.hop_by_hop()]),
+     "hop-by-hop not first"),
+    (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[craft.dest_opts()] * 16), "too many headers"),
+    (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[(craft.FRAGMENT, bytes(6))] * 2),
+     "two fragment headers"),
+])
+def test_malformed_extension_headers(ip: bytes, why: str) -> None:
+    assert error_of(craft.LINKTYPE_RAW, ip) == {"bad_ipv6_ext_header": 1}, why
+
+
+# -- ICMP messages ----------------------------------------------------------------------------------
+
+
+def test_unreachable_keeps_the_quoted_datagram_after_the_4_byte_header() -> None:
+    quoted = craft.udp4(B4, A4, 5353, 53, b"query")[:28]
+    rest = b"\x00\x00\x05\xdc" + quoted  # unused + next-hop MTU
+    packet = Run(1, [craft.ether(craft.icmp4(A4, B4, craft.UNREACHABLE, 4, payload=rest))]).only
+    assert (packet.icmp_type, packet.icmp_code, packet.ident, packet.seq) == (3, 4, -1, -1)
+    assert packet.payload == rest
+
+
+def test_timestamp_request_is_not_an_echo() -> None:
+    body = struct.pack(">HHIII", 0xABCD, 3, 123456, 0, 0)
+    packet = Run(1, [craft.ether(craft.icmp4(A4, B4, craft.TIMESTAMP, payload=body))]).only
+    assert (packet.icmp_type, packet.ident, packet.seq, packet.payload) == (13, -1, -1, body)
+
+
+@pytest.mark.parametrize(("icmp_type", "body"), [
+    (craft.UNREACHABLE6, bytes(4) + craft.udp6(B6, A6)[:48]),
+    (craft.NEIGHBOR_SOLICITATION, bytes(4) + addr(B6)),
+    (2, struct.pack(">I", 1280) + bytes(40)),  # packet too big
+])
+def test_icmpv6_non_echo_types(icmp_type: int, body: bytes) -> None:
+    packet = Run(craft.LINKTYPE_RAW, [craft.icmp6(A6, B6, icmp_type, payload=body)]).only
+    assert packet.ipv6
+    assert (packet.icmp_type, packet.ident, packet.seq, packet.payload) == (icmp_type, -1, -1, body)
+
+
+def test_echo_with_a_nonzero_code_is_still_an_echo() -> None:
+    packet = Run(1, [craft.ether(craft.icmp4(A4, B4, craft.ECHO_REQUEST, 7, 11, 12, b"p"))]).only
+    assert (packet.icmp_code, packet.ident, packet.seq, packet.payload) == (7, 11, 12, b"p")
+
+
+def test_every_type_is_counted() -> None:
+    frames = [craft.ether(craft.icmp4(A4, B4, t, payload=bytes(8))) for t in (0, 3, 8, 8, 11, 13, 42)]
+    frames += [craft.ether(craft.icmp6(A6, B6, t, payload=bytes(8))) for t in (1, 128, 129, 135, 200)]
+    stats = Run(1, frames).stats
+    assert stats.icmp == len(frames)
+    assert stats.as_dict()["icmp_types"] == {
+        "v4:0": 1, "v4:3": 1, "v4:8": 2, "v4:11": 1, "v4:13": 1, "v4:42": 1,
+        "v6:1": 1, "v6:128": 1, "v6:129": 1, "v6:135": 1, "v6:200": 1,
+    }
+
+
+def test_ethernet_padding_is_ignored() -> None:
+    frame = craft.ether(craft.icmp4(A4, B4, craft.ECHO_REPLY, 0, 1, 1, b"ab"), pad=True)
+    assert len(frame) == 60
+    packet = Run(1, [frame]).only
+    assert (packet.payload, packet.wire_len) == (b"ab", 60)
+    ip6 = craft.icmp6(A6, B6, craft.ECHO_REPLY6, 0, 1, 1, b"ab")
+    assert Run(1, [craft.ether(ip6) + b"\xff" * 30]).only.payload == b"ab"
+
+
+def test_wire_length_given_by_the_capture_is_kept() -> None:
+    stats = DecodeStats()
+    packet = Decoder(1, stats).decode(1.0, craft.ether(craft.icmp4(A4, B4, 8)), 1514)
+    assert packet is not None and packet.wire_len == 1514
+
+
+# -- checksums --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ip", [
+    craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 1, 2, b"odd", bad_checksum=True),
+    craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 1, 2, b"even", bad_checksum=True),
+    craft.icmp4(A4, B4, craft.UNREACHABLE, 1, payload=bytes(32), bad_checksum=True),
+])
+def test_bad_icmp_checksum_is_counted_and_dropped_unless_disabled(ip: bytes) -> None:
+    assert error_of(1, craft.ether(ip)) == {"bad_checksum": 1}
+    assert Run(1, [craft.ether(ip)], verify_checksums=False).only.payload
+
+
+def test_bad_ip_header_checksum() -> None:
+    message = craft.icmp4_message(craft.ECHO_REQUEST, 0, 1, 2, b"x")
+    ip = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, bad_checksum=True)
+    assert error_of(1, craft.ether(ip)) == {"bad_ip_checksum": 1}
+    assert Run(1, [craft.ether(ip)], verify_checksums=False).only.seq == 2
+
+
+def test_all_zero_message_has_a_bad_checksum() -> None:
+    """0x0000 and 0xFFFF are both "zero" in one's complement, but all-zero words sum to +0."""
+    assert error_of(1, craft.ether(craft.ipv4(A4, B4, craft.PROTO_ICMP, bytes(8)))) == {"bad_checksum": 1}
+    good = craft.ipv4(A4, B4, craft.PROTO_ICMP, b"\x00\x00\xff\xff" + bytes(4))
+    assert Run(1, [craft.ether(good)]).only.icmp_type == craft.ECHO_REPLY
+
+
+# -- truncated and malformed ------------------------------------------------------------------------
+
+ECHO4 = craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 1, 2, b"payload")
+ECHO6 = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 1, 2, b"payload")
+
+
+def _short_echo() -> bytes:
+    """An echo request of 6 bytes with a correct checksum."""
+    message = b"\x08\x00\x00\x00\x12\x34"
+    value = craft.checksum(message)
+    return craft.ipv4(A4, B4, craft.PROTO_ICMP, message[:2] + struct.pack(">H", value) + message[4:])
+
+
+TRUNCATED: list[tuple[str, int, bytes, str]] = [
+    ("ethernet header", 1, craft.ether(ECHO4)[:13], "truncated_link"),
+    ("vlan tag", 1, craft.ether(ECHO4, vlans=[1, 2])[:20], "truncated_link"),
+    ("sll header", 113, craft.sll(ECHO4)[:15], "truncated_link"),
+    ("sll2 header", 276, craft.sll2(ECHO4)[:19], "truncated_link"),
+    ("null header", 0, craft.null(ECHO4)[:3], "truncated_link"),
+    ("loop header", 108, craft.loop(ECHO4)[:2], "truncated_link"),
+    ("empty raw", 101, b"", "truncated_ip"),
+    ("ipv4 header", 1, craft.ether(ECHO4)[:33], "truncated_ip"),
+    ("ipv4 options", 1, craft.ether(craft.ipv4(A4, B4, 1, b"", options=b"\x01" * 8))[:38], "truncated_ip"),
+    ("ipv4 snap length", 1, craft.ether(ECHO4)[:-1], "truncated_ip"),
+    ("ipv6 header", 1, craft.ether(ECHO6)[:53], "truncated_ip"),
+    ("ipv6 snap length", 1, craft.ether(ECHO6)[:-3], "truncated_ip"),
+    ("icmp header", 1, craft.ether(craft.ipv4(A4, B4, 1, b"\x08\x00\xf7")), "truncated_icmp"),
+    ("echo header", 1, craft.ether(_short_echo()), "truncated_icmp"),
+    ("icmpv6 header", 101, craft.ipv6(A6, B6, 58, b"\x80\x00"), "truncated_icmp"),
+    ("ipv4 version", 1, craft.ether(b"\x65" + ECHO4[1:], ethertype=0x0800), "bad_ip_header"),
+    ("ipv4 ihl", 1, craft.ether(b"\x44" + ECHO4[1:]), "bad_ip_header"),
+    ("ipv4 total length", 1, craft.ether(craft.ipv4(A4, B4, 1, bytes(8), total_length=19)), "bad_ip_header"),
+    ("ipv6 version", 1, craft.ether(b"\x40" + ECHO6[1:], ethertype=0x86DD), "bad_ip_header"),
+    ("raw version", 101, b"\x50" + ECHO4[1:], "bad_ip_header"),
+    ("fragment not multiple of 8", 1,
+     craft.ether(craft.ipv4(A4, B4, 1, bytes(12), flags_offset=0x2000)), "bad_fragment"),
+    ("empty fragment", 1, craft.ether(craft.ipv4(A4, B4, 1, b"", flags_offset=0x0010)), "bad_fragment"),
+]
+
+
+@pytest.mark.parametrize(("linktype", "frame", "reason"), [t[1:] for t in TRUNCATED],
+                         ids=[t[0] for t in TRUNCATED])
+def test_truncated_and_malformed_frames(linktype: int, frame: bytes, reason: str) -> None:
+    assert error_of(linktype, frame) == {reason: 1}
+
+
+def test_ipv4_options_are_skipped() -> None:
+    message = craft.icmp4_message(craft.ECHO_REQUEST, 0, 5, 6, b"opt")
+    ip = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, options=b"\x94\x04\x00\x00")  # router alert
+    assert Run(1, [craft.ether(ip)]).only.payload == b"opt"
+
+
+SKIPPED: list[tuple[str, int, bytes, str]] = [
+    ("arp", 1, craft.arp(), "not_ip"),
+    ("lldp", 1, craft.ether(bytes(30), ethertype=0x88CC), "not_ip"),
+    ("802.3 length", 1, craft.ether(bytes(30), ethertype=30), "not_ip"),
+    ("sll arp", 113, craft.sll(bytes(28), protocol=0x0806), "not_ip"),
+    ("null other family", 0, craft.null(ECHO4, family=7), "not_ip"),
+    ("udp", 1, craft.ether(craft.udp4(A4, B4)), "not_icmp"),
+    ("udp6", 1, craft.ether(craft.udp6(A6, B6)), "not_icmp"),
+    ("icmpv4 over ipv6", 101, craft.ipv6(A6, B6, craft.PROTO_ICMP, craft.icmp4_message(8)), "not_icmp"),
+    ("icmpv6 over ipv4", 101, craft.ipv4(A4, B4, craft.PROTO_ICMPV6, craft.icmp4_message(128)), "not_icmp"),
+    ("no next header", 101, craft.ipv6(A6, B6, craft.NO_NEXT_HEADER, b""), "not_icmp"),
+    ("esp after options", 101, craft.ipv6(A6, B6, 50, bytes(16), ext_headers=[craft.dest_opts()]),
+     "not_icmp"),
+    ("udp fragment", 1, craft.ether(craft.fragment4(craft.udp4(A4, B4, payload=bytes(40)), 16)[0]),
+     "not_icmp"),
+    ("udp6 fragment", 101, craft.fragment6(craft.udp6(A6, B6, payload=bytes(40)), 16)[1], "not_icmp"),
+    ("truncated tcp", 1, craft.ether(craft.ipv4(A4, B4, 6, bytes(40)))[:40], "not_icmp"),
+]
+
+
+@pytest.mark.parametrize(("linktype", "frame", "reason"), [t[1:] for t in SKIPPED],
+                         ids=[t[0] for t in SKIPPED])
+def test_skipped_frames(linktype: int, frame: bytes, reason: str) -> None:
+    assert skip_of(linktype, frame) == {reason: 1}
+
+
+def test_stats_as_dict_is_json_ready() -> None:
+    frames = [craft.ether(ECHO4), craft.arp(), craft.ether(ECHO4)[:10]]
+    data = Run(1, frames).stats.as_dict()
+    assert json.loads(json.dumps(data)) == {
+        "frames": 3, "icmp": 1, "skipped": {"not_ip": 1}, "errors": {"truncated_link": 1},
+        "icmp_types": {"v4:8": 1}, "fragments": {},
+    }
+
+
+# -- property tests ---------------------------------------------------------------------------------
+
+LINK_FRAMINGS = [
+    *sorted(FRAMINGS.items()),
+    ("ipv4", (craft.LINKTYPE_IPV4, craft.raw)),
+    ("ipv6", (craft.LINKTYPE_IPV6, craft.raw)),
+]
+
+ext_header = st.one_of(
+    st.builds(craft.hop_by_hop, st.binary(max_size=14)),
+    st.builds(craft.dest_opts, st.binary(max_size=14)),
+    st.builds(craft.routing, st.sampled_from([0, 2, 3, 4]), st.integers(0, 2),
+              st.lists(st.ip_addresses(v=6).map(str), min_size=1, max_size=2)),
+    st.builds(craft.auth, icv=st.binary(min_size=4, max_size=12).map(lambda b: b + bytes(-len(b) % 4))),
+)
+
+
+@st.composite
+def datagrams(draw: st.DrawFn, version: int) -> bytes:
+    """A valid ICMP (v4) or ICMPv6 (v6, maybe behind extension headers) packet of any type."""
+    icmp_type = draw(st.sampled_from([0, 8, 3, 11, 13, 42]) if version == 4 else
+                     st.sampled_from([128, 129, 1, 2, 135, 200]))
+    code, ident, seq = draw(st.integers(0, 255)), draw(st.integers(0, 0xFFFF)), draw(st.integers(0, 0xFFFF))
+    fields = (icmp_type, code, ident, seq, draw(st.binary(max_size=48)))
+    if version == 4:
+        return craft.icmp4(str(draw(st.ip_addresses(v=4))), str(draw(st.ip_addresses(v=4))), *fields,
+                           ip_id=draw(st.integers(0, 0xFFFF)))
+    headers = draw(st.lists(ext_header, max_size=3))
+    headers.sort(key=lambda h: h[0] != craft.HOP_BY_HOP)  # hop-by-hop, when drawn, goes first
+    headers = [h for i, h in enumerate(headers) if h[0] != craft.HOP_BY_HOP or i == 0]
+    src, dst = str(draw(st.ip_addresses(v=6))), str(draw(st.ip_addresses(v=6)))
+    return craft.icmp6(src, dst, *fields, ext_headers=headers, checksum_dst=_final_dst(headers, dst))
+
+
+def _final_dst(headers: list[craft.ExtHeader], dst: str) -> str:
+    """The pseudo-header destination: the last address a routing header with segments left names."""
+    for kind, body in headers:
+        if kind == craft.ROUTING and body[1] and body[0] in (0, 2, 4):
+            index = (len(body) - 6) // 16 - 1 if body[0] == 0 else 0
+            dst = str(ipaddress.ip_address(body[6 + 16 * index : 22 + 16 * index]))
+    return dst
+
+
+@st.composite
+def frame_sequences(draw: st.DrawFn) -> tuple[int, list[bytes]]:
+    """Frames of one link type: a datagram, maybe fragmented, shuffled and duplicated."""
+    name, (linktype, framer) = draw(st.sampled_from(LINK_FRAMINGS))
+    version = 6 if name == "ipv6" else 4 if name == "ipv4" else draw(st.sampled_from([4, 6]))
+    packet = draw(datagrams(version))
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([8, 16, 24, 48]))
+        ident = draw(st.integers(0, 0xFFFFFFFF))
+        pieces = craft.fragment4(packet, size) if version == 4 else craft.fragment6(packet, size, ident)
+        if len(pieces) > 1:  # a lone piece is a whole packet: a copy would decode twice
+            pieces = draw(st.permutations(pieces))
+            copies = draw(st.lists(st.sampled_from(pieces[:-1]), max_size=2))
+            pieces = pieces[:-1] + copies + pieces[-1:]  # copies arriving after completion would start anew
+    else:
+        pieces = [packet]
+    return linktype, [framer(p) for p in pieces]
+
+
+mutation = st.tuples(st.sampled_from(["flip", "set", "cut", "insert", "delete"]), st.integers(0, 2**16),
+                     st.integers(0, 255))
+
+
+def mutate(frame: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
+    for op, where, value in mutations:
+        if not frame:
+            break
+        at = where % len(frame)
+        if op == "flip":
+            frame = frame[:at] + bytes([frame[at] ^ (1 << value % 8)]) + frame[at + 1 :]
+        elif op == "set":
+            frame = frame[:at] + bytes([value]) + frame[at + 1 :]
+        elif op == "cut":
+            frame = frame[:at]
+        elif op == "insert":
+            frame = frame[:at] + bytes([value]) + frame[at:]
+        else:
+            frame = frame[:at] + frame[at + 1 :]
+    return frame
+
+
+PROPERTY_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY_SETTINGS
+@given(linktype=st.sampled_from(ALL_LINKTYPES), frames=st.lists(st.binary(max_size=120), max_size=4))
+def test_arbitrary_bytes_never_raise(linktype: int, frames: list[bytes]) -> None:
+    Run(linktype, frames)
+
+
+@PROPERTY_SETTINGS
+@given(case=frame_sequences())
+def test_valid_frames_decode_to_the_packet_that_was_built(case: tuple[int, list[bytes]]) -> None:
+    linktype, frames = case
+    run = Run(linktype, frames)
+    assert len(run.decoded) == 1, run.stats.as_dict()
+    assert not run.stats.errors
+
+
+@PROPERTY_SETTINGS
+@given(case=frame_sequences(),
+       mutations=st.lists(st.tuples(st.integers(0, 10), st.lists(mutation, max_size=3)), max_size=4),
+       verify=st.booleans())
+def test_mutated_frames_never_raise_and_both_decoders_agree(
+    case: tuple[int, list[bytes]], mutations: list[tuple[int, list[tuple[str, int, int]]]], verify: bool
+) -> None:
+    linktype, frames = case
+    for index, ops in mutations:
+        frames[index % len(frames)] = mutate(frames[index % len(frames)], ops)
+    Run(linktype, frames, verify_checksums=verify)
+
+
+# -- the C batch fast path --------------------------------------------------------------------------
+#
+# testkit.decoding.Run (check_batch_path) compares its batches with frame-by-frame decoding on every frame drawn
+# here. These tests check that it is built, that it takes the frames it is meant to take (so those
+# comparisons exercise it), and that batch records it cannot trust never make it read astray.
+
+needs_c = pytest.mark.skipif(decode._fastdecode is None, reason="the C fast path is turned off or not built")
+
+
+def test_c_fast_path_is_built() -> None:
+    """`pip install` builds it; only ICMPSENSOR_PURE_PYTHON turns it off."""
+    assert decode.ACCELERATED or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+
+
+def _c_batch(linktype: int, frames: Sequence[bytes], verify: bool = True) -> tuple[list, list[int]]:
+    buf, meta = b"", b""
+    for i, frame in enumerate(frames):
+        meta += BATCH_META.pack(1000 + i, 250_000, len(buf), len(frame))
+        buf += frame
+    counts = [0] * 512
+    link = decode._C_LINKS.get(linktype)
+    assert link is not None
+    return decode._fastdecode.decode_batch(buf, meta, link, verify, counts)
+
+
+_C_LINKS = [(name, framing) for name, framing in LINK_FRAMINGS if framing[0] not in (0, 108)]  # NULL, LOOP
+
+
+@needs_c
+@pytest.mark.parametrize(("name", "framing"), _C_LINKS, ids=[name for name, _ in _C_LINKS])
+def test_c_fast_path_takes_the_common_frames(name: str, framing: tuple[int, Framer]) -> None:
+    linktype, framer = framing
+    if name == "ipv6":
+        ips = [craft.icmp6(A6, B6, 128, 0, 1, 2, b"x" * 33), craft.icmp6(A6, B6, 1, 4, payload=bytes(40))]
+    elif name == "ipv4":
+        ips = [craft.icmp4(A4, B4, 8, 0, 1, 2, b"x" * 33), craft.icmp4(A4, B4, 3, 3, payload=bytes(28))]
+    else:
+        ips = [craft.icmp4(A4, B4, 8, 0, 1, 2, b"x" * 33), craft.icmp4(A4, B4, 3, 3, payload=bytes(28)),
+               craft.icmp6(A6, B6, 129, 0, 7, 8, b"y" * 56), craft.icmp6(A6, B6, 2, 0, payload=bytes(48))]
+    packets, rest = _c_batch(linktype, [framer(ip) for ip in ips])
+    assert rest == [] and len(packets) == len(ips)
+    assert [p.ts for p in packets] == [1000.25 + i for i in range(len(ips))]
+
+
+def _ipv4_options() -> bytes:
+    return craft.ipv4(A4, B4, craft.PROTO_ICMP, craft.icmp4_message(8, 0, 5, 6, b"o"), options=b"\x94\x04\0\0")
+
+
+@needs_c
+@pytest.mark.parametrize(("why", "ip"), [
+    ("ipv4 options", _ipv4_options()),
+    ("fragment", craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, bytes(64)), 16)[0]),
+    ("extension header", craft.icmp6(A6, B6, 128, ext_headers=[craft.dest_opts()])),
+    ("bad icmp checksum", craft.icmp4(A4, B4, 8, payload=b"abc", bad_checksum=True)),
+    ("bad icmpv6 checksum", craft.icmp6(A6, B6, 128, payload=b"abc", bad_checksum=True)),
+    ("short message", craft.ipv4(A4, B4, craft.PROTO_ICMP, b"\x08\0\xf7\xff")),
+    ("truncated", craft.icmp4(A4, B4, 8, payload=bytes(30))[:-1]),
+    ("udp", craft.udp4(A4, B4)),
+])
+def test_c_fast_path_leaves_every_other_frame_to_python(why: str, ip: bytes) -> None:
+    good = craft.ether(craft.icmp4(A4, B4, 8))
+    packets, rest = _c_batch(1, [good, craft.ether(ip), good])
+    assert rest == [1] and packets[1] is None
+    assert packets[0].payload == packets[2].payload == b"" and packets[2].ts == 1002.25
+
+
+meta_records = st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                                  st.one_of(st.integers(0, 300), st.integers(0, 2**32 - 1)),
+                                  st.one_of(st.integers(0, 300), st.integers(0, 2**32 - 1))), max_size=6)
+
+
+@needs_c
+@PROPERTY_SETTINGS
+@given(linktype=st.sampled_from(ALL_LINKTYPES), frames=st.lists(st.binary(max_size=120), max_size=3),
+       records=meta_records)
+def test_c_fast_path_with_any_batch_records_agrees_with_python(
+    linktype: int, frames: list[bytes], records: list[tuple[int, int, int, int]]
+) -> None:
+    """Records whose frame lies outside the buffer, overlaps others or is cut anywhere: the C path reads
+    nothing outside the buffer and gives what the Python batch path gives (or raises what it raises)."""
+    good = craft.ether(craft.icmp4(A4, B4, 8, 0, 1, 2, b"data"))
+    buf = b"".join([good, *frames])
+    meta = b"".join(BATCH_META.pack(*r) for r in records) + BATCH_META.pack(0, 0, 0, len(good))
+    results = []
+    for accelerated in (True, False):
+        stats = DecodeStats()
+        try:
+            outcome: object = Decoder(linktype, stats, accelerated=accelerated).decode_batch(buf, meta)
+        except (IndexError, struct.error) as exc:  # what Python's slicing/unpacking raises on such records
+            outcome = type(exc)
+        results.append((outcome, stats))
+    assert results[0] == results[1]
+
+
+@needs_c
+def test_c_fast_path_refuses_a_record_type_it_cannot_fill() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass(slots=True)
+    class Wider(IcmpPacket):
+        extra: int = 0
+
+    @dataclasses.dataclass
+    class NoSlots:
+        ts: float
+
+    for wrong in (Wider, NoSlots, int):
+        with pytest.raises(TypeError):
+            decode._fastdecode.bind(wrong, VLAN_TPIDS)
+    for tpids in ((1, 2, 3, 4, 5, 6, 7, 8, 9), (0x10000,), ("x",)):
+        with pytest.raises((TypeError, ValueError)):
+            decode._fastdecode.bind(IcmpPacket, tpids)
+    decode._fastdecode.bind(IcmpPacket, VLAN_TPIDS)  # what decode/fast.py bound stays usable
+    assert _c_batch(1, [craft.ether(craft.icmp4(A4, B4, 8))])[1] == []

@@ -1,0 +1,225 @@
+"""The standard profile: novel bytes, real-time alerting, tools, non-echo payloads, slow exfiltration.
+
+Benign traffic comes from testkit/benign_corpus.py (exact byte layouts of real ping tools,
+an hour or more each); it must raise nothing at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import struct
+
+import pytest
+
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.detect.standard import Detector
+from icmpsensor.notice.record import Notice
+from testkit import benign_corpus, exfil_corpus
+from testkit.synthetic import echo, packed, run
+
+A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
+T0 = 1_700_000_000.0
+
+
+def other(ts: float, src: str, dst: str, icmp_type: int, payload: bytes, code: int = 0) -> IcmpPacket:
+    return IcmpPacket(ts, packed(src), packed(dst), False, icmp_type, code, -1, -1, payload, len(payload) + 42)
+
+
+def detector(**overrides: object) -> Detector:
+    det = make_detector(dataclasses.replace(DetectionConfig(), **overrides), AllowlistConfig())  # type: ignore[arg-type]
+    assert isinstance(det, Detector)
+    return det
+
+
+def notes(notices: list[Notice]) -> list[tuple[str, str, str]]:
+    return [(n.note.removeprefix("ICMP::ICMP_"), n.src, n.dst) for n in notices]
+
+
+def chunk(i: int, size: int = 100) -> bytes:
+    """Data that differs from one chunk to the next in (nearly) every byte, like a file's content."""
+    out = b""
+    while len(out) < size:
+        out += hashlib.sha256(f"{i}/{len(out)}".encode()).digest()
+    return out[:size]
+
+
+def transfer(n: int, size: int = 100, start: float = T0, gap: float = 0.1, src: str = A, dst: str = B,
+             replies: bool = True) -> list[IcmpPacket]:
+    packets = []
+    for i in range(n):
+        packets.append(echo(start + i * gap, src, dst, True, chunk(i, size), seq=i))
+        if replies:
+            packets.append(echo(start + i * gap + 0.001, dst, src, False, chunk(i, size), seq=i))
+    return packets
+
+
+# -- benign traffic stays quiet -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(benign_corpus.BENIGN_CASES))
+def test_benign_tools_raise_nothing(name: str) -> None:
+    det = detector()
+    assert run(det, benign_corpus.BENIGN_CASES[name]()) == []
+    assert det.stats.novel_bytes == 0
+
+
+# -- novelty and real-time alerting -----------------------------------------------------------------
+
+
+def test_exfil_fires_in_real_time_once_then_a_summary_at_flow_end() -> None:
+    det = detector()
+    out = run(det, transfer(20), flush=False)
+    # 100 novel bytes per request (each chunk differs from the last in every position that matters):
+    # the 5th request crosses 400 novel bytes, the 6th change crosses the changed-requests threshold.
+    assert notes(out) == [("DataExfil", A, B), ("AsymPayloadFlow", A, B)]
+    exfil = out[0]
+    assert exfil.ts == pytest.approx(T0 + 0.4)  # the 5th request, not the end of the flow
+    assert 400 < exfil.novel_bytes <= 500 and exfil.n == 5
+    summary = det.flush()
+    assert notes(summary) == [("ExfilSummary", A, B)]
+    final = summary[0]
+    assert final.bytes_sent == 2000 and final.n == 20 and final.bytes_received == 2000
+    assert final.uid == exfil.uid
+    assert final.msg.startswith("Exfil of size 2.00 KB (")
+    assert "Novel bytes: " in final.sub
+
+
+def test_flow_end_alerting_raises_at_the_end_without_a_summary() -> None:
+    det = detector(alerting="flow_end")
+    assert run(det, transfer(20), flush=False) == []
+    assert notes(det.flush()) == [("DataExfil", A, B), ("AsymPayloadFlow", A, B)]
+
+
+def test_repeated_payloads_are_not_novel() -> None:
+    packets = [echo(T0 + i, A, B, True, chunk(0, 300), seq=i) for i in range(500)]
+    det = detector()
+    assert run(det, packets) == []
+    assert det.stats.novel_bytes == 300  # the first one only
+
+
+def test_a_constant_payload_is_not_novel_again_in_the_next_flow() -> None:
+    # One ping every 10 minutes with the same unknown payload: every ping is a new flow (idle 300 s),
+    # but the pair remembers the payload, so only the first one is novel.
+    packets = [echo(T0 + i * 600, A, B, True, b"monitoring probe v2", seq=i) for i in range(144)]
+    det = detector()
+    assert run(det, packets) == []
+    assert det.stats.novel_bytes == len(b"monitoring probe v2")
+
+
+def test_a_counter_in_the_payload_counts_only_its_bytes() -> None:
+    packets = [echo(T0 + i, A, B, True, struct.pack(">I", i) + b"probe" * 12, seq=i) for i in range(50)]
+    det = detector()
+    run(det, packets)
+    assert det.stats.novel_bytes < 64 + 50 * 2
+
+
+def test_single_large_novel_payload() -> None:
+    payload = bytes(range(256)) * 5 + b"\x17" * 120  # 1400 bytes that are no benign template
+    out = run(detector(), [echo(T0, A, B, True, payload), echo(T0 + 0.01, B, A, False, payload)])
+    assert notes(out) == [("DataExfil", A, B), ("ExfilSummary", A, B)]
+
+
+def test_data_carried_in_echo_replies() -> None:
+    packets = []
+    for i in range(10):
+        packets.append(echo(T0 + i, A, B, True, b"", seq=i))
+        packets.append(echo(T0 + i + 0.01, B, A, False, chunk(i, 200), seq=i))
+    out = run(detector(), packets)
+    assert ("DataExfil", B, A) in notes(out) and ("AsymPayload", B, A) in notes(out)
+    assert all(n.src == B for n in out)
+
+
+def test_unsolicited_replies_carrying_data() -> None:
+    out = run(detector(), [echo(T0 + i, B, A, False, chunk(i, 200), seq=i) for i in range(5)])
+    assert ("DataExfil", B, A) in notes(out)
+
+
+def test_data_hidden_in_the_free_half_of_a_linux_ping() -> None:
+    # The original's check looks only at the last 24 bytes: here the first 32 bytes carry data.
+    tail = bytes(range(0x20, 0x38))
+    packets = [echo(T0 + i, A, B, True, chunk(i, 32) + tail, seq=i) for i in range(30)]
+    out = run(detector(), packets)
+    assert ("DataExfil", A, B) in notes(out)
+
+
+def test_a_replayed_ping_timestamp_is_novel() -> None:
+    good = benign_corpus.iputils_ping(start_ts=T0, count=5)
+    frozen = [p for p in good if p.is_echo_request]
+    replayed = [dataclasses.replace(frozen[0], ts=T0 + 10 + i, seq=10 + i) for i in range(3)]
+    det = detector()
+    run(det, [*frozen, replayed[0]], flush=False)
+    # The replayed timestamp (older than the last one seen) is not the ping template: its 16 timestamp
+    # bytes differ from the previous payload and are counted.
+    assert det.stats.novel_bytes > 0
+
+
+def test_echo_with_a_non_zero_code_and_other_types_with_extra_bytes() -> None:
+    packets = [echo(T0, A, B, True, b"last chunk, padded" + b"\0" * 38, code=2),
+               other(T0 + 1, A, B, 13, struct.pack("!HHIII", 1, 1, 3_600_000, 0, 0) + b"exfil"),
+               other(T0 + 2, C, B, 42, b"\x01\x02\x03")]
+    out = run(detector(), packets)
+    assert ("NonEchoPayload", A, B) in notes(out) and ("NonEchoPayload", C, B) in notes(out)
+    first = next(n for n in out if n.src == A and n.note.endswith("NonEchoPayload"))
+    assert "echo with code 2" in first.msg
+
+
+def test_error_storm_raises_nothing_but_a_forged_quote_does() -> None:
+    storm = benign_corpus.error_storm(count=200)
+    assert run(detector(), storm) == []
+    forged = [dataclasses.replace(p, payload=p.payload[:4] + b"\x65" + p.payload[5:]) for p in storm[:5]
+              if p.icmp_type == 3]
+    assert forged and ("NonEchoPayload" in {n for n, _, _ in notes(run(detector(), forged))})
+
+
+def test_slow_exfil_over_a_day() -> None:
+    # 200 novel bytes every 10 minutes: every packet is its own flow (idle timeout 300 s), no flow
+    # reaches 400 novel bytes, but 2 kB accumulate within the 24 h window.
+    packets = [echo(T0 + i * 600, A, B, True, chunk(i, 200), seq=i) for i in range(30)]
+    out = run(detector(), packets)
+    slow = [n for n in out if n.note.endswith("SlowExfil")]
+    assert len(slow) == 1 and (slow[0].src, slow[0].dst) == (A, B)
+    assert slow[0].ts == pytest.approx(T0 + 9 * 600)  # the 10th packet brings the pair to 2000 bytes
+    assert not [n for n in out if n.note.endswith("DataExfil")]
+
+
+def test_slow_exfil_window_is_configurable() -> None:
+    packets = [echo(T0 + i * 600, A, B, True, chunk(i, 200), seq=i) for i in range(30)]
+    out = run(detector(slow_exfil_window=3600.0), packets)
+    assert not [n for n in out if n.note.endswith("SlowExfil")]
+
+
+def test_allowlisted_hosts_and_payloads() -> None:
+    allow = AllowlistConfig(hosts=(ipaddress.ip_network("10.0.0.0/30"),))
+    det = Detector(DetectionConfig(), allow)
+    assert run(det, transfer(20)) == []
+    allow = AllowlistConfig(payloads=tuple(chunk(i) for i in range(20)))
+    assert run(Detector(DetectionConfig(), allow), transfer(20)) == []
+
+
+def test_switches() -> None:
+    off = dataclasses.replace(DetectionConfig().notices, data_exfil=False, asym_payload_flow=False)
+    assert run(detector(notices=off), transfer(20)) == []
+
+
+def test_reconfigure_keeps_state() -> None:
+    det = detector()
+    run(det, transfer(3), flush=False)
+    assert det.flow_count == 2
+    det.reconfigure(dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100), AllowlistConfig())
+    out = run(det, transfer(1, start=T0 + 1, src=A, dst=B))
+    assert ("DataExfil", A, B) in notes(out)
+
+
+# -- exfiltration and tunnel tools are caught ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(exfil_corpus.EXFIL_CASES))
+def test_exfil_tools_are_reported_naming_the_right_hosts(name: str) -> None:
+    src, dst = exfil_corpus.EXPECTED_SOURCE[name]
+    out = run(detector(), exfil_corpus.EXFIL_CASES[name]())
+    named = {(n.src, n.dst) for n in out if not n.note.endswith("ExfilSummary")}
+    assert (src, dst) in named, notes(out)

@@ -1,0 +1,265 @@
+"""IPv4/IPv6 fragment reassembly: the Reassembler alone, then through both decoders."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4
+from icmpsensor.decode.stats import DecodeStats
+from testkit import craft
+from testkit.craft import addr
+from testkit.decoding import A4, A6, B4, B6, Run
+
+KEY = key_v4(addr(A4), addr(B4), 1, 7)
+DATA = bytes(range(256)) * 4  # 1024 bytes
+
+
+def pieces(data: bytes, size: int) -> list[tuple[int, bool, bytes]]:
+    """(offset, more, bytes) fragments of ``data``, in order."""
+    return [(o, o + size < len(data), data[o : o + size]) for o in range(0, len(data), size)]
+
+
+def feed(reassembler: Reassembler, frags: list[tuple[int, bool, bytes]], key: object = KEY,
+         ts: float = 0.0) -> list[Datagram]:
+    results = [reassembler.add(key, ts, o, more, d, 1, 100) for o, more, d in frags]
+    return [r for r in results if r is not None]
+
+
+@pytest.mark.parametrize("order", ["in order", "reversed", "shuffled"])
+def test_reassembles_in_any_order(order: str) -> None:
+    frags = pieces(DATA, 128)
+    if order == "reversed":
+        frags.reverse()
+    elif order == "shuffled":
+        random.Random(5).shuffle(frags)
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    done = feed(reassembler, frags)
+    assert done == [Datagram(1, DATA, 800)]
+    assert stats == {"fragments": 8, "reassembled": 1}
+    assert len(reassembler) == 0 and reassembler.pending_bytes == 0
+
+
+def test_interleaved_datagrams_are_kept_apart() -> None:
+    reassembler = Reassembler()
+    other = key_v4(addr(A4), addr(B4), 1, 8)
+    a, b = pieces(DATA, 256), pieces(DATA[::-1], 256)
+    results = []
+    for fa, fb in zip(a, b, strict=True):
+        results.append(reassembler.add(KEY, 0, fa[0], fa[1], fa[2], 1))
+        results.append(reassembler.add(other, 0, fb[0], fb[1], fb[2], 1))
+    assert [r.payload for r in results if r] == [DATA, DATA[::-1]]
+
+
+def test_duplicates_and_identical_overlaps_are_tolerated() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    frags = pieces(DATA, 128)
+    overlapping = (64, True, DATA[64:320])  # covers parts of three fragments, same bytes
+    done = feed(reassembler, [frags[0], frags[0], overlapping, *frags[1:]])
+    assert [d.payload for d in done] == [DATA]
+    assert stats["duplicate"] == 1 + 1 + 2  # the repeat, the overlap, then fragments 1 and 2
+
+
+def test_conflicting_overlap_discards_the_datagram_and_absorbs_the_rest() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    frags = pieces(DATA, 128)
+    forged = (64, True, b"X" * 128)
+    assert feed(reassembler, [frags[0], forged, *frags[1:]]) == []
+    assert stats["overlap"] == 1
+    assert reassembler.pending_bytes == 0
+    # Until it times out, the rest of that datagram cannot start a new one.
+    assert feed(reassembler, frags) == []
+    assert feed(reassembler, frags, ts=31.0) == [Datagram(1, DATA, 800)]
+    assert stats["timeout"] == 0  # a discarded datagram is counted once
+
+
+def test_contained_conflicting_fragment_is_an_overlap() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    assert feed(reassembler, [(0, True, DATA[:512]), (128, True, b"Y" * 64), (512, False, DATA[512:])]) == []
+    assert stats["overlap"] == 1
+
+
+def test_inconsistent_total_length() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    beyond_the_end = [(512, False, DATA[512:]), (0, True, DATA + bytes(8))]
+    end_too_soon = [(0, True, DATA[:512]), (128, False, DATA[128:256])]
+    two_ends = [(512, False, DATA[512:]), (600, False, DATA[600:900])]
+    for key, frags in enumerate([beyond_the_end, end_too_soon, two_ends]):
+        assert feed(reassembler, frags, key=key) == []
+    assert stats["inconsistent"] == 3
+
+
+def test_timeout_in_packet_time() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(timeout=30.0, stats=stats)
+    first, *rest = pieces(DATA, 256)
+    reassembler.add(KEY, 100.0, *first, 1)
+    assert reassembler.add(key_v4(addr(A4), addr(B4), 1, 99), 129.0, 0, True, b"z" * 8, 1) is None
+    assert len(reassembler) == 2
+    assert feed(reassembler, rest, ts=130.5) == []  # the first fragment expired: never complete
+    assert stats["timeout"] == 1
+    reassembler.expire(1000.0)
+    assert stats["timeout"] == 3 and len(reassembler) == 0 and reassembler.pending_bytes == 0
+
+
+def test_eviction_at_the_cap_drops_the_oldest() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(max_datagrams=3, stats=stats)
+    for ident in range(5):
+        reassembler.add(ident, float(ident), 0, True, b"a" * 8, 1)
+    assert len(reassembler) == 3 and stats["evicted"] == 2
+    assert reassembler.add(0, 5.0, 8, False, b"b", 1) is None  # datagram 0 is gone
+    assert reassembler.add(4, 5.0, 8, False, b"b", 1) == Datagram(1, b"a" * 8 + b"b", 0)
+
+
+def test_byte_cap_evicts_the_oldest() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(max_bytes=1000, stats=stats)
+    reassembler.add(1, 0.0, 0, True, bytes(600), 1)
+    reassembler.add(2, 0.0, 0, True, bytes(600), 1)
+    assert stats["evicted"] == 1 and len(reassembler) == 1 and reassembler.pending_bytes == 600
+
+
+def test_too_large() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(max_datagram_size=2000, stats=stats)
+    assert feed(reassembler, [(0, True, DATA), (1024, True, DATA), (2048, False, DATA[:8])]) == []
+    assert stats["too_large"] == 1
+    # The classic ping of death: offset 65528 plus data runs past 65535.
+    assert Reassembler(stats=stats).add(1, 0, 65528, False, bytes(16), 1) is None
+    assert stats["too_large"] == 2
+
+
+def test_too_many_fragments() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(max_fragments=16, stats=stats)
+    holes = [(o, True, DATA[o : o + 8]) for o in range(0, 512, 16)]  # 32 separate pieces
+    assert feed(reassembler, holes) == []
+    assert stats["too_many_fragments"] == 1 and reassembler.pending_bytes == 0
+    assert feed(reassembler, pieces(DATA, 128)) == []  # the rest is absorbed
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Reassembler(max_datagrams=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=1, max_size=600), size=st.sampled_from([8, 16, 64, 256]),
+       seed=st.integers(0, 2**32), copies=st.integers(0, 4))
+def test_any_order_with_duplicates_gives_the_original(data: bytes, size: int, seed: int, copies: int) -> None:
+    rng = random.Random(seed)
+    frags = pieces(data, size)
+    last = frags.pop(rng.randrange(len(frags)))
+    frags += [rng.choice(frags) for _ in range(copies)] if frags else []
+    rng.shuffle(frags)
+    reassembler = Reassembler()
+    assert feed(reassembler, frags) == []
+    done = reassembler.add(KEY, 0.0, *last, 1)
+    assert done is not None and done.payload == data
+    assert len(reassembler) == 0 and reassembler.pending_bytes == 0
+
+
+# -- through the decoders -------------------------------------------------------------------------
+
+BIG = bytes(range(251)) * 20  # 5020 bytes
+
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("order", ["in order", "shuffled"])
+def test_fragmented_echo_decodes_to_the_whole_payload(version: int, order: str) -> None:
+    if version == 4:
+        frags = craft.fragment4(craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 42, 9, BIG, ip_id=77), 1480)
+    else:
+        ip = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 42, 9, BIG)
+        frags = craft.fragment6(ip, 1232, frag_id=0xDEADBEEF)
+    frames = [craft.ether(f) for f in frags]
+    if order == "shuffled":
+        random.Random(1).shuffle(frames)
+    run = Run(craft.LINKTYPE_ETHERNET, [(100.0 + i, f) for i, f in enumerate(frames)])
+    packet = run.only
+    assert run.packets[-1] is packet  # completed by the last fragment, stamped with its time
+    assert (packet.ts, packet.ident, packet.seq, packet.payload) == (100.0 + len(frames) - 1, 42, 9, BIG)
+    assert packet.wire_len == sum(map(len, frames))
+    assert run.stats.fragments == {"fragments": len(frames), "reassembled": 1}
+
+
+def test_fragmented_icmpv6_behind_extension_headers() -> None:
+    headers = [craft.hop_by_hop(), craft.routing(4, 1, ["2001:db8::f"]), craft.dest_opts(b"\x01\x02\0\0")]
+    ip = craft.icmp6(A6, B6, craft.ECHO_REPLY6, 0, 1, 2, BIG[:3000], ext_headers=headers,
+                     checksum_dst="2001:db8::f")
+    run = Run(craft.LINKTYPE_RAW, craft.fragment6(ip, 1024)[::-1])
+    assert run.only.payload == BIG[:3000]
+
+
+def test_fragments_of_v4_and_v6_and_several_hosts_interleave() -> None:
+    streams = [
+        craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:2000], ip_id=5), 512),
+        craft.fragment4(craft.icmp4(B4, A4, 0, 0, 1, 1, BIG[:2000], ip_id=5), 512),  # same id, reversed
+        craft.fragment6(craft.icmp6(A6, B6, 128, 0, 1, 1, BIG[:2000]), 512, frag_id=5),
+    ]
+    frames = [craft.ether(f) for group in zip(*streams, strict=True) for f in group]
+    run = Run(1, frames)
+    assert [p.payload for p in run.decoded] == [BIG[:2000]] * 3
+
+
+def test_conflicting_overlap_through_the_decoder() -> None:
+    good = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:1000], ip_id=9), 256)
+    evil = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, b"E" * 1000, ip_id=9), 256)
+    run = Run(1, [craft.ether(f) for f in [good[0], evil[1], *good[1:]]])
+    assert run.decoded == []
+    assert run.stats.fragments["overlap"] == 1
+
+
+def test_fragment_with_a_bad_checksum_after_reassembly() -> None:
+    frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:1000], bad_checksum=True), 256)
+    run = Run(1, [craft.ether(f) for f in frags])
+    assert run.decoded == [] and run.stats.errors == {"bad_checksum": 1}
+    assert Run(1, [craft.ether(f) for f in frags], verify_checksums=False).only.payload == BIG[:1000]
+
+
+def test_reassembler_limits_apply_through_the_decoder() -> None:
+    frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:1000]), 256)
+    stats = DecodeStats()
+    decoder = Decoder(1, stats, reassembler=Reassembler(timeout=5.0, stats=stats.fragments))
+    assert [decoder.decode(t * 3.0, craft.ether(f)) for t, f in enumerate(frags)] == [None] * len(frags)
+    assert stats.fragments["timeout"] == 1 and stats.unaccounted() == 0
+
+
+@st.composite
+def fragment_storms(draw: st.DrawFn) -> list[bytes]:
+    """Fragments of a few datagrams sharing an id, some forged, shuffled, some cut or corrupted."""
+    frames = []
+    for version in draw(st.lists(st.sampled_from([4, 6]), min_size=1, max_size=3)):
+        payload = draw(st.binary(min_size=1, max_size=200))
+        size = draw(st.sampled_from([8, 24, 64]))
+        if version == 4:
+            frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 2, payload, ip_id=3), size)
+        else:
+            frags = craft.fragment6(craft.icmp6(A6, B6, 128, 0, 1, 2, payload), size, frag_id=3)
+        frames += [craft.ether(f) for f in frags]
+    frames = draw(st.permutations(frames))
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(frames) - 1))
+        at = draw(st.integers(14, max(14, len(frames[i]) - 1)))
+        if draw(st.booleans()):
+            frames[i] = frames[i][:at]
+        else:
+            frames[i] = frames[i][:at] + bytes([draw(st.integers(0, 255))]) + frames[i][at + 1 :]
+    return frames
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=fragment_storms(), verify=st.booleans())
+def test_fragment_storms_keep_the_decoders_in_agreement(frames: list[bytes], verify: bool) -> None:
+    Run(craft.LINKTYPE_ETHERNET, frames, verify_checksums=verify)

@@ -1,0 +1,418 @@
+"""Self-rotating log files: Zeek names, atomic replacement, tail -F, keep-N, gzip, reopen, full disks."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from icmpsensor.config.schema import RotationConfig
+from icmpsensor.output.logfile import NoticeWriteError, RotatingLog
+from icmpsensor.output.noticelog import NoticeLog
+from icmpsensor.output.statslog import StatsLog
+from testkit.paths import REPO
+from testkit.synthetic import sample_notice
+
+LINE_SIZE = 100
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(t))
+
+
+def line(seq: int) -> bytes:
+    """A JSON line of exactly LINE_SIZE bytes carrying `seq`."""
+    text = json.dumps({"seq": seq, "pad": ""})
+    return (text[:-2] + "x" * (LINE_SIZE - len(text) - 1) + text[-2:] + "\n").encode()
+
+
+def seqs(data: bytes) -> list[int]:
+    """The sequence numbers of whole JSON lines; fails on a partial or corrupt line."""
+    assert not data or data.endswith(b"\n")
+    return [json.loads(text)["seq"] for text in data.decode().splitlines()]
+
+
+def rotated(log_dir: Path, stem: str = "notice") -> list[str]:
+    return sorted(p.name for p in log_dir.iterdir() if p.name.startswith(stem + ".2"))
+
+
+def all_lines(log_dir: Path) -> list[int]:
+    """Every line of the rotated files (oldest first; a -N suffix sorts after its stamp) and then notice.log."""
+    def order(name: str) -> tuple[str, int]:
+        base = name.removesuffix(".gz").removesuffix(".log").removeprefix("notice.")
+        return base[:19], int(base[20:] or 0)  # STAMP[-N]
+
+    result: list[int] = []
+    for name in sorted(rotated(log_dir), key=order):
+        path = log_dir / name
+        result += seqs(gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes())
+    return result + seqs((log_dir / "notice.log").read_bytes())
+
+
+def rotation(max_bytes: int = 0, interval: float = 0.0, gzip: bool = False, keep: int = 0) -> RotationConfig:
+    return RotationConfig(max_bytes=max_bytes, interval=interval, gzip=gzip, keep=keep)
+
+
+# --------------------------------------------------------------------------- names and triggers
+
+
+def test_size_rotation_links_to_zeek_names_with_the_open_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=3 * LINE_SIZE), clock=clock)
+    for i in range(7):
+        log.write_line(line(i))
+        clock.now += 10
+    log.close()
+    # opened at T0; rotated before line 3 (written at T0+30) and before line 6 (at T0+60)
+    assert rotated(tmp_path) == [f"notice.{stamp(T0)}.log", f"notice.{stamp(T0 + 30)}.log"]
+    assert seqs((tmp_path / f"notice.{stamp(T0)}.log").read_bytes()) == [0, 1, 2]
+    assert seqs((tmp_path / f"notice.{stamp(T0 + 30)}.log").read_bytes()) == [3, 4, 5]
+    assert seqs((tmp_path / "notice.log").read_bytes()) == [6]
+    assert stat.S_IMODE((tmp_path / "notice.log").stat().st_mode) == 0o640
+
+
+def test_interval_rotation_on_write_and_while_idle(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(interval=60), clock=clock)
+    log.write_line(line(0))
+    clock.now += 59
+    assert log.maybe_rotate() is None
+    clock.now += 1
+    log.write_line(line(1))  # due: rotates first
+    assert rotated(tmp_path) == [f"notice.{stamp(T0)}.log"]
+    clock.now += 60
+    assert log.maybe_rotate() == str(tmp_path / f"notice.{stamp(T0 + 60)}.log")
+    clock.now += 60
+    assert log.maybe_rotate() is None  # empty: not rotated, the interval starts again
+    clock.now += 30
+    log.write_line(line(2))
+    clock.now += 30
+    assert log.maybe_rotate() == str(tmp_path / f"notice.{stamp(T0 + 180)}.log")
+    log.close()
+    assert all_lines(tmp_path) == [0, 1, 2]
+
+
+def test_a_taken_name_gets_a_suffix_before_dot_log(tmp_path: Path) -> None:
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(), clock=FakeClock())
+    (tmp_path / f"notice.{stamp(T0)}.log.gz").write_bytes(b"")  # a compressed one counts as taken
+    names = []
+    for i in range(3):
+        log.write_line(line(i))
+        names.append(os.path.basename(log.rotate()))
+    log.close()
+    assert names == [f"notice.{stamp(T0)}-{n}.log" for n in (1, 2, 3)]
+    assert all_lines(tmp_path) == [0, 1, 2]
+
+
+def test_the_path_never_disappears_while_rotating_fast(tmp_path: Path) -> None:
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=2 * LINE_SIZE))
+    done = threading.Event()
+    checks = misses = 0
+
+    def watch() -> None:
+        nonlocal checks, misses
+        while not done.is_set():
+            try:
+                os.close(os.open(log.path, os.O_RDONLY))
+            except FileNotFoundError:
+                misses += 1
+            checks += 1
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(600):
+            log.write_line(line(i))
+    finally:
+        done.set()
+        watcher.join()
+        log.close()
+    assert len(rotated(tmp_path)) == 299
+    assert misses == 0 and checks > 0
+    assert all_lines(tmp_path) == list(range(600))
+
+
+def test_keep_deletes_the_oldest_rotated_files(tmp_path: Path) -> None:
+    (tmp_path / f"notice.{stamp(T0 - 7200)}.log.gz").write_bytes(b"")  # from an earlier run
+    (tmp_path / "notice.old.log").write_bytes(b"")  # not a rotated name: never touched
+    clock = FakeClock()
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(keep=3), clock=clock)
+    # a file is named after the time it was opened, i.e. the previous rotation: files 3 and 4
+    # share a stamp, and the -1 suffix orders them
+    for i, at in enumerate((1, 2, 3, 3, 4, 5)):
+        log.write_line(line(i))
+        clock.now = T0 + at
+        log.rotate()
+    log.close()
+    assert rotated(tmp_path) == [f"notice.{stamp(T0 + 3)}-1.log", f"notice.{stamp(T0 + 3)}.log",
+                                 f"notice.{stamp(T0 + 4)}.log"]
+    assert all_lines(tmp_path) == [3, 4, 5]
+    assert (tmp_path / "notice.old.log").exists()
+
+
+def test_gzip_compresses_rotated_files_in_the_background(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=50 * LINE_SIZE, gzip=True), clock=clock)
+    for i in range(170):
+        log.write_line(line(i))
+        clock.now += 1
+    assert log.wait_for_gzip(10)
+    log.close()
+    names = rotated(tmp_path)
+    assert names == [f"notice.{stamp(T0 + t)}.log.gz" for t in (0, 50, 100)]
+    for name, first in zip(names, (0, 50, 100), strict=True):
+        assert seqs(gzip.decompress((tmp_path / name).read_bytes())) == list(range(first, first + 50))
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert all_lines(tmp_path) == list(range(170))
+
+
+def test_a_restart_compresses_what_the_previous_run_left_plain(tmp_path: Path) -> None:
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(), clock=FakeClock())
+    log.write_line(line(0))
+    log.rotate()
+    log.close()
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(gzip=True))
+    assert log.wait_for_gzip(10)
+    log.close()
+    assert rotated(tmp_path) == [f"notice.{stamp(T0)}.log.gz"]
+
+
+def test_stats_log_writes_json_lines_and_rotates_as_stats(tmp_path: Path) -> None:
+    stats = StatsLog(str(tmp_path), "stats.log", rotation(interval=60))
+    stats.write({"ts": 1.5, "flows": 3})
+    stats.log.clock = FakeClock(time.time() + 61)
+    stats.write({"ts": 2.5, "flows": 4})
+    stats.close()
+    [name] = rotated(tmp_path, "stats")
+    assert name.startswith("stats.") and name.endswith(".log")
+    assert json.loads((tmp_path / name).read_text()) == {"ts": 1.5, "flows": 3}
+    assert json.loads((tmp_path / "stats.log").read_text()) == {"ts": 2.5, "flows": 4}
+
+
+# --------------------------------------------------------------------------- tail -F under load
+
+
+@contextlib.contextmanager
+def tail_follow(path: str, poll: bool) -> Iterator[tuple[list[bytes], threading.Condition]]:
+    """`tail -n +1 -F path` (inotify, or polling every 10 ms); its output lines as they arrive."""
+    argv = ["tail", "-n", "+1", "-F", *(["---disable-inotify", "-s", "0.01"] if poll else []), path]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    lines: list[bytes] = []
+    cond = threading.Condition()
+
+    def read() -> None:
+        for text in stdout:
+            with cond:
+                lines.append(text)
+                cond.notify_all()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield lines, cond
+    finally:
+        proc.kill()
+        proc.wait(5)
+        reader.join(5)
+        stdout.close()
+
+
+@pytest.mark.skipif(shutil.which("tail") is None, reason="needs tail")
+@pytest.mark.parametrize(("by_size", "poll"), [(True, False), (False, True)], ids=["size+inotify", "rotate+poll"])
+def test_tail_follows_every_rotation_exactly_once(tmp_path: Path, by_size: bool, poll: bool) -> None:
+    total, per_file = 50_000, 500
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=per_file * LINE_SIZE if by_size else 0))
+    with tail_follow(log.path, poll) as (lines, cond):
+        for i in range(total):
+            if not by_size and i and i % per_file == 0:
+                log.rotate()
+            log.write_line(line(i))
+            if i % per_file == 0:
+                # Follow-by-name cannot see a file replaced before the reader noticed it exists, so each
+                # new file's first line must reach tail; the other 499 follow at full speed and are
+                # still unread when the next rotation renames the file away.
+                with cond:
+                    assert cond.wait_for(lambda i=i: len(lines) > i, 10), f"tail stuck at {len(lines)} lines"
+        with cond:
+            cond.wait_for(lambda: len(lines) >= total, 30)
+        time.sleep(0.2)  # would reveal duplicates printed late
+        with cond:
+            seen = seqs(b"".join(lines))
+    log.close()
+    assert len(rotated(tmp_path)) == total // per_file - 1
+    assert sorted(seen) == list(range(total)), f"{len(seen)} lines, {len(set(seen))} distinct"
+    assert seen == list(range(total))
+    assert all_lines(tmp_path) == list(range(total))
+
+
+# --------------------------------------------------------------------------- SIGHUP reopen
+
+
+def test_reopen_follows_an_external_rotation(tmp_path: Path) -> None:
+    log = NoticeLog(str(tmp_path), "notice.log", "s")
+    log.emit(sample_notice(n=1))
+    os.rename(tmp_path / "notice.log", tmp_path / "notice.log.1")  # logrotate `create`
+    (tmp_path / "notice.log").write_bytes(b"")
+    log.emit(sample_notice(n=2))  # before SIGHUP: still the old file
+    assert log.reopen() is True
+    log.emit(sample_notice(n=3))
+    assert log.reopen() is False
+    log.close()
+    ns = [json.loads(t)["n"] for t in (tmp_path / "notice.log.1").read_text().splitlines()]
+    assert ns == [1, 2]
+    assert [json.loads(t)["n"] for t in (tmp_path / "notice.log").read_text().splitlines()] == [3]
+
+
+def test_reopen_recreates_a_deleted_file_and_keeps_the_fd_otherwise(tmp_path: Path) -> None:
+    log = RotatingLog(str(tmp_path), "notice.log", None)
+    fd = log._fd
+    assert log.reopen() is False and log._fd == fd
+    os.unlink(log.path)
+    assert log.reopen() is True
+    log.write_line(line(7))
+    log.close()
+    assert seqs((tmp_path / "notice.log").read_bytes()) == [7]
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("recovery", ["space back", "rotate"])
+def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recovery: str) -> None:
+    # RLIMIT_FSIZE cuts writes short exactly like a full disk; a rotation gives an empty file.
+    script = textwrap.dedent(f"""
+        import json, os, resource, signal
+        from icmpsensor.config.schema import RotationConfig
+        from icmpsensor.output.noticelog import NoticeLog
+        from icmpsensor.output.logfile import NoticeWriteError
+        from testkit.synthetic import sample_notice
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (5000, hard))
+        log = NoticeLog({str(tmp_path)!r}, "notice.log", "s", RotationConfig(0, 0.0, False, 0))
+        failed = []
+        for i in range(15):
+            try:
+                log.emit(sample_notice(n=i, msg="x" * 300))
+            except NoticeWriteError as exc:
+                failed.append(i)
+                error = exc.strerror
+        with open(log.path, "rb") as f:
+            during = f.read()
+        state = dict(failed=failed, error=error, backlog=log.backlog, lost=log.lost, errors=log.write_errors,
+                     whole=during.endswith(b"\\n"), size=len(during))
+        try:
+            log.flush_backlog()
+        except NoticeWriteError:
+            state["still_full"] = True
+        if {recovery!r} == "rotate":
+            log.rotate()
+        else:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+        state["flushed"] = log.flush_backlog()
+        log.emit(sample_notice(n=15, msg="x" * 300))
+        state["after"] = log.backlog
+        log.close()
+        print(json.dumps(state))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout)
+    failed = state["failed"]
+    assert failed and failed == list(range(failed[0], 15))
+    assert "notices held in memory for retry" in state["error"]
+    assert state["backlog"] == len(failed) and state["lost"] == 0 and state.get("still_full")
+    assert state["whole"] and state["size"] <= 5000
+    assert state["flushed"] == len(failed) and state["after"] == 0
+    files = sorted(tmp_path.iterdir())
+    ns: list[int] = []
+    for path in [p for p in files if p.name != "notice.log"] + [tmp_path / "notice.log"]:
+        data = path.read_bytes()
+        assert data.endswith(b"\n")
+        ns += [json.loads(t)["n"] for t in data.decode().splitlines()]
+    assert ns == list(range(16))  # in order, none lost, none twice
+    assert len(files) == (2 if recovery == "rotate" else 1)
+
+
+def test_backlog_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
+    path = tmp_path / "notice.log"
+    path.symlink_to("/dev/full")  # every write fails with ENOSPC
+    log = NoticeLog(str(tmp_path), "notice.log", "s", backlog_limit=5)
+    for i in range(8):
+        with pytest.raises(NoticeWriteError, match="No space left on device"):
+            log.emit(sample_notice(n=i))
+    assert (log.backlog, log.lost, log.write_errors) == (5, 3, 8)
+    path.unlink()
+    path.write_bytes(b"")
+    assert log.reopen() is True
+    assert log.flush_backlog() == 5
+    log.emit(sample_notice(n=8))
+    log.close()
+    assert [json.loads(t)["n"] for t in path.read_text().splitlines()] == [3, 4, 5, 6, 7, 8]
+
+
+def test_a_vanished_log_dir_raises_write_errors_and_loses_no_line(tmp_path: Path) -> None:
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    clock = FakeClock()
+    log = RotatingLog(str(log_dir), "notice.log", rotation(interval=60), clock=clock)
+    log.write_line(line(0))
+    shutil.rmtree(log_dir)
+    with pytest.raises(NoticeWriteError, match=re.escape(f"{log_dir}/notice.log: No such file")):
+        log.rotate()
+    with pytest.raises(NoticeWriteError, match="cannot reopen"):
+        log.reopen()
+    clock.now += 60
+    log.write_line(line(1))  # rotation due and failing: the line still goes to the open file
+    assert log.maybe_rotate() is None  # backing off
+    clock.now += 2
+    with pytest.raises(NoticeWriteError):
+        log.maybe_rotate()
+    assert log.rotate_errors == 3 and log.size == 2 * LINE_SIZE
+    log.close()
+
+
+def test_an_unwritable_log_dir_makes_rotation_fail_as_a_write_error(tmp_path: Path) -> None:
+    log = RotatingLog(str(tmp_path), "notice.log", rotation())
+    log.write_line(line(0))
+    tmp_path.chmod(0o500)
+    as_root = os.geteuid() == 0
+    try:
+        if as_root:
+            os.seteuid(65534)  # root ignores directory permissions
+        try:
+            with pytest.raises(NoticeWriteError, match=r"cannot rotate .*Permission denied"):
+                log.rotate()
+            log.write_line(line(1))
+        finally:
+            if as_root:
+                os.seteuid(0)
+    finally:
+        tmp_path.chmod(0o700)
+    log.close()
+    assert rotated(tmp_path) == [] and seqs((tmp_path / "notice.log").read_bytes()) == [0, 1]
