@@ -25,7 +25,7 @@ from testkit.paths import REPO, SEED_DIR
 DEFAULT_CAPTURE = SEED_DIR / "icmp-file-transfer-sample-text-file-2mb.pcap"
 
 STAGE_CODE = r"""
-import json, resource, time, tempfile
+import json, time, tempfile
 import pcapy
 from icmpsensor.source.batch import frames_of
 from icmpsensor.source.pcapfile import batches
@@ -65,7 +65,8 @@ def sensor(path, reference=False):
 stages = {"ceiling": ceiling, "dpkt": dpkt_stage, "icmpsensor": sensor,
           "icmpsensor-dpkt": lambda path: sensor(path, reference=True)}
 n, dt = stages[STAGE](PATH)
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from icmpsensor.runmode.stats import peak_rss_kb
+rss_mb = peak_rss_kb() / 1024  # VmHWM: this image's own peak, not the parent's
 print(json.dumps({"packets": n, "seconds": dt, "rss_mb": rss_mb}))
 """
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from icmpsensor import __version__
+from icmpsensor.console import say, write_out
 from icmpsensor.errors import (
     EXIT_CANTCREAT,
     EXIT_CONFIG,
@@ -115,17 +116,18 @@ def effective_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `icmpsensor ... --stdout | head` ends quietly
+    # `--stdout | head -1` must not end the sensor by SIGPIPE: a broken stdout is handled (console.py)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
         args = build_parser().parse_args(argv)
         cfg = effective_config(args)
         if args.check_config:
-            print(f"icmpsensor: configuration {cfg.source or '(built-in defaults)'} is valid")
+            write_out(f"icmpsensor: configuration {cfg.source or '(built-in defaults)'} is valid\n")
             return EXIT_OK
         if args.print_config:
             from icmpsensor.config.loader import config_to_yaml
 
-            sys.stdout.write(config_to_yaml(cfg))
+            write_out(config_to_yaml(cfg))
             return EXIT_OK
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
@@ -146,14 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_live(cfg, Overrides(args.interface, args.log_dir, args.stdout))
         raise UsageError("nothing to do: give -r FILE, -i IFACE, or capture.interface in the config")
     except SensorError as exc:
-        print(f"icmpsensor: error: {exc.message}", file=sys.stderr)
+        say(f"icmpsensor: error: {exc.message}")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):
             raise
-        print(f"icmpsensor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        say(f"icmpsensor: internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
 
 

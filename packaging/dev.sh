@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # traffic tools the live tests use between network namespaces.
 APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
               iproute2 iputils-ping tcpdump hping3 tcpreplay systemd systemd-container logrotate
-              ptunnel ptunnel-ng icmptx nmap)
+              ptunnel ptunnel-ng icmptx nmap tshark)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 
@@ -38,12 +38,12 @@ setup_venv() {
     # (the editable install compiles icmpsensor/decode/_fastdecode.c once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
         && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, pytest' 2>/dev/null; then
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, pytest, scapy' 2>/dev/null; then
         return 0
     fi
-    log "building .venv (python3 -m venv; pip install -e '.[test]')"
+    log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    timeout 900 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    timeout 900 .venv/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
     touch "$stamp"
 }
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from testkit.paths import REPO
 
@@ -158,7 +159,7 @@ class Sensor:
             _, err = self.proc.communicate(timeout=10)
         took = time.monotonic() - start
         self.kill_journald()
-        return self.proc.returncode, took, err
+        return self.proc.returncode, took, err or ""
 
     def kill_journald(self) -> None:
         pid = self.journald_pid()
@@ -185,8 +186,9 @@ exec nsenter --net=/run/netns/"$SENSOR_NS" "$@"
 
 def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True, extra_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, ready_timeout: float = 20.0,
-                 log_tmpfs_size: str = "") -> Sensor:
-    """Start the sensor on the lab's sensor interface and wait for its sd_notify READY=1."""
+                 log_tmpfs_size: str = "", stderr: IO[str] | None = None) -> Sensor:
+    """Start the sensor on the lab's sensor interface and wait for its sd_notify READY=1; its stdout and stderr are
+    pipes to the test (`stderr`: that file instead)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -202,7 +204,7 @@ def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True,
                 "SENSOR_NS": lab.sensor_ns, "WITH_JOURNALD": "1" if journald else "0",
                 "LOG_TMPFS_SIZE": log_tmpfs_size, "LOG_DIR": str(log_dir),
                 "PYTHONPATH": str(REPO), **(env or {})}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr or subprocess.PIPE, text=True, env=full_env,
                             cwd=REPO)
     ready = False
     notify.settimeout(0.2)

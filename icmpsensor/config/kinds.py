@@ -111,7 +111,11 @@ class Seconds(Kind):
         self.low, self.high, self.zero_means_off = low, high, zero_means_off
 
     def parse(self, node: Node, key: str) -> float:
-        value = float(_scalar(node, key, (INT_TAG, FLOAT_TAG), "a number of seconds"))
+        number = _scalar(node, key, (INT_TAG, FLOAT_TAG), "a number of seconds")
+        try:
+            value = float(number)
+        except OverflowError:  # an integer too large for a float: out of range like any other
+            value = math.inf if number > 0 else -math.inf
         if self.zero_means_off and value == 0:
             return 0.0
         if not (math.isfinite(value) and self.low < value <= self.high):

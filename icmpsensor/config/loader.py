@@ -6,7 +6,12 @@ cannot be read is an InputError (exit 66).
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import select
+import stat
+import time
 
 import yaml
 from yaml.nodes import MappingNode, Node
@@ -16,6 +21,7 @@ from icmpsensor.config.schema import Config
 from icmpsensor.errors import ConfigError, InputError
 
 MAX_CONFIG_BYTES = 1 << 20
+STREAM_TIMEOUT = 10.0  # seconds a FIFO or pipe given as the config gets to deliver its text
 _LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 
@@ -30,8 +36,7 @@ def _config_error(path: str, line: int, key: str, problem: str) -> ConfigError:
 
 def _read_text(path: str) -> str:
     try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
+        data = _read_bytes(path)
     except OSError as exc:
         raise InputError(_one_line(f"config file {path}: {exc.strerror or exc}")) from None
     if len(data) > MAX_CONFIG_BYTES:
@@ -41,6 +46,47 @@ def _read_text(path: str) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise _config_error(path, line, "", "not UTF-8 text") from None
+
+
+def _read_bytes(path: str) -> bytes:
+    """At most MAX_CONFIG_BYTES + 1 bytes of a regular file, or of a pipe or FIFO (`-c <(...)`) that delivers
+    its text within STREAM_TIMEOUT seconds: opening never waits for a FIFO's writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if stat.S_ISREG(mode):
+            os.set_blocking(fd, True)
+            with os.fdopen(os.dup(fd), "rb") as stream:
+                return stream.read(MAX_CONFIG_BYTES + 1)
+        return _read_stream(fd, path)
+    finally:
+        os.close(fd)
+
+
+def _read_stream(fd: int, path: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    deadline = time.monotonic() + STREAM_TIMEOUT
+    while size <= MAX_CONFIG_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise InputError(_one_line(f"config file {path}: nothing read within {STREAM_TIMEOUT:g} s "
+                                       "(a FIFO or pipe no one writes to)"))
+        select.select([fd], [], [], min(left, 0.1))
+        try:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+        except BlockingIOError:  # a writer is there, its text is not yet
+            continue
+        if not chunk:
+            if chunks:
+                break  # its writer is done
+            time.sleep(0.05)  # no writer yet (or one that wrote nothing): wait for one, up to the deadline
+            continue
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _compose(path: str, text: str) -> Node | None:
@@ -76,6 +122,8 @@ def load_config(path: str | None) -> Config:
         cfg: Config = parse_mapping(Config, root, "") if root is not None else Config()
     except Problem as problem:
         raise _config_error(path, problem.line, problem.key, problem.problem) from None
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:  # a value no kind foresaw
+        raise _config_error(path, 1, "", f"cannot read the configuration ({type(exc).__name__}: {exc})") from None
     cfg.source = path
     return cfg
 

@@ -155,6 +155,9 @@ class CaptureConfig:
     queue_batches: int = key(1024, Int(2, 1_000_000), "batches the capture->detector queue holds", restart=True)
     workers: int = key(1, Int(1, 64), "capture+detector processes sharing the interface (kernel PACKET_FANOUT_HASH "
                        "group)", restart=True)
+    reopen_timeout: float = key(0.0, Seconds(0, 366 * 86400, zero_means_off=True),
+                                "seconds a failed capture (interface down, driver reset) is reopened for, flows kept; "
+                                "0: for ever", restart=True)
 
 
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")

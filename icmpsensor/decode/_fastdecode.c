@@ -282,6 +282,78 @@ fail:
     return NULL;
 }
 
+/* The worker (of n) whose share an Ethernet frame f[0:len] is: the hash of runmode/partition.py
+ * share_worker (its Python reference), on the captured bytes. 32-bit unsigned arithmetic, as BPF's. */
+#define SHARE_TAGS 2
+#define GOLDEN 2654435761u
+
+static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+static uint32_t fold_words(const unsigned char *p) { return be32(p) ^ be32(p + 4) ^ be32(p + 8) ^ be32(p + 12); }
+
+static long share_worker(const unsigned char *f, Py_ssize_t len, long n)
+{
+    for (int depth = 0; depth <= SHARE_TAGS; depth++) {
+        Py_ssize_t at = 12 + 4 * depth, ip = at + 2;
+        uint32_t pair;
+        if (len < ip)
+            return 0;
+        unsigned ethertype = be16(f + at);
+        if (ethertype == 0x0800 && len >= ip + 20)
+            pair = be32(f + ip + 12) + be32(f + ip + 16);
+        else if (ethertype == 0x86DD && len >= ip + 40)
+            pair = fold_words(f + ip + 8) + fold_words(f + ip + 24);
+        else if (is_vlan_tpid(ethertype) && depth < SHARE_TAGS && len >= at + 6)
+            continue;
+        else
+            return 0;
+        return (long)(((uint32_t)(pair * GOLDEN) >> 16) % (uint32_t)n);
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(share_select_doc,
+"share_select(buf, meta, index, workers) -> bytes\n\n"
+"The 16-byte records of meta (a libpcap batch of Ethernet frames in buf) whose frame is worker\n"
+"index's share of workers (runmode/partition.py share_worker). A record pointing outside buf is\n"
+"worker 0's.");
+
+static PyObject *share_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "share_select(bytes, bytes, int, int)");
+        return NULL;
+    }
+    long index = PyLong_AsLong(args[2]), workers = PyLong_AsLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (workers < 1 || index < 0 || index >= workers) {
+        PyErr_SetString(PyExc_ValueError, "share_select: 0 <= index < workers");
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t buf_len = PyBytes_GET_SIZE(args[0]);
+    const char *meta = PyBytes_AS_STRING(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[1]) / 16;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 16);
+    if (out == NULL)
+        return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t record[4];
+        memcpy(record, meta + 16 * i, sizeof record);
+        uint64_t off = record[2], cap = record[3];
+        long owner = off + cap <= (uint64_t)buf_len ? share_worker(buf + off, (Py_ssize_t)cap, workers) : 0;
+        if (owner == index)
+            memcpy(dst + 16 * kept++, meta + 16 * i, 16);
+    }
+    if (_PyBytes_Resize(&out, kept * 16) < 0)
+        return NULL;
+    return out;
+}
+
 PyDoc_STRVAR(bind_doc,
 "bind(record_type, vlan_tpids)\n\n"
 "Use record_type (a slots dataclass with the fields of packet.IcmpPacket, in any order) for the\n"
@@ -362,6 +434,7 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, decode_batch_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {"share_select", (PyCFunction)(void (*)(void))share_select, METH_FASTCALL, share_select_doc},
     {NULL, NULL, 0, NULL},
 };
 

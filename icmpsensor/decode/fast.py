@@ -124,5 +124,6 @@ _C_LINKS: dict[int, int] = {} if _fastdecode is None else {
     LINKTYPE_IPV4: _fastdecode.LINK_RAW4,
     LINKTYPE_IPV6: _fastdecode.LINK_RAW6,
 }
+EXTENSION = _fastdecode  # the C extension module (None: not built, or turned off)
 ACCELERATED = _fastdecode is not None  # whether the C batch fast path is in use in this process
 DECODER = "C decoder" if ACCELERATED else "Python decoder"  # for the start-up message

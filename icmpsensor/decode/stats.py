@@ -51,6 +51,16 @@ class DecodeStats:
         ended = self.icmp + sum(self.skipped.values()) + sum(self.errors.values())
         return self.frames + self.fragments["reassembled"] - ended - self.fragments["fragments"]
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> DecodeStats:
+        """The counters of an as_dict() record (for instance several workers' summed)."""
+        type_counts = [0] * 512
+        for key, count in record.get("icmp_types", {}).items():
+            version, icmp_type = key[1:].split(":")
+            type_counts[int(icmp_type) + (256 if version == "6" else 0)] += count
+        return cls(record.get("frames", 0), Counter(record.get("skipped", {})), Counter(record.get("errors", {})),
+                   type_counts, Counter(record.get("fragments", {})))
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready copy; ICMP type keys are rendered like "v4:8"."""
         return {

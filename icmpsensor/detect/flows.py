@@ -20,7 +20,7 @@ from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.novelty import Sketch
 from icmpsensor.notice.policy import HostAllowlist, enabled_bits
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import addr_text, flow_summary_sub, format_size, time_span_text
+from icmpsensor.notice.text import addr_text, flow_summary_sub, format_interval, format_size, time_span_text
 from icmpsensor.notice.types import UNPAIRED_ECHO_REPLY, NoteType
 
 NO_NOTICES: Sequence[Notice] = ()
@@ -30,17 +30,18 @@ SWEEP_INTERVAL = 1.0
 # How many of the least recently active flows eviction compares.
 EVICTION_SCAN = 8
 
-_UID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_UID_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Random bytes 0..247 map evenly onto the 62 characters (248 = 4 x 62); 248..255 are dropped.
+_UID_TABLE = bytes(_UID_ALPHABET[b % 62] for b in range(248)) + bytes(8)
+_UID_DROP = bytes(range(248, 256))
 
 
 def new_uid() -> str:
-    """A Zeek-style connection uid: 'C' followed by 17 base62 characters."""
-    value = int.from_bytes(os.urandom(13), "big")
-    chars = []
-    for _ in range(17):
-        value, digit = divmod(value, 62)
-        chars.append(_UID_ALPHABET[digit])
-    return "C" + "".join(chars)
+    """A Zeek-style connection uid: 'C' followed by 17 random base62 characters."""
+    chars = b""
+    while len(chars) < 17:  # 24 random bytes keep 17 or more but once in ~10^8
+        chars += os.urandom(24).translate(_UID_TABLE, _UID_DROP)
+    return "C" + chars[:17].decode()
 
 
 @dataclass(slots=True)
@@ -322,27 +323,28 @@ class FlowDetector:
     NOVEL = False  # whether notices carry the flow's novel bytes (the standard profile measures them)
 
     def _raise(self, flow: Flow, ts: float, note: NoteType, msg: str, due: list[Notice], **fields: object) -> None:
-        """Raise `note` for the flow, once; its text (`msg`, a flow_text template) is only built then."""
+        """Raise `note` for the flow, once; its text (`msg`, a _FlowText template) is only built then."""
         if flow.alerted & note.bit:
             return
         flow.alerted |= note.bit
-        due.append(self._notice(flow, ts, note.name, flow_text(msg, flow, **fields), novel=self.NOVEL,
-                                extra=self._extra(flow)))
+        due.append(self._notice(flow, ts, note.name, msg, **fields))
 
     def _extra(self, flow: Flow) -> str:
         """What a profile adds at the end of a flow notice's `sub`."""
         return ""
 
-    def _notice(self, flow: Flow, ts: float, note: str, msg: str, *, novel: bool, extra: str = "") -> Notice:
-        src, dst = addr_text(flow.src), addr_text(flow.dst)
-        novel_bytes = flow.novel_bytes if novel else -1
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, **fields: object) -> Notice:
+        """A notice on the flow; `msg` is a _FlowText template (with `fields`)."""
+        text = _FlowText(flow, fields)
+        novel_bytes = flow.novel_bytes if self.NOVEL else -1
         self.stats.notices += 1
+        src, dst = text["src"], text["dst"]
         return Notice(
             ts=ts,
             note=note,
-            msg=msg,
+            msg=msg.format_map(text),
             sub=flow_summary_sub(src, dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes, flow.n,
-                                 novel_bytes, extra),
+                                 novel_bytes, self._extra(flow), duration=text["duration"]),
             src=src,
             dst=dst,
             uid=flow.ensure_uid(),
@@ -356,7 +358,9 @@ class FlowDetector:
 
 
 class _FlowText(dict[str, object]):
-    """A flow's fields as notice text, for str.format_map, each computed only if the template asks."""
+    """A flow's fields as notice text, for a notice's msg template (str.format_map), each computed only if
+    asked: {src} {dst} {between} ("from A to B"), {span} (start, end, duration), {duration}, sizes {sent}
+    {novel} {requests} {nonecho}, {flow.<attribute>}, and the fields a note adds."""
 
     def __init__(self, flow: Flow, fields: dict[str, object]) -> None:
         super().__init__(fields, flow=flow)
@@ -369,7 +373,9 @@ class _FlowText(dict[str, object]):
         elif key == "between":
             value = f"from {self['src']} to {self['dst']}"
         elif key == "span":
-            value = time_span_text(flow.start, flow.last)
+            value = time_span_text(flow.start, flow.last, self["duration"])
+        elif key == "duration":
+            value = format_interval(flow.last - flow.start)
         else:  # a byte count: sent, novel, requests, nonecho
             value = format_size(getattr(flow, _SIZES[key]))
         self[key] = value
@@ -377,13 +383,6 @@ class _FlowText(dict[str, object]):
 
 
 _SIZES = {"sent": "bytes_sent", "novel": "novel_bytes", "requests": "orig_bytes", "nonecho": "nonecho_novel"}
-
-
-def flow_text(template: str, flow: Flow, **fields: object) -> str:
-    """A notice's msg from a template naming the flow's fields: {src} {dst} {between} ("from A to B"),
-    {span} (start, end, duration), sizes {sent} {novel} {requests} {nonecho}, {flow.<attribute>}, and
-    `fields` given here."""
-    return template.format_map(_FlowText(flow, fields))
 
 
 def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:

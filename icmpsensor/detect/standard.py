@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect import fingerprints, nonecho, tunnels
-from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector, flow_text
+from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
@@ -33,7 +33,7 @@ from icmpsensor.notice.types import (
     NoteType,
 )
 
-# The notes' msg (detect/flows.py flow_text templates).
+# The notes' msg: templates of the flow's fields (detect/flows.py _FlowText).
 EXFIL_MSG = "Exfil of {novel} of novel data ({sent} of payload) seen {between} so far. {span}"
 SUMMARY_MSG = "Exfil of size {sent} ({novel} novel) seen between {src} and {dst}. {span}"  # the original's format
 ASYM_MSG = "{flow.reply_differs} ICMP echo replies {between} carried bytes the request they answer did not. {span}"
@@ -313,8 +313,7 @@ class Detector(FlowDetector):
         if not self._realtime:
             self._evaluate(flow, ts, due)
         elif flow.alerted & _SUMMARISED and self._enabled & EXFIL_SUMMARY.bit:
-            due.append(self._notice(flow, ts, EXFIL_SUMMARY.name, flow_text(SUMMARY_MSG, flow), novel=True,
-                                    extra=self._extra(flow)))
+            due.append(self._notice(flow, ts, EXFIL_SUMMARY.name, SUMMARY_MSG))
 
     # -- evaluation --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 
 ZEEK_ACTIONS = ("Notice::ACTION_LOG",)
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # built once: json.dumps builds one per call
 
 
 @dataclass(slots=True)
@@ -56,4 +57,4 @@ class Notice:
 
     def to_json_line(self, peer_descr: str) -> str:
         """One complete line, newline included, ready for a single write."""
-        return json.dumps(self.zeek_record(peer_descr), ensure_ascii=True, separators=(",", ":")) + "\n"
+        return _ENCODER.encode(self.zeek_record(peer_descr)) + "\n"

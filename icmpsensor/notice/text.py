@@ -6,12 +6,16 @@ seconds, durations spelled like Zeek prints an interval.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 import time
 
 
 def addr_text(packed: bytes) -> str:
-    """A packed 4- or 16-byte address as text."""
+    """A packed 4- or 16-byte address as text (IPv6 as Python's ipaddress writes it)."""
+    if len(packed) == 4:
+        return socket.inet_ntoa(packed)  # what ipaddress gives, twenty times faster (a notice storm's flush)
     return str(ipaddress.ip_address(packed))
 
 
@@ -55,16 +59,23 @@ def format_interval(seconds: float) -> str:
 
 def format_local_time(ts: float) -> str:
     """Local wall-clock time as in the original's msg: '10:54:26 12/10/2022 EDT-0400'."""
-    return time.strftime("%H:%M:%S %d/%m/%Y %Z%z", time.localtime(ts))
+    return _local_second(int(ts // 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_second(second: int) -> str:
+    # The flows a notice storm ends share their seconds: each is formatted once.
+    return time.strftime("%H:%M:%S %d/%m/%Y %Z%z", time.localtime(second))
 
 
 def flow_summary_sub(
     src: str, dst: str, start: float, end: float, bytes_sent: int, bytes_received: int, n: int,
-    novel_bytes: int = -1, extra: str = "",
+    novel_bytes: int = -1, extra: str = "", *, duration: str | None = None,
 ) -> str:
+    """`duration`: format_interval(end - start), when the caller has it already."""
     text = (
         f"Source: {src}, Destination: {dst}, Start time: {start:.6f}, End time: {end:.6f}, "
-        f"Duration: {format_interval(end - start)}, Bytes sent: {bytes_sent}, "
+        f"Duration: {duration or format_interval(end - start)}, Bytes sent: {bytes_sent}, "
         f"Bytes received: {bytes_received}, Event count: {n}"
     )
     if novel_bytes >= 0:
@@ -72,8 +83,8 @@ def flow_summary_sub(
     return text + (f", {extra}" if extra else "")
 
 
-def time_span_text(start: float, end: float) -> str:
+def time_span_text(start: float, end: float, duration: str | None = None) -> str:
     return (
         f"Start time: {format_local_time(start)}. End time: {format_local_time(end)}. "
-        f"Total duration: {format_interval(end - start)}"
+        f"Total duration: {duration or format_interval(end - start)}"
     )

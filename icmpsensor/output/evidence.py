@@ -9,7 +9,13 @@ The notice carries the pcap's path in its `evidence` field.
 
 Packets are written as they were decoded, re-encoded as raw IP (LINKTYPE_RAW): the
 link layer is not kept and fragmented messages appear reassembled. Disk use is bounded
-by `max_total_bytes`: the oldest evidence files are deleted first.
+by `max_total_bytes`, counted in the blocks the files take on disk: the oldest evidence
+files are deleted first.
+
+The directory is one the recorder created or verified (a real directory, not a link, owned by
+this user and writable by nobody else; output/logfile.py verify_directory); every file in it is
+created new (O_EXCL, O_NOFOLLOW) relative to that verified directory, and the trim deletes only
+files named as the recorder names them (`<uid>.pcap`, `<uid>.bin`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import struct
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -28,10 +35,15 @@ from icmpsensor.config.schema import EvidenceConfig
 from icmpsensor.decode.checksum import internet_checksum
 from icmpsensor.decode.linktypes import LINKTYPE_RAW
 from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.errors import SensorError
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import EXFIL_SUMMARY
+from icmpsensor.output.logfile import LOG_MODE, verify_directory
 
 MAX_OPEN_FILES = 64
+KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
+DISK_BLOCK = 4096  # what a file's size is rounded up to on disk (the common file system block)
+EVIDENCE_NAME = re.compile(r"C[0-9A-Za-z]{17}\.(pcap|bin)")  # a flow uid (detect/flows.py new_uid)
 
 Pair = tuple[bytes, bytes]
 
@@ -51,9 +63,15 @@ def encode(pkt: IcmpPacket) -> bytes:
     return ip + icmp
 
 
-def _open_append(path: str) -> BinaryIO:
-    """Kept open while the flow lasts; 0640 like the logs."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640), "ab")
+def _on_disk(size: int) -> int:
+    """The disk space a file of `size` bytes takes: whole blocks, at least one."""
+    return max(1, -(-size // DISK_BLOCK)) * DISK_BLOCK
+
+
+def _create(name: str, dir_fd: int) -> BinaryIO:
+    """A new file in the verified directory, never through a link; kept open while the flow lasts."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(name, flags, LOG_MODE, dir_fd=dir_fd), "ab")
 
 
 @dataclass
@@ -63,7 +81,8 @@ class _OpenFile:
     writer: dpkt.pcap.Writer
     carried: BinaryIO
     packets: int = 0
-    size: int = 24
+    size: int = 24  # bytes of the pcap file
+    carried_size: int = 0  # bytes of the .bin file
 
 
 @dataclass
@@ -82,12 +101,16 @@ class EvidenceRecorder:
     stats: EvidenceStats = field(default_factory=EvidenceStats)
 
     def __post_init__(self) -> None:
-        self.directory = os.path.join(self.log_dir, self.cfg.directory)
+        self.directory = os.path.abspath(os.path.join(self.log_dir, self.cfg.directory))
         self._rings: OrderedDict[Pair, deque[IcmpPacket]] = OrderedDict()
         self._open: OrderedDict[Pair, _OpenFile] = OrderedDict()
+        self._closed: OrderedDict[str, str] = OrderedDict()  # uid -> pcap path of files already closed
         # The pairs buffered or recorded (the keys of _rings and _open; a pair is never in both): the
         # pipeline checks a packet's pair here before calling observe() for a packet without novel bytes.
         self.watched: set[Pair] = set()
+        # An evidence directory that is already there is verified now (OutputError, exit 73, if it is a
+        # link or someone else's); one that is not is created with the first notice.
+        self._dir_fd = verify_directory(self.directory) if os.path.lexists(self.directory) else -1
         self._disk = self._disk_usage()
 
     # -- per packet ----------------------------------------------------------------------------
@@ -124,6 +147,10 @@ class EvidenceRecorder:
             return
         recording = self._open.get(key)
         if recording is None:
+            closed = self._closed.get(notice.uid)
+            if closed is not None:  # recorded, and closed since (MAX_OPEN_FILES): named, not reopened
+                notice.evidence = closed
+                return
             recording = self._start(key, notice.uid)
         if recording is None:
             return
@@ -132,18 +159,27 @@ class EvidenceRecorder:
             self._finish(key)
 
     def _start(self, key: Pair, uid: str) -> _OpenFile | None:
+        if not uid:
+            return None
         try:
-            os.makedirs(self.directory, mode=0o750, exist_ok=True)
-            base = os.path.join(self.directory, uid or "flow")
-            pcap = _open_append(base + ".pcap")
-            carried = _open_append(base + ".bin")
-        except OSError:
+            if self._dir_fd < 0:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.directory, 0o750)
+                self._dir_fd = verify_directory(self.directory)
+            pcap = _create(uid + ".pcap", self._dir_fd)
+            try:
+                carried = _create(uid + ".bin", self._dir_fd)
+            except OSError:
+                pcap.close()
+                raise
+        except (OSError, SensorError):
             self.stats.errors += 1
             return None
+        base = os.path.join(self.directory, uid)
         recording = _OpenFile(base + ".pcap", pcap, dpkt.pcap.Writer(pcap, linktype=LINKTYPE_RAW), carried)
         self._open[key] = recording
         self.watched.add(key)
-        self._disk += recording.size  # the pcap file header
+        self._disk += 2 * DISK_BLOCK  # two new files: a block each on disk, however small
         self.stats.files += 1
         if len(self._open) > MAX_OPEN_FILES:
             self._finish(next(iter(self._open)))
@@ -166,10 +202,12 @@ class EvidenceRecorder:
             self.stats.errors += 1
             return
         recording.packets += 1
-        grown = 16 + len(packet) + (len(pkt.payload) if pkt.is_echo_request else 0)
+        carried = len(pkt.payload) if pkt.is_echo_request else 0
+        self._disk += (_on_disk(recording.size + 16 + len(packet)) - _on_disk(recording.size)
+                       + _on_disk(recording.carried_size + carried) - _on_disk(recording.carried_size))
         recording.size += 16 + len(packet)
+        recording.carried_size += carried
         self.stats.packets += 1
-        self._disk += grown
         if self._disk > cfg.max_total_bytes:
             self._trim()
 
@@ -178,6 +216,9 @@ class EvidenceRecorder:
         if recording is None:
             return
         self.watched.discard(key)
+        self._closed[os.path.basename(recording.pcap_path)[:-5]] = recording.pcap_path
+        if len(self._closed) > KNOWN_UIDS:
+            self._closed.popitem(last=False)
         for handle in (recording.pcap, recording.carried):
             with contextlib.suppress(OSError):
                 handle.close()
@@ -185,23 +226,26 @@ class EvidenceRecorder:
     def close(self) -> None:
         while self._open:
             self._finish(next(iter(self._open)))
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
     # -- disk budget -------------------------------------------------------------------------
 
-    def _files(self) -> list[os.DirEntry[str]]:
-        try:
-            return [e for e in os.scandir(self.directory) if e.is_file()]
-        except OSError:
-            return []
-
     def _sizes(self) -> list[tuple[float, int, str]]:
-        """(mtime, size, path) of every evidence file, oldest first; files that vanish meanwhile (another
-        worker trimmed them) are left out."""
+        """(mtime, bytes on disk, name) of every evidence file, oldest first; files that vanish meanwhile
+        (another worker trimmed them) are left out. Disk blocks, not file sizes: a storm of small files
+        takes a block each."""
+        if self._dir_fd < 0:
+            return []
         found = []
-        for entry in self._files():
-            with contextlib.suppress(OSError):
-                st = entry.stat()
-                found.append((st.st_mtime, st.st_size, entry.path))
+        with contextlib.suppress(OSError), os.scandir(self._dir_fd) as entries:
+            for entry in entries:
+                if not EVIDENCE_NAME.fullmatch(entry.name):
+                    continue
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    found.append((st.st_mtime, st.st_blocks * 512, entry.name))
         return sorted(found)
 
     def _disk_usage(self) -> int:
@@ -213,7 +257,8 @@ class EvidenceRecorder:
 
     def _trim(self) -> None:
         """Delete the oldest evidence files (not those still being written) until within budget."""
-        busy = {path for r in self._open.values() for path in (r.pcap_path, r.pcap_path[:-5] + ".bin")}
+        busy = {os.path.basename(path) for r in self._open.values()
+                for path in (r.pcap_path, r.pcap_path[:-5] + ".bin")}
         for recording in self._open.values():  # so that the sizes on disk are the real ones
             with contextlib.suppress(OSError):
                 recording.pcap.flush()
@@ -221,13 +266,13 @@ class EvidenceRecorder:
         entries = self._sizes()
         self._disk = sum(size for _, size, _ in entries)
         target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory
-        for _, size, path in entries:
+        for _, size, name in entries:
             if self._disk <= target:
                 break
-            if path in busy:
+            if name in busy:
                 continue
             try:
-                os.unlink(path)
+                os.unlink(name, dir_fd=self._dir_fd)
             except FileNotFoundError:
                 self._disk -= size  # another worker deleted it
             except OSError:

@@ -12,11 +12,12 @@ output/catalog.py renders both into packaging/journal-catalog/icmpsensor.catalog
 from __future__ import annotations
 
 import os
-import sys
 import syslog
+import time
 from dataclasses import dataclass
 
 from icmpsensor.config.schema import JournalConfig
+from icmpsensor.console import say
 from icmpsensor.notice.policy import journal_priority
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import BY_NAME
@@ -139,11 +140,7 @@ class Journal:
         self.errors = 0
         self._send = None
         if cfg.enabled and not self.available:
-            print(
-                f"icmpsensor: warning: journald socket {socket_path} not found; "
-                "notices go to notice.log only",
-                file=sys.stderr,
-            )
+            say(f"icmpsensor: warning: journald socket {socket_path} not found; notices go to notice.log only")
         if self.available:
             from systemd import journal
 
@@ -173,16 +170,22 @@ class Journal:
                 fields["MESSAGE_ID"] = message_id
             self.send(message, priority, **fields)
         else:
-            print(f"icmpsensor: {message}", file=sys.stderr, flush=True)
+            say(f"icmpsensor: {message}")
 
 
 class JournalSink:
-    """Every notice as one journal entry."""
+    """Every notice as one journal entry. After `deadline` (monotonic; set on shutdown) notices are skipped
+    and counted: notice.log, written first, keeps every one, and the stop must not wait for journald."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
+        self.deadline: float | None = None
+        self.skipped = 0
 
     def emit(self, notice: Notice) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.skipped += 1
+            return
         self.journal.send(
             notice.msg,
             journal_priority(self.journal.cfg.priorities, notice.note),

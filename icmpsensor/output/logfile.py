@@ -15,6 +15,7 @@ import gzip
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections import deque
@@ -34,12 +35,55 @@ class NoticeWriteError(OSError):
     """A line could not be written whole; nothing partial was left behind."""
 
 
+_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
 def open_append(path: str, mode: int = LOG_MODE) -> int:
-    """Open `path` for appending, creating it; errors name the path (exit 73)."""
+    """Open `path` for appending, creating it; OutputError (exit 73) naming the path if that fails or the
+    path is not a regular file: a link planted there is never followed, and a FIFO never waits for a reader."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        return append_fd(path, mode)
     except OSError as exc:
-        raise OutputError(f"cannot open log file {path}: {exc.strerror}") from None
+        raise OutputError(f"cannot open log file {path}: {exc.strerror or exc}") from None
+
+
+def append_fd(path: str, mode: int = LOG_MODE) -> int:
+    """`open_append`'s descriptor, with OSError as the failure (for reopening while running)."""
+    try:
+        fd = os.open(path, _APPEND_FLAGS, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symbolic link (not followed)") from None
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "is a FIFO with no reader, not a regular file") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def verify_directory(path: str) -> int:
+    """A directory the sensor may create files in and delete its own from: a real directory (not a link),
+    owned by this user and writable by nobody else. Its descriptor (files are then opened relative to it);
+    OutputError (exit 73) naming the path otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        reason = "is a symbolic link (not followed)" if exc.errno in (errno.ELOOP, errno.ENOTDIR) and \
+            os.path.islink(path) else exc.strerror or str(exc)
+        raise OutputError(f"directory {path}: {reason}") from None
+    st = os.fstat(fd)
+    problem = ""
+    if st.st_uid != os.geteuid():
+        problem = f"owned by uid {st.st_uid}, not by this user"
+    elif st.st_mode & 0o022:
+        problem = f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    if problem:
+        os.close(fd)
+        raise OutputError(f"directory {path}: {problem}")
+    return fd
 
 
 def append_whole_line(fd: int, line: bytes) -> None:
@@ -390,7 +434,7 @@ class RotatingLog:
 
     def _reopen(self) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+            fd = append_fd(self.path)
         except OSError as exc:
             raise _write_error(exc, f"cannot reopen {self.path}") from None
         old = self._fd
@@ -415,7 +459,7 @@ class RotatingLog:
     def _current_identity(self, doing: str) -> tuple[int, int] | None:
         """(st_dev, st_ino) of the file at the path now; None if there is none."""
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)  # a link put in its place is not the open file
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from icmpsensor.console import say
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.logfile import NoticeWriteError
 
@@ -48,4 +48,4 @@ def write_notice(sinks: Sequence[NoticeSink], notice: Notice, on_write_error: Ca
 
 
 def print_error(message: str) -> None:
-    print(f"icmpsensor: error: {message}", file=sys.stderr)
+    say(f"icmpsensor: error: {message}")

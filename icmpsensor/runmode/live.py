@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import syslog
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 from icmpsensor import __version__
 from icmpsensor.config.loader import load_config
 from icmpsensor.config.schema import Config, restart_only_changes
+from icmpsensor.console import say
 from icmpsensor.decode.fast import DECODER
 from icmpsensor.errors import EXIT_INTERNAL, EXIT_NOINPUT, EXIT_OK, SensorError
 from icmpsensor.notice.record import Notice
@@ -72,11 +72,11 @@ from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.stats import stats_record, status_line, worker_stats
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import QUEUE_WAIT, TICK, Worker, WorkerChannel
-from icmpsensor.source.live import STOP_DEADLINE, LiveSource
+from icmpsensor.source.live import DRAIN_DEADLINE, STOP_DEADLINE, LiveSource
 
 START_TIMEOUT = 15.0  # seconds the workers get to open their captures
 SILENCE_LIMIT = 10.0  # a worker silent this long (it reports every TICK) withholds the watchdog heartbeat
-DRAIN_DEADLINE = 1.5  # seconds, from the stop, for every worker to drain its capture
+JOURNAL_DEADLINE = 3.5  # seconds after a stop: later notices go to notice.log only (source/live.py: the stop)
 
 FREEZE_HEARTBEAT_ENV = "ICMPSENSOR_TEST_FREEZE_HEARTBEAT_AFTER"
 
@@ -173,7 +173,13 @@ class Daemon:
                 sink.close()
         self.stats_log.close()
         reason = ", ".join(self.flags.signals) or (self.failure_text or "error")
-        self.log(f"icmpsensor stopped ({reason}); {self.notice_count} notices", syslog.LOG_INFO, MSGID_STOPPED)
+        record = self.stats_record(self.clock())
+        skipped = sum(s.skipped for s in self.sinks or () if isinstance(s, JournalSink))
+        lost = (f"; {record['shutdown_dropped']} packets still queued at the stop deadline were dropped"
+                if record["shutdown_dropped"] else "")
+        lost += f"; {skipped} notices went to notice.log only (journald deadline)" if skipped else ""
+        self.log(f"icmpsensor stopped ({reason}); {self.notice_count} notices{lost}", syslog.LOG_INFO, MSGID_STOPPED,
+                 SHUTDOWN_DROPPED=record["shutdown_dropped"], JOURNAL_SKIPPED=skipped)
         self.sinks = None
 
     def _started(self, interface: str, how: str, **fields: object) -> None:
@@ -186,7 +192,7 @@ class Daemon:
         if self.journal is not None:
             self.journal.log(message, priority, message_id, **fields)
         else:
-            print(f"icmpsensor: {message}", file=sys.stderr, flush=True)
+            say(f"icmpsensor: {message}")
 
     # -- one process: the daemon is the worker loop's Link --------------------------------------
 
@@ -215,6 +221,8 @@ class Daemon:
         """After every batch or QUEUE_WAIT: the timers, a capture failure, a stop."""
         self._timers(self.clock())
         source = worker.source
+        for event in source.take_events():
+            self.log(event, syslog.LOG_WARNING)
         if source.failure and not self._stopping:
             self.log(source.failure, syslog.LOG_ERR)
             self.failure_text = "capture failure"
@@ -225,8 +233,14 @@ class Daemon:
 
     def _stop_source(self, source: Any) -> None:
         self._stopping = True
-        notify("STOPPING=1")
+        self._stopping_since(time.monotonic())
         source.stop()
+
+    def _stopping_since(self, start: float) -> None:
+        notify("STOPPING=1")
+        for sink in self.sinks or ():
+            if isinstance(sink, JournalSink):
+                sink.deadline = start + JOURNAL_DEADLINE
 
     def input_ended(self, worker: Worker) -> float | None:
         return None
@@ -335,13 +349,13 @@ class Daemon:
     def _shutdown_workers(self) -> None:
         supervisor = self.supervisor
         assert supervisor is not None
-        notify("STOPPING=1")
         start = time.monotonic()
+        self._stopping_since(start)
         live = [w for w in supervisor.workers if w.state in ("open", "running")]
         for worker in live:
             supervisor.send(worker, Stop())
         supervisor.pump_until(lambda: all(w.state == "drained" or not w.connected for w in live),
-                              start + DRAIN_DEADLINE, QUEUE_WAIT)
+                              start + DRAIN_DEADLINE + 0.5, QUEUE_WAIT)
         for worker in live:
             supervisor.send(worker, Flush(None))  # also to a worker still draining: it stops holding its socket
         supervisor.pump_until(lambda: all(w.report is not None or not w.connected for w in live),
@@ -436,6 +450,10 @@ class Daemon:
             new = self.overrides.apply(load_config(path))
         except SensorError as exc:
             self.log(f"reload rejected, running configuration kept: {exc.message}", syslog.LOG_ERR)
+            return
+        except Exception as exc:  # whatever a config file holds, a reload never ends the daemon
+            self.log(f"reload rejected, running configuration kept: {path}: {type(exc).__name__}: {exc}",
+                     syslog.LOG_ERR)
             return
         needs_restart = restart_only_changes(self.cfg, new)
         self.cfg = new

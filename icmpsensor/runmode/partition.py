@@ -37,10 +37,12 @@ import struct
 from collections.abc import Callable
 
 from icmpsensor.decode import link
+from icmpsensor.decode.fast import EXTENSION
 from icmpsensor.decode.linktypes import (
     AUTH,
     DEST_OPTS,
     ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
     FRAGMENT,
     HOP_BY_HOP,
     LINKTYPE_ETHERNET,
@@ -75,58 +77,65 @@ _V4_BUCKETS: dict[bytes, int] = {}
 _V6_BUCKETS: dict[bytes, int] = {}
 
 
-# -- the same, in libpcap: BPF share filters ------------------------------------------------------
+# -- Ethernet captures: a worker's share picked in C -------------------------------------------------
 #
-# For Ethernet captures a worker can leave the choice to libpcap: `share_filter(index, workers)` is a
-# BPF expression that accepts exactly the frames of worker `index`, so a worker reads only its own
-# frames and pays nothing in Python for the others'. It follows Decoder's path through at most
-# SHARE_FILTER_TAGS VLAN tags (the decoder's TPIDs) to an IPv4 or IPv6 header and hashes the
-# address pair symmetrically (the 32-bit sum of the two addresses, IPv6 ones folded to 32 bits by
-# XOR, times the golden ratio, bits 16-31: a sum, not a XOR, which gives every pair (a + k, b + k)
-# one bucket; a different hash from pair_key's, which a run never mixes); a frame without an address
-# pair that far in (too short, not IP, more tags) goes to worker 0. Every load is guarded by the
-# frame's length (BPF `len`), so no frame makes the program fail, as long as the capture's snap
-# length keeps SHARE_FILTER_SNAPLEN bytes (a load past the captured bytes rejects the frame in
-# every worker): `share_filters_apply` says whether a capture can use them.
+# For Ethernet captures a worker can pick its frames from each libpcap batch in C (`select_share`:
+# decode/_fastdecode.c share_select, with `share_worker` below as the Python reference), without
+# touching the others' frames in Python. The share follows Decoder's path through at most SHARE_TAGS
+# VLAN tags (the decoder's TPIDs) to an IPv4 or IPv6 header and hashes the address pair symmetrically
+# (the 32-bit sum of the two addresses, IPv6 ones folded to 32 bits by XOR, times the golden ratio,
+# bits 16-31: a sum, not a XOR, which gives every pair (a + k, b + k) one bucket; a different hash from
+# pair_key's, which a run never mixes). A frame without an address pair within its captured bytes (too
+# short or cut short, not IP, more tags) is worker 0's: every frame is exactly one worker's. It is the
+# hash of the BPF share filters replay used before (the tests keep that BPF form as an independent
+# oracle), judged on the captured length where BPF could only see the wire length, so that a frame cut
+# short is counted once instead of by no worker. `share_selectable` says whether a capture's snap
+# length keeps every address pair (else the Python partition above serves).
 
-SHARE_FILTER_TAGS = 2
-SHARE_FILTER_SNAPLEN = 14 + 4 * SHARE_FILTER_TAGS + 40  # IPv6 addresses behind the last tag
-_TPID_TEST = " or ".join(f"link[{{at}}:2] = 0x{tpid:04x}" for tpid in sorted(VLAN_TPIDS))
-
-
-def share_filter(index: int, workers: int) -> str:
-    """The BPF expression (Ethernet) accepting exactly the frames of worker `index` of `workers`."""
-    if index == 0:
-        return f"len < 14 or {_share_level(0, index, workers)}"
-    return f"len >= 14 and {_share_level(0, index, workers)}"
+SHARE_TAGS = 2
+SHARE_SNAPLEN = 14 + 4 * SHARE_TAGS + 40  # IPv6 addresses behind the last tag
+_VLAN = frozenset(VLAN_TPIDS)
 
 
-def _share_level(depth: int, index: int, workers: int) -> str:
-    ethertype = 12 + 4 * depth
-    ip = ethertype + 2
-    v4 = f"link[{ethertype}:2] = 0x0800 and len >= {ip + 20}"
-    v6 = f"link[{ethertype}:2] = 0x86dd and len >= {ip + 40}"
-    tag = f"({_TPID_TEST.format(at=ethertype)}) and len >= {ethertype + 6}" if depth < SHARE_FILTER_TAGS else ""
-    v4_pair = f"link[{ip + 12}:4] + link[{ip + 16}:4]"
-    v6_src = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(8, 24, 4))
-    v6_dst = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(24, 40, 4))
-    v6_pair = f"({v6_src}) + ({v6_dst})"
-    branches = [f"({v4} and {_bucket_test(v4_pair, index, workers)})",
-                f"({v6} and {_bucket_test(v6_pair, index, workers)})"]
-    if tag:
-        branches.append(f"({tag} and {_share_level(depth + 1, index, workers)})")
-    if index == 0:  # no address pair at this depth and no tag to follow: worker 0's
-        branches.append(f"(not ({v4}) and not ({v6})" + (f" and not ({tag}))" if tag else ")"))
-    return "(" + " or ".join(branches) + ")"
+def share_worker(frame: bytes, workers: int) -> int:
+    """The worker (of `workers`) whose share an Ethernet frame is."""
+    caplen = len(frame)
+    for depth in range(SHARE_TAGS + 1):
+        at = 12 + 4 * depth  # the ethertype
+        ip = at + 2
+        if caplen < ip:
+            return 0
+        ethertype = frame[at] << 8 | frame[at + 1]
+        if ethertype == ETHERTYPE_IPV4 and caplen >= ip + 20:
+            pair = int.from_bytes(frame[ip + 12 : ip + 16], "big") + int.from_bytes(frame[ip + 16 : ip + 20], "big")
+        elif ethertype == ETHERTYPE_IPV6 and caplen >= ip + 40:
+            pair = _fold_words(frame[ip + 8 : ip + 24]) + _fold_words(frame[ip + 24 : ip + 40])
+        elif ethertype in _VLAN and depth < SHARE_TAGS and caplen >= at + 6:
+            continue
+        else:
+            return 0
+        return (((pair & 0xFFFFFFFF) * _GOLDEN & 0xFFFFFFFF) >> 16) % workers
+    return 0
 
 
-def _bucket_test(pair_sum: str, index: int, workers: int) -> str:
-    return f"((({pair_sum}) * {_GOLDEN}) >> 16) % {workers} = {index}"
+def _fold_words(address: bytes) -> int:
+    words = struct.unpack("!4I", address)
+    return words[0] ^ words[1] ^ words[2] ^ words[3]
 
 
-def share_filters_apply(linktype: int, snaplen: int | None) -> bool:
-    """Whether captures of `linktype` with snap length `snaplen` (None: unknown) can use share_filter."""
-    return linktype == LINKTYPE_ETHERNET and snaplen is not None and snaplen >= SHARE_FILTER_SNAPLEN
+def select_share(buf: bytes, meta: bytes, index: int, workers: int) -> bytes:
+    """The records of `meta` (a libpcap batch of Ethernet frames in `buf`) that are worker `index`'s."""
+    if EXTENSION is not None:
+        return EXTENSION.share_select(buf, meta, index, workers)  # type: ignore[no-any-return]
+    size = BATCH_META.size
+    return b"".join(meta[at : at + size] for at, (_, _, off, cap) in zip(range(0, len(meta), size),
+                                                                       BATCH_META.iter_unpack(meta), strict=True)
+                    if share_worker(buf[off : off + cap], workers) == index)
+
+
+def share_selectable(linktype: int, snaplen: int | None) -> bool:
+    """Whether captures of `linktype` with snap length `snaplen` (None: unknown) can use select_share."""
+    return linktype == LINKTYPE_ETHERNET and snaplen is not None and snaplen >= SHARE_SNAPLEN
 
 
 def pair_key(linktype: int) -> KeyFunction:

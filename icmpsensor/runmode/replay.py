@@ -9,8 +9,9 @@ of its datagrams reach one worker, so per-pair state (flows, pending requests, r
 slow-exfiltration memory, evidence) stays whole, as it does for live workers in their fanout group.
 Which frames are a worker's, one partition for the whole timeline (runmode/partition.py):
 
-* Ethernet captures whose snap length keeps the addresses (all the files of the run): libpcap
-  decides, with a BPF filter per worker, so a worker reads only its own frames;
+* Ethernet captures whose snap length keeps the addresses (all the files of the run): each worker
+  picks its frames out of every libpcap batch in C (partition.select_share), before any Python
+  touches them; a frame cut too short to show its addresses is worker 0's;
 * any other capture: every worker reads every frame and keeps those of its bucket (about 0.7 us a
   frame in Python, for every frame), moving its clock on the others' as one process would.
 
@@ -40,8 +41,8 @@ files of its own flows into the shared directory and re-measures it every 10 s.
 
 from __future__ import annotations
 
+import functools
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from icmpsensor.config.schema import Config
+from icmpsensor.console import say
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect.flows import SWEEP_INTERVAL
@@ -59,12 +61,12 @@ from icmpsensor.output.sink import ListSink, NoticeSink, print_error, write_noti
 from icmpsensor.output.stdout import StdoutSink
 from icmpsensor.runmode.merge import NoticeMerge
 from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Notices, Stats, WorkerReport
-from icmpsensor.runmode.partition import ShareFeeder, share_filter, share_filters_apply
+from icmpsensor.runmode.partition import ShareFeeder, select_share, share_selectable
 from icmpsensor.runmode.pipeline import Pipeline
-from icmpsensor.runmode.stats import add_stats
+from icmpsensor.runmode.stats import totals
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import InProcessLink, Worker, WorkerChannel
-from icmpsensor.source.pcapfile import FileSource, ReadProblem, capture_snaplen
+from icmpsensor.source.pcapfile import FileSource, ReadProblem, capture_snaplen, is_stream
 
 WATERMARK_LAG = SWEEP_INTERVAL  # a worker's later notices are stamped after its clock minus this
 POLL = 0.5  # seconds the main process waits for worker messages before it looks at their processes
@@ -87,6 +89,9 @@ class ReplayResult:
 
 def run_replay(cfg: Config, paths: list[str], workers: int = 1) -> int:
     """`icmpsensor -r`: replay, print the summary line, and the exit code."""
+    if workers > 1 and any(is_stream(path) for path in paths):
+        say("icmpsensor: note: standard input, a FIFO or a pipe can be read only once: replaying in one process")
+        workers = 1
     sinks = build_sinks(cfg)
     try:
         result = replay(paths, cfg, sinks, workers)
@@ -94,15 +99,15 @@ def run_replay(cfg: Config, paths: list[str], workers: int = 1) -> int:
         for sink in sinks:
             sink.close()
     summary = result.stats
-    print(
+    say(
         f"icmpsensor: read {result.frames} packets from {result.files} file(s); "
         f"{result.notices} notice(s) written to {cfg.output.log_dir}/{cfg.output.notice_log}; "
         f"decode: {json.dumps(summary['decode'], separators=(',', ':'))}; "
-        f"detect: {json.dumps(summary['detect'], separators=(',', ':'))}",
-        file=sys.stderr,
+        f"detect: {json.dumps(summary['detect'], separators=(',', ':'))}"
+        + (f"; evidence: {json.dumps(summary['evidence'], separators=(',', ':'))}" if summary["evidence"] else "")
     )
     for problem in result.problems:
-        print(f"icmpsensor: error: {problem.text()}", file=sys.stderr)
+        say(f"icmpsensor: error: {problem.text()}")
     if result.problems:
         return EXIT_NOINPUT
     return EXIT_CANTCREAT if result.write_errors else EXIT_OK
@@ -148,20 +153,21 @@ def _check_captures(paths: Sequence[str]) -> bool:
     Then whether every file can be partitioned by libpcap (share filters): one partition for the whole
     timeline, so that a host pair stays in one worker from one file to the next."""
     linktypes = FileSource(list(paths), lambda linktype: Decoder(linktype, DecodeStats())).check()
-    return all(share_filters_apply(linktype, capture_snaplen(path)) for path, linktype in zip(paths, linktypes,
+    return all(share_selectable(linktype, capture_snaplen(path)) for path, linktype in zip(paths, linktypes,
                                                                                               strict=True))
 
 
-def _replay_worker(index: int, workers: int, cfg: Config, paths: Sequence[str], use_share_filter: bool,
+def _replay_worker(index: int, workers: int, cfg: Config, paths: Sequence[str], select_in_c: bool,
                    conn: Connection) -> int:
     """A replay worker process: its share of every file through its own Pipeline."""
     sink = ListSink()
     pipeline = Pipeline(cfg, [sink])
-    source = FileSource(list(paths), pipeline.decoder_for, share_filter(index, workers) if use_share_filter else None)
-    share = None if use_share_filter else ShareFeeder(index, workers)
+    share = functools.partial(select_share, index=index, workers=workers) if select_in_c else None
+    source = FileSource(list(paths), pipeline.decoder_for, share)
+    feeder = None if select_in_c else ShareFeeder(index, workers)
     link = WorkerChannel(index, conn, sink, source)
     link.watermark_lag = WATERMARK_LAG
-    Worker(pipeline, source, link, share).run()
+    Worker(pipeline, source, link, feeder).run()
     return EXIT_OK
 
 
@@ -181,7 +187,7 @@ class ParallelReplay:
         self.write_errors = 0
 
     def run(self) -> ReplayResult:
-        self.share_filters = _check_captures(self.paths)
+        self.select_in_c = _check_captures(self.paths)
         try:
             for index in range(self.count):
                 self.supervisor.spawn(self._body(index), f"icmpsensor-replay-{index}")
@@ -200,8 +206,8 @@ class ParallelReplay:
         return self._result()
 
     def _body(self, index: int) -> Callable[[Connection], int]:
-        cfg, paths, count, share_filters = self.cfg, self.paths, self.count, self.share_filters
-        return lambda conn: _replay_worker(index, count, cfg, paths, share_filters, conn)
+        cfg, paths, count, select_in_c = self.cfg, self.paths, self.count, self.select_in_c
+        return lambda conn: _replay_worker(index, count, cfg, paths, select_in_c, conn)
 
     def _handle(self, worker: WorkerHandle, message: Any) -> None:
         if isinstance(message, Notices):
@@ -246,12 +252,10 @@ class ParallelReplay:
     def _result(self) -> ReplayResult:
         reports: list[WorkerReport] = [w.report for w in self.supervisor.workers if w.report is not None]
         first = reports[0]
-        stats: dict[str, Any] = {}
-        for report in reports:
-            add_stats(stats, report.stats)
+        stats = totals([r.stats for r in reports])
         stats["notices"], stats["notice_write_errors"] = self.notices, self.write_errors  # the main process's
         # With share filters each worker read its own frames; otherwise every worker read them all.
-        frames = sum(r.frames for r in reports) if self.share_filters else first.frames
+        frames = sum(r.frames for r in reports) if self.select_in_c else first.frames
         return ReplayResult(
             files=first.files,
             frames=frames,
@@ -270,5 +274,5 @@ class ParallelReplay:
         for report in reports:
             for problem in report.problems:
                 frames.setdefault((problem.path, problem.error), []).append(problem.frames)
-        return [ReadProblem(path, error, sum(counts) if self.share_filters else counts[0])
+        return [ReadProblem(path, error, sum(counts) if self.select_in_c else counts[0])
                 for (path, error), counts in frames.items()]

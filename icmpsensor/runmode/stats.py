@@ -9,21 +9,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.runmode.pipeline import Pipeline
 
 # The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
 CAPTURE_KEYS = ("packets_received", "packets_read", "kernel_dropped", "interface_dropped", "queue_dropped",
-                "queue_dropped_batches")
+                "queue_dropped_batches", "shutdown_dropped", "capture_waiting")
 
 
 def worker_stats(pipeline: Pipeline, source: Any) -> dict[str, Any]:
     """One worker's counters: its pipeline's, and its capture's when it reads an interface."""
     record: dict[str, Any] = pipeline.stats()
     if getattr(source, "live", False):
-        cap = source.capture.refresh_stats()
+        cap = source.stats()
         record.update(packets_received=cap.received, packets_read=cap.read, kernel_dropped=cap.kernel_dropped,
                       interface_dropped=cap.interface_dropped, queue_dropped=cap.queue_dropped,
-                      queue_dropped_batches=source.queue.dropped)
+                      queue_dropped_batches=source.queue.dropped, shutdown_dropped=source.shutdown_dropped,
+                      capture_waiting=int(source.waiting is not None))  # 1: waiting for the interface
     return record
 
 
@@ -44,6 +46,8 @@ def totals(workers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for stats in workers:
         add_stats(total, stats)
     total["interface_dropped"] = max((s.get("interface_dropped", 0) for s in workers), default=0)
+    if "decode" in total:  # in one process's order, whatever the order the workers met the reasons in
+        total["decode"] = DecodeStats.from_dict(total["decode"]).as_dict()
     return total
 
 
@@ -70,6 +74,7 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
         "notices_lost": lost,
         "journal_errors": journal_errors,
         "detect": detect,
+        "evidence": t.get("evidence", {}),
     }
     if worker_states:
         record["workers"] = [
@@ -82,7 +87,8 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
 
 def status_line(record: Mapping[str, Any]) -> str:
     """`STATUS=` and the journald stats line, from a stats record."""
-    line = (
+    waiting = f"waiting for interface {record['interface']}; " if record.get("capture_waiting") else ""
+    line = waiting + (
         f"{record['packets_read']} packets, {record['flows']} flows, {record['notices']} notices, "
         f"drops: kernel {record['kernel_dropped']} interface {record['interface_dropped']} "
         f"queue {record['queue_dropped']}"

@@ -17,6 +17,7 @@ whose descendant still holds the pipe). No worker outlives the supervisor (`reap
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import queue
@@ -108,7 +109,7 @@ class Supervisor:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         ours, theirs = _FORK.Pipe(duplex=True)
-        inherited = [w.conn for w in self.workers]
+        inherited = [ours, *(w.conn for w in self.workers)]  # the main process's ends: the worker closes them
         process = _FORK.Process(target=_worker_process, args=(body, theirs, inherited), name=name)
         process.start()
         theirs.close()  # so that the worker's exit is an EOF here
@@ -230,10 +231,21 @@ def _pending(conn: Connection) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """Linux PR_SET_PDEATHSIG: the kernel kills this worker if the main process dies (even by SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def _worker_process(body: Callable[[Connection], int], conn: Connection, inherited: list[Connection]) -> None:
     """Entry point of a forked worker: its exit code, or its one-line error (Failed) to the supervisor."""
-    for other in inherited:  # the main process's ends of the earlier workers' pipes: not ours to hold open
-        other.close()
+    _die_with_parent()
+    for other in inherited:  # the main process's ends of the pipes: held open here, a dead main would never be
+        other.close()        # an EOF (and a full pipe would block a send for ever)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     code = EXIT_INTERNAL

@@ -11,6 +11,7 @@ in one process, the live daemon itself for a live sensor in one process (runmode
 from __future__ import annotations
 
 import os
+import syslog
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 
 from icmpsensor.errors import EXIT_NOINPUT, SensorError
 from icmpsensor.output.sink import ListSink
-from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Notices, Reload, Stats, Stop, WorkerReport
+from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Log, Notices, Reload, Stats, Stop, WorkerReport
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.stats import peak_rss_kb, worker_stats
 from icmpsensor.source.batch import Batch
@@ -38,6 +39,8 @@ class Source(Protocol):
     def stop(self) -> None: ...
 
     def close(self) -> Iterator[Batch]: ...
+
+    def take_events(self) -> list[str]: ...
 
 
 class ShareFeed(Protocol):
@@ -128,6 +131,7 @@ class WorkerChannel:
         self._next_tick = time.time()
         self._ticks = 0
         self._failure_sent = False
+        self._flush: Flush | None = None  # a Flush that came before the input ended (a worker still draining)
 
     def round(self, worker: Worker) -> None:
         notices = self.sink.take()
@@ -139,6 +143,8 @@ class WorkerChannel:
         if now >= self._next_tick:
             self._next_tick = now + TICK
             self._tick(worker, now)
+        for event in self.source.take_events():
+            self.conn.send(Log(syslog.LOG_WARNING, event))
         if self.source.failure and not self._failure_sent:
             self._failure_sent = True  # the supervisor stops every worker
             self.conn.send(Failed(EXIT_NOINPUT, self.source.failure))
@@ -146,8 +152,10 @@ class WorkerChannel:
             message = self.conn.recv()
             if isinstance(message, Reload):
                 worker.pipeline.reconfigure(message.cfg)
-            elif isinstance(message, Stop):
+            elif isinstance(message, Stop | Flush):
                 self.source.stop()
+                if isinstance(message, Flush):
+                    self._flush = message
 
     def _tick(self, worker: Worker, now: float) -> None:
         worker.tick(now)
@@ -160,13 +168,17 @@ class WorkerChannel:
     def input_ended(self, worker: Worker) -> float | None:
         self.conn.send(InputEnded(self.sink.take(), worker.latest()))
         parent = os.getppid()
-        while not self.conn.poll(1.0):
-            if os.getppid() != parent:
-                raise SensorError("the main process is gone")
-        message = self.conn.recv()
-        if not isinstance(message, Flush):
-            raise SensorError(f"unexpected message {type(message).__name__} from the main process")
-        return message.at
+        while self._flush is None:
+            if not self.conn.poll(1.0):
+                if os.getppid() != parent:
+                    raise SensorError("the main process is gone")
+                continue
+            message = self.conn.recv()
+            if isinstance(message, Flush):
+                self._flush = message
+            elif not isinstance(message, Reload | Stop):
+                raise SensorError(f"unexpected message {type(message).__name__} from the main process")
+        return self._flush.at
 
     def done(self, worker: Worker) -> None:
         worker.pipeline.close()

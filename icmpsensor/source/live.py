@@ -19,9 +19,11 @@ group changes which socket each host pair hashes to, and neither may split a pai
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +54,7 @@ _STATUS_TEXT = {
 _PERMISSION_STATUSES = (-8, -11)
 READ_TIMEOUT_MS = 100  # libpcap/kernel ring block timeout: the longest a packet waits to be handed over
 STOP_DRAIN_SECONDS = 2 * READ_TIMEOUT_MS / 1000
+DOWN_POLL = 0.5  # seconds between looks at an interface that went down
 _WARNING_TEXT = {1: "warning", 2: "promiscuous mode not supported", 3: "timestamp type not supported"}
 
 # PACKET_FANOUT (linux/if_packet.h). With FLAG_UNIQUEID and id 0 the kernel creates the group
@@ -60,6 +63,20 @@ _SOL_PACKET = 263
 _PACKET_FANOUT = 18
 PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
 DROP_ALL_FILTER = "less 1"  # no frame is that short: a held handle passes nothing
+
+
+_SIOCGIFFLAGS = 0x8913  # linux/sockios.h
+_IFF_UP, _IFF_RUNNING = 0x1, 0x40
+
+
+def interface_up(fd: int, name: str) -> bool:
+    """Whether the interface is up and running (SIOCGIFFLAGS on the capture's own socket: the unit allows no
+    AF_INET socket)."""
+    try:
+        flags = struct.unpack_from("H", fcntl.ioctl(fd, _SIOCGIFFLAGS, struct.pack("16s16x", name.encode())), 16)[0]
+    except OSError:
+        return False
+    return flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
 
 
 @dataclass
@@ -88,6 +105,8 @@ class LiveCapture:
         self._hold_on_stop = hold_on_stop  # after draining on stop, keep the handle open until stop()
         self._release = threading.Event()
         self.drained = threading.Event()  # set once the thread has read its last packet
+        self.down_since: float | None = None  # monotonic: since when the interface is down (the handle is kept)
+        self.down_error = ""
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -116,6 +135,11 @@ class LiveCapture:
             raise CaptureError(f"interface {name}: {exc}") from None
         self._handle = handle
         return linktype
+
+    def take_events(self) -> list[str]:
+        """What happened to the capture (a failure ridden through, a resume) since the last call."""
+        events, self.events = self.events, []
+        return events
 
     def join_fanout(self, group: int | None) -> int:
         """Join the opened handle to a PACKET_FANOUT_HASH group; the group id.
@@ -169,10 +193,16 @@ class LiveCapture:
         fd = handle.getfd()
         try:
             while not self._stop.is_set():
+                if self.down_since is not None:  # the socket reports nothing useful until the link is back
+                    if select.select([self._wake_r], [], [], DOWN_POLL)[0]:
+                        break
+                    if interface_up(fd, self.interface):
+                        self.down_since = None
+                    continue
                 readable, _, _ = select.select([fd, self._wake_r], [], [], 1.0)
                 if self._wake_r in readable:
                     break
-                self._drain(handle, queue)
+                self._read_round(handle, queue)
             # Packets can sit in a kernel ring block until its timeout retires it: wait that long, then
             # take them too, so a stop never loses what the wire already delivered.
             deadline = time.monotonic() + STOP_DRAIN_SECONDS
@@ -191,6 +221,17 @@ class LiveCapture:
                 self._handle = None
                 handle.close()
             queue.wake()
+
+    def _read_round(self, handle: pcapy.Reader, queue: SpscQueue[RawBatch]) -> None:
+        """`_drain`, riding through the interface going down: the socket stays bound (and in its fanout group,
+        so that no host pair moves to another worker) and reads again once the link is back."""
+        try:
+            self._drain(handle, queue)
+        except pcapy.PcapError as exc:
+            if "went down" not in str(exc):  # libpcap pcap-linux.c: "The interface went down" (ENETDOWN)
+                raise
+            self.down_error = f"interface {self.interface}: {exc}"
+            self.down_since = time.monotonic()
 
     def _drain(self, handle: pcapy.Reader, queue: SpscQueue[RawBatch]) -> None:
         """Read batches until libpcap has nothing more right now."""
@@ -250,15 +291,35 @@ class LiveCapture:
             self._handle = None
 
 
-STOP_DEADLINE = 4.0  # seconds the capture thread gets to drain and finish on a stop
+REOPEN_FIRST_DELAY = 0.5  # seconds before the first attempt to reopen a failed capture; doubling up to
+REOPEN_MAX_DELAY = 16.0
+
+
+@dataclass
+class Waiting:
+    """A capture that failed, being reopened."""
+
+    since: float  # monotonic
+    error: str
+    attempts: int = 0
+    next_try: float = 0.0
+    last_error: str = ""
+
+
+# A stop, in seconds after it (SIGTERM must end the sensor within 5 s at any load): the capture thread
+# takes what the wire already delivered, the worker processes the queued batches until DRAIN_DEADLINE
+# and drops (and counts) what is still queued then, and every open flow is flushed.
+DRAIN_DEADLINE = 1.5
+STOP_DEADLINE = 4.5  # a capture thread (or a worker process) still running then is left behind
 
 
 class LiveSource:
     """What a worker reads live: the capture thread's batches through the SPSC queue.
 
     `stop()` asks the capture thread to stop reading; `next_batch` then hands on what is still queued
-    and says the input has ended (returns None with `ended` set) once the thread has drained, stopped,
-    or had STOP_DEADLINE seconds. `hold_on_stop`: the thread keeps its socket in the fanout group,
+    and says the input has ended (returns None with `ended` set) once the thread has drained and the
+    queue is empty, or DRAIN_DEADLINE seconds after the stop, dropping what is still queued then
+    (`shutdown_dropped` packets). `hold_on_stop`: the thread keeps its socket in the fanout group,
     reading nothing, until `close()`.
     """
 
@@ -266,20 +327,32 @@ class LiveSource:
 
     def __init__(self, interface: str, cfg: CaptureConfig, decoder_for: Callable[[int], Any], *,
                  hold_on_stop: bool = False) -> None:
+        self.cfg = cfg
         self.capture = LiveCapture(interface, cfg, hold_on_stop=hold_on_stop)
         self.queue: SpscQueue[RawBatch] = SpscQueue(cfg.queue_batches)
         self._decoder_for = decoder_for
         self.decoder: Any = None
         self.ended = False
-        self._stop_deadline: float | None = None
+        self.shutdown_dropped = 0  # packets still queued at the drain deadline
+        self._drain_until: float | None = None
+        self._hold_on_stop = hold_on_stop
+        self._group: int | None = None  # the fanout group joined, to join again after a reopen
+        self._earlier = CaptureStats()  # the counters of the handles closed after a capture failure
+        self.waiting: Waiting | None = None  # set while the interface is gone and being reopened
+        self.failure: str | None = None  # why the capture ended for good (after capture.reopen_timeout)
+        self.events: list[str] = []  # what happened to the capture, for the log (take_events)
 
     @property
     def interface(self) -> str:
         return self.capture.interface
 
-    @property
-    def failure(self) -> str | None:
-        return self.capture.failure
+    def stats(self) -> CaptureStats:
+        """The capture's counters since the start, over every handle a link flap made it open."""
+        now = self.capture.refresh_stats()
+        earlier = self._earlier
+        return CaptureStats(earlier.received + now.received, earlier.kernel_dropped + now.kernel_dropped,
+                            earlier.interface_dropped + now.interface_dropped, earlier.read + now.read,
+                            earlier.queue_dropped + now.queue_dropped)
 
     def open(self, *, held: bool = False) -> None:
         """Open the interface and a decoder for its link type; CaptureError otherwise."""
@@ -293,25 +366,95 @@ class LiveSource:
     def start(self) -> None:
         self.capture.start(self.queue)
 
+    def take_events(self) -> list[str]:
+        """What happened to the capture (a failure ridden through, a resume) since the last call."""
+        events, self.events = self.events, []
+        return events
+
+    def join_fanout(self, group: int | None) -> int:
+        self._group = self.capture.join_fanout(group)
+        return self._group
+
     def next_batch(self, timeout: float) -> Batch | None:
         """The next batch, waiting up to `timeout` seconds; None if none came (or the input ended)."""
+        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+            self._drop_queued()
+            self.ended = True
+            return None
+        if self._drain_until is None and self.failure is None:
+            self._watch()
         item = self.queue.get_wait(timeout)
-        if item is not None:
-            return Batch(self.decoder, *item)
-        deadline = self._stop_deadline
-        if deadline is not None and (self.capture.drained.is_set() or not self.capture.running
-                                     or time.monotonic() >= deadline):
-            item = self.queue.get()
-            if item is None:
-                self.ended = True
-                return None
-            return Batch(self.decoder, *item)
-        return None
+        if item is None and self._drain_until is not None and (self.capture.drained.is_set()
+                                                                or not self.capture.running):
+            item = self.queue.get()  # one more look: the thread may have queued its last batch just now
+            self.ended = item is None
+        return None if item is None else Batch(self.decoder, *item)
+
+    # -- a link flap: the interface goes down (or away) and comes back ---------------------------------
+    #
+    # Down: the capture thread keeps its handle (bound, and in its fanout group: no host pair moves to another
+    # worker) and reads again once the link is back. Gone (any other capture error): the handle is closed, and
+    # the interface is reopened with backoff. Either way every flow is kept, for capture.reopen_timeout seconds
+    # (0: for ever); after that the capture has failed for good (`failure`).
+
+    def _watch(self) -> None:
+        capture, waiting, now = self.capture, self.waiting, time.monotonic()
+        if waiting is None:
+            if capture.failure:
+                self._wait(now, capture.failure, "reopening it")
+                capture.stop(0.0)  # its thread has ended: this closes its wake-up pipe
+                self._earlier = self.stats()
+                capture.stats = CaptureStats()  # counted in _earlier now
+            elif capture.down_since is not None:
+                self._wait(capture.down_since, capture.down_error, "waiting for it")
+            return
+        limit = self.cfg.reopen_timeout
+        if limit and now - waiting.since >= limit and (capture.failure or capture.down_since is not None):
+            self.failure = f"{waiting.error}; not back within capture.reopen_timeout ({limit:g} s)"
+        elif capture.failure:
+            self._reopen_due(now, waiting)
+        elif capture.down_since is None:
+            self.events.append(f"interface {self.interface}: capture resumed after {now - waiting.since:.1f} s")
+            self.waiting = None
+
+    def _wait(self, since: float, error: str, doing: str) -> None:
+        self.waiting = Waiting(since=since, error=error)
+        limit = self.cfg.reopen_timeout
+        self.events.append(f"{error}; flows kept, {doing} ({f'for {limit:g} s' if limit else 'until it is back'}: "
+                           "capture.reopen_timeout)")
+
+    def _reopen_due(self, now: float, waiting: Waiting) -> None:
+        if now < waiting.next_try:
+            return
+        waiting.attempts += 1
+        waiting.next_try = now + min(REOPEN_MAX_DELAY, 2 ** min(waiting.attempts - 1, 5) * REOPEN_FIRST_DELAY)
+        try:
+            self._reopen()
+        except (CaptureError, InputError) as exc:
+            waiting.last_error = exc.message
+
+    def _reopen(self) -> None:
+        fresh = LiveCapture(self.interface, self.cfg, hold_on_stop=self._hold_on_stop)
+        try:
+            linktype = fresh.open()
+            if self._group is not None:
+                fresh.join_fanout(self._group)
+            self.decoder = self._decoder_for(linktype)
+        except (CaptureError, InputError):
+            fresh.close_unstarted()
+            fresh.stop(0.0)  # its wake-up pipe
+            raise
+        self.capture = fresh
+        fresh.start(self.queue)
+
+    def _drop_queued(self) -> None:
+        while (item := self.queue.get()) is not None:
+            self.shutdown_dropped += packet_count(item[1])
 
     def stop(self) -> None:
         """Stop reading (the capture thread drains what the wire already delivered first)."""
-        if self._stop_deadline is None:
-            self._stop_deadline = time.monotonic() + STOP_DEADLINE
+        if self._drain_until is None:
+            self._drain_until = time.monotonic() + DRAIN_DEADLINE
             self.capture.request_stop()
 
     def wake(self) -> None:
@@ -319,8 +462,12 @@ class LiveSource:
         self.queue.wake()
 
     def close(self) -> Iterator[Batch]:
-        """Let the capture thread go (releasing a held socket) and close; what was still queued."""
+        """Let the capture thread go (releasing a held socket) and close; what was still queued (before the
+        drain deadline: after it, that is dropped and counted too)."""
         self.capture.stop(STOP_DEADLINE)
+        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+            self._drop_queued()
+            return
         while (item := self.queue.get()) is not None:
             yield Batch(self.decoder, *item)
 

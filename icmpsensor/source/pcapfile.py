@@ -1,15 +1,18 @@
 """Capture files (pcap and pcapng, through libpcap): the packet source of replay.
 
-Several files are read in the order given as one continuous timeline. Every file is opened and
+Several inputs are read in the order given as one continuous timeline. Every input is opened and
 its link type checked before any is read (`FileSource.check`), so that a typo in the last name does
-not cost a long run. A file that ends in a broken record gives everything before the break: the
-batch that hit it is re-read frame by frame, then the rest of the file is skipped and the problem
-is recorded.
+not cost a long run. A regular file is closed again after the check and read in libpcap batches; a
+stream (standard input as `-`, a FIFO, a pipe, a character device) can be read only once, so it
+stays open and is read frame by frame. A file that ends in a broken record gives everything before
+the break: the batch that hit it is re-read frame by frame, then the rest of the file is skipped and
+the problem is recorded.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,9 +23,14 @@ from icmpsensor.errors import InputError
 from icmpsensor.source.batch import BATCH_META, Batch, RawBatch, packet_count
 
 BATCH_SIZE = 4096
+STDIN = "-"  # as tcpdump and zeek: read the capture from standard input
 
 # A decoder for a link type (raises InputError for one it does not support).
 DecoderFactory = Callable[[int], Any]
+
+# What libpcap (through pcapy) raises on a capture it cannot read on, and what a hostile record can
+# make the frame-by-frame path raise.
+_READ_ERRORS = (pcapy.PcapError, OSError, OverflowError, ValueError)
 
 
 @dataclass
@@ -34,23 +42,25 @@ class ReadProblem:
     frames: int  # frames read from it before (and salvaged after) the break
 
     def text(self) -> str:
-        return f"capture file {self.path}: {self.error} (after {self.frames} packets; rest skipped)"
+        return f"capture file {label(self.path)}: {self.error} (after {self.frames} packets; rest skipped)"
 
 
 @dataclass
 class FileSource:
-    """`paths` read in order as one timeline; `bpf_filter` (None: every frame) picks the frames read."""
+    """`paths` read in order as one timeline; `share` (None: every frame) picks the frames given on from each
+    batch: a function of (buf, meta) giving the records kept (a replay worker's share, runmode/partition.py)."""
 
     paths: list[str]
     decoder_for: DecoderFactory
-    bpf_filter: str | None = None
+    share: Callable[[bytes, bytes], bytes] | None = None
     files: int = 0  # files opened for reading
-    frames: int = 0  # frames read (that the filter passed)
+    frames: int = 0  # frames read (that the share kept)
     problems: list[ReadProblem] = field(default_factory=list)
     ended: bool = False  # every file has been read
     live: ClassVar[bool] = False
     failure: ClassVar[str | None] = None
     _reading: Iterator[Batch] | None = None
+    _streams: dict[int, pcapy.Reader] = field(default_factory=dict)  # open since the check, by position
 
     def next_batch(self, timeout: float = 0.0) -> Batch | None:
         """The next batch of the timeline; None (and `ended`) after the last. A file never makes one wait."""
@@ -64,62 +74,103 @@ class FileSource:
     def stop(self) -> None:
         pass
 
+    def take_events(self) -> list[str]:
+        return []
+
     def close(self) -> Iterator[Batch]:
         return iter(())
 
     def check(self) -> list[int]:
-        """Open every file and check its link type, before anything is read; the link types."""
+        """Open every input and check its link type, before anything is read; the link types. Streams stay
+        open for reading (they cannot be opened twice)."""
+        if self.paths.count(STDIN) > 1:
+            raise InputError("capture file standard input (-): given more than once; it can be read only once")
         linktypes = []
-        for path in self.paths:
+        for index, path in enumerate(self.paths):
             reader = open_capture(path)
             try:
                 linktypes.append(reader.datalink())
                 _decoder_for_file(path, reader, self.decoder_for)
-            finally:
+            except BaseException:
+                reader.close()
+                raise
+            if is_stream(path):
+                self._streams[index] = reader
+            else:
                 reader.close()
         return linktypes
 
     def read(self) -> Iterator[Batch]:
         """Every batch of every file, in order."""
-        for path in self.paths:
-            yield from self._file(path)
+        for index, path in enumerate(self.paths):
+            yield from self._file(index, path)
 
-    def _file(self, path: str) -> Iterator[Batch]:
-        reader = open_capture(path)
+    def _file(self, index: int, path: str) -> Iterator[Batch]:
+        reader = self._streams.pop(index, None) or open_capture(path)
         decoder = _decoder_for_file(path, reader, self.decoder_for)
-        if self.bpf_filter is not None:
-            reader.setfilter(self.bpf_filter)
         self.files += 1
-        done = 0
+        read = kept = 0  # frames read from this file, and kept of them
         try:
-            for buf, meta in batches(reader):
-                yield Batch(decoder, buf, meta)
-                done += packet_count(meta)
-                self.frames += packet_count(meta)
-        except pcapy.PcapError as exc:
-            # the batch that hit a truncated or corrupt record is lost whole: its good frames again,
-            # one by one, then the rest of the file is skipped
-            salvaged = 0
-            try:
-                for buf, meta in _single_batches_after(path, done, self.bpf_filter):
-                    yield Batch(decoder, buf, meta)
-                    salvaged += 1
-            except pcapy.PcapError:
-                pass
-            self.frames += salvaged
-            self.problems.append(ReadProblem(path, error_text(exc), done + salvaged))
+            for buf, meta in (_frame_batches(reader) if is_stream(path) else batches(reader)):
+                read += packet_count(meta)
+                batch = self._kept(decoder, buf, meta)
+                if batch is not None:
+                    kept += packet_count(batch.meta)
+                    yield batch
+        except _READ_ERRORS as exc:
+            if not is_stream(path):
+                # the batch that hit a truncated or corrupt record is lost whole: its good frames again, one
+                # by one, then the rest of the file is skipped
+                for buf, meta in _salvage(path, read):
+                    batch = self._kept(decoder, buf, meta)
+                    if batch is not None:
+                        kept += 1
+                        yield batch
+            self.problems.append(ReadProblem(path, error_text(exc), kept))
+        finally:
+            reader.close()
+            self.frames += kept
+
+    def _kept(self, decoder: Any, buf: bytes, meta: bytes) -> Batch | None:
+        if self.share is not None:
+            meta = self.share(buf, meta)
+        return Batch(decoder, buf, meta) if meta else None
+
+
+def label(path: str) -> str:
+    """How messages name an input."""
+    return "standard input (-)" if path == STDIN else path
+
+
+def is_stream(path: str) -> bool:
+    """Whether an input can be read only once (standard input, a FIFO, a pipe, a character device)."""
+    if path == STDIN:
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def open_capture(path: str) -> pcapy.Reader:
-    if os.path.isdir(path):
-        raise InputError(f"capture file {path}: is a directory")
-    if not os.access(path, os.R_OK):
-        reason = "no such file" if not os.path.exists(path) else "permission denied"
-        raise InputError(f"capture file {path}: {reason}")
+    """libpcap's reader of one input; InputError (one line naming it) if it is no capture one can read."""
+    if path != STDIN:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise InputError(f"capture file {path}: no such file") from None
+        except OSError as exc:
+            raise InputError(f"capture file {path}: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(mode):
+            raise InputError(f"capture file {path}: is a directory")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            raise InputError(f"capture file {path}: not a file, FIFO or device one can read a capture from")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"capture file {path}: permission denied")
     try:
         return pcapy.open_offline(path)
-    except pcapy.PcapError as exc:
-        raise InputError(f"capture file {path}: {error_text(exc)}") from None
+    except _READ_ERRORS as exc:
+        raise InputError(f"capture file {label(path)}: {error_text(exc)}") from None
 
 
 def error_text(exc: Exception) -> str:
@@ -131,7 +182,7 @@ def _decoder_for_file(path: str, reader: pcapy.Reader, decoder_for: DecoderFacto
     try:
         return decoder_for(reader.datalink())
     except InputError as exc:
-        raise InputError(f"capture file {path}: {exc.message}") from None
+        raise InputError(f"capture file {label(path)}: {exc.message}") from None
 
 
 def batches(reader: pcapy.Reader) -> Iterator[RawBatch]:
@@ -144,20 +195,50 @@ def batches(reader: pcapy.Reader) -> Iterator[RawBatch]:
         yield buf, meta
 
 
-def _single_batches_after(path: str, skip: int, bpf_filter: str | None) -> Iterator[RawBatch]:
-    """Frames after the first `skip` (of those `bpf_filter` passes), each as a batch of its own."""
-    reader = pcapy.open_offline(path)
-    if bpf_filter is not None:
-        reader.setfilter(bpf_filter)
+def _salvage(path: str, skip: int) -> Iterator[RawBatch]:
+    """The frames after the first `skip` up to the broken record, each as a one-frame batch, from the file
+    opened again."""
+    try:
+        reader = pcapy.open_offline(path)
+    except _READ_ERRORS:
+        return
+    try:
+        yield from _frame_batches(reader, skip=skip, per_batch=1)
+    except _READ_ERRORS:
+        pass
+    finally:
+        reader.close()
+
+
+def _frame_batches(reader: pcapy.Reader, *, skip: int = 0, per_batch: int = BATCH_SIZE) -> Iterator[RawBatch]:
+    """The frames after the first `skip` read one by one (pcap_next), in batches of `per_batch` frames as
+    next_batch builds them. The frames before a broken record come out before its error is raised."""
     index = 0
+    frames: list[bytes] = []
+    records: list[bytes] = []
+    offset = 0
     while True:
-        hdr, data = reader.next()
+        try:
+            hdr, data = reader.next()
+        except _READ_ERRORS:
+            if records:
+                yield b"".join(frames), b"".join(records)
+            raise
         if hdr is None:
-            return
-        if index >= skip:
-            sec, usec = hdr.getts()
-            yield data, BATCH_META.pack(sec, usec, 0, len(data))
+            break
         index += 1
+        if index <= skip:
+            continue
+        sec, usec = hdr.getts()
+        # the seconds as next_batch's unsigned 32-bit field holds them (pcapy gives them signed: negative after 2038)
+        records.append(BATCH_META.pack(sec & 0xFFFFFFFF, usec & 0xFFFFFFFF, offset, len(data)))
+        frames.append(data)
+        offset += len(data)
+        if len(records) >= per_batch:
+            yield b"".join(frames), b"".join(records)
+            frames, records, offset = [], [], 0
+    if records:
+        yield b"".join(frames), b"".join(records)
 
 
 def capture_snaplen(path: str) -> int | None:

@@ -412,7 +412,7 @@ def test_interface_drops_are_the_interface_counter_once_and_the_rest_is_summed()
         {"packets_read": 50, "kernel_dropped": 2, "interface_dropped": 7, "decode": {"frames": 50}},
     ]
     summed = totals(workers)
-    assert summed["packets_read"] == 150 and summed["kernel_dropped"] == 3 and summed["decode"] == {"frames": 150}
+    assert summed["packets_read"] == 150 and summed["kernel_dropped"] == 3 and summed["decode"]["frames"] == 150
     assert summed["interface_dropped"] == 7
     record = stats_record(now=1.0, started=0.0, name="s", interface="eth0", workers=workers, notices=0, write_errors=0,
                           backlog=0, lost=0, journal_errors=0, worker_states=[(0, 10, "running"), (1, 11, "running")])

@@ -35,6 +35,7 @@ from icmpsensor.runmode import partition, replay, worker
 from icmpsensor.runmode.merge import NoticeMerge
 from icmpsensor.runmode.replay import build_sinks
 from icmpsensor.runmode.supervisor import WorkerFailure
+from icmpsensor.source.batch import BATCH_META
 from testkit import craft, synthmix
 from testkit.cli import EXFIL_NOTES, CliResult, exfil_packets, notes, run_cli, write_capture
 from testkit.paths import REPO
@@ -172,30 +173,61 @@ def test_the_key_of_a_frame_in_a_batch_is_its_key(linktype: int, frame: bytes, b
     assert key_in_batch(before + frame + after, len(before), len(frame)) == partition.pair_key(linktype)(frame)
 
 
-# -- the partition done by libpcap (Ethernet captures) -----------------------------------------------------
+# -- the partition picked in C (Ethernet captures) --------------------------------------------------------
+#
+# The BPF share filters replay used before: an independent formulation of the same hash (libpcap evaluates
+# it), kept here as the oracle partition.share_worker and the C share_select must agree with.
+
+_GOLDEN = 2654435761
+_TPID_TEST = " or ".join(f"link[{{at}}:2] = 0x{tpid:04x}" for tpid in (0x8100, 0x88A8, 0x9100, 0x9200))
 
 
-def _share_programs(workers: int) -> list[pcapy.BPFProgram]:
-    return [pcapy.compile(craft.LINKTYPE_ETHERNET, 65535, partition.share_filter(i, workers), 1, 0)
-            for i in range(workers)]
+def bpf_share_filter(index: int, workers: int) -> str:
+    """The BPF expression (Ethernet) accepting exactly the frames of worker `index` of `workers`."""
+    if index == 0:
+        return f"len < 14 or {_bpf_level(0, index, workers)}"
+    return f"len >= 14 and {_bpf_level(0, index, workers)}"
 
 
-SHARE_PROGRAMS = {n: _share_programs(n) for n in (2, 3)}
+def _bpf_level(depth: int, index: int, workers: int) -> str:
+    ethertype = 12 + 4 * depth
+    ip = ethertype + 2
+    v4 = f"link[{ethertype}:2] = 0x0800 and len >= {ip + 20}"
+    v6 = f"link[{ethertype}:2] = 0x86dd and len >= {ip + 40}"
+    tag = f"({_TPID_TEST.format(at=ethertype)}) and len >= {ethertype + 6}" if depth < partition.SHARE_TAGS else ""
+    v4_pair = f"link[{ip + 12}:4] + link[{ip + 16}:4]"
+    v6_src = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(8, 24, 4))
+    v6_dst = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(24, 40, 4))
+    bucket = "(((({pair}) * " + str(_GOLDEN) + ") >> 16) % " + f"{workers} = {index})"
+    v6_pair = f"({v6_src}) + ({v6_dst})"
+    branches = [f"({v4} and {bucket.format(pair=v4_pair)})", f"({v6} and {bucket.format(pair=v6_pair)})"]
+    if tag:
+        branches.append(f"({tag} and {_bpf_level(depth + 1, index, workers)})")
+    if index == 0:  # no address pair at this depth and no tag to follow: worker 0's
+        branches.append(f"(not ({v4}) and not ({v6})" + (f" and not ({tag}))" if tag else ")"))
+    return "(" + " or ".join(branches) + ")"
+
+
+SHARE_PROGRAMS = {n: [pcapy.compile(craft.LINKTYPE_ETHERNET, 65535, bpf_share_filter(i, n), 1, 0) for i in range(n)]
+                  for n in (2, 3)}
 
 
 def share_of(frame: bytes, workers: int) -> int:
-    """The one worker whose share filter passes `frame` (asserted: exactly one)."""
+    """The worker a frame is for: partition.share_worker, checked against the BPF oracle and the C path."""
+    worker = partition.share_worker(frame, workers)
     passing = [i for i, program in enumerate(SHARE_PROGRAMS[workers]) if program.filter(frame)]
-    assert len(passing) == 1, (passing, frame.hex())
-    return passing[0]
+    assert passing == [worker], (passing, worker, frame.hex())
+    meta = BATCH_META.pack(1, 0, 0, len(frame))
+    assert [i for i in range(workers) if partition.select_share(frame, meta, i, workers)] == [worker]
+    return worker
 
 
 @PROPERTY
 @given(case=conversations(), workers=st.sampled_from([2, 3]), cut=st.integers(0, 80))
-def test_share_filters_give_each_frame_to_one_worker_and_a_pair_to_one_worker(
+def test_shares_give_each_frame_to_one_worker_and_a_pair_to_one_worker(
         case: Conversation, workers: int, cut: int) -> None:
-    if case.kind != "ethernet" or len(case.tpids) > partition.SHARE_FILTER_TAGS:
-        case.kind, case.tpids = "ethernet", case.tpids[: partition.SHARE_FILTER_TAGS]
+    if case.kind != "ethernet" or len(case.tpids) > partition.SHARE_TAGS:
+        case.kind, case.tpids = "ethernet", case.tpids[: partition.SHARE_TAGS]
     frames = [framed("ethernet", ip, case.tpids)[1] for ip in case.forward + case.backward]
     assert len({share_of(frame, workers) for frame in frames}) == 1  # both directions, every fragment
     for frame in frames:
@@ -204,11 +236,40 @@ def test_share_filters_give_each_frame_to_one_worker_and_a_pair_to_one_worker(
 
 @PROPERTY
 @given(frame=st.binary(max_size=90), workers=st.sampled_from([2, 3]))
-def test_share_filters_take_any_bytes_once(frame: bytes, workers: int) -> None:
+def test_shares_take_any_bytes_once(frame: bytes, workers: int) -> None:
     share_of(frame, workers)
 
 
-def test_share_filters_spread_numbered_pairs() -> None:
+@PROPERTY
+@given(frames=st.lists(st.binary(max_size=90), max_size=12), records=st.lists(
+    st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=4), workers=st.integers(1, 5))
+def test_the_c_share_selection_is_the_python_one_on_whole_batches(frames: list[bytes],
+                                                                 records: list[tuple[int, int]],
+                                                                 workers: int) -> None:
+    buf, meta, offset = b"", [], 0
+    for frame in frames:
+        meta.append(BATCH_META.pack(1, 2, offset, len(frame)))
+        buf += frame
+        offset += len(frame)
+    meta += [BATCH_META.pack(3, 4, off, cap) for off, cap in records]  # records pointing anywhere: worker 0's
+    batch = b"".join(meta)
+    for index in range(workers):
+        expected = b"".join(record for record in meta if _python_owner(buf, record, workers) == index)
+        assert partition.select_share(buf, batch, index, workers) == expected
+
+
+def _python_owner(buf: bytes, record: bytes, workers: int) -> int:
+    _, _, off, cap = BATCH_META.unpack(record)
+    return partition.share_worker(buf[off : off + cap], workers) if off + cap <= len(buf) else 0
+
+
+def test_the_c_share_selection_is_in_use() -> None:
+    from icmpsensor.decode.fast import EXTENSION
+
+    assert EXTENSION is not None or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+
+
+def test_shares_spread_numbered_pairs() -> None:
     """(a + k, b + k) pairs, a lab's numbering: a XOR of the addresses would give them all one worker."""
     shares = [share_of(craft.ether(craft.icmp4(f"192.0.2.{k}", f"198.51.100.{k}", 8)), 2) for k in range(1, 65)]
     assert 20 <= sum(shares) <= 44, shares
@@ -221,7 +282,7 @@ def test_frames_without_an_address_pair_within_two_tags_go_to_worker_0() -> None
         assert share_of(frame, 3) == 0
 
 
-def test_capture_snaplen_and_when_share_filters_apply(tmp_path: Path) -> None:
+def test_capture_snaplen_and_when_shares_are_picked_in_c(tmp_path: Path) -> None:
     from icmpsensor.source.pcapfile import capture_snaplen
 
     frames = [(1000.0, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", 8)))]
@@ -232,17 +293,17 @@ def test_capture_snaplen_and_when_share_filters_apply(tmp_path: Path) -> None:
     assert capture_snaplen(str(tmp_path / "n.pcapng")) is not None
     (tmp_path / "junk").write_bytes(b"not a capture")
     assert capture_snaplen(str(tmp_path / "junk")) is None
-    assert not partition.share_filters_apply(craft.LINKTYPE_ETHERNET, 60)
-    assert partition.share_filters_apply(craft.LINKTYPE_ETHERNET, 62)
-    assert not partition.share_filters_apply(craft.LINKTYPE_ETHERNET, None)
-    assert not partition.share_filters_apply(craft.LINKTYPE_LINUX_SLL2, 65535)
+    assert not partition.share_selectable(craft.LINKTYPE_ETHERNET, 60)
+    assert partition.share_selectable(craft.LINKTYPE_ETHERNET, 62)
+    assert not partition.share_selectable(craft.LINKTYPE_ETHERNET, None)
+    assert not partition.share_selectable(craft.LINKTYPE_LINUX_SLL2, 65535)
 
 
 def test_a_short_snap_length_replays_with_the_python_partition_alike(tmp_path: Path) -> None:
     packets = many_pairs(12)
     path = tmp_path / "short.pcap"
     craft.write_pcap(path, [(ts, craft.ether(ip)) for ts, ip in packets], snaplen=60)
-    assert not replay._check_captures([str(path)])  # the frames are cut: libpcap could not place them
+    assert not replay._check_captures([str(path)])  # a snap length that may cut addresses: the Python partition
     _, many = replay_both(tmp_path, [path])  # the same counters and notices as one process
     assert summary(many)["decode"]["frames"] == len(packets)  # type: ignore[index]  # every frame, once
 
@@ -307,7 +368,9 @@ def summary(result: CliResult) -> dict[str, object]:
     """The decode and detect counters of the summary line."""
     line = next(x for x in result.stderr.splitlines() if x.startswith("icmpsensor: read "))
     head, decode, detect = line.split("; decode: ")[0], *line.split("; decode: ")[1].split("; detect: ")
-    return {"read": head.split(";")[0], "decode": json.loads(decode), "detect": json.loads(detect)}
+    detect, _, evidence = detect.partition("; evidence: ")
+    return {"read": head.split(";")[0], "decode": json.loads(decode), "detect": json.loads(detect),
+            "evidence": json.loads(evidence) if evidence else {}}
 
 
 def comparable(notices: list[dict[str, object]]) -> list[tuple[object, ...]]:

@@ -155,7 +155,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory_given(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_config(str(tmp_path))
-    assert info.value.message == f"config file {tmp_path}: Is a directory"
+    assert info.value.message == f"config file {tmp_path}: is a directory"
 
 
 def test_yaml_syntax_error(tmp_path: Path) -> None:

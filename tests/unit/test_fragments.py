@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import tracemalloc
 from collections import Counter
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.decode.fast import Decoder
-from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4
+from icmpsensor.decode.fragments import DATAGRAM_OVERHEAD, PIECE_OVERHEAD, Datagram, Reassembler, key_v4
 from icmpsensor.decode.stats import DecodeStats
 from testkit import craft
 from testkit.craft import addr
@@ -74,7 +76,7 @@ def test_conflicting_overlap_discards_the_datagram_and_absorbs_the_rest() -> Non
     forged = (64, True, b"X" * 128)
     assert feed(reassembler, [frags[0], forged, *frags[1:]]) == []
     assert stats["overlap"] == 1
-    assert reassembler.pending_bytes == 0
+    assert reassembler.pending_bytes == DATAGRAM_OVERHEAD  # its tombstone's entry, until it times out
     # Until it times out, the rest of that datagram cannot start a new one.
     assert feed(reassembler, frags) == []
     assert feed(reassembler, frags, ts=31.0) == [Datagram(1, DATA, 800)]
@@ -124,10 +126,12 @@ def test_eviction_at_the_cap_drops_the_oldest() -> None:
 
 def test_byte_cap_evicts_the_oldest() -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(max_bytes=1000, stats=stats)
+    one = DATAGRAM_OVERHEAD + PIECE_OVERHEAD + 600  # a datagram holding one 600-byte piece
+    reassembler = Reassembler(max_bytes=2 * one - 1, stats=stats)
     reassembler.add(1, 0.0, 0, True, bytes(600), 1)
+    assert reassembler.pending_bytes == one
     reassembler.add(2, 0.0, 0, True, bytes(600), 1)
-    assert stats["evicted"] == 1 and len(reassembler) == 1 and reassembler.pending_bytes == 600
+    assert stats["evicted"] == 1 and len(reassembler) == 1 and reassembler.pending_bytes == one
 
 
 def test_too_large() -> None:
@@ -145,8 +149,27 @@ def test_too_many_fragments() -> None:
     reassembler = Reassembler(max_fragments=16, stats=stats)
     holes = [(o, True, DATA[o : o + 8]) for o in range(0, 512, 16)]  # 32 separate pieces
     assert feed(reassembler, holes) == []
-    assert stats["too_many_fragments"] == 1 and reassembler.pending_bytes == 0
+    assert stats["too_many_fragments"] == 1 and reassembler.pending_bytes == DATAGRAM_OVERHEAD
     assert feed(reassembler, pieces(DATA, 128)) == []  # the rest is absorbed
+
+
+def test_memory_held_is_accounted_with_its_overhead_so_tiny_fragments_stay_within_the_cap() -> None:
+    """20,000 datagrams of 250 eight-byte pieces once took 505 MB at max_fragmented_datagrams 1000000: 8 bytes of
+    data cost about 90 in memory. Accounted with the overhead, the memory traced stays under the byte cap."""
+    cap = 4 << 20
+    reassembler = Reassembler(max_datagrams=1_000_000, max_bytes=cap)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for piece in range(60):
+            for datagram in range(2500):  # every datagram gets its pieces interleaved with the others'
+                reassembler.add(("a", "b", 1, datagram), 1.0, 16 * piece, True, os.urandom(8), 1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert reassembler.pending_bytes <= cap
+    assert peak <= cap * 1.1, f"{peak / 2**20:.1f} MiB traced for a {cap / 2**20:.0f} MiB cap"
+    assert reassembler.stats["evicted"] > 0  # the cap was reached
 
 
 def test_limits_must_be_positive() -> None:

@@ -361,13 +361,15 @@ def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recover
 
 def test_backlog_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     path = tmp_path / "notice.log"
-    path.symlink_to("/dev/full")  # every write fails with ENOSPC
     log = NoticeLog(str(tmp_path), "notice.log", "s", backlog_limit=5)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, log.log._fd)  # every write to the open file now fails with ENOSPC, as on a full disk
+    os.close(full)
     for i in range(8):
         with pytest.raises(NoticeWriteError, match="No space left on device"):
             log.emit(sample_notice(n=i))
     assert (log.backlog, log.lost, log.write_errors) == (5, 3, 8)
-    path.unlink()
+    path.rename(tmp_path / "notice.old")  # kept: a new file at the path cannot reuse its inode
     path.write_bytes(b"")
     assert log.reopen() is True
     assert log.flush_backlog() == 5

@@ -1,0 +1,189 @@
+"""Hostile load and bad days, live, between network namespaces (issue 11): a SIGTERM during a storm of
+alerted flows, a link flap, a reload with a hostile config, a broken stdout or stderr. Every traffic loop is
+bounded in count and time; traffic crosses only the lab's veth pair."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from icmpsensor.output.journal import MSGID_ERROR
+from testkit.netlab import PEER_IF, SENSOR_IF, SENSOR_IP, Lab, Sensor, launch_ready, missing_prerequisite, wait_for
+
+pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
+
+STORM_FLOWS = 30_000  # one-packet flows from spoofed sources, each with 500 novel bytes: an alert each
+QUIET = "journald:\n  enabled: true\nstats:\n  interval: 1\n"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab()
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def storm_capture(path: Path, flows: int = STORM_FLOWS) -> Path:
+    """`flows` echo requests from as many spoofed sources to the sensor host, 500 random bytes each."""
+    dst = bytes(int(x) for x in SENSOR_IP.split("."))
+    rng = __import__("random").Random(11)
+    with path.open("wb") as out:
+        writer = dpkt.pcap.Writer(out, linktype=dpkt.pcap.DLT_EN10MB)
+        for i in range(flows):
+            src = bytes((100, 64 + (i >> 16), (i >> 8) & 255, i & 255))
+            echo = dpkt.icmp.ICMP.Echo(id=i & 0xFFFF, seq=1, data=rng.randbytes(500))
+            ip = dpkt.ip.IP(src=src, dst=dst, p=1, ttl=64, data=dpkt.icmp.ICMP(type=8, code=0, data=echo))
+            ip.len = len(ip)
+            frame = dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\x02", dst=b"\x02\0\0\0\0\x01", data=ip)
+            writer.writepkt(bytes(frame), ts=1_700_000_000 + i * 1e-5)
+    return path
+
+
+def last_stats(sensor: Sensor) -> dict[str, object]:
+    lines = (sensor.log_dir / "stats.log").read_text().splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def notice_lines(sensor: Sensor) -> list[str]:
+    path = sensor.log_dir / "notice.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_in_a_storm_of_alerted_flows_ends_within_5_s_and_writes_every_notice_raised(
+        lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int) -> None:
+    storm = storm_capture(tmp_path / "storm.pcap")
+    config = QUIET + f"capture:\n  workers: {workers}\n  buffer_size: 268435456\n  queue_batches: 100000\n"
+    sensor = launch_ready(lab, tmp_path, sensors, config)
+    lab.in_peer("timeout", "60", "tcpreplay", "-q", "--topspeed", "-i", PEER_IF, str(storm), timeout=90)
+    assert wait_for(lambda: len(notice_lines(sensor)) > 200, 20), "the storm raised no notices"
+    began = time.monotonic()
+    sensor.signal(signal.SIGTERM)  # with a backlog of queued packets
+    assert wait_for(lambda: sensor.proc.poll() is not None, 30, interval=0.02)
+    took = time.monotonic() - began
+    said = [entry["MESSAGE"] for entry in sensor.journal() if entry.get("MESSAGE_ID") == MSGID_ERROR]
+    code, _, err = sensor.stop()
+    assert code == 0, (err[-2000:], said)
+    assert took <= 5.0, f"SIGTERM took {took:.1f} s"
+    stats = last_stats(sensor)
+    lines = notice_lines(sensor)
+    assert all(line.startswith("{") and line.endswith("}") for line in lines)  # whole lines only
+    # every notice the detector raised is in notice.log; every packet read was processed or counted
+    assert stats["detect"]["notices"] == stats["notices"] == len(lines), stats  # type: ignore[index]
+    decoded = stats["decode"]["frames"]  # type: ignore[index]
+    assert decoded + stats["shutdown_dropped"] + stats["queue_dropped"] == stats["packets_read"], stats
+    print(f"\n{workers} worker(s): SIGTERM to exit {took:.2f} s, {len(lines)} notices, "
+          f"{stats['shutdown_dropped']} packets dropped at the stop deadline of {stats['packets_read']} read")
+
+
+def exfil(lab: Lab, count: int, payload_pattern: str) -> None:
+    """`count` echo requests of 300 bytes whose content changes (ping -p with a counter in the pattern)."""
+    for i in range(count):
+        lab.in_peer("ping", "-q", "-c", "1", "-s", "300", "-p", f"{payload_pattern}{i:04x}", "-W", "1", SENSOR_IP,
+                    check=False)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_link_flap_is_ridden_through_with_the_flows_kept(lab: Lab, tmp_path: Path, sensors: list[Sensor],
+                                                           workers: int) -> None:
+    config = QUIET + f"capture:\n  workers: {workers}\ndetection:\n  idle_timeout: 60\n"
+    sensor = launch_ready(lab, tmp_path, sensors, config)
+    lab.hping3_exfil(tmp_path / "secret.bin" if (tmp_path / "secret.bin").exists() else _secret(tmp_path), 20)
+    assert wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
+    lab.in_sensor("ip", "link", "set", SENSOR_IF, "down")
+    assert wait_for(lambda: last_stats(sensor).get("capture_waiting", 0) > 0, 10), "not waiting for the interface"
+    time.sleep(2)
+    assert sensor.proc.poll() is None, "the sensor ended on a link flap"
+    lab.in_sensor("ip", "link", "set", SENSOR_IF, "up")
+    assert wait_for(lambda: last_stats(sensor).get("capture_waiting", 1) == 0, 30), "the capture did not resume"
+    assert wait_for(lambda: lab.in_peer("ping", "-c", "1", "-W", "1", SENSOR_IP, check=False).returncode == 0, 15)
+    lab.hping3_exfil(tmp_path / "secret.bin", 20)
+    before = last_stats(sensor)["packets_read"]
+    assert wait_for(lambda: last_stats(sensor)["packets_read"] > before, 10)  # type: ignore[operator]
+    journal = " ".join(entry["MESSAGE"] for entry in sensor.journal())
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+    exfil_flows = {json.loads(line)["uid"] for line in notice_lines(sensor) if "DataExfil" in line}
+    assert len(exfil_flows) == 1, ("the flow across the flap was split (state lost)", notice_lines(sensor))
+    summary = [json.loads(line) for line in notice_lines(sensor) if "ExfilSummary" in line]
+    assert summary and summary[0]["uid"] in exfil_flows and summary[0]["n"] > 20  # both halves, one flow
+    assert "went down; flows kept" in journal and "capture resumed" in journal
+
+
+def _secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.bin"
+    path.write_bytes(b"".join(f"record {i:05d}: account, token {i * 7919:08x}\n".encode() for i in range(400)))
+    return path
+
+
+def test_a_capture_not_back_within_reopen_timeout_ends_with_66_and_flushes(lab: Lab, tmp_path: Path,
+                                                                            sensors: list[Sensor]) -> None:
+    sensor = launch_ready(lab, tmp_path, sensors, QUIET + "capture:\n  reopen_timeout: 2\n")
+    lab.hping3_exfil(_secret(tmp_path), 20)
+    assert wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
+    lab.in_sensor("ip", "link", "set", SENSOR_IF, "down")
+    try:
+        assert wait_for(lambda: sensor.proc.poll() is not None, 20), "the sensor kept waiting"
+    finally:
+        lab.in_sensor("ip", "link", "set", SENSOR_IF, "up")
+    code, _, err = sensor.stop()
+    assert code == 66, err[-2000:]
+    assert any("ExfilSummary" in line for line in notice_lines(sensor))  # the open flow was flushed
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_reload_with_a_hostile_config_keeps_the_daemon_and_its_flows(lab: Lab, tmp_path: Path,
+                                                                        sensors: list[Sensor], workers: int) -> None:
+    sensor = launch_ready(lab, tmp_path, sensors, QUIET + f"capture:\n  workers: {workers}\n")
+    lab.hping3_exfil(_secret(tmp_path), 20)
+    assert wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
+    config = sensor.workdir / "icmpsensor.yaml"
+    for hostile in ("detection:\n  idle_timeout: " + "9" * 330 + "\n", "stats:\n  interval: -" + "9" * 330 + "\n",
+                    "\0\xff\xfe", "a: [" * 5000):
+        config.write_bytes(hostile.encode("utf-8", "surrogateescape") if isinstance(hostile, str) else hostile)
+        sensor.signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert sensor.proc.poll() is None, f"a reload of {hostile[:30]!r} ended the daemon"
+    rejected = [e for e in sensor.journal() if "reload rejected" in e.get("MESSAGE", "")]
+    assert len(rejected) == 4
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+    assert any("ExfilSummary" in line for line in notice_lines(sensor))
+
+
+def test_stdout_closed_under_a_live_daemon_ends_nothing(lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
+    sensor = launch_ready(lab, tmp_path, sensors, QUIET, extra_args=("--stdout",))
+    lab.hping3_exfil(_secret(tmp_path), 20)
+    assert sensor.proc.stdout is not None
+    assert sensor.proc.stdout.readline().startswith("{")
+    sensor.proc.stdout.close()  # as `| head -1` does
+    sensor.proc.stdout = None
+    lab.hping3_exfil(_secret(tmp_path), 20, src="10.231.0.3")
+    assert wait_for(lambda: len(notice_lines(sensor)) >= 4, 10)
+    assert sensor.proc.poll() is None, "a closed stdout ended the daemon"
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+    assert {json.loads(line)["src"] for line in notice_lines(sensor)} >= {"10.231.0.2", "10.231.0.3"}
+
+
+def test_stderr_on_a_full_device_without_journald_ends_nothing(lab: Lab, tmp_path: Path,
+                                                                sensors: list[Sensor]) -> None:
+    with open("/dev/full", "w") as full:
+        sensor = launch_ready(lab, tmp_path, sensors, "journald:\n  enabled: false\nstats:\n  interval: 1\n",
+                              journald=False, stderr=full)
+    lab.hping3_exfil(_secret(tmp_path), 20)
+    assert wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
+    time.sleep(1.5)  # stats lines go to the full stderr every second
+    assert sensor.proc.poll() is None, "a full stderr ended the daemon"
+    code, _, _ = sensor.stop()
+    assert code == 0
+    assert any("ExfilSummary" in line for line in notice_lines(sensor))

@@ -1,0 +1,290 @@
+"""Hostile input and bad days on the command line (issue 11): capture bytes, config bytes and file types
+never make the sensor exit 1 or hang; planted links are never followed; a broken stderr or stdout loses
+no notice."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from icmpsensor.example import example_frames
+from testkit.paths import REPO
+
+
+def sensor(*args: str | Path, stdin: bytes | None = None, stdout: object = subprocess.PIPE,
+           stderr: object = subprocess.PIPE, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "icmpsensor", *map(str, args)], input=stdin, stdout=stdout,
+                          stderr=stderr, timeout=timeout, env={**os.environ, "TZ": "UTC"}, cwd=REPO)
+
+
+def notices(log_dir: Path) -> list[dict[str, object]]:
+    path = log_dir / "notice.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def summary(records: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """What must match between two runs: each notice but its uid, times and evidence."""
+    return sorted((n["note"], n["src"], n["dst"], n["n"]) for n in records)
+
+
+def write_pcap(path: Path, frames: list[tuple[float, bytes]]) -> Path:
+    with path.open("wb") as out:
+        writer = dpkt.pcap.Writer(out, linktype=dpkt.pcap.DLT_EN10MB)
+        for ts, frame in frames:
+            writer.writepkt(frame, ts=ts)
+    return path
+
+
+def shifted(frames: list[tuple[float, bytes]], to: float) -> list[tuple[float, bytes]]:
+    first = frames[0][0]
+    return [(to + ts - first, frame) for ts, frame in frames]
+
+
+def out_dir(tmp_path: Path, name: str = "out") -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    return path
+
+
+def one_error_line(stderr: bytes, *needles: str) -> None:
+    errors = [line for line in stderr.decode().splitlines() if line.startswith("icmpsensor: error:")]
+    assert len(errors) == 1, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+# -- broken captures whose timestamps lie after 2038 (or at the end of 2106) -------------------------------
+
+
+@pytest.mark.parametrize("start", [2**31 + 256.0, 2**32 - 3600.0, 1.0])
+def test_a_broken_capture_after_2038_gives_the_notices_before_the_break_and_exit_66(tmp_path: Path,
+                                                                                   start: float) -> None:
+    frames = shifted(example_frames(), start)
+    clean = write_pcap(tmp_path / "clean.pcap", frames)
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(clean.read_bytes() + struct.pack("<IIII", int(start), 0, 100, 100) + b"x" * 10)
+    expected = sensor("-r", clean, "--log-dir", out_dir(tmp_path, "clean"))
+    assert expected.returncode == 0
+    for workers in ("1", "2"):
+        logs = out_dir(tmp_path, f"w{workers}")
+        result = sensor("-r", broken, "--log-dir", logs, "--workers", workers)
+        assert result.returncode == 66, result.stderr.decode()
+        one_error_line(result.stderr, str(broken))
+        assert summary(notices(logs)) == summary(notices(tmp_path / "clean")) != []
+
+
+# -- a huge number in the config -----------------------------------------------------------------------------
+
+SECONDS_KEYS = [("detection", "idle_timeout"), ("detection", "timestamp_tolerance"),
+                ("detection", "slow_exfil_window"), ("decode", "fragment_timeout"),
+                ("output", "rotation", "interval"), ("stats", "interval")]
+
+
+@pytest.mark.parametrize("key", SECONDS_KEYS, ids=".".join)
+@pytest.mark.parametrize("number", ["9" * 330, "-" + "9" * 330, "1e999", "9" * 5000])
+def test_a_huge_number_for_a_seconds_key_is_a_config_error(tmp_path: Path, key: tuple[str, ...],
+                                                           number: str) -> None:
+    text = "".join(f"{'  ' * depth}{name}:\n" for depth, name in enumerate(key[:-1]))
+    text += f"{'  ' * (len(key) - 1)}{key[-1]}: {number}\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = sensor("-c", path, "--check-config")
+    assert result.returncode == 78, result.stderr.decode()
+    one_error_line(result.stderr, f"{path}:{len(key)}: {'.'.join(key)}:")
+
+
+# -- planted links and odd file types as outputs ---------------------------------------------------------------
+
+
+def test_a_planted_notice_log_link_is_not_followed(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    logs = out_dir(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("VICTIM\n")
+    (logs / "notice.log").symlink_to(victim)
+    result = sensor("-r", capture, "--log-dir", logs)
+    assert result.returncode == 73
+    one_error_line(result.stderr, str(logs / "notice.log"))
+    assert victim.read_text() == "VICTIM\n"
+
+
+def test_a_dangling_notice_log_link_is_not_followed_either(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    logs = out_dir(tmp_path)
+    (logs / "notice.log").symlink_to(tmp_path / "created-by-the-sensor")
+    assert sensor("-r", capture, "--log-dir", logs).returncode == 73
+    assert not (tmp_path / "created-by-the-sensor").exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_as_notice_log_is_refused_without_hanging(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    logs = out_dir(tmp_path)
+    os.mkfifo(logs / "notice.log")
+    result = sensor("-r", capture, "--log-dir", logs, timeout=20)
+    assert result.returncode == 73
+    one_error_line(result.stderr, str(logs / "notice.log"))
+
+
+def test_a_planted_evidence_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    logs = out_dir(tmp_path)
+    foreign = out_dir(tmp_path, "foreign")
+    for i in range(3):
+        (foreign / f"f{i}").write_text("keep\n")
+    (logs / "evidence").symlink_to(foreign)
+    config = tmp_path / "c.yaml"
+    config.write_text("output:\n  evidence:\n    max_total_bytes: 1024\n")
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs)
+    assert result.returncode == 73
+    one_error_line(result.stderr, str(logs / "evidence"))
+    assert sorted(p.name for p in foreign.iterdir()) == ["f0", "f1", "f2"]
+
+
+def test_the_evidence_trim_deletes_only_evidence_files(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    logs = out_dir(tmp_path)
+    evidence = logs / "evidence"
+    evidence.mkdir()
+    os.chmod(evidence, 0o750)
+    for name in ("README", "notes.pcap", "C123.pcap.bak"):
+        (evidence / name).write_bytes(b"x" * 4096)
+        os.utime(evidence / name, (1, 1))  # the oldest files in the directory
+    config = tmp_path / "c.yaml"
+    config.write_text("output:\n  evidence:\n    max_total_bytes: 1024\n")
+    assert sensor("-r", capture, "-c", config, "--log-dir", logs).returncode == 0
+    assert {"README", "notes.pcap", "C123.pcap.bak"} <= {p.name for p in evidence.iterdir()}
+
+
+# -- a broken stderr or stdout -----------------------------------------------------------------------------
+
+
+def test_stderr_on_a_full_device_loses_no_notice(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    assert sensor("-r", capture, "--log-dir", out_dir(tmp_path, "expected")).returncode == 0
+    logs = out_dir(tmp_path)
+    with open("/dev/full", "wb") as full:
+        result = sensor("-r", capture, "--log-dir", logs, stderr=full)
+    assert result.returncode == 0
+    assert summary(notices(logs)) == summary(notices(tmp_path / "expected")) != []
+
+
+def test_stdout_closed_early_loses_no_notice(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    assert sensor("-r", capture, "--log-dir", out_dir(tmp_path, "expected")).returncode == 0
+    logs = out_dir(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "icmpsensor", "-r", str(capture), "--log-dir", str(logs),
+                             "--stdout"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert summary(notices(logs)) == summary(notices(tmp_path / "expected")) != []
+
+
+# -- FIFOs, pipes and standard input ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_capture_from_a_fifo_is_read(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    assert sensor("-r", capture, "--log-dir", out_dir(tmp_path, "expected")).returncode == 0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(capture.read_bytes()), daemon=True)
+    writer.start()
+    logs = out_dir(tmp_path)
+    result = sensor("-r", fifo, "--log-dir", logs, timeout=30)
+    writer.join(5)
+    assert result.returncode == 0, result.stderr.decode()
+    assert summary(notices(logs)) == summary(notices(tmp_path / "expected")) != []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_capture_on_standard_input(tmp_path: Path, workers: str) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    assert sensor("-r", capture, "--log-dir", out_dir(tmp_path, "expected")).returncode == 0
+    logs = out_dir(tmp_path)
+    result = sensor("-r", "-", "--log-dir", logs, "--workers", workers, stdin=capture.read_bytes())
+    assert result.returncode == 0, result.stderr.decode()
+    assert summary(notices(logs)) == summary(notices(tmp_path / "expected")) != []
+    assert result.stderr.decode().count("read 156 packets") == 1
+
+
+def test_a_broken_capture_on_standard_input_gives_what_came_before(tmp_path: Path) -> None:
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    assert sensor("-r", capture, "--log-dir", out_dir(tmp_path, "expected")).returncode == 0
+    logs = out_dir(tmp_path)
+    data = capture.read_bytes() + struct.pack("<IIII", 5, 0, 100, 100) + b"x" * 10
+    result = sensor("-r", "-", "--log-dir", logs, stdin=data)
+    assert result.returncode == 66
+    one_error_line(result.stderr, "standard input")
+    assert summary(notices(logs)) == summary(notices(tmp_path / "expected")) != []
+
+
+@pytest.mark.timeout(60)
+def test_a_config_fifo_without_a_writer_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    began = time.monotonic()
+    result = sensor("-c", fifo, "--check-config", timeout=40)
+    assert result.returncode == 66 and time.monotonic() - began < 30
+    one_error_line(result.stderr, str(fifo))
+
+
+def test_a_config_through_a_pipe_is_read(tmp_path: Path) -> None:
+    result = subprocess.run(["bash", "-c", f"{sys.executable} -m icmpsensor --check-config "
+                             "-c <(printf 'detection:\\n  idle_timeout: 60\\n')"], capture_output=True, cwd=REPO,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.parametrize("kind", ["directory", "socket", "device"])
+def test_other_file_types_as_a_capture_give_one_clear_error(tmp_path: Path, kind: str) -> None:
+    if kind == "directory":
+        path = tmp_path / "dir"
+        path.mkdir()
+    elif kind == "socket":
+        import socket
+
+        path = tmp_path / "sock"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+    else:
+        path = Path("/dev/null")
+    result = sensor("-r", path, "--log-dir", out_dir(tmp_path), timeout=30)
+    assert result.returncode == 66
+    one_error_line(result.stderr, str(path))
+    assert stat.S_IFMT(os.stat(path).st_mode)  # still there, untouched
+
+
+# -- counters with workers ------------------------------------------------------------------------------------
+
+
+def test_frames_cut_short_are_counted_the_same_with_any_number_of_workers(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pcap"
+    with path.open("wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, (ts, frame) in enumerate(example_frames()[:100]):
+            cut = frame[: 20 + i % 30]  # 20..49 captured bytes of a longer frame
+            out.write(struct.pack("<IIII", int(ts), 0, len(cut), len(frame)) + cut)
+    lines = []
+    for workers in ("1", "2", "3"):
+        result = sensor("-r", path, "--log-dir", out_dir(tmp_path, f"w{workers}"), "--workers", workers)
+        assert result.returncode == 0, result.stderr.decode()
+        lines.append(result.stderr.decode().replace(f"w{workers}", "W"))
+    assert "read 100 packets" in lines[0]
+    assert lines[0] == lines[1] == lines[2]
