@@ -19,10 +19,12 @@
 
 enum link_kind { LINK_ETHERNET = 0, LINK_SLL = 1, LINK_SLL2 = 2, LINK_RAW = 3, LINK_RAW4 = 4, LINK_RAW6 = 5 };
 
-#define N_FIELDS 10
+#define N_FIELDS 11
 static const char *const FIELD_NAMES[N_FIELDS] = {
-    "ts", "src", "dst", "ipv6", "icmp_type", "icmp_code", "ident", "seq", "payload", "wire_len",
+    "ts", "src", "dst", "ipv6", "icmp_type", "icmp_code", "ident", "seq", "payload", "wire_len", "options",
 };
+/* b"": the options of every frame this path takes (it takes none with IP options or extension headers) */
+static PyObject *no_options = NULL;
 
 /* The record type (packet.IcmpPacket) and where its slots live, set by bind(). */
 static PyTypeObject *packet_type = NULL;
@@ -120,6 +122,7 @@ static int message(const unsigned char *src, const unsigned char *dst, int ipv6,
         PyLong_FromLong(echo ? (long)be16(msg + 6) : -1),
         PyBytes_FromStringAndSize((const char *)msg + start, size - start),
         PyLong_FromSsize_t(wire_len),
+        Py_NewRef(no_options),
     };
     *out = new_packet(values);
     if (*out == NULL)
@@ -424,6 +427,8 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         offsets[i] = member->offset;
     }
     if (bind_tpids(args[1]) < 0)
+        return NULL;
+    if (no_options == NULL && (no_options = PyBytes_FromStringAndSize("", 0)) == NULL)
         return NULL;
     memcpy(slot_offset, offsets, sizeof offsets);
     Py_INCREF(type);

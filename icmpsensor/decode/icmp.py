@@ -38,12 +38,13 @@ class IcmpLayer:
         seq: int,
         payload: bytes,
         wire_len: int,
+        options: bytes = b"",
     ) -> IcmpPacket:
         self.stats.type_counts[icmp_type + 256 if ipv6 else icmp_type] += 1
-        return IcmpPacket(ts, src, dst, ipv6, icmp_type, code, ident, seq, payload, wire_len)
+        return IcmpPacket(ts, src, dst, ipv6, icmp_type, code, ident, seq, payload, wire_len, options)
 
     def _icmp(self, ts: float, buf: bytes, start: int, end: int, src: bytes, dst: bytes, wire_len: int,
-              final_dst: bytes | None = None) -> IcmpPacket | None:
+              final_dst: bytes | None = None, *, options: bytes = b"") -> IcmpPacket | None:
         """The ICMP message in buf[start:end]; an ICMPv6 one when `final_dst` (the destination its checksum's
         pseudo-header names, RFC 8200 8.1) is given."""
         raw = buf[start:end]
@@ -56,14 +57,15 @@ class IcmpLayer:
             pseudo = struct.pack(">16s16sI3xB", src, final_dst, len(raw), PROTO_ICMPV6) if ipv6 else b""
             if dpkt.in_cksum_done(dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), raw)) != 0:
                 return self._error("bad_checksum")
-        return self._message(ts, icmp, raw, src, dst, ipv6, wire_len)
+        return self._message(ts, icmp, raw, src, dst, ipv6, wire_len, options)
 
     def _message(self, ts: float, icmp: dpkt.Packet, raw: bytes, src: bytes, dst: bytes, ipv6: bool,
-                 wire_len: int) -> IcmpPacket | None:
+                 wire_len: int, options: bytes = b"") -> IcmpPacket | None:
         """The record of a checked ICMP or ICMPv6 message (dpkt parsed the echo header, if any, as `icmp.data`)."""
         if icmp.type in (ECHO_TYPES_V6 if ipv6 else ECHO_TYPES_V4):
             echo = icmp.data
             if not isinstance(echo, dpkt.icmp6.ICMP6.Echo if ipv6 else dpkt.icmp.ICMP.Echo):
                 return self._error("truncated_icmp")
-            return self._emit(ts, src, dst, ipv6, icmp.type, icmp.code, echo.id, echo.seq, echo.data, wire_len)
-        return self._emit(ts, src, dst, ipv6, icmp.type, icmp.code, -1, -1, raw[4:], wire_len)
+            return self._emit(ts, src, dst, ipv6, icmp.type, icmp.code, echo.id, echo.seq, echo.data, wire_len,
+                              options)
+        return self._emit(ts, src, dst, ipv6, icmp.type, icmp.code, -1, -1, raw[4:], wire_len, options)

@@ -35,6 +35,33 @@ def _routing_final_dst(buf: bytes, pos: int, length: int, current: bytes) -> byt
     return current
 
 
+def sender_options(area: bytes, ipv6: bool) -> bytes:
+    """The type-length-value options in an IPv4 header's option area or an IPv6 hop-by-hop / destination
+    options header's, without padding: IPv4 NOP (1) and everything from EOL (0) on; IPv6 Pad1 (0) and
+    PadN (1) whose bytes are zero, as RFC 8200 4.2 has them. A PadN carrying anything else is kept, and so
+    is a tail that does not parse as options."""
+    out = bytearray()
+    pos, end = 0, len(area)
+    while pos < end:
+        kind = area[pos]
+        if kind == (0 if ipv6 else 1):  # Pad1 or NOP
+            pos += 1
+            continue
+        if not ipv6 and kind == 0:
+            break
+        if pos + 1 >= end:
+            out += area[pos:]
+            break
+        size = area[pos + 1] + 2 if ipv6 else area[pos + 1]
+        if size < 2 or pos + size > end:
+            out += area[pos:]
+            break
+        if not (ipv6 and kind == 1 and not any(area[pos + 2 : pos + size])):
+            out += area[pos : pos + size]
+        pos += size
+    return bytes(out)
+
+
 class _IP4Header(dpkt.ip.IP):
     """dpkt's IPv4 header alone, so that no payload parser runs on arbitrary bytes."""
 
@@ -154,7 +181,8 @@ class IpLayer(IcmpLayer):
         if ip.mf or ip.offset:
             return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf),
                                    ip.offset * 8, wire_len)
-        return self._icmp(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len)
+        options = sender_options(buf[20:header_len], False) if header_len > 20 else b""
+        return self._icmp(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len, options=options)
 
     def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         buf = f[off:limit]
@@ -181,9 +209,10 @@ class IpLayer(IcmpLayer):
         unfragmented: bool,
     ) -> IcmpPacket | None:
         first = unfragmented
+        options = b""
         for _ in range(MAX_EXT_HEADERS):
             if next_header == PROTO_ICMPV6:
-                return self._icmp(ts, buf, pos, end, src, dst, wire_len, final_dst)
+                return self._icmp(ts, buf, pos, end, src, dst, wire_len, final_dst, options=options)
             header_class = dpkt.ip6.IP6FragmentHeader if next_header == FRAGMENT else \
                 _EXT_HEADERS.get(next_header)
             if header_class is None:
@@ -198,6 +227,8 @@ class IpLayer(IcmpLayer):
                 return self._error("bad_ipv6_ext_header")
             if next_header == ROUTING:
                 final_dst = _routing_final_dst(buf, pos, header.length, final_dst)
+            elif next_header in (HOP_BY_HOP, DEST_OPTS):
+                options += sender_options(buf[pos + 2 : pos + header.length], True)
             pos += header.length
             if next_header == FRAGMENT:
                 if header.frag_off or header.m_flag:

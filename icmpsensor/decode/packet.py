@@ -31,6 +31,9 @@ class IcmpPacket:
     seq: int  # echo sequence number; -1 when the type has none
     payload: bytes  # echo: the data after the 8-byte header; other types: everything after the 4-byte header
     wire_len: int  # length of the whole frame on the wire (for statistics)
+    # the sender-set IP options in front of the message: IPv4 header options and IPv6 hop-by-hop and
+    # destination options, as their type-length-value bytes, padding (Pad1, PadN, NOP, EOL) left out
+    options: bytes = b""
 
     @property
     def is_echo_request(self) -> bool:

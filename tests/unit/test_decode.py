@@ -326,10 +326,25 @@ def test_truncated_and_malformed_frames(linktype: int, frame: bytes, reason: str
     assert error_of(linktype, frame) == {reason: 1}
 
 
-def test_ipv4_options_are_skipped() -> None:
+def test_ipv4_options_are_kept_for_the_detector_without_padding() -> None:
     message = craft.icmp4_message(craft.ECHO_REQUEST, 0, 5, 6, b"opt")
-    ip = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, options=b"\x94\x04\x00\x00")  # router alert
-    assert Run(1, [craft.ether(ip)]).only.payload == b"opt"
+    ip = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, options=b"\x01\x94\x04\x00\x00")  # NOP, router alert
+    packet = Run(1, [craft.ether(ip)]).only
+    assert (packet.payload, packet.options) == (b"opt", b"\x94\x04\x00\x00")
+    assert Run(1, [craft.ether(craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 5, 6, b"opt"))]).only.options == b""
+
+
+@pytest.mark.parametrize(("headers", "options"), [
+    ([craft.hop_by_hop()], b""),  # padding only
+    ([craft.hop_by_hop(b"\x05\x02\x00\x00")], b"\x05\x02\x00\x00"),  # router alert (MLD)
+    ([craft.dest_opts(b"\x1e\x08secret!!")], b"\x1e\x08secret!!"),  # an experimental option's data
+    ([craft.dest_opts(b"\x01\x04data")], b"\x01\x04data"),  # PadN that carries something
+    ([craft.hop_by_hop(b"\x1e\x02ab"), craft.dest_opts(b"\x3e\x02cd")], b"\x1e\x02ab\x3e\x02cd"),
+])
+def test_ipv6_hop_by_hop_and_destination_options_are_kept_without_padding(headers: list[craft.ExtHeader],
+                                                                          options: bytes) -> None:
+    ip = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 3, 4, b"x", ext_headers=headers)
+    assert Run(craft.LINKTYPE_ETHERNET, [craft.ether(ip)]).only.options == options
 
 
 SKIPPED: list[tuple[str, int, bytes, str]] = [
