@@ -19,9 +19,10 @@
 
 enum link_kind { LINK_ETHERNET = 0, LINK_SLL = 1, LINK_SLL2 = 2, LINK_RAW = 3, LINK_RAW4 = 4, LINK_RAW6 = 5 };
 
-#define N_FIELDS 11
+#define N_FIELDS 12
 static const char *const FIELD_NAMES[N_FIELDS] = {
     "ts", "src", "dst", "ipv6", "icmp_type", "icmp_code", "ident", "seq", "payload", "wire_len", "options",
+    "frames",
 };
 /* b"": the options of every frame this path takes (it takes none with IP options or extension headers) */
 static PyObject *no_options = NULL;
@@ -123,6 +124,7 @@ static int message(const unsigned char *src, const unsigned char *dst, int ipv6,
         PyBytes_FromStringAndSize((const char *)msg + start, size - start),
         PyLong_FromSsize_t(wire_len),
         Py_NewRef(no_options),
+        Py_NewRef(Py_None),  /* frames: a whole frame, found at its own place in the batch */
     };
     *out = new_packet(values);
     if (*out == NULL)

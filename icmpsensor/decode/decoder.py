@@ -57,6 +57,9 @@ class DpktDecoder(IpLayer):
         self.verify_checksums = verify_checksums
         self.reassembler = reassembler if reassembler is not None else Reassembler(stats=stats.fragments)
         self._walk = network_layer(linktype)
+        # the frame being decoded: (buffer, offset, captured length, seconds, microseconds); a fragment's
+        # frame is copied out of it only when the reassembler keeps frames (decode/ip.py captured_frame)
+        self._frame: tuple[bytes, int, int, int, int] = (b"", 0, 0, 0, 0)
 
     def decode(self, ts: float, frame: bytes, wire_len: int = 0) -> IcmpPacket | None:
         """Decode one captured frame; None when it is skipped, malformed or a pending fragment.
@@ -65,6 +68,8 @@ class DpktDecoder(IpLayer):
         it (0: use ``len(frame)``). Never raises.
         """
         self.stats.frames += 1
+        sec = int(ts)
+        self._frame = (frame, 0, len(frame), sec, min(round((ts - sec) * 1e6), 999_999))
         try:
             return self._link(ts, frame, wire_len or len(frame))
         except Exception:  # a bug must not stop the sensor; counted, and the tests require 0
@@ -82,9 +87,18 @@ class DpktDecoder(IpLayer):
         frame = self._batch_frame
         return [pkt for index in range(count) if (pkt := frame(buf, meta, index)) is not None]
 
+    def decode_frames(self, buf: bytes, meta: bytes) -> list[IcmpPacket | None]:
+        """``decode_batch``, but one item per frame of the batch, None where a frame gave no packet: a packet's
+        place is its frame's index in the batch (evidence finds the frame there; source/batch.py batch_frame)."""
+        count = len(meta) // BATCH_META.size
+        self.stats.frames += count
+        frame = self._batch_frame
+        return [frame(buf, meta, index) for index in range(count)]
+
     def _batch_frame(self, buf: bytes, meta: bytes, index: int) -> IcmpPacket | None:
         """Frame `index` of a batch, as ``decode`` (which also counts it in stats.frames) decodes it."""
         sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
+        self._frame = (buf, off, cap, sec, usec)
         ts = sec + usec * 1e-6
         try:
             if self.linktype == LINKTYPE_ETHERNET and cap >= 14 and buf[off + 12] == 8 and buf[off + 13] == 0:

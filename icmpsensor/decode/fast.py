@@ -62,15 +62,27 @@ class Decoder(DpktDecoder):
         link = self._c_link
         if link is None:
             return super().decode_batch(buf, meta)
+        packets, rest = self._c_batch(link, buf, meta)
+        if not rest:
+            return packets  # type: ignore[return-value]  # no frame was left: no None in it
+        return [pkt for pkt in packets if pkt is not None]
+
+    def decode_frames(self, buf: bytes, meta: bytes) -> list[IcmpPacket | None]:
+        link = self._c_link
+        if link is None:
+            return super().decode_frames(buf, meta)
+        return self._c_batch(link, buf, meta)[0]
+
+    def _c_batch(self, link: int, buf: bytes, meta: bytes) -> tuple[list[IcmpPacket | None], list[int]]:
+        """The C fast path over a batch, then the frames it left through the Python path, in place: one item
+        per frame (None: no packet), and the indexes of the frames the Python path decoded."""
         stats = self.stats
         packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts)
         stats.frames += len(packets)
-        if not rest:
-            return packets
         frame = self._batch_frame
         for index in rest:
             packets[index] = frame(buf, meta, index)
-        return [pkt for pkt in packets if pkt is not None]
+        return packets, rest
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""

@@ -17,7 +17,13 @@ Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
   pieces (each fragment costs a scan of the pieces it overlaps: this bounds it);
 * ``timeout``     datagrams discarded unfinished ``timeout`` seconds (packet time) after their
   first fragment;
-* ``evicted``     unfinished datagrams discarded to stay within ``max_datagrams`` / ``max_bytes``.
+* ``evicted``     unfinished datagrams discarded to stay within ``max_datagrams`` / ``max_bytes``;
+* ``frames_not_kept`` fragment frames not kept for evidence (``keep_frames``): a datagram already held
+  ``max_fragments`` of them (duplicates resent over and over).
+
+With ``keep_frames`` (evidence on) every fragment's frame, as captured, is kept with its datagram
+and handed on with it (`Datagram.frames`), so that evidence holds the fragments as they came;
+each frame is accounted in ``max_bytes`` like a piece (its bytes and FRAME_OVERHEAD).
 
 Memory is accounted as it is spent, not only as payload: every datagram held (a discarded one's
 tombstone too) counts DATAGRAM_OVERHEAD bytes, every separate piece PIECE_OVERHEAD bytes on top
@@ -36,6 +42,10 @@ from bisect import bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from icmpsensor.source.batch import CapturedFrame
 
 
 def key_v4(src: bytes, dst: bytes, proto: int, ident: int) -> tuple[bytes, bytes, int, int]:
@@ -50,6 +60,7 @@ def key_v6(src: bytes, dst: bytes, ident: int) -> tuple[bytes, bytes, int]:
 
 DATAGRAM_OVERHEAD = 512  # bytes a datagram held costs besides its pieces (entry, key, record, lists)
 PIECE_OVERHEAD = 96  # bytes a separate piece costs besides its data (bytes object, list slots, offset)
+FRAME_OVERHEAD = 176  # bytes a kept frame costs besides its data (CapturedFrame, its ints, bytes object, list slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,7 @@ class Datagram:
     proto: int  # IPv4 protocol, or IPv6 next header of the fragmentable part (from the first fragment)
     payload: bytes  # the IP payload: for IPv6 the fragmentable part, which may start with extension headers
     wire_len: int  # summed wire length of the fragments that contributed bytes
+    frames: tuple[CapturedFrame, ...] | None = None  # every fragment's frame, in arrival order (keep_frames)
 
 
 @dataclass(slots=True)
@@ -73,6 +85,8 @@ class _Pending:
     # Disjoint pieces sorted by offset; starts[i] is the offset of pieces[i].
     starts: list[int] = field(default_factory=list)
     pieces: list[bytes] = field(default_factory=list)
+    frames: list[CapturedFrame] = field(default_factory=list)  # keep_frames: the fragments' frames
+    frame_bytes: int = 0  # their bytes
 
 
 class Reassembler:
@@ -93,6 +107,7 @@ class Reassembler:
         *,
         max_bytes: int = 64 * 1024 * 1024,
         max_fragments: int = 256,
+        keep_frames: bool = False,
     ) -> None:
         if min(max_datagrams, max_datagram_size, max_bytes, max_fragments) < 1 or timeout <= 0:
             raise ValueError("reassembly limits must be positive")
@@ -101,6 +116,7 @@ class Reassembler:
         self.max_datagram_size = max_datagram_size
         self.max_bytes = max_bytes
         self.max_fragments = max_fragments
+        self.keep_frames = keep_frames  # keep each fragment's frame (add(frame=...)) for evidence
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # Insertion order is creation order, hence (nearly) first-fragment time order:
         # the front is the next to expire or to evict.
@@ -125,13 +141,15 @@ class Reassembler:
         data: bytes,
         proto: int,
         wire_len: int = 0,
+        frame: CapturedFrame | None = None,
     ) -> Datagram | None:
         """Add one fragment: ``data`` goes at byte ``offset`` of the IP payload.
 
         ``more`` is the more-fragments flag, ``proto`` the protocol / next header
         carried by the fragment (only the first fragment's is kept), ``wire_len``
-        the length of the frame that carried it. Returns the datagram when this
-        fragment completes it, else None.
+        the length of the frame that carried it, ``frame`` that frame as captured (kept with
+        the datagram; given when ``keep_frames``). Returns the datagram when this fragment
+        completes it, else None.
         """
         self.stats["fragments"] += 1
         self.expire(ts)
@@ -148,6 +166,8 @@ class Reassembler:
             self._kill(pending, reason)
             return None
         pending.wire_len += wire_len
+        if frame is not None:
+            self._keep(pending, frame)
         while self._bytes > self.max_bytes and self._pending:
             self._drop_oldest("evicted")
         if pending.received != pending.total or key not in self._pending:
@@ -155,7 +175,8 @@ class Reassembler:
         del self._pending[key]
         self._bytes -= _cost(pending)
         self.stats["reassembled"] += 1
-        return Datagram(pending.proto, b"".join(pending.pieces), pending.wire_len)
+        frames = tuple(pending.frames) if self.keep_frames else None
+        return Datagram(pending.proto, b"".join(pending.pieces), pending.wire_len, frames)
 
     def expire(self, now: float) -> None:
         """Drop datagrams whose first fragment is older than ``timeout`` at time ``now``."""
@@ -197,6 +218,14 @@ class Reassembler:
         pending.max_end = max(pending.max_end, end)
         return ""
 
+    def _keep(self, pending: _Pending, frame: CapturedFrame) -> None:
+        if len(pending.frames) >= self.max_fragments:
+            self.stats["frames_not_kept"] += 1
+            return
+        pending.frames.append(frame)
+        pending.frame_bytes += len(frame.data)
+        self._bytes += len(frame.data) + FRAME_OVERHEAD
+
     def _kill(self, pending: _Pending, reason: str) -> None:
         self.stats[reason] += 1
         self._bytes -= _cost(pending) - DATAGRAM_OVERHEAD  # a tombstone still costs its entry
@@ -204,6 +233,8 @@ class Reassembler:
         pending.received = 0
         pending.starts.clear()
         pending.pieces.clear()
+        pending.frames.clear()
+        pending.frame_bytes = 0
 
     def _drop_oldest(self, reason: str) -> None:
         _, oldest = self._pending.popitem(last=False)
@@ -214,7 +245,8 @@ class Reassembler:
 
 def _cost(pending: _Pending) -> int:
     """The memory a pending datagram is accounted with (a tombstone: its entry alone)."""
-    return DATAGRAM_OVERHEAD + pending.received + PIECE_OVERHEAD * len(pending.pieces)
+    return (DATAGRAM_OVERHEAD + pending.received + PIECE_OVERHEAD * len(pending.pieces)
+            + pending.frame_bytes + FRAME_OVERHEAD * len(pending.frames))
 
 
 def _insert(pending: _Pending, offset: int, data: bytes) -> int:

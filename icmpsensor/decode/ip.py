@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dpkt
 
-from icmpsensor.decode.fragments import Reassembler, key_v4, key_v6
+from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4, key_v6
 from icmpsensor.decode.icmp import IcmpLayer
 from icmpsensor.decode.linktypes import AUTH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, ROUTING
 from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.source.batch import CapturedFrame
 
 # Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
 V6_WALKED = frozenset((HOP_BY_HOP, ROUTING, FRAGMENT, AUTH, DEST_OPTS, PROTO_ICMPV6))
@@ -97,10 +98,18 @@ _EXT_HEADERS: dict[int, type[dpkt.Packet]] = {
 
 
 
+def _with_frames(pkt: IcmpPacket | None, datagram: Datagram) -> IcmpPacket | None:
+    """The message of a reassembled datagram, with the fragment frames it came in (when they were kept)."""
+    if pkt is not None and datagram.frames is not None:
+        pkt.frames = datagram.frames
+    return pkt
+
+
 class IpLayer(IcmpLayer):
-    """IPv4 and IPv6 on top of the ICMP layer; needs `reassembler` too."""
+    """IPv4 and IPv6 on top of the ICMP layer; needs `reassembler` and `_frame` (decode/decoder.py) too."""
 
     reassembler: Reassembler
+    _frame: tuple[bytes, int, int, int, int]
 
     # -- fragments (shared) -----------------------------------------------------------------------
 
@@ -117,12 +126,13 @@ class IpLayer(IcmpLayer):
     ) -> IcmpPacket | None:
         if not data or (more and len(data) & 7):
             return self._error("bad_fragment")
-        datagram = self.reassembler.add(key_v4(src, dst, PROTO_ICMP, ident), ts, offset, more, data,
-                                        PROTO_ICMP, wire_len)
+        reassembler = self.reassembler
+        datagram = reassembler.add(key_v4(src, dst, PROTO_ICMP, ident), ts, offset, more, data, PROTO_ICMP,
+                                   wire_len, self._captured() if reassembler.keep_frames else None)
         if datagram is None:
             return None
         payload = datagram.payload
-        return self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len)
+        return _with_frames(self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len), datagram)
 
     def _fragment6(
         self,
@@ -142,12 +152,19 @@ class IpLayer(IcmpLayer):
         if not data or (more and len(data) & 7):
             return self._error("bad_fragment")
         key = key_v6(src, dst, ident)
-        datagram = self.reassembler.add(key, ts, offset, more, data, next_header, wire_len)
+        reassembler = self.reassembler
+        datagram = reassembler.add(key, ts, offset, more, data, next_header, wire_len,
+                                   self._captured() if reassembler.keep_frames else None)
         if datagram is None:
             return None
         payload = datagram.payload
-        return self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
-                           datagram.wire_len, False)
+        return _with_frames(self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
+                                        datagram.wire_len, False), datagram)
+
+    def _captured(self) -> CapturedFrame:
+        """The frame being decoded, as captured (a fragment's, which the reassembler keeps for evidence)."""
+        buf, off, cap, sec, usec = self._frame
+        return CapturedFrame(sec, usec, buf[off : off + cap])
 
     # -- IPv4 and IPv6 headers, with dpkt
 

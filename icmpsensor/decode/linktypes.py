@@ -60,6 +60,12 @@ _OTHER_LINKTYPES: dict[int, str] = {
 }
 
 
+def file_linktype(linktype: int) -> int:
+    """The link type a pcap file header carries for a link type libpcap reports (its DLT_): libpcap reports
+    LINKTYPE_RAW as DLT_RAW (12, or 14 on OpenBSD); every other supported one is the same number."""
+    return LINKTYPE_RAW if linktype in (DLT_RAW, DLT_RAW_OPENBSD) else linktype
+
+
 def linktype_name(linktype: int) -> str:
     """The LINKTYPE_ name of a pcap link type without its prefix, e.g. 105 -> "IEEE802_11"."""
     name = SUPPORTED_LINKTYPES.get(linktype) or _OTHER_LINKTYPES.get(linktype)

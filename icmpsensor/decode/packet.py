@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from icmpsensor.source.batch import CapturedFrame
 
 # ICMP types the detector treats as echo request / echo reply.
 ECHO_REQUEST_V4 = 8
@@ -34,6 +38,9 @@ class IcmpPacket:
     # the sender-set IP options in front of the message: IPv4 header options and IPv6 hop-by-hop and
     # destination options, as their type-length-value bytes, padding (Pad1, PadN, NOP, EOL) left out
     options: bytes = b""
+    # the frames a message that came in fragments was captured in, in the order they came, when the
+    # reassembler keeps them (for evidence); None: the message is the frame at its own place in its batch
+    frames: tuple[CapturedFrame, ...] | None = None
 
     @property
     def is_echo_request(self) -> bool:

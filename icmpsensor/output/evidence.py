@@ -1,55 +1,55 @@
-"""Evidence of alerted flows: a pcap of their packets and the bytes their requests carried.
+"""Evidence of alerted flows: the frames of the host pair as they were captured, and the bytes its requests
+carried.
 
-The recorder buffers, per directional host pair that sent novel bytes, a ring of its
-last `packets_before` packets. When a notice names the pair, the ring goes to
-`<log_dir>/evidence/<uid>.pcap` and the pair's following packets are appended, up to
-`packets_after` packets or `max_file_bytes`; the echo-request payloads are also written
-in order to `<uid>.bin`, which is the transferred file itself when a tool sends it raw.
-The notice carries the pcap's path in its `evidence` field.
+The recorder runs on the detector's thread and only decides; a writer thread writes
+(output/evidencewriter.py), so that no disk ever slows detection.
 
-Packets are written as they were decoded, re-encoded as raw IP (LINKTYPE_RAW): the
-link layer is not kept and fragmented messages appear reassembled. Disk use is bounded
-by `max_total_bytes`, counted in the blocks the files take on disk: the oldest evidence
-files are deleted first.
+* **Buffering.** Per host pair that sent novel bytes (both directions: requests and replies) it keeps a
+  ring of the last `packets_before` packets, at most `max_flows_buffered` pairs (the least recently
+  active dropped first, counted). A packet is held as the frames it was captured in: sliced out of its
+  libpcap batch only when it is held (source/batch.py batch_frame), or the fragment frames a
+  reassembled message came in (IcmpPacket.frames), with the capture's link type.
+* **Notices.** When a notice that is being emitted names the pair, its files are started: the ring goes
+  to `<log_dir>/<directory>/<uid>.pcap` and the pair's following packets are appended, up to
+  `packets_after` packets or `max_file_bytes`; the echo-request payloads the notice's source sent go
+  to `<uid>.bin`, the transferred file itself when a tool sends it raw. The notice carries the pcap's
+  absolute path in its `evidence` field. A notice about a pair already recorded names the same pcap;
+  the flow's summary (ExfilSummary) closes it.
+* **Caps.** At most `max_files_per_minute` flows get new files per minute of packet time; a notice
+  beyond that gets none (counted: dropped_rate). When the writer's queue is full a live sensor drops
+  the files or packets (counted); a replay waits for the writer.
 
-The directory is one the recorder created or verified (a real directory, not a link, owned by
-this user and writable by nobody else; output/logfile.py verify_directory); every file in it is
-created new (O_EXCL, O_NOFOLLOW) relative to that verified directory, and the trim deletes only
-files named as the recorder names them (`<uid>.pcap`, `<uid>.bin`).
+The disk budget, the directory checks and the file names are the writer's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import os
-import re
+import socket
 import struct
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from typing import BinaryIO
-
-import dpkt
+from dataclasses import dataclass
 
 from icmpsensor.config.schema import EvidenceConfig
 from icmpsensor.decode.checksum import internet_checksum
-from icmpsensor.decode.linktypes import LINKTYPE_RAW
+from icmpsensor.decode.linktypes import LINKTYPE_RAW, file_linktype
 from icmpsensor.decode.packet import IcmpPacket
-from icmpsensor.errors import SensorError
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import EXFIL_SUMMARY
-from icmpsensor.output.logfile import LOG_MODE, verify_directory
+from icmpsensor.output.evidencewriter import PCAP_HEADER, EvidenceStats, EvidenceWriter, HeldPacket, WriteJob
+from icmpsensor.source.batch import Batch, CapturedFrame, batch_frame
 
-MAX_OPEN_FILES = 64
+MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
 KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
-DISK_BLOCK = 4096  # what a file's size is rounded up to on disk (the common file system block)
-EVIDENCE_NAME = re.compile(r"C[0-9A-Za-z]{17}\.(pcap|bin)")  # a flow uid (detect/flows.py new_uid)
 
 Pair = tuple[bytes, bytes]
 
+__all__ = ["EvidenceRecorder", "EvidenceStats", "encode"]
+
 
 def encode(pkt: IcmpPacket) -> bytes:
-    """The decoded message as a raw IPv4 or IPv6 packet with correct lengths and checksums."""
+    """The decoded message as a raw IPv4 or IPv6 packet with correct lengths and checksums: the frame of a
+    packet that came without one (fed to Pipeline.detect by a benchmark or a test), and a test helper."""
     body = struct.pack("!HH", pkt.ident, pkt.seq) + pkt.payload if pkt.ident >= 0 else pkt.payload
     if pkt.ipv6:
         pseudo = pkt.src + pkt.dst + struct.pack("!I3xB", 4 + len(body), 58)
@@ -63,220 +63,199 @@ def encode(pkt: IcmpPacket) -> bytes:
     return ip + icmp
 
 
-def _on_disk(size: int) -> int:
-    """The disk space a file of `size` bytes takes: whole blocks, at least one."""
-    return max(1, -(-size // DISK_BLOCK)) * DISK_BLOCK
+def pair_key(src: bytes, dst: bytes) -> Pair:
+    """The key of a host pair, the same for both directions."""
+    return (src, dst) if src <= dst else (dst, src)
 
 
-def _create(name: str, dir_fd: int) -> BinaryIO:
-    """A new file in the verified directory, never through a link; kept open while the flow lasts."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(name, flags, LOG_MODE, dir_fd=dir_fd), "ab")
+def packed(address: str) -> bytes | None:
+    """A notice's address (text) packed as the decoder packs it; None if it is not an address."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except (OSError, ValueError):
+        return None
 
 
-@dataclass
-class _OpenFile:
+@dataclass(slots=True)
+class _Recording:
+    """A flow whose evidence files are being written."""
+
+    uid: str
     pcap_path: str
-    pcap: BinaryIO
-    writer: dpkt.pcap.Writer
-    carried: BinaryIO
-    packets: int = 0
-    size: int = 24  # bytes of the pcap file
-    carried_size: int = 0  # bytes of the .bin file
+    packets: int = 0  # packets handed to the writer
+    size: int = PCAP_HEADER.size  # bytes of its pcap: the header, then the records
 
 
-@dataclass
-class EvidenceStats:
-    files: int = 0
-    packets: int = 0
-    deleted: int = 0  # files removed to stay within max_total_bytes
-    errors: int = 0
-    buffers_evicted: int = 0
-
-
-@dataclass
 class EvidenceRecorder:
-    log_dir: str
-    cfg: EvidenceConfig
-    stats: EvidenceStats = field(default_factory=EvidenceStats)
+    """See the module docstring. `watched` holds both directions of every pair buffered or recorded: the
+    pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in it."""
 
-    def __post_init__(self) -> None:
-        self.directory = os.path.abspath(os.path.join(self.log_dir, self.cfg.directory))
-        self._rings: OrderedDict[Pair, deque[IcmpPacket]] = OrderedDict()
-        self._open: OrderedDict[Pair, _OpenFile] = OrderedDict()
+    def __init__(self, log_dir: str, cfg: EvidenceConfig, *, wait_when_full: bool = True) -> None:
+        self.cfg = cfg
+        self.directory = os.path.abspath(os.path.join(log_dir, cfg.directory))
+        self.stats = EvidenceStats()
+        self.writer = EvidenceWriter(self.directory, cfg, self.stats, wait_when_full=wait_when_full)
+        self._rings: OrderedDict[Pair, deque[HeldPacket]] = OrderedDict()
+        self._open: OrderedDict[Pair, _Recording] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()  # uid -> pcap path of files already closed
-        # The pairs buffered or recorded (the keys of _rings and _open; a pair is never in both): the
-        # pipeline checks a packet's pair here before calling observe() for a packet without novel bytes.
         self.watched: set[Pair] = set()
-        # An evidence directory that is already there is verified now (OutputError, exit 73, if it is a
-        # link or someone else's); one that is not is created with the first notice.
-        self._dir_fd = verify_directory(self.directory) if os.path.lexists(self.directory) else -1
-        self._disk = self._disk_usage()
+        self.linktype = LINKTYPE_RAW  # of the last packet held: the link type of a pcap started empty
+        self._minute = -1  # the minute of packet time max_files_per_minute counts in
+        self._started = 0  # files started in it
+        self._closed_writer = False
 
     # -- per packet ----------------------------------------------------------------------------
 
-    def observe(self, pkt: IcmpPacket, novel: int) -> None:
-        """Buffer the packet if its pair is suspicious (it sent novel bytes) or is being recorded.
-        Nothing happens for a packet without novel bytes whose pair is not in `watched`: the pipeline
-        does not call it then."""
-        key = (pkt.src, pkt.dst)
+    def observe(self, pkt: IcmpPacket, novel: int, batch: Batch | None, index: int) -> None:
+        """Hold the packet if its pair is suspicious (the packet has novel bytes) or is buffered or recorded.
+        `batch` and `index`: where its frame is (None: a packet without one, re-encoded). Closed: nothing."""
+        if self._closed_writer:
+            return
+        key = pair_key(pkt.src, pkt.dst)
         recording = self._open.get(key)
         if recording is not None:
-            self._write(key, recording, pkt)
+            self._record(recording, pkt, batch, index)
             return
         ring = self._rings.get(key)
         if ring is None:
             if not novel or not self.cfg.packets_before:
                 return
             ring = self._rings[key] = deque(maxlen=self.cfg.packets_before)
-            self.watched.add(key)
+            self._watch(key)
             if len(self._rings) > self.cfg.max_flows_buffered:
-                self.watched.discard(self._rings.popitem(last=False)[0])
+                self._unwatch(self._rings.popitem(last=False)[0])
                 self.stats.buffers_evicted += 1
         else:
             self._rings.move_to_end(key)
-        ring.append(pkt)
+        ring.append(self._held(pkt, batch, index))
+
+    def _held(self, pkt: IcmpPacket, batch: Batch | None, index: int) -> HeldPacket:
+        if batch is None:  # no capture behind it: the message re-encoded as raw IP
+            sec = int(pkt.ts)
+            frames = pkt.frames or (CapturedFrame(sec, min(round((pkt.ts - sec) * 1e6), 999_999), encode(pkt)),)
+            linktype = LINKTYPE_RAW
+        else:
+            frames = pkt.frames or (batch_frame(batch.buf, batch.meta, index),)
+            linktype = file_linktype(batch.decoder.linktype)
+        self.linktype = linktype
+        return HeldPacket(linktype, frames, pkt.src, pkt.payload if pkt.is_echo_request else b"")
+
+    def _record(self, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:
+        cfg = self.cfg
+        if recording.packets >= cfg.packets_before + cfg.packets_after:
+            self.stats.truncated += 1
+            return
+        held = self._held(pkt, batch, index)
+        if not self._fits(recording, held):
+            return
+        if not self.writer.submit(WriteJob(recording.uid, (held,))):
+            self.stats.dropped_queue_packets += 1
+
+    def _fits(self, recording: _Recording, held: HeldPacket) -> bool:
+        """Count the packet into the recording if it is within max_file_bytes (else: truncated)."""
+        size = held.record_bytes
+        if recording.size + size > self.cfg.max_file_bytes:
+            self.stats.truncated += 1
+            return False
+        recording.size += size
+        recording.packets += 1
+        return True
 
     # -- per notice ----------------------------------------------------------------------------
 
     def attach(self, notice: Notice) -> None:
-        """Open (or reuse) the evidence files of the pair the notice names; set notice.evidence."""
-        try:
-            key = (ipaddress.ip_address(notice.src).packed, ipaddress.ip_address(notice.dst).packed)
-        except ValueError:
+        """For a notice being emitted: start (or name) the evidence files of the pair it names and set
+        notice.evidence to the pcap's absolute path; a summary closes them. Closed: nothing."""
+        src, dst = packed(notice.src), packed(notice.dst)
+        if src is None or dst is None or self._closed_writer:
             return
+        key = pair_key(src, dst)
+        summary = notice.note == EXFIL_SUMMARY.name
         recording = self._open.get(key)
-        if recording is None:
-            closed = self._closed.get(notice.uid)
-            if closed is not None:  # recorded, and closed since (MAX_OPEN_FILES): named, not reopened
-                notice.evidence = closed
-                return
-            recording = self._start(key, notice.uid)
-        if recording is None:
+        if recording is not None:
+            notice.evidence = recording.pcap_path
+            if summary and notice.uid == recording.uid:  # the flow is over
+                self._finish(key)
             return
-        notice.evidence = recording.pcap_path
-        if notice.note == EXFIL_SUMMARY.name:  # the flow is over
-            self._finish(key)
+        closed = self._closed.get(notice.uid)
+        if closed is not None:  # recorded, and closed since (MAX_OPEN_FILES): named, not reopened
+            notice.evidence = closed
+            if summary:  # the flow is over: nothing more to buffer for it
+                self._release(key)
+        elif notice.uid:
+            self._start(key, src, notice)
 
-    def _start(self, key: Pair, uid: str) -> _OpenFile | None:
-        if not uid:
-            return None
-        try:
-            if self._dir_fd < 0:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(self.directory, 0o750)
-                self._dir_fd = verify_directory(self.directory)
-            pcap = _create(uid + ".pcap", self._dir_fd)
-            try:
-                carried = _create(uid + ".bin", self._dir_fd)
-            except OSError:
-                pcap.close()
-                raise
-        except (OSError, SensorError):
-            self.stats.errors += 1
-            return None
-        base = os.path.join(self.directory, uid)
-        recording = _OpenFile(base + ".pcap", pcap, dpkt.pcap.Writer(pcap, linktype=LINKTYPE_RAW), carried)
+    def _start(self, key: Pair, src: bytes, notice: Notice) -> None:
+        ring = self._release(key)  # started or refused, the pair's buffered packets are released
+        if not self._new_file_allowed(notice.ts):
+            self.stats.dropped_rate += 1
+            return
+        recording = _Recording(notice.uid, os.path.join(self.directory, notice.uid + ".pcap"))
+        packets = tuple(held for held in ring or () if self._fits(recording, held))
+        linktype = packets[0].linktype if packets else self.linktype
+        if not self.writer.submit(WriteJob(notice.uid, packets, src=src, linktype=linktype)):
+            self.stats.dropped_queue_files += 1
+            self.stats.dropped_queue_packets += len(packets)
+            return
         self._open[key] = recording
-        self.watched.add(key)
-        self._disk += 2 * DISK_BLOCK  # two new files: a block each on disk, however small
-        self.stats.files += 1
+        self._watch(key)
+        notice.evidence = recording.pcap_path
         if len(self._open) > MAX_OPEN_FILES:
             self._finish(next(iter(self._open)))
-        for pkt in self._rings.pop(key, ()):
-            self._write(key, recording, pkt)
-        return recording
+        if notice.note == EXFIL_SUMMARY.name:
+            self._finish(key)
 
-    def _write(self, key: Pair, recording: _OpenFile, pkt: IcmpPacket) -> None:
-        cfg = self.cfg
-        if recording.packets >= cfg.packets_before + cfg.packets_after:
-            return
-        packet = encode(pkt)
-        if recording.size + 16 + len(packet) > cfg.max_file_bytes:
-            return
-        try:
-            recording.writer.writepkt(packet, ts=pkt.ts)
-            if pkt.is_echo_request:
-                recording.carried.write(pkt.payload)
-        except OSError:
-            self.stats.errors += 1
-            return
-        recording.packets += 1
-        carried = len(pkt.payload) if pkt.is_echo_request else 0
-        self._disk += (_on_disk(recording.size + 16 + len(packet)) - _on_disk(recording.size)
-                       + _on_disk(recording.carried_size + carried) - _on_disk(recording.carried_size))
-        recording.size += 16 + len(packet)
-        recording.carried_size += carried
-        self.stats.packets += 1
-        if self._disk > cfg.max_total_bytes:
-            self._trim()
+    def _new_file_allowed(self, ts: float) -> bool:
+        """max_files_per_minute, by minute of packet time (the notice's)."""
+        minute = int(ts // 60)
+        if minute != self._minute:
+            self._minute, self._started = minute, 0
+        if self._started >= self.cfg.max_files_per_minute:
+            return False
+        self._started += 1
+        return True
 
     def _finish(self, key: Pair) -> None:
         recording = self._open.pop(key, None)
         if recording is None:
             return
-        self.watched.discard(key)
-        self._closed[os.path.basename(recording.pcap_path)[:-5]] = recording.pcap_path
+        self._unwatch(key)
+        self._closed[recording.uid] = recording.pcap_path
         if len(self._closed) > KNOWN_UIDS:
             self._closed.popitem(last=False)
-        for handle in (recording.pcap, recording.carried):
-            with contextlib.suppress(OSError):
-                handle.close()
+        self.writer.submit(WriteJob(recording.uid, finish=True), force=True)
 
-    def close(self) -> None:
+    def _release(self, key: Pair) -> deque[HeldPacket] | None:
+        """Stop buffering the pair; its ring, if it had one."""
+        ring = self._rings.pop(key, None)
+        if ring is not None:
+            self._unwatch(key)
+        return ring
+
+    def _watch(self, key: Pair) -> None:
+        a, b = key
+        self.watched.add((a, b))
+        self.watched.add((b, a))
+
+    def _unwatch(self, key: Pair) -> None:
+        a, b = key
+        self.watched.discard((a, b))
+        self.watched.discard((b, a))
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def close(self, deadline: float | None = None) -> None:
+        """Close every flow's files and let the writer finish, until `deadline` (time.monotonic(); None: all
+        of it); what it could not write by then is counted. Idempotent."""
+        if self._closed_writer:
+            return
         while self._open:
             self._finish(next(iter(self._open)))
-        if self._dir_fd >= 0:
-            os.close(self._dir_fd)
-            self._dir_fd = -1
-
-    # -- disk budget -------------------------------------------------------------------------
-
-    def _sizes(self) -> list[tuple[float, int, str]]:
-        """(mtime, bytes on disk, name) of every evidence file, oldest first; files that vanish meanwhile
-        (another worker trimmed them) are left out. Disk blocks, not file sizes: a storm of small files
-        takes a block each."""
-        if self._dir_fd < 0:
-            return []
-        found = []
-        with contextlib.suppress(OSError), os.scandir(self._dir_fd) as entries:
-            for entry in entries:
-                if not EVIDENCE_NAME.fullmatch(entry.name):
-                    continue
-                with contextlib.suppress(OSError):
-                    st = entry.stat(follow_symlinks=False)
-                    found.append((st.st_mtime, st.st_blocks * 512, entry.name))
-        return sorted(found)
-
-    def _disk_usage(self) -> int:
-        return sum(size for _, size, _ in self._sizes())
+        self._rings.clear()
+        self.watched.clear()
+        self._closed_writer = True
+        self.writer.close(deadline)
 
     def refresh_disk_usage(self) -> None:
         """Measure the directory again: with several workers, the others write into it too."""
-        self._disk = self._disk_usage()
-
-    def _trim(self) -> None:
-        """Delete the oldest evidence files (not those still being written) until within budget."""
-        busy = {os.path.basename(path) for r in self._open.values()
-                for path in (r.pcap_path, r.pcap_path[:-5] + ".bin")}
-        for recording in self._open.values():  # so that the sizes on disk are the real ones
-            with contextlib.suppress(OSError):
-                recording.pcap.flush()
-                recording.carried.flush()
-        entries = self._sizes()
-        self._disk = sum(size for _, size, _ in entries)
-        target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory
-        for _, size, name in entries:
-            if self._disk <= target:
-                break
-            if name in busy:
-                continue
-            try:
-                os.unlink(name, dir_fd=self._dir_fd)
-            except FileNotFoundError:
-                self._disk -= size  # another worker deleted it
-            except OSError:
-                pass
-            else:
-                self._disk -= size
-                self.stats.deleted += 1
+        self.writer.refresh_disk_usage()

@@ -72,7 +72,7 @@ from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.stats import stats_record, status_line, worker_stats
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import QUEUE_WAIT, TICK, Worker, WorkerChannel
-from icmpsensor.source.live import DRAIN_DEADLINE, STOP_DEADLINE, LiveSource
+from icmpsensor.source.live import DRAIN_DEADLINE, EVIDENCE_DEADLINE, STOP_DEADLINE, LiveSource
 
 START_TIMEOUT = 15.0  # seconds the workers get to open their captures
 SILENCE_LIMIT = 10.0  # a worker silent this long (it reports every TICK) withholds the watchdog heartbeat
@@ -138,6 +138,7 @@ class Daemon:
         self.notices_emitted = 0
         self.write_errors = 0
         self._stopping = False
+        self._stop_at: float | None = None  # time.monotonic() of the stop
         self._starting = False
         self._silence_reported = False
 
@@ -165,6 +166,8 @@ class Daemon:
     def _close_outputs(self) -> None:
         with contextlib.suppress(OSError):
             self.notice_log.flush_backlog()
+        if self.pipeline is not None:  # the evidence writer's last counts belong in the last stats record
+            self.pipeline.close_evidence((self._stop_at or time.monotonic()) + EVIDENCE_DEADLINE)
         self.write_stats(self.clock())
         if self.pipeline is not None:
             self.pipeline.close()  # the in-process pipeline's evidence and sinks
@@ -198,7 +201,7 @@ class Daemon:
 
     def _run_in_process(self) -> int:
         sinks = self._open_outputs()
-        self.pipeline = Pipeline(self.cfg, sinks, on_write_error=self._write_error)
+        self.pipeline = Pipeline(self.cfg, sinks, on_write_error=self._write_error, evidence_waits=False)
         self.source = LiveSource(self.cfg.capture.interface, self.cfg.capture, self.pipeline.decoder_for)
         try:
             self.source.open()
@@ -237,6 +240,7 @@ class Daemon:
         source.stop()
 
     def _stopping_since(self, start: float) -> None:
+        self._stop_at = start
         notify("STOPPING=1")
         for sink in self.sinks or ():
             if isinstance(sink, JournalSink):
@@ -521,7 +525,7 @@ class Daemon:
 def _live_worker(index: int, cfg: Config, group: int | None, conn: Connection) -> int:
     """A live worker process: its own capture in the fanout group, its own Pipeline."""
     sink = ListSink()
-    pipeline = Pipeline(cfg, [sink])
+    pipeline = Pipeline(cfg, [sink], evidence_waits=False)
     source = LiveSource(cfg.capture.interface, cfg.capture, pipeline.decoder_for, hold_on_stop=True)
     source.open(held=True)
     try:

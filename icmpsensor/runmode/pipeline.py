@@ -19,6 +19,7 @@ from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.evidence import EvidenceRecorder
 from icmpsensor.output.sink import NoticeSink, print_error, write_notice
+from icmpsensor.source.batch import Batch
 
 # Collector thresholds for the packet pipeline. With the default (700 allocations) a young-generation
 # collection runs every few dozen packets, and full collections walk the whole flow table again and
@@ -33,20 +34,25 @@ def tune_gc() -> None:
 
 
 class Pipeline:
+    """`evidence_waits`: when the evidence writer's queue is full, wait for it (a replay: complete evidence,
+    the same on every run) or drop and count (live: the writer never slows detection)."""
+
     def __init__(self, cfg: Config, sinks: Sequence[NoticeSink],
-                 on_write_error: Callable[[str], None] | None = None) -> None:
+                 on_write_error: Callable[[str], None] | None = None, *, evidence_waits: bool = True) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.on_write_error = on_write_error or print_error
         self.decode_stats = DecodeStats()
+        evidence = cfg.output.evidence
         self.reassembler = Reassembler(
             max_datagrams=cfg.decode.max_fragmented_datagrams,
             timeout=cfg.decode.fragment_timeout,
             stats=self.decode_stats.fragments,
+            keep_frames=evidence.enabled,  # evidence holds the fragments as they came
         )
         self.detector = make_detector(cfg.detection, cfg.allowlist)
-        evidence = cfg.output.evidence
-        self.evidence = EvidenceRecorder(cfg.output.log_dir, evidence) if evidence.enabled else None
+        self.evidence = EvidenceRecorder(cfg.output.log_dir, evidence, wait_when_full=evidence_waits) \
+            if evidence.enabled else None
         self.notices_emitted = 0
         self.write_errors = 0
         self._decoders: list[Decoder] = []
@@ -63,25 +69,40 @@ class Pipeline:
         return decoder
 
     def feed_batch(self, decoder: Decoder, buf: bytes, meta: bytes) -> None:
-        """Decode and detect one libpcap batch as it was read (see Decoder.decode_batch)."""
-        self.detect(decoder.decode_batch(buf, meta))
+        """Decode and detect one libpcap batch as it was read (see Decoder.decode_batch). With evidence on, a
+        packet's frame stays in the batch; the recorder copies it out only if it holds the packet."""
+        if self.evidence is None:
+            self.detect(decoder.decode_batch(buf, meta))
+        else:
+            self._detect_observed(decoder.decode_frames(buf, meta), Batch(decoder, buf, meta))
 
-    def detect(self, packets: list[IcmpPacket]) -> None:
+    def detect(self, packets: Sequence[IcmpPacket]) -> None:
+        """Detect decoded packets. Packets fed here come without their captured frames (benchmarks, tests):
+        evidence holds them re-encoded (output/evidence.py encode)."""
+        if self.evidence is not None:
+            self._detect_observed(packets, None)
+            return
+        process = self.detector.process
+        for pkt in packets:
+            notices = process(pkt)
+            if notices:
+                self.emit(notices)
+
+    def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None) -> None:
+        """Detect, and show the evidence recorder each packet with novel bytes or of a pair it watches (one
+        set look-up per packet). With `batch`, packets[i] is frame i's (None: the frame gave none)."""
         detector = self.detector
         process = detector.process
         evidence = self.evidence
-        if evidence is None:
-            for pkt in packets:
-                notices = process(pkt)
-                if notices:
-                    self.emit(notices)
-            return
+        assert evidence is not None
         observe, watched = evidence.observe, evidence.watched
-        for pkt in packets:
+        for index, pkt in enumerate(packets):
+            if pkt is None:
+                continue
             notices = process(pkt)
             novel = detector.last_novel
             if novel or (watched and (pkt.src, pkt.dst) in watched):
-                observe(pkt, novel)
+                observe(pkt, novel, batch, index)
             if notices:
                 self.emit(notices)
 
@@ -95,6 +116,8 @@ class Pipeline:
         self.emit(self.detector.flush())
 
     def emit(self, notices: Iterable[Notice]) -> None:
+        """Write notices to every sink; evidence is started for a notice here, as it is written, and only
+        then (a notice the detector suppressed or aggregated never reaches this)."""
         for notice in notices:
             self.notices_emitted += 1
             if self.evidence is not None:
@@ -108,9 +131,14 @@ class Pipeline:
         for decoder in self._decoders:
             decoder.verify_checksums = cfg.decode.verify_checksums
 
-    def close(self) -> None:
+    def close_evidence(self, deadline: float | None = None) -> None:
+        """Let the evidence writer finish, until `deadline` (time.monotonic(); None: everything); what it could
+        not write by then is counted in the evidence stats. Idempotent."""
         if self.evidence is not None:
-            self.evidence.close()
+            self.evidence.close(deadline)
+
+    def close(self, evidence_deadline: float | None = None) -> None:
+        self.close_evidence(evidence_deadline)
         for sink in self.sinks:
             sink.close()
 

@@ -132,8 +132,7 @@ def replay(paths: Sequence[str], cfg: Config, sinks: Sequence[NoticeSink], worke
     try:
         return replay_pipeline(pipeline, paths)
     finally:
-        if pipeline.evidence is not None:
-            pipeline.evidence.close()
+        pipeline.close_evidence()
 
 
 def replay_pipeline(pipeline: Pipeline, paths: Sequence[str]) -> ReplayResult:
@@ -141,6 +140,7 @@ def replay_pipeline(pipeline: Pipeline, paths: Sequence[str]) -> ReplayResult:
     source = FileSource(list(paths), pipeline.decoder_for)
     source.check()
     Worker(pipeline, source, InProcessLink()).run()
+    pipeline.close_evidence()  # every evidence file written: its counters are final
     return ReplayResult(files=source.files, frames=source.frames, problems=source.problems, stats=pipeline.stats(),
                         notices=pipeline.notices_emitted, write_errors=pipeline.write_errors)
 

@@ -23,6 +23,7 @@ from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Log, No
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.stats import peak_rss_kb, worker_stats
 from icmpsensor.source.batch import Batch
+from icmpsensor.source.live import EVIDENCE_DEADLINE
 
 QUEUE_WAIT = 0.2  # longest wait for a batch, so that signals and ticks are never late
 TICK = 1.0  # seconds between housekeeping rounds (live: expiry on wall time, stats, heartbeat)
@@ -132,6 +133,7 @@ class WorkerChannel:
         self._ticks = 0
         self._failure_sent = False
         self._flush: Flush | None = None  # a Flush that came before the input ended (a worker still draining)
+        self._stopped_at: float | None = None  # live: when the stop came (time.monotonic())
 
     def round(self, worker: Worker) -> None:
         notices = self.sink.take()
@@ -153,6 +155,8 @@ class WorkerChannel:
             if isinstance(message, Reload):
                 worker.pipeline.reconfigure(message.cfg)
             elif isinstance(message, Stop | Flush):
+                if self._stopped_at is None:
+                    self._stopped_at = time.monotonic()
                 self.source.stop()
                 if isinstance(message, Flush):
                     self._flush = message
@@ -181,7 +185,8 @@ class WorkerChannel:
         return self._flush.at
 
     def done(self, worker: Worker) -> None:
-        worker.pipeline.close()
+        # live: the evidence writer gets what is left of the stop's budget; a replay waits for all of it
+        worker.pipeline.close(None if self._stopped_at is None else self._stopped_at + EVIDENCE_DEADLINE)
         source = self.source
         report = WorkerReport(self.index, worker_stats(worker.pipeline, source),
                               files=getattr(source, "files", 0), frames=getattr(source, "frames", 0),

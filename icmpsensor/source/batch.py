@@ -26,6 +26,21 @@ def packet_count(meta: bytes) -> int:
     return len(meta) // BATCH_META.size
 
 
+@dataclass(frozen=True, slots=True)
+class CapturedFrame:
+    """One frame as it was captured: its bytes and its timestamp as libpcap gave it (what evidence keeps)."""
+
+    sec: int
+    usec: int
+    data: bytes
+
+
+def batch_frame(buf: bytes, meta: bytes, index: int) -> CapturedFrame:
+    """Frame `index` of a libpcap batch, copied out of the batch buffer."""
+    sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
+    return CapturedFrame(sec, usec, buf[off : off + cap])
+
+
 @dataclass(slots=True)
 class Batch:
     """A batch as a source hands it to a worker: with the decoder of its capture's link type."""

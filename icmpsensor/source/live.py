@@ -311,6 +311,7 @@ class Waiting:
 # and drops (and counts) what is still queued then, and every open flow is flushed.
 DRAIN_DEADLINE = 1.5
 STOP_DEADLINE = 4.5  # a capture thread (or a worker process) still running then is left behind
+EVIDENCE_DEADLINE = 4.0  # the evidence writer stops then; what it has not written is counted (dropped_shutdown)
 
 
 class LiveSource:

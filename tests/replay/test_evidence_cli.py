@@ -10,7 +10,6 @@ from pathlib import Path
 import pcapy
 
 from icmpsensor.decode.fast import Decoder
-from icmpsensor.decode.linktypes import LINKTYPE_RAW
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 from testkit import craft
@@ -37,7 +36,7 @@ def transfer_pcap(path: Path, data: bytes = SECRET, size: int = 500, benign_firs
 
 def read_evidence(path: str) -> list[IcmpPacket]:
     reader = pcapy.open_offline(path)
-    assert reader.datalink() in (LINKTYPE_RAW, 12, 14)
+    assert reader.datalink() == craft.LINKTYPE_ETHERNET  # the capture's (transfer_pcap writes Ethernet)
     decoder = Decoder(reader.datalink(), DecodeStats())
     out = []
     while True:

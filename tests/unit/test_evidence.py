@@ -1,19 +1,26 @@
-"""The evidence recorder in-process: disk budget, what it watches, and the packet encoding its pcaps hold.
+"""The evidence recorder and its writer thread in-process: disk budget, what it watches, the cap on new files
+per minute, the writer's bounded queue (live: drop and count; replay: wait), its deadline at shutdown, no file
+touched on the detector's thread, the counters in the pipeline's stats, and the encoding of packets fed without
+their frames.
 
-Through the command line (the pcap holds the flow's packets, the .bin the file that left): test_evidence_cli.py
-in tests/replay.
+Through the command line (the pcap holds the pair's frames as captured, the .bin the file that left):
+test_evidence_cli.py and test_evidence_faithful.py in tests/replay.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+import time
 from pathlib import Path
 
+import dpkt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.config.schema import Config
+from icmpsensor.config.schema import Config, EvidenceConfig
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.linktypes import LINKTYPE_RAW
 from icmpsensor.decode.packet import IcmpPacket
@@ -21,30 +28,246 @@ from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output import evidence as evidence_module
-from icmpsensor.output.evidence import EvidenceRecorder, encode
+from icmpsensor.output import evidencewriter
+from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
+from icmpsensor.output.evidencewriter import EvidenceWriter
+from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.source.batch import Batch
 from testkit import craft
+from testkit.decoding import batch_of
 
 SRC, DST = "192.0.2.10", "198.51.100.7"
 
 
-def test_disk_budget_deletes_the_oldest_evidence(tmp_path: Path) -> None:
-    cfg = dataclasses.replace(Config().output.evidence, max_total_bytes=20_000)
-    recorder = EvidenceRecorder(str(tmp_path), cfg)
-    from icmpsensor.notice.record import Notice
+def config(**changes: object) -> EvidenceConfig:
+    return dataclasses.replace(Config().output.evidence, **changes)  # type: ignore[arg-type]
 
+
+def source(flow: int) -> str:
+    return f"10.{flow >> 16 & 255}.{flow >> 8 & 255}.{flow & 255}"
+
+
+def request(flow: int, ts: float, payload: bytes = b"q" * 100, seq: int = 1) -> IcmpPacket:
+    return IcmpPacket(ts, craft.addr(source(flow)), craft.addr(DST), False, 8, 0, 1, seq, payload, 42 + len(payload))
+
+
+def notice(flow: int, ts: float, note: str = "ICMP::ICMP_DataExfil") -> Notice:
+    return Notice(ts=ts, note=note, msg="", sub="", src=source(flow), dst=DST, uid=f"C{flow:017d}", n=1,
+                  bytes_sent=100, bytes_received=0, start=ts, end=ts)
+
+
+def alert(recorder: EvidenceRecorder, flow: int, ts: float) -> Notice:
+    """One suspicious packet of `flow`, then its notice: what the pipeline does for a one-packet alerted flow."""
+    recorder.observe(request(flow, ts), 100, None, 0)
+    raised = notice(flow, ts)
+    recorder.attach(raised)
+    return raised
+
+
+def pcaps(directory: Path) -> dict[str, int]:
+    """Evidence pcap name -> packets in it."""
+    out = {}
+    for path in directory.glob("*.pcap"):
+        with path.open("rb") as f:
+            out[path.name] = sum(1 for _ in dpkt.pcap.Reader(f))
+    return out
+
+
+# -- the disk budget ---------------------------------------------------------------------------------------
+
+
+def test_disk_budget_deletes_the_oldest_evidence(tmp_path: Path) -> None:
+    recorder = EvidenceRecorder(str(tmp_path), config(max_total_bytes=20_000))
     for flow in range(10):
-        src = f"10.0.0.{flow + 1}"
         for seq in range(5):
-            pkt = IcmpPacket(1000.0 + flow + seq / 10, craft.addr(src), craft.addr(DST), False, 8, 0, 1, seq,
-                             bytes([flow]) * 1000, 1042)
-            recorder.observe(pkt, 1000)
-        notice = Notice(ts=1.0, note="ICMP::ICMP_ExfilSummary", msg="", sub="", src=src, dst=DST, uid=f"C{flow:017d}",
-                        n=5, bytes_sent=5000, bytes_received=0, start=1.0, end=2.0)
-        recorder.attach(notice)
+            recorder.observe(request(flow, 1000.0 + flow + seq / 10, bytes([flow]) * 1000, seq), 1000, None, 0)
+        recorder.attach(notice(flow, 1000.0 + flow, EXFIL_SUMMARY.name))
     recorder.close()
-    total = sum(p.stat().st_size for p in (tmp_path / "evidence").iterdir())
+    total = sum(p.stat().st_blocks * 512 for p in (tmp_path / "evidence").iterdir())
     assert total <= 20_000 and recorder.stats.deleted > 0
     assert (tmp_path / "evidence" / f"C{9:017d}.pcap").exists()  # the newest is kept
+
+
+# -- the cap on new files per minute -----------------------------------------------------------------------
+
+
+def test_new_files_per_minute_are_capped_and_counted(tmp_path: Path) -> None:
+    recorder = EvidenceRecorder(str(tmp_path), config(max_files_per_minute=3))
+    first = [alert(recorder, flow, 6000.0 + flow) for flow in range(8)]  # one minute of packet time
+    later = [alert(recorder, flow, 6060.0 + flow) for flow in range(8, 12)]  # the next minute
+    recorder.close()
+    with_file = [n.uid for n in first + later if n.evidence]
+    assert with_file == [f"C{flow:017d}" for flow in (0, 1, 2, 8, 9, 10)]
+    assert recorder.stats.dropped_rate == 6 == sum(1 for n in first + later if not n.evidence)
+    assert set(pcaps(tmp_path / "evidence")) == {uid + ".pcap" for uid in with_file}
+    assert not recorder.watched  # a refused pair is not buffered on
+
+
+# -- the writer's thread and queue ---------------------------------------------------------------------------
+
+
+def test_no_file_is_touched_on_the_detectors_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating, writing, closing and trimming evidence files all happen on the writer's thread."""
+    calls: list[tuple[str, str]] = []
+    for name in ("open", "mkdir", "unlink", "scandir"):
+        real = getattr(os, name)
+
+        def spy(*args: object, _real: object = real, _name: str = name, **kwargs: object) -> object:
+            calls.append((_name, threading.current_thread().name))
+            return _real(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(evidencewriter.os, name, spy)
+    recorder = EvidenceRecorder(str(tmp_path), config(max_total_bytes=40_000))
+    for flow in range(20):
+        alert(recorder, flow, 1000.0 + flow)
+        recorder.attach(notice(flow, 1000.5 + flow, EXFIL_SUMMARY.name))
+    recorder.close()
+    assert recorder.stats.files == 20 and recorder.stats.deleted > 0
+    assert {"open", "mkdir", "unlink"} <= {name for name, _ in calls}
+    assert {thread for _, thread in calls} == {"icmpsensor-evidence"}
+
+
+@pytest.fixture
+def held_writer(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The writer's thread blocked before each job until the returned event is set."""
+    go = threading.Event()
+    real = EvidenceWriter._do
+
+    def held(self: EvidenceWriter, job: evidencewriter.WriteJob) -> None:
+        go.wait(30)
+        real(self, job)
+
+    monkeypatch.setattr(EvidenceWriter, "_do", held)
+    return go
+
+
+def test_a_live_writers_full_queue_drops_and_counts(tmp_path: Path, held_writer: threading.Event,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evidencewriter, "QUEUE_BYTES", 4000)  # a few one-packet jobs
+    recorder = EvidenceRecorder(str(tmp_path), config(), wait_when_full=False)
+    began = time.monotonic()
+    raised = [alert(recorder, flow, 1000.0 + flow / 10) for flow in range(40)]
+    assert time.monotonic() - began < 1.0  # the detector's thread never waited for the held writer
+    stats = recorder.stats
+    refused = [n for n in raised if not n.evidence]
+    assert refused and stats.dropped_queue_files == len(refused) == stats.dropped_queue_packets
+    held_writer.set()
+    recorder.close()
+    assert stats.files == 40 - len(refused)
+    assert pcaps(tmp_path / "evidence") == {os.path.basename(str(n.evidence)): 1 for n in raised if n.evidence}
+
+
+def test_a_replay_waits_for_the_writer_and_drops_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evidencewriter, "QUEUE_BYTES", 4000)
+    real = EvidenceWriter._do
+
+    def slow(self: EvidenceWriter, job: evidencewriter.WriteJob) -> None:
+        time.sleep(0.002)
+        real(self, job)
+
+    monkeypatch.setattr(EvidenceWriter, "_do", slow)
+    recorder = EvidenceRecorder(str(tmp_path), config(), wait_when_full=True)
+    raised = [alert(recorder, flow, 1000.0 + flow / 10) for flow in range(40)]
+    recorder.close()
+    assert all(n.evidence for n in raised)
+    assert recorder.stats.files == 40 and recorder.stats.packets == 40
+    assert recorder.stats.dropped_queue_files == recorder.stats.dropped_queue_packets == 0
+
+
+def test_close_writes_until_its_deadline_and_counts_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = EvidenceWriter._do
+
+    def slow(self: EvidenceWriter, job: evidencewriter.WriteJob) -> None:
+        time.sleep(0.02)
+        real(self, job)
+
+    monkeypatch.setattr(EvidenceWriter, "_do", slow)
+    recorder = EvidenceRecorder(str(tmp_path), config(), wait_when_full=False)
+    for flow in range(100):  # 100 files, a packet each: 2 s of writing at this pace
+        alert(recorder, flow, 1000.0 + flow / 100)
+    began = time.monotonic()
+    recorder.close(began + 0.3)
+    took = time.monotonic() - began
+    stats = recorder.stats
+    assert took < 0.3 + evidencewriter.JOIN_GRACE + 0.1, took
+    assert 0 < stats.packets < 100 and stats.dropped_shutdown == 100 - stats.packets
+    assert sum(pcaps(tmp_path / "evidence").values()) == stats.packets
+
+
+# -- what it watches, and the counters' way out --------------------------------------------------------------
+
+
+PAIRS = [(f"192.0.2.{i}", f"198.51.100.{i}") for i in range(1, 6)]
+recorder_ops = st.lists(st.tuples(st.sampled_from(["packet", "reply", "notice", "summary", "close"]),
+                                  st.integers(0, len(PAIRS) - 1), st.integers(0, 3)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=recorder_ops)
+def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: Path, ops: list[tuple[str, int, int]],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in `watched`:
+    that set must be exactly both directions of the pairs with a ring buffer or open evidence files, through
+    ring and open-file eviction, summaries (which close a flow's files) and close()."""
+    monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", 2)
+    recorder = EvidenceRecorder(str(tmp_path / f"run{len(list(tmp_path.iterdir()))}"),
+                                config(max_flows_buffered=2, packets_before=2))
+    for ts, (op, index, novel) in enumerate(ops):
+        src, dst = PAIRS[index]
+        if op in ("packet", "reply"):
+            a, b = (src, dst) if op == "packet" else (dst, src)
+            pkt = IcmpPacket(float(ts), craft.addr(a), craft.addr(b), False, 8 if op == "packet" else 0, 0, 1, ts,
+                             b"x" * novel, 30)
+            recorder.observe(pkt, novel, None, 0)
+        elif op == "close":
+            recorder.close()
+        else:
+            note = EXFIL_SUMMARY.name if op == "summary" else "ICMP::DataExfil"
+            recorder.attach(Notice(float(ts), note, "", "", src, dst, f"C{index}", 1, 1, 0, 0.0, float(ts)))
+        rings, recording = set(recorder._rings), set(recorder._open)
+        assert not rings & recording
+        assert recorder.watched == {d for a, b in rings | recording for d in ((a, b), (b, a))}
+    recorder.close()
+    assert not recorder.watched
+
+
+def test_a_pairs_replies_are_recorded_with_its_requests(tmp_path: Path) -> None:
+    """Both directions: a reply (no novel bytes) of a pair that sent novel bytes is held and written."""
+    frames = []
+    for seq in range(3):
+        frames.append((1000.0 + seq, craft.ether(craft.icmp4(SRC, DST, 8, 0, 4, seq, bytes([seq]) * 300))))
+        frames.append((1000.5 + seq, craft.ether(craft.icmp4(DST, SRC, 0, 0, 4, seq, bytes([seq]) * 300))))
+    buf, meta, _ = batch_of(frames)
+    decoder = Decoder(craft.LINKTYPE_ETHERNET, DecodeStats())
+    packets = decoder.decode_frames(buf, meta)
+    recorder = EvidenceRecorder(str(tmp_path), config())
+    batch = Batch(decoder, buf, meta)
+    for index, pkt in enumerate(packets):
+        assert pkt is not None
+        if pkt.is_echo_request or (pkt.src, pkt.dst) in recorder.watched:
+            recorder.observe(pkt, 300 if pkt.is_echo_request else 0, batch, index)
+    assert pair_key(craft.addr(DST), craft.addr(SRC)) in recorder._rings
+    raised = Notice(1003.0, EXFIL_SUMMARY.name, "", "", SRC, DST, "C" + "a" * 17, 3, 900, 900, 1000.0, 1003.0)
+    recorder.attach(raised)
+    recorder.close()
+    with open(str(raised.evidence), "rb") as f:
+        assert [bytes(buf) for _, buf in dpkt.pcap.Reader(f)] == [frame for _, frame in frames]
+    assert Path(str(raised.evidence)[:-5] + ".bin").read_bytes() == b"".join(bytes([s]) * 300 for s in range(3))
+
+
+def test_the_drop_counters_reach_the_pipeline_stats(tmp_path: Path) -> None:
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path)
+    cfg.output.evidence = config(max_files_per_minute=2)
+    pipeline = Pipeline(cfg, [])
+    pipeline.detect([request(flow, 1000.0 + flow / 10, os.urandom(500)) for flow in range(5)])
+    pipeline.finish()
+    pipeline.close()
+    evidence = pipeline.stats()["evidence"]
+    assert isinstance(evidence, dict)
+    assert evidence["files"] == 2 and evidence["dropped_rate"] == 2 * 3  # each refused flow's notice and summary
+    assert {"dropped_queue_files", "dropped_queue_packets", "dropped_budget", "dropped_shutdown",
+            "truncated"} <= set(evidence)
 
 
 def test_encode_round_trips_through_the_decoder() -> None:
@@ -57,35 +280,3 @@ def test_encode_round_trips_through_the_decoder() -> None:
         assert decoded is not None
         assert (decoded.src, decoded.dst, decoded.icmp_type, decoded.ident, decoded.seq, decoded.payload) == (
             pkt.src, pkt.dst, pkt.icmp_type, pkt.ident, pkt.seq, pkt.payload)
-
-
-PAIRS = [(f"192.0.2.{i}", f"198.51.100.{i}") for i in range(1, 6)]
-recorder_ops = st.lists(st.tuples(st.sampled_from(["packet", "notice", "summary", "close"]),
-                                  st.integers(0, len(PAIRS) - 1), st.integers(0, 3)), max_size=40)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=recorder_ops)
-def test_watched_is_exactly_the_pairs_buffered_or_recorded(tmp_path: Path, ops: list[tuple[str, int, int]],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pipeline calls observe() for a packet without novel bytes only when its pair is in `watched`:
-    that set must be exactly the pairs with a ring buffer or an open evidence file, through ring and
-    open-file eviction, summaries (which close a flow's files) and close()."""
-    monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", 2)
-    cfg = dataclasses.replace(Config().output.evidence, max_flows_buffered=2, packets_before=2)
-    recorder = EvidenceRecorder(str(tmp_path / f"run{len(list(tmp_path.iterdir()))}"), cfg)
-    for ts, (op, index, novel) in enumerate(ops):
-        src, dst = PAIRS[index]
-        if op == "packet":
-            pkt = IcmpPacket(float(ts), craft.addr(src), craft.addr(dst), False, 8, 0, 1, ts, b"x" * novel, 30)
-            recorder.observe(pkt, novel)
-        elif op == "close":
-            recorder.close()
-        else:
-            note = EXFIL_SUMMARY.name if op == "summary" else "ICMP::DataExfil"
-            recorder.attach(Notice(float(ts), note, "", "", src, dst, f"C{index}", 1, 1, 0, 0.0, float(ts)))
-        rings, recording = set(recorder._rings), set(recorder._open)
-        assert not rings & recording
-        assert recorder.watched == rings | recording
-    recorder.close()
-    assert recorder.watched == set(recorder._rings)

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.fragments import DATAGRAM_OVERHEAD, PIECE_OVERHEAD, Datagram, Reassembler, key_v4
 from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.source.batch import CapturedFrame, batch_frame
 from testkit import craft
 from testkit.craft import addr
-from testkit.decoding import A4, A6, B4, B6, Run
+from testkit.decoding import A4, A6, B4, B6, Run, batch_of
 
 KEY = key_v4(addr(A4), addr(B4), 1, 7)
 DATA = bytes(range(256)) * 4  # 1024 bytes
@@ -153,17 +154,21 @@ def test_too_many_fragments() -> None:
     assert feed(reassembler, pieces(DATA, 128)) == []  # the rest is absorbed
 
 
-def test_memory_held_is_accounted_with_its_overhead_so_tiny_fragments_stay_within_the_cap() -> None:
+@pytest.mark.parametrize("keep_frames", [False, True])
+def test_memory_held_is_accounted_with_its_overhead_so_tiny_fragments_stay_within_the_cap(keep_frames: bool) -> None:
     """20,000 datagrams of 250 eight-byte pieces once took 505 MB at max_fragmented_datagrams 1000000: 8 bytes of
-    data cost about 90 in memory. Accounted with the overhead, the memory traced stays under the byte cap."""
+    data cost about 90 in memory. Accounted with the overhead, the memory traced stays under the byte cap; also
+    when every fragment's frame is kept for evidence."""
     cap = 4 << 20
-    reassembler = Reassembler(max_datagrams=1_000_000, max_bytes=cap)
+    reassembler = Reassembler(max_datagrams=1_000_000, max_bytes=cap, keep_frames=keep_frames)
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
         for piece in range(60):
             for datagram in range(2500):  # every datagram gets its pieces interleaved with the others'
-                reassembler.add(("a", "b", 1, datagram), 1.0, 16 * piece, True, os.urandom(8), 1)
+                frame = CapturedFrame(1_700_000_000 + piece, 999_000 + datagram % 1000, os.urandom(42)) \
+                    if keep_frames else None
+                reassembler.add(("a", "b", 1, datagram), 1.0, 16 * piece, True, os.urandom(8), 1, 42, frame)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
@@ -215,6 +220,42 @@ def test_fragmented_echo_decodes_to_the_whole_payload(version: int, order: str) 
     assert (packet.ts, packet.ident, packet.seq, packet.payload) == (100.0 + len(frames) - 1, 42, 9, BIG)
     assert packet.wire_len == sum(map(len, frames))
     assert run.stats.fragments == {"fragments": len(frames), "reassembled": 1}
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_reassembled_message_carries_its_fragment_frames_as_captured(version: int, accelerated: bool) -> None:
+    """With keep_frames (evidence on) the message a datagram completes carries every fragment's frame, in the
+    order the frames came, with their batch timestamps; whole messages carry none (their frame is their place
+    in the batch: decode_frames)."""
+    if version == 4:
+        frags = craft.fragment4(craft.icmp4(A4, B4, craft.ECHO_REQUEST, 0, 42, 9, BIG, ip_id=77, ttl=3), 1480)
+    else:
+        frags = craft.fragment6(craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 42, 9, BIG), 1232, frag_id=9)
+    whole = craft.ether(craft.icmp4(B4, A4, craft.ECHO_REPLY, 0, 1, 1, b"x" * 20), vlans=(7,))
+    frames = [craft.ether(f, vlans=(5,)) for f in frags[1:] + frags[:1]] + [whole]
+    buf, meta, timed = batch_of([(100.0 + i * 0.25, f) for i, f in enumerate(frames)])
+    stats = DecodeStats()
+    decoder = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated,
+                      reassembler=Reassembler(stats=stats.fragments, keep_frames=True))
+    packets = decoder.decode_frames(buf, meta)
+    assert [p is None for p in packets] == [True] * (len(frames) - 2) + [False, False]
+    reassembled, single = packets[-2], packets[-1]
+    assert reassembled is not None and single is not None
+    assert reassembled.payload == BIG and single.frames is None
+    assert reassembled.frames == tuple(CapturedFrame(int(ts), round(ts % 1 * 1e6), f) for ts, f in timed[:-1])
+    assert batch_frame(buf, meta, len(frames) - 1).data == whole
+
+
+def test_frames_kept_per_datagram_are_bounded_and_counted() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats, keep_frames=True, max_fragments=4)
+    frame = CapturedFrame(1, 2, b"f" * 50)
+    for _ in range(10):  # the first piece resent: one piece held, ten frames offered
+        assert reassembler.add(KEY, 0.0, 0, True, DATA[:64], 1, 50, frame) is None
+    done = reassembler.add(KEY, 0.0, 64, False, DATA[64:128], 1, 50, frame)
+    assert done is not None and done.frames == (frame,) * 4
+    assert stats["frames_not_kept"] == 7
 
 
 def test_fragmented_icmpv6_behind_extension_headers() -> None:

@@ -1,0 +1,389 @@
+"""The evidence writer: a thread of its own writes the evidence files, so that the detector's thread never
+waits for a disk (the recorder, output/evidence.py, decides what to write and hands it over as jobs).
+
+* **Queue.** Jobs go through a queue bounded in bytes (QUEUE_BYTES, frames and their overhead accounted)
+  and in jobs (QUEUE_JOBS). When it is full a live sensor's recorder drops the job and counts it; a
+  replay waits for room instead (its input waits too, and its evidence is then the same on every run).
+  Closing a flow's files is never dropped (a job without frames; at most one per file started).
+* **Files.** `<uid>.pcap` holds the flow's frames as they were captured, with the capture's link type
+  in its header; frames of another link type (a replay of several captures) go to
+  `<uid>-<linktype>.pcap`, one pcap per link type. A record carries the frame's timestamp as libpcap
+  gave it and its captured length (as both lengths: libpcap's batches do not carry the wire length).
+  `<uid>.bin` holds the echo-request payloads the flow's source sent, in order.
+* **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
+  directory, not a link, owned by this user and writable by nobody else; output/logfile.py
+  verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
+* **Disk budget.** `max_total_bytes`, counted in the blocks files take on disk: before a write that
+  would pass it, the oldest evidence files not being written are deleted (only names as the sensor
+  names them: EVIDENCE_NAME); what still does not fit is dropped and counted.
+* **Deadline.** `close(deadline)` lets the thread write until the deadline (live: inside the stop's
+  5 s); what it has not written by then is counted (`dropped_shutdown`), and `close` returns.
+
+Counters (`EvidenceStats`, in the stats record and the replay summary): this thread adds to `files`,
+`packets`, `deleted`, `errors`, `dropped_budget` and `dropped_shutdown`; the recorder to the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import struct
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from icmpsensor.config.schema import EvidenceConfig
+from icmpsensor.errors import SensorError
+from icmpsensor.output.logfile import LOG_MODE, verify_directory
+from icmpsensor.source.batch import CapturedFrame
+
+QUEUE_BYTES = 16 * 1024 * 1024  # frames queued for the writer, with their overhead
+QUEUE_JOBS = 65_536
+JOB_OVERHEAD = 256  # bytes a queued job costs besides its packets
+PACKET_OVERHEAD = 192  # bytes a held packet costs besides its frames (HeldPacket, tuple, the payload's object)
+FRAME_OVERHEAD = 176  # bytes a frame costs besides its data (decode/fragments.py FRAME_OVERHEAD)
+IDLE_WAIT = 1.0  # seconds the thread sleeps without work before it looks again
+JOIN_GRACE = 0.1  # seconds after the deadline close() still waits for the thread (a write in progress)
+MAX_OPEN = 256  # flows whose files this thread holds open (the recorder closes them long before)
+DISK_BLOCK = 4096  # what a file's size is rounded up to on disk (the common file system block)
+SNAPLEN = 262_144  # the pcap header's snap length: libpcap's largest
+# A flow uid (detect/flows.py new_uid), then the file kinds: the flow's pcap, the pcap of another link type,
+# the carried bytes. The trim deletes nothing else.
+EVIDENCE_NAME = re.compile(r"C[0-9A-Za-z]{17}(?:-[0-9]{1,5})?\.pcap|C[0-9A-Za-z]{17}\.bin")
+_ORDER = "<" if sys.byteorder == "little" else ">"  # pcap files are written in this host's byte order
+PCAP_HEADER = struct.Struct(_ORDER + "IHHiIII")  # magic, version 2.4, zone, sigfigs, snaplen, link type
+PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
+RECORD = struct.Struct(_ORDER + "IIII")  # seconds, microseconds, captured length, length
+
+
+@dataclass
+class EvidenceStats:
+    files: int = 0  # flows whose evidence files were created
+    packets: int = 0  # packets written to evidence pcaps
+    deleted: int = 0  # files deleted to stay within max_total_bytes
+    errors: int = 0  # write errors: files that could not be created, packets that could not be written
+    buffers_evicted: int = 0  # suspicious pairs whose buffered packets were dropped (max_flows_buffered)
+    dropped_rate: int = 0  # notices left without an evidence file: max_files_per_minute reached
+    dropped_queue_files: int = 0  # notices left without an evidence file: the writer's queue was full
+    dropped_queue_packets: int = 0  # packets not written: the writer's queue was full
+    dropped_budget: int = 0  # packets not written: max_total_bytes reached, nothing left to delete
+    dropped_shutdown: int = 0  # packets not written by the stop's deadline
+    truncated: int = 0  # packets not written: their file had reached packets_after or max_file_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPacket:
+    """One packet for an evidence file: its frames as captured, and what it carried."""
+
+    linktype: int  # of its frames, as a pcap header gives it (decode/linktypes.py file_linktype)
+    frames: tuple[CapturedFrame, ...]  # one, or the fragments a reassembled message came in
+    sender: bytes  # packed source address
+    carried: bytes  # an echo request's payload (for the .bin); b"" for other messages
+
+    @property
+    def record_bytes(self) -> int:
+        """What its records add to a pcap."""
+        return sum(RECORD.size + len(frame.data) for frame in self.frames)
+
+
+@dataclass(slots=True)
+class WriteJob:
+    """Work for the writer: create a flow's files (`src` set), append packets, close them (`finish`)."""
+
+    uid: str
+    packets: tuple[HeldPacket, ...] = ()
+    src: bytes = b""  # set: create the files first; the flow's source, whose echo-request payloads go to .bin
+    linktype: int = 0  # with src: the link type of <uid>.pcap when no packet says it
+    finish: bool = False  # close the files after
+
+    @property
+    def cost(self) -> int:
+        """The memory it holds while queued, as the queue's bound accounts it."""
+        return JOB_OVERHEAD + sum(PACKET_OVERHEAD + len(held.carried)
+                                  + sum(FRAME_OVERHEAD + len(f.data) for f in held.frames) for held in self.packets)
+
+
+def _on_disk(size: int) -> int:
+    """The disk space a file of `size` bytes takes: whole blocks, at least one."""
+    return max(1, -(-size // DISK_BLOCK)) * DISK_BLOCK
+
+
+def _create(name: str, dir_fd: int) -> BinaryIO:
+    """A new file in the verified directory, never through a link."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(name, flags, LOG_MODE, dir_fd=dir_fd), "ab")
+
+
+@dataclass
+class _File:
+    name: str
+    handle: BinaryIO
+    size: int = 0
+
+
+@dataclass
+class _Flow:
+    """The files of one flow while it is written."""
+
+    uid: str
+    src: bytes
+    first_linktype: int
+    carried: _File
+    pcaps: dict[int, _File] = field(default_factory=dict)  # link type -> its pcap
+
+
+class EvidenceWriter:
+    """The thread and its queue (see the module docstring). `submit` and `close` are called from the
+    detector's thread; everything else runs on the writer's."""
+
+    def __init__(self, directory: str, cfg: EvidenceConfig, stats: EvidenceStats, *, wait_when_full: bool = True,
+                 queue_bytes: int | None = None) -> None:
+        self.directory = directory
+        self.cfg = cfg
+        self.stats = stats
+        self.wait_when_full = wait_when_full
+        self.queue_bytes = QUEUE_BYTES if queue_bytes is None else queue_bytes
+        self._jobs: deque[WriteJob] = deque()
+        self._queued = 0  # bytes accounted for the jobs queued
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline: float | None = None
+        self._refresh = False
+        self._thread: threading.Thread | None = None
+        self._flows: OrderedDict[str, _Flow] = OrderedDict()
+        self._trim_hopeless = False  # the last trim could not get within budget: no rescan until a file closes
+        # A directory that is already there is verified now, on the caller's thread (OutputError, exit 73, if
+        # it is a link or someone else's); one that is not is created with the first file.
+        self._dir_fd = verify_directory(directory) if os.path.lexists(directory) else -1
+        self._disk = self._disk_usage()
+
+    # -- the detector's side -------------------------------------------------------------------------
+
+    def submit(self, job: WriteJob, *, force: bool = False) -> bool:
+        """Queue a job; False when the queue is full (live) or the writer is closing: the caller counts it.
+        `force`: queue it however full (closing a flow's files). A replay waits for room."""
+        cost = job.cost
+        with self._cond:
+            if self._closing:
+                return False
+            while not force and self._jobs and (self._queued + cost > self.queue_bytes
+                                                 or len(self._jobs) >= QUEUE_JOBS):
+                if not self.wait_when_full:
+                    return False
+                self._cond.wait(IDLE_WAIT)
+            self._jobs.append(job)
+            self._queued += cost
+            if len(self._jobs) == 1:
+                self._cond.notify_all()
+        if self._thread is None:  # started with the first job: after any fork of worker processes
+            self._thread = threading.Thread(target=self._run, name="icmpsensor-evidence", daemon=True)
+            self._thread.start()
+        return True
+
+    def refresh_disk_usage(self) -> None:
+        """Measure the directory again before the next write (with workers, the others write into it too)."""
+        self._refresh = True
+
+    def close(self, deadline: float | None = None) -> None:
+        """Write what is queued, until `deadline` (time.monotonic(); None: all of it), then close every file.
+        What is not written by then is counted in dropped_shutdown."""
+        with self._cond:
+            self._closing = True
+            self._deadline = deadline
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()) + JOIN_GRACE)
+        self._drop_queued()
+        if (thread is None or not thread.is_alive()) and self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the writer."""
+        return len(self._jobs)
+
+    # -- the writer's thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while (job := self._take()) is not None:
+            if self._refresh:
+                self._refresh = False
+                self._disk = self._disk_usage()
+                self._trim_hopeless = False
+            try:
+                self._do(job)
+            except Exception:  # the writer must outlive a bug as the detector does: counted
+                self.stats.errors += 1
+        self._drop_queued()
+        for uid in list(self._flows):
+            self._finish(uid)
+
+    def _take(self) -> WriteJob | None:
+        """The next job, or None when closing and done (the queue empty, or the deadline passed)."""
+        with self._cond:
+            while not self._jobs:
+                if self._closing:
+                    return None
+                self._cond.wait(IDLE_WAIT)
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                return None
+            job = self._jobs.popleft()
+            self._queued -= job.cost
+            self._cond.notify_all()  # room for a replay waiting in submit
+            return job
+
+    def _drop_queued(self) -> None:
+        """Count (and forget) every job still queued: the deadline passed, or the thread is gone."""
+        with self._cond:
+            while self._jobs:
+                job = self._jobs.popleft()
+                self._queued -= job.cost
+                self.stats.dropped_shutdown += len(job.packets)
+
+    def _do(self, job: WriteJob) -> None:
+        flow = self._flows.get(job.uid)
+        if job.src:
+            flow = self._start(job)
+        if flow is not None:
+            for held in job.packets:
+                self._write(flow, held)
+        elif job.packets:  # its files could not be created, or were closed (MAX_OPEN)
+            self.stats.errors += len(job.packets)
+        if job.finish:
+            self._finish(job.uid)
+
+    def _start(self, job: WriteJob) -> _Flow | None:
+        try:
+            if self._dir_fd < 0:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.directory, 0o750)
+                self._dir_fd = verify_directory(self.directory)
+            carried = _File(job.uid + ".bin", _create(job.uid + ".bin", self._dir_fd))
+        except (OSError, SensorError):
+            self.stats.errors += 1
+            return None
+        linktype = job.packets[0].linktype if job.packets else job.linktype
+        flow = self._flows[job.uid] = _Flow(job.uid, job.src, linktype, carried)
+        self._disk += DISK_BLOCK  # a new file takes a block on disk, however small
+        if self._pcap(flow, linktype) is None:
+            self._finish(job.uid)
+            return None
+        self.stats.files += 1
+        if len(self._flows) > MAX_OPEN:
+            self._finish(next(iter(self._flows)))
+        return flow
+
+    def _pcap(self, flow: _Flow, linktype: int) -> _File | None:
+        """The flow's pcap for frames of `linktype`, created with its header the first time."""
+        pcap = flow.pcaps.get(linktype)
+        if pcap is not None:
+            return pcap
+        name = flow.uid + (".pcap" if linktype == flow.first_linktype else f"-{linktype}.pcap")
+        header = PCAP_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, linktype)
+        try:
+            handle = _create(name, self._dir_fd)
+            handle.write(header)
+        except OSError:
+            self.stats.errors += 1
+            return None
+        pcap = flow.pcaps[linktype] = _File(name, handle, len(header))
+        self._disk += DISK_BLOCK
+        return pcap
+
+    def _write(self, flow: _Flow, held: HeldPacket) -> None:
+        pcap = self._pcap(flow, held.linktype)
+        if pcap is None:
+            return
+        records = b"".join(RECORD.pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data for f in held.frames)
+        carried = held.carried if held.sender == flow.src else b""
+        grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
+        if not self._room(grows):
+            self.stats.dropped_budget += 1
+            return
+        try:
+            pcap.handle.write(records)
+            if carried:
+                flow.carried.handle.write(carried)
+        except OSError:
+            self.stats.errors += 1
+            return
+        pcap.size += len(records)
+        flow.carried.size += len(carried)
+        self._disk += grows
+        self.stats.packets += 1
+
+    def _finish(self, uid: str) -> None:
+        flow = self._flows.pop(uid, None)
+        if flow is None:
+            return
+        for file in (*flow.pcaps.values(), flow.carried):
+            with contextlib.suppress(OSError):
+                file.handle.close()
+        self._trim_hopeless = False
+
+    # -- disk budget -------------------------------------------------------------------------------
+
+    def _room(self, grows: int) -> bool:
+        """Whether `grows` more bytes on disk fit the budget, after deleting the oldest files if need be."""
+        budget = self.cfg.max_total_bytes
+        if self._disk + grows <= budget:
+            return True
+        if not self._trim_hopeless:
+            self._trim()
+            self._trim_hopeless = self._disk + grows > budget
+        return self._disk + grows <= budget
+
+    def _sizes(self) -> list[tuple[float, int, str]]:
+        """(mtime, bytes on disk, name) of every evidence file, oldest first; files that vanish meanwhile
+        (another worker trimmed them) are left out. Disk blocks, not file sizes: a storm of small files
+        takes a block each."""
+        if self._dir_fd < 0:
+            return []
+        found = []
+        with contextlib.suppress(OSError), os.scandir(self._dir_fd) as entries:
+            for entry in entries:
+                if not EVIDENCE_NAME.fullmatch(entry.name):
+                    continue
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    found.append((st.st_mtime, st.st_blocks * 512, entry.name))
+        return sorted(found)
+
+    def _disk_usage(self) -> int:
+        return sum(size for _, size, _ in self._sizes())
+
+    def _trim(self) -> None:
+        """Delete the oldest evidence files (not those still being written) until within 90 % of the budget."""
+        busy = {file.name for flow in self._flows.values() for file in (*flow.pcaps.values(), flow.carried)}
+        for flow in self._flows.values():  # so that the sizes on disk are the real ones
+            for file in (*flow.pcaps.values(), flow.carried):
+                with contextlib.suppress(OSError):
+                    file.handle.flush()
+        entries = self._sizes()
+        self._disk = sum(size for _, size, _ in entries)
+        target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory
+        for _, size, name in entries:
+            if self._disk <= target:
+                break
+            if name in busy:
+                continue
+            try:
+                os.unlink(name, dir_fd=self._dir_fd)
+            except FileNotFoundError:
+                self._disk -= size  # another worker deleted it
+            except OSError:
+                pass
+            else:
+                self._disk -= size
+                self.stats.deleted += 1
+
+
+def _grows(file: _File, more: int) -> int:
+    """The disk space `more` bytes appended to `file` add."""
+    return _on_disk(file.size + more) - _on_disk(file.size)
