@@ -17,10 +17,12 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   would pass it, the oldest evidence files not being written are deleted (only names as the sensor
   names them: EVIDENCE_NAME); what still does not fit is dropped and counted.
 * **Deadline.** `close(deadline)` lets the thread write until the deadline (live: inside the stop's
-  5 s); what it has not written by then is counted (`dropped_shutdown`), and `close` returns.
+  5 s); what it has not written by then is counted (`dropped_shutdown` packets,
+  `dropped_shutdown_files` flows whose files were not created: their notices name them), and
+  `close` returns.
 
 Counters (`EvidenceStats`, in the stats record and the replay summary): this thread adds to `files`,
-`packets`, `deleted`, `errors`, `dropped_budget` and `dropped_shutdown`; the recorder to the others.
+`packets`, `deleted`, `errors`, `dropped_budget` and `dropped_shutdown(_files)`; the recorder to the others.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class EvidenceStats:
     dropped_queue_packets: int = 0  # packets not written: the writer's queue was full
     dropped_budget: int = 0  # packets not written: max_total_bytes reached, nothing left to delete
     dropped_shutdown: int = 0  # packets not written by the stop's deadline
+    dropped_shutdown_files: int = 0  # flows whose files were not created by it (their notices name them)
     truncated: int = 0  # packets not written: their file had reached packets_after or max_file_bytes
 
 
@@ -245,6 +248,7 @@ class EvidenceWriter:
                 job = self._jobs.popleft()
                 self._queued -= job.cost
                 self.stats.dropped_shutdown += len(job.packets)
+                self.stats.dropped_shutdown_files += bool(job.src)
 
     def _do(self, job: WriteJob) -> None:
         flow = self._flows.get(job.uid)

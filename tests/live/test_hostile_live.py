@@ -85,6 +85,37 @@ def test_sigterm_in_a_storm_of_alerted_flows_ends_within_5_s_and_writes_every_no
           f"{stats['shutdown_dropped']} packets dropped at the stop deadline of {stats['packets_read']} read")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_with_the_evidence_writer_loaded_ends_within_5_s_and_counts_what_it_did_not_write(
+        lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int) -> None:
+    """Every alerted flow of the storm gets evidence files (no cap per minute): the writer thread has work
+    queued at the stop. The stop still ends within 5 s; every notice either names a file that was written, or
+    one counted as not written by the deadline, or is counted as left without one (queue full, live)."""
+    storm = storm_capture(tmp_path / "storm.pcap")
+    config = (QUIET + f"capture:\n  workers: {workers}\n  buffer_size: 268435456\n  queue_batches: 100000\n"
+              "output:\n  evidence:\n    max_files_per_minute: 1000000\n")
+    sensor = launch_ready(lab, tmp_path, sensors, config)
+    lab.in_peer("timeout", "60", "tcpreplay", "-q", "--topspeed", "-i", PEER_IF, str(storm), timeout=90)
+    assert wait_for(lambda: len(notice_lines(sensor)) > 200, 20), "the storm raised no notices"
+    began = time.monotonic()
+    sensor.signal(signal.SIGTERM)
+    assert wait_for(lambda: sensor.proc.poll() is not None, 30, interval=0.02)
+    took = time.monotonic() - began
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+    assert took <= 5.0, f"SIGTERM took {took:.1f} s"
+    evidence = last_stats(sensor)["evidence"]
+    notices = [json.loads(line) for line in notice_lines(sensor)]
+    named = {str(n["evidence"]) for n in notices if "evidence" in n}
+    assert evidence["errors"] == 0, evidence  # type: ignore[index]
+    assert len(named) == evidence["files"] + evidence["dropped_shutdown_files"], evidence  # type: ignore[index]
+    without = sum(1 for n in notices if "evidence" not in n)
+    assert without == evidence["dropped_rate"] + evidence["dropped_queue_files"], evidence  # type: ignore[index]
+    on_disk = {str(p) for p in (sensor.log_dir / "evidence").glob("*.pcap")}
+    assert on_disk <= named and len(on_disk) <= evidence["files"]  # type: ignore[index]
+    print(f"\n{workers} worker(s): SIGTERM to exit {took:.2f} s, {len(notices)} notices, evidence {evidence}")
+
+
 def exfil(lab: Lab, count: int, payload_pattern: str) -> None:
     """`count` echo requests of 300 bytes whose content changes (ping -p with a counter in the pattern)."""
     for i in range(count):

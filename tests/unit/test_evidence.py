@@ -191,6 +191,7 @@ def test_close_writes_until_its_deadline_and_counts_the_rest(tmp_path: Path, mon
     stats = recorder.stats
     assert took < 0.3 + evidencewriter.JOIN_GRACE + 0.1, took
     assert 0 < stats.packets < 100 and stats.dropped_shutdown == 100 - stats.packets
+    assert stats.files + stats.dropped_shutdown_files == 100  # each file started or counted
     assert sum(pcaps(tmp_path / "evidence").values()) == stats.packets
 
 
