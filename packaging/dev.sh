@@ -38,7 +38,7 @@ setup_venv() {
     # (the editable install compiles icmpsensor/decode/_fastdecode.c once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
         && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, pytest, scapy' 2>/dev/null; then
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"

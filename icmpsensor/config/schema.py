@@ -209,6 +209,8 @@ class EvidenceConfig:
 class OutputConfig:
     log_dir: str = key(".", Text(non_empty), "directory for notice.log", restart=True)
     notice_log: str = key("notice.log", Text(file_name), "notice log file name inside log_dir", restart=True)
+    format: str = key("json", Choice(("json", "tsv")), "notice.log format: json (JSON lines) or tsv (Zeek's default "
+                      "ASCII format: header, tab-separated columns)", restart=True)
     stdout: bool = key(False, Bool(), "also print each notice as a JSON line on stdout", restart=True)
     rotation: RotationConfig = section(RotationConfig, "notice.log rotation")
     evidence: EvidenceConfig = section(EvidenceConfig, "evidence of alerted flows", restart=True)

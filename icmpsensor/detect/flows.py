@@ -74,6 +74,8 @@ class Flow:
     tool_evidence: str = ""  # ... and why
     nonecho_reason: str = ""
     alerted: int = 0  # the bits (NoteType.bit) of the notes already raised for this flow (real-time alerting)
+    icmp_type: int = -1  # the type and code of the flow's first message (the notice's Zeek conn id)
+    icmp_code: int = -1
 
     def ensure_uid(self) -> str:
         if not self.uid:
@@ -208,20 +210,23 @@ class FlowDetector:
             return True
         return False
 
-    def _flow(self, src: bytes, dst: bytes, ts: float) -> Flow:
-        key = (src, dst)
+    def _flow(self, pkt: IcmpPacket) -> Flow:
+        key = (pkt.src, pkt.dst)
+        ts = pkt.ts
         flow = self._flows.get(key)
         if flow is None:
-            return self._new_flow(key, ts)
+            return self._new_flow(key, pkt)
         self._flows.move_to_end(key)
         if ts > flow.last:
             flow.last = ts
         return flow
 
-    def _new_flow(self, key: tuple[bytes, bytes], ts: float) -> Flow:
-        """A flow for the (source, destination) pair `key`, which has none."""
+    def _new_flow(self, key: tuple[bytes, bytes], pkt: IcmpPacket) -> Flow:
+        """A flow for the (source, destination) pair `key`, which has none; `pkt` its first message."""
         src, dst = key
-        flow = self._flows[key] = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst))
+        ts = pkt.ts
+        flow = self._flows[key] = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst),
+                                       icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code)
         self.stats.flows_created += 1
         self._flow_started(flow)
         return flow
@@ -354,6 +359,8 @@ class FlowDetector:
             start=flow.start,
             end=flow.last,
             novel_bytes=novel_bytes,
+            icmp_type=flow.icmp_type,
+            icmp_code=flow.icmp_code,
         )
 
 
@@ -403,4 +410,6 @@ def unpaired_notice(pkt: IcmpPacket, flow: Flow) -> Notice:
         bytes_received=0,
         start=pkt.ts,
         end=pkt.ts,
+        icmp_type=pkt.icmp_type,
+        icmp_code=pkt.icmp_code,
     )

@@ -53,7 +53,7 @@ class OriginalDetector(FlowDetector):
         payload = pkt.payload
         if self._ignored(payload):
             return None
-        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        flow = self._flow(pkt)
         flow.n += 1
         flow.orig_bytes += len(payload)
         self.last_novel = len(payload)  # the original has no novelty: every counted byte is suspect
@@ -70,7 +70,7 @@ class OriginalDetector(FlowDetector):
         if self._ignored(payload):
             return None
         request_flow = self._request_flow(pkt)
-        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        flow = self._flow(pkt)
         flow.n += 1
         flow.resp_bytes += len(payload)
         self.last_novel = len(payload)

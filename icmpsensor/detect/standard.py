@@ -142,7 +142,7 @@ class Detector(FlowDetector):
         key = (src, dst)
         flow = self._flows.get(key)
         if flow is None:
-            flow = self._new_flow(key, ts)
+            flow = self._new_flow(key, pkt)
         else:
             self._flows.move_to_end(key)
             if ts > flow.last:
@@ -177,7 +177,7 @@ class Detector(FlowDetector):
         key = (src, dst)
         flow = flows.get(key)
         if flow is None:
-            flow = self._new_flow(key, ts)
+            flow = self._new_flow(key, pkt)
         else:
             flows.move_to_end(key)
             if ts > flow.last:
@@ -220,7 +220,7 @@ class Detector(FlowDetector):
         novel, reason = nonecho.unexplained_bytes(pkt, self.cfg.timestamp_tolerance)
         if not novel:
             return  # benign errors and informational messages keep no state
-        flow = self._flow(pkt.src, pkt.dst, pkt.ts)
+        flow = self._flow(pkt)
         flow.n += 1
         flow.other_bytes += len(pkt.payload)
         flow.nonecho_novel += novel

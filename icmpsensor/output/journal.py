@@ -149,6 +149,11 @@ class Journal:
     def reconfigure(self, cfg: JournalConfig) -> None:
         self.cfg = cfg
 
+    @property
+    def active(self) -> bool:
+        """Whether send() sends anything (journald there and switched on)."""
+        return self._send is not None and self.cfg.enabled
+
     def send(self, message: str, priority: int, **fields: object) -> None:
         if self._send is None or not self.cfg.enabled:
             return
@@ -183,6 +188,8 @@ class JournalSink:
         self.skipped = 0
 
     def emit(self, notice: Notice) -> None:
+        if not self.journal.active:
+            return  # nothing would be sent: build nothing (a notice storm's flush without journald)
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.skipped += 1
             return

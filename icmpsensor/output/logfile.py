@@ -1,10 +1,18 @@
-"""JSON-lines log files that rotate themselves the way Zeek names its logs.
+"""Line-oriented log files that rotate themselves the way Zeek names its logs.
 
 Every line goes out in one write() on an O_APPEND descriptor, so readers never see
 interleaved lines; a write the disk cuts short is truncated away again before the
 error is reported. Rotation links the current file to `notice.YYYY-MM-DD-HH-MM-SS.log`
 (local time the file was opened) and renames a fresh file over `notice.log`: the path
 never disappears, and `tail -F` drains the old file before it follows the new one.
+
+A fresh file is always renamed into place with its first content already in it, so no reader
+ever sees a log without its header: a log with one (Zeek's TSV format: `Header`) starts with it,
+is ended with its footer (`#close`) when it is rotated or closed, and a file found non-empty at
+start is rotated away first (Zeek rotates a leftover log too). A log without one (JSON lines) is
+created by its first line, and a rotation that falls due is carried out when the next line comes
+(written to the new file at once), so that no empty log is left lying (a 0-byte file is no log
+a parser can read).
 """
 
 from __future__ import annotations
@@ -110,6 +118,14 @@ def check_log_dir(log_dir: str) -> None:
 
 def _write_error(exc: OSError, what: str) -> NoticeWriteError:
     return NoticeWriteError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a log format puts first in each file and last when it ends: each given the time (epoch seconds)."""
+
+    first: Callable[[float], bytes]
+    last: Callable[[float], bytes]
 
 
 # --------------------------------------------------------------------------- rotated names
@@ -252,10 +268,11 @@ def compress_file(path: str) -> None:
 
 
 class RotatingLog:
-    """A JSON-lines file that rotates itself by size and/or age (`rotation` None: never)."""
+    """A log file that rotates itself by size and/or age (`rotation` None: never); `header` for a format
+    whose files begin and end with one (Zeek TSV), None for JSON lines."""
 
     def __init__(self, log_dir: str, file_name: str, rotation: RotationConfig | None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, header: Header | None = None) -> None:
         self.log_dir = log_dir
         self.file_name = file_name
         self.path = os.path.join(log_dir, file_name)
@@ -272,14 +289,47 @@ class RotatingLog:
         self._size = 0
         self._opened_at = 0.0
         self._ino: tuple[int, int] = (0, 0)
-        self._adopt(open_append(self.path))
+        self.header = header
+        self._header_size = 0  # bytes of the current file that are its header (a file no bigger is empty)
+        self._open_at_start()
         self._resume_housekeeping()
+
+    def _open_at_start(self) -> None:
+        """Open what is at the path (never following a link: exit 73). Without a header, a missing file
+        is left for the first line to create; with one, a fresh file gets it and a non-empty one is
+        rotated away first (its open time: its last change)."""
+        try:
+            os.lstat(self.path)
+        except FileNotFoundError:
+            if self.header is None:
+                self._opened_at = self.clock()
+                return
+        except OSError as exc:
+            raise OutputError(f"cannot open log file {self.path}: {exc.strerror or exc}") from None
+        self._adopt(open_append(self.path))
+        if self.header is None:
+            return
+        try:
+            if self._size:
+                self._opened_at = os.fstat(self._fd).st_mtime
+                self._rotate(footer=False)
+            else:
+                self._header_size = self._size = self._append(self.header.first(self._opened_at))
+        except NoticeWriteError as exc:
+            raise OutputError(f"cannot start log file {self.path}: {exc.strerror}") from None
+
+    def _append(self, data: bytes) -> int:
+        append_whole_line(self._fd, data)
+        return len(data)
 
     # -- writing
 
     def write_line(self, line: bytes) -> None:
         """Append one whole line, rotating first if it is due; NoticeWriteError if it cannot be written."""
         with self._lock:
+            if self._fd < 0:  # the first line creates the file
+                self._adopt(self._fresh_file(line))
+                return
             if self._rotation_due(len(line)):
                 # A failed rotation must not cost the line: it goes to the current file,
                 # and maybe_rotate() reports the failure when it retries.
@@ -302,10 +352,13 @@ class RotatingLog:
     def maybe_rotate(self) -> str | None:
         """Rotate if the interval has elapsed (call about once a second); the rotated path, or None.
 
-        An empty file is not rotated: its interval starts again instead. Raises NoticeWriteError
+        An empty file is not rotated: its interval starts again instead; nor is a log without a
+        header (its next line rotates it, so that no empty file is left). Raises NoticeWriteError
         when a due rotation fails (retried later, at a growing interval up to a minute).
         """
         with self._lock:
+            if self.header is None and self._size:
+                return None
             return self._rotate_due() if self._rotation_due(0) else None
 
     def rotate(self) -> str:
@@ -322,17 +375,17 @@ class RotatingLog:
             return False
         if rot.interval > 0 and now - self._opened_at >= rot.interval:
             return True
-        return rot.max_bytes > 0 and self._size > 0 and self._size + incoming > rot.max_bytes
+        return rot.max_bytes > 0 and self._size > self._header_size and self._size + incoming > rot.max_bytes
 
-    def _rotate_due(self) -> str | None:
-        if self._size == 0:  # nothing to keep: only the interval restarts
+    def _rotate_due(self, first_line: bytes = b"") -> str | None:
+        if self._size <= self._header_size:  # nothing to keep: only the interval restarts
             self._opened_at = self.clock()
             return None
-        return self._rotate_or_back_off()
+        return self._rotate_or_back_off(first_line)
 
-    def _rotate_or_back_off(self) -> str:
+    def _rotate_or_back_off(self, first_line: bytes = b"") -> str:
         try:
-            rotated = self._rotate()
+            rotated = self._rotate(first_line)
         except NoticeWriteError as exc:
             self.rotate_errors += 1
             self.last_rotate_error = exc.strerror
@@ -342,18 +395,30 @@ class RotatingLog:
         self._retry_at, self._retry_delay = 0.0, 1.0
         return rotated
 
-    def _rotate(self) -> str:
+    def _rotate(self, first_line: bytes = b"", *, footer: bool = True) -> str:
+        """Link the current file to its rotated name, end it (footer), and rename a fresh file over the path
+        (with the header, or else `first_line`, in it)."""
+        if self._fd < 0:
+            raise NoticeWriteError(errno.ENOENT, f"cannot rotate {self.path}: no file yet")
         if self._current_identity("rotate") != self._ino:
             self._reopen()  # replaced behind our back: rotate what is at the path now
         rotated = self._link_rotated()
+        ended = self._size
         try:
-            fd = self._fresh_file()
+            if footer and self.header is not None:
+                self._append(self.header.last(self.clock()))
+            now = self.clock()
+            fd = self._fresh_file(self.header.first(now) if self.header is not None else first_line)
         except NoticeWriteError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, ended)  # the footer goes again: the file goes on
             with contextlib.suppress(OSError):
                 os.unlink(rotated)
             raise
         old = self._fd
         self._adopt(fd)
+        if self.header is not None:
+            self._header_size = self._size  # the fresh file holds its header only
         os.close(old)
         self._after_rotation(rotated)
         return rotated
@@ -370,8 +435,9 @@ class RotatingLog:
             raise _write_error(exc, f"cannot rotate {self.path}") from None
         raise NoticeWriteError(errno.EEXIST, f"cannot rotate {self.path}: no free rotated name")
 
-    def _fresh_file(self) -> int:
-        """A new empty file renamed over the path (atomically, so the path never disappears); its fd."""
+    def _fresh_file(self, content: bytes) -> int:
+        """A new file holding `content`, renamed over the path (atomically: the path never disappears, a
+        link put there is replaced, not followed); its fd."""
         tmp = os.path.join(self.log_dir, f".{self.file_name}.{os.getpid()}.new")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = -1
@@ -379,13 +445,15 @@ class RotatingLog:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)  # left over by a crash
             fd = os.open(tmp, flags, LOG_MODE)
+            if content:
+                append_whole_line(fd, content)
             os.rename(tmp, self.path)
         except OSError as exc:
             if fd >= 0:
                 os.close(fd)
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            raise _write_error(exc, f"cannot rotate {self.path}") from None
+            raise _write_error(exc, f"cannot write {self.path}") from None
         return fd
 
     def _after_rotation(self, rotated: str) -> None:
@@ -427,20 +495,26 @@ class RotatingLog:
         Raises NoticeWriteError if the path cannot be (re)created; the old file stays open then.
         """
         with self._lock:
-            if self._current_identity("reopen") == self._ino:
+            if self._fd < 0 or self._current_identity("reopen") == self._ino:
                 return False
             self._reopen()
             return True
 
     def _reopen(self) -> None:
+        """Open the file at the path now, ending the old one (footer); an empty one gets the header."""
         try:
             fd = append_fd(self.path)
         except OSError as exc:
             raise _write_error(exc, f"cannot reopen {self.path}") from None
         old = self._fd
+        if old >= 0 and self.header is not None:
+            with contextlib.suppress(NoticeWriteError):
+                self._append(self.header.last(self.clock()))
         self._adopt(fd)
         if old >= 0:
             os.close(old)
+        if self.header is not None and not self._size:
+            self._header_size = self._size = self._append(self.header.first(self._opened_at))
 
     def reconfigure(self, rotation: RotationConfig | None) -> None:
         with self._lock:
@@ -453,6 +527,7 @@ class RotatingLog:
         st = os.fstat(fd)
         self._fd = fd
         self._size = st.st_size
+        self._header_size = 0
         self._ino = (st.st_dev, st.st_ino)
         self._opened_at = self.clock()
 
@@ -480,6 +555,9 @@ class RotatingLog:
         """Close the file, then let pending compression finish (at most `gzip_timeout` seconds)."""
         with self._lock:
             if self._fd >= 0:
+                if self.header is not None:
+                    with contextlib.suppress(NoticeWriteError):
+                        self._append(self.header.last(self.clock()))
                 os.close(self._fd)
                 self._fd = -1
         self._compressor.stop(gzip_timeout)
@@ -489,9 +567,9 @@ class LogFile:
     """A log that owns a RotatingLog: rotation, reopen and reconfiguration are the RotatingLog's."""
 
     def __init__(self, log_dir: str, file_name: str, rotation: RotationConfig | None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, header: Header | None = None) -> None:
         check_log_dir(log_dir)
-        self.log = RotatingLog(log_dir, file_name, rotation, clock=clock)
+        self.log = RotatingLog(log_dir, file_name, rotation, clock=clock, header=header)
         self.path = self.log.path
 
     def maybe_rotate(self) -> str | None:

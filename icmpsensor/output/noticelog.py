@@ -1,6 +1,6 @@
-"""notice.log: Zeek-compatible JSON lines through a `RotatingLog` (whole lines only, rotation by size
-and age, reopen on SIGHUP). A notice that cannot be written is held in memory and written, in order,
-before the next one.
+"""notice.log: Zeek's JSON lines or Zeek's TSV (with its header) through a `RotatingLog` (whole lines only,
+rotation by size and age, reopen on SIGHUP). A notice that cannot be written is held in memory and
+written, in order, before the next one.
 """
 
 from __future__ import annotations
@@ -9,23 +9,28 @@ import threading
 from collections import deque
 
 from icmpsensor.config.schema import RotationConfig
+from icmpsensor.notice import zeeklog
 from icmpsensor.notice.record import Notice
-from icmpsensor.output.logfile import LogFile, NoticeWriteError
+from icmpsensor.output.logfile import Header, LogFile, NoticeWriteError
 
 BACKLOG_LIMIT = 10_000  # notices held in memory while notice.log cannot be written
 
+# Zeek's TSV: every file opens with the header block and ends with #close
+TSV_HEADER = Header(lambda t: zeeklog.tsv_header(t).encode(), lambda t: zeeklog.tsv_footer(t).encode())
+
 
 class NoticeLog(LogFile):
-    """notice.log in a log directory; `rotation` None (file replay) never rotates.
+    """notice.log in a log directory, in `fmt` "json" or "tsv"; `rotation` None (file replay) never rotates.
 
     Stats: `backlog` (notices held for retry), `lost` (dropped because the backlog was
     full, or still held at close), `write_errors` (failed write attempts).
     """
 
     def __init__(self, log_dir: str, file_name: str, peer_descr: str, rotation: RotationConfig | None = None,
-                 *, backlog_limit: int = BACKLOG_LIMIT) -> None:
-        super().__init__(log_dir, file_name, rotation)
+                 *, backlog_limit: int = BACKLOG_LIMIT, fmt: str = "json") -> None:
+        super().__init__(log_dir, file_name, rotation, header=TSV_HEADER if fmt == "tsv" else None)
         self.peer_descr = peer_descr
+        self.render = zeeklog.tsv_line if fmt == "tsv" else zeeklog.json_line
         self.lost = 0
         self.write_errors = 0
         self._held: deque[bytes] = deque(maxlen=backlog_limit)
@@ -37,7 +42,7 @@ class NoticeLog(LogFile):
 
     def emit(self, notice: Notice) -> None:
         """Write the notice (after any held ones); NoticeWriteError if it had to be held instead."""
-        line = notice.to_json_line(self.peer_descr).encode()
+        line = self.render(notice, self.peer_descr).encode()
         with self._lock:
             if self._held:
                 self._hold(line)

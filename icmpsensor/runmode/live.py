@@ -155,7 +155,7 @@ class Daemon:
         cfg = self.cfg
         self.journal = Journal(cfg.journald)
         self.notice_log = NoticeLog(cfg.output.log_dir, cfg.output.notice_log, cfg.sensor.name,
-                                    rotation=cfg.output.rotation)
+                                    rotation=cfg.output.rotation, fmt=cfg.output.format)
         sinks: list[NoticeSink] = [self.notice_log, JournalSink(self.journal)]
         if cfg.output.stdout:
             sinks.append(StdoutSink(cfg.sensor.name))

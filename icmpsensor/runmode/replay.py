@@ -115,7 +115,8 @@ def run_replay(cfg: Config, paths: list[str], workers: int = 1) -> int:
 
 def build_sinks(cfg: Config) -> list[NoticeSink]:
     """A replay's outputs: notice.log (never rotated), and stdout with --stdout."""
-    sinks: list[NoticeSink] = [NoticeLog(cfg.output.log_dir, cfg.output.notice_log, cfg.sensor.name)]
+    sinks: list[NoticeSink] = [NoticeLog(cfg.output.log_dir, cfg.output.notice_log, cfg.sensor.name,
+                                                fmt=cfg.output.format)]
     if cfg.output.stdout:
         sinks.append(StdoutSink(cfg.sensor.name))
     return sinks

@@ -111,6 +111,7 @@ class RefFlow:
     session: bytes | None = None
     last_embedded: float = 0.0
     raised: set[str] = field(default_factory=set)
+    first: tuple[int, int] = (-1, -1)  # type and code of the first message (the notice's conn id)
 
     @property
     def bytes_sent(self) -> int:
@@ -172,7 +173,7 @@ class ReferenceDetector:
         return due
 
     def request(self, pkt: IcmpPacket) -> RefFlow:
-        flow = self.touch(pkt.src, pkt.dst, pkt.ts)
+        flow = self.touch(pkt)
         flow.n += 1
         flow.orig_bytes += len(pkt.payload)
         novel = self.novelty(flow, pkt, flow.previous)
@@ -188,7 +189,7 @@ class ReferenceDetector:
 
     def reply(self, pkt: IcmpPacket, due: list[Notice]) -> RefFlow:
         request_flow = self.flows.get((pkt.dst, pkt.src))
-        flow = self.touch(pkt.src, pkt.dst, pkt.ts)
+        flow = self.touch(pkt)
         flow.n += 1
         flow.resp_bytes += len(pkt.payload)
         if request_flow is not None:
@@ -212,7 +213,7 @@ class ReferenceDetector:
         novel, reason = nonecho.unexplained_bytes(pkt, self.cfg.timestamp_tolerance)
         if not novel:
             return None
-        flow = self.touch(pkt.src, pkt.dst, pkt.ts)
+        flow = self.touch(pkt)
         flow.n += 1
         flow.other_bytes += len(pkt.payload)
         flow.nonecho_novel += novel
@@ -247,11 +248,13 @@ class ReferenceDetector:
 
     # -- tables
 
-    def touch(self, src: bytes, dst: bytes, ts: float) -> RefFlow:
+    def touch(self, pkt: IcmpPacket) -> RefFlow:
         """The pair's flow, now the most recently active; a new one starts from the pair's last payload."""
+        src, dst, ts = pkt.src, pkt.dst, pkt.ts
         flow = self.flows.pop((src, dst), None)
         if flow is None:
             flow = RefFlow(src, dst, ts, ts, self.hosts.allowed(src) or self.hosts.allowed(dst))
+            flow.first = (pkt.icmp_type, pkt.icmp_code)
             self.stats.flows_created += 1
             pair = self.pairs.get((src, dst))
             flow.previous = None if pair is None else pair.previous
@@ -393,7 +396,8 @@ class ReferenceDetector:
                       sub=flow_summary_sub(src, dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes,
                                            flow.n, flow.novel_bytes, extra_sub(flow)),
                       src=src, dst=dst, uid="", n=flow.n, bytes_sent=flow.bytes_sent,
-                      bytes_received=flow.received_bytes, start=flow.start, end=flow.last, novel_bytes=flow.novel_bytes)
+                      bytes_received=flow.received_bytes, start=flow.start, end=flow.last, novel_bytes=flow.novel_bytes,
+                      icmp_type=flow.first[0], icmp_code=flow.first[1])
 
 
 def template_holds(flow: RefFlow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:

@@ -17,8 +17,10 @@ from icmpsensor.output.noticelog import NoticeLog
 from testkit.paths import REPO
 from testkit.synthetic import sample_notice
 
-ZEEK_FIELDS = ["ts", "uid", "proto", "note", "msg", "sub", "src", "dst", "n", "peer_descr", "actions",
-               "email_dest", "suppress_for"]
+# the fields set for a notice with no ICMP type, novelty, tool or evidence (unset ones are left out)
+ZEEK_FIELDS = ["ts", "uid", "id.orig_h", "id.resp_h", "proto", "note", "msg", "sub", "src", "dst", "n", "peer_descr",
+               "actions", "email_dest", "suppress_for", "flow.bytes_sent", "flow.bytes_received", "flow.packets",
+               "flow.start", "flow.end"]
 
 
 @pytest.mark.parametrize(("size", "text"), [

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from icmpsensor.config.schema import RotationConfig
-from icmpsensor.output.logfile import NoticeWriteError, RotatingLog
+from icmpsensor.output.logfile import Header, NoticeWriteError, RotatingLog
 from icmpsensor.output.noticelog import NoticeLog
 from icmpsensor.output.statslog import StatsLog
 from testkit.paths import REPO
@@ -93,25 +93,55 @@ def test_size_rotation_links_to_zeek_names_with_the_open_time(tmp_path: Path) ->
     assert stat.S_IMODE((tmp_path / "notice.log").stat().st_mode) == 0o640
 
 
-def test_interval_rotation_on_write_and_while_idle(tmp_path: Path) -> None:
+def test_interval_rotation_waits_for_the_next_line_and_leaves_no_empty_file(tmp_path: Path) -> None:
+    # JSON lines: a 0-byte notice.log is no valid log (parsezeeklogs refuses it): the file is created by its
+    # first line, and a rotation that fell due while idle happens when the next line comes and starts the new file.
     clock = FakeClock()
     log = RotatingLog(str(tmp_path), "notice.log", rotation(interval=60), clock=clock)
+    assert not (tmp_path / "notice.log").exists()
     log.write_line(line(0))
     clock.now += 59
     assert log.maybe_rotate() is None
     clock.now += 1
-    log.write_line(line(1))  # due: rotates first
+    log.write_line(line(1))  # due: rotates first, the line starts the new file
     assert rotated(tmp_path) == [f"notice.{stamp(T0)}.log"]
-    clock.now += 60
-    assert log.maybe_rotate() == str(tmp_path / f"notice.{stamp(T0 + 60)}.log")
-    clock.now += 60
-    assert log.maybe_rotate() is None  # empty: not rotated, the interval starts again
-    clock.now += 30
+    assert seqs((tmp_path / "notice.log").read_bytes()) == [1]
+    clock.now += 120
+    assert log.maybe_rotate() is None  # idle: nothing rotated, nothing empty left
+    assert seqs((tmp_path / "notice.log").read_bytes()) == [1]
     log.write_line(line(2))
-    clock.now += 30
-    assert log.maybe_rotate() == str(tmp_path / f"notice.{stamp(T0 + 180)}.log")
+    assert rotated(tmp_path) == [f"notice.{stamp(T0)}.log", f"notice.{stamp(T0 + 60)}.log"]
     log.close()
     assert all_lines(tmp_path) == [0, 1, 2]
+    assert all(p.stat().st_size for p in tmp_path.iterdir())
+
+
+def test_a_log_with_a_header_rotates_while_idle_and_is_never_without_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    header = Header(lambda t: f"#open {t:.0f}\n".encode(), lambda t: f"#close {t:.0f}\n".encode())
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(interval=60), clock=clock, header=header)
+    assert (tmp_path / "notice.log").read_text() == f"#open {T0:.0f}\n"
+    clock.now += 60
+    assert log.maybe_rotate() is None  # only the header: empty, the interval starts again
+    log.write_line(line(0))
+    clock.now += 60
+    first = log.maybe_rotate()
+    assert first == str(tmp_path / f"notice.{stamp(T0 + 60)}.log")
+    assert Path(first).read_text().splitlines()[::2] == [f"#open {T0:.0f}", f"#close {T0 + 120:.0f}"]
+    assert (tmp_path / "notice.log").read_text() == f"#open {T0 + 120:.0f}\n"
+    log.write_line(line(1))
+    log.close()
+    assert (tmp_path / "notice.log").read_text().splitlines()[-1] == f"#close {T0 + 120:.0f}"
+    # a restart finds a non-empty log: it is rotated away (named by its last change), a fresh one has the header
+    os.utime(tmp_path / "notice.log", (T0 + 500, T0 + 500))
+    clock.now += 1000
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(interval=60), clock=clock, header=header)
+    assert (tmp_path / "notice.log").read_text() == f"#open {clock.now:.0f}\n"
+    assert (tmp_path / f"notice.{stamp(T0 + 500)}.log").read_text().count("#open") == 1
+    log.close()
+    data = [json.loads(t)["seq"] for p in tmp_path.iterdir() for t in p.read_text().splitlines()
+            if not t.startswith("#")]
+    assert sorted(data) == [0, 1]
 
 
 def test_a_taken_name_gets_a_suffix_before_dot_log(tmp_path: Path) -> None:
@@ -128,6 +158,7 @@ def test_a_taken_name_gets_a_suffix_before_dot_log(tmp_path: Path) -> None:
 
 def test_the_path_never_disappears_while_rotating_fast(tmp_path: Path) -> None:
     log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=2 * LINE_SIZE))
+    log.write_line(line(0))  # from its first line on
     done = threading.Event()
     checks = misses = 0
 
@@ -143,7 +174,7 @@ def test_the_path_never_disappears_while_rotating_fast(tmp_path: Path) -> None:
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        for i in range(600):
+        for i in range(1, 600):
             log.write_line(line(i))
     finally:
         done.set()
@@ -247,8 +278,9 @@ def tail_follow(path: str, poll: bool) -> Iterator[tuple[list[bytes], threading.
 def test_tail_follows_every_rotation_exactly_once(tmp_path: Path, by_size: bool, poll: bool) -> None:
     total, per_file = 50_000, 500
     log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=per_file * LINE_SIZE if by_size else 0))
+    log.write_line(line(0))  # a JSON-lines log exists from its first line on
     with tail_follow(log.path, poll) as (lines, cond):
-        for i in range(total):
+        for i in range(1, total):
             if not by_size and i and i % per_file == 0:
                 log.rotate()
             log.write_line(line(i))
@@ -290,6 +322,7 @@ def test_reopen_follows_an_external_rotation(tmp_path: Path) -> None:
 
 def test_reopen_recreates_a_deleted_file_and_keeps_the_fd_otherwise(tmp_path: Path) -> None:
     log = RotatingLog(str(tmp_path), "notice.log", None)
+    log.write_line(line(6))  # a JSON-lines file exists from its first line on
     fd = log._fd
     assert log.reopen() is False and log._fd == fd
     os.unlink(log.path)
@@ -297,6 +330,7 @@ def test_reopen_recreates_a_deleted_file_and_keeps_the_fd_otherwise(tmp_path: Pa
     log.write_line(line(7))
     log.close()
     assert seqs((tmp_path / "notice.log").read_bytes()) == [7]
+    assert os.path.exists(tmp_path / "notice.log") and not rotated(tmp_path)
 
 
 # --------------------------------------------------------------------------- failures
@@ -318,7 +352,7 @@ def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recover
         failed = []
         for i in range(15):
             try:
-                log.emit(sample_notice(n=i, msg="x" * 300))
+                log.emit(sample_notice(n=i, msg="x" * 100))
             except NoticeWriteError as exc:
                 failed.append(i)
                 error = exc.strerror
@@ -335,7 +369,7 @@ def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recover
         else:
             resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
         state["flushed"] = log.flush_backlog()
-        log.emit(sample_notice(n=15, msg="x" * 300))
+        log.emit(sample_notice(n=15, msg="x" * 100))
         state["after"] = log.backlog
         log.close()
         print(json.dumps(state))
@@ -362,6 +396,7 @@ def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recover
 def test_backlog_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     path = tmp_path / "notice.log"
     log = NoticeLog(str(tmp_path), "notice.log", "s", backlog_limit=5)
+    log.emit(sample_notice(n=-1))  # the file exists from its first line on
     full = os.open("/dev/full", os.O_WRONLY)
     os.dup2(full, log.log._fd)  # every write to the open file now fails with ENOSPC, as on a full disk
     os.close(full)
@@ -393,9 +428,8 @@ def test_a_vanished_log_dir_raises_write_errors_and_loses_no_line(tmp_path: Path
     log.write_line(line(1))  # rotation due and failing: the line still goes to the open file
     assert log.maybe_rotate() is None  # backing off
     clock.now += 2
-    with pytest.raises(NoticeWriteError):
-        log.maybe_rotate()
-    assert log.rotate_errors == 3 and log.size == 2 * LINE_SIZE
+    log.write_line(line(2))  # JSON lines rotate when a line comes: that attempt fails again
+    assert log.rotate_errors == 3 and log.size == 3 * LINE_SIZE
     log.close()
 
 
