@@ -4,7 +4,9 @@
 
 Cases (each with its provenance, printed in the legend):
 
-* negatives: every testkit/benign_corpus.py BENIGN_CASES entry (crafted from real ping tools' byte layouts);
+* negatives: every testkit/benign_corpus.py BENIGN_CASES entry (crafted from real ping tools' byte layouts)
+  and testkit/capacity_corpus.py CAPACITY_NEGATIVES (monitoring that changes identifiers, sizes, clocks);
+* capacity positives: testkit/capacity_corpus.py CAPACITY_POSITIVES, data in every field a sender sets;
 * positives: every testkit/exfil_corpus.py EXFIL_CASES entry (crafted from each tool's source), the
   reference captures in ../shared/seed (real captures; skipped with a note when absent), extra crafted
   carriers built here (IP fragments, ICMPv6, VLAN, data in echo replies, non-echo carriers,
@@ -46,7 +48,7 @@ from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import replay_pipeline
-from testkit import benign_corpus, craft, exfil_corpus
+from testkit import benign_corpus, capacity_corpus, craft, exfil_corpus
 from testkit.paths import SEED_DIR
 
 PROFILES = ("standard", "original")
@@ -294,6 +296,12 @@ def collect_cases(*, live: bool, seed_dir: Path = SEED_DIR, notes: list[str] | N
     for k, (name, make) in enumerate(exfil_corpus.EXFIL_CASES.items(), 1):
         cases.append(Case(f"X{k}", name, "exfil corpus", "crafted from " + exfil_corpus.PROVENANCE[name],
                           exfil_corpus.EXPECTED_SOURCE[name], packets=make))
+    for k, (name, (make, expected)) in enumerate(capacity_corpus.CAPACITY_POSITIVES.items(), 1):
+        cases.append(Case(f"K{k}", name, "capacity corpus", capacity_corpus.PROVENANCE[name], expected,
+                          packets=make))
+    for k, (name, make) in enumerate(capacity_corpus.CAPACITY_NEGATIVES.items(), 1):
+        cases.append(Case(f"N{k}", name, "capacity corpus", capacity_corpus.PROVENANCE[name], None,
+                          packets=make))
     if (seed_dir / "BEHAVIOUR.md").is_file():
         for k, (file_name, (name, expected)) in enumerate(SEED_CASES.items(), 1):
             path = seed_dir / file_name
@@ -412,10 +420,15 @@ def judge(notices: list[Notice], expected: tuple[str, str] | None, first_payload
     if expected is None:
         verdict.other.update(n.note for n in notices)
         return verdict
-    src, dst = (str(ipaddress.ip_address(a)) for a in expected)
-    on_pair = [n for n in notices if (n.src, n.dst) == (src, dst)]
+    src = str(ipaddress.ip_address(expected[0]))
+    dst = "*" if expected[1] == "*" else str(ipaddress.ip_address(expected[1]))  # "*": any destination
+
+    def named(n: Notice) -> bool:
+        return n.src == src and dst in ("*", n.dst)
+
+    on_pair = [n for n in notices if named(n)]
     for n in notices:
-        if (n.src, n.dst) == (src, dst):
+        if named(n):
             verdict.on_pair[n.note] += 1
         elif (n.src, n.dst) == (dst, src):
             verdict.reverse[n.note] += 1

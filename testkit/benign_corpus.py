@@ -51,8 +51,11 @@ def icmp_echo(ident: int, seq: int, payload: bytes, *, icmp_type: int = 8, code:
 
 
 def udp_datagram(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    """A UDP header and data with its checksum (IPv4 or IPv6 pseudo-header, by the addresses)."""
     length = 8 + len(data)
-    pseudo = packed(src) + packed(dst) + struct.pack("!BBH", 0, 17, length)
+    v6 = ":" in src
+    pseudo = packed(src) + packed(dst)
+    pseudo += struct.pack("!I3xB", length, 17) if v6 else struct.pack("!BBH", 0, 17, length)
     header = struct.pack("!HHHH", sport, dport, length, 0)
     return struct.pack("!HHHH", sport, dport, length, checksum(pseudo + header + data) or 0xFFFF) + data
 
@@ -462,7 +465,7 @@ def error_storm_v6(
     rng = random.Random(4)
     for i in range(count):
         data = rng.randbytes(rng.choice((0, 24, 300, 1400)))
-        udp = struct.pack("!HHHH", 50000 + i % 999, 33434, 8 + len(data), 0x1234) + data
+        udp = udp_datagram(client, server, 50000 + i % 999, 33434, data)  # a right checksum (RFC 8200 8.1)
         datagram = ipv6_header(client, server, 17, len(udp), hop_limit=64) + udp
         kind = i % 3
         if kind == 2 and len(datagram) > 1280:

@@ -69,7 +69,7 @@ class DetectionConfig:
         "auto", Choice(("auto", "realtime", "flow_end")), "when notices fire; auto: realtime unless profile original"
     )
     novel_bytes_threshold: int = key(
-        400, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
+        256, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
     )
     timestamp_tolerance: float = key(
         300.0, Seconds(0, 366 * 86400), "seconds a benign ping's embedded clock may differ from the capture's"
@@ -81,6 +81,20 @@ class DetectionConfig:
         2000, Int(1, 2**40), "standard: SlowExfil when a host pair's novel bytes in the window reach this"
     )
     slow_exfil_window: float = key(86400.0, Seconds(0, 30 * 86400), "seconds a host pair's novel bytes add up")
+    spread_min_bytes: int = key(
+        1024, Int(1, 2**40), "standard: ExfilSpread when one host's novel bytes to (or from) many peers reach this"
+    )
+    spread_min_peers: int = key(
+        16, Int(2, 2**31), "standard: ... over at least this many peers within slow_exfil_window"
+    )
+    aggregate_interval: float = key(
+        60.0, Seconds(0, 86400), "notice storms: seconds per aggregation interval (0: never aggregate)"
+    )
+    aggregate_max_notices: int = key(
+        10, Int(0, 2**31), "notices of one note to one host (or from one) per interval written as they come; "
+        "the rest become one notice with counts (0: never aggregate)"
+    )
+    aggregate_sample: int = key(8, Int(0, 1000), "peers named in an aggregated notice")
     max_pairs: int = key(100_000, Int(1, 100_000_000), "host pairs remembered for slow exfiltration")
     exfil_bytes_threshold: int = key(
         1500, Int(0, 2**40), "original: DataExfil when a flow's request payload bytes exceed this"

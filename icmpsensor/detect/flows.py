@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.capacity import FlowChannels
 from icmpsensor.detect.novelty import Sketch
 from icmpsensor.notice.policy import HostAllowlist, enabled_bits
 from icmpsensor.notice.record import Notice
@@ -76,6 +77,13 @@ class Flow:
     alerted: int = 0  # the bits (NoteType.bit) of the notes already raised for this flow (real-time alerting)
     icmp_type: int = -1  # the type and code of the flow's first message (the notice's Zeek conn id)
     icmp_code: int = -1
+    # capacity accounting (detect/capacity.py): the last request's header fields and time
+    last_ident: int = -1
+    last_seq: int = -1
+    last_size: int = -1
+    last_request_ts: float = 0.0
+    clock_offset: float | None = None  # a benign template's embedded clock minus the capture clock
+    channels: FlowChannels | None = None  # the rest, once needed
 
     def ensure_uid(self) -> str:
         if not self.uid:

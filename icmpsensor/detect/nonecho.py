@@ -7,12 +7,24 @@ whose quoted datagram cannot be a copy of a packet the receiver sent are
 only, so its whole payload is unexplained unless it is a benign template (nmap's OS
 detection sends zero-filled echo requests with code 9).
 
-Known limitation: the data part of a plausible quoted datagram (the original packet's
-first bytes) cannot be checked, and the option area of ICMPv6 neighbour discovery and
-MLD messages is not analysed.
+An error's quoted datagram must be a packet its receiver sent: an IP header with the
+receiver as source (and, IPv4, a right checksum), a quote no longer than the datagram's own
+length unless the RFC 4884 / RFC 4950 padding to 128 bytes (zeros) follows it, a protocol a
+host sends, and a UDP header whose length matches the datagram. An RFC 4884 extension structure
+must be version 2 with a right (or no) checksum, made
+of the objects routers send: MPLS label stacks (RFC 4950), interface information (RFC 5837),
+interface identification (RFC 8335); any other object's bytes are unexplained. Neighbour
+discovery messages (RFC 4861) carry their fixed body and options of the assigned types; an
+unknown option, or a link-layer address option longer than one unit, is unexplained.
+
+Known limitation: data inside a quoted datagram whose headers are plausible cannot be told from a
+packet the receiver really sent (the sensor sees only ICMP, and a NAT on the way leaves quoted
+checksums wrong, so they are not checked).
 """
 
 from __future__ import annotations
+
+import struct
 
 from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, IcmpPacket
@@ -108,8 +120,9 @@ def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
         words = payload[1]
         if words and n >= 4 + words * 4:
             end = 4 + words * 4
-            if end == n or payload[end] >> 4 != 2:
-                return "ICMP extension structure with an unknown version"
+            problem = _extension_problem(payload, end)
+            if problem:
+                return problem
     quoted_len = end - 4
     first = payload[4]
     header_len = (first & 15) * 4
@@ -118,13 +131,13 @@ def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
     if not checksum_ok(payload[4 : 4 + header_len]):
         return "quoted IPv4 header has a wrong checksum"
     total = payload[6] << 8 | payload[7]
-    if total < header_len or quoted_len > total:
+    if total < header_len or (quoted_len > total and not _padded(payload, 4 + total, end)):
         return "quoted datagram longer than its own total length"
     if payload[16:20] != pkt.dst:
         return "quoted datagram was not sent by the error's receiver"
     if not _rest_of_header_ok(pkt, payload, total, quoted_len):
         return "unused header bytes of the error message are not zero"
-    return ""
+    return _transport_problem(payload[4 : 4 + min(quoted_len, total)], header_len, total - header_len, payload[13])
 
 
 def _rest_of_header_ok(pkt: IcmpPacket, payload: bytes, total: int, quoted_len: int) -> bool:
@@ -145,9 +158,39 @@ def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     kind = pkt.icmp_type
     if kind in _ERRORS_V6:
         return _whole_if(_quote_problem_v6(pkt, payload), payload)
+    if kind in _ND_BODY:
+        return _nd_options(kind, payload)
     if kind in _STRUCTURED_V6:
         return 0, ""
     return len(payload), f"payload on unassigned or private ICMPv6 type {kind}"
+
+
+# Neighbour discovery (RFC 4861 4.1-4.5): the fixed body after the 4-byte ICMPv6 header, then options.
+_ND_BODY = {133: 4, 134: 12, 135: 20, 136: 20, 137: 36}
+# Option types in use with ND (IANA "IPv6 Neighbor Discovery Option Formats"): link-layer addresses,
+# prefix information, redirected header, MTU, advertisement interval, home agent, route information,
+# RDNSS, DNSSL, nonce, CGA/RSA/timestamp (SEND), captive portal, PREF64 and others up to 41.
+_ND_OPTIONS = frozenset((1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 14, 24, 25, 31, 37, 38, 39, 40, 41))
+
+
+def _nd_options(kind: int, payload: bytes) -> tuple[int, str]:
+    """Unexplained bytes in a neighbour discovery message: unknown options, a link-layer address option
+    longer than Ethernet's one unit, bytes that are not options."""
+    pos = _ND_BODY[kind]
+    n = len(payload)
+    if n < pos:
+        return n, f"truncated neighbour discovery message type {kind}"
+    unexplained = 0
+    while pos < n:
+        if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
+            return unexplained + n - pos, "bytes after the neighbour discovery options"
+        option, size = payload[pos], 8 * payload[pos + 1]
+        if option not in _ND_OPTIONS:
+            unexplained += size
+        elif option in (1, 2) and size > 8:
+            unexplained += size - 8
+        pos += size
+    return (unexplained, f"neighbour discovery options that carry data (type {kind})") if unexplained else (0, "")
 
 
 def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:
@@ -160,13 +203,70 @@ def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:
         words = payload[0]  # ICMPv6 puts the length in the first byte
         if words and n >= 4 + words * 8:
             end = 4 + words * 8
-            if end == n or payload[end] >> 4 != 2:
-                return "ICMP extension structure with an unknown version"
+            problem = _extension_problem(payload, end)
+            if problem:
+                return problem
     quoted_len = end - 4
     if payload[4] >> 4 != 6 or quoted_len < 40:
         return "quoted data is not an IPv6 header"
-    if quoted_len > 40 + (payload[8] << 8 | payload[9]):
+    total = 40 + (payload[8] << 8 | payload[9])
+    if quoted_len > total and not _padded(payload, 4 + total, end):
         return "quoted packet longer than its own payload length"
     if payload[12:28] != pkt.dst:
         return "quoted packet was not sent by the error's receiver"
+    return _transport_problem(payload[4 : 4 + min(quoted_len, total)], 40, total - 40, payload[10])
+
+
+def _padded(payload: bytes, start: int, end: int) -> bool:
+    """RFC 4884 pads a quote shorter than 128 bytes with zeros up to its length field (RFC 4950's MPLS
+    time exceeded always does): a quote longer than its datagram is right only if the rest is that."""
+    return end < len(payload) and not any(payload[start:end])
+
+
+# RFC 4884 extension objects routers send: class -> (c-type -> largest plausible object length)
+_OBJECTS = {
+    1: {1: 4 + 4 * 16},  # MPLS label stack, RFC 4950: up to 16 entries of 4 bytes
+    2: {c: 4 + 4 + 16 + 64 + 4 for c in range(256)},  # interface information, RFC 5837: ifIndex, address, name, MTU
+    3: {c: 4 + 4 + 16 for c in range(1, 4)},  # interface identification, RFC 8335
+}
+
+
+def _extension_problem(payload: bytes, end: int) -> str:
+    """Why the RFC 4884 extension structure at payload[end:] is not one a router sends, or ''."""
+    n = len(payload)
+    if end == n or payload[end] >> 4 != 2:
+        return "ICMP extension structure with an unknown version"
+    if n - end < 4:
+        return "ICMP extension structure cut short"
+    if payload[end + 2 : end + 4] != b"\0\0" and not checksum_ok(payload[end:]):
+        return "ICMP extension structure with a wrong checksum"
+    pos = end + 4
+    while pos < n:
+        if pos + 4 > n:
+            return "bytes after the ICMP extension objects"
+        length, klass, ctype = struct.unpack_from("!HBB", payload, pos)
+        largest = _OBJECTS.get(klass, {}).get(ctype, 0)
+        if length < 4 or pos + length > n:
+            return "ICMP extension object with a wrong length"
+        if length > largest or (klass == 1 and length % 4):
+            return f"ICMP extension object class {klass} c-type {ctype} ({length} bytes) carries data"
+        pos += length
+    return ""
+
+
+# Protocols a host sends that an error can quote (IANA protocol numbers); a quote announcing another
+# (0, which crafting tools leave when raw data follows the header, or an unassigned number) is not a
+# packet the receiver sent.
+_QUOTED_PROTOCOLS = frozenset((1, 2, 4, 6, 17, 33, 41, 43, 44, 47, 50, 51, 58, 59, 60, 89, 103, 112, 132, 136))
+
+
+def _transport_problem(quote: bytes, header_len: int, length: int, proto: int) -> str:
+    """Why the transport header in a quoted datagram (quote = its quoted part, `length` its transport
+    length) cannot be what the receiver sent, or ''. Checksums are not checked: a NAT that rewrites the
+    quoted addresses and ports often leaves the quoted checksum as it was."""
+    if proto not in _QUOTED_PROTOCOLS:
+        return f"quoted datagram of protocol {proto}, which no host sends"
+    segment = quote[header_len:]
+    if proto == 17 and len(segment) >= 8 and (segment[4] << 8 | segment[5]) != length:
+        return "quoted UDP header does not match its datagram"
     return ""

@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
-from icmpsensor.detect import fingerprints, nonecho, tunnels
+from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
 from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import format_size
+from icmpsensor.notice.text import addr_text, format_size
 from icmpsensor.notice.types import (
     ASYM_PAYLOAD,
     ASYM_PAYLOAD_FLOW,
     DATA_EXFIL,
+    EXFIL_SPREAD,
     EXFIL_SUMMARY,
     NON_ECHO_PAYLOAD,
     SLOW_EXFIL,
@@ -54,6 +55,13 @@ _KIND_V4 = tuple(_REQUEST if t == 8 else _REPLY if t == 0 else _OTHER for t in r
 _KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t in range(256))
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
+
+
+def _channels(flow: Flow) -> capacity.FlowChannels:
+    state = flow.channels
+    if state is None:
+        state = flow.channels = capacity.FlowChannels()
+    return state
 
 
 @dataclass(slots=True)
@@ -87,19 +95,94 @@ class PairMemory:
         return self.novel
 
 
+SPREAD_PEERS_KEPT = 4096  # distinct peers remembered per host for ExfilSpread (counting stops there)
+PAYLOADS_KEPT = 4  # a host's recent payloads: one it sends to every peer counts once
+
+
+@dataclass(slots=True)
+class SpreadMemory:
+    """One host's novel bytes to (or from) all its peers within the slow window, and its recent payloads."""
+
+    since: float  # start of the current window (a tumbling one: reset once it is slow_exfil_window old)
+    novel: int = 0
+    peers: set[bytes] | bytes = b""  # one peer as itself, more as a set (a flood's one-peer hosts stay small)
+    payloads: tuple[int, ...] | int = ()  # hashes of the last PAYLOADS_KEPT payloads with novel bytes (one: itself)
+    alerted_until: float = 0.0
+
+    def add(self, ts: float, novel: int, peer: bytes, window: float) -> int:
+        """Add novel bytes to `peer`; the number of peers in the window."""
+        if ts - self.since >= window:
+            self.since, self.novel, self.peers = ts, 0, b""
+        self.novel += novel
+        peers = self.peers
+        if isinstance(peers, bytes):
+            if not peers or peers == peer:
+                self.peers = peer
+                return 1
+            peers = self.peers = {peers}
+        if len(peers) < SPREAD_PEERS_KEPT:
+            peers.add(peer)
+        return len(peers)
+
+    def seen(self, digest: int) -> bool:
+        """Whether the host sent this payload lately; it is remembered either way."""
+        payloads = self.payloads
+        if isinstance(payloads, int):
+            if payloads == digest:
+                return True
+            self.payloads = (payloads, digest)
+            return False
+        if digest in payloads:
+            return True
+        self.payloads = (*payloads[1 - PAYLOADS_KEPT :], digest) if payloads else digest
+        return False
+
+
+class HostTable:
+    """Hosts' SpreadMemory, least recently active first, at most `limit`: a plain dict, as a flood makes one
+    entry per spoofed source (an OrderedDict's entry is larger); when full, the least recently active
+    eighth is forgotten at once (tunnels.without_oldest)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.hosts: dict[bytes, SpreadMemory] = {}
+
+    def touch(self, host: bytes, ts: float) -> SpreadMemory:
+        """The host's memory (new if none), made the most recently active."""
+        hosts = self.hosts
+        memory = hosts.pop(host, None)
+        if memory is None:
+            memory = SpreadMemory(ts)
+            if len(hosts) >= self.limit:
+                self.hosts = hosts = tunnels.without_oldest(hosts)
+        hosts[host] = memory
+        return memory
+
+    def limit_to(self, limit: int) -> None:
+        self.limit = limit
+        if len(self.hosts) > limit:
+            self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
+
+
 class Detector(FlowDetector):
     """The standard profile."""
 
     def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
+        # per host, as a sender (to all its peers) and as a receiver (from all its peers)
+        self._senders = HostTable(detection.max_pairs)
+        self._receivers = HostTable(detection.max_pairs)
         self._tools = tunnels.ToolTracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
+        self._run_free = True  # the request being handled did not start a new run past the run budget
         super().__init__(detection, allowlist)
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         super().reconfigure(detection, allowlist)
         while len(self._pairs) > detection.max_pairs:
             self._pairs.popitem(last=False)
+        self._senders.limit_to(detection.max_pairs)
+        self._receivers.limit_to(detection.max_pairs)
 
     # -- per packet --------------------------------------------------------------------------
     #
@@ -150,6 +233,15 @@ class Detector(FlowDetector):
         size = len(payload)
         flow.n += 1
         flow.orig_bytes += size
+        before = flow.novel_bytes
+        # the header fields against a ping's: same identifier, sequence one up, same size
+        self._run_free = True
+        if pkt.ident != flow.last_ident or pkt.seq != (flow.last_seq + 1) & 0xFFFF or size != flow.last_size:
+            self._header(flow, pkt, size, ts)
+        else:
+            flow.last_seq = pkt.seq
+        if pkt.options:
+            self._options(flow, pkt.options)
         current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
             (payload[:PREFIX], hash(payload[PREFIX:]), size)
         previous = flow.last_sketch
@@ -161,14 +253,35 @@ class Detector(FlowDetector):
             novel = 0
         else:
             novel = self._novelty(flow, pkt, current, previous)
+        flow.last_request_ts = ts
         recognised = not flow.tool and self._recognise_tool(flow, pkt)
         if self._matched:
             self._remember_request(pkt, current)
         if novel:
             flow.changed_requests += 1
             self._add_novel(flow, novel)
-        if (novel or recognised) and self._realtime:
+        if (flow.novel_bytes != before or recognised) and self._realtime:
             self._evaluate(flow, ts, due)
+
+    def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> None:
+        """Charge what the identifier, sequence number and size carried beyond a ping's (capacity.py)."""
+        last = (flow.last_ident, flow.last_seq, flow.last_size)
+        flow.last_ident, flow.last_seq, flow.last_size = pkt.ident, pkt.seq, size
+        if last[0] < 0:
+            return  # the flow's first request
+        charges, self._run_free = capacity.request_header(_channels(flow), last, pkt.ident, pkt.seq, size, ts)
+        for channel, bits in charges:
+            self._charge(flow, channel, bits)
+
+    def _options(self, flow: Flow, options: bytes) -> None:
+        self._charge(flow, "options", capacity.options_bits(_channels(flow), options))
+
+    def _charge(self, flow: Flow, channel: str, bits: float) -> None:
+        """Add `bits` carried by `channel` to the flow: whole bytes join its novel bytes."""
+        if bits > 0.0:
+            whole = capacity.charge(_channels(flow), channel, bits)
+            if whole:
+                self._add_novel(flow, whole)
 
     def _on_reply(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
         src, dst, payload = pkt.src, pkt.dst, pkt.payload
@@ -232,14 +345,29 @@ class Detector(FlowDetector):
 
     def _novelty(self, flow: Flow, pkt: IcmpPacket, current: Sketch, compared: Sketch | None) -> int:
         """Novel bytes of a non-empty echo payload (sketched as `current`, which differs from `compared`:
-        so novel_between is not 0): 0 if a benign template explains it, else what `compared` does not.
+        so novel_between is not 0): 0 if a benign template explains it (what its clock and per-run
+        constant carried is charged), else what `compared` does not; where that is a few changed
+        places in an otherwise equal request, their bits as counters or clocks are charged instead.
         The template is tried first: most changed payloads are a ping's new timestamp."""
         benign = fingerprints.explain(pkt.payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
         if benign is not None and self._consistent(flow, benign, pkt):
             self.stats.ignored_payloads += 1
             return 0
-        return novel_between(current, compared)
+        novel = novel_between(current, compared)
+        if pkt.is_echo_reply:
+            return novel
+        if compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and current[1:] == compared[1:]:
+            bits = capacity.field_bits(current[0], compared[0], pkt.ts - flow.last_request_ts)
+            if bits is not None:
+                self._charge(flow, "fields", bits)
+                return 0
+        if capacity.icmplib_free(_channels(flow), pkt.payload, pkt.seq, pkt.ts):
+            self.stats.ignored_payloads += 1
+            return 0
+        if self._senders.touch(pkt.src, pkt.ts).seen(hash(pkt.payload)):
+            return 0  # the payload this host sends to all its peers (a custom health check) counts once
+        return novel
 
     def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> bool:
         """Whether the tool tracker recognised a tool in this packet (it is then the flow's)."""
@@ -249,12 +377,14 @@ class Detector(FlowDetector):
         flow.tool, flow.tool_evidence = match.tool, match.evidence
         return True
 
-    @staticmethod
-    def _consistent(flow: Flow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
+    def _consistent(self, flow: Flow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
         """Within one run of a ping tool (one echo identifier), a benign template's clock must not run
         backwards and its per-run constant (session) must not change."""
         if pkt.ident != flow.session_ident:
+            if not pkt.is_echo_reply:  # a new -p pattern, past the run budget
+                self._charge(flow, "pattern", capacity.pattern_bits(flow.session, benign.session, self._run_free))
             flow.session_ident, flow.session, flow.last_embedded = pkt.ident, None, 0.0
+            flow.clock_offset = None
         if benign.session is not None:
             if flow.session is None:
                 flow.session = benign.session
@@ -266,14 +396,56 @@ class Detector(FlowDetector):
         if embedded + 1.0 < flow.last_embedded and not benign.wraps_after:
             return False  # a replayed or forged timestamp
         flow.last_embedded = embedded
+        offset = embedded - pkt.ts
+        if flow.clock_offset is not None:
+            moved = offset - flow.clock_offset
+            if benign.wraps_after:
+                moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
+            self._charge(flow, "time", capacity.time_bits(moved, 0.0))
+        flow.clock_offset = offset
         return True
 
     def _add_novel(self, flow: Flow, novel: int) -> None:
         # A flow's novel bytes join its pair's long-term memory when the flow ends (_flow_ended):
-        # the many short flows of a flood then cost no pair memory while they live.
+        # the many short flows of a flood then cost no pair memory while they live. The hosts'
+        # memories (spread over peers) are added to at once: a spread is many flows at the same time.
         self.last_novel += novel
         flow.novel_bytes += novel
         self.stats.novel_bytes += novel
+        # a flow adds at most novel_bytes_threshold to the hosts' memories: past that it is reported on
+        # its own, and one big flow must not make a spread of a few small ones
+        before = flow.novel_bytes - novel
+        room = self.cfg.novel_bytes_threshold - before
+        if room > 0 and not flow.allowlisted:
+            self._spread(flow, min(novel, room))
+
+    def _spread(self, flow: Flow, novel: int) -> None:
+        """Add novel bytes to the sender's and the receiver's memories; ExfilSpread when one of them has
+        reached spread_min_bytes over spread_min_peers peers in the window."""
+        cfg, ts = self.cfg, self.now
+        window = cfg.slow_exfil_window
+        for table, host, peer, role in ((self._senders, flow.src, flow.dst, "to"),
+                                        (self._receivers, flow.dst, flow.src, "from")):
+            memory = table.touch(host, ts)
+            peers = memory.add(ts, novel, peer, window)
+            if (peers >= cfg.spread_min_peers and memory.novel >= cfg.spread_min_bytes
+                    and ts >= memory.alerted_until and self._enabled & EXFIL_SPREAD.bit):
+                memory.alerted_until = memory.since + window
+                self._spread_notice(flow, ts, memory, peers, role)
+
+    def _spread_notice(self, flow: Flow, ts: float, memory: SpreadMemory, peers: int, role: str) -> None:
+        more = "+" if peers >= SPREAD_PEERS_KEPT else ""
+        if role == "to":
+            msg = (f"Exfil spread: {addr_text(flow.src)} sent {format_size(memory.novel)} of novel data to "
+                   f"{peers}{more} destinations within {self.cfg.slow_exfil_window / 3600:g} h, "
+                   f"each under the per-flow thresholds; the latest to {addr_text(flow.dst)}.")
+        else:
+            msg = (f"Exfil spread: {addr_text(flow.dst)} received {format_size(memory.novel)} of novel data "
+                   f"from {peers}{more} sources within {self.cfg.slow_exfil_window / 3600:g} h; "
+                   f"the latest from {addr_text(flow.src)}.")
+        notice = self._notice(flow, ts, EXFIL_SPREAD.name, msg.replace("{", "{{").replace("}", "}}"))
+        notice.peers = peers
+        self._due.append(notice)
 
     def _pair(self, src: bytes, dst: bytes) -> PairMemory:
         key = (src, dst)
@@ -360,4 +532,26 @@ class Detector(FlowDetector):
             parts.append(f"Tool: {flow.tool} ({flow.tool_evidence})")
         if flow.nonecho_reason:
             parts.append(f"Non-echo: {flow.nonecho_reason}")
+        carried = channel_bytes(flow)
+        if carried:
+            parts.append("Channels: " + ", ".join(f"{name} {format_size(count)}" for name, count in carried))
         return ", ".join(parts)
+
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, **fields: object) -> Notice:
+        notice = super()._notice(flow, ts, note, msg, **fields)
+        notice.tool = flow.tool
+        notice.channels = ",".join(name for name, _ in channel_bytes(flow))
+        return notice
+
+
+def channel_bytes(flow: Flow) -> list[tuple[str, int]]:
+    """The channels that carried the flow's novel bytes and how many each, largest first: the payload
+    (what no other channel was charged), non-echo messages, and the fields capacity.py charges."""
+    state = flow.channels
+    charged = dict(state.charged) if state is not None and state.charged else {}
+    if flow.nonecho_novel:
+        charged["non-echo"] = flow.nonecho_novel
+    payload = flow.novel_bytes - sum(charged.values())
+    if payload > 0:
+        charged["payload"] = payload
+    return sorted(charged.items(), key=lambda item: (-item[1], item[0]))

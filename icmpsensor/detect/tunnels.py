@@ -518,7 +518,7 @@ def _is_periodic(p: bytes, longest: int = 16) -> bool:
     return any(p[period] == first and p.startswith(p[period:]) for period in range(1, min(longest, n // 2) + 1))
 
 
-def _without_oldest(table: dict[_K, _V]) -> dict[_K, _V]:
+def without_oldest(table: dict[_K, _V]) -> dict[_K, _V]:
     """A copy of a full table without its oldest eighth (first inserted).
 
     Dropping one entry at a time from the front of a plain dict costs O(n) per drop once many
@@ -542,6 +542,7 @@ class _RequestFlow:
     hping_run: int = 0
     ift_run: int = 0
     nping_run: int = 0
+    nping_irregular: bool = False  # the run's seq moved by 0 or 2 at least once (nping's quirk)
 
 
 class ToolTracker:
@@ -557,9 +558,10 @@ class ToolTracker:
     * icmp-file-transfer: consecutive 56-byte chunks, seq +1, sent back to back
       (Vidimensional/Icmp-File-Transfer IcmpApp.py), for transfers cut before the code-2 end.
     * nping-data: a flow whose first request has seq 1 and whose requests then repeat one
-      custom payload (not periodic, not a counting fill) with seq moving on by 0..2, as
-      nping --data/--data-string/--data-length sends (seen live with nmap 7.93 nping: random
-      id, seq from 1 but irregular after it, one payload for every probe).
+      custom payload (not periodic, not a counting fill) with seq moving on by 0..2, and not by
+      one every time, as nping --data/--data-string/--data-length sends (seen live with nmap 7.93
+      nping: random id, seq from 1 but irregular after it, one payload for every probe). A health
+      check that repeats one custom payload with seq +1 is not nping (its payload counts once).
     * icmpsh: an echo reply carrying text when its request was empty: the master sends the
       typed command in the reply to the slave's idle poll (icmpsh_m.py).
 
@@ -591,7 +593,7 @@ class ToolTracker:
         flow = flows.get(key)
         if flow is None:
             if len(flows) >= self.max_flows:
-                self._flows = flows = _without_oldest(flows)
+                self._flows = flows = without_oldest(flows)
             flows[key] = _RequestFlow(seq, pkt.ts, seq, size, digest, data_digest)
             return None
         if size and size == flow.size and (
@@ -635,7 +637,8 @@ class ToolTracker:
                 f"Icmp-File-Transfer: back-to-back 56-byte raw chunks, seq {pkt.seq - flow.ift_run}..{pkt.seq}, "
                 f"'{_show(p, 24)}'",
             )
-        if flow.nping_run >= _NPING_RUN:
+        flow.nping_irregular = bool(flow.nping_run) and (flow.nping_irregular or seq_step != 1)
+        if flow.nping_run >= _NPING_RUN and flow.nping_irregular:
             return ToolMatch(
                 "nping-data",
                 f"the same {len(p)}-byte custom payload '{_show(p, 24)}' on echo seq "
@@ -648,7 +651,7 @@ class ToolTracker:
         if key in pending:
             return
         if len(pending) >= self.max_pending:
-            self._empty_requests = pending = _without_oldest(pending)
+            self._empty_requests = pending = without_oldest(pending)
         pending[key] = None
 
     def _reply(self, pkt: IcmpPacket) -> ToolMatch | None:

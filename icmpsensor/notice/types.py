@@ -205,4 +205,24 @@ end. Switch: detection.notices.exfil_summary.
 """,
 )
 
+EXFIL_SPREAD = _note(
+    'ICMP::ICMP_ExfilSpread', 'exfil_spread', on=True, priority='warning', profiles='standard',
+    message_id='33c5d5fb0bb44591a8fc28138099d27f',
+    subject='ICMP data spread over many peers by @SRC@ or towards @DST@',
+    body="""\
+icmpsensor raised the notice ICMP::ICMP_ExfilSpread: one host sent novel data
+in ICMP to many destinations (a file in small pieces to hundreds of
+addresses, hping3 --rand-dest, a sweep carrying data), or many sources sent
+novel data to one destination, each flow under the per-flow thresholds. The
+message names the host, the number of peers and the novel bytes
+within detection.slow_exfil_window: at least
+detection.spread_min_bytes over at least detection.spread_min_peers peers.
+Ordinary monitoring (one host pinging many with a known ping, or with one
+constant payload) adds no novel bytes and does not raise it.
+
+What to do: as for ICMP::ICMP_DataExfil, on the host the message names.
+Switch: detection.notices.exfil_spread.
+""",
+)
+
 BY_NAME: dict[str, NoteType] = {note.name: note for note in NOTE_TYPES}

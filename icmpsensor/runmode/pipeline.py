@@ -16,6 +16,7 @@ from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect.profile import make_detector
+from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.evidence import EvidenceRecorder
 from icmpsensor.output.sink import NoticeSink, print_error, write_notice
@@ -51,6 +52,9 @@ class Pipeline:
             keep_frames=evidence.enabled,  # evidence holds the fragments as they came
         )
         self.detector = make_detector(cfg.detection, cfg.allowlist)
+        detection = cfg.detection
+        self.aggregator = NoticeAggregator(detection.aggregate_interval, detection.aggregate_max_notices,
+                                           detection.aggregate_sample)
         self.evidence = EvidenceRecorder(cfg.output.log_dir, evidence, wait_when_full=evidence_waits) \
             if evidence.enabled else None
         self.notices_emitted = 0
@@ -110,14 +114,21 @@ class Pipeline:
         notices = self.detector.advance(now)
         if notices:
             self.emit(notices)
+        if self.aggregator.window_start is not None:
+            self._write(self.aggregator.advance(now))
 
     def finish(self) -> None:
-        """End of input: every open flow is evaluated and its notices written."""
+        """End of input: every open flow is evaluated and its notices written, then the aggregates."""
         self.emit(self.detector.flush())
+        self._write(self.aggregator.flush())
 
     def emit(self, notices: Iterable[Notice]) -> None:
+        """Write the detector's notices, but those a storm's aggregate folds (notice/aggregate.py)."""
+        self._write(self.aggregator.filter(notices))
+
+    def _write(self, notices: Iterable[Notice]) -> None:
         """Write notices to every sink; evidence is started for a notice here, as it is written, and only
-        then (a notice the detector suppressed or aggregated never reaches this)."""
+        then (a notice the detector suppressed or the aggregator folded never reaches this)."""
         for notice in notices:
             self.notices_emitted += 1
             if self.evidence is not None:
@@ -128,6 +139,8 @@ class Pipeline:
         """Apply a reloaded configuration (detection, allowlists, checksum checks); detector state is kept."""
         self.cfg = cfg
         self.detector.reconfigure(cfg.detection, cfg.allowlist)
+        self.aggregator.reconfigure(cfg.detection.aggregate_interval, cfg.detection.aggregate_max_notices,
+                                    cfg.detection.aggregate_sample)
         for decoder in self._decoders:
             decoder.verify_checksums = cfg.decode.verify_checksums
 
@@ -149,6 +162,8 @@ class Pipeline:
             "flows": self.detector.flow_count,
             "pending_requests": self.detector.pending_count,
             "notices": self.notices_emitted,
+            "notices_folded": self.aggregator.folded,
+            "notices_aggregated": self.aggregator.aggregates,
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }

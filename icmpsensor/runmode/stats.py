@@ -69,6 +69,8 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
         "pending_requests": t.get("pending_requests", 0),
         "evictions": detect.get("flows_evicted", 0),
         "notices": notices,
+        "notices_folded": t.get("notices_folded", 0),  # into aggregates (notice/aggregate.py)
+        "notices_aggregated": t.get("notices_aggregated", 0),
         "notice_write_errors": write_errors,
         "notice_backlog": backlog,
         "notices_lost": lost,

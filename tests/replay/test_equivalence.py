@@ -35,7 +35,7 @@ from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.linktypes import LINKTYPE_ETHERNET
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
-from icmpsensor.detect import fingerprints, nonecho, novelty, standard, tunnels
+from icmpsensor.detect import capacity, fingerprints, nonecho, novelty, standard, tunnels
 from icmpsensor.detect.flows import EVICTION_SCAN, SWEEP_INTERVAL, DetectorStats, unpaired_notice
 from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.policy import HostAllowlist
@@ -45,6 +45,7 @@ from icmpsensor.notice.types import (
     ASYM_PAYLOAD,
     ASYM_PAYLOAD_FLOW,
     DATA_EXFIL,
+    EXFIL_SPREAD,
     EXFIL_SUMMARY,
     NON_ECHO_PAYLOAD,
     NOTE_TYPES,
@@ -59,7 +60,7 @@ from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import replay_pipeline
 from icmpsensor.source.batch import frames_of
 from icmpsensor.source.pcapfile import batches
-from testkit import benign_corpus, exfil_corpus, synthmix
+from testkit import benign_corpus, capacity_corpus, exfil_corpus, synthmix
 from testkit.decoding import batch_of
 from testkit.paths import SEED_DIR
 
@@ -112,6 +113,10 @@ class RefFlow:
     last_embedded: float = 0.0
     raised: set[str] = field(default_factory=set)
     first: tuple[int, int] = (-1, -1)  # type and code of the first message (the notice's conn id)
+    last_request: tuple[int, int, int] = (-1, -1, -1)  # the last request's identifier, seq and size
+    last_request_ts: float = 0.0
+    clock_offset: float | None = None
+    channels: capacity.FlowChannels = field(default_factory=capacity.FlowChannels)
 
     @property
     def bytes_sent(self) -> int:
@@ -119,6 +124,17 @@ class RefFlow:
 
     def ensure_uid(self) -> str:
         return ""  # uids are random: not compared
+
+
+@dataclass
+class RefHost:
+    """A host's novel bytes to (or from) its peers in a tumbling slow window, and its last four payloads."""
+
+    since: float
+    novel: int = 0
+    peers: set[bytes] = field(default_factory=set)
+    payloads: list[int] = field(default_factory=list)
+    alerted_until: float = 0.0
 
 
 @dataclass
@@ -148,6 +164,10 @@ class ReferenceDetector:
         self.pending: dict[tuple[bytes, bytes, int, int], tuple[bytes, float]] = {}  # request -> (payload, sent)
         self.pairs: dict[tuple[bytes, bytes], RefPair] = {}
         self.tools = tunnels.ToolTracker()
+        self.senders: dict[bytes, RefHost] = {}
+        self.receivers: dict[bytes, RefHost] = {}
+        self.spread_due: list[Notice] = []  # ExfilSpread notices raised while a packet is handled
+        self.run_free = True  # the request being handled did not start a run past the run budget
         self.now = 0.0
         self.next_sweep = 0.0
 
@@ -166,6 +186,8 @@ class ReferenceDetector:
         else:
             self.stats.other_icmp += 1
             flow = self.other(pkt)
+        due.extend(self.spread_due)
+        self.spread_due.clear()
         if flow is not None and self.cfg.realtime:
             self.evaluate(flow, pkt.ts, due)
         while len(self.flows) > self.cfg.max_flows:
@@ -176,8 +198,12 @@ class ReferenceDetector:
         flow = self.touch(pkt)
         flow.n += 1
         flow.orig_bytes += len(pkt.payload)
+        self.header(flow, pkt)
+        if pkt.options:
+            self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options))
         novel = self.novelty(flow, pkt, flow.previous)
         flow.previous = pkt.payload
+        flow.last_request_ts = pkt.ts
         if not flow.tool:
             self.recognise_tool(flow, pkt)
         if self.cfg.matched_pairing:
@@ -221,9 +247,29 @@ class ReferenceDetector:
         self.add_novel(flow, novel)
         return flow
 
+    def header(self, flow: RefFlow, pkt: IcmpPacket) -> None:
+        """The identifier, sequence number and size against the flow's last request (capacity.request_header);
+        nothing for the flow's first request."""
+        last, size = flow.last_request, len(pkt.payload)
+        flow.last_request = (pkt.ident, pkt.seq, size)
+        self.run_free = True
+        if last[0] < 0:
+            return
+        charges, self.run_free = capacity.request_header(flow.channels, last, pkt.ident, pkt.seq, size, pkt.ts)
+        for channel, bits in charges:
+            self.charge(flow, channel, bits)
+
+    def charge(self, flow: RefFlow, channel: str, bits: float) -> None:
+        if bits > 0:
+            whole = capacity.charge(flow.channels, channel, bits)
+            if whole:
+                self.add_novel(flow, whole)
+
     def novelty(self, flow: RefFlow, pkt: IcmpPacket, compared: bytes | None) -> int:
         """Novel bytes of an echo payload: none if allowlisted, empty, the same as `compared`, or a benign
-        template that holds within the flow; else what `compared` does not explain."""
+        template that holds within the flow (its clock and pattern charged); else what `compared` does not
+        explain; for a request, a few changed places in its first PREFIX bytes are charged as fields
+        instead, icmplib's padding within budget and a payload the host sent lately are none."""
         payload = pkt.payload
         if payload in self.ignored:
             self.stats.ignored_payloads += 1
@@ -232,10 +278,98 @@ class ReferenceDetector:
             return 0
         benign = fingerprints.explain(payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
-        if benign is not None and template_holds(flow, benign, pkt):
+        if benign is not None and self.template_holds(flow, benign, pkt):
             self.stats.ignored_payloads += 1
             return 0
-        return novel_bytes(payload, compared)
+        novel = novel_bytes(payload, compared)
+        if pkt.is_echo_reply:
+            return novel
+        prefix = novelty.PREFIX
+        if (compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and len(payload) == len(compared)
+                and payload[prefix:] == compared[prefix:]):
+            bits = capacity.field_bits(payload[:prefix], compared[:prefix], pkt.ts - flow.last_request_ts)
+            if bits is not None:
+                self.charge(flow, "fields", bits)
+                return 0
+        if capacity.icmplib_free(flow.channels, payload, pkt.seq, pkt.ts):
+            self.stats.ignored_payloads += 1
+            return 0
+        host = self.host(self.senders, pkt.src, pkt.ts)
+        digest = hash(payload)
+        if digest in host.payloads:
+            return 0
+        host.payloads = [*host.payloads, digest][-standard.PAYLOADS_KEPT :]
+        return novel
+
+    def template_holds(self, flow: RefFlow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
+        """Within one run of a ping tool (one echo id), a template's per-run constant (session) must not
+        change and a request's embedded clock must not run back by more than a second (unless the clock
+        wraps). A new run's new pattern past the run budget, and the clock's offset to the capture clock
+        moving within a run, are charged (capacity.pattern_bits, capacity.time_bits)."""
+        if pkt.ident != flow.session_ident:
+            if not pkt.is_echo_reply:
+                self.charge(flow, "pattern", capacity.pattern_bits(flow.session, benign.session, self.run_free))
+            flow.session_ident, flow.session, flow.last_embedded = pkt.ident, None, 0.0
+            flow.clock_offset = None
+        if benign.session is not None:
+            if flow.session is None:
+                flow.session = benign.session
+            elif benign.session != flow.session:
+                return False
+        if benign.embedded_time is None or pkt.is_echo_reply:
+            return True
+        if benign.embedded_time + 1.0 < flow.last_embedded and not benign.wraps_after:
+            return False
+        flow.last_embedded = benign.embedded_time
+        offset = benign.embedded_time - pkt.ts
+        if flow.clock_offset is not None:
+            moved = offset - flow.clock_offset
+            if benign.wraps_after:
+                moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
+            self.charge(flow, "time", capacity.time_bits(moved, 0.0))
+        flow.clock_offset = offset
+        return True
+
+    def host(self, table: dict[bytes, RefHost], address: bytes, ts: float) -> RefHost:
+        """The host's memory, now the most recently active; a new one forgets the oldest eighth if full."""
+        memory = table.pop(address, None)
+        if memory is None:
+            memory = RefHost(ts)
+            if len(table) >= self.cfg.max_pairs:
+                for key in list(table)[: len(table) // 8 + 1]:
+                    del table[key]
+        table[address] = memory
+        return memory
+
+    def spread(self, flow: RefFlow, novel: int) -> None:
+        cfg = self.cfg
+        for table, address, peer, role in ((self.senders, flow.src, flow.dst, "to"),
+                                           (self.receivers, flow.dst, flow.src, "from")):
+            memory = self.host(table, address, self.now)
+            if self.now - memory.since >= cfg.slow_exfil_window:
+                memory.since, memory.novel, memory.peers = self.now, 0, set()
+            memory.novel += novel
+            if len(memory.peers) < standard.SPREAD_PEERS_KEPT:
+                memory.peers.add(peer)
+            peers = len(memory.peers)
+            if (peers >= cfg.spread_min_peers and memory.novel >= cfg.spread_min_bytes
+                    and self.now >= memory.alerted_until and EXFIL_SPREAD.name in self.enabled):
+                memory.alerted_until = memory.since + cfg.slow_exfil_window
+                self.spread_due.append(self.spread_notice(flow, memory, peers, role))
+
+    def spread_notice(self, flow: RefFlow, memory: RefHost, peers: int, role: str) -> Notice:
+        more = "+" if peers >= standard.SPREAD_PEERS_KEPT else ""
+        hours = self.cfg.slow_exfil_window / 3600
+        src, dst = addr_text(flow.src), addr_text(flow.dst)
+        if role == "to":
+            msg = (f"Exfil spread: {src} sent {format_size(memory.novel)} of novel data to {peers}{more} "
+                   f"destinations within {hours:g} h, each under the per-flow thresholds; the latest to {dst}.")
+        else:
+            msg = (f"Exfil spread: {dst} received {format_size(memory.novel)} of novel data from {peers}{more} "
+                   f"sources within {hours:g} h; the latest from {src}.")
+        notice = self.notice(flow, self.now, EXFIL_SPREAD, msg.replace("{", "{{").replace("}", "}}"))
+        notice.peers = peers
+        return notice
 
     def recognise_tool(self, flow: RefFlow, pkt: IcmpPacket) -> None:
         match = self.tools.observe(pkt)
@@ -243,8 +377,12 @@ class ReferenceDetector:
             flow.tool, flow.tool_evidence = match.tool, match.evidence
 
     def add_novel(self, flow: RefFlow, novel: int) -> None:
+        """A flow gives its hosts' spread memories at most novel_bytes_threshold of its novel bytes."""
+        room = self.cfg.novel_bytes_threshold - flow.novel_bytes
         flow.novel_bytes += novel
         self.stats.novel_bytes += novel
+        if room > 0 and not flow.allowlisted:
+            self.spread(flow, min(novel, room))
 
     # -- tables
 
@@ -397,25 +535,18 @@ class ReferenceDetector:
                                            flow.n, flow.novel_bytes, extra_sub(flow)),
                       src=src, dst=dst, uid="", n=flow.n, bytes_sent=flow.bytes_sent,
                       bytes_received=flow.received_bytes, start=flow.start, end=flow.last, novel_bytes=flow.novel_bytes,
-                      icmp_type=flow.first[0], icmp_code=flow.first[1])
+                      icmp_type=flow.first[0], icmp_code=flow.first[1], tool=flow.tool,
+                      channels=",".join(name for name, _ in channel_bytes(flow)))
 
 
-def template_holds(flow: RefFlow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
-    """Within one run of a ping tool (one echo id), a template's per-run constant (session) must not change
-    and a request's embedded clock must not run back by more than a second (unless the clock wraps)."""
-    if pkt.ident != flow.session_ident:
-        flow.session_ident, flow.session, flow.last_embedded = pkt.ident, None, 0.0
-    if benign.session is not None:
-        if flow.session is None:
-            flow.session = benign.session
-        elif benign.session != flow.session:
-            return False
-    if benign.embedded_time is None or pkt.is_echo_reply:
-        return True
-    if benign.embedded_time + 1.0 < flow.last_embedded and not benign.wraps_after:
-        return False
-    flow.last_embedded = benign.embedded_time
-    return True
+def channel_bytes(flow: RefFlow) -> list[tuple[str, int]]:
+    """Bytes per channel, largest first: the charged fields, non-echo messages, the payload (the rest)."""
+    carried = dict(flow.channels.charged or {})
+    if flow.nonecho_novel:
+        carried["non-echo"] = flow.nonecho_novel
+    if flow.novel_bytes - sum(carried.values()) > 0:
+        carried["payload"] = flow.novel_bytes - sum(carried.values())
+    return sorted(carried.items(), key=lambda item: (-item[1], item[0]))
 
 
 def interest(flow: RefFlow) -> float:
@@ -438,6 +569,8 @@ def extra_sub(flow: RefFlow) -> str:
     parts = [f"Tool: {flow.tool} ({flow.tool_evidence})"] if flow.tool else []
     if flow.nonecho_reason:
         parts.append(f"Non-echo: {flow.nonecho_reason}")
+    if channel_bytes(flow):
+        parts.append("Channels: " + ", ".join(f"{name} {format_size(count)}" for name, count in channel_bytes(flow)))
     return ", ".join(parts)
 
 
@@ -488,6 +621,8 @@ _ETHERNET = {False: bytes.fromhex("020000000001020000000002") + b"\x08\x00",
 CASES: dict[str, Callable[[], list[IcmpPacket]]] = {
     **{f"benign-{name}": make for name, make in benign_corpus.BENIGN_CASES.items()},
     **{f"exfil-{name}": make for name, make in exfil_corpus.EXFIL_CASES.items()},
+    **{f"capacity-{name}": make for name, (make, _) in capacity_corpus.CAPACITY_POSITIVES.items()},
+    **{f"capacity-benign-{name}": make for name, make in capacity_corpus.CAPACITY_NEGATIVES.items()},
 }
 # the same traffic with the clock of a long capture: flows and pairs expire and are evicted
 SMALL_TABLES = {"idle_timeout": 5.0, "max_flows": 3, "max_pairs": 2, "max_pending_requests": 4}

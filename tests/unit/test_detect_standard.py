@@ -74,11 +74,13 @@ def test_exfil_fires_in_real_time_once_then_a_summary_at_flow_end() -> None:
     det = detector()
     out = run(det, transfer(20), flush=False)
     # 100 novel bytes per request (each chunk differs from the last in every position that matters):
-    # the 5th request crosses 400 novel bytes, the 6th change crosses the changed-requests threshold.
+    # the 3rd request crosses 256 novel bytes, the 6th change crosses the changed-requests threshold.
+    threshold = DetectionConfig().novel_bytes_threshold
+    crossing = threshold // 100 + 1
     assert notes(out) == [("DataExfil", A, B), ("AsymPayloadFlow", A, B)]
     exfil = out[0]
-    assert exfil.ts == pytest.approx(T0 + 0.4)  # the 5th request, not the end of the flow
-    assert 400 < exfil.novel_bytes <= 500 and exfil.n == 5
+    assert exfil.ts == pytest.approx(T0 + 0.1 * (crossing - 1))  # that request, not the end of the flow
+    assert threshold < exfil.novel_bytes <= threshold + 100 and exfil.n == crossing
     summary = det.flush()
     assert notes(summary) == [("ExfilSummary", A, B)]
     final = summary[0]
@@ -95,10 +97,19 @@ def test_flow_end_alerting_raises_at_the_end_without_a_summary() -> None:
 
 
 def test_repeated_payloads_are_not_novel() -> None:
-    packets = [echo(T0 + i, A, B, True, chunk(0, 300), seq=i) for i in range(500)]
+    packets = [echo(T0 + i, A, B, True, chunk(0, 200), seq=i) for i in range(500)]
     det = detector()
     assert run(det, packets) == []
-    assert det.stats.novel_bytes == 300  # the first one only
+    assert det.stats.novel_bytes == 200  # the first one only
+
+
+def test_a_constant_payload_above_the_threshold_alerts_once() -> None:
+    # The documented trade-off of novel_bytes_threshold 256: an unknown constant payload larger than
+    # that is reported once (its first packet), never again.
+    packets = [echo(T0 + i, A, B, True, chunk(0, 300), seq=i) for i in range(500)]
+    det = detector()
+    assert notes(run(det, packets)) == [("DataExfil", A, B), ("ExfilSummary", A, B)]
+    assert det.stats.novel_bytes == 300
 
 
 def test_a_constant_payload_is_not_novel_again_in_the_next_flow() -> None:
@@ -152,9 +163,11 @@ def test_a_replayed_ping_timestamp_is_novel() -> None:
     replayed = [dataclasses.replace(frozen[0], ts=T0 + 10 + i, seq=10 + i) for i in range(3)]
     det = detector()
     run(det, [*frozen, replayed[0]], flush=False)
-    # The replayed timestamp (older than the last one seen) is not the ping template: its 16 timestamp
-    # bytes differ from the previous payload and are counted.
-    assert det.stats.novel_bytes > 0
+    # The replayed timestamp (older than the last one seen) is not the ping template: its timestamp
+    # fields differ from the previous payload's and are charged as the bits by which they moved off the
+    # capture clock (capacity.field_bits), not as free template bytes.
+    flow = det.flows()[0]
+    assert flow.channels is not None and flow.channels.carry + 8 * det.stats.novel_bytes > 0
 
 
 def test_echo_with_a_non_zero_code_and_other_types_with_extra_bytes() -> None:
@@ -207,10 +220,10 @@ def test_switches() -> None:
 
 def test_reconfigure_keeps_state() -> None:
     det = detector()
-    run(det, transfer(3), flush=False)
+    run(det, transfer(2), flush=False)
     assert det.flow_count == 2
     det.reconfigure(dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100), AllowlistConfig())
-    out = run(det, transfer(1, start=T0 + 1, src=A, dst=B))
+    out = run(det, [echo(T0 + 1, A, B, True, chunk(99), seq=3)])  # a new chunk (a repeated one counts once)
     assert ("DataExfil", A, B) in notes(out)
 
 

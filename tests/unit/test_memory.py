@@ -22,9 +22,10 @@ from icmpsensor.detect.profile import make_detector
 from testkit.paths import REPO
 
 
-def test_detector_state_is_at_most_1_kb_per_flow() -> None:
-    # Worst case for a flow: a random (novel) payload, so it also holds a pending request, a
-    # tool-tracker entry and a payload sketch. 50,000 such flows, all state the detector keeps.
+def test_detector_state_is_at_most_1_3_kb_per_flow() -> None:
+    # Worst case for a flow: a random (novel) payload from its own source, so it also holds a pending
+    # request, a tool-tracker entry, a payload sketch and its source's spread memory (with the payload's
+    # hash). 50,000 such flows, all state the detector keeps.
     count = 50_000
     cfg = dataclasses.replace(DetectionConfig(), max_flows=10**6, max_pending_requests=10**6)
     det = make_detector(cfg, AllowlistConfig())
@@ -41,7 +42,7 @@ def test_detector_state_is_at_most_1_kb_per_flow() -> None:
         tracemalloc.stop()
     assert det.flow_count == count
     print(f"detector state per flow: {per_flow:.0f} bytes")
-    assert per_flow <= 1024
+    assert per_flow <= 1331  # 1.3 KB
 
 
 FLOOD = r"""

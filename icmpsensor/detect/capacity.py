@@ -1,0 +1,312 @@
+"""Capacity accounting: the bits a sender controlled beyond what a benign model of each field predicts.
+
+The payload is measured in novel bytes (novelty.py, fingerprints.py). Every other field a sender sets
+is measured here, in bits, against the way benign senders fill it; the detector adds the bits to the
+flow's novel bytes (eight to a byte) and remembers which channel carried them:
+
+* ``ident``/``seq`` — benign: one identifier per run, the sequence number one up per packet (in either
+  byte order: hping3 writes host order) or by the same stride as the step before (fping -l numbers
+  every packet it sends, to all its targets in turn), small gaps (lost replies) and repeats free. A
+  step of d costs log2(1 + |d| - SEQ_FREE) bits. A new run
+  (new identifier) is free within the run budget (RUN_BUDGET), and costs its identifier's and first
+  sequence number's bits beyond it.
+* ``time`` — a benign template's embedded clock (fingerprints.Benign.embedded_time): the offset
+  embedded - capture stays put within a run, up to jitter. A change of the offset beyond
+  TIME_JITTER costs log2(1 + excess / TIME_UNIT) bits.
+* ``length`` — benign: one payload size per run. A change of d bytes within a run costs
+  log2(1 + |d|) bits; a new size at a new run is free within the run budget.
+* ``pattern`` — a template's per-run constant (a ``ping -p`` pattern, a fill byte): a new one at a new
+  run is free within the run budget, else it costs its bytes.
+* ``fields`` — an unknown implementation's changing bytes: where a payload differs from the
+  sender's previous one in a few short places, each place is read as an integer field (2, 4 or 8
+  bytes, either byte order) and costs the bits it moved beyond a counter (+1) or a clock (seconds,
+  milliseconds, microseconds, nanoseconds, or their sub-second part, or seconds as an IEEE double, against
+  the capture clock).
+  Data in such a field moves it at random and costs about its full width.
+* ``options`` — IPv4 options and IPv6 hop-by-hop / destination options (decode keeps them,
+  padding left out): their bytes, once per flow while they repeat, except Router Alert.
+* ``nd-options``, ``extension``, ``quote`` — see nonecho.py.
+
+Run budget: a monitoring system that starts a new short run every few seconds (``ping -c 1`` from
+cron, Home Assistant's icmplib pings) changes identifier, sometimes size and pattern, at every run.
+RUN_BUDGET run changes per flow are free, refilled at one per RUN_REFILL seconds; past that every run
+change is charged. Known limit: data hidden in run changes at or below that cadence is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+SEQ_FREE = 2  # sequence steps up to this far from +1 (lost replies, a repeat) cost nothing
+TIME_JITTER = 0.010  # seconds an embedded clock's offset may move between packets for free
+TIME_UNIT = 1e-5  # resolution at which a larger move is charged (10 µs)
+RUN_BUDGET = 10.0  # run changes free at once ...
+RUN_REFILL = 5.0  # ... and one more per this many seconds
+RUNS_REMEMBERED = 16  # runs side by side in one flow (several pingers on one host) followed each
+MAX_FIELD_PLACES = 4  # a payload that differs in more places is charged byte for byte
+MAX_FIELD_BYTES = 8
+_CLOCK_RATES = (1.0, 1e3, 1e6, 1e9)  # seconds, ms, µs, ns per second of capture time
+_CLOCK_FREE = 0.002  # seconds a clock field may differ from the capture clock's advance
+_COUNTER_FREE = 2
+
+
+@dataclass(slots=True)
+class FlowChannels:
+    """A flow's capacity state beyond its last request's fields (created when first needed, so that a
+    one-packet flow of a flood costs nothing more)."""
+
+    other_size: int = -1  # the size before the last one (a path MTU probe alternates two)
+    stride: int = 1  # the last step of the sequence number (fping -l counts every packet, all targets)
+    run_due: float = 0.0  # token buckets (take_token): free run changes ...
+    pad_due: float = 0.0  # ... and free icmplib paddings
+    carry: float = 0.0  # bits not yet a whole byte
+    options: bytes = b""  # the last IP options seen
+    runs: dict[int, tuple[int, int]] | None = None  # other runs side by side: identifier -> (last seq, size)
+    charged: dict[str, int] | None = None  # bytes charged per channel (the payload's are the rest)
+
+
+Charges = list[tuple[str, float]]  # (channel, bits)
+
+
+def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, seq: int, size: int,
+                   now: float) -> tuple[Charges, bool]:
+    """What an echo request's identifier, sequence number and size carried beyond a ping's, given the flow's
+    previous request's (`last`: identifier, seq, size); and whether it was free to start a new run.
+
+    Runs side by side (two pingers on one host) are followed each: the run left is remembered
+    (RUNS_REMEMBERED), a known one is resumed; a new one takes a token from the run budget."""
+    last_ident, last_seq, last_size = last
+    other_size = state.other_size
+    if size != last_size:
+        state.other_size = last_size
+    if ident != last_ident:
+        runs = state.runs
+        if runs is None:
+            runs = state.runs = {}
+        runs[last_ident] = (last_seq, last_size)
+        if len(runs) > RUNS_REMEMBERED:
+            del runs[next(iter(runs))]
+        resumed = runs.pop(ident, None)
+        if resumed is None:
+            free, state.run_due = take_token(state.run_due, now, RUN_BUDGET, RUN_REFILL)
+            if free:
+                return [], True
+            return [("ident", new_run_bits(ident, seq, last_ident, last_seq)),
+                    ("length", length_bits(size, last_size))], False
+        last_seq, last_size = resumed
+    step = seq_delta(seq, last_seq)
+    seq_cost = min(seq_bits(seq, last_seq), step_bits(step - state.stride))
+    state.stride = step
+    return [("seq", seq_cost), ("length", length_bits(size, last_size, other_size))], True
+
+
+def options_bits(state: FlowChannels, options: bytes) -> float:
+    """IP options count their bytes once while they repeat (option_bytes)."""
+    if options == state.options:
+        return 0.0
+    state.options = options
+    return 8.0 * option_bytes(options)
+
+
+def pattern_bits(session: bytes | None, new_session: bytes | None, run_free: bool) -> float:
+    """A template's per-run constant that changed with a new run past the run budget costs its bytes."""
+    if run_free or session is None or new_session is None or new_session == session:
+        return 0.0
+    return 8.0 * len(new_session)
+
+
+def icmplib_free(state: FlowChannels, payload: bytes, seq: int, now: float) -> bool:
+    """Whether a request is icmplib's padding (icmplib_layout) within the flow's monitoring budget."""
+    if not icmplib_layout(payload, seq):
+        return False
+    free, state.pad_due = take_token(state.pad_due, now, ICMPLIB_BURST, ICMPLIB_REFILL)
+    return free
+
+
+def charge(state: FlowChannels, channel: str, bits: float) -> int:
+    """Add `bits` carried by `channel`: the whole bytes they complete (with the bits carried over), which
+    the caller adds to the flow's novel bytes."""
+    bits += state.carry
+    whole = int(bits // 8)
+    state.carry = bits - 8 * whole
+    if whole:
+        charged = state.charged
+        if charged is None:
+            charged = state.charged = {}
+        charged[channel] = charged.get(channel, 0) + whole
+    return whole
+
+
+def step_bits(delta: int, free: int = SEQ_FREE) -> float:
+    """Bits in an integer that moved `delta` away from its predicted value, the first `free` free."""
+    excess = abs(delta) - free
+    return math.log2(1 + excess) if excess > 0 else 0.0
+
+
+def seq_delta(seq: int, expected: int) -> int:
+    """seq - expected on the 16-bit circle, in -32768..32767."""
+    return (seq - expected + 0x8000) % 0x10000 - 0x8000
+
+
+def _swap16(value: int) -> int:
+    return (value & 0xFF) << 8 | (value >> 8 & 0xFF)
+
+
+def seq_bits(seq: int, last_seq: int) -> float:
+    """Bits in a sequence number within a run: one up from the last is free, in network byte order or in
+    host byte order on a little-endian sender (hping3 writes it so: antirez/hping sendicmp.c)."""
+    step = min(abs(seq_delta(seq, last_seq + 1)), abs(seq_delta(_swap16(seq), _swap16(last_seq) + 1)))
+    return step_bits(step)
+
+
+def new_run_bits(ident: int, seq: int, last_ident: int, last_seq: int) -> float:
+    """What a run change carries: the new identifier (against the old one: pid and kernel ping-socket
+    identifiers count up) and the first sequence number (0, 1, or the old run's next: Windows counts on)."""
+    ident_bits = step_bits(seq_delta(ident, last_ident), 16)
+    first = min(abs(seq_delta(seq, 0)), abs(seq_delta(seq, 1)), abs(seq_delta(seq, last_seq + 1)))
+    return ident_bits + step_bits(first)
+
+
+def time_bits(offset: float, last_offset: float) -> float:
+    """Bits in an embedded clock whose offset to the capture clock moved from last_offset to offset."""
+    excess = abs(offset - last_offset) - TIME_JITTER
+    return math.log2(1 + excess / TIME_UNIT) if excess > 0 else 0.0
+
+
+def length_bits(size: int, last_size: int, other_size: int = -1) -> float:
+    """Bits in a payload size within a run: none for the size before or the one before that (a path MTU
+    probe alternates two sizes), else log2(1 + the change)."""
+    if size in (last_size, other_size):
+        return 0.0
+    return math.log2(1 + abs(size - last_size))
+
+
+def take_token(due: float, now: float, burst: float, refill: float) -> tuple[bool, float]:
+    """A token bucket of `burst` tokens refilled one per `refill` seconds, kept as one float per flow
+    (GCRA's theoretical arrival time `due`): (free?, the new `due`) after asking for one token at `now`."""
+    due = max(due, now)
+    if due - now <= (burst - 1) * refill:
+        return True, due + refill
+    return False, due
+
+
+def _places(a: bytes, b: bytes) -> list[tuple[int, int]] | None:
+    """The runs [start, end) of positions where equal-length a and b differ (gaps of one equal byte
+    joined), or None when there are more than MAX_FIELD_PLACES or one is longer than MAX_FIELD_BYTES."""
+    n = len(a)
+    x = (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(n, "big")
+    places: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        if not x[i]:
+            i += 1
+            continue
+        start = i
+        while i < n and (x[i] or (i + 1 < n and x[i + 1])):
+            i += 1
+        if i - start > MAX_FIELD_BYTES or len(places) == MAX_FIELD_PLACES:
+            return None
+        places.append((start, i))
+    return places
+
+
+def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float) -> float:
+    """Bits of the cheapest reading of the differing place [start, end) as a 2-, 4- or 8-byte integer
+    field, little- or big-endian, that counts by one or runs with the capture clock (dt seconds)."""
+    best = 8.0 * (end - start)
+    for width in (2, 4, 8):
+        lo = start - start % width
+        if end > lo + width or lo + width > len(a):
+            continue
+        for order in ("little", "big"):
+            new = int.from_bytes(a[lo : lo + width], order)  # type: ignore[arg-type]
+            old = int.from_bytes(b[lo : lo + width], order)  # type: ignore[arg-type]
+            delta = new - old
+            cost = step_bits(delta - 1, _COUNTER_FREE)
+            for rate in _CLOCK_RATES:
+                free = rate * _CLOCK_FREE + 1
+                residual = delta - rate * dt
+                cost = min(cost, _excess_bits(residual, free))
+                if rate > 1 and new < rate and old < rate:  # a sub-second part (tv_usec, tv_nsec)
+                    wrapped = (residual + rate / 2) % rate - rate / 2
+                    cost = min(cost, _excess_bits(wrapped, free))
+            best = min(best, cost)
+    if end - start <= 8 and len(a) >= 8:
+        best = min(best, _double_clock_cost(a, b, start, end, dt))
+    return best
+
+
+def _double_clock_cost(a: bytes, b: bytes, start: int, end: int, dt: float) -> float:
+    """A place inside an 8-byte IEEE double holding seconds (ping3 writes struct.pack("!d", time.time())):
+    free if it moved with the capture clock, else the microseconds it is off."""
+    lo = start - start % 8
+    if end > lo + 8 or lo + 8 > len(a):
+        return math.inf
+    best = math.inf
+    for fmt in (">d", "<d"):
+        new, old = struct.unpack_from(fmt, a, lo)[0], struct.unpack_from(fmt, b, lo)[0]
+        if math.isfinite(new) and math.isfinite(old) and abs(new) < 1e12:
+            best = min(best, time_bits(new - old - dt, 0.0))
+    return best
+
+
+def _excess_bits(residual: float, free: float) -> float:
+    excess = abs(residual) - free
+    return math.log2(1 + excess) if excess > 0 else 0.0
+
+
+def field_bits(current: bytes, previous: bytes, dt: float) -> float | None:
+    """Bits in the few places where a payload differs from the same sender's previous one (both the
+    same length), read as counters and clocks; None when the difference is not a few short places."""
+    places = _places(current, previous)
+    if places is None:
+        return None
+    return sum(_field_cost(current, previous, start, end, dt) for start, end in places)
+
+
+# -- options ---------------------------------------------------------------------------------
+
+_ROUTER_ALERT = (b"\x94\x04\x00\x00", b"\x05\x02\x00\x00", b"\x05\x02\x00\x01", b"\x05\x02\x00\x02")
+
+
+def option_bytes(options: bytes) -> int:
+    """Bytes of sender-set IP options that carry something: all but a Router Alert (MLD, RSVP)."""
+    if not options or options in _ROUTER_ALERT:
+        return 0
+    return len(options)
+
+
+# -- random-padding monitoring libraries -------------------------------------------------------
+
+# icmplib (ValentinBELYN/icmplib, models.py ICMPRequest._random_byte_message): each request's payload
+# is `payload_size` (56) characters drawn uniformly from a-z, A-Z, 0-9. Used by Home Assistant's ping
+# integration. Uniform draws show all three classes: 56 such characters lacking one (hex, decimal,
+# lower-case text) are data, not icmplib. Other sizes are not recognised.
+_LOWER = frozenset(b"abcdefghijklmnopqrstuvwxyz")
+_UPPER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DIGITS = frozenset(b"0123456789")
+_ALNUM = bytes(sorted(_LOWER | _UPPER | _DIGITS))
+_NOT_ALNUM = bytes(sorted(set(range(256)) - set(_ALNUM)))
+_DIGIT_BYTES = bytes(sorted(_DIGITS))
+_UPPER_BYTES = bytes(sorted(_UPPER))
+ICMPLIB_MIN_LETTERS = 8  # of 56 uniform draws, 23.5 capitals (and small letters) are expected
+ICMPLIB_SIZE = 56  # icmplib's default payload_size (ping(), multiping(), ICMPRequest)
+ICMPLIB_MAX_SEQ = 64  # a monitoring run's count is a handful
+# Monitoring volume: Home Assistant pings each host a few times per scan interval. This many such
+# requests per flow are free at once, refilled at one per ICMPLIB_REFILL seconds; past that they count.
+ICMPLIB_BURST = 20.0
+ICMPLIB_REFILL = 3.0
+
+
+def icmplib_layout(payload: bytes, seq: int) -> bool:
+    """Whether an echo request looks like icmplib's: its default 56 random characters, with digits, capitals
+    and small letters all present as uniform draws put them there (a payload lacking one happens to
+    icmplib once in ~20,000 requests), in a short run (icmplib's ping() numbers a run's requests from 0)."""
+    if len(payload) != ICMPLIB_SIZE or seq >= ICMPLIB_MAX_SEQ or payload.translate(None, _NOT_ALNUM) != payload:
+        return False
+    digits = len(payload) - len(payload.translate(None, _DIGIT_BYTES))
+    upper = len(payload) - len(payload.translate(None, _UPPER_BYTES))
+    lower = len(payload) - digits - upper
+    return digits >= 1 and upper >= ICMPLIB_MIN_LETTERS and lower >= ICMPLIB_MIN_LETTERS

@@ -1,0 +1,172 @@
+"""Notice storms folded into counts: per note, per host, per interval (issue 13).
+
+Zeek's notice framework suppresses a notice whose identifier was seen within `suppress_for`; here the
+identifier is the note and the host a storm names: the destination thousands of spoofed sources send
+"exfiltration" to, or the source that sends it to thousands of destinations. Within one interval
+(`aggregation.interval`, 60 s of packet time), the first `aggregation.max_notices` (10) notices of one
+note towards one destination, or from one source, are written as they come; the others are counted,
+and when the interval ends one notice per (note, host) tells the rest: how many, from (or to) how many
+peers, their bytes, and a sample of the peers. The notices of a flow whose notice was folded are folded
+too (its ExfilSummary joins its DataExfil), and a flow whose notice was written keeps being written, so
+every uid in notice.log has its whole story. Notices that are aggregates already (ExfilSpread, SlowExfil)
+and the aggregates themselves are never folded.
+
+It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
+sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
+Pure: notices and a clock in, notices out. Memory: one entry per (note, host) seen in the interval
+(at most MAX_KEYS, then a new key is written unfolded), a bounded sample, and how each flow's first
+notice went (at most MAX_UIDS, oldest forgotten first), across intervals: a summary follows its
+flow's first notice minutes later.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.text import format_size
+from icmpsensor.notice.types import EXFIL_SPREAD, SLOW_EXFIL
+
+NEVER_FOLDED = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))
+MAX_KEYS = 100_000
+MAX_UIDS = 1_000_000
+
+
+@dataclass(slots=True)
+class _Fold:
+    """What was folded for one (note, role, host) in the interval."""
+
+    written: int = 0  # notices written as they came
+    folded: int = 0
+    peers: set[str] = field(default_factory=set)  # distinct peers of the folded notices (up to MAX_PEERS)
+    sample: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+
+MAX_PEERS = 65_536
+
+
+class NoticeAggregator:
+    def __init__(self, interval: float, max_notices: int, sample: int) -> None:
+        self.interval = interval
+        self.max_notices = max_notices
+        self.sample = sample
+        self.window_start: float | None = None
+        self._folds: dict[tuple[str, str, str], _Fold] = {}
+        self._uids: dict[str, tuple[str, str] | None] = {}  # uid -> (role, host) it is folded under; None: written
+        self.folded = 0  # notices folded since start (stats)
+        self.aggregates = 0  # aggregate notices written since start
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0 and self.max_notices > 0
+
+    def reconfigure(self, interval: float, max_notices: int, sample: int) -> None:
+        self.interval, self.max_notices, self.sample = interval, max_notices, sample
+
+    def filter(self, notices: Iterable[Notice]) -> list[Notice]:
+        """The notices to write now: aggregates of an interval that has ended, then those not folded."""
+        out: list[Notice] = []
+        for notice in notices:
+            if not self.enabled:
+                out.append(notice)
+                continue
+            out.extend(self.advance(notice.ts))
+            if self._fold(notice):
+                self.folded += 1
+            else:
+                out.append(notice)
+        return out
+
+    def advance(self, now: float) -> list[Notice]:
+        """The aggregates due at `now` (the interval that began more than `interval` ago has ended)."""
+        if self.window_start is None:
+            self.window_start = now
+            return []
+        if now < self.window_start + self.interval:
+            return []
+        due = self.flush(self.window_start + self.interval)
+        self.window_start = now
+        return due
+
+    def flush(self, ts: float | None = None) -> list[Notice]:
+        """The aggregates of the interval so far (end of input, or the interval's end); a new interval."""
+        due = [self._aggregate(key, fold, ts if ts is not None else fold.last)
+               for key, fold in self._folds.items() if fold.folded]
+        self.aggregates += len(due)
+        self._folds.clear()
+        return due
+
+    def _fold(self, notice: Notice) -> bool:
+        """Whether the notice is folded into an aggregate (else it is written, and counted)."""
+        if notice.note in NEVER_FOLDED or not notice.src or not notice.dst:
+            return False
+        uid = notice.uid
+        if uid and uid in self._uids:
+            under = self._uids[uid]
+            if under is None:
+                return False  # the flow's earlier notice was written: so is this one
+            role, host = under
+            fold = self._folds.setdefault((notice.note, role, host), _Fold(first=notice.ts, last=notice.ts))
+            self._count(notice, fold, notice.src if role == "to" else notice.dst)
+            return True
+        keys = ((notice.note, "to", notice.dst), (notice.note, "from", notice.src))
+        folds = []
+        for key in keys:
+            fold = self._folds.get(key)
+            if fold is None:
+                if len(self._folds) >= MAX_KEYS:
+                    return False
+                fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
+            folds.append(fold)
+        to_dst, from_src = folds
+        over = to_dst if to_dst.written >= self.max_notices else from_src if from_src.written >= self.max_notices \
+            else None
+        if over is None:
+            to_dst.written += 1
+            from_src.written += 1
+            self._remember(uid, None)
+            return False
+        role, host, peer = ("to", notice.dst, notice.src) if over is to_dst else ("from", notice.src, notice.dst)
+        self._count(notice, over, peer)
+        self._remember(uid, (role, host))
+        return True
+
+    def _count(self, notice: Notice, fold: _Fold, peer: str) -> None:
+        fold.folded += 1
+        fold.bytes_sent += notice.bytes_sent
+        fold.last = max(fold.last, notice.ts)
+        if len(fold.peers) < MAX_PEERS:
+            fold.peers.add(peer)
+        if len(fold.sample) < self.sample and peer not in fold.sample:
+            fold.sample.append(peer)
+
+    def _remember(self, uid: str, under: tuple[str, str] | None) -> None:
+        """Remember how a flow's notice went, across intervals (its summary may come much later); the
+        oldest eighth is forgotten when MAX_UIDS are remembered."""
+        if not uid:
+            return
+        uids = self._uids
+        if len(uids) >= MAX_UIDS:
+            self._uids = uids = dict(itertools.islice(uids.items(), len(uids) // 8, None))
+        uids[uid] = under
+
+    def _aggregate(self, key: tuple[str, str, str], fold: _Fold, ts: float) -> Notice:
+        note, role, host = key
+        short = note.split("::", 1)[-1]
+        peers = len(fold.peers)
+        more = "+" if peers >= MAX_PEERS else ""
+        kind = "sources" if role == "to" else "destinations"
+        msg = (f"{fold.folded} more {short} notices {role} {host} within {self.interval:g} s, "
+               f"{'from' if role == 'to' else 'to'} {peers}{more} {kind} "
+               f"({format_size(fold.bytes_sent)} sent); sample: {', '.join(fold.sample)}")
+        sub = (f"Aggregated: {fold.folded} notices, {peers}{more} {kind}, first {fold.first:.6f}, "
+               f"last {fold.last:.6f}, bytes sent {fold.bytes_sent}, sample {' '.join(fold.sample)}")
+        src, dst = (fold.sample[0], host) if role == "to" else (host, fold.sample[0])
+        return Notice(ts=ts, note=note, msg=msg, sub=sub, src=src, dst=dst, uid="", n=fold.folded,
+                      bytes_sent=fold.bytes_sent, bytes_received=0, start=fold.first, end=fold.last,
+                      peers=peers)

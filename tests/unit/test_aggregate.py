@@ -1,0 +1,90 @@
+"""Notice storms folded into counts (notice/aggregate.py, issue 13), alone and in the pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import struct
+
+from icmpsensor.config.schema import Config
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.notice.aggregate import NoticeAggregator
+from icmpsensor.notice.record import Notice
+from icmpsensor.output.sink import ListSink
+from icmpsensor.runmode.pipeline import Pipeline
+
+T0 = 1_700_000_000.0
+VICTIM = "198.51.100.7"
+
+
+def notice(ts: float, src: str, dst: str = VICTIM, note: str = "ICMP::ICMP_DataExfil", uid: str = "") -> Notice:
+    return Notice(ts=ts, note=note, msg="m", sub="s", src=src, dst=dst, uid=uid or f"C{src}-{dst}", n=1,
+                  bytes_sent=500, bytes_received=0, start=ts, end=ts)
+
+
+def test_a_storm_towards_one_host_becomes_its_first_notices_and_one_aggregate_per_interval() -> None:
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3)
+    written = agg.filter(notice(T0 + i * 0.01, f"100.64.{i // 250}.{i % 250}") for i in range(2000))
+    assert len(written) == 10 and agg.folded == 1990
+    later = agg.filter([notice(T0 + 61, "10.0.0.9", dst="203.0.113.1")])  # the interval ended
+    aggregate = later[0]
+    assert aggregate.note == "ICMP::ICMP_DataExfil" and aggregate.dst == VICTIM and aggregate.n == 1990
+    assert aggregate.peers == 1990 and aggregate.bytes_sent == 1990 * 500
+    assert "1990 more ICMP_DataExfil notices to 198.51.100.7" in aggregate.msg
+    assert aggregate.sub.startswith("Aggregated: 1990 notices, 1990 sources")
+    assert later[1].dst == "203.0.113.1"  # a quiet host is not folded
+
+
+def test_a_folded_flow_stays_folded_and_a_written_one_stays_written() -> None:
+    agg = NoticeAggregator(interval=60.0, max_notices=2, sample=3)
+    first = [notice(T0 + i, f"10.0.0.{i}", uid=f"C{i}") for i in range(5)]
+    assert [n.uid for n in agg.filter(first)] == ["C0", "C1"]
+    summaries = [notice(T0 + 400 + i, f"10.0.0.{i}", note="ICMP::ICMP_ExfilSummary", uid=f"C{i}") for i in range(5)]
+    written = agg.filter(summaries)  # minutes later, in another interval
+    assert [n.uid for n in written if n.uid] == ["C0", "C1"]
+    assert agg.folded == 3 + 3
+    tail = agg.flush()
+    assert {n.note for n in tail} == {"ICMP::ICMP_ExfilSummary"} and tail[0].n == 3
+
+
+def test_aggregates_and_spread_notes_are_never_folded_and_zero_switches_it_off() -> None:
+    agg = NoticeAggregator(interval=60.0, max_notices=1, sample=3)
+    spread = [notice(T0 + i, f"10.1.0.{i}", note="ICMP::ICMP_ExfilSpread") for i in range(20)]
+    assert len(agg.filter(spread)) == 20
+    off = NoticeAggregator(interval=0.0, max_notices=10, sample=3)
+    assert len(off.filter(notice(T0 + i, f"10.2.0.{i}") for i in range(50))) == 50
+
+
+def test_one_source_to_many_destinations_is_folded_by_source() -> None:
+    agg = NoticeAggregator(interval=60.0, max_notices=5, sample=2)
+    written = agg.filter(notice(T0 + i * 0.1, "10.9.9.9", dst=f"203.0.{i // 250}.{i % 250}") for i in range(300))
+    assert len(written) == 5
+    tail = agg.flush()
+    assert len(tail) == 1 and tail[0].src == "10.9.9.9" and "to 295 destinations" in tail[0].msg
+
+
+def storm(count: int) -> list[IcmpPacket]:
+    rng = random.Random(7)
+    dst = bytes((198, 51, 100, 7))
+    return [IcmpPacket(T0 + i * 1e-3, struct.pack("!I", 0x64400000 + i), dst, False, 8, 0, i & 0xFFFF, 1,
+                       rng.randbytes(500), 542) for i in range(count)]
+
+
+def test_the_pipeline_writes_a_storm_as_its_first_notices_a_spread_and_aggregates() -> None:
+    cfg = Config()
+    cfg.output = dataclasses.replace(cfg.output, evidence=dataclasses.replace(cfg.output.evidence, enabled=False))
+    sink = ListSink()
+    pipeline = Pipeline(cfg, [sink])
+    pipeline.detect(storm(5000))  # 5 s of packet time: one interval
+    pipeline.finish()
+    notes = [n.note for n in sink.notices]
+    raised = pipeline.detector.stats.notices
+    assert raised >= 10_000  # a DataExfil and an ExfilSummary per flow
+    assert len(sink.notices) <= 40, notes
+    assert notes.count("ICMP::ICMP_ExfilSpread") == 1
+    aggregates = [n for n in sink.notices if n.sub.startswith("Aggregated:")]
+    assert {n.note for n in aggregates} == {"ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary"}
+    # every notice the detector raised is in notice.log, as itself or counted in an aggregate
+    assert len(sink.notices) - len(aggregates) + sum(n.n for n in aggregates) == raised
+    stats = pipeline.stats()
+    assert stats["notices_folded"] == sum(n.n for n in aggregates) and stats["notices_aggregated"] == len(aggregates)

@@ -1,0 +1,210 @@
+"""The capacity model (issue 12): the bits a sender controlled beyond a benign model of each field.
+
+The pure functions of detect/capacity.py one by one, then the detector on every class of
+testkit/capacity_corpus.py: each positive reported with the channel that carried the data, each benign
+monitoring class silent."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+
+import pytest
+
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect import capacity
+from icmpsensor.detect.profile import make_detector
+from icmpsensor.notice.record import Notice
+from testkit import capacity_corpus as corpus
+from testkit.benign_corpus import CLIENT, SERVER, START, iputils_payload
+from testkit.exfil_corpus import echo
+
+# -- the fields, one by one --------------------------------------------------------------------------
+
+
+def test_sequence_numbers_one_up_in_either_byte_order_are_free_and_jumps_cost_their_size() -> None:
+    assert capacity.seq_bits(8, 7) == 0.0
+    assert capacity.seq_bits(0x0800, 0x0700) == 0.0  # hping3: host byte order on the wire
+    assert capacity.seq_bits(0, 0xFFFF) == 0.0  # wraps
+    assert capacity.seq_bits(10, 7) == 0.0  # a lost reply or two
+    assert capacity.seq_bits(7, 7) == 0.0  # a repeat
+    assert capacity.seq_bits(1000, 7) == pytest.approx(math.log2(1 + 992 - 2))
+    random_steps = [capacity.seq_bits(random.Random(k).randrange(65536), 7) for k in range(200)]
+    assert sum(random_steps) / len(random_steps) > 12  # random data in seq: most of its 16 bits
+
+
+def test_a_new_run_costs_the_identifier_distance_and_the_first_sequence_number() -> None:
+    assert capacity.new_run_bits(0x1235, 1, 0x1234, 9) == 0.0  # next pid, seq from 1
+    assert capacity.new_run_bits(0x1240, 0, 0x1234, 9) == 0.0
+    assert capacity.new_run_bits(2, 10, 1, 9) == 0.0  # Windows: ident 1 or 2, seq counts on
+    assert capacity.new_run_bits(0x9234, 1, 0x1234, 9) > 14
+
+
+def test_the_run_budget_is_a_token_bucket() -> None:
+    due, free = 0.0, []
+    for k in range(30):  # 30 runs in 3 s: the burst, then nothing
+        ok, due = capacity.take_token(due, START + k * 0.1, capacity.RUN_BUDGET, capacity.RUN_REFILL)
+        free.append(ok)
+    assert sum(free) == capacity.RUN_BUDGET
+    ok, _ = capacity.take_token(due, START + 3 + 5 * capacity.RUN_REFILL, capacity.RUN_BUDGET, capacity.RUN_REFILL)
+    assert ok
+    due = 0.0
+    for k in range(1000):  # one run per refill period forever: always free
+        ok, due = capacity.take_token(due, START + k * capacity.RUN_REFILL, capacity.RUN_BUDGET, capacity.RUN_REFILL)
+        assert ok
+
+
+def test_an_embedded_clock_costs_what_its_offset_moved_beyond_jitter() -> None:
+    assert capacity.time_bits(0.005, 0.0) == 0.0
+    assert capacity.time_bits(-0.009, 0.0) == 0.0
+    assert capacity.time_bits(0.0655, 0.0) == pytest.approx(math.log2(1 + 0.0555 / capacity.TIME_UNIT))
+
+
+def test_sizes_within_a_run() -> None:
+    assert capacity.length_bits(56, 56) == 0.0
+    assert capacity.length_bits(1372, 1472, 1372) == 0.0  # a path MTU probe's two sizes
+    assert capacity.length_bits(100, 56) == pytest.approx(math.log2(45))
+
+
+def _timeval(t: float) -> bytes:
+    return struct.pack("<QQ", int(t), int(t % 1 * 1e6))
+
+
+@pytest.mark.parametrize(("name", "previous", "current", "dt"), [
+    ("counter LE", struct.pack("<I", 41) + b"fill", struct.pack("<I", 42) + b"fill", 1.0),
+    ("counter BE", struct.pack(">I", 41) + b"fill", struct.pack(">I", 42) + b"fill", 1.0),
+    ("microseconds LE", struct.pack("<Q", 1_700_000_000_000_000), struct.pack("<Q", 1_700_000_001_000_300), 1.0),
+    ("milliseconds BE", struct.pack(">Q", 1_700_000_000_000), struct.pack(">Q", 1_700_000_000_250), 0.25),
+    ("timeval", _timeval(1_700_000_000.9), _timeval(1_700_000_001.9), 1.0),
+    ("double", struct.pack("!d", 1_700_000_000.25), struct.pack("!d", 1_700_000_001.25), 1.0),
+])
+def test_counters_and_clocks_in_changed_places_are_nearly_free(name: str, previous: bytes, current: bytes,
+                                                               dt: float) -> None:
+    bits = capacity.field_bits(current, previous, dt)
+    assert bits is not None and bits < 2, name
+
+
+def test_random_data_in_a_field_costs_about_its_width() -> None:
+    rng = random.Random(1)
+    costs = []
+    for _ in range(200):
+        previous = struct.pack("<I", rng.getrandbits(32)) + b"fill"
+        current = struct.pack("<I", rng.getrandbits(32)) + b"fill"
+        costs.append(capacity.field_bits(current, previous, 1.0))
+    assert sum(c for c in costs if c is not None) / len(costs) > 24
+    assert capacity.field_bits(bytes(range(40)), bytes(40), 1.0) is None  # not a few short places
+
+
+def test_options_count_except_router_alert() -> None:
+    assert capacity.option_bytes(b"\x94\x04\x00\x00") == 0
+    assert capacity.option_bytes(b"\x05\x02\x00\x00") == 0
+    assert capacity.option_bytes(b"\x1e\x06secret") == 8
+    state = capacity.FlowChannels()
+    assert capacity.options_bits(state, b"\x1e\x02ab") == 32
+    assert capacity.options_bits(state, b"\x1e\x02ab") == 0  # the same again: once
+
+
+def test_icmplib_layout_is_its_exact_padding() -> None:
+    rng = random.Random(2)
+    alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ1234567890"
+    samples = [bytes(rng.choices(alphabet, k=56)) for _ in range(20_000)]
+    assert sum(capacity.icmplib_layout(p, 0) for p in samples) >= 19_990
+    assert not capacity.icmplib_layout(samples[0], 200)  # not a short run
+    assert not capacity.icmplib_layout(samples[0][:40], 0)  # not its size
+    assert not capacity.icmplib_layout(random.Random(3).randbytes(28).hex().encode(), 0)  # hex: no capitals
+    assert not capacity.icmplib_layout((b"thequickbrownfoxjumpsoverthelazydog" * 2)[:56], 0)  # text: no capitals
+
+
+def test_runs_side_by_side_are_followed_each() -> None:
+    state = capacity.FlowChannels()
+    last = (0x100, 5, 56)
+    charges, free = capacity.request_header(state, last, 0x200, 1, 100, START)  # a second pinger starts
+    assert free and charges == []
+    charges, free = capacity.request_header(state, (0x200, 1, 100), 0x100, 6, 56, START + 1)  # the first resumes
+    assert free and sum(bits for _, bits in charges) == 0.0
+
+
+# -- the detector on every class ---------------------------------------------------------------------
+
+
+def run(packets: list[IcmpPacket]) -> list[Notice]:
+    det = make_detector(DetectionConfig(), AllowlistConfig())
+    out: list[Notice] = []
+    for pkt in packets:
+        out.extend(det.process(pkt))
+    return out + det.flush()
+
+
+CHANNEL = {"ident-seq": "ident", "new-ident-each": "ident", "timestamp-usec": "time", "busybox-counter": "time",
+           "ping-patterns": "pattern", "length-modulated": "length", "spread-rand-dest": "payload",
+           "small-secret": "payload", "quoted-data": "non-echo", "extension-objects": "non-echo",
+           "ipv6-dest-options": "options", "nd-options": "non-echo"}
+
+
+@pytest.mark.parametrize("name", sorted(corpus.CAPACITY_POSITIVES))
+def test_every_capacity_class_is_reported_with_its_channel(name: str) -> None:
+    make, (src, dst) = corpus.CAPACITY_POSITIVES[name]
+    alerts = [n for n in run(make()) if n.src == src and dst in ("*", n.dst) and n.note != "ICMP::ICMP_ExfilSummary"]
+    assert alerts, f"{name}: no notice names {src} -> {dst}"
+    assert CHANNEL[name] in alerts[0].channels.split(","), (name, alerts[0].channels)
+    assert f"Channels: {CHANNEL[name]}" in alerts[0].sub or CHANNEL[name] in alerts[0].sub
+
+
+@pytest.mark.parametrize("name", sorted(corpus.CAPACITY_NEGATIVES))
+def test_monitoring_that_changes_fields_stays_silent(name: str) -> None:
+    assert run(corpus.CAPACITY_NEGATIVES[name]()) == []
+
+
+def test_a_spread_is_reported_once_naming_the_host_and_its_peers() -> None:
+    notices = run(corpus.spread_rand_dest())
+    spread = [n for n in notices if n.note == "ICMP::ICMP_ExfilSpread"]
+    assert len(spread) == 1 and spread[0].src == CLIENT and spread[0].peers >= 16
+    assert f"to {spread[0].peers} destinations" in spread[0].msg
+    assert not [n for n in notices if n.note == "ICMP::ICMP_DataExfil"]  # every flow under the threshold
+
+
+def test_one_big_flow_and_a_few_one_byte_flows_are_no_spread() -> None:
+    secret = corpus.SECRET
+    packets = [echo(START + k, CLIENT, SERVER, True, 9, k, secret[k * 100 : (k + 1) * 100]) for k in range(10)]
+    packets += [echo(START + 20 + k, f"203.0.113.{k + 1}", SERVER, True, 1, 1, b"x") for k in range(40)]
+    notes = [n.note for n in run(packets)]
+    assert "ICMP::ICMP_DataExfil" in notes and "ICMP::ICMP_ExfilSpread" not in notes
+
+
+def test_a_constant_health_check_payload_is_not_nping() -> None:
+    payload = b"exfil:db-password=hunter2"  # nping's corpus payload, but seq +1 every time
+    packets = [echo(START + k, CLIENT, SERVER, True, 0x122E, k + 1, payload) for k in range(50)]
+    assert run(packets) == []
+
+
+def test_icmplib_layout_past_its_budget_counts_as_data() -> None:
+    rng = random.Random(4)
+    alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ1234567890"
+    packets = [echo(START + k * 0.05, CLIENT, SERVER, True, 0x1111, k % 60, bytes(rng.choices(alphabet, k=56)))
+               for k in range(200)]  # 20 per second: exfiltration volume
+    assert "ICMP::ICMP_DataExfil" in {n.note for n in run(packets)}
+
+
+def test_a_ping_with_a_new_pattern_once_in_a_while_is_free() -> None:
+    packets = []
+    for run_index in range(20):  # one `ping -c 5 -p XX` a minute
+        pattern = bytes([run_index]) * 4
+        for k in range(5):
+            t = START + run_index * 60 + k
+            packets.append(echo(t, CLIENT, SERVER, True, 0x100 + run_index, k + 1,
+                                iputils_payload(56, t - 20e-6, pattern)))
+    assert run(packets) == []
+
+
+def test_fping_loop_numbering_every_packet_across_its_targets_is_free() -> None:
+    # fping -l (schweikert/fping src/fping.c): one identifier, the sequence number counts every request
+    # sent, to all targets in turn: each target sees a constant stride of the number of targets.
+    targets = [f"10.9.{k // 200}.{k % 200 + 1}" for k in range(150)]
+    packets, seq = [], 0
+    for r in range(120):
+        for k, dst in enumerate(targets):
+            packets.append(echo(START + r * 60 + k * 0.01, CLIENT, dst, True, 0x4A4A, seq, bytes(56)))
+            seq = (seq + 1) & 0xFFFF
+    assert run(packets) == []
