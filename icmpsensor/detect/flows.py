@@ -351,13 +351,13 @@ class FlowDetector:
         text = _FlowText(flow, fields)
         novel_bytes = flow.novel_bytes if self.NOVEL else -1
         self.stats.notices += 1
-        src, dst = text["src"], text["dst"]
+        src, dst, duration = text.src, text.dst, text.duration
         return Notice(
             ts=ts,
             note=note,
             msg=msg.format_map(text),
             sub=flow_summary_sub(src, dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes, flow.n,
-                                 novel_bytes, self._extra(flow), duration=text["duration"]),
+                                 novel_bytes, self._extra(flow), duration=duration),
             src=src,
             dst=dst,
             uid=flow.ensure_uid(),
@@ -378,19 +378,19 @@ class _FlowText(dict[str, object]):
     {novel} {requests} {nonecho}, {flow.<attribute>}, and the fields a note adds."""
 
     def __init__(self, flow: Flow, fields: dict[str, object]) -> None:
-        super().__init__(fields, flow=flow)
+        # src, dst and duration are in every notice's sub: made at once (a storm's flush makes 100,000)
+        self.src, self.dst = addr_text(flow.src), addr_text(flow.dst)
+        self.duration = format_interval(flow.last - flow.start)
+        super().__init__(fields, flow=flow, src=self.src, dst=self.dst, duration=self.duration)
         self.flow = flow
 
     def __missing__(self, key: str) -> object:
         flow = self.flow
-        if key in ("src", "dst"):
-            value: object = addr_text(getattr(flow, key))
-        elif key == "between":
-            value = f"from {self['src']} to {self['dst']}"
+        value: object
+        if key == "between":
+            value = f"from {self.src} to {self.dst}"
         elif key == "span":
-            value = time_span_text(flow.start, flow.last, self["duration"])
-        elif key == "duration":
-            value = format_interval(flow.last - flow.start)
+            value = time_span_text(flow.start, flow.last, self.duration)
         else:  # a byte count: sent, novel, requests, nonecho
             value = format_size(getattr(flow, _SIZES[key]))
         self[key] = value

@@ -175,6 +175,7 @@ class Detector(FlowDetector):
         self._tools = tunnels.ToolTracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
         self._run_free = True  # the request being handled did not start a new run past the run budget
+        self._carried: list[tuple[str, int]] = []  # channel_bytes of the flow whose notice is being made
         super().__init__(detection, allowlist)
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
@@ -532,15 +533,16 @@ class Detector(FlowDetector):
             parts.append(f"Tool: {flow.tool} ({flow.tool_evidence})")
         if flow.nonecho_reason:
             parts.append(f"Non-echo: {flow.nonecho_reason}")
-        carried = channel_bytes(flow)
+        carried = self._carried
         if carried:
             parts.append("Channels: " + ", ".join(f"{name} {format_size(count)}" for name, count in carried))
         return ", ".join(parts)
 
     def _notice(self, flow: Flow, ts: float, note: str, msg: str, **fields: object) -> Notice:
+        self._carried = carried = channel_bytes(flow)  # for _extra, called by the notice's sub
         notice = super()._notice(flow, ts, note, msg, **fields)
         notice.tool = flow.tool
-        notice.channels = ",".join(name for name, _ in channel_bytes(flow))
+        notice.channels = ",".join(name for name, _ in carried)
         return notice
 
 
