@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from icmpsensor.config.schema import DetectionConfig
 from testkit.netlab import (
     BENIGN_IP,
     PEER_IP,
@@ -85,7 +86,7 @@ def test_hping3_exfil_is_reported_in_notice_log_and_journald_and_benign_pings_ar
     assert entry["MESSAGE"] == exfil["msg"]
     assert entry["SRC"] == PEER_IP and entry["DST"] == SENSOR_IP and entry["UID"] == exfil["uid"]
     assert entry["PRIORITY"] == "4" and entry["MESSAGE_ID"] == "461816d2d78c4b66b4d0abfe1a4d1ca1"
-    assert int(entry["NOVEL_BYTES"]) > 400
+    assert int(entry["NOVEL_BYTES"]) > DetectionConfig().novel_bytes_threshold
     (final,) = sensor.journal("NOTE=ICMP::ICMP_ExfilSummary")
     assert final["N"] == "60" and final["BYTES_SENT"] == "30000" and final["UID"] == exfil["uid"]
     assert final["MESSAGE_ID"] == "f226f48e8cf146909fbdb8aa6f63dbc8" and final["PRIORITY"] == "5"
@@ -149,7 +150,7 @@ def test_sighup_rejects_a_broken_config_and_applies_a_good_one(lab: Lab, tmp_pat
 def test_a_real_time_notice_is_written_within_a_second_of_the_packet(lab: Lab, tmp_path: Path, secret: Path,
                                                                      sensors: list[Sensor]) -> None:
     sensor = launch(lab, tmp_path, sensors, config="detection:\n  idle_timeout: 30\n")
-    # 200-byte chunks one second apart: the 3rd packet takes the flow past 400 novel bytes.
+    # 200-byte chunks one second apart: the 2nd packet takes the flow past 256 novel bytes.
     sender = subprocess.Popen(["ip", "netns", "exec", lab.peer_ns, "timeout", "30", "hping3", "-1", "-E", str(secret),
                                "-d", "200", "-u", "-c", "4", "-i", "1", "-q", SENSOR_IP],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -166,7 +167,7 @@ def test_a_real_time_notice_is_written_within_a_second_of_the_packet(lab: Lab, t
     exfil = next(n for n in sensor.notices() if n["note"] == "ICMP::ICMP_DataExfil")
     latency = seen_at - float(exfil["ts"])  # ts: the capture time of the packet that crossed the threshold
     assert 0 <= latency < 1.0, latency
-    assert exfil["n"] == 3
+    assert exfil["n"] == DetectionConfig().novel_bytes_threshold // 200 + 1
     code, _, err = sensor.stop()
     assert code == 0, err
 

@@ -190,7 +190,7 @@ def test_error_storm_raises_nothing_but_a_forged_quote_does() -> None:
 
 def test_slow_exfil_over_a_day() -> None:
     # 200 novel bytes every 10 minutes: every packet is its own flow (idle timeout 300 s), no flow
-    # reaches 400 novel bytes, but 2 kB accumulate within the 24 h window.
+    # reaches 256 novel bytes, but 2 kB accumulate within the 24 h window.
     packets = [echo(T0 + i * 600, A, B, True, chunk(i, 200), seq=i) for i in range(30)]
     out = run(detector(), packets)
     slow = [n for n in out if n.note.endswith("SlowExfil")]

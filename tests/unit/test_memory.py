@@ -101,6 +101,6 @@ def test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_repo
 
 def test_eviction_keeps_the_flow_accumulating_evidence() -> None:
     # With room for only 2,000 flows, 2,500 flood flows pass between two exfil packets: plain LRU
-    # would forget the exfil flow every time and it would never reach 400 novel bytes.
+    # would forget the exfil flow every time and it would never reach the novel-bytes threshold.
     result = run_flood(200_000, 2_000)
     assert ["ICMP::ICMP_DataExfil", "10.99.0.1", "198.51.100.7"] in result["exfil"]  # type: ignore[operator]
