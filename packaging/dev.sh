@@ -11,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the Python build chain (also for icmpsensor's C decoder), what systemd-python compiles against, and the
-# traffic tools the live tests use between network namespaces.
+# traffic tools the live tests use between network namespaces; groff and man-db for the man pages' tests.
 APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
               iproute2 iputils-ping tcpdump hping3 tcpreplay systemd systemd-container logrotate
-              ptunnel ptunnel-ng icmptx nmap tshark)
+              ptunnel ptunnel-ng icmptx nmap tshark groff-base man-db)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 
@@ -38,7 +38,7 @@ setup_venv() {
     # (the editable install compiles icmpsensor/decode/_fastdecode.c once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
         && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"

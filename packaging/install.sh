@@ -22,6 +22,7 @@
 #   /usr/local/lib/sysusers.d/icmpsensor.conf   -> systemd-sysusers (user and group icmpsensor)
 #   /usr/local/lib/tmpfiles.d/icmpsensor.conf   -> systemd-tmpfiles --create (/var/log/icmpsensor...)
 #   /usr/local/lib/systemd/catalog/icmpsensor.catalog -> journalctl --update-catalog
+#   /usr/local/share/man/man8/icmpsensor.8, man5/icmpsensor.yaml.5   (man icmpsensor, man icmpsensor.yaml)
 #   systemctl daemon-reload              only when systemd runs the machine (PID 1)
 # It neither enables nor starts the service: set capture.interface first (it says how).
 #
@@ -37,6 +38,7 @@ SYSUSERS_DIR=/usr/local/lib/sysusers.d
 TMPFILES_DIR=/usr/local/lib/tmpfiles.d
 CATALOG_DIR=/usr/local/lib/systemd/catalog
 LOGROTATE_DIR=/etc/logrotate.d
+MAN_DIR=/usr/local/share/man
 
 PYTHON=/usr/bin/python3
 WHEELHOUSE=
@@ -83,7 +85,8 @@ run() {
 [ -f "$SRC/pyproject.toml" ] && [ -f "$SRC/icmpsensor/__init__.py" ] \
     || die "$SRC is not an icmpsensor checkout (no pyproject.toml / icmpsensor/__init__.py)"
 for f in etc/icmpsensor.yaml packaging/systemd/icmpsensor.service packaging/sysusers.d/icmpsensor.conf \
-         packaging/tmpfiles.d/icmpsensor.conf packaging/journal-catalog/icmpsensor.catalog; do
+         packaging/tmpfiles.d/icmpsensor.conf packaging/journal-catalog/icmpsensor.catalog \
+         packaging/man/icmpsensor.8 packaging/man/icmpsensor.yaml.5; do
     [ -f "$SRC/$f" ] || die "missing $SRC/$f"
 done
 [ -x "$PYTHON" ] || die "no Python at $PYTHON (install python3, or give --python PATH)"
@@ -160,6 +163,8 @@ install_file "$SRC/packaging/systemd/icmpsensor.service" "$UNIT_DIR"
 install_file "$SRC/packaging/sysusers.d/icmpsensor.conf" "$SYSUSERS_DIR"
 install_file "$SRC/packaging/tmpfiles.d/icmpsensor.conf" "$TMPFILES_DIR"
 install_file "$SRC/packaging/journal-catalog/icmpsensor.catalog" "$CATALOG_DIR"
+install_file "$SRC/packaging/man/icmpsensor.8" "$MAN_DIR/man8"
+install_file "$SRC/packaging/man/icmpsensor.yaml.5" "$MAN_DIR/man5"
 
 run 60 "systemd-sysusers (creating user and group icmpsensor)" \
     systemd-sysusers "$SYSUSERS_DIR/icmpsensor.conf"

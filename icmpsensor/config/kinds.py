@@ -128,6 +128,20 @@ class Seconds(Kind):
         return value
 
 
+class Fraction(Kind):
+    """A share: 0 <= value <= 1 (0 and 1 may be written as integers); 0 means off."""
+
+    def parse(self, node: Node, key: str) -> float:
+        number = _scalar(node, key, (INT_TAG, FLOAT_TAG), "a fraction between 0 and 1")
+        try:
+            value = float(number)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise Problem(node, key, f"must be between 0 (off) and 1, got {clip(node.value)}")
+        return value
+
+
 class Choice(Kind):
     def __init__(self, choices: tuple[str, ...]) -> None:
         self.choices = choices
@@ -253,6 +267,17 @@ def file_name(value: str) -> str | None:
         return f"must be a file name, got {value!r}"
     if "/" in value or "\0" in value:
         return f"must be a file name without '/', got {clip(value)!r}"
+    return None
+
+
+def textfile_path(value: str) -> str | None:
+    """Empty (off), or a path ending in .prom (the only files node_exporter's textfile collector reads)."""
+    if not value:
+        return None
+    if "\0" in value:
+        return "must not contain a NUL character"
+    if not value.endswith(".prom") or value.rsplit("/", 1)[-1] == ".prom":
+        return f"must be a file name ending in .prom (node_exporter reads only *.prom), got {clip(value)!r}"
     return None
 
 

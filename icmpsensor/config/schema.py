@@ -19,6 +19,7 @@ from icmpsensor.config.kinds import (
     RESTART,
     Bool,
     Choice,
+    Fraction,
     Int,
     Kind,
     ListOf,
@@ -33,6 +34,7 @@ from icmpsensor.config.kinds import (
     parse_hex,
     parse_network,
     sensor_name,
+    textfile_path,
 )
 from icmpsensor.notice.types import NOTE_TYPES
 
@@ -203,6 +205,14 @@ class RotationConfig:
 class StatsConfig:
     interval: float = key(60.0, Seconds(0, 86400, zero_means_off=True), "seconds between stats records; 0: off")
     log: str = key("stats.log", Text(file_name), "stats file name inside output.log_dir", restart=True)
+    prometheus_textfile: str = key(
+        "", Text(textfile_path), "Prometheus textfile (node_exporter's textfile collector) rewritten with every stats "
+        "record; a path ending in .prom, relative: inside output.log_dir; empty: off", restart=True,
+    )
+    capture_loss_threshold: float = key(
+        0.1, Fraction(), "CaptureLoss notice when the kernel and queue drops of a stats interval exceed this share "
+        "of the packets received in it; 0: off",
+    )
 
 
 @dataclass

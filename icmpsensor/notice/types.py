@@ -225,4 +225,31 @@ Switch: detection.notices.exfil_spread.
 """,
 )
 
+CAPTURE_LOSS = _note(
+    # Zeek's own note for the same condition (policy/misc/capture-loss.zeek: a share of the traffic lost in
+    # a measurement interval above CaptureLoss::too_much_loss, 0.1 by default), so that notice policies,
+    # dashboards and rules written for Zeek's notice.log pick it up unchanged.
+    'CaptureLoss::Too_Much_Loss', 'capture_loss', on=True, priority='warning', profiles='both',
+    message_id='be9f050ad5c24ba1914441d7dc171fa3',
+    subject='icmpsensor missed too much of the traffic it should have seen',
+    body="""\
+icmpsensor raised the notice CaptureLoss::Too_Much_Loss: in the last stats
+interval (stats.interval seconds) the share of the packets the kernel
+received for the sensor that were dropped before detection (by the kernel:
+its capture buffer was full; by the sensor's queue: the detector was too
+slow) exceeded stats.capture_loss_threshold. The message gives the share; sub
+gives the interface, the interval and the counts. Traffic that was dropped
+was not inspected: an exfiltration in it may have gone unreported. The
+notice is raised at most once per stats interval, by the daemon itself (it
+has no source or destination host).
+
+What to do: kernel drops: raise capture.buffer_size; queue drops: narrow
+capture.bpf_filter, raise capture.workers, or give the sensor more CPU
+(stats.log and the Prometheus textfile, stats.prometheus_textfile, show
+which). Drops the interface itself counts (interface_dropped) are not a
+capture loss and are not counted. Threshold: stats.capture_loss_threshold
+(0 switches the check off); switch: detection.notices.capture_loss.
+""",
+)
+
 BY_NAME: dict[str, NoteType] = {note.name: note for note in NOTE_TYPES}

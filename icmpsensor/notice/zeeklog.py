@@ -86,6 +86,12 @@ def row(notice: Notice, peer_descr: str) -> tuple[object, ...]:
         cid: str | None = community_id(src, dst, ipv6, n.icmp_type, n.icmp_code)
     else:
         orig_p = resp_p = cid = None
+    if src is None and dst is None:  # about no flow (the daemon's CaptureLoss): no proto, no flow numbers
+        return (
+            n.ts, n.uid or None, None, None, None, None, None, None, None, None, n.note, n.msg, n.sub, None, None,
+            None, n.n, peer_descr, ACTIONS, (), SUPPRESS_FOR, None, None, None, None, None, None, None, None, None,
+            None, n.evidence or None,
+        )
     return (
         n.ts, n.uid or None, src, orig_p, dst, resp_p, None, None, None, "icmp", n.note, n.msg, n.sub, src, dst,
         resp_p, n.n, peer_descr, ACTIONS, (), SUPPRESS_FOR, cid, n.bytes_sent, n.bytes_received,

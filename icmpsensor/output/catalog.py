@@ -22,7 +22,7 @@ HEADER = """\
 # note table (icmpsensor/notice/types.py) and icmpsensor/output/journal.py.
 # @FIELD@ is replaced by the entry's field of that name.
 """
-DOCUMENTATION = "file:/etc/icmpsensor/icmpsensor.yaml"
+DOCUMENTATION = "man:icmpsensor(8)"
 
 
 def render() -> str:

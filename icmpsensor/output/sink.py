@@ -34,6 +34,19 @@ class ListSink:
         pass
 
 
+class NoteCounter:
+    """Counts the notices that reach the sinks after it, by note (the metrics' notices by note)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def emit(self, notice: Notice) -> None:
+        self.counts[notice.note] = self.counts.get(notice.note, 0) + 1
+
+    def close(self) -> None:
+        pass
+
+
 def write_notice(sinks: Sequence[NoticeSink], notice: Notice, on_write_error: Callable[[str], None]) -> int:
     """Emit one notice to every sink; how many sinks failed (each failure is reported)."""
     errors = 0

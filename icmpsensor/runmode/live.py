@@ -38,8 +38,9 @@ from icmpsensor.config.loader import load_config
 from icmpsensor.config.schema import Config, restart_only_changes
 from icmpsensor.console import say
 from icmpsensor.decode.fast import DECODER
-from icmpsensor.errors import EXIT_INTERNAL, EXIT_NOINPUT, EXIT_OK, SensorError
+from icmpsensor.errors import EXIT_INTERNAL, EXIT_NOINPUT, EXIT_OK, OutputError, SensorError
 from icmpsensor.notice.record import Notice
+from icmpsensor.notice.types import CAPTURE_LOSS
 from icmpsensor.output.journal import (
     MSGID_ERROR,
     MSGID_RELOADED,
@@ -50,8 +51,9 @@ from icmpsensor.output.journal import (
     JournalSink,
 )
 from icmpsensor.output.logfile import check_log_dir
+from icmpsensor.output.metrics import PrometheusTextfile, textfile_path
 from icmpsensor.output.noticelog import NoticeLog
-from icmpsensor.output.sink import ListSink, NoticeSink, write_notice
+from icmpsensor.output.sink import ListSink, NoteCounter, NoticeSink, write_notice
 from icmpsensor.output.statslog import StatsLog
 from icmpsensor.output.stdout import StdoutSink
 from icmpsensor.runmode.messages import (
@@ -69,7 +71,7 @@ from icmpsensor.runmode.messages import (
     Stop,
 )
 from icmpsensor.runmode.pipeline import Pipeline
-from icmpsensor.runmode.stats import stats_record, status_line, worker_stats
+from icmpsensor.runmode.stats import capture_loss, capture_loss_notice, stats_record, status_line, worker_stats
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import QUEUE_WAIT, TICK, Worker, WorkerChannel
 from icmpsensor.source.live import DRAIN_DEADLINE, EVIDENCE_DEADLINE, STOP_DEADLINE, LiveSource
@@ -137,6 +139,12 @@ class Daemon:
         self.source: LiveSource | None = None
         self.notices_emitted = 0
         self.write_errors = 0
+        self.note_counter = NoteCounter()  # the notices that reach the sinks, by note (the metrics)
+        self.own_notices = 0  # raised by the daemon itself (CaptureLoss), not by a detector
+        self.own_write_errors = 0
+        self.textfile: PrometheusTextfile | None = None
+        self._textfile_failing = False
+        self._loss_base: dict[str, object] | None = None  # the stats record the next capture-loss check starts at
         self._stopping = False
         self._stop_at: float | None = None  # time.monotonic() of the stop
         self._starting = False
@@ -144,6 +152,9 @@ class Daemon:
 
     def run(self) -> int:
         check_log_dir(self.cfg.output.log_dir)  # exit 73 before a capture opens or a worker starts
+        if self.cfg.stats.prometheus_textfile:  # its directory verified now: exit 73 likewise
+            self.textfile = PrometheusTextfile(textfile_path(self.cfg.stats.prometheus_textfile,
+                                                             self.cfg.output.log_dir))
         if self.cfg.capture.workers > 1:
             return self._run_workers()
         return self._run_in_process()
@@ -156,7 +167,7 @@ class Daemon:
         self.journal = Journal(cfg.journald)
         self.notice_log = NoticeLog(cfg.output.log_dir, cfg.output.notice_log, cfg.sensor.name,
                                     rotation=cfg.output.rotation, fmt=cfg.output.format)
-        sinks: list[NoticeSink] = [self.notice_log, JournalSink(self.journal)]
+        sinks: list[NoticeSink] = [self.note_counter, self.notice_log, JournalSink(self.journal)]
         if cfg.output.stdout:
             sinks.append(StdoutSink(cfg.sensor.name))
         self.stats_log = StatsLog(cfg.output.log_dir, cfg.stats.log, cfg.output.rotation)
@@ -384,7 +395,7 @@ class Daemon:
             self._tick_due = now + TICK
             self._tick(now)
             if now >= self._stats_due:
-                self.write_stats(now)
+                self.write_stats(now, periodic=True)
                 self._stats_due = self._next_stats(now)
         if self.flags.reload:
             self.flags.reload = False
@@ -490,33 +501,66 @@ class Daemon:
 
     @property
     def notice_count(self) -> int:
-        return self.pipeline.notices_emitted if self.pipeline is not None else self.notices_emitted
+        raised = self.pipeline.notices_emitted if self.pipeline is not None else self.notices_emitted
+        return raised + self.own_notices
 
     def stats_record(self, now: float) -> dict[str, object]:
         if self.pipeline is not None:
             workers = [worker_stats(self.pipeline, self.source)]
-            write_errors, states = self.pipeline.write_errors, []
+            write_errors, states = self.pipeline.write_errors + self.own_write_errors, []
         else:
             assert self.supervisor is not None
             workers = [w.stats for w in self.supervisor.workers]
-            write_errors, states = self.write_errors, [(w.index, w.pid, w.state) for w in self.supervisor.workers]
+            write_errors = self.write_errors + self.own_write_errors
+            states = [(w.index, w.pid, w.state) for w in self.supervisor.workers]
         assert self.journal is not None
         return stats_record(now=now, started=self.started, name=self.cfg.sensor.name,
                             interface=self.cfg.capture.interface, workers=workers, notices=self.notice_count,
                             write_errors=write_errors, backlog=self.notice_log.backlog, lost=self.notice_log.lost,
-                            journal_errors=self.journal.errors, worker_states=states)
+                            journal_errors=self.journal.errors, worker_states=states,
+                            notices_by_note=self.note_counter.counts)
 
-    def write_stats(self, now: float) -> None:
+    def write_stats(self, now: float, *, periodic: bool = False) -> None:
+        """A stats record to stats.log, journald, STATUS= and the Prometheus textfile. `periodic` (every
+        stats.interval, not the last one at the stop): first the capture-loss check over the interval."""
         record = self.stats_record(now)
+        if periodic and self._check_capture_loss(record, now):
+            record = self.stats_record(now)  # with the notice just written
         try:
             self.stats_log.write(record)
         except OSError as exc:
             self.log(f"cannot write stats log: {exc.strerror}", syslog.LOG_ERR)
+        self._write_textfile(record)
         line = status_line(record)
         self.log("stats: " + line, syslog.LOG_INFO, MSGID_STATS,
                  FLOWS=record["flows"], NOTICES=record["notices"], PACKETS_RECEIVED=record["packets_received"],
                  KERNEL_DROPPED=record["kernel_dropped"], QUEUE_DROPPED=record["queue_dropped"])
         notify("STATUS=" + line)
+
+    def _check_capture_loss(self, record: dict[str, object], now: float) -> bool:
+        """The capture-loss notice (CAPTURE_LOSS) when this interval's drops exceed stats.capture_loss_threshold
+        (once per interval; through every sink, as a detector's notice); whether one was raised."""
+        loss = capture_loss(self._loss_base, record, self.started)
+        self._loss_base = record
+        notice = capture_loss_notice(loss, self.cfg.stats.capture_loss_threshold, now, self.cfg.capture.interface)
+        if notice is None or not getattr(self.cfg.detection.notices, CAPTURE_LOSS.switch):
+            return False
+        self.own_notices += 1
+        self.own_write_errors += write_notice(self.sinks or (), notice, self._write_error)
+        return True
+
+    def _write_textfile(self, record: dict[str, object]) -> None:
+        if self.textfile is None:
+            return
+        try:
+            self.textfile.write(record)
+        except (OSError, OutputError) as exc:
+            if not self._textfile_failing:  # once until it works again
+                text = exc.message if isinstance(exc, OutputError) else f"{self.textfile.path}: {exc.strerror or exc}"
+                self.log(f"cannot write the Prometheus metrics: {text}", syslog.LOG_ERR)
+            self._textfile_failing = True
+        else:
+            self._textfile_failing = False
 
     def _write_error(self, message: str) -> None:
         self.log(message, syslog.LOG_ERR)

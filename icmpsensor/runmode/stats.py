@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import resource
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.notice.record import Notice
+from icmpsensor.notice.types import CAPTURE_LOSS
 from icmpsensor.runmode.pipeline import Pipeline
 
 # The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
@@ -53,7 +56,8 @@ def totals(workers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def stats_record(*, now: float, started: float, name: str, interface: str, workers: Sequence[Mapping[str, Any]],
                  notices: int, write_errors: int, backlog: int, lost: int, journal_errors: int,
-                 worker_states: Sequence[tuple[int, int | None, str]] = ()) -> dict[str, object]:
+                 worker_states: Sequence[tuple[int, int | None, str]] = (),
+                 notices_by_note: Mapping[str, int] | None = None) -> dict[str, object]:
     """The stats.log record of a live sensor: its workers' counters (one: the in-process pipeline) and the
     main process's outputs. `worker_states` (index, pid, state) with N > 1 workers adds a per-worker list."""
     t = totals(workers)
@@ -69,6 +73,7 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
         "pending_requests": t.get("pending_requests", 0),
         "evictions": detect.get("flows_evicted", 0),
         "notices": notices,
+        "notices_by_note": dict(sorted((notices_by_note or {}).items())),
         "notices_folded": t.get("notices_folded", 0),  # into aggregates (notice/aggregate.py)
         "notices_aggregated": t.get("notices_aggregated", 0),
         "notice_write_errors": write_errors,
@@ -85,6 +90,57 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
             for (index, pid, state), stats in zip(worker_states, workers, strict=True)
         ]
     return record
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureLoss:
+    """What a stats interval lost: the packets the kernel received for the capture, and those dropped before
+    detection by the kernel (its buffer full) and by the queue (the detector too slow). Interface drops
+    (ps_ifdrop) are given but not counted: they include frames the kernel discarded after the capture saw them
+    (docs/operations.md, Stats)."""
+
+    seconds: float
+    received: int
+    kernel: int
+    queue: int
+    interface: int
+
+    @property
+    def dropped(self) -> int:
+        return self.kernel + self.queue
+
+    @property
+    def share(self) -> float:
+        """The dropped share of what was received (Linux's ps_recv counts the kernel's drops too); 0 without
+        traffic."""
+        return min(1.0, self.dropped / self.received) if self.received > 0 else 0.0
+
+
+_LOSS_KEYS = ("packets_received", "kernel_dropped", "queue_dropped", "interface_dropped")
+
+
+def capture_loss(previous: Mapping[str, Any] | None, record: Mapping[str, Any], started: float) -> CaptureLoss:
+    """The loss between two stats records (`previous` None: since the start, when every counter was 0)."""
+    before = previous or {}
+    delta = [max(0, int(record.get(k, 0)) - int(before.get(k, 0))) for k in _LOSS_KEYS]
+    since = float(before["ts"]) if previous is not None else started
+    received, kernel, queue, interface = delta
+    return CaptureLoss(max(0.0, float(record["ts"]) - since), received, kernel, queue, interface)
+
+
+def capture_loss_notice(loss: CaptureLoss, threshold: float, now: float, interface: str) -> Notice | None:
+    """The capture-loss notice (notice/types.py CAPTURE_LOSS: Zeek's note) when the interval's loss exceeds `threshold`
+    (0: off). Zeek's msg (policy/misc/capture-loss.zeek), the counts in sub and n."""
+    if threshold <= 0 or loss.dropped <= 0 or loss.share <= threshold:
+        return None
+    percent = 100.0 * loss.share
+    sub = (f"Interface: {interface}, Interval: {loss.seconds:.1f} secs, Received: {loss.received}, "
+           f"Dropped: {loss.dropped} (kernel {loss.kernel}, queue {loss.queue}), "
+           f"Interface dropped: {loss.interface} (not counted), Threshold: {100.0 * threshold:.3f}%")
+    return Notice(ts=now, note=CAPTURE_LOSS.name,
+                  msg=f"The capture loss check detected an estimated loss rate above {percent:.3f}%",
+                  sub=sub, src="", dst="", uid="", n=loss.dropped, bytes_sent=0, bytes_received=0,
+                  start=now - loss.seconds, end=now)
 
 
 def status_line(record: Mapping[str, Any]) -> str:

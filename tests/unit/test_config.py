@@ -398,3 +398,41 @@ def test_a_loaded_config_pickles_as_a_reload_to_workers_does(tmp_path: Path) -> 
     again = pickle.loads(pickle.dumps(cfg))
     assert again == cfg and again.detection.notices.tunnel is False and again.journald.priorities.data_exfil == "crit"
 
+
+
+# --------------------------------------------------------------------------- stats: metrics and capture loss
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stats:\n  capture_loss_threshold: 1.5\n",
+         ":2: stats.capture_loss_threshold: must be between 0 (off) and 1, got 1.5"),
+        ("stats:\n  capture_loss_threshold: -0.1\n",
+         ":2: stats.capture_loss_threshold: must be between 0 (off) and 1, got -0.1"),
+        ("stats:\n  capture_loss_threshold: .nan\n",
+         ":2: stats.capture_loss_threshold: must be between 0 (off) and 1, got .nan"),
+        ("stats:\n  capture_loss_threshold: " + "9" * 400 + "\n",
+         ":2: stats.capture_loss_threshold: must be between 0 (off) and 1, got " + "9" * 60 + "..."),
+        ("stats:\n  capture_loss_threshold: '0.1'\n",
+         ":2: stats.capture_loss_threshold: expected a fraction between 0 and 1, got string '0.1'"),
+        ("stats:\n  prometheus_textfile: /var/lib/icmpsensor/metrics.txt\n",
+         ":2: stats.prometheus_textfile: must be a file name ending in .prom (node_exporter reads only *.prom), "
+         "got '/var/lib/icmpsensor/metrics.txt'"),
+        ("stats:\n  prometheus_textfile: /var/lib/icmpsensor/.prom\n",
+         ":2: stats.prometheus_textfile: must be a file name ending in .prom (node_exporter reads only *.prom), "
+         "got '/var/lib/icmpsensor/.prom'"),
+    ],
+)
+def test_stats_metrics_and_capture_loss_keys_are_checked(tmp_path: Path, text: str, expected: str) -> None:
+    assert config_error(tmp_path, text) == expected
+
+
+def test_stats_metrics_and_capture_loss_keys_are_read(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "stats:\n  prometheus_textfile: /var/lib/icmpsensor/icmpsensor.prom\n"
+                                      "  capture_loss_threshold: 0\n"))
+    assert cfg.stats.prometheus_textfile == "/var/lib/icmpsensor/icmpsensor.prom"
+    assert cfg.stats.capture_loss_threshold == 0.0 and isinstance(cfg.stats.capture_loss_threshold, float)
+    assert load_config(write(tmp_path, "stats:\n  capture_loss_threshold: 1\n")).stats.capture_loss_threshold == 1.0
+    defaults = Config().stats
+    assert (defaults.prometheus_textfile, defaults.capture_loss_threshold) == ("", 0.1)

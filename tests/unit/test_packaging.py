@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from icmpsensor.config import manpage
 from icmpsensor.notice.types import NOTE_TYPES
 from icmpsensor.output import catalog, journal
 from testkit.paths import REPO
@@ -25,6 +26,8 @@ TMPFILES = PKG / "tmpfiles.d" / "icmpsensor.conf"
 CATALOG = PKG / "journal-catalog" / "icmpsensor.catalog"
 LOGROTATE = PKG / "logrotate" / "icmpsensor"
 INSTALL = PKG / "install.sh"
+MAN8 = PKG / "man" / "icmpsensor.8"
+MAN5 = PKG / "man" / "icmpsensor.yaml.5"
 
 ALL_MESSAGE_IDS = {
     *(note.message_id for note in NOTE_TYPES),
@@ -39,8 +42,16 @@ def tool(name: str) -> str:
     return path
 
 
-def run(*argv: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False)
+def run(*argv: str | Path, timeout: float = 60.0,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False,
+                          env=env)
+
+
+def man_env(root: Path) -> dict[str, str]:
+    """`systemd-analyze verify` runs the host's `man` for every Documentation=man:...: the pages install.sh puts
+    under the root's /usr/local/share/man, found there."""
+    return {**os.environ, "MANPATH": str(root / "usr/local/share/man")}
 
 
 def unit_directives() -> dict[str, list[str]]:
@@ -84,20 +95,25 @@ def _verify_root(tmp_path: Path) -> Path:
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     shutil.copy2(UNIT, root / "usr/local/lib/systemd/system/icmpsensor.service")
+    for page, section in ((MAN8, "man8"), (MAN5, "man5")):
+        (root / "usr/local/share/man" / section).mkdir(parents=True)
+        shutil.copy2(page, root / "usr/local/share/man" / section / page.name)
     return root
 
 
 def test_unit_verifies_without_any_message(tmp_path: Path) -> None:
     analyze = tool("systemd-analyze")
     root = _verify_root(tmp_path)
-    proc = run(analyze, "verify", f"--root={root}", "icmpsensor.service")
+    proc = run(analyze, "verify", f"--root={root}", "icmpsensor.service", env=man_env(root))
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     # The check is live: a bad key and a missing ExecReload= binary are reported.
     installed = root / "usr/local/lib/systemd/system/icmpsensor.service"
     installed.write_text(installed.read_text().replace("[Service]\n", "[Service]\nNoSuchKey=1\n"))
     (root / "usr/bin/kill").unlink()
-    proc = run(analyze, "verify", f"--root={root}", "icmpsensor.service")
+    (root / "usr/local/share/man/man5" / MAN5.name).unlink()
+    proc = run(analyze, "verify", f"--root={root}", "icmpsensor.service", env=man_env(root))
     assert "NoSuchKey" in proc.stderr and "/bin/kill" in proc.stderr, proc.stderr
+    assert "man icmpsensor.yaml(5)" in proc.stderr, "a Documentation= page that is not installed is reported"
 
 
 def test_unit_has_the_required_settings() -> None:
@@ -127,6 +143,109 @@ def test_unit_has_the_required_settings() -> None:
     assert "PrivateNetwork" not in d, "the sensor must see the host's interfaces"
     watchdog = d["WatchdogSec"][0]
     assert watchdog.endswith("s") and 10 <= int(watchdog[:-1]) <= 120
+
+
+def test_configuration_and_usage_errors_stop_the_unit_instead_of_restarting_it() -> None:
+    d = unit_directives()
+    assert d["Restart"] == ["on-failure"]
+    prevented = {int(code) for value in d["RestartPreventExitStatus"] for code in value.split()}
+    assert {2, 78} <= prevented, "usage (2) and configuration (78) errors must not restart-loop"
+    assert prevented <= {2, 77, 78}, "a capture or output failure (66, 73) or a crash may pass: restart those"
+    # a start limit, so that a unit failing within seconds of every start ends up failed, not looping
+    interval, burst = d["StartLimitIntervalSec"][0], int(d["StartLimitBurst"][0])
+    seconds = int(interval.removesuffix("min")) * 60 if interval.endswith("min") else int(interval.removesuffix("s"))
+    restart_sec = int(d["RestartSec"][0].removesuffix("s"))
+    assert seconds > 0 and burst >= 3 and burst * restart_sec < seconds, (interval, burst)
+
+
+def test_the_unit_points_at_the_man_pages() -> None:
+    (documentation,) = unit_directives()["Documentation"]
+    assert documentation.split() == ["man:icmpsensor(8)", "man:icmpsensor.yaml(5)"]
+
+
+def test_systemd_reads_the_restart_policy(tmp_path: Path) -> None:
+    """systemd's own parser: the exit statuses and the start limit as it understands them."""
+    analyze = tool("systemd-analyze")
+    root = _verify_root(tmp_path)
+    proc = run(analyze, "verify", f"--root={root}", "icmpsensor.service", env=man_env(root))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    # a misspelt exit status is reported: the check reads the directive
+    installed = root / "usr/local/lib/systemd/system/icmpsensor.service"
+    installed.write_text(installed.read_text().replace("RestartPreventExitStatus=2 77 78",
+                                                       "RestartPreventExitStatus=2 77 seventy-eight"))
+    proc = run(analyze, "verify", f"--root={root}", "icmpsensor.service", env=man_env(root))
+    assert "Failed to parse value, ignoring: seventy-eight" in proc.stderr, proc.stderr
+
+
+# -- man pages -------------------------------------------------------------------------------------
+
+
+def test_the_yaml_man_page_is_the_one_rendered_from_the_schema() -> None:
+    assert MAN5.read_text() == manpage.render(), "run: python -m icmpsensor.config.manpage > " + str(MAN5)
+
+
+def test_the_yaml_man_page_lists_every_key() -> None:
+    text = MAN5.read_text()
+    keys = manpage.all_keys()
+    assert "stats.prometheus_textfile" in keys and "detection.notices.capture_loss" in keys
+    for key in keys:
+        assert f"\\fB{manpage.escape(key)}\\fR" in text, key
+
+
+def test_a_key_added_to_the_schema_makes_the_rendering_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import dataclass
+
+    from icmpsensor.config import schema
+    from icmpsensor.config.kinds import Int
+
+    @dataclass
+    class Extra:
+        new_key: int = schema.key(1, Int(0, 9), "a key added to the schema")
+
+    @dataclass
+    class Grown(schema.Config):
+        extra: Extra = schema.section(Extra, "a new section")
+
+    monkeypatch.setattr(manpage, "Config", Grown)
+    assert "extra.new_key" in manpage.all_keys()
+    rendered = manpage.render()
+    assert "\\fBextra.new_key\\fR" in rendered and rendered != MAN5.read_text()
+
+
+@pytest.mark.parametrize("page", [MAN8, MAN5], ids=["icmpsensor.8", "icmpsensor.yaml.5"])
+def test_man_page_formats_without_a_warning(page: Path) -> None:
+    groff = tool("groff")
+    proc = run(groff, "-man", "-Tutf8", "-ww", "-z", page)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    rendered = run(groff, "-man", "-Tascii", "-P-cbou", page)
+    assert rendered.returncode == 0
+    text = rendered.stdout
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"):
+        assert f"\n{section}\n" in text, section
+
+
+def test_groff_reports_a_broken_man_page(tmp_path: Path) -> None:
+    groff = tool("groff")
+    page = tmp_path / "broken.8"
+    page.write_text(MAN8.read_text().replace(".SH OPTIONS", ".SH OPTIONS\n.BOGUSREQUEST x\n\\fZ"))
+    proc = run(groff, "-man", "-Tutf8", "-ww", "-z", page)
+    assert proc.stderr != "", "groff -ww must complain about an unknown request and escape"
+
+
+def test_the_command_man_page_names_every_option_and_exit_status() -> None:
+    text = MAN8.read_text().replace("\\-", "-")
+    for option in ("-r", "-i", "-c", "--log-dir", "--stdout", "--workers", "--check-config", "--print-config",
+                   "--version", "--help"):
+        assert option in text, option
+    for code in ("0", "1", "2", "66", "73", "77", "78"):
+        assert f".B {code}\n" in text, code
+
+
+def test_install_sh_installs_the_man_pages() -> None:
+    text = INSTALL.read_text()
+    assert 'install_file "$SRC/packaging/man/icmpsensor.8" "$MAN_DIR/man8"' in text
+    assert 'install_file "$SRC/packaging/man/icmpsensor.yaml.5" "$MAN_DIR/man5"' in text
+    assert "MAN_DIR=/usr/local/share/man" in text
 
 
 # -- sysusers, tmpfiles ----------------------------------------------------------------------------
