@@ -81,6 +81,7 @@ class Flow:
     last_ident: int = -1
     last_seq: int = -1
     last_size: int = -1
+    seq_stride: int = 1  # the sequence number's expected step (capacity.FlowChannels.stride, for the fast path)
     last_request_ts: float = 0.0
     clock_offset: float | None = None  # a benign template's embedded clock minus the capture clock
     channels: FlowChannels | None = None  # the rest, once needed

@@ -237,7 +237,8 @@ class Detector(FlowDetector):
         before = flow.novel_bytes
         # the header fields against a ping's: same identifier, sequence one up, same size
         self._run_free = True
-        if pkt.ident != flow.last_ident or pkt.seq != (flow.last_seq + 1) & 0xFFFF or size != flow.last_size:
+        if pkt.ident != flow.last_ident or pkt.seq != (flow.last_seq + flow.seq_stride) & 0xFFFF \
+                or size != flow.last_size:
             self._header(flow, pkt, size, ts)
         else:
             flow.last_seq = pkt.seq
@@ -270,7 +271,9 @@ class Detector(FlowDetector):
         flow.last_ident, flow.last_seq, flow.last_size = pkt.ident, pkt.seq, size
         if last[0] < 0:
             return  # the flow's first request
-        charges, self._run_free = capacity.request_header(_channels(flow), last, pkt.ident, pkt.seq, size, ts)
+        state = _channels(flow)
+        charges, self._run_free = capacity.request_header(state, last, pkt.ident, pkt.seq, size, ts)
+        flow.seq_stride = state.stride
         for channel, bits in charges:
             self._charge(flow, channel, bits)
 
