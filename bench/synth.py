@@ -2,12 +2,14 @@
 
     .venv/bin/python -m bench.synth OUT.pcap [--packets N] [--seed S] [--duration SECONDS]
     .venv/bin/python -m bench.synth OUT.pcap --flood-sources N [--no-flood-replies]
+    .venv/bin/python -m bench.synth OUT.pcap --kind storm|novel_flood|tiny_fragments|novel_mix [--packets N]
 
 The default mix is `--packets` frames exactly (1,000,000 by default): an hour of a campus SPAN
 port, benign pings of every common kind, floods, errors, IPv6, VLAN tags, fragments and several
 exfiltration flows. `--flood-sources N` writes the memory-test variant instead: an echo flood
-from N spoofed sources with one exfiltration flow through it. OUT.truth.json, beside OUT.pcap,
-holds the ground truth (see testkit/synthmix.py).
+from N spoofed sources with one exfiltration flow through it. `--kind` writes one of the
+throughput benchmark's adversarial captures instead, `--packets` frames. OUT.truth.json, beside
+OUT.pcap, holds the ground truth (see testkit/synthmix.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from testkit.synthmix import HOUR, generate
+from testkit.synthmix import ADVERSARIAL, HOUR, generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the flood variant: N spoofed sources plus one exfiltration flow")
     parser.add_argument("--no-flood-replies", dest="flood_replies", action="store_false",
                         help="flood variant: the victim does not answer")
+    parser.add_argument("--kind", choices=("mix", *ADVERSARIAL), default="mix",
+                        help="an adversarial capture instead of the mix (testkit/synthmix.py)")
     args = parser.parse_args(argv)
     if args.packets < 1000 and not args.flood_sources:
         parser.error("--packets: at least 1000")
-    truth = generate(args.out, args.packets, args.seed, args.duration, args.flood_sources, args.flood_replies)
+    truth = generate(args.out, args.packets, args.seed, args.duration, args.flood_sources, args.flood_replies,
+                     kind=args.kind)
     print(f"{args.out}: {truth['packets']:,} packets, {truth['bytes'] / 1e6:.1f} MB, "
           f"{truth['host_pairs']:,} host pairs, IPv6 {truth['ipv6']:,}, VLAN {truth['vlan']:,}, "
           f"fragments {truth['fragments']:,}, {len(truth['exfil'])} exfiltration flows "  # type: ignore[arg-type]

@@ -23,6 +23,19 @@ detector's templates know):
 echo flood from N distinct spoofed IPv4 sources (each sends one request, the victim answers each
 unless `flood_replies=False`), with one real exfiltration flow (raw file chunks) running through it.
 
+`generate(OUT, packets=N, kind=K)` writes one of the adversarial captures of the throughput
+benchmark (issue 13), N frames each (`ADVERSARIAL`):
+
+* `storm`: a notice storm, one echo request with 500 random bytes from each of N spoofed sources
+  to one target (N one-packet alerted flows);
+* `novel_flood`: N echo requests from N/4 spoofed sources to one target, four each, every one
+  with 16-64 random bytes (every payload novel; no flow reaches the alert threshold);
+* `tiny_fragments`: echo requests from spoofed sources, each cut into 8-byte IPv4 fragments
+  (a 56-byte iputils payload: 8 fragments), every fourth datagram missing its last fragment;
+* `novel_mix`: the default mix with a quarter of its frames replaced by file-like chunks (CSV
+  records in 512-1400-byte echo requests, each echoed) over hundreds of host pairs, each a
+  ground-truth exfiltration pair.
+
 Beside OUT.pcap, OUT.truth.json holds the ground truth: the exfiltrating (source, destination)
 pairs with their tool and times, the packet counts by category, IPv6 / VLAN / fragment counts.
 
@@ -366,6 +379,7 @@ class Plan:
     streams: dict[str, list[Iterator[Frame]]] = field(default_factory=dict)
     expected: dict[str, int] = field(default_factory=dict)  # planned packets per category
     exfil: list[Exfil] = field(default_factory=list)
+    unlisted_pairs: int = 0  # host pairs whose paths are not cached in `net` (spoofed sources)
 
     def add(self, category: str, stream: Iterator[Frame], packets: int) -> None:
         self.streams.setdefault(category, []).append(stream)
@@ -940,6 +954,146 @@ def build_flood_plan(sources: int, replies: bool, seed: int) -> Plan:
     return plan
 
 
+# -- the adversarial variants (issue 13) ----------------------------------------------------------
+
+STORM_TARGET = "10.1.0.81"
+STORM_PAYLOAD = 500  # random bytes per storm request: over the 256 novel bytes that raise DataExfil
+ADVERSARIAL_RATE = 20_000.0  # spoofed requests (datagrams) per second of packet time
+NOVEL_FLOOD_PER_SOURCE = 4
+TINY_FRAGMENT = 8  # bytes of IP payload per fragment
+CHUNK_SHARE = 0.25  # novel_mix: frames that carry file-like chunks
+
+
+def _spoofed_sources(avoid: set[bytes]) -> Iterator[bytes]:
+    i = 0
+    while True:
+        src = spoofed_source(i)
+        i += 1
+        if src not in avoid:
+            yield src
+
+
+def build_storm_plan(flows: int, seed: int, target_ip: str = STORM_TARGET) -> Plan:
+    """A notice storm: one echo request with STORM_PAYLOAD random bytes from each of `flows` spoofed sources to
+    one target, unanswered, ADVERSARIAL_RATE a second."""
+    plan = Plan(Net(), unlisted_pairs=flows)
+    target = ip(target_ip)
+    rng = random.Random(seed)
+    start = START + 1.0
+
+    def frames() -> Iterator[Frame]:
+        for n, src in zip(range(flows), _spoofed_sources({target}), strict=False):
+            link = Link(src, target, (), ttl=64, ip_id=rng.randrange(0x10000))
+            yield start + n / ADVERSARIAL_RATE, link.echo(8, 0, rng.randrange(1, 0x10000), 1,
+                                                          rng.randbytes(STORM_PAYLOAD))
+
+    plan.add("storm", frames(), flows)
+    return plan
+
+
+def build_novel_flood_plan(packets: int, seed: int) -> Plan:
+    """`packets` echo requests from packets / NOVEL_FLOOD_PER_SOURCE spoofed sources to one target, in rounds
+    (each source once per round), each with 16-64 random bytes; unanswered."""
+    sources = max(1, packets // NOVEL_FLOOD_PER_SOURCE)
+    plan = Plan(Net(), unlisted_pairs=sources)
+    target = ip(FLOOD_VICTIM)
+    rng = random.Random(seed)
+    srcs = [src for src, _ in zip(_spoofed_sources({target}), range(sources), strict=False)]
+    idents = [rng.randrange(1, 0x10000) for _ in srcs]
+    start = START + 1.0
+
+    def frames() -> Iterator[Frame]:
+        for n in range(packets):
+            k, seq = n % sources, n // sources + 1
+            link = Link(srcs[k], target, (), ttl=64, ip_id=n & 0xFFFF)
+            yield start + n / ADVERSARIAL_RATE, link.echo(8, 0, idents[k], seq, rng.randbytes(rng.randint(16, 64)))
+
+    plan.add("novel_flood", frames(), packets)
+    return plan
+
+
+def tiny_fragments(link: Link, frame: bytes, ip_id: int, piece: int = TINY_FRAGMENT) -> list[bytes]:
+    """An IPv4 frame of `link` cut into fragments of `piece` bytes of IP payload each (a multiple of 8)."""
+    rest = frame[len(link.eth) + 20 :]
+    out = []
+    for at in range(0, len(rest), piece):
+        chunk = rest[at : at + piece]
+        flags = (0x2000 if at + piece < len(rest) else 0) | at // 8
+        out.append(b"".join((link.eth, link._ip4_header(20 + len(chunk), ip_id, flags), chunk)))
+    return out
+
+
+def build_tiny_fragments_plan(packets: int, seed: int) -> Plan:
+    """Echo requests (iputils, 56 bytes) from spoofed sources to one target, each in 8-byte IPv4 fragments in
+    order, 1 us apart; every fourth datagram's last fragment never comes. About `packets` frames."""
+    per = (8 + 56 + TINY_FRAGMENT - 1) // TINY_FRAGMENT
+    datagrams = max(1, packets * 4 // (4 * per - 1))
+    plan = Plan(Net(), unlisted_pairs=datagrams)
+    target = ip(FLOOD_VICTIM)
+    rng = random.Random(seed)
+    payload = iputils_fn(56)
+    start = START + 1.0
+
+    def frames() -> Iterator[Frame]:
+        for n, src in zip(range(datagrams), _spoofed_sources({target}), strict=False):
+            ts = start + n / ADVERSARIAL_RATE
+            link = Link(src, target, (), ttl=64)
+            ip_id = rng.randrange(0x10000)
+            pieces = tiny_fragments(link, link.echo(8, 0, rng.randrange(1, 0x10000), 1, payload(ts - SEND_LAG),
+                                                    ip_id=ip_id), ip_id)
+            if n % 4 == 3:
+                pieces.pop()
+            for k, piece in enumerate(pieces):
+                yield ts + k * 1e-6, piece
+
+    plan.add("tiny_fragments", frames(), packets)
+    return plan
+
+
+def _chunk_groups(net: Net, src: bytes, dst: bytes, content: bytes, chunk: int, start: float, gap: float,
+                  ident: int, count: int, rtt: float) -> Iterator[Group]:
+    """A file sent in `chunk`-byte echo requests (from offset 0, wrapping), each echoed by the peer."""
+    fwd, back = net.path(src, dst), net.path(dst, src)
+    req, rep = ECHO6 if fwd.v6 else ECHO4
+    for k in range(count):
+        at = k * chunk % len(content)
+        part = content[at : at + chunk]
+        ts = start + k * gap
+        seq = k & 0xFFFF
+        yield [(ts, fwd.echo(req, 0, ident, seq, part)), (ts + rtt, back.echo(rep, 0, ident, seq, part))]
+
+
+def build_novel_mix_plan(packets: int, seed: int, duration: float) -> Plan:
+    """The default mix of (1 - CHUNK_SHARE) * `packets` frames plus file-like chunks for the rest: host pairs
+    each sending a different part of a large CSV file in 512-1400-byte echo requests (500 a flow, each echoed,
+    the flows spread over the hour), each pair a ground-truth exfiltration pair."""
+    chunks = int(packets * CHUNK_SHARE)
+    plan = build_plan(packets - chunks, seed, duration)
+    rng = random.Random(seed + 1_000_003)
+    content = exfil_content(4_000_000)
+    per_flow = 1000  # frames: 500 requests, 500 replies
+    flows = max(1, chunks // per_flow)
+    for k in range(flows):
+        v6 = k % 10 == 9
+        src = ip(f"fd00:70::{k + 1:x}" if v6 else f"10.70.{k // 250}.{k % 250 + 1}")
+        dst = ip(f"2001:db8:70::{k % 64 + 1:x}" if v6 else f"198.51.100.{k % 200 + 20}")
+        size = rng.choice((512, 1000, 1200 if v6 else 1400))
+        gap = rng.uniform(0.1, min(2.0, 0.9 * duration / (per_flow // 2)))
+        span = gap * (per_flow // 2)
+        start = START + rng.uniform(0, max(0.0, 0.95 * duration - span))
+        offset = rng.randrange(0, len(content) - size)
+        count = min(per_flow // 2, (chunks - k * per_flow) // 2) if k == flows - 1 else per_flow // 2
+        groups = _chunk_groups(plan.net, src, dst, content[offset:] + content[:offset], size, start, gap,
+                               rng.randrange(1, 0x10000), count, rng.uniform(5e-4, 0.05))
+        plan.add("file_chunks", ordered(groups), count * 2)
+        plan.exfil.append(Exfil("file-chunks", text(src), text(dst), start, end=start + (count - 1) * gap,
+                                packets=count * 2, ipv6=v6, note=f"{size}-byte CSV chunks every {gap:.2f} s"))
+    return plan
+
+
+ADVERSARIAL = ("storm", "novel_flood", "tiny_fragments", "novel_mix")
+
+
 # -- writing --------------------------------------------------------------------------------------
 
 
@@ -1017,11 +1171,23 @@ def truth_path(pcap: Path) -> Path:
 
 
 def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration: float = HOUR,
-             flood_sources: int = 0, flood_replies: bool = True) -> dict[str, object]:
-    """Write the capture and its ground-truth sidecar; return the sidecar's content."""
+             flood_sources: int = 0, flood_replies: bool = True, kind: str = "mix") -> dict[str, object]:
+    """Write the capture and its ground-truth sidecar; return the sidecar's content. `kind`: "mix" (the
+    default mix, or the flood variant with `flood_sources`) or one of ADVERSARIAL, `packets` frames."""
     out = Path(out)
     began = time.perf_counter()
-    if flood_sources:
+    if kind != "mix":
+        builders: dict[str, Callable[[], Plan]] = {
+            "storm": lambda: build_storm_plan(packets, seed),
+            "novel_flood": lambda: build_novel_flood_plan(packets, seed),
+            "tiny_fragments": lambda: build_tiny_fragments_plan(packets, seed),
+            "novel_mix": lambda: build_novel_mix_plan(packets, seed, duration),
+        }
+        if kind not in builders:
+            raise ValueError(f"unknown capture kind {kind!r}")
+        plan = builders[kind]()
+        written = write_pcap(out, plan, packets)
+    elif flood_sources:
         plan = build_flood_plan(flood_sources, flood_replies, seed)
         written = write_pcap(out, plan, None)
     else:
@@ -1041,12 +1207,14 @@ def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration:
         "vlan": written.vlan,
         "fragments": written.fragments,
         "out_of_order": written.out_of_order,
-        "host_pairs": len({frozenset(k) for k in plan.net.paths}) + flood_sources,
+        "host_pairs": len({frozenset(k) for k in plan.net.paths}) + flood_sources + plan.unlisted_pairs,
         "exfil": [vars(e) for e in plan.exfil],
         "exfil_pairs": [list(pair) for pair in sorted({(e.src, e.dst) for e in plan.exfil})],
         "generation_seconds": round(seconds, 2),
     }
     if flood_sources:
         truth["flood"] = {"victim": FLOOD_VICTIM, "sources": flood_sources, "rate": FLOOD_RATE}
+    if kind != "mix":
+        truth["kind"] = kind
     truth_path(out).write_text(json.dumps(truth, indent=1) + "\n")
     return truth

@@ -100,6 +100,7 @@ def test_python_decoder_stage_gives_the_same_results(capture: tuple[Path, Path, 
 def test_the_ceiling_and_dpkt_stages_run(capture: tuple[Path, Path, dict]) -> None:
     path = str(capture[0])
     assert throughput.stage_ceiling(path)["packets"] == PACKETS
+    assert throughput.stage_ceiling_raw(path)["packets"] == PACKETS  # frames counted from the batch metadata
     dpkt_result = throughput.stage_dpkt(path)
     assert dpkt_result["packets"] == PACKETS
     assert dpkt_result["icmp"] > 0.95 * PACKETS  # all but non-first fragments
@@ -135,3 +136,95 @@ def test_cached_capture_is_reused(tmp_path: Path) -> None:
     second = throughput.ensure_capture(2000, tmp_path)
     assert first[0] == second[0] and second[2] == 0.0
     assert first[1]["packets"] == 2000
+
+
+# -- the adversarial stages (issue 13) ------------------------------------------------------------------
+
+
+def _frames(path: Path) -> list[bytes]:
+    import dpkt
+
+    with path.open("rb") as f:
+        return [bytes(frame) for _ts, frame in dpkt.pcap.Reader(f)]
+
+
+def test_storm_capture_is_one_novel_500_byte_request_from_each_spoofed_source(tmp_path: Path) -> None:
+    import dpkt
+
+    path = tmp_path / "storm.pcap"
+    truth = synthmix.generate(path, packets=500, kind="storm")
+    frames = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["packets"] == len(frames) == 500 and truth["host_pairs"] == 500 and truth["kind"] == "storm"
+    assert len({ip.src for ip in frames}) == 500 and {ip.dst for ip in frames} == {synthmix.ip(synthmix.STORM_TARGET)}
+    assert all(ip.data.type == 8 and len(ip.data.data.data) == 500 for ip in frames)
+    assert len({ip.data.data.data for ip in frames}) == 500
+
+
+def test_tiny_fragment_capture_is_8_byte_fragments_and_every_fourth_datagram_incomplete(tmp_path: Path) -> None:
+    import dpkt
+
+    path = tmp_path / "tiny.pcap"
+    truth = synthmix.generate(path, packets=3100, kind="tiny_fragments")
+    ips = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["fragments"] == len(ips) == truth["packets"]
+    assert all(ip.len - 20 <= 8 for ip in ips)
+    assert all(ip.mf or ip.offset for ip in ips)  # every frame a fragment
+    result = throughput.stage_icmpsensor(str(path))
+    datagrams = len({(ip.src, ip.id) for ip in ips})
+    assert result["decode"]["fragments"]["reassembled"] == result["icmp"] == datagrams - datagrams // 4
+
+
+def test_novel_mix_is_a_quarter_file_chunks_and_every_chunk_pair_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "novel.pcap"
+    truth = synthmix.generate(path, packets=20_000, seed=3, kind="novel_mix")
+    assert truth["packets"] == 20_000 and truth["out_of_order"] == 0
+    assert 0.22 < truth["by_category"]["file_chunks"] / 20_000 <= 0.25
+    result = throughput.stage_icmpsensor(str(path), str(synthmix.truth_path(path)))
+    assert result["decode_errors"] == 0 and result["decode_skipped"] == 0
+    assert any(e["tool"] == "file-chunks" for e in truth["exfil"])
+    assert result["exfil_missed"] == [] and result["false_positives"] == []
+
+
+def test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings(tmp_path: Path) -> None:
+    """One small run of the benchmark with every adversarial stage: each capture gets both ceilings and the sensor,
+    the table has both ratios for every row, and the storm's notices are written or folded, none lost."""
+    out = tmp_path / "results.json"
+    storm = 600
+    code = throughput.main(["--packets", "3000", "--storm-flows", str(storm), "--novel-flood-packets", "2000",
+                            "--tiny-fragment-packets", "2000", "--repeat", "1", "--keep", str(tmp_path / "keep"),
+                            "--stages", "icmpsensor,storm,novel-flood,tiny-fragments,novel-mix", "--json", str(out)])
+    assert code == 0
+    captures = {c["name"]: c for c in json.loads(out.read_text())["captures"]}
+    assert set(captures) == {"mix", *throughput.ADVERSARIAL}
+    for name, entry in captures.items():
+        results = entry["results"]
+        assert set(results) == {"ceiling-raw", "ceiling", "icmpsensor"}, name
+        assert {r["packets"] for r in results.values()} == {entry["packets"]}, name
+        assert all(r["pps"] > 0 and r["rss_mb"] > 0 for r in results.values()), name
+    storm_run = captures["storm"]["results"]["icmpsensor"]
+    assert storm_run["notices_raised"] >= 2 * storm  # a DataExfil and an ExfilSummary per flow
+    if storm_run["notices_folded"] is not None:  # the pipeline folds storms (notice/aggregate.py)
+        assert storm_run["notices"] == (storm_run["notices_raised"] - storm_run["notices_folded"]
+                                        + storm_run["notices_aggregated"])
+    mix_run = captures["mix"]["results"]["icmpsensor"]
+    assert mix_run["exfil_missed"] == [] and mix_run["false_positives"] == []
+    assert captures["novel-mix"]["results"]["icmpsensor"]["exfil_missed"] == []
+
+
+def test_the_table_gives_both_ratios_per_stage() -> None:
+    def run(pps: float, **extra: object) -> dict:
+        return {"packets": 100, "pps": pps, "rss_mb": 30.0, **extra}
+
+    mix = throughput.CaptureSet("mix", Path("m.pcap"), {}, ["ceiling-raw", "ceiling", "icmpsensor"],
+                                {"ceiling-raw": run(4e6), "ceiling": run(1e6),
+                                 "icmpsensor": run(1e5, notices=3, notices_folded=0)})
+    storm = throughput.CaptureSet("storm", Path("s.pcap"), {}, ["ceiling-raw", "ceiling", "icmpsensor"],
+                                  {"ceiling-raw": run(2e6), "ceiling": run(5e5),
+                                   "icmpsensor": run(2.5e4, notices=23, notices_folded=39_980)})
+    rows = throughput.table_rows([mix, storm])
+    by = {(r[0], r[1]): dict(zip(throughput.HEADER, r, strict=True)) for r in rows}
+    sensor = by[("notice storm", "icmpsensor end to end")]
+    assert (sensor["x raw next_batch"], sensor["x materialised"], sensor["x mix"]) == ("0.013", "0.050", "0.25")
+    assert sensor["notices written / folded"] == "23 / 39,980"
+    assert by[("mix", "icmpsensor end to end")]["x raw next_batch"] == "0.025"
+    assert by[("mix", "libpcap read, materialised (ceiling)")]["x raw next_batch"] == "0.250"
