@@ -16,6 +16,11 @@ Cases (`LIVE_CASES`):
 * icmptx            IP over ICMP (a tun device in each namespace); a 20 kB TCP upload through
                     the tunnel to a listener on the server's tunnel address.
 * nping-data        `nping --icmp --data-string SECRET`, 20 probes.
+* ping-patterns     `ping -c 2 -i 0.2 -p PATTERN` run 40 times, each with the next 16 bytes of a secret
+                    as its pattern (every payload is what ping writes; the data is in the run changes).
+* nping-ident-seq   `nping --icmp -c 1 -N --data-string probe --icmp-id ID --icmp-seq SEQ` run 200
+                    times, ID and SEQ the next 4 bytes of a secret (one constant payload: the data is
+                    in the header fields).
 
 Safety: packets only cross the veth pair between the two namespaces created here (the
 TCP endpoints are small Python scripts bound to the namespaces' own addresses). Every
@@ -360,6 +365,45 @@ def icmptx(workdir: Path, lab: Lab | None = None) -> Path:
     return pcap
 
 
+def _secret_words(count: int, size: int) -> list[bytes]:
+    data = b"".join(_secret_line(i) for i in range(count * size // 40 + 1))
+    return [data[k * size : (k + 1) * size] for k in range(count)]
+
+
+PING_PATTERN_RUNS = 40
+PING_PATTERNS = "for p in {patterns}; do ping -q -c 2 -i 0.2 -W 1 -p $p " + OUTSIDE + " >/dev/null; done"
+NPING_IDENT_SEQ_RUNS = 200
+NPING_IDENT_SEQ = ("for w in {words}; do nping --icmp -c 1 -N --data-string probe "
+                   "--icmp-id ${{w%:*}} --icmp-seq ${{w#*:}} -q " + OUTSIDE + " >/dev/null; done")
+
+
+def _shell_loop(workdir: Path, name: str, script: str, limit: float, lab: Lab | None) -> Path:
+    """One `sh -c SCRIPT` inside (a loop of short tool runs), captured outside."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pcap = workdir / f"{name}.pcap"
+    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
+        run = _Run(lab_, workdir, name)
+        stack.callback(run.stop_all)
+        with _capture(run, pcap):
+            sender = run.start("inside", ["sh", "-c", script], limit, name)
+            if sender.wait(limit + 5) != 0:
+                raise run.fail(f"{name} failed")
+    return pcap
+
+
+def ping_patterns(workdir: Path, lab: Lab | None = None) -> Path:
+    """iputils ping, a new 16-byte -p pattern (the next bytes of a secret) for each of 40 short runs."""
+    patterns = " ".join(w.hex() for w in _secret_words(PING_PATTERN_RUNS, 16))
+    return _shell_loop(workdir, "ping-patterns", PING_PATTERNS.format(patterns=patterns), 50, lab)
+
+
+def nping_ident_seq(workdir: Path, lab: Lab | None = None) -> Path:
+    """nping, one probe per run, the identifier and sequence number set to the next 4 bytes of a secret."""
+    words = " ".join(f"{int.from_bytes(w[:2], 'big')}:{int.from_bytes(w[2:], 'big')}"
+                     for w in _secret_words(NPING_IDENT_SEQ_RUNS, 4))
+    return _shell_loop(workdir, "nping-ident-seq", NPING_IDENT_SEQ.format(words=words), 90, lab)
+
+
 def nping_data(workdir: Path, lab: Lab | None = None) -> Path:
     """nping: 20 echo requests carrying the same secret string, 100 ms apart."""
     name = "nping-data"
@@ -384,6 +428,8 @@ LIVE_CASES: dict[str, Callable[[Path], Path]] = {
     "ptunnel-ng": ptunnel_ng_tcp,
     "icmptx": icmptx,
     "nping-data": nping_data,
+    "ping-patterns": ping_patterns,
+    "nping-ident-seq": nping_ident_seq,
 }
 
 LIVE_EXPECTED: dict[str, tuple[str, str]] = {case: (INSIDE, OUTSIDE) for case in LIVE_CASES}
@@ -402,6 +448,8 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ptunnel-ng": ("ptunnel-ng", ("ptunnel-ng",)),
     "icmptx": ("icmptx", ("icmptx",)),
     "nping-data": ("nmap", ("nping",)),
+    "ping-patterns": ("iputils-ping", ("ping", "sh")),
+    "nping-ident-seq": ("nmap", ("nping", "sh")),
 }
 
 
@@ -429,6 +477,8 @@ _COMMANDS: dict[str, str] = {
     "icmptx": f"server: sysctl net.ipv4.icmp_echo_ignore_all=1; {_cmd(ICMPTX_SERVER)}, tun0 {TUN_OUTSIDE}/24; "
               f"client: {_cmd(ICMPTX_CLIENT)}, tun0 {TUN_INSIDE}/24; {_UPLOAD} to {TUN_OUTSIDE}:{TCP_PORT}",
     "nping-data": _cmd(NPING),
+    "ping-patterns": PING_PATTERNS.format(patterns="<40 x 16 secret bytes in hex>"),
+    "nping-ident-seq": NPING_IDENT_SEQ.format(words="<200 x id:seq, 4 secret bytes each>"),
 }
 
 LIVE_PROVENANCE: dict[str, str] = {
