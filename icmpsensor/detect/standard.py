@@ -55,6 +55,7 @@ _KIND_V4 = tuple(_REQUEST if t == 8 else _REPLY if t == 0 else _OTHER for t in r
 _KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t in range(256))
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
+_TIME_JITTER = capacity.TIME_JITTER
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:
@@ -234,14 +235,14 @@ class Detector(FlowDetector):
         size = len(payload)
         flow.n += 1
         flow.orig_bytes += size
-        before = flow.novel_bytes
-        # the header fields against a ping's: same identifier, sequence one up, same size
+        # the header fields against a ping's: same identifier, sequence one up (or the flow's stride), same size
         self._run_free = True
-        if pkt.ident != flow.last_ident or pkt.seq != (flow.last_seq + flow.seq_stride) & 0xFFFF \
+        seq = pkt.seq
+        if pkt.ident != flow.last_ident or seq != (flow.last_seq + flow.seq_stride) & 0xFFFF \
                 or size != flow.last_size:
             self._header(flow, pkt, size, ts)
         else:
-            flow.last_seq = pkt.seq
+            flow.last_seq = seq
         if pkt.options:
             self._options(flow, pkt.options)
         current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
@@ -262,7 +263,7 @@ class Detector(FlowDetector):
         if novel:
             flow.changed_requests += 1
             self._add_novel(flow, novel)
-        if (flow.novel_bytes != before or recognised) and self._realtime:
+        if (self.last_novel or recognised) and self._realtime:  # last_novel: this packet's, every channel
             self._evaluate(flow, ts, due)
 
     def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> None:
@@ -401,12 +402,14 @@ class Detector(FlowDetector):
             return False  # a replayed or forged timestamp
         flow.last_embedded = embedded
         offset = embedded - pkt.ts
-        if flow.clock_offset is not None:
-            moved = offset - flow.clock_offset
+        last_offset = flow.clock_offset
+        flow.clock_offset = offset
+        if last_offset is not None:
+            moved = offset - last_offset
             if benign.wraps_after:
                 moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
-            self._charge(flow, "time", capacity.time_bits(moved, 0.0))
-        flow.clock_offset = offset
+            if not -_TIME_JITTER <= moved <= _TIME_JITTER:  # the common case costs no call
+                self._charge(flow, "time", capacity.time_bits(moved, 0.0))
         return True
 
     def _add_novel(self, flow: Flow, novel: int) -> None:
