@@ -71,7 +71,7 @@ class DetectionConfig:
         "auto", Choice(("auto", "realtime", "flow_end")), "when notices fire; auto: realtime unless profile original"
     )
     novel_bytes_threshold: int = key(
-        128, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
+        256, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
     )
     timestamp_tolerance: float = key(
         300.0, Seconds(0, 366 * 86400), "seconds a benign ping's embedded clock may differ from the capture's"

@@ -75,10 +75,6 @@ class Flow:
     tool_evidence: str = ""  # ... and why
     nonecho_reason: str = ""
     alerted: int = 0  # the bits (NoteType.bit) of the notes already raised for this flow (real-time alerting)
-    # DataExfil on one payload alone waits for the flow's next request: the same payload again is a constant
-    # custom payload (a health check) whose bytes are then excused; anything else, or the flow's end, raises
-    held: int = 0  # 0: never held; HOLDING; RELEASED (decided: never held again)
-    excused: int = 0  # novel bytes of a held (then constant) payload, left out of the DataExfil condition
     icmp_type: int = -1  # the type and code of the flow's first message (the notice's Zeek conn id)
     icmp_code: int = -1
     # capacity accounting (detect/capacity.py): the last request's header fields and time

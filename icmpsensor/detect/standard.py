@@ -56,7 +56,6 @@ _KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t 
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 _TIME_JITTER = capacity.TIME_JITTER
-_HOLDING, _RELEASED = 1, 2  # Flow.held
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:
@@ -261,22 +260,11 @@ class Detector(FlowDetector):
         recognised = not flow.tool and self._recognise_tool(flow, pkt)
         if self._matched:
             self._remember_request(pkt, current)
-        released = flow.held == _HOLDING and self._release(flow, current == previous)
         if novel:
             flow.changed_requests += 1
             self._add_novel(flow, novel)
-        if (self.last_novel or recognised or released) and self._realtime:  # last_novel: every channel's
+        if (self.last_novel or recognised) and self._realtime:  # last_novel: this packet's, every channel
             self._evaluate(flow, ts, due)
-
-    @staticmethod
-    def _release(flow: Flow, repeated: bool) -> bool:
-        """The request after a held payload: the same payload again excuses it (a constant custom payload);
-        anything else releases it (True: evaluate now)."""
-        flow.held = _RELEASED
-        if repeated:
-            return False
-        flow.excused = 0
-        return True
 
     def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> None:
         """Charge what the identifier, sequence number and size carried beyond a ping's (capacity.py)."""
@@ -503,11 +491,7 @@ class Detector(FlowDetector):
             memory.add(flow.last, flow.novel_bytes, self.cfg.slow_exfil_window / SLOW_BUCKETS)
         if not self._realtime:
             self._evaluate(flow, ts, due)
-            return
-        if flow.held == _HOLDING:  # its one payload was never repeated: reported now
-            self._release(flow, False)
-            self._evaluate(flow, ts, due)
-        if flow.alerted & _SUMMARISED and self._enabled & EXFIL_SUMMARY.bit:
+        elif flow.alerted & _SUMMARISED and self._enabled & EXFIL_SUMMARY.bit:
             due.append(self._notice(flow, ts, EXFIL_SUMMARY.name, SUMMARY_MSG))
 
     # -- evaluation --------------------------------------------------------------------------
@@ -517,8 +501,7 @@ class Detector(FlowDetector):
             return
         cfg = self.cfg
         enabled = self._enabled
-        if enabled & _EXFIL and flow.novel_bytes - flow.nonecho_novel - flow.excused > cfg.novel_bytes_threshold \
-                and not self._hold(flow):
+        if enabled & _EXFIL and flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold:
             self._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due)
         if enabled & _ASYM and flow.reply_differs > cfg.reply_differs_threshold:
             self._raise(flow, ts, ASYM_PAYLOAD, ASYM_MSG, due)
@@ -530,19 +513,6 @@ class Detector(FlowDetector):
             self._raise(flow, ts, NON_ECHO_PAYLOAD, NONECHO_MSG, due)
         if enabled & _SLOW and flow.novel_bytes and not flow.alerted & (_REPORTS_PAIR | _SLOW):
             self._check_slow(flow, ts, due)
-
-    def _hold(self, flow: Flow) -> bool:
-        """Whether DataExfil waits for the flow's next request: in real time, when one request's payload
-        carried every novel byte (the flow's only changed request, no field charged) and has not been
-        looked at again yet."""
-        if flow.alerted & _EXFIL or flow.held or flow.changed_requests != 1 or not self._realtime:
-            return False
-        state = flow.channels
-        if state is not None and state.charged:
-            return False
-        flow.held = _HOLDING
-        flow.excused = flow.novel_bytes - flow.nonecho_novel
-        return True
 
     def _check_slow(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         """The pair's novel bytes within the window: its ended flows' (remembered) plus this flow's."""

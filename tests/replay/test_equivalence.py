@@ -117,8 +117,6 @@ class RefFlow:
     last_request_ts: float = 0.0
     clock_offset: float | None = None
     channels: capacity.FlowChannels = field(default_factory=capacity.FlowChannels)
-    held: str = ""  # "holding": DataExfil on one payload waits for the next request; "released": decided
-    excused: int = 0  # the novel bytes of a held, then repeated, payload
 
     @property
     def bytes_sent(self) -> int:
@@ -203,7 +201,6 @@ class ReferenceDetector:
         self.header(flow, pkt)
         if pkt.options:
             self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options))
-        repeated = pkt.payload == flow.previous
         novel = self.novelty(flow, pkt, flow.previous)
         flow.previous = pkt.payload
         flow.last_request_ts = pkt.ts
@@ -211,10 +208,6 @@ class ReferenceDetector:
             self.recognise_tool(flow, pkt)
         if self.cfg.matched_pairing:
             self.remember_request(pkt)
-        if flow.held == "holding":  # the request after a held payload: the same again excuses it, else releases it
-            flow.held = "released"
-            if not repeated:
-                flow.excused = 0
         if novel:
             flow.changed_requests += 1
             self.add_novel(flow, novel)
@@ -476,11 +469,7 @@ class ReferenceDetector:
             pair.ended.append((flow.last - flow.last % bucket, flow.novel_bytes))
         if not self.cfg.realtime:
             self.evaluate(flow, ts, due)
-            return
-        if flow.held == "holding":
-            flow.held, flow.excused = "released", 0
-            self.evaluate(flow, ts, due)
-        if flow.raised and EXFIL_SUMMARY.name in self.enabled:
+        elif flow.raised and EXFIL_SUMMARY.name in self.enabled:
             due.append(self.notice(flow, ts, EXFIL_SUMMARY, standard.SUMMARY_MSG))
 
     def flush(self) -> list[Notice]:
@@ -497,11 +486,8 @@ class ReferenceDetector:
         if flow.allowlisted:
             return
         cfg = self.cfg
-        exfil = (DATA_EXFIL.name in self.enabled
-                 and flow.novel_bytes - flow.nonecho_novel - flow.excused > cfg.novel_bytes_threshold
-                 and not self.hold(flow))
         for note, holds, template in (
-            (DATA_EXFIL, exfil, standard.EXFIL_MSG),
+            (DATA_EXFIL, flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold, standard.EXFIL_MSG),
             (ASYM_PAYLOAD, flow.reply_differs > cfg.reply_differs_threshold, standard.ASYM_MSG),
             (ASYM_PAYLOAD_FLOW, flow.changed_requests > cfg.changed_requests_threshold, standard.CHANGES_MSG),
             (TUNNEL, bool(flow.tool), standard.TUNNEL_MSG),
@@ -511,15 +497,6 @@ class ReferenceDetector:
                 self.raise_once(flow, ts, note, template, due)
         if flow.novel_bytes and not flow.raised & (PAIR_REPORTED_BY | {SLOW_EXFIL.name}):
             self.check_slow(flow, ts, due)
-
-    def hold(self, flow: RefFlow) -> bool:
-        """DataExfil carried by one request's payload alone (the only changed request, no field charged)
-        waits, in real time, for the next request."""
-        if (DATA_EXFIL.name in flow.raised or flow.held or flow.changed_requests != 1 or not self.cfg.realtime
-                or flow.channels.charged):
-            return False
-        flow.held, flow.excused = "holding", flow.novel_bytes - flow.nonecho_novel
-        return True
 
     def check_slow(self, flow: RefFlow, ts: float, due: list[Notice]) -> None:
         """SlowExfil: the pair's novel bytes within the window (its ended flows' and this one's) reach the minimum."""

@@ -103,22 +103,13 @@ def test_repeated_payloads_are_not_novel() -> None:
     assert det.stats.novel_bytes == 200  # the first one only
 
 
-def test_a_constant_payload_above_the_threshold_is_let_be_once_it_repeats() -> None:
-    # One request's payload alone over the threshold waits for the flow's next request: the same
-    # payload again is a constant custom payload (a health check), never reported.
+def test_a_constant_payload_above_the_threshold_alerts_once() -> None:
+    # The documented trade-off of novel_bytes_threshold 256: an unknown constant payload larger than
+    # that is reported once (its first packet), never again.
     packets = [echo(T0 + i, A, B, True, chunk(0, 300), seq=i) for i in range(500)]
     det = detector()
-    assert run(det, packets) == []
+    assert notes(run(det, packets)) == [("DataExfil", A, B), ("ExfilSummary", A, B)]
     assert det.stats.novel_bytes == 300
-
-
-def test_a_one_packet_secret_is_reported_at_the_next_request_or_at_the_flow_end() -> None:
-    secret = echo(T0, A, B, True, chunk(7, 200), seq=1)
-    followed = [secret, echo(T0 + 3, A, B, True, b"", seq=2)]
-    out = run(detector(), followed, flush=False)
-    assert notes(out) == [("DataExfil", A, B)] and out[0].ts == T0 + 3
-    alone = run(detector(), [secret])  # flushed: the flow's end
-    assert notes(alone) == [("DataExfil", A, B), ("ExfilSummary", A, B)]
 
 
 def test_a_constant_payload_is_not_novel_again_in_the_next_flow() -> None:
@@ -198,13 +189,13 @@ def test_error_storm_raises_nothing_but_a_forged_quote_does() -> None:
 
 
 def test_slow_exfil_over_a_day() -> None:
-    # 100 novel bytes every 10 minutes: every packet is its own flow (idle timeout 300 s), no flow
-    # reaches 128 novel bytes, but 2 kB accumulate within the 24 h window.
-    packets = [echo(T0 + i * 600, A, B, True, chunk(i, 100), seq=i) for i in range(30)]
+    # 200 novel bytes every 10 minutes: every packet is its own flow (idle timeout 300 s), no flow
+    # reaches 256 novel bytes, but 2 kB accumulate within the 24 h window.
+    packets = [echo(T0 + i * 600, A, B, True, chunk(i, 200), seq=i) for i in range(30)]
     out = run(detector(), packets)
     slow = [n for n in out if n.note.endswith("SlowExfil")]
     assert len(slow) == 1 and (slow[0].src, slow[0].dst) == (A, B)
-    assert slow[0].ts == pytest.approx(T0 + 19 * 600)  # the 20th packet brings the pair to 2000 bytes
+    assert slow[0].ts == pytest.approx(T0 + 9 * 600)  # the 10th packet brings the pair to 2000 bytes
     assert not [n for n in out if n.note.endswith("DataExfil")]
 
 
@@ -229,7 +220,7 @@ def test_switches() -> None:
 
 def test_reconfigure_keeps_state() -> None:
     det = detector()
-    run(det, transfer(1), flush=False)
+    run(det, transfer(2), flush=False)
     assert det.flow_count == 2
     det.reconfigure(dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100), AllowlistConfig())
     out = run(det, [echo(T0 + 1, A, B, True, chunk(99), seq=3)])  # a new chunk (a repeated one counts once)
