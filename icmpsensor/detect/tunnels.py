@@ -638,7 +638,8 @@ class ToolTracker:
                 f"'{_show(p, 24)}'",
             )
         flow.nping_irregular = bool(flow.nping_run) and (flow.nping_irregular or seq_step != 1)
-        if flow.nping_run >= _NPING_RUN and flow.nping_irregular:
+        # nping's seq moves on (1, 3, 4, 4...): one packet replayed over and over (seq 1 each time) is not nping
+        if flow.nping_run >= _NPING_RUN and flow.nping_irregular and pkt.seq != flow.first_seq:
             return ToolMatch(
                 "nping-data",
                 f"the same {len(p)}-byte custom payload '{_show(p, 24)}' on echo seq "

@@ -208,3 +208,10 @@ def test_fping_loop_numbering_every_packet_across_its_targets_is_free() -> None:
             packets.append(echo(START + r * 60 + k * 0.01, CLIENT, dst, True, 0x4A4A, seq, bytes(56)))
             seq = (seq + 1) & 0xFFFF
     assert run(packets) == []
+
+
+def test_one_packet_replayed_over_and_over_is_not_nping() -> None:
+    # a capture looped by tcpreplay: each source's one request (seq 1) again and again
+    payload = corpus.SECRET[:500]
+    packets = [echo(START + k, CLIENT, SERVER, True, 0x0101, 1, payload) for k in range(15)]
+    assert "ICMP::ICMP_Tunnel" not in {n.note for n in run(packets)}
