@@ -108,6 +108,34 @@ class Lab:
                      check=False)
 
 
+def _json_lines(path: Path) -> list[dict[str, object]]:
+    """The whole JSON lines of a log being written (a line still being written is left for later)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{") and line.endswith("}")]
+
+
+def storm_capture(path: Path, flows: int) -> Path:
+    """`flows` echo requests from as many spoofed sources to the sensor host, 500 random bytes each (an
+    alerted one-packet flow each), as an Ethernet capture for tcpreplay onto the lab's veth."""
+    import random
+
+    import dpkt
+
+    dst = bytes(int(x) for x in SENSOR_IP.split("."))
+    rng = random.Random(11)
+    with path.open("wb") as out:
+        writer = dpkt.pcap.Writer(out, linktype=dpkt.pcap.DLT_EN10MB)
+        for i in range(flows):
+            src = bytes((100, 64 + (i >> 16), (i >> 8) & 255, i & 255))
+            echo = dpkt.icmp.ICMP.Echo(id=i & 0xFFFF, seq=1, data=rng.randbytes(500))
+            ip = dpkt.ip.IP(src=src, dst=dst, p=1, ttl=64, data=dpkt.icmp.ICMP(type=8, code=0, data=echo))
+            ip.len = len(ip)
+            frame = dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\x02", dst=b"\x02\0\0\0\0\x01", data=ip)
+            writer.writepkt(bytes(frame), ts=1_700_000_000 + i * 1e-5)
+    return path
+
+
 @dataclass
 class Sensor:
     """A running `icmpsensor -i` in the lab's sensor namespace, with its own journald."""
@@ -122,9 +150,11 @@ class Sensor:
         return self.log_dir / "notice.log"
 
     def notices(self) -> list[dict[str, object]]:
-        if not self.notice_path.exists():
-            return []
-        return [json.loads(line) for line in self.notice_path.read_text().splitlines() if line.strip()]
+        return _json_lines(self.notice_path)
+
+    def stats_records(self) -> list[dict[str, object]]:
+        """stats.log's records so far."""
+        return _json_lines(self.log_dir / "stats.log")
 
     def in_mount_ns(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run a command in the sensor's private mount namespace (to see a tmpfs log dir)."""

@@ -7,14 +7,22 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import dpkt
 import pytest
 
 from icmpsensor.output.journal import MSGID_ERROR
-from testkit.netlab import PEER_IF, SENSOR_IF, SENSOR_IP, Lab, Sensor, launch_ready, missing_prerequisite, wait_for
+from testkit.netlab import (
+    PEER_IF,
+    SENSOR_IF,
+    SENSOR_IP,
+    Lab,
+    Sensor,
+    launch_ready,
+    missing_prerequisite,
+    storm_capture,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
 
@@ -22,36 +30,9 @@ STORM_FLOWS = 30_000  # one-packet flows from spoofed sources, each with 500 nov
 QUIET = "journald:\n  enabled: true\nstats:\n  interval: 1\n"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    lab = Lab()
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
-
-
-def storm_capture(path: Path, flows: int = STORM_FLOWS) -> Path:
-    """`flows` echo requests from as many spoofed sources to the sensor host, 500 random bytes each."""
-    dst = bytes(int(x) for x in SENSOR_IP.split("."))
-    rng = __import__("random").Random(11)
-    with path.open("wb") as out:
-        writer = dpkt.pcap.Writer(out, linktype=dpkt.pcap.DLT_EN10MB)
-        for i in range(flows):
-            src = bytes((100, 64 + (i >> 16), (i >> 8) & 255, i & 255))
-            echo = dpkt.icmp.ICMP.Echo(id=i & 0xFFFF, seq=1, data=rng.randbytes(500))
-            ip = dpkt.ip.IP(src=src, dst=dst, p=1, ttl=64, data=dpkt.icmp.ICMP(type=8, code=0, data=echo))
-            ip.len = len(ip)
-            frame = dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\x02", dst=b"\x02\0\0\0\0\x01", data=ip)
-            writer.writepkt(bytes(frame), ts=1_700_000_000 + i * 1e-5)
-    return path
-
-
 def last_stats(sensor: Sensor) -> dict[str, object]:
-    path = sensor.log_dir / "stats.log"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return json.loads(lines[-1]) if lines else {}
+    records = sensor.stats_records()
+    return records[-1] if records else {}
 
 
 def raised(sensor: Sensor) -> int:
@@ -68,7 +49,7 @@ def notice_lines(sensor: Sensor) -> list[str]:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_in_a_storm_of_alerted_flows_ends_within_5_s_and_writes_every_notice_raised(
         lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int) -> None:
-    storm = storm_capture(tmp_path / "storm.pcap")
+    storm = storm_capture(tmp_path / "storm.pcap", STORM_FLOWS)
     config = QUIET + f"capture:\n  workers: {workers}\n  buffer_size: 268435456\n  queue_batches: 100000\n"
     sensor = launch_ready(lab, tmp_path, sensors, config)
     lab.in_peer("timeout", "60", "tcpreplay", "-q", "--topspeed", "-i", PEER_IF, str(storm), timeout=90)
@@ -104,7 +85,7 @@ def test_sigterm_with_the_evidence_writer_loaded_ends_within_5_s_and_counts_what
     """Every alerted flow of the storm gets evidence files (no cap per minute): the writer thread has work
     queued at the stop. The stop still ends within 5 s; every notice either names a file that was written, or
     one counted as not written by the deadline, or is counted as left without one (queue full, live)."""
-    storm = storm_capture(tmp_path / "storm.pcap")
+    storm = storm_capture(tmp_path / "storm.pcap", STORM_FLOWS)
     config = (QUIET + f"capture:\n  workers: {workers}\n  buffer_size: 268435456\n  queue_batches: 100000\n"
               "output:\n  evidence:\n    max_files_per_minute: 1000000\n"
               "detection:\n  aggregate_max_notices: 0\n")  # no notice folded: evidence for every alerted flow

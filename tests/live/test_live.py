@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,16 +45,6 @@ detection:
 stats:
   interval: 1
 """
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    lab = Lab()
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
 
 
 def launch(lab: Lab, tmp_path: Path, sensors: list[Sensor], config: str = FAST_EXPIRY, **kw: object) -> Sensor:

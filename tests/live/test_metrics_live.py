@@ -8,29 +8,17 @@ journald, and the textfile must show the drops and the notice. A quiet sensor ra
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from icmpsensor.notice.types import CAPTURE_LOSS
-from testkit.netlab import PEER_IF, Lab, Sensor, launch_ready, missing_prerequisite, wait_for
-from tests.live.test_hostile_live import storm_capture
+from testkit.netlab import PEER_IF, Lab, Sensor, launch_ready, missing_prerequisite, storm_capture, wait_for
 
 pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
 
 METRICS = "stats:\n  interval: 1\n  prometheus_textfile: metrics/icmpsensor.prom\n  capture_loss_threshold: 0.05\n"
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    lab = Lab()
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
 
 
 def metrics(sensor: Sensor) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

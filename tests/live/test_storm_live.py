@@ -11,12 +11,10 @@ the frames' MAC address is not the sensor host's, so the host does not answer th
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,30 +32,6 @@ SENT = STORM_FLOWS * LOOPS
 TOLD_WITHIN = 2.0  # seconds after the end of sending
 CONFIG = "journald:\n  enabled: true\nstats:\n  interval: 1\ndetection:\n  aggregate_interval: 5\n"
 DATA_EXFIL = "ICMP::ICMP_DataExfil"
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    lab = Lab()
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
-
-
-def stats_records(sensor: Sensor) -> list[dict]:
-    path = sensor.log_dir / "stats.log"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")] if path.exists() \
-        else []
-
-
-def notices(sensor: Sensor) -> list[dict]:
-    path = sensor.notice_path
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.endswith("}")]  # a line being written is left for later
 
 
 def aggregated(notice: dict) -> bool:
@@ -86,7 +60,7 @@ def test_a_notice_storm_at_20000_packets_per_second_loses_nothing_and_is_told_wi
     told_at = None  # seconds after the start of sending when notice.log told the whole storm
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as replay:
         while replay.poll() is None and time.monotonic() - began < 90:
-            if told_at is None and storm_told(notices(sensor)) >= STORM_FLOWS:
+            if told_at is None and storm_told(sensor.notices()) >= STORM_FLOWS:
                 told_at = time.monotonic() - began
             time.sleep(0.1)
         if replay.poll() is None:
@@ -98,18 +72,18 @@ def test_a_notice_storm_at_20000_packets_per_second_loses_nothing_and_is_told_wi
     assert int(sent.group(1)) == SENT, out[-1000:]
 
     left = TOLD_WITHIN - (time.monotonic() - ended)
-    told_in_time = wait_for(lambda: storm_told(notices(sensor)) >= STORM_FLOWS, left, interval=0.05)
+    told_in_time = wait_for(lambda: storm_told(sensor.notices()) >= STORM_FLOWS, left, interval=0.05)
     told_after = time.monotonic() - ended
-    told_then = storm_told(notices(sensor))
+    told_then = storm_told(sensor.notices())
     # everything read processed, by the stats records (one a second): how long after the end of sending
     processed = wait_for(lambda: any(r["packets_read"] >= SENT and r["decode"]["frames"] >= SENT
-                                     for r in stats_records(sensor)[-2:]), 30)
+                                     for r in sensor.stats_records()[-2:]), 30)
     processed_after = time.monotonic() - ended
-    live = stats_records(sensor)[-1]
+    live = sensor.stats_records()[-1]
 
     code, _, err = sensor.stop()
-    final = stats_records(sensor)[-1]
-    records = notices(sensor)
+    final = sensor.stats_records()[-1]
+    records = sensor.notices()
     told = f"{told_at:.1f} s after the start" if told_at is not None else f"{told_after:.2f} s after the end"
     print(f"\nsent {SENT:,} at {RATE:,}/s in {ended - began:.1f} s; storm told {told_then:,}/{STORM_FLOWS:,} "
           f"{told} of sending; all read processed by {processed_after:.1f} s after its end "

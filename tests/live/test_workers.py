@@ -79,13 +79,6 @@ def launch(lab: Lab, tmp_path: Path, sensors: list[Sensor], config: str = TWO_WO
     return launch_ready(lab, tmp_path, sensors, config, **kw)
 
 
-def stats_records(sensor: Sensor) -> list[dict[str, object]]:
-    path = sensor.log_dir / "stats.log"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
 def notices_by_source(notices: list[dict[str, object]]) -> dict[object, collections.Counter[object]]:
     by_src: dict[object, collections.Counter[object]] = collections.defaultdict(collections.Counter)
     for n in notices:
@@ -168,7 +161,7 @@ def test_two_workers_report_every_flow_whole_once_in_one_notice_log_and_journald
     code, took, err = sensor.stop()
     assert code == 0, err
     assert took < 5.0
-    last = stats_records(sensor)[-1]
+    last = sensor.stats_records()[-1]
     workers = last["workers"]
     assert isinstance(workers, list) and len(workers) == 2
     print(f"\nper worker: {[(w['worker'], w['packets_read'], w['notices']) for w in workers]}")
@@ -219,15 +212,15 @@ def test_sighup_reaches_every_worker_and_workers_is_restart_only(
         sensor.notices()
     code, _, err = sensor.stop()
     assert code == 0, err
-    workers = stats_records(sensor)[-1]["workers"]
+    workers = sensor.stats_records()[-1]["workers"]
     assert isinstance(workers, list) and len(workers) == 2  # still 2: workers needs a restart
 
 
 def test_a_worker_that_dies_stops_the_daemon_with_an_error(lab: ManySourcesLab, tmp_path: Path,
                                                            sensors: list[Sensor]) -> None:
     sensor = launch(lab, tmp_path, sensors)
-    assert wait_for(lambda: bool(stats_records(sensor)), 5)
-    workers = stats_records(sensor)[-1]["workers"]
+    assert wait_for(lambda: bool(sensor.stats_records()), 5)
+    workers = sensor.stats_records()[-1]["workers"]
     assert isinstance(workers, list)
     pids = [int(w["pid"]) for w in workers]
     os.kill(pids[1], signal.SIGKILL)
@@ -355,14 +348,14 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
     lines = []
     for workers in (1, 2):
         sensor = launch(lab, tmp_path, sensors, config=config.format(w=workers))
-        assert wait_for(lambda s=sensor: bool(stats_records(s)), 5)  # type: ignore[misc]
-        first = stats_records(sensor)[-1]
+        assert wait_for(lambda s=sensor: bool(s.stats_records()), 5)  # type: ignore[misc]
+        first = sensor.stats_records()[-1]
         pids = [int(w["pid"]) for w in first["workers"]] if workers > 1 else []  # type: ignore[union-attr]
         pids.append(sensor.proc.pid)  # the main process (the whole sensor when workers is 1)
         busy = _machine_busy()
 
         def handled(expected: int, s: Sensor = sensor) -> bool:
-            records = stats_records(s)
+            records = s.stats_records()
             last = records[-1] if records else {}
             return bool(last) and (last["decode"].get("frames", 0) + last["kernel_dropped"]  # type: ignore[union-attr]
                                    + last["queue_dropped"]) >= expected  # type: ignore[operator]
@@ -374,7 +367,7 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
         sent_for, took = watch.wait_quiet(began, sender)
         sender.wait(timeout=60)
         live_cpu = watch.used()
-        assert wait_for(lambda: handled(total), 5), stats_records(sensor)[-1:]
+        assert wait_for(lambda: handled(total), 5), sensor.stats_records()[-1:]
         # backlog
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
@@ -387,10 +380,10 @@ def test_report_scaling_from_one_to_two_workers(lab: ManySourcesLab, tmp_path: P
                 os.kill(pid, signal.SIGCONT)
         _, drained = watch.wait_quiet(began)
         backlog_cpu = watch.used()
-        assert wait_for(lambda: handled(2 * total), 5), stats_records(sensor)[-1:]
+        assert wait_for(lambda: handled(2 * total), 5), sensor.stats_records()[-1:]
         code, _, err = sensor.stop()
         assert code == 0, err
-        last = stats_records(sensor)[-1]
+        last = sensor.stats_records()[-1]
         lines.append(f"  workers {workers} (CPUs {busy:.0%} busy with other work just before): live: sent in "
                      f"{sent_for:.2f} s, all processed after {took:.2f} s "
                      f"({total / took:,.0f} packets/s), CPU s {live_cpu}; backlog: processed in {drained:.2f} s "
