@@ -248,18 +248,24 @@ def secret_file(workdir: Path, size: int = TRANSFER_BYTES) -> Path:
 
 # -- the cases -------------------------------------------------------------------------------
 
-def _hping3(workdir: Path, name: str, argv: list[str], limit: float, lab: Lab | None) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    secret = secret_file(workdir)
+def _one_sender(workdir: Path, name: str, argv: list[str], limit: float, lab: Lab | None,
+                *, exit_zero: bool = True) -> Path:
+    """One sender inside (ARGV, at most `limit` s), everything captured outside; `exit_zero`: it must exit 0
+    (hping3 does not when replies are missing: it need only finish)."""
     pcap = workdir / f"{name}.pcap"
     with _lab(lab) as lab_, contextlib.ExitStack() as stack:
         run = _Run(lab_, workdir, name)
         stack.callback(run.stop_all)
         with _capture(run, pcap):
-            sender = run.start("inside", _fmt(argv, file=secret), limit, "hping3")
-            if sender.wait(limit + 5) is None:
-                raise run.fail("hping3 did not finish")
+            code = run.start("inside", argv, limit, name).wait(limit + 5)
+            if code is None or (exit_zero and code != 0):
+                raise run.fail(f"{name} did not finish" if code is None else f"{name} failed")
     return pcap
+
+
+def _hping3(workdir: Path, name: str, argv: list[str], limit: float, lab: Lab | None) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return _one_sender(workdir, name, _fmt(argv, file=secret_file(workdir)), limit, lab, exit_zero=False)
 
 
 def hping3_file_fast(workdir: Path, lab: Lab | None = None) -> Path:
@@ -380,15 +386,7 @@ NPING_IDENT_SEQ = ("for w in {words}; do nping --icmp -c 1 -N --data-string prob
 def _shell_loop(workdir: Path, name: str, script: str, limit: float, lab: Lab | None) -> Path:
     """One `sh -c SCRIPT` inside (a loop of short tool runs), captured outside."""
     workdir.mkdir(parents=True, exist_ok=True)
-    pcap = workdir / f"{name}.pcap"
-    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
-        run = _Run(lab_, workdir, name)
-        stack.callback(run.stop_all)
-        with _capture(run, pcap):
-            sender = run.start("inside", ["sh", "-c", script], limit, name)
-            if sender.wait(limit + 5) != 0:
-                raise run.fail(f"{name} failed")
-    return pcap
+    return _one_sender(workdir, name, ["sh", "-c", script], limit, lab)
 
 
 def ping_patterns(workdir: Path, lab: Lab | None = None) -> Path:
@@ -406,17 +404,8 @@ def nping_ident_seq(workdir: Path, lab: Lab | None = None) -> Path:
 
 def nping_data(workdir: Path, lab: Lab | None = None) -> Path:
     """nping: 20 echo requests carrying the same secret string, 100 ms apart."""
-    name = "nping-data"
     workdir.mkdir(parents=True, exist_ok=True)
-    pcap = workdir / f"{name}.pcap"
-    with _lab(lab) as lab_, contextlib.ExitStack() as stack:
-        run = _Run(lab_, workdir, name)
-        stack.callback(run.stop_all)
-        with _capture(run, pcap):
-            sender = run.start("inside", NPING, 20, "nping")
-            if sender.wait(25) != 0:
-                raise run.fail("nping failed")
-    return pcap
+    return _one_sender(workdir, "nping-data", NPING, 20, lab)
 
 
 # -- registry --------------------------------------------------------------------------------
