@@ -21,7 +21,7 @@ from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
 from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import addr_text, format_size
+from icmpsensor.notice.text import format_size
 from icmpsensor.notice.types import (
     ASYM_PAYLOAD,
     ASYM_PAYLOAD_FLOW,
@@ -41,6 +41,12 @@ ASYM_MSG = "{flow.reply_differs} ICMP echo replies {between} carried bytes the r
 CHANGES_MSG = "ICMP echo request payload carried new bytes {flow.changed_requests} times {between}. {span}"
 TUNNEL_MSG = "ICMP tunnel or exfiltration tool {flow.tool} recognised {between}: {flow.tool_evidence}."
 NONECHO_MSG = "{nonecho} carried in ICMP messages other than echo {between} ({flow.nonecho_reason}). {span}"
+SPREAD_MSGS = {  # ExfilSpread, as a sender (to its peers) or as a receiver (from them)
+    "to": "Exfil spread: {src} sent {total} of novel data to {peers}{more} destinations within {hours:g} h, "
+          "each under the per-flow thresholds; the latest to {dst}.",
+    "from": "Exfil spread: {dst} received {total} of novel data from {peers}{more} sources within {hours:g} h; "
+            "the latest from {src}.",
+}
 SLOW_MSG = "Slow exfil: {total} of novel data {between} within {hours:g} h, in packets spread over many flows. {span}"
 
 # The notes' bits in Flow.alerted, as module constants for the per-packet path.
@@ -441,16 +447,9 @@ class Detector(FlowDetector):
                 self._spread_notice(flow, ts, memory, peers, role)
 
     def _spread_notice(self, flow: Flow, ts: float, memory: SpreadMemory, peers: int, role: str) -> None:
-        more = "+" if peers >= SPREAD_PEERS_KEPT else ""
-        if role == "to":
-            msg = (f"Exfil spread: {addr_text(flow.src)} sent {format_size(memory.novel)} of novel data to "
-                   f"{peers}{more} destinations within {self.cfg.slow_exfil_window / 3600:g} h, "
-                   f"each under the per-flow thresholds; the latest to {addr_text(flow.dst)}.")
-        else:
-            msg = (f"Exfil spread: {addr_text(flow.dst)} received {format_size(memory.novel)} of novel data "
-                   f"from {peers}{more} sources within {self.cfg.slow_exfil_window / 3600:g} h; "
-                   f"the latest from {addr_text(flow.src)}.")
-        notice = self._notice(flow, ts, EXFIL_SPREAD.name, msg.replace("{", "{{").replace("}", "}}"))
+        notice = self._notice(flow, ts, EXFIL_SPREAD.name, SPREAD_MSGS[role], total=format_size(memory.novel),
+                              peers=peers, more="+" if peers >= SPREAD_PEERS_KEPT else "",
+                              hours=self.cfg.slow_exfil_window / 3600)
         notice.peers = peers
         self._due.append(notice)
 

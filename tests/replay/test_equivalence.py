@@ -358,16 +358,9 @@ class ReferenceDetector:
                 self.spread_due.append(self.spread_notice(flow, memory, peers, role))
 
     def spread_notice(self, flow: RefFlow, memory: RefHost, peers: int, role: str) -> Notice:
-        more = "+" if peers >= standard.SPREAD_PEERS_KEPT else ""
-        hours = self.cfg.slow_exfil_window / 3600
-        src, dst = addr_text(flow.src), addr_text(flow.dst)
-        if role == "to":
-            msg = (f"Exfil spread: {src} sent {format_size(memory.novel)} of novel data to {peers}{more} "
-                   f"destinations within {hours:g} h, each under the per-flow thresholds; the latest to {dst}.")
-        else:
-            msg = (f"Exfil spread: {dst} received {format_size(memory.novel)} of novel data from {peers}{more} "
-                   f"sources within {hours:g} h; the latest from {src}.")
-        notice = self.notice(flow, self.now, EXFIL_SPREAD, msg.replace("{", "{{").replace("}", "}}"))
+        notice = self.notice(flow, self.now, EXFIL_SPREAD, standard.SPREAD_MSGS[role], total=format_size(memory.novel),
+                             peers=peers, more="+" if peers >= standard.SPREAD_PEERS_KEPT else "",
+                             hours=self.cfg.slow_exfil_window / 3600)
         notice.peers = peers
         return notice
 
