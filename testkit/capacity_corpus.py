@@ -131,6 +131,29 @@ def small_secret(data: bytes = SECRET[:300]) -> list[IcmpPacket]:
                      for k in range(3)])
 
 
+def secret_two_packets(data: bytes = SECRET[300:500]) -> list[IcmpPacket]:
+    """A 200-byte credential in two echo requests, then the host's ordinary pings to the same peer."""
+    out = [echo(START + k * 0.5, CLIENT, SERVER, True, 0x0BAE, k + 1, data[k * 100 : (k + 1) * 100])
+           for k in range(2)]
+    for i in range(30):
+        t = START + 5 + i
+        out.append(echo(t, CLIENT, SERVER, True, 0x0BB0, i + 1, iputils_payload(56, t - SEND_LAG)))
+    return _replies(out)
+
+
+def secret_in_replies(data: bytes = SECRET[500:660], per: int = 40) -> list[IcmpPacket]:
+    """A 160-byte key sent back by the replier: its echo replies to an ordinary ping carry 40 bytes of
+    data each instead of the request's payload (icmpsh's direction)."""
+    out = []
+    for i in range(20):
+        t = START + i
+        request = echo(t, CLIENT, SERVER, True, 0x0BB1, i + 1, iputils_payload(56, t - SEND_LAG))
+        piece = data[i * per : (i + 1) * per]
+        reply = echo(t + 0.0004, SERVER, CLIENT, False, 0x0BB1, i + 1, piece) if piece else kernel_reply(request)
+        out += [request, reply]
+    return out
+
+
 def quoted_data(data: bytes = SECRET[:1000], per: int = 100) -> list[IcmpPacket]:
     """Port unreachables whose quote is a right IPv4 header (sent by the receiver) followed by data, not
     by the UDP header the header announces."""
@@ -219,6 +242,17 @@ def health_check_constant(hosts: int = 60, duration: float = 2 * HOUR, every: fl
     return sorted(_replies(out), key=lambda p: p.ts)
 
 
+def health_check_medium(hosts: int = 5, duration: float = 2 * HOUR, every: float = 10.0) -> list[IcmpPacket]:
+    """A health check whose one constant custom payload (200 bytes) is above small_secret_bytes."""
+    payload = (b"probe:datacenter-health:v3;" * 8)[:200]
+    out = []
+    for h in range(hosts):
+        for i in range(int(duration / every)):
+            out.append(echo(START + i * every + h * 0.01, CLIENT, f"10.51.0.{h + 1}", True, 0x2000 + h, i + 1,
+                            payload))
+    return sorted(_replies(out), key=lambda p: p.ts)
+
+
 def mpls_time_exceeded(rounds: int = 200) -> list[IcmpPacket]:
     """Time exceeded from MPLS routers (RFC 4950): the quote padded to 128 bytes (RFC 4884 length 32) and an
     MPLS label stack object, as `traceroute -I` across a provider core receives them."""
@@ -281,6 +315,8 @@ CAPACITY_POSITIVES: dict[str, tuple[CapacityCase, tuple[str, str]]] = {
     "length-modulated": (length_modulated, (CLIENT, SERVER)),
     "spread-rand-dest": (spread_rand_dest, (CLIENT, "*")),
     "small-secret": (small_secret, (CLIENT, SERVER)),
+    "secret-two-packets": (secret_two_packets, (CLIENT, SERVER)),
+    "secret-in-replies": (secret_in_replies, (SERVER, CLIENT)),
     "quoted-data": (quoted_data, (CLIENT, SERVER)),
     "extension-objects": (extension_objects, (CLIENT, SERVER)),
     "ipv6-dest-options": (ipv6_dest_options, (CLIENT6, SERVER6)),
@@ -290,6 +326,7 @@ CAPACITY_POSITIVES: dict[str, tuple[CapacityCase, tuple[str, str]]] = {
 CAPACITY_NEGATIVES: dict[str, CapacityCase] = {
     "icmplib-monitor": icmplib_monitor,
     "health-check-constant": health_check_constant,
+    "health-check-medium": health_check_medium,
     "mpls-time-exceeded": mpls_time_exceeded,
     "unknown-ping-counter-clock": unknown_ping_counter_clock,
     "cron-ping-c1": cron_ping_c1,
@@ -305,6 +342,9 @@ PROVENANCE: dict[str, str] = {
     "length-modulated": "crafted: iputils payload, size = 16 + data byte",
     "spread-rand-dest": "crafted: hping3 --rand-dest --file style, one chunk per destination",
     "small-secret": "crafted: 300 random bytes in 3 echo requests",
+    "secret-two-packets": "crafted: 200 random bytes in 2 echo requests, then iputils pings",
+    "secret-in-replies": "crafted: 160 random bytes in 4 echo replies (40 each) to iputils pings",
+    "health-check-medium": "crafted: one constant 200-byte custom payload, seq +1 from 1, 5 hosts, every 10 s",
     "quoted-data": "crafted: port unreachable, right IPv4 header quote, data instead of UDP",
     "extension-objects": "crafted: RFC 4884 extension, unassigned class 200 object with data",
     "ipv6-dest-options": "crafted: RFC 8200 destination options, RFC 4727 experimental option 0x1e",

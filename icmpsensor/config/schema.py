@@ -73,6 +73,13 @@ class DetectionConfig:
     novel_bytes_threshold: int = key(
         256, Int(0, 2**40), "standard: DataExfil when novel bytes sent in a flow exceed this"
     )
+    small_secret_bytes: int = key(
+        128, Int(0, 2**40), "standard: DataExfil also when a flow's novel bytes reach this, carried by at least "
+        "small_secret_payloads payloads (0: off)"
+    )
+    small_secret_payloads: int = key(
+        2, Int(1, 2**31), "standard: ... the changed echo payloads (requests and replies) small_secret_bytes needs"
+    )
     timestamp_tolerance: float = key(
         300.0, Seconds(0, 366 * 86400), "seconds a benign ping's embedded clock may differ from the capture's"
     )

@@ -500,8 +500,12 @@ class Detector(FlowDetector):
             return
         cfg = self.cfg
         enabled = self._enabled
-        if enabled & _EXFIL and flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold:
-            self._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due)
+        if enabled & _EXFIL and not flow.alerted & _EXFIL:
+            echo_novel = flow.novel_bytes - flow.nonecho_novel
+            if echo_novel > cfg.novel_bytes_threshold or (
+                    0 < cfg.small_secret_bytes <= echo_novel
+                    and flow.changed_requests + flow.reply_differs >= cfg.small_secret_payloads):
+                self._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due)
         if enabled & _ASYM and flow.reply_differs > cfg.reply_differs_threshold:
             self._raise(flow, ts, ASYM_PAYLOAD, ASYM_MSG, due)
         if enabled & _CHANGES and flow.changed_requests > cfg.changed_requests_threshold:

@@ -53,7 +53,9 @@ of echo-reply payload came back.
 With the standard profile (the default) it fires as soon as the bytes @SRC@
 sent that no exact benign ping template, no earlier payload and no answered
 request explains (NOVEL_BYTES=@NOVEL_BYTES@) exceed
-detection.novel_bytes_threshold; the totals are those at that moment, and an
+detection.novel_bytes_threshold, or reach detection.small_secret_bytes over
+more than one changed payload (a small secret); the totals are those at that
+moment, and an
 ICMP::ICMP_ExfilSummary entry with the final totals follows when the flow
 ends. With the original profile it fires when the flow ends and its request
 payload bytes exceed detection.exfil_bytes_threshold while its request payload

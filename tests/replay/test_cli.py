@@ -159,7 +159,7 @@ def test_notice_log_lines_carry_the_zeek_fields(tmp_path: Path) -> None:
         record = json.loads(line)
         assert isinstance(record["ts"], float) and record["uid"].startswith("C")
         assert record["note"].startswith("ICMP::") and record["msg"] and record["sub"]
-        assert record["src"] == EXFIL_SRC and record["dst"] == EXFIL_DST and record["n"] >= 3
+        assert record["src"] == EXFIL_SRC and record["dst"] == EXFIL_DST and record["n"] >= 2
         assert record["peer_descr"] == "dmz-sensor-1"
         assert record["actions"] == ["Notice::ACTION_LOG"] and record["email_dest"] == []
         assert record["suppress_for"] == 0
@@ -307,6 +307,7 @@ def test_built_in_example_reports_its_two_channels(tmp_path: Path) -> None:
         ("ICMP::ICMP_AsymPayload", "198.51.100.9", "192.0.2.20"),
         ("ICMP::ICMP_AsymPayloadFlow", "192.0.2.10", "198.51.100.7"),
         ("ICMP::ICMP_DataExfil", "192.0.2.10", "198.51.100.7"),
+        ("ICMP::ICMP_DataExfil", "198.51.100.9", "192.0.2.20"),  # the commands: a small secret's size
         ("ICMP::ICMP_ExfilSummary", "192.0.2.10", "198.51.100.7"),
         ("ICMP::ICMP_ExfilSummary", "198.51.100.9", "192.0.2.20"),
     ]

@@ -480,7 +480,7 @@ class ReferenceDetector:
             return
         cfg = self.cfg
         for note, holds, template in (
-            (DATA_EXFIL, flow.novel_bytes - flow.nonecho_novel > cfg.novel_bytes_threshold, standard.EXFIL_MSG),
+            (DATA_EXFIL, self.exfil(flow), standard.EXFIL_MSG),
             (ASYM_PAYLOAD, flow.reply_differs > cfg.reply_differs_threshold, standard.ASYM_MSG),
             (ASYM_PAYLOAD_FLOW, flow.changed_requests > cfg.changed_requests_threshold, standard.CHANGES_MSG),
             (TUNNEL, bool(flow.tool), standard.TUNNEL_MSG),
@@ -490,6 +490,16 @@ class ReferenceDetector:
                 self.raise_once(flow, ts, note, template, due)
         if flow.novel_bytes and not flow.raised & (PAIR_REPORTED_BY | {SLOW_EXFIL.name}):
             self.check_slow(flow, ts, due)
+
+    def exfil(self, flow: RefFlow) -> bool:
+        """DataExfil: the flow's echo novel bytes above novel_bytes_threshold, or a small secret: at least
+        small_secret_bytes over at least small_secret_payloads changed payloads."""
+        novel, cfg = flow.novel_bytes - flow.nonecho_novel, self.cfg
+        if novel > cfg.novel_bytes_threshold:
+            return True
+        payloads = flow.changed_requests + flow.reply_differs
+        return bool(cfg.small_secret_bytes) and novel >= cfg.small_secret_bytes \
+            and payloads >= cfg.small_secret_payloads
 
     def check_slow(self, flow: RefFlow, ts: float, due: list[Notice]) -> None:
         """SlowExfil: the pair's novel bytes within the window (its ended flows' and this one's) reach the minimum."""

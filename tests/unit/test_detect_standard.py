@@ -74,13 +74,14 @@ def test_exfil_fires_in_real_time_once_then_a_summary_at_flow_end() -> None:
     det = detector()
     out = run(det, transfer(20), flush=False)
     # 100 novel bytes per request (each chunk differs from the last in every position that matters):
-    # the 3rd request crosses 256 novel bytes, the 6th change crosses the changed-requests threshold.
-    threshold = DetectionConfig().novel_bytes_threshold
-    crossing = threshold // 100 + 1
+    # the 2nd request reaches small_secret_bytes with two payloads, the 6th change crosses the
+    # changed-requests threshold.
+    cfg = DetectionConfig()
+    crossing = max(cfg.small_secret_payloads, -(-cfg.small_secret_bytes // 100))
     assert notes(out) == [("DataExfil", A, B), ("AsymPayloadFlow", A, B)]
     exfil = out[0]
-    assert exfil.ts == pytest.approx(T0 + 0.1 * (crossing - 1))  # that request, not the end of the flow
-    assert threshold < exfil.novel_bytes <= threshold + 100 and exfil.n == crossing
+    assert exfil.ts == pytest.approx(T0 + 0.1 * (crossing - 1), abs=1e-6)  # that request, not the flow's end
+    assert exfil.novel_bytes == 100 * crossing and exfil.n == crossing
     summary = det.flush()
     assert notes(summary) == [("ExfilSummary", A, B)]
     final = summary[0]
@@ -110,6 +111,32 @@ def test_a_constant_payload_above_the_threshold_alerts_once() -> None:
     det = detector()
     assert notes(run(det, packets)) == [("DataExfil", A, B), ("ExfilSummary", A, B)]
     assert det.stats.novel_bytes == 300
+
+
+def test_a_small_secret_in_a_handful_of_packets_is_reported() -> None:
+    # Below novel_bytes_threshold but at least small_secret_bytes, carried by more than one payload:
+    # a credential or a key in a few requests (a constant payload is one payload, however often sent).
+    cfg = DetectionConfig()
+    assert cfg.small_secret_bytes < cfg.novel_bytes_threshold
+    for per, count in ((100, 2), (40, 4), (cfg.small_secret_bytes // 2, 2)):
+        packets = [echo(T0 + i, A, B, True, chunk(i, per), seq=i) for i in range(count)]
+        out = run(detector(), packets, flush=False)
+        assert notes(out) == [("DataExfil", A, B)], (per, count)
+        assert out[0].ts == T0 + count - 1 and out[0].novel_bytes == per * count
+
+
+def test_below_the_small_secret_floor_or_in_one_payload_nothing_is_reported() -> None:
+    floor = DetectionConfig().small_secret_bytes
+    few = [echo(T0 + i, A, B, True, chunk(i, (floor - 1) // 3), seq=i) for i in range(3)]
+    assert run(detector(), few) == []
+    # one payload of the same size, sent once or as a constant health check: the documented trade-off
+    once = [echo(T0, A, B, True, chunk(0, 200), seq=1)]
+    assert run(detector(), once) == []
+    constant = [echo(T0 + i, A, B, True, chunk(0, 200), seq=i) for i in range(100)]
+    assert run(detector(), constant) == []
+    # the switch: 0 turns the rule off
+    two = [echo(T0 + i, A, B, True, chunk(i, 100), seq=i) for i in range(2)]
+    assert run(detector(small_secret_bytes=0), two) == []
 
 
 def test_a_constant_payload_is_not_novel_again_in_the_next_flow() -> None:
@@ -219,10 +246,11 @@ def test_switches() -> None:
 
 
 def test_reconfigure_keeps_state() -> None:
-    det = detector()
-    run(det, transfer(2), flush=False)
+    det = detector(small_secret_bytes=0)
+    run(det, transfer(1), flush=False)
     assert det.flow_count == 2
-    det.reconfigure(dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100), AllowlistConfig())
+    det.reconfigure(dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100, small_secret_bytes=0),
+                    AllowlistConfig())
     out = run(det, [echo(T0 + 1, A, B, True, chunk(99), seq=3)])  # a new chunk (a repeated one counts once)
     assert ("DataExfil", A, B) in notes(out)
 
