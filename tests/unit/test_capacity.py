@@ -139,7 +139,8 @@ def run(packets: list[IcmpPacket]) -> list[Notice]:
 
 CHANNEL = {"ident-seq": "ident", "new-ident-each": "ident", "timestamp-usec": "time", "busybox-counter": "time",
            "ping-patterns": "pattern", "length-modulated": "length", "spread-rand-dest": "payload",
-           "small-secret": "payload", "quoted-data": "non-echo", "extension-objects": "non-echo",
+           "small-secret": "payload", "secret-two-packets": "payload", "secret-in-replies": "payload",
+           "quoted-data": "non-echo", "extension-objects": "non-echo",
            "ipv6-dest-options": "options", "nd-options": "non-echo"}
 
 
