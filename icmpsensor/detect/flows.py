@@ -10,10 +10,11 @@ it answers. Subclasses say what a packet does to a flow and what a flow's end me
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
@@ -37,11 +38,19 @@ _UID_TABLE = bytes(_UID_ALPHABET[b % 62] for b in range(248)) + bytes(8)
 _UID_DROP = bytes(range(248, 256))
 
 
+_uid_pool = bytearray()
+
+
 def new_uid() -> str:
-    """A Zeek-style connection uid: 'C' followed by 17 random base62 characters."""
+    """A Zeek-style connection uid: 'C' followed by 17 random base62 characters (os.urandom, drawn 4 KiB at
+    a time: a notice storm makes one per flow)."""
+    pool = _uid_pool
     chars = b""
     while len(chars) < 17:  # 24 random bytes keep 17 or more but once in ~10^8
-        chars += os.urandom(24).translate(_UID_TABLE, _UID_DROP)
+        if len(pool) < 24:
+            pool += os.urandom(4096)
+        chars += bytes(pool[-24:]).translate(_UID_TABLE, _UID_DROP)
+        del pool[-24:]
     return "C" + chars[:17].decode()
 
 
@@ -343,34 +352,43 @@ class FlowDetector:
         flow.alerted |= note.bit
         due.append(self._notice(flow, ts, note.name, msg, **fields))
 
-    def _extra(self, flow: Flow) -> str:
-        """What a profile adds at the end of a flow notice's `sub`."""
-        return ""
+    # What a profile adds at the end of a flow notice's `sub`: a function of the flow's snapshot and the
+    # `extra` its _notice passes (None: nothing).
+    EXTRA: Callable[[Flow, object], str] | None = None
 
-    def _notice(self, flow: Flow, ts: float, note: str, msg: str, **fields: object) -> Notice:
-        """A notice on the flow; `msg` is a _FlowText template (with `fields`)."""
-        text = _FlowText(flow, fields)
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, extra: object = None, **fields: object) -> Notice:
+        """A notice on the flow; `msg` is a _FlowText template (with `fields`). Its text is made only if
+        it is read (FlowNoticeText): from a snapshot of the flow now."""
         novel_bytes = flow.novel_bytes if self.NOVEL else -1
         self.stats.notices += 1
-        src, dst, duration = text.src, text.dst, text.duration
-        return Notice(
-            ts=ts,
-            note=note,
-            msg=msg.format_map(text),
-            sub=flow_summary_sub(src, dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes, flow.n,
-                                 novel_bytes, self._extra(flow), duration=duration),
-            src=src,
-            dst=dst,
-            uid=flow.ensure_uid(),
-            n=flow.n,
-            bytes_sent=flow.bytes_sent,
-            bytes_received=flow.received_bytes,
-            start=flow.start,
-            end=flow.last,
-            novel_bytes=novel_bytes,
-            icmp_type=flow.icmp_type,
-            icmp_code=flow.icmp_code,
-        )
+        # positional, in Notice's order (a storm makes two per flow)
+        return Notice(ts, note, "", "", addr_text(flow.src), addr_text(flow.dst), flow.uid or flow.ensure_uid(),
+                      flow.n, flow.bytes_sent, flow.received_bytes, flow.start, flow.last, novel_bytes, "",
+                      flow.icmp_type, flow.icmp_code, "", "", 0,
+                      FlowNoticeText(_flow_values(flow), msg, fields, novel_bytes, self.EXTRA, extra))
+
+
+_flow_values = operator.attrgetter(*(f.name for f in fields(Flow)))
+
+
+class FlowNoticeText:
+    """A flow notice's msg and sub, made when first read (notice/record.py) from the flow as it was when the
+    notice was raised (its fields' values; a profile's `extra` is taken then too)."""
+
+    __slots__ = ("extra", "extra_text", "fields", "msg", "novel_bytes", "values")
+
+    def __init__(self, values: tuple[object, ...], msg: str, fields: dict[str, object], novel_bytes: int,
+                 extra_text: Callable[[Flow, object], str] | None, extra: object) -> None:
+        self.values, self.msg, self.fields, self.novel_bytes = values, msg, fields, novel_bytes
+        self.extra_text, self.extra = extra_text, extra
+
+    def render(self) -> tuple[str, str]:
+        flow = Flow(*self.values)
+        text = _FlowText(flow, self.fields)
+        extra = self.extra_text(flow, self.extra) if self.extra_text is not None else ""
+        sub = flow_summary_sub(text.src, text.dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes,
+                               flow.n, self.novel_bytes, extra, duration=text.duration)
+        return self.msg.format_map(text), sub
 
 
 class _FlowText(dict[str, object]):

@@ -171,6 +171,18 @@ class HostTable:
             self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
 
 
+def notice_extra(flow: Flow, carried: list[tuple[str, int]]) -> str:
+    """What the standard profile adds to a flow notice's sub: the tool, the non-echo reason, the channels."""
+    parts = []
+    if flow.tool:
+        parts.append(f"Tool: {flow.tool} ({flow.tool_evidence})")
+    if flow.nonecho_reason:
+        parts.append(f"Non-echo: {flow.nonecho_reason}")
+    if carried:
+        parts.append("Channels: " + ", ".join(f"{name} {format_size(count)}" for name, count in carried))
+    return ", ".join(parts)
+
+
 class Detector(FlowDetector):
     """The standard profile."""
 
@@ -182,7 +194,6 @@ class Detector(FlowDetector):
         self._tools = tunnels.ToolTracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
         self._run_free = True  # the request being handled did not start a new run past the run budget
-        self._carried: list[tuple[str, int]] = []  # channel_bytes of the flow whose notice is being made
         super().__init__(detection, allowlist)
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
@@ -536,29 +547,23 @@ class Detector(FlowDetector):
             self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
         super()._raise(flow, ts, note, msg, due, **fields)
 
-    def _extra(self, flow: Flow) -> str:
-        parts = []
-        if flow.tool:
-            parts.append(f"Tool: {flow.tool} ({flow.tool_evidence})")
-        if flow.nonecho_reason:
-            parts.append(f"Non-echo: {flow.nonecho_reason}")
-        carried = self._carried
-        if carried:
-            parts.append("Channels: " + ", ".join(f"{name} {format_size(count)}" for name, count in carried))
-        return ", ".join(parts)
-
-    def _notice(self, flow: Flow, ts: float, note: str, msg: str, **fields: object) -> Notice:
-        self._carried = carried = channel_bytes(flow)  # for _extra, called by the notice's sub
-        notice = super()._notice(flow, ts, note, msg, **fields)
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, extra: object = None,
+                **fields: object) -> Notice:
+        carried = channel_bytes(flow)
+        notice = super()._notice(flow, ts, note, msg, carried, **fields)
         notice.tool = flow.tool
-        notice.channels = ",".join(name for name, _ in carried)
+        notice.channels = carried[0][0] if len(carried) == 1 else ",".join(name for name, _ in carried)
         return notice
+
+    EXTRA = staticmethod(notice_extra)  # type: ignore[arg-type]
 
 
 def channel_bytes(flow: Flow) -> list[tuple[str, int]]:
     """The channels that carried the flow's novel bytes and how many each, largest first: the payload
     (what no other channel was charged), non-echo messages, and the fields capacity.py charges."""
     state = flow.channels
+    if (state is None or not state.charged) and not flow.nonecho_novel:  # the common case: the payload alone
+        return [("payload", flow.novel_bytes)] if flow.novel_bytes > 0 else []
     charged = dict(state.charged) if state is not None and state.charged else {}
     if flow.nonecho_novel:
         charged["non-echo"] = flow.nonecho_novel

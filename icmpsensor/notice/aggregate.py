@@ -32,6 +32,7 @@ from icmpsensor.notice.types import EXFIL_SPREAD, SLOW_EXFIL
 NEVER_FOLDED = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))
 MAX_KEYS = 100_000
 MAX_UIDS = 1_000_000
+_UNSEEN = ("", "")  # a flow none of whose notices came yet
 
 
 @dataclass(slots=True)
@@ -70,12 +71,12 @@ class NoticeAggregator:
 
     def filter(self, notices: Iterable[Notice]) -> list[Notice]:
         """The notices to write now: aggregates of an interval that has ended, then those not folded."""
+        if not self.enabled:
+            return list(notices)
         out: list[Notice] = []
         for notice in notices:
-            if not self.enabled:
-                out.append(notice)
-                continue
-            out.extend(self.advance(notice.ts))
+            if self.window_start is None or notice.ts >= self.window_start + self.interval:
+                out.extend(self.advance(notice.ts))
             if self._fold(notice):
                 self.folded += 1
             else:
@@ -106,12 +107,15 @@ class NoticeAggregator:
         if notice.note in NEVER_FOLDED or not notice.src or not notice.dst:
             return False
         uid = notice.uid
-        if uid and uid in self._uids:
-            under = self._uids[uid]
+        under = self._uids.get(uid, _UNSEEN) if uid else _UNSEEN
+        if under is not _UNSEEN:
             if under is None:
                 return False  # the flow's earlier notice was written: so is this one
             role, host = under
-            fold = self._folds.setdefault((notice.note, role, host), _Fold(first=notice.ts, last=notice.ts))
+            key = (notice.note, role, host)
+            fold = self._folds.get(key)
+            if fold is None:
+                fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
             self._count(notice, fold, notice.src if role == "to" else notice.dst)
             return True
         keys = ((notice.note, "to", notice.dst), (notice.note, "from", notice.src))
@@ -139,11 +143,14 @@ class NoticeAggregator:
     def _count(self, notice: Notice, fold: _Fold, peer: str) -> None:
         fold.folded += 1
         fold.bytes_sent += notice.bytes_sent
-        fold.last = max(fold.last, notice.ts)
-        if len(fold.peers) < MAX_PEERS:
-            fold.peers.add(peer)
-        if len(fold.sample) < self.sample and peer not in fold.sample:
-            fold.sample.append(peer)
+        if notice.ts > fold.last:
+            fold.last = notice.ts
+        peers = fold.peers
+        if len(peers) < MAX_PEERS:
+            peers.add(peer)
+        sample = fold.sample
+        if len(sample) < self.sample and peer not in sample:
+            sample.append(peer)
 
     def _remember(self, uid: str, under: tuple[str, str] | None) -> None:
         """Remember how a flow's notice went, across intervals (its summary may come much later); the

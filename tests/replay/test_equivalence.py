@@ -581,7 +581,7 @@ def extra_sub(flow: RefFlow) -> str:
 
 
 def without_uid(notices: Iterable[Notice]) -> list[Notice]:
-    return [dataclasses.replace(n, uid="", evidence="") for n in notices]
+    return [n.replace(uid="", evidence="") for n in notices]
 
 
 def detect_both(packets: list[IcmpPacket], detection: DetectionConfig,

@@ -264,3 +264,19 @@ def test_exfil_tools_are_reported_naming_the_right_hosts(name: str) -> None:
     out = run(detector(), exfil_corpus.EXFIL_CASES[name]())
     named = {(n.src, n.dst) for n in out if not n.note.endswith("ExfilSummary")}
     assert (src, dst) in named, notes(out)
+
+
+# -- notice text: a snapshot, made only when read ------------------------------------------------
+
+
+def test_a_notice_text_is_the_flow_as_raised_made_only_when_read() -> None:
+    det = detector()
+    out = run(det, transfer(2), flush=False)
+    (exfil,) = [n for n in out if n.note.endswith("DataExfil")]
+    assert exfil._text is not None  # not made yet: a folded notice never pays for it
+    run(det, transfer(5, start=T0 + 1), flush=False)  # the flow goes on
+    assert exfil._text is not None
+    assert exfil.msg.startswith("Exfil of 200.00 bytes of novel data (200.00 bytes of payload) seen from")
+    assert exfil._text is None
+    assert "Event count: 2, Novel bytes: 200, Channels: payload 200.00 bytes" in exfil.sub
+    assert exfil.n == 2 and exfil.novel_bytes == 200
