@@ -103,6 +103,8 @@ class EvidenceRecorder:
         self._minute = -1  # the minute of packet time max_files_per_minute counts in
         self._started = 0  # files started in it
         self._closed_writer = False
+        # packets of recorded flows not yet handed to the writer: a batch's worth at most (flush)
+        self._pending: dict[str, list[HeldPacket]] = {}
 
     # -- per packet ----------------------------------------------------------------------------
 
@@ -148,8 +150,21 @@ class EvidenceRecorder:
         held = self._held(pkt, batch, index)
         if not self._fits(recording, held):
             return
-        if not self.writer.submit(WriteJob(recording.uid, (held,))):
-            self.stats.dropped_queue_packets += 1
+        pending = self._pending.get(recording.uid)
+        if pending is None:
+            self._pending[recording.uid] = [held]
+        else:
+            pending.append(held)
+
+    def flush(self) -> None:
+        """Hand the recorded packets held since the last flush to the writer, a job per flow, at once (the
+        pipeline calls it after each batch). What the writer refuses is counted."""
+        if not self._pending:
+            return
+        jobs = [WriteJob(uid, tuple(packets)) for uid, packets in self._pending.items()]
+        self._pending.clear()
+        for job in self.writer.submit_all(jobs):
+            self.stats.dropped_queue_packets += len(job.packets)
 
     def _fits(self, recording: _Recording, held: HeldPacket) -> bool:
         """Count the packet into the recording if it is within max_file_bytes (else: truncated)."""
@@ -219,6 +234,7 @@ class EvidenceRecorder:
         recording = self._open.pop(key, None)
         if recording is None:
             return
+        self.flush()  # its packets before its end
         self._unwatch(key)
         self._closed[recording.uid] = recording.pcap_path
         if len(self._closed) > KNOWN_UIDS:
@@ -249,6 +265,7 @@ class EvidenceRecorder:
         of it); what it could not write by then is counted. Idempotent."""
         if self._closed_writer:
             return
+        self.flush()
         while self._open:
             self._finish(next(iter(self._open)))
         self._rings.clear()

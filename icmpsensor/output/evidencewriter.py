@@ -187,6 +187,36 @@ class EvidenceWriter:
             self._thread.start()
         return True
 
+    def submit_all(self, jobs: list[WriteJob]) -> list[WriteJob]:
+        """Queue jobs as submit() does, under one lock and with one wake-up of the thread; the jobs refused
+        (the queue full, live, or the writer closing), which the caller counts."""
+        refused: list[WriteJob] = []
+        if self._thread is None and jobs:  # started with the first job (as in submit), before any wait for room
+            self._thread = threading.Thread(target=self._run, name="icmpsensor-evidence", daemon=True)
+            self._thread.start()
+        with self._cond:
+            was_empty = not self._jobs
+            for job in jobs:
+                cost = job.cost
+                if self._closing:
+                    refused.append(job)
+                    continue
+                while self._jobs and (self._queued + cost > self.queue_bytes or len(self._jobs) >= QUEUE_JOBS):
+                    if not self.wait_when_full:
+                        break
+                    if was_empty:  # the thread must run to make room
+                        self._cond.notify_all()
+                        was_empty = False
+                    self._cond.wait(IDLE_WAIT)
+                else:
+                    self._jobs.append(job)
+                    self._queued += cost
+                    continue
+                refused.append(job)
+            if was_empty and self._jobs:
+                self._cond.notify_all()
+        return refused
+
     def refresh_disk_usage(self) -> None:
         """Measure the directory again before the next write (with workers, the others write into it too)."""
         self._refresh = True
@@ -255,8 +285,15 @@ class EvidenceWriter:
         if job.src:
             flow = self._start(job)
         if flow is not None:
-            for held in job.packets:
-                self._write(flow, held)
+            packets = job.packets
+            start = 0
+            while start < len(packets):  # runs of one link type (nearly always the whole job): one write each
+                linktype = packets[start].linktype
+                end = start + 1
+                while end < len(packets) and packets[end].linktype == linktype:
+                    end += 1
+                self._write_run(flow, packets[start:end], linktype)
+                start = end
         elif job.packets:  # its files could not be created, or were closed (MAX_OPEN)
             self.stats.errors += len(job.packets)
         if job.finish:
@@ -299,6 +336,36 @@ class EvidenceWriter:
         pcap = flow.pcaps[linktype] = _File(name, handle, len(header))
         self._disk += DISK_BLOCK
         return pcap
+
+    def _write_run(self, flow: _Flow, run: tuple[HeldPacket, ...], linktype: int) -> None:
+        """Packets of one link type, in one write per file when they fit the budget together (else one by
+        one, so that the budget drops exactly what does not fit)."""
+        if len(run) == 1:
+            self._write(flow, run[0])
+            return
+        pcap = self._pcap(flow, linktype)
+        if pcap is None:
+            return
+        pack = RECORD.pack
+        records = b"".join([pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data
+                            for held in run for f in held.frames])
+        carried = b"".join([held.carried for held in run if held.sender == flow.src])
+        grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
+        if self._disk + grows > self.cfg.max_total_bytes:
+            for held in run:
+                self._write(flow, held)
+            return
+        try:
+            pcap.handle.write(records)
+            if carried:
+                flow.carried.handle.write(carried)
+        except OSError:
+            self.stats.errors += 1
+            return
+        pcap.size += len(records)
+        flow.carried.size += len(carried)
+        self._disk += grows
+        self.stats.packets += len(run)
 
     def _write(self, flow: _Flow, held: HeldPacket) -> None:
         pcap = self._pcap(flow, held.linktype)

@@ -109,6 +109,7 @@ class Pipeline:
                 observe(pkt, novel, batch, index)
             if notices:
                 self.emit(notices)
+        evidence.flush()
 
     def advance(self, now: float) -> None:
         notices = self.detector.advance(now)
