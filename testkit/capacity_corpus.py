@@ -113,6 +113,35 @@ def length_modulated(data: bytes = SECRET[:400], rate: float = 5.0) -> list[Icmp
     return _replies(out)
 
 
+def size_per_run(data: bytes = SECRET[:300], every: float = 2.0) -> list[IcmpPacket]:
+    """`ping -c 1 -s $((16 + byte))` looped: one request per run, a new identifier (the next pid) each,
+    the data in the size chosen for the run; every payload is exactly what iputils writes."""
+    out = []
+    for i, byte in enumerate(data):
+        t = START + i * every
+        out.append(echo(t, CLIENT, SERVER, True, 0x3000 + 3 * i, 1, iputils_payload(16 + byte, t - SEND_LAG)))
+    return _replies(out)
+
+
+def pattern_per_run(data: bytes = SECRET[:320], every: float = 1.0) -> list[IcmpPacket]:
+    """`ping -c 1 -p HEX16` looped: one request per run, 16 data bytes in each run's pattern."""
+    out = []
+    for r in range(0, len(data), 16):
+        t = START + r / 16 * every
+        out.append(echo(t, CLIENT, SERVER, True, 0x4000 + r, 1, iputils_payload(56, t - SEND_LAG, data[r : r + 16])))
+    return _replies(out)
+
+
+def seq_only(data: bytes = SECRET[:300], every: float = 0.2) -> list[IcmpPacket]:
+    """Data in the sequence number alone (two bytes a request), one identifier, the iputils payload."""
+    out = []
+    for i in range(0, len(data), 2):
+        t = START + i / 2 * every
+        out.append(echo(t, CLIENT, SERVER, True, 0x1234, int.from_bytes(data[i : i + 2], "big"),
+                        iputils_payload(56, t - SEND_LAG)))
+    return _replies(out)
+
+
 def spread_rand_dest(data: bytes = SECRET, chunk: int = 48, rate: float = 20.0) -> list[IcmpPacket]:
     """One source sends a file in small pieces to a new destination each time (hping3 --rand-dest
     --file): every flow carries one chunk, far under the per-flow thresholds."""
@@ -129,6 +158,24 @@ def small_secret(data: bytes = SECRET[:300]) -> list[IcmpPacket]:
     """A key's worth of data (300 bytes) in three echo requests, from a host that pings nothing else."""
     return _replies([echo(START + k * 0.5, CLIENT, SERVER, True, 0x0BAD, k + 1, data[k * 100 : (k + 1) * 100])
                      for k in range(3)])
+
+
+def icmplib_layout_exfil(data: bytes = SECRET, calls: int = 8, count: int = 50) -> list[IcmpPacket]:
+    """A file in icmplib's exact layout: base62 text of the data, 56 characters per request, ping(count=50,
+    interval=0.05) calls back to back, a new identifier per call, seq from 0 (exfiltration volume)."""
+    alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    number = int.from_bytes(data, "big")
+    text = bytearray()
+    while number:
+        number, digit = divmod(number, 62)
+        text.append(alphabet[digit])
+    out = []
+    for call in range(calls):
+        for seq in range(count):
+            k = (call * count + seq) * 56 % max(1, len(text) - 56)
+            t = START + (call * count + seq) * 0.05
+            out.append(echo(t, CLIENT, SERVER, True, 0x9100 + call, seq, bytes(text[k : k + 56])))
+    return _replies(out)
 
 
 def secret_two_packets(data: bytes = SECRET[300:500]) -> list[IcmpPacket]:
@@ -214,9 +261,9 @@ def nd_options(data: bytes = SECRET[:640], per: int = 32, rate: float = 1.0) -> 
 
 
 def icmplib_monitor(hosts: int = 8, duration: float = 2 * HOUR, every: float = 30.0,
-                    count: int = 5) -> list[IcmpPacket]:
-    """Home Assistant's ping integration (icmplib async_ping: count 5, a new identifier per call, seq
-    from 0, 56 random characters of a-zA-Z0-9 per request) every 30 s to a few hosts."""
+                    count: int = 5, interval: float = 1.0) -> list[IcmpPacket]:
+    """Home Assistant's ping integration (icmplib async_ping: count 5, interval 1 s, a new identifier per
+    call, seq from 0, 56 random characters of a-zA-Z0-9 per request) every 30 s to a few hosts."""
     rng = random.Random(8)
     alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ1234567890"
     out = []
@@ -225,9 +272,33 @@ def icmplib_monitor(hosts: int = 8, duration: float = 2 * HOUR, every: float = 3
         for r in range(int(duration / every)):
             ident = rng.randrange(0x10000)
             for seq in range(count):
-                t = START + r * every + h * 0.01 + seq * 1.0
+                t = START + r * every + h * 0.01 + seq * interval
                 payload = bytes(rng.choices(alphabet, k=56))
                 out.append(echo(t, CLIENT, dst, True, ident, seq, payload))
+    return sorted(_replies(out), key=lambda p: p.ts)
+
+
+def icmplib_every_10s() -> list[IcmpPacket]:
+    """icmplib monitoring at a tighter cadence: count 5 every 10 s to 4 hosts for an hour."""
+    return icmplib_monitor(hosts=4, duration=HOUR, every=10.0)
+
+
+def icmplib_fast_interval() -> list[IcmpPacket]:
+    """icmplib ping(count=5, interval=0.2) every 30 s: four changing 56-byte payloads back to back, seq +1
+    (what Icmp-File-Transfer's chunks also look like, but for icmplib's exact layout)."""
+    return icmplib_monitor(hosts=4, duration=HOUR, interval=0.2)
+
+
+def sizes_per_run(hosts: int = 3, duration: float = HOUR, every: float = 5.0) -> list[IcmpPacket]:
+    """A path check that runs `ping -c 1` with one of three sizes in turn (56, 1372, 1472) every 5 s to a
+    few hosts, a new identifier per run."""
+    out = []
+    sizes = (56, 1372, 1472)
+    for h in range(hosts):
+        for r in range(int(duration / every)):
+            t = START + r * every + h * 0.02
+            out.append(echo(t, CLIENT, f"10.52.0.{h + 1}", True, (0x5000 + 7 * r + h) & 0xFFFF, 1,
+                            iputils_payload(sizes[r % 3], t - SEND_LAG)))
     return sorted(_replies(out), key=lambda p: p.ts)
 
 
@@ -313,8 +384,12 @@ CAPACITY_POSITIVES: dict[str, tuple[CapacityCase, tuple[str, str]]] = {
     "busybox-counter": (busybox_counter, (CLIENT, SERVER)),
     "ping-patterns": (ping_patterns, (CLIENT, SERVER)),
     "length-modulated": (length_modulated, (CLIENT, SERVER)),
+    "size-per-run": (size_per_run, (CLIENT, SERVER)),
+    "pattern-per-run": (pattern_per_run, (CLIENT, SERVER)),
+    "seq-only": (seq_only, (CLIENT, SERVER)),
     "spread-rand-dest": (spread_rand_dest, (CLIENT, "*")),
     "small-secret": (small_secret, (CLIENT, SERVER)),
+    "icmplib-layout-exfil": (icmplib_layout_exfil, (CLIENT, SERVER)),
     "secret-two-packets": (secret_two_packets, (CLIENT, SERVER)),
     "secret-in-replies": (secret_in_replies, (SERVER, CLIENT)),
     "quoted-data": (quoted_data, (CLIENT, SERVER)),
@@ -325,7 +400,10 @@ CAPACITY_POSITIVES: dict[str, tuple[CapacityCase, tuple[str, str]]] = {
 
 CAPACITY_NEGATIVES: dict[str, CapacityCase] = {
     "icmplib-monitor": icmplib_monitor,
+    "icmplib-every-10s": icmplib_every_10s,
+    "icmplib-fast-interval": icmplib_fast_interval,
     "health-check-constant": health_check_constant,
+    "sizes-per-run": sizes_per_run,
     "health-check-medium": health_check_medium,
     "mpls-time-exceeded": mpls_time_exceeded,
     "unknown-ping-counter-clock": unknown_ping_counter_clock,
@@ -340,8 +418,14 @@ PROVENANCE: dict[str, str] = {
     "busybox-counter": "crafted: BusyBox networking/ping.c layout, data in the monotonic counter",
     "ping-patterns": "crafted: iputils ping -c 2 -p PATTERN (fill()), a new pattern per run",
     "length-modulated": "crafted: iputils payload, size = 16 + data byte",
+    "size-per-run": "crafted: iputils ping -c 1 -s (16 + data byte) in a loop, every 2 s, ident = next pid",
+    "pattern-per-run": "crafted: iputils ping -c 1 -p (16 data bytes) in a loop, every 1 s",
+    "seq-only": "crafted: iputils payload, data in the sequence number only, one identifier",
+    "sizes-per-run": "crafted: ping -c 1 -s 56/1372/1472 in turn every 5 s to 3 hosts, a new ident per run",
     "spread-rand-dest": "crafted: hping3 --rand-dest --file style, one chunk per destination",
     "small-secret": "crafted: 300 random bytes in 3 echo requests",
+    "icmplib-layout-exfil": "crafted: SECRET as base62 text in icmplib's 56-character layout, 8 x ping(count=50, "
+                            "interval=0.05)",
     "secret-two-packets": "crafted: 200 random bytes in 2 echo requests, then iputils pings",
     "secret-in-replies": "crafted: 160 random bytes in 4 echo replies (40 each) to iputils pings",
     "health-check-medium": "crafted: one constant 200-byte custom payload, seq +1 from 1, 5 hosts, every 10 s",
@@ -350,6 +434,8 @@ PROVENANCE: dict[str, str] = {
     "ipv6-dest-options": "crafted: RFC 8200 destination options, RFC 4727 experimental option 0x1e",
     "nd-options": "crafted: RFC 4861 neighbour solicitation, unassigned option type 200",
     "icmplib-monitor": "icmplib models.py ICMPRequest (56 random a-zA-Z0-9), ping(count=5, id per call, seq 0..)",
+    "icmplib-every-10s": "icmplib layout as icmplib-monitor, count 5 every 10 s to 4 hosts",
+    "icmplib-fast-interval": "icmplib layout as icmplib-monitor, ping(count=5, interval=0.2) every 30 s",
     "health-check-constant": "crafted: constant custom payload, seq +1 from 1, 60 hosts",
     "mpls-time-exceeded": "RFC 4950 / RFC 4884: 128-byte padded quote, MPLS label stack object",
     "unknown-ping-counter-clock": "crafted: 8-byte LE microsecond clock + 4-byte counter + fixed text",

@@ -14,9 +14,9 @@ flow's novel bytes (eight to a byte) and remembers which channel carried them:
   embedded - capture stays put within a run, up to jitter. A change of the offset beyond
   TIME_JITTER costs log2(1 + excess / TIME_UNIT) bits.
 * ``length`` — benign: one payload size per run. A change of d bytes within a run costs
-  log2(1 + |d|) bits; a new size at a new run is free within the run budget.
+  log2(1 + |d|) bits; a new size at a new run is free within the run and parameter budgets.
 * ``pattern`` — a template's per-run constant (a ``ping -p`` pattern, a fill byte): a new one at a new
-  run is free within the run budget, else it costs its bytes.
+  run is free within the run and parameter budgets, else it costs its bytes.
 * ``fields`` — an unknown implementation's changing bytes: where a payload differs from the
   sender's previous one in a few short places, each place is read as an integer field (2, 4 or 8
   bytes, either byte order) and costs the bits it moved beyond a counter (+1) or a clock (seconds,
@@ -30,7 +30,9 @@ flow's novel bytes (eight to a byte) and remembers which channel carried them:
 Run budget: a monitoring system that starts a new short run every few seconds (``ping -c 1`` from
 cron, Home Assistant's icmplib pings) changes identifier, sometimes size and pattern, at every run.
 RUN_BUDGET run changes per flow are free, refilled at one per RUN_REFILL seconds; past that every run
-change is charged. Known limit: data hidden in run changes at or below that cadence is not counted.
+change is charged. A new run that also changes the size or the pattern takes a token from a second,
+smaller budget (PARAM_BUDGET, refilled one per PARAM_REFILL seconds). Known limit: data hidden in run
+changes at or below those cadences is not counted.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ TIME_JITTER = 0.010  # seconds an embedded clock's offset may move between packe
 TIME_UNIT = 1e-5  # resolution at which a larger move is charged (10 µs)
 RUN_BUDGET = 10.0  # run changes free at once ...
 RUN_REFILL = 5.0  # ... and one more per this many seconds
+# A new run that also changes the template's parameters (its size, its -p pattern) from the run before:
+# PARAM_BUDGET such changes per flow are free, refilled at one per PARAM_REFILL seconds. Monitoring
+# repeats its parameters run after run; `ping -c 1 -s SIZE` or `-p PATTERN` looped with new values does not.
+PARAM_BUDGET = 10.0
+PARAM_REFILL = 60.0
 RUNS_REMEMBERED = 16  # runs side by side in one flow (several pingers on one host) followed each
 MAX_FIELD_PLACES = 4  # a payload that differs in more places is charged byte for byte
 MAX_FIELD_BYTES = 8
@@ -59,7 +66,8 @@ class FlowChannels:
 
     other_size: int = -1  # the size before the last one (a path MTU probe alternates two)
     stride: int = 1  # the last step of the sequence number (fping -l counts every packet, all targets)
-    run_due: float = 0.0  # token buckets (take_token): free run changes ...
+    run_due: float = 0.0  # token buckets (take_token): free run changes, free parameter changes ...
+    param_due: float = 0.0
     pad_due: float = 0.0  # ... and free icmplib paddings
     carry: float = 0.0  # bits not yet a whole byte
     options: bytes = b""  # the last IP options seen
@@ -92,6 +100,9 @@ def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, 
         if resumed is None:
             free, state.run_due = take_token(state.run_due, now, RUN_BUDGET, RUN_REFILL)
             if free:
+                if size not in (last_size, other_size) and all(size != run[1] for run in runs.values()) \
+                        and not param_change_free(state, now):  # a size none of the recent runs used
+                    return [("length", length_bits(size, last_size))], True
                 return [], True
             return [("ident", new_run_bits(ident, seq, last_ident, last_seq)),
                     ("length", length_bits(size, last_size))], False
@@ -110,11 +121,22 @@ def options_bits(state: FlowChannels, options: bytes) -> float:
     return 8.0 * option_bytes(options)
 
 
-def pattern_bits(session: bytes | None, new_session: bytes | None, run_free: bool) -> float:
-    """A template's per-run constant that changed with a new run past the run budget costs its bytes."""
-    if run_free or session is None or new_session is None or new_session == session:
+def pattern_bits(state: FlowChannels, session: bytes | None, new_session: bytes | None, run_free: bool,
+                 now: float, random_per_run: bool = False) -> float:
+    """A template's per-run constant that changed with a new run costs its bytes, unless the run was free
+    (the run budget) and so was the change (the parameter budget; `random_per_run`: a template that draws
+    it afresh every run, fingerprints.RANDOM_SESSION_TEMPLATES, needs only the run budget)."""
+    if session is None or new_session is None or new_session == session:
+        return 0.0
+    if run_free and (random_per_run or param_change_free(state, now)):
         return 0.0
     return 8.0 * len(new_session)
+
+
+def param_change_free(state: FlowChannels, now: float) -> bool:
+    """Whether a new run may change the template's parameters for free (the parameter budget)."""
+    free, state.param_due = take_token(state.param_due, now, PARAM_BUDGET, PARAM_REFILL)
+    return free
 
 
 def icmplib_free(state: FlowChannels, payload: bytes, seq: int, now: float) -> bool:
@@ -294,10 +316,11 @@ _UPPER_BYTES = bytes(sorted(_UPPER))
 ICMPLIB_MIN_LETTERS = 8  # of 56 uniform draws, 23.5 capitals (and small letters) are expected
 ICMPLIB_SIZE = 56  # icmplib's default payload_size (ping(), multiping(), ICMPRequest)
 ICMPLIB_MAX_SEQ = 64  # a monitoring run's count is a handful
-# Monitoring volume: Home Assistant pings each host a few times per scan interval. This many such
-# requests per flow are free at once, refilled at one per ICMPLIB_REFILL seconds; past that they count.
+# Monitoring volume: Home Assistant pings each host 5 times per scan interval (30 s by default; users
+# set 10 s). This many such requests per flow are free at once, refilled at one per ICMPLIB_REFILL seconds
+# (count 5 every 10 s with room to spare); past that they count.
 ICMPLIB_BURST = 20.0
-ICMPLIB_REFILL = 3.0
+ICMPLIB_REFILL = 1.5
 
 
 def icmplib_layout(payload: bytes, seq: int) -> bool:

@@ -38,6 +38,11 @@ class Benign:
     session: bytes | None = None  # chosen once per run by the tool: must stay constant within a flow
 
 
+# Templates whose session is a fresh random value every run by design, not a parameter a user chose:
+# pro-bing's tracker (prometheus-community/pro-bing ping.go New(): uuid.New() per Pinger). A new one at
+# a new run is part of the run (the run budget), not a parameter change (detect/capacity.py).
+RANDOM_SESSION_TEMPLATES = frozenset({"pro-bing"})
+
 _new_object = object.__new__
 _set_template = Benign.template.__set__  # type: ignore[attr-defined]
 _set_embedded_time = Benign.embedded_time.__set__  # type: ignore[attr-defined]

@@ -403,8 +403,11 @@ class Detector(FlowDetector):
         """Within one run of a ping tool (one echo identifier), a benign template's clock must not run
         backwards and its per-run constant (session) must not change."""
         if pkt.ident != flow.session_ident:
-            if not pkt.is_echo_reply:  # a new -p pattern, past the run budget
-                self._charge(flow, "pattern", capacity.pattern_bits(flow.session, benign.session, self._run_free))
+            if not pkt.is_echo_reply and flow.session is not None and benign.session not in (None, flow.session):
+                # a new -p pattern, past the run or the parameter budget
+                self._charge(flow, "pattern", capacity.pattern_bits(
+                    _channels(flow), flow.session, benign.session, self._run_free, pkt.ts,
+                    benign.template in fingerprints.RANDOM_SESSION_TEMPLATES))
             flow.session_ident, flow.session, flow.last_embedded = pkt.ident, None, 0.0
             flow.clock_offset = None
         if benign.session is not None:
@@ -514,8 +517,7 @@ class Detector(FlowDetector):
         if enabled & _EXFIL and not flow.alerted & _EXFIL:
             echo_novel = flow.novel_bytes - flow.nonecho_novel
             if echo_novel > cfg.novel_bytes_threshold or (
-                    0 < cfg.small_secret_bytes <= echo_novel
-                    and flow.changed_requests + flow.reply_differs >= cfg.small_secret_payloads):
+                    0 < cfg.small_secret_bytes <= echo_novel and self._not_one_payload(flow)):
                 self._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due)
         if enabled & _ASYM and flow.reply_differs > cfg.reply_differs_threshold:
             self._raise(flow, ts, ASYM_PAYLOAD, ASYM_MSG, due)
@@ -527,6 +529,15 @@ class Detector(FlowDetector):
             self._raise(flow, ts, NON_ECHO_PAYLOAD, NONECHO_MSG, due)
         if enabled & _SLOW and flow.novel_bytes and not flow.alerted & (_REPORTS_PAIR | _SLOW):
             self._check_slow(flow, ts, due)
+
+    def _not_one_payload(self, flow: Flow) -> bool:
+        """Whether the flow's novel bytes came from more than one payload: small_secret_payloads changed
+        payloads, or any bytes charged to the header, clock, pattern or option fields (carried by packets
+        whose payloads count nothing)."""
+        if flow.changed_requests + flow.reply_differs >= self.cfg.small_secret_payloads:
+            return True
+        state = flow.channels
+        return state is not None and bool(state.charged)
 
     def _check_slow(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         """The pair's novel bytes within the window: its ended flows' (remembered) plus this flow's."""

@@ -308,7 +308,9 @@ class ReferenceDetector:
         moving within a run, are charged (capacity.pattern_bits, capacity.time_bits)."""
         if pkt.ident != flow.session_ident:
             if not pkt.is_echo_reply:
-                self.charge(flow, "pattern", capacity.pattern_bits(flow.session, benign.session, self.run_free))
+                self.charge(flow, "pattern", capacity.pattern_bits(
+                    flow.channels, flow.session, benign.session, self.run_free, pkt.ts,
+                    benign.template in fingerprints.RANDOM_SESSION_TEMPLATES))
             flow.session_ident, flow.session, flow.last_embedded = pkt.ident, None, 0.0
             flow.clock_offset = None
         if benign.session is not None:
@@ -499,7 +501,7 @@ class ReferenceDetector:
             return True
         payloads = flow.changed_requests + flow.reply_differs
         return bool(cfg.small_secret_bytes) and novel >= cfg.small_secret_bytes \
-            and payloads >= cfg.small_secret_payloads
+            and (payloads >= cfg.small_secret_payloads or bool(flow.channels.charged))
 
     def check_slow(self, flow: RefFlow, ts: float, due: list[Notice]) -> None:
         """SlowExfil: the pair's novel bytes within the window (its ended flows' and this one's) reach the minimum."""

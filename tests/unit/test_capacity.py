@@ -138,8 +138,10 @@ def run(packets: list[IcmpPacket]) -> list[Notice]:
 
 
 CHANNEL = {"ident-seq": "ident", "new-ident-each": "ident", "timestamp-usec": "time", "busybox-counter": "time",
-           "ping-patterns": "pattern", "length-modulated": "length", "spread-rand-dest": "payload",
-           "small-secret": "payload", "secret-two-packets": "payload", "secret-in-replies": "payload",
+           "ping-patterns": "pattern", "length-modulated": "length", "size-per-run": "length",
+           "pattern-per-run": "pattern", "seq-only": "seq", "spread-rand-dest": "payload",
+           "small-secret": "payload", "icmplib-layout-exfil": "payload",
+           "secret-two-packets": "payload", "secret-in-replies": "payload",
            "quoted-data": "non-echo", "extension-objects": "non-echo",
            "ipv6-dest-options": "options", "nd-options": "non-echo"}
 
