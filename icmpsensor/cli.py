@@ -11,8 +11,6 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
 
 from icmpsensor import __version__
 from icmpsensor.console import say, write_out
@@ -28,7 +26,13 @@ from icmpsensor.errors import (
     UsageError,
 )
 
+# Start-up pays only for what the mode uses: `--version` and `--check-config` import no more than this
+# module, argparse and (the second) the config package and PyYAML (docs/operations.md#start-up).
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~4 ms of every start
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
+
     from icmpsensor.config.schema import Config
 
 MAX_WORKERS = 64  # as capture.workers (config/schema.py)
@@ -58,13 +62,36 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see icmpsensor --help)")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, its width found as shutil.get_terminal_size finds it without importing shutil
+    (argparse builds a formatter for every add_argument; shutil and what it imports cost ~3 ms a start)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else standard output's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="icmpsensor",
         description="Detect data exfiltration and tunnelling over ICMP; notices go to a "
         "Zeek-compatible JSON notice.log.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     source = parser.add_argument_group("input (one of)")
     source.add_argument(

@@ -2,6 +2,11 @@
 
 Every problem becomes one ConfigError line, `FILE:LINE: section.key: problem` (exit 78); a file that
 cannot be read is an InputError (exit 66).
+
+A file is parsed by libyaml when PyYAML has it (`yaml.__with_libyaml__`), an order of magnitude faster than
+PyYAML's Python parser, which walks the shipped file's comments a character at a time. Anything libyaml or
+the checks find wrong is read again by the Python parser, which finds and words the error as it always did:
+the messages, and their lines, are PyYAML's (docs/design.md#configuration).
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import select
 import stat
 import time
 
@@ -20,9 +24,11 @@ from icmpsensor.config.kinds import NULL_TAG, Problem, Section, parse_mapping
 from icmpsensor.config.schema import Config
 from icmpsensor.errors import ConfigError, InputError
 
+_LIBYAML = yaml.CSafeLoader if yaml.__with_libyaml__ else None
+
 MAX_CONFIG_BYTES = 1 << 20
 STREAM_TIMEOUT = 10.0  # seconds a FIFO or pipe given as the config gets to deliver its text
-_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+_LINE_BREAK = "\r\n|[\n\r\x85\u2028\u2029]"  # YAML's line breaks (compiled on the error path only)
 
 
 def _one_line(text: str) -> str:
@@ -66,6 +72,8 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _read_stream(fd: int, path: str) -> bytes:
+    import select  # only for a FIFO or a pipe
+
     chunks: list[bytes] = []
     size = 0
     deadline = time.monotonic() + STREAM_TIMEOUT
@@ -97,7 +105,7 @@ def _compose(path: str, text: str) -> Node | None:
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or exc.context or "invalid YAML"
     except yaml.reader.ReaderError as exc:
-        line = len(_LINE_BREAK.findall(text, 0, exc.position)) + 1
+        line = len(re.findall(_LINE_BREAK, text[:exc.position])) + 1
         code = ord(exc.character) if isinstance(exc.character, str) else exc.character
         problem = f"character #x{code:04x}: {exc.reason}"
     except yaml.YAMLError as exc:
@@ -115,7 +123,33 @@ def load_config(path: str | None) -> Config:
     """
     if path is None:
         return Config()
-    root = _compose(path, _read_text(path))
+    text = _read_text(path)
+    cfg = _load_libyaml(text)
+    if cfg is None:
+        cfg = _load(path, text)
+    cfg.source = path
+    return cfg
+
+
+def _load_libyaml(text: str) -> Config | None:
+    """The configuration as libyaml reads it, or None: no libyaml, or something is wrong (then `_load`
+    finds it again and says what). (libyaml stops at 1,000 levels of nesting: its recursion is bounded.)"""
+    if _LIBYAML is None:
+        return None
+    try:
+        root = yaml.compose(text, Loader=_LIBYAML)
+        if root is None:
+            return Config()
+        if not isinstance(root, MappingNode):
+            return None
+        cfg: Config = parse_mapping(Config, root, "")
+    except Exception:  # whatever it is, the Python parser and the checks meet it again, and report it
+        return None
+    return cfg
+
+
+def _load(path: str, text: str) -> Config:
+    root = _compose(path, text)
     if root is not None and not isinstance(root, MappingNode) and root.tag != NULL_TAG:
         raise _config_error(path, 1, "", "top level must be a mapping of sections")
     try:
@@ -124,7 +158,6 @@ def load_config(path: str | None) -> Config:
         raise _config_error(path, problem.line, problem.key, problem.problem) from None
     except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:  # a value no kind foresaw
         raise _config_error(path, 1, "", f"cannot read the configuration ({type(exc).__name__}: {exc})") from None
-    cfg.source = path
     return cfg
 
 

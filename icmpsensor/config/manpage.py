@@ -15,10 +15,8 @@ from typing import Any
 import yaml
 
 from icmpsensor import __version__
+from icmpsensor.config.fields import config_fields
 from icmpsensor.config.kinds import (
-    DOC,
-    KIND,
-    RESTART,
     Bool,
     Choice,
     Fraction,
@@ -28,7 +26,6 @@ from icmpsensor.config.kinds import (
     Seconds,
     Section,
     Text,
-    config_fields,
 )
 from icmpsensor.config.schema import Config
 
@@ -127,34 +124,34 @@ def default_text(kind: Kind, value: Any) -> str:
 
 
 def _keys(cls: type, prefix: str, restart: bool, out: list[str]) -> None:
-    plain = [f for f in config_fields(cls) if not isinstance(f.metadata[KIND], Section)]
-    sections = [f for f in config_fields(cls) if isinstance(f.metadata[KIND], Section)]
+    plain = [f for f in config_fields(cls) if not isinstance(f.kind, Section)]
+    sections = [f for f in config_fields(cls) if isinstance(f.kind, Section)]
     instance = cls()
     for f in plain:
-        kind = f.metadata[KIND]
+        kind = f.kind
         out.append(".TP")
         out.append(f"\\fB{escape(prefix + f.name)}\\fR")
-        out.append(escape(f.metadata[DOC]) + ".")
+        out.append(escape(f.doc) + ".")
         out.append(".br")
-        extra = " Restart needed." if restart or f.metadata[RESTART] else ""
+        extra = " Restart needed." if restart or f.restart else ""
         default = escape(default_text(kind, getattr(instance, f.name)))
         out.append(f"Value: {escape(describe(kind))}. Default: \\fB{default}\\fR.{extra}")
     for f in sections:
         name = prefix + f.name
         out.append(f".SS {escape(name)}")
-        doc = f.metadata[DOC]
+        doc = f.doc
         out.append(escape(doc[:1].upper() + doc[1:]) + "." + (" The whole section is read only at start: "
-                                                                "restart needed." if f.metadata[RESTART] else ""))
-        _keys(f.metadata[KIND].cls, name + ".", restart or f.metadata[RESTART], out)
+                                                                "restart needed." if f.restart else ""))
+        _keys(f.kind.cls, name + ".", restart or f.restart, out)
 
 
 def render() -> str:
     lines: list[str] = []
     for f in config_fields(Config):
-        assert isinstance(f.metadata[KIND], Section), "every top-level key is a section"
+        assert isinstance(f.kind, Section), "every top-level key is a section"
         lines.append(f".SS {escape(f.name)}")
-        lines.append(escape(f.metadata[DOC][:1].upper() + f.metadata[DOC][1:]) + ".")
-        _keys(f.metadata[KIND].cls, f.name + ".", f.metadata[RESTART], lines)
+        lines.append(escape(f.doc[:1].upper() + f.doc[1:]) + ".")
+        _keys(f.kind.cls, f.name + ".", f.restart, lines)
     return HEAD.replace("{version}", __version__) + "\n".join(lines) + "\n" + TAIL
 
 
@@ -164,8 +161,8 @@ def all_keys() -> list[str]:
 
     def walk(cls: type, prefix: str) -> None:
         for f in config_fields(cls):
-            if isinstance(f.metadata[KIND], Section):
-                walk(f.metadata[KIND].cls, f"{prefix}{f.name}.")
+            if isinstance(f.kind, Section):
+                walk(f.kind.cls, f"{prefix}{f.name}.")
             else:
                 names.append(prefix + f.name)
 

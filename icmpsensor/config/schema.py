@@ -1,33 +1,25 @@
-"""The configuration: one dataclass per section, one field per key.
+"""The configuration: one class per section (config/fields.py: it behaves as a dataclass), one field per key.
 
-Every key is a field whose metadata holds its *kind* (config/kinds.py: how a YAML node is checked
+Every key is a field declared with its default, its *kind* (config/kinds.py: how a YAML node is checked
 and turned into the value, and back), a one-line doc, and whether it is read only at start
 (`restart=True`: a reload reports a change instead of applying it). The field default is the only
 place a default lives. Adding a key means adding one field; adding a section means adding one
-dataclass and one `section(...)` field on `Config`.
+class and one `section(...)` field on `Config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
-
+from icmpsensor.config.fields import ConfigSection, Key, config_fields, make_section
 from icmpsensor.config.kinds import (
-    DOC,
-    KIND,
-    RESTART,
     Bool,
     Choice,
     Fraction,
     Int,
-    Kind,
     ListOf,
     Seconds,
     Section,
     Text,
     bpf_filter,
-    config_fields,
     file_name,
     interface_name,
     non_empty,
@@ -38,31 +30,32 @@ from icmpsensor.config.kinds import (
 )
 from icmpsensor.notice.types import NOTE_TYPES
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~4 ms of every start
 if TYPE_CHECKING:
     from ipaddress import IPv4Network, IPv6Network
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    from icmpsensor.config.kinds import Kind
+
+    T = TypeVar("T")
 
 
 def key(default: T, kind: Kind, doc: str, *, restart: bool = False) -> T:
-    return field(default=default, metadata={KIND: kind, DOC: doc, RESTART: restart})
+    return Key(default, kind, doc, restart=restart)  # type: ignore[return-value]  # the class holds the default
 
 
 def section(cls: type[T], doc: str, *, restart: bool = False) -> T:
     """A section field: `name: Cls = section(Cls, doc)` (restart: the whole section is read only at start)."""
-    return field(default_factory=cls, metadata={KIND: Section(cls), DOC: doc, RESTART: restart})
+    return Key(None, Section(cls), doc, restart=restart, default_factory=cls)  # type: ignore[return-value]
 
 
 # One switch per note type (notice/types.py), named as the note's `switch`.
-NoticeSwitches = dataclasses.make_dataclass(
-    "NoticeSwitches",
-    [(n.switch, bool, key(n.on, Bool(), n.switch_doc)) for n in NOTE_TYPES],
+NoticeSwitches = make_section(
+    "NoticeSwitches", __name__, {n.switch: (bool, key(n.on, Bool(), n.switch_doc)) for n in NOTE_TYPES},
 )
-NoticeSwitches.__module__ = __name__  # so that a Config pickles (a reload sent to the workers)
 
 
-@dataclass
-class DetectionConfig:
+class DetectionConfig(ConfigSection):
     profile: str = key(
         "standard", Choice(("standard", "original")), "standard: novelty-based detection; original: the Zeek script",
         restart=True,  # a reload keeps the running detector and its flows
@@ -140,16 +133,14 @@ class DetectionConfig:
         return self.alerting == "realtime"
 
 
-@dataclass
-class AllowlistConfig:
+class AllowlistConfig(ConfigSection):
     hosts: tuple[IPv4Network | IPv6Network, ...] = key(
         (), ListOf(parse_network, str, "addresses or CIDR networks"), "hosts never reported"
     )
     payloads: tuple[bytes, ...] = key((), ListOf(parse_hex, bytes.hex, "hex strings"), "payloads ignored")
 
 
-@dataclass
-class DecodeConfig:
+class DecodeConfig(ConfigSection):
     verify_checksums: bool = key(True, Bool(), "drop ICMP/ICMPv6 messages with a bad checksum")
     fragment_timeout: float = key(30.0, Seconds(0, 600), "seconds to wait for the fragments of a datagram",
                                   restart=True)
@@ -166,10 +157,15 @@ _L3_FILTER = (
 DEFAULT_BPF_FILTER = f"{_L3_FILTER} or (vlan and ({_L3_FILTER} or (vlan and {_L3_FILTER})))"
 
 
-@dataclass
-class CaptureConfig:
+def _bpf_filter(value: str) -> str | None:
+    """A filter compiles (kinds.bpf_filter); the default is known to (tests/unit/test_capture_filter.py runs it),
+    so that checking the shipped file does not import pcapy."""
+    return None if value == DEFAULT_BPF_FILTER else bpf_filter(value)
+
+
+class CaptureConfig(ConfigSection):
     interface: str = key("", Text(interface_name), "interface to capture on; empty: only -i or -r", restart=True)
-    bpf_filter: str = key(DEFAULT_BPF_FILTER, Text(bpf_filter), "BPF capture filter", restart=True)
+    bpf_filter: str = key(DEFAULT_BPF_FILTER, Text(_bpf_filter), "BPF capture filter", restart=True)
     snaplen: int = key(65535, Int(64, 262144), "bytes captured per packet", restart=True)
     promiscuous: bool = key(True, Bool(), "put the interface in promiscuous mode", restart=True)
     buffer_size: int = key(32 * 1024 * 1024, Int(1024 * 1024, 2**31 - 1), "kernel capture buffer, bytes",
@@ -187,29 +183,25 @@ PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "deb
 
 
 # One journald priority per note type (notice/types.py), named as the note's `switch`.
-NotePriorities = dataclasses.make_dataclass(
-    "NotePriorities",
-    [(n.switch, str, key(n.priority, Choice(PRIORITIES), f"journald priority of {n.name}")) for n in NOTE_TYPES],
+NotePriorities = make_section(
+    "NotePriorities", __name__,
+    {n.switch: (str, key(n.priority, Choice(PRIORITIES), f"journald priority of {n.name}")) for n in NOTE_TYPES},
 )
-NotePriorities.__module__ = __name__
 
 
-@dataclass
-class JournalConfig:
+class JournalConfig(ConfigSection):
     enabled: bool = key(True, Bool(), "send notices and operational messages to journald", restart=True)
     priorities: NotePriorities = section(NotePriorities, "journald priority per note")
 
 
-@dataclass
-class RotationConfig:
+class RotationConfig(ConfigSection):
     max_bytes: int = key(100 * 1024 * 1024, Int(0, 2**50), "rotate notice.log at this size; 0: never")
     interval: float = key(3600.0, Seconds(0, 366 * 86400, zero_means_off=True), "rotate every N s; 0: never")
     gzip: bool = key(False, Bool(), "gzip rotated files")
     keep: int = key(48, Int(0, 1_000_000), "rotated files kept; 0: keep all")
 
 
-@dataclass
-class StatsConfig:
+class StatsConfig(ConfigSection):
     interval: float = key(60.0, Seconds(0, 86400, zero_means_off=True), "seconds between stats records; 0: off")
     log: str = key("stats.log", Text(file_name), "stats file name inside output.log_dir", restart=True)
     prometheus_textfile: str = key(
@@ -222,8 +214,7 @@ class StatsConfig:
     )
 
 
-@dataclass
-class EvidenceConfig:
+class EvidenceConfig(ConfigSection):
     enabled: bool = key(True, Bool(), "write an evidence pcap (and carried bytes) for every alerted flow")
     directory: str = key("evidence", Text(file_name), "evidence directory name inside output.log_dir")
     packets_before: int = key(32, Int(0, 100_000), "packets kept per suspicious flow before its first notice")
@@ -236,8 +227,7 @@ class EvidenceConfig:
     )
 
 
-@dataclass
-class OutputConfig:
+class OutputConfig(ConfigSection):
     log_dir: str = key(".", Text(non_empty), "directory for notice.log", restart=True)
     notice_log: str = key("notice.log", Text(file_name), "notice log file name inside log_dir", restart=True)
     format: str = key("json", Choice(("json", "tsv")), "notice.log format: json (JSON lines) or tsv (Zeek's default "
@@ -247,13 +237,11 @@ class OutputConfig:
     evidence: EvidenceConfig = section(EvidenceConfig, "evidence of alerted flows", restart=True)
 
 
-@dataclass
-class SensorConfig:
+class SensorConfig(ConfigSection):
     name: str = key("icmpsensor", Text(sensor_name), "peer_descr of every notice")
 
 
-@dataclass
-class Config:
+class Config(ConfigSection):
     sensor: SensorConfig = section(SensorConfig, "this sensor")
     detection: DetectionConfig = section(DetectionConfig, "thresholds and notices")
     allowlist: AllowlistConfig = section(AllowlistConfig, "traffic never reported")
@@ -276,11 +264,11 @@ def _keep_restart_only(running: Any, new: Any, prefix: str) -> list[str]:
     for f in config_fields(type(running)):
         name = f"{prefix}{f.name}"
         old_value, new_value = getattr(running, f.name), getattr(new, f.name)
-        if f.metadata[RESTART]:
+        if f.restart:
             if old_value != new_value:
                 changed.append(name)
                 setattr(new, f.name, old_value)
-        elif isinstance(f.metadata[KIND], Section):
+        elif isinstance(f.kind, Section):
             changed += _keep_restart_only(old_value, new_value, name + ".")
     return changed
 

@@ -9,11 +9,12 @@ all come from this table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
 class NoteType:
+    """One note type, immutable, compared by value. (A plain class, not a frozen dataclass: `--check-config`
+    reads this table, and importing dataclasses would cost it ~10 ms.)"""
+
+    __slots__ = ("bit", "body", "message_id", "name", "on", "priority", "profiles", "subject", "switch")
     name: str  # the note as Zeek writes it in notice.log, e.g. "ICMP::ICMP_DataExfil"
     switch: str  # its key under detection.notices and journald.priorities
     on: bool  # raised unless switched off
@@ -23,6 +24,32 @@ class NoteType:
     subject: str  # catalog: Subject (with @FIELD@ placeholders)
     body: str  # catalog: the explanation
     bit: int  # its bit in a flow's set of raised notes
+
+    _FIELDS = ("name", "switch", "on", "priority", "profiles", "message_id", "subject", "body", "bit")
+
+    def __init__(self, name: str, switch: str, on: bool, priority: str, profiles: str, message_id: str,
+                 subject: str, body: str, bit: int) -> None:
+        for field, value in zip(self._FIELDS, (name, switch, on, priority, profiles, message_id, subject, body, bit),
+                                strict=True):
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: a NoteType is immutable")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, field) for field in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if isinstance(other, NoteType) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __reduce__(self) -> tuple[type[NoteType], tuple[object, ...]]:  # pickle and copy
+        return NoteType, self._values()
+
+    def __repr__(self) -> str:
+        return "NoteType(" + ", ".join(f"{field}={getattr(self, field)!r}" for field in self._FIELDS) + ")"
 
     @property
     def switch_doc(self) -> str:

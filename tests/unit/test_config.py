@@ -436,3 +436,85 @@ def test_stats_metrics_and_capture_loss_keys_are_read(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "stats:\n  capture_loss_threshold: 1\n")).stats.capture_loss_threshold == 1.0
     defaults = Config().stats
     assert (defaults.prometheus_textfile, defaults.capture_loss_threshold) == ("", 0.1)
+
+
+# --------------------------------------------------------------------------- sections behave as dataclasses
+
+
+def test_sections_behave_as_dataclasses() -> None:
+    """Sections are plain classes (config/fields.py: no @dataclass, for a fast start) that the dataclasses
+    functions accept and that construct, compare and print as dataclasses do."""
+    cfg = Config()
+    assert dataclasses.is_dataclass(Config) and dataclasses.is_dataclass(cfg.detection)
+    assert [f.name for f in dataclasses.fields(Config)] == [*(f.name for f in config_fields(Config)), "source"]
+    assert [f.name for f in dataclasses.fields(NoticeSwitches)] == [f.name for f in config_fields(NoticeSwitches)]
+    assert dataclasses.asdict(cfg)["detection"]["notices"]["tunnel"] is True
+    changed = dataclasses.replace(cfg.detection, max_flows=7)
+    assert changed.max_flows == 7 and changed.idle_timeout == 300.0 and changed != cfg.detection
+    assert changed.notices is cfg.detection.notices  # replace copies the references, as it does for a dataclass
+    assert Config().detection.notices is not Config().detection.notices  # a section default is made per instance
+    assert DetectionConfig.max_flows == 100_000 and SensorConfig("edge") == SensorConfig(name="edge")
+    assert repr(SensorConfig("edge")) == "SensorConfig(name='edge')"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_flow'"):
+        DetectionConfig(max_flow=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="multiple values for argument 'name'"):
+        SensorConfig("a", name="b")  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        SensorConfig("a", "b")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(cfg)
+    assert SensorConfig() != ("icmpsensor",) and (SensorConfig() == object()) is False
+
+
+def test_a_section_subclass_has_its_own_fields() -> None:
+    from icmpsensor.config.kinds import Bool
+    from icmpsensor.config.schema import key
+
+    assert [f.name for f in dataclasses.fields(SensorConfig)] == ["name"]  # the base's, built first
+
+    class Wider(SensorConfig):
+        extra: bool = key(True, Bool(), "a key added by a subclass")
+
+    assert [f.name for f in dataclasses.fields(Wider)] == ["name", "extra"]
+    assert [f.name for f in config_fields(Wider)] == ["name", "extra"]
+    assert dataclasses.replace(Wider(), extra=False) == Wider("icmpsensor", False)
+
+
+# --------------------------------------------------------------------------- libyaml and PyYAML's parser
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+def test_a_good_file_is_read_by_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icmpsensor.config import loader
+
+    def python_parser(*args: object) -> None:
+        raise AssertionError("a good file needs no second reading")
+
+    monkeypatch.setattr(loader, "_compose", python_parser)
+    assert dataclasses.replace(load_config(str(SHIPPED)), source=None) == dataclasses.replace(
+        Config(), output=OutputConfig(log_dir="/var/log/icmpsensor"))
+
+
+_NOISE = st.sampled_from(["\t", "@", "`", "|#", "!!str ", "!x ", "&a ", "*a", "%", "'", '"', "#", " #x", "\r",
+                          "\x85", "\u2028", "\ufeff", "é", "---\n", "...\n", "? ", ": ", "- ", "[", "]", "{", "}",
+                          ",", "  ", "\n", "~", "|-\n  x\n", "<<: *a\n", "1", "0x1", "yes", ".5"])
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+@settings(max_examples=150, database=None, deadline=None)
+@given(edits=st.lists(st.tuples(st.floats(0, 1), _NOISE), min_size=1, max_size=3))
+def test_libyaml_and_the_python_parser_read_a_file_alike(edits: list[tuple[float, str]]) -> None:
+    """The shipped file, mutated: wherever both parsers take it, the configurations are equal (libyaml takes a
+    few files the Python parser refuses, a tab after a colon for one: docs/design.md#configuration)."""
+    from icmpsensor.config.loader import _load, _load_libyaml
+
+    text = SHIPPED.read_text()
+    for where, noise in edits:
+        at = int(where * len(text))
+        text = text[:at] + noise + text[at:]
+    fast = _load_libyaml(text)
+    try:
+        slow = _load("cfg.yaml", text)
+    except ConfigError:
+        return
+    assert fast is None or fast == slow

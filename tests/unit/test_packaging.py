@@ -193,16 +193,13 @@ def test_the_yaml_man_page_lists_every_key() -> None:
 
 
 def test_a_key_added_to_the_schema_makes_the_rendering_differ(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import dataclass
-
     from icmpsensor.config import schema
+    from icmpsensor.config.fields import ConfigSection
     from icmpsensor.config.kinds import Int
 
-    @dataclass
-    class Extra:
+    class Extra(ConfigSection):
         new_key: int = schema.key(1, Int(0, 9), "a key added to the schema")
 
-    @dataclass
     class Grown(schema.Config):
         extra: Extra = schema.section(Extra, "a new section")
 
