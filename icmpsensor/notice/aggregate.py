@@ -14,7 +14,8 @@ and the aggregates themselves are never folded.
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
 Pure: notices and a clock in, notices out. Memory: one entry per (note, host) seen in the interval
-(at most MAX_KEYS, then a new key is written unfolded), a bounded sample, and how each flow's first
+(counts of the notices written per (note, host): at most MAX_KEYS, then a new key is written unfolded;
+a fold only for a key past its max_notices), a bounded sample, and how each flow's first
 notice went (at most MAX_UIDS, oldest forgotten first), across intervals: a summary follows its
 flow's first notice minutes later.
 """
@@ -39,7 +40,6 @@ _UNSEEN = ("", "")  # a flow none of whose notices came yet
 class _Fold:
     """What was folded for one (note, role, host) in the interval."""
 
-    written: int = 0  # notices written as they came
     folded: int = 0
     peers: set[str] = field(default_factory=set)  # distinct peers of the folded notices (up to MAX_PEERS)
     sample: list[str] = field(default_factory=list)
@@ -58,6 +58,7 @@ class NoticeAggregator:
         self.sample = sample
         self.window_start: float | None = None
         self._folds: dict[tuple[str, str, str], _Fold] = {}
+        self._written: dict[tuple[str, str, str], int] = {}  # (note, role, host) -> notices written as they came
         self._uids: dict[str, tuple[str, str] | None] = {}  # uid -> (role, host) it is folded under; None: written
         self.folded = 0  # notices folded since start (stats)
         self.aggregates = 0  # aggregate notices written since start
@@ -100,6 +101,7 @@ class NoticeAggregator:
                for key, fold in self._folds.items() if fold.folded]
         self.aggregates += len(due)
         self._folds.clear()
+        self._written.clear()
         return due
 
     def _fold(self, notice: Notice) -> bool:
@@ -118,25 +120,23 @@ class NoticeAggregator:
                 fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
             self._count(notice, fold, notice.src if role == "to" else notice.dst)
             return True
-        keys = ((notice.note, "to", notice.dst), (notice.note, "from", notice.src))
-        folds = []
-        for key in keys:
-            fold = self._folds.get(key)
-            if fold is None:
-                if len(self._folds) >= MAX_KEYS:
-                    return False
-                fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
-            folds.append(fold)
-        to_dst, from_src = folds
-        over = to_dst if to_dst.written >= self.max_notices else from_src if from_src.written >= self.max_notices \
-            else None
-        if over is None:
-            to_dst.written += 1
-            from_src.written += 1
+        to_key, from_key = (notice.note, "to", notice.dst), (notice.note, "from", notice.src)
+        written = self._written
+        to_written, from_written = written.get(to_key), written.get(from_key)
+        if (to_written is None or from_written is None) and len(written) >= MAX_KEYS:
+            return False
+        to_written, from_written = to_written or 0, from_written or 0
+        if to_written < self.max_notices and from_written < self.max_notices:
+            written[to_key], written[from_key] = to_written + 1, from_written + 1
             self._remember(uid, None)
             return False
-        role, host, peer = ("to", notice.dst, notice.src) if over is to_dst else ("from", notice.src, notice.dst)
-        self._count(notice, over, peer)
+        # a fold is made only for a key past max_notices: a storm's thousands of sources cost a count each
+        key, role, host, peer = (to_key, "to", notice.dst, notice.src) if to_written >= self.max_notices \
+            else (from_key, "from", notice.src, notice.dst)
+        fold = self._folds.get(key)
+        if fold is None:
+            fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
+        self._count(notice, fold, peer)
         self._remember(uid, (role, host))
         return True
 

@@ -88,3 +88,11 @@ def test_the_pipeline_writes_a_storm_as_its_first_notices_a_spread_and_aggregate
     assert len(sink.notices) - len(aggregates) + sum(n.n for n in aggregates) == raised
     stats = pipeline.stats()
     assert stats["notices_folded"] == sum(n.n for n in aggregates) and stats["notices_aggregated"] == len(aggregates)
+
+
+def test_a_storm_from_thousands_of_sources_keeps_a_count_per_written_host_not_a_fold_per_source() -> None:
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3)
+    written = agg.filter(notice(T0 + i * 0.001, f"100.64.{i // 250}.{i % 250}") for i in range(5000))
+    assert len(written) == 10 and agg.folded == 4990
+    assert len(agg._folds) == 1  # the victim's: what the aggregate tells
+    assert len(agg._written) == 1 + 10  # the victim, and the ten sources written as they came
