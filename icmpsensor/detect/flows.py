@@ -362,7 +362,7 @@ class FlowDetector:
         novel_bytes = flow.novel_bytes if self.NOVEL else -1
         self.stats.notices += 1
         # positional, in Notice's order (a storm makes two per flow)
-        return Notice(ts, note, "", "", addr_text(flow.src), addr_text(flow.dst), flow.uid or flow.ensure_uid(),
+        return Notice(ts, note, "", "", addr_text(flow.src), addr_text(flow.dst), flow.ensure_uid(),
                       flow.n, flow.bytes_sent, flow.received_bytes, flow.start, flow.last, novel_bytes, "",
                       flow.icmp_type, flow.icmp_code, "", "", 0,
                       FlowNoticeText(_flow_values(flow), msg, fields, novel_bytes, self.EXTRA, extra))

@@ -563,7 +563,7 @@ class Detector(FlowDetector):
         carried = channel_bytes(flow)
         notice = super()._notice(flow, ts, note, msg, carried, **fields)
         notice.tool = flow.tool
-        notice.channels = carried[0][0] if len(carried) == 1 else ",".join(name for name, _ in carried)
+        notice.channels = ",".join([name for name, _ in carried])
         return notice
 
     EXTRA = staticmethod(notice_extra)  # type: ignore[arg-type]

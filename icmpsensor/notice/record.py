@@ -34,7 +34,7 @@ class Notice:
     novel bytes, e.g. "payload,ident"), peers (the peers the notice counts; 0: not counted); and `text`, a
     NoticeText that makes msg and sub when they are first read (then msg and sub are given as "")."""
 
-    __slots__ = (*("_msg", "_sub", "_text"), *(name for name in _FIELDS if name not in ("msg", "sub")))
+    __slots__ = ("_msg", "_sub", "_text", *(name for name in _FIELDS if name not in ("msg", "sub")))
 
     def __init__(self, ts: float, note: str, msg: str, sub: str, src: str, dst: str, uid: str, n: int,
                  bytes_sent: int, bytes_received: int, start: float, end: float, novel_bytes: int = -1,
@@ -46,33 +46,21 @@ class Notice:
         self.novel_bytes, self.evidence, self.icmp_type, self.icmp_code = novel_bytes, evidence, icmp_type, icmp_code
         self.tool, self.channels, self.peers = tool, channels, peers
 
-    def _render(self) -> None:
+    def _made(self) -> Notice:
+        """The notice with its text made (once, from the deferred NoticeText)."""
         text = self._text
         if text is not None:
             self._msg, self._sub = text.render()
             self._text = None
+        return self
 
     @property
     def msg(self) -> str:
-        if self._text is not None:
-            self._render()
-        return self._msg
-
-    @msg.setter
-    def msg(self, value: str) -> None:
-        self._render()
-        self._msg = value
+        return self._made()._msg
 
     @property
     def sub(self) -> str:
-        if self._text is not None:
-            self._render()
-        return self._sub
-
-    @sub.setter
-    def sub(self, value: str) -> None:
-        self._render()
-        self._sub = value
+        return self._made()._sub
 
     def replace(self, **changes: object) -> Notice:
         """A copy with `changes` (as dataclasses.replace), its text made."""

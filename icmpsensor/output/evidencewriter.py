@@ -169,29 +169,16 @@ class EvidenceWriter:
     def submit(self, job: WriteJob, *, force: bool = False) -> bool:
         """Queue a job; False when the queue is full (live) or the writer is closing: the caller counts it.
         `force`: queue it however full (closing a flow's files). A replay waits for room."""
-        cost = job.cost
-        with self._cond:
-            if self._closing:
-                return False
-            while not force and self._jobs and (self._queued + cost > self.queue_bytes
-                                                 or len(self._jobs) >= QUEUE_JOBS):
-                if not self.wait_when_full:
-                    return False
-                self._cond.wait(IDLE_WAIT)
-            self._jobs.append(job)
-            self._queued += cost
-            if len(self._jobs) == 1:
-                self._cond.notify_all()
-        if self._thread is None:  # started with the first job: after any fork of worker processes
-            self._thread = threading.Thread(target=self._run, name="icmpsensor-evidence", daemon=True)
-            self._thread.start()
-        return True
+        return not self._queue([job], force)
 
     def submit_all(self, jobs: list[WriteJob]) -> list[WriteJob]:
         """Queue jobs as submit() does, under one lock and with one wake-up of the thread; the jobs refused
         (the queue full, live, or the writer closing), which the caller counts."""
+        return self._queue(jobs, False)
+
+    def _queue(self, jobs: list[WriteJob], force: bool) -> list[WriteJob]:
         refused: list[WriteJob] = []
-        if self._thread is None and jobs:  # started with the first job (as in submit), before any wait for room
+        if self._thread is None and jobs and not self._closing:  # with the first job (after any fork)
             self._thread = threading.Thread(target=self._run, name="icmpsensor-evidence", daemon=True)
             self._thread.start()
         with self._cond:
@@ -201,7 +188,8 @@ class EvidenceWriter:
                 if self._closing:
                     refused.append(job)
                     continue
-                while self._jobs and (self._queued + cost > self.queue_bytes or len(self._jobs) >= QUEUE_JOBS):
+                while not force and self._jobs and (self._queued + cost > self.queue_bytes
+                                                     or len(self._jobs) >= QUEUE_JOBS):
                     if not self.wait_when_full:
                         break
                     if was_empty:  # the thread must run to make room
@@ -292,7 +280,7 @@ class EvidenceWriter:
                 end = start + 1
                 while end < len(packets) and packets[end].linktype == linktype:
                     end += 1
-                self._write_run(flow, packets[start:end], linktype)
+                self._write(flow, packets[start:end], linktype)
                 start = end
         elif job.packets:  # its files could not be created, or were closed (MAX_OPEN)
             self.stats.errors += len(job.packets)
@@ -337,12 +325,9 @@ class EvidenceWriter:
         self._disk += DISK_BLOCK
         return pcap
 
-    def _write_run(self, flow: _Flow, run: tuple[HeldPacket, ...], linktype: int) -> None:
-        """Packets of one link type, in one write per file when they fit the budget together (else one by
-        one, so that the budget drops exactly what does not fit)."""
-        if len(run) == 1:
-            self._write(flow, run[0])
-            return
+    def _write(self, flow: _Flow, run: tuple[HeldPacket, ...], linktype: int) -> None:
+        """Packets of one link type, in one write per file; when several do not fit the budget together,
+        one by one (so that the budget, trimming the oldest files first, drops exactly what does not fit)."""
         pcap = self._pcap(flow, linktype)
         if pcap is None:
             return
@@ -351,29 +336,10 @@ class EvidenceWriter:
                             for held in run for f in held.frames])
         carried = b"".join([held.carried for held in run if held.sender == flow.src])
         grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
-        if self._disk + grows > self.cfg.max_total_bytes:
+        if len(run) > 1 and self._disk + grows > self.cfg.max_total_bytes:
             for held in run:
-                self._write(flow, held)
+                self._write(flow, (held,), linktype)
             return
-        try:
-            pcap.handle.write(records)
-            if carried:
-                flow.carried.handle.write(carried)
-        except OSError:
-            self.stats.errors += 1
-            return
-        pcap.size += len(records)
-        flow.carried.size += len(carried)
-        self._disk += grows
-        self.stats.packets += len(run)
-
-    def _write(self, flow: _Flow, held: HeldPacket) -> None:
-        pcap = self._pcap(flow, held.linktype)
-        if pcap is None:
-            return
-        records = b"".join(RECORD.pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data for f in held.frames)
-        carried = held.carried if held.sender == flow.src else b""
-        grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
         if not self._room(grows):
             self.stats.dropped_budget += 1
             return
@@ -387,7 +353,7 @@ class EvidenceWriter:
         pcap.size += len(records)
         flow.carried.size += len(carried)
         self._disk += grows
-        self.stats.packets += 1
+        self.stats.packets += len(run)
 
     def _finish(self, uid: str) -> None:
         flow = self._flows.pop(uid, None)
