@@ -9,6 +9,7 @@ most of an alerted flow's cost). A deferred text is a snapshot: it reads nothing
 
 from __future__ import annotations
 
+import operator
 from typing import Protocol
 
 from icmpsensor.notice import zeeklog
@@ -20,8 +21,10 @@ class NoticeText(Protocol):
         ...
 
 
+# Notice's fields in its __init__'s order
 _FIELDS = ("ts", "note", "msg", "sub", "src", "dst", "uid", "n", "bytes_sent", "bytes_received", "start", "end",
            "novel_bytes", "evidence", "icmp_type", "icmp_code", "tool", "channels", "peers")
+_values = operator.attrgetter(*_FIELDS)
 
 
 class Notice:
@@ -69,7 +72,7 @@ class Notice:
         return Notice(**fields)  # type: ignore[arg-type]
 
     def values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in _FIELDS)
+        return _values(self)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -81,13 +84,8 @@ class Notice:
     def __repr__(self) -> str:
         return "Notice(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS) + ")"
 
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.values()  # a pickled notice (sent by a worker) carries its text made
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        self._text = None
-        for name, value in zip(_FIELDS, state, strict=True):
-            setattr(self, "_" + name if name in ("msg", "sub") else name, value)
+    def __reduce__(self) -> tuple[type[Notice], tuple[object, ...]]:
+        return Notice, _values(self)  # a pickled notice (sent by a worker) carries its text made
 
     def to_json_line(self, peer_descr: str) -> str:
         """One complete JSON line, newline included, ready for a single write."""
