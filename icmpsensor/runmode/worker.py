@@ -185,7 +185,10 @@ class WorkerChannel:
         return self._flush.at
 
     def done(self, worker: Worker) -> None:
-        # live: the evidence writer gets what is left of the stop's budget; a replay waits for all of it
+        # live: the evidence writer gets what is left of the stop's budget; a replay waits for all of it. The
+        # notices go first, so that the main process writes them while the writer drains.
+        if self._stopped_at is not None:
+            self.conn.send(Notices(self.sink.take(), self._sent_watermark))
         worker.pipeline.close(None if self._stopped_at is None else self._stopped_at + EVIDENCE_DEADLINE)
         source = self.source
         report = WorkerReport(self.index, worker_stats(worker.pipeline, source),
