@@ -74,11 +74,10 @@ from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.stats import capture_loss, capture_loss_notice, stats_record, status_line, worker_stats
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import QUEUE_WAIT, TICK, Worker, WorkerChannel
-from icmpsensor.source.live import DRAIN_DEADLINE, EVIDENCE_DEADLINE, STOP_DEADLINE, LiveSource
+from icmpsensor.source.live import DRAIN_DEADLINE, EVIDENCE_DEADLINE, JOURNAL_DEADLINE, STOP_DEADLINE, LiveSource
 
 START_TIMEOUT = 15.0  # seconds the workers get to open their captures
 SILENCE_LIMIT = 10.0  # a worker silent this long (it reports every TICK) withholds the watchdog heartbeat
-JOURNAL_DEADLINE = 3.5  # seconds after a stop: later notices go to notice.log only (source/live.py: the stop)
 
 FREEZE_HEARTBEAT_ENV = "ICMPSENSOR_TEST_FREEZE_HEARTBEAT_AFTER"
 
@@ -104,6 +103,7 @@ class Overrides:
 @dataclass
 class _Flags:
     stop: bool = False
+    stop_at: float | None = None  # time.monotonic() when the first stop signal arrived: the stop's deadlines
     reload: bool = False
     signals: list[str] = field(default_factory=list)
 
@@ -247,15 +247,17 @@ class Daemon:
 
     def _stop_source(self, source: Any) -> None:
         self._stopping = True
-        self._stopping_since(time.monotonic())
-        source.stop()
+        source.stop(self._stopping_since())
 
-    def _stopping_since(self, start: float) -> None:
-        self._stop_at = start
+    def _stopping_since(self) -> float:
+        """The stop begins: when it was asked for (the signal's arrival; a failure: now), which every
+        deadline of the stop counts from."""
+        start = self._stop_at = self.flags.stop_at or time.monotonic()
         notify("STOPPING=1")
         for sink in self.sinks or ():
             if isinstance(sink, JournalSink):
                 sink.deadline = start + JOURNAL_DEADLINE
+        return start
 
     def input_ended(self, worker: Worker) -> float | None:
         return None
@@ -285,7 +287,7 @@ class Daemon:
                           f"pids {' '.join(str(w.pid) for w in workers)}; {DECODER})", WORKERS=len(workers))
             self._start_timers()
             while not self.flags.stop and self.status == EXIT_OK:
-                supervisor.pump(QUEUE_WAIT)
+                supervisor.pump(QUEUE_WAIT, until=lambda: self.flags.stop)
                 self._timers(self.clock())
             self._shutdown_workers()
             return self.status
@@ -364,11 +366,10 @@ class Daemon:
     def _shutdown_workers(self) -> None:
         supervisor = self.supervisor
         assert supervisor is not None
-        start = time.monotonic()
-        self._stopping_since(start)
+        start = self._stopping_since()
         live = [w for w in supervisor.workers if w.state in ("open", "running")]
         for worker in live:
-            supervisor.send(worker, Stop())
+            supervisor.send(worker, Stop(start))
         supervisor.pump_until(lambda: all(w.state == "drained" or not w.connected for w in live),
                               start + DRAIN_DEADLINE + 0.5, QUEUE_WAIT)
         for worker in live:
@@ -445,7 +446,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
-        self.flags.stop = True
+        if not self.flags.stop:
+            self.flags.stop, self.flags.stop_at = True, time.monotonic()
         self.flags.signals.append(signal.Signals(signum).name)
         self._wake()
 

@@ -6,9 +6,10 @@ Pickled over an AF_UNIX socketpair (multiprocessing.Pipe), one per worker. Both 
     Opened   live: capture open, in the fanout    Go      live: every worker is in the group:
              group, passing nothing yet                   install the filter and read
     Running  live: capture thread reading         Reload  a reloaded configuration
-    Notices  what the pipeline raised since the   Stop    live: stop reading (drain first)
-             last message, and a watermark        Flush   every worker's input has ended: evaluate
-    Stats    counters, once a second                      the open flows (at `at`) and report
+    Notices  what the pipeline raised since the   Stop    live: stop reading (drain first); the
+             last message, and a watermark                stop's deadlines count from `at`
+    Stats    counters, once a second              Flush   every worker's input has ended: evaluate
+                                                          the open flows (at `at`) and report
     Log      an error for the journal
     Failed   a one-line error and its exit code
     InputEnded  input read (replay: the files; live: drained after Stop); waits for Flush
@@ -105,7 +106,7 @@ class Reload:
 
 @dataclass(slots=True)
 class Stop:
-    pass
+    at: float  # live: time.monotonic() (system-wide) when the stop was asked for: the stop's deadlines count from it
 
 
 @dataclass(slots=True)

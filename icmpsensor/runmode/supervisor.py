@@ -139,9 +139,10 @@ class Supervisor:
 
     # -- the message loop
 
-    def pump(self, timeout: float) -> None:
+    def pump(self, timeout: float, until: Callable[[], bool] | None = None) -> None:
         """One round: wait up to `timeout` seconds for any worker, then take what each has sent (at most
-        MESSAGES_PER_ROUND each, so that a storm of messages does not starve the caller's loop)."""
+        MESSAGES_PER_ROUND each, so that a storm of messages does not starve the caller's loop); `until`
+        True ends the round after the message in hand (a stop signal must not wait for a round's worth)."""
         live = [w for w in self.workers if w.connected]
         if not live:
             time.sleep(timeout)
@@ -150,7 +151,9 @@ class Supervisor:
         if not wait(waitables, timeout):
             return
         for worker in live:
-            self._receive(worker)
+            self._receive(worker, until)
+            if until is not None and until():
+                return
 
     def pump_until(self, done: Callable[[], bool], deadline: float, poll: float) -> bool:
         """Rounds until `done()` (True) or the monotonic `deadline` (False)."""
@@ -161,11 +164,11 @@ class Supervisor:
             self.pump(min(left, poll))
         return True
 
-    def _receive(self, worker: WorkerHandle) -> None:
+    def _receive(self, worker: WorkerHandle, until: Callable[[], bool] | None = None) -> None:
         conn = worker.conn
         try:
             for _ in range(MESSAGES_PER_ROUND):
-                if not worker.connected or not conn.poll():
+                if not worker.connected or not conn.poll() or (until is not None and until()):
                     break
                 message = conn.recv()
                 worker.heard = time.monotonic()

@@ -37,7 +37,7 @@ class Source(Protocol):
 
     def next_batch(self, timeout: float) -> Batch | None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, at: float | None = None) -> None: ...
 
     def close(self) -> Iterator[Batch]: ...
 
@@ -133,7 +133,7 @@ class WorkerChannel:
         self._ticks = 0
         self._failure_sent = False
         self._flush: Flush | None = None  # a Flush that came before the input ended (a worker still draining)
-        self._stopped_at: float | None = None  # live: when the stop came (time.monotonic())
+        self._stopped_at: float | None = None  # live: when the stop was asked for (time.monotonic())
 
     def round(self, worker: Worker) -> None:
         notices = self.sink.take()
@@ -155,9 +155,9 @@ class WorkerChannel:
             if isinstance(message, Reload):
                 worker.pipeline.reconfigure(message.cfg)
             elif isinstance(message, Stop | Flush):
-                if self._stopped_at is None:
-                    self._stopped_at = time.monotonic()
-                self.source.stop()
+                if self._stopped_at is None:  # a Flush without a Stop (none is sent): now
+                    self._stopped_at = message.at if isinstance(message, Stop) else time.monotonic()
+                self.source.stop(self._stopped_at)
                 if isinstance(message, Flush):
                     self._flush = message
 

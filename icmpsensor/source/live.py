@@ -306,12 +306,18 @@ class Waiting:
     last_error: str = ""
 
 
-# A stop, in seconds after it (SIGTERM must end the sensor within 5 s at any load): the capture thread
-# takes what the wire already delivered, the worker processes the queued batches until DRAIN_DEADLINE
-# and drops (and counts) what is still queued then, and every open flow is flushed.
+# A stop, in seconds after the signal (SIGTERM must end the sensor within STOP_BUDGET at any load; every
+# deadline counts from the signal's arrival, in the main process and in every worker): the capture thread
+# takes what the wire already delivered, the worker processes the queued batches until DRAIN_DEADLINE and
+# drops (and counts) what is still queued then, and every open flow is flushed. The last second of the
+# budget is left for what no deadline bounds: writing the flushed flows' last notices to notice.log,
+# the last stats record, and the exit itself (measured under a storm with evidence for every flow:
+# docs/operations.md "Signals").
+STOP_BUDGET = 5.0
 DRAIN_DEADLINE = 1.5
-STOP_DEADLINE = 4.5  # a capture thread (or a worker process) still running then is left behind
-EVIDENCE_DEADLINE = 4.0  # the evidence writer stops then; what it has not written is counted (dropped_shutdown)
+JOURNAL_DEADLINE = 2.5  # later notices go to notice.log only (counted: the stop message says how many)
+EVIDENCE_DEADLINE = 3.0  # the evidence writer stops then; what it has not written is counted (dropped_shutdown)
+STOP_DEADLINE = 4.0  # a capture thread (or a worker process) still running then is left behind (killed)
 
 
 class LiveSource:
@@ -335,7 +341,7 @@ class LiveSource:
         self.decoder: Any = None
         self.ended = False
         self.shutdown_dropped = 0  # packets still queued at the drain deadline
-        self._drain_until: float | None = None
+        self._drain_until: float | None = None  # the stop's time.monotonic() + DRAIN_DEADLINE
         self._hold_on_stop = hold_on_stop
         self._group: int | None = None  # the fanout group joined, to join again after a reopen
         self._earlier = CaptureStats()  # the counters of the handles closed after a capture failure
@@ -452,10 +458,11 @@ class LiveSource:
         while (item := self.queue.get()) is not None:
             self.shutdown_dropped += packet_count(item[1])
 
-    def stop(self) -> None:
-        """Stop reading (the capture thread drains what the wire already delivered first)."""
+    def stop(self, at: float | None = None) -> None:
+        """Stop reading (the capture thread drains what the wire already delivered first); `at`: when the
+        stop was asked for (time.monotonic(), system-wide; None: now), the drain deadline counts from it."""
         if self._drain_until is None:
-            self._drain_until = time.monotonic() + DRAIN_DEADLINE
+            self._drain_until = (time.monotonic() if at is None else at) + DRAIN_DEADLINE
             self.capture.request_stop()
 
     def wake(self) -> None:
@@ -465,7 +472,8 @@ class LiveSource:
     def close(self) -> Iterator[Batch]:
         """Let the capture thread go (releasing a held socket) and close; what was still queued (before the
         drain deadline: after it, that is dropped and counted too)."""
-        self.capture.stop(STOP_DEADLINE)
+        stop_at = time.monotonic() if self._drain_until is None else self._drain_until - DRAIN_DEADLINE
+        self.capture.stop(max(0.0, stop_at + STOP_DEADLINE - time.monotonic()))
         if self._drain_until is not None and time.monotonic() >= self._drain_until:
             self._drop_queued()
             return

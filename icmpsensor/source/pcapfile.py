@@ -71,7 +71,7 @@ class FileSource:
             self.ended = True
         return batch
 
-    def stop(self) -> None:
+    def stop(self, at: float | None = None) -> None:
         pass
 
     def take_events(self) -> list[str]:

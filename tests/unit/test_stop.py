@@ -1,0 +1,135 @@
+"""A live stop's deadlines count from the signal's arrival, in the main process and in every worker.
+
+The stop must end within STOP_BUDGET at any load (docs/operations.md "Signals"). Under a storm the main loop
+may be busy for a while before it looks at the signal, and a worker may read its Stop later still: a deadline
+counted from either moment would spend the budget twice.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from multiprocessing.connection import Connection
+from types import SimpleNamespace
+
+import pytest
+
+from icmpsensor.config.schema import Config
+from icmpsensor.output.sink import ListSink
+from icmpsensor.runmode.live import Daemon, Overrides
+from icmpsensor.runmode.messages import Flush, Log, Stop
+from icmpsensor.runmode.supervisor import Supervisor, WorkerHandle
+from icmpsensor.runmode.worker import WorkerChannel
+from icmpsensor.source.batch import BATCH_META
+from icmpsensor.source.live import (
+    DRAIN_DEADLINE,
+    EVIDENCE_DEADLINE,
+    JOURNAL_DEADLINE,
+    STOP_BUDGET,
+    STOP_DEADLINE,
+    LiveSource,
+)
+
+
+def test_the_stop_deadlines_come_in_order_and_leave_a_second_of_the_budget() -> None:
+    assert 0 < DRAIN_DEADLINE < JOURNAL_DEADLINE <= EVIDENCE_DEADLINE < STOP_DEADLINE <= STOP_BUDGET - 1.0
+
+
+def queued_source(packets: int) -> LiveSource:
+    source = LiveSource("lo", Config().capture, lambda linktype: None)
+    assert source.queue.put((b"", b"\0" * (BATCH_META.size * packets)))
+    return source
+
+
+def test_a_source_drains_until_the_drain_deadline_after_the_stop_instant_it_is_given() -> None:
+    late = queued_source(7)
+    late.stop(time.monotonic() - DRAIN_DEADLINE - 0.01)  # the stop was asked for longer ago than the drain allows
+    assert late.next_batch(0.0) is None and late.ended
+    assert late.shutdown_dropped == 7
+    fresh = queued_source(7)
+    fresh.stop(time.monotonic())
+    assert fresh.next_batch(0.0) is not None and fresh.shutdown_dropped == 0
+    for source in (late, fresh):
+        source.capture.stop(0.0)
+
+
+def test_the_daemon_keeps_the_first_signals_arrival_as_the_stop_instant() -> None:
+    daemon = Daemon(Config(), Overrides())
+    before = time.monotonic()
+    daemon._on_stop(signal.SIGTERM, None)
+    first = daemon.flags.stop_at
+    assert first is not None and before <= first <= time.monotonic()
+    time.sleep(0.05)
+    daemon._on_stop(signal.SIGINT, None)  # a second signal does not restart the budget
+    assert daemon.flags.stop_at == first
+    time.sleep(0.05)
+    assert daemon._stopping_since() == first  # noticed later, counted from the signal
+
+
+class RecordingSource:
+    failure = None
+
+    def __init__(self) -> None:
+        self.stops: list[float | None] = []
+
+    def stop(self, at: float | None = None) -> None:
+        self.stops.append(at)
+
+    def take_events(self) -> list[str]:
+        return []
+
+
+def channel_after(messages: list[object]) -> tuple[WorkerChannel, RecordingSource, Connection]:
+    import multiprocessing
+
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    for message in messages:
+        theirs.send(message)
+    source = RecordingSource()
+    channel = WorkerChannel(0, ours, ListSink(), source)
+    channel._next_tick = float("inf")  # no housekeeping round: only the messages
+    channel.round(SimpleNamespace(latest=lambda: 0.0))  # type: ignore[arg-type]
+    return channel, source, theirs
+
+
+def test_a_worker_counts_its_drain_and_evidence_deadlines_from_the_stop_instant_it_is_sent() -> None:
+    asked = time.monotonic() - 0.8  # the main process was busy, the worker reads its Stop late
+    channel, source, _ = channel_after([Stop(asked), Flush(None)])
+    assert source.stops == [asked, asked]
+    assert channel._stopped_at == asked
+
+
+def test_a_flush_without_a_stop_stops_now() -> None:
+    before = time.monotonic()
+    channel, source, _ = channel_after([Flush(None)])
+    assert channel._stopped_at is not None and before <= channel._stopped_at <= time.monotonic()
+    assert source.stops == [channel._stopped_at]
+
+
+def chatty_worker(conn: Connection) -> int:
+    for i in range(50):
+        conn.send(Log(6, f"message {i}"))
+    conn.recv()  # until the supervisor closes its end
+    return 0
+
+
+@pytest.mark.timeout(30)
+def test_a_supervisor_round_ends_at_the_message_that_asked_for_a_stop() -> None:
+    handled: list[object] = []
+
+    def handle(worker: WorkerHandle, message: object) -> None:
+        handled.append(message)
+
+    supervisor = Supervisor(handle, lambda worker: None)
+    supervisor.spawn(chatty_worker, "chatty")
+    try:
+        deadline = time.monotonic() + 10
+        while not supervisor.workers[0].conn.poll(0.1) and time.monotonic() < deadline:
+            pass
+        time.sleep(0.2)  # all 50 are in the pipe
+        supervisor.pump(1.0, until=lambda: len(handled) >= 3)
+        assert len(handled) == 3
+        supervisor.pump(1.0)  # without a stop: a whole round
+        assert len(handled) == 50  # MESSAGES_PER_ROUND is more
+    finally:
+        supervisor.reap()
