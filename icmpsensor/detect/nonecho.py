@@ -115,14 +115,9 @@ def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
     n = len(payload)
     if n < 4 + 20:
         return "error message too short to quote an IPv4 header"
-    end = n
-    if pkt.icmp_type in (3, 11, 12):
-        words = payload[1]
-        if words and n >= 4 + words * 4:
-            end = 4 + words * 4
-            problem = _extension_problem(payload, end)
-            if problem:
-                return problem
+    end, problem = _quote_end(payload, payload[1] if pkt.icmp_type in (3, 11, 12) else 0, 4)
+    if problem:
+        return problem
     quoted_len = end - 4
     first = payload[4]
     header_len = (first & 15) * 4
@@ -198,14 +193,9 @@ def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:
     n = len(payload)
     if n < 4 + 40:
         return "error message too short to quote an IPv6 header"
-    end = n
-    if pkt.icmp_type in (1, 3):
-        words = payload[0]  # ICMPv6 puts the length in the first byte
-        if words and n >= 4 + words * 8:
-            end = 4 + words * 8
-            problem = _extension_problem(payload, end)
-            if problem:
-                return problem
+    end, problem = _quote_end(payload, payload[0] if pkt.icmp_type in (1, 3) else 0, 8)
+    if problem:
+        return problem
     quoted_len = end - 4
     if payload[4] >> 4 != 6 or quoted_len < 40:
         return "quoted data is not an IPv6 header"
@@ -215,6 +205,17 @@ def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:
     if payload[12:28] != pkt.dst:
         return "quoted packet was not sent by the error's receiver"
     return _transport_problem(payload[4 : 4 + min(quoted_len, total)], 40, total - 40, payload[10])
+
+
+def _quote_end(payload: bytes, words: int, unit: int) -> tuple[int, str]:
+    """Where the quoted datagram ends, and why the extension structure after it is wrong (or ''): at its
+    RFC 4884 length (`words` units of `unit` bytes; 0: none given) if the message is that long, else at
+    the message's end."""
+    n = len(payload)
+    if not words or n < 4 + words * unit:
+        return n, ""
+    end = 4 + words * unit
+    return end, _extension_problem(payload, end)
 
 
 def _padded(payload: bytes, start: int, end: int) -> bool:
