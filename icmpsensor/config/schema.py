@@ -76,6 +76,10 @@ class DetectionConfig(ConfigSection):
     timestamp_tolerance: float = key(
         300.0, Seconds(0, 366 * 86400), "seconds a benign ping's embedded clock may differ from the capture's"
     )
+    clock_jitter: float = key(
+        0.010, Seconds(0, 10), "standard: seconds a ping's embedded clock may move against the capture clock "
+        "between a flow's requests for free (the jitter from the sender to the sensor)"
+    )
     nonecho_bytes_threshold: int = key(
         0, Int(0, 2**31), "standard: NonEchoPayload when unexplained non-echo bytes in a flow exceed this"
     )

@@ -11,8 +11,9 @@ flow's novel bytes (eight to a byte) and remembers which channel carried them:
   (new identifier) is free within the run budget (RUN_BUDGET), and costs its identifier's and first
   sequence number's bits beyond it.
 * ``time`` — a benign template's embedded clock (fingerprints.Benign.embedded_time): the offset
-  embedded - capture stays put within a run, up to jitter. A change of the offset beyond
-  TIME_JITTER costs log2(1 + excess / TIME_UNIT) bits.
+  embedded - capture stays put within a run, up to the sender-to-sensor jitter
+  (``detection.clock_jitter``, the `jitter` argument). A change of the offset beyond it costs
+  log2(1 + excess / TIME_UNIT) bits.
 * ``length`` — benign: one payload size per run. A change of d bytes within a run costs
   log2(1 + |d|) bits; a new size at a new run is free within the run and parameter budgets.
 * ``pattern`` — a template's per-run constant (a ``ping -p`` pattern, a fill byte): a new one at a new
@@ -21,7 +22,7 @@ flow's novel bytes (eight to a byte) and remembers which channel carried them:
   sender's previous one in a few short places, each place is read as an integer field (2, 4 or 8
   bytes, either byte order) and costs the bits it moved beyond a counter (+1) or a clock (seconds,
   milliseconds, microseconds, nanoseconds, or their sub-second part, or seconds as an IEEE double, against
-  the capture clock).
+  the capture clock, up to the same jitter).
   Data in such a field moves it at random and costs about its full width.
 * ``options`` — IPv4 options and IPv6 hop-by-hop / destination options (decode keeps them,
   padding left out): their bytes, once per flow while they repeat, except Router Alert.
@@ -42,7 +43,6 @@ import struct
 from dataclasses import dataclass
 
 SEQ_FREE = 2  # sequence steps up to this far from +1 (lost replies, a repeat) cost nothing
-TIME_JITTER = 0.010  # seconds an embedded clock's offset may move between packets for free
 TIME_UNIT = 1e-5  # resolution at which a larger move is charged (10 µs)
 RUN_BUDGET = 10.0  # run changes free at once ...
 RUN_REFILL = 5.0  # ... and one more per this many seconds
@@ -55,7 +55,6 @@ RUNS_REMEMBERED = 16  # runs side by side in one flow (several pingers on one ho
 MAX_FIELD_PLACES = 4  # a payload that differs in more places is charged byte for byte
 MAX_FIELD_BYTES = 8
 _CLOCK_RATES = (1.0, 1e3, 1e6, 1e9)  # seconds, ms, µs, ns per second of capture time
-_CLOCK_FREE = 0.002  # seconds a clock field may differ from the capture clock's advance
 _COUNTER_FREE = 2
 
 
@@ -191,9 +190,10 @@ def new_run_bits(ident: int, seq: int, last_ident: int, last_seq: int) -> float:
     return ident_bits + step_bits(first)
 
 
-def time_bits(offset: float, last_offset: float) -> float:
-    """Bits in an embedded clock whose offset to the capture clock moved from last_offset to offset."""
-    excess = abs(offset - last_offset) - TIME_JITTER
+def time_bits(offset: float, last_offset: float, jitter: float) -> float:
+    """Bits in an embedded clock whose offset to the capture clock moved from last_offset to offset, of
+    which `jitter` seconds are free."""
+    excess = abs(offset - last_offset) - jitter
     return math.log2(1 + excess / TIME_UNIT) if excess > 0 else 0.0
 
 
@@ -234,9 +234,10 @@ def _places(a: bytes, b: bytes) -> list[tuple[int, int]] | None:
     return places
 
 
-def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float) -> float:
+def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
     """Bits of the cheapest reading of the differing place [start, end) as a 2-, 4- or 8-byte integer
-    field, little- or big-endian, that counts by one or runs with the capture clock (dt seconds)."""
+    field, little- or big-endian, that counts by one or runs with the capture clock (dt seconds, up to
+    `jitter` seconds off)."""
     best = 8.0 * (end - start)
     for width in (2, 4, 8):
         lo = start - start % width
@@ -248,19 +249,21 @@ def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float) -> float:
             delta = new - old
             cost = step_bits(delta - 1, _COUNTER_FREE)
             for rate in _CLOCK_RATES:
-                free = rate * _CLOCK_FREE + 1
+                free = rate * jitter + 1
                 residual = delta - rate * dt
                 cost = min(cost, _excess_bits(residual, free))
-                if rate > 1 and new < rate and old < rate:  # a sub-second part (tv_usec, tv_nsec)
+                # a sub-second part (tv_usec, tv_nsec) in a field wide enough for a whole second of it: a 2-byte
+                # field is no microseconds part (any change of it would be a few ms of nanoseconds: free)
+                if rate > 1 and new < rate and old < rate and 1 << 8 * width > rate:
                     wrapped = (residual + rate / 2) % rate - rate / 2
                     cost = min(cost, _excess_bits(wrapped, free))
             best = min(best, cost)
     if end - start <= 8 and len(a) >= 8:
-        best = min(best, _double_clock_cost(a, b, start, end, dt))
+        best = min(best, _double_clock_cost(a, b, start, end, dt, jitter))
     return best
 
 
-def _double_clock_cost(a: bytes, b: bytes, start: int, end: int, dt: float) -> float:
+def _double_clock_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
     """A place inside an 8-byte IEEE double holding seconds (ping3 writes struct.pack("!d", time.time())):
     free if it moved with the capture clock, else the microseconds it is off."""
     lo = start - start % 8
@@ -270,7 +273,7 @@ def _double_clock_cost(a: bytes, b: bytes, start: int, end: int, dt: float) -> f
     for fmt in (">d", "<d"):
         new, old = struct.unpack_from(fmt, a, lo)[0], struct.unpack_from(fmt, b, lo)[0]
         if math.isfinite(new) and math.isfinite(old) and abs(new) < 1e12:
-            best = min(best, time_bits(new - old - dt, 0.0))
+            best = min(best, time_bits(new - old - dt, 0.0, jitter))
     return best
 
 
@@ -279,13 +282,14 @@ def _excess_bits(residual: float, free: float) -> float:
     return math.log2(1 + excess) if excess > 0 else 0.0
 
 
-def field_bits(current: bytes, previous: bytes, dt: float) -> float | None:
+def field_bits(current: bytes, previous: bytes, dt: float, jitter: float) -> float | None:
     """Bits in the few places where a payload differs from the same sender's previous one (both the
-    same length), read as counters and clocks; None when the difference is not a few short places."""
+    same length), read as counters and clocks (`jitter` seconds free); None when the difference is not
+    a few short places."""
     places = _places(current, previous)
     if places is None:
         return None
-    return sum(_field_cost(current, previous, start, end, dt) for start, end in places)
+    return sum(_field_cost(current, previous, start, end, dt, jitter) for start, end in places)
 
 
 # -- options ---------------------------------------------------------------------------------

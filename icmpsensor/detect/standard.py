@@ -61,7 +61,6 @@ _KIND_V4 = tuple(_REQUEST if t == 8 else _REPLY if t == 0 else _OTHER for t in r
 _KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t in range(256))
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
-_TIME_JITTER = capacity.TIME_JITTER
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:
@@ -380,7 +379,8 @@ class Detector(FlowDetector):
         if pkt.is_echo_reply:
             return novel
         if compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and current[1:] == compared[1:]:
-            bits = capacity.field_bits(current[0], compared[0], pkt.ts - flow.last_request_ts)
+            bits = capacity.field_bits(current[0], compared[0], pkt.ts - flow.last_request_ts,
+                                       self.cfg.clock_jitter)
             if bits is not None:
                 self._charge(flow, "fields", bits)
                 return 0
@@ -428,8 +428,9 @@ class Detector(FlowDetector):
             moved = offset - last_offset
             if benign.wraps_after:
                 moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
-            if not -_TIME_JITTER <= moved <= _TIME_JITTER:  # the common case costs no call
-                self._charge(flow, "time", capacity.time_bits(moved, 0.0))
+            jitter = self.cfg.clock_jitter
+            if not -jitter <= moved <= jitter:  # the common case costs no call
+                self._charge(flow, "time", capacity.time_bits(moved, 0.0, jitter))
         return True
 
     def _add_novel(self, flow: Flow, novel: int) -> None:

@@ -287,7 +287,8 @@ class ReferenceDetector:
         prefix = novelty.PREFIX
         if (compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and len(payload) == len(compared)
                 and payload[prefix:] == compared[prefix:]):
-            bits = capacity.field_bits(payload[:prefix], compared[:prefix], pkt.ts - flow.last_request_ts)
+            bits = capacity.field_bits(payload[:prefix], compared[:prefix], pkt.ts - flow.last_request_ts,
+                                       self.cfg.clock_jitter)
             if bits is not None:
                 self.charge(flow, "fields", bits)
                 return 0
@@ -328,7 +329,7 @@ class ReferenceDetector:
             moved = offset - flow.clock_offset
             if benign.wraps_after:
                 moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
-            self.charge(flow, "time", capacity.time_bits(moved, 0.0))
+            self.charge(flow, "time", capacity.time_bits(moved, 0.0, self.cfg.clock_jitter))
         flow.clock_offset = offset
         return True
 

@@ -19,7 +19,7 @@ from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.record import Notice
 from testkit import capacity_corpus as corpus
 from testkit.benign_corpus import CLIENT, SERVER, START, iputils_payload
-from testkit.exfil_corpus import echo
+from testkit.exfil_corpus import echo, kernel_reply
 
 # -- the fields, one by one --------------------------------------------------------------------------
 
@@ -57,9 +57,11 @@ def test_the_run_budget_is_a_token_bucket() -> None:
 
 
 def test_an_embedded_clock_costs_what_its_offset_moved_beyond_jitter() -> None:
-    assert capacity.time_bits(0.005, 0.0) == 0.0
-    assert capacity.time_bits(-0.009, 0.0) == 0.0
-    assert capacity.time_bits(0.0655, 0.0) == pytest.approx(math.log2(1 + 0.0555 / capacity.TIME_UNIT))
+    jitter = DetectionConfig().clock_jitter
+    assert capacity.time_bits(0.005, 0.0, jitter) == 0.0
+    assert capacity.time_bits(-0.009, 0.0, jitter) == 0.0
+    excess = 0.0655 - jitter
+    assert capacity.time_bits(0.0655, 0.0, jitter) == pytest.approx(math.log2(1 + excess / capacity.TIME_UNIT))
 
 
 def test_sizes_within_a_run() -> None:
@@ -82,7 +84,7 @@ def _timeval(t: float) -> bytes:
 ])
 def test_counters_and_clocks_in_changed_places_are_nearly_free(name: str, previous: bytes, current: bytes,
                                                                dt: float) -> None:
-    bits = capacity.field_bits(current, previous, dt)
+    bits = capacity.field_bits(current, previous, dt, DetectionConfig().clock_jitter)
     assert bits is not None and bits < 2, name
 
 
@@ -92,9 +94,21 @@ def test_random_data_in_a_field_costs_about_its_width() -> None:
     for _ in range(200):
         previous = struct.pack("<I", rng.getrandbits(32)) + b"fill"
         current = struct.pack("<I", rng.getrandbits(32)) + b"fill"
-        costs.append(capacity.field_bits(current, previous, 1.0))
+        costs.append(capacity.field_bits(current, previous, 1.0, DetectionConfig().clock_jitter))
     assert sum(c for c in costs if c is not None) / len(costs) > 24
-    assert capacity.field_bits(bytes(range(40)), bytes(40), 1.0) is None  # not a few short places
+    assert capacity.field_bits(bytes(range(40)), bytes(40), 1.0, 0.01) is None  # not a few short places
+
+
+@pytest.mark.parametrize("jitter", [0.002, 0.010, 0.050])
+def test_random_data_in_a_two_byte_field_costs_about_its_width(jitter: float) -> None:
+    # A 2-byte field cannot hold a second's microseconds or nanoseconds: it is no sub-second clock part
+    rng = random.Random(2)
+    costs = []
+    for _ in range(200):
+        previous = b"head" + struct.pack("<H", rng.getrandbits(16)) + b"fill"
+        current = b"head" + struct.pack("<H", rng.getrandbits(16)) + b"fill"
+        costs.append(capacity.field_bits(current, previous, 1.0, jitter))
+    assert sum(c for c in costs if c is not None) / len(costs) > 11
 
 
 def test_options_count_except_router_alert() -> None:
@@ -218,3 +232,61 @@ def test_one_packet_replayed_over_and_over_is_not_nping() -> None:
     payload = corpus.SECRET[:500]
     packets = [echo(START + k, CLIENT, SERVER, True, 0x0101, 1, payload) for k in range(15)]
     assert "ICMP::ICMP_Tunnel" not in {n.note for n in run(packets)}
+
+
+# -- an embedded clock seen through a jittery link (detection.clock_jitter) ---------------------------------
+
+ACME_FILL = b"acme-uptime-probe/2 " * 3  # an implementation no template knows: a µs clock, then its text
+
+
+def jittery_pings(payload_at: object, jitter: float, seconds: int = 3600, seed: int = 5) -> list[IcmpPacket]:
+    """One ping a second for `seconds`, its payload written at send time and seen by the sensor 1 ms plus
+    uniform(0, jitter) later (a Wi-Fi client behind the monitored link), each answered."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(seconds):
+        sent = START + i
+        request = echo(sent + 0.001 + rng.uniform(0, jitter), CLIENT, SERVER, True, 0x2A2A, i + 1,
+                       payload_at(sent))  # type: ignore[operator]
+        out += [request, kernel_reply(request)]
+    return out
+
+
+def unknown_clock_payload(sent: float) -> bytes:
+    return struct.pack("<Q", int(sent * 1e6)) + ACME_FILL
+
+
+def jitter_run(packets: list[IcmpPacket], clock_jitter: float) -> list[Notice]:
+    det = make_detector(DetectionConfig(clock_jitter=clock_jitter), AllowlistConfig())
+    out: list[Notice] = []
+    for pkt in packets:
+        out.extend(det.process(pkt))
+    return out + det.flush()
+
+
+@pytest.mark.parametrize("payload_at", [lambda sent: iputils_payload(56, sent), unknown_clock_payload],
+                         ids=["iputils", "unknown-usec-clock"])
+def test_an_hour_of_pings_over_a_jittery_link_is_silent_once_clock_jitter_allows_it(payload_at: object) -> None:
+    packets = jittery_pings(payload_at, jitter=0.030)
+    assert jitter_run(packets, clock_jitter=0.050) == []
+    assert jitter_run(jittery_pings(payload_at, jitter=0.004), clock_jitter=DetectionConfig().clock_jitter) == []
+
+
+def test_data_in_the_microseconds_is_still_charged_with_a_larger_clock_jitter() -> None:
+    rng = random.Random(9)
+
+    def with_data(sent: float) -> bytes:  # whole seconds right, the microseconds three random bytes' worth
+        return iputils_payload(56, int(sent) + rng.randrange(1_000_000) / 1e6)
+
+    alerts = [n for n in jitter_run(jittery_pings(with_data, jitter=0.030, seconds=300), clock_jitter=0.050)
+              if n.note == "ICMP::ICMP_DataExfil"]
+    assert alerts and "time" in alerts[0].channels.split(","), alerts
+
+
+def test_the_clock_jitter_is_what_a_clock_may_move_for_free() -> None:
+    assert capacity.time_bits(0.030, 0.0, 0.050) == 0.0
+    assert capacity.time_bits(0.0655, 0.0, 0.050) == pytest.approx(math.log2(1 + 0.0155 / capacity.TIME_UNIT))
+    # a 4-byte microsecond counter (BusyBox's layout) 30 ms late: no nanosecond part (its values are past 10^9)
+    previous, current = struct.pack("<I", 3_000_000_000), struct.pack("<I", 3_001_030_000)
+    assert capacity.field_bits(current + b"fill", previous + b"fill", 1.0, 0.050) == 0.0  # within 50 ms
+    assert capacity.field_bits(current + b"fill", previous + b"fill", 1.0, 0.010) > 10
