@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import struct
+import time
 from collections.abc import Callable
 
 from icmpsensor.decode.checksum import internet_checksum
@@ -355,6 +356,32 @@ def unknown_ping_counter_clock(duration: float = HOUR) -> list[IcmpPacket]:
     return _replies(out)
 
 
+def _iso(t: float) -> bytes:
+    """UTC as ISO 8601 with microseconds: 2023-11-14T22:13:20.000000Z."""
+    whole = int(t)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)).encode() + b".%06dZ" % int((t - whole) * 1e6)
+
+
+def unknown_ping_text_clock(duration: float = HOUR) -> list[IcmpPacket]:
+    """A ping the templates do not know that writes text: a zero-padded counter, the time in ISO 8601 and as
+    seconds with 6 decimals (what a script's f"{seq:06d} {datetime} {time.time():.6f}" writes)."""
+    out = []
+    for i in range(int(duration)):
+        t = START + i + (i * 7919 % 1000) / 1e6  # sub-ms scheduling noise
+        sent = t - SEND_LAG
+        out.append(echo(t, CLIENT, SERVER, True, 0x7E57, i + 1, b"mon1 %06d %s %.6f" % (i + 1, _iso(sent), sent)))
+    return _replies(out)
+
+
+def text_digits_data(data: bytes = SECRET[:500], rate: float = 1.0) -> list[IcmpPacket]:
+    """Data in a decimal text counter: four bytes a request, written as the 10-digit number they make."""
+    out = []
+    for i, word in enumerate(_words(data, 4)):
+        t = START + i / rate
+        out.append(echo(t, CLIENT, SERVER, True, 0x7E58, i + 1, b"probe seq=%010d ok" % word))
+    return _replies(out)
+
+
 def cron_ping_c1(duration: float = 2 * HOUR, every: float = 10.0) -> list[IcmpPacket]:
     """`ping -c 1` from cron every 10 s: a new identifier each time (kernel ping sockets count up)."""
     out = []
@@ -396,6 +423,7 @@ CAPACITY_POSITIVES: dict[str, tuple[CapacityCase, tuple[str, str]]] = {
     "extension-objects": (extension_objects, (CLIENT, SERVER)),
     "ipv6-dest-options": (ipv6_dest_options, (CLIENT6, SERVER6)),
     "nd-options": (nd_options, (CLIENT6, SERVER6)),
+    "text-digits-data": (text_digits_data, (CLIENT, SERVER)),
 }
 
 CAPACITY_NEGATIVES: dict[str, CapacityCase] = {
@@ -409,6 +437,7 @@ CAPACITY_NEGATIVES: dict[str, CapacityCase] = {
     "unknown-ping-counter-clock": unknown_ping_counter_clock,
     "cron-ping-c1": cron_ping_c1,
     "sweep-many-hosts": sweep_many_hosts,
+    "unknown-ping-text-clock": unknown_ping_text_clock,
 }
 
 PROVENANCE: dict[str, str] = {
@@ -441,6 +470,8 @@ PROVENANCE: dict[str, str] = {
     "unknown-ping-counter-clock": "crafted: 8-byte LE microsecond clock + 4-byte counter + fixed text",
     "cron-ping-c1": "iputils ping -c 1 every 10 s, kernel ping-socket identifiers counting up",
     "sweep-many-hosts": "iputils payload to 400 hosts every 60 s",
+    "unknown-ping-text-clock": "crafted: text payload: 6-digit counter, ISO 8601 time with µs, seconds with 6 decimals",
+    "text-digits-data": "crafted: 4 data bytes a request as a 10-digit decimal counter in a text payload",
 }
 
 

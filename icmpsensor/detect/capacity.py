@@ -22,7 +22,9 @@ flow's novel bytes (eight to a byte) and remembers which channel carried them:
   sender's previous one in a few short places, each place is read as an integer field (2, 4 or 8
   bytes, either byte order) and costs the bits it moved beyond a counter (+1) or a clock (seconds,
   milliseconds, microseconds, nanoseconds, or their sub-second part, or seconds as an IEEE double, against
-  the capture clock, up to the same jitter).
+  the capture clock, up to the same jitter). A place in decimal text (ASCII digits, at most one
+  point: ``seq=000042``, ``t=1700000000.123456``, an ISO time) is also read as the number it spells,
+  a counter or a clock at any power-of-ten rate, its seconds and minutes wrapping at 60.
   Data in such a field moves it at random and costs about its full width.
 * ``options`` — IPv4 options and IPv6 hop-by-hop / destination options (decode keeps them,
   padding left out): their bytes, once per flow while they repeat, except Router Alert.
@@ -54,6 +56,10 @@ PARAM_REFILL = 60.0
 RUNS_REMEMBERED = 16  # runs side by side in one flow (several pingers on one host) followed each
 MAX_FIELD_PLACES = 4  # a payload that differs in more places is charged byte for byte
 MAX_FIELD_BYTES = 8
+MAX_DECIMAL_DIGITS = 20  # a place in decimal text is read as numbers of at most this many digits each
+MAX_DECIMAL_PLACE = 32  # ... in a place at most this long (an ISO time's changed part, its separators included)
+_DECIMAL = frozenset(b"0123456789.")
+_DECIMAL_RATES = tuple(10.0**k for k in range(10))  # a decimal clock: seconds with k decimals (ms, µs, ns: 3, 6, 9)
 _CLOCK_RATES = (1.0, 1e3, 1e6, 1e9)  # seconds, ms, µs, ns per second of capture time
 _COUNTER_FREE = 2
 
@@ -215,8 +221,9 @@ def take_token(due: float, now: float, burst: float, refill: float) -> tuple[boo
 
 
 def _places(a: bytes, b: bytes) -> list[tuple[int, int]] | None:
-    """The runs [start, end) of positions where equal-length a and b differ (gaps of one equal byte
-    joined), or None when there are more than MAX_FIELD_PLACES or one is longer than MAX_FIELD_BYTES."""
+    """The runs [start, end) of positions where equal-length a and b differ (gaps of one equal byte joined,
+    and the digits of one decimal number), or None when there are more than MAX_FIELD_PLACES or one is
+    longer than MAX_FIELD_BYTES (decimal text: MAX_DECIMAL_PLACE)."""
     n = len(a)
     x = (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(n, "big")
     places: list[tuple[int, int]] = []
@@ -228,10 +235,93 @@ def _places(a: bytes, b: bytes) -> list[tuple[int, int]] | None:
         start = i
         while i < n and (x[i] or (i + 1 < n and x[i + 1])):
             i += 1
-        if i - start > MAX_FIELD_BYTES or len(places) == MAX_FIELD_PLACES:
+        if places and _DECIMAL.issuperset(a[places[-1][1] : start]) \
+                and _decimal_segments(a, b, places[-1][0], i) is not None:
+            start = places.pop()[0]  # the same decimal number: "21.000899" -> "22.000818" is one place
+        elif len(places) == MAX_FIELD_PLACES:
+            return None
+        if i - start > MAX_FIELD_BYTES and _decimal_segments(a, b, start, i) is None:
             return None
         places.append((start, i))
     return places
+
+
+def _decimal_segments(a: bytes, b: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+    """The runs of decimal text (ASCII digits and points, in both payloads) in the place [start, end), if
+    the place is only those and separators the two payloads share (``12:00:59`` -> ``12:01:00``)."""
+    if end - start > MAX_DECIMAL_PLACE:
+        return None
+    segments: list[tuple[int, int]] = []
+    first = -1
+    for i in range(start, end):
+        if a[i] in _DECIMAL and b[i] in _DECIMAL:
+            if first < 0:
+                first = i
+            continue
+        if a[i] != b[i]:
+            return None
+        if first >= 0:
+            segments.append((first, i))
+            first = -1
+    if first >= 0:
+        segments.append((first, end))
+    return segments or None
+
+
+def _decimal_number(a: bytes, b: bytes, start: int, end: int) -> tuple[int, int, int, int] | None:
+    """(lo, new, old, digits): the decimal text [lo, hi) around [start, end) (the same span in both
+    payloads: ASCII digits with at most one point, at the same position) and the numbers it spells."""
+    lo, hi, n = start, end, len(a)
+    while lo > 0 and a[lo - 1] in _DECIMAL and b[lo - 1] in _DECIMAL:
+        lo -= 1
+    while hi < n and a[hi] in _DECIMAL and b[hi] in _DECIMAL:
+        hi += 1
+    new, old = a[lo:hi], b[lo:hi]
+    point = new.find(b".")
+    if new.count(b".") > 1 or old.find(b".") != point:
+        return None
+    new, old = new.replace(b".", b""), old.replace(b".", b"")
+    if not 0 < len(new) <= MAX_DECIMAL_DIGITS:
+        return None
+    return lo, int(new), int(old), len(new)
+
+
+def _decimal_place_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float,
+                        charged: set[int]) -> tuple[float, set[int]]:
+    """Bits of the place [start, end) read as decimal text (inf: it is not), and the starts of the numbers
+    read; a number an earlier place's reading charged (`charged`) costs nothing again."""
+    segments = _decimal_segments(a, b, start, end)
+    if segments is None:
+        return math.inf, set()
+    cost, read = 0.0, set()
+    for seg_start, seg_end in segments:
+        number = _decimal_number(a, b, seg_start, seg_end)
+        if number is None:
+            return math.inf, set()
+        lo, new, old, digits = number
+        if lo not in charged and lo not in read:
+            read.add(lo)
+            cost += _decimal_cost(new, old, digits, dt, jitter)
+    return cost, read
+
+
+def _decimal_cost(new: int, old: int, digits: int, dt: float, jitter: float) -> float:
+    """Bits of the cheapest reading of a decimal number as a counter (+1; minutes wrap at 60, hours at 24) or a
+    clock at a power-of-ten rate (its whole range, its part within a second, or within a minute)."""
+    delta = new - old
+    cost = step_bits(delta - 1, _COUNTER_FREE)
+    for wrap in (60, 24):
+        if new < wrap and old < wrap:
+            cost = min(cost, step_bits((delta - 1 + wrap // 2) % wrap - wrap // 2, _COUNTER_FREE))
+    room = 10**digits
+    for rate in _DECIMAL_RATES:
+        free = rate * jitter + 1
+        residual = delta - rate * dt
+        cost = min(cost, _excess_bits(residual, free))
+        for wrap in (rate, 60 * rate):  # the part within a second (a µs field), within a minute (ISO's seconds)
+            if wrap > 1 and new < wrap and old < wrap and room >= wrap:
+                cost = min(cost, _excess_bits((residual + wrap / 2) % wrap - wrap / 2, free))
+    return cost
 
 
 def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
@@ -289,7 +379,14 @@ def field_bits(current: bytes, previous: bytes, dt: float, jitter: float) -> flo
     places = _places(current, previous)
     if places is None:
         return None
-    return sum(_field_cost(current, previous, start, end, dt, jitter) for start, end in places)
+    total, charged = 0.0, set[int]()  # charged: the decimal numbers read (by where they start), each once
+    for start, end in places:
+        binary = _field_cost(current, previous, start, end, dt, jitter)
+        decimal, read = _decimal_place_cost(current, previous, start, end, dt, jitter, charged)
+        if decimal < binary:
+            charged |= read
+        total += min(binary, decimal)
+    return total
 
 
 # -- options ---------------------------------------------------------------------------------

@@ -88,6 +88,30 @@ def test_counters_and_clocks_in_changed_places_are_nearly_free(name: str, previo
     assert bits is not None and bits < 2, name
 
 
+@pytest.mark.parametrize(("name", "previous", "current", "dt"), [
+    ("zero-padded counter", b"probe seq=000041 ok", b"probe seq=000042 ok", 1.0),
+    ("counter", b"keepalive 41 ", b"keepalive 42 ", 1.0),
+    ("epoch seconds, 6 decimals", b"t=1700000000.987654 h=mon1", b"t=1700000001.987991 h=mon1", 1.0),
+    ("epoch ms", b"HC|1700000000123|7|ok", b"HC|1700000000373|8|ok", 0.25),
+    ("ISO time at a minute's end", b"at 2026-12-03T12:00:59.912345Z", b"at 2026-12-03T12:01:00.912512Z", 1.0),
+    ("microseconds of the second", b"usec=912345;", b"usec=412345;", 0.5),
+])
+def test_decimal_text_counters_and_clocks_are_nearly_free(name: str, previous: bytes, current: bytes,
+                                                          dt: float) -> None:
+    bits = capacity.field_bits(current, previous, dt, DetectionConfig().clock_jitter)
+    assert bits is not None and bits < 2, (name, bits)
+
+
+def test_data_in_decimal_digits_costs_about_what_the_digits_hold() -> None:
+    rng = random.Random(4)
+    costs = []
+    for _ in range(200):
+        previous = b"probe seq=%08d ok" % rng.randrange(10**8)
+        current = b"probe seq=%08d ok" % rng.randrange(10**8)
+        costs.append(capacity.field_bits(current, previous, 1.0, DetectionConfig().clock_jitter))
+    assert sum(c for c in costs if c is not None) / len(costs) > 20  # of 26.6 in 8 random digits
+
+
 def test_random_data_in_a_field_costs_about_its_width() -> None:
     rng = random.Random(1)
     costs = []
@@ -157,7 +181,7 @@ CHANNEL = {"ident-seq": "ident", "new-ident-each": "ident", "timestamp-usec": "t
            "small-secret": "payload", "icmplib-layout-exfil": "payload",
            "secret-two-packets": "payload", "secret-in-replies": "payload",
            "quoted-data": "non-echo", "extension-objects": "non-echo",
-           "ipv6-dest-options": "options", "nd-options": "non-echo"}
+           "ipv6-dest-options": "options", "nd-options": "non-echo", "text-digits-data": "fields"}
 
 
 @pytest.mark.parametrize("name", sorted(corpus.CAPACITY_POSITIVES))
