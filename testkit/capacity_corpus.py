@@ -179,6 +179,28 @@ def icmplib_layout_exfil(data: bytes = SECRET, calls: int = 8, count: int = 50) 
     return _replies(out)
 
 
+def _base36(data: bytes) -> bytes:
+    """The data as upper-case base-36 text (A-Z, 0-9: pythonping's alphabet)."""
+    alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    number, text = int.from_bytes(data, "big"), bytearray()
+    while number:
+        number, digit = divmod(number, 36)
+        text.append(alphabet[digit])
+    return bytes(text)
+
+
+def pythonping_layout_exfil(data: bytes = SECRET, size: int = 32, per_second: float = 5.0) -> list[IcmpPacket]:
+    """A file in pythonping's exact layout: base-36 text of the data, 32 characters per ping(count=1, size=32)
+    call, five calls a second, a random identifier per call, seq 1 (exfiltration volume)."""
+    text = _base36(data)
+    rng = random.Random(36)
+    out = []
+    for call, k in enumerate(range(0, len(text), size)):
+        chunk = text[k : k + size].ljust(size, b"0")
+        out.append(echo(START + call / per_second, CLIENT, SERVER, True, rng.randint(1, 0xFFFF), 0x0100, chunk))
+    return _replies(out)
+
+
 def secret_two_packets(data: bytes = SECRET[300:500]) -> list[IcmpPacket]:
     """A 200-byte credential in two echo requests, then the host's ordinary pings to the same peer."""
     out = [echo(START + k * 0.5, CLIENT, SERVER, True, 0x0BAE, k + 1, data[k * 100 : (k + 1) * 100])
@@ -276,6 +298,25 @@ def icmplib_monitor(hosts: int = 8, duration: float = 2 * HOUR, every: float = 3
                 t = START + r * every + h * 0.01 + seq * interval
                 payload = bytes(rng.choices(alphabet, k=56))
                 out.append(echo(t, CLIENT, dst, True, ident, seq, payload))
+    return sorted(_replies(out), key=lambda p: p.ts)
+
+
+def pythonping_monitor(hosts: int = 3, duration: float = HOUR, every: float = 10.0, count: int = 4,
+                       sizes: tuple[int, ...] = (1, 32)) -> list[IcmpPacket]:
+    """pythonping (alessandromaggio/pythonping: ping() draws `size` characters of A-Z0-9 once per call,
+    utils.random_text, and sends them in each of the call's `count` requests, a random identifier per call,
+    seq from 1, executor.Communicator.run; packed in host byte order: 0x0100, 0x0200... from a little-endian
+    host, as seen live) every 10 s to a few hosts: size 1 (its default) to some, 32 to others."""
+    rng = random.Random(37)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    out = []
+    for h in range(hosts):
+        dst, size = f"192.168.2.{10 + h}", sizes[h % len(sizes)]
+        for r in range(int(duration / every)):
+            ident, payload = rng.randint(1, 0xFFFF), bytes(rng.choices(alphabet, k=size))
+            for seq in range(1, count + 1):
+                out.append(echo(START + r * every + h * 0.01 + seq * 0.002, CLIENT, dst, True, ident, seq << 8,
+                                payload))
     return sorted(_replies(out), key=lambda p: p.ts)
 
 
@@ -424,6 +465,7 @@ CAPACITY_POSITIVES: dict[str, tuple[CapacityCase, tuple[str, str]]] = {
     "ipv6-dest-options": (ipv6_dest_options, (CLIENT6, SERVER6)),
     "nd-options": (nd_options, (CLIENT6, SERVER6)),
     "text-digits-data": (text_digits_data, (CLIENT, SERVER)),
+    "pythonping-layout-exfil": (pythonping_layout_exfil, (CLIENT, SERVER)),
 }
 
 CAPACITY_NEGATIVES: dict[str, CapacityCase] = {
@@ -438,6 +480,7 @@ CAPACITY_NEGATIVES: dict[str, CapacityCase] = {
     "cron-ping-c1": cron_ping_c1,
     "sweep-many-hosts": sweep_many_hosts,
     "unknown-ping-text-clock": unknown_ping_text_clock,
+    "pythonping-monitor": pythonping_monitor,
 }
 
 PROVENANCE: dict[str, str] = {
@@ -472,6 +515,10 @@ PROVENANCE: dict[str, str] = {
     "sweep-many-hosts": "iputils payload to 400 hosts every 60 s",
     "unknown-ping-text-clock": "crafted: text payload: 6-digit counter, ISO 8601 time with µs, seconds with 6 decimals",
     "text-digits-data": "crafted: 4 data bytes a request as a 10-digit decimal counter in a text payload",
+    "pythonping-monitor": "pythonping ping() layout (utils.random_text per call, executor seq from 1): count 4 "
+                          "every 10 s, size 1 and 32, 3 hosts",
+    "pythonping-layout-exfil": "crafted: SECRET as base-36 text in pythonping's layout, ping(count=1, size=32) "
+                               "5 times a second",
 }
 
 

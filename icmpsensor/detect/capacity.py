@@ -144,9 +144,10 @@ def param_change_free(state: FlowChannels, now: float) -> bool:
     return free
 
 
-def icmplib_free(state: FlowChannels, payload: bytes, seq: int, now: float) -> bool:
-    """Whether a request is icmplib's padding (icmplib_layout) within the flow's monitoring budget."""
-    if not icmplib_layout(payload, seq):
+def padding_free(state: FlowChannels, payload: bytes, seq: int, now: float) -> bool:
+    """Whether a request is a random-padding monitoring library's (icmplib_layout, pythonping_layout) within
+    the flow's monitoring budget (one for both)."""
+    if not (icmplib_layout(payload, seq) or pythonping_layout(payload, seq)):
         return False
     free, state.pad_due = take_token(state.pad_due, now, ICMPLIB_BURST, ICMPLIB_REFILL)
     return free
@@ -402,6 +403,9 @@ def option_bytes(options: bytes) -> int:
 
 
 # -- random-padding monitoring libraries -------------------------------------------------------
+#
+# Their layouts are free within one budget per flow (padding_free): at monitoring volume, not at exfiltration
+# volume. Known limit: a patient sender in either layout below the budget (one request per ICMPLIB_REFILL).
 
 # icmplib (ValentinBELYN/icmplib, models.py ICMPRequest._random_byte_message): each request's payload
 # is `payload_size` (56) characters drawn uniformly from a-z, A-Z, 0-9. Used by Home Assistant's ping
@@ -422,6 +426,30 @@ ICMPLIB_MAX_SEQ = 64  # a monitoring run's count is a handful
 # (count 5 every 10 s with room to spare); past that they count.
 ICMPLIB_BURST = 20.0
 ICMPLIB_REFILL = 1.5
+
+
+# pythonping (alessandromaggio/pythonping): ping() draws its payload once per call, `size` characters of
+# A-Z and 0-9 (utils.random_text; size 1 by default), and sends it in each of the call's requests, under a
+# random identifier, seq from 1 (executor.Communicator.run), both in host byte order on the wire (seen live:
+# seq 0x0100, 0x0200... from a little-endian host; icmp.py packs with "BBHHH"): a run's first request is new,
+# the others repeat it. Recognised up to PYTHONPING_MAX_SIZE characters; the monitoring budget is icmplib's
+# (a call a token).
+PYTHONPING_MAX_SIZE = 64
+PYTHONPING_MIN_DIGITS = 16  # from this size on, uniform draws put a digit and a capital in it
+_NOT_UPPER_DIGIT = bytes(sorted(set(range(256)) - _UPPER - _DIGITS))
+_FIRST_SEQ = (1, 0x0100)
+
+
+def pythonping_layout(payload: bytes, seq: int) -> bool:
+    """Whether an echo request looks like the first of a pythonping call: seq 1 (in either byte order), 1 to 64
+    characters of A-Z and 0-9 (from 16 characters on, both present)."""
+    n = len(payload)
+    if seq not in _FIRST_SEQ or not 0 < n <= PYTHONPING_MAX_SIZE:
+        return False
+    if payload.translate(None, _NOT_UPPER_DIGIT) != payload:
+        return False
+    digits = n - len(payload.translate(None, _DIGIT_BYTES))
+    return n < PYTHONPING_MIN_DIGITS or 0 < digits < n
 
 
 def icmplib_layout(payload: bytes, seq: int) -> bool:

@@ -378,15 +378,15 @@ class Detector(FlowDetector):
         novel = novel_between(current, compared)
         if pkt.is_echo_reply:
             return novel
+        if capacity.padding_free(_channels(flow), pkt.payload, pkt.seq, pkt.ts):  # before a field: pythonping's
+            self.stats.ignored_payloads += 1                                     # 1-character payloads
+            return 0
         if compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and current[1:] == compared[1:]:
             bits = capacity.field_bits(current[0], compared[0], pkt.ts - flow.last_request_ts,
                                        self.cfg.clock_jitter)
             if bits is not None:
                 self._charge(flow, "fields", bits)
                 return 0
-        if capacity.icmplib_free(_channels(flow), pkt.payload, pkt.seq, pkt.ts):
-            self.stats.ignored_payloads += 1
-            return 0
         if self._senders.touch(pkt.src, pkt.ts).seen(hash(pkt.payload)):
             return 0  # the payload this host sends to all its peers (a custom health check) counts once
         return novel

@@ -1,4 +1,5 @@
-"""icmplib and hping3 --rand-dest against the live daemon, between network namespaces (issue 12, needs root).
+"""icmplib, pythonping and hping3 --rand-dest against the live daemon, between network namespaces (issue 12,
+needs root).
 
 Each test starts the sensor (default configuration: the standard profile) on the lab's sensor interface, runs
 one testkit/livetools.py case between the lab's namespaces (the command of `bench.detection_table --live`'s row
@@ -10,6 +11,10 @@ notice.log:
   at all (icmplib's layout is free within 20 requests per flow, refilled one per 3 s);
 * icmplib-flood: the same layout at exfiltration volume (400 requests in about 5 s to one host):
   ICMP::ICMP_DataExfil from the inside host to the outside host, and no notice about any other pair;
+* pythonping-monitor: pythonping ping(host, count=4, size=32) every 5 s to 4 hosts for about 30 s: no notice
+  (its first request of a call is free within the same budget);
+* pythonping-flood: its layout at exfiltration volume (150 calls back to back, the secret as base-36 text):
+  ICMP::ICMP_DataExfil from the inside host to the outside host only;
 * hping3-rand-dest: a file in 48-byte pieces to 200 random destinations: ICMP::ICMP_ExfilSpread naming the
   inside host, and no notice naming another source.
 
@@ -83,6 +88,22 @@ def test_icmplib_layout_at_exfiltration_volume_is_data_exfil(lab: Lab, tmp_path:
                                                              sensors: list[Sensor]) -> None:
     assert LIVE_EXPECTED["icmplib-flood"] == (INSIDE, OUTSIDE)
     notices, _ = _run("icmplib-flood", lab, tmp_path, sensors)
+    assert (DATA_EXFIL, INSIDE, OUTSIDE) in {(n["note"], n["src"], n["dst"]) for n in notices}, _show(notices)
+    assert {(n["src"], n["dst"]) for n in notices} == {(INSIDE, OUTSIDE)}, _show(notices)
+
+
+def test_pythonping_at_monitoring_volume_raises_nothing(lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
+    assert LIVE_EXPECTED["pythonping-monitor"] is None  # the benign case
+    notices, icmp = _run("pythonping-monitor", lab, tmp_path, sensors)
+    _, rounds, _, count, _ = livetools.PYTHONPING_MONITOR
+    assert icmp >= 2 * rounds * count * len(livetools.ICMPLIB_HOSTS)  # every request and its reply, seen
+    assert notices == [], f"pythonping at monitoring volume raised notices:\n{_show(notices)}"
+
+
+def test_pythonping_layout_at_exfiltration_volume_is_data_exfil(lab: Lab, tmp_path: Path,
+                                                                sensors: list[Sensor]) -> None:
+    assert LIVE_EXPECTED["pythonping-flood"] == (INSIDE, OUTSIDE)
+    notices, _ = _run("pythonping-flood", lab, tmp_path, sensors)
     assert (DATA_EXFIL, INSIDE, OUTSIDE) in {(n["note"], n["src"], n["dst"]) for n in notices}, _show(notices)
     assert {(n["src"], n["dst"]) for n in notices} == {(INSIDE, OUTSIDE)}, _show(notices)
 

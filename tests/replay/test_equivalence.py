@@ -284,6 +284,9 @@ class ReferenceDetector:
         novel = novel_bytes(payload, compared)
         if pkt.is_echo_reply:
             return novel
+        if capacity.padding_free(flow.channels, payload, pkt.seq, pkt.ts):
+            self.stats.ignored_payloads += 1
+            return 0
         prefix = novelty.PREFIX
         if (compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and len(payload) == len(compared)
                 and payload[prefix:] == compared[prefix:]):
@@ -292,9 +295,6 @@ class ReferenceDetector:
             if bits is not None:
                 self.charge(flow, "fields", bits)
                 return 0
-        if capacity.icmplib_free(flow.channels, payload, pkt.seq, pkt.ts):
-            self.stats.ignored_payloads += 1
-            return 0
         host = self.host(self.senders, pkt.src, pkt.ts)
         digest = hash(payload)
         if digest in host.payloads:

@@ -155,6 +155,17 @@ def test_icmplib_layout_is_its_exact_padding() -> None:
     assert not capacity.icmplib_layout((b"thequickbrownfoxjumpsoverthelazydog" * 2)[:56], 0)  # text: no capitals
 
 
+def test_pythonping_layout_is_the_first_request_of_a_call() -> None:
+    assert capacity.pythonping_layout(b"K", 1)  # its default size 1
+    assert capacity.pythonping_layout(b"Q7ZK0M2VX9A4TB8C1N5RDW3YE6HJ", 1)
+    assert capacity.pythonping_layout(b"K", 0x0100)  # seq 1 in a little-endian host's byte order, as it sends it
+    assert not capacity.pythonping_layout(b"K", 2)  # the call's later requests repeat the first
+    assert not capacity.pythonping_layout(b"K", 0x0200)
+    assert not capacity.pythonping_layout(b"q7zk0m2vx9a4tb8c", 1)  # small letters: not its alphabet
+    assert not capacity.pythonping_layout(b"QZKMVXATBCNRDWYEHJ", 1)  # 18 draws without a digit: not uniform
+    assert not capacity.pythonping_layout(b"7" * 16 + b"Q" * 49, 1)  # longer than recognised
+
+
 def test_runs_side_by_side_are_followed_each() -> None:
     state = capacity.FlowChannels()
     last = (0x100, 5, 56)
@@ -181,7 +192,8 @@ CHANNEL = {"ident-seq": "ident", "new-ident-each": "ident", "timestamp-usec": "t
            "small-secret": "payload", "icmplib-layout-exfil": "payload",
            "secret-two-packets": "payload", "secret-in-replies": "payload",
            "quoted-data": "non-echo", "extension-objects": "non-echo",
-           "ipv6-dest-options": "options", "nd-options": "non-echo", "text-digits-data": "fields"}
+           "ipv6-dest-options": "options", "nd-options": "non-echo", "text-digits-data": "fields",
+           "pythonping-layout-exfil": "payload"}
 
 
 @pytest.mark.parametrize("name", sorted(corpus.CAPACITY_POSITIVES))
