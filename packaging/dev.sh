@@ -70,7 +70,8 @@ PY
 run_tests() {
     setup
     .venv/bin/ruff check .
-    .venv/bin/python -m pytest "$@"
+    # every property test at its full example count (the fast loop's default profile tries a third: tests/conftest.py)
+    HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" .venv/bin/python -m pytest "$@"
 }
 
 case "${1:-}" in

@@ -71,14 +71,20 @@ def _sec_usec(t: float) -> tuple[int, int]:
 
 # -- payload builders, one per tool -----------------------------------------------------------
 
+_COUNTING = bytes(range(256)) * 257  # byte j is j & 0xFF, for any ICMP payload
+
+
+def _counting(start: int, stop: int) -> bytes:
+    """Bytes start..stop-1 of the fill where byte j is j & 0xFF."""
+    if stop <= len(_COUNTING):
+        return _COUNTING[start:stop]
+    return bytes(i & 0xFF for i in range(start, stop))
+
 
 def iputils_payload(size: int, t: float, pattern: bytes | None = None, time_bits: int = 64) -> bytes:
     """iputils ping/ping_common.c setup() fill (byte j = j) or fill() for -p (pattern from byte 0),
     then ping/ping.c ping4_send_probe(): the raw struct timeval over the first bytes."""
-    if pattern:
-        buf = bytearray((pattern * (size // len(pattern) + 1))[:size])
-    else:
-        buf = bytearray(i & 0xFF for i in range(size))
+    buf = bytearray((pattern * (size // len(pattern) + 1))[:size] if pattern else _counting(0, size))
     tv_len, fmt = (16, "<qq") if time_bits == 64 else (8, "<II")
     if size >= tv_len:
         buf[:tv_len] = struct.pack(fmt, *_sec_usec(t))
@@ -97,7 +103,7 @@ def bsd_payload(size: int, t: float, *, pattern: bytes | None = None, uptime: fl
     if pattern:
         buf[8:] = (pattern * (size // len(pattern) + 1))[: size - 8]
     else:
-        buf[8:] = bytes(i & 0xFF for i in range(8, size))
+        buf[8:] = _counting(8, size)
     if uptime is None:
         buf[:8] = struct.pack(">II", *_sec_usec(t))
     else:

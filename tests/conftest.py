@@ -10,17 +10,26 @@ tests/system  marker `system`  needs a booted systemd in systemd-nspawn (root)
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from testkit.netlab import Sensor
 from testkit.paths import SEED_DIR, seed_captures_present
 
 TIERS = ("unit", "replay", "live", "system")
 TESTS = Path(__file__).resolve().parent
+
+# Hypothesis profiles: `fast`, the default (the fast loop), and `ci` (HYPOTHESIS_PROFILE=ci, which
+# `bash packaging/dev.sh test` sets). The property tests with a large example count try all of it under `ci`
+# and a third of it under `fast` (tests/hypothesis_counts.py).
+settings.register_profile("fast", settings())
+settings.register_profile("ci", settings())
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,6 +40,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(tier)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection built (the test modules, their parameters, Hypothesis's strategies) lives to the end: the
+    cyclic garbage collector need not walk it again at every full collection (seconds over the fast loop)."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bytecode_for_child_pythons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """With PYTHONDONTWRITEBYTECODE set (as on the development machine), each of the few hundred Pythons the tests
+    start (the sensor, scripts) would compile icmpsensor, dpkt... from source again: some 70 ms a start. They get a
+    bytecode cache in pytest's temporary directory instead (PYTHONPYCACHEPREFIX): the checkout stays as clean."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
+        yield
+        return
+    saved = os.environ.pop("PYTHONDONTWRITEBYTECODE")
+    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("PYTHONPYCACHEPREFIX", None)
+        os.environ["PYTHONDONTWRITEBYTECODE"] = saved
 
 
 @pytest.fixture

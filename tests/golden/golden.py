@@ -52,7 +52,7 @@ NON_LIVE = ["-m", "not live and not system"]
 
 def collect(directory: Path, pytest_args: list[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ICMPSENSOR_GOLDEN_COLLECT": str(directory)}
+    env = {"HYPOTHESIS_PROFILE": "ci", **os.environ, "ICMPSENSOR_GOLDEN_COLLECT": str(directory)}
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(pytest_args or NON_LIVE)]
     subprocess.run(argv, cwd=REPO, env=env, check=False, timeout=1800)
     write_corpus(directory)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dpkt
@@ -25,6 +26,58 @@ def sensor(*args: str | Path, stdin: bytes | None = None, stdout: object = subpr
            stderr: object = subprocess.PIPE, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "icmpsensor", *map(str, args)], input=stdin, stdout=stdout,
                           stderr=stderr, timeout=timeout, env={**os.environ, "TZ": "UTC"}, cwd=REPO)
+
+
+class Started:
+    """A sensor run started ahead of the test that checks it (which reads its result), timed from its start to its
+    exit: the other tests run while it waits. Killed if it has not ended when its time is up."""
+
+    def __init__(self, *args: str | Path) -> None:
+        self.began = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "icmpsensor", *map(str, args)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env={**os.environ, "TZ": "UTC"}, cwd=REPO)
+        self.ended: float | None = None
+        self.stderr = b""
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+
+    def _wait(self) -> None:
+        _, self.stderr = self.proc.communicate()
+        self.ended = time.monotonic()
+
+    def result(self, timeout: float) -> tuple[int, bytes, float]:
+        """(exit code, stderr, seconds from start to exit); fails if it runs `timeout` seconds from its start."""
+        self._waiter.join(max(0.0, self.began + timeout - time.monotonic()))
+        if self.ended is None:
+            self.kill()
+            pytest.fail(f"still running {timeout:g} s after it started")
+        return self.proc.returncode, self.stderr, self.ended - self.began
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self._waiter.join(10)
+
+
+FIFO_TEST = "test_a_config_fifo_without_a_writer_is_an_error_not_a_hang"
+
+
+@pytest.fixture(scope="module")
+def config_fifo_check(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Started]]:
+    """`--check-config` on a config FIFO that no one writes to: the sensor waits for its text (10 s,
+    config/loader.py) before it gives up, so it starts with this module (below) and its test reads the result."""
+    fifo = tmp_path_factory.mktemp("config-fifo") / "c.yaml"
+    os.mkfifo(fifo)
+    started = Started("-c", fifo, "--check-config")
+    yield fifo, started
+    started.kill()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def start_the_waits_early(request: pytest.FixtureRequest) -> None:
+    """Start the runs that mostly wait when the module starts, if their test is to run."""
+    if any(getattr(item, "originalname", item.name) == FIFO_TEST for item in request.session.items):
+        request.getfixturevalue("config_fifo_check")
 
 
 def notices(log_dir: Path) -> list[dict[str, object]]:
@@ -235,16 +288,6 @@ def test_a_broken_capture_on_standard_input_gives_what_came_before(tmp_path: Pat
     assert summary(notices(logs)) == summary(notices(tmp_path / "expected")) != []
 
 
-@pytest.mark.timeout(60)
-def test_a_config_fifo_without_a_writer_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    fifo = tmp_path / "c.yaml"
-    os.mkfifo(fifo)
-    began = time.monotonic()
-    result = sensor("-c", fifo, "--check-config", timeout=40)
-    assert result.returncode == 66 and time.monotonic() - began < 30
-    one_error_line(result.stderr, str(fifo))
-
-
 def test_a_config_through_a_pipe_is_read(tmp_path: Path) -> None:
     result = subprocess.run(["bash", "-c", f"{sys.executable} -m icmpsensor --check-config "
                              "-c <(printf 'detection:\\n  idle_timeout: 60\\n')"], capture_output=True, cwd=REPO,
@@ -288,3 +331,14 @@ def test_frames_cut_short_are_counted_the_same_with_any_number_of_workers(tmp_pa
         lines.append(result.stderr.decode().replace(f"w{workers}", "W"))
     assert "read 100 packets" in lines[0]
     assert lines[0] == lines[1] == lines[2]
+
+
+# -- last, to give it the module's time: the config FIFO run, started with the module (config_fifo_check) ------
+
+
+@pytest.mark.timeout(60)
+def test_a_config_fifo_without_a_writer_is_an_error_not_a_hang(config_fifo_check: tuple[Path, Started]) -> None:
+    fifo, started = config_fifo_check  # started with the module: the sensor waits 10 s for a writer
+    code, stderr, took = started.result(timeout=40)
+    assert code == 66 and took < 30
+    one_error_line(stderr, str(fifo))

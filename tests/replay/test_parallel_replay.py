@@ -39,8 +39,9 @@ from icmpsensor.source.batch import BATCH_META
 from testkit import craft, synthmix
 from testkit.cli import EXFIL_NOTES, CliResult, exfil_packets, notes, run_cli, write_capture
 from testkit.paths import REPO
+from tests.hypothesis_counts import examples
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100, 0x9200)
 
 

@@ -7,6 +7,7 @@ testkit/exfil_corpus.py builds from the same sample file with each tool's layout
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,7 +62,9 @@ SEED_COUNTS = {
 }
 
 
+@functools.cache
 def decode_capture(path: Path) -> Run:
+    """Both decoders' run over a capture, once per capture (the 2 MB one takes seconds; the tests only read it)."""
     linktype, frames = craft.read_capture(path)
     return Run(linktype, [(ts, frame) for ts, frame, _ in frames])
 

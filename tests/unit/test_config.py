@@ -24,6 +24,7 @@ from icmpsensor.config.schema import (
 from icmpsensor.errors import ConfigError, InputError
 from icmpsensor.notice.policy import HostAllowlist
 from testkit.paths import REPO
+from tests.hypothesis_counts import examples
 
 SHIPPED = REPO / "etc" / "icmpsensor.yaml"
 
@@ -374,7 +375,7 @@ _yamlish = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(st.text(), _yamlish))
 def test_arbitrary_text_gives_only_clean_errors(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.yaml"
@@ -501,7 +502,7 @@ _NOISE = st.sampled_from(["\t", "@", "`", "|#", "!!str ", "!x ", "&a ", "*a", "%
 
 
 @pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
-@settings(max_examples=150, database=None, deadline=None)
+@settings(max_examples=examples(150), database=None, deadline=None)
 @given(edits=st.lists(st.tuples(st.floats(0, 1), _NOISE), min_size=1, max_size=3))
 def test_libyaml_and_the_python_parser_read_a_file_alike(edits: list[tuple[float, str]]) -> None:
     """The shipped file, mutated: wherever both parsers take it, the configurations are equal (libyaml takes a

@@ -29,6 +29,7 @@ from icmpsensor.source.batch import BATCH_META
 from testkit import craft
 from testkit.craft import addr
 from testkit.decoding import A4, A6, B4, B6, Run
+from tests.hypothesis_counts import examples
 
 Framer = Callable[[bytes], bytes]
 
@@ -466,7 +467,7 @@ def mutate(frame: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
     return frame
 
 
-PROPERTY_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY_SETTINGS

@@ -35,6 +35,7 @@ from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.source.batch import Batch
 from testkit import craft
 from testkit.decoding import batch_of
+from tests.hypothesis_counts import examples
 
 SRC, DST = "192.0.2.10", "198.51.100.7"
 
@@ -203,7 +204,7 @@ recorder_ops = st.lists(st.tuples(st.sampled_from(["packet", "reply", "notice", 
                                   st.integers(0, len(PAIRS) - 1), st.integers(0, 3)), max_size=40)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=recorder_ops)
 def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: Path, ops: list[tuple[str, int, int]],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,11 +17,12 @@ from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.fingerprints import Benign, explain
 from icmpsensor.detect.nonecho import unexplained_bytes
 from testkit import benign_corpus as corpus
+from tests.hypothesis_counts import examples
 
 CAP = 1_700_000_123.456789  # capture time used by the adversarial tests
 SENT = CAP - 0.000_213  # the embedded send time
 TOLERANCE = 300.0
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _explain_packet(p: IcmpPacket) -> Benign | None:

@@ -18,6 +18,7 @@ from icmpsensor.source.batch import CapturedFrame, batch_frame
 from testkit import craft
 from testkit.craft import addr
 from testkit.decoding import A4, A6, B4, B6, Run, batch_of
+from tests.hypothesis_counts import examples
 
 KEY = key_v4(addr(A4), addr(B4), 1, 7)
 DATA = bytes(range(256)) * 4  # 1024 bytes
@@ -323,7 +324,7 @@ def fragment_storms(draw: st.DrawFn) -> list[bytes]:
     return frames
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=fragment_storms(), verify=st.booleans())
 def test_fragment_storms_keep_the_decoders_in_agreement(frames: list[bytes], verify: bool) -> None:
     Run(craft.LINKTYPE_ETHERNET, frames, verify_checksums=verify)

@@ -15,6 +15,9 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Iterator
+
+import pytest
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
@@ -80,27 +83,69 @@ print(json.dumps({"rss_mb": rss_mb, "exfil": exfil, "flows_evicted": det.stats.f
 """
 
 
-def run_flood(sources: int, max_flows: int) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-c", FLOOD, str(sources), str(max_flows)],
-                         capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+class Flood:
+    """The flood script in its own process (its peak RSS is its own)."""
+
+    def __init__(self, sources: int, max_flows: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", FLOOD, str(sources), str(max_flows)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+    def result(self) -> dict[str, object]:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=600)
+        finally:
+            self.kill()
+        assert self.proc.returncode == 0, stderr
+        return json.loads(stdout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
-def test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported() -> None:
+def three_times_every_cap() -> tuple[int, int]:
+    """(sources, max_flows): three times as many sources as the largest table has room for, the default tables."""
     cfg = DetectionConfig()
-    caps = (cfg.max_flows, cfg.max_pending_requests, cfg.max_pairs)
-    sources = 3 * max(caps)
-    result = run_flood(sources, cfg.max_flows)
+    return 3 * max(cfg.max_flows, cfg.max_pending_requests, cfg.max_pairs), cfg.max_flows
+
+
+# the flood of each test that runs one: (sources, max_flows)
+FLOODS = {"test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported": three_times_every_cap(),
+          "test_eviction_keeps_the_flow_accumulating_evidence": (200_000, 2_000)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def floods(request: pytest.FixtureRequest) -> Iterator[dict[str, Flood]]:
+    """The floods of the tests here that are to run, all started when the module starts: they take seconds each,
+    and run beside each other and beside the in-process test; each test reads its flood's result."""
+    selected = {getattr(item, "originalname", item.name) for item in request.session.items}
+    started = {name: Flood(*size) for name, size in FLOODS.items() if name in selected}
+    yield started
+    for flood in started.values():
+        flood.kill()
+
+
+@pytest.fixture
+def flood(request: pytest.FixtureRequest, floods: dict[str, Flood]) -> dict[str, object]:
+    """The result of this test's flood (FLOODS)."""
+    return floods[request.node.originalname].result()
+
+
+def test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported(flood: dict[str, object]) -> None:
+    cfg = DetectionConfig()
+    sources, max_flows = three_times_every_cap()
+    result = flood
     print(result)
+    assert result["flows_max"] == max_flows == cfg.max_flows
     assert result["rss_mb"] < 300  # type: ignore[operator]
     assert result["tables"] == {"flows": cfg.max_flows, "pending": cfg.max_pending_requests}
     assert ["ICMP::ICMP_DataExfil", "10.99.0.1", "198.51.100.7"] in result["exfil"]  # type: ignore[operator]
     assert result["flows_evicted"] >= sources - cfg.max_flows  # type: ignore[operator]
 
 
-def test_eviction_keeps_the_flow_accumulating_evidence() -> None:
+def test_eviction_keeps_the_flow_accumulating_evidence(flood: dict[str, object]) -> None:
     # With room for only 2,000 flows, 2,500 flood flows pass between two exfil packets: plain LRU
     # would forget the exfil flow every time and it would never reach the novel-bytes threshold.
-    result = run_flood(200_000, 2_000)
+    result = flood
     assert ["ICMP::ICMP_DataExfil", "10.99.0.1", "198.51.100.7"] in result["exfil"]  # type: ignore[operator]

@@ -247,9 +247,11 @@ def test_stats_log_writes_json_lines_and_rotates_as_stats(tmp_path: Path) -> Non
 
 
 @contextlib.contextmanager
-def tail_follow(path: str, poll: bool) -> Iterator[tuple[list[bytes], threading.Condition]]:
-    """`tail -n +1 -F path` (inotify, or polling every 10 ms); its output lines as they arrive."""
-    argv = ["tail", "-n", "+1", "-F", *(["---disable-inotify", "-s", "0.01"] if poll else []), path]
+def tail_follow(path: str, poll: bool) -> Iterator[tuple[list[bytes], threading.Condition, int]]:
+    """`tail -n +1 -F path` (inotify, or polling every 10 ms and looking for a new file at the name after two
+    polls without new data, not GNU tail's default six); its output lines as they arrive, and its pid."""
+    polling = ["---disable-inotify", "-s", "0.01", "--max-unchanged-stats=1"]
+    argv = ["tail", "-n", "+1", "-F", *(polling if poll else []), path]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     stdout = proc.stdout
@@ -265,12 +267,43 @@ def tail_follow(path: str, poll: bool) -> Iterator[tuple[list[bytes], threading.
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        yield lines, cond
+        yield lines, cond, proc.pid
     finally:
         proc.kill()
         proc.wait(5)
         reader.join(5)
         stdout.close()
+
+
+def inotify_watched_inodes(pid: int) -> set[int]:
+    """The inodes that process `pid` watches with inotify (its inotify descriptors' /proc fdinfo)."""
+    inodes: set[int] = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                    info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                    inodes.update(int(ino, 16) for ino in re.findall(r"^inotify wd:\d+ ino:([0-9a-f]+)", info, re.M))
+    return inodes
+
+
+def tail_settled(log: RotatingLog, lines: list[bytes], cond: threading.Condition, pid: int, poll: bool) -> None:
+    """Wait until tail follows the log by name: it has printed line 0 (it has the file open), it watches the file
+    and its directory (with inotify), and it has printed line 1, written after that. GNU tail sets its watches
+    after its first read and then looks at the name once more; a rotation before that look (a fast writer on a
+    busy machine) makes it take up the new file and drop the rest of the one it had open. That is tail starting,
+    not following: rotations must be seen from here on."""
+    with cond:
+        assert cond.wait_for(lambda: len(lines) >= 1, 10), "tail printed nothing"
+    if not poll:
+        want = {os.stat(log.path).st_ino, os.stat(os.path.dirname(log.path)).st_ino}
+        deadline = time.monotonic() + 10
+        while not want <= inotify_watched_inodes(pid):
+            assert time.monotonic() < deadline, "tail set no inotify watch on the log and its directory"
+            time.sleep(0.002)
+    log.write_line(line(1))
+    with cond:
+        assert cond.wait_for(lambda: len(lines) >= 2, 10), f"tail stuck at {len(lines)} lines"
 
 
 @pytest.mark.skipif(shutil.which("tail") is None, reason="needs tail")
@@ -279,8 +312,9 @@ def test_tail_follows_every_rotation_exactly_once(tmp_path: Path, by_size: bool,
     total, per_file = 50_000, 500
     log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=per_file * LINE_SIZE if by_size else 0))
     log.write_line(line(0))  # a JSON-lines log exists from its first line on
-    with tail_follow(log.path, poll) as (lines, cond):
-        for i in range(1, total):
+    with tail_follow(log.path, poll) as (lines, cond, pid):
+        tail_settled(log, lines, cond, pid, poll)
+        for i in range(2, total):
             if not by_size and i and i % per_file == 0:
                 log.rotate()
             log.write_line(line(i))

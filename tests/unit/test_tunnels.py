@@ -20,6 +20,7 @@ from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.tunnels import ICMPDOOR_ID, ToolMatch, ToolTracker, recognise
 from testkit import benign_corpus
 from testkit import exfil_corpus as corpus
+from tests.hypothesis_counts import examples
 
 # Tools whose every session shows in single packets; the others need ToolTracker.
 STATEFUL_ONLY = {"hping3-file", "nping-data"}
@@ -218,7 +219,7 @@ def ends_in_a_cmd_prompt(payload: bytes) -> bool:
     return last_line[1:3] == b":\\" and last_line.endswith(b">")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     payload=st.binary(min_size=1, max_size=64),
     request=st.booleans(),

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from icmpsensor.notice import zeeklog
 from icmpsensor.notice.connid import community_id, conn_ports
 from testkit.synthetic import sample_notice
+from tests.hypothesis_counts import examples
 
 # The Community ID spec's own ICMP vectors (community-id-spec, baseline/README.md, default seed):
 # (proto, source, destination, type, code, id)
@@ -49,7 +50,7 @@ _V4 = st.ip_addresses(v=4).map(str)
 _V6 = st.ip_addresses(v=6).map(str)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(v6=st.booleans(), data=st.data(), icmp_type=st.integers(0, 255), code=st.integers(0, 255))
 def test_community_id_equals_the_communityid_package(v6: bool, data: st.DataObject, icmp_type: int,
                                                      code: int) -> None:
@@ -103,7 +104,7 @@ def test_json_leaves_out_what_is_unset() -> None:
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(msg=_TEXT, sub=_TEXT, peer=_TEXT, tool=_TEXT, ts=st.floats(0, 2**33, allow_nan=False),
        sent=st.integers(0, 2**62), icmp_type=st.integers(-1, 255), code=st.integers(0, 255),
        channels=st.lists(st.sampled_from(["payload", "ident", "seq", "length", "options"]), unique=True),
@@ -164,7 +165,7 @@ def test_a_line_starting_with_the_meta_prefix_is_escaped() -> None:
     assert zeeklog.tsv_escape_line("#x\t1\n") == "\\x23x\t1\n"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(msg=_TEXT, sub=_TEXT, peer=_TEXT)
 def test_tsv_cells_read_back_with_zeeks_unescaping(msg: str, sub: str, peer: str) -> None:
     from parsezeeklogs.reader import decode_escapes
