@@ -43,8 +43,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """What collection built (the test modules, their parameters, Hypothesis's strategies) lives to the end: the
+    """A test module with a `start_early(selected test names)` gets it called now, to start what runs in processes
+    of its own and only waits for the CPU (test_memory.py's floods) beside every test before it.
+
+    What collection built (the test modules, their parameters, Hypothesis's strategies) lives to the end: the
     cyclic garbage collector need not walk it again at every full collection (seconds over the fast loop)."""
+    selected = {getattr(item, "originalname", item.name) for item in session.items}
+    for module in dict.fromkeys(getattr(item, "module", None) for item in session.items):
+        start_early = getattr(module, "start_early", None)
+        if callable(start_early):
+            start_early(selected)
     gc.collect()
     gc.freeze()
 

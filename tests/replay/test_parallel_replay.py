@@ -684,8 +684,9 @@ def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monke
     monkeypatch.setattr(replay, "STUCK_LIMIT", 1.0)
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
+    before = set(_children(os.getpid()))  # the session's own (tests/unit/test_memory.py's early floods)
     began = time.monotonic()
     with pytest.raises(WorkerFailure, match=r"worker 1 \(pid \d+\) sent nothing for 1 s") as failure:
         replay.replay([str(path)], cfg, [], 2)
     assert failure.value.exit_code == 1 and time.monotonic() - began < 10
-    assert _children(os.getpid()) == []  # the stuck worker was killed (and reaped), as was the other
+    assert set(_children(os.getpid())) <= before  # the stuck worker was killed (and reaped), as was the other

@@ -8,6 +8,7 @@ The million-source flood end to end is the benchmark's (`python -m bench.through
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
@@ -115,12 +116,29 @@ FLOODS = {"test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_sti
           "test_eviction_keeps_the_flow_accumulating_evidence": (200_000, 2_000)}
 
 
+_EARLY: dict[str, Flood] = {}  # floods started when the session's tests were known (start_early)
+
+
+def start_early(selected: set[str]) -> None:
+    """tests/conftest.py calls this once collection is over, with the names of the tests to run: the floods of
+    those here start now, in processes of their own, and run beside the tests before this module."""
+    for name, size in FLOODS.items():
+        if name in selected and name not in _EARLY:
+            _EARLY[name] = Flood(*size)
+    atexit.register(_kill_early)  # a session that ends before this module (-x) leaves no flood behind
+
+
+def _kill_early() -> None:
+    for flood in _EARLY.values():
+        flood.kill()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def floods(request: pytest.FixtureRequest) -> Iterator[dict[str, Flood]]:
-    """The floods of the tests here that are to run, all started when the module starts: they take seconds each,
-    and run beside each other and beside the in-process test; each test reads its flood's result."""
+    """The floods of the tests here that are to run: started early (start_early) or now, beside each other and
+    beside the in-process test; each test reads its flood's result."""
     selected = {getattr(item, "originalname", item.name) for item in request.session.items}
-    started = {name: Flood(*size) for name, size in FLOODS.items() if name in selected}
+    started = {name: _EARLY.pop(name, None) or Flood(*size) for name, size in FLOODS.items() if name in selected}
     yield started
     for flood in started.values():
         flood.kill()
