@@ -49,9 +49,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     What collection built (the test modules, their parameters, Hypothesis's strategies) lives to the end: the
     cyclic garbage collector need not walk it again at every full collection (seconds over the fast loop)."""
     selected = {getattr(item, "originalname", item.name) for item in session.items}
+    timed = any(item.get_closest_marker("live") or item.get_closest_marker("system") for item in session.items)
     for module in dict.fromkeys(getattr(item, "module", None) for item in session.items):
         start_early = getattr(module, "start_early", None)
-        if callable(start_early):
+        if callable(start_early) and not timed:  # never beside the live and system tiers' timed runs
             start_early(selected)
     gc.collect()
     gc.freeze()
