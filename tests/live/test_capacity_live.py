@@ -76,34 +76,25 @@ def _run(case: str, lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> tuple[li
     return notices, icmp
 
 
-def test_icmplib_at_monitoring_volume_raises_nothing(lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
-    assert LIVE_EXPECTED["icmplib-monitor"] is None  # the benign case
-    notices, icmp = _run("icmplib-monitor", lab, tmp_path, sensors)
-    _, rounds, _, count, _ = livetools.ICMPLIB_MONITOR
+# the random-padding monitoring libraries: (mode, rounds, seconds between rounds, count, ...) of their monitoring
+MONITORS = {"icmplib-monitor": livetools.ICMPLIB_MONITOR, "pythonping-monitor": livetools.PYTHONPING_MONITOR}
+
+
+@pytest.mark.parametrize("case", sorted(MONITORS))
+def test_a_monitoring_library_at_monitoring_volume_raises_nothing(case: str, lab: Lab, tmp_path: Path,
+                                                                  sensors: list[Sensor]) -> None:
+    assert LIVE_EXPECTED[case] is None  # the benign case
+    notices, icmp = _run(case, lab, tmp_path, sensors)
+    _, rounds, _, count, _ = MONITORS[case]
     assert icmp >= 2 * rounds * count * len(livetools.ICMPLIB_HOSTS)  # every request and its reply, seen
-    assert notices == [], f"icmplib at monitoring volume raised notices:\n{_show(notices)}"
+    assert notices == [], f"{case} at monitoring volume raised notices:\n{_show(notices)}"
 
 
-def test_icmplib_layout_at_exfiltration_volume_is_data_exfil(lab: Lab, tmp_path: Path,
-                                                             sensors: list[Sensor]) -> None:
-    assert LIVE_EXPECTED["icmplib-flood"] == (INSIDE, OUTSIDE)
-    notices, _ = _run("icmplib-flood", lab, tmp_path, sensors)
-    assert (DATA_EXFIL, INSIDE, OUTSIDE) in {(n["note"], n["src"], n["dst"]) for n in notices}, _show(notices)
-    assert {(n["src"], n["dst"]) for n in notices} == {(INSIDE, OUTSIDE)}, _show(notices)
-
-
-def test_pythonping_at_monitoring_volume_raises_nothing(lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
-    assert LIVE_EXPECTED["pythonping-monitor"] is None  # the benign case
-    notices, icmp = _run("pythonping-monitor", lab, tmp_path, sensors)
-    _, rounds, _, count, _ = livetools.PYTHONPING_MONITOR
-    assert icmp >= 2 * rounds * count * len(livetools.ICMPLIB_HOSTS)  # every request and its reply, seen
-    assert notices == [], f"pythonping at monitoring volume raised notices:\n{_show(notices)}"
-
-
-def test_pythonping_layout_at_exfiltration_volume_is_data_exfil(lab: Lab, tmp_path: Path,
-                                                                sensors: list[Sensor]) -> None:
-    assert LIVE_EXPECTED["pythonping-flood"] == (INSIDE, OUTSIDE)
-    notices, _ = _run("pythonping-flood", lab, tmp_path, sensors)
+@pytest.mark.parametrize("case", ["icmplib-flood", "pythonping-flood"])
+def test_a_monitoring_library_layout_at_exfiltration_volume_is_data_exfil(case: str, lab: Lab, tmp_path: Path,
+                                                                          sensors: list[Sensor]) -> None:
+    assert LIVE_EXPECTED[case] == (INSIDE, OUTSIDE)
+    notices, _ = _run(case, lab, tmp_path, sensors)
     assert (DATA_EXFIL, INSIDE, OUTSIDE) in {(n["note"], n["src"], n["dst"]) for n in notices}, _show(notices)
     assert {(n["src"], n["dst"]) for n in notices} == {(INSIDE, OUTSIDE)}, _show(notices)
 
