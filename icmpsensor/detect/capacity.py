@@ -278,9 +278,8 @@ def _decimal_number(a: bytes, b: bytes, start: int, end: int) -> tuple[int, int,
     while hi < n and a[hi] in _DECIMAL and b[hi] in _DECIMAL:
         hi += 1
     new, old = a[lo:hi], b[lo:hi]
-    point = new.find(b".")
-    if new.count(b".") > 1 or old.find(b".") != point:
-        return None
+    if new.count(b".") > 1 or old.count(b".") > 1 or old.find(b".") != new.find(b"."):
+        return None  # a number has one point at most, at the same place in both
     new, old = new.replace(b".", b""), old.replace(b".", b"")
     if not 0 < len(new) <= MAX_DECIMAL_DIGITS:
         return None

@@ -19,6 +19,7 @@ import dpkt
 import pytest
 
 from icmpsensor.example import example_frames
+from testkit import craft
 from testkit.paths import REPO
 
 
@@ -331,6 +332,19 @@ def test_frames_cut_short_are_counted_the_same_with_any_number_of_workers(tmp_pa
         lines.append(result.stderr.decode().replace(f"w{workers}", "W"))
     assert "read 100 packets" in lines[0]
     assert lines[0] == lines[1] == lines[2]
+
+
+def test_payloads_with_points_where_digits_were_are_read_not_an_internal_error(tmp_path: Path) -> None:
+    # An unknown pinger's two requests differing in one byte of text: "x..y" then "x.5y" (the decimal reading of
+    # the capacity model once took ".." for a number and ended the sensor with exit 1)
+    payloads = (b"probe x..y padding", b"probe x.5y padding", b"probe x..y padding", b"probe x.5y padding")
+    frames = [(1_700_000_000.0 + i, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", 8, ident=7, seq=i + 1,
+                                                            payload=payload)))
+              for i, payload in enumerate(payloads)]
+    path = write_pcap(tmp_path / "points.pcap", frames)
+    result = sensor("-r", path, "--log-dir", out_dir(tmp_path))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "read 4 packets" in result.stderr.decode()
 
 
 # -- last, to give it the module's time: the config FIFO run, started with the module (config_fifo_check) ------

@@ -11,6 +11,8 @@ import random
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
@@ -20,6 +22,7 @@ from icmpsensor.notice.record import Notice
 from testkit import capacity_corpus as corpus
 from testkit.benign_corpus import CLIENT, SERVER, START, iputils_payload
 from testkit.exfil_corpus import echo, kernel_reply
+from tests.hypothesis_counts import examples
 
 # -- the fields, one by one --------------------------------------------------------------------------
 
@@ -100,6 +103,21 @@ def test_decimal_text_counters_and_clocks_are_nearly_free(name: str, previous: b
                                                           dt: float) -> None:
     bits = capacity.field_bits(current, previous, dt, DetectionConfig().clock_jitter)
     assert bits is not None and bits < 2, (name, bits)
+
+
+@settings(max_examples=examples(600), deadline=None)
+@given(st.data())
+def test_any_two_payloads_in_a_decimal_alphabet_get_a_cost_never_an_error(data: st.DataObject) -> None:
+    # hostile input: points where digits were ("..", ".5"), separators, runs of digits past a 64-bit number
+    alphabet = st.sampled_from(b"0123456789.:-T ")
+    previous = bytes(data.draw(st.lists(alphabet, min_size=1, max_size=48)))
+    changes = data.draw(st.lists(st.tuples(st.integers(0, len(previous) - 1), alphabet), max_size=6))
+    current = bytearray(previous)
+    for at, byte in changes:
+        current[at] = byte
+    bits = capacity.field_bits(bytes(current), previous, 1.0, DetectionConfig().clock_jitter)
+    assert bits is None or bits >= 0.0
+    assert capacity.field_bits(b"x.5y", b"x..y", 1.0, 0.01) is not None  # once a ValueError
 
 
 def test_data_in_decimal_digits_costs_about_what_the_digits_hold() -> None:
