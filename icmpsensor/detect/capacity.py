@@ -269,9 +269,9 @@ def _decimal_segments(a: bytes, b: bytes, start: int, end: int) -> list[tuple[in
     return segments or None
 
 
-def _decimal_number(a: bytes, b: bytes, start: int, end: int) -> tuple[int, int, int, int] | None:
-    """(lo, new, old, digits): the decimal text [lo, hi) around [start, end) (the same span in both
-    payloads: ASCII digits with at most one point, at the same position) and the numbers it spells."""
+def _decimal_number(a: bytes, b: bytes, start: int, end: int) -> tuple[int, int, int] | None:
+    """(new, old, digits): the numbers the decimal text around [start, end) spells (the same span in both
+    payloads: ASCII digits with at most one point, at the same position)."""
     lo, hi, n = start, end, len(a)
     while lo > 0 and a[lo - 1] in _DECIMAL and b[lo - 1] in _DECIMAL:
         lo -= 1
@@ -283,26 +283,22 @@ def _decimal_number(a: bytes, b: bytes, start: int, end: int) -> tuple[int, int,
     new, old = new.replace(b".", b""), old.replace(b".", b"")
     if not 0 < len(new) <= MAX_DECIMAL_DIGITS:
         return None
-    return lo, int(new), int(old), len(new)
+    return int(new), int(old), len(new)
 
 
-def _decimal_place_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float,
-                        charged: set[int]) -> tuple[float, set[int]]:
-    """Bits of the place [start, end) read as decimal text (inf: it is not), and the starts of the numbers
-    read; a number an earlier place's reading charged (`charged`) costs nothing again."""
+def _decimal_place_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
+    """Bits of the place [start, end) read as decimal text, a number per segment (inf: it is not). No two
+    places read the same number: _places joins the places of one number."""
     segments = _decimal_segments(a, b, start, end)
     if segments is None:
-        return math.inf, set()
-    cost, read = 0.0, set()
+        return math.inf
+    cost = 0.0
     for seg_start, seg_end in segments:
         number = _decimal_number(a, b, seg_start, seg_end)
         if number is None:
-            return math.inf, set()
-        lo, new, old, digits = number
-        if lo not in charged and lo not in read:
-            read.add(lo)
-            cost += _decimal_cost(new, old, digits, dt, jitter)
-    return cost, read
+            return math.inf
+        cost += _decimal_cost(*number, dt, jitter)
+    return cost
 
 
 def _decimal_cost(new: int, old: int, digits: int, dt: float, jitter: float) -> float:
@@ -379,14 +375,8 @@ def field_bits(current: bytes, previous: bytes, dt: float, jitter: float) -> flo
     places = _places(current, previous)
     if places is None:
         return None
-    total, charged = 0.0, set[int]()  # charged: the decimal numbers read (by where they start), each once
-    for start, end in places:
-        binary = _field_cost(current, previous, start, end, dt, jitter)
-        decimal, read = _decimal_place_cost(current, previous, start, end, dt, jitter, charged)
-        if decimal < binary:
-            charged |= read
-        total += min(binary, decimal)
-    return total
+    return sum(min(_field_cost(current, previous, start, end, dt, jitter),
+                   _decimal_place_cost(current, previous, start, end, dt, jitter)) for start, end in places)
 
 
 # -- options ---------------------------------------------------------------------------------

@@ -152,8 +152,6 @@ class Supervisor:
             return
         for worker in live:
             self._receive(worker, until)
-            if until is not None and until():
-                return
 
     def pump_until(self, done: Callable[[], bool], deadline: float, poll: float) -> bool:
         """Rounds until `done()` (True) or the monotonic `deadline` (False)."""

@@ -154,12 +154,17 @@ class WorkerChannel:
             message = self.conn.recv()
             if isinstance(message, Reload):
                 worker.pipeline.reconfigure(message.cfg)
-            elif isinstance(message, Stop | Flush):
-                if self._stopped_at is None:  # a Flush without a Stop (none is sent): now
-                    self._stopped_at = message.at if isinstance(message, Stop) else time.monotonic()
-                self.source.stop(self._stopped_at)
-                if isinstance(message, Flush):
-                    self._flush = message
+            elif isinstance(message, Stop):
+                self._stop(message.at)
+            elif isinstance(message, Flush):  # to a worker still draining
+                self._stop(time.monotonic())
+                self._flush = message
+
+    def _stop(self, at: float) -> None:
+        """The stop, asked for at `at` (time.monotonic()); the first one counts."""
+        if self._stopped_at is None:
+            self._stopped_at = at
+        self.source.stop(self._stopped_at)
 
     def _tick(self, worker: Worker, now: float) -> None:
         worker.tick(now)

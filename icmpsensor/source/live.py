@@ -341,7 +341,7 @@ class LiveSource:
         self.decoder: Any = None
         self.ended = False
         self.shutdown_dropped = 0  # packets still queued at the drain deadline
-        self._drain_until: float | None = None  # the stop's time.monotonic() + DRAIN_DEADLINE
+        self._stop_at: float | None = None  # time.monotonic() when the stop was asked for: the deadlines count from it
         self._hold_on_stop = hold_on_stop
         self._group: int | None = None  # the fanout group joined, to join again after a reopen
         self._earlier = CaptureStats()  # the counters of the handles closed after a capture failure
@@ -384,15 +384,14 @@ class LiveSource:
 
     def next_batch(self, timeout: float) -> Batch | None:
         """The next batch, waiting up to `timeout` seconds; None if none came (or the input ended)."""
-        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+        if self._drained_out():
             self._drop_queued()
             self.ended = True
             return None
-        if self._drain_until is None and self.failure is None:
+        if self._stop_at is None and self.failure is None:
             self._watch()
         item = self.queue.get_wait(timeout)
-        if item is None and self._drain_until is not None and (self.capture.drained.is_set()
-                                                                or not self.capture.running):
+        if item is None and self._stop_at is not None and (self.capture.drained.is_set() or not self.capture.running):
             item = self.queue.get()  # one more look: the thread may have queued its last batch just now
             self.ended = item is None
         return None if item is None else Batch(self.decoder, *item)
@@ -461,9 +460,13 @@ class LiveSource:
     def stop(self, at: float | None = None) -> None:
         """Stop reading (the capture thread drains what the wire already delivered first); `at`: when the
         stop was asked for (time.monotonic(), system-wide; None: now), the drain deadline counts from it."""
-        if self._drain_until is None:
-            self._drain_until = (time.monotonic() if at is None else at) + DRAIN_DEADLINE
+        if self._stop_at is None:
+            self._stop_at = time.monotonic() if at is None else at
             self.capture.request_stop()
+
+    def _drained_out(self) -> bool:
+        """Whether the drain deadline after the stop has passed (what is still queued is dropped)."""
+        return self._stop_at is not None and time.monotonic() >= self._stop_at + DRAIN_DEADLINE
 
     def wake(self) -> None:
         """Make a worker waiting in next_batch look up now."""
@@ -472,9 +475,9 @@ class LiveSource:
     def close(self) -> Iterator[Batch]:
         """Let the capture thread go (releasing a held socket) and close; what was still queued (before the
         drain deadline: after it, that is dropped and counted too)."""
-        stop_at = time.monotonic() if self._drain_until is None else self._drain_until - DRAIN_DEADLINE
+        stop_at = time.monotonic() if self._stop_at is None else self._stop_at
         self.capture.stop(max(0.0, stop_at + STOP_DEADLINE - time.monotonic()))
-        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+        if self._drained_out():
             self._drop_queued()
             return
         while (item := self.queue.get()) is not None:
