@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +43,57 @@ def run_cli(*args: str | Path, log_dir: Path | None = None, timeout: float = 120
         argv += ["--log-dir", str(log_dir)]
     full_env = {**os.environ, "TZ": "UTC", **(env or {})}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env)
-    notices: list[dict[str, object]] = []
-    if log_dir is not None and (log_dir / "notice.log").exists():
-        notices = [json.loads(line) for line in (log_dir / "notice.log").read_text().splitlines()]
-    return CliResult(proc.returncode, proc.stdout, proc.stderr, notices)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, read_notices(log_dir))
+
+
+def run_cli_here(*args: str | Path, log_dir: Path | None = None) -> CliResult:
+    """`icmpsensor ARGS` as run_cli runs it, but in this process (icmpsensor.cli.main, its exit code, what it wrote
+    on sys.stdout and sys.stderr), which saves a Python start with the packet stack's imports (~0.2 s): for the
+    tests of what the sensor makes of its input. Exit codes of a real process, signals and a real process's
+    stdout and stderr stay run_cli's. Paths must be absolute (run_cli runs in the checkout); `--workers N`
+    forks this process, as a replay forks the sensor's."""
+    from icmpsensor import cli
+
+    argv = [*map(str, args)]
+    if log_dir is not None:
+        argv += ["--log-dir", str(log_dir)]
+    out, err = io.StringIO(), io.StringIO()
+    with _as_a_fresh_process(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return CliResult(code, out.getvalue(), err.getvalue(), read_notices(log_dir))
+
+
+@contextlib.contextmanager
+def _as_a_fresh_process() -> Iterator[None]:
+    """What run_cli's process has and cli.main changes, for the length of a run here: TZ=UTC, no random bytes
+    drawn for notice uids yet (a replay's workers, forked, would otherwise start from the same leftover bytes and
+    name two flows alike, as no fresh sensor's do), and afterwards SIGPIPE's disposition and the garbage
+    collector's thresholds (tune_gc) as they were."""
+    from icmpsensor.detect import flows
+
+    flows._uid_pool.clear()
+    tz = os.environ.get("TZ")
+    sigpipe = signal.getsignal(signal.SIGPIPE)
+    thresholds = gc.get_threshold()
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        signal.signal(signal.SIGPIPE, sigpipe)
+        if tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = tz
+        time.tzset()
+
+
+def read_notices(log_dir: Path | None) -> list[dict[str, object]]:
+    """The notices of log_dir/notice.log (JSON lines); none when there is no such file."""
+    if log_dir is None or not (log_dir / "notice.log").exists():
+        return []
+    return [json.loads(line) for line in (log_dir / "notice.log").read_text().splitlines()]
 
 
 def notes(notices: list[dict[str, object]]) -> list[tuple[object, object, object]]:

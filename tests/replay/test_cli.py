@@ -1,4 +1,7 @@
-"""The command line end to end: crafted captures in, notice.log out, and every error path."""
+"""The command line end to end: crafted captures in, notice.log out, and every error path.
+
+What the sensor makes of a capture runs the CLI in this process (run_cli_here); the exit codes, the error lines on
+standard error, standard output and the process itself are a real process's (run_cli)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,17 @@ import pytest
 import yaml
 
 from testkit import craft
-from testkit.cli import EXFIL_DST, EXFIL_NOTES, EXFIL_SRC, chunk, exfil_packets, notes, run_cli, write_capture
+from testkit.cli import (
+    EXFIL_DST,
+    EXFIL_NOTES,
+    EXFIL_SRC,
+    chunk,
+    exfil_packets,
+    notes,
+    run_cli,
+    run_cli_here,
+    write_capture,
+)
 from testkit.paths import REPO
 
 V6_SRC, V6_DST = "2001:db8::10", "2001:db8:1::7"
@@ -38,7 +51,7 @@ LINK_LAYERS = {
 def test_exfil_is_reported_on_every_link_type(tmp_path: Path, layer: str) -> None:
     frame, linktype = LINK_LAYERS[layer]
     path = write_capture(tmp_path, exfil_packets(), frame, linktype)
-    result = run_cli("-r", path, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == EXFIL_NOTES
 
@@ -48,7 +61,7 @@ def test_ipv6_exfil_is_reported(tmp_path: Path, layer: str) -> None:
     frame, linktype = LINK_LAYERS[layer]
     linktype = craft.LINKTYPE_IPV6 if layer == "raw" else linktype
     path = write_capture(tmp_path, exfil_packets(V6_SRC, V6_DST), frame, linktype)
-    result = run_cli("-r", path, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == [("ICMP::ICMP_AsymPayloadFlow", V6_SRC, V6_DST),
                                      ("ICMP::ICMP_DataExfil", V6_SRC, V6_DST),
@@ -57,7 +70,7 @@ def test_ipv6_exfil_is_reported(tmp_path: Path, layer: str) -> None:
 
 def test_pcapng_is_read(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets(), pcapng=True, name="in.pcapng")
-    result = run_cli("-r", path, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == EXFIL_NOTES
 
@@ -77,7 +90,7 @@ def test_large_payloads_in_ip_fragments_are_reassembled(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("detection:\n  profile: original\n  reply_pairing: matched\n  changed_requests_threshold: 0\n"
                    "  notices:\n    asym_payload_flow: false\n")
-    result = run_cli("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == [("ICMP::ICMP_DataExfil", EXFIL_SRC, EXFIL_DST),
                                      ("ICMP::ICMP_DataExfil", V6_SRC, V6_DST)]
@@ -86,13 +99,13 @@ def test_large_payloads_in_ip_fragments_are_reassembled(tmp_path: Path) -> None:
 
 def test_bad_checksums_are_dropped_unless_verification_is_off(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets(bad_checksum=True))
-    result = run_cli("-r", path, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
     assert result.returncode == 0 and result.notices == []
     assert '"bad_checksum":40' in result.stderr
     cfg = tmp_path / "c.yaml"
     cfg.write_text("decode:\n  verify_checksums: false\n")
     (tmp_path / "o2").mkdir()
-    result = run_cli("-r", path, "-c", cfg, log_dir=tmp_path / "o2")
+    result = run_cli_here("-r", path, "-c", cfg, log_dir=tmp_path / "o2")
     assert notes(result.notices) == EXFIL_NOTES
 
 
@@ -104,11 +117,11 @@ def test_truncated_and_malformed_packets_are_counted_and_skipped(tmp_path: Path)
     craft.write_pcap(tmp_path / "in.pcap", junk + good)
     # A snap length of 60 truncates every 100-byte echo: nothing is reported, everything is counted.
     craft.write_pcap(tmp_path / "snap.pcap", good, snaplen=60)
-    result = run_cli("-r", tmp_path / "in.pcap", log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", tmp_path / "in.pcap", log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == EXFIL_NOTES
     (tmp_path / "o2").mkdir()
-    result = run_cli("-r", tmp_path / "snap.pcap", log_dir=tmp_path / "o2")
+    result = run_cli_here("-r", tmp_path / "snap.pcap", log_dir=tmp_path / "o2")
     assert result.returncode == 0 and result.notices == []
     assert "truncated" in result.stderr
 
@@ -122,7 +135,7 @@ def test_eviction_at_max_flows_still_reports_the_evicted_flow(tmp_path: Path) ->
     path = write_capture(tmp_path, packets)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("detection:\n  max_flows: 10\n")
-    result = run_cli("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == EXFIL_NOTES
     assert all(n["ts"] < 1100.0 + 50 for n in result.notices)  # at eviction, not at the end
@@ -134,7 +147,7 @@ def test_several_files_are_one_timeline(tmp_path: Path) -> None:
     first = write_capture(tmp_path, packets[:20], name="a.pcap")
     second = write_capture(tmp_path, packets[20:], name="b.pcapng", pcapng=True, frame=craft.sll,
                            linktype=craft.LINKTYPE_LINUX_SLL)
-    result = run_cli("-r", first, "-r", second, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", first, "-r", second, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == EXFIL_NOTES
     assert len({n["uid"] for n in result.notices}) == 1  # one flow across both files
@@ -152,7 +165,7 @@ def test_notice_log_lines_carry_the_zeek_fields(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets())
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sensor:\n  name: dmz-sensor-1\n")
-    result = run_cli("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, "-c", cfg, log_dir=out_dir(tmp_path))
     lines = (out_dir(tmp_path) / "notice.log").read_text().splitlines()
     assert len(lines) == 3
     for line in lines:
@@ -172,8 +185,8 @@ def test_notice_log_lines_carry_the_zeek_fields(tmp_path: Path) -> None:
 
 def test_notice_log_is_appended_to(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets())
-    run_cli("-r", path, log_dir=out_dir(tmp_path))
-    result = run_cli("-r", path, log_dir=out_dir(tmp_path))
+    run_cli_here("-r", path, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
     assert len(result.notices) == 6
 
 
@@ -301,7 +314,7 @@ def test_built_in_example_reports_its_two_channels(tmp_path: Path) -> None:
     pcap = tmp_path / "example.pcap"
     subprocess.run([sys.executable, "-m", "icmpsensor.example", str(pcap)], check=True, timeout=60,
                    capture_output=True)
-    result = run_cli("-r", pcap, log_dir=out_dir(tmp_path))
+    result = run_cli_here("-r", pcap, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == [
         ("ICMP::ICMP_AsymPayload", "198.51.100.9", "192.0.2.20"),

@@ -13,7 +13,7 @@ from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 from testkit import craft
-from testkit.cli import run_cli
+from testkit.cli import run_cli_here
 
 SRC, DST = "192.0.2.10", "198.51.100.7"
 SECRET = b"".join(hashlib.sha256(str(i).encode()).hexdigest().encode() + b"\n" for i in range(100))  # 6.5 kB
@@ -53,7 +53,7 @@ def test_evidence_pcap_and_carried_bytes(tmp_path: Path) -> None:
     pcap = transfer_pcap(tmp_path / "in.pcap")
     logs = tmp_path / "logs"
     logs.mkdir()
-    result = run_cli("-r", pcap, log_dir=logs)
+    result = run_cli_here("-r", pcap, log_dir=logs)
     assert result.returncode == 0, result.stderr
     paths = {n["evidence"] for n in result.notices}
     assert len(paths) == 1  # every notice of the flow points at the same evidence
@@ -75,7 +75,7 @@ def test_evidence_caps(tmp_path: Path) -> None:
     cfg.write_text("output:\n  evidence:\n    packets_before: 2\n    packets_after: 3\n")
     logs = tmp_path / "logs"
     logs.mkdir()
-    result = run_cli("-r", pcap, "-c", cfg, log_dir=logs)
+    result = run_cli_here("-r", pcap, "-c", cfg, log_dir=logs)
     evidence = str(result.notices[0]["evidence"])
     assert len(read_evidence(evidence)) == 5
 
@@ -85,7 +85,7 @@ def test_evidence_can_be_switched_off(tmp_path: Path) -> None:
     cfg.write_text("output:\n  evidence:\n    enabled: false\n")
     logs = tmp_path / "logs"
     logs.mkdir()
-    result = run_cli("-r", transfer_pcap(tmp_path / "in.pcap"), "-c", cfg, log_dir=logs)
+    result = run_cli_here("-r", transfer_pcap(tmp_path / "in.pcap"), "-c", cfg, log_dir=logs)
     assert result.notices and all("evidence" not in n for n in result.notices)
     assert not (logs / "evidence").exists()
 
@@ -93,6 +93,6 @@ def test_evidence_can_be_switched_off(tmp_path: Path) -> None:
 def test_notice_json_carries_the_evidence_field(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    run_cli("-r", transfer_pcap(tmp_path / "in.pcap"), log_dir=logs)
+    run_cli_here("-r", transfer_pcap(tmp_path / "in.pcap"), log_dir=logs)
     first = json.loads((logs / "notice.log").read_text().splitlines()[0])
     assert list(first)[-1] == "evidence"

@@ -16,7 +16,7 @@ from pathlib import Path
 import dpkt
 
 from testkit import craft
-from testkit.cli import chunk, run_cli
+from testkit.cli import chunk, run_cli_here
 from testkit.paths import REPO
 
 SRC, DST = "192.0.2.10", "198.51.100.7"
@@ -65,7 +65,7 @@ def replay(tmp_path: Path, captures: list[Path], config: str = "") -> list[dict[
     if config:
         (tmp_path / "c.yaml").write_text(config)
         args += ["-c", tmp_path / "c.yaml"]
-    result = run_cli(*args, log_dir=logs)
+    result = run_cli_here(*args, log_dir=logs)
     assert result.returncode == 0, result.stderr
     assert result.notices
     return result.notices

@@ -37,7 +37,7 @@ from icmpsensor.runmode.replay import build_sinks
 from icmpsensor.runmode.supervisor import WorkerFailure
 from icmpsensor.source.batch import BATCH_META
 from testkit import craft, synthmix
-from testkit.cli import EXFIL_NOTES, CliResult, exfil_packets, notes, run_cli, write_capture
+from testkit.cli import EXFIL_NOTES, CliResult, exfil_packets, notes, run_cli, run_cli_here, write_capture
 from testkit.paths import REPO
 from tests.hypothesis_counts import examples
 
@@ -380,13 +380,14 @@ def comparable(notices: list[dict[str, object]]) -> list[tuple[object, ...]]:
 
 def replay_both(tmp_path: Path, inputs: list[Path], workers: int = 2,
                 *extra: str) -> tuple[CliResult, CliResult]:
-    """The same replay with one process and with `workers`; both must succeed alike."""
+    """The same replay with one process and with `workers` (the CLI run in this process, which the workers are
+    forked from); both must succeed alike."""
     args = [a for path in inputs for a in ("-r", str(path))] + list(extra)
     results = []
     for n in (1, workers):
         out = tmp_path / f"out{n}"
         out.mkdir()
-        results.append(run_cli(*args, "--workers", str(n), log_dir=out))
+        results.append(run_cli_here(*args, "--workers", str(n), log_dir=out))
     one, many = results
     assert one.returncode == many.returncode == 0, many.stderr
     assert comparable(many.notices) == comparable(one.notices)

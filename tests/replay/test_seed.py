@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.cli import run_cli
+from testkit.cli import run_cli_here
 
 pytestmark = pytest.mark.seed
 
@@ -37,7 +37,7 @@ def sub_field(notice: dict[str, object], name: str) -> str:
 
 
 def replay(seed_dir: Path, name: str, tmp_path: Path, *extra: str) -> list[dict[str, object]]:
-    result = run_cli("-r", seed_dir / name, *extra, log_dir=tmp_path)
+    result = run_cli_here("-r", seed_dir / name, *extra, log_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     for notice in result.notices:
         assert notice["actions"] == ["Notice::ACTION_LOG"] and notice["peer_descr"] == "icmpsensor"
@@ -147,7 +147,7 @@ def test_all_seed_files_as_one_timeline(seed_dir: Path, tmp_path: Path) -> None:
     for name in files:
         args += ["-r", seed_dir / name]
     (tmp_path / "o").mkdir()
-    result = run_cli(*args, log_dir=tmp_path / "o")
+    result = run_cli_here(*args, log_dir=tmp_path / "o")
     assert result.returncode == 0, result.stderr
     exfil = next(n for n in result.notices if n["note"] == "ICMP::ICMP_DataExfil")
     assert exfil["n"] == 9 + 32768

@@ -20,7 +20,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from testkit.cli import run_cli
+from testkit.cli import run_cli_here
 from testkit.paths import SEED_DIR, seed_captures_present
 
 pytestmark = pytest.mark.seed
@@ -59,7 +59,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         cfg = base / f"{fmt}.yaml"
         cfg.write_text(f"output:\n  format: {fmt}\n  evidence:\n    enabled: false\n")
         args = [arg for path in captures for arg in ("-r", path)]
-        result = run_cli(*args, "-c", cfg, "--log-dir", log_dir, timeout=300)
+        result = run_cli_here(*args, "-c", cfg, "--log-dir", log_dir)
         assert result.returncode == 0, result.stderr
         dirs[fmt] = log_dir / "notice.log"
     return dirs
@@ -144,7 +144,7 @@ def test_a_log_without_notices_is_readable_by_parsezeeklogs(tmp_path: Path, fmt:
     capture = write_capture(tmp_path, [])
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"output:\n  format: {fmt}\n")
-    result = run_cli("-r", capture, "-c", cfg, "--log-dir", tmp_path)
+    result = run_cli_here("-r", capture, "-c", cfg, "--log-dir", tmp_path)
     assert result.returncode == 0, result.stderr
     notice_log = tmp_path / "notice.log"
     if fmt == "json":
