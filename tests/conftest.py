@@ -43,8 +43,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """A test module with a `start_early(selected test names)` gets it called now, to start what runs in processes
-    of its own and only waits for the CPU (test_memory.py's floods) beside every test before it.
+    """A test module with a `start_early(selected test names, tmp_path_factory)` gets it called now, to queue what
+    runs in processes of its own and only waits for the CPU (test_memory.py's floods, the benchmark's runs) on the
+    early lane (tests/early.py), done one after the other beside the tests, and to start what only waits
+    (test_hostile_input.py's config FIFO).
 
     What collection built (the test modules, their parameters, Hypothesis's strategies) lives to the end: the
     cyclic garbage collector need not walk it again at every full collection (seconds over the fast loop)."""
@@ -53,7 +55,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for module in dict.fromkeys(getattr(item, "module", None) for item in session.items):
         start_early = getattr(module, "start_early", None)
         if callable(start_early) and not timed:  # never beside the live and system tiers' timed runs
-            start_early(selected)
+            start_early(selected, session.config._tmp_path_factory)  # type: ignore[attr-defined]
     gc.collect()
     gc.freeze()
 

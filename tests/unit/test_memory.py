@@ -8,45 +8,49 @@ The million-source flood end to end is the benchmark's (`python -m bench.through
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import json
-import os
-import struct
-import subprocess
 import sys
-import tracemalloc
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable
 
 import pytest
 
+from icmpsensor.config.schema import DetectionConfig
+from tests import early
+from tests.early import Job
+
+# Worst case for a flow: a random (novel) payload from its own source, so it also holds a pending request, a
+# tool-tracker entry, a payload sketch and its source's spread memory (with the payload's hash). 50,000 such flows,
+# all state the detector keeps, measured in a process of its own (started early: tests/early.py).
+PER_FLOW = r"""
+import dataclasses, json, os, struct, tracemalloc
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.profile import make_detector
-from testkit.paths import REPO
+
+count = 50_000
+cfg = dataclasses.replace(DetectionConfig(), max_flows=10**6, max_pending_requests=10**6)
+det = make_detector(cfg, AllowlistConfig())
+dst = bytes([198, 51, 100, 7])
+packets = [IcmpPacket(1000.0 + i * 1e-4, struct.pack("!I", 0x0A000000 + i), dst, False, 8, 0, 1, 1,
+                      os.urandom(56), 98) for i in range(count)]
+tracemalloc.start()
+try:
+    before = tracemalloc.get_traced_memory()[0]
+    for pkt in packets:
+        det.process(pkt)
+    per_flow = (tracemalloc.get_traced_memory()[0] - before) / count
+finally:
+    tracemalloc.stop()
+print(json.dumps({"count": count, "flow_count": det.flow_count, "per_flow": per_flow}))
+"""
 
 
-def test_detector_state_is_at_most_1_3_kb_per_flow() -> None:
-    # Worst case for a flow: a random (novel) payload from its own source, so it also holds a pending
-    # request, a tool-tracker entry, a payload sketch and its source's spread memory (with the payload's
-    # hash). 50,000 such flows, all state the detector keeps.
-    count = 50_000
-    cfg = dataclasses.replace(DetectionConfig(), max_flows=10**6, max_pending_requests=10**6)
-    det = make_detector(cfg, AllowlistConfig())
-    dst = bytes([198, 51, 100, 7])
-    packets = [IcmpPacket(1000.0 + i * 1e-4, struct.pack("!I", 0x0A000000 + i), dst, False, 8, 0, 1, 1,
-                          os.urandom(56), 98) for i in range(count)]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for pkt in packets:
-            det.process(pkt)
-        per_flow = (tracemalloc.get_traced_memory()[0] - before) / count
-    finally:
-        tracemalloc.stop()
-    assert det.flow_count == count
-    print(f"detector state per flow: {per_flow:.0f} bytes")
-    assert per_flow <= 1331  # 1.3 KB
+def test_detector_state_is_at_most_1_3_kb_per_flow(runs: dict[str, Job[dict[str, object]]]) -> None:
+    result = runs["test_detector_state_is_at_most_1_3_kb_per_flow"].result()
+    assert result["flow_count"] == result["count"]
+    print(f"detector state per flow: {result['per_flow']:.0f} bytes")
+    assert result["per_flow"] <= 1331  # type: ignore[operator]  # 1.3 KB
 
 
 FLOOD = r"""
@@ -84,25 +88,16 @@ print(json.dumps({"rss_mb": rss_mb, "exfil": exfil, "flows_evicted": det.stats.f
 """
 
 
-class Flood:
-    """The flood script in its own process (its peak RSS is its own)."""
+def script(source: str, *args: object) -> Callable[[], dict[str, object]]:
+    """A job (tests/early.py): `source` run by a Python of its own (its peak RSS is its own), its JSON line."""
+    run = early.process([sys.executable, "-c", source, *map(str, args)])
 
-    def __init__(self, sources: int, max_flows: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", FLOOD, str(sources), str(max_flows)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    def result() -> dict[str, object]:
+        proc = run()
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
 
-    def result(self) -> dict[str, object]:
-        try:
-            stdout, stderr = self.proc.communicate(timeout=600)
-        finally:
-            self.kill()
-        assert self.proc.returncode == 0, stderr
-        return json.loads(stdout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+    return result
 
 
 def three_times_every_cap() -> tuple[int, int]:
@@ -111,43 +106,45 @@ def three_times_every_cap() -> tuple[int, int]:
     return 3 * max(cfg.max_flows, cfg.max_pending_requests, cfg.max_pairs), cfg.max_flows
 
 
-# the flood of each test that runs one: (sources, max_flows)
-FLOODS = {"test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported": three_times_every_cap(),
-          "test_eviction_keeps_the_flow_accumulating_evidence": (200_000, 2_000)}
+# the script each test reads the result of, and its arguments (FLOOD: sources, max_flows)
+RUNS: dict[str, tuple[object, ...]] = {
+    "test_detector_state_is_at_most_1_3_kb_per_flow": (PER_FLOW,),
+    "test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported": (FLOOD,
+                                                                                       *three_times_every_cap()),
+    "test_eviction_keeps_the_flow_accumulating_evidence": (FLOOD, 200_000, 2_000)}
 
 
-_EARLY: dict[str, Flood] = {}  # floods started when the session's tests were known (start_early)
+_EARLY: dict[str, Job[dict[str, object]]] = {}  # the runs queued when the session's tests were known (start_early)
 
 
-def start_early(selected: set[str]) -> None:
-    """tests/conftest.py calls this once collection is over, with the names of the tests to run: the floods of
-    those here start now, in processes of their own, and run beside the tests before this module."""
-    for name, size in FLOODS.items():
+def start_early(selected: set[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """tests/conftest.py calls this once collection is over, with the names of the tests to run: the runs of those
+    here are queued on the early lane (tests/early.py), done beside the tests before this module."""
+    for name, (source, *args) in RUNS.items():
         if name in selected and name not in _EARLY:
-            _EARLY[name] = Flood(*size)
-    atexit.register(_kill_early)  # a session that ends before this module (-x) leaves no flood behind
+            _EARLY[name] = early.LANE.queue(script(source, *args))  # type: ignore[arg-type]
 
 
-def _kill_early() -> None:
-    for flood in _EARLY.values():
-        flood.kill()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def floods(request: pytest.FixtureRequest) -> Iterator[dict[str, Flood]]:
-    """The floods of the tests here that are to run: started early (start_early) or now, beside each other and
-    beside the in-process test; each test reads its flood's result."""
+@pytest.fixture(scope="module")
+def runs(request: pytest.FixtureRequest) -> dict[str, Job[dict[str, object]]]:
+    """The runs of the tests here that are to run: queued early (start_early), or started now beside each other
+    and beside the tests here; each test reads its run's result."""
     selected = {getattr(item, "originalname", item.name) for item in request.session.items}
-    started = {name: _EARLY.pop(name, None) or Flood(*size) for name, size in FLOODS.items() if name in selected}
-    yield started
-    for flood in started.values():
-        flood.kill()
+    found = {}
+    for name, (source, *args) in RUNS.items():
+        if name in selected:
+            job = _EARLY.pop(name, None)
+            if job is None:
+                job = early.Job(script(source, *args))  # type: ignore[arg-type]
+                threading.Thread(target=job.run, daemon=True).start()
+            found[name] = job
+    return found
 
 
 @pytest.fixture
-def flood(request: pytest.FixtureRequest, floods: dict[str, Flood]) -> dict[str, object]:
-    """The result of this test's flood (FLOODS)."""
-    return floods[request.node.originalname].result()
+def flood(request: pytest.FixtureRequest, runs: dict[str, Job[dict[str, object]]]) -> dict[str, object]:
+    """The result of this test's flood (RUNS)."""
+    return runs[request.node.originalname].result()
 
 
 def test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported(flood: dict[str, object]) -> None:
