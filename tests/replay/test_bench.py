@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,15 +22,76 @@ from bench import throughput
 from icmpsensor.decode import fast as decode
 from testkit import benign_corpus as bc
 from testkit import craft, synthmix
+from tests import early
 
 PACKETS = 20_000
+Capture = tuple[Path, Path, dict]
+
+# The runs that happen in other processes (the benchmark's stages, each in a fresh Python, and tshark) are jobs of the
+# early lane (tests/early.py), queued once collection is over (start_early): their tests read the results.
+DECODERS = "test_python_decoder_stage_gives_the_same_results"
+TSHARK = "test_the_tshark_stage_runs"
+ADVERSARIAL = "test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings"
+STORM_FLOWS = 600
 
 
-@pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+def make_capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
     path = tmp_path_factory.mktemp("bench") / "synthmix.pcap"
     truth = synthmix.generate(path, packets=PACKETS, seed=3)
     return path, synthmix.truth_path(path), truth
+
+
+def both_decoder_stages(capture: early.Job[Capture]) -> list[dict[str, Any] | None]:
+    path, truth_file, _ = capture.result()
+    return [throughput.run_stage(stage, path, truth_file, 10) for stage in ("icmpsensor", "icmpsensor-py")]
+
+
+def tshark_stage(capture: early.Job[Capture]) -> dict[str, object] | None:
+    return throughput.stage_tshark(str(capture.result()[0]))
+
+
+def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One small run of the benchmark (python -m bench.throughput) with every adversarial stage: (the run, its
+    --json file)."""
+    base = tmp_path_factory.mktemp("bench-adversarial")
+    out = base / "results.json"
+    argv = [sys.executable, "-m", "bench.throughput", "--packets", "3000", "--storm-flows", str(STORM_FLOWS),
+            "--novel-flood-packets", "2000", "--tiny-fragment-packets", "2000", "--repeat", "1",
+            "--keep", str(base / "keep"), "--stages", "icmpsensor,storm,novel-flood,tiny-fragments,novel-mix",
+            "--json", str(out)]
+    return early.process(argv)(), out
+
+
+_EARLY: dict[str, early.Job[Any]] = {}  # the jobs queued when the session's tests were known (start_early)
+
+
+def start_early(selected: set[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """tests/conftest.py calls this once collection is over: the capture, then the selected runs, on the early lane."""
+    if _EARLY:
+        return
+    _EARLY["capture"] = capture = early.LANE.queue(lambda: make_capture(tmp_path_factory))
+    if DECODERS in selected:
+        _EARLY[DECODERS] = early.LANE.queue(lambda: both_decoder_stages(capture))
+    if TSHARK in selected:
+        _EARLY[TSHARK] = early.LANE.queue(lambda: tshark_stage(capture))
+    if ADVERSARIAL in selected:
+        _EARLY[ADVERSARIAL] = early.LANE.queue(lambda: adversarial_run(tmp_path_factory))
+
+
+def job(name: str, tmp_path_factory: pytest.TempPathFactory) -> early.Job[Any]:
+    """The early job `name`, or (start_early not called) the same job made now, to be done on the test's thread."""
+    if name not in _EARLY:
+        capture = _EARLY.setdefault("capture", early.Job(lambda: make_capture(tmp_path_factory)))
+        make = {DECODERS: lambda: both_decoder_stages(capture), TSHARK: lambda: tshark_stage(capture),
+                ADVERSARIAL: lambda: adversarial_run(tmp_path_factory)}
+        if name in make:
+            _EARLY[name] = early.Job(make[name])
+    return _EARLY[name]
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
+    return job("capture", tmp_path_factory).result()
 
 
 def test_fast_payloads_are_the_corpus_layouts() -> None:
@@ -52,7 +116,7 @@ def test_checksummed_frames_match_craft() -> None:
     assert frame6[14:] == craft.icmp6("2001:db8::1", "2001:db8::2", 128, 0, 9, 10, b"odd-length!")
 
 
-def test_capture_has_the_promised_mix(capture: tuple[Path, Path, dict]) -> None:
+def test_capture_has_the_promised_mix(capture: Capture) -> None:
     _, truth_file, truth = capture
     assert truth == json.loads(truth_file.read_text())
     assert truth["packets"] == PACKETS
@@ -73,7 +137,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     assert digests[0] == digests[1]
 
 
-def test_sensor_decodes_everything_and_reports_exactly_the_exfiltration(capture: tuple[Path, Path, dict]) -> None:
+def test_sensor_decodes_everything_and_reports_exactly_the_exfiltration(capture: Capture) -> None:
     path, truth_file, _ = capture
     result = throughput.stage_icmpsensor(str(path), str(truth_file))
     assert result["packets"] == PACKETS
@@ -84,12 +148,10 @@ def test_sensor_decodes_everything_and_reports_exactly_the_exfiltration(capture:
     assert result["false_positives"] == []
 
 
-def test_python_decoder_stage_gives_the_same_results(capture: tuple[Path, Path, dict]) -> None:
+def test_python_decoder_stage_gives_the_same_results(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The icmpsensor-py stage runs with the C decoder off (a fresh process), and its notices and counters
     are those of the default stage: the two batch decoders agree end to end on the synthetic mix."""
-    path, truth_file, _ = capture
-    results = [throughput.run_stage(stage, path, truth_file, 10) for stage in ("icmpsensor", "icmpsensor-py")]
-    c_run, python_run = results
+    c_run, python_run = job(DECODERS, tmp_path_factory).result()
     assert c_run is not None and python_run is not None
     assert python_run["c_decoder"] is False and c_run["c_decoder"] is decode.ACCELERATED
     for key in ("packets", "notices", "exfil_reported", "false_positives", "decode_errors", "decode_skipped",
@@ -97,7 +159,7 @@ def test_python_decoder_stage_gives_the_same_results(capture: tuple[Path, Path, 
         assert c_run[key] == python_run[key], key
 
 
-def test_the_ceiling_and_dpkt_stages_run(capture: tuple[Path, Path, dict]) -> None:
+def test_the_ceiling_and_dpkt_stages_run(capture: Capture) -> None:
     path = str(capture[0])
     assert throughput.stage_ceiling(path)["packets"] == PACKETS
     assert throughput.stage_ceiling_raw(path)["packets"] == PACKETS  # frames counted from the batch metadata
@@ -106,14 +168,14 @@ def test_the_ceiling_and_dpkt_stages_run(capture: tuple[Path, Path, dict]) -> No
     assert dpkt_result["icmp"] > 0.95 * PACKETS  # all but non-first fragments
 
 
-def test_the_tshark_stage_runs(capture: tuple[Path, Path, dict]) -> None:
-    tshark = throughput.stage_tshark(str(capture[0]))
+def test_the_tshark_stage_runs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tshark = job(TSHARK, tmp_path_factory).result()
     if tshark is None:
         pytest.skip("tshark is not installed (the benchmark leaves its row out)")
     assert tshark["packets"] == PACKETS
 
 
-def test_the_scapy_stage_runs(capture: tuple[Path, Path, dict]) -> None:
+def test_the_scapy_stage_runs(capture: Capture) -> None:
     scapy = throughput.stage_scapy(str(capture[0]), sample=300)
     if scapy is None:
         pytest.skip("scapy is not importable (pip install -e '.[bench]'; the benchmark leaves its row out)")
@@ -185,15 +247,13 @@ def test_novel_mix_is_a_quarter_file_chunks_and_every_chunk_pair_is_reported(tmp
     assert result["exfil_missed"] == [] and result["false_positives"] == []
 
 
-def test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings(tmp_path: Path) -> None:
+def test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     """One small run of the benchmark with every adversarial stage: each capture gets both ceilings and the sensor,
     the table has both ratios for every row, and the storm's notices are written or folded, none lost."""
-    out = tmp_path / "results.json"
-    storm = 600
-    code = throughput.main(["--packets", "3000", "--storm-flows", str(storm), "--novel-flood-packets", "2000",
-                            "--tiny-fragment-packets", "2000", "--repeat", "1", "--keep", str(tmp_path / "keep"),
-                            "--stages", "icmpsensor,storm,novel-flood,tiny-fragments,novel-mix", "--json", str(out)])
-    assert code == 0
+    run, out = job(ADVERSARIAL, tmp_path_factory).result()
+    storm = STORM_FLOWS
+    assert run.returncode == 0, run.stderr
     captures = {c["name"]: c for c in json.loads(out.read_text())["captures"]}
     assert set(captures) == {"mix", *throughput.ADVERSARIAL}
     for name, entry in captures.items():
