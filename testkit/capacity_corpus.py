@@ -30,6 +30,7 @@ from testkit.benign_corpus import (
     packed,
     quote4,
     udp_datagram,
+    windows_payload,
 )
 from testkit.exfil_corpus import echo, kernel_reply
 
@@ -533,3 +534,41 @@ def ping3_double_clock(duration: float = HOUR) -> list[IcmpPacket]:
 
 CAPACITY_NEGATIVES["ping3-double-clock"] = ping3_double_clock
 PROVENANCE["ping3-double-clock"] = "ping3 send_one_ping(): 8-byte big-endian double time.time(), then 'Q' padding"
+
+
+def windows_ping_script(hosts: int = 20, duration: float = 3 * HOUR, count: int = 4) -> list[IcmpPacket]:
+    """A script running Windows `ping -n 4` to each of 20 hosts in turn, round after round: ping.exe's
+    identifier is 1 and its sequence number one counter for the whole machine (it counts on from one run to
+    the next, whatever the destination), so each host's next run starts where the other hosts' runs left it."""
+    out = []
+    seq, t = 0x2B40, START
+    payload = windows_payload(32)
+    while t < START + duration:
+        for h in range(hosts):
+            for _ in range(count):
+                seq = (seq + 1) & 0xFFFF
+                out.append(echo(t, CLIENT, f"10.70.0.{h + 1}", True, 1, seq, payload))
+                t += 1.0
+        t += 5.0
+    return _replies(out)
+
+
+def monitor_text_probe(hosts: int = 200, duration: float = HOUR, every: float = 10.0) -> list[IcmpPacket]:
+    """A monitoring system's own pinger writing its round number and the time as text, the same to every one
+    of 200 hosts, 4 ms apart, every 10 s ('NMSPROBE v2 cycle=000123 t=1700000000.123', space-padded to 64)."""
+    out = []
+    for cycle in range(int(duration / every)):
+        for h in range(hosts):
+            t = START + cycle * every + h * 0.004
+            payload = b"NMSPROBE v2 cycle=%06d t=%.3f" % (cycle, t - SEND_LAG)
+            out.append(echo(t, CLIENT, f"10.71.{h // 250}.{h % 250 + 1}", True, 0x2A2B, cycle + 1,
+                            payload.ljust(64)))
+    return _replies(out)
+
+
+CAPACITY_NEGATIVES["windows-ping-script"] = windows_ping_script
+PROVENANCE["windows-ping-script"] = ("Windows ping.exe: identifier 1, one sequence counter per machine (seen in "
+                                     "captures of successive ping runs), 'abcdefghijklmnopqrstuvw' fill")
+CAPACITY_NEGATIVES["monitor-text-probe"] = monitor_text_probe
+PROVENANCE["monitor-text-probe"] = ("a monitoring pinger of its own (written here): text round counter and "
+                                    "epoch time with ms, the same payload to every host of a round")

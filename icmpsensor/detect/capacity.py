@@ -48,6 +48,7 @@ SEQ_FREE = 2  # sequence steps up to this far from +1 (lost replies, a repeat) c
 TIME_UNIT = 1e-5  # resolution at which a larger move is charged (10 µs)
 RUN_BUDGET = 10.0  # run changes free at once ...
 RUN_REFILL = 5.0  # ... and one more per this many seconds
+RUN_PAUSE = 5.0  # a flow quiet this long whose sequence number then jumps forward starts a new run (Windows)
 # A new run that also changes the template's parameters (its size, its -p pattern) from the run before:
 # PARAM_BUDGET such changes per flow are free, refilled at one per PARAM_REFILL seconds. Monitoring
 # repeats its parameters run after run; `ping -c 1 -s SIZE` or `-p PATTERN` looped with new values does not.
@@ -84,12 +85,16 @@ Charges = list[tuple[str, float]]  # (channel, bits)
 
 
 def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, seq: int, size: int,
-                   now: float) -> tuple[Charges, bool]:
+                   now: float, gap: float) -> tuple[Charges, bool]:
     """What an echo request's identifier, sequence number and size carried beyond a ping's, given the flow's
-    previous request's (`last`: identifier, seq, size); and whether it was free to start a new run.
+    previous request's (`last`: identifier, seq, size) and the seconds since it (`gap`); and whether it was
+    free to start a new run.
 
     Runs side by side (two pingers on one host) are followed each: the run left is remembered
-    (RUNS_REMEMBERED), a known one is resumed; a new one takes a token from the run budget."""
+    (RUNS_REMEMBERED), a known one is resumed; a new one takes a token from the run budget. So does a
+    sequence number that moved on while the flow paused for RUN_PAUSE with its identifier unchanged: Windows
+    ping.exe keeps identifier 1 and one sequence counter for the whole machine, so a script pinging host after
+    host finds each host's counter moved on by the other hosts' runs."""
     last_ident, last_seq, last_size = last
     other_size = state.other_size
     if size != last_size:
@@ -114,6 +119,10 @@ def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, 
         last_seq, last_size = resumed
     step = seq_delta(seq, last_seq)
     seq_cost = min(seq_bits(seq, last_seq), step_bits(step - state.stride))
+    if seq_cost and step > 0 and gap >= RUN_PAUSE:
+        free, state.run_due = take_token(state.run_due, now, RUN_BUDGET, RUN_REFILL)
+        if free:  # the counter moved on between runs: a new run, the steps within it one up again
+            seq_cost, step = 0.0, 1
     state.stride = step
     return [("seq", seq_cost), ("length", length_bits(size, last_size, other_size))], True
 

@@ -114,6 +114,7 @@ class SpreadMemory:
     peers: set[bytes] | bytes = b""  # one peer as itself, more as a set (a flood's one-peer hosts stay small)
     payloads: tuple[int, ...] | int = ()  # hashes of the last PAYLOADS_KEPT payloads with novel bytes (one: itself)
     alerted_until: float = 0.0
+    last_peer: bytes = b""  # the peer of the last of them (a sender's): its flow has that payload and its time
 
     def add(self, ts: float, novel: int, peer: bytes, window: float) -> int:
         """Add novel bytes to `peer`; the number of peers in the window."""
@@ -289,7 +290,8 @@ class Detector(FlowDetector):
         if last[0] < 0:
             return  # the flow's first request
         state = _channels(flow)
-        charges, self._run_free = capacity.request_header(state, last, pkt.ident, pkt.seq, size, ts)
+        charges, self._run_free = capacity.request_header(state, last, pkt.ident, pkt.seq, size, ts,
+                                                          ts - flow.last_request_ts)
         flow.seq_stride = state.stride
         for channel, bits in charges:
             self._charge(flow, channel, bits)
@@ -387,9 +389,28 @@ class Detector(FlowDetector):
             if bits is not None:
                 self._charge(flow, "fields", bits)
                 return 0
-        if self._senders.touch(pkt.src, pkt.ts).seen(hash(pkt.payload)):
+        memory = self._senders.touch(pkt.src, pkt.ts)
+        last_peer, memory.last_peer = memory.last_peer, pkt.dst
+        if compared is None and last_peer and last_peer != pkt.dst and self._fields_of(flow, current, last_peer,
+                                                                                    pkt.ts):
+            return 0
+        if memory.seen(hash(pkt.payload)):
             return 0  # the payload this host sends to all its peers (a custom health check) counts once
         return novel
+
+    def _fields_of(self, flow: Flow, current: Sketch, last_peer: bytes, ts: float) -> bool:
+        """Whether a flow's first payload is the sender's last one to another peer (its flow's, while it lasts)
+        but for a few places read as counters or clocks (a monitor's own text or header, its round number and
+        time, to host after host); their bits are charged."""
+        other = self._flows.get((flow.src, last_peer))
+        last = None if other is None else other.last_sketch
+        if last is None or current[1:] != last[1:] or novel_between(current, last) > 3 * capacity.MAX_FIELD_BYTES:
+            return False
+        bits = capacity.field_bits(current[0], last[0], ts - other.last_request_ts, self.cfg.clock_jitter)
+        if bits is None:
+            return False
+        self._charge(flow, "fields", bits)
+        return True
 
     def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> bool:
         """Whether the tool tracker recognised a tool in this packet (it is then the flow's)."""

@@ -129,13 +129,15 @@ class RefFlow:
 
 @dataclass
 class RefHost:
-    """A host's novel bytes to (or from) its peers in a tumbling slow window, and its last four payloads."""
+    """A host's novel bytes to (or from) its peers in a tumbling slow window, its last four payloads, and whom
+    it sent the last of them."""
 
     since: float
     novel: int = 0
     peers: set[bytes] = field(default_factory=set)
     payloads: list[int] = field(default_factory=list)
     alerted_until: float = 0.0
+    last_peer: bytes | None = None  # the peer of the last of them (a sender's)
 
 
 @dataclass
@@ -256,7 +258,8 @@ class ReferenceDetector:
         self.run_free = True
         if last[0] < 0:
             return
-        charges, self.run_free = capacity.request_header(flow.channels, last, pkt.ident, pkt.seq, size, pkt.ts)
+        charges, self.run_free = capacity.request_header(flow.channels, last, pkt.ident, pkt.seq, size, pkt.ts,
+                                                         pkt.ts - flow.last_request_ts)
         for channel, bits in charges:
             self.charge(flow, channel, bits)
 
@@ -297,11 +300,31 @@ class ReferenceDetector:
                 self.charge(flow, "fields", bits)
                 return 0
         host = self.host(self.senders, pkt.src, pkt.ts)
+        last_peer, host.last_peer = host.last_peer, pkt.dst
+        if compared is None and last_peer not in (None, pkt.dst) and self.like_last_sent(flow, pkt, last_peer):
+            return 0
         digest = hash(payload)
         if digest in host.payloads:
             return 0
         host.payloads = [*host.payloads, digest][-standard.PAYLOADS_KEPT :]
         return novel
+
+    def like_last_sent(self, flow: RefFlow, pkt: IcmpPacket, last_peer: bytes) -> bool:
+        """A flow's first request payload against the last payload of the host's flow to the peer it last sent
+        a payload to (while that flow lasts): the same past the first PREFIX bytes and a few places in them
+        read as fields (charged), or not."""
+        other = self.flows.get((pkt.src, last_peer))
+        last = None if other is None else other.previous
+        payload, prefix = pkt.payload, novelty.PREFIX
+        if (other is None or last is None or len(payload) != len(last) or payload[prefix:] != last[prefix:]
+                or novel_bytes(payload, last) > 3 * capacity.MAX_FIELD_BYTES):
+            return False
+        bits = capacity.field_bits(payload[:prefix], last[:prefix], pkt.ts - other.last_request_ts,
+                                   self.cfg.clock_jitter)
+        if bits is None:
+            return False
+        self.charge(flow, "fields", bits)
+        return True
 
     def template_holds(self, flow: RefFlow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
         """Within one run of a ping tool (one echo id), a template's per-run constant (session) must not

@@ -187,10 +187,27 @@ def test_pythonping_layout_is_the_first_request_of_a_call() -> None:
 def test_runs_side_by_side_are_followed_each() -> None:
     state = capacity.FlowChannels()
     last = (0x100, 5, 56)
-    charges, free = capacity.request_header(state, last, 0x200, 1, 100, START)  # a second pinger starts
+    charges, free = capacity.request_header(state, last, 0x200, 1, 100, START, 1.0)  # a second pinger starts
     assert free and charges == []
-    charges, free = capacity.request_header(state, (0x200, 1, 100), 0x100, 6, 56, START + 1)  # the first resumes
+    charges, free = capacity.request_header(state, (0x200, 1, 100), 0x100, 6, 56, START + 1, 1.0)  # the first resumes
     assert free and sum(bits for _, bits in charges) == 0.0
+
+
+def test_a_sequence_number_that_moved_on_during_a_pause_is_a_new_run_within_the_run_budget() -> None:
+    # Windows: identifier 1, one counter per machine; this host's next run starts 76 further on
+    state = capacity.FlowChannels()
+    charges, free = capacity.request_header(state, (1, 100, 32), 1, 177, 32, START, capacity.RUN_PAUSE)
+    assert free and sum(bits for _, bits in charges) == 0.0
+    charges, _ = capacity.request_header(state, (1, 177, 32), 1, 178, 32, START + 1, 1.0)  # then one up
+    assert sum(bits for _, bits in charges) == 0.0
+    # without the pause the jump is data; and the pauses take their tokens from the run budget
+    charges, _ = capacity.request_header(capacity.FlowChannels(), (1, 100, 32), 1, 177, 32, START, 1.0)
+    assert dict(charges)["seq"] > 6
+    state = capacity.FlowChannels()
+    costs = [sum(bits for _, bits in capacity.request_header(state, (1, 100 * k, 32), 1, 100 * k + 77 + 3 * k, 32,
+                                                             START, capacity.RUN_PAUSE)[0])
+             for k in range(1, 21)]
+    assert not any(costs[: int(capacity.RUN_BUDGET)]) and all(costs[int(capacity.RUN_BUDGET) :])
 
 
 # -- the detector on every class ---------------------------------------------------------------------
