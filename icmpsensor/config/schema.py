@@ -145,7 +145,8 @@ class AllowlistConfig(ConfigSection):
 
 
 class DecodeConfig(ConfigSection):
-    verify_checksums: bool = key(True, Bool(), "drop ICMP/ICMPv6 messages with a bad checksum")
+    verify_checksums: bool = key(True, Bool(), "count ICMP/ICMPv6 messages with a bad checksum (analysed all the "
+                                 "same: a receiver's packet capture reads them) and drop IPv4 headers with one")
     fragment_timeout: float = key(30.0, Seconds(0, 600), "seconds to wait for the fragments of a datagram",
                                   restart=True)
     max_fragmented_datagrams: int = key(4096, Int(1, 1_000_000), "datagrams being reassembled at once", restart=True)

@@ -99,7 +99,7 @@ class Decoder(DpktDecoder):
                         return self._error("bad_ip_checksum")
                     total = int.from_bytes(f[off + 20 : end], "big")
                     if total == 0 or total % 0xFFFF:  # all-zero words sum to +0, never valid
-                        return self._error("bad_checksum")
+                        self.stats.bad_checksum += 1
                 self.stats.type_counts[icmp_type] += 1
                 if icmp_type == 8 or icmp_type == 0:
                     return IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, f[off + 28 : end], wire_len)
@@ -117,7 +117,7 @@ class Decoder(DpktDecoder):
                 if self.verify_checksums:
                     pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + size + PROTO_ICMPV6
                     if ((int.from_bytes(f[start:end], "big") << (8 if size & 1 else 0)) + pseudo) % 0xFFFF:
-                        return self._error("bad_checksum")
+                        self.stats.bad_checksum += 1
                 self.stats.type_counts[256 + icmp_type] += 1
                 if icmp_type == 128 or icmp_type == 129:
                     return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)

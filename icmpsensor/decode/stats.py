@@ -13,8 +13,14 @@ Skip reasons: ``not_ip``, ``not_icmp``. Error reasons: ``truncated_link``,
 total / payload length: snap length or corrupt length), ``bad_ip_header``,
 ``bad_ip_checksum``, ``bad_ipv6_ext_header``, ``bad_fragment`` (empty, or a
 non-final fragment whose length is not a multiple of 8), ``truncated_icmp``,
-``bad_checksum``, and ``internal_error`` (a decoder bug caught so that the
-sensor keeps running; the tests require it never to happen).
+and ``internal_error`` (a decoder bug caught so that the sensor keeps running;
+the tests require it never to happen).
+
+A message with a bad ICMP/ICMPv6 checksum is no error: it is counted (``bad_checksum``, with
+``decode.verify_checksums``) and analysed like any other. Routers forward it unchecked, and the
+receiver reads it with a packet capture or, for ICMP, a raw socket (Linux hands raw sockets a copy
+before icmp_rcv checks the sum): data sent that way must not go unseen. A bad IPv4 header checksum
+is an error: routers drop such packets.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class DecodeStats:
     # (a list: counting in it is a fraction of the cost of a Counter keyed by tuples).
     type_counts: list[int] = field(default_factory=lambda: [0] * 512)
     fragments: Counter[str] = field(default_factory=Counter)  # see decode/fragments.py
+    bad_checksum: int = 0  # messages among `icmp` whose ICMP/ICMPv6 checksum is wrong (analysed all the same)
 
     @property
     def icmp(self) -> int:
@@ -59,7 +66,7 @@ class DecodeStats:
             version, icmp_type = key[1:].split(":")
             type_counts[int(icmp_type) + (256 if version == "6" else 0)] += count
         return cls(record.get("frames", 0), Counter(record.get("skipped", {})), Counter(record.get("errors", {})),
-                   type_counts, Counter(record.get("fragments", {})))
+                   type_counts, Counter(record.get("fragments", {})), record.get("bad_checksum", 0))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready copy; ICMP type keys are rendered like "v4:8"."""
@@ -70,4 +77,5 @@ class DecodeStats:
             "errors": dict(sorted(self.errors.items())),
             "icmp_types": {f"v{v}:{t}": n for (v, t), n in sorted(self.icmp_types.items())},
             "fragments": dict(sorted(self.fragments.items())),
+            "bad_checksum": self.bad_checksum,
         }

@@ -127,6 +127,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                                       labels=["reason"]), sorted((decode.get("skipped") or {}).items())),
         _labelled(CounterMetricFamily(PREFIX + "decode_errors", "malformed frames, by reason", labels=["reason"]),
                   sorted((decode.get("errors") or {}).items())),
+        _counter("decode_bad_checksum", "ICMP/ICMPv6 messages with a bad checksum (analysed all the same)",
+                 _int(decode, "bad_checksum")),
     ]
     messages = CounterMetricFamily(PREFIX + "icmp_messages", "ICMP (version 4) and ICMPv6 (6) messages decoded, by "
                                    "type", labels=["version", "type"])

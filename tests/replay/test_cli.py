@@ -97,16 +97,18 @@ def test_large_payloads_in_ip_fragments_are_reassembled(tmp_path: Path) -> None:
     assert all("Bytes sent: 8000" in str(n["sub"]) for n in result.notices)
 
 
-def test_bad_checksums_are_dropped_unless_verification_is_off(tmp_path: Path) -> None:
+def test_messages_with_bad_checksums_are_counted_and_analysed_all_the_same(tmp_path: Path) -> None:
+    # Routers do not check ICMP checksums and a receiver's raw socket (Linux delivers to raw sockets before
+    # icmp_rcv checks the sum) or packet capture reads such messages: data sent so must not go unseen.
     path = write_capture(tmp_path, exfil_packets(bad_checksum=True))
     result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
-    assert result.returncode == 0 and result.notices == []
-    assert '"bad_checksum":40' in result.stderr
+    assert result.returncode == 0 and notes(result.notices) == EXFIL_NOTES
+    assert '"bad_checksum":40' in result.stderr and '"errors":{}' in result.stderr
     cfg = tmp_path / "c.yaml"
     cfg.write_text("decode:\n  verify_checksums: false\n")
     (tmp_path / "o2").mkdir()
     result = run_cli_here("-r", path, "-c", cfg, log_dir=tmp_path / "o2")
-    assert notes(result.notices) == EXFIL_NOTES
+    assert notes(result.notices) == EXFIL_NOTES and '"bad_checksum":0' in result.stderr
 
 
 def test_truncated_and_malformed_packets_are_counted_and_skipped(tmp_path: Path) -> None:

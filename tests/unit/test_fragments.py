@@ -289,7 +289,7 @@ def test_conflicting_overlap_through_the_decoder() -> None:
 def test_fragment_with_a_bad_checksum_after_reassembly() -> None:
     frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:1000], bad_checksum=True), 256)
     run = Run(1, [craft.ether(f) for f in frags])
-    assert run.decoded == [] and run.stats.errors == {"bad_checksum": 1}
+    assert run.only.payload == BIG[:1000] and run.stats.bad_checksum == 1 and not run.stats.errors
     assert Run(1, [craft.ether(f) for f in frags], verify_checksums=False).only.payload == BIG[:1000]
 
 

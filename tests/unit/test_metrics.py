@@ -30,8 +30,8 @@ T0 = 1_700_000_000.0
 def worker(**over: Any) -> dict[str, Any]:
     """One worker's counters, as worker_stats() reports them."""
     stats: dict[str, Any] = {
-        "decode": {"frames": 900, "icmp": 880, "skipped": {"not_icmp": 15}, "errors": {"bad_checksum": 5},
-                   "icmp_types": {"v4:8": 500, "v6:128": 380}, "fragments": {}},
+        "decode": {"frames": 900, "icmp": 880, "skipped": {"not_icmp": 15}, "errors": {"truncated_icmp": 5},
+                   "icmp_types": {"v4:8": 500, "v6:128": 380}, "fragments": {}, "bad_checksum": 6},
         "detect": {"flows_created": 40, "flows_expired": 30, "flows_evicted": 2},
         "flows": 8, "pending_requests": 3, "notices": 0, "notices_folded": 4, "notices_aggregated": 1,
         "notice_write_errors": 0,
@@ -91,7 +91,8 @@ def test_the_metrics_are_the_stats_records_numbers(tmp_path: Path) -> None:
     assert got[("icmpsensor_evidence_dropped_files_total", (("reason", "rate"),))] == 2
     assert got[("icmpsensor_evidence_dropped_packets_total", (("reason", "queue"),))] == 7
     assert got[("icmpsensor_evidence_dropped_packets_total", (("reason", "truncated"),))] == 9
-    assert got[("icmpsensor_decode_errors_total", (("reason", "bad_checksum"),))] == 5
+    assert got[("icmpsensor_decode_errors_total", (("reason", "truncated_icmp"),))] == 5
+    assert got[("icmpsensor_decode_bad_checksum_total", ())] == 6
     assert got[("icmpsensor_decode_skipped_total", (("reason", "not_icmp"),))] == 15
     assert got[("icmpsensor_icmp_messages_total", (("type", "128"), ("version", "6")))] == 380
     assert got[("icmpsensor_start_time_seconds", ())] == T0
