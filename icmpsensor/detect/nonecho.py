@@ -3,9 +3,15 @@
 Each message type has a fixed layout (RFC 792, 950, 1256, 4443, 4884). Bytes beyond
 it, any payload on an unassigned, reserved or deprecated type, and an error message
 whose quoted datagram cannot be a copy of a packet the receiver sent are
-*unexplained*. Echo with a non-zero code is handled here too: RFC 792 defines code 0
-only, so its whole payload is unexplained unless it is a benign template (nmap's OS
-detection sends zero-filled echo requests with code 9).
+*unexplained*, and so are the fields of an informational message that hold what no benign
+sender puts there (docs/detection.md has the table): times that are not the capture's time of
+day, masks that are not masks, reserved bytes, a neighbour solicitation's target that is not its
+destination's, ND options a message of its type does not carry, MLDv2 auxiliary data, node
+information subjects and extended echo objects that are not names or addresses. Each message is
+judged alone: what a benign sender varies by design (identifiers, sequence numbers, nonces) stays
+free. Echo with a non-zero code is handled here too: RFC 792 and RFC 4443 define code 0 only, so
+the code byte is data, and so is the payload unless a benign template explains it (nmap's OS
+detection request, code 9 with 120 zero bytes, is free).
 
 An error's quoted datagram must be a packet its receiver sent: an IP header with the
 receiver as source (and, IPv4, a right checksum), a quote no longer than the datagram's own
@@ -14,8 +20,8 @@ host sends, and a UDP header whose length matches the datagram. An RFC 4884 exte
 must be version 2 with a right (or no) checksum, made
 of the objects routers send: MPLS label stacks (RFC 4950), interface information (RFC 5837),
 interface identification (RFC 8335); any other object's bytes are unexplained. Neighbour
-discovery messages (RFC 4861) carry their fixed body and options of the assigned types; an
-unknown option, or a link-layer address option longer than one unit, is unexplained.
+discovery messages (RFC 4861) carry their fixed body and the options their type carries; another
+option, or one longer than its layout, is unexplained.
 
 Known limitation: data inside a quoted datagram whose headers are plausible cannot be told from a
 packet the receiver really sent (the sensor sees only ICMP, and a NAT on the way leaves quoted
@@ -52,17 +58,29 @@ _ECHO_TYPES = frozenset((0, 8, 128, 129))
 def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, str]:
     """(unexplained byte count, reason) for a non-echo message (or an echo with a non-zero code)."""
     payload = pkt.payload
+    if pkt.icmp_type in (ECHO_TYPES_V6 if pkt.ipv6 else ECHO_TYPES_V4):  # an echo with a non-zero code
+        return _echo_code(pkt, payload, tolerance)
     if not payload:
         return 0, ""
-    if pkt.icmp_type in _ECHO_TYPES and fingerprints.explain(payload, pkt.ts, tolerance=tolerance):
-        return 0, ""  # nmap's OS detection sends zero-filled echo requests with code 9
-    if pkt.icmp_type in (ECHO_TYPES_V6 if pkt.ipv6 else ECHO_TYPES_V4):  # an echo with a non-zero code
-        return len(payload), f"echo with code {pkt.icmp_code}"
     if pkt.ipv6:
         return _v6(pkt, payload)
     if pkt.icmp_type in _ERRORS_V4:  # what _v4 does with an error, one call less for the common case
         return _whole_if(_quote_problem_v4(pkt, payload), payload)
-    return _v4(pkt, payload)
+    return _v4(pkt, payload, tolerance)
+
+
+# nmap osscan2.cc sendTIcmpProbe(): the first "IE" probe is code 9 with 120 zero bytes (build_icmp_raw
+# zero-fills when no data is given); the second is code 0.
+_NMAP_IE_CODE, _NMAP_IE_PAYLOAD = 9, bytes(120)
+
+
+def _echo_code(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
+    """RFC 792 and RFC 4443 define code 0 only: the code byte is data, and so is the payload unless a
+    benign template explains it."""
+    if pkt.icmp_code == _NMAP_IE_CODE and payload == _NMAP_IE_PAYLOAD:
+        return 0, ""
+    explained = not payload or fingerprints.explain(payload, pkt.ts, tolerance=tolerance) is not None
+    return 1 + (0 if explained else len(payload)), f"echo with code {pkt.icmp_code}"
 
 
 def _whole_if(problem: str, payload: bytes) -> tuple[int, str]:
@@ -70,7 +88,7 @@ def _whole_if(problem: str, payload: bytes) -> tuple[int, str]:
     return (len(payload), problem) if problem else (0, "")
 
 
-def _v4(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+def _v4(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
     kind = pkt.icmp_type
     if kind in _ERRORS_V4:
         return _whole_if(_quote_problem_v4(pkt, payload), payload)
@@ -79,11 +97,11 @@ def _v4(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     size = _FIXED_V4.get(kind)
     if size is None:
         return len(payload), f"payload on unassigned or deprecated ICMP type {kind}"
-    if len(payload) > size:
-        return len(payload) - size, f"{len(payload) - size} bytes beyond the {size}-byte body of type {kind}"
-    if kind in (13, 14) and len(payload) == size:
-        return _timestamp_fields(payload)
-    return 0, ""
+    beyond = max(0, len(payload) - size)
+    fields, reason = _body_fields(kind, payload[:size], pkt.ts, tolerance)
+    if beyond:
+        return beyond + fields, f"{beyond} bytes beyond the {size}-byte body of type {kind}"
+    return fields, reason
 
 
 def _router_advertisement(payload: bytes) -> tuple[int, str]:
@@ -95,14 +113,65 @@ def _router_advertisement(payload: bytes) -> tuple[int, str]:
     return 0, ""
 
 
-def _timestamp_fields(payload: bytes) -> tuple[int, str]:
-    """Timestamps are milliseconds since midnight UT, or have the high bit set (RFC 792)."""
+def _body_fields(kind: int, body: bytes, ts: float, tolerance: float) -> tuple[int, str]:
+    """The bytes of a fixed-size body's fields that hold what no benign sender puts there. The identifier
+    and sequence number (bytes 0-3) stay free but in the deprecated information messages: one message
+    cannot tell a counter from data."""
+    if kind == 10:  # router solicitation: reserved, "sent as 0" (RFC 1256 3.2)
+        return (len(body), "non-zero reserved bytes in a router solicitation") if any(body) else (0, "")
+    if kind in (15, 16):  # information request/reply: deprecated by RFC 6918, no sender left
+        return len(body), f"identifier and sequence of a deprecated information message (type {kind})"
+    if kind in (13, 14):
+        return _timestamp_fields(kind == 13, body, ts, tolerance)
+    mask = _field(body, 4)
+    if mask is None or _mask_ok(kind, mask):
+        return 0, ""
+    return len(body) - 4, "an address mask that is not one"
+
+
+def _field(body: bytes, offset: int) -> int | None:
+    """The 32-bit field at `offset` (missing bytes read as zero), or None if the body ends before it."""
+    if len(body) <= offset:
+        return None
+    return int.from_bytes(body[offset : offset + 4].ljust(4, b"\0"), "big")
+
+
+def _mask_ok(kind: int, mask: int) -> bool:
+    """A request's mask is zero (nmap -PM: tcpip.cc build_icmp_raw; hping3 --icmp-addr: sendicmp.c
+    send_icmp_address); a reply's is a contiguous prefix (RFC 950; RFC 4632 3.1)."""
+    if kind == 17:
+        return mask == 0
+    inverted = ~mask & 0xFFFF_FFFF
+    return inverted & (inverted + 1) == 0
+
+
+def _timestamp_fields(request: bool, body: bytes, ts: float, tolerance: float) -> tuple[int, str]:
+    """Originate, receive and transmit (RFC 792) hold milliseconds since midnight UT. A request's originate
+    is 0 (nmap -PP: tcpip.cc build_icmp_raw) or the sender's time (hping3 --icmp-ts: sendicmp.c
+    send_icmp_timestamp), its receive and transmit 0 (both tools); a reply copies the originate and gives
+    its time in receive and transmit (Linux net/ipv4/icmp.c icmp_timestamp(), FreeBSD ip_icmp.c: the same
+    value twice). A time is free within `tolerance` of the capture's; RFC 792's "non-standard" high-bit
+    times, any other value and a repeated value's second copy aside, each field costs the bytes it has."""
     bad = 0
+    seen: set[int] = set()
     for offset in (4, 8, 12):
-        value = int.from_bytes(payload[offset : offset + 4], "big")
-        if value >= _MS_PER_DAY and not value & 0x8000_0000:
-            bad += 4
+        value = _field(body, offset)
+        if value is None:
+            break
+        free = value == 0 or (offset == 12 and value in seen) or (
+            (offset == 4 or not request) and _time_of_day(value, ts, tolerance))
+        if not free:
+            bad += min(4, len(body) - offset)
+            seen.add(value)
     return (bad, "timestamp fields that are not times of day") if bad else (0, "")
+
+
+def _time_of_day(value: int, ts: float, tolerance: float) -> bool:
+    """`value` is milliseconds since midnight UT within `tolerance` seconds of the capture time `ts`."""
+    if value >= _MS_PER_DAY:
+        return False
+    offset = (value - int(ts % 86_400 * 1000)) % _MS_PER_DAY
+    return min(offset, _MS_PER_DAY - offset) <= tolerance * 1000
 
 
 def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
@@ -154,7 +223,10 @@ def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     if kind in _ERRORS_V6:
         return _whole_if(_quote_problem_v6(pkt, payload), payload)
     if kind in _ND_BODY:
-        return _nd_options(kind, payload)
+        return _neighbour_discovery(pkt, payload)
+    check = _INFORMATIONAL_V6.get(kind)
+    if check is not None:
+        return check(pkt, payload)
     if kind in _STRUCTURED_V6:
         return 0, ""
     return len(payload), f"payload on unassigned or private ICMPv6 type {kind}"
@@ -162,30 +234,224 @@ def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
 
 # Neighbour discovery (RFC 4861 4.1-4.5): the fixed body after the 4-byte ICMPv6 header, then options.
 _ND_BODY = {133: 4, 134: 12, 135: 20, 136: 20, 137: 36}
-# Option types in use with ND (IANA "IPv6 Neighbor Discovery Option Formats"): link-layer addresses,
-# prefix information, redirected header, MTU, advertisement interval, home agent, route information,
-# RDNSS, DNSSL, nonce, CGA/RSA/timestamp (SEND), captive portal, PREF64 and others up to 41.
-_ND_OPTIONS = frozenset((1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 14, 24, 25, 31, 37, 38, 39, 40, 41))
+# Options each message may carry (IANA "IPv6 Neighbor Discovery Option Formats"). Every message: SEND's
+# CGA, RSA signature, timestamp, nonce (RFC 3971 5) and RFC 8928's crypto-ID parameters and signature.
+_ND_ANY = frozenset((11, 12, 13, 14, 39, 40))
+_ND_OPTIONS = {
+    133: _ND_ANY | {1},  # RS: source link-layer address (RFC 4861 4.1)
+    # RA: source link-layer address, prefix information, MTU (RFC 4861 4.2), advertisement interval, home
+    # agent (RFC 6275 7.3, 7.4), PvD (RFC 8801), route information (RFC 4191), RDNSS, DNSSL (RFC 8106),
+    # flags extension (RFC 5175), 6LoWPAN context, ABRO (RFC 6775), captive portal (RFC 8910), PREF64
+    # (RFC 8781), resource directory (RFC 9176), encrypted DNS (RFC 9463)
+    134: _ND_ANY | {1, 3, 5, 7, 8, 21, 24, 25, 26, 31, 34, 35, 37, 38, 41, 144},
+    135: _ND_ANY | {1, 33},  # NS: source link-layer address, address registration (RFC 6775 4.1)
+    136: _ND_ANY | {2, 33},  # NA: target link-layer address, address registration
+    137: _ND_ANY | {2, 4},  # redirect: target link-layer address, redirected header
+}
+# The largest an option of a fixed layout is, in 8-byte units: link-layer addresses (one for Ethernet),
+# prefix information (4), MTU (1, RFC 4861 4.6), advertisement interval, home agent (1), SEND timestamp (2),
+# nonce (1: Linux ndisc_ns_create and RFC 7527 send 6 bytes), route information (3), ARO (2), PREF64 (2).
+_ND_UNITS = {1: 1, 2: 1, 3: 4, 5: 1, 7: 1, 8: 1, 13: 2, 14: 1, 24: 3, 33: 2, 38: 2}
+_ND_NONCE, _ND_CGA = 14, 11
+_UNSPECIFIED = bytes(16)
+_SOLICITED_NODE = bytes.fromhex("ff0200000000000000000001ff")
 
 
-def _nd_options(kind: int, payload: bytes) -> tuple[int, str]:
-    """Unexplained bytes in a neighbour discovery message: unknown options, a link-layer address option
-    longer than Ethernet's one unit, bytes that are not options."""
-    pos = _ND_BODY[kind]
-    n = len(payload)
-    if n < pos:
-        return n, f"truncated neighbour discovery message type {kind}"
-    unexplained = 0
+def _neighbour_discovery(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    kind = pkt.icmp_type
+    if len(payload) < _ND_BODY[kind]:
+        return len(payload), f"truncated neighbour discovery message type {kind}"
+    body, reason = _nd_body(pkt, payload)
+    options = _nd_options(pkt, payload)
+    if options and not reason:
+        reason = f"neighbour discovery options that carry data (type {kind})"
+    return body + options, reason
+
+
+def _nd_body(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    """Bytes of the fixed body that hold data: reserved fields a sender MUST zero (RFC 4861 4.1, 4.3-4.5)
+    and a solicitation's target that is neither its destination (unicast, for NUD) nor the owner of its
+    solicited-node destination (RFC 4861 7.2.2; Linux ndisc_solicit), or a multicast one (7.1.1)."""
+    kind = pkt.icmp_type
+    if kind == 134:
+        return 0, ""  # a router's configuration: hop limit, flags, lifetimes, timers
+    target, dst = payload[4:20], pkt.dst
+    if kind == 135 and (target[0] == 0xFF or (dst != target and dst != _SOLICITED_NODE + target[13:])):
+        return 16 + _nd_reserved(kind, payload), "a neighbour solicitation target that is not its destination's"
+    bad = _nd_reserved(kind, payload)
+    return (bad, f"non-zero reserved bytes in neighbour discovery type {kind}") if bad else (0, "")
+
+
+def _nd_reserved(kind: int, payload: bytes) -> int:
+    reserved = payload[1:4] if kind == 136 else payload[:4]
+    return 4 if any(reserved) or (kind == 136 and payload[0] & 0x1F) else 0
+
+
+def _nd_options(pkt: IcmpPacket, payload: bytes) -> int:
+    """Unexplained option bytes: an option the message does not carry, one longer than its layout, a nonce
+    outside DAD (RFC 7527: solicitations from ::) and SEND (a CGA option), bytes that are not options."""
+    allowed, pos, n = _ND_OPTIONS[pkt.icmp_type], _ND_BODY[pkt.icmp_type], len(payload)
+    unexplained, nonce, cga = 0, 0, False
     while pos < n:
         if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
-            return unexplained + n - pos, "bytes after the neighbour discovery options"
-        option, size = payload[pos], 8 * payload[pos + 1]
-        if option not in _ND_OPTIONS:
-            unexplained += size
-        elif option in (1, 2) and size > 8:
-            unexplained += size - 8
+            return unexplained + n - pos
+        option, units = payload[pos], payload[pos + 1]
+        if option not in allowed:
+            unexplained += 8 * units
+        else:
+            unexplained += 8 * max(0, units - _ND_UNITS.get(option, units))
+            nonce += 8 if option == _ND_NONCE else 0
+            cga = cga or option == _ND_CGA
+        pos += 8 * units
+    if nonce and not cga and not (pkt.icmp_type == 135 and pkt.src == _UNSPECIFIED):
+        unexplained += nonce
+    return unexplained
+
+
+def _ldh_name(data: bytes, *, limit: int = 255) -> int:
+    """The length of the DNS wire-format name at the start of `data` whose labels are hostname characters
+    (RFC 1035 2.3.1, 3.1; RFC 4620 3 allows a single-label name ended by two zero bytes), or -1."""
+    pos = 0
+    while pos < len(data) and pos < limit:
+        size = data[pos]
+        if size == 0:
+            return pos + 2 if data[pos + 1 : pos + 2] == b"\0" and pos else pos + 1
+        label = data[pos + 1 : pos + 1 + size]
+        if size > 63 or len(label) < size or not all(c in _LDH for c in label):
+            return -1
+        pos += 1 + size
+    return -1
+
+
+_LDH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _node_information(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    """RFC 4620 4: qtype, flags, an 8-byte nonce, then in a query the subject (code 0: an IPv6 address,
+    here the destination, as iputils ping -N asks by default; 1: a name; 2: an IPv4 address) and in a reply
+    (code 0) the answer for the qtype; refusals (codes 1, 2) carry nothing."""
+    n = len(payload)
+    if n < 12:
+        return n, "truncated node information message"
+    qtype, flags = struct.unpack_from("!HH", payload)
+    bad = 4 if qtype > 4 or qtype == 1 or flags & 0xFFC0 else 0  # RFC 4620 4: flags G S L C A T only
+    data = payload[12:]
+    bad += _ni_query_data(pkt, data) if pkt.icmp_type == 139 else _ni_reply_data(pkt.icmp_code, qtype, data)
+    return (min(bad, n), "node information fields that carry data") if bad else (0, "")
+
+
+def _ni_query_data(pkt: IcmpPacket, data: bytes) -> int:
+    code = pkt.icmp_code
+    if code == 0:
+        return len(data) - 16 + (16 if data[:16] != pkt.dst else 0) if len(data) >= 16 else len(data)
+    if code == 1:
+        name = _ldh_name(data) if data else 0
+        return len(data) if name < 0 else len(data) - name
+    return max(0, len(data) - 4) if code == 2 else len(data)
+
+
+def _ni_reply_data(code: int, qtype: int, data: bytes) -> int:
+    """A successful reply's data: TTL + names (node name), TTL + IPv6 addresses, TTL + IPv4 addresses."""
+    if code or qtype == 0 or not data:
+        return len(data)
+    if qtype == 3:
+        return len(data) % 20
+    if qtype == 4:
+        return len(data) % 8
+    pos = 4
+    while pos < len(data):
+        size = _ldh_name(data[pos:])
+        if size < 0:
+            return len(data) - pos
         pos += size
-    return (unexplained, f"neighbour discovery options that carry data (type {kind})") if unexplained else (0, "")
+    return 0
+
+
+def _mld(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    """MLDv1 (RFC 2710 3): delay, reserved, a multicast address; a report or done has delay and reserved 0.
+    An MLDv2 query (RFC 3810 5.1) adds flags, QQIC and its sources."""
+    n = len(payload)
+    if n < 20:
+        return n, "truncated MLD message"
+    bad = 16 if payload[4] != 0xFF and any(payload[4:20]) else 0
+    if pkt.icmp_type != 130:
+        bad += 4 if any(payload[:4]) else 0
+        body = 20
+    else:
+        body = 24 + 16 * int.from_bytes(payload[22:24], "big") if n >= 24 else 20
+    bad += max(0, n - body)
+    return (min(bad, n), "MLD fields that carry data") if bad else (0, "")
+
+
+def _mldv2_report(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    """RFC 3810 5.2: reserved (0), a record count, then records of a type 1-6, a multicast address and
+    unicast sources; MLDv2 defines no auxiliary data and a sender MUST NOT include any (5.2.10)."""
+    n = len(payload)
+    if n < 4:
+        return n, "truncated MLD report"
+    bad = 2 if any(payload[:2]) else 0
+    pos = 4
+    for _ in range(int.from_bytes(payload[2:4], "big")):
+        if pos + 20 > n:
+            break
+        kind, aux, sources = struct.unpack_from("!BBH", payload, pos)
+        size = 20 + 16 * sources + 4 * aux
+        if not 1 <= kind <= 6 or payload[pos + 4] != 0xFF:
+            bad += min(size, n - pos)
+        else:
+            bad += 4 * aux + sum(16 for k in range(sources) if not _unicast(payload[pos + 20 + 16 * k :][:16]))
+        pos += size
+    bad += max(0, n - pos)
+    return (min(bad, n), "MLD report fields that carry data") if bad else (0, "")
+
+
+def _unicast(addr: bytes) -> bool:
+    """A global unicast (2000::/3), unique local (fc00::/7) or link-local (fe80::/10) address."""
+    return len(addr) == 16 and (addr[0] & 0xE0 == 0x20 or addr[0] & 0xFE == 0xFC or addr[:2] == b"\xfe\x80")
+
+
+def _extended_echo(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    """RFC 8335 PROBE: identifier, sequence, then (request) reserved bits and L, and an extension structure
+    (RFC 4884) holding exactly one interface identification object (2.1); (reply) state and flags, with
+    reserved bits 0 (3). A reply may echo the request's structure."""
+    n = len(payload)
+    if n < 4:
+        return n, "truncated extended echo"
+    reserved = 0xFE if pkt.icmp_type == 160 else 0x18
+    bad = 1 if payload[3] & reserved else 0
+    if (n > 4 or pkt.icmp_type == 160) and not _probe_object_ok(payload[4:]):
+        bad += n - 4
+    return (bad, "extended echo fields that carry data") if bad else (0, "")
+
+
+def _probe_object_ok(ext: bytes) -> bool:
+    if len(ext) < 8 or ext[0] != 0x20 or any(ext[1:2]) or (ext[2:4] != b"\0\0" and not checksum_ok(ext)):
+        return False
+    length, klass, ctype = struct.unpack_from("!HBB", ext, 4)
+    body = ext[8:]
+    if klass != 3 or length != len(ext) - 4:
+        return False
+    if ctype == 1:  # a name, NUL-padded to 32 bits (RFC 8335 2.1)
+        return _if_name_ok(body)
+    if ctype == 2:  # an ifIndex
+        return len(body) == 4
+    # an address: AFI (1 IPv4, 2 IPv6), its length, reserved, the address
+    return ctype == 3 and len(body) >= 4 and (body[0:2], body[2]) in ((b"\0\1", 4), (b"\0\2", 16)) \
+        and body[3] == 0 and len(body) == 4 + ((body[2] + 3) & ~3)
+
+
+def _if_name_ok(body: bytes) -> bool:
+    """Printable, at most 32 bytes (Linux and BSD interface names have at most 15), NUL-padded."""
+    name = body.rstrip(b"\0")
+    return 0 < len(name) <= 32 and not len(body) % 4 and len(body) - len(name) < 4 and \
+        all(0x21 <= c < 0x7F for c in name)
+
+
+_INFORMATIONAL_V6 = {
+    130: _mld, 131: _mld, 132: _mld, 143: _mldv2_report,
+    139: _node_information, 140: _node_information,
+    160: _extended_echo, 161: _extended_echo,
+}
 
 
 def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:

@@ -160,8 +160,10 @@ def test_all_seed_files_as_one_timeline(seed_dir: Path, tmp_path: Path) -> None:
 
 STANDARD_CASES = {
     # name: (data source, its peer, request payload bytes, notes that must be among the notices)
+    # its last request, the end of the transfer, is a zero-filled echo with code 2: the code byte is data
     "icmp-file-transfer-sample-text-file-448-bytes.pcap": (
-        SRC, DST, 448, {"ICMP::ICMP_DataExfil", "ICMP::ICMP_AsymPayloadFlow", "ICMP::ICMP_Tunnel"}),
+        SRC, DST, 448, {"ICMP::ICMP_DataExfil", "ICMP::ICMP_AsymPayloadFlow", "ICMP::ICMP_Tunnel",
+                        "ICMP::ICMP_NonEchoPayload"}),
     "icmp-file-transfer-sample-text-file-2mb.pcap": (
         SRC, DST, 1835008, {"ICMP::ICMP_DataExfil", "ICMP::ICMP_AsymPayloadFlow", "ICMP::ICMP_Tunnel"}),
     "hping3-sample-text-file-448-bytes-5-sec-95-byte-packets.pcap": (
@@ -186,7 +188,8 @@ def test_standard_profile_reports_every_sample(seed_dir: Path, tmp_path: Path, n
     assert float(exfil["ts"]) <= float(final["ts"])
     assert int(sub_field(final, "Novel bytes")) > 400
     sent = int(sub_field(final, "Bytes sent"))
-    # Icmp-File-Transfer's last, zero-filled request has code 2: zeros carry nothing, it is not counted;
-    # Egress-Assess also sent a 32-byte zero-filled ping to the same host.
-    assert sent == request_bytes + (32 if name.startswith("Egress") else 0)
+    # Icmp-File-Transfer's last, zero-filled request (56 bytes) has code 2: the zeros carry nothing, the
+    # code a byte, so the request counts; Egress-Assess also sent a 32-byte zero-filled ping to the same host.
+    extra = {"EgressAssess-sample-text-file.pcap": 32, "icmp-file-transfer-sample-text-file-448-bytes.pcap": 56}
+    assert sent == request_bytes + extra.get(name, 0)
     assert str(final["msg"]).startswith("Exfil of size ")

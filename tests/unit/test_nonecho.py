@@ -21,9 +21,10 @@ def packed(addr: str) -> bytes:
     return ipaddress.ip_address(addr).packed
 
 
-def message(icmp_type: int, code: int, payload: bytes, *, src: str = ROUTER, dst: str = corpus.CLIENT) -> IcmpPacket:
+def message(icmp_type: int, code: int, payload: bytes, *, src: str = ROUTER, dst: str = corpus.CLIENT,
+            ts: float = 1.0) -> IcmpPacket:
     ipv6 = ":" in src
-    return IcmpPacket(1.0, packed(src), packed(dst), ipv6, icmp_type, code, -1, -1, payload, len(payload) + 42)
+    return IcmpPacket(ts, packed(src), packed(dst), ipv6, icmp_type, code, -1, -1, payload, len(payload) + 42)
 
 
 def unreachable_payload(style: str, data: bytes = b"q" * 100) -> bytes:
@@ -95,7 +96,7 @@ def test_ipv6_errors() -> None:
     assert unexplained_bytes(spoofed)[0] > 0
 
 
-@pytest.mark.parametrize(("icmp_type", "size"), [(13, 16), (14, 16), (15, 4), (16, 4), (17, 8), (18, 8), (10, 4)])
+@pytest.mark.parametrize(("icmp_type", "size"), [(13, 16), (14, 16), (17, 8), (10, 4)])
 def test_fixed_size_types_explain_exactly_their_body(icmp_type: int, size: int) -> None:
     body = bytes(size)
     assert unexplained_bytes(message(icmp_type, 0, body, dst=corpus.SERVER)) == (0, "")
@@ -105,9 +106,9 @@ def test_fixed_size_types_explain_exactly_their_body(icmp_type: int, size: int) 
 
 def test_timestamp_fields_must_be_times_of_day() -> None:
     good = struct.pack("!HHIII", 1, 1, 3_600_000, 0, 0)
-    assert unexplained_bytes(message(13, 0, good))[0] == 0
+    assert unexplained_bytes(message(13, 0, good, ts=3600.0))[0] == 0
     smuggled = struct.pack("!HHIII", 1, 1, 0x41414141 & 0x7FFFFFFF, 0, 0)
-    assert unexplained_bytes(message(13, 0, smuggled))[0] == 4
+    assert unexplained_bytes(message(13, 0, smuggled, ts=3600.0))[0] == 4
 
 
 @pytest.mark.parametrize("icmp_type", [1, 2, 6, 7, 19, 30, 37, 42, 100, 200, 253, 255])
@@ -118,7 +119,7 @@ def test_unassigned_and_deprecated_types_explain_nothing(icmp_type: int) -> None
 
 def test_echo_with_a_non_zero_code() -> None:
     novel, reason = unexplained_bytes(message(8, 2, b"file chunk 17: " * 4, dst=corpus.SERVER))
-    assert novel == 60 and reason == "echo with code 2"
+    assert novel == 61 and reason == "echo with code 2"  # the payload and the code
     # nmap's OS detection: code 9, zero-filled: a benign template, nothing unexplained.
     assert unexplained_bytes(message(8, 9, bytes(120), dst=corpus.SERVER)) == (0, "")
 
@@ -128,4 +129,226 @@ def test_echo_with_a_non_zero_code() -> None:
 def test_never_raises(kind: int, code: int, payload: bytes, v6: bool) -> None:
     pkt = message(kind, code, payload, src=ROUTER6 if v6 else ROUTER, dst=corpus.CLIENT6 if v6 else corpus.CLIENT)
     novel, _ = unexplained_bytes(pkt)
-    assert 0 <= novel <= len(payload)
+    assert 0 <= novel <= len(payload) + (kind in (0, 8, 128, 129))  # an echo's code byte
+
+
+# -- what each field of the informational types may carry ------------------------------------------
+
+NOON = corpus.START - corpus.START % 86_400 + 43_200.0  # 12:00:00 UT
+NOON_MS = 43_200_000
+
+
+def echo_request(code: int, payload: bytes) -> IcmpPacket:
+    pkt = message(8, code, payload, src=corpus.CLIENT, dst=corpus.SERVER, ts=corpus.START)
+    pkt.ident, pkt.seq = 1, 7
+    return pkt
+
+
+@pytest.mark.parametrize("code", [1, 9, 65, 255])
+def test_a_non_zero_echo_code_costs_its_byte_even_on_a_benign_payload(code: int) -> None:
+    assert unexplained_bytes(echo_request(code, corpus.windows_payload(32)))[0] == 1
+    assert unexplained_bytes(echo_request(code, b""))[0] == 1
+
+
+def test_nmap_os_detection_probes_stay_free() -> None:
+    # nmap osscan2.cc sendTIcmpProbe(): code 9 with 120 zero bytes (the other IE probe is code 0, 150 bytes)
+    assert unexplained_bytes(echo_request(9, bytes(120))) == (0, "")
+    assert unexplained_bytes(echo_request(9, bytes(150)))[0] == 1
+    assert unexplained_bytes(echo_request(8, bytes(120)))[0] == 1
+
+
+def timestamp(kind: int, ident: int, seq: int, *times: int, ts: float = NOON) -> IcmpPacket:
+    return message(kind, 0, struct.pack("!HHIII", ident, seq, *times), src=corpus.CLIENT, dst=corpus.SERVER, ts=ts)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [(0, 0, 0),  # nmap -PP (tcpip.cc build_icmp_raw: the three times zeroed)
+     (NOON_MS - 3, 0, 0),  # hping3 --icmp-ts (sendicmp.c: originate = ms since midnight UT)
+     (NOON_MS + 250_000, 0, 0)])  # a sender's clock within the tolerance
+def test_timestamp_requests_real_senders_send(times: tuple[int, int, int]) -> None:
+    assert unexplained_bytes(timestamp(13, 0x1234, 77, *times)) == (0, "")
+
+
+def test_timestamp_request_around_midnight() -> None:
+    midnight = NOON + 43_200.0 - 0.5  # 23:59:59.500 UT; a clock 1 s ahead reads 00:00:00.500
+    assert unexplained_bytes(timestamp(13, 1, 1, 500, 0, 0, ts=midnight)) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("times", "charged"),
+    [((0x0012_3456, 0, 0), 4),  # a time of day, hours away from the capture's
+     ((0, 0x0001_0203, 0x0004_0506), 8),  # receive and transmit are the answerer's to fill in
+     ((0x8000_0000 | 0x4142_4344, 0, 0), 4),  # RFC 792's "non-standard" high-bit time: 31 free bits
+     ((0x8012_3456, 0x8000_0001, 0x8765_4321), 12),
+     ((NOON_MS + 400_000, 0, 0), 4)])  # beyond the tolerance (300 s)
+def test_timestamp_request_fields_that_carry_data(times: tuple[int, int, int], charged: int) -> None:
+    novel, reason = unexplained_bytes(timestamp(13, 1, 1, *times))
+    assert novel == charged and "timestamp" in reason
+
+
+def test_timestamp_replies() -> None:
+    # Linux net/ipv4/icmp.c icmp_timestamp(): originate copied, receive = transmit = ms since midnight UT
+    assert unexplained_bytes(timestamp(14, 9, 9, NOON_MS - 20, NOON_MS - 5, NOON_MS - 5)) == (0, "")
+    assert unexplained_bytes(timestamp(14, 9, 9, 0, NOON_MS, NOON_MS)) == (0, "")  # an nmap request answered
+    assert unexplained_bytes(timestamp(14, 9, 9, 0x0012_3456, NOON_MS, NOON_MS))[0] == 4
+    assert unexplained_bytes(timestamp(14, 9, 9, 0, 0x8000_1234, 0x8000_1234))[0] == 4  # one value, said twice
+    assert unexplained_bytes(timestamp(14, 9, 9, 0, 0x0000_1234, 0x0055_1234))[0] == 8
+
+
+def test_truncated_timestamp_charges_what_it_holds() -> None:
+    payload = struct.pack("!HHI", 1, 1, 0x4142_4344)[:7]
+    assert unexplained_bytes(message(13, 0, payload, ts=NOON))[0] == 3
+
+
+def test_address_mask() -> None:
+    # nmap -PM (tcpip.cc build_icmp_raw) and hping3 --icmp-addr (sendicmp.c) send a zero mask
+    assert unexplained_bytes(message(17, 0, struct.pack("!HHI", 0xBEEF, 3, 0))) == (0, "")
+    assert unexplained_bytes(message(17, 0, b"DATAdata"))[0] == 4
+    # a reply's mask is a contiguous prefix (RFC 950; RFC 4632 section 3.1)
+    assert unexplained_bytes(message(18, 0, struct.pack("!HHI", 1, 3, 0xFFFF_FF00))) == (0, "")
+    assert unexplained_bytes(message(18, 0, struct.pack("!HHI", 1, 3, 0xFF00_FF00)))[0] == 4
+
+
+def test_information_request_is_deprecated_and_carries_what_it_has() -> None:
+    # RFC 6918 formally deprecates types 15 and 16: no sender left, identifier and sequence are data
+    assert unexplained_bytes(message(15, 0, b"DATA"))[0] == 4
+    assert unexplained_bytes(message(16, 0, b"DA"))[0] == 2
+
+
+def test_router_solicitation_v4_reserved_bytes() -> None:
+    assert unexplained_bytes(message(10, 0, bytes(4))) == (0, "")
+    assert unexplained_bytes(message(10, 0, b"\0AB\0"))[0] == 4  # RFC 1256 3.2: sent as 0
+
+
+# -- ICMPv6: neighbour discovery, MLD, node information, extended echo -----------------------------
+
+HOST6, PEER6, LL6 = "2001:db8:10::1001", "2001:db8:10::1002", "fe80::1001"
+MAC = bytes.fromhex("020000011001")
+
+
+def v6(icmp_type: int, payload: bytes, *, src: str = HOST6, dst: str = PEER6, code: int = 0) -> IcmpPacket:
+    return message(icmp_type, code, payload, src=src, dst=dst)
+
+
+def solicited_node(addr: str) -> str:
+    return str(ipaddress.IPv6Address(bytes.fromhex("ff0200000000000000000001ff") + packed(addr)[13:]))
+
+
+def test_neighbour_solicitations_as_hosts_send_them() -> None:
+    slla = b"\x01\x01" + MAC
+    # address resolution to the target's solicited-node group, NUD to the target itself (RFC 4861 7.2.2)
+    assert unexplained_bytes(v6(135, bytes(4) + packed(PEER6) + slla, dst=solicited_node(PEER6))) == (0, "")
+    assert unexplained_bytes(v6(135, bytes(4) + packed(PEER6))) == (0, "")
+    # DAD from :: with an RFC 7527 nonce (Linux ndisc_ns_create: 6 bytes, one unit)
+    dad = bytes(4) + packed(HOST6) + b"\x0e\x01" + b"\x11" * 6
+    assert unexplained_bytes(v6(135, dad, src="::", dst=solicited_node(HOST6))) == (0, "")
+
+
+def test_neighbour_solicitation_target_that_is_not_the_destinations() -> None:
+    target = b"sixteen databyte"
+    novel, reason = unexplained_bytes(v6(135, bytes(4) + target + b"\x01\x01" + MAC, dst="ff02::1:ff00:66"))
+    assert novel == 16 and "target" in reason
+
+
+def test_neighbour_solicitation_reserved_bytes() -> None:
+    assert unexplained_bytes(v6(135, b"AB\0\0" + packed(PEER6)))[0] == 4
+
+
+def test_nonce_option_longer_than_six_bytes() -> None:
+    nonce = b"\x0e\x06" + bytes(range(46))  # 6 units: 40 bytes more than the 6-byte nonce hosts send
+    payload = bytes(4) + packed(HOST6) + nonce
+    assert unexplained_bytes(v6(135, payload, src="::", dst=solicited_node(HOST6)))[0] == 40
+
+
+def test_nonce_option_outside_dad() -> None:
+    # RFC 7527 puts a nonce in DAD solicitations only (source ::); SEND (RFC 3971) signs with CGA + RSA
+    payload = bytes(4) + packed(PEER6) + b"\x01\x01" + MAC + b"\x0e\x01" + b"secret"
+    assert unexplained_bytes(v6(135, payload))[0] == 8
+
+
+def test_router_solicitation_carries_only_a_link_layer_address() -> None:
+    assert unexplained_bytes(v6(133, bytes(4) + b"\x01\x01" + MAC, dst="ff02::2")) == (0, "")
+    rdnss = b"\x19\x07\0\0" + struct.pack("!I", 600) + bytes(48)  # RFC 8106: an RA option, 56 bytes
+    novel, reason = unexplained_bytes(v6(133, bytes(4) + b"\x01\x01" + MAC + rdnss, dst="ff02::2"))
+    assert novel == 56 and "option" in reason
+
+
+def test_router_advertisement_options_of_a_real_router() -> None:
+    opts = b"\x01\x01" + MAC + b"\x05\x01\0\0" + struct.pack("!I", 1500)
+    opts += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 2592000, 604800, 0) + packed("2001:db8:10::")
+    opts += b"\x19\x03\0\0" + struct.pack("!I", 1800) + packed("2001:db8:10::53")
+    opts += b"\x1f\x03\0\0" + struct.pack("!I", 1800) + b"\x04corp\x07example\x00\x00\x00"
+    body = struct.pack("!BBHII", 64, 0, 1800, 0, 0) + opts
+    assert unexplained_bytes(v6(134, body, src="fe80::1", dst="ff02::1")) == (0, "")
+    oversized_mtu = struct.pack("!BBHII", 64, 0, 1800, 0, 0) + b"\x05\x02" + bytes(14)
+    assert unexplained_bytes(v6(134, oversized_mtu, src="fe80::1", dst="ff02::1"))[0] == 8
+
+
+def mld2_report(*records: bytes) -> bytes:
+    return struct.pack("!HH", 0, len(records)) + b"".join(records)
+
+
+def mld2_record(kind: int, group: str, sources: list[str], aux: bytes = b"") -> bytes:
+    return (struct.pack("!BBH", kind, len(aux) // 4, len(sources)) + packed(group)
+            + b"".join(packed(s) for s in sources) + aux)
+
+
+def test_mldv2_reports() -> None:
+    plain = mld2_report(mld2_record(4, "ff02::1:ff00:1001", []), mld2_record(1, "ff3e::1234", ["2001:db8::53"]))
+    assert unexplained_bytes(v6(143, plain, src=LL6, dst="ff02::16")) == (0, "")
+    # RFC 3810 5.2.10: MLDv2 defines no auxiliary data, a sender MUST NOT include any
+    aux = mld2_report(mld2_record(4, "ff05::1:3", [], b"A" * 64))
+    novel, reason = unexplained_bytes(v6(143, aux, src=LL6, dst="ff02::16"))
+    assert novel == 64 and "MLD" in reason
+    # a source that is no unicast address, a record type RFC 3810 does not define, bytes after the records
+    assert unexplained_bytes(v6(143, mld2_report(mld2_record(1, "ff3e::1", ["ff02::1"])), src=LL6))[0] == 16
+    assert unexplained_bytes(v6(143, mld2_report(mld2_record(9, "ff3e::1", [])), src=LL6))[0] == 20
+    assert unexplained_bytes(v6(143, plain + b"tail", src=LL6))[0] == 4
+
+
+def test_mldv1() -> None:
+    report = struct.pack("!HH", 0, 0) + packed("ff02::fb")
+    assert unexplained_bytes(v6(131, report, src=LL6, dst="ff02::fb")) == (0, "")
+    assert unexplained_bytes(v6(131, report + b"more", src=LL6, dst="ff02::fb"))[0] == 4
+
+
+def node_info_query(code: int, subject: bytes, qtype: int = 2, flags: int = 0) -> bytes:
+    return struct.pack("!HH", qtype, flags) + bytes.fromhex("0102030405060708") + subject
+
+
+def test_node_information_queries_as_ping_sends_them() -> None:
+    # iputils ping -N name: the subject is the destination's address (RFC 4620 section 4, code 0)
+    assert unexplained_bytes(v6(139, node_info_query(0, packed(PEER6)))) == (0, "")
+    assert unexplained_bytes(v6(139, node_info_query(1, b"\x04host\x07example\x00"), code=1)) == (0, "")
+    assert unexplained_bytes(v6(139, node_info_query(2, bytes([192, 0, 2, 1])), code=2)) == (0, "")
+
+
+def test_node_information_query_subjects_that_carry_data() -> None:
+    assert unexplained_bytes(v6(139, node_info_query(1, b"x" * 512), code=1))[0] == 512
+    assert unexplained_bytes(v6(139, node_info_query(0, b"sixteen databyte")))[0] == 16
+    assert unexplained_bytes(v6(139, node_info_query(2, b"ipv4+more"), code=2))[0] == 5
+    assert unexplained_bytes(v6(139, node_info_query(1, b"\x04ho\x01t\x00"), code=1))[0] > 0  # not LDH
+    assert unexplained_bytes(v6(139, node_info_query(0, packed(PEER6), qtype=77)))[0] > 0
+
+
+def ext_echo(obj_class: int, ctype: int, body: bytes) -> bytes:
+    obj = struct.pack("!HBB", 4 + len(body), obj_class, ctype) + body
+    return struct.pack("!HBB", 0x1234, 1, 0) + b"\x20\0\0\0" + obj
+
+
+def test_extended_echo_as_rfc8335_defines_it() -> None:
+    by_name = ext_echo(3, 1, b"eth0")
+    by_index = ext_echo(3, 2, struct.pack("!I", 2))
+    by_address = ext_echo(3, 3, struct.pack("!HBB", 2, 16, 0) + packed(PEER6))
+    for payload in (by_name, by_index, by_address):
+        assert unexplained_bytes(v6(160, payload)) == (0, "")
+    assert unexplained_bytes(v6(161, struct.pack("!HBB", 0x1234, 1, 0x40 | 0x04 | 0x01))) == (0, "")
+
+
+def test_extended_echo_that_carries_data() -> None:
+    payload = ext_echo(3, 1, bytes(range(256)))
+    novel, reason = unexplained_bytes(v6(160, payload))
+    assert novel == len(payload) - 4 and "extended echo" in reason
+    assert unexplained_bytes(v6(160, ext_echo(200, 1, b"data")))[0] > 0
+    assert unexplained_bytes(v6(160, ext_echo(3, 1, b"eth0") + b"tail"))[0] > 0
