@@ -38,9 +38,10 @@ def _routing_final_dst(buf: bytes, pos: int, length: int, current: bytes) -> byt
 
 def sender_options(area: bytes, ipv6: bool) -> bytes:
     """The type-length-value options in an IPv4 header's option area or an IPv6 hop-by-hop / destination
-    options header's, without padding: IPv4 NOP (1) and everything from EOL (0) on; IPv6 Pad1 (0) and
-    PadN (1) whose bytes are zero, as RFC 8200 4.2 has them. A PadN carrying anything else is kept, and so
-    is a tail that does not parse as options."""
+    options header's, without padding: IPv4 NOP (1) and everything from EOL (0) on when it is zero (RFC 791:
+    the padding to the header's end); IPv6 Pad1 (0) and PadN (1) whose bytes are zero, as RFC 8200 4.2 has
+    them. A PadN carrying anything else is kept, and so are an EOL followed by anything but zeros and a tail
+    that does not parse as options."""
     out = bytearray()
     pos, end = 0, len(area)
     while pos < end:
@@ -49,6 +50,8 @@ def sender_options(area: bytes, ipv6: bool) -> bytes:
             pos += 1
             continue
         if not ipv6 and kind == 0:
+            if any(area[pos + 1 :]):
+                out += area[pos:]
             break
         if pos + 1 >= end:
             out += area[pos:]

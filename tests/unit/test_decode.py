@@ -331,6 +331,15 @@ def test_truncated_and_malformed_frames(linktype: int, frame: bytes, reason: str
     assert error_of(linktype, frame) == {reason: 1}
 
 
+def test_bytes_after_the_end_of_option_list_are_kept_unless_zero() -> None:
+    # RFC 791: what follows End of Option List is padding to the header's end, zero; anything else is data
+    message = craft.icmp4_message(craft.ECHO_REQUEST, 0, 5, 6, b"eol")
+    hidden = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, options=b"\x00secret!")
+    padded = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, options=b"\x94\x04\x00\x00\x00\x00\x00\x00")
+    assert Run(1, [craft.ether(hidden)]).only.options == b"\x00secret!"
+    assert Run(1, [craft.ether(padded)]).only.options == b"\x94\x04\x00\x00"
+
+
 def test_ipv4_options_are_kept_for_the_detector_without_padding() -> None:
     message = craft.icmp4_message(craft.ECHO_REQUEST, 0, 5, 6, b"opt")
     ip = craft.ipv4(A4, B4, craft.PROTO_ICMP, message, options=b"\x01\x94\x04\x00\x00")  # NOP, router alert
