@@ -150,20 +150,43 @@ def _timestamp_fields(request: bool, body: bytes, ts: float, tolerance: float) -
     is 0 (nmap -PP: tcpip.cc build_icmp_raw) or the sender's time (hping3 --icmp-ts: sendicmp.c
     send_icmp_timestamp), its receive and transmit 0 (both tools); a reply copies the originate and gives
     its time in receive and transmit (Linux net/ipv4/icmp.c icmp_timestamp(), FreeBSD ip_icmp.c: the same
-    value twice). A time is free within `tolerance` of the capture's; RFC 792's "non-standard" high-bit
-    times, any other value and a repeated value's second copy aside, each field costs the bytes it has."""
-    bad = 0
+    value twice). An originate is free within `tolerance` of the capture's time of day; a reply's receive
+    time whatever its clock (_replier_time) and its transmit time up to a second after it; anything else,
+    a request's repeated value's second copy aside, costs the bytes the field has."""
+    bad, receive = 0, 0
     seen: set[int] = set()
     for offset in (4, 8, 12):
         value = _field(body, offset)
         if value is None:
             break
-        free = value == 0 or (offset == 12 and value in seen) or (
-            (offset == 4 or not request) and _time_of_day(value, ts, tolerance))
+        if request or offset == 4:
+            free = value == 0 or (offset == 12 and value in seen) or (
+                offset == 4 and _time_of_day(value, ts, tolerance))
+        elif offset == 8:
+            free = _replier_time(value)
+            receive = value
+        else:
+            free = _soon_after(value, receive)
         if not free:
             bad += min(4, len(body) - offset)
-            seen.add(value)
+        seen.add(value)
     return (bad, "timestamp fields that are not times of day") if bad else (0, "")
+
+
+def _swap32(value: int) -> int:
+    return int.from_bytes(value.to_bytes(4, "little"), "big")
+
+
+def _replier_time(value: int) -> bool:
+    """A reply's receive time, which its sender's clock gives, right or not: a scanner's sweep (nmap -PP, a
+    vulnerability scanner's date-disclosure check) is answered by printers, appliances and routers whatever
+    their clocks. Free: a time of day in either byte order, or RFC 792's "non-standard" high-bit value."""
+    return value >= 1 << 31 or value < _MS_PER_DAY or _swap32(value) < _MS_PER_DAY
+
+
+def _soon_after(transmit: int, receive: int) -> bool:
+    """A reply's transmit time: the receive time or up to a second after it, in either byte order."""
+    return 0 <= transmit - receive <= 1000 or 0 <= _swap32(transmit) - _swap32(receive) <= 1000
 
 
 def _time_of_day(value: int, ts: float, tolerance: float) -> bool:
