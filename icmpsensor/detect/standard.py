@@ -222,15 +222,17 @@ class Detector(FlowDetector):
             if ts >= self._next_sweep:
                 self._sweep(due, ts - ts % SWEEP_INTERVAL)
         kind = (_KIND_V6 if pkt.ipv6 else _KIND_V4)[pkt.icmp_type]
-        if kind == _REQUEST and not pkt.icmp_code:
+        if pkt.icmp_code:  # RFC 792 / 4443: echo has code 0; any other is a byte its sender chose
+            kind = _OTHER
+        if kind == _REQUEST:
             stats.echo_requests += 1
             self._on_request(pkt, ts, due)
-        elif kind != _REPLY:  # other types, and echo requests with a non-zero code
-            stats.other_icmp += 1
-            self._on_other(pkt, due)
-        else:  # a reply, whatever its code: a host that echoes a request back adds nothing
+        elif kind == _REPLY:
             stats.echo_replies += 1
             self._on_reply(pkt, ts, due)
+        else:  # other types, and echo messages with a non-zero code
+            stats.other_icmp += 1
+            self._on_other(pkt, due)
         if len(self._flows) > self._max_flows:
             self._evict_over_cap(due)
         if due:

@@ -183,7 +183,7 @@ class ReferenceDetector:
         if pkt.is_echo_request and pkt.icmp_code == 0:
             self.stats.echo_requests += 1
             flow: RefFlow | None = self.request(pkt)
-        elif pkt.is_echo_reply:
+        elif pkt.is_echo_reply and pkt.icmp_code == 0:
             self.stats.echo_replies += 1
             flow = self.reply(pkt, due)
         else:

@@ -207,6 +207,17 @@ def test_echo_with_a_non_zero_code_and_other_types_with_extra_bytes() -> None:
     assert "echo with code 2" in first.msg
 
 
+def test_echo_replies_with_a_non_zero_code_carry_it() -> None:
+    # A replier that answers a ping with its payload echoed but a byte of data as the code (RFC 792: code 0)
+    packets = []
+    for i, byte in enumerate(b"secret"):
+        request = echo(T0 + i, A, B, True, benign_corpus.windows_payload(32), ident=1, seq=i)
+        packets += [request, echo(T0 + i + 0.001, B, A, False, request.payload, ident=1, seq=i, code=byte)]
+    out = run(detector(), packets)
+    assert ("NonEchoPayload", B, A) in notes(out)
+    assert not [n for n in out if n.src == A]
+
+
 def test_error_storm_raises_nothing_but_a_forged_quote_does() -> None:
     storm = benign_corpus.error_storm(count=200)
     assert run(detector(), storm) == []
