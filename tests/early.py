@@ -15,9 +15,9 @@ in Python would hold the interpreter's lock the tests need.
 from __future__ import annotations
 
 import atexit
-import queue
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -63,13 +63,17 @@ class Lane:
     """One thread doing the queued jobs one after the other; it stops starting them at exit."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Job[object]] = queue.SimpleQueue()
+        self._jobs: deque[Job[object]] = deque()
+        self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self.closed = False
 
-    def queue(self, fn: Callable[[], T]) -> Job[T]:
+    def queue(self, fn: Callable[[], T], *, first: bool = False) -> Job[T]:
+        """A job for `fn`, after those queued (or, `first`, before them: a long job whose test comes early)."""
         job: Job[T] = Job(fn)
-        self._jobs.put(job)  # type: ignore[arg-type]
+        with self._ready:
+            (self._jobs.appendleft if first else self._jobs.append)(job)  # type: ignore[arg-type]
+            self._ready.notify()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="tests-early-lane", daemon=True)
             self._thread.start()
@@ -77,7 +81,11 @@ class Lane:
 
     def _loop(self) -> None:
         while not self.closed:
-            self._jobs.get().run()
+            with self._ready:
+                while not self._jobs:
+                    self._ready.wait()
+                job = self._jobs.popleft()
+            job.run()  # nothing if a test has taken it over
 
 
 LANE = Lane()
