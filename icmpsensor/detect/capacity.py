@@ -63,6 +63,11 @@ _DECIMAL = frozenset(b"0123456789.")
 _DECIMAL_RATES = tuple(10.0**k for k in range(10))  # a decimal clock: seconds with k decimals (ms, µs, ns: 3, 6, 9)
 _CLOCK_RATES = (1.0, 1e3, 1e6, 1e9)  # seconds, ms, µs, ns per second of capture time
 _COUNTER_FREE = 2
+SAME_INSTANT = 5e-5  # two clocks of one payload whose send times differ by up to this much tell one (read one
+# after the other, or a wall clock slewed against a monotonic one by NTP at 50 ppm)
+
+Clock = tuple[float, float]  # a free clock reading: (its send time's offset from the capture clock, resolution), s
+Reading = tuple[float, Clock | None]  # (bits, the clock the reading is, if a free one)
 
 
 @dataclass(slots=True)
@@ -295,45 +300,58 @@ def _decimal_number(a: bytes, b: bytes, start: int, end: int) -> tuple[int, int,
     return int(new), int(old), len(new)
 
 
-def _decimal_place_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
-    """Bits of the place [start, end) read as decimal text, a number per segment (inf: it is not). No two
-    places read the same number: _places joins the places of one number."""
+def _decimal_place_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> Reading:
+    """The place [start, end) read as decimal text, a number per segment (inf: it is not); the clock of a
+    one-number place. No two places read the same number: _places joins the places of one number."""
     segments = _decimal_segments(a, b, start, end)
     if segments is None:
-        return math.inf
-    cost = 0.0
+        return math.inf, None
+    cost, clock = 0.0, None
     for seg_start, seg_end in segments:
         number = _decimal_number(a, b, seg_start, seg_end)
         if number is None:
-            return math.inf
-        cost += _decimal_cost(*number, dt, jitter)
-    return cost
+            return math.inf, None
+        bits, clock = _decimal_cost(*number, dt, jitter)
+        cost += bits
+    return cost, clock if len(segments) == 1 else None
 
 
-def _decimal_cost(new: int, old: int, digits: int, dt: float, jitter: float) -> float:
-    """Bits of the cheapest reading of a decimal number as a counter (+1; minutes wrap at 60, hours at 24) or a
+def _decimal_cost(new: int, old: int, digits: int, dt: float, jitter: float) -> Reading:
+    """The cheapest reading of a decimal number as a counter (+1; minutes wrap at 60, hours at 24) or a
     clock at a power-of-ten rate (its whole range, its part within a second, or within a minute)."""
     delta = new - old
     cost = step_bits(delta - 1, _COUNTER_FREE)
     for wrap in (60, 24):
         if new < wrap and old < wrap:
             cost = min(cost, step_bits((delta - 1 + wrap // 2) % wrap - wrap // 2, _COUNTER_FREE))
+    if not cost:
+        return 0.0, None
+    clock = None
     room = 10**digits
     for rate in _DECIMAL_RATES:
         free = rate * jitter + 1
         residual = delta - rate * dt
-        cost = min(cost, _excess_bits(residual, free))
+        cost, clock = _cheaper(cost, clock, residual, free, rate)
         for wrap in (rate, 60 * rate):  # the part within a second (a µs field), within a minute (ISO's seconds)
             if wrap > 1 and new < wrap and old < wrap and room >= wrap:
-                cost = min(cost, _excess_bits((residual + wrap / 2) % wrap - wrap / 2, free))
-    return cost
+                cost, clock = _cheaper(cost, clock, (residual + wrap / 2) % wrap - wrap / 2, free, rate)
+    return cost, clock
 
 
-def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
-    """Bits of the cheapest reading of the differing place [start, end) as a 2-, 4- or 8-byte integer
-    field, little- or big-endian, that counts by one or runs with the capture clock (dt seconds, up to
-    `jitter` seconds off)."""
-    best = 8.0 * (end - start)
+def _cheaper(cost: float, clock: Clock | None, residual: float, free: float, rate: float) -> Reading:
+    """The reading so far or a clock reading off by `residual` units of 1/`rate` s, whichever costs less; a
+    clock that costs nothing keeps what it says of the send time (its offset from the capture clock)."""
+    bits = _excess_bits(residual, free)
+    if bits < cost or (not bits and clock is None and not cost):
+        return bits, ((residual / rate, 1.0 / rate) if not bits else None)
+    return cost, clock
+
+
+def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> Reading:
+    """The cheapest reading of the differing place [start, end) as a 2-, 4- or 8-byte integer field, little-
+    or big-endian, that counts by one or runs with the capture clock (dt seconds, up to `jitter` seconds off),
+    and the clock that reading is (None: a counter, or no reading for free)."""
+    best, best_clock = 8.0 * (end - start), None
     for width in (2, 4, 8):
         lo = start - start % width
         if end > lo + width or lo + width > len(a):
@@ -342,20 +360,24 @@ def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: flo
             new = int.from_bytes(a[lo : lo + width], order)  # type: ignore[arg-type]
             old = int.from_bytes(b[lo : lo + width], order)  # type: ignore[arg-type]
             delta = new - old
-            cost = step_bits(delta - 1, _COUNTER_FREE)
+            cost, clock = step_bits(delta - 1, _COUNTER_FREE), None
+            if not cost:
+                return 0.0, None
             for rate in _CLOCK_RATES:
                 free = rate * jitter + 1
                 residual = delta - rate * dt
-                cost = min(cost, _excess_bits(residual, free))
+                cost, clock = _cheaper(cost, clock, residual, free, rate)
                 # a sub-second part (tv_usec, tv_nsec) in a field wide enough for a whole second of it: a 2-byte
                 # field is no microseconds part (any change of it would be a few ms of nanoseconds: free)
                 if rate > 1 and new < rate and old < rate and 1 << 8 * width > rate:
-                    wrapped = (residual + rate / 2) % rate - rate / 2
-                    cost = min(cost, _excess_bits(wrapped, free))
-            best = min(best, cost)
+                    cost, clock = _cheaper(cost, clock, (residual + rate / 2) % rate - rate / 2, free, rate)
+            if cost < best or (cost == best and best_clock is None and clock is not None):
+                best, best_clock = cost, clock
     if end - start <= 8 and len(a) >= 8:
-        best = min(best, _double_clock_cost(a, b, start, end, dt, jitter))
-    return best
+        double = _double_clock_cost(a, b, start, end, dt, jitter)
+        if double < best:
+            best, best_clock = double, None
+    return best, best_clock
 
 
 def _double_clock_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> float:
@@ -380,12 +402,37 @@ def _excess_bits(residual: float, free: float) -> float:
 def field_bits(current: bytes, previous: bytes, dt: float, jitter: float) -> float | None:
     """Bits in the few places where a payload differs from the same sender's previous one (both the
     same length), read as counters and clocks (`jitter` seconds free); None when the difference is not
-    a few short places."""
+    a few short places.
+
+    The clocks of one payload tell one send time: the jitter allowance is one clock's (the one that leaves
+    the least to charge), and every other place read as a free clock is charged for how far its send time is
+    from that one's (beyond SAME_INSTANT or the coarser clock's resolution). Several fields each moving like
+    a clock by its own amount within the allowance would otherwise carry ~23 bits each, every request."""
     places = _places(current, previous)
     if places is None:
         return None
-    return sum(min(_field_cost(current, previous, start, end, dt, jitter),
-                   _decimal_place_cost(current, previous, start, end, dt, jitter)) for start, end in places)
+    total, clocks = 0.0, []
+    for start, end in places:
+        cost, clock = min(_field_cost(current, previous, start, end, dt, jitter),
+                          _decimal_place_cost(current, previous, start, end, dt, jitter), key=_by_cost)
+        if clock is None:
+            total += cost
+        else:
+            clocks.append(clock)
+    if len(clocks) > 1:
+        total += min(sum(_apart_bits(clock, anchor) for clock in clocks) for anchor in clocks)
+    return total
+
+
+def _by_cost(reading: Reading) -> tuple[float, bool]:
+    return reading[0], reading[1] is not None  # at equal cost, a counter: digits read as a binary clock are not
+
+
+def _apart_bits(clock: Clock, anchor: Clock) -> float:
+    """Bits in a clock's send time (offset from the capture clock, resolution) away from another's."""
+    (offset, resolution), (anchor_offset, anchor_resolution) = clock, anchor
+    slack = max(SAME_INSTANT, resolution, anchor_resolution)
+    return _excess_bits((offset - anchor_offset) / resolution, slack / resolution)
 
 
 # -- options ---------------------------------------------------------------------------------

@@ -153,6 +153,46 @@ def test_random_data_in_a_two_byte_field_costs_about_its_width(jitter: float) ->
     assert sum(c for c in costs if c is not None) / len(costs) > 11
 
 
+def _ns_fields(values: list[int]) -> bytes:
+    """An unknown 64-byte payload with 4-byte little-endian fields at 0, 16, 32 and 48, text between."""
+    out = bytearray(b"HEALTHCHK/1.0 agent=edr probe=icmp ".ljust(64, b"."))
+    for place, value in zip((0, 16, 32, 48), values, strict=False):
+        out[place : place + 4] = struct.pack("<I", value)
+    return bytes(out)
+
+
+def test_clocks_in_one_payload_share_one_jitter() -> None:
+    # Four fields that each move like a nanosecond clock, each within the jitter allowance of the capture clock
+    # but each off by its own amount: one send time cannot explain them; ~23 bits of data rode in each (red team)
+    rng = random.Random(3)
+    jitter = DetectionConfig().clock_jitter
+    costs = []
+    for _ in range(100):
+        before = [rng.randrange(10**8, 9 * 10**8) for _ in range(4)]
+        after = [value + 50_000_000 + rng.randrange(-4_000_000, 4_000_000) for value in before]
+        costs.append(capacity.field_bits(_ns_fields(after), _ns_fields(before), 0.05, jitter))
+    assert None not in costs and sum(costs) / len(costs) > 40  # type: ignore[arg-type]
+    # a ping's own clock, and two bytes of its fill changed: the 4-byte window around them reads as a second
+    # nanosecond clock, free alone (its changes are under 66 µs) but not at the ping's send time
+    costs = []
+    for i in range(300):
+        sent = START + i + rng.randrange(200) / 1e6  # each sent up to 200 µs late
+        before = iputils_payload(56, START + i - 1.0 + rng.randrange(200) / 1e6)
+        after = bytearray(iputils_payload(56, sent))
+        after[40:42] = rng.randbytes(2)
+        costs.append(capacity.field_bits(bytes(after), before, 1.0, jitter))
+    assert None not in costs and sum(costs) / len(costs) > 2  # type: ignore[arg-type]
+    # two clocks of one send time (ISO 8601 µs and epoch seconds with 6 decimals) still cost nothing ...
+    sent = 1_700_000_000.123456
+    previous = b"mon1 2023-11-14T22:13:20.123456Z %.6f" % sent
+    current = b"mon1 2023-11-14T22:13:21.127311Z %.6f" % (sent + 1.003855)
+    assert capacity.field_bits(current, previous, 1.0, jitter) == 0.0
+    # ... nor does one clock beside a counter, or a struct timeval's seconds and its microseconds 5 ms late
+    timeval = struct.pack("<II", 1_700_000_000, 400_000) + b"fill"
+    later = struct.pack("<II", 1_700_000_001, 405_000) + b"fill"
+    assert capacity.field_bits(later, timeval, 1.0, jitter) == 0.0
+
+
 def test_options_count_except_router_alert() -> None:
     assert capacity.option_bytes(b"\x94\x04\x00\x00") == 0
     assert capacity.option_bytes(b"\x05\x02\x00\x00") == 0
