@@ -23,20 +23,35 @@ class Run:
         for cls in (Decoder, DpktDecoder):
             stats = DecodeStats()
             decoder = cls(linktype, stats, **kwargs)
-            packets = [decoder.decode(*_timed(i, f)) for i, f in enumerate(frames)]
+            packets, due = [], []
+            for i, f in enumerate(frames):
+                packets.append(decoder.decode(*_timed(i, f)))
+                due += [(i, p) for _, p in decoder.due]
             assert stats.errors["internal_error"] == 0
             assert stats.unaccounted() == 0
             assert stats.icmp == sum(stats.icmp_types.values())
-            results.append((packets, stats))
-        (self.packets, self.stats), (dpkt_packets, dpkt_stats) = results
+            results.append((packets, due, stats))
+        (self.packets, self.due, self.stats), (dpkt_packets, dpkt_due, dpkt_stats) = results
         assert self.packets == dpkt_packets
+        assert self.due == dpkt_due
         assert self.stats == dpkt_stats
         for cls in (Decoder, DpktDecoder):
             check_batch_path(cls, linktype, [_timed(i, f) for i, f in enumerate(frames)], **kwargs)
 
     @property
     def decoded(self) -> list[IcmpPacket]:
-        return [p for p in self.packets if p is not None]
+        """What reaches the detector, in order: each frame's packet, after the messages of the datagrams abandoned
+        while it was decoded (Decoder.due; frame-aligned packets are in `packets`, those messages in `due`)."""
+        due = iter(self.due)
+        nxt = next(due, None)
+        out = []
+        for i, p in enumerate(self.packets):
+            while nxt is not None and nxt[0] == i:
+                out.append(nxt[1])
+                nxt = next(due, None)
+            if p is not None:
+                out.append(p)
+        return out
 
     @property
     def only(self) -> IcmpPacket:
@@ -67,7 +82,12 @@ def check_batch_path(cls: type[Decoder], linktype: int, frames: Sequence[tuple[f
     buf, meta, timed = batch_of(frames)
     one_by_one_stats = DecodeStats()
     one_by_one = cls(linktype, one_by_one_stats, **kwargs)
-    want = [p for ts, frame in timed if (p := one_by_one.decode(ts, frame)) is not None]
+    want = []
+    for ts, frame in timed:
+        pkt = one_by_one.decode(ts, frame)
+        want += [p for _, p in one_by_one.due]  # what abandoned datagrams handed on comes first
+        if pkt is not None:
+            want.append(pkt)
     # Decoder's batches: the C fast path (when built) and the Python one
     for extra in ({}, {"accelerated": False}) if cls is Decoder else ({},):
         batch_stats = DecodeStats()

@@ -23,6 +23,8 @@ by one and as libpcap batches, and requires identical outputs and counters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.ip import IpLayer
 from icmpsensor.decode.link import IP_BY_VERSION, IPV4, IPV6, TRUNCATED, network_layer
@@ -60,14 +62,22 @@ class DpktDecoder(IpLayer):
         # the frame being decoded: (buffer, offset, captured length, seconds, microseconds); a fragment's
         # frame is copied out of it only when the reassembler keeps frames (decode/ip.py captured_frame)
         self._frame: tuple[bytes, int, int, int, int] = (b"", 0, 0, 0, 0)
+        self._index = 0  # that frame's index in its batch
+        # The messages of datagrams the reassembler abandoned (decode/fragments.py: partials) during the last
+        # call of decode or decode_frames, each with the index of the frame it became due at (0 for decode):
+        # it comes before that frame's packet.
+        self.due: list[tuple[int, IcmpPacket]] = []
 
     def decode(self, ts: float, frame: bytes, wire_len: int = 0) -> IcmpPacket | None:
-        """Decode one captured frame; None when it is skipped, malformed or a pending fragment.
+        """Decode one captured frame; None when it is skipped, malformed or a pending fragment. The messages
+        of datagrams abandoned meanwhile are in ``due`` (they come before the frame's packet).
 
         ``wire_len`` is the frame's length on the wire when the capture reports
         it (0: use ``len(frame)``). Never raises.
         """
         self.stats.frames += 1
+        self.due = []
+        self._index = 0
         sec = int(ts)
         self._frame = (frame, 0, len(frame), sec, min(round((ts - sec) * 1e6), 999_999))
         try:
@@ -80,25 +90,62 @@ class DpktDecoder(IpLayer):
         """Decode every frame of one libpcap batch: `buf` holds the frames, `meta` a 16-byte record per
         frame (seconds, microseconds, offset in buf, captured length; see source/batch.py).
 
-        What ``decode`` gives frame by frame, without copying each frame out of the batch first.
+        What ``decode`` gives frame by frame (the messages it leaves in ``due`` included, in their place),
+        without copying each frame out of the batch first.
         """
-        count = len(meta) // BATCH_META.size
-        self.stats.frames += count
-        frame = self._batch_frame
-        return [pkt for index in range(count) if (pkt := frame(buf, meta, index)) is not None]
+        packets = self.decode_frames(buf, meta)
+        if self.due:
+            return self._with_due(packets)
+        return [pkt for pkt in packets if pkt is not None]
 
     def decode_frames(self, buf: bytes, meta: bytes) -> list[IcmpPacket | None]:
         """``decode_batch``, but one item per frame of the batch, None where a frame gave no packet: a packet's
-        place is its frame's index in the batch (evidence finds the frame there; source/batch.py batch_frame)."""
+        place is its frame's index in the batch (evidence finds the frame there; source/batch.py batch_frame).
+        The messages of datagrams abandoned meanwhile are in ``due``, with the index of the frame they came due
+        at (they come before that frame's packet)."""
         count = len(meta) // BATCH_META.size
         self.stats.frames += count
+        self.due = []
         frame = self._batch_frame
         return [frame(buf, meta, index) for index in range(count)]
+
+    def expire(self, now: float) -> list[IcmpPacket]:
+        """The clock (packet time, or wall time while the wire is quiet) is `now`: the messages of the pending
+        datagrams that time out then, cut at their first hole (decode/fragments.py)."""
+        return self._abandon(self.reassembler.expire, now)
+
+    def flush(self) -> list[IcmpPacket]:
+        """The end of the input: the messages of every datagram still pending, cut at their first hole."""
+        return self._abandon(self.reassembler.flush)
+
+    def _abandon(self, drop: Callable[..., None], *args: float) -> list[IcmpPacket]:
+        self.due = []
+        self._index = 0
+        drop(*args)
+        self._hand_on()
+        packets = [pkt for _, pkt in self.due]
+        self.due = []
+        return packets
+
+    def _with_due(self, packets: list[IcmpPacket | None]) -> list[IcmpPacket]:
+        """The packets of a batch's frames with the messages in ``due`` before the frame each came due at;
+        ``due`` is emptied."""
+        due, self.due = self.due, []
+        out: list[IcmpPacket] = []
+        pos = 0
+        for index, pkt in enumerate(packets):
+            while pos < len(due) and due[pos][0] == index:
+                out.append(due[pos][1])
+                pos += 1
+            if pkt is not None:
+                out.append(pkt)
+        return out
 
     def _batch_frame(self, buf: bytes, meta: bytes, index: int) -> IcmpPacket | None:
         """Frame `index` of a batch, as ``decode`` (which also counts it in stats.frames) decodes it."""
         sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
         self._frame = (buf, off, cap, sec, usec)
+        self._index = index
         ts = sec + usec * 1e-6
         try:
             if self.linktype == LINKTYPE_ETHERNET and cap >= 14 and buf[off + 12] == 8 and buf[off + 13] == 0:

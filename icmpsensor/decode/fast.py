@@ -65,6 +65,8 @@ class Decoder(DpktDecoder):
         packets, rest = self._c_batch(link, buf, meta)
         if not rest:
             return packets  # type: ignore[return-value]  # no frame was left: no None in it
+        if self.due:
+            return self._with_due(packets)
         return [pkt for pkt in packets if pkt is not None]
 
     def decode_frames(self, buf: bytes, meta: bytes) -> list[IcmpPacket | None]:
@@ -77,6 +79,7 @@ class Decoder(DpktDecoder):
         """The C fast path over a batch, then the frames it left through the Python path, in place: one item
         per frame (None: no packet), and the indexes of the frames the Python path decoded."""
         stats = self.stats
+        self.due = []
         packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts)
         stats.frames += len(packets)
         frame = self._batch_frame

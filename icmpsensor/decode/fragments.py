@@ -3,7 +3,7 @@
 The caller (the decoder) parses the IP and fragment headers and hands each
 fragment's payload to `Reassembler.add` under a key built with `key_v4` or
 `key_v6`; `add` returns a `Datagram` once every byte of the original IP payload
-has arrived.
+has arrived (and leaves partial ones in `take_partials`, below).
 
 Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
 
@@ -18,6 +18,8 @@ Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
 * ``timeout``     datagrams discarded unfinished ``timeout`` seconds (packet time) after their
   first fragment;
 * ``evicted``     unfinished datagrams discarded to stay within ``max_datagrams`` / ``max_bytes``;
+* ``unfinished``  datagrams still pending at the end of the input (`flush`);
+* ``partial``     partial datagrams handed on (see below): each is then decoded like a frame;
 * ``frames_not_kept`` fragment frames not kept for evidence (``keep_frames``): a datagram already held
   ``max_fragments`` of them (duplicates resent over and over).
 
@@ -34,6 +36,19 @@ of 250 eight-byte pieces each would hold 40 MB of data in 22 bytes of memory per
 A discarded datagram leaves a tombstone until it times out, so its remaining
 fragments are absorbed instead of starting a new, partial datagram (the
 fragment-overlap evasion of RFC 5722 relies on such leftovers).
+
+What an abandoned datagram held is not lost: a receiver that reads the fragments themselves (a packet
+capture) gets it. Whenever a datagram is abandoned (``overlap``, ``inconsistent``, ``too_large``,
+``too_many_fragments``, ``timeout``, ``evicted``, ``unfinished``) while it holds the piece at offset 0
+(the ICMP header's), a *partial* `Datagram` is handed on: its bytes contiguous from offset 0, up to the
+first hole. For an overlap, two: the bytes as held (the first copy wins), then with the conflicting
+fragment applied (the last copy wins), so that data in either copy is seen. A partial is at most
+``max_datagram_size`` bytes, carries the datagram's key (its addresses), the time it was handed on (the
+latest packet time seen) and the time its first fragment came; with ``keep_frames``, its frames (the
+conflicting fragment's too). `take_partials` returns those of the last call of `add`, `expire` or
+`flush` (the next call replaces them, so nothing accumulates): the decoder decodes them as it decodes a
+completed datagram (decode/ip.py), and counts each like a frame (decode/stats.py). Bytes after a hole,
+and fragments absorbed by a tombstone, are counted only.
 """
 
 from __future__ import annotations
@@ -65,12 +80,18 @@ FRAME_OVERHEAD = 176  # bytes a kept frame costs besides its data (CapturedFrame
 
 @dataclass(frozen=True, slots=True)
 class Datagram:
-    """A completely reassembled IP payload."""
+    """A completely reassembled IP payload, or (``partial``) what an abandoned datagram held from offset 0."""
 
     proto: int  # IPv4 protocol, or IPv6 next header of the fragmentable part (from the first fragment)
     payload: bytes  # the IP payload: for IPv6 the fragmentable part, which may start with extension headers
     wire_len: int  # summed wire length of the fragments that contributed bytes
     frames: tuple[CapturedFrame, ...] | None = None  # every fragment's frame, in arrival order (keep_frames)
+    # a partial: True, the datagram's key (the addresses are in it), the time it was handed on at (the latest
+    # packet time seen) and the time its first fragment came
+    partial: bool = False
+    key: Hashable = None
+    ts: float = 0.0
+    sent: float = 0.0
 
 
 @dataclass(slots=True)
@@ -122,10 +143,23 @@ class Reassembler:
         # the front is the next to expire or to evict.
         self._pending: OrderedDict[Hashable, _Pending] = OrderedDict()
         self._bytes = 0
+        self._partials: list[Datagram] = []  # handed on by the last call of add, expire or flush
+        self._now = float("-inf")  # the latest packet time seen (a partial's time at flush)
 
     def __len__(self) -> int:
         """Number of pending datagrams (tombstones included)."""
         return len(self._pending)
+
+    def take_partials(self) -> list[Datagram]:
+        """The partial datagrams the last call of `add`, `expire` or `flush` abandoned, in the order it did
+        (see the module docstring); taken once. The next call replaces them: hold them no longer."""
+        partials, self._partials = self._partials, []
+        return partials
+
+    @property
+    def has_partials(self) -> bool:
+        """Whether the last call abandoned partial datagrams (`take_partials`)."""
+        return bool(self._partials)
 
     @property
     def pending_bytes(self) -> int:
@@ -163,6 +197,11 @@ class Reassembler:
             return None
         reason = self._place(pending, offset, more, data, proto)
         if reason:
+            if reason == "overlap":  # the first copy as held, then the rewrite applied (a last-wins receiver's)
+                self._hand_on(key, pending)
+                self._hand_on(key, pending, (offset, data, proto, wire_len, frame))
+            else:
+                self._hand_on(key, pending)
             self._kill(pending, reason)
             return None
         pending.wire_len += wire_len
@@ -179,7 +218,10 @@ class Reassembler:
         return Datagram(pending.proto, b"".join(pending.pieces), pending.wire_len, frames)
 
     def expire(self, now: float) -> None:
-        """Drop datagrams whose first fragment is older than ``timeout`` at time ``now``."""
+        """Drop datagrams whose first fragment is older than ``timeout`` at time ``now`` (handing on partials)."""
+        self._partials = []
+        if now > self._now:
+            self._now = now
         pending = self._pending
         while pending:
             oldest = next(iter(pending.values()))
@@ -187,10 +229,18 @@ class Reassembler:
                 return
             self._drop_oldest("timeout")
 
+    def flush(self) -> None:
+        """The end of the input: drop every pending datagram (``unfinished``), handing on partials stamped with
+        the latest packet time seen."""
+        self._partials = []
+        while self._pending:
+            self._drop_oldest("unfinished")
+
     def clear(self) -> None:
         """Forget every pending datagram without counting it."""
         self._pending.clear()
         self._bytes = 0
+        self._partials = []
 
     def _place(self, pending: _Pending, offset: int, more: bool, data: bytes, proto: int) -> str:
         """Store the fragment's new bytes; return the reason to discard the datagram, or ""."""
@@ -237,10 +287,42 @@ class Reassembler:
         pending.frame_bytes = 0
 
     def _drop_oldest(self, reason: str) -> None:
-        _, oldest = self._pending.popitem(last=False)
+        key, oldest = self._pending.popitem(last=False)
         self._bytes -= _cost(oldest)
         if not oldest.dead:
             self.stats[reason] += 1
+            self._hand_on(key, oldest)
+
+    def _hand_on(self, key: Hashable, pending: _Pending,
+                 rewrite: tuple[int, bytes, int, int, CapturedFrame | None] | None = None) -> None:
+        """Hand on, as a partial, the bytes the abandoned datagram holds from offset 0 up to its first hole, with
+        `rewrite` (a conflicting fragment: offset, data, protocol, wire length, frame) written over them; nothing
+        when offset 0 is not held. At most max_datagram_size bytes: every piece held and `rewrite` end within it."""
+        starts, pieces = pending.starts, pending.pieces
+        proto, wire_len, frames = pending.proto, pending.wire_len, pending.frames
+        if rewrite is not None:
+            offset, data, rewrite_proto, rewrite_len, frame = rewrite
+            at = bisect_right(starts, offset)
+            starts, pieces = [*starts[:at], offset, *starts[at:]], [*pieces[:at], data, *pieces[at:]]
+            if offset == 0:
+                proto = rewrite_proto
+            wire_len += rewrite_len
+            if frame is not None and self.keep_frames:
+                frames = [*frames, frame]
+        if not starts or starts[0] != 0:
+            return
+        held = bytearray()
+        for start, piece in zip(starts, pieces, strict=True):
+            if start > len(held):
+                break  # a hole
+            held[start : start + len(piece)] = piece  # a rewrite replaces what it covers, a piece adds on
+        if rewrite is not None:
+            offset, data = rewrite[0], rewrite[1]
+            if offset <= len(held):
+                held[offset : offset + len(data)] = data  # the last copy wins
+        self.stats["partial"] += 1
+        self._partials.append(Datagram(proto, bytes(held), wire_len, tuple(frames) if self.keep_frames else None,
+                                       True, key, self._now, pending.first_ts))
 
 
 def _cost(pending: _Pending) -> int:

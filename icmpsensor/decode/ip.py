@@ -11,7 +11,7 @@ import dpkt
 from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4, key_v6
 from icmpsensor.decode.icmp import IcmpLayer
 from icmpsensor.decode.linktypes import AUTH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, ROUTING
-from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.source.batch import CapturedFrame
 
 # Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
@@ -109,10 +109,27 @@ def _with_frames(pkt: IcmpPacket | None, datagram: Datagram) -> IcmpPacket | Non
 
 
 class IpLayer(IcmpLayer):
-    """IPv4 and IPv6 on top of the ICMP layer; needs `reassembler` and `_frame` (decode/decoder.py) too."""
+    """IPv4 and IPv6 on top of the ICMP layer; needs `reassembler`, `_frame`, `_index` and `due`
+    (decode/decoder.py) too."""
 
     reassembler: Reassembler
     _frame: tuple[bytes, int, int, int, int]
+    _index: int  # the index in its batch of the frame being decoded
+    due: list[tuple[int, IcmpPacket]]  # the messages of abandoned datagrams, with the index they became due at
+
+    def _hand_on(self) -> None:
+        """Decode the partial datagrams the reassembler's last call abandoned (decode/fragments.py) into `due`,
+        as a completed datagram's message is decoded: each counts like a frame (decode/stats.py)."""
+        for datagram in self.reassembler.take_partials():
+            src, dst = datagram.key[0], datagram.key[1]
+            payload = datagram.payload
+            if len(datagram.key) == 3:  # key_v6; the checksum's pseudo-header names the header's destination
+                pkt = self._walk6(datagram.ts, payload, 0, len(payload), datagram.proto, src, dst, dst,
+                                  datagram.wire_len, False)
+            else:
+                pkt = self._icmp(datagram.ts, payload, 0, len(payload), src, dst, datagram.wire_len)
+            if pkt is not None:
+                self.due.append((self._index, PartialPacket.of(_with_frames(pkt, datagram), datagram.sent)))  # type: ignore[arg-type]
 
     # -- fragments (shared) -----------------------------------------------------------------------
 
@@ -132,6 +149,8 @@ class IpLayer(IcmpLayer):
         reassembler = self.reassembler
         datagram = reassembler.add(key_v4(src, dst, PROTO_ICMP, ident), ts, offset, more, data, PROTO_ICMP,
                                    wire_len, self._captured() if reassembler.keep_frames else None)
+        if reassembler.has_partials:
+            self._hand_on()
         if datagram is None:
             return None
         payload = datagram.payload
@@ -158,6 +177,8 @@ class IpLayer(IcmpLayer):
         reassembler = self.reassembler
         datagram = reassembler.add(key, ts, offset, more, data, next_header, wire_len,
                                    self._captured() if reassembler.keep_frames else None)
+        if reassembler.has_partials:
+            self._hand_on()
         if datagram is None:
             return None
         payload = datagram.payload

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from icmpsensor.source.batch import CapturedFrame
@@ -41,6 +41,8 @@ class IcmpPacket:
     # the frames a message that came in fragments was captured in, in the order they came, when the
     # reassembler keeps them (for evidence); None: the message is the frame at its own place in its batch
     frames: tuple[CapturedFrame, ...] | None = None
+    # 0.0; a PartialPacket's: when its first fragment came (not a slot: the C decoder fills exactly these slots)
+    sent: ClassVar[float] = 0.0
 
     @property
     def is_echo_request(self) -> bool:
@@ -49,3 +51,16 @@ class IcmpPacket:
     @property
     def is_echo_reply(self) -> bool:
         return self.icmp_type == (ECHO_REPLY_V6 if self.ipv6 else ECHO_REPLY_V4)
+
+
+@dataclass(slots=True)
+class PartialPacket(IcmpPacket):
+    """The message cut from a datagram the reassembler abandoned (decode/fragments.py: a partial): handed on at
+    `ts`, when it was abandoned (up to decode.fragment_timeout after it was sent), and in time order there."""
+
+    sent: float = 0.0  # the time its datagram's first fragment came: when it was sent
+
+    @classmethod
+    def of(cls, pkt: IcmpPacket, sent: float) -> PartialPacket:
+        return cls(pkt.ts, pkt.src, pkt.dst, pkt.ipv6, pkt.icmp_type, pkt.icmp_code, pkt.ident, pkt.seq, pkt.payload,
+                   pkt.wire_len, pkt.options, pkt.frames, sent)

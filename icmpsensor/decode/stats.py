@@ -2,11 +2,13 @@
 
 Every frame handed to ``decode`` ends in exactly one place, so the counters obey
 
-    frames + fragments["reassembled"]
+    frames + fragments["reassembled"] + fragments["partial"]
         == icmp + sum(skipped) + sum(errors) + fragments["fragments"]
 
 (a fragment frame goes into the reassembler; a completed datagram then counts
-like a frame). `DecodeStats.unaccounted` returns the difference, always 0.
+like a frame, and so does each partial datagram the reassembler hands on from a
+datagram it abandons: see decode/fragments.py). `DecodeStats.unaccounted` returns
+the difference, always 0.
 
 Skip reasons: ``not_ip``, ``not_icmp``. Error reasons: ``truncated_link``,
 ``truncated_ip`` (captured bytes end inside the IP header or before the IP
@@ -56,7 +58,8 @@ class DecodeStats:
     def unaccounted(self) -> int:
         """Frames not accounted for by the invariant in the module docstring: always 0."""
         ended = self.icmp + sum(self.skipped.values()) + sum(self.errors.values())
-        return self.frames + self.fragments["reassembled"] - ended - self.fragments["fragments"]
+        fragments = self.fragments
+        return self.frames + fragments["reassembled"] + fragments["partial"] - ended - fragments["fragments"]
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> DecodeStats:

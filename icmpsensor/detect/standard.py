@@ -374,7 +374,7 @@ class Detector(FlowDetector):
         constant carried is charged), else what `compared` does not; where that is a few changed
         places in an otherwise equal request, their bits as counters or clocks are charged instead.
         The template is tried first: most changed payloads are a ping's new timestamp."""
-        benign = fingerprints.explain(pkt.payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
+        benign = fingerprints.explain(pkt.payload, pkt.sent or pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
         if benign is not None and self._consistent(flow, benign, pkt):
             self.stats.ignored_payloads += 1
@@ -441,12 +441,17 @@ class Detector(FlowDetector):
         embedded = benign.embedded_time
         if embedded is None or pkt.is_echo_reply:
             return True
-        if embedded + 1.0 < flow.last_embedded and not benign.wraps_after:
-            return False  # a replayed or forged timestamp
-        flow.last_embedded = embedded
-        offset = embedded - pkt.ts
+        # A partial message (IcmpPacket.sent) comes after the later requests of its run, up to the fragment
+        # timeout late: its clock is checked against its own sending time and the run's offset, and moves neither.
+        partial = bool(pkt.sent)
+        if not partial:
+            if embedded + 1.0 < flow.last_embedded and not benign.wraps_after:
+                return False  # a replayed or forged timestamp
+            flow.last_embedded = embedded
+        offset = embedded - (pkt.sent or pkt.ts)
         last_offset = flow.clock_offset
-        flow.clock_offset = offset
+        if not partial:
+            flow.clock_offset = offset
         if last_offset is not None:
             moved = offset - last_offset
             if benign.wraps_after:

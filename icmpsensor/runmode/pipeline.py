@@ -78,7 +78,7 @@ class Pipeline:
         if self.evidence is None:
             self.detect(decoder.decode_batch(buf, meta))
         else:
-            self._detect_observed(decoder.decode_frames(buf, meta), Batch(decoder, buf, meta))
+            self._detect_observed(decoder.decode_frames(buf, meta), Batch(decoder, buf, meta), decoder.due)
 
     def detect(self, packets: Sequence[IcmpPacket]) -> None:
         """Detect decoded packets. Packets fed here come without their captured frames (benchmarks, tests):
@@ -92,15 +92,18 @@ class Pipeline:
             if notices:
                 self.emit(notices)
 
-    def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None) -> None:
+    def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None,
+                         due: Sequence[tuple[int, IcmpPacket]] = ()) -> None:
         """Detect, and show the evidence recorder each packet with novel bytes or of a pair it watches (one
-        set look-up per packet). With `batch`, packets[i] is frame i's (None: the frame gave none)."""
+        set look-up per packet). With `batch`, packets[i] is frame i's (None: the frame gave none). `due`: the
+        messages of abandoned datagrams (Decoder.due), each detected before the packet of the frame it came
+        due at; evidence holds them as their own fragment frames (IcmpPacket.frames), not as that frame."""
         detector = self.detector
         process = detector.process
         evidence = self.evidence
         assert evidence is not None
         observe, watched = evidence.observe, evidence.watched
-        for index, pkt in enumerate(packets):
+        for index, pkt in _with_due(packets, due) if due else enumerate(packets):
             if pkt is None:
                 continue
             notices = process(pkt)
@@ -112,6 +115,10 @@ class Pipeline:
         evidence.flush()
 
     def advance(self, now: float) -> None:
+        """The clock is `now` (live: wall time while the wire is quiet): fragmented datagrams that time out hand
+        on what they held, then flows idle since expire."""
+        if self._decoders and len(self.reassembler):
+            self._detect_abandoned(self._decoders[-1].expire(now))
         notices = self.detector.advance(now)
         if notices:
             self.emit(notices)
@@ -119,9 +126,22 @@ class Pipeline:
             self._write(self.aggregator.advance(now))
 
     def finish(self) -> None:
-        """End of input: every open flow is evaluated and its notices written, then the aggregates."""
+        """End of input: the datagrams still waiting for fragments hand on what they held, then every open flow
+        is evaluated and its notices written, then the aggregates."""
+        if self._decoders and len(self.reassembler):
+            self._detect_abandoned(self._decoders[-1].flush())
         self.emit(self.detector.flush())
         self._write(self.aggregator.flush())
+
+    def _detect_abandoned(self, packets: list[IcmpPacket]) -> None:
+        """Detect the messages of datagrams abandoned outside any batch (Decoder.expire, Decoder.flush)."""
+        if not packets:
+            return
+        if self.evidence is None:
+            self.detect(packets)
+            return
+        decoder = self._decoders[-1]  # the frames are their own fragments'; the link type the source's
+        self._detect_observed([], Batch(decoder, b"", b""), [(0, pkt) for pkt in packets])
 
     def emit(self, notices: Iterable[Notice]) -> None:
         """Write the detector's notices, but those a storm's aggregate folds (notice/aggregate.py)."""
@@ -168,3 +188,18 @@ class Pipeline:
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
+
+
+def _with_due(packets: Sequence[IcmpPacket | None],
+              due: Sequence[tuple[int, IcmpPacket]]) -> list[tuple[int, IcmpPacket | None]]:
+    """(frame index, packet) for a batch's packets (one per frame), each message in `due` before the packet of
+    the frame it came due at, with that frame's index."""
+    out: list[tuple[int, IcmpPacket | None]] = []
+    pos = 0
+    for index, pkt in enumerate(packets):
+        while pos < len(due) and due[pos][0] == index:
+            out.append(due[pos])
+            pos += 1
+        out.append((index, pkt))
+    out.extend(due[pos:])
+    return out

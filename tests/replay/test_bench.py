@@ -233,7 +233,10 @@ def test_tiny_fragment_capture_is_8_byte_fragments_and_every_fourth_datagram_inc
     assert all(ip.mf or ip.offset for ip in ips)  # every frame a fragment
     result = throughput.stage_icmpsensor(str(path))
     datagrams = len({(ip.src, ip.id) for ip in ips})
-    assert result["decode"]["fragments"]["reassembled"] == result["icmp"] == datagrams - datagrams // 4
+    fragments = result["decode"]["fragments"]
+    assert fragments["reassembled"] == datagrams - datagrams // 4
+    # an incomplete datagram holding its offset 0 hands on its bytes up to the hole (decode/fragments.py)
+    assert result["icmp"] == fragments["reassembled"] + fragments.get("partial", 0)
 
 
 def test_novel_mix_is_a_quarter_file_chunks_and_every_chunk_pair_is_reported(tmp_path: Path) -> None:

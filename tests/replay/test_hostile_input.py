@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import random
 import stat
 import struct
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 from icmpsensor.example import example_frames
 from testkit import craft
+from testkit.benign_corpus import iputils_payload, windows_payload
 from testkit.cli import run_cli_here
 from testkit.paths import REPO
 
@@ -386,3 +388,72 @@ def test_a_config_fifo_without_a_writer_is_an_error_not_a_hang(config_fifo_check
     code, stderr, took = started.result(timeout=40)
     assert code == 66 and took < 30
     one_error_line(stderr, str(fifo))
+
+
+# -- fragments that never become a datagram ---------------------------------------------------------------------
+
+
+def unfinished_fragment_exfil() -> list[tuple[float, bytes]]:
+    """The red team's R7 (192.0.2.7 -> 198.51.100.7: echo requests whose first fragment alone is sent, 1,472 bytes
+    of data each) and R6 (192.0.2.6 -> 198.51.100.7: a harmless first fragment, an overlapping rewrite of bytes
+    24 on carrying data, the last fragment), 1 per s for 60 s; a receiver reading the fragments gets the data."""
+    rng = random.Random(67)
+    frames: list[tuple[float, bytes]] = []
+    for i in range(60):
+        data = rng.randbytes(2400)
+        t = 1_700_000_000.0 + i
+        whole = craft.icmp4("192.0.2.7", "198.51.100.7", 8, 0, 6062, i + 1, data, ip_id=40000 + i)
+        frames.append((t, craft.ether(craft.fragment4(whole, 1480)[0])))
+        real = craft.icmp4("192.0.2.6", "198.51.100.7", 8, 0, 6061, i + 1, data, ip_id=30000 + i)
+        decoy = real[:44] + bytes(k & 0xFF for k in range(44, len(real)))
+        first, last = craft.fragment4(decoy, 1480)
+        rewrite = craft.ipv4("192.0.2.6", "198.51.100.7", 1, real[44:1500], ip_id=30000 + i, flags_offset=0x2003)
+        frames += [(t + 0.3, craft.ether(first)), (t + 0.3001, craft.ether(rewrite)), (t + 0.3002, craft.ether(last))]
+    return frames
+
+
+def big_benign_pings_losing_fragments() -> list[tuple[float, bytes]]:
+    """An iputils ping -s 4000 and a Windows ping -l 3000, 1 per s for 120 s, their requests fragmented; every
+    third request loses a fragment (the middle one, or the last), and gets no reply."""
+    frames: list[tuple[float, bytes]] = []
+    for i in range(120):
+        t = 1_700_000_000.0 + i
+        for src, ident, payload in (("10.0.0.22", 0x3B1F, iputils_payload(4000, t)),
+                                    ("10.0.0.21", 1, windows_payload(3000))):
+            request = craft.fragment4(craft.icmp4(src, "1.1.1.1", 8, 0, ident, i + 1, payload, ip_id=i + 1), 1480)
+            if i % 3 == 0:
+                del request[1 if i % 2 else -1]
+                frames += [(t, craft.ether(f)) for f in request]
+                continue
+            reply = craft.fragment4(craft.icmp4("1.1.1.1", src, 0, 0, ident, i + 1, payload, ip_id=i + 7), 1480)
+            frames += [(t, craft.ether(f)) for f in request] + [(t + 0.01, craft.ether(f)) for f in reply]
+    return frames
+
+
+FRAGMENT_RUNS = [("1", True), ("2", False)]  # (workers, evidence): decode_frames and decode_batch
+
+
+@pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
+def test_data_in_fragments_that_never_become_a_datagram_raises_data_exfil(tmp_path: Path, workers: str,
+                                                                          evidence: bool) -> None:
+    capture = tmp_path / "r6r7.pcap"
+    craft.write_pcap(capture, unfinished_fragment_exfil())  # frames of 1,514 bytes: a snap length of 65,535
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    raised = {(n["src"], n["note"]) for n in notices(logs)}
+    assert {("192.0.2.7", "ICMP::ICMP_DataExfil"), ("192.0.2.6", "ICMP::ICMP_DataExfil")} <= raised, raised
+
+
+@pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
+def test_big_benign_pings_losing_fragments_raise_nothing(tmp_path: Path, workers: str, evidence: bool) -> None:
+    capture = tmp_path / "lost.pcap"
+    craft.write_pcap(capture, big_benign_pings_losing_fragments())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    assert notices(logs) == []

@@ -6,14 +6,19 @@ import os
 import random
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 
+import dpkt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from icmpsensor.config.schema import Config
+from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.fragments import DATAGRAM_OVERHEAD, PIECE_OVERHEAD, Datagram, Reassembler, key_v4
 from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.source.batch import CapturedFrame, batch_frame
 from testkit import craft
 from testkit.craft import addr
@@ -282,8 +287,12 @@ def test_conflicting_overlap_through_the_decoder() -> None:
     good = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:1000], ip_id=9), 256)
     evil = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, b"E" * 1000, ip_id=9), 256)
     run = Run(1, [craft.ether(f) for f in [good[0], evil[1], *good[1:]]])
-    assert run.decoded == []
-    assert run.stats.fragments["overlap"] == 1
+    assert run.packets == [None] * 5  # the datagram is discarded: no frame completes it
+    # what it held from offset 0 reaches the detector when good[1] conflicts: the forged copy first, then the
+    # good one over it
+    assert [p.payload for p in run.decoded] == [BIG[:248] + b"E" * 256, BIG[:504]]
+    assert run.due == [(2, run.decoded[0]), (2, run.decoded[1])]
+    assert run.stats.fragments["overlap"] == 1 and run.stats.fragments["partial"] == 2
 
 
 def test_fragment_with_a_bad_checksum_after_reassembly() -> None:
@@ -328,3 +337,177 @@ def fragment_storms(draw: st.DrawFn) -> list[bytes]:
 @given(frames=fragment_storms(), verify=st.booleans())
 def test_fragment_storms_keep_the_decoders_in_agreement(frames: list[bytes], verify: bool) -> None:
     Run(craft.LINKTYPE_ETHERNET, frames, verify_checksums=verify)
+
+
+# -- abandoned datagrams: what they held reaches the detector -------------------------------------------------
+
+
+def test_a_conflicting_overlap_hands_on_both_versions_from_offset_0() -> None:
+    """A receiver reading the fragments may keep the first copy or the last: both reach the detector."""
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    frags = pieces(DATA, 128)
+    forged = (64, True, b"X" * 128)
+    assert feed(reassembler, [frags[0], forged], ts=5.0) == []
+    partials = reassembler.take_partials()
+    assert [p.payload for p in partials] == [DATA[:128], DATA[:64] + b"X" * 128]
+    assert all(p.partial and p.key == KEY and p.ts == 5.0 and p.proto == 1 for p in partials)
+    assert stats["overlap"] == 1 and stats["partial"] == 2
+    assert reassembler.take_partials() == []  # taken once
+    assert feed(reassembler, frags[1:], ts=6.0) == []  # the rest of the datagram is absorbed
+    assert reassembler.take_partials() == [] and stats["partial"] == 2
+    assert reassembler.pending_bytes == DATAGRAM_OVERHEAD
+
+
+def test_partials_not_taken_are_replaced_by_the_next_call() -> None:
+    """The reassembler holds the partials of its last call only (add, expire, flush): its memory stays bounded
+    whoever uses it; the decoder takes them after each call."""
+    reassembler = Reassembler(max_datagrams=1)
+    for key in range(5):
+        reassembler.add(key, float(key), 0, True, b"a" * 8, 1)
+    assert [p.key for p in reassembler.take_partials()] == [3]
+
+
+def test_an_overlap_whose_rewrite_starts_at_offset_0_hands_on_what_it_covers() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(stats=stats)
+    feed(reassembler, [(128, True, DATA[128:256]), (0, True, b"Y" * 256)])
+    assert [p.payload for p in reassembler.take_partials()] == [b"Y" * 256]  # the held copy has no offset 0
+    assert stats["partial"] == 1
+
+
+def test_an_unfinished_datagram_hands_on_its_bytes_from_offset_0_up_to_the_first_hole() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(timeout=30.0, stats=stats)
+    frags = pieces(DATA, 128)
+    feed(reassembler, [frags[3], frags[0], frags[1]], ts=100.0)  # a hole at 256
+    feed(reassembler, [frags[2]], key="no offset 0", ts=101.0)
+    assert reassembler.take_partials() == []
+    reassembler.expire(131.5)
+    partials = reassembler.take_partials()
+    assert [(p.payload, p.ts, p.key, p.wire_len, p.partial) for p in partials] == [(DATA[:256], 131.5, KEY, 300, True)]
+    assert stats["timeout"] == 2 and stats["partial"] == 1
+    assert len(reassembler) == 0 and reassembler.pending_bytes == 0
+
+
+def test_evicted_and_unfinished_datagrams_hand_on_their_bytes() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(max_datagrams=1, stats=stats)
+    reassembler.add(1, 0.0, 0, True, b"a" * 8, 1)
+    reassembler.add(2, 1.0, 0, True, b"b" * 8, 1)
+    assert [(p.key, p.payload, p.ts) for p in reassembler.take_partials()] == [(1, b"a" * 8, 1.0)]
+    reassembler.flush()  # the end of the input
+    assert [(p.key, p.payload, p.ts) for p in reassembler.take_partials()] == [(2, b"b" * 8, 1.0)]
+    assert stats["evicted"] == 1 and stats["unfinished"] == 1 and stats["partial"] == 2
+    assert len(reassembler) == 0 and reassembler.pending_bytes == 0
+
+
+def test_datagrams_discarded_for_their_shape_hand_on_what_they_held() -> None:
+    stats: Counter[str] = Counter()
+    reassembler = Reassembler(max_datagram_size=2000, max_fragments=16, stats=stats)
+    got = {}
+    for key, frags in [("too large", [(0, True, DATA), (1024, True, DATA)]),
+                       ("too many", [(o, True, DATA[o : o + 8]) for o in range(0, 17 * 16, 16)]),  # the 17th kills
+                       ("inconsistent", [(0, True, DATA[:512]), (128, False, DATA[128:256])])]:
+        feed(reassembler, frags, key=key)
+        got |= {p.key: p.payload for p in reassembler.take_partials()}
+    assert got == {"too large": DATA, "too many": DATA[:8], "inconsistent": DATA[:512]}
+    assert stats["too_large"] == stats["too_many_fragments"] == stats["inconsistent"] == 1
+    assert stats["partial"] == 3
+
+
+def test_a_completed_datagram_is_no_partial() -> None:
+    reassembler = Reassembler()
+    done = feed(reassembler, pieces(DATA, 128))
+    assert done == [Datagram(1, DATA, 800)] and not done[0].partial
+    reassembler.flush()
+    assert reassembler.take_partials() == []
+
+
+def first_fragments(version: int, seqs: list[int], payload: bytes) -> list[bytes]:
+    """The first fragment alone of each of several fragmented echo requests (R7: never completed)."""
+    if version == 4:
+        return [craft.fragment4(craft.icmp4(A4, B4, 8, 0, 42, s, payload, ip_id=s), 1480)[0] for s in seqs]
+    return [craft.fragment6(craft.icmp6(A6, B6, 128, 0, 42, s, payload), 1232, frag_id=s)[0] for s in seqs]
+
+
+DECODERS = [(Decoder, {}), (Decoder, {"accelerated": False}), (DpktDecoder, {})]
+
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize(("cls", "extra"), DECODERS)
+def test_fragments_that_never_complete_reach_the_detector_in_time_order(
+        version: int, cls: type[DpktDecoder], extra: dict[str, bool]) -> None:
+    """R7: first fragments only. Each datagram's message, cut at its first hole, is handed on when it times
+    out (before the packet of the frame that made it due) or at the end of the input (flush)."""
+    f1, f2, f3 = (craft.ether(f) for f in first_fragments(version, [1, 2, 3], BIG))
+    whole = craft.ether(craft.icmp4(B4, A4, 0, 0, 5, 5, b"w" * 20))
+    buf, meta, _ = batch_of([(100.0, f1), (110.0, f2), (120.0, whole), (121.0, f3)])
+    cut = BIG[: 1472 if version == 4 else 1224]
+    for frames_wanted in (False, True):
+        stats = DecodeStats()
+        decoder = cls(craft.LINKTYPE_ETHERNET, stats, **extra,
+                      reassembler=Reassembler(timeout=15.0, stats=stats.fragments, keep_frames=frames_wanted))
+        if frames_wanted:
+            packets = decoder.decode_frames(buf, meta)
+            assert [p is None for p in packets] == [True, True, False, True]
+            due = decoder.due
+            assert [(i, p.seq, p.ts, p.payload) for i, p in due] == [(3, 1, 121.0, cut)]
+            assert due[0][1].frames == (CapturedFrame(100, 0, f1),)
+        else:
+            packets = decoder.decode_batch(buf, meta)
+            assert [(p.seq, p.ts) for p in packets] == [(5, 120.0), (1, 121.0)]
+            assert packets[1].payload == cut and packets[1].ident == 42 and packets[1].is_echo_request
+        ended = decoder.flush()
+        assert [(p.seq, p.ts, p.payload) for p in ended] == [(2, 121.0, cut), (3, 121.0, cut)]
+        assert stats.fragments == {"fragments": 3, "timeout": 1, "unfinished": 2, "partial": 3}
+        assert stats.bad_checksum == 3 and stats.unaccounted() == 0
+
+
+@pytest.mark.parametrize(("cls", "extra"), DECODERS)
+def test_a_harmless_first_copy_and_an_overlapping_rewrite_both_reach_the_detector(
+        cls: type[DpktDecoder], extra: dict[str, bool]) -> None:
+    """R6: the first fragment carries harmless bytes, a second rewrites bytes 24.. with data (a last-wins receiver
+    reads it), the last completes the datagram: the decoy's message and the rewritten one are both handed on."""
+    data = bytes(random.Random(6).randbytes(2000))
+    real = craft.icmp4(A4, B4, 8, 0, 7, 1, data, ip_id=30)
+    decoy = real[:44] + bytes(k & 0xFF for k in range(44, len(real)))
+    first, last = craft.fragment4(decoy, 1480)
+    rewrite = craft.ipv4(A4, B4, 1, real[44:1500], ip_id=30, flags_offset=0x2000 | 3)  # MF, offset 24
+    buf, meta, _ = batch_of([(10.0, craft.ether(f)) for f in (first, rewrite, last)])
+    stats = DecodeStats()
+    packets = cls(craft.LINKTYPE_ETHERNET, stats, **extra).decode_batch(buf, meta)
+    assert [p.payload for p in packets] == [decoy[28:1500], real[28:1500]]
+    assert stats.fragments == {"fragments": 3, "overlap": 1, "partial": 2} and stats.unaccounted() == 0
+
+
+@pytest.mark.parametrize("evidence", [True, False])
+def test_the_pipeline_hands_on_fragments_left_waiting_when_the_clock_advances_and_at_the_end(
+        tmp_path: Path, evidence: bool) -> None:
+    """Live, the clock advancing past a datagram's timeout hands it on (Pipeline.advance); at the end of a replay,
+    every datagram still waiting (Pipeline.finish, before the detector's flush). Evidence then holds the partial
+    message as the fragment frames it came in."""
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path)
+    cfg.output.evidence.enabled = evidence
+    pipeline = Pipeline(cfg, [])
+    decoder = pipeline.decoder_for(craft.LINKTYPE_ETHERNET)
+    firsts = [craft.ether(f) for f in first_fragments(4, list(range(1, 41)), random.Random(4).randbytes(3000))]
+    buf, meta, _ = batch_of([(1000.0 + i, f) for i, f in enumerate(firsts[:20])])
+    pipeline.feed_batch(decoder, buf, meta)
+    assert pipeline.detector.stats.packets == 0
+    pipeline.advance(1019.0 + cfg.decode.fragment_timeout + 0.5)  # the wire is quiet: all 20 time out
+    assert pipeline.detector.stats.packets == 20 and pipeline.decode_stats.fragments["timeout"] == 20
+    buf, meta, _ = batch_of([(1100.0 + i, f) for i, f in enumerate(firsts[20:])])
+    pipeline.feed_batch(decoder, buf, meta)
+    pipeline.finish()
+    pipeline.close()
+    assert pipeline.detector.stats.packets == 40 and pipeline.decode_stats.fragments["unfinished"] == 20
+    assert pipeline.decode_stats.unaccounted() == 0
+    assert pipeline.notices_emitted > 0
+    if evidence:
+        files = list((tmp_path / "evidence").glob("*.pcap"))
+        assert files
+        with files[0].open("rb") as f:
+            held = {bytes(frame) for _, frame in dpkt.pcap.Reader(f)}
+        assert held and held <= set(firsts)
