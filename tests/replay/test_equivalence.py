@@ -33,7 +33,7 @@ from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.linktypes import LINKTYPE_ETHERNET
-from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect import capacity, fingerprints, nonecho, novelty, standard, tunnels
 from icmpsensor.detect.flows import EVICTION_SCAN, SWEEP_INTERVAL, DetectorStats, unpaired_notice
@@ -280,7 +280,8 @@ class ReferenceDetector:
             return 0
         if not payload or payload == compared:
             return 0
-        benign = fingerprints.explain(payload, pkt.ts, tolerance=self.cfg.timestamp_tolerance,
+        sent = pkt.sent or pkt.ts  # a partial message (decode/fragments.py) is checked at its sending time
+        benign = fingerprints.explain(payload, sent, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
         if benign is not None and self.template_holds(flow, benign, pkt):
             self.stats.ignored_payloads += 1
@@ -345,16 +346,19 @@ class ReferenceDetector:
                 return False
         if benign.embedded_time is None or pkt.is_echo_reply:
             return True
-        if benign.embedded_time + 1.0 < flow.last_embedded and not benign.wraps_after:
-            return False
-        flow.last_embedded = benign.embedded_time
-        offset = benign.embedded_time - pkt.ts
+        partial = bool(pkt.sent)  # late (up to the fragment timeout): it neither goes back nor moves the clock
+        if not partial:
+            if benign.embedded_time + 1.0 < flow.last_embedded and not benign.wraps_after:
+                return False
+            flow.last_embedded = benign.embedded_time
+        offset = benign.embedded_time - (pkt.sent or pkt.ts)
         if flow.clock_offset is not None:
             moved = offset - flow.clock_offset
             if benign.wraps_after:
                 moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
             self.charge(flow, "time", capacity.time_bits(moved, 0.0, self.cfg.clock_jitter))
-        flow.clock_offset = offset
+        if not partial:
+            flow.clock_offset = offset
         return True
 
     def host(self, table: dict[bytes, RefHost], address: bytes, ts: float) -> RefHost:
@@ -691,7 +695,12 @@ def random_traffic(rng: random.Random, count: int) -> list[IcmpPacket]:
             payload = payload[:10] + rng.randbytes(rng.randrange(1, 80))
         icmp_type, code = rng.choice(((8, 0), (8, 0), (0, 0), (0, 0), (8, 1), (13, 0)))
         ident, seq = (rng.randrange(3), rng.randrange(5)) if icmp_type in (0, 8) else (-1, -1)
-        packets.append(IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, payload, 42 + len(payload)))
+        packet = IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, payload, 42 + len(payload))
+        if rng.random() < 0.05:  # what a big ping's first fragments held, handed on up to 30 s after it was sent
+            sent = ts - rng.uniform(0.0, 30.0)
+            packet.payload = benign_corpus.iputils_payload(1400, sent)[: rng.randrange(20, 1400)]
+            packet = PartialPacket.of(packet, sent)
+        packets.append(packet)
     return packets
 
 
