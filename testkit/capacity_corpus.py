@@ -553,9 +553,10 @@ def windows_ping_script(hosts: int = 20, duration: float = 3 * HOUR, count: int 
     return _replies(out)
 
 
-def monitor_text_probe(hosts: int = 200, duration: float = HOUR, every: float = 10.0) -> list[IcmpPacket]:
+def monitor_text_probe(hosts: int = 200, duration: float = 600.0, every: float = 10.0) -> list[IcmpPacket]:
     """A monitoring system's own pinger writing its round number and the time as text, the same to every one
-    of 200 hosts, 4 ms apart, every 10 s ('NMSPROBE v2 cycle=000123 t=1700000000.123', space-padded to 64)."""
+    of 200 hosts, 4 ms apart, every 10 s ('NMSPROBE v2 cycle=000123 t=1700000000.123', space-padded to 64);
+    10 minutes (ExfilSpread came in the first round, from each new flow's first payload)."""
     out = []
     for cycle in range(int(duration / every)):
         for h in range(hosts):

@@ -65,13 +65,8 @@ def run_cli_here(*args: str | Path, log_dir: Path | None = None) -> CliResult:
 
 @contextlib.contextmanager
 def _as_a_fresh_process() -> Iterator[None]:
-    """What run_cli's process has and cli.main changes, for the length of a run here: TZ=UTC, no random bytes
-    drawn for notice uids yet (a replay's workers, forked, would otherwise start from the same leftover bytes and
-    name two flows alike, as no fresh sensor's do), and afterwards SIGPIPE's disposition and the garbage
-    collector's thresholds (tune_gc) as they were."""
-    from icmpsensor.detect import flows
-
-    flows._uid_pool.clear()
+    """What run_cli's process has and cli.main changes, for the length of a run here: TZ=UTC, and afterwards
+    SIGPIPE's disposition and the garbage collector's thresholds (tune_gc) as they were."""
     tz = os.environ.get("TZ")
     sigpipe = signal.getsignal(signal.SIGPIPE)
     thresholds = gc.get_threshold()

@@ -39,6 +39,8 @@ _UID_DROP = bytes(range(248, 256))
 
 
 _uid_pool = bytearray()
+# A forked worker draws its own bytes: with the parent's leftovers two workers would name two flows alike.
+os.register_at_fork(after_in_child=_uid_pool.clear)
 
 
 def new_uid() -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 
 import pytest
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig, NoticeSwitches
 from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect import flows
 from icmpsensor.detect.original import OriginalDetector, is_default_ping
 from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.record import Notice
@@ -276,3 +278,21 @@ def test_time_going_backwards_does_not_rewind_the_clock() -> None:
     det = detector()
     run(det, [echo(2000.0, A, B, True, b"a"), echo(1000.0, C, B, True, b"b")], flush=False)
     assert det.now == 2000.0
+
+
+def test_forked_workers_draw_different_uids_after_the_parent_drew_some() -> None:
+    # uids come from a pool of os.urandom bytes: a worker forked after the parent drew from it must not start
+    # with the parent's leftover bytes (two workers would name different flows alike, and their evidence files)
+    flows.new_uid()  # the parent's pool now holds leftover random bytes
+    children = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one uid to the parent, then out at once
+            os.write(write, flows.new_uid().encode())
+            os._exit(0)
+        os.close(write)
+        children.append(os.read(read, 64).decode())
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert children[0] != children[1] and all(len(uid) == 18 for uid in children)

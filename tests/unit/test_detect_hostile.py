@@ -121,7 +121,7 @@ def hostile_sequence(rng: random.Random) -> list[IcmpPacket | float]:
     return steps
 
 
-@settings(max_examples=examples(3000), deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(seed=st.integers(0, 2**32), profile=st.sampled_from(("standard", "original")),
        clock_jitter=st.sampled_from((0.0, 0.001, 0.01, 0.5, 30.0)), small_tables=st.booleans())
 def test_hostile_sequences_are_counted_and_reported_never_an_error(seed: int, profile: str,
