@@ -52,10 +52,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cyclic garbage collector need not walk it again at every full collection (seconds over the fast loop)."""
     selected = {getattr(item, "originalname", item.name) for item in session.items}
     timed = any(item.get_closest_marker("live") or item.get_closest_marker("system") for item in session.items)
+    tmp_path_factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    # Made here, before any lane job runs: two threads making it at once each make one, and mktemp then finds its
+    # directory outside the base it compares with ("... is not a normalized and relative path", now and then).
+    tmp_path_factory.getbasetemp()
     for module in dict.fromkeys(getattr(item, "module", None) for item in session.items):
         start_early = getattr(module, "start_early", None)
         if callable(start_early) and not timed:  # never beside the live and system tiers' timed runs
-            start_early(selected, session.config._tmp_path_factory)  # type: ignore[attr-defined]
+            start_early(selected, tmp_path_factory)
     gc.collect()
     gc.freeze()
 
