@@ -56,6 +56,12 @@ def new_uid() -> str:
     return "C" + chars[:17].decode()
 
 
+def echo_key(pkt: IcmpPacket) -> int:
+    """An echo message's sequence number and code, as a reply pairs with its request: Linux answers a request
+    with a code with that code (net/ipv4/icmp.c icmp_echo copies the header); code 0, the sequence number."""
+    return pkt.seq | pkt.icmp_code << 16
+
+
 @dataclass(slots=True)
 class Flow:
     """Per directional host pair state (the fields of both profiles)."""
@@ -136,7 +142,7 @@ class FlowDetector:
         self.now = 0.0
         self.last_novel = 0  # suspicious bytes in the packet process() last saw (evidence buffering)
         self._flows: OrderedDict[tuple[bytes, bytes], Flow] = OrderedDict()
-        # (requester, responder, ident, seq) -> (what was sent, time), oldest first. An OrderedDict, not a
+        # (requester, responder, ident, echo_key) -> (what was sent, time), oldest first. An OrderedDict, not a
         # dict: taking the first item of a plain dict after many deletions at its front costs O(n).
         self._pending: OrderedDict[tuple[bytes, bytes, int, int], tuple[object, float]] = OrderedDict()
         self._next_sweep = 0.0
@@ -268,7 +274,7 @@ class FlowDetector:
 
     def _remember_request(self, pkt: IcmpPacket, sent: object) -> None:
         pending = self._pending
-        key = (pkt.src, pkt.dst, pkt.ident, pkt.seq)
+        key = (pkt.src, pkt.dst, pkt.ident, echo_key(pkt))
         if key in pending:
             pending.move_to_end(key)  # keep the order = age order
         elif len(pending) >= self.cfg.max_pending_requests:
@@ -278,7 +284,7 @@ class FlowDetector:
 
     def _answered_request(self, reply: IcmpPacket) -> object | None:
         """What the request a reply answers carried (and forget it), or None if it was never seen."""
-        entry = self._pending.pop((reply.dst, reply.src, reply.ident, reply.seq), None)
+        entry = self._pending.pop((reply.dst, reply.src, reply.ident, echo_key(reply)), None)
         return None if entry is None else entry[0]
 
     # -- expiry and eviction -----------------------------------------------------------------

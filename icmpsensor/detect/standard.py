@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
-from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector
+from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector, echo_key
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
@@ -222,8 +222,10 @@ class Detector(FlowDetector):
             if ts >= self._next_sweep:
                 self._sweep(due, ts - ts % SWEEP_INTERVAL)
         kind = (_KIND_V6 if pkt.ipv6 else _KIND_V4)[pkt.icmp_type]
-        if pkt.icmp_code:  # RFC 792 / 4443: echo has code 0; any other is a byte its sender chose
-            kind = _OTHER
+        if pkt.icmp_code and not (kind == _REPLY and self._matched and (
+                pkt.dst, pkt.src, pkt.ident, echo_key(pkt)) in self._pending):
+            kind = _OTHER  # RFC 792 / 4443: echo has code 0; any other its sender chose, but a reply's that copies
+            # the code of the request it answers
         if kind == _REQUEST:
             stats.echo_requests += 1
             self._on_request(pkt, ts, due)
@@ -326,7 +328,7 @@ class Detector(FlowDetector):
         if request_flow is not None:
             request_flow.received_bytes += size
         if self._matched:
-            entry = self._pending.pop((dst, src, pkt.ident, pkt.seq), None)
+            entry = self._pending.pop((dst, src, pkt.ident, echo_key(pkt)), None)
             request = None if entry is None else entry[0]
         else:
             request = None if request_flow is None else request_flow.last_sketch

@@ -164,7 +164,8 @@ class ReferenceDetector:
         self.enabled = {note.name for note in NOTE_TYPES if getattr(detection.notices, note.switch)}
         self.stats = DetectorStats()
         self.flows: dict[tuple[bytes, bytes], RefFlow] = {}
-        self.pending: dict[tuple[bytes, bytes, int, int], tuple[bytes, float]] = {}  # request -> (payload, sent)
+        # (requester, responder, ident, seq, code) -> (payload, sent)
+        self.pending: dict[tuple[bytes, bytes, int, int, int], tuple[bytes, float]] = {}
         self.pairs: dict[tuple[bytes, bytes], RefPair] = {}
         self.tools = tunnels.ToolTracker()
         self.senders: dict[bytes, RefHost] = {}
@@ -183,7 +184,8 @@ class ReferenceDetector:
         if pkt.is_echo_request and pkt.icmp_code == 0:
             self.stats.echo_requests += 1
             flow: RefFlow | None = self.request(pkt)
-        elif pkt.is_echo_reply and pkt.icmp_code == 0:
+        elif pkt.is_echo_reply and (pkt.icmp_code == 0 or (  # a reply copying its request's code echoes it
+                self.cfg.matched_pairing and (pkt.dst, pkt.src, pkt.ident, pkt.seq, pkt.icmp_code) in self.pending)):
             self.stats.echo_replies += 1
             flow = self.reply(pkt, due)
         else:
@@ -425,7 +427,7 @@ class ReferenceDetector:
         return flow
 
     def remember_request(self, pkt: IcmpPacket) -> None:
-        key = (pkt.src, pkt.dst, pkt.ident, pkt.seq)
+        key = (pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.icmp_code)
         if self.pending.pop(key, None) is None and len(self.pending) >= self.cfg.max_pending_requests:
             del self.pending[next(iter(self.pending))]
             self.stats.pending_evicted += 1
@@ -434,7 +436,7 @@ class ReferenceDetector:
     def answered_request(self, reply: IcmpPacket, request_flow: RefFlow | None) -> bytes | None:
         """What the reply is compared with: the request it answers (id and seq), or the requester's last one."""
         if self.cfg.matched_pairing:
-            entry = self.pending.pop((reply.dst, reply.src, reply.ident, reply.seq), None)
+            entry = self.pending.pop((reply.dst, reply.src, reply.ident, reply.seq, reply.icmp_code), None)
             return None if entry is None else entry[0]
         return None if request_flow is None else request_flow.previous
 

@@ -218,6 +218,18 @@ def test_echo_replies_with_a_non_zero_code_carry_it() -> None:
     assert not [n for n in out if n.src == A]
 
 
+def test_a_reply_that_copies_its_requests_code_is_an_echo_of_it() -> None:
+    # Linux answers an echo request with a code with that code (net/ipv4/icmp.c icmp_echo copies the header):
+    # the requester chose the code, the replier only echoes it
+    packets = []
+    for i in range(6):
+        request = echo(T0 + i, A, B, True, b"chunk %d of the file, with its data" % i, ident=1, seq=i, code=3)
+        packets += [request, echo(T0 + i + 0.001, B, A, False, request.payload, ident=1, seq=i, code=3)]
+    out = run(detector(), packets)
+    assert ("NonEchoPayload", A, B) in notes(out)
+    assert not [n for n in out if n.src == B]
+
+
 def test_error_storm_raises_nothing_but_a_forged_quote_does() -> None:
     storm = benign_corpus.error_storm(count=200)
     assert run(detector(), storm) == []
