@@ -23,7 +23,7 @@ by one and as libpcap batches, and requires identical outputs and counters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.ip import IpLayer
@@ -131,15 +131,7 @@ class DpktDecoder(IpLayer):
         """The packets of a batch's frames with the messages in ``due`` before the frame each came due at;
         ``due`` is emptied."""
         due, self.due = self.due, []
-        out: list[IcmpPacket] = []
-        pos = 0
-        for index, pkt in enumerate(packets):
-            while pos < len(due) and due[pos][0] == index:
-                out.append(due[pos][1])
-                pos += 1
-            if pkt is not None:
-                out.append(pkt)
-        return out
+        return [pkt for _, pkt in in_frame_order(packets, due) if pkt is not None]
 
     def _batch_frame(self, buf: bytes, meta: bytes, index: int) -> IcmpPacket | None:
         """Frame `index` of a batch, as ``decode`` (which also counts it in stats.frames) decodes it."""
@@ -176,3 +168,18 @@ class DpktDecoder(IpLayer):
         if layer == TRUNCATED:
             return self._error("truncated_link")
         return self._skip("not_ip")
+
+
+def in_frame_order(packets: Sequence[IcmpPacket | None],
+                   due: Sequence[tuple[int, IcmpPacket]]) -> list[tuple[int, IcmpPacket | None]]:
+    """(frame index, packet) for a batch's packets (one per frame), each message of `due` (DpktDecoder.due)
+    before the packet of the frame it came due at, with that frame's index."""
+    out: list[tuple[int, IcmpPacket | None]] = []
+    pos = 0
+    for index, pkt in enumerate(packets):
+        while pos < len(due) and due[pos][0] == index:
+            out.append(due[pos])
+            pos += 1
+        out.append((index, pkt))
+    out.extend(due[pos:])
+    return out

@@ -342,9 +342,9 @@ def _cheaper(cost: float, clock: Clock | None, residual: float, free: float, rat
     """The reading so far or a clock reading off by `residual` units of 1/`rate` s, whichever costs less; a
     clock that costs nothing keeps what it says of the send time (its offset from the capture clock)."""
     bits = _excess_bits(residual, free)
-    if bits < cost or (not bits and clock is None and not cost):
-        return bits, ((residual / rate, 1.0 / rate) if not bits else None)
-    return cost, clock
+    if bits >= cost:
+        return cost, clock
+    return bits, None if bits else (residual / rate, 1.0 / rate)
 
 
 def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: float) -> Reading:
@@ -371,7 +371,7 @@ def _field_cost(a: bytes, b: bytes, start: int, end: int, dt: float, jitter: flo
                 # field is no microseconds part (any change of it would be a few ms of nanoseconds: free)
                 if rate > 1 and new < rate and old < rate and 1 << 8 * width > rate:
                     cost, clock = _cheaper(cost, clock, (residual + rate / 2) % rate - rate / 2, free, rate)
-            if cost < best or (cost == best and best_clock is None and clock is not None):
+            if cost < best:
                 best, best_clock = cost, clock
     if end - start <= 8 and len(a) >= 8:
         double = _double_clock_cost(a, b, start, end, dt, jitter)

@@ -387,30 +387,28 @@ class Detector(FlowDetector):
         if capacity.padding_free(_channels(flow), pkt.payload, pkt.seq, pkt.ts):  # before a field: pythonping's
             self.stats.ignored_payloads += 1                                     # 1-character payloads
             return 0
-        if compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and current[1:] == compared[1:]:
-            bits = capacity.field_bits(current[0], compared[0], pkt.ts - flow.last_request_ts,
-                                       self.cfg.clock_jitter)
-            if bits is not None:
-                self._charge(flow, "fields", bits)
-                return 0
+        if compared is not None and self._as_fields(flow, current, compared, novel, pkt.ts - flow.last_request_ts):
+            return 0
         memory = self._senders.touch(pkt.src, pkt.ts)
         last_peer, memory.last_peer = memory.last_peer, pkt.dst
-        if compared is None and last_peer and last_peer != pkt.dst and self._fields_of(flow, current, last_peer,
-                                                                                    pkt.ts):
-            return 0
+        if compared is None and last_peer and last_peer != pkt.dst:
+            # a flow's first payload against the sender's last one to another peer (its flow's, while it lasts): a
+            # monitor's own text or header, its round number and time, to host after host
+            other = self._flows.get((flow.src, last_peer))
+            last = None if other is None else other.last_sketch
+            if other is not None and last is not None and self._as_fields(
+                    flow, current, last, novel_between(current, last), pkt.ts - other.last_request_ts):
+                return 0
         if memory.seen(hash(pkt.payload)):
             return 0  # the payload this host sends to all its peers (a custom health check) counts once
         return novel
 
-    def _fields_of(self, flow: Flow, current: Sketch, last_peer: bytes, ts: float) -> bool:
-        """Whether a flow's first payload is the sender's last one to another peer (its flow's, while it lasts)
-        but for a few places read as counters or clocks (a monitor's own text or header, its round number and
-        time, to host after host); their bits are charged."""
-        other = self._flows.get((flow.src, last_peer))
-        last = None if other is None else other.last_sketch
-        if last is None or current[1:] != last[1:] or novel_between(current, last) > 3 * capacity.MAX_FIELD_BYTES:
+    def _as_fields(self, flow: Flow, current: Sketch, compared: Sketch, novel: int, dt: float) -> bool:
+        """Whether a request differs from `compared` (`novel` bytes, sent `dt` s before) only in a few places that
+        read as counters or clocks; their bits are charged."""
+        if novel > 3 * capacity.MAX_FIELD_BYTES or current[1:] != compared[1:]:
             return False
-        bits = capacity.field_bits(current[0], last[0], ts - other.last_request_ts, self.cfg.clock_jitter)
+        bits = capacity.field_bits(current[0], compared[0], dt, self.cfg.clock_jitter)
         if bits is None:
             return False
         self._charge(flow, "fields", bits)

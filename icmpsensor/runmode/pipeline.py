@@ -11,6 +11,7 @@ import gc
 from collections.abc import Callable, Iterable, Sequence
 
 from icmpsensor.config.schema import Config
+from icmpsensor.decode.decoder import in_frame_order
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.packet import IcmpPacket
@@ -103,7 +104,7 @@ class Pipeline:
         evidence = self.evidence
         assert evidence is not None
         observe, watched = evidence.observe, evidence.watched
-        for index, pkt in _with_due(packets, due) if due else enumerate(packets):
+        for index, pkt in in_frame_order(packets, due) if due else enumerate(packets):
             if pkt is None:
                 continue
             notices = process(pkt)
@@ -189,17 +190,3 @@ class Pipeline:
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
 
-
-def _with_due(packets: Sequence[IcmpPacket | None],
-              due: Sequence[tuple[int, IcmpPacket]]) -> list[tuple[int, IcmpPacket | None]]:
-    """(frame index, packet) for a batch's packets (one per frame), each message in `due` before the packet of
-    the frame it came due at, with that frame's index."""
-    out: list[tuple[int, IcmpPacket | None]] = []
-    pos = 0
-    for index, pkt in enumerate(packets):
-        while pos < len(due) and due[pos][0] == index:
-            out.append(due[pos])
-            pos += 1
-        out.append((index, pkt))
-    out.extend(due[pos:])
-    return out

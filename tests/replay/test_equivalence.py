@@ -294,14 +294,8 @@ class ReferenceDetector:
         if capacity.padding_free(flow.channels, payload, pkt.seq, pkt.ts):
             self.stats.ignored_payloads += 1
             return 0
-        prefix = novelty.PREFIX
-        if (compared is not None and novel <= 3 * capacity.MAX_FIELD_BYTES and len(payload) == len(compared)
-                and payload[prefix:] == compared[prefix:]):
-            bits = capacity.field_bits(payload[:prefix], compared[:prefix], pkt.ts - flow.last_request_ts,
-                                       self.cfg.clock_jitter)
-            if bits is not None:
-                self.charge(flow, "fields", bits)
-                return 0
+        if compared is not None and self.as_fields(flow, payload, compared, pkt.ts - flow.last_request_ts):
+            return 0
         host = self.host(self.senders, pkt.src, pkt.ts)
         last_peer, host.last_peer = host.last_peer, pkt.dst
         if compared is None and last_peer not in (None, pkt.dst) and self.like_last_sent(flow, pkt, last_peer):
@@ -314,16 +308,20 @@ class ReferenceDetector:
 
     def like_last_sent(self, flow: RefFlow, pkt: IcmpPacket, last_peer: bytes) -> bool:
         """A flow's first request payload against the last payload of the host's flow to the peer it last sent
-        a payload to (while that flow lasts): the same past the first PREFIX bytes and a few places in them
-        read as fields (charged), or not."""
+        a payload to (while that flow lasts), read as fields (as_fields)."""
         other = self.flows.get((pkt.src, last_peer))
-        last = None if other is None else other.previous
-        payload, prefix = pkt.payload, novelty.PREFIX
-        if (other is None or last is None or len(payload) != len(last) or payload[prefix:] != last[prefix:]
-                or novel_bytes(payload, last) > 3 * capacity.MAX_FIELD_BYTES):
+        if other is None or other.previous is None:
             return False
-        bits = capacity.field_bits(payload[:prefix], last[:prefix], pkt.ts - other.last_request_ts,
-                                   self.cfg.clock_jitter)
+        return self.as_fields(flow, pkt.payload, other.previous, pkt.ts - other.last_request_ts)
+
+    def as_fields(self, flow: RefFlow, payload: bytes, compared: bytes, dt: float) -> bool:
+        """Whether the payload is `compared` (sent `dt` s before) past the first PREFIX bytes and but for a few
+        places in them read as fields (charged)."""
+        prefix = novelty.PREFIX
+        if (len(payload) != len(compared) or payload[prefix:] != compared[prefix:]
+                or novel_bytes(payload, compared) > 3 * capacity.MAX_FIELD_BYTES):
+            return False
+        bits = capacity.field_bits(payload[:prefix], compared[:prefix], dt, self.cfg.clock_jitter)
         if bits is None:
             return False
         self.charge(flow, "fields", bits)
