@@ -43,6 +43,7 @@ if _fastdecode is not None:
 # (type, code, checksum skipped, identifier, sequence), in one unpack.
 _IP4_ICMP = struct.Struct("!BxHxxHxBxx4s4sBBxxHH")  # version/IHL, total length, flags/offset, protocol, ...
 _IP6_ICMP = struct.Struct("!BxxxHBx16s16sBBxxHH")  # version (high nibble), payload length, next header, ...
+_IP4_HEADER = struct.Struct("!BxHHHxB2x4s4s")  # version/IHL, total length, identification, flags/offset, protocol, ...
 
 
 class Decoder(DpktDecoder):
@@ -107,6 +108,14 @@ class Decoder(DpktDecoder):
                 if icmp_type == 8 or icmp_type == 0:
                     return IcmpPacket(ts, src, dst, False, icmp_type, code, ident, seq, f[off + 28 : end], wire_len)
                 return IcmpPacket(ts, src, dst, False, icmp_type, code, -1, -1, f[off + 24 : end], wire_len)
+        if limit - off >= 20:
+            # A fragment behind a 20-byte header (a flood of tiny fragments: no dpkt object per fragment).
+            vihl, total_len, ident, flags_offset, proto, src, dst = _IP4_HEADER.unpack_from(f, off)
+            if vihl == 0x45 and proto == PROTO_ICMP and flags_offset & 0x3FFF and 20 <= total_len <= limit - off:
+                if self.verify_checksums and int.from_bytes(f[off : off + 20], "big") % 0xFFFF:
+                    return self._error("bad_ip_checksum")
+                return self._fragment4(ts, f[off + 20 : off + total_len], src, dst, ident,
+                                       bool(flags_offset & 0x2000), (flags_offset & 0x1FFF) * 8, wire_len)
         return super()._ip4(ts, f, off, limit, wire_len)
 
     def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:

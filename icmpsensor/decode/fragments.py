@@ -338,6 +338,11 @@ def _insert(pending: _Pending, offset: int, data: bytes) -> int:
     ``data`` disagrees with bytes already held.
     """
     starts, pieces = pending.starts, pending.pieces
+    if not starts or offset >= starts[-1] + len(pieces[-1]):  # the common case: after every piece held
+        if data:
+            starts.append(offset)
+            pieces.append(data)
+        return len(data)
     end = offset + len(data)
     first = bisect_right(starts, offset) - 1
     if first < 0 or starts[first] + len(pieces[first]) <= offset:

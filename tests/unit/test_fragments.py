@@ -511,3 +511,24 @@ def test_the_pipeline_hands_on_fragments_left_waiting_when_the_clock_advances_an
         with files[0].open("rb") as f:
             held = {bytes(frame) for _, frame in dpkt.pcap.Reader(f)}
         assert held and held <= set(firsts)
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_the_production_decoder_reads_a_plain_ipv4_fragment_header_without_dpkt(
+        monkeypatch: pytest.MonkeyPatch, accelerated: bool) -> None:
+    """A tiny-fragment flood costs no dpkt object per fragment (issue 13): a fragment behind a 20-byte IPv4
+    header is read by the struct path (decode/fast.py), so that the equivalence tests above compare that path
+    with the reference; only a header with options, or one that does not parse, still goes to dpkt."""
+    from icmpsensor.decode import ip
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("dpkt read a plain fragment header")
+
+    monkeypatch.setattr(ip, "_IP4Header", refuse)
+    datagram = craft.icmp4(A4, B4, 8, 0, 7, 1, DATA, ip_id=9)
+    frames = [craft.ether(f) for f in craft.fragment4(datagram, 64)]
+    buf, meta, _ = batch_of([(1.0, f) for f in reversed(frames)])
+    stats = DecodeStats()
+    packets = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated).decode_batch(buf, meta)
+    assert [(p.seq, p.payload) for p in packets] == [(1, DATA)]
+    assert stats.fragments["reassembled"] == 1 and stats.unaccounted() == 0
