@@ -358,22 +358,31 @@ class FlowDetector:
         if flow.alerted & note.bit:
             return
         flow.alerted |= note.bit
-        due.append(self._notice(flow, ts, note.name, msg, **fields))
+        self._raised(flow, ts, note)
+        due.append(self._notice(flow, ts, note.name, msg, fields))
+
+    def _raised(self, flow: Flow, ts: float, note: NoteType) -> None:
+        """Hook: `note` was raised for the flow, for the first time."""
 
     # What a profile adds at the end of a flow notice's `sub`: a function of the flow's snapshot and the
-    # `extra` its _notice passes (None: nothing).
+    # `extra` its _tags gives (None: nothing).
     EXTRA: Callable[[Flow, object], str] | None = None
 
-    def _notice(self, flow: Flow, ts: float, note: str, msg: str, extra: object = None, **fields: object) -> Notice:
+    def _tags(self, flow: Flow) -> tuple[object, str, str]:
+        """What a profile adds to a flow's notice: the `extra` for EXTRA, the tool, the channels."""
+        return None, "", ""
+
+    def _notice(self, flow: Flow, ts: float, note: str, msg: str, fields: dict[str, object] | None = None) -> Notice:
         """A notice on the flow; `msg` is a _FlowText template (with `fields`). Its text is made only if
-        it is read (FlowNoticeText): from a snapshot of the flow now."""
+        it is read (FlowNoticeText): from a snapshot of the flow now. Straight-line, positional: a notice storm
+        makes two per flow, almost all folded unread (notice/aggregate.py)."""
         novel_bytes = flow.novel_bytes if self.NOVEL else -1
         self.stats.notices += 1
-        # positional, in Notice's order (a storm makes two per flow)
+        extra, tool, channels = self._tags(flow)
         return Notice(ts, note, "", "", addr_text(flow.src), addr_text(flow.dst), flow.ensure_uid(),
-                      flow.n, flow.bytes_sent, flow.received_bytes, flow.start, flow.last, novel_bytes, "",
-                      flow.icmp_type, flow.icmp_code, "", "", 0,
-                      FlowNoticeText(_flow_values(flow), msg, fields, novel_bytes, self.EXTRA, extra))
+                      flow.n, flow.orig_bytes + flow.resp_bytes + flow.other_bytes, flow.received_bytes, flow.start,
+                      flow.last, novel_bytes, "", flow.icmp_type, flow.icmp_code, tool, channels, 0,
+                      FlowNoticeText(_flow_values(flow), msg, fields or {}, novel_bytes, self.EXTRA, extra))
 
 
 _flow_values = operator.attrgetter(*(f.name for f in fields(Flow)))

@@ -490,9 +490,9 @@ class Detector(FlowDetector):
                 self._spread_notice(flow, ts, memory, peers, role)
 
     def _spread_notice(self, flow: Flow, ts: float, memory: SpreadMemory, peers: int, role: str) -> None:
-        notice = self._notice(flow, ts, EXFIL_SPREAD.name, SPREAD_MSGS[role], total=format_size(memory.novel),
-                              peers=peers, more="+" if peers >= SPREAD_PEERS_KEPT else "",
-                              hours=self.cfg.slow_exfil_window / 3600)
+        notice = self._notice(flow, ts, EXFIL_SPREAD.name, SPREAD_MSGS[role], {
+            "total": format_size(memory.novel), "peers": peers, "more": "+" if peers >= SPREAD_PEERS_KEPT else "",
+            "hours": self.cfg.slow_exfil_window / 3600})
         notice.peers = peers
         self._due.append(notice)
 
@@ -581,19 +581,14 @@ class Detector(FlowDetector):
 
     NOVEL = True
 
-    def _raise(self, flow: Flow, ts: float, note: NoteType, msg: str, due: list[Notice], **fields: object) -> None:
-        if note.bit & _REPORTS_PAIR and not flow.alerted & note.bit:
-            # the pair's data is reported: no SlowExfil for the same bytes
+    def _raised(self, flow: Flow, ts: float, note: NoteType) -> None:
+        if note.bit & _REPORTS_PAIR:  # the pair's data is reported: no SlowExfil for the same bytes
             self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
-        super()._raise(flow, ts, note, msg, due, **fields)
 
-    def _notice(self, flow: Flow, ts: float, note: str, msg: str, extra: object = None,
-                **fields: object) -> Notice:
+    def _tags(self, flow: Flow) -> tuple[object, str, str]:
         carried = channel_bytes(flow)
-        notice = super()._notice(flow, ts, note, msg, carried, **fields)
-        notice.tool = flow.tool
-        notice.channels = ",".join([name for name, _ in carried])
-        return notice
+        channels = carried[0][0] if len(carried) == 1 else ",".join([name for name, _ in carried])
+        return carried, flow.tool, channels
 
     EXTRA = staticmethod(notice_extra)  # type: ignore[arg-type]
 

@@ -36,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from icmpsensor.config.schema import EvidenceConfig
 from icmpsensor.errors import SensorError
@@ -78,9 +78,9 @@ class EvidenceStats:
     truncated: int = 0  # packets not written: their file had reached packets_after or max_file_bytes
 
 
-@dataclass(frozen=True, slots=True)
-class HeldPacket:
-    """One packet for an evidence file: its frames as captured, and what it carried."""
+class HeldPacket(NamedTuple):
+    """One packet for an evidence file: its frames as captured, and what it carried (a named tuple, as
+    CapturedFrame is: one per packet with novel bytes)."""
 
     linktype: int  # of its frames, as a pcap header gives it (decode/linktypes.py file_linktype)
     frames: tuple[CapturedFrame, ...]  # one, or the fragments a reassembled message came in
@@ -102,12 +102,15 @@ class WriteJob:
     src: bytes = b""  # set: create the files first; the flow's source, whose echo-request payloads go to .bin
     linktype: int = 0  # with src: the link type of <uid>.pcap when no packet says it
     finish: bool = False  # close the files after
+    cost: int = field(init=False, default=0)  # the memory it holds while queued, as the queue's bound accounts it
 
-    @property
-    def cost(self) -> int:
-        """The memory it holds while queued, as the queue's bound accounts it."""
-        return JOB_OVERHEAD + sum(PACKET_OVERHEAD + len(held.carried)
-                                  + sum(FRAME_OVERHEAD + len(f.data) for f in held.frames) for held in self.packets)
+    def __post_init__(self) -> None:
+        cost = JOB_OVERHEAD
+        for held in self.packets:  # loops, not nested generators: one job per recorded flow and batch
+            cost += PACKET_OVERHEAD + len(held.carried)
+            for frame in held.frames:
+                cost += FRAME_OVERHEAD + len(frame.data)
+        self.cost = cost
 
 
 def _on_disk(size: int) -> int:

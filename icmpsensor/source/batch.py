@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # A batch as read from libpcap: frame bytes and 16-byte (sec, usec, offset, caplen) records.
 RawBatch = tuple[bytes, bytes]
@@ -26,9 +26,10 @@ def packet_count(meta: bytes) -> int:
     return len(meta) // BATCH_META.size
 
 
-@dataclass(frozen=True, slots=True)
-class CapturedFrame:
-    """One frame as it was captured: its bytes and its timestamp as libpcap gave it (what evidence keeps)."""
+class CapturedFrame(NamedTuple):
+    """One frame as it was captured: its bytes and its timestamp as libpcap gave it (what evidence keeps). A
+    named tuple: a flood holds one per packet with novel bytes, and a tuple is made in half the time of a frozen
+    dataclass."""
 
     sec: int
     usec: int
