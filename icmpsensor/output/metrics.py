@@ -89,6 +89,13 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
         _counter("queue_dropped_batches", "batches the full capture queue refused", _int(r, "queue_dropped_batches")),
         GaugeMetricFamily(PREFIX + "capture_waiting", "1 while the capture waits for its interface (link down)",
                           value=_int(r, "capture_waiting")),
+        GaugeMetricFamily(PREFIX + "detection_lag_seconds", "how far behind the wire detection ran over the last "
+                          "second: the longest time from a frame's capture to the detector taking it",
+                          value=_int(r, "detection_lag")),
+        GaugeMetricFamily(PREFIX + "detection_lag_max_seconds", "the largest detection lag since the start",
+                          value=_int(r, "detection_lag_max")),
+        GaugeMetricFamily(PREFIX + "queued_batches", "capture batches waiting for the detector now",
+                          value=_int(r, "queued_batches")),
         GaugeMetricFamily(PREFIX + "flows", "flows tracked now", value=_int(r, "flows")),
         GaugeMetricFamily(PREFIX + "pending_requests", "echo requests waiting for their reply now",
                           value=_int(r, "pending_requests")),

@@ -16,8 +16,10 @@ from icmpsensor.notice.types import CAPTURE_LOSS
 from icmpsensor.runmode.pipeline import Pipeline
 
 # The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
+LAG_SHOWN = 1.0  # seconds of detection lag from which the status line says it
 CAPTURE_KEYS = ("packets_received", "packets_read", "kernel_dropped", "interface_dropped", "queue_dropped",
-                "queue_dropped_batches", "shutdown_dropped", "capture_waiting")
+                "queue_dropped_batches", "shutdown_dropped", "capture_waiting", "detection_lag", "detection_lag_max",
+                "queued_batches")
 
 
 def worker_stats(pipeline: Pipeline, source: Any) -> dict[str, Any]:
@@ -28,7 +30,9 @@ def worker_stats(pipeline: Pipeline, source: Any) -> dict[str, Any]:
         record.update(packets_received=cap.received, packets_read=cap.read, kernel_dropped=cap.kernel_dropped,
                       interface_dropped=cap.interface_dropped, queue_dropped=cap.queue_dropped,
                       queue_dropped_batches=source.queue.dropped, shutdown_dropped=source.shutdown_dropped,
-                      capture_waiting=int(source.waiting is not None))  # 1: waiting for the interface
+                      capture_waiting=int(source.waiting is not None),  # 1: waiting for the interface
+                      detection_lag=round(source.lag, 3), detection_lag_max=round(source.lag_max, 3),
+                      queued_batches=len(source.queue))
     return record
 
 
@@ -44,11 +48,13 @@ def add_stats(total: dict[str, Any], part: Mapping[str, Any]) -> None:
 
 def totals(workers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The workers' counters summed, but for interface_dropped: ps_ifdrop is the interface's own counter,
-    which every worker's handle reports whole."""
+    which every worker's handle reports whole; and the detection lags, the largest worker's."""
     total: dict[str, Any] = {}
     for stats in workers:
         add_stats(total, stats)
     total["interface_dropped"] = max((s.get("interface_dropped", 0) for s in workers), default=0)
+    for key in ("detection_lag", "detection_lag_max"):
+        total[key] = max((s.get(key, 0) for s in workers), default=0)
     if "decode" in total:  # in one process's order, whatever the order the workers met the reasons in
         total["decode"] = DecodeStats.from_dict(total["decode"]).as_dict()
     return total
@@ -151,6 +157,9 @@ def status_line(record: Mapping[str, Any]) -> str:
         f"drops: kernel {record['kernel_dropped']} interface {record['interface_dropped']} "
         f"queue {record['queue_dropped']}"
     )
+    lag = record.get("detection_lag", 0)
+    if isinstance(lag, int | float) and lag >= LAG_SHOWN:
+        line += f"; detection {lag:.1f} s behind the wire"
     workers = record.get("workers")
     return f"{line}; {len(workers)} workers" if isinstance(workers, list) else line
 

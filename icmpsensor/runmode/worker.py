@@ -43,6 +43,9 @@ class Source(Protocol):
 
     def take_events(self) -> list[str]: ...
 
+    def tick(self) -> None:
+        """Live: once per TICK of wall time (the detection lag's window)."""
+
 
 class ShareFeed(Protocol):
     """A replay worker's share of the frames, picked in Python (runmode/partition.py ShareFeeder)."""
@@ -103,6 +106,7 @@ class Worker:
     def tick(self, now: float) -> None:
         """Once per TICK of wall time: a live detector's clock follows the wall while the wire is quiet."""
         if self.source.live:
+            self.source.tick()
             self.pipeline.advance(now)
 
 

@@ -26,6 +26,12 @@ def packet_count(meta: bytes) -> int:
     return len(meta) // BATCH_META.size
 
 
+def first_capture_time(meta: bytes) -> float:
+    """The capture time (epoch seconds) of a non-empty batch's first frame."""
+    sec, usec, _, _ = BATCH_META.unpack_from(meta, 0)
+    return sec + usec * 1e-6
+
+
 class CapturedFrame(NamedTuple):
     """One frame as it was captured: its bytes and its timestamp as libpcap gave it (what evidence keeps). A
     named tuple: a flood holds one per packet with novel bytes, and a tuple is made in half the time of a frozen

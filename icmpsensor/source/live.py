@@ -34,7 +34,7 @@ import pcapy
 
 from icmpsensor.config.schema import CaptureConfig
 from icmpsensor.errors import CaptureError, CapturePermissionError, InputError
-from icmpsensor.source.batch import Batch, RawBatch, packet_count
+from icmpsensor.source.batch import Batch, RawBatch, first_capture_time, packet_count
 from icmpsensor.source.spscqueue import SpscQueue
 
 # libpcap status codes (pcap/pcap.h) returned by pcap_activate and friends.
@@ -348,6 +348,9 @@ class LiveSource:
         self.waiting: Waiting | None = None  # set while the interface is gone and being reopened
         self.failure: str | None = None  # why the capture ended for good (after capture.reopen_timeout)
         self.events: list[str] = []  # what happened to the capture, for the log (take_events)
+        self._lag = 0.0  # the largest detection lag in the current window (seconds)
+        self.lag = 0.0  # ... in the last window that ended (tick)
+        self.lag_max = 0.0  # ... since the start
 
     @property
     def interface(self) -> str:
@@ -394,7 +397,21 @@ class LiveSource:
         if item is None and self._stop_at is not None and (self.capture.drained.is_set() or not self.capture.running):
             item = self.queue.get()  # one more look: the thread may have queued its last batch just now
             self.ended = item is None
-        return None if item is None else Batch(self.decoder, *item)
+        if item is None:
+            return None
+        if item[1]:
+            lag = time.time() - first_capture_time(item[1])  # the kernel stamps frames with the wall clock
+            if lag > self._lag:
+                self._lag = lag
+        return Batch(self.decoder, *item)
+
+    def tick(self) -> None:
+        """Once per TICK (a second): a new window of the detection lag. `lag` is then the last window's: the
+        longest time between a frame's capture and the detector taking its batch, over the oldest frame of each
+        batch taken in it (0 when none came); the time in the kernel's buffer and in the queue counts: it is how
+        far behind the wire detection runs. `lag_max` is the largest since the start."""
+        self.lag, self._lag = max(0.0, self._lag), 0.0
+        self.lag_max = max(self.lag_max, self.lag)
 
     # -- a link flap: the interface goes down (or away) and comes back ---------------------------------
     #

@@ -77,6 +77,9 @@ class FileSource:
     def take_events(self) -> list[str]:
         return []
 
+    def tick(self) -> None:
+        pass
+
     def close(self) -> Iterator[Batch]:
         return iter(())
 

@@ -90,7 +90,7 @@ def test_a_notice_storm_at_20000_packets_per_second_loses_nothing_and_is_told_wi
           f"(1-s stats records); final: read {final['packets_read']:,}, decoded {final['decode']['frames']:,}, "
           f"kernel {final['kernel_dropped']}, queue {final['queue_dropped']}, shutdown {final['shutdown_dropped']} "
           f"dropped; notices written {final['notices']:,}, folded {final.get('notices_folded')}, "
-          f"raised {final['detect']['notices']:,}")
+          f"raised {final['detect']['notices']:,}; detection lag at most {final.get('detection_lag_max')} s")
     assert code == 0, err[-2000:]
     assert told_in_time, f"{told_then:,} of the storm's {STORM_FLOWS:,} DataExfil told {told_after:.2f} s after the end"
     assert processed, live

@@ -1,0 +1,63 @@
+"""Detection lag (issue 13): how far behind the wire the detector takes the capture's batches (source/live.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from icmpsensor.config.schema import Config
+from icmpsensor.source.batch import BATCH_META
+from icmpsensor.source.live import LiveSource
+
+
+def batch_captured(at: float, frames: int = 3) -> tuple[bytes, bytes]:
+    """A batch (no frame bytes needed) whose frames were captured `at`, then 1 s apart."""
+    records = []
+    for i in range(frames):
+        sec = int(at + i)
+        records.append(BATCH_META.pack(sec, int((at - int(at)) * 1e6), 0, 0))
+    return b"", b"".join(records)
+
+
+@pytest.fixture
+def source() -> Iterator[LiveSource]:
+    src = LiveSource("lo", Config().capture, lambda linktype: None)
+    yield src
+    src.capture.stop(0.0)
+
+
+def test_the_lag_is_the_longest_wait_of_a_batch_in_the_last_window(source: LiveSource) -> None:
+    now = time.time()
+    for at in (now - 2.0, now - 7.5, now - 0.5):  # the oldest frame of each batch counts
+        assert source.queue.put(batch_captured(at))
+    source.tick()
+    assert source.lag == 0.0  # nothing taken in that window
+    for _ in range(3):
+        assert source.next_batch(0.0) is not None
+    assert source.lag == 0.0  # the window is still open
+    source.tick()
+    assert 7.5 <= source.lag < 8.5 and source.lag_max == source.lag
+    source.tick()
+    assert source.lag == 0.0 and 7.5 <= source.lag_max < 8.5  # caught up; the worst is remembered
+    assert source.queue.put(batch_captured(time.time() + 5.0))  # a clock stepped back: never negative
+    assert source.next_batch(0.0) is not None
+    source.tick()
+    assert source.lag == 0.0
+
+
+def test_an_empty_batch_has_no_lag(source: LiveSource) -> None:
+    assert source.queue.put((b"", b""))
+    assert source.next_batch(0.0) is not None
+    source.tick()
+    assert source.lag == 0.0
+
+
+def test_the_status_line_says_when_detection_runs_behind() -> None:
+    from icmpsensor.runmode.stats import status_line
+
+    base = {"interface": "eth1", "packets_read": 10, "flows": 1, "notices": 0, "kernel_dropped": 0,
+            "interface_dropped": 0, "queue_dropped": 0}
+    assert "behind" not in status_line({**base, "detection_lag": 0.4})
+    assert status_line({**base, "detection_lag": 3.25}).endswith("; detection 3.2 s behind the wire")
