@@ -227,6 +227,10 @@ class EvidenceConfig(ConfigSection):
     max_file_bytes: int = key(4 * 1024 * 1024, Int(1024, 2**40), "largest evidence pcap, bytes")
     max_total_bytes: int = key(256 * 1024 * 1024, Int(1024, 2**50), "evidence kept on disk; oldest deleted")
     max_flows_buffered: int = key(4096, Int(1, 10_000_000), "suspicious flows whose packets are buffered")
+    max_buffer_bytes: int = key(
+        64 * 1024 * 1024, Int(64 * 1024, 2**40),
+        "bytes the buffered packets may hold (frames, payloads, overhead); beyond: least recently active flows dropped"
+    )
     max_files_per_minute: int = key(
         600, Int(1, 1_000_000), "new evidence files (a .pcap and its .bin) per minute of packet time; beyond: counted"
     )

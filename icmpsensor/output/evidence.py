@@ -36,7 +36,14 @@ from icmpsensor.decode.linktypes import LINKTYPE_RAW, file_linktype
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import EXFIL_SUMMARY
-from icmpsensor.output.evidencewriter import PCAP_HEADER, EvidenceStats, EvidenceWriter, HeldPacket, WriteJob
+from icmpsensor.output.evidencewriter import (
+    PCAP_HEADER,
+    EvidenceStats,
+    EvidenceWriter,
+    HeldPacket,
+    WriteJob,
+    held_cost,
+)
 from icmpsensor.source.batch import Batch, CapturedFrame, batch_frame
 
 MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
@@ -96,6 +103,7 @@ class EvidenceRecorder:
         self.stats = EvidenceStats()
         self.writer = EvidenceWriter(self.directory, cfg, self.stats, wait_when_full=wait_when_full)
         self._rings: OrderedDict[Pair, deque[HeldPacket]] = OrderedDict()
+        self._buffered = 0  # what the rings hold, bytes (held_cost): at most cfg.max_buffer_bytes
         self._open: OrderedDict[Pair, _Recording] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()  # uid -> pcap path of files already closed
         self.watched: set[Pair] = set()
@@ -125,11 +133,23 @@ class EvidenceRecorder:
             ring = self._rings[key] = deque(maxlen=self.cfg.packets_before)
             self._watch(key)
             if len(self._rings) > self.cfg.max_flows_buffered:
-                self._unwatch(self._rings.popitem(last=False)[0])
-                self.stats.buffers_evicted += 1
+                self._evict_ring()
         else:
             self._rings.move_to_end(key)
-        ring.append(self._held(pkt, batch, index))
+            if len(ring) == ring.maxlen:
+                self._buffered -= held_cost(ring[0])  # the oldest packet leaves the ring
+        held = self._held(pkt, batch, index)
+        ring.append(held)
+        self._buffered += held_cost(held)
+        while self._buffered > self.cfg.max_buffer_bytes and self._rings:
+            self._evict_ring()
+
+    def _evict_ring(self) -> None:
+        """Drop the least recently active pair's ring (counted)."""
+        key, ring = self._rings.popitem(last=False)
+        self._buffered -= sum(map(held_cost, ring))
+        self._unwatch(key)
+        self.stats.buffers_evicted += 1
 
     def _held(self, pkt: IcmpPacket, batch: Batch | None, index: int) -> HeldPacket:
         if batch is None:  # no capture behind it: the message re-encoded as raw IP
@@ -245,6 +265,7 @@ class EvidenceRecorder:
         """Stop buffering the pair; its ring, if it had one."""
         ring = self._rings.pop(key, None)
         if ring is not None:
+            self._buffered -= sum(map(held_cost, ring))
             self._unwatch(key)
         return ring
 
@@ -269,6 +290,7 @@ class EvidenceRecorder:
         while self._open:
             self._finish(next(iter(self._open)))
         self._rings.clear()
+        self._buffered = 0
         self.watched.clear()
         self._closed_writer = True
         self.writer.close(deadline)

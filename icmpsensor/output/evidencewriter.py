@@ -105,12 +105,16 @@ class WriteJob:
     cost: int = field(init=False, default=0)  # the memory it holds while queued, as the queue's bound accounts it
 
     def __post_init__(self) -> None:
-        cost = JOB_OVERHEAD
-        for held in self.packets:  # loops, not nested generators: one job per recorded flow and batch
-            cost += PACKET_OVERHEAD + len(held.carried)
-            for frame in held.frames:
-                cost += FRAME_OVERHEAD + len(frame.data)
-        self.cost = cost
+        self.cost = JOB_OVERHEAD + sum(map(held_cost, self.packets))
+
+
+def held_cost(held: HeldPacket) -> int:
+    """The memory a held packet costs (its frames, what it carried, their objects), as the writer's queue and the
+    recorder's buffers account it."""
+    cost = PACKET_OVERHEAD + len(held.carried)
+    for frame in held.frames:
+        cost += FRAME_OVERHEAD + len(frame.data)
+    return cost
 
 
 def _on_disk(size: int) -> int:

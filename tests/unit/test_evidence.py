@@ -30,7 +30,7 @@ from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output import evidence as evidence_module
 from icmpsensor.output import evidencewriter
 from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
-from icmpsensor.output.evidencewriter import EvidenceWriter
+from icmpsensor.output.evidencewriter import EvidenceWriter, held_cost
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.source.batch import Batch
 from testkit import craft
@@ -205,15 +205,17 @@ recorder_ops = st.lists(st.tuples(st.sampled_from(["packet", "reply", "notice", 
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=recorder_ops)
+@given(ops=recorder_ops, budget=st.sampled_from([700, 2_000, 64 * 1024 * 1024]))
 def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: Path, ops: list[tuple[str, int, int]],
+                                                                     budget: int,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in `watched`:
     that set must be exactly both directions of the pairs with a ring buffer or open evidence files, through
-    ring and open-file eviction, summaries (which close a flow's files) and close()."""
+    ring and open-file eviction (by count and by bytes), summaries (which close a flow's files) and close(); and
+    the bytes accounted for the rings are what they hold, within max_buffer_bytes."""
     monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", 2)
     recorder = EvidenceRecorder(str(tmp_path / f"run{len(list(tmp_path.iterdir()))}"),
-                                config(max_flows_buffered=2, packets_before=2))
+                                config(max_flows_buffered=2, packets_before=2, max_buffer_bytes=budget))
     for ts, (op, index, novel) in enumerate(ops):
         src, dst = PAIRS[index]
         if op in ("packet", "reply"):
@@ -229,6 +231,8 @@ def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: 
         rings, recording = set(recorder._rings), set(recorder._open)
         assert not rings & recording
         assert recorder.watched == {d for a, b in rings | recording for d in ((a, b), (b, a))}
+        held = sum(held_cost(h) for ring in recorder._rings.values() for h in ring)
+        assert recorder._buffered == held and held <= budget
     recorder.close()
     assert not recorder.watched
 
@@ -308,3 +312,35 @@ def test_a_batchs_recorded_packets_reach_the_writer_as_one_hand_over(tmp_path: P
     written = pcaps(tmp_path / "evidence")
     assert sorted(written.values()) == [20] * len(flows)
     assert pipeline.stats()["evidence"]["packets"] == 20 * len(flows)  # type: ignore[index]
+
+
+# -- what is buffered before a notice ----------------------------------------------------------------------
+
+
+def test_buffered_packets_are_bounded_in_bytes_not_only_in_pairs(tmp_path: Path) -> None:
+    """Issue 13: max_flows_buffered pairs of packets_before packets each (4096 x 32) could hold gigabytes of big
+    packets (reassembled datagrams, jumbo frames) from a flood of spoofed sources. What the rings hold (frames,
+    payloads, overhead) stays within max_buffer_bytes; the least recently active pairs go first
+    (buffers_evicted), and the latest pair keeps its whole ring."""
+    import tracemalloc
+
+    budget = 4 * 1024 * 1024
+    recorder = EvidenceRecorder(str(tmp_path), config(max_buffer_bytes=budget))
+    big = bytes(range(256)) * 16  # 4 KiB
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for flow in range(200):  # 200 pairs x 32 packets x ~8 KiB (frame and payload): ~52 MB unbounded
+            for seq in range(32):
+                payload = big + seq.to_bytes(2, "big") + flow.to_bytes(2, "big")  # a bytes object of its own
+                recorder.observe(request(flow, flow + seq / 100, payload, seq), len(payload), None, 0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= budget * 1.2, held
+    assert recorder.stats.buffers_evicted > 150
+    last = pair_key(craft.addr(source(199)), craft.addr(DST))
+    assert len(recorder._rings[last]) == 32
+    recorder.attach(notice(199, 200.0))  # the latest pair's notice still gets its packets before
+    recorder.close()
+    assert pcaps(tmp_path / "evidence") == {f"C{199:017d}.pcap": 32}
