@@ -128,6 +128,7 @@ class DetectorStats:
     pending_evicted: int = 0  # outstanding requests forgotten because max_pending_requests was reached
     pending_expired: int = 0
     pairs_evicted: int = 0  # slow-exfiltration memory forgotten because max_pairs was reached
+    spread_hosts_evicted: int = 0  # standard: hosts' ExfilSpread memory forgotten (max_pairs, SPREAD_PEER_ENTRIES)
     notices: int = 0
 
     def as_dict(self) -> dict[str, int]:

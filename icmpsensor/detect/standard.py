@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
-from icmpsensor.detect.flows import EVICTION_SCAN, NO_NOTICES, SWEEP_INTERVAL, Flow, FlowDetector, echo_key
+from icmpsensor.detect.flows import (
+    EVICTION_SCAN,
+    NO_NOTICES,
+    SWEEP_INTERVAL,
+    DetectorStats,
+    Flow,
+    FlowDetector,
+    echo_key,
+)
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
@@ -102,6 +110,9 @@ class PairMemory:
 
 
 SPREAD_PEERS_KEPT = 4096  # distinct peers remembered per host for ExfilSpread (counting stops there)
+# Peers remembered over all the hosts of a table (~64 bytes each, measured): without it, max_pairs hosts of
+# SPREAD_PEERS_KEPT peers each. Past it the least recently active hosts are forgotten (spread_hosts_evicted).
+SPREAD_PEER_ENTRIES = 1_000_000
 PAYLOADS_KEPT = 4  # a host's recent payloads: one it sends to every peer counts once
 
 
@@ -145,14 +156,22 @@ class SpreadMemory:
         return False
 
 
-class HostTable:
-    """Hosts' SpreadMemory, least recently active first, at most `limit`: a plain dict, as a flood makes one
-    entry per spoofed source (an OrderedDict's entry is larger); when full, the least recently active
-    eighth is forgotten at once (tunnels.without_oldest)."""
+def _peer_count(memory: SpreadMemory) -> int:
+    peers = memory.peers
+    return len(peers) if isinstance(peers, set) else 1 if peers else 0
 
-    def __init__(self, limit: int) -> None:
+
+class HostTable:
+    """Hosts' SpreadMemory, least recently active first, at most `limit` hosts and SPREAD_PEER_ENTRIES peers over
+    them all: a plain dict, as a flood makes one entry per spoofed source (an OrderedDict's entry is larger); when
+    full, the least recently active eighth is forgotten at once (tunnels.without_oldest), counted in the
+    detector's stats (spread_hosts_evicted)."""
+
+    def __init__(self, limit: int, stats: DetectorStats | None = None) -> None:
         self.limit = limit
+        self.stats = stats if stats is not None else DetectorStats()
         self.hosts: dict[bytes, SpreadMemory] = {}
+        self.peer_entries = 0  # peers remembered over all the hosts
 
     def touch(self, host: bytes, ts: float) -> SpreadMemory:
         """The host's memory (new if none), made the most recently active."""
@@ -161,14 +180,33 @@ class HostTable:
         if memory is None:
             memory = SpreadMemory(ts)
             if len(hosts) >= self.limit:
-                self.hosts = hosts = tunnels.without_oldest(hosts)
+                self._shed()
+                hosts = self.hosts
         hosts[host] = memory
         return memory
+
+    def add(self, memory: SpreadMemory, ts: float, novel: int, peer: bytes, window: float) -> int:
+        """SpreadMemory.add on a host's memory (got from touch), within SPREAD_PEER_ENTRIES."""
+        before = _peer_count(memory)
+        peers = memory.add(ts, novel, peer, window)
+        self.peer_entries += _peer_count(memory) - before
+        while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts:
+            self._shed()
+        return peers
+
+    def _shed(self) -> None:
+        """Forget the least recently active eighth of the hosts."""
+        before = len(self.hosts)
+        self.hosts = tunnels.without_oldest(self.hosts)
+        self.stats.spread_hosts_evicted += before - len(self.hosts)
+        self.peer_entries = sum(map(_peer_count, self.hosts.values()))
 
     def limit_to(self, limit: int) -> None:
         self.limit = limit
         if len(self.hosts) > limit:
+            self.stats.spread_hosts_evicted += len(self.hosts) - limit
             self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
+            self.peer_entries = sum(map(_peer_count, self.hosts.values()))
 
 
 def notice_extra(flow: Flow, carried: list[tuple[str, int]]) -> str:
@@ -195,6 +233,7 @@ class Detector(FlowDetector):
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
         self._run_free = True  # the request being handled did not start a new run past the run budget
         super().__init__(detection, allowlist)
+        self._senders.stats = self._receivers.stats = self.stats  # what they forget is the detector's to count
 
     def reconfigure(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
         super().reconfigure(detection, allowlist)
@@ -483,7 +522,7 @@ class Detector(FlowDetector):
         for table, host, peer, role in ((self._senders, flow.src, flow.dst, "to"),
                                         (self._receivers, flow.dst, flow.src, "from")):
             memory = table.touch(host, ts)
-            peers = memory.add(ts, novel, peer, window)
+            peers = table.add(memory, ts, novel, peer, window)
             if (peers >= cfg.spread_min_peers and memory.novel >= cfg.spread_min_bytes
                     and ts >= memory.alerted_until and self._enabled & EXFIL_SPREAD.bit):
                 memory.alerted_until = memory.since + window

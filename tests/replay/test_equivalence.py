@@ -362,13 +362,15 @@ class ReferenceDetector:
         return True
 
     def host(self, table: dict[bytes, RefHost], address: bytes, ts: float) -> RefHost:
-        """The host's memory, now the most recently active; a new one forgets the oldest eighth if full."""
+        """The host's memory, now the most recently active; a new one forgets the oldest eighth if full (counted).
+        (The production table also forgets hosts past SPREAD_PEER_ENTRIES peers in all: no test here gets near.)"""
         memory = table.pop(address, None)
         if memory is None:
             memory = RefHost(ts)
             if len(table) >= self.cfg.max_pairs:
                 for key in list(table)[: len(table) // 8 + 1]:
                     del table[key]
+                    self.stats.spread_hosts_evicted += 1
         table[address] = memory
         return memory
 

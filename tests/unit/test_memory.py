@@ -164,3 +164,43 @@ def test_eviction_keeps_the_flow_accumulating_evidence(flood: dict[str, object])
     # would forget the exfil flow every time and it would never reach the novel-bytes threshold.
     result = flood
     assert ["ICMP::ICMP_DataExfil", "10.99.0.1", "198.51.100.7"] in result["exfil"]  # type: ignore[operator]
+
+
+def test_the_spread_memory_is_bounded_over_all_hosts_not_only_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each host remembers up to SPREAD_PEERS_KEPT peers for ExfilSpread, and a table up to max_pairs hosts: 100,000
+    x 4,096 peer addresses (~29 GB) for a flood that spreads novel bytes from many sources to many destinations.
+    The peers kept over all the hosts of a table are capped (SPREAD_PEER_ENTRIES), the least recently active hosts
+    forgotten first (counted); a host spreading now is still reported."""
+    import tracemalloc
+
+    from icmpsensor.config.schema import AllowlistConfig
+    from icmpsensor.detect import standard
+    from icmpsensor.detect.flows import Flow
+    from icmpsensor.detect.profile import make_detector
+
+    cap = 20_000
+    monkeypatch.setattr(standard, "SPREAD_PEER_ENTRIES", cap, raising=False)
+    det = make_detector(DetectionConfig(), AllowlistConfig())
+    assert isinstance(det, standard.Detector)
+
+    def spread(src: int, dst: int, novel: int) -> None:
+        det.now += 1e-3
+        flow = Flow((0x0A000000 + src).to_bytes(4, "big"), (0xC6000000 + dst).to_bytes(4, "big"), det.now, det.now,
+                    False)
+        det._spread(flow, novel)
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for src in range(120):  # 120 sources x 1,500 destinations: 180,000 peers in each table unbounded (~23 MB)
+            for dst in range(1_500):
+                spread(src, 10_000 + src * 1_500 + dst, 1)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= 8_000_000, held
+    assert det.stats.spread_hosts_evicted > 0
+    det._due.clear()
+    for dst in range(20):  # a sender spreading now, after the flood
+        spread(99_999, dst, 200)
+    assert any(n.note == "ICMP::ICMP_ExfilSpread" and n.src == "10.1.134.159" for n in det._due)
