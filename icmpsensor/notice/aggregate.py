@@ -15,7 +15,8 @@ It runs where notices are written (runmode/pipeline.py), before evidence is star
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
 Pure: notices and a clock in, notices out. Memory: one entry per (note, host) seen in the interval
 (counts of the notices written per (note, host): at most MAX_KEYS, then a new key is written unfolded;
-a fold only for a key past its max_notices), a bounded sample, and how each flow's first
+a fold only for a key past its max_notices), a bounded sample, the distinct peers of each fold (at most
+MAX_PEERS, and MAX_PEER_ENTRIES over all the folds of an interval: then the peers read "N+"), and how each flow's first
 notice went (at most MAX_UIDS, oldest forgotten first), across intervals: a summary follows its
 flow's first notice minutes later.
 """
@@ -46,9 +47,13 @@ class _Fold:
     bytes_sent: int = 0
     first: float = 0.0
     last: float = 0.0
+    capped: bool = False  # a peer was not kept (MAX_PEERS, MAX_PEER_ENTRIES): the peers are a lower bound
 
 
-MAX_PEERS = 65_536
+MAX_PEERS = 65_536  # distinct peers kept per fold
+# ... and over all the folds of an interval (text addresses, ~100 bytes each): with a long aggregation interval a
+# storm's folds would otherwise keep every source it came from
+MAX_PEER_ENTRIES = 1_000_000
 
 
 class NoticeAggregator:
@@ -61,6 +66,7 @@ class NoticeAggregator:
         self._written: dict[tuple[str, str, str], int] = {}  # (note, role, host) -> notices written as they came
         self._uids: dict[str, tuple[str, str] | None] = {}  # uid -> (role, host) it is folded under; None: written
         self.folded = 0  # notices folded since start (stats)
+        self._peer_entries = 0  # peers kept over all the folds of the interval
         self.aggregates = 0  # aggregate notices written since start
 
     @property
@@ -101,6 +107,7 @@ class NoticeAggregator:
                for key, fold in self._folds.items() if fold.folded]
         self.aggregates += len(due)
         self._folds.clear()
+        self._peer_entries = 0
         self._written.clear()
         return due
 
@@ -146,8 +153,12 @@ class NoticeAggregator:
         if notice.ts > fold.last:
             fold.last = notice.ts
         peers = fold.peers
-        if len(peers) < MAX_PEERS:
-            peers.add(peer)
+        if peer not in peers:
+            if len(peers) < MAX_PEERS and self._peer_entries < MAX_PEER_ENTRIES:
+                peers.add(peer)
+                self._peer_entries += 1
+            else:
+                fold.capped = True
         sample = fold.sample
         if len(sample) < self.sample and peer not in sample:
             sample.append(peer)
@@ -166,7 +177,7 @@ class NoticeAggregator:
         note, role, host = key
         short = note.split("::", 1)[-1]
         peers = len(fold.peers)
-        more = "+" if peers >= MAX_PEERS else ""
+        more = "+" if fold.capped else ""
         kind = "sources" if role == "to" else "destinations"
         msg = (f"{fold.folded} more {short} notices {role} {host} within {self.interval:g} s, "
                f"{'from' if role == 'to' else 'to'} {peers}{more} {kind} "
