@@ -34,6 +34,9 @@ from icmpsensor.notice.types import EXFIL_SPREAD, SLOW_EXFIL
 NEVER_FOLDED = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))
 MAX_KEYS = 100_000
 MAX_UIDS = 1_000_000
+# A storm is over when nothing has been folded for QUIET seconds (of the clock advance() is given: packet time, or
+# live the wall clock at each tick): what was folded is told then, not at the end of the interval, whose quotas go on.
+QUIET = 1.0
 _UNSEEN = ("", "")  # a flow none of whose notices came yet
 
 
@@ -67,6 +70,7 @@ class NoticeAggregator:
         self._uids: dict[str, tuple[str, str] | None] = {}  # uid -> (role, host) it is folded under; None: written
         self.folded = 0  # notices folded since start (stats)
         self._peer_entries = 0  # peers kept over all the folds of the interval
+        self._last_folded = float("-inf")  # the time of the latest notice folded
         self.aggregates = 0  # aggregate notices written since start
 
     @property
@@ -82,33 +86,45 @@ class NoticeAggregator:
             return list(notices)
         out: list[Notice] = []
         for notice in notices:
-            if self.window_start is None or notice.ts >= self.window_start + self.interval:
+            if self.window_start is None or notice.ts >= self.window_start + self.interval or (
+                    self._folds and notice.ts - self._last_folded >= QUIET):
                 out.extend(self.advance(notice.ts))
             if self._fold(notice):
                 self.folded += 1
+                if notice.ts > self._last_folded:
+                    self._last_folded = notice.ts
             else:
                 out.append(notice)
         return out
 
     def advance(self, now: float) -> list[Notice]:
-        """The aggregates due at `now` (the interval that began more than `interval` ago has ended)."""
+        """The aggregates due at `now`: all of them when the interval that began more than `interval` ago has
+        ended (a new interval begins), those folded so far when nothing was folded for QUIET seconds (the storm is
+        over; the interval and its quotas go on)."""
         if self.window_start is None:
             self.window_start = now
             return []
-        if now < self.window_start + self.interval:
-            return []
-        due = self.flush(self.window_start + self.interval)
-        self.window_start = now
-        return due
+        if now >= self.window_start + self.interval:
+            due = self.flush(self.window_start + self.interval)
+            self.window_start = now
+            return due
+        if self._folds and now - self._last_folded >= QUIET:
+            return self._tell(now)
+        return []
 
     def flush(self, ts: float | None = None) -> list[Notice]:
         """The aggregates of the interval so far (end of input, or the interval's end); a new interval."""
+        due = self._tell(ts)
+        self._written.clear()
+        return due
+
+    def _tell(self, ts: float | None) -> list[Notice]:
+        """The aggregates of what was folded so far (at `ts`; None: each at its last notice's time); forgotten."""
         due = [self._aggregate(key, fold, ts if ts is not None else fold.last)
                for key, fold in self._folds.items() if fold.folded]
         self.aggregates += len(due)
         self._folds.clear()
         self._peer_entries = 0
-        self._written.clear()
         return due
 
     def _fold(self, notice: Notice) -> bool:

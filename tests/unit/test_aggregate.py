@@ -37,9 +37,10 @@ def test_a_storm_towards_one_host_becomes_its_first_notices_and_one_aggregate_pe
 
 def test_a_folded_flow_stays_folded_and_a_written_one_stays_written() -> None:
     agg = NoticeAggregator(interval=60.0, max_notices=2, sample=3)
-    first = [notice(T0 + i, f"10.0.0.{i}", uid=f"C{i}") for i in range(5)]
+    first = [notice(T0 + i * 0.1, f"10.0.0.{i}", uid=f"C{i}") for i in range(5)]
     assert [n.uid for n in agg.filter(first)] == ["C0", "C1"]
-    summaries = [notice(T0 + 400 + i, f"10.0.0.{i}", note="ICMP::ICMP_ExfilSummary", uid=f"C{i}") for i in range(5)]
+    summaries = [notice(T0 + 400 + i * 0.1, f"10.0.0.{i}", note="ICMP::ICMP_ExfilSummary", uid=f"C{i}")
+                 for i in range(5)]
     written = agg.filter(summaries)  # minutes later, in another interval
     assert [n.uid for n in written if n.uid] == ["C0", "C1"]
     assert agg.folded == 3 + 3
@@ -114,3 +115,22 @@ def test_the_peers_remembered_over_all_folds_are_bounded_and_the_counts_stay_exa
     aggregates = agg.flush()
     assert sum(a.n for a in aggregates) == 30_000 - 30 and len(aggregates) == 30
     assert sum("+ sources" in a.msg for a in aggregates) >= 25
+
+
+def test_a_storm_that_is_over_is_told_at_once_and_the_intervals_quota_goes_on() -> None:
+    """Issue 13, live: a storm's aggregate in notice.log within 2 s of its end, not at the end of the aggregation
+    interval (60 s). Once nothing has been folded for QUIET seconds (a tick's clock, or the next notice's time),
+    what was folded is told; the interval's quota of notices written as they come (max_notices per host) goes on,
+    so a storm that pauses and comes back is not written out again."""
+    from icmpsensor.notice.aggregate import QUIET
+
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3)
+    written = agg.filter(notice(T0 + i * 1e-3, f"100.64.{i // 250}.{i % 250}") for i in range(1000))
+    assert len(written) == 10
+    assert agg.advance(T0 + 1.0 + QUIET / 2) == []  # not quiet long enough
+    told = agg.advance(T0 + 1.0 + QUIET)
+    assert [(n.n, n.dst) for n in told] == [(990, VICTIM)] and told[0].sub.startswith("Aggregated:")
+    again = agg.filter(notice(T0 + 5 + i * 1e-3, f"100.65.{i // 250}.{i % 250}") for i in range(500))
+    assert again == []  # the interval's quota was used: all folded
+    assert [n.n for n in agg.filter([notice(T0 + 7, "100.66.0.1")])] == [500]  # the next notice's time tells it
+    assert [n.n for n in agg.flush()] == [1]
