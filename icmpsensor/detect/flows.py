@@ -381,8 +381,8 @@ class FlowDetector:
         self.stats.notices += 1
         extra, tool, channels = self._tags(flow)
         return Notice(ts, note, "", "", addr_text(flow.src), addr_text(flow.dst), flow.ensure_uid(),
-                      flow.n, flow.orig_bytes + flow.resp_bytes + flow.other_bytes, flow.received_bytes, flow.start,
-                      flow.last, novel_bytes, "", flow.icmp_type, flow.icmp_code, tool, channels, 0,
+                      flow.n, flow.bytes_sent, flow.received_bytes, flow.start, flow.last, novel_bytes, "",
+                      flow.icmp_type, flow.icmp_code, tool, channels, 0,
                       FlowNoticeText(_flow_values(flow), msg, fields or {}, novel_bytes, self.EXTRA, extra))
 
 

@@ -142,6 +142,10 @@ class SpreadMemory:
             peers.add(peer)
         return len(peers)
 
+    def peer_count(self) -> int:
+        peers = self.peers
+        return len(peers) if isinstance(peers, set) else 1 if peers else 0
+
     def seen(self, digest: int) -> bool:
         """Whether the host sent this payload lately; it is remembered either way."""
         payloads = self.payloads
@@ -154,11 +158,6 @@ class SpreadMemory:
             return True
         self.payloads = (*payloads[1 - PAYLOADS_KEPT :], digest) if payloads else digest
         return False
-
-
-def _peer_count(memory: SpreadMemory) -> int:
-    peers = memory.peers
-    return len(peers) if isinstance(peers, set) else 1 if peers else 0
 
 
 class HostTable:
@@ -187,9 +186,9 @@ class HostTable:
 
     def add(self, memory: SpreadMemory, ts: float, novel: int, peer: bytes, window: float) -> int:
         """SpreadMemory.add on a host's memory (got from touch), within SPREAD_PEER_ENTRIES."""
-        before = _peer_count(memory)
+        before = memory.peer_count()
         peers = memory.add(ts, novel, peer, window)
-        self.peer_entries += _peer_count(memory) - before
+        self.peer_entries += peers - before
         while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts:
             self._shed()
         return peers
@@ -199,14 +198,14 @@ class HostTable:
         before = len(self.hosts)
         self.hosts = tunnels.without_oldest(self.hosts)
         self.stats.spread_hosts_evicted += before - len(self.hosts)
-        self.peer_entries = sum(map(_peer_count, self.hosts.values()))
+        self.peer_entries = sum(memory.peer_count() for memory in self.hosts.values())
 
     def limit_to(self, limit: int) -> None:
         self.limit = limit
         if len(self.hosts) > limit:
             self.stats.spread_hosts_evicted += len(self.hosts) - limit
             self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
-            self.peer_entries = sum(map(_peer_count, self.hosts.values()))
+            self.peer_entries = sum(memory.peer_count() for memory in self.hosts.values())
 
 
 def notice_extra(flow: Flow, carried: list[tuple[str, int]]) -> str:
@@ -626,8 +625,7 @@ class Detector(FlowDetector):
 
     def _tags(self, flow: Flow) -> tuple[object, str, str]:
         carried = channel_bytes(flow)
-        channels = carried[0][0] if len(carried) == 1 else ",".join([name for name, _ in carried])
-        return carried, flow.tool, channels
+        return carried, flow.tool, ",".join([name for name, _ in carried])
 
     EXTRA = staticmethod(notice_extra)  # type: ignore[arg-type]
 

@@ -86,13 +86,9 @@ class NoticeAggregator:
             return list(notices)
         out: list[Notice] = []
         for notice in notices:
-            if self.window_start is None or notice.ts >= self.window_start + self.interval or (
-                    self._folds and notice.ts - self._last_folded >= QUIET):
-                out.extend(self.advance(notice.ts))
+            out.extend(self.advance(notice.ts))
             if self._fold(notice):
                 self.folded += 1
-                if notice.ts > self._last_folded:
-                    self._last_folded = notice.ts
             else:
                 out.append(notice)
         return out
@@ -168,6 +164,8 @@ class NoticeAggregator:
         fold.bytes_sent += notice.bytes_sent
         if notice.ts > fold.last:
             fold.last = notice.ts
+        if notice.ts > self._last_folded:
+            self._last_folded = notice.ts
         peers = fold.peers
         if peer not in peers:
             if len(peers) < MAX_PEERS and self._peer_entries < MAX_PEER_ENTRIES:

@@ -146,9 +146,7 @@ class EvidenceRecorder:
 
     def _evict_ring(self) -> None:
         """Drop the least recently active pair's ring (counted)."""
-        key, ring = self._rings.popitem(last=False)
-        self._buffered -= sum(map(held_cost, ring))
-        self._unwatch(key)
+        self._release(next(iter(self._rings)))
         self.stats.buffers_evicted += 1
 
     def _held(self, pkt: IcmpPacket, batch: Batch | None, index: int) -> HeldPacket:

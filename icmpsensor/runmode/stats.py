@@ -15,8 +15,8 @@ from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import CAPTURE_LOSS
 from icmpsensor.runmode.pipeline import Pipeline
 
-# The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
 LAG_SHOWN = 1.0  # seconds of detection lag from which the status line says it
+# The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
 CAPTURE_KEYS = ("packets_received", "packets_read", "kernel_dropped", "interface_dropped", "queue_dropped",
                 "queue_dropped_batches", "shutdown_dropped", "capture_waiting", "detection_lag", "detection_lag_max",
                 "queued_batches")
