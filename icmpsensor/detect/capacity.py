@@ -158,11 +158,14 @@ def param_change_free(state: FlowChannels, now: float) -> bool:
     return free
 
 
-def padding_free(state: FlowChannels, payload: bytes, seq: int, now: float) -> bool:
-    """Whether a request is a random-padding monitoring library's (icmplib_layout, pythonping_layout) within
-    the flow's monitoring budget (one for both)."""
-    if not (icmplib_layout(payload, seq) or pythonping_layout(payload, seq)):
-        return False
+def random_padding(payload: bytes, seq: int) -> bool:
+    """Whether a request is laid out as a random-padding monitoring library's (icmplib_layout, pythonping_layout)."""
+    return icmplib_layout(payload, seq) or pythonping_layout(payload, seq)
+
+
+def padding_free(state: FlowChannels, now: float) -> bool:
+    """Whether a request in a random_padding layout is within the flow's monitoring budget (one for both
+    libraries). Asked only of such a request: the flow's FlowChannels is made then (a flood's flows make none)."""
     free, state.pad_due = take_token(state.pad_due, now, ICMPLIB_BURST, ICMPLIB_REFILL)
     return free
 

@@ -422,8 +422,8 @@ class Detector(FlowDetector):
         novel = novel_between(current, compared)
         if pkt.is_echo_reply:
             return novel
-        if capacity.padding_free(_channels(flow), pkt.payload, pkt.seq, pkt.ts):  # before a field: pythonping's
-            self.stats.ignored_payloads += 1                                     # 1-character payloads
+        if capacity.random_padding(pkt.payload, pkt.seq) and capacity.padding_free(_channels(flow), pkt.ts):
+            self.stats.ignored_payloads += 1  # before a field: pythonping's 1-character payloads
             return 0
         if compared is not None and self._as_fields(flow, current, compared, novel, pkt.ts - flow.last_request_ts):
             return 0

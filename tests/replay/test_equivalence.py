@@ -291,7 +291,7 @@ class ReferenceDetector:
         novel = novel_bytes(payload, compared)
         if pkt.is_echo_reply:
             return novel
-        if capacity.padding_free(flow.channels, payload, pkt.seq, pkt.ts):
+        if capacity.random_padding(payload, pkt.seq) and capacity.padding_free(flow.channels, pkt.ts):
             self.stats.ignored_payloads += 1
             return 0
         if compared is not None and self.as_fields(flow, payload, compared, pkt.ts - flow.last_request_ts):

@@ -204,3 +204,22 @@ def test_the_spread_memory_is_bounded_over_all_hosts_not_only_per_host(monkeypat
     for dst in range(20):  # a sender spreading now, after the flood
         spread(99_999, dst, 200)
     assert any(n.note == "ICMP::ICMP_ExfilSpread" and n.src == "10.1.134.159" for n in det._due)
+
+
+def test_a_flood_flow_makes_no_capacity_state() -> None:
+    """A one-packet flow of a flood (a novel payload from a source of its own) costs no FlowChannels: the capacity
+    state is made when a channel needs it (detect/capacity.py), not for every novel payload."""
+    import os
+    import struct
+
+    from icmpsensor.config.schema import AllowlistConfig
+    from icmpsensor.decode.packet import IcmpPacket
+    from icmpsensor.detect.profile import make_detector
+
+    det = make_detector(DetectionConfig(), AllowlistConfig())
+    for i, size in enumerate((56, 500, 1400)):
+        det.process(IcmpPacket(1000.0 + i, struct.pack("!I", 0x0A000000 + i), bytes([198, 51, 100, 7]), False, 8, 0,
+                               1, 1, os.urandom(size), size + 28))
+    flows = det.flows()
+    assert len(flows) == 3 and all(flow.novel_bytes for flow in flows)
+    assert [flow.channels for flow in flows] == [None, None, None]
