@@ -28,6 +28,7 @@ import os
 import socket
 import struct
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from icmpsensor.config.schema import EvidenceConfig
@@ -93,6 +94,16 @@ class _Recording:
     size: int = PCAP_HEADER.size  # bytes of its pcap: the header, then the records
 
 
+# A pair's ring: its one packet as itself (a storm's pairs send one), more in a deque of packets_before.
+Ring = HeldPacket | deque[HeldPacket]
+
+
+def _packets(ring: Ring | None) -> Sequence[HeldPacket]:
+    if ring is None:
+        return ()
+    return ring if type(ring) is deque else (ring,)  # type: ignore[return-value]
+
+
 class EvidenceRecorder:
     """See the module docstring. `watched` holds both directions of every pair buffered or recorded: the
     pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in it."""
@@ -102,7 +113,7 @@ class EvidenceRecorder:
         self.directory = os.path.abspath(os.path.join(log_dir, cfg.directory))
         self.stats = EvidenceStats()
         self.writer = EvidenceWriter(self.directory, cfg, self.stats, wait_when_full=wait_when_full)
-        self._rings: OrderedDict[Pair, deque[HeldPacket]] = OrderedDict()
+        self._rings: OrderedDict[Pair, Ring] = OrderedDict()
         self._buffered = 0  # what the rings hold, bytes (held_cost): at most cfg.max_buffer_bytes
         self._open: OrderedDict[Pair, _Recording] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()  # uid -> pcap path of files already closed
@@ -126,20 +137,27 @@ class EvidenceRecorder:
         if recording is not None:
             self._record(recording, pkt, batch, index)
             return
-        ring = self._rings.get(key)
+        rings = self._rings
+        ring = rings.get(key)
         if ring is None:
             if not novel or not self.cfg.packets_before:
                 return
-            ring = self._rings[key] = deque(maxlen=self.cfg.packets_before)
+            held = rings[key] = self._held(pkt, batch, index)  # a pair's first packet is its ring (a storm's)
             self._watch(key)
-            if len(self._rings) > self.cfg.max_flows_buffered:
+            if len(rings) > self.cfg.max_flows_buffered:
                 self._evict_ring()
         else:
-            self._rings.move_to_end(key)
-            if len(ring) == ring.maxlen:
-                self._buffered -= held_cost(ring[0])  # the oldest packet leaves the ring
-        held = self._held(pkt, batch, index)
-        ring.append(held)
+            rings.move_to_end(key)
+            held = self._held(pkt, batch, index)
+            if type(ring) is deque:
+                if len(ring) == ring.maxlen:
+                    self._buffered -= held_cost(ring[0])  # the oldest packet leaves the ring
+                ring.append(held)
+            elif self.cfg.packets_before > 1:
+                rings[key] = deque((ring, held), maxlen=self.cfg.packets_before)
+            else:
+                rings[key] = held
+                self._buffered -= held_cost(ring)
         self._buffered += held_cost(held)
         while self._buffered > self.cfg.max_buffer_bytes and self._rings:
             self._evict_ring()
@@ -224,7 +242,7 @@ class EvidenceRecorder:
             self.stats.dropped_rate += 1
             return
         recording = _Recording(notice.uid, os.path.join(self.directory, notice.uid + ".pcap"))
-        packets = tuple(held for held in ring or () if self._fits(recording, held))
+        packets = tuple(held for held in ring if self._fits(recording, held))
         linktype = packets[0].linktype if packets else self.linktype
         if not self.writer.submit(WriteJob(notice.uid, packets, src=src, linktype=linktype)):
             self.stats.dropped_queue_files += 1
@@ -259,13 +277,17 @@ class EvidenceRecorder:
             self._closed.popitem(last=False)
         self.writer.submit(WriteJob(recording.uid, finish=True), force=True)
 
-    def _release(self, key: Pair) -> deque[HeldPacket] | None:
-        """Stop buffering the pair; its ring, if it had one."""
-        ring = self._rings.pop(key, None)
-        if ring is not None:
-            self._buffered -= sum(map(held_cost, ring))
+    def buffered(self, key: Pair) -> Sequence[HeldPacket]:
+        """The packets buffered for a pair (pair_key), oldest first."""
+        return _packets(self._rings.get(key))
+
+    def _release(self, key: Pair) -> Sequence[HeldPacket]:
+        """Stop buffering the pair; the packets its ring held, oldest first."""
+        packets = _packets(self._rings.pop(key, None))
+        if packets:
+            self._buffered -= sum(map(held_cost, packets))
             self._unwatch(key)
-        return ring
+        return packets
 
     def _watch(self, key: Pair) -> None:
         a, b = key

@@ -205,9 +205,9 @@ recorder_ops = st.lists(st.tuples(st.sampled_from(["packet", "reply", "notice", 
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=recorder_ops, budget=st.sampled_from([700, 2_000, 64 * 1024 * 1024]))
+@given(ops=recorder_ops, budget=st.sampled_from([700, 2_000, 64 * 1024 * 1024]), before=st.sampled_from([1, 2, 3]))
 def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: Path, ops: list[tuple[str, int, int]],
-                                                                     budget: int,
+                                                                     budget: int, before: int,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in `watched`:
     that set must be exactly both directions of the pairs with a ring buffer or open evidence files, through
@@ -215,7 +215,8 @@ def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: 
     the bytes accounted for the rings are what they hold, within max_buffer_bytes."""
     monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", 2)
     recorder = EvidenceRecorder(str(tmp_path / f"run{len(list(tmp_path.iterdir()))}"),
-                                config(max_flows_buffered=2, packets_before=2, max_buffer_bytes=budget))
+                                config(max_flows_buffered=2, packets_before=before, max_buffer_bytes=budget))
+    sent: dict[tuple[bytes, bytes], list[float]] = {}  # per pair, the times of the packets observed
     for ts, (op, index, novel) in enumerate(ops):
         src, dst = PAIRS[index]
         if op in ("packet", "reply"):
@@ -223,6 +224,7 @@ def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: 
             pkt = IcmpPacket(float(ts), craft.addr(a), craft.addr(b), False, 8 if op == "packet" else 0, 0, 1, ts,
                              b"x" * novel, 30)
             recorder.observe(pkt, novel, None, 0)
+            sent.setdefault(pair_key(pkt.src, pkt.dst), []).append(float(ts))
         elif op == "close":
             recorder.close()
         else:
@@ -231,8 +233,11 @@ def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: 
         rings, recording = set(recorder._rings), set(recorder._open)
         assert not rings & recording
         assert recorder.watched == {d for a, b in rings | recording for d in ((a, b), (b, a))}
-        held = sum(held_cost(h) for ring in recorder._rings.values() for h in ring)
+        held = sum(held_cost(h) for key in recorder._rings for h in recorder.buffered(key))
         assert recorder._buffered == held and held <= budget
+        for key in recorder._rings:  # a ring holds its pair's latest packets, oldest first, at most packets_before
+            times = [h.frames[0].sec + h.frames[0].usec / 1e6 for h in recorder.buffered(key)]
+            assert 0 < len(times) <= before and times == sent[key][-len(times):]
     recorder.close()
     assert not recorder.watched
 
@@ -340,7 +345,7 @@ def test_buffered_packets_are_bounded_in_bytes_not_only_in_pairs(tmp_path: Path)
     assert held <= budget * 1.2, held
     assert recorder.stats.buffers_evicted > 150
     last = pair_key(craft.addr(source(199)), craft.addr(DST))
-    assert len(recorder._rings[last]) == 32
+    assert len(recorder.buffered(last)) == 32
     recorder.attach(notice(199, 200.0))  # the latest pair's notice still gets its packets before
     recorder.close()
     assert pcaps(tmp_path / "evidence") == {f"C{199:017d}.pcap": 32}
