@@ -26,8 +26,10 @@ from icmpsensor.source.batch import Batch
 # Collector thresholds for the packet pipeline. With the default (700 allocations) a young-generation
 # collection runs every few dozen packets, and full collections walk the whole flow table again and
 # again while a flood of new sources churns it (measured: the 1M-source flood runs ~35 % faster
-# with these, the ordinary mix ~5 %). The pipeline's records form no reference cycles of note.
-GC_THRESHOLDS = (50_000, 20, 100)
+# with these, the ordinary mix ~5 %). A storm's flows each leave a dozen live objects, which every
+# young collection walks: 200,000 halves the collector's time on the notice storm and the novel-payload
+# flood against 50,000 (docs/performance.md). The pipeline's records form no reference cycles of note.
+GC_THRESHOLDS = (200_000, 20, 100)
 
 
 def tune_gc() -> None:
