@@ -194,11 +194,13 @@ class HostTable:
         return peers
 
     def _shed(self) -> None:
-        """Forget the least recently active eighth of the hosts."""
-        before = len(self.hosts)
-        self.hosts = tunnels.without_oldest(self.hosts)
-        self.stats.spread_hosts_evicted += before - len(self.hosts)
-        self.peer_entries = sum(memory.peer_count() for memory in self.hosts.values())
+        """Forget the least recently active eighth of the hosts (tunnels.without_oldest), and their peers."""
+        hosts = self.hosts
+        kept = tunnels.without_oldest(hosts)
+        forgotten = itertools.islice(hosts.values(), len(hosts) - len(kept))
+        self.peer_entries -= sum(memory.peer_count() for memory in forgotten)
+        self.stats.spread_hosts_evicted += len(hosts) - len(kept)
+        self.hosts = kept
 
     def limit_to(self, limit: int) -> None:
         self.limit = limit

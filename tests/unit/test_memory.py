@@ -14,10 +14,13 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from icmpsensor.config.schema import DetectionConfig
 from tests import early
 from tests.early import Job
+from tests.hypothesis_counts import examples
 
 # Worst case for a flow: a random (novel) payload from its own source, so it also holds a pending request, a
 # tool-tracker entry, a payload sketch and its source's spread memory (with the payload's hash). 50,000 such flows,
@@ -223,3 +226,24 @@ def test_a_flood_flow_makes_no_capacity_state() -> None:
     flows = det.flows()
     assert len(flows) == 3 and all(flow.novel_bytes for flow in flows)
     assert [flow.channels for flow in flows] == [None, None, None]
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 60), st.booleans()), max_size=300),
+       limit=st.integers(1, 12), cap=st.integers(1, 30))
+def test_a_host_tables_peer_count_is_the_sum_of_its_hosts(ops: list[tuple[int, int, bool]], limit: int, cap: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """HostTable keeps `peer_entries`, the peers remembered over all its hosts, as hosts gain peers and are forgotten
+    (the least recently active eighth, past `limit` hosts or SPREAD_PEER_ENTRIES peers): it is the sum of what its
+    hosts hold, within the cap, after every step; what it forgets is counted."""
+    from icmpsensor.detect import standard
+
+    monkeypatch.setattr(standard, "SPREAD_PEER_ENTRIES", cap)
+    table = standard.HostTable(limit)
+    for step, (host, peer, add) in enumerate(ops):
+        memory = table.touch(bytes([host]), float(step))
+        if add:
+            table.add(memory, float(step), 1, bytes([peer]), 3600.0)
+        assert table.peer_entries == sum(m.peer_count() for m in table.hosts.values())
+        assert table.peer_entries <= cap and len(table.hosts) <= limit
+    assert table.stats.spread_hosts_evicted >= len({host for host, _, _ in ops}) - len(table.hosts)
