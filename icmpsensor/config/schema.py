@@ -217,6 +217,10 @@ class StatsConfig(ConfigSection):
         0.1, Fraction(), "CaptureLoss notice when the kernel and queue drops of a stats interval exceed this share "
         "of the packets received in it; 0: off",
     )
+    lag_warning: float = key(
+        10.0, Seconds(0, 86400, zero_means_off=True), "a journal warning when detection falls this many seconds "
+        "behind the wire (live), and a note when it has caught up; 0: off",
+    )
 
 
 class EvidenceConfig(ConfigSection):

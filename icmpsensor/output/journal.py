@@ -108,6 +108,28 @@ sensor more CPU; evictions: raise detection.max_flows.
 """,
 )
 
+MSGID_LAGGING = _message(
+    'd8776f5442dc4f1eb9ffb4d387573550',
+    subject='icmpsensor detection is behind the wire',
+    body="""\
+The icmpsensor daemon takes packets from the capture later than they
+arrive: by more than stats.lag_warning seconds (the message says how much).
+Until the kernel's capture buffer and the sensor's queue are full nothing is
+lost, but every notice comes that much late; past that, packets are dropped
+and counted (and the capture-loss notice is raised past
+stats.capture_loss_threshold). A second entry, at informational
+priority, says when detection has caught up (under a second behind) and how
+far behind it was at most.
+
+Causes: a notice storm or a flood of packets from ever new sources (an
+attacker can send one to blind a sensor), a burst larger than the sensor's
+rate, or too little CPU. What to do: raise capture.workers (one process per
+CPU shares the work by host pair), narrow capture.bpf_filter, or give the
+sensor more CPU; stats.log's detection_lag and detection_lag_max, and the
+metric icmpsensor_detection_lag_seconds, show the lag over time.
+""",
+)
+
 MSGID_ERROR = _message(
     '90dbe942ae0a47af9d963dfd74b9fc32',
     subject='icmpsensor error',

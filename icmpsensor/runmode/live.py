@@ -43,6 +43,7 @@ from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import CAPTURE_LOSS
 from icmpsensor.output.journal import (
     MSGID_ERROR,
+    MSGID_LAGGING,
     MSGID_RELOADED,
     MSGID_STARTED,
     MSGID_STATS,
@@ -71,7 +72,14 @@ from icmpsensor.runmode.messages import (
     Stop,
 )
 from icmpsensor.runmode.pipeline import Pipeline
-from icmpsensor.runmode.stats import capture_loss, capture_loss_notice, stats_record, status_line, worker_stats
+from icmpsensor.runmode.stats import (
+    LAG_SHOWN,
+    capture_loss,
+    capture_loss_notice,
+    stats_record,
+    status_line,
+    worker_stats,
+)
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import QUEUE_WAIT, TICK, Worker, WorkerChannel
 from icmpsensor.source.live import DRAIN_DEADLINE, EVIDENCE_DEADLINE, JOURNAL_DEADLINE, STOP_DEADLINE, LiveSource
@@ -149,6 +157,7 @@ class Daemon:
         self._stop_at: float | None = None  # time.monotonic() of the stop
         self._starting = False
         self._silence_reported = False
+        self._lag_warned = 0.0  # the most the detection lag has been since the lag warning (0: none standing)
 
     def run(self) -> int:
         check_log_dir(self.cfg.output.log_dir)  # exit 73 before a capture opens or a worker starts
@@ -421,7 +430,27 @@ class Daemon:
             self.notice_log.flush_backlog()
         if self._heartbeat_allowed(now):
             notify("WATCHDOG=1")
-        notify("STATUS=" + status_line(self.stats_record(now)))
+        record = self.stats_record(now)
+        lag = record.get("detection_lag", 0.0)  # with workers: the slowest one's, once they have reported
+        self._check_lag(float(lag) if isinstance(lag, int | float) else 0.0)
+        notify("STATUS=" + status_line(record))
+
+    def _check_lag(self, lag: float) -> None:
+        """A journal warning when detection is stats.lag_warning seconds behind the wire, once; a note when it
+        has caught up (under LAG_SHOWN), with the most it was behind."""
+        threshold = self.cfg.stats.lag_warning
+        if not self._lag_warned:
+            if 0 < threshold <= lag:
+                self._lag_warned = lag
+                self.log(f"detection is {lag:.1f} s behind the wire: packets wait in the capture buffer and the "
+                         "queue, notices come late, drops follow if it goes on (capture.workers spreads the work)",
+                         syslog.LOG_WARNING, MSGID_LAGGING, DETECTION_LAG=f"{lag:.3f}")
+        elif lag < LAG_SHOWN:
+            self.log(f"detection caught up with the wire (it was up to {self._lag_warned:.1f} s behind)",
+                     syslog.LOG_INFO, MSGID_LAGGING, DETECTION_LAG=f"{lag:.3f}")
+            self._lag_warned = 0.0
+        else:
+            self._lag_warned = max(self._lag_warned, lag)
 
     def _heartbeat_allowed(self, now: float) -> bool:
         if self.heartbeat_frozen_after is not None and now - self.started >= self.heartbeat_frozen_after:

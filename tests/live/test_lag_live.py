@@ -2,8 +2,9 @@
 
 The sensor is stopped (SIGSTOP) for a few seconds while pings arrive: the kernel holds them in the capture's buffer
 (nothing is lost). Once it runs again, its stats record says how long after their capture it took them
-(`detection_lag`, seconds: the largest of the interval) and then that it has caught up. Traffic crosses only the
-lab's veth pair (ping under `timeout`, its count fixed).
+(`detection_lag`, seconds: the largest of the interval) and then that it has caught up; past `stats.lag_warning` the
+journal gets a warning, then a note that it caught up. Traffic crosses only the lab's veth pair (ping under `timeout`,
+its count fixed).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from icmpsensor.output.journal import MSGID_LAGGING
 from testkit.netlab import SENSOR_IP, Lab, Sensor, launch_ready, missing_prerequisite, wait_for
 
 _MISSING = missing_prerequisite()
 pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)), pytest.mark.timeout(120)]
 
 STOPPED = 3.0  # seconds the sensor is stopped while pings arrive
-CONFIG = "stats:\n  interval: 1\n"
+CONFIG = "stats:\n  interval: 1\n  lag_warning: 2\n"
 
 
 def test_a_sensor_held_behind_the_wire_reports_its_lag_then_that_it_caught_up(
@@ -46,6 +48,12 @@ def test_a_sensor_held_behind_the_wire_reports_its_lag_then_that_it_caught_up(
     assert calm["detection_lag"] < 1.0 and calm["queued_batches"] >= 0, calm
     assert behind, lags
     assert caught_up, lags
+    said = [(int(e["PRIORITY"]), e["MESSAGE"]) for e in sensor.journal(f"MESSAGE_ID={MSGID_LAGGING}")]
+    print(f"journal: {said}")
+    assert len(said) == 2, said  # once each way
+    (warning, behind_text), (note, caught_up_text) = said
+    assert warning == 4 and "behind the wire" in behind_text, said  # LOG_WARNING
+    assert note == 6 and "caught up" in caught_up_text, said  # LOG_INFO
     code, _, err = sensor.stop()
     assert code == 0, err[-2000:]
     final = sensor.stats_records()[-1]

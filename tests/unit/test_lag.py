@@ -61,3 +61,29 @@ def test_the_status_line_says_when_detection_runs_behind() -> None:
             "interface_dropped": 0, "queue_dropped": 0}
     assert "behind" not in status_line({**base, "detection_lag": 0.4})
     assert status_line({**base, "detection_lag": 3.25}).endswith("; detection 3.2 s behind the wire")
+
+
+def test_the_journal_is_warned_once_when_detection_falls_behind_and_told_when_it_caught_up() -> None:
+    """Daemon._check_lag, run every second with the stats record's detection_lag: one warning from
+    stats.lag_warning on, the peak tracked while it lasts, one note once under a second again; 0 switches it off."""
+    import syslog
+    from types import SimpleNamespace
+
+    from icmpsensor.output.journal import MSGID_LAGGING
+    from icmpsensor.runmode.live import Daemon
+
+    def run(threshold: float, lags: list[float]) -> list[tuple[int, str]]:
+        said: list[tuple[int, str]] = []
+        cfg = Config()
+        cfg.stats.lag_warning = threshold
+        daemon = SimpleNamespace(cfg=cfg, _lag_warned=0.0,
+                                 log=lambda text, priority, message_id, **_: said.append((priority, text))
+                                 if message_id == MSGID_LAGGING else None)
+        for lag in lags:
+            Daemon._check_lag(daemon, lag)  # type: ignore[arg-type]
+        return said
+
+    said = run(5.0, [0.1, 4.9, 5.0, 7.5, 12.0, 3.0, 1.2, 0.1, 0.1, 6.0])
+    assert [priority for priority, _ in said] == [syslog.LOG_WARNING, syslog.LOG_INFO, syslog.LOG_WARNING]
+    assert "5.0 s behind" in said[0][1] and "up to 12.0 s behind" in said[1][1] and "6.0 s behind" in said[2][1]
+    assert run(0.0, [0.1, 30.0, 0.1]) == []
