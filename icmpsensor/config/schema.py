@@ -218,8 +218,8 @@ class StatsConfig(ConfigSection):
         "of the packets received in it; 0: off",
     )
     lag_warning: float = key(
-        10.0, Seconds(0, 86400, zero_means_off=True), "a journal warning when detection falls this many seconds "
-        "behind the wire (live), and a note when it has caught up; 0: off",
+        10.0, Seconds(1, 86400, zero_means_off=True), "a journal warning when detection falls this many seconds "
+        "behind the wire (live), and a note when it has caught up (under 1 s: hence more than 1); 0: off",
     )
 
 
