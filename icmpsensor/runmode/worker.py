@@ -46,6 +46,9 @@ class Source(Protocol):
     def tick(self) -> None:
         """Live: once per TICK of wall time (the detection lag's window)."""
 
+    def clock(self, now: float) -> float:
+        """Live: how far a tick may move the detector's clock towards the wall time `now`."""
+
 
 class ShareFeed(Protocol):
     """A replay worker's share of the frames, picked in Python (runmode/partition.py ShareFeeder)."""
@@ -104,10 +107,11 @@ class Worker:
         return max(now, self.share.latest) if self.share is not None else now
 
     def tick(self, now: float) -> None:
-        """Once per TICK of wall time: a live detector's clock follows the wall while the wire is quiet."""
+        """Once per TICK of wall time: a live detector's clock follows the wall while the wire is quiet, and no
+        further than the capture has been read (LiveSource.clock)."""
         if self.source.live:
             self.source.tick()
-            self.pipeline.advance(now)
+            self.pipeline.advance(self.source.clock(now))
 
 
 class InProcessLink:

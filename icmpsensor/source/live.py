@@ -53,6 +53,7 @@ _STATUS_TEXT = {
 }
 _PERMISSION_STATUSES = (-8, -11)
 READ_TIMEOUT_MS = 100  # libpcap/kernel ring block timeout: the longest a packet waits to be handed over
+IDLE_POLL = 0.2  # seconds the capture thread sleeps at most on a quiet wire: how stale its read_until gets
 STOP_DRAIN_SECONDS = 2 * READ_TIMEOUT_MS / 1000
 DOWN_POLL = 0.5  # seconds between looks at an interface that went down
 _WARNING_TEXT = {1: "warning", 2: "promiscuous mode not supported", 3: "timestamp type not supported"}
@@ -107,6 +108,10 @@ class LiveCapture:
         self.drained = threading.Event()  # set once the thread has read its last packet
         self.down_since: float | None = None  # monotonic: since when the interface is down (the handle is kept)
         self.down_error = ""
+        # Wall time up to which every frame captured has been read into the queue: set by the capture thread when
+        # libpcap has nothing more, less a ring block's timeout (frames in a block not yet retired are not seen).
+        # Not moved while the thread does not run (stopped, starved): what arrives meanwhile is not read yet.
+        self.read_until = time.time()
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -196,13 +201,17 @@ class LiveCapture:
                 if self.down_since is not None:  # the socket reports nothing useful until the link is back
                     if select.select([self._wake_r], [], [], DOWN_POLL)[0]:
                         break
+                    self.read_until = time.time()  # a link that is down delivers nothing
                     if interface_up(fd, self.interface):
                         self.down_since = None
                     continue
-                readable, _, _ = select.select([fd, self._wake_r], [], [], 1.0)
+                readable, _, _ = select.select([fd, self._wake_r], [], [], IDLE_POLL)
                 if self._wake_r in readable:
                     break
-                self._read_round(handle, queue)
+                if fd in readable:
+                    self._read_round(handle, queue)
+                else:  # no ring block retired while it waited: every frame captured until a block's timeout ago is read
+                    self.read_until = time.time() - READ_TIMEOUT_MS / 1000
             # Packets can sit in a kernel ring block until its timeout retires it: wait that long, then
             # take them too, so a stop never loses what the wire already delivered.
             deadline = time.monotonic() + STOP_DRAIN_SECONDS
@@ -238,8 +247,10 @@ class LiveCapture:
         stats = self.stats
         batch_size = self.cfg.batch_size
         while True:
+            asked = time.time()
             buf, meta = handle.next_batch(batch_size)
             if not meta:
+                self.read_until = asked - READ_TIMEOUT_MS / 1000
                 return
             count = packet_count(meta)
             stats.read += count
@@ -404,6 +415,18 @@ class LiveSource:
             if lag > self._lag:
                 self._lag = lag
         return Batch(self.decoder, *item)
+
+    def clock(self, now: float) -> float:
+        """How far a tick may move the detector's clock (the wall, `now`, while the wire is quiet): no further than
+        the capture thread has read the wire (`LiveCapture.read_until`; `now` while it is not running), nor than the
+        capture time of the oldest frame still queued. A detector behind the wire must not expire a flow, a
+        fragmented datagram or a storm's quiet whose next packets wait to be read."""
+        capture = self.capture
+        until = min(now, capture.read_until) if capture.running else now
+        item = self.queue.peek()
+        if item is not None and item[1]:
+            until = min(until, first_capture_time(item[1]))
+        return until
 
     def tick(self) -> None:
         """Once per TICK (a second): a new window of the detection lag. `lag` is then the last window's: the

@@ -53,6 +53,13 @@ class SpscQueue(Generic[T]):
         self._head = head + 1
         return item
 
+    def peek(self) -> T | None:
+        """Consumer: the oldest item, left in the queue; None when empty."""
+        head = self._head
+        if head == self._tail:
+            return None
+        return self._slots[head % self.capacity]
+
     def get_wait(self, timeout: float) -> T | None:
         """Consumer: the oldest item, sleeping up to `timeout` seconds for one to arrive."""
         item = self.get()

@@ -59,3 +59,35 @@ def test_a_sensor_held_behind_the_wire_reports_its_lag_then_that_it_caught_up(
     final = sensor.stats_records()[-1]
     for key in ("kernel_dropped", "queue_dropped", "shutdown_dropped"):
         assert final[key] == 0, (key, final)
+
+
+HELD = 4.0  # seconds the sensor is stopped: more than IDLE_TIMEOUT
+IDLE_TIMEOUT = 2.0
+HELD_CONFIG = f"capture:\n  batch_size: 8\ndetection:\n  idle_timeout: {IDLE_TIMEOUT:g}\nstats:\n  interval: 1\n"
+
+
+def test_a_sensor_behind_the_wire_does_not_expire_a_flow_whose_packets_wait_to_be_read(
+        lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
+    """One ping runs on while the sensor is stopped longer than detection.idle_timeout: its packets wait in the
+    capture's buffer. Once the sensor runs again its clock must not jump to the wall before it has read them (a
+    flow expired then, with its next packets still queued, is split in two: alerts twice, summaries cut short):
+    one flow each way, from the first packet to the last."""
+    sensor = launch_ready(lab, tmp_path, sensors, HELD_CONFIG)
+    pinger = subprocess.Popen(["ip", "netns", "exec", lab.peer_ns, "timeout", "30", "ping", "-q", "-n", "-i", "0.02",
+                               "-c", "400", SENSOR_IP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: any(r["packets_read"] > 50 for r in sensor.stats_records()), 10)
+        sensor.signal(signal.SIGSTOP)
+        time.sleep(HELD)
+        sensor.signal(signal.SIGCONT)
+        pinger.wait(timeout=40)
+    finally:
+        sensor.signal(signal.SIGCONT)
+    ended = wait_for(lambda: sensor.stats_records()[-1]["detect"]["flows_expired"] >= 2  # type: ignore[index]
+                     and sensor.stats_records()[-1]["flows"] == 0, IDLE_TIMEOUT + 10)
+    detect = sensor.stats_records()[-1]["detect"]
+    print(f"\nflows created {detect['flows_created']}, expired {detect['flows_expired']}")  # type: ignore[index]
+    assert ended, detect
+    assert detect["flows_created"] == 2 and detect["flows_expired"] == 2, detect  # type: ignore[index]
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]

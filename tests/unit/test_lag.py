@@ -87,3 +87,23 @@ def test_the_journal_is_warned_once_when_detection_falls_behind_and_told_when_it
     assert [priority for priority, _ in said] == [syslog.LOG_WARNING, syslog.LOG_INFO, syslog.LOG_WARNING]
     assert "5.0 s behind" in said[0][1] and "up to 12.0 s behind" in said[1][1] and "6.0 s behind" in said[2][1]
     assert run(0.0, [0.1, 30.0, 0.1]) == []
+
+
+def test_a_tick_moves_the_clock_no_further_than_the_wire_has_been_read(source: LiveSource,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiveSource.clock: the wall while nothing waits; else the capture time of the oldest frame queued; and, while
+    the capture thread runs, no further than it has read (LiveCapture.read_until)."""
+    now = time.time()
+    assert source.clock(now) == now  # nothing queued, the capture thread not reading
+    assert source.queue.put(batch_captured(now - 7.5))
+    assert source.queue.put(batch_captured(now - 2.0))
+    assert source.clock(now) == pytest.approx(now - 7.5, abs=1e-6)
+    assert source.next_batch(0.0) is not None
+    assert source.clock(now) == pytest.approx(now - 2.0, abs=1e-6)
+    assert source.next_batch(0.0) is not None
+    assert source.clock(now) == now
+    monkeypatch.setattr(type(source.capture), "running", property(lambda self: True))
+    source.capture.read_until = now - 4.0  # the thread has not read since (stopped, or starved of the CPU)
+    assert source.clock(now) == now - 4.0
+    source.capture.read_until = now + 0.5
+    assert source.clock(now) == now

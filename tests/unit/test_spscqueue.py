@@ -54,3 +54,15 @@ def test_two_threads_pass_every_item_once_in_order_or_count_it_dropped() -> None
     assert not consumer.is_alive()
     assert received == sorted(received) and len(set(received)) == len(received)
     assert len(received) + dropped_items == total
+
+
+def test_peek_shows_the_oldest_item_and_leaves_it() -> None:
+    q: SpscQueue[int] = SpscQueue(2)
+    assert q.peek() is None
+    q.put(1)
+    q.put(2)
+    assert q.peek() == 1 and len(q) == 2
+    assert q.get() == 1 and q.peek() == 2
+    assert q.get() == 2 and q.peek() is None
+    q.put(3)  # past the wrap-around of the slots
+    assert q.peek() == 3 and q.get() == 3
