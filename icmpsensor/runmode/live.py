@@ -76,6 +76,7 @@ from icmpsensor.runmode.stats import (
     LAG_SHOWN,
     capture_loss,
     capture_loss_notice,
+    detection_lag,
     stats_record,
     status_line,
     worker_stats,
@@ -431,8 +432,7 @@ class Daemon:
         if self._heartbeat_allowed(now):
             notify("WATCHDOG=1")
         record = self.stats_record(now)
-        lag = record.get("detection_lag", 0.0)  # with workers: the slowest one's, once they have reported
-        self._check_lag(float(lag) if isinstance(lag, int | float) else 0.0)
+        self._check_lag(detection_lag(record))  # with workers: the slowest one's
         notify("STATUS=" + status_line(record))
 
     def _check_lag(self, lag: float) -> None:

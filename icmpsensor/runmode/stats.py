@@ -149,6 +149,12 @@ def capture_loss_notice(loss: CaptureLoss, threshold: float, now: float, interfa
                   start=now - loss.seconds, end=now)
 
 
+def detection_lag(record: Mapping[str, Any]) -> float:
+    """A stats record's detection lag, seconds (0 until a worker has reported one)."""
+    lag = record.get("detection_lag", 0)
+    return float(lag) if isinstance(lag, int | float) else 0.0
+
+
 def status_line(record: Mapping[str, Any]) -> str:
     """`STATUS=` and the journald stats line, from a stats record."""
     waiting = f"waiting for interface {record['interface']}; " if record.get("capture_waiting") else ""
@@ -157,8 +163,8 @@ def status_line(record: Mapping[str, Any]) -> str:
         f"drops: kernel {record['kernel_dropped']} interface {record['interface_dropped']} "
         f"queue {record['queue_dropped']}"
     )
-    lag = record.get("detection_lag", 0)
-    if isinstance(lag, int | float) and lag >= LAG_SHOWN:
+    lag = detection_lag(record)
+    if lag >= LAG_SHOWN:
         line += f"; detection {lag:.1f} s behind the wire"
     workers = record.get("workers")
     return f"{line}; {len(workers)} workers" if isinstance(workers, list) else line

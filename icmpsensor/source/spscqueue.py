@@ -16,6 +16,8 @@ T = TypeVar("T")
 
 
 class SpscQueue(Generic[T]):
+    """Items are never None: get() and peek() answer None for an empty queue."""
+
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -42,23 +44,21 @@ class SpscQueue(Generic[T]):
             self._wakeup.set()
         return True
 
-    def get(self) -> T | None:
-        """Consumer: the oldest item, or None when empty."""
-        head = self._head
-        if head == self._tail:
-            return None
-        index = head % self.capacity
-        item = self._slots[index]
-        self._slots[index] = None
-        self._head = head + 1
-        return item
-
     def peek(self) -> T | None:
         """Consumer: the oldest item, left in the queue; None when empty."""
         head = self._head
         if head == self._tail:
             return None
         return self._slots[head % self.capacity]
+
+    def get(self) -> T | None:
+        """Consumer: the oldest item, or None when empty."""
+        item = self.peek()
+        if item is not None:
+            head = self._head
+            self._slots[head % self.capacity] = None
+            self._head = head + 1
+        return item
 
     def get_wait(self, timeout: float) -> T | None:
         """Consumer: the oldest item, sleeping up to `timeout` seconds for one to arrive."""
