@@ -34,6 +34,8 @@ on that capture, and icmpsensor on it (default configuration: full detection, ev
 
   storm           notice storm: one echo request with 500 random bytes from each of --storm-flows
                   (20,000) spoofed sources to one target: as many one-packet alerted flows
+  storm-v6        the notice storm over IPv6: ICMPv6 echo requests from --storm-flows spoofed IPv6 sources
+                  (notice text, aggregation and evidence handle 16-byte addresses)
   novel-flood     --novel-flood-packets (200,000) echo requests with 16-64 random bytes each, four
                   from each spoofed source, to one target
   tiny-fragments  about --tiny-fragment-packets (240,000) frames: echo requests from spoofed sources
@@ -74,8 +76,8 @@ MIX_STAGES = ("ceiling-raw", "ceiling", "icmpsensor", "icmpsensor-py", "icmpsens
 CEILINGS = ("ceiling-raw", "ceiling")
 # adversarial stage -> the capture kind it runs on (testkit/synthmix.py ADVERSARIAL); each runs CEILINGS and
 # icmpsensor on its capture
-ADVERSARIAL = {"storm": "storm", "novel-flood": "novel_flood", "tiny-fragments": "tiny_fragments",
-               "novel-mix": "novel_mix"}
+ADVERSARIAL = {"storm": "storm", "storm-v6": "storm_v6", "novel-flood": "novel_flood",
+               "tiny-fragments": "tiny_fragments", "novel-mix": "novel_mix"}
 STAGES = MIX_STAGES + tuple(ADVERSARIAL)
 SENSOR_STAGES = ("icmpsensor", "icmpsensor-py", "icmpsensor-2w")
 LABELS = {
@@ -88,8 +90,9 @@ LABELS = {
     "tshark": "tshark -T fields",
     "scapy": "scapy parse",
 }
-CAPTURE_LABELS = {"mix": "mix", "storm": "notice storm", "novel-flood": "novel-payload flood",
-                  "tiny-fragments": "tiny-fragment flood", "novel-mix": "novel-heavy mix"}
+CAPTURE_LABELS = {"mix": "mix", "storm": "notice storm", "storm-v6": "notice storm, IPv6",
+                  "novel-flood": "novel-payload flood", "tiny-fragments": "tiny-fragment flood",
+                  "novel-mix": "novel-heavy mix"}
 TSHARK_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "icmp.type", "icmp.code",
                  "icmp.ident", "icmp.seq", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
                  "icmpv6.echo.sequence_number")
@@ -532,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         path, truth, seconds = ensure_capture(args.packets, args.keep, args.seed, args.flood_sources)
         sets.append(CaptureSet("mix", path, truth, mix_stages))
         generated.append(seconds)
-    sizes = {"storm": args.storm_flows, "novel-flood": args.novel_flood_packets,
+    sizes = {"storm": args.storm_flows, "storm-v6": args.storm_flows, "novel-flood": args.novel_flood_packets,
              "tiny-fragments": args.tiny_fragment_packets, "novel-mix": args.novel_mix_packets or args.packets}
     for stage, kind in ADVERSARIAL.items():
         if stage in wanted:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import itertools
 import json
 import math
 import random
@@ -957,6 +958,8 @@ def build_flood_plan(sources: int, replies: bool, seed: int) -> Plan:
 # -- the adversarial variants (issue 13) ----------------------------------------------------------
 
 STORM_TARGET = "10.1.0.81"
+STORM_TARGET_V6 = "2001:db8:1::81"
+STORM_V6_PREFIX = bytes.fromhex("20010db80005000000000000")  # 2001:db8:5::/96
 STORM_PAYLOAD = 500  # random bytes per storm request: over the 256 novel bytes that raise DataExfil
 ADVERSARIAL_RATE = 20_000.0  # spoofed requests (datagrams) per second of packet time
 NOVEL_FLOOD_PER_SOURCE = 4
@@ -973,18 +976,25 @@ def _spoofed_sources(avoid: set[bytes]) -> Iterator[bytes]:
             yield src
 
 
-def build_storm_plan(flows: int, seed: int, target_ip: str = STORM_TARGET) -> Plan:
+def spoofed_source_v6(i: int) -> bytes:
+    """The i-th spoofed IPv6 address: spoofed_source's 32 bits in 2001:db8:5::/96."""
+    return STORM_V6_PREFIX + spoofed_source(i)
+
+
+def build_storm_plan(flows: int, seed: int, target_ip: str = STORM_TARGET, v6: bool = False) -> Plan:
     """A notice storm: one echo request with STORM_PAYLOAD random bytes from each of `flows` spoofed sources to
-    one target, unanswered, ADVERSARIAL_RATE a second."""
+    one target, unanswered, ADVERSARIAL_RATE a second; over IPv6 with `v6` (ICMPv6, sources spoofed_source_v6)."""
     plan = Plan(Net(), unlisted_pairs=flows)
-    target = ip(target_ip)
+    target = ip(STORM_TARGET_V6 if v6 else target_ip)
     rng = random.Random(seed)
     start = START + 1.0
+    sources = (spoofed_source_v6(i) for i in itertools.count()) if v6 else _spoofed_sources({target})
+    request = 128 if v6 else 8
 
     def frames() -> Iterator[Frame]:
-        for n, src in zip(range(flows), _spoofed_sources({target}), strict=False):
+        for n, src in zip(range(flows), sources, strict=False):
             link = Link(src, target, (), ttl=64, ip_id=rng.randrange(0x10000))
-            yield start + n / ADVERSARIAL_RATE, link.echo(8, 0, rng.randrange(1, 0x10000), 1,
+            yield start + n / ADVERSARIAL_RATE, link.echo(request, 0, rng.randrange(1, 0x10000), 1,
                                                           rng.randbytes(STORM_PAYLOAD))
 
     plan.add("storm", frames(), flows)
@@ -1091,7 +1101,7 @@ def build_novel_mix_plan(packets: int, seed: int, duration: float) -> Plan:
     return plan
 
 
-ADVERSARIAL = ("storm", "novel_flood", "tiny_fragments", "novel_mix")
+ADVERSARIAL = ("storm", "storm_v6", "novel_flood", "tiny_fragments", "novel_mix")
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -1179,6 +1189,7 @@ def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration:
     if kind != "mix":
         builders: dict[str, Callable[[], Plan]] = {
             "storm": lambda: build_storm_plan(packets, seed),
+            "storm_v6": lambda: build_storm_plan(packets, seed, v6=True),
             "novel_flood": lambda: build_novel_flood_plan(packets, seed),
             "tiny_fragments": lambda: build_tiny_fragments_plan(packets, seed),
             "novel_mix": lambda: build_novel_mix_plan(packets, seed, duration),

@@ -14,7 +14,6 @@ between two network namespaces with the Debian package of the tool.
 from __future__ import annotations
 
 import binascii
-import ipaddress
 import itertools
 import re
 import struct
@@ -25,6 +24,7 @@ from typing import TypeVar
 from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.capacity import icmplib_layout
+from icmpsensor.notice.text import addr_text
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -97,7 +97,7 @@ def _ptunnel(pkt: IcmpPacket, p: bytes) -> ToolMatch | None:
     state = _PTUNNEL_STATES[p[15]]
     target = ""
     if p[4:8] != b"\0\0\0\0":
-        target = f", dst {ipaddress.IPv4Address(p[4:8])}:{p[10] << 8 | p[11]}"
+        target = f", dst {addr_text(p[4:8])}:{p[10] << 8 | p[11]}"
     return ToolMatch(tool, f"{tool} {label} 0x{magic:08x}, state {state} from {side}{target}, {data_len} data bytes")
 
 
@@ -145,7 +145,7 @@ def _raw_ipv4(pkt: IcmpPacket, p: bytes) -> ToolMatch | None:
     n = len(p)
     if header < 20 or n < header or (p[2] << 8 | p[3]) != n or not checksum_ok(p[:header]):
         return None
-    inner = f"{ipaddress.IPv4Address(p[12:16])} -> {ipaddress.IPv4Address(p[16:20])}"
+    inner = f"{addr_text(p[12:16])} -> {addr_text(p[16:20])}"
     return _raw_ip_match(pkt, f"IPv4 packet {inner} ({_PROTO_NAMES.get(p[9], p[9])}, {n} bytes, header checksum valid)")
 
 
@@ -158,7 +158,7 @@ def _raw_ipv6(pkt: IcmpPacket, p: bytes) -> ToolMatch | None:
     pseudo = p[8:40] + struct.pack("!IxxxB", n - 40, next_header)
     if not checksum_ok(pseudo + p[40:]):
         return None
-    inner = f"{ipaddress.IPv6Address(p[8:24])} -> {ipaddress.IPv6Address(p[24:40])}"
+    inner = f"{addr_text(p[8:24])} -> {addr_text(p[24:40])}"
     return _raw_ip_match(pkt, f"IPv6 packet {inner} ({_PROTO_NAMES[next_header]}, {n} bytes, checksum valid)")
 
 

@@ -57,7 +57,7 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproces
     out = base / "results.json"
     argv = [sys.executable, "-m", "bench.throughput", "--packets", "3000", "--storm-flows", str(STORM_FLOWS),
             "--novel-flood-packets", "2000", "--tiny-fragment-packets", "2000", "--repeat", "1",
-            "--keep", str(base / "keep"), "--stages", "icmpsensor,storm,novel-flood,tiny-fragments,novel-mix",
+            "--keep", str(base / "keep"), "--stages", "icmpsensor,storm,storm-v6,novel-flood,tiny-fragments,novel-mix",
             "--json", str(out)]
     return early.process(argv)(), out
 
@@ -222,6 +222,22 @@ def test_storm_capture_is_one_novel_500_byte_request_from_each_spoofed_source(tm
     assert len({ip.data.data.data for ip in frames}) == 500
 
 
+def test_the_ipv6_storm_is_one_novel_500_byte_icmpv6_request_from_each_spoofed_ipv6_source(tmp_path: Path) -> None:
+    import dpkt
+
+    path = tmp_path / "storm6.pcap"
+    truth = synthmix.generate(path, packets=500, kind="storm_v6")
+    frames = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["packets"] == len(frames) == 500 and truth["host_pairs"] == 500 and truth["kind"] == "storm_v6"
+    assert all(isinstance(ip6, dpkt.ip6.IP6) for ip6 in frames)
+    assert len({ip6.src for ip6 in frames}) == 500
+    assert {ip6.dst for ip6 in frames} == {synthmix.ip(synthmix.STORM_TARGET_V6)}
+    assert all(ip6.data.type == 128 and len(ip6.data.data.data) == 500 for ip6 in frames)
+    result = throughput.stage_icmpsensor(str(path))
+    assert result["icmp"] == 500 and result["decode_errors"] == 0
+    assert result["notices_raised"] >= 1000  # a DataExfil and an ExfilSummary per flow, as over IPv4
+
+
 def test_tiny_fragment_capture_is_8_byte_fragments_and_every_fourth_datagram_incomplete(tmp_path: Path) -> None:
     import dpkt
 
@@ -264,11 +280,12 @@ def test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings(
         assert set(results) == {"ceiling-raw", "ceiling", "icmpsensor"}, name
         assert {r["packets"] for r in results.values()} == {entry["packets"]}, name
         assert all(r["pps"] > 0 and r["rss_mb"] > 0 for r in results.values()), name
-    storm_run = captures["storm"]["results"]["icmpsensor"]
-    assert storm_run["notices_raised"] >= 2 * storm  # a DataExfil and an ExfilSummary per flow
-    if storm_run["notices_folded"] is not None:  # the pipeline folds storms (notice/aggregate.py)
-        assert storm_run["notices"] == (storm_run["notices_raised"] - storm_run["notices_folded"]
-                                        + storm_run["notices_aggregated"])
+    for name in ("storm", "storm-v6"):
+        storm_run = captures[name]["results"]["icmpsensor"]
+        assert storm_run["notices_raised"] >= 2 * storm, name  # a DataExfil and an ExfilSummary per flow
+        if storm_run["notices_folded"] is not None:  # the pipeline folds storms (notice/aggregate.py)
+            assert storm_run["notices"] == (storm_run["notices_raised"] - storm_run["notices_folded"]
+                                            + storm_run["notices_aggregated"]), name
     mix_run = captures["mix"]["results"]["icmpsensor"]
     assert mix_run["exfil_missed"] == [] and mix_run["false_positives"] == []
     assert captures["novel-mix"]["results"]["icmpsensor"]["exfil_missed"] == []
