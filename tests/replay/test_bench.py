@@ -36,9 +36,14 @@ STORM_FLOWS = 600
 
 
 def make_capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
+    """The capture, written by a process of its own (python -m bench.synth): made on the early lane's thread, its
+    allocations were counted by the tests that trace this process's memory meanwhile (tracemalloc counts every
+    thread's), and it held the interpreter's lock they need."""
     path = tmp_path_factory.mktemp("bench") / "synthmix.pcap"
-    truth = synthmix.generate(path, packets=PACKETS, seed=3)
-    return path, synthmix.truth_path(path), truth
+    run = early.process([sys.executable, "-m", "bench.synth", path, "--packets", str(PACKETS), "--seed", "3"])()
+    assert run.returncode == 0, run.stderr
+    truth_file = synthmix.truth_path(path)
+    return path, truth_file, json.loads(truth_file.read_text())
 
 
 def both_decoder_stages(capture: early.Job[Capture]) -> list[dict[str, Any] | None]:
