@@ -438,7 +438,25 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(checksum_ok_doc,
+"checksum_ok(data) -> bool\n\n"
+"Whether data (bytes-like), which contains its checksum field, verifies as an internet checksum (RFC 1071;\n"
+"an odd last byte padded with a zero): its words' one's-complement sum is 0xFFFF. All-zero words sum to\n"
+"+0, which does not verify. decode/checksum.py checksum_ok_py is the Python reference.");
+
+static PyObject *checksum_ok(PyObject *module, PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    /* word_sum cannot overflow below 2^34 bytes: far beyond any buffer a capture gives */
+    uint64_t sum = word_sum((const unsigned char *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(sum != 0 && sum % 0xFFFF == 0);
+}
+
 static PyMethodDef methods[] = {
+    {"checksum_ok", (PyCFunction)checksum_ok, METH_O, checksum_ok_doc},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, decode_batch_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"share_select", (PyCFunction)(void (*)(void))share_select, METH_FASTCALL, share_select_doc},

@@ -4,7 +4,7 @@ ICMP (decode/icmp.py), counting every frame in `DecodeStats` (decode/stats.py).
 Two interchangeable decoders share the layers and the counters:
 
 * `DpktDecoder`, the reference: IP, IPv6 extension headers and ICMP parsed with
-  dpkt's classes, checksums computed with ``dpkt.in_cksum``;
+  dpkt's classes, checksums verified by decode/checksum.py (held to ``dpkt.in_cksum``);
 * `Decoder` (decode/fast.py), the production one: the common frame (IPv4 without options and not a
   fragment, or IPv6 without extension headers, carrying a whole ICMP message of 8
   bytes or more) is read with one struct call, several times faster than building
@@ -38,7 +38,7 @@ from icmpsensor.source.batch import BATCH_META
 class DpktDecoder(IpLayer):
     """Decodes frames of one link type into `IcmpPacket` records, counting everything in ``stats``:
     the link layer by decode/link.py, IP, IPv6 extension headers and ICMP with dpkt's classes, checksums
-    with ``dpkt.in_cksum``. The reference for `Decoder`, and what `Decoder` falls back to.
+    by decode/checksum.py. The reference for `Decoder`, and what `Decoder` falls back to.
 
     ``reassembler`` defaults to a new `Reassembler` counting into
     ``stats.fragments``; pass one sharing that counter to keep the invariant.

@@ -9,10 +9,10 @@ the same batch runs through the struct path in Python.
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any
 
+from icmpsensor.decode import accelerator
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.linktypes import (
     DLT_RAW,
@@ -30,12 +30,7 @@ from icmpsensor.decode.linktypes import (
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 
-try:
-    from icmpsensor.decode import _fastdecode
-except ImportError:  # a source tree that was not built: the batch path stays in Python
-    _fastdecode = None
-if os.environ.get("ICMPSENSOR_PURE_PYTHON"):  # for benchmarks and tests: the Python batch path
-    _fastdecode = None
+_fastdecode = accelerator.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
     _fastdecode.bind(IcmpPacket, VLAN_TPIDS)
 

@@ -9,6 +9,7 @@ import struct
 
 import dpkt
 
+from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.linktypes import PROTO_ICMPV6
 from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
@@ -53,10 +54,9 @@ class IcmpLayer:
             icmp = dpkt.icmp6.ICMP6(raw) if ipv6 else dpkt.icmp.ICMP(raw)
         except dpkt.NeedData:
             return self._error("truncated_icmp")
-        if self.verify_checksums:
-            pseudo = struct.pack(">16s16sI3xB", src, final_dst, len(raw), PROTO_ICMPV6) if ipv6 else b""
-            if dpkt.in_cksum_done(dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), raw)) != 0:
-                self.stats.bad_checksum += 1  # counted, and analysed all the same (decode/stats.py)
+        if self.verify_checksums and not checksum_ok(
+                struct.pack(">16s16sI3xB", src, final_dst, len(raw), PROTO_ICMPV6) + raw if ipv6 else raw):
+            self.stats.bad_checksum += 1  # counted, and analysed all the same (decode/stats.py)
         return self._message(ts, icmp, raw, src, dst, ipv6, wire_len, options)
 
     def _message(self, ts: float, icmp: dpkt.Packet, raw: bytes, src: bytes, dst: bytes, ipv6: bool,

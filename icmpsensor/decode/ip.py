@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dpkt
 
+from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4, key_v6
 from icmpsensor.decode.icmp import IcmpLayer
 from icmpsensor.decode.linktypes import AUTH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, ROUTING
@@ -217,7 +218,7 @@ class IpLayer(IcmpLayer):
             return self._error("bad_ip_header")
         if len(buf) < ip.len:
             return self._error("truncated_ip")
-        if self.verify_checksums and dpkt.in_cksum(buf[:header_len]) != 0:
+        if self.verify_checksums and not checksum_ok(buf[:header_len]):
             return self._error("bad_ip_checksum")
         if ip.mf or ip.offset:
             return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf),
