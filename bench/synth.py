@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.synth OUT.pcap [--packets N] [--seed S] [--duration SECONDS]
     .venv/bin/python -m bench.synth OUT.pcap --flood-sources N [--no-flood-replies]
-    .venv/bin/python -m bench.synth OUT.pcap --kind storm|storm_v6|novel_flood|tiny_fragments|novel_mix [--packets N]
+    .venv/bin/python -m bench.synth OUT.pcap --kind KIND [--packets N]    (KIND: testkit/synthmix.py ADVERSARIAL)
 
 The default mix is `--packets` frames exactly (1,000,000 by default): an hour of a campus SPAN
 port, benign pings of every common kind, floods, errors, IPv6, VLAN tags, fragments and several

@@ -40,6 +40,9 @@ on that capture, and icmpsensor on it (default configuration: full detection, ev
                   from each spoofed source, to one target
   tiny-fragments  about --tiny-fragment-packets (240,000) frames: echo requests from spoofed sources
                   cut into 8-byte IPv4 fragments, every fourth datagram missing its last fragment
+  jumbo-fragments about --jumbo-fragment-packets (120,000) frames: echo requests with 60,000 random bytes (ping
+                  -s 60000) in MTU-sized fragments, 2,000 a second (about 1 Gbit/s) from 64 sources (a quarter
+                  IPv6), each to its own target: reassembly and checksums of big datagrams
   novel-mix       the mix (--novel-mix-packets, default --packets) with a quarter of its frames
                   file-like chunks (CSV records in echo requests, echoed) from hundreds of host pairs
 
@@ -77,7 +80,7 @@ CEILINGS = ("ceiling-raw", "ceiling")
 # adversarial stage -> the capture kind it runs on (testkit/synthmix.py ADVERSARIAL); each runs CEILINGS and
 # icmpsensor on its capture
 ADVERSARIAL = {"storm": "storm", "storm-v6": "storm_v6", "novel-flood": "novel_flood",
-               "tiny-fragments": "tiny_fragments", "novel-mix": "novel_mix"}
+               "tiny-fragments": "tiny_fragments", "jumbo-fragments": "jumbo_fragments", "novel-mix": "novel_mix"}
 STAGES = MIX_STAGES + tuple(ADVERSARIAL)
 SENSOR_STAGES = ("icmpsensor", "icmpsensor-py", "icmpsensor-2w")
 LABELS = {
@@ -92,6 +95,7 @@ LABELS = {
 }
 CAPTURE_LABELS = {"mix": "mix", "storm": "notice storm", "storm-v6": "notice storm, IPv6",
                   "novel-flood": "novel-payload flood", "tiny-fragments": "tiny-fragment flood",
+                  "jumbo-fragments": "jumbo-fragment flood",
                   "novel-mix": "novel-heavy mix"}
 TSHARK_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "icmp.type", "icmp.code",
                  "icmp.ident", "icmp.seq", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
@@ -506,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="novel-flood stage: frames (default 200,000)")
     parser.add_argument("--tiny-fragment-packets", type=int, default=240_000, metavar="N",
                         help="tiny-fragments stage: frames, about (default 240,000)")
+    parser.add_argument("--jumbo-fragment-packets", type=int, default=120_000, metavar="N",
+                        help="jumbo-fragments stage: frames, about (default 120,000: ~180 MB)")
     parser.add_argument("--novel-mix-packets", type=int, default=0, metavar="N",
                         help="novel-mix stage: frames (default: --packets)")
     parser.add_argument("--keep", type=Path, default=DEFAULT_DIR, metavar="DIR",
@@ -536,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         sets.append(CaptureSet("mix", path, truth, mix_stages))
         generated.append(seconds)
     sizes = {"storm": args.storm_flows, "storm-v6": args.storm_flows, "novel-flood": args.novel_flood_packets,
-             "tiny-fragments": args.tiny_fragment_packets, "novel-mix": args.novel_mix_packets or args.packets}
+             "tiny-fragments": args.tiny_fragment_packets, "jumbo-fragments": args.jumbo_fragment_packets,
+             "novel-mix": args.novel_mix_packets or args.packets}
     for stage, kind in ADVERSARIAL.items():
         if stage in wanted:
             path, truth, seconds = ensure_capture(sizes[stage], args.keep, args.seed, kind=kind)
@@ -549,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     for cs in sets:
         # the ground truth scores the sensor where every exfiltration pair must be named (not in a storm, whose
         # notices are folded by design)
-        truth_file = cs.truth_file if cs.name in ("mix", "novel-mix") else None
+        truth_file = cs.truth_file if cs.name in ("mix", "novel-mix", "jumbo-fragments") else None
         for stage in cs.stages:
             runs = [run_stage(stage, cs.path, truth_file, args.scapy_sample) for _ in range(args.repeat)]
             cs.results[stage] = None if runs[0] is None else best_of(runs)  # type: ignore[arg-type]

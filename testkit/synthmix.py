@@ -964,6 +964,9 @@ STORM_PAYLOAD = 500  # random bytes per storm request: over the 256 novel bytes 
 ADVERSARIAL_RATE = 20_000.0  # spoofed requests (datagrams) per second of packet time
 NOVEL_FLOOD_PER_SOURCE = 4
 TINY_FRAGMENT = 8  # bytes of IP payload per fragment
+JUMBO_PAYLOAD = 60_000  # bytes of an echo request cut into fragments (jumbo_fragments)
+JUMBO_SOURCES = 64
+JUMBO_RATE = 2_000.0  # datagrams per second: about 1 Gbit/s
 CHUNK_SHARE = 0.25  # novel_mix: frames that carry file-like chunks
 
 
@@ -1060,6 +1063,38 @@ def build_tiny_fragments_plan(packets: int, seed: int) -> Plan:
     return plan
 
 
+def build_jumbo_fragments_plan(packets: int, seed: int) -> Plan:
+    """Echo requests with JUMBO_PAYLOAD random bytes (ping -s 60000), each in MTU-sized fragments (41 over IPv4),
+    from JUMBO_SOURCES sources, JUMBO_RATE datagrams a second (about 1 Gbit/s); every fourth source
+    over IPv6, each to a target of its own. About `packets` frames. Each pair is a ground-truth exfiltration pair."""
+    plan = Plan(Net(), unlisted_pairs=JUMBO_SOURCES)
+    rng = random.Random(seed)
+    links = [Link(ip(f"2001:db8:6a::{k + 1:x}") if k % 4 == 3 else ip(f"10.66.0.{k + 1}"),
+                  ip(f"2001:db8:6b::{k + 1:x}") if k % 4 == 3 else ip(f"10.67.0.{k + 1}"), ())
+             for k in range(JUMBO_SOURCES)]
+    start = START + 1.0
+    per = len(links[0].fragments(links[0].echo(8, 0, 1, 1, bytes(JUMBO_PAYLOAD))))
+    datagrams = max(1, packets // per)
+    for k, link in enumerate(links):
+        sent = len(range(k, datagrams, JUMBO_SOURCES))
+        if sent:
+            plan.exfil.append(Exfil("jumbo-fragments", text(link.src), text(link.dst), start + k / JUMBO_RATE,
+                                    end=start + (k + (sent - 1) * JUMBO_SOURCES) / JUMBO_RATE,
+                                    packets=sent * per, ipv6=link.v6, note=f"{JUMBO_PAYLOAD}-byte echo requests"))
+
+    def frames() -> Iterator[Frame]:
+        for n in range(datagrams):
+            link = links[n % JUMBO_SOURCES]
+            ts = start + n / JUMBO_RATE
+            datagram = link.echo(128 if link.v6 else 8, 0, 0x4A00 + n % JUMBO_SOURCES, n // JUMBO_SOURCES & 0xFFFF,
+                                 rng.randbytes(JUMBO_PAYLOAD))
+            for k, piece in enumerate(link.fragments(datagram)):
+                yield ts + k * 1e-5, piece
+
+    plan.add("jumbo_fragments", frames(), packets)
+    return plan
+
+
 def _chunk_groups(net: Net, src: bytes, dst: bytes, content: bytes, chunk: int, start: float, gap: float,
                   ident: int, count: int, rtt: float) -> Iterator[Group]:
     """A file sent in `chunk`-byte echo requests (from offset 0, wrapping), each echoed by the peer."""
@@ -1101,7 +1136,7 @@ def build_novel_mix_plan(packets: int, seed: int, duration: float) -> Plan:
     return plan
 
 
-ADVERSARIAL = ("storm", "storm_v6", "novel_flood", "tiny_fragments", "novel_mix")
+ADVERSARIAL = ("storm", "storm_v6", "novel_flood", "tiny_fragments", "jumbo_fragments", "novel_mix")
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -1192,6 +1227,7 @@ def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration:
             "storm_v6": lambda: build_storm_plan(packets, seed, v6=True),
             "novel_flood": lambda: build_novel_flood_plan(packets, seed),
             "tiny_fragments": lambda: build_tiny_fragments_plan(packets, seed),
+            "jumbo_fragments": lambda: build_jumbo_fragments_plan(packets, seed),
             "novel_mix": lambda: build_novel_mix_plan(packets, seed, duration),
         }
         if kind not in builders:

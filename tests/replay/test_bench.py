@@ -62,7 +62,8 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproces
     out = base / "results.json"
     argv = [sys.executable, "-m", "bench.throughput", "--packets", "3000", "--storm-flows", str(STORM_FLOWS),
             "--novel-flood-packets", "2000", "--tiny-fragment-packets", "2000", "--repeat", "1",
-            "--keep", str(base / "keep"), "--stages", "icmpsensor,storm,storm-v6,novel-flood,tiny-fragments,novel-mix",
+            "--keep", str(base / "keep"), "--jumbo-fragment-packets", "800",
+            "--stages", "icmpsensor,storm,storm-v6,novel-flood,tiny-fragments,jumbo-fragments,novel-mix",
             "--json", str(out)]
     return early.process(argv)(), out
 
@@ -260,6 +261,24 @@ def test_tiny_fragment_capture_is_8_byte_fragments_and_every_fourth_datagram_inc
     assert result["icmp"] == fragments["reassembled"] + fragments.get("partial", 0)
 
 
+def test_the_jumbo_fragment_flood_is_60000_byte_echo_requests_in_fragments_each_source_reported(
+        tmp_path: Path) -> None:
+    import dpkt
+
+    path = tmp_path / "jumbo.pcap"
+    truth = synthmix.generate(path, packets=3000, kind="jumbo_fragments")
+    frames = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["packets"] == len(frames) <= 3000 and truth["kind"] == "jumbo_fragments"
+    assert all(len(bytes(ip)) <= synthmix.MTU for ip in frames)
+    v4 = [ip for ip in frames if isinstance(ip, dpkt.ip.IP)]
+    assert v4 and all(ip.mf or ip.offset for ip in v4) and len(v4) < len(frames)  # fragments; a quarter IPv6
+    result = throughput.stage_icmpsensor(str(path), str(synthmix.truth_path(path)))
+    fragments = result["decode"]["fragments"]
+    assert result["icmp"] == fragments["reassembled"] + fragments.get("partial", 0) >= len(frames) // 41 - 1
+    assert result["decode"]["bad_checksum"] == fragments.get("partial", 0) and result["decode_errors"] == 0  # cut
+    assert result["exfil_missed"] == [] and result["false_positives"] == []
+
+
 def test_novel_mix_is_a_quarter_file_chunks_and_every_chunk_pair_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "novel.pcap"
     truth = synthmix.generate(path, packets=20_000, seed=3, kind="novel_mix")
@@ -294,6 +313,7 @@ def test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings(
     mix_run = captures["mix"]["results"]["icmpsensor"]
     assert mix_run["exfil_missed"] == [] and mix_run["false_positives"] == []
     assert captures["novel-mix"]["results"]["icmpsensor"]["exfil_missed"] == []
+    assert captures["jumbo-fragments"]["results"]["icmpsensor"]["exfil_missed"] == []
 
 
 def test_the_table_gives_both_ratios_per_stage() -> None:
