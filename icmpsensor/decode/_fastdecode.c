@@ -1,12 +1,15 @@
 /* The decoder's batch fast path in C: a libpcap batch's common frames to IcmpPacket records.
  *
- * It takes exactly the frames the struct fast path of decode/fast.py Decoder takes (an IPv4 header
- * without options and not a fragment, or an IPv6 header with no extension header, then a whole
- * ICMP message of 8 bytes or more, checksums right), behind Ethernet (with any VLAN tags),
- * Linux cooked (SLL, SLL2) or raw IP, and builds the same records. Every other frame - anything
- * malformed, truncated, fragmented, with options or extension headers, a bad checksum, not IP - is
- * left to the Python decoder: decode_batch returns its position, and decode/fast.py decodes it there.
- * So this file never decides that a frame is bad; it only recognises good ones.
+ * It takes the frames the struct fast path of decode/fast.py Decoder takes (an IPv4 header without
+ * options and not a fragment, or an IPv6 header with no extension header, then a whole ICMP message
+ * of 8 bytes or more, checksums right), and also IPv4 headers with options and IPv6 hop-by-hop and
+ * destination options headers before the message (their options as decode/ip.py sender_options
+ * gives them: a sender that adds an option must not make every packet the slow path's), behind
+ * Ethernet (with any VLAN tags), Linux cooked (SLL, SLL2) or raw IP, and builds the records the
+ * Python decoder builds. Every other frame - anything malformed, truncated, fragmented, with a
+ * routing, authentication or fragment header, a bad checksum, not IP - is left to the Python decoder:
+ * decode_batch returns its position, and decode/fast.py decodes it there. So this file never decides
+ * that a frame is bad; it only recognises good ones.
  *
  * Every read is checked against the frame's captured length and the batch buffer first.
  */
@@ -24,8 +27,10 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
     "ts", "src", "dst", "ipv6", "icmp_type", "icmp_code", "ident", "seq", "payload", "wire_len", "options",
     "frames",
 };
-/* b"": the options of every frame this path takes (it takes none with IP options or extension headers) */
+/* b"": the options of a frame without any */
 static PyObject *no_options = NULL;
+/* Headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS, set by bind()). */
+static int max_ext_headers = 16;
 
 /* The record type (packet.IcmpPacket) and where its slots live, set by bind(). */
 static PyTypeObject *packet_type = NULL;
@@ -104,9 +109,10 @@ static int add_counts(PyObject *counts, const Py_ssize_t batch_counts[512])
 }
 
 /* The record of an ICMP message msg[0:size] (size >= 8) between the addresses src and dst (4 or 16
- * bytes); 1 with *out set, or -1 with an exception set. */
+ * bytes), with `options` (a reference it takes); 1 with *out set, or -1 with an exception set. */
 static int message(const unsigned char *src, const unsigned char *dst, int ipv6, const unsigned char *msg,
-                   Py_ssize_t size, double ts, Py_ssize_t wire_len, Py_ssize_t *counts, PyObject **out)
+                   Py_ssize_t size, double ts, Py_ssize_t wire_len, PyObject *options, Py_ssize_t *counts,
+                   PyObject **out)
 {
     unsigned type = msg[0];
     int echo = ipv6 ? type == 128 || type == 129 : type == 8 || type == 0;
@@ -123,7 +129,7 @@ static int message(const unsigned char *src, const unsigned char *dst, int ipv6,
         PyLong_FromLong(echo ? (long)be16(msg + 6) : -1),
         PyBytes_FromStringAndSize((const char *)msg + start, size - start),
         PyLong_FromSsize_t(wire_len),
-        Py_NewRef(no_options),
+        options,  /* a new reference (NULL: an error, reported as the others are) */
         Py_NewRef(Py_None),  /* frames: a whole frame, found at its own place in the batch */
     };
     *out = new_packet(values);
@@ -133,41 +139,121 @@ static int message(const unsigned char *src, const unsigned char *dst, int ipv6,
     return 1;
 }
 
+static int all_zero(const unsigned char *p, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* Append to out[*n] the sender's options in area[0:end], an IPv4 header's option area (ipv6 = 0) or an IPv6
+ * hop-by-hop or destination options header's, without padding: decode/ip.py sender_options, the reference
+ * (the same steps). out has room for end more bytes. */
+static void sender_options(const unsigned char *area, Py_ssize_t end, int ipv6, unsigned char *out, Py_ssize_t *n)
+{
+    Py_ssize_t pos = 0;
+    while (pos < end) {
+        unsigned kind = area[pos];
+        if (kind == (ipv6 ? 0u : 1u)) {  /* Pad1 or NOP */
+            pos++;
+            continue;
+        }
+        Py_ssize_t size = pos + 1 < end ? (Py_ssize_t)area[pos + 1] + (ipv6 ? 2 : 0) : 0;
+        if ((!ipv6 && kind == 0) || pos + 1 >= end || size < 2 || pos + size > end) {
+            /* an EOL followed by anything but zeros, or a tail that does not parse: kept whole */
+            if (ipv6 || kind != 0 || !all_zero(area + pos + 1, end - pos - 1)) {
+                memcpy(out + *n, area + pos, end - pos);
+                *n += end - pos;
+            }
+            return;
+        }
+        if (!(ipv6 && kind == 1 && all_zero(area + pos + 2, size - 2))) {  /* PadN of zeros: padding */
+            memcpy(out + *n, area + pos, size);
+            *n += size;
+        }
+        pos += size;
+    }
+}
+
+/* The options gathered in out[0:n], as the record's bytes (the shared b"" when there are none). */
+static PyObject *options_bytes(const unsigned char *out, Py_ssize_t n)
+{
+    return n ? PyBytes_FromStringAndSize((const char *)out, n) : Py_NewRef(no_options);
+}
+
 /* The IPv4 packet at f[0:len]: 1 and *out set if it is on the fast path, 0 if not, -1 on error. */
 static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
                Py_ssize_t *counts, PyObject **out)
 {
-    if (len < 28 || f[0] != 0x45 || f[9] != 1 || (be16(f + 6) & 0x3FFF))
+    if (len < 28 || f[0] >> 4 != 4 || f[9] != 1 || (be16(f + 6) & 0x3FFF))
         return 0;
+    Py_ssize_t header = (Py_ssize_t)(f[0] & 15) * 4;
     Py_ssize_t total = be16(f + 2);
-    if (total < 28 || total > len)
+    if (header < 20 || total < header + 8 || total > len)
         return 0;
     if (verify) {
-        if (word_sum(f, 20) % 0xFFFF)
+        if (word_sum(f, header) % 0xFFFF)
             return 0;
-        uint64_t sum = word_sum(f + 20, total - 20);
+        uint64_t sum = word_sum(f + header, total - header);
         if (sum == 0 || sum % 0xFFFF)
             return 0;
     }
-    return message(f + 12, f + 16, 0, f + 20, total - 20, ts, wire_len, counts, out);
+    unsigned char options[40];
+    Py_ssize_t n = 0;
+    sender_options(f + 20, header - 20, 0, options, &n);
+    return message(f + 12, f + 16, 0, f + header, total - header, ts, wire_len, options_bytes(options, n), counts,
+                   out);
 }
 
-/* The IPv6 packet at f[0:len], as ip4(). */
+/* The IPv6 packet at f[0:len], as ip4(): no extension header, or hop-by-hop (first) and destination options
+ * headers (decode/ip.py _walk6 walks the same; any other header is left to it). */
 static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
                Py_ssize_t *counts, PyObject **out)
 {
-    if (len < 48 || f[0] >> 4 != 6 || f[6] != 58)
+    if (len < 48 || f[0] >> 4 != 6)
         return 0;
-    Py_ssize_t size = be16(f + 4);
-    if (size < 8 || size > len - 40)
+    Py_ssize_t end = 40 + (Py_ssize_t)be16(f + 4);
+    if (end > len)
+        return 0;
+    unsigned next = f[6];
+    Py_ssize_t pos = 40, first_option = 0, walked = 1;
+    for (; next != 58; walked++) {
+        if (walked >= max_ext_headers || !(next == 60 || (next == 0 && pos == 40)) || pos + 2 > end)
+            return 0;
+        Py_ssize_t size = ((Py_ssize_t)f[pos + 1] + 1) * 8;
+        if (pos + size > end)
+            return 0;
+        if (!first_option)
+            first_option = pos;
+        next = f[pos];
+        pos += size;
+    }
+    Py_ssize_t size = end - pos;
+    if (size < 8)
         return 0;
     if (verify) {
         /* The pseudo-header: source, destination, upper-layer length, next header. */
-        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + 40, size);
+        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + pos, size);
         if (sum % 0xFFFF)
             return 0;
     }
-    return message(f + 8, f + 24, 1, f + 40, size, ts, wire_len, counts, out);
+    PyObject *options;
+    if (!first_option) {
+        options = Py_NewRef(no_options);
+    } else {
+        unsigned char *gathered = PyMem_Malloc(pos - first_option);
+        if (gathered == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t n = 0;
+        for (Py_ssize_t at = first_option; at < pos; at += ((Py_ssize_t)f[at + 1] + 1) * 8)
+            sender_options(f + at + 2, ((Py_ssize_t)f[at + 1] + 1) * 8 - 2, 1, gathered, &n);
+        options = options_bytes(gathered, n);
+        PyMem_Free(gathered);
+    }
+    return message(f + 8, f + 24, 1, f + pos, size, ts, wire_len, options, counts, out);
 }
 
 /* Network layer by ethertype at f[pos:len], after any VLAN tags. */
@@ -360,10 +446,11 @@ static PyObject *share_select(PyObject *module, PyObject *const *args, Py_ssize_
 }
 
 PyDoc_STRVAR(bind_doc,
-"bind(record_type, vlan_tpids)\n\n"
+"bind(record_type, vlan_tpids[, max_ext_headers])\n\n"
 "Use record_type (a slots dataclass with the fields of packet.IcmpPacket, in any order) for the\n"
 "records decode_batch builds; they are filled slot by slot, as its __init__ would. vlan_tpids: the\n"
-"ethertypes of the VLAN tags walked through (a tuple of at most 8 ints).");
+"ethertypes of the VLAN tags walked through (a tuple of at most 8 ints). max_ext_headers: the IPv6\n"
+"headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS).");
 
 static int bind_tpids(PyObject *tpids)
 {
@@ -391,9 +478,19 @@ static int bind_tpids(PyObject *tpids)
 static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "bind() takes a record type and the VLAN TPIDs");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bind() takes a record type, the VLAN TPIDs and the most IPv6 headers");
         return NULL;
+    }
+    long headers = max_ext_headers;
+    if (nargs == 3) {
+        headers = PyLong_AsLong(args[2]);
+        if (headers == -1 && PyErr_Occurred())
+            return NULL;
+        if (headers < 1 || headers > 255) {
+            PyErr_SetString(PyExc_ValueError, "bind(): max_ext_headers must be 1 to 255");
+            return NULL;
+        }
     }
     PyObject *type_obj = args[0];
     if (!PyType_Check(type_obj)) {
@@ -433,6 +530,7 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (no_options == NULL && (no_options = PyBytes_FromStringAndSize("", 0)) == NULL)
         return NULL;
     memcpy(slot_offset, offsets, sizeof offsets);
+    max_ext_headers = (int)headers;
     Py_INCREF(type);
     Py_XSETREF(packet_type, type);
     Py_RETURN_NONE;
@@ -446,6 +544,7 @@ PyDoc_STRVAR(checksum_ok_doc,
 
 static PyObject *checksum_ok(PyObject *module, PyObject *data)
 {
+    (void)module;
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;

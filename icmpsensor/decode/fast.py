@@ -14,6 +14,7 @@ from typing import Any
 
 from icmpsensor.decode import accelerator
 from icmpsensor.decode.decoder import DpktDecoder
+from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.linktypes import (
     DLT_RAW,
     DLT_RAW_OPENBSD,
@@ -32,7 +33,7 @@ from icmpsensor.decode.stats import DecodeStats
 
 _fastdecode = accelerator.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
-    _fastdecode.bind(IcmpPacket, VLAN_TPIDS)
+    _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS)
 
 # The fast paths: an IPv4 header without options or an IPv6 header, then the first 8 bytes of ICMP
 # (type, code, checksum skipped, identifier, sequence), in one unpack.
