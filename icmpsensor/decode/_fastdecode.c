@@ -9,7 +9,8 @@
  * Python decoder builds. Every other frame - anything malformed, truncated, fragmented, with a
  * routing, authentication or fragment header, a bad checksum, not IP - is left to the Python decoder:
  * decode_batch returns its position, and decode/fast.py decodes it there. So this file never decides
- * that a frame is bad; it only recognises good ones.
+ * that a frame is bad; it only recognises good ones, and the frames that the Python decoder would
+ * skip as not IP or not ICMP (a replayed SPAN capture's other traffic), counted as it counts them.
  *
  * Every read is checked against the frame's captured length and the batch buffer first.
  */
@@ -19,6 +20,10 @@
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
+
+/* What frame() and the layers under it return beside 1 (a record), 0 (left to Python) and -1 (an error): a frame
+ * the Python decoder skips, by the index of its reason in decode/fast.py C_SKIPPED, plus SKIPPED. */
+enum { SKIPPED = 2, SKIP_NOT_IP = SKIPPED + 0, SKIP_NOT_ICMP = SKIPPED + 1, N_SKIPS = 2 };
 
 enum link_kind { LINK_ETHERNET = 0, LINK_SLL = 1, LINK_SLL2 = 2, LINK_RAW = 3, LINK_RAW4 = 4, LINK_RAW6 = 5 };
 
@@ -89,10 +94,10 @@ fail:
     return NULL;
 }
 
-/* Add a batch's message counts to type_counts (a list of 512 ints). 0, or -1 with an exception set. */
-static int add_counts(PyObject *counts, const Py_ssize_t batch_counts[512])
+/* Add a batch's counts to a list of n ints (type_counts, skip_counts). 0, or -1 with an exception set. */
+static int add_counts(PyObject *counts, const Py_ssize_t *batch_counts, Py_ssize_t n)
 {
-    for (Py_ssize_t index = 0; index < 512; index++) {
+    for (Py_ssize_t index = 0; index < n; index++) {
         if (!batch_counts[index])
             continue;
         PyObject *old = PyList_GET_ITEM(counts, index);
@@ -186,6 +191,8 @@ static PyObject *options_bytes(const unsigned char *out, Py_ssize_t n)
 static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
                Py_ssize_t *counts, PyObject **out)
 {
+    if (len >= 20 && f[0] >> 4 == 4 && (f[0] & 15) >= 5 && f[9] != 1)
+        return SKIP_NOT_ICMP;  /* decode/ip.py _ip4: a header dpkt reads, then the protocol, before anything else */
     if (len < 28 || f[0] >> 4 != 4 || f[9] != 1 || (be16(f + 6) & 0x3FFF))
         return 0;
     Py_ssize_t header = (Py_ssize_t)(f[0] & 15) * 4;
@@ -211,6 +218,11 @@ static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
 static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
                Py_ssize_t *counts, PyObject **out)
 {
+    if (len >= 40 && f[0] >> 4 == 6) {
+        unsigned first = f[6];  /* decode/ip.py V6_WALKED: anything else is skipped, before anything else */
+        if (first != 0 && first != 43 && first != 44 && first != 51 && first != 58 && first != 60)
+            return SKIP_NOT_ICMP;
+    }
     if (len < 48 || f[0] >> 4 != 6)
         return 0;
     Py_ssize_t end = 40 + (Py_ssize_t)be16(f + 4);
@@ -270,7 +282,7 @@ static int by_ethertype(const unsigned char *f, Py_ssize_t len, unsigned etherty
         return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out);
     if (ethertype == 0x86DD)
         return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out);
-    return 0;
+    return SKIP_NOT_IP;  /* decode/link.py ethertype_layer: NOT_IP */
 }
 
 static int frame(int link, const unsigned char *f, Py_ssize_t len, double ts, int verify, Py_ssize_t *counts,
@@ -298,27 +310,28 @@ static int frame(int link, const unsigned char *f, Py_ssize_t len, double ts, in
 }
 
 PyDoc_STRVAR(decode_batch_doc,
-"decode_batch(buf, meta, link, verify_checksums, type_counts) -> (packets, rest)\n\n"
+"decode_batch(buf, meta, link, verify_checksums, type_counts, skip_counts) -> (packets, rest)\n\n"
 "Decode the fast-path frames of a libpcap batch (meta: 16-byte records of seconds, microseconds,\n"
 "offset in buf, captured length, native byte order). packets has one item per frame in order: an\n"
-"IcmpPacket, or None where the frame is left to the Python decoder; rest lists those frames'\n"
-"indexes (empty when there are none). type_counts (512 ints) counts the messages decoded.");
+"IcmpPacket, or None where the frame is skipped or left to the Python decoder; rest lists the\n"
+"indexes of those left (empty when there are none). type_counts (512 ints) counts the messages\n"
+"decoded, skip_counts (2 ints) the frames skipped as not IP and as not ICMP.");
 
 static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch takes 5 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch takes 6 arguments");
         return NULL;
     }
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "decode_batch: bind() the record type first");
         return NULL;
     }
-    PyObject *counts = args[4];
+    PyObject *counts = args[4], *skip_counts = args[5];
     if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_CheckExact(counts)
-        || PyList_GET_SIZE(counts) != 512) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch(bytes, bytes, int, bool, list of 512 ints)");
+        || PyList_GET_SIZE(counts) != 512 || !PyList_CheckExact(skip_counts) || PyList_GET_SIZE(skip_counts) != N_SKIPS) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(bytes, bytes, int, bool, list of 512 ints, list of 2 ints)");
         return NULL;
     }
     long link = PyLong_AsLong(args[2]);
@@ -332,7 +345,7 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
     const unsigned char *meta = (const unsigned char *)PyBytes_AS_STRING(args[1]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[1]) / 16;
 
-    Py_ssize_t batch_counts[512] = {0};
+    Py_ssize_t batch_counts[512] = {0}, batch_skips[N_SKIPS] = {0};
     PyObject *packets = PyList_New(n);
     PyObject *rest = PyList_New(0);
     if (packets == NULL || rest == NULL)
@@ -350,7 +363,10 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
             if (taken < 0)
                 goto fail;
         }
-        if (!taken) {
+        if (taken >= SKIPPED) {
+            batch_skips[taken - SKIPPED]++;
+            pkt = Py_NewRef(Py_None);
+        } else if (!taken) {
             PyObject *index = PyLong_FromSsize_t(i);
             if (index == NULL || PyList_Append(rest, index) < 0) {
                 Py_XDECREF(index);
@@ -361,7 +377,7 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
         }
         PyList_SET_ITEM(packets, i, pkt);
     }
-    if (add_counts(counts, batch_counts) < 0)
+    if (add_counts(counts, batch_counts, 512) < 0 || add_counts(skip_counts, batch_skips, N_SKIPS) < 0)
         goto fail;
     PyObject *result = PyTuple_Pack(2, packets, rest);
     Py_DECREF(packets);

@@ -59,9 +59,9 @@ class Decoder(DpktDecoder):
         link = self._c_link
         if link is None:
             return super().decode_batch(buf, meta)
-        packets, rest = self._c_batch(link, buf, meta)
-        if not rest:
-            return packets  # type: ignore[return-value]  # no frame was left: no None in it
+        packets, whole = self._c_batch(link, buf, meta)
+        if whole:
+            return packets  # type: ignore[return-value]  # no frame was left or skipped: no None in it
         if self.due:
             return self._with_due(packets)
         return [pkt for pkt in packets if pkt is not None]
@@ -72,17 +72,21 @@ class Decoder(DpktDecoder):
             return super().decode_frames(buf, meta)
         return self._c_batch(link, buf, meta)[0]
 
-    def _c_batch(self, link: int, buf: bytes, meta: bytes) -> tuple[list[IcmpPacket | None], list[int]]:
+    def _c_batch(self, link: int, buf: bytes, meta: bytes) -> tuple[list[IcmpPacket | None], bool]:
         """The C fast path over a batch, then the frames it left through the Python path, in place: one item
-        per frame (None: no packet), and the indexes of the frames the Python path decoded."""
+        per frame (None: no packet), and whether the C path made every one of them (no None in the list)."""
         stats = self.stats
         self.due = []
-        packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts)
+        skipped = [0] * len(C_SKIPPED)
+        packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts, skipped)
         stats.frames += len(packets)
+        for reason, count in zip(C_SKIPPED, skipped, strict=True):
+            if count:
+                stats.skipped[reason] += count
         frame = self._batch_frame
         for index in rest:
             packets[index] = frame(buf, meta, index)
-        return packets, rest
+        return packets, not rest and not any(skipped)
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
@@ -132,6 +136,10 @@ class Decoder(DpktDecoder):
                 return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
         return super()._ip6(ts, f, off, limit, wire_len)
 
+
+# The reasons the C fast path skips frames for, in the order of its skip_counts (decode/_fastdecode.c SKIP_NOT_IP,
+# SKIP_NOT_ICMP): those the Python decoder gives them (decode/decoder.py, decode/ip.py).
+C_SKIPPED = ("not_ip", "not_icmp")
 
 # The C fast path's code for each link type it reads (none when it is not built).
 _C_LINKS: dict[int, int] = {} if _fastdecode is None else {
