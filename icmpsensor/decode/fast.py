@@ -18,6 +18,7 @@ from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.linktypes import (
     DLT_RAW,
     DLT_RAW_OPENBSD,
+    FRAGMENT,
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
@@ -39,6 +40,7 @@ if _fastdecode is not None:
 # (type, code, checksum skipped, identifier, sequence), in one unpack.
 _IP4_ICMP = struct.Struct("!BxHxxHxBxx4s4sBBxxHH")  # version/IHL, total length, flags/offset, protocol, ...
 _IP6_ICMP = struct.Struct("!BxxxHBx16s16sBBxxHH")  # version (high nibble), payload length, next header, ...
+_IP6_FRAGMENT = struct.Struct("!BxHI")  # an IPv6 fragment header: next header, offset and flags, identification
 _IP4_HEADER = struct.Struct("!BxHHHxB2x4s4s")  # version/IHL, total length, identification, flags/offset, protocol, ...
 
 
@@ -134,6 +136,13 @@ class Decoder(DpktDecoder):
                 if icmp_type == 128 or icmp_type == 129:
                     return IcmpPacket(ts, src, dst, True, icmp_type, code, ident, seq, f[start + 8 : end], wire_len)
                 return IcmpPacket(ts, src, dst, True, icmp_type, code, -1, -1, f[start + 4 : end], wire_len)
+            if version >> 4 == 6 and next_header == FRAGMENT and 8 <= size <= limit - off - 40:
+                # A fragment header right behind the fixed header (a flood of fragments: no dpkt object per
+                # fragment), as DpktDecoder._walk6 reads it; an atomic fragment (RFC 6946) is left to it.
+                inner, frag_off_m, frag_id = _IP6_FRAGMENT.unpack_from(f, off + 40)
+                if frag_off_m & 0xFFF9:  # a fragment offset (bits 3-15) or more fragments (bit 0)
+                    return self._fragment6(ts, f[off + 48 : off + 40 + size], src, dst, dst, frag_id, inner,
+                                           bool(frag_off_m & 1), (frag_off_m >> 3) * 8, wire_len)
         return super()._ip6(ts, f, off, limit, wire_len)
 
 

@@ -532,3 +532,24 @@ def test_the_production_decoder_reads_a_plain_ipv4_fragment_header_without_dpkt(
     packets = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated).decode_batch(buf, meta)
     assert [(p.seq, p.payload) for p in packets] == [(1, DATA)]
     assert stats.fragments["reassembled"] == 1 and stats.unaccounted() == 0
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_the_production_decoder_reads_a_plain_ipv6_fragment_header_without_dpkt(
+        monkeypatch: pytest.MonkeyPatch, accelerated: bool) -> None:
+    """As over IPv4: a fragment header right behind the IPv6 header is read by the struct path (the dpkt path
+    took ~3 times as long a fragment: a jumbo-fragment flood, a quarter of it IPv6, spent a quarter of its time
+    there); the reassembled datagram's message is still walked by the reference path."""
+    import dpkt
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("dpkt read a plain fragment header")
+
+    datagram = craft.icmp6(A6, B6, 128, 0, 7, 1, DATA)
+    frames = [craft.ether(f) for f in craft.fragment6(datagram, 64, frag_id=77)]
+    monkeypatch.setattr(dpkt.ip6, "IP6FragmentHeader", refuse)
+    buf, meta, _ = batch_of([(1.0, f) for f in reversed(frames)])
+    stats = DecodeStats()
+    packets = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated).decode_batch(buf, meta)
+    assert [(p.seq, p.payload) for p in packets] == [(1, DATA)]
+    assert stats.fragments["reassembled"] == 1 and stats.unaccounted() == 0
