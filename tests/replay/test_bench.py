@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench import throughput
+from bench import hostile_shapes, throughput
 from icmpsensor.decode import fast as decode
 from testkit import benign_corpus as bc
 from testkit import craft, synthmix
@@ -333,3 +333,30 @@ def test_the_table_gives_both_ratios_per_stage() -> None:
     assert sensor["notices written / folded"] == "23 / 39,980"
     assert by[("mix", "icmpsensor end to end")]["x raw next_batch"] == "0.025"
     assert by[("mix", "libpcap read, materialised (ceiling)")]["x raw next_batch"] == "0.250"
+
+
+def test_every_hostile_shape_is_written_and_read_as_it_says(tmp_path: Path) -> None:
+    """bench/hostile_shapes.py: each shape's capture decodes without an error; what is not ICMP is skipped."""
+    for name in hostile_shapes.SHAPES:
+        result = throughput.stage_icmpsensor(str(hostile_shapes.ensure_shape(name, 400, tmp_path)))
+        assert result["decode_errors"] == 0, name
+        if name == "other-traffic":
+            assert result["icmp"] == 0 and result["decode_skipped"] == result["packets"] == 400
+        elif name == "jumbo":
+            assert result["icmp"] == 400 // 41 and result["decode"]["fragments"]["reassembled"] == 400 // 41
+        else:
+            assert result["icmp"] == result["packets"] == 400, name
+
+
+def test_the_hostile_shapes_table_gives_both_ratios_and_the_growth(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert hostile_shapes.main(["--packets", "300", "--shapes", "storm-v6", "--keep", str(tmp_path)],
+                               lines.append) == 0
+    header, _, line = lines
+    cells = dict(zip(hostile_shapes.HEADER, (cell.strip() for cell in line.strip(" |").split("|")), strict=True))
+    assert header.count("|") == len(hostile_shapes.HEADER) + 1
+    assert cells["shape"] == "storm-v6" and cells["packets (4N)"] == "1,200"
+    assert 0 < float(cells["x raw next_batch"]) < float(cells["x materialised"]) < 1
+    written, raised = (int(n) for n in cells["notices written / raised"].split(" / "))
+    assert float(cells["growth N→4N"]) > 0 and raised >= 2400 and 0 < written < 100  # a DataExfil and a summary a
+    # flow, the storm folded
