@@ -17,8 +17,9 @@ Pure: notices and a clock in, notices out. Memory: one entry per (note, host) se
 (counts of the notices written per (note, host): at most MAX_KEYS, then a new key is written unfolded;
 a fold only for a key past its max_notices), a bounded sample, the distinct peers of each fold (at most
 MAX_PEERS, and MAX_PEER_ENTRIES over all the folds of an interval: then the peers read "N+"), and how each flow's first
-notice went (at most MAX_UIDS, oldest forgotten first), across intervals: a summary follows its
-flow's first notice minutes later.
+notice went, across intervals (a summary follows its flow's first notice minutes later) until the flow's
+ExfilSummary, its last notice: so for the alerted flows still alive (at most MAX_UIDS, oldest forgotten first,
+for those that never get a summary).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
-from icmpsensor.notice.types import EXFIL_SPREAD, SLOW_EXFIL
+from icmpsensor.notice.types import EXFIL_SPREAD, EXFIL_SUMMARY, SLOW_EXFIL
 
 NEVER_FOLDED = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))
 MAX_KEYS = 100_000
@@ -128,7 +129,10 @@ class NoticeAggregator:
         if notice.note in NEVER_FOLDED or not notice.src or not notice.dst:
             return False
         uid = notice.uid
-        under = self._uids.get(uid, _UNSEEN) if uid else _UNSEEN
+        if uid and notice.note == EXFIL_SUMMARY.name:  # the flow's last notice: its memory ends with it
+            uid, under = "", self._uids.pop(uid, _UNSEEN)
+        else:
+            under = self._uids.get(uid, _UNSEEN) if uid else _UNSEEN
         if under is not _UNSEEN:
             if under is None:
                 return False  # the flow's earlier notice was written: so is this one
