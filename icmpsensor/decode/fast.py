@@ -2,9 +2,11 @@
 
 `Decoder.decode_batch` (libpcap batches: replay and live capture) hands a batch to the C extension
 `icmpsensor.decode._fastdecode` first when it is built (it is, by ``pip install``): it builds the
-records of exactly the frames the struct path takes and leaves every other frame, by position, to
-the Python code. Without the extension (``ICMPSENSOR_PURE_PYTHON=1``, or a source tree not built)
-the same batch runs through the struct path in Python.
+records of the frames the struct path takes and of those with IPv4 options or IPv6 option headers,
+skips (and counts, as C_SKIPPED) what is not IP or not ICMP, and leaves every other frame, by
+position, to the Python code (docs/design.md "The C decoder's rule"). Without the extension
+(``ICMPSENSOR_PURE_PYTHON=1``, or a source tree not built) the same batch runs through the struct
+path in Python.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ _IP4_HEADER = struct.Struct("!BxHHHxB2x4s4s")  # version/IHL, total length, iden
 
 
 class Decoder(DpktDecoder):
-    """The production decoder: the common frame's IP and ICMP headers read with one struct call;
-    every other frame (IPv4 options, fragments, IPv6 extension headers, messages shorter than 8
-    bytes, anything truncated or malformed) goes to dpkt, as in `DpktDecoder`.
+    """The production decoder: the common frame's IP and ICMP headers read with one struct call, and a
+    fragment's behind a plain IPv4 or IPv6 header; every other frame (IPv4 options, IPv6 extension
+    headers, messages shorter than 8 bytes, anything truncated or malformed) goes to dpkt, as in
+    `DpktDecoder`.
 
     Batches go to the C fast path first, when it is built and `accelerated` is not turned off; it
-    takes the same frames as the struct path and leaves the others to it, by position."""
+    takes the struct path's frames and more (see the module docstring) and leaves the others to it, by
+    position."""
 
     def __init__(self, linktype: int, stats: DecodeStats, *, accelerated: bool = True, **options: Any) -> None:
         """`options`: those of DpktDecoder (verify_checksums, reassembler)."""
