@@ -122,23 +122,13 @@ SHAPES = ("storm-v4", "storm-v6", "options-v4", "ext-v6", "jumbo", "other-traffi
           "unpaired", "errors", "tools", "mesh")
 
 
-def write_capture(path: Path, frames: Frames) -> None:
-    """A microsecond pcap (Ethernet, snap length 65535) of the frames, written atomically."""
-    import dpkt
-
-    partial = path.with_name(path.name + ".part")
-    with partial.open("wb") as f:
-        writer = dpkt.pcap.Writer(f, snaplen=65535)
-        for ts, frame in frames:
-            writer.writepkt(frame, ts)
-    partial.replace(path)
-
-
 def ensure_shape(name: str, count: int, directory: Path, seed: int = 1) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}-{count}-{seed}.pcap"
     if not path.is_file():
-        write_capture(path, _shape(name, count // 41 if name == "jumbo" else count, random.Random(seed)))
+        partial = path.with_name(path.name + ".part")  # written whole, or not at all
+        craft.write_pcap(partial, _shape(name, count // 41 if name == "jumbo" else count, random.Random(seed)))
+        partial.replace(path)
     return path
 
 

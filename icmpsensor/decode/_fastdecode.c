@@ -213,6 +213,23 @@ static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
                    out);
 }
 
+/* The ICMPv6 message at f[pos:end] of the IPv6 packet at f, after option headers whose options are
+ * gathered[0:n] (none: gathered NULL): as ip4() returns. */
+static int ip6_message(const unsigned char *f, Py_ssize_t end, Py_ssize_t pos, const unsigned char *gathered,
+                       Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify, Py_ssize_t *counts, PyObject **out)
+{
+    Py_ssize_t size = end - pos;
+    if (size < 8)
+        return 0;
+    if (verify) {
+        /* The pseudo-header: source, destination, upper-layer length, next header. */
+        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + pos, size);
+        if (sum % 0xFFFF)
+            return 0;
+    }
+    return message(f + 8, f + 24, 1, f + pos, size, ts, wire_len, options_bytes(gathered, n), counts, out);
+}
+
 /* The IPv6 packet at f[0:len], as ip4(): no extension header, or hop-by-hop (first) and destination options
  * headers (decode/ip.py _walk6 walks the same; any other header is left to it). */
 static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
@@ -228,44 +245,35 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
     Py_ssize_t end = 40 + (Py_ssize_t)be16(f + 4);
     if (end > len)
         return 0;
+    if (f[6] == 58)
+        return ip6_message(f, end, 40, NULL, 0, ts, wire_len, verify, counts, out);
+    if (f[6] != 0 && f[6] != 60)
+        return 0;  /* routing, authentication, fragment: the Python decoder's */
+    /* the options of the headers walked, gathered as they are walked: they hold at most end - 40 bytes */
+    unsigned char *gathered = PyMem_Malloc(end - 40);
+    if (gathered == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     unsigned next = f[6];
-    Py_ssize_t pos = 40, first_option = 0, walked = 1;
-    for (; next != 58; walked++) {
+    Py_ssize_t pos = 40, n = 0;
+    int taken = 0;
+    for (int walked = 1;; walked++) {
+        if (next == 58) {
+            taken = ip6_message(f, end, pos, gathered, n, ts, wire_len, verify, counts, out);
+            break;
+        }
         if (walked >= max_ext_headers || !(next == 60 || (next == 0 && pos == 40)) || pos + 2 > end)
-            return 0;
+            break;
         Py_ssize_t size = ((Py_ssize_t)f[pos + 1] + 1) * 8;
         if (pos + size > end)
-            return 0;
-        if (!first_option)
-            first_option = pos;
+            break;
+        sender_options(f + pos + 2, size - 2, 1, gathered, &n);
         next = f[pos];
         pos += size;
     }
-    Py_ssize_t size = end - pos;
-    if (size < 8)
-        return 0;
-    if (verify) {
-        /* The pseudo-header: source, destination, upper-layer length, next header. */
-        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + pos, size);
-        if (sum % 0xFFFF)
-            return 0;
-    }
-    PyObject *options;
-    if (!first_option) {
-        options = Py_NewRef(no_options);
-    } else {
-        unsigned char *gathered = PyMem_Malloc(pos - first_option);
-        if (gathered == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        Py_ssize_t n = 0;
-        for (Py_ssize_t at = first_option; at < pos; at += ((Py_ssize_t)f[at + 1] + 1) * 8)
-            sender_options(f + at + 2, ((Py_ssize_t)f[at + 1] + 1) * 8 - 2, 1, gathered, &n);
-        options = options_bytes(gathered, n);
-        PyMem_Free(gathered);
-    }
-    return message(f + 8, f + 24, 1, f + pos, size, ts, wire_len, options, counts, out);
+    PyMem_Free(gathered);
+    return taken;
 }
 
 /* Network layer by ethertype at f[pos:len], after any VLAN tags. */
