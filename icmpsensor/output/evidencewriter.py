@@ -10,6 +10,12 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   `<uid>-<linktype>.pcap`, one pcap per link type. A record carries the frame's timestamp as libpcap
   gave it and its captured length (as both lengths: libpcap's batches do not carry the wire length).
   `<uid>.bin` holds the echo-request payloads the flow's source sent, in order.
+* **Writes.** A file's records are gathered and written together, whole records in one write call, once
+  they reach FILE_CHUNK, FLUSH_AFTER seconds after the first of them came, when PENDING_BYTES are gathered
+  over all files (the oldest first), and when the file is closed. The files are unbuffered: a flow's
+  packets are in its pcap within FLUSH_AFTER (a buffered file kept a small flow's records in memory until
+  the flow ended, lost if the process was killed), a record is never split across writes, and a busy
+  flow's records cost one system call per FILE_CHUNK instead of one per batch.
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
@@ -49,6 +55,9 @@ JOB_OVERHEAD = 256  # bytes a queued job costs besides its packets
 PACKET_OVERHEAD = 192  # bytes a held packet costs besides its frames (HeldPacket, tuple, the payload's object)
 FRAME_OVERHEAD = 176  # bytes a frame costs besides its data (decode/fragments.py FRAME_OVERHEAD)
 IDLE_WAIT = 1.0  # seconds the thread sleeps without work before it looks again
+FLUSH_AFTER = 0.5  # seconds a file's records may be gathered before they are written
+FILE_CHUNK = 256 * 1024  # a file's gathered records are written once they reach this many bytes
+PENDING_BYTES = 4 * 1024 * 1024  # records gathered over all files; past it the oldest-gathered file's are written
 JOIN_GRACE = 0.1  # seconds after the deadline close() still waits for the thread (a write in progress)
 MAX_OPEN = 256  # flows whose files this thread holds open (the recorder closes them long before)
 DISK_BLOCK = 4096  # what a file's size is rounded up to on disk (the common file system block)
@@ -125,14 +134,24 @@ def _on_disk(size: int) -> int:
 def _create(name: str, dir_fd: int) -> BinaryIO:
     """A new file in the verified directory, never through a link."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(name, flags, LOG_MODE, dir_fd=dir_fd), "ab")
+    return os.fdopen(os.open(name, flags, LOG_MODE, dir_fd=dir_fd), "ab", buffering=0)
 
 
-@dataclass
+class _Done:
+    """What _take gives when the thread is to end."""
+
+
+_DONE = _Done()
+
+
+@dataclass(eq=False)  # a key of the writer's dirty files, by identity
 class _File:
     name: str
-    handle: BinaryIO
-    size: int = 0
+    handle: BinaryIO  # unbuffered: a write is a write call
+    size: int = 0  # bytes written and gathered
+    gathered: list[bytes] = field(default_factory=list)  # records (or carried bytes) not written yet
+    gathered_bytes: int = 0
+    gathered_packets: int = 0  # packets whose records are gathered (a pcap's; 0 for the .bin)
 
 
 @dataclass
@@ -165,6 +184,8 @@ class EvidenceWriter:
         self._refresh = False
         self._thread: threading.Thread | None = None
         self._flows: OrderedDict[str, _Flow] = OrderedDict()
+        self._dirty: dict[_File, float] = {}  # files with gathered records -> when the first came, oldest first
+        self._gathered = 0  # bytes gathered over all files
         self._trim_hopeless = False  # the last trim could not get within budget: no rescan until a file closes
         # A directory that is already there is verified now, on the caller's thread (OutputError, exit 73, if
         # it is a link or someone else's); one that is not is created with the first file.
@@ -239,28 +260,37 @@ class EvidenceWriter:
     # -- the writer's thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while (job := self._take()) is not None:
-            if self._refresh:
-                self._refresh = False
-                self._disk = self._disk_usage()
-                self._trim_hopeless = False
+        while (job := self._take()) is not _DONE:
             try:
-                self._do(job)
+                if self._refresh:
+                    self._refresh = False
+                    self._write_all()  # so that the directory shows what was gathered
+                    self._disk = self._disk_usage()
+                    self._trim_hopeless = False
+                if job is not None:
+                    self._do(job)
+                self._write_due(time.monotonic())
             except Exception:  # the writer must outlive a bug as the detector does: counted
                 self.stats.errors += 1
         self._drop_queued()
         for uid in list(self._flows):
             self._finish(uid)
 
-    def _take(self) -> WriteJob | None:
-        """The next job, or None when closing and done (the queue empty, or the deadline passed)."""
+    def _take(self) -> WriteJob | _Done | None:
+        """The next job; None when gathered records are due to be written meanwhile; _DONE when closing and done
+        (the queue empty, or the deadline passed)."""
         with self._cond:
             while not self._jobs:
                 if self._closing:
-                    return None
-                self._cond.wait(IDLE_WAIT)
+                    return _DONE
+                wait = IDLE_WAIT
+                if self._dirty:
+                    wait = next(iter(self._dirty.values())) + FLUSH_AFTER - time.monotonic()
+                    if wait <= 0:
+                        return None
+                self._cond.wait(min(wait, IDLE_WAIT))
             if self._deadline is not None and time.monotonic() >= self._deadline:
-                return None
+                return _DONE
             job = self._jobs.popleft()
             self._queued -= job.cost
             self._cond.notify_all()  # room for a replay waiting in submit
@@ -333,7 +363,7 @@ class EvidenceWriter:
         return pcap
 
     def _write(self, flow: _Flow, run: tuple[HeldPacket, ...], linktype: int) -> None:
-        """Packets of one link type, in one write per file; when several do not fit the budget together,
+        """Packets of one link type, gathered for their files; when several do not fit the budget together,
         one by one (so that the budget, trimming the oldest files first, drops exactly what does not fit)."""
         pcap = self._pcap(flow, linktype)
         if pcap is None:
@@ -350,23 +380,62 @@ class EvidenceWriter:
         if not self._room(grows):
             self.stats.dropped_budget += 1
             return
-        try:
-            pcap.handle.write(records)
-            if carried:
-                flow.carried.handle.write(carried)
-        except OSError:
-            self.stats.errors += 1
-            return
-        pcap.size += len(records)
-        flow.carried.size += len(carried)
         self._disk += grows
-        self.stats.packets += len(run)
+        self._gather(pcap, records, len(run))
+        if carried:
+            self._gather(flow.carried, carried, 0)
+
+    def _gather(self, file: _File, data: bytes, packets: int) -> None:
+        """Add records to what `file` will get in its next write (see Writes in the module docstring)."""
+        if not file.gathered:
+            self._dirty[file] = time.monotonic()
+        file.gathered.append(data)
+        file.size += len(data)
+        file.gathered_bytes += len(data)
+        file.gathered_packets += packets
+        self._gathered += len(data)
+        if file.gathered_bytes >= FILE_CHUNK:
+            self._write_out(file)
+        while self._gathered > PENDING_BYTES and self._dirty:
+            self._write_out(next(iter(self._dirty)))
+
+    def _write_due(self, now: float) -> None:
+        """Write the files whose first gathered record came FLUSH_AFTER ago or more."""
+        dirty = self._dirty
+        while dirty:
+            file, since = next(iter(dirty.items()))
+            if now - since < FLUSH_AFTER:
+                return
+            self._write_out(file)
+
+    def _write_all(self) -> None:
+        while self._dirty:
+            self._write_out(next(iter(self._dirty)))
+
+    def _write_out(self, file: _File) -> None:
+        """One write of what `file` gathered (more only if the system writes less); counted when written."""
+        self._dirty.pop(file, None)
+        data = file.gathered[0] if len(file.gathered) == 1 else b"".join(file.gathered)
+        packets = file.gathered_packets
+        self._gathered -= file.gathered_bytes
+        file.gathered.clear()
+        file.gathered_bytes = file.gathered_packets = 0
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[file.handle.write(view) or 0 :]
+        except OSError:
+            self.stats.errors += max(packets, 1)
+            return
+        self.stats.packets += packets
 
     def _finish(self, uid: str) -> None:
         flow = self._flows.pop(uid, None)
         if flow is None:
             return
         for file in (*flow.pcaps.values(), flow.carried):
+            if file.gathered:
+                self._write_out(file)
             with contextlib.suppress(OSError):
                 file.handle.close()
         self._trim_hopeless = False
@@ -405,10 +474,7 @@ class EvidenceWriter:
     def _trim(self) -> None:
         """Delete the oldest evidence files (not those still being written) until within 90 % of the budget."""
         busy = {file.name for flow in self._flows.values() for file in (*flow.pcaps.values(), flow.carried)}
-        for flow in self._flows.values():  # so that the sizes on disk are the real ones
-            for file in (*flow.pcaps.values(), flow.carried):
-                with contextlib.suppress(OSError):
-                    file.handle.flush()
+        self._write_all()  # so that the sizes on disk are the real ones
         entries = self._sizes()
         self._disk = sum(size for _, size, _ in entries)
         target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory

@@ -9,6 +9,7 @@ test_evidence_cli.py and test_evidence_faithful.py in tests/replay.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -317,6 +318,67 @@ def test_a_batchs_recorded_packets_reach_the_writer_as_one_hand_over(tmp_path: P
     written = pcaps(tmp_path / "evidence")
     assert sorted(written.values()) == [20] * len(flows)
     assert pipeline.stats()["evidence"]["packets"] == 20 * len(flows)  # type: ignore[index]
+
+
+def _writes_per_file(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Spy on the writer's files: how many write calls each got, by name."""
+    writes: dict[str, int] = {}
+    real = evidencewriter._create
+
+    class Counting:
+        def __init__(self, name: str, handle: object) -> None:
+            self._name, self._handle = name, handle
+
+        def write(self, data: bytes) -> int:
+            writes[self._name] = writes.get(self._name, 0) + 1
+            return self._handle.write(data)  # type: ignore[attr-defined,no-any-return]
+
+        def __getattr__(self, attr: str) -> object:
+            return getattr(self._handle, attr)
+
+    def spy(name: str, dir_fd: int) -> object:
+        return Counting(name, real(name, dir_fd))
+
+    monkeypatch.setattr(evidencewriter, "_create", spy)
+    return writes
+
+
+def test_a_flows_records_are_written_in_few_large_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy flow's records are gathered and written in few large writes (whole records each), not one write per
+    batch; the packets are all there at close."""
+    writes = _writes_per_file(monkeypatch)
+    recorder = EvidenceRecorder(str(tmp_path), config())
+    raised = alert(recorder, 1, 1000.0)
+    for seq in range(2, 202):  # 200 batches of one packet each: 200 jobs
+        recorder.observe(request(1, 1000.0 + seq / 1000, seq=seq), 100, None, 0)
+        recorder.flush()
+    recorder.close()
+    name = os.path.basename(str(raised.evidence))
+    assert pcaps(tmp_path / "evidence") == {name: 201}
+    assert recorder.stats.packets == 201
+    assert writes[name] <= 5, writes
+
+
+def test_records_reach_the_disk_within_a_second_while_the_flow_goes_on(tmp_path: Path) -> None:
+    """An analyst opening an alerted flow's pcap while the flow goes on finds its packets of more than
+    FLUSH_AFTER ago: nothing waits in a buffer until the flow ends."""
+    recorder = EvidenceRecorder(str(tmp_path), config())
+    raised = alert(recorder, 1, 1000.0)
+    recorder.observe(request(1, 1000.1, seq=2), 100, None, 0)
+    recorder.flush()
+    path = Path(str(raised.evidence))
+    deadline = time.monotonic() + 3.0
+    found = 0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError, dpkt.dpkt.NeedData), path.open("rb") as f:
+            found = sum(1 for _ in dpkt.pcap.Reader(f))
+        if found == 2:
+            break
+        time.sleep(0.05)
+    try:
+        assert found == 2
+    finally:
+        recorder.close()
 
 
 # -- what is buffered before a notice ----------------------------------------------------------------------
