@@ -2,7 +2,7 @@
 
 The fast paths (decode/fast.py, decode/_fastdecode.c) inline the same arithmetic; dpkt's
 `in_cksum` is the reference the tests hold them all to (tests/unit/test_checksum.py). `checksum_ok` is
-the C accelerator's when it is built (decode/accelerator.py): a reassembled 60,000-byte datagram is
+the C accelerator's when it is built (icmpsensor/accelerators.py): a reassembled 60,000-byte datagram is
 verified in a few microseconds instead of ~100 (or the ~630 dpkt's in_cksum took).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from icmpsensor.decode.accelerator import extension
+from icmpsensor.accelerators import extension
 
 
 def checksum_ok_py(data: bytes) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from icmpsensor.decode import accelerator
+from icmpsensor import accelerators
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.linktypes import (
@@ -34,7 +34,7 @@ from icmpsensor.decode.linktypes import (
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 
-_fastdecode = accelerator.extension  # None: the batch path stays in Python
+_fastdecode = accelerators.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
     _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS)
 

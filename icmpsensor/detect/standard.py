@@ -230,7 +230,7 @@ class Detector(FlowDetector):
         # per host, as a sender (to all its peers) and as a receiver (from all its peers)
         self._senders = HostTable(detection.max_pairs)
         self._receivers = HostTable(detection.max_pairs)
-        self._tools = tunnels.ToolTracker()
+        self._tools = tunnels.tool_tracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
         self._run_free = True  # the request being handled did not start a new run past the run budget
         super().__init__(detection, allowlist)

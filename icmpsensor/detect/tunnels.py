@@ -4,7 +4,8 @@
 packet: the common miss path costs a table look-up on the first payload byte and a few
 byte comparisons. `ToolTracker.observe` adds the few tools that only show over several
 packets of one flow (hping3 file mode, Icmp-File-Transfer mid-transfer, nping payloads,
-icmpsh commands).
+icmpsh commands). `tool_tracker()` gives the detector FastToolTracker, the same with its per-packet
+path in C (detect/_fasttools.c), when the accelerator is built; ToolTracker stays the reference.
 
 Every fingerprint below was read from the tool's own source; the comment at each check
 names the repository and file. Layouts marked "seen live" were also checked on the wire
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from icmpsensor.accelerators import tools_extension as _fasttools
 from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.capacity import icmplib_layout
@@ -530,6 +532,30 @@ def without_oldest(table: dict[_K, _V]) -> dict[_K, _V]:
     return dict(itertools.islice(table.items(), len(table) // 8 + 1, None))
 
 
+def _hping_match(last_seq: int, seq: int, p: bytes) -> ToolMatch:
+    padded = ", zero-padded end-of-file chunk" if p.endswith(b"\0") else ""
+    return ToolMatch(
+        "hping3-file",
+        f"hping3 --file: ICMP seq in host byte order (0x{last_seq:04x} -> 0x{seq:04x}), "
+        f"{len(p)}-byte consecutive chunks of one file{padded}",
+    )
+
+
+def _ift_match(seq: int, run: int, p: bytes) -> ToolMatch:
+    return ToolMatch(
+        "icmp-file-transfer",
+        f"Icmp-File-Transfer: back-to-back 56-byte raw chunks, seq {seq - run}..{seq}, '{_show(p, 24)}'",
+    )
+
+
+def _nping_match(first_seq: int, seq: int, p: bytes) -> ToolMatch:
+    return ToolMatch(
+        "nping-data",
+        f"the same {len(p)}-byte custom payload '{_show(p, 24)}' on echo seq "
+        f"{first_seq}..{seq}, as nping --data/--data-string/--data-length sends",
+    )
+
+
 @dataclass(slots=True)
 class _RequestFlow:
     """What the tracker keeps of a flow's last echo request: digests, not the payload."""
@@ -627,26 +653,13 @@ class ToolTracker:
             else 0
         )
         if flow.hping_run >= _HPING_RUN:
-            padded = ", zero-padded end-of-file chunk" if p.endswith(b"\0") else ""
-            return ToolMatch(
-                "hping3-file",
-                f"hping3 --file: ICMP seq in host byte order (0x{flow.seq:04x} -> 0x{pkt.seq:04x}), "
-                f"{len(p)}-byte consecutive chunks of one file{padded}",
-            )
+            return _hping_match(flow.seq, pkt.seq, p)
         if flow.ift_run >= _IFT_RUN:
-            return ToolMatch(
-                "icmp-file-transfer",
-                f"Icmp-File-Transfer: back-to-back 56-byte raw chunks, seq {pkt.seq - flow.ift_run}..{pkt.seq}, "
-                f"'{_show(p, 24)}'",
-            )
+            return _ift_match(pkt.seq, flow.ift_run, p)
         flow.nping_irregular = bool(flow.nping_run) and (flow.nping_irregular or seq_step != 1)
         # nping's seq moves on (1, 3, 4, 4...): one packet replayed over and over (seq 1 each time) is not nping
         if flow.nping_run >= _NPING_RUN and flow.nping_irregular and pkt.seq != flow.first_seq:
-            return ToolMatch(
-                "nping-data",
-                f"the same {len(p)}-byte custom payload '{_show(p, 24)}' on echo seq "
-                f"{flow.first_seq}..{pkt.seq}, as nping --data/--data-string/--data-length sends",
-            )
+            return _nping_match(flow.first_seq, pkt.seq, p)
         return None
 
     def _remember_empty(self, key: tuple[bytes, bytes, int, int]) -> None:
@@ -666,3 +679,50 @@ class ToolTracker:
         if not answers_empty or not p or not _only(p, _PRINTABLE):
             return None
         return ToolMatch("icmpsh", f"icmpsh master command in the echo reply to an empty request: '{_show(p)}'")
+
+
+# The C per-packet path (detect/_fasttools.c), with ToolTracker above as its reference: tests/unit/test_fasttools.py
+# holds the two equal.
+_MATCHES = {1: _hping_match, 2: _ift_match, 3: _nping_match}  # _fasttools.c MATCH_*
+_ASK_RECOGNISE, _ASK_REPLY = 0, 1  # what the C path leaves to the reference: _fasttools.c ASK_*
+if _fasttools is not None:
+    _fasttools.bind(_EGRESS_SIGNATURES, _EGRESS_HEAD_CHARS)
+
+
+class FastToolTracker(ToolTracker):
+    """ToolTracker with its per-packet path in C: an echo request with a payload that no check of recognise() can
+    match (_fasttools.maybe_tool) is handled in C, its flow a C struct (the flows bounded and evicted as the
+    reference's); every other packet (one recognise() may match, a reply, an empty request) the reference handles,
+    and only then the C flow memory."""
+
+    def __init__(self, max_flows: int = 65536, max_pending: int = 65536) -> None:
+        super().__init__(max_flows, max_pending)
+        assert _fasttools is not None
+        self._c = _fasttools.Tracker(max_flows, without_oldest, icmplib_layout, _is_periodic, _is_counting_fill,
+                                     _TIMESTAMP_BYTES, _IFT_SIZE, _IFT_MAX_GAP, _HPING_RUN, _IFT_RUN, _NPING_RUN,
+                                     _NPING_MAX_STEP, ICMPDOOR_ID)
+
+    def observe(self, pkt: IcmpPacket) -> ToolMatch | None:
+        p = pkt.payload
+        step = self._c.observe(p, pkt.ident, pkt.icmp_type, pkt.icmp_code, pkt.src, pkt.dst, pkt.seq, pkt.ts)
+        if step is None:
+            return None
+        if type(step) is tuple:
+            return _MATCHES[step[0]](step[1], step[2], p)
+        if step == _ASK_REPLY:
+            return self._reply(pkt)
+        if step == _ASK_RECOGNISE:
+            found = recognise(pkt)
+            if found is not None or pkt.ident < 0:
+                return found
+            if pkt.icmp_type not in _REQUEST_TYPES:
+                return self._reply(pkt)
+        if not p:  # (_ASK_EMPTY)
+            self._remember_empty((pkt.src, pkt.dst, pkt.ident, pkt.seq))
+        found_step = self._c.step(pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.ts, p)
+        return None if found_step is None else _MATCHES[found_step[0]](found_step[1], found_step[2], p)
+
+
+def tool_tracker() -> ToolTracker:
+    """The tool tracker the detector runs: FastToolTracker when the C accelerator is built (and not turned off)."""
+    return ToolTracker() if _fasttools is None else FastToolTracker()

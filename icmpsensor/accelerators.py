@@ -1,0 +1,23 @@
+"""The C accelerators, each None when it is not built (a source tree that was not installed) or when they are
+turned off with ICMPSENSOR_PURE_PYTHON=1 (benchmarks and tests then run the Python reference paths): the decoder's
+`icmpsensor.decode._fastdecode` (`extension`) and the tool tracker's `icmpsensor.detect._fasttools`
+(`tools_extension`). `pip install` builds them (pyproject.toml)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+
+def _load(name: str) -> ModuleType | None:
+    if os.environ.get("ICMPSENSOR_PURE_PYTHON"):
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+extension = _load("icmpsensor.decode._fastdecode")
+tools_extension = _load("icmpsensor.detect._fasttools")

@@ -1,0 +1,525 @@
+/* The tool tracker's per-packet path in C (detect/tunnels.py ToolTracker is the reference).
+ *
+ * maybe_tool() is the negative check in front of tunnels.recognise: False only when recognise() returns None
+ * for every packet with these fields, so the common payload costs a few byte comparisons here instead of the
+ * Python dispatch. Each test below is a necessary condition of one check of recognise (named at it); when one
+ * holds the Python check runs, so this file never decides that a packet is a tool.
+ *
+ * Tracker.step() is ToolTracker's echo-request flow memory (observe after recognise, for a request): per
+ * (source, destination, ICMP id), the last request's seq, time, size and digests, and the runs that show
+ * hping3 --file, Icmp-File-Transfer and nping --data over several packets. The flows live in a Python dict
+ * (insertion order, evicted with tunnels.without_oldest as the reference's), each a C struct; the digests
+ * are Python's hashes of the payload and of the payload past ping's timestamp, as the reference computes
+ * them. The thresholds and the payload checks (icmplib_layout, _is_periodic, _is_counting_fill) are the
+ * reference's, given to the constructor. A match is returned as numbers; the reference formats its text.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* -- maybe_tool ----------------------------------------------------------------------------------------- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static unsigned char is_b64[256];
+static const unsigned char PINGTUNNEL_MAGIC[4] = {0x30, 0xda, 0xfa, 0x06};
+static const unsigned char PYEXFIL_TERM[4] = {0x12, 0x13, 0x14, 0x15};
+static const unsigned char PYEXFIL_INIT[6] = {0x12, 0x11, 0x13, 0x12, 0x12, 0x12};
+static const unsigned char PYEXFIL_END[4] = {0x15, 0x14, 0x13, 0x12};
+/* Egress-Assess: the base64 characters of its delimiter at each alignment, and how far into the payload they are
+ * looked for (tunnels._EGRESS_SIGNATURES, _EGRESS_HEAD_CHARS, set by bind()). */
+#define N_EGRESS 3
+static PyObject *egress_signatures[N_EGRESS];
+static Py_ssize_t egress_head_chars = 0;
+
+static int contains(const unsigned char *p, Py_ssize_t n, const char *needle, Py_ssize_t k)
+{
+    if (k == 0)
+        return 1;
+    for (Py_ssize_t i = 0; i + k <= n; i++)
+        if (p[i] == (unsigned char)needle[0] && memcmp(p + i, needle, (size_t)k) == 0)
+            return 1;
+    return 0;
+}
+
+static int starts(const unsigned char *p, Py_ssize_t n, const char *prefix)
+{
+    size_t k = strlen(prefix);
+    return (size_t)n >= k && memcmp(p, prefix, k) == 0;
+}
+
+static int ends(const unsigned char *p, Py_ssize_t n, const unsigned char *suffix, Py_ssize_t k)
+{
+    return n >= k && memcmp(p + n - k, suffix, (size_t)k) == 0;
+}
+
+static int is_request(long icmp_type) { return icmp_type == 8 || icmp_type == 128; } /* tunnels._REQUEST_TYPES */
+
+static int could_be_tool(const unsigned char *p, Py_ssize_t n, long ident, long icmp_type, long icmp_code,
+                         long icmpdoor_id)
+{
+    if (ident < 0)
+        return 0; /* recognise: not an echo message */
+    if (ident == icmpdoor_id && n > 0)
+        return 1; /* _icmpdoor */
+    if (n < 4)
+        return 0;
+    if (icmp_code == 2 && n == 56 && is_request(icmp_type))
+        return 1; /* _icmp_file_transfer_end */
+    unsigned first = p[0];
+    if (first == 'h' && n >= 5 && (starts(p, n, "hanc") || starts(p, n, "hans")))
+        return 1; /* _hans */
+    if (first >= 0x45 && first < 0x50 && n >= (Py_ssize_t)(first & 15) * 4 && (Py_ssize_t)(p[2] << 8 | p[3]) == n)
+        return 1; /* _raw_ipv4: header length within, total length the payload's */
+    if (first >= 0x60 && first < 0x70 && n >= 48 && (p[6] == 6 || p[6] == 17 || p[6] == 58)
+        && 40 + (Py_ssize_t)(p[4] << 8 | p[5]) == n)
+        return 1; /* _raw_ipv6: an upper layer whose checksum can be verified, payload length the payload's */
+    if ((first == 0x0a || first == 0x10 || first == 0x1a || first == 0x22 || first == 0x28 || first == 0x30)
+        && n >= 4) {
+        for (Py_ssize_t i = 0; i + 4 <= n; i++)
+            if (p[i] == PINGTUNNEL_MAGIC[0] && memcmp(p + i, PINGTUNNEL_MAGIC, 4) == 0)
+                return 1; /* _pingtunnel: its magic somewhere */
+    }
+    if (is_b64[first] && n >= 16 && !(n & 3)) {
+        int all = 1;
+        for (int i = 0; i < 16; i++)
+            all &= is_b64[p[i]];
+        if (all) { /* _base64_family: then _det or _egress_assess */
+            if (p[10] == 'w' && p[11] == 'h' && p[12] == 'f')
+                return 1; /* _det: "|!|" encoded */
+            Py_ssize_t head = n < egress_head_chars ? n : egress_head_chars;
+            for (int i = 0; i < N_EGRESS; i++)
+                if (egress_signatures[i] == NULL
+                    || contains(p, head, PyBytes_AS_STRING(egress_signatures[i]),
+                                PyBytes_GET_SIZE(egress_signatures[i])))
+                    return 1; /* _egress_assess: its delimiter, base64-encoded (or not bound: ask) */
+        }
+    }
+    if ((first == 'T' || first == 'P' || first == 'E' || first == 'M') && is_request(icmp_type)
+        && (starts(p, n, "Test1234\n") || starts(p, n, "Process was not created\n")
+            || starts(p, n, "Microsoft Windows") || starts(p, n, "Error: ")))
+        return 1; /* _icmpsh */
+    if (n >= 28 && (p[12] == 0x40 || p[12] == 0x80) && !p[13] && !p[14] && p[15] <= 4 && !p[16] && !p[17] && !p[8]
+        && !p[9])
+        return 1; /* _ptunnel's flags, state and zero bytes */
+    unsigned last = p[n - 1];
+    if (last == 0x15)
+        return ends(p, n, PYEXFIL_TERM, 4); /* _pyexfil: a data chunk */
+    if (last == 0x12)
+        return ends(p, n, PYEXFIL_INIT, 6) || ends(p, n, PYEXFIL_END, 4); /* _pyexfil: start, termination */
+    if (last == 0x3e)
+        return is_request(icmp_type); /* _icmpsh_prompt */
+    return 0;
+}
+
+PyDoc_STRVAR(maybe_tool_doc,
+             "maybe_tool(payload, ident, icmp_type, icmp_code, icmpdoor_id) -> bool\n\n"
+             "False only when tunnels.recognise returns None for every echo message with these fields.");
+
+static PyObject *maybe_tool(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "maybe_tool(payload: bytes, ident, icmp_type, icmp_code, icmpdoor_id)");
+        return NULL;
+    }
+    long values[4];
+    for (int i = 0; i < 4; i++) {
+        values[i] = PyLong_AsLong(args[i + 1]);
+        if (values[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    return PyBool_FromLong(could_be_tool(p, PyBytes_GET_SIZE(args[0]), values[0], values[1], values[2], values[3]));
+}
+
+PyDoc_STRVAR(bind_doc,
+             "bind(egress_signatures, egress_head_chars)\n\n"
+             "tunnels._EGRESS_SIGNATURES (3 bytes objects) and _EGRESS_HEAD_CHARS, for maybe_tool.");
+
+static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != N_EGRESS) {
+        PyErr_SetString(PyExc_TypeError, "bind(egress_signatures: tuple of 3 bytes, egress_head_chars: int)");
+        return NULL;
+    }
+    Py_ssize_t head = PyLong_AsSsize_t(args[1]);
+    if (head == -1 && PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < N_EGRESS; i++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(args[0], i))) {
+            PyErr_SetString(PyExc_TypeError, "egress signatures must be bytes");
+            return NULL;
+        }
+    for (int i = 0; i < N_EGRESS; i++)
+        Py_XSETREF(egress_signatures[i], Py_NewRef(PyTuple_GET_ITEM(args[0], i)));
+    egress_head_chars = head;
+    Py_RETURN_NONE;
+}
+
+/* -- Tracker ---------------------------------------------------------------------------------------------- */
+
+/* One flow of echo requests: tunnels._RequestFlow. */
+typedef struct {
+    PyObject_HEAD
+    long seq;
+    double ts;
+    long first_seq;
+    Py_ssize_t size;
+    Py_hash_t digest;
+    Py_hash_t data_digest;
+    long hping_run, ift_run, nping_run;
+    int nping_irregular;
+} RequestFlow;
+
+static PyObject *request_flow_state(RequestFlow *flow, PyObject *unused)
+{
+    (void)unused;
+    return Py_BuildValue("(ldlnnnlllO)", flow->seq, flow->ts, flow->first_seq, flow->size, (Py_ssize_t)flow->digest,
+                         (Py_ssize_t)flow->data_digest, flow->hping_run, flow->ift_run, flow->nping_run,
+                         flow->nping_irregular ? Py_True : Py_False);
+}
+
+static PyMethodDef request_flow_methods[] = {
+    {"state", (PyCFunction)request_flow_state, METH_NOARGS,
+     "(seq, ts, first_seq, size, digest, data_digest, hping_run, ift_run, nping_run, nping_irregular)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RequestFlowType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "icmpsensor.detect._fasttools.RequestFlow",
+    .tp_basicsize = sizeof(RequestFlow),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_methods = request_flow_methods,
+    .tp_doc = "A flow of echo requests (tunnels._RequestFlow).",
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *flows; /* dict: (src, dst, ident) -> RequestFlow */
+    PyObject *evict; /* tunnels.without_oldest */
+    PyObject *icmplib_layout, *is_periodic, *is_counting_fill;
+    Py_ssize_t max_flows;
+    Py_ssize_t timestamp_bytes, ift_size;
+    long hping_run, ift_run, nping_run, nping_max_step;
+    double ift_max_gap;
+    long icmpdoor_id;
+} Tracker;
+
+static int tracker_traverse(Tracker *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->flows);
+    Py_VISIT(self->evict);
+    Py_VISIT(self->icmplib_layout);
+    Py_VISIT(self->is_periodic);
+    Py_VISIT(self->is_counting_fill);
+    return 0;
+}
+
+static int tracker_clear(Tracker *self)
+{
+    Py_CLEAR(self->flows);
+    Py_CLEAR(self->evict);
+    Py_CLEAR(self->icmplib_layout);
+    Py_CLEAR(self->is_periodic);
+    Py_CLEAR(self->is_counting_fill);
+    return 0;
+}
+
+static void tracker_dealloc(Tracker *self)
+{
+    PyObject_GC_UnTrack(self);
+    tracker_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int tracker_init(Tracker *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"max_flows", "evict", "icmplib_layout", "is_periodic", "is_counting_fill",
+                            "timestamp_bytes", "ift_size", "ift_max_gap", "hping_run", "ift_run", "nping_run",
+                            "nping_max_step", "icmpdoor_id", NULL};
+    PyObject *evict, *icmplib_layout, *is_periodic, *is_counting_fill;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOOnndlllll", names, &self->max_flows, &evict,
+                                     &icmplib_layout, &is_periodic, &is_counting_fill, &self->timestamp_bytes,
+                                     &self->ift_size, &self->ift_max_gap, &self->hping_run, &self->ift_run,
+                                     &self->nping_run, &self->nping_max_step, &self->icmpdoor_id))
+        return -1;
+    PyObject *flows = PyDict_New();
+    if (flows == NULL)
+        return -1;
+    Py_XSETREF(self->flows, flows);
+    Py_INCREF(evict);
+    Py_XSETREF(self->evict, evict);
+    Py_INCREF(icmplib_layout);
+    Py_XSETREF(self->icmplib_layout, icmplib_layout);
+    Py_INCREF(is_periodic);
+    Py_XSETREF(self->is_periodic, is_periodic);
+    Py_INCREF(is_counting_fill);
+    Py_XSETREF(self->is_counting_fill, is_counting_fill);
+    return 0;
+}
+
+static inline long swap16(long value) { return (value & 0xFF) << 8 | (value >> 8 & 0xFF); }
+
+/* 1, 0, or -1 with an exception set: the truth of check(payload[, seq]). */
+static int call_check(PyObject *check, PyObject *payload, PyObject *seq)
+{
+    PyObject *result = seq == NULL ? PyObject_CallOneArg(check, payload)
+                                   : PyObject_CallFunctionObjArgs(check, payload, seq, NULL);
+    if (result == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return truth;
+}
+
+enum { MATCH_NONE = 0, MATCH_HPING = 1, MATCH_IFT = 2, MATCH_NPING = 3 };
+
+/* ToolTracker._step on a flow whose request this is (same size as the last). kind and the numbers its text
+ * needs in out[0..1]; -1 with an exception set. */
+static int step_flow(Tracker *self, RequestFlow *flow, long seq, double ts, PyObject *payload, PyObject *seq_obj,
+                     Py_hash_t digest, Py_hash_t data_digest, long out[2])
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    long seq_step = (seq - flow->seq) & 0xFFFF;
+    int same_size = n == flow->size;
+    int chunk = n > 0 && same_size && data_digest != flow->data_digest;
+    int host_order_step = chunk && seq_step != 1 && ((swap16(seq) - swap16(flow->seq)) & 0xFFFF) == 1;
+    flow->hping_run = host_order_step ? flow->hping_run + 1 : 0;
+    int ift = chunk && seq_step == 1 && n == self->ift_size && ts - flow->ts <= self->ift_max_gap;
+    if (ift) {
+        int icmplib = call_check(self->icmplib_layout, payload, seq_obj);
+        if (icmplib < 0)
+            return -1;
+        ift = !icmplib;
+    }
+    flow->ift_run = ift ? flow->ift_run + 1 : 0;
+    int nping = flow->first_seq == 1 && seq_step <= self->nping_max_step && n > 0 && same_size
+                && digest == flow->digest;
+    if (nping) {
+        int periodic = call_check(self->is_periodic, payload, NULL);
+        if (periodic < 0)
+            return -1;
+        nping = !periodic;
+    }
+    if (nping) {
+        int counting = call_check(self->is_counting_fill, payload, NULL);
+        if (counting < 0)
+            return -1;
+        nping = !counting;
+    }
+    flow->nping_run = nping ? flow->nping_run + 1 : 0;
+    if (flow->hping_run >= self->hping_run) {
+        out[0] = flow->seq;
+        out[1] = seq;
+        return MATCH_HPING;
+    }
+    if (flow->ift_run >= self->ift_run) {
+        out[0] = seq;
+        out[1] = flow->ift_run;
+        return MATCH_IFT;
+    }
+    flow->nping_irregular = flow->nping_run && (flow->nping_irregular || seq_step != 1);
+    if (flow->nping_run >= self->nping_run && flow->nping_irregular && seq != flow->first_seq) {
+        out[0] = flow->first_seq;
+        out[1] = seq;
+        return MATCH_NPING;
+    }
+    return MATCH_NONE;
+}
+
+PyDoc_STRVAR(step_doc,
+             "step(src, dst, ident, seq, ts, payload) -> None | (kind, a, b)\n\n"
+             "ToolTracker.observe for an echo request that recognise() did not match: None, or a match:\n"
+             "(1, the flow's last seq, seq) hping3-file, (2, seq, run) icmp-file-transfer, (3, first seq, seq)\n"
+             "nping-data.");
+
+/* step() on parsed arguments (payload is bytes). */
+static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObject *ident, PyObject *seq_obj,
+                              double ts, PyObject *payload)
+{
+    long seq = PyLong_AsLong(seq_obj);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    Py_hash_t digest = PyObject_Hash(payload);
+    if (digest == -1)
+        return NULL;
+    Py_hash_t data_digest = n > self->timestamp_bytes
+        ? _Py_HashBytes(PyBytes_AS_STRING(payload) + self->timestamp_bytes, n - self->timestamp_bytes)
+        : digest; /* hash(p[_TIMESTAMP_BYTES:]): a bytes object's hash is _Py_HashBytes of its bytes */
+    PyObject *key = PyTuple_Pack(3, src, dst, ident);
+    if (key == NULL)
+        return NULL;
+    RequestFlow *flow = (RequestFlow *)PyDict_GetItemWithError(self->flows, key);
+    if (flow == NULL) {
+        if (PyErr_Occurred())
+            goto fail;
+        if (PyDict_GET_SIZE(self->flows) >= self->max_flows) {
+            PyObject *kept = PyObject_CallOneArg(self->evict, self->flows);
+            if (kept == NULL)
+                goto fail;
+            if (!PyDict_CheckExact(kept)) {
+                Py_DECREF(kept);
+                PyErr_SetString(PyExc_TypeError, "evict must return a dict");
+                goto fail;
+            }
+            Py_SETREF(self->flows, kept);
+        }
+        flow = PyObject_New(RequestFlow, &RequestFlowType);
+        if (flow == NULL)
+            goto fail;
+        flow->seq = flow->first_seq = seq;
+        flow->ts = ts;
+        flow->size = n;
+        flow->digest = digest;
+        flow->data_digest = data_digest;
+        flow->hping_run = flow->ift_run = flow->nping_run = 0;
+        flow->nping_irregular = 0;
+        int failed = PyDict_SetItem(self->flows, key, (PyObject *)flow);
+        Py_DECREF(flow);
+        Py_DECREF(key);
+        if (failed)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(key);
+    Py_INCREF(flow); /* the checks step_flow calls run Python code */
+    int kind = MATCH_NONE;
+    long out[2] = {0, 0};
+    if (n && n == flow->size && (data_digest != flow->data_digest || (digest == flow->digest && flow->first_seq == 1))) {
+        kind = step_flow(self, flow, seq, ts, payload, seq_obj, digest, data_digest, out);
+        if (kind < 0) {
+            Py_DECREF(flow);
+            return NULL;
+        }
+    } else { /* neither a new chunk nor a repeated nping payload: what step_flow would do, without the work */
+        flow->hping_run = flow->ift_run = flow->nping_run = 0;
+    }
+    flow->seq = seq;
+    flow->ts = ts;
+    flow->size = n;
+    flow->digest = digest;
+    flow->data_digest = data_digest;
+    Py_DECREF(flow);
+    if (kind == MATCH_NONE)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(ill)", kind, out[0], out[1]);
+fail:
+    Py_DECREF(key);
+    return NULL;
+}
+
+static PyObject *tracker_step(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyBytes_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "step(src, dst, ident, seq, ts, payload: bytes)");
+        return NULL;
+    }
+    double ts = PyFloat_AsDouble(args[4]);
+    if (ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    return step_request(self, args[0], args[1], args[2], args[3], ts, args[5]);
+}
+
+/* What observe() returns when the reference must handle the packet, and how (see observe_doc). */
+enum { ASK_RECOGNISE = 0, ASK_REPLY = 1, ASK_EMPTY = 2 };
+
+/* observe()'s arguments: the packet's fields. */
+enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS };
+
+PyDoc_STRVAR(observe_doc,
+             "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts) -> None | (kind, a, b) | int\n\n"
+             "ToolTracker.observe for an echo request with a payload that maybe_tool() passes: step()'s result.\n"
+             "For every other packet an int, with nothing changed, saying what the reference must do: 0 all of\n"
+             "observe (recognise() may match, or not an echo message), 1 its reply check (an echo reply),\n"
+             "2 remember an empty request, then step().");
+
+static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != N_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts)");
+        return NULL;
+    }
+    long numbers[3];
+    for (int i = 0; i < 3; i++) {
+        numbers[i] = PyLong_AsLong(args[A_IDENT + i]);
+        if (numbers[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *payload = args[A_PAYLOAD];
+    long ident = numbers[0], icmp_type = numbers[1];
+    if (!PyBytes_Check(payload) || ident < 0
+        || could_be_tool((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), ident,
+                         icmp_type, numbers[2], self->icmpdoor_id))
+        return PyLong_FromLong(ASK_RECOGNISE);
+    if (!is_request(icmp_type) || PyBytes_GET_SIZE(payload) == 0)
+        return PyLong_FromLong(is_request(icmp_type) ? ASK_EMPTY : ASK_REPLY);
+    double ts = PyFloat_AsDouble(args[A_TS]);
+    if (ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    return step_request(self, args[A_SRC], args[A_DST], args[A_IDENT], args[A_SEQ], ts, payload);
+}
+
+static PyObject *tracker_flows(Tracker *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->flows);
+}
+
+static PyGetSetDef tracker_getset[] = {
+    {"flows", (getter)tracker_flows, NULL, "the flows: (src, dst, ident) -> RequestFlow", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef tracker_methods[] = {
+    {"step", (PyCFunction)(void (*)(void))tracker_step, METH_FASTCALL, step_doc},
+    {"observe", (PyCFunction)(void (*)(void))tracker_observe, METH_FASTCALL, observe_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TrackerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "icmpsensor.detect._fasttools.Tracker",
+    .tp_basicsize = sizeof(Tracker),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)tracker_init,
+    .tp_dealloc = (destructor)tracker_dealloc,
+    .tp_traverse = (traverseproc)tracker_traverse,
+    .tp_clear = (inquiry)tracker_clear,
+    .tp_methods = tracker_methods,
+    .tp_getset = tracker_getset,
+    .tp_doc = "ToolTracker's echo-request flows (see the module's comment).",
+};
+
+/* -- the module ------------------------------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"maybe_tool", (PyCFunction)(void (*)(void))maybe_tool, METH_FASTCALL, maybe_tool_doc},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "icmpsensor.detect._fasttools",
+    "The tool tracker's per-packet path in C (detect/tunnels.py is the reference).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fasttools(void)
+{
+    for (const char *c = B64; *c; c++)
+        is_b64[(unsigned char)*c] = 1;
+    if (PyType_Ready(&RequestFlowType) < 0 || PyType_Ready(&TrackerType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Tracker", (PyObject *)&TrackerType) < 0
+        || PyModule_AddObjectRef(module, "RequestFlow", (PyObject *)&RequestFlowType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

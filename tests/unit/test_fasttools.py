@@ -1,0 +1,225 @@
+"""The tool tracker's C path (detect/_fasttools.c, tunnels.FastToolTracker) held equal to its Python reference
+(tunnels.ToolTracker, tunnels.recognise): the negative check never hides a tool recognise() finds, and the two
+trackers give the same matches and keep the same flows on generated packet sequences (tiny tables, so that
+eviction happens), on every crafted exfiltration and benign case, and on the seed captures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.detect import tunnels
+from icmpsensor.detect.tunnels import ICMPDOOR_ID, FastToolTracker, ToolMatch, ToolTracker, recognise
+from testkit import benign_corpus, craft, synthmix
+from testkit import exfil_corpus as corpus
+from tests.hypothesis_counts import examples
+
+needs_c = pytest.mark.skipif(tunnels._fasttools is None, reason="the C accelerator is turned off or not built")
+
+
+def test_pip_install_builds_it() -> None:
+    """`pip install` builds it; only ICMPSENSOR_PURE_PYTHON turns it off (and the detector then runs the reference)."""
+    assert tunnels._fasttools is not None or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+    assert type(tunnels.tool_tracker()) is (ToolTracker if tunnels._fasttools is None else FastToolTracker)
+
+A, B, C = "198.51.100.1", "198.51.100.2", "203.0.113.9"
+
+
+def maybe_tool(pkt: IcmpPacket) -> bool:
+    assert tunnels._fasttools is not None
+    return tunnels._fasttools.maybe_tool(pkt.payload, pkt.ident, pkt.icmp_type, pkt.icmp_code, ICMPDOOR_ID)
+
+
+def every_case() -> Iterable[tuple[str, list[IcmpPacket]]]:
+    for name, make in sorted(corpus.EXFIL_CASES.items()):
+        yield name, make()
+    for name, make in sorted(benign_corpus.BENIGN_CASES.items()):
+        yield f"benign-{name}", make()
+
+
+def state(tracker: ToolTracker) -> list[tuple[object, ...]]:
+    """The tracker's request flows in their order (the eviction order), each as the reference's fields."""
+    if isinstance(tracker, FastToolTracker):
+        return [(key, flow.state()) for key, flow in tracker._c.flows.items()]
+    return [(key, (f.seq, f.ts, f.first_seq, f.size, f.digest, f.data_digest, f.hping_run, f.ift_run, f.nping_run,
+                   f.nping_irregular)) for key, f in tracker._flows.items()]
+
+
+def run_both(packets: Iterable[IcmpPacket], max_flows: int = 65536,
+             max_pending: int = 65536) -> tuple[list[ToolMatch | None], ToolTracker, ToolTracker]:
+    reference, fast = ToolTracker(max_flows, max_pending), FastToolTracker(max_flows, max_pending)
+    out = []
+    for pkt in packets:
+        expected, got = reference.observe(pkt), fast.observe(pkt)
+        assert got == expected, (pkt, expected, got)
+        out.append(got)
+    assert state(fast) == state(reference)
+    assert list(fast._empty_requests) == list(reference._empty_requests)
+    return out, reference, fast
+
+
+# -- the negative check --------------------------------------------------------------------------------------
+
+
+@needs_c
+def test_every_tool_packet_of_the_corpora_passes_the_negative_check() -> None:
+    found = 0
+    for name, packets in every_case():
+        for pkt in packets:
+            if recognise(pkt) is not None:
+                found += 1
+                assert maybe_tool(pkt), (name, pkt)
+    assert found >= 100  # the corpora have tools in them
+
+
+# Payloads that start or end like a tool's: each check of recognise has a way in.
+TOOL_LIKE = [
+    b"hanc", b"hans\x07", b"E\x00\x00", b"`\x00\x00\x00\x00\x10\x11@", b"\x0a\x04conn\x30\xda\xfa\x06",
+    b"\x30\xda\xfa\x06\x10\x01", b"ZGV0fHwhfA==", b"Test1234\n", b"Process was not created\n",
+    b"Microsoft Windows [Version 10.0.1]\r\n", b"Error: ReadFile failed with 5\n", b"\xd5\x20\x08\x80",
+    b"gAAAAA", b"C:\\Users>", b"\x12\x13\x14\x15", b"\x12\x11\x13\x12\x12\x12", b"\x15\x14\x13\x12",
+]
+
+
+@st.composite
+def packets(draw: st.DrawFn) -> IcmpPacket:
+    kind = draw(st.sampled_from(["random", "prefix", "suffix", "corpus"]))
+    if kind == "random":
+        payload = draw(st.binary(max_size=120))
+    elif kind == "prefix":
+        payload = draw(st.sampled_from(TOOL_LIKE)) + draw(st.binary(max_size=80))
+    elif kind == "suffix":
+        payload = draw(st.binary(max_size=80)) + draw(st.sampled_from(TOOL_LIKE))
+    else:
+        case = draw(st.sampled_from(sorted(corpus.EXFIL_CASES)))
+        session = corpus.EXFIL_CASES[case]()
+        payload = session[draw(st.integers(0, len(session) - 1))].payload
+        cut = draw(st.integers(0, len(payload)))
+        payload = draw(st.sampled_from([payload, payload[:cut], payload[cut:]]))
+        if payload and draw(st.booleans()):
+            at = draw(st.integers(0, len(payload) - 1))
+            payload = payload[:at] + bytes([draw(st.integers(0, 255))]) + payload[at + 1:]
+    icmp_type = draw(st.sampled_from([8, 0, 128, 129]))
+    ident = draw(st.sampled_from([1, 0x1234, ICMPDOOR_ID, 0xFFFF]))
+    code = draw(st.sampled_from([0, 0, 2, 7]))
+    return IcmpPacket(1e9, b"\xc6\x33\x64\x01", b"\xc6\x33\x64\x02", icmp_type >= 128, icmp_type, code, ident,
+                      draw(st.integers(0, 0xFFFF)), payload, 42 + len(payload))
+
+
+@needs_c
+@settings(max_examples=examples(3000), deadline=None)
+@given(pkt=packets())
+def test_the_negative_check_never_hides_a_tool(pkt: IcmpPacket) -> None:
+    if not maybe_tool(pkt):
+        assert recognise(pkt) is None
+
+
+@needs_c
+def test_the_negative_check_passes_most_benign_payloads_without_python() -> None:
+    """What it is for: a ping's payload is not sent to recognise()."""
+    passed = checked = 0
+    for name, packets_ in every_case():
+        if not name.startswith("benign-"):
+            continue
+        for pkt in packets_:
+            if pkt.ident >= 0:
+                checked += 1
+                passed += not maybe_tool(pkt)
+    assert passed >= 0.9 * checked, (passed, checked)
+
+
+# -- the trackers ------------------------------------------------------------------------------------------------
+
+
+CASES = {**{f"exfil-{name}": make for name, make in corpus.EXFIL_CASES.items()},
+         **{f"benign-{name}": make for name, make in benign_corpus.BENIGN_CASES.items()}}
+
+
+@needs_c
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_trackers_agree_on_every_corpus_case(case: str) -> None:
+    run_both(CASES[case]())
+
+
+@needs_c
+def test_both_trackers_agree_on_the_seed_captures(seed_dir: Path) -> None:
+    matched = 0
+    for path in sorted(seed_dir.glob("*.pcap")):
+        linktype, frames = craft.read_capture(path)
+        decoder = Decoder(linktype, DecodeStats())
+        out, _, _ = run_both(p for ts, frame, wire_len in frames if (p := decoder.decode(ts, frame, wire_len)))
+        matched += sum(m is not None for m in out)
+    assert matched  # hping3, Icmp-File-Transfer and PyExfil are in them
+
+
+CHUNKS = [bytes([i]) * 56 for i in range(4)] + [bytes(range(56)), b"\x00" * 56, b"abcdefghijklmnopqrstuvw" * 2]
+ICMPLIB = b"Ab3" * 18 + b"xY"  # 56 characters as icmplib draws them
+REPEATED = b"nping probe: status=ok, id=42"  # one custom payload, not periodic
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> list[IcmpPacket]:
+    """Echo messages over a few (source, destination, id) flows: seq moving by 1, by 0x100 (hping3's host order),
+    by 0..2 (nping), or anywhere; payloads repeating, changing in their first 16 bytes only, new chunks, empty."""
+    ts = 1e9
+    out = []
+    seqs: dict[tuple[str, str, int], int] = {}
+    for _ in range(draw(st.integers(1, 60))):
+        src, dst = draw(st.sampled_from([(A, B), (B, A), (A, C)]))
+        ident = draw(st.sampled_from([1, 2, 0x1234]))
+        key = (src, dst, ident)
+        last = seqs.get(key, draw(st.sampled_from([0, 1, 0x0100, 0xFFFF])))
+        seq = (last + draw(st.sampled_from([1, 1, 0x100, 0, 2, 5]))) & 0xFFFF if key in seqs else last
+        seqs[key] = seq
+        ts += draw(st.sampled_from([0.001, 0.01, 0.3, 0.6, 2.0]))
+        payload = draw(st.one_of(st.sampled_from([*CHUNKS, ICMPLIB, b"", REPEATED]),
+                                 st.binary(min_size=56, max_size=56), st.binary(max_size=40)))
+        if draw(st.booleans()) and len(payload) > 16:  # a new timestamp in front of the same data
+            payload = draw(st.binary(min_size=16, max_size=16)) + payload[16:]
+        request = draw(st.sampled_from([True, True, True, False]))
+        code = draw(st.sampled_from([0, 0, 0, 2]))
+        out.append(corpus.echo(ts, src, dst, request, ident, seq, payload, code))
+    return out
+
+
+@needs_c
+@settings(max_examples=examples(600), deadline=None)
+@given(packets_=sequences(), max_flows=st.sampled_from([1, 2, 3, 65536]), max_pending=st.sampled_from([1, 2, 65536]))
+def test_both_trackers_agree_on_generated_sequences(packets_: list[IcmpPacket], max_flows: int,
+                                                   max_pending: int) -> None:
+    run_both(packets_, max_flows, max_pending)
+
+
+@needs_c
+def test_the_generated_sequences_reach_every_multi_packet_tool() -> None:
+    """The sequences above can make each tool ToolTracker follows over several packets (else agreeing says
+    little): hping3 file chunks, Icmp-File-Transfer chunks, nping's repeated payload."""
+    hping = [corpus.echo(1e9 + i, A, B, True, 1, (0x100 * (i + 1)) & 0xFFFF, CHUNKS[i % 4]) for i in range(4)]
+    ift = [corpus.echo(1e9 + i * 0.01, A, B, True, 1, 7 + i, CHUNKS[i % 4]) for i in range(5)]
+    nping = [corpus.echo(1e9 + i, A, B, True, 1, s, REPEATED) for i, s in enumerate((1, 3, 4, 4))]
+    tools = set()
+    for stream in (hping, ift, nping):
+        out, _, _ = run_both(stream)
+        tools |= {m.tool for m in out if m is not None}
+    assert tools == {"hping3-file", "icmp-file-transfer", "nping-data"}
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["mix", "novel_mix"])
+def test_both_trackers_agree_on_the_bench_captures(tmp_path: Path, kind: str) -> None:
+    """The bench's synthetic traffic (every kind of ping the mix models, the tools it plants, the floods), decoded as
+    the sensor decodes it."""
+    path = tmp_path / "mix.pcap"
+    synthmix.generate(path, packets=30_000, seed=5, kind=kind)
+    linktype, frames = craft.read_capture(path)
+    decoder = Decoder(linktype, DecodeStats())
+    out, _, _ = run_both(p for ts, frame, wire_len in frames if (p := decoder.decode(ts, frame, wire_len)) is not None)
+    assert len(out) > 20_000
