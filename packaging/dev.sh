@@ -35,10 +35,10 @@ setup_apt() {
 
 setup_venv() {
     local stamp=.venv/.installed
-    # (the editable install compiles icmpsensor/decode/_fastdecode.c once: a newer source means build again)
+    # (the editable install compiles the C accelerators once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
-        && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
+        && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] && [ "$stamp" -nt icmpsensor/detect/_fasttools.c ] \
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.detect._fasttools, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"

@@ -32,14 +32,9 @@ static const unsigned char PYEXFIL_END[4] = {0x15, 0x14, 0x13, 0x12};
 static PyObject *egress_signatures[N_EGRESS];
 static Py_ssize_t egress_head_chars = 0;
 
-static int contains(const unsigned char *p, Py_ssize_t n, const char *needle, Py_ssize_t k)
+static int contains(const unsigned char *p, Py_ssize_t n, const void *needle, Py_ssize_t k)
 {
-    if (k == 0)
-        return 1;
-    for (Py_ssize_t i = 0; i + k <= n; i++)
-        if (p[i] == (unsigned char)needle[0] && memcmp(p + i, needle, (size_t)k) == 0)
-            return 1;
-    return 0;
+    return memmem(p, (size_t)n, needle, (size_t)k) != NULL; /* glibc's: as fast as Python's `in` on a 64 KB payload */
 }
 
 static int starts(const unsigned char *p, Py_ssize_t n, const char *prefix)
@@ -75,11 +70,8 @@ static int could_be_tool(const unsigned char *p, Py_ssize_t n, long ident, long 
         && 40 + (Py_ssize_t)(p[4] << 8 | p[5]) == n)
         return 1; /* _raw_ipv6: an upper layer whose checksum can be verified, payload length the payload's */
     if ((first == 0x0a || first == 0x10 || first == 0x1a || first == 0x22 || first == 0x28 || first == 0x30)
-        && n >= 4) {
-        for (Py_ssize_t i = 0; i + 4 <= n; i++)
-            if (p[i] == PINGTUNNEL_MAGIC[0] && memcmp(p + i, PINGTUNNEL_MAGIC, 4) == 0)
-                return 1; /* _pingtunnel: its magic somewhere */
-    }
+        && contains(p, n, PINGTUNNEL_MAGIC, 4))
+        return 1; /* _pingtunnel: its magic somewhere */
     if (is_b64[first] && n >= 16 && !(n & 3)) {
         int all = 1;
         for (int i = 0; i < 16; i++)
@@ -339,6 +331,10 @@ PyDoc_STRVAR(step_doc,
 static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObject *ident, PyObject *seq_obj,
                               double ts, PyObject *payload)
 {
+    if (self->flows == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Tracker not initialised");
+        return NULL;
+    }
     long seq = PyLong_AsLong(seq_obj);
     if (seq == -1 && PyErr_Occurred())
         return NULL;
