@@ -18,7 +18,8 @@ the ratio to both ceilings and the stage process's peak RSS (VmHWM):
               to a temporary directory); also: notices written, and whether every ground-truth
               exfiltration pair was reported and no benign pair was
   icmpsensor-py  the same with ICMPSENSOR_PURE_PYTHON=1: batches decoded by the Python struct path
-              instead of the C extension icmpsensor._fastdecode (what that extension gains)
+              instead of the C extension icmpsensor.decode._fastdecode, and the Python tool tracker
+              instead of icmpsensor.detect._fasttools (what the C accelerators gain)
   icmpsensor-2w  the same through replay_files_parallel on 2 worker processes (each decodes and
               detects the host pairs that hash to it; the main process merges the notices); its
               peak RSS is the stage process's plus each worker's own (VmHWM), summed
@@ -87,7 +88,7 @@ LABELS = {
     "ceiling-raw": "libpcap next_batch, raw (ceiling)",
     "ceiling": "libpcap read, materialised (ceiling)",
     "icmpsensor": "icmpsensor end to end",
-    "icmpsensor-py": "icmpsensor end to end, decoder all Python",
+    "icmpsensor-py": "icmpsensor end to end, no C accelerator",
     "icmpsensor-2w": "icmpsensor end to end, 2 workers",
     "dpkt": "dpkt decode only",
     "tshark": "tshark -T fields",
