@@ -252,6 +252,17 @@ static int tracker_init(Tracker *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
+/* The request the flow saw last (tunnels.ToolTracker._request's last line). */
+static void remember_last(RequestFlow *flow, long seq, double ts, Py_ssize_t size, Py_hash_t digest,
+                          Py_hash_t data_digest)
+{
+    flow->seq = seq;
+    flow->ts = ts;
+    flow->size = size;
+    flow->digest = digest;
+    flow->data_digest = data_digest;
+}
+
 static inline long swap16(long value) { return (value & 0xFF) << 8 | (value >> 8 & 0xFF); }
 
 /* 1, 0, or -1 with an exception set: the truth of check(payload[, seq]). */
@@ -366,11 +377,8 @@ static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObj
         flow = PyObject_New(RequestFlow, &RequestFlowType);
         if (flow == NULL)
             goto fail;
-        flow->seq = flow->first_seq = seq;
-        flow->ts = ts;
-        flow->size = n;
-        flow->digest = digest;
-        flow->data_digest = data_digest;
+        remember_last(flow, seq, ts, n, digest, data_digest);
+        flow->first_seq = seq;
         flow->hping_run = flow->ift_run = flow->nping_run = 0;
         flow->nping_irregular = 0;
         int failed = PyDict_SetItem(self->flows, key, (PyObject *)flow);
@@ -393,11 +401,7 @@ static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObj
     } else { /* neither a new chunk nor a repeated nping payload: what step_flow would do, without the work */
         flow->hping_run = flow->ift_run = flow->nping_run = 0;
     }
-    flow->seq = seq;
-    flow->ts = ts;
-    flow->size = n;
-    flow->digest = digest;
-    flow->data_digest = data_digest;
+    remember_last(flow, seq, ts, n, digest, data_digest);
     Py_DECREF(flow);
     if (kind == MATCH_NONE)
         Py_RETURN_NONE;
@@ -420,7 +424,7 @@ static PyObject *tracker_step(Tracker *self, PyObject *const *args, Py_ssize_t n
 }
 
 /* What observe() returns when the reference must handle the packet, and how (see observe_doc). */
-enum { ASK_RECOGNISE = 0, ASK_REPLY = 1, ASK_EMPTY = 2 };
+enum { ASK_RECOGNISE = 0, ASK_FOLLOW = 1 };
 
 /* observe()'s arguments: the packet's fields. */
 enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS };
@@ -429,8 +433,8 @@ PyDoc_STRVAR(observe_doc,
              "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts) -> None | (kind, a, b) | int\n\n"
              "ToolTracker.observe for an echo request with a payload that maybe_tool() passes: step()'s result.\n"
              "For every other packet an int, with nothing changed, saying what the reference must do: 0 all of\n"
-             "observe (recognise() may match, or not an echo message), 1 its reply check (an echo reply),\n"
-             "2 remember an empty request, then step().");
+             "observe (recognise() may match, or not an echo message), 1 its flow memory (_follow: an echo reply,\n"
+             "or an empty request, which it remembers before step()).");
 
 static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -451,7 +455,7 @@ static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_
                          icmp_type, numbers[2], self->icmpdoor_id))
         return PyLong_FromLong(ASK_RECOGNISE);
     if (!is_request(icmp_type) || PyBytes_GET_SIZE(payload) == 0)
-        return PyLong_FromLong(is_request(icmp_type) ? ASK_EMPTY : ASK_REPLY);
+        return PyLong_FromLong(ASK_FOLLOW);
     double ts = PyFloat_AsDouble(args[A_TS]);
     if (ts == -1.0 && PyErr_Occurred())
         return NULL;

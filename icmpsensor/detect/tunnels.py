@@ -605,13 +605,21 @@ class ToolTracker:
         found = recognise(pkt)
         if found is not None or pkt.ident < 0:
             return found
+        return self._follow(pkt)
+
+    def _follow(self, pkt: IcmpPacket) -> ToolMatch | None:
+        """The flow memory, for an echo message recognise() did not match."""
         if pkt.icmp_type not in _REQUEST_TYPES:
             return self._reply(pkt)
-        # an echo request: follow its flow
+        if not pkt.payload:
+            self._remember_empty((pkt.src, pkt.dst, pkt.ident, pkt.seq))
+        return self._request(pkt)
+
+    def _request(self, pkt: IcmpPacket) -> ToolMatch | None:
+        """Follow an echo request's flow."""
         p = pkt.payload
         seq = pkt.seq
-        if not p:
-            self._remember_empty((pkt.src, pkt.dst, pkt.ident, seq))
+        found = None
         key = (pkt.src, pkt.dst, pkt.ident)
         size = len(p)
         digest = hash(p)
@@ -684,7 +692,7 @@ class ToolTracker:
 # The C per-packet path (detect/_fasttools.c), with ToolTracker above as its reference: tests/unit/test_fasttools.py
 # holds the two equal.
 _MATCHES = {1: _hping_match, 2: _ift_match, 3: _nping_match}  # _fasttools.c MATCH_*
-_ASK_RECOGNISE, _ASK_REPLY = 0, 1  # what the C path leaves to the reference: _fasttools.c ASK_*
+_ASK_RECOGNISE = 0  # the C path leaves the whole packet to the reference (_fasttools.c ASK_*; else only _follow)
 if _fasttools is not None:
     _fasttools.bind(_EGRESS_SIGNATURES, _EGRESS_HEAD_CHARS)
 
@@ -709,18 +717,11 @@ class FastToolTracker(ToolTracker):
             return None
         if type(step) is tuple:
             return _MATCHES[step[0]](step[1], step[2], p)
-        if step == _ASK_REPLY:
-            return self._reply(pkt)
-        if step == _ASK_RECOGNISE:
-            found = recognise(pkt)
-            if found is not None or pkt.ident < 0:
-                return found
-            if pkt.icmp_type not in _REQUEST_TYPES:
-                return self._reply(pkt)
-        if not p:  # (_ASK_EMPTY)
-            self._remember_empty((pkt.src, pkt.dst, pkt.ident, pkt.seq))
-        found_step = self._c.step(pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.ts, p)
-        return None if found_step is None else _MATCHES[found_step[0]](found_step[1], found_step[2], p)
+        return super().observe(pkt) if step == _ASK_RECOGNISE else self._follow(pkt)
+
+    def _request(self, pkt: IcmpPacket) -> ToolMatch | None:
+        step = self._c.step(pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.ts, pkt.payload)
+        return None if step is None else _MATCHES[step[0]](step[1], step[2], pkt.payload)
 
 
 def tool_tracker() -> ToolTracker:

@@ -34,6 +34,7 @@ Counters (`EvidenceStats`, in the stats record and the replay summary): this thr
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import struct
@@ -264,7 +265,7 @@ class EvidenceWriter:
             try:
                 if self._refresh:
                     self._refresh = False
-                    self._write_all()  # so that the directory shows what was gathered
+                    self._write_due()  # so that the directory shows what was gathered
                     self._disk = self._disk_usage()
                     self._trim_hopeless = False
                 if job is not None:
@@ -399,18 +400,15 @@ class EvidenceWriter:
         while self._gathered > PENDING_BYTES and self._dirty:
             self._write_out(next(iter(self._dirty)))
 
-    def _write_due(self, now: float) -> None:
-        """Write the files whose first gathered record came FLUSH_AFTER ago or more."""
+    def _write_due(self, now: float = math.inf) -> None:
+        """Write the files whose first gathered record came FLUSH_AFTER before `now` or earlier (all of them by
+        default)."""
         dirty = self._dirty
         while dirty:
             file, since = next(iter(dirty.items()))
             if now - since < FLUSH_AFTER:
                 return
             self._write_out(file)
-
-    def _write_all(self) -> None:
-        while self._dirty:
-            self._write_out(next(iter(self._dirty)))
 
     def _write_out(self, file: _File) -> None:
         """One write of what `file` gathered (more only if the system writes less); counted when written."""
@@ -474,7 +472,7 @@ class EvidenceWriter:
     def _trim(self) -> None:
         """Delete the oldest evidence files (not those still being written) until within 90 % of the budget."""
         busy = {file.name for flow in self._flows.values() for file in (*flow.pcaps.values(), flow.carried)}
-        self._write_all()  # so that the sizes on disk are the real ones
+        self._write_due()  # so that the sizes on disk are the real ones
         entries = self._sizes()
         self._disk = sum(size for _, size, _ in entries)
         target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory

@@ -38,11 +38,13 @@ def maybe_tool(pkt: IcmpPacket) -> bool:
     return tunnels._fasttools.maybe_tool(pkt.payload, pkt.ident, pkt.icmp_type, pkt.icmp_code, ICMPDOOR_ID)
 
 
+CASES = {**{f"exfil-{name}": make for name, make in corpus.EXFIL_CASES.items()},
+         **{f"benign-{name}": make for name, make in benign_corpus.BENIGN_CASES.items()}}
+
+
 def every_case() -> Iterable[tuple[str, list[IcmpPacket]]]:
-    for name, make in sorted(corpus.EXFIL_CASES.items()):
+    for name, make in sorted(CASES.items()):
         yield name, make()
-    for name, make in sorted(benign_corpus.BENIGN_CASES.items()):
-        yield f"benign-{name}", make()
 
 
 def state(tracker: ToolTracker) -> list[tuple[object, ...]]:
@@ -137,10 +139,6 @@ def test_the_negative_check_passes_most_benign_payloads_without_python() -> None
 
 
 # -- the trackers ------------------------------------------------------------------------------------------------
-
-
-CASES = {**{f"exfil-{name}": make for name, make in corpus.EXFIL_CASES.items()},
-         **{f"benign-{name}": make for name, make in benign_corpus.BENIGN_CASES.items()}}
 
 
 @needs_c
