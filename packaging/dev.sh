@@ -38,7 +38,8 @@ setup_venv() {
     # (the editable install compiles the C accelerators once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
         && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] && [ "$stamp" -nt icmpsensor/detect/_fasttools.c ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.detect._fasttools, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
+        && [ "$stamp" -nt icmpsensor/detect/_fastflows.c ] \
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.detect._fasttools, icmpsensor.detect._fastflows, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"

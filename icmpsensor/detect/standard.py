@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from icmpsensor.accelerators import flows_extension as _fastflows
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
@@ -69,6 +70,11 @@ _KIND_V4 = tuple(_REQUEST if t == 8 else _REPLY if t == 0 else _OTHER for t in r
 _KIND_V6 = tuple(_REQUEST if t == 128 else _REPLY if t == 129 else _OTHER for t in range(256))
 
 SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
+
+# The C path for echo messages that change no decision (detect/_fastflows.c; process() below is its reference):
+# it reads and writes these records' slots in place.
+if _fastflows is not None:
+    _fastflows.bind(IcmpPacket, Flow, DetectorStats, PREFIX, EMPTY_REST_HASH)
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:
@@ -225,7 +231,11 @@ def notice_extra(flow: Flow, carried: list[tuple[str, int]]) -> str:
 class Detector(FlowDetector):
     """The standard profile."""
 
-    def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig) -> None:
+    def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig, accelerated: bool = True) -> None:
+        """`accelerated`: run the C path (detect/_fastflows.c) when it is built; False runs only the Python
+        reference (the equivalence tests)."""
+        self._accelerated = accelerated
+        self._fast: object | None = None
         self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
         # per host, as a sender (to all its peers) and as a receiver (from all its peers)
         self._senders = HostTable(detection.max_pairs)
@@ -242,6 +252,17 @@ class Detector(FlowDetector):
             self._pairs.popitem(last=False)
         self._senders.limit_to(detection.max_pairs)
         self._receivers.limit_to(detection.max_pairs)
+        self._fast = self._fast_path()
+
+    def _fast_path(self) -> object | None:
+        """The C path for echo messages that change no decision (detect/_fastflows.c), for this configuration;
+        None when it is not built or turned off, or the tool tracker is the Python one (it calls the C one's
+        observe)."""
+        tools = self._tools
+        if _fastflows is None or not self._accelerated or not isinstance(tools, tunnels.FastToolTracker):
+            return None
+        return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
+                                   self.cfg.max_pending_requests, self._matched)
 
     # -- per packet --------------------------------------------------------------------------
     #
@@ -252,6 +273,13 @@ class Detector(FlowDetector):
 
     def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
         """Account one packet; return the notices that became due (usually none)."""
+        fast = self._fast
+        if fast is not None:
+            answer = fast.handle(pkt)  # type: ignore[attr-defined]
+            if answer is None:  # a reply that repeats its request, a ping's next request that repeats the last
+                return NO_NOTICES
+            if answer is not False:
+                return self._after_tool(pkt, *answer)
         stats = self.stats
         stats.packets += 1
         self.last_novel = 0
@@ -275,6 +303,10 @@ class Detector(FlowDetector):
         else:  # other types, and echo messages with a non-zero code
             stats.other_icmp += 1
             self._on_other(pkt, due)
+        return self._handed_out(due)
+
+    def _handed_out(self, due: list[Notice]) -> Sequence[Notice]:
+        """The end of process(): the flow table back within max_flows, the due notices handed out."""
         if len(self._flows) > self._max_flows:
             self._evict_over_cap(due)
         if due:
@@ -282,6 +314,17 @@ class Detector(FlowDetector):
             due.clear()
             return notices
         return NO_NOTICES
+
+    def _after_tool(self, pkt: IcmpPacket, flow: Flow, answer: object) -> Sequence[Notice]:
+        """An echo request the C path handled up to the tool tracker, which answered `answer`: what _on_request
+        does from its _recognise_tool on, for a request with no novel bytes."""
+        due = self._due
+        recognised = self._tool_found(flow, self._tools.finish(answer, pkt))  # type: ignore[attr-defined]
+        if self._matched:
+            self._remember_request(pkt, flow.last_sketch)
+        if recognised and self._realtime:
+            self._evaluate(flow, pkt.ts, due)
+        return self._handed_out(due)
 
     def _on_request(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
         src, dst, payload = pkt.src, pkt.dst, pkt.payload
@@ -456,7 +499,10 @@ class Detector(FlowDetector):
 
     def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> bool:
         """Whether the tool tracker recognised a tool in this packet (it is then the flow's)."""
-        match = self._tools.observe(pkt)
+        return self._tool_found(flow, self._tools.observe(pkt))
+
+    @staticmethod
+    def _tool_found(flow: Flow, match: tunnels.ToolMatch | None) -> bool:
         if match is None:
             return False
         flow.tool, flow.tool_evidence = match.tool, match.evidence

@@ -711,13 +711,16 @@ class FastToolTracker(ToolTracker):
                                      _NPING_MAX_STEP, ICMPDOOR_ID)
 
     def observe(self, pkt: IcmpPacket) -> ToolMatch | None:
-        p = pkt.payload
-        step = self._c.observe(p, pkt.ident, pkt.icmp_type, pkt.icmp_code, pkt.src, pkt.dst, pkt.seq, pkt.ts)
-        if step is None:
-            return None
-        if type(step) is tuple:
-            return _MATCHES[step[0]](step[1], step[2], p)
-        return super().observe(pkt) if step == _ASK_RECOGNISE else self._follow(pkt)
+        answer = self._c.observe(pkt.payload, pkt.ident, pkt.icmp_type, pkt.icmp_code, pkt.src, pkt.dst, pkt.seq,
+                                 pkt.ts)
+        return None if answer is None else self.finish(answer, pkt)
+
+    def finish(self, answer: object, pkt: IcmpPacket) -> ToolMatch | None:
+        """What observe makes of the C path's answer for `pkt` when it is not None (the detector's C path calls
+        the C observe itself, and this with its answer): a match, or the reference's work."""
+        if type(answer) is tuple:
+            return _MATCHES[answer[0]](answer[1], answer[2], pkt.payload)
+        return super().observe(pkt) if answer == _ASK_RECOGNISE else self._follow(pkt)
 
     def _request(self, pkt: IcmpPacket) -> ToolMatch | None:
         step = self._c.step(pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.ts, pkt.payload)

@@ -1,0 +1,546 @@
+/* The standard detector's per-packet path in C for the echo messages that change no decision
+ * (detect/standard.py Detector.process is the reference; tests/unit/test_fastflows.py holds the two equal).
+ *
+ * FastPath.handle(pkt) takes two kinds of packet, and only when every condition below holds; for any other it
+ * changes nothing and returns False, and the Python detector handles the packet:
+ *
+ *  - an echo reply (code 0) on a flow the table has, answering a pending request (matched pairing) whose payload
+ *    sketch it repeats: Detector._on_reply up to its `current == request` return;
+ *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
+ *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last:
+ *    Detector._on_request with no novel bytes. The tool tracker still sees it (the C tracker's observe); when
+ *    the tracker answers anything but None, handle() returns (flow, answer) and the Python detector finishes
+ *    the request from there (Detector._after_tool), as _on_request would after _recognise_tool.
+ *
+ * Neither may move the clock past a sweep (Detector._sweep) or meet an allowlisted payload. The detector's
+ * state stays where the reference keeps it: the flows and the pending requests in its OrderedDicts (changed
+ * through the mapping protocol and their methods, so their order is the reference's), its clock and counters
+ * in its own attributes, a flow's fields in its Flow slots (offsets taken by bind()). Payload sketches are
+ * novelty.sketch's: the first PREFIX bytes, Python's hash of the rest, the length; a sketch the packet repeats
+ * is kept as it is (the reference stores an equal new tuple).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+/* -- the record types' slots, found by bind() ------------------------------------------------------------- */
+
+enum { P_TS, P_SRC, P_DST, P_IPV6, P_TYPE, P_CODE, P_IDENT, P_SEQ, P_PAYLOAD, P_OPTIONS, N_PACKET };
+static const char *PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "ipv6",   "icmp_type",
+                                              "icmp_code", "ident", "seq", "payload", "options"};
+enum {
+    F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
+    F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, N_FLOW
+};
+static const char *FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
+                                          "received_bytes", "last_ident", "last_seq", "seq_stride",
+                                          "last_size", "last_sketch", "last_request_ts", "tool"};
+enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_PENDING_EVICTED, N_STATS };
+static const char *STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted"};
+
+static PyTypeObject *packet_type, *flow_type, *stats_type;
+static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS];
+static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
+static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* The byte offsets of `names`' object slots in `type` (a __slots__ class), or -1 with an exception set. */
+static int slot_offsets(PyObject *type_obj, const char **names, int count, Py_ssize_t *out)
+{
+    if (!PyType_Check(type_obj)) {
+        PyErr_SetString(PyExc_TypeError, "bind() takes types");
+        return -1;
+    }
+    PyTypeObject *type = (PyTypeObject *)type_obj;
+    for (int i = 0; i < count; i++) {
+        PyObject *descr = PyDict_GetItemString(type->tp_dict, names[i]);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "bind(): %s is not a slot of %s", names[i], type->tp_name);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX || member->offset <= 0
+            || (size_t)member->offset + sizeof(PyObject *) > (size_t)type->tp_basicsize) {
+            PyErr_Format(PyExc_TypeError, "bind(): %s is not an object slot of %s", names[i], type->tp_name);
+            return -1;
+        }
+        out[i] = member->offset;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(bind_doc, "bind(packet_type, flow_type, stats_type, prefix, empty_rest_hash)\n\n"
+                       "packet.IcmpPacket, flows.Flow, flows.DetectorStats (their slots are read and written in\n"
+                       "place), novelty.PREFIX and novelty.EMPTY_REST_HASH.");
+
+static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "bind(packet_type, flow_type, stats_type, prefix, empty_rest_hash)");
+        return NULL;
+    }
+    Py_ssize_t packet[N_PACKET], flow[N_FLOW], stats[N_STATS];
+    if (slot_offsets(args[0], PACKET_FIELDS, N_PACKET, packet) < 0
+        || slot_offsets(args[1], FLOW_FIELDS, N_FLOW, flow) < 0
+        || slot_offsets(args[2], STATS_FIELDS, N_STATS, stats) < 0)
+        return NULL;
+    Py_ssize_t prefix = PyLong_AsSsize_t(args[3]);
+    if (prefix == -1 && PyErr_Occurred())
+        return NULL;
+    Py_hash_t empty = PyLong_AsSsize_t(args[4]);
+    if (empty == -1 && PyErr_Occurred())
+        return NULL;
+    if (prefix < 0 || empty != _Py_HashBytes("", 0)) {
+        PyErr_SetString(PyExc_ValueError, "bind(): prefix must be >= 0 and empty_rest_hash hash(b'')");
+        return NULL;
+    }
+    memcpy(packet_slot, packet, sizeof packet);
+    memcpy(flow_slot, flow, sizeof flow);
+    memcpy(stats_slot, stats, sizeof stats);
+    Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(flow_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(args[2]));
+    prefix_len = prefix;
+    empty_rest_hash = empty;
+    Py_RETURN_NONE;
+}
+
+/* -- small helpers ---------------------------------------------------------------------------------------- */
+
+/* The detector's attributes the path reads and writes (interned at import). */
+static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
+static PyObject *str_move_to_end, *str_popitem, *str_last;
+static PyObject *zero, *one;
+
+/* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
+static int long_slot(PyObject *obj, Py_ssize_t offset, long *out)
+{
+    PyObject *value = SLOT(obj, offset);
+    if (value == NULL || !PyLong_CheckExact(value))
+        return -1;
+    int overflow;
+    *out = PyLong_AsLongAndOverflow(value, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* slot += amount (Python's +: the reference's arithmetic whatever the slot holds). */
+static int add_to_slot(PyObject *obj, Py_ssize_t offset, PyObject *amount)
+{
+    PyObject *old = SLOT(obj, offset);
+    PyObject *sum = PyNumber_Add(old, amount);
+    if (sum == NULL)
+        return -1;
+    SLOT(obj, offset) = sum;
+    Py_DECREF(old);
+    return 0;
+}
+
+static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject *old = SLOT(obj, offset);
+    SLOT(obj, offset) = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+/* Whether `sketch` (a novelty.Sketch) is the sketch of `payload`: its first PREFIX bytes, the hash of the rest
+ * (novelty.EMPTY_REST_HASH when there is none), its length. 0 for anything that is not such a tuple. */
+static int sketch_of(PyObject *sketch, PyObject *payload)
+{
+    if (sketch == NULL || !PyTuple_CheckExact(sketch) || PyTuple_GET_SIZE(sketch) != 3)
+        return 0;
+    PyObject *head = PyTuple_GET_ITEM(sketch, 0), *rest = PyTuple_GET_ITEM(sketch, 1),
+             *length = PyTuple_GET_ITEM(sketch, 2);
+    if (!PyBytes_CheckExact(head) || !PyLong_CheckExact(rest) || !PyLong_CheckExact(length))
+        return 0;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    Py_ssize_t kept = n <= prefix_len ? n : prefix_len;
+    Py_ssize_t sketched_length = PyLong_AsSsize_t(length);
+    Py_hash_t rest_hash = PyLong_AsSsize_t(rest);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (sketched_length != n || PyBytes_GET_SIZE(head) != kept
+        || memcmp(PyBytes_AS_STRING(head), PyBytes_AS_STRING(payload), (size_t)kept) != 0)
+        return 0;
+    Py_hash_t expected = n <= prefix_len ? empty_rest_hash : _Py_HashBytes(PyBytes_AS_STRING(payload) + kept, n - kept);
+    return rest_hash == expected;
+}
+
+/* key in `table` (an OrderedDict): a borrowed reference, or NULL (an exception set only on error). */
+static PyObject *lookup(PyObject *table, PyObject *key) { return PyDict_GetItemWithError(table, key); }
+
+static int call_method_1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *result = PyObject_CallMethodOneArg(obj, name, arg);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+/* -- FastPath --------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *detector; /* the detector's __dict__ */
+    PyObject *observe;  /* the C tool tracker's observe */
+    PyObject *ignored;  /* the allowlisted payloads (a frozenset) */
+    Py_ssize_t max_flows, max_pending;
+    int matched;
+} FastPath;
+
+static int fast_traverse(FastPath *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->detector);
+    Py_VISIT(self->observe);
+    Py_VISIT(self->ignored);
+    return 0;
+}
+
+static int fast_clear(FastPath *self)
+{
+    Py_CLEAR(self->detector);
+    Py_CLEAR(self->observe);
+    Py_CLEAR(self->ignored);
+    return 0;
+}
+
+static void fast_dealloc(FastPath *self)
+{
+    PyObject_GC_UnTrack(self);
+    fast_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", NULL};
+    PyObject *detector, *observe, *ignored;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnp", names, &PyDict_Type, &detector, &observe,
+                                     &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
+                                     &self->matched))
+        return -1;
+    if (packet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
+        return -1;
+    }
+    Py_XSETREF(self->detector, Py_NewRef(detector));
+    Py_XSETREF(self->observe, Py_NewRef(observe));
+    Py_XSETREF(self->ignored, Py_NewRef(ignored));
+    return 0;
+}
+
+/* The detector's state a packet needs, read before anything changes. */
+typedef struct {
+    PyObject *flows, *pending, *stats; /* borrowed */
+    int advance;                       /* the packet moves the clock (without reaching a sweep) */
+} Detector;
+
+static int detector_state(FastPath *self, double ts, Detector *out)
+{
+    PyObject *d = self->detector;
+    PyObject *now = PyDict_GetItemWithError(d, str_now), *next_sweep = PyDict_GetItemWithError(d, str_next_sweep);
+    out->flows = PyDict_GetItemWithError(d, str_flows);
+    out->pending = PyDict_GetItemWithError(d, str_pending);
+    out->stats = PyDict_GetItemWithError(d, str_stats);
+    if (PyErr_Occurred())
+        return -1;
+    if (now == NULL || next_sweep == NULL || !PyFloat_CheckExact(now) || !PyFloat_CheckExact(next_sweep)
+        || out->flows == NULL || !PyDict_Check(out->flows) || out->pending == NULL || !PyDict_Check(out->pending)
+        || out->stats == NULL || !Py_IS_TYPE(out->stats, stats_type))
+        return 0;
+    out->advance = ts > PyFloat_AS_DOUBLE(now);
+    if (out->advance && ts >= PyFloat_AS_DOUBLE(next_sweep))
+        return 0; /* process() sweeps first */
+    if (PyDict_GET_SIZE(out->flows) > self->max_flows)
+        return 0;
+    for (int i = 0; i < N_STATS; i++)
+        if (SLOT(out->stats, stats_slot[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+/* process()'s own part: the packet counted, last_novel 0, the clock moved; then the kind's counter. */
+static int count_packet(FastPath *self, Detector *state, PyObject *ts, int kind_counter)
+{
+    PyObject *d = self->detector;
+    if (add_to_slot(state->stats, stats_slot[S_PACKETS], one) < 0 || PyDict_SetItem(d, str_last_novel, zero) < 0)
+        return -1;
+    if (state->advance && PyDict_SetItem(d, str_now, ts) < 0)
+        return -1;
+    return add_to_slot(state->stats, stats_slot[kind_counter], one);
+}
+
+/* The flow made the most recently active, its last time and message count moved, `size` added to `bytes_slot`. */
+static int touch_flow(Detector *state, PyObject *key, PyObject *flow, PyObject *ts, PyObject *size, Py_ssize_t bytes_slot)
+{
+    if (call_method_1(state->flows, str_move_to_end, key) < 0)
+        return -1;
+    int later = PyObject_RichCompareBool(ts, SLOT(flow, flow_slot[F_LAST]), Py_GT);
+    if (later < 0)
+        return -1;
+    if (later)
+        set_slot(flow, flow_slot[F_LAST], ts);
+    if (add_to_slot(flow, flow_slot[F_N], one) < 0)
+        return -1;
+    return add_to_slot(flow, bytes_slot, size);
+}
+
+static int flow_ok(PyObject *flow, const int *fields, int count)
+{
+    if (flow == NULL || !Py_IS_TYPE(flow, flow_type))
+        return 0;
+    for (int i = 0; i < count; i++)
+        if (SLOT(flow, flow_slot[fields[i]]) == NULL)
+            return 0;
+    return 1;
+}
+
+/* An echo reply answering a pending request with the same payload. */
+static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
+{
+    static const int needed[] = {F_LAST, F_N, F_RESP_BYTES, F_LAST_SKETCH};
+    static const int request_needed[] = {F_RECEIVED_BYTES};
+    if (!self->matched)
+        Py_RETURN_FALSE;
+    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+    PyObject *ident = SLOT(pkt, packet_slot[P_IDENT]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    PyObject *key = PyTuple_Pack(2, src, dst), *reverse = PyTuple_Pack(2, dst, src);
+    PyObject *request_key = PyTuple_Pack(4, dst, src, ident, seq); /* echo_key: seq | code << 16, code 0 */
+    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
+    PyObject *result = NULL;
+    if (key == NULL || reverse == NULL || request_key == NULL || size == NULL)
+        goto done;
+    PyObject *flow = lookup(state->flows, key);
+    PyObject *request_flow = flow == NULL ? NULL : lookup(state->flows, reverse);
+    PyObject *entry = request_flow == NULL && PyErr_Occurred() ? NULL : lookup(state->pending, request_key);
+    if (PyErr_Occurred())
+        goto done;
+    if (!flow_ok(flow, needed, 4) || (request_flow != NULL && !flow_ok(request_flow, request_needed, 1))
+        || entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
+        || !sketch_of(PyTuple_GET_ITEM(entry, 0), payload)) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    PyObject *request = Py_NewRef(PyTuple_GET_ITEM(entry, 0)); /* entry goes with the pop below */
+    Py_INCREF(flow);
+    Py_XINCREF(request_flow);
+    if (count_packet(self, state, ts, S_ECHO_REPLIES) == 0
+        && touch_flow(state, key, flow, ts, size, flow_slot[F_RESP_BYTES]) == 0
+        && (request_flow == NULL || add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) == 0)
+        && PyObject_DelItem(state->pending, request_key) == 0) {
+        set_slot(flow, flow_slot[F_LAST_SKETCH], request);
+        result = Py_NewRef(Py_None);
+    }
+    Py_DECREF(request);
+    Py_DECREF(flow);
+    Py_XDECREF(request_flow);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(reverse);
+    Py_XDECREF(request_key);
+    Py_XDECREF(size);
+    return result;
+}
+
+/* Detector._remember_request for a request whose sketch is `sent`. */
+static int remember_request(FastPath *self, Detector *state, PyObject *pkt, PyObject *sent)
+{
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    PyObject *key = PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                 SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_SEQ]));
+    PyObject *entry = PyTuple_Pack(2, sent, ts);
+    int failed = -1;
+    if (key == NULL || entry == NULL)
+        goto done;
+    int known = PyDict_Contains(state->pending, key);
+    if (known < 0)
+        goto done;
+    if (known) {
+        if (call_method_1(state->pending, str_move_to_end, key) < 0)
+            goto done;
+    } else if (PyDict_GET_SIZE(state->pending) >= self->max_pending) {
+        PyObject *args[2] = {state->pending, Py_False};
+        PyObject *kwnames = PyTuple_Pack(1, str_last);
+        PyObject *popped = kwnames == NULL ? NULL
+            : PyObject_VectorcallMethod(str_popitem, args, 1, kwnames);
+        Py_XDECREF(kwnames);
+        if (popped == NULL)
+            goto done;
+        Py_DECREF(popped);
+        if (add_to_slot(state->stats, stats_slot[S_PENDING_EVICTED], one) < 0)
+            goto done;
+    }
+    failed = PyObject_SetItem(state->pending, key, entry);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(entry);
+    return failed;
+}
+
+/* A ping's next request repeating the flow's last payload. */
+static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
+{
+    static const int needed[] = {F_LAST,     F_N,         F_ORIG_BYTES,      F_LAST_IDENT, F_LAST_SEQ,
+                                 F_SEQ_STRIDE, F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL};
+    PyObject *options = SLOT(pkt, packet_slot[P_OPTIONS]);
+    if (options == NULL || !PyBytes_CheckExact(options) || PyBytes_GET_SIZE(options) != 0)
+        Py_RETURN_FALSE;
+    long ident, seq, last_ident, last_seq, stride, last_size;
+    if (long_slot(pkt, packet_slot[P_IDENT], &ident) < 0 || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0)
+        Py_RETURN_FALSE;
+    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    PyObject *key = PyTuple_Pack(2, src, dst);
+    if (key == NULL)
+        return NULL;
+    PyObject *flow = lookup(state->flows, key);
+    if (flow == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    PyObject *tool = flow_ok(flow, needed, 10) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
+    if (tool == NULL || !PyUnicode_CheckExact(tool) || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
+        || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
+        || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
+        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident
+        || seq != ((last_seq + stride) & 0xFFFF) || n != last_size
+        || !sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload)) {
+        Py_DECREF(key);
+        Py_RETURN_FALSE;
+    }
+    PyObject *size = PyLong_FromSsize_t(n);
+    PyObject *result = NULL;
+    Py_INCREF(flow);
+    if (size == NULL || count_packet(self, state, ts, S_ECHO_REQUESTS) < 0
+        || touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0
+        || PyDict_SetItem(self->detector, str_run_free, Py_True) < 0)
+        goto done;
+    set_slot(flow, flow_slot[F_LAST_SEQ], SLOT(pkt, packet_slot[P_SEQ]));
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    PyObject *answer = Py_None;
+    if (PyUnicode_GET_LENGTH(tool) == 0) {
+        PyObject *args[8] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
+                             SLOT(pkt, packet_slot[P_CODE]), src, dst, SLOT(pkt, packet_slot[P_SEQ]), ts};
+        answer = PyObject_Vectorcall(self->observe, args, 8, NULL);
+        if (answer == NULL)
+            goto done;
+        if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
+            result = PyTuple_Pack(2, flow, answer);
+            Py_DECREF(answer);
+            goto done;
+        }
+        Py_DECREF(answer);
+    }
+    if (self->matched && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH])) < 0)
+        goto done;
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(flow);
+    Py_DECREF(key);
+    Py_XDECREF(size);
+    return result;
+}
+
+PyDoc_STRVAR(handle_doc,
+             "handle(pkt) -> None | False | (flow, answer)\n\n"
+             "None: the packet was handled as Detector.process would (no notice is due). False: it is not one this\n"
+             "path takes, and nothing changed. (flow, answer): an echo request handled up to the tool tracker,\n"
+             "which answered `answer` (its C observe's result), for Detector._after_tool to finish.");
+
+static PyObject *fast_handle(FastPath *self, PyObject *pkt)
+{
+    if (!Py_IS_TYPE(pkt, packet_type)) /* a PartialPacket (its own send time) or anything else */
+        Py_RETURN_FALSE;
+    for (int i = 0; i < N_PACKET; i++)
+        if (SLOT(pkt, packet_slot[i]) == NULL)
+            Py_RETURN_FALSE;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *payload = SLOT(pkt, packet_slot[P_PAYLOAD]);
+    long icmp_type, icmp_code;
+    if (!PyFloat_CheckExact(ts) || !PyBytes_CheckExact(payload) || long_slot(pkt, packet_slot[P_TYPE], &icmp_type) < 0
+        || long_slot(pkt, packet_slot[P_CODE], &icmp_code) < 0 || icmp_code != 0)
+        Py_RETURN_FALSE; /* echo has code 0; any other code is the Python detector's to judge */
+    int ipv6 = SLOT(pkt, packet_slot[P_IPV6]) == Py_True;
+    int request = icmp_type == (ipv6 ? 128 : 8), reply = icmp_type == (ipv6 ? 129 : 0);
+    if (!request && !reply)
+        Py_RETURN_FALSE;
+    if (PySet_GET_SIZE(self->ignored)) {
+        int ignored = PySet_Contains(self->ignored, payload);
+        if (ignored != 0)
+            return ignored < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    Detector state;
+    int usable = detector_state(self, PyFloat_AS_DOUBLE(ts), &state);
+    if (usable <= 0)
+        return usable < 0 ? NULL : Py_NewRef(Py_False);
+    return request ? handle_request(self, pkt, &state, payload) : handle_reply(self, pkt, &state, payload);
+}
+
+static PyMethodDef fast_methods[] = {
+    {"handle", (PyCFunction)fast_handle, METH_O, handle_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FastPathType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "icmpsensor.detect._fastflows.FastPath",
+    .tp_basicsize = sizeof(FastPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)fast_init,
+    .tp_dealloc = (destructor)fast_dealloc,
+    .tp_traverse = (traverseproc)fast_traverse,
+    .tp_clear = (inquiry)fast_clear,
+    .tp_methods = fast_methods,
+    .tp_doc = "FastPath(detector_dict, observe, ignored, max_flows, max_pending, matched): see the module's comment.",
+};
+
+/* -- the module ------------------------------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "icmpsensor.detect._fastflows",
+    "The standard detector's per-packet path in C for echo messages that change no decision "
+    "(detect/standard.py is the reference).",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+static int intern(PyObject **out, const char *text)
+{
+    *out = PyUnicode_InternFromString(text);
+    return *out == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__fastflows(void)
+{
+    if (intern(&str_now, "now") < 0 || intern(&str_next_sweep, "_next_sweep") < 0
+        || intern(&str_last_novel, "last_novel") < 0 || intern(&str_run_free, "_run_free") < 0
+        || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
+        || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
+        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0)
+        return NULL;
+    if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    if (PyType_Ready(&FastPathType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "FastPath", (PyObject *)&FastPathType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,282 @@
+"""The standard detector's C path for echo messages that change no decision (detect/_fastflows.c, Detector.process
+with `accelerated`) held equal to the Python detector it short-cuts (`accelerated=False`): after every packet the
+same notices (every field and text but the random uid) and the same last_novel; every few packets and at the end
+the same state: flows (every field, in the table's order), pending requests (in order), counters, clock, pair and
+host memories, the tool tracker's flows. On every exfiltration and benign corpus case, the seed captures, two slices
+of the bench's captures, and generated traffic with tiny tables, sweeps, allowlisted payloads, both reply
+pairings, IP options, fragments' partial messages and out-of-order times. The C path must also take most of a
+ping's packets (else agreeing says little)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.packet import IcmpPacket, PartialPacket
+from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.detect import standard
+from icmpsensor.detect.flows import Flow
+from icmpsensor.detect.standard import Detector
+from icmpsensor.notice.record import Notice
+from testkit import benign_corpus, craft, synthmix
+from testkit import exfil_corpus as corpus
+from tests.hypothesis_counts import examples
+
+needs_c = pytest.mark.skipif(standard._fastflows is None or standard.tunnels._fasttools is None,
+                             reason="the C accelerators are turned off or not built")
+
+FLOW_FIELDS = [f.name for f in dataclasses.fields(Flow) if f.name != "uid"]
+RR = b"\x07\x03\x04"  # an IPv4 record-route option, as the decoder keeps it
+
+
+def test_pip_install_builds_it() -> None:
+    """`pip install` builds it; only ICMPSENSOR_PURE_PYTHON turns it off (the detector then runs the reference)."""
+    import os
+
+    built = standard._fastflows is not None and standard.tunnels._fasttools is not None
+    assert built or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+    detector = Detector(DetectionConfig(), AllowlistConfig())
+    assert (detector._fast is not None) == built
+    assert Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)._fast is None
+
+
+def notice_values(notices: Iterable[Notice]) -> list[tuple[object, ...]]:
+    return [(*n.replace(uid="").values(), bool(n.uid)) for n in notices]
+
+
+def state(det: Detector) -> dict[str, object]:
+    tools = det._tools
+    return {
+        "flows": [(key, [getattr(flow, name) for name in FLOW_FIELDS], bool(flow.uid))
+                  for key, flow in det._flows.items()],
+        "pending": list(det._pending.items()),
+        "stats": det.stats.as_dict(),
+        "clock": (det.now, det._next_sweep, det.last_novel, det._run_free),
+        "pairs": list(det._pairs.items()),
+        "hosts": [(list(t.hosts.items()), t.peer_entries) for t in (det._senders, det._receivers)],
+        "tools": [(key, flow.state()) for key, flow in tools._c.flows.items()],  # type: ignore[attr-defined]
+        "empty_requests": list(tools._empty_requests),
+    }
+
+
+class Counting:
+    """A FastPath that counts what it answered."""
+
+    def __init__(self, fast: object) -> None:
+        self.fast, self.handled, self.finished, self.declined = fast, 0, 0, 0
+
+    def handle(self, pkt: IcmpPacket) -> object:
+        answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
+        if answer is None:
+            self.handled += 1
+        elif answer is False:
+            self.declined += 1
+        else:
+            self.finished += 1
+        return answer
+
+
+def run_both(packets: Iterable[IcmpPacket], detection: DetectionConfig | None = None,
+             allowlist: AllowlistConfig | None = None) -> Counting:
+    """Both detectors on the same packets, compared after each (notices) and at ~200 places (state: after every
+    packet of a short sequence); the C path's counts."""
+    packets = list(packets)
+    every = max(1, len(packets) // 200)
+    detection = detection or DetectionConfig()
+    allowlist = allowlist or AllowlistConfig()
+    reference = Detector(detection, allowlist, accelerated=False)
+    fast = Detector(detection, allowlist)
+    assert reference._fast is None and fast._fast is not None
+    counting = Counting(fast._fast)
+    fast._fast = counting
+    for i, pkt in enumerate(packets):
+        want, got = notice_values(reference.process(pkt)), notice_values(fast.process(pkt))
+        assert got == want, (i, pkt)
+        assert fast.last_novel == reference.last_novel, (i, pkt)
+        if i % every == 0:
+            assert state(fast) == state(reference), (i, pkt)
+    assert state(fast) == state(reference)
+    assert notice_values(fast.flush()) == notice_values(reference.flush())
+    assert state(fast) == state(reference)
+    return counting
+
+
+CASES = {**{f"exfil-{name}": make for name, make in corpus.EXFIL_CASES.items()},
+         **{f"benign-{name}": make for name, make in benign_corpus.BENIGN_CASES.items()}}
+
+
+@needs_c
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_agree_on_every_corpus_case(case: str) -> None:
+    run_both(CASES[case]())
+
+
+def decoded(path: Path) -> list[IcmpPacket]:
+    linktype, frames = craft.read_capture(path)
+    decoder = Decoder(linktype, DecodeStats())
+    return [p for ts, frame, wire_len in frames if (p := decoder.decode(ts, frame, wire_len)) is not None]
+
+
+@needs_c
+def test_both_agree_on_the_seed_captures(seed_dir: Path) -> None:
+    handled = 0
+    for path in sorted(seed_dir.glob("*.pcap")):
+        handled += run_both(decoded(path)).handled
+    assert handled > 100
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["mix", "novel_mix"])
+def test_both_agree_on_the_bench_captures_and_the_c_path_takes_most_pings(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "mix.pcap"
+    synthmix.generate(path, packets=30_000, seed=7, kind=kind)
+    packets = decoded(path)
+    counting = run_both(packets)
+    echo = sum(1 for p in packets if p.ident >= 0)
+    assert counting.handled + counting.finished + counting.declined == len(packets)
+    assert counting.handled >= 0.4 * echo, (counting.handled, echo)  # measured on the mix: 58 % of echo messages
+    assert counting.finished  # requests the tool tracker answered, finished in Python
+
+
+@needs_c
+def test_a_pings_repeated_requests_and_their_replies_take_the_c_path() -> None:
+    """What the path is for, and where it stops: a ping with the same payload every time (a health check's) runs
+    in C after its first exchange; a reply that does not repeat its request, a new identifier, a sequence number
+    out of step, a request with IP options, each go to Python. (Windows' own payload is allowlisted by default:
+    that too goes to Python.)"""
+    payload = b"health-check 0123456789abcdefghij"
+    requests = [corpus.echo(1e9 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, payload) for i in range(20)]
+    counting = run_both(corpus.with_replies(requests))
+    # all but the first request and reply, and the packets that move the clock past a whole second (a sweep)
+    assert counting.handled >= 32, vars(counting)
+
+    odd = [*requests[:3], corpus.echo(1e9 + 3, "10.0.0.1", "10.0.0.2", True, 8, 4, payload),  # new identifier
+           corpus.echo(1e9 + 4, "10.0.0.1", "10.0.0.2", True, 8, 9, payload),  # out of step
+           dataclasses.replace(corpus.echo(1e9 + 5, "10.0.0.1", "10.0.0.2", True, 8, 10, payload), options=RR),
+           corpus.echo(1e9 + 6, "10.0.0.2", "10.0.0.1", False, 8, 10, payload[::-1])]  # differs from its request
+    counting = run_both(odd)
+    assert counting.handled == 2 and counting.declined == 5, vars(counting)
+
+
+@needs_c
+@pytest.mark.parametrize("size", [64, 65, 100, 1400])
+def test_a_payload_that_changes_only_at_its_end_goes_to_python(size: int) -> None:
+    """The sketch's rest (past its first 64 bytes) is compared by hash, its length too: a last byte changed or a byte
+    added is a changed payload, counted as novel by the Python detector."""
+    payload = bytes(range(256)) * 6
+    sent = [payload[:size], payload[:size], payload[:size - 1] + b"!", payload[:size - 1] + b"!",
+            payload[:size - 1] + b"!!", payload[:size - 1] + b"!!"]
+    requests = [corpus.echo(1e9 + 0.1 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(sent)]
+    counting = run_both(requests)
+    assert (counting.handled, counting.declined) == (3, 3), vars(counting)  # each new payload, then its repeat
+
+
+HOSTS = ["198.51.100.1", "198.51.100.2", "203.0.113.9"]
+V6 = (b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01", b"\x20\x01\x0d\xb8" + bytes(11) + b"\x02")
+POOL = [b"abcdefghijklmnopqrstuvwabcdefghi", bytes(range(56)), bytes(100), bytes(range(100)), b"", b"x" * 64,
+        b"y" * 65]
+
+
+@st.composite
+def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
+    """Pings between a few hosts (IPv4 and IPv6) that mostly repeat themselves, with every way out of the C path:
+    a changed payload (in its first 64 bytes or past them), a new id or a sequence number out of step, a reply to
+    nothing, to a forgotten request or with another payload, non-zero codes, IP options, other ICMP types, partial
+    messages, times that jump a sweep or go back."""
+    ts = 1e9
+    out: list[IcmpPacket] = []
+    sent: list[IcmpPacket] = []
+    seqs: dict[tuple[bytes, bytes, int], int] = {}
+    for _ in range(draw(st.integers(1, 80))):
+        ts += draw(st.sampled_from([0.0, 0.001, 0.01, 0.4, 0.7, 1.0, 2.5, -0.3]))
+        action = draw(st.sampled_from(["request"] * 4 + ["reply"] * 3 + ["other", "partial"]))
+        if action == "reply" and sent:
+            request = draw(st.sampled_from(sent[-6:]))
+            payload = request.payload if draw(st.integers(0, 4)) else draw(st.sampled_from(POOL))
+            out.append(IcmpPacket(ts, request.dst, request.src, request.ipv6, 129 if request.ipv6 else 0,
+                                  request.icmp_code if draw(st.integers(0, 5)) else 3, request.ident,
+                                  request.seq if draw(st.integers(0, 5)) else request.seq ^ 1, payload,
+                                  42 + len(payload)))
+            continue
+        if draw(st.integers(0, 5)):
+            src, dst = (corpus.packed(h) for h in draw(st.permutations(HOSTS))[:2])
+            ipv6 = False
+        else:
+            src, dst = V6 if draw(st.booleans()) else V6[::-1]
+            ipv6 = True
+        if action == "other":
+            payload = draw(st.sampled_from(POOL))
+            out.append(IcmpPacket(ts, src, dst, ipv6, draw(st.sampled_from([3, 11, 13, 1])), 0, -1, -1, payload,
+                                  42 + len(payload)))
+            continue
+        ident = draw(st.sampled_from([7, 7, 7, 9]))
+        key = (src, dst, ident)
+        seq = (seqs.get(key, draw(st.integers(0, 0xFFFF))) + draw(st.sampled_from([1, 1, 1, 1, 0, 2, 0x100]))) & 0xFFFF
+        seqs[key] = seq
+        previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
+        payload = previous if draw(st.integers(0, 3)) else draw(st.one_of(
+            st.sampled_from(POOL), st.binary(max_size=90),
+            st.just(previous[:64] + b"!" + previous[65:]), st.just(b"!" + previous[1:])))
+        options = RR if not draw(st.integers(0, 15)) else b""
+        code = 0 if draw(st.integers(0, 9)) else 2
+        pkt = IcmpPacket(ts, src, dst, ipv6, 128 if ipv6 else 8, code, ident, seq, payload, 42 + len(payload),
+                         options)
+        if action == "partial":
+            pkt = PartialPacket.of(pkt, ts - 0.5)
+        sent.append(pkt)
+        out.append(pkt)
+    return out
+
+
+@needs_c
+@settings(max_examples=examples(800), deadline=None)
+@given(packets=traffic(), max_flows=st.sampled_from([1, 2, 3, 1000]), max_pending=st.sampled_from([1, 2, 1000]),
+       pairing=st.sampled_from(["matched", "last_request"]), idle=st.sampled_from([1.0, 3.0, 300.0]),
+       ignored=st.sampled_from([(), (POOL[0],), (POOL[0], POOL[3])]))
+def test_both_agree_on_generated_traffic(packets: list[IcmpPacket], max_flows: int, max_pending: int, pairing: str,
+                                         idle: float, ignored: tuple[bytes, ...]) -> None:
+    detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows, max_pending_requests=max_pending,
+                                    reply_pairing=pairing, idle_timeout=idle)
+    run_both(packets, detection, AllowlistConfig(payloads=ignored))
+
+
+@needs_c
+def test_samples_of_pings_reach_the_c_path_and_leave_it() -> None:
+    """Repeating pings with replies, a changed payload and a forgotten request: packets the C path handles and
+    ones it declines, the two detectors equal throughout."""
+    totals = Counting(None)
+    for seed in range(40):
+        counting = run_both(_sample(seed))
+        totals.handled += counting.handled
+        totals.finished += counting.finished
+        totals.declined += counting.declined
+    assert totals.handled > 50 and totals.declined > 50, vars(totals)
+
+
+def _sample(seed: int) -> list[IcmpPacket]:
+    """A repeating ping with replies, one payload change and one forgotten request, deterministic per seed."""
+    payload = POOL[seed % 4]
+    requests = [corpus.echo(1e9 + i * 0.3, HOSTS[0], HOSTS[seed % 2 + 1], True, 7, seed + i, payload)
+                for i in range(10)]
+    requests[5] = corpus.echo(requests[5].ts, HOSTS[0], HOSTS[seed % 2 + 1], True, 7, seed + 5, payload[::-1])
+    replies = [corpus.kernel_reply(r) for r in requests if r.seq != seed + 7]
+    return sorted([*requests, *replies], key=lambda p: p.ts)
+
+
+@needs_c
+def test_reconfigure_rebuilds_the_c_path_with_the_new_limits() -> None:
+    detector = Detector(DetectionConfig(), AllowlistConfig())
+    before = detector._fast
+    detector.reconfigure(dataclasses.replace(DetectionConfig(), max_pending_requests=1), AllowlistConfig())
+    assert detector._fast is not None and detector._fast is not before
+    payload = POOL[0]
+    for i in range(3):
+        detector.process(corpus.echo(1e9 + i, HOSTS[0], HOSTS[1], True, 7, i, payload))
+    assert len(detector._pending) == 1 and detector.stats.pending_evicted == 2
