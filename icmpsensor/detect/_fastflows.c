@@ -7,10 +7,20 @@
  *  - an echo reply (code 0) on a flow the table has, answering a pending request (matched pairing) whose payload
  *    sketch it repeats: Detector._on_reply up to its `current == request` return;
  *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
- *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last:
+ *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
+ *    whose payload is iputils ping's default one with a new clock that its run's clock explains (below):
  *    Detector._on_request with no novel bytes. The tool tracker still sees it (the C tracker's observe); when
  *    the tracker answers anything but None, handle() returns (flow, answer) and the Python detector finishes
  *    the request from there (Detector._after_tool), as _on_request would after _recognise_tool.
+ *
+ * The iputils case is fingerprints.explain's answer for one layout, where explain would answer it: a 64-bit
+ * struct timeval (little-endian) and the default fill, byte j = j (iputils ping/ping_common.c setup()), 24
+ * bytes or more. No template explain tries before _iputils64 can take such a payload: bytes 16 and 17 (0x10,
+ * 0x11) are neither one repeated byte (_untimed), Windows', traceroute's or blackbox_exporter's fill, nor
+ * check_icmp's ping_id (10) or pro-bing's UUID variant (0b10......). Then Detector._consistent, for a request
+ * of the run the flow follows (its ident the flow's session_ident): the clock must not go back by more than
+ * 1 s and must keep its offset to the capture clock within clock_jitter; where it would charge or refuse, or
+ * the run is a new one, the Python detector takes the packet.
  *
  * Neither may move the clock past a sweep (Detector._sweep) or meet an allowlisted payload. The detector's
  * state stays where the reference keeps it: the flows and the pending requests in its OrderedDicts (changed
@@ -23,6 +33,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 #include <string.h>
 
 /* -- the record types' slots, found by bind() ------------------------------------------------------------- */
@@ -32,13 +43,15 @@ static const char *PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "ipv6",
                                               "icmp_code", "ident", "seq", "payload", "options"};
 enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
-    F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, N_FLOW
+    F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET, N_FLOW
 };
 static const char *FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
-                                          "last_size", "last_sketch", "last_request_ts", "tool"};
-enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_PENDING_EVICTED, N_STATS };
-static const char *STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted"};
+                                          "last_size", "last_sketch", "last_request_ts", "tool",
+                                          "session_ident", "last_embedded", "clock_offset"};
+enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
+static const char *STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted",
+                                            "ignored_payloads"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type;
 static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS];
@@ -194,6 +207,7 @@ typedef struct {
     PyObject *ignored;  /* the allowlisted payloads (a frozenset) */
     Py_ssize_t max_flows, max_pending;
     int matched;
+    double tolerance, jitter; /* timestamp_tolerance, clock_jitter */
 } FastPath;
 
 static int fast_traverse(FastPath *self, visitproc visit, void *arg)
@@ -221,11 +235,12 @@ static void fast_dealloc(FastPath *self)
 
 static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", NULL};
+    static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", "tolerance",
+                            "jitter", NULL};
     PyObject *detector, *observe, *ignored;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnp", names, &PyDict_Type, &detector, &observe,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd", names, &PyDict_Type, &detector, &observe,
                                      &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
-                                     &self->matched))
+                                     &self->matched, &self->tolerance, &self->jitter))
         return -1;
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
@@ -386,11 +401,68 @@ done:
     return failed;
 }
 
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--)
+        value = value << 8 | p[i];
+    return value;
+}
+
+/* The clock of a request whose payload is iputils ping's default one (see the top comment), where
+ * fingerprints.explain would say so and Detector._consistent accept it without a charge: 1 with its embedded
+ * time and its offset to the capture clock, else 0 (the Python detector's to judge). */
+static int iputils_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
+                         double ts, double *embedded, double *offset)
+{
+    if (n < 24 || p[7] != 0 || p[11] != 0 || p[15] != 0)
+        return 0;
+    for (Py_ssize_t j = 16; j < n; j++)
+        if (p[j] != (unsigned char)j)
+            return 0;
+    uint64_t sec = le64(p), usec = le64(p + 8);
+    if (usec >= 1000000)
+        return 0;
+    double t = (double)sec + (double)usec / 1000000.0; /* fingerprints._timeval: sec + usec / _USEC */
+    double drift = t - ts;
+    if (!(-self->tolerance <= drift && drift <= self->tolerance))
+        return 0;
+    long session_ident;
+    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
+    if (long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0 || session_ident != ident
+        || !PyFloat_CheckExact(last_embedded) || t + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
+        return 0; /* a new run, or a clock gone back (replayed, forged) */
+    if (last_offset != Py_None) {
+        if (!PyFloat_CheckExact(last_offset))
+            return 0;
+        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
+        if (!(-self->jitter <= moved && moved <= self->jitter))
+            return 0; /* charged as a time channel */
+    }
+    *embedded = t;
+    *offset = drift;
+    return 1;
+}
+
+/* novelty.sketch(payload). */
+static PyObject *new_sketch(PyObject *payload)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    const char *p = PyBytes_AS_STRING(payload);
+    if (n <= prefix_len)
+        return Py_BuildValue("(Onn)", payload, (Py_ssize_t)empty_rest_hash, n);
+    PyObject *head = PyBytes_FromStringAndSize(p, prefix_len);
+    if (head == NULL)
+        return NULL;
+    return Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n);
+}
+
 /* A ping's next request repeating the flow's last payload. */
 static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
 {
-    static const int needed[] = {F_LAST,     F_N,         F_ORIG_BYTES,      F_LAST_IDENT, F_LAST_SEQ,
-                                 F_SEQ_STRIDE, F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL};
+    static const int needed[] = {F_LAST,          F_N,         F_ORIG_BYTES,      F_LAST_IDENT, F_LAST_SEQ,
+                                 F_SEQ_STRIDE,    F_LAST_SIZE, F_LAST_SKETCH,     F_LAST_REQUEST_TS, F_TOOL,
+                                 F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET};
     PyObject *options = SLOT(pkt, packet_slot[P_OPTIONS]);
     if (options == NULL || !PyBytes_CheckExact(options) || PyBytes_GET_SIZE(options) != 0)
         Py_RETURN_FALSE;
@@ -408,13 +480,20 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         return NULL;
     }
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    PyObject *tool = flow_ok(flow, needed, 10) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
+    PyObject *tool = flow_ok(flow, needed, 13) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
     if (tool == NULL || !PyUnicode_CheckExact(tool) || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
         || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
         || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
         || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident
-        || seq != ((last_seq + stride) & 0xFFFF) || n != last_size
-        || !sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload)) {
+        || seq != ((last_seq + stride) & 0xFFFF) || n != last_size) {
+        Py_DECREF(key);
+        Py_RETURN_FALSE;
+    }
+    /* the flow's last payload again, or iputils' with a new clock (a new sketch, the clock remembered) */
+    double embedded = 0.0, offset = 0.0;
+    int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
+    if (!repeated && !iputils_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
+                                    PyFloat_AS_DOUBLE(ts), &embedded, &offset)) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
@@ -426,6 +505,22 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         || PyDict_SetItem(self->detector, str_run_free, Py_True) < 0)
         goto done;
     set_slot(flow, flow_slot[F_LAST_SEQ], SLOT(pkt, packet_slot[P_SEQ]));
+    if (!repeated) { /* Detector._novelty: the template explains it, Detector._consistent moved its clock */
+        PyObject *sketch = new_sketch(payload);
+        PyObject *embedded_obj = PyFloat_FromDouble(embedded), *offset_obj = PyFloat_FromDouble(offset);
+        int failed = sketch == NULL || embedded_obj == NULL || offset_obj == NULL
+            || add_to_slot(state->stats, stats_slot[S_IGNORED_PAYLOADS], one) < 0;
+        if (!failed) {
+            set_slot(flow, flow_slot[F_LAST_SKETCH], sketch);
+            set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded_obj);
+            set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
+        }
+        Py_XDECREF(sketch);
+        Py_XDECREF(embedded_obj);
+        Py_XDECREF(offset_obj);
+        if (failed)
+            goto done;
+    }
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     PyObject *answer = Py_None;
     if (PyUnicode_GET_LENGTH(tool) == 0) {

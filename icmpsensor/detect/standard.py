@@ -261,8 +261,9 @@ class Detector(FlowDetector):
         tools = self._tools
         if _fastflows is None or not self._accelerated or not isinstance(tools, tunnels.FastToolTracker):
             return None
+        cfg = self.cfg
         return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
-                                   self.cfg.max_pending_requests, self._matched)
+                                   cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter)
 
     # -- per packet --------------------------------------------------------------------------
     #

@@ -10,6 +10,7 @@ ping's packets (else agreeing says little)."""
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,6 +35,14 @@ needs_c = pytest.mark.skipif(standard._fastflows is None or standard.tunnels._fa
 
 FLOW_FIELDS = [f.name for f in dataclasses.fields(Flow) if f.name != "uid"]
 RR = b"\x07\x03\x04"  # an IPv4 record-route option, as the decoder keeps it
+
+
+def iputils(sent: float, size: int = 56, fill: bytes | None = None) -> bytes:
+    """iputils ping's payload (fingerprints._iputils64): a little-endian 64-bit struct timeval of `sent`, then the
+    default fill (byte j = j) or `fill`."""
+    sec = int(sent)
+    stamp = struct.pack("<QQ", sec, round((sent - sec) * 1e6) % 1_000_000)
+    return stamp + (fill if fill is not None else bytes(j & 0xFF for j in range(16, size)))[: size - 16]
 
 
 def test_pip_install_builds_it() -> None:
@@ -178,6 +187,57 @@ def test_a_payload_that_changes_only_at_its_end_goes_to_python(size: int) -> Non
     assert (counting.handled, counting.declined) == (3, 3), vars(counting)  # each new payload, then its repeat
 
 
+T0 = 1e9 + 0.25
+
+
+def linux_ping(count: int, size: int) -> list[IcmpPacket]:
+    """iputils ping's requests, one every 0.2 s, each carrying its send time (10 ms before capture)."""
+    return [corpus.echo(T0 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, iputils(T0 + 0.2 * i - 0.01, size))
+            for i in range(count)]
+
+
+@needs_c
+@pytest.mark.parametrize("size", [24, 56, 64, 65, 1472])
+def test_a_linux_pings_requests_take_the_c_path(size: int) -> None:
+    """iputils ping: each request's clock is new, its fill the default; the C path takes every request after the
+    run's first two (the first makes the flow, the second sets the clock's offset) and the replies."""
+    counting = run_both(corpus.with_replies(linux_ping(12, size)))
+    assert counting.handled >= 19, vars(counting)  # 10 requests and 11 replies, less those that cross a second
+
+
+@needs_c
+@pytest.mark.parametrize("size", [24, 100])
+@pytest.mark.parametrize(("case", "sent", "fill", "ident", "jitter"), [
+    ("the clock went back 3 s (clock_jitter 10 s)", -3.0, None, 7, 10.0),
+    ("the offset jumped 3 s (clock_jitter 1 s)", +3.0, None, 7, 1.0),
+    ("the clock is 400 s off (timestamp_tolerance 300 s)", +400.0, None, 7, 1000.0),
+    ("a new identifier: a new run", 0.0, None, 8, 1.0),
+    ("the first timed request of a run that sent a fixed payload so far", 0.0, "after-fixed", 7, 1.0),
+    ("ping -p ab", 0.0, "pattern", 7, 1.0),
+    ("one byte of data in the fill", 0.0, "data", 7, 1.0),
+    ("microseconds out of range", 0.0, "usec", 7, 1.0),
+])
+def test_a_linux_ping_whose_clock_or_fill_says_more_goes_to_python(
+        size: int, case: str, sent: float, fill: str | None, ident: int, jitter: float) -> None:
+    """After a run the C path follows, one request that is not iputils' default with a clock its run explains."""
+    requests = linux_ping(6, size)
+    if fill == "after-fixed":  # the same header fields, a payload no template explains (no run's clock yet)
+        requests = [dataclasses.replace(r, payload=(b"not-a-template:" * 100)[:size]) for r in requests]
+    ts = T0 + 0.2 * 6
+    payload = iputils(ts - 0.01 + sent, size)
+    if fill == "pattern":
+        payload = iputils(ts - 0.01, size, b"\xab" * size)
+    elif fill == "data":
+        payload = payload[:-1] + b"!"
+    elif fill == "usec":
+        payload = payload[:8] + struct.pack("<Q", 1_000_000) + payload[16:]
+    detection = dataclasses.replace(DetectionConfig(), clock_jitter=jitter)
+    baseline = run_both(requests, detection)
+    counting = run_both([*requests, corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, ident, 7, payload)], detection)
+    assert baseline.handled >= 4 and counting.handled == baseline.handled, case
+    assert counting.declined == baseline.declined + 1, case
+
+
 HOSTS = ["198.51.100.1", "198.51.100.2", "203.0.113.9"]
 V6 = (b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01", b"\x20\x01\x0d\xb8" + bytes(11) + b"\x02")
 POOL = [b"abcdefghijklmnopqrstuvwabcdefghi", bytes(range(56)), bytes(100), bytes(range(100)), b"", b"x" * 64,
@@ -221,9 +281,12 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         seq = (seqs.get(key, draw(st.integers(0, 0xFFFF))) + draw(st.sampled_from([1, 1, 1, 1, 0, 2, 0x100]))) & 0xFFFF
         seqs[key] = seq
         previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
-        payload = previous if draw(st.integers(0, 3)) else draw(st.one_of(
+        clock = ts + draw(st.sampled_from([-0.01, -0.01, -0.01, -0.5, -1.6, 2.0, -400.0]))
+        linux = iputils(clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
+        payload = previous if not draw(st.integers(0, 3)) else linux if draw(st.integers(0, 2)) else draw(st.one_of(
             st.sampled_from(POOL), st.binary(max_size=90),
-            st.just(previous[:64] + b"!" + previous[65:]), st.just(b"!" + previous[1:])))
+            st.just(previous[:64] + b"!" + previous[65:]), st.just(b"!" + previous[1:]),
+            st.just(linux[:-1] + b"!"), st.just(linux[:7] + b"\x01" + linux[8:])))
         options = RR if not draw(st.integers(0, 15)) else b""
         code = 0 if draw(st.integers(0, 9)) else 2
         pkt = IcmpPacket(ts, src, dst, ipv6, 128 if ipv6 else 8, code, ident, seq, payload, 42 + len(payload),
