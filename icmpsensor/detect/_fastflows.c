@@ -8,16 +8,18 @@
  *    sketch it repeats: Detector._on_reply up to its `current == request` return;
  *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
  *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
- *    whose payload is iputils ping's default one with a new clock that its run's clock explains (below):
+ *    whose payload is iputils' or BSD ping's default one with a new clock that its run's clock explains (below):
  *    Detector._on_request with no novel bytes. The tool tracker still sees it (the C tracker's observe); when
  *    the tracker answers anything but None, handle() returns (flow, answer) and the Python detector finishes
  *    the request from there (Detector._after_tool), as _on_request would after _recognise_tool.
  *
- * The iputils case is fingerprints.explain's answer for one layout, where explain would answer it: a 64-bit
- * struct timeval (little-endian) and the default fill, byte j = j (iputils ping/ping_common.c setup()), 24
- * bytes or more. No template explain tries before _iputils64 can take such a payload: bytes 16 and 17 (0x10,
- * 0x11) are neither one repeated byte (_untimed), Windows', traceroute's or blackbox_exporter's fill, nor
- * check_icmp's ping_id (10) or pro-bing's UUID variant (0b10......). Then Detector._consistent, for a request
+ * The timed case is fingerprints.explain's answer for two layouts, where explain would give it: iputils' 64-bit
+ * struct timeval (little-endian) then the default fill, byte j = j (iputils ping/ping_common.c setup()), and
+ * BSD ping's wall-clock struct tv32 (big-endian) then the same fill from byte 8; 24 bytes or more. No template
+ * explain tries first can take such a payload: bytes 16 and 17 (0x10, 0x11) are neither one repeated byte
+ * (_untimed), Windows', traceroute's or blackbox_exporter's fill, nor check_icmp's ping_id (10) or pro-bing's
+ * UUID variant (0b10......); the other layouts explain tries before _bsd are ruled out in default_ping_time.
+ * Then Detector._consistent, for a request
  * of the run the flow follows (its ident the flow's session_ident): the clock must not go back by more than
  * 1 s and must keep its offset to the capture clock within clock_jitter; where it would charge or refuse, or
  * the run is a new one, the Python detector takes the packet.
@@ -409,21 +411,50 @@ static uint64_t le64(const unsigned char *p)
     return value;
 }
 
-/* The clock of a request whose payload is iputils ping's default one (see the top comment), where
- * fingerprints.explain would say so and Detector._consistent accept it without a charge: 1 with its embedded
- * time and its offset to the capture clock, else 0 (the Python detector's to judge). */
-static int iputils_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
-                         double ts, double *embedded, double *offset)
+static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]; }
+
+/* Whether p[start:n] is the BSD-derived default fill, byte j = j (fingerprints._SEQ). */
+static int default_fill(const unsigned char *p, Py_ssize_t start, Py_ssize_t n)
 {
-    if (n < 24 || p[7] != 0 || p[11] != 0 || p[15] != 0)
-        return 0;
-    for (Py_ssize_t j = 16; j < n; j++)
+    for (Py_ssize_t j = start; j < n; j++)
         if (p[j] != (unsigned char)j)
             return 0;
-    uint64_t sec = le64(p), usec = le64(p + 8);
+    return 1;
+}
+
+/* The wall-clock time in a payload of one of the two layouts below with the default fill, as
+ * fingerprints._timeval / _bsd compute it (sec + usec / _USEC), or 0 when it is neither. */
+static int default_ping_time(const unsigned char *p, Py_ssize_t n, double *t)
+{
+    uint64_t sec, usec;
+    if (p[7] == 0) { /* _iputils64: struct timeval, 64-bit little-endian fields, the fill from byte 16 */
+        if (p[11] != 0 || p[15] != 0 || !default_fill(p, 16, n))
+            return 0;
+        sec = le64(p);
+        usec = le64(p + 8);
+    } else { /* _bsd, wall clock (macOS, FreeBSD before 13): struct tv32, htonl'd, the fill from byte 8. explain
+              * tries _iputils32 first when byte 7 is 0 (that case is the other branch's or Python's) and _cisco
+              * when the first four bytes are 0; _busybox needs every byte from 4 on equal. */
+        if ((p[0] | p[1] | p[2] | p[3]) == 0 || !default_fill(p, 8, n))
+            return 0;
+        sec = be32(p);
+        usec = be32(p + 4);
+    }
     if (usec >= 1000000)
         return 0;
-    double t = (double)sec + (double)usec / 1000000.0; /* fingerprints._timeval: sec + usec / _USEC */
+    *t = (double)sec + (double)usec / 1000000.0;
+    return 1;
+}
+
+/* The clock of a request whose payload is iputils' or BSD ping's default one (see the top comment), where
+ * fingerprints.explain would say so and Detector._consistent accept it without a charge: 1 with its embedded
+ * time and its offset to the capture clock, else 0 (the Python detector's to judge). */
+static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
+                      double ts, double *embedded, double *offset)
+{
+    double t;
+    if (n < 24 || !default_ping_time(p, n, &t))
+        return 0;
     double drift = t - ts;
     if (!(-self->tolerance <= drift && drift <= self->tolerance))
         return 0;
@@ -492,7 +523,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     /* the flow's last payload again, or iputils' with a new clock (a new sketch, the clock remembered) */
     double embedded = 0.0, offset = 0.0;
     int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
-    if (!repeated && !iputils_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
+    if (!repeated && !ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
                                     PyFloat_AS_DOUBLE(ts), &embedded, &offset)) {
         Py_DECREF(key);
         Py_RETURN_FALSE;

@@ -45,6 +45,17 @@ def iputils(sent: float, size: int = 56, fill: bytes | None = None) -> bytes:
     return stamp + (fill if fill is not None else bytes(j & 0xFF for j in range(16, size)))[: size - 16]
 
 
+def bsd(sent: float, size: int = 56, fill: bytes | None = None, usec: int | None = None) -> bytes:
+    """BSD (macOS) ping's payload (fingerprints._bsd): a big-endian struct tv32 of `sent`, then the default fill
+    (byte j = j) or `fill`."""
+    sec = int(sent)
+    stamp = struct.pack(">II", sec, round((sent - sec) * 1e6) % 1_000_000 if usec is None else usec)
+    return stamp + (fill if fill is not None else bytes(j & 0xFF for j in range(8, size)))[: size - 8]
+
+
+LAYOUTS = {"iputils": iputils, "bsd": bsd}
+
+
 def test_pip_install_builds_it() -> None:
     """`pip install` builds it; only ICMPSENSOR_PURE_PYTHON turns it off (the detector then runs the reference)."""
     import os
@@ -190,22 +201,37 @@ def test_a_payload_that_changes_only_at_its_end_goes_to_python(size: int) -> Non
 T0 = 1e9 + 0.25
 
 
-def linux_ping(count: int, size: int) -> list[IcmpPacket]:
-    """iputils ping's requests, one every 0.2 s, each carrying its send time (10 ms before capture)."""
-    return [corpus.echo(T0 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, iputils(T0 + 0.2 * i - 0.01, size))
-            for i in range(count)]
+def timed_ping(layout: str, count: int, size: int) -> list[IcmpPacket]:
+    """iputils' or BSD ping's requests, one every 0.2 s, each carrying its send time (13 ms before capture)."""
+    return [corpus.echo(T0 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1,
+                        LAYOUTS[layout](T0 + 0.2 * i - 0.013, size)) for i in range(count)]
 
 
 @needs_c
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("size", [24, 56, 64, 65, 1472])
-def test_a_linux_pings_requests_take_the_c_path(size: int) -> None:
-    """iputils ping: each request's clock is new, its fill the default; the C path takes every request after the
-    run's first two (the first makes the flow, the second sets the clock's offset) and the replies."""
-    counting = run_both(corpus.with_replies(linux_ping(12, size)))
+def test_a_timed_pings_requests_take_the_c_path(layout: str, size: int) -> None:
+    """iputils and BSD ping: each request's clock is new, its fill the default; the C path takes every request
+    after the run's first two (the first makes the flow, the second sets the clock's offset) and the replies."""
+    counting = run_both(corpus.with_replies(timed_ping(layout, 12, size)))
     assert counting.handled >= 19, vars(counting)  # 10 requests and 11 replies, less those that cross a second
 
 
 @needs_c
+@pytest.mark.parametrize("usec", [0x00000100, 0x000F4200, 999_999, 1_000_000])
+def test_a_bsd_ping_whose_microseconds_end_in_a_zero_byte_is_the_python_detectors(usec: int) -> None:
+    """Byte 7 zero: explain tries the iputils layouts on it first; the C path leaves it (and any out-of-range
+    microseconds) to Python, and the two agree."""
+    requests = timed_ping("bsd", 6, 56)
+    detection = dataclasses.replace(DetectionConfig(), clock_jitter=1.0)  # the sub-second part is the test's
+    baseline = run_both(requests, detection)
+    requests.append(corpus.echo(T0 + 1.2, "10.0.0.1", "10.0.0.2", True, 7, 7, bsd(T0 + 1.187, usec=usec)))
+    counting = run_both(requests, detection)
+    assert counting.handled == baseline.handled + (usec % 256 != 0 and usec < 1_000_000), vars(counting)
+
+
+@needs_c
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("size", [24, 100])
 @pytest.mark.parametrize(("case", "sent", "fill", "ident", "jitter"), [
     ("the clock went back 3 s (clock_jitter 10 s)", -3.0, None, 7, 10.0),
@@ -214,23 +240,30 @@ def test_a_linux_pings_requests_take_the_c_path(size: int) -> None:
     ("a new identifier: a new run", 0.0, None, 8, 1.0),
     ("the first timed request of a run that sent a fixed payload so far", 0.0, "after-fixed", 7, 1.0),
     ("ping -p ab", 0.0, "pattern", 7, 1.0),
-    ("one byte of data in the fill", 0.0, "data", 7, 1.0),
+    ("one byte of data at the fill's end", 0.0, "data", 7, 1.0),
+    ("one byte of data at the fill's start", 0.0, "data-start", 7, 1.0),
     ("microseconds out of range", 0.0, "usec", 7, 1.0),
 ])
-def test_a_linux_ping_whose_clock_or_fill_says_more_goes_to_python(
-        size: int, case: str, sent: float, fill: str | None, ident: int, jitter: float) -> None:
-    """After a run the C path follows, one request that is not iputils' default with a clock its run explains."""
-    requests = linux_ping(6, size)
+def test_a_timed_ping_whose_clock_or_fill_says_more_goes_to_python(
+        layout: str, size: int, case: str, sent: float, fill: str | None, ident: int, jitter: float) -> None:
+    """After a run the C path follows, one request that is not the layout's default with a clock its run
+    explains."""
+    make = LAYOUTS[layout]
+    start = 16 if layout == "iputils" else 8  # where the fill starts
+    requests = timed_ping(layout, 6, size)
     if fill == "after-fixed":  # the same header fields, a payload no template explains (no run's clock yet)
         requests = [dataclasses.replace(r, payload=(b"not-a-template:" * 100)[:size]) for r in requests]
     ts = T0 + 0.2 * 6
-    payload = iputils(ts - 0.01 + sent, size)
+    payload = make(ts - 0.013 + sent, size)
     if fill == "pattern":
-        payload = iputils(ts - 0.01, size, b"\xab" * size)
+        payload = make(ts - 0.013, size, b"\xab" * size)
     elif fill == "data":
         payload = payload[:-1] + b"!"
+    elif fill == "data-start":
+        payload = payload[:start] + b"!" + payload[start + 1 :]
     elif fill == "usec":
-        payload = payload[:8] + struct.pack("<Q", 1_000_000) + payload[16:]
+        usec = struct.pack("<Q", 1_000_000) if layout == "iputils" else struct.pack(">I", 1_000_001)
+        payload = payload[: start // 2] + usec + payload[start:]
     detection = dataclasses.replace(DetectionConfig(), clock_jitter=jitter)
     baseline = run_both(requests, detection)
     counting = run_both([*requests, corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, ident, 7, payload)], detection)
@@ -282,7 +315,8 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         seqs[key] = seq
         previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
         clock = ts + draw(st.sampled_from([-0.01, -0.01, -0.01, -0.5, -1.6, 2.0, -400.0]))
-        linux = iputils(clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
+        linux = draw(st.sampled_from([iputils, bsd]))(
+            clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
         payload = previous if not draw(st.integers(0, 3)) else linux if draw(st.integers(0, 2)) else draw(st.one_of(
             st.sampled_from(POOL), st.binary(max_size=90),
             st.just(previous[:64] + b"!" + previous[65:]), st.just(b"!" + previous[1:]),
