@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_slots.h"
+
 /* What frame() and the layers under it return beside 1 (a record), 0 (left to Python) and -1 (an error): a frame
  * the Python decoder skips, by the index of its reason in decode/fast.py C_SKIPPED, plus SKIPPED. */
 enum { SKIPPED = 2, SKIP_NOT_IP = SKIPPED + 0, SKIP_NOT_ICMP = SKIPPED + 1, N_SKIPS = 2 };
@@ -535,20 +537,8 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t offsets[N_FIELDS];
-    for (int i = 0; i < N_FIELDS; i++) {
-        PyObject *descr = PyDict_GetItemString(type->tp_dict, FIELD_NAMES[i]);
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "bind(): %s is not a slot of the record type", FIELD_NAMES[i]);
-            return NULL;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type != T_OBJECT_EX || member->offset <= 0
-            || (size_t)member->offset + sizeof(PyObject *) > (size_t)type->tp_basicsize) {
-            PyErr_Format(PyExc_TypeError, "bind(): %s is not an object slot", FIELD_NAMES[i]);
-            return NULL;
-        }
-        offsets[i] = member->offset;
-    }
+    if (slot_offsets(type_obj, FIELD_NAMES, N_FIELDS, offsets) < 0)
+        return NULL;
     if (bind_tpids(args[1]) < 0)
         return NULL;
     if (no_options == NULL && (no_options = PyBytes_FromStringAndSize("", 0)) == NULL)

@@ -34,25 +34,26 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "../_slots.h"
 
 /* -- the record types' slots, found by bind() ------------------------------------------------------------- */
 
 enum { P_TS, P_SRC, P_DST, P_IPV6, P_TYPE, P_CODE, P_IDENT, P_SEQ, P_PAYLOAD, P_OPTIONS, N_PACKET };
-static const char *PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "ipv6",   "icmp_type",
+static const char *const PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "ipv6",   "icmp_type",
                                               "icmp_code", "ident", "seq", "payload", "options"};
 enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET, N_FLOW
 };
-static const char *FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
+static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
                                           "session_ident", "last_embedded", "clock_offset"};
 enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
-static const char *STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted",
+static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted",
                                             "ignored_payloads"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type;
@@ -61,31 +62,6 @@ static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
 static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
-/* The byte offsets of `names`' object slots in `type` (a __slots__ class), or -1 with an exception set. */
-static int slot_offsets(PyObject *type_obj, const char **names, int count, Py_ssize_t *out)
-{
-    if (!PyType_Check(type_obj)) {
-        PyErr_SetString(PyExc_TypeError, "bind() takes types");
-        return -1;
-    }
-    PyTypeObject *type = (PyTypeObject *)type_obj;
-    for (int i = 0; i < count; i++) {
-        PyObject *descr = PyDict_GetItemString(type->tp_dict, names[i]);
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "bind(): %s is not a slot of %s", names[i], type->tp_name);
-            return -1;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        if (member->type != T_OBJECT_EX || member->offset <= 0
-            || (size_t)member->offset + sizeof(PyObject *) > (size_t)type->tp_basicsize) {
-            PyErr_Format(PyExc_TypeError, "bind(): %s is not an object slot of %s", names[i], type->tp_name);
-            return -1;
-        }
-        out[i] = member->offset;
-    }
-    return 0;
-}
 
 PyDoc_STRVAR(bind_doc, "bind(packet_type, flow_type, stats_type, prefix, empty_rest_hash)\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats (their slots are read and written in\n"
