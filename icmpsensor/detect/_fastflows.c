@@ -19,10 +19,9 @@
  * explain tries first can take such a payload: bytes 16 and 17 (0x10, 0x11) are neither one repeated byte
  * (_untimed), Windows', traceroute's or blackbox_exporter's fill, nor check_icmp's ping_id (10) or pro-bing's
  * UUID variant (0b10......); the other layouts explain tries before _bsd are ruled out in default_ping_time.
- * Then Detector._consistent, for a request
- * of the run the flow follows (its ident the flow's session_ident): the clock must not go back by more than
- * 1 s and must keep its offset to the capture clock within clock_jitter; where it would charge or refuse, or
- * the run is a new one, the Python detector takes the packet.
+ * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident):
+ * the clock must not go back by more than 1 s and must keep its offset to the capture clock within
+ * clock_jitter; where it would charge or refuse, or the run is a new one, the Python detector takes the packet.
  *
  * Neither may move the clock past a sweep (Detector._sweep) or meet an allowlisted payload. The detector's
  * state stays where the reference keeps it: the flows and the pending requests in its OrderedDicts (changed
@@ -166,9 +165,6 @@ static int sketch_of(PyObject *sketch, PyObject *payload)
     return rest_hash == expected;
 }
 
-/* key in `table` (an OrderedDict): a borrowed reference, or NULL (an exception set only on error). */
-static PyObject *lookup(PyObject *table, PyObject *key) { return PyDict_GetItemWithError(table, key); }
-
 static int call_method_1(PyObject *obj, PyObject *name, PyObject *arg)
 {
     PyObject *result = PyObject_CallMethodOneArg(obj, name, arg);
@@ -286,6 +282,9 @@ static int touch_flow(Detector *state, PyObject *key, PyObject *flow, PyObject *
     return add_to_slot(flow, bytes_slot, size);
 }
 
+/* Whether `flow` is a Flow with the `fields` (an array of F_*) set. */
+#define FLOW_OK(flow, fields) flow_ok((flow), (fields), (int)(sizeof(fields) / sizeof((fields)[0])))
+
 static int flow_ok(PyObject *flow, const int *fields, int count)
 {
     if (flow == NULL || !Py_IS_TYPE(flow, flow_type))
@@ -308,21 +307,23 @@ static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, Py
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
     PyObject *key = PyTuple_Pack(2, src, dst), *reverse = PyTuple_Pack(2, dst, src);
     PyObject *request_key = PyTuple_Pack(4, dst, src, ident, seq); /* echo_key: seq | code << 16, code 0 */
-    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
-    PyObject *result = NULL;
-    if (key == NULL || reverse == NULL || request_key == NULL || size == NULL)
+    PyObject *size = NULL, *result = NULL;
+    if (key == NULL || reverse == NULL || request_key == NULL)
         goto done;
-    PyObject *flow = lookup(state->flows, key);
-    PyObject *request_flow = flow == NULL ? NULL : lookup(state->flows, reverse);
-    PyObject *entry = request_flow == NULL && PyErr_Occurred() ? NULL : lookup(state->pending, request_key);
+    PyObject *flow = PyDict_GetItemWithError(state->flows, key);
+    PyObject *request_flow = flow == NULL ? NULL : PyDict_GetItemWithError(state->flows, reverse);
+    PyObject *entry = request_flow == NULL && PyErr_Occurred() ? NULL : PyDict_GetItemWithError(state->pending, request_key);
     if (PyErr_Occurred())
         goto done;
-    if (!flow_ok(flow, needed, 4) || (request_flow != NULL && !flow_ok(request_flow, request_needed, 1))
+    if (!FLOW_OK(flow, needed) || (request_flow != NULL && !FLOW_OK(request_flow, request_needed))
         || entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
         || !sketch_of(PyTuple_GET_ITEM(entry, 0), payload)) {
         result = Py_NewRef(Py_False);
         goto done;
     }
+    size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
+    if (size == NULL)
+        goto done;
     PyObject *request = Py_NewRef(PyTuple_GET_ITEM(entry, 0)); /* entry goes with the pop below */
     Py_INCREF(flow);
     Py_XINCREF(request_flow);
@@ -481,13 +482,13 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     PyObject *key = PyTuple_Pack(2, src, dst);
     if (key == NULL)
         return NULL;
-    PyObject *flow = lookup(state->flows, key);
+    PyObject *flow = PyDict_GetItemWithError(state->flows, key);
     if (flow == NULL && PyErr_Occurred()) {
         Py_DECREF(key);
         return NULL;
     }
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    PyObject *tool = flow_ok(flow, needed, 13) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
+    PyObject *tool = FLOW_OK(flow, needed) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
     if (tool == NULL || !PyUnicode_CheckExact(tool) || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
         || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
         || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
@@ -496,11 +497,11 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
-    /* the flow's last payload again, or iputils' with a new clock (a new sketch, the clock remembered) */
+    /* the flow's last payload again, or a timed ping's with a new clock (a new sketch, the clock remembered) */
     double embedded = 0.0, offset = 0.0;
     int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
     if (!repeated && !ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
-                                    PyFloat_AS_DOUBLE(ts), &embedded, &offset)) {
+                                 PyFloat_AS_DOUBLE(ts), &embedded, &offset)) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }

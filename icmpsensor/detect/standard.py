@@ -277,7 +277,7 @@ class Detector(FlowDetector):
         fast = self._fast
         if fast is not None:
             answer = fast.handle(pkt)  # type: ignore[attr-defined]
-            if answer is None:  # a reply that repeats its request, a ping's next request that repeats the last
+            if answer is None:  # a reply that repeats its request, a ping's next request that says nothing new
                 return NO_NOTICES
             if answer is not False:
                 return self._after_tool(pkt, *answer)
@@ -321,10 +321,7 @@ class Detector(FlowDetector):
         does from its _recognise_tool on, for a request with no novel bytes."""
         due = self._due
         recognised = self._tool_found(flow, self._tools.finish(answer, pkt))  # type: ignore[attr-defined]
-        if self._matched:
-            self._remember_request(pkt, flow.last_sketch)
-        if recognised and self._realtime:
-            self._evaluate(flow, pkt.ts, due)
+        self._request_done(flow, pkt, flow.last_sketch, 0, recognised, due)
         return self._handed_out(due)
 
     def _on_request(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
@@ -363,13 +360,19 @@ class Detector(FlowDetector):
             novel = self._novelty(flow, pkt, current, previous)
         flow.last_request_ts = ts
         recognised = not flow.tool and self._recognise_tool(flow, pkt)
+        self._request_done(flow, pkt, current, novel, recognised, due)
+
+    def _request_done(self, flow: Flow, pkt: IcmpPacket, current: Sketch, novel: int, recognised: bool,
+                      due: list[Notice]) -> None:
+        """The end of a request, after the tool tracker saw it: remembered for its reply, its novel bytes (in
+        the payload) added, the flow evaluated if this packet changed what the evaluation looks at."""
         if self._matched:
             self._remember_request(pkt, current)
         if novel:
             flow.changed_requests += 1
             self._add_novel(flow, novel)
         if (self.last_novel or recognised) and self._realtime:  # last_novel: this packet's, every channel
-            self._evaluate(flow, ts, due)
+            self._evaluate(flow, pkt.ts, due)
 
     def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> None:
         """Charge what the identifier, sequence number and size carried beyond a ping's (capacity.py)."""
