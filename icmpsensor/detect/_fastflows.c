@@ -9,7 +9,11 @@
  *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
  *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
  *    whose payload is iputils' or BSD ping's default one with a new clock that its run's clock explains (below):
- *    Detector._on_request with no novel bytes. The tool tracker still sees it (the C tracker's observe); when
+ *    Detector._on_request with no novel bytes. With the flow's last payload, the sequence number may also be out
+ *    of step where capacity.request_header charges nothing for it (free_seq_step), once the flow has its
+ *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump forward
+ *    after a pause of RUN_PAUSE with a token left in the flow's run budget (Windows ping.exe's one counter for
+ *    the whole machine, moved on by its runs to other hosts); the new stride and the token are the reference's. The tool tracker still sees it (the C tracker's observe); when
  *    the tracker answers anything but None, handle() returns (flow, answer) and the Python detector finishes
  *    the request from there (Detector._after_tool), as _on_request would after _recognise_tool.
  *
@@ -45,57 +49,79 @@ static const char *const PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "
                                               "icmp_code", "ident", "seq", "payload", "options"};
 enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
-    F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET, N_FLOW
+    F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
+    F_CHANNELS, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
-                                          "session_ident", "last_embedded", "clock_offset"};
+                                          "session_ident", "last_embedded", "clock_offset", "channels"};
 enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted",
                                             "ignored_payloads"};
 
-static PyTypeObject *packet_type, *flow_type, *stats_type;
-static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS];
+enum { C_STRIDE, C_RUN_DUE, N_CHANNELS };
+static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due"};
+
+static PyTypeObject *packet_type, *flow_type, *stats_type, *channels_type;
+static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS], channels_slot[N_CHANNELS];
 static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
 static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
+/* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL */
+static long seq_free;
+static double run_pause, run_budget, run_refill;
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 
-PyDoc_STRVAR(bind_doc, "bind(packet_type, flow_type, stats_type, prefix, empty_rest_hash)\n\n"
-                       "packet.IcmpPacket, flows.Flow, flows.DetectorStats (their slots are read and written in\n"
-                       "place), novelty.PREFIX and novelty.EMPTY_REST_HASH.");
+#define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
+                  "run_pause, run_budget, run_refill)"
+PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
+                       "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
+                       "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
+                       "RUN_PAUSE, RUN_BUDGET and RUN_REFILL.");
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "bind(packet_type, flow_type, stats_type, prefix, empty_rest_hash)");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
-    Py_ssize_t packet[N_PACKET], flow[N_FLOW], stats[N_STATS];
+    Py_ssize_t packet[N_PACKET], flow[N_FLOW], stats[N_STATS], channels[N_CHANNELS];
     if (slot_offsets(args[0], PACKET_FIELDS, N_PACKET, packet) < 0
         || slot_offsets(args[1], FLOW_FIELDS, N_FLOW, flow) < 0
-        || slot_offsets(args[2], STATS_FIELDS, N_STATS, stats) < 0)
+        || slot_offsets(args[2], STATS_FIELDS, N_STATS, stats) < 0
+        || slot_offsets(args[3], CHANNELS_FIELDS, N_CHANNELS, channels) < 0)
         return NULL;
-    Py_ssize_t prefix = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t prefix = PyLong_AsSsize_t(args[4]);
     if (prefix == -1 && PyErr_Occurred())
         return NULL;
-    Py_hash_t empty = PyLong_AsSsize_t(args[4]);
+    Py_hash_t empty = PyLong_AsSsize_t(args[5]);
     if (empty == -1 && PyErr_Occurred())
         return NULL;
-    if (prefix < 0 || empty != _Py_HashBytes("", 0)) {
-        PyErr_SetString(PyExc_ValueError, "bind(): prefix must be >= 0 and empty_rest_hash hash(b'')");
+    long free_steps = PyLong_AsLong(args[6]);
+    double pause = PyFloat_AsDouble(args[7]), budget = PyFloat_AsDouble(args[8]), refill = PyFloat_AsDouble(args[9]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "bind(): prefix and seq_free must be >= 0, empty_rest_hash hash(b''), "
+                                          "run_budget >= 1 and run_refill > 0");
         return NULL;
     }
     memcpy(packet_slot, packet, sizeof packet);
     memcpy(flow_slot, flow, sizeof flow);
     memcpy(stats_slot, stats, sizeof stats);
+    memcpy(channels_slot, channels, sizeof channels);
     Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(flow_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(channels_type, (PyTypeObject *)Py_NewRef(args[3]));
     prefix_len = prefix;
     empty_rest_hash = empty;
+    seq_free = free_steps;
+    run_pause = pause;
+    run_budget = budget;
+    run_refill = refill;
     Py_RETURN_NONE;
 }
 
@@ -452,6 +478,49 @@ static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py
     return 1;
 }
 
+/* capacity.seq_delta: a - b on the 16-bit circle, in -32768..32767. */
+static long seq_delta(long a, long b)
+{
+    long r = (a - b + 0x8000) % 0x10000;
+    return (r < 0 ? r + 0x10000 : r) - 0x8000;
+}
+
+static long swap16(long value) { return (value & 0xFF) << 8 | (value >> 8 & 0xFF); }
+
+/* Whether capacity.step_bits(delta) is 0. */
+static int free_delta(long delta) { return labs(delta) <= seq_free; }
+
+/* capacity.request_header's sequence number for a request of the flow's run with its size (same identifier and
+ * size), out of step: 1 when it charges nothing, with the new stride, and whether it took a token from the run
+ * budget (a new run after a pause) and the bucket's new due; 0 when it would charge (or the state is not
+ * the reference's types), for the Python detector. */
+static int free_seq_step(PyObject *channels, long seq, long last_seq, double gap, double now, long *step,
+                         int *took_token, double *due)
+{
+    long stride;
+    PyObject *run_due = SLOT(channels, channels_slot[C_RUN_DUE]);
+    if (long_slot(channels, channels_slot[C_STRIDE], &stride) < 0 || run_due == NULL || !PyFloat_CheckExact(run_due)
+        || stride < -0x10000 || stride > 0x10000)
+        return 0;
+    long delta = seq_delta(seq, last_seq);
+    long next_to = labs(seq_delta(seq, last_seq + 1)), swapped = labs(seq_delta(swap16(seq), swap16(last_seq) + 1));
+    *took_token = 0;
+    if (!free_delta(next_to < swapped ? next_to : swapped) && !free_delta(delta - stride)) {
+        if (!(delta > 0 && gap >= run_pause))
+            return 0;
+        double bucket = PyFloat_AS_DOUBLE(run_due); /* take_token: GCRA's theoretical arrival time */
+        if (now > bucket)
+            bucket = now;
+        if (!(bucket - now <= (run_budget - 1) * run_refill))
+            return 0;
+        *took_token = 1;
+        *due = bucket + run_refill;
+        delta = 1; /* the counter moved on between runs: the steps within the new one are one up again */
+    }
+    *step = delta;
+    return 1;
+}
+
 /* novelty.sketch(payload). */
 static PyObject *new_sketch(PyObject *payload)
 {
@@ -489,19 +558,30 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     }
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     PyObject *tool = FLOW_OK(flow, needed) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
-    if (tool == NULL || !PyUnicode_CheckExact(tool) || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
+    PyObject *last_request_ts = tool == NULL ? NULL : SLOT(flow, flow_slot[F_LAST_REQUEST_TS]);
+    if (tool == NULL || !PyUnicode_CheckExact(tool) || !PyFloat_CheckExact(last_request_ts)
+        || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
         || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
         || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
-        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident
-        || seq != ((last_seq + stride) & 0xFFFF) || n != last_size) {
+        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident || n != last_size
+        || seq < 0 || seq > 0xFFFF || last_seq < 0 || last_seq > 0xFFFF) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
     /* the flow's last payload again, or a timed ping's with a new clock (a new sketch, the clock remembered) */
     double embedded = 0.0, offset = 0.0;
     int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
-    if (!repeated && !ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
-                                 PyFloat_AS_DOUBLE(ts), &embedded, &offset)) {
+    /* a sequence number out of step (Detector._header), taken only with the flow's last payload and where it
+     * charges nothing: a lost request, a retry, a new run after a pause (Windows' machine-wide counter) */
+    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
+    int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0;
+    long new_stride = stride;
+    double due = 0.0;
+    if ((!in_step && (!repeated || !Py_IS_TYPE(channels, channels_type)
+                      || !free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
+                                        PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due)))
+        || (!repeated && !ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
+                                     PyFloat_AS_DOUBLE(ts), &embedded, &offset))) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
@@ -513,6 +593,20 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         || PyDict_SetItem(self->detector, str_run_free, Py_True) < 0)
         goto done;
     set_slot(flow, flow_slot[F_LAST_SEQ], SLOT(pkt, packet_slot[P_SEQ]));
+    if (!in_step) { /* capacity.request_header's new stride (the flow's and its state's), and the token taken */
+        PyObject *stride_obj = PyLong_FromLong(new_stride);
+        PyObject *due_obj = took_token ? PyFloat_FromDouble(due) : NULL;
+        if (stride_obj == NULL || (took_token && due_obj == NULL)) {
+            Py_XDECREF(stride_obj);
+            goto done;
+        }
+        set_slot(flow, flow_slot[F_SEQ_STRIDE], stride_obj);
+        set_slot(channels, channels_slot[C_STRIDE], stride_obj);
+        if (took_token)
+            set_slot(channels, channels_slot[C_RUN_DUE], due_obj);
+        Py_DECREF(stride_obj);
+        Py_XDECREF(due_obj);
+    }
     if (!repeated) { /* Detector._novelty: the template explains it, Detector._consistent moved its clock */
         PyObject *sketch = new_sketch(payload);
         PyObject *embedded_obj = PyFloat_FromDouble(embedded), *offset_obj = PyFloat_FromDouble(offset);

@@ -74,7 +74,8 @@ SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 # The C path for echo messages that change no decision (detect/_fastflows.c; process() below is its reference):
 # it reads and writes these records' slots in place.
 if _fastflows is not None:
-    _fastflows.bind(IcmpPacket, Flow, DetectorStats, PREFIX, EMPTY_REST_HASH)
+    _fastflows.bind(IcmpPacket, Flow, DetectorStats, capacity.FlowChannels, PREFIX, EMPTY_REST_HASH,
+                    capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL)
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:

@@ -22,7 +22,7 @@ from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
-from icmpsensor.detect import standard
+from icmpsensor.detect import capacity, standard
 from icmpsensor.detect.flows import Flow
 from icmpsensor.detect.standard import Detector
 from icmpsensor.notice.record import Notice
@@ -91,15 +91,19 @@ class Counting:
 
     def __init__(self, fast: object) -> None:
         self.fast, self.handled, self.finished, self.declined = fast, 0, 0, 0
+        self.answers: dict[int, str] = {}  # id(packet) -> what the path did with it
 
     def handle(self, pkt: IcmpPacket) -> object:
         answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
         if answer is None:
             self.handled += 1
+            self.answers[id(pkt)] = "handled"
         elif answer is False:
             self.declined += 1
+            self.answers[id(pkt)] = "declined"
         else:
             self.finished += 1
+            self.answers[id(pkt)] = "finished"
         return answer
 
 
@@ -282,13 +286,14 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
     """Pings between a few hosts (IPv4 and IPv6) that mostly repeat themselves, with every way out of the C path:
     a changed payload (in its first 64 bytes or past them), a new id or a sequence number out of step, a reply to
     nothing, to a forgotten request or with another payload, non-zero codes, IP options, other ICMP types, partial
-    messages, times that jump a sweep or go back."""
+    messages, times that jump a sweep or go back; sequence numbers that jump (after a pause: a new run, free or
+    charged) or step back."""
     ts = 1e9
     out: list[IcmpPacket] = []
     sent: list[IcmpPacket] = []
     seqs: dict[tuple[bytes, bytes, int], int] = {}
     for _ in range(draw(st.integers(1, 80))):
-        ts += draw(st.sampled_from([0.0, 0.001, 0.01, 0.4, 0.7, 1.0, 2.5, -0.3]))
+        ts += draw(st.sampled_from([0.0, 0.001, 0.01, 0.4, 0.7, 1.0, 2.5, -0.3, 5.0]))
         action = draw(st.sampled_from(["request"] * 4 + ["reply"] * 3 + ["other", "partial"]))
         if action == "reply" and sent:
             request = draw(st.sampled_from(sent[-6:]))
@@ -311,7 +316,8 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
             continue
         ident = draw(st.sampled_from([7, 7, 7, 9]))
         key = (src, dst, ident)
-        seq = (seqs.get(key, draw(st.integers(0, 0xFFFF))) + draw(st.sampled_from([1, 1, 1, 1, 0, 2, 0x100]))) & 0xFFFF
+        step = draw(st.sampled_from([1, 1, 1, 1, 0, 2, 0x100, -1, 37, 0x9000]))
+        seq = (seqs.get(key, draw(st.integers(0, 0xFFFF))) + step) & 0xFFFF
         seqs[key] = seq
         previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
         clock = ts + draw(st.sampled_from([-0.01, -0.01, -0.01, -0.5, -1.6, 2.0, -400.0]))
@@ -373,3 +379,111 @@ def test_reconfigure_rebuilds_the_c_path_with_the_new_limits() -> None:
     for i in range(3):
         detector.process(corpus.echo(1e9 + i, HOSTS[0], HOSTS[1], True, 7, i, payload))
     assert len(detector._pending) == 1 and detector.stats.pending_evicted == 2
+
+
+WINDOWS_PAYLOAD = b"abcdefghijklmnopqrstuvwabcdefghi"  # ping.exe's default 32 bytes
+
+
+def with_clock_moving(packets: list[IcmpPacket]) -> list[IcmpPacket]:
+    """`packets` with another pair's repeating ping every 0.25 s over their span: the capture clock reaches every
+    whole second before their next packet does (else that packet is the one that sweeps, which the C path leaves to
+    Python)."""
+    start, end = packets[0].ts, packets[-1].ts
+    busy = [corpus.echo(start - 0.01 + 0.25 * i, HOSTS[1], HOSTS[2], True, 9, i + 1, POOL[1])
+            for i in range(int((end - start) / 0.25) + 1)]
+    return sorted([*packets, *busy], key=lambda p: p.ts)
+
+
+def windows_runs(runs: int, per_run: int, pause: float, jump: int, first_seq: int = 100) -> list[IcmpPacket]:
+    """ping.exe run again and again on one host: identifier 1, the machine's one sequence counter moved on by
+    `jump` between runs (the other hosts' runs), runs `pause` s apart, the same payload every time."""
+    out, ts, seq = [], T0, first_seq
+    for _ in range(runs):
+        for _ in range(per_run):
+            seq += 1
+            out.append(corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, 1, seq, WINDOWS_PAYLOAD))
+            ts += 0.5
+        ts += pause - 0.5
+        seq += jump
+    return out
+
+
+@needs_c
+@pytest.mark.parametrize("jump", [3, 40, 1000, 30_000])
+def test_a_new_run_after_a_pause_with_the_same_payload_takes_the_c_path(jump: int) -> None:
+    """Windows ping.exe's counter: a request whose sequence number jumped after a pause of RUN_PAUSE or more, same
+    identifier, size and payload, is a new run the run budget pays for (capacity.request_header), with no novel
+    bytes: the C path takes it once the flow has its capacity state (from the second run on)."""
+    assert capacity.RUN_PAUSE == 5.0  # the pauses below are about it
+    requests = windows_runs(runs=8, per_run=3, pause=6.0, jump=jump)
+    counting = run_both(with_clock_moving(corpus.with_replies(requests)))
+    jumps = [requests[3 * run] for run in range(2, 8)]  # the first request of every run from the third on
+    assert [counting.answers[id(p)] for p in jumps] == ["handled"] * len(jumps), counting.answers
+
+
+def out_of_step_flow(ident_changes: int = 0) -> list[IcmpPacket]:
+    """A flow's requests: `ident_changes` new identifiers 10 ms apart (runs side by side: each takes a run
+    token), then three requests of one more run, the second out of step (the flow's capacity state is made)."""
+    sent = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 1 + i, 100 + i, WINDOWS_PAYLOAD)
+            for i in range(ident_changes)]
+    ident = 1 + ident_changes
+    sent += [corpus.echo(T0 + 0.3 + 0.5 * i, "10.0.0.1", "10.0.0.2", True, ident, 200 + i + (7 if i else 0),
+                         WINDOWS_PAYLOAD) for i in range(3)]
+    return sent
+
+
+@needs_c
+@pytest.mark.parametrize(("pause", "jump", "answer"), [
+    (2.0, 40, "declined"),  # no pause: the sequence number is charged
+    (6.0, -40, "declined"),  # a jump back is not a new run
+    (6.0, 40_000, "declined"),  # nor one past half the 16-bit circle (it reads as going back)
+    (4.9, 40, "declined"),  # a pause just short of RUN_PAUSE
+    (6.0, 40, "handled"),  # a new run, free
+    (5.0, 40, "handled"),  # a pause of RUN_PAUSE exactly
+    (2.0, 2, "handled"),  # a lost request or two: within SEQ_FREE of the stride, free, no token
+    (0.5, -1, "handled"),  # the last request again (a retry): one back from the stride is free too
+])
+def test_a_sequence_number_out_of_step_takes_the_c_path_only_when_it_is_free(pause: float, jump: int,
+                                                                             answer: str) -> None:
+    """A request whose sequence number is not one stride on, with the flow's identifier, size and payload: the C
+    path takes it when capacity.request_header charges nothing for it, and leaves it to Python when it would."""
+    sent = out_of_step_flow()
+    jumped = dataclasses.replace(sent[-1], ts=sent[-1].ts + pause, seq=sent[-1].seq + 1 + jump)
+    counting = run_both(with_clock_moving([*sent, jumped]))
+    assert counting.answers[id(jumped)] == answer, counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize(("ident_changes", "out_of_order", "answer"), [
+    (20, True, "declined"),  # the budget spent
+    (8, False, "handled"),  # partly spent: the token comes from a bucket due later than now
+    (0, True, "handled"),  # not spent
+])
+def test_a_new_run_with_the_run_budget_spent_goes_to_python(ident_changes: int, out_of_order: bool,
+                                                            answer: str) -> None:
+    """The run budget (capacity.take_token) spent by `ident_changes` new identifiers at once. A pause counts from
+    the flow's last request, the budget from the packets' times: after a request stamped 10 s before the new
+    identifiers (`out_of_order`), a jump RUN_PAUSE later finds the budget spent, its sequence number is charged, by
+    the Python detector."""
+    sent = out_of_step_flow(ident_changes)
+    if out_of_order:
+        sent.append(dataclasses.replace(sent[-1], ts=T0 - 10.0, seq=sent[-1].seq + 1))
+    jumped = dataclasses.replace(sent[-1], ts=sent[-1].ts + 6.0, seq=sent[-1].seq + 41)
+    counting = run_both([*sent, jumped] if out_of_order else with_clock_moving([*sent, jumped]))
+    assert counting.answers[id(jumped)] == answer, counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize(("seqs", "answer"), [
+    ([1, 2, 10, 15, 20, 26], "handled"),  # a stride of 5 (fping -l counts all its targets), then 6: within SEQ_FREE
+    ([1, 2, 10, 15, 20, 29], "declined"),  # ... then 9: charged
+    ([1, 2, 10, 11, 0x010B], "handled"),  # one up in host byte order (hping3 on a little-endian host)
+    ([1, 2, 10, 11, 0x050B], "declined"),  # five up in host byte order: charged
+])
+def test_a_step_a_ping_explains_takes_the_c_path(seqs: list[int], answer: str) -> None:
+    """capacity.request_header's free steps besides +1: the flow's stride, and +1 in the other byte order; the last
+    request's answer (within one second of capture time: no sweep)."""
+    sent = [corpus.echo(T0 + 0.1 * i, "10.0.0.1", "10.0.0.2", True, 1, seq, WINDOWS_PAYLOAD)
+            for i, seq in enumerate(seqs)]
+    counting = run_both(sent)
+    assert counting.answers[id(sent[-1])] == answer, counting.answers
