@@ -12,6 +12,8 @@
  * are Python's hashes of the payload and of the payload past ping's timestamp, as the reference computes
  * them. The thresholds and the payload checks (icmplib_layout, _is_periodic, _is_counting_fill) are the
  * reference's, given to the constructor. A match is returned as numbers; the reference formats its text.
+ * An empty request is remembered for its reply (ToolTracker._remember_empty) in the owner's _empty_requests,
+ * which the reference reads and evicts too: the dict is looked up in the owner's attributes at each use.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -192,6 +194,7 @@ typedef struct {
     PyObject *flows; /* dict: (src, dst, ident) -> RequestFlow */
     PyObject *evict; /* tunnels.without_oldest */
     PyObject *icmplib_layout, *is_periodic, *is_counting_fill;
+    PyObject *owner; /* the FastToolTracker's __dict__: its _empty_requests and max_pending */
     Py_ssize_t max_flows;
     Py_ssize_t timestamp_bytes, ift_size;
     long hping_run, ift_run, nping_run, nping_max_step;
@@ -206,6 +209,7 @@ static int tracker_traverse(Tracker *self, visitproc visit, void *arg)
     Py_VISIT(self->icmplib_layout);
     Py_VISIT(self->is_periodic);
     Py_VISIT(self->is_counting_fill);
+    Py_VISIT(self->owner);
     return 0;
 }
 
@@ -216,6 +220,7 @@ static int tracker_clear(Tracker *self)
     Py_CLEAR(self->icmplib_layout);
     Py_CLEAR(self->is_periodic);
     Py_CLEAR(self->is_counting_fill);
+    Py_CLEAR(self->owner);
     return 0;
 }
 
@@ -230,13 +235,15 @@ static int tracker_init(Tracker *self, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"max_flows", "evict", "icmplib_layout", "is_periodic", "is_counting_fill",
                             "timestamp_bytes", "ift_size", "ift_max_gap", "hping_run", "ift_run", "nping_run",
-                            "nping_max_step", "icmpdoor_id", NULL};
-    PyObject *evict, *icmplib_layout, *is_periodic, *is_counting_fill;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOOnndlllll", names, &self->max_flows, &evict,
+                            "nping_max_step", "icmpdoor_id", "owner", NULL};
+    PyObject *evict, *icmplib_layout, *is_periodic, *is_counting_fill, *owner;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOOnndlllllO!", names, &self->max_flows, &evict,
                                      &icmplib_layout, &is_periodic, &is_counting_fill, &self->timestamp_bytes,
                                      &self->ift_size, &self->ift_max_gap, &self->hping_run, &self->ift_run,
-                                     &self->nping_run, &self->nping_max_step, &self->icmpdoor_id))
+                                     &self->nping_run, &self->nping_max_step, &self->icmpdoor_id, &PyDict_Type,
+                                     &owner))
         return -1;
+    Py_XSETREF(self->owner, Py_NewRef(owner));
     PyObject *flows = PyDict_New();
     if (flows == NULL)
         return -1;
@@ -426,15 +433,47 @@ static PyObject *tracker_step(Tracker *self, PyObject *const *args, Py_ssize_t n
 /* What observe() returns when the reference must handle the packet, and how (see observe_doc). */
 enum { ASK_RECOGNISE = 0, ASK_FOLLOW = 1 };
 
+static PyObject *str_empty_requests, *str_max_pending;
+
+/* ToolTracker._remember_empty for an empty request's key: 1 done, 0 when the owner's table is not the reference's
+ * types (nothing changed: the reference does it), -1 on an error. */
+static int remember_empty(Tracker *self, PyObject *src, PyObject *dst, PyObject *ident, PyObject *seq)
+{
+    PyObject *pending = PyDict_GetItemWithError(self->owner, str_empty_requests);
+    PyObject *max_pending = pending == NULL ? NULL : PyDict_GetItemWithError(self->owner, str_max_pending);
+    if (max_pending == NULL || !PyDict_CheckExact(pending) || !PyLong_CheckExact(max_pending))
+        return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t limit = PyLong_AsSsize_t(max_pending);
+    if (limit == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *key = PyTuple_Pack(4, src, dst, ident, seq);
+    if (key == NULL)
+        return -1;
+    int known = PyDict_Contains(pending, key), failed = known < 0;
+    if (!known) {
+        Py_INCREF(pending);
+        if (PyDict_GET_SIZE(pending) >= limit) { /* the oldest eighth forgotten (without_oldest) */
+            Py_SETREF(pending, PyObject_CallOneArg(self->evict, pending));
+            failed = pending == NULL || PyDict_SetItem(self->owner, str_empty_requests, pending) < 0;
+        }
+        failed = failed || PyDict_SetItem(pending, key, Py_None) < 0;
+        Py_XDECREF(pending);
+    }
+    Py_DECREF(key);
+    return failed ? -1 : 1;
+}
+
 /* observe()'s arguments: the packet's fields. */
 enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS };
 
 PyDoc_STRVAR(observe_doc,
              "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts) -> None | (kind, a, b) | int\n\n"
-             "ToolTracker.observe for an echo request with a payload that maybe_tool() passes: step()'s result.\n"
-             "For every other packet an int, with nothing changed, saying what the reference must do: 0 all of\n"
-             "observe (recognise() may match, or not an echo message), 1 its flow memory (_follow: an echo reply,\n"
-             "or an empty request, which it remembers before step()).");
+             "ToolTracker.observe for an echo request that maybe_tool() passes (an empty one remembered for its\n"
+             "reply first, as _follow does): step()'s result. For every other packet an int, with nothing changed,\n"
+             "saying what the reference must do: 0 all of observe (recognise() may match, or not an echo\n"
+             "message), 1 its flow memory (_follow: an echo reply).");
 
 static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -454,8 +493,13 @@ static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_
         || could_be_tool((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), ident,
                          icmp_type, numbers[2], self->icmpdoor_id))
         return PyLong_FromLong(ASK_RECOGNISE);
-    if (!is_request(icmp_type) || PyBytes_GET_SIZE(payload) == 0)
+    if (!is_request(icmp_type))
         return PyLong_FromLong(ASK_FOLLOW);
+    if (PyBytes_GET_SIZE(payload) == 0) { /* ToolTracker._follow: remembered for its reply, then followed */
+        int kept = remember_empty(self, args[A_SRC], args[A_DST], args[A_IDENT], args[A_SEQ]);
+        if (kept <= 0)
+            return kept < 0 ? NULL : PyLong_FromLong(ASK_FOLLOW);
+    }
     double ts = PyFloat_AsDouble(args[A_TS]);
     if (ts == -1.0 && PyErr_Occurred())
         return NULL;
@@ -511,6 +555,9 @@ PyMODINIT_FUNC PyInit__fasttools(void)
 {
     for (const char *c = B64; *c; c++)
         is_b64[(unsigned char)*c] = 1;
+    if ((str_empty_requests = PyUnicode_InternFromString("_empty_requests")) == NULL
+        || (str_max_pending = PyUnicode_InternFromString("max_pending")) == NULL)
+        return NULL;
     if (PyType_Ready(&RequestFlowType) < 0 || PyType_Ready(&TrackerType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);

@@ -698,17 +698,17 @@ if _fasttools is not None:
 
 
 class FastToolTracker(ToolTracker):
-    """ToolTracker with its per-packet path in C: an echo request with a payload that no check of recognise() can
-    match (_fasttools.maybe_tool) is handled in C, its flow a C struct (the flows bounded and evicted as the
-    reference's); every other packet (one recognise() may match, a reply, an empty request) the reference handles,
-    and only then the C flow memory."""
+    """ToolTracker with its per-packet path in C: an echo request that no check of recognise() can match
+    (_fasttools.maybe_tool) is handled in C (an empty one remembered for its reply in _empty_requests first), its
+    flow a C struct (the flows bounded and evicted as the reference's); every other packet (one recognise() may
+    match, a reply) the reference handles, and only then the C flow memory."""
 
     def __init__(self, max_flows: int = 65536, max_pending: int = 65536) -> None:
         super().__init__(max_flows, max_pending)
         assert _fasttools is not None
         self._c = _fasttools.Tracker(max_flows, without_oldest, icmplib_layout, _is_periodic, _is_counting_fill,
                                      _TIMESTAMP_BYTES, _IFT_SIZE, _IFT_MAX_GAP, _HPING_RUN, _IFT_RUN, _NPING_RUN,
-                                     _NPING_MAX_STEP, ICMPDOOR_ID)
+                                     _NPING_MAX_STEP, ICMPDOOR_ID, vars(self))
 
     def observe(self, pkt: IcmpPacket) -> ToolMatch | None:
         answer = self._c.observe(pkt.payload, pkt.ident, pkt.icmp_type, pkt.icmp_code, pkt.src, pkt.dst, pkt.seq,

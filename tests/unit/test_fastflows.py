@@ -166,7 +166,19 @@ def test_both_agree_on_the_bench_captures_and_the_c_path_takes_most_pings(tmp_pa
     echo = sum(1 for p in packets if p.ident >= 0)
     assert counting.handled + counting.finished + counting.declined == len(packets)
     assert counting.handled >= 0.4 * echo, (counting.handled, echo)  # measured on the mix: 58 % of echo messages
-    assert counting.finished  # requests the tool tracker answered, finished in Python
+
+
+@needs_c
+def test_a_request_the_tool_tracker_matches_in_c_is_finished_by_python() -> None:
+    """nping --data: the same payload in every request, the sequence numbers stepping by 0..2; the C path takes its
+    requests, and the one the C tool tracker matches it hands back (flow, answer) for Detector._after_tool, which
+    raises the Tunnel notice, as the reference does."""
+    packets = corpus.EXFIL_CASES["nping-data"]()
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    expected = [n.note for p in packets for n in reference.process(p)]
+    counting = run_both(packets)
+    assert counting.finished >= 1 and counting.handled >= 1, vars(counting)
+    assert "ICMP::ICMP_Tunnel" in expected
 
 
 @needs_c
@@ -187,6 +199,15 @@ def test_a_pings_repeated_requests_and_their_replies_take_the_c_path() -> None:
            corpus.echo(1e9 + 6, "10.0.0.2", "10.0.0.1", False, 8, 10, payload[::-1])]  # differs from its request
     counting = run_both(odd)
     assert counting.handled == 2 and counting.declined == 5, vars(counting)
+
+
+@needs_c
+def test_a_ping_with_no_payload_takes_the_c_path() -> None:
+    """Empty echo requests (ping -s 0, keepalives): the tool tracker remembers each for icmpsh's reply and follows
+    the flow in C, so the request does not come back to Python (Detector._after_tool) once its flow is known."""
+    requests = [corpus.echo(T0 + 0.05 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, b"") for i in range(10)]
+    counting = run_both(corpus.with_replies(requests))
+    assert [counting.answers[id(p)] for p in requests[1:]] == ["handled"] * 9, counting.answers
 
 
 @needs_c

@@ -197,6 +197,23 @@ def test_both_trackers_agree_on_generated_sequences(packets_: list[IcmpPacket], 
 
 
 @needs_c
+@pytest.mark.parametrize("max_pending", [1, 2, 9, 65536])
+def test_an_empty_request_is_remembered_and_followed_in_c(max_pending: int) -> None:
+    """An empty echo request (ping -s 0, a keepalive): the C observe remembers it for icmpsh's reply (in the
+    tracker's _empty_requests, the oldest eighth forgotten when max_pending are kept, as _remember_empty) and
+    follows its flow itself, answering None: the detector's C path then finishes the request without Python. The
+    reply to it stays the reference's (an icmpsh command in it is still found)."""
+    requests = [corpus.echo(1e9 + 0.1 * i, A, B if i % 3 else C, True, 7, i, b"") for i in range(20)]
+    fast = FastToolTracker(65536, max_pending)
+    assert [fast._c.observe(p.payload, p.ident, p.icmp_type, p.icmp_code, p.src, p.dst, p.seq, p.ts)
+            for p in requests] == [None] * len(requests)
+    run_both(requests, 65536, max_pending)  # the same empty requests kept, in the same order
+    command = corpus.echo(1e9 + 3, B, A, False, 7, 19, b"whoami")
+    out, _, _ = run_both([*requests, command], 65536, max_pending)
+    assert out[-1] is not None and out[-1].tool == "icmpsh"
+
+
+@needs_c
 def test_the_generated_sequences_reach_every_multi_packet_tool() -> None:
     """The sequences above can make each tool ToolTracker follows over several packets (else agreeing says
     little): hping3 file chunks, Icmp-File-Transfer chunks, nping's repeated payload."""
