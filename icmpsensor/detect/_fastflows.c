@@ -40,6 +40,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_checksum.h"
 #include "../_slots.h"
 
 /* -- the record types' slots, found by bind() ------------------------------------------------------------- */
@@ -56,9 +57,9 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
                                           "session_ident", "last_embedded", "clock_offset", "channels"};
-enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
-static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "pending_evicted",
-                                            "ignored_payloads"};
+enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
+static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
+                                            "pending_evicted", "ignored_payloads"};
 
 enum { C_STRIDE, C_RUN_DUE, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due"};
@@ -70,20 +71,22 @@ static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
 /* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL */
 static long seq_free;
 static double run_pause, run_budget, run_refill;
+/* nonecho._QUOTED_PROTOCOLS: the protocols a quoted datagram may carry */
+static unsigned char quoted_protocol[256];
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
-                  "run_pause, run_budget, run_refill)"
+                  "run_pause, run_budget, run_refill, quoted_protocols)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
-                       "RUN_PAUSE, RUN_BUDGET and RUN_REFILL.");
+                       "RUN_PAUSE, RUN_BUDGET and RUN_REFILL, nonecho._QUOTED_PROTOCOLS.");
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 10) {
+    if (nargs != 11) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -103,11 +106,22 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     double pause = PyFloat_AsDouble(args[7]), budget = PyFloat_AsDouble(args[8]), refill = PyFloat_AsDouble(args[9]);
     if (PyErr_Occurred())
         return NULL;
-    if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)) {
+    if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)
+        || !PyFrozenSet_CheckExact(args[10])) {
         PyErr_SetString(PyExc_ValueError, "bind(): prefix and seq_free must be >= 0, empty_rest_hash hash(b''), "
-                                          "run_budget >= 1 and run_refill > 0");
+                                          "run_budget >= 1, run_refill > 0 and quoted_protocols a frozenset");
         return NULL;
     }
+    unsigned char protocols[256] = {0};
+    for (int proto = 0; proto < 256; proto++) {
+        PyObject *number = PyLong_FromLong(proto);
+        int member = number == NULL ? -1 : PySet_Contains(args[10], number);
+        Py_XDECREF(number);
+        if (member < 0)
+            return NULL;
+        protocols[proto] = (unsigned char)member;
+    }
+    memcpy(quoted_protocol, protocols, sizeof protocols);
     memcpy(packet_slot, packet, sizeof packet);
     memcpy(flow_slot, flow, sizeof flow);
     memcpy(stats_slot, stats, sizeof stats);
@@ -478,6 +492,88 @@ static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py
     return 1;
 }
 
+/* -- ICMP errors whose quote nonecho.unexplained_bytes finds nothing wrong with ------------------------------ */
+
+static unsigned be16_at(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+
+/* nonecho._quote_end without an extension structure: where the quoted datagram ends (the message's end), or -1
+ * when an RFC 4884 length (`words` units of `unit` bytes) puts an extension structure after it (the Python
+ * detector checks that). */
+static Py_ssize_t quote_end(Py_ssize_t n, unsigned words, unsigned unit)
+{
+    return words && n >= 4 + (Py_ssize_t)(words * unit) ? -1 : n;
+}
+
+/* nonecho._transport_problem is '': the protocol one a host sends, a quoted UDP header's length its datagram's. */
+static int transport_ok(const unsigned char *quote, Py_ssize_t quoted, unsigned header_len, long length,
+                        unsigned proto)
+{
+    if (!quoted_protocol[proto])
+        return 0;
+    const unsigned char *segment = quote + header_len;
+    return !(proto == 17 && quoted - (Py_ssize_t)header_len >= 8 && (long)be16_at(segment + 4) != length);
+}
+
+/* nonecho._quote_problem_v4 is '' for an unreachable (3) or time exceeded (11) message (nothing to charge):
+ * the quote an IPv4 header with a right checksum, sent by the error's receiver, within its total length, the
+ * unused header bytes zero (fragmentation needed: a next-hop MTU), its transport a host's. 0 for anything
+ * else, the Python detector's to judge (and to word). */
+static int quote_ok_v4(const unsigned char *p, Py_ssize_t n, long icmp_type, long code, PyObject *dst)
+{
+    if (n < 4 + 20 || PyBytes_GET_SIZE(dst) != 4)
+        return 0;
+    Py_ssize_t end = quote_end(n, p[1], 4);
+    if (end < 0)
+        return 0;
+    Py_ssize_t quoted = end - 4;
+    unsigned header_len = (p[4] & 15u) * 4;
+    if (p[4] >> 4 != 4 || header_len < 20 || quoted < (Py_ssize_t)header_len || !checksum_verifies(p + 4, header_len))
+        return 0;
+    long total = be16_at(p + 6);
+    if (total < (long)header_len || quoted > total) /* longer than its datagram: padding only with an RFC 4884 length */
+        return 0;
+    if (memcmp(p + 16, PyBytes_AS_STRING(dst), 4) != 0)
+        return 0;
+    if (icmp_type == 3 && code == 4) { /* fragmentation needed: the next-hop MTU (0 from old routers) */
+        long mtu = be16_at(p + 2);
+        if (p[0] != 0 || !(mtu == 0 || (68 <= mtu && mtu < total)))
+            return 0;
+    } else if (p[0] != 0 || p[2] != 0 || p[3] != 0) {
+        return 0;
+    }
+    return transport_ok(p + 4, quoted, header_len, total - header_len, p[13]);
+}
+
+/* nonecho._quote_problem_v6 is '' for an ICMPv6 error (types 1-4): the quote an IPv6 header sent by the error's
+ * receiver, within its payload length, its transport a host's. 0 for anything else. */
+static int quote_ok_v6(const unsigned char *p, Py_ssize_t n, long icmp_type, PyObject *dst)
+{
+    if (n < 4 + 40 || PyBytes_GET_SIZE(dst) != 16)
+        return 0;
+    Py_ssize_t end = quote_end(n, icmp_type == 1 || icmp_type == 3 ? p[0] : 0, 8);
+    if (end < 0)
+        return 0;
+    Py_ssize_t quoted = end - 4;
+    long total = 40 + (long)be16_at(p + 8);
+    if (p[4] >> 4 != 6 || quoted < 40 || quoted > total || memcmp(p + 12, PyBytes_AS_STRING(dst), 16) != 0)
+        return 0;
+    return transport_ok(p + 4, quoted, 40, total - 40, p[10]);
+}
+
+/* Whether nonecho.unexplained_bytes gives 0 for this ICMP error, where these checks can tell: an empty one, or
+ * one whose quote is right. Such a message keeps no state: Detector._on_other returns at once. */
+static int benign_error(PyObject *pkt, long icmp_type, long code, int ipv6, PyObject *payload)
+{
+    PyObject *dst = SLOT(pkt, packet_slot[P_DST]);
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(payload);
+    if (!PyBytes_CheckExact(dst))
+        return 0;
+    if (ipv6)
+        return icmp_type >= 1 && icmp_type <= 4 && (n == 0 || quote_ok_v6(p, n, icmp_type, dst));
+    return (icmp_type == 3 || icmp_type == 11) && (n == 0 || quote_ok_v4(p, n, icmp_type, code, dst));
+}
+
 /* capacity.seq_delta: a - b on the 16-bit circle, in -32768..32767. */
 static long seq_delta(long a, long b)
 {
@@ -664,12 +760,21 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *payload = SLOT(pkt, packet_slot[P_PAYLOAD]);
     long icmp_type, icmp_code;
     if (!PyFloat_CheckExact(ts) || !PyBytes_CheckExact(payload) || long_slot(pkt, packet_slot[P_TYPE], &icmp_type) < 0
-        || long_slot(pkt, packet_slot[P_CODE], &icmp_code) < 0 || icmp_code != 0)
-        Py_RETURN_FALSE; /* echo has code 0; any other code is the Python detector's to judge */
+        || long_slot(pkt, packet_slot[P_CODE], &icmp_code) < 0)
+        Py_RETURN_FALSE;
     int ipv6 = SLOT(pkt, packet_slot[P_IPV6]) == Py_True;
     int request = icmp_type == (ipv6 ? 128 : 8), reply = icmp_type == (ipv6 ? 129 : 0);
-    if (!request && !reply)
-        Py_RETURN_FALSE;
+    if (!request && !reply) { /* an error whose quote is right: counted, the clock moved, nothing else */
+        if (!benign_error(pkt, icmp_type, icmp_code, ipv6, payload))
+            Py_RETURN_FALSE;
+        Detector state;
+        int usable = detector_state(self, PyFloat_AS_DOUBLE(ts), &state);
+        if (usable <= 0)
+            return usable < 0 ? NULL : Py_NewRef(Py_False);
+        return count_packet(self, &state, ts, S_OTHER_ICMP) < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (icmp_code != 0)
+        Py_RETURN_FALSE; /* echo has code 0; any other code is the Python detector's to judge */
     if (PySet_GET_SIZE(self->ignored)) {
         int ignored = PySet_Contains(self->ignored, payload);
         if (ignored != 0)

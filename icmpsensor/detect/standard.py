@@ -75,7 +75,8 @@ SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 # it reads and writes these records' slots in place.
 if _fastflows is not None:
     _fastflows.bind(IcmpPacket, Flow, DetectorStats, capacity.FlowChannels, PREFIX, EMPTY_REST_HASH,
-                    capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL)
+                    capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL,
+                    nonecho._QUOTED_PROTOCOLS)
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:

@@ -22,7 +22,7 @@ from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
-from icmpsensor.detect import capacity, standard
+from icmpsensor.detect import capacity, nonecho, standard
 from icmpsensor.detect.flows import Flow
 from icmpsensor.detect.standard import Detector
 from icmpsensor.notice.record import Notice
@@ -508,3 +508,144 @@ def test_a_step_a_ping_explains_takes_the_c_path(seqs: list[int], answer: str) -
             for i, seq in enumerate(seqs)]
     counting = run_both(sent)
     assert counting.answers[id(sent[-1])] == answer, counting.answers
+
+
+# -- ICMP errors ------------------------------------------------------------------------------------------------
+
+ROUTER = {False: "192.0.2.1", True: "2001:db8::1"}  # sends the error
+PROBER = {False: "198.51.100.7", True: "2001:db8::7"}  # sent the quoted datagram, receives the error
+TARGET = {False: "203.0.113.50", True: "2001:db8::50"}
+
+
+def probe(v6: bool, proto: int = 17, data: bytes = b"traceroute probe", udp_length: int | None = None,
+          src: str | None = None) -> bytes:
+    """A datagram the prober sent (a traceroute probe: UDP, or `proto` with `data` as its transport bytes)."""
+    src = src or PROBER[v6]
+    inner = benign_corpus.udp_datagram(src, TARGET[v6], 33434, 33435, data) if proto == 17 else data
+    if udp_length is not None:
+        inner = inner[:4] + struct.pack("!H", udp_length) + inner[6:]
+    if v6:
+        return benign_corpus.ipv6_header(src, TARGET[v6], proto, len(inner), hop_limit=1) + inner
+    return benign_corpus.ipv4_header(src, TARGET[v6], proto, len(inner), ttl=1, ident=0x1234) + inner
+
+
+def icmp_error(icmp_type: int, code: int, quoted: bytes, rest: bytes = bytes(4), v6: bool = False) -> IcmpPacket:
+    return benign_corpus.error_packet(ROUTER[v6], PROBER[v6], icmp_type, code, rest, quoted, T0 + 0.5)
+
+
+def after_a_ping(pkt: IcmpPacket) -> list[IcmpPacket]:
+    """`pkt` after another pair's request in the same second (so that `pkt` is not the packet that sweeps)."""
+    return [corpus.echo(pkt.ts - 0.1, HOSTS[1], HOSTS[2], True, 9, 1, POOL[1]), pkt]
+
+
+def answer_for(pkt: IcmpPacket) -> str:
+    """What the C path did with `pkt` (the two detectors agreeing throughout), checked against the reference: a
+    packet it handled is one nonecho.unexplained_bytes finds nothing in."""
+    counting = run_both(after_a_ping(pkt))
+    answer = counting.answers[id(pkt)]
+    assert answer == "declined" or nonecho.unexplained_bytes(pkt)[0] == 0, (pkt, nonecho.unexplained_bytes(pkt))
+    return answer
+
+
+def _corrupted(datagram: bytes, at: int) -> bytes:
+    return datagram[:at] + bytes([datagram[at] ^ 0x40]) + datagram[at + 1 :]
+
+
+def _with_extension(quote: bytes, version: int = 2) -> bytes:
+    """RFC 4884: the quote padded (or cut) to 128 bytes, then an extension structure (version 2, no checksum) with
+    an MPLS label stack object."""
+    return quote[:128].ljust(128, b"\0") + bytes([version << 4, 0, 0, 0]) + struct.pack("!HBB", 8, 1, 1) + bytes(4)
+
+
+def _short_header(datagram: bytes) -> bytes:
+    """The datagram with IHL 4 (a 16-byte header), its checksum made right over those 16 bytes, TCP."""
+    header = bytes([0x44]) + datagram[1:9] + bytes([6]) + b"\0\0" + datagram[12:16]
+    return header[:10] + struct.pack("!H", benign_corpus.checksum(header)) + header[12:] + datagram[16:]
+
+
+ERRORS = {  # name -> (the error, what the C path does with it)
+    "time exceeded, RFC 792 quote": (icmp_error(11, 0, benign_corpus.quote4(probe(False), "rfc792")), "handled"),
+    "port unreachable, Linux quote": (icmp_error(3, 3, benign_corpus.quote4(probe(False), "linux")), "handled"),
+    "fragmentation needed, MTU 1400": (
+        icmp_error(3, 4, benign_corpus.quote4(probe(False, data=bytes(1472)), "rfc792"), b"\0\0\x05\x78"),
+        "handled"),
+    "fragmentation needed, an old router's MTU 0": (
+        icmp_error(3, 4, benign_corpus.quote4(probe(False, data=bytes(1472)), "rfc792")), "handled"),
+    "an unreachable of its 4-byte header alone": (icmp_error(3, 1, b"", b""), "handled"),
+    "an unreachable cut after its unused bytes": (icmp_error(3, 1, b""), "declined"),
+    "ICMPv6 time exceeded": (icmp_error(3, 0, benign_corpus.quote6(probe(True)), v6=True), "handled"),
+    "ICMPv6 unreachable": (icmp_error(1, 4, benign_corpus.quote6(probe(True)), v6=True), "handled"),
+    "ICMPv6 packet too big": (
+        icmp_error(2, 0, benign_corpus.quote6(probe(True, data=bytes(1400))), b"\0\0\x05\x00", v6=True), "handled"),
+    "ICMPv6 parameter problem": (icmp_error(4, 0, benign_corpus.quote6(probe(True)), bytes(4), v6=True), "handled"),
+    # ways out: the Python detector's (most of them charge the whole payload)
+    "a quoted header with a wrong checksum": (icmp_error(11, 0, _corrupted(probe(False), 8)), "declined"),
+    "a quote the receiver did not send": (icmp_error(11, 0, probe(False, src=TARGET[False])), "declined"),
+    "an ICMPv6 quote the receiver did not send": (
+        icmp_error(3, 0, probe(True, src=TARGET[True]), v6=True), "declined"),
+    "unused header bytes not zero": (icmp_error(11, 0, probe(False), b"\0\0\0\x01"), "declined"),
+    "an MTU not below the datagram's length": (
+        icmp_error(3, 4, benign_corpus.quote4(probe(False, data=bytes(1472)), "rfc792"), b"\0\0\x05\xdc"),
+        "declined"),
+    "an RFC 4884 extension structure": (
+        icmp_error(11, 0, _with_extension(probe(False)), b"\0\x20\0\0"), "declined"),
+    "an RFC 4884 length past the message's end": (
+        icmp_error(11, 0, probe(False), b"\0\x20\0\0"), "handled"),
+    "an extension structure after a long datagram's quote": (
+        icmp_error(11, 0, _with_extension(probe(False, data=bytes(1400))), b"\0\x20\0\0"), "declined"),
+    "a broken extension structure after a long datagram's quote": (
+        icmp_error(11, 0, _with_extension(probe(False, data=bytes(1400)), version=3), b"\0\x20\0\0"), "declined"),
+    "an IPv4 header of 16 bytes": (icmp_error(11, 0, _short_header(probe(False))), "declined"),
+    "ICMPv6 parameter problem pointing past 2^24 (byte 0 is no length)": (
+        icmp_error(4, 0, benign_corpus.quote6(probe(True)), b"\x01\0\0\x28", v6=True), "handled"),
+    "an ICMPv6 extension structure": (
+        icmp_error(3, 0, _with_extension(probe(True)), b"\x10\0\0\0", v6=True), "declined"),
+    "a quoted UDP length that is not its datagram's": (icmp_error(3, 3, probe(False, udp_length=9)), "declined"),
+    "a quoted protocol no host sends": (icmp_error(3, 2, probe(False, proto=200, data=bytes(8))), "declined"),
+    "a quote too short for an IPv4 header": (icmp_error(11, 0, probe(False)[:19]), "declined"),
+    "a quote longer than its datagram": (icmp_error(11, 0, probe(False) + b"more"), "declined"),
+    "an ICMPv6 quote longer than its packet": (icmp_error(3, 0, probe(True) + b"more", v6=True), "declined"),
+    "not IPv4": (icmp_error(11, 0, b"\x65" + probe(False)[1:]), "declined"),
+    "a parameter problem (type 12)": (icmp_error(12, 0, probe(False)), "declined"),
+    "a source quench (type 4)": (icmp_error(4, 0, probe(False)), "declined"),
+    "a timestamp request (type 13)": (icmp_error(13, 0, bytes(16)), "declined"),
+}
+
+
+@needs_c
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_an_icmp_error_whose_quote_is_right_takes_the_c_path(case: str) -> None:
+    """A router's error (unreachable, time exceeded; ICMPv6's four) that quotes a datagram its receiver sent, with
+    nothing wrong in the quote or the unused header bytes, keeps no state: the C path counts it. Anything
+    nonecho.unexplained_bytes may charge or word (a checksum, a sender, an extension structure, a length, a
+    protocol), and the other types, are the Python detector's."""
+    pkt, answer = ERRORS[case]
+    assert answer_for(pkt) == answer
+
+
+@st.composite
+def icmp_errors(draw: st.DrawFn) -> IcmpPacket:
+    """Errors quoting a probe, with every field a quote check reads drawn right or wrong: the types and codes, the
+    quoted protocol, the UDP length, the quote's sender and length, the RFC 4884 length, the unused bytes, and one
+    byte anywhere flipped."""
+    v6 = draw(st.booleans())
+    proto = draw(st.sampled_from([17, 17, 6, 1, 58, 200]))
+    data = draw(st.binary(max_size=40))
+    datagram = probe(v6, proto, data, udp_length=draw(st.sampled_from([None, None, 8, 9 + len(data)])),
+                     src=draw(st.sampled_from([PROBER[v6], PROBER[v6], TARGET[v6]])))
+    quoted = datagram[: draw(st.integers(0, len(datagram) + 4))] + draw(st.sampled_from([b"", b"", bytes(8), b"x"]))
+    if draw(st.booleans()) and quoted:
+        at = draw(st.integers(0, len(quoted) - 1))
+        quoted = _corrupted(quoted, at)
+    kinds = [(1, 4), (3, 0), (2, 0), (4, 0), (1, 0)] if v6 else [(3, 3), (11, 0), (3, 4), (3, 13), (12, 0), (5, 1)]
+    icmp_type, code = draw(st.sampled_from(kinds))
+    rest = bytes([draw(st.sampled_from([0, 0, 0, 1, 16, 32])), draw(st.sampled_from([0, 0, 0, 2, 32])),
+                  *draw(st.sampled_from([b"\0\0", b"\0\0", b"\x05\x78", b"\x00\x44", b"\x00\x01"]))])
+    return icmp_error(icmp_type, code, quoted, rest, v6)
+
+
+@needs_c
+@settings(max_examples=examples(600), deadline=None)
+@given(pkt=icmp_errors())
+def test_both_agree_on_generated_icmp_errors(pkt: IcmpPacket) -> None:
+    answer_for(pkt)
