@@ -787,8 +787,49 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
     return request ? handle_request(self, pkt, &state, payload) : handle_reply(self, pkt, &state, payload);
 }
 
+PyDoc_STRVAR(run_doc,
+             "run(packets, start, watched) -> (index, answer)\n\n"
+             "handle() for packets[start:] (a list; None items skipped) while it returns None for a packet of a\n"
+             "pair not in `watched` (a set of (src, dst)): (index, answer) for the first packet it answered\n"
+             "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).");
+
+static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "run(packets: list, start: int, watched: set)");
+        return NULL;
+    }
+    PyObject *packets = args[0], *watched = args[2];
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t end = PyList_GET_SIZE(packets);
+    for (i = i < 0 ? 0 : i < end ? i : end; i < PyList_GET_SIZE(packets); i++) {
+        PyObject *pkt = PyList_GET_ITEM(packets, i);
+        if (pkt == Py_None)
+            continue;
+        Py_INCREF(pkt); /* the list is the caller's: hold the packet while it is handled */
+        PyObject *answer = fast_handle(self, pkt);
+        int stop = answer == NULL ? -1 : answer != Py_None;
+        if (stop == 0 && PySet_GET_SIZE(watched)) { /* the evidence recorder wants this pair's packets */
+            PyObject *pair = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
+            stop = pair == NULL ? -1 : PySet_Contains(watched, pair);
+            Py_XDECREF(pair);
+        }
+        Py_DECREF(pkt);
+        if (stop) {
+            PyObject *result = stop < 0 ? NULL : Py_BuildValue("(nO)", i, answer);
+            Py_XDECREF(answer);
+            return result;
+        }
+        Py_DECREF(answer);
+    }
+    return Py_BuildValue("(nO)", i, Py_None);
+}
+
 static PyMethodDef fast_methods[] = {
     {"handle", (PyCFunction)fast_handle, METH_O, handle_doc},
+    {"run", (PyCFunction)(void (*)(void))fast_run, METH_FASTCALL, run_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,7 @@ import operator
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
@@ -198,6 +199,20 @@ class FlowDetector:
         if len(self._flows) > self._max_flows:
             self._evict_over_cap(due)
         return due or NO_NOTICES
+
+    def process_many(self, packets: list[IcmpPacket | None], start: int,
+                     watched: AbstractSet[tuple[bytes, bytes]]) -> tuple[int, Sequence[Notice] | None]:
+        """process() for the next packet of packets[start:] (None items skipped): (its index, its notices), or
+        (len(packets), None) when there is none. A detector that can take several packets at once returns the
+        first one whose caller has more to do than nothing: notices, novel bytes (last_novel), or a pair in
+        `watched`; it has processed the packets before it, with none of those."""
+        n = len(packets)
+        start = max(start, 0)
+        while start < n and packets[start] is None:
+            start += 1
+        if start >= n:
+            return n, None
+        return start, self.process(packets[start])  # type: ignore[arg-type]
 
     def sweep_due(self, ts: float) -> bool:
         """Whether a packet at `ts` would sweep idle flows before it is handled (as process() moves the

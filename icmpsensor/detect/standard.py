@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from icmpsensor.accelerators import flows_extension as _fastflows
@@ -283,6 +284,25 @@ class Detector(FlowDetector):
                 return NO_NOTICES
             if answer is not False:
                 return self._after_tool(pkt, *answer)
+        return self._process(pkt)
+
+    def process_many(self, packets: list[IcmpPacket | None], start: int,
+                     watched: AbstractSet[tuple[bytes, bytes]]) -> tuple[int, Sequence[Notice] | None]:
+        """FlowDetector.process_many: the C path takes packets[start:] in one call while each is one it handles
+        (no notice, no novel bytes) of a pair not in `watched`."""
+        fast = self._fast
+        if fast is None:
+            return super().process_many(packets, start, watched)
+        index, answer = fast.run(packets, start, watched)  # type: ignore[attr-defined]
+        if answer is None:  # the end, or a packet handled in C of a watched pair
+            return index, None if index == len(packets) else NO_NOTICES
+        pkt = packets[index]
+        if answer is False:
+            return index, self._process(pkt)  # type: ignore[arg-type]
+        return index, self._after_tool(pkt, *answer)  # type: ignore[arg-type]
+
+    def _process(self, pkt: IcmpPacket) -> Sequence[Notice]:
+        """process() in Python: the reference for every packet, and what the C path declines."""
         stats = self.stats
         stats.packets += 1
         self.last_novel = 0

@@ -23,6 +23,8 @@ from icmpsensor.output.evidence import EvidenceRecorder
 from icmpsensor.output.sink import NoticeSink, print_error, write_notice
 from icmpsensor.source.batch import Batch
 
+NOTHING_WATCHED: frozenset[tuple[bytes, bytes]] = frozenset()  # process_many's pairs to stop at, evidence off
+
 # Collector thresholds for the packet pipeline. With the default (700 allocations) a young-generation
 # collection runs every few dozen packets, and full collections walk the whole flow table again and
 # again while a flood of new sources churns it (measured: the 1M-source flood runs ~35 % faster
@@ -89,11 +91,15 @@ class Pipeline:
         if self.evidence is not None:
             self._detect_observed(packets, None)
             return
-        process = self.detector.process
-        for pkt in packets:
-            notices = process(pkt)
+        packets = packets if isinstance(packets, list) else list(packets)
+        process_many, index, end = self.detector.process_many, 0, len(packets)
+        while True:
+            index, notices = process_many(packets, index, NOTHING_WATCHED)
+            if index == end:
+                return
             if notices:
                 self.emit(notices)
+            index += 1
 
     def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None,
                          due: Sequence[tuple[int, IcmpPacket]] = ()) -> None:
@@ -102,19 +108,33 @@ class Pipeline:
         messages of abandoned datagrams (Decoder.due), each detected before the packet of the frame it came
         due at; evidence holds them as their own fragment frames (IcmpPacket.frames), not as that frame."""
         detector = self.detector
-        process = detector.process
         evidence = self.evidence
         assert evidence is not None
         observe, watched = evidence.observe, evidence.watched
-        for index, pkt in in_frame_order(packets, due) if due else enumerate(packets):
-            if pkt is None:
-                continue
-            notices = process(pkt)
-            novel = detector.last_novel
-            if novel or (watched and (pkt.src, pkt.dst) in watched):
-                observe(pkt, novel, batch, index)
-            if notices:
-                self.emit(notices)
+        if due or not isinstance(packets, list):
+            process = detector.process
+            for index, pkt in in_frame_order(packets, due) if due else enumerate(packets):
+                if pkt is None:
+                    continue
+                notices = process(pkt)
+                novel = detector.last_novel
+                if novel or (watched and (pkt.src, pkt.dst) in watched):
+                    observe(pkt, novel, batch, index)
+                if notices:
+                    self.emit(notices)
+        else:  # the detector takes the packets that leave nothing to do here at once (process_many)
+            process_many, index, end = detector.process_many, 0, len(packets)
+            while True:
+                index, notices = process_many(packets, index, watched)
+                if index == end:
+                    break
+                pkt = packets[index]
+                novel = detector.last_novel
+                if novel or (watched and (pkt.src, pkt.dst) in watched):  # type: ignore[union-attr]
+                    observe(pkt, novel, batch, index)  # type: ignore[arg-type]
+                if notices:
+                    self.emit(notices)
+                index += 1
         evidence.flush()
 
     def advance(self, now: float) -> None:

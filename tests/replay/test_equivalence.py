@@ -803,3 +803,42 @@ def test_novel_bytes_of_sketches_match_the_restatement() -> None:
         compared = None if rng.random() < 0.05 else b
         product = novelty.novel_between(novelty.sketch(a), None if compared is None else novelty.sketch(compared))
         assert product == novel_bytes(a, compared), (a, compared)
+
+
+# -- the pipeline's loop with the detector's C path, against it without -------------------------------------------
+
+
+def replay_with(path: Path, log_dir: Path, accelerated: bool) -> tuple[list[Notice], list[bytes], dict, DetectorStats]:
+    """The capture through the product's replay with evidence on; `accelerated` False takes the detector's C path
+    away (Detector.process_many then hands the pipeline one packet at a time, each processed in Python). The
+    notices (without uid and evidence path), the evidence files' contents, the evidence counters and the detector's
+    counters."""
+    cfg = Config()
+    cfg.output.log_dir = str(log_dir)
+    cfg.detection = dataclasses.replace(cfg.detection, max_flows=200, max_pairs=100)  # evictions under load
+    sink = ListSink()
+    pipeline = Pipeline(cfg, [sink])  # type: ignore[list-item]
+    if not accelerated:
+        pipeline.detector._fast = None  # type: ignore[attr-defined]
+    replay_pipeline(pipeline, [str(path)])
+    pipeline.close()
+    evidence = sorted(p.read_bytes() for p in log_dir.rglob("*") if p.is_file() and p.suffix in (".pcap", ".bin"))
+    stats = pipeline.stats()
+    return without_uid(sink.notices), evidence, stats["evidence"], pipeline.detector.stats  # type: ignore[return-value]
+
+
+@pytest.mark.skipif(standard._fastflows is None, reason="the C accelerators are turned off or not built")
+@pytest.mark.parametrize("kind", ["mix", "novel_mix", "storm"])
+def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without(kind: str, tmp_path: Path) -> None:
+    """The pipeline hands the detector a batch's packets at once (Detector.process_many: the C path goes on until
+    a packet needs more than counting, or is of a pair the evidence recorder watches): the same notices, evidence
+    files and counters as one packet at a time through the Python detector."""
+    path = tmp_path / "capture.pcap"
+    synthmix.generate(path, packets=20_000, seed=11, kind=kind)
+    runs = []
+    for accelerated in (True, False):
+        (tmp_path / str(accelerated)).mkdir()
+        runs.append(replay_with(path, tmp_path / str(accelerated), accelerated))
+    (notices, evidence, evidence_stats, stats), want = runs[0], runs[1]
+    assert notices and evidence, "the capture must make notices and evidence"
+    assert (notices, evidence, evidence_stats, stats) == want

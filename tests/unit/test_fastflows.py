@@ -649,3 +649,63 @@ def icmp_errors(draw: st.DrawFn) -> IcmpPacket:
 @given(pkt=icmp_errors())
 def test_both_agree_on_generated_icmp_errors(pkt: IcmpPacket) -> None:
     answer_for(pkt)
+
+
+# -- many packets at once (Detector.process_many: FastPath.run) ----------------------------------------------------
+
+
+def drive_many(det: Detector, packets: list[IcmpPacket | None],
+               watched: set[tuple[bytes, bytes]]) -> list[tuple[int, list[tuple[object, ...]], int]]:
+    """process_many over the list as the pipeline drives it: each packet it stops at (index, notices, last_novel)."""
+    stops, index = [], 0
+    while True:
+        index, notices = det.process_many(packets, index, watched)
+        if index == len(packets):
+            assert notices is None
+            return stops
+        assert notices is not None
+        stops.append((index, notice_values(notices), det.last_novel))
+        index += 1
+
+
+@needs_c
+@pytest.mark.parametrize("watch", [False, True])
+def test_process_many_stops_only_where_the_caller_has_something_to_do(watch: bool) -> None:
+    """The C path takes a batch's packets in one call (FastPath.run) and stops at each packet with notices, novel
+    bytes or a watched pair; the packets it went past had none of those. The same notices, novel bytes and state
+    as one packet at a time through the Python detector; None items (frames without a message) skipped."""
+    packets: list[IcmpPacket | None] = []
+    for pkt in [*_sample(1), *_sample(2), *corpus.EXFIL_CASES["nping-data"](), *timed_ping("iputils", 30, 56)]:
+        packets += [pkt, None] if len(packets) % 7 == 3 else [pkt]
+    packets.sort(key=lambda p: -1.0 if p is None else p.ts)
+    watched = {(corpus.packed(HOSTS[0]), corpus.packed(HOSTS[2]))} if watch else set()
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    expected = []
+    for index, pkt in enumerate(packets):
+        if pkt is None:
+            continue
+        notices = notice_values(reference.process(pkt))
+        if notices or reference.last_novel or (pkt.src, pkt.dst) in watched:
+            expected.append((index, notices, reference.last_novel))
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    stops = drive_many(fast, packets, watched)
+    assert [stop for stop in stops if stop[1] or stop[2] or (packets[stop[0]].src, packets[stop[0]].dst) in watched] \
+        == expected
+    assert state(fast) == state(reference)
+    assert len(stops) < 0.5 * len(packets), "the C path must go past most of a ping's packets"
+    assert any((p.src, p.dst) in watched for p in packets if p is not None) == watch
+    assert drive_many(Detector(DetectionConfig(), AllowlistConfig()), [None, None], watched) == []
+
+
+@needs_c
+def test_fastpath_run_checks_its_arguments() -> None:
+    fast = Detector(DetectionConfig(), AllowlistConfig())._fast
+    for args in [((), 0, set()), ([], "0", set()), ([], 0, []), ([], 0)]:
+        with pytest.raises(TypeError):
+            fast.run(*args)  # type: ignore[attr-defined]
+    assert fast.run([None, None], 5, set()) == (2, None)  # type: ignore[attr-defined]
+    assert fast.run([None], -3, frozenset()) == (1, None)  # type: ignore[attr-defined]
+    for accelerated in (True, False):  # the Python reference the same
+        detector = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
+        assert detector.process_many([None, None], 5, set()) == (2, None)
+        assert detector.process_many([None], -3, set()) == (1, None)
