@@ -39,22 +39,30 @@ _UID_TABLE = bytes(_UID_ALPHABET[b % 62] for b in range(248)) + bytes(8)
 _UID_DROP = bytes(range(248, 256))
 
 
-_uid_pool = bytearray()
+class _UidPool:
+    """Base62 characters made from os.urandom 4 KiB at a time (one translate: a notice storm makes a uid per
+    flow), handed out 17 at a time."""
+
+    chars = ""
+    used = 0
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.chars, cls.used = "", 0
+
+
 # A forked worker draws its own bytes: with the parent's leftovers two workers would name two flows alike.
-os.register_at_fork(after_in_child=_uid_pool.clear)
+os.register_at_fork(after_in_child=_UidPool.forget)
 
 
 def new_uid() -> str:
-    """A Zeek-style connection uid: 'C' followed by 17 random base62 characters (os.urandom, drawn 4 KiB at
-    a time: a notice storm makes one per flow)."""
-    pool = _uid_pool
-    chars = b""
-    while len(chars) < 17:  # 24 random bytes keep 17 or more but once in ~10^8
-        if len(pool) < 24:
-            pool += os.urandom(4096)
-        chars += bytes(pool[-24:]).translate(_UID_TABLE, _UID_DROP)
-        del pool[-24:]
-    return "C" + chars[:17].decode()
+    """A Zeek-style connection uid: 'C' followed by 17 random base62 characters."""
+    pool = _UidPool
+    start = pool.used
+    while start + 17 > len(pool.chars):  # 4096 bytes keep ~3,970 characters
+        pool.chars, start = os.urandom(4096).translate(_UID_TABLE, _UID_DROP).decode(), 0
+    pool.used = start + 17
+    return "C" + pool.chars[start : start + 17]
 
 
 def echo_key(pkt: IcmpPacket) -> int:
