@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.config.schema import AllowlistConfig, Config, DetectionConfig
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
@@ -26,6 +26,9 @@ from icmpsensor.detect import capacity, nonecho, standard
 from icmpsensor.detect.flows import Flow
 from icmpsensor.detect.standard import Detector
 from icmpsensor.notice.record import Notice
+from icmpsensor.output.sink import ListSink
+from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.runmode.replay import replay_pipeline
 from testkit import benign_corpus, craft, synthmix
 from testkit import exfil_corpus as corpus
 from tests.hypothesis_counts import examples
@@ -709,3 +712,41 @@ def test_fastpath_run_checks_its_arguments() -> None:
         detector = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
         assert detector.process_many([None, None], 5, set()) == (2, None)
         assert detector.process_many([None], -3, set()) == (1, None)
+
+
+# -- the pipeline's loop with the detector's C path, against it without -------------------------------------------
+
+
+def replay_with(path: Path, log_dir: Path, accelerated: bool) -> tuple[list[Notice], list[bytes], dict, object]:
+    """The capture through the product's replay with evidence on; `accelerated` False takes the detector's C path
+    away (Detector.process_many then hands the pipeline one packet at a time, each processed in Python). The
+    notices (without uid and evidence path), the evidence files' contents, the evidence counters and the detector's
+    counters."""
+    cfg = Config()
+    cfg.output.log_dir = str(log_dir)
+    cfg.detection = dataclasses.replace(cfg.detection, max_flows=200, max_pairs=100)  # evictions under load
+    sink = ListSink()
+    pipeline = Pipeline(cfg, [sink])  # type: ignore[list-item]
+    pipeline.detector = Detector(cfg.detection, cfg.allowlist, accelerated=accelerated)
+    replay_pipeline(pipeline, [str(path)])
+    pipeline.close()
+    evidence = sorted(p.read_bytes() for p in log_dir.rglob("*") if p.is_file() and p.suffix in (".pcap", ".bin"))
+    stats = pipeline.stats()
+    return [n.replace(uid="", evidence="") for n in sink.notices], evidence, stats["evidence"], pipeline.detector.stats  # type: ignore[return-value]
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["mix", "novel_mix", "storm"])
+def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without(kind: str, tmp_path: Path) -> None:
+    """The pipeline hands the detector a batch's packets at once (Detector.process_many: the C path goes on until
+    a packet needs more than counting, or is of a pair the evidence recorder watches): the same notices, evidence
+    files and counters as one packet at a time through the Python detector."""
+    path = tmp_path / "capture.pcap"
+    synthmix.generate(path, packets=20_000, seed=11, kind=kind)
+    runs = []
+    for accelerated in (True, False):
+        (tmp_path / str(accelerated)).mkdir()
+        runs.append(replay_with(path, tmp_path / str(accelerated), accelerated))
+    (notices, evidence, evidence_stats, stats), want = runs[0], runs[1]
+    assert notices and evidence, "the capture must make notices and evidence"
+    assert (notices, evidence, evidence_stats, stats) == want
