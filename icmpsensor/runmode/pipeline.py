@@ -111,30 +111,25 @@ class Pipeline:
         evidence = self.evidence
         assert evidence is not None
         observe, watched = evidence.observe, evidence.watched
-        if due or not isinstance(packets, list):
-            process = detector.process
-            for index, pkt in in_frame_order(packets, due) if due else enumerate(packets):
-                if pkt is None:
-                    continue
-                notices = process(pkt)
-                novel = detector.last_novel
-                if novel or (watched and (pkt.src, pkt.dst) in watched):
-                    observe(pkt, novel, batch, index)
-                if notices:
-                    self.emit(notices)
-        else:  # the detector takes the packets that leave nothing to do here at once (process_many)
-            process_many, index, end = detector.process_many, 0, len(packets)
-            while True:
-                index, notices = process_many(packets, index, watched)
-                if index == end:
-                    break
-                pkt = packets[index]
-                novel = detector.last_novel
-                if novel or (watched and (pkt.src, pkt.dst) in watched):  # type: ignore[union-attr]
-                    observe(pkt, novel, batch, index)  # type: ignore[arg-type]
-                if notices:
-                    self.emit(notices)
-                index += 1
+        frames = None  # with `due`: the frame each packet's evidence is held as, by position
+        if due:
+            ordered = in_frame_order(packets, due)
+            packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
+        elif not isinstance(packets, list):
+            packets = list(packets)
+        # the detector goes past the packets that leave nothing to do here (Detector.process_many)
+        process_many, index, end = detector.process_many, 0, len(packets)
+        while True:
+            index, notices = process_many(packets, index, watched)  # type: ignore[arg-type]
+            if index == end:
+                break
+            pkt = packets[index]
+            novel = detector.last_novel
+            if novel or (watched and (pkt.src, pkt.dst) in watched):  # type: ignore[union-attr]
+                observe(pkt, novel, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+            if notices:
+                self.emit(notices)
+            index += 1
         evidence.flush()
 
     def advance(self, now: float) -> None:

@@ -803,4 +803,3 @@ def test_novel_bytes_of_sketches_match_the_restatement() -> None:
         compared = None if rng.random() < 0.05 else b
         product = novelty.novel_between(novelty.sketch(a), None if compared is None else novelty.sketch(compared))
         assert product == novel_bytes(a, compared), (a, compared)
-

@@ -736,11 +736,11 @@ def replay_with(path: Path, log_dir: Path, accelerated: bool) -> tuple[list[Noti
 
 
 @needs_c
-@pytest.mark.parametrize("kind", ["mix", "novel_mix", "storm"])
+@pytest.mark.parametrize("kind", ["mix", "novel_mix", "storm", "jumbo_fragments", "tiny_fragments"])
 def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without(kind: str, tmp_path: Path) -> None:
     """The pipeline hands the detector a batch's packets at once (Detector.process_many: the C path goes on until
     a packet needs more than counting, or is of a pair the evidence recorder watches): the same notices, evidence
-    files and counters as one packet at a time through the Python detector."""
+    files and counters as one packet at a time through the Python detector; fragments' messages too."""
     path = tmp_path / "capture.pcap"
     synthmix.generate(path, packets=20_000, seed=11, kind=kind)
     runs = []
@@ -748,5 +748,7 @@ def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without(kind:
         (tmp_path / str(accelerated)).mkdir()
         runs.append(replay_with(path, tmp_path / str(accelerated), accelerated))
     (notices, evidence, evidence_stats, stats), want = runs[0], runs[1]
-    assert notices and evidence, "the capture must make notices and evidence"
+    # the tiny-fragment flood raises nothing: it is here for its abandoned datagrams' messages, which the
+    # pipeline detects out of frame order (Decoder.due)
+    assert (notices and evidence) or kind == "tiny_fragments", "the capture must make notices and evidence"
     assert (notices, evidence, evidence_stats, stats) == want
