@@ -8,7 +8,8 @@
  *    sketch it repeats: Detector._on_reply up to its `current == request` return;
  *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
  *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
- *    whose payload is iputils' or BSD ping's default one with a new clock that its run's clock explains (below):
+ *    whose payload is iputils', BSD ping's or pro-bing's default one with a new clock that its run's clock
+ *    explains (below; pro-bing's at pro_bing_time, its tracker UUID the run's session):
  *    Detector._on_request with no novel bytes. With the flow's last payload, the sequence number may also be out
  *    of step where capacity.request_header charges nothing for it (free_seq_step), once the flow has its
  *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump forward
@@ -51,12 +52,13 @@ static const char *const PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "
 enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
-    F_CHANNELS, N_FLOW
+    F_CHANNELS, F_SESSION, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
-                                          "session_ident", "last_embedded", "clock_offset", "channels"};
+                                          "session_ident", "last_embedded", "clock_offset", "channels",
+                                          "session"};
 enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
                                             "pending_evicted", "ignored_payloads"};
@@ -144,7 +146,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
-static PyObject *zero, *one;
+static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
 static int long_slot(PyObject *obj, Py_ssize_t offset, long *out)
@@ -463,15 +465,52 @@ static int default_ping_time(const unsigned char *p, Py_ssize_t n, double *t)
     return 1;
 }
 
-/* The clock of a request whose payload is iputils' or BSD ping's default one (see the top comment), where
- * fingerprints.explain would say so and Detector._consistent accept it without a charge: 1 with its embedded
- * time and its offset to the capture clock, else 0 (the Python detector's to judge). */
+/* prometheus-community/pro-bing's payload (fingerprints._pro_bing): its send time as a big-endian int64 of
+ * nanoseconds, the pinger's tracker UUID (version 4: byte 14's high nibble 4; RFC 4122 variant: byte 16 10xxxxxx),
+ * then 0x01 to the end; 24 bytes or more. explain tries only _untimed and _check_icmp before it, and neither takes
+ * such a payload: not one byte repeated (bytes 14 and 16 differ), not Windows', traceroute's or blackbox_exporter's
+ * text (byte 14 is 'o', 'V', 'B' in them; byte 16 ASCII or 0), and check_icmp needs byte 16 to be 10. 1 with the
+ * time as Python divides the integer by 10**9 (correctly rounded: a double's division is not, past 2**53), 0 when
+ * the payload is not that layout, -1 on an error. */
+static int pro_bing_time(const unsigned char *p, Py_ssize_t n, double *t)
+{
+    if (n < 24 || (p[14] & 0xF0) != 0x40 || (p[16] & 0xC0) != 0x80)
+        return 0;
+    for (Py_ssize_t j = 24; j < n; j++)
+        if (p[j] != 1)
+            return 0;
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits = bits << 8 | p[i];
+    PyObject *ns = PyLong_FromLongLong((long long)bits); /* two's complement: struct's ">q" */
+    PyObject *seconds = ns == NULL ? NULL : PyNumber_TrueDivide(ns, nsec);
+    Py_XDECREF(ns);
+    if (seconds == NULL)
+        return -1;
+    *t = PyFloat_AsDouble(seconds);
+    Py_DECREF(seconds);
+    return 1;
+}
+
+/* The clock of a request whose payload is iputils', BSD ping's or pro-bing's default one (see the top comment and
+ * pro_bing_time), where fingerprints.explain would say so and Detector._consistent accept it without a charge:
+ * pro-bing's UUID the flow's session; 1 with its embedded time and its offset to the capture clock, 0 else (the
+ * Python detector's to judge), -1 on an error. */
 static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
                       double ts, double *embedded, double *offset)
 {
     double t;
-    if (n < 24 || !default_ping_time(p, n, &t))
+    int pro_bing = pro_bing_time(p, n, &t);
+    if (pro_bing < 0)
+        return -1;
+    if (pro_bing) { /* the run's tracker UUID (Detector._consistent: a session that changes is no ping's) */
+        PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
+        if (!PyBytes_CheckExact(session) || PyBytes_GET_SIZE(session) != 16
+            || memcmp(PyBytes_AS_STRING(session), p + 8, 16) != 0)
+            return 0;
+    } else if (n < 24 || !default_ping_time(p, n, &t)) {
         return 0;
+    }
     double drift = t - ts;
     if (!(-self->tolerance <= drift && drift <= self->tolerance))
         return 0;
@@ -673,11 +712,16 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0;
     long new_stride = stride;
     double due = 0.0;
+    int timed = repeated || !in_step ? 0 : ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n,
+                                                      ident, PyFloat_AS_DOUBLE(ts), &embedded, &offset);
+    if (timed < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
     if ((!in_step && (!repeated || !Py_IS_TYPE(channels, channels_type)
                       || !free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
                                         PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due)))
-        || (!repeated && !ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
-                                     PyFloat_AS_DOUBLE(ts), &embedded, &offset))) {
+        || (!repeated && !timed)) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
@@ -874,7 +918,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0)
         return NULL;
-    if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL)
+    if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL
+        || (nsec = PyLong_FromLong(1000000000)) == NULL)
         return NULL;
     if (PyType_Ready(&FastPathType) < 0)
         return NULL;

@@ -56,7 +56,17 @@ def bsd(sent: float, size: int = 56, fill: bytes | None = None, usec: int | None
     return stamp + (fill if fill is not None else bytes(j & 0xFF for j in range(8, size)))[: size - 8]
 
 
-LAYOUTS = {"iputils": iputils, "bsd": bsd}
+TRACKER = bytes.fromhex("0123456789ab4def8123456789abcdef")  # a version 4 UUID, RFC 4122 variant
+
+
+def pro_bing(sent: float, size: int = 24, fill: bytes | None = None, tracker: bytes = TRACKER) -> bytes:
+    """prometheus-community/pro-bing's payload (fingerprints._pro_bing): the send time as big-endian int64
+    nanoseconds, the tracker UUID, then 0x01 (or `fill`) to `size` bytes."""
+    return (struct.pack(">q", round(sent * 1e9)) + tracker + (fill if fill is not None else b"\x01" * size))[:size]
+
+
+LAYOUTS = {"iputils": iputils, "bsd": bsd, "pro-bing": pro_bing}
+FILL_START = {"iputils": 16, "bsd": 8, "pro-bing": 24}
 
 
 def test_pip_install_builds_it() -> None:
@@ -239,8 +249,9 @@ def timed_ping(layout: str, count: int, size: int) -> list[IcmpPacket]:
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("size", [24, 56, 64, 65, 1472])
 def test_a_timed_pings_requests_take_the_c_path(layout: str, size: int) -> None:
-    """iputils and BSD ping: each request's clock is new, its fill the default; the C path takes every request
-    after the run's first two (the first makes the flow, the second sets the clock's offset) and the replies."""
+    """iputils, BSD ping and pro-bing: each request's clock is new, its fill the default; the C path takes every
+    request after the run's first two (the first makes the flow, the second sets the clock's offset and pro-bing's
+    tracker) and the replies."""
     counting = run_both(corpus.with_replies(timed_ping(layout, 12, size)))
     assert counting.handled >= 19, vars(counting)  # 10 requests and 11 replies, less those that cross a second
 
@@ -259,6 +270,18 @@ def test_a_bsd_ping_whose_microseconds_end_in_a_zero_byte_is_the_python_detector
 
 
 @needs_c
+def test_pro_bings_clock_is_its_nanoseconds_divided_as_python_divides_them() -> None:
+    """fingerprints._pro_bing divides the int64 by 10**9 exactly rounded; a double's division of this value (past
+    2**53) rounds differently in the last bit, which the flow's clock offset would keep."""
+    ns = 1_000_000_001_437_000_096
+    assert float(ns) / 1e9 != ns / 10**9
+    requests = timed_ping("pro-bing", 6, 56)
+    last = corpus.echo(T0 + 1.2, "10.0.0.1", "10.0.0.2", True, 7, 7, struct.pack(">q", ns) + pro_bing(0.0, 56)[8:])
+    counting = run_both([*requests, last])
+    assert counting.answers[id(last)] == "handled", counting.answers
+
+
+@needs_c
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("size", [24, 100])
 @pytest.mark.parametrize(("case", "sent", "fill", "ident", "jitter"), [
@@ -270,28 +293,35 @@ def test_a_bsd_ping_whose_microseconds_end_in_a_zero_byte_is_the_python_detector
     ("ping -p ab", 0.0, "pattern", 7, 1.0),
     ("one byte of data at the fill's end", 0.0, "data", 7, 1.0),
     ("one byte of data at the fill's start", 0.0, "data-start", 7, 1.0),
-    ("microseconds out of range", 0.0, "usec", 7, 1.0),
+    ("microseconds out of range (pro-bing: a clock before 1970)", 0.0, "usec", 7, 1.0),
+    ("pro-bing's tracker changed within the run (others: a byte of the clock)", 0.0, "tracker", 7, 1.0),
 ])
 def test_a_timed_ping_whose_clock_or_fill_says_more_goes_to_python(
         layout: str, size: int, case: str, sent: float, fill: str | None, ident: int, jitter: float) -> None:
     """After a run the C path follows, one request that is not the layout's default with a clock its run
     explains."""
     make = LAYOUTS[layout]
-    start = 16 if layout == "iputils" else 8  # where the fill starts
+    start = FILL_START[layout]
     requests = timed_ping(layout, 6, size)
     if fill == "after-fixed":  # the same header fields, a payload no template explains (no run's clock yet)
         requests = [dataclasses.replace(r, payload=(b"not-a-template:" * 100)[:size]) for r in requests]
     ts = T0 + 0.2 * 6
     payload = make(ts - 0.013 + sent, size)
-    if fill == "pattern":
+    if fill == "pattern" and layout == "pro-bing":  # no -p: 0xab after the clock is no UUID
+        payload = payload[:8] + b"\xab" * (size - 8)
+    elif fill == "pattern":
         payload = make(ts - 0.013, size, b"\xab" * size)
     elif fill == "data":
         payload = payload[:-1] + b"!"
     elif fill == "data-start":
         payload = payload[:start] + b"!" + payload[start + 1 :]
+    elif fill == "usec" and layout == "pro-bing":
+        payload = struct.pack(">q", -1) + payload[8:]
     elif fill == "usec":
         usec = struct.pack("<Q", 1_000_000) if layout == "iputils" else struct.pack(">I", 1_000_001)
         payload = payload[: start // 2] + usec + payload[start:]
+    elif fill == "tracker":
+        payload = payload[:12] + bytes([payload[12] ^ 0x20]) + payload[13:]
     detection = dataclasses.replace(DetectionConfig(), clock_jitter=jitter)
     baseline = run_both(requests, detection)
     counting = run_both([*requests, corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, ident, 7, payload)], detection)
@@ -345,7 +375,7 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         seqs[key] = seq
         previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
         clock = ts + draw(st.sampled_from([-0.01, -0.01, -0.01, -0.5, -1.6, 2.0, -400.0]))
-        linux = draw(st.sampled_from([iputils, bsd]))(
+        linux = draw(st.sampled_from([iputils, bsd, pro_bing]))(
             clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
         payload = previous if not draw(st.integers(0, 3)) else linux if draw(st.integers(0, 2)) else draw(st.one_of(
             st.sampled_from(POOL), st.binary(max_size=90),
