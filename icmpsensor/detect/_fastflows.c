@@ -1,7 +1,7 @@
 /* The standard detector's per-packet path in C for the echo messages that change no decision
  * (detect/standard.py Detector.process is the reference; tests/unit/test_fastflows.py holds the two equal).
  *
- * FastPath.handle(pkt) takes two kinds of packet, and only when every condition below holds; for any other it
+ * FastPath.handle(pkt) takes three kinds of packet, and only when every condition below holds; for any other it
  * changes nothing and returns False, and the Python detector handles the packet:
  *
  *  - an echo reply (code 0) on a flow the table has, answering a pending request (matched pairing) whose payload
@@ -9,21 +9,25 @@
  *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
  *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
  *    whose payload is iputils', BSD ping's or pro-bing's default one with a new clock that its run's clock
- *    explains (below; pro-bing's at pro_bing_time, its tracker UUID the run's session):
+ *    explains (below; pro-bing's at pro_bing_layout, its tracker UUID the run's session):
  *    Detector._on_request with no novel bytes. With the flow's last payload, the sequence number may also be out
  *    of step where capacity.request_header charges nothing for it (free_seq_step), once the flow has its
  *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump forward
  *    after a pause of RUN_PAUSE with a token left in the flow's run budget (Windows ping.exe's one counter for
- *    the whole machine, moved on by its runs to other hosts); the new stride and the token are the reference's. The tool tracker still sees it (the C tracker's observe); when
- *    the tracker answers anything but None, handle() returns (flow, answer) and the Python detector finishes
- *    the request from there (Detector._after_tool), as _on_request would after _recognise_tool.
+ *    the whole machine, moved on by its runs to other hosts); the new stride and the token are the reference's.
+ *    The tool tracker still sees it (the C tracker's observe); when the tracker answers anything but None,
+ *    handle() returns (flow, answer) and the Python detector finishes the request from there
+ *    (Detector._after_tool), as _on_request would after _recognise_tool;
+ *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
+ *    clock moved, as Detector._on_other does before it returns.
  *
- * The timed case is fingerprints.explain's answer for two layouts, where explain would give it: iputils' 64-bit
+ * The timed case is fingerprints.explain's answer for three layouts, where explain would give it: iputils' 64-bit
  * struct timeval (little-endian) then the default fill, byte j = j (iputils ping/ping_common.c setup()), and
  * BSD ping's wall-clock struct tv32 (big-endian) then the same fill from byte 8; 24 bytes or more. No template
  * explain tries first can take such a payload: bytes 16 and 17 (0x10, 0x11) are neither one repeated byte
  * (_untimed), Windows', traceroute's or blackbox_exporter's fill, nor check_icmp's ping_id (10) or pro-bing's
  * UUID variant (0b10......); the other layouts explain tries before _bsd are ruled out in default_ping_time.
+ * The third, pro-bing's, is at pro_bing_layout.
  * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident):
  * the clock must not go back by more than 1 s and must keep its offset to the capture clock within
  * clock_jitter; where it would charge or refuse, or the run is a new one, the Python detector takes the packet.
@@ -430,6 +434,14 @@ static uint64_t le64(const unsigned char *p)
     return value;
 }
 
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++)
+        value = value << 8 | p[i];
+    return value;
+}
+
 static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]; }
 
 /* Whether p[start:n] is the BSD-derived default fill, byte j = j (fingerprints._SEQ). */
@@ -469,45 +481,46 @@ static int default_ping_time(const unsigned char *p, Py_ssize_t n, double *t)
  * nanoseconds, the pinger's tracker UUID (version 4: byte 14's high nibble 4; RFC 4122 variant: byte 16 10xxxxxx),
  * then 0x01 to the end; 24 bytes or more. explain tries only _untimed and _check_icmp before it, and neither takes
  * such a payload: not one byte repeated (bytes 14 and 16 differ), not Windows', traceroute's or blackbox_exporter's
- * text (byte 14 is 'o', 'V', 'B' in them; byte 16 ASCII or 0), and check_icmp needs byte 16 to be 10. 1 with the
- * time as Python divides the integer by 10**9 (correctly rounded: a double's division is not, past 2**53), 0 when
- * the payload is not that layout, -1 on an error. */
-static int pro_bing_time(const unsigned char *p, Py_ssize_t n, double *t)
+ * text (byte 14 is 'o', 'V', 'B' in them; byte 16 ASCII or 0), and check_icmp needs byte 16 to be 10. */
+static int pro_bing_layout(const unsigned char *p, Py_ssize_t n)
 {
     if (n < 24 || (p[14] & 0xF0) != 0x40 || (p[16] & 0xC0) != 0x80)
         return 0;
     for (Py_ssize_t j = 24; j < n; j++)
         if (p[j] != 1)
             return 0;
-    uint64_t bits = 0;
-    for (int i = 0; i < 8; i++)
-        bits = bits << 8 | p[i];
-    PyObject *ns = PyLong_FromLongLong((long long)bits); /* two's complement: struct's ">q" */
+    return 1;
+}
+
+/* pro-bing's send time as Python divides the integer by 10**9 (correctly rounded: a double's division is not, past
+ * 2**53): 0, or -1 on an error. */
+static int pro_bing_time(const unsigned char *p, double *t)
+{
+    PyObject *ns = PyLong_FromLongLong((long long)be64(p)); /* two's complement: struct's ">q" */
     PyObject *seconds = ns == NULL ? NULL : PyNumber_TrueDivide(ns, nsec);
     Py_XDECREF(ns);
     if (seconds == NULL)
         return -1;
     *t = PyFloat_AsDouble(seconds);
     Py_DECREF(seconds);
-    return 1;
+    return 0;
 }
 
 /* The clock of a request whose payload is iputils', BSD ping's or pro-bing's default one (see the top comment and
- * pro_bing_time), where fingerprints.explain would say so and Detector._consistent accept it without a charge:
+ * pro_bing_layout), where fingerprints.explain would say so and Detector._consistent accept it without a charge:
  * pro-bing's UUID the flow's session; 1 with its embedded time and its offset to the capture clock, 0 else (the
  * Python detector's to judge), -1 on an error. */
 static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
                       double ts, double *embedded, double *offset)
 {
     double t;
-    int pro_bing = pro_bing_time(p, n, &t);
-    if (pro_bing < 0)
-        return -1;
-    if (pro_bing) { /* the run's tracker UUID (Detector._consistent: a session that changes is no ping's) */
+    if (pro_bing_layout(p, n)) { /* the run's tracker UUID (Detector._consistent: a session that changes is no ping's) */
         PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
         if (!PyBytes_CheckExact(session) || PyBytes_GET_SIZE(session) != 16
             || memcmp(PyBytes_AS_STRING(session), p + 8, 16) != 0)
             return 0;
+        if (pro_bing_time(p, &t) < 0)
+            return -1;
     } else if (n < 24 || !default_ping_time(p, n, &t)) {
         return 0;
     }
@@ -533,8 +546,6 @@ static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py
 
 /* -- ICMP errors whose quote nonecho.unexplained_bytes finds nothing wrong with ------------------------------ */
 
-static unsigned be16_at(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
-
 /* nonecho._quote_end without an extension structure: where the quoted datagram ends (the message's end), or -1
  * when an RFC 4884 length (`words` units of `unit` bytes) puts an extension structure after it (the Python
  * detector checks that). */
@@ -550,7 +561,7 @@ static int transport_ok(const unsigned char *quote, Py_ssize_t quoted, unsigned 
     if (!quoted_protocol[proto])
         return 0;
     const unsigned char *segment = quote + header_len;
-    return !(proto == 17 && quoted - (Py_ssize_t)header_len >= 8 && (long)be16_at(segment + 4) != length);
+    return !(proto == 17 && quoted - (Py_ssize_t)header_len >= 8 && (long)be16(segment + 4) != length);
 }
 
 /* nonecho._quote_problem_v4 is '' for an unreachable (3) or time exceeded (11) message (nothing to charge):
@@ -568,13 +579,13 @@ static int quote_ok_v4(const unsigned char *p, Py_ssize_t n, long icmp_type, lon
     unsigned header_len = (p[4] & 15u) * 4;
     if (p[4] >> 4 != 4 || header_len < 20 || quoted < (Py_ssize_t)header_len || !checksum_verifies(p + 4, header_len))
         return 0;
-    long total = be16_at(p + 6);
+    long total = be16(p + 6);
     if (total < (long)header_len || quoted > total) /* longer than its datagram: padding only with an RFC 4884 length */
         return 0;
     if (memcmp(p + 16, PyBytes_AS_STRING(dst), 4) != 0)
         return 0;
     if (icmp_type == 3 && code == 4) { /* fragmentation needed: the next-hop MTU (0 from old routers) */
-        long mtu = be16_at(p + 2);
+        long mtu = be16(p + 2);
         if (p[0] != 0 || !(mtu == 0 || (68 <= mtu && mtu < total)))
             return 0;
     } else if (p[0] != 0 || p[2] != 0 || p[3] != 0) {
@@ -593,7 +604,7 @@ static int quote_ok_v6(const unsigned char *p, Py_ssize_t n, long icmp_type, PyO
     if (end < 0)
         return 0;
     Py_ssize_t quoted = end - 4;
-    long total = 40 + (long)be16_at(p + 8);
+    long total = 40 + (long)be16(p + 8);
     if (p[4] >> 4 != 6 || quoted < 40 || quoted > total || memcmp(p + 12, PyBytes_AS_STRING(dst), 16) != 0)
         return 0;
     return transport_ok(p + 4, quoted, 40, total - 40, p[10]);
@@ -669,7 +680,8 @@ static PyObject *new_sketch(PyObject *payload)
     return Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n);
 }
 
-/* A ping's next request repeating the flow's last payload. */
+/* A ping's next request that says nothing new: the flow's last payload (its sequence number in step, or out of step
+ * where that charges nothing), or a timed ping's default payload with a clock its run explains. */
 static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
 {
     static const int needed[] = {F_LAST,          F_N,         F_ORIG_BYTES,      F_LAST_IDENT, F_LAST_SEQ,
@@ -703,27 +715,21 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
-    /* the flow's last payload again, or a timed ping's with a new clock (a new sketch, the clock remembered) */
-    double embedded = 0.0, offset = 0.0;
     int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
-    /* a sequence number out of step (Detector._header), taken only with the flow's last payload and where it
-     * charges nothing: a lost request, a retry, a new run after a pause (Windows' machine-wide counter) */
+    int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0, taken = 1;
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
-    int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0;
     long new_stride = stride;
-    double due = 0.0;
-    int timed = repeated || !in_step ? 0 : ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n,
-                                                      ident, PyFloat_AS_DOUBLE(ts), &embedded, &offset);
-    if (timed < 0) {
+    double due = 0.0, embedded = 0.0, offset = 0.0;
+    if (!in_step) /* Detector._header: only with the flow's last payload, its capacity state made */
+        taken = repeated && Py_IS_TYPE(channels, channels_type)
+            && free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
+                             PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due);
+    else if (!repeated) /* a timed ping's new sketch, its clock remembered */
+        taken = ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
+                           PyFloat_AS_DOUBLE(ts), &embedded, &offset);
+    if (taken <= 0) {
         Py_DECREF(key);
-        return NULL;
-    }
-    if ((!in_step && (!repeated || !Py_IS_TYPE(channels, channels_type)
-                      || !free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
-                                        PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due)))
-        || (!repeated && !timed)) {
-        Py_DECREF(key);
-        Py_RETURN_FALSE;
+        return taken < 0 ? NULL : Py_NewRef(Py_False);
     }
     PyObject *size = PyLong_FromSsize_t(n);
     PyObject *result = NULL;
@@ -808,18 +814,12 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
         Py_RETURN_FALSE;
     int ipv6 = SLOT(pkt, packet_slot[P_IPV6]) == Py_True;
     int request = icmp_type == (ipv6 ? 128 : 8), reply = icmp_type == (ipv6 ? 129 : 0);
-    if (!request && !reply) { /* an error whose quote is right: counted, the clock moved, nothing else */
+    if (!request && !reply) {
         if (!benign_error(pkt, icmp_type, icmp_code, ipv6, payload))
             Py_RETURN_FALSE;
-        Detector state;
-        int usable = detector_state(self, PyFloat_AS_DOUBLE(ts), &state);
-        if (usable <= 0)
-            return usable < 0 ? NULL : Py_NewRef(Py_False);
-        return count_packet(self, &state, ts, S_OTHER_ICMP) < 0 ? NULL : Py_NewRef(Py_None);
-    }
-    if (icmp_code != 0)
+    } else if (icmp_code != 0) {
         Py_RETURN_FALSE; /* echo has code 0; any other code is the Python detector's to judge */
-    if (PySet_GET_SIZE(self->ignored)) {
+    } else if (PySet_GET_SIZE(self->ignored)) {
         int ignored = PySet_Contains(self->ignored, payload);
         if (ignored != 0)
             return ignored < 0 ? NULL : Py_NewRef(Py_False);
@@ -828,7 +828,12 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
     int usable = detector_state(self, PyFloat_AS_DOUBLE(ts), &state);
     if (usable <= 0)
         return usable < 0 ? NULL : Py_NewRef(Py_False);
-    return request ? handle_request(self, pkt, &state, payload) : handle_reply(self, pkt, &state, payload);
+    if (request)
+        return handle_request(self, pkt, &state, payload);
+    if (reply)
+        return handle_reply(self, pkt, &state, payload);
+    /* an error whose quote is right: counted, the clock moved, nothing else */
+    return count_packet(self, &state, ts, S_OTHER_ICMP) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 PyDoc_STRVAR(run_doc,
@@ -848,7 +853,7 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
     if (i == -1 && PyErr_Occurred())
         return NULL;
     Py_ssize_t end = PyList_GET_SIZE(packets);
-    for (i = i < 0 ? 0 : i < end ? i : end; i < PyList_GET_SIZE(packets); i++) {
+    for (i = i < 0 ? 0 : i < end ? i : end; i < end; i++) { /* nothing handle() calls has the list: its size stays */
         PyObject *pkt = PyList_GET_ITEM(packets, i);
         if (pkt == Py_None)
             continue;
@@ -887,7 +892,8 @@ static PyTypeObject FastPathType = {
     .tp_traverse = (traverseproc)fast_traverse,
     .tp_clear = (inquiry)fast_clear,
     .tp_methods = fast_methods,
-    .tp_doc = "FastPath(detector_dict, observe, ignored, max_flows, max_pending, matched): see the module's comment.",
+    .tp_doc = "FastPath(detector_dict, observe, ignored, max_flows, max_pending, matched, tolerance, jitter): see the "
+              "module's comment.",
 };
 
 /* -- the module ------------------------------------------------------------------------------------------- */

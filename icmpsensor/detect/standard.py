@@ -278,13 +278,12 @@ class Detector(FlowDetector):
     def process(self, pkt: IcmpPacket) -> Sequence[Notice]:
         """Account one packet; return the notices that became due (usually none)."""
         fast = self._fast
-        if fast is not None:
-            answer = fast.handle(pkt)  # type: ignore[attr-defined]
-            if answer is None:  # a reply that repeats its request, a ping's next request that says nothing new
-                return NO_NOTICES
-            if answer is not False:
-                return self._after_tool(pkt, *answer)
-        return self._process(pkt)
+        if fast is None:
+            return self._process(pkt)
+        answer = fast.handle(pkt)  # type: ignore[attr-defined]
+        if answer is None:  # a reply that repeats its request, a ping's next request that says nothing new...
+            return NO_NOTICES
+        return self._finish(pkt, answer)
 
     def process_many(self, packets: list[IcmpPacket | None], start: int,
                      watched: AbstractSet[tuple[bytes, bytes]]) -> tuple[int, Sequence[Notice] | None]:
@@ -296,10 +295,14 @@ class Detector(FlowDetector):
         index, answer = fast.run(packets, start, watched)  # type: ignore[attr-defined]
         if answer is None:  # the end, or a packet handled in C of a watched pair
             return index, None if index == len(packets) else NO_NOTICES
-        pkt = packets[index]
+        return index, self._finish(packets[index], answer)  # type: ignore[arg-type]
+
+    def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
+        """A packet the C path did not finish: declined (False), processed here; or a request the C tool tracker
+        answered ((flow, answer)), finished here."""
         if answer is False:
-            return index, self._process(pkt)  # type: ignore[arg-type]
-        return index, self._after_tool(pkt, *answer)  # type: ignore[arg-type]
+            return self._process(pkt)
+        return self._after_tool(pkt, *answer)  # type: ignore[misc]
 
     def _process(self, pkt: IcmpPacket) -> Sequence[Notice]:
         """process() in Python: the reference for every packet, and what the C path declines."""
