@@ -76,6 +76,46 @@ fail:
     return NULL;
 }
 
+
+/* Records share the objects of the values that recur: the addresses of the hosts talking now and the 16-bit
+ * fields (identifier, sequence number, length). A fresh object per packet costs its allocation and its free, and
+ * a fresh address its hash (siphash) at each dict the detector keys by it, and a byte comparison at each lookup
+ * that an identical object skips. Values are immutable: sharing them is invisible but for `is`. Bounded: one
+ * int per 16-bit value at most, and a direct-mapped table of addresses (a new address takes its slot's place). */
+#define SHARED_ADDRESSES 4096
+static PyObject *u16_ints[65536];
+static PyObject *shared_address[2][SHARED_ADDRESSES];
+
+static PyObject *u16_int(long value)
+{
+    if (value < 0 || value > 65535)
+        return PyLong_FromLong(value);
+    PyObject *obj = u16_ints[value];
+    if (obj == NULL && (obj = u16_ints[value] = PyLong_FromLong(value)) == NULL)
+        return NULL;
+    return Py_NewRef(obj);
+}
+
+static PyObject *address(const unsigned char *addr, Py_ssize_t len)
+{
+    uint32_t word;
+    memcpy(&word, addr + len - 4, 4);
+    uint32_t mix = word;
+    if (len == 16) {
+        uint32_t other[3];
+        memcpy(other, addr, 12);
+        mix ^= other[0] * 0x9E3779B1u ^ other[1] * 0x85EBCA77u ^ other[2] * 0xC2B2AE3Du;
+    }
+    PyObject **slot = &shared_address[len == 16][(mix * 0x9E3779B1u) >> 20];
+    PyObject *obj = *slot;
+    if (obj != NULL && memcmp(PyBytes_AS_STRING(obj), addr, (size_t)len) == 0)
+        return Py_NewRef(obj);
+    obj = PyBytes_FromStringAndSize((const char *)addr, len);
+    if (obj != NULL)
+        Py_XSETREF(*slot, Py_NewRef(obj));
+    return obj;
+}
+
 /* Add a batch's counts to a list of n ints (type_counts, skip_counts). 0, or -1 with an exception set. */
 static int add_counts(PyObject *counts, const Py_ssize_t *batch_counts, Py_ssize_t n)
 {
@@ -107,15 +147,15 @@ static int message(const unsigned char *src, const unsigned char *dst, int ipv6,
     Py_ssize_t address_len = ipv6 ? 16 : 4;
     PyObject *values[N_FIELDS] = {
         PyFloat_FromDouble(ts),
-        PyBytes_FromStringAndSize((const char *)src, address_len),
-        PyBytes_FromStringAndSize((const char *)dst, address_len),
+        address(src, address_len),
+        address(dst, address_len),
         Py_NewRef(ipv6 ? Py_True : Py_False),
         PyLong_FromLong(type),
         PyLong_FromLong(msg[1]),
-        PyLong_FromLong(echo ? (long)be16(msg + 4) : -1),
-        PyLong_FromLong(echo ? (long)be16(msg + 6) : -1),
+        u16_int(echo ? (long)be16(msg + 4) : -1),
+        u16_int(echo ? (long)be16(msg + 6) : -1),
         PyBytes_FromStringAndSize((const char *)msg + start, size - start),
-        PyLong_FromSsize_t(wire_len),
+        u16_int((long)wire_len),
         options,  /* a new reference (NULL: an error, reported as the others are) */
         Py_NewRef(Py_None),  /* frames: a whole frame, found at its own place in the batch */
     };

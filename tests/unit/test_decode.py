@@ -709,3 +709,60 @@ def test_c_fast_path_refuses_a_record_type_it_cannot_fill() -> None:
             decode._fastdecode.bind(IcmpPacket, tpids)
     decode._fastdecode.bind(IcmpPacket, VLAN_TPIDS)  # what decode/fast.py bound stays usable
     assert _c_batch(1, [craft.ether(craft.icmp4(A4, B4, 8))])[1] == []
+
+
+@needs_c
+def test_c_fast_path_shares_the_objects_of_recurring_values() -> None:
+    """The records of one host pair share their address objects (within and across batches), and 16-bit fields of
+    equal value one int: no allocation, and each address hashed once for the detector's tables."""
+    frames = [craft.ether(craft.icmp4(A4, B4, 8, 0, 0x1234, 1000 + i, b"x" * 56)) for i in range(3)]
+    frames += [craft.ether(craft.icmp6(A6, B6, 128, 0, 0x1234, 1000, b"y" * 56))]
+    first, rest = _c_batch(1, frames)
+    second, _ = _c_batch(1, frames)
+    assert rest == []
+    packets = [*first, *second]
+    v4 = [p for p in packets if not p.ipv6]
+    assert all(p.src is v4[0].src and p.dst is v4[0].dst for p in v4)
+    assert packets[3].src is packets[7].src and packets[3].dst is packets[7].dst
+    assert all(p.ident is v4[0].ident for p in packets) and packets[0].seq is packets[3].seq is packets[4].seq
+    assert packets[0].wire_len is packets[1].wire_len
+
+
+@needs_c
+@PROPERTY_SETTINGS
+@given(hosts=st.lists(st.one_of(st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+                                st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n)))),
+                      min_size=2, max_size=60),
+       picks=st.lists(st.tuples(st.integers(0, 59), st.integers(0, 59)), min_size=1, max_size=80),
+       numbers=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2))
+def test_c_fast_path_shares_only_equal_values(hosts: list[str], picks: list[tuple[int, int]],
+                                              numbers: list[int]) -> None:
+    """Any addresses of both families, between any pairs, and any 16-bit values: every record has the addresses and
+    numbers of its own frame."""
+    frames, want = [], []
+    for a, b in picks:
+        src, dst = hosts[a % len(hosts)], hosts[b % len(hosts)]
+        if ":" in src or ":" in dst:
+            src, dst = (h if ":" in h else "::ffff:" + h for h in (src, dst))
+            frames.append(craft.ether(craft.icmp6(src, dst, 128, 0, numbers[0], numbers[1], b"z" * 9)))
+        else:
+            frames.append(craft.ether(craft.icmp4(src, dst, 8, 0, numbers[0], numbers[1], b"z" * 9)))
+        want.append((addr(src), addr(dst), numbers[0], numbers[1]))
+    for _ in range(2):
+        packets, rest = _c_batch(1, frames)
+        assert rest == []
+        assert [(p.src, p.dst, p.ident, p.seq) for p in packets] == want
+
+
+@needs_c
+def test_c_fast_path_addresses_that_take_one_anothers_place_stay_right() -> None:
+    """10,000 sources in a table of 4,096 places a family: each place is taken over and over (a spoofed flood), and
+    every record still has its own frame's source, before and after."""
+    sources = [str(ipaddress.IPv4Address(0x0A000000 + 7919 * i)) for i in range(10_000)]
+    sources6 = [f"2001:db8::{i:x}:1" for i in range(5_000)]
+    frames = [craft.ether(craft.icmp4(s, B4, 8, 0, 1, 2, b"q")) for s in sources]
+    frames += [craft.ether(craft.icmp6(s, B6, 128, 0, 1, 2, b"q")) for s in sources6]
+    want = [addr(s) for s in [*sources, *sources6]]
+    for order in (1, -1):
+        packets, rest = _c_batch(1, frames[::order])
+        assert rest == [] and [p.src for p in packets] == want[::order]
