@@ -42,6 +42,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -272,15 +273,24 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
-/* The detector's state a packet needs, read before anything changes. */
+/* The detector's state, read once per call (handle() or run()): nothing but this file runs while the call goes on,
+ * so its tables stay the same objects and its clock, flags and counters can be kept here, and written back once
+ * (detector_done) before the call returns: what Python reads then is what the reference's per-packet writes leave. */
 typedef struct {
     PyObject *flows, *pending, *stats; /* borrowed */
-    int advance;                       /* the packet moves the clock (without reaching a sweep) */
+    double now, next_sweep;
+    PyObject *now_obj;                 /* the clock's new value (a packet's ts), or NULL: unchanged */
+    int advance;                       /* this packet moves the clock (without reaching a sweep) */
+    int counted;                       /* a packet was counted: last_novel is 0 */
+    int run_free;                      /* a request was taken: _run_free is True */
+    Py_ssize_t counts[N_STATS];        /* added to the stats' counters */
 } Detector;
 
-static int detector_state(FastPath *self, double ts, Detector *out)
+/* 1 with *out read, 0 when the detector's state is not what this path knows (every packet goes to Python), -1. */
+static int detector_state(FastPath *self, Detector *out)
 {
     PyObject *d = self->detector;
+    memset(out, 0, sizeof *out);
     PyObject *now = PyDict_GetItemWithError(d, str_now), *next_sweep = PyDict_GetItemWithError(d, str_next_sweep);
     out->flows = PyDict_GetItemWithError(d, str_flows);
     out->pending = PyDict_GetItemWithError(d, str_pending);
@@ -289,28 +299,58 @@ static int detector_state(FastPath *self, double ts, Detector *out)
         return -1;
     if (now == NULL || next_sweep == NULL || !PyFloat_CheckExact(now) || !PyFloat_CheckExact(next_sweep)
         || out->flows == NULL || !PyDict_Check(out->flows) || out->pending == NULL || !PyDict_Check(out->pending)
-        || out->stats == NULL || !Py_IS_TYPE(out->stats, stats_type))
-        return 0;
-    out->advance = ts > PyFloat_AS_DOUBLE(now);
-    if (out->advance && ts >= PyFloat_AS_DOUBLE(next_sweep))
-        return 0; /* process() sweeps first */
-    if (PyDict_GET_SIZE(out->flows) > self->max_flows)
+        || out->stats == NULL || !Py_IS_TYPE(out->stats, stats_type)
+        || PyDict_GET_SIZE(out->flows) > self->max_flows) /* the path adds no flow: true for the whole call */
         return 0;
     for (int i = 0; i < N_STATS; i++)
         if (SLOT(out->stats, stats_slot[i]) == NULL)
             return 0;
+    out->now = PyFloat_AS_DOUBLE(now);
+    out->next_sweep = PyFloat_AS_DOUBLE(next_sweep);
     return 1;
 }
 
-/* process()'s own part: the packet counted, last_novel 0, the clock moved; then the kind's counter. */
-static int count_packet(FastPath *self, Detector *state, PyObject *ts, int kind_counter)
+/* Whether a packet at `ts` may be taken: it must not move the clock to a sweep (process() sweeps first). */
+static int clock_allows(Detector *state, double ts)
+{
+    state->advance = ts > state->now;
+    return !(state->advance && ts >= state->next_sweep);
+}
+
+/* What the call kept here written to the detector; 0, or -1 with an exception set (the rest still written). */
+static int detector_done(FastPath *self, Detector *state)
 {
     PyObject *d = self->detector;
-    if (add_to_slot(state->stats, stats_slot[S_PACKETS], one) < 0 || PyDict_SetItem(d, str_last_novel, zero) < 0)
-        return -1;
-    if (state->advance && PyDict_SetItem(d, str_now, ts) < 0)
-        return -1;
-    return add_to_slot(state->stats, stats_slot[kind_counter], one);
+    int failed = 0;
+    if (state->now_obj != NULL) {
+        failed |= PyDict_SetItem(d, str_now, state->now_obj) < 0;
+        Py_CLEAR(state->now_obj);
+    }
+    if (state->counted)
+        failed |= PyDict_SetItem(d, str_last_novel, zero) < 0;
+    if (state->run_free)
+        failed |= PyDict_SetItem(d, str_run_free, Py_True) < 0;
+    for (int i = 0; i < N_STATS; i++) {
+        if (!state->counts[i])
+            continue;
+        PyObject *amount = PyLong_FromSsize_t(state->counts[i]);
+        failed |= amount == NULL || add_to_slot(state->stats, stats_slot[i], amount) < 0;
+        Py_XDECREF(amount);
+        state->counts[i] = 0;
+    }
+    return failed ? -1 : 0;
+}
+
+/* process()'s own part: the packet counted, last_novel 0, the clock moved; then the kind's counter. */
+static void count_packet(Detector *state, PyObject *ts, int kind_counter)
+{
+    state->counts[S_PACKETS]++;
+    state->counted = 1;
+    if (state->advance) {
+        state->now = PyFloat_AS_DOUBLE(ts);
+        Py_XSETREF(state->now_obj, Py_NewRef(ts));
+    }
+    state->counts[kind_counter]++;
 }
 
 /* The flow made the most recently active, its last time and message count moved, `size` added to `bytes_slot`. */
@@ -373,8 +413,8 @@ static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, Py
     PyObject *request = Py_NewRef(PyTuple_GET_ITEM(entry, 0)); /* entry goes with the pop below */
     Py_INCREF(flow);
     Py_XINCREF(request_flow);
-    if (count_packet(self, state, ts, S_ECHO_REPLIES) == 0
-        && touch_flow(state, key, flow, ts, size, flow_slot[F_RESP_BYTES]) == 0
+    count_packet(state, ts, S_ECHO_REPLIES);
+    if (touch_flow(state, key, flow, ts, size, flow_slot[F_RESP_BYTES]) == 0
         && (request_flow == NULL || add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) == 0)
         && PyObject_DelItem(state->pending, request_key) == 0) {
         set_slot(flow, flow_slot[F_LAST_SKETCH], request);
@@ -416,8 +456,7 @@ static int remember_request(FastPath *self, Detector *state, PyObject *pkt, PyOb
         if (popped == NULL)
             goto done;
         Py_DECREF(popped);
-        if (add_to_slot(state->stats, stats_slot[S_PENDING_EVICTED], one) < 0)
-            goto done;
+        state->counts[S_PENDING_EVICTED]++;
     }
     failed = PyObject_SetItem(state->pending, key, entry);
 done:
@@ -506,14 +545,48 @@ static int pro_bing_time(const unsigned char *p, double *t)
     return 0;
 }
 
-/* The clock of a request whose payload is iputils', BSD ping's or pro-bing's default one (see the top comment and
- * pro_bing_layout), where fingerprints.explain would say so and Detector._consistent accept it without a charge:
- * pro-bing's UUID the flow's session; 1 with its embedded time and its offset to the capture clock, 0 else (the
- * Python detector's to judge), -1 on an error. */
+/* BusyBox ping's payload (fingerprints._busybox: monotonic_us() as a host-order uint32, then the -p byte), where
+ * fingerprints.explain gives that answer and no earlier one; 1 with the counter, else 0. Taken from 16 bytes (below,
+ * explain's _untimed tries patterns from byte 0). No template explain tries first takes such a payload: one
+ * repeated byte from byte 4 on is _untimed's only when the counter is that byte too (and Windows', traceroute's and
+ * blackbox_exporter's fills are not one byte); check_icmp needs bytes 7 and 16 to be 0 and 10, pro-bing bytes 14
+ * and 16 to be 0x4. and 0b10......; iputils (64- and 32-bit) reads a fill of zeros as a clock equal to the counter,
+ * which must not be within the tolerance (with a second to spare) of the capture time; Cisco's needs a counter of 0. */
+static int busybox_layout(const unsigned char *p, Py_ssize_t n, double ts, double tolerance, uint32_t *counter)
+{
+    if (n < 16)
+        return 0;
+    unsigned char fill = p[4];
+    for (Py_ssize_t j = 5; j < n; j++)
+        if (p[j] != fill)
+            return 0;
+    if (p[0] == fill && p[1] == fill && p[2] == fill && p[3] == fill)
+        return 0;
+    uint32_t value = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    if (value == 0 || (fill == 0 && fabs((double)value - ts) <= tolerance + 1.0))
+        return 0;
+    *counter = value;
+    return 1;
+}
+
+/* Python's float x % m for m > 0 (floatobject.c float_rem): the remainder with m's sign. */
+static double py_mod(double x, double m)
+{
+    double mod = fmod(x, m);
+    if (mod != 0.0)
+        return mod < 0 ? mod + m : mod;
+    return 0.0;
+}
+
+/* The clock of a request whose payload is iputils', BSD ping's, pro-bing's or BusyBox's default one (see the top
+ * comment, pro_bing_layout and busybox_layout), where fingerprints.explain would say so and Detector._consistent
+ * accept it without a charge: pro-bing's UUID or BusyBox's fill the flow's session; 1 with its embedded time and its
+ * offset to the capture clock, 0 else (the Python detector's to judge), -1 on an error. */
 static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
                       double ts, double *embedded, double *offset)
 {
-    double t;
+    double t, wraps = 0.0; /* wraps: Benign.wraps_after (0: a wall clock, checked against the capture clock) */
+    uint32_t counter;
     if (pro_bing_layout(p, n)) { /* the run's tracker UUID (Detector._consistent: a session that changes is no ping's) */
         PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
         if (!PyBytes_CheckExact(session) || PyBytes_GET_SIZE(session) != 16
@@ -521,21 +594,30 @@ static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py
             return 0;
         if (pro_bing_time(p, &t) < 0)
             return -1;
+    } else if (busybox_layout(p, n, ts, self->tolerance, &counter)) { /* microseconds since boot, the -p byte */
+        PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
+        if (!PyBytes_CheckExact(session) || PyBytes_GET_SIZE(session) != 1
+            || (unsigned char)PyBytes_AS_STRING(session)[0] != p[4])
+            return 0;
+        t = (double)counter / 1e6;      /* _U32_LE / _USEC */
+        wraps = 4294967296.0 / 1e6;     /* 2**32 / _USEC */
     } else if (n < 24 || !default_ping_time(p, n, &t)) {
         return 0;
     }
     double drift = t - ts;
-    if (!(-self->tolerance <= drift && drift <= self->tolerance))
+    if (wraps == 0.0 && !(-self->tolerance <= drift && drift <= self->tolerance))
         return 0;
     long session_ident;
     PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
     if (long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0 || session_ident != ident
-        || !PyFloat_CheckExact(last_embedded) || t + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
-        return 0; /* a new run, or a clock gone back (replayed, forged) */
+        || !PyFloat_CheckExact(last_embedded) || (wraps == 0.0 && t + 1.0 < PyFloat_AS_DOUBLE(last_embedded)))
+        return 0; /* a new run, or a clock gone back (replayed, forged); a counter that wraps may */
     if (last_offset != Py_None) {
         if (!PyFloat_CheckExact(last_offset))
             return 0;
         double moved = drift - PyFloat_AS_DOUBLE(last_offset);
+        if (wraps != 0.0)
+            moved = py_mod(moved + wraps / 2, wraps) - wraps / 2;
         if (!(-self->jitter <= moved && moved <= self->jitter))
             return 0; /* charged as a time channel */
     }
@@ -734,9 +816,11 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     PyObject *size = PyLong_FromSsize_t(n);
     PyObject *result = NULL;
     Py_INCREF(flow);
-    if (size == NULL || count_packet(self, state, ts, S_ECHO_REQUESTS) < 0
-        || touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0
-        || PyDict_SetItem(self->detector, str_run_free, Py_True) < 0)
+    if (size == NULL)
+        goto done;
+    count_packet(state, ts, S_ECHO_REQUESTS);
+    state->run_free = 1;
+    if (touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0)
         goto done;
     set_slot(flow, flow_slot[F_LAST_SEQ], SLOT(pkt, packet_slot[P_SEQ]));
     if (!in_step) { /* capacity.request_header's new stride (the flow's and its state's), and the token taken */
@@ -756,9 +840,9 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     if (!repeated) { /* Detector._novelty: the template explains it, Detector._consistent moved its clock */
         PyObject *sketch = new_sketch(payload);
         PyObject *embedded_obj = PyFloat_FromDouble(embedded), *offset_obj = PyFloat_FromDouble(offset);
-        int failed = sketch == NULL || embedded_obj == NULL || offset_obj == NULL
-            || add_to_slot(state->stats, stats_slot[S_IGNORED_PAYLOADS], one) < 0;
+        int failed = sketch == NULL || embedded_obj == NULL || offset_obj == NULL;
         if (!failed) {
+            state->counts[S_IGNORED_PAYLOADS]++;
             set_slot(flow, flow_slot[F_LAST_SKETCH], sketch);
             set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded_obj);
             set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
@@ -800,7 +884,8 @@ PyDoc_STRVAR(handle_doc,
              "path takes, and nothing changed. (flow, answer): an echo request handled up to the tool tracker,\n"
              "which answered `answer` (its C observe's result), for Detector._after_tool to finish.");
 
-static PyObject *fast_handle(FastPath *self, PyObject *pkt)
+/* handle()'s answer for one packet, with the detector's state read (detector_state) and not yet written back. */
+static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
 {
     if (!Py_IS_TYPE(pkt, packet_type)) /* a PartialPacket (its own send time) or anything else */
         Py_RETURN_FALSE;
@@ -824,16 +909,43 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
         if (ignored != 0)
             return ignored < 0 ? NULL : Py_NewRef(Py_False);
     }
+    if (!clock_allows(state, PyFloat_AS_DOUBLE(ts)))
+        Py_RETURN_FALSE;
+    if (request)
+        return handle_request(self, pkt, state, payload);
+    if (reply)
+        return handle_reply(self, pkt, state, payload);
+    /* an error whose quote is right: counted, the clock moved, nothing else */
+    count_packet(state, ts, S_OTHER_ICMP);
+    Py_RETURN_NONE;
+}
+
+/* The answer, with the detector's state written back: NULL (and the answer dropped) when that fails. After an
+ * error (answer NULL) the state is written back too, and the first exception is the one raised. */
+static PyObject *written_back(FastPath *self, Detector *state, PyObject *answer)
+{
+    if (answer == NULL) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (detector_done(self, state) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, traceback);
+        return NULL;
+    }
+    if (detector_done(self, state) < 0) {
+        Py_DECREF(answer);
+        return NULL;
+    }
+    return answer;
+}
+
+static PyObject *fast_handle(FastPath *self, PyObject *pkt)
+{
     Detector state;
-    int usable = detector_state(self, PyFloat_AS_DOUBLE(ts), &state);
+    int usable = detector_state(self, &state);
     if (usable <= 0)
         return usable < 0 ? NULL : Py_NewRef(Py_False);
-    if (request)
-        return handle_request(self, pkt, &state, payload);
-    if (reply)
-        return handle_reply(self, pkt, &state, payload);
-    /* an error whose quote is right: counted, the clock moved, nothing else */
-    return count_packet(self, &state, ts, S_OTHER_ICMP) < 0 ? NULL : Py_NewRef(Py_None);
+    return written_back(self, &state, handle_packet(self, pkt, &state));
 }
 
 PyDoc_STRVAR(run_doc,
@@ -853,12 +965,19 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
     if (i == -1 && PyErr_Occurred())
         return NULL;
     Py_ssize_t end = PyList_GET_SIZE(packets);
-    for (i = i < 0 ? 0 : i < end ? i : end; i < end; i++) { /* nothing handle() calls has the list: its size stays */
+    i = i < 0 ? 0 : i < end ? i : end;
+    Detector state;
+    int usable = detector_state(self, &state);
+    if (usable < 0)
+        return NULL;
+    for (; i < end; i++) { /* nothing handle_packet() calls has the list: its size stays */
         PyObject *pkt = PyList_GET_ITEM(packets, i);
         if (pkt == Py_None)
             continue;
+        if (!usable)
+            return Py_BuildValue("(nO)", i, Py_False);
         Py_INCREF(pkt); /* the list is the caller's: hold the packet while it is handled */
-        PyObject *answer = fast_handle(self, pkt);
+        PyObject *answer = handle_packet(self, pkt, &state);
         int stop = answer == NULL ? -1 : answer != Py_None;
         if (stop == 0 && PySet_GET_SIZE(watched)) { /* the evidence recorder wants this pair's packets */
             PyObject *pair = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
@@ -869,11 +988,11 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
         if (stop) {
             PyObject *result = stop < 0 ? NULL : Py_BuildValue("(nO)", i, answer);
             Py_XDECREF(answer);
-            return result;
+            return written_back(self, &state, result);
         }
         Py_DECREF(answer);
     }
-    return Py_BuildValue("(nO)", i, Py_None);
+    return usable ? written_back(self, &state, Py_BuildValue("(nO)", i, Py_None)) : Py_BuildValue("(nO)", i, Py_None);
 }
 
 static PyMethodDef fast_methods[] = {
