@@ -21,13 +21,16 @@
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
  *
- * The timed case is fingerprints.explain's answer for three layouts, where explain would give it: iputils' 64-bit
+ * The timed case is fingerprints.explain's answer for four layouts, where explain would give it: iputils' 64-bit
  * struct timeval (little-endian) then the default fill, byte j = j (iputils ping/ping_common.c setup()), and
- * BSD ping's wall-clock struct tv32 (big-endian) then the same fill from byte 8; 24 bytes or more. No template
- * explain tries first can take such a payload: bytes 16 and 17 (0x10, 0x11) are neither one repeated byte
- * (_untimed), Windows', traceroute's or blackbox_exporter's fill, nor check_icmp's ping_id (10) or pro-bing's
- * UUID variant (0b10......); the other layouts explain tries before _bsd are ruled out in default_ping_time.
- * The third, pro-bing's, is at pro_bing_layout.
+ * BSD ping's wall-clock struct tv32 (big-endian) then the same fill from byte 8; 16 bytes or more (below, explain's
+ * _untimed tries patterns from byte 0 first). No template explain tries first can take such a payload: it is not
+ * one repeated byte (iputils' byte 7 is 0 and byte 16 0x10, and 16 zero bytes are no time within the tolerance;
+ * BSD's bytes 8 and 9 are 8 and 9), nor Windows', traceroute's or blackbox_exporter's text (byte 7 is 0 or bytes 8
+ * to 15 are 8 to 15),
+ * nor check_icmp's ping_id (byte 16 is 10) or pro-bing's UUID variant (0b10......), which need 24 bytes; the other
+ * layouts explain tries before _bsd are ruled out in default_ping_time. The third, pro-bing's, is at
+ * pro_bing_layout; the fourth, BusyBox's, at busybox_layout.
  * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident):
  * the clock must not go back by more than 1 s and must keep its offset to the capture clock within
  * clock_jitter; where it would charge or refuse, or the run is a new one, the Python detector takes the packet.
@@ -601,7 +604,7 @@ static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py
             return 0;
         t = (double)counter / 1e6;      /* _U32_LE / _USEC */
         wraps = 4294967296.0 / 1e6;     /* 2**32 / _USEC */
-    } else if (n < 24 || !default_ping_time(p, n, &t)) {
+    } else if (n < 16 || !default_ping_time(p, n, &t)) {
         return 0;
     }
     double drift = t - ts;

@@ -299,7 +299,15 @@ class Detector(FlowDetector):
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path did not finish: declined (False), processed here; or a request the C tool tracker
-        answered ((flow, answer)), finished here."""
+        answered ((flow, answer)), finished here. The C path declines a packet that moves the clock to a sweep:
+        the sweep is done here, as _process does it first, and the packet offered to the C path again (a ping's
+        next request crosses a sweep every second)."""
+        if answer is False and self.sweep_due(pkt.ts):
+            ts = self.now = pkt.ts
+            self._sweep(self._due, ts - ts % SWEEP_INTERVAL)
+            answer = self._fast.handle(pkt)  # type: ignore[union-attr]
+            if answer is None:
+                return self._handed_out(self._due)
         if answer is False:
             return self._process(pkt)
         return self._after_tool(pkt, *answer)  # type: ignore[misc]

@@ -109,24 +109,32 @@ def state(det: Detector) -> dict[str, object]:
 
 
 class Counting:
-    """A FastPath that counts what it answered."""
+    """A FastPath that counts what it answered: a packet's last answer (one that moves the clock to a sweep is
+    declined, swept by Python, then offered again)."""
 
     def __init__(self, fast: object) -> None:
-        self.fast, self.handled, self.finished, self.declined = fast, 0, 0, 0
+        self.fast = fast
         self.answers: dict[int, str] = {}  # id(packet) -> what the path did with it
 
     def handle(self, pkt: IcmpPacket) -> object:
         answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
-        if answer is None:
-            self.handled += 1
-            self.answers[id(pkt)] = "handled"
-        elif answer is False:
-            self.declined += 1
-            self.answers[id(pkt)] = "declined"
-        else:
-            self.finished += 1
-            self.answers[id(pkt)] = "finished"
+        self.answers[id(pkt)] = "handled" if answer is None else "declined" if answer is False else "finished"
         return answer
+
+    def _count(self, answer: str) -> int:
+        return sum(1 for given in self.answers.values() if given == answer)
+
+    @property
+    def handled(self) -> int:
+        return self._count("handled")
+
+    @property
+    def declined(self) -> int:
+        return self._count("declined")
+
+    @property
+    def finished(self) -> int:
+        return self._count("finished")
 
 
 def run_both(packets: Iterable[IcmpPacket], detection: DetectionConfig | None = None,
@@ -263,6 +271,39 @@ def test_a_timed_pings_requests_take_the_c_path(layout: str, size: int) -> None:
     pro-bing's tracker or BusyBox's fill byte) and the replies."""
     counting = run_both(corpus.with_replies(timed_ping(layout, 12, size)))
     assert counting.handled >= 19, vars(counting)  # 10 requests and 11 replies, less those that cross a second
+
+
+@needs_c
+@pytest.mark.parametrize("layout", ["iputils", "bsd", "busybox"])
+@pytest.mark.parametrize("size", [15, 16, 17, 23])
+def test_a_timed_ping_of_16_bytes_or_more_takes_the_c_path(layout: str, size: int) -> None:
+    """iputils -s 16 sends its struct timeval alone; with 16 to 23 bytes no template explain tries first (check_icmp
+    and pro-bing need 24) takes a timed layout. Below 16, explain's _untimed tries patterns from byte 0 first: the C
+    path leaves those to Python."""
+    requests = [dataclasses.replace(r, payload=r.payload[:size]) for r in timed_ping(layout, 4, max(size, 16))]
+    counting = run_both(corpus.with_replies(requests))
+    taken = [counting.answers[id(r)] for r in requests[2:]]
+    assert taken == ["handled" if size >= 16 else "declined"] * len(taken), counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize("layout", [*sorted(LAYOUTS), "repeated"])
+def test_a_request_that_moves_the_clock_to_a_sweep_is_swept_then_taken_by_the_c_path(layout: str) -> None:
+    """The C path leaves the sweep to Python: Detector._finish sweeps (another pair's idle exfiltration flow ends
+    there, with its notices) and offers the packet again, which the C path then takes; the same notices and state
+    as the reference's, which sweeps first in process()."""
+    make = LAYOUTS.get(layout, lambda sent, size: POOL[1][:size])
+    requests = [corpus.echo(T0 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, make(T0 + 0.2 * i - 0.013, 56))
+                for i in range(16)]
+    exfil = [corpus.echo(T0 - 0.5 + 0.01 * i, HOSTS[0], HOSTS[2], True, 9, i, bytes([i]) * 64 + b"secret" * 40)
+             for i in range(8)]
+    packets = sorted([*corpus.with_replies(requests), *exfil], key=lambda p: p.ts)
+    detection = dataclasses.replace(DetectionConfig(), idle_timeout=1.0)
+    counting = run_both(packets, detection)
+    crossing = [r for r in requests if int(r.ts) > int(r.ts - 0.2)]  # the requests that move the clock to a sweep
+    assert len(crossing) == 3
+    assert all(counting.answers[id(r)] == "handled" for r in crossing[1:]), counting.answers
+    assert all(counting.answers[id(r)] == "handled" for r in requests[2:]), counting.answers
 
 
 @needs_c
