@@ -21,7 +21,7 @@
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
  *
- * The timed case is fingerprints.explain's answer for four layouts, where explain would give it: iputils' 64-bit
+ * The timed case is fingerprints.explain's answer for five layouts, where explain would give it: iputils' 64-bit
  * struct timeval (little-endian) then the default fill, byte j = j (iputils ping/ping_common.c setup()), and
  * BSD ping's wall-clock struct tv32 (big-endian) then the same fill from byte 8; 16 bytes or more (below, explain's
  * _untimed tries patterns from byte 0 first). No template explain tries first can take such a payload: it is not
@@ -30,7 +30,8 @@
  * to 15 are 8 to 15),
  * nor check_icmp's ping_id (byte 16 is 10) or pro-bing's UUID variant (0b10......), which need 24 bytes; the other
  * layouts explain tries before _bsd are ruled out in default_ping_time. The third, pro-bing's, is at
- * pro_bing_layout; the fourth, BusyBox's, at busybox_layout.
+ * pro_bing_layout; the fourth and fifth, BusyBox's and Cisco's (their clocks count from boot and wrap), at
+ * busybox_layout and cisco_layout.
  * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident):
  * the clock must not go back by more than 1 s and must keep its offset to the capture clock within
  * clock_jitter; where it would charge or refuse, or the run is a new one, the Python detector takes the packet.
@@ -572,6 +573,31 @@ static int busybox_layout(const unsigned char *p, Py_ssize_t n, double ts, doubl
     return 1;
 }
 
+/* Cisco IOS ping's payload (fingerprints._cisco: four zeros, a big-endian 32-bit counter of milliseconds, then a
+ * 16-bit pattern repeated), where fingerprints.explain gives that answer and no earlier one; 1 with the counter, else
+ * 0. Taken from 16 bytes (below, explain's _untimed tries patterns from byte 0) with byte 7, the counter's last, not
+ * 0: then no template explain tries first takes it. It is not one repeated byte nor Windows', traceroute's or
+ * blackbox_exporter's text (byte 0 is 0, byte 7 not); check_icmp and iputils need byte 7 to be 0; pro-bing needs
+ * bytes 14 and 16, both the pattern's first, to be 0x4. and 0b10....... */
+static int cisco_layout(const unsigned char *p, Py_ssize_t n, uint32_t *counter)
+{
+    if (n < 16 || (p[0] | p[1] | p[2] | p[3]) != 0 || p[7] == 0)
+        return 0;
+    for (Py_ssize_t j = 10; j < n; j++)
+        if (p[j] != p[j - 2])
+            return 0;
+    *counter = be32(p + 4);
+    return 1;
+}
+
+/* Whether the flow's session (fingerprints.Benign.session, kept by Detector._consistent) is the bytes p[0:len]. */
+static int session_is(PyObject *flow, const unsigned char *p, Py_ssize_t len)
+{
+    PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
+    return PyBytes_CheckExact(session) && PyBytes_GET_SIZE(session) == len
+        && memcmp(PyBytes_AS_STRING(session), p, (size_t)len) == 0;
+}
+
 /* Python's float x % m for m > 0 (floatobject.c float_rem): the remainder with m's sign. */
 static double py_mod(double x, double m)
 {
@@ -581,29 +607,31 @@ static double py_mod(double x, double m)
     return 0.0;
 }
 
-/* The clock of a request whose payload is iputils', BSD ping's, pro-bing's or BusyBox's default one (see the top
- * comment, pro_bing_layout and busybox_layout), where fingerprints.explain would say so and Detector._consistent
- * accept it without a charge: pro-bing's UUID or BusyBox's fill the flow's session; 1 with its embedded time and its
+/* The clock of a request whose payload is iputils', BSD ping's, pro-bing's, BusyBox's or Cisco's default one (see the
+ * top comment, pro_bing_layout, busybox_layout and cisco_layout), where fingerprints.explain would say so and
+ * Detector._consistent accept it without a charge: pro-bing's UUID, BusyBox's fill or Cisco's pattern the session; 1 with its embedded time and its
  * offset to the capture clock, 0 else (the Python detector's to judge), -1 on an error. */
 static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
                       double ts, double *embedded, double *offset)
 {
     double t, wraps = 0.0; /* wraps: Benign.wraps_after (0: a wall clock, checked against the capture clock) */
     uint32_t counter;
-    if (pro_bing_layout(p, n)) { /* the run's tracker UUID (Detector._consistent: a session that changes is no ping's) */
-        PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
-        if (!PyBytes_CheckExact(session) || PyBytes_GET_SIZE(session) != 16
-            || memcmp(PyBytes_AS_STRING(session), p + 8, 16) != 0)
+    /* Each layout's session is the flow's (Detector._consistent: a session that changes within a run is no ping's) */
+    if (pro_bing_layout(p, n)) { /* the run's tracker UUID */
+        if (!session_is(flow, p + 8, 16))
             return 0;
         if (pro_bing_time(p, &t) < 0)
             return -1;
     } else if (busybox_layout(p, n, ts, self->tolerance, &counter)) { /* microseconds since boot, the -p byte */
-        PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
-        if (!PyBytes_CheckExact(session) || PyBytes_GET_SIZE(session) != 1
-            || (unsigned char)PyBytes_AS_STRING(session)[0] != p[4])
+        if (!session_is(flow, p + 4, 1))
             return 0;
-        t = (double)counter / 1e6;      /* _U32_LE / _USEC */
-        wraps = 4294967296.0 / 1e6;     /* 2**32 / _USEC */
+        t = (double)counter / 1e6;  /* _U32_LE / _USEC */
+        wraps = 4294967296.0 / 1e6; /* 2**32 / _USEC */
+    } else if (cisco_layout(p, n, &counter)) { /* milliseconds of uptime, the 16-bit pattern */
+        if (!session_is(flow, p + 8, 2))
+            return 0;
+        t = (double)counter / 1000.0;
+        wraps = 4294967296.0 / 1000.0; /* 2**32 / 1000 */
     } else if (n < 16 || !default_ping_time(p, n, &t)) {
         return 0;
     }

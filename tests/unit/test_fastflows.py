@@ -73,9 +73,16 @@ def busybox(sent: float, size: int = 56, fill: bytes | None = None) -> bytes:
     return (struct.pack("<I", counter) + (fill if fill is not None else bytes(size)))[:size]
 
 
-LAYOUTS = {"iputils": iputils, "bsd": bsd, "pro-bing": pro_bing, "busybox": busybox}
-FILL_START = {"iputils": 16, "bsd": 8, "pro-bing": 24, "busybox": 4}
-WALL_CLOCKS = ("iputils", "bsd", "pro-bing")  # BusyBox's is microseconds since boot, wrapping: no wall clock
+def cisco(sent: float, size: int = 72, fill: bytes | None = None) -> bytes:
+    """Cisco IOS ping's payload (fingerprints._cisco): four zeros, milliseconds (here: of `sent`) as a big-endian
+    uint32, wrapping, then the pattern 0xABCD repeated or `fill`."""
+    counter = round(sent * 1e3) % 2**32
+    return (bytes(4) + struct.pack(">I", counter) + (fill if fill is not None else b"\xab\xcd" * size))[:size]
+
+
+LAYOUTS = {"iputils": iputils, "bsd": bsd, "pro-bing": pro_bing, "busybox": busybox, "cisco": cisco}
+FILL_START = {"iputils": 16, "bsd": 8, "pro-bing": 24, "busybox": 4, "cisco": 8}
+WALL_CLOCKS = ("iputils", "bsd", "pro-bing")  # BusyBox's and Cisco's count from boot and wrap: no wall clock
 
 
 def test_pip_install_builds_it() -> None:
@@ -274,7 +281,7 @@ def test_a_timed_pings_requests_take_the_c_path(layout: str, size: int) -> None:
 
 
 @needs_c
-@pytest.mark.parametrize("layout", ["iputils", "bsd", "busybox"])
+@pytest.mark.parametrize("layout", ["iputils", "bsd", "busybox", "cisco"])
 @pytest.mark.parametrize("size", [15, 16, 17, 23])
 def test_a_timed_ping_of_16_bytes_or_more_takes_the_c_path(layout: str, size: int) -> None:
     """iputils -s 16 sends its struct timeval alone; with 16 to 23 bytes no template explain tries first (check_icmp
@@ -343,13 +350,14 @@ def test_pro_bings_clock_is_its_nanoseconds_divided_as_python_divides_them() -> 
     ("ping -p ab", 0.0, "pattern", 7, 1.0),
     ("one byte of data at the fill's end", 0.0, "data", 7, 1.0),
     ("one byte of data at the fill's start", 0.0, "data-start", 7, 1.0),
-    ("microseconds out of range (pro-bing: a clock before 1970, BusyBox: a counter of 0)", 0.0, "usec", 7, 1.0),
+    ("microseconds out of range (pro-bing: a clock before 1970, BusyBox: a counter of 0, Cisco: its last byte 0)",
+     0.0, "usec", 7, 1.0),
     ("pro-bing's tracker changed within the run (others: a byte of the clock)", 0.0, "tracker", 7, 1.0),
 ])
 def test_a_timed_ping_whose_clock_or_fill_says_more_goes_to_python(
         layout: str, size: int, case: str, sent: float, fill: str | None, ident: int, jitter: float) -> None:
     """After a run the C path follows, one request that is not the layout's default with a clock its run
-    explains (BusyBox's wrapping counter: two of the wall clocks' cases are its next request)."""
+    explains (BusyBox's and Cisco's wrapping counters: two of the wall clocks' cases are their next request)."""
     make = LAYOUTS[layout]
     start = FILL_START[layout]
     requests = timed_ping(layout, 6, size)
@@ -369,6 +377,8 @@ def test_a_timed_ping_whose_clock_or_fill_says_more_goes_to_python(
         payload = struct.pack(">q", -1) + payload[8:]
     elif fill == "usec" and layout == "busybox":  # a counter of 0: Cisco's layout first
         payload = bytes(4) + payload[4:]
+    elif fill == "usec" and layout == "cisco":  # the counter's last byte 0: the iputils layouts are tried first
+        payload = payload[:7] + b"\0" + payload[8:]
     elif fill == "usec":
         usec = struct.pack("<Q", 1_000_000) if layout == "iputils" else struct.pack(">I", 1_000_001)
         payload = payload[: start // 2] + usec + payload[start:]
@@ -377,8 +387,8 @@ def test_a_timed_ping_whose_clock_or_fill_says_more_goes_to_python(
     detection = dataclasses.replace(DetectionConfig(), clock_jitter=jitter)
     baseline = run_both(requests, detection)
     counting = run_both([*requests, corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, ident, 7, payload)], detection)
-    # BusyBox's counter wraps and counts from boot: back 3 s or 400 s away, within clock_jitter, is the reference's
-    # next request too (it charges and refuses nothing), and the C path's
+    # BusyBox's and Cisco's counters wrap and count from boot: back 3 s or 400 s away, within clock_jitter, is the
+    # reference's next request too (it charges and refuses nothing), and the C path's
     taken = layout not in WALL_CLOCKS and ("went back" in case or "400 s" in case)
     assert baseline.handled >= 4 and counting.handled == baseline.handled + taken, case
     assert counting.declined == baseline.declined + (not taken), case
@@ -440,6 +450,43 @@ def test_busybox_counters_wrap_and_their_offset_is_the_references(moved: float, 
     counting = run_both(requests, detection)
     assert counting.answers[id(requests[-1])] == answer, counting.answers
     assert [counting.answers[id(r)] for r in requests[2:-1]] == ["handled"] * 2, counting.answers
+
+
+def cisco_run(counters: list[int], pattern: bytes = b"\xab\xcd", size: int = 72) -> list[IcmpPacket]:
+    """Cisco IOS ping's requests (identifier 7, one every 0.15 s) carrying `counters` and the 16-bit `pattern`."""
+    return [corpus.echo(T0 + 0.15 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1,
+                        (bytes(4) + struct.pack(">I", counter % 2**32) + pattern * size)[:size])
+            for i, counter in enumerate(counters)]
+
+
+@needs_c
+@pytest.mark.parametrize(("case", "last", "pattern", "answer"), [
+    ("the next milliseconds", 5_000_451, b"\xab\xcd", "handled"),
+    ("the counter's last byte 0: iputils' layouts are tried first", 5_000_448 + 256, b"\xab\xcd", "declined"),
+    ("a pattern check_icmp's byte 16 would read (10, 0), the counter's last byte not 0", 5_000_451, b"\x0a\x00",
+     "handled"),
+    ("a pattern of zeros", 5_000_451, b"\0\0", "handled"),
+    ("a pattern pro-bing's bytes 14 and 16 would read (0x4., 0b10......): one byte cannot be both", 5_000_451,
+     b"\x45\x80", "handled"),
+    ("a counter of 0 and a pattern of zeros: one repeated byte (zero-fill)", 0, b"\0\0", "declined"),
+    ("another pattern: a new session within the run", 5_000_451, b"\xab\xce", "declined"),
+    ("the pattern from byte 10 on another one", 5_000_451, b"\xab\xcd", "declined"),
+    ("milliseconds that a multiplication by 0.001 rounds otherwise", next(
+        c for c in range(5_000_452, 5_001_000) if c * 0.001 != c / 1000 and c & 0xFF), b"\xab\xcd", "handled"),
+])
+def test_cisco_requests_take_the_c_path_where_explain_says_cisco_first(case: str, last: int, pattern: bytes,
+                                                                       answer: str) -> None:
+    """fingerprints.explain tries _untimed, check_icmp, pro-bing and iputils before _cisco: the C path takes Cisco's
+    layout only where none of them can; the run's earlier counters are Cisco's 150 ms apart, with the last's
+    pattern (but the new session's case)."""
+    counters = [5_000_001 + 150 * i for i in range(3)]
+    first = pattern if "new session" not in case else b"\xab\xcd"
+    requests = [*cisco_run(counters, first)[:3], cisco_run([*counters, last], pattern)[3]]
+    if "byte 10" in case:  # bytes 8 and 9 the run's pattern, the rest repeating another
+        payload = requests[-1].payload
+        requests[-1] = dataclasses.replace(requests[-1], payload=payload[:10] + (b"\xac\xcd" * 40)[: len(payload) - 10])
+    counting = run_both(requests, dataclasses.replace(DetectionConfig(), clock_jitter=2.0))
+    assert counting.answers[id(requests[-1])] == answer, (case, counting.answers)
 
 
 @needs_c
@@ -504,7 +551,7 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         seqs[key] = seq
         previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
         clock = ts + draw(st.sampled_from([-0.01, -0.01, -0.01, -0.5, -1.6, 2.0, -400.0]))
-        linux = draw(st.sampled_from([iputils, bsd, pro_bing, busybox]))(
+        linux = draw(st.sampled_from([iputils, bsd, pro_bing, busybox, cisco]))(
             clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
         payload = previous if not draw(st.integers(0, 3)) else linux if draw(st.integers(0, 2)) else draw(st.one_of(
             st.sampled_from(POOL), st.binary(max_size=90),
