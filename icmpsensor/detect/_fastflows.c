@@ -8,8 +8,9 @@
  *    sketch it repeats: Detector._on_reply up to its `current == request` return;
  *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
  *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
- *    whose payload is iputils', BSD ping's or pro-bing's default one with a new clock that its run's clock
- *    explains (below; pro-bing's at pro_bing_layout, its tracker UUID the run's session):
+ *    whose payload is iputils', BSD ping's, pro-bing's, BusyBox's or Cisco's default one with a new clock that
+ *    its run's clock explains (below; pro-bing's tracker UUID, BusyBox's fill byte and Cisco's pattern the run's
+ *    session):
  *    Detector._on_request with no novel bytes. With the flow's last payload, the sequence number may also be out
  *    of step where capacity.request_header charges nothing for it (free_seq_step), once the flow has its
  *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump forward
@@ -32,16 +33,18 @@
  * layouts explain tries before _bsd are ruled out in default_ping_time. The third, pro-bing's, is at
  * pro_bing_layout; the fourth and fifth, BusyBox's and Cisco's (their clocks count from boot and wrap), at
  * busybox_layout and cisco_layout.
- * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident):
- * the clock must not go back by more than 1 s and must keep its offset to the capture clock within
- * clock_jitter; where it would charge or refuse, or the run is a new one, the Python detector takes the packet.
+ * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident, its
+ * session the flow's): a wall clock must not go back by more than 1 s, and every clock must keep its offset to the
+ * capture clock within clock_jitter (one that wraps: the move read modulo the wrap); where it would charge or
+ * refuse, or the run is a new one, the Python detector takes the packet.
  *
- * Neither may move the clock past a sweep (Detector._sweep) or meet an allowlisted payload. The detector's
- * state stays where the reference keeps it: the flows and the pending requests in its OrderedDicts (changed
- * through the mapping protocol and their methods, so their order is the reference's), its clock and counters
- * in its own attributes, a flow's fields in its Flow slots (offsets taken by bind()). Payload sketches are
- * novelty.sketch's: the first PREFIX bytes, Python's hash of the rest, the length; a sketch the packet repeats
- * is kept as it is (the reference stores an equal new tuple).
+ * Neither may move the clock past a sweep (Detector._sweep: Detector._finish sweeps and offers the packet again) or
+ * meet an allowlisted payload. The detector's state stays where the reference keeps it: the flows and the pending
+ * requests in its OrderedDicts (changed through the mapping protocol and their methods, so their order is the
+ * reference's), its clock and counters in its own attributes (read once per call and written back before the
+ * call returns: detector_state, detector_done), a flow's fields in its Flow slots (offsets taken by bind()).
+ * Payload sketches are novelty.sketch's: the first PREFIX bytes, Python's hash of the rest, the length; a sketch
+ * the packet repeats is kept as it is (the reference stores an equal new tuple).
  */
 
 #define PY_SSIZE_T_CLEAN
