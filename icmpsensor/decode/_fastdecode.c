@@ -76,15 +76,14 @@ fail:
     return NULL;
 }
 
-
 /* Records share the objects of the values that recur: the addresses of the hosts talking now and the 16-bit
  * fields (identifier, sequence number, length). A fresh object per packet costs its allocation and its free, and
  * a fresh address its hash (siphash) at each dict the detector keys by it, and a byte comparison at each lookup
  * that an identical object skips. Values are immutable: sharing them is invisible but for `is`. Bounded: one
  * int per 16-bit value at most, and a direct-mapped table of addresses (a new address takes its slot's place). */
-#define SHARED_ADDRESSES 4096
+#define SHARED_ADDRESS_BITS 12 /* 4,096 addresses a family */
 static PyObject *u16_ints[65536];
-static PyObject *shared_address[2][SHARED_ADDRESSES];
+static PyObject *shared_address[2][1 << SHARED_ADDRESS_BITS];
 
 static PyObject *u16_int(long value)
 {
@@ -106,7 +105,7 @@ static PyObject *address(const unsigned char *addr, Py_ssize_t len)
         memcpy(other, addr, 12);
         mix ^= other[0] * 0x9E3779B1u ^ other[1] * 0x85EBCA77u ^ other[2] * 0xC2B2AE3Du;
     }
-    PyObject **slot = &shared_address[len == 16][(mix * 0x9E3779B1u) >> 20];
+    PyObject **slot = &shared_address[len == 16][(mix * 0x9E3779B1u) >> (32 - SHARED_ADDRESS_BITS)];
     PyObject *obj = *slot;
     if (obj != NULL && memcmp(PyBytes_AS_STRING(obj), addr, (size_t)len) == 0)
         return Py_NewRef(obj);

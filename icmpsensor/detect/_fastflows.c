@@ -28,10 +28,9 @@
  * _untimed tries patterns from byte 0 first). No template explain tries first can take such a payload: it is not
  * one repeated byte (iputils' byte 7 is 0 and byte 16 0x10, and 16 zero bytes are no time within the tolerance;
  * BSD's bytes 8 and 9 are 8 and 9), nor Windows', traceroute's or blackbox_exporter's text (byte 7 is 0 or bytes 8
- * to 15 are 8 to 15),
- * nor check_icmp's ping_id (byte 16 is 10) or pro-bing's UUID variant (0b10......), which need 24 bytes; the other
- * layouts explain tries before _bsd are ruled out in default_ping_time. The third, pro-bing's, is at
- * pro_bing_layout; the fourth and fifth, BusyBox's and Cisco's (their clocks count from boot and wrap), at
+ * to 15 are 8 to 15), nor check_icmp's ping_id (byte 16 is 10) or pro-bing's UUID variant (0b10......), which need
+ * 24 bytes; the other layouts explain tries before _bsd are ruled out in default_ping_time. The third, pro-bing's,
+ * is at pro_bing_layout; the fourth and fifth, BusyBox's and Cisco's (their clocks count from boot and wrap), at
  * busybox_layout and cisco_layout.
  * Then Detector._consistent, for a request of the run the flow follows (its ident the flow's session_ident, its
  * session the flow's): a wall clock must not go back by more than 1 s, and every clock must keep its offset to the
@@ -612,8 +611,9 @@ static double py_mod(double x, double m)
 
 /* The clock of a request whose payload is iputils', BSD ping's, pro-bing's, BusyBox's or Cisco's default one (see the
  * top comment, pro_bing_layout, busybox_layout and cisco_layout), where fingerprints.explain would say so and
- * Detector._consistent accept it without a charge: pro-bing's UUID, BusyBox's fill or Cisco's pattern the session; 1 with its embedded time and its
- * offset to the capture clock, 0 else (the Python detector's to judge), -1 on an error. */
+ * Detector._consistent accept it without a charge (pro-bing's UUID, BusyBox's fill or Cisco's pattern the flow's
+ * session): 1 with its embedded time and its offset to the capture clock, 0 else (the Python detector's to judge),
+ * -1 on an error. */
 static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py_ssize_t n, long ident,
                       double ts, double *embedded, double *offset)
 {
