@@ -241,6 +241,10 @@ class Daemon:
         self._close_outputs()
         return self.status
 
+    def control(self, worker: Worker) -> None:
+        """Before a batch: a reload signalled while the loop waited applies to the batch the wait returned."""
+        self._reload_if_asked(self.clock())
+
     def round(self, worker: Worker) -> None:
         """After every batch or QUEUE_WAIT: the timers, a capture failure, a stop."""
         self._timers(self.clock())
@@ -408,6 +412,9 @@ class Daemon:
             if now >= self._stats_due:
                 self.write_stats(now, periodic=True)
                 self._stats_due = self._next_stats(now)
+        self._reload_if_asked(now)
+
+    def _reload_if_asked(self, now: float) -> None:
         if self.flags.reload:
             self.flags.reload = False
             self.reload()

@@ -59,6 +59,10 @@ class ShareFeed(Protocol):
 
 
 class Link(Protocol):
+    def control(self, worker: Worker) -> None:
+        """Before a batch is fed: what the main process sent meanwhile (a reload applies to the batch the wait
+        returned, as the packets in it may have been sent after the reload was reported)."""
+
     def round(self, worker: Worker) -> None:
         """After every batch, or every QUEUE_WAIT seconds without one."""
 
@@ -83,6 +87,7 @@ class Worker:
         while not source.ended:
             batch = source.next_batch(QUEUE_WAIT)
             if batch is not None:
+                link.control(self)
                 self.feed(batch)
             link.round(self)
         at = link.input_ended(self)
@@ -116,6 +121,9 @@ class Worker:
 
 class InProcessLink:
     """A replay in the main process: the notices went straight to the outputs; nothing else to do."""
+
+    def control(self, worker: Worker) -> None:
+        pass
 
     def round(self, worker: Worker) -> None:
         pass
@@ -158,6 +166,9 @@ class WorkerChannel:
         if self.source.failure and not self._failure_sent:
             self._failure_sent = True  # the supervisor stops every worker
             self.conn.send(Failed(EXIT_NOINPUT, self.source.failure))
+        self.control(worker)
+
+    def control(self, worker: Worker) -> None:
         while self.conn.poll():
             message = self.conn.recv()
             if isinstance(message, Reload):

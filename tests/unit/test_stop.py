@@ -133,3 +133,82 @@ def test_a_supervisor_round_ends_at_the_message_that_asked_for_a_stop() -> None:
         assert len(handled) == 50  # MESSAGES_PER_ROUND is more
     finally:
         supervisor.reap()
+
+
+class OneBatchSource:
+    """A source that hands one batch, then ends."""
+
+    failure = None
+    live = False
+
+    def __init__(self) -> None:
+        self.ended = False
+
+    def next_batch(self, wait: float) -> object:
+        self.ended = True
+        return SimpleNamespace(decoder=None, buf=b"", meta=b"")
+
+    def close(self) -> list[object]:
+        return []
+
+    def stop(self, at: float | None = None) -> None:
+        pass
+
+    def take_events(self) -> list[str]:
+        return []
+
+
+class ConfigAtFeed:
+    """A pipeline that remembers which configuration each batch was fed under."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg, self.fed_under = cfg, []
+        self.detector = SimpleNamespace(now=0.0)
+
+    def feed_batch(self, decoder: object, buf: bytes, meta: bytes) -> None:
+        self.fed_under.append(self.cfg)
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+
+
+def test_a_reload_sent_before_a_batch_is_read_applies_to_that_batch() -> None:
+    """The main process sends Reload, then says the configuration is reloaded: packets captured after that must be
+    judged by the new one. A worker waiting for packets when the Reload came reads it before it feeds the batch the
+    wait returns (it used to read it in the round after: a batch judged by the old thresholds)."""
+    import multiprocessing
+
+    from icmpsensor.runmode.messages import Reload
+    from icmpsensor.runmode.worker import Worker
+
+    class InputEnded(Exception):
+        pass
+
+    def input_ended(worker: object) -> None:
+        raise InputEnded  # the loop is what is tested: stop there
+
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    import dataclasses
+
+    old, new = Config(), Config()
+    new.detection = dataclasses.replace(new.detection, exfil_bytes_threshold=123)  # the Reload's (sent pickled)
+    theirs.send(Reload(new))
+    pipeline = ConfigAtFeed(old)
+    channel = WorkerChannel(0, ours, ListSink(), OneBatchSource())
+    channel._next_tick = float("inf")
+    channel.input_ended = input_ended  # type: ignore[method-assign]
+    with pytest.raises(InputEnded):
+        Worker(pipeline, channel.source, channel).run()  # type: ignore[arg-type]
+    assert [cfg.detection.exfil_bytes_threshold for cfg in pipeline.fed_under] == [123]
+
+
+def test_one_process_applies_a_reload_signalled_during_the_wait_before_the_batch() -> None:
+    daemon = Daemon(Config(), Overrides())
+    reloads: list[bool] = []
+    daemon.reload = lambda: reloads.append(True)  # type: ignore[method-assign]
+    daemon.control(None)  # type: ignore[arg-type]
+    assert reloads == []
+    daemon._on_hup(signal.SIGHUP, None)
+    daemon.control(None)  # type: ignore[arg-type]
+    assert reloads == [True] and not daemon.flags.reload
