@@ -315,13 +315,10 @@ def parse_hex(text: str) -> bytes:
 def bpf_filter(value: str) -> str | None:
     if not value.strip():
         return "must not be empty (use 'icmp or icmp6' or the default)"
-    import pcapy  # only when a filter is configured: keeps `--check-config` usable without libpcap quirks
+    from icmpsensor.source.bpf import compile_problem  # only when a filter is configured: libpcap loaded then
 
-    try:
-        pcapy.compile(pcapy.DLT_EN10MB, 65535, value, 1, 0)
-    except pcapy.PcapError as exc:
-        return f"filter {clip(value)!r} does not compile: {exc}"
-    return None
+    problem = compile_problem(value)
+    return None if problem is None else f"filter {clip(value)!r} does not compile: {problem}"
 
 
 def interface_name(value: str) -> str | None:
