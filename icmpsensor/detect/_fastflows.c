@@ -280,16 +280,14 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
 }
 
 /* The detector's state, read once per call (handle() or run()): nothing but this file runs while the call goes on,
- * so its tables stay the same objects and its clock, flags and counters can be kept here, and written back once
+ * so its tables stay the same objects and its clock and counters can be kept here, and written back once
  * (detector_done) before the call returns: what Python reads then is what the reference's per-packet writes leave. */
 typedef struct {
     PyObject *flows, *pending, *stats; /* borrowed */
     double now, next_sweep;
     PyObject *now_obj;                 /* the clock's new value (a packet's ts), or NULL: unchanged */
-    int advance;                       /* this packet moves the clock (without reaching a sweep) */
-    int counted;                       /* a packet was counted: last_novel is 0 */
-    int run_free;                      /* a request was taken: _run_free is True */
-    Py_ssize_t counts[N_STATS];        /* added to the stats' counters */
+    Py_ssize_t counts[N_STATS];        /* added to the stats' counters (a packet counted: last_novel is 0; a
+                                        * request: _run_free is True) */
 } Detector;
 
 /* 1 with *out read, 0 when the detector's state is not what this path knows (every packet goes to Python), -1. */
@@ -319,8 +317,7 @@ static int detector_state(FastPath *self, Detector *out)
 /* Whether a packet at `ts` may be taken: it must not move the clock to a sweep (process() sweeps first). */
 static int clock_allows(Detector *state, double ts)
 {
-    state->advance = ts > state->now;
-    return !(state->advance && ts >= state->next_sweep);
+    return !(ts > state->now && ts >= state->next_sweep);
 }
 
 /* What the call kept here written to the detector; 0, or -1 with an exception set (the rest still written). */
@@ -332,9 +329,9 @@ static int detector_done(FastPath *self, Detector *state)
         failed |= PyDict_SetItem(d, str_now, state->now_obj) < 0;
         Py_CLEAR(state->now_obj);
     }
-    if (state->counted)
+    if (state->counts[S_PACKETS])
         failed |= PyDict_SetItem(d, str_last_novel, zero) < 0;
-    if (state->run_free)
+    if (state->counts[S_ECHO_REQUESTS])
         failed |= PyDict_SetItem(d, str_run_free, Py_True) < 0;
     for (int i = 0; i < N_STATS; i++) {
         if (!state->counts[i])
@@ -351,8 +348,7 @@ static int detector_done(FastPath *self, Detector *state)
 static void count_packet(Detector *state, PyObject *ts, int kind_counter)
 {
     state->counts[S_PACKETS]++;
-    state->counted = 1;
-    if (state->advance) {
+    if (PyFloat_AS_DOUBLE(ts) > state->now) {
         state->now = PyFloat_AS_DOUBLE(ts);
         Py_XSETREF(state->now_obj, Py_NewRef(ts));
     }
@@ -853,7 +849,6 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     if (size == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REQUESTS);
-    state->run_free = 1;
     if (touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0)
         goto done;
     set_slot(flow, flow_slot[F_LAST_SEQ], SLOT(pkt, packet_slot[P_SEQ]));
@@ -1026,7 +1021,7 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
         }
         Py_DECREF(answer);
     }
-    return usable ? written_back(self, &state, Py_BuildValue("(nO)", i, Py_None)) : Py_BuildValue("(nO)", i, Py_None);
+    return written_back(self, &state, Py_BuildValue("(nO)", i, Py_None)); /* unusable: a zeroed state writes nothing */
 }
 
 static PyMethodDef fast_methods[] = {

@@ -200,9 +200,7 @@ class FlowDetector:
         self.last_novel = 0
         due: list[Notice] = []
         if pkt.ts > self.now:
-            self.now = pkt.ts
-            if self.now >= self._next_sweep:
-                self._sweep(due, pkt.ts - pkt.ts % SWEEP_INTERVAL)
+            self._clock_to(pkt.ts, due)
         self._packet(pkt, due)
         if len(self._flows) > self._max_flows:
             self._evict_over_cap(due)
@@ -231,11 +229,15 @@ class FlowDetector:
         """Move the clock forward (e.g. wall time while the wire is quiet) and expire idle flows."""
         if now <= self.now:
             return NO_NOTICES
-        self.now = now
         due: list[Notice] = []
+        self._clock_to(now, due)
+        return due or NO_NOTICES
+
+    def _clock_to(self, now: float, due: list[Notice]) -> None:
+        """The clock moved forward to `now` (later than it was): idle flows swept first when it reaches a sweep."""
+        self.now = now
         if now >= self._next_sweep:
             self._sweep(due, now - now % SWEEP_INTERVAL)
-        return due or NO_NOTICES
 
     def flush(self) -> list[Notice]:
         """End of input: evaluate and forget every flow."""

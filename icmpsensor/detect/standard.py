@@ -23,7 +23,6 @@ from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
 from icmpsensor.detect.flows import (
     EVICTION_SCAN,
     NO_NOTICES,
-    SWEEP_INTERVAL,
     DetectorStats,
     Flow,
     FlowDetector,
@@ -303,8 +302,7 @@ class Detector(FlowDetector):
         the sweep is done here, as _process does it first, and the packet offered to the C path again (a ping's
         next request crosses a sweep every second)."""
         if answer is False and self.sweep_due(pkt.ts):
-            ts = self.now = pkt.ts
-            self._sweep(self._due, ts - ts % SWEEP_INTERVAL)
+            self._clock_to(pkt.ts, self._due)
             answer = self._fast.handle(pkt)  # type: ignore[union-attr]
             if answer is None:
                 return self._handed_out(self._due)
@@ -320,9 +318,7 @@ class Detector(FlowDetector):
         ts = pkt.ts
         due = self._due
         if ts > self.now:
-            self.now = ts
-            if ts >= self._next_sweep:
-                self._sweep(due, ts - ts % SWEEP_INTERVAL)
+            self._clock_to(ts, due)
         kind = (_KIND_V6 if pkt.ipv6 else _KIND_V4)[pkt.icmp_type]
         if pkt.icmp_code and not (kind == _REPLY and self._matched and (
                 pkt.dst, pkt.src, pkt.ident, echo_key(pkt)) in self._pending):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 from icmpsensor.config.schema import Config
 from icmpsensor.decode.decoder import in_frame_order
@@ -91,14 +92,22 @@ class Pipeline:
         if self.evidence is not None:
             self._detect_observed(packets, None)
             return
+        for _, _, notices in self._stops(packets, NOTHING_WATCHED):
+            if notices:
+                self.emit(notices)
+
+    def _stops(self, packets: Sequence[IcmpPacket | None],
+               watched: AbstractSet[tuple[bytes, bytes]]) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
+        """The packets the detector stops at, (index, packet, notices), and only those: it goes past the packets
+        that leave the caller nothing to do (Detector.process_many: no notices, no novel bytes, a pair not in
+        `watched`)."""
         packets = packets if isinstance(packets, list) else list(packets)
         process_many, index, end = self.detector.process_many, 0, len(packets)
         while True:
-            index, notices = process_many(packets, index, NOTHING_WATCHED)
+            index, notices = process_many(packets, index, watched)
             if index == end:
                 return
-            if notices:
-                self.emit(notices)
+            yield index, packets[index], notices  # type: ignore[misc]
             index += 1
 
     def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None,
@@ -115,21 +124,12 @@ class Pipeline:
         if due:
             ordered = in_frame_order(packets, due)
             packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
-        elif not isinstance(packets, list):
-            packets = list(packets)
-        # the detector goes past the packets that leave nothing to do here (Detector.process_many)
-        process_many, index, end = detector.process_many, 0, len(packets)
-        while True:
-            index, notices = process_many(packets, index, watched)  # type: ignore[arg-type]
-            if index == end:
-                break
-            pkt = packets[index]
+        for index, pkt, notices in self._stops(packets, watched):
             novel = detector.last_novel
-            if novel or (watched and (pkt.src, pkt.dst) in watched):  # type: ignore[union-attr]
-                observe(pkt, novel, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+            if novel or (watched and (pkt.src, pkt.dst) in watched):
+                observe(pkt, novel, batch, index if frames is None else frames[index])
             if notices:
                 self.emit(notices)
-            index += 1
         evidence.flush()
 
     def advance(self, now: float) -> None:
