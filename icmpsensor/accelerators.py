@@ -1,6 +1,7 @@
 """The C accelerators, each None when it is not built (a source tree that was not installed) or when they are
 turned off with ICMPSENSOR_PURE_PYTHON=1 (benchmarks and tests then run the Python reference paths): the decoder's
-`icmpsensor.decode._fastdecode` (`extension`) and the tool tracker's `icmpsensor.detect._fasttools`
+`icmpsensor.decode._fastdecode` (`extension`), fragment reassembly's `icmpsensor.decode._fastfragments`
+(`fragments_extension`), and the tool tracker's `icmpsensor.detect._fasttools`
 (`tools_extension`) and the standard detector's path for echo messages that change no decision,
 `icmpsensor.detect._fastflows` (`flows_extension`). `pip install` builds them (pyproject.toml)."""
 
@@ -21,5 +22,6 @@ def _load(name: str) -> ModuleType | None:
 
 
 extension = _load("icmpsensor.decode._fastdecode")
+fragments_extension = _load("icmpsensor.decode._fastfragments")
 tools_extension = _load("icmpsensor.detect._fasttools")
 flows_extension = _load("icmpsensor.detect._fastflows")

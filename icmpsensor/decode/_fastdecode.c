@@ -27,6 +27,9 @@
 /* What frame() and the layers under it return beside 1 (a record), 0 (left to Python) and -1 (an error): a frame
  * the Python decoder skips, by the index of its reason in decode/fast.py C_SKIPPED, plus SKIPPED. */
 enum { SKIPPED = 2, SKIP_NOT_IP = SKIPPED + 0, SKIP_NOT_ICMP = SKIPPED + 1, N_SKIPS = 2 };
+/* frame()'s answer for a fragment the reassembler is handed from here (*fragment: its IP header): IPv4 behind a
+ * 20-byte header, IPv6 with the fragment header right behind the fixed one. */
+enum { FRAGMENT4 = 16, FRAGMENT6 = 17 };
 
 enum link_kind { LINK_ETHERNET = 0, LINK_SLL = 1, LINK_SLL2 = 2, LINK_RAW = 3, LINK_RAW4 = 4, LINK_RAW6 = 5 };
 
@@ -210,10 +213,22 @@ static PyObject *options_bytes(const unsigned char *out, Py_ssize_t n)
 
 /* The IPv4 packet at f[0:len]: 1 and *out set if it is on the fast path, 0 if not, -1 on error. */
 static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
-               Py_ssize_t *counts, PyObject **out)
+               Py_ssize_t *counts, PyObject **out, const unsigned char **fragment)
 {
     if (len >= 20 && f[0] >> 4 == 4 && (f[0] & 15) >= 5 && f[9] != 1)
         return SKIP_NOT_ICMP;  /* decode/ip.py _ip4: a header dpkt reads, then the protocol, before anything else */
+    if (fragment != NULL && len >= 20 && f[0] == 0x45 && f[9] == 1 && (be16(f + 6) & 0x3FFF)) {
+        /* decode/fast.py _ip4's fragment behind a 20-byte header, then decode/ip.py _fragment4's checks; a bad
+         * checksum or fragment is left to Python, which counts it */
+        Py_ssize_t total = be16(f + 2);
+        if (total < 20 || total > len || (verify && word_sum(f, 20) % 0xFFFF))
+            return 0;
+        int more = (be16(f + 6) & 0x2000) != 0;
+        if (total == 20 || (more && (total - 20) & 7))
+            return 0;
+        *fragment = f;
+        return FRAGMENT4;
+    }
     if (len < 28 || f[0] >> 4 != 4 || f[9] != 1 || (be16(f + 6) & 0x3FFF))
         return 0;
     Py_ssize_t header = (Py_ssize_t)(f[0] & 15) * 4;
@@ -254,7 +269,7 @@ static int ip6_message(const unsigned char *f, Py_ssize_t end, Py_ssize_t pos, c
 /* The IPv6 packet at f[0:len], as ip4(): no extension header, or hop-by-hop (first) and destination options
  * headers (decode/ip.py _walk6 walks the same; any other header is left to it). */
 static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
-               Py_ssize_t *counts, PyObject **out)
+               Py_ssize_t *counts, PyObject **out, const unsigned char **fragment)
 {
     if (len >= 40 && f[0] >> 4 == 6) {
         unsigned first = f[6];  /* decode/ip.py V6_WALKED: anything else is skipped, before anything else */
@@ -268,6 +283,19 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
         return 0;
     if (f[6] == 58)
         return ip6_message(f, end, 40, NULL, 0, ts, wire_len, verify, counts, out);
+    if (f[6] == 44 && fragment != NULL) {
+        /* decode/fast.py _ip6's fragment header behind the fixed one (not an atomic fragment), then decode/ip.py
+         * _fragment6's checks: a next header it does not walk, an empty or unaligned fragment are left to it */
+        unsigned offset_more = be16(f + 42), inner = f[40];
+        Py_ssize_t size = end - 48;
+        if (size < 0 || !(offset_more & 0xFFF9) || !(inner == 0 || inner == 43 || inner == 44 || inner == 51
+                                                    || inner == 58 || inner == 60))
+            return 0;
+        if (size == 0 || ((offset_more & 1) && (size & 7)))
+            return 0;
+        *fragment = f;
+        return FRAGMENT6;
+    }
     if (f[6] != 0 && f[6] != 60)
         return 0;  /* routing, authentication, fragment: the Python decoder's */
     /* the options of the headers walked, gathered as they are walked: they hold at most end - 40 bytes */
@@ -299,7 +327,8 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
 
 /* Network layer by ethertype at f[pos:len], after any VLAN tags. */
 static int by_ethertype(const unsigned char *f, Py_ssize_t len, unsigned ethertype, Py_ssize_t pos, double ts,
-                        Py_ssize_t wire_len, int verify, Py_ssize_t *counts, PyObject **out)
+                        Py_ssize_t wire_len, int verify, Py_ssize_t *counts, PyObject **out,
+                        const unsigned char **fragment)
 {
     while (is_vlan_tpid(ethertype)) {
         if (len < pos + 4)
@@ -308,50 +337,179 @@ static int by_ethertype(const unsigned char *f, Py_ssize_t len, unsigned etherty
         pos += 4;
     }
     if (ethertype == 0x0800)
-        return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out);
+        return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment);
     if (ethertype == 0x86DD)
-        return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out);
+        return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment);
     return SKIP_NOT_IP;  /* decode/link.py ethertype_layer: NOT_IP */
 }
 
 static int frame(int link, const unsigned char *f, Py_ssize_t len, double ts, int verify, Py_ssize_t *counts,
-                 PyObject **out)
+                 PyObject **out, const unsigned char **fragment)
 {
     switch (link) {
     case LINK_ETHERNET:
-        return len < 14 ? 0 : by_ethertype(f, len, be16(f + 12), 14, ts, len, verify, counts, out);
+        return len < 14 ? 0 : by_ethertype(f, len, be16(f + 12), 14, ts, len, verify, counts, out, fragment);
     case LINK_SLL:
-        return len < 16 ? 0 : by_ethertype(f, len, be16(f + 14), 16, ts, len, verify, counts, out);
+        return len < 16 ? 0 : by_ethertype(f, len, be16(f + 14), 16, ts, len, verify, counts, out, fragment);
     case LINK_SLL2:
-        return len < 20 ? 0 : by_ethertype(f, len, be16(f), 20, ts, len, verify, counts, out);
+        return len < 20 ? 0 : by_ethertype(f, len, be16(f), 20, ts, len, verify, counts, out, fragment);
     case LINK_RAW:
         if (len < 1)
             return 0;
         if (f[0] >> 4 == 4)
-            return ip4(f, len, ts, len, verify, counts, out);
-        return f[0] >> 4 == 6 ? ip6(f, len, ts, len, verify, counts, out) : 0;
+            return ip4(f, len, ts, len, verify, counts, out, fragment);
+        return f[0] >> 4 == 6 ? ip6(f, len, ts, len, verify, counts, out, fragment) : 0;
     case LINK_RAW4:
-        return ip4(f, len, ts, len, verify, counts, out);
+        return ip4(f, len, ts, len, verify, counts, out, fragment);
     case LINK_RAW6:
-        return ip6(f, len, ts, len, verify, counts, out);
+        return ip6(f, len, ts, len, verify, counts, out, fragment);
     }
     return 0;
 }
 
+static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* The fragments decode_batch hands the reassembler (its `fragments` argument). */
+typedef struct {
+    PyObject *add;          /* the reassembler's bound add */
+    PyObject *reassembler;
+    PyObject *frame_type;   /* source/batch.py CapturedFrame when it keeps frames, else NULL */
+    PyObject *assembled;    /* list: (index, ts, src, dst, datagram or None, partials or None) */
+    Py_ssize_t handed;      /* fragment frames handed to it */
+} Fragments;
+
+/* A frame as captured (CapturedFrame(sec, usec, bytes)), the named tuple built as its __new__ builds it. */
+static PyObject *captured_frame(PyTypeObject *type, uint32_t sec, uint32_t usec, const unsigned char *f,
+                                Py_ssize_t cap)
+{
+    PyObject *items[3] = {PyLong_FromUnsignedLong(sec), PyLong_FromUnsignedLong(usec),
+                          PyBytes_FromStringAndSize((const char *)f, cap)};
+    PyObject *frame = items[0] && items[1] && items[2] ? type->tp_alloc(type, 3) : NULL;
+    for (int i = 0; i < 3; i++) {
+        if (frame != NULL)
+            PyTuple_SET_ITEM(frame, i, items[i]);
+        else
+            Py_XDECREF(items[i]);
+    }
+    return frame;
+}
+
+/* decode/ip.py _fragment4 and _fragment6 for the fragment (FRAGMENT4 or FRAGMENT6, `kind`) whose IP header is at
+ * ip, in the frame f[0:cap]: the reassembler's add, then its partials taken. 0 when it gave nothing; 1 when a
+ * datagram completed or partials were handed on (an item appended to fragments->assembled, which the Python
+ * decoder decodes); -1 on error. */
+static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip, double ts, const unsigned char *f,
+                         Py_ssize_t cap, const uint32_t *record, Py_ssize_t index)
+{
+    static PyObject *has_partials = NULL, *take_partials = NULL;
+    if (has_partials == NULL && (has_partials = PyUnicode_InternFromString("has_partials")) == NULL)
+        return -1;
+    if (take_partials == NULL && (take_partials = PyUnicode_InternFromString("take_partials")) == NULL)
+        return -1;
+    int v6 = kind == FRAGMENT6;
+    PyObject *src = address(ip + (v6 ? 8 : 12), v6 ? 16 : 4), *dst = address(ip + (v6 ? 24 : 16), v6 ? 16 : 4);
+    PyObject *proto, *key = NULL, *data;
+    long offset;
+    int more;
+    if (v6) { /* decode/fragments.py key_v6: (source, destination, identification) */
+        unsigned offset_more = be16(ip + 42);
+        offset = (long)(offset_more >> 3) * 8;
+        more = offset_more & 1;
+        proto = u16_int(ip[40]);
+        PyObject *ident = PyLong_FromUnsignedLong(be32(ip + 44));
+        if (src && dst && ident)
+            key = PyTuple_Pack(3, src, dst, ident);
+        Py_XDECREF(ident);
+        data = PyBytes_FromStringAndSize((const char *)ip + 48, (Py_ssize_t)be16(ip + 4) - 8);
+    }
+    else { /* key_v4: (source, destination, protocol, identification) */
+        unsigned flags = be16(ip + 6);
+        offset = (long)(flags & 0x1FFF) * 8;
+        more = (flags & 0x2000) != 0;
+        proto = u16_int(1);
+        PyObject *ident = u16_int(be16(ip + 4));
+        if (src && dst && ident && proto)
+            key = PyTuple_Pack(4, src, dst, proto, ident);
+        Py_XDECREF(ident);
+        data = PyBytes_FromStringAndSize((const char *)ip + 20, (Py_ssize_t)be16(ip + 2) - 20);
+    }
+    PyObject *args[8] = {
+        key,
+        PyFloat_FromDouble(ts),
+        PyLong_FromLong(offset),
+        Py_NewRef(more ? Py_True : Py_False),
+        data,
+        proto,
+        PyLong_FromSsize_t(cap), /* the wire length: the captured one (as _batch_frame gives it) */
+        fragments->frame_type ? captured_frame((PyTypeObject *)fragments->frame_type, record[0], record[1], f, cap)
+                              : Py_NewRef(Py_None),
+    };
+    PyObject *datagram = NULL, *partials = NULL;
+    int rc = -1, made = 1;
+    for (int i = 0; i < 8; i++)
+        made &= args[i] != NULL;
+    if (made && src && dst)
+        datagram = PyObject_Vectorcall(fragments->add, args, 8, NULL);
+    if (datagram != NULL) {
+        PyObject *has = PyObject_GetAttr(fragments->reassembler, has_partials);
+        int any = has ? PyObject_IsTrue(has) : -1;
+        Py_XDECREF(has);
+        if (any > 0 && (partials = PyObject_CallMethodNoArgs(fragments->reassembler, take_partials)) == NULL)
+            any = -1;
+        if (any == 0 && datagram == Py_None)
+            rc = 0;
+        else if (any >= 0) {
+            PyObject *item = Py_BuildValue("(nOOOOO)", index, args[1], src, dst, datagram,
+                                           partials ? partials : Py_None);
+            rc = item != NULL && PyList_Append(fragments->assembled, item) == 0 ? 1 : -1;
+            Py_XDECREF(item);
+        }
+    }
+    Py_XDECREF(datagram);
+    Py_XDECREF(partials);
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    for (int i = 0; i < 8; i++)
+        Py_XDECREF(args[i]);
+    return rc;
+}
+
 PyDoc_STRVAR(decode_batch_doc,
-"decode_batch(buf, meta, link, verify_checksums, type_counts, skip_counts) -> (packets, rest)\n\n"
+"decode_batch(buf, meta, link, verify_checksums, type_counts, skip_counts[, fragments])\n"
+"    -> (packets, rest) or, with fragments, (packets, rest, assembled, handed)\n\n"
 "Decode the fast-path frames of a libpcap batch (meta: 16-byte records of seconds, microseconds,\n"
 "offset in buf, captured length, native byte order). packets has one item per frame in order: an\n"
 "IcmpPacket, or None where the frame is skipped or left to the Python decoder; rest lists the\n"
 "indexes of those left (empty when there are none). type_counts (512 ints) counts the messages\n"
-"decoded, skip_counts (2 ints) the frames skipped as not IP and as not ICMP.");
+"decoded, skip_counts (2 ints) the frames skipped as not IP and as not ICMP.\n\n"
+"fragments (None, or (reassembler, CapturedFrame or None)): the fragments decode/fast.py reads without dpkt\n"
+"(IPv4 behind a 20-byte header, IPv6 with the fragment header behind the fixed one) that decode/ip.py\n"
+"_fragment4 and _fragment6 hand the reassembler are handed to it from here (reassembler.add; with CapturedFrame\n"
+"their frames as captured), in frame order, until the first frame left to Python (after it, every fragment is\n"
+"left too, so that the reassembler sees them all in frame order); handed counts them. assembled lists, for each\n"
+"one that completed a datagram or made the reassembler hand on partials, (index, ts, src, dst, datagram or\n"
+"None, partials or None) for the Python decoder to decode; its packets item is None until it does.");
 
 static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch takes 6 arguments");
+    if (nargs != 6 && nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch takes 6 or 7 arguments");
         return NULL;
+    }
+    Fragments fragments = {NULL, NULL, NULL, NULL, 0};
+    Fragments *to_reassemble = NULL;
+    if (nargs == 7 && args[6] != Py_None) {
+        PyObject *frame_type = NULL;
+        if (!PyArg_ParseTuple(args[6], "OO:decode_batch fragments", &fragments.reassembler, &frame_type))
+            return NULL;
+        if (frame_type != Py_None && !(PyType_Check(frame_type) && PyType_IsSubtype((PyTypeObject *)frame_type,
+                                                                                    &PyTuple_Type))) {
+            PyErr_SetString(PyExc_TypeError, "decode_batch: fragments' frame type must be a named tuple or None");
+            return NULL;
+        }
+        fragments.frame_type = frame_type == Py_None ? NULL : frame_type;
+        to_reassemble = &fragments;
     }
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "decode_batch: bind() the record type first");
@@ -379,6 +537,11 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
     PyObject *rest = PyList_New(0);
     if (packets == NULL || rest == NULL)
         goto fail;
+    if (to_reassemble != NULL) {
+        if ((fragments.add = PyObject_GetAttrString(fragments.reassembler, "add")) == NULL
+            || (fragments.assembled = PyList_New(0)) == NULL)
+            goto fail;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t record[4];
         memcpy(record, meta + 16 * i, sizeof record);
@@ -388,7 +551,18 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
         if (off + cap <= (uint64_t)buf_len) {
             /* as Python computes it: sec + usec * 1e-6 (no fused multiply-add: see setup.py) */
             double ts = (double)record[0] + (double)record[1] * 1e-6;
-            taken = frame((int)link, buf + off, (Py_ssize_t)cap, ts, verify, batch_counts, &pkt);
+            const unsigned char *fragment = NULL;
+            /* a fragment after a frame left to Python is left too: the reassembler sees them in frame order */
+            int reassemble = to_reassemble != NULL && PyList_GET_SIZE(rest) == 0;
+            taken = frame((int)link, buf + off, (Py_ssize_t)cap, ts, verify, batch_counts, &pkt,
+                          reassemble ? &fragment : NULL);
+            if (taken == FRAGMENT4 || taken == FRAGMENT6) {
+                fragments.handed++;
+                if (hand_fragment(&fragments, taken, fragment, ts, buf + off, (Py_ssize_t)cap, record, i) < 0)
+                    goto fail;
+                pkt = Py_NewRef(Py_None);
+                taken = 1;
+            }
             if (taken < 0)
                 goto fail;
         }
@@ -408,13 +582,19 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
     }
     if (add_counts(counts, batch_counts, 512) < 0 || add_counts(skip_counts, batch_skips, N_SKIPS) < 0)
         goto fail;
-    PyObject *result = PyTuple_Pack(2, packets, rest);
+    PyObject *result = to_reassemble == NULL ? PyTuple_Pack(2, packets, rest)
+                                             : Py_BuildValue("(OOOn)", packets, rest, fragments.assembled,
+                                                             fragments.handed);
     Py_DECREF(packets);
     Py_DECREF(rest);
+    Py_XDECREF(fragments.add);
+    Py_XDECREF(fragments.assembled);
     return result;
 fail:
     Py_XDECREF(packets);  /* a list from PyList_New holds NULLs where nothing was set: that is allowed */
     Py_XDECREF(rest);
+    Py_XDECREF(fragments.add);
+    Py_XDECREF(fragments.assembled);
     return NULL;
 }
 
@@ -423,7 +603,6 @@ fail:
 #define SHARE_TAGS 2
 #define GOLDEN 2654435761u
 
-static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 
 static uint32_t fold_words(const unsigned char *p) { return be32(p) ^ be32(p + 4) ^ be32(p + 8) ^ be32(p + 12); }
 

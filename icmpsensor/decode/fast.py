@@ -16,6 +16,7 @@ from typing import Any
 
 from icmpsensor import accelerators
 from icmpsensor.decode.decoder import DpktDecoder
+from icmpsensor.decode.fragments import new_reassembler
 from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.linktypes import (
     DLT_RAW,
@@ -33,6 +34,7 @@ from icmpsensor.decode.linktypes import (
 )
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
+from icmpsensor.source.batch import CapturedFrame
 
 _fastdecode = accelerators.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
@@ -57,7 +59,9 @@ class Decoder(DpktDecoder):
     position."""
 
     def __init__(self, linktype: int, stats: DecodeStats, *, accelerated: bool = True, **options: Any) -> None:
-        """`options`: those of DpktDecoder (verify_checksums, reassembler)."""
+        """`options`: those of DpktDecoder (verify_checksums, reassembler: by default the C one when `accelerated`)."""
+        if options.get("reassembler") is None:
+            options["reassembler"] = new_reassembler(stats=stats.fragments, accelerated=accelerated)
         super().__init__(linktype, stats, **options)
         self._c_link = _C_LINKS.get(linktype) if accelerated else None
 
@@ -84,15 +88,25 @@ class Decoder(DpktDecoder):
         stats = self.stats
         self.due = []
         skipped = [0] * len(C_SKIPPED)
-        packets, rest = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums, stats.type_counts, skipped)
+        reassembler = self.reassembler
+        fragments = (reassembler, CapturedFrame if reassembler.keep_frames else None)
+        packets, rest, assembled, handed = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums,
+                                                                    stats.type_counts, skipped, fragments)
         stats.frames += len(packets)
         for reason, count in zip(C_SKIPPED, skipped, strict=True):
             if count:
                 stats.skipped[reason] += count
+        for index, ts, src, dst, datagram, partials in assembled:  # all before the first of rest
+            self._index = index
+            if partials:
+                self._hand_on(partials)
+            if datagram is not None:
+                packets[index] = self._reassembled6(ts, datagram, src, dst, dst) if len(src) == 16 else \
+                    self._reassembled4(ts, datagram, src, dst)
         frame = self._batch_frame
         for index in rest:
             packets[index] = frame(buf, meta, index)
-        return packets, not rest and not any(skipped)
+        return packets, not rest and not any(skipped) and not handed
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""

@@ -57,7 +57,9 @@ from bisect import bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
+
+from icmpsensor import accelerators
 
 if TYPE_CHECKING:
     from icmpsensor.source.batch import CapturedFrame
@@ -323,6 +325,19 @@ class Reassembler:
         self.stats["partial"] += 1
         self._partials.append(Datagram(proto, bytes(held), wire_len, tuple(frames) if self.keep_frames else None,
                                        True, key, self._now, pending.first_ts))
+
+
+_fastfragments = accelerators.fragments_extension
+if _fastfragments is not None:
+    _fastfragments.bind(Datagram, DATAGRAM_OVERHEAD, PIECE_OVERHEAD, FRAME_OVERHEAD)
+
+
+def new_reassembler(*args: Any, accelerated: bool = True, **kwargs: Any) -> Reassembler:
+    """A `Reassembler` (same arguments): the C one, icmpsensor.decode._fastfragments, when it is built and
+    `accelerated`; it restates this class method by method (tests/unit/test_fragments.py holds them equal)."""
+    if accelerated and _fastfragments is not None:
+        return cast(Reassembler, _fastfragments.Reassembler(*args, **kwargs))
+    return Reassembler(*args, **kwargs)
 
 
 def _cost(pending: _Pending) -> int:

@@ -118,10 +118,11 @@ class IpLayer(IcmpLayer):
     _index: int  # the index in its batch of the frame being decoded
     due: list[tuple[int, IcmpPacket]]  # the messages of abandoned datagrams, with the index they became due at
 
-    def _hand_on(self) -> None:
-        """Decode the partial datagrams the reassembler's last call abandoned (decode/fragments.py) into `due`,
-        as a completed datagram's message is decoded: each counts like a frame (decode/stats.py)."""
-        for datagram in self.reassembler.take_partials():
+    def _hand_on(self, partials: list[Datagram] | None = None) -> None:
+        """Decode the partial datagrams the reassembler's last call abandoned (decode/fragments.py; `partials`:
+        those it was taken of already) into `due`, as a completed datagram's message is decoded: each counts like
+        a frame (decode/stats.py)."""
+        for datagram in self.reassembler.take_partials() if partials is None else partials:
             src, dst = datagram.key[0], datagram.key[1]
             payload = datagram.payload
             if len(datagram.key) == 3:  # key_v6; the checksum's pseudo-header names the header's destination
@@ -154,6 +155,10 @@ class IpLayer(IcmpLayer):
             self._hand_on()
         if datagram is None:
             return None
+        return self._reassembled4(ts, datagram, src, dst)
+
+    def _reassembled4(self, ts: float, datagram: Datagram, src: bytes, dst: bytes) -> IcmpPacket | None:
+        """The ICMP message of a completed IPv4 datagram, carrying its fragments' frames."""
         payload = datagram.payload
         return _with_frames(self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len), datagram)
 
@@ -182,6 +187,11 @@ class IpLayer(IcmpLayer):
             self._hand_on()
         if datagram is None:
             return None
+        return self._reassembled6(ts, datagram, src, dst, final_dst)
+
+    def _reassembled6(self, ts: float, datagram: Datagram, src: bytes, dst: bytes,
+                      final_dst: bytes) -> IcmpPacket | None:
+        """The ICMPv6 message of a completed IPv6 datagram (its fragmentable part), carrying its fragments' frames."""
         payload = datagram.payload
         return _with_frames(self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
                                         datagram.wire_len, False), datagram)

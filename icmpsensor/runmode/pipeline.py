@@ -14,7 +14,7 @@ from collections.abc import Set as AbstractSet
 from icmpsensor.config.schema import Config
 from icmpsensor.decode.decoder import in_frame_order
 from icmpsensor.decode.fast import Decoder
-from icmpsensor.decode.fragments import Reassembler
+from icmpsensor.decode.fragments import new_reassembler
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect.profile import make_detector
@@ -51,7 +51,7 @@ class Pipeline:
         self.on_write_error = on_write_error or print_error
         self.decode_stats = DecodeStats()
         evidence = cfg.output.evidence
-        self.reassembler = Reassembler(
+        self.reassembler = new_reassembler(
             max_datagrams=cfg.decode.max_fragmented_datagrams,
             timeout=cfg.decode.fragment_timeout,
             stats=self.decode_stats.fragments,

@@ -6,6 +6,7 @@ import os
 import random
 import tracemalloc
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import dpkt
@@ -14,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.config.schema import Config
+from icmpsensor.decode import fast as fast_decoder
+from icmpsensor.decode import fragments
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.fragments import DATAGRAM_OVERHEAD, PIECE_OVERHEAD, Datagram, Reassembler, key_v4
@@ -24,6 +27,14 @@ from testkit import craft
 from testkit.craft import addr
 from testkit.decoding import A4, A6, B4, B6, Run, batch_of
 from tests.hypothesis_counts import examples, whole_suite
+
+ReassemblerType = Callable[..., Reassembler]
+C_REASSEMBLER = fragments._fastfragments.Reassembler if fragments._fastfragments is not None else None
+# Every test of the reassembler runs on the reference (Python) and on the C one (decode/_fastfragments.c).
+both = pytest.mark.parametrize("reassembler_type", [
+    pytest.param(Reassembler, id="python"),
+    pytest.param(C_REASSEMBLER, id="c", marks=pytest.mark.skipif(C_REASSEMBLER is None, reason="C not built")),
+])
 
 KEY = key_v4(addr(A4), addr(B4), 1, 7)
 DATA = bytes(range(256)) * 4  # 1024 bytes
@@ -40,23 +51,25 @@ def feed(reassembler: Reassembler, frags: list[tuple[int, bool, bytes]], key: ob
     return [r for r in results if r is not None]
 
 
+@both
 @pytest.mark.parametrize("order", ["in order", "reversed", "shuffled"])
-def test_reassembles_in_any_order(order: str) -> None:
+def test_reassembles_in_any_order(reassembler_type: ReassemblerType, order: str) -> None:
     frags = pieces(DATA, 128)
     if order == "reversed":
         frags.reverse()
     elif order == "shuffled":
         random.Random(5).shuffle(frags)
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     done = feed(reassembler, frags)
     assert done == [Datagram(1, DATA, 800)]
     assert stats == {"fragments": 8, "reassembled": 1}
     assert len(reassembler) == 0 and reassembler.pending_bytes == 0
 
 
-def test_interleaved_datagrams_are_kept_apart() -> None:
-    reassembler = Reassembler()
+@both
+def test_interleaved_datagrams_are_kept_apart(reassembler_type: ReassemblerType) -> None:
+    reassembler = reassembler_type()
     other = key_v4(addr(A4), addr(B4), 1, 8)
     a, b = pieces(DATA, 256), pieces(DATA[::-1], 256)
     results = []
@@ -66,9 +79,10 @@ def test_interleaved_datagrams_are_kept_apart() -> None:
     assert [r.payload for r in results if r] == [DATA, DATA[::-1]]
 
 
-def test_duplicates_and_identical_overlaps_are_tolerated() -> None:
+@both
+def test_duplicates_and_identical_overlaps_are_tolerated(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     frags = pieces(DATA, 128)
     overlapping = (64, True, DATA[64:320])  # covers parts of three fragments, same bytes
     done = feed(reassembler, [frags[0], frags[0], overlapping, *frags[1:]])
@@ -76,9 +90,10 @@ def test_duplicates_and_identical_overlaps_are_tolerated() -> None:
     assert stats["duplicate"] == 1 + 1 + 2  # the repeat, the overlap, then fragments 1 and 2
 
 
-def test_conflicting_overlap_discards_the_datagram_and_absorbs_the_rest() -> None:
+@both
+def test_conflicting_overlap_discards_the_datagram_and_absorbs_the_rest(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     frags = pieces(DATA, 128)
     forged = (64, True, b"X" * 128)
     assert feed(reassembler, [frags[0], forged, *frags[1:]]) == []
@@ -90,16 +105,18 @@ def test_conflicting_overlap_discards_the_datagram_and_absorbs_the_rest() -> Non
     assert stats["timeout"] == 0  # a discarded datagram is counted once
 
 
-def test_contained_conflicting_fragment_is_an_overlap() -> None:
+@both
+def test_contained_conflicting_fragment_is_an_overlap(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     assert feed(reassembler, [(0, True, DATA[:512]), (128, True, b"Y" * 64), (512, False, DATA[512:])]) == []
     assert stats["overlap"] == 1
 
 
-def test_inconsistent_total_length() -> None:
+@both
+def test_inconsistent_total_length(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     beyond_the_end = [(512, False, DATA[512:]), (0, True, DATA + bytes(8))]
     end_too_soon = [(0, True, DATA[:512]), (128, False, DATA[128:256])]
     two_ends = [(512, False, DATA[512:]), (600, False, DATA[600:900])]
@@ -108,9 +125,10 @@ def test_inconsistent_total_length() -> None:
     assert stats["inconsistent"] == 3
 
 
-def test_timeout_in_packet_time() -> None:
+@both
+def test_timeout_in_packet_time(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(timeout=30.0, stats=stats)
+    reassembler = reassembler_type(timeout=30.0, stats=stats)
     first, *rest = pieces(DATA, 256)
     reassembler.add(KEY, 100.0, *first, 1)
     assert reassembler.add(key_v4(addr(A4), addr(B4), 1, 99), 129.0, 0, True, b"z" * 8, 1) is None
@@ -121,9 +139,10 @@ def test_timeout_in_packet_time() -> None:
     assert stats["timeout"] == 3 and len(reassembler) == 0 and reassembler.pending_bytes == 0
 
 
-def test_eviction_at_the_cap_drops_the_oldest() -> None:
+@both
+def test_eviction_at_the_cap_drops_the_oldest(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(max_datagrams=3, stats=stats)
+    reassembler = reassembler_type(max_datagrams=3, stats=stats)
     for ident in range(5):
         reassembler.add(ident, float(ident), 0, True, b"a" * 8, 1)
     assert len(reassembler) == 3 and stats["evicted"] == 2
@@ -131,42 +150,47 @@ def test_eviction_at_the_cap_drops_the_oldest() -> None:
     assert reassembler.add(4, 5.0, 8, False, b"b", 1) == Datagram(1, b"a" * 8 + b"b", 0)
 
 
-def test_byte_cap_evicts_the_oldest() -> None:
+@both
+def test_byte_cap_evicts_the_oldest(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
     one = DATAGRAM_OVERHEAD + PIECE_OVERHEAD + 600  # a datagram holding one 600-byte piece
-    reassembler = Reassembler(max_bytes=2 * one - 1, stats=stats)
+    reassembler = reassembler_type(max_bytes=2 * one - 1, stats=stats)
     reassembler.add(1, 0.0, 0, True, bytes(600), 1)
     assert reassembler.pending_bytes == one
     reassembler.add(2, 0.0, 0, True, bytes(600), 1)
     assert stats["evicted"] == 1 and len(reassembler) == 1 and reassembler.pending_bytes == one
 
 
-def test_too_large() -> None:
+@both
+def test_too_large(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(max_datagram_size=2000, stats=stats)
+    reassembler = reassembler_type(max_datagram_size=2000, stats=stats)
     assert feed(reassembler, [(0, True, DATA), (1024, True, DATA), (2048, False, DATA[:8])]) == []
     assert stats["too_large"] == 1
     # The classic ping of death: offset 65528 plus data runs past 65535.
-    assert Reassembler(stats=stats).add(1, 0, 65528, False, bytes(16), 1) is None
+    assert reassembler_type(stats=stats).add(1, 0, 65528, False, bytes(16), 1) is None
     assert stats["too_large"] == 2
 
 
-def test_too_many_fragments() -> None:
+@both
+def test_too_many_fragments(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(max_fragments=16, stats=stats)
+    reassembler = reassembler_type(max_fragments=16, stats=stats)
     holes = [(o, True, DATA[o : o + 8]) for o in range(0, 512, 16)]  # 32 separate pieces
     assert feed(reassembler, holes) == []
     assert stats["too_many_fragments"] == 1 and reassembler.pending_bytes == DATAGRAM_OVERHEAD
     assert feed(reassembler, pieces(DATA, 128)) == []  # the rest is absorbed
 
 
+@both
 @pytest.mark.parametrize("keep_frames", [False, True])
-def test_memory_held_is_accounted_with_its_overhead_so_tiny_fragments_stay_within_the_cap(keep_frames: bool) -> None:
+def test_memory_held_is_accounted_with_its_overhead_so_tiny_fragments_stay_within_the_cap(
+        reassembler_type: ReassemblerType, keep_frames: bool) -> None:
     """20,000 datagrams of 250 eight-byte pieces once took 505 MB at max_fragmented_datagrams 1000000: 8 bytes of
     data cost about 90 in memory. Accounted with the overhead, the memory traced stays under the byte cap; also
     when every fragment's frame is kept for evidence. (The fast loop: a quarter of the cap, and of the datagrams.)"""
     cap, datagrams = (4 << 20, 2500) if whole_suite() else (1 << 20, 700)
-    reassembler = Reassembler(max_datagrams=1_000_000, max_bytes=cap, keep_frames=keep_frames)
+    reassembler = reassembler_type(max_datagrams=1_000_000, max_bytes=cap, keep_frames=keep_frames)
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -183,21 +207,24 @@ def test_memory_held_is_accounted_with_its_overhead_so_tiny_fragments_stay_withi
     assert reassembler.stats["evicted"] > 0  # the cap was reached
 
 
-def test_limits_must_be_positive() -> None:
+@both
+def test_limits_must_be_positive(reassembler_type: ReassemblerType) -> None:
     with pytest.raises(ValueError):
-        Reassembler(max_datagrams=0)
+        reassembler_type(max_datagrams=0)
 
 
+@both
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(min_size=1, max_size=600), size=st.sampled_from([8, 16, 64, 256]),
        seed=st.integers(0, 2**32), copies=st.integers(0, 4))
-def test_any_order_with_duplicates_gives_the_original(data: bytes, size: int, seed: int, copies: int) -> None:
+def test_any_order_with_duplicates_gives_the_original(reassembler_type: ReassemblerType,
+        data: bytes, size: int, seed: int, copies: int) -> None:
     rng = random.Random(seed)
     frags = pieces(data, size)
     last = frags.pop(rng.randrange(len(frags)))
     frags += [rng.choice(frags) for _ in range(copies)] if frags else []
     rng.shuffle(frags)
-    reassembler = Reassembler()
+    reassembler = reassembler_type()
     assert feed(reassembler, frags) == []
     done = reassembler.add(KEY, 0.0, *last, 1)
     assert done is not None and done.payload == data
@@ -228,9 +255,11 @@ def test_fragmented_echo_decodes_to_the_whole_payload(version: int, order: str) 
     assert run.stats.fragments == {"fragments": len(frames), "reassembled": 1}
 
 
+@both
 @pytest.mark.parametrize("accelerated", [True, False])
 @pytest.mark.parametrize("version", [4, 6])
-def test_a_reassembled_message_carries_its_fragment_frames_as_captured(version: int, accelerated: bool) -> None:
+def test_a_reassembled_message_carries_its_fragment_frames_as_captured(reassembler_type: ReassemblerType,
+        version: int, accelerated: bool) -> None:
     """With keep_frames (evidence on) the message a datagram completes carries every fragment's frame, in the
     order the frames came, with their batch timestamps; whole messages carry none (their frame is their place
     in the batch: decode_frames)."""
@@ -243,7 +272,7 @@ def test_a_reassembled_message_carries_its_fragment_frames_as_captured(version: 
     buf, meta, timed = batch_of([(100.0 + i * 0.25, f) for i, f in enumerate(frames)])
     stats = DecodeStats()
     decoder = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated,
-                      reassembler=Reassembler(stats=stats.fragments, keep_frames=True))
+                      reassembler=reassembler_type(stats=stats.fragments, keep_frames=True))
     packets = decoder.decode_frames(buf, meta)
     assert [p is None for p in packets] == [True] * (len(frames) - 2) + [False, False]
     reassembled, single = packets[-2], packets[-1]
@@ -253,9 +282,10 @@ def test_a_reassembled_message_carries_its_fragment_frames_as_captured(version: 
     assert batch_frame(buf, meta, len(frames) - 1).data == whole
 
 
-def test_frames_kept_per_datagram_are_bounded_and_counted() -> None:
+@both
+def test_frames_kept_per_datagram_are_bounded_and_counted(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats, keep_frames=True, max_fragments=4)
+    reassembler = reassembler_type(stats=stats, keep_frames=True, max_fragments=4)
     frame = CapturedFrame(1, 2, b"f" * 50)
     for _ in range(10):  # the first piece resent: one piece held, ten frames offered
         assert reassembler.add(KEY, 0.0, 0, True, DATA[:64], 1, 50, frame) is None
@@ -302,10 +332,11 @@ def test_fragment_with_a_bad_checksum_after_reassembly() -> None:
     assert Run(1, [craft.ether(f) for f in frags], verify_checksums=False).only.payload == BIG[:1000]
 
 
-def test_reassembler_limits_apply_through_the_decoder() -> None:
+@both
+def test_reassembler_limits_apply_through_the_decoder(reassembler_type: ReassemblerType) -> None:
     frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 1, BIG[:1000]), 256)
     stats = DecodeStats()
-    decoder = Decoder(1, stats, reassembler=Reassembler(timeout=5.0, stats=stats.fragments))
+    decoder = Decoder(1, stats, reassembler=reassembler_type(timeout=5.0, stats=stats.fragments))
     assert [decoder.decode(t * 3.0, craft.ether(f)) for t, f in enumerate(frags)] == [None] * len(frags)
     assert stats.fragments["timeout"] == 1 and stats.unaccounted() == 0
 
@@ -342,10 +373,11 @@ def test_fragment_storms_keep_the_decoders_in_agreement(frames: list[bytes], ver
 # -- abandoned datagrams: what they held reaches the detector -------------------------------------------------
 
 
-def test_a_conflicting_overlap_hands_on_both_versions_from_offset_0() -> None:
+@both
+def test_a_conflicting_overlap_hands_on_both_versions_from_offset_0(reassembler_type: ReassemblerType) -> None:
     """A receiver reading the fragments may keep the first copy or the last: both reach the detector."""
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     frags = pieces(DATA, 128)
     forged = (64, True, b"X" * 128)
     assert feed(reassembler, [frags[0], forged], ts=5.0) == []
@@ -359,26 +391,31 @@ def test_a_conflicting_overlap_hands_on_both_versions_from_offset_0() -> None:
     assert reassembler.pending_bytes == DATAGRAM_OVERHEAD
 
 
-def test_partials_not_taken_are_replaced_by_the_next_call() -> None:
+@both
+def test_partials_not_taken_are_replaced_by_the_next_call(reassembler_type: ReassemblerType) -> None:
     """The reassembler holds the partials of its last call only (add, expire, flush): its memory stays bounded
     whoever uses it; the decoder takes them after each call."""
-    reassembler = Reassembler(max_datagrams=1)
+    reassembler = reassembler_type(max_datagrams=1)
     for key in range(5):
         reassembler.add(key, float(key), 0, True, b"a" * 8, 1)
     assert [p.key for p in reassembler.take_partials()] == [3]
 
 
-def test_an_overlap_whose_rewrite_starts_at_offset_0_hands_on_what_it_covers() -> None:
+@both
+def test_an_overlap_whose_rewrite_starts_at_offset_0_hands_on_what_it_covers(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(stats=stats)
+    reassembler = reassembler_type(stats=stats)
     feed(reassembler, [(128, True, DATA[128:256]), (0, True, b"Y" * 256)])
     assert [p.payload for p in reassembler.take_partials()] == [b"Y" * 256]  # the held copy has no offset 0
     assert stats["partial"] == 1
 
 
-def test_an_unfinished_datagram_hands_on_its_bytes_from_offset_0_up_to_the_first_hole() -> None:
+@both
+def test_an_unfinished_datagram_hands_on_its_bytes_from_offset_0_up_to_the_first_hole(
+        reassembler_type: ReassemblerType
+) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(timeout=30.0, stats=stats)
+    reassembler = reassembler_type(timeout=30.0, stats=stats)
     frags = pieces(DATA, 128)
     feed(reassembler, [frags[3], frags[0], frags[1]], ts=100.0)  # a hole at 256
     feed(reassembler, [frags[2]], key="no offset 0", ts=101.0)
@@ -390,9 +427,10 @@ def test_an_unfinished_datagram_hands_on_its_bytes_from_offset_0_up_to_the_first
     assert len(reassembler) == 0 and reassembler.pending_bytes == 0
 
 
-def test_evicted_and_unfinished_datagrams_hand_on_their_bytes() -> None:
+@both
+def test_evicted_and_unfinished_datagrams_hand_on_their_bytes(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(max_datagrams=1, stats=stats)
+    reassembler = reassembler_type(max_datagrams=1, stats=stats)
     reassembler.add(1, 0.0, 0, True, b"a" * 8, 1)
     reassembler.add(2, 1.0, 0, True, b"b" * 8, 1)
     assert [(p.key, p.payload, p.ts) for p in reassembler.take_partials()] == [(1, b"a" * 8, 1.0)]
@@ -402,9 +440,10 @@ def test_evicted_and_unfinished_datagrams_hand_on_their_bytes() -> None:
     assert len(reassembler) == 0 and reassembler.pending_bytes == 0
 
 
-def test_datagrams_discarded_for_their_shape_hand_on_what_they_held() -> None:
+@both
+def test_datagrams_discarded_for_their_shape_hand_on_what_they_held(reassembler_type: ReassemblerType) -> None:
     stats: Counter[str] = Counter()
-    reassembler = Reassembler(max_datagram_size=2000, max_fragments=16, stats=stats)
+    reassembler = reassembler_type(max_datagram_size=2000, max_fragments=16, stats=stats)
     got = {}
     for key, frags in [("too large", [(0, True, DATA), (1024, True, DATA)]),
                        ("too many", [(o, True, DATA[o : o + 8]) for o in range(0, 17 * 16, 16)]),  # the 17th kills
@@ -416,12 +455,90 @@ def test_datagrams_discarded_for_their_shape_hand_on_what_they_held() -> None:
     assert stats["partial"] == 3
 
 
-def test_a_completed_datagram_is_no_partial() -> None:
-    reassembler = Reassembler()
+@both
+def test_a_completed_datagram_is_no_partial(reassembler_type: ReassemblerType) -> None:
+    reassembler = reassembler_type()
     done = feed(reassembler, pieces(DATA, 128))
     assert done == [Datagram(1, DATA, 800)] and not done[0].partial
     reassembler.flush()
     assert reassembler.take_partials() == []
+
+
+# -- the C reassembler against the reference --------------------------------------------------------------------
+
+
+@st.composite
+def reassembly_runs(draw: st.DrawFn) -> tuple[dict[str, object], list[tuple]]:
+    """Limits small enough to be reached, then calls: fragments of a few datagrams (true slices, resent, cut
+    anywhere, rewritten), times that jump and go back, expire, flush, clear and take_partials between them."""
+    limits = {
+        "max_datagrams": draw(st.integers(1, 5)),
+        "timeout": draw(st.sampled_from([0.5, 2.0, 30.0])),
+        "max_datagram_size": draw(st.sampled_from([48, 200, 65535])),
+        "max_bytes": draw(st.sampled_from([DATAGRAM_OVERHEAD, 1500, 4000, 1 << 20])),
+        "max_fragments": draw(st.integers(1, 8)),
+        "keep_frames": draw(st.booleans()),
+    }
+    truths = {key: random.Random(draw(st.integers(0, 2**16))).randbytes(draw(st.sampled_from([1, 16, 40, 100, 250])))
+              for key in range(draw(st.integers(1, 4)))}
+    calls: list[tuple] = []
+    ts = 100.0
+    for _ in range(draw(st.integers(1, 60))):
+        ts += draw(st.sampled_from([0.0, 0.0, 0.1, 1.0, 3.0, -0.5]))
+        what = draw(st.sampled_from(["add"] * 8 + ["expire", "flush", "clear", "take"]))
+        if what != "add":
+            calls.append((what, ts))
+            continue
+        key = draw(st.sampled_from(sorted(truths)))
+        truth = truths[key]
+        offset = 8 * draw(st.integers(0, (len(truth) + 7) // 8))
+        length = 8 * draw(st.sampled_from([0, 1, 2, 4, 8, 32])) + draw(st.sampled_from([0, 0, 3]))
+        end = min(len(truth), offset + length)
+        data = truth[offset:end]
+        if draw(st.integers(0, 5)) == 0:
+            data = draw(st.binary(min_size=0, max_size=40))  # a forged or rewritten fragment
+        more = end < len(truth) if draw(st.integers(0, 6)) else draw(st.booleans())
+        frame = CapturedFrame(int(ts), 0, b"f" * draw(st.integers(0, 60))) if draw(st.booleans()) else None
+        calls.append(("add", key, ts, offset, more, data, draw(st.sampled_from([1, 58])),
+                      draw(st.integers(0, 90)), frame))
+    return limits, calls
+
+
+@pytest.mark.skipif(C_REASSEMBLER is None, reason="C not built")
+@settings(max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(run=reassembly_runs())
+def test_the_c_reassembler_answers_as_the_reference(run: tuple[dict[str, object], list[tuple]]) -> None:
+    """Every call's answer, the partials handed on, every counter, the bytes accounted and the datagrams held."""
+    limits, calls = run
+    reference, fast = Reassembler(**limits), C_REASSEMBLER(**limits)  # type: ignore[misc]
+    for call in calls:
+        what, rest = call[0], call[1:]
+        if what == "add":
+            got = [r.add(*rest) for r in (reference, fast)]
+        elif what == "expire":
+            got = [r.expire(rest[0]) for r in (reference, fast)]
+        elif what == "take":
+            got = [r.take_partials() for r in (reference, fast)]
+        else:
+            got = [getattr(r, what)() for r in (reference, fast)]
+        assert got[0] == got[1], call
+        assert reference.has_partials == fast.has_partials, call
+        assert reference.stats == fast.stats, call
+        assert (len(reference), reference.pending_bytes) == (len(fast), fast.pending_bytes), call
+    reference.flush()
+    fast.flush()
+    assert reference.take_partials() == fast.take_partials()
+    assert reference.stats == fast.stats and fast.pending_bytes == 0
+
+
+@pytest.mark.skipif(C_REASSEMBLER is None, reason="C not built")
+def test_the_c_reassembler_takes_only_bytes_and_offsets_that_are_not_negative() -> None:
+    fast = C_REASSEMBLER()  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        fast.add(KEY, 0.0, 0, True, bytearray(8), 1)
+    with pytest.raises(ValueError):
+        fast.add(KEY, 0.0, -8, True, bytes(8), 1)
+    assert fast.add(KEY, 0.0, 0, False, bytes(8), 1, wire_len=50) == Datagram(1, bytes(8), 50)
 
 
 def first_fragments(version: int, seqs: list[int], payload: bytes) -> list[bytes]:
@@ -434,9 +551,10 @@ def first_fragments(version: int, seqs: list[int], payload: bytes) -> list[bytes
 DECODERS = [(Decoder, {}), (Decoder, {"accelerated": False}), (DpktDecoder, {})]
 
 
+@both
 @pytest.mark.parametrize("version", [4, 6])
 @pytest.mark.parametrize(("cls", "extra"), DECODERS)
-def test_fragments_that_never_complete_reach_the_detector_in_time_order(
+def test_fragments_that_never_complete_reach_the_detector_in_time_order(reassembler_type: ReassemblerType,
         version: int, cls: type[DpktDecoder], extra: dict[str, bool]) -> None:
     """R7: first fragments only. Each datagram's message, cut at its first hole, is handed on when it times
     out (before the packet of the frame that made it due) or at the end of the input (flush)."""
@@ -447,7 +565,7 @@ def test_fragments_that_never_complete_reach_the_detector_in_time_order(
     for frames_wanted in (False, True):
         stats = DecodeStats()
         decoder = cls(craft.LINKTYPE_ETHERNET, stats, **extra,
-                      reassembler=Reassembler(timeout=15.0, stats=stats.fragments, keep_frames=frames_wanted))
+                      reassembler=reassembler_type(timeout=15.0, stats=stats.fragments, keep_frames=frames_wanted))
         if frames_wanted:
             packets = decoder.decode_frames(buf, meta)
             assert [p is None for p in packets] == [True, True, False, True]
@@ -553,3 +671,116 @@ def test_the_production_decoder_reads_a_plain_ipv6_fragment_header_without_dpkt(
     packets = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated).decode_batch(buf, meta)
     assert [(p.seq, p.payload) for p in packets] == [(1, DATA)]
     assert stats.fragments["reassembled"] == 1 and stats.unaccounted() == 0
+
+
+# -- fragments handed to the reassembler from the C decoder (decode/_fastdecode.c hand_fragment) -----------------
+
+
+def decode_both_ways(frames: list[tuple[float, bytes]], reassembler_type: ReassemblerType,
+                     **limits: object) -> tuple[list, list]:
+    """decode_frames and due of the C batch path and of the Python one, each with its own reassembler made by
+    reassembler_type(**limits), and their counters: (C's, Python's)."""
+    buf, meta, _ = batch_of(frames)
+    results = []
+    for accelerated in (True, False):
+        stats = DecodeStats()
+        decoder = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated,
+                          reassembler=reassembler_type(stats=stats.fragments, **limits))
+        packets = decoder.decode_frames(buf, meta)
+        results.append((packets, decoder.due, stats))
+    return results[0], results[1]
+
+
+@pytest.mark.skipif(fast_decoder._fastdecode is None, reason="C not built")
+@pytest.mark.parametrize("version", [4, 6])
+def test_the_c_decoder_hands_plain_fragments_to_the_reassembler_itself(version: int) -> None:
+    """Fragments behind a plain header never reach the Python decoder: the C batch path hands them to the
+    reassembler and returns only what completes or is handed on, with the frame index it came at."""
+    if version == 4:
+        frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 42, 9, BIG[:1000], ip_id=77), 256)
+    else:
+        frags = craft.fragment6(craft.icmp6(A6, B6, 128, 0, 42, 9, BIG[:1000]), 256, frag_id=77)
+    buf, meta, _ = batch_of([(100.0 + i, craft.ether(f)) for i, f in enumerate(frags)])
+    reassembler = fragments.new_reassembler(keep_frames=True)
+    packets, rest, assembled, handed = fast_decoder._fastdecode.decode_batch(
+        buf, meta, fast_decoder._fastdecode.LINK_ETHERNET, True, [0] * 512, [0, 0], (reassembler, CapturedFrame))
+    assert rest == [] and handed == len(frags) and packets == [None] * len(frags)
+    [(index, ts, src, dst, datagram, partials)] = assembled
+    assert (index, ts, partials) == (len(frags) - 1, 100.0 + len(frags) - 1, None)
+    assert (src, dst) == ((addr(A4), addr(B4)) if version == 4 else (addr(A6), addr(B6)))
+    assert len(datagram.frames) == len(frags) and datagram.frames[0].data == craft.ether(frags[0])
+
+
+@both
+@pytest.mark.parametrize("keep_frames", [False, True])
+def test_a_fragment_after_a_frame_left_to_python_is_left_too(reassembler_type: ReassemblerType,
+                                                             keep_frames: bool) -> None:
+    """The reassembler must see fragments in frame order. A fragment the C path leaves (IPv4 options: dpkt's)
+    followed by one it could take: with room for one datagram, the first must be evicted by the second (its
+    partial handed on at the second's frame), not the other way round."""
+    with_options = craft.fragment4(craft.ipv4(A4, B4, 1, craft.icmp4_message(8, 0, 1, 1, BIG[:600]), ip_id=1,
+                                              options=b"\x94\x04\0\0"), 256)
+    plain = craft.fragment4(craft.icmp4(B4, A4, 8, 0, 2, 2, BIG[:600], ip_id=2), 256)
+    frames = [(100.0, craft.ether(with_options[0])), (101.0, craft.ether(plain[0])),
+              (102.0, craft.ether(plain[1])), (103.0, craft.ether(plain[2]))]
+    fast, reference = decode_both_ways(frames, reassembler_type, max_datagrams=1, keep_frames=keep_frames)
+    assert fast[0] == reference[0] and fast[1] == reference[1] and fast[2] == reference[2]
+    assert [(i, p.ident) for i, p in fast[1]] == [(1, 1)]  # the options datagram, evicted by the plain one
+    assert fast[0][3] is not None and fast[0][3].ident == 2
+
+
+@both
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=fragment_storms(), keep_frames=st.booleans(), max_datagrams=st.sampled_from([1, 2, 4096]),
+       timeout=st.sampled_from([0.5, 30.0]))
+def test_the_c_decoders_fragments_decode_as_the_python_decoders(
+        reassembler_type: ReassemblerType, frames: list[bytes], keep_frames: bool, max_datagrams: int,
+        timeout: float) -> None:
+    """Fragment storms (forged, cut, corrupted, interleaved with the v4 and v6 datagrams of others) in one batch:
+    the C path's packets, abandoned datagrams' messages with their frame indexes, and counters are the Python
+    path's, with either reassembler."""
+    timed = [(1000.0 + i * 0.25, f) for i, f in enumerate(frames)]
+    fast, reference = decode_both_ways(timed, reassembler_type, max_datagrams=max_datagrams, timeout=timeout,
+                                       keep_frames=keep_frames)
+    assert fast[0] == reference[0]
+    assert fast[1] == reference[1]
+    assert fast[2] == reference[2]
+
+
+def _v6_fragment(data: bytes, offset: int, more: bool, inner: int = 58, ident: int = 5) -> bytes:
+    header = bytearray(craft.icmp6(A6, B6, 128, 0, 1, 1, b"")[:40])
+    header[6] = 44
+    header[4:6] = (8 + len(data)).to_bytes(2, "big")
+    return bytes(header) + bytes([inner, 0]) + (offset | more).to_bytes(2, "big") + ident.to_bytes(4, "big") + data
+
+
+def _v4_fragment(data: bytes, offset: int, more: bool, *, bad_checksum: bool = False) -> bytes:
+    return craft.ipv4(A4, B4, 1, data, ip_id=5, flags_offset=(0x2000 if more else 0) | offset // 8,
+                      bad_checksum=bad_checksum)
+
+
+MALFORMED_FRAGMENTS = {  # each before a good first fragment of the same datagram, which the C path takes
+    "v4 empty": _v4_fragment(b"", 8, True),
+    "v4 unaligned with more": _v4_fragment(b"x" * 12, 8, True),
+    "v4 bad header checksum": _v4_fragment(b"x" * 16, 8, True, bad_checksum=True),
+    "v6 empty": _v6_fragment(b"", 8, True),
+    "v6 unaligned with more": _v6_fragment(b"x" * 12, 8, True),
+    "v6 next header not walked": _v6_fragment(b"x" * 16, 8, True, inner=17),
+    "v6 atomic": _v6_fragment(b"x" * 16, 0, False),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED_FRAGMENTS)
+def test_fragments_python_counts_as_bad_are_left_to_it(name: str) -> None:
+    """What decode/ip.py counts (bad_fragment, bad_ip_checksum, not_icmp) or reads as not fragmented the C path
+    leaves to it; the good fragments around it give the same packets and counters both ways."""
+    v6 = name.startswith("v6")
+    good = _v6_fragment(craft.icmp6_message(A6, B6, 128, 0, 1, 1, b"y" * 24), 0, True) if v6 else \
+        _v4_fragment(craft.icmp4_message(8, 0, 1, 1, b"y" * 24), 0, True)
+    last = _v6_fragment(b"z" * 8, 32, False) if v6 else _v4_fragment(b"z" * 8, 32, False)
+    frames = [(100.0 + i, craft.ether(f)) for i, f in enumerate([good, MALFORMED_FRAGMENTS[name], last])]
+    for reassembler_type in (Reassembler, fragments.new_reassembler):
+        fast, reference = decode_both_ways(frames, reassembler_type)
+        assert fast == reference, name
+    counted = reference[2]
+    assert counted.errors or counted.skipped or counted.fragments["fragments"] == 2 or name == "v6 atomic", name
