@@ -6,11 +6,13 @@
  * destination options headers before the message (their options as decode/ip.py sender_options
  * gives them: a sender that adds an option must not make every packet the slow path's), behind
  * Ethernet (with any VLAN tags), Linux cooked (SLL, SLL2) or raw IP, and builds the records the
- * Python decoder builds. Every other frame - anything malformed, truncated, fragmented, with a
- * routing, authentication or fragment header, a bad checksum, not IP - is left to the Python decoder:
- * decode_batch returns its position, and decode/fast.py decodes it there. So this file never decides
- * that a frame is bad; it only recognises good ones, and the frames that the Python decoder would
- * skip as not IP or not ICMP (a replayed SPAN capture's other traffic), counted as it counts them.
+ * Python decoder builds. The fragments decode/fast.py reads without dpkt (IPv4 behind a 20-byte header,
+ * IPv6 with the fragment header behind the fixed one) it hands to the reassembler itself, in frame order
+ * (hand_fragment; docs/design.md "Fragments in C"). Every other frame - anything malformed, truncated,
+ * other fragments, with a routing, authentication or fragment header, a bad checksum, not IP - is left to
+ * the Python decoder: decode_batch returns its position, and decode/fast.py decodes it there. So this file
+ * never decides that a frame is bad; it only recognises good ones, and the frames that the Python decoder
+ * would skip as not IP or not ICMP (a replayed SPAN capture's other traffic), counted as it counts them.
  *
  * Every read is checked against the frame's captured length and the batch buffer first.
  */

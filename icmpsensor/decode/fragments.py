@@ -1,5 +1,8 @@
 """IPv4 and IPv6 fragment reassembly, bounded in datagrams, bytes and time.
 
+`Reassembler` is the reference; decode/_fastfragments.c restates it in C (`new_reassembler` gives that one
+when it is built; docs/design.md "Fragments in C").
+
 The caller (the decoder) parses the IP and fragment headers and hands each
 fragment's payload to `Reassembler.add` under a key built with `key_v4` or
 `key_v6`; `add` returns a `Datagram` once every byte of the original IP payload
