@@ -978,18 +978,21 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
 }
 
 PyDoc_STRVAR(run_doc,
-             "run(packets, start, watched) -> (index, answer)\n\n"
+             "run(packets, start, watched[, observed]) -> (index, answer)\n\n"
              "handle() for packets[start:] (a list; None items skipped) while it returns None for a packet of a\n"
              "pair not in `watched` (a set of (src, dst)): (index, answer) for the first packet it answered\n"
-             "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).");
+             "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).\n"
+             "With `observed` (a list), a packet of a watched pair handle() returned None for is not stopped at:\n"
+             "its index is appended to it.");
 
 static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyAnySet_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "run(packets: list, start: int, watched: set)");
+    if ((nargs != 3 && nargs != 4) || !PyList_CheckExact(args[0]) || !PyAnySet_Check(args[2])
+        || (nargs == 4 && args[3] != Py_None && !PyList_CheckExact(args[3]))) {
+        PyErr_SetString(PyExc_TypeError, "run(packets: list, start: int, watched: set[, observed: list])");
         return NULL;
     }
-    PyObject *packets = args[0], *watched = args[2];
+    PyObject *packets = args[0], *watched = args[2], *observed = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred())
         return NULL;
@@ -1012,6 +1015,11 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
             PyObject *pair = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
             stop = pair == NULL ? -1 : PySet_Contains(watched, pair);
             Py_XDECREF(pair);
+            if (stop > 0 && observed != NULL) { /* listed for the recorder instead */
+                PyObject *index = PyLong_FromSsize_t(i);
+                stop = index == NULL || PyList_Append(observed, index) < 0 ? -1 : 0;
+                Py_XDECREF(index);
+            }
         }
         Py_DECREF(pkt);
         if (stop) {

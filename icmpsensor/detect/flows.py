@@ -206,12 +206,14 @@ class FlowDetector:
             self._evict_over_cap(due)
         return due or NO_NOTICES
 
-    def process_many(self, packets: list[IcmpPacket | None], start: int,
-                     watched: AbstractSet[tuple[bytes, bytes]]) -> tuple[int, Sequence[Notice] | None]:
+    def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
+                     observed: list[int] | None = None) -> tuple[int, Sequence[Notice] | None]:
         """process() for the next packet of packets[start:] (None items skipped): (its index, its notices), or
         (len(packets), None) when there is none. A detector that can take several packets at once returns the
         first one whose caller has more to do than nothing: notices, novel bytes (last_novel), or a pair in
-        `watched`; it has processed the packets before it, with none of those."""
+        `watched`; it has processed the packets before it, with none of those. Given `observed`, it may go past
+        the packets of a pair in `watched` that have nothing else, appending their indexes to it (this one
+        takes a packet at a time: it appends none)."""
         n = len(packets)
         start = max(start, 0)
         while start < n and packets[start] is None:

@@ -284,14 +284,15 @@ class Detector(FlowDetector):
             return NO_NOTICES
         return self._finish(pkt, answer)
 
-    def process_many(self, packets: list[IcmpPacket | None], start: int,
-                     watched: AbstractSet[tuple[bytes, bytes]]) -> tuple[int, Sequence[Notice] | None]:
+    def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
+                     observed: list[int] | None = None) -> tuple[int, Sequence[Notice] | None]:
         """FlowDetector.process_many: the C path takes packets[start:] in one call while each is one it handles
-        (no notice, no novel bytes) of a pair not in `watched`."""
+        (no notice, no novel bytes) of a pair not in `watched`, or, given `observed`, of any pair (those of a
+        watched pair listed in it)."""
         fast = self._fast
         if fast is None:
-            return super().process_many(packets, start, watched)
-        index, answer = fast.run(packets, start, watched)  # type: ignore[attr-defined]
+            return super().process_many(packets, start, watched, observed)
+        index, answer = fast.run(packets, start, watched, observed)  # type: ignore[attr-defined]
         if answer is None:  # the end, or a packet handled in C of a watched pair
             return index, None if index == len(packets) else NO_NOTICES
         return index, self._finish(packets[index], answer)  # type: ignore[arg-type]

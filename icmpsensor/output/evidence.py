@@ -43,7 +43,6 @@ from icmpsensor.output.evidencewriter import (
     EvidenceWriter,
     HeldPacket,
     WriteJob,
-    held_cost,
 )
 from icmpsensor.source.batch import Batch, CapturedFrame, batch_frame
 
@@ -114,7 +113,7 @@ class EvidenceRecorder:
         self.stats = EvidenceStats()
         self.writer = EvidenceWriter(self.directory, cfg, self.stats, wait_when_full=wait_when_full)
         self._rings: OrderedDict[Pair, Ring] = OrderedDict()
-        self._buffered = 0  # what the rings hold, bytes (held_cost): at most cfg.max_buffer_bytes
+        self._buffered = 0  # what the rings hold, bytes (HeldPacket.cost): at most cfg.max_buffer_bytes
         self._open: OrderedDict[Pair, _Recording] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()  # uid -> pcap path of files already closed
         self.watched: set[Pair] = set()
@@ -151,14 +150,14 @@ class EvidenceRecorder:
             held = self._held(pkt, batch, index)
             if type(ring) is deque:
                 if len(ring) == ring.maxlen:
-                    self._buffered -= held_cost(ring[0])  # the oldest packet leaves the ring
+                    self._buffered -= ring[0].cost  # the oldest packet leaves the ring
                 ring.append(held)
             elif self.cfg.packets_before > 1:
                 rings[key] = deque((ring, held), maxlen=self.cfg.packets_before)
             else:
                 rings[key] = held
-                self._buffered -= held_cost(ring)
-        self._buffered += held_cost(held)
+                self._buffered -= ring.cost
+        self._buffered += held.cost
         while self._buffered > self.cfg.max_buffer_bytes and self._rings:
             self._evict_ring()
 
@@ -176,7 +175,7 @@ class EvidenceRecorder:
             frames = pkt.frames or (batch_frame(batch.buf, batch.meta, index),)
             linktype = file_linktype(batch.decoder.linktype)
         self.linktype = linktype
-        return HeldPacket(linktype, frames, pkt.src, pkt.payload if pkt.is_echo_request else b"")
+        return HeldPacket.of(linktype, frames, pkt.src, pkt.payload if pkt.is_echo_request else b"")
 
     def _record(self, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:
         cfg = self.cfg
@@ -285,7 +284,7 @@ class EvidenceRecorder:
         """Stop buffering the pair; the packets its ring held, oldest first."""
         packets = _packets(self._rings.pop(key, None))
         if packets:
-            self._buffered -= sum(map(held_cost, packets))
+            self._buffered -= sum([held.cost for held in packets])
             self._unwatch(key)
         return packets
 

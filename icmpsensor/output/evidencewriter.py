@@ -96,11 +96,16 @@ class HeldPacket(NamedTuple):
     frames: tuple[CapturedFrame, ...]  # one, or the fragments a reassembled message came in
     sender: bytes  # packed source address
     carried: bytes  # an echo request's payload (for the .bin); b"" for other messages
+    record_bytes: int  # what its records add to a pcap
+    cost: int  # the memory it holds (its frames, what it carried, their objects), as the writer's queue and the
+    # recorder's buffers account it
 
-    @property
-    def record_bytes(self) -> int:
-        """What its records add to a pcap."""
-        return sum(RECORD.size + len(frame.data) for frame in self.frames)
+    @classmethod
+    def of(cls, linktype: int, frames: tuple[CapturedFrame, ...], sender: bytes, carried: bytes) -> HeldPacket:
+        """A held packet, its sizes counted once (a recorded flow's packets are each accounted three times)."""
+        data = len(frames[0].data) if len(frames) == 1 else sum(len(frame.data) for frame in frames)
+        return cls(linktype, frames, sender, carried, RECORD.size * len(frames) + data,
+                   PACKET_OVERHEAD + len(carried) + FRAME_OVERHEAD * len(frames) + data)
 
 
 @dataclass(slots=True)
@@ -115,16 +120,7 @@ class WriteJob:
     cost: int = field(init=False, default=0)  # the memory it holds while queued, as the queue's bound accounts it
 
     def __post_init__(self) -> None:
-        self.cost = JOB_OVERHEAD + sum(map(held_cost, self.packets))
-
-
-def held_cost(held: HeldPacket) -> int:
-    """The memory a held packet costs (its frames, what it carried, their objects), as the writer's queue and the
-    recorder's buffers account it."""
-    cost = PACKET_OVERHEAD + len(held.carried)
-    for frame in held.frames:
-        cost += FRAME_OVERHEAD + len(frame.data)
-    return cost
+        self.cost = JOB_OVERHEAD + sum([held.cost for held in self.packets])
 
 
 def _on_disk(size: int) -> int:

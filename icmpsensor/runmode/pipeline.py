@@ -96,15 +96,16 @@ class Pipeline:
             if notices:
                 self.emit(notices)
 
-    def _stops(self, packets: Sequence[IcmpPacket | None],
-               watched: AbstractSet[tuple[bytes, bytes]]) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
+    def _stops(self, packets: Sequence[IcmpPacket | None], watched: AbstractSet[tuple[bytes, bytes]],
+               observed: list[int] | None = None) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
         """The packets the detector stops at, (index, packet, notices), and only those: it goes past the packets
         that leave the caller nothing to do (Detector.process_many: no notices, no novel bytes, a pair not in
-        `watched`)."""
+        `watched`; with `observed`, the indexes of those of a watched pair are appended to it instead, before
+        the caller is given the next packet)."""
         packets = packets if isinstance(packets, list) else list(packets)
         process_many, index, end = self.detector.process_many, 0, len(packets)
         while True:
-            index, notices = process_many(packets, index, watched)
+            index, notices = process_many(packets, index, watched, observed)
             if index == end:
                 return
             yield index, packets[index], notices  # type: ignore[misc]
@@ -124,13 +125,27 @@ class Pipeline:
         if due:
             ordered = in_frame_order(packets, due)
             packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
-        for index, pkt, notices in self._stops(packets, watched):
+        # the packets of watched pairs the detector went past (no notices, no novel bytes): each shown to the
+        # recorder before the packet it stops at next, as if it had stopped at them
+        passed: list[int] = []
+        for index, pkt, notices in self._stops(packets, watched, passed):
+            if passed:
+                self._observe_passed(packets, passed, batch, frames)
             novel = detector.last_novel
             if novel or (watched and (pkt.src, pkt.dst) in watched):
                 observe(pkt, novel, batch, index if frames is None else frames[index])
             if notices:
                 self.emit(notices)
+        if passed:
+            self._observe_passed(packets, passed, batch, frames)
         evidence.flush()
+
+    def _observe_passed(self, packets: Sequence[IcmpPacket | None], passed: list[int], batch: Batch | None,
+                        frames: list[int] | None) -> None:
+        observe = self.evidence.observe  # type: ignore[union-attr]
+        for index in passed:
+            observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+        passed.clear()
 
     def advance(self, now: float) -> None:
         """The clock is `now` (live: wall time while the wire is quiet): fragmented datagrams that time out hand

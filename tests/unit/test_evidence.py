@@ -31,7 +31,7 @@ from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output import evidence as evidence_module
 from icmpsensor.output import evidencewriter
 from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
-from icmpsensor.output.evidencewriter import EvidenceWriter, held_cost
+from icmpsensor.output.evidencewriter import FRAME_OVERHEAD, PACKET_OVERHEAD, EvidenceWriter
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.source.batch import Batch
 from testkit import craft
@@ -234,8 +234,11 @@ def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: 
         rings, recording = set(recorder._rings), set(recorder._open)
         assert not rings & recording
         assert recorder.watched == {d for a, b in rings | recording for d in ((a, b), (b, a))}
-        held = sum(held_cost(h) for key in recorder._rings for h in recorder.buffered(key))
-        assert recorder._buffered == held and held <= budget
+        buffered = [h for key in recorder._rings for h in recorder.buffered(key)]
+        held = sum(PACKET_OVERHEAD + len(h.carried) + sum(FRAME_OVERHEAD + len(f.data) for f in h.frames)
+                   for h in buffered)
+        assert recorder._buffered == held == sum(h.cost for h in buffered) and held <= budget
+        assert all(h.record_bytes == sum(16 + len(f.data) for f in h.frames) for h in buffered)
         for key in recorder._rings:  # a ring holds its pair's latest packets, oldest first, at most packets_before
             times = [h.frames[0].sec + h.frames[0].usec / 1e6 for h in recorder.buffered(key)]
             assert 0 < len(times) <= before and times == sent[key][-len(times):]

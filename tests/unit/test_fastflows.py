@@ -921,6 +921,39 @@ def test_process_many_stops_only_where_the_caller_has_something_to_do(watch: boo
 
 
 @needs_c
+def test_process_many_lists_the_watched_pairs_packets_it_went_past() -> None:
+    """Given a list for them, the C path goes past the packets of a watched pair that leave nothing else to do
+    (the evidence recorder's, a recorded flow's hundreds of packets: one call each was most of their cost) and lists
+    their indexes, in order, before the packet it stops at. What it stopped at and listed is what it stopped at
+    without the list."""
+    packets: list[IcmpPacket | None] = []
+    for pkt in [*_sample(1), *_sample(2), *corpus.EXFIL_CASES["nping-data"](), *timed_ping("iputils", 30, 56)]:
+        packets += [pkt, None] if len(packets) % 7 == 3 else [pkt]
+    packets.sort(key=lambda p: -1.0 if p is None else p.ts)
+    watched = {(corpus.packed(HOSTS[0]), corpus.packed(HOSTS[2]))}
+    stopping = drive_many(Detector(DetectionConfig(), AllowlistConfig()), packets, watched)
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    stops, listed, index = [], [], 0
+    while True:
+        observed: list[int] = []
+        index, notices = fast.process_many(packets, index, watched, observed)
+        assert all(i < index for i in observed) and observed == sorted(observed)
+        listed += [(i, [], 0) for i in observed]
+        if index == len(packets):
+            break
+        stops.append((index, notice_values(notices), fast.last_novel))
+        index += 1
+    assert listed, "the watched pair's packets the C path handles are listed, not stopped at"
+    assert all((packets[i].src, packets[i].dst) in watched for i, _, _ in listed)  # type: ignore[union-attr]
+    assert sorted(stops + listed) == stopping
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for pkt in packets:
+        if pkt is not None:
+            reference.process(pkt)
+    assert state(fast) == state(reference)
+
+
+@needs_c
 @settings(max_examples=examples(300), deadline=None)
 @given(packets=traffic(), cuts=st.lists(st.integers(0, 80), max_size=6), max_pending=st.sampled_from([1, 2, 1000]),
        idle=st.sampled_from([1.0, 300.0]))
