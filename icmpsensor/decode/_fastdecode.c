@@ -268,6 +268,14 @@ static int ip6_message(const unsigned char *f, Py_ssize_t end, Py_ssize_t pos, c
     return message(f + 8, f + 24, 1, f + pos, size, ts, wire_len, options_bytes(gathered, n), counts, out);
 }
 
+/* decode/ip.py V6_WALKED: the next headers the decoder walks towards an ICMPv6 message (hop-by-hop, routing,
+ * fragment, authentication, destination options, ICMPv6); any other is skipped as not ICMP. */
+static int v6_walked(unsigned next_header)
+{
+    return next_header == 0 || next_header == 43 || next_header == 44 || next_header == 51 || next_header == 58
+           || next_header == 60;
+}
+
 /* The IPv6 packet at f[0:len], as ip4(): no extension header, or hop-by-hop (first) and destination options
  * headers (decode/ip.py _walk6 walks the same; any other header is left to it). */
 static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
@@ -275,7 +283,7 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
 {
     if (len >= 40 && f[0] >> 4 == 6) {
         unsigned first = f[6];  /* decode/ip.py V6_WALKED: anything else is skipped, before anything else */
-        if (first != 0 && first != 43 && first != 44 && first != 51 && first != 58 && first != 60)
+        if (!v6_walked(first))
             return SKIP_NOT_ICMP;
     }
     if (len < 48 || f[0] >> 4 != 6)
@@ -290,8 +298,7 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
          * _fragment6's checks: a next header it does not walk, an empty or unaligned fragment are left to it */
         unsigned offset_more = be16(f + 42), inner = f[40];
         Py_ssize_t size = end - 48;
-        if (size < 0 || !(offset_more & 0xFFF9) || !(inner == 0 || inner == 43 || inner == 44 || inner == 51
-                                                    || inner == 58 || inner == 60))
+        if (size < 0 || !(offset_more & 0xFFF9) || !v6_walked(inner))
             return 0;
         if (size == 0 || ((offset_more & 1) && (size & 7)))
             return 0;

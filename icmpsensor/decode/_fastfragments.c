@@ -318,17 +318,10 @@ static int drop_oldest(Reassembler *self, int reason)
 {
     Pending *p = self->oldest;
     self->bytes -= cost(p);
-    unlink_pending(self, p);
-    PyObject *key = Py_NewRef(p->key);
-    int rc = PyDict_DelItem(self->index, key);
-    if (rc == 0 && !p->dead) {
-        rc = count_up(self, reason);
-        if (rc == 0)
-            rc = hand_on(self, key, p, NULL);
-    }
-    Py_DECREF(key);
-    pending_free(p);
-    return rc;
+    int rc = p->dead ? 0 : count_up(self, reason);
+    if (rc == 0 && !p->dead)
+        rc = hand_on(self, p->key, p, NULL);
+    return forget(self, p) < 0 ? -1 : rc;
 }
 
 /* fragments._kill: a tombstone */
@@ -371,6 +364,14 @@ static int expire_at(Reassembler *self, double now, PyObject *now_obj)
             return -1;
     }
     return 0;
+}
+
+/* A new piece at `start`: `size` bytes copied from `from`. 0, or -1 with an exception set. */
+static int copy_piece(Piece *piece, Py_ssize_t start, const char *from, Py_ssize_t size)
+{
+    piece->start = start;
+    piece->data = PyBytes_FromStringAndSize(from, size);
+    return piece->data == NULL ? -1 : 0;
 }
 
 /* Frees the first k pieces made by insert() and returns its error (-2). */
@@ -439,25 +440,15 @@ static Py_ssize_t insert(Pending *p, Py_ssize_t offset, PyObject *data)
     cursor = offset;
     for (Py_ssize_t i = first; i < last; i++) {
         Py_ssize_t start = p->pieces[i].start, length = PyBytes_GET_SIZE(p->pieces[i].data);
-        if (cursor < start) {
-            PyObject *gap = PyBytes_FromStringAndSize(bytes + (cursor - offset), start - cursor);
-            if (gap == NULL)
-                return free_pieces(fresh, k);
-            fresh[k].start = cursor;
-            fresh[k++].data = gap;
-        }
+        if (cursor < start && copy_piece(&fresh[k++], cursor, bytes + (cursor - offset), start - cursor) < 0)
+            return free_pieces(fresh, k - 1); /* the gap before the piece held */
         fresh[k].start = start;
         fresh[k++].data = Py_NewRef(p->pieces[i].data);
         if (start + length > cursor)
             cursor = start + length;
     }
-    if (cursor < end) {
-        PyObject *tail = PyBytes_FromStringAndSize(bytes + (cursor - offset), end - cursor);
-        if (tail == NULL)
-            return free_pieces(fresh, k);
-        fresh[k].start = cursor;
-        fresh[k++].data = tail;
-    }
+    if (cursor < end && copy_piece(&fresh[k++], cursor, bytes + (cursor - offset), end - cursor) < 0)
+        return free_pieces(fresh, k - 1); /* the tail after the last piece held */
     Py_ssize_t replaced = last - first;
     if (reserve_pieces(p, n - replaced + k) < 0)
         return free_pieces(fresh, k);
