@@ -32,7 +32,7 @@ Errors, as with one process: every file is opened and its link type checked befo
 forked; a capture that ends in a broken record makes every worker stop at the same frame, and the
 problem is reported once. A worker that fails sends its one-line error, which ends the replay with
 that error and exit code; a worker that dies, or sends nothing for STUCK_LIMIT seconds while
-reading, ends it with EXIT_INTERNAL.
+reading or after the end of input was sent to every worker, ends it with EXIT_INTERNAL.
 
 Limits are per worker (as with live workers): detection.max_flows, max_pending_requests, max_pairs
 and decode.max_fragmented_datagrams bound each worker's tables. Evidence: each worker writes the
@@ -186,6 +186,7 @@ class ParallelReplay:
         self.supervisor = Supervisor(self._handle, self._gone)
         self.notices = 0
         self.write_errors = 0
+        self._flush_sent: float | None = None  # when the end of input (Flush) was sent to every worker
 
     def run(self) -> ReplayResult:
         self.select_in_c = _check_captures(self.paths)
@@ -221,6 +222,7 @@ class ParallelReplay:
             clocks = [w.clock for w in self.supervisor.workers]
             if None not in clocks:
                 self.supervisor.broadcast(Flush(max(c for c in clocks if c is not None)))
+                self._flush_sent = time.monotonic()
         elif isinstance(message, Done):
             worker.report = message.report
             self.merge.done(worker.index, message.notices)
@@ -239,11 +241,16 @@ class ParallelReplay:
 
     def _check_stuck(self) -> None:
         """A worker still reading (it reports every second) that has sent nothing for STUCK_LIMIT seconds;
-        one that has read its input waits for the others, then flushes (a few seconds at most)."""
+        one that has read its input waits for the others, then flushes (a few seconds at most): stuck when it has
+        sent nothing for STUCK_LIMIT seconds since the end was sent to every worker."""
         for worker in self.supervisor.silent(STUCK_LIMIT):
             if worker.clock is None:
                 raise WorkerFailure(f"worker {worker.index} (pid {worker.pid}) sent nothing for "
                                     f"{STUCK_LIMIT:g} s; replay stopped")
+            flushed = self._flush_sent
+            if worker.report is None and flushed is not None and time.monotonic() - flushed > STUCK_LIMIT:
+                raise WorkerFailure(f"worker {worker.index} (pid {worker.pid}) sent nothing for "
+                                    f"{STUCK_LIMIT:g} s after its input ended; replay stopped")
 
     def _write(self, notices: Iterable[Notice]) -> None:
         for notice in notices:
