@@ -157,6 +157,13 @@ def _build_wheelhouse(dest: Path, work: Path) -> None:
         pytest.fail(f"pip wheel failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
 
 
+def packets_read(sensor: Sensor) -> int:
+    """The packets the daemon says it has read (its STATUS= line); 0 before its first STATUS= (empty: with workers,
+    until their first stats reach the main process)."""
+    status = sensor.props("StatusText")["StatusText"]
+    return int(status.split(" packets", 1)[0]) if re.match(r"\d+ packets", status) else 0
+
+
 @pytest.fixture(scope="module")
 def sensor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sensor]:
     reason = missing_prerequisite()
@@ -381,11 +388,7 @@ def test_stop_flushes_open_flows(sensor: Sensor) -> None:
     src = sensor.peer()
     sensor.lab.send_echo(src, exfil_payloads(40, 500, seed=4))
     # Wait until the daemon has read the 40 packets (its STATUS= line), so the flow is open in it.
-    def packets_read() -> int:
-        status = sensor.props("StatusText")["StatusText"]
-        return int(status.split(" packets", 1)[0]) if re.match(r"\d+ packets", status) else 0
-
-    assert wait_for(lambda: packets_read() >= 40, 10, interval=0.2), sensor.props("StatusText")
+    assert wait_for(lambda: packets_read(sensor) >= 40, 10, interval=0.2), sensor.props("StatusText")
     assert not sensor.entries(f"SRC={src}")
     old = sensor.mark(f"MESSAGE_ID={MSGID_STOPPED}")
     began = time.monotonic()
@@ -421,9 +424,8 @@ def test_two_workers_run_under_the_hardened_unit(sensor: Sensor) -> None:
         sensor.lab.send_echo(src, exfil_payloads(40, 500, seed=7))
         # The original profile alerts at flow end and flows stay open for 300 s: wait until the workers
         # have read the packets (the summed STATUS= line), then only the stop can write the notices.
-        status = lambda: sensor.props("StatusText")["StatusText"]  # noqa: E731
-        assert wait_for(lambda: int(status().split(" packets", 1)[0]) >= 40, 10, interval=0.2), status()
-        assert status().endswith("; 2 workers") and not sensor.entries(f"SRC={src}")
+        assert wait_for(lambda: packets_read(sensor) >= 40, 10, interval=0.2), sensor.props("StatusText")
+        assert sensor.props("StatusText")["StatusText"].endswith("; 2 workers") and not sensor.entries(f"SRC={src}")
         began = time.monotonic()
         sensor.systemctl(f"stop {UNIT}")
         took = time.monotonic() - began
