@@ -672,47 +672,29 @@ def test_remembered_buckets_are_bounded_and_change_no_key(monkeypatch: pytest.Mo
     assert len(partition._V4_BUCKETS) <= 4 and len(partition._V6_BUCKETS) <= 4
 
 
-def test_a_worker_stuck_after_its_input_ended_ends_the_replay_instead_of_hanging(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker that has read its input waits for the others, then flushes and reports: once the end was sent to
-    every worker, one that sends nothing for STUCK_LIMIT seconds is stuck too (it hung the replay forever: a
-    forked worker deadlocked at its end under AddressSanitizer, whose allocator a thread of the parent held)."""
+@pytest.mark.parametrize(("stage", "said"), [("round", "sent nothing for 1 s; replay stopped"),
+                                             ("done", "sent nothing for 1 s after its input ended")])
+def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           stage: str, said: str) -> None:
+    """A worker stuck while reading (in a round), or after it has read its input (before it reports Done: once
+    the end was sent to every worker, it only flushes): either sends nothing for STUCK_LIMIT seconds and ends the
+    replay. The second hung the replay forever (a forked worker deadlocked at its end under AddressSanitizer,
+    whose allocator a thread of the parent held at the fork)."""
     path = write_capture(tmp_path, many_pairs(8))
-    real_done = worker.WorkerChannel.done
+    real = getattr(worker.WorkerChannel, stage)
 
-    def done(self: worker.WorkerChannel, w: worker.Worker) -> None:
+    def stuck(self: worker.WorkerChannel, w: worker.Worker) -> None:
         if self.index == 1:
             time.sleep(3600)
-        real_done(self, w)
+        real(self, w)
 
-    monkeypatch.setattr(worker.WorkerChannel, "done", done)  # inherited by the forked workers
-    monkeypatch.setattr(replay, "STUCK_LIMIT", 1.0)
-    cfg = Config()
-    cfg.output.log_dir = str(tmp_path)
-    before = set(_children(os.getpid()))
-    began = time.monotonic()
-    with pytest.raises(WorkerFailure, match=r"worker 1 \(pid \d+\) sent nothing for 1 s after its input ended"):
-        replay.replay([str(path)], cfg, [], 2)
-    assert time.monotonic() - began < 10
-    assert set(_children(os.getpid())) <= before  # the stuck worker was killed (and reaped), as was the other
-
-
-def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_capture(tmp_path, many_pairs(8))
-    real_round = worker.WorkerChannel.round
-
-    def round(self: worker.WorkerChannel, w: worker.Worker) -> None:
-        if self.index == 1:
-            time.sleep(3600)
-        real_round(self, w)
-
-    monkeypatch.setattr(worker.WorkerChannel, "round", round)  # inherited by the forked workers
+    monkeypatch.setattr(worker.WorkerChannel, stage, stuck)  # inherited by the forked workers
     monkeypatch.setattr(replay, "STUCK_LIMIT", 1.0)
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
     before = set(_children(os.getpid()))  # the session's own (tests/unit/test_memory.py's early floods)
     began = time.monotonic()
-    with pytest.raises(WorkerFailure, match=r"worker 1 \(pid \d+\) sent nothing for 1 s") as failure:
+    with pytest.raises(WorkerFailure, match=rf"worker 1 \(pid \d+\) {said}") as failure:
         replay.replay([str(path)], cfg, [], 2)
     assert failure.value.exit_code == 1 and time.monotonic() - began < 10
     assert set(_children(os.getpid())) <= before  # the stuck worker was killed (and reaped), as was the other
