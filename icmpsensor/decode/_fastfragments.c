@@ -117,7 +117,6 @@ typedef struct {
     PyObject *stats;     /* a Counter (a dict) */
     PyObject *index;     /* key -> capsule of its Pending */
     Pending *oldest, *newest;
-    Py_ssize_t count;
     Py_ssize_t bytes;
     PyObject *partials; /* list: handed on by the last add, expire or flush */
     double now;
@@ -157,7 +156,6 @@ static void unlink_pending(Reassembler *self, Pending *p)
     else
         self->newest = p->prev;
     p->prev = p->next = NULL;
-    self->count--;
 }
 
 static Pending *lookup(Reassembler *self, PyObject *key)
@@ -545,7 +543,6 @@ static Pending *new_pending(Reassembler *self, PyObject *key, double ts, PyObjec
     else
         self->oldest = p;
     self->newest = p;
-    self->count++;
     self->bytes += DATAGRAM_OVERHEAD;
     return p;
 }
@@ -633,7 +630,7 @@ static PyObject *reassembler_add(Reassembler *self, PyObject *const *args, Py_ss
     if (p == NULL) {
         if (PyErr_Occurred())
             return NULL;
-        if (self->count >= self->max_datagrams && drop_oldest(self, C_EVICTED) < 0)
+        if (PyDict_GET_SIZE(self->index) >= self->max_datagrams && drop_oldest(self, C_EVICTED) < 0)
             return NULL;
         p = new_pending(self, key, ts, ts_obj);
         if (p == NULL)
@@ -713,7 +710,6 @@ static void drop_all(Reassembler *self)
 {
     Pending *p = self->oldest;
     self->oldest = self->newest = NULL;
-    self->count = 0;
     while (p != NULL) {
         Pending *next = p->next;
         pending_free(p);
@@ -741,7 +737,8 @@ static PyObject *reassembler_take_partials(Reassembler *self, PyObject *Py_UNUSE
     return taken;
 }
 
-static Py_ssize_t reassembler_len(Reassembler *self) { return self->count; }
+/* The datagrams held (tombstones included): the index's entries. */
+static Py_ssize_t reassembler_len(Reassembler *self) { return self->index ? PyDict_GET_SIZE(self->index) : 0; }
 
 static PyObject *get_has_partials(Reassembler *self, void *Py_UNUSED(closure))
 {
