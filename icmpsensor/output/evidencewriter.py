@@ -207,7 +207,9 @@ class EvidenceWriter:
             self._thread = threading.Thread(target=self._run, name="icmpsensor-evidence", daemon=True)
             self._thread.start()
         with self._cond:
-            was_empty = not self._jobs
+            # The thread sleeps whenever it finds the queue empty (also while this call waits for room, after
+            # taking every job): whoever queues into an empty queue wakes it, before waiting or returning.
+            unwoken = False
             for job in jobs:
                 cost = job.cost
                 if self._closing:
@@ -217,16 +219,17 @@ class EvidenceWriter:
                                                      or len(self._jobs) >= QUEUE_JOBS):
                     if not self.wait_when_full:
                         break
-                    if was_empty:  # the thread must run to make room
+                    if unwoken:  # the thread must run to make room
                         self._cond.notify_all()
-                        was_empty = False
+                        unwoken = False
                     self._cond.wait(IDLE_WAIT)
                 else:
+                    unwoken = unwoken or not self._jobs
                     self._jobs.append(job)
                     self._queued += cost
                     continue
                 refused.append(job)
-            if was_empty and self._jobs:
+            if unwoken:
                 self._cond.notify_all()
         return refused
 

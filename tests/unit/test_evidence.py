@@ -33,7 +33,7 @@ from icmpsensor.output import evidencewriter
 from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
 from icmpsensor.output.evidencewriter import FRAME_OVERHEAD, PACKET_OVERHEAD, EvidenceWriter
 from icmpsensor.runmode.pipeline import Pipeline
-from icmpsensor.source.batch import Batch
+from icmpsensor.source.batch import Batch, CapturedFrame
 from testkit import craft
 from testkit.decoding import batch_of
 from tests.hypothesis_counts import examples
@@ -174,6 +174,46 @@ def test_a_replay_waits_for_the_writer_and_drops_nothing(tmp_path: Path, monkeyp
     assert all(n.evidence for n in raised)
     assert recorder.stats.files == 40 and recorder.stats.packets == 40
     assert recorder.stats.dropped_queue_files == recorder.stats.dropped_queue_packets == 0
+
+
+class _DrainingWriterSide(threading.Condition):
+    """The writer's side of the queue, played inside the submitter's waits: while the submitter waits for room the
+    writer takes every job and goes to sleep until it is notified again."""
+
+    def __init__(self, writer: EvidenceWriter) -> None:
+        super().__init__()
+        self.writer = writer
+        self.asleep = False  # the writer waits for jobs: only a notify wakes it
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert not (self.asleep and self.writer._jobs), "waits for room while the writer sleeps with jobs queued"
+        self.waits += 1
+        self.writer._jobs.clear()
+        self.writer._queued = 0
+        self.asleep = True
+        return True
+
+    def notify_all(self) -> None:
+        self.asleep = False
+
+
+def test_a_replay_wakes_the_writer_for_every_job_it_queues(tmp_path: Path) -> None:
+    """A batch's jobs may fill the queue several times over: each time the submitter waits for room, the writer
+    may empty the queue and sleep; the jobs queued after that must wake it (before the submitter waits again or
+    returns), or both wait until the writer's idle timeout (a second each time: the jumbo-fragment flood ran at a
+    sixth of its rate)."""
+    writer = EvidenceWriter(str(tmp_path / "evidence"), config(), evidencewriter.EvidenceStats(), queue_bytes=3000)
+    side = writer._cond = _DrainingWriterSide(writer)
+    writer._thread = threading.current_thread()  # the writer's thread is played by `side`
+    held = evidencewriter.HeldPacket.of(LINKTYPE_RAW, (CapturedFrame(1, 0, b"f" * 500),), b"s", b"")
+    jobs = [evidencewriter.WriteJob(f"C{i:017d}", (held,)) for i in range(12)]
+    assert writer.submit_all(jobs) == []
+    assert side.waits >= 2 and writer._jobs
+    assert not side.asleep, "jobs left queued while the writer sleeps"
+    writer._thread = None
+    writer._jobs.clear()
+    writer.close()
 
 
 def test_close_writes_until_its_deadline_and_counts_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
