@@ -100,7 +100,8 @@ class DpktDecoder(IpLayer):
 
     def decode_frames(self, buf: bytes, meta: bytes) -> list[IcmpPacket | None]:
         """``decode_batch``, but one item per frame of the batch, None where a frame gave no packet: a packet's
-        place is its frame's index in the batch (evidence finds the frame there; source/batch.py batch_frame).
+        place is its frame's index in the batch (evidence copies the frame from there: output/evidencewriter.py
+        HeldPacket.of_batch).
         The messages of datagrams abandoned meanwhile are in ``due``, with the index of the frame they came due
         at (they come before that frame's packet)."""
         count = len(meta) // BATCH_META.size

@@ -6,9 +6,9 @@ The recorder runs on the detector's thread and only decides; a writer thread wri
 
 * **Buffering.** Per host pair that sent novel bytes (both directions: requests and replies) it keeps a
   ring of the last `packets_before` packets, at most `max_flows_buffered` pairs (the least recently
-  active dropped first, counted). A packet is held as the frames it was captured in: sliced out of its
-  libpcap batch only when it is held (source/batch.py batch_frame), or the fragment frames a
-  reassembled message came in (IcmpPacket.frames), with the capture's link type.
+  active dropped first, counted). A packet is held as the frames it was captured in, made pcap records
+  when it is held (output/evidencewriter.py HeldPacket): copied out of its libpcap batch, or the
+  fragment frames a reassembled message came in (IcmpPacket.frames), with the capture's link type.
 * **Notices.** When a notice that is being emitted names the pair, its files are started: the ring goes
   to `<log_dir>/<directory>/<uid>.pcap` and the pair's following packets are appended, up to
   `packets_after` packets or `max_file_bytes`; the echo-request payloads the notice's source sent go
@@ -44,7 +44,7 @@ from icmpsensor.output.evidencewriter import (
     HeldPacket,
     WriteJob,
 )
-from icmpsensor.source.batch import Batch, CapturedFrame, batch_frame
+from icmpsensor.source.batch import Batch, CapturedFrame
 
 MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
 KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
@@ -167,15 +167,16 @@ class EvidenceRecorder:
         self.stats.buffers_evicted += 1
 
     def _held(self, pkt: IcmpPacket, batch: Batch | None, index: int) -> HeldPacket:
+        carried = pkt.payload if pkt.is_echo_request else b""
         if batch is None:  # no capture behind it: the message re-encoded as raw IP
             sec = int(pkt.ts)
             frames = pkt.frames or (CapturedFrame(sec, min(round((pkt.ts - sec) * 1e6), 999_999), encode(pkt)),)
-            linktype = LINKTYPE_RAW
-        else:
-            frames = pkt.frames or (batch_frame(batch.buf, batch.meta, index),)
-            linktype = file_linktype(batch.decoder.linktype)
-        self.linktype = linktype
-        return HeldPacket.of(linktype, frames, pkt.src, pkt.payload if pkt.is_echo_request else b"")
+            self.linktype = LINKTYPE_RAW
+            return HeldPacket.of(LINKTYPE_RAW, frames, pkt.src, carried)
+        self.linktype = linktype = file_linktype(batch.decoder.linktype)
+        if pkt.frames:
+            return HeldPacket.of(linktype, pkt.frames, pkt.src, carried)
+        return HeldPacket.of_batch(linktype, batch.buf, batch.meta, index, pkt.src, carried)
 
     def _record(self, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:
         cfg = self.cfg
@@ -203,7 +204,7 @@ class EvidenceRecorder:
 
     def _fits(self, recording: _Recording, held: HeldPacket) -> bool:
         """Count the packet into the recording if it is within max_file_bytes (else: truncated)."""
-        size = held.record_bytes
+        size = len(held.records)
         if recording.size + size > self.cfg.max_file_bytes:
             self.stats.truncated += 1
             return False

@@ -48,13 +48,14 @@ from typing import BinaryIO, NamedTuple
 from icmpsensor.config.schema import EvidenceConfig
 from icmpsensor.errors import SensorError
 from icmpsensor.output.logfile import LOG_MODE, verify_directory
-from icmpsensor.source.batch import CapturedFrame
+from icmpsensor.source.batch import BATCH_META, CapturedFrame
 
 QUEUE_BYTES = 16 * 1024 * 1024  # frames queued for the writer, with their overhead
 QUEUE_JOBS = 65_536
 JOB_OVERHEAD = 256  # bytes a queued job costs besides its packets
-PACKET_OVERHEAD = 192  # bytes a held packet costs besides its frames (HeldPacket, tuple, the payload's object)
-FRAME_OVERHEAD = 176  # bytes a frame costs besides its data (decode/fragments.py FRAME_OVERHEAD)
+# bytes a held packet costs besides the data of its records and of what it carried: the HeldPacket, its records'
+# object (~160 with them, measured with tracemalloc), the carried payload's object
+PACKET_OVERHEAD = 224
 IDLE_WAIT = 1.0  # seconds the thread sleeps without work before it looks again
 FLUSH_AFTER = 0.5  # seconds a file's records may be gathered before they are written
 FILE_CHUNK = 256 * 1024  # a file's gathered records are written once they reach this many bytes
@@ -89,23 +90,31 @@ class EvidenceStats:
 
 
 class HeldPacket(NamedTuple):
-    """One packet for an evidence file: its frames as captured, and what it carried (a named tuple, as
-    CapturedFrame is: one per packet with novel bytes)."""
+    """One packet for an evidence file: its frames as the records of a pcap, and what it carried (a named tuple,
+    as CapturedFrame is: one per packet with novel bytes). The records are made once, when the packet is held: the
+    writer's thread, which shares the interpreter with detection, then only joins a flow's records."""
 
     linktype: int  # of its frames, as a pcap header gives it (decode/linktypes.py file_linktype)
-    frames: tuple[CapturedFrame, ...]  # one, or the fragments a reassembled message came in
+    records: bytes  # its frames as pcap records (RECORD, then the frame): one, or the fragments it came in
     sender: bytes  # packed source address
     carried: bytes  # an echo request's payload (for the .bin); b"" for other messages
-    record_bytes: int  # what its records add to a pcap
-    cost: int  # the memory it holds (its frames, what it carried, their objects), as the writer's queue and the
+    cost: int  # the memory it holds (its records, what it carried, their objects), as the writer's queue and the
     # recorder's buffers account it
 
     @classmethod
     def of(cls, linktype: int, frames: tuple[CapturedFrame, ...], sender: bytes, carried: bytes) -> HeldPacket:
-        """A held packet, its sizes counted once (a recorded flow's packets are each accounted three times)."""
-        data = len(frames[0].data) if len(frames) == 1 else sum(len(frame.data) for frame in frames)
-        return cls(linktype, frames, sender, carried, RECORD.size * len(frames) + data,
-                   PACKET_OVERHEAD + len(carried) + FRAME_OVERHEAD * len(frames) + data)
+        """A packet held as frames (the fragments a reassembled message came in, a re-encoded one)."""
+        pack = RECORD.pack
+        records = b"".join([pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data for f in frames])
+        return cls(linktype, records, sender, carried, PACKET_OVERHEAD + len(records) + len(carried))
+
+    @classmethod
+    def of_batch(cls, linktype: int, buf: bytes, meta: bytes, index: int, sender: bytes,
+                 carried: bytes) -> HeldPacket:
+        """A packet held as frame `index` of a libpcap batch (source/batch.py), copied out of its buffer."""
+        sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
+        records = RECORD.pack(sec, usec, cap, cap) + buf[off : off + cap]
+        return cls(linktype, records, sender, carried, PACKET_OVERHEAD + len(records) + len(carried))
 
 
 @dataclass(slots=True)
@@ -368,9 +377,7 @@ class EvidenceWriter:
         pcap = self._pcap(flow, linktype)
         if pcap is None:
             return
-        pack = RECORD.pack
-        records = b"".join([pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data
-                            for held in run for f in held.frames])
+        records = run[0].records if len(run) == 1 else b"".join([held.records for held in run])
         carried = b"".join([held.carried for held in run if held.sender == flow.src])
         grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
         if len(run) > 1 and self._disk + grows > self.cfg.max_total_bytes:

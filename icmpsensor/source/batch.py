@@ -42,12 +42,6 @@ class CapturedFrame(NamedTuple):
     data: bytes
 
 
-def batch_frame(buf: bytes, meta: bytes, index: int) -> CapturedFrame:
-    """Frame `index` of a libpcap batch, copied out of the batch buffer."""
-    sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
-    return CapturedFrame(sec, usec, buf[off : off + cap])
-
-
 @dataclass(slots=True)
 class Batch:
     """A batch as a source hands it to a worker: with the decoder of its capture's link type."""

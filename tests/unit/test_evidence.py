@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,9 +32,9 @@ from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output import evidence as evidence_module
 from icmpsensor.output import evidencewriter
 from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
-from icmpsensor.output.evidencewriter import FRAME_OVERHEAD, PACKET_OVERHEAD, EvidenceWriter
+from icmpsensor.output.evidencewriter import PACKET_OVERHEAD, EvidenceWriter
 from icmpsensor.runmode.pipeline import Pipeline
-from icmpsensor.source.batch import Batch, CapturedFrame
+from icmpsensor.source.batch import BATCH_META, Batch, CapturedFrame
 from testkit import craft
 from testkit.decoding import batch_of
 from tests.hypothesis_counts import examples
@@ -275,15 +276,50 @@ def test_watched_is_both_directions_of_the_pairs_buffered_or_recorded(tmp_path: 
         assert not rings & recording
         assert recorder.watched == {d for a, b in rings | recording for d in ((a, b), (b, a))}
         buffered = [h for key in recorder._rings for h in recorder.buffered(key)]
-        held = sum(PACKET_OVERHEAD + len(h.carried) + sum(FRAME_OVERHEAD + len(f.data) for f in h.frames)
-                   for h in buffered)
+        held = sum(PACKET_OVERHEAD + len(h.carried) + len(h.records) for h in buffered)
         assert recorder._buffered == held == sum(h.cost for h in buffered) and held <= budget
-        assert all(h.record_bytes == sum(16 + len(f.data) for f in h.frames) for h in buffered)
         for key in recorder._rings:  # a ring holds its pair's latest packets, oldest first, at most packets_before
-            times = [h.frames[0].sec + h.frames[0].usec / 1e6 for h in recorder.buffered(key)]
+            times = [sec + usec / 1e6 for h in recorder.buffered(key) for sec, usec, _ in _pcap_frames(h.records)]
             assert 0 < len(times) <= before and times == sent[key][-len(times):]
     recorder.close()
     assert not recorder.watched
+
+
+frames_strategy = st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 999_999), st.binary(max_size=300)),
+                           min_size=1, max_size=5)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(frames=frames_strategy, held_index=st.integers(0, 4))
+def test_a_held_packet_is_its_frames_as_pcap_records(frames: list[tuple[int, int, bytes]], held_index: int) -> None:
+    """A held packet keeps its frames as the records of a pcap (what the writer appends to the flow's file, in one
+    join): read back by dpkt, a frame of a libpcap batch (HeldPacket.of_batch) is that frame with its time, and the
+    fragment frames of a reassembled message (HeldPacket.of) are those frames, in order; its cost counts them."""
+    captured = tuple(CapturedFrame(sec, usec, data) for sec, usec, data in frames)
+    held = evidencewriter.HeldPacket.of(LINKTYPE_RAW, captured, b"s", b"carried")
+    assert _pcap_frames(held.records) == [(f.sec, f.usec, f.data) for f in captured]
+    assert held.cost == PACKET_OVERHEAD + len(held.records) + len(b"carried")
+    index = held_index % len(frames)
+    buf = b"".join(data for _, _, data in frames)
+    meta = b"".join(BATCH_META.pack(sec, usec, len(b"".join(data for _, _, data in frames[:i])), len(data))
+                    for i, (sec, usec, data) in enumerate(frames))
+    single = evidencewriter.HeldPacket.of_batch(LINKTYPE_RAW, buf, meta, index, b"s", b"")
+    assert _pcap_frames(single.records) == [frames[index]]
+    assert single == evidencewriter.HeldPacket.of(LINKTYPE_RAW, (captured[index],), b"s", b"")
+
+
+def _pcap_frames(records: bytes) -> list[tuple[int, int, bytes]]:
+    """(seconds, microseconds, frame) of pcap records in this host's byte order, as dpkt's record header reads
+    them; each record's two lengths are the frame's."""
+    header = dpkt.pcap.LEPktHdr if sys.byteorder == "little" else dpkt.pcap.PktHdr
+    frames = []
+    while records:
+        hdr = header(records)
+        assert hdr.caplen == hdr.len
+        start = hdr.__hdr_len__
+        frames.append((hdr.tv_sec, hdr.tv_usec, records[start : start + hdr.caplen]))
+        records = records[start + hdr.caplen :]
+    return frames
 
 
 def test_a_pairs_replies_are_recorded_with_its_requests(tmp_path: Path) -> None:

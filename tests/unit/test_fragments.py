@@ -22,7 +22,7 @@ from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.fragments import DATAGRAM_OVERHEAD, PIECE_OVERHEAD, Datagram, Reassembler, key_v4
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.runmode.pipeline import Pipeline
-from icmpsensor.source.batch import CapturedFrame, batch_frame
+from icmpsensor.source.batch import CapturedFrame, frames_of
 from testkit import craft
 from testkit.craft import addr
 from testkit.decoding import A4, A6, B4, B6, Run, batch_of
@@ -279,7 +279,7 @@ def test_a_reassembled_message_carries_its_fragment_frames_as_captured(reassembl
     assert reassembled is not None and single is not None
     assert reassembled.payload == BIG and single.frames is None
     assert reassembled.frames == tuple(CapturedFrame(int(ts), round(ts % 1 * 1e6), f) for ts, f in timed[:-1])
-    assert batch_frame(buf, meta, len(frames) - 1).data == whole
+    assert frames_of(buf, meta)[-1][1] == whole
 
 
 @both
