@@ -23,7 +23,8 @@ supervisor answers with the latest (Flush): each worker makes the last sweep one
 have made and flushes its flows at that time.
 
 Notices. A worker sends its notices after each batch with its watermark: the packet time no later
-notice of its can precede (its clock minus SWEEP_INTERVAL). The main process is the single writer
+notice of its can precede (its clock minus SWEEP_INTERVAL); a batch without notices, its watermark
+alone at most every WATERMARK_EVERY (runmode/worker.py). The main process is the single writer
 of every sink: a k-way merge (runmode/merge.py) writes a notice once every worker still reading has
 a watermark at or past its ts, and the rest in ts order when every worker is done. notice.log is
 thus in ts order (with one process it is in the order the notices were raised).

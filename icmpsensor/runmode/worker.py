@@ -27,6 +27,9 @@ from icmpsensor.source.live import EVIDENCE_DEADLINE
 
 QUEUE_WAIT = 0.2  # longest wait for a batch, so that signals and ticks are never late
 TICK = 1.0  # seconds between housekeeping rounds (live: expiry on wall time, stats, heartbeat)
+# A worker's clock alone (no notices) goes to the main process at most this often (seconds): it moves with every
+# batch, and the main process, on the same cores, would wake for each. Notices go at once, with the clock.
+WATERMARK_EVERY = 0.05
 EVIDENCE_RESYNC_TICKS = 10  # a worker re-measures the shared evidence directory this often
 
 
@@ -145,6 +148,7 @@ class WorkerChannel:
         self.source = source
         self.watermark_lag = 0.0
         self._sent_watermark = float("-inf")
+        self._next_watermark = 0.0  # time.monotonic() from which the clock alone may be sent again
         self._next_tick = time.time()
         self._ticks = 0
         self._failure_sent = False
@@ -154,8 +158,9 @@ class WorkerChannel:
     def round(self, worker: Worker) -> None:
         notices = self.sink.take()
         watermark = worker.latest() - self.watermark_lag
-        if notices or watermark > self._sent_watermark:
+        if notices or (watermark > self._sent_watermark and time.monotonic() >= self._next_watermark):
             self._sent_watermark = watermark
+            self._next_watermark = time.monotonic() + WATERMARK_EVERY
             self.conn.send(Notices(notices, watermark))
         now = time.time()
         if now >= self._next_tick:

@@ -362,6 +362,39 @@ def test_notices_are_released_in_ts_order_once_every_watermark_passes_them() -> 
     assert list(merge.ready()) == [] and [n.note for n in merge.rest()] == ["b11", "b12"] and len(merge) == 0
 
 
+def test_a_worker_sends_its_clock_alone_at_most_every_watermark_period() -> None:
+    """A worker's batches each move its clock: sent after every batch, the clock alone made the main process
+    (which shares the machine's cores with the workers) wake and unpickle hundreds of messages a second for
+    nothing to write. Notices go at once, with the clock; the clock alone at most every WATERMARK_EVERY."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from icmpsensor.output.sink import ListSink
+    from icmpsensor.runmode.messages import Notices
+
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    sink = ListSink()
+    channel = worker.WorkerChannel(0, ours, sink, SimpleNamespace(take_events=list, failure=None))
+    channel._next_tick = float("inf")  # no housekeeping round
+    clock = SimpleNamespace(now=100.0)
+    the_worker = SimpleNamespace(latest=lambda: clock.now)
+    began = time.monotonic()
+    for batch in range(200):  # batches far quicker than the period
+        clock.now += 0.01
+        if batch == 50:
+            sink.emit(notice(clock.now, "n"))
+        channel.round(the_worker)  # type: ignore[arg-type]
+    rounds = time.monotonic() - began
+    sent: list[Notices] = []
+    while theirs.poll():
+        sent.append(theirs.recv())
+    with_notices = [m for m in sent if m.notices]
+    assert [n.note for m in with_notices for n in m.notices] == ["n"]  # at once, not held for the period
+    assert with_notices[0].watermark == pytest.approx(100.0 + 0.01 * 51)
+    assert len(sent) <= 2 + rounds / worker.WATERMARK_EVERY + 1
+    assert [m.watermark for m in sent] == sorted(m.watermark for m in sent)
+
+
 # -- replay: the same result as one process -------------------------------------------------------------
 
 
