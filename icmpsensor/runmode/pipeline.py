@@ -20,6 +20,7 @@ from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
+from icmpsensor.notice.text import addr_text
 from icmpsensor.output.evidence import EvidenceRecorder
 from icmpsensor.output.sink import NoticeSink, print_error, write_notice
 from icmpsensor.source.batch import Batch
@@ -114,13 +115,14 @@ class Pipeline:
     def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None,
                          due: Sequence[tuple[int, IcmpPacket]] = ()) -> None:
         """Detect, and show the evidence recorder each packet with novel bytes or of a pair it watches (one
-        set look-up per packet). With `batch`, packets[i] is frame i's (None: the frame gave none). `due`: the
+        set look-up per packet), but a packet with novel bytes whose own flow's notices were folded at it
+        (_own_folded). With `batch`, packets[i] is frame i's (None: the frame gave none). `due`: the
         messages of abandoned datagrams (Decoder.due), each detected before the packet of the frame it came
         due at; evidence holds them as their own fragment frames (IcmpPacket.frames), not as that frame."""
         detector = self.detector
         evidence = self.evidence
         assert evidence is not None
-        observe, watched = evidence.observe, evidence.watched
+        observe, watched, aggregator = evidence.observe, evidence.watched, self.aggregator
         frames = None  # with `due`: the frame each packet's evidence is held as, by position
         if due:
             ordered = in_frame_order(packets, due)
@@ -132,10 +134,16 @@ class Pipeline:
             if passed:
                 self._observe_passed(packets, passed, batch, frames)
             novel = detector.last_novel
-            if novel or (watched and (pkt.src, pkt.dst) in watched):
-                observe(pkt, novel, batch, index if frames is None else frames[index])
+            kept, folded = notices, False
             if notices:
-                self.emit(notices)
+                before = aggregator.folded
+                kept = aggregator.filter(notices)
+                folded = aggregator.folded != before
+            if (watched and (pkt.src, pkt.dst) in watched) or (
+                    novel and not (folded and _own_folded(pkt, notices, kept))):
+                observe(pkt, novel, batch, index if frames is None else frames[index])
+            if kept:
+                self._write(kept)
         if passed:
             self._observe_passed(packets, passed, batch, frames)
         evidence.flush()
@@ -221,3 +229,13 @@ class Pipeline:
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
+
+
+def _own_folded(pkt: IcmpPacket, notices: Sequence[Notice], kept: Sequence[Notice]) -> bool:
+    """Whether the packet's own flow raised notices at it and the aggregator folded every one: that flow's notices
+    never name an evidence file (notice/aggregate.py), so its packet is not buffered for the pair (a storm's
+    one-packet flows each took a ring and evicted another). Notices of other flows folded at it (a sweep's
+    summaries) do not count."""
+    src, dst = addr_text(pkt.src), addr_text(pkt.dst)
+    own = [notice for notice in notices if notice.uid and notice.src == src and notice.dst == dst]
+    return bool(own) and not any(notice is written for notice in own for written in kept)

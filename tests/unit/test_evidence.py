@@ -33,6 +33,7 @@ from icmpsensor.output import evidence as evidence_module
 from icmpsensor.output import evidencewriter
 from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
 from icmpsensor.output.evidencewriter import PACKET_OVERHEAD, EvidenceWriter
+from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.source.batch import BATCH_META, Batch, CapturedFrame
 from testkit import craft
@@ -359,6 +360,37 @@ def test_the_drop_counters_reach_the_pipeline_stats(tmp_path: Path) -> None:
     assert evidence["files"] == 2 and evidence["dropped_rate"] == 2 * 3  # each refused flow's notice and summary
     assert {"dropped_queue_files", "dropped_queue_packets", "dropped_budget", "dropped_shutdown",
             "truncated"} <= set(evidence)
+
+
+def test_a_folded_flows_packets_are_not_buffered(tmp_path: Path) -> None:
+    """A notice storm's flows are folded into aggregates (notice/aggregate.py): their notices never name an
+    evidence file, so the packet whose notice was folded is not buffered for its pair (each buffered and then
+    evicted, a storm's one-packet flows cost ~5 us each). The flows whose notices are written keep their
+    evidence; a packet with novel bytes whose own flow raised nothing is buffered as before, though other flows'
+    notices were folded at it (a sweep folding the storm's summaries)."""
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path)
+    cfg.detection = dataclasses.replace(cfg.detection, aggregate_max_notices=2)
+    sink = ListSink()
+    pipeline = Pipeline(cfg, [sink])
+    recorder = pipeline.evidence
+    assert recorder is not None
+    pipeline.detect([request(flow, 1000.0 + flow / 100, os.urandom(500)) for flow in range(40)])
+    # the first two DataExfil notices to DST, and the ExfilSpread (never folded) at the flow that made it one
+    written = {pair_key(craft.addr(n.src), craft.addr(n.dst)) for n in sink.notices if n.uid}
+    assert pipeline.aggregator.folded == 38 and len(written) == 3
+    assert set(recorder._open) == written and not recorder._rings
+    assert recorder.watched == {d for a, b in written for d in ((a, b), (b, a))}
+    # after the idle timeout: the sweep at this packet folds the storm's summaries; its own flow raised nothing
+    late = 1000.0 + cfg.detection.idle_timeout + 5
+    small = IcmpPacket(late, craft.addr("10.200.0.1"), craft.addr(DST), False, 8, 0, 7, 1, os.urandom(100), 142)
+    folded = pipeline.aggregator.folded
+    pipeline.detect([small])
+    assert pipeline.aggregator.folded > folded
+    assert list(recorder._rings) == [pair_key(small.src, small.dst)]
+    pipeline.finish()
+    pipeline.close()
+    assert len(pcaps(tmp_path / "evidence")) == 3
 
 
 def test_encode_round_trips_through_the_decoder() -> None:
