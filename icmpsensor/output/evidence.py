@@ -5,11 +5,12 @@ The recorder runs on the detector's thread and only decides; a writer thread wri
 (output/evidencewriter.py), so that no disk ever slows detection.
 
 * **Buffering.** Per host pair that sent novel bytes (both directions: requests and replies) it keeps a
-  ring of the last `packets_before` packets (the pipeline does not show it a packet whose own flow's
-  notices a storm's aggregate folded at it: they never name a file), at most `max_flows_buffered` pairs (the least recently
-  active dropped first, counted). A packet is held as the frames it was captured in, made pcap records
-  when it is held (output/evidencewriter.py HeldPacket): copied out of its libpcap batch, or the
-  fragment frames a reassembled message came in (IcmpPacket.frames), with the capture's link type.
+  ring of the last `packets_before` packets, at most `max_flows_buffered` pairs (the least recently
+  active dropped first, counted). The pipeline does not show it a packet whose own flow's notices a
+  storm's aggregate folded at it: they never name a file. A packet is held as the frames it was
+  captured in, made pcap records when it is held (output/evidencewriter.py HeldPacket): copied out of
+  its libpcap batch, or the fragment frames a reassembled message came in (IcmpPacket.frames), with
+  the capture's link type.
 * **Notices.** When a notice that is being emitted names the pair, its files are started: the ring goes
   to `<log_dir>/<directory>/<uid>.pcap` and the pair's following packets are appended, up to
   `packets_after` packets or `max_file_bytes`; the echo-request payloads the notice's source sent go

@@ -106,14 +106,17 @@ class HeldPacket(NamedTuple):
         """A packet held as frames (the fragments a reassembled message came in, a re-encoded one)."""
         pack = RECORD.pack
         records = b"".join([pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data for f in frames])
-        return cls(linktype, records, sender, carried, PACKET_OVERHEAD + len(records) + len(carried))
+        return cls.of_records(linktype, records, sender, carried)
 
     @classmethod
     def of_batch(cls, linktype: int, buf: bytes, meta: bytes, index: int, sender: bytes,
                  carried: bytes) -> HeldPacket:
         """A packet held as frame `index` of a libpcap batch (source/batch.py), copied out of its buffer."""
         sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
-        records = RECORD.pack(sec, usec, cap, cap) + buf[off : off + cap]
+        return cls.of_records(linktype, RECORD.pack(sec, usec, cap, cap) + buf[off : off + cap], sender, carried)
+
+    @classmethod
+    def of_records(cls, linktype: int, records: bytes, sender: bytes, carried: bytes) -> HeldPacket:
         return cls(linktype, records, sender, carried, PACKET_OVERHEAD + len(records) + len(carried))
 
 
