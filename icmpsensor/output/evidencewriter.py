@@ -113,7 +113,9 @@ class HeldPacket(NamedTuple):
                  carried: bytes) -> HeldPacket:
         """A packet held as frame `index` of a libpcap batch (source/batch.py), copied out of its buffer."""
         sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
-        return cls.of_records(linktype, RECORD.pack(sec, usec, cap, cap) + buf[off : off + cap], sender, carried)
+        frame = buf[off : off + cap]
+        size = len(frame)  # what the buffer holds: a record never promises more
+        return cls.of_records(linktype, RECORD.pack(sec, usec, size, size) + frame, sender, carried)
 
     @classmethod
     def of_records(cls, linktype: int, records: bytes, sender: bytes, carried: bytes) -> HeldPacket:

@@ -307,6 +307,11 @@ def test_a_held_packet_is_its_frames_as_pcap_records(frames: list[tuple[int, int
     single = evidencewriter.HeldPacket.of_batch(LINKTYPE_RAW, buf, meta, index, b"s", b"")
     assert _pcap_frames(single.records) == [frames[index]]
     assert single == evidencewriter.HeldPacket.of(LINKTYPE_RAW, (captured[index],), b"s", b"")
+    # a record's lengths are what it holds, even if the batch's metadata promised more than its buffer has
+    sec, usec, data = frames[-1]
+    short = evidencewriter.HeldPacket.of_batch(LINKTYPE_RAW, buf, meta[:-16] + BATCH_META.pack(
+        sec, usec, len(buf) - len(data), len(data) + 9), len(frames) - 1, b"s", b"")
+    assert _pcap_frames(short.records) == [frames[-1]]
 
 
 def _pcap_frames(records: bytes) -> list[tuple[int, int, bytes]]:
@@ -318,6 +323,7 @@ def _pcap_frames(records: bytes) -> list[tuple[int, int, bytes]]:
         hdr = header(records)
         assert hdr.caplen == hdr.len
         start = hdr.__hdr_len__
+        assert len(records) >= start + hdr.caplen, "a record shorter than its header says"
         frames.append((hdr.tv_sec, hdr.tv_usec, records[start : start + hdr.caplen]))
         records = records[start + hdr.caplen :]
     return frames
