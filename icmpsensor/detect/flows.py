@@ -191,6 +191,11 @@ class FlowDetector:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    def flow_uid(self, src: bytes, dst: bytes) -> str:
+        """The uid of the flow from `src` to `dst` (a packet's own flow), "" if it has none: no notice named it."""
+        flow = self._flows.get((src, dst))
+        return "" if flow is None else flow.uid
+
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
 

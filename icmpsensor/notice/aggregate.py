@@ -124,6 +124,10 @@ class NoticeAggregator:
         self._peer_entries = 0
         return due
 
+    def folds(self, uid: str) -> bool:
+        """Whether the flow `uid`'s notices are being folded (its first one was): none of them will be written."""
+        return bool(uid) and self._uids.get(uid) is not None
+
     def _fold(self, notice: Notice) -> bool:
         """Whether the notice is folded into an aggregate (else it is written, and counted)."""
         if notice.note in NEVER_FOLDED or not notice.src or not notice.dst:

@@ -6,8 +6,8 @@ The recorder runs on the detector's thread and only decides; a writer thread wri
 
 * **Buffering.** Per host pair that sent novel bytes (both directions: requests and replies) it keeps a
   ring of the last `packets_before` packets, at most `max_flows_buffered` pairs (the least recently
-  active dropped first, counted). The pipeline does not show it a packet whose own flow's notices a
-  storm's aggregate folded at it: they never name a file. A packet is held as the frames it was
+  active dropped first, counted). The pipeline does not show it a packet with novel bytes of a flow
+  whose notices a storm's aggregate folds: they never name a file. A packet is held as the frames it was
   captured in, made pcap records when it is held (output/evidencewriter.py HeldPacket): copied out of
   its libpcap batch, or the fragment frames a reassembled message came in (IcmpPacket.frames), with
   the capture's link type.

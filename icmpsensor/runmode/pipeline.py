@@ -20,7 +20,6 @@ from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
-from icmpsensor.notice.text import addr_text
 from icmpsensor.output.evidence import EvidenceRecorder
 from icmpsensor.output.sink import NoticeSink, print_error, write_notice
 from icmpsensor.source.batch import Batch
@@ -115,10 +114,11 @@ class Pipeline:
     def _detect_observed(self, packets: Sequence[IcmpPacket | None], batch: Batch | None,
                          due: Sequence[tuple[int, IcmpPacket]] = ()) -> None:
         """Detect, and show the evidence recorder each packet with novel bytes or of a pair it watches (one
-        set look-up per packet), but a packet with novel bytes whose own flow's notices were folded at it
-        (_own_folded). With `batch`, packets[i] is frame i's (None: the frame gave none). `due`: the
-        messages of abandoned datagrams (Decoder.due), each detected before the packet of the frame it came
-        due at; evidence holds them as their own fragment frames (IcmpPacket.frames), not as that frame."""
+        set look-up per packet), but a packet with novel bytes of a flow whose notices the aggregator folds
+        (they never name an evidence file: the notices are folded before the packet is shown). With `batch`,
+        packets[i] is frame i's (None: the frame gave none). `due`: the messages of abandoned datagrams
+        (Decoder.due), each detected before the packet of the frame it came due at; evidence holds them as their
+        own fragment frames (IcmpPacket.frames), not as that frame."""
         detector = self.detector
         evidence = self.evidence
         assert evidence is not None
@@ -134,13 +134,9 @@ class Pipeline:
             if passed:
                 self._observe_passed(packets, passed, batch, frames)
             novel = detector.last_novel
-            kept, folded = notices, False
-            if notices:
-                before = aggregator.folded
-                kept = aggregator.filter(notices)
-                folded = aggregator.folded != before
-            if (watched and (pkt.src, pkt.dst) in watched) or (
-                    novel and not (folded and _own_folded(pkt, notices, kept))):
+            kept = aggregator.filter(notices) if notices else notices
+            if (watched and (pkt.src, pkt.dst) in watched) or (novel and not (
+                    aggregator.folded and aggregator.folds(detector.flow_uid(pkt.src, pkt.dst)))):
                 observe(pkt, novel, batch, index if frames is None else frames[index])
             if kept:
                 self._write(kept)
@@ -230,12 +226,3 @@ class Pipeline:
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
 
-
-def _own_folded(pkt: IcmpPacket, notices: Sequence[Notice], kept: Sequence[Notice]) -> bool:
-    """Whether the packet's own flow raised notices at it and the aggregator folded every one: that flow's notices
-    never name an evidence file (notice/aggregate.py), so its packet is not buffered for the pair (a storm's
-    one-packet flows each took a ring and evicted another). Notices of other flows folded at it (a sweep's
-    summaries) do not count."""
-    src, dst = addr_text(pkt.src), addr_text(pkt.dst)
-    own = [notice for notice in notices if notice.uid and notice.src == src and notice.dst == dst]
-    return bool(own) and not any(notice is written for notice in own for written in kept)

@@ -370,10 +370,10 @@ def test_the_drop_counters_reach_the_pipeline_stats(tmp_path: Path) -> None:
 
 def test_a_folded_flows_packets_are_not_buffered(tmp_path: Path) -> None:
     """A notice storm's flows are folded into aggregates (notice/aggregate.py): their notices never name an
-    evidence file, so the packet whose notice was folded is not buffered for its pair (each buffered and then
-    evicted, a storm's one-packet flows cost ~5 us each). The flows whose notices are written keep their
-    evidence; a packet with novel bytes whose own flow raised nothing is buffered as before, though other flows'
-    notices were folded at it (a sweep folding the storm's summaries)."""
+    evidence file, so neither the packet whose notice was folded nor the flow's later packets are buffered for
+    its pair (each buffered and then evicted, a storm's flows cost ~5 us a packet). The flows whose notices are
+    written keep their evidence; a packet with novel bytes whose own flow raised nothing is buffered as before,
+    though other flows' notices were folded at it (a sweep folding the storm's summaries)."""
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
     cfg.detection = dataclasses.replace(cfg.detection, aggregate_max_notices=2)
@@ -386,6 +386,9 @@ def test_a_folded_flows_packets_are_not_buffered(tmp_path: Path) -> None:
     written = {pair_key(craft.addr(n.src), craft.addr(n.dst)) for n in sink.notices if n.uid}
     assert pipeline.aggregator.folded == 38 and len(written) == 3
     assert set(recorder._open) == written and not recorder._rings
+    # each flow's next request, novel again, raises no notice of its own
+    pipeline.detect([request(flow, 1001.0 + flow / 100, os.urandom(500), seq=2) for flow in range(40)])
+    assert pipeline.aggregator.folded == 38 and set(recorder._open) == written and not recorder._rings
     assert recorder.watched == {d for a, b in written for d in ((a, b), (b, a))}
     # after the idle timeout: the sweep at this packet folds the storm's summaries; its own flow raised nothing
     late = 1000.0 + cfg.detection.idle_timeout + 5
