@@ -89,6 +89,12 @@ class EvidenceStats:
     truncated: int = 0  # packets not written: their file had reached packets_after or max_file_bytes
 
 
+def pcap_record(sec: int, usec: int, frame: bytes) -> bytes:
+    """A frame as a pcap record: both lengths the frame's own (a record never promises more than it holds)."""
+    size = len(frame)
+    return RECORD.pack(sec, usec, size, size) + frame
+
+
 class HeldPacket(NamedTuple):
     """One packet for an evidence file: its frames as the records of a pcap, and what it carried (a named tuple,
     as CapturedFrame is: one per packet with novel bytes). The records are made once, when the packet is held: the
@@ -104,8 +110,7 @@ class HeldPacket(NamedTuple):
     @classmethod
     def of(cls, linktype: int, frames: tuple[CapturedFrame, ...], sender: bytes, carried: bytes) -> HeldPacket:
         """A packet held as frames (the fragments a reassembled message came in, a re-encoded one)."""
-        pack = RECORD.pack
-        records = b"".join([pack(f.sec, f.usec, len(f.data), len(f.data)) + f.data for f in frames])
+        records = b"".join([pcap_record(f.sec, f.usec, f.data) for f in frames])
         return cls.of_records(linktype, records, sender, carried)
 
     @classmethod
@@ -113,9 +118,7 @@ class HeldPacket(NamedTuple):
                  carried: bytes) -> HeldPacket:
         """A packet held as frame `index` of a libpcap batch (source/batch.py), copied out of its buffer."""
         sec, usec, off, cap = BATCH_META.unpack_from(meta, index * BATCH_META.size)
-        frame = buf[off : off + cap]
-        size = len(frame)  # what the buffer holds: a record never promises more
-        return cls.of_records(linktype, RECORD.pack(sec, usec, size, size) + frame, sender, carried)
+        return cls.of_records(linktype, pcap_record(sec, usec, buf[off : off + cap]), sender, carried)
 
     @classmethod
     def of_records(cls, linktype: int, records: bytes, sender: bytes, carried: bytes) -> HeldPacket:

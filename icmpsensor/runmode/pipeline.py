@@ -225,4 +225,3 @@ class Pipeline:
             "notice_write_errors": self.write_errors,
             "evidence": dataclasses.asdict(self.evidence.stats) if self.evidence is not None else {},
         }
-

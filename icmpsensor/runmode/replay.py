@@ -244,14 +244,16 @@ class ParallelReplay:
         """A worker still reading (it reports every second) that has sent nothing for STUCK_LIMIT seconds;
         one that has read its input waits for the others, then flushes (a few seconds at most): stuck when it has
         sent nothing for STUCK_LIMIT seconds since the end was sent to every worker."""
+        flushed = self._flush_sent
         for worker in self.supervisor.silent(STUCK_LIMIT):
             if worker.clock is None:
-                raise WorkerFailure(f"worker {worker.index} (pid {worker.pid}) sent nothing for "
-                                    f"{STUCK_LIMIT:g} s; replay stopped")
-            flushed = self._flush_sent
-            if worker.report is None and flushed is not None and time.monotonic() - flushed > STUCK_LIMIT:
-                raise WorkerFailure(f"worker {worker.index} (pid {worker.pid}) sent nothing for "
-                                    f"{STUCK_LIMIT:g} s after its input ended; replay stopped")
+                when = ""
+            elif worker.report is None and flushed is not None and time.monotonic() - flushed > STUCK_LIMIT:
+                when = " after its input ended"
+            else:
+                continue
+            raise WorkerFailure(f"worker {worker.index} (pid {worker.pid}) sent nothing for {STUCK_LIMIT:g} s{when}; "
+                                "replay stopped")
 
     def _write(self, notices: Iterable[Notice]) -> None:
         for notice in notices:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import struct
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pcapy
 import pytest
@@ -31,8 +33,10 @@ from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.notice.record import Notice
+from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode import partition, replay, worker
 from icmpsensor.runmode.merge import NoticeMerge
+from icmpsensor.runmode.messages import Notices
 from icmpsensor.runmode.replay import build_sinks
 from icmpsensor.runmode.supervisor import WorkerFailure
 from icmpsensor.source.batch import BATCH_META
@@ -366,12 +370,6 @@ def test_a_worker_sends_its_clock_alone_at_most_every_watermark_period() -> None
     """A worker's batches each move its clock: sent after every batch, the clock alone made the main process
     (which shares the machine's cores with the workers) wake and unpickle hundreds of messages a second for
     nothing to write. Notices go at once, with the clock; the clock alone at most every WATERMARK_EVERY."""
-    import multiprocessing
-    from types import SimpleNamespace
-
-    from icmpsensor.output.sink import ListSink
-    from icmpsensor.runmode.messages import Notices
-
     ours, theirs = multiprocessing.Pipe(duplex=True)
     sink = ListSink()
     channel = worker.WorkerChannel(0, ours, sink, SimpleNamespace(take_events=list, failure=None))
