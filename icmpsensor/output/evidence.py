@@ -45,6 +45,7 @@ from icmpsensor.output.evidencewriter import (
     EvidenceWriter,
     HeldPacket,
     WriteJob,
+    held_frame,
 )
 from icmpsensor.source.batch import Batch, CapturedFrame
 
@@ -178,7 +179,7 @@ class EvidenceRecorder:
         self.linktype = linktype = file_linktype(batch.decoder.linktype)
         if pkt.frames:
             return HeldPacket.of(linktype, pkt.frames, pkt.src, carried)
-        return HeldPacket.of_batch(linktype, batch.buf, batch.meta, index, pkt.src, carried)
+        return held_frame(linktype, batch.buf, batch.meta, index, pkt.src, carried)
 
     def _record(self, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:
         cfg = self.cfg

@@ -1,0 +1,76 @@
+"""The evidence recorder's C step (output/_fastevidence.c held_frame) held equal to its Python reference
+(evidencewriter.HeldPacket.of_batch): the same HeldPacket for any frame of any batch, also where the batch's
+metadata points past its buffer, and the recorder holds every frame of a batch through it when it is built."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from icmpsensor.decode.linktypes import LINKTYPE_ETHERNET
+from icmpsensor.output import evidencewriter
+from icmpsensor.output.evidencewriter import PACKET_OVERHEAD, HeldPacket
+from icmpsensor.source.batch import BATCH_META
+from tests.hypothesis_counts import examples
+
+needs_c = pytest.mark.skipif(evidencewriter._fastevidence is None,
+                             reason="the C accelerator is turned off or not built")
+
+U32 = st.integers(0, 2**32 - 1)
+
+
+def test_pip_install_builds_it() -> None:
+    """`pip install` builds it and the recorder holds batch frames through it; only ICMPSENSOR_PURE_PYTHON turns it
+    off (the reference then holds them)."""
+    assert evidencewriter._fastevidence is not None or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+    if evidencewriter._fastevidence is not None:
+        assert evidencewriter.held_frame.func is evidencewriter._fastevidence.held_frame  # type: ignore[attr-defined]
+    else:
+        assert evidencewriter.held_frame == HeldPacket.of_batch
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(buf=st.binary(max_size=300), records=st.lists(st.tuples(U32, U32, U32, U32), min_size=1, max_size=6),
+       pick=st.integers(0, 5), sender=st.binary(min_size=4, max_size=16), carried=st.binary(max_size=40),
+       tail=st.binary(max_size=15))
+def test_held_frame_is_the_reference(buf: bytes, records: list[tuple[int, int, int, int]], pick: int, sender: bytes,
+                                     carried: bytes, tail: bytes) -> None:
+    """Any metadata, offsets and lengths past the buffer's end included (the slice is clamped, as Python's),
+    and metadata with a partial record at its end."""
+    meta = b"".join(BATCH_META.pack(*record) for record in records) + tail
+    index = pick % len(records)
+    reference = HeldPacket.of_batch(LINKTYPE_ETHERNET, buf, meta, index, sender, carried)
+    fast = evidencewriter.held_frame(LINKTYPE_ETHERNET, buf, meta, index, sender, carried)
+    assert type(fast) is HeldPacket
+    assert fast == reference
+    assert fast.cost == PACKET_OVERHEAD + len(fast.records) + len(carried)
+
+
+@needs_c
+@given(frames=st.lists(st.binary(max_size=80), min_size=1, max_size=5), pick=st.integers(0, 4))
+def test_held_frames_of_a_real_batch(frames: list[bytes], pick: int) -> None:
+    """Frames laid out as libpcap's next_batch lays them: each at its offset, its own length."""
+    buf = b"".join(frames)
+    offsets = [sum(len(f) for f in frames[:i]) for i in range(len(frames))]
+    meta = b"".join(BATCH_META.pack(1_800_000_000 + i, 999_999 - i, off, len(f))
+                    for i, (off, f) in enumerate(zip(offsets, frames, strict=True)))
+    index = pick % len(frames)
+    fast = evidencewriter.held_frame(LINKTYPE_ETHERNET, buf, meta, index, b"\x01\x02\x03\x04", b"")
+    assert fast == HeldPacket.of_batch(LINKTYPE_ETHERNET, buf, meta, index, b"\x01\x02\x03\x04", b"")
+    assert fast.records[16:] == frames[index]
+
+
+@needs_c
+def test_a_frame_outside_the_batch_is_refused() -> None:
+    """An index past the batch's records raises, as the reference does (it is a bug in the caller, never input)."""
+    meta = BATCH_META.pack(1, 2, 0, 4)
+    for index in (1, -1):
+        with pytest.raises(IndexError):
+            evidencewriter.held_frame(LINKTYPE_ETHERNET, b"abcd", meta, index, b"s", b"")
+    with pytest.raises(struct.error):
+        HeldPacket.of_batch(LINKTYPE_ETHERNET, b"abcd", meta, 1, b"s", b"")
