@@ -5,6 +5,7 @@
  * of the buffer behind its pcap record header (evidencewriter.RECORD, native byte order: seconds, microseconds,
  * then both lengths the length of the bytes copied), in one allocation. Every packet of a recorded flow is held
  * this way; the reference slices the frame, packs the header and joins them (three objects, three copies).
+ * bind() gives it the HeldPacket type and its PACKET_OVERHEAD once, when evidencewriter is imported.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -16,31 +17,48 @@
 #define RECORD_SIZE 16 /* evidencewriter.RECORD: seconds, microseconds, captured length, length */
 #define HELD_FIELDS 5  /* HeldPacket: linktype, records, sender, carried, cost */
 
-PyDoc_STRVAR(held_frame_doc,
-             "held_frame(held_type, overhead, linktype, buf, meta, index, sender, carried) -> HeldPacket\n\n"
-             "HeldPacket.of_batch(linktype, buf, meta, index, sender, carried) for held_type HeldPacket and\n"
-             "overhead PACKET_OVERHEAD: frame `index` of the batch as a pcap record.");
+static PyObject *held_type;    /* evidencewriter.HeldPacket, set by bind() */
+static long long held_overhead; /* evidencewriter.PACKET_OVERHEAD */
+
+PyDoc_STRVAR(bind_doc, "bind(held_type, overhead)\n\n"
+                       "HeldPacket and PACKET_OVERHEAD (output/evidencewriter.py), once, before held_frame().");
+
+static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "bind(held_type, overhead): held_type must be a tuple type");
+        return NULL;
+    }
+    long long overhead = PyLong_AsLongLong(args[1]);
+    if (overhead == -1 && PyErr_Occurred())
+        return NULL;
+    Py_XSETREF(held_type, Py_NewRef(args[0]));
+    held_overhead = overhead;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(held_frame_doc, "held_frame(linktype, buf, meta, index, sender, carried) -> HeldPacket\n\n"
+                             "HeldPacket.of_batch: frame `index` of the batch as a pcap record.");
 
 static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "held_frame() takes 8 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "held_frame() takes 6 arguments");
         return NULL;
     }
-    PyObject *held_type = args[0], *linktype = args[2], *buf = args[3], *meta = args[4], *sender = args[6],
-             *carried = args[7];
-    if (!PyType_Check(held_type) || !PyType_IsSubtype((PyTypeObject *)held_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "held_frame(): held_type must be a tuple type");
+    if (held_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "held_frame(): bind() first");
         return NULL;
     }
+    PyObject *linktype = args[0], *buf = args[1], *meta = args[2], *sender = args[4], *carried = args[5];
     if (!PyBytes_Check(buf) || !PyBytes_Check(meta) || !PyBytes_Check(carried)) {
         PyErr_SetString(PyExc_TypeError, "held_frame(): buf, meta and carried must be bytes");
         return NULL;
     }
-    long long overhead = PyLong_AsLongLong(args[1]);
-    Py_ssize_t index = PyLong_AsSsize_t(args[5]);
-    if (PyErr_Occurred())
+    Py_ssize_t index = PyLong_AsSsize_t(args[3]);
+    if (index == -1 && PyErr_Occurred())
         return NULL;
     Py_ssize_t meta_len = PyBytes_GET_SIZE(meta);
     if (index < 0 || index >= meta_len / META_SIZE) {
@@ -63,7 +81,7 @@ static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
     uint32_t header[4] = {fields[0], fields[1], (uint32_t)size, (uint32_t)size};
     memcpy(out, header, sizeof header);
     memcpy(out + RECORD_SIZE, PyBytes_AS_STRING(buf) + start, (size_t)size);
-    PyObject *cost = PyLong_FromLongLong(overhead + RECORD_SIZE + size + PyBytes_GET_SIZE(carried));
+    PyObject *cost = PyLong_FromLongLong(held_overhead + RECORD_SIZE + size + PyBytes_GET_SIZE(carried));
     if (cost == NULL) {
         Py_DECREF(records);
         return NULL;
@@ -85,6 +103,7 @@ static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
 
 static PyMethodDef methods[] = {
     {"held_frame", (PyCFunction)(void (*)(void))held_frame, METH_FASTCALL, held_frame_doc},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,7 +43,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from functools import partial
 from typing import BinaryIO, NamedTuple
 
 from icmpsensor.accelerators import evidence_extension as _fastevidence
@@ -129,8 +128,11 @@ class HeldPacket(NamedTuple):
 
 # HeldPacket.of_batch for every packet of a recorded flow, in C when it is built (output/_fastevidence.c: one
 # allocation, one copy; of_batch is its reference, an equivalence test holds them equal)
-held_frame = HeldPacket.of_batch if _fastevidence is None else \
-    partial(_fastevidence.held_frame, HeldPacket, PACKET_OVERHEAD)
+if _fastevidence is None:
+    held_frame = HeldPacket.of_batch
+else:
+    _fastevidence.bind(HeldPacket, PACKET_OVERHEAD)
+    held_frame = _fastevidence.held_frame
 
 
 @dataclass(slots=True)

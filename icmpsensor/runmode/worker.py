@@ -158,10 +158,10 @@ class WorkerChannel:
     def round(self, worker: Worker) -> None:
         notices = self.sink.take()
         watermark = worker.latest() - self.watermark_lag
-        now = time.monotonic()
-        if notices or (watermark > self._sent_watermark and now >= self._next_watermark):
+        mono = time.monotonic()
+        if notices or (watermark > self._sent_watermark and mono >= self._next_watermark):
             self._sent_watermark = watermark
-            self._next_watermark = now + WATERMARK_EVERY
+            self._next_watermark = mono + WATERMARK_EVERY
             self.conn.send(Notices(notices, watermark))
         now = time.time()
         if now >= self._next_tick:

@@ -28,7 +28,7 @@ def test_pip_install_builds_it() -> None:
     off (the reference then holds them)."""
     assert evidencewriter._fastevidence is not None or os.environ.get("ICMPSENSOR_PURE_PYTHON")
     if evidencewriter._fastevidence is not None:
-        assert evidencewriter.held_frame.func is evidencewriter._fastevidence.held_frame  # type: ignore[attr-defined]
+        assert evidencewriter.held_frame is evidencewriter._fastevidence.held_frame
     else:
         assert evidencewriter.held_frame == HeldPacket.of_batch
 
