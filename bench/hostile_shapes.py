@@ -15,6 +15,7 @@ Shapes (every source address distinct where it says spoofed):
 
   storm-v4       one novel 500-byte echo request from each spoofed IPv4 source to one host (the bench's storm)
   storm-v6       the same over IPv6 (ICMPv6): notice text, aggregation and evidence with 16-byte addresses
+  storm-pairs    the IPv4 storm with a spoofed destination of its own per flow too: no host repeated
   options-v4     novel 16-64-byte echo requests from spoofed sources, each with an IPv4 option (router alert)
   ext-v6         the same over IPv6 behind hop-by-hop and destination options headers
   jumbo          60,000-byte echo requests in MTU fragments from one pair (packets: datagrams)
@@ -90,6 +91,8 @@ def _shape(name: str, count: int, rng: random.Random) -> Frames:
             yield ts, Link(_v4(i), target).echo(8, 0, 5, 1, rng.randbytes(500))
         elif name == "storm-v6":
             yield ts, Link(_v6(i), target6).echo(128, 0, 5, 1, rng.randbytes(500))
+        elif name == "storm-pairs":
+            yield ts, Link(_v4(i), _v4(0x0C000000 + i)).echo(8, 0, 5, 1, rng.randbytes(500))
         elif name == "options-v4":
             yield ts, _router_alert(rng, i)
         elif name == "ext-v6":
@@ -118,8 +121,8 @@ def _shape(name: str, count: int, rng: random.Random) -> Frames:
             raise ValueError(f"unknown shape {name!r}")
 
 
-SHAPES = ("storm-v4", "storm-v6", "options-v4", "ext-v6", "jumbo", "other-traffic", "one-to-many", "idents",
-          "unpaired", "errors", "tools", "mesh")
+SHAPES = ("storm-v4", "storm-v6", "storm-pairs", "options-v4", "ext-v6", "jumbo", "other-traffic", "one-to-many",
+          "idents", "unpaired", "errors", "tools", "mesh")
 
 
 def ensure_shape(name: str, count: int, directory: Path, seed: int = 1) -> Path:

@@ -37,6 +37,8 @@ on that capture, and icmpsensor on it (default configuration: full detection, ev
                   (20,000) spoofed sources to one target: as many one-packet alerted flows
   storm-v6        the notice storm over IPv6: ICMPv6 echo requests from --storm-flows spoofed IPv6 sources
                   (notice text, aggregation and evidence handle 16-byte addresses)
+  storm-pairs     the notice storm with a spoofed destination per flow too: no host repeats, so only the
+                  aggregation's quota per note folds it
   novel-flood     --novel-flood-packets (200,000) echo requests with 16-64 random bytes each, four
                   from each spoofed source, to one target
   tiny-fragments  about --tiny-fragment-packets (240,000) frames: echo requests from spoofed sources
@@ -80,7 +82,7 @@ MIX_STAGES = ("ceiling-raw", "ceiling", "icmpsensor", "icmpsensor-py", "icmpsens
 CEILINGS = ("ceiling-raw", "ceiling")
 # adversarial stage -> the capture kind it runs on (testkit/synthmix.py ADVERSARIAL); each runs CEILINGS and
 # icmpsensor on its capture
-ADVERSARIAL = {"storm": "storm", "storm-v6": "storm_v6", "novel-flood": "novel_flood",
+ADVERSARIAL = {"storm": "storm", "storm-v6": "storm_v6", "storm-pairs": "storm_pairs", "novel-flood": "novel_flood",
                "tiny-fragments": "tiny_fragments", "jumbo-fragments": "jumbo_fragments", "novel-mix": "novel_mix"}
 STAGES = MIX_STAGES + tuple(ADVERSARIAL)
 SENSOR_STAGES = ("icmpsensor", "icmpsensor-py", "icmpsensor-2w")
@@ -95,6 +97,7 @@ LABELS = {
     "scapy": "scapy parse",
 }
 CAPTURE_LABELS = {"mix": "mix", "storm": "notice storm", "storm-v6": "notice storm, IPv6",
+                  "storm-pairs": "notice storm, no host repeated",
                   "novel-flood": "novel-payload flood", "tiny-fragments": "tiny-fragment flood",
                   "jumbo-fragments": "jumbo-fragment flood",
                   "novel-mix": "novel-heavy mix"}
@@ -542,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         path, truth, seconds = ensure_capture(args.packets, args.keep, args.seed, args.flood_sources)
         sets.append(CaptureSet("mix", path, truth, mix_stages))
         generated.append(seconds)
-    sizes = {"storm": args.storm_flows, "storm-v6": args.storm_flows, "novel-flood": args.novel_flood_packets,
+    sizes = {"storm": args.storm_flows, "storm-v6": args.storm_flows, "storm-pairs": args.storm_flows,
+             "novel-flood": args.novel_flood_packets,
              "tiny-fragments": args.tiny_fragment_packets, "jumbo-fragments": args.jumbo_fragment_packets,
              "novel-mix": args.novel_mix_packets or args.packets}
     for stage, kind in ADVERSARIAL.items():

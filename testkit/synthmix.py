@@ -28,6 +28,8 @@ benchmark (issue 13), N frames each (`ADVERSARIAL`):
 
 * `storm`: a notice storm, one echo request with 500 random bytes from each of N spoofed sources
   to one target (N one-packet alerted flows);
+* `storm_pairs`: the notice storm with a spoofed destination of its own per flow too (no host
+  repeats, so no per-host quota folds it);
 * `novel_flood`: N echo requests from N/4 spoofed sources to one target, four each, every one
   with 16-64 random bytes (every payload novel; no flow reaches the alert threshold);
 * `tiny_fragments`: echo requests from spoofed sources, each cut into 8-byte IPv4 fragments
@@ -960,6 +962,7 @@ def build_flood_plan(sources: int, replies: bool, seed: int) -> Plan:
 STORM_TARGET = "10.1.0.81"
 STORM_TARGET_V6 = "2001:db8:1::81"
 STORM_V6_PREFIX = bytes.fromhex("20010db80005000000000000")  # 2001:db8:5::/96
+STORM_PAIRS_DESTINATIONS = bytes((100,))  # storm_pairs: the n-th flow's destination is 100.<n, 24 bits>
 STORM_PAYLOAD = 500  # random bytes per storm request: over the 256 novel bytes that raise DataExfil
 ADVERSARIAL_RATE = 20_000.0  # spoofed requests (datagrams) per second of packet time
 NOVEL_FLOOD_PER_SOURCE = 4
@@ -984,9 +987,11 @@ def spoofed_source_v6(i: int) -> bytes:
     return STORM_V6_PREFIX + spoofed_source(i)
 
 
-def build_storm_plan(flows: int, seed: int, target_ip: str = STORM_TARGET, v6: bool = False) -> Plan:
+def build_storm_plan(flows: int, seed: int, target_ip: str = STORM_TARGET, v6: bool = False,
+                     pairs: bool = False) -> Plan:
     """A notice storm: one echo request with STORM_PAYLOAD random bytes from each of `flows` spoofed sources to
-    one target, unanswered, ADVERSARIAL_RATE a second; over IPv6 with `v6` (ICMPv6, sources spoofed_source_v6)."""
+    one target, unanswered, ADVERSARIAL_RATE a second; over IPv6 with `v6` (ICMPv6, sources spoofed_source_v6);
+    with `pairs`, each to a spoofed destination of its own (STORM_PAIRS_DESTINATIONS) instead of the target."""
     plan = Plan(Net(), unlisted_pairs=flows)
     target = ip(STORM_TARGET_V6 if v6 else target_ip)
     rng = random.Random(seed)
@@ -996,7 +1001,8 @@ def build_storm_plan(flows: int, seed: int, target_ip: str = STORM_TARGET, v6: b
 
     def frames() -> Iterator[Frame]:
         for n, src in zip(range(flows), sources, strict=False):
-            link = Link(src, target, (), ttl=64, ip_id=rng.randrange(0x10000))
+            dst = STORM_PAIRS_DESTINATIONS + n.to_bytes(3, "big") if pairs else target
+            link = Link(src, dst, (), ttl=64, ip_id=rng.randrange(0x10000))
             yield start + n / ADVERSARIAL_RATE, link.echo(request, 0, rng.randrange(1, 0x10000), 1,
                                                           rng.randbytes(STORM_PAYLOAD))
 
@@ -1136,7 +1142,7 @@ def build_novel_mix_plan(packets: int, seed: int, duration: float) -> Plan:
     return plan
 
 
-ADVERSARIAL = ("storm", "storm_v6", "novel_flood", "tiny_fragments", "jumbo_fragments", "novel_mix")
+ADVERSARIAL = ("storm", "storm_v6", "storm_pairs", "novel_flood", "tiny_fragments", "jumbo_fragments", "novel_mix")
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -1225,6 +1231,7 @@ def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration:
         builders: dict[str, Callable[[], Plan]] = {
             "storm": lambda: build_storm_plan(packets, seed),
             "storm_v6": lambda: build_storm_plan(packets, seed, v6=True),
+            "storm_pairs": lambda: build_storm_plan(packets, seed, pairs=True),
             "novel_flood": lambda: build_novel_flood_plan(packets, seed),
             "tiny_fragments": lambda: build_tiny_fragments_plan(packets, seed),
             "jumbo_fragments": lambda: build_jumbo_fragments_plan(packets, seed),

@@ -100,6 +100,10 @@ class DetectionConfig(ConfigSection):
         10, Int(0, 2**31), "notices of one note to one host (or from one) per interval written as they come; "
         "the rest become one notice with counts (0: never aggregate)"
     )
+    aggregate_max_per_note: int = key(
+        100, Int(0, 2**31), "notices of one note per interval written as they come whatever their hosts (a storm "
+        "that repeats no host); the rest become one notice with counts (0: no such quota)"
+    )
     aggregate_sample: int = key(8, Int(0, 1000), "peers named in an aggregated notice")
     max_pairs: int = key(100_000, Int(1, 100_000_000), "host pairs remembered for slow exfiltration")
     exfil_bytes_threshold: int = key(

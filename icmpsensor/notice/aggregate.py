@@ -10,16 +10,20 @@ peers, their bytes, and a sample of the peers. The notices of a flow whose notic
 too (its ExfilSummary joins its DataExfil), and a flow whose notice was written keeps being written, so
 every uid in notice.log has its whole story. Notices that are aggregates already (ExfilSpread, SlowExfil)
 and the aggregates themselves are never folded.
+A storm can avoid repeating any host (one spoofed source to one spoofed destination per flow): past
+`aggregation.max_per_note` (100) notices of one note written in the interval, whatever their hosts, the rest
+are folded into one aggregate per note, its peers host pairs (Suricata's rate_filter `track by_rule`). The host
+folds come first: a storm towards one victim is told as the victim's.
 
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
-Pure: notices and a clock in, notices out. Memory: one entry per (note, host) seen in the interval
-(counts of the notices written per (note, host): at most MAX_KEYS, then a new key is written unfolded;
-a fold only for a key past its max_notices), a bounded sample, the distinct peers of each fold (at most
-MAX_PEERS, and MAX_PEER_ENTRIES over all the folds of an interval: then the peers read "N+"), and how each flow's first
-notice went, across intervals (a summary follows its flow's first notice minutes later) until the flow's
-ExfilSummary, its last notice: so for the alerted flows still alive (at most MAX_UIDS, oldest forgotten first,
-for those that never get a summary).
+Pure: notices and a clock in, notices out. Memory: counts of the notices written per (note, host) and per
+note in the interval (at most MAX_KEYS hosts' counts, then a notice of a new host is written uncounted but for
+its note's quota; with max_per_note, two counts a written notice at most), a fold only for a key past its
+quota, a bounded sample, the distinct peers of each fold (at most MAX_PEERS, and MAX_PEER_ENTRIES over all the
+folds of an interval: then the peers read "N+"), and how each flow's first notice went, across intervals (a
+summary follows its flow's first notice minutes later) until the flow's ExfilSummary, its last notice: so for
+the alerted flows still alive (at most MAX_UIDS, oldest forgotten first, for those that never get a summary).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ MAX_UIDS = 1_000_000
 # live the wall clock at each tick): what was folded is told then, not at the end of the interval, whose quotas go on.
 QUIET = 1.0
 _UNSEEN = ("", "")  # a flow none of whose notices came yet
+ANY_HOST = ("pairs", "")  # the (role, host) of a note's fold past max_per_note: its peers are host pairs
 
 
 @dataclass(slots=True)
@@ -52,6 +57,8 @@ class _Fold:
     first: float = 0.0
     last: float = 0.0
     capped: bool = False  # a peer was not kept (MAX_PEERS, MAX_PEER_ENTRIES): the peers are a lower bound
+    src: str = ""  # the first folded notice's hosts: the aggregate's (its sample may be empty)
+    dst: str = ""
 
 
 MAX_PEERS = 65_536  # distinct peers kept per fold
@@ -61,13 +68,15 @@ MAX_PEER_ENTRIES = 1_000_000
 
 
 class NoticeAggregator:
-    def __init__(self, interval: float, max_notices: int, sample: int) -> None:
+    def __init__(self, interval: float, max_notices: int, sample: int, max_per_note: int = 0) -> None:
         self.interval = interval
         self.max_notices = max_notices
         self.sample = sample
+        self.max_per_note = max_per_note  # 0: no quota per note
         self.window_start: float | None = None
         self._folds: dict[tuple[str, str, str], _Fold] = {}
-        self._written: dict[tuple[str, str, str], int] = {}  # (note, role, host) -> notices written as they came
+        # (note, role, host) -> notices written as they came; (note, *ANY_HOST): of the note, whatever the hosts
+        self._written: dict[tuple[str, str, str], int] = {}
         self._uids: dict[str, tuple[str, str] | None] = {}  # uid -> (role, host) it is folded under; None: written
         self.folded = 0  # notices folded since start (stats)
         self._peer_entries = 0  # peers kept over all the folds of the interval
@@ -78,8 +87,8 @@ class NoticeAggregator:
     def enabled(self) -> bool:
         return self.interval > 0 and self.max_notices > 0
 
-    def reconfigure(self, interval: float, max_notices: int, sample: int) -> None:
-        self.interval, self.max_notices, self.sample = interval, max_notices, sample
+    def reconfigure(self, interval: float, max_notices: int, sample: int, max_per_note: int) -> None:
+        self.interval, self.max_notices, self.sample, self.max_per_note = interval, max_notices, sample, max_per_note
 
     def filter(self, notices: Iterable[Notice]) -> list[Notice]:
         """The notices to write now: aggregates of an interval that has ended, then those not folded."""
@@ -140,32 +149,37 @@ class NoticeAggregator:
         if under is not _UNSEEN:
             if under is None:
                 return False  # the flow's earlier notice was written: so is this one
-            role, host = under
-            key = (notice.note, role, host)
-            fold = self._folds.get(key)
-            if fold is None:
-                fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
-            self._count(notice, fold, notice.src if role == "to" else notice.dst)
+            self._fold_under(notice, *under)
             return True
         to_key, from_key = (notice.note, "to", notice.dst), (notice.note, "from", notice.src)
         written = self._written
-        to_written, from_written = written.get(to_key), written.get(from_key)
-        if (to_written is None or from_written is None) and len(written) >= MAX_KEYS:
-            return False
-        to_written, from_written = to_written or 0, from_written or 0
-        if to_written < self.max_notices and from_written < self.max_notices:
+        to_written, from_written = written.get(to_key, 0), written.get(from_key, 0)
+        # a fold is made only for a key past its quota: a storm's thousands of sources cost a count each
+        if to_written >= self.max_notices:
+            self._fold_under(notice, "to", notice.dst, uid)
+            return True
+        if from_written >= self.max_notices:
+            self._fold_under(notice, "from", notice.src, uid)
+            return True
+        note_key = (notice.note, *ANY_HOST)
+        note_written = written.get(note_key, 0)
+        if 0 < self.max_per_note <= note_written:
+            self._fold_under(notice, *ANY_HOST, uid)
+            return True
+        written[note_key] = note_written + 1
+        if len(written) < MAX_KEYS or (to_key in written and from_key in written):  # else written, not counted
             written[to_key], written[from_key] = to_written + 1, from_written + 1
-            self._remember(uid, None)
-            return False
-        # a fold is made only for a key past max_notices: a storm's thousands of sources cost a count each
-        key, role, host, peer = (to_key, "to", notice.dst, notice.src) if to_written >= self.max_notices \
-            else (from_key, "from", notice.src, notice.dst)
+        self._remember(uid, None)
+        return False
+
+    def _fold_under(self, notice: Notice, role: str, host: str, uid: str = "") -> None:
+        """Fold the notice into (its note, role, host)'s aggregate; remember it for the flow `uid`'s later ones."""
+        key = (notice.note, role, host)
         fold = self._folds.get(key)
         if fold is None:
-            fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts)
-        self._count(notice, fold, peer)
+            fold = self._folds[key] = _Fold(first=notice.ts, last=notice.ts, src=notice.src, dst=notice.dst)
+        self._count(notice, fold, _peer(notice, role))
         self._remember(uid, (role, host))
-        return True
 
     def _count(self, notice: Notice, fold: _Fold, peer: str) -> None:
         fold.folded += 1
@@ -198,15 +212,33 @@ class NoticeAggregator:
     def _aggregate(self, key: tuple[str, str, str], fold: _Fold, ts: float) -> Notice:
         note, role, host = key
         short = note.split("::", 1)[-1]
-        peers = len(fold.peers)
-        more = "+" if fold.capped else ""
-        kind = "sources" if role == "to" else "destinations"
-        msg = (f"{fold.folded} more {short} notices {role} {host} within {self.interval:g} s, "
-               f"{'from' if role == 'to' else 'to'} {peers}{more} {kind} "
-               f"({format_size(fold.bytes_sent)} sent); sample: {', '.join(fold.sample)}")
-        sub = (f"Aggregated: {fold.folded} notices, {peers}{more} {kind}, first {fold.first:.6f}, "
-               f"last {fold.last:.6f}, bytes sent {fold.bytes_sent}, sample {' '.join(fold.sample)}")
-        src, dst = (fold.sample[0], host) if role == "to" else (host, fold.sample[0])
+        count = len(fold.peers)
+        peers = f"{count}{'+' if fold.capped else ''}"
+        within = f"within {self.interval:g} s"
+        if role == "to":
+            counted, told = "sources", f"to {host} {within}, from {peers} sources"
+        elif role == "from":
+            counted, told = "destinations", f"from {host} {within}, to {peers} destinations"
+        else:
+            counted, told = "host pairs", f"{within}, between {peers} host pairs"
+        msg = f"{fold.folded} more {short} notices {told} ({format_size(fold.bytes_sent)} sent)"
+        sub = (f"Aggregated: {fold.folded} notices, {peers} {counted}, first {fold.first:.6f}, "
+               f"last {fold.last:.6f}, bytes sent {fold.bytes_sent}")
+        if fold.sample:
+            msg += f"; sample: {', '.join(fold.sample)}"
+            sub += f", sample {' '.join(fold.sample)}"
+        src, dst = (fold.src, fold.dst) if role == ANY_HOST[0] else \
+            (fold.src, host) if role == "to" else (host, fold.dst)
         return Notice(ts=ts, note=note, msg=msg, sub=sub, src=src, dst=dst, uid="", n=fold.folded,
                       bytes_sent=fold.bytes_sent, bytes_received=0, start=fold.first, end=fold.last,
-                      peers=peers)
+                      peers=count)
+
+
+def _peer(notice: Notice, role: str) -> str:
+    """The peer a folded notice adds to its aggregate: the source a storm came from, the destination it went to,
+    or (folded per note) the host pair."""
+    if role == "to":
+        return notice.src
+    if role == "from":
+        return notice.dst
+    return f"{notice.src}->{notice.dst}"

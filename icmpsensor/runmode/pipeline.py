@@ -60,7 +60,7 @@ class Pipeline:
         self.detector = make_detector(cfg.detection, cfg.allowlist)
         detection = cfg.detection
         self.aggregator = NoticeAggregator(detection.aggregate_interval, detection.aggregate_max_notices,
-                                           detection.aggregate_sample)
+                                           detection.aggregate_sample, detection.aggregate_max_per_note)
         self.evidence = EvidenceRecorder(cfg.output.log_dir, evidence, wait_when_full=evidence_waits) \
             if evidence.enabled else None
         self.notices_emitted = 0
@@ -198,7 +198,7 @@ class Pipeline:
         self.cfg = cfg
         self.detector.reconfigure(cfg.detection, cfg.allowlist)
         self.aggregator.reconfigure(cfg.detection.aggregate_interval, cfg.detection.aggregate_max_notices,
-                                    cfg.detection.aggregate_sample)
+                                    cfg.detection.aggregate_sample, cfg.detection.aggregate_max_per_note)
         for decoder in self._decoders:
             decoder.verify_checksums = cfg.decode.verify_checksums
 

@@ -211,8 +211,11 @@ def test_sighup_reaches_every_worker_and_workers_is_restart_only(
     assert "capture.workers" in reload_msg and "restart" in reload_msg
     lab.exfil_from(sources, secret, count=5, size=50, interval_us=2000)
     # 16 pairs land on both workers (test 1 measures the spread): each applies the new thresholds.
-    assert wait_for(lambda: {n["src"] for n in sensor.notices() if n["note"] == DATA_EXFIL} >= set(sources), 10), \
-        sensor.notices()
+    alerted = lambda: {n["src"] for n in sensor.notices() if n["note"] == DATA_EXFIL}  # noqa: E731
+    if not wait_for(lambda: alerted() >= set(sources), 10):  # which sources, and what each worker saw (it failed
+        # once in ~30 CI runs, not reproduced since)
+        pytest.fail(f"no DataExfil for {sorted(set(sources) - alerted())} within 10 s of the reload; workers: "
+                    f"{sensor.stats_records()[-1:]}; journal: {[e.get('MESSAGE') for e in sensor.journal()][-20:]}")
     code, _, err = sensor.stop()
     assert code == 0, err
     workers = sensor.stats_records()[-1]["workers"]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bench import hostile_shapes, throughput
+from icmpsensor.config.schema import Config
 from icmpsensor.decode import fast as decode
 from testkit import benign_corpus as bc
 from testkit import craft, synthmix
@@ -63,7 +64,7 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproces
     argv = [sys.executable, "-m", "bench.throughput", "--packets", "3000", "--storm-flows", str(STORM_FLOWS),
             "--novel-flood-packets", "2000", "--tiny-fragment-packets", "2000", "--repeat", "1",
             "--keep", str(base / "keep"), "--jumbo-fragment-packets", "800",
-            "--stages", "icmpsensor,storm,storm-v6,novel-flood,tiny-fragments,jumbo-fragments,novel-mix",
+            "--stages", "icmpsensor,storm,storm-v6,storm-pairs,novel-flood,tiny-fragments,jumbo-fragments,novel-mix",
             "--json", str(out)]
     return early.process(argv)(), out
 
@@ -228,6 +229,17 @@ def test_storm_capture_is_one_novel_500_byte_request_from_each_spoofed_source(tm
     assert len({ip.data.data.data for ip in frames}) == 500
 
 
+def test_the_storm_of_pairs_repeats_no_host(tmp_path: Path) -> None:
+    import dpkt
+
+    path = tmp_path / "pairs.pcap"
+    truth = synthmix.generate(path, packets=500, kind="storm_pairs")
+    frames = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["packets"] == len(frames) == 500 and truth["host_pairs"] == 500 and truth["kind"] == "storm_pairs"
+    assert len({ip.src for ip in frames}) == len({ip.dst for ip in frames}) == 500
+    assert all(ip.data.type == 8 and len(ip.data.data.data) == 500 for ip in frames)
+
+
 def test_the_ipv6_storm_is_one_novel_500_byte_icmpv6_request_from_each_spoofed_ipv6_source(tmp_path: Path) -> None:
     import dpkt
 
@@ -304,12 +316,14 @@ def test_every_adversarial_stage_runs_beside_the_mix_against_both_ceilings(
         assert set(results) == {"ceiling-raw", "ceiling", "icmpsensor"}, name
         assert {r["packets"] for r in results.values()} == {entry["packets"]}, name
         assert all(r["pps"] > 0 and r["rss_mb"] > 0 for r in results.values()), name
-    for name in ("storm", "storm-v6"):
+    for name in ("storm", "storm-v6", "storm-pairs"):
         storm_run = captures[name]["results"]["icmpsensor"]
         assert storm_run["notices_raised"] >= 2 * storm, name  # a DataExfil and an ExfilSummary per flow
         if storm_run["notices_folded"] is not None:  # the pipeline folds storms (notice/aggregate.py)
             assert storm_run["notices"] == (storm_run["notices_raised"] - storm_run["notices_folded"]
                                             + storm_run["notices_aggregated"]), name
+            # written: the host quotas' (storm), or each note's quota (storm-pairs: no host repeats), and aggregates
+            assert storm_run["notices"] <= 2 * Config().detection.aggregate_max_per_note + 10, name
     mix_run = captures["mix"]["results"]["icmpsensor"]
     assert mix_run["exfil_missed"] == [] and mix_run["false_positives"] == []
     assert captures["novel-mix"]["results"]["icmpsensor"]["exfil_missed"] == []
@@ -350,7 +364,7 @@ def test_every_hostile_shape_is_written_and_read_as_it_says(tmp_path: Path) -> N
 
 def test_the_hostile_shapes_table_gives_both_ratios_and_the_growth(tmp_path: Path) -> None:
     lines: list[str] = []
-    assert hostile_shapes.main(["--packets", "300", "--shapes", "storm-v6", "--keep", str(tmp_path)],
+    assert hostile_shapes.main(["--packets", "300", "--shapes", "storm-v6", "--keep", str(tmp_path), "--repeat", "3"],
                                lines.append) == 0
     header, _, line = lines
     cells = dict(zip(hostile_shapes.HEADER, (cell.strip() for cell in line.strip(" |").split("|")), strict=True))
