@@ -61,7 +61,7 @@ def extremes() -> list[tuple[str, str, object]]:
             if isinstance(kind, Int):
                 values: tuple[object, ...] = (kind.low, kind.high)
             elif isinstance(kind, Seconds):
-                values = (0.0 if kind.zero_means_off else kind.low + 1e-3, kind.high)
+                values = (*((0.0,) if kind.zero_means_off else ()), kind.low + 1e-3, kind.high)
             elif isinstance(kind, Fraction):
                 values = (0.0, 1.0)
             else:
