@@ -8,12 +8,14 @@ note towards one destination, or from one source, are written as they come; the 
 and when the interval ends one notice per (note, host) tells the rest: how many, from (or to) how many
 peers, their bytes, and a sample of the peers. The notices of a flow whose notice was folded are folded
 too (its ExfilSummary joins its DataExfil), and a flow whose notice was written keeps being written, so
-every uid in notice.log has its whole story. Notices that are aggregates already (ExfilSpread, SlowExfil)
-and the aggregates themselves are never folded.
+every uid in notice.log has its whole story. Notices that tell many flows already (ExfilSpread: a host's to
+or from many peers; SlowExfil: a pair's over a day) are not folded per host, and the aggregates never.
 A storm can avoid repeating any host (one spoofed source to one spoofed destination per flow): past
 `aggregation.max_per_note` (100) notices of one note written in the interval, whatever their hosts, the rest
 are folded into one aggregate per note, its peers host pairs (Suricata's rate_filter `track by_rule`). The host
-folds come first: a storm towards one victim is told as the victim's.
+folds come first: a storm towards one victim is told as the victim's. ExfilSpread and SlowExfil too are folded
+past their note's quota (one ExfilSpread per spoofed source is a storm of them), without tying the flow they
+were raised on to their fold.
 
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
@@ -36,7 +38,7 @@ from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
 from icmpsensor.notice.types import EXFIL_SPREAD, EXFIL_SUMMARY, SLOW_EXFIL
 
-NEVER_FOLDED = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))
+NOT_PER_HOST = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))  # folded only past their note's quota
 MAX_KEYS = 100_000
 MAX_UIDS = 1_000_000
 # A storm is over when nothing has been folded for QUIET seconds (of the clock advance() is given: packet time, or
@@ -139,8 +141,10 @@ class NoticeAggregator:
 
     def _fold(self, notice: Notice) -> bool:
         """Whether the notice is folded into an aggregate (else it is written, and counted)."""
-        if notice.note in NEVER_FOLDED or not notice.src or not notice.dst:
+        if not notice.src or not notice.dst:
             return False
+        if notice.note in NOT_PER_HOST:
+            return self._past_note_quota(notice)
         uid = notice.uid
         if uid and notice.note == EXFIL_SUMMARY.name:  # the flow's last notice: its memory ends with it
             uid, under = "", self._uids.pop(uid, _UNSEEN)
@@ -161,15 +165,22 @@ class NoticeAggregator:
         if from_written >= self.max_notices:
             self._fold_under(notice, "from", notice.src, uid)
             return True
-        note_key = (notice.note, *ANY_HOST)
-        note_written = written.get(note_key, 0)
-        if 0 < self.max_per_note <= note_written:
-            self._fold_under(notice, *ANY_HOST, uid)
+        if self._past_note_quota(notice, uid):
             return True
-        written[note_key] = note_written + 1
         if len(written) < MAX_KEYS or (to_key in written and from_key in written):  # else written, not counted
             written[to_key], written[from_key] = to_written + 1, from_written + 1
         self._remember(uid, None)
+        return False
+
+    def _past_note_quota(self, notice: Notice, uid: str = "") -> bool:
+        """Whether max_per_note notices of the note were written in the interval: then the notice is folded (for
+        the flow `uid`'s later ones too), else counted as written."""
+        key = (notice.note, *ANY_HOST)
+        written = self._written.get(key, 0)
+        if 0 < self.max_per_note <= written:
+            self._fold_under(notice, *ANY_HOST, uid)
+            return True
+        self._written[key] = written + 1
         return False
 
     def _fold_under(self, notice: Notice, role: str, host: str, uid: str = "") -> None:

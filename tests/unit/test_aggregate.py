@@ -65,7 +65,7 @@ def test_a_flows_memory_ends_with_its_summary() -> None:
     assert summary == [] and len(agg._uids) == 0  # its summary folded with it, and forgotten
 
 
-def test_aggregates_and_spread_notes_are_never_folded_and_zero_switches_it_off() -> None:
+def test_spread_notes_are_not_folded_per_host_and_zero_switches_aggregation_off() -> None:
     agg = NoticeAggregator(interval=60.0, max_notices=1, sample=3)
     spread = [notice(T0 + i, f"10.1.0.{i}", note="ICMP::ICMP_ExfilSpread") for i in range(20)]
     assert len(agg.filter(spread)) == 20
@@ -230,3 +230,21 @@ def test_the_pipeline_folds_a_storm_of_distinct_pairs_by_note() -> None:
     assert len(sink.notices) <= 2 * per_note + 10, len(sink.notices)
     assert {n.note for n in aggregates} == {"ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary"}
     assert len(sink.notices) - len(aggregates) + sum(n.n for n in aggregates) == raised
+
+
+def test_spread_and_slow_notes_are_folded_only_past_their_notes_quota_and_leave_the_flow_alone() -> None:
+    """ExfilSpread and SlowExfil tell a host's (or a pair's) many flows already: no host quota folds them. But one
+    ExfilSpread per spoofed source (each sending a few novel bytes to 16 peers) is a storm of them: 5,000 sources
+    wrote 5,016 notices. Past the note's quota they are folded as any note is; the flow they were raised on keeps
+    its own story (its DataExfil is written or folded on its own account)."""
+    agg = NoticeAggregator(interval=60.0, max_notices=1, sample=3, max_per_note=30)
+    spread = [notice(T0 + i * 0.01, f"10.1.{i // 250}.{i % 250}", f"203.0.113.{i % 16}", "ICMP::ICMP_ExfilSpread",
+                     uid=f"C{i}") for i in range(500)]
+    written = agg.filter(spread)
+    assert [n.uid for n in written] == [n.uid for n in spread[:30]] and agg.folded == 470
+    assert agg._uids == {}  # not a flow's first notice
+    later = agg.filter([notice(T0 + 30, "10.1.0.40", "203.0.113.8", uid="C40")])  # that flow's DataExfil
+    assert [n.uid for n in later if n.uid] == ["C40"]
+    (aggregate,) = [n for n in later if not n.uid]
+    assert aggregate.note == "ICMP::ICMP_ExfilSpread" and aggregate.n == 470
+    assert "between 470 host pairs" in aggregate.msg

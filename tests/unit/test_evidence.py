@@ -382,7 +382,7 @@ def test_a_folded_flows_packets_are_not_buffered(tmp_path: Path) -> None:
     recorder = pipeline.evidence
     assert recorder is not None
     pipeline.detect([request(flow, 1000.0 + flow / 100, os.urandom(500)) for flow in range(40)])
-    # the first two DataExfil notices to DST, and the ExfilSpread (never folded) at the flow that made it one
+    # the first two DataExfil notices to DST, and the ExfilSpread (not folded per host) at the flow that made it one
     written = {pair_key(craft.addr(n.src), craft.addr(n.dst)) for n in sink.notices if n.uid}
     assert pipeline.aggregator.folded == 38 and len(written) == 3
     assert set(recorder._open) == written and not recorder._rings
