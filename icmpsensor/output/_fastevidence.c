@@ -5,7 +5,9 @@
  * of the buffer behind its pcap record header (evidencewriter.RECORD, native byte order: seconds, microseconds,
  * then both lengths the length of the bytes copied), in one allocation. Every packet of a recorded flow is held
  * this way; the reference slices the frame, packs the header and joins them (three objects, three copies).
- * bind() gives it the HeldPacket type and its PACKET_OVERHEAD once, when evidencewriter is imported.
+ * held_frames() holds the frames a message came in (its fragments, source/batch.py CapturedFrame: seconds,
+ * microseconds, data) the same way, their records back to back (HeldPacket.of is its reference).
+ * bind() gives them the HeldPacket and CapturedFrame types and PACKET_OVERHEAD once, when evidencewriter is imported.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -18,24 +20,55 @@
 #define HELD_FIELDS 5  /* HeldPacket: linktype, records, sender, carried, cost */
 
 static PyObject *held_type;    /* evidencewriter.HeldPacket, set by bind() */
+static PyObject *frame_type;   /* source/batch.py CapturedFrame */
 static long long held_overhead; /* evidencewriter.PACKET_OVERHEAD */
 
-PyDoc_STRVAR(bind_doc, "bind(held_type, overhead)\n\n"
-                       "HeldPacket and PACKET_OVERHEAD (output/evidencewriter.py), once, before held_frame().");
+PyDoc_STRVAR(bind_doc, "bind(held_type, overhead, frame_type)\n\n"
+                       "HeldPacket, PACKET_OVERHEAD (output/evidencewriter.py) and CapturedFrame (source/batch.py),\n"
+                       "once, before held_frame() and held_frames().");
+
+static int is_tuple_type(PyObject *type)
+{
+    return PyType_Check(type) && PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type);
+}
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "bind(held_type, overhead): held_type must be a tuple type");
+    if (nargs != 3 || !is_tuple_type(args[0]) || !is_tuple_type(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind(held_type, overhead, frame_type): the types must be tuple types");
         return NULL;
     }
     long long overhead = PyLong_AsLongLong(args[1]);
     if (overhead == -1 && PyErr_Occurred())
         return NULL;
     Py_XSETREF(held_type, Py_NewRef(args[0]));
+    Py_XSETREF(frame_type, Py_NewRef(args[2]));
     held_overhead = overhead;
     Py_RETURN_NONE;
+}
+
+/* A HeldPacket of `records` (a reference taken over), as tuple.__new__ makes a named tuple: the subtype's
+ * allocation, then its items. */
+static PyObject *held_packet(PyObject *linktype, PyObject *records, PyObject *sender, PyObject *carried)
+{
+    PyObject *cost = PyLong_FromLongLong(held_overhead + PyBytes_GET_SIZE(records) + PyBytes_GET_SIZE(carried));
+    if (cost == NULL) {
+        Py_DECREF(records);
+        return NULL;
+    }
+    PyObject *held = ((PyTypeObject *)held_type)->tp_alloc((PyTypeObject *)held_type, HELD_FIELDS);
+    if (held == NULL) {
+        Py_DECREF(records);
+        Py_DECREF(cost);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(held, 0, Py_NewRef(linktype));
+    PyTuple_SET_ITEM(held, 1, records);
+    PyTuple_SET_ITEM(held, 2, Py_NewRef(sender));
+    PyTuple_SET_ITEM(held, 3, Py_NewRef(carried));
+    PyTuple_SET_ITEM(held, 4, cost);
+    return held;
 }
 
 PyDoc_STRVAR(held_frame_doc, "held_frame(linktype, buf, meta, index, sender, carried) -> HeldPacket\n\n"
@@ -81,28 +114,80 @@ static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
     uint32_t header[4] = {fields[0], fields[1], (uint32_t)size, (uint32_t)size};
     memcpy(out, header, sizeof header);
     memcpy(out + RECORD_SIZE, PyBytes_AS_STRING(buf) + start, (size_t)size);
-    PyObject *cost = PyLong_FromLongLong(held_overhead + RECORD_SIZE + size + PyBytes_GET_SIZE(carried));
-    if (cost == NULL) {
-        Py_DECREF(records);
+    return held_packet(linktype, records, sender, carried);
+}
+
+/* A frame's clock field as pcap_record packs it ("I"): an int in 0 .. 2**32 - 1, else struct.error's ValueError
+ * kin (OverflowError) or TypeError. */
+static int clock_field(PyObject *value, uint32_t *out)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "held_frames(): a frame's clock must be an int");
+        return -1;
+    }
+    unsigned long long field = PyLong_AsUnsignedLongLong(value);
+    if (field == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (field > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "held_frames(): a frame's clock is past 32 bits");
+        return -1;
+    }
+    *out = (uint32_t)field;
+    return 0;
+}
+
+PyDoc_STRVAR(held_frames_doc, "held_frames(linktype, frames, sender, carried) -> HeldPacket\n\n"
+                              "HeldPacket.of: the CapturedFrames a message came in as pcap records.");
+
+static PyObject *held_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "held_frames() takes 4 arguments");
         return NULL;
     }
-    /* a named tuple made as tuple.__new__ makes it: the subtype's allocation, then its items */
-    PyObject *held = ((PyTypeObject *)held_type)->tp_alloc((PyTypeObject *)held_type, HELD_FIELDS);
-    if (held == NULL) {
-        Py_DECREF(records);
-        Py_DECREF(cost);
+    if (held_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "held_frames(): bind() first");
         return NULL;
     }
-    PyTuple_SET_ITEM(held, 0, Py_NewRef(linktype));
-    PyTuple_SET_ITEM(held, 1, records);
-    PyTuple_SET_ITEM(held, 2, Py_NewRef(sender));
-    PyTuple_SET_ITEM(held, 3, Py_NewRef(carried));
-    PyTuple_SET_ITEM(held, 4, cost);
-    return held;
+    PyObject *linktype = args[0], *frames = args[1], *sender = args[2], *carried = args[3];
+    if (!PyTuple_Check(frames) || !PyBytes_Check(carried)) {
+        PyErr_SetString(PyExc_TypeError, "held_frames(): frames must be a tuple, carried bytes");
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(frames), total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *frame = PyTuple_GET_ITEM(frames, i);
+        if (!Py_IS_TYPE(frame, (PyTypeObject *)frame_type) || !PyBytes_Check(PyTuple_GET_ITEM(frame, 2))) {
+            PyErr_SetString(PyExc_TypeError, "held_frames(): frames must be CapturedFrames of bytes");
+            return NULL;
+        }
+        total += RECORD_SIZE + PyBytes_GET_SIZE(PyTuple_GET_ITEM(frame, 2));
+    }
+    PyObject *records = PyBytes_FromStringAndSize(NULL, total);
+    if (records == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(records);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *frame = PyTuple_GET_ITEM(frames, i), *data = PyTuple_GET_ITEM(frame, 2);
+        uint32_t header[4];
+        if (clock_field(PyTuple_GET_ITEM(frame, 0), &header[0]) < 0
+            || clock_field(PyTuple_GET_ITEM(frame, 1), &header[1]) < 0) {
+            Py_DECREF(records);
+            return NULL;
+        }
+        Py_ssize_t size = PyBytes_GET_SIZE(data);
+        header[2] = header[3] = (uint32_t)size;
+        memcpy(out, header, sizeof header);
+        memcpy(out + RECORD_SIZE, PyBytes_AS_STRING(data), (size_t)size);
+        out += RECORD_SIZE + size;
+    }
+    return held_packet(linktype, records, sender, carried);
 }
 
 static PyMethodDef methods[] = {
     {"held_frame", (PyCFunction)(void (*)(void))held_frame, METH_FASTCALL, held_frame_doc},
+    {"held_frames", (PyCFunction)(void (*)(void))held_frames, METH_FASTCALL, held_frames_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -46,6 +46,7 @@ from icmpsensor.output.evidencewriter import (
     HeldPacket,
     WriteJob,
     held_frame,
+    held_frames,
 )
 from icmpsensor.source.batch import Batch, CapturedFrame
 
@@ -175,10 +176,10 @@ class EvidenceRecorder:
             sec = int(pkt.ts)
             frames = pkt.frames or (CapturedFrame(sec, min(round((pkt.ts - sec) * 1e6), 999_999), encode(pkt)),)
             self.linktype = LINKTYPE_RAW
-            return HeldPacket.of(LINKTYPE_RAW, frames, pkt.src, carried)
+            return held_frames(LINKTYPE_RAW, frames, pkt.src, carried)
         self.linktype = linktype = file_linktype(batch.decoder.linktype)
         if pkt.frames:
-            return HeldPacket.of(linktype, pkt.frames, pkt.src, carried)
+            return held_frames(linktype, pkt.frames, pkt.src, carried)
         return held_frame(linktype, batch.buf, batch.meta, index, pkt.src, carried)
 
     def _record(self, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:

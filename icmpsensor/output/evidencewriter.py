@@ -126,13 +126,14 @@ class HeldPacket(NamedTuple):
         return cls(linktype, records, sender, carried, PACKET_OVERHEAD + len(records) + len(carried))
 
 
-# HeldPacket.of_batch for every packet of a recorded flow, in C when it is built (output/_fastevidence.c: one
-# allocation, one copy; of_batch is its reference, an equivalence test holds them equal)
+# HeldPacket.of_batch for every packet of a recorded flow, and HeldPacket.of for one that came in fragments, in C
+# when it is built (output/_fastevidence.c: one allocation, one copy a frame; of_batch and of are their
+# references, an equivalence test holds them equal)
 if _fastevidence is None:
-    held_frame = HeldPacket.of_batch
+    held_frame, held_frames = HeldPacket.of_batch, HeldPacket.of
 else:
-    _fastevidence.bind(HeldPacket, PACKET_OVERHEAD)
-    held_frame = _fastevidence.held_frame
+    _fastevidence.bind(HeldPacket, PACKET_OVERHEAD, CapturedFrame)
+    held_frame, held_frames = _fastevidence.held_frame, _fastevidence.held_frames
 
 
 @dataclass(slots=True)

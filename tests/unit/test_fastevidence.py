@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from icmpsensor.decode.linktypes import LINKTYPE_ETHERNET
 from icmpsensor.output import evidencewriter
 from icmpsensor.output.evidencewriter import PACKET_OVERHEAD, HeldPacket
-from icmpsensor.source.batch import BATCH_META
+from icmpsensor.source.batch import BATCH_META, CapturedFrame
 from tests.hypothesis_counts import examples
 
 needs_c = pytest.mark.skipif(evidencewriter._fastevidence is None,
@@ -74,3 +74,39 @@ def test_a_frame_outside_the_batch_is_refused() -> None:
             evidencewriter.held_frame(LINKTYPE_ETHERNET, b"abcd", meta, index, b"s", b"")
     with pytest.raises(struct.error):
         HeldPacket.of_batch(LINKTYPE_ETHERNET, b"abcd", meta, 1, b"s", b"")
+
+
+FRAME = st.builds(CapturedFrame, U32, U32, st.binary(max_size=120))
+
+
+def test_the_recorder_holds_fragments_through_the_c_step_when_it_is_built() -> None:
+    """A message that came in fragments (IcmpPacket.frames) is held by evidencewriter.held_frames: the C step when
+    it is built, else HeldPacket.of, its reference."""
+    if evidencewriter._fastevidence is not None:
+        assert evidencewriter.held_frames is evidencewriter._fastevidence.held_frames
+    else:
+        assert evidencewriter.held_frames == HeldPacket.of
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(frames=st.lists(FRAME, max_size=6), sender=st.binary(min_size=4, max_size=16), carried=st.binary(max_size=40))
+def test_held_frames_is_the_reference(frames: list[CapturedFrame], sender: bytes, carried: bytes) -> None:
+    """Any frames (the fragments of a datagram, in the order they came; none at all), any clock libpcap gives."""
+    reference = HeldPacket.of(LINKTYPE_ETHERNET, tuple(frames), sender, carried)
+    fast = evidencewriter.held_frames(LINKTYPE_ETHERNET, tuple(frames), sender, carried)
+    assert type(fast) is HeldPacket
+    assert fast == reference
+
+
+@needs_c
+@pytest.mark.parametrize("frame", [CapturedFrame(2**32, 0, b"x"), CapturedFrame(0, -1, b"x"),
+                                   CapturedFrame(0, 0, "text"), (0, 0), "not a frame"])
+def test_a_frame_the_reference_refuses_is_refused(frame: object) -> None:
+    """What pcap_record cannot write (a clock past 32 bits, data that are not bytes, not a frame) raises in both,
+    and nothing is held (such frames are a bug in the caller: libpcap's clock is 32-bit, frames are bytes)."""
+    frames = (CapturedFrame(1, 2, b"ok"), frame)
+    with pytest.raises((struct.error, TypeError, AttributeError)):
+        HeldPacket.of(LINKTYPE_ETHERNET, frames, b"s", b"")  # type: ignore[arg-type]
+    with pytest.raises((TypeError, OverflowError)):
+        evidencewriter.held_frames(LINKTYPE_ETHERNET, frames, b"s", b"")  # type: ignore[arg-type]
