@@ -3,7 +3,7 @@
 Zeek's notice framework suppresses a notice whose identifier was seen within `suppress_for`; here the
 identifier is the note and the host a storm names: the destination thousands of spoofed sources send
 "exfiltration" to, or the source that sends it to thousands of destinations. Within one interval
-(`aggregation.interval`, 60 s of packet time), the first `aggregation.max_notices` (10) notices of one
+(`detection.aggregate_interval`, 60 s of packet time), the first `aggregate_max_notices` (10) notices of one
 note towards one destination, or from one source, are written as they come; the others are counted,
 and when the interval ends one notice per (note, host) tells the rest: how many, from (or to) how many
 peers, their bytes, and a sample of the peers. The notices of a flow whose notice was folded are folded
@@ -11,7 +11,7 @@ too (its ExfilSummary joins its DataExfil), and a flow whose notice was written 
 every uid in notice.log has its whole story. Notices that tell many flows already (ExfilSpread: a host's to
 or from many peers; SlowExfil: a pair's over a day) are not folded per host, and the aggregates never.
 A storm can avoid repeating any host (one spoofed source to one spoofed destination per flow): past
-`aggregation.max_per_note` (100) notices of one note written in the interval, whatever their hosts, the rest
+`aggregate_max_per_note` (100) notices of one note written in the interval, whatever their hosts, the rest
 are folded into one aggregate per note, its peers host pairs (Suricata's rate_filter `track by_rule`). The host
 folds come first: a storm towards one victim is told as the victim's. ExfilSpread and SlowExfil too are folded
 past their note's quota (one ExfilSpread per spoofed source is a storm of them), without tying the flow they
