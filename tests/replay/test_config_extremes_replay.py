@@ -15,9 +15,9 @@ import pytest
 
 from icmpsensor import cli
 from icmpsensor.config.fields import config_fields
-from icmpsensor.config.kinds import Fraction, Int, Seconds
 from icmpsensor.config.schema import CaptureConfig, DecodeConfig, RotationConfig, StatsConfig
 from testkit import craft, synthmix
+from tests.unit.test_config_extremes import range_ends
 
 SECTIONS = {"decode": DecodeConfig, "output.rotation": RotationConfig, "stats": StatsConfig,
             "capture": CaptureConfig}
@@ -25,22 +25,9 @@ NOT_IN_A_REPLAY = {"capture": {"buffer_size", "reopen_timeout"}}  # live only: a
 
 
 def extremes() -> list[tuple[str, str, object]]:
-    cases: list[tuple[str, str, object]] = []
-    for section, cls in SECTIONS.items():
-        for key in config_fields(cls):
-            kind = key.kind
-            if key.name in NOT_IN_A_REPLAY.get(section, ()):
-                continue
-            if isinstance(kind, Int):
-                values: tuple[object, ...] = (kind.low, kind.high)
-            elif isinstance(kind, Seconds):
-                values = (*((0,) if kind.zero_means_off else ()), kind.low + 0.001, kind.high)
-            elif isinstance(kind, Fraction):
-                values = (0, 1)
-            else:
-                continue
-            cases += [(section, key.name, value) for value in values]
-    return cases
+    return [(section, key.name, value) for section, cls in SECTIONS.items() for key in config_fields(cls)
+            if key.name not in NOT_IN_A_REPLAY.get(section, ())
+            for value in range_ends(key.kind)]  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from icmpsensor.config.fields import config_fields
-from icmpsensor.config.kinds import Fraction, Int, Seconds
+from icmpsensor.config.kinds import Fraction, Int, Kind, Seconds
 from icmpsensor.config.schema import Config, DetectionConfig, EvidenceConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.output.sink import ListSink
@@ -53,21 +53,22 @@ def hostile_mix() -> list[IcmpPacket]:
 PACKETS = hostile_mix()
 
 
+def range_ends(kind: Kind) -> tuple[object, ...]:
+    """A numeric kind's valid values at each end of its range (and 0 where it switches the key off); () for the
+    others."""
+    if isinstance(kind, Int):
+        return kind.low, kind.high
+    if isinstance(kind, Seconds):  # its low end is excluded
+        return (*((0.0,) if kind.zero_means_off else ()), kind.low + 1e-3, kind.high)
+    if isinstance(kind, Fraction):
+        return 0.0, 1.0
+    return ()
+
+
 def extremes() -> list[tuple[str, str, object]]:
-    cases: list[tuple[str, str, object]] = []
-    for section, cls in (("detection", DetectionConfig), ("evidence", EvidenceConfig)):
-        for key in config_fields(cls):
-            kind = key.kind
-            if isinstance(kind, Int):
-                values: tuple[object, ...] = (kind.low, kind.high)
-            elif isinstance(kind, Seconds):
-                values = (*((0.0,) if kind.zero_means_off else ()), kind.low + 1e-3, kind.high)
-            elif isinstance(kind, Fraction):
-                values = (0.0, 1.0)
-            else:
-                continue
-            cases += [(section, key.name, value) for value in values]
-    return cases
+    return [(section, key.name, value)
+            for section, cls in (("detection", DetectionConfig), ("evidence", EvidenceConfig))
+            for key in config_fields(cls) for value in range_ends(key.kind)]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("section", "name", "value"), extremes())

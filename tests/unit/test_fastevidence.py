@@ -24,13 +24,15 @@ U32 = st.integers(0, 2**32 - 1)
 
 
 def test_pip_install_builds_it() -> None:
-    """`pip install` builds it and the recorder holds batch frames through it; only ICMPSENSOR_PURE_PYTHON turns it
-    off (the reference then holds them)."""
+    """`pip install` builds it and the recorder holds batch frames and the fragments a message came in
+    (IcmpPacket.frames) through it; only ICMPSENSOR_PURE_PYTHON turns it off (the references then hold them)."""
     assert evidencewriter._fastevidence is not None or os.environ.get("ICMPSENSOR_PURE_PYTHON")
     if evidencewriter._fastevidence is not None:
         assert evidencewriter.held_frame is evidencewriter._fastevidence.held_frame
+        assert evidencewriter.held_frames is evidencewriter._fastevidence.held_frames
     else:
         assert evidencewriter.held_frame == HeldPacket.of_batch
+        assert evidencewriter.held_frames == HeldPacket.of
 
 
 @needs_c
@@ -77,15 +79,6 @@ def test_a_frame_outside_the_batch_is_refused() -> None:
 
 
 FRAME = st.builds(CapturedFrame, U32, U32, st.binary(max_size=120))
-
-
-def test_the_recorder_holds_fragments_through_the_c_step_when_it_is_built() -> None:
-    """A message that came in fragments (IcmpPacket.frames) is held by evidencewriter.held_frames: the C step when
-    it is built, else HeldPacket.of, its reference."""
-    if evidencewriter._fastevidence is not None:
-        assert evidencewriter.held_frames is evidencewriter._fastevidence.held_frames
-    else:
-        assert evidencewriter.held_frames == HeldPacket.of
 
 
 @needs_c
