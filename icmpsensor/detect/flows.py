@@ -110,6 +110,9 @@ class Flow:
     seq_stride: int = 1  # the sequence number's expected step (capacity.FlowChannels.stride, for the fast path)
     last_request_ts: float = 0.0
     clock_offset: float | None = None  # a benign template's embedded clock minus the capture clock
+    # standard, alerting realtime: until when the pair's data is reported (a DataExfil, Tunnel or NonEchoPayload
+    # raised: no SlowExfil for the same bytes), set on the pair's memory when the flow ends
+    reported_until: float = 0.0
     channels: FlowChannels | None = None  # the rest, once needed
 
     def ensure_uid(self) -> str:

@@ -647,10 +647,13 @@ class Detector(FlowDetector):
             flow.last_sketch = memory.last_sketch
 
     def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
-        if flow.novel_bytes and not flow.allowlisted:
+        if (flow.novel_bytes or flow.reported_until) and not flow.allowlisted:
             memory = self._pair(flow.src, flow.dst)
-            memory.last_sketch = flow.last_sketch
-            memory.add(flow.last, flow.novel_bytes, self.cfg.slow_exfil_window / SLOW_BUCKETS)
+            if flow.novel_bytes:
+                memory.last_sketch = flow.last_sketch
+                memory.add(flow.last, flow.novel_bytes, self.cfg.slow_exfil_window / SLOW_BUCKETS)
+            if flow.reported_until > memory.slow_alerted_until:
+                memory.slow_alerted_until = flow.reported_until
         if not self._realtime:
             self._evaluate(flow, ts, due)
         elif flow.alerted & _SUMMARISED and self._enabled & EXFIL_SUMMARY.bit:
@@ -703,7 +706,14 @@ class Detector(FlowDetector):
 
     def _raised(self, flow: Flow, ts: float, note: NoteType) -> None:
         if note.bit & _REPORTS_PAIR:  # the pair's data is reported: no SlowExfil for the same bytes
-            self._pair(flow.src, flow.dst).slow_alerted_until = ts + self.cfg.slow_exfil_window
+            until = ts + self.cfg.slow_exfil_window
+            if self._realtime:
+                # Only the pair's later flows read it (a flow that reports its pair checks no SlowExfil): it is
+                # set when this flow ends, where the pair's memory is made anyway (a storm's flows each made it
+                # twice, evicting twice from the bounded table).
+                flow.reported_until = until
+            else:  # the flow has ended
+                self._pair(flow.src, flow.dst).slow_alerted_until = until
 
     def _tags(self, flow: Flow) -> tuple[object, str, str]:
         carried = channel_bytes(flow)

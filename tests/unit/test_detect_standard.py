@@ -303,3 +303,27 @@ def test_a_notice_text_is_the_flow_as_raised_made_only_when_read() -> None:
     assert exfil._text is None
     assert "Event count: 2, Novel bytes: 200, Channels: payload 200.00 bytes" in exfil.sub
     assert exfil.n == 2 and exfil.novel_bytes == 200
+
+
+def test_an_alerted_flows_pair_memory_is_made_once_when_the_flow_ends() -> None:
+    """A notice storm: one-packet alerted flows from ever new sources. The pair a DataExfil reports is marked (no
+    SlowExfil for the same bytes) when its flow ends, where the pair's memory is made anyway, not at once as well:
+    made at the notice and again at the flow's end (forgotten in between by the storm's other pairs), each pair
+    cost two memories and two evictions of the bounded table."""
+    storm = [echo(T0 + i * 0.001, f"100.64.{i // 250}.{i % 250}", B, True, chunk(i, 500), seq=1) for i in range(600)]
+    det = detector(max_pairs=50)
+    out = run(det, storm)
+    assert sum(n.note.endswith("DataExfil") for n in out) == 600
+    assert det.stats.pairs_evicted == 600 - 50
+
+
+def test_a_pair_reported_by_its_flow_raises_no_slow_exfil_for_the_same_bytes_after_the_flow_ends() -> None:
+    """The mark reaches the pair's memory when the flow ends: the pair's next flows, under the thresholds, add up
+    past slow_exfil_min_bytes within the window without a SlowExfil; after the window they may."""
+    big = [echo(T0 + i * 0.1, A, B, True, chunk(i, 200), seq=i) for i in range(5)]  # 1,000 novel bytes: DataExfil
+    later = [echo(T0 + 400 + i * 600, A, B, True, chunk(100 + i, 200), seq=100 + i) for i in range(12)]
+    det = detector(slow_exfil_window=3600.0)
+    out = run(det, big + later)
+    assert [n.note.split("_", 1)[1] for n in out if not n.note.endswith("Summary")] == ["DataExfil"]
+    after = [echo(T0 + 3700 + i * 600, A, B, True, chunk(200 + i, 200), seq=200 + i) for i in range(12)]
+    assert any(n.note.endswith("SlowExfil") for n in run(det, after))
