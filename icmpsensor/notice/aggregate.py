@@ -16,6 +16,9 @@ are folded into one aggregate per note, its peers host pairs (Suricata's rate_fi
 folds come first: a storm towards one victim is told as the victim's. ExfilSpread and SlowExfil too are folded
 past their note's quota (one ExfilSpread per spoofed source is a storm of them), without tying the flow they
 were raised on to their fold.
+Besides its sample (the first peers folded), an aggregate names the peers of its LARGEST folded notices by bytes
+sent: a storm that uses up a quota cannot hide a real exfiltration folded after it, whose ExfilSummary carries
+its whole size.
 
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
@@ -30,6 +33,7 @@ the alerted flows still alive (at most MAX_UIDS, oldest forgotten first, for tho
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,8 +65,10 @@ class _Fold:
     capped: bool = False  # a peer was not kept (MAX_PEERS, MAX_PEER_ENTRIES): the peers are a lower bound
     src: str = ""  # the first folded notice's hosts: the aggregate's (its sample may be empty)
     dst: str = ""
+    largest: list[tuple[int, str]] = field(default_factory=list)  # a min-heap of (bytes sent, peer), LARGEST kept
 
 
+LARGEST = 3  # the folded notices with the most bytes sent whose peers an aggregate names (at most its sample)
 MAX_PEERS = 65_536  # distinct peers kept per fold
 # ... and over all the folds of an interval (text addresses, ~100 bytes each): with a long aggregation interval a
 # storm's folds would otherwise keep every source it came from
@@ -74,6 +80,7 @@ class NoticeAggregator:
         self.interval = interval
         self.max_notices = max_notices
         self.sample = sample
+        self._largest_kept = min(LARGEST, sample)
         self.max_per_note = max_per_note  # 0: no quota per note
         self.window_start: float | None = None
         self._folds: dict[tuple[str, str, str], _Fold] = {}
@@ -91,6 +98,7 @@ class NoticeAggregator:
 
     def reconfigure(self, interval: float, max_notices: int, sample: int, max_per_note: int) -> None:
         self.interval, self.max_notices, self.sample, self.max_per_note = interval, max_notices, sample, max_per_note
+        self._largest_kept = min(LARGEST, sample)
 
     def filter(self, notices: Iterable[Notice]) -> list[Notice]:
         """The notices to write now: aggregates of an interval that has ended, then those not folded."""
@@ -209,6 +217,11 @@ class NoticeAggregator:
         sample = fold.sample
         if len(sample) < self.sample and peer not in sample:
             sample.append(peer)
+        largest = fold.largest
+        if len(largest) < self._largest_kept:
+            heapq.heappush(largest, (notice.bytes_sent, peer))
+        elif largest and notice.bytes_sent > largest[0][0]:
+            heapq.heapreplace(largest, (notice.bytes_sent, peer))
 
     def _remember(self, uid: str, under: tuple[str, str] | None) -> None:
         """Remember how a flow's notice went, across intervals (its summary may come much later); the
@@ -236,8 +249,10 @@ class NoticeAggregator:
         sub = (f"Aggregated: {fold.folded} notices, {peers} {counted}, first {fold.first:.6f}, "
                f"last {fold.last:.6f}, bytes sent {fold.bytes_sent}")
         if fold.sample:
-            msg += f"; sample: {', '.join(fold.sample)}"
-            sub += f", sample {' '.join(fold.sample)}"
+            largest = sorted(fold.largest, reverse=True)
+            msg += f"; sample: {', '.join(fold.sample)}; largest: " + \
+                ", ".join(f"{peer} ({format_size(size)})" for size, peer in largest)
+            sub += f", sample {' '.join(fold.sample)}, largest " + " ".join(f"{peer}:{size}" for size, peer in largest)
         src, dst = (fold.src, fold.dst) if role == ANY_HOST[0] else \
             (fold.src, host) if role == "to" else (host, fold.dst)
         return Notice(ts=ts, note=note, msg=msg, sub=sub, src=src, dst=dst, uid="", n=fold.folded,

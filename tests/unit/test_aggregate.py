@@ -248,3 +248,23 @@ def test_spread_and_slow_notes_are_folded_only_past_their_notes_quota_and_leave_
     (aggregate,) = [n for n in later if not n.uid]
     assert aggregate.note == "ICMP::ICMP_ExfilSpread" and aggregate.n == 470
     assert "between 470 host pairs" in aggregate.msg
+
+
+def test_an_aggregate_names_its_largest_flows_so_that_a_storm_cannot_hide_a_real_exfiltration() -> None:
+    """A storm is cheap: ~100 spoofed packets a minute use up a note's quota, and a real exfiltration's notices
+    after it are folded. Its first notice comes when it crosses the threshold (then no bigger than the storm's),
+    but its ExfilSummary carries its whole size: every aggregate names, beside its sample (the first peers), the
+    peers of its largest folded notices by bytes sent."""
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3, max_per_note=50)
+    storm = spray(300)
+    real = notice(T0 + 0.4, "192.0.2.66", "198.51.100.99", uid="Creal")
+    written = agg.filter([*storm[:200], real, *storm[200:]])
+    assert "Creal" not in {n.uid for n in written}
+    summary = Notice(ts=T0 + 5, note="ICMP::ICMP_ExfilSummary", msg="m", sub="s", src=real.src, dst=real.dst,
+                     uid="Creal", n=2000, bytes_sent=2_000_000, bytes_received=0, start=T0, end=T0 + 5)
+    ended = [notice(n.ts + 5, n.src, n.dst, "ICMP::ICMP_ExfilSummary", n.uid) for n in storm]
+    agg.filter([*ended[:250], summary, *ended[250:]])
+    (told,) = [n for n in agg.flush() if n.note == "ICMP::ICMP_ExfilSummary"]
+    assert told.n == 251 and "192.0.2.66->198.51.100.99" not in told.msg.split("; largest: ")[0]
+    assert "; largest: 192.0.2.66->198.51.100.99 (2.00 MB)" in told.msg
+    assert "largest 192.0.2.66->198.51.100.99:2000000" in told.sub
