@@ -63,7 +63,7 @@ class _Fold:
     first: float = 0.0
     last: float = 0.0
     capped: bool = False  # a peer was not kept (MAX_PEERS, MAX_PEER_ENTRIES): the peers are a lower bound
-    src: str = ""  # the first folded notice's hosts: the aggregate's (its sample may be empty)
+    src: str = ""  # the first folded notice's hosts (one of them the fold's host): the aggregate's
     dst: str = ""
     largest: list[tuple[int, str]] = field(default_factory=list)  # a min-heap of (bytes sent, peer), LARGEST kept
 
@@ -253,9 +253,7 @@ class NoticeAggregator:
             msg += f"; sample: {', '.join(fold.sample)}; largest: " + \
                 ", ".join(f"{peer} ({format_size(size)})" for size, peer in largest)
             sub += f", sample {' '.join(fold.sample)}, largest " + " ".join(f"{peer}:{size}" for size, peer in largest)
-        src, dst = (fold.src, fold.dst) if role == ANY_HOST[0] else \
-            (fold.src, host) if role == "to" else (host, fold.dst)
-        return Notice(ts=ts, note=note, msg=msg, sub=sub, src=src, dst=dst, uid="", n=fold.folded,
+        return Notice(ts=ts, note=note, msg=msg, sub=sub, src=fold.src, dst=fold.dst, uid="", n=fold.folded,
                       bytes_sent=fold.bytes_sent, bytes_received=0, start=fold.first, end=fold.last,
                       peers=count)
 

@@ -48,6 +48,30 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Whether `name` was called with `want` arguments after bind() (else an exception is set). */
+static int callable_now(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments", name, want);
+        return 0;
+    }
+    if (held_type == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "%s(): bind() first", name);
+        return 0;
+    }
+    return 1;
+}
+
+/* One pcap record at `out` (evidencewriter.pcap_record): its header, both lengths `size`, then the frame's bytes;
+ * returns where the next record goes. */
+static char *put_record(char *out, uint32_t sec, uint32_t usec, const char *frame, Py_ssize_t size)
+{
+    uint32_t header[4] = {sec, usec, (uint32_t)size, (uint32_t)size};
+    memcpy(out, header, sizeof header);
+    memcpy(out + RECORD_SIZE, frame, (size_t)size);
+    return out + RECORD_SIZE + size;
+}
+
 /* A HeldPacket of `records` (a reference taken over), as tuple.__new__ makes a named tuple: the subtype's
  * allocation, then its items. */
 static PyObject *held_packet(PyObject *linktype, PyObject *records, PyObject *sender, PyObject *carried)
@@ -77,14 +101,8 @@ PyDoc_STRVAR(held_frame_doc, "held_frame(linktype, buf, meta, index, sender, car
 static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "held_frame() takes 6 arguments");
+    if (!callable_now("held_frame", nargs, 6))
         return NULL;
-    }
-    if (held_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "held_frame(): bind() first");
-        return NULL;
-    }
     PyObject *linktype = args[0], *buf = args[1], *meta = args[2], *sender = args[4], *carried = args[5];
     if (!PyBytes_Check(buf) || !PyBytes_Check(meta) || !PyBytes_Check(carried)) {
         PyErr_SetString(PyExc_TypeError, "held_frame(): buf, meta and carried must be bytes");
@@ -110,10 +128,7 @@ static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *records = PyBytes_FromStringAndSize(NULL, RECORD_SIZE + size);
     if (records == NULL)
         return NULL;
-    char *out = PyBytes_AS_STRING(records);
-    uint32_t header[4] = {fields[0], fields[1], (uint32_t)size, (uint32_t)size};
-    memcpy(out, header, sizeof header);
-    memcpy(out + RECORD_SIZE, PyBytes_AS_STRING(buf) + start, (size_t)size);
+    put_record(PyBytes_AS_STRING(records), fields[0], fields[1], PyBytes_AS_STRING(buf) + start, size);
     return held_packet(linktype, records, sender, carried);
 }
 
@@ -142,14 +157,8 @@ PyDoc_STRVAR(held_frames_doc, "held_frames(linktype, frames, sender, carried) ->
 static PyObject *held_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "held_frames() takes 4 arguments");
+    if (!callable_now("held_frames", nargs, 4))
         return NULL;
-    }
-    if (held_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "held_frames(): bind() first");
-        return NULL;
-    }
     PyObject *linktype = args[0], *frames = args[1], *sender = args[2], *carried = args[3];
     if (!PyTuple_Check(frames) || !PyBytes_Check(carried)) {
         PyErr_SetString(PyExc_TypeError, "held_frames(): frames must be a tuple, carried bytes");
@@ -170,17 +179,12 @@ static PyObject *held_frames(PyObject *self, PyObject *const *args, Py_ssize_t n
     char *out = PyBytes_AS_STRING(records);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *frame = PyTuple_GET_ITEM(frames, i), *data = PyTuple_GET_ITEM(frame, 2);
-        uint32_t header[4];
-        if (clock_field(PyTuple_GET_ITEM(frame, 0), &header[0]) < 0
-            || clock_field(PyTuple_GET_ITEM(frame, 1), &header[1]) < 0) {
+        uint32_t sec, usec;
+        if (clock_field(PyTuple_GET_ITEM(frame, 0), &sec) < 0 || clock_field(PyTuple_GET_ITEM(frame, 1), &usec) < 0) {
             Py_DECREF(records);
             return NULL;
         }
-        Py_ssize_t size = PyBytes_GET_SIZE(data);
-        header[2] = header[3] = (uint32_t)size;
-        memcpy(out, header, sizeof header);
-        memcpy(out + RECORD_SIZE, PyBytes_AS_STRING(data), (size_t)size);
-        out += RECORD_SIZE + size;
+        out = put_record(out, sec, usec, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     }
     return held_packet(linktype, records, sender, carried);
 }
