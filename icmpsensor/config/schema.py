@@ -181,6 +181,9 @@ class CaptureConfig(ConfigSection):
                            restart=True)
     batch_size: int = key(512, Int(1, 65536), "packets read per batch", restart=True)
     queue_batches: int = key(1024, Int(2, 1_000_000), "batches the capture->detector queue holds", restart=True)
+    queue_bytes: int = key(128 * 1024 * 1024, Int(1024 * 1024, 2**40),
+                           "bytes of frames the capture->detector queue holds (with each batch's records and "
+                           "overhead); an empty queue takes one batch whatever its size", restart=True)
     workers: int = key(1, Int(1, 64), "capture+detector processes sharing the interface (kernel PACKET_FANOUT_HASH "
                        "group)", restart=True)
     reopen_timeout: float = key(0.0, Seconds(0, 366 * 86400, zero_means_off=True),

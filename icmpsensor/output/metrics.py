@@ -96,6 +96,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                           value=_int(r, "detection_lag_max")),
         GaugeMetricFamily(PREFIX + "queued_batches", "capture batches waiting for the detector now",
                           value=_int(r, "queued_batches")),
+        GaugeMetricFamily(PREFIX + "queued_bytes", "bytes of the capture batches waiting for the detector now "
+                          "(bounded by capture.queue_bytes)", value=_int(r, "queued_bytes")),
         GaugeMetricFamily(PREFIX + "flows", "flows tracked now", value=_int(r, "flows")),
         GaugeMetricFamily(PREFIX + "pending_requests", "echo requests waiting for their reply now",
                           value=_int(r, "pending_requests")),

@@ -19,7 +19,7 @@ LAG_SHOWN = 1.0  # seconds of detection lag from which the status line says it
 # The live capture counters a worker adds to its pipeline's (source/live.py CaptureStats, SpscQueue).
 CAPTURE_KEYS = ("packets_received", "packets_read", "kernel_dropped", "interface_dropped", "queue_dropped",
                 "queue_dropped_batches", "shutdown_dropped", "capture_waiting", "detection_lag", "detection_lag_max",
-                "queued_batches")
+                "queued_batches", "queued_bytes")
 
 
 def worker_stats(pipeline: Pipeline, source: Any) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def worker_stats(pipeline: Pipeline, source: Any) -> dict[str, Any]:
                       queue_dropped_batches=source.queue.dropped, shutdown_dropped=source.shutdown_dropped,
                       capture_waiting=int(source.waiting is not None),  # 1: waiting for the interface
                       detection_lag=round(source.lag, 3), detection_lag_max=round(source.lag_max, 3),
-                      queued_batches=len(source.queue))
+                      queued_batches=len(source.queue), queued_bytes=source.queue.queued_bytes)
     return record
 
 

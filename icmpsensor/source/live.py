@@ -56,6 +56,9 @@ READ_TIMEOUT_MS = 100  # libpcap/kernel ring block timeout: the longest a packet
 IDLE_POLL = 0.2  # seconds the capture thread sleeps at most on a quiet wire: how stale its read_until gets
 STOP_DRAIN_SECONDS = 2 * READ_TIMEOUT_MS / 1000
 DOWN_POLL = 0.5  # seconds between looks at an interface that went down
+# What a queued batch costs beside its frames and records: its tuple and its two bytes objects' headers
+# (sys.getsizeof: 56 + 2 * 33 bytes on 64-bit CPython 3.11), counted against capture.queue_bytes.
+BATCH_OVERHEAD = 128
 _WARNING_TEXT = {1: "warning", 2: "promiscuous mode not supported", 3: "timestamp type not supported"}
 
 # PACKET_FANOUT (linux/if_packet.h). With FLAG_UNIQUEID and id 0 the kernel creates the group
@@ -254,7 +257,7 @@ class LiveCapture:
                 return
             count = packet_count(meta)
             stats.read += count
-            if not queue.put((buf, meta)):
+            if not queue.put((buf, meta), len(buf) + len(meta) + BATCH_OVERHEAD):
                 stats.queue_dropped += count
 
     def _update_kernel_stats(self) -> None:
@@ -347,7 +350,7 @@ class LiveSource:
                  hold_on_stop: bool = False) -> None:
         self.cfg = cfg
         self.capture = LiveCapture(interface, cfg, hold_on_stop=hold_on_stop)
-        self.queue: SpscQueue[RawBatch] = SpscQueue(cfg.queue_batches)
+        self.queue: SpscQueue[RawBatch] = SpscQueue(cfg.queue_batches, cfg.queue_bytes)
         self._decoder_for = decoder_for
         self.decoder: Any = None
         self.ended = False

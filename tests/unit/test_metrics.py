@@ -41,6 +41,7 @@ def worker(**over: Any) -> dict[str, Any]:
         "packets_received": 1000, "packets_read": 990, "kernel_dropped": 10, "interface_dropped": 6,
         "queue_dropped": 20, "queue_dropped_batches": 1, "shutdown_dropped": 0, "capture_waiting": 0,
         "detection_lag": 0.25, "detection_lag_max": 6.5, "queued_batches": 3,
+        "queued_bytes": 4096,
     }
     stats.update(over)
     return stats
@@ -79,7 +80,7 @@ def test_the_metrics_are_the_stats_records_numbers(tmp_path: Path) -> None:
         assert got[("icmpsensor_packets_dropped_total", (("kind", kind),))] == value
     assert got[("icmpsensor_flows", ())] == 8 and got[("icmpsensor_flow_evictions_total", ())] == 2
     assert got[("icmpsensor_detection_lag_seconds", ())] == 0.25 and got[("icmpsensor_queued_batches", ())] == 3
-    assert got[("icmpsensor_detection_lag_max_seconds", ())] == 6.5
+    assert got[("icmpsensor_detection_lag_max_seconds", ())] == 6.5 and got[("icmpsensor_queued_bytes", ())] == 4096
     assert got[("icmpsensor_flows_created_total", ())] == 40
     assert got[("icmpsensor_notices_total", (("note", DATA_EXFIL.name),))] == 3
     assert got[("icmpsensor_notices_total", (("note", TUNNEL.name),))] == 2
@@ -320,7 +321,8 @@ def test_a_failing_textfile_write_is_logged_once_and_the_daemon_goes_on(tmp_path
 def test_workers_report_the_largest_detection_lag_and_the_batches_queued_in_all() -> None:
     """Detection lag is how far behind the wire the slowest worker runs, not a sum; queued batches add up."""
     rec = stats_record(now=T0 + 60, started=T0, name="edge-1", interface="eth1",
-                       workers=[worker(detection_lag=0.5, detection_lag_max=9.0, queued_batches=2),
-                                worker(detection_lag=4.0, detection_lag_max=5.0, queued_batches=7)],
+                       workers=[worker(detection_lag=0.5, detection_lag_max=9.0, queued_batches=2, queued_bytes=100),
+                                worker(detection_lag=4.0, detection_lag_max=5.0, queued_batches=7, queued_bytes=50)],
                        notices=0, write_errors=0, backlog=0, lost=0, journal_errors=0)
     assert rec["detection_lag"] == 4.0 and rec["detection_lag_max"] == 9.0 and rec["queued_batches"] == 9
+    assert rec["queued_bytes"] == 150
