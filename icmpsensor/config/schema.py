@@ -94,7 +94,8 @@ class DetectionConfig(ConfigSection):
         16, Int(2, 2**31), "standard: ... over at least this many peers within slow_exfil_window"
     )
     aggregate_interval: float = key(
-        60.0, Seconds(0, 86400), "notice storms: seconds per aggregation interval (0: never aggregate)"
+        60.0, Seconds(0, 86400, zero_means_off=True),
+        "notice storms: seconds per aggregation interval (0: never aggregate)"
     )
     aggregate_max_notices: int = key(
         10, Int(0, 2**31), "notices of one note to one host (or from one) per interval written as they come; "

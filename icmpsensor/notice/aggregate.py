@@ -116,10 +116,12 @@ class NoticeAggregator:
     def advance(self, now: float) -> list[Notice]:
         """The aggregates due at `now`: all of them when the interval that began more than `interval` ago has
         ended (a new interval begins), those folded so far when nothing was folded for QUIET seconds (the storm is
-        over; the interval and its quotas go on)."""
+        over; the interval and its quotas go on); all of them when aggregation was switched off."""
         if self.window_start is None:
             self.window_start = now
             return []
+        if not self.enabled:  # switched off by a reload: what was folded before is told now
+            return self._tell(now) if self._folds else []
         if now >= self.window_start + self.interval:
             due = self.flush(self.window_start + self.interval)
             self.window_start = now

@@ -6,6 +6,8 @@ import dataclasses
 import random
 import struct
 
+import pytest
+
 from icmpsensor.config.schema import Config
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.notice.aggregate import NoticeAggregator
@@ -71,6 +73,23 @@ def test_spread_notes_are_not_folded_per_host_and_zero_switches_aggregation_off(
     assert len(agg.filter(spread)) == 20
     off = NoticeAggregator(interval=0.0, max_notices=10, sample=3)
     assert len(off.filter(notice(T0 + i, f"10.2.0.{i}") for i in range(50))) == 50
+
+
+@pytest.mark.parametrize("switch", ["aggregate_interval", "aggregate_max_notices"])
+def test_a_reload_that_switches_aggregation_off_still_tells_what_was_folded(switch: str) -> None:
+    """aggregate_interval: 0 is accepted (its documentation offered it; the loader refused it): switched off by a
+    reload in the middle of a storm, the notices folded before are told at the next tick, none lost, and the
+    later ones written as they come."""
+    cfg = Config()
+    pipe = Pipeline(cfg, [sink := ListSink()])
+    pipe.aggregator.filter(notice(T0 + i * 0.01, f"100.64.0.{i}") for i in range(50))
+    assert pipe.aggregator.folded == 40
+    off = dataclasses.replace(cfg, detection=dataclasses.replace(cfg.detection, **{switch: 0}))
+    pipe.reconfigure(off)
+    pipe.advance(T0 + 1)
+    told = [n for n in sink.notices if n.sub.startswith("Aggregated:")]
+    assert len(told) == 1 and told[0].n == 40, sink.notices
+    assert len(pipe.aggregator.filter(notice(T0 + 2 + i * 0.01, f"100.65.0.{i}") for i in range(50))) == 50
 
 
 def test_one_source_to_many_destinations_is_folded_by_source() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,41 @@ def test_shipped_file_has_every_key() -> None:
         for part in dotted.split("."):
             assert isinstance(node, dict) and part in node, f"{dotted} missing from {SHIPPED.name}"
             node = node[part]
+
+
+def _documented_zero_keys() -> list[tuple[str, str]]:
+    """(dotted key, its documentation) of every key whose documentation gives the value 0 a meaning ("0: off",
+    "(0: never aggregate)", "0 for ...")."""
+    keys = []
+    for dotted in _key_paths(Config):
+        *sections, name = dotted.split(".")
+        cls: Any = Config
+        for part in sections:
+            cls = next(f.default_factory for f in config_fields(cls) if f.name == part)
+        field = next(f for f in config_fields(cls) if f.name == name)
+        doc = field.doc
+        if re.search(r"\b0(: | for |\))", doc):
+            keys.append((dotted, doc))
+    return keys
+
+
+@pytest.mark.parametrize(("dotted", "doc"), _documented_zero_keys())
+def test_every_key_whose_documentation_gives_0_a_meaning_accepts_0(tmp_path: Path, dotted: str, doc: str) -> None:
+    """detection.aggregate_interval's documentation (and the shipped file's) said "0: never aggregate", and the
+    loader refused 0 as out of range: exit 78 for a value the manual offers."""
+    *sections, name = dotted.split(".")
+    nesting = "".join(f"{'  ' * depth}{part}:\n" for depth, part in enumerate(sections))
+    text = f"{nesting}{'  ' * len(sections)}{name}: 0\n"
+    cfg: Any = load_config(write(tmp_path, text))
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    assert cfg == 0, (dotted, doc)
+
+
+def test_the_keys_that_give_0_a_meaning_are_found() -> None:
+    found = dict(_documented_zero_keys())
+    assert {"detection.aggregate_interval", "detection.aggregate_max_notices", "stats.interval",
+            "capture.reopen_timeout", "output.rotation.keep"} <= set(found), sorted(found)
 
 
 # --------------------------------------------------------------------------- errors
