@@ -1,8 +1,8 @@
 """journald output: one journal entry per notice, and the daemon's operational messages.
 
-systemd-python's `journal.send` silently succeeds when there is no journal socket, so
-availability is checked once, at start, by looking for the socket; without it the
-sensor says so once on stderr and keeps writing notice.log.
+Entries go over journald's native protocol on a non-blocking socket (output/journalsocket.py: a stalled
+journald must not stop the sensor). Availability is checked once, at start, by looking for the
+socket; without it the sensor says so once on stderr and keeps writing notice.log.
 
 Every entry has a fixed MESSAGE_ID, explained in the journal catalog (`journalctl -x`): a note's
 comes from the note table (notice/types.py), an operational message's from the table below;
@@ -21,6 +21,7 @@ from icmpsensor.console import say
 from icmpsensor.notice.policy import journal_priority
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import BY_NAME
+from icmpsensor.output.journalsocket import JournalSocket, encode_entry
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "icmpsensor"
@@ -154,19 +155,18 @@ def journal_available(socket_path: str = JOURNAL_SOCKET) -> bool:
 
 
 class Journal:
-    """Sends to journald when it is there; otherwise does nothing (after one warning on stderr)."""
+    """Sends to journald when it is there; otherwise does nothing (after one warning on stderr). Never blocks:
+    output/journalsocket.py (what journald does not take now waits in a bounded backlog, sent at the next entry
+    or tick; `errors` counts the entries never delivered)."""
 
     def __init__(self, cfg: JournalConfig, socket_path: str = JOURNAL_SOCKET) -> None:
         self.cfg = cfg
         self.available = cfg.enabled and journal_available(socket_path)
-        self.errors = 0
-        self._send = None
+        self._socket: JournalSocket | None = None
         if cfg.enabled and not self.available:
             say(f"icmpsensor: warning: journald socket {socket_path} not found; notices go to notice.log only")
         if self.available:
-            from systemd import journal
-
-            self._send = journal.send
+            self._socket = JournalSocket(socket_path)
 
     def reconfigure(self, cfg: JournalConfig) -> None:
         self.cfg = cfg
@@ -174,25 +174,40 @@ class Journal:
     @property
     def active(self) -> bool:
         """Whether send() sends anything (journald there and switched on)."""
-        return self._send is not None and self.cfg.enabled
+        return self._socket is not None and self.cfg.enabled
+
+    @property
+    def errors(self) -> int:
+        """Entries never delivered to journald (the backlog full or given up, or refused)."""
+        return self._socket.dropped if self._socket is not None else 0
+
+    @property
+    def backlog(self) -> int:
+        """Entries waiting for journald to take them."""
+        return self._socket.backlog if self._socket is not None else 0
 
     def send(self, message: str, priority: int, **fields: object) -> None:
-        if self._send is None or not self.cfg.enabled:
+        if self._socket is None or not self.cfg.enabled:
             return
-        try:
-            self._send(
-                message,
-                PRIORITY=str(priority),
-                SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER,
-                **{k: str(v) for k, v in fields.items()},
-            )
-        except OSError:
-            self.errors += 1
+        self._socket.send(encode_entry({"MESSAGE": message, "PRIORITY": priority,
+                                        "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER, **fields}))
+
+    def flush(self) -> None:
+        """Send what waits, for as long as journald takes it (every tick)."""
+        if self._socket is not None:
+            self._socket.flush()
+
+    def give_up(self) -> int:
+        """At the stop: send what journald takes now, drop and count the rest; how many were dropped."""
+        if self._socket is None:
+            return 0
+        self._socket.flush()
+        return self._socket.give_up()
 
     def log(self, message: str, priority: int = syslog.LOG_INFO, message_id: str | None = None,
             **fields: object) -> None:
         """An operational message: to journald when available, else to stderr."""
-        if self._send is not None and self.cfg.enabled:
+        if self._socket is not None and self.cfg.enabled:
             if message_id is not None:
                 fields["MESSAGE_ID"] = message_id
             self.send(message, priority, **fields)

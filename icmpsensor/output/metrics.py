@@ -114,7 +114,10 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
         GaugeMetricFamily(PREFIX + "notice_backlog", "notices held in memory until notice.log can be written",
                           value=_int(r, "notice_backlog")),
         _counter("notices_lost", "held notices dropped (the backlog was full)", _int(r, "notices_lost")),
-        _counter("journal_errors", "journald sends that failed", _int(r, "journal_errors")),
+        _counter("journal_errors", "journal entries never delivered to journald (it refused them, or they waited "
+                 "for a stalled journald past the backlog's bound or the stop)", _int(r, "journal_errors")),
+        GaugeMetricFamily(PREFIX + "journal_backlog", "journal entries waiting for a stalled journald now",
+                          value=_int(r, "journal_backlog")),
         _counter("evidence_files", "flows whose evidence files were created", _int(evidence, "files")),
         _counter("evidence_packets", "packets written to evidence pcaps", _int(evidence, "packets")),
         _counter("evidence_errors", "evidence files not created and packets not written (write errors)",

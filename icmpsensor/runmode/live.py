@@ -189,6 +189,8 @@ class Daemon:
             self.notice_log.flush_backlog()
         if self.pipeline is not None:  # the evidence writer's last counts belong in the last stats record
             self.pipeline.close_evidence((self._stop_at or time.monotonic()) + EVIDENCE_DEADLINE)
+        assert self.journal is not None
+        self.journal.give_up()  # entries a stalled journald never took: counted in the last record's journal_errors
         self.write_stats(self.clock())
         if self.pipeline is not None:
             self.pipeline.close()  # the in-process pipeline's evidence and sinks
@@ -436,6 +438,8 @@ class Daemon:
                 self.log(f"cannot rotate {log.path}: {exc.strerror or exc}", syslog.LOG_ERR)
         with contextlib.suppress(OSError):  # still held: the next emit or tick retries, the error is logged
             self.notice_log.flush_backlog()
+        assert self.journal is not None
+        self.journal.flush()  # what a stalled journald did not take yet
         if self._heartbeat_allowed(now):
             notify("WATCHDOG=1")
         record = self.stats_record(now)
@@ -555,7 +559,8 @@ class Daemon:
         return stats_record(now=now, started=self.started, name=self.cfg.sensor.name,
                             interface=self.cfg.capture.interface, workers=workers, notices=self.notice_count,
                             write_errors=write_errors, backlog=self.notice_log.backlog, lost=self.notice_log.lost,
-                            journal_errors=self.journal.errors, worker_states=states,
+                            journal_errors=self.journal.errors, journal_backlog=self.journal.backlog,
+                            worker_states=states,
                             notices_by_note=self.note_counter.counts)
 
     def write_stats(self, now: float, *, periodic: bool = False) -> None:
