@@ -11,7 +11,8 @@ and destination each) arrive with aggregation off, 6,000 notices: notice.log get
 the stats records go on, the entries journald could not take wait in a bounded backlog and are counted when they
 are given up (journal_errors), SIGTERM ends the sensor within the 5-s stop budget with exit 0, and once journald
 runs again it has the entries sent before the stop: every notice is in notice.log, and in the journal or counted.
-Traffic crosses only the lab's veth pair (tcpreplay under `timeout`, no loop).
+With one process and with two workers (the main process writes every output). Traffic crosses only the lab's
+veth pair (tcpreplay under `timeout`, no loop).
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)), py
 
 FLOWS = 3_000
 NOTICES = 2 * FLOWS  # a DataExfil and an ExfilSummary a flow
-CONFIG = ("journald:\n  enabled: true\nstats:\n  interval: 1\ndetection:\n  aggregate_interval: 0\n"
-          "  idle_timeout: 2\noutput:\n  evidence:\n    enabled: false\n")
+CONFIG = ("capture:\n  workers: {workers}\njournald:\n  enabled: true\nstats:\n  interval: 1\n"
+          "detection:\n  aggregate_interval: 0\n  idle_timeout: 2\noutput:\n  evidence:\n    enabled: false\n")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_stalled_journald_stops_neither_detection_nor_notice_log_nor_the_stop(
-        lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
+        workers: int, lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
     pcap = tmp_path / "storm.pcap"
     synthmix.write_pcap(pcap, synthmix.build_storm_plan(FLOWS, 1, target_ip=SENSOR_IP, pairs=True), None)
-    sensor = launch_ready(lab, tmp_path, sensors, CONFIG)
+    sensor = launch_ready(lab, tmp_path, sensors, CONFIG.format(workers=workers))
     journald = sensor.journald_pid()
     assert journald is not None
     os.kill(journald, signal.SIGSTOP)
