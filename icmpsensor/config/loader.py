@@ -66,12 +66,14 @@ def _read_bytes(path: str) -> bytes:
             os.set_blocking(fd, True)
             with os.fdopen(os.dup(fd), "rb") as stream:
                 return stream.read(MAX_CONFIG_BYTES + 1)
-        return _read_stream(fd, path)
+        return _read_stream(fd, path, waits_for_writer=stat.S_ISFIFO(mode))
     finally:
         os.close(fd)
 
 
-def _read_stream(fd: int, path: str) -> bytes:
+def _read_stream(fd: int, path: str, *, waits_for_writer: bool) -> bytes:
+    """A FIFO or pipe's text (`waits_for_writer`: its end of file may mean no writer yet, so it is waited for), or
+    a character device's (/dev/null: its end of file is its end)."""
     import select  # only for a FIFO or a pipe
 
     chunks: list[bytes] = []
@@ -88,8 +90,8 @@ def _read_stream(fd: int, path: str) -> bytes:
         except BlockingIOError:  # a writer is there, its text is not yet
             continue
         if not chunk:
-            if chunks:
-                break  # its writer is done
+            if chunks or not waits_for_writer:
+                break  # its writer is done, or a device's end
             time.sleep(0.05)  # no writer yet (or one that wrote nothing): wait for one, up to the deadline
             continue
         chunks.append(chunk)

@@ -4,6 +4,7 @@ import dataclasses
 import ipaddress
 import re
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,14 @@ def test_the_keys_that_give_0_a_meaning_are_found() -> None:
 
 
 # --------------------------------------------------------------------------- errors
+
+
+def test_dev_null_is_an_empty_config_at_once() -> None:
+    """`-c /dev/null` (run with the defaults) waited 10 s and failed, exit 66, as a FIFO no one writes to: a
+    character device's end of file is its end; only a FIFO's may mean its writer has not come yet."""
+    began = time.monotonic()
+    assert dataclasses.replace(load_config("/dev/null"), source=None) == Config()
+    assert time.monotonic() - began < 2.0
 
 
 def test_missing_file(tmp_path: Path) -> None:
