@@ -2,8 +2,8 @@
 turned off with ICMPSENSOR_PURE_PYTHON=1 (benchmarks and tests then run the Python reference paths): the decoder's
 `icmpsensor.decode._fastdecode` (`extension`), fragment reassembly's `icmpsensor.decode._fastfragments`
 (`fragments_extension`), and the tool tracker's `icmpsensor.detect._fasttools`
-(`tools_extension`), the standard detector's path for echo messages that change no decision,
-`icmpsensor.detect._fastflows` (`flows_extension`), and the evidence recorder's per-packet step,
+(`tools_extension`), the standard detector's path for echo messages that change no decision and every flow
+detector's notices, `icmpsensor.detect._fastflows` (`flows_extension`), and the evidence recorder's per-packet step,
 `icmpsensor.output._fastevidence` (`evidence_extension`). `pip install` builds them (pyproject.toml)."""
 
 from __future__ import annotations

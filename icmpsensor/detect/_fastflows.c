@@ -44,6 +44,9 @@
  * call returns: detector_state, detector_done), a flow's fields in its Flow slots (offsets taken by bind()).
  * Payload sketches are novelty.sketch's: the first PREFIX bytes, Python's hash of the rest, the length; a sketch
  * the packet repeats is kept as it is (the reference stores an equal new tuple).
+ *
+ * flow_notice() makes a flow's notice as flows.FlowDetector._notice does (both profiles; bound by bind_notice()):
+ * a notice storm makes two a flow, almost all folded unread, and the Python statement cost ~3-4 us each.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -1052,10 +1055,207 @@ static PyTypeObject FastPathType = {
               "module's comment.",
 };
 
+/* -- a flow's notice ---------------------------------------------------------------------------------------- */
+
+/* flows.FlowDetector._notice's Notice, made in C (its Python statement there is the reference; a notice storm makes
+ * two a flow, almost all folded unread): the record's slots set in place, its deferred text a FlowNoticeText holding
+ * a snapshot of every Flow field, an IPv4 address written as inet_ntoa writes it (others by notice/text.py
+ * addr_text). Bound by bind_notice(). */
+
+enum {
+    NT_TS, NT_NOTE, NT_MSG, NT_SUB, NT_TEXT, NT_SRC, NT_DST, NT_UID, NT_N, NT_BYTES_SENT, NT_BYTES_RECEIVED, NT_START, NT_END,
+    NT_NOVEL_BYTES, NT_EVIDENCE, NT_ICMP_TYPE, NT_ICMP_CODE, NT_TOOL, NT_CHANNELS, NT_PEERS, N_NOTICE
+};
+static const char *const NOTICE_FIELDS[N_NOTICE] = {
+    "ts", "note", "_msg", "_sub", "_text", "src", "dst", "uid", "n", "bytes_sent", "bytes_received", "start", "end",
+    "novel_bytes", "evidence", "icmp_type", "icmp_code", "tool", "channels", "peers"};
+enum { T_VALUES, T_MSG, T_FIELDS, T_NOVEL_BYTES, T_EXTRA_TEXT, T_EXTRA, N_TEXT_SLOTS };
+static const char *const TEXT_FIELDS[N_TEXT_SLOTS] = {"values", "msg", "fields", "novel_bytes", "extra_text",
+                                                      "extra"};
+/* the Flow fields a notice reads beside the snapshot */
+enum { NF_SRC, NF_DST, NF_START, NF_LAST, NF_N, NF_ORIG, NF_RESP, NF_OTHER, NF_RECEIVED, NF_TYPE, NF_CODE,
+       N_NOTICE_FLOW };
+static const char *const NOTICE_FLOW_FIELDS[N_NOTICE_FLOW] = {
+    "src", "dst", "start", "last", "n", "orig_bytes", "resp_bytes", "other_bytes", "received_bytes", "icmp_type",
+    "icmp_code"};
+#define MAX_FLOW_FIELDS 64
+
+static PyTypeObject *notice_type, *text_type, *notice_flow_type;
+static PyObject *addr_text_func, *empty_str;
+static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_slot[N_NOTICE_FLOW];
+static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1;
+
+#define BIND_NOTICE_ARGS "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text)"
+PyDoc_STRVAR(bind_notice_doc, BIND_NOTICE_ARGS "\n\n"
+                              "notice.record.Notice, flows.FlowNoticeText and flows.Flow (their slots are written and\n"
+                              "read in place), the names of Flow's fields in order (the snapshot), and\n"
+                              "notice.text.addr_text (for an address that is not IPv4).");
+
+static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5 || !PyTuple_Check(args[3]) || !PyCallable_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, BIND_NOTICE_ARGS);
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(args[3]);
+    if (count > MAX_FLOW_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "bind_notice(): too many flow fields");
+        return NULL;
+    }
+    const char *names[MAX_FLOW_FIELDS];
+    for (Py_ssize_t i = 0; i < count; i++) {
+        names[i] = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args[3], i));
+        if (names[i] == NULL)
+            return NULL;
+    }
+    Py_ssize_t notice[N_NOTICE], text[N_TEXT_SLOTS], flow[N_NOTICE_FLOW], all[MAX_FLOW_FIELDS];
+    if (slot_offsets(args[0], NOTICE_FIELDS, N_NOTICE, notice) < 0
+        || slot_offsets(args[1], TEXT_FIELDS, N_TEXT_SLOTS, text) < 0
+        || slot_offsets(args[2], NOTICE_FLOW_FIELDS, N_NOTICE_FLOW, flow) < 0
+        || slot_offsets(args[2], names, (int)count, all) < 0)
+        return NULL;
+    memcpy(notice_slot, notice, sizeof notice);
+    memcpy(text_slot, text, sizeof text);
+    memcpy(notice_flow_slot, flow, sizeof flow);
+    memcpy(all_flow_slot, all, sizeof all[0] * (size_t)count);
+    all_flow_count = count;
+    Py_XSETREF(notice_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(text_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(notice_flow_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(addr_text_func, Py_NewRef(args[4]));
+    Py_RETURN_NONE;
+}
+
+/* A flow slot's value (a new reference), or NULL with AttributeError when it is unset. */
+static PyObject *flow_field(PyObject *flow, Py_ssize_t offset)
+{
+    PyObject *value = SLOT(flow, offset);
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "flow_notice(): a Flow field is unset");
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
+/* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, the Python function for any other. */
+static PyObject *address_text(PyObject *packed)
+{
+    if (PyBytes_Check(packed) && PyBytes_GET_SIZE(packed) == 4) {
+        const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(packed);
+        char text[16];
+        int length = snprintf(text, sizeof text, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+        return PyUnicode_FromStringAndSize(text, length);
+    }
+    return PyObject_CallOneArg(addr_text_func, packed);
+}
+
+/* Set every slot of a fresh instance (all NULL) from values[], stealing the references; on a NULL value all the
+ * others are released and -1 returned (the instance's dealloc releases what was set). */
+static int fill_slots(PyObject *obj, const Py_ssize_t *offsets, PyObject **values, int count)
+{
+    int failed = 0;
+    for (int i = 0; i < count; i++)
+        failed |= values[i] == NULL;
+    for (int i = 0; i < count; i++) {
+        if (failed)
+            Py_XDECREF(values[i]);
+        else
+            SLOT(obj, offsets[i]) = values[i];
+    }
+    return failed ? -1 : 0;
+}
+
+#define FLOW_NOTICE_ARGS "flow_notice(flow, ts, note, msg, fields, novel_bytes, extra_text, extra, tool, channels, uid)"
+PyDoc_STRVAR(flow_notice_doc, FLOW_NOTICE_ARGS " -> Notice\n\n"
+                              "The notice flows.FlowDetector._notice makes (its reference), the uid and the profile's\n"
+                              "tags given.");
+
+static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, FLOW_NOTICE_ARGS);
+        return NULL;
+    }
+    if (all_flow_count < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "flow_notice() before bind_notice()");
+        return NULL;
+    }
+    PyObject *flow = args[0];
+    if (!PyObject_TypeCheck(flow, notice_flow_type)) {
+        PyErr_SetString(PyExc_TypeError, "flow_notice(): not a Flow");
+        return NULL;
+    }
+    PyObject *snapshot = PyTuple_New(all_flow_count);
+    if (snapshot == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < all_flow_count; i++) {
+        PyObject *value = flow_field(flow, all_flow_slot[i]);
+        if (value == NULL) {
+            Py_DECREF(snapshot);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(snapshot, i, value);
+    }
+    PyObject *text = text_type->tp_alloc(text_type, 0);
+    if (text == NULL) {
+        Py_DECREF(snapshot);
+        return NULL;
+    }
+    PyObject *text_values[N_TEXT_SLOTS] = {snapshot, Py_NewRef(args[3]), Py_NewRef(args[4]), Py_NewRef(args[5]),
+                                           Py_NewRef(args[6]), Py_NewRef(args[7])};
+    fill_slots(text, text_slot, text_values, N_TEXT_SLOTS);  /* none is NULL */
+
+    PyObject *orig = SLOT(flow, notice_flow_slot[NF_ORIG]), *resp = SLOT(flow, notice_flow_slot[NF_RESP]);
+    PyObject *other = SLOT(flow, notice_flow_slot[NF_OTHER]);
+    PyObject *partial = orig != NULL && resp != NULL ? PyNumber_Add(orig, resp) : NULL;
+    PyObject *sent = partial != NULL && other != NULL ? PyNumber_Add(partial, other) : NULL;
+    Py_XDECREF(partial);
+    PyObject *src = SLOT(flow, notice_flow_slot[NF_SRC]), *dst = SLOT(flow, notice_flow_slot[NF_DST]);
+    PyObject *values[N_NOTICE] = {
+        [NT_TS] = Py_NewRef(args[1]),
+        [NT_NOTE] = Py_NewRef(args[2]),
+        [NT_MSG] = Py_NewRef(empty_str),
+        [NT_SUB] = Py_NewRef(empty_str),
+        [NT_TEXT] = text,
+        [NT_SRC] = src != NULL ? address_text(src) : NULL,
+        [NT_DST] = dst != NULL ? address_text(dst) : NULL,
+        [NT_UID] = Py_NewRef(args[10]),
+        [NT_N] = flow_field(flow, notice_flow_slot[NF_N]),
+        [NT_BYTES_SENT] = sent,
+        [NT_BYTES_RECEIVED] = flow_field(flow, notice_flow_slot[NF_RECEIVED]),
+        [NT_START] = flow_field(flow, notice_flow_slot[NF_START]),
+        [NT_END] = flow_field(flow, notice_flow_slot[NF_LAST]),
+        [NT_NOVEL_BYTES] = Py_NewRef(args[5]),
+        [NT_EVIDENCE] = Py_NewRef(empty_str),
+        [NT_ICMP_TYPE] = flow_field(flow, notice_flow_slot[NF_TYPE]),
+        [NT_ICMP_CODE] = flow_field(flow, notice_flow_slot[NF_CODE]),
+        [NT_TOOL] = Py_NewRef(args[8]),
+        [NT_CHANNELS] = Py_NewRef(args[9]),
+        [NT_PEERS] = Py_NewRef(zero),
+    };
+    if (sent == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_AttributeError, "flow_notice(): a Flow field is unset");
+    PyObject *notice = PyErr_Occurred() ? NULL : notice_type->tp_alloc(notice_type, 0);
+    if (notice == NULL) {
+        for (int i = 0; i < N_NOTICE; i++)
+            Py_XDECREF(values[i]);
+        return NULL;
+    }
+    if (fill_slots(notice, notice_slot, values, N_NOTICE) < 0) {
+        Py_DECREF(notice);
+        return NULL;
+    }
+    return notice;
+}
+
 /* -- the module ------------------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {"bind_notice", (PyCFunction)(void (*)(void))bind_notice, METH_FASTCALL, bind_notice_doc},
+    {"flow_notice", (PyCFunction)(void (*)(void))flow_notice, METH_FASTCALL, flow_notice_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1079,6 +1279,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0)
+        return NULL;
+    if ((empty_str = PyUnicode_New(0, 0)) == NULL)
         return NULL;
     if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL
         || (nsec = PyLong_FromLong(1000000000)) == NULL)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 
+from icmpsensor.accelerators import flows_extension as _fastflows
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.capacity import FlowChannels
@@ -408,6 +409,10 @@ class FlowDetector:
         """What a profile adds to a flow's notice: the `extra` for EXTRA, the tool, the channels."""
         return None, "", ""
 
+    # The notice made in C (detect/_fastflows.c flow_notice; the Notice statement of _notice is its reference,
+    # tests/unit/test_fastflows.py holds them equal); None: the reference.
+    _fast_notice: Callable[..., Notice] | None = None if _fastflows is None else _fastflows.flow_notice
+
     def _notice(self, flow: Flow, ts: float, note: str, msg: str, fields: dict[str, object] | None = None) -> Notice:
         """A notice on the flow; `msg` is a _FlowText template (with `fields`). Its text is made only if
         it is read (FlowNoticeText): from a snapshot of the flow now. Straight-line, positional: a notice storm
@@ -415,6 +420,10 @@ class FlowDetector:
         novel_bytes = flow.novel_bytes if self.NOVEL else -1
         self.stats.notices += 1
         extra, tool, channels = self._tags(flow)
+        fast = self._fast_notice
+        if fast is not None:
+            return fast(flow, ts, note, msg, fields or {}, novel_bytes, self.EXTRA, extra, tool, channels,
+                        flow.ensure_uid())
         return Notice(ts, note, "", "", addr_text(flow.src), addr_text(flow.dst), flow.ensure_uid(),
                       flow.n, flow.bytes_sent, flow.received_bytes, flow.start, flow.last, novel_bytes, "",
                       flow.icmp_type, flow.icmp_code, tool, channels, 0,
@@ -442,6 +451,10 @@ class FlowNoticeText:
         sub = flow_summary_sub(text.src, text.dst, flow.start, flow.last, flow.bytes_sent, flow.received_bytes,
                                flow.n, self.novel_bytes, extra, duration=text.duration)
         return self.msg.format_map(text), sub
+
+
+if _fastflows is not None:
+    _fastflows.bind_notice(Notice, FlowNoticeText, Flow, tuple(f.name for f in fields(Flow)), addr_text)
 
 
 class _FlowText(dict[str, object]):

@@ -234,9 +234,11 @@ class Detector(FlowDetector):
     """The standard profile."""
 
     def __init__(self, detection: DetectionConfig, allowlist: AllowlistConfig, accelerated: bool = True) -> None:
-        """`accelerated`: run the C path (detect/_fastflows.c) when it is built; False runs only the Python
-        reference (the equivalence tests)."""
+        """`accelerated`: run the C path (detect/_fastflows.c: the per-packet path and the notices) when it is
+        built; False runs only the Python reference (the equivalence tests)."""
         self._accelerated = accelerated
+        if not accelerated:
+            self._fast_notice = None  # the notices made by the Python reference too
         self._fast: object | None = None
         self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
         # per host, as a sender (to all its peers) and as a receiver (from all its peers)

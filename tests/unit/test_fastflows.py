@@ -25,6 +25,7 @@ from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect import capacity, nonecho, standard
 from icmpsensor.detect.flows import Flow
+from icmpsensor.detect.original import OriginalDetector as Original
 from icmpsensor.detect.standard import Detector
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.sink import ListSink
@@ -155,6 +156,7 @@ def run_both(packets: Iterable[IcmpPacket], detection: DetectionConfig | None = 
     reference = Detector(detection, allowlist, accelerated=False)
     fast = Detector(detection, allowlist)
     assert reference._fast is None and fast._fast is not None
+    assert reference._fast_notice is None and fast._fast_notice is not None  # the notices made in C too
     counting = Counting(fast._fast)
     fast._fast = counting
     for i, pkt in enumerate(packets):
@@ -1057,3 +1059,48 @@ def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without(kind:
     # pipeline detects out of frame order (Decoder.due)
     assert (notices and evidence) or kind == "tiny_fragments", "the capture must make notices and evidence"
     assert (notices, evidence, evidence_stats, stats) == want
+
+
+ADDRESSES = [craft.addr(text) for text in ("192.0.2.1", "0.0.0.0", "255.255.255.255", "10.9.8.7", "2001:db8::1",
+                                           "::ffff:192.0.2.7", "::192.0.2.8", "fe80::1:2", "::")]
+
+
+@needs_c
+@given(st.data())
+@settings(max_examples=examples(300), deadline=None)
+def test_a_notice_made_in_c_is_the_one_python_makes(data: st.DataObject) -> None:
+    """detect/_fastflows.c flow_notice against the Notice statement of FlowDetector._notice (its reference): every
+    field, the rendered msg and sub, and the deferred text's snapshot, for random flows of both profiles (the
+    original's notices carry no novel bytes), IPv4 and IPv6 addresses (the IPv4-mapped and -compatible ones Python
+    writes apart from inet_ntop), any note and template with its fields."""
+    ints = st.integers(min_value=0, max_value=2**40)
+    flow = Flow(data.draw(st.sampled_from(ADDRESSES)), data.draw(st.sampled_from(ADDRESSES)),
+                data.draw(st.floats(1e9, 2e9)), data.draw(st.floats(1e9, 2e9)), data.draw(st.booleans()),
+                n=data.draw(ints), orig_bytes=data.draw(ints), resp_bytes=data.draw(ints), other_bytes=data.draw(ints),
+                received_bytes=data.draw(ints), changed_requests=data.draw(ints), reply_differs=data.draw(ints),
+                novel_bytes=data.draw(ints), nonecho_novel=data.draw(st.integers(0, 100)),
+                tool=data.draw(st.sampled_from(["", "ptunnel", "icmptunnel"])), tool_evidence="magic 0xd5200880",
+                nonecho_reason=data.draw(st.sampled_from(["", "timestamp reply's times"])),
+                icmp_type=data.draw(st.integers(-1, 255)), icmp_code=data.draw(st.integers(-1, 255)))
+    note, msg, fields = data.draw(st.sampled_from([
+        ("ICMP::ICMP_DataExfil", standard.EXFIL_MSG, None),
+        ("ICMP::ICMP_ExfilSummary", standard.SUMMARY_MSG, None),
+        ("ICMP::ICMP_Tunnel", standard.TUNNEL_MSG, None),
+        ("ICMP::ICMP_NonEchoPayload", standard.NONECHO_MSG, None),
+        ("ICMP::ICMP_SlowExfil", standard.SLOW_MSG, {"total": "1.00 MB", "hours": 24.0}),
+    ]))
+    ts = data.draw(st.floats(1e9, 2e9))
+    detectors = [Detector(DetectionConfig(), AllowlistConfig()), Detector(DetectionConfig(), AllowlistConfig(),
+                                                                           accelerated=False)]
+    if data.draw(st.booleans()):
+        detectors = [Original(DetectionConfig(), AllowlistConfig()), Original(DetectionConfig(), AllowlistConfig())]
+        detectors[1]._fast_notice = None
+    fast, reference = detectors
+    assert fast._fast_notice is not None and reference._fast_notice is None
+    got = fast._notice(flow, ts, note, msg, fields)
+    flow_after = dataclasses.replace(flow)
+    want = reference._notice(flow, ts, note, msg, fields)
+    assert flow == flow_after  # the uid was made by the first
+    assert got._text.values == want._text.values and got._text.fields == want._text.fields  # type: ignore[union-attr]
+    assert got.values() == want.values() and got.msg == want.msg and got.sub == want.sub
+    assert fast.stats.notices == reference.stats.notices == 1
