@@ -179,7 +179,7 @@ class Daemon:
                                     rotation=cfg.output.rotation, fmt=cfg.output.format)
         sinks: list[NoticeSink] = [self.note_counter, self.notice_log, JournalSink(self.journal)]
         if cfg.output.stdout:
-            sinks.append(StdoutSink(cfg.sensor.name))
+            sinks.append(StdoutSink(cfg.sensor.name, waits=False))  # a reader that stops reading stops nothing
         self.stats_log = StatsLog(cfg.output.log_dir, cfg.stats.log, cfg.output.rotation)
         self.sinks = sinks
         return sinks
@@ -191,6 +191,9 @@ class Daemon:
             self.pipeline.close_evidence((self._stop_at or time.monotonic()) + EVIDENCE_DEADLINE)
         assert self.journal is not None
         self.journal.give_up()  # entries a stalled journald never took: counted in the last record's journal_errors
+        for sink in self.sinks or ():
+            if isinstance(sink, StdoutSink):
+                sink.close()  # what a reader did not take: in the last record's stdout_dropped
         self.write_stats(self.clock())
         if self.pipeline is not None:
             self.pipeline.close()  # the in-process pipeline's evidence and sinks
@@ -560,6 +563,7 @@ class Daemon:
                             interface=self.cfg.capture.interface, workers=workers, notices=self.notice_count,
                             write_errors=write_errors, backlog=self.notice_log.backlog, lost=self.notice_log.lost,
                             journal_errors=self.journal.errors, journal_backlog=self.journal.backlog,
+                            stdout_dropped=sum(s.dropped for s in self.sinks or () if isinstance(s, StdoutSink)),
                             worker_states=states,
                             notices_by_note=self.note_counter.counts)
 
