@@ -120,6 +120,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                           value=_int(r, "journal_backlog")),
         _counter("stdout_dropped", "--stdout lines dropped: standard output not read (a full pipe)",
                  _int(r, "stdout_dropped")),
+        _counter("stderr_dropped", "operational lines dropped: standard error not read (a full pipe)",
+                 _int(r, "stderr_dropped")),
         _counter("evidence_files", "flows whose evidence files were created", _int(evidence, "files")),
         _counter("evidence_packets", "packets written to evidence pcaps", _int(evidence, "packets")),
         _counter("evidence_errors", "evidence files not created and packets not written (write errors)",

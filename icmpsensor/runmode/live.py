@@ -36,7 +36,7 @@ from typing import Any
 from icmpsensor import __version__
 from icmpsensor.config.loader import load_config
 from icmpsensor.config.schema import Config, restart_only_changes
-from icmpsensor.console import say
+from icmpsensor.console import LineQueue, queue_stderr, say, unqueue_stderr
 from icmpsensor.decode.fast import DECODER
 from icmpsensor.errors import EXIT_INTERNAL, EXIT_NOINPUT, EXIT_OK, OutputError, SensorError
 from icmpsensor.notice.record import Notice
@@ -125,6 +125,9 @@ def notify(state: str) -> None:
         sd_daemon.notify(state)
 
 
+STDERR_WAIT = 0.5  # seconds the daemon's last stderr lines are given to be written at its end
+
+
 def run_live(cfg: Config, overrides: Overrides) -> int:
     return Daemon(cfg, overrides).run()
 
@@ -142,6 +145,7 @@ class Daemon:
         self.status = EXIT_OK
         self.failure_text: str | None = None
         self.journal: Journal | None = None
+        self.stderr: LineQueue | None = None  # standard error while the daemon runs
         self.sinks: list[NoticeSink] | None = None
         self.supervisor: Supervisor | None = None
         self.pipeline: Pipeline | None = None
@@ -161,6 +165,13 @@ class Daemon:
         self._lag_warned = 0.0  # the most the detection lag has been since the lag warning (0: none standing)
 
     def run(self) -> int:
+        self.stderr = queue_stderr()  # a stderr no one reads must not stop the daemon (console.LineQueue)
+        try:
+            return self._run()
+        finally:
+            unqueue_stderr(STDERR_WAIT)
+
+    def _run(self) -> int:
         check_log_dir(self.cfg.output.log_dir)  # exit 73 before a capture opens or a worker starts
         if self.cfg.stats.prometheus_textfile:  # its directory verified now: exit 73 likewise
             self.textfile = PrometheusTextfile(textfile_path(self.cfg.stats.prometheus_textfile,
@@ -564,6 +575,7 @@ class Daemon:
                             write_errors=write_errors, backlog=self.notice_log.backlog, lost=self.notice_log.lost,
                             journal_errors=self.journal.errors, journal_backlog=self.journal.backlog,
                             stdout_dropped=sum(s.dropped for s in self.sinks or () if isinstance(s, StdoutSink)),
+                            stderr_dropped=self.stderr.dropped if self.stderr is not None else 0,
                             worker_states=states,
                             notices_by_note=self.note_counter.counts)
 

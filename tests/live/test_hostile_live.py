@@ -4,7 +4,9 @@ bounded in count and time; traffic crosses only the lab's veth pair."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from testkit.netlab import (
 
 pytestmark = pytest.mark.skipif(missing_prerequisite() is not None, reason=str(missing_prerequisite()))
 
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+ names it; spelled out for the linters)
 STORM_FLOWS = 30_000  # one-packet flows from spoofed sources, each with 500 novel bytes: an alert each
 QUIET = "journald:\n  enabled: true\nstats:\n  interval: 1\n"
 
@@ -225,6 +228,41 @@ def test_a_stdout_no_one_reads_stops_neither_detection_nor_the_stop(lab: Lab, tm
     assert written, len(notice_lines(sensor))
     assert went_on and stopped and took < 5.0 and code == 0, (went_on, stopped, took, code, err[-2000:])
     assert int(final["stdout_dropped"]) > 0  # type: ignore[call-overload]
+
+
+def test_a_stderr_no_one_reads_without_journald_stops_neither_detection_nor_the_stop(
+        lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
+    """Without journald (`journald.enabled: false`, or a unit whose journald stalls its stdout stream) the
+    operational messages go to stderr: start, reloads, a stats line every interval. A stderr no one reads (a 4 KB
+    pipe here) filled up and the next message blocked the daemon: measured before stderr had a thread of its
+    own, no notice was written, the stats records stopped and SIGTERM did not end it. Now the messages wait in a
+    queue (past 1,000 they are dropped and counted, `stderr_dropped`: tests/unit/test_stdout.py) and everything
+    else goes on."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    try:
+        with os.fdopen(write_end, "w") as stderr:
+            sensor = launch_ready(lab, tmp_path, sensors, "journald:\n  enabled: false\nstats:\n  interval: 1\n",
+                                  journald=False, stderr=stderr)
+        for _ in range(60):  # a reload message each, ~100 bytes: the pipe is full
+            sensor.signal(signal.SIGHUP)
+            time.sleep(0.02)
+        lab.hping3_exfil(_secret(tmp_path), 20)
+        exfil = wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
+        records = len(sensor.stats_records())
+        went_on = wait_for(lambda: len(sensor.stats_records()) >= records + 2, 6)
+        began = time.monotonic()
+        sensor.signal(signal.SIGTERM)
+        stopped = wait_for(lambda: sensor.proc.poll() is not None, 10, interval=0.02)
+        took = time.monotonic() - began
+    finally:
+        os.close(read_end)  # a sensor still blocked in write() gets EPIPE now
+    code, _, _ = sensor.stop()
+    final = last_stats(sensor)
+    print(f"\nnotice: {exfil}; stats went on: {went_on}; stopped by SIGTERM: {stopped} in {took:.2f} s, exit {code}; "
+          f"stderr dropped {final.get('stderr_dropped')}")
+    assert exfil and went_on and stopped and took < 5.0 and code == 0, (exfil, went_on, stopped, took, code)
+    assert final["stderr_dropped"] == 0  # ~80 lines wait in the queue (1,000): none dropped while it ran
 
 
 def test_stderr_on_a_full_device_without_journald_ends_nothing(lab: Lab, tmp_path: Path,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from icmpsensor import console
 from icmpsensor.notice.record import Notice
 from icmpsensor.output import stdout
 from icmpsensor.output.stdout import StdoutSink
@@ -28,17 +29,17 @@ def notice(i: int) -> Notice:
 
 
 @contextlib.contextmanager
-def stdout_pipe() -> Iterator[int]:
-    """File descriptor 1 as the write end of a new pipe; yields the read end."""
+def stdout_pipe(fd: int = 1) -> Iterator[int]:
+    """File descriptor `fd` (1: stdout) as the write end of a new pipe; yields the read end."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    saved = os.dup(fd)
     read_end, write_end = os.pipe()
-    os.dup2(write_end, 1)
+    os.dup2(write_end, fd)
     os.close(write_end)
     try:
         yield read_end
     finally:
-        os.dup2(saved, 1)
+        os.dup2(saved, fd)
         os.close(saved)
         os.close(read_end)
 
@@ -117,3 +118,33 @@ def test_a_replay_sink_writes_every_line_whatever_the_readers_pace(monkeypatch: 
         reader.join(20)
         sink.close()
     assert len(lines) == 1_000 and sink.dropped == 0
+
+
+def test_a_live_daemons_stderr_no_one_reads_never_blocks_and_counts_what_it_drops(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """console.queue_stderr: while the daemon runs, say() hands its lines to a queue (console.STDERR_QUEUED) that
+    a thread writes; past it a line is dropped and counted. After unqueue_stderr, say() writes directly."""
+    monkeypatch.setattr(console, "STDERR_QUEUED", 50)
+    with stdout_pipe(2) as read_end:
+        queue = console.queue_stderr()
+        try:
+            began = time.monotonic()
+            for i in range(3_000):  # ~60 bytes each: the pipe holds ~1,000, the queue 50 more
+                console.say(f"icmpsensor: stats: line {i:05d} of the operational messages")
+            said = time.monotonic() - began
+        finally:
+            console.unqueue_stderr(0.2)
+        assert said < 2.0
+        assert 3_000 - 50 - 1_200 <= queue.dropped < 3_000
+        data = b""
+        os.set_blocking(read_end, False)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # the line the thread was writing when the pipe filled ends too
+            with contextlib.suppress(BlockingIOError):
+                data += os.read(read_end, 1 << 20)
+            if data.endswith(b"\n") and data.count(b"\n") + queue.dropped >= 3_000:
+                break
+            time.sleep(0.01)
+        written = data.decode().splitlines()
+        assert written[0].endswith("line 00000 of the operational messages")  # in order, the first ones
+        assert len(written) + queue.dropped == 3_000  # each written or counted
