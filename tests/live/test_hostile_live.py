@@ -204,6 +204,17 @@ def test_stdout_closed_under_a_live_daemon_ends_nothing(lab: Lab, tmp_path: Path
     assert {json.loads(line)["src"] for line in notice_lines(sensor)} >= {"10.231.0.2", "10.231.0.3"}
 
 
+def goes_on_then_stops(sensor: Sensor) -> tuple[bool, bool, float]:
+    """Whether two more stats records come (within 6 s), whether SIGTERM then ends the sensor (within 10 s), and
+    how long that took."""
+    records = len(sensor.stats_records())
+    went_on = wait_for(lambda: len(sensor.stats_records()) >= records + 2, 6)
+    began = time.monotonic()
+    sensor.signal(signal.SIGTERM)
+    stopped = wait_for(lambda: sensor.proc.poll() is not None, 10, interval=0.02)
+    return went_on, stopped, time.monotonic() - began
+
+
 def test_a_stdout_no_one_reads_stops_neither_detection_nor_the_stop(lab: Lab, tmp_path: Path,
                                                                     sensors: list[Sensor]) -> None:
     """`--stdout` into a reader that stops reading (a paused pager, a stuck shipper): the pipe fills after ~64 KB.
@@ -215,12 +226,7 @@ def test_a_stdout_no_one_reads_stops_neither_detection_nor_the_stop(lab: Lab, tm
     sensor = launch_ready(lab, tmp_path, sensors, config, extra_args=("--stdout",))  # its stdout: never read
     lab.in_peer("timeout", "60", "tcpreplay", "-q", "--pps=3000", "-i", PEER_IF, str(storm), timeout=90)
     written = wait_for(lambda: len(notice_lines(sensor)) >= 6_000, 15)
-    records = len(sensor.stats_records())
-    went_on = wait_for(lambda: len(sensor.stats_records()) >= records + 2, 5)
-    began = time.monotonic()
-    sensor.signal(signal.SIGTERM)
-    stopped = wait_for(lambda: sensor.proc.poll() is not None, 10, interval=0.02)
-    took = time.monotonic() - began
+    went_on, stopped, took = goes_on_then_stops(sensor)
     code, _, err = sensor.stop()  # reads the pipe: a sensor still blocked in write() would end now
     final = last_stats(sensor)
     print(f"\nnotice.log {len(notice_lines(sensor)):,} lines; stats went on: {went_on}; stopped by SIGTERM: {stopped} "
@@ -249,12 +255,7 @@ def test_a_stderr_no_one_reads_without_journald_stops_neither_detection_nor_the_
             time.sleep(0.02)
         lab.hping3_exfil(_secret(tmp_path), 20)
         exfil = wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
-        records = len(sensor.stats_records())
-        went_on = wait_for(lambda: len(sensor.stats_records()) >= records + 2, 6)
-        began = time.monotonic()
-        sensor.signal(signal.SIGTERM)
-        stopped = wait_for(lambda: sensor.proc.poll() is not None, 10, interval=0.02)
-        took = time.monotonic() - began
+        went_on, stopped, took = goes_on_then_stops(sensor)
     finally:
         os.close(read_end)  # a sensor still blocked in write() gets EPIPE now
     code, _, _ = sensor.stop()
