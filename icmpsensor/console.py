@@ -57,18 +57,17 @@ class LineQueue:
         if say_full:
             self._on_full()  # type: ignore[misc]
 
-    def finish(self, timeout: float) -> int:
-        """Let the thread write what waits for up to `timeout` seconds; the lines left unwritten (counted in
-        `dropped` too)."""
+    def finish(self, timeout: float) -> None:
+        """Let the thread write what waits for up to `timeout` seconds; the lines left unwritten are counted in
+        `dropped`. Nothing is taken after it (a second call changes nothing)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout)
         with self._cond:
-            left = 0 if self.broken else len(self._lines)
+            if not self.broken:
+                self.dropped += len(self._lines)
             self._lines.clear()
-            self.dropped += left
-        return left
 
     def _run(self) -> None:
         while True:
@@ -77,7 +76,9 @@ class LineQueue:
                 if not self._lines:
                     return
                 line = self._lines.popleft()
-            if not _write_all(self.fd, line):
+            try:
+                write_all(self.fd, line)
+            except OSError:
                 with self._cond:
                     self.broken = True
                     self._lines.clear()
@@ -86,15 +87,11 @@ class LineQueue:
                 return
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """All of `data` to `fd` (waiting for its reader); False once it is broken."""
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd`, in as many write() calls as it takes (OSError as os.write raises it)."""
     view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except OSError:
-        return False
-    return True
+    while view:
+        view = view[os.write(fd, view):]
 
 
 _stderr_queue: LineQueue | None = None

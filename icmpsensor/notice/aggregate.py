@@ -77,11 +77,7 @@ MAX_PEER_ENTRIES = 1_000_000
 
 class NoticeAggregator:
     def __init__(self, interval: float, max_notices: int, sample: int, max_per_note: int = 0) -> None:
-        self.interval = interval
-        self.max_notices = max_notices
-        self.sample = sample
-        self._largest_kept = min(LARGEST, sample)
-        self.max_per_note = max_per_note  # 0: no quota per note
+        self.reconfigure(interval, max_notices, sample, max_per_note)
         self.window_start: float | None = None
         self._folds: dict[tuple[str, str, str], _Fold] = {}
         # (note, role, host) -> notices written as they came; (note, *ANY_HOST): of the note, whatever the hosts
@@ -97,6 +93,7 @@ class NoticeAggregator:
         return self.interval > 0 and self.max_notices > 0
 
     def reconfigure(self, interval: float, max_notices: int, sample: int, max_per_note: int) -> None:
+        """The settings (at start and at each reload); max_per_note 0: no quota per note."""
         self.interval, self.max_notices, self.sample, self.max_per_note = interval, max_notices, sample, max_per_note
         self._largest_kept = min(LARGEST, sample)
 

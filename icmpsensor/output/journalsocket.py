@@ -26,12 +26,13 @@ import struct
 from collections import deque
 from collections.abc import Mapping
 
+from icmpsensor.console import write_all
+
 SNDBUF_SIZE = 8 * 1024 * 1024  # as libsystemd's journal-send.c asks (the kernel caps it at net.core.wmem_max)
 MAX_BACKLOG = 10_000  # entries waiting for journald
 MAX_BACKLOG_BYTES = 16 * 1024 * 1024
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
-_TOO_BIG = errno.EMSGSIZE
 
 
 def encode_entry(fields: Mapping[str, object]) -> bytes:
@@ -107,7 +108,7 @@ class JournalSocket:
         except OSError as exc:
             if exc.errno in _WOULD_BLOCK:
                 return False
-            if exc.errno == _TOO_BIG:
+            if exc.errno == errno.EMSGSIZE:  # larger than a datagram may be
                 return self._send_memfd(entry)
             self.dropped += 1  # no journald (ENOENT, ECONNREFUSED: restarting), or an entry it refuses
             return True
@@ -118,9 +119,7 @@ class JournalSocket:
         """An entry too large for a datagram: in a sealed memfd, its descriptor passed to journald."""
         fd = os.memfd_create("icmpsensor-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            view = memoryview(entry)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, entry)
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
             self._sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))], 0, self.path)
         except OSError as exc:

@@ -23,12 +23,11 @@ BROKEN = "icmpsensor: warning: standard output is closed or full: notices go on 
 class StdoutSink:
     def __init__(self, peer_descr: str, *, waits: bool = True) -> None:
         self.peer_descr = peer_descr
-        self._broken = False
+        self._broken = False  # a replay's write failed
         self._queue: LineQueue | None = None if waits else LineQueue(
             1, MAX_QUEUED, "icmpsensor-stdout", on_broken=lambda: say(BROKEN),
             on_full=lambda: say(f"icmpsensor: warning: standard output is not read: past {MAX_QUEUED} lines "
                                 "waiting, notices go to notice.log only (counted: stdout_dropped)"))
-        self._dropped = 0  # of a closed queue
 
     @property
     def broken(self) -> bool:
@@ -37,14 +36,14 @@ class StdoutSink:
     @property
     def dropped(self) -> int:
         """Lines a live sensor dropped: its queue full, or still waiting at close()."""
-        return self._dropped + (self._queue.dropped if self._queue is not None else 0)
+        return self._queue.dropped if self._queue is not None else 0
 
     def emit(self, notice: Notice) -> None:
         if self.broken:
             return
         line = notice.to_json_line(self.peer_descr)
         if self._queue is not None:
-            self._queue.put(line)
+            self._queue.put(line)  # after close() it takes nothing
         elif not write_out(line):
             self._broken = True
             say(BROKEN)
@@ -52,6 +51,3 @@ class StdoutSink:
     def close(self) -> None:
         if self._queue is not None:
             self._queue.finish(CLOSE_WAIT)
-            self._dropped += self._queue.dropped
-            self._broken = self._queue.broken
-            self._queue = None
