@@ -1072,7 +1072,7 @@ static const char *const NOTICE_FIELDS[N_NOTICE] = {
 enum { T_VALUES, T_MSG, T_FIELDS, T_NOVEL_BYTES, T_EXTRA_TEXT, T_EXTRA, N_TEXT_SLOTS };
 static const char *const TEXT_FIELDS[N_TEXT_SLOTS] = {"values", "msg", "fields", "novel_bytes", "extra_text",
                                                       "extra"};
-/* the Flow fields a notice reads beside the snapshot */
+/* the Flow fields a notice reads, from the snapshot (their places in it found by bind_notice) */
 enum { NF_SRC, NF_DST, NF_START, NF_LAST, NF_N, NF_ORIG, NF_RESP, NF_OTHER, NF_RECEIVED, NF_TYPE, NF_CODE,
        N_NOTICE_FLOW };
 static const char *const NOTICE_FLOW_FIELDS[N_NOTICE_FLOW] = {
@@ -1082,7 +1082,7 @@ static const char *const NOTICE_FLOW_FIELDS[N_NOTICE_FLOW] = {
 
 static PyTypeObject *notice_type, *text_type, *notice_flow_type;
 static PyObject *addr_text_func, *empty_str;
-static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_slot[N_NOTICE_FLOW];
+static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
 static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1;
 
 #define BIND_NOTICE_ARGS "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text)"
@@ -1109,15 +1109,24 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (names[i] == NULL)
             return NULL;
     }
-    Py_ssize_t notice[N_NOTICE], text[N_TEXT_SLOTS], flow[N_NOTICE_FLOW], all[MAX_FLOW_FIELDS];
+    Py_ssize_t notice[N_NOTICE], text[N_TEXT_SLOTS], index[N_NOTICE_FLOW], all[MAX_FLOW_FIELDS];
     if (slot_offsets(args[0], NOTICE_FIELDS, N_NOTICE, notice) < 0
         || slot_offsets(args[1], TEXT_FIELDS, N_TEXT_SLOTS, text) < 0
-        || slot_offsets(args[2], NOTICE_FLOW_FIELDS, N_NOTICE_FLOW, flow) < 0
         || slot_offsets(args[2], names, (int)count, all) < 0)
         return NULL;
+    for (int k = 0; k < N_NOTICE_FLOW; k++) {
+        index[k] = -1;
+        for (Py_ssize_t i = 0; i < count && index[k] < 0; i++)
+            if (strcmp(names[i], NOTICE_FLOW_FIELDS[k]) == 0)
+                index[k] = i;
+        if (index[k] < 0) {
+            PyErr_Format(PyExc_TypeError, "bind_notice(): no flow field %s", NOTICE_FLOW_FIELDS[k]);
+            return NULL;
+        }
+    }
     memcpy(notice_slot, notice, sizeof notice);
     memcpy(text_slot, text, sizeof text);
-    memcpy(notice_flow_slot, flow, sizeof flow);
+    memcpy(notice_flow_index, index, sizeof index);
     memcpy(all_flow_slot, all, sizeof all[0] * (size_t)count);
     all_flow_count = count;
     Py_XSETREF(notice_type, (PyTypeObject *)Py_NewRef(args[0]));
@@ -1125,17 +1134,6 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_XSETREF(notice_flow_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(addr_text_func, Py_NewRef(args[4]));
     Py_RETURN_NONE;
-}
-
-/* A flow slot's value (a new reference), or NULL with AttributeError when it is unset. */
-static PyObject *flow_field(PyObject *flow, Py_ssize_t offset)
-{
-    PyObject *value = SLOT(flow, offset);
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "flow_notice(): a Flow field is unset");
-        return NULL;
-    }
-    return Py_NewRef(value);
 }
 
 /* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, the Python function for any other. */
@@ -1191,12 +1189,13 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (snapshot == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < all_flow_count; i++) {
-        PyObject *value = flow_field(flow, all_flow_slot[i]);
+        PyObject *value = SLOT(flow, all_flow_slot[i]);
         if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "flow_notice(): a Flow field is unset");
             Py_DECREF(snapshot);
             return NULL;
         }
-        PyTuple_SET_ITEM(snapshot, i, value);
+        PyTuple_SET_ITEM(snapshot, i, Py_NewRef(value));
     }
     PyObject *text = text_type->tp_alloc(text_type, 0);
     if (text == NULL) {
@@ -1207,36 +1206,33 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
                                            Py_NewRef(args[6]), Py_NewRef(args[7])};
     fill_slots(text, text_slot, text_values, N_TEXT_SLOTS);  /* none is NULL */
 
-    PyObject *orig = SLOT(flow, notice_flow_slot[NF_ORIG]), *resp = SLOT(flow, notice_flow_slot[NF_RESP]);
-    PyObject *other = SLOT(flow, notice_flow_slot[NF_OTHER]);
-    PyObject *partial = orig != NULL && resp != NULL ? PyNumber_Add(orig, resp) : NULL;
-    PyObject *sent = partial != NULL && other != NULL ? PyNumber_Add(partial, other) : NULL;
+#define FLOW(field) PyTuple_GET_ITEM(snapshot, notice_flow_index[field]) /* borrowed from the snapshot */
+    PyObject *partial = PyNumber_Add(FLOW(NF_ORIG), FLOW(NF_RESP)); /* Flow.bytes_sent */
+    PyObject *sent = partial != NULL ? PyNumber_Add(partial, FLOW(NF_OTHER)) : NULL;
     Py_XDECREF(partial);
-    PyObject *src = SLOT(flow, notice_flow_slot[NF_SRC]), *dst = SLOT(flow, notice_flow_slot[NF_DST]);
     PyObject *values[N_NOTICE] = {
         [NT_TS] = Py_NewRef(args[1]),
         [NT_NOTE] = Py_NewRef(args[2]),
         [NT_MSG] = Py_NewRef(empty_str),
         [NT_SUB] = Py_NewRef(empty_str),
         [NT_TEXT] = text,
-        [NT_SRC] = src != NULL ? address_text(src) : NULL,
-        [NT_DST] = dst != NULL ? address_text(dst) : NULL,
+        [NT_SRC] = address_text(FLOW(NF_SRC)),
+        [NT_DST] = address_text(FLOW(NF_DST)),
         [NT_UID] = Py_NewRef(args[10]),
-        [NT_N] = flow_field(flow, notice_flow_slot[NF_N]),
+        [NT_N] = Py_NewRef(FLOW(NF_N)),
         [NT_BYTES_SENT] = sent,
-        [NT_BYTES_RECEIVED] = flow_field(flow, notice_flow_slot[NF_RECEIVED]),
-        [NT_START] = flow_field(flow, notice_flow_slot[NF_START]),
-        [NT_END] = flow_field(flow, notice_flow_slot[NF_LAST]),
+        [NT_BYTES_RECEIVED] = Py_NewRef(FLOW(NF_RECEIVED)),
+        [NT_START] = Py_NewRef(FLOW(NF_START)),
+        [NT_END] = Py_NewRef(FLOW(NF_LAST)),
         [NT_NOVEL_BYTES] = Py_NewRef(args[5]),
         [NT_EVIDENCE] = Py_NewRef(empty_str),
-        [NT_ICMP_TYPE] = flow_field(flow, notice_flow_slot[NF_TYPE]),
-        [NT_ICMP_CODE] = flow_field(flow, notice_flow_slot[NF_CODE]),
+        [NT_ICMP_TYPE] = Py_NewRef(FLOW(NF_TYPE)),
+        [NT_ICMP_CODE] = Py_NewRef(FLOW(NF_CODE)),
         [NT_TOOL] = Py_NewRef(args[8]),
         [NT_CHANNELS] = Py_NewRef(args[9]),
         [NT_PEERS] = Py_NewRef(zero),
     };
-    if (sent == NULL && !PyErr_Occurred())
-        PyErr_SetString(PyExc_AttributeError, "flow_notice(): a Flow field is unset");
+#undef FLOW
     PyObject *notice = PyErr_Occurred() ? NULL : notice_type->tp_alloc(notice_type, 0);
     if (notice == NULL) {
         for (int i = 0; i < N_NOTICE; i++)
