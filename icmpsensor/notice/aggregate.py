@@ -46,7 +46,8 @@ NOT_PER_HOST = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))  # folded only pa
 MAX_KEYS = 100_000
 MAX_UIDS = 1_000_000
 # A storm is over when nothing has been folded for QUIET seconds (of the clock advance() is given: packet time, or
-# live the wall clock at each tick): what was folded is told then, not at the end of the interval, whose quotas go on.
+# live the wall clock at each round of the loop): what was folded is told then, not at the end of the interval, whose
+# quotas go on.
 QUIET = 1.0
 _UNSEEN = ("", "")  # a flow none of whose notices came yet
 ANY_HOST = ("pairs", "")  # the (role, host) of a note's fold past max_per_note: its peers are host pairs
@@ -123,9 +124,17 @@ class NoticeAggregator:
             due = self.flush(self.window_start + self.interval)
             self.window_start = now
             return due
-        if self._folds and now - self._last_folded >= QUIET:
-            return self._tell(now)
-        return []
+        return self.told_if_quiet(now)
+
+    def told_if_quiet(self, now: float) -> list[Notice]:
+        """What was folded, when nothing has been folded for QUIET seconds at `now` (the storm is over), else
+        nothing. Cheap when nothing waits: live, every round of the loop asks (not only each tick), so that a storm
+        is told QUIET after its end, not up to a tick later."""
+        return self._tell(now) if self.quiet_at(now) else []
+
+    def quiet_at(self, now: float) -> bool:
+        """Whether something was folded and nothing has been for QUIET seconds at `now`."""
+        return bool(self._folds) and now - self._last_folded >= QUIET
 
     def flush(self, ts: float | None = None) -> list[Notice]:
         """The aggregates of the interval so far (end of input, or the interval's end); a new interval."""

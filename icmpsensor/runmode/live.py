@@ -421,13 +421,15 @@ class Daemon:
 
     def _timers(self, now: float) -> None:
         """What the loop does besides its work: once per TICK `_tick`, and a stats record every
-        stats.interval; then a pending reload."""
+        stats.interval (in between, in-process: a storm that went quiet is told); then a pending reload."""
         if now >= self._tick_due:
             self._tick_due = now + TICK
             self._tick(now)
             if now >= self._stats_due:
                 self.write_stats(now, periodic=True)
                 self._stats_due = self._next_stats(now)
+        elif self.pipeline is not None:
+            self.worker.between_ticks(now)
         self._reload_if_asked(now)
 
     def _reload_if_asked(self, now: float) -> None:

@@ -162,6 +162,10 @@ class Pipeline:
         if self.aggregator.window_start is not None:
             self._write(self.aggregator.advance(now))
 
+    def tell_quiet(self, now: float) -> None:
+        """Live, between ticks: the aggregates of a storm that was over at `now` (NoticeAggregator.told_if_quiet)."""
+        self._write(self.aggregator.told_if_quiet(now))
+
     def finish(self) -> None:
         """End of input: the datagrams still waiting for fragments hand on what they held, then every open flow
         is evaluated and its notices written, then the aggregates."""

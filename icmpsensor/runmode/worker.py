@@ -114,6 +114,13 @@ class Worker:
         now = self.pipeline.detector.now
         return max(now, self.share.latest) if self.share is not None else now
 
+    def between_ticks(self, now: float) -> None:
+        """Every round of a live loop (after each batch, or QUEUE_WAIT without one; `now` the wall time): a storm
+        that went quiet is told now, not at the next tick. Only the aggregator's clock moves (to the same bound as a
+        tick's): expiry stays with the ticks."""
+        if self.source.live and self.pipeline.aggregator.quiet_at(now):
+            self.pipeline.tell_quiet(self.source.clock(now))
+
     def tick(self, now: float) -> None:
         """Once per TICK of wall time: a live detector's clock follows the wall while the wire is quiet, and no
         further than the capture has been read (LiveSource.clock)."""
@@ -156,6 +163,10 @@ class WorkerChannel:
         self._stopped_at: float | None = None  # live: when the stop was asked for (time.monotonic())
 
     def round(self, worker: Worker) -> None:
+        now = time.time()
+        tick = now >= self._next_tick
+        if not tick:
+            worker.between_ticks(now)
         notices = self.sink.take()
         watermark = worker.latest() - self.watermark_lag
         mono = time.monotonic()
@@ -163,8 +174,7 @@ class WorkerChannel:
             self._sent_watermark = watermark
             self._next_watermark = mono + WATERMARK_EVERY
             self.conn.send(Notices(notices, watermark))
-        now = time.time()
-        if now >= self._next_tick:
+        if tick:
             self._next_tick = now + TICK
             self._tick(worker, now)
         for event in self.source.take_events():

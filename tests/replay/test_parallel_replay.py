@@ -375,7 +375,7 @@ def test_a_worker_sends_its_clock_alone_at_most_every_watermark_period() -> None
     channel = worker.WorkerChannel(0, ours, sink, SimpleNamespace(take_events=list, failure=None))
     channel._next_tick = float("inf")  # no housekeeping round
     clock = SimpleNamespace(now=100.0)
-    the_worker = SimpleNamespace(latest=lambda: clock.now)
+    the_worker = SimpleNamespace(latest=lambda: clock.now, between_ticks=lambda now: None)
     began = time.monotonic()
     for batch in range(200):  # batches far quicker than the period
         clock.now += 0.01

@@ -88,7 +88,7 @@ def channel_after(messages: list[object]) -> tuple[WorkerChannel, RecordingSourc
     source = RecordingSource()
     channel = WorkerChannel(0, ours, ListSink(), source)
     channel._next_tick = float("inf")  # no housekeeping round: only the messages
-    channel.round(SimpleNamespace(latest=lambda: 0.0))  # type: ignore[arg-type]
+    channel.round(SimpleNamespace(latest=lambda: 0.0, between_ticks=lambda now: None))  # type: ignore[arg-type]
     return channel, source, theirs
 
 
