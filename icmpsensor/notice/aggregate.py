@@ -38,6 +38,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from icmpsensor.accelerators import aggregate_extension as _fastaggregate
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
 from icmpsensor.notice.types import EXFIL_SPREAD, EXFIL_SUMMARY, SLOW_EXFIL
@@ -77,7 +78,28 @@ MAX_PEER_ENTRIES = 1_000_000
 
 
 class NoticeAggregator:
-    def __init__(self, interval: float, max_notices: int, sample: int, max_per_note: int = 0) -> None:
+    __slots__ = (
+        "_fold_in_c",
+        "_folds",
+        "_largest_kept",
+        "_last_folded",
+        "_peer_entries",
+        "_uids",
+        "_written",
+        "aggregates",
+        "folded",
+        "interval",
+        "max_notices",
+        "max_per_note",
+        "sample",
+        "window_start",
+    )
+
+    def __init__(self, interval: float, max_notices: int, sample: int, max_per_note: int = 0, *,
+                 accelerated: bool = True) -> None:
+        """`accelerated`: fold in C (notice/_fastaggregate.c) when it is built; False: only the Python reference
+        (_fold and the methods it calls; the equivalence tests)."""
+        self._fold_in_c = _fastaggregate.fold if accelerated and _fastaggregate is not None else None
         self.reconfigure(interval, max_notices, sample, max_per_note)
         self.window_start: float | None = None
         self._folds: dict[tuple[str, str, str], _Fold] = {}
@@ -103,9 +125,10 @@ class NoticeAggregator:
         if not self.enabled:
             return list(notices)
         out: list[Notice] = []
+        fold_in_c = self._fold_in_c
         for notice in notices:
             out.extend(self.advance(notice.ts))
-            if self._fold(notice):
+            if fold_in_c(self, notice) if fold_in_c is not None else self._fold(notice):
                 self.folded += 1
             else:
                 out.append(notice)
@@ -124,7 +147,7 @@ class NoticeAggregator:
             due = self.flush(self.window_start + self.interval)
             self.window_start = now
             return due
-        return self.told_if_quiet(now)
+        return self._tell(now) if self.quiet_at(now) else []
 
     def told_if_quiet(self, now: float) -> list[Notice]:
         """What was folded, when nothing has been folded for QUIET seconds at `now` (the storm is over), else
@@ -274,3 +297,14 @@ def _peer(notice: Notice, role: str) -> str:
     if role == "from":
         return notice.dst
     return f"{notice.src}->{notice.dst}"
+
+
+def bind_accelerator() -> None:
+    """Hand the C fold the types it reads and writes in place and this module's limits (again after a test
+    changes one)."""
+    if _fastaggregate is not None:
+        _fastaggregate.bind(Notice, _Fold, NoticeAggregator, NOT_PER_HOST, EXFIL_SUMMARY.name, ANY_HOST, MAX_PEERS,
+                            MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace)
+
+
+bind_accelerator()

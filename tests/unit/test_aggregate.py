@@ -135,17 +135,23 @@ def test_a_storm_from_thousands_of_sources_keeps_a_count_per_written_host_not_a_
     assert len(agg._written) == 1 + 10 + 1  # the victim, the ten sources written as they came, the note
 
 
-def test_the_peers_remembered_over_all_folds_are_bounded_and_the_counts_stay_exact(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("accelerated", [True, False], ids=["C fold", "Python fold"])
+def test_the_peers_remembered_over_all_folds_are_bounded_and_the_counts_stay_exact(monkeypatch, accelerated) -> None:  # type: ignore[no-untyped-def]
     """Each fold keeps up to MAX_PEERS distinct peers; over all the folds of an interval at most MAX_PEER_ENTRIES
     (with a day-long aggregation interval, a storm's folds would otherwise keep every source). Past it the count
     of notices and bytes stays exact and the peers read as a lower bound ("+")."""
     from icmpsensor.notice import aggregate
 
     monkeypatch.setattr(aggregate, "MAX_PEER_ENTRIES", 5_000, raising=False)
-    agg = NoticeAggregator(interval=86400.0, max_notices=1, sample=3)
-    targets = [f"203.0.113.{t}" for t in range(30)]
-    agg.filter(notice(T0 + i * 1e-3, f"100.{64 + i // 65536}.{i // 256 % 256}.{i % 256}", targets[i % 30])
-               for i in range(30_000))
+    aggregate.bind_accelerator()  # the C fold takes the limits when bound
+    try:
+        agg = NoticeAggregator(interval=86400.0, max_notices=1, sample=3, accelerated=accelerated)
+        targets = [f"203.0.113.{t}" for t in range(30)]
+        agg.filter(notice(T0 + i * 1e-3, f"100.{64 + i // 65536}.{i // 256 % 256}.{i % 256}", targets[i % 30])
+                   for i in range(30_000))
+    finally:
+        monkeypatch.undo()
+        aggregate.bind_accelerator()
     kept = sum(len(fold.peers) for fold in agg._folds.values())
     assert kept <= 5_000, kept
     aggregates = agg.flush()

@@ -1,0 +1,144 @@
+"""The notice aggregator's fold in C (notice/_fastaggregate.c) against its Python reference (notice/aggregate.py
+NoticeAggregator._fold and the methods it calls): the same notices written, the same aggregates told, the same state
+after every step, on random notice streams that reach every branch (notes folded per host and per note only, flows
+whose first notice was written or folded, summaries, hosts and uids missing, every quota and limit reached)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from icmpsensor.notice import aggregate
+from icmpsensor.notice.aggregate import NoticeAggregator
+from icmpsensor.notice.record import Notice
+
+NOTES = ("ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary", "ICMP::ICMP_Tunnel", "ICMP::ICMP_ExfilSpread",
+         "ICMP::ICMP_SlowExfil")
+HOSTS = ("", "10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1", "198.51.100.7")
+UIDS = ("", "C1", "C2", "C3", "C4", "C5", "C6")
+T0 = 1_700_000_000.0
+
+pytestmark = pytest.mark.skipif(aggregate._fastaggregate is None,
+                                reason="the C fold is not built (ICMPSENSOR_PURE_PYTHON, or a source tree)")
+
+
+@st.composite
+def notices(draw: st.DrawFn) -> Notice:
+    dt = draw(st.sampled_from((0.0, 0.001, 0.3, 1.5, 70.0)))
+    return Notice(ts=dt, note=draw(st.sampled_from(NOTES)), msg="m", sub="s", src=draw(st.sampled_from(HOSTS)),
+                  dst=draw(st.sampled_from(HOSTS)), uid=draw(st.sampled_from(UIDS)), n=1,
+                  bytes_sent=draw(st.sampled_from((0, 1, 500, 500, 10**6, 2**70))), bytes_received=0,
+                  start=0.0, end=0.0)
+
+
+# a step: a batch of notices through filter(), the clock advanced, or the interval's end (flush)
+steps = st.lists(st.one_of(st.lists(notices(), min_size=1, max_size=8),
+                           st.tuples(st.just("advance"), st.sampled_from((0.5, 1.0, 2.0, 61.0))),
+                           st.just("flush")), min_size=1, max_size=40)
+settings_ = st.tuples(st.sampled_from((0.5, 5.0, 60.0)), st.integers(1, 3), st.integers(0, 4),
+                      st.sampled_from((0, 1, 3, 5)))
+
+
+def at(notice: Notice, ts: float) -> Notice:
+    """A copy of the drawn notice at the time `ts`."""
+    return Notice(ts, notice.note, notice.msg, notice.sub, notice.src, notice.dst, notice.uid, notice.n,
+                  notice.bytes_sent, notice.bytes_received, ts, ts)
+
+
+def told(notices: list[Notice]) -> list[tuple[object, ...]]:
+    return [(n.ts, n.note, n.src, n.dst, n.uid, n.n, n.bytes_sent, n.start, n.end, n.peers, n.msg, n.sub)
+            for n in notices]
+
+
+def state(agg: NoticeAggregator) -> tuple[object, ...]:
+    folds = [(key, dataclasses.astuple(fold)) for key, fold in agg._folds.items()]
+    return (folds, list(agg._written.items()), list(agg._uids.items()), agg.folded, agg._peer_entries,
+            agg._last_folded, agg.aggregates, agg.window_start)
+
+
+def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
+    interval, max_notices, sample, max_per_note = config
+    reference = NoticeAggregator(interval, max_notices, sample, max_per_note, accelerated=False)
+    fast = NoticeAggregator(interval, max_notices, sample, max_per_note)
+    assert fast._fold_in_c is not None and reference._fold_in_c is None
+    clock = T0
+    for step in plan:
+        if step == "flush":
+            outs = [agg.flush() for agg in (reference, fast)]
+        elif isinstance(step, tuple):
+            clock += step[1]
+            outs = [agg.advance(clock) for agg in (reference, fast)]
+        else:
+            batch = []
+            for notice in step:  # type: ignore[attr-defined]
+                clock += notice.ts
+                batch.append((clock, notice))
+            outs = [agg.filter([at(n, ts) for ts, n in batch]) for agg in (reference, fast)]
+        assert told(outs[1]) == told(outs[0])
+        assert state(fast) == state(reference)
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 400)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(config=settings_, plan=steps)
+def test_the_c_fold_does_what_the_python_fold_does(config: tuple[float, int, int, int], plan: list[object]) -> None:
+    run_both(config, plan)
+
+
+@contextmanager
+def limits(**values: int) -> Iterator[None]:
+    """The module's limits made small (the C fold bound to them), then restored."""
+    saved = {name: getattr(aggregate, name) for name in values}
+    try:
+        for name, value in values.items():
+            setattr(aggregate, name, value)
+        aggregate.bind_accelerator()
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(aggregate, name, value)
+        aggregate.bind_accelerator()
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 200)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(config=settings_, plan=steps)
+def test_and_so_at_every_limit(config: tuple[float, int, int, int], plan: list[object]) -> None:
+    """MAX_UIDS (the oldest eighth forgotten: the C fold hands that step to Python), MAX_KEYS, MAX_PEERS and
+    MAX_PEER_ENTRIES reached within a few notices."""
+    with limits(MAX_UIDS=3, MAX_KEYS=4, MAX_PEERS=2, MAX_PEER_ENTRIES=3):
+        run_both(config, plan)
+
+
+def test_a_storm_is_folded_alike() -> None:
+    """20,000 one-packet flows from spoofed sources to one host, their DataExfil then their ExfilSummary."""
+    def storm() -> Iterator[Notice]:
+        for note, start in (("ICMP::ICMP_DataExfil", T0), ("ICMP::ICMP_ExfilSummary", T0 + 30)):
+            for i in range(20_000):
+                yield Notice(ts=start + i * 1e-4, note=note, msg="m", sub="s", src=f"100.64.{i // 250}.{i % 250}",
+                             dst="198.51.100.7", uid=f"C{i}", n=1, bytes_sent=500 + i % 7, bytes_received=0,
+                             start=T0, end=T0)
+
+    reference = NoticeAggregator(60.0, 10, 3, 100, accelerated=False)
+    fast = NoticeAggregator(60.0, 10, 3, 100)
+    assert told(fast.filter(storm())) == told(reference.filter(storm()))
+    assert state(fast) == state(reference)
+    assert told(fast.flush()) == told(reference.flush())
+    assert fast.folded == 2 * 20_000 - 20
+
+
+def test_a_broken_aggregator_is_an_error_not_a_crash() -> None:
+    agg = NoticeAggregator(60.0, 1, 3)
+    agg._written = []  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        aggregate._fastaggregate.fold(agg, Notice(ts=T0, note="ICMP::ICMP_DataExfil", msg="", sub="", src="a",
+                                                  dst="b", uid="C1", n=1, bytes_sent=1, bytes_received=0,
+                                                  start=T0, end=T0))
+    with pytest.raises(TypeError):
+        aggregate._fastaggregate.fold(agg, "not a notice")
