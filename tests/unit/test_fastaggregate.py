@@ -37,12 +37,15 @@ def notices(draw: st.DrawFn) -> Notice:
                   start=0.0, end=0.0)
 
 
-# a step: a batch of notices through filter(), the clock advanced, or the interval's end (flush)
-steps = st.lists(st.one_of(st.lists(notices(), min_size=1, max_size=8),
-                           st.tuples(st.just("advance"), st.sampled_from((0.5, 1.0, 2.0, 61.0))),
-                           st.just("flush")), min_size=1, max_size=40)
 settings_ = st.tuples(st.sampled_from((0.5, 5.0, 60.0)), st.integers(1, 3), st.integers(0, 4),
                       st.sampled_from((0, 1, 3, 5)))
+# a step: a batch of notices through filter(), the clock advanced, the interval's end (flush), or a reload's new
+# settings (aggregation switched off too)
+steps = st.lists(st.one_of(st.lists(notices(), min_size=1, max_size=8),
+                           st.tuples(st.just("advance"), st.sampled_from((0.5, 1.0, 2.0, 61.0))),
+                           st.just("flush"),
+                           st.tuples(st.just("reload"), st.one_of(settings_, st.just((0.0, 1, 1, 0))))),
+                 min_size=1, max_size=40)
 
 
 def at(notice: Notice, ts: float) -> Notice:
@@ -71,8 +74,12 @@ def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
     for step in plan:
         if step == "flush":
             outs = [agg.flush() for agg in (reference, fast)]
+        elif isinstance(step, tuple) and step[0] == "reload":
+            for agg in (reference, fast):
+                agg.reconfigure(*step[1])  # type: ignore[arg-type]
+            outs = [[], []]
         elif isinstance(step, tuple):
-            clock += step[1]
+            clock += step[1]  # type: ignore[operator]
             outs = [agg.advance(clock) for agg in (reference, fast)]
         else:
             batch = []
