@@ -147,7 +147,7 @@ class NoticeAggregator:
             due = self.flush(self.window_start + self.interval)
             self.window_start = now
             return due
-        return self._tell(now) if self.quiet_at(now) else []
+        return self.told_if_quiet(now)
 
     def told_if_quiet(self, now: float) -> list[Notice]:
         """What was folded, when nothing has been folded for QUIET seconds at `now` (the storm is over), else
