@@ -1,6 +1,7 @@
 /* Where a __slots__ class keeps its object slots: how the C accelerators read and write, in place, the records
- * the Python code defines (decode/packet.py IcmpPacket, detect/flows.py Flow and DetectorStats). Each extension
- * includes this file; each takes the offsets once, when Python binds the types to it. */
+ * the Python code defines (decode/packet.py IcmpPacket, detect/flows.py Flow and DetectorStats, notice/aggregate.py
+ * NoticeAggregator and _Fold...). Each extension includes this file; each takes the offsets once, when Python binds
+ * the types to it. */
 #ifndef ICMPSENSOR_SLOTS_H
 #define ICMPSENSOR_SLOTS_H
 
@@ -31,6 +32,17 @@ static int slot_offsets(PyObject *type_obj, const char *const *names, int count,
         out[i] = member->offset;
     }
     return 0;
+}
+
+/* The object in slot `offset` of `obj` (an lvalue; NULL while the slot is unset). */
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* obj's slot at `offset` set to `value` (a new reference taken), the one it held released. */
+static inline void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject *old = SLOT(obj, offset);
+    SLOT(obj, offset) = Py_NewRef(value);
+    Py_XDECREF(old);
 }
 
 #endif

@@ -73,7 +73,7 @@ static PyObject *new_packet(PyObject *values[N_FIELDS])
     if (obj == NULL)
         goto fail;
     for (int i = 0; i < N_FIELDS; i++)
-        *(PyObject **)((char *)obj + slot_offset[i]) = values[i];
+        SLOT(obj, slot_offset[i]) = values[i];
     return obj;
 fail:
     for (int i = 0; i < N_FIELDS; i++)

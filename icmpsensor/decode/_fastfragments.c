@@ -184,7 +184,7 @@ static PyObject *new_datagram(long proto, PyObject *payload, Py_ssize_t wire_len
     values[D_SENT] = Py_NewRef(sent);
     int failed = values[D_PROTO] == NULL || values[D_WIRE_LEN] == NULL;
     for (int i = 0; i < D_SLOTS; i++)
-        *(PyObject **)((char *)obj + datagram_slot[i]) = values[i]; /* NULL where it failed: dealloc skips it */
+        SLOT(obj, datagram_slot[i]) = values[i]; /* NULL where it failed: dealloc skips it */
     if (failed) {
         Py_DECREF(obj);
         return NULL;

@@ -90,8 +90,6 @@ static double run_pause, run_budget, run_refill;
 /* nonecho._QUOTED_PROTOCOLS: the protocols a quoted datagram may carry */
 static unsigned char quoted_protocol[256];
 
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
                   "run_pause, run_budget, run_refill, quoted_protocols)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
@@ -187,13 +185,6 @@ static int add_to_slot(PyObject *obj, Py_ssize_t offset, PyObject *amount)
     SLOT(obj, offset) = sum;
     Py_DECREF(old);
     return 0;
-}
-
-static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
-{
-    PyObject *old = SLOT(obj, offset);
-    SLOT(obj, offset) = Py_NewRef(value);
-    Py_XDECREF(old);
 }
 
 /* Whether `sketch` (a novelty.Sketch) is the sketch of `payload`: its first PREFIX bytes, the hash of the rest

@@ -14,8 +14,6 @@
 
 #include "../_slots.h"
 
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
 enum { N_TS, N_NOTE, N_SRC, N_DST, N_UID, N_BYTES_SENT, N_NOTICE };
 static const char *const NOTICE_FIELDS[N_NOTICE] = {"ts", "note", "src", "dst", "uid", "bytes_sent"};
 enum { D_FOLDED, D_PEERS, D_SAMPLE, D_BYTES_SENT, D_LAST, D_CAPPED, D_LARGEST, N_FOLD };
@@ -98,13 +96,6 @@ static PyObject *slot_of(PyObject *obj, Py_ssize_t offset, const char *name)
     return value;
 }
 
-static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) /* steals value */
-{
-    PyObject *old = SLOT(obj, offset);
-    SLOT(obj, offset) = value;
-    Py_XDECREF(old);
-}
-
 /* obj.slot = max(obj.slot, value) as `if value > obj.slot: obj.slot = value`. */
 static int raise_to(PyObject *obj, Py_ssize_t offset, PyObject *value, const char *name)
 {
@@ -113,7 +104,7 @@ static int raise_to(PyObject *obj, Py_ssize_t offset, PyObject *value, const cha
         return -1;
     int greater = PyObject_RichCompareBool(value, current, Py_GT);
     if (greater > 0)
-        set_slot(obj, offset, Py_NewRef(value));
+        set_slot(obj, offset, value);
     return greater < 0 ? -1 : 0;
 }
 
@@ -127,6 +118,7 @@ static int add_to(PyObject *obj, Py_ssize_t offset, PyObject *amount, const char
     if (sum == NULL)
         return -1;
     set_slot(obj, offset, sum);
+    Py_DECREF(sum);
     return 0;
 }
 
@@ -200,8 +192,9 @@ static int count(PyObject *agg, PyObject *notice, PyObject *fold, PyObject *peer
                 return -1;
             }
             set_slot(agg, aggregator_slot[A_PEER_ENTRIES], more);
+            Py_DECREF(more);
         } else {
-            set_slot(fold, fold_slot[D_CAPPED], Py_NewRef(Py_True));
+            set_slot(fold, fold_slot[D_CAPPED], Py_True);
         }
     }
     Py_ssize_t sample_size, largest_kept;
