@@ -131,7 +131,8 @@ class SpreadMemory:
     since: float  # start of the current window (a tumbling one: reset once it is slow_exfil_window old)
     novel: int = 0
     peers: set[bytes] | bytes = b""  # one peer as itself, more as a set (a flood's one-peer hosts stay small)
-    payloads: tuple[int, ...] | int = ()  # hashes of the last PAYLOADS_KEPT payloads with novel bytes (one: itself)
+    payloads: tuple[int, ...] | int = ()  # hashes of the sketches of the last PAYLOADS_KEPT payloads with novel bytes
+    # (one: itself)
     alerted_until: float = 0.0
     last_peer: bytes = b""  # the peer of the last of them (a sender's): its flow has that payload and its time
 
@@ -518,7 +519,7 @@ class Detector(FlowDetector):
             if other is not None and last is not None and self._as_fields(
                     flow, current, last, novel_between(current, last), pkt.ts - other.last_request_ts):
                 return 0
-        if memory.seen(hash(pkt.payload)):
+        if memory.seen(hash(current)):  # the sketch's hash: the payload's rest is not hashed twice
             return 0  # the payload this host sends to all its peers (a custom health check) counts once
         return novel
 

@@ -1,4 +1,5 @@
-/* The evidence recorder's per-packet step in C (output/evidencewriter.py HeldPacket.of_batch is the reference).
+/* Evidence in C: the recorder's per-packet step and the writer's joins and writes, each with its Python reference
+ * (an equivalence test holds each pair equal: tests/unit/test_fastevidence.py, tests/unit/test_fastrecord.py).
  *
  * held_frame() holds frame `index` of a libpcap batch (source/batch.py: the buffer, and 16-byte records of
  * seconds, microseconds, offset and captured length in native byte order) as a HeldPacket: the frame copied out
@@ -8,12 +9,23 @@
  * held_frames() holds the frames a message came in (its fragments, source/batch.py CapturedFrame: seconds,
  * microseconds, data) the same way, their records back to back (HeldPacket.of is its reference).
  * bind() gives them the HeldPacket and CapturedFrame types and PACKET_OVERHEAD once, when evidencewriter is imported.
+ *
+ * record() and record_passed() are EvidenceRecorder.observe for a packet of a recorded pair (output/evidence.py:
+ * observe, _record, _held and _fits are the reference): the pair's _Recording looked up, its caps checked, the
+ * packet held as above and appended to the recorder's pending packets; a pair without a recording is left to the
+ * Python step. bind_recorder() gives them IcmpPacket and _Recording, whose slots they read and write in place.
+ *
+ * joined_run() joins a writer job's run of one link type (evidencewriter.joined_run_py is the reference), and
+ * write_all() writes a round's (fd, data) pairs with the interpreter lock released once for all of them
+ * (evidencewriter.write_whole, once a pair, is the reference).
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "../_slots.h"
 
 #define META_SIZE 16   /* source/batch.py BATCH_META: "=IIII" */
 #define RECORD_SIZE 16 /* evidencewriter.RECORD: seconds, microseconds, captured length, length */
@@ -95,6 +107,25 @@ static PyObject *held_packet(PyObject *linktype, PyObject *records, PyObject *se
     return held;
 }
 
+/* held_frame() once its arguments are checked: `index` is a frame of the batch. */
+static PyObject *held_frame_at(PyObject *linktype, PyObject *buf, PyObject *meta, Py_ssize_t index, PyObject *sender,
+                               PyObject *carried)
+{
+    uint32_t fields[4]; /* seconds, microseconds, offset, captured length */
+    memcpy(fields, PyBytes_AS_STRING(meta) + index * META_SIZE, sizeof fields);
+    /* buf[off : off + cap], as Python slices it: clamped to the buffer */
+    Py_ssize_t buf_len = PyBytes_GET_SIZE(buf);
+    Py_ssize_t start = (uint64_t)fields[2] < (uint64_t)buf_len ? (Py_ssize_t)fields[2] : buf_len;
+    uint64_t end64 = (uint64_t)fields[2] + fields[3];
+    Py_ssize_t end = end64 < (uint64_t)buf_len ? (Py_ssize_t)end64 : buf_len;
+    Py_ssize_t size = end - start;
+    PyObject *records = PyBytes_FromStringAndSize(NULL, RECORD_SIZE + size);
+    if (records == NULL)
+        return NULL;
+    put_record(PyBytes_AS_STRING(records), fields[0], fields[1], PyBytes_AS_STRING(buf) + start, size);
+    return held_packet(linktype, records, sender, carried);
+}
+
 PyDoc_STRVAR(held_frame_doc, "held_frame(linktype, buf, meta, index, sender, carried) -> HeldPacket\n\n"
                              "HeldPacket.of_batch: frame `index` of the batch as a pcap record.");
 
@@ -117,19 +148,7 @@ static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
                      meta_len / META_SIZE);
         return NULL;
     }
-    uint32_t fields[4]; /* seconds, microseconds, offset, captured length */
-    memcpy(fields, PyBytes_AS_STRING(meta) + index * META_SIZE, sizeof fields);
-    /* buf[off : off + cap], as Python slices it: clamped to the buffer */
-    Py_ssize_t buf_len = PyBytes_GET_SIZE(buf);
-    Py_ssize_t start = (uint64_t)fields[2] < (uint64_t)buf_len ? (Py_ssize_t)fields[2] : buf_len;
-    uint64_t end64 = (uint64_t)fields[2] + fields[3];
-    Py_ssize_t end = end64 < (uint64_t)buf_len ? (Py_ssize_t)end64 : buf_len;
-    Py_ssize_t size = end - start;
-    PyObject *records = PyBytes_FromStringAndSize(NULL, RECORD_SIZE + size);
-    if (records == NULL)
-        return NULL;
-    put_record(PyBytes_AS_STRING(records), fields[0], fields[1], PyBytes_AS_STRING(buf) + start, size);
-    return held_packet(linktype, records, sender, carried);
+    return held_frame_at(linktype, buf, meta, index, sender, carried);
 }
 
 /* A frame's clock field as pcap_record packs it ("I"): an int in 0 .. 2**32 - 1, else struct.error's ValueError
@@ -151,6 +170,8 @@ static int clock_field(PyObject *value, uint32_t *out)
     return 0;
 }
 
+static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *sender, PyObject *carried);
+
 PyDoc_STRVAR(held_frames_doc, "held_frames(linktype, frames, sender, carried) -> HeldPacket\n\n"
                               "HeldPacket.of: the CapturedFrames a message came in as pcap records.");
 
@@ -164,6 +185,12 @@ static PyObject *held_frames(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "held_frames(): frames must be a tuple, carried bytes");
         return NULL;
     }
+    return held_frames_of(linktype, frames, sender, carried);
+}
+
+/* held_frames() once its arguments are checked: `frames` a tuple, `carried` bytes. */
+static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *sender, PyObject *carried)
+{
     Py_ssize_t count = PyTuple_GET_SIZE(frames), total = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *frame = PyTuple_GET_ITEM(frames, i);
@@ -189,10 +216,504 @@ static PyObject *held_frames(PyObject *self, PyObject *const *args, Py_ssize_t n
     return held_packet(linktype, records, sender, carried);
 }
 
+
+/* -- the recorder's step for a recorded pair (output/evidence.py EvidenceRecorder.observe, _record, _held and
+ * _fits, for a packet with a frame: the reference) -------------------------------------------------------------- */
+
+enum { P_SRC, P_DST, P_IPV6, P_TYPE, P_PAYLOAD, P_FRAMES, N_PACKET };
+static const char *const PACKET_FIELDS[N_PACKET] = {"src", "dst", "ipv6", "icmp_type", "payload", "frames"};
+enum { R_UID, R_PACKETS, R_SIZE, N_RECORDING };
+static const char *const RECORDING_FIELDS[N_RECORDING] = {"uid", "packets", "size"};
+
+static PyTypeObject *packet_type;    /* decode/packet.py IcmpPacket, set by bind_recorder() */
+static PyTypeObject *recording_type; /* output/evidence.py _Recording */
+static Py_ssize_t packet_slot[N_PACKET], recording_slot[N_RECORDING];
+static PyObject *str_open, *str_pending, *str_cfg, *str_linktype, *str_before, *str_after, *str_file_bytes;
+static PyObject *empty_bytes;
+
+enum { NOT_RECORDED = 0, HELD = 1, TRUNCATED = 2 };
+
+PyDoc_STRVAR(bind_recorder_doc, "bind_recorder(packet_type, recording_type)\n\n"
+                                "IcmpPacket (decode/packet.py) and _Recording (output/evidence.py), once, before\n"
+                                "record() and record_passed().");
+
+static PyObject *bind_recorder(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bind_recorder(packet_type, recording_type)");
+        return NULL;
+    }
+    Py_ssize_t packet[N_PACKET], recording[N_RECORDING];
+    if (slot_offsets(args[0], PACKET_FIELDS, N_PACKET, packet) < 0
+        || slot_offsets(args[1], RECORDING_FIELDS, N_RECORDING, recording) < 0)
+        return NULL;
+    if (str_open == NULL) {
+        str_open = PyUnicode_InternFromString("_open");
+        str_pending = PyUnicode_InternFromString("_pending");
+        str_cfg = PyUnicode_InternFromString("cfg");
+        str_linktype = PyUnicode_InternFromString("linktype");
+        str_before = PyUnicode_InternFromString("packets_before");
+        str_after = PyUnicode_InternFromString("packets_after");
+        str_file_bytes = PyUnicode_InternFromString("max_file_bytes");
+        empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+        if (str_open == NULL || str_pending == NULL || str_cfg == NULL || str_linktype == NULL || str_before == NULL
+            || str_after == NULL || str_file_bytes == NULL || empty_bytes == NULL)
+            return NULL;
+    }
+    memcpy(packet_slot, packet, sizeof packet);
+    memcpy(recording_slot, recording, sizeof recording);
+    Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(recording_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* What one call reads of the recorder once (its attributes), and whether it held a packet of the batch. */
+typedef struct {
+    PyObject *recorder, *open, *pending, *linktype, *buf, *meta;
+    long long max_packets, max_file_bytes; /* packets_before + packets_after; max_file_bytes */
+    Py_ssize_t frames_in_batch;
+    int made_held; /* _held ran: the recorder's linktype is the batch's */
+} Step;
+
+static long long int_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    long long out = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    return out;
+}
+
+/* The step's context from the recorder and the batch (a borrowed view: the recorder keeps them alive). */
+static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *meta, PyObject *linktype)
+{
+    if (packet_type == NULL || held_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "record(): bind() and bind_recorder() first");
+        return -1;
+    }
+    if (!PyBytes_Check(buf) || !PyBytes_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "record(): buf and meta must be bytes");
+        return -1;
+    }
+    step->recorder = recorder, step->buf = buf, step->meta = meta, step->linktype = linktype, step->made_held = 0;
+    step->frames_in_batch = PyBytes_GET_SIZE(meta) / META_SIZE;
+    step->open = PyObject_GetAttr(recorder, str_open);
+    step->pending = step->open == NULL ? NULL : PyObject_GetAttr(recorder, str_pending);
+    if (step->pending == NULL || !PyDict_Check(step->open) || !PyDict_Check(step->pending)) {
+        if (step->pending != NULL)
+            PyErr_SetString(PyExc_TypeError, "record(): the recorder's _open and _pending must be dicts");
+        Py_XDECREF(step->open);
+        Py_XDECREF(step->pending);
+        return -1;
+    }
+    Py_DECREF(step->open); /* borrowed from here on: the recorder holds them */
+    Py_DECREF(step->pending);
+    PyObject *cfg = PyObject_GetAttr(recorder, str_cfg);
+    if (cfg == NULL)
+        return -1;
+    long long before = int_attr(cfg, str_before), after = int_attr(cfg, str_after);
+    step->max_file_bytes = int_attr(cfg, str_file_bytes);
+    Py_DECREF(cfg);
+    if (PyErr_Occurred())
+        return -1;
+    step->max_packets = before + after;
+    return 0;
+}
+
+/* Once the call is over: the recorder's linktype set as _held sets it. */
+static int step_close(Step *step)
+{
+    return step->made_held ? PyObject_SetAttr(step->recorder, str_linktype, step->linktype) : 0;
+}
+
+/* An int slot of a _Recording plus `more`. */
+static int add_to_slot(PyObject *recording, Py_ssize_t offset, long long current, long long more)
+{
+    PyObject *value = PyLong_FromLongLong(current + more);
+    if (value == NULL)
+        return -1;
+    set_slot(recording, offset, value);
+    Py_DECREF(value);
+    return 0;
+}
+
+static long long slot_int(PyObject *obj, Py_ssize_t offset)
+{
+    PyObject *value = SLOT(obj, offset);
+    if (value == NULL || !PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a recording's packets and size must be ints");
+        return -1;
+    }
+    return PyLong_AsLongLong(value);
+}
+
+/* One packet (its frame `index` of the batch): NOT_RECORDED when its pair has no recording (the Python step goes
+ * on), HELD (added to the recorder's pending packets), TRUNCATED (past a cap: the caller counts it); -1 error. */
+static int record_one(Step *step, PyObject *pkt, Py_ssize_t index)
+{
+    if (!PyObject_TypeCheck(pkt, packet_type)) {
+        PyErr_SetString(PyExc_TypeError, "record(): an IcmpPacket expected");
+        return -1;
+    }
+    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+    if (src == NULL || dst == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "record(): a packet without its addresses");
+        return -1;
+    }
+    int ordered = PyObject_RichCompareBool(src, dst, Py_LE); /* evidence.pair_key */
+    if (ordered < 0)
+        return -1;
+    PyObject *key = ordered ? PyTuple_Pack(2, src, dst) : PyTuple_Pack(2, dst, src);
+    if (key == NULL)
+        return -1;
+    PyObject *recording = PyDict_GetItemWithError(step->open, key);
+    Py_DECREF(key);
+    if (recording == NULL)
+        return PyErr_Occurred() ? -1 : NOT_RECORDED;
+    if (!Py_IS_TYPE(recording, recording_type)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a recording must be a _Recording");
+        return -1;
+    }
+    long long packets = slot_int(recording, recording_slot[R_PACKETS]);
+    if (packets == -1 && PyErr_Occurred())
+        return -1;
+    if (packets >= step->max_packets)
+        return TRUNCATED;
+    /* _held: an echo request's payload is what it carried */
+    PyObject *ipv6 = SLOT(pkt, packet_slot[P_IPV6]), *type = SLOT(pkt, packet_slot[P_TYPE]);
+    PyObject *payload = SLOT(pkt, packet_slot[P_PAYLOAD]), *frames = SLOT(pkt, packet_slot[P_FRAMES]);
+    if (ipv6 == NULL || type == NULL || payload == NULL || frames == NULL || !PyLong_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a packet without its fields");
+        return -1;
+    }
+    int is_v6 = PyObject_IsTrue(ipv6);
+    if (is_v6 < 0)
+        return -1;
+    long icmp_type = PyLong_AsLong(type);
+    if (icmp_type == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *carried = icmp_type == (is_v6 ? 128 : 8) ? payload : empty_bytes;
+    if (!PyBytes_Check(carried)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a payload must be bytes");
+        return -1;
+    }
+    int fragments = PyObject_IsTrue(frames);
+    if (fragments < 0)
+        return -1;
+    PyObject *held;
+    if (fragments) {
+        if (!PyTuple_Check(frames)) {
+            PyErr_SetString(PyExc_TypeError, "record(): a packet's frames must be a tuple");
+            return -1;
+        }
+        held = held_frames_of(step->linktype, frames, src, carried);
+    } else {
+        if (index < 0 || index >= step->frames_in_batch) {
+            PyErr_Format(PyExc_IndexError, "record(): frame %zd is not in a batch of %zd", index,
+                         step->frames_in_batch);
+            return -1;
+        }
+        held = held_frame_at(step->linktype, step->buf, step->meta, index, src, carried);
+    }
+    if (held == NULL)
+        return -1;
+    step->made_held = 1;
+    /* _fits */
+    Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 1));
+    long long recorded = slot_int(recording, recording_slot[R_SIZE]);
+    if (recorded == -1 && PyErr_Occurred()) {
+        Py_DECREF(held);
+        return -1;
+    }
+    if (recorded + size > step->max_file_bytes) {
+        Py_DECREF(held);
+        return TRUNCATED;
+    }
+    if (add_to_slot(recording, recording_slot[R_SIZE], recorded, size) < 0
+        || add_to_slot(recording, recording_slot[R_PACKETS], packets, 1) < 0) {
+        Py_DECREF(held);
+        return -1;
+    }
+    PyObject *uid = SLOT(recording, recording_slot[R_UID]);
+    if (uid == NULL) {
+        Py_DECREF(held);
+        PyErr_SetString(PyExc_AttributeError, "record(): a recording without its uid");
+        return -1;
+    }
+    PyObject *pending = PyDict_GetItemWithError(step->pending, uid);
+    int failed;
+    if (pending != NULL) {
+        failed = PyList_Check(pending) ? PyList_Append(pending, held) : -1;
+        if (failed && !PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "record(): pending packets must be lists");
+    } else if (PyErr_Occurred()) {
+        failed = -1;
+    } else {
+        PyObject *list = PyList_New(1);
+        failed = list == NULL ? -1 : 0;
+        if (list != NULL) {
+            PyList_SET_ITEM(list, 0, Py_NewRef(held));
+            failed = PyDict_SetItem(step->pending, uid, list);
+            Py_DECREF(list);
+        }
+    }
+    Py_DECREF(held);
+    return failed ? -1 : HELD;
+}
+
+PyDoc_STRVAR(record_doc,
+             "record(recorder, pkt, buf, meta, index, linktype) -> 0, 1 or 2\n\n"
+             "EvidenceRecorder.observe's step for a packet whose pair is recorded, its frame frame `index` of the\n"
+             "batch (or its own fragments, pkt.frames): 0 the pair has no recording (nothing done), 1 held (in\n"
+             "the recorder's _pending), 2 past packets_before + packets_after or max_file_bytes (to be counted).");
+
+static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "record() takes 6 arguments");
+        return NULL;
+    }
+    Step step;
+    if (step_open(&step, args[0], args[2], args[3], args[5]) < 0)
+        return NULL;
+    Py_ssize_t index = PyLong_AsSsize_t(args[4]);
+    if (index == -1 && PyErr_Occurred())
+        return NULL;
+    int done = record_one(&step, args[1], index);
+    if (step_close(&step) < 0 || done < 0)
+        return NULL;
+    return PyLong_FromLong(done);
+}
+
+PyDoc_STRVAR(record_passed_doc,
+             "record_passed(recorder, packets, passed, start, frames, buf, meta, linktype) -> (stop, truncated)\n\n"
+             "record() for packets[passed[i]] from i = start on (its frame frames[passed[i]], or passed[i] when\n"
+             "frames is None) while each is of a recorded pair: stop, the first i whose pair is not\n"
+             "(len(passed) at the end), and how many were past a cap.");
+
+static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "record_passed() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *packets = args[1], *passed = args[2], *frames = args[4];
+    if (!PyList_Check(packets) || !PyList_Check(passed) || (frames != Py_None && !PyList_Check(frames))) {
+        PyErr_SetString(PyExc_TypeError, "record_passed(): packets, passed (and frames) must be lists");
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[3]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    Step step;
+    if (step_open(&step, args[0], args[5], args[6], args[7]) < 0)
+        return NULL;
+    Py_ssize_t truncated = 0;
+    int done = HELD;
+    for (; i >= 0 && i < PyList_GET_SIZE(passed); i++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(passed, i)), index = at;
+        if (at == -1 && PyErr_Occurred()) {
+            done = -1;
+            break;
+        }
+        if (at < 0 || at >= PyList_GET_SIZE(packets) || (frames != Py_None && at >= PyList_GET_SIZE(frames))) {
+            PyErr_SetString(PyExc_IndexError, "record_passed(): a passed packet outside the list");
+            done = -1;
+            break;
+        }
+        if (frames != Py_None) {
+            index = PyLong_AsSsize_t(PyList_GET_ITEM(frames, at));
+            if (index == -1 && PyErr_Occurred()) {
+                done = -1;
+                break;
+            }
+        }
+        done = record_one(&step, PyList_GET_ITEM(packets, at), index);
+        if (done <= NOT_RECORDED)
+            break;
+        truncated += done == TRUNCATED;
+    }
+    if (step_close(&step) < 0 || done < 0)
+        return NULL;
+    return Py_BuildValue("(nn)", i, truncated);
+}
+
+/* -- the writer's writes (output/evidencewriter.py EvidenceWriter._write_ready: os.write is the reference) ----- */
+
+PyDoc_STRVAR(write_all_doc,
+             "write_all(writes) -> list of int\n\n"
+             "Each (fd, data) of the list `writes` written whole, in order, with the interpreter lock released once\n"
+             "for all of them (the writer's thread then takes it back once, not once a write): for each, the bytes\n"
+             "written (len(data) unless an error stopped it) or -errno of the error that stopped it.");
+
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+
+static PyObject *write_all(PyObject *self, PyObject *writes)
+{
+    (void)self;
+    if (!PyList_Check(writes)) {
+        PyErr_SetString(PyExc_TypeError, "write_all(): a list of (fd, data) expected");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(writes);
+    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
+    int *fds = PyMem_Calloc((size_t)(count ? count : 1), sizeof(int));
+    Py_ssize_t *done = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_ssize_t));
+    PyObject *out = NULL;
+    Py_ssize_t viewed = 0;
+    if (views == NULL || fds == NULL || done == NULL) {
+        PyErr_NoMemory();
+        goto end;
+    }
+    for (; viewed < count; viewed++) { /* every buffer held before the lock is released */
+        PyObject *item = PyList_GET_ITEM(writes, viewed);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "write_all(): a list of (fd, data) expected");
+            goto end;
+        }
+        long fd = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
+        if (fd == -1 && PyErr_Occurred())
+            goto end;
+        if (fd < 0 || fd > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError, "write_all(): not a file descriptor");
+            goto end;
+        }
+        fds[viewed] = (int)fd;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 1), &views[viewed], PyBUF_SIMPLE) < 0)
+            goto end;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *data = views[i].buf;
+        Py_ssize_t left = views[i].len;
+        while (left > 0) {
+            ssize_t n = write(fds[i], data + done[i], (size_t)left);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                done[i] = n < 0 ? -errno : done[i];
+                break;
+            }
+            done[i] += n;
+            left -= n;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    out = PyList_New(count);
+    for (Py_ssize_t i = 0; out != NULL && i < count; i++) {
+        PyObject *n = PyLong_FromSsize_t(done[i]);
+        if (n == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, n);
+    }
+end:
+    for (Py_ssize_t i = 0; i < viewed; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(fds);
+    PyMem_Free(done);
+    return out;
+}
+
+PyDoc_STRVAR(joined_run_doc,
+             "joined_run(packets, start, sender) -> (end, records, carried)\n\n"
+             "The run of HeldPackets of packets[start]'s link type from `start` on (a tuple): where it ends, their\n"
+             "records joined, and the carried bytes of those `sender` sent, joined (evidencewriter.joined_run_py is\n"
+             "the reference).");
+
+static PyObject *joined_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (!callable_now("joined_run", nargs, 3))
+        return NULL;
+    PyObject *packets = args[0], *sender = args[2];
+    if (!PyBytes_Check(sender)) { /* bytes compare alike in both passes below: the sizes hold */
+        PyErr_SetString(PyExc_TypeError, "joined_run(): sender must be bytes");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyTuple_Check(packets) || start < 0 || start >= PyTuple_GET_SIZE(packets)) {
+        PyErr_SetString(PyExc_IndexError, "joined_run(): start must be in the tuple packets");
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(packets), end = start, records_len = 0, carried_len = 0;
+    PyObject *linktype = NULL;
+    for (; end < count; end++) {
+        PyObject *held = PyTuple_GET_ITEM(packets, end);
+        if (!Py_IS_TYPE(held, (PyTypeObject *)held_type) || !PyBytes_Check(PyTuple_GET_ITEM(held, 1))
+            || !PyBytes_Check(PyTuple_GET_ITEM(held, 2)) || !PyBytes_Check(PyTuple_GET_ITEM(held, 3))) {
+            PyErr_SetString(PyExc_TypeError, "joined_run(): packets must be HeldPackets of bytes");
+            return NULL;
+        }
+        if (linktype == NULL) {
+            linktype = PyTuple_GET_ITEM(held, 0);
+        } else {
+            int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(held, 0), linktype, Py_EQ);
+            if (same < 0)
+                return NULL;
+            if (!same)
+                break;
+        }
+        records_len += PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 1));
+        int sent = PyObject_RichCompareBool(PyTuple_GET_ITEM(held, 2), sender, Py_EQ);
+        if (sent < 0)
+            return NULL;
+        if (sent)
+            carried_len += PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 3));
+    }
+    PyObject *records;
+    if (end - start == 1) {
+        records = Py_NewRef(PyTuple_GET_ITEM(PyTuple_GET_ITEM(packets, start), 1));
+    } else {
+        records = PyBytes_FromStringAndSize(NULL, records_len);
+        if (records == NULL)
+            return NULL;
+    }
+    PyObject *carried = PyBytes_FromStringAndSize(NULL, carried_len);
+    if (carried == NULL) {
+        Py_DECREF(records);
+        return NULL;
+    }
+    char *r = PyBytes_AS_STRING(records), *c = PyBytes_AS_STRING(carried);
+    for (Py_ssize_t i = start; i < end; i++) {
+        PyObject *held = PyTuple_GET_ITEM(packets, i), *data = PyTuple_GET_ITEM(held, 1);
+        if (end - start > 1) {
+            memcpy(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+            r += PyBytes_GET_SIZE(data);
+        }
+        int sent = PyObject_RichCompareBool(PyTuple_GET_ITEM(held, 2), sender, Py_EQ);
+        if (sent < 0) {
+            Py_DECREF(records);
+            Py_DECREF(carried);
+            return NULL;
+        }
+        if (sent) {
+            PyObject *bytes = PyTuple_GET_ITEM(held, 3);
+            memcpy(c, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+            c += PyBytes_GET_SIZE(bytes);
+        }
+    }
+    return Py_BuildValue("(nNN)", end, records, carried);
+}
+
 static PyMethodDef methods[] = {
     {"held_frame", (PyCFunction)(void (*)(void))held_frame, METH_FASTCALL, held_frame_doc},
     {"held_frames", (PyCFunction)(void (*)(void))held_frames, METH_FASTCALL, held_frames_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL, record_doc},
+    {"record_passed", (PyCFunction)(void (*)(void))record_passed, METH_FASTCALL, record_passed_doc},
+    {"joined_run", (PyCFunction)(void (*)(void))joined_run, METH_FASTCALL, joined_run_doc},
+    {"write_all", (PyCFunction)write_all, METH_O, write_all_doc},
+    {"bind_recorder", (PyCFunction)(void (*)(void))bind_recorder, METH_FASTCALL, bind_recorder_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,7 +2,8 @@
 carried.
 
 The recorder runs on the detector's thread and only decides; a writer thread writes
-(output/evidencewriter.py), so that no disk ever slows detection.
+(output/evidencewriter.py), so that no disk ever slows detection. A packet of a recorded pair is held in C
+(output/_fastevidence.c record and record_passed; observe and the methods it calls are the reference).
 
 * **Buffering.** Per host pair that sent novel bytes (both directions: requests and replies) it keeps a
   ring of the last `packets_before` packets, at most `max_flows_buffered` pairs (the least recently
@@ -33,6 +34,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from icmpsensor.accelerators import evidence_extension as _fastevidence
 from icmpsensor.config.schema import EvidenceConfig
 from icmpsensor.decode.checksum import internet_checksum
 from icmpsensor.decode.linktypes import LINKTYPE_RAW, file_linktype
@@ -50,6 +52,7 @@ from icmpsensor.output.evidencewriter import (
 )
 from icmpsensor.source.batch import Batch, CapturedFrame
 
+_TRUNCATED = 2  # what _fastevidence.record says of a packet past its file's caps
 MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
 KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
 
@@ -97,6 +100,11 @@ class _Recording:
     size: int = PCAP_HEADER.size  # bytes of its pcap: the header, then the records
 
 
+# The step for a packet of a recorded pair in C (output/_fastevidence.c record: observe, _record, _held and _fits
+# for a packet with a frame; they are its reference, an equivalence test holds them equal).
+if _fastevidence is not None:
+    _fastevidence.bind_recorder(IcmpPacket, _Recording)
+
 # A pair's ring: its one packet as itself (a storm's pairs send one), more in a deque of packets_before.
 Ring = HeldPacket | deque[HeldPacket]
 
@@ -111,8 +119,12 @@ class EvidenceRecorder:
     """See the module docstring. `watched` holds both directions of every pair buffered or recorded: the
     pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in it."""
 
-    def __init__(self, log_dir: str, cfg: EvidenceConfig, *, wait_when_full: bool = True) -> None:
+    def __init__(self, log_dir: str, cfg: EvidenceConfig, *, wait_when_full: bool = True,
+                 accelerated: bool = True) -> None:
+        """`accelerated`: a recorded pair's packets take the C step when it is built; False: only the Python
+        reference (the equivalence tests)."""
         self.cfg = cfg
+        self._fast = _fastevidence if accelerated else None
         self.directory = os.path.abspath(os.path.join(log_dir, cfg.directory))
         self.stats = EvidenceStats()
         self.writer = EvidenceWriter(self.directory, cfg, self.stats, wait_when_full=wait_when_full)
@@ -135,6 +147,12 @@ class EvidenceRecorder:
         `batch` and `index`: where its frame is (None: a packet without one, re-encoded). Closed: nothing."""
         if self._closed_writer:
             return
+        fast = self._fast
+        if fast is not None and batch is not None:
+            done = fast.record(self, pkt, batch.buf, batch.meta, index, file_linktype(batch.decoder.linktype))
+            if done:
+                self.stats.truncated += done == _TRUNCATED
+                return
         key = pair_key(pkt.src, pkt.dst)
         recording = self._open.get(key)
         if recording is not None:
@@ -164,6 +182,25 @@ class EvidenceRecorder:
         self._buffered += held.cost
         while self._buffered > self.cfg.max_buffer_bytes and self._rings:
             self._evict_ring()
+
+    def observe_passed(self, packets: Sequence[IcmpPacket | None], passed: list[int], batch: Batch | None,
+                       frames: list[int] | None) -> None:
+        """observe() each packet packets[i] for i in `passed` (the packets of watched pairs the detector went past:
+        no novel bytes), its frame frames[i] (None: i), in order; `passed` is emptied. A run of them whose pairs
+        are recorded takes the C step in one call."""
+        fast = self._fast
+        start, end = 0, len(passed)
+        while start < end:
+            if fast is not None and batch is not None and not self._closed_writer and type(packets) is list:
+                start, truncated = fast.record_passed(self, packets, passed, start, frames, batch.buf, batch.meta,
+                                                      file_linktype(batch.decoder.linktype))
+                self.stats.truncated += truncated
+                if start == end:
+                    break
+            index = passed[start]
+            self.observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+            start += 1
+        passed.clear()
 
     def _evict_ring(self) -> None:
         """Drop the least recently active pair's ring (counted)."""

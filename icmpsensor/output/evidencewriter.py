@@ -15,7 +15,11 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   over all files (the oldest first), and when the file is closed. The files are unbuffered: a flow's
   packets are in its pcap within FLUSH_AFTER (a buffered file kept a small flow's records in memory until
   the flow ended, lost if the process was killed), a record is never split across writes, and a busy
-  flow's records cost one system call per FILE_CHUNK instead of one per batch.
+  flow's records cost one system call per FILE_CHUNK instead of one per batch. The thread takes every queued
+  job at once and makes the round's writes ready; they are then written in one call that releases the
+  interpreter lock once for all of them (output/_fastevidence.c write_all; write_whole is its reference): a
+  thread that released it for each write waited for the detector's thread to hand it back after each, and the
+  detector waited for room in the queue (docs/performance.md, eighteenth session).
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
@@ -42,6 +46,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
@@ -59,10 +64,12 @@ JOB_OVERHEAD = 256  # bytes a queued job costs besides its packets
 PACKET_OVERHEAD = 224
 IDLE_WAIT = 1.0  # seconds the thread sleeps without work before it looks again
 FLUSH_AFTER = 0.5  # seconds a file's records may be gathered before they are written
+FLUSH_SLACK = 0.2  # of FLUSH_AFTER: files due that much sooner are written with those due now
 FILE_CHUNK = 256 * 1024  # a file's gathered records are written once they reach this many bytes
 PENDING_BYTES = 4 * 1024 * 1024  # records gathered over all files; past it the oldest-gathered file's are written
 JOIN_GRACE = 0.1  # seconds after the deadline close() still waits for the thread (a write in progress)
 MAX_OPEN = 256  # flows whose files this thread holds open (the recorder closes them long before)
+CLOSE_BATCH = 64  # files of finished flows left open until the round's writes, at most (then written and closed)
 DISK_BLOCK = 4096  # what a file's size is rounded up to on disk (the common file system block)
 SNAPLEN = 262_144  # the pcap header's snap length: libpcap's largest
 # A flow uid (detect/flows.py new_uid), then the file kinds: the flow's pcap, the pcap of another link type,
@@ -136,6 +143,21 @@ else:
     held_frame, held_frames = _fastevidence.held_frame, _fastevidence.held_frames
 
 
+def joined_run_py(packets: tuple[HeldPacket, ...], start: int, sender: bytes) -> tuple[int, bytes, bytes]:
+    """The run of packets of packets[start]'s link type from `start` on: where it ends, its records joined, and what
+    the packets `sender` sent carried, joined (the Python reference of _fastevidence.joined_run)."""
+    linktype = packets[start].linktype
+    end = start + 1
+    while end < len(packets) and packets[end].linktype == linktype:
+        end += 1
+    run = packets[start:end]
+    records = run[0].records if len(run) == 1 else b"".join([held.records for held in run])
+    return end, records, b"".join([held.carried for held in run if held.sender == sender])
+
+
+joined_run = joined_run_py if _fastevidence is None else _fastevidence.joined_run
+
+
 @dataclass(slots=True)
 class WriteJob:
     """Work for the writer: create a flow's files (`src` set), append packets, close them (`finish`)."""
@@ -149,6 +171,24 @@ class WriteJob:
 
     def __post_init__(self) -> None:
         self.cost = JOB_OVERHEAD + sum([held.cost for held in self.packets])
+
+
+def write_whole(fd: int, data: bytes) -> int:
+    """`data` written to `fd` (more than one write call only if the system writes less): the bytes written, or
+    -errno of the error that stopped it (_fastevidence.write_all's reference)."""
+    view = memoryview(data)
+    written = 0
+    while written < len(view):
+        try:
+            size = os.write(fd, view[written:])
+        except InterruptedError:
+            continue
+        except OSError as error:
+            return -(error.errno or 1)
+        if size <= 0:
+            break
+        written += size
+    return written
 
 
 def _on_disk(size: int) -> int:
@@ -211,6 +251,8 @@ class EvidenceWriter:
         self._flows: OrderedDict[str, _Flow] = OrderedDict()
         self._dirty: dict[_File, float] = {}  # files with gathered records -> when the first came, oldest first
         self._gathered = 0  # bytes gathered over all files
+        self._ready: list[tuple[_File, bytes, int]] = []  # writes made ready this round: file, data, its packets
+        self._to_close: list[BinaryIO] = []  # files of flows finished this round, closed after its writes
         self._trim_hopeless = False  # the last trim could not get within budget: no rescan until a file closes
         # A directory that is already there is verified now, on the caller's thread (OutputError, exit 73, if
         # it is a link or someone else's); one that is not is created with the first file.
@@ -288,25 +330,45 @@ class EvidenceWriter:
     # -- the writer's thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while (job := self._take()) is not _DONE:
-            try:
-                if self._refresh:
-                    self._refresh = False
-                    self._write_due()  # so that the directory shows what was gathered
-                    self._disk = self._disk_usage()
-                    self._trim_hopeless = False
-                if job is not None:
-                    self._do(job)
-                self._write_due(time.monotonic())
-            except Exception:  # the writer must outlive a bug as the detector does: counted
-                self.stats.errors += 1
+        while (jobs := self._take()) is not _DONE:
+            if self._refresh:
+                self._refresh = False
+                self._guarded(self._measure_disk)
+            late = self._do_until_deadline(jobs)
+            self._guarded(self._write_due, time.monotonic())
+            self._guarded(self._write_ready)
+            if late:
+                break
         self._drop_queued()
         for uid in list(self._flows):
             self._finish(uid)
+        self._write_ready()
 
-    def _take(self) -> WriteJob | _Done | None:
-        """The next job; None when gathered records are due to be written meanwhile; _DONE when closing and done
-        (the queue empty, or the deadline passed)."""
+    def _measure_disk(self) -> None:
+        self._write_due()  # so that the directory shows what was gathered
+        self._write_ready()
+        self._disk = self._disk_usage()
+        self._trim_hopeless = False
+
+    def _do_until_deadline(self, jobs: list[WriteJob]) -> bool:
+        """Do a round's jobs until the stop's deadline; whether it passed (the jobs left are counted)."""
+        for index, job in enumerate(jobs):
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                self._count_dropped(jobs[index:])
+                return True
+            self._guarded(self._do, job)
+        return False
+
+    def _guarded(self, step: Callable[..., None], *args: object) -> None:
+        """The writer must outlive a bug as the detector does: counted."""
+        try:
+            step(*args)
+        except Exception:
+            self.stats.errors += 1
+
+    def _take(self) -> list[WriteJob] | _Done:
+        """Every queued job, at once; none when gathered records are due to be written meanwhile; _DONE when closing
+        and done (the queue empty, or the deadline passed)."""
         with self._cond:
             while not self._jobs:
                 if self._closing:
@@ -315,23 +377,28 @@ class EvidenceWriter:
                 if self._dirty:
                     wait = next(iter(self._dirty.values())) + FLUSH_AFTER - time.monotonic()
                     if wait <= 0:
-                        return None
+                        return []
                 self._cond.wait(min(wait, IDLE_WAIT))
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 return _DONE
-            job = self._jobs.popleft()
-            self._queued -= job.cost
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._queued = 0
             self._cond.notify_all()  # room for a replay waiting in submit
-            return job
+            return jobs
 
     def _drop_queued(self) -> None:
         """Count (and forget) every job still queued: the deadline passed, or the thread is gone."""
         with self._cond:
-            while self._jobs:
-                job = self._jobs.popleft()
-                self._queued -= job.cost
-                self.stats.dropped_shutdown += len(job.packets)
-                self.stats.dropped_shutdown_files += bool(job.src)
+            self._count_dropped(self._jobs)
+            self._jobs.clear()
+            self._queued = 0
+
+    def _count_dropped(self, jobs: Iterable[WriteJob]) -> None:
+        """Count jobs not done by the deadline (or left when the thread is gone)."""
+        for job in jobs:
+            self.stats.dropped_shutdown += len(job.packets)
+            self.stats.dropped_shutdown_files += bool(job.src)
 
     def _do(self, job: WriteJob) -> None:
         flow = self._flows.get(job.uid)
@@ -341,11 +408,8 @@ class EvidenceWriter:
             packets = job.packets
             start = 0
             while start < len(packets):  # runs of one link type (nearly always the whole job): one write each
-                linktype = packets[start].linktype
-                end = start + 1
-                while end < len(packets) and packets[end].linktype == linktype:
-                    end += 1
-                self._write(flow, packets[start:end], linktype)
+                end, records, carried = joined_run(packets, start, flow.src)
+                self._write(flow, packets[start:end], records, carried)
                 start = end
         elif job.packets:  # its files could not be created, or were closed (MAX_OPEN)
             self.stats.errors += len(job.packets)
@@ -390,18 +454,17 @@ class EvidenceWriter:
         self._disk += DISK_BLOCK
         return pcap
 
-    def _write(self, flow: _Flow, run: tuple[HeldPacket, ...], linktype: int) -> None:
-        """Packets of one link type, gathered for their files; when several do not fit the budget together,
-        one by one (so that the budget, trimming the oldest files first, drops exactly what does not fit)."""
-        pcap = self._pcap(flow, linktype)
+    def _write(self, flow: _Flow, run: tuple[HeldPacket, ...], records: bytes, carried: bytes) -> None:
+        """Packets of one link type, their records and what the flow's source carried in them joined (joined_run),
+        gathered for their files; when several do not fit the budget together, one by one (so that the budget,
+        trimming the oldest files first, drops exactly what does not fit)."""
+        pcap = self._pcap(flow, run[0].linktype)
         if pcap is None:
             return
-        records = run[0].records if len(run) == 1 else b"".join([held.records for held in run])
-        carried = b"".join([held.carried for held in run if held.sender == flow.src])
         grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
         if len(run) > 1 and self._disk + grows > self.cfg.max_total_bytes:
             for held in run:
-                self._write(flow, (held,), linktype)
+                self._write(flow, (held,), held.records, held.carried if held.sender == flow.src else b"")
             return
         if not self._room(grows):
             self.stats.dropped_budget += 1
@@ -427,30 +490,51 @@ class EvidenceWriter:
 
     def _write_due(self, now: float = math.inf) -> None:
         """Write the files whose first gathered record came FLUSH_AFTER before `now` or earlier (all of them by
-        default)."""
+        default), and with them those due within the next FLUSH_SLACK of it: files gathered microseconds apart are
+        written in one round, not a round each."""
         dirty = self._dirty
+        age = FLUSH_AFTER * (1 - FLUSH_SLACK)
         while dirty:
             file, since = next(iter(dirty.items()))
-            if now - since < FLUSH_AFTER:
+            if now - since < age:
                 return
             self._write_out(file)
 
     def _write_out(self, file: _File) -> None:
-        """One write of what `file` gathered (more only if the system writes less); counted when written."""
+        """What `file` gathered, made ready for the round's writes (_write_ready)."""
         self._dirty.pop(file, None)
         data = file.gathered[0] if len(file.gathered) == 1 else b"".join(file.gathered)
-        packets = file.gathered_packets
+        self._ready.append((file, data, file.gathered_packets))
         self._gathered -= file.gathered_bytes
         file.gathered.clear()
         file.gathered_bytes = file.gathered_packets = 0
+
+    def _write_ready(self) -> None:
+        """The writes made ready since the last call, a write call each (more only if the system writes less), the
+        interpreter lock released once for all of them when the C accelerator is built (a write call each would
+        wait for the detector's thread to hand the lock back, once a write); counted when written."""
+        ready, self._ready = self._ready, []
+        if ready:
+            self._write_round(ready)
+        to_close, self._to_close = self._to_close, []
+        for handle in to_close:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+    def _write_round(self, ready: list[tuple[_File, bytes, int]]) -> None:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[file.handle.write(view) or 0 :]
-        except OSError:
-            self.stats.errors += max(packets, 1)
-            return
-        self.stats.packets += packets
+            writes = [(file.handle.fileno(), data) for file, data, _ in ready]
+            if _fastevidence is not None:
+                written = _fastevidence.write_all(writes)
+            else:
+                written = [write_whole(fd, data) for fd, data in writes]
+        except (OSError, ValueError):  # a file closed meanwhile: a bug, counted as what was not written
+            written = [-1] * len(ready)
+        for (_, data, packets), size in zip(ready, written, strict=True):
+            if size == len(data):
+                self.stats.packets += packets
+            else:
+                self.stats.errors += max(packets, 1)
 
     def _finish(self, uid: str) -> None:
         flow = self._flows.pop(uid, None)
@@ -459,9 +543,10 @@ class EvidenceWriter:
         for file in (*flow.pcaps.values(), flow.carried):
             if file.gathered:
                 self._write_out(file)
-            with contextlib.suppress(OSError):
-                file.handle.close()
+            self._to_close.append(file.handle)  # after the round's writes (_write_ready)
         self._trim_hopeless = False
+        if len(self._to_close) >= CLOSE_BATCH:
+            self._write_ready()
 
     # -- disk budget -------------------------------------------------------------------------------
 
@@ -498,6 +583,7 @@ class EvidenceWriter:
         """Delete the oldest evidence files (not those still being written) until within 90 % of the budget."""
         busy = {file.name for flow in self._flows.values() for file in (*flow.pcaps.values(), flow.carried)}
         self._write_due()  # so that the sizes on disk are the real ones
+        self._write_ready()
         entries = self._sizes()
         self._disk = sum(size for _, size, _ in entries)
         target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory

@@ -122,7 +122,8 @@ class Pipeline:
         detector = self.detector
         evidence = self.evidence
         assert evidence is not None
-        observe, watched, aggregator = evidence.observe, evidence.watched, self.aggregator
+        observe, observe_passed, watched = evidence.observe, evidence.observe_passed, evidence.watched
+        aggregator = self.aggregator
         frames = None  # with `due`: the frame each packet's evidence is held as, by position
         if due:
             ordered = in_frame_order(packets, due)
@@ -132,7 +133,7 @@ class Pipeline:
         passed: list[int] = []
         for index, pkt, notices in self._stops(packets, watched, passed):
             if passed:
-                self._observe_passed(packets, passed, batch, frames)
+                observe_passed(packets, passed, batch, frames)
             novel = detector.last_novel
             kept = aggregator.filter(notices) if notices else notices
             if (watched and (pkt.src, pkt.dst) in watched) or (novel and not (
@@ -141,15 +142,8 @@ class Pipeline:
             if kept:
                 self._write(kept)
         if passed:
-            self._observe_passed(packets, passed, batch, frames)
+            observe_passed(packets, passed, batch, frames)
         evidence.flush()
-
-    def _observe_passed(self, packets: Sequence[IcmpPacket | None], passed: list[int], batch: Batch | None,
-                        frames: list[int] | None) -> None:
-        observe = self.evidence.observe  # type: ignore[union-attr]
-        for index in passed:
-            observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
-        passed.clear()
 
     def advance(self, now: float) -> None:
         """The clock is `now` (live: wall time while the wire is quiet): fragmented datagrams that time out hand

@@ -218,6 +218,37 @@ def test_a_replay_wakes_the_writer_for_every_job_it_queues(tmp_path: Path) -> No
     writer.close()
 
 
+@pytest.mark.skipif(evidencewriter._fastevidence is None, reason="the C accelerator is turned off or not built")
+def test_a_round_of_jobs_is_written_in_one_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer takes every queued job at once and writes the round in one call that releases the interpreter
+    lock once (a write call each waited for the detector's thread to hand the lock back after each): 40 flows'
+    files, queued before the thread runs, cost one write_all call for their records, and every packet is written."""
+    calls: list[int] = []
+    real = evidencewriter._fastevidence.write_all
+
+    def counted(writes: list[tuple[int, bytes]]) -> list[int]:
+        calls.append(len(writes))
+        return real(writes)
+
+    monkeypatch.setattr(evidencewriter._fastevidence, "write_all", counted)
+    recorder = EvidenceRecorder(str(tmp_path), config())
+    writer = recorder.writer
+    with writer._cond:  # the thread starts with the first job and waits here until all are queued
+        for flow in range(40):
+            alert(recorder, flow, 1000.0 + flow / 100)
+    deadline = time.monotonic() + 10
+    while sum(calls) < 80 and time.monotonic() < deadline:  # the records gathered are written FLUSH_AFTER later
+        time.sleep(0.01)
+    # the 40 pcaps and 40 .bin files, in one call or a few (FLUSH_SLACK: those gathered within 0.1 s of the first)
+    assert sum(calls) == 80 and len(calls) <= 3, calls
+    written = len(calls)
+    for flow in range(40):  # their summaries: the files closed, nothing left to write
+        recorder.attach(notice(flow, 1001.0, EXFIL_SUMMARY.name))
+    recorder.close()
+    assert len(calls) == written and recorder.stats.packets == 40 and recorder.stats.files == 40
+    assert sum(pcaps(tmp_path / "evidence").values()) == 40
+
+
 def test_close_writes_until_its_deadline_and_counts_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = EvidenceWriter._do
 

@@ -103,3 +103,50 @@ def test_a_frame_the_reference_refuses_is_refused(frame: object) -> None:
         HeldPacket.of(LINKTYPE_ETHERNET, frames, b"s", b"")  # type: ignore[arg-type]
     with pytest.raises((TypeError, OverflowError)):
         evidencewriter.held_frames(LINKTYPE_ETHERNET, frames, b"s", b"")  # type: ignore[arg-type]
+
+
+held_packets = st.lists(st.builds(HeldPacket.of_records, st.sampled_from([1, 101, 113]), st.binary(max_size=40),
+                                  st.sampled_from([b"\x01\x02\x03\x04", b"\x05\x06\x07\x08"]), st.binary(max_size=20)),
+                        min_size=1, max_size=8)
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(packets=held_packets, pick=st.integers(0, 7), sender=st.sampled_from([b"\x01\x02\x03\x04", b"\x09" * 4]))
+def test_joined_run_is_the_reference(packets: list[HeldPacket], pick: int, sender: bytes) -> None:
+    """The writer's join of a job's run of one link type (evidencewriter.joined_run_py): where the run ends, its
+    records, what the flow's source carried in it."""
+    held = tuple(packets)
+    start = pick % len(held)
+    assert evidencewriter._fastevidence.joined_run(held, start, sender) == \
+        evidencewriter.joined_run_py(held, start, sender)
+
+
+@needs_c
+def test_joined_run_refuses_what_is_not_a_run() -> None:
+    held = (HeldPacket.of_records(1, b"r", b"s", b"c"),)
+    for args in (((), 0, b"s"), (held, 1, b"s"), (held, -1, b"s"), (held, 0, "s"), (("x",), 0, b"s")):
+        with pytest.raises((IndexError, TypeError)):
+            evidencewriter._fastevidence.joined_run(*args)
+
+
+@needs_c
+@settings(max_examples=examples(100), deadline=None)
+@given(chunks=st.lists(st.binary(max_size=70_000), max_size=5), bad=st.booleans())
+def test_write_all_is_the_reference(tmp_path_factory: pytest.TempPathFactory, chunks: list[bytes], bad: bool) -> None:
+    """The writer's writes of a round with the interpreter lock released once (_fastevidence.write_all) write and
+    report what os.write in a loop (evidencewriter.write_whole) does, a bad descriptor's -EBADF too; data bigger
+    than a pipe's buffer goes to a file."""
+    directory = tmp_path_factory.mktemp("writes")
+    results = []
+    for name, write in (("c", lambda writes: evidencewriter._fastevidence.write_all(writes)),
+                        ("py", lambda writes: [evidencewriter.write_whole(fd, data) for fd, data in writes])):
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        closed = os.open(directory / f"{name}-closed", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(closed)
+        writes = [(closed if bad and i == 1 else fd, chunk) for i, chunk in enumerate(chunks)]
+        results.append(write(writes))
+        os.close(fd)
+        results.append((directory / name).read_bytes())
+    assert results[0] == results[2] and results[1] == results[3]
+    assert results[1] == b"".join(chunk for i, chunk in enumerate(chunks) if not (bad and i == 1))
