@@ -228,7 +228,10 @@ static const char *const RECORDING_FIELDS[N_RECORDING] = {"uid", "packets", "siz
 static PyTypeObject *packet_type;    /* decode/packet.py IcmpPacket, set by bind_recorder() */
 static PyTypeObject *recording_type; /* output/evidence.py _Recording */
 static Py_ssize_t packet_slot[N_PACKET], recording_slot[N_RECORDING];
-static PyObject *str_open, *str_pending, *str_cfg, *str_linktype, *str_before, *str_after, *str_file_bytes;
+enum { S_OPEN, S_PENDING, S_CFG, S_LINKTYPE, S_BEFORE, S_AFTER, S_FILE_BYTES, N_NAMES };
+static const char *const NAMES[N_NAMES] = {"_open", "_pending", "cfg", "linktype", "packets_before", "packets_after",
+                                           "max_file_bytes"};
+static PyObject *names[N_NAMES]; /* interned: the recorder's and its EvidenceConfig's attributes read here */
 static PyObject *empty_bytes;
 
 enum { NOT_RECORDED = 0, HELD = 1, TRUNCATED = 2 };
@@ -248,19 +251,10 @@ static PyObject *bind_recorder(PyObject *self, PyObject *const *args, Py_ssize_t
     if (slot_offsets(args[0], PACKET_FIELDS, N_PACKET, packet) < 0
         || slot_offsets(args[1], RECORDING_FIELDS, N_RECORDING, recording) < 0)
         return NULL;
-    if (str_open == NULL) {
-        str_open = PyUnicode_InternFromString("_open");
-        str_pending = PyUnicode_InternFromString("_pending");
-        str_cfg = PyUnicode_InternFromString("cfg");
-        str_linktype = PyUnicode_InternFromString("linktype");
-        str_before = PyUnicode_InternFromString("packets_before");
-        str_after = PyUnicode_InternFromString("packets_after");
-        str_file_bytes = PyUnicode_InternFromString("max_file_bytes");
-        empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
-        if (str_open == NULL || str_pending == NULL || str_cfg == NULL || str_linktype == NULL || str_before == NULL
-            || str_after == NULL || str_file_bytes == NULL || empty_bytes == NULL)
-            return NULL;
-    }
+    if (intern_strings(NAMES, names, N_NAMES) < 0)
+        return NULL;
+    if (empty_bytes == NULL && (empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return NULL;
     memcpy(packet_slot, packet, sizeof packet);
     memcpy(recording_slot, recording, sizeof recording);
     Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
@@ -299,8 +293,8 @@ static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *me
     }
     step->recorder = recorder, step->buf = buf, step->meta = meta, step->linktype = linktype, step->made_held = 0;
     step->frames_in_batch = PyBytes_GET_SIZE(meta) / META_SIZE;
-    step->open = PyObject_GetAttr(recorder, str_open);
-    step->pending = step->open == NULL ? NULL : PyObject_GetAttr(recorder, str_pending);
+    step->open = PyObject_GetAttr(recorder, names[S_OPEN]);
+    step->pending = step->open == NULL ? NULL : PyObject_GetAttr(recorder, names[S_PENDING]);
     if (step->pending == NULL || !PyDict_Check(step->open) || !PyDict_Check(step->pending)) {
         if (step->pending != NULL)
             PyErr_SetString(PyExc_TypeError, "record(): the recorder's _open and _pending must be dicts");
@@ -310,11 +304,11 @@ static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *me
     }
     Py_DECREF(step->open); /* borrowed from here on: the recorder holds them */
     Py_DECREF(step->pending);
-    PyObject *cfg = PyObject_GetAttr(recorder, str_cfg);
+    PyObject *cfg = PyObject_GetAttr(recorder, names[S_CFG]);
     if (cfg == NULL)
         return -1;
-    long long before = int_attr(cfg, str_before), after = int_attr(cfg, str_after);
-    step->max_file_bytes = int_attr(cfg, str_file_bytes);
+    long long before = int_attr(cfg, names[S_BEFORE]), after = int_attr(cfg, names[S_AFTER]);
+    step->max_file_bytes = int_attr(cfg, names[S_FILE_BYTES]);
     Py_DECREF(cfg);
     if (PyErr_Occurred())
         return -1;
@@ -325,7 +319,7 @@ static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *me
 /* Once the call is over: the recorder's linktype set as _held sets it. */
 static int step_close(Step *step)
 {
-    return step->made_held ? PyObject_SetAttr(step->recorder, str_linktype, step->linktype) : 0;
+    return step->made_held ? PyObject_SetAttr(step->recorder, names[S_LINKTYPE], step->linktype) : 0;
 }
 
 /* An int slot of a _Recording plus `more`. */
@@ -465,7 +459,7 @@ static int record_one(Step *step, PyObject *pkt, Py_ssize_t index)
 
 PyDoc_STRVAR(record_doc,
              "record(recorder, pkt, buf, meta, index, linktype) -> 0, 1 or 2\n\n"
-             "EvidenceRecorder.observe's step for a packet whose pair is recorded, its frame frame `index` of the\n"
+             "EvidenceRecorder.observe's step for a packet whose pair is recorded, its frame, frame `index` of the\n"
              "batch (or its own fragments, pkt.frames): 0 the pair has no recording (nothing done), 1 held (in\n"
              "the recorder's _pending), 2 past packets_before + packets_after or max_file_bytes (to be counted).");
 

@@ -155,17 +155,26 @@ def test_the_c_step_is_the_reference(tmp_path: Path, steps: list[tuple[object, .
     assert state(fast) == state(reference)
 
 
+UID = "C" + "1" * 17
+
+
+def recorded_pair(tmp: Path, accelerated: bool, **settings: int) -> tuple[EvidenceRecorder, list[IcmpPacket], Batch]:
+    """A recorder (the evidence `settings` changed) whose pair 10.0.0.1 -> 10.0.0.2 is recorded (uid UID) after the
+    first of five 50-byte requests of one batch, and the five requests and their batch."""
+    rec = recorder(tmp, dataclasses.replace(Config().output.evidence, **settings), accelerated)  # type: ignore[arg-type]
+    pkts = [IcmpPacket(1.0 + i, craft.addr("10.0.0.1"), craft.addr("10.0.0.2"), False, 8, 0, 1, i, b"x" * 50, 78)
+            for i in range(5)]
+    batch = batch_for(pkts, LINKTYPE_ETHERNET)
+    rec.observe(pkts[0], 50, batch, 0)
+    rec.attach(Notice(ts=1.0, note=DATA_EXFIL.name, msg="", sub="", src="10.0.0.1", dst="10.0.0.2", uid=UID,
+                      n=1, bytes_sent=1, bytes_received=0, start=1.0, end=1.0))
+    return rec, pkts, batch
+
+
 @needs_c
 def test_a_recorded_pair_takes_the_c_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The accelerated recorder holds a recorded pair's packets without its Python step (_record)."""
-    cfg = dataclasses.replace(Config().output.evidence, packets_before=2, packets_after=50)
-    fast = recorder(tmp_path, cfg, True)
-    pkts = [IcmpPacket(1.0 + i, craft.addr("10.0.0.1"), craft.addr("10.0.0.2"), False, 8, 0, 1, i, b"x" * 50, 78)
-            for i in range(4)]
-    batch = batch_for(pkts, LINKTYPE_ETHERNET)
-    fast.observe(pkts[0], 50, batch, 0)
-    fast.attach(Notice(ts=1.0, note=DATA_EXFIL.name, msg="", sub="", src="10.0.0.1", dst="10.0.0.2",
-                       uid="C" + "1" * 17, n=1, bytes_sent=1, bytes_received=0, start=1.0, end=1.0))
+    fast, pkts, batch = recorded_pair(tmp_path, True, packets_before=2, packets_after=50)
 
     def python_step(*args: object) -> None:
         raise AssertionError("the Python step ran")
@@ -173,7 +182,7 @@ def test_a_recorded_pair_takes_the_c_step(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(fast, "_record", python_step)
     fast.observe(pkts[1], 50, batch, 1)
     fast.observe_passed(pkts, [2, 3], batch, None)
-    assert [held.records[16:] for held in fast._pending["C" + "1" * 17]] == [b"H" * 14 + b"x" * 50] * 3
+    assert [held.records[16:] for held in fast._pending[UID]] == [b"H" * 14 + b"x" * 50] * 3
 
 
 @pytest.mark.parametrize("accelerated", [False, True])
@@ -181,17 +190,10 @@ def test_a_file_filled_to_the_byte(tmp_path: Path, accelerated: bool) -> None:
     """max_file_bytes is the pcap's size it may reach: a packet that fills it exactly is held, the next one
     counted as truncated (both steps)."""
     record = 16 + 14 + 50  # a record's header, the batch frame's made-up header, the payload
-    cfg = dataclasses.replace(Config().output.evidence, packets_before=1, packets_after=50,
-                              max_file_bytes=24 + 3 * record)
-    rec = recorder(tmp_path, cfg, accelerated)
-    pkts = [IcmpPacket(1.0 + i, craft.addr("10.0.0.1"), craft.addr("10.0.0.2"), False, 8, 0, 1, i, b"x" * 50, 78)
-            for i in range(5)]
-    batch = batch_for(pkts, LINKTYPE_ETHERNET)
-    rec.observe(pkts[0], 50, batch, 0)
-    rec.attach(Notice(ts=1.0, note=DATA_EXFIL.name, msg="", sub="", src="10.0.0.1", dst="10.0.0.2",
-                      uid="C" + "2" * 17, n=1, bytes_sent=1, bytes_received=0, start=1.0, end=1.0))
+    rec, pkts, batch = recorded_pair(tmp_path, accelerated, packets_before=1, packets_after=50,
+                                     max_file_bytes=24 + 3 * record)
     rec.observe(pkts[1], 0, batch, 1)
     rec.observe_passed(pkts, [2, 3, 4], batch, None)
-    assert len(rec._pending["C" + "2" * 17]) == 2  # the ring's packet went with the file's start
+    assert len(rec._pending[UID]) == 2  # the ring's packet went with the file's start
     assert rec.stats.truncated == 2
     assert rec._open[("\n\0\0\1".encode("latin-1"), "\n\0\0\2".encode("latin-1"))].size == 24 + 3 * record
