@@ -249,6 +249,34 @@ def test_a_round_of_jobs_is_written_in_one_call(tmp_path: Path, monkeypatch: pyt
     assert sum(pcaps(tmp_path / "evidence").values()) == 40
 
 
+@pytest.mark.parametrize("in_c", [True, False])
+def test_a_failed_write_is_counted_and_the_writer_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          in_c: bool) -> None:
+    """A write the system refuses (a full disk: /dev/full's ENOSPC) is counted in `errors`; the other files of the
+    round, and the flow's own pcap, are written all the same (the round's writes in C, and in Python)."""
+    if in_c and evidencewriter._fastevidence is None:
+        pytest.skip("the C accelerator is turned off or not built")
+    if not in_c:
+        monkeypatch.setattr(evidencewriter, "_fastevidence", None)
+    real = evidencewriter._create
+
+    def full_disk_for_one(name: str, dir_fd: int):  # type: ignore[no-untyped-def]
+        if name == notice(1, 0).uid + ".bin":
+            return os.fdopen(os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC), "ab", buffering=0)
+        return real(name, dir_fd)
+
+    monkeypatch.setattr(evidencewriter, "_create", full_disk_for_one)
+    recorder = EvidenceRecorder(str(tmp_path), config())
+    for flow in range(3):
+        alert(recorder, flow, 1000.0 + flow / 100)
+    recorder.close()
+    assert recorder.stats.errors == 1 and recorder.stats.packets == 3 and recorder.stats.files == 3
+    assert sum(pcaps(tmp_path / "evidence").values()) == 3
+    assert sorted(p.name for p in (tmp_path / "evidence").glob("*.bin")) == [
+        notice(0, 0).uid + ".bin", notice(2, 0).uid + ".bin"]
+    assert all(p.stat().st_size == 100 for p in (tmp_path / "evidence").glob("*.bin"))
+
+
 def test_close_writes_until_its_deadline_and_counts_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = EvidenceWriter._do
 
