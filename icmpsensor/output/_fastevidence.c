@@ -267,7 +267,8 @@ typedef struct {
     PyObject *recorder, *open, *pending, *linktype, *buf, *meta;
     long long max_packets, max_file_bytes; /* packets_before + packets_after; max_file_bytes */
     Py_ssize_t frames_in_batch;
-    int made_held; /* _held ran: the recorder's linktype is the batch's */
+    int made_held;  /* _held ran: the recorder's linktype is the batch's */
+    int limits_read; /* pending and the caps read (step_limits): only once a recorded pair is met */
 } Step;
 
 static long long int_attr(PyObject *obj, PyObject *name)
@@ -292,19 +293,34 @@ static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *me
         return -1;
     }
     step->recorder = recorder, step->buf = buf, step->meta = meta, step->linktype = linktype, step->made_held = 0;
+    step->limits_read = 0;
     step->frames_in_batch = PyBytes_GET_SIZE(meta) / META_SIZE;
     step->open = PyObject_GetAttr(recorder, names[S_OPEN]);
-    step->pending = step->open == NULL ? NULL : PyObject_GetAttr(recorder, names[S_PENDING]);
-    if (step->pending == NULL || !PyDict_Check(step->open) || !PyDict_Check(step->pending)) {
-        if (step->pending != NULL)
-            PyErr_SetString(PyExc_TypeError, "record(): the recorder's _open and _pending must be dicts");
-        Py_XDECREF(step->open);
-        Py_XDECREF(step->pending);
+    if (step->open == NULL)
+        return -1;
+    Py_DECREF(step->open); /* borrowed from here on: the recorder holds it */
+    if (!PyDict_Check(step->open)) {
+        PyErr_SetString(PyExc_TypeError, "record(): the recorder's _open must be a dict");
         return -1;
     }
-    Py_DECREF(step->open); /* borrowed from here on: the recorder holds them */
-    Py_DECREF(step->pending);
-    PyObject *cfg = PyObject_GetAttr(recorder, names[S_CFG]);
+    return 0;
+}
+
+/* The rest of the step's context, read once a recorded pair is met (most packets shown to a recorder that buffers
+ * a flood's pairs have none): the pending packets and the caps. */
+static int step_limits(Step *step)
+{
+    if (step->limits_read)
+        return 0;
+    step->pending = PyObject_GetAttr(step->recorder, names[S_PENDING]);
+    if (step->pending == NULL)
+        return -1;
+    Py_DECREF(step->pending); /* borrowed, as _open */
+    if (!PyDict_Check(step->pending)) {
+        PyErr_SetString(PyExc_TypeError, "record(): the recorder's _pending must be a dict");
+        return -1;
+    }
+    PyObject *cfg = PyObject_GetAttr(step->recorder, names[S_CFG]);
     if (cfg == NULL)
         return -1;
     long long before = int_attr(cfg, names[S_BEFORE]), after = int_attr(cfg, names[S_AFTER]);
@@ -313,6 +329,7 @@ static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *me
     if (PyErr_Occurred())
         return -1;
     step->max_packets = before + after;
+    step->limits_read = 1;
     return 0;
 }
 
@@ -343,6 +360,8 @@ static long long slot_int(PyObject *obj, Py_ssize_t offset)
     return PyLong_AsLongLong(value);
 }
 
+static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObject *src, Py_ssize_t index);
+
 /* One packet (its frame `index` of the batch): NOT_RECORDED when its pair has no recording (the Python step goes
  * on), HELD (added to the recorder's pending packets), TRUNCATED (past a cap: the caller counts it); -1 error. */
 static int record_one(Step *step, PyObject *pkt, Py_ssize_t index)
@@ -370,6 +389,15 @@ static int record_one(Step *step, PyObject *pkt, Py_ssize_t index)
         PyErr_SetString(PyExc_TypeError, "record(): a recording must be a _Recording");
         return -1;
     }
+    Py_INCREF(recording); /* held while the step reads the recorder's attributes */
+    int done = step_limits(step) < 0 ? -1 : record_recorded(step, pkt, recording, src, index);
+    Py_DECREF(recording);
+    return done;
+}
+
+/* record_one() for a packet whose pair has `recording`. */
+static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObject *src, Py_ssize_t index)
+{
     long long packets = slot_int(recording, recording_slot[R_PACKETS]);
     if (packets == -1 && PyErr_Occurred())
         return -1;
