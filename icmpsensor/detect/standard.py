@@ -719,12 +719,8 @@ class Detector(FlowDetector):
                 self._pair(flow.src, flow.dst).slow_alerted_until = until
 
     def _tags(self, flow: Flow) -> tuple[object, str, str]:
-        state = flow.channels
-        if (state is None or not state.charged) and not flow.nonecho_novel:  # channel_bytes' common case, inline:
-            novel = flow.novel_bytes  # a storm makes two notices a flow
-            return ([("payload", novel)], flow.tool, "payload") if novel > 0 else ([], flow.tool, "")
-        carried = channel_bytes(flow)
-        return carried, flow.tool, ",".join([name for name, _ in carried])
+        carried = channel_bytes(flow)  # one channel (the payload) nearly always: a storm makes two notices a flow
+        return carried, flow.tool, carried[0][0] if len(carried) == 1 else ",".join([name for name, _ in carried])
 
     EXTRA = staticmethod(notice_extra)  # type: ignore[arg-type]
 

@@ -284,8 +284,8 @@ static long long int_attr(PyObject *obj, PyObject *name)
 /* The step's context from the recorder and the batch (a borrowed view: the recorder keeps them alive). */
 static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *meta, PyObject *linktype)
 {
-    if (packet_type == NULL || held_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "record(): bind() and bind_recorder() first");
+    if (packet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "record(): bind_recorder() first");
         return -1;
     }
     if (!PyBytes_Check(buf) || !PyBytes_Check(meta)) {
@@ -486,7 +486,7 @@ static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObj
 }
 
 PyDoc_STRVAR(record_doc,
-             "record(recorder, pkt, buf, meta, index, linktype) -> 0, 1 or 2\n\n"
+             "record(recorder, pkt, buf, meta, index, linktype) -> 0, HELD or TRUNCATED\n\n"
              "EvidenceRecorder.observe's step for a packet whose pair is recorded, its frame, frame `index` of the\n"
              "batch (or its own fragments, pkt.frames): 0 the pair has no recording (nothing done), 1 held (in\n"
              "the recorder's _pending), 2 past packets_before + packets_after or max_file_bytes (to be counted).");
@@ -494,10 +494,8 @@ PyDoc_STRVAR(record_doc,
 static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "record() takes 6 arguments");
+    if (!callable_now("record", nargs, 6))
         return NULL;
-    }
     Step step;
     if (step_open(&step, args[0], args[2], args[3], args[5]) < 0)
         return NULL;
@@ -519,10 +517,8 @@ PyDoc_STRVAR(record_passed_doc,
 static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "record_passed() takes 8 arguments");
+    if (!callable_now("record_passed", nargs, 8))
         return NULL;
-    }
     PyObject *packets = args[1], *passed = args[2], *frames = args[4];
     if (!PyList_Check(packets) || !PyList_Check(passed) || (frames != Py_None && !PyList_Check(frames))) {
         PyErr_SetString(PyExc_TypeError, "record_passed(): packets, passed (and frames) must be lists");
@@ -745,4 +741,11 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__fastevidence(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC PyInit__fastevidence(void)
+{
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && (PyModule_AddIntConstant(module, "HELD", HELD) < 0
+                           || PyModule_AddIntConstant(module, "TRUNCATED", TRUNCATED) < 0))
+        Py_CLEAR(module);
+    return module;
+}

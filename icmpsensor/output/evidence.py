@@ -52,7 +52,6 @@ from icmpsensor.output.evidencewriter import (
 )
 from icmpsensor.source.batch import Batch, CapturedFrame
 
-_TRUNCATED = 2  # what _fastevidence.record says of a packet past its file's caps
 MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
 KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
 
@@ -151,13 +150,19 @@ class EvidenceRecorder:
         if fast is not None and batch is not None:
             done = fast.record(self, pkt, batch.buf, batch.meta, index, file_linktype(batch.decoder.linktype))
             if done:
-                self.stats.truncated += done == _TRUNCATED
+                self.stats.truncated += done == fast.TRUNCATED
                 return
-        key = pair_key(pkt.src, pkt.dst)
-        recording = self._open.get(key)
-        if recording is not None:
-            self._record(recording, pkt, batch, index)
-            return
+            key = pair_key(pkt.src, pkt.dst)  # a pair without a recording: its ring
+        else:
+            key = pair_key(pkt.src, pkt.dst)
+            recording = self._open.get(key)
+            if recording is not None:
+                self._record(recording, pkt, batch, index)
+                return
+        self._buffer(key, pkt, novel, batch, index)
+
+    def _buffer(self, key: Pair, pkt: IcmpPacket, novel: int, batch: Batch | None, index: int) -> None:
+        """observe() for a pair without a recording: its ring."""
         rings = self._rings
         ring = rings.get(key)
         if ring is None:
@@ -189,16 +194,22 @@ class EvidenceRecorder:
         no novel bytes), its frame frames[i] (None: i), in order; `passed` is emptied. A run of them whose pairs
         are recorded takes the C step in one call."""
         fast = self._fast
+        if fast is None or batch is None or type(packets) is not list or self._closed_writer:
+            for index in passed:
+                self.observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+            passed.clear()
+            return
+        linktype = file_linktype(batch.decoder.linktype)
         start, end = 0, len(passed)
-        while start < end:
-            if fast is not None and batch is not None and not self._closed_writer and type(packets) is list:
-                start, truncated = fast.record_passed(self, packets, passed, start, frames, batch.buf, batch.meta,
-                                                      file_linktype(batch.decoder.linktype))
-                self.stats.truncated += truncated
-                if start == end:
-                    break
-            index = passed[start]
-            self.observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+        while True:
+            start, truncated = fast.record_passed(self, packets, passed, start, frames, batch.buf, batch.meta, linktype)
+            self.stats.truncated += truncated
+            if start == end:
+                break
+            index = passed[start]  # the first whose pair has no recording: its ring
+            pkt = packets[index]
+            self._buffer(pair_key(pkt.src, pkt.dst), pkt, 0, batch,  # type: ignore[union-attr, arg-type]
+                         index if frames is None else frames[index])
             start += 1
         passed.clear()
 

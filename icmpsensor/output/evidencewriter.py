@@ -345,8 +345,7 @@ class EvidenceWriter:
         self._write_ready()
 
     def _measure_disk(self) -> None:
-        self._write_due()  # so that the directory shows what was gathered
-        self._write_ready()
+        self._write_gathered()  # so that the directory shows what was gathered
         self._disk = self._disk_usage()
         self._trim_hopeless = False
 
@@ -509,6 +508,11 @@ class EvidenceWriter:
         file.gathered.clear()
         file.gathered_bytes = file.gathered_packets = 0
 
+    def _write_gathered(self) -> None:
+        """Everything gathered, written now."""
+        self._write_due()
+        self._write_ready()
+
     def _write_ready(self) -> None:
         """The writes made ready since the last call, a write call each (more only if the system writes less), the
         interpreter lock released once for all of them when the C accelerator is built (a write call each would
@@ -522,6 +526,7 @@ class EvidenceWriter:
                 handle.close()
 
     def _write_round(self, ready: list[tuple[_File, bytes, int]]) -> None:
+        """The writes of _write_ready, counted: the packets of each written whole, an error for each not."""
         try:
             writes = [(file.handle.fileno(), data) for file, data, _ in ready]
             if _fastevidence is not None:
@@ -582,8 +587,7 @@ class EvidenceWriter:
     def _trim(self) -> None:
         """Delete the oldest evidence files (not those still being written) until within 90 % of the budget."""
         busy = {file.name for flow in self._flows.values() for file in (*flow.pcaps.values(), flow.carried)}
-        self._write_due()  # so that the sizes on disk are the real ones
-        self._write_ready()
+        self._write_gathered()  # so that the sizes on disk are the real ones
         entries = self._sizes()
         self._disk = sum(size for _, size, _ in entries)
         target = self.cfg.max_total_bytes * 0.9  # some room, so that not every write rescans the directory
