@@ -195,8 +195,10 @@ def test_sigterm_with_two_workers_flushes_every_open_flow_and_exits_0_within_5s(
 
 def test_sighup_reaches_every_worker_and_workers_is_restart_only(
         lab: ManySourcesLab, tmp_path: Path, secret: Path, sensors: list[Sensor]) -> None:
+    # aggregate_max_notices: 16 pairs to one host, split by the kernel's hash: a worker given more than the default 10
+    # folds the rest into an aggregate (the one failure of this test in ~30 CI runs, and one on 2026-12-05)
     original = "capture:\n  workers: 2\ndetection:\n  profile: original\n  reply_pairing: matched\n" \
-               "  idle_timeout: 1\n"
+               "  idle_timeout: 1\n  aggregate_max_notices: 1000\n"
     sensor = launch(lab, tmp_path, sensors, config=original)
     sources = SOURCES[:16]
     lab.exfil_from(sources[:4], secret, count=5, size=50, interval_us=2000)  # below the default thresholds
