@@ -10,10 +10,12 @@
  * microseconds, data) the same way, their records back to back (HeldPacket.of is its reference).
  * bind() gives them the HeldPacket and CapturedFrame types and PACKET_OVERHEAD once, when evidencewriter is imported.
  *
- * record() and record_passed() are EvidenceRecorder.observe for a packet of a recorded pair (output/evidence.py:
- * observe, _record, _held and _fits are the reference): the pair's _Recording looked up, its caps checked, the
- * packet held as above and appended to the recorder's pending packets; a pair without a recording is left to the
- * Python step. bind_recorder() gives them IcmpPacket and _Recording, whose slots they read and write in place.
+ * record() and record_passed() are EvidenceRecorder.observe for a packet with a frame (output/evidence.py:
+ * observe, _record, _held, _fits, _buffer and _evict_ring are the reference): for a recorded pair, its _Recording
+ * looked up, its caps checked, the packet held as above and appended to the recorder's pending packets; for a pair
+ * without a recording, its ring (a flood's new pairs: one each, the least recently active evicted) kept within
+ * max_flows_buffered and max_buffer_bytes. bind_recorder() gives them IcmpPacket, _Recording, whose slots they read
+ * and write in place, and deque, the type of a ring of more than one packet.
  *
  * joined_run() joins a writer job's run of one link type (evidencewriter.joined_run_py is the reference), and
  * write_all() writes a round's (fd, data) pairs with the interpreter lock released once for all of them
@@ -217,8 +219,8 @@ static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *
 }
 
 
-/* -- the recorder's step for a recorded pair (output/evidence.py EvidenceRecorder.observe, _record, _held and
- * _fits, for a packet with a frame: the reference) -------------------------------------------------------------- */
+/* -- the recorder's step (output/evidence.py EvidenceRecorder.observe, _record, _held, _fits, _buffer and
+ * _evict_ring, for a packet with a frame: the reference) --------------------------------------------------------- */
 
 enum { P_SRC, P_DST, P_IPV6, P_TYPE, P_PAYLOAD, P_FRAMES, N_PACKET };
 static const char *const PACKET_FIELDS[N_PACKET] = {"src", "dst", "ipv6", "icmp_type", "payload", "frames"};
@@ -227,24 +229,32 @@ static const char *const RECORDING_FIELDS[N_RECORDING] = {"uid", "packets", "siz
 
 static PyTypeObject *packet_type;    /* decode/packet.py IcmpPacket, set by bind_recorder() */
 static PyTypeObject *recording_type; /* output/evidence.py _Recording */
+static PyTypeObject *deque_type;     /* collections.deque: a ring of more than one packet */
 static Py_ssize_t packet_slot[N_PACKET], recording_slot[N_RECORDING];
-enum { S_OPEN, S_PENDING, S_CFG, S_LINKTYPE, S_BEFORE, S_AFTER, S_FILE_BYTES, N_NAMES };
-static const char *const NAMES[N_NAMES] = {"_open", "_pending", "cfg", "linktype", "packets_before", "packets_after",
-                                           "max_file_bytes"};
-static PyObject *names[N_NAMES]; /* interned: the recorder's and its EvidenceConfig's attributes read here */
+enum {
+    S_OPEN, S_PENDING, S_CFG, S_LINKTYPE, S_BEFORE, S_AFTER, S_FILE_BYTES, S_RINGS, S_WATCHED, S_BUFFERED, S_STATS,
+    S_EVICTED, S_FLOWS_BUFFERED, S_BUFFER_BYTES, S_MOVE_TO_END, S_APPEND, S_MAXLEN, N_NAMES
+};
+static const char *const NAMES[N_NAMES] = {
+    "_open", "_pending", "cfg", "linktype", "packets_before", "packets_after", "max_file_bytes", "_rings", "watched",
+    "_buffered", "stats", "buffers_evicted", "max_flows_buffered", "max_buffer_bytes", "move_to_end", "append",
+    "maxlen"};
+static PyObject *names[N_NAMES]; /* interned: the recorder's, its EvidenceConfig's and a ring's attributes */
 static PyObject *empty_bytes;
 
-enum { NOT_RECORDED = 0, HELD = 1, TRUNCATED = 2 };
+/* What a step did that its caller counts: nothing to count (held in a ring, or not held: a pair without novel
+ * bytes and without a ring), held for a recording, or past a recording's cap. */
+enum { NOT_COUNTED = 0, HELD = 1, TRUNCATED = 2 };
 
-PyDoc_STRVAR(bind_recorder_doc, "bind_recorder(packet_type, recording_type)\n\n"
-                                "IcmpPacket (decode/packet.py) and _Recording (output/evidence.py), once, before\n"
-                                "record() and record_passed().");
+PyDoc_STRVAR(bind_recorder_doc, "bind_recorder(packet_type, recording_type, deque_type)\n\n"
+                                "IcmpPacket (decode/packet.py), _Recording (output/evidence.py) and collections.deque,\n"
+                                "once, before record() and record_passed().");
 
 static PyObject *bind_recorder(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "bind_recorder(packet_type, recording_type)");
+    if (nargs != 3 || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_recorder(packet_type, recording_type, deque_type)");
         return NULL;
     }
     Py_ssize_t packet[N_PACKET], recording[N_RECORDING];
@@ -259,6 +269,7 @@ static PyObject *bind_recorder(PyObject *self, PyObject *const *args, Py_ssize_t
     memcpy(recording_slot, recording, sizeof recording);
     Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(recording_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(deque_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -269,6 +280,12 @@ typedef struct {
     Py_ssize_t frames_in_batch;
     int made_held;  /* _held ran: the recorder's linktype is the batch's */
     int limits_read; /* pending and the caps read (step_limits): only once a recorded pair is met */
+    /* the rings' part (step_rings: once a pair without a recording is met); the references held till step_close */
+    PyObject *rings, *watched;
+    long long packets_before, max_flows_buffered, max_buffer_bytes;
+    long long buffered; /* the recorder's _buffered, written back by step_close */
+    long long evicted;  /* rings evicted: added to stats.buffers_evicted by step_close */
+    int rings_read;
 } Step;
 
 static long long int_attr(PyObject *obj, PyObject *name)
@@ -293,7 +310,7 @@ static int step_open(Step *step, PyObject *recorder, PyObject *buf, PyObject *me
         return -1;
     }
     step->recorder = recorder, step->buf = buf, step->meta = meta, step->linktype = linktype, step->made_held = 0;
-    step->limits_read = 0;
+    step->limits_read = 0, step->rings_read = 0, step->rings = step->watched = NULL, step->evicted = 0;
     step->frames_in_batch = PyBytes_GET_SIZE(meta) / META_SIZE;
     step->open = PyObject_GetAttr(recorder, names[S_OPEN]);
     if (step->open == NULL)
@@ -333,10 +350,68 @@ static int step_limits(Step *step)
     return 0;
 }
 
-/* Once the call is over: the recorder's linktype set as _held sets it. */
+/* The rings' part of the step's context, read once a pair without a recording is met. */
+static int step_rings(Step *step)
+{
+    if (step->rings_read)
+        return 0;
+    step->rings = PyObject_GetAttr(step->recorder, names[S_RINGS]);
+    step->watched = step->rings == NULL ? NULL : PyObject_GetAttr(step->recorder, names[S_WATCHED]);
+    PyObject *cfg = step->watched == NULL ? NULL : PyObject_GetAttr(step->recorder, names[S_CFG]);
+    if (cfg == NULL)
+        return -1; /* step_close releases what was read */
+    step->packets_before = int_attr(cfg, names[S_BEFORE]);
+    step->max_flows_buffered = int_attr(cfg, names[S_FLOWS_BUFFERED]);
+    step->max_buffer_bytes = int_attr(cfg, names[S_BUFFER_BYTES]);
+    Py_DECREF(cfg);
+    step->buffered = int_attr(step->recorder, names[S_BUFFERED]);
+    if (PyErr_Occurred())
+        return -1;
+    /* an OrderedDict: read through the dict API, written through its own (which keeps the order) */
+    if (!PyDict_Check(step->rings) || !PyAnySet_Check(step->watched)) {
+        PyErr_SetString(PyExc_TypeError, "record(): the recorder's _rings must be a dict, watched a set");
+        return -1;
+    }
+    step->rings_read = 1;
+    return 0;
+}
+
+/* stats.buffers_evicted += count */
+static int count_evicted(PyObject *recorder, long long count)
+{
+    PyObject *stats = PyObject_GetAttr(recorder, names[S_STATS]);
+    PyObject *before = stats == NULL ? NULL : PyObject_GetAttr(stats, names[S_EVICTED]);
+    PyObject *more = before == NULL ? NULL : PyLong_FromLongLong(count);
+    PyObject *after = more == NULL ? NULL : PyNumber_Add(before, more);
+    int failed = after == NULL ? -1 : PyObject_SetAttr(stats, names[S_EVICTED], after);
+    Py_XDECREF(stats);
+    Py_XDECREF(before);
+    Py_XDECREF(more);
+    Py_XDECREF(after);
+    return failed;
+}
+
+/* Once the call is over (also after an error: what was done is written back, the exception kept): the recorder's
+ * linktype set as _held sets it, its _buffered and evictions written. */
 static int step_close(Step *step)
 {
-    return step->made_held ? PyObject_SetAttr(step->recorder, names[S_LINKTYPE], step->linktype) : 0;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int failed = step->made_held ? PyObject_SetAttr(step->recorder, names[S_LINKTYPE], step->linktype) : 0;
+    if (step->rings_read) {
+        PyObject *buffered = PyLong_FromLongLong(step->buffered);
+        failed |= buffered == NULL ? -1 : PyObject_SetAttr(step->recorder, names[S_BUFFERED], buffered);
+        Py_XDECREF(buffered);
+        if (step->evicted)
+            failed |= count_evicted(step->recorder, step->evicted);
+    }
+    Py_CLEAR(step->rings);
+    Py_CLEAR(step->watched);
+    if (type != NULL) {
+        PyErr_Restore(type, value, traceback); /* the first error is the one told */
+        return -1;
+    }
+    return failed ? -1 : 0;
 }
 
 /* An int slot of a _Recording plus `more`. */
@@ -360,11 +435,65 @@ static long long slot_int(PyObject *obj, Py_ssize_t offset)
     return PyLong_AsLongLong(value);
 }
 
-static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObject *src, Py_ssize_t index);
+/* _held: the packet (frame `index` of the batch, or its own fragments) as a HeldPacket; NULL with an exception. */
+static PyObject *hold(Step *step, PyObject *pkt, PyObject *src, Py_ssize_t index)
+{
+    PyObject *ipv6 = SLOT(pkt, packet_slot[P_IPV6]), *type = SLOT(pkt, packet_slot[P_TYPE]);
+    PyObject *payload = SLOT(pkt, packet_slot[P_PAYLOAD]), *frames = SLOT(pkt, packet_slot[P_FRAMES]);
+    if (ipv6 == NULL || type == NULL || payload == NULL || frames == NULL || !PyLong_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a packet without its fields");
+        return NULL;
+    }
+    int is_v6 = PyObject_IsTrue(ipv6);
+    if (is_v6 < 0)
+        return NULL;
+    long icmp_type = PyLong_AsLong(type);
+    if (icmp_type == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *carried = icmp_type == (is_v6 ? 128 : 8) ? payload : empty_bytes; /* what an echo request carried */
+    if (!PyBytes_Check(carried)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a payload must be bytes");
+        return NULL;
+    }
+    int fragments = PyObject_IsTrue(frames);
+    if (fragments < 0)
+        return NULL;
+    PyObject *held;
+    if (fragments) {
+        if (!PyTuple_Check(frames)) {
+            PyErr_SetString(PyExc_TypeError, "record(): a packet's frames must be a tuple");
+            return NULL;
+        }
+        held = held_frames_of(step->linktype, frames, src, carried);
+    } else {
+        if (index < 0 || index >= step->frames_in_batch) {
+            PyErr_Format(PyExc_IndexError, "record(): frame %zd is not in a batch of %zd", index,
+                         step->frames_in_batch);
+            return NULL;
+        }
+        held = held_frame_at(step->linktype, step->buf, step->meta, index, src, carried);
+    }
+    step->made_held |= held != NULL;
+    return held;
+}
 
-/* One packet (its frame `index` of the batch): NOT_RECORDED when its pair has no recording (the Python step goes
- * on), HELD (added to the recorder's pending packets), TRUNCATED (past a cap: the caller counts it); -1 error. */
-static int record_one(Step *step, PyObject *pkt, Py_ssize_t index)
+/* A HeldPacket's cost (HeldPacket.cost, its last item). */
+static long long cost_of(PyObject *held)
+{
+    if (!Py_IS_TYPE(held, (PyTypeObject *)held_type)) {
+        PyErr_SetString(PyExc_TypeError, "record(): a ring must hold HeldPackets");
+        return -1;
+    }
+    return PyLong_AsLongLong(PyTuple_GET_ITEM(held, HELD_FIELDS - 1));
+}
+
+static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObject *src, Py_ssize_t index);
+static int ring_step(Step *step, PyObject *key, PyObject *pkt, int novel, PyObject *src, Py_ssize_t index);
+
+/* One packet (its frame `index` of the batch; `novel`: whether the detector found novel bytes in it): HELD (added
+ * to the recorder's pending packets), TRUNCATED (past a recording's cap: the caller counts it), NOT_COUNTED (its
+ * pair has no recording: its ring kept); -1 error. */
+static int record_one(Step *step, PyObject *pkt, int novel, Py_ssize_t index)
 {
     if (!PyObject_TypeCheck(pkt, packet_type)) {
         PyErr_SetString(PyExc_TypeError, "record(): an IcmpPacket expected");
@@ -382,16 +511,18 @@ static int record_one(Step *step, PyObject *pkt, Py_ssize_t index)
     if (key == NULL)
         return -1;
     PyObject *recording = PyDict_GetItemWithError(step->open, key);
-    Py_DECREF(key);
-    if (recording == NULL)
-        return PyErr_Occurred() ? -1 : NOT_RECORDED;
-    if (!Py_IS_TYPE(recording, recording_type)) {
+    int done;
+    if (recording == NULL) {
+        done = PyErr_Occurred() || step_rings(step) < 0 ? -1 : ring_step(step, key, pkt, novel, src, index);
+    } else if (!Py_IS_TYPE(recording, recording_type)) {
         PyErr_SetString(PyExc_TypeError, "record(): a recording must be a _Recording");
-        return -1;
+        done = -1;
+    } else {
+        Py_INCREF(recording); /* held while the step reads the recorder's attributes */
+        done = step_limits(step) < 0 ? -1 : record_recorded(step, pkt, recording, src, index);
+        Py_DECREF(recording);
     }
-    Py_INCREF(recording); /* held while the step reads the recorder's attributes */
-    int done = step_limits(step) < 0 ? -1 : record_recorded(step, pkt, recording, src, index);
-    Py_DECREF(recording);
+    Py_DECREF(key);
     return done;
 }
 
@@ -403,45 +534,9 @@ static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObj
         return -1;
     if (packets >= step->max_packets)
         return TRUNCATED;
-    /* _held: an echo request's payload is what it carried */
-    PyObject *ipv6 = SLOT(pkt, packet_slot[P_IPV6]), *type = SLOT(pkt, packet_slot[P_TYPE]);
-    PyObject *payload = SLOT(pkt, packet_slot[P_PAYLOAD]), *frames = SLOT(pkt, packet_slot[P_FRAMES]);
-    if (ipv6 == NULL || type == NULL || payload == NULL || frames == NULL || !PyLong_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "record(): a packet without its fields");
-        return -1;
-    }
-    int is_v6 = PyObject_IsTrue(ipv6);
-    if (is_v6 < 0)
-        return -1;
-    long icmp_type = PyLong_AsLong(type);
-    if (icmp_type == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *carried = icmp_type == (is_v6 ? 128 : 8) ? payload : empty_bytes;
-    if (!PyBytes_Check(carried)) {
-        PyErr_SetString(PyExc_TypeError, "record(): a payload must be bytes");
-        return -1;
-    }
-    int fragments = PyObject_IsTrue(frames);
-    if (fragments < 0)
-        return -1;
-    PyObject *held;
-    if (fragments) {
-        if (!PyTuple_Check(frames)) {
-            PyErr_SetString(PyExc_TypeError, "record(): a packet's frames must be a tuple");
-            return -1;
-        }
-        held = held_frames_of(step->linktype, frames, src, carried);
-    } else {
-        if (index < 0 || index >= step->frames_in_batch) {
-            PyErr_Format(PyExc_IndexError, "record(): frame %zd is not in a batch of %zd", index,
-                         step->frames_in_batch);
-            return -1;
-        }
-        held = held_frame_at(step->linktype, step->buf, step->meta, index, src, carried);
-    }
+    PyObject *held = hold(step, pkt, src, index);
     if (held == NULL)
         return -1;
-    step->made_held = 1;
     /* _fits */
     Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 1));
     long long recorded = slot_int(recording, recording_slot[R_SIZE]);
@@ -485,54 +580,195 @@ static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObj
     return failed ? -1 : HELD;
 }
 
+/* _watch (add) or _unwatch (discard) both directions of the pair `key`. */
+static int watch(Step *step, PyObject *key, int add)
+{
+    PyObject *a = PyTuple_GET_ITEM(key, 0), *b = PyTuple_GET_ITEM(key, 1);
+    PyObject *reverse = PyTuple_Pack(2, b, a);
+    if (reverse == NULL)
+        return -1;
+    int failed = add ? PySet_Add(step->watched, key) < 0 || PySet_Add(step->watched, reverse) < 0
+                     : PySet_Discard(step->watched, key) < 0 || PySet_Discard(step->watched, reverse) < 0;
+    Py_DECREF(reverse);
+    return failed ? -1 : 0;
+}
+
+/* _evict_ring: the least recently active pair's ring dropped (_release: its packets' cost given back, the pair no
+ * longer watched), counted. */
+static int evict_ring(Step *step)
+{
+    PyObject *iterator = PyObject_GetIter(step->rings);
+    if (iterator == NULL)
+        return -1;
+    PyObject *key = PyIter_Next(iterator);
+    Py_DECREF(iterator);
+    if (key == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *ring = PyDict_GetItemWithError(step->rings, key);
+    int failed = ring == NULL || !PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2;
+    if (failed && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "record(): a ring's key must be a pair");
+    Py_XINCREF(ring);
+    if (!failed)
+        failed = PyObject_DelItem(step->rings, key) < 0;
+    long long freed = 0;
+    if (!failed && Py_IS_TYPE(ring, deque_type)) {
+        PyObject *iter = PyObject_GetIter(ring), *held;
+        failed = iter == NULL;
+        while (!failed && (held = PyIter_Next(iter)) != NULL) {
+            long long cost = cost_of(held);
+            Py_DECREF(held);
+            failed = cost == -1 && PyErr_Occurred();
+            freed += cost;
+        }
+        Py_XDECREF(iter);
+        failed |= PyErr_Occurred() != NULL;
+    } else if (!failed) {
+        freed = cost_of(ring);
+        failed = freed == -1 && PyErr_Occurred();
+    }
+    /* a ring holds a packet at least: its pair is unwatched */
+    if (!failed) {
+        step->buffered -= freed;
+        step->evicted += 1;
+        failed = watch(step, key, 0) < 0;
+    }
+    Py_XDECREF(ring);
+    Py_DECREF(key);
+    return failed ? -1 : 0;
+}
+
+/* deque((ring, held), maxlen=packets_before): a pair's one-packet ring grown. */
+static int grow_ring(Step *step, PyObject *key, PyObject *ring, PyObject *held)
+{
+    PyObject *packets = PyTuple_Pack(2, ring, held);
+    PyObject *args = packets == NULL ? NULL : PyTuple_Pack(1, packets);
+    PyObject *kwargs = args == NULL ? NULL : Py_BuildValue("{sL}", "maxlen", step->packets_before);
+    PyObject *grown = kwargs == NULL ? NULL : PyObject_Call((PyObject *)deque_type, args, kwargs);
+    int failed = grown == NULL || PyObject_SetItem(step->rings, key, grown) < 0;
+    Py_XDECREF(packets);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(grown);
+    return failed ? -1 : 0;
+}
+
+/* _buffer for a pair without a recording (`key`, its pair_key): its ring, the packet in it, then the rings kept
+ * within max_flows_buffered and max_buffer_bytes. */
+static int ring_step(Step *step, PyObject *key, PyObject *pkt, int novel, PyObject *src, Py_ssize_t index)
+{
+    PyObject *ring = PyDict_GetItemWithError(step->rings, key), *held;
+    if (ring == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        if (!novel || !step->packets_before)
+            return NOT_COUNTED;
+        held = hold(step, pkt, src, index); /* a pair's first packet is its ring (a storm's) */
+        if (held == NULL)
+            return -1;
+        Py_ssize_t rings;
+        if (PyObject_SetItem(step->rings, key, held) < 0 || watch(step, key, 1) < 0
+            || (rings = PyObject_Size(step->rings)) < 0
+            || (rings > step->max_flows_buffered && evict_ring(step) < 0)) {
+            Py_DECREF(held);
+            return -1;
+        }
+    } else {
+        Py_INCREF(ring);
+        PyObject *moved = PyObject_CallMethodOneArg(step->rings, names[S_MOVE_TO_END], key);
+        Py_XDECREF(moved);
+        held = moved == NULL ? NULL : hold(step, pkt, src, index);
+        int failed = held == NULL;
+        if (!failed && Py_IS_TYPE(ring, deque_type)) {
+            Py_ssize_t length = PyObject_Size(ring);
+            PyObject *maxlen = length < 0 ? NULL : PyObject_GetAttr(ring, names[S_MAXLEN]);
+            failed = maxlen == NULL;
+            if (!failed && maxlen != Py_None && PyLong_AsSsize_t(maxlen) == length) { /* the oldest leaves */
+                PyObject *oldest = PySequence_GetItem(ring, 0);
+                long long cost = oldest == NULL ? -1 : cost_of(oldest);
+                Py_XDECREF(oldest);
+                if (!PyErr_Occurred())
+                    step->buffered -= cost;
+            }
+            Py_XDECREF(maxlen);
+            failed = failed || PyErr_Occurred();
+            PyObject *appended = failed ? NULL : PyObject_CallMethodOneArg(ring, names[S_APPEND], held);
+            failed = failed || appended == NULL;
+            Py_XDECREF(appended);
+        } else if (!failed && step->packets_before > 1) {
+            failed = grow_ring(step, key, ring, held) < 0;
+        } else if (!failed) {
+            long long cost = cost_of(ring);
+            failed = (cost == -1 && PyErr_Occurred()) || PyObject_SetItem(step->rings, key, held) < 0;
+            if (!failed)
+                step->buffered -= cost;
+        }
+        Py_DECREF(ring);
+        if (failed) {
+            Py_XDECREF(held);
+            return -1;
+        }
+    }
+    step->buffered += cost_of(held);
+    Py_DECREF(held);
+    if (PyErr_Occurred())
+        return -1;
+    while (step->buffered > step->max_buffer_bytes) {
+        Py_ssize_t rings = PyObject_Size(step->rings);
+        if (rings <= 0)
+            return rings < 0 ? -1 : NOT_COUNTED;
+        if (evict_ring(step) < 0)
+            return -1;
+    }
+    return NOT_COUNTED;
+}
+
 PyDoc_STRVAR(record_doc,
-             "record(recorder, pkt, buf, meta, index, linktype) -> 0, HELD or TRUNCATED\n\n"
-             "EvidenceRecorder.observe's step for a packet whose pair is recorded, its frame, frame `index` of the\n"
-             "batch (or its own fragments, pkt.frames): 0 the pair has no recording (nothing done), 1 held (in\n"
-             "the recorder's _pending), 2 past packets_before + packets_after or max_file_bytes (to be counted).");
+             "record(recorder, pkt, novel, buf, meta, index, linktype) -> NOT_COUNTED, HELD or TRUNCATED\n\n"
+             "EvidenceRecorder.observe for a packet with a frame, frame `index` of the batch (or its own fragments,\n"
+             "pkt.frames), `novel` the novel bytes the detector found in it: HELD, held for its pair's recording (in\n"
+             "the recorder's _pending); TRUNCATED, past packets_before + packets_after or max_file_bytes (to be\n"
+             "counted); NOT_COUNTED, its pair has no recording (the packet in its ring, if it has one or novel bytes).");
 
 static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (!callable_now("record", nargs, 6))
+    if (!callable_now("record", nargs, 7))
+        return NULL;
+    int novel = PyObject_IsTrue(args[2]);
+    Py_ssize_t index = PyLong_AsSsize_t(args[5]);
+    if (novel < 0 || (index == -1 && PyErr_Occurred()))
         return NULL;
     Step step;
-    if (step_open(&step, args[0], args[2], args[3], args[5]) < 0)
+    if (step_open(&step, args[0], args[3], args[4], args[6]) < 0)
         return NULL;
-    Py_ssize_t index = PyLong_AsSsize_t(args[4]);
-    if (index == -1 && PyErr_Occurred())
-        return NULL;
-    int done = record_one(&step, args[1], index);
+    int done = record_one(&step, args[1], novel, index);
     if (step_close(&step) < 0 || done < 0)
         return NULL;
     return PyLong_FromLong(done);
 }
 
 PyDoc_STRVAR(record_passed_doc,
-             "record_passed(recorder, packets, passed, start, frames, buf, meta, linktype) -> (stop, truncated)\n\n"
-             "record() for packets[passed[i]] from i = start on (its frame frames[passed[i]], or passed[i] when\n"
-             "frames is None) while each is of a recorded pair: stop, the first i whose pair is not\n"
-             "(len(passed) at the end), and how many were past a cap.");
+             "record_passed(recorder, packets, passed, frames, buf, meta, linktype) -> truncated\n\n"
+             "record() for packets[i], without novel bytes, for each i in `passed` in order (its frame frames[i],\n"
+             "or i when frames is None): how many were past a recording's cap.");
 
 static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (!callable_now("record_passed", nargs, 8))
+    if (!callable_now("record_passed", nargs, 7))
         return NULL;
-    PyObject *packets = args[1], *passed = args[2], *frames = args[4];
+    PyObject *packets = args[1], *passed = args[2], *frames = args[3];
     if (!PyList_Check(packets) || !PyList_Check(passed) || (frames != Py_None && !PyList_Check(frames))) {
         PyErr_SetString(PyExc_TypeError, "record_passed(): packets, passed (and frames) must be lists");
         return NULL;
     }
-    Py_ssize_t i = PyLong_AsSsize_t(args[3]);
-    if (i == -1 && PyErr_Occurred())
-        return NULL;
     Step step;
-    if (step_open(&step, args[0], args[5], args[6], args[7]) < 0)
+    if (step_open(&step, args[0], args[4], args[5], args[6]) < 0)
         return NULL;
     Py_ssize_t truncated = 0;
-    int done = HELD;
-    for (; i >= 0 && i < PyList_GET_SIZE(passed); i++) {
+    int done = NOT_COUNTED;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(passed); i++) {
         Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(passed, i)), index = at;
         if (at == -1 && PyErr_Occurred()) {
             done = -1;
@@ -550,14 +786,14 @@ static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t
                 break;
             }
         }
-        done = record_one(&step, PyList_GET_ITEM(packets, at), index);
-        if (done <= NOT_RECORDED)
+        done = record_one(&step, PyList_GET_ITEM(packets, at), 0, index);
+        if (done < 0)
             break;
         truncated += done == TRUNCATED;
     }
     if (step_close(&step) < 0 || done < 0)
         return NULL;
-    return Py_BuildValue("(nn)", i, truncated);
+    return PyLong_FromSsize_t(truncated);
 }
 
 /* -- the writer's writes (output/evidencewriter.py EvidenceWriter._write_ready: os.write is the reference) ----- */
@@ -744,7 +980,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__fastevidence(void)
 {
     PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && (PyModule_AddIntConstant(module, "HELD", HELD) < 0
+    if (module != NULL && (PyModule_AddIntConstant(module, "NOT_COUNTED", NOT_COUNTED) < 0
+                           || PyModule_AddIntConstant(module, "HELD", HELD) < 0
                            || PyModule_AddIntConstant(module, "TRUNCATED", TRUNCATED) < 0))
         Py_CLEAR(module);
     return module;

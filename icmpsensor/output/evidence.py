@@ -2,7 +2,7 @@
 carried.
 
 The recorder runs on the detector's thread and only decides; a writer thread writes
-(output/evidencewriter.py), so that no disk ever slows detection. A packet of a recorded pair is held in C
+(output/evidencewriter.py), so that no disk ever slows detection. A packet with a frame is held or buffered in C
 (output/_fastevidence.c record and record_passed; observe and the methods it calls are the reference).
 
 * **Buffering.** Per host pair that sent novel bytes (both directions: requests and replies) it keeps a
@@ -99,10 +99,10 @@ class _Recording:
     size: int = PCAP_HEADER.size  # bytes of its pcap: the header, then the records
 
 
-# The step for a packet of a recorded pair in C (output/_fastevidence.c record: observe, _record, _held and _fits
-# for a packet with a frame; they are its reference, an equivalence test holds them equal).
+# The step for a packet with a frame in C (output/_fastevidence.c record: observe, _record, _held, _fits, _buffer and
+# _evict_ring are its reference, an equivalence test holds them equal).
 if _fastevidence is not None:
-    _fastevidence.bind_recorder(IcmpPacket, _Recording)
+    _fastevidence.bind_recorder(IcmpPacket, _Recording, deque)
 
 # A pair's ring: its one packet as itself (a storm's pairs send one), more in a deque of packets_before.
 Ring = HeldPacket | deque[HeldPacket]
@@ -120,8 +120,8 @@ class EvidenceRecorder:
 
     def __init__(self, log_dir: str, cfg: EvidenceConfig, *, wait_when_full: bool = True,
                  accelerated: bool = True) -> None:
-        """`accelerated`: a recorded pair's packets take the C step when it is built; False: only the Python
-        reference (the equivalence tests)."""
+        """`accelerated`: packets with a frame take the C step when it is built; False: only the Python reference
+        (the equivalence tests)."""
         self.cfg = cfg
         self._fast = _fastevidence if accelerated else None
         self.directory = os.path.abspath(os.path.join(log_dir, cfg.directory))
@@ -148,18 +148,16 @@ class EvidenceRecorder:
             return
         fast = self._fast
         if fast is not None and batch is not None:
-            done = fast.record(self, pkt, batch.buf, batch.meta, index, file_linktype(batch.decoder.linktype))
-            if done:
-                self.stats.truncated += done == fast.TRUNCATED
-                return
-            key = pair_key(pkt.src, pkt.dst)  # a pair without a recording: its ring
+            if fast.record(self, pkt, novel, batch.buf, batch.meta, index,
+                           file_linktype(batch.decoder.linktype)) == fast.TRUNCATED:
+                self.stats.truncated += 1
+            return
+        key = pair_key(pkt.src, pkt.dst)
+        recording = self._open.get(key)
+        if recording is not None:
+            self._record(recording, pkt, batch, index)
         else:
-            key = pair_key(pkt.src, pkt.dst)
-            recording = self._open.get(key)
-            if recording is not None:
-                self._record(recording, pkt, batch, index)
-                return
-        self._buffer(key, pkt, novel, batch, index)
+            self._buffer(key, pkt, novel, batch, index)
 
     def _buffer(self, key: Pair, pkt: IcmpPacket, novel: int, batch: Batch | None, index: int) -> None:
         """observe() for a pair without a recording: its ring."""
@@ -191,26 +189,16 @@ class EvidenceRecorder:
     def observe_passed(self, packets: Sequence[IcmpPacket | None], passed: list[int], batch: Batch | None,
                        frames: list[int] | None) -> None:
         """observe() each packet packets[i] for i in `passed` (the packets of watched pairs the detector went past:
-        no novel bytes), its frame frames[i] (None: i), in order; `passed` is emptied. A run of them whose pairs
-        are recorded takes the C step in one call."""
+        no novel bytes), its frame frames[i] (None: i), in order; `passed` is emptied. With a batch they take the C
+        step in one call."""
         fast = self._fast
         if fast is None or batch is None or type(packets) is not list or self._closed_writer:
             for index in passed:
                 self.observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
             passed.clear()
             return
-        linktype = file_linktype(batch.decoder.linktype)
-        start, end = 0, len(passed)
-        while True:
-            start, truncated = fast.record_passed(self, packets, passed, start, frames, batch.buf, batch.meta, linktype)
-            self.stats.truncated += truncated
-            if start == end:
-                break
-            index = passed[start]  # the first whose pair has no recording: its ring
-            pkt = packets[index]
-            self._buffer(pair_key(pkt.src, pkt.dst), pkt, 0, batch,  # type: ignore[union-attr, arg-type]
-                         index if frames is None else frames[index])
-            start += 1
+        self.stats.truncated += fast.record_passed(self, packets, passed, frames, batch.buf, batch.meta,
+                                                   file_linktype(batch.decoder.linktype))
         passed.clear()
 
     def _evict_ring(self) -> None:

@@ -1,8 +1,9 @@
-"""The evidence recorder's step for a recorded pair in C (output/_fastevidence.c record) held equal to its Python
-reference (EvidenceRecorder(..., accelerated=False)): on random streams of packets (IPv4 and IPv6, echo and other
-types, batch frames and fragments, packets without a frame), notices that start and end recordings, packets the
-detector went past (observe_passed) and flushes, both recorders hold, hand the writer, count and watch the same
-after every step, with the per-file caps (packets_before + packets_after, max_file_bytes) made small."""
+"""The evidence recorder's per-packet step in C (output/_fastevidence.c record: a recorded pair's packet held, a
+buffered pair's ring kept) held equal to its Python reference (EvidenceRecorder(..., accelerated=False)): on random
+streams of packets (IPv4 and IPv6, echo and other types, batch frames and fragments, packets without a frame),
+notices that start and end recordings, packets the detector went past (observe_passed) and flushes, both recorders
+hold, buffer, hand the writer, count and watch the same after every step, with the per-file caps (packets_before +
+packets_after, max_file_bytes) and the rings' (max_flows_buffered, max_buffer_bytes) made small."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import DATA_EXFIL, EXFIL_SUMMARY
 from icmpsensor.output import evidence as evidence_module
 from icmpsensor.output.evidence import EvidenceRecorder
+from icmpsensor.output.evidencewriter import PACKET_OVERHEAD
 from icmpsensor.source.batch import BATCH_META, Batch, CapturedFrame
 from testkit import craft
 from tests.hypothesis_counts import examples
@@ -109,11 +111,15 @@ def batch_for(packets: list[IcmpPacket], linktype: int) -> Batch:
 @needs_c
 @settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, max_size=40), before=st.integers(0, 3), after=st.integers(0, 6),
-       file_bytes=st.one_of(st.integers(24, 700), st.just(10**6)), raw=st.booleans())
+       file_bytes=st.one_of(st.integers(24, 700), st.just(10**6)), raw=st.booleans(),
+       flows_buffered=st.one_of(st.integers(1, 3), st.just(4096)),
+       buffer_bytes=st.one_of(st.integers(0, 900), st.just(10**9)))
 def test_the_c_step_is_the_reference(tmp_path: Path, steps: list[tuple[object, ...]], before: int, after: int,
-                                     file_bytes: int, raw: bool) -> None:
+                                     file_bytes: int, raw: bool, flows_buffered: int, buffer_bytes: int) -> None:
+    # the caps as small as the configuration allows and smaller (a ring's packet alone past max_buffer_bytes)
     cfg = dataclasses.replace(Config().output.evidence, packets_before=before, packets_after=after,
-                              max_file_bytes=file_bytes)
+                              max_file_bytes=file_bytes, max_flows_buffered=flows_buffered,
+                              max_buffer_bytes=buffer_bytes)
     reference, fast = recorder(tmp_path, cfg, False), recorder(tmp_path, cfg, True)
     linktype = DLT_RAW if raw else LINKTYPE_ETHERNET
     ts = 1_800_000_000.0
@@ -183,6 +189,46 @@ def test_a_recorded_pair_takes_the_c_step(tmp_path: Path, monkeypatch: pytest.Mo
     fast.observe(pkts[1], 50, batch, 1)
     fast.observe_passed(pkts, [2, 3], batch, None)
     assert [held.records[16:] for held in fast._pending[UID]] == [b"H" * 14 + b"x" * 50] * 3
+
+
+@needs_c
+def test_a_buffered_pair_takes_the_c_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerated recorder keeps the rings of pairs without a recording (a flood's new pairs, one after the
+    other, past max_flows_buffered) without its Python step (_buffer, _evict_ring), and counts what it drops."""
+    fast = recorder(tmp_path, dataclasses.replace(Config().output.evidence, packets_before=2, max_flows_buffered=2),
+                    True)
+
+    def python_step(*args: object) -> None:
+        raise AssertionError("the Python step ran")
+
+    monkeypatch.setattr(fast, "_buffer", python_step)
+    monkeypatch.setattr(fast, "_evict_ring", python_step)
+    pkts = [IcmpPacket(1.0 + i, craft.addr(f"10.0.1.{i}"), craft.addr("10.0.0.2"), False, 8, 0, 1, i, b"x" * 50, 78)
+            for i in range(4)]
+    batch = batch_for(pkts, LINKTYPE_ETHERNET)
+    for i, pkt in enumerate(pkts):
+        fast.observe(pkt, 50, batch, i)
+    fast.observe_passed(pkts, [3, 3], batch, None)  # the last pair's next two packets: its ring holds two
+    pairs = [(craft.addr("10.0.0.2"), craft.addr(f"10.0.1.{i}")) for i in range(4)]  # as pair_key orders them
+    assert list(fast._rings) == pairs[2:]
+    assert len(evidence_module._packets(fast._rings[pairs[3]])) == 2
+    assert fast.stats.buffers_evicted == 2
+    assert fast._buffered == sum(held.cost for ring in fast._rings.values() for held in evidence_module._packets(ring))
+
+
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_rings_filled_to_the_byte(tmp_path: Path, accelerated: bool) -> None:
+    """max_buffer_bytes is what the rings may hold: rings that reach it exactly are kept, a byte more evicts the
+    least recently active (both steps)."""
+    pkts = [IcmpPacket(1.0 + i, craft.addr(f"10.0.1.{i}"), craft.addr("10.0.0.2"), False, 8, 0, 1, i, b"x" * 50, 78)
+            for i in range(3)]
+    batch = batch_for(pkts, LINKTYPE_ETHERNET)
+    cost = PACKET_OVERHEAD + 16 + 14 + 50 + 50  # the overhead, the record, the batch frame, the payload carried
+    for budget, kept in ((2 * cost, 2), (2 * cost - 1, 1)):
+        rec = recorder(tmp_path, dataclasses.replace(Config().output.evidence, max_buffer_bytes=budget), accelerated)
+        for i in range(2):
+            rec.observe(pkts[i], 50, batch, i)
+        assert (len(rec._rings), rec.stats.buffers_evicted, rec._buffered) == (kept, 2 - kept, kept * cost)
 
 
 @pytest.mark.parametrize("accelerated", [False, True])
