@@ -1,7 +1,7 @@
 /* The standard detector's per-packet path in C for the echo messages that change no decision
  * (detect/standard.py Detector.process is the reference; tests/unit/test_fastflows.py holds the two equal).
  *
- * FastPath.handle(pkt) takes three kinds of packet, and only when every condition below holds; for any other it
+ * FastPath.handle(pkt) takes four kinds of packet, and only when every condition below holds; for any other it
  * changes nothing and returns False, and the Python detector handles the packet:
  *
  *  - an echo reply (code 0) on a flow the table has, answering a pending request (matched pairing) whose payload
@@ -19,6 +19,13 @@
  *    The tool tracker still sees it (the C tracker's observe); when the tracker answers anything but None,
  *    handle() returns (flow, answer) and the Python detector finishes the request from there
  *    (Detector._after_tool), as _on_request would after _recognise_tool;
+ *  - an echo request in step (as above) with a new payload that no template explains, on a flow past
+ *    novel_bytes_threshold (it adds nothing more to the hosts' memories) or allowlisted, whose evaluation would
+ *    raise nothing (every note it checks is off, not due, or raised already): a reported exfiltration's next
+ *    chunk (novel_request). _novelty's checks are made before anything changes (fingerprints.explain and
+ *    capacity.random_padding called, _as_fields' "a few places" test made here), the sender's memory is the
+ *    reference's own (HostTable.touch, SpreadMemory.seen), the novel bytes are added as _add_novel adds them, and
+ *    handle() returns True: last_novel holds them, and run() stops there for the evidence recorder;
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
  *
@@ -66,16 +73,21 @@ static const char *const PACKET_FIELDS[N_PACKET] = {"ts",    "src", "dst",     "
 enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
-    F_CHANNELS, F_SESSION, N_FLOW
+    F_CHANNELS, F_SESSION, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
+    F_NONECHO_NOVEL, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
                                           "session_ident", "last_embedded", "clock_offset", "channels",
-                                          "session"};
-enum { S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, N_STATS };
+                                          "session", "novel_bytes", "changed_requests", "allowlisted",
+                                          "alerted", "reply_differs", "nonecho_novel"};
+enum {
+    S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
+    N_STATS
+};
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
-                                            "pending_evicted", "ignored_payloads"};
+                                            "pending_evicted", "ignored_payloads", "novel_bytes"};
 
 enum { C_STRIDE, C_RUN_DUE, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due"};
@@ -158,6 +170,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
+static PyObject *str_touch, *str_seen, *str_last_peer, *tolerance_kwnames; /* the novel-request path's */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -221,6 +234,16 @@ static int call_method_1(PyObject *obj, PyObject *name, PyObject *arg)
 
 /* -- FastPath --------------------------------------------------------------------------------------------- */
 
+/* What the novel-request path (novel_request) reads: Detector._novel_requests' tuple. */
+typedef struct {
+    PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
+                                                               * detector's senders HostTable, timestamp_tolerance */
+    long field_novel;       /* 3 * capacity.MAX_FIELD_BYTES: a request that differs by more is no field's */
+    long enabled;           /* the notes evaluated after a request (NoteType.bit; 0: alerting is not realtime) */
+    long novel_threshold, reply_differs_threshold, changed_requests_threshold, nonecho_threshold;
+    long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
+} NovelRequests;
+
 typedef struct {
     PyObject_HEAD
     PyObject *detector; /* the detector's __dict__ */
@@ -229,13 +252,26 @@ typedef struct {
     Py_ssize_t max_flows, max_pending;
     int matched;
     double tolerance, jitter; /* timestamp_tolerance, clock_jitter */
+    NovelRequests novel;      /* novel.explain NULL: the path takes no request with novel bytes */
 } FastPath;
+
+static void fast_clear_novel(FastPath *self)
+{
+    Py_CLEAR(self->novel.explain);
+    Py_CLEAR(self->novel.random_padding);
+    Py_CLEAR(self->novel.senders);
+    Py_CLEAR(self->novel.tolerance);
+}
 
 static int fast_traverse(FastPath *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->detector);
     Py_VISIT(self->observe);
     Py_VISIT(self->ignored);
+    Py_VISIT(self->novel.explain);
+    Py_VISIT(self->novel.random_padding);
+    Py_VISIT(self->novel.senders);
+    Py_VISIT(self->novel.tolerance);
     return 0;
 }
 
@@ -244,6 +280,7 @@ static int fast_clear(FastPath *self)
     Py_CLEAR(self->detector);
     Py_CLEAR(self->observe);
     Py_CLEAR(self->ignored);
+    fast_clear_novel(self);
     return 0;
 }
 
@@ -257,12 +294,29 @@ static void fast_dealloc(FastPath *self)
 static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", "tolerance",
-                            "jitter", NULL};
-    PyObject *detector, *observe, *ignored;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd", names, &PyDict_Type, &detector, &observe,
+                            "jitter", "novel_requests", NULL};
+    PyObject *detector, *observe, *ignored, *novel = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd|O", names, &PyDict_Type, &detector, &observe,
                                      &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
-                                     &self->matched, &self->tolerance, &self->jitter))
+                                     &self->matched, &self->tolerance, &self->jitter, &novel))
         return -1;
+    NovelRequests parsed = {0};
+    if (novel != Py_None
+        && !PyArg_ParseTuple(novel, "OOOlllllllllllll;novel_requests: (explain, random_padding, senders, "
+                                    "field_novel, enabled, 4 thresholds, 7 bits)",
+                             &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
+                             &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
+                             &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
+                             &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
+                             &parsed.reports_pair))
+        return -1;
+    if (parsed.explain != NULL && (parsed.tolerance = PyFloat_FromDouble(self->tolerance)) == NULL)
+        return -1;
+    Py_XINCREF(parsed.explain);
+    Py_XINCREF(parsed.random_padding);
+    Py_XINCREF(parsed.senders);
+    fast_clear_novel(self);
+    self->novel = parsed;
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
         return -1;
@@ -282,6 +336,7 @@ typedef struct {
     PyObject *now_obj;                 /* the clock's new value (a packet's ts), or NULL: unchanged */
     Py_ssize_t counts[N_STATS];        /* added to the stats' counters (a packet counted: last_novel is 0; a
                                         * request: _run_free is True) */
+    Py_ssize_t last_novel;             /* the novel bytes of the last packet handled (a call stops after one) */
 } Detector;
 
 /* 1 with *out read, 0 when the detector's state is not what this path knows (every packet goes to Python), -1. */
@@ -323,8 +378,12 @@ static int detector_done(FastPath *self, Detector *state)
         failed |= PyDict_SetItem(d, str_now, state->now_obj) < 0;
         Py_CLEAR(state->now_obj);
     }
-    if (state->counts[S_PACKETS])
-        failed |= PyDict_SetItem(d, str_last_novel, zero) < 0;
+    if (state->counts[S_PACKETS]) {
+        PyObject *novel = PyLong_FromSsize_t(state->last_novel);
+        failed |= novel == NULL || PyDict_SetItem(d, str_last_novel, novel) < 0;
+        Py_XDECREF(novel);
+        state->last_novel = 0;
+    }
     if (state->counts[S_ECHO_REQUESTS])
         failed |= PyDict_SetItem(d, str_run_free, Py_True) < 0;
     for (int i = 0; i < N_STATS; i++) {
@@ -786,6 +845,195 @@ static PyObject *new_sketch(PyObject *payload)
     return Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n);
 }
 
+/* The C tool tracker's observe for a request (Detector._recognise_tool): None, or its answer for the Python detector to
+ * finish (Detector._after_tool). */
+static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload)
+{
+    PyObject *args[8] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
+                         SLOT(pkt, packet_slot[P_CODE]), SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                         SLOT(pkt, packet_slot[P_SEQ]), SLOT(pkt, packet_slot[P_TS])};
+    return PyObject_Vectorcall(self->observe, args, 8, NULL);
+}
+
+/* novelty.differing_bytes: the positions at which two byte strings differ, plus their difference in length. */
+static Py_ssize_t differing_bytes(PyObject *a, PyObject *b)
+{
+    Py_ssize_t la = PyBytes_GET_SIZE(a), lb = PyBytes_GET_SIZE(b), common = la < lb ? la : lb;
+    const unsigned char *pa = (const unsigned char *)PyBytes_AS_STRING(a), *pb = (const unsigned char *)PyBytes_AS_STRING(b);
+    Py_ssize_t differ = (la > lb ? la : lb) - common;
+    for (Py_ssize_t i = 0; i < common; i++)
+        differ += pa[i] != pb[i];
+    return differ;
+}
+
+/* A sketch's parts (novelty.Sketch: head bytes, rest hash, length), or 0 when it is not such a tuple. */
+static int sketch_parts(PyObject *sketch, PyObject **head, Py_ssize_t *rest_hash, Py_ssize_t *length)
+{
+    if (!PyTuple_CheckExact(sketch) || PyTuple_GET_SIZE(sketch) != 3 || !PyBytes_CheckExact(PyTuple_GET_ITEM(sketch, 0))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(sketch, 1)) || !PyLong_CheckExact(PyTuple_GET_ITEM(sketch, 2)))
+        return 0;
+    *head = PyTuple_GET_ITEM(sketch, 0);
+    *rest_hash = PyLong_AsSsize_t(PyTuple_GET_ITEM(sketch, 1));
+    *length = PyLong_AsSsize_t(PyTuple_GET_ITEM(sketch, 2));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* novelty.novel_between(current, previous) for two sketches, and whether they differ beyond their heads
+ * (current[1:] != previous[1:]); -1 when either is not a sketch this path knows. */
+static Py_ssize_t novel_between(PyObject *current, PyObject *previous, int *tails_differ)
+{
+    PyObject *head, *prefix;
+    Py_ssize_t rest_hash, n, previous_hash, length;
+    if (!sketch_parts(current, &head, &rest_hash, &n) || !sketch_parts(previous, &prefix, &previous_hash, &length))
+        return -1;
+    *tails_differ = n != length || rest_hash != previous_hash;
+    Py_ssize_t novel = n > prefix_len && *tails_differ ? n - prefix_len : 0;
+    if (PyBytes_GET_SIZE(head) == PyBytes_GET_SIZE(prefix)
+        && memcmp(PyBytes_AS_STRING(head), PyBytes_AS_STRING(prefix), (size_t)PyBytes_GET_SIZE(head)) == 0)
+        return novel;
+    return novel + differing_bytes(head, prefix);
+}
+
+/* Whether Detector._evaluate, after a request that added novel bytes to the flow (its changed_requests one up),
+ * would raise nothing and change nothing: every note it would check is off, or its condition does not hold, or it
+ * was raised for the flow already; SlowExfil only once the flow reported its pair. */
+static int evaluation_quiet(const NovelRequests *novel, long alerted, long changed_requests, long reply_differs,
+                            long nonecho_novel, int has_tool)
+{
+    long due = 0; /* the notes whose condition holds */
+    due |= novel->exfil; /* its condition (novel bytes past a threshold, or a small secret) not worked out here */
+    due |= reply_differs > novel->reply_differs_threshold ? novel->asym : 0;
+    due |= changed_requests + 1 > novel->changed_requests_threshold ? novel->changes : 0;
+    due |= has_tool ? novel->tunnel : 0;
+    due |= nonecho_novel > novel->nonecho_threshold ? novel->nonecho : 0;
+    if ((novel->enabled & novel->slow) && !(alerted & (novel->reports_pair | novel->slow)))
+        return 0; /* _check_slow reads (and trims) the pair's memory */
+    return (due & novel->enabled & ~alerted) == 0;
+}
+
+/* An echo request in step on a flow that has reported its data (no note would be raised) and has added its share to
+ * the hosts' memories (or is allowlisted), whose payload neither repeats the flow's last nor is a template's:
+ * Detector._on_request with _novelty's checks (explain, random padding, counter or clock fields) made before anything
+ * changes, then the sender's memory (HostTable.touch, SpreadMemory.seen: the reference's own methods) and the novel
+ * bytes added. Returns False (nothing changed), None (no novel bytes after all: a payload the host sent lately),
+ * True (last_novel holds them: the caller stops here, for the evidence recorder), or (flow, answer, novel) for
+ * Detector._after_tool. */
+static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
+                               PyObject *flow, PyObject *tool)
+{
+    static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
+                                 F_NONECHO_NOVEL};
+    const NovelRequests *novel_cfg = &self->novel;
+    long novel_bytes, changed, alerted, reply_differs, nonecho_novel;
+    if (novel_cfg->explain == NULL || !FLOW_OK(flow, needed)
+        || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
+        || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0
+        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0
+        || long_slot(flow, flow_slot[F_REPLY_DIFFERS], &reply_differs) < 0
+        || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0)
+        Py_RETURN_FALSE;
+    PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]);
+    if (allowlisted != Py_True && allowlisted != Py_False)
+        Py_RETURN_FALSE;
+    /* Detector._add_novel adds to the hosts' memories (_spread) until the flow reaches novel_bytes_threshold */
+    if (allowlisted == Py_False && (novel_bytes < novel_cfg->novel_threshold
+                                    || !evaluation_quiet(novel_cfg, alerted, changed, reply_differs, nonecho_novel,
+                                                         PyUnicode_GET_LENGTH(tool) != 0)))
+        Py_RETURN_FALSE;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
+    PyObject *previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
+    PyObject *current = new_sketch(payload);
+    if (current == NULL)
+        return NULL;
+    PyObject *result = NULL, *memory = NULL, *answer = NULL;
+    /* _novelty's checks, none of which changes anything: no benign template explains it ... */
+    PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
+    PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
+    if (benign == NULL)
+        goto done;
+    int explained = benign != Py_None;
+    Py_DECREF(benign);
+    int tails_differ = 0;
+    Py_ssize_t novel = explained ? 0 : novel_between(current, previous, &tails_differ);
+    if (novel <= 0) { /* a template's (or a sketch this path does not know) */
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    /* ... it is no random-padding library's ... */
+    PyObject *padding_args[2] = {payload, seq};
+    PyObject *padded = PyObject_Vectorcall(novel_cfg->random_padding, padding_args, 2, NULL);
+    int is_padded = padded == NULL ? -1 : PyObject_IsTrue(padded);
+    Py_XDECREF(padded);
+    if (is_padded != 0) {
+        result = is_padded < 0 ? NULL : Py_NewRef(Py_False);
+        goto done;
+    }
+    /* ... nor a few changed places that may read as counters or clocks (Detector._as_fields) */
+    if (novel <= novel_cfg->field_novel && !tails_differ) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    /* taken: what _on_request changes, in its order */
+    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
+    if (size == NULL)
+        goto done;
+    count_packet(state, ts, S_ECHO_REQUESTS);
+    int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]);
+    Py_DECREF(size);
+    if (failed < 0)
+        goto done;
+    set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+    set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    /* the sender's memory: its last peer, and whether it sent this payload lately (then it counts once) */
+    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+    memory = PyObject_CallMethodObjArgs(novel_cfg->senders, str_touch, src, ts, NULL);
+    if (memory == NULL || PyObject_SetAttr(memory, str_last_peer, dst) < 0)
+        goto done;
+    Py_hash_t digest = PyObject_Hash(current);
+    PyObject *digest_obj = digest == -1 ? NULL : PyLong_FromSsize_t(digest);
+    PyObject *seen = digest_obj == NULL ? NULL : PyObject_CallMethodOneArg(memory, str_seen, digest_obj);
+    Py_XDECREF(digest_obj);
+    int repeated = seen == NULL ? -1 : PyObject_IsTrue(seen);
+    Py_XDECREF(seen);
+    if (repeated < 0)
+        goto done;
+    if (repeated)
+        novel = 0;
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    if (PyUnicode_GET_LENGTH(tool) == 0) {
+        answer = observe_tool(self, pkt, payload);
+        if (answer == NULL)
+            goto done;
+        if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
+            result = Py_BuildValue("(OOn)", flow, answer, novel);
+            goto done;
+        }
+    }
+    /* Detector._request_done: remembered for its reply, its novel bytes added (no spread, no note: checked above) */
+    if (self->matched && remember_request(self, state, pkt, current) < 0)
+        goto done;
+    if (novel) {
+        PyObject *amount = PyLong_FromSsize_t(novel);
+        failed = amount == NULL || add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0
+                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
+        Py_XDECREF(amount);
+        if (failed)
+            goto done;
+        state->counts[S_NOVEL_BYTES] += novel;
+        state->last_novel = novel;
+    }
+    result = Py_NewRef(novel ? Py_True : Py_None);
+done:
+    Py_DECREF(current);
+    Py_XDECREF(memory);
+    Py_XDECREF(answer);
+    return result;
+}
+
 /* A ping's next request that says nothing new: the flow's last payload (its sequence number in step, or out of step
  * where that charges nothing), or a timed ping's default payload with a clock its run explains. */
 static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
@@ -833,6 +1081,13 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     else if (!repeated) /* a timed ping's new sketch, its clock remembered */
         taken = ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
                            PyFloat_AS_DOUBLE(ts), &embedded, &offset);
+    if (taken == 0 && in_step && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
+        Py_INCREF(flow);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool);
+        Py_DECREF(flow);
+        Py_DECREF(key);
+        return answer;
+    }
     if (taken <= 0) {
         Py_DECREF(key);
         return taken < 0 ? NULL : Py_NewRef(Py_False);
@@ -879,9 +1134,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     PyObject *answer = Py_None;
     if (PyUnicode_GET_LENGTH(tool) == 0) {
-        PyObject *args[8] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
-                             SLOT(pkt, packet_slot[P_CODE]), src, dst, SLOT(pkt, packet_slot[P_SEQ]), ts};
-        answer = PyObject_Vectorcall(self->observe, args, 8, NULL);
+        answer = observe_tool(self, pkt, payload);
         if (answer == NULL)
             goto done;
         if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
@@ -902,10 +1155,11 @@ done:
 }
 
 PyDoc_STRVAR(handle_doc,
-             "handle(pkt) -> None | False | (flow, answer)\n\n"
-             "None: the packet was handled as Detector.process would (no notice is due). False: it is not one this\n"
-             "path takes, and nothing changed. (flow, answer): an echo request handled up to the tool tracker,\n"
-             "which answered `answer` (its C observe's result), for Detector._after_tool to finish.");
+             "handle(pkt) -> None | True | False | (flow, answer[, novel])\n\n"
+             "None: the packet was handled as Detector.process would (no notice is due). True: the same, and it\n"
+             "carried novel bytes (the detector's last_novel). False: it is not one this path takes, and nothing\n"
+             "changed. (flow, answer[, novel]): an echo request handled up to the tool tracker, which answered\n"
+             "`answer` (its C observe's result), for Detector._after_tool to finish (with its novel bytes).");
 
 /* handle()'s answer for one packet, with the detector's state read (detector_state) and not yet written back. */
 static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
@@ -1265,7 +1519,10 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_last_novel, "last_novel") < 0 || intern(&str_run_free, "_run_free") < 0
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
-        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0)
+        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
+        || intern(&str_seen, "seen") < 0 || intern(&str_last_peer, "last_peer") < 0)
+        return NULL;
+    if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;
     if ((empty_str = PyUnicode_New(0, 0)) == NULL)
         return NULL;

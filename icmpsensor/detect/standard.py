@@ -268,7 +268,18 @@ class Detector(FlowDetector):
             return None
         cfg = self.cfg
         return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
-                                   cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter)
+                                   cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter,
+                                   self._novel_requests())
+
+    def _novel_requests(self) -> tuple[object, ...]:
+        """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
+        hosts' memories and whose evaluation would raise nothing (a reported exfiltration's next chunk): the
+        functions and the host table _novelty calls, and what _add_novel and _evaluate compare."""
+        cfg = self.cfg
+        return (fingerprints.explain, capacity.random_padding, self._senders, 3 * capacity.MAX_FIELD_BYTES,
+                self._enabled if self._realtime else 0, cfg.novel_bytes_threshold, cfg.reply_differs_threshold,
+                cfg.changed_requests_threshold, cfg.nonecho_bytes_threshold,
+                _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR)
 
     # -- per packet --------------------------------------------------------------------------
     #
@@ -301,14 +312,16 @@ class Detector(FlowDetector):
         return index, self._finish(packets[index], answer)  # type: ignore[arg-type]
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
-        """A packet the C path did not finish: declined (False), processed here; or a request the C tool tracker
-        answered ((flow, answer)), finished here. The C path declines a packet that moves the clock to a sweep:
-        the sweep is done here, as _process does it first, and the packet offered to the C path again (a ping's
-        next request crosses a sweep every second)."""
+        """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined
+        (False), processed here; or a request the C tool tracker answered ((flow, answer[, novel])), finished here.
+        The C path declines a packet that moves the clock to a sweep: the sweep is done here, as _process does it
+        first, and the packet offered to the C path again (a ping's next request crosses a sweep every second)."""
+        if answer is True:
+            return NO_NOTICES
         if answer is False and self.sweep_due(pkt.ts):
             self._clock_to(pkt.ts, self._due)
             answer = self._fast.handle(pkt)  # type: ignore[union-attr]
-            if answer is None:
+            if answer is None or answer is True:
                 return self._handed_out(self._due)
         if answer is False:
             return self._process(pkt)
@@ -349,12 +362,12 @@ class Detector(FlowDetector):
             return notices
         return NO_NOTICES
 
-    def _after_tool(self, pkt: IcmpPacket, flow: Flow, answer: object) -> Sequence[Notice]:
+    def _after_tool(self, pkt: IcmpPacket, flow: Flow, answer: object, novel: int = 0) -> Sequence[Notice]:
         """An echo request the C path handled up to the tool tracker, which answered `answer`: what _on_request
-        does from its _recognise_tool on, for a request with no novel bytes."""
+        does from its _recognise_tool on, for a request with `novel` bytes."""
         due = self._due
         recognised = self._tool_found(flow, self._tools.finish(answer, pkt))  # type: ignore[attr-defined]
-        self._request_done(flow, pkt, flow.last_sketch, 0, recognised, due)
+        self._request_done(flow, pkt, flow.last_sketch, novel, recognised, due)
         return self._handed_out(due)
 
     def _on_request(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import random
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -126,7 +127,8 @@ class Counting:
 
     def handle(self, pkt: IcmpPacket) -> object:
         answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
-        self.answers[id(pkt)] = "handled" if answer is None else "declined" if answer is False else "finished"
+        self.answers[id(pkt)] = ("handled" if answer is None else "novel" if answer is True
+                                 else "declined" if answer is False else "finished")
         return answer
 
     def _count(self, answer: str) -> int:
@@ -135,6 +137,11 @@ class Counting:
     @property
     def handled(self) -> int:
         return self._count("handled")
+
+    @property
+    def novel(self) -> int:
+        """Handled, with novel bytes (a reported exfiltration's next chunk)."""
+        return self._count("novel")
 
     @property
     def declined(self) -> int:
@@ -203,8 +210,84 @@ def test_both_agree_on_the_bench_captures_and_the_c_path_takes_most_pings(tmp_pa
     packets = decoded(path)
     counting = run_both(packets)
     echo = sum(1 for p in packets if p.ident >= 0)
-    assert counting.handled + counting.finished + counting.declined == len(packets)
+    assert counting.handled + counting.novel + counting.finished + counting.declined == len(packets)
     assert counting.handled >= 0.4 * echo, (counting.handled, echo)  # measured on the mix: 58 % of echo messages
+
+
+def chunks(count: int, size: int, seed: int = 3) -> list[bytes]:
+    """`count` chunks of a file that does not compress (random bytes), `size` bytes each."""
+    rng = random.Random(seed)
+    return [rng.randbytes(size) for _ in range(count)]
+
+
+@needs_c
+@pytest.mark.parametrize("size", [40, 64, 65, 512, 1400])
+def test_a_reported_exfiltrations_next_chunks_take_the_c_path(size: int) -> None:
+    """A file sent a chunk a request, in step, with its replies: once the flow has added its share to the hosts'
+    memories and would raise no note (DataExfil raised, AsymPayloadFlow not yet due or raised: its fifth changed
+    request is Python's), the C path takes each next chunk with its novel bytes (last_novel, which the pipeline shows
+    the evidence recorder); a chunk the sender sent lately counts once. The same notices and state as the
+    reference's."""
+    payloads = chunks(80, size)
+    payloads[70] = payloads[68]  # sent again: in the sender's recent payloads, no novel bytes
+    requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(payloads)]
+    counting = run_both(corpus.with_replies(requests))
+    taken = [counting.answers[id(r)] for r in requests]
+    assert taken[10:70] == ["novel"] * 60 and taken[71:] == ["novel"] * 9, taken
+    assert taken[70] == "handled", taken
+
+
+@needs_c
+def test_a_chunk_that_raises_a_note_or_adds_to_the_hosts_is_the_python_detectors() -> None:
+    """The C path takes no request whose evaluation would raise a note (ASymPayloadFlow's threshold made high: it is
+    raised late, on the request that crosses it) or that still adds to the hosts' memories (novel_bytes_threshold
+    made high: every chunk adds); nor a chunk that differs from the last one in a few places only (a counter's)."""
+    payloads = chunks(60, 200)
+    requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(payloads)]
+    late = dataclasses.replace(DetectionConfig(), changed_requests_threshold=50)
+    counting = run_both(requests, late)
+    taken = [counting.answers[id(r)] for r in requests]
+    assert taken[50] == "declined", taken  # the 51st changed request raises it
+    assert set(taken[51:]) <= {"novel", "finished"} and "novel" in taken[51:], taken  # finished: the tool tracker's
+    counting = run_both(requests, dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000))
+    assert counting.novel == 0, vars(counting)
+    counter = [payloads[29][:10] + struct.pack(">I", i) + payloads[29][14:] for i in range(30)]  # in the head
+    requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
+                for i, p in enumerate([*payloads[:30], *counter])]
+    counting = run_both(requests)
+    assert counting.novel >= 10 and all(counting.answers[id(r)] != "novel" for r in requests[30:]), counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize(("changed", "taken"), [(24, "declined"), (25, "novel")])
+def test_a_chunk_that_may_be_fields_is_the_python_detectors(changed: int, taken: str) -> None:
+    """Detector._as_fields reads a request that differs from the last in at most 3 * MAX_FIELD_BYTES places (the
+    rest equal) as counters or clocks: such a request is the Python detector's, one place more the C path's."""
+    assert 3 * capacity.MAX_FIELD_BYTES == 24
+    payloads = chunks(30, 200)
+    last = payloads[-1]
+    payloads.append(bytes(b ^ 0x5A if i < changed else b for i, b in enumerate(last)))  # in the sketch's head
+    requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(payloads)]
+    counting = run_both(requests)
+    assert counting.answers[id(requests[29])] == "novel" and counting.answers[id(requests[30])] == taken, \
+        counting.answers
+
+
+@needs_c
+def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
+    """DataExfil switched off: a flow never reports its pair, so each request's evaluation checks SlowExfil (and
+    trims the pair's memory): the Python detector's, until it raises it."""
+    switches = dataclasses.replace(DetectionConfig().notices, data_exfil=False)
+    detection = dataclasses.replace(DetectionConfig(), notices=switches, idle_timeout=1.0)
+    # two flows of the pair, the first ended (idle) before the second: the pair's memory holds the first's bytes
+    requests = [corpus.echo(T0 + 0.01 * i + 5.0 * (i >= 20), "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
+                for i, p in enumerate(chunks(40, 200))]
+    counting = run_both(requests, detection)
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    raised = [i for i, p in enumerate(requests) if "ICMP::ICMP_SlowExfil" in [n.note for n in reference.process(p)]]
+    assert len(raised) == 1 and raised[0] >= 20, raised
+    taken = [counting.answers[id(r)] for r in requests]
+    assert "novel" not in taken[: raised[0] + 1] and "novel" in taken[raised[0] + 1 :], taken  # raised: then C's
 
 
 @needs_c
