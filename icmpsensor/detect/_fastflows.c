@@ -336,7 +336,7 @@ typedef struct {
     PyObject *now_obj;                 /* the clock's new value (a packet's ts), or NULL: unchanged */
     Py_ssize_t counts[N_STATS];        /* added to the stats' counters (a packet counted: last_novel is 0; a
                                         * request: _run_free is True) */
-    Py_ssize_t last_novel;             /* the novel bytes of the last packet handled (a call stops after one) */
+    Py_ssize_t last_novel;             /* the novel bytes of the last packet handled */
 } Detector;
 
 /* 1 with *out read, 0 when the detector's state is not what this path knows (every packet goes to Python), -1. */
@@ -401,6 +401,7 @@ static int detector_done(FastPath *self, Detector *state)
 static void count_packet(Detector *state, PyObject *ts, int kind_counter)
 {
     state->counts[S_PACKETS]++;
+    state->last_novel = 0;
     if (PyFloat_AS_DOUBLE(ts) > state->now) {
         state->now = PyFloat_AS_DOUBLE(ts);
         Py_XSETREF(state->now_obj, Py_NewRef(ts));
@@ -1230,8 +1231,8 @@ PyDoc_STRVAR(run_doc,
              "handle() for packets[start:] (a list; None items skipped) while it returns None for a packet of a\n"
              "pair not in `watched` (a set of (src, dst)): (index, answer) for the first packet it answered\n"
              "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).\n"
-             "With `observed` (a list), a packet of a watched pair handle() returned None for is not stopped at:\n"
-             "its index is appended to it.");
+             "With `observed` (a list), a packet of a watched pair handle() returned None or True for is not\n"
+             "stopped at: its index is appended to it.");
 
 static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1258,16 +1259,23 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
             return Py_BuildValue("(nO)", i, Py_False);
         Py_INCREF(pkt); /* the list is the caller's: hold the packet while it is handled */
         PyObject *answer = handle_packet(self, pkt, &state);
-        int stop = answer == NULL ? -1 : answer != Py_None;
+        int novel = answer == Py_True; /* handled, with novel bytes */
+        int stop = answer == NULL ? -1 : answer != Py_None && !novel;
         if (stop == 0 && PySet_GET_SIZE(watched)) { /* the evidence recorder wants this pair's packets */
             PyObject *pair = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
             stop = pair == NULL ? -1 : PySet_Contains(watched, pair);
             Py_XDECREF(pair);
-            if (stop > 0 && observed != NULL) { /* listed for the recorder instead */
+            /* listed for the recorder instead: a watched pair has a ring or a recording, which take its packets
+             * whatever their novel bytes */
+            if (stop > 0 && observed != NULL) {
                 PyObject *index = PyLong_FromSsize_t(i);
                 stop = index == NULL || PyList_Append(observed, index) < 0 ? -1 : 0;
                 Py_XDECREF(index);
+            } else if (stop == 0) {
+                stop = novel; /* novel bytes of a pair not watched: the caller decides whether it is recorded */
             }
+        } else if (stop == 0) {
+            stop = novel;
         }
         Py_DECREF(pkt);
         if (stop) {

@@ -221,8 +221,9 @@ class FlowDetector:
         (len(packets), None) when there is none. A detector that can take several packets at once returns the
         first one whose caller has more to do than nothing: notices, novel bytes (last_novel), or a pair in
         `watched`; it has processed the packets before it, with none of those. Given `observed`, it may go past
-        the packets of a pair in `watched` that have nothing else, appending their indexes to it (this one
-        takes a packet at a time: it appends none)."""
+        the packets of a pair in `watched` without notices, novel bytes or not (the evidence recorder holds a
+        watched pair's packets whatever they carried), appending their indexes to it (this one takes a packet at
+        a time: it appends none)."""
         n = len(packets)
         start = max(start, 0)
         while start < n and packets[start] is None:

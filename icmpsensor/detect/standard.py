@@ -301,8 +301,8 @@ class Detector(FlowDetector):
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
                      observed: list[int] | None = None) -> tuple[int, Sequence[Notice] | None]:
         """FlowDetector.process_many: the C path takes packets[start:] in one call while each is one it handles
-        (no notice, no novel bytes) of a pair not in `watched`, or, given `observed`, of any pair (those of a
-        watched pair listed in it)."""
+        (no notice, no novel bytes) of a pair not in `watched`, or, given `observed`, of a watched pair (listed in
+        it, novel bytes or not)."""
         fast = self._fast
         if fast is None:
             return super().process_many(packets, start, watched, observed)

@@ -128,8 +128,9 @@ class Pipeline:
         if due:
             ordered = in_frame_order(packets, due)
             packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
-        # the packets of watched pairs the detector went past (no notices, no novel bytes): each shown to the
-        # recorder before the packet it stops at next, as if it had stopped at them
+        # the packets of watched pairs the detector went past (no notices; novel bytes or not, which a watched
+        # pair's ring or recording takes alike): each shown to the recorder before the packet it stops at next, as
+        # if it had stopped at them
         passed: list[int] = []
         for index, pkt, notices in self._stops(packets, watched, passed):
             if passed:

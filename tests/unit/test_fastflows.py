@@ -291,6 +291,35 @@ def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
 
 
 @needs_c
+def test_the_pipeline_goes_past_a_recorded_pairs_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recorded exfiltration's next chunks, which the C path takes with their novel bytes, are the evidence
+    recorder's whatever they carried (a watched pair has a ring or a recording): the pipeline hands them to it in
+    runs (observe_passed) instead of stopping at each; every one of them is in the evidence pcap."""
+    frames = [(T0 + 0.001 * i, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", 8, 0, 7, i + 1, p)))
+              for i, p in enumerate(chunks(300, 512))]
+    path = tmp_path / "chunks.pcap"
+    craft.write_pcap(path, frames)
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path / "logs")
+    (tmp_path / "logs").mkdir()
+    pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
+    stopped: list[int] = []
+    stops = Pipeline._stops
+
+    def counted(self: Pipeline, *args: object) -> Iterable[tuple[int, IcmpPacket, list[Notice]]]:
+        for stop in stops(self, *args):  # type: ignore[arg-type]
+            stopped.append(stop[0])
+            yield stop
+
+    monkeypatch.setattr(Pipeline, "_stops", counted)
+    replay_pipeline(pipeline, [str(path)])
+    pipeline.close()
+    assert 0 < len(stopped) <= 20, stopped  # the first requests (a new flow, DataExfil, ASymPayloadFlow) and sweeps
+    (pcap,) = (tmp_path / "logs").rglob("*.pcap")
+    assert len(craft.read_capture(pcap)[1]) == 300
+
+
+@needs_c
 def test_a_request_the_tool_tracker_matches_in_c_is_finished_by_python() -> None:
     """nping --data: the same payload in every request, the sequence numbers stepping by 0..2; the C path takes its
     requests, and the one the C tool tracker matches it hands back (flow, answer) for Detector._after_tool, which
