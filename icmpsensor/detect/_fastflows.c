@@ -23,9 +23,10 @@
  *    novel_bytes_threshold (it adds nothing more to the hosts' memories) or allowlisted, whose evaluation would
  *    raise nothing (every note it checks is off, not due, or raised already): a reported exfiltration's next
  *    chunk (novel_request). _novelty's checks are made before anything changes (fingerprints.explain and
- *    capacity.random_padding called, _as_fields' "a few places" test made here), the sender's memory is the
- *    reference's own (HostTable.touch, SpreadMemory.seen), the novel bytes are added as _add_novel adds them, and
- *    handle() returns True: last_novel holds them, and run() stops there for the evidence recorder;
+ *    capacity.random_padding called, _as_fields' "a few places" test made here), the sender's memory is kept as
+ *    HostTable.touch and SpreadMemory.seen keep it (touch_host, seen_payload; a host the table does not have goes
+ *    through touch itself), the novel bytes are added as _add_novel adds them, and handle() returns True:
+ *    last_novel holds them; run() stops there for the evidence recorder unless the pair is one it watches;
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
  *
@@ -170,7 +171,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
-static PyObject *str_touch, *str_seen, *str_last_peer, *tolerance_kwnames; /* the novel-request path's */
+static PyObject *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -239,6 +240,7 @@ typedef struct {
     PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
                                                                * detector's senders HostTable, timestamp_tolerance */
     long field_novel;       /* 3 * capacity.MAX_FIELD_BYTES: a request that differs by more is no field's */
+    long payloads_kept;     /* standard.PAYLOADS_KEPT: a host's recent payloads (SpreadMemory.seen) */
     long enabled;           /* the notes evaluated after a request (NoteType.bit; 0: alerting is not realtime) */
     long novel_threshold, reply_differs_threshold, changed_requests_threshold, nonecho_threshold;
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
@@ -302,14 +304,19 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOlllllllllllll;novel_requests: (explain, random_padding, senders, "
-                                    "field_novel, enabled, 4 thresholds, 7 bits)",
+        && !PyArg_ParseTuple(novel, "OOOllllllllllllll;novel_requests: (explain, random_padding, senders, "
+                                    "field_novel, payloads_kept, enabled, 4 thresholds, 7 bits)",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
+                             &parsed.payloads_kept,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
                              &parsed.reports_pair))
         return -1;
+    if (parsed.explain != NULL && parsed.payloads_kept < 1) {
+        PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
+        return -1;
+    }
     if (parsed.explain != NULL && (parsed.tolerance = PyFloat_FromDouble(self->tolerance)) == NULL)
         return -1;
     Py_XINCREF(parsed.explain);
@@ -916,13 +923,70 @@ static int evaluation_quiet(const NovelRequests *novel, long alerted, long chang
     return (due & novel->enabled & ~alerted) == 0;
 }
 
+/* HostTable.touch(host, ts) for a host the table has: its memory made the most recently active (a dict's order);
+ * a host it has not goes through the method itself (a new SpreadMemory, the table kept within its limit). */
+static PyObject *touch_host(PyObject *table, PyObject *host, PyObject *ts)
+{
+    PyObject *hosts = PyObject_GetAttr(table, str_hosts);
+    if (hosts == NULL)
+        return NULL;
+    PyObject *memory = PyDict_CheckExact(hosts) ? PyDict_GetItemWithError(hosts, host) : NULL;
+    if (memory == NULL) {
+        Py_DECREF(hosts);
+        return PyErr_Occurred() ? NULL : PyObject_CallMethodObjArgs(table, str_touch, host, ts, NULL);
+    }
+    Py_INCREF(memory);
+    int failed = PyDict_DelItem(hosts, host) < 0 || PyDict_SetItem(hosts, host, memory) < 0;
+    Py_DECREF(hosts);
+    if (failed)
+        Py_CLEAR(memory);
+    return memory;
+}
+
+/* SpreadMemory.seen(digest): whether the host sent this payload lately (its last `kept` payloads' sketch hashes:
+ * one as an int, more as a tuple); it is remembered either way. -1 with an exception. */
+static int seen_payload(PyObject *memory, Py_hash_t digest, long kept)
+{
+    PyObject *payloads = PyObject_GetAttr(memory, str_payloads), *digest_obj = PyLong_FromSsize_t(digest);
+    PyObject *remembered = NULL;
+    int seen = -1;
+    if (payloads == NULL || digest_obj == NULL)
+        goto done;
+    if (PyLong_Check(payloads)) {
+        seen = PyObject_RichCompareBool(payloads, digest_obj, Py_EQ);
+        if (seen == 0)
+            remembered = PyTuple_Pack(2, payloads, digest_obj);
+    } else if (PyTuple_Check(payloads)) {
+        seen = PySequence_Contains(payloads, digest_obj);
+        Py_ssize_t n = PyTuple_GET_SIZE(payloads);
+        if (seen == 0 && n == 0) {
+            remembered = Py_NewRef(digest_obj);
+        } else if (seen == 0) { /* (*payloads[1 - kept:], digest), as Python slices: from 0 when 1 - kept is 0 */
+            Py_ssize_t start = kept == 1 ? 0 : n - (kept - 1) > 0 ? n - (kept - 1) : 0;
+            remembered = PyTuple_New(n - start + 1);
+            for (Py_ssize_t i = start; remembered != NULL && i < n; i++)
+                PyTuple_SET_ITEM(remembered, i - start, Py_NewRef(PyTuple_GET_ITEM(payloads, i)));
+            if (remembered != NULL)
+                PyTuple_SET_ITEM(remembered, n - start, Py_NewRef(digest_obj));
+        }
+    } else {
+        PyErr_SetString(PyExc_TypeError, "SpreadMemory.payloads must be an int or a tuple");
+    }
+    if (seen == 0 && (remembered == NULL || PyObject_SetAttr(memory, str_payloads, remembered) < 0))
+        seen = -1;
+done:
+    Py_XDECREF(payloads);
+    Py_XDECREF(digest_obj);
+    Py_XDECREF(remembered);
+    return seen;
+}
+
 /* An echo request in step on a flow that has reported its data (no note would be raised) and has added its share to
  * the hosts' memories (or is allowlisted), whose payload neither repeats the flow's last nor is a template's:
  * Detector._on_request with _novelty's checks (explain, random padding, counter or clock fields) made before anything
- * changes, then the sender's memory (HostTable.touch, SpreadMemory.seen: the reference's own methods) and the novel
- * bytes added. Returns False (nothing changed), None (no novel bytes after all: a payload the host sent lately),
- * True (last_novel holds them: the caller stops here, for the evidence recorder), or (flow, answer, novel) for
- * Detector._after_tool. */
+ * changes, then the sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added. Returns False
+ * (nothing changed), None (no novel bytes after all: a payload the host sent lately), True (last_novel holds them),
+ * or (flow, answer, novel) for Detector._after_tool. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                PyObject *flow, PyObject *tool)
 {
@@ -991,15 +1055,11 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
     /* the sender's memory: its last peer, and whether it sent this payload lately (then it counts once) */
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
-    memory = PyObject_CallMethodObjArgs(novel_cfg->senders, str_touch, src, ts, NULL);
+    memory = touch_host(novel_cfg->senders, src, ts);
     if (memory == NULL || PyObject_SetAttr(memory, str_last_peer, dst) < 0)
         goto done;
-    Py_hash_t digest = PyObject_Hash(current);
-    PyObject *digest_obj = digest == -1 ? NULL : PyLong_FromSsize_t(digest);
-    PyObject *seen = digest_obj == NULL ? NULL : PyObject_CallMethodOneArg(memory, str_seen, digest_obj);
-    Py_XDECREF(digest_obj);
-    int repeated = seen == NULL ? -1 : PyObject_IsTrue(seen);
-    Py_XDECREF(seen);
+    Py_hash_t digest = PyObject_Hash(current); /* the sketch's hash: the payload's rest is not hashed twice */
+    int repeated = digest == -1 ? -1 : seen_payload(memory, digest, novel_cfg->payloads_kept);
     if (repeated < 0)
         goto done;
     if (repeated)
@@ -1528,7 +1588,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
-        || intern(&str_seen, "seen") < 0 || intern(&str_last_peer, "last_peer") < 0)
+        || intern(&str_hosts, "hosts") < 0 || intern(&str_payloads, "payloads") < 0
+        || intern(&str_last_peer, "last_peer") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;
