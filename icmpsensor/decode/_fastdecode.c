@@ -774,11 +774,58 @@ static PyObject *checksum_ok(PyObject *module, PyObject *data)
     return PyBool_FromLong(verifies);
 }
 
+PyDoc_STRVAR(icmp4_message_doc,
+"icmp4_message(ts, message, src, dst, wire_len, verify, type_counts) -> IcmpPacket | None\n\n"
+"The record of a reassembled IPv4 datagram's ICMP message (bytes), as decode/icmp.py IcmpLayer._icmp makes it\n"
+"(the reference), its type counted in type_counts; None, with nothing counted, for a message that path would\n"
+"count as an error or a bad checksum (shorter than its header: an echo's 8 bytes, 4 for the others; a checksum\n"
+"that does not verify, when `verify`): the Python path takes those.");
+
+static PyObject *icmp4_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) != 4
+        || !PyBytes_Check(args[3]) || PyBytes_GET_SIZE(args[3]) != 4 || !PyList_Check(args[6])
+        || PyList_GET_SIZE(args[6]) != 512) {
+        PyErr_SetString(PyExc_TypeError,
+                        "icmp4_message(ts: float, message: bytes, src: 4 bytes, dst: 4 bytes, wire_len: int, "
+                        "verify: bool, type_counts: list of 512)");
+        return NULL;
+    }
+    if (packet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "icmp4_message(): bind() first");
+        return NULL;
+    }
+    double ts = PyFloat_AsDouble(args[0]);
+    Py_ssize_t wire_len = PyLong_AsSsize_t(args[4]);
+    int verify = PyObject_IsTrue(args[5]);
+    if ((ts == -1.0 || wire_len == -1) && PyErr_Occurred())
+        return NULL;
+    if (verify < 0)
+        return NULL;
+    const unsigned char *msg = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[1]);
+    /* message() takes 8 bytes or more; an echo needs its identifier and sequence number */
+    if (size < 8 || (verify && !checksum_verifies(msg, size)))
+        Py_RETURN_NONE;
+    Py_ssize_t counts[512] = {0};
+    PyObject *out = NULL;
+    if (message((const unsigned char *)PyBytes_AS_STRING(args[2]), (const unsigned char *)PyBytes_AS_STRING(args[3]),
+                0, msg, size, ts, wire_len, Py_NewRef(no_options), counts, &out) < 0)
+        return NULL;
+    if (add_counts(args[6], counts, 512) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"checksum_ok", (PyCFunction)checksum_ok, METH_O, checksum_ok_doc},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, decode_batch_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"share_select", (PyCFunction)(void (*)(void))share_select, METH_FASTCALL, share_select_doc},
+    {"icmp4_message", (PyCFunction)(void (*)(void))icmp4_message, METH_FASTCALL, icmp4_message_doc},
     {NULL, NULL, 0, NULL},
 };
 

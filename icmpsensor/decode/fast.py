@@ -16,8 +16,8 @@ from typing import Any
 
 from icmpsensor import accelerators
 from icmpsensor.decode.decoder import DpktDecoder
-from icmpsensor.decode.fragments import new_reassembler
-from icmpsensor.decode.ip import MAX_EXT_HEADERS
+from icmpsensor.decode.fragments import Datagram, new_reassembler
+from icmpsensor.decode.ip import MAX_EXT_HEADERS, with_frames
 from icmpsensor.decode.linktypes import (
     DLT_RAW,
     DLT_RAW_OPENBSD,
@@ -107,6 +107,18 @@ class Decoder(DpktDecoder):
         for index in rest:
             packets[index] = frame(buf, meta, index)
         return packets, not rest and not any(skipped) and not handed
+
+    def _reassembled4(self, ts: float, datagram: Datagram, src: bytes, dst: bytes) -> IcmpPacket | None:
+        """IpLayer._reassembled4 (the reference) with the message made in C (_fastdecode.icmp4_message): a
+        tiny-fragment flood completes a datagram every few frames. A message that path would count as an error or
+        a bad checksum goes through the reference."""
+        if _fastdecode is None:
+            return super()._reassembled4(ts, datagram, src, dst)
+        pkt = _fastdecode.icmp4_message(ts, datagram.payload, src, dst, datagram.wire_len, self.verify_checksums,
+                                        self.stats.type_counts)
+        if pkt is None:
+            return super()._reassembled4(ts, datagram, src, dst)
+        return with_frames(pkt, datagram)
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""

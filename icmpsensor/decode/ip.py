@@ -102,7 +102,7 @@ _EXT_HEADERS: dict[int, type[dpkt.Packet]] = {
 
 
 
-def _with_frames(pkt: IcmpPacket | None, datagram: Datagram) -> IcmpPacket | None:
+def with_frames(pkt: IcmpPacket | None, datagram: Datagram) -> IcmpPacket | None:
     """The message of a reassembled datagram, with the fragment frames it came in (when they were kept)."""
     if pkt is not None and datagram.frames is not None:
         pkt.frames = datagram.frames
@@ -131,7 +131,7 @@ class IpLayer(IcmpLayer):
             else:
                 pkt = self._icmp(datagram.ts, payload, 0, len(payload), src, dst, datagram.wire_len)
             if pkt is not None:
-                self.due.append((self._index, PartialPacket.of(_with_frames(pkt, datagram), datagram.sent)))  # type: ignore[arg-type]
+                self.due.append((self._index, PartialPacket.of(with_frames(pkt, datagram), datagram.sent)))  # type: ignore[arg-type]
 
     # -- fragments (shared) -----------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ class IpLayer(IcmpLayer):
     def _reassembled4(self, ts: float, datagram: Datagram, src: bytes, dst: bytes) -> IcmpPacket | None:
         """The ICMP message of a completed IPv4 datagram, carrying its fragments' frames."""
         payload = datagram.payload
-        return _with_frames(self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len), datagram)
+        return with_frames(self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len), datagram)
 
     def _fragment6(
         self,
@@ -193,7 +193,7 @@ class IpLayer(IcmpLayer):
                       final_dst: bytes) -> IcmpPacket | None:
         """The ICMPv6 message of a completed IPv6 datagram (its fragmentable part), carrying its fragments' frames."""
         payload = datagram.payload
-        return _with_frames(self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
+        return with_frames(self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
                                         datagram.wire_len, False), datagram)
 
     def _captured(self) -> CapturedFrame:
