@@ -22,8 +22,9 @@
  *  - an echo request in step (as above) with a new payload that no template explains, on a flow past
  *    novel_bytes_threshold (it adds nothing more to the hosts' memories) or allowlisted, whose evaluation would
  *    raise nothing (every note it checks is off, not due, or raised already): a reported exfiltration's next
- *    chunk (novel_request). _novelty's checks are made before anything changes (fingerprints.explain and
- *    capacity.random_padding called, _as_fields' "a few places" test made here), the sender's memory is kept as
+ *    chunk (novel_request). _novelty's checks are made before anything changes (fingerprints.explain called where
+ *    a template's first tests pass, explain_may_match; capacity.random_padding called; _as_fields' "a few places"
+ *    test made here), the sender's memory is kept as
  *    HostTable.touch and SpreadMemory.seen keep it (touch_host, seen_payload; a host the table does not have goes
  *    through touch itself), the novel bytes are added as _add_novel adds them, and handle() returns True:
  *    last_novel holds them; run() stops there for the evidence recorder unless the pair is one it watches;
@@ -241,6 +242,7 @@ typedef struct {
                                                                * detector's senders HostTable, timestamp_tolerance */
     long field_novel;       /* 3 * capacity.MAX_FIELD_BYTES: a request that differs by more is no field's */
     long payloads_kept;     /* standard.PAYLOADS_KEPT: a host's recent payloads (SpreadMemory.seen) */
+    long max_uptime;        /* fingerprints.MAX_UPTIME (explain_may_match) */
     long enabled;           /* the notes evaluated after a request (NoteType.bit; 0: alerting is not realtime) */
     long novel_threshold, reply_differs_threshold, changed_requests_threshold, nonecho_threshold;
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
@@ -304,10 +306,10 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOllllllllllllll;novel_requests: (explain, random_padding, senders, "
-                                    "field_novel, payloads_kept, enabled, 4 thresholds, 7 bits)",
+        && !PyArg_ParseTuple(novel, "OOOlllllllllllllll;novel_requests: (explain, random_padding, senders, "
+                                    "field_novel, payloads_kept, max_uptime, enabled, 4 thresholds, 7 bits)",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
-                             &parsed.payloads_kept,
+                             &parsed.payloads_kept, &parsed.max_uptime,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
@@ -545,6 +547,32 @@ static uint64_t be64(const unsigned char *p)
 }
 
 static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]; }
+
+/* Whether fingerprints.explain may find a template for the payload p[0:n]: the first tests of explain's checks, in
+ * its order (_untimed's, then each timed template's), and of _bsd, which it always tries last. 0: none passes, so
+ * explain returns None and need not be called. Looser than explain, never stricter: a test that passes here may
+ * fail there (the whole layout, a clock within the tolerance), never the reverse; tests/unit/test_fastflows.py
+ * holds it so on every template's payloads. A new template in explain needs its first test here too. */
+static int explain_may_match(const unsigned char *p, Py_ssize_t n, long max_uptime)
+{
+    if (n < 16) /* EMPTY, _untimed's short fills and patterns, and below every timed template's first tests */
+        return 1;
+    unsigned first = p[0];
+    if (p[n - 1] == first) /* one byte repeated: a zero fill, mtr's -B */
+        return 1;
+    if (first == 0x61 || first == 0x48 || first == 0x50) /* Windows ping.exe, traceroute -I, blackbox_exporter */
+        return 1;
+    if (p[7] == 0) /* check_icmp, iputils' struct timeval (64- and 32-bit) */
+        return 1;
+    if (n >= 24 && (p[14] & 0xF0) == 0x40 && (p[16] & 0xC0) == 0x80) /* pro-bing's tracker UUID */
+        return 1;
+    if (first == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0) /* Cisco IOS */
+        return 1;
+    if (p[n - 1] == p[4]) /* BusyBox's fill */
+        return 1;
+    uint32_t sec = be32(p), frac = be32(p + 4); /* _bsd: a wall-clock tv32, or FreeBSD's seconds since boot */
+    return frac < 1000000u || (frac < 1000000000u && (long)sec < max_uptime);
+}
 
 /* Whether p[start:n] is the BSD-derived default fill, byte j = j (fingerprints._SEQ). */
 static int default_fill(const unsigned char *p, Py_ssize_t start, Py_ssize_t n)
@@ -1015,13 +1043,18 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     if (current == NULL)
         return NULL;
     PyObject *result = NULL, *memory = NULL, *answer = NULL;
-    /* _novelty's checks, none of which changes anything: no benign template explains it ... */
-    PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
-    PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
-    if (benign == NULL)
-        goto done;
-    int explained = benign != Py_None;
-    Py_DECREF(benign);
+    /* _novelty's checks, none of which changes anything: no benign template explains it (explain called only where
+     * a template's first tests pass) ... */
+    int explained = 0;
+    if (explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
+                          novel_cfg->max_uptime)) {
+        PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
+        PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
+        if (benign == NULL)
+            goto done;
+        explained = benign != Py_None;
+        Py_DECREF(benign);
+    }
     int tails_differ = 0;
     Py_ssize_t novel = explained ? 0 : novel_between(current, previous, &tails_differ);
     if (novel <= 0) { /* a template's (or a sketch this path does not know) */
@@ -1561,8 +1594,27 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 /* -- the module ------------------------------------------------------------------------------------------- */
 
+PyDoc_STRVAR(explain_may_match_doc, "explain_may_match(payload, max_uptime) -> bool\n\n"
+                                    "Whether fingerprints.explain may find a template for `payload` (bytes): False\n"
+                                    "where it certainly returns None, so the C path need not call it.");
+
+static PyObject *explain_may_match_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "explain_may_match(payload: bytes, max_uptime: int)");
+        return NULL;
+    }
+    long max_uptime = PyLong_AsLong(args[1]);
+    if (max_uptime == -1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(explain_may_match((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                             PyBytes_GET_SIZE(args[0]), max_uptime));
+}
+
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},
     {"bind_notice", (PyCFunction)(void (*)(void))bind_notice, METH_FASTCALL, bind_notice_doc},
     {"flow_notice", (PyCFunction)(void (*)(void))flow_notice, METH_FASTCALL, flow_notice_doc},
     {NULL, NULL, 0, NULL},

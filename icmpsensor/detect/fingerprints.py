@@ -90,7 +90,7 @@ _U32_BE = struct.Struct(">I")
 
 _USEC = 1_000_000
 _NSEC = 1_000_000_000
-_MAX_UPTIME = 10 * 366 * 86400  # a monotonic "seconds since boot" beyond ten years is not a clock
+MAX_UPTIME = 10 * 366 * 86400  # a monotonic "seconds since boot" beyond ten years is not a clock
 
 EMPTY = Benign("empty", None)
 ZERO_FILL = Benign("zero-fill", None)
@@ -268,7 +268,7 @@ def _bsd(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign 
     sec, frac = _TV32_BE.unpack_from(payload)
     if frac < _USEC and -tolerance <= sec + frac / _USEC - capture_ts <= tolerance:
         return _timestamped_fill(payload, 8, n, 8, sec + frac / _USEC, "bsd-ping")
-    if frac < _NSEC and sec < _MAX_UPTIME:
+    if frac < _NSEC and sec < MAX_UPTIME:
         hit = _timestamped_fill(payload, 8, n, 8, sec + frac / _NSEC, "bsd-ping")
         if hit is not None:
             return _benign(hit.template, hit.embedded_time, hit.session, True, 2.0**32)

@@ -277,8 +277,9 @@ class Detector(FlowDetector):
         functions and the host table _novelty calls, and what _add_novel and _evaluate compare."""
         cfg = self.cfg
         return (fingerprints.explain, capacity.random_padding, self._senders, 3 * capacity.MAX_FIELD_BYTES,
-                PAYLOADS_KEPT, self._enabled if self._realtime else 0, cfg.novel_bytes_threshold,
-                cfg.reply_differs_threshold, cfg.changed_requests_threshold, cfg.nonecho_bytes_threshold,
+                PAYLOADS_KEPT, fingerprints.MAX_UPTIME, self._enabled if self._realtime else 0,
+                cfg.novel_bytes_threshold, cfg.reply_differs_threshold, cfg.changed_requests_threshold,
+                cfg.nonecho_bytes_threshold,
                 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR)
 
     # -- per packet --------------------------------------------------------------------------

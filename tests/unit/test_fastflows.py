@@ -10,6 +10,7 @@ ping's packets (else agreeing says little)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import random
 import struct
@@ -24,7 +25,7 @@ from icmpsensor.config.schema import AllowlistConfig, Config, DetectionConfig
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
-from icmpsensor.detect import capacity, nonecho, standard
+from icmpsensor.detect import capacity, fingerprints, nonecho, standard
 from icmpsensor.detect.flows import Flow
 from icmpsensor.detect.original import OriginalDetector as Original
 from icmpsensor.detect.standard import Detector
@@ -1216,3 +1217,80 @@ def test_a_notice_made_in_c_is_the_one_python_makes(data: st.DataObject) -> None
     assert got._text.values == want._text.values and got._text.fields == want._text.fields  # type: ignore[union-attr]
     assert got.values() == want.values() and got.msg == want.msg and got.sub == want.sub
     assert fast.stats.notices == reference.stats.notices == 1
+
+
+@functools.cache
+def explained_payloads() -> dict[str, list[tuple[bytes, float]]]:
+    """Payloads explain explains, by template, each with a time it explains it at: the benign corpus's echo payloads
+    at their packets' times; the timed layouts above at sizes around their bounds, in 2001 and in 2026 (a clock's
+    high word is past MAX_UPTIME now: pro-bing's nanoseconds no longer read as FreeBSD's seconds since boot); iputils
+    -p patterns shorter than a timestamp, of bytes that read as no clock; FreeBSD's seconds since boot near
+    fingerprints.MAX_UPTIME."""
+    cases = {(p.payload, p.ts) for make in benign_corpus.BENIGN_CASES.values() for p in make() if p.ident >= 0}
+    for make in LAYOUTS.values():
+        for when in (T0, 1_780_000_000.25):
+            cases.update((make(when - 0.013, size), when) for size in (8, 15, 16, 23, 24, 56, 100))
+    for pattern in (b"\xf1\xf2\xf3", b"\xe1\xe2\xe3\xe4\xe5", b"\xd0\xd1"):
+        cases.update(((pattern * 8)[:size], T0) for size in range(8, 16))
+    for nanoseconds in range(1_780_000_000_123_456_701, 1_780_000_000_123_456_709):  # Go's clock: any low byte
+        cases.update((struct.pack(">q", nanoseconds) + TRACKER + b"\x01" * (size - 24), 1_780_000_000.2)
+                     for size in (24, 56))
+    uptime = fingerprints.MAX_UPTIME
+    cases.update((struct.pack(">II", sec, 500) + bytes(range(8, 56)), T0) for sec in (0, 1, uptime - 1, uptime))
+    by_template: dict[str, list[tuple[bytes, float]]] = {}
+    for payload, ts in sorted(cases):
+        benign = fingerprints.explain(payload, ts)
+        if benign is not None:
+            by_template.setdefault(benign.template, []).append((payload, ts))
+    return by_template
+
+
+@needs_c
+def test_explain_is_only_left_out_where_no_template_can_take_the_payload() -> None:
+    """The C path calls fingerprints.explain for a reported chunk only where one of its templates' first tests
+    passes (_fastflows.explain_may_match): wherever explain finds a template, the gate lets it through — every
+    template's payloads (all of them that the corpus and the layouts above hold)."""
+    by_template = explained_payloads()
+    assert len(by_template) >= 12, sorted(by_template)  # each template explain knows, or nearly
+    for template, cases in by_template.items():
+        missed = [payload for payload, _ in cases
+                  if not standard._fastflows.explain_may_match(payload, fingerprints.MAX_UPTIME)]
+        assert not missed, (template, missed[:3])
+
+
+@needs_c
+@settings(max_examples=examples(600), deadline=None)
+@given(case=st.integers(0, 10**6), at=st.integers(0, 199), byte=st.integers(0, 255), offset=st.floats(-400.0, 400.0),
+       random_payload=st.binary(max_size=200))
+def test_explain_is_only_left_out_where_no_template_can_take_a_changed_payload(case: int, at: int, byte: int,
+                                                                              offset: float,
+                                                                              random_payload: bytes) -> None:
+    """The same on a template's payload with a byte changed, at another time, and on random payloads."""
+    exemplars = [cases[case % len(cases)] for cases in explained_payloads().values()]
+    payload, ts = exemplars[case % len(exemplars)]
+    changed = payload[:at] + bytes([byte]) + payload[at + 1 :]
+    for candidate, when in ((changed, ts), (changed, ts + offset), (random_payload, T0 + offset)):
+        if fingerprints.explain(candidate, when) is not None:
+            assert standard._fastflows.explain_may_match(candidate, fingerprints.MAX_UPTIME), candidate
+
+
+@needs_c
+def test_a_reported_chunk_that_no_template_can_take_is_not_shown_to_explain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random chunks: explain is called for the few a template's first tests let through, not for each."""
+    calls: list[bytes] = []
+    real = fingerprints.explain
+
+    def counted(payload: bytes, *args: object, **kwargs: object) -> object:
+        calls.append(payload)
+        return real(payload, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fingerprints, "explain", counted)
+    payloads = chunks(200, 512)
+    requests = [corpus.echo(T0 + 0.001 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(payloads)]
+    detector = Detector(DetectionConfig(), AllowlistConfig())
+    for request in requests:
+        detector.process(request)
+    taken = payloads[20:]  # the reported flow's chunks, which the C path takes
+    shown = [p for p in taken if p in calls]
+    assert len(shown) == sum(1 for p in taken if standard._fastflows.explain_may_match(p, fingerprints.MAX_UPTIME))
+    assert len(shown) < len(taken) // 5, len(shown)
