@@ -343,9 +343,9 @@ typedef struct {
     PyObject *flows, *pending, *stats; /* borrowed */
     double now, next_sweep;
     PyObject *now_obj;                 /* the clock's new value (a packet's ts), or NULL: unchanged */
-    Py_ssize_t counts[N_STATS];        /* added to the stats' counters (a packet counted: last_novel is 0; a
+    Py_ssize_t counts[N_STATS];        /* added to the stats' counters (a packet counted: last_novel written; a
                                         * request: _run_free is True) */
-    Py_ssize_t last_novel;             /* the novel bytes of the last packet handled */
+    Py_ssize_t last_novel;             /* the novel bytes of the last packet handled (count_packet: 0) */
 } Detector;
 
 /* 1 with *out read, 0 when the detector's state is not what this path knows (every packet goes to Python), -1. */
@@ -391,7 +391,6 @@ static int detector_done(FastPath *self, Detector *state)
         PyObject *novel = PyLong_FromSsize_t(state->last_novel);
         failed |= novel == NULL || PyDict_SetItem(d, str_last_novel, novel) < 0;
         Py_XDECREF(novel);
-        state->last_novel = 0;
     }
     if (state->counts[S_ECHO_REQUESTS])
         failed |= PyDict_SetItem(d, str_run_free, Py_True) < 0;

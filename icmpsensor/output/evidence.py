@@ -190,8 +190,7 @@ class EvidenceRecorder:
                        frames: list[int] | None) -> None:
         """observe() each packet packets[i] for i in `passed` (the packets of watched pairs the detector went past:
         their novel bytes do not matter, as the pair has a ring or a recording), its frame frames[i] (None: i), in
-        order; `passed` is emptied. With a batch they take the C
-        step in one call."""
+        order; `passed` is emptied. With a batch they take the C step in one call."""
         fast = self._fast
         if fast is None or batch is None or type(packets) is not list or self._closed_writer:
             for index in passed:
