@@ -880,14 +880,17 @@ static PyObject *new_sketch(PyObject *payload)
     return Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n);
 }
 
-/* The C tool tracker's observe for a request (Detector._recognise_tool): None, or its answer for the Python detector to
- * finish (Detector._after_tool). */
-static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload)
+/* The C tool tracker's observe for a request (Detector._recognise_tool), with the payload's sketch (its hash of the
+ * rest, which the tracker's digests are made from: the payload is hashed once): None, or its answer for the Python
+ * detector to finish (Detector._after_tool). */
+static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload, PyObject *sketch)
 {
-    PyObject *args[8] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
+    PyObject *args[9] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
                          SLOT(pkt, packet_slot[P_CODE]), SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                         SLOT(pkt, packet_slot[P_SEQ]), SLOT(pkt, packet_slot[P_TS])};
-    return PyObject_Vectorcall(self->observe, args, 8, NULL);
+                         SLOT(pkt, packet_slot[P_SEQ]), SLOT(pkt, packet_slot[P_TS]),
+                         PyTuple_CheckExact(sketch) && PyTuple_GET_SIZE(sketch) == 3 ? PyTuple_GET_ITEM(sketch, 1)
+                                                                                      : Py_None};
+    return PyObject_Vectorcall(self->observe, args, 9, NULL);
 }
 
 /* novelty.differing_bytes: the positions at which two byte strings differ, plus their difference in length. */
@@ -1098,7 +1101,7 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         novel = 0;
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     if (PyUnicode_GET_LENGTH(tool) == 0) {
-        answer = observe_tool(self, pkt, payload);
+        answer = observe_tool(self, pkt, payload, current);
         if (answer == NULL)
             goto done;
         if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
@@ -1227,7 +1230,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     PyObject *answer = Py_None;
     if (PyUnicode_GET_LENGTH(tool) == 0) {
-        answer = observe_tool(self, pkt, payload);
+        answer = observe_tool(self, pkt, payload, SLOT(flow, flow_slot[F_LAST_SKETCH]));
         if (answer == NULL)
             goto done;
         if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */

@@ -196,7 +196,7 @@ typedef struct {
     PyObject *icmplib_layout, *is_periodic, *is_counting_fill;
     PyObject *owner; /* the FastToolTracker's __dict__: its _empty_requests and max_pending */
     Py_ssize_t max_flows;
-    Py_ssize_t timestamp_bytes, ift_size;
+    Py_ssize_t timestamp_bytes, prefix, ift_size; /* prefix: novelty.PREFIX */
     long hping_run, ift_run, nping_run, nping_max_step;
     double ift_max_gap;
     long icmpdoor_id;
@@ -234,15 +234,19 @@ static void tracker_dealloc(Tracker *self)
 static int tracker_init(Tracker *self, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"max_flows", "evict", "icmplib_layout", "is_periodic", "is_counting_fill",
-                            "timestamp_bytes", "ift_size", "ift_max_gap", "hping_run", "ift_run", "nping_run",
-                            "nping_max_step", "icmpdoor_id", "owner", NULL};
+                            "timestamp_bytes", "prefix", "ift_size", "ift_max_gap", "hping_run", "ift_run",
+                            "nping_run", "nping_max_step", "icmpdoor_id", "owner", NULL};
     PyObject *evict, *icmplib_layout, *is_periodic, *is_counting_fill, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOOnndlllllO!", names, &self->max_flows, &evict,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOOnnndlllllO!", names, &self->max_flows, &evict,
                                      &icmplib_layout, &is_periodic, &is_counting_fill, &self->timestamp_bytes,
-                                     &self->ift_size, &self->ift_max_gap, &self->hping_run, &self->ift_run,
-                                     &self->nping_run, &self->nping_max_step, &self->icmpdoor_id, &PyDict_Type,
-                                     &owner))
+                                     &self->prefix, &self->ift_size, &self->ift_max_gap, &self->hping_run,
+                                     &self->ift_run, &self->nping_run, &self->nping_max_step, &self->icmpdoor_id,
+                                     &PyDict_Type, &owner))
         return -1;
+    if (self->timestamp_bytes < 0 || self->prefix <= self->timestamp_bytes) {
+        PyErr_SetString(PyExc_ValueError, "0 <= timestamp_bytes < prefix");
+        return -1;
+    }
     Py_XSETREF(self->owner, Py_NewRef(owner));
     PyObject *flows = PyDict_New();
     if (flows == NULL)
@@ -340,14 +344,52 @@ static int step_flow(Tracker *self, RequestFlow *flow, long seq, double ts, PyOb
 }
 
 PyDoc_STRVAR(step_doc,
-             "step(src, dst, ident, seq, ts, payload) -> None | (kind, a, b)\n\n"
+             "step(src, dst, ident, seq, ts, payload[, rest]) -> None | (kind, a, b)\n\n"
              "ToolTracker.observe for an echo request that recognise() did not match: None, or a match:\n"
              "(1, the flow's last seq, seq) hping3-file, (2, seq, run) icmp-file-transfer, (3, first seq, seq)\n"
-             "nping-data.");
+             "nping-data. rest: the hash of the payload past the sketch's prefix (None: made here).");
 
-/* step() on parsed arguments (payload is bytes). */
+/* hash((a, rest)) as Python makes it; -1 with an exception set (a tuple's hash is never -1). */
+static Py_hash_t pair_hash(Py_hash_t a, PyObject *rest)
+{
+    PyObject *first = PyLong_FromSsize_t(a);
+    PyObject *pair = first == NULL ? NULL : PyTuple_Pack(2, first, rest);
+    Py_hash_t hash = pair == NULL ? -1 : PyObject_Hash(pair);
+    Py_XDECREF(first);
+    Py_XDECREF(pair);
+    return hash;
+}
+
+/* tunnels.request_digests: a bytes object's hash is _Py_HashBytes of its bytes, so slices need no object. */
+static int request_digests(Tracker *self, PyObject *payload, PyObject *rest, Py_hash_t *digest,
+                           Py_hash_t *data_digest)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(payload), skip = self->timestamp_bytes, prefix = self->prefix;
+    const char *p = PyBytes_AS_STRING(payload);
+    if (n <= prefix) {
+        if ((*digest = PyObject_Hash(payload)) == -1)
+            return -1;
+        *data_digest = n > skip ? _Py_HashBytes(p + skip, n - skip) : *digest;
+        return 0;
+    }
+    PyObject *made = NULL;
+    if (rest == NULL || rest == Py_None)
+        rest = made = PyLong_FromSsize_t(_Py_HashBytes(p + prefix, n - prefix));
+    else if (!PyLong_Check(rest)) {
+        PyErr_SetString(PyExc_TypeError, "rest must be an int or None");
+        return -1;
+    }
+    if (rest == NULL)
+        return -1;
+    *digest = pair_hash(_Py_HashBytes(p, prefix), rest);
+    *data_digest = *digest == -1 ? -1 : pair_hash(_Py_HashBytes(p + skip, prefix - skip), rest);
+    Py_XDECREF(made);
+    return *digest == -1 || *data_digest == -1 ? -1 : 0;
+}
+
+/* step() on parsed arguments (payload is bytes; rest NULL, None or an int). */
 static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObject *ident, PyObject *seq_obj,
-                              double ts, PyObject *payload)
+                              double ts, PyObject *payload, PyObject *rest)
 {
     if (self->flows == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Tracker not initialised");
@@ -357,12 +399,9 @@ static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObj
     if (seq == -1 && PyErr_Occurred())
         return NULL;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    Py_hash_t digest = PyObject_Hash(payload);
-    if (digest == -1)
+    Py_hash_t digest, data_digest;
+    if (request_digests(self, payload, rest, &digest, &data_digest) < 0)
         return NULL;
-    Py_hash_t data_digest = n > self->timestamp_bytes
-        ? _Py_HashBytes(PyBytes_AS_STRING(payload) + self->timestamp_bytes, n - self->timestamp_bytes)
-        : digest; /* hash(p[_TIMESTAMP_BYTES:]): a bytes object's hash is _Py_HashBytes of its bytes */
     PyObject *key = PyTuple_Pack(3, src, dst, ident);
     if (key == NULL)
         return NULL;
@@ -420,14 +459,14 @@ fail:
 
 static PyObject *tracker_step(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyBytes_Check(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "step(src, dst, ident, seq, ts, payload: bytes)");
+    if ((nargs != 6 && nargs != 7) || !PyBytes_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "step(src, dst, ident, seq, ts, payload: bytes[, rest])");
         return NULL;
     }
     double ts = PyFloat_AsDouble(args[4]);
     if (ts == -1.0 && PyErr_Occurred())
         return NULL;
-    return step_request(self, args[0], args[1], args[2], args[3], ts, args[5]);
+    return step_request(self, args[0], args[1], args[2], args[3], ts, args[5], nargs == 7 ? args[6] : NULL);
 }
 
 /* What observe() returns when the reference must handle the packet, and how (see observe_doc). */
@@ -466,19 +505,19 @@ static int remember_empty(Tracker *self, PyObject *src, PyObject *dst, PyObject 
 }
 
 /* observe()'s arguments: the packet's fields. */
-enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS };
+enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS, A_REST = N_ARGS };
 
 PyDoc_STRVAR(observe_doc,
-             "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts) -> None | (kind, a, b) | int\n\n"
+             "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts[, rest]) -> None | (kind, a, b) | int\n\n"
              "ToolTracker.observe for an echo request that maybe_tool() passes (an empty one remembered for its\n"
              "reply first, as _follow does): step()'s result. For every other packet an int, with nothing changed,\n"
              "saying what the reference must do: 0 all of observe (recognise() may match, or not an echo\n"
-             "message), 1 its flow memory (_follow: an echo reply).");
+             "message), 1 its flow memory (_follow: an echo reply). rest as step()'s.");
 
 static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != N_ARGS) {
-        PyErr_SetString(PyExc_TypeError, "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts)");
+    if (nargs != N_ARGS && nargs != N_ARGS + 1) {
+        PyErr_SetString(PyExc_TypeError, "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts[, rest])");
         return NULL;
     }
     long numbers[3];
@@ -503,7 +542,8 @@ static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_
     double ts = PyFloat_AsDouble(args[A_TS]);
     if (ts == -1.0 && PyErr_Occurred())
         return NULL;
-    return step_request(self, args[A_SRC], args[A_DST], args[A_IDENT], args[A_SEQ], ts, payload);
+    return step_request(self, args[A_SRC], args[A_DST], args[A_IDENT], args[A_SEQ], ts, payload,
+                        nargs > A_REST ? args[A_REST] : NULL);
 }
 
 static PyObject *tracker_flows(Tracker *self, void *closure)

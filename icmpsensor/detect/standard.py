@@ -367,8 +367,9 @@ class Detector(FlowDetector):
         """An echo request the C path handled up to the tool tracker, which answered `answer`: what _on_request
         does from its _recognise_tool on, for a request with `novel` bytes."""
         due = self._due
-        recognised = self._tool_found(flow, self._tools.finish(answer, pkt))  # type: ignore[attr-defined]
-        self._request_done(flow, pkt, flow.last_sketch, novel, recognised, due)
+        current = flow.last_sketch
+        recognised = self._tool_found(flow, self._tools.finish(answer, pkt, current[1]))  # type: ignore
+        self._request_done(flow, pkt, current, novel, recognised, due)
         return self._handed_out(due)
 
     def _on_request(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
@@ -406,7 +407,7 @@ class Detector(FlowDetector):
         else:
             novel = self._novelty(flow, pkt, current, previous)
         flow.last_request_ts = ts
-        recognised = not flow.tool and self._recognise_tool(flow, pkt)
+        recognised = not flow.tool and self._recognise_tool(flow, pkt, current[1])
         self._request_done(flow, pkt, current, novel, recognised, due)
 
     def _request_done(self, flow: Flow, pkt: IcmpPacket, current: Sketch, novel: int, recognised: bool,
@@ -548,9 +549,10 @@ class Detector(FlowDetector):
         self._charge(flow, "fields", bits)
         return True
 
-    def _recognise_tool(self, flow: Flow, pkt: IcmpPacket) -> bool:
-        """Whether the tool tracker recognised a tool in this packet (it is then the flow's)."""
-        return self._tool_found(flow, self._tools.observe(pkt))
+    def _recognise_tool(self, flow: Flow, pkt: IcmpPacket, rest: int | None = None) -> bool:
+        """Whether the tool tracker recognised a tool in this packet (it is then the flow's); `rest`: its sketch's
+        hash of the payload's rest, which the tracker's digests are made from."""
+        return self._tool_found(flow, self._tools.observe(pkt, rest))
 
     @staticmethod
     def _tool_found(flow: Flow, match: tunnels.ToolMatch | None) -> bool:

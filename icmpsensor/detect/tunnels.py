@@ -26,6 +26,7 @@ from icmpsensor.accelerators import tools_extension as _fasttools
 from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.capacity import icmplib_layout
+from icmpsensor.detect.novelty import PREFIX
 from icmpsensor.notice.text import addr_text
 
 _K = TypeVar("_K")
@@ -491,6 +492,19 @@ def _swap16(value: int) -> int:
     return (value & 0xFF) << 8 | value >> 8
 
 
+def request_digests(p: bytes, rest: int | None = None) -> tuple[int, int]:
+    """The digests the tracker keeps of a request's payload: of all of it, and of its data past a ping
+    timestamp's _TIMESTAMP_BYTES (two payloads of one size have equal digests exactly when those bytes are equal,
+    but for a hash collision). Past the sketch's PREFIX bytes, the hash of the rest that novelty.sketch makes
+    (`rest`, when the caller has it) stands for those bytes: a jumbo payload is hashed once, not three times."""
+    if len(p) <= PREFIX:
+        digest = hash(p)
+        return digest, hash(p[_TIMESTAMP_BYTES:]) if len(p) > _TIMESTAMP_BYTES else digest
+    if rest is None:
+        rest = hash(p[PREFIX:])
+    return hash((hash(p[:PREFIX]), rest)), hash((hash(p[_TIMESTAMP_BYTES:PREFIX]), rest))
+
+
 _BYTE_CYCLE = bytes(range(256)) * 2
 
 
@@ -564,8 +578,8 @@ class _RequestFlow:
     ts: float
     first_seq: int
     size: int
-    digest: int  # hash of the payload
-    data_digest: int  # hash of the payload past a ping timestamp's 16 bytes
+    digest: int  # of the payload (request_digests)
+    data_digest: int  # of the payload past a ping timestamp's 16 bytes
     hping_run: int = 0
     ift_run: int = 0
     nping_run: int = 0
@@ -601,29 +615,30 @@ class ToolTracker:
         self._flows: dict[tuple[bytes, bytes, int], _RequestFlow] = {}
         self._empty_requests: dict[tuple[bytes, bytes, int, int], None] = {}
 
-    def observe(self, pkt: IcmpPacket) -> ToolMatch | None:
+    def observe(self, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
+        """A match, or None; `rest`: the hash of the payload past PREFIX bytes when the caller has it (its
+        novelty.sketch's), else it is made here."""
         found = recognise(pkt)
         if found is not None or pkt.ident < 0:
             return found
-        return self._follow(pkt)
+        return self._follow(pkt, rest)
 
-    def _follow(self, pkt: IcmpPacket) -> ToolMatch | None:
+    def _follow(self, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
         """The flow memory, for an echo message recognise() did not match."""
         if pkt.icmp_type not in _REQUEST_TYPES:
             return self._reply(pkt)
         if not pkt.payload:
             self._remember_empty((pkt.src, pkt.dst, pkt.ident, pkt.seq))
-        return self._request(pkt)
+        return self._request(pkt, rest)
 
-    def _request(self, pkt: IcmpPacket) -> ToolMatch | None:
+    def _request(self, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
         """Follow an echo request's flow."""
         p = pkt.payload
         seq = pkt.seq
         found = None
         key = (pkt.src, pkt.dst, pkt.ident)
         size = len(p)
-        digest = hash(p)
-        data_digest = hash(p[_TIMESTAMP_BYTES:]) if size > _TIMESTAMP_BYTES else digest
+        digest, data_digest = request_digests(p, rest)
         flows = self._flows
         flow = flows.get(key)
         if flow is None:
@@ -707,23 +722,23 @@ class FastToolTracker(ToolTracker):
         super().__init__(max_flows, max_pending)
         assert _fasttools is not None
         self._c = _fasttools.Tracker(max_flows, without_oldest, icmplib_layout, _is_periodic, _is_counting_fill,
-                                     _TIMESTAMP_BYTES, _IFT_SIZE, _IFT_MAX_GAP, _HPING_RUN, _IFT_RUN, _NPING_RUN,
-                                     _NPING_MAX_STEP, ICMPDOOR_ID, vars(self))
+                                     _TIMESTAMP_BYTES, PREFIX, _IFT_SIZE, _IFT_MAX_GAP, _HPING_RUN, _IFT_RUN,
+                                     _NPING_RUN, _NPING_MAX_STEP, ICMPDOOR_ID, vars(self))
 
-    def observe(self, pkt: IcmpPacket) -> ToolMatch | None:
+    def observe(self, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
         answer = self._c.observe(pkt.payload, pkt.ident, pkt.icmp_type, pkt.icmp_code, pkt.src, pkt.dst, pkt.seq,
-                                 pkt.ts)
-        return None if answer is None else self.finish(answer, pkt)
+                                 pkt.ts, rest)
+        return None if answer is None else self.finish(answer, pkt, rest)
 
-    def finish(self, answer: object, pkt: IcmpPacket) -> ToolMatch | None:
+    def finish(self, answer: object, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
         """What observe makes of the C path's answer for `pkt` when it is not None (the detector's C path calls
         the C observe itself, and this with its answer): a match, or the reference's work."""
         if type(answer) is tuple:
             return _MATCHES[answer[0]](answer[1], answer[2], pkt.payload)
-        return super().observe(pkt) if answer == _ASK_RECOGNISE else self._follow(pkt)
+        return super().observe(pkt, rest) if answer == _ASK_RECOGNISE else self._follow(pkt, rest)
 
-    def _request(self, pkt: IcmpPacket) -> ToolMatch | None:
-        step = self._c.step(pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.ts, pkt.payload)
+    def _request(self, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
+        step = self._c.step(pkt.src, pkt.dst, pkt.ident, pkt.seq, pkt.ts, pkt.payload, rest)
         return None if step is None else _MATCHES[step[0]](step[1], step[2], pkt.payload)
 
 

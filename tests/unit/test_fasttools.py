@@ -17,7 +17,8 @@ from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect import tunnels
-from icmpsensor.detect.tunnels import ICMPDOOR_ID, FastToolTracker, ToolMatch, ToolTracker, recognise
+from icmpsensor.detect.novelty import PREFIX, sketch
+from icmpsensor.detect.tunnels import ICMPDOOR_ID, FastToolTracker, ToolMatch, ToolTracker, recognise, request_digests
 from testkit import benign_corpus, craft, synthmix
 from testkit import exfil_corpus as corpus
 from tests.hypothesis_counts import examples
@@ -55,12 +56,15 @@ def state(tracker: ToolTracker) -> list[tuple[object, ...]]:
                    f.nping_irregular)) for key, f in tracker._flows.items()]
 
 
-def run_both(packets: Iterable[IcmpPacket], max_flows: int = 65536,
-             max_pending: int = 65536) -> tuple[list[ToolMatch | None], ToolTracker, ToolTracker]:
+def run_both(packets: Iterable[IcmpPacket], max_flows: int = 65536, max_pending: int = 65536,
+             given_rest: bool = False) -> tuple[list[ToolMatch | None], ToolTracker, ToolTracker]:
+    """Both trackers on the packets; with `given_rest` the fast one is handed each payload's sketch's rest hash
+    (as the detector hands it), the reference makes its own."""
     reference, fast = ToolTracker(max_flows, max_pending), FastToolTracker(max_flows, max_pending)
     out = []
     for pkt in packets:
-        expected, got = reference.observe(pkt), fast.observe(pkt)
+        expected = reference.observe(pkt)
+        got = fast.observe(pkt, sketch(pkt.payload)[1]) if given_rest else fast.observe(pkt)
         assert got == expected, (pkt, expected, got)
         out.append(got)
     assert state(fast) == state(reference)
@@ -161,6 +165,7 @@ def test_both_trackers_agree_on_the_seed_captures(seed_dir: Path) -> None:
 CHUNKS = [bytes([i]) * 56 for i in range(4)] + [bytes(range(56)), b"\x00" * 56, b"abcdefghijklmnopqrstuvw" * 2]
 ICMPLIB = b"Ab3" * 18 + b"xY"  # 56 characters as icmplib draws them
 REPEATED = b"nping probe: status=ok, id=42"  # one custom payload, not periodic
+BIG = [bytes([i]) * 300 for i in range(3)] + [bytes(range(200))]  # past the sketch's PREFIX
 
 
 @st.composite
@@ -178,10 +183,14 @@ def sequences(draw: st.DrawFn) -> list[IcmpPacket]:
         seq = (last + draw(st.sampled_from([1, 1, 0x100, 0, 2, 5]))) & 0xFFFF if key in seqs else last
         seqs[key] = seq
         ts += draw(st.sampled_from([0.001, 0.01, 0.3, 0.6, 2.0]))
-        payload = draw(st.one_of(st.sampled_from([*CHUNKS, ICMPLIB, b"", REPEATED]),
-                                 st.binary(min_size=56, max_size=56), st.binary(max_size=40)))
+        payload = draw(st.one_of(st.sampled_from([*CHUNKS, ICMPLIB, b"", REPEATED, *BIG]),
+                                 st.binary(min_size=56, max_size=56), st.binary(max_size=40),
+                                 st.binary(min_size=PREFIX - 1, max_size=PREFIX + 2)))
         if draw(st.booleans()) and len(payload) > 16:  # a new timestamp in front of the same data
             payload = draw(st.binary(min_size=16, max_size=16)) + payload[16:]
+        if draw(st.booleans()) and len(payload) > PREFIX:  # a change past the timestamp: in its data's head, or after
+            at = draw(st.integers(16, len(payload) - 1))
+            payload = payload[:at] + bytes([payload[at] ^ 1]) + payload[at + 1:]
         request = draw(st.sampled_from([True, True, True, False]))
         code = draw(st.sampled_from([0, 0, 0, 2]))
         out.append(corpus.echo(ts, src, dst, request, ident, seq, payload, code))
@@ -190,10 +199,54 @@ def sequences(draw: st.DrawFn) -> list[IcmpPacket]:
 
 @needs_c
 @settings(max_examples=examples(600), deadline=None)
-@given(packets_=sequences(), max_flows=st.sampled_from([1, 2, 3, 65536]), max_pending=st.sampled_from([1, 2, 65536]))
+@given(packets_=sequences(), max_flows=st.sampled_from([1, 2, 3, 65536]), max_pending=st.sampled_from([1, 2, 65536]),
+       given_rest=st.booleans())
 def test_both_trackers_agree_on_generated_sequences(packets_: list[IcmpPacket], max_flows: int,
-                                                   max_pending: int) -> None:
-    run_both(packets_, max_flows, max_pending)
+                                                   max_pending: int, given_rest: bool) -> None:
+    run_both(packets_, max_flows, max_pending, given_rest)
+
+
+SIZES = [0, 1, 15, 16, 17, PREFIX - 1, PREFIX, PREFIX + 1, 300, 60_000]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_request_digests_tell_equal_bytes_apart_from_changed_ones(size: int) -> None:
+    """request_digests: a payload's digest and its data's past the timestamp; past novelty.PREFIX the hash of the
+    rest (the sketch's, when the caller gives it) stands for those bytes, so a jumbo payload is hashed once. Two
+    payloads of one size: equal digests for equal bytes; a change in the timestamp changes only the digest; one in
+    the data (in the sketch's head or past it) changes both."""
+    payload = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    digests = request_digests(payload)
+    assert digests == request_digests(bytes(payload)) == request_digests(payload, sketch(payload)[1])
+    if size <= PREFIX:
+        assert digests == (hash(payload), hash(payload[16:]) if size > 16 else hash(payload))
+    else:
+        rest = hash(payload[PREFIX:])
+        assert digests == (hash((hash(payload[:PREFIX]), rest)), hash((hash(payload[16:PREFIX]), rest)))
+        assert request_digests(payload, rest + 1) != digests  # a given rest is used, not made again
+    for at in {0, 15, 16, PREFIX - 1, PREFIX, size - 1}:
+        if not 0 <= at < size:
+            continue
+        changed = request_digests(payload[:at] + bytes([payload[at] ^ 0x80]) + payload[at + 1:])
+        assert changed[0] != digests[0]
+        assert (changed[1] == digests[1]) == (at < 16 and size > 16)
+
+
+@needs_c
+@pytest.mark.parametrize("size", SIZES)
+def test_the_c_tracker_keeps_the_reference_digests_and_uses_a_rest_given(size: int) -> None:
+    """The C tracker's flow keeps request_digests of the payload, made from the rest hash the caller gives (the
+    detector's C path gives its sketch's, so the bytes past PREFIX are not hashed again), or made in C."""
+    payload = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    rest = hash(payload[PREFIX:]) if size > PREFIX else None
+    for handed in (None, rest, None if rest is None else rest ^ 0x5A5A):
+        tracker = FastToolTracker()
+        assert tracker.observe(corpus.echo(1e9, A, B, True, 9, 1, payload), handed) is None
+        assert tracker._c.step(B, A, 9, 1, 1e9, payload, handed) is None
+        states = [flow.state() for flow in tracker._c.flows.values()]
+        assert [state[4:6] for state in states] == [request_digests(payload, handed)] * 2
+    with pytest.raises(TypeError):
+        FastToolTracker()._c.step(A, B, 9, 1, 1e9, bytes(PREFIX + 1), "not an int")
 
 
 @needs_c
