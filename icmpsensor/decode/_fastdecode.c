@@ -781,43 +781,76 @@ PyDoc_STRVAR(icmp4_message_doc,
 "count as an error or a bad checksum (shorter than its header: an echo's 8 bytes, 4 for the others; a checksum\n"
 "that does not verify, when `verify`): the Python path takes those.");
 
-static PyObject *icmp4_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+PyDoc_STRVAR(icmp6_message_doc,
+"icmp6_message(ts, message, src, dst, final_dst, wire_len, verify, type_counts) -> IcmpPacket | None\n\n"
+"icmp4_message for the ICMPv6 message of a reassembled IPv6 datagram whose fragmentable part is that message:\n"
+"its checksum covers the pseudo-header for src and final_dst (the destination a routing header names, RFC 8200\n"
+"8.1; dst when there is none), and the record names dst.");
+
+/* icmp4_message and icmp6_message: args[] is (ts, message, src, dst, [final_dst,] wire_len, verify, type_counts). */
+static PyObject *reassembled_message(PyObject *const *args, Py_ssize_t nargs, int ipv6)
 {
-    (void)module;
-    if (nargs != 7 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) != 4
-        || !PyBytes_Check(args[3]) || PyBytes_GET_SIZE(args[3]) != 4 || !PyList_Check(args[6])
-        || PyList_GET_SIZE(args[6]) != 512) {
-        PyErr_SetString(PyExc_TypeError,
-                        "icmp4_message(ts: float, message: bytes, src: 4 bytes, dst: 4 bytes, wire_len: int, "
-                        "verify: bool, type_counts: list of 512)");
+    Py_ssize_t address_len = ipv6 ? 16 : 4, at = ipv6 ? 5 : 4; /* at: wire_len's place */
+    int addresses_ok = 1;
+    for (int i = 2; i < at; i++)
+        addresses_ok &= nargs == at + 3 && PyBytes_Check(args[i]) && PyBytes_GET_SIZE(args[i]) == address_len;
+    if (!addresses_ok || !PyBytes_Check(args[1]) || !PyList_Check(args[at + 2]) || PyList_GET_SIZE(args[at + 2]) != 512) {
+        PyErr_SetString(PyExc_TypeError, ipv6 ? "icmp6_message(ts: float, message: bytes, src, dst, final_dst: 16 "
+                                                "bytes, wire_len: int, verify: bool, type_counts: list of 512)"
+                                              : "icmp4_message(ts: float, message: bytes, src: 4 bytes, dst: 4 bytes, "
+                                                "wire_len: int, verify: bool, type_counts: list of 512)");
         return NULL;
     }
     if (packet_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "icmp4_message(): bind() first");
+        PyErr_SetString(PyExc_RuntimeError, "bind() first");
         return NULL;
     }
     double ts = PyFloat_AsDouble(args[0]);
-    Py_ssize_t wire_len = PyLong_AsSsize_t(args[4]);
-    int verify = PyObject_IsTrue(args[5]);
+    Py_ssize_t wire_len = PyLong_AsSsize_t(args[at]);
+    int verify = PyObject_IsTrue(args[at + 1]);
     if ((ts == -1.0 || wire_len == -1) && PyErr_Occurred())
         return NULL;
     if (verify < 0)
         return NULL;
     const unsigned char *msg = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    const unsigned char *src = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    const unsigned char *dst = (const unsigned char *)PyBytes_AS_STRING(args[3]);
     Py_ssize_t size = PyBytes_GET_SIZE(args[1]);
     /* message() takes 8 bytes or more; an echo needs its identifier and sequence number */
-    if (size < 8 || (verify && !checksum_verifies(msg, size)))
+    if (size < 8)
         Py_RETURN_NONE;
+    if (verify) {
+        uint64_t sum = word_sum(msg, size);
+        if (ipv6) { /* the pseudo-header: source, destination, upper-layer length (32 bits), next header */
+            sum += word_sum(src, 16) + word_sum((const unsigned char *)PyBytes_AS_STRING(args[4]), 16)
+                   + (uint64_t)size + 58;
+            if (sum % 0xFFFF)
+                Py_RETURN_NONE;
+        }
+        else if (!checksum_verifies(msg, size))
+            Py_RETURN_NONE;
+    }
     Py_ssize_t counts[512] = {0};
     PyObject *out = NULL;
-    if (message((const unsigned char *)PyBytes_AS_STRING(args[2]), (const unsigned char *)PyBytes_AS_STRING(args[3]),
-                0, msg, size, ts, wire_len, Py_NewRef(no_options), counts, &out) < 0)
+    if (message(src, dst, ipv6, msg, size, ts, wire_len, Py_NewRef(no_options), counts, &out) < 0)
         return NULL;
-    if (add_counts(args[6], counts, 512) < 0) {
+    if (add_counts(args[at + 2], counts, 512) < 0) {
         Py_DECREF(out);
         return NULL;
     }
     return out;
+}
+
+static PyObject *icmp4_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return reassembled_message(args, nargs, 0);
+}
+
+static PyObject *icmp6_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    return reassembled_message(args, nargs, 1);
 }
 
 static PyMethodDef methods[] = {
@@ -826,6 +859,7 @@ static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"share_select", (PyCFunction)(void (*)(void))share_select, METH_FASTCALL, share_select_doc},
     {"icmp4_message", (PyCFunction)(void (*)(void))icmp4_message, METH_FASTCALL, icmp4_message_doc},
+    {"icmp6_message", (PyCFunction)(void (*)(void))icmp6_message, METH_FASTCALL, icmp6_message_doc},
     {NULL, NULL, 0, NULL},
 };
 

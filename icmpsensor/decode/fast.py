@@ -120,6 +120,19 @@ class Decoder(DpktDecoder):
             return super()._reassembled4(ts, datagram, src, dst)
         return with_frames(pkt, datagram)
 
+    def _reassembled6(self, ts: float, datagram: Datagram, src: bytes, dst: bytes,
+                      final_dst: bytes) -> IcmpPacket | None:
+        """IpLayer._reassembled6 (the reference) with an ICMPv6 message right behind the fragment header made in C
+        (_fastdecode.icmp6_message), as _reassembled4's: a jumbo datagram's message is a 60 KB parse through dpkt
+        otherwise. Extension headers, errors and bad checksums go through the reference."""
+        if _fastdecode is None or datagram.proto != PROTO_ICMPV6:
+            return super()._reassembled6(ts, datagram, src, dst, final_dst)
+        pkt = _fastdecode.icmp6_message(ts, datagram.payload, src, dst, final_dst, datagram.wire_len,
+                                        self.verify_checksums, self.stats.type_counts)
+        if pkt is None:
+            return super()._reassembled6(ts, datagram, src, dst, final_dst)
+        return with_frames(pkt, datagram)
+
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""
         if limit - off >= 28:

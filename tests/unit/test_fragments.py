@@ -372,34 +372,52 @@ def test_fragment_storms_keep_the_decoders_in_agreement(frames: list[bytes], ver
 
 @st.composite
 def reassembled_messages(draw: st.DrawFn) -> list[bytes]:
-    """Fragments (8 bytes of payload each) of IPv4 datagrams carrying ICMP messages of any kind and length: echo or
-    not, a checksum right or wrong, cut short to fewer bytes than the message's header."""
+    """Fragments (8 bytes of payload each) of IPv4 and IPv6 datagrams carrying ICMP or ICMPv6 messages of any kind
+    and length: echo or not, a checksum right or wrong, cut short to fewer bytes than the message's header; IPv6 ones
+    with an ICMPv6 message right behind the fragment header, or behind a destination options header, or carrying
+    ICMP (not ICMPv6)."""
     frames = []
     for ip_id in range(1, draw(st.integers(1, 3)) + 1):
-        message = craft.icmp4_message(draw(st.sampled_from([0, 8, 3, 11, 13, 42])), draw(st.integers(0, 3)), 7,
-                                      ip_id, draw(st.binary(max_size=40)), bad_checksum=draw(st.booleans()))
+        payload, bad = draw(st.binary(max_size=40)), draw(st.booleans())
+        if draw(st.booleans()):
+            message = craft.icmp4_message(draw(st.sampled_from([0, 8, 3, 11, 13, 42])), draw(st.integers(0, 3)), 7,
+                                          ip_id, payload, bad_checksum=bad)
+            message = message[: draw(st.integers(1, len(message)))]
+            frames += [craft.ether(f) for f in craft.fragment4(craft.ipv4(A4, B4, 1, message, ip_id=ip_id), 8)]
+            continue
+        message = craft.icmp6_message(A6, B6, draw(st.sampled_from([128, 129, 1, 3, 135, 42])),
+                                      draw(st.integers(0, 3)), 7, ip_id, payload, bad_checksum=bad)
         message = message[: draw(st.integers(1, len(message)))]
-        frames += [craft.ether(f) for f in craft.fragment4(craft.ipv4(A4, B4, 1, message, ip_id=ip_id), 8)]
+        inner = draw(st.sampled_from(["icmpv6", "options", "routed", "icmp"]))
+        headers = {"options": [craft.dest_opts()], "routed": [craft.routing(0, 1, ["2001:db8::99"])]}.get(inner, [])
+        packet = craft.ipv6(A6, B6, craft.PROTO_ICMP if inner == "icmp" else craft.PROTO_ICMPV6, message,
+                            ext_headers=headers)
+        frames += [craft.ether(f) for f in craft.fragment6(packet, 8, frag_id=ip_id)]
     return draw(st.permutations(frames))
 
 
 @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=reassembled_messages(), verify=st.booleans())
 def test_reassembled_messages_keep_the_decoders_in_agreement(frames: list[bytes], verify: bool) -> None:
-    """A reassembled IPv4 datagram's ICMP message made in C (Decoder) and by dpkt (DpktDecoder, the reference): the
-    same record, counters and errors, whatever the message's type, length and checksum."""
+    """A reassembled IPv4 or IPv6 datagram's ICMP message made in C (Decoder) and by dpkt (DpktDecoder, the
+    reference): the same record, counters and errors, whatever the message's type, length and checksum."""
     Run(craft.LINKTYPE_ETHERNET, frames, verify_checksums=verify)
 
 
 @pytest.mark.skipif(fast_decoder._fastdecode is None, reason="the C accelerator is turned off or not built")
-def test_a_reassembled_echo_message_is_made_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tiny-fragment flood is a datagram every few frames: a whole, verified ICMP message of a reassembled IPv4
-    datagram is made in C, not through dpkt (IcmpLayer._icmp)."""
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_reassembled_echo_message_is_made_in_c(monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+    """A tiny-fragment flood is a datagram every few frames, a jumbo-fragment flood a big one every forty: a whole,
+    verified ICMP or ICMPv6 message of a reassembled datagram is made in C, not through dpkt (IcmpLayer._icmp)."""
     def reference(*args: object, **kwargs: object) -> None:
         raise AssertionError("the Python path made it")
 
     monkeypatch.setattr(Decoder, "_icmp", reference)
-    frames = [craft.ether(f) for f in craft.fragment4(craft.icmp4(A4, B4, 8, 0, 7, 1, bytes(range(64)), ip_id=9), 8)]
+    if version == 4:
+        fragments_ = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 7, 1, bytes(range(64)), ip_id=9), 8)
+    else:
+        fragments_ = craft.fragment6(craft.icmp6(A6, B6, 128, 0, 7, 1, bytes(range(64))), 8, frag_id=9)
+    frames = [craft.ether(f) for f in fragments_]
     decoder = Decoder(craft.LINKTYPE_ETHERNET, DecodeStats())
     packets = [decoder.decode(float(i), frame, len(frame)) for i, frame in enumerate(frames)]
     assert packets[:-1] == [None] * (len(frames) - 1)
