@@ -8,6 +8,7 @@ Benign traffic must never be attributed to a tool.
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 import time
 from collections.abc import Iterable
@@ -268,3 +269,81 @@ def test_print_cost_per_call_on_a_miss() -> None:
             recognise(pkt)
         per_call = (time.perf_counter() - started) / rounds
         print(f"recognise() miss, {name}: {per_call * 1e6:.2f} us/call")
+
+
+# -- work bounded by what a tool's message can hold --------------------------------------------------------------
+
+PINGTUNNEL_MAGIC = b"\x30\xda\xfa\x06"
+REPEATED_FIELDS = {  # 60 KB payloads (a reassembled jumbo datagram) that only look like a protobuf message
+    "empty field 1, over and over": b"\x0a\x00" * 29_998 + PINGTUNNEL_MAGIC,
+    "varint field 2, over and over": b"\x10\x00" * 29_998 + PINGTUNNEL_MAGIC,
+    "ten-byte varints": (b"\x10" + b"\x80" * 8 + b"\x01") * 5_999 + PINGTUNNEL_MAGIC,
+    "newlines": b"\n" * 59_996 + PINGTUNNEL_MAGIC,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPEATED_FIELDS))
+def test_a_protobuf_parse_ends_where_pingtunnel_could_not_have_written_it(name: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """pingtunnel marshals MyMsg with protobuf-go, which writes a message's fields in field-number order, each once
+    (impl/codec_message.go orderedCoderFields): a payload that repeats a field or goes back is not its message, and is
+    given up there, not parsed to its end. Parsed whole, each of these cost the detector 10-19 ms: fifty reassembled
+    jumbo datagrams a second blinded it."""
+    from icmpsensor.detect import tunnels
+
+    calls = 0
+    varint = tunnels._varint
+
+    def counting(p: bytes, pos: int) -> tuple[int, int]:
+        nonlocal calls
+        calls += 1
+        return varint(p, pos)
+
+    monkeypatch.setattr(tunnels, "_varint", counting)
+    assert recognise(echo(REPEATED_FIELDS[name])) is None
+    assert calls <= 2 * 32  # a key and a value for each field number MyMsg may hold, at most once each
+
+
+def test_a_pingtunnel_message_with_a_field_out_of_order_is_not_one() -> None:
+    """The rule above, on a small message: the fields of a real one in order are recognised, swapped they are not."""
+    conn, target = b"\x0a\x03abc", b"\x1a\x0c1.2.3.4:5555"
+    magic = b"\x30\xda\xfa\x06"
+    assert recognise(echo(conn + target + magic)) is not None
+    assert recognise(echo(target + conn + magic)) is None
+    assert recognise(echo(conn + conn + target + magic)) is None
+
+
+PROMPT_SPEC = re.compile(rb"(?:\A|\n)[A-Za-z]:\\[^\r\n<>|\"*?]*>\Z")  # what a cmd.exe prompt ending a payload is
+
+
+@settings(max_examples=examples(600), deadline=None)
+@given(head=st.binary(max_size=30) | st.sampled_from([b"", b"dir\r\n", b"x\n", b"\r\n", b"C:\\a>\n"]),
+       line=st.sampled_from([b"C:\\Users\\bob>", b"c:\\>", b"C:\\a<b>", b"C:\\a\rb>", b"CD:\\>", b"C:/>", b"C:\\x"]),
+       sep=st.sampled_from([b"", b"\n", b"\r\n", b"\n\n", b"\r"]))
+def test_an_icmpsh_prompt_is_the_payloads_last_line(head: bytes, line: bytes, sep: bytes) -> None:
+    """icmpsh's prompt check reads only the payload's last line (a prompt cannot hold a newline), and finds what the
+    regular expression searched over the whole payload finds."""
+    payload = head + sep + line
+    found = recognise(echo(payload))
+    printable = all(0x20 <= b < 0x7F or b in b"\t\r\n" for b in payload)
+    expected = bool(PROMPT_SPEC.search(payload)) and printable
+    assert (found is not None and found.tool == "icmpsh" and "prompt" in found.evidence) == expected
+
+
+def test_an_icmpsh_prompt_check_reads_only_the_last_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 60 KB payload of lines ending in '>' (searched whole, ~1 ms a packet): the check reads its last line."""
+    from icmpsensor.detect import tunnels
+
+    read: list[int] = []
+    prompt = tunnels._PROMPT_LINE
+
+    class Spy:
+        def fullmatch(self, text: bytes, pos: int = 0) -> object:
+            read.append(len(text) - pos)
+            return prompt.fullmatch(text, pos)
+
+    monkeypatch.setattr(tunnels, "_PROMPT_LINE", Spy())
+    payload = b"C:\\x\n" * 12_000 + b"C:\\Users>"
+    found = recognise(echo(payload))
+    assert found is not None and found.tool == "icmpsh"
+    assert read == [len(b"C:\\Users>")]
