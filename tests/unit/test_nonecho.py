@@ -364,3 +364,76 @@ def test_extended_echo_that_carries_data() -> None:
     assert novel == len(payload) - 4 and "extended echo" in reason
     assert unexplained_bytes(v6(160, ext_echo(200, 1, b"data")))[0] > 0
     assert unexplained_bytes(v6(160, ext_echo(3, 1, b"eth0") + b"tail"))[0] > 0
+
+
+# -- work bounded: a crafted 60 KB message is walked no further than a real one ---------------------------------
+
+BIG = 60_000
+NI_REPLY = struct.pack("!HH", 2, 0) + bytes(8) + bytes(4)  # qtype 2 (node name), flags, nonce, TTL
+MLD_RECORD = struct.pack("!BBH", 1, 0, 0) + b"\xff" + bytes(15)  # MODE_IS_INCLUDE, no sources
+WALK_BOMBS = {  # (ipv6, type, code, payload): structures a walk goes through item by item
+    "node information reply of empty names": (True, 140, 0, NI_REPLY + bytes(BIG)),
+    "node information reply of one-letter names": (True, 140, 0, NI_REPLY + b"\x01a\x00" * (BIG // 3)),
+    "MLDv2 record with thousands of sources": (True, 143, 0, b"\0\0\0\x01" + struct.pack("!BBH", 1, 0, BIG // 16)
+                                               + b"\xff" + bytes(15) + (b"\x20" + bytes(15)) * (BIG // 16)),
+    "MLDv2 record announcing more sources than it holds": (True, 143, 0, b"\0\0\0\x01"
+                                                           + struct.pack("!BBH", 1, 0, 65535) + b"\xff" + bytes(15)),
+    "MLDv2 report of thousands of records": (True, 143, 0, b"\0\0\xff\xff" + MLD_RECORD * (BIG // 20)),
+    "router advertisement of 8-byte options": (True, 134, 0, bytes(12) + (b"\x05\x01" + bytes(6)) * (BIG // 8)),
+    "router advertisement of unknown options": (True, 134, 0, bytes(12) + (b"\xfe\x01" + bytes(6)) * (BIG // 8)),
+    "unreachable with thousands of MPLS objects": (False, 3, 0, b"\x00\x20\x00\x00" + b"\x45" + bytes(127)
+                                                   + b"\x20\x00\x00\x00" + struct.pack("!HBB", 4, 1, 1) * (BIG // 4)),
+    "IPv6 unreachable with thousands of MPLS objects": (True, 1, 0, b"\x10\x00\x00\x00" + b"\x60" + bytes(127)
+                                                        + b"\x20\x00\x00\x00"
+                                                        + struct.pack("!HBB", 4, 1, 1) * (BIG // 4)),
+}
+
+
+def lines_run(pkt: IcmpPacket) -> int:
+    """The Python lines unexplained_bytes runs for `pkt`: its work, counted, not timed."""
+    import sys
+
+    count = 0
+
+    def tracer(frame: object, event: str, arg: object) -> object:
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        unexplained_bytes(pkt)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("name", sorted(WALK_BOMBS))
+def test_a_crafted_message_is_walked_no_further_than_max_walked_items(name: str) -> None:
+    """Options, records, sources, names and extension objects: a walk takes at most MAX_WALKED of them in one message
+    (a 1500-byte frame holds 180 ND options or 89 MLDv2 sources at most); what lies past them is unexplained. Walked
+    whole, one of these 60 KB datagrams cost the detector up to 57 ms."""
+    from icmpsensor.detect.nonecho import MAX_WALKED
+
+    ipv6, kind, code, payload = WALK_BOMBS[name]
+    pkt = message(kind, code, payload, src=ROUTER6 if ipv6 else ROUTER, dst="2001:db8::2" if ipv6 else corpus.CLIENT)
+    assert lines_run(pkt) <= 25 * MAX_WALKED
+    unexplained, reason = unexplained_bytes(pkt)
+    assert reason and unexplained >= min(len(payload) - 16, 8 * 20)  # what lies past the walk is unexplained
+
+
+def test_a_walk_within_max_walked_items_explains_as_before() -> None:
+    """The budget changes nothing for a message of real size: a router advertisement's allowed options, an MLDv2
+    report's records and sources, a node information reply's names are explained up to MAX_WALKED of them."""
+    from icmpsensor.detect.nonecho import MAX_WALKED
+
+    options = (b"\x05\x01" + bytes(6)) * (MAX_WALKED - 1)
+    assert unexplained_bytes(message(134, 0, bytes(12) + options, src=ROUTER6, dst="2001:db8::2")) == (0, "")
+    over = unexplained_bytes(message(134, 0, bytes(12) + options + (b"\x05\x01" + bytes(6)) * 3, src=ROUTER6,
+                                     dst="2001:db8::2"))
+    assert over[0] == 8 * 2  # the options past MAX_WALKED
+    sources = (b"\x20" + bytes(15)) * (MAX_WALKED - 2)
+    report = b"\0\0\0\x01" + struct.pack("!BBH", 1, 0, MAX_WALKED - 2) + b"\xff" + bytes(15) + sources
+    assert unexplained_bytes(message(143, 0, report, src=ROUTER6, dst="ff02::16")) == (0, "")
+    names = b"\x04node\x00" * (MAX_WALKED - 1)
+    assert unexplained_bytes(message(140, 0, NI_REPLY + names, src=ROUTER6, dst="2001:db8::2")) == (0, "")
