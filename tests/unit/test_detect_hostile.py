@@ -143,3 +143,71 @@ def test_hostile_sequences_are_counted_and_reported_never_an_error(seed: int, pr
     assert det.flow_count == 0 and det.pending_count == 0
     for notice in notices:  # every notice's text is made (it is deferred: a crash there loses the notice)
         assert notice.msg and notice.sub
+
+
+# -- work that does not grow with the payload ----------------------------------------------------------------------
+
+BIG, SMALL = 60_000, 1_500  # a reassembled jumbo datagram's payload, a frame's
+_rng = random.Random(7)
+FILLS = {
+    "random": _rng.randbytes(BIG), "zeros": bytes(BIG), "text lines": (b"ab cd\r\n" * BIG)[:BIG],
+    "newlines": b"\n" * BIG, "base64": (b"QUJD" * BIG)[:BIG], "counting": bytes(i & 0xFF for i in range(BIG)),
+    "cmd.exe prompts": (b"C:\\x>\n" * BIG)[:BIG],
+    # pingtunnel's protobuf: one empty field over and over, its magic in the middle
+    "protobuf fields": (b"\x0a\x00" * (BIG // 4)) + b"\x30\xda\xfa\x06" + (b"\x0a\x00" * (BIG // 4)),
+}
+# (IPv6, type): echo request and reply, timestamp, unreachable; node information reply, MLDv2 report, router
+# advertisement, unreachable (IPv6): each type's own walk
+TYPES = ((False, 8), (False, 0), (False, 13), (False, 3), (True, 140), (True, 143), (True, 134), (True, 1))
+FIRST_BYTES = tuple(sorted({0x00, 0x0A, 0x10, 0x1A, 0x20, 0x45, 0x60, 0x80, 0xFF} | set(b"EHTZ`achqt")))
+LAST_BYTES = (0x00, 0x12, 0x15, 0x3E)  # where recognise looks at the end: PyExfil's, an icmpsh prompt's '>'
+
+
+def lines_run(detector: object, packets: list[IcmpPacket]) -> int:
+    """The Python lines the detector runs for the packets: its work, counted, not timed."""
+    import sys
+
+    count = 0
+
+    def tracer(frame: object, event: str, arg: object) -> object:
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        for pkt in packets:
+            detector.process(pkt)  # type: ignore[attr-defined]
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_a_payload_forty_times_longer_costs_the_detector_no_more_than_a_walk() -> None:
+    """Every payload shape, first and last byte the tool checks dispatch on, every message type with a walk of its
+    own: three packets of a flow carrying 60 KB (a reassembled jumbo datagram) run at most a walk's budget of Python
+    lines more than the same packets cut to 1,500 bytes (nonecho.MAX_WALKED items, ~10 lines each). Crafted 60 KB
+    payloads once cost 1-57 ms each: a protobuf parse and a node-name walk to the payload's end, a prompt search
+    at every offset, MLDv2 sources copied with the rest of the payload."""
+    from icmpsensor.detect.nonecho import MAX_WALKED
+
+    detector = make_detector(DetectionConfig(), AllowlistConfig())
+    worst: tuple[float, str] = (0, "")
+    case = 0
+    for fill_name, fill in FILLS.items():
+        for index, first in enumerate(FIRST_BYTES):
+            last = LAST_BYTES[index % len(LAST_BYTES)]
+            payload = bytes([first]) + fill[1:-1] + bytes([last])
+            for ipv6, icmp_type in TYPES:
+                case += 1
+                costs = []
+                for size in (BIG, SMALL):
+                    cut = payload[: size - 1] + payload[-1:]
+                    src = struct.pack("!IH", case, size)[-4:] if not ipv6 else struct.pack("!QQ", case, size)
+                    dst = HOSTS[0] if not ipv6 else bytes(15) + b"\x02"
+                    echo = icmp_type in (0, 8)
+                    packets = [IcmpPacket(T0 + case + k * 0.01, src, dst, ipv6, icmp_type, 0, 7 if echo else -1,
+                                          k + 1 if echo else -1, cut, size + 28) for k in range(3)]
+                    costs.append(lines_run(detector, packets))
+                worst = max(worst, ((costs[0] - costs[1]) / 3, f"{fill_name} {first:#x}..{last:#x} type {icmp_type}"))
+    assert worst[0] <= 10 * MAX_WALKED, worst
