@@ -44,6 +44,7 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
 static PyObject *no_options = NULL;
 /* Headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS, set by bind()). */
 static int max_ext_headers = 16;
+static int max_option_items = 64; /* decode/ip.py MAX_OPTION_ITEMS, given by bind() */
 
 /* The record type (packet.IcmpPacket) and where its slots live, set by bind(). */
 static PyTypeObject *packet_type = NULL;
@@ -184,10 +185,16 @@ static int all_zero(const unsigned char *p, Py_ssize_t n)
 static void sender_options(const unsigned char *area, Py_ssize_t end, int ipv6, unsigned char *out, Py_ssize_t *n)
 {
     Py_ssize_t pos = 0;
-    while (pos < end) {
+    for (int items = 0; pos < end; items++) {
         unsigned kind = area[pos];
-        if (kind == (ipv6 ? 0u : 1u)) {  /* Pad1 or NOP */
-            pos++;
+        if (items == max_option_items) {  /* past decode/ip.py MAX_OPTION_ITEMS items: the rest kept whole */
+            memcpy(out + *n, area + pos, end - pos);
+            *n += end - pos;
+            return;
+        }
+        if (kind == (ipv6 ? 0u : 1u)) {  /* a run of Pad1 or NOP: one item */
+            while (pos < end && area[pos] == kind)
+                pos++;
             continue;
         }
         Py_ssize_t size = pos + 1 < end ? (Py_ssize_t)area[pos + 1] + (ipv6 ? 2 : 0) : 0;
@@ -679,11 +686,12 @@ static PyObject *share_select(PyObject *module, PyObject *const *args, Py_ssize_
 }
 
 PyDoc_STRVAR(bind_doc,
-"bind(record_type, vlan_tpids[, max_ext_headers])\n\n"
+"bind(record_type, vlan_tpids[, max_ext_headers[, max_option_items]])\n\n"
 "Use record_type (a slots dataclass with the fields of packet.IcmpPacket, in any order) for the\n"
 "records decode_batch builds; they are filled slot by slot, as its __init__ would. vlan_tpids: the\n"
 "ethertypes of the VLAN tags walked through (a tuple of at most 8 ints). max_ext_headers: the IPv6\n"
-"headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS).");
+"headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS).\n"
+"max_option_items: the items read in one option area (decode/ip.py MAX_OPTION_ITEMS).");
 
 static int bind_tpids(PyObject *tpids)
 {
@@ -711,17 +719,27 @@ static int bind_tpids(PyObject *tpids)
 static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 && nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "bind() takes a record type, the VLAN TPIDs and the most IPv6 headers");
+    if (nargs < 2 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind() takes a record type, the VLAN TPIDs, the most IPv6 headers and the most option items");
         return NULL;
     }
-    long headers = max_ext_headers;
-    if (nargs == 3) {
+    long headers = max_ext_headers, items = max_option_items;
+    if (nargs >= 3) {
         headers = PyLong_AsLong(args[2]);
         if (headers == -1 && PyErr_Occurred())
             return NULL;
         if (headers < 1 || headers > 255) {
             PyErr_SetString(PyExc_ValueError, "bind(): max_ext_headers must be 1 to 255");
+            return NULL;
+        }
+    }
+    if (nargs == 4) {
+        items = PyLong_AsLong(args[3]);
+        if (items == -1 && PyErr_Occurred())
+            return NULL;
+        if (items < 1 || items > 4096) {
+            PyErr_SetString(PyExc_ValueError, "bind(): max_option_items must be 1 to 4096");
             return NULL;
         }
     }
@@ -752,6 +770,7 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     memcpy(slot_offset, offsets, sizeof offsets);
     max_ext_headers = (int)headers;
+    max_option_items = (int)items;
     Py_INCREF(type);
     Py_XSETREF(packet_type, type);
     Py_RETURN_NONE;

@@ -17,7 +17,7 @@ from typing import Any
 from icmpsensor import accelerators
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fragments import Datagram, new_reassembler
-from icmpsensor.decode.ip import MAX_EXT_HEADERS, with_frames
+from icmpsensor.decode.ip import MAX_EXT_HEADERS, MAX_OPTION_ITEMS, with_frames
 from icmpsensor.decode.linktypes import (
     DLT_RAW,
     DLT_RAW_OPENBSD,
@@ -38,7 +38,7 @@ from icmpsensor.source.batch import CapturedFrame
 
 _fastdecode = accelerators.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
-    _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS)
+    _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS, MAX_OPTION_ITEMS)
 
 # The fast paths: an IPv4 header without options or an IPv6 header, then the first 8 bytes of ICMP
 # (type, code, checksum skipped, identifier, sequence), in one unpack.

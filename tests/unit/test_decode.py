@@ -606,9 +606,11 @@ OPTION_FRAMES = [  # what the C path takes beyond the plain headers (a sender th
 option_areas = st.binary(max_size=40) | st.lists(st.sampled_from(
     [b"\x00", b"\x01", b"\x94\x04\0\0", bytes([7, 7, 4]) + bytes(4), b"\x44\x0c\x05\x00" + bytes(8), b"\x86\x03x"]),
     max_size=10).map(lambda parts: b"".join(parts)[:40])
-v6_option_areas = st.binary(max_size=30) | st.lists(st.sampled_from(
-    [b"\x00", b"\x01\x00", b"\x01\x03\0\0\0", b"\x01\x02ab", b"\x05\x02\0\0", b"\xc2\x04\0\0\xff\xff"]),
-    max_size=6).map(b"".join)
+v6_option_parts = st.sampled_from(
+    [b"\x00", b"\x01\x00", b"\x01\x03\0\0\0", b"\x01\x02ab", b"\x05\x02\0\0", b"\xc2\x04\0\0\xff\xff"])
+# short areas, and long ones of more items than MAX_OPTION_ITEMS (padded to a whole header by craft)
+v6_option_areas = st.binary(max_size=30) | st.lists(v6_option_parts, max_size=6).map(b"".join) | \
+    st.lists(v6_option_parts, min_size=60, max_size=140).map(lambda parts: b"".join(parts)[:2000])
 
 
 @PROPERTY_SETTINGS
@@ -766,3 +768,55 @@ def test_c_fast_path_addresses_that_take_one_anothers_place_stay_right() -> None
     for order in (1, -1):
         packets, rest = _c_batch(1, frames[::order])
         assert rest == [] and [p.src for p in packets] == want[::order]
+
+
+# -- work bounded: an option area is read no further than a real one --------------------------------------------
+
+
+def _lines_run(call: Callable[[], object]) -> int:
+    """The Python lines `call` runs: its work, counted, not timed."""
+    import sys
+
+    count = 0
+
+    def tracer(frame: object, event: str, arg: object) -> object:
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("area", [bytes(2046), b"\x01\x00" * 1023, b"\x00\x01\x00" * 682, b"\x1e\x00" * 1023],
+                         ids=["Pad1", "PadN", "Pad1 and PadN", "unknown options"])
+def test_an_option_area_is_read_item_by_item_up_to_max_option_items(area: bytes) -> None:
+    """A 2 KB hop-by-hop or destination options header (sixteen of them in a packet) of padding or of empty options:
+    a run of Pad1 is one item, and past MAX_OPTION_ITEMS items the rest is kept whole, as a tail that does not
+    parse (no sender puts more than a few options in a header). Read byte by byte, such a packet cost the decoder
+    ~3.5 ms."""
+    from icmpsensor.decode.ip import MAX_OPTION_ITEMS, sender_options
+
+    assert _lines_run(lambda: sender_options(area, True)) <= 12 * MAX_OPTION_ITEMS
+    kept = sender_options(area, True)
+    if area == bytes(2046):
+        assert kept == b""  # one run of padding
+    elif area[0] == 0x1E:
+        assert kept == area  # options, then the rest: all of it kept
+    else:
+        assert 0 < len(kept) < len(area)  # padding dropped up to the budget, the rest kept
+
+
+def test_options_within_max_option_items_are_read_as_before() -> None:
+    """Up to the budget an area is read as always (padding dropped, options kept); past it the rest is kept whole."""
+    from icmpsensor.decode.ip import MAX_OPTION_ITEMS, sender_options
+
+    option = b"\x1e\x01z"
+    assert sender_options(b"\x00\x00" + option * (MAX_OPTION_ITEMS - 1), True) == option * (MAX_OPTION_ITEMS - 1)
+    padded = (b"\x01\x00" + option) * (MAX_OPTION_ITEMS // 2 + 3)
+    full, extra = divmod(MAX_OPTION_ITEMS, 2)  # a PadN and an option are two items
+    assert sender_options(padded, True) == option * full + padded[5 * full + 2 * extra :]
