@@ -1426,12 +1426,16 @@ enum { NF_SRC, NF_DST, NF_START, NF_LAST, NF_N, NF_ORIG, NF_RESP, NF_OTHER, NF_R
 static const char *const NOTICE_FLOW_FIELDS[N_NOTICE_FLOW] = {
     "src", "dst", "start", "last", "n", "orig_bytes", "resp_bytes", "other_bytes", "received_bytes", "icmp_type",
     "icmp_code"};
+/* the Flow fields new_flow sets (the rest are the template's) */
+enum { NEW_SRC, NEW_DST, NEW_START, NEW_LAST, NEW_ALLOWLISTED, NEW_TYPE, NEW_CODE, N_NEW_FLOW };
+static const char *const NEW_FLOW_FIELDS[N_NEW_FLOW] = {"src", "dst", "start", "last", "allowlisted", "icmp_type",
+                                                        "icmp_code"};
 #define MAX_FLOW_FIELDS 64
 
 static PyTypeObject *notice_type, *text_type, *notice_flow_type;
 static PyObject *addr_text_func, *empty_str;
 static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
-static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1;
+static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1, new_flow_slot[N_NEW_FLOW];
 
 #define BIND_NOTICE_ARGS "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text)"
 PyDoc_STRVAR(bind_notice_doc, BIND_NOTICE_ARGS "\n\n"
@@ -1457,11 +1461,18 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (names[i] == NULL)
             return NULL;
     }
-    Py_ssize_t notice[N_NOTICE], text[N_TEXT_SLOTS], index[N_NOTICE_FLOW], all[MAX_FLOW_FIELDS];
+    Py_ssize_t notice[N_NOTICE], text[N_TEXT_SLOTS], index[N_NOTICE_FLOW], all[MAX_FLOW_FIELDS], made[N_NEW_FLOW];
     if (slot_offsets(args[0], NOTICE_FIELDS, N_NOTICE, notice) < 0
         || slot_offsets(args[1], TEXT_FIELDS, N_TEXT_SLOTS, text) < 0
-        || slot_offsets(args[2], names, (int)count, all) < 0)
+        || slot_offsets(args[2], names, (int)count, all) < 0
+        || slot_offsets(args[2], NEW_FLOW_FIELDS, N_NEW_FLOW, made) < 0)
         return NULL;
+    PyTypeObject *flow_class = (PyTypeObject *)args[2];
+    if (flow_class->tp_dictoffset != 0 || flow_class->tp_itemsize != 0
+        || flow_class->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + sizeof(PyObject *) * (size_t)count)) {
+        PyErr_SetString(PyExc_TypeError, "bind_notice(): flow_type must hold its fields' slots and nothing else");
+        return NULL;
+    }
     for (int k = 0; k < N_NOTICE_FLOW; k++) {
         index[k] = -1;
         for (Py_ssize_t i = 0; i < count && index[k] < 0; i++)
@@ -1476,12 +1487,39 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     memcpy(text_slot, text, sizeof text);
     memcpy(notice_flow_index, index, sizeof index);
     memcpy(all_flow_slot, all, sizeof all[0] * (size_t)count);
+    memcpy(new_flow_slot, made, sizeof made);
     all_flow_count = count;
     Py_XSETREF(notice_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(text_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(notice_flow_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(addr_text_func, Py_NewRef(args[4]));
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(new_flow_doc,
+             "new_flow(template, src, dst, ts, allowlisted, icmp_type, icmp_code) -> Flow\n\n"
+             "Flow(src, dst, ts, ts, allowlisted, icmp_type=icmp_type, icmp_code=icmp_code), the reference (flows.py\n"
+             "FlowDetector._new_flow), made from `template` (a Flow holding every default: flows.NEW_FLOW) slot by\n"
+             "slot: a notice storm makes one flow per packet.");
+
+static PyObject *new_flow(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 7 || notice_flow_type == NULL || !Py_IS_TYPE(args[0], notice_flow_type)) {
+        PyErr_SetString(PyExc_TypeError, "new_flow(template: Flow, src, dst, ts, allowlisted, icmp_type, icmp_code)"
+                                         " after bind_notice()");
+        return NULL;
+    }
+    PyObject *template = args[0];
+    PyObject *flow = notice_flow_type->tp_alloc(notice_flow_type, 0);
+    if (flow == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < all_flow_count; i++)
+        SLOT(flow, all_flow_slot[i]) = Py_XNewRef(SLOT(template, all_flow_slot[i]));
+    static const int given[N_NEW_FLOW] = {1, 2, 3, 3, 4, 5, 6}; /* args[] of each field set: start and last are ts */
+    for (int k = 0; k < N_NEW_FLOW; k++)
+        set_slot(flow, new_flow_slot[k], args[given[k]]);
+    return flow;
 }
 
 /* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, the Python function for any other. */
@@ -1617,6 +1655,7 @@ static PyObject *explain_may_match_py(PyObject *self, PyObject *const *args, Py_
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},
+    {"new_flow", (PyCFunction)(void (*)(void))new_flow, METH_FASTCALL, new_flow_doc},
     {"bind_notice", (PyCFunction)(void (*)(void))bind_notice, METH_FASTCALL, bind_notice_doc},
     {"flow_notice", (PyCFunction)(void (*)(void))flow_notice, METH_FASTCALL, flow_notice_doc},
     {NULL, NULL, 0, NULL},

@@ -285,12 +285,18 @@ class FlowDetector:
             flow.last = ts
         return flow
 
+    # The flow made in C (detect/_fastflows.c new_flow, from NEW_FLOW; the Flow call of _new_flow is its reference,
+    # tests/unit/test_fastflows.py holds them equal); None: the reference.
+    _fast_flow: Callable[..., Flow] | None = None if _fastflows is None else _fastflows.new_flow
+
     def _new_flow(self, key: tuple[bytes, bytes], pkt: IcmpPacket) -> Flow:
         """A flow for the (source, destination) pair `key`, which has none; `pkt` its first message."""
         src, dst = key
         ts = pkt.ts
+        fast = self._fast_flow
         flow = self._flows[key] = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst),
-                                       icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code)
+                                       icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code) if fast is None else \
+            fast(NEW_FLOW, src, dst, ts, self._pair_allowlisted(src, dst), pkt.icmp_type, pkt.icmp_code)
         self.stats.flows_created += 1
         self._flow_started(flow)
         return flow
@@ -454,6 +460,7 @@ class FlowNoticeText:
         return self.msg.format_map(text), sub
 
 
+NEW_FLOW = Flow(b"", b"", 0.0, 0.0, False)  # every default: what _fastflows.new_flow copies (never changed)
 if _fastflows is not None:
     _fastflows.bind_notice(Notice, FlowNoticeText, Flow, tuple(f.name for f in fields(Flow)), addr_text)
 

@@ -239,7 +239,10 @@ class Detector(FlowDetector):
         built; False runs only the Python reference (the equivalence tests)."""
         self._accelerated = accelerated
         if not accelerated:
-            self._fast_notice = None  # the notices made by the Python reference too
+            self._fast_notice = self._fast_flow = None  # the notices and flows made by the Python reference too
+        # explain is called only where one of its templates' first tests passes (_fastflows.c explain_may_match,
+        # looser than explain, never stricter): a storm's random payloads are not read by each template
+        self._explain_gate = _fastflows.explain_may_match if accelerated and _fastflows is not None else None
         self._fast: object | None = None
         self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
         # per host, as a sender (to all its peers) and as a receiver (from all its peers)
@@ -511,8 +514,10 @@ class Detector(FlowDetector):
         constant carried is charged), else what `compared` does not; where that is a few changed
         places in an otherwise equal request, their bits as counters or clocks are charged instead.
         The template is tried first: most changed payloads are a ping's new timestamp."""
+        gate = self._explain_gate
         benign = fingerprints.explain(pkt.payload, pkt.sent or pkt.ts, tolerance=self.cfg.timestamp_tolerance,
-                                      is_reply=pkt.is_echo_reply)
+                                      is_reply=pkt.is_echo_reply) \
+            if gate is None or gate(pkt.payload, fingerprints.MAX_UPTIME) else None
         if benign is not None and self._consistent(flow, benign, pkt):
             self.stats.ignored_payloads += 1
             return 0

@@ -1294,3 +1294,82 @@ def test_a_reported_chunk_that_no_template_can_take_is_not_shown_to_explain(monk
     shown = [p for p in taken if p in calls]
     assert len(shown) == sum(1 for p in taken if standard._fastflows.explain_may_match(p, fingerprints.MAX_UPTIME))
     assert len(shown) < len(taken) // 5, len(shown)
+
+
+@needs_c
+def test_a_new_flows_random_payload_is_not_shown_to_explain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notice storm's flows, one random request from each of 300 sources, which the Python path takes (a new
+    flow): it too calls explain only where the gate lets the payload through (the reference, accelerated=False,
+    calls it for each)."""
+    calls: list[bytes] = []
+    real = fingerprints.explain
+
+    def counted(payload: bytes, *args: object, **kwargs: object) -> object:
+        calls.append(payload)
+        return real(payload, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fingerprints, "explain", counted)
+    payloads = chunks(300, 500)
+    requests = [corpus.echo(T0 + 0.001 * i, f"10.1.{i // 200}.{i % 200 + 1}", "10.0.0.2", True, 7, 1, p)
+                for i, p in enumerate(payloads)]
+    detector = Detector(DetectionConfig(), AllowlistConfig())
+    for request in requests:
+        detector.process(request)
+    assert len(calls) == sum(1 for p in payloads if standard._fastflows.explain_may_match(p, fingerprints.MAX_UPTIME))
+    assert len(calls) < len(payloads) // 5, len(calls)
+    calls.clear()
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for request in requests:
+        reference.process(request)
+    assert len(calls) == len(payloads)
+
+
+# -- a new flow made in C --------------------------------------------------------------------------------------
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(src=st.binary(min_size=4, max_size=16), dst=st.binary(min_size=4, max_size=16),
+       ts=st.floats(allow_nan=False, allow_infinity=False), allowlisted=st.booleans(),
+       icmp_type=st.integers(-1, 255), icmp_code=st.integers(-1, 255))
+def test_a_new_flow_made_in_c_is_the_one_flow_makes(src: bytes, dst: bytes, ts: float, allowlisted: bool,
+                                                     icmp_type: int, icmp_code: int) -> None:
+    """_fastflows.new_flow (a storm makes one per packet): a Flow whose fields are the dataclass __init__'s, the
+    given ones and every default (the reference: Flow(...)), the template left as it was."""
+    from icmpsensor.detect import flows
+
+    made = flows._fastflows.new_flow(flows.NEW_FLOW, src, dst, ts, allowlisted, icmp_type, icmp_code)
+    want = Flow(src, dst, ts, ts, allowlisted, icmp_type=icmp_type, icmp_code=icmp_code)
+    assert type(made) is Flow
+    assert [getattr(made, f.name) for f in dataclasses.fields(Flow)] == \
+        [getattr(want, f.name) for f in dataclasses.fields(Flow)]
+    made.n += 1
+    made.tool = "x"
+    assert Flow(b"", b"", 0.0, 0.0, False) == flows.NEW_FLOW
+    with pytest.raises(TypeError):
+        flows._fastflows.new_flow(object(), src, dst, ts, allowlisted, icmp_type, icmp_code)
+
+
+@needs_c
+def test_the_detector_makes_its_new_flows_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow of a new pair is made by _fastflows.new_flow, not the dataclass __init__ (which the reference,
+    accelerated=False, runs)."""
+    from icmpsensor.detect import flows
+
+    made: list[object] = []
+    real = flows.Flow
+
+    def counted(*args: object, **kwargs: object) -> object:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows, "Flow", counted)
+    requests = [corpus.echo(T0 + i, f"10.2.0.{i + 1}", "10.0.0.2", True, 7, 1, bytes([i]) * 64) for i in range(5)]
+    detector = Detector(DetectionConfig(), AllowlistConfig())
+    for request in requests:
+        detector.process(request)
+    assert len(detector._flows) == 5 and made == []
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for request in requests:
+        reference.process(request)
+    assert len(made) == 5
