@@ -46,6 +46,11 @@ on that capture, and icmpsensor on it (default configuration: full detection, ev
   jumbo-fragments about --jumbo-fragment-packets (120,000) frames: echo requests with 60,000 random bytes (ping
                   -s 60000) in MTU-sized fragments, 2,000 a second (about 1 Gbit/s) from 64 sources (a quarter
                   IPv6), each to its own target: reassembly and checksums of big datagrams
+  crafted-messages about --crafted-packets (120,000) frames: datagrams of 60,000 bytes as the jumbo flood's,
+                  their messages crafted for the most work per byte (node information replies of one-letter
+                  names, MLDv2 reports of thousands of sources, router advertisements of 8-byte options,
+                  unreachables of thousands of extension objects, echo requests of one protobuf field over
+                  and over and of cmd.exe prompt lines: testkit/synthmix.py CRAFTED_KINDS)
   novel-mix       the mix (--novel-mix-packets, default --packets) with a quarter of its frames
                   file-like chunks (CSV records in echo requests, echoed) from hundreds of host pairs
 
@@ -83,7 +88,8 @@ CEILINGS = ("ceiling-raw", "ceiling")
 # adversarial stage -> the capture kind it runs on (testkit/synthmix.py ADVERSARIAL); each runs CEILINGS and
 # icmpsensor on its capture
 ADVERSARIAL = {"storm": "storm", "storm-v6": "storm_v6", "storm-pairs": "storm_pairs", "novel-flood": "novel_flood",
-               "tiny-fragments": "tiny_fragments", "jumbo-fragments": "jumbo_fragments", "novel-mix": "novel_mix"}
+               "tiny-fragments": "tiny_fragments", "jumbo-fragments": "jumbo_fragments",
+               "crafted-messages": "crafted_messages", "novel-mix": "novel_mix"}
 STAGES = MIX_STAGES + tuple(ADVERSARIAL)
 SENSOR_STAGES = ("icmpsensor", "icmpsensor-py", "icmpsensor-2w")
 LABELS = {
@@ -99,7 +105,7 @@ LABELS = {
 CAPTURE_LABELS = {"mix": "mix", "storm": "notice storm", "storm-v6": "notice storm, IPv6",
                   "storm-pairs": "notice storm, no host repeated",
                   "novel-flood": "novel-payload flood", "tiny-fragments": "tiny-fragment flood",
-                  "jumbo-fragments": "jumbo-fragment flood",
+                  "jumbo-fragments": "jumbo-fragment flood", "crafted-messages": "crafted messages",
                   "novel-mix": "novel-heavy mix"}
 TSHARK_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "icmp.type", "icmp.code",
                  "icmp.ident", "icmp.seq", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
@@ -516,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="tiny-fragments stage: frames, about (default 240,000)")
     parser.add_argument("--jumbo-fragment-packets", type=int, default=120_000, metavar="N",
                         help="jumbo-fragments stage: frames, about (default 120,000: ~180 MB)")
+    parser.add_argument("--crafted-packets", type=int, default=120_000, metavar="N",
+                        help="crafted-messages stage: frames, about (default 120,000: ~180 MB)")
     parser.add_argument("--novel-mix-packets", type=int, default=0, metavar="N",
                         help="novel-mix stage: frames (default: --packets)")
     parser.add_argument("--keep", type=Path, default=DEFAULT_DIR, metavar="DIR",
@@ -548,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"storm": args.storm_flows, "storm-v6": args.storm_flows, "storm-pairs": args.storm_flows,
              "novel-flood": args.novel_flood_packets,
              "tiny-fragments": args.tiny_fragment_packets, "jumbo-fragments": args.jumbo_fragment_packets,
+             "crafted-messages": args.crafted_packets,
              "novel-mix": args.novel_mix_packets or args.packets}
     for stage, kind in ADVERSARIAL.items():
         if stage in wanted:

@@ -34,6 +34,11 @@ benchmark (issue 13), N frames each (`ADVERSARIAL`):
   with 16-64 random bytes (every payload novel; no flow reaches the alert threshold);
 * `tiny_fragments`: echo requests from spoofed sources, each cut into 8-byte IPv4 fragments
   (a 56-byte iputils payload: 8 fragments), every fourth datagram missing its last fragment;
+* `crafted_messages`: datagrams of JUMBO_PAYLOAD bytes in MTU-sized fragments whose messages are built for
+  the most work per byte: node information replies of one-letter names, MLDv2 reports of thousands of
+  sources, router advertisements of 8-byte options, unreachables of thousands of RFC 4884 extension objects,
+  echo requests of one protobuf field over and over (pingtunnel's magic in the middle) and of cmd.exe
+  prompt lines (CRAFTED_KINDS, in turn);
 * `novel_mix`: the default mix with a quarter of its frames replaced by file-like chunks (CSV
   records in 512-1400-byte echo requests, each echoed) over hundreds of host pairs, each a
   ground-truth exfiltration pair.
@@ -1101,6 +1106,61 @@ def build_jumbo_fragments_plan(packets: int, seed: int) -> Plan:
     return plan
 
 
+def _crafted_bodies(size: int, rng: random.Random) -> dict[str, tuple[bool, int, bytes]]:
+    """Each crafted kind's message of about `size` bytes: (IPv6, ICMP type, what follows type, code and checksum;
+    an echo's starts with its identifier and sequence number). Each is a structure the sensor walks item by item,
+    or reads for a tool's fingerprint, filled to the datagram's end."""
+    items = size // 16
+    mpls = struct.pack("!HBB", 4, 1, 1)  # an empty MPLS label stack object: 4 bytes
+    prompt = b"C:\\Users\\x>\r\n"
+    return {
+        # RFC 4620: qtype 2 (node name), flags, nonce, TTL, then names (one label 'a' each)
+        "node-names": (True, 140, struct.pack("!HH", 2, 0) + rng.randbytes(8) + bytes(4) + b"\x01a\x00" * (size // 3)),
+        # RFC 3810 5.2: one MODE_IS_INCLUDE record of a multicast group and `items` global unicast sources
+        "mld-sources": (True, 143, b"\0\0\0\x01" + struct.pack("!BBH", 1, 0, items) + b"\xff\x0e" + bytes(14)
+                        + b"".join(b"\x20\x01" + rng.randbytes(14) for _ in range(items))),
+        # RFC 4861 4.2: the fixed body, then MTU options (one 8-byte unit each)
+        "nd-options": (True, 134, bytes(12) + (b"\x05\x01\0\0\0\0\x05\xdc") * (size // 8)),
+        # RFC 4884: 128 bytes of quoted datagram (an IPv4 header first), an extension structure of MPLS objects
+        "extension-objects": (False, 3, b"\x00\x20\x00\x00" + b"\x45" + bytes(127) + b"\x20\x00\x00\x00"
+                              + mpls * (size // 4)),
+        # pingtunnel's protobuf: field 1 empty over and over, its magic (field 6 = 0xdead) in the middle
+        "protobuf-fields": (False, 8, struct.pack("!HH", 0x7A00, 1) + b"\x0a\x00" * (size // 4)
+                            + b"\x30\xda\xfa\x06" + b"\x0a\x00" * (size // 4)),
+        # icmpsh's cmd.exe prompt: lines of prompts, the last one ending the payload
+        "prompt-lines": (False, 8, struct.pack("!HH", 0x7A01, 1) + (prompt * (size // len(prompt)))[:-2]),
+    }
+
+
+CRAFTED_KINDS = ("node-names", "mld-sources", "nd-options", "extension-objects", "protobuf-fields", "prompt-lines")
+
+
+def build_crafted_plan(packets: int, seed: int) -> Plan:
+    """Datagrams of about JUMBO_PAYLOAD bytes whose messages are crafted for the most work per byte
+    (_crafted_bodies, CRAFTED_KINDS in turn), in MTU-sized fragments, JUMBO_RATE a second from JUMBO_SOURCES
+    sources (IPv4 or IPv6 as the kind is), each to a target of its own. About `packets` frames."""
+    plan = Plan(Net(), unlisted_pairs=JUMBO_SOURCES)
+    rng = random.Random(seed)
+    bodies = _crafted_bodies(JUMBO_PAYLOAD, rng)
+    links = {v6: [Link(ip(f"2001:db8:6c::{k + 1:x}") if v6 else ip(f"10.68.0.{k + 1}"),
+                       ip(f"2001:db8:6d::{k + 1:x}") if v6 else ip(f"10.69.0.{k + 1}"), ())
+                  for k in range(JUMBO_SOURCES)] for v6 in (False, True)}
+    start = START + 1.0
+    per = -(-(4 + JUMBO_PAYLOAD) // ((MTU - 20) // 8 * 8))
+    datagrams = max(1, packets // per)
+
+    def frames() -> Iterator[Frame]:
+        for n in range(datagrams):
+            v6, icmp_type, body = bodies[CRAFTED_KINDS[n % len(CRAFTED_KINDS)]]
+            link = links[v6][n % JUMBO_SOURCES]
+            ts = start + n / JUMBO_RATE
+            for k, piece in enumerate(link.fragments(link.message(icmp_type, 0, body))):
+                yield ts + k * 1e-5, piece
+
+    plan.add("crafted_messages", frames(), packets)
+    return plan
+
+
 def _chunk_groups(net: Net, src: bytes, dst: bytes, content: bytes, chunk: int, start: float, gap: float,
                   ident: int, count: int, rtt: float) -> Iterator[Group]:
     """A file sent in `chunk`-byte echo requests (from offset 0, wrapping), each echoed by the peer."""
@@ -1142,7 +1202,8 @@ def build_novel_mix_plan(packets: int, seed: int, duration: float) -> Plan:
     return plan
 
 
-ADVERSARIAL = ("storm", "storm_v6", "storm_pairs", "novel_flood", "tiny_fragments", "jumbo_fragments", "novel_mix")
+ADVERSARIAL = ("storm", "storm_v6", "storm_pairs", "novel_flood", "tiny_fragments", "jumbo_fragments",
+               "crafted_messages", "novel_mix")
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -1235,6 +1296,7 @@ def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration:
             "novel_flood": lambda: build_novel_flood_plan(packets, seed),
             "tiny_fragments": lambda: build_tiny_fragments_plan(packets, seed),
             "jumbo_fragments": lambda: build_jumbo_fragments_plan(packets, seed),
+            "crafted_messages": lambda: build_crafted_plan(packets, seed),
             "novel_mix": lambda: build_novel_mix_plan(packets, seed, duration),
         }
         if kind not in builders:

@@ -63,8 +63,9 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproces
     out = base / "results.json"
     argv = [sys.executable, "-m", "bench.throughput", "--packets", "3000", "--storm-flows", str(STORM_FLOWS),
             "--novel-flood-packets", "2000", "--tiny-fragment-packets", "2000", "--repeat", "1",
-            "--keep", str(base / "keep"), "--jumbo-fragment-packets", "800",
-            "--stages", "icmpsensor,storm,storm-v6,storm-pairs,novel-flood,tiny-fragments,jumbo-fragments,novel-mix",
+            "--keep", str(base / "keep"), "--jumbo-fragment-packets", "800", "--crafted-packets", "800",
+            "--stages", "icmpsensor,storm,storm-v6,storm-pairs,novel-flood,tiny-fragments,jumbo-fragments,"
+                        "crafted-messages,novel-mix",
             "--json", str(out)]
     return early.process(argv)(), out
 
@@ -289,6 +290,26 @@ def test_the_jumbo_fragment_flood_is_60000_byte_echo_requests_in_fragments_each_
     assert result["icmp"] == fragments["reassembled"] + fragments.get("partial", 0) >= len(frames) // 41 - 1
     assert result["decode"]["bad_checksum"] == fragments.get("partial", 0) and result["decode_errors"] == 0  # cut
     assert result["exfil_missed"] == [] and result["false_positives"] == []
+
+
+def test_the_crafted_messages_are_each_kind_in_fragments_and_cost_no_error(tmp_path: Path) -> None:
+    """Each crafted kind in turn, in MTU-sized fragments; every datagram reassembled and decoded (none an error),
+    each kind's message type seen, and notices written (their walks end with the rest unexplained)."""
+    import dpkt
+
+    path = tmp_path / "crafted.pcap"
+    truth = synthmix.generate(path, packets=3000, kind="crafted_messages")
+    frames = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["packets"] == len(frames) <= 3000 and truth["kind"] == "crafted_messages"
+    assert all(len(bytes(ip)) <= synthmix.MTU for ip in frames)
+    result = throughput.stage_icmpsensor(str(path), str(synthmix.truth_path(path)))
+    fragments = result["decode"]["fragments"]
+    partial = fragments.get("partial", 0)  # the capture ends within a datagram
+    assert result["icmp"] == fragments["reassembled"] + partial
+    assert fragments["reassembled"] >= len(frames) // 42 - 1 >= 2 * len(synthmix.CRAFTED_KINDS)
+    assert result["decode_errors"] == 0 and result["decode"]["bad_checksum"] == partial
+    assert {"v4:3", "v4:8", "v6:134", "v6:140", "v6:143"} <= set(result["decode"]["icmp_types"])
+    assert result["notices"] > 0
 
 
 def test_novel_mix_is_a_quarter_file_chunks_and_every_chunk_pair_is_reported(tmp_path: Path) -> None:
