@@ -716,6 +716,20 @@ static int bind_tpids(PyObject *tpids)
     return 0;
 }
 
+/* bind()'s count argument `name`, 1 to `most`, in *out; -1 with an exception set. */
+static int bound_arg(PyObject *arg, long most, const char *name, long *out)
+{
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (value < 1 || value > most) {
+        PyErr_Format(PyExc_ValueError, "bind(): %s must be 1 to %ld", name, most);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
 static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -725,24 +739,9 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     long headers = max_ext_headers, items = max_option_items;
-    if (nargs >= 3) {
-        headers = PyLong_AsLong(args[2]);
-        if (headers == -1 && PyErr_Occurred())
-            return NULL;
-        if (headers < 1 || headers > 255) {
-            PyErr_SetString(PyExc_ValueError, "bind(): max_ext_headers must be 1 to 255");
-            return NULL;
-        }
-    }
-    if (nargs == 4) {
-        items = PyLong_AsLong(args[3]);
-        if (items == -1 && PyErr_Occurred())
-            return NULL;
-        if (items < 1 || items > 4096) {
-            PyErr_SetString(PyExc_ValueError, "bind(): max_option_items must be 1 to 4096");
-            return NULL;
-        }
-    }
+    if ((nargs >= 3 && bound_arg(args[2], 255, "max_ext_headers", &headers) < 0)
+        || (nargs == 4 && bound_arg(args[3], 4096, "max_option_items", &items) < 0))
+        return NULL;
     PyObject *type_obj = args[0];
     if (!PyType_Check(type_obj)) {
         PyErr_SetString(PyExc_TypeError, "bind() takes a type");

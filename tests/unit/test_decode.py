@@ -30,6 +30,7 @@ from testkit import craft
 from testkit.craft import addr
 from testkit.decoding import A4, A6, B4, B6, Run
 from tests.hypothesis_counts import examples
+from tests.python_lines import lines_run
 
 Framer = Callable[[bytes], bytes]
 
@@ -773,23 +774,6 @@ def test_c_fast_path_addresses_that_take_one_anothers_place_stay_right() -> None
 # -- work bounded: an option area is read no further than a real one --------------------------------------------
 
 
-def _lines_run(call: Callable[[], object]) -> int:
-    """The Python lines `call` runs: its work, counted, not timed."""
-    import sys
-
-    count = 0
-
-    def tracer(frame: object, event: str, arg: object) -> object:
-        nonlocal count
-        count += event == "line"
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        call()
-    finally:
-        sys.settrace(None)
-    return count
 
 
 @pytest.mark.parametrize("area", [bytes(2046), b"\x01\x00" * 1023, b"\x00\x01\x00" * 682, b"\x1e\x00" * 1023],
@@ -801,7 +785,7 @@ def test_an_option_area_is_read_item_by_item_up_to_max_option_items(area: bytes)
     ~3.5 ms."""
     from icmpsensor.decode.ip import MAX_OPTION_ITEMS, sender_options
 
-    assert _lines_run(lambda: sender_options(area, True)) <= 12 * MAX_OPTION_ITEMS
+    assert lines_run(lambda: sender_options(area, True)) <= 12 * MAX_OPTION_ITEMS
     kept = sender_options(area, True)
     if area == bytes(2046):
         assert kept == b""  # one run of padding

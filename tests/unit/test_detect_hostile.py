@@ -21,6 +21,7 @@ from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.profile import make_detector
 from tests.hypothesis_counts import examples
+from tests.python_lines import lines_run
 
 ALPHABETS = (b"0123456789", b"0123456789.", b"0123456789.:-T ", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
              bytes(range(256)), b"ab.=0123456789x")
@@ -163,24 +164,6 @@ FIRST_BYTES = tuple(sorted({0x00, 0x0A, 0x10, 0x1A, 0x20, 0x45, 0x60, 0x80, 0xFF
 LAST_BYTES = (0x00, 0x12, 0x15, 0x3E)  # where recognise looks at the end: PyExfil's, an icmpsh prompt's '>'
 
 
-def lines_run(detector: object, packets: list[IcmpPacket]) -> int:
-    """The Python lines the detector runs for the packets: its work, counted, not timed."""
-    import sys
-
-    count = 0
-
-    def tracer(frame: object, event: str, arg: object) -> object:
-        nonlocal count
-        count += event == "line"
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        for pkt in packets:
-            detector.process(pkt)  # type: ignore[attr-defined]
-    finally:
-        sys.settrace(None)
-    return count
 
 
 def test_a_payload_forty_times_longer_costs_the_detector_no_more_than_a_walk() -> None:
@@ -208,6 +191,6 @@ def test_a_payload_forty_times_longer_costs_the_detector_no_more_than_a_walk() -
                     echo = icmp_type in (0, 8)
                     packets = [IcmpPacket(T0 + case + k * 0.01, src, dst, ipv6, icmp_type, 0, 7 if echo else -1,
                                           k + 1 if echo else -1, cut, size + 28) for k in range(3)]
-                    costs.append(lines_run(detector, packets))
+                    costs.append(lines_run(lambda batch=packets: [detector.process(p) for p in batch]))
                 worst = max(worst, ((costs[0] - costs[1]) / 3, f"{fill_name} {first:#x}..{last:#x} type {icmp_type}"))
     assert worst[0] <= 10 * MAX_WALKED, worst

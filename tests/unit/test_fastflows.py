@@ -1274,9 +1274,8 @@ def test_explain_is_only_left_out_where_no_template_can_take_a_changed_payload(c
             assert standard._fastflows.explain_may_match(candidate, fingerprints.MAX_UPTIME), candidate
 
 
-@needs_c
-def test_a_reported_chunk_that_no_template_can_take_is_not_shown_to_explain(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Random chunks: explain is called for the few a template's first tests let through, not for each."""
+def explain_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The payloads fingerprints.explain is called with from now on (it still answers)."""
     calls: list[bytes] = []
     real = fingerprints.explain
 
@@ -1285,6 +1284,13 @@ def test_a_reported_chunk_that_no_template_can_take_is_not_shown_to_explain(monk
         return real(payload, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fingerprints, "explain", counted)
+    return calls
+
+
+@needs_c
+def test_a_reported_chunk_that_no_template_can_take_is_not_shown_to_explain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random chunks: explain is called for the few a template's first tests let through, not for each."""
+    calls = explain_calls(monkeypatch)
     payloads = chunks(200, 512)
     requests = [corpus.echo(T0 + 0.001 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(payloads)]
     detector = Detector(DetectionConfig(), AllowlistConfig())
@@ -1301,14 +1307,7 @@ def test_a_new_flows_random_payload_is_not_shown_to_explain(monkeypatch: pytest.
     """A notice storm's flows, one random request from each of 300 sources, which the Python path takes (a new
     flow): it too calls explain only where the gate lets the payload through (the reference, accelerated=False,
     calls it for each)."""
-    calls: list[bytes] = []
-    real = fingerprints.explain
-
-    def counted(payload: bytes, *args: object, **kwargs: object) -> object:
-        calls.append(payload)
-        return real(payload, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fingerprints, "explain", counted)
+    calls = explain_calls(monkeypatch)
     payloads = chunks(300, 500)
     requests = [corpus.echo(T0 + 0.001 * i, f"10.1.{i // 200}.{i % 200 + 1}", "10.0.0.2", True, 7, 1, p)
                 for i, p in enumerate(payloads)]

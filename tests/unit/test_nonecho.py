@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect.nonecho import unexplained_bytes
 from testkit import benign_corpus as corpus
+from tests.python_lines import lines_run
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUTER, ROUTER6 = "203.0.113.1", "2001:db8:ff::1"
@@ -389,23 +390,6 @@ WALK_BOMBS = {  # (ipv6, type, code, payload): structures a walk goes through it
 }
 
 
-def lines_run(pkt: IcmpPacket) -> int:
-    """The Python lines unexplained_bytes runs for `pkt`: its work, counted, not timed."""
-    import sys
-
-    count = 0
-
-    def tracer(frame: object, event: str, arg: object) -> object:
-        nonlocal count
-        count += event == "line"
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        unexplained_bytes(pkt)
-    finally:
-        sys.settrace(None)
-    return count
 
 
 @pytest.mark.parametrize("name", sorted(WALK_BOMBS))
@@ -417,7 +401,7 @@ def test_a_crafted_message_is_walked_no_further_than_max_walked_items(name: str)
 
     ipv6, kind, code, payload = WALK_BOMBS[name]
     pkt = message(kind, code, payload, src=ROUTER6 if ipv6 else ROUTER, dst="2001:db8::2" if ipv6 else corpus.CLIENT)
-    assert lines_run(pkt) <= 25 * MAX_WALKED
+    assert lines_run(lambda: unexplained_bytes(pkt)) <= 25 * MAX_WALKED
     unexplained, reason = unexplained_bytes(pkt)
     assert reason and unexplained >= min(len(payload) - 16, 8 * 20)  # what lies past the walk is unexplained
 
