@@ -351,13 +351,13 @@ def _ldh_name(data: bytes, start: int = 0, *, limit: int = 255) -> int:
         if size == 0:
             return pos - start + 2 if data[pos + 1 : pos + 2] == b"\0" and pos > start else pos - start + 1
         label = data[pos + 1 : pos + 1 + size]
-        if size > 63 or len(label) < size or not all(c in _LDH for c in label):
+        if size > 63 or len(label) < size or label.translate(None, _LDH):  # a byte left is not a hostname's
             return -1
         pos += 1 + size
     return -1
 
 
-_LDH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_LDH = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 
 
 def _node_information(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
