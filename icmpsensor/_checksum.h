@@ -12,11 +12,18 @@ static inline unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8
 
 /* A number congruent modulo 0xFFFF to the sum of the big-endian 16-bit words of p[0:n] (a last
  * odd byte padded with a zero byte), and 0 only when every byte is 0: the sum of its big-endian
- * 32-bit words (2^16 = 1 modulo 0xFFFF), read four bytes at a time. */
+ * 32-bit words (2^16 = 1 modulo 0xFFFF), read eight bytes at a time (both halves of a big-endian
+ * 64-bit word: 2^32 = 1 modulo 0xFFFF too), then four. */
 static inline uint64_t word_sum(const unsigned char *p, Py_ssize_t n)
 {
     uint64_t sum = 0;
     Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, p + i, 8);
+        word = __builtin_bswap64(word);
+        sum += (word >> 32) + (word & 0xFFFFFFFFu);
+    }
     for (; i + 4 <= n; i += 4) {
         uint32_t word;
         memcpy(&word, p + i, 4);
