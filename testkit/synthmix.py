@@ -76,6 +76,7 @@ START = bc.START  # 2023-11-14 22:13:20 UTC
 HOUR = 3600.0
 SEND_LAG = bc.SEND_LAG
 MTU = 1500
+FRAGMENT_DATA = (MTU - 20) // 8 * 8  # the data an IPv4 fragment of an MTU-sized frame carries (Link.fragments)
 LINKTYPE_ETHERNET = 1
 
 Frame = tuple[float, bytes]
@@ -196,7 +197,7 @@ class Link:
                 out.append(b"".join((self.eth, head, _FRAG6.pack(58, 0, at | more, ident), chunk)))
             return out
         ip_id = struct.unpack_from("!H", packet, 4)[0]
-        rest, step = packet[20:], (MTU - 20) // 8 * 8
+        rest, step = packet[20:], FRAGMENT_DATA
         for at in range(0, len(rest), step):
             chunk = rest[at : at + step]
             flags = (0x2000 if at + step < len(rest) else 0) | at // 8
@@ -1084,7 +1085,7 @@ def build_jumbo_fragments_plan(packets: int, seed: int) -> Plan:
                   ip(f"2001:db8:6b::{k + 1:x}") if k % 4 == 3 else ip(f"10.67.0.{k + 1}"), ())
              for k in range(JUMBO_SOURCES)]
     start = START + 1.0
-    per = -(-(8 + JUMBO_PAYLOAD) // ((MTU - 20) // 8 * 8))  # IPv4 fragments a datagram (Link.fragments)
+    per = -(-(8 + JUMBO_PAYLOAD) // FRAGMENT_DATA)  # IPv4 fragments a datagram
     datagrams = max(1, packets // per)
     for k, link in enumerate(links):
         sent = len(range(k, datagrams, JUMBO_SOURCES))
@@ -1146,7 +1147,7 @@ def build_crafted_plan(packets: int, seed: int) -> Plan:
                        ip(f"2001:db8:6d::{k + 1:x}") if v6 else ip(f"10.69.0.{k + 1}"), ())
                   for k in range(JUMBO_SOURCES)] for v6 in (False, True)}
     start = START + 1.0
-    per = -(-(4 + JUMBO_PAYLOAD) // ((MTU - 20) // 8 * 8))
+    per = -(-(4 + JUMBO_PAYLOAD) // FRAGMENT_DATA)
     datagrams = max(1, packets // per)
 
     def frames() -> Iterator[Frame]:

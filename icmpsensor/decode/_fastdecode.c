@@ -258,6 +258,13 @@ static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
                    out);
 }
 
+/* Whether the ICMPv6 message msg[0:size] from src to dst (16 bytes each) verifies: its words and the pseudo-header's
+ * (source, destination, upper-layer length, next header 58; RFC 8200 8.1). Never all zero: 58 is in the sum. */
+static int icmp6_verifies(const unsigned char *src, const unsigned char *dst, const unsigned char *msg, Py_ssize_t size)
+{
+    return (word_sum(src, 16) + word_sum(dst, 16) + (uint64_t)size + 58 + word_sum(msg, size)) % 0xFFFF == 0;
+}
+
 /* The ICMPv6 message at f[pos:end] of the IPv6 packet at f, after option headers whose options are
  * gathered[0:n] (none: gathered NULL): as ip4() returns. */
 static int ip6_message(const unsigned char *f, Py_ssize_t end, Py_ssize_t pos, const unsigned char *gathered,
@@ -266,12 +273,8 @@ static int ip6_message(const unsigned char *f, Py_ssize_t end, Py_ssize_t pos, c
     Py_ssize_t size = end - pos;
     if (size < 8)
         return 0;
-    if (verify) {
-        /* The pseudo-header: source, destination, upper-layer length, next header. */
-        uint64_t sum = word_sum(f + 8, 32) + (uint64_t)size + 58 + word_sum(f + pos, size);
-        if (sum % 0xFFFF)
-            return 0;
-    }
+    if (verify && !icmp6_verifies(f + 8, f + 24, f + pos, size))
+        return 0;
     return message(f + 8, f + 24, 1, f + pos, size, ts, wire_len, options_bytes(gathered, n), counts, out);
 }
 
@@ -809,10 +812,10 @@ PyDoc_STRVAR(icmp6_message_doc,
 static PyObject *reassembled_message(PyObject *const *args, Py_ssize_t nargs, int ipv6)
 {
     Py_ssize_t address_len = ipv6 ? 16 : 4, at = ipv6 ? 5 : 4; /* at: wire_len's place */
-    int addresses_ok = 1;
-    for (int i = 2; i < at; i++)
-        addresses_ok &= nargs == at + 3 && PyBytes_Check(args[i]) && PyBytes_GET_SIZE(args[i]) == address_len;
-    if (!addresses_ok || !PyBytes_Check(args[1]) || !PyList_Check(args[at + 2]) || PyList_GET_SIZE(args[at + 2]) != 512) {
+    int ok = nargs == at + 3;
+    for (int i = 2; ok && i < at; i++) /* the addresses */
+        ok = PyBytes_Check(args[i]) && PyBytes_GET_SIZE(args[i]) == address_len;
+    if (!ok || !PyBytes_Check(args[1]) || !PyList_Check(args[at + 2]) || PyList_GET_SIZE(args[at + 2]) != 512) {
         PyErr_SetString(PyExc_TypeError, ipv6 ? "icmp6_message(ts: float, message: bytes, src, dst, final_dst: 16 "
                                                 "bytes, wire_len: int, verify: bool, type_counts: list of 512)"
                                               : "icmp4_message(ts: float, message: bytes, src: 4 bytes, dst: 4 bytes, "
@@ -837,17 +840,9 @@ static PyObject *reassembled_message(PyObject *const *args, Py_ssize_t nargs, in
     /* message() takes 8 bytes or more; an echo needs its identifier and sequence number */
     if (size < 8)
         Py_RETURN_NONE;
-    if (verify) {
-        uint64_t sum = word_sum(msg, size);
-        if (ipv6) { /* the pseudo-header: source, destination, upper-layer length (32 bits), next header */
-            sum += word_sum(src, 16) + word_sum((const unsigned char *)PyBytes_AS_STRING(args[4]), 16)
-                   + (uint64_t)size + 58;
-            if (sum % 0xFFFF)
-                Py_RETURN_NONE;
-        }
-        else if (!checksum_verifies(msg, size))
-            Py_RETURN_NONE;
-    }
+    if (verify && !(ipv6 ? icmp6_verifies(src, (const unsigned char *)PyBytes_AS_STRING(args[4]), msg, size)
+                         : checksum_verifies(msg, size)))
+        Py_RETURN_NONE;
     Py_ssize_t counts[512] = {0};
     PyObject *out = NULL;
     if (message(src, dst, ipv6, msg, size, ts, wire_len, Py_NewRef(no_options), counts, &out) < 0)

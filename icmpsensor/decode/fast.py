@@ -112,26 +112,18 @@ class Decoder(DpktDecoder):
         """IpLayer._reassembled4 (the reference) with the message made in C (_fastdecode.icmp4_message): a
         tiny-fragment flood completes a datagram every few frames. A message that path would count as an error or
         a bad checksum goes through the reference."""
-        if _fastdecode is None:
-            return super()._reassembled4(ts, datagram, src, dst)
-        pkt = _fastdecode.icmp4_message(ts, datagram.payload, src, dst, datagram.wire_len, self.verify_checksums,
-                                        self.stats.type_counts)
-        if pkt is None:
-            return super()._reassembled4(ts, datagram, src, dst)
-        return with_frames(pkt, datagram)
+        pkt = None if _fastdecode is None else _fastdecode.icmp4_message(
+            ts, datagram.payload, src, dst, datagram.wire_len, self.verify_checksums, self.stats.type_counts)
+        return super()._reassembled4(ts, datagram, src, dst) if pkt is None else with_frames(pkt, datagram)
 
     def _reassembled6(self, ts: float, datagram: Datagram, src: bytes, dst: bytes,
                       final_dst: bytes) -> IcmpPacket | None:
         """IpLayer._reassembled6 (the reference) with an ICMPv6 message right behind the fragment header made in C
         (_fastdecode.icmp6_message), as _reassembled4's: a jumbo datagram's message is a 60 KB parse through dpkt
         otherwise. Extension headers, errors and bad checksums go through the reference."""
-        if _fastdecode is None or datagram.proto != PROTO_ICMPV6:
-            return super()._reassembled6(ts, datagram, src, dst, final_dst)
-        pkt = _fastdecode.icmp6_message(ts, datagram.payload, src, dst, final_dst, datagram.wire_len,
-                                        self.verify_checksums, self.stats.type_counts)
-        if pkt is None:
-            return super()._reassembled6(ts, datagram, src, dst, final_dst)
-        return with_frames(pkt, datagram)
+        pkt = None if _fastdecode is None or datagram.proto != PROTO_ICMPV6 else _fastdecode.icmp6_message(
+            ts, datagram.payload, src, dst, final_dst, datagram.wire_len, self.verify_checksums, self.stats.type_counts)
+        return super()._reassembled6(ts, datagram, src, dst, final_dst) if pkt is None else with_frames(pkt, datagram)
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         """The IPv4 packet in f[off:limit] (the rest of the captured frame)."""

@@ -1366,12 +1366,11 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
                 PyObject *index = PyLong_FromSsize_t(i);
                 stop = index == NULL || PyList_Append(observed, index) < 0 ? -1 : 0;
                 Py_XDECREF(index);
-            } else if (stop == 0) {
-                stop = novel; /* novel bytes of a pair not watched: the caller decides whether it is recorded */
+                novel = 0;
             }
-        } else if (stop == 0) {
-            stop = novel;
         }
+        if (stop == 0)
+            stop = novel; /* novel bytes of a pair not watched: the caller decides whether it is recorded */
         Py_DECREF(pkt);
         if (stop) {
             PyObject *result = stop < 0 ? NULL : Py_BuildValue("(nO)", i, answer);

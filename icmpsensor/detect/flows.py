@@ -293,10 +293,10 @@ class FlowDetector:
         """A flow for the (source, destination) pair `key`, which has none; `pkt` its first message."""
         src, dst = key
         ts = pkt.ts
-        fast = self._fast_flow
-        flow = self._flows[key] = Flow(src, dst, ts, ts, self._pair_allowlisted(src, dst),
-                                       icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code) if fast is None else \
-            fast(NEW_FLOW, src, dst, ts, self._pair_allowlisted(src, dst), pkt.icmp_type, pkt.icmp_code)
+        allowlisted, fast = self._pair_allowlisted(src, dst), self._fast_flow
+        flow = self._flows[key] = \
+            Flow(src, dst, ts, ts, allowlisted, icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code) if fast is None \
+            else fast(NEW_FLOW, src, dst, ts, allowlisted, pkt.icmp_type, pkt.icmp_code)
         self.stats.flows_created += 1
         self._flow_started(flow)
         return flow

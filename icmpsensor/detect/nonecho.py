@@ -333,9 +333,8 @@ def _nd_options(pkt: IcmpPacket, payload: bytes) -> int:
             nonce += 8 if option == _ND_NONCE else 0
             cga = cga or option == _ND_CGA
         pos += 8 * units
-    else:
-        if pos < n:
-            return unexplained + n - pos
+    if pos < n:  # past MAX_WALKED options: the rest
+        return unexplained + n - pos
     if nonce and not cga and not (pkt.icmp_type == 135 and pkt.src == _UNSPECIFIED):
         unexplained += nonce
     return unexplained

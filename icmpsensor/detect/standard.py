@@ -371,7 +371,7 @@ class Detector(FlowDetector):
         does from its _recognise_tool on, for a request with `novel` bytes."""
         due = self._due
         current = flow.last_sketch
-        recognised = self._tool_found(flow, self._tools.finish(answer, pkt, current[1]))  # type: ignore
+        recognised = self._tool_found(flow, self._tools.finish(answer, pkt, current[1]))  # type: ignore[attr-defined,index]
         self._request_done(flow, pkt, current, novel, recognised, due)
         return self._handed_out(due)
 
