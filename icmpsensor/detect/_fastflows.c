@@ -1521,14 +1521,42 @@ static PyObject *new_flow(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return flow;
 }
 
-/* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, the Python function for any other. */
+/* The dotted quad of 4 bytes into `text` (at least 16 bytes), as inet_ntoa writes it; its length. */
+static Py_ssize_t dotted_quad(const unsigned char *a, char *text)
+{
+    char *out = text;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *out++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *out++ = (char)('0' + v / 10 % 10);
+        *out++ = (char)('0' + v % 10);
+        *out++ = '.';
+    }
+    return out - text - 1;
+}
+
+/* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, the Python function for any other. The last IPv4
+ * address's text is kept: a storm's notices name one target, each of two notices a flow its source. */
+static PyObject *last_v4_text;
+static unsigned char last_v4[4];
+
 static PyObject *address_text(PyObject *packed)
 {
     if (PyBytes_Check(packed) && PyBytes_GET_SIZE(packed) == 4) {
         const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(packed);
+        if (last_v4_text != NULL && memcmp(a, last_v4, 4) == 0)
+            return Py_NewRef(last_v4_text);
         char text[16];
-        int length = snprintf(text, sizeof text, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
-        return PyUnicode_FromStringAndSize(text, length);
+        Py_ssize_t length = dotted_quad(a, text);
+        PyObject *made = PyUnicode_New(length, 127);
+        if (made == NULL)
+            return NULL;
+        memcpy(PyUnicode_1BYTE_DATA(made), text, (size_t)length);
+        memcpy(last_v4, a, 4);
+        Py_XSETREF(last_v4_text, Py_NewRef(made));
+        return made;
     }
     return PyObject_CallOneArg(addr_text_func, packed);
 }

@@ -1,6 +1,7 @@
-/* NoticeAggregator._fold in C: whether a notice is folded into a storm's aggregate (notice/aggregate.py; its Python
- * methods _fold, _past_note_quota, _fold_under, _count and _remember are the reference, and
- * tests/unit/test_fastaggregate.py holds the two equal on random notice streams).
+/* NoticeAggregator.filter and _fold in C: which notices are folded into a storm's aggregates (notice/aggregate.py;
+ * filter's loop and the methods _fold, _past_note_quota, _fold_under, _count and _remember are the reference, and
+ * tests/unit/test_fastaggregate.py holds the two equal on random notice streams). filter calls advance, in Python,
+ * only where it may tell or change something.
  *
  * A notice storm folds two notices an alerted flow (its DataExfil, then its ExfilSummary); in Python each fold cost
  * ~2 us over five method calls, ~15 % of a storm's time end to end. The same steps here, on the same Python objects:
@@ -21,31 +22,33 @@ static const char *const FOLD_FIELDS[N_FOLD] = {"folded", "peers", "sample", "by
                                                 "largest"};
 enum {
     A_MAX_NOTICES, A_SAMPLE, A_MAX_PER_NOTE, A_LARGEST_KEPT, A_FOLDS, A_WRITTEN, A_UIDS, A_PEER_ENTRIES,
-    A_LAST_FOLDED, N_AGGREGATOR
+    A_LAST_FOLDED, A_WINDOW_START, A_INTERVAL, A_FOLDED, N_AGGREGATOR
 };
 static const char *const AGGREGATOR_FIELDS[N_AGGREGATOR] = {
     "max_notices", "sample", "max_per_note", "_largest_kept", "_folds", "_written", "_uids", "_peer_entries",
-    "_last_folded"};
+    "_last_folded", "window_start", "interval", "folded"};
 
 static PyTypeObject *notice_type, *fold_type, *aggregator_type;
 static Py_ssize_t notice_slot[N_NOTICE], fold_slot[N_FOLD], aggregator_slot[N_AGGREGATOR];
 static PyObject *not_per_host, *summary_note, *heappush, *heapreplace;
 static PyObject *str_to, *str_from, *any_role, *any_host, *str_remember, *str_first, *str_last, *str_src, *str_dst;
-static PyObject *one;
+static PyObject *one, *str_advance;
 static Py_ssize_t max_peers, max_peer_entries, max_uids, max_keys;
+static double quiet;
 
 #define BIND_ARGS "bind(notice_type, fold_type, aggregator_type, not_per_host, summary_note, any_host, max_peers, " \
-                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace)"
+                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "record.Notice, aggregate._Fold and aggregate.NoticeAggregator (their slots are read and\n"
                        "written in place), aggregate.NOT_PER_HOST, EXFIL_SUMMARY's name, ANY_HOST, MAX_PEERS,\n"
-                       "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush and heapq.heapreplace.");
+                       "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace and QUIET.");
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 12 || !PyAnySet_Check(args[3]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
-        || PyTuple_GET_SIZE(args[5]) != 2 || !PyCallable_Check(args[10]) || !PyCallable_Check(args[11])) {
+    if (nargs != 13 || !PyAnySet_Check(args[3]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
+        || PyTuple_GET_SIZE(args[5]) != 2 || !PyCallable_Check(args[10]) || !PyCallable_Check(args[11])
+        || !PyFloat_Check(args[12])) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -62,6 +65,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     memcpy(fold_slot, fold, sizeof fold);
     memcpy(aggregator_slot, aggregator, sizeof aggregator);
     max_peers = limits[0], max_peer_entries = limits[1], max_uids = limits[2], max_keys = limits[3];
+    quiet = PyFloat_AS_DOUBLE(args[12]);
     Py_XSETREF(notice_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(fold_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(aggregator_type, (PyTypeObject *)Py_NewRef(args[2]));
@@ -456,35 +460,86 @@ static int fold_notice(PyObject *agg, PyObject *notice)
     return status;
 }
 
-PyDoc_STRVAR(fold_doc, "fold(aggregator, notice) -> bool\n\n"
-                       "NoticeAggregator._fold(notice): whether the notice is folded into an aggregate (the\n"
-                       "aggregator's state updated as the Python methods update it).");
+/* Whether NoticeAggregator.advance(ts) may tell or change something: 0 only where it certainly returns [] and
+ * changes nothing (an interval under way, not over at `ts`, and no fold quiet for QUIET seconds), the common case
+ * in a storm; 1 otherwise, or where a time is not a float (the call then decides). */
+static int advance_may_act(PyObject *agg, PyObject *ts)
+{
+    PyObject *start = SLOT(agg, aggregator_slot[A_WINDOW_START]);
+    PyObject *interval = SLOT(agg, aggregator_slot[A_INTERVAL]);
+    PyObject *last = SLOT(agg, aggregator_slot[A_LAST_FOLDED]);
+    PyObject *folds = SLOT(agg, aggregator_slot[A_FOLDS]);
+    if (start == NULL || interval == NULL || last == NULL || folds == NULL || !PyFloat_CheckExact(ts)
+        || !PyFloat_CheckExact(start) || !PyFloat_CheckExact(interval) || !PyFloat_CheckExact(last)
+        || !PyDict_CheckExact(folds))
+        return 1;
+    double now = PyFloat_AS_DOUBLE(ts);
+    if (now >= PyFloat_AS_DOUBLE(start) + PyFloat_AS_DOUBLE(interval))
+        return 1;
+    return PyDict_GET_SIZE(folds) > 0 && now - PyFloat_AS_DOUBLE(last) >= quiet;
+}
 
-static PyObject *fold(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* filter()'s loop for an enabled aggregator: into `out`, each notice's due aggregates, then the notice unless
+ * it is folded (counted). */
+static int filter_into(PyObject *agg, PyObject *notices, PyObject *out)
+{
+    PyObject *iterator = PyObject_GetIter(notices);
+    if (iterator == NULL)
+        return -1;
+    PyObject *notice;
+    int failed = 0;
+    while (!failed && (notice = PyIter_Next(iterator)) != NULL) {
+        PyObject *ts = PyObject_TypeCheck(notice, notice_type) ? slot_of(notice, notice_slot[N_TS], "Notice.ts")
+                                                               : NULL;
+        if (ts == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "filter(): not a Notice");
+            failed = 1;
+        } else if (advance_may_act(agg, ts)) {
+            PyObject *due = PyObject_CallMethodOneArg(agg, str_advance, ts);
+            failed = due == NULL || PyList_SetSlice(out, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, due) < 0;  /* out += due */
+            Py_XDECREF(due);
+        }
+        if (!failed) {
+            int folded = fold_notice(agg, notice);
+            failed = folded < 0 || (folded ? add_to(agg, aggregator_slot[A_FOLDED], one, "NoticeAggregator.folded")
+                                           : PyList_Append(out, notice)) < 0;
+        }
+        Py_DECREF(notice);
+    }
+    Py_DECREF(iterator);
+    return failed || PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(filter_doc, "filter(aggregator, notices) -> list\n\n"
+                         "NoticeAggregator.filter's loop (its reference) for an enabled aggregator: the notices to\n"
+                         "write now, aggregates due first.");
+
+static PyObject *filter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     if (notice_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "fold(): bind() first");
+        PyErr_SetString(PyExc_RuntimeError, "filter(): bind() first");
         return NULL;
     }
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], aggregator_type) || !PyObject_TypeCheck(args[1], notice_type)) {
-        PyErr_SetString(PyExc_TypeError, "fold(aggregator, notice)");
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], aggregator_type)) {
+        PyErr_SetString(PyExc_TypeError, "filter(aggregator, notices)");
         return NULL;
     }
-    int folded = fold_notice(args[0], args[1]);
-    if (folded < 0)
-        return NULL;
-    return PyBool_FromLong(folded);
+    PyObject *out = PyList_New(0);
+    if (out != NULL && filter_into(args[0], args[1], out) < 0)
+        Py_CLEAR(out);
+    return out;
 }
 
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
-    {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL, fold_doc},
+    {"filter", (PyCFunction)(void (*)(void))filter, METH_FASTCALL, filter_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fastaggregate", "NoticeAggregator._fold in C (notice/aggregate.py is the reference).",
+    PyModuleDef_HEAD_INIT, "_fastaggregate", "NoticeAggregator.filter and _fold in C (notice/aggregate.py is the reference).",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
@@ -497,8 +552,9 @@ PyMODINIT_FUNC PyInit__fastaggregate(void)
     str_last = PyUnicode_InternFromString("last");
     str_src = PyUnicode_InternFromString("src");
     str_dst = PyUnicode_InternFromString("dst");
+    str_advance = PyUnicode_InternFromString("advance");
     one = PyLong_FromLong(1);
-    if (str_to == NULL || str_from == NULL || str_remember == NULL || str_first == NULL || str_last == NULL
+    if (str_advance == NULL || str_to == NULL || str_from == NULL || str_remember == NULL || str_first == NULL || str_last == NULL
         || str_src == NULL || str_dst == NULL || one == NULL)
         return NULL;
     return PyModule_Create(&module);

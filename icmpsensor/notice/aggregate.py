@@ -79,7 +79,7 @@ MAX_PEER_ENTRIES = 1_000_000
 
 class NoticeAggregator:
     __slots__ = (
-        "_fold_in_c",
+        "_filter_in_c",
         "_folds",
         "_largest_kept",
         "_last_folded",
@@ -97,9 +97,9 @@ class NoticeAggregator:
 
     def __init__(self, interval: float, max_notices: int, sample: int, max_per_note: int = 0, *,
                  accelerated: bool = True) -> None:
-        """`accelerated`: fold in C (notice/_fastaggregate.c) when it is built; False: only the Python reference
-        (_fold and the methods it calls; the equivalence tests)."""
-        self._fold_in_c = _fastaggregate.fold if accelerated and _fastaggregate is not None else None
+        """`accelerated`: filter and fold in C (notice/_fastaggregate.c) when it is built; False: only the Python
+        reference (filter's loop, _fold and the methods it calls; the equivalence tests)."""
+        self._filter_in_c = _fastaggregate.filter if accelerated and _fastaggregate is not None else None
         self.reconfigure(interval, max_notices, sample, max_per_note)
         self.window_start: float | None = None
         self._folds: dict[tuple[str, str, str], _Fold] = {}
@@ -124,11 +124,12 @@ class NoticeAggregator:
         """The notices to write now: aggregates of an interval that has ended, then those not folded."""
         if not self.enabled:
             return list(notices)
+        if self._filter_in_c is not None:
+            return self._filter_in_c(self, notices)  # the loop below in C (a storm: two notices a flow)
         out: list[Notice] = []
-        fold_in_c = self._fold_in_c
         for notice in notices:
             out.extend(self.advance(notice.ts))
-            if fold_in_c(self, notice) if fold_in_c is not None else self._fold(notice):
+            if self._fold(notice):
                 self.folded += 1
             else:
                 out.append(notice)
@@ -304,7 +305,7 @@ def bind_accelerator() -> None:
     changes one)."""
     if _fastaggregate is not None:
         _fastaggregate.bind(Notice, _Fold, NoticeAggregator, NOT_PER_HOST, EXFIL_SUMMARY.name, ANY_HOST, MAX_PEERS,
-                            MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace)
+                            MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET)
 
 
 bind_accelerator()

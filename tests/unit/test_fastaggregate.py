@@ -69,7 +69,7 @@ def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
     interval, max_notices, sample, max_per_note = config
     reference = NoticeAggregator(interval, max_notices, sample, max_per_note, accelerated=False)
     fast = NoticeAggregator(interval, max_notices, sample, max_per_note)
-    assert fast._fold_in_c is not None and reference._fold_in_c is None
+    assert fast._filter_in_c is not None and reference._filter_in_c is None
     clock = T0
     for step in plan:
         if step == "flush":
@@ -144,8 +144,8 @@ def test_a_broken_aggregator_is_an_error_not_a_crash() -> None:
     agg = NoticeAggregator(60.0, 1, 3)
     agg._written = []  # type: ignore[assignment]
     with pytest.raises(TypeError):
-        aggregate._fastaggregate.fold(agg, Notice(ts=T0, note="ICMP::ICMP_DataExfil", msg="", sub="", src="a",
-                                                  dst="b", uid="C1", n=1, bytes_sent=1, bytes_received=0,
-                                                  start=T0, end=T0))
-    with pytest.raises(TypeError):
-        aggregate._fastaggregate.fold(agg, "not a notice")
+        agg.filter([Notice(ts=T0, note="ICMP::ICMP_DataExfil", msg="", sub="", src="a", dst="b", uid="C1", n=1,
+                           bytes_sent=1, bytes_received=0, start=T0, end=T0)])
+    for not_notices in (["not a notice"], 5):
+        with pytest.raises(TypeError):
+            aggregate._fastaggregate.filter(NoticeAggregator(60.0, 1, 3), not_notices)

@@ -30,6 +30,7 @@ from icmpsensor.detect.flows import Flow
 from icmpsensor.detect.original import OriginalDetector as Original
 from icmpsensor.detect.standard import Detector
 from icmpsensor.notice.record import Notice
+from icmpsensor.notice.text import addr_text
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import replay_pipeline
@@ -1187,7 +1188,9 @@ def test_a_notice_made_in_c_is_the_one_python_makes(data: st.DataObject) -> None
     original's notices carry no novel bytes), IPv4 and IPv6 addresses (the IPv4-mapped and -compatible ones Python
     writes apart from inet_ntop), any note and template with its fields."""
     ints = st.integers(min_value=0, max_value=2**40)
-    flow = Flow(data.draw(st.sampled_from(ADDRESSES)), data.draw(st.sampled_from(ADDRESSES)),
+    # any IPv4 address too: the C path keeps the last one's text (a storm's notices name one target)
+    address = st.one_of(st.sampled_from(ADDRESSES), st.binary(min_size=4, max_size=4))
+    flow = Flow(data.draw(address), data.draw(address),
                 data.draw(st.floats(1e9, 2e9)), data.draw(st.floats(1e9, 2e9)), data.draw(st.booleans()),
                 n=data.draw(ints), orig_bytes=data.draw(ints), resp_bytes=data.draw(ints), other_bytes=data.draw(ints),
                 received_bytes=data.draw(ints), changed_requests=data.draw(ints), reply_differs=data.draw(ints),
@@ -1217,6 +1220,20 @@ def test_a_notice_made_in_c_is_the_one_python_makes(data: st.DataObject) -> None
     assert got._text.values == want._text.values and got._text.fields == want._text.fields  # type: ignore[union-attr]
     assert got.values() == want.values() and got.msg == want.msg and got.sub == want.sub
     assert fast.stats.notices == reference.stats.notices == 1
+
+
+@needs_c
+def test_each_notice_names_its_own_addresses_in_turn() -> None:
+    """The C path keeps the last IPv4 address's text: notices in turn whose addresses differ in one byte (each
+    place), or repeat, each name theirs as addr_text writes it."""
+    base = bytes((198, 51, 100, 7))
+    variants = [base] + [base[:i] + bytes(((base[i] + 1) % 256,)) + base[i + 1:] for i in range(4)]
+    sequence = [*variants, base, base[:3] + bytes(1), base, *reversed(variants), bytes(4), b"\xff" * 4, bytes(4)]
+    detector = Detector(DetectionConfig(), AllowlistConfig())
+    assert detector._fast_notice is not None
+    for src, dst in itertools.pairwise(sequence):
+        notice = detector._notice(Flow(src, dst, T0, T0, False), T0, "ICMP::ICMP_DataExfil", standard.EXFIL_MSG)
+        assert (notice.src, notice.dst) == (addr_text(src), addr_text(dst))
 
 
 @functools.cache
