@@ -31,7 +31,9 @@ checksums wrong, so they are not checked).
 from __future__ import annotations
 
 import struct
+from collections.abc import Set as AbstractSet
 
+from icmpsensor.accelerators import nonecho_extension as _fastnonecho
 from icmpsensor.decode.checksum import checksum_ok
 from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, IcmpPacket
 from icmpsensor.detect import fingerprints
@@ -281,6 +283,9 @@ _ND_OPTIONS = {
 # nonce (1: Linux ndisc_ns_create and RFC 7527 send 6 bytes), route information (3), ARO (2), PREF64 (2).
 _ND_UNITS = {1: 1, 2: 1, 3: 4, 5: 1, 7: 1, 8: 1, 13: 2, 14: 1, 24: 3, 33: 2, 38: 2}
 _ND_NONCE, _ND_CGA = 14, 11
+# the same as 256-byte tables by option type, for detect/_fastnonecho.c: carried by the message type; largest (0: any)
+_ND_ALLOWED = {kind: bytes(option in options for option in range(256)) for kind, options in _ND_OPTIONS.items()}
+_ND_LARGEST = bytes(_ND_UNITS.get(option, 0) for option in range(256))
 _UNSPECIFIED = bytes(16)
 _SOLICITED_NODE = bytes.fromhex("ff0200000000000000000001ff")
 
@@ -318,13 +323,28 @@ def _nd_reserved(kind: int, payload: bytes) -> int:
 def _nd_options(pkt: IcmpPacket, payload: bytes) -> int:
     """Unexplained option bytes: an option the message does not carry, one longer than its layout, a nonce
     outside DAD (RFC 7527: solicitations from ::) and SEND (a CGA option), bytes that are not options."""
-    allowed, pos, n = _ND_OPTIONS[pkt.icmp_type], _ND_BODY[pkt.icmp_type], len(payload)
-    unexplained, nonce, cga = 0, 0, False
+    kind = pkt.icmp_type
+    unexplained, nonce = _nd_option_bytes(payload, _ND_BODY[kind], kind)
+    return unexplained + nonce if nonce and not (kind == 135 and pkt.src == _UNSPECIFIED) else unexplained
+
+
+def _nd_option_bytes(payload: bytes, pos: int, kind: int) -> tuple[int, int]:
+    """The unexplained bytes of the options at payload[pos:] of an ND message of type `kind`, and its nonce
+    bytes (0 with a CGA option: SEND), up to MAX_WALKED options (past them, the rest is unexplained)."""
+    if _fastnonecho is not None:
+        return _fastnonecho.nd_option_bytes(payload, pos, _ND_ALLOWED[kind], _ND_LARGEST, _ND_NONCE, _ND_CGA,
+                                            MAX_WALKED)
+    return _nd_option_bytes_reference(payload, pos, _ND_OPTIONS[kind])
+
+
+def _nd_option_bytes_reference(payload: bytes, pos: int, allowed: AbstractSet[int]) -> tuple[int, int]:
+    """_nd_option_bytes in Python: the reference of detect/_fastnonecho.c nd_option_bytes."""
+    n, unexplained, nonce, cga = len(payload), 0, 0, False
     for _ in range(MAX_WALKED):
         if pos >= n:
             break
         if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
-            return unexplained + n - pos
+            return unexplained + n - pos, 0
         option, units = payload[pos], payload[pos + 1]
         if option not in allowed:
             unexplained += 8 * units
@@ -334,10 +354,8 @@ def _nd_options(pkt: IcmpPacket, payload: bytes) -> int:
             cga = cga or option == _ND_CGA
         pos += 8 * units
     if pos < n:  # past MAX_WALKED options: the rest
-        return unexplained + n - pos
-    if nonce and not cga and not (pkt.icmp_type == 135 and pkt.src == _UNSPECIFIED):
-        unexplained += nonce
-    return unexplained
+        return unexplained + n - pos, 0
+    return unexplained, 0 if cga else nonce
 
 
 def _ldh_name(data: bytes, start: int = 0, *, limit: int = 255) -> int:
@@ -391,7 +409,13 @@ def _ni_reply_data(code: int, qtype: int, data: bytes) -> int:
         return len(data) % 20
     if qtype == 4:
         return len(data) % 8
-    pos = 4
+    return _fastnonecho.names_walk(data, 4, _LDH, MAX_WALKED) if _fastnonecho is not None else \
+        _names_walk_reference(data, 4)
+
+
+def _names_walk_reference(data: bytes, pos: int) -> int:
+    """The bytes of data[pos:] past its names (_ldh_name), up to MAX_WALKED of them: the reference of
+    detect/_fastnonecho.c names_walk."""
     for _ in range(MAX_WALKED):
         if pos >= len(data):
             return 0
@@ -536,6 +560,7 @@ _OBJECTS = {
     2: {c: 4 + 4 + 16 + 64 + 4 for c in range(256)},  # interface information, RFC 5837: ifIndex, address, name, MTU
     3: {c: 4 + 4 + 16 for c in range(1, 4)},  # interface identification, RFC 8335
 }
+_OBJECT_LARGEST = {klass << 8 | ctype: size for klass, sizes in _OBJECTS.items() for ctype, size in sizes.items()}
 
 
 def _extension_problem(payload: bytes, end: int) -> str:
@@ -547,20 +572,36 @@ def _extension_problem(payload: bytes, end: int) -> str:
         return "ICMP extension structure cut short"
     if payload[end + 2 : end + 4] != b"\0\0" and not checksum_ok(payload[end:]):
         return "ICMP extension structure with a wrong checksum"
-    pos = end + 4
+    problem, klass, ctype, length = _fastnonecho.extension_objects(payload, end + 4, _OBJECT_LARGEST, MAX_WALKED) \
+        if _fastnonecho is not None else _extension_objects_reference(payload, end + 4)
+    if problem == _OBJECT_DATA:
+        return f"ICMP extension object class {klass} c-type {ctype} ({length} bytes) carries data"
+    return _OBJECT_PROBLEMS[problem]
+
+
+# What _extension_objects_reference (and detect/_fastnonecho.c extension_objects) finds
+_OBJECTS_FINE, _OBJECTS_TRAILING, _OBJECT_LENGTH, _OBJECT_DATA, _OBJECTS_MANY = range(5)
+_OBJECT_PROBLEMS = ("", "bytes after the ICMP extension objects", "ICMP extension object with a wrong length", "",
+                    f"ICMP extension structure with more than {MAX_WALKED} objects")
+
+
+def _extension_objects_reference(payload: bytes, pos: int) -> tuple[int, int, int, int]:
+    """The first problem (_OBJECTS_*) of the extension objects at payload[pos:], up to MAX_WALKED of them, with the
+    class, c-type and length of an object that carries data: the reference of detect/_fastnonecho.c
+    extension_objects."""
+    n = len(payload)
     for _ in range(MAX_WALKED):
         if pos >= n:
-            return ""
+            return _OBJECTS_FINE, 0, 0, 0
         if pos + 4 > n:
-            return "bytes after the ICMP extension objects"
+            return _OBJECTS_TRAILING, 0, 0, 0
         length, klass, ctype = struct.unpack_from("!HBB", payload, pos)
-        largest = _OBJECTS.get(klass, {}).get(ctype, 0)
         if length < 4 or pos + length > n:
-            return "ICMP extension object with a wrong length"
-        if length > largest or (klass == 1 and length % 4):
-            return f"ICMP extension object class {klass} c-type {ctype} ({length} bytes) carries data"
+            return _OBJECT_LENGTH, 0, 0, 0
+        if length > _OBJECT_LARGEST.get(klass << 8 | ctype, 0) or (klass == 1 and length % 4):
+            return _OBJECT_DATA, klass, ctype, length
         pos += length
-    return "" if pos >= n else f"ICMP extension structure with more than {MAX_WALKED} objects"
+    return (_OBJECTS_FINE if pos >= n else _OBJECTS_MANY), 0, 0, 0
 
 
 # Protocols a host sends that an error can quote (IANA protocol numbers); a quote announcing another

@@ -14,6 +14,7 @@ import dataclasses
 import random
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,14 +167,20 @@ LAST_BYTES = (0x00, 0x12, 0x15, 0x3E)  # where recognise looks at the end: PyExf
 
 
 
-def test_a_payload_forty_times_longer_costs_the_detector_no_more_than_a_walk() -> None:
+@pytest.mark.parametrize("walks", ["c", "python"])
+def test_a_payload_forty_times_longer_costs_the_detector_no_more_than_a_walk(walks: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Every payload shape, first and last byte the tool checks dispatch on, every message type with a walk of its
     own: three packets of a flow carrying 60 KB (a reassembled jumbo datagram) run at most a walk's budget of Python
-    lines more than the same packets cut to 1,500 bytes (nonecho.MAX_WALKED items, ~10 lines each). Crafted 60 KB
-    payloads once cost 1-57 ms each: a protobuf parse and a node-name walk to the payload's end, a prompt search
-    at every offset, MLDv2 sources copied with the rest of the payload."""
+    lines more than the same packets cut to 1,500 bytes (nonecho.MAX_WALKED items, ~10 lines each), with the walks
+    in C (detect/_fastnonecho.c) or in Python (their reference). Crafted 60 KB payloads once cost 1-57 ms each: a
+    protobuf parse and a node-name walk to the payload's end, a prompt search at every offset, MLDv2 sources copied
+    with the rest of the payload."""
+    from icmpsensor.detect import nonecho
     from icmpsensor.detect.nonecho import MAX_WALKED
 
+    if walks == "python":
+        monkeypatch.setattr(nonecho, "_fastnonecho", None)
     detector = make_detector(DetectionConfig(), AllowlistConfig())
     worst: tuple[float, str] = (0, "")
     case = 0
