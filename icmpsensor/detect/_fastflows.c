@@ -19,15 +19,17 @@
  *    The tool tracker still sees it (the C tracker's observe); when the tracker answers anything but None,
  *    handle() returns (flow, answer) and the Python detector finishes the request from there
  *    (Detector._after_tool), as _on_request would after _recognise_tool;
- *  - an echo request in step (as above) with a new payload that no template explains, on a flow past
- *    novel_bytes_threshold (it adds nothing more to the hosts' memories) or allowlisted, whose evaluation would
- *    raise nothing (every note it checks is off, not due, or raised already): a reported exfiltration's next
- *    chunk (novel_request). _novelty's checks are made before anything changes (fingerprints.explain called where
- *    a template's first tests pass, explain_may_match; capacity.random_padding called; _as_fields' "a few places"
- *    test made here), the sender's memory is kept as
+ *  - an echo request in step (as above) with a new payload that no template explains (novel_request): a reported
+ *    exfiltration's next chunk, a flood's next random bytes. _novelty's checks are made before anything changes
+ *    (fingerprints.explain called where a template's first tests pass, explain_may_match; capacity.random_padding
+ *    called; _as_fields' "a few places" test made here), the sender's memory is kept as
  *    HostTable.touch and SpreadMemory.seen keep it (touch_host, seen_payload; a host the table does not have goes
- *    through touch itself), the novel bytes are added as _add_novel adds them, and handle() returns True:
- *    last_novel holds them; run() stops there for the evidence recorder unless the pair is one it watches;
+ *    through touch itself), the novel bytes are added as _add_novel adds them (their share of the hosts' memories
+ *    by the detector's own _spread while the flow is under novel_bytes_threshold), and handle() returns True
+ *    (last_novel holds them) where the flow's evaluation would raise nothing (every note it checks is off, not due,
+ *    or raised already), else (flow,): Detector._finish evaluates the flow; run() stops there for the evidence
+ *    recorder unless the pair is one it watches;
+ *  - a new flow's first echo request (first_request, below): a notice storm's every packet, up to its evaluation;
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
  *
@@ -86,10 +88,10 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "alerted", "reply_differs", "nonecho_novel"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
-    N_STATS
+    S_FLOWS_CREATED, N_STATS
 };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
-                                            "pending_evicted", "ignored_payloads", "novel_bytes"};
+                                            "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created"};
 
 enum { C_STRIDE, C_RUN_DUE, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due"};
@@ -167,12 +169,17 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* flows.Flow and a new one made from flows.NEW_FLOW (bound and defined with the notices, below) */
+static PyTypeObject *notice_flow_type;
+static PyObject *flow_from_template(PyObject *const *args);
+
 /* -- small helpers ---------------------------------------------------------------------------------------- */
 
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
+static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -257,10 +264,14 @@ typedef struct {
     int matched;
     double tolerance, jitter; /* timestamp_tolerance, clock_jitter */
     NovelRequests novel;      /* novel.explain NULL: the path takes no request with novel bytes */
+    PyObject *flow_template;  /* flows.NEW_FLOW, or NULL: the path makes no flow (first_request) */
+    PyObject *spread;         /* the detector's bound _spread */
 } FastPath;
 
 static void fast_clear_novel(FastPath *self)
 {
+    Py_CLEAR(self->flow_template);
+    Py_CLEAR(self->spread);
     Py_CLEAR(self->novel.explain);
     Py_CLEAR(self->novel.random_padding);
     Py_CLEAR(self->novel.senders);
@@ -276,6 +287,8 @@ static int fast_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->novel.random_padding);
     Py_VISIT(self->novel.senders);
     Py_VISIT(self->novel.tolerance);
+    Py_VISIT(self->flow_template);
+    Py_VISIT(self->spread);
     return 0;
 }
 
@@ -298,12 +311,21 @@ static void fast_dealloc(FastPath *self)
 static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", "tolerance",
-                            "jitter", "novel_requests", NULL};
-    PyObject *detector, *observe, *ignored, *novel = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd|O", names, &PyDict_Type, &detector, &observe,
+                            "jitter", "novel_requests", "first_requests", NULL};
+    PyObject *detector, *observe, *ignored, *novel = Py_None, *first = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd|OO", names, &PyDict_Type, &detector, &observe,
                                      &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
-                                     &self->matched, &self->tolerance, &self->jitter, &novel))
+                                     &self->matched, &self->tolerance, &self->jitter, &novel, &first))
         return -1;
+    PyObject *template = NULL, *spread = NULL;
+    if (first != Py_None && !PyArg_ParseTuple(first, "OO;first_requests: (flows.NEW_FLOW, the detector's _spread)",
+                                              &template, &spread))
+        return -1;
+    if (template != NULL && (novel == Py_None || notice_flow_type == NULL || !Py_IS_TYPE(template, notice_flow_type)
+                             || !PyCallable_Check(spread))) {
+        PyErr_SetString(PyExc_TypeError, "first_requests: (a Flow after bind_notice(), a callable), with novel_requests");
+        return -1;
+    }
     NovelRequests parsed = {0};
     if (novel != Py_None
         && !PyArg_ParseTuple(novel, "OOOlllllllllllllll;novel_requests: (explain, random_padding, senders, "
@@ -326,6 +348,8 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     Py_XINCREF(parsed.senders);
     fast_clear_novel(self);
     self->novel = parsed;
+    self->flow_template = Py_XNewRef(template);
+    self->spread = Py_XNewRef(spread);
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
         return -1;
@@ -1011,12 +1035,31 @@ done:
     return seen;
 }
 
-/* An echo request in step on a flow that has reported its data (no note would be raised) and has added its share to
- * the hosts' memories (or is allowlisted), whose payload neither repeats the flow's last nor is a template's:
- * Detector._on_request with _novelty's checks (explain, random padding, counter or clock fields) made before anything
- * changes, then the sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added. Returns False
- * (nothing changed), None (no novel bytes after all: a payload the host sent lately), True (last_novel holds them),
- * or (flow, answer, novel) for Detector._after_tool. */
+/* Detector._spread(flow, share), the Python method itself (the hosts' memories, ExfilSpread onto the detector's due
+ * notices), with the detector's clock written first: it reads it. 0, or -1 with an exception. */
+static int spread_share(FastPath *self, Detector *state, PyObject *flow, Py_ssize_t share)
+{
+    if (state->now_obj != NULL && PyDict_SetItem(self->detector, str_now, state->now_obj) < 0)
+        return -1;
+    PyObject *amount = PyLong_FromSsize_t(share);
+    if (amount == NULL)
+        return -1;
+    PyObject *args[2] = {flow, amount};
+    PyObject *done = PyObject_Vectorcall(self->spread, args, 2, NULL);
+    Py_DECREF(amount);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* An echo request in step whose payload neither repeats the flow's last nor is a template's: Detector._on_request
+ * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
+ * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
+ * novel_bytes_threshold their share given to the hosts' memories (the detector's _spread, spread_share). Returns
+ * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), True (last_novel holds
+ * them, and the flow's evaluation would raise nothing: a reported exfiltration's next chunk), (flow,) (the same,
+ * for Detector._finish to evaluate the flow and hand out what _spread raised), or (flow, answer, novel) for
+ * Detector._after_tool. Without _spread (no first_requests) only flows past the threshold whose evaluation would
+ * raise nothing are taken. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                PyObject *flow, PyObject *tool)
 {
@@ -1034,10 +1077,12 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]);
     if (allowlisted != Py_True && allowlisted != Py_False)
         Py_RETURN_FALSE;
-    /* Detector._add_novel adds to the hosts' memories (_spread) until the flow reaches novel_bytes_threshold */
-    if (allowlisted == Py_False && (novel_bytes < novel_cfg->novel_threshold
-                                    || !evaluation_quiet(novel_cfg, alerted, changed, reply_differs, nonecho_novel,
-                                                         PyUnicode_GET_LENGTH(tool) != 0)))
+    /* Detector._add_novel adds to the hosts' memories (_spread) until the flow reaches novel_bytes_threshold; with
+     * the detector's _spread (first_requests) that is called from here, and Detector._finish evaluates the flow */
+    int spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
+    int quiet = allowlisted == Py_True || evaluation_quiet(novel_cfg, alerted, changed, reply_differs, nonecho_novel,
+                                                           PyUnicode_GET_LENGTH(tool) != 0);
+    if ((spreads || !quiet) && self->spread == NULL)
         Py_RETURN_FALSE;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
     PyObject *previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
@@ -1121,12 +1166,152 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
             goto done;
         state->counts[S_NOVEL_BYTES] += novel;
         state->last_novel = novel;
+        Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
+        if (spreads && spread_share(self, state, flow, novel < room ? novel : room) < 0)
+            goto done;
     }
-    result = Py_NewRef(novel ? Py_True : Py_None);
+    result = novel && (spreads || !quiet) ? PyTuple_Pack(1, flow) : Py_NewRef(novel ? Py_True : Py_None);
 done:
     Py_DECREF(current);
     Py_XDECREF(memory);
     Py_XDECREF(answer);
+    return result;
+}
+
+/* Whether `memory` (a SpreadMemory) remembers the payload whose sketch hashes to `digest` (SpreadMemory.seen without
+ * remembering it): 1, 0, or -1 with an exception. */
+static int payload_remembered(PyObject *memory, Py_hash_t digest)
+{
+    PyObject *payloads = PyObject_GetAttr(memory, str_payloads), *digest_obj = PyLong_FromSsize_t(digest);
+    int seen = -1;
+    if (payloads != NULL && digest_obj != NULL) {
+        if (PyLong_Check(payloads))
+            seen = PyObject_RichCompareBool(payloads, digest_obj, Py_EQ);
+        else if (PyTuple_Check(payloads))
+            seen = PySequence_Contains(payloads, digest_obj);
+        else
+            PyErr_SetString(PyExc_TypeError, "SpreadMemory.payloads must be an int or a tuple");
+    }
+    Py_XDECREF(payloads);
+    Py_XDECREF(digest_obj);
+    return seen;
+}
+
+/* A new flow's first echo request (a notice storm's every packet): Detector._on_request for a pair the flow table
+ * does not have, when none of what only the Python detector takes is in it. Checked before anything changes: the
+ * path makes flows (first_requests given) and the table has room (max_flows), the allowlist is empty, the pair has
+ * no memory (_flow_started would carry its last sketch), the payload is not empty, no template explains it and it
+ * is no random-padding library's, and the sender's memory neither names another peer (_novelty would compare the
+ * payload with that flow's) nor remembers the payload. Then, in _on_request's order: the flow made (_new_flow,
+ * counted), its first request's header kept (_header), its sketch, the sender's memory touched (its last peer, the
+ * payload remembered), the tool tracker (an answer: (flow, answer, novel) for Detector._after_tool), the request
+ * remembered for its reply, its novel bytes (all of them: nothing to compare) added and their share given to the
+ * hosts' memories by the detector's own _spread, which may raise ExfilSpread (the detector's clock written first:
+ * _spread reads it). Returns False (nothing changed), or (flow,): Detector._finish evaluates the flow. */
+static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key)
+{
+    const NovelRequests *novel_cfg = &self->novel;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    if (self->flow_template == NULL || n == 0 || PyDict_GET_SIZE(state->flows) >= self->max_flows)
+        Py_RETURN_FALSE;
+    PyObject *allowlist = PyDict_GetItemWithError(self->detector, str_allowlist);
+    PyObject *pairs = allowlist == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_pairs);
+    if (pairs == NULL || !PyDict_Check(pairs))
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    PyObject *empty = PyObject_GetAttr(allowlist, str_empty);
+    int unlisted = empty == NULL ? -1 : empty == Py_True;
+    Py_XDECREF(empty);
+    int paired = unlisted <= 0 ? 0 : PyDict_Contains(pairs, key);
+    if (unlisted <= 0 || paired != 0)
+        return unlisted < 0 || paired < 0 ? NULL : Py_NewRef(Py_False);
+    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
+    PyObject *hosts = PyObject_GetAttr(novel_cfg->senders, str_hosts);
+    if (hosts == NULL)
+        return NULL;
+    PyObject *result = NULL, *current = NULL, *flow = NULL, *memory = NULL, *answer = NULL, *size = NULL;
+    PyObject *known = PyDict_CheckExact(hosts) ? PyDict_GetItemWithError(hosts, src) : NULL; /* borrowed */
+    Py_XINCREF(known);
+    if (known == NULL && (PyErr_Occurred() || !PyDict_CheckExact(hosts)))
+        goto decline_or_fail;
+    if (known != NULL) { /* a sender whose last payload went to another peer: _novelty compares the two */
+        PyObject *last_peer = PyObject_GetAttr(known, str_last_peer);
+        int other = last_peer == NULL ? -1 : !PyBytes_CheckExact(last_peer) || !PyBytes_CheckExact(dst) ? 1
+            : PyBytes_GET_SIZE(last_peer) != 0 && (PyBytes_GET_SIZE(last_peer) != PyBytes_GET_SIZE(dst)
+                                                   || memcmp(PyBytes_AS_STRING(last_peer), PyBytes_AS_STRING(dst),
+                                                             (size_t)PyBytes_GET_SIZE(dst)) != 0);
+        Py_XDECREF(last_peer);
+        if (other != 0)
+            goto decline_or_fail;
+    }
+    if (explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), n, novel_cfg->max_uptime)) {
+        PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
+        PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
+        int explained = benign == NULL ? -1 : benign != Py_None;
+        Py_XDECREF(benign);
+        if (explained != 0)
+            goto decline_or_fail;
+    }
+    PyObject *padding_args[2] = {payload, seq};
+    PyObject *padded = PyObject_Vectorcall(novel_cfg->random_padding, padding_args, 2, NULL);
+    int is_padded = padded == NULL ? -1 : PyObject_IsTrue(padded);
+    Py_XDECREF(padded);
+    if (is_padded != 0)
+        goto decline_or_fail;
+    current = new_sketch(payload);
+    Py_hash_t digest = current == NULL ? -1 : PyObject_Hash(current);
+    if (digest == -1 || (known != NULL && payload_remembered(known, digest) != 0))
+        goto decline_or_fail;
+    /* taken: what _on_request changes, in its order */
+    size = PyLong_FromSsize_t(n);
+    if (size == NULL)
+        goto done;
+    count_packet(state, ts, S_ECHO_REQUESTS);
+    PyObject *made[7] = {self->flow_template, src, dst, ts, Py_False, SLOT(pkt, packet_slot[P_TYPE]),
+                         SLOT(pkt, packet_slot[P_CODE])};
+    flow = flow_from_template(made);
+    if (flow == NULL || PyObject_SetItem(state->flows, key, flow) < 0)
+        goto done;
+    state->counts[S_FLOWS_CREATED]++;
+    set_slot(flow, flow_slot[F_N], one);
+    set_slot(flow, flow_slot[F_ORIG_BYTES], size);
+    set_slot(flow, flow_slot[F_LAST_IDENT], SLOT(pkt, packet_slot[P_IDENT]));
+    set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+    set_slot(flow, flow_slot[F_LAST_SIZE], size);
+    set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    memory = touch_host(novel_cfg->senders, src, ts);
+    if (memory == NULL || PyObject_SetAttr(memory, str_last_peer, dst) < 0
+        || seen_payload(memory, digest, novel_cfg->payloads_kept) < 0)
+        goto done;
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    answer = observe_tool(self, pkt, payload, current);
+    if (answer == NULL)
+        goto done;
+    if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
+        result = Py_BuildValue("(OOn)", flow, answer, n);
+        goto done;
+    }
+    if (self->matched && remember_request(self, state, pkt, current) < 0)
+        goto done;
+    set_slot(flow, flow_slot[F_CHANGED_REQUESTS], one);
+    set_slot(flow, flow_slot[F_NOVEL_BYTES], size);
+    state->counts[S_NOVEL_BYTES] += n;
+    state->last_novel = n;
+    if (novel_cfg->novel_threshold > 0 /* Detector._add_novel: the flow's share, up to novel_bytes_threshold */
+        && spread_share(self, state, flow, n < novel_cfg->novel_threshold ? n : novel_cfg->novel_threshold) < 0)
+        goto done;
+    result = PyTuple_Pack(1, flow);
+    goto done;
+decline_or_fail:
+    result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+done:
+    Py_DECREF(hosts);
+    Py_XDECREF(known);
+    Py_XDECREF(current);
+    Py_XDECREF(flow);
+    Py_XDECREF(memory);
+    Py_XDECREF(answer);
+    Py_XDECREF(size);
     return result;
 }
 
@@ -1149,9 +1334,10 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     if (key == NULL)
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key);
-    if (flow == NULL && PyErr_Occurred()) {
+    if (flow == NULL) {
+        PyObject *answer = PyErr_Occurred() ? NULL : first_request(self, pkt, state, payload, key);
         Py_DECREF(key);
-        return NULL;
+        return answer;
     }
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     PyObject *tool = FLOW_OK(flow, needed) ? SLOT(flow, flow_slot[F_TOOL]) : NULL;
@@ -1251,11 +1437,13 @@ done:
 }
 
 PyDoc_STRVAR(handle_doc,
-             "handle(pkt) -> None | True | False | (flow, answer[, novel])\n\n"
+             "handle(pkt) -> None | True | False | (flow,) | (flow, answer[, novel])\n\n"
              "None: the packet was handled as Detector.process would (no notice is due). True: the same, and it\n"
              "carried novel bytes (the detector's last_novel). False: it is not one this path takes, and nothing\n"
-             "changed. (flow, answer[, novel]): an echo request handled up to the tool tracker, which answered\n"
-             "`answer` (its C observe's result), for Detector._after_tool to finish (with its novel bytes).");
+             "changed. (flow,): a new flow's first request handled, its novel bytes added (last_novel), for\n"
+             "Detector._finish to evaluate the flow. (flow, answer[, novel]): an echo request handled up to the tool\n"
+             "tracker, which answered `answer` (its C observe's result), for Detector._after_tool to finish (with its\n"
+             "novel bytes).");
 
 /* handle()'s answer for one packet, with the detector's state read (detector_state) and not yet written back. */
 static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
@@ -1431,7 +1619,7 @@ static const char *const NEW_FLOW_FIELDS[N_NEW_FLOW] = {"src", "dst", "start", "
                                                         "icmp_code"};
 #define MAX_FLOW_FIELDS 64
 
-static PyTypeObject *notice_type, *text_type, *notice_flow_type;
+static PyTypeObject *notice_type, *text_type;
 static PyObject *addr_text_func, *empty_str;
 static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
 static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1, new_flow_slot[N_NEW_FLOW];
@@ -1495,6 +1683,21 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* new_flow()'s Flow: args[0] the template (flows.NEW_FLOW), then src, dst, ts, allowlisted, icmp_type, icmp_code. */
+static PyObject *flow_from_template(PyObject *const *args)
+{
+    PyObject *template = args[0];
+    PyObject *flow = notice_flow_type->tp_alloc(notice_flow_type, 0);
+    if (flow == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < all_flow_count; i++)
+        SLOT(flow, all_flow_slot[i]) = Py_XNewRef(SLOT(template, all_flow_slot[i]));
+    static const int given[N_NEW_FLOW] = {1, 2, 3, 3, 4, 5, 6}; /* args[] of each field set: start and last are ts */
+    for (int k = 0; k < N_NEW_FLOW; k++)
+        set_slot(flow, new_flow_slot[k], args[given[k]]);
+    return flow;
+}
+
 PyDoc_STRVAR(new_flow_doc,
              "new_flow(template, src, dst, ts, allowlisted, icmp_type, icmp_code) -> Flow\n\n"
              "Flow(src, dst, ts, ts, allowlisted, icmp_type=icmp_type, icmp_code=icmp_code), the reference (flows.py\n"
@@ -1509,16 +1712,7 @@ static PyObject *new_flow(PyObject *self, PyObject *const *args, Py_ssize_t narg
                                          " after bind_notice()");
         return NULL;
     }
-    PyObject *template = args[0];
-    PyObject *flow = notice_flow_type->tp_alloc(notice_flow_type, 0);
-    if (flow == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < all_flow_count; i++)
-        SLOT(flow, all_flow_slot[i]) = Py_XNewRef(SLOT(template, all_flow_slot[i]));
-    static const int given[N_NEW_FLOW] = {1, 2, 3, 3, 4, 5, 6}; /* args[] of each field set: start and last are ts */
-    for (int k = 0; k < N_NEW_FLOW; k++)
-        set_slot(flow, new_flow_slot[k], args[given[k]]);
-    return flow;
+    return flow_from_template(args);
 }
 
 /* The dotted quad of 4 bytes into `text` (at least 16 bytes), as inet_ntoa writes it; its length. */
@@ -1709,7 +1903,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
         || intern(&str_hosts, "hosts") < 0 || intern(&str_payloads, "payloads") < 0
-        || intern(&str_last_peer, "last_peer") < 0)
+        || intern(&str_last_peer, "last_peer") < 0 || intern(&str_allowlist, "allowlist") < 0
+        || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;

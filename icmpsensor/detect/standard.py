@@ -22,6 +22,7 @@ from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
 from icmpsensor.detect.flows import (
     EVICTION_SCAN,
+    NEW_FLOW,
     NO_NOTICES,
     DetectorStats,
     Flow,
@@ -272,7 +273,7 @@ class Detector(FlowDetector):
         cfg = self.cfg
         return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
                                    cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter,
-                                   self._novel_requests())
+                                   self._novel_requests(), (NEW_FLOW, self._spread))
 
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
@@ -317,7 +318,8 @@ class Detector(FlowDetector):
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined
-        (False), processed here; or a request the C tool tracker answered ((flow, answer[, novel])), finished here.
+        (False), processed here; a new flow's first request handled up to its evaluation ((flow,)), evaluated here
+        as _request_done would; or a request the C tool tracker answered ((flow, answer[, novel])), finished here.
         The C path declines a packet that moves the clock to a sweep: the sweep is done here, as _process does it
         first, and the packet offered to the C path again (a ping's next request crosses a sweep every second)."""
         if answer is True:
@@ -329,6 +331,10 @@ class Detector(FlowDetector):
                 return self._handed_out(self._due)
         if answer is False:
             return self._process(pkt)
+        if len(answer) == 1:  # type: ignore[arg-type]
+            if self._realtime:
+                self._evaluate(answer[0], pkt.ts, self._due)  # type: ignore[index]
+            return self._handed_out(self._due)
         return self._after_tool(pkt, *answer)  # type: ignore[misc]
 
     def _process(self, pkt: IcmpPacket) -> Sequence[Notice]:
