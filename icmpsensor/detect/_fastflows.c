@@ -180,6 +180,7 @@ static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_
 static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
+static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -255,6 +256,15 @@ typedef struct {
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
 } NovelRequests;
 
+/* What Detector._spread reads: the bound _spread_notice, the senders' and receivers' HostTables, the roles' texts,
+ * cfg.slow_exfil_window, spread_min_peers and spread_min_bytes, whether ExfilSpread is on, SPREAD_PEERS_KEPT and
+ * SPREAD_PEER_ENTRIES. */
+typedef struct {
+    PyObject *notice, *senders, *receivers, *to, *from, *window;
+    long min_peers, min_bytes, peers_kept, max_peer_entries;
+    int enabled;
+} Spread;
+
 typedef struct {
     PyObject_HEAD
     PyObject *detector; /* the detector's __dict__ */
@@ -265,13 +275,18 @@ typedef struct {
     double tolerance, jitter; /* timestamp_tolerance, clock_jitter */
     NovelRequests novel;      /* novel.explain NULL: the path takes no request with novel bytes */
     PyObject *flow_template;  /* flows.NEW_FLOW, or NULL: the path makes no flow (first_request) */
-    PyObject *spread;         /* the detector's bound _spread */
+    Spread spread;            /* what Detector._spread reads (spread_share) */
 } FastPath;
 
 static void fast_clear_novel(FastPath *self)
 {
     Py_CLEAR(self->flow_template);
-    Py_CLEAR(self->spread);
+    Py_CLEAR(self->spread.notice);
+    Py_CLEAR(self->spread.senders);
+    Py_CLEAR(self->spread.receivers);
+    Py_CLEAR(self->spread.to);
+    Py_CLEAR(self->spread.from);
+    Py_CLEAR(self->spread.window);
     Py_CLEAR(self->novel.explain);
     Py_CLEAR(self->novel.random_padding);
     Py_CLEAR(self->novel.senders);
@@ -288,7 +303,12 @@ static int fast_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->novel.senders);
     Py_VISIT(self->novel.tolerance);
     Py_VISIT(self->flow_template);
-    Py_VISIT(self->spread);
+    Py_VISIT(self->spread.notice);
+    Py_VISIT(self->spread.senders);
+    Py_VISIT(self->spread.receivers);
+    Py_VISIT(self->spread.to);
+    Py_VISIT(self->spread.from);
+    Py_VISIT(self->spread.window);
     return 0;
 }
 
@@ -317,13 +337,20 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
                                      &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
                                      &self->matched, &self->tolerance, &self->jitter, &novel, &first))
         return -1;
-    PyObject *template = NULL, *spread = NULL;
-    if (first != Py_None && !PyArg_ParseTuple(first, "OO;first_requests: (flows.NEW_FLOW, the detector's _spread)",
-                                              &template, &spread))
+    PyObject *template = NULL;
+    Spread spread = {0};
+    if (first != Py_None
+        && !PyArg_ParseTuple(first, "OOOOUUO!llpll;first_requests: (flows.NEW_FLOW, the detector's _spread_notice, "
+                                    "senders, receivers, 'to', 'from', slow_exfil_window, spread_min_peers, "
+                                    "spread_min_bytes, ExfilSpread on, SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)",
+                             &template, &spread.notice, &spread.senders, &spread.receivers, &spread.to, &spread.from,
+                             &PyFloat_Type, &spread.window, &spread.min_peers, &spread.min_bytes, &spread.enabled,
+                             &spread.peers_kept, &spread.max_peer_entries))
         return -1;
     if (template != NULL && (novel == Py_None || notice_flow_type == NULL || !Py_IS_TYPE(template, notice_flow_type)
-                             || !PyCallable_Check(spread))) {
-        PyErr_SetString(PyExc_TypeError, "first_requests: (a Flow after bind_notice(), a callable), with novel_requests");
+                             || !PyCallable_Check(spread.notice))) {
+        PyErr_SetString(PyExc_TypeError, "first_requests: (a Flow after bind_notice(), a callable, ...), with "
+                                         "novel_requests");
         return -1;
     }
     NovelRequests parsed = {0};
@@ -349,7 +376,13 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     fast_clear_novel(self);
     self->novel = parsed;
     self->flow_template = Py_XNewRef(template);
-    self->spread = Py_XNewRef(spread);
+    Py_XINCREF(spread.notice);
+    Py_XINCREF(spread.senders);
+    Py_XINCREF(spread.receivers);
+    Py_XINCREF(spread.to);
+    Py_XINCREF(spread.from);
+    Py_XINCREF(spread.window);
+    self->spread = spread;
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
         return -1;
@@ -1035,20 +1068,149 @@ done:
     return seen;
 }
 
-/* Detector._spread(flow, share), the Python method itself (the hosts' memories, ExfilSpread onto the detector's due
- * notices), with the detector's clock written first: it reads it. 0, or -1 with an exception. */
-static int spread_share(FastPath *self, Detector *state, PyObject *flow, Py_ssize_t share)
+/* An object attribute's value as a new reference; an int one as a long (-1 and an exception when it is not one). */
+static long long_attr(PyObject *obj, PyObject *name)
 {
-    if (state->now_obj != NULL && PyDict_SetItem(self->detector, str_now, state->now_obj) < 0)
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
         return -1;
+    long out = PyLong_Check(value) ? PyLong_AsLong(value) : -1;
+    if (out == -1 && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%U is not an int", name);
+    Py_DECREF(value);
+    return out;
+}
+
+/* obj.name = obj.name + amount (Python's +). 0, or -1 with an exception. */
+static int add_to_attr(PyObject *obj, PyObject *name, PyObject *amount)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *sum = value == NULL ? NULL : PyNumber_Add(value, amount);
+    int failed = sum == NULL || PyObject_SetAttr(obj, name, sum) < 0;
+    Py_XDECREF(value);
+    Py_XDECREF(sum);
+    return failed ? -1 : 0;
+}
+
+/* HostTable.add(memory, ts, share, peer, window) with SpreadMemory.add and peer_count (standard.py, the reference):
+ * the memory's window restarted once it is `window` old, the share added, the peer added (one as itself, more as a
+ * set of at most peers_kept), the table's peer entries counted and kept within max_peer_entries (HostTable._shed,
+ * called). The number of peers in the window, or -1 with an exception. */
+static Py_ssize_t table_add(const Spread *sp, PyObject *table, PyObject *memory, PyObject *ts, PyObject *share,
+                            PyObject *peer)
+{
+    PyObject *peers = PyObject_GetAttr(memory, str_peers), *since = PyObject_GetAttr(memory, str_since);
+    PyObject *age = since == NULL ? NULL : PyNumber_Subtract(ts, since);
+    Py_ssize_t before = -1, count = -1;
+    int stale = age == NULL ? -1 : PyObject_RichCompareBool(age, sp->window, Py_GE);
+    Py_XDECREF(age);
+    Py_XDECREF(since);
+    if (peers == NULL || stale < 0)
+        goto done;
+    before = PyAnySet_Check(peers) ? PySet_GET_SIZE(peers) : PyObject_IsTrue(peers);
+    if (before < 0)
+        goto done;
+    if (stale) { /* self.since, self.novel, self.peers = ts, 0, b"" */
+        Py_SETREF(peers, PyBytes_FromStringAndSize(NULL, 0));
+        if (peers == NULL || PyObject_SetAttr(memory, str_since, ts) < 0 || PyObject_SetAttr(memory, str_novel, zero) < 0
+            || PyObject_SetAttr(memory, str_peers, peers) < 0)
+            goto done;
+    }
+    if (add_to_attr(memory, str_novel, share) < 0)
+        goto done;
+    if (PyBytes_Check(peers)) {
+        int same = PyBytes_GET_SIZE(peers) == 0 ? 1 : PyObject_RichCompareBool(peers, peer, Py_EQ);
+        if (same < 0)
+            goto done;
+        if (same) {
+            count = PyObject_SetAttr(memory, str_peers, peer) < 0 ? -1 : 1;
+            goto counted;
+        }
+        PyObject *set = PySet_New(NULL);
+        if (set == NULL || PySet_Add(set, peers) < 0 || PyObject_SetAttr(memory, str_peers, set) < 0) {
+            Py_XDECREF(set);
+            goto done;
+        }
+        Py_SETREF(peers, set);
+    }
+    if (!PySet_Check(peers)) {
+        PyErr_SetString(PyExc_TypeError, "SpreadMemory.peers must be bytes or a set");
+        goto done;
+    }
+    if (PySet_GET_SIZE(peers) < sp->peers_kept && PySet_Add(peers, peer) < 0)
+        goto done;
+    count = PySet_GET_SIZE(peers);
+counted:
+    if (count < 0)
+        goto done;
+    PyObject *grown = PyLong_FromSsize_t(count - before);
+    int failed = grown == NULL || add_to_attr(table, str_peer_entries, grown) < 0;
+    Py_XDECREF(grown);
+    while (!failed) { /* while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts: self._shed() */
+        long entries = long_attr(table, str_peer_entries);
+        PyObject *hosts = entries < 0 && PyErr_Occurred() ? NULL : PyObject_GetAttr(table, str_hosts);
+        int more = hosts == NULL ? -1 : entries > sp->max_peer_entries ? PyObject_IsTrue(hosts) : 0;
+        Py_XDECREF(hosts);
+        if (more <= 0) {
+            failed = more < 0;
+            break;
+        }
+        PyObject *shed = PyObject_CallMethodNoArgs(table, str_shed);
+        failed = shed == NULL;
+        Py_XDECREF(shed);
+    }
+    if (failed)
+        count = -1;
+done:
+    Py_XDECREF(peers);
+    return count;
+}
+
+/* Detector._spread(flow, share) (standard.py, the reference): the share added to the sender's and the receiver's
+ * memories (HostTable.touch, table_add), at the detector's clock; ExfilSpread, where one of them reached
+ * spread_min_bytes over spread_min_peers peers in the window, by the detector's own _spread_notice (onto its due
+ * notices), its memory's alerted_until set first. 0, or -1 with an exception. */
+static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObject *src, PyObject *dst,
+                        Py_ssize_t share)
+{
+    const Spread *sp = &self->spread;
+    PyObject *ts = state->now_obj != NULL ? state->now_obj : PyDict_GetItemWithError(self->detector, str_now);
+    if (ts == NULL)
+        return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_AttributeError, "the detector has no clock"), -1);
+    Py_INCREF(ts);
     PyObject *amount = PyLong_FromSsize_t(share);
-    if (amount == NULL)
-        return -1;
-    PyObject *args[2] = {flow, amount};
-    PyObject *done = PyObject_Vectorcall(self->spread, args, 2, NULL);
-    Py_DECREF(amount);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
+    PyObject *const sides[2][4] = {{sp->senders, src, dst, sp->to}, {sp->receivers, dst, src, sp->from}};
+    int failed = amount == NULL;
+    for (int side = 0; side < 2 && !failed; side++) {
+        PyObject *table = sides[side][0], *host = sides[side][1], *peer = sides[side][2], *role = sides[side][3];
+        PyObject *memory = touch_host(table, host, ts);
+        Py_ssize_t peers = memory == NULL ? -1 : table_add(sp, table, memory, ts, amount, peer);
+        failed = peers < 0;
+        if (!failed && peers >= sp->min_peers && sp->enabled) {
+            long novel = long_attr(memory, str_novel);
+            PyObject *until = novel < 0 && PyErr_Occurred() ? NULL : PyObject_GetAttr(memory, str_alerted_until);
+            int due = until == NULL ? -1 : novel >= sp->min_bytes ? PyObject_RichCompareBool(ts, until, Py_GE) : 0;
+            Py_XDECREF(until);
+            PyObject *since = due > 0 ? PyObject_GetAttr(memory, str_since) : NULL;
+            PyObject *next = since == NULL ? NULL : PyNumber_Add(since, sp->window);
+            PyObject *peers_obj = next == NULL ? NULL : PyLong_FromSsize_t(peers);
+            failed = due < 0 || (due > 0 && (peers_obj == NULL
+                                              || PyObject_SetAttr(memory, str_alerted_until, next) < 0));
+            if (!failed && due > 0) {
+                PyObject *args[5] = {flow, ts, memory, peers_obj, role};
+                PyObject *told = PyObject_Vectorcall(sp->notice, args, 5, NULL);
+                failed = told == NULL;
+                Py_XDECREF(told);
+            }
+            Py_XDECREF(since);
+            Py_XDECREF(next);
+            Py_XDECREF(peers_obj);
+        }
+        Py_XDECREF(memory);
+    }
+    Py_XDECREF(amount);
+    Py_DECREF(ts);
+    return failed ? -1 : 0;
 }
 
 /* An echo request in step whose payload neither repeats the flow's last nor is a template's: Detector._on_request
@@ -1058,8 +1220,8 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, Py_ssiz
  * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), True (last_novel holds
  * them, and the flow's evaluation would raise nothing: a reported exfiltration's next chunk), (flow,) (the same,
  * for Detector._finish to evaluate the flow and hand out what _spread raised), or (flow, answer, novel) for
- * Detector._after_tool. Without _spread (no first_requests) only flows past the threshold whose evaluation would
- * raise nothing are taken. */
+ * Detector._after_tool. Without first_requests only flows past the threshold whose evaluation would raise nothing
+ * are taken. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                PyObject *flow, PyObject *tool)
 {
@@ -1082,7 +1244,7 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     int spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
     int quiet = allowlisted == Py_True || evaluation_quiet(novel_cfg, alerted, changed, reply_differs, nonecho_novel,
                                                            PyUnicode_GET_LENGTH(tool) != 0);
-    if ((spreads || !quiet) && self->spread == NULL)
+    if ((spreads || !quiet) && self->flow_template == NULL)
         Py_RETURN_FALSE;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
     PyObject *previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
@@ -1167,7 +1329,8 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         state->counts[S_NOVEL_BYTES] += novel;
         state->last_novel = novel;
         Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
-        if (spreads && spread_share(self, state, flow, novel < room ? novel : room) < 0)
+        if (spreads && spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                    novel < room ? novel : room) < 0)
             goto done;
     }
     result = novel && (spreads || !quiet) ? PyTuple_Pack(1, flow) : Py_NewRef(novel ? Py_True : Py_None);
@@ -1298,7 +1461,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     state->counts[S_NOVEL_BYTES] += n;
     state->last_novel = n;
     if (novel_cfg->novel_threshold > 0 /* Detector._add_novel: the flow's share, up to novel_bytes_threshold */
-        && spread_share(self, state, flow, n < novel_cfg->novel_threshold ? n : novel_cfg->novel_threshold) < 0)
+        && spread_share(self, state, flow, src, dst, n < novel_cfg->novel_threshold ? n : novel_cfg->novel_threshold) < 0)
         goto done;
     result = PyTuple_Pack(1, flow);
     goto done;
@@ -1904,7 +2067,10 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
         || intern(&str_hosts, "hosts") < 0 || intern(&str_payloads, "payloads") < 0
         || intern(&str_last_peer, "last_peer") < 0 || intern(&str_allowlist, "allowlist") < 0
-        || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0)
+        || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
+        || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
+        || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
+        || intern(&str_shed, "_shed") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;

@@ -273,7 +273,15 @@ class Detector(FlowDetector):
         cfg = self.cfg
         return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
                                    cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter,
-                                   self._novel_requests(), (NEW_FLOW, self._spread))
+                                   self._novel_requests(), self._first_requests())
+
+    def _first_requests(self) -> tuple[object, ...]:
+        """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work (its hosts' tables, its
+        settings and limits; _spread_notice, called where ExfilSpread is due)."""
+        cfg = self.cfg
+        return (NEW_FLOW, self._spread_notice, self._senders, self._receivers, "to", "from",
+                float(cfg.slow_exfil_window), cfg.spread_min_peers, cfg.spread_min_bytes,
+                bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)
 
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the

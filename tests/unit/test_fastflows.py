@@ -393,6 +393,42 @@ def test_a_storms_first_requests_make_their_flows_in_c_and_only_their_evaluation
     assert notes.count("ICMP::ICMP_DataExfil") == 300 and "ICMP::ICMP_ExfilSpread" in notes
 
 
+def spread_traffic(sources: int = 40, targets: int = 3, seed: int = 6) -> list[IcmpPacket]:
+    """Each source sends three requests in step (100 random bytes each: under novel_bytes_threshold, so each adds to
+    the hosts' memories) to one of `targets` targets, the sources interleaved, 2 ms apart."""
+    rng = random.Random(seed)
+    packets = []
+    for rounds in range(3):
+        for i in range(sources):
+            packets.append(corpus.echo(T0 + (rounds * sources + i) * 2e-3, f"100.64.1.{i + 1}",
+                                       f"10.1.0.{80 + i % targets}", True, 1000 + i, rounds + 1, rng.randbytes(100)))
+    return packets
+
+
+@needs_c
+@pytest.mark.parametrize("limit", ["none", "peers kept", "peer entries", "hosts", "window", "spread"])
+def test_the_hosts_memories_the_c_path_keeps_are_the_references_at_every_limit(
+        limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C path's _spread (spread_share, table_add: HostTable.touch and add, SpreadMemory.add) against the
+    reference, state after every packet, with each limit reached within a few packets: a host's peers kept
+    (SPREAD_PEERS_KEPT), the peers over a table (SPREAD_PEER_ENTRIES: HostTable._shed), the hosts a table keeps
+    (max_pairs), the slow window (a host's memory starts again), ExfilSpread raised again and again."""
+    detection = DetectionConfig()
+    if limit == "peers kept":
+        monkeypatch.setattr(standard, "SPREAD_PEERS_KEPT", 3)
+    elif limit == "peer entries":
+        monkeypatch.setattr(standard, "SPREAD_PEER_ENTRIES", 10)
+    elif limit == "hosts":
+        detection = dataclasses.replace(detection, max_pairs=8)
+    elif limit == "window":
+        detection = dataclasses.replace(detection, slow_exfil_window=0.05)
+    elif limit == "spread":
+        detection = dataclasses.replace(detection, spread_min_peers=2, spread_min_bytes=150, slow_exfil_window=0.1)
+    packets = spread_traffic()
+    counting = run_both(packets, detection)
+    assert counting.evaluated >= len(packets) // 2, vars(counting)
+
+
 @needs_c
 def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() -> None:
     """Where a new flow's first request needs what only the Python detector does, the C path leaves it: a template's
