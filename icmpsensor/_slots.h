@@ -46,7 +46,7 @@ static inline void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
 }
 
 /* `count` interned strings for `names` in `out` (attribute names an accelerator reads), or -1 with an exception set. */
-static int intern_strings(const char *const *names, PyObject **out, int count)
+static inline int intern_strings(const char *const *names, PyObject **out, int count)
 {
     for (int i = 0; i < count; i++) {
         Py_XSETREF(out[i], PyUnicode_InternFromString(names[i]));
