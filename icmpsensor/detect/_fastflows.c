@@ -1362,8 +1362,7 @@ static int payload_remembered(PyObject *memory, Py_hash_t digest)
 
 /* A new flow's first echo request (a notice storm's every packet): Detector._on_request for a pair the flow table
  * does not have, when none of what only the Python detector takes is in it. Checked before anything changes: the
- * path makes flows (first_requests given) and the table has room (max_flows), the allowlist is empty, the pair has
- * no memory (_flow_started would carry its last sketch), the payload is not empty, no template explains it and it
+ * path makes flows (first_requests given), the allowlist is empty, the pair has no memory (_flow_started would carry its last sketch), the payload is not empty, no template explains it and it
  * is no random-padding library's, and the sender's memory neither names another peer (_novelty would compare the
  * payload with that flow's) nor remembers the payload. Then, in _on_request's order: the flow made (_new_flow,
  * counted), its first request's header kept (_header), its sketch, the sender's memory touched (its last peer, the
@@ -1375,7 +1374,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
 {
     const NovelRequests *novel_cfg = &self->novel;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    if (self->flow_template == NULL || n == 0 || PyDict_GET_SIZE(state->flows) >= self->max_flows)
+    if (self->flow_template == NULL || n == 0) /* a full table: Detector._finish evicts after the evaluation */
         Py_RETURN_FALSE;
     PyObject *allowlist = PyDict_GetItemWithError(self->detector, str_allowlist);
     PyObject *pairs = allowlist == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_pairs);

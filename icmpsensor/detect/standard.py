@@ -342,7 +342,7 @@ class Detector(FlowDetector):
         if len(answer) == 1:  # type: ignore[arg-type]
             if self._realtime:
                 self._evaluate(answer[0], pkt.ts, self._due)  # type: ignore[index]
-            return self._handed_out(self._due)
+            return self._handed_out(self._due)  # a flow over max_flows evicted, as _process does
         return self._after_tool(pkt, *answer)  # type: ignore[misc]
 
     def _process(self, pkt: IcmpPacket) -> Sequence[Notice]:

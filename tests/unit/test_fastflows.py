@@ -433,8 +433,9 @@ def test_the_hosts_memories_the_c_path_keeps_are_the_references_at_every_limit(
 def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() -> None:
     """Where a new flow's first request needs what only the Python detector does, the C path leaves it: a template's
     payload (its clock is judged), an empty one, a sender whose last payload went to another peer (compared with
-    that flow's), a pair with a memory (a flow that came back), the flow table full, an allowlist to look up. A
-    tool's first packet is taken up to the tool tracker, which answers: Python finishes it. Each against the
+    that flow's), a pair with a memory (a flow that came back), an allowlist to look up. A tool's first packet is
+    taken up to the tool tracker, which answers: Python finishes it. In a full flow table the C path makes the
+    flow and Python evicts one after its evaluation, as _process does. Each against the
     reference, state and notices after every packet."""
     random_bytes = random.Random(9).randbytes
     ping = benign_corpus.iputils_payload(56, T0)
@@ -445,13 +446,16 @@ def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() 
                           corpus.echo(T0 + 0.1, "10.0.0.1", "10.0.0.3", True, 7, 1, random_bytes(300))], None, None),
         "pair remembered": ([corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, random_bytes(300)),
                              corpus.echo(T0 + 400, "10.0.0.1", "10.0.0.2", True, 8, 1, random_bytes(300))], None, None),
-        "table full": (storm(4), DetectionConfig(max_flows=3), None),
         "allowlist": ([corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, random_bytes(300))], None,
                       AllowlistConfig(hosts=(ipaddress.ip_network("192.0.2.0/24"),))),
     }
     for name, (packets, detection, allowlist) in cases.items():
         counting = run_both(packets, detection, allowlist)
         assert counting.answers[id(packets[-1])] == "declined", (name, counting.answers)
+    # a full table: the C path makes the flow, Python evaluates it and evicts one (the storm's older flows)
+    packets = storm(40)
+    counting = run_both(packets, DetectionConfig(max_flows=3))
+    assert counting.evaluated + counting.finished == 40, counting.answers
     tool = corpus.ptunnel_session()[0]
     assert tool.icmp_type == 8
     counting = run_both([tool])
