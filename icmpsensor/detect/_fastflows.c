@@ -1213,6 +1213,58 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     return failed ? -1 : 0;
 }
 
+/* _on_request from _novelty's last step on, for a request the path takes (its flow's header and sketch, `current`,
+ * kept): the sender's memory (HostTable.touch, its last peer the flow's, SpreadMemory.seen: a payload it sent lately
+ * counts nothing), the flow's last request time, the tool tracker unless the flow has a tool (an answer: (flow,
+ * answer, novel) for Detector._after_tool), the pending request, the request's `novel` bytes added as _add_novel adds
+ * them, with the flow's share of the hosts' memories where `spreads` (it had `before` novel bytes, fewer than
+ * novel_bytes_threshold, and is not allowlisted). The answer: (flow,) where Detector._finish is to evaluate the flow
+ * (`evaluate`, or a share given), else True with novel bytes, None without; NULL with an exception. */
+static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, PyObject *payload, PyObject *flow,
+                              PyObject *current, int has_tool, Py_ssize_t novel, Py_ssize_t before, int spreads,
+                              int evaluate)
+{
+    const NovelRequests *novel_cfg = &self->novel;
+    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    PyObject *memory = touch_host(novel_cfg->senders, src, ts);
+    if (memory == NULL)
+        return NULL;
+    Py_hash_t digest = PyObject_SetAttr(memory, str_last_peer, dst) < 0 ? -1 : PyObject_Hash(current);
+    int repeated = digest == -1 ? -1 : seen_payload(memory, digest, novel_cfg->payloads_kept);
+    Py_DECREF(memory);
+    if (repeated < 0)
+        return NULL;
+    if (repeated)
+        novel = 0;
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    if (!has_tool) {
+        PyObject *answer = observe_tool(self, pkt, payload, current);
+        if (answer == NULL || answer != Py_None) { /* the Python detector finishes the request (_after_tool) */
+            PyObject *finish = answer == NULL ? NULL : Py_BuildValue("(OOn)", flow, answer, novel);
+            Py_XDECREF(answer);
+            return finish;
+        }
+        Py_DECREF(answer);
+    }
+    if (self->matched && remember_request(self, state, pkt, current) < 0)
+        return NULL;
+    if (!novel)
+        return Py_NewRef(Py_None);
+    PyObject *amount = PyLong_FromSsize_t(novel);
+    int failed = amount == NULL || add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0
+                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
+    Py_XDECREF(amount);
+    if (failed)
+        return NULL;
+    state->counts[S_NOVEL_BYTES] += novel;
+    state->last_novel = novel;
+    Py_ssize_t room = novel_cfg->novel_threshold - before;
+    if (spreads && spread_share(self, state, flow, src, dst, novel < room ? novel : room) < 0)
+        return NULL;
+    return spreads || evaluate ? PyTuple_Pack(1, flow) : Py_NewRef(Py_True);
+}
+
 /* An echo request in step whose payload neither repeats the flow's last nor is a template's: Detector._on_request
  * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
@@ -1251,7 +1303,7 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *current = new_sketch(payload);
     if (current == NULL)
         return NULL;
-    PyObject *result = NULL, *memory = NULL, *answer = NULL;
+    PyObject *result = NULL;
     /* _novelty's checks, none of which changes anything: no benign template explains it (explain called only where
      * a template's first tests pass) ... */
     int explained = 0;
@@ -1295,49 +1347,10 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         goto done;
     set_slot(flow, flow_slot[F_LAST_SEQ], seq);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    /* the sender's memory: its last peer, and whether it sent this payload lately (then it counts once) */
-    PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
-    memory = touch_host(novel_cfg->senders, src, ts);
-    if (memory == NULL || PyObject_SetAttr(memory, str_last_peer, dst) < 0)
-        goto done;
-    Py_hash_t digest = PyObject_Hash(current); /* the sketch's hash: the payload's rest is not hashed twice */
-    int repeated = digest == -1 ? -1 : seen_payload(memory, digest, novel_cfg->payloads_kept);
-    if (repeated < 0)
-        goto done;
-    if (repeated)
-        novel = 0;
-    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    if (PyUnicode_GET_LENGTH(tool) == 0) {
-        answer = observe_tool(self, pkt, payload, current);
-        if (answer == NULL)
-            goto done;
-        if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
-            result = Py_BuildValue("(OOn)", flow, answer, novel);
-            goto done;
-        }
-    }
-    /* Detector._request_done: remembered for its reply, its novel bytes added (no spread, no note: checked above) */
-    if (self->matched && remember_request(self, state, pkt, current) < 0)
-        goto done;
-    if (novel) {
-        PyObject *amount = PyLong_FromSsize_t(novel);
-        failed = amount == NULL || add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0
-                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
-        Py_XDECREF(amount);
-        if (failed)
-            goto done;
-        state->counts[S_NOVEL_BYTES] += novel;
-        state->last_novel = novel;
-        Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
-        if (spreads && spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                    novel < room ? novel : room) < 0)
-            goto done;
-    }
-    result = novel && (spreads || !quiet) ? PyTuple_Pack(1, flow) : Py_NewRef(novel ? Py_True : Py_None);
+    result = request_rest(self, state, pkt, payload, flow, current, PyUnicode_GET_LENGTH(tool) != 0, novel,
+                          novel_bytes, spreads, !quiet);
 done:
     Py_DECREF(current);
-    Py_XDECREF(memory);
-    Py_XDECREF(answer);
     return result;
 }
 
@@ -1391,7 +1404,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *hosts = PyObject_GetAttr(novel_cfg->senders, str_hosts);
     if (hosts == NULL)
         return NULL;
-    PyObject *result = NULL, *current = NULL, *flow = NULL, *memory = NULL, *answer = NULL, *size = NULL;
+    PyObject *result = NULL, *current = NULL, *flow = NULL, *size = NULL;
     PyObject *known = PyDict_CheckExact(hosts) ? PyDict_GetItemWithError(hosts, src) : NULL; /* borrowed */
     Py_XINCREF(known);
     if (known == NULL && (PyErr_Occurred() || !PyDict_CheckExact(hosts)))
@@ -1441,28 +1454,8 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     set_slot(flow, flow_slot[F_LAST_SEQ], seq);
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    memory = touch_host(novel_cfg->senders, src, ts);
-    if (memory == NULL || PyObject_SetAttr(memory, str_last_peer, dst) < 0
-        || seen_payload(memory, digest, novel_cfg->payloads_kept) < 0)
-        goto done;
-    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    answer = observe_tool(self, pkt, payload, current);
-    if (answer == NULL)
-        goto done;
-    if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
-        result = Py_BuildValue("(OOn)", flow, answer, n);
-        goto done;
-    }
-    if (self->matched && remember_request(self, state, pkt, current) < 0)
-        goto done;
-    set_slot(flow, flow_slot[F_CHANGED_REQUESTS], one);
-    set_slot(flow, flow_slot[F_NOVEL_BYTES], size);
-    state->counts[S_NOVEL_BYTES] += n;
-    state->last_novel = n;
-    if (novel_cfg->novel_threshold > 0 /* Detector._add_novel: the flow's share, up to novel_bytes_threshold */
-        && spread_share(self, state, flow, src, dst, n < novel_cfg->novel_threshold ? n : novel_cfg->novel_threshold) < 0)
-        goto done;
-    result = PyTuple_Pack(1, flow);
+    /* the payload is not one the sender remembers (checked above): all its bytes novel, nothing to compare */
+    result = request_rest(self, state, pkt, payload, flow, current, 0, n, 0, novel_cfg->novel_threshold > 0, 1);
     goto done;
 decline_or_fail:
     result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
@@ -1471,8 +1464,6 @@ done:
     Py_XDECREF(known);
     Py_XDECREF(current);
     Py_XDECREF(flow);
-    Py_XDECREF(memory);
-    Py_XDECREF(answer);
     Py_XDECREF(size);
     return result;
 }
