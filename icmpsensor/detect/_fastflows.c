@@ -256,11 +256,12 @@ typedef struct {
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
 } NovelRequests;
 
-/* What Detector._spread reads: the bound _spread_notice, the senders' and receivers' HostTables, the roles' texts,
+/* What Detector._spread reads besides the senders' HostTable (NovelRequests'): the bound _spread_notice, the
+ * receivers' HostTable, the roles' texts,
  * cfg.slow_exfil_window, spread_min_peers and spread_min_bytes, whether ExfilSpread is on, SPREAD_PEERS_KEPT and
  * SPREAD_PEER_ENTRIES. */
 typedef struct {
-    PyObject *notice, *senders, *receivers, *to, *from, *window;
+    PyObject *notice, *receivers, *to, *from, *window;
     long min_peers, min_bytes, peers_kept, max_peer_entries;
     int enabled;
 } Spread;
@@ -278,11 +279,10 @@ typedef struct {
     Spread spread;            /* what Detector._spread reads (spread_share) */
 } FastPath;
 
-static void fast_clear_novel(FastPath *self)
+static void fast_clear_config(FastPath *self)
 {
     Py_CLEAR(self->flow_template);
     Py_CLEAR(self->spread.notice);
-    Py_CLEAR(self->spread.senders);
     Py_CLEAR(self->spread.receivers);
     Py_CLEAR(self->spread.to);
     Py_CLEAR(self->spread.from);
@@ -304,7 +304,6 @@ static int fast_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->novel.tolerance);
     Py_VISIT(self->flow_template);
     Py_VISIT(self->spread.notice);
-    Py_VISIT(self->spread.senders);
     Py_VISIT(self->spread.receivers);
     Py_VISIT(self->spread.to);
     Py_VISIT(self->spread.from);
@@ -317,7 +316,7 @@ static int fast_clear(FastPath *self)
     Py_CLEAR(self->detector);
     Py_CLEAR(self->observe);
     Py_CLEAR(self->ignored);
-    fast_clear_novel(self);
+    fast_clear_config(self);
     return 0;
 }
 
@@ -340,10 +339,10 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     PyObject *template = NULL;
     Spread spread = {0};
     if (first != Py_None
-        && !PyArg_ParseTuple(first, "OOOOUUO!llpll;first_requests: (flows.NEW_FLOW, the detector's _spread_notice, "
-                                    "senders, receivers, 'to', 'from', slow_exfil_window, spread_min_peers, "
-                                    "spread_min_bytes, ExfilSpread on, SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)",
-                             &template, &spread.notice, &spread.senders, &spread.receivers, &spread.to, &spread.from,
+        && !PyArg_ParseTuple(first, "OOOUUO!llpll;first_requests: (flows.NEW_FLOW, the detector's _spread_notice, "
+                                    "receivers, 'to', 'from', slow_exfil_window, spread_min_peers, spread_min_bytes, "
+                                    "ExfilSpread on, SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)",
+                             &template, &spread.notice, &spread.receivers, &spread.to, &spread.from,
                              &PyFloat_Type, &spread.window, &spread.min_peers, &spread.min_bytes, &spread.enabled,
                              &spread.peers_kept, &spread.max_peer_entries))
         return -1;
@@ -373,11 +372,10 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     Py_XINCREF(parsed.explain);
     Py_XINCREF(parsed.random_padding);
     Py_XINCREF(parsed.senders);
-    fast_clear_novel(self);
+    fast_clear_config(self);
     self->novel = parsed;
     self->flow_template = Py_XNewRef(template);
     Py_XINCREF(spread.notice);
-    Py_XINCREF(spread.senders);
     Py_XINCREF(spread.receivers);
     Py_XINCREF(spread.to);
     Py_XINCREF(spread.from);
@@ -1041,14 +1039,14 @@ static int seen_payload(PyObject *memory, Py_hash_t digest, long kept)
         goto done;
     if (PyLong_Check(payloads)) {
         seen = PyObject_RichCompareBool(payloads, digest_obj, Py_EQ);
-        if (seen == 0)
+        if (seen == 0 && kept)
             remembered = PyTuple_Pack(2, payloads, digest_obj);
     } else if (PyTuple_Check(payloads)) {
         seen = PySequence_Contains(payloads, digest_obj);
         Py_ssize_t n = PyTuple_GET_SIZE(payloads);
-        if (seen == 0 && n == 0) {
+        if (seen == 0 && kept && n == 0) {
             remembered = Py_NewRef(digest_obj);
-        } else if (seen == 0) { /* (*payloads[1 - kept:], digest), as Python slices: from 0 when 1 - kept is 0 */
+        } else if (seen == 0 && kept) { /* (*payloads[1 - kept:], digest), as Python slices: from 0 when 1 - kept is 0 */
             Py_ssize_t start = kept == 1 ? 0 : n - (kept - 1) > 0 ? n - (kept - 1) : 0;
             remembered = PyTuple_New(n - start + 1);
             for (Py_ssize_t i = start; remembered != NULL && i < n; i++)
@@ -1059,7 +1057,7 @@ static int seen_payload(PyObject *memory, Py_hash_t digest, long kept)
     } else {
         PyErr_SetString(PyExc_TypeError, "SpreadMemory.payloads must be an int or a tuple");
     }
-    if (seen == 0 && (remembered == NULL || PyObject_SetAttr(memory, str_payloads, remembered) < 0))
+    if (seen == 0 && kept && (remembered == NULL || PyObject_SetAttr(memory, str_payloads, remembered) < 0))
         seen = -1;
 done:
     Py_XDECREF(payloads);
@@ -1068,7 +1066,31 @@ done:
     return seen;
 }
 
-/* An object attribute's value as a new reference; an int one as a long (-1 and an exception when it is not one). */
+/* _novelty's first check, which changes nothing: whether a benign template explains the payload
+ * (fingerprints.explain, called only where one of its templates' first tests passes). 1, 0, -1 with an exception. */
+static int template_explains(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
+{
+    if (!explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
+                           novel_cfg->max_uptime))
+        return 0;
+    PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
+    PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
+    int explained = benign == NULL ? -1 : benign != Py_None;
+    Py_XDECREF(benign);
+    return explained;
+}
+
+/* _novelty's check that the payload is no random-padding library's (capacity.random_padding, called): 1, 0, -1. */
+static int randomly_padded(const NovelRequests *novel_cfg, PyObject *payload, PyObject *seq)
+{
+    PyObject *padding_args[2] = {payload, seq};
+    PyObject *padded = PyObject_Vectorcall(novel_cfg->random_padding, padding_args, 2, NULL);
+    int is_padded = padded == NULL ? -1 : PyObject_IsTrue(padded);
+    Py_XDECREF(padded);
+    return is_padded;
+}
+
+/* An int attribute's value as a long: -1 with an exception when it is not an int that fits one. */
 static long long_attr(PyObject *obj, PyObject *name)
 {
     PyObject *value = PyObject_GetAttr(obj, name);
@@ -1179,7 +1201,7 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
         return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_AttributeError, "the detector has no clock"), -1);
     Py_INCREF(ts);
     PyObject *amount = PyLong_FromSsize_t(share);
-    PyObject *const sides[2][4] = {{sp->senders, src, dst, sp->to}, {sp->receivers, dst, src, sp->from}};
+    PyObject *const sides[2][4] = {{self->novel.senders, src, dst, sp->to}, {sp->receivers, dst, src, sp->from}};
     int failed = amount == NULL;
     for (int side = 0; side < 2 && !failed; side++) {
         PyObject *table = sides[side][0], *host = sides[side][1], *peer = sides[side][2], *role = sides[side][3];
@@ -1306,16 +1328,9 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *result = NULL;
     /* _novelty's checks, none of which changes anything: no benign template explains it (explain called only where
      * a template's first tests pass) ... */
-    int explained = 0;
-    if (explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
-                          novel_cfg->max_uptime)) {
-        PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
-        PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
-        if (benign == NULL)
-            goto done;
-        explained = benign != Py_None;
-        Py_DECREF(benign);
-    }
+    int explained = template_explains(novel_cfg, payload, ts);
+    if (explained < 0)
+        goto done;
     int tails_differ = 0;
     Py_ssize_t novel = explained ? 0 : novel_between(current, previous, &tails_differ);
     if (novel <= 0) { /* a template's (or a sketch this path does not know) */
@@ -1323,10 +1338,7 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         goto done;
     }
     /* ... it is no random-padding library's ... */
-    PyObject *padding_args[2] = {payload, seq};
-    PyObject *padded = PyObject_Vectorcall(novel_cfg->random_padding, padding_args, 2, NULL);
-    int is_padded = padded == NULL ? -1 : PyObject_IsTrue(padded);
-    Py_XDECREF(padded);
+    int is_padded = randomly_padded(novel_cfg, payload, seq);
     if (is_padded != 0) {
         result = is_padded < 0 ? NULL : Py_NewRef(Py_False);
         goto done;
@@ -1352,25 +1364,6 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
 done:
     Py_DECREF(current);
     return result;
-}
-
-/* Whether `memory` (a SpreadMemory) remembers the payload whose sketch hashes to `digest` (SpreadMemory.seen without
- * remembering it): 1, 0, or -1 with an exception. */
-static int payload_remembered(PyObject *memory, Py_hash_t digest)
-{
-    PyObject *payloads = PyObject_GetAttr(memory, str_payloads), *digest_obj = PyLong_FromSsize_t(digest);
-    int seen = -1;
-    if (payloads != NULL && digest_obj != NULL) {
-        if (PyLong_Check(payloads))
-            seen = PyObject_RichCompareBool(payloads, digest_obj, Py_EQ);
-        else if (PyTuple_Check(payloads))
-            seen = PySequence_Contains(payloads, digest_obj);
-        else
-            PyErr_SetString(PyExc_TypeError, "SpreadMemory.payloads must be an int or a tuple");
-    }
-    Py_XDECREF(payloads);
-    Py_XDECREF(digest_obj);
-    return seen;
 }
 
 /* A new flow's first echo request (a notice storm's every packet): Detector._on_request for a pair the flow table
@@ -1411,31 +1404,18 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
         goto decline_or_fail;
     if (known != NULL) { /* a sender whose last payload went to another peer: _novelty compares the two */
         PyObject *last_peer = PyObject_GetAttr(known, str_last_peer);
-        int other = last_peer == NULL ? -1 : !PyBytes_CheckExact(last_peer) || !PyBytes_CheckExact(dst) ? 1
-            : PyBytes_GET_SIZE(last_peer) != 0 && (PyBytes_GET_SIZE(last_peer) != PyBytes_GET_SIZE(dst)
-                                                   || memcmp(PyBytes_AS_STRING(last_peer), PyBytes_AS_STRING(dst),
-                                                             (size_t)PyBytes_GET_SIZE(dst)) != 0);
+        int other = last_peer == NULL ? -1 : PyObject_IsTrue(last_peer);
+        if (other > 0)
+            other = PyObject_RichCompareBool(last_peer, dst, Py_NE);
         Py_XDECREF(last_peer);
         if (other != 0)
             goto decline_or_fail;
     }
-    if (explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), n, novel_cfg->max_uptime)) {
-        PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
-        PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
-        int explained = benign == NULL ? -1 : benign != Py_None;
-        Py_XDECREF(benign);
-        if (explained != 0)
-            goto decline_or_fail;
-    }
-    PyObject *padding_args[2] = {payload, seq};
-    PyObject *padded = PyObject_Vectorcall(novel_cfg->random_padding, padding_args, 2, NULL);
-    int is_padded = padded == NULL ? -1 : PyObject_IsTrue(padded);
-    Py_XDECREF(padded);
-    if (is_padded != 0)
+    if (template_explains(novel_cfg, payload, ts) != 0 || randomly_padded(novel_cfg, payload, seq) != 0)
         goto decline_or_fail;
     current = new_sketch(payload);
     Py_hash_t digest = current == NULL ? -1 : PyObject_Hash(current);
-    if (digest == -1 || (known != NULL && payload_remembered(known, digest) != 0))
+    if (digest == -1 || (known != NULL && seen_payload(known, digest, 0) != 0)) /* only asked: nothing changes */
         goto decline_or_fail;
     /* taken: what _on_request changes, in its order */
     size = PyLong_FromSsize_t(n);

@@ -276,10 +276,11 @@ class Detector(FlowDetector):
                                    self._novel_requests(), self._first_requests())
 
     def _first_requests(self) -> tuple[object, ...]:
-        """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work (its hosts' tables, its
-        settings and limits; _spread_notice, called where ExfilSpread is due)."""
+        """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work beside what
+        _novel_requests gives (the senders' table): the receivers' table, its settings and limits; _spread_notice,
+        called where ExfilSpread is due."""
         cfg = self.cfg
-        return (NEW_FLOW, self._spread_notice, self._senders, self._receivers, "to", "from",
+        return (NEW_FLOW, self._spread_notice, self._receivers, "to", "from",
                 float(cfg.slow_exfil_window), cfg.spread_min_peers, cfg.spread_min_bytes,
                 bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)
 
