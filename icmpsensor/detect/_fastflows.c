@@ -93,8 +93,8 @@ enum {
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
                                             "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created"};
 
-enum { C_STRIDE, C_RUN_DUE, N_CHANNELS };
-static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due"};
+enum { C_STRIDE, C_RUN_DUE, C_OTHER_SIZE, C_CARRY, C_CHARGED, N_CHANNELS };
+static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "other_size", "carry", "charged"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type, *channels_type;
 static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS], channels_slot[N_CHANNELS];
@@ -181,6 +181,7 @@ static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
+static PyObject *str_length; /* capacity.request_header's channel for a payload's size */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -254,6 +255,7 @@ typedef struct {
     long enabled;           /* the notes evaluated after a request (NoteType.bit; 0: alerting is not realtime) */
     long novel_threshold, reply_differs_threshold, changed_requests_threshold, nonecho_threshold;
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
+    long small_secret_bytes, small_secret_payloads;
 } NovelRequests;
 
 /* What Detector._spread reads besides the senders' HostTable (NovelRequests'): the bound _spread_notice, the
@@ -354,14 +356,15 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOlllllllllllllll;novel_requests: (explain, random_padding, senders, "
-                                    "field_novel, payloads_kept, max_uptime, enabled, 4 thresholds, 7 bits)",
+        && !PyArg_ParseTuple(novel, "OOOlllllllllllllllll;novel_requests: (explain, random_padding, senders, "
+                                    "field_novel, payloads_kept, max_uptime, enabled, 4 thresholds, 7 bits, "
+                                    "small_secret_bytes, small_secret_payloads)",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
-                             &parsed.reports_pair))
+                             &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads))
         return -1;
     if (parsed.explain != NULL && parsed.payloads_kept < 1) {
         PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
@@ -1008,6 +1011,56 @@ static int evaluation_quiet(const NovelRequests *novel, long alerted, long chang
     return (due & novel->enabled & ~alerted) == 0;
 }
 
+/* Whether Detector._evaluate of the flow as a request left it (`key` its pair) would raise nothing and change
+ * nothing, worked out as it does: DataExfil's threshold and small secret (_not_one_payload), the other notes'
+ * conditions, each unless raised for the flow already (AsymPayload's, Tunnel's and NonEchoPayload's change only
+ * where the Python detector evaluates the flow at once: checked as it checks them); SlowExfil's where the pair has
+ * a memory (_check_slow reads and trims it) is left to it. 1, 0 (it may raise, or the flow is not the reference's
+ * types), -1 with an exception. */
+static int evaluation_quiet_now(FastPath *self, PyObject *flow, PyObject *key)
+{
+    static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
+                                 F_NONECHO_NOVEL, F_TOOL, F_CHANNELS};
+    const NovelRequests *novel = &self->novel;
+    long novel_bytes, changed, alerted, reply_differs, nonecho_novel;
+    if (!FLOW_OK(flow, needed) || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
+        || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0
+        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0
+        || long_slot(flow, flow_slot[F_REPLY_DIFFERS], &reply_differs) < 0
+        || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0
+        || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
+        return 0;
+    if (SLOT(flow, flow_slot[F_ALLOWLISTED]) == Py_True)
+        return 1;
+    long echo_novel = novel_bytes - nonecho_novel, due = 0;
+    if (echo_novel > novel->novel_threshold)
+        due |= novel->exfil;
+    else if (novel->small_secret_bytes > 0 && novel->small_secret_bytes <= echo_novel) {
+        int payloads = changed + reply_differs >= novel->small_secret_payloads; /* _not_one_payload */
+        PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
+        if (!payloads && channels != Py_None) {
+            PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
+            if (charged == NULL || (charged != Py_None && !PyDict_CheckExact(charged)))
+                return 0;
+            payloads = charged != Py_None && PyDict_GET_SIZE(charged) > 0;
+        }
+        due |= payloads ? novel->exfil : 0;
+    }
+    due |= reply_differs > novel->reply_differs_threshold ? novel->asym : 0;
+    due |= changed > novel->changed_requests_threshold ? novel->changes : 0;
+    due |= PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) != 0 ? novel->tunnel : 0;
+    due |= nonecho_novel > novel->nonecho_threshold ? novel->nonecho : 0;
+    if ((due & novel->enabled & ~alerted) != 0)
+        return 0;
+    if (!(novel->enabled & novel->slow) || novel_bytes == 0 || (alerted & (novel->reports_pair | novel->slow)))
+        return 1;
+    PyObject *pairs = PyDict_GetItemWithError(self->detector, str_pairs);
+    if (pairs == NULL || !PyDict_Check(pairs))
+        return PyErr_Occurred() ? -1 : 0;
+    int remembered = PyDict_Contains(pairs, key);
+    return remembered < 0 ? -1 : !remembered;
+}
+
 /* HostTable.touch(host, ts) for a host the table has: its memory made the most recently active (a dict's order);
  * a host it has not goes through the method itself (a new SpreadMemory, the table kept within its limit). */
 static PyObject *touch_host(PyObject *table, PyObject *host, PyObject *ts)
@@ -1191,7 +1244,8 @@ done:
 /* Detector._spread(flow, share) (standard.py, the reference): the share added to the sender's and the receiver's
  * memories (HostTable.touch, table_add), at the detector's clock; ExfilSpread, where one of them reached
  * spread_min_bytes over spread_min_peers peers in the window, by the detector's own _spread_notice (onto its due
- * notices), its memory's alerted_until set first. 0, or -1 with an exception. */
+ * notices), its memory's alerted_until set first. 1 when it raised one (Detector._finish hands it out), 0 when
+ * not, -1 with an exception. */
 static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObject *src, PyObject *dst,
                         Py_ssize_t share)
 {
@@ -1202,7 +1256,7 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     Py_INCREF(ts);
     PyObject *amount = PyLong_FromSsize_t(share);
     PyObject *const sides[2][4] = {{self->novel.senders, src, dst, sp->to}, {sp->receivers, dst, src, sp->from}};
-    int failed = amount == NULL;
+    int failed = amount == NULL, raised = 0;
     for (int side = 0; side < 2 && !failed; side++) {
         PyObject *table = sides[side][0], *host = sides[side][1], *peer = sides[side][2], *role = sides[side][3];
         PyObject *memory = touch_host(table, host, ts);
@@ -1222,6 +1276,7 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
                 PyObject *args[5] = {flow, ts, memory, peers_obj, role};
                 PyObject *told = PyObject_Vectorcall(sp->notice, args, 5, NULL);
                 failed = told == NULL;
+                raised = 1;
                 Py_XDECREF(told);
             }
             Py_XDECREF(since);
@@ -1232,7 +1287,22 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     }
     Py_XDECREF(amount);
     Py_DECREF(ts);
-    return failed ? -1 : 0;
+    return failed ? -1 : raised;
+}
+
+/* What a request with novel bytes leaves to Detector._finish: (flow,) to evaluate the flow and hand out what a share
+ * of the hosts' memories raised (`told`), or to evict after a new flow over max_flows, or where `evaluate` and the
+ * evaluation may raise something (evaluation_quiet_now); else True (last_novel holds the bytes). */
+static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flow, PyObject *key, int told,
+                                  int evaluate)
+{
+    if (!told && evaluate && PyDict_GET_SIZE(state->flows) <= self->max_flows) {
+        int quiet = evaluation_quiet_now(self, flow, key);
+        if (quiet < 0)
+            return NULL;
+        evaluate = !quiet;
+    }
+    return told || evaluate ? PyTuple_Pack(1, flow) : Py_NewRef(Py_True);
 }
 
 /* _on_request from _novelty's last step on, for a request the path takes (its flow's header and sketch, `current`,
@@ -1240,11 +1310,12 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
  * counts nothing), the flow's last request time, the tool tracker unless the flow has a tool (an answer: (flow,
  * answer, novel) for Detector._after_tool), the pending request, the request's `novel` bytes added as _add_novel adds
  * them, with the flow's share of the hosts' memories where `spreads` (it had `before` novel bytes, fewer than
- * novel_bytes_threshold, and is not allowlisted). The answer: (flow,) where Detector._finish is to evaluate the flow
- * (`evaluate`, or a share given), else True with novel bytes, None without; NULL with an exception. */
-static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, PyObject *payload, PyObject *flow,
-                              PyObject *current, int has_tool, Py_ssize_t novel, Py_ssize_t before, int spreads,
-                              int evaluate)
+ * novel_bytes_threshold, and is not allowlisted), after the `charged` bytes its header added (resize_apply; `told`:
+ * their share raised ExfilSpread). The answer: left_to_evaluate's with novel bytes (`evaluate`: the flow's
+ * evaluation may raise), else None; NULL with an exception. */
+static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *payload,
+                              PyObject *flow, PyObject *current, int has_tool, Py_ssize_t novel, Py_ssize_t before,
+                              int spreads, int evaluate, Py_ssize_t charged, int told)
 {
     const NovelRequests *novel_cfg = &self->novel;
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
@@ -1271,8 +1342,8 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     }
     if (self->matched && remember_request(self, state, pkt, current) < 0)
         return NULL;
-    if (!novel)
-        return Py_NewRef(Py_None);
+    if (!novel) /* the header's bytes alone (last_novel holds them): the flow evaluated as for a payload's */
+        return !charged ? Py_NewRef(Py_None) : left_to_evaluate(self, state, flow, key, told, evaluate);
     PyObject *amount = PyLong_FromSsize_t(novel);
     int failed = amount == NULL || add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0
                  || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
@@ -1280,11 +1351,116 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     if (failed)
         return NULL;
     state->counts[S_NOVEL_BYTES] += novel;
-    state->last_novel = novel;
+    state->last_novel += novel;
     Py_ssize_t room = novel_cfg->novel_threshold - before;
-    if (spreads && spread_share(self, state, flow, src, dst, novel < room ? novel : room) < 0)
+    int raised = spreads ? spread_share(self, state, flow, src, dst, novel < room ? novel : room) : 0;
+    if (raised < 0)
         return NULL;
-    return spreads || evaluate ? PyTuple_Pack(1, flow) : Py_NewRef(Py_True);
+    return left_to_evaluate(self, state, flow, key, told || raised, evaluate);
+}
+
+/* Python's float floor division (floatobject.c, _float_div_mod), which capacity.charge's bits // 8 is. */
+static double float_floor_div(double vx, double wx)
+{
+    double mod = fmod(vx, wx), div = (vx - mod) / wx;
+    if (mod != 0.0 && (wx < 0) != (mod < 0))
+        div -= 1.0;
+    if (div == 0.0)
+        return copysign(0.0, vx / wx);
+    double floordiv = floor(div);
+    return div - floordiv > 0.5 ? floordiv + 1.0 : floordiv;
+}
+
+/* What capacity.request_header and charge make of an echo request in step whose size changed (its identifier
+ * the flow's): the sequence number charges nothing; the length its bits (length_bits: none for the size before the
+ * last, which a path MTU probe alternates with), added to the bits the flow carries. */
+typedef struct {
+    PyObject *channels; /* borrowed: the flow's FlowChannels, NULL when it has none yet (_channels makes one) */
+    double bits;        /* the length's bits with the carried ones, 0.0 when it charges nothing */
+    Py_ssize_t whole;   /* the whole bytes they make */
+} Resize;
+
+/* Worked out before anything changes, from the flow's last request (`step`: seq_delta from its sequence number):
+ * 1, or 0 where the flow's capacity state is not one this path knows (its stride another than the step, or not
+ * the reference's types), for the Python detector. */
+static int resize_charge(PyObject *flow, long step, long size, long last_size, Resize *out)
+{
+    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
+    long stride = 1, other_size = -1; /* a new FlowChannels' */
+    double carry = 0.0;
+    out->channels = NULL;
+    if (channels == NULL)
+        return 0;
+    if (channels != Py_None) {
+        PyObject *carried = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CARRY]) : NULL;
+        PyObject *charged = carried == NULL ? NULL : SLOT(channels, channels_slot[C_CHARGED]);
+        if (charged == NULL || !PyFloat_CheckExact(carried) || (charged != Py_None && !PyDict_CheckExact(charged))
+            || long_slot(channels, channels_slot[C_STRIDE], &stride) < 0
+            || long_slot(channels, channels_slot[C_OTHER_SIZE], &other_size) < 0)
+            return 0;
+        carry = PyFloat_AS_DOUBLE(carried);
+        out->channels = channels;
+    }
+    if (step != stride) /* in step by the flow's stride, not by its state's: request_header would charge */
+        return 0;
+    double bits = size == other_size ? 0.0 : log2(1.0 + (double)labs(size - last_size));
+    out->bits = bits > 0.0 ? bits + carry : 0.0;
+    out->whole = bits > 0.0 ? (Py_ssize_t)float_floor_div(out->bits, 8.0) : 0;
+    return 1;
+}
+
+/* resize_charge's answer applied, as Detector._header and _charge do (the flow touched first): the size kept, the
+ * flow's capacity state made if it had none, the size before the last, the carried bits, the whole bytes charged to
+ * the length and added to the flow's novel bytes (_add_novel), with their share of the hosts' memories while the
+ * flow had fewer than novel_bytes_threshold (`before`) and is not allowlisted (*told set where it raised
+ * ExfilSpread). 0, or -1 with an exception. */
+static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size,
+                        const Resize *r, Py_ssize_t before, int unlisted, int *told)
+{
+    PyObject *channels = r->channels;
+    if (channels == NULL) {
+        channels = PyObject_CallNoArgs((PyObject *)channels_type);
+        if (channels == NULL)
+            return -1;
+        set_slot(flow, flow_slot[F_CHANNELS], channels);
+        Py_DECREF(channels); /* the flow's */
+    }
+    set_slot(channels, channels_slot[C_OTHER_SIZE], SLOT(flow, flow_slot[F_LAST_SIZE]));
+    set_slot(flow, flow_slot[F_LAST_SIZE], size);
+    if (r->bits <= 0.0)
+        return 0;
+    PyObject *carry = PyFloat_FromDouble(r->bits - 8.0 * (double)r->whole);
+    if (carry == NULL)
+        return -1;
+    set_slot(channels, channels_slot[C_CARRY], carry);
+    Py_DECREF(carry);
+    if (r->whole == 0)
+        return 0;
+    PyObject *charged = SLOT(channels, channels_slot[C_CHARGED]);
+    if (charged == Py_None) {
+        if ((charged = PyDict_New()) == NULL)
+            return -1;
+        set_slot(channels, channels_slot[C_CHARGED], charged);
+        Py_DECREF(charged); /* the state's */
+    }
+    PyObject *whole = PyLong_FromSsize_t(r->whole);
+    PyObject *so_far = whole == NULL ? NULL : PyDict_GetItemWithError(charged, str_length);
+    PyObject *sum = whole == NULL || (so_far == NULL && PyErr_Occurred()) ? NULL
+                    : so_far == NULL ? Py_NewRef(whole) : PyNumber_Add(so_far, whole);
+    int failed = sum == NULL || PyDict_SetItem(charged, str_length, sum) < 0
+                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], whole) < 0;
+    Py_XDECREF(whole);
+    Py_XDECREF(sum);
+    if (failed)
+        return -1;
+    state->counts[S_NOVEL_BYTES] += r->whole;
+    state->last_novel += r->whole;
+    Py_ssize_t room = self->novel.novel_threshold - before;
+    int raised = room <= 0 || !unlisted ? 0
+                 : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                r->whole < room ? r->whole : room);
+    *told |= raised > 0;
+    return raised < 0 ? -1 : 0;
 }
 
 /* An echo request in step whose payload neither repeats the flow's last nor is a template's: Detector._on_request
@@ -1295,9 +1471,10 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
  * them, and the flow's evaluation would raise nothing: a reported exfiltration's next chunk), (flow,) (the same,
  * for Detector._finish to evaluate the flow and hand out what _spread raised), or (flow, answer, novel) for
  * Detector._after_tool. Without first_requests only flows past the threshold whose evaluation would raise nothing
- * are taken. */
+ * are taken. `resized`: its size is not the flow's last (a novel-payload flood's), what the size carried charged
+ * first (resize_charge, resize_apply), as Detector._header does. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                               PyObject *flow, PyObject *tool)
+                               PyObject *flow, PyObject *tool, int resized)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
                                  F_NONECHO_NOVEL};
@@ -1321,6 +1498,14 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     if ((spreads || !quiet) && self->flow_template == NULL)
         Py_RETURN_FALSE;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
+    Resize header = {NULL, 0.0, 0};
+    long seq_value, last_seq, last_size;
+    if (resized /* Detector._header: what its size carried */
+        && (long_slot(pkt, packet_slot[P_SEQ], &seq_value) < 0 || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
+            || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0
+            || !resize_charge(flow, seq_delta(seq_value, last_seq), (long)PyBytes_GET_SIZE(payload), last_size,
+                              &header)))
+        Py_RETURN_FALSE;
     PyObject *previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
     PyObject *current = new_sketch(payload);
     if (current == NULL)
@@ -1353,14 +1538,21 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     if (size == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REQUESTS);
+    int told = 0;
     int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]);
+    if (failed == 0) {
+        set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+        if (resized)
+            failed = resize_apply(self, state, pkt, flow, size, &header, novel_bytes, allowlisted == Py_False, &told);
+    }
     Py_DECREF(size);
     if (failed < 0)
         goto done;
-    set_slot(flow, flow_slot[F_LAST_SEQ], seq);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    result = request_rest(self, state, pkt, payload, flow, current, PyUnicode_GET_LENGTH(tool) != 0, novel,
-                          novel_bytes, spreads, !quiet);
+    novel_bytes += header.whole;
+    spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
+    result = request_rest(self, state, pkt, key, payload, flow, current, PyUnicode_GET_LENGTH(tool) != 0, novel,
+                          novel_bytes, spreads, !quiet, header.whole, told);
 done:
     Py_DECREF(current);
     return result;
@@ -1435,7 +1627,8 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
     /* the payload is not one the sender remembers (checked above): all its bytes novel, nothing to compare */
-    result = request_rest(self, state, pkt, payload, flow, current, 0, n, 0, novel_cfg->novel_threshold > 0, 1);
+    result = request_rest(self, state, pkt, key, payload, flow, current, 0, n, 0, novel_cfg->novel_threshold > 0, 1, 0,
+                          0);
     goto done;
 decline_or_fail:
     result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
@@ -1479,13 +1672,20 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
         || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
         || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
-        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident || n != last_size
+        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident
         || seq < 0 || seq > 0xFFFF || last_seq < 0 || last_seq > 0xFFFF) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
     int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
     int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0, taken = 1;
+    if (n != last_size) { /* a new size: its bits charged (Detector._header), its payload novel, or Python's */
+        Py_INCREF(flow);
+        PyObject *answer = in_step ? novel_request(self, pkt, state, payload, key, flow, tool, 1) : Py_NewRef(Py_False);
+        Py_DECREF(flow);
+        Py_DECREF(key);
+        return answer;
+    }
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
     long new_stride = stride;
     double due = 0.0, embedded = 0.0, offset = 0.0;
@@ -1498,7 +1698,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
                            PyFloat_AS_DOUBLE(ts), &embedded, &offset);
     if (taken == 0 && in_step && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, 0);
         Py_DECREF(flow);
         Py_DECREF(key);
         return answer;
@@ -2040,7 +2240,7 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
-        || intern(&str_shed, "_shed") < 0)
+        || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;

@@ -293,7 +293,8 @@ class Detector(FlowDetector):
                 PAYLOADS_KEPT, fingerprints.MAX_UPTIME, self._enabled if self._realtime else 0,
                 cfg.novel_bytes_threshold, cfg.reply_differs_threshold, cfg.changed_requests_threshold,
                 cfg.nonecho_bytes_threshold,
-                _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR)
+                _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR,
+                cfg.small_secret_bytes, cfg.small_secret_payloads)
 
     # -- per packet --------------------------------------------------------------------------
     #

@@ -255,20 +255,35 @@ def test_a_reported_exfiltrations_next_chunks_take_the_c_path(size: int) -> None
 @needs_c
 def test_a_chunk_that_raises_a_note_or_adds_to_the_hosts_is_evaluated_by_the_python_detector() -> None:
     """A request whose evaluation would raise a note (AsymPayloadFlow's threshold made high: it is raised late, on
-    the request that crosses it) or that still adds to the hosts' memories (novel_bytes_threshold made high: every
-    chunk adds, through the detector's own _spread) is taken by the C path up to its evaluation, which the Python
-    detector makes ("evaluated"); only a chunk whose evaluation would raise nothing is the C path's alone ("novel").
+    the request that crosses it) or whose share of the hosts' memories raised one (ExfilSpread: novel_bytes_threshold
+    made high, every chunk adds, through the detector's own _spread) is taken by the C path up to its evaluation,
+    which the Python detector makes ("evaluated"); a chunk whose evaluation would raise nothing and whose share
+    raised nothing is the C path's alone ("novel").
     A chunk that differs from the last one in a few places only (a counter's) is the Python detector's."""
     payloads = chunks(60, 200)
     requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(payloads)]
     late = dataclasses.replace(DetectionConfig(), changed_requests_threshold=50)
     counting = run_both(requests, late)
     taken = [counting.answers[id(r)] for r in requests]
-    assert taken[:2] == ["evaluated", "evaluated"], taken  # the flow made; its second chunk still adds to the hosts
+    # the flow made (its evaluation would raise nothing: one 200-byte payload); its second chunk raises DataExfil
+    assert taken[:2] == ["novel", "evaluated"], taken
     assert taken[50] == "evaluated", taken  # the 51st changed request raises it
     assert set(taken[2:50]) | set(taken[51:]) <= {"novel", "finished"} and "novel" in taken[51:], taken
+    # every chunk adds to the hosts' memories (novel_bytes_threshold made high): evaluated while the evaluation may
+    # raise something, then the C path's alone where the share raises nothing ...
     counting = run_both(requests, dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000))
-    assert counting.novel == 0 and counting.evaluated >= 50, vars(counting)
+    taken = [counting.answers[id(r)] for r in requests]
+    assert taken[:2] == ["novel", "evaluated"] and taken.count("novel") >= 50, taken
+    # ... and evaluated where the share raises ExfilSpread (one peer enough, raised again every 0.1 s: each 10th)
+    spreading = dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000, spread_min_peers=1,
+                                    spread_min_bytes=1000, slow_exfil_window=0.1)
+    reference = Detector(spreading, AllowlistConfig(), accelerated=False)
+    spread = [i for i, r in enumerate(requests)
+              if "ICMP::ICMP_ExfilSpread" in [n.note for n in reference.process(r)]]
+    assert len(spread) >= 5, spread
+    counting = run_both(requests, spreading)
+    taken = [counting.answers[id(r)] for r in requests]
+    assert {taken[i] for i in spread} == {"evaluated"} and taken.count("novel") >= 40, taken
     counter = [payloads[29][:10] + struct.pack(">I", i) + payloads[29][14:] for i in range(30)]  # in the head
     requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
                 for i, p in enumerate([*payloads[:30], *counter])]
@@ -294,8 +309,9 @@ def test_a_chunk_that_may_be_fields_is_the_python_detectors(changed: int, taken:
 
 @needs_c
 def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
-    """DataExfil switched off: a flow never reports its pair, so each request's evaluation checks SlowExfil (and
-    trims the pair's memory): the Python detector's, until it raises it."""
+    """DataExfil switched off: a flow never reports its pair, so where the pair has a memory each request's
+    evaluation checks SlowExfil (and trims the memory): the Python detector's, until it raises it. Without a memory
+    (the pair's first flow) there is nothing to read: C's."""
     switches = dataclasses.replace(DetectionConfig().notices, data_exfil=False)
     detection = dataclasses.replace(DetectionConfig(), notices=switches, idle_timeout=1.0)
     # two flows of the pair, the first ended (idle) before the second: the pair's memory holds the first's bytes
@@ -303,10 +319,14 @@ def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
                 for i, p in enumerate(chunks(40, 200))]
     counting = run_both(requests, detection)
     reference = Detector(detection, AllowlistConfig(), accelerated=False)
-    raised = [i for i, p in enumerate(requests) if "ICMP::ICMP_SlowExfil" in [n.note for n in reference.process(p)]]
+    notes = [[n.note for n in reference.process(p)] for p in requests]
+    raised = [i for i, names in enumerate(notes) if "ICMP::ICMP_SlowExfil" in names]
     assert len(raised) == 1 and raised[0] >= 20, raised
     taken = [counting.answers[id(r)] for r in requests]
-    assert "novel" not in taken[: raised[0] + 1] and "novel" in taken[raised[0] + 1 :], taken  # raised: then C's
+    # the first flow's pair has no memory yet (nothing for SlowExfil to read): C's but where a note is raised
+    # (AsymPayloadFlow); the second's memory is read until SlowExfil is raised, then C's
+    assert taken[:20] == ["evaluated" if names else "novel" for names in notes[:20]], taken
+    assert "novel" not in taken[20 : raised[0] + 1] and "novel" in taken[raised[0] + 1 :], taken
 
 
 @needs_c
@@ -368,8 +388,9 @@ def test_a_pings_repeated_requests_and_their_replies_take_the_c_path() -> None:
            dataclasses.replace(corpus.echo(1e9 + 5, "10.0.0.1", "10.0.0.2", True, 8, 10, payload), options=RR),
            corpus.echo(1e9 + 6, "10.0.0.2", "10.0.0.1", False, 8, 10, payload[::-1])]  # differs from its request
     counting = run_both(odd)
-    # the first request makes the flow in C (evaluated in Python); the reply that differs makes its flow in Python
-    assert counting.evaluated == 1 and counting.handled == 2 and counting.declined == 4, vars(counting)
+    # the first request makes the flow in C (its evaluation would raise nothing); the reply that differs makes its
+    # flow in Python
+    assert counting.novel == 1 and counting.handled == 2 and counting.declined == 4, vars(counting)
 
 
 def storm(count: int, target: str = "10.1.0.81", seed: int = 4) -> list[IcmpPacket]:
@@ -426,7 +447,7 @@ def test_the_hosts_memories_the_c_path_keeps_are_the_references_at_every_limit(
         detection = dataclasses.replace(detection, spread_min_peers=2, spread_min_bytes=150, slow_exfil_window=0.1)
     packets = spread_traffic()
     counting = run_both(packets, detection)
-    assert counting.evaluated >= len(packets) // 2, vars(counting)
+    assert counting.evaluated + counting.novel >= len(packets) // 2, vars(counting)
 
 
 @needs_c
@@ -713,8 +734,8 @@ def test_cisco_requests_take_the_c_path_where_explain_says_cisco_first(case: str
         requests[-1] = dataclasses.replace(requests[-1], payload=payload[:10] + (b"\xac\xcd" * 40)[: len(payload) - 10])
     counting = run_both(requests, dataclasses.replace(DetectionConfig(), clock_jitter=2.0))
     got = counting.answers[id(requests[-1])]
-    # declined: not taken as Cisco's next ping (Python's, or novel bytes C takes up to the flow's evaluation)
-    assert got == answer or (answer == "declined" and got == "evaluated"), (case, counting.answers)
+    # declined: not taken as Cisco's next ping (Python's, or novel bytes C takes)
+    assert got == answer or (answer == "declined" and got in ("evaluated", "novel")), (case, counting.answers)
 
 
 @needs_c
@@ -1166,14 +1187,17 @@ def test_process_many_lists_the_watched_pairs_packets_it_went_past() -> None:
         observed: list[int] = []
         index, notices = fast.process_many(packets, index, watched, observed)
         assert all(i < index for i in observed) and observed == sorted(observed)
-        listed += [(i, [], 0) for i in observed]
+        listed += observed
         if index == len(packets):
             break
         stops.append((index, notice_values(notices), fast.last_novel))
         index += 1
     assert listed, "the watched pair's packets the C path handles are listed, not stopped at"
-    assert all((packets[i].src, packets[i].dst) in watched for i, _, _ in listed)  # type: ignore[union-attr]
-    assert sorted(stops + listed) == stopping
+    assert all((packets[i].src, packets[i].dst) in watched for i in listed)  # type: ignore[union-attr]
+    # a listed packet: one stopped at without the list, with no notices (its novel bytes, if any, are not told: the
+    # pair's ring or recording takes its packets alike)
+    assert stops == [stop for stop in stopping if stop[0] not in listed]
+    assert sorted(listed) == [i for i, notices, _ in stopping if i in listed and not notices]
     reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
     for pkt in packets:
         if pkt is not None:
@@ -1501,3 +1525,129 @@ def test_the_detector_makes_its_new_flows_in_c(monkeypatch: pytest.MonkeyPatch) 
     for request in requests:
         reference.process(request)
     assert len(made) == 5
+
+
+def size_changing(shape: str, sources: int = 30, rounds: int = 6, seed: int = 12) -> list[IcmpPacket]:
+    """Each of `sources` senders sends `rounds` requests in step (one identifier, sequence one up) to one target,
+    the senders interleaved 1 ms apart, each payload of a size the flow did not send last:
+    random   random bytes of a random size (16-64: the bench's novel-payload flood)
+    creep    one byte longer each time (1 bit of length a request: the flow's carried bits make a byte every 8)
+    swing    two sizes in turn (a path MTU probe's: the size before the last is free)
+    jump     sizes far apart (up to 16 bits a request)
+    resent   a payload the sender sent to the target before, at another size in between (its bytes not novel:
+             only what the length carried)
+    big      2,000 random bytes and more (the flow passes novel_bytes_threshold, and its evaluation is quiet)"""
+    rng = random.Random(seed)
+    size_of = {
+        "random": lambda k, i: rng.randint(16, 64),
+        "creep": lambda k, i: 40 + i,
+        "swing": lambda k, i: 500 if i % 2 else 1400,
+        "jump": lambda k, i: [8, 60000, 20, 30000, 100, 9000][i % 6],
+        "resent": lambda k, i: [100, 200, 300][i % 3],
+        "big": lambda k, i: 2000 + 37 * i,
+    }[shape]
+    kept: dict[tuple[int, int], bytes] = {}
+    packets = []
+    for i in range(rounds):
+        for k in range(sources):
+            size = size_of(k, i)
+            payload = kept.get((k, size)) if shape == "resent" and i >= 2 else None
+            payload = payload or rng.randbytes(size)
+            kept[(k, size)] = payload
+            packets.append(corpus.echo(T0 + (i * sources + k) * 1e-3, f"100.64.2.{k + 1}", "10.1.0.90", True,
+                                       500 + k, 1 + i, payload))
+    return packets
+
+
+@needs_c
+@pytest.mark.parametrize("shape", ["random", "creep", "swing", "jump", "resent", "big"])
+def test_a_request_whose_size_changes_in_step_takes_the_c_path(shape: str) -> None:
+    """A request in step whose size changes (a novel-payload flood's: capacity.request_header charges the length) is
+    taken by the C path: its flow's capacity state (made if new), the size before the last, the length's bits with
+    the flow's carried bits, the whole bytes charged and added (with their share of the hosts' memories) before the
+    payload's; the same notices and state after every packet as the reference's."""
+    packets = size_changing(shape)
+    counting = run_both(packets)
+    later = [counting.answers[id(p)] for p in packets[30:]]
+    assert later.count("declined") == 0, later
+
+
+@needs_c
+@pytest.mark.parametrize(("note", "bytes_at"), [("ICMP::ICMP_DataExfil", k) for k in range(599, 609)]
+                         + [("ICMP::ICMP_ExfilSpread", k) for k in range(1801, 1823, 3)])
+def test_what_a_new_size_alone_carries_is_evaluated_and_shared(note: str, bytes_at: int) -> None:
+    """A sender that sends a payload again at another size (three sizes in turn: none is the size before the last):
+    no novel bytes in the payload (the sender's recent payloads), but its length charged. The bytes the size alone
+    carried are evaluated (DataExfil, past a novel_bytes_threshold the flow crosses on such a request) and given
+    their share of the hosts' memories (ExfilSpread, past a spread_min_bytes crossed on such a request, the flow's
+    own evaluation quiet); each note raised by the same packet as the reference's."""
+    if note == "ICMP::ICMP_DataExfil":
+        detection = dataclasses.replace(DetectionConfig(), novel_bytes_threshold=bytes_at, small_secret_bytes=0)
+    else:
+        quiet = dataclasses.replace(DetectionConfig().notices, data_exfil=False, slow_exfil=False,
+                                    asym_payload_flow=False, asym_payload=False)
+        detection = dataclasses.replace(DetectionConfig(), notices=quiet, novel_bytes_threshold=100_000,
+                                        spread_min_peers=2, spread_min_bytes=bytes_at)
+    packets = size_changing("resent", sources=3, rounds=12)
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    by_size_alone = []
+    for i, pkt in enumerate(packets):
+        flow = reference._flows.get((pkt.src, pkt.dst))
+        before = (flow.changed_requests, flow.novel_bytes) if flow else (0, 0)
+        raised = note in [n.note for n in reference.process(pkt)]
+        flow = reference._flows[(pkt.src, pkt.dst)]
+        if raised and flow.changed_requests == before[0] and flow.novel_bytes > before[1]:
+            by_size_alone.append(i)
+    assert by_size_alone, "the case must raise the note on a request whose size alone carried bytes"
+    counting = run_both(packets, detection)
+    assert [counting.answers[id(packets[i])] for i in by_size_alone] == ["evaluated"] * len(by_size_alone)
+
+
+@needs_c
+@pytest.mark.parametrize("limit", ["none", "full table", "pair memory"])
+def test_a_flows_evaluation_that_would_raise_nothing_is_left_out(limit: str) -> None:
+    """A novel-payload flood's flows (four requests of 16-64 random bytes from each spoofed source): a request after
+    which the flow's evaluation would raise nothing (DataExfil's threshold and its small secret not reached, no other
+    note due, no pair memory for SlowExfil to read) is the C path's alone ("novel"), the first request of a new flow
+    too; one after which it may raise is evaluated. With a full flow table a new flow's first request is evaluated
+    (the eviction after it); with the pairs' memories (each flow ended, idle, and its pair back) a request whose
+    flow's SlowExfil is due is evaluated."""
+    detection = DetectionConfig()
+    packets = size_changing("random", sources=40, rounds=4)
+    if limit == "full table":
+        detection = dataclasses.replace(detection, max_flows=10)
+    elif limit == "pair memory":
+        detection = dataclasses.replace(detection, idle_timeout=0.02, small_secret_bytes=0, slow_exfil_min_bytes=150)
+        packets = [dataclasses.replace(p, ts=p.ts + 0.5 * (i // 40)) for i, p in enumerate(packets)]
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    notes = [[n.note for n in reference.process(p)] for p in packets]
+    counting = run_both(packets, detection)
+    taken = [counting.answers[id(p)] for p in packets]
+    if limit == "none":  # a first request evaluated where its share raised ExfilSpread (the 24th source's)
+        assert taken[:40] == ["evaluated" if notes[i] else "novel" for i in range(40)], taken
+        assert "evaluated" in taken[40:] and "novel" in taken[40:], taken
+    elif limit == "full table":
+        assert taken[:10] == ["novel"] * 10 and taken[10:40] == ["evaluated"] * 30, taken
+    else:
+        slow = [i for i in range(120, 160) if "ICMP::ICMP_SlowExfil" in notes[i]]
+        assert slow and {taken[i] for i in slow} == {"evaluated"}, (slow, taken)
+
+
+@needs_c
+def test_a_small_secret_whose_second_part_is_a_size_is_evaluated() -> None:
+    """DataExfil's small secret counts the bytes charged to a header field as a second payload (_not_one_payload):
+    a sender's 2,000-byte request to the target (one payload, past small_secret_bytes), then in step a payload it sent
+    to another host lately (no novel bytes) of 8 bytes (the size's 11 bits: one byte charged to the length). The
+    second request is evaluated, and raises DataExfil, as the reference's."""
+    detection = dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000, small_secret_payloads=3)
+    rng = random.Random(21)
+    first, again = rng.randbytes(2000), rng.randbytes(8)
+    packets = [corpus.echo(T0, "10.0.0.1", "10.0.0.9", True, 7, 1, again),
+               corpus.echo(T0 + 0.1, "10.0.0.1", "10.0.0.2", True, 7, 1, first),
+               corpus.echo(T0 + 0.2, "10.0.0.1", "10.0.0.2", True, 7, 2, again)]
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    notes = [[n.note for n in reference.process(p)] for p in packets]
+    assert notes[1:] == [[], ["ICMP::ICMP_DataExfil"]], notes
+    assert reference._flows[(packets[2].src, packets[2].dst)].changed_requests == 1
+    counting = run_both(packets, detection)
+    assert counting.answers[id(packets[2])] == "evaluated", counting.answers
