@@ -821,11 +821,16 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
 @settings(max_examples=examples(800), deadline=None)
 @given(packets=traffic(), max_flows=st.sampled_from([1, 2, 3, 1000]), max_pending=st.sampled_from([1, 2, 1000]),
        pairing=st.sampled_from(["matched", "last_request"]), idle=st.sampled_from([1.0, 3.0, 300.0]),
-       ignored=st.sampled_from([(), (POOL[0],), (POOL[0], POOL[3])]))
+       ignored=st.sampled_from([(), (POOL[0],), (POOL[0], POOL[3])]),
+       notes=st.sampled_from([(256, 128, 2), (40, 16, 2), (100, 0, 1), (1000, 30, 3), (30, 30, 1)]))
 def test_both_agree_on_generated_traffic(packets: list[IcmpPacket], max_flows: int, max_pending: int, pairing: str,
-                                         idle: float, ignored: tuple[bytes, ...]) -> None:
+                                         idle: float, ignored: tuple[bytes, ...], notes: tuple[int, int, int]) -> None:
+    """`notes`: novel_bytes_threshold, small_secret_bytes and small_secret_payloads, low enough that the flows' notes
+    fall due in a few packets (the C path leaves a flow's evaluation out only where it would raise nothing)."""
+    threshold, secret, payloads = notes
     detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows, max_pending_requests=max_pending,
-                                    reply_pairing=pairing, idle_timeout=idle)
+                                    reply_pairing=pairing, idle_timeout=idle, novel_bytes_threshold=threshold,
+                                    small_secret_bytes=secret, small_secret_payloads=payloads)
     run_both(packets, detection, AllowlistConfig(payloads=ignored))
 
 
