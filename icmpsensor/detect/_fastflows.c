@@ -78,20 +78,21 @@ enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
     F_CHANNELS, F_SESSION, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
-    F_NONECHO_NOVEL, N_FLOW
+    F_NONECHO_NOVEL, F_REPORTED_UNTIL, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
                                           "session_ident", "last_embedded", "clock_offset", "channels",
                                           "session", "novel_bytes", "changed_requests", "allowlisted",
-                                          "alerted", "reply_differs", "nonecho_novel"};
+                                          "alerted", "reply_differs", "nonecho_novel", "reported_until"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
-    S_FLOWS_CREATED, N_STATS
+    S_FLOWS_CREATED, S_NOTICES, N_STATS
 };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
-                                            "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created"};
+                                            "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created",
+                                            "notices"};
 
 enum { C_STRIDE, C_RUN_DUE, C_OTHER_SIZE, C_CARRY, C_CHARGED, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "other_size", "carry", "charged"};
@@ -182,6 +183,7 @@ static PyObject *str_touch, *str_hosts, *str_payloads, *str_last_peer, *toleranc
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_length; /* capacity.request_header's channel for a payload's size */
+static PyObject *str_ensure_uid; /* raise_exfil's */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -268,6 +270,14 @@ typedef struct {
     int enabled;
 } Spread;
 
+/* What Detector._raise reads to raise DataExfil (raise_exfil): the note's name and msg template, the profile's
+ * EXTRA, the detector's due notices (a list), channel_bytes' name for the payload, whether notices count novel bytes
+ * (FlowDetector.NOVEL). note NULL: the path raises nothing. */
+typedef struct {
+    PyObject *note, *msg, *extra, *due, *payload;
+    int novel;
+} Exfil;
+
 typedef struct {
     PyObject_HEAD
     PyObject *detector; /* the detector's __dict__ */
@@ -279,6 +289,7 @@ typedef struct {
     NovelRequests novel;      /* novel.explain NULL: the path takes no request with novel bytes */
     PyObject *flow_template;  /* flows.NEW_FLOW, or NULL: the path makes no flow (first_request) */
     Spread spread;            /* what Detector._spread reads (spread_share) */
+    Exfil exfil;              /* what Detector._raise reads for DataExfil (raise_exfil) */
 } FastPath;
 
 static void fast_clear_config(FastPath *self)
@@ -289,6 +300,11 @@ static void fast_clear_config(FastPath *self)
     Py_CLEAR(self->spread.to);
     Py_CLEAR(self->spread.from);
     Py_CLEAR(self->spread.window);
+    Py_CLEAR(self->exfil.note);
+    Py_CLEAR(self->exfil.msg);
+    Py_CLEAR(self->exfil.extra);
+    Py_CLEAR(self->exfil.due);
+    Py_CLEAR(self->exfil.payload);
     Py_CLEAR(self->novel.explain);
     Py_CLEAR(self->novel.random_padding);
     Py_CLEAR(self->novel.senders);
@@ -310,6 +326,11 @@ static int fast_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->spread.to);
     Py_VISIT(self->spread.from);
     Py_VISIT(self->spread.window);
+    Py_VISIT(self->exfil.note);
+    Py_VISIT(self->exfil.msg);
+    Py_VISIT(self->exfil.extra);
+    Py_VISIT(self->exfil.due);
+    Py_VISIT(self->exfil.payload);
     return 0;
 }
 
@@ -340,13 +361,16 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     PyObject *template = NULL;
     Spread spread = {0};
+    Exfil exfil = {0};
     if (first != Py_None
-        && !PyArg_ParseTuple(first, "OOOUUO!llpll;first_requests: (flows.NEW_FLOW, the detector's _spread_notice, "
-                                    "receivers, 'to', 'from', slow_exfil_window, spread_min_peers, spread_min_bytes, "
-                                    "ExfilSpread on, SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)",
+        && !PyArg_ParseTuple(first, "OOOUUO!llpllUUOO!Up;first_requests: (flows.NEW_FLOW, the detector's "
+                                    "_spread_notice, receivers, 'to', 'from', slow_exfil_window, spread_min_peers, "
+                                    "spread_min_bytes, ExfilSpread on, SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES, "
+                                    "DataExfil's name, its msg, EXTRA, the due notices, the payload's channel, NOVEL)",
                              &template, &spread.notice, &spread.receivers, &spread.to, &spread.from,
                              &PyFloat_Type, &spread.window, &spread.min_peers, &spread.min_bytes, &spread.enabled,
-                             &spread.peers_kept, &spread.max_peer_entries))
+                             &spread.peers_kept, &spread.max_peer_entries, &exfil.note, &exfil.msg, &exfil.extra,
+                             &PyList_Type, &exfil.due, &exfil.payload, &exfil.novel))
         return -1;
     if (template != NULL && (novel == Py_None || notice_flow_type == NULL || !Py_IS_TYPE(template, notice_flow_type)
                              || !PyCallable_Check(spread.notice))) {
@@ -384,6 +408,12 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     Py_XINCREF(spread.from);
     Py_XINCREF(spread.window);
     self->spread = spread;
+    Py_XINCREF(exfil.note);
+    Py_XINCREF(exfil.msg);
+    Py_XINCREF(exfil.extra);
+    Py_XINCREF(exfil.due);
+    Py_XINCREF(exfil.payload);
+    self->exfil = exfil;
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
         return -1;
@@ -1011,13 +1041,14 @@ static int evaluation_quiet(const NovelRequests *novel, long alerted, long chang
     return (due & novel->enabled & ~alerted) == 0;
 }
 
-/* Whether Detector._evaluate of the flow as a request left it (`key` its pair) would raise nothing and change
- * nothing, worked out as it does: DataExfil's threshold and small secret (_not_one_payload), the other notes'
- * conditions, each unless raised for the flow already (AsymPayload's, Tunnel's and NonEchoPayload's change only
- * where the Python detector evaluates the flow at once: checked as it checks them); SlowExfil's where the pair has
- * a memory (_check_slow reads and trims it) is left to it. 1, 0 (it may raise, or the flow is not the reference's
- * types), -1 with an exception. */
-static int evaluation_quiet_now(FastPath *self, PyObject *flow, PyObject *key)
+/* The notes Detector._evaluate would raise for the flow as a request left it (`key` its pair), worked out as it
+ * does: their bits (NoteType.bit; 0: it raises nothing and changes nothing), for DataExfil's threshold and small
+ * secret (_not_one_payload) and the other notes' conditions, each on and not raised for the flow already
+ * (AsymPayload's, Tunnel's and NonEchoPayload's change only where the Python detector evaluates the flow at once:
+ * checked as it checks them). -1 where this cannot tell: SlowExfil's check where the pair has a memory (_check_slow
+ * reads and trims it; after the notes raised before it, as _evaluate reads the flow's alerted bits), a flow not of
+ * the reference's types; -2 with an exception. An allowlisted flow: 0. */
+static long evaluation_due(FastPath *self, PyObject *flow, PyObject *key)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
                                  F_NONECHO_NOVEL, F_TOOL, F_CHANNELS};
@@ -1029,9 +1060,9 @@ static int evaluation_quiet_now(FastPath *self, PyObject *flow, PyObject *key)
         || long_slot(flow, flow_slot[F_REPLY_DIFFERS], &reply_differs) < 0
         || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0
         || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
-        return 0;
+        return -1;
     if (SLOT(flow, flow_slot[F_ALLOWLISTED]) == Py_True)
-        return 1;
+        return 0;
     long echo_novel = novel_bytes - nonecho_novel, due = 0;
     if (echo_novel > novel->novel_threshold)
         due |= novel->exfil;
@@ -1041,7 +1072,7 @@ static int evaluation_quiet_now(FastPath *self, PyObject *flow, PyObject *key)
         if (!payloads && channels != Py_None) {
             PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
             if (charged == NULL || (charged != Py_None && !PyDict_CheckExact(charged)))
-                return 0;
+                return -1;
             payloads = charged != Py_None && PyDict_GET_SIZE(charged) > 0;
         }
         due |= payloads ? novel->exfil : 0;
@@ -1050,15 +1081,69 @@ static int evaluation_quiet_now(FastPath *self, PyObject *flow, PyObject *key)
     due |= changed > novel->changed_requests_threshold ? novel->changes : 0;
     due |= PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) != 0 ? novel->tunnel : 0;
     due |= nonecho_novel > novel->nonecho_threshold ? novel->nonecho : 0;
-    if ((due & novel->enabled & ~alerted) != 0)
-        return 0;
-    if (!(novel->enabled & novel->slow) || novel_bytes == 0 || (alerted & (novel->reports_pair | novel->slow)))
-        return 1;
+    due &= novel->enabled & ~alerted;
+    if (!(novel->enabled & novel->slow) || novel_bytes == 0
+        || ((alerted | due) & (novel->reports_pair | novel->slow)))
+        return due;
     PyObject *pairs = PyDict_GetItemWithError(self->detector, str_pairs);
     if (pairs == NULL || !PyDict_Check(pairs))
-        return PyErr_Occurred() ? -1 : 0;
+        return PyErr_Occurred() ? -2 : -1;
     int remembered = PyDict_Contains(pairs, key);
-    return remembered < 0 ? -1 : !remembered;
+    return remembered < 0 ? -2 : remembered ? -1 : due;
+}
+
+/* Detector._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due), where the flow's novel bytes are all its payload's
+ * (channel_bytes' common case: no bytes charged to a field, none from non-echo messages), in its order: the flow's
+ * alerted bit, _raised's reported_until (DataExfil reports the pair; the path raises only where alerting is
+ * realtime), then _notice's: the detector's notices counted, the tags (the payload's bytes, the flow's tool, the
+ * payload's channel), the flow's uid (ensure_uid), the notice made by flow_notice, onto the due notices. 1 raised, 0
+ * where the flow is not that case (Python's), -1 with an exception. */
+static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+static int raise_exfil(FastPath *self, Detector *state, PyObject *flow, PyObject *ts)
+{
+    const Exfil *ex = &self->exfil;
+    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]), *novel_bytes = SLOT(flow, flow_slot[F_NOVEL_BYTES]);
+    long nonecho_novel, bytes, alerted;
+    if (ex->note == NULL || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0 || nonecho_novel != 0
+        || long_slot(flow, flow_slot[F_NOVEL_BYTES], &bytes) < 0 || bytes <= 0
+        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || SLOT(flow, flow_slot[F_REPORTED_UNTIL]) == NULL)
+        return 0;
+    if (channels != Py_None) {
+        PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
+        if (charged == NULL || (charged != Py_None && (!PyDict_CheckExact(charged) || PyDict_GET_SIZE(charged) > 0)))
+            return 0;
+    }
+    PyObject *bits = PyLong_FromLong(alerted | self->novel.exfil);
+    PyObject *until = bits == NULL ? NULL : PyNumber_Add(ts, self->spread.window);
+    if (until == NULL) {
+        Py_XDECREF(bits);
+        return -1;
+    }
+    set_slot(flow, flow_slot[F_ALERTED], bits);
+    set_slot(flow, flow_slot[F_REPORTED_UNTIL], until);
+    Py_DECREF(bits);
+    Py_DECREF(until);
+    state->counts[S_NOTICES]++;
+    Py_INCREF(novel_bytes); /* read before ensure_uid runs Python */
+    PyObject *carried = Py_BuildValue("[(OO)]", ex->payload, novel_bytes);
+    PyObject *uid = carried == NULL ? NULL : PyObject_CallMethodNoArgs(flow, str_ensure_uid);
+    PyObject *fields = uid == NULL ? NULL : PyDict_New();
+    PyObject *counted = fields == NULL ? NULL : ex->novel ? Py_NewRef(novel_bytes) : PyLong_FromLong(-1);
+    PyObject *notice = NULL;
+    if (counted != NULL) {
+        PyObject *args[11] = {flow,      ts,      ex->note,      ex->msg,     fields, counted,
+                              ex->extra, carried, SLOT(flow, flow_slot[F_TOOL]), ex->payload, uid};
+        notice = flow_notice(NULL, args, 11);
+    }
+    int failed = notice == NULL || PyList_Append(ex->due, notice) < 0;
+    Py_DECREF(novel_bytes);
+    Py_XDECREF(carried);
+    Py_XDECREF(uid);
+    Py_XDECREF(fields);
+    Py_XDECREF(counted);
+    Py_XDECREF(notice);
+    return failed ? -1 : 1;
 }
 
 /* HostTable.touch(host, ts) for a host the table has: its memory made the most recently active (a dict's order);
@@ -1290,19 +1375,28 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     return failed ? -1 : raised;
 }
 
-/* What a request with novel bytes leaves to Detector._finish: (flow,) to evaluate the flow and hand out what a share
- * of the hosts' memories raised (`told`), or to evict after a new flow over max_flows, or where `evaluate` and the
- * evaluation may raise something (evaluation_quiet_now); else True (last_novel holds the bytes). */
-static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flow, PyObject *key, int told,
-                                  int evaluate)
+/* What a request with novel bytes leaves to Detector._finish, given that a share of the hosts' memories raised
+ * ExfilSpread (`told`) and that the flow's evaluation may raise something (`evaluate`): (flow,) to evaluate the flow
+ * (evaluation_due cannot tell, or a note other than DataExfil alone is due), () to hand out what is due (DataExfil
+ * alone, raised here by raise_exfil, or what a share raised) or to evict after a new flow over max_flows, else True
+ * (last_novel holds the bytes). */
+static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flow, PyObject *key, PyObject *ts,
+                                  int told, int evaluate)
 {
-    if (!told && evaluate && PyDict_GET_SIZE(state->flows) <= self->max_flows) {
-        int quiet = evaluation_quiet_now(self, flow, key);
-        if (quiet < 0)
+    if (evaluate) {
+        long due = evaluation_due(self, flow, key);
+        if (due < -1)
             return NULL;
-        evaluate = !quiet;
+        int raised = due != 0 && due == self->novel.exfil && (due & self->novel.reports_pair)
+                     ? raise_exfil(self, state, flow, ts) : 0;
+        if (raised < 0)
+            return NULL;
+        evaluate = due != 0 && !raised;
+        told |= raised;
     }
-    return told || evaluate ? PyTuple_Pack(1, flow) : Py_NewRef(Py_True);
+    if (evaluate)
+        return PyTuple_Pack(1, flow);
+    return told || PyDict_GET_SIZE(state->flows) > self->max_flows ? PyTuple_New(0) : Py_NewRef(Py_True);
 }
 
 /* _on_request from _novelty's last step on, for a request the path takes (its flow's header and sketch, `current`,
@@ -1343,7 +1437,7 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     if (self->matched && remember_request(self, state, pkt, current) < 0)
         return NULL;
     if (!novel) /* the header's bytes alone (last_novel holds them): the flow evaluated as for a payload's */
-        return !charged ? Py_NewRef(Py_None) : left_to_evaluate(self, state, flow, key, told, evaluate);
+        return !charged ? Py_NewRef(Py_None) : left_to_evaluate(self, state, flow, key, ts, told, evaluate);
     PyObject *amount = PyLong_FromSsize_t(novel);
     int failed = amount == NULL || add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0
                  || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
@@ -1356,7 +1450,7 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     int raised = spreads ? spread_share(self, state, flow, src, dst, novel < room ? novel : room) : 0;
     if (raised < 0)
         return NULL;
-    return left_to_evaluate(self, state, flow, key, told || raised, evaluate);
+    return left_to_evaluate(self, state, flow, key, ts, told || raised, evaluate);
 }
 
 /* Python's float floor division (floatobject.c, _float_div_mod), which capacity.charge's bits // 8 is. */
@@ -2240,7 +2334,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
-        || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0)
+        || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
+        || intern(&str_ensure_uid, "ensure_uid") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;

@@ -45,6 +45,7 @@ from icmpsensor.notice.types import (
 )
 
 # The notes' msg: templates of the flow's fields (detect/flows.py _FlowText).
+PAYLOAD_CHANNEL = "payload"  # channel_bytes' name for the novel bytes no other channel was charged
 EXFIL_MSG = "Exfil of {novel} of novel data ({sent} of payload) seen {between} so far. {span}"
 SUMMARY_MSG = "Exfil of size {sent} ({novel} novel) seen between {src} and {dst}. {span}"  # the original's format
 ASYM_MSG = "{flow.reply_differs} ICMP echo replies {between} carried bytes the request they answer did not. {span}"
@@ -278,11 +279,13 @@ class Detector(FlowDetector):
     def _first_requests(self) -> tuple[object, ...]:
         """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work beside what
         _novel_requests gives (the senders' table): the receivers' table, its settings and limits; _spread_notice,
-        called where ExfilSpread is due."""
+        called where ExfilSpread is due; and what _raise reads to raise DataExfil where it is due alone (the note, its
+        msg, the profile's EXTRA, the due notices, the payload's channel, NOVEL)."""
         cfg = self.cfg
         return (NEW_FLOW, self._spread_notice, self._receivers, "to", "from",
                 float(cfg.slow_exfil_window), cfg.spread_min_peers, cfg.spread_min_bytes,
-                bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES)
+                bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES,
+                DATA_EXFIL.name, EXFIL_MSG, self.EXTRA, self._due, PAYLOAD_CHANNEL, self.NOVEL)
 
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
@@ -328,8 +331,9 @@ class Detector(FlowDetector):
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined
-        (False), processed here; a new flow's first request handled up to its evaluation ((flow,)), evaluated here
-        as _request_done would; or a request the C tool tracker answered ((flow, answer[, novel])), finished here.
+        (False), processed here; a request with novel bytes handled up to its evaluation ((flow,)), evaluated here
+        as _request_done would, or with what its evaluation raises raised in C (()), handed out; or a request the C
+        tool tracker answered ((flow, answer[, novel])), finished here.
         The C path declines a packet that moves the clock to a sweep: the sweep is done here, as _process does it
         first, and the packet offered to the C path again (a ping's next request crosses a sweep every second)."""
         if answer is True:
@@ -341,8 +345,8 @@ class Detector(FlowDetector):
                 return self._handed_out(self._due)
         if answer is False:
             return self._process(pkt)
-        if len(answer) == 1:  # type: ignore[arg-type]
-            if self._realtime:
+        if len(answer) < 2:  # type: ignore[arg-type]
+            if answer and self._realtime:  # (): DataExfil due alone, raised in C, or ExfilSpread, or nothing
                 self._evaluate(answer[0], pkt.ts, self._due)  # type: ignore[index]
             return self._handed_out(self._due)  # a flow over max_flows evicted, as _process does
         return self._after_tool(pkt, *answer)  # type: ignore[misc]
@@ -767,11 +771,11 @@ def channel_bytes(flow: Flow) -> list[tuple[str, int]]:
     (what no other channel was charged), non-echo messages, and the fields capacity.py charges."""
     state = flow.channels
     if (state is None or not state.charged) and not flow.nonecho_novel:  # the common case: the payload alone
-        return [("payload", flow.novel_bytes)] if flow.novel_bytes > 0 else []
+        return [(PAYLOAD_CHANNEL, flow.novel_bytes)] if flow.novel_bytes > 0 else []
     charged = dict(state.charged) if state is not None and state.charged else {}
     if flow.nonecho_novel:
         charged["non-echo"] = flow.nonecho_novel
     payload = flow.novel_bytes - sum(charged.values())
     if payload > 0:
-        charged["payload"] = payload
+        charged[PAYLOAD_CHANNEL] = payload
     return sorted(charged.items(), key=lambda item: (-item[1], item[0]))

@@ -131,7 +131,7 @@ class Counting:
     def handle(self, pkt: IcmpPacket) -> object:
         answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
         self.answers[id(pkt)] = ("handled" if answer is None else "novel" if answer is True
-                                 else "declined" if answer is False
+                                 else "declined" if answer is False else "handed out" if answer == ()
                                  else "evaluated" if len(answer) == 1 else "finished")  # type: ignore[arg-type]
         return answer
 
@@ -154,6 +154,12 @@ class Counting:
     @property
     def finished(self) -> int:
         return self._count("finished")
+
+    @property
+    def handed_out(self) -> int:
+        """Handled up to what Detector._finish hands out, nothing left to evaluate: DataExfil due alone raised in C,
+        ExfilSpread a share of the hosts' memories raised, or a full table's eviction after a new flow."""
+        return self._count("handed out")
 
     @property
     def evaluated(self) -> int:
@@ -224,7 +230,8 @@ def test_both_agree_on_the_bench_captures_and_the_c_path_takes_most_pings(tmp_pa
     packets = decoded(path)
     counting = run_both(packets)
     echo = sum(1 for p in packets if p.ident >= 0)
-    answered = counting.handled + counting.novel + counting.finished + counting.evaluated + counting.declined
+    answered = (counting.handled + counting.novel + counting.finished + counting.evaluated + counting.handed_out
+                + counting.declined)
     assert answered == len(packets)
     assert counting.handled >= 0.4 * echo, (counting.handled, echo)  # measured on the mix: 58 % of echo messages
 
@@ -265,15 +272,16 @@ def test_a_chunk_that_raises_a_note_or_adds_to_the_hosts_is_evaluated_by_the_pyt
     late = dataclasses.replace(DetectionConfig(), changed_requests_threshold=50)
     counting = run_both(requests, late)
     taken = [counting.answers[id(r)] for r in requests]
-    # the flow made (its evaluation would raise nothing: one 200-byte payload); its second chunk raises DataExfil
-    assert taken[:2] == ["novel", "evaluated"], taken
+    # the flow made (its evaluation would raise nothing: one 200-byte payload); its second chunk raises DataExfil,
+    # due alone: raised in C
+    assert taken[:2] == ["novel", "handed out"], taken
     assert taken[50] == "evaluated", taken  # the 51st changed request raises it
     assert set(taken[2:50]) | set(taken[51:]) <= {"novel", "finished"} and "novel" in taken[51:], taken
     # every chunk adds to the hosts' memories (novel_bytes_threshold made high): evaluated while the evaluation may
     # raise something, then the C path's alone where the share raises nothing ...
     counting = run_both(requests, dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000))
     taken = [counting.answers[id(r)] for r in requests]
-    assert taken[:2] == ["novel", "evaluated"] and taken.count("novel") >= 50, taken
+    assert taken[:2] == ["novel", "handed out"] and taken.count("novel") >= 50, taken
     # ... and evaluated where the share raises ExfilSpread (one peer enough, raised again every 0.1 s: each 10th)
     spreading = dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000, spread_min_peers=1,
                                     spread_min_bytes=1000, slow_exfil_window=0.1)
@@ -283,7 +291,7 @@ def test_a_chunk_that_raises_a_note_or_adds_to_the_hosts_is_evaluated_by_the_pyt
     assert len(spread) >= 5, spread
     counting = run_both(requests, spreading)
     taken = [counting.answers[id(r)] for r in requests]
-    assert {taken[i] for i in spread} == {"evaluated"} and taken.count("novel") >= 40, taken
+    assert {taken[i] for i in spread} == {"handed out"} and taken.count("novel") >= 40, taken
     counter = [payloads[29][:10] + struct.pack(">I", i) + payloads[29][14:] for i in range(30)]  # in the head
     requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
                 for i, p in enumerate([*payloads[:30], *counter])]
@@ -408,7 +416,7 @@ def test_a_storms_first_requests_make_their_flows_in_c_and_only_their_evaluation
     only evaluates the flow. The notices and the whole state after every packet are the reference's."""
     counting = run_both(storm(300))
     # each taken by C: evaluated, or finished where the tool tracker answered something about the random bytes
-    assert counting.evaluated + counting.finished == 300 and counting.evaluated >= 290, vars(counting)
+    assert counting.handed_out + counting.finished == 300 and counting.handed_out >= 290, vars(counting)
     fast = Detector(DetectionConfig(), AllowlistConfig())
     notes = [n.note for pkt in storm(300) for n in fast.process(pkt)]
     assert notes.count("ICMP::ICMP_DataExfil") == 300 and "ICMP::ICMP_ExfilSpread" in notes
@@ -476,7 +484,7 @@ def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() 
     # a full table: the C path makes the flow, Python evaluates it and evicts one (the storm's older flows)
     packets = storm(40)
     counting = run_both(packets, DetectionConfig(max_flows=3))
-    assert counting.evaluated + counting.finished == 40, counting.answers
+    assert counting.handed_out + counting.finished == 40, counting.answers
     tool = corpus.ptunnel_session()[0]
     assert tool.icmp_type == 8
     counting = run_both([tool])
@@ -1605,7 +1613,10 @@ def test_what_a_new_size_alone_carries_is_evaluated_and_shared(note: str, bytes_
             by_size_alone.append(i)
     assert by_size_alone, "the case must raise the note on a request whose size alone carried bytes"
     counting = run_both(packets, detection)
-    assert [counting.answers[id(packets[i])] for i in by_size_alone] == ["evaluated"] * len(by_size_alone)
+    # DataExfil names two channels (the length's bytes): Python's evaluation; ExfilSpread raised by the share, the
+    # flow's evaluation quiet: handed out
+    expected = "evaluated" if note == "ICMP::ICMP_DataExfil" else "handed out"
+    assert [counting.answers[id(packets[i])] for i in by_size_alone] == [expected] * len(by_size_alone)
 
 
 @needs_c
@@ -1629,10 +1640,10 @@ def test_a_flows_evaluation_that_would_raise_nothing_is_left_out(limit: str) -> 
     counting = run_both(packets, detection)
     taken = [counting.answers[id(p)] for p in packets]
     if limit == "none":  # a first request evaluated where its share raised ExfilSpread (the 24th source's)
-        assert taken[:40] == ["evaluated" if notes[i] else "novel" for i in range(40)], taken
+        assert taken[:40] == ["handed out" if notes[i] else "novel" for i in range(40)], taken
         assert "evaluated" in taken[40:] and "novel" in taken[40:], taken
     elif limit == "full table":
-        assert taken[:10] == ["novel"] * 10 and taken[10:40] == ["evaluated"] * 30, taken
+        assert taken[:10] == ["novel"] * 10 and taken[10:40] == ["handed out"] * 30, taken
     else:
         slow = [i for i in range(120, 160) if "ICMP::ICMP_SlowExfil" in notes[i]]
         assert slow and {taken[i] for i in slow} == {"evaluated"}, (slow, taken)
@@ -1656,3 +1667,40 @@ def test_a_small_secret_whose_second_part_is_a_size_is_evaluated() -> None:
     assert reference._flows[(packets[2].src, packets[2].dst)].changed_requests == 1
     counting = run_both(packets, detection)
     assert counting.answers[id(packets[2])] == "evaluated", counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize("case", ["storm", "chunks", "with another note", "charged", "allowlisted", "off"])
+def test_a_dataexfil_due_alone_is_raised_in_c(case: str) -> None:
+    """Where the flow's evaluation would raise DataExfil and nothing else (its bytes past novel_bytes_threshold, the
+    payload the one channel), the C path raises it as _raise does (the flow's alerted bit, reported_until, its uid,
+    the notice made by flow_notice, the detector's notices counted) and Detector._finish only hands it out: a storm's
+    first requests, a file's chunk that crosses the threshold. Where another note is due too (AsymPayloadFlow after
+    the first changed request), bytes were charged to a header field (channel_bytes names two channels), the flow is
+    allowlisted or DataExfil is off, Python evaluates the flow (or nothing is raised). The same notices and state
+    after every packet as the reference's."""
+    detection, allowlist = DetectionConfig(), AllowlistConfig()
+    packets = storm(60)
+    if case == "chunks":
+        packets = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
+                   for i, p in enumerate(chunks(12, 100))]
+    elif case == "with another note":
+        detection = dataclasses.replace(detection, changed_requests_threshold=0)
+    elif case == "charged":  # sizes that carry a byte each: the flow crosses the threshold with two channels
+        detection = dataclasses.replace(detection, small_secret_bytes=0)
+        packets = size_changing("jump", sources=5, rounds=6)
+    elif case == "allowlisted":
+        allowlist = AllowlistConfig(hosts=(ipaddress.ip_network("100.64.0.0/24"),))
+    elif case == "off":
+        detection = dataclasses.replace(detection, notices=dataclasses.replace(detection.notices, data_exfil=False))
+    reference = Detector(detection, allowlist, accelerated=False)
+    notes = [[n.note for n in reference.process(p)] for p in packets]
+    counting = run_both(packets, detection, allowlist)
+    taken = [counting.answers[id(p)] for p in packets]
+    exfil = [i for i, names in enumerate(notes) if "ICMP::ICMP_DataExfil" in names]
+    if case in ("storm", "chunks"):
+        assert exfil and {taken[i] for i in exfil} <= {"handed out", "finished"} and "handed out" in taken, \
+            (exfil, taken)
+    else:
+        assert {taken[i] for i in exfil} <= {"evaluated", "declined"}, (exfil, taken)
+        assert case in ("allowlisted", "off") or exfil, notes
