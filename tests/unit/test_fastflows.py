@@ -1670,14 +1670,16 @@ def test_a_small_secret_whose_second_part_is_a_size_is_evaluated() -> None:
 
 
 @needs_c
-@pytest.mark.parametrize("case", ["storm", "chunks", "with another note", "charged", "allowlisted", "off"])
+@pytest.mark.parametrize("case", ["storm", "chunks", "with another note", "charged", "non-echo", "allowlisted",
+                                  "off"])
 def test_a_dataexfil_due_alone_is_raised_in_c(case: str) -> None:
     """Where the flow's evaluation would raise DataExfil and nothing else (its bytes past novel_bytes_threshold, the
     payload the one channel), the C path raises it as _raise does (the flow's alerted bit, reported_until, its uid,
     the notice made by flow_notice, the detector's notices counted) and Detector._finish only hands it out: a storm's
     first requests, a file's chunk that crosses the threshold. Where another note is due too (AsymPayloadFlow after
-    the first changed request), bytes were charged to a header field (channel_bytes names two channels), the flow is
-    allowlisted or DataExfil is off, Python evaluates the flow (or nothing is raised). The same notices and state
+    the first changed request), bytes were charged to a header field or came in a non-echo message (channel_bytes
+    names two channels), the flow is allowlisted or DataExfil is off, Python evaluates the flow (or nothing is
+    raised). The same notices and state
     after every packet as the reference's."""
     detection, allowlist = DetectionConfig(), AllowlistConfig()
     packets = storm(60)
@@ -1686,6 +1688,11 @@ def test_a_dataexfil_due_alone_is_raised_in_c(case: str) -> None:
                    for i, p in enumerate(chunks(12, 100))]
     elif case == "with another note":
         detection = dataclasses.replace(detection, changed_requests_threshold=0)
+    elif case == "non-echo":  # a timestamp request's 40 bytes first (NonEchoPayload), then the chunks
+        other = IcmpPacket(T0 - 1, corpus.packed("10.0.0.1"), corpus.packed("10.0.0.2"), False, 13, 0, -1, -1,
+                           random.Random(3).randbytes(40), 82)
+        packets = [other, *[corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
+                            for i, p in enumerate(chunks(6, 100))]]
     elif case == "charged":  # sizes that carry a byte each: the flow crosses the threshold with two channels
         detection = dataclasses.replace(detection, small_secret_bytes=0)
         packets = size_changing("jump", sources=5, rounds=6)
