@@ -78,14 +78,15 @@ enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
     F_CHANNELS, F_SESSION, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
-    F_NONECHO_NOVEL, F_REPORTED_UNTIL, N_FLOW
+    F_NONECHO_NOVEL, F_REPORTED_UNTIL, F_SRC, F_DST, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
                                           "last_size", "last_sketch", "last_request_ts", "tool",
                                           "session_ident", "last_embedded", "clock_offset", "channels",
                                           "session", "novel_bytes", "changed_requests", "allowlisted",
-                                          "alerted", "reply_differs", "nonecho_novel", "reported_until"};
+                                          "alerted", "reply_differs", "nonecho_novel", "reported_until",
+                                          "src", "dst"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
     S_FLOWS_CREATED, S_NOTICES, N_STATS
@@ -184,6 +185,7 @@ static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_length; /* capacity.request_header's channel for a payload's size */
 static PyObject *str_ensure_uid; /* raise_exfil's */
+static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
@@ -278,6 +280,15 @@ typedef struct {
     int novel;
 } Exfil;
 
+/* What Detector._flow_ended reads (flow_ended): standard.PairMemory, the slow window's bucket length
+ * (slow_exfil_window / SLOW_BUCKETS), max_pairs, the detector's _evict_pair, the notes a summary follows
+ * (_SUMMARISED), ExfilSummary's bit (0: off), its name and msg. pair_type NULL: every flow's end is Python's. */
+typedef struct {
+    PyObject *pair_type, *bucket_len, *evict, *name, *msg;
+    Py_ssize_t max_pairs;
+    long summarised, summary;
+} Ends;
+
 typedef struct {
     PyObject_HEAD
     PyObject *detector; /* the detector's __dict__ */
@@ -290,6 +301,7 @@ typedef struct {
     PyObject *flow_template;  /* flows.NEW_FLOW, or NULL: the path makes no flow (first_request) */
     Spread spread;            /* what Detector._spread reads (spread_share) */
     Exfil exfil;              /* what Detector._raise reads for DataExfil (raise_exfil) */
+    Ends ends;                /* what Detector._flow_ended reads (flow_ended) */
 } FastPath;
 
 static void fast_clear_config(FastPath *self)
@@ -305,6 +317,11 @@ static void fast_clear_config(FastPath *self)
     Py_CLEAR(self->exfil.extra);
     Py_CLEAR(self->exfil.due);
     Py_CLEAR(self->exfil.payload);
+    Py_CLEAR(self->ends.pair_type);
+    Py_CLEAR(self->ends.bucket_len);
+    Py_CLEAR(self->ends.evict);
+    Py_CLEAR(self->ends.name);
+    Py_CLEAR(self->ends.msg);
     Py_CLEAR(self->novel.explain);
     Py_CLEAR(self->novel.random_padding);
     Py_CLEAR(self->novel.senders);
@@ -331,6 +348,11 @@ static int fast_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->exfil.extra);
     Py_VISIT(self->exfil.due);
     Py_VISIT(self->exfil.payload);
+    Py_VISIT(self->ends.pair_type);
+    Py_VISIT(self->ends.bucket_len);
+    Py_VISIT(self->ends.evict);
+    Py_VISIT(self->ends.name);
+    Py_VISIT(self->ends.msg);
     return 0;
 }
 
@@ -353,12 +375,21 @@ static void fast_dealloc(FastPath *self)
 static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", "tolerance",
-                            "jitter", "novel_requests", "first_requests", NULL};
-    PyObject *detector, *observe, *ignored, *novel = Py_None, *first = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd|OO", names, &PyDict_Type, &detector, &observe,
+                            "jitter", "novel_requests", "first_requests", "flow_ends", NULL};
+    PyObject *detector, *observe, *ignored, *novel = Py_None, *first = Py_None, *flow_ends = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd|OOO", names, &PyDict_Type, &detector, &observe,
                                      &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
-                                     &self->matched, &self->tolerance, &self->jitter, &novel, &first))
+                                     &self->matched, &self->tolerance, &self->jitter, &novel, &first, &flow_ends))
         return -1;
+    Ends ends = {0};
+    if (flow_ends != Py_None
+        && (first == Py_None
+            || !PyArg_ParseTuple(flow_ends, "O!O!nOllUU;flow_ends: (PairMemory, the bucket length, max_pairs, "
+                                            "_evict_pair, _SUMMARISED, ExfilSummary's bit or 0, its name, its msg), "
+                                            "with first_requests",
+                                 &PyType_Type, &ends.pair_type, &PyFloat_Type, &ends.bucket_len, &ends.max_pairs,
+                                 &ends.evict, &ends.summarised, &ends.summary, &ends.name, &ends.msg)))
+        return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_TypeError, "flow_ends needs first_requests"), -1);
     PyObject *template = NULL;
     Spread spread = {0};
     Exfil exfil = {0};
@@ -414,6 +445,12 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     Py_XINCREF(exfil.due);
     Py_XINCREF(exfil.payload);
     self->exfil = exfil;
+    Py_XINCREF(ends.pair_type);
+    Py_XINCREF(ends.bucket_len);
+    Py_XINCREF(ends.evict);
+    Py_XINCREF(ends.name);
+    Py_XINCREF(ends.msg);
+    self->ends = ends;
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
         return -1;
@@ -1092,28 +1129,67 @@ static long evaluation_due(FastPath *self, PyObject *flow, PyObject *key)
     return remembered < 0 ? -2 : remembered ? -1 : due;
 }
 
+static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* Whether channel_bytes(flow) is its common case, the payload alone (no bytes charged to a field, none from non-echo
+ * messages), with its novel bytes in *bytes: 1, 0 (not, or not the reference's types). */
+static int payload_alone(PyObject *flow, long *bytes)
+{
+    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
+    long nonecho_novel;
+    if (channels == NULL || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0 || nonecho_novel != 0
+        || long_slot(flow, flow_slot[F_NOVEL_BYTES], bytes) < 0 || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
+        return 0;
+    if (channels == Py_None)
+        return 1;
+    PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
+    return charged != NULL && (charged == Py_None || (PyDict_CheckExact(charged) && PyDict_GET_SIZE(charged) == 0));
+}
+
+/* FlowDetector._notice(flow, ts, note, msg) for a flow whose novel bytes, `bytes`, are its payload's alone
+ * (payload_alone), the detector's notices counted by the caller: the tags (the payload's bytes if any, the flow's tool, the channels'
+ * names), the flow's uid (ensure_uid), the notice made by flow_notice, onto `due`. 0, or -1 with an exception. */
+static int payload_notice(FastPath *self, PyObject *flow, PyObject *ts, PyObject *note, PyObject *msg, PyObject *due,
+                          long bytes)
+{
+    const Exfil *ex = &self->exfil;
+    PyObject *novel_bytes = Py_NewRef(SLOT(flow, flow_slot[F_NOVEL_BYTES])); /* read before ensure_uid runs Python */
+    int some = bytes > 0;
+    PyObject *carried = some ? Py_BuildValue("[(OO)]", ex->payload, novel_bytes) : PyList_New(0);
+    PyObject *channel = some ? Py_NewRef(ex->payload) : PyUnicode_New(0, 0);
+    PyObject *uid = carried == NULL || channel == NULL ? NULL : PyObject_CallMethodNoArgs(flow, str_ensure_uid);
+    PyObject *fields = uid == NULL ? NULL : PyDict_New();
+    PyObject *counted = fields == NULL ? NULL : ex->novel ? Py_NewRef(novel_bytes) : PyLong_FromLong(-1);
+    PyObject *notice = NULL;
+    if (counted != NULL) {
+        PyObject *args[11] = {flow,      ts,      note, msg, fields, counted, ex->extra, carried,
+                              SLOT(flow, flow_slot[F_TOOL]), channel, uid};
+        notice = flow_notice(NULL, args, 11);
+    }
+    int failed = notice == NULL || PyList_Append(due, notice) < 0;
+    Py_DECREF(novel_bytes);
+    Py_XDECREF(carried);
+    Py_XDECREF(channel);
+    Py_XDECREF(uid);
+    Py_XDECREF(fields);
+    Py_XDECREF(counted);
+    Py_XDECREF(notice);
+    return failed ? -1 : 0;
+}
+
 /* Detector._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due), where the flow's novel bytes are all its payload's
  * (channel_bytes' common case: no bytes charged to a field, none from non-echo messages), in its order: the flow's
  * alerted bit, _raised's reported_until (DataExfil reports the pair; the path raises only where alerting is
  * realtime), then _notice's: the detector's notices counted, the tags (the payload's bytes, the flow's tool, the
  * payload's channel), the flow's uid (ensure_uid), the notice made by flow_notice, onto the due notices. 1 raised, 0
  * where the flow is not that case (Python's), -1 with an exception. */
-static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-
 static int raise_exfil(FastPath *self, Detector *state, PyObject *flow, PyObject *ts)
 {
     const Exfil *ex = &self->exfil;
-    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]), *novel_bytes = SLOT(flow, flow_slot[F_NOVEL_BYTES]);
-    long nonecho_novel, bytes, alerted;
-    if (ex->note == NULL || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0 || nonecho_novel != 0
-        || long_slot(flow, flow_slot[F_NOVEL_BYTES], &bytes) < 0 || bytes <= 0
+    long bytes, alerted;
+    if (ex->note == NULL || !payload_alone(flow, &bytes) || bytes <= 0
         || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || SLOT(flow, flow_slot[F_REPORTED_UNTIL]) == NULL)
         return 0;
-    if (channels != Py_None) {
-        PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
-        if (charged == NULL || (charged != Py_None && (!PyDict_CheckExact(charged) || PyDict_GET_SIZE(charged) > 0)))
-            return 0;
-    }
     PyObject *bits = PyLong_FromLong(alerted | self->novel.exfil);
     PyObject *until = bits == NULL ? NULL : PyNumber_Add(ts, self->spread.window);
     if (until == NULL) {
@@ -1125,25 +1201,7 @@ static int raise_exfil(FastPath *self, Detector *state, PyObject *flow, PyObject
     Py_DECREF(bits);
     Py_DECREF(until);
     state->counts[S_NOTICES]++;
-    Py_INCREF(novel_bytes); /* read before ensure_uid runs Python */
-    PyObject *carried = Py_BuildValue("[(OO)]", ex->payload, novel_bytes);
-    PyObject *uid = carried == NULL ? NULL : PyObject_CallMethodNoArgs(flow, str_ensure_uid);
-    PyObject *fields = uid == NULL ? NULL : PyDict_New();
-    PyObject *counted = fields == NULL ? NULL : ex->novel ? Py_NewRef(novel_bytes) : PyLong_FromLong(-1);
-    PyObject *notice = NULL;
-    if (counted != NULL) {
-        PyObject *args[11] = {flow,      ts,      ex->note,      ex->msg,     fields, counted,
-                              ex->extra, carried, SLOT(flow, flow_slot[F_TOOL]), ex->payload, uid};
-        notice = flow_notice(NULL, args, 11);
-    }
-    int failed = notice == NULL || PyList_Append(ex->due, notice) < 0;
-    Py_DECREF(novel_bytes);
-    Py_XDECREF(carried);
-    Py_XDECREF(uid);
-    Py_XDECREF(fields);
-    Py_XDECREF(counted);
-    Py_XDECREF(notice);
-    return failed ? -1 : 1;
+    return payload_notice(self, flow, ts, ex->note, ex->msg, ex->due, bytes) < 0 ? -1 : 1;
 }
 
 /* HostTable.touch(host, ts) for a host the table has: its memory made the most recently active (a dict's order);
@@ -1997,9 +2055,125 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
     return written_back(self, &state, Py_BuildValue("(nO)", i, Py_None)); /* unusable: a zeroed state writes nothing */
 }
 
+/* Python's float % (floatobject.c float_rem), which PairMemory.add's ts % bucket_len is. */
+static double float_rem(double vx, double wx)
+{
+    double mod = fmod(vx, wx);
+    if (mod != 0.0)
+        return (wx < 0) != (mod < 0) ? mod + wx : mod;
+    return copysign(0.0, wx);
+}
+
+/* PairMemory.add(ts, novel, bucket_len) on `memory` (`novel` an int, ts a float). 0, or -1 with an exception. */
+static int pair_memory_add(PyObject *memory, double ts, PyObject *novel, double bucket_len)
+{
+    PyObject *buckets = PyObject_GetAttr(memory, str_buckets);
+    if (buckets == NULL || !PyList_CheckExact(buckets)) {
+        if (buckets != NULL)
+            PyErr_SetString(PyExc_TypeError, "PairMemory.buckets is not a list");
+        Py_XDECREF(buckets);
+        return -1;
+    }
+    PyObject *start = PyFloat_FromDouble(ts - float_rem(ts, bucket_len));
+    Py_ssize_t n = PyList_GET_SIZE(buckets);
+    int same = start == NULL ? -1 : n >= 2 ? PyObject_RichCompareBool(PyList_GET_ITEM(buckets, n - 2), start, Py_EQ) : 0;
+    int failed = same < 0;
+    if (!failed && same) {
+        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(buckets, n - 1), novel);
+        failed = sum == NULL || PyList_SetItem(buckets, n - 1, sum) < 0; /* the reference stolen */
+    } else if (!failed)
+        failed = PyList_Append(buckets, start) < 0 || PyList_Append(buckets, novel) < 0;
+    PyObject *total = failed ? NULL : PyObject_GetAttr(memory, str_novel);
+    PyObject *sum = total == NULL ? NULL : PyNumber_Add(total, novel);
+    failed = sum == NULL || PyObject_SetAttr(memory, str_novel, sum) < 0;
+    Py_XDECREF(total);
+    Py_XDECREF(sum);
+    Py_XDECREF(start);
+    Py_DECREF(buckets);
+    return failed ? -1 : 0;
+}
+
+/* Detector._pair(src, dst): the pair's memory, made the most recently active, or made (the detector's _evict_pair
+ * first when the table holds max_pairs). A new reference, or NULL with an exception. */
+static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *key)
+{
+    PyObject *memory = PyDict_GetItemWithError(pairs, key);
+    if (memory != NULL)
+        return call_method_1(pairs, str_move_to_end, key) < 0 ? NULL : Py_NewRef(memory);
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs) {
+        PyObject *done = PyObject_CallNoArgs(self->ends.evict);
+        if (done == NULL)
+            return NULL;
+        Py_DECREF(done);
+    }
+    memory = PyObject_CallNoArgs(self->ends.pair_type);
+    if (memory == NULL || PyObject_SetItem(pairs, key, memory) < 0) {
+        Py_XDECREF(memory);
+        return NULL;
+    }
+    return memory;
+}
+
+PyDoc_STRVAR(flow_ended_doc,
+             "flow_ended(flow, ts, due) -> bool\n\n"
+             "Detector._flow_ended (the reference) where alerting is realtime and the flow's ExfilSummary, if due, names\n"
+             "its payload alone: its novel bytes, last sketch and reported_until into its pair's memory (Detector._pair,\n"
+             "PairMemory.add), its ExfilSummary onto `due`. False: nothing changed, the Python detector's.");
+
+static PyObject *fast_flow_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const int needed[] = {F_NOVEL_BYTES, F_ALLOWLISTED, F_ALERTED, F_REPORTED_UNTIL, F_LAST, F_LAST_SKETCH,
+                                 F_CHANNELS, F_NONECHO_NOVEL, F_TOOL, F_SRC, F_DST};
+    if (nargs != 3 || !PyFloat_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "flow_ended(flow, ts: float, due: list)");
+        return NULL;
+    }
+    PyObject *flow = args[0], *ts = args[1], *due = args[2];
+    const Ends *e = &self->ends;
+    long bytes, alerted;
+    if (e->pair_type == NULL || self->novel.enabled == 0 || !FLOW_OK(flow, needed)
+        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || long_slot(flow, flow_slot[F_NOVEL_BYTES], &bytes) < 0)
+        Py_RETURN_FALSE;
+    PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]), *reported = SLOT(flow, flow_slot[F_REPORTED_UNTIL]);
+    PyObject *last = SLOT(flow, flow_slot[F_LAST]);
+    int summary = (alerted & e->summarised) && e->summary;
+    if ((allowlisted != Py_True && allowlisted != Py_False) || !PyFloat_CheckExact(reported)
+        || !PyFloat_CheckExact(last) || (summary && !payload_alone(flow, &bytes)))
+        Py_RETURN_FALSE;
+    PyObject *pairs = PyDict_GetItemWithError(self->detector, str_pairs);
+    PyObject *stats = PyDict_GetItemWithError(self->detector, str_stats);
+    if (pairs == NULL || !PyDict_Check(pairs) || stats == NULL || !Py_IS_TYPE(stats, stats_type))
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    if ((bytes != 0 || PyFloat_AS_DOUBLE(reported) != 0.0) && allowlisted == Py_False) {
+        PyObject *key = PyTuple_Pack(2, SLOT(flow, flow_slot[F_SRC]), SLOT(flow, flow_slot[F_DST]));
+        PyObject *memory = key == NULL ? NULL : pair_memory(self, pairs, key);
+        Py_XDECREF(key);
+        if (memory == NULL)
+            return NULL;
+        int failed = bytes != 0
+                     && (PyObject_SetAttr(memory, str_last_sketch, SLOT(flow, flow_slot[F_LAST_SKETCH])) < 0
+                         || pair_memory_add(memory, PyFloat_AS_DOUBLE(last), SLOT(flow, flow_slot[F_NOVEL_BYTES]),
+                                            PyFloat_AS_DOUBLE(e->bucket_len)) < 0);
+        PyObject *until = failed ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
+        int later = until == NULL ? -1 : PyObject_RichCompareBool(reported, until, Py_GT);
+        failed = later < 0 || (later && PyObject_SetAttr(memory, str_slow_alerted_until, reported) < 0);
+        Py_XDECREF(until);
+        Py_DECREF(memory);
+        if (failed)
+            return NULL;
+    }
+    if (summary && (add_to_slot(stats, stats_slot[S_NOTICES], one) < 0
+                    || payload_notice(self, flow, ts, e->name, e->msg, due, bytes) < 0))
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef fast_methods[] = {
     {"handle", (PyCFunction)fast_handle, METH_O, handle_doc},
     {"run", (PyCFunction)(void (*)(void))fast_run, METH_FASTCALL, run_doc},
+    {"flow_ended", (PyCFunction)(void (*)(void))fast_flow_ended, METH_FASTCALL, flow_ended_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2335,7 +2509,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
-        || intern(&str_ensure_uid, "ensure_uid") < 0)
+        || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_buckets, "buckets") < 0
+        || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;

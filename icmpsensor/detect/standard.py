@@ -274,7 +274,7 @@ class Detector(FlowDetector):
         cfg = self.cfg
         return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
                                    cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter,
-                                   self._novel_requests(), self._first_requests())
+                                   self._novel_requests(), self._first_requests(), self._flow_ends())
 
     def _first_requests(self) -> tuple[object, ...]:
         """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work beside what
@@ -286,6 +286,14 @@ class Detector(FlowDetector):
                 float(cfg.slow_exfil_window), cfg.spread_min_peers, cfg.spread_min_bytes,
                 bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES,
                 DATA_EXFIL.name, EXFIL_MSG, self.EXTRA, self._due, PAYLOAD_CHANNEL, self.NOVEL)
+
+    def _flow_ends(self) -> tuple[object, ...]:
+        """What the C path needs to end a flow as _flow_ended does (FastPath.flow_ended): PairMemory, the slow window's
+        bucket length, max_pairs, _evict_pair, the notes a summary follows, ExfilSummary's bit (0: off), its name and
+        msg."""
+        cfg = self.cfg
+        return (PairMemory, cfg.slow_exfil_window / SLOW_BUCKETS, cfg.max_pairs, self._evict_pair, _SUMMARISED,
+                EXFIL_SUMMARY.bit if self._enabled & EXFIL_SUMMARY.bit else 0, EXFIL_SUMMARY.name, SUMMARY_MSG)
 
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
@@ -691,6 +699,9 @@ class Detector(FlowDetector):
             flow.last_sketch = memory.last_sketch
 
     def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
+        fast = self._fast
+        if fast is not None and fast.flow_ended(flow, ts, due):  # type: ignore[attr-defined]
+            return  # made in C as below (a storm's every flow ends): alerting realtime, a summary of the payload's
         if (flow.novel_bytes or flow.reported_until) and not flow.allowlisted:
             memory = self._pair(flow.src, flow.dst)
             if flow.novel_bytes:

@@ -127,6 +127,12 @@ class Counting:
     def __init__(self, fast: object) -> None:
         self.fast = fast
         self.answers: dict[int, str] = {}  # id(packet) -> what the path did with it
+        self.ends: list[bool] = []  # each flow's end: whether the path made it (Detector._flow_ended)
+
+    def flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> bool:
+        ended = self.fast.flow_ended(flow, ts, due)  # type: ignore[attr-defined]
+        self.ends.append(ended)
+        return ended
 
     def handle(self, pkt: IcmpPacket) -> object:
         answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
@@ -1711,3 +1717,38 @@ def test_a_dataexfil_due_alone_is_raised_in_c(case: str) -> None:
     else:
         assert {taken[i] for i in exfil} <= {"evaluated", "declined"}, (exfil, taken)
         assert case in ("allowlisted", "off") or exfil, notes
+
+
+@needs_c
+@pytest.mark.parametrize("case", ["storm", "swept", "pairs full", "allowlisted", "charged", "not realtime", "off"])
+def test_a_flows_end_is_made_in_c_where_it_is_the_references(case: str) -> None:
+    """A flow's end (Detector._flow_ended: flush, an idle sweep, an eviction) in the C path (flow_ended): its novel
+    bytes and reported_until into its pair's memory (made, or moved to the end; the least interesting pair evicted
+    first by the detector's own _evict_pair when the table is full: PairMemory.add's buckets as Python's floats make
+    them), and its ExfilSummary where it raised a note, its bytes all the payload's. Where that is not the case
+    (bytes charged to a field: two channels) or alerting is not realtime (the flow is evaluated at its end), Python
+    ends it. The same notices and state as the reference's."""
+    detection, allowlist = DetectionConfig(), AllowlistConfig()
+    packets = storm(60)
+    if case == "swept":  # each flow idle for idle_timeout before the storm ends: ended by the sweeps
+        detection = dataclasses.replace(detection, idle_timeout=0.01)
+        packets = [dataclasses.replace(p, ts=p.ts + 0.5 * i) for i, p in enumerate(packets)]
+    elif case == "pairs full":  # 9 sources in turn, each flow ended before the next: pairs remembered, moved, evicted
+        detection = dataclasses.replace(detection, max_pairs=8, idle_timeout=0.01)
+        packets = [dataclasses.replace(p, src=packets[(i * 5) % 9].src, ts=p.ts + 0.5 * i)
+                   for i, p in enumerate(packets)]
+    elif case == "allowlisted":
+        allowlist = AllowlistConfig(hosts=(ipaddress.ip_network("100.64.0.0/26"),))
+    elif case == "charged":
+        detection = dataclasses.replace(detection, small_secret_bytes=0)
+        packets = size_changing("jump", sources=5, rounds=6)
+    elif case == "not realtime":
+        detection = dataclasses.replace(detection, alerting="flow_end")
+    elif case == "off":
+        detection = dataclasses.replace(detection, notices=dataclasses.replace(detection.notices,
+                                                                               exfil_summary=False))
+    counting = run_both(packets, detection, allowlist)
+    if case in ("charged", "not realtime"):
+        assert counting.ends and not any(counting.ends), counting.ends
+    else:
+        assert len(counting.ends) >= 5 and all(counting.ends), counting.ends
