@@ -1061,23 +1061,6 @@ static Py_ssize_t novel_between(PyObject *current, PyObject *previous, int *tail
     return novel + differing_bytes(head, prefix);
 }
 
-/* Whether Detector._evaluate, after a request that added novel bytes to the flow (its changed_requests one up),
- * would raise nothing and change nothing: every note it would check is off, or its condition does not hold, or it
- * was raised for the flow already; SlowExfil only once the flow reported its pair. */
-static int evaluation_quiet(const NovelRequests *novel, long alerted, long changed_requests, long reply_differs,
-                            long nonecho_novel, int has_tool)
-{
-    long due = 0; /* the notes whose condition holds */
-    due |= novel->exfil; /* its condition (novel bytes past a threshold, or a small secret) not worked out here */
-    due |= reply_differs > novel->reply_differs_threshold ? novel->asym : 0;
-    due |= changed_requests + 1 > novel->changed_requests_threshold ? novel->changes : 0;
-    due |= has_tool ? novel->tunnel : 0;
-    due |= nonecho_novel > novel->nonecho_threshold ? novel->nonecho : 0;
-    if ((novel->enabled & novel->slow) && !(alerted & (novel->reports_pair | novel->slow)))
-        return 0; /* _check_slow reads (and trims) the pair's memory */
-    return (due & novel->enabled & ~alerted) == 0;
-}
-
 /* The notes Detector._evaluate would raise for the flow as a request left it (`key` its pair), worked out as it
  * does: their bits (NoteType.bit; 0: it raises nothing and changes nothing), for DataExfil's threshold and small
  * secret (_not_one_payload) and the other notes' conditions, each on and not raised for the flow already
@@ -1619,35 +1602,29 @@ static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
  * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
  * novel_bytes_threshold their share given to the hosts' memories (the detector's _spread, spread_share). Returns
- * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), True (last_novel holds
- * them, and the flow's evaluation would raise nothing: a reported exfiltration's next chunk), (flow,) (the same,
- * for Detector._finish to evaluate the flow and hand out what _spread raised), or (flow, answer, novel) for
- * Detector._after_tool. Without first_requests only flows past the threshold whose evaluation would raise nothing
- * are taken. `resized`: its size is not the flow's last (a novel-payload flood's), what the size carried charged
+ * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), left_to_evaluate's answer
+ * (True, (), or (flow,) for Detector._finish to evaluate the flow), or (flow, answer, novel) for
+ * Detector._after_tool. Without first_requests only flows past the threshold are taken (a share of the hosts'
+ * memories needs its settings). `resized`: its size is not the flow's last (a novel-payload flood's), what the size carried charged
  * first (resize_charge, resize_apply), as Detector._header does. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                PyObject *flow, PyObject *tool, int resized)
 {
-    static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
-                                 F_NONECHO_NOVEL};
+    static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
-    long novel_bytes, changed, alerted, reply_differs, nonecho_novel;
+    long novel_bytes, changed;
     if (novel_cfg->explain == NULL || !FLOW_OK(flow, needed)
         || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
-        || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0
-        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0
-        || long_slot(flow, flow_slot[F_REPLY_DIFFERS], &reply_differs) < 0
-        || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0)
+        || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0)
         Py_RETURN_FALSE;
     PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]);
     if (allowlisted != Py_True && allowlisted != Py_False)
         Py_RETURN_FALSE;
     /* Detector._add_novel adds to the hosts' memories (_spread) until the flow reaches novel_bytes_threshold; with
-     * the detector's _spread (first_requests) that is called from here, and Detector._finish evaluates the flow */
+     * the detector's _spread (first_requests) that is called from here; the flow's evaluation is worked out after
+     * (left_to_evaluate), where it is not allowlisted (_evaluate returns at once) */
     int spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
-    int quiet = allowlisted == Py_True || evaluation_quiet(novel_cfg, alerted, changed, reply_differs, nonecho_novel,
-                                                           PyUnicode_GET_LENGTH(tool) != 0);
-    if ((spreads || !quiet) && self->flow_template == NULL)
+    if (spreads && self->flow_template == NULL)
         Py_RETURN_FALSE;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
     Resize header = {NULL, 0.0, 0};
@@ -1704,7 +1681,7 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     novel_bytes += header.whole;
     spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
     result = request_rest(self, state, pkt, key, payload, flow, current, PyUnicode_GET_LENGTH(tool) != 0, novel,
-                          novel_bytes, spreads, !quiet, header.whole, told);
+                          novel_bytes, spreads, allowlisted == Py_False, header.whole, told);
 done:
     Py_DECREF(current);
     return result;
