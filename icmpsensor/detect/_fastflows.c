@@ -304,55 +304,25 @@ typedef struct {
     Ends ends;                /* what Detector._flow_ended reads (flow_ended) */
 } FastPath;
 
-static void fast_clear_config(FastPath *self)
-{
-    Py_CLEAR(self->flow_template);
-    Py_CLEAR(self->spread.notice);
-    Py_CLEAR(self->spread.receivers);
-    Py_CLEAR(self->spread.to);
-    Py_CLEAR(self->spread.from);
-    Py_CLEAR(self->spread.window);
-    Py_CLEAR(self->exfil.note);
-    Py_CLEAR(self->exfil.msg);
-    Py_CLEAR(self->exfil.extra);
-    Py_CLEAR(self->exfil.due);
-    Py_CLEAR(self->exfil.payload);
-    Py_CLEAR(self->ends.pair_type);
-    Py_CLEAR(self->ends.bucket_len);
-    Py_CLEAR(self->ends.evict);
-    Py_CLEAR(self->ends.name);
-    Py_CLEAR(self->ends.msg);
-    Py_CLEAR(self->novel.explain);
-    Py_CLEAR(self->novel.random_padding);
-    Py_CLEAR(self->novel.senders);
-    Py_CLEAR(self->novel.tolerance);
-}
+/* The configuration objects a FastPath holds, listed once for the references taken, visited and cleared: those
+ * parsed from fast_init's tuples (borrowed until taken), and novel.tolerance, which fast_init makes. */
+#define PARSED_OBJECTS(X)                                                                                         \
+    X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
+    X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
+    X(exfil.payload) X(ends.pair_type) X(ends.bucket_len) X(ends.evict) X(ends.name) X(ends.msg)
+#define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance)
+#define CLEAR_CONFIG(field) Py_CLEAR(self->field);
+#define VISIT_CONFIG(field) Py_VISIT(self->field);
+#define TAKE_CONFIG(field) Py_XINCREF(self->field);
+
+static void fast_clear_config(FastPath *self) { CONFIG_OBJECTS(CLEAR_CONFIG) }
 
 static int fast_traverse(FastPath *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->detector);
     Py_VISIT(self->observe);
     Py_VISIT(self->ignored);
-    Py_VISIT(self->novel.explain);
-    Py_VISIT(self->novel.random_padding);
-    Py_VISIT(self->novel.senders);
-    Py_VISIT(self->novel.tolerance);
-    Py_VISIT(self->flow_template);
-    Py_VISIT(self->spread.notice);
-    Py_VISIT(self->spread.receivers);
-    Py_VISIT(self->spread.to);
-    Py_VISIT(self->spread.from);
-    Py_VISIT(self->spread.window);
-    Py_VISIT(self->exfil.note);
-    Py_VISIT(self->exfil.msg);
-    Py_VISIT(self->exfil.extra);
-    Py_VISIT(self->exfil.due);
-    Py_VISIT(self->exfil.payload);
-    Py_VISIT(self->ends.pair_type);
-    Py_VISIT(self->ends.bucket_len);
-    Py_VISIT(self->ends.evict);
-    Py_VISIT(self->ends.name);
-    Py_VISIT(self->ends.msg);
+    CONFIG_OBJECTS(VISIT_CONFIG)
     return 0;
 }
 
@@ -427,30 +397,13 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     if (parsed.explain != NULL && (parsed.tolerance = PyFloat_FromDouble(self->tolerance)) == NULL)
         return -1;
-    Py_XINCREF(parsed.explain);
-    Py_XINCREF(parsed.random_padding);
-    Py_XINCREF(parsed.senders);
     fast_clear_config(self);
     self->novel = parsed;
-    self->flow_template = Py_XNewRef(template);
-    Py_XINCREF(spread.notice);
-    Py_XINCREF(spread.receivers);
-    Py_XINCREF(spread.to);
-    Py_XINCREF(spread.from);
-    Py_XINCREF(spread.window);
+    self->flow_template = template;
     self->spread = spread;
-    Py_XINCREF(exfil.note);
-    Py_XINCREF(exfil.msg);
-    Py_XINCREF(exfil.extra);
-    Py_XINCREF(exfil.due);
-    Py_XINCREF(exfil.payload);
     self->exfil = exfil;
-    Py_XINCREF(ends.pair_type);
-    Py_XINCREF(ends.bucket_len);
-    Py_XINCREF(ends.evict);
-    Py_XINCREF(ends.name);
-    Py_XINCREF(ends.msg);
     self->ends = ends;
+    PARSED_OBJECTS(TAKE_CONFIG)
     if (packet_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "FastPath before bind()");
         return -1;
@@ -1061,6 +1014,18 @@ static Py_ssize_t novel_between(PyObject *current, PyObject *previous, int *tail
     return novel + differing_bytes(head, prefix);
 }
 
+/* How many channels a flow's capacity state has charged bytes to (FlowChannels.charged; 0 without a state or
+ * before a charge), or -1 when `channels` is not the reference's types. */
+static Py_ssize_t charged_channels(PyObject *channels)
+{
+    if (channels == Py_None)
+        return 0;
+    PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
+    if (charged == NULL || (charged != Py_None && !PyDict_CheckExact(charged)))
+        return -1;
+    return charged == Py_None ? 0 : PyDict_GET_SIZE(charged);
+}
+
 /* The notes Detector._evaluate would raise for the flow as a request left it (`key` its pair), worked out as it
  * does: their bits (NoteType.bit; 0: it raises nothing and changes nothing), for DataExfil's threshold and small
  * secret (_not_one_payload) and the other notes' conditions, each on and not raised for the flow already
@@ -1087,15 +1052,11 @@ static long evaluation_due(FastPath *self, PyObject *flow, PyObject *key)
     if (echo_novel > novel->novel_threshold)
         due |= novel->exfil;
     else if (novel->small_secret_bytes > 0 && novel->small_secret_bytes <= echo_novel) {
-        int payloads = changed + reply_differs >= novel->small_secret_payloads; /* _not_one_payload */
-        PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
-        if (!payloads && channels != Py_None) {
-            PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
-            if (charged == NULL || (charged != Py_None && !PyDict_CheckExact(charged)))
-                return -1;
-            payloads = charged != Py_None && PyDict_GET_SIZE(charged) > 0;
-        }
-        due |= payloads ? novel->exfil : 0;
+        Py_ssize_t charged = changed + reply_differs >= novel->small_secret_payloads /* _not_one_payload */
+                             ? 1 : charged_channels(SLOT(flow, flow_slot[F_CHANNELS]));
+        if (charged < 0)
+            return -1;
+        due |= charged > 0 ? novel->exfil : 0;
     }
     due |= reply_differs > novel->reply_differs_threshold ? novel->asym : 0;
     due |= changed > novel->changed_requests_threshold ? novel->changes : 0;
@@ -1123,10 +1084,7 @@ static int payload_alone(PyObject *flow, long *bytes)
     if (channels == NULL || long_slot(flow, flow_slot[F_NONECHO_NOVEL], &nonecho_novel) < 0 || nonecho_novel != 0
         || long_slot(flow, flow_slot[F_NOVEL_BYTES], bytes) < 0 || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
         return 0;
-    if (channels == Py_None)
-        return 1;
-    PyObject *charged = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CHARGED]) : NULL;
-    return charged != NULL && (charged == Py_None || (PyDict_CheckExact(charged) && PyDict_GET_SIZE(charged) == 0));
+    return charged_channels(channels) == 0;
 }
 
 /* FlowDetector._notice(flow, ts, note, msg) for a flow whose novel bytes, `bytes`, are its payload's alone
@@ -1527,10 +1485,8 @@ static int resize_charge(PyObject *flow, long step, long size, long last_size, R
     if (channels == NULL)
         return 0;
     if (channels != Py_None) {
-        PyObject *carried = Py_IS_TYPE(channels, channels_type) ? SLOT(channels, channels_slot[C_CARRY]) : NULL;
-        PyObject *charged = carried == NULL ? NULL : SLOT(channels, channels_slot[C_CHARGED]);
-        if (charged == NULL || !PyFloat_CheckExact(carried) || (charged != Py_None && !PyDict_CheckExact(charged))
-            || long_slot(channels, channels_slot[C_STRIDE], &stride) < 0
+        PyObject *carried = charged_channels(channels) < 0 ? NULL : SLOT(channels, channels_slot[C_CARRY]);
+        if (carried == NULL || !PyFloat_CheckExact(carried) || long_slot(channels, channels_slot[C_STRIDE], &stride) < 0
             || long_slot(channels, channels_slot[C_OTHER_SIZE], &other_size) < 0)
             return 0;
         carry = PyFloat_AS_DOUBLE(carried);
@@ -1605,17 +1561,16 @@ static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
  * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), left_to_evaluate's answer
  * (True, (), or (flow,) for Detector._finish to evaluate the flow), or (flow, answer, novel) for
  * Detector._after_tool. Without first_requests only flows past the threshold are taken (a share of the hosts'
- * memories needs its settings). `resized`: its size is not the flow's last (a novel-payload flood's), what the size carried charged
- * first (resize_charge, resize_apply), as Detector._header does. */
+ * memories needs its settings). `header`: its size is not the flow's last (a novel-payload flood's), what the size
+ * carried (resize_charge) charged first (resize_apply), as Detector._header does; NULL: the flow's last size. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                               PyObject *flow, PyObject *tool, int resized)
+                               PyObject *flow, PyObject *tool, const Resize *header)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
-    long novel_bytes, changed;
+    long novel_bytes;
     if (novel_cfg->explain == NULL || !FLOW_OK(flow, needed)
-        || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
-        || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0)
+        || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0)
         Py_RETURN_FALSE;
     PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]);
     if (allowlisted != Py_True && allowlisted != Py_False)
@@ -1627,14 +1582,6 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     if (spreads && self->flow_template == NULL)
         Py_RETURN_FALSE;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
-    Resize header = {NULL, 0.0, 0};
-    long seq_value, last_seq, last_size;
-    if (resized /* Detector._header: what its size carried */
-        && (long_slot(pkt, packet_slot[P_SEQ], &seq_value) < 0 || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
-            || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0
-            || !resize_charge(flow, seq_delta(seq_value, last_seq), (long)PyBytes_GET_SIZE(payload), last_size,
-                              &header)))
-        Py_RETURN_FALSE;
     PyObject *previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
     PyObject *current = new_sketch(payload);
     if (current == NULL)
@@ -1671,17 +1618,18 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]);
     if (failed == 0) {
         set_slot(flow, flow_slot[F_LAST_SEQ], seq);
-        if (resized)
-            failed = resize_apply(self, state, pkt, flow, size, &header, novel_bytes, allowlisted == Py_False, &told);
+        if (header != NULL)
+            failed = resize_apply(self, state, pkt, flow, size, header, novel_bytes, allowlisted == Py_False, &told);
     }
     Py_DECREF(size);
     if (failed < 0)
         goto done;
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    novel_bytes += header.whole;
+    Py_ssize_t charged = header == NULL ? 0 : header->whole;
+    novel_bytes += charged;
     spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
     result = request_rest(self, state, pkt, key, payload, flow, current, PyUnicode_GET_LENGTH(tool) != 0, novel,
-                          novel_bytes, spreads, allowlisted == Py_False, header.whole, told);
+                          novel_bytes, spreads, allowlisted == Py_False, charged, told);
 done:
     Py_DECREF(current);
     return result;
@@ -1806,15 +1754,9 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
-    int repeated = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
+    int resized = n != last_size; /* its bits charged (Detector._header), in step, with a novel payload: or Python's */
+    int repeated = !resized && sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
     int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0, taken = 1;
-    if (n != last_size) { /* a new size: its bits charged (Detector._header), its payload novel, or Python's */
-        Py_INCREF(flow);
-        PyObject *answer = in_step ? novel_request(self, pkt, state, payload, key, flow, tool, 1) : Py_NewRef(Py_False);
-        Py_DECREF(flow);
-        Py_DECREF(key);
-        return answer;
-    }
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
     long new_stride = stride;
     double due = 0.0, embedded = 0.0, offset = 0.0;
@@ -1823,11 +1765,16 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
             && free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
                              PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due);
     else if (!repeated) /* a timed ping's new sketch, its clock remembered */
-        taken = ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
-                           PyFloat_AS_DOUBLE(ts), &embedded, &offset);
+        taken = resized ? 0 : ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
+                                         PyFloat_AS_DOUBLE(ts), &embedded, &offset);
     if (taken == 0 && in_step && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
+        Resize header = {NULL, 0.0, 0};
+        if (resized && !resize_charge(flow, seq_delta(seq, last_seq), (long)n, last_size, &header)) {
+            Py_DECREF(key);
+            Py_RETURN_FALSE;
+        }
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, 0);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, resized ? &header : NULL);
         Py_DECREF(flow);
         Py_DECREF(key);
         return answer;
@@ -2032,16 +1979,8 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
     return written_back(self, &state, Py_BuildValue("(nO)", i, Py_None)); /* unusable: a zeroed state writes nothing */
 }
 
-/* Python's float % (floatobject.c float_rem), which PairMemory.add's ts % bucket_len is. */
-static double float_rem(double vx, double wx)
-{
-    double mod = fmod(vx, wx);
-    if (mod != 0.0)
-        return (wx < 0) != (mod < 0) ? mod + wx : mod;
-    return copysign(0.0, wx);
-}
-
-/* PairMemory.add(ts, novel, bucket_len) on `memory` (`novel` an int, ts a float). 0, or -1 with an exception. */
+/* PairMemory.add(ts, novel, bucket_len) on `memory` (`novel` an int, ts a float, bucket_len > 0: the config's
+ * slow_exfil_window is). 0, or -1 with an exception. */
 static int pair_memory_add(PyObject *memory, double ts, PyObject *novel, double bucket_len)
 {
     PyObject *buckets = PyObject_GetAttr(memory, str_buckets);
@@ -2051,7 +1990,7 @@ static int pair_memory_add(PyObject *memory, double ts, PyObject *novel, double 
         Py_XDECREF(buckets);
         return -1;
     }
-    PyObject *start = PyFloat_FromDouble(ts - float_rem(ts, bucket_len));
+    PyObject *start = PyFloat_FromDouble(ts - py_mod(ts, bucket_len));
     Py_ssize_t n = PyList_GET_SIZE(buckets);
     int same = start == NULL ? -1 : n >= 2 ? PyObject_RichCompareBool(PyList_GET_ITEM(buckets, n - 2), start, Py_EQ) : 0;
     int failed = same < 0;
