@@ -29,7 +29,8 @@
  *    (last_novel holds them) where the flow's evaluation would raise nothing (every note it checks is off, not due,
  *    or raised already), else (flow,): Detector._finish evaluates the flow; run() stops there for the evidence
  *    recorder unless the pair is one it watches;
- *  - a new flow's first echo request (first_request, below): a notice storm's every packet, up to its evaluation;
+ *  - a new flow's first echo request (first_request, below): a notice storm's every packet, up to its evaluation,
+ *    and, past max_flows, the eviction after it (evict_flow: FlowDetector._evict_one, its victim's end flow_ended's);
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
  *
@@ -89,11 +90,11 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "src", "dst"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
-    S_FLOWS_CREATED, S_NOTICES, N_STATS
+    S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, N_STATS
 };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
                                             "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created",
-                                            "notices"};
+                                            "notices", "flows_evicted", "pairs_evicted"};
 
 enum { C_STRIDE, C_RUN_DUE, C_OTHER_SIZE, C_CARRY, C_CHARGED, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "other_size", "carry", "charged"};
@@ -281,13 +282,21 @@ typedef struct {
 } Exfil;
 
 /* What Detector._flow_ended reads (flow_ended): standard.PairMemory, the slow window's bucket length
- * (slow_exfil_window / SLOW_BUCKETS), max_pairs, the detector's _evict_pair, the notes a summary follows
- * (_SUMMARISED), ExfilSummary's bit (0: off), its name and msg. pair_type NULL: every flow's end is Python's. */
+ * (slow_exfil_window / SLOW_BUCKETS), max_pairs, flows.EVICTION_SCAN (the least recently active pairs, or flows,
+ * an eviction compares), the notes a summary follows (_SUMMARISED), ExfilSummary's bit (0: off), its name and msg.
+ * pair_type NULL: every flow's end, and every eviction, is Python's. */
 typedef struct {
-    PyObject *pair_type, *bucket_len, *evict, *name, *msg;
-    Py_ssize_t max_pairs;
+    PyObject *pair_type, *bucket_len, *name, *msg;
+    Py_ssize_t max_pairs, scan;
     long summarised, summary;
 } Ends;
+
+/* A flow's end as flow_ended makes it: what flow_end_taken read. */
+typedef struct {
+    PyObject *pairs, *stats; /* borrowed: the detector's */
+    long bytes;              /* the flow's novel bytes */
+    int summary;             /* its ExfilSummary is due */
+} FlowEnd;
 
 typedef struct {
     PyObject_HEAD
@@ -309,7 +318,7 @@ typedef struct {
 #define PARSED_OBJECTS(X)                                                                                         \
     X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
     X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
-    X(exfil.payload) X(ends.pair_type) X(ends.bucket_len) X(ends.evict) X(ends.name) X(ends.msg)
+    X(exfil.payload) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -354,11 +363,11 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     Ends ends = {0};
     if (flow_ends != Py_None
         && (first == Py_None
-            || !PyArg_ParseTuple(flow_ends, "O!O!nOllUU;flow_ends: (PairMemory, the bucket length, max_pairs, "
-                                            "_evict_pair, _SUMMARISED, ExfilSummary's bit or 0, its name, its msg), "
-                                            "with first_requests",
+            || !PyArg_ParseTuple(flow_ends, "O!O!nnllUU;flow_ends: (PairMemory, the bucket length, max_pairs, "
+                                            "EVICTION_SCAN, _SUMMARISED, ExfilSummary's bit or 0, its name, its "
+                                            "msg), with first_requests",
                                  &PyType_Type, &ends.pair_type, &PyFloat_Type, &ends.bucket_len, &ends.max_pairs,
-                                 &ends.evict, &ends.summarised, &ends.summary, &ends.name, &ends.msg)))
+                                 &ends.scan, &ends.summarised, &ends.summary, &ends.name, &ends.msg)))
         return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_TypeError, "flow_ends needs first_requests"), -1);
     PyObject *template = NULL;
     Spread spread = {0};
@@ -1374,6 +1383,75 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     return failed ? -1 : raised;
 }
 
+static int flow_end_taken(FastPath *self, PyObject *flow, FlowEnd *end);
+static int flow_end_made(FastPath *self, PyObject *flow, PyObject *ts, PyObject *due, const FlowEnd *end);
+
+/* FlowDetector._interest(flow), for evict_flow: *kept (alerted, or a tool's: kept above all), else its novel bytes,
+ * changed requests and differing replies summed into *value. 1, or 0 where a field is not the reference's type. */
+static int flow_interest(PyObject *flow, int *kept, long long *value)
+{
+    static const int needed[] = {F_ALERTED, F_TOOL, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_REPLY_DIFFERS};
+    long alerted, novel, changed, differs;
+    if (!FLOW_OK(flow, needed) || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0
+        || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
+        return 0;
+    *kept = alerted != 0 || PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) != 0;
+    if (*kept)
+        return 1;
+    if (long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel) < 0 || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0
+        || long_slot(flow, flow_slot[F_REPLY_DIFFERS], &differs) < 0)
+        return 0;
+    return !__builtin_add_overflow((long long)novel, (long long)changed, value)
+           && !__builtin_add_overflow(*value, (long long)differs, value);
+}
+
+/* FlowDetector._evict_one (the reference) for the flow a request made past max_flows: of the ends.scan least recently
+ * active flows (the first of the table; never the last, the one just made, unless the scan reaches it), the least
+ * interesting (flow_interest; the first on a tie, the first of no interest at once) evicted, counted and ended by
+ * flow_end_made onto the due notices (ts the detector's clock, as the packet left it). 1 evicted, 0 where a scanned
+ * flow's interest or the victim's end is not this path's (nothing changed: Detector._handed_out evicts), -1 with an
+ * exception. */
+static int evict_flow(FastPath *self, Detector *state)
+{
+    PyObject *flows = state->flows;
+    if (!PyODict_CheckExact(flows))
+        return 0;
+    Py_ssize_t n = PyDict_GET_SIZE(flows), stop = n - 1 < self->ends.scan ? n - 1 : self->ends.scan;
+    PyObject *keys = PyObject_GetIter(flows), *victim_key = NULL, *victim = NULL;
+    int taken = keys == NULL ? -1 : 1, kept = 0;
+    long long least = 0;
+    for (Py_ssize_t i = 0; taken > 0 && (i == 0 || (i < stop && (kept || least != 0))); i++) {
+        PyObject *key = PyIter_Next(keys);
+        PyObject *flow = key == NULL ? NULL : PyDict_GetItemWithError(flows, key); /* borrowed: the table holds it */
+        int value_kept = 0;
+        long long value = 0;
+        taken = flow == NULL ? (PyErr_Occurred() ? -1 : 0) : flow_interest(flow, &value_kept, &value);
+        if (taken > 0 && (i == 0 || (!value_kept && (kept || value < least)))) {
+            Py_XSETREF(victim_key, Py_NewRef(key));
+            victim = flow, kept = value_kept, least = value;
+        }
+        Py_XDECREF(key);
+    }
+    Py_XDECREF(keys);
+    FlowEnd end;
+    if (taken > 0)
+        taken = flow_end_taken(self, victim, &end);
+    if (taken > 0) {
+        Py_INCREF(victim); /* the table's reference goes with it */
+        PyObject *now = state->now_obj != NULL ? state->now_obj : PyDict_GetItemWithError(self->detector, str_now);
+        taken = now == NULL || !PyFloat_CheckExact(now) || PyObject_DelItem(flows, victim_key) < 0 ? -1 : 1;
+        if (taken > 0) {
+            state->counts[S_FLOWS_EVICTED]++;
+            taken = flow_end_made(self, victim, now, self->exfil.due, &end) < 0 ? -1 : 1;
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "the detector's clock is not a float");
+        }
+        Py_DECREF(victim);
+    }
+    Py_XDECREF(victim_key);
+    return taken;
+}
+
 /* What a request with novel bytes leaves to Detector._finish, given that a share of the hosts' memories raised
  * ExfilSpread (`told`) and that the flow's evaluation may raise something (`evaluate`): (flow,) to evaluate the flow
  * (evaluation_due cannot tell, or a note other than DataExfil alone is due), () to hand out what is due (DataExfil
@@ -1395,7 +1473,13 @@ static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flo
     }
     if (evaluate)
         return PyTuple_Pack(1, flow);
-    return told || PyDict_GET_SIZE(state->flows) > self->max_flows ? PyTuple_New(0) : Py_NewRef(Py_True);
+    if (PyDict_GET_SIZE(state->flows) > self->max_flows) { /* first_request's new flow: _handed_out's eviction */
+        int evicted = evict_flow(self, state);
+        if (evicted <= 0)
+            return evicted < 0 ? NULL : PyTuple_New(0);
+        told |= PyList_GET_SIZE(self->exfil.due) > 0; /* the victim's ExfilSummary */
+    }
+    return told ? PyTuple_New(0) : Py_NewRef(Py_True);
 }
 
 /* _on_request from _novelty's last step on, for a request the path takes (its flow's header and sketch, `current`,
@@ -2009,21 +2093,45 @@ static int pair_memory_add(PyObject *memory, double ts, PyObject *novel, double 
     return failed ? -1 : 0;
 }
 
-/* Detector._pair(src, dst): the pair's memory, made the most recently active, or made (the detector's _evict_pair
- * first when the table holds max_pairs). A new reference, or NULL with an exception. */
-static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *key)
+/* Detector._evict_pair (the reference): of the ends.scan least recently active pairs (the first of the table), the
+ * one with the fewest novel bytes (PairMemory.novel, compared as Python compares them) forgotten, counted. 0, or -1
+ * with an exception. */
+static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats)
+{
+    PyObject *keys = PyObject_GetIter(pairs), *victim = NULL, *least = PyFloat_FromDouble(INFINITY), *key = NULL;
+    int failed = keys == NULL || least == NULL;
+    for (Py_ssize_t i = 0; !failed && i < self->ends.scan && (key = PyIter_Next(keys)) != NULL; i++) {
+        PyObject *memory = PyDict_GetItemWithError(pairs, key);
+        PyObject *novel = memory == NULL ? NULL : PyObject_GetAttr(memory, str_novel);
+        int fewer = novel == NULL ? -1 : PyObject_RichCompareBool(novel, least, Py_LT);
+        failed = fewer < 0;
+        if (fewer > 0) {
+            Py_XSETREF(victim, Py_NewRef(key));
+            Py_SETREF(least, Py_NewRef(novel));
+        }
+        Py_XDECREF(novel);
+        Py_DECREF(key);
+    }
+    failed |= PyErr_Occurred() != NULL;
+    if (!failed && victim != NULL)
+        failed = PyObject_DelItem(pairs, victim) < 0 || add_to_slot(stats, stats_slot[S_PAIRS_EVICTED], one) < 0;
+    Py_XDECREF(keys);
+    Py_XDECREF(victim);
+    Py_XDECREF(least);
+    return failed ? -1 : 0;
+}
+
+/* Detector._pair(src, dst): the pair's memory, made the most recently active, or made (evict_pair first when the
+ * table holds max_pairs). A new reference, or NULL with an exception. */
+static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, PyObject *key)
 {
     PyObject *memory = PyDict_GetItemWithError(pairs, key);
     if (memory != NULL)
         return call_method_1(pairs, str_move_to_end, key) < 0 ? NULL : Py_NewRef(memory);
     if (PyErr_Occurred())
         return NULL;
-    if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs) {
-        PyObject *done = PyObject_CallNoArgs(self->ends.evict);
-        if (done == NULL)
-            return NULL;
-        Py_DECREF(done);
-    }
+    if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs && evict_pair(self, pairs, stats) < 0)
+        return NULL;
     memory = PyObject_CallNoArgs(self->ends.pair_type);
     if (memory == NULL || PyObject_SetItem(pairs, key, memory) < 0) {
         Py_XDECREF(memory);
@@ -2032,58 +2140,78 @@ static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *key)
     return memory;
 }
 
-PyDoc_STRVAR(flow_ended_doc,
-             "flow_ended(flow, ts, due) -> bool\n\n"
-             "Detector._flow_ended (the reference) where alerting is realtime and the flow's ExfilSummary, if due, names\n"
-             "its payload alone: its novel bytes, last sketch and reported_until into its pair's memory (Detector._pair,\n"
-             "PairMemory.add), its ExfilSummary onto `due`. False: nothing changed, the Python detector's.");
-
-static PyObject *fast_flow_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+/* Whether flow_end_made can end `flow` as Detector._flow_ended would (alerting realtime, ExfilSummary's bytes the
+ * payload's alone, the detector's tables its own): 1 with *end read, 0 (nothing changed), -1 with an exception. */
+static int flow_end_taken(FastPath *self, PyObject *flow, FlowEnd *end)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_ALLOWLISTED, F_ALERTED, F_REPORTED_UNTIL, F_LAST, F_LAST_SKETCH,
                                  F_CHANNELS, F_NONECHO_NOVEL, F_TOOL, F_SRC, F_DST};
-    if (nargs != 3 || !PyFloat_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "flow_ended(flow, ts: float, due: list)");
-        return NULL;
-    }
-    PyObject *flow = args[0], *ts = args[1], *due = args[2];
     const Ends *e = &self->ends;
-    long bytes, alerted;
+    long alerted;
     if (e->pair_type == NULL || self->novel.enabled == 0 || !FLOW_OK(flow, needed)
-        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || long_slot(flow, flow_slot[F_NOVEL_BYTES], &bytes) < 0)
-        Py_RETURN_FALSE;
+        || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || long_slot(flow, flow_slot[F_NOVEL_BYTES], &end->bytes) < 0)
+        return 0;
     PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]), *reported = SLOT(flow, flow_slot[F_REPORTED_UNTIL]);
-    PyObject *last = SLOT(flow, flow_slot[F_LAST]);
-    int summary = (alerted & e->summarised) && e->summary;
+    end->summary = (alerted & e->summarised) && e->summary;
     if ((allowlisted != Py_True && allowlisted != Py_False) || !PyFloat_CheckExact(reported)
-        || !PyFloat_CheckExact(last) || (summary && !payload_alone(flow, &bytes)))
-        Py_RETURN_FALSE;
-    PyObject *pairs = PyDict_GetItemWithError(self->detector, str_pairs);
-    PyObject *stats = PyDict_GetItemWithError(self->detector, str_stats);
-    if (pairs == NULL || !PyDict_Check(pairs) || stats == NULL || !Py_IS_TYPE(stats, stats_type))
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
-    if ((bytes != 0 || PyFloat_AS_DOUBLE(reported) != 0.0) && allowlisted == Py_False) {
+        || !PyFloat_CheckExact(SLOT(flow, flow_slot[F_LAST])) || (end->summary && !payload_alone(flow, &end->bytes)))
+        return 0;
+    end->pairs = PyDict_GetItemWithError(self->detector, str_pairs);
+    end->stats = PyDict_GetItemWithError(self->detector, str_stats);
+    if (end->pairs == NULL || !PyODict_CheckExact(end->pairs) || end->stats == NULL
+        || !Py_IS_TYPE(end->stats, stats_type))
+        return PyErr_Occurred() ? -1 : 0;
+    return 1;
+}
+
+/* Detector._flow_ended for a flow flow_end_taken took: its novel bytes, last sketch and reported_until into its
+ * pair's memory, its ExfilSummary onto `due`. 0, or -1 with an exception. */
+static int flow_end_made(FastPath *self, PyObject *flow, PyObject *ts, PyObject *due, const FlowEnd *end)
+{
+    const Ends *e = &self->ends;
+    PyObject *reported = SLOT(flow, flow_slot[F_REPORTED_UNTIL]);
+    if ((end->bytes != 0 || PyFloat_AS_DOUBLE(reported) != 0.0) && SLOT(flow, flow_slot[F_ALLOWLISTED]) == Py_False) {
         PyObject *key = PyTuple_Pack(2, SLOT(flow, flow_slot[F_SRC]), SLOT(flow, flow_slot[F_DST]));
-        PyObject *memory = key == NULL ? NULL : pair_memory(self, pairs, key);
+        PyObject *memory = key == NULL ? NULL : pair_memory(self, end->pairs, end->stats, key);
         Py_XDECREF(key);
         if (memory == NULL)
-            return NULL;
-        int failed = bytes != 0
+            return -1;
+        int failed = end->bytes != 0
                      && (PyObject_SetAttr(memory, str_last_sketch, SLOT(flow, flow_slot[F_LAST_SKETCH])) < 0
-                         || pair_memory_add(memory, PyFloat_AS_DOUBLE(last), SLOT(flow, flow_slot[F_NOVEL_BYTES]),
-                                            PyFloat_AS_DOUBLE(e->bucket_len)) < 0);
+                         || pair_memory_add(memory, PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST])),
+                                            SLOT(flow, flow_slot[F_NOVEL_BYTES]), PyFloat_AS_DOUBLE(e->bucket_len)) < 0);
         PyObject *until = failed ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
         int later = until == NULL ? -1 : PyObject_RichCompareBool(reported, until, Py_GT);
         failed = later < 0 || (later && PyObject_SetAttr(memory, str_slow_alerted_until, reported) < 0);
         Py_XDECREF(until);
         Py_DECREF(memory);
         if (failed)
-            return NULL;
+            return -1;
     }
-    if (summary && (add_to_slot(stats, stats_slot[S_NOTICES], one) < 0
-                    || payload_notice(self, flow, ts, e->name, e->msg, due, bytes) < 0))
+    if (end->summary && (add_to_slot(end->stats, stats_slot[S_NOTICES], one) < 0
+                         || payload_notice(self, flow, ts, e->name, e->msg, due, end->bytes) < 0))
+        return -1;
+    return 0;
+}
+
+PyDoc_STRVAR(flow_ended_doc,
+             "flow_ended(flow, ts, due) -> bool\n\n"
+             "Detector._flow_ended (the reference) where alerting is realtime and the flow's ExfilSummary, if due, names\n"
+             "its payload alone: its novel bytes, last sketch and reported_until into its pair's memory (Detector._pair,\n"
+             "PairMemory.add; Detector._evict_pair when the table is full), its ExfilSummary onto `due`. False: nothing\n"
+             "changed, the Python detector's.");
+
+static PyObject *fast_flow_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyFloat_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "flow_ended(flow, ts: float, due: list)");
         return NULL;
-    Py_RETURN_TRUE;
+    }
+    FlowEnd end;
+    int taken = flow_end_taken(self, args[0], &end);
+    if (taken <= 0)
+        return taken < 0 ? NULL : Py_NewRef(Py_False);
+    return flow_end_made(self, args[0], args[1], args[2], &end) < 0 ? NULL : Py_NewRef(Py_True);
 }
 
 static PyMethodDef fast_methods[] = {

@@ -368,7 +368,8 @@ class FlowDetector:
 
         Of the EVICTION_SCAN least recently active flows, the least interesting goes (fewest
         suspicious bytes; the oldest on a tie): a flood of one-packet flows from spoofed
-        sources then pushes out itself, not the flow that is accumulating evidence.
+        sources then pushes out itself, not the flow that is accumulating evidence. (The standard
+        detector's C path evicts so after a new flow it made: _fastflows.c evict_flow; this is the reference.)
         """
         flows = self._flows
         interest = self._interest

@@ -207,11 +207,10 @@ class HostTable:
     def _shed(self) -> None:
         """Forget the least recently active eighth of the hosts (tunnels.without_oldest), and their peers."""
         hosts = self.hosts
-        kept = tunnels.without_oldest(hosts)
-        forgotten = itertools.islice(hosts.values(), len(hosts) - len(kept))
-        self.peer_entries -= sum(memory.peer_count() for memory in forgotten)
-        self.stats.spread_hosts_evicted += len(hosts) - len(kept)
-        self.hosts = kept
+        forgotten = tunnels.oldest(hosts)
+        self.peer_entries -= sum(hosts[host].peer_count() for host in forgotten)
+        self.stats.spread_hosts_evicted += len(forgotten)
+        self.hosts = tunnels.without_oldest(hosts)
 
     def limit_to(self, limit: int) -> None:
         self.limit = limit
@@ -288,11 +287,11 @@ class Detector(FlowDetector):
                 DATA_EXFIL.name, EXFIL_MSG, self.EXTRA, self._due, PAYLOAD_CHANNEL, self.NOVEL)
 
     def _flow_ends(self) -> tuple[object, ...]:
-        """What the C path needs to end a flow as _flow_ended does (FastPath.flow_ended): PairMemory, the slow window's
-        bucket length, max_pairs, _evict_pair, the notes a summary follows, ExfilSummary's bit (0: off), its name and
-        msg."""
+        """What the C path needs to end a flow as _flow_ended does (FastPath.flow_ended), and to evict one as
+        _evict_one and _evict_pair do: PairMemory, the slow window's bucket length, max_pairs, EVICTION_SCAN, the notes
+        a summary follows, ExfilSummary's bit (0: off), its name and msg."""
         cfg = self.cfg
-        return (PairMemory, cfg.slow_exfil_window / SLOW_BUCKETS, cfg.max_pairs, self._evict_pair, _SUMMARISED,
+        return (PairMemory, cfg.slow_exfil_window / SLOW_BUCKETS, cfg.max_pairs, EVICTION_SCAN, _SUMMARISED,
                 EXFIL_SUMMARY.bit if self._enabled & EXFIL_SUMMARY.bit else 0, EXFIL_SUMMARY.name, SUMMARY_MSG)
 
     def _novel_requests(self) -> tuple[object, ...]:
@@ -681,7 +680,8 @@ class Detector(FlowDetector):
         return memory
 
     def _evict_pair(self) -> None:
-        """Forget, of the EVICTION_SCAN least recently active pairs, the one with the fewest novel bytes."""
+        """Forget, of the EVICTION_SCAN least recently active pairs, the one with the fewest novel bytes (the reference
+        of _fastflows.c evict_pair)."""
         pairs = self._pairs
         victim, least = None, float("inf")
         for key, memory in itertools.islice(pairs.items(), EVICTION_SCAN):

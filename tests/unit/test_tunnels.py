@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.decode.packet import IcmpPacket
-from icmpsensor.detect.tunnels import ICMPDOOR_ID, ToolMatch, ToolTracker, recognise
+from icmpsensor.detect.tunnels import ICMPDOOR_ID, ToolMatch, ToolTracker, recognise, without_oldest
 from testkit import benign_corpus
 from testkit import exfil_corpus as corpus
 from tests.hypothesis_counts import examples
@@ -347,3 +347,41 @@ def test_an_icmpsh_prompt_check_reads_only_the_last_line(monkeypatch: pytest.Mon
     found = recognise(echo(payload))
     assert found is not None and found.tool == "icmpsh"
     assert read == [len(b"C:\\Users>")]
+
+
+class CountedKey:
+    """A table key that counts how often it is hashed (a flow's key is a tuple: its hash is not kept)."""
+
+    hashed = 0
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        CountedKey.hashed += 1
+        return hash(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CountedKey) and other.value == self.value
+
+
+@pytest.mark.parametrize("size", [1, 2, 9, 1000, 65_536])
+def test_without_oldest_drops_the_oldest_eighth_in_place_hashing_only_those(size: int) -> None:
+    """A full table (the tool tracker's flows and empty requests, the hosts' memories) loses its oldest eighth, the
+    others kept in their order, in place: only the dropped keys are hashed (a copy of the rest hashed each kept key
+    again, seven for each new entry, amortised: a third of a long notice storm's time), and new entries after it
+    need no key hashed again either (the dict's resize uses the hashes it keeps)."""
+    keys = [CountedKey(i) for i in range(size)]
+    table = dict.fromkeys(keys)
+    dropped = size // 8 + 1
+    CountedKey.hashed = 0
+    kept = without_oldest(table)
+    assert kept is table and list(kept) == keys[dropped:]
+    assert CountedKey.hashed == dropped
+    for i in range(size, size + 3 * size):  # three more rounds of a full table: drops in between, resizes
+        if len(kept) >= size:
+            kept = without_oldest(kept)
+        CountedKey.hashed = 0
+        kept[CountedKey(i)] = None
+        assert CountedKey.hashed == 1
+    assert len(kept) <= size and list(kept)[-1].value == 4 * size - 1
