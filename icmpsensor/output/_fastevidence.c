@@ -17,9 +17,10 @@
  * max_flows_buffered and max_buffer_bytes. bind_recorder() gives them IcmpPacket, _Recording, whose slots they read
  * and write in place, and deque, the type of a ring of more than one packet.
  *
- * joined_run() joins a writer job's run of one link type (evidencewriter.joined_run_py is the reference), and
- * write_all() writes a round's (fd, data) pairs with the interpreter lock released once for all of them
- * (evidencewriter.write_whole, once a pair, is the reference).
+ * run_parts() lists a writer job's run of one link type, its packets' own bytes (evidencewriter.run_parts_py is the
+ * reference), and write_all() writes a round's (fd, parts) pairs with writev and the interpreter lock released once
+ * for all of them (evidencewriter.write_whole, once a pair, is the reference): the writer's thread, which shares the
+ * lock with detection, copies no evidence byte while it holds it.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -800,37 +801,77 @@ static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t
 
 PyDoc_STRVAR(write_all_doc,
              "write_all(writes) -> list of int\n\n"
-             "Each (fd, data) of the list `writes` written whole, in order, with the interpreter lock released once\n"
-             "for all of them (the writer's thread then takes it back once, not once a write): for each, the bytes\n"
-             "written (len(data) unless an error stopped it) or -errno of the error that stopped it.");
+             "Each (fd, parts) of the list `writes` (parts a list of bytes-like objects) written whole, in order, with\n"
+             "writev and the interpreter lock released once for all of them (the writer's thread then takes it back\n"
+             "once, not once a write, and copies nothing while it holds it): for each, the bytes written (their total\n"
+             "unless an error stopped it) or -errno of the error that stopped it.");
 
 #include <errno.h>
 #include <limits.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+/* The parts of one (fd, parts) of write_all: its iovecs, from `first`, `count` of them, `left` bytes. */
+typedef struct {
+    int fd;
+    Py_ssize_t first, count, left, done;
+} WriteItem;
+
+/* One item written as far as the system takes it (its iovecs moved on as they are written). */
+static void write_item(WriteItem *item, struct iovec *iov)
+{
+    Py_ssize_t k = item->first, end = item->first + item->count;
+    while (item->left > 0) {
+        while (k < end && iov[k].iov_len == 0)
+            k++;
+        int batch = end - k < IOV_MAX ? (int)(end - k) : IOV_MAX;
+        ssize_t n = writev(item->fd, iov + k, batch);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            item->done = n < 0 ? -errno : item->done;
+            return;
+        }
+        item->done += n;
+        item->left -= n;
+        for (; n > 0 && k < end; k++) { /* the iovecs written, and the one written in part moved on */
+            if ((size_t)n < iov[k].iov_len) {
+                iov[k].iov_base = (char *)iov[k].iov_base + n;
+                iov[k].iov_len -= (size_t)n;
+                break;
+            }
+            n -= (ssize_t)iov[k].iov_len;
+        }
+    }
+}
 
 static PyObject *write_all(PyObject *self, PyObject *writes)
 {
     (void)self;
     if (!PyList_Check(writes)) {
-        PyErr_SetString(PyExc_TypeError, "write_all(): a list of (fd, data) expected");
+        PyErr_SetString(PyExc_TypeError, "write_all(): a list of (fd, parts) expected");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(writes);
-    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
-    int *fds = PyMem_Calloc((size_t)(count ? count : 1), sizeof(int));
-    Py_ssize_t *done = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_ssize_t));
+    Py_ssize_t count = PyList_GET_SIZE(writes), parts = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(writes, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyList_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "write_all(): a list of (fd, parts) expected, parts a list");
+            return NULL;
+        }
+        parts += PyList_GET_SIZE(PyTuple_GET_ITEM(item, 1));
+    }
+    Py_buffer *views = PyMem_Calloc((size_t)(parts ? parts : 1), sizeof(Py_buffer));
+    struct iovec *iov = PyMem_Calloc((size_t)(parts ? parts : 1), sizeof(struct iovec));
+    WriteItem *items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(WriteItem));
     PyObject *out = NULL;
     Py_ssize_t viewed = 0;
-    if (views == NULL || fds == NULL || done == NULL) {
+    if (views == NULL || iov == NULL || items == NULL) {
         PyErr_NoMemory();
         goto end;
     }
-    for (; viewed < count; viewed++) { /* every buffer held before the lock is released */
-        PyObject *item = PyList_GET_ITEM(writes, viewed);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_SetString(PyExc_TypeError, "write_all(): a list of (fd, data) expected");
-            goto end;
-        }
+    for (Py_ssize_t i = 0; i < count; i++) { /* every buffer held before the lock is released */
+        PyObject *item = PyList_GET_ITEM(writes, i), *list = PyTuple_GET_ITEM(item, 1);
         long fd = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
         if (fd == -1 && PyErr_Occurred())
             goto end;
@@ -838,30 +879,27 @@ static PyObject *write_all(PyObject *self, PyObject *writes)
             PyErr_SetString(PyExc_ValueError, "write_all(): not a file descriptor");
             goto end;
         }
-        fds[viewed] = (int)fd;
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 1), &views[viewed], PyBUF_SIMPLE) < 0)
+        items[i] = (WriteItem){(int)fd, viewed, 0, 0, 0};
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(list) && items[i].count < parts - items[i].first; j++) {
+            if (PyObject_GetBuffer(PyList_GET_ITEM(list, j), &views[viewed], PyBUF_SIMPLE) < 0)
+                goto end;
+            iov[viewed] = (struct iovec){views[viewed].buf, (size_t)views[viewed].len};
+            items[i].left += views[viewed].len;
+            items[i].count++;
+            viewed++;
+        }
+        if (items[i].count != PyList_GET_SIZE(list)) {
+            PyErr_SetString(PyExc_RuntimeError, "write_all(): parts changed while they were read");
             goto end;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
-        const char *data = views[i].buf;
-        Py_ssize_t left = views[i].len;
-        while (left > 0) {
-            ssize_t n = write(fds[i], data + done[i], (size_t)left);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                done[i] = n < 0 ? -errno : done[i];
-                break;
-            }
-            done[i] += n;
-            left -= n;
         }
     }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        write_item(&items[i], iov);
     Py_END_ALLOW_THREADS
     out = PyList_New(count);
     for (Py_ssize_t i = 0; out != NULL && i < count; i++) {
-        PyObject *n = PyLong_FromSsize_t(done[i]);
+        PyObject *n = PyLong_FromSsize_t(items[i].done);
         if (n == NULL)
             Py_CLEAR(out);
         else
@@ -871,92 +909,65 @@ end:
     for (Py_ssize_t i = 0; i < viewed; i++)
         PyBuffer_Release(&views[i]);
     PyMem_Free(views);
-    PyMem_Free(fds);
-    PyMem_Free(done);
+    PyMem_Free(iov);
+    PyMem_Free(items);
     return out;
 }
 
-PyDoc_STRVAR(joined_run_doc,
-             "joined_run(packets, start, sender) -> (end, records, carried)\n\n"
-             "The run of HeldPackets of packets[start]'s link type from `start` on (a tuple): where it ends, their\n"
-             "records joined, and the carried bytes of those `sender` sent, joined (evidencewriter.joined_run_py is\n"
-             "the reference).");
+PyDoc_STRVAR(run_parts_doc,
+             "run_parts(packets, start, sender) -> (end, records, records_size, carried, carried_size)\n\n"
+             "The run of HeldPackets of packets[start]'s link type from `start` on (a tuple): where it ends, a list of\n"
+             "their records (the packets' own bytes: nothing copied) and their size, and a list of the carried bytes of\n"
+             "those `sender` sent and their size (evidencewriter.run_parts_py is the reference).");
 
-static PyObject *joined_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *run_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (!callable_now("joined_run", nargs, 3))
+    if (!callable_now("run_parts", nargs, 3))
         return NULL;
     PyObject *packets = args[0], *sender = args[2];
-    if (!PyBytes_Check(sender)) { /* bytes compare alike in both passes below: the sizes hold */
-        PyErr_SetString(PyExc_TypeError, "joined_run(): sender must be bytes");
+    if (!PyBytes_Check(sender)) {
+        PyErr_SetString(PyExc_TypeError, "run_parts(): sender must be bytes");
         return NULL;
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     if (start == -1 && PyErr_Occurred())
         return NULL;
     if (!PyTuple_Check(packets) || start < 0 || start >= PyTuple_GET_SIZE(packets)) {
-        PyErr_SetString(PyExc_IndexError, "joined_run(): start must be in the tuple packets");
+        PyErr_SetString(PyExc_IndexError, "run_parts(): start must be in the tuple packets");
         return NULL;
     }
-    Py_ssize_t count = PyTuple_GET_SIZE(packets), end = start, records_len = 0, carried_len = 0;
-    PyObject *linktype = NULL;
-    for (; end < count; end++) {
+    PyObject *records = PyList_New(0), *carried = PyList_New(0), *linktype = NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(packets), end = start, records_size = 0, carried_size = 0;
+    int failed = records == NULL || carried == NULL;
+    for (; !failed && end < count; end++) {
         PyObject *held = PyTuple_GET_ITEM(packets, end);
         if (!Py_IS_TYPE(held, (PyTypeObject *)held_type) || !PyBytes_Check(PyTuple_GET_ITEM(held, 1))
             || !PyBytes_Check(PyTuple_GET_ITEM(held, 2)) || !PyBytes_Check(PyTuple_GET_ITEM(held, 3))) {
-            PyErr_SetString(PyExc_TypeError, "joined_run(): packets must be HeldPackets of bytes");
-            return NULL;
+            PyErr_SetString(PyExc_TypeError, "run_parts(): packets must be HeldPackets of bytes");
+            failed = 1;
+            break;
         }
         if (linktype == NULL) {
             linktype = PyTuple_GET_ITEM(held, 0);
         } else {
             int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(held, 0), linktype, Py_EQ);
-            if (same < 0)
-                return NULL;
-            if (!same)
+            failed = same < 0;
+            if (same <= 0)
                 break;
         }
-        records_len += PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 1));
+        PyObject *data = PyTuple_GET_ITEM(held, 1), *bytes = PyTuple_GET_ITEM(held, 3);
         int sent = PyObject_RichCompareBool(PyTuple_GET_ITEM(held, 2), sender, Py_EQ);
-        if (sent < 0)
-            return NULL;
-        if (sent)
-            carried_len += PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 3));
+        failed = sent < 0 || PyList_Append(records, data) < 0 || (sent && PyList_Append(carried, bytes) < 0);
+        records_size += PyBytes_GET_SIZE(data);
+        carried_size += sent > 0 ? PyBytes_GET_SIZE(bytes) : 0;
     }
-    PyObject *records;
-    if (end - start == 1) {
-        records = Py_NewRef(PyTuple_GET_ITEM(PyTuple_GET_ITEM(packets, start), 1));
-    } else {
-        records = PyBytes_FromStringAndSize(NULL, records_len);
-        if (records == NULL)
-            return NULL;
-    }
-    PyObject *carried = PyBytes_FromStringAndSize(NULL, carried_len);
-    if (carried == NULL) {
-        Py_DECREF(records);
+    if (failed) {
+        Py_XDECREF(records);
+        Py_XDECREF(carried);
         return NULL;
     }
-    char *r = PyBytes_AS_STRING(records), *c = PyBytes_AS_STRING(carried);
-    for (Py_ssize_t i = start; i < end; i++) {
-        PyObject *held = PyTuple_GET_ITEM(packets, i), *data = PyTuple_GET_ITEM(held, 1);
-        if (end - start > 1) {
-            memcpy(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
-            r += PyBytes_GET_SIZE(data);
-        }
-        int sent = PyObject_RichCompareBool(PyTuple_GET_ITEM(held, 2), sender, Py_EQ);
-        if (sent < 0) {
-            Py_DECREF(records);
-            Py_DECREF(carried);
-            return NULL;
-        }
-        if (sent) {
-            PyObject *bytes = PyTuple_GET_ITEM(held, 3);
-            memcpy(c, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
-            c += PyBytes_GET_SIZE(bytes);
-        }
-    }
-    return Py_BuildValue("(nNN)", end, records, carried);
+    return Py_BuildValue("(nNnNn)", end, records, records_size, carried, carried_size);
 }
 
 static PyMethodDef methods[] = {
@@ -965,7 +976,7 @@ static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL, record_doc},
     {"record_passed", (PyCFunction)(void (*)(void))record_passed, METH_FASTCALL, record_passed_doc},
-    {"joined_run", (PyCFunction)(void (*)(void))joined_run, METH_FASTCALL, joined_run_doc},
+    {"run_parts", (PyCFunction)(void (*)(void))run_parts, METH_FASTCALL, run_parts_doc},
     {"write_all", (PyCFunction)write_all, METH_O, write_all_doc},
     {"bind_recorder", (PyCFunction)(void (*)(void))bind_recorder, METH_FASTCALL, bind_recorder_doc},
     {NULL, NULL, 0, NULL},

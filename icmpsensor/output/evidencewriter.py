@@ -10,16 +10,19 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   `<uid>-<linktype>.pcap`, one pcap per link type. A record carries the frame's timestamp as libpcap
   gave it and its captured length (as both lengths: libpcap's batches do not carry the wire length).
   `<uid>.bin` holds the echo-request payloads the flow's source sent, in order.
-* **Writes.** A file's records are gathered and written together, whole records in one write call, once
+* **Writes.** A file's records are gathered and written together, whole records in one writev call, once
   they reach FILE_CHUNK, FLUSH_AFTER seconds after the first of them came, when PENDING_BYTES are gathered
   over all files (the oldest first), and when the file is closed. The files are unbuffered: a flow's
   packets are in its pcap within FLUSH_AFTER (a buffered file kept a small flow's records in memory until
   the flow ended, lost if the process was killed), a record is never split across writes, and a busy
-  flow's records cost one system call per FILE_CHUNK instead of one per batch. The thread takes every queued
-  job at once and makes the round's writes ready; they are then written in one call that releases the
-  interpreter lock once for all of them (output/_fastevidence.c write_all; write_whole is its reference): a
-  thread that released it for each write waited for the detector's thread to hand it back after each, and the
-  detector waited for room in the queue (docs/performance.md, eighteenth session).
+  flow's records cost one system call per FILE_CHUNK (IOV_MAX records) instead of one per batch. The thread
+  takes every queued job at once and makes the round's writes ready; they are then written in one call that
+  releases the interpreter lock once for all of them (output/_fastevidence.c write_all; write_whole is its
+  reference): a thread that released it for each write waited for the detector's thread to hand it back after
+  each, and the detector waited for room in the queue (docs/performance.md, eighteenth session). The records
+  are the held packets' own bytes, gathered as lists and written with writev: the thread copies no evidence
+  byte while it holds the lock (two joins of every record slowed detection by a fifth on the novel-heavy mix;
+  docs/performance.md, twenty-third session).
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
@@ -106,7 +109,7 @@ def pcap_record(sec: int, usec: int, frame: bytes) -> bytes:
 class HeldPacket(NamedTuple):
     """One packet for an evidence file: its frames as the records of a pcap, and what it carried (a named tuple,
     as CapturedFrame is: one per packet with novel bytes). The records are made once, when the packet is held: the
-    writer's thread, which shares the interpreter with detection, then only joins a flow's records."""
+    writer's thread, which shares the interpreter with detection, then only hands them to writev."""
 
     linktype: int  # of its frames, as a pcap header gives it (decode/linktypes.py file_linktype)
     records: bytes  # its frames as pcap records (RECORD, then the frame): one, or the fragments it came in
@@ -143,19 +146,22 @@ else:
     held_frame, held_frames = _fastevidence.held_frame, _fastevidence.held_frames
 
 
-def joined_run_py(packets: tuple[HeldPacket, ...], start: int, sender: bytes) -> tuple[int, bytes, bytes]:
-    """The run of packets of packets[start]'s link type from `start` on: where it ends, its records joined, and what
-    the packets `sender` sent carried, joined (the Python reference of _fastevidence.joined_run)."""
+def run_parts_py(packets: tuple[HeldPacket, ...], start: int,
+                 sender: bytes) -> tuple[int, list[bytes], int, list[bytes], int]:
+    """The run of packets of packets[start]'s link type from `start` on: where it ends, its records and their size,
+    and what the packets `sender` sent carried and its size, as the packets hold them (nothing joined: write_all
+    writes them with writev; the Python reference of _fastevidence.run_parts)."""
     linktype = packets[start].linktype
     end = start + 1
     while end < len(packets) and packets[end].linktype == linktype:
         end += 1
     run = packets[start:end]
-    records = run[0].records if len(run) == 1 else b"".join([held.records for held in run])
-    return end, records, b"".join([held.carried for held in run if held.sender == sender])
+    records = [held.records for held in run]
+    carried = [held.carried for held in run if held.sender == sender]
+    return end, records, sum(map(len, records)), carried, sum(map(len, carried))
 
 
-joined_run = joined_run_py if _fastevidence is None else _fastevidence.joined_run
+run_parts = run_parts_py if _fastevidence is None else _fastevidence.run_parts
 
 
 @dataclass(slots=True)
@@ -173,10 +179,10 @@ class WriteJob:
         self.cost = JOB_OVERHEAD + sum([held.cost for held in self.packets])
 
 
-def write_whole(fd: int, data: bytes) -> int:
-    """`data` written to `fd` (more than one write call only if the system writes less): the bytes written, or
-    -errno of the error that stopped it (_fastevidence.write_all's reference)."""
-    view = memoryview(data)
+def write_whole(fd: int, parts: list[bytes]) -> int:
+    """`parts`, joined, written to `fd` (more than one write call only if the system writes less): the bytes written,
+    or -errno of the error that stopped it (_fastevidence.write_all's reference)."""
+    view = memoryview(b"".join(parts))
     written = 0
     while written < len(view):
         try:
@@ -251,7 +257,8 @@ class EvidenceWriter:
         self._flows: OrderedDict[str, _Flow] = OrderedDict()
         self._dirty: dict[_File, float] = {}  # files with gathered records -> when the first came, oldest first
         self._gathered = 0  # bytes gathered over all files
-        self._ready: list[tuple[_File, bytes, int]] = []  # writes made ready this round: file, data, its packets
+        # writes made ready this round: file, its parts, their size, its packets
+        self._ready: list[tuple[_File, list[bytes], int, int]] = []
         self._to_close: list[BinaryIO] = []  # files of flows finished this round, closed after its writes
         self._trim_hopeless = False  # the last trim could not get within budget: no rescan until a file closes
         # A directory that is already there is verified now, on the caller's thread (OutputError, exit 73, if
@@ -407,8 +414,8 @@ class EvidenceWriter:
             packets = job.packets
             start = 0
             while start < len(packets):  # runs of one link type (nearly always the whole job): one write each
-                end, records, carried = joined_run(packets, start, flow.src)
-                self._write(flow, packets[start:end], records, carried)
+                end, records, size, carried, carried_size = run_parts(packets, start, flow.src)
+                self._write(flow, packets[start:end], records, size, carried, carried_size)
                 start = end
         elif job.packets:  # its files could not be created, or were closed (MAX_OPEN)
             self.stats.errors += len(job.packets)
@@ -453,35 +460,39 @@ class EvidenceWriter:
         self._disk += DISK_BLOCK
         return pcap
 
-    def _write(self, flow: _Flow, run: tuple[HeldPacket, ...], records: bytes, carried: bytes) -> None:
-        """Packets of one link type, their records and what the flow's source carried in them joined (joined_run),
-        gathered for their files; when several do not fit the budget together, one by one (so that the budget,
-        trimming the oldest files first, drops exactly what does not fit)."""
+    def _write(self, flow: _Flow, run: tuple[HeldPacket, ...], records: list[bytes], size: int,
+               carried: list[bytes], carried_size: int) -> None:
+        """Packets of one link type, their records and what the flow's source carried in them (run_parts), with their
+        sizes, gathered for their files; when several do not fit the budget together, one by one (so that the
+        budget, trimming the oldest files first, drops exactly what does not fit)."""
         pcap = self._pcap(flow, run[0].linktype)
         if pcap is None:
             return
-        grows = _grows(pcap, len(records)) + (_grows(flow.carried, len(carried)) if carried else 0)
+        grows = _grows(pcap, size) + (_grows(flow.carried, carried_size) if carried_size else 0)
         if len(run) > 1 and self._disk + grows > self.cfg.max_total_bytes:
             for held in run:
-                self._write(flow, (held,), held.records, held.carried if held.sender == flow.src else b"")
+                mine = held.sender == flow.src and held.carried
+                self._write(flow, (held,), [held.records], len(held.records), [held.carried] if mine else [],
+                            len(held.carried) if mine else 0)
             return
         if not self._room(grows):
             self.stats.dropped_budget += 1
             return
         self._disk += grows
-        self._gather(pcap, records, len(run))
-        if carried:
-            self._gather(flow.carried, carried, 0)
+        self._gather(pcap, records, size, len(run))
+        if carried_size:
+            self._gather(flow.carried, carried, carried_size, 0)
 
-    def _gather(self, file: _File, data: bytes, packets: int) -> None:
-        """Add records to what `file` will get in its next write (see Writes in the module docstring)."""
+    def _gather(self, file: _File, parts: list[bytes], size: int, packets: int) -> None:
+        """Add records (`size` bytes in all) to what `file` will get in its next write (see Writes in the module
+        docstring)."""
         if not file.gathered:
             self._dirty[file] = time.monotonic()
-        file.gathered.append(data)
-        file.size += len(data)
-        file.gathered_bytes += len(data)
+        file.gathered += parts
+        file.size += size
+        file.gathered_bytes += size
         file.gathered_packets += packets
-        self._gathered += len(data)
+        self._gathered += size
         if file.gathered_bytes >= FILE_CHUNK:
             self._write_out(file)
         while self._gathered > PENDING_BYTES and self._dirty:
@@ -502,10 +513,9 @@ class EvidenceWriter:
     def _write_out(self, file: _File) -> None:
         """What `file` gathered, made ready for the round's writes (_write_ready)."""
         self._dirty.pop(file, None)
-        data = file.gathered[0] if len(file.gathered) == 1 else b"".join(file.gathered)
-        self._ready.append((file, data, file.gathered_packets))
+        self._ready.append((file, file.gathered, file.gathered_bytes, file.gathered_packets))
         self._gathered -= file.gathered_bytes
-        file.gathered.clear()
+        file.gathered = []
         file.gathered_bytes = file.gathered_packets = 0
 
     def _write_gathered(self) -> None:
@@ -514,7 +524,7 @@ class EvidenceWriter:
         self._write_ready()
 
     def _write_ready(self) -> None:
-        """The writes made ready since the last call, a write call each (more only if the system writes less), the
+        """The writes made ready since the last call, a writev call each (more only if the system writes less), the
         interpreter lock released once for all of them when the C accelerator is built (a write call each would
         wait for the detector's thread to hand the lock back, once a write); counted when written."""
         ready, self._ready = self._ready, []
@@ -525,18 +535,18 @@ class EvidenceWriter:
             with contextlib.suppress(OSError):
                 handle.close()
 
-    def _write_round(self, ready: list[tuple[_File, bytes, int]]) -> None:
+    def _write_round(self, ready: list[tuple[_File, list[bytes], int, int]]) -> None:
         """The writes of _write_ready, counted: the packets of each written whole, an error for each not."""
         try:
-            writes = [(file.handle.fileno(), data) for file, data, _ in ready]
+            writes = [(file.handle.fileno(), parts) for file, parts, _, _ in ready]
             if _fastevidence is not None:
                 written = _fastevidence.write_all(writes)
             else:
-                written = [write_whole(fd, data) for fd, data in writes]
+                written = [write_whole(fd, parts) for fd, parts in writes]
         except (OSError, ValueError):  # a file closed meanwhile: a bug, counted as what was not written
             written = [-1] * len(ready)
-        for (_, data, packets), size in zip(ready, written, strict=True):
-            if size == len(data):
+        for (_, _, expected, packets), size in zip(ready, written, strict=True):
+            if size == expected:
                 self.stats.packets += packets
             else:
                 self.stats.errors += max(packets, 1)

@@ -5,7 +5,12 @@ metadata points past its buffer, and the recorder holds every frame of a batch t
 from __future__ import annotations
 
 import os
+import random
+import signal
 import struct
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -113,30 +118,51 @@ held_packets = st.lists(st.builds(HeldPacket.of_records, st.sampled_from([1, 101
 @needs_c
 @settings(max_examples=examples(300), deadline=None)
 @given(packets=held_packets, pick=st.integers(0, 7), sender=st.sampled_from([b"\x01\x02\x03\x04", b"\x09" * 4]))
-def test_joined_run_is_the_reference(packets: list[HeldPacket], pick: int, sender: bytes) -> None:
-    """The writer's join of a job's run of one link type (evidencewriter.joined_run_py): where the run ends, its
-    records, what the flow's source carried in it."""
+def test_run_parts_is_the_reference(packets: list[HeldPacket], pick: int, sender: bytes) -> None:
+    """The writer's parts of a job's run of one link type (evidencewriter.run_parts_py): where the run ends, its
+    records and their size, what the flow's source carried in it and its size."""
     held = tuple(packets)
     start = pick % len(held)
-    assert evidencewriter._fastevidence.joined_run(held, start, sender) == \
-        evidencewriter.joined_run_py(held, start, sender)
+    assert evidencewriter._fastevidence.run_parts(held, start, sender) == \
+        evidencewriter.run_parts_py(held, start, sender)
 
 
 @needs_c
-def test_joined_run_refuses_what_is_not_a_run() -> None:
+def test_run_parts_refuses_what_is_not_a_run() -> None:
     held = (HeldPacket.of_records(1, b"r", b"s", b"c"),)
     for args in (((), 0, b"s"), (held, 1, b"s"), (held, -1, b"s"), (held, 0, "s"), (("x",), 0, b"s")):
         with pytest.raises((IndexError, TypeError)):
-            evidencewriter._fastevidence.joined_run(*args)
+            evidencewriter._fastevidence.run_parts(*args)
+
+
+@needs_c
+def test_the_writer_copies_no_record_while_it_holds_the_interpreter_lock(tmp_path: Path) -> None:
+    """A run's records and carried bytes reach write_all as the held packets' own bytes (run_parts joins nothing),
+    and write_all writes a file's parts with writev, the interpreter lock released once for the round: the
+    writer's thread, which shares the lock with detection, copies no evidence byte while it holds it (a jumbo
+    flood's evidence is its capture twice over: two copies of it under the lock slowed detection)."""
+    held = tuple(HeldPacket.of_records(1, bytes([i % 256]) * (100 + i % 7), b"s" if i % 2 else b"t",
+                                       bytes([i % 251]) * 50) for i in range(2000))
+    end, records, size, carried, carried_size = evidencewriter._fastevidence.run_parts(held, 0, b"s")
+    assert end == len(held) and size == sum(len(h.records) for h in held) and carried_size == 50 * 1000
+    assert all(part is h.records for part, h in zip(records, held, strict=True))
+    assert all(part is h.carried for part, h in zip(carried, held[1::2], strict=True))
+    pcap, bin_ = (os.open(tmp_path / name, os.O_WRONLY | os.O_CREAT, 0o600) for name in ("p", "b"))
+    assert evidencewriter._fastevidence.write_all([(pcap, records), (bin_, carried)]) == [size, carried_size]
+    os.close(pcap)
+    os.close(bin_)
+    assert (tmp_path / "p").read_bytes() == b"".join(h.records for h in held)
+    assert (tmp_path / "b").read_bytes() == b"".join(h.carried for h in held[1::2])
 
 
 @needs_c
 @settings(max_examples=examples(100), deadline=None)
-@given(chunks=st.lists(st.binary(max_size=70_000), max_size=5), bad=st.booleans())
-def test_write_all_is_the_reference(tmp_path_factory: pytest.TempPathFactory, chunks: list[bytes], bad: bool) -> None:
-    """The writer's writes of a round with the interpreter lock released once (_fastevidence.write_all) write and
-    report what os.write in a loop (evidencewriter.write_whole) does, a bad descriptor's -EBADF too; data bigger
-    than a pipe's buffer goes to a file."""
+@given(chunks=st.lists(st.lists(st.binary(max_size=70_000), max_size=4), max_size=5), bad=st.booleans())
+def test_write_all_is_the_reference(tmp_path_factory: pytest.TempPathFactory, chunks: list[list[bytes]],
+                                    bad: bool) -> None:
+    """The writer's writes of a round with the interpreter lock released once (_fastevidence.write_all: each file's
+    parts with writev) write and report what os.write of the parts joined, in a loop (evidencewriter.write_whole)
+    does, a bad descriptor's -EBADF too; data bigger than a pipe's buffer goes to a file."""
     directory = tmp_path_factory.mktemp("writes")
     results = []
     for name, write in (("c", lambda writes: evidencewriter._fastevidence.write_all(writes)),
@@ -149,4 +175,40 @@ def test_write_all_is_the_reference(tmp_path_factory: pytest.TempPathFactory, ch
         os.close(fd)
         results.append((directory / name).read_bytes())
     assert results[0] == results[2] and results[1] == results[3]
-    assert results[1] == b"".join(chunk for i, chunk in enumerate(chunks) if not (bad and i == 1))
+    assert results[1] == b"".join(b"".join(parts) for i, parts in enumerate(chunks) if not (bad and i == 1))
+
+
+@needs_c
+def test_write_all_goes_on_after_a_write_the_system_took_in_part() -> None:
+    """A writev the system takes in part (a pipe's write interrupted by a signal, every millisecond, while its reader
+    drains it at ~2 MB/s) is followed by the rest, from the place in the iovec where it stopped, and past IOV_MAX parts:
+    the reader gets the parts joined, whole, in order."""
+    rng = random.Random(5)
+    parts = [rng.randbytes(1 + i % 701) for i in range(3000)]  # ~1 MB in 3,000 parts, each byte telling its place
+    total = sum(map(len, parts))
+    read_fd, write_fd = os.pipe()
+    got = bytearray()
+    ready = threading.Event()
+
+    def drain() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # the signal goes to the writing thread
+        ready.set()
+        deadline = time.monotonic() + 30
+        while len(got) < total and time.monotonic() < deadline:
+            got.extend(os.read(read_fd, 4096))
+            time.sleep(0.002)
+
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    thread = threading.Thread(target=drain)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        written = evidencewriter._fastevidence.write_all([(write_fd, parts)])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        thread.join(35)
+        os.close(read_fd)
+        os.close(write_fd)
+    assert written == [total] and bytes(got) == b"".join(parts)
