@@ -21,8 +21,8 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   reference): a thread that released it for each write waited for the detector's thread to hand it back after
   each, and the detector waited for room in the queue (docs/performance.md, eighteenth session). The records
   are the held packets' own bytes, gathered as lists and written with writev: the thread copies no evidence
-  byte while it holds the lock (two joins of every record slowed detection by a fifth on the novel-heavy mix;
-  docs/performance.md, twenty-third session).
+  byte while it holds the lock (its two joins of every record held detection up: a jumbo flood's evidence is
+  its capture twice over; docs/performance.md, twenty-third session).
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
