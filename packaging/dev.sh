@@ -39,7 +39,7 @@ setup_venv() {
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
         && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] && [ "$stamp" -nt icmpsensor/detect/_fasttools.c ] \
         && [ "$stamp" -nt icmpsensor/detect/_fastflows.c ] && [ "$stamp" -nt icmpsensor/_slots.h ] \
-        && [ "$stamp" -nt icmpsensor/_checksum.h ] \
+        && [ "$stamp" -nt icmpsensor/_checksum.h ] && [ "$stamp" -nt icmpsensor/_tuples.h ] \
         && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.detect._fasttools, icmpsensor.detect._fastflows, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi

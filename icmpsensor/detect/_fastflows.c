@@ -69,6 +69,7 @@
 
 #include "../_checksum.h"
 #include "../_slots.h"
+#include "../_tuples.h"
 
 /* -- the record types' slots, found by bind() ------------------------------------------------------------- */
 
@@ -586,9 +587,9 @@ done:
 static int remember_request(FastPath *self, Detector *state, PyObject *pkt, PyObject *sent)
 {
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    PyObject *key = PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                 SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_SEQ]));
-    PyObject *entry = PyTuple_Pack(2, sent, ts);
+    PyObject *key = untracked_if_atomic(PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                                     SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_SEQ])));
+    PyObject *entry = untracked_if_atomic(PyTuple_Pack(2, sent, ts));
     int failed = -1;
     if (key == NULL || entry == NULL)
         goto done;
@@ -960,11 +961,12 @@ static PyObject *new_sketch(PyObject *payload)
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     const char *p = PyBytes_AS_STRING(payload);
     if (n <= prefix_len)
-        return Py_BuildValue("(Onn)", payload, (Py_ssize_t)empty_rest_hash, n);
+        return untracked_if_atomic(Py_BuildValue("(Onn)", payload, (Py_ssize_t)empty_rest_hash, n));
     PyObject *head = PyBytes_FromStringAndSize(p, prefix_len);
     if (head == NULL)
         return NULL;
-    return Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n);
+    return untracked_if_atomic(
+        Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n));
 }
 
 /* The C tool tracker's observe for a request (Detector._recognise_tool), with the payload's sketch (its hash of the
@@ -1817,7 +1819,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_RETURN_FALSE;
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    PyObject *key = PyTuple_Pack(2, src, dst);
+    PyObject *key = untracked_if_atomic(PyTuple_Pack(2, src, dst));
     if (key == NULL)
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key);
@@ -2171,7 +2173,7 @@ static int flow_end_made(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
     const Ends *e = &self->ends;
     PyObject *reported = SLOT(flow, flow_slot[F_REPORTED_UNTIL]);
     if ((end->bytes != 0 || PyFloat_AS_DOUBLE(reported) != 0.0) && SLOT(flow, flow_slot[F_ALLOWLISTED]) == Py_False) {
-        PyObject *key = PyTuple_Pack(2, SLOT(flow, flow_slot[F_SRC]), SLOT(flow, flow_slot[F_DST]));
+        PyObject *key = untracked_if_atomic(PyTuple_Pack(2, SLOT(flow, flow_slot[F_SRC]), SLOT(flow, flow_slot[F_DST])));
         PyObject *memory = key == NULL ? NULL : pair_memory(self, end->pairs, end->stats, key);
         Py_XDECREF(key);
         if (memory == NULL)

@@ -18,6 +18,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "../_tuples.h"
 #include <string.h>
 
 /* -- maybe_tool ----------------------------------------------------------------------------------------- */
@@ -402,7 +404,7 @@ static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObj
     Py_hash_t digest, data_digest;
     if (request_digests(self, payload, rest, &digest, &data_digest) < 0)
         return NULL;
-    PyObject *key = PyTuple_Pack(3, src, dst, ident);
+    PyObject *key = untracked_if_atomic(PyTuple_Pack(3, src, dst, ident));
     if (key == NULL)
         return NULL;
     RequestFlow *flow = (RequestFlow *)PyDict_GetItemWithError(self->flows, key);
@@ -487,7 +489,7 @@ static int remember_empty(Tracker *self, PyObject *src, PyObject *dst, PyObject 
         PyErr_Clear();
         return 0;
     }
-    PyObject *key = PyTuple_Pack(4, src, dst, ident, seq);
+    PyObject *key = untracked_if_atomic(PyTuple_Pack(4, src, dst, ident, seq));
     if (key == NULL)
         return -1;
     int known = PyDict_Contains(pending, key), failed = known < 0;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import ipaddress
 import itertools
 import random
@@ -1836,3 +1837,27 @@ def test_a_full_tables_eviction_after_a_new_flow_is_made_in_c(case: str, monkeyp
         assert python == {"flows": 0, "pairs": 0}, python
     if case in ("pairs full", "one flow"):
         assert reference.stats.pairs_evicted >= len(packets) // 2, reference.stats
+
+
+@needs_c
+def test_the_tuples_a_storm_leaves_in_the_tables_are_not_tracked_by_the_collector() -> None:
+    """A storm's flows each leave tuples in the detector's tables (the flow's key, the pending request's key and
+    entry, the payload's sketch, the pair's key, the tool tracker's key): made in C, they are untracked at once, as
+    the collector would untrack them the first time a collection walked them (only atomic items), so that young
+    collections do not walk a storm's every tuple; the reference's own are still the collector's."""
+    detection = dataclasses.replace(DetectionConfig(), max_flows=40, idle_timeout=0.02)
+    fast = Detector(detection, AllowlistConfig())
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    for pkt in storm(120):
+        fast.process(pkt)
+        reference.process(pkt)
+
+    def tuples(det: Detector) -> list[tuple[object, ...]]:
+        found = [*det._flows, *(flow.last_sketch for flow in det._flows.values()), *det._pending,
+                 *det._pending.values(), *det._pairs]
+        return [t for t in found if isinstance(t, tuple)]
+
+    made = tuples(fast)
+    assert len(made) > 150 and not any(gc.is_tracked(t) for t in made)
+    assert not any(gc.is_tracked(key) for key in fast._tools._c.flows)  # type: ignore[attr-defined]
+    assert any(gc.is_tracked(t) for t in tuples(reference))

@@ -1,0 +1,27 @@
+/* Tuples the C accelerators keep in their tables (a flow's key, a pending request's key and entry, a payload's
+ * sketch, a pair's key, the tool tracker's keys), left untracked by the cyclic collector where every item is an exact
+ * bytes, str, int or float, or a tuple it does not track: what the collector itself does to such a tuple the first
+ * time a collection walks it (_PyTuple_MaybeUntrack), done when it is made. Such a tuple can be part of no cycle. A
+ * notice storm keeps about seven a flow, each walked by a young collection first (docs/performance.md, twenty-third
+ * session). */
+#ifndef ICMPSENSOR_TUPLES_H
+#define ICMPSENSOR_TUPLES_H
+
+#include <Python.h>
+
+/* `tuple` (a new reference, or NULL), untracked where its items allow it. */
+static inline PyObject *untracked_if_atomic(PyObject *tuple)
+{
+    if (tuple == NULL || !PyTuple_CheckExact(tuple) || !PyObject_GC_IsTracked(tuple))
+        return tuple;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (!PyBytes_CheckExact(item) && !PyUnicode_CheckExact(item) && !PyLong_CheckExact(item)
+            && !PyFloat_CheckExact(item) && !(PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item)))
+            return tuple;
+    }
+    PyObject_GC_UnTrack(tuple);
+    return tuple;
+}
+
+#endif
