@@ -63,6 +63,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -117,7 +118,7 @@ PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
                        "RUN_PAUSE, RUN_BUDGET and RUN_REFILL, nonecho._QUOTED_PROTOCOLS.");
 
-static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     if (nargs != 11) {
@@ -2268,19 +2269,25 @@ static const char *const NEW_FLOW_FIELDS[N_NEW_FLOW] = {"src", "dst", "start", "
 
 static PyTypeObject *notice_type, *text_type;
 static PyObject *addr_text_func, *empty_str;
+static unsigned char v4_embeddable[16]; /* notice.text.V4_EMBEDDABLE: IPv6 addresses starting so are addr_text's */
+static Py_ssize_t v4_embeddable_len = 16;
+static PyObject *last_v4_text, *last_v6_text; /* address_text's last texts, and their addresses */
+static unsigned char last_v4[4], last_v6[16];
 static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
 static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1, new_flow_slot[N_NEW_FLOW];
 
-#define BIND_NOTICE_ARGS "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text)"
+#define BIND_NOTICE_ARGS "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text, v4_embeddable)"
 PyDoc_STRVAR(bind_notice_doc, BIND_NOTICE_ARGS "\n\n"
                               "notice.record.Notice, flows.FlowNoticeText and flows.Flow (their slots are written and\n"
-                              "read in place), the names of Flow's fields in order (the snapshot), and\n"
-                              "notice.text.addr_text (for an address that is not IPv4).");
+                              "read in place), the names of Flow's fields in order (the snapshot),\n"
+                              "notice.text.addr_text and V4_EMBEDDABLE (the first bytes of the IPv6 addresses that\n"
+                              "addr_text writes, not inet_ntop).");
 
 static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 5 || !PyTuple_Check(args[3]) || !PyCallable_Check(args[4])) {
+    if (nargs != 6 || !PyTuple_Check(args[3]) || !PyCallable_Check(args[4]) || !PyBytes_Check(args[5])
+        || PyBytes_GET_SIZE(args[5]) > 16) {
         PyErr_SetString(PyExc_TypeError, BIND_NOTICE_ARGS);
         return NULL;
     }
@@ -2327,6 +2334,9 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_XSETREF(text_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(notice_flow_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(addr_text_func, Py_NewRef(args[4]));
+    v4_embeddable_len = PyBytes_GET_SIZE(args[5]);
+    memcpy(v4_embeddable, PyBytes_AS_STRING(args[5]), (size_t)v4_embeddable_len);
+    Py_CLEAR(last_v6_text);
     Py_RETURN_NONE;
 }
 
@@ -2378,10 +2388,9 @@ static Py_ssize_t dotted_quad(const unsigned char *a, char *text)
     return out - text - 1;
 }
 
-/* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, the Python function for any other. The last IPv4
- * address's text is kept: a storm's notices name one target, each of two notices a flow its source. */
-static PyObject *last_v4_text;
-static unsigned char last_v4[4];
+/* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, inet_ntop's text for 16 (as addr_text writes them
+ * but where they start with V4_EMBEDDABLE), the Python function for any other. The last IPv4 and the last IPv6
+ * address's texts are kept: a storm's notices name one target, each of two notices a flow its source. */
 
 static PyObject *address_text(PyObject *packed)
 {
@@ -2397,6 +2406,21 @@ static PyObject *address_text(PyObject *packed)
         memcpy(PyUnicode_1BYTE_DATA(made), text, (size_t)length);
         memcpy(last_v4, a, 4);
         Py_XSETREF(last_v4_text, Py_NewRef(made));
+        return made;
+    }
+    if (PyBytes_Check(packed) && PyBytes_GET_SIZE(packed) == 16
+        && memcmp(PyBytes_AS_STRING(packed), v4_embeddable, (size_t)v4_embeddable_len) != 0) {
+        const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(packed);
+        if (last_v6_text != NULL && memcmp(a, last_v6, 16) == 0)
+            return Py_NewRef(last_v6_text);
+        char text[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, a, text, sizeof text) == NULL) /* cannot fail: the buffer fits any address */
+            return PyErr_SetFromErrno(PyExc_OSError);
+        PyObject *made = PyUnicode_FromString(text);
+        if (made == NULL)
+            return NULL;
+        memcpy(last_v6, a, 16);
+        Py_XSETREF(last_v6_text, Py_NewRef(made));
         return made;
     }
     return PyObject_CallOneArg(addr_text_func, packed);
@@ -2521,7 +2545,7 @@ static PyObject *explain_may_match_py(PyObject *self, PyObject *const *args, Py_
 }
 
 static PyMethodDef methods[] = {
-    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
+    {"bind", (PyCFunction)(void (*)(void))bind_records, METH_FASTCALL, bind_doc},
     {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},
     {"new_flow", (PyCFunction)(void (*)(void))new_flow, METH_FASTCALL, new_flow_doc},
     {"bind_notice", (PyCFunction)(void (*)(void))bind_notice, METH_FASTCALL, bind_notice_doc},

@@ -13,17 +13,17 @@ import time
 
 # An IPv6 address whose first 80 bits are zero: glibc's inet_ntop writes its last 32 bits as a dotted quad
 # when it is IPv4-mapped or -compatible (inet/inet_ntop.c inet_ntop6), Python's ipaddress as two groups.
-_V4_EMBEDDABLE = bytes(10)
+V4_EMBEDDABLE = bytes(10)
 
 
 def addr_text(packed: bytes) -> str:
     """A packed 4- or 16-byte address as text (IPv6 as Python's ipaddress writes it: RFC 5952, the
     longest run of two or more zero groups, the first on a tie, written '::'; inet_ntop writes the same
-    but for the addresses _V4_EMBEDDABLE marks). inet_ntoa and inet_ntop are ~20 times as fast as
+    but for the addresses V4_EMBEDDABLE marks). inet_ntoa and inet_ntop are ~20 times as fast as
     ipaddress: a notice storm makes two addresses a notice."""
     if len(packed) == 4:
         return socket.inet_ntoa(packed)
-    if packed.startswith(_V4_EMBEDDABLE):
+    if packed.startswith(V4_EMBEDDABLE):
         return str(ipaddress.ip_address(packed))
     return socket.inet_ntop(socket.AF_INET6, packed)
 

@@ -1861,3 +1861,39 @@ def test_the_tuples_a_storm_leaves_in_the_tables_are_not_tracked_by_the_collecto
     assert len(made) > 150 and not any(gc.is_tracked(t) for t in made)
     assert not any(gc.is_tracked(key) for key in fast._tools._c.flows)  # type: ignore[attr-defined]
     assert any(gc.is_tracked(t) for t in tuples(reference))
+
+
+@needs_c
+def test_an_ipv6_notices_addresses_are_written_in_c_as_addr_text_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IPv6 addresses in turn (a storm's sources, its one target again and again, zero runs of each length and
+    place, all zero, all ones) are written in C (inet_ntop, the last one's text kept), as addr_text writes them,
+    without a Python call each: an IPv6 storm names two addresses a notice. Those whose first 80 bits are zero
+    (IPv4-mapped or -compatible: glibc writes a dotted quad, Python's ipaddress two groups) are addr_text's."""
+    calls: list[bytes] = []
+
+    def counted(packed: bytes) -> str:
+        calls.append(packed)
+        return addr_text(packed)
+
+    from icmpsensor.detect import flows
+    monkeypatch.setattr(flows, "addr_text", counted)
+    flows.bind_notice_accelerator()
+    try:
+        rng = random.Random(9)
+        target = ipaddress.ip_address("2001:db8::81").packed
+        ordinary = [bytes.fromhex("20010db8" + "00" * 12), b"\xff" * 16, bytes.fromhex("fe80" + "00" * 13 + "01"),
+                    *(ipaddress.ip_address(f"2001:db8:{i}::{i}:0:{i}").packed for i in range(1, 6)),
+                    *(rng.randbytes(16) for _ in range(40)),  # and zero groups at random: runs of each length
+                    *(b"".join(bytes(2) if rng.random() < 0.5 else rng.randbytes(2) for _ in range(8))
+                      for _ in range(300))]
+        ordinary = [a for a in ordinary if any(a[:10])]
+        embeddable = [bytes(16), bytes(10) + b"\xff\xff" + bytes((192, 0, 2, 1)), bytes(12) + bytes((192, 0, 2, 1))]
+        detector = Detector(DetectionConfig(), AllowlistConfig())
+        for src in [*ordinary, *embeddable, *ordinary[:3]]:
+            for a, b in ((src, target), (target, src)):
+                notice = detector._notice(Flow(a, b, T0, T0, False), T0, "ICMP::ICMP_DataExfil", standard.EXFIL_MSG)
+                assert (notice.src, notice.dst) == (addr_text(a), addr_text(b))
+        assert calls and set(calls) == set(embeddable), calls
+    finally:
+        monkeypatch.undo()
+        flows.bind_notice_accelerator()
