@@ -2011,7 +2011,24 @@ PyDoc_STRVAR(run_doc,
              "pair not in `watched` (a set of (src, dst)): (index, answer) for the first packet it answered\n"
              "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).\n"
              "With `observed` (a list), a packet of a watched pair handle() returned None or True for is not\n"
-             "stopped at: its index is appended to it.");
+             "stopped at: its index is appended to it. Where handle() answered () with notices due and the table\n"
+             "within max_flows, the answer is the due notices, a list, taken from the detector's (as\n"
+             "Detector._handed_out hands them out).");
+
+/* Detector._handed_out for run()'s answer () (what was due raised, nothing left to evaluate): the due notices, taken
+ * from the detector's list, where there are some and the table is within max_flows; else the answer as it is, for
+ * Detector._finish. A new reference, or NULL with an exception. */
+static PyObject *handed_out(FastPath *self, Detector *state, PyObject *answer)
+{
+    PyObject *due = self->exfil.due;
+    if (!PyTuple_CheckExact(answer) || PyTuple_GET_SIZE(answer) != 0 || due == NULL || PyList_GET_SIZE(due) == 0
+        || PyDict_GET_SIZE(state->flows) > self->max_flows)
+        return Py_NewRef(answer);
+    PyObject *notices = PyList_GetSlice(due, 0, PyList_GET_SIZE(due));
+    if (notices != NULL && PyList_SetSlice(due, 0, PyList_GET_SIZE(due), NULL) < 0)
+        Py_CLEAR(notices);
+    return notices;
+}
 
 static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2057,7 +2074,8 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
             stop = novel; /* novel bytes of a pair not watched: the caller decides whether it is recorded */
         Py_DECREF(pkt);
         if (stop) {
-            PyObject *result = stop < 0 ? NULL : Py_BuildValue("(nO)", i, answer);
+            PyObject *given = stop < 0 ? NULL : handed_out(self, &state, answer);
+            PyObject *result = given == NULL ? NULL : Py_BuildValue("(nN)", i, given);
             Py_XDECREF(answer);
             return written_back(self, &state, result);
         }

@@ -1897,3 +1897,29 @@ def test_an_ipv6_notices_addresses_are_written_in_c_as_addr_text_writes_them(mon
     finally:
         monkeypatch.undo()
         flows.bind_notice_accelerator()
+
+
+@needs_c
+@pytest.mark.parametrize("max_flows", [100_000, 30])
+def test_a_storm_packets_notices_raised_in_c_are_handed_out_by_run(max_flows: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storm packet whose notices the C path raised (DataExfil, and past a full table the evicted flow's
+    ExfilSummary) is handed out by FastPath.run itself, as Detector._handed_out would (the due notices, the table
+    within max_flows): process_many returns them without Detector._finish. The same stops, notices and state as
+    one packet at a time through the Python detector."""
+    finished: list[int] = []
+    original = Detector._finish
+
+    def counted(self: Detector, pkt: IcmpPacket, answer: object) -> object:
+        finished.append(self._fast is not None)
+        return original(self, pkt, answer)
+    monkeypatch.setattr(Detector, "_finish", counted)
+    detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows)
+    packets: list[IcmpPacket | None] = [*storm(120)]
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    expected = [(i, notice_values(n), reference.last_novel) for i, p in enumerate(packets)
+                if (n := reference.process(p)) or reference.last_novel]  # type: ignore[arg-type]
+    fast = Detector(detection, AllowlistConfig())
+    assert drive_many(fast, packets, set()) == expected
+    assert state(fast) == state(reference)
+    assert len(expected) == 120 and sum(finished) <= 4, sum(finished)  # a tool tracker's answer is finished
