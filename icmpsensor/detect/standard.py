@@ -334,6 +334,8 @@ class Detector(FlowDetector):
         index, answer = fast.run(packets, start, watched, observed)  # type: ignore[attr-defined]
         if answer is None:  # the end, or a packet handled in C of a watched pair
             return index, None if index == len(packets) else NO_NOTICES
+        if answer is True:  # handled, with novel bytes (last_novel holds them): a flood's every request
+            return index, NO_NOTICES
         if type(answer) is list:  # what its handling raised, handed out in C as _handed_out would (a storm's packet)
             return index, answer
         return index, self._finish(packets[index], answer)  # type: ignore[arg-type]

@@ -552,7 +552,7 @@ def without_oldest(table: dict[_K, _V]) -> dict[_K, _V]:
     time walks the deleted slots once a drop, and the dict's next resize compacts them with
     the hashes it keeps: O(1) per insertion, amortised. (A copy of the other seven eighths, as
     this was until the twenty-third session, rehashed each of their keys: seven a new entry, a
-    third of a notice storm's time once its tables were full; docs/performance.md.)
+    sixth of a notice storm's time once its tables were full; docs/performance.md.)
     """
     for key in oldest(table):
         del table[key]

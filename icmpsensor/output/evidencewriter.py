@@ -15,14 +15,14 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   over all files (the oldest first), and when the file is closed. The files are unbuffered: a flow's
   packets are in its pcap within FLUSH_AFTER (a buffered file kept a small flow's records in memory until
   the flow ended, lost if the process was killed), a record is never split across writes, and a busy
-  flow's records cost one system call per FILE_CHUNK (IOV_MAX records) instead of one per batch. The thread
-  takes every queued job at once and makes the round's writes ready; they are then written in one call that
-  releases the interpreter lock once for all of them (output/_fastevidence.c write_all; write_whole is its
-  reference): a thread that released it for each write waited for the detector's thread to hand it back after
-  each, and the detector waited for room in the queue (docs/performance.md, eighteenth session). The records
-  are the held packets' own bytes, gathered as lists and written with writev: the thread copies no evidence
-  byte while it holds the lock (its two joins of every record held detection up: a jumbo flood's evidence is
-  its capture twice over; docs/performance.md, twenty-third session).
+  flow's records cost one system call per FILE_CHUNK (one per IOV_MAX records past that) instead of one per
+  batch. The thread takes every queued job at once and makes the round's writes ready; they are then written
+  in one call that releases the interpreter lock once for all of them (output/_fastevidence.c write_all;
+  write_whole is its reference): a thread that released it for each write waited for the detector's thread to
+  hand it back after each, and the detector waited for room in the queue (docs/performance.md, eighteenth
+  session). The records are the held packets' own bytes, gathered as lists and written with writev: the thread
+  copies no evidence byte while it holds the lock (its two joins of every record held detection up: a jumbo
+  flood's evidence is its capture twice over; docs/performance.md, twenty-third session).
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
