@@ -1781,7 +1781,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *made[7] = {self->flow_template, src, dst, ts, Py_False, SLOT(pkt, packet_slot[P_TYPE]),
                          SLOT(pkt, packet_slot[P_CODE])};
     flow = flow_from_template(made);
-    if (flow == NULL || PyObject_SetItem(state->flows, key, flow) < 0)
+    if (flow == NULL || PyObject_SetItem(state->flows, untracked_if_atomic(key), flow) < 0)
         goto done;
     state->counts[S_FLOWS_CREATED]++;
     set_slot(flow, flow_slot[F_N], one);
@@ -1820,7 +1820,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_RETURN_FALSE;
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    PyObject *key = untracked_if_atomic(PyTuple_Pack(2, src, dst));
+    PyObject *key = PyTuple_Pack(2, src, dst); /* untracked only where it is stored: first_request */
     if (key == NULL)
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key);
@@ -2289,8 +2289,11 @@ static PyTypeObject *notice_type, *text_type;
 static PyObject *addr_text_func, *empty_str;
 static unsigned char v4_embeddable[16]; /* notice.text.V4_EMBEDDABLE: IPv6 addresses starting so are addr_text's */
 static Py_ssize_t v4_embeddable_len = 16;
-static PyObject *last_v4_text, *last_v6_text; /* address_text's last texts, and their addresses */
-static unsigned char last_v4[4], last_v6[16];
+typedef struct {
+    unsigned char address[16];
+    PyObject *text;
+} LastText;
+static LastText last_v4, last_v6; /* address_text's last IPv4 and IPv6 texts, and their addresses */
 static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
 static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1, new_flow_slot[N_NEW_FLOW];
 
@@ -2354,7 +2357,7 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_XSETREF(addr_text_func, Py_NewRef(args[4]));
     v4_embeddable_len = PyBytes_GET_SIZE(args[5]);
     memcpy(v4_embeddable, PyBytes_AS_STRING(args[5]), (size_t)v4_embeddable_len);
-    Py_CLEAR(last_v6_text);
+    Py_CLEAR(last_v6.text);
     Py_RETURN_NONE;
 }
 
@@ -2412,36 +2415,26 @@ static Py_ssize_t dotted_quad(const unsigned char *a, char *text)
 
 static PyObject *address_text(PyObject *packed)
 {
-    if (PyBytes_Check(packed) && PyBytes_GET_SIZE(packed) == 4) {
-        const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(packed);
-        if (last_v4_text != NULL && memcmp(a, last_v4, 4) == 0)
-            return Py_NewRef(last_v4_text);
-        char text[16];
-        Py_ssize_t length = dotted_quad(a, text);
-        PyObject *made = PyUnicode_New(length, 127);
-        if (made == NULL)
-            return NULL;
-        memcpy(PyUnicode_1BYTE_DATA(made), text, (size_t)length);
-        memcpy(last_v4, a, 4);
-        Py_XSETREF(last_v4_text, Py_NewRef(made));
-        return made;
-    }
-    if (PyBytes_Check(packed) && PyBytes_GET_SIZE(packed) == 16
-        && memcmp(PyBytes_AS_STRING(packed), v4_embeddable, (size_t)v4_embeddable_len) != 0) {
-        const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(packed);
-        if (last_v6_text != NULL && memcmp(a, last_v6, 16) == 0)
-            return Py_NewRef(last_v6_text);
-        char text[INET6_ADDRSTRLEN];
-        if (inet_ntop(AF_INET6, a, text, sizeof text) == NULL) /* cannot fail: the buffer fits any address */
-            return PyErr_SetFromErrno(PyExc_OSError);
-        PyObject *made = PyUnicode_FromString(text);
-        if (made == NULL)
-            return NULL;
-        memcpy(last_v6, a, 16);
-        Py_XSETREF(last_v6_text, Py_NewRef(made));
-        return made;
-    }
-    return PyObject_CallOneArg(addr_text_func, packed);
+    Py_ssize_t n = PyBytes_Check(packed) ? PyBytes_GET_SIZE(packed) : 0;
+    const unsigned char *a = (const unsigned char *)(PyBytes_Check(packed) ? PyBytes_AS_STRING(packed) : "");
+    LastText *last = n == 4 ? &last_v4
+                     : n == 16 && memcmp(a, v4_embeddable, (size_t)v4_embeddable_len) != 0 ? &last_v6 : NULL;
+    if (last == NULL)
+        return PyObject_CallOneArg(addr_text_func, packed);
+    if (last->text != NULL && memcmp(a, last->address, (size_t)n) == 0)
+        return Py_NewRef(last->text);
+    char text[INET6_ADDRSTRLEN];
+    Py_ssize_t length = n == 4 ? dotted_quad(a, text)
+                        : inet_ntop(AF_INET6, a, text, sizeof text) != NULL ? (Py_ssize_t)strlen(text) : -1;
+    if (length < 0) /* cannot be: the buffer fits any address */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *made = PyUnicode_New(length, 127);
+    if (made == NULL)
+        return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(made), text, (size_t)length);
+    memcpy(last->address, a, (size_t)n);
+    Py_XSETREF(last->text, Py_NewRef(made));
+    return made;
 }
 
 /* Set every slot of a fresh instance (all NULL) from values[], stealing the references; on a NULL value all the

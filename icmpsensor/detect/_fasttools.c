@@ -404,7 +404,7 @@ static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObj
     Py_hash_t digest, data_digest;
     if (request_digests(self, payload, rest, &digest, &data_digest) < 0)
         return NULL;
-    PyObject *key = untracked_if_atomic(PyTuple_Pack(3, src, dst, ident));
+    PyObject *key = PyTuple_Pack(3, src, dst, ident); /* untracked only where it is stored */
     if (key == NULL)
         return NULL;
     RequestFlow *flow = (RequestFlow *)PyDict_GetItemWithError(self->flows, key);
@@ -429,7 +429,7 @@ static PyObject *step_request(Tracker *self, PyObject *src, PyObject *dst, PyObj
         flow->first_seq = seq;
         flow->hping_run = flow->ift_run = flow->nping_run = 0;
         flow->nping_irregular = 0;
-        int failed = PyDict_SetItem(self->flows, key, (PyObject *)flow);
+        int failed = PyDict_SetItem(self->flows, untracked_if_atomic(key), (PyObject *)flow);
         Py_DECREF(flow);
         Py_DECREF(key);
         if (failed)

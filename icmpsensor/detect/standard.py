@@ -205,12 +205,10 @@ class HostTable:
         return peers
 
     def _shed(self) -> None:
-        """Forget the least recently active eighth of the hosts (tunnels.without_oldest), and their peers."""
-        hosts = self.hosts
-        forgotten = tunnels.oldest(hosts)
-        self.peer_entries -= sum(hosts[host].peer_count() for host in forgotten)
+        """Forget the least recently active eighth of the hosts (tunnels.drop_oldest), and their peers."""
+        forgotten = tunnels.drop_oldest(self.hosts)
+        self.peer_entries -= sum(memory.peer_count() for memory in forgotten)
         self.stats.spread_hosts_evicted += len(forgotten)
-        self.hosts = tunnels.without_oldest(hosts)
 
     def limit_to(self, limit: int) -> None:
         self.limit = limit

@@ -554,14 +554,13 @@ def without_oldest(table: dict[_K, _V]) -> dict[_K, _V]:
     this was until the twenty-third session, rehashed each of their keys: seven a new entry, a
     sixth of a notice storm's time once its tables were full; docs/performance.md.)
     """
-    for key in oldest(table):
-        del table[key]
+    drop_oldest(table)
     return table
 
 
-def oldest(table: dict[_K, _V]) -> list[_K]:
-    """The keys without_oldest drops from a full table: its oldest eighth (first inserted)."""
-    return list(itertools.islice(table, len(table) // 8 + 1))
+def drop_oldest(table: dict[_K, _V]) -> list[_V]:
+    """without_oldest's drop: the values of the oldest eighth it took out of the table."""
+    return [table.pop(key) for key in list(itertools.islice(table, len(table) // 8 + 1))]
 
 
 def _hping_match(last_seq: int, seq: int, p: bytes) -> ToolMatch:

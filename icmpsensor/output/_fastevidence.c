@@ -880,7 +880,7 @@ static PyObject *write_all(PyObject *self, PyObject *writes)
             goto end;
         }
         items[i] = (WriteItem){(int)fd, viewed, 0, 0, 0};
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(list) && items[i].count < parts - items[i].first; j++) {
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(list) && viewed < parts; j++) { /* parts: the arrays' size */
             if (PyObject_GetBuffer(PyList_GET_ITEM(list, j), &views[viewed], PyBUF_SIMPLE) < 0)
                 goto end;
             iov[viewed] = (struct iovec){views[viewed].buf, (size_t)views[viewed].len};
