@@ -223,14 +223,19 @@ class FlowDetector:
         return due or NO_NOTICES
 
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
-                     observed: list[int] | None = None) -> tuple[int, Sequence[Notice] | None]:
+                     observed: list[int] | None = None,
+                     folds: Callable[[str], bool] | None = None) -> tuple[int, Sequence[Notice] | None]:
         """process() for the next packet of packets[start:] (None items skipped): (its index, its notices), or
         (len(packets), None) when there is none. A detector that can take several packets at once returns the
         first one whose caller has more to do than nothing: notices, novel bytes (last_novel), or a pair in
         `watched`; it has processed the packets before it, with none of those. Given `observed`, it may go past
         the packets of a pair in `watched` without notices, novel bytes or not (the evidence recorder holds a
-        watched pair's packets whatever they carried), appending their indexes to it (this one takes a packet at
-        a time: it appends none)."""
+        watched pair's packets whatever they carried), appending their indexes to it. Given `folds` too (whether
+        the notices of the flow with a uid are folded: NoticeAggregator.folds), it may go past a packet with novel
+        bytes, without notices, of a pair not watched: it appends ~index (the recorder may start a ring for the
+        pair), and takes the pair's later packets as a watched pair's; but where folds(the uid of the packet's
+        flow, a uid no notice named: not called) is true it appends nothing (the recorder is not shown those).
+        This one takes a packet at a time: it appends none."""
         n = len(packets)
         start = max(start, 0)
         while start < n and packets[start] is None:

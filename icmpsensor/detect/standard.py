@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -46,6 +46,7 @@ from icmpsensor.notice.types import (
 
 # The notes' msg: templates of the flow's fields (detect/flows.py _FlowText).
 PAYLOAD_CHANNEL = "payload"  # channel_bytes' name for the novel bytes no other channel was charged
+NONECHO_CHANNEL = "non-echo"  # channel_bytes' name for the novel bytes of non-echo messages
 EXFIL_MSG = "Exfil of {novel} of novel data ({sent} of payload) seen {between} so far. {span}"
 SUMMARY_MSG = "Exfil of size {sent} ({novel} novel) seen between {src} and {dst}. {span}"  # the original's format
 ASYM_MSG = "{flow.reply_differs} ICMP echo replies {between} carried bytes the request they answer did not. {span}"
@@ -277,12 +278,12 @@ class Detector(FlowDetector):
         """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work beside what
         _novel_requests gives (the senders' table): the receivers' table, its settings and limits; _spread_notice,
         called where ExfilSpread is due; and what _raise reads to raise DataExfil where it is due alone (the note, its
-        msg, the profile's EXTRA, the due notices, the payload's channel, NOVEL)."""
+        msg, the profile's EXTRA, the due notices, the payload's and non-echo messages' channels, NOVEL)."""
         cfg = self.cfg
         return (NEW_FLOW, self._spread_notice, self._receivers, "to", "from",
                 float(cfg.slow_exfil_window), cfg.spread_min_peers, cfg.spread_min_bytes,
                 bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES,
-                DATA_EXFIL.name, EXFIL_MSG, self.EXTRA, self._due, PAYLOAD_CHANNEL, self.NOVEL)
+                DATA_EXFIL.name, EXFIL_MSG, self.EXTRA, self._due, PAYLOAD_CHANNEL, NONECHO_CHANNEL, self.NOVEL)
 
     def _flow_ends(self) -> tuple[object, ...]:
         """What the C path needs to end a flow as _flow_ended does (FastPath.flow_ended), and to evict one as
@@ -322,14 +323,15 @@ class Detector(FlowDetector):
         return self._finish(pkt, answer)
 
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
-                     observed: list[int] | None = None) -> tuple[int, Sequence[Notice] | None]:
+                     observed: list[int] | None = None,
+                     folds: Callable[[str], bool] | None = None) -> tuple[int, Sequence[Notice] | None]:
         """FlowDetector.process_many: the C path takes packets[start:] in one call while each is one it handles
         (no notice, no novel bytes) of a pair not in `watched`, or, given `observed`, of a watched pair (listed in
-        it, novel bytes or not)."""
+        it, novel bytes or not), or, given `folds` too, with novel bytes (listed as ~index)."""
         fast = self._fast
         if fast is None:
-            return super().process_many(packets, start, watched, observed)
-        index, answer = fast.run(packets, start, watched, observed)  # type: ignore[attr-defined]
+            return super().process_many(packets, start, watched, observed, folds)
+        index, answer = fast.run(packets, start, watched, observed, folds)  # type: ignore[attr-defined]
         if answer is None:  # the end, or a packet handled in C of a watched pair
             return index, None if index == len(packets) else NO_NOTICES
         if answer is True:  # handled, with novel bytes (last_novel holds them): a flood's every request
@@ -787,7 +789,7 @@ def channel_bytes(flow: Flow) -> list[tuple[str, int]]:
         return [(PAYLOAD_CHANNEL, flow.novel_bytes)] if flow.novel_bytes > 0 else []
     charged = dict(state.charged) if state is not None and state.charged else {}
     if flow.nonecho_novel:
-        charged["non-echo"] = flow.nonecho_novel
+        charged[NONECHO_CHANNEL] = flow.nonecho_novel
     payload = flow.novel_bytes - sum(charged.values())
     if payload > 0:
         charged[PAYLOAD_CHANNEL] = payload

@@ -751,8 +751,8 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(record_passed_doc,
              "record_passed(recorder, packets, passed, frames, buf, meta, linktype) -> truncated\n\n"
-             "record() for packets[i], without novel bytes, for each i in `passed` in order (its frame frames[i],\n"
-             "or i when frames is None): how many were past a recording's cap.");
+             "record() for packets[i], without novel bytes, for each i in `passed` in order, or with novel bytes for\n"
+             "each ~i (its frame frames[i], or i when frames is None): how many were past a recording's cap.");
 
 static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -770,11 +770,14 @@ static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t
     Py_ssize_t truncated = 0;
     int done = NOT_COUNTED;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(passed); i++) {
-        Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(passed, i)), index = at;
+        Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(passed, i));
         if (at == -1 && PyErr_Occurred()) {
             done = -1;
             break;
         }
+        int novel = at < 0;
+        at = novel ? ~at : at;
+        Py_ssize_t index = at;
         if (at < 0 || at >= PyList_GET_SIZE(packets) || (frames != Py_None && at >= PyList_GET_SIZE(frames))) {
             PyErr_SetString(PyExc_IndexError, "record_passed(): a passed packet outside the list");
             done = -1;
@@ -787,7 +790,7 @@ static PyObject *record_passed(PyObject *self, PyObject *const *args, Py_ssize_t
                 break;
             }
         }
-        done = record_one(&step, PyList_GET_ITEM(packets, at), 0, index);
+        done = record_one(&step, PyList_GET_ITEM(packets, at), novel, index);
         if (done < 0)
             break;
         truncated += done == TRUNCATED;

@@ -188,13 +188,15 @@ class EvidenceRecorder:
 
     def observe_passed(self, packets: Sequence[IcmpPacket | None], passed: list[int], batch: Batch | None,
                        frames: list[int] | None) -> None:
-        """observe() each packet packets[i] for i in `passed` (the packets of watched pairs the detector went past:
-        their novel bytes do not matter, as the pair has a ring or a recording), its frame frames[i] (None: i), in
-        order; `passed` is emptied. With a batch they take the C step in one call."""
+        """observe() each packet the detector went past, in order: packets[i] for each i in `passed` (a watched pair's:
+        its novel bytes do not matter, as the pair has a ring or a recording) or ~i (with novel bytes: observed with
+        1, as their count does not matter either), its frame frames[i] (None: i); `passed` is emptied. With a
+        batch they take the C step in one call."""
         fast = self._fast
         if fast is None or batch is None or type(packets) is not list or self._closed_writer:
-            for index in passed:
-                self.observe(packets[index], 0, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
+            for listed in passed:
+                novel, index = (1, ~listed) if listed < 0 else (0, listed)
+                self.observe(packets[index], novel, batch, index if frames is None else frames[index])  # type: ignore[arg-type]
             passed.clear()
             return
         self.stats.truncated += fast.record_passed(self, packets, passed, frames, batch.buf, batch.meta,

@@ -100,12 +100,14 @@ class Pipeline:
                observed: list[int] | None = None) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
         """The packets the detector stops at, (index, packet, notices), and only those: it goes past the packets
         that leave the caller nothing to do (Detector.process_many: no notices, no novel bytes, a pair not in
-        `watched`; with `observed`, the indexes of those of a watched pair are appended to it instead, before
+        `watched`; with `observed`, those of a watched pair, and those with novel bytes the evidence recorder is to
+        see (~index; not those of a flow whose notices the aggregator folds), are appended to it instead, before
         the caller is given the next packet)."""
         packets = packets if isinstance(packets, list) else list(packets)
         process_many, index, end = self.detector.process_many, 0, len(packets)
+        folds = None if observed is None else self.aggregator.folds
         while True:
-            index, notices = process_many(packets, index, watched, observed)
+            index, notices = process_many(packets, index, watched, observed, folds)
             if index == end:
                 return
             yield index, packets[index], notices  # type: ignore[misc]
@@ -128,9 +130,10 @@ class Pipeline:
         if due:
             ordered = in_frame_order(packets, due)
             packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
-        # the packets of watched pairs the detector went past (no notices; novel bytes or not, which a watched
-        # pair's ring or recording takes alike): each shown to the recorder before the packet it stops at next, as
-        # if it had stopped at them
+        # the packets the detector went past that the recorder is to see (no notices): a watched pair's (novel bytes
+        # or not, which its ring or recording takes alike), and with novel bytes (~index) those of a pair not
+        # watched, but of a flow whose notices are folded; each shown to the recorder before the packet it stops at
+        # next, as if it had stopped at them
         passed: list[int] = []
         for index, pkt, notices in self._stops(packets, watched, passed):
             if passed:
