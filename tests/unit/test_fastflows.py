@@ -376,7 +376,8 @@ def test_the_pipeline_goes_past_a_recorded_pairs_chunks(tmp_path: Path, monkeypa
 
 
 @needs_c
-def test_the_pipeline_goes_past_a_novel_payload_floods_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pipeline_goes_past_a_novel_payload_floods_requests(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A novel-payload flood from spoofed sources (four requests of random bytes from each, to one target): the
     pipeline stops only where a request raises a notice or needs Python; the others, their novel bytes the evidence
     recorder's to see, are handed to it in runs (observe_passed). The evidence is what it was when each was a stop:
@@ -1260,7 +1261,8 @@ def novel_flood(sources: int, seed: int) -> list[IcmpPacket | None]:
     rng = random.Random(seed)
     flood = [corpus.echo(T0 + 0.5 * k + 0.001 * s, f"10.7.{s // 200}.{s % 200 + 1}", "10.1.0.80", True, 9, k + 1,
                          rng.randbytes(rng.randint(16, 64))) for k in range(3) for s in range(sources)]
-    exfil = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p) for i, p in enumerate(chunks(30, 200))]
+    exfil = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1, p)
+             for i, p in enumerate(chunks(30, 200))]
     # two sources' bursts (a new chunk, then it again: nothing novel), each request 3 ms after the last
     bursts, payloads = [], [b"", b""]
     for k in range(32):
