@@ -183,11 +183,11 @@ static PyObject *flow_from_template(PyObject *const *args);
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
-static PyObject *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
+static PyObject *str_limit, *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_length; /* capacity.request_header's channel for a payload's size */
-static PyObject *str_ensure_uid; /* raise_exfil's */
+static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */
@@ -251,6 +251,47 @@ static int call_method_1(PyObject *obj, PyObject *name, PyObject *arg)
     return result == NULL ? -1 : 0;
 }
 
+/* -- records made from a template ---------------------------------------------------------------------------- */
+
+/* Whether `template` can be copied by record_copy: an instance of a class of object slots alone (a
+ * dataclass(slots=True): no __dict__, no other fields), every slot set. 1, or 0 with TypeError set. */
+static int record_template(PyObject *template)
+{
+    PyTypeObject *type = Py_TYPE(template);
+    Py_ssize_t slots = 0;
+    for (PyMemberDef *m = type->tp_members; m != NULL && m->name != NULL; m++) {
+        if (m->type != T_OBJECT_EX || SLOT(template, m->offset) == NULL)
+            break;
+        slots++;
+    }
+    if (type->tp_dictoffset != 0 || type->tp_itemsize != 0 || type->tp_members == NULL
+        || type->tp_members[slots].name != NULL
+        || type->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + sizeof(PyObject *) * (size_t)slots)) {
+        PyErr_Format(PyExc_TypeError, "%s is not a record of object slots alone, all set", type->tp_name);
+        return 0;
+    }
+    return 1;
+}
+
+/* A new instance of `template`'s class (record_template's) as its dataclass __init__ makes it from its defaults: the
+ * template's values, but `value` at `slot` (-1: none) and a new empty list at `list_slot` (-1: none; a
+ * default_factory=list field). A new reference, or NULL with an exception. */
+static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *value, Py_ssize_t list_slot)
+{
+    PyTypeObject *type = Py_TYPE(template);
+    PyObject *made = type->tp_alloc(type, 0);
+    PyObject *list = made == NULL || list_slot < 0 ? NULL : PyList_New(0);
+    if (made == NULL || (list_slot >= 0 && list == NULL)) {
+        Py_XDECREF(made);
+        return NULL;
+    }
+    for (PyMemberDef *m = type->tp_members; m->name != NULL; m++)
+        SLOT(made, m->offset) = m->offset == slot ? Py_NewRef(value)
+                                : m->offset == list_slot ? Py_NewRef(list) : Py_NewRef(SLOT(template, m->offset));
+    Py_XDECREF(list);
+    return made;
+}
+
 /* -- FastPath --------------------------------------------------------------------------------------------- */
 
 /* What the novel-request path (novel_request) reads: Detector._novel_requests' tuple. */
@@ -264,6 +305,8 @@ typedef struct {
     long novel_threshold, reply_differs_threshold, changed_requests_threshold, nonecho_threshold;
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
     long small_secret_bytes, small_secret_payloads;
+    PyObject *host_memory;  /* standard.SpreadMemory(0.0): HostTable.touch's new memory, its `since` the packet's ts */
+    Py_ssize_t since_slot;  /* the offset of its `since` */
 } NovelRequests;
 
 /* What Detector._spread reads besides the senders' HostTable (NovelRequests'): the bound _spread_notice, the
@@ -292,6 +335,8 @@ typedef struct {
     PyObject *pair_type, *bucket_len, *name, *msg;
     Py_ssize_t max_pairs, scan;
     long summarised, summary;
+    PyObject *pair_memory;  /* PairMemory(): a new pair's memory is a copy, with a list of its own as its buckets */
+    Py_ssize_t buckets_slot; /* the offset of its `buckets` */
 } Ends;
 
 /* A flow's end as flow_ended makes it: what flow_end_taken read. */
@@ -321,8 +366,9 @@ typedef struct {
 #define PARSED_OBJECTS(X)                                                                                         \
     X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
     X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
-    X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)
-#define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance)
+    X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
+    X(novel.host_memory)
+#define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
 #define TAKE_CONFIG(field) Py_XINCREF(self->field);
@@ -394,22 +440,37 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOlllllllllllllllll;novel_requests: (explain, random_padding, senders, "
+        && !PyArg_ParseTuple(novel, "OOOlllllllllllllllllO;novel_requests: (explain, random_padding, senders, "
                                     "field_novel, payloads_kept, max_uptime, enabled, 4 thresholds, 7 bits, "
-                                    "small_secret_bytes, small_secret_payloads)",
+                                    "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0))",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
-                             &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads))
+                             &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads,
+                             &parsed.host_memory))
         return -1;
+    static const char *const since[] = {"since"}, *const buckets[] = {"buckets"};
+    if (parsed.explain != NULL && (!record_template(parsed.host_memory)
+                                   || slot_offsets((PyObject *)Py_TYPE(parsed.host_memory), since, 1,
+                                                   &parsed.since_slot) < 0))
+        return -1;
+    PyObject *pair_memory = ends.pair_type == NULL ? NULL : PyObject_CallNoArgs(ends.pair_type);
+    if (ends.pair_type != NULL && (pair_memory == NULL || !record_template(pair_memory)
+                                   || slot_offsets(ends.pair_type, buckets, 1, &ends.buckets_slot) < 0)) {
+        Py_XDECREF(pair_memory);
+        return -1;
+    }
     if (parsed.explain != NULL && parsed.payloads_kept < 1) {
         PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
         return -1;
     }
-    if (parsed.explain != NULL && (parsed.tolerance = PyFloat_FromDouble(self->tolerance)) == NULL)
+    if (parsed.explain != NULL && (parsed.tolerance = PyFloat_FromDouble(self->tolerance)) == NULL) {
+        Py_XDECREF(pair_memory);
         return -1;
+    }
+    ends.pair_memory = pair_memory; /* taken */
     fast_clear_config(self);
     self->novel = parsed;
     self->flow_template = template;
@@ -1187,6 +1248,45 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
     return *carried == NULL ? -1 : 0;
 }
 
+static PyObject *uid_pool;      /* flows._UidPool, set by bind_notice() */
+static Py_ssize_t uid_chars = -1; /* flows.UID_CHARS: a uid is 'C' and as many of the pool's characters */
+
+/* Flow.ensure_uid() (the reference) for a Flow: its uid, or one made as new_uid makes it from the pool (a 'C', then
+ * the pool's next uid_chars characters, pool.used moved past them), where the pool holds them; where it does not
+ * (new_uid draws new characters first) or is not what new_uid reads, ensure_uid is called. A new reference, or NULL
+ * with an exception. */
+static PyObject *flow_uid_of(PyObject *flow)
+{
+    PyObject *uid = SLOT(flow, flow_slot[F_UID]);
+    if (uid != NULL && PyUnicode_CheckExact(uid) && PyUnicode_GET_LENGTH(uid) > 0)
+        return Py_NewRef(uid);
+    PyObject *chars = uid == NULL || !PyUnicode_CheckExact(uid) || uid_pool == NULL ? NULL
+                                                                                     : PyObject_GetAttr(uid_pool, str_chars);
+    PyObject *used = chars == NULL ? NULL : PyObject_GetAttr(uid_pool, str_used);
+    Py_ssize_t start = used != NULL && PyLong_CheckExact(used) ? PyLong_AsSsize_t(used) : -1;
+    PyObject *made = NULL;
+    if (start >= 0 && PyUnicode_CheckExact(chars) && PyUnicode_IS_COMPACT_ASCII(chars)
+        && uid_chars > 0 && start + uid_chars <= PyUnicode_GET_LENGTH(chars)) {
+        PyObject *next = PyLong_FromSsize_t(start + uid_chars);
+        made = next == NULL ? NULL : PyUnicode_New(uid_chars + 1, 127);
+        if (made != NULL) {
+            Py_UCS1 *text = PyUnicode_1BYTE_DATA(made);
+            text[0] = 'C';
+            memcpy(text + 1, PyUnicode_1BYTE_DATA(chars) + start, (size_t)uid_chars);
+            if (PyObject_SetAttr(uid_pool, str_used, next) < 0)
+                Py_CLEAR(made);
+            else
+                set_slot(flow, flow_slot[F_UID], made);
+        }
+        Py_XDECREF(next);
+    } else if (!PyErr_Occurred()) {
+        made = PyObject_CallMethodNoArgs(flow, str_ensure_uid);
+    }
+    Py_XDECREF(chars);
+    Py_XDECREF(used);
+    return made;
+}
+
 /* FlowDetector._notice(flow, ts, note, msg) for a flow flow_tags_known took, the detector's notices counted by the
  * caller: the tags (channel_tags, the flow's tool), the flow's uid (ensure_uid), the notice made by flow_notice, onto
  * `due`. 0, or -1 with an exception. */
@@ -1196,7 +1296,7 @@ static int tagged_notice(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
     PyObject *novel_bytes = Py_NewRef(SLOT(flow, flow_slot[F_NOVEL_BYTES])); /* read before ensure_uid runs Python */
     PyObject *carried, *channel;
     PyObject *uid = channel_tags(ex->payload, ex->nonecho, flow, &carried, &channel) < 0
-                        ? NULL : PyObject_CallMethodNoArgs(flow, str_ensure_uid);
+                        ? NULL : flow_uid_of(flow);
     PyObject *fields = uid == NULL ? NULL : PyDict_New();
     PyObject *counted = fields == NULL ? NULL : ex->novel ? Py_NewRef(novel_bytes) : PyLong_FromLong(-1);
     PyObject *notice = NULL;
@@ -1243,15 +1343,26 @@ static int raise_exfil(FastPath *self, Detector *state, PyObject *flow, PyObject
     return tagged_notice(self, flow, ts, ex->note, ex->msg, ex->due) < 0 ? -1 : 1;
 }
 
-/* HostTable.touch(host, ts) for a host the table has: its memory made the most recently active (a dict's order);
- * a host it has not goes through the method itself (a new SpreadMemory, the table kept within its limit). */
-static PyObject *touch_host(PyObject *table, PyObject *host, PyObject *ts)
+static long long_attr(PyObject *obj, PyObject *name);
+
+/* HostTable.touch(host, ts): a host the table has, its memory made the most recently active (a dict's order); one
+ * it has not, while the table is within its limit, a new SpreadMemory (SpreadMemory(ts): a copy of the template with
+ * `since` ts) added; else the method itself (the table kept within its limit first). */
+static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyObject *host, PyObject *ts)
 {
     PyObject *hosts = PyObject_GetAttr(table, str_hosts);
     if (hosts == NULL)
         return NULL;
     PyObject *memory = PyDict_CheckExact(hosts) ? PyDict_GetItemWithError(hosts, host) : NULL;
     if (memory == NULL) {
+        long limit = PyErr_Occurred() || !PyDict_CheckExact(hosts) ? -1 : long_attr(table, str_limit);
+        if (limit >= 0 && PyDict_GET_SIZE(hosts) < limit) {
+            memory = record_copy(novel_cfg->host_memory, novel_cfg->since_slot, ts, -1);
+            if (memory != NULL && PyDict_SetItem(hosts, host, memory) < 0)
+                Py_CLEAR(memory);
+            Py_DECREF(hosts);
+            return memory;
+        }
         Py_DECREF(hosts);
         return PyErr_Occurred() ? NULL : PyObject_CallMethodObjArgs(table, str_touch, host, ts, NULL);
     }
@@ -1457,7 +1568,7 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     int failed = amount == NULL, raised = 0;
     for (int side = 0; side < 2 && !failed; side++) {
         PyObject *table = sides[side][0], *host = sides[side][1], *peer = sides[side][2], *role = sides[side][3];
-        PyObject *memory = touch_host(table, host, ts);
+        PyObject *memory = touch_host(&self->novel, table, host, ts);
         Py_ssize_t peers = memory == NULL ? -1 : table_add(sp, table, memory, ts, amount, peer);
         failed = peers < 0;
         if (!failed && peers >= sp->min_peers && sp->enabled) {
@@ -1602,7 +1713,7 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     const NovelRequests *novel_cfg = &self->novel;
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    PyObject *memory = touch_host(novel_cfg->senders, src, ts);
+    PyObject *memory = touch_host(novel_cfg, novel_cfg->senders, src, ts);
     if (memory == NULL)
         return NULL;
     Py_hash_t digest = PyObject_SetAttr(memory, str_last_peer, dst) < 0 ? -1 : PyObject_Hash(current);
@@ -2118,7 +2229,9 @@ PyDoc_STRVAR(run_doc,
              "stopped at either: ~index is appended, and the pair's later packets in this call are taken as a watched\n"
              "pair's; but nothing is where the packet's flow has a uid folds() is true for. Where handle() answered ()\n"
              "with notices due and the table within max_flows, the answer is the due notices, a list, taken from the\n"
-             "detector's (as Detector._handed_out hands them out).");
+             "detector's (as Detector._handed_out hands them out). With `kept` too (not None: a function of a list of\n"
+             "notices, those to write now), the answer is what kept() returns of them, and where that is nothing the\n"
+             "packet is not stopped at: it is listed in `observed` as one without notices would be.");
 
 /* Detector._handed_out for run()'s answer () (what was due raised, nothing left to evaluate): the due notices, taken
  * from the detector's list, where there are some and the table is within max_flows; else the answer as it is, for
@@ -2204,16 +2317,30 @@ static int run_step(Detector *state, PyObject *pair, int novel, PyObject *watche
     return !taken && PySet_Add(*listed, pair) < 0 ? -1 : append_index(observed, ~index);
 }
 
+/* The due notices run() handed out (`given`, a list) kept by `kept` (a new list), or NULL with an exception. */
+static PyObject *kept_of(PyObject *kept, PyObject *given)
+{
+    PyObject *out = PyObject_CallOneArg(kept, given);
+    if (out != NULL && !PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError, "run(): kept() must return a list");
+        Py_CLEAR(out);
+    }
+    return out;
+}
+
 static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 3 || nargs > 5 || !PyList_CheckExact(args[0]) || !PyAnySet_Check(args[2])
+    if (nargs < 3 || nargs > 6 || !PyList_CheckExact(args[0]) || !PyAnySet_Check(args[2])
         || (nargs >= 4 && args[3] != Py_None && !PyList_CheckExact(args[3]))
-        || (nargs == 5 && args[4] != Py_None && (args[3] == Py_None || !PyCallable_Check(args[4])))) {
-        PyErr_SetString(PyExc_TypeError, "run(packets: list, start: int, watched: set[, observed: list[, folds]])");
+        || (nargs >= 5 && args[4] != Py_None && (args[3] == Py_None || !PyCallable_Check(args[4])))
+        || (nargs == 6 && args[5] != Py_None && (args[4] == Py_None || !PyCallable_Check(args[5])))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run(packets: list, start: int, watched: set[, observed: list[, folds[, kept]]])");
         return NULL;
     }
     PyObject *packets = args[0], *watched = args[2], *observed = nargs >= 4 && args[3] != Py_None ? args[3] : NULL;
-    PyObject *folds = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
+    PyObject *folds = nargs >= 5 && args[4] != Py_None ? args[4] : NULL;
+    PyObject *kept = nargs == 6 && args[5] != Py_None ? args[5] : NULL;
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred())
         return NULL;
@@ -2236,6 +2363,17 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
         PyObject *answer = handle_packet(self, pkt, &state);
         int novel = answer == Py_True; /* handled, with novel bytes */
         int stop = answer == NULL ? -1 : answer != Py_None && !novel;
+        if (stop > 0 && kept != NULL) { /* its notices handed out and kept here: none kept, no stop */
+            Py_SETREF(answer, handed_out(self, &state, answer));
+            if (answer != NULL && PyList_CheckExact(answer)) {
+                Py_SETREF(answer, kept_of(kept, answer));
+                if (answer != NULL && PyList_GET_SIZE(answer) == 0) {
+                    novel = state.last_novel > 0;
+                    stop = 0;
+                }
+            }
+            stop = answer == NULL ? -1 : stop;
+        }
         if (stop == 0 && ((novel && folds != NULL) || PySet_GET_SIZE(watched) || listed != NULL)) {
             PyObject *pair = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
             stop = pair == NULL ? -1 : run_step(&state, pair, novel, watched, observed, folds, &listed, i);
@@ -2244,7 +2382,7 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
             stop = novel; /* novel bytes of a pair not watched: the caller decides whether they are recorded */
         Py_DECREF(pkt);
         if (stop) {
-            PyObject *given = stop < 0 ? NULL : handed_out(self, &state, answer);
+            PyObject *given = stop < 0 ? NULL : kept != NULL ? Py_NewRef(answer) : handed_out(self, &state, answer);
             PyObject *result = given == NULL ? NULL : Py_BuildValue("(nN)", i, given);
             Py_XDECREF(answer);
             Py_XDECREF(listed);
@@ -2325,7 +2463,7 @@ static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, P
         return NULL;
     if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs && evict_pair(self, pairs, stats) < 0)
         return NULL;
-    memory = PyObject_CallNoArgs(self->ends.pair_type);
+    memory = record_copy(self->ends.pair_memory, -1, NULL, self->ends.buckets_slot); /* PairMemory() */
     if (memory == NULL || PyObject_SetItem(pairs, key, memory) < 0) {
         Py_XDECREF(memory);
         return NULL;
@@ -2469,17 +2607,19 @@ static LastText last_v4, last_v6; /* address_text's last IPv4 and IPv6 texts, an
 static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
 static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1, new_flow_slot[N_NEW_FLOW];
 
-#define BIND_NOTICE_ARGS "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text, v4_embeddable)"
+#define BIND_NOTICE_ARGS                                                                                       \
+    "bind_notice(notice_type, text_type, flow_type, flow_fields, addr_text, v4_embeddable, uid_pool, uid_chars)"
 PyDoc_STRVAR(bind_notice_doc, BIND_NOTICE_ARGS "\n\n"
                               "notice.record.Notice, flows.FlowNoticeText and flows.Flow (their slots are written and\n"
                               "read in place), the names of Flow's fields in order (the snapshot),\n"
                               "notice.text.addr_text and V4_EMBEDDABLE (the first bytes of the IPv6 addresses that\n"
-                              "addr_text writes, not inet_ntop).");
+                              "addr_text writes, not inet_ntop), flows._UidPool and UID_CHARS (new_uid's characters, and how\n"
+                              "many of them a uid takes).");
 
 static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 6 || !PyTuple_Check(args[3]) || !PyCallable_Check(args[4]) || !PyBytes_Check(args[5])
+    if (nargs != 8 || !PyTuple_Check(args[3]) || !PyCallable_Check(args[4]) || !PyBytes_Check(args[5])
         || PyBytes_GET_SIZE(args[5]) > 16) {
         PyErr_SetString(PyExc_TypeError, BIND_NOTICE_ARGS);
         return NULL;
@@ -2527,6 +2667,11 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_XSETREF(text_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(notice_flow_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(addr_text_func, Py_NewRef(args[4]));
+    Py_ssize_t chars = PyLong_AsSsize_t(args[7]);
+    if (chars == -1 && PyErr_Occurred())
+        return NULL;
+    uid_chars = chars;
+    Py_XSETREF(uid_pool, Py_NewRef(args[6]));
     v4_embeddable_len = PyBytes_GET_SIZE(args[5]);
     memcpy(v4_embeddable, PyBytes_AS_STRING(args[5]), (size_t)v4_embeddable_len);
     Py_CLEAR(last_v6.text);
@@ -2792,14 +2937,14 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_last_novel, "last_novel") < 0 || intern(&str_run_free, "_run_free") < 0
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
-        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
+        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0 || intern(&str_limit, "limit") < 0
         || intern(&str_hosts, "hosts") < 0 || intern(&str_payloads, "payloads") < 0
         || intern(&str_last_peer, "last_peer") < 0 || intern(&str_allowlist, "allowlist") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
-        || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_buckets, "buckets") < 0
+        || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0 || intern(&str_buckets, "buckets") < 0
         || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)

@@ -63,14 +63,17 @@ class _UidPool:
 os.register_at_fork(after_in_child=_UidPool.forget)
 
 
+UID_CHARS = 17  # a uid's random characters
+
+
 def new_uid() -> str:
-    """A Zeek-style connection uid: 'C' followed by 17 random base62 characters."""
+    """A Zeek-style connection uid: 'C' followed by UID_CHARS random base62 characters."""
     pool = _UidPool
     start = pool.used
-    while start + 17 > len(pool.chars):  # 4096 bytes keep ~3,970 characters
+    while start + UID_CHARS > len(pool.chars):  # 4096 bytes keep ~3,970 characters
         pool.chars, start = os.urandom(4096).translate(_UID_TABLE, _UID_DROP).decode(), 0
-    pool.used = start + 17
-    return "C" + pool.chars[start : start + 17]
+    pool.used = start + UID_CHARS
+    return "C" + pool.chars[start : start + UID_CHARS]
 
 
 def echo_key(pkt: IcmpPacket) -> int:
@@ -223,8 +226,9 @@ class FlowDetector:
         return due or NO_NOTICES
 
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
-                     observed: list[int] | None = None,
-                     folds: Callable[[str], bool] | None = None) -> tuple[int, Sequence[Notice] | None]:
+                     observed: list[int] | None = None, folds: Callable[[str], bool] | None = None,
+                     kept: Callable[[Sequence[Notice]], list[Notice]] | None = None
+                     ) -> tuple[int, Sequence[Notice] | None]:
         """process() for the next packet of packets[start:] (None items skipped): (its index, its notices), or
         (len(packets), None) when there is none. A detector that can take several packets at once returns the
         first one whose caller has more to do than nothing: notices, novel bytes (last_novel), or a pair in
@@ -235,14 +239,17 @@ class FlowDetector:
         bytes, without notices, of a pair not watched: it appends ~index (the recorder may start a ring for the
         pair), and takes the pair's later packets as a watched pair's; but where folds(the uid of the packet's
         flow, a uid no notice named: not called) is true it appends nothing (the recorder is not shown those).
-        This one takes a packet at a time: it appends none."""
+        Given `kept` too (what of the notices raised to write now: NoticeAggregator.filter, which may fold them),
+        the notices returned are what kept() keeps of them, and it may go past a packet it keeps none of, listed
+        as one without notices would be. This one takes a packet at a time: it appends none."""
         n = len(packets)
         start = max(start, 0)
         while start < n and packets[start] is None:
             start += 1
         if start >= n:
             return n, None
-        return start, self.process(packets[start])  # type: ignore[arg-type]
+        notices = self.process(packets[start])  # type: ignore[arg-type]
+        return start, kept(notices) if kept is not None and notices else notices
 
     def sweep_due(self, ts: float) -> bool:
         """Whether a packet at `ts` would sweep idle flows before it is handled (as process() moves the
@@ -477,11 +484,11 @@ NEW_FLOW = Flow(b"", b"", 0.0, 0.0, False)  # every default: what _fastflows.new
 
 
 def bind_notice_accelerator() -> None:
-    """Give the C path the records its notices are made of and how an address is written (addr_text, and
-    V4_EMBEDDABLE: the IPv6 addresses it leaves to addr_text)."""
+    """Give the C path the records its notices are made of, how an address is written (addr_text, and
+    V4_EMBEDDABLE: the IPv6 addresses it leaves to addr_text) and the pool a flow's uid is taken from (new_uid)."""
     if _fastflows is not None:
         _fastflows.bind_notice(Notice, FlowNoticeText, Flow, tuple(f.name for f in fields(Flow)), addr_text,
-                               V4_EMBEDDABLE)
+                               V4_EMBEDDABLE, _UidPool, UID_CHARS)
 
 
 bind_notice_accelerator()

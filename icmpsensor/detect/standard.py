@@ -296,14 +296,15 @@ class Detector(FlowDetector):
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
         hosts' memories and whose evaluation would raise nothing (a reported exfiltration's next chunk): the
-        functions and the host table _novelty calls, and what _add_novel and _evaluate compare."""
+        functions and the host table _novelty calls, what _add_novel and _evaluate compare, and a new host's
+        memory (HostTable.touch's: SpreadMemory(ts) is a copy of SpreadMemory(0.0) with since ts)."""
         cfg = self.cfg
         return (fingerprints.explain, capacity.random_padding, self._senders, 3 * capacity.MAX_FIELD_BYTES,
                 PAYLOADS_KEPT, fingerprints.MAX_UPTIME, self._enabled if self._realtime else 0,
                 cfg.novel_bytes_threshold, cfg.reply_differs_threshold, cfg.changed_requests_threshold,
                 cfg.nonecho_bytes_threshold,
                 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR,
-                cfg.small_secret_bytes, cfg.small_secret_payloads)
+                cfg.small_secret_bytes, cfg.small_secret_payloads, SpreadMemory(0.0))
 
     # -- per packet --------------------------------------------------------------------------
     #
@@ -323,22 +324,25 @@ class Detector(FlowDetector):
         return self._finish(pkt, answer)
 
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
-                     observed: list[int] | None = None,
-                     folds: Callable[[str], bool] | None = None) -> tuple[int, Sequence[Notice] | None]:
+                     observed: list[int] | None = None, folds: Callable[[str], bool] | None = None,
+                     kept: Callable[[Sequence[Notice]], list[Notice]] | None = None
+                     ) -> tuple[int, Sequence[Notice] | None]:
         """FlowDetector.process_many: the C path takes packets[start:] in one call while each is one it handles
         (no notice, no novel bytes) of a pair not in `watched`, or, given `observed`, of a watched pair (listed in
-        it, novel bytes or not), or, given `folds` too, with novel bytes (listed as ~index)."""
+        it, novel bytes or not), or, given `folds` too, with novel bytes (listed as ~index), or, given `kept` too,
+        with notices it keeps none of."""
         fast = self._fast
         if fast is None:
-            return super().process_many(packets, start, watched, observed, folds)
-        index, answer = fast.run(packets, start, watched, observed, folds)  # type: ignore[attr-defined]
+            return super().process_many(packets, start, watched, observed, folds, kept)
+        index, answer = fast.run(packets, start, watched, observed, folds, kept)  # type: ignore[attr-defined]
         if answer is None:  # the end, or a packet handled in C of a watched pair
             return index, None if index == len(packets) else NO_NOTICES
         if answer is True:  # handled, with novel bytes (last_novel holds them): a flood's every request
             return index, NO_NOTICES
-        if type(answer) is list:  # what its handling raised, handed out in C as _handed_out would (a storm's packet)
-            return index, answer
-        return index, self._finish(packets[index], answer)  # type: ignore[arg-type]
+        if type(answer) is list:  # what its handling raised, handed out in C as _handed_out would (a storm's packet),
+            return index, answer  # and what kept() kept of it
+        notices = self._finish(packets[index], answer)  # type: ignore[arg-type]
+        return index, kept(notices) if kept is not None and notices else notices
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined

@@ -92,22 +92,27 @@ class Pipeline:
         if self.evidence is not None:
             self._detect_observed(packets, None)
             return
-        for _, _, notices in self._stops(packets, NOTHING_WATCHED):
-            if notices:
-                self.emit(notices)
+        for _, _, kept in self._stops(packets, NOTHING_WATCHED):
+            if kept:
+                self._write(kept)
 
     def _stops(self, packets: Sequence[IcmpPacket | None], watched: AbstractSet[tuple[bytes, bytes]],
                observed: list[int] | None = None) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
-        """The packets the detector stops at, (index, packet, notices), and only those: it goes past the packets
-        that leave the caller nothing to do (Detector.process_many: no notices, no novel bytes, a pair not in
-        `watched`; with `observed`, those of a watched pair, and those with novel bytes the evidence recorder is to
-        see (~index; not those of a flow whose notices the aggregator folds), are appended to it instead, before
-        the caller is given the next packet)."""
+        """The packets the detector stops at, (index, packet, the notices to write: what the aggregator does not
+        fold), and only those: it goes past the packets that leave the caller nothing to do (Detector.process_many:
+        no notices to write, no novel bytes, a pair not in `watched`; with `observed`, those of a watched pair, and
+        those with novel bytes the evidence recorder is to see (~index; not those of a flow whose notices the
+        aggregator folds), are appended to it instead, before the caller is given the next packet)."""
         packets = packets if isinstance(packets, list) else list(packets)
         process_many, index, end = self.detector.process_many, 0, len(packets)
-        folds = None if observed is None else self.aggregator.folds
+        aggregator = self.aggregator
+        # the detector folds what it raised only where it lists the packets it goes past (evidence on); else here
+        folds = aggregator.folds if observed is not None else None
+        kept = aggregator.filter if observed is not None else None
         while True:
-            index, notices = process_many(packets, index, watched, observed, folds)
+            index, notices = process_many(packets, index, watched, observed, folds, kept)
+            if kept is None and notices:
+                notices = aggregator.filter(notices)
             if index == end:
                 return
             yield index, packets[index], notices  # type: ignore[misc]
@@ -135,11 +140,10 @@ class Pipeline:
         # watched, but of a flow whose notices are folded; each shown to the recorder before the packet it stops at
         # next, as if it had stopped at them
         passed: list[int] = []
-        for index, pkt, notices in self._stops(packets, watched, passed):
+        for index, pkt, kept in self._stops(packets, watched, passed):
             if passed:
                 observe_passed(packets, passed, batch, frames)
             novel = detector.last_novel
-            kept = aggregator.filter(notices) if notices else notices
             if (watched and (pkt.src, pkt.dst) in watched) or (novel and not (
                     aggregator.folded and aggregator.folds(detector.flow_uid(pkt.src, pkt.dst)))):
                 observe(pkt, novel, batch, index if frames is None else frames[index])

@@ -28,10 +28,11 @@ from icmpsensor.config.schema import AllowlistConfig, Config, DetectionConfig
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
-from icmpsensor.detect import capacity, fingerprints, nonecho, standard
+from icmpsensor.detect import capacity, fingerprints, flows, nonecho, standard
 from icmpsensor.detect.flows import Flow
 from icmpsensor.detect.original import OriginalDetector as Original
 from icmpsensor.detect.standard import Detector
+from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import addr_text
 from icmpsensor.output.sink import ListSink
@@ -401,6 +402,38 @@ def test_the_pipeline_goes_past_a_novel_payload_floods_requests(tmp_path: Path,
     pipeline.close()
     assert 0 < len(stopped) < 0.3 * 8_000, len(stopped)  # a stop at each flow's DataExfil (one in four)
     assert pipeline.stats()["evidence"]["files"] > 0  # type: ignore[index]
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["storm", "novel_flood"])
+def test_the_pipeline_goes_past_the_packets_whose_notices_the_aggregator_folds(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notice storm (a one-packet exfiltration from each of thousands of sources to one target) and a novel-payload
+    flood: past the aggregator's quota, the notices the C path raises are folded as they are raised (the aggregator's
+    filter, called from the C path) and the pipeline stops only where there is a notice to write or the packet needs
+    Python (a sweep, a clock step); the notices written and the aggregates are those of
+    test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without."""
+    path = tmp_path / "storm.pcap"
+    synthmix.generate(path, packets=8_000, seed=6, kind=kind)
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path / "logs")
+    (tmp_path / "logs").mkdir()
+    sink = ListSink()
+    pipeline = Pipeline(cfg, [sink])  # type: ignore[list-item]
+    stopped: list[int] = []
+    stops = Pipeline._stops
+
+    def counted(self: Pipeline, *args: object) -> Iterable[tuple[int, IcmpPacket, list[Notice]]]:
+        for stop in stops(self, *args):  # type: ignore[arg-type]
+            stopped.append(stop[0])
+            yield stop
+
+    monkeypatch.setattr(Pipeline, "_stops", counted)
+    replay_pipeline(pipeline, [str(path)])
+    pipeline.close()
+    stats = pipeline.stats()
+    assert stats["notices_folded"] > 3_000 and stats["notices_aggregated"] > 0, stats
+    assert 0 < len(stopped) < 0.05 * 8_000, len(stopped)
 
 
 @needs_c
@@ -1335,6 +1368,57 @@ def test_process_many_lists_the_requests_with_novel_bytes_it_went_past(seed: int
 
 
 @needs_c
+@pytest.mark.parametrize(("seed", "max_notices"), [(1, 3), (2, 3), (3, 1000)])
+def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int, max_notices: int) -> None:
+    """Given `kept` too (what of a packet's notices to write now: the pipeline passes NoticeAggregator.filter), the
+    C path hands the notices it raised to it and goes past a packet it keeps none of (a storm's, folded into an
+    aggregate), listing it for the evidence recorder as a packet without notices; it stops where it keeps some and
+    returns those. Where Python finishes a packet, process_many returns what `kept` keeps of its notices. A novel-
+    payload flood whose DataExfil notices the aggregator folds past its quota (and one whose quota is never
+    reached): the same stops, notices kept, listing, folds, aggregates and state as one packet at a time through the
+    Python detector and aggregator."""
+    packets = novel_flood(150, seed)
+    watched = {(corpus.packed("198.51.100.1"), corpus.packed("198.51.100.2")),
+               (corpus.packed("10.9.0.2"), corpus.packed("10.1.0.80"))}
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    folding = NoticeAggregator(60.0, max_notices, 5)
+    reference_folding = NoticeAggregator(60.0, max_notices, 5, accelerated=False)
+    kinds, index = collections.Counter(), 0
+    while index < len(packets):
+        observed: list[int] = []
+        start = index
+        index, notices = fast.process_many(packets, index, watched, observed, folding.folds, folding.filter)
+        expected, taken_as_watched = [], set(watched)
+        for i in range(start, index):
+            pkt = packets[i]
+            if pkt is None:
+                continue
+            raised = reference.process(pkt)
+            assert not (raised and reference_folding.filter(raised)), i  # gone past: nothing to write
+            kinds["all folded"] += bool(raised)
+            pair = (pkt.src, pkt.dst)
+            if reference.last_novel and not reference_folding.folds(reference.flow_uid(pkt.src, pkt.dst)):
+                expected.append(~i)
+                taken_as_watched.add(pair)
+                kinds["novel"] += 1
+            elif pair in taken_as_watched:
+                expected.append(i)
+        assert observed == expected
+        if index < len(packets):
+            raised = reference.process(packets[index])  # type: ignore[arg-type]
+            assert notice_values(notices) == notice_values(reference_folding.filter(raised) if raised else [])
+            assert fast.last_novel == reference.last_novel
+            kinds["stopped with notices"] += bool(notices)
+            index += 1
+        assert state(fast) == state(reference)
+        assert folding.folded == reference_folding.folded
+    assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
+    assert kinds["novel"] > 100 and kinds["stopped with notices"] > 0, kinds
+    assert (kinds["all folded"] > 50) == (max_notices == 3), kinds
+
+
+@needs_c
 @settings(max_examples=examples(300), deadline=None)
 @given(packets=traffic(), cuts=st.lists(st.integers(0, 80), max_size=6), max_pending=st.sampled_from([1, 2, 1000]),
        idle=st.sampled_from([1.0, 300.0]))
@@ -1938,6 +2022,82 @@ def test_a_flows_end_is_made_in_c_where_it_is_the_references(case: str) -> None:
         assert counting.ends and not any(counting.ends), counting.ends
     else:
         assert len(counting.ends) >= 5 and all(counting.ends), counting.ends
+
+
+@needs_c
+@pytest.mark.parametrize("left", [17 * 40, 17 * 5 + 3])
+def test_a_flows_uid_made_in_c_is_the_pools_next(left: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uid of a flow whose first notice the C path makes (a storm's every flow) is taken from flows._UidPool as
+    new_uid takes it (a 'C', then the pool's next 17 characters), in C; where fewer than 17 are left, new_uid refills
+    the pool (os.urandom) and hands out the uid. The same uids in the same order as the Python detector's from the
+    same pool, and the pool left as it leaves it."""
+    rng = random.Random(5)
+    known = "".join(rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") for _ in range(left))
+    calls: list[Flow] = []
+    ensure_uid = Flow.ensure_uid
+
+    def counted(flow: Flow) -> str:
+        calls.append(flow)
+        return ensure_uid(flow)
+
+    monkeypatch.setattr(Flow, "ensure_uid", counted)
+
+    def uids(accelerated: bool) -> tuple[list[str], int, bool, int, int]:
+        monkeypatch.setattr(flows._UidPool, "chars", known)
+        monkeypatch.setattr(flows._UidPool, "used", 0)
+        calls.clear()
+        det = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
+        notices = [n for p in storm(40) for n in det.process(p)] + det.flush()
+        made = list(dict.fromkeys(n.uid for n in notices if n.uid))
+        spread = sum(n.note == "ICMP::ICMP_ExfilSpread" for n in notices)  # made by Python (_spread_notice)
+        return made, flows._UidPool.used, flows._UidPool.chars == known, len(calls), spread
+
+    (got, used, same_pool, c_calls, spread), (want, want_used, want_same, _, _) = uids(True), uids(False)
+    from_known = min(40, left // 17)
+    assert got[:from_known] == want[:from_known] == ["C" + known[17 * k : 17 * k + 17] for k in range(from_known)]
+    assert len(got) == len(set(got)) == 40 and all(len(uid) == 18 and uid.isalnum() for uid in got)
+    assert (used, same_pool) == (want_used, want_same) == (17 * (40 - from_known) if from_known < 40 else 17 * 40,
+                                                            from_known == 40)
+    # ensure_uid called by Python's own notices, and by the C path only to refill the pool
+    assert spread == 1 and c_calls == spread + (0 if from_known == 40 else 1)
+
+
+@needs_c
+@pytest.mark.parametrize("max_pairs", [100_000, 20])
+def test_a_new_hosts_and_a_new_pairs_memory_are_made_in_c(max_pairs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storm's every source is a new host to the senders' table and, as its flow ends, a new pair to the pairs'
+    memory: the C path makes each (HostTable.touch's SpreadMemory(ts), Detector._pair's PairMemory(), a list of its
+    own for its buckets) without their Python __init__; where the hosts' table is full, HostTable.touch itself sheds
+    the oldest eighth first. The same notices and state after every packet as the reference's."""
+    detection = dataclasses.replace(DetectionConfig(), max_pairs=max_pairs)
+    packets = storm(60)
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    want = [notice_values(reference.process(p)) for p in packets]
+    want.append(notice_values(reference.flush()))
+    made: collections.Counter[str] = collections.Counter()
+    for cls, method in ((standard.HostTable, "touch"), (standard.SpreadMemory, "__init__"),
+                        (standard.PairMemory, "__init__")):
+        real = getattr(cls, method)
+
+        def counted(*args: object, real: Callable[..., object] = real, name: str = f"{cls.__name__}.{method}",
+                    **kwargs: object) -> object:
+            made[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cls, method, counted)
+    fast = Detector(detection, AllowlistConfig())
+    made.clear()
+    got = [notice_values(fast.process(p)) for p in packets]
+    hosts = list(fast._senders.hosts.values())
+    got.append(notice_values(fast.flush()))
+    assert got == want and state(fast) == state(reference)
+    assert len({id(m.buckets) for m in fast._pairs.values()}) == len(fast._pairs) >= min(60, max_pairs)
+    assert hosts and all(type(m) is standard.SpreadMemory for m in hosts)
+    if max_pairs == 20:  # the table full: touch sheds, and makes the new host's memory itself
+        assert 0 < made["HostTable.touch"] == made["SpreadMemory.__init__"] < 60, made
+    else:
+        assert not made["HostTable.touch"] and not made["SpreadMemory.__init__"], made
+    assert not made["PairMemory.__init__"], made
 
 
 def mixed_interest(count: int, seed: int = 14) -> list[IcmpPacket]:
