@@ -275,7 +275,11 @@ static int record_template(PyObject *template)
 
 /* A new instance of `template`'s class (record_template's) as its dataclass __init__ makes it from its defaults: the
  * template's values, but `value` at `slot` (-1: none) and a new empty list at `list_slot` (-1: none; a
- * default_factory=list field). A new reference, or NULL with an exception. */
+ * default_factory=list field). A new reference, or NULL with an exception.
+ * It is left untracked by the cyclic collector, as the flows new_flow makes: the detector's records (Flow,
+ * SpreadMemory, PairMemory) hold numbers, bytes, str, and tuples, sets, lists, dicts and FlowChannels of those, so no
+ * cycle can run through one, and a storm's hundreds of thousands are not walked by every young collection (the
+ * containers they hold are tracked as any). */
 static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *value, Py_ssize_t list_slot)
 {
     PyTypeObject *type = Py_TYPE(template);
@@ -289,6 +293,7 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
         SLOT(made, m->offset) = m->offset == slot ? Py_NewRef(value)
                                 : m->offset == list_slot ? Py_NewRef(list) : Py_NewRef(SLOT(template, m->offset));
     Py_XDECREF(list);
+    PyObject_GC_UnTrack(made);
     return made;
 }
 
@@ -2690,6 +2695,7 @@ static PyObject *flow_from_template(PyObject *const *args)
     static const int given[N_NEW_FLOW] = {1, 2, 3, 3, 4, 5, 6}; /* args[] of each field set: start and last are ts */
     for (int k = 0; k < N_NEW_FLOW; k++)
         set_slot(flow, new_flow_slot[k], args[given[k]]);
+    PyObject_GC_UnTrack(flow); /* no cycle runs through a flow: see record_copy */
     return flow;
 }
 
