@@ -1,5 +1,5 @@
 /* Tuples the C accelerators keep in their tables (a flow's key, a pending request's key and entry, a payload's
- * sketch, a pair's key, the tool tracker's keys), left untracked by the cyclic collector where every item is an exact
+ * sketch, a pair's key, the tool tracker's keys, a folded flow's (role, host)), left untracked by the cyclic collector where every item is an exact
  * bytes, str, int or float, or a tuple it does not track: what the collector itself does to such a tuple the first
  * time a collection walks it (_PyTuple_MaybeUntrack), done when it is made or stored (a key made for a look-up and
  * freed after it is not worth the look at its items). Such a tuple can be part of no cycle. A

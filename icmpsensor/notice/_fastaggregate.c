@@ -14,6 +14,7 @@
 #include <Python.h>
 
 #include "../_slots.h"
+#include "../_tuples.h"
 
 enum { N_TS, N_NOTE, N_SRC, N_DST, N_UID, N_BYTES_SENT, N_NOTICE };
 static const char *const NOTICE_FIELDS[N_NOTICE] = {"ts", "note", "src", "dst", "uid", "bytes_sent"};
@@ -301,7 +302,7 @@ static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject 
     Py_DECREF(fold);
     if (status < 0)
         return -1;
-    PyObject *under = PyTuple_Pack(2, role, host);
+    PyObject *under = untracked_if_atomic(PyTuple_Pack(2, role, host)); /* kept until the flow's summary */
     if (under == NULL)
         return -1;
     status = remember(agg, uid, under);

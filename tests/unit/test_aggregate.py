@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import random
 import struct
 
@@ -10,6 +11,7 @@ import pytest
 
 from icmpsensor.config.schema import Config
 from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.notice import aggregate as aggregate_module
 from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.sink import ListSink
@@ -133,6 +135,19 @@ def test_a_storm_from_thousands_of_sources_keeps_a_count_per_written_host_not_a_
     assert len(written) == 10 and agg.folded == 4990
     assert len(agg._folds) == 1  # the victim's: what the aggregate tells
     assert len(agg._written) == 1 + 10 + 1  # the victim, the ten sources written as they came, the note
+
+
+@pytest.mark.skipif(aggregate_module._fastaggregate is None, reason="the C accelerator is turned off or not built")
+def test_what_the_c_fold_remembers_of_a_storms_flows_is_not_tracked_by_the_collector() -> None:
+    """A storm's every flow leaves its uid's (role, host) in the aggregator's memory (_uids, until its summary):
+    made in C, the pair of strings is left untracked, as the collector would untrack it the first time a collection
+    walked it, so that young collections do not walk a storm's every one; the reference's are the collector's."""
+    storm = [notice(T0 + i * 0.001, f"100.64.{i // 250}.{i % 250}") for i in range(3000)]
+    fast, reference = NoticeAggregator(60.0, 10, 3), NoticeAggregator(60.0, 10, 3, accelerated=False)
+    assert fast.filter(storm) == reference.filter(storm) and fast._uids == reference._uids
+    folded = [under for under in fast._uids.values() if under is not None]
+    assert len(folded) == 2990 and not any(gc.is_tracked(under) for under in folded)
+    assert any(gc.is_tracked(under) for under in reference._uids.values() if under is not None)
 
 
 @pytest.mark.parametrize("accelerated", [True, False], ids=["C fold", "Python fold"])
