@@ -102,6 +102,9 @@ enum { C_STRIDE, C_RUN_DUE, C_OTHER_SIZE, C_CARRY, C_CHARGED, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "other_size", "carry", "charged"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type, *channels_type;
+static PyObject *channels_template; /* FlowChannels(): a flow's capacity state is made a copy of it (record_copy) */
+static int record_template(PyObject *template);
+static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *value, Py_ssize_t list_slot);
 static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS], channels_slot[N_CHANNELS];
 static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
 static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
@@ -165,6 +168,11 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_XSETREF(flow_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(channels_type, (PyTypeObject *)Py_NewRef(args[3]));
+    Py_XSETREF(channels_template, PyObject_CallNoArgs(args[3]));
+    if (channels_template == NULL || !record_template(channels_template)) {
+        Py_CLEAR(channels_template);
+        return NULL;
+    }
     prefix_len = prefix;
     empty_rest_hash = empty;
     seq_free = free_steps;
@@ -1815,7 +1823,7 @@ static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
 {
     PyObject *channels = r->channels;
     if (channels == NULL) {
-        channels = PyObject_CallNoArgs((PyObject *)channels_type);
+        channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
         if (channels == NULL)
             return -1;
         set_slot(flow, flow_slot[F_CHANNELS], channels);

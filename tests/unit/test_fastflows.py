@@ -2068,7 +2068,8 @@ def test_a_new_hosts_and_a_new_pairs_memory_are_made_in_c(max_pairs: int, monkey
     """A storm's every source is a new host to the senders' table and, as its flow ends, a new pair to the pairs'
     memory: the C path makes each (HostTable.touch's SpreadMemory(ts), Detector._pair's PairMemory(), a list of its
     own for its buckets) without their Python __init__; where the hosts' table is full, HostTable.touch itself sheds
-    the oldest eighth first. The same notices and state after every packet as the reference's."""
+    the oldest eighth first. So is a flow's capacity state (FlowChannels()) where a request's size carried bytes.
+    The same notices and state after every packet as the reference's."""
     detection = dataclasses.replace(DetectionConfig(), max_pairs=max_pairs)
     packets = storm(60)
     reference = Detector(detection, AllowlistConfig(), accelerated=False)
@@ -2076,7 +2077,7 @@ def test_a_new_hosts_and_a_new_pairs_memory_are_made_in_c(max_pairs: int, monkey
     want.append(notice_values(reference.flush()))
     made: collections.Counter[str] = collections.Counter()
     for cls, method in ((standard.HostTable, "touch"), (standard.SpreadMemory, "__init__"),
-                        (standard.PairMemory, "__init__")):
+                        (standard.PairMemory, "__init__"), (capacity.FlowChannels, "__init__")):
         real = getattr(cls, method)
 
         def counted(*args: object, real: Callable[..., object] = real, name: str = f"{cls.__name__}.{method}",
@@ -2098,6 +2099,14 @@ def test_a_new_hosts_and_a_new_pairs_memory_are_made_in_c(max_pairs: int, monkey
     else:
         assert not made["HostTable.touch"] and not made["SpreadMemory.__init__"], made
     assert not made["PairMemory.__init__"], made
+    sized = [*packets, *[dataclasses.replace(p, ts=p.ts + 1) for p in size_changing("jump", sources=30, rounds=6)]]
+    for pkt in sized[len(packets):]:
+        reference.process(pkt)
+    made.clear()
+    for pkt in sized[len(packets):]:
+        fast.process(pkt)
+    assert state(fast) == state(reference) and not made["FlowChannels.__init__"], made
+    assert sum(flow.channels is not None for flow in fast._flows.values()) >= 30
 
 
 def mixed_interest(count: int, seed: int = 14) -> list[IcmpPacket]:
