@@ -92,27 +92,24 @@ class Pipeline:
         if self.evidence is not None:
             self._detect_observed(packets, None)
             return
-        for _, _, kept in self._stops(packets, NOTHING_WATCHED):
+        listed: list[int] = []  # the packets a recorder would see: nobody's here
+        for _, _, kept in self._stops(packets, NOTHING_WATCHED, listed):
+            listed.clear()
             if kept:
                 self._write(kept)
 
     def _stops(self, packets: Sequence[IcmpPacket | None], watched: AbstractSet[tuple[bytes, bytes]],
-               observed: list[int] | None = None) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
+               observed: list[int]) -> Iterator[tuple[int, IcmpPacket, Sequence[Notice]]]:
         """The packets the detector stops at, (index, packet, the notices to write: what the aggregator does not
         fold), and only those: it goes past the packets that leave the caller nothing to do (Detector.process_many:
-        no notices to write, no novel bytes, a pair not in `watched`; with `observed`, those of a watched pair, and
-        those with novel bytes the evidence recorder is to see (~index; not those of a flow whose notices the
-        aggregator folds), are appended to it instead, before the caller is given the next packet)."""
+        no notices to write, no novel bytes, a pair not in `watched`); those of a watched pair, and those with
+        novel bytes the evidence recorder is to see (~index; not those of a flow whose notices the aggregator
+        folds), are appended to `observed` instead, before the caller is given the next packet."""
         packets = packets if isinstance(packets, list) else list(packets)
         process_many, index, end = self.detector.process_many, 0, len(packets)
-        aggregator = self.aggregator
-        # the detector folds what it raised only where it lists the packets it goes past (evidence on); else here
-        folds = aggregator.folds if observed is not None else None
-        kept = aggregator.filter if observed is not None else None
+        folds, kept = self.aggregator.folds, self.aggregator.filter
         while True:
             index, notices = process_many(packets, index, watched, observed, folds, kept)
-            if kept is None and notices:
-                notices = aggregator.filter(notices)
             if index == end:
                 return
             yield index, packets[index], notices  # type: ignore[misc]

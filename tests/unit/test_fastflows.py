@@ -405,17 +405,19 @@ def test_the_pipeline_goes_past_a_novel_payload_floods_requests(tmp_path: Path,
 
 
 @needs_c
+@pytest.mark.parametrize("evidence", [True, False], ids=["evidence", "no evidence"])
 @pytest.mark.parametrize("kind", ["storm", "novel_flood"])
 def test_the_pipeline_goes_past_the_packets_whose_notices_the_aggregator_folds(
-        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        kind: str, evidence: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A notice storm (a one-packet exfiltration from each of thousands of sources to one target) and a novel-payload
     flood: past the aggregator's quota, the notices the C path raises are folded as they are raised (the aggregator's
     filter, called from the C path) and the pipeline stops only where there is a notice to write or the packet needs
-    Python (a sweep, a clock step); the notices written and the aggregates are those of
+    Python (a sweep, a clock step), with evidence on or off; the notices written and the aggregates are those of
     test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without."""
     path = tmp_path / "storm.pcap"
     synthmix.generate(path, packets=8_000, seed=6, kind=kind)
     cfg = Config()
+    cfg.output.evidence.enabled = evidence
     cfg.output.log_dir = str(tmp_path / "logs")
     (tmp_path / "logs").mkdir()
     sink = ListSink()
@@ -1487,13 +1489,15 @@ def test_fastpath_run_checks_its_arguments() -> None:
 # -- the pipeline's loop with the detector's C path, against it without -------------------------------------------
 
 
-def replay_with(path: Path, log_dir: Path, accelerated: bool) -> tuple[list[Notice], list[bytes], dict, object]:
+def replay_with(path: Path, log_dir: Path, accelerated: bool,
+                evidence: bool = True) -> tuple[list[Notice], list[bytes], dict, object]:
     """The capture through the product's replay with evidence on; `accelerated` False takes the detector's C path
     away (Detector.process_many then hands the pipeline one packet at a time, each processed in Python). The
     notices (without uid and evidence path), the evidence files' contents, the evidence counters and the detector's
     counters."""
     cfg = Config()
     cfg.output.log_dir = str(log_dir)
+    cfg.output.evidence.enabled = evidence
     cfg.detection = dataclasses.replace(cfg.detection, max_flows=200, max_pairs=100)  # evictions under load
     sink = ListSink()
     pipeline = Pipeline(cfg, [sink])  # type: ignore[list-item]
@@ -1551,6 +1555,21 @@ def test_the_channels_a_notice_made_in_c_names_are_channel_bytes(data: st.DataOb
         assert tags(flow, standard.PAYLOAD_CHANNEL, standard.NONECHO_CHANNEL) is None
     flow.channels, flow.tool = None, None  # type: ignore[assignment]
     assert tags(flow, standard.PAYLOAD_CHANNEL, standard.NONECHO_CHANNEL) is None
+
+
+@needs_c
+@pytest.mark.parametrize("kind", ["storm", "novel_flood", "novel_mix"])
+def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without_evidence_off(kind: str,
+                                                                                         tmp_path: Path) -> None:
+    """The same with evidence off (the C path lists for nobody what it goes past, and folds as it raises)."""
+    path = tmp_path / "capture.pcap"
+    synthmix.generate(path, packets=20_000, seed=12, kind=kind)
+    runs = []
+    for accelerated in (True, False):
+        (tmp_path / str(accelerated)).mkdir()
+        runs.append(replay_with(path, tmp_path / str(accelerated), accelerated, evidence=False))
+    (notices, evidence, _, stats), (want, _, _, want_stats) = runs
+    assert notices and not evidence and (notices, stats) == (want, want_stats)
 
 
 ADDRESSES = [craft.addr(text) for text in ("192.0.2.1", "0.0.0.0", "255.255.255.255", "10.9.8.7", "2001:db8::1",
