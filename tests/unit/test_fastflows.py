@@ -1370,20 +1370,26 @@ def test_process_many_lists_the_requests_with_novel_bytes_it_went_past(seed: int
 
 
 @needs_c
-@pytest.mark.parametrize(("seed", "max_notices"), [(1, 3), (2, 3), (3, 1000)])
-def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int, max_notices: int) -> None:
+@pytest.mark.parametrize(("seed", "max_notices", "max_flows"), [(1, 3, 100_000), (2, 3, 100_000), (3, 1000, 100_000),
+                                                               (4, 3, 40)])
+def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int, max_notices: int,
+                                                                      max_flows: int) -> None:
     """Given `kept` too (what of a packet's notices to write now: the pipeline passes NoticeAggregator.filter), the
     C path hands the notices it raised to it and goes past a packet it keeps none of (a storm's, folded into an
     aggregate), listing it for the evidence recorder as a packet without notices; it stops where it keeps some and
     returns those. Where Python finishes a packet, process_many returns what `kept` keeps of its notices. A novel-
     payload flood whose DataExfil notices the aggregator folds past its quota (and one whose quota is never
     reached): the same stops, notices kept, listing, folds, aggregates and state as one packet at a time through the
-    Python detector and aggregator."""
+    Python detector and aggregator. With a small flow table, after a storm, a flood's new flow's first request evicts a
+    storm flow whose summary is folded: the request's own novel bytes are still listed."""
     packets = novel_flood(150, seed)
+    if max_flows < 100:
+        packets = [*storm(80), *[p and dataclasses.replace(p, ts=p.ts + 1.0) for p in packets]]
     watched = {(corpus.packed("198.51.100.1"), corpus.packed("198.51.100.2")),
                (corpus.packed("10.9.0.2"), corpus.packed("10.1.0.80"))}
-    fast = Detector(DetectionConfig(), AllowlistConfig())
-    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows)
+    fast = Detector(detection, AllowlistConfig())
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
     folding = NoticeAggregator(60.0, max_notices, 5)
     reference_folding = NoticeAggregator(60.0, max_notices, 5, accelerated=False)
     kinds, index = collections.Counter(), 0
@@ -1404,6 +1410,7 @@ def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int,
                 expected.append(~i)
                 taken_as_watched.add(pair)
                 kinds["novel"] += 1
+                kinds["novel, notices folded"] += bool(raised)
             elif pair in taken_as_watched:
                 expected.append(i)
         assert observed == expected
@@ -1418,6 +1425,7 @@ def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int,
     assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
     assert kinds["novel"] > 100 and kinds["stopped with notices"] > 0, kinds
     assert (kinds["all folded"] > 50) == (max_notices == 3), kinds
+    assert (kinds["novel, notices folded"] > 0) == (max_flows == 40), kinds
 
 
 @needs_c
