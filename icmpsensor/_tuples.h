@@ -1,6 +1,7 @@
 /* Tuples the C accelerators keep in their tables (a flow's key, a pending request's key and entry, a payload's
- * sketch, a pair's key, the tool tracker's keys, a folded flow's (role, host)), left untracked by the cyclic collector where every item is an exact
- * bytes, str, int or float, or a tuple it does not track: what the collector itself does to such a tuple the first
+ * sketch, a pair's key, the tool tracker's keys, a folded flow's (role, host), a notice's snapshot of its flow and its
+ * channels), left untracked by the cyclic collector where every item is an exact
+ * object the collector never tracks, or a tuple it does not track: what the collector itself does to such a tuple the first
  * time a collection walks it (_PyTuple_MaybeUntrack), done when it is made or stored (a key made for a look-up and
  * freed after it is not worth the look at its items). Such a tuple can be part of no cycle. A
  * notice storm keeps about seven a flow, each walked by a young collection first (docs/performance.md, twenty-third
@@ -10,15 +11,16 @@
 
 #include <Python.h>
 
-/* `tuple` (a new reference, or NULL), untracked where its items allow it. */
+/* `tuple` (a new reference, or NULL), untracked where no item may be tracked: each an object the collector never
+ * tracks (bytes, str, int, float, None, a bool...) or a tuple it does not track (_PyObject_GC_MAY_BE_TRACKED's rule,
+ * which _PyTuple_MaybeUntrack applies; a dict, even one not tracked yet, may be). */
 static inline PyObject *untracked_if_atomic(PyObject *tuple)
 {
     if (tuple == NULL || !PyTuple_CheckExact(tuple) || !PyObject_GC_IsTracked(tuple))
         return tuple;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); i++) {
         PyObject *item = PyTuple_GET_ITEM(tuple, i);
-        if (!PyBytes_CheckExact(item) && !PyUnicode_CheckExact(item) && !PyLong_CheckExact(item)
-            && !PyFloat_CheckExact(item) && !(PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item)))
+        if (item == NULL || (PyObject_IS_GC(item) && (!PyTuple_CheckExact(item) || PyObject_GC_IsTracked(item))))
             return tuple;
     }
     PyObject_GC_UnTrack(tuple);

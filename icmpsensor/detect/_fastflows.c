@@ -1221,7 +1221,12 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
     if ((charged == Py_None || PyDict_GET_SIZE(charged) == 0)
         && !PyObject_IsTrue(SLOT(flow, flow_slot[F_NONECHO_NOVEL]))) {
         int some = PyObject_RichCompareBool(novel, zero, Py_GT); /* the common case: the payload alone */
-        *carried = some < 0 ? NULL : some ? Py_BuildValue("[(OO)]", payload_name, novel) : PyList_New(0);
+        *carried = some < 0 ? NULL : some ? PyList_New(1) : PyList_New(0);
+        PyObject *pair = some > 0 && *carried != NULL ? untracked_if_atomic(PyTuple_Pack(2, payload_name, novel)) : NULL;
+        if (some > 0 && *carried != NULL && pair == NULL)
+            Py_CLEAR(*carried);
+        else if (pair != NULL)
+            PyList_SET_ITEM(*carried, 0, pair);
         *names = *carried == NULL ? NULL : some ? Py_NewRef(payload_name) : PyUnicode_New(0, 0);
     } else {
         PyObject *all = channel_dict(payload_name, nonecho_name, flow,
@@ -1242,7 +1247,7 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
         failed = list == NULL || named == NULL;
         for (Py_ssize_t i = 0; !failed && i < n; i++) {
             name = PyTuple_GET_ITEM(PyList_GET_ITEM(order, i), 1);
-            PyObject *item = PyTuple_Pack(2, name, PyDict_GetItem(all, name)); /* a str key: no exception */
+            PyObject *item = untracked_if_atomic(PyTuple_Pack(2, name, PyDict_GetItem(all, name))); /* no exception */
             failed = item == NULL;
             PyList_SET_ITEM(list, i, item);
             PyList_SET_ITEM(named, i, Py_NewRef(name));
@@ -2817,6 +2822,7 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
         PyTuple_SET_ITEM(snapshot, i, Py_NewRef(value));
     }
+    untracked_if_atomic(snapshot); /* a flow without a capacity state: a storm's */
     PyObject *text = text_type->tp_alloc(text_type, 0);
     if (text == NULL) {
         Py_DECREF(snapshot);

@@ -2293,6 +2293,26 @@ def test_the_records_a_storm_leaves_in_the_tables_are_not_tracked_by_the_collect
 
 
 @needs_c
+def test_a_notices_snapshot_and_channels_made_in_c_are_untracked_where_they_can_hold_no_container() -> None:
+    """A notice made in C keeps a snapshot of its flow (the text is made from it only if the notice is written) and
+    its channels: a storm makes two notices a flow, most folded and dropped, but a young collection walks those alive.
+    The snapshot is made untracked where no field may hold a container the collector tracks (a flow without a
+    capacity state: numbers, bytes, str, None, bools, untracked tuples), as the collector's first walk would untrack
+    it; a flow's FlowChannels keeps it tracked. The (channel, bytes) pairs are untracked too."""
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    made = [n for p in storm(30) for n in fast.process(p)]
+    sized = [n for p in size_changing("jump", sources=20, rounds=6) for n in fast.process(p)]
+    made += fast.flush()
+    plain = [n for n in made if n.note in ("ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary")
+             and n.src.startswith("100.64.0.")]  # the storm's flows
+    assert len(plain) >= 60 and not any(gc.is_tracked(n._text.values) for n in plain)  # type: ignore[union-attr]
+    assert not any(gc.is_tracked(pair) for n in plain for pair in n._text.extra)  # type: ignore[union-attr]
+    charged = [n for n in [*sized, *made] if n.note in ("ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary")
+               and not n.src.startswith("100.64.0.")]
+    assert charged and all(gc.is_tracked(n._text.values) for n in charged)  # type: ignore[union-attr]
+
+
+@needs_c
 def test_an_ipv6_notices_addresses_are_written_in_c_as_addr_text_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """IPv6 addresses in turn (a storm's sources, its one target again and again, zero runs of each length and
     place, all zero, all ones) are written in C (inet_ntop, the last one's text kept), as addr_text writes them,
