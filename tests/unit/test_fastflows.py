@@ -1450,6 +1450,72 @@ def test_both_agree_on_generated_traffic_a_batch_at_a_time(packets: list[IcmpPac
         assert state(fast) == state(reference)
 
 
+def check_listing(fast: Detector, reference: Detector, batch: list[IcmpPacket | None],
+                  watched: set[tuple[bytes, bytes]], folding: NoticeAggregator,
+                  reference_folding: NoticeAggregator) -> collections.Counter[str]:
+    """process_many with `observed`, `folds` and `kept` over a batch against the reference one packet at a time and
+    a model of what the pipeline would have done at each packet had it stopped there (the listing of
+    test_process_many_lists_the_requests_with_novel_bytes_it_went_past): the same stops, notices kept, listing,
+    folds and state after every call. What it saw, counted."""
+    kinds: collections.Counter[str] = collections.Counter()
+    index = 0
+    while index < len(batch):
+        observed: list[int] = []
+        start = index
+        index, notices = fast.process_many(batch, index, watched, observed, folding.folds, folding.filter)
+        expected, taken_as_watched = [], set(watched)
+        for i in range(start, index):
+            pkt = batch[i]
+            if pkt is None:
+                continue
+            raised = reference.process(pkt)
+            assert not (raised and reference_folding.filter(raised)), i  # gone past: nothing to write
+            kinds["folded"] += bool(raised)
+            pair = (pkt.src, pkt.dst)
+            if reference.last_novel and not reference_folding.folds(reference.flow_uid(pkt.src, pkt.dst)):
+                expected.append(~i)
+                taken_as_watched.add(pair)
+                kinds["novel"] += 1
+            elif pair in taken_as_watched:
+                expected.append(i)
+                kinds["watched"] += 1
+        assert observed == expected
+        if index < len(batch):
+            raised = reference.process(batch[index])  # type: ignore[arg-type]
+            assert notice_values(notices) == notice_values(reference_folding.filter(raised) if raised else [])
+            assert fast.last_novel == reference.last_novel
+            kinds["stop"] += 1
+            index += 1
+        assert state(fast) == state(reference)
+        assert folding.folded == reference_folding.folded
+    return kinds
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(packets=traffic(), cuts=st.lists(st.integers(0, 80), max_size=6), max_notices=st.integers(1, 3),
+       watch=st.sets(st.integers(0, 5), max_size=3), threshold=st.sampled_from([0, 40, 256]))
+def test_both_agree_on_generated_traffic_listed_and_folded(packets: list[IcmpPacket], cuts: list[int],
+                                                          max_notices: int, watch: set[int], threshold: int) -> None:
+    """Generated traffic (every way out of the C path, times that go back, sweeps) cut into batches, with watched
+    pairs, notices that fall due within a few packets and an aggregator whose quota folds most of them: where the C
+    path lists and folds (FastPath.run with observed, folds and kept; rarely in such traffic, most of whose packets
+    Python takes: the flood tests above are where it does so most) it is what the pipeline would have done at each
+    packet, and the detector and aggregator are the reference's after every call."""
+    detection = dataclasses.replace(DetectionConfig(), novel_bytes_threshold=threshold,
+                                    small_secret_bytes=threshold // 2, changed_requests_threshold=2)
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    fast = Detector(detection, AllowlistConfig())
+    folding = NoticeAggregator(60.0, max_notices, 2)
+    reference_folding = NoticeAggregator(60.0, max_notices, 2, accelerated=False)
+    pairs = sorted({(p.src, p.dst) for p in packets})
+    watched = {pairs[k] for k in watch if k < len(pairs)}
+    bounds = sorted({0, len(packets), *(cut for cut in cuts if cut < len(packets))})
+    for start, end in itertools.pairwise(bounds):
+        check_listing(fast, reference, list(packets[start:end]), watched, folding, reference_folding)
+    assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
+
+
 @needs_c
 def test_a_batch_whose_times_go_back_leaves_the_clock_at_its_latest() -> None:
     """The clock FastPath.run keeps moves only forward: a request stamped before the batch's latest packet (capture
