@@ -469,14 +469,15 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
                                    || slot_offsets((PyObject *)Py_TYPE(parsed.host_memory), since, 1,
                                                    &parsed.since_slot) < 0))
         return -1;
+    if (parsed.explain != NULL && parsed.payloads_kept < 1) {
+        PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
+        return -1;
+    }
+    /* made last: nothing fails after them but their own making */
     PyObject *pair_memory = ends.pair_type == NULL ? NULL : PyObject_CallNoArgs(ends.pair_type);
     if (ends.pair_type != NULL && (pair_memory == NULL || !record_template(pair_memory)
                                    || slot_offsets(ends.pair_type, buckets, 1, &ends.buckets_slot) < 0)) {
         Py_XDECREF(pair_memory);
-        return -1;
-    }
-    if (parsed.explain != NULL && parsed.payloads_kept < 1) {
-        PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
         return -1;
     }
     if (parsed.explain != NULL && (parsed.tolerance = PyFloat_FromDouble(self->tolerance)) == NULL) {
@@ -2237,15 +2238,16 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
 }
 
 PyDoc_STRVAR(run_doc,
-             "run(packets, start, watched[, observed[, folds]]) -> (index, answer)\n\n"
+             "run(packets, start, watched[, observed[, folds[, kept]]]) -> (index, answer)\n\n"
              "handle() for packets[start:] (a list; None items skipped) while it returns None for a packet of a\n"
              "pair not in `watched` (a set of (src, dst)): (index, answer) for the first packet it answered\n"
              "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).\n"
              "With `observed` (a list), a packet of a watched pair handle() returned None or True for is not\n"
              "stopped at: its index is appended to it. With `folds` too (not None: a function of a flow's uid, whether\n"
              "its notices are folded), a packet of a pair not watched handle() returned True for (novel bytes) is not\n"
-             "stopped at either: ~index is appended, and the pair's later packets in this call are taken as a watched\n"
-             "pair's; but nothing is where the packet's flow has a uid folds() is true for. Where handle() answered ()\n"
+             "stopped at either: ~index is appended, and the pair's later packets in this call are listed too, each as\n"
+             "what it is (~index with novel bytes); but nothing is where the packet's flow has a uid folds() is true\n"
+             "for (a watched pair's: its index). Where handle() answered ()\n"
              "with notices due and the table within max_flows, the answer is the due notices, a list, taken from the\n"
              "detector's (as Detector._handed_out hands them out). With `kept` too (not None: a function of a list of\n"
              "notices, those to write now), the answer is what kept() returns of them, and where that is nothing the\n"

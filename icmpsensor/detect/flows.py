@@ -237,8 +237,10 @@ class FlowDetector:
         watched pair's packets whatever they carried), appending their indexes to it. Given `folds` too (whether
         the notices of the flow with a uid are folded: NoticeAggregator.folds), it may go past a packet with novel
         bytes, without notices, of a pair not watched: it appends ~index (the recorder may start a ring for the
-        pair), and takes the pair's later packets as a watched pair's; but where folds(the uid of the packet's
-        flow, a uid no notice named: not called) is true it appends nothing (the recorder is not shown those).
+        pair), and lists the pair's later packets too, each as what it is (~index with novel bytes, the index
+        without: the recorder's rings may come and go in between); but where folds(the uid of the packet's flow, a
+        uid no notice named: not called) is true it appends nothing (the recorder is not shown those but for a
+        watched pair's).
         Given `kept` too (what of the notices raised to write now: NoticeAggregator.filter, which may fold them),
         the notices returned are what kept() keeps of them, and it may go past a packet it keeps none of, listed
         as one without notices would be. This one takes a packet at a time: it appends none."""

@@ -132,10 +132,9 @@ class Pipeline:
         if due:
             ordered = in_frame_order(packets, due)
             packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
-        # the packets the detector went past that the recorder is to see (no notices): a watched pair's (novel bytes
-        # or not, which its ring or recording takes alike), and with novel bytes (~index) those of a pair not
-        # watched, but of a flow whose notices are folded; each shown to the recorder before the packet it stops at
-        # next, as if it had stopped at them
+        # the packets the detector went past that the recorder is to see (no notices to write): a watched pair's,
+        # and those with novel bytes (~index) but of a flow whose notices are folded; each shown to the recorder
+        # before the packet it stops at next, as if it had stopped at them
         passed: list[int] = []
         for index, pkt, kept in self._stops(packets, watched, passed):
             if passed:
