@@ -1468,6 +1468,55 @@ def test_both_agree_on_generated_traffic_listed_and_folded(packets: list[IcmpPac
     assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
 
 
+@st.composite
+def floods(draw: st.DrawFn) -> list[IcmpPacket]:
+    """Requests with novel bytes from many sources to a few targets, interleaved (a storm's, a flood's, an
+    exfiltration's chunks): random payloads of random sizes, some sent again, some answered (by the kernel, or with
+    other bytes), a few IPv6; times that mostly step forward, sometimes by a sweep or more."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    sources = draw(st.integers(2, 40))
+    targets = ["10.1.0.80", "10.1.0.81", "2001:db8::80"][: draw(st.integers(1, 3))]
+    ts, out, last = T0, [], {}
+    for _ in range(draw(st.integers(1, 120))):
+        ts += rng.choice([0.0, 0.001, 0.01, 0.3, 1.2])
+        target = rng.choice(targets)
+        src = f"10.7.0.{rng.randrange(sources) + 1}" if ":" not in target else f"2001:db8::{rng.randrange(sources) + 1}"
+        seq = last.get((src, target), 0) + 1
+        last[(src, target)] = seq
+        payload = rng.randbytes(rng.randrange(0, 80)) if rng.random() < 0.8 else b"again" * 8
+        request = corpus.echo(ts, src, target, True, 9, seq, payload) if ":" not in target else \
+            IcmpPacket(ts, corpus.packed(src), corpus.packed(target), True, 128, 0, 9, seq, payload, 62 + len(payload))
+        out.append(request)
+        if rng.random() < 0.2:
+            reply = corpus.kernel_reply(request) if ":" not in target else None
+            if reply is not None:
+                out.append(reply if rng.random() < 0.7 else dataclasses.replace(reply, payload=rng.randbytes(20)))
+    return out
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(packets=floods(), cuts=st.lists(st.integers(0, 140), max_size=6), max_notices=st.integers(1, 3),
+       max_flows=st.sampled_from([4, 100_000]), watch=st.sets(st.integers(0, 8), max_size=3))
+def test_both_agree_on_generated_floods_listed_and_folded(packets: list[IcmpPacket], cuts: list[int],
+                                                         max_notices: int, max_flows: int, watch: set[int]) -> None:
+    """Generated floods (novel bytes from many sources, repeats, replies, IPv6, sweeps) cut into batches, with
+    watched pairs, a small flow table or not and an aggregator whose quota folds most notices: the C path's listing
+    and folding is what the pipeline would have done at each packet, and the detector and aggregator are the
+    reference's after every call."""
+    detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows, max_pairs=max(max_flows, 8))
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    fast = Detector(detection, AllowlistConfig())
+    folding = NoticeAggregator(60.0, max_notices, 2)
+    reference_folding = NoticeAggregator(60.0, max_notices, 2, accelerated=False)
+    pairs = sorted({(p.src, p.dst) for p in packets})
+    watched = {pairs[k] for k in watch if k < len(pairs)}
+    bounds = sorted({0, len(packets), *(cut for cut in cuts if cut < len(packets))})
+    for start, end in itertools.pairwise(bounds):
+        check_listing(fast, reference, list(packets[start:end]), watched, folding, reference_folding)
+    assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
+
+
 @needs_c
 def test_a_batch_whose_times_go_back_leaves_the_clock_at_its_latest() -> None:
     """The clock FastPath.run keeps moves only forward: a request stamped before the batch's latest packet (capture
