@@ -1443,6 +1443,22 @@ def check_listing(fast: Detector, reference: Detector, batch: list[IcmpPacket | 
     return kinds
 
 
+def check_batches(packets: list[IcmpPacket], cuts: list[int], detection: DetectionConfig, max_notices: int,
+                  watch: set[int]) -> None:
+    """check_listing over the packets cut into batches at `cuts`, the pairs `watch` picks watched (of the packets'
+    pairs in order), both aggregators with a quota of `max_notices`; what they tell at the end the same too."""
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    fast = Detector(detection, AllowlistConfig())
+    folding = NoticeAggregator(60.0, max_notices, 2)
+    reference_folding = NoticeAggregator(60.0, max_notices, 2, accelerated=False)
+    pairs = sorted({(p.src, p.dst) for p in packets})
+    watched = {pairs[k] for k in watch if k < len(pairs)}
+    bounds = sorted({0, len(packets), *(cut for cut in cuts if cut < len(packets))})
+    for start, end in itertools.pairwise(bounds):
+        check_listing(fast, reference, list(packets[start:end]), watched, folding, reference_folding)
+    assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
+
+
 @needs_c
 @settings(max_examples=examples(300), deadline=None)
 @given(packets=traffic(), cuts=st.lists(st.integers(0, 80), max_size=6), max_notices=st.integers(1, 3),
@@ -1456,16 +1472,7 @@ def test_both_agree_on_generated_traffic_listed_and_folded(packets: list[IcmpPac
     packet, and the detector and aggregator are the reference's after every call."""
     detection = dataclasses.replace(DetectionConfig(), novel_bytes_threshold=threshold,
                                     small_secret_bytes=threshold // 2, changed_requests_threshold=2)
-    reference = Detector(detection, AllowlistConfig(), accelerated=False)
-    fast = Detector(detection, AllowlistConfig())
-    folding = NoticeAggregator(60.0, max_notices, 2)
-    reference_folding = NoticeAggregator(60.0, max_notices, 2, accelerated=False)
-    pairs = sorted({(p.src, p.dst) for p in packets})
-    watched = {pairs[k] for k in watch if k < len(pairs)}
-    bounds = sorted({0, len(packets), *(cut for cut in cuts if cut < len(packets))})
-    for start, end in itertools.pairwise(bounds):
-        check_listing(fast, reference, list(packets[start:end]), watched, folding, reference_folding)
-    assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
+    check_batches(packets, cuts, detection, max_notices, watch)
 
 
 @st.composite
@@ -1505,16 +1512,7 @@ def test_both_agree_on_generated_floods_listed_and_folded(packets: list[IcmpPack
     and folding is what the pipeline would have done at each packet, and the detector and aggregator are the
     reference's after every call."""
     detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows, max_pairs=max(max_flows, 8))
-    reference = Detector(detection, AllowlistConfig(), accelerated=False)
-    fast = Detector(detection, AllowlistConfig())
-    folding = NoticeAggregator(60.0, max_notices, 2)
-    reference_folding = NoticeAggregator(60.0, max_notices, 2, accelerated=False)
-    pairs = sorted({(p.src, p.dst) for p in packets})
-    watched = {pairs[k] for k in watch if k < len(pairs)}
-    bounds = sorted({0, len(packets), *(cut for cut in cuts if cut < len(packets))})
-    for start, end in itertools.pairwise(bounds):
-        check_listing(fast, reference, list(packets[start:end]), watched, folding, reference_folding)
-    assert notice_values(folding.flush()) == notice_values(reference_folding.flush())
+    check_batches(packets, cuts, detection, max_notices, watch)
 
 
 @needs_c
