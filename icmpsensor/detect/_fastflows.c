@@ -1218,20 +1218,20 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
 {
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]), *novel = SLOT(flow, flow_slot[F_NOVEL_BYTES]);
     PyObject *charged = channels == Py_None ? Py_None : SLOT(channels, channels_slot[C_CHARGED]);
+    if (charged != Py_None && PyDict_GET_SIZE(charged) == 0)
+        charged = Py_None; /* nothing charged yet: as None */
     *carried = *names = NULL;
-    if ((charged == Py_None || PyDict_GET_SIZE(charged) == 0)
-        && !PyObject_IsTrue(SLOT(flow, flow_slot[F_NONECHO_NOVEL]))) {
+    if (charged == Py_None && !PyObject_IsTrue(SLOT(flow, flow_slot[F_NONECHO_NOVEL]))) {
         int some = PyObject_RichCompareBool(novel, zero, Py_GT); /* the common case: the payload alone */
-        *carried = some < 0 ? NULL : some ? PyList_New(1) : PyList_New(0);
-        PyObject *pair = some > 0 && *carried != NULL ? untracked_if_atomic(PyTuple_Pack(2, payload_name, novel)) : NULL;
-        if (some > 0 && *carried != NULL && pair == NULL)
-            Py_CLEAR(*carried);
-        else if (pair != NULL)
-            PyList_SET_ITEM(*carried, 0, pair);
+        PyObject *pair = some > 0 ? untracked_if_atomic(PyTuple_Pack(2, payload_name, novel)) : NULL;
+        if (some == 0)
+            *carried = PyList_New(0);
+        else if (pair != NULL && (*carried = PyList_New(1)) != NULL)
+            PyList_SET_ITEM(*carried, 0, Py_NewRef(pair));
+        Py_XDECREF(pair);
         *names = *carried == NULL ? NULL : some ? Py_NewRef(payload_name) : PyUnicode_New(0, 0);
     } else {
-        PyObject *all = channel_dict(payload_name, nonecho_name, flow,
-                                     charged == Py_None || PyDict_GET_SIZE(charged) == 0 ? Py_None : charged);
+        PyObject *all = channel_dict(payload_name, nonecho_name, flow, charged);
         PyObject *order = all == NULL ? NULL : PyList_New(0), *name, *bytes;
         Py_ssize_t at = 0;
         int failed = order == NULL;
@@ -2383,9 +2383,9 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
         PyObject *answer = handle_packet(self, pkt, &state);
         int novel = answer == Py_True; /* handled, with novel bytes */
         int stop = answer == NULL ? -1 : answer != Py_None && !novel;
-        if (stop > 0 && kept != NULL) { /* its notices handed out and kept here: none kept, no stop */
+        if (stop > 0) { /* its notices handed out, and kept here: none kept, no stop */
             Py_SETREF(answer, handed_out(self, &state, answer));
-            if (answer != NULL && PyList_CheckExact(answer)) {
+            if (answer != NULL && kept != NULL && PyList_CheckExact(answer)) {
                 Py_SETREF(answer, kept_of(kept, answer));
                 if (answer != NULL && PyList_GET_SIZE(answer) == 0) {
                     novel = state.last_novel > 0;
@@ -2402,9 +2402,9 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
             stop = novel; /* novel bytes of a pair not watched: the caller decides whether they are recorded */
         Py_DECREF(pkt);
         if (stop) {
-            PyObject *given = stop < 0 ? NULL : kept != NULL ? Py_NewRef(answer) : handed_out(self, &state, answer);
-            PyObject *result = given == NULL ? NULL : Py_BuildValue("(nN)", i, given);
-            Py_XDECREF(answer);
+            PyObject *result = stop < 0 ? NULL : Py_BuildValue("(nN)", i, answer); /* the answer's reference given */
+            if (stop < 0)
+                Py_XDECREF(answer);
             Py_XDECREF(listed);
             return written_back(self, &state, result);
         }

@@ -18,9 +18,9 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 #include "../_tuples.h"
-#include <string.h>
 
 /* -- maybe_tool ----------------------------------------------------------------------------------------- */
 
