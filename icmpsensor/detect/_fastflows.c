@@ -21,11 +21,12 @@
  *    (Detector._after_tool), as _on_request would after _recognise_tool;
  *  - an echo request in step (as above) with a new payload that no template explains (novel_request): a reported
  *    exfiltration's next chunk, a flood's next random bytes. _novelty's checks are made before anything changes
- *    (fingerprints.explain called where a template's first tests pass, explain_may_match; capacity.random_padding
- *    called; _as_fields' "a few places" test made here), the sender's memory is kept as
- *    HostTable.touch and SpreadMemory.seen keep it (touch_host, seen_payload; a host the table does not have goes
- *    through touch itself), the novel bytes are added as _add_novel adds them (their share of the hosts' memories
- *    by the detector's own _spread while the flow is under novel_bytes_threshold), and handle() returns True
+ *    (fingerprints.explain called where a template's tests of its first bytes and its fill pass, explain_may_match;
+ *    capacity.random_padding called where padding_may_match lets the payload through; _as_fields' "a few places"
+ *    test made here), the sender's memory is kept as HostTable.touch and SpreadMemory.seen keep it (touch_host,
+ *    seen_payload; a host the table does not have goes through touch itself), the novel bytes are added as
+ *    _add_novel adds them (their share of the hosts' memories by the detector's own _spread while the flow is under
+ *    novel_bytes_threshold), and handle() returns True
  *    (last_novel holds them) where the flow's evaluation would raise nothing (every note it checks is off, not due,
  *    or raised already), else (flow,): Detector._finish evaluates the flow; run() stops there for the evidence
  *    recorder unless the pair is one it watches;
@@ -314,6 +315,7 @@ typedef struct {
     long field_novel;       /* 3 * capacity.MAX_FIELD_BYTES: a request that differs by more is no field's */
     long payloads_kept;     /* standard.PAYLOADS_KEPT: a host's recent payloads (SpreadMemory.seen) */
     long max_uptime;        /* fingerprints.MAX_UPTIME (explain_may_match) */
+    long max_pattern;       /* fingerprints.MAX_PATTERN (explain_may_match) */
     long enabled;           /* the notes evaluated after a request (NoteType.bit; 0: alerting is not realtime) */
     long novel_threshold, reply_differs_threshold, changed_requests_threshold, nonecho_threshold;
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
@@ -453,11 +455,12 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOlllllllllllllllllO;novel_requests: (explain, random_padding, senders, "
-                                    "field_novel, payloads_kept, max_uptime, enabled, 4 thresholds, 7 bits, "
+        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllO;novel_requests: (explain, random_padding, senders, "
+                                    "field_novel, payloads_kept, max_uptime, max_pattern, enabled, 4 thresholds, "
+                                    "7 bits, "
                                     "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0))",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
-                             &parsed.payloads_kept, &parsed.max_uptime,
+                             &parsed.payloads_kept, &parsed.max_uptime, &parsed.max_pattern,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
@@ -713,31 +716,6 @@ static uint64_t be64(const unsigned char *p)
 
 static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]; }
 
-/* Whether fingerprints.explain may find a template for the payload p[0:n]: the first tests of explain's checks, in
- * its order (_untimed's, then each timed template's), and of _bsd, which it always tries last. 0: none passes, so
- * explain returns None and need not be called. Looser than explain, never stricter: a test that passes here may
- * fail there (the whole layout, a clock within the tolerance), never the reverse; tests/unit/test_fastflows.py
- * holds it so on every template's payloads. A new template in explain needs its first test here too. */
-static int explain_may_match(const unsigned char *p, Py_ssize_t n, long max_uptime)
-{
-    if (n < 16) /* EMPTY, _untimed's short fills and patterns, and below every timed template's first tests */
-        return 1;
-    unsigned first = p[0];
-    if (p[n - 1] == first) /* one byte repeated: a zero fill, mtr's -B */
-        return 1;
-    if (first == 0x61 || first == 0x48 || first == 0x50) /* Windows ping.exe, traceroute -I, blackbox_exporter */
-        return 1;
-    if (p[7] == 0) /* check_icmp, iputils' struct timeval (64- and 32-bit) */
-        return 1;
-    if (n >= 24 && (p[14] & 0xF0) == 0x40 && (p[16] & 0xC0) == 0x80) /* pro-bing's tracker UUID */
-        return 1;
-    if (first == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0) /* Cisco IOS */
-        return 1;
-    if (p[n - 1] == p[4]) /* BusyBox's fill */
-        return 1;
-    uint32_t sec = be32(p), frac = be32(p + 4); /* _bsd: a wall-clock tv32, or FreeBSD's seconds since boot */
-    return frac < 1000000u || (frac < 1000000000u && (long)sec < max_uptime);
-}
 
 /* Whether p[start:n] is the BSD-derived default fill, byte j = j (fingerprints._SEQ). */
 static int default_fill(const unsigned char *p, Py_ssize_t start, Py_ssize_t n)
@@ -746,6 +724,58 @@ static int default_fill(const unsigned char *p, Py_ssize_t start, Py_ssize_t n)
         if (p[j] != (unsigned char)j)
             return 0;
     return 1;
+}
+
+/* Whether every byte of p[start:n] is `byte` (none: true). */
+static int same_bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t n, unsigned char byte)
+{
+    for (Py_ssize_t j = start; j < n; j++)
+        if (p[j] != byte)
+            return 0;
+    return 1;
+}
+
+/* Whether p[start:n] may be fingerprints._timestamped_fill's: the default fill, or a pattern of at most max_pattern
+ * bytes repeated at least twice (_period). */
+static int fill_may_match(const unsigned char *p, Py_ssize_t start, Py_ssize_t n, Py_ssize_t max_pattern)
+{
+    if (default_fill(p, start, n))
+        return 1;
+    Py_ssize_t length = n - start;
+    for (Py_ssize_t q = 1; q <= max_pattern && 2 * q <= length; q++)
+        if (p[n - 1 - q] == p[n - 1] && memcmp(p + start + q, p + start, (size_t)(length - q)) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether fingerprints.explain may find a template for the payload p[0:n]: each template's tests of its first bytes
+ * and of its fill, in explain's order (_untimed's, then each timed template's, and _bsd's, which it always tries
+ * last), but not its clock's. 0: none passes, so explain returns None and need not be called (a storm's random bytes
+ * almost never pass). Looser than explain, never stricter: a test that passes here may fail there (a clock outside
+ * the tolerance, a text past its first two bytes), never the reverse; tests/unit/test_fastflows.py holds it so on
+ * every template's payloads and patterns. A new template in explain needs its tests here too. */
+static int explain_may_match(const unsigned char *p, Py_ssize_t n, long max_uptime, Py_ssize_t max_pattern)
+{
+    if (n < 16) /* EMPTY, _untimed's short fills and patterns, and below every timed template's first tests */
+        return 1;
+    unsigned char first = p[0];
+    if (same_bytes(p, 1, n, first)) /* one byte repeated: a zero fill, mtr's -B */
+        return 1;
+    if ((first == 'a' && p[1] == 'b') || (first == 'H' && p[1] == 'I') || (first == 'P' && p[1] == 'r'))
+        return 1; /* the first two bytes of the texts of Windows ping.exe, traceroute -I, blackbox_exporter */
+    if (n >= 24 && p[16] == 10 && p[7] == 0 && p[17] == 0 && p[15] == 0 && same_bytes(p, 24, n, 0))
+        return 1; /* check_icmp: zeros after its struct */
+    if (n >= 24 && (p[14] & 0xF0) == 0x40 && (p[16] & 0xC0) == 0x80 && same_bytes(p, 24, n, 1))
+        return 1; /* pro-bing's tracker UUID, then 0x01 */
+    if (p[7] == 0 && ((p[15] == 0 && p[11] == 0 && fill_may_match(p, 16, n, max_pattern))
+                      || fill_may_match(p, 8, n, max_pattern)))
+        return 1; /* iputils' struct timeval (64-bit, 32-bit), then its fill */
+    if (first == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0 && memcmp(p + 10, p + 8, (size_t)(n - 10)) == 0)
+        return 1; /* Cisco IOS: a two-byte pattern from byte 8 */
+    if (same_bytes(p, 5, n, p[4])) /* BusyBox's fill */
+        return 1;
+    uint32_t sec = be32(p), frac = be32(p + 4); /* _bsd: a wall-clock tv32, or FreeBSD's seconds since boot */
+    return (frac < 1000000u || (frac < 1000000000u && (long)sec < max_uptime)) && fill_may_match(p, 8, n, max_pattern);
 }
 
 /* The wall-clock time in a payload of one of the two layouts below with the default fill, as
@@ -1436,7 +1466,7 @@ done:
 static int template_explains(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
 {
     if (!explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
-                           novel_cfg->max_uptime))
+                           novel_cfg->max_uptime, novel_cfg->max_pattern))
         return 0;
     PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
     PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
@@ -2565,10 +2595,101 @@ static PyObject *fast_flow_ended(FastPath *self, PyObject *const *args, Py_ssize
     return flow_end_made(self, args[0], args[1], args[2], &end) < 0 ? NULL : Py_NewRef(Py_True);
 }
 
+/* The first keys of the OrderedDict `table` in its order, at most `most` of them, into keys[] (new references): how
+ * many, or -1 with an exception. Only the caller changes the table while it holds them, removing them in order. */
+static Py_ssize_t oldest_keys(PyObject *table, PyObject **keys, Py_ssize_t most)
+{
+    PyObject *iterator = PyObject_GetIter(table);
+    if (iterator == NULL)
+        return -1;
+    Py_ssize_t count = 0;
+    while (count < most && (keys[count] = PyIter_Next(iterator)) != NULL)
+        count++;
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) {
+        while (count > 0)
+            Py_DECREF(keys[--count]);
+        return -1;
+    }
+    return count;
+}
+
+#define OLDEST_BATCH 64 /* the keys oldest_keys reads at once: one iterator for as many */
+
+PyDoc_STRVAR(flows_ended_doc,
+             "flows_ended(flows, now, timeout, due) -> (ended, flow)\n\n"
+             "FlowDetector._end_flows' loop (its reference) for as long as this path ends each flow as flow_ended does:\n"
+             "the flows of `flows` (the detector's OrderedDict), oldest first, each removed and ended onto `due`: every\n"
+             "one at `now` (timeout None: the flush), else those idle for `timeout` at `now` (last + timeout <= now), each\n"
+             "at last + timeout (a sweep). `ended`: how many it ended; `flow`: the one it removed but leaves to the caller\n"
+             "to end (flow_ended would answer False), after which the caller calls again, or None where it stopped: no\n"
+             "flow left, the oldest not idle, or a clock that is not a float (the caller's own loop goes on from there).");
+
+static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "flows_ended(flows: OrderedDict, now: float, timeout: float | None, due: list)");
+        return NULL;
+    }
+    PyObject *flows = args[0], *now = args[1], *timeout = args[2] == Py_None ? NULL : args[2], *due = args[3];
+    Py_ssize_t ended = 0, count = 0, at = 0;
+    PyObject *keys[OLDEST_BATCH], *handed = NULL;
+    int failed = 0, stopped = !PyFloat_CheckExact(now) || (timeout != NULL && !PyFloat_CheckExact(timeout));
+    while (!failed && !stopped && handed == NULL) {
+        if (at == count) { /* the next keys, oldest first */
+            at = 0;
+            count = PyDict_GET_SIZE(flows) == 0 ? 0 : oldest_keys(flows, keys, OLDEST_BATCH);
+            failed = count < 0;
+            stopped = count == 0;
+            continue;
+        }
+        PyObject *key = keys[at++];
+        PyObject *flow = PyDict_GetItemWithError(flows, key); /* borrowed: the table holds it */
+        PyObject *ts = NULL;
+        if (flow == NULL) /* taken out of the table meanwhile: the caller's loop goes on */
+            failed = PyErr_Occurred() != NULL, stopped = 1;
+        else if (timeout == NULL)
+            ts = Py_NewRef(now);
+        else if (!Py_IS_TYPE(flow, flow_type) || SLOT(flow, flow_slot[F_LAST]) == NULL
+                 || !PyFloat_CheckExact(SLOT(flow, flow_slot[F_LAST])))
+            stopped = 1; /* not this path's to compare */
+        else {
+            double expires = PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST])) + PyFloat_AS_DOUBLE(timeout);
+            if (expires > PyFloat_AS_DOUBLE(now))
+                stopped = 1; /* the oldest is not idle: the sweep is over */
+            else
+                failed = (ts = PyFloat_FromDouble(expires)) == NULL;
+        }
+        if (ts != NULL) {
+            FlowEnd end;
+            Py_INCREF(flow); /* the table's reference goes with it */
+            int taken = flow_end_taken(self, flow, &end);
+            failed = taken < 0 || PyObject_DelItem(flows, key) < 0;
+            if (!failed && !taken)
+                handed = Py_NewRef(flow);
+            else if (!failed) {
+                ended++;
+                failed = flow_end_made(self, flow, ts, due, &end) < 0;
+            }
+            Py_DECREF(flow);
+            Py_DECREF(ts);
+        }
+        Py_DECREF(key);
+    }
+    while (at < count)
+        Py_DECREF(keys[at++]);
+    if (failed) {
+        Py_XDECREF(handed);
+        return NULL;
+    }
+    return Py_BuildValue("(nN)", ended, handed != NULL ? handed : Py_NewRef(Py_None));
+}
+
 static PyMethodDef fast_methods[] = {
     {"handle", (PyCFunction)fast_handle, METH_O, handle_doc},
     {"run", (PyCFunction)(void (*)(void))fast_run, METH_FASTCALL, run_doc},
     {"flow_ended", (PyCFunction)(void (*)(void))fast_flow_ended, METH_FASTCALL, flow_ended_doc},
+    {"flows_ended", (PyCFunction)(void (*)(void))fast_flows_ended, METH_FASTCALL, flows_ended_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2876,22 +2997,23 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 /* -- the module ------------------------------------------------------------------------------------------- */
 
-PyDoc_STRVAR(explain_may_match_doc, "explain_may_match(payload, max_uptime) -> bool\n\n"
+PyDoc_STRVAR(explain_may_match_doc, "explain_may_match(payload, max_uptime, max_pattern) -> bool\n\n"
                                     "Whether fingerprints.explain may find a template for `payload` (bytes): False\n"
                                     "where it certainly returns None, so the C path need not call it.");
 
 static PyObject *explain_may_match_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "explain_may_match(payload: bytes, max_uptime: int)");
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "explain_may_match(payload: bytes, max_uptime: int, max_pattern: int)");
         return NULL;
     }
     long max_uptime = PyLong_AsLong(args[1]);
-    if (max_uptime == -1 && PyErr_Occurred())
+    Py_ssize_t max_pattern = max_uptime == -1 && PyErr_Occurred() ? -1 : PyLong_AsSsize_t(args[2]);
+    if (max_pattern == -1 && PyErr_Occurred())
         return NULL;
     return PyBool_FromLong(explain_may_match((const unsigned char *)PyBytes_AS_STRING(args[0]),
-                                             PyBytes_GET_SIZE(args[0]), max_uptime));
+                                             PyBytes_GET_SIZE(args[0]), max_uptime, max_pattern));
 }
 
 PyDoc_STRVAR(channel_tags_doc,
@@ -2929,8 +3051,52 @@ static PyObject *padding_may_match_py(PyObject *self, PyObject *payload)
     return PyBool_FromLong(padding_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)));
 }
 
+PyDoc_STRVAR(requests_expired_doc,
+             "requests_expired(pending, cutoff) -> int\n\n"
+             "FlowDetector._sweep's loop over its pending requests (its reference): the requests of `pending` (an\n"
+             "OrderedDict of (sketch, sent_at)), oldest first, removed while sent at or before `cutoff`; how many. It\n"
+             "stops at a request whose time is not a float (the caller's loop goes on from there).");
+
+static PyObject *requests_expired(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyODict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "requests_expired(pending: OrderedDict, cutoff: float)");
+        return NULL;
+    }
+    PyObject *pending = args[0];
+    Py_ssize_t expired = 0, count = 0, at = 0;
+    PyObject *keys[OLDEST_BATCH];
+    int failed = 0, stopped = !PyFloat_CheckExact(args[1]);
+    double cutoff = stopped ? 0.0 : PyFloat_AS_DOUBLE(args[1]);
+    while (!failed && !stopped) {
+        if (at == count) {
+            at = 0;
+            count = PyDict_GET_SIZE(pending) == 0 ? 0 : oldest_keys(pending, keys, OLDEST_BATCH);
+            failed = count < 0;
+            stopped = count == 0;
+            continue;
+        }
+        PyObject *key = keys[at++];
+        PyObject *entry = PyDict_GetItemWithError(pending, key); /* borrowed */
+        PyObject *sent_at = entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 2
+                                ? PyTuple_GET_ITEM(entry, 1) : NULL;
+        if (sent_at == NULL || !PyFloat_CheckExact(sent_at) || PyFloat_AS_DOUBLE(sent_at) > cutoff)
+            failed = PyErr_Occurred() != NULL, stopped = 1;
+        else if (PyObject_DelItem(pending, key) < 0)
+            failed = 1;
+        else
+            expired++;
+        Py_DECREF(key);
+    }
+    while (at < count)
+        Py_DECREF(keys[at++]);
+    return failed ? NULL : PyLong_FromSsize_t(expired);
+}
+
 static PyMethodDef methods[] = {
     {"padding_may_match", (PyCFunction)padding_may_match_py, METH_O, padding_may_match_doc},
+    {"requests_expired", (PyCFunction)(void (*)(void))requests_expired, METH_FASTCALL, requests_expired_doc},
     {"bind", (PyCFunction)(void (*)(void))bind_records, METH_FASTCALL, bind_doc},
     {"channel_tags", (PyCFunction)(void (*)(void))channel_tags_py, METH_FASTCALL, channel_tags_doc},
     {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},

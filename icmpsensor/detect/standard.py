@@ -300,7 +300,8 @@ class Detector(FlowDetector):
         memory (HostTable.touch's: SpreadMemory(ts) is a copy of SpreadMemory(0.0) with since ts)."""
         cfg = self.cfg
         return (fingerprints.explain, capacity.random_padding, self._senders, 3 * capacity.MAX_FIELD_BYTES,
-                PAYLOADS_KEPT, fingerprints.MAX_UPTIME, self._enabled if self._realtime else 0,
+                PAYLOADS_KEPT, fingerprints.MAX_UPTIME, fingerprints.MAX_PATTERN,
+                self._enabled if self._realtime else 0,
                 cfg.novel_bytes_threshold, cfg.reply_differs_threshold, cfg.changed_requests_threshold,
                 cfg.nonecho_bytes_threshold,
                 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR,
@@ -552,7 +553,7 @@ class Detector(FlowDetector):
         gate = self._explain_gate
         benign = fingerprints.explain(pkt.payload, pkt.sent or pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply) \
-            if gate is None or gate(pkt.payload, fingerprints.MAX_UPTIME) else None
+            if gate is None or gate(pkt.payload, fingerprints.MAX_UPTIME, fingerprints.MAX_PATTERN) else None
         if benign is not None and self._consistent(flow, benign, pkt):
             self.stats.ignored_payloads += 1
             return 0
@@ -705,6 +706,18 @@ class Detector(FlowDetector):
         memory = self._pairs.get((flow.src, flow.dst))
         if memory is not None:
             flow.last_sketch = memory.last_sketch
+
+    def _end_flows(self, due: list[Notice], now: float, timeout: float | None) -> int:
+        fast = self._fast
+        ended = 0
+        while fast is not None:  # the flows the C path can end (a storm's every one), in one loop
+            count, flow = fast.flows_ended(self._flows, now, timeout, due)  # type: ignore[attr-defined]
+            ended += count
+            if flow is None:
+                break
+            ended += 1
+            self._flow_ended(flow, now if timeout is None else flow.last + timeout, due)
+        return ended + super()._end_flows(due, now, timeout)
 
     def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         fast = self._fast

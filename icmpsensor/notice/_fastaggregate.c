@@ -533,9 +533,38 @@ static PyObject *filter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+PyDoc_STRVAR(folds_doc, "folds(aggregator, uid) -> bool\n\n"
+                        "NoticeAggregator.folds (its reference): whether the notices of the flow `uid` are being folded.");
+
+static PyObject *folds(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (aggregator_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "folds(): bind() first");
+        return NULL;
+    }
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], aggregator_type)) {
+        PyErr_SetString(PyExc_TypeError, "folds(aggregator, uid)");
+        return NULL;
+    }
+    int named = PyObject_IsTrue(args[1]);
+    if (named <= 0)
+        return named < 0 ? NULL : Py_NewRef(Py_False);
+    PyObject *uids = slot_of(args[0], aggregator_slot[A_UIDS], "NoticeAggregator._uids");
+    if (uids == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(uids))
+        return PyObject_CallMethod(args[0], "folds", "O", args[1]);
+    PyObject *under = PyDict_GetItemWithError(uids, args[1]);
+    if (under == NULL && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(under != NULL && under != Py_None);
+}
+
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"filter", (PyCFunction)(void (*)(void))filter, METH_FASTCALL, filter_doc},
+    {"folds", (PyCFunction)(void (*)(void))folds, METH_FASTCALL, folds_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from icmpsensor.accelerators import aggregate_extension as _fastaggregate
 from icmpsensor.notice.record import Notice
@@ -174,6 +175,15 @@ class NoticeAggregator:
         self._folds.clear()
         self._peer_entries = 0
         return due
+
+    def stop_hooks(self) -> tuple[Callable[[str], bool], Callable[[Iterable[Notice]], list[Notice]]]:
+        """folds and filter, for a detector's C path to call a packet at a time (Detector.process_many): the C
+        functions bound to this aggregator where they are built (no Python frame a call; filter's is list while
+        aggregation is off, as filter answers then), else the methods. Asked again after a reload."""
+        if self._filter_in_c is None:
+            return self.folds, self.filter
+        assert _fastaggregate is not None
+        return partial(_fastaggregate.folds, self), partial(self._filter_in_c, self) if self.enabled else list
 
     def folds(self, uid: str) -> bool:
         """Whether the flow `uid`'s notices are being folded (its first one was): none of them will be written."""

@@ -107,7 +107,7 @@ class Pipeline:
         folds), are appended to `observed` instead, before the caller is given the next packet."""
         packets = packets if isinstance(packets, list) else list(packets)
         process_many, index, end = self.detector.process_many, 0, len(packets)
-        folds, kept = self.aggregator.folds, self.aggregator.filter
+        folds, kept = self.aggregator.stop_hooks()
         while True:
             index, notices = process_many(packets, index, watched, observed, folds, kept)
             if index == end:

@@ -5,6 +5,7 @@ whose first notice was written or folded, summaries, hosts and uids missing, eve
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -86,9 +87,12 @@ def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
             for notice in step:  # type: ignore[attr-defined]
                 clock += notice.ts
                 batch.append((clock, notice))
-            outs = [agg.filter([at(n, ts) for ts, n in batch]) for agg in (reference, fast)]
+            folds, kept = fast.stop_hooks()  # what the detector's C path calls: filter's C loop
+            outs = [reference.filter([at(n, ts) for ts, n in batch]), kept([at(n, ts) for ts, n in batch])]
         assert told(outs[1]) == told(outs[0])
         assert state(fast) == state(reference)
+        folds, _ = fast.stop_hooks()
+        assert [folds(uid) for uid in UIDS] == [reference.folds(uid) for uid in UIDS]
 
 
 @settings(max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 400)), deadline=None,
@@ -149,3 +153,25 @@ def test_a_broken_aggregator_is_an_error_not_a_crash() -> None:
     for not_notices in (["not a notice"], 5):
         with pytest.raises(TypeError):
             aggregate._fastaggregate.filter(NoticeAggregator(60.0, 1, 3), not_notices)
+
+
+def test_the_hooks_a_detectors_c_path_calls_are_c_functions_bound_to_the_aggregator() -> None:
+    """stop_hooks(): NoticeAggregator.folds and filter as the C functions (_fastaggregate.folds and filter) bound
+    to the aggregator, no Python frame a call; while aggregation is off, filter's answer (the notices as they are)
+    is list's. The uids a folds() is asked about that are not a dict's keys are an error, as the method's."""
+    agg = NoticeAggregator(60.0, 1, 3)
+    folds, kept = agg.stop_hooks()
+    assert folds.func is aggregate._fastaggregate.folds and folds.args == (agg,)  # type: ignore[attr-defined]
+    assert kept.func is aggregate._fastaggregate.filter and kept.args == (agg,)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        folds(["not hashable"])
+    with pytest.raises(TypeError):
+        aggregate._fastaggregate.folds("not an aggregator", "C1")
+    assert not folds("") and not folds(None) and not folds("C1")
+    agg._uids = {"C1": None, "C2": ("to", "10.0.0.1")}
+    assert [folds(uid) for uid in ("C1", "C2", "C3")] == [False, True, False]
+    agg._uids = collections.OrderedDict(agg._uids)  # not a dict: the method's answer
+    assert [folds(uid) for uid in ("C1", "C2", "C3")] == [False, True, False]
+    agg.reconfigure(0.0, 1, 3, 0)
+    assert agg.stop_hooks()[1] is list
+    assert NoticeAggregator(60.0, 1, 3, accelerated=False).stop_hooks()[1].__func__ is NoticeAggregator.filter

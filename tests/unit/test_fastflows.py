@@ -41,6 +41,7 @@ from icmpsensor.runmode.replay import replay_pipeline
 from testkit import benign_corpus, craft, synthmix
 from testkit import exfil_corpus as corpus
 from tests.hypothesis_counts import examples
+from tests.python_lines import lines_run
 
 needs_c = pytest.mark.skipif(standard._fastflows is None or standard.tunnels._fasttools is None,
                              reason="the C accelerators are turned off or not built")
@@ -136,6 +137,12 @@ class Counting:
         ended = self.fast.flow_ended(flow, ts, due)  # type: ignore[attr-defined]
         self.ends.append(ended)
         return ended
+
+    def flows_ended(self, table: object, now: float, timeout: float | None,
+                    due: list[Notice]) -> tuple[int, Flow | None]:
+        ended, flow = self.fast.flows_ended(table, now, timeout, due)  # type: ignore[attr-defined]
+        self.ends.extend([True] * ended)
+        return ended, flow
 
     def handle(self, pkt: IcmpPacket) -> object:
         answer = self.fast.handle(pkt)  # type: ignore[attr-defined]
@@ -1724,12 +1731,28 @@ def explained_payloads() -> dict[str, list[tuple[bytes, float]]]:
                      for size in (24, 56))
     uptime = fingerprints.MAX_UPTIME
     cases.update((struct.pack(">II", sec, 500) + bytes(range(8, 56)), T0) for sec in (0, 1, uptime - 1, uptime))
+    # -p patterns of 1 to MAX_PATTERN bytes after each clock (iputils lays its pattern from byte 0, BSD ping from
+    # byte 8), a 32-bit iputils' timeval, BusyBox's -p byte, and payloads just long enough for a pattern twice
+    rng = random.Random(17)
+    for length in (1, 2, 3, 7, fingerprints.MAX_PATTERN):
+        pattern = rng.randbytes(length)
+        for size in (17, 24, 8 + 2 * length, 16 + 2 * length, 56, 100):
+            laid = (pattern * 200)[:size]
+            sec, usec = int(T0 - 0.013), round((T0 - 0.013) % 1 * 1e6)
+            cases.update([(iputils(T0 - 0.013, size, laid[16:]), T0), (bsd(T0 - 0.013, size, laid[:size - 8]), T0),
+                          (struct.pack("<II", sec, usec) + laid[8:], T0),
+                          (struct.pack(">II", 1000, 5000) + laid[:size - 8], T0)])
+    cases.update((busybox(T0, size, bytes([fill]) * size), T0) for fill in (0x7E, 0xFF) for size in (16, 56))
+    cases.update((struct.pack("<II", int(T0), 250_000) + bytes(range(8, size)), T0) for size in (16, 56))
     by_template: dict[str, list[tuple[bytes, float]]] = {}
     for payload, ts in sorted(cases):
         benign = fingerprints.explain(payload, ts)
         if benign is not None:
             by_template.setdefault(benign.template, []).append((payload, ts))
     return by_template
+
+
+GATE = (fingerprints.MAX_UPTIME, fingerprints.MAX_PATTERN)  # explain_may_match's bounds: explain's
 
 
 @needs_c
@@ -1741,7 +1764,7 @@ def test_explain_is_only_left_out_where_no_template_can_take_the_payload() -> No
     assert len(by_template) >= 12, sorted(by_template)  # each template explain knows, or nearly
     for template, cases in by_template.items():
         missed = [payload for payload, _ in cases
-                  if not standard._fastflows.explain_may_match(payload, fingerprints.MAX_UPTIME)]
+                  if not standard._fastflows.explain_may_match(payload, *GATE)]
         assert not missed, (template, missed[:3])
 
 
@@ -1758,7 +1781,18 @@ def test_explain_is_only_left_out_where_no_template_can_take_a_changed_payload(c
     changed = payload[:at] + bytes([byte]) + payload[at + 1 :]
     for candidate, when in ((changed, ts), (changed, ts + offset), (random_payload, T0 + offset)):
         if fingerprints.explain(candidate, when) is not None:
-            assert standard._fastflows.explain_may_match(candidate, fingerprints.MAX_UPTIME), candidate
+            assert standard._fastflows.explain_may_match(candidate, *GATE), candidate
+
+
+@needs_c
+def test_explain_is_not_shown_random_bytes() -> None:
+    """Random payloads (a storm's, a flood's: 16 to 1,500 bytes) pass the gate almost never: each template's test
+    of its fill after the clock (the default fill or a -p pattern, one byte repeated, pro-bing's 0x01), not only
+    its first bytes, is the gate's."""
+    rng = random.Random(9)
+    payloads = [rng.randbytes(rng.randrange(16, 1501)) for _ in range(20_000)]
+    passed = [p for p in payloads if standard._fastflows.explain_may_match(p, *GATE)]
+    assert len(passed) <= 4, len(passed)
 
 
 ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -1834,7 +1868,7 @@ def test_a_reported_chunk_that_no_template_can_take_is_not_shown_to_explain(monk
         detector.process(request)
     taken = payloads[20:]  # the reported flow's chunks, which the C path takes
     shown = [p for p in taken if p in calls]
-    assert len(shown) == sum(1 for p in taken if standard._fastflows.explain_may_match(p, fingerprints.MAX_UPTIME))
+    assert len(shown) == sum(1 for p in taken if standard._fastflows.explain_may_match(p, *GATE))
     assert len(shown) < len(taken) // 5, len(shown)
 
 
@@ -1850,7 +1884,7 @@ def test_a_new_flows_random_payload_is_not_shown_to_explain(monkeypatch: pytest.
     detector = Detector(DetectionConfig(), AllowlistConfig())
     for request in requests:
         detector.process(request)
-    assert len(calls) == sum(1 for p in payloads if standard._fastflows.explain_may_match(p, fingerprints.MAX_UPTIME))
+    assert len(calls) == sum(1 for p in payloads if standard._fastflows.explain_may_match(p, *GATE))
     assert len(calls) < len(payloads) // 5, len(calls)
     calls.clear()
     reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
@@ -2437,3 +2471,119 @@ def test_a_storm_packets_notices_raised_in_c_are_handed_out_by_run(max_flows: in
     assert drive_many(fast, packets, set()) == expected
     assert state(fast) == state(reference)
     assert len(expected) == 120 and sum(finished) <= 4, sum(finished)  # a tool tracker's answer is finished
+
+
+def detectors_after(packets: list[IcmpPacket], detection: DetectionConfig) -> tuple[Detector, Detector]:
+    """The Python detector and the C path's after the same packets, held equal."""
+    reference = Detector(detection, AllowlistConfig(), accelerated=False)
+    fast = Detector(detection, AllowlistConfig())
+    for pkt in packets:
+        assert notice_values(fast.process(pkt)) == notice_values(reference.process(pkt))
+    assert state(fast) == state(reference)
+    return reference, fast
+
+
+def ended_alike(reference: Detector, fast: Detector, end: Callable[[Detector], Iterable[Notice]]) -> tuple[int, int]:
+    """`end` (a flush, or the clock moved to a sweep) on both detectors: the same notices and state after; the
+    notices, and the Python lines the C path's run."""
+    want = notice_values(end(reference))
+    got: list[Notice] = []
+    lines = lines_run(lambda: got.extend(end(fast)))
+    assert notice_values(got) == want
+    assert state(fast) == state(reference)
+    return len(want), lines
+
+
+@needs_c
+@pytest.mark.parametrize("end", ["flush", "sweep all", "sweep half"])
+def test_a_storms_flows_are_ended_in_c_without_a_python_line_each(end: str) -> None:
+    """The flows a flush or an idle sweep ends (FlowDetector._end_flows, the reference: oldest first, each at the
+    clock or at its last packet + idle_timeout) are ended in one C loop (FastPath.flows_ended), and the pending
+    requests a sweep forgets in another (requests_expired): a few Python lines, not a few per flow and request. A
+    sweep ends the idle flows only, and forgets the requests as old only. The same notices and state as the
+    reference's."""
+    detection = dataclasses.replace(DetectionConfig(), idle_timeout=30.0)
+    packets = [dataclasses.replace(p, ts=T0 + 0.1 * i) for i, p in enumerate(storm(400))]  # 40 s of a storm
+    reference, fast = detectors_after(packets, detection)
+    assert len(fast._flows) == len(fast._pending) > 60  # the storm's first flows were swept on the way
+    left = len(fast._flows)
+    if end == "flush":
+        notices, lines = ended_alike(reference, fast, Detector.flush)
+        assert notices == left and not fast._flows
+    else:
+        later = packets[-1].ts + (60.0 if end == "sweep all" else 15.0)
+        notices, lines = ended_alike(reference, fast, lambda det: det.advance(later))
+        assert (not fast._flows) == (end == "sweep all") and notices == left - len(fast._flows) > 20
+        assert len(fast._pending) == len(fast._flows)
+    assert lines < 100, lines  # a constant: the reference runs ~6 lines a flow
+
+
+class OtherStr(str):
+    """A str of another type: the C path leaves the flow that holds it to Python."""
+
+
+@needs_c
+@pytest.mark.parametrize("end", ["flush", "sweep"])
+def test_a_flow_the_c_loop_cannot_end_is_ended_by_python_and_the_loop_goes_on(end: str) -> None:
+    """A flow amid the ones a flush or a sweep ends that the C path cannot end (flow_ended would answer False: a
+    field not the reference's type) is removed by the loop and handed to Detector._flow_ended, and the loop goes on;
+    a flow whose clock is not a float stops the C loop, and the reference's goes on from it. The same notices and
+    state as the reference's, in the same order."""
+    detection = dataclasses.replace(DetectionConfig(), idle_timeout=30.0)
+    packets = storm(150)
+    reference, fast = detectors_after(packets, detection)
+    counting = Counting(fast._fast)
+    fast._fast = counting
+    for det in (reference, fast):
+        table = list(det._flows.values())
+        for k in (3, 4, 70):
+            table[k].tool = OtherStr("")
+        if end == "sweep":
+            table[120].last = int(table[120].last)  # the C loop stops there
+    if end == "flush":
+        notices, _ = ended_alike(reference, fast, Detector.flush)
+    else:
+        notices, _ = ended_alike(reference, fast, lambda det: det.advance(packets[-1].ts + 60.0))
+    assert notices == 150 and not fast._flows
+    handed = [i for i, ended in enumerate(counting.ends) if not ended]
+    assert handed == [3, 4, 70] + ([120] if end == "sweep" else []), handed  # past 120: the reference's loop
+    assert len(counting.ends) == 150
+
+
+@needs_c
+def test_flows_ended_and_requests_expired_check_their_arguments() -> None:
+    fast = Detector(DetectionConfig(), AllowlistConfig())._fast
+    assert fast is not None
+    with pytest.raises(TypeError):
+        fast.flows_ended({}, 1.0, None, [])  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        fast.flows_ended(collections.OrderedDict(), 1.0, None, ())  # type: ignore[attr-defined]
+    assert fast.flows_ended(collections.OrderedDict(), 1.0, None, []) == (0, None)  # type: ignore[attr-defined]
+    table = collections.OrderedDict([(1, "not a flow")])
+    assert fast.flows_ended(table, 1, None, []) == (0, None) and table  # type: ignore[attr-defined]
+    assert fast.flows_ended(table, 1.0, None, []) == (0, "not a flow") and not table  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        standard._fastflows.requests_expired({}, 1.0)
+    pending = collections.OrderedDict([(1, (None, 1.0)), (2, (None, 2)), (3, (None, 0.5))])
+    assert standard._fastflows.requests_expired(pending, 1.5) == 1 and list(pending) == [2, 3]
+    assert standard._fastflows.requests_expired(pending, "1.5") == 0 and list(pending) == [2, 3]
+
+
+@needs_c
+def test_a_storm_packets_notices_are_folded_without_a_python_line(tmp_path: Path) -> None:
+    """Through the pipeline (evidence on), a notice storm's packet runs almost no Python: the C path calls the
+    aggregator's fold and its uid look-up as C functions (NoticeAggregator.stop_hooks), not through their methods,
+    and the flush ends the flows in C. What 3,000 more packets of a storm add (its first notices, written, and
+    their evidence are the same in both) is under a line a packet (the reference's methods: over eight)."""
+    def lines_for(count: int) -> int:
+        cfg = Config()
+        cfg.output.log_dir = str(tmp_path / str(count))
+        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
+        packets = storm(count)
+        lines = lines_run(lambda: (pipeline.detect(packets), pipeline.finish()))
+        pipeline.close()
+        assert pipeline.stats()["notices_folded"] > 2 * count - 30, pipeline.stats()
+        return lines
+
+    more = lines_for(6_000) - lines_for(3_000)
+    assert more < 3_000, more
