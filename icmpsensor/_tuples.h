@@ -1,5 +1,6 @@
 /* Tuples the C accelerators keep (a flow's key, a pending request's key and entry, a payload's sketch, a pair's key,
- * the tool tracker's keys, a folded flow's (role, host), a notice's snapshot of its flow and its channels), left
+ * the tool tracker's keys, a folded flow's (role, host), a notice's snapshot of its flow and its channels, and their
+ * list), left
  * untracked by the cyclic collector where no item may be tracked: what the collector itself does to such a tuple the
  * first time a collection walks it (_PyTuple_MaybeUntrack), done when it is made or stored (a key made for a look-up
  * and freed after it is not worth the look at its items). Such a tuple can be part of no cycle. A notice storm keeps
@@ -23,6 +24,22 @@ static inline PyObject *untracked_if_atomic(PyObject *tuple)
     }
     PyObject_GC_UnTrack(tuple);
     return tuple;
+}
+
+/* `list` (a new reference, or NULL) untracked by the same rule, for a list its maker fills once and never changes
+ * after (a notice's (channel, bytes) pairs): the collector never untracks a list, and would not track it again if a
+ * container were added to it. */
+static inline PyObject *untracked_list_if_atomic(PyObject *list)
+{
+    if (list == NULL || !PyList_CheckExact(list) || !PyObject_GC_IsTracked(list))
+        return list;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (PyObject_IS_GC(item) && (!PyTuple_CheckExact(item) || PyObject_GC_IsTracked(item)))
+            return list;
+    }
+    PyObject_GC_UnTrack(list);
+    return list;
 }
 
 #endif

@@ -284,11 +284,11 @@ static int record_template(PyObject *template)
 
 /* A new instance of `template`'s class (record_template's) as its dataclass __init__ makes it from its defaults: the
  * template's values, but `value` at `slot` (-1: none) and a new empty list at `list_slot` (-1: none; a
- * default_factory=list field). A new reference, or NULL with an exception.
+ * default_factory=list field of numbers only: PairMemory.buckets). A new reference, or NULL with an exception.
  * It is left untracked by the cyclic collector, as the flows new_flow makes: the detector's records (Flow,
  * SpreadMemory, PairMemory) hold numbers, bytes, str, and tuples, sets, lists, dicts and FlowChannels of those, so no
  * cycle can run through one, and a storm's hundreds of thousands are not walked by every young collection (the
- * containers they hold are tracked as any). */
+ * containers they hold are tracked as any, but the list, which holds numbers: the collector never untracks a list). */
 static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *value, Py_ssize_t list_slot)
 {
     PyTypeObject *type = Py_TYPE(template);
@@ -301,6 +301,8 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
     for (PyMemberDef *m = type->tp_members; m->name != NULL; m++)
         SLOT(made, m->offset) = m->offset == slot ? Py_NewRef(value)
                                 : m->offset == list_slot ? Py_NewRef(list) : Py_NewRef(SLOT(template, m->offset));
+    if (list != NULL)
+        PyObject_GC_UnTrack(list);
     Py_XDECREF(list);
     PyObject_GC_UnTrack(made);
     return made;
@@ -1241,8 +1243,9 @@ static PyObject *channel_dict(PyObject *payload_name, PyObject *nonecho_name, Py
 
 /* _tags' channel_bytes(flow) (standard.py, the reference: the channels that carried the flow's novel bytes and how
  * many each, largest first, then by name; `payload_name` and `nonecho_name` its names for the bytes no other channel
- * was charged and for non-echo messages') as *carried, a new list of (name, bytes), and their names as _tags joins
- * them as *names, a new str, for a flow flow_tags_known took. 0, or -1 with an exception (nothing made). */
+ * was charged and for non-echo messages') as *carried, a new list of (name, bytes) (untracked: untracked_list_if_atomic),
+ * and their names as _tags joins them as *names, a new str, for a flow flow_tags_known took. 0, or -1 with an exception
+ * (nothing made). */
 static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject *flow, PyObject **carried,
                         PyObject **names)
 {
@@ -1294,6 +1297,7 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
     }
     if (*carried == NULL)
         Py_CLEAR(*names);
+    untracked_list_if_atomic(*carried);
     return *carried == NULL ? -1 : 0;
 }
 
@@ -2992,6 +2996,11 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
         Py_DECREF(notice);
         return NULL;
     }
+    /* Untracked, as the records record_copy makes: nothing the notice or its text holds can hold either (numbers,
+     * str, the snapshot of a flow, its fields, channels and the profile's function), so no cycle runs through them,
+     * and a young collection does not walk the notices a storm has alive at once (a flush's summaries). */
+    PyObject_GC_UnTrack(text);
+    PyObject_GC_UnTrack(notice);
     return notice;
 }
 

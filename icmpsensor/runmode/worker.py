@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from icmpsensor.errors import EXIT_NOINPUT, SensorError
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Log, Notices, Reload, Stats, Stop, WorkerReport
-from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.runmode.pipeline import Pipeline, settle_gc
 from icmpsensor.runmode.stats import peak_rss_kb, worker_stats
 from icmpsensor.source.batch import Batch
 from icmpsensor.source.live import EVIDENCE_DEADLINE
@@ -87,6 +87,7 @@ class Worker:
 
     def run(self) -> None:
         source, link = self.source, self.link
+        settle_gc()
         while not source.ended:
             batch = source.next_batch(QUEUE_WAIT)
             if batch is not None:

@@ -2392,12 +2392,31 @@ def test_the_records_a_storm_leaves_in_the_tables_are_not_tracked_by_the_collect
 
 
 @needs_c
+def test_the_buckets_of_a_pairs_memory_made_in_c_are_not_tracked_by_the_collector() -> None:
+    """A pair's memory made in C at its flow's end (PairMemory: a storm leaves one a flow, alive after the flush)
+    holds its buckets in a list of numbers only (PairMemory.add's start times and byte counts): the list is left
+    untracked, as the collector cannot untrack a list itself (a storm's 20,000 were all that a young collection
+    walked), and stays so as buckets are added. The reference's lists are the collector's; the buckets are equal."""
+    detection = dataclasses.replace(DetectionConfig(), idle_timeout=0.5)
+    packets = [dataclasses.replace(p, ts=p.ts + 0.7 * (i // 40)) for i, p in enumerate(storm(40) * 3)]
+    reference, fast = detectors_after(packets, detection)
+    for det in (reference, fast):
+        det.flush()
+    assert state(fast) == state(reference)
+    lists = [memory.buckets for memory in fast._pairs.values()]
+    assert len(lists) == 40 and all(len(buckets) == 2 for buckets in lists), lists[:2]
+    assert not any(gc.is_tracked(buckets) for buckets in lists)
+    assert all(gc.is_tracked(memory.buckets) for memory in reference._pairs.values())
+
+
+@needs_c
 def test_a_notices_snapshot_and_channels_made_in_c_are_untracked_where_they_can_hold_no_container() -> None:
     """A notice made in C keeps a snapshot of its flow (the text is made from it only if the notice is written) and
     its channels: a storm makes two notices a flow, most folded and dropped, but a young collection walks those alive.
     The snapshot is made untracked where no field may hold a container the collector tracks (a flow without a
     capacity state: numbers, bytes, str, None, bools, untracked tuples), as the collector's first walk would untrack
-    it; a flow's FlowChannels keeps it tracked. The (channel, bytes) pairs are untracked too."""
+    it; a flow's FlowChannels keeps it tracked. The (channel, bytes) pairs are untracked too, and so is their list (the
+    collector never untracks a list, and nothing is added to it after)."""
     fast = Detector(DetectionConfig(), AllowlistConfig())
     made = [n for p in storm(30) for n in fast.process(p)]
     sized = [n for p in size_changing("jump", sources=20, rounds=6) for n in fast.process(p)]
@@ -2406,9 +2425,48 @@ def test_a_notices_snapshot_and_channels_made_in_c_are_untracked_where_they_can_
              and n.src.startswith("100.64.0.")]  # the storm's flows
     assert len(plain) >= 60 and not any(gc.is_tracked(n._text.values) for n in plain)  # type: ignore[union-attr]
     assert not any(gc.is_tracked(pair) for n in plain for pair in n._text.extra)  # type: ignore[union-attr]
+    assert not any(gc.is_tracked(n._text.extra) for n in plain)  # type: ignore[union-attr]
     charged = [n for n in [*sized, *made] if n.note in ("ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary")
                and not n.src.startswith("100.64.0.")]
     assert charged and all(gc.is_tracked(n._text.values) for n in charged)  # type: ignore[union-attr]
+
+
+@needs_c
+def test_a_notice_made_in_c_and_its_text_are_not_tracked_by_the_collector() -> None:
+    """A notice made in C (flow_notice) and its deferred text are left untracked, as the records the C path makes:
+    nothing a notice holds can hold it (numbers, str, its text; the text's snapshot of the flow, its fields, its
+    channels), so no cycle runs through one, and the young collection that a storm's notices alive at once (a flush's
+    summaries before they are folded) made walk is gone. The reference's notices are the collector's. Notices dropped
+    leave nothing behind."""
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    made = [n for p in [*storm(30), *size_changing("jump", sources=20, rounds=6)] for n in fast.process(p)]
+    made += fast.flush()
+    assert len(made) >= 80 and all(n._text is not None for n in made)  # type: ignore[union-attr]
+    assert not any(gc.is_tracked(n) or gc.is_tracked(n._text) for n in made)  # type: ignore[union-attr]
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    theirs = [n for p in storm(30) for n in reference.process(p)]
+    assert theirs and all(gc.is_tracked(n) and gc.is_tracked(n._text) for n in theirs)  # type: ignore[union-attr]
+
+    def notices() -> None:
+        det = Detector(DetectionConfig(), AllowlistConfig())
+        for pkt in big:
+            det.process(pkt)
+        det.flush()
+
+    big = storm(3000)
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        notices()
+        gc.collect()
+        after_one = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            notices()
+        gc.collect()
+        after_four = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after_four - after_one < 200_000, (after_one, after_four)
 
 
 @needs_c

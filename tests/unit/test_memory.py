@@ -8,10 +8,12 @@ The million-source flood end to end is the benchmark's (`python -m bench.through
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -247,3 +249,37 @@ def test_a_host_tables_peer_count_is_the_sum_of_its_hosts(ops: list[tuple[int, i
         assert table.peer_entries == sum(m.peer_count() for m in table.hosts.values())
         assert table.peer_entries <= cap and len(table.hosts) <= limit
     assert table.stats.spread_hosts_evicted >= len({host for host, _, _ in ops}) - len(table.hosts)
+
+
+def test_a_workers_tables_leave_the_young_generation_before_its_first_packet(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker.run settles the collector before the first batch (pipeline.settle_gc): the pipeline and its detector's
+    tables, made before any packet and alive as long as the process, are in the collector's oldest generation when
+    the first packet comes, so that the first young collection a storm brings does not walk tables of tens of
+    thousands of entries (docs/performance.md)."""
+    from icmpsensor.config.schema import Config
+    from icmpsensor.runmode.pipeline import Pipeline
+    from icmpsensor.runmode.replay import replay_pipeline
+    from testkit import craft
+
+    path = tmp_path / "one.pcap"
+    craft.write_pcap(path, [(1.0, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", 8, 0, 1, 1, b"x" * 32)))])
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path)
+    pipeline = Pipeline(cfg, [])
+    tables = [pipeline.detector._flows, pipeline.detector._pending, pipeline.detector._pairs]  # type: ignore[attr-defined]
+    young: list[bool] = []
+    feed = Pipeline.feed_batch
+
+    def first_batch(self: Pipeline, *args: object) -> None:
+        if not young:
+            in_young = {id(o) for o in gc.get_objects(0)} | {id(o) for o in gc.get_objects(1)}
+            young.extend(id(table) in in_young for table in tables)
+        feed(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Pipeline, "feed_batch", first_batch)
+    gc.collect(0)  # the tables now in the middle generation: only a settled collector moves them on
+    assert any(any(o is table for o in gc.get_objects(1)) for table in tables)
+    replay_pipeline(pipeline, [str(path)])
+    pipeline.close()
+    assert young == [False, False, False]
