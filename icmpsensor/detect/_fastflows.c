@@ -761,8 +761,6 @@ static int explain_may_match(const unsigned char *p, Py_ssize_t n, long max_upti
     if (n < 16) /* EMPTY, _untimed's short fills and patterns, and below every timed template's first tests */
         return 1;
     unsigned char first = p[0];
-    if (same_bytes(p, 1, n, first)) /* one byte repeated: a zero fill, mtr's -B */
-        return 1;
     if ((first == 'a' && p[1] == 'b') || (first == 'H' && p[1] == 'I') || (first == 'P' && p[1] == 'r'))
         return 1; /* the first two bytes of the texts of Windows ping.exe, traceroute -I, blackbox_exporter */
     if (n >= 24 && p[16] == 10 && p[7] == 0 && p[17] == 0 && p[15] == 0 && same_bytes(p, 24, n, 0))
@@ -774,7 +772,7 @@ static int explain_may_match(const unsigned char *p, Py_ssize_t n, long max_upti
         return 1; /* iputils' struct timeval (64-bit, 32-bit), then its fill */
     if (first == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0 && memcmp(p + 10, p + 8, (size_t)(n - 10)) == 0)
         return 1; /* Cisco IOS: a two-byte pattern from byte 8 */
-    if (same_bytes(p, 5, n, p[4])) /* BusyBox's fill */
+    if (same_bytes(p, 5, n, p[4])) /* BusyBox's fill; and _untimed's one byte repeated (a zero fill, mtr's -B) */
         return 1;
     uint32_t sec = be32(p), frac = be32(p + 4); /* _bsd: a wall-clock tv32, or FreeBSD's seconds since boot */
     return (frac < 1000000u || (frac < 1000000000u && (long)sec < max_uptime)) && fill_may_match(p, 8, n, max_pattern);

@@ -2581,12 +2581,12 @@ class OtherStr(str):
 
 
 @needs_c
-@pytest.mark.parametrize("end", ["flush", "sweep"])
+@pytest.mark.parametrize("end", ["flush", "sweep", "sweep stopped"])
 def test_a_flow_the_c_loop_cannot_end_is_ended_by_python_and_the_loop_goes_on(end: str) -> None:
     """A flow amid the ones a flush or a sweep ends that the C path cannot end (flow_ended would answer False: a
     field not the reference's type) is removed by the loop and handed to Detector._flow_ended, and the loop goes on;
-    a flow whose clock is not a float stops the C loop, and the reference's goes on from it. The same notices and
-    state as the reference's, in the same order."""
+    a flow whose clock is not a float stops the C loop, and the reference's goes on from it: it ends it where it is
+    idle, and stops there where it is not. The same notices and state as the reference's, in the same order."""
     detection = dataclasses.replace(DetectionConfig(), idle_timeout=30.0)
     packets = storm(150)
     reference, fast = detectors_after(packets, detection)
@@ -2596,16 +2596,31 @@ def test_a_flow_the_c_loop_cannot_end_is_ended_by_python_and_the_loop_goes_on(en
         table = list(det._flows.values())
         for k in (3, 4, 70):
             table[k].tool = OtherStr("")
-        if end == "sweep":
-            table[120].last = int(table[120].last)  # the C loop stops there
+        if end == "sweep":  # an int clock, idle: the C loop stops there, the reference's ends it and the rest
+            table[120].last = int(table[120].last)
+        elif end == "sweep stopped":  # an int clock not idle: the sweep ends the flows before it only
+            table[120].last = int(packets[-1].ts + 1000)
     if end == "flush":
         notices, _ = ended_alike(reference, fast, Detector.flush)
     else:
         notices, _ = ended_alike(reference, fast, lambda det: det.advance(packets[-1].ts + 60.0))
-    assert notices == 150 and not fast._flows
+    ended = 120 if end == "sweep stopped" else 150
+    assert notices == ended and len(fast._flows) == 150 - ended
     handed = [i for i, ended in enumerate(counting.ends) if not ended]
     assert handed == [3, 4, 70] + ([120] if end == "sweep" else []), handed  # past 120: the reference's loop
-    assert len(counting.ends) == 150
+    assert len(counting.ends) == ended
+
+
+@needs_c
+def test_a_flow_idle_for_exactly_the_timeout_is_swept() -> None:
+    """A sweep ends a flow whose last packet + idle_timeout is the sweep's time exactly (the reference stops only at
+    a flow that is still active after it), and the requests sent exactly idle_timeout before it. Packets a quarter
+    of a second apart, swept on a whole second: the 21st's last packet + idle_timeout is the sweep's time."""
+    detection = dataclasses.replace(DetectionConfig(), idle_timeout=30.0)
+    packets = [dataclasses.replace(p, ts=1_000_000.0 + i / 4) for i, p in enumerate(storm(40))]
+    reference, fast = detectors_after(packets, detection)
+    notices, _ = ended_alike(reference, fast, lambda det: det.advance(1_000_000.0 + 30.0 + 5.5))
+    assert notices == 21 and len(fast._flows) == len(fast._pending) == 19
 
 
 @needs_c
