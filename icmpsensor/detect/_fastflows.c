@@ -3058,6 +3058,33 @@ static PyObject *padding_may_match_py(PyObject *self, PyObject *payload)
     return PyBool_FromLong(padding_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)));
 }
 
+PyDoc_STRVAR(peers_held_doc,
+             "peers_held(memories) -> int\n\n"
+             "The peers the hosts' memories hold, summed: SpreadMemory.peer_count (the reference) of each, the size of\n"
+             "its peers set, 1 for a peer kept as itself, 0 for none (a full hosts' table sheds an eighth of its hosts\n"
+             "at once: HostTable._shed).");
+
+static PyObject *peers_held(PyObject *self, PyObject *memories)
+{
+    (void)self;
+    PyObject *iterator = PyObject_GetIter(memories), *memory;
+    if (iterator == NULL)
+        return NULL;
+    Py_ssize_t held = 0;
+    int failed = 0;
+    while (!failed && (memory = PyIter_Next(iterator)) != NULL) {
+        PyObject *peers = PyObject_GetAttr(memory, str_peers);
+        int some = peers == NULL || PySet_Check(peers) ? 0 : PyObject_IsTrue(peers);
+        failed = peers == NULL || some < 0;
+        if (!failed)
+            held += PySet_Check(peers) ? PySet_GET_SIZE(peers) : some;
+        Py_XDECREF(peers);
+        Py_DECREF(memory);
+    }
+    Py_DECREF(iterator);
+    return failed || PyErr_Occurred() ? NULL : PyLong_FromSsize_t(held);
+}
+
 PyDoc_STRVAR(requests_expired_doc,
              "requests_expired(pending, cutoff) -> int\n\n"
              "FlowDetector._sweep's loop over its pending requests (its reference): the requests of `pending` (an\n"
@@ -3104,6 +3131,7 @@ static PyObject *requests_expired(PyObject *self, PyObject *const *args, Py_ssiz
 static PyMethodDef methods[] = {
     {"padding_may_match", (PyCFunction)padding_may_match_py, METH_O, padding_may_match_doc},
     {"requests_expired", (PyCFunction)(void (*)(void))requests_expired, METH_FASTCALL, requests_expired_doc},
+    {"peers_held", (PyCFunction)peers_held, METH_O, peers_held_doc},
     {"bind", (PyCFunction)(void (*)(void))bind_records, METH_FASTCALL, bind_doc},
     {"channel_tags", (PyCFunction)(void (*)(void))channel_tags_py, METH_FASTCALL, channel_tags_doc},
     {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},

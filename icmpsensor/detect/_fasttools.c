@@ -579,10 +579,46 @@ static PyTypeObject TrackerType = {
     .tp_doc = "ToolTracker's echo-request flows (see the module's comment).",
 };
 
+/* -- a full table's oldest eighth ------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(drop_oldest_doc,
+             "drop_oldest(table) -> list\n\n"
+             "tunnels.drop_oldest (_drop_oldest_py, the reference) for a dict: its oldest len // 8 + 1 entries (first\n"
+             "inserted) taken out in order, each key hashed once, their values returned in order. A full table's shed:\n"
+             "a storm longer than the hosts' table drops an eighth of 100,000 hosts at once.");
+
+static PyObject *drop_oldest(PyObject *self, PyObject *table)
+{
+    (void)self;
+    if (!PyDict_CheckExact(table)) { /* a subclass's order may not be its entries' (OrderedDict): the reference's */
+        PyErr_SetString(PyExc_TypeError, "drop_oldest(table: dict)");
+        return NULL;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(table) ? PyDict_GET_SIZE(table) / 8 + 1 : 0, at = 0, taken = 0;
+    PyObject *keys = PyList_New(count), *values = keys == NULL ? NULL : PyList_New(count), *key, *value;
+    if (values == NULL) {
+        Py_XDECREF(keys);
+        return NULL;
+    }
+    while (taken < count && PyDict_Next(table, &at, &key, &value)) { /* in their order, none hashed */
+        PyList_SET_ITEM(keys, taken, Py_NewRef(key));
+        PyList_SET_ITEM(values, taken, Py_NewRef(value));
+        taken++;
+    }
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < taken && !failed; i++)
+        failed = PyDict_DelItem(table, PyList_GET_ITEM(keys, i)) < 0; /* each key hashed once */
+    Py_DECREF(keys);
+    if (failed)
+        Py_CLEAR(values);
+    return values;
+}
+
 /* -- the module ------------------------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
     {"maybe_tool", (PyCFunction)(void (*)(void))maybe_tool, METH_FASTCALL, maybe_tool_doc},
+    {"drop_oldest", (PyCFunction)drop_oldest, METH_O, drop_oldest_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {NULL, NULL, 0, NULL},
 };

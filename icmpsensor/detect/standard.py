@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -208,7 +208,7 @@ class HostTable:
     def _shed(self) -> None:
         """Forget the least recently active eighth of the hosts (tunnels.drop_oldest), and their peers."""
         forgotten = tunnels.drop_oldest(self.hosts)
-        self.peer_entries -= sum(memory.peer_count() for memory in forgotten)
+        self.peer_entries -= peers_held(forgotten)
         self.stats.spread_hosts_evicted += len(forgotten)
 
     def limit_to(self, limit: int) -> None:
@@ -216,7 +216,16 @@ class HostTable:
         if len(self.hosts) > limit:
             self.stats.spread_hosts_evicted += len(self.hosts) - limit
             self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
-            self.peer_entries = sum(memory.peer_count() for memory in self.hosts.values())
+            self.peer_entries = peers_held(self.hosts.values())
+
+
+def _peers_held_py(memories: Iterable[SpreadMemory]) -> int:
+    return sum(memory.peer_count() for memory in memories)
+
+
+# The peers the hosts' memories hold, summed: in C when it is built (_fastflows.peers_held; the sum above the reference,
+# tests/unit/test_memory.py holds a table's count to it): a full table sheds an eighth of its hosts at once.
+peers_held: Callable[[Iterable[SpreadMemory]], int] = _peers_held_py if _fastflows is None else _fastflows.peers_held
 
 
 def notice_extra(flow: Flow, carried: list[tuple[str, int]]) -> str:

@@ -251,6 +251,28 @@ def test_a_host_tables_peer_count_is_the_sum_of_its_hosts(ops: list[tuple[int, i
     assert table.stats.spread_hosts_evicted >= len({host for host, _, _ in ops}) - len(table.hosts)
 
 
+def test_a_full_host_tables_shed_runs_no_python_line_a_forgotten_host() -> None:
+    """A storm longer than the hosts' table (max_pairs sources) sheds its least recently active eighth at once, and
+    counts the peers they held off peer_entries: with the accelerators built, in C (tunnels.drop_oldest,
+    _fastflows.peers_held; SpreadMemory.peer_count the reference), not a Python line or three a forgotten host. The
+    count is the sum of what the hosts left hold (and the hypothesis test above holds it so at every step)."""
+    from icmpsensor.detect import standard, tunnels
+
+    if tunnels._fasttools is None or standard._fastflows is None:
+        pytest.skip("the C accelerators are turned off or not built")
+    table = standard.HostTable(8_000)
+    for host in range(8_000):
+        memory = table.touch(host.to_bytes(4, "big"), float(host))
+        for peer in range(host % 3):  # none, one (kept as itself) and two peers (a set)
+            table.add(memory, float(host), 1, peer.to_bytes(4, "big"), 3600.0)
+    assert table.peer_entries == sum(m.peer_count() for m in table.hosts.values()) == 7_999
+    from tests.python_lines import lines_run
+    lines = lines_run(table._shed)
+    assert len(table.hosts) == 8_000 - 1_001 and table.stats.spread_hosts_evicted == 1_001
+    assert table.peer_entries == sum(m.peer_count() for m in table.hosts.values())
+    assert lines <= 10, lines
+
+
 def test_a_workers_tables_leave_the_young_generation_before_its_first_packet(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker.run settles the collector before the first batch (pipeline.settle_gc): the pipeline and its detector's

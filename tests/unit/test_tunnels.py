@@ -7,6 +7,7 @@ Benign traffic must never be attributed to a tool.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import re
 import struct
@@ -18,10 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect import tunnels
 from icmpsensor.detect.tunnels import ICMPDOOR_ID, ToolMatch, ToolTracker, recognise, without_oldest
 from testkit import benign_corpus
 from testkit import exfil_corpus as corpus
 from tests.hypothesis_counts import examples
+from tests.python_lines import lines_run
 
 # Tools whose every session shows in single packets; the others need ToolTracker.
 STATEFUL_ONLY = {"hping3-file", "nping-data"}
@@ -385,3 +388,26 @@ def test_without_oldest_drops_the_oldest_eighth_in_place_hashing_only_those(size
         kept[CountedKey(i)] = None
         assert CountedKey.hashed == 1
     assert len(kept) <= size and list(kept)[-1].value == 4 * size - 1
+
+
+@pytest.mark.skipif(tunnels._fasttools is None, reason="the C accelerators are turned off or not built")
+@pytest.mark.parametrize("size", [1, 2, 9, 1000, 65_536])
+def test_drop_oldest_in_c_is_the_references_without_a_python_line_a_key(size: int) -> None:
+    """drop_oldest in C (_fasttools.drop_oldest; _drop_oldest_py the reference): the values of the oldest eighth, in
+    order, taken out of the table, the rest kept in order, only the dropped keys hashed; and no Python line a dropped
+    entry (a storm longer than the tables sheds an eighth of 100,000 hosts at once: a line each)."""
+    keys = [CountedKey(i) for i in range(size)]
+    mine, theirs = ({k: k.value for k in keys} for _ in range(2))
+    CountedKey.hashed = 0
+    dropped = tunnels.drop_oldest(mine)
+    assert CountedKey.hashed == size // 8 + 1
+    assert dropped == tunnels._drop_oldest_py(theirs) == list(range(size // 8 + 1))
+    assert list(mine.items()) == list(theirs.items())
+    plain = dict.fromkeys(range(size))  # keys whose hash runs no Python
+    lines = lines_run(lambda: tunnels.drop_oldest(plain))
+    assert len(plain) == size - size // 8 - 1 and lines <= 5, lines
+    with pytest.raises(TypeError):
+        tunnels._fasttools.drop_oldest([1, 2])
+    with pytest.raises(TypeError):  # an OrderedDict's order is its own: the reference's
+        tunnels._fasttools.drop_oldest(collections.OrderedDict(a=1))
+    assert tunnels._fasttools.drop_oldest({}) == tunnels._drop_oldest_py({}) == []
