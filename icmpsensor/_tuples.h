@@ -1,10 +1,10 @@
 /* Tuples the C accelerators keep (a flow's key, a pending request's key and entry, a payload's sketch, a pair's key,
  * the tool tracker's keys, a folded flow's (role, host), a notice's snapshot of its flow and its channels, and their
- * list), left
- * untracked by the cyclic collector where no item may be tracked: what the collector itself does to such a tuple the
- * first time a collection walks it (_PyTuple_MaybeUntrack), done when it is made or stored (a key made for a look-up
- * and freed after it is not worth the look at its items). Such a tuple can be part of no cycle. A notice storm keeps
- * about seven a flow, each walked by a young collection first (docs/performance.md, twenty-third session). */
+ * list), left untracked by the cyclic collector where no item may be tracked: what the collector itself does to such
+ * a tuple the first time a collection walks it (_PyTuple_MaybeUntrack), done when it is made or stored (a key made for
+ * a look-up and freed after it is not worth the look at its items). Such a tuple can be part of no cycle. A notice
+ * storm keeps about seven a flow, each walked by a young collection first (docs/performance.md, twenty-third
+ * session). */
 #ifndef ICMPSENSOR_TUPLES_H
 #define ICMPSENSOR_TUPLES_H
 

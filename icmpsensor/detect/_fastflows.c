@@ -1241,9 +1241,9 @@ static PyObject *channel_dict(PyObject *payload_name, PyObject *nonecho_name, Py
 
 /* _tags' channel_bytes(flow) (standard.py, the reference: the channels that carried the flow's novel bytes and how
  * many each, largest first, then by name; `payload_name` and `nonecho_name` its names for the bytes no other channel
- * was charged and for non-echo messages') as *carried, a new list of (name, bytes) (untracked: untracked_list_if_atomic),
- * and their names as _tags joins them as *names, a new str, for a flow flow_tags_known took. 0, or -1 with an exception
- * (nothing made). */
+ * was charged and for non-echo messages') as *carried, a new list of (name, bytes) (untracked:
+ * untracked_list_if_atomic), and their names as _tags joins them as *names, a new str, for a flow flow_tags_known
+ * took. 0, or -1 with an exception (nothing made). */
 static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject *flow, PyObject **carried,
                         PyObject **names)
 {

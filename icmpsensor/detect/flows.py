@@ -383,7 +383,8 @@ class FlowDetector:
     def _requests_expired(self, cutoff: float) -> int:
         """Forget the pending requests sent at or before `cutoff`, oldest first: how many."""
         pending = self._pending
-        expired = 0 if _fastflows is None else _fastflows.requests_expired(pending, cutoff)  # the loop below in C
+        fast = self._fast_expiry
+        expired = 0 if fast is None else fast(pending, cutoff)  # the loop below, in C
         while pending:
             _, (_, sent_at) = next(iter(pending.items()))
             if sent_at > cutoff:
@@ -453,6 +454,11 @@ class FlowDetector:
     # The notice made in C (detect/_fastflows.c flow_notice; the Notice statement of _notice is its reference,
     # tests/unit/test_fastflows.py holds them equal); None: the reference.
     _fast_notice: Callable[..., Notice] | None = None if _fastflows is None else _fastflows.flow_notice
+
+    # The sweep's expired requests in C (detect/_fastflows.c requests_expired; _requests_expired's loop is its
+    # reference); None: the reference.
+    _fast_expiry: Callable[[OrderedDict[tuple[bytes, bytes, int, int], tuple[object, float]], float], int] | None = \
+        None if _fastflows is None else _fastflows.requests_expired
 
     def _notice(self, flow: Flow, ts: float, note: str, msg: str, fields: dict[str, object] | None = None) -> Notice:
         """A notice on the flow; `msg` is a _FlowText template (with `fields`). Its text is made only if

@@ -178,11 +178,15 @@ class HostTable:
     full, the least recently active eighth is forgotten at once (tunnels.without_oldest), counted in the
     detector's stats (spread_hosts_evicted)."""
 
-    def __init__(self, limit: int, stats: DetectorStats | None = None) -> None:
+    def __init__(self, limit: int, stats: DetectorStats | None = None, *, accelerated: bool = True) -> None:
+        """`accelerated`: shed in C when it is built (tunnels.drop_oldest of a dict, peers_held); False: the Python
+        references (_drop_oldest_py, _peers_held_py)."""
         self.limit = limit
         self.stats = stats if stats is not None else DetectorStats()
         self.hosts: dict[bytes, SpreadMemory] = {}
         self.peer_entries = 0  # peers remembered over all the hosts
+        self._drop = tunnels.drop_oldest if accelerated else tunnels._drop_oldest_py
+        self._held = peers_held if accelerated else _peers_held_py
 
     def touch(self, host: bytes, ts: float) -> SpreadMemory:
         """The host's memory (new if none), made the most recently active."""
@@ -207,8 +211,8 @@ class HostTable:
 
     def _shed(self) -> None:
         """Forget the least recently active eighth of the hosts (tunnels.drop_oldest), and their peers."""
-        forgotten = tunnels.drop_oldest(self.hosts)
-        self.peer_entries -= peers_held(forgotten)
+        forgotten = self._drop(self.hosts)
+        self.peer_entries -= self._held(forgotten)
         self.stats.spread_hosts_evicted += len(forgotten)
 
     def limit_to(self, limit: int) -> None:
@@ -216,7 +220,7 @@ class HostTable:
         if len(self.hosts) > limit:
             self.stats.spread_hosts_evicted += len(self.hosts) - limit
             self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
-            self.peer_entries = peers_held(self.hosts.values())
+            self.peer_entries = self._held(self.hosts.values())
 
 
 def _peers_held_py(memories: Iterable[SpreadMemory]) -> int:
@@ -248,15 +252,16 @@ class Detector(FlowDetector):
         built; False runs only the Python reference (the equivalence tests)."""
         self._accelerated = accelerated
         if not accelerated:
-            self._fast_notice = self._fast_flow = None  # the notices and flows made by the Python reference too
+            # the notices, flows and the sweep's requests made and expired by the Python reference too
+            self._fast_notice = self._fast_flow = self._fast_expiry = None
         # explain is called only where one of its templates' first tests passes (_fastflows.c explain_may_match,
         # looser than explain, never stricter): a storm's random payloads are not read by each template
         self._explain_gate = _fastflows.explain_may_match if accelerated and _fastflows is not None else None
         self._fast: object | None = None
         self._pairs: OrderedDict[tuple[bytes, bytes], PairMemory] = OrderedDict()
         # per host, as a sender (to all its peers) and as a receiver (from all its peers)
-        self._senders = HostTable(detection.max_pairs)
-        self._receivers = HostTable(detection.max_pairs)
+        self._senders = HostTable(detection.max_pairs, accelerated=accelerated)
+        self._receivers = HostTable(detection.max_pairs, accelerated=accelerated)
         self._tools = tunnels.tool_tracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
         self._run_free = True  # the request being handled did not start a new run past the run budget

@@ -44,7 +44,8 @@ def settle_gc() -> None:
     """Before the first packet: what the process made so far, the pipeline and its tables among it (alive as long
     as the process, empty yet), moved to the collector's oldest generation. Else they are young until the first
     young collection, which a storm brings when they hold tens of thousands of entries each: that one collection
-    walked them all (5 of a 20,000-flow storm's 8 ms of collection; docs/performance.md)."""
+    walked them all (a 20,000-flow storm's collections took 10-11 ms with that walk, 3 ms since;
+    docs/performance.md)."""
     gc.collect(1)
 
 
