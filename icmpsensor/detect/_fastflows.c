@@ -2618,6 +2618,30 @@ static Py_ssize_t oldest_keys(PyObject *table, PyObject **keys, Py_ssize_t most)
 
 #define OLDEST_BATCH 64 /* the keys oldest_keys reads at once: one iterator for as many */
 
+/* The table's next oldest key, read OLDEST_BATCH at a time into keys[] (*at of *count of them handed out so far): a
+ * new reference (the caller's), or NULL where none is left (*failed set where an exception was raised). The keys not
+ * handed out are the caller's to release (keys_left). */
+static PyObject *next_oldest(PyObject *table, PyObject **keys, Py_ssize_t *at, Py_ssize_t *count, int *failed)
+{
+    if (*at == *count) {
+        *at = 0;
+        *count = PyDict_GET_SIZE(table) == 0 ? 0 : oldest_keys(table, keys, OLDEST_BATCH);
+        *failed = *count < 0;
+        if (*count <= 0) {
+            *count = 0;
+            return NULL;
+        }
+    }
+    return keys[(*at)++];
+}
+
+/* Release the keys next_oldest read but did not hand out. */
+static void keys_left(PyObject **keys, Py_ssize_t at, Py_ssize_t count)
+{
+    while (at < count)
+        Py_DECREF(keys[at++]);
+}
+
 PyDoc_STRVAR(flows_ended_doc,
              "flows_ended(flows, now, timeout, due) -> (ended, flow)\n\n"
              "FlowDetector._end_flows' loop (its reference) for as long as this path ends each flow as flow_ended does:\n"
@@ -2638,14 +2662,9 @@ static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssiz
     PyObject *keys[OLDEST_BATCH], *handed = NULL;
     int failed = 0, stopped = !PyFloat_CheckExact(now) || (timeout != NULL && !PyFloat_CheckExact(timeout));
     while (!failed && !stopped && handed == NULL) {
-        if (at == count) { /* the next keys, oldest first */
-            at = 0;
-            count = PyDict_GET_SIZE(flows) == 0 ? 0 : oldest_keys(flows, keys, OLDEST_BATCH);
-            failed = count < 0;
-            stopped = count == 0;
-            continue;
-        }
-        PyObject *key = keys[at++];
+        PyObject *key = next_oldest(flows, keys, &at, &count, &failed);
+        if (key == NULL)
+            break;
         PyObject *flow = PyDict_GetItemWithError(flows, key); /* borrowed: the table holds it */
         PyObject *ts = NULL;
         if (flow == NULL) /* taken out of the table meanwhile: the caller's loop goes on */
@@ -2678,8 +2697,7 @@ static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssiz
         }
         Py_DECREF(key);
     }
-    while (at < count)
-        Py_DECREF(keys[at++]);
+    keys_left(keys, at, count);
     if (failed) {
         Py_XDECREF(handed);
         return NULL;
@@ -3104,14 +3122,9 @@ static PyObject *requests_expired(PyObject *self, PyObject *const *args, Py_ssiz
     int failed = 0, stopped = !PyFloat_CheckExact(args[1]);
     double cutoff = stopped ? 0.0 : PyFloat_AS_DOUBLE(args[1]);
     while (!failed && !stopped) {
-        if (at == count) {
-            at = 0;
-            count = PyDict_GET_SIZE(pending) == 0 ? 0 : oldest_keys(pending, keys, OLDEST_BATCH);
-            failed = count < 0;
-            stopped = count == 0;
-            continue;
-        }
-        PyObject *key = keys[at++];
+        PyObject *key = next_oldest(pending, keys, &at, &count, &failed);
+        if (key == NULL)
+            break;
         PyObject *entry = PyDict_GetItemWithError(pending, key); /* borrowed */
         PyObject *sent_at = entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 2
                                 ? PyTuple_GET_ITEM(entry, 1) : NULL;
@@ -3123,8 +3136,7 @@ static PyObject *requests_expired(PyObject *self, PyObject *const *args, Py_ssiz
             expired++;
         Py_DECREF(key);
     }
-    while (at < count)
-        Py_DECREF(keys[at++]);
+    keys_left(keys, at, count);
     return failed ? NULL : PyLong_FromSsize_t(expired);
 }
 
