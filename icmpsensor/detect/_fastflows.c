@@ -2525,13 +2525,19 @@ static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, P
 
 /* Whether flow_end_made can end `flow` as Detector._flow_ended would (alerting realtime, ExfilSummary's bytes the
  * payload's alone, the detector's tables its own): 1 with *end read, 0 (nothing changed), -1 with an exception. */
+/* Whether this path ends flows at all: alerting realtime, the pairs' records bound. */
+static int ends_flows(const FastPath *self)
+{
+    return self->ends.pair_type != NULL && self->novel.enabled != 0;
+}
+
 static int flow_end_taken(FastPath *self, PyObject *flow, FlowEnd *end)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_ALLOWLISTED, F_ALERTED, F_REPORTED_UNTIL, F_LAST, F_LAST_SKETCH,
                                  F_CHANNELS, F_NONECHO_NOVEL, F_TOOL, F_SRC, F_DST};
     const Ends *e = &self->ends;
     long alerted;
-    if (e->pair_type == NULL || self->novel.enabled == 0 || !FLOW_OK(flow, needed)
+    if (!ends_flows(self) || !FLOW_OK(flow, needed)
         || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || long_slot(flow, flow_slot[F_NOVEL_BYTES], &end->bytes) < 0)
         return 0;
     PyObject *allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]), *reported = SLOT(flow, flow_slot[F_REPORTED_UNTIL]);
@@ -2649,7 +2655,8 @@ PyDoc_STRVAR(flows_ended_doc,
              "one at `now` (timeout None: the flush), else those idle for `timeout` at `now` (last + timeout <= now), each\n"
              "at last + timeout (a sweep). `ended`: how many it ended; `flow`: the one it removed but leaves to the caller\n"
              "to end (flow_ended would answer False), after which the caller calls again, or None where it stopped: no\n"
-             "flow left, the oldest not idle, or a clock that is not a float (the caller's own loop goes on from there).");
+             "flow left, the oldest not idle, a clock that is not a float, or a path that ends no flow (alerting at a\n"
+             "flow's end): the caller's own loop goes on from there.");
 
 static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2660,7 +2667,8 @@ static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssiz
     PyObject *flows = args[0], *now = args[1], *timeout = args[2] == Py_None ? NULL : args[2], *due = args[3];
     Py_ssize_t ended = 0, count = 0, at = 0;
     PyObject *keys[OLDEST_BATCH], *handed = NULL;
-    int failed = 0, stopped = !PyFloat_CheckExact(now) || (timeout != NULL && !PyFloat_CheckExact(timeout));
+    int failed = 0, stopped = !ends_flows(self) || !PyFloat_CheckExact(now)
+                              || (timeout != NULL && !PyFloat_CheckExact(timeout));
     while (!failed && !stopped && handed == NULL) {
         PyObject *key = next_oldest(flows, keys, &at, &count, &failed);
         if (key == NULL)
@@ -3092,10 +3100,9 @@ static PyObject *peers_held(PyObject *self, PyObject *memories)
     int failed = 0;
     while (!failed && (memory = PyIter_Next(iterator)) != NULL) {
         PyObject *peers = PyObject_GetAttr(memory, str_peers);
-        int some = peers == NULL || PySet_Check(peers) ? 0 : PyObject_IsTrue(peers);
-        failed = peers == NULL || some < 0;
-        if (!failed)
-            held += PySet_Check(peers) ? PySet_GET_SIZE(peers) : some;
+        int some = peers == NULL ? -1 : PySet_Check(peers) ? 0 : PyObject_IsTrue(peers);
+        failed = some < 0;
+        held += peers != NULL && PySet_Check(peers) ? PySet_GET_SIZE(peers) : some > 0;
         Py_XDECREF(peers);
         Py_DECREF(memory);
     }
@@ -3172,14 +3179,16 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_last_novel, "last_novel") < 0 || intern(&str_run_free, "_run_free") < 0
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
-        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0 || intern(&str_limit, "limit") < 0
+        || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
+        || intern(&str_limit, "limit") < 0
         || intern(&str_hosts, "hosts") < 0 || intern(&str_payloads, "payloads") < 0
         || intern(&str_last_peer, "last_peer") < 0 || intern(&str_allowlist, "allowlist") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
-        || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0 || intern(&str_buckets, "buckets") < 0
+        || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
+        || intern(&str_buckets, "buckets") < 0
         || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
