@@ -1986,11 +1986,40 @@ done:
     return result;
 }
 
+/* Detector._novelty for a new flow's first payload (sketched as `current`) from a sender whose last payload went to
+ * `peer`: whether _as_fields may read it as counters or clocks against the last sketch of the sender's flow to that
+ * peer (1; -1 with an exception set), or that is ruled out before _as_fields changes anything (0): no such flow, no
+ * sketch yet, another length or rest, or more places changed than 3 * MAX_FIELD_BYTES. A flow or sketch not of the
+ * reference's types, or a time _novelty could not subtract, is 1: the Python detector's. */
+static int may_be_fields(Detector *state, const NovelRequests *novel_cfg, PyObject *src, PyObject *peer,
+                         PyObject *current)
+{
+    static const int needed[] = {F_LAST_SKETCH, F_LAST_REQUEST_TS};
+    PyObject *key = PyTuple_Pack(2, src, peer);
+    if (key == NULL)
+        return -1;
+    PyObject *other = PyDict_GetItemWithError(state->flows, key); /* borrowed */
+    Py_DECREF(key);
+    if (other == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!FLOW_OK(other, needed) || !PyFloat_CheckExact(SLOT(other, flow_slot[F_LAST_REQUEST_TS])))
+        return 1;
+    PyObject *last = SLOT(other, flow_slot[F_LAST_SKETCH]);
+    if (last == Py_None)
+        return 0;
+    int tails_differ = 0;
+    Py_ssize_t novel = novel_between(current, last, &tails_differ);
+    if (novel < 0) /* a sketch this path does not know */
+        return 1;
+    return novel <= novel_cfg->field_novel && !tails_differ;
+}
+
 /* A new flow's first echo request (a notice storm's every packet): Detector._on_request for a pair the flow table
  * does not have, when none of what only the Python detector takes is in it. Checked before anything changes: the
- * path makes flows (first_requests given), the allowlist is empty, the pair has no memory (_flow_started would carry its last sketch), the payload is not empty, no template explains it and it
- * is no random-padding library's, and the sender's memory neither names another peer (_novelty would compare the
- * payload with that flow's) nor remembers the payload. Then, in _on_request's order: the flow made (_new_flow,
+ * path makes flows (first_requests given), the allowlist is empty, the pair has no memory (_flow_started would
+ * carry its last sketch), the payload is not empty, no template explains it and it is no random-padding library's,
+ * the sender's memory does not remember the payload, and where it names another peer, the payload cannot read as
+ * counters or clocks against that flow's last (may_be_fields). Then, in _on_request's order: the flow made (_new_flow,
  * counted), its first request's header kept (_header), its sketch, the sender's memory touched (its last peer, the
  * payload remembered), the tool tracker (an answer: (flow, answer, novel) for Detector._after_tool), the request
  * remembered for its reply, its novel bytes (all of them: nothing to compare) added and their share given to the
@@ -2017,25 +2046,28 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *hosts = PyObject_GetAttr(novel_cfg->senders, str_hosts);
     if (hosts == NULL)
         return NULL;
-    PyObject *result = NULL, *current = NULL, *flow = NULL, *size = NULL;
+    PyObject *result = NULL, *current = NULL, *flow = NULL, *size = NULL, *last_peer = NULL;
     PyObject *known = PyDict_CheckExact(hosts) ? PyDict_GetItemWithError(hosts, src) : NULL; /* borrowed */
     Py_XINCREF(known);
     if (known == NULL && (PyErr_Occurred() || !PyDict_CheckExact(hosts)))
         goto decline_or_fail;
     if (known != NULL) { /* a sender whose last payload went to another peer: _novelty compares the two */
-        PyObject *last_peer = PyObject_GetAttr(known, str_last_peer);
+        last_peer = PyObject_GetAttr(known, str_last_peer);
         int other = last_peer == NULL ? -1 : PyObject_IsTrue(last_peer);
         if (other > 0)
             other = PyObject_RichCompareBool(last_peer, dst, Py_NE);
-        Py_XDECREF(last_peer);
-        if (other != 0)
+        if (other < 0)
             goto decline_or_fail;
+        if (other == 0)
+            Py_CLEAR(last_peer);
     }
     if (template_explains(novel_cfg, payload, ts) != 0 || randomly_padded(novel_cfg, payload, seq) != 0)
         goto decline_or_fail;
     current = new_sketch(payload);
     Py_hash_t digest = current == NULL ? -1 : PyObject_Hash(current);
     if (digest == -1 || (known != NULL && seen_payload(known, digest, 0) != 0)) /* only asked: nothing changes */
+        goto decline_or_fail;
+    if (last_peer != NULL && may_be_fields(state, novel_cfg, src, last_peer, current) != 0)
         goto decline_or_fail;
     /* taken: what _on_request changes, in its order */
     size = PyLong_FromSsize_t(n);
@@ -2063,6 +2095,7 @@ decline_or_fail:
 done:
     Py_DECREF(hosts);
     Py_XDECREF(known);
+    Py_XDECREF(last_peer);
     Py_XDECREF(current);
     Py_XDECREF(flow);
     Py_XDECREF(size);
