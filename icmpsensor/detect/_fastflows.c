@@ -19,8 +19,11 @@
  *    The tool tracker still sees it (the C tracker's observe); when the tracker answers anything but None,
  *    handle() returns (flow, answer) and the Python detector finishes the request from there
  *    (Detector._after_tool), as _on_request would after _recognise_tool;
- *  - an echo request in step (as above) with a new payload that no template explains (novel_request): a reported
- *    exfiltration's next chunk, a flood's next random bytes. _novelty's checks are made before anything changes
+ *  - an echo request with a new payload that no template explains (novel_request): a reported exfiltration's next
+ *    chunk, a flood's next random bytes; in step (as above), or with a header that is not a ping's next (a new
+ *    identifier, a sequence number out of step, a new size off the flow's stride: scapy's ICMP() sends 0 and 0
+ *    every time, a tunnel draws them at random), whose charges capacity.request_header works out once the request is
+ *    taken (header_apply; Detector._header). _novelty's checks are made before anything changes
  *    (fingerprints.explain called where a template's tests of its first bytes and its fill pass, explain_may_match;
  *    capacity.random_padding called where padding_may_match lets the payload through; _as_fields' "a few places"
  *    test made here), the sender's memory is kept as HostTable.touch and SpreadMemory.seen keep it (touch_host,
@@ -30,7 +33,8 @@
  *    (last_novel holds them) where the flow's evaluation would raise nothing (every note it checks is off, not due,
  *    or raised already), else (flow,): Detector._finish evaluates the flow; run() stops there for the evidence
  *    recorder unless the pair is one it watches;
- *  - a new flow's first echo request (first_request, below): a notice storm's every packet, up to its evaluation,
+ *  - a new flow's first echo request (first_request, below): a notice storm's every packet, a host's new data to
+ *    host after host (compared with its last peer's flow where that may be fields: may_be_fields), up to its evaluation,
  *    and, past max_flows, the eviction after it (evict_flow: FlowDetector._evict_one, its victim's end flow_ended's);
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns.
@@ -314,6 +318,7 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
 typedef struct {
     PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
                                                                * detector's senders HostTable, timestamp_tolerance */
+    PyObject *request_header; /* capacity.request_header: what a request's header carried (header_apply) */
     long field_novel;       /* 3 * capacity.MAX_FIELD_BYTES: a request that differs by more is no field's */
     long payloads_kept;     /* standard.PAYLOADS_KEPT: a host's recent payloads (SpreadMemory.seen) */
     long max_uptime;        /* fingerprints.MAX_UPTIME (explain_may_match) */
@@ -381,10 +386,10 @@ typedef struct {
 /* The configuration objects a FastPath holds, listed once for the references taken, visited and cleared: those
  * parsed from fast_init's tuples (borrowed until taken), and novel.tolerance, which fast_init makes. */
 #define PARSED_OBJECTS(X)                                                                                         \
-    X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
-    X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
-    X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
-    X(novel.host_memory)
+    X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.request_header) X(novel.senders)            \
+    X(spread.notice) X(spread.receivers) X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg)   \
+    X(exfil.extra) X(exfil.due) X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len)             \
+    X(ends.name) X(ends.msg) X(novel.host_memory)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -457,11 +462,13 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllO;novel_requests: (explain, random_padding, senders, "
+        && !PyArg_ParseTuple(novel, "OOOOllllllllllllllllllO;novel_requests: (explain, random_padding, "
+                                    "request_header, senders, "
                                     "field_novel, payloads_kept, max_uptime, max_pattern, enabled, 4 thresholds, "
                                     "7 bits, "
                                     "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0))",
-                             &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
+                             &parsed.explain, &parsed.random_padding, &parsed.request_header, &parsed.senders,
+                             &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime, &parsed.max_pattern,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
@@ -476,6 +483,10 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     if (parsed.explain != NULL && parsed.payloads_kept < 1) {
         PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
+        return -1;
+    }
+    if (parsed.explain != NULL && !PyCallable_Check(parsed.request_header)) {
+        PyErr_SetString(PyExc_TypeError, "novel_requests: request_header must be callable");
         return -1;
     }
     /* made last: nothing fails after them but their own making */
@@ -515,8 +526,10 @@ typedef struct {
     double now, next_sweep;
     PyObject *now_obj;                 /* the clock's new value (a packet's ts), or NULL: unchanged */
     Py_ssize_t counts[N_STATS];        /* added to the stats' counters (a packet counted: last_novel written; a
-                                        * request: _run_free is True) */
+                                        * request: _run_free written) */
     Py_ssize_t last_novel;             /* the novel bytes of the last packet handled (count_packet: 0) */
+    int run_not_free;                  /* the last request started a new run past its flow's run budget (_run_free
+                                        * False: capacity.request_header's answer, header_apply) */
 } Detector;
 
 /* 1 with *out read, 0 when the detector's state is not what this path knows (every packet goes to Python), -1. */
@@ -564,7 +577,7 @@ static int detector_done(FastPath *self, Detector *state)
         Py_XDECREF(novel);
     }
     if (state->counts[S_ECHO_REQUESTS])
-        failed |= PyDict_SetItem(d, str_run_free, Py_True) < 0;
+        failed |= PyDict_SetItem(d, str_run_free, state->run_not_free ? Py_False : Py_True) < 0;
     for (int i = 0; i < N_STATS; i++) {
         if (!state->counts[i])
             continue;
@@ -581,6 +594,8 @@ static void count_packet(Detector *state, PyObject *ts, int kind_counter)
 {
     state->counts[S_PACKETS]++;
     state->last_novel = 0;
+    if (kind_counter == S_ECHO_REQUESTS)
+        state->run_not_free = 0; /* Detector._on_request: _run_free True until _header says otherwise */
     if (PyFloat_AS_DOUBLE(ts) > state->now) {
         state->now = PyFloat_AS_DOUBLE(ts);
         Py_XSETREF(state->now_obj, Py_NewRef(ts));
@@ -1821,8 +1836,23 @@ static double float_floor_div(double vx, double wx)
 typedef struct {
     PyObject *channels; /* borrowed: the flow's FlowChannels, NULL when it has none yet (_channels makes one) */
     double bits;        /* the length's bits with the carried ones, 0.0 when it charges nothing */
-    Py_ssize_t whole;   /* the whole bytes they make */
+    Py_ssize_t whole;   /* the whole bytes they make (header_apply: all it charged) */
+    int python;         /* 1: the charges are capacity.request_header's, worked out once the request is taken
+                         * (header_apply); 0: the length's above */
 } Resize;
+
+/* Whether a flow's capacity state (its `channels` slot) is one this path charges: None (it has none yet: *out NULL)
+ * or a FlowChannels of the reference's types (*out it, borrowed). */
+static int channels_known(PyObject *channels, PyObject **out)
+{
+    *out = NULL;
+    if (channels == Py_None)
+        return 1;
+    if (channels == NULL || charged_channels(channels) < 0 || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_CARRY])))
+        return 0;
+    *out = channels;
+    return 1;
+}
 
 /* Worked out before anything changes, from the flow's last request (`step`: seq_delta from its sequence number):
  * 1, or 0 where the flow's capacity state is not one this path knows (its stride another than the step, or not
@@ -1851,6 +1881,40 @@ static int resize_charge(PyObject *flow, long step, long size, long last_size, R
     return 1;
 }
 
+/* `whole` bytes a request's header carried, charged to `channel` (capacity.charge's count, in the flow's capacity
+ * state `channels`) and added to the flow's novel bytes (_add_novel), with their share of the hosts' memories while
+ * the flow had fewer than novel_bytes_threshold (`before`) and is not allowlisted (*told set where it raised
+ * ExfilSpread). 0, or -1 with an exception. */
+static int charge_whole(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *channels,
+                        PyObject *channel, Py_ssize_t whole, Py_ssize_t before, int unlisted, int *told)
+{
+    PyObject *charged = SLOT(channels, channels_slot[C_CHARGED]);
+    if (charged == Py_None) {
+        if ((charged = PyDict_New()) == NULL)
+            return -1;
+        set_slot(channels, channels_slot[C_CHARGED], charged);
+        Py_DECREF(charged); /* the state's */
+    }
+    PyObject *amount = PyLong_FromSsize_t(whole);
+    PyObject *so_far = amount == NULL ? NULL : PyDict_GetItemWithError(charged, channel);
+    PyObject *sum = amount == NULL || (so_far == NULL && PyErr_Occurred()) ? NULL
+                    : so_far == NULL ? Py_NewRef(amount) : PyNumber_Add(so_far, amount);
+    int failed = sum == NULL || PyDict_SetItem(charged, channel, sum) < 0
+                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
+    Py_XDECREF(amount);
+    Py_XDECREF(sum);
+    if (failed)
+        return -1;
+    state->counts[S_NOVEL_BYTES] += whole;
+    state->last_novel += whole;
+    Py_ssize_t room = self->novel.novel_threshold - before;
+    int raised = room <= 0 || !unlisted ? 0
+                 : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                whole < room ? whole : room);
+    *told |= raised > 0;
+    return raised < 0 ? -1 : 0;
+}
+
 /* resize_charge's answer applied, as Detector._header and _charge do (the flow touched first): the size kept, the
  * flow's capacity state made if it had none, the size before the last, the carried bits, the whole bytes charged to
  * the length and added to the flow's novel bytes (_add_novel), with their share of the hosts' memories while the
@@ -1876,33 +1940,99 @@ static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
         return -1;
     set_slot(channels, channels_slot[C_CARRY], carry);
     Py_DECREF(carry);
-    if (r->whole == 0)
-        return 0;
-    PyObject *charged = SLOT(channels, channels_slot[C_CHARGED]);
-    if (charged == Py_None) {
-        if ((charged = PyDict_New()) == NULL)
-            return -1;
-        set_slot(channels, channels_slot[C_CHARGED], charged);
-        Py_DECREF(charged); /* the state's */
-    }
-    PyObject *whole = PyLong_FromSsize_t(r->whole);
-    PyObject *so_far = whole == NULL ? NULL : PyDict_GetItemWithError(charged, str_length);
-    PyObject *sum = whole == NULL || (so_far == NULL && PyErr_Occurred()) ? NULL
-                    : so_far == NULL ? Py_NewRef(whole) : PyNumber_Add(so_far, whole);
-    int failed = sum == NULL || PyDict_SetItem(charged, str_length, sum) < 0
-                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], whole) < 0;
-    Py_XDECREF(whole);
-    Py_XDECREF(sum);
-    if (failed)
+    return r->whole == 0 ? 0 : charge_whole(self, state, pkt, flow, channels, str_length, r->whole, before, unlisted,
+                                            told);
+}
+
+/* What Detector._charge does with the bits a request's header carried, `bits` > 0 (capacity.charge: the bits
+ * carried over added, the rest under a byte carried on), for `channel`: the whole bytes they make, charged
+ * (charge_whole), or -1 with an exception set. `*before`: the flow's novel bytes, moved on by them. */
+static Py_ssize_t charge_bits(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *channels,
+                              PyObject *channel, double bits, Py_ssize_t *before, int unlisted, int *told)
+{
+    PyObject *carried = SLOT(channels, channels_slot[C_CARRY]);
+    if (!PyFloat_CheckExact(carried)) {
+        PyErr_SetString(PyExc_TypeError, "FlowChannels.carry must be a float");
         return -1;
-    state->counts[S_NOVEL_BYTES] += r->whole;
-    state->last_novel += r->whole;
-    Py_ssize_t room = self->novel.novel_threshold - before;
-    int raised = room <= 0 || !unlisted ? 0
-                 : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                r->whole < room ? r->whole : room);
-    *told |= raised > 0;
-    return raised < 0 ? -1 : 0;
+    }
+    bits += PyFloat_AS_DOUBLE(carried);
+    Py_ssize_t whole = (Py_ssize_t)float_floor_div(bits, 8.0);
+    PyObject *carry = PyFloat_FromDouble(bits - 8.0 * (double)whole);
+    if (carry == NULL)
+        return -1;
+    set_slot(channels, channels_slot[C_CARRY], carry);
+    Py_DECREF(carry);
+    if (whole == 0)
+        return 0;
+    if (charge_whole(self, state, pkt, flow, channels, channel, whole, *before, unlisted, told) < 0)
+        return -1;
+    *before += whole;
+    return whole;
+}
+
+/* Detector._header for an echo request whose identifier changed or whose sequence number is out of step, once it
+ * is taken (Resize.python): the flow's last identifier, sequence number and size made the request's,
+ * capacity.request_header asked what the header carried (with the flow's capacity state, made if it has none as
+ * _channels makes it; the last three; the seconds since the flow's last request), the flow's stride and _run_free
+ * set from its answer, and each channel's bits charged (charge_bits). r->whole: the whole bytes charged.
+ * `before`: the flow's novel bytes. 0, or -1 with an exception set. */
+static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size, Resize *r,
+                        Py_ssize_t before, int unlisted, int *told)
+{
+    PyObject *channels = r->channels;
+    if (channels == NULL) {
+        channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
+        if (channels == NULL)
+            return -1;
+        set_slot(flow, flow_slot[F_CHANNELS], channels);
+        Py_DECREF(channels); /* the flow's */
+    }
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *ident = SLOT(pkt, packet_slot[P_IDENT]);
+    PyObject *seq = SLOT(pkt, packet_slot[P_SEQ]);
+    PyObject *last = PyTuple_Pack(3, SLOT(flow, flow_slot[F_LAST_IDENT]), SLOT(flow, flow_slot[F_LAST_SEQ]),
+                                  SLOT(flow, flow_slot[F_LAST_SIZE]));
+    PyObject *gap = PyFloat_FromDouble(PyFloat_AS_DOUBLE(ts)
+                                       - PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST_REQUEST_TS])));
+    if (last == NULL || gap == NULL) {
+        Py_XDECREF(last);
+        Py_XDECREF(gap);
+        return -1;
+    }
+    set_slot(flow, flow_slot[F_LAST_IDENT], ident);
+    set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+    set_slot(flow, flow_slot[F_LAST_SIZE], size);
+    PyObject *args[7] = {channels, last, ident, seq, size, ts, gap};
+    PyObject *answer = PyObject_Vectorcall(self->novel.request_header, args, 7, NULL);
+    Py_DECREF(last);
+    Py_DECREF(gap);
+    if (answer == NULL)
+        return -1;
+    PyObject *charges = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 0)
+                                                                                    : NULL;
+    if (charges == NULL || !PyList_CheckExact(charges) || !PyBool_Check(PyTuple_GET_ITEM(answer, 1))) {
+        Py_DECREF(answer);
+        PyErr_SetString(PyExc_TypeError, "request_header() must return (a list of charges, a bool)");
+        return -1;
+    }
+    set_slot(flow, flow_slot[F_SEQ_STRIDE], SLOT(channels, channels_slot[C_STRIDE]));
+    state->run_not_free = PyTuple_GET_ITEM(answer, 1) == Py_False;
+    r->whole = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(charges); i++) {
+        PyObject *item = PyList_GET_ITEM(charges, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2 || !PyFloat_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "request_header(): a charge must be (channel, float bits)");
+            break;
+        }
+        double bits = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 1));
+        Py_ssize_t whole = bits > 0.0 ? charge_bits(self, state, pkt, flow, channels, PyTuple_GET_ITEM(item, 0), bits,
+                                                    &before, unlisted, told)
+                                      : 0;
+        if (whole < 0)
+            break;
+        r->whole += whole;
+    }
+    Py_DECREF(answer);
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 /* An echo request in step whose payload neither repeats the flow's last nor is a template's: Detector._on_request
@@ -1915,7 +2045,7 @@ static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
  * memories needs its settings). `header`: its size is not the flow's last (a novel-payload flood's), what the size
  * carried (resize_charge) charged first (resize_apply), as Detector._header does; NULL: the flow's last size. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                               PyObject *flow, PyObject *tool, const Resize *header)
+                               PyObject *flow, PyObject *tool, Resize *header)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
@@ -1967,7 +2097,9 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     count_packet(state, ts, S_ECHO_REQUESTS);
     int told = 0;
     int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]);
-    if (failed == 0) {
+    if (failed == 0 && header != NULL && header->python)
+        failed = header_apply(self, state, pkt, flow, size, header, novel_bytes, allowlisted == Py_False, &told);
+    else if (failed == 0) {
         set_slot(flow, flow_slot[F_LAST_SEQ], seq);
         if (header != NULL)
             failed = resize_apply(self, state, pkt, flow, size, header, novel_bytes, allowlisted == Py_False, &told);
@@ -2133,32 +2265,41 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         || long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
         || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
         || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
-        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || ident != last_ident
+        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0
         || seq < 0 || seq > 0xFFFF || last_seq < 0 || last_seq > 0xFFFF) {
         Py_DECREF(key);
         Py_RETURN_FALSE;
     }
-    int resized = n != last_size; /* its bits charged (Detector._header), in step, with a novel payload: or Python's */
+    int new_run = ident != last_ident; /* with a novel payload: capacity.request_header's charges (header_apply) */
+    int resized = n != last_size; /* its bits charged (Detector._header) */
     int repeated = !resized && sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
-    int in_step = seq == ((last_seq + stride) & 0xFFFF), took_token = 0, taken = 1;
+    int in_step = !new_run && seq == ((last_seq + stride) & 0xFFFF), took_token = 0, taken = 1;
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
     long new_stride = stride;
     double due = 0.0, embedded = 0.0, offset = 0.0;
-    if (!in_step) /* Detector._header: only with the flow's last payload, its capacity state made */
+    if (new_run)
+        taken = 0;
+    else if (!in_step) /* Detector._header: with the flow's last payload, where the step is free */
         taken = repeated && Py_IS_TYPE(channels, channels_type)
             && free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
                              PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due);
     else if (!repeated) /* a timed ping's new sketch, its clock remembered */
         taken = resized ? 0 : ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
                                          PyFloat_AS_DOUBLE(ts), &embedded, &offset);
-    if (taken == 0 && in_step && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
-        Resize header = {NULL, 0.0, 0};
-        if (resized && !resize_charge(flow, seq_delta(seq, last_seq), (long)n, last_size, &header)) {
-            Py_DECREF(key);
-            Py_RETURN_FALSE;
+    if (taken == 0 && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
+        Resize header = {NULL, 0.0, 0, 0};
+        int charges = resized || !in_step;
+        if (charges && !(in_step && resize_charge(flow, seq_delta(seq, last_seq), (long)n, last_size, &header))) {
+            /* capacity.request_header's charges, once the request is taken; not for a flow with no request yet
+             * (_header charges nothing then) */
+            header.python = 1;
+            if (last_ident < 0 || !channels_known(channels, &header.channels)) {
+                Py_DECREF(key);
+                Py_RETURN_FALSE;
+            }
         }
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, resized ? &header : NULL);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL);
         Py_DECREF(flow);
         Py_DECREF(key);
         return answer;

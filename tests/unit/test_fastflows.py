@@ -586,9 +586,9 @@ def test_a_senders_first_request_to_another_peer_takes_the_c_path_where_no_field
 
 @needs_c
 def test_a_one_to_many_flood_runs_under_a_few_python_lines_a_packet(tmp_path: Path) -> None:
-    """Replayed through the pipeline (evidence on), a host sending new bytes to a new peer each time runs in C but for the
-    notices it raises and the few requests that may be fields: what 3,000 more of its packets add is under three
-    Python lines a packet (the Python detector's: ~300)."""
+    """Replayed through the pipeline (evidence on), a host sending new bytes to a new peer each time runs in C but
+    for the notices it raises and the few requests that may be fields: what 3,000 more of its packets add is under
+    three Python lines a packet (the Python detector's: ~300)."""
     def lines_for(count: int) -> int:
         path = tmp_path / f"{count}.pcap"
         craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 8, 0, p.ident,
@@ -602,6 +602,96 @@ def test_a_one_to_many_flood_runs_under_a_few_python_lines_a_packet(tmp_path: Pa
 
     more = lines_for(6_000) - lines_for(3_000)
     assert more < 9_000, more
+
+
+def header_flood(count: int, header: str, per_source: int = 4, seed: int = 14, size: int = 300) -> list[IcmpPacket]:
+    """A novel-payload flood from spoofed sources, `per_source` requests of random bytes each, whose identifier and
+    sequence number are not a ping's: `header` "zero" (scapy's ICMP() default: identifier and sequence number 0
+    every time), "random" (both drawn afresh), "ident" (a new identifier each, the sequence number 1), "seq" (one
+    identifier, the sequence number jumping), "sizes" (the random header and a new size each time)."""
+    rng = random.Random(seed)
+    packets = []
+    for i in range(count):
+        source = i // per_source
+        ident, seq = {"zero": (0, 0), "ident": (i % per_source + 1, 1), "seq": (7, rng.randrange(0x10000))}.get(
+            header, (rng.randrange(0x10000), rng.randrange(0x10000)))
+        payload = rng.randbytes(rng.randint(20, 1400) if header == "sizes" else size)
+        packets.append(corpus.echo(T0 + i * 5e-4, f"100.66.{source // 250}.{source % 250 + 1}", "10.1.0.81", True,
+                                   ident, seq, payload))
+    return packets
+
+
+@needs_c
+@pytest.mark.parametrize("header", ["zero", "random", "ident", "seq", "sizes"])
+def test_a_novel_request_whose_header_is_not_a_pings_takes_the_c_path(header: str) -> None:
+    """A request with novel bytes whose identifier changed, or whose sequence number is out of step, or both with its
+    size: what its header carried is worked out by capacity.request_header (the runs it remembers, the run and
+    parameter budgets) and charged in C (Detector._header, _charge), then its payload is taken as any novel
+    request's. Each flow's requests after its first take the C path; the notices and state are the reference's
+    after every packet."""
+    packets = header_flood(400, header)
+    counting = run_both(packets)
+    assert counting.declined <= 4, vars(counting)
+
+
+@needs_c
+@pytest.mark.parametrize("size", [40, 300])
+def test_a_flow_past_its_run_budget_is_charged_its_new_runs_in_c(size: int) -> None:
+    """One pair, a new identifier on every request (past RUN_BUDGET a new run costs its identifier's bits, and a new
+    size its length's), sizes alternating and new: the charges, the carried bits, the runs remembered
+    (RUNS_REMEMBERED, one resumed now and then) and the hosts' memories are the reference's, packet by packet."""
+    rng = random.Random(size)
+    idents = [rng.randrange(0x10000) for _ in range(20)]
+    packets = []
+    for i in range(120):
+        ident = idents[i % 20] if i % 7 == 3 else rng.randrange(0x10000)
+        length = size if i % 3 else size + rng.randrange(1, 9)
+        packets.append(corpus.echo(T0 + i * 0.05, "10.0.0.1", "10.0.0.2", True, ident, rng.randrange(3),
+                                   rng.randbytes(length)))
+    counting = run_both(packets, dataclasses.replace(DetectionConfig(), novel_bytes_threshold=100_000))
+    assert counting.declined <= 2, vars(counting)
+
+
+@needs_c
+@settings(max_examples=examples(300), deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from([0, 1, 2, 7, 0x7FFF]), st.integers(-3, 0x10000),
+                                st.sampled_from([0, 1, 5, 64, 65, 300]), st.sampled_from([0.0, 0.01, 1.0, 6.0, -0.2]),
+                                st.sampled_from(["new", "same", "head", "tail"])), min_size=1, max_size=40),
+       threshold=st.sampled_from([50, 256, 100_000]))
+def test_both_agree_on_generated_headers(steps: list[tuple[int, int, int, float, str]], threshold: int) -> None:
+    """One pair's requests with identifiers, sequence steps, sizes, gaps (a pause past RUN_PAUSE, time going back)
+    and payloads (new, the same, changed in the sketch's head or past it) drawn at random."""
+    ts, seq, payload, packets = T0, 1, b"", []
+    rng = random.Random(len(steps))
+    for ident, step, size, gap, change in steps:
+        ts += gap
+        seq = (seq + step) & 0xFFFF
+        payload = (rng.randbytes(size) if change == "new" or len(payload) != size
+                   else payload if change == "same" else (b"!" + payload[1:]) if change == "head"
+                   else payload[:-1] + b"!")
+        packets.append(corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, ident, seq, payload))
+    run_both(packets, dataclasses.replace(DetectionConfig(), novel_bytes_threshold=threshold))
+
+
+@needs_c
+def test_a_flood_of_requests_with_random_headers_runs_under_a_few_python_lines_a_packet(tmp_path: Path) -> None:
+    """Replayed through the pipeline (evidence on), a novel-payload flood whose identifiers and sequence numbers are
+    drawn at random runs in C but for one call of capacity.request_header a request and the notices it raises: what
+    2,000 more of its packets add is under 30 Python lines a packet (the Python detector's: ~140)."""
+    def lines_for(count: int) -> int:
+        path = tmp_path / f"{count}.pcap"
+        craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 8, 0, p.ident,
+                                                                p.seq, p.payload)))
+                                for p in header_flood(count, "random", seed=15)])
+        cfg = Config()
+        cfg.output.log_dir = str(tmp_path / str(count))
+        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
+        lines = lines_run(lambda: replay_pipeline(pipeline, [str(path)]))
+        pipeline.close()
+        return lines
+
+    more = lines_for(4_000) - lines_for(2_000)
+    assert more < 60_000, more
 
 
 @needs_c
