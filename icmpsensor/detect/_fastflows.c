@@ -103,8 +103,9 @@ static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "e
                                             "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created",
                                             "notices", "flows_evicted", "pairs_evicted"};
 
-enum { C_STRIDE, C_RUN_DUE, C_OTHER_SIZE, C_CARRY, C_CHARGED, N_CHANNELS };
-static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "other_size", "carry", "charged"};
+enum { C_STRIDE, C_RUN_DUE, C_PARAM_DUE, C_OTHER_SIZE, C_CARRY, C_RUNS, C_CHARGED, N_CHANNELS };
+static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "param_due", "other_size", "carry",
+                                                        "runs", "charged"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type, *channels_type;
 static PyObject *channels_template; /* FlowChannels(): a flow's capacity state is made a copy of it (record_copy) */
@@ -113,23 +114,24 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
 static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS], channels_slot[N_CHANNELS];
 static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
 static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
-/* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL */
-static long seq_free;
-static double run_pause, run_budget, run_refill;
+/* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED */
+static long seq_free, runs_remembered;
+static double run_pause, run_budget, run_refill, param_budget, param_refill;
 /* nonecho._QUOTED_PROTOCOLS: the protocols a quoted datagram may carry */
 static unsigned char quoted_protocol[256];
 
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
-                  "run_pause, run_budget, run_refill, quoted_protocols)"
+                  "run_pause, run_budget, run_refill, param_budget, param_refill, runs_remembered, quoted_protocols)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
-                       "RUN_PAUSE, RUN_BUDGET and RUN_REFILL, nonecho._QUOTED_PROTOCOLS.");
+                       "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL and RUNS_REMEMBERED,\n"
+                       "nonecho._QUOTED_PROTOCOLS.");
 
 static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 11) {
+    if (nargs != 14) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -147,18 +149,21 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     long free_steps = PyLong_AsLong(args[6]);
     double pause = PyFloat_AsDouble(args[7]), budget = PyFloat_AsDouble(args[8]), refill = PyFloat_AsDouble(args[9]);
+    double params = PyFloat_AsDouble(args[10]), params_refill = PyFloat_AsDouble(args[11]);
+    long remembered = PyLong_AsLong(args[12]);
     if (PyErr_Occurred())
         return NULL;
     if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)
-        || !PyFrozenSet_CheckExact(args[10])) {
-        PyErr_SetString(PyExc_ValueError, "bind(): prefix and seq_free must be >= 0, empty_rest_hash hash(b''), "
-                                          "run_budget >= 1, run_refill > 0 and quoted_protocols a frozenset");
+        || !(params >= 1.0) || !(params_refill > 0.0) || remembered < 0 || !PyFrozenSet_CheckExact(args[13])) {
+        PyErr_SetString(PyExc_ValueError, "bind(): prefix, seq_free and runs_remembered must be >= 0, "
+                                          "empty_rest_hash hash(b''), the budgets >= 1, their refills > 0 and "
+                                          "quoted_protocols a frozenset");
         return NULL;
     }
     unsigned char protocols[256] = {0};
     for (int proto = 0; proto < 256; proto++) {
         PyObject *number = PyLong_FromLong(proto);
-        int member = number == NULL ? -1 : PySet_Contains(args[10], number);
+        int member = number == NULL ? -1 : PySet_Contains(args[13], number);
         Py_XDECREF(number);
         if (member < 0)
             return NULL;
@@ -184,6 +189,9 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     run_pause = pause;
     run_budget = budget;
     run_refill = refill;
+    param_budget = params;
+    param_refill = params_refill;
+    runs_remembered = remembered;
     Py_RETURN_NONE;
 }
 
@@ -199,7 +207,7 @@ static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_limit, *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
-static PyObject *str_length; /* capacity.request_header's channel for a payload's size */
+static PyObject *str_ident, *str_seq, *str_length; /* capacity.request_header's channels */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
@@ -318,7 +326,6 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
 typedef struct {
     PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
                                                                * detector's senders HostTable, timestamp_tolerance */
-    PyObject *request_header; /* capacity.request_header: what a request's header carried (header_apply) */
     long field_novel;       /* 3 * capacity.MAX_FIELD_BYTES: a request that differs by more is no field's */
     long payloads_kept;     /* standard.PAYLOADS_KEPT: a host's recent payloads (SpreadMemory.seen) */
     long max_uptime;        /* fingerprints.MAX_UPTIME (explain_may_match) */
@@ -386,10 +393,10 @@ typedef struct {
 /* The configuration objects a FastPath holds, listed once for the references taken, visited and cleared: those
  * parsed from fast_init's tuples (borrowed until taken), and novel.tolerance, which fast_init makes. */
 #define PARSED_OBJECTS(X)                                                                                         \
-    X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.request_header) X(novel.senders)            \
-    X(spread.notice) X(spread.receivers) X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg)   \
-    X(exfil.extra) X(exfil.due) X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len)             \
-    X(ends.name) X(ends.msg) X(novel.host_memory)
+    X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
+    X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
+    X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
+    X(novel.host_memory)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -462,13 +469,11 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOOllllllllllllllllllO;novel_requests: (explain, random_padding, "
-                                    "request_header, senders, "
+        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllO;novel_requests: (explain, random_padding, senders, "
                                     "field_novel, payloads_kept, max_uptime, max_pattern, enabled, 4 thresholds, "
                                     "7 bits, "
                                     "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0))",
-                             &parsed.explain, &parsed.random_padding, &parsed.request_header, &parsed.senders,
-                             &parsed.field_novel,
+                             &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime, &parsed.max_pattern,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
@@ -483,10 +488,6 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     if (parsed.explain != NULL && parsed.payloads_kept < 1) {
         PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
-        return -1;
-    }
-    if (parsed.explain != NULL && !PyCallable_Check(parsed.request_header)) {
-        PyErr_SetString(PyExc_TypeError, "novel_requests: request_header must be callable");
         return -1;
     }
     /* made last: nothing fails after them but their own making */
@@ -1769,7 +1770,7 @@ static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flo
  * counts nothing), the flow's last request time, the tool tracker unless the flow has a tool (an answer: (flow,
  * answer, novel) for Detector._after_tool), the pending request, the request's `novel` bytes added as _add_novel adds
  * them, with the flow's share of the hosts' memories where `spreads` (it had `before` novel bytes, fewer than
- * novel_bytes_threshold, and is not allowlisted), after the `charged` bytes its header added (resize_apply; `told`:
+ * novel_bytes_threshold, and is not allowlisted), after the `charged` bytes its header added (header_apply; `told`:
  * their share raised ExfilSpread). The answer: left_to_evaluate's with novel bytes (`evaluate`: the flow's
  * evaluation may raise), else None; NULL with an exception. */
 static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *payload,
@@ -1830,55 +1831,243 @@ static double float_floor_div(double vx, double wx)
     return div - floordiv > 0.5 ? floordiv + 1.0 : floordiv;
 }
 
-/* What capacity.request_header and charge make of an echo request in step whose size changed (its identifier
- * the flow's): the sequence number charges nothing; the length its bits (length_bits: none for the size before the
- * last, which a path MTU probe alternates with), added to the bits the flow carries. */
-typedef struct {
-    PyObject *channels; /* borrowed: the flow's FlowChannels, NULL when it has none yet (_channels makes one) */
-    double bits;        /* the length's bits with the carried ones, 0.0 when it charges nothing */
-    Py_ssize_t whole;   /* the whole bytes they make (header_apply: all it charged) */
-    int python;         /* 1: the charges are capacity.request_header's, worked out once the request is taken
-                         * (header_apply); 0: the length's above */
-} Resize;
+/* -- a request's header (capacity.request_header and charge, Detector._header and _charge: the reference) ----------- */
 
-/* Whether a flow's capacity state (its `channels` slot) is one this path charges: None (it has none yet: *out NULL)
- * or a FlowChannels of the reference's types (*out it, borrowed). */
+/* capacity.step_bits: the bits in an integer `delta` away from its predicted value, the first `free` free. */
+static double step_bits(long delta, long free)
+{
+    long excess = labs(delta) - free;
+    return excess > 0 ? log2(1.0 + (double)excess) : 0.0;
+}
+
+/* capacity.length_bits (other_size -1: none). */
+static double length_bits(long size, long last_size, long other_size)
+{
+    return size == last_size || size == other_size ? 0.0 : log2(1.0 + (double)labs(size - last_size));
+}
+
+/* capacity.take_token on the float due in `channels`' slot `slot` (run_due or param_due): 1 where a token was free,
+ * else 0, the due written as take_token returns it; -1 with an exception set. */
+static int take_token(PyObject *channels, Py_ssize_t slot, double now, double burst, double refill)
+{
+    PyObject *given = SLOT(channels, slot);
+    if (!PyFloat_CheckExact(given)) {
+        PyErr_SetString(PyExc_TypeError, "request_header(): a budget's due must be a float");
+        return -1;
+    }
+    double due = PyFloat_AS_DOUBLE(given);
+    if (now > due)
+        due = now;
+    int free = due - now <= (burst - 1.0) * refill;
+    PyObject *value = PyFloat_FromDouble(free ? due + refill : due);
+    if (value == NULL)
+        return -1;
+    set_slot(channels, slot, value);
+    Py_DECREF(value);
+    return free;
+}
+
+/* obj's slot at `offset` set to the int `value`: 0, or -1 with an exception set. */
+static int set_slot_long(PyObject *obj, Py_ssize_t offset, long value)
+{
+    PyObject *number = PyLong_FromLong(value);
+    if (number == NULL)
+        return -1;
+    set_slot(obj, offset, number);
+    Py_DECREF(number);
+    return 0;
+}
+
+/* A (last seq, last size) pair of ints, as runs' values hold them: 0, or -1 with an exception set. */
+static int run_values(PyObject *run, long *seq, long *size)
+{
+    if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 0))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 1))) {
+        PyErr_SetString(PyExc_TypeError, "request_header(): a run must be (seq, size)");
+        return -1;
+    }
+    *seq = PyLong_AsLong(PyTuple_GET_ITEM(run, 0));
+    *size = PyLong_AsLong(PyTuple_GET_ITEM(run, 1));
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+typedef struct {
+    PyObject *channel; /* borrowed: an interned name, "ident", "seq" or "length" */
+    double bits;
+} Charge;
+
+/* Whether a flow's capacity state (its `channels` slot) is one request_header_c reads: None (none yet: *out NULL)
+ * or a FlowChannels whose fields are the reference's types (*out it, borrowed). */
 static int channels_known(PyObject *channels, PyObject **out)
 {
+    long value;
     *out = NULL;
     if (channels == Py_None)
         return 1;
-    if (channels == NULL || charged_channels(channels) < 0 || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_CARRY])))
+    if (channels == NULL || charged_channels(channels) < 0 || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_CARRY]))
+        || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_RUN_DUE]))
+        || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_PARAM_DUE]))
+        || long_slot(channels, channels_slot[C_STRIDE], &value) < 0
+        || long_slot(channels, channels_slot[C_OTHER_SIZE], &value) < 0
+        || (SLOT(channels, channels_slot[C_RUNS]) != Py_None && !PyDict_CheckExact(SLOT(channels, channels_slot[C_RUNS]))))
         return 0;
     *out = channels;
     return 1;
 }
 
-/* Worked out before anything changes, from the flow's last request (`step`: seq_delta from its sequence number):
- * 1, or 0 where the flow's capacity state is not one this path knows (its stride another than the step, or not
- * the reference's types), for the Python detector. */
-static int resize_charge(PyObject *flow, long step, long size, long last_size, Resize *out)
+/* capacity.request_header for a FlowChannels `channels` that channels_known() takes: the charges into `out` (at most
+ * two, *count of them, in the reference's order, bits 0.0 included) and whether the run was free (*free); the state
+ * changed as the reference changes it (its size before the last, the runs remembered in their order, the budgets'
+ * dues, the stride). 0, or -1 with an exception set. */
+static int request_header_c(PyObject *channels, long last_ident, long last_seq, long last_size, long ident, long seq,
+                            long size, double now, double gap, Charge *out, int *count, int *free)
 {
-    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
-    long stride = 1, other_size = -1; /* a new FlowChannels' */
-    double carry = 0.0;
-    out->channels = NULL;
-    if (channels == NULL)
-        return 0;
-    if (channels != Py_None) {
-        PyObject *carried = charged_channels(channels) < 0 ? NULL : SLOT(channels, channels_slot[C_CARRY]);
-        if (carried == NULL || !PyFloat_CheckExact(carried) || long_slot(channels, channels_slot[C_STRIDE], &stride) < 0
-            || long_slot(channels, channels_slot[C_OTHER_SIZE], &other_size) < 0)
-            return 0;
-        carry = PyFloat_AS_DOUBLE(carried);
-        out->channels = channels;
+    long other_size, stride;
+    if (long_slot(channels, channels_slot[C_OTHER_SIZE], &other_size) < 0
+        || long_slot(channels, channels_slot[C_STRIDE], &stride) < 0) {
+        PyErr_SetString(PyExc_TypeError, "request_header(): other_size and stride must be ints");
+        return -1;
     }
-    if (step != stride) /* in step by the flow's stride, not by its state's: request_header would charge */
-        return 0;
-    double bits = size == other_size ? 0.0 : log2(1.0 + (double)labs(size - last_size));
-    out->bits = bits > 0.0 ? bits + carry : 0.0;
-    out->whole = bits > 0.0 ? (Py_ssize_t)float_floor_div(out->bits, 8.0) : 0;
-    return 1;
+    *count = 0;
+    *free = 1;
+    if (size != last_size && set_slot_long(channels, channels_slot[C_OTHER_SIZE], last_size) < 0)
+        return -1;
+    if (ident != last_ident) {
+        PyObject *runs = SLOT(channels, channels_slot[C_RUNS]);
+        if (runs == Py_None) {
+            if ((runs = PyDict_New()) == NULL)
+                return -1;
+            set_slot(channels, channels_slot[C_RUNS], runs);
+            Py_DECREF(runs); /* the state's */
+        } else if (!PyDict_CheckExact(runs)) {
+            PyErr_SetString(PyExc_TypeError, "request_header(): runs must be a dict or None");
+            return -1;
+        }
+        PyObject *key = PyLong_FromLong(last_ident), *run = Py_BuildValue("(ll)", last_seq, last_size);
+        int failed = key == NULL || run == NULL || PyDict_SetItem(runs, key, run) < 0;
+        Py_XDECREF(key);
+        Py_XDECREF(run);
+        if (failed)
+            return -1;
+        if (PyDict_GET_SIZE(runs) > runs_remembered) { /* del runs[next(iter(runs))] */
+            Py_ssize_t pos = 0;
+            PyObject *oldest, *value;
+            if (PyDict_Next(runs, &pos, &oldest, &value)) {
+                Py_INCREF(oldest);
+                failed = PyDict_DelItem(runs, oldest) < 0;
+                Py_DECREF(oldest);
+                if (failed)
+                    return -1;
+            }
+        }
+        key = PyLong_FromLong(ident);
+        PyObject *resumed = key == NULL ? NULL : PyDict_GetItemWithError(runs, key); /* runs.pop(ident, None) */
+        Py_XINCREF(resumed);
+        failed = key == NULL || (resumed == NULL && PyErr_Occurred())
+                 || (resumed != NULL && PyDict_DelItem(runs, key) < 0);
+        Py_XDECREF(key);
+        if (!failed && resumed != NULL)
+            failed = run_values(resumed, &last_seq, &last_size) < 0;
+        Py_XDECREF(resumed);
+        if (failed)
+            return -1;
+        if (resumed == NULL) {
+            int token = take_token(channels, channels_slot[C_RUN_DUE], now, run_budget, run_refill);
+            if (token < 0)
+                return -1;
+            if (token) {
+                /* a size none of the recent runs used, and no parameter change left free: its length charged */
+                int fresh = size != last_size && size != other_size;
+                Py_ssize_t pos = 0;
+                PyObject *id, *other;
+                while (fresh && PyDict_Next(runs, &pos, &id, &other)) {
+                    long other_seq, other_run_size;
+                    if (run_values(other, &other_seq, &other_run_size) < 0)
+                        return -1;
+                    fresh = size != other_run_size;
+                }
+                int params = fresh ? take_token(channels, channels_slot[C_PARAM_DUE], now, param_budget,
+                                                param_refill) : 1;
+                if (params < 0)
+                    return -1;
+                if (!params)
+                    out[(*count)++] = (Charge){str_length, length_bits(size, last_size, -1)};
+                return 0;
+            }
+            long first = labs(seq_delta(seq, 0)), one = labs(seq_delta(seq, 1)), next = labs(seq_delta(seq, last_seq + 1));
+            first = one < first ? one : first;
+            first = next < first ? next : first;
+            out[(*count)++] = (Charge){str_ident, step_bits(seq_delta(ident, last_ident), 16) + step_bits(first, seq_free)};
+            out[(*count)++] = (Charge){str_length, length_bits(size, last_size, -1)};
+            *free = 0;
+            return 0;
+        }
+    }
+    long step = seq_delta(seq, last_seq);
+    long next_to = labs(seq_delta(seq, last_seq + 1)), swapped = labs(seq_delta(swap16(seq), swap16(last_seq) + 1));
+    double in_run = step_bits(next_to < swapped ? next_to : swapped, seq_free), by_stride = step_bits(step - stride, seq_free);
+    double seq_cost = by_stride < in_run ? by_stride : in_run;
+    if (seq_cost != 0.0 && step > 0 && gap >= run_pause) {
+        int token = take_token(channels, channels_slot[C_RUN_DUE], now, run_budget, run_refill);
+        if (token < 0)
+            return -1;
+        if (token) { /* the counter moved on between runs: a new run, the steps within it one up again */
+            seq_cost = 0.0;
+            step = 1;
+        }
+    }
+    if (set_slot_long(channels, channels_slot[C_STRIDE], step) < 0)
+        return -1;
+    out[(*count)++] = (Charge){str_seq, seq_cost};
+    out[(*count)++] = (Charge){str_length, length_bits(size, last_size, other_size)};
+    return 0;
+}
+
+PyDoc_STRVAR(request_header_doc,
+             "request_header(state, last, ident, seq, size, now, gap) -> (charges, free)\n\n"
+             "capacity.request_header (the reference) in C, for a FlowChannels whose fields are the reference's\n"
+             "types (else TypeError): `last` the flow's last (identifier, sequence number, size).");
+
+static PyObject *request_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    long last_ident, last_seq, last_size, ident, seq, size;
+    PyObject *channels;
+    if (nargs != 7 || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 3 || channels_type == NULL
+        || !Py_IS_TYPE(args[0], channels_type) || !channels_known(args[0], &channels)) {
+        PyErr_SetString(PyExc_TypeError, "request_header(FlowChannels of the reference's types, (ident, seq, size), "
+                                         "ident, seq, size, now, gap)");
+        return NULL;
+    }
+    PyObject *const *last = &PyTuple_GET_ITEM(args[1], 0);
+    for (int i = 0; i < 3; i++)
+        if (!PyLong_CheckExact(last[i]) || !PyLong_CheckExact(args[2 + i])) {
+            PyErr_SetString(PyExc_TypeError, "request_header(): identifiers, sequence numbers and sizes are ints");
+            return NULL;
+        }
+    last_ident = PyLong_AsLong(last[0]);
+    last_seq = PyLong_AsLong(last[1]);
+    last_size = PyLong_AsLong(last[2]);
+    ident = PyLong_AsLong(args[2]);
+    seq = PyLong_AsLong(args[3]);
+    size = PyLong_AsLong(args[4]);
+    double now = PyFloat_AsDouble(args[5]), gap = PyFloat_AsDouble(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    Charge charges[2];
+    int count, free;
+    if (request_header_c(args[0], last_ident, last_seq, last_size, ident, seq, size, now, gap, charges, &count,
+                         &free) < 0)
+        return NULL;
+    PyObject *list = PyList_New(count);
+    for (int i = 0; list != NULL && i < count; i++) {
+        PyObject *item = Py_BuildValue("(Od)", charges[i].channel, charges[i].bits);
+        if (item == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list == NULL ? NULL : Py_BuildValue("(NO)", list, free ? Py_True : Py_False);
 }
 
 /* `whole` bytes a request's header carried, charged to `channel` (capacity.charge's count, in the flow's capacity
@@ -1915,35 +2104,6 @@ static int charge_whole(FastPath *self, Detector *state, PyObject *pkt, PyObject
     return raised < 0 ? -1 : 0;
 }
 
-/* resize_charge's answer applied, as Detector._header and _charge do (the flow touched first): the size kept, the
- * flow's capacity state made if it had none, the size before the last, the carried bits, the whole bytes charged to
- * the length and added to the flow's novel bytes (_add_novel), with their share of the hosts' memories while the
- * flow had fewer than novel_bytes_threshold (`before`) and is not allowlisted (*told set where it raised
- * ExfilSpread). 0, or -1 with an exception. */
-static int resize_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size,
-                        const Resize *r, Py_ssize_t before, int unlisted, int *told)
-{
-    PyObject *channels = r->channels;
-    if (channels == NULL) {
-        channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
-        if (channels == NULL)
-            return -1;
-        set_slot(flow, flow_slot[F_CHANNELS], channels);
-        Py_DECREF(channels); /* the flow's */
-    }
-    set_slot(channels, channels_slot[C_OTHER_SIZE], SLOT(flow, flow_slot[F_LAST_SIZE]));
-    set_slot(flow, flow_slot[F_LAST_SIZE], size);
-    if (r->bits <= 0.0)
-        return 0;
-    PyObject *carry = PyFloat_FromDouble(r->bits - 8.0 * (double)r->whole);
-    if (carry == NULL)
-        return -1;
-    set_slot(channels, channels_slot[C_CARRY], carry);
-    Py_DECREF(carry);
-    return r->whole == 0 ? 0 : charge_whole(self, state, pkt, flow, channels, str_length, r->whole, before, unlisted,
-                                            told);
-}
-
 /* What Detector._charge does with the bits a request's header carried, `bits` > 0 (capacity.charge: the bits
  * carried over added, the rest under a byte carried on), for `channel`: the whole bytes they make, charged
  * (charge_whole), or -1 with an exception set. `*before`: the flow's novel bytes, moved on by them. */
@@ -1970,16 +2130,22 @@ static Py_ssize_t charge_bits(FastPath *self, Detector *state, PyObject *pkt, Py
     return whole;
 }
 
-/* Detector._header for an echo request whose identifier changed or whose sequence number is out of step, once it
- * is taken (Resize.python): the flow's last identifier, sequence number and size made the request's,
- * capacity.request_header asked what the header carried (with the flow's capacity state, made if it has none as
- * _channels makes it; the last three; the seconds since the flow's last request), the flow's stride and _run_free
- * set from its answer, and each channel's bits charged (charge_bits). r->whole: the whole bytes charged.
- * `before`: the flow's novel bytes. 0, or -1 with an exception set. */
-static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size, Resize *r,
-                        Py_ssize_t before, int unlisted, int *told)
+/* Detector._header for a taken echo request whose header is not its flow's next (a new identifier, a sequence number
+ * out of step, a new size), the flow's capacity state `channels` (NULL: it has none yet; made as _channels makes it):
+ * the flow's last identifier, sequence number and size made the request's, request_header_c's charges worked out
+ * (with the seconds since the flow's last request), the flow's stride and _run_free set from them, and each charge's
+ * bits charged (charge_bits). *whole: the whole bytes charged; `before`: the flow's novel bytes. 0, or -1 with an
+ * exception set. */
+static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size,
+                        PyObject *channels, Py_ssize_t before, int unlisted, int *told, Py_ssize_t *whole)
 {
-    PyObject *channels = r->channels;
+    long last_ident, last_seq, last_size, ident, seq;
+    if (long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0 || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
+        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || long_slot(pkt, packet_slot[P_IDENT], &ident) < 0
+        || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0) {
+        PyErr_SetString(PyExc_TypeError, "header_apply(): the header's fields must be ints");
+        return -1;
+    }
     if (channels == NULL) {
         channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
         if (channels == NULL)
@@ -1987,65 +2153,42 @@ static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
         set_slot(flow, flow_slot[F_CHANNELS], channels);
         Py_DECREF(channels); /* the flow's */
     }
-    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *ident = SLOT(pkt, packet_slot[P_IDENT]);
-    PyObject *seq = SLOT(pkt, packet_slot[P_SEQ]);
-    PyObject *last = PyTuple_Pack(3, SLOT(flow, flow_slot[F_LAST_IDENT]), SLOT(flow, flow_slot[F_LAST_SEQ]),
-                                  SLOT(flow, flow_slot[F_LAST_SIZE]));
-    PyObject *gap = PyFloat_FromDouble(PyFloat_AS_DOUBLE(ts)
-                                       - PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST_REQUEST_TS])));
-    if (last == NULL || gap == NULL) {
-        Py_XDECREF(last);
-        Py_XDECREF(gap);
-        return -1;
-    }
-    set_slot(flow, flow_slot[F_LAST_IDENT], ident);
-    set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+    double ts = PyFloat_AS_DOUBLE(SLOT(pkt, packet_slot[P_TS]));
+    double gap = ts - PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST_REQUEST_TS]));
+    set_slot(flow, flow_slot[F_LAST_IDENT], SLOT(pkt, packet_slot[P_IDENT]));
+    set_slot(flow, flow_slot[F_LAST_SEQ], SLOT(pkt, packet_slot[P_SEQ]));
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
-    PyObject *args[7] = {channels, last, ident, seq, size, ts, gap};
-    PyObject *answer = PyObject_Vectorcall(self->novel.request_header, args, 7, NULL);
-    Py_DECREF(last);
-    Py_DECREF(gap);
-    if (answer == NULL)
+    Charge charges[2];
+    int count, free;
+    if (request_header_c(channels, last_ident, last_seq, last_size, ident, seq, (long)PyLong_AsLong(size), ts, gap,
+                         charges, &count, &free) < 0)
         return -1;
-    PyObject *charges = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 0)
-                                                                                    : NULL;
-    if (charges == NULL || !PyList_CheckExact(charges) || !PyBool_Check(PyTuple_GET_ITEM(answer, 1))) {
-        Py_DECREF(answer);
-        PyErr_SetString(PyExc_TypeError, "request_header() must return (a list of charges, a bool)");
-        return -1;
-    }
     set_slot(flow, flow_slot[F_SEQ_STRIDE], SLOT(channels, channels_slot[C_STRIDE]));
-    state->run_not_free = PyTuple_GET_ITEM(answer, 1) == Py_False;
-    r->whole = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(charges); i++) {
-        PyObject *item = PyList_GET_ITEM(charges, i);
-        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2 || !PyFloat_Check(PyTuple_GET_ITEM(item, 1))) {
-            PyErr_SetString(PyExc_TypeError, "request_header(): a charge must be (channel, float bits)");
-            break;
-        }
-        double bits = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 1));
-        Py_ssize_t whole = bits > 0.0 ? charge_bits(self, state, pkt, flow, channels, PyTuple_GET_ITEM(item, 0), bits,
-                                                    &before, unlisted, told)
-                                      : 0;
-        if (whole < 0)
-            break;
-        r->whole += whole;
+    state->run_not_free = !free;
+    *whole = 0;
+    for (int i = 0; i < count; i++) {
+        Py_ssize_t made = charges[i].bits > 0.0 ? charge_bits(self, state, pkt, flow, channels, charges[i].channel,
+                                                             charges[i].bits, &before, unlisted, told)
+                                                : 0;
+        if (made < 0)
+            return -1;
+        *whole += made;
     }
-    Py_DECREF(answer);
-    return PyErr_Occurred() ? -1 : 0;
+    return 0;
 }
 
-/* An echo request in step whose payload neither repeats the flow's last nor is a template's: Detector._on_request
+/* An echo request whose payload neither repeats the flow's last nor is a template's: Detector._on_request
  * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
  * novel_bytes_threshold their share given to the hosts' memories (the detector's _spread, spread_share). Returns
  * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), left_to_evaluate's answer
  * (True, (), or (flow,) for Detector._finish to evaluate the flow), or (flow, answer, novel) for
  * Detector._after_tool. Without first_requests only flows past the threshold are taken (a share of the hosts'
- * memories needs its settings). `header`: its size is not the flow's last (a novel-payload flood's), what the size
- * carried (resize_charge) charged first (resize_apply), as Detector._header does; NULL: the flow's last size. */
+ * memories needs its settings). `header`: the request's header is not its flow's next (in step, the same size), what
+ * it carried charged first (header_apply: Detector._header), `channels` the flow's capacity state (NULL: none yet);
+ * 0: only the flow's last sequence number moves on. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                               PyObject *flow, PyObject *tool, Resize *header)
+                               PyObject *flow, PyObject *tool, int header, PyObject *channels)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
@@ -2096,19 +2239,17 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         goto done;
     count_packet(state, ts, S_ECHO_REQUESTS);
     int told = 0;
+    Py_ssize_t charged = 0;
     int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]);
-    if (failed == 0 && header != NULL && header->python)
-        failed = header_apply(self, state, pkt, flow, size, header, novel_bytes, allowlisted == Py_False, &told);
-    else if (failed == 0) {
+    if (failed == 0 && header)
+        failed = header_apply(self, state, pkt, flow, size, channels, novel_bytes, allowlisted == Py_False, &told,
+                              &charged);
+    else if (failed == 0)
         set_slot(flow, flow_slot[F_LAST_SEQ], seq);
-        if (header != NULL)
-            failed = resize_apply(self, state, pkt, flow, size, header, novel_bytes, allowlisted == Py_False, &told);
-    }
     Py_DECREF(size);
     if (failed < 0)
         goto done;
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    Py_ssize_t charged = header == NULL ? 0 : header->whole;
     novel_bytes += charged;
     spreads = allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold;
     result = request_rest(self, state, pkt, key, payload, flow, current, PyUnicode_GET_LENGTH(tool) != 0, novel,
@@ -2287,19 +2428,16 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         taken = resized ? 0 : ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
                                          PyFloat_AS_DOUBLE(ts), &embedded, &offset);
     if (taken == 0 && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
-        Resize header = {NULL, 0.0, 0, 0};
-        int charges = resized || !in_step;
-        if (charges && !(in_step && resize_charge(flow, seq_delta(seq, last_seq), (long)n, last_size, &header))) {
-            /* capacity.request_header's charges, once the request is taken; not for a flow with no request yet
-             * (_header charges nothing then) */
-            header.python = 1;
-            if (last_ident < 0 || !channels_known(channels, &header.channels)) {
-                Py_DECREF(key);
-                Py_RETURN_FALSE;
-            }
+        /* a header that is not the flow's next: its charges worked out once the request is taken (header_apply); not
+         * for a flow with no request yet (_header charges nothing then) */
+        int header = resized || !in_step;
+        PyObject *known = NULL;
+        if (header && (last_ident < 0 || !channels_known(channels, &known))) {
+            Py_DECREF(key);
+            Py_RETURN_FALSE;
         }
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, header, known);
         Py_DECREF(flow);
         Py_DECREF(key);
         return answer;
@@ -3329,6 +3467,7 @@ static PyMethodDef methods[] = {
     {"channel_tags", (PyCFunction)(void (*)(void))channel_tags_py, METH_FASTCALL, channel_tags_doc},
     {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},
     {"new_flow", (PyCFunction)(void (*)(void))new_flow, METH_FASTCALL, new_flow_doc},
+    {"request_header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL, request_header_doc},
     {"bind_notice", (PyCFunction)(void (*)(void))bind_notice, METH_FASTCALL, bind_notice_doc},
     {"flow_notice", (PyCFunction)(void (*)(void))flow_notice, METH_FASTCALL, flow_notice_doc},
     {NULL, NULL, 0, NULL},
@@ -3361,6 +3500,7 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
+        || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
         || intern(&str_buckets, "buckets") < 0
         || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)

@@ -79,7 +79,7 @@ SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 if _fastflows is not None:
     _fastflows.bind(IcmpPacket, Flow, DetectorStats, capacity.FlowChannels, PREFIX, EMPTY_REST_HASH,
                     capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL,
-                    nonecho._QUOTED_PROTOCOLS)
+                    capacity.PARAM_BUDGET, capacity.PARAM_REFILL, capacity.RUNS_REMEMBERED, nonecho._QUOTED_PROTOCOLS)
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:
@@ -310,11 +310,10 @@ class Detector(FlowDetector):
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
         hosts' memories and whose evaluation would raise nothing (a reported exfiltration's next chunk): the
-        functions and the host table _novelty and _header call, what _add_novel and _evaluate compare, and a new host's
+        functions and the host table _novelty calls, what _add_novel and _evaluate compare, and a new host's
         memory (HostTable.touch's: SpreadMemory(ts) is a copy of SpreadMemory(0.0) with since ts)."""
         cfg = self.cfg
-        return (fingerprints.explain, capacity.random_padding, capacity.request_header, self._senders,
-                3 * capacity.MAX_FIELD_BYTES,
+        return (fingerprints.explain, capacity.random_padding, self._senders, 3 * capacity.MAX_FIELD_BYTES,
                 PAYLOADS_KEPT, fingerprints.MAX_UPTIME, fingerprints.MAX_PATTERN,
                 self._enabled if self._realtime else 0,
                 cfg.novel_bytes_threshold, cfg.reply_differs_threshold, cfg.changed_requests_threshold,
