@@ -97,11 +97,11 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "src", "dst", "uid"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
-    S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, N_STATS
+    S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, S_UNPAIRED_REPLIES, N_STATS
 };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
                                             "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created",
-                                            "notices", "flows_evicted", "pairs_evicted"};
+                                            "notices", "flows_evicted", "pairs_evicted", "unpaired_replies"};
 
 enum { C_STRIDE, C_RUN_DUE, C_PARAM_DUE, C_OTHER_SIZE, C_CARRY, C_RUNS, C_CHARGED, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "param_due", "other_size", "carry",
@@ -335,6 +335,7 @@ typedef struct {
     long exfil, asym, changes, tunnel, nonecho, slow, reports_pair; /* the notes' bits (standard.py _EXFIL...) */
     long small_secret_bytes, small_secret_payloads;
     PyObject *host_memory;  /* standard.SpreadMemory(0.0): HostTable.touch's new memory, its `since` the packet's ts */
+    int unpaired_on;        /* UnpairedEchoReply is on (Detector._unpaired raises it): unpaired_reply declines */
     Py_ssize_t since_slot;  /* the offset of its `since` */
 } NovelRequests;
 
@@ -469,17 +470,18 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllO;novel_requests: (explain, random_padding, senders, "
+        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllOp;novel_requests: (explain, random_padding, senders, "
                                     "field_novel, payloads_kept, max_uptime, max_pattern, enabled, 4 thresholds, "
                                     "7 bits, "
-                                    "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0))",
+                                    "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0), "
+                                    "UnpairedEchoReply on)",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime, &parsed.max_pattern,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
                              &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads,
-                             &parsed.host_memory))
+                             &parsed.host_memory, &parsed.unpaired_on))
         return -1;
     static const char *const since[] = {"since"}, *const buckets[] = {"buckets"};
     if (parsed.explain != NULL && (!record_template(parsed.host_memory)
@@ -632,7 +634,10 @@ static int flow_ok(PyObject *flow, const int *fields, int count)
     return 1;
 }
 
-/* An echo reply answering a pending request with the same payload. */
+static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
+                                PyObject *flow, PyObject *request_flow);
+
+/* An echo reply answering a pending request with the same payload; one that answers none, unpaired_reply's. */
 static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
 {
     static const int needed[] = {F_LAST, F_N, F_RESP_BYTES, F_LAST_SKETCH};
@@ -648,10 +653,14 @@ static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, Py
     if (key == NULL || reverse == NULL || request_key == NULL)
         goto done;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key);
-    PyObject *request_flow = flow == NULL ? NULL : PyDict_GetItemWithError(state->flows, reverse);
-    PyObject *entry = request_flow == NULL && PyErr_Occurred() ? NULL : PyDict_GetItemWithError(state->pending, request_key);
+    PyObject *request_flow = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(state->flows, reverse);
+    PyObject *entry = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(state->pending, request_key);
     if (PyErr_Occurred())
         goto done;
+    if (entry == NULL) { /* a reply to nothing: perhaps novel bytes this path may take */
+        result = unpaired_reply(self, pkt, state, payload, key, flow, request_flow);
+        goto done;
+    }
     if (!FLOW_OK(flow, needed) || (request_flow != NULL && !FLOW_OK(request_flow, request_needed))
         || entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
         || !sketch_of(PyTuple_GET_ITEM(entry, 0), payload)) {
@@ -2177,6 +2186,139 @@ static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
     return 0;
 }
 
+/* Whether this path may make the flow of `key` as Detector._new_flow makes it, with nothing in it only the Python
+ * detector does: the path makes flows (first_requests given), the allowlist is empty, the pair has no memory
+ * (_flow_started would carry its last sketch). 1, 0, or -1 with an exception set. */
+static int may_make_flow(FastPath *self, PyObject *key)
+{
+    if (self->flow_template == NULL)
+        return 0;
+    PyObject *allowlist = PyDict_GetItemWithError(self->detector, str_allowlist);
+    PyObject *pairs = allowlist == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_pairs);
+    if (pairs == NULL || !PyDict_Check(pairs))
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *empty = PyObject_GetAttr(allowlist, str_empty);
+    int unlisted = empty == NULL ? -1 : empty == Py_True;
+    Py_XDECREF(empty);
+    if (unlisted <= 0)
+        return unlisted;
+    int paired = PyDict_Contains(pairs, key);
+    return paired < 0 ? -1 : !paired;
+}
+
+/* Detector._new_flow for the packet's pair `key` (may_make_flow said yes): the flow made from flows.NEW_FLOW, put in
+ * the table and counted. A new reference, or NULL with an exception set. */
+static PyObject *new_flow_of(FastPath *self, Detector *state, PyObject *pkt, PyObject *key)
+{
+    PyObject *made[7] = {self->flow_template, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                         SLOT(pkt, packet_slot[P_TS]), Py_False, SLOT(pkt, packet_slot[P_TYPE]),
+                         SLOT(pkt, packet_slot[P_CODE])};
+    PyObject *flow = flow_from_template(made);
+    if (flow == NULL || PyObject_SetItem(state->flows, untracked_if_atomic(key), flow) < 0) {
+        Py_XDECREF(flow);
+        return NULL;
+    }
+    state->counts[S_FLOWS_CREATED]++;
+    return flow;
+}
+
+/* An echo reply that answers no pending request (matched pairing), with a payload no template may explain:
+ * Detector._on_reply with _unpaired and _novelty, when none of what only the Python detector takes is in it. Checked
+ * before anything changes: the path takes novel requests and makes flows (novel_requests and first_requests given);
+ * UnpairedEchoReply is off (_unpaired would raise it); a new flow's pair may_make_flow, a flow the table has is of
+ * the reference's types; the requests' flow (the other direction), if any, too; the payload is not empty, no template
+ * may explain it (explain_may_match: explain is not asked) and it differs from the flow's last. Then, in _on_reply's
+ * order: the flow made (counted) or touched, its reply bytes, the requests' flow's received bytes, the reply counted
+ * unpaired, its sketch kept, the tool tracker unless the flow has a tool (an answer: (flow, answer, novel) for
+ * Detector._after_tool), the reply counted as differing, its novel bytes (all of a new flow's; novel_between the
+ * flow's last) added as _add_novel adds them, with their share of the hosts' memories while the flow is under
+ * novel_bytes_threshold and not allowlisted (spread_share), and left_to_evaluate's answer. False: nothing changed. */
+static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
+                                PyObject *flow, PyObject *request_flow)
+{
+    static const int needed[] = {F_LAST, F_N, F_RESP_BYTES, F_LAST_SKETCH, F_TOOL, F_REPLY_DIFFERS, F_NOVEL_BYTES,
+                                 F_ALLOWLISTED};
+    static const int request_needed[] = {F_RECEIVED_BYTES};
+    const NovelRequests *novel_cfg = &self->novel;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    long novel_bytes = 0;
+    PyObject *previous = Py_None, *allowlisted = Py_False;
+    if (novel_cfg->explain == NULL || self->flow_template == NULL || novel_cfg->unpaired_on || n == 0
+        || (request_flow != NULL && !FLOW_OK(request_flow, request_needed))
+        || explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), n, novel_cfg->max_uptime,
+                             novel_cfg->max_pattern))
+        Py_RETURN_FALSE;
+    if (flow == NULL) {
+        int makes = may_make_flow(self, key);
+        if (makes <= 0)
+            return makes < 0 ? NULL : Py_NewRef(Py_False);
+    } else {
+        if (!FLOW_OK(flow, needed) || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
+            || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
+            Py_RETURN_FALSE;
+        previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
+        allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]);
+        if (allowlisted != Py_True && allowlisted != Py_False)
+            Py_RETURN_FALSE;
+    }
+    PyObject *current = new_sketch(payload);
+    if (current == NULL)
+        return NULL;
+    int tails_differ = 0;
+    Py_ssize_t novel = previous == Py_None ? n : novel_between(current, previous, &tails_differ);
+    if (novel <= 0) { /* the flow's last payload again, or a sketch this path does not know */
+        Py_DECREF(current);
+        Py_RETURN_FALSE;
+    }
+    /* taken: what _on_reply changes, in its order */
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *result = NULL;
+    Py_XINCREF(flow); /* the table's flow, or the one made below: this function's reference */
+    PyObject *size = PyLong_FromSsize_t(n);
+    if (size == NULL)
+        goto done;
+    count_packet(state, ts, S_ECHO_REPLIES);
+    if (flow == NULL) {
+        if ((flow = new_flow_of(self, state, pkt, key)) == NULL)
+            goto done;
+        set_slot(flow, flow_slot[F_N], one);
+        set_slot(flow, flow_slot[F_RESP_BYTES], size);
+    } else if (touch_flow(state, key, flow, ts, size, flow_slot[F_RESP_BYTES]) < 0)
+        goto done;
+    if (request_flow != NULL && add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) < 0)
+        goto done;
+    state->counts[S_UNPAIRED_REPLIES]++;
+    set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    if (PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) == 0) {
+        PyObject *answer = observe_tool(self, pkt, payload, Py_None); /* _recognise_tool(flow, pkt): no rest */
+        if (answer == NULL || answer != Py_None) { /* the Python detector finishes the reply (_after_tool) */
+            result = answer == NULL ? NULL : Py_BuildValue("(OOn)", flow, answer, novel);
+            Py_XDECREF(answer);
+            goto done;
+        }
+        Py_DECREF(answer);
+    }
+    PyObject *amount = PyLong_FromSsize_t(novel);
+    int failed = amount == NULL || add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) < 0
+                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
+    Py_XDECREF(amount);
+    if (failed)
+        goto done;
+    state->counts[S_NOVEL_BYTES] += novel;
+    state->last_novel += novel;
+    int unlisted = allowlisted == Py_False;
+    Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
+    int raised = room <= 0 || !unlisted ? 0
+                 : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                novel < room ? novel : room);
+    if (raised >= 0)
+        result = left_to_evaluate(self, state, flow, key, ts, raised > 0, unlisted);
+done:
+    Py_XDECREF(flow);
+    Py_XDECREF(size);
+    Py_DECREF(current);
+    return result;
+}
+
 /* An echo request whose payload neither repeats the flow's last nor is a template's: Detector._on_request
  * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
@@ -2302,18 +2444,11 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
 {
     const NovelRequests *novel_cfg = &self->novel;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    if (self->flow_template == NULL || n == 0) /* a full table: Detector._finish evicts after the evaluation */
+    if (n == 0)
         Py_RETURN_FALSE;
-    PyObject *allowlist = PyDict_GetItemWithError(self->detector, str_allowlist);
-    PyObject *pairs = allowlist == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_pairs);
-    if (pairs == NULL || !PyDict_Check(pairs))
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
-    PyObject *empty = PyObject_GetAttr(allowlist, str_empty);
-    int unlisted = empty == NULL ? -1 : empty == Py_True;
-    Py_XDECREF(empty);
-    int paired = unlisted <= 0 ? 0 : PyDict_Contains(pairs, key);
-    if (unlisted <= 0 || paired != 0)
-        return unlisted < 0 || paired < 0 ? NULL : Py_NewRef(Py_False);
+    int makes = may_make_flow(self, key); /* a full table too: Detector._finish evicts after the evaluation */
+    if (makes <= 0)
+        return makes < 0 ? NULL : Py_NewRef(Py_False);
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
     PyObject *hosts = PyObject_GetAttr(novel_cfg->senders, str_hosts);
@@ -2347,12 +2482,8 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     if (size == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REQUESTS);
-    PyObject *made[7] = {self->flow_template, src, dst, ts, Py_False, SLOT(pkt, packet_slot[P_TYPE]),
-                         SLOT(pkt, packet_slot[P_CODE])};
-    flow = flow_from_template(made);
-    if (flow == NULL || PyObject_SetItem(state->flows, untracked_if_atomic(key), flow) < 0)
+    if ((flow = new_flow_of(self, state, pkt, key)) == NULL)
         goto done;
-    state->counts[S_FLOWS_CREATED]++;
     set_slot(flow, flow_slot[F_N], one);
     set_slot(flow, flow_slot[F_ORIG_BYTES], size);
     set_slot(flow, flow_slot[F_LAST_IDENT], SLOT(pkt, packet_slot[P_IDENT]));

@@ -13,7 +13,9 @@
  * them. The thresholds and the payload checks (icmplib_layout, _is_periodic, _is_counting_fill) are the
  * reference's, given to the constructor. A match is returned as numbers; the reference formats its text.
  * An empty request is remembered for its reply (ToolTracker._remember_empty) in the owner's _empty_requests,
- * which the reference reads and evicts too: the dict is looked up in the owner's attributes at each use.
+ * which the reference reads and evicts too: the dict is looked up in the owner's attributes at each use. A reply
+ * that answers none of them is answered here (ToolTracker._reply does nothing for it); the one that does, the
+ * reference's.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -506,15 +508,30 @@ static int remember_empty(Tracker *self, PyObject *src, PyObject *dst, PyObject 
     return failed ? -1 : 1;
 }
 
+/* Whether an echo reply (src, dst, ident, seq) answers an empty request ToolTracker._reply remembers (its request,
+ * (dst, src, ident, seq), in the owner's _empty_requests): 1, or 0; also 1 when the owner's table is not the
+ * reference's type (the reference then decides); -1 on an error. */
+static int answers_empty(Tracker *self, PyObject *src, PyObject *dst, PyObject *ident, PyObject *seq)
+{
+    PyObject *pending = PyDict_GetItemWithError(self->owner, str_empty_requests);
+    if (pending == NULL || !PyDict_CheckExact(pending))
+        return PyErr_Occurred() ? -1 : 1;
+    PyObject *request = PyTuple_Pack(4, dst, src, ident, seq);
+    int answers = request == NULL ? -1 : PyDict_Contains(pending, request);
+    Py_XDECREF(request);
+    return answers;
+}
+
 /* observe()'s arguments: the packet's fields. */
 enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS, A_REST = N_ARGS };
 
 PyDoc_STRVAR(observe_doc,
              "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts[, rest]) -> None | (kind, a, b) | int\n\n"
              "ToolTracker.observe for an echo request that maybe_tool() passes (an empty one remembered for its\n"
-             "reply first, as _follow does): step()'s result. For every other packet an int, with nothing changed,\n"
-             "saying what the reference must do: 0 all of observe (recognise() may match, or not an echo\n"
-             "message), 1 its flow memory (_follow: an echo reply). rest as step()'s.");
+             "reply first, as _follow does): step()'s result; None for an echo reply that maybe_tool() passes and that\n"
+             "answers no empty request remembered (_reply: nothing to do). For every other packet an int, with\n"
+             "nothing changed, saying what the reference must do: 0 all of observe (recognise() may match, or not an\n"
+             "echo message), 1 its flow memory (_follow: the reply to an empty request). rest as step()'s.");
 
 static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -534,8 +551,10 @@ static PyObject *tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_
         || could_be_tool((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), ident,
                          icmp_type, numbers[2], self->icmpdoor_id))
         return PyLong_FromLong(ASK_RECOGNISE);
-    if (!is_request(icmp_type))
-        return PyLong_FromLong(ASK_FOLLOW);
+    if (!is_request(icmp_type)) {
+        int answers = answers_empty(self, args[A_SRC], args[A_DST], args[A_IDENT], args[A_SEQ]);
+        return answers < 0 ? NULL : answers ? PyLong_FromLong(ASK_FOLLOW) : Py_NewRef(Py_None);
+    }
     if (PyBytes_GET_SIZE(payload) == 0) { /* ToolTracker._follow: remembered for its reply, then followed */
         int kept = remember_empty(self, args[A_SRC], args[A_DST], args[A_IDENT], args[A_SEQ]);
         if (kept <= 0)

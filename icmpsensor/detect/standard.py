@@ -41,6 +41,7 @@ from icmpsensor.notice.types import (
     NON_ECHO_PAYLOAD,
     SLOW_EXFIL,
     TUNNEL,
+    UNPAIRED_ECHO_REPLY,
     NoteType,
 )
 
@@ -319,7 +320,8 @@ class Detector(FlowDetector):
                 cfg.novel_bytes_threshold, cfg.reply_differs_threshold, cfg.changed_requests_threshold,
                 cfg.nonecho_bytes_threshold,
                 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR,
-                cfg.small_secret_bytes, cfg.small_secret_payloads, SpreadMemory(0.0))
+                cfg.small_secret_bytes, cfg.small_secret_payloads, SpreadMemory(0.0),
+                bool(self._enabled & UNPAIRED_ECHO_REPLY.bit))
 
     # -- per packet --------------------------------------------------------------------------
     #
@@ -417,9 +419,14 @@ class Detector(FlowDetector):
         return NO_NOTICES
 
     def _after_tool(self, pkt: IcmpPacket, flow: Flow, answer: object, novel: int = 0) -> Sequence[Notice]:
-        """An echo request the C path handled up to the tool tracker, which answered `answer`: what _on_request
-        does from its _recognise_tool on, for a request with `novel` bytes."""
+        """An echo request or an unpaired reply the C path handled up to the tool tracker, which answered `answer`:
+        what _on_request does from its _recognise_tool on, for a request with `novel` bytes; what _on_reply does
+        from its _recognise_tool on, for a reply (the tracker asked without the rest's hash, as _on_reply asks)."""
         due = self._due
+        if pkt.is_echo_reply:
+            self._tool_found(flow, self._tools.finish(answer, pkt))  # type: ignore[attr-defined]
+            self._reply_done(flow, pkt, novel, due)
+            return self._handed_out(due)
         current = flow.last_sketch
         recognised = self._tool_found(flow, self._tools.finish(answer, pkt, current[1]))  # type: ignore[attr-defined,index]
         self._request_done(flow, pkt, current, novel, recognised, due)
@@ -537,10 +544,15 @@ class Detector(FlowDetector):
         # a reply that only echoes its request says nothing about the replier
         if not flow.tool:
             self._recognise_tool(flow, pkt)
+        self._reply_done(flow, pkt, novel, due)
+
+    def _reply_done(self, flow: Flow, pkt: IcmpPacket, novel: int, due: list[Notice]) -> None:
+        """The end of a reply with `novel` bytes, after the tool tracker saw it: counted as differing from what it
+        answers, its novel bytes added, the flow evaluated."""
         flow.reply_differs += 1
         self._add_novel(flow, novel)
         if self._realtime:
-            self._evaluate(flow, ts, due)
+            self._evaluate(flow, pkt.ts, due)
 
     def _on_other(self, pkt: IcmpPacket, due: list[Notice]) -> None:
         if self._matched and pkt.is_echo_request:  # non-zero code: its reply must still pair with it

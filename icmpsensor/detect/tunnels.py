@@ -739,8 +739,9 @@ if _fasttools is not None:
 class FastToolTracker(ToolTracker):
     """ToolTracker with its per-packet path in C: an echo request that no check of recognise() can match
     (_fasttools.maybe_tool) is handled in C (an empty one remembered for its reply in _empty_requests first), its
-    flow a C struct (the flows bounded and evicted as the reference's); every other packet (one recognise() may
-    match, a reply) the reference handles, and only then the C flow memory."""
+    flow a C struct (the flows bounded and evicted as the reference's), and a reply that answers no empty request
+    it remembers is answered in C (_reply does nothing for it); every other packet (one recognise() may match, the
+    reply to an empty request) the reference handles, and only then the C flow memory."""
 
     def __init__(self, max_flows: int = 65536, max_pending: int = 65536) -> None:
         super().__init__(max_flows, max_pending)

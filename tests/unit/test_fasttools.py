@@ -267,6 +267,28 @@ def test_an_empty_request_is_remembered_and_followed_in_c(max_pending: int) -> N
 
 
 @needs_c
+def test_a_reply_that_answers_no_empty_request_is_answered_in_c() -> None:
+    """An echo reply no check of recognise() can match: ToolTracker._reply does something only for the reply to an
+    empty request it remembers (icmpsh's command), so the C observe answers None for every other reply, nothing
+    changed (a flood of replies then stays in C), and asks for _follow for that one (the reference deletes it and
+    reads the command)."""
+    fast = FastToolTracker()
+    empty = corpus.echo(1e9, A, B, True, 7, 3, b"")
+    replies = [corpus.echo(1e9 + 0.1, B, A, False, 7, 4, b"whoami"),  # another sequence number: answers nothing
+               corpus.echo(1e9 + 0.2, B, C, False, 7, 3, bytes(range(40, 90)))]
+    observe = fast._c.observe
+    assert observe(empty.payload, empty.ident, empty.icmp_type, empty.icmp_code, empty.src, empty.dst, empty.seq,
+                   empty.ts) is None
+    assert [observe(p.payload, p.ident, p.icmp_type, p.icmp_code, p.src, p.dst, p.seq, p.ts) for p in replies] == \
+        [None, None]
+    command = corpus.echo(1e9 + 0.3, B, A, False, 7, 3, b"whoami")
+    assert observe(command.payload, command.ident, command.icmp_type, command.icmp_code, command.src, command.dst,
+                   command.seq, command.ts) == 1  # ASK_FOLLOW: the reference's _reply
+    out, _, _ = run_both([empty, *replies, command])
+    assert out[-1] is not None and out[-1].tool == "icmpsh"
+
+
+@needs_c
 def test_the_generated_sequences_reach_every_multi_packet_tool() -> None:
     """The sequences above can make each tool ToolTracker follows over several packets (else agreeing says
     little): hping3 file chunks, Icmp-File-Transfer chunks, nping's repeated payload."""
