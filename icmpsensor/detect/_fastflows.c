@@ -1,13 +1,14 @@
 /* The standard detector's per-packet path in C for the echo messages that change no decision
  * (detect/standard.py Detector.process is the reference; tests/unit/test_fastflows.py holds the two equal).
  *
- * FastPath.handle(pkt) takes four kinds of packet, and only when every condition below holds; for any other it
+ * FastPath.handle(pkt) takes these kinds of packet, and only when every condition below holds; for any other it
  * changes nothing and returns False, and the Python detector handles the packet:
  *
  *  - an echo reply (code 0) on a flow the table has, answering a pending request (matched pairing) whose payload
  *    sketch it repeats: Detector._on_reply up to its `current == request` return;
- *  - an echo request (code 0, no IP options) on a flow the table has, whose header is a ping's next one (same
- *    identifier and size, the sequence number one stride on) and whose payload sketch is the flow's last, or
+ *  - an echo request (code 0, no IP options: with them only as below) on a flow the table has, whose header is a
+ *    ping's next one (same identifier and size, the sequence number one stride on) and whose payload sketch is
+ *    the flow's last, or
  *    whose payload is iputils', BSD ping's, pro-bing's, BusyBox's or Cisco's default one with a new clock that
  *    its run's clock explains (below; pro-bing's tracker UUID, BusyBox's fill byte and Cisco's pattern the run's
  *    session):
@@ -23,7 +24,8 @@
  *    chunk, a flood's next random bytes; in step (as above), or with a header that is not a ping's next (a new
  *    identifier, a sequence number out of step, a new size off the flow's stride: scapy's ICMP() sends 0 and 0
  *    every time, a tunnel draws them at random), whose charges capacity.request_header works out once the request is
- *    taken (header_apply; Detector._header). _novelty's checks are made before anything changes
+ *    taken (header_apply; Detector._header), and IP options, whose bytes are charged once while they repeat
+ *    (options_apply; Detector._options). _novelty's checks are made before anything changes
  *    (fingerprints.explain called where a template's tests of its first bytes and its fill pass, explain_may_match;
  *    capacity.random_padding called where padding_may_match lets the payload through; _as_fields' "a few places"
  *    test made here), the sender's memory is kept as HostTable.touch and SpreadMemory.seen keep it (touch_host,
@@ -33,7 +35,10 @@
  *    (last_novel holds them) where the flow's evaluation would raise nothing (every note it checks is off, not due,
  *    or raised already), else (flow,): Detector._finish evaluates the flow; run() stops there for the evidence
  *    recorder unless the pair is one it watches;
- *  - a new flow's first echo request (first_request, below): a notice storm's every packet, a host's new data to
+ *  - an echo reply that answers no pending request with novel bytes no template may explain (unpaired_reply): a
+ *    tunnel's replies seen without their requests, a flood of replies; up to the flow's evaluation, as a request's;
+ *  - a new flow's first echo request (first_request, below; its IP options charged as above): a notice storm's
+ *    every packet, a host's new data to
  *    host after host (compared with its last peer's flow where that may be fields: may_be_fields), up to its evaluation,
  *    and, past max_flows, the eviction after it (evict_flow: FlowDetector._evict_one, its victim's end flow_ended's);
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
@@ -103,9 +108,9 @@ static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "e
                                             "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created",
                                             "notices", "flows_evicted", "pairs_evicted", "unpaired_replies"};
 
-enum { C_STRIDE, C_RUN_DUE, C_PARAM_DUE, C_OTHER_SIZE, C_CARRY, C_RUNS, C_CHARGED, N_CHANNELS };
+enum { C_STRIDE, C_RUN_DUE, C_PARAM_DUE, C_OTHER_SIZE, C_CARRY, C_OPTIONS, C_RUNS, C_CHARGED, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "param_due", "other_size", "carry",
-                                                        "runs", "charged"};
+                                                        "options", "runs", "charged"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type, *channels_type;
 static PyObject *channels_template; /* FlowChannels(): a flow's capacity state is made a copy of it (record_copy) */
@@ -114,24 +119,26 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
 static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS], channels_slot[N_CHANNELS];
 static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
 static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
-/* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED */
+/* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED, _ROUTER_ALERT */
 static long seq_free, runs_remembered;
 static double run_pause, run_budget, run_refill, param_budget, param_refill;
+static PyObject *router_alert; /* a tuple of the options option_bytes charges nothing for */
 /* nonecho._QUOTED_PROTOCOLS: the protocols a quoted datagram may carry */
 static unsigned char quoted_protocol[256];
 
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
-                  "run_pause, run_budget, run_refill, param_budget, param_refill, runs_remembered, quoted_protocols)"
+                  "run_pause, run_budget, run_refill, param_budget, param_refill, runs_remembered, router_alert, " \
+                  "quoted_protocols)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
-                       "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL and RUNS_REMEMBERED,\n"
-                       "nonecho._QUOTED_PROTOCOLS.");
+                       "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED and _ROUTER_ALERT\n"
+                       "(a tuple of bytes), nonecho._QUOTED_PROTOCOLS.");
 
 static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 14) {
+    if (nargs != 15) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -154,16 +161,17 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (PyErr_Occurred())
         return NULL;
     if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)
-        || !(params >= 1.0) || !(params_refill > 0.0) || remembered < 0 || !PyFrozenSet_CheckExact(args[13])) {
+        || !(params >= 1.0) || !(params_refill > 0.0) || remembered < 0 || !PyTuple_CheckExact(args[13])
+        || !PyFrozenSet_CheckExact(args[14])) {
         PyErr_SetString(PyExc_ValueError, "bind(): prefix, seq_free and runs_remembered must be >= 0, "
-                                          "empty_rest_hash hash(b''), the budgets >= 1, their refills > 0 and "
-                                          "quoted_protocols a frozenset");
+                                          "empty_rest_hash hash(b''), the budgets >= 1, their refills > 0, "
+                                          "router_alert a tuple and quoted_protocols a frozenset");
         return NULL;
     }
     unsigned char protocols[256] = {0};
     for (int proto = 0; proto < 256; proto++) {
         PyObject *number = PyLong_FromLong(proto);
-        int member = number == NULL ? -1 : PySet_Contains(args[13], number);
+        int member = number == NULL ? -1 : PySet_Contains(args[14], number);
         Py_XDECREF(number);
         if (member < 0)
             return NULL;
@@ -192,6 +200,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     param_budget = params;
     param_refill = params_refill;
     runs_remembered = remembered;
+    Py_XSETREF(router_alert, Py_NewRef(args[13]));
     Py_RETURN_NONE;
 }
 
@@ -207,7 +216,7 @@ static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_limit, *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
-static PyObject *str_ident, *str_seq, *str_length; /* capacity.request_header's channels */
+static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
@@ -1918,6 +1927,7 @@ static int channels_known(PyObject *channels, PyObject **out)
         || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_PARAM_DUE]))
         || long_slot(channels, channels_slot[C_STRIDE], &value) < 0
         || long_slot(channels, channels_slot[C_OTHER_SIZE], &value) < 0
+        || !PyBytes_CheckExact(SLOT(channels, channels_slot[C_OPTIONS]))
         || (SLOT(channels, channels_slot[C_RUNS]) != Py_None && !PyDict_CheckExact(SLOT(channels, channels_slot[C_RUNS]))))
         return 0;
     *out = channels;
@@ -2222,6 +2232,36 @@ static PyObject *new_flow_of(FastPath *self, Detector *state, PyObject *pkt, PyO
     return flow;
 }
 
+/* Detector._options for a taken echo request with IP options `options` (not empty): the flow's capacity state made if
+ * it has none (_channels), then capacity.options_bits: nothing while the options repeat the last ones, else they
+ * are kept and their bytes charged (option_bytes: none for a Router Alert; charge_bits). `before`: the flow's novel
+ * bytes; *charged: moved on by the whole bytes charged. 0, or -1 with an exception set. */
+static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *options,
+                         Py_ssize_t before, int unlisted, int *told, Py_ssize_t *charged)
+{
+    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
+    if (channels == Py_None) {
+        channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
+        if (channels == NULL)
+            return -1;
+        set_slot(flow, flow_slot[F_CHANNELS], channels);
+        Py_DECREF(channels); /* the flow's */
+    }
+    int same = PyObject_RichCompareBool(options, SLOT(channels, channels_slot[C_OPTIONS]), Py_EQ);
+    if (same != 0)
+        return same < 0 ? -1 : 0;
+    set_slot(channels, channels_slot[C_OPTIONS], options);
+    int alert = PySequence_Contains(router_alert, options);
+    if (alert != 0)
+        return alert < 0 ? -1 : 0;
+    Py_ssize_t whole = charge_bits(self, state, pkt, flow, channels, str_options,
+                                   8.0 * (double)PyBytes_GET_SIZE(options), &before, unlisted, told);
+    if (whole < 0)
+        return -1;
+    *charged += whole;
+    return 0;
+}
+
 /* An echo reply that answers no pending request (matched pairing), with a payload no template may explain:
  * Detector._on_reply with _unpaired and _novelty, when none of what only the Python detector takes is in it. Checked
  * before anything changes: the path takes novel requests and makes flows (novel_requests and first_requests given);
@@ -2328,9 +2368,10 @@ done:
  * Detector._after_tool. Without first_requests only flows past the threshold are taken (a share of the hosts'
  * memories needs its settings). `header`: the request's header is not its flow's next (in step, the same size), what
  * it carried charged first (header_apply: Detector._header), `channels` the flow's capacity state (NULL: none yet);
- * 0: only the flow's last sequence number moves on. */
+ * 0: only the flow's last sequence number moves on. `options`: the request's IP options, charged after the header
+ * (options_apply), or NULL: none. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                               PyObject *flow, PyObject *tool, int header, PyObject *channels)
+                               PyObject *flow, PyObject *tool, int header, PyObject *channels, PyObject *options)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
@@ -2388,6 +2429,9 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
                               &charged);
     else if (failed == 0)
         set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+    if (failed == 0 && options != NULL)
+        failed = options_apply(self, state, pkt, flow, options, novel_bytes + charged, allowlisted == Py_False, &told,
+                               &charged);
     Py_DECREF(size);
     if (failed < 0)
         goto done;
@@ -2440,7 +2484,8 @@ static int may_be_fields(Detector *state, const NovelRequests *novel_cfg, PyObje
  * remembered for its reply, its novel bytes (all of them: nothing to compare) added and their share given to the
  * hosts' memories by the detector's own _spread, which may raise ExfilSpread (the detector's clock written first:
  * _spread reads it). Returns False (nothing changed), or (flow,): Detector._finish evaluates the flow. */
-static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key)
+static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
+                               PyObject *options)
 {
     const NovelRequests *novel_cfg = &self->novel;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
@@ -2490,9 +2535,13 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     set_slot(flow, flow_slot[F_LAST_SEQ], seq);
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    Py_ssize_t charged = 0;
+    int told = 0;
+    if (options != NULL && options_apply(self, state, pkt, flow, options, 0, 1, &told, &charged) < 0)
+        goto done;
     /* the payload is not one the sender remembers (checked above): all its bytes novel, nothing to compare */
-    result = request_rest(self, state, pkt, key, payload, flow, current, 0, n, 0, novel_cfg->novel_threshold > 0, 1, 0,
-                          0);
+    result = request_rest(self, state, pkt, key, payload, flow, current, 0, n, charged,
+                          charged < novel_cfg->novel_threshold, 1, charged, told);
     goto done;
 decline_or_fail:
     result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
@@ -2514,8 +2563,10 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
                                  F_SEQ_STRIDE,    F_LAST_SIZE, F_LAST_SKETCH,     F_LAST_REQUEST_TS, F_TOOL,
                                  F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET};
     PyObject *options = SLOT(pkt, packet_slot[P_OPTIONS]);
-    if (options == NULL || !PyBytes_CheckExact(options) || PyBytes_GET_SIZE(options) != 0)
+    if (options == NULL || !PyBytes_CheckExact(options))
         Py_RETURN_FALSE;
+    if (PyBytes_GET_SIZE(options) == 0) /* Detector._options: charged with a novel payload's bytes, else Python's */
+        options = NULL;
     long ident, seq, last_ident, last_seq, stride, last_size;
     if (long_slot(pkt, packet_slot[P_IDENT], &ident) < 0 || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0)
         Py_RETURN_FALSE;
@@ -2526,7 +2577,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key);
     if (flow == NULL) {
-        PyObject *answer = PyErr_Occurred() ? NULL : first_request(self, pkt, state, payload, key);
+        PyObject *answer = PyErr_Occurred() ? NULL : first_request(self, pkt, state, payload, key, options);
         Py_DECREF(key);
         return answer;
     }
@@ -2563,17 +2614,17 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
          * for a flow with no request yet (_header charges nothing then) */
         int header = resized || !in_step;
         PyObject *known = NULL;
-        if (header && (last_ident < 0 || !channels_known(channels, &known))) {
+        if ((header && last_ident < 0) || ((header || options != NULL) && !channels_known(channels, &known))) {
             Py_DECREF(key);
             Py_RETURN_FALSE;
         }
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, header, known);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, header, known, options);
         Py_DECREF(flow);
         Py_DECREF(key);
         return answer;
     }
-    if (taken <= 0) {
+    if (taken <= 0 || options != NULL) {
         Py_DECREF(key);
         return taken < 0 ? NULL : Py_NewRef(Py_False);
     }
@@ -3631,7 +3682,7 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
         || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
-        || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0
+        || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
         || intern(&str_buckets, "buckets") < 0
         || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)

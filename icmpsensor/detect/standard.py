@@ -80,7 +80,8 @@ SLOW_BUCKETS = 24  # the slow-exfiltration window is summed in this many buckets
 if _fastflows is not None:
     _fastflows.bind(IcmpPacket, Flow, DetectorStats, capacity.FlowChannels, PREFIX, EMPTY_REST_HASH,
                     capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL,
-                    capacity.PARAM_BUDGET, capacity.PARAM_REFILL, capacity.RUNS_REMEMBERED, nonecho._QUOTED_PROTOCOLS)
+                    capacity.PARAM_BUDGET, capacity.PARAM_REFILL, capacity.RUNS_REMEMBERED, capacity._ROUTER_ALERT,
+                    nonecho._QUOTED_PROTOCOLS)
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:

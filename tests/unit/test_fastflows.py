@@ -820,6 +820,32 @@ def test_an_unpaired_reply_flood_runs_under_a_few_python_lines_a_packet(tmp_path
     assert more < 6_000, more
 
 
+ROUTER_ALERT = b"\x94\x04\x00\x00"  # an IPv4 Router Alert, which capacity.option_bytes charges nothing for
+HOP_OPTIONS = b"\x1e\x04\x01\x02\x03\x04"  # an IPv6 hop-by-hop option of an experimental type, as decoded
+
+
+@needs_c
+@pytest.mark.parametrize("options", ["record route", "router alert", "new each time", "ipv6"])
+def test_a_novel_request_with_ip_options_takes_the_c_path(options: str) -> None:
+    """Novel requests carrying IP options (a flood from spoofed sources, four each, and one flow's next chunks):
+    Detector._options charges the options' bytes once while they repeat (capacity.options_bits, none for a Router
+    Alert), after the header's charges and before the payload's, in C; the notices and state are the reference's
+    after every packet."""
+    rng = random.Random(19)
+    packets = []
+    for i in range(240):
+        source = i // 4 if i < 200 else 999  # then one flow's chunks
+        option = {"record route": RR, "router alert": ROUTER_ALERT, "ipv6": HOP_OPTIONS,
+                  "new each time": b"\x07\x07\x04" + rng.randbytes(4)}[options]
+        pkt = corpus.echo(T0 + i * 1e-3, f"100.68.{source // 250}.{source % 250 + 1}", "10.1.0.81", True,
+                          rng.randrange(0x10000) if i % 3 else 5, i % 4 + 1, rng.randbytes(rng.randint(16, 400)))
+        if options == "ipv6":
+            pkt = dataclasses.replace(pkt, src=V6[0][:12] + pkt.src, dst=V6[1], ipv6=True, icmp_type=128)
+        packets.append(dataclasses.replace(pkt, options=option))
+    counting = run_both(packets)
+    assert counting.declined <= 6, vars(counting)
+
+
 @needs_c
 def test_a_ping_with_no_payload_takes_the_c_path() -> None:
     """Empty echo requests (ping -s 0, keepalives): the tool tracker remembers each for icmpsh's reply and follows
