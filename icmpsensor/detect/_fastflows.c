@@ -91,7 +91,7 @@ enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
     F_CHANNELS, F_SESSION, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
-    F_NONECHO_NOVEL, F_REPORTED_UNTIL, F_SRC, F_DST, F_UID, N_FLOW
+    F_NONECHO_NOVEL, F_REPORTED_UNTIL, F_SRC, F_DST, F_UID, F_OTHER_BYTES, F_NONECHO_REASON, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
@@ -99,7 +99,7 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "session_ident", "last_embedded", "clock_offset", "channels",
                                           "session", "novel_bytes", "changed_requests", "allowlisted",
                                           "alerted", "reply_differs", "nonecho_novel", "reported_until",
-                                          "src", "dst", "uid"};
+                                          "src", "dst", "uid", "other_bytes", "nonecho_reason"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
     S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, S_UNPAIRED_REPLIES, N_STATS
@@ -345,6 +345,7 @@ typedef struct {
     long small_secret_bytes, small_secret_payloads;
     PyObject *host_memory;  /* standard.SpreadMemory(0.0): HostTable.touch's new memory, its `since` the packet's ts */
     int unpaired_on;        /* UnpairedEchoReply is on (Detector._unpaired raises it): unpaired_reply declines */
+    PyObject *unexplained;  /* nonecho.unexplained_bytes (other_message) */
     Py_ssize_t since_slot;  /* the offset of its `since` */
 } NovelRequests;
 
@@ -406,7 +407,7 @@ typedef struct {
     X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
     X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
     X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
-    X(novel.host_memory)
+    X(novel.host_memory) X(novel.unexplained)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -479,18 +480,18 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     NovelRequests parsed = {0};
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllOp;novel_requests: (explain, random_padding, senders, "
+        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllOpO;novel_requests: (explain, random_padding, senders, "
                                     "field_novel, payloads_kept, max_uptime, max_pattern, enabled, 4 thresholds, "
                                     "7 bits, "
                                     "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0), "
-                                    "UnpairedEchoReply on)",
+                                    "UnpairedEchoReply on, unexplained_bytes)",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime, &parsed.max_pattern,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
                              &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads,
-                             &parsed.host_memory, &parsed.unpaired_on))
+                             &parsed.host_memory, &parsed.unpaired_on, &parsed.unexplained))
         return -1;
     static const char *const since[] = {"since"}, *const buckets[] = {"buckets"};
     if (parsed.explain != NULL && (!record_template(parsed.host_memory)
@@ -645,6 +646,7 @@ static int flow_ok(PyObject *flow, const int *fields, int count)
 
 static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                 PyObject *flow, PyObject *request_flow);
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload);
 
 /* An echo reply answering a pending request with the same payload; one that answers none, unpaired_reply's. */
 static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
@@ -2262,6 +2264,100 @@ static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObjec
     return 0;
 }
 
+/* A non-echo message (benign_error did not pass it): Detector._on_other, when none of what only the Python detector
+ * takes is in it. Checked before anything changes: the path takes novel requests and makes flows (novel_requests
+ * and first_requests given); a new flow's pair may_make_flow, a flow the table has is of the reference's types;
+ * nonecho.unexplained_bytes (which changes nothing) asked as the reference asks it, its answer an int and a str.
+ * None of its bytes unexplained: counted, as _on_other returns. Else, in _on_other's order: the flow made (counted)
+ * or touched, its message and other bytes, its non-echo novel bytes and first reason, the novel bytes added as
+ * _add_novel adds them with their share of the hosts' memories while the flow is under novel_bytes_threshold and not
+ * allowlisted (spread_share), and left_to_evaluate's answer. False: nothing changed. */
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
+{
+    static const int needed[] = {F_LAST, F_N, F_OTHER_BYTES, F_NONECHO_NOVEL, F_NONECHO_REASON, F_NOVEL_BYTES,
+                                 F_ALLOWLISTED};
+    const NovelRequests *novel_cfg = &self->novel;
+    if (novel_cfg->explain == NULL || self->flow_template == NULL)
+        Py_RETURN_FALSE;
+    PyObject *key = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
+    if (key == NULL)
+        return NULL;
+    PyObject *flow = PyDict_GetItemWithError(state->flows, key), *answer = NULL, *result = NULL, *size = NULL;
+    long novel_bytes = 0, novel = 0;
+    PyObject *allowlisted = Py_False;
+    if (flow == NULL) {
+        int makes = PyErr_Occurred() ? -1 : may_make_flow(self, key);
+        if (makes <= 0) {
+            result = makes < 0 ? NULL : Py_NewRef(Py_False);
+            goto done;
+        }
+    } else {
+        allowlisted = SLOT(flow, flow_slot[F_ALLOWLISTED]);
+        if (!FLOW_OK(flow, needed) || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
+            || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_NONECHO_REASON]))
+            || (allowlisted != Py_True && allowlisted != Py_False)) {
+            result = Py_NewRef(Py_False);
+            goto done;
+        }
+    }
+    PyObject *args[2] = {pkt, novel_cfg->tolerance};
+    answer = PyObject_Vectorcall(novel_cfg->unexplained, args, 2, NULL);
+    if (answer == NULL)
+        goto done;
+    PyObject *reason = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 1) : NULL;
+    int overflow = 0;
+    if (reason != NULL && PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)))
+        novel = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(answer, 0), &overflow);
+    if (reason == NULL || !PyUnicode_CheckExact(reason) || !PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)) || overflow
+        || novel < 0) {
+        result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+        goto done;
+    }
+    /* taken: what _on_other changes, in its order */
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    count_packet(state, ts, S_OTHER_ICMP);
+    if (novel == 0) { /* benign errors and informational messages keep no state */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
+    if (size == NULL)
+        goto done;
+    if (flow == NULL) {
+        if ((flow = new_flow_of(self, state, pkt, key)) == NULL)
+            goto done;
+        set_slot(flow, flow_slot[F_N], one);
+        set_slot(flow, flow_slot[F_OTHER_BYTES], size);
+    } else if (touch_flow(state, key, Py_NewRef(flow), ts, size, flow_slot[F_OTHER_BYTES]) < 0) {
+        Py_DECREF(flow);
+        goto done;
+    }
+    /* flow: this function's reference from here on */
+    PyObject *amount = PyLong_FromLong(novel);
+    int failed = amount == NULL || add_to_slot(flow, flow_slot[F_NONECHO_NOVEL], amount) < 0;
+    if (!failed && PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_NONECHO_REASON])) == 0)
+        set_slot(flow, flow_slot[F_NONECHO_REASON], reason);
+    failed = failed || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
+    Py_XDECREF(amount);
+    if (!failed) {
+        state->counts[S_NOVEL_BYTES] += novel;
+        state->last_novel += novel;
+        int unlisted = allowlisted == Py_False;
+        Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
+        int raised = room <= 0 || !unlisted ? 0
+                     : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                    novel < room ? novel : room);
+        if (raised >= 0)
+            result = left_to_evaluate(self, state, flow, key, ts, raised > 0, unlisted);
+    }
+    Py_DECREF(flow);
+done:
+    Py_DECREF(key);
+    Py_XDECREF(answer);
+    Py_XDECREF(size);
+    return result;
+}
+
 /* An echo reply that answers no pending request (matched pairing), with a payload no template may explain:
  * Detector._on_reply with _unpaired and _novelty, when none of what only the Python detector takes is in it. Checked
  * before anything changes: the path takes novel requests and makes flows (novel_requests and first_requests given);
@@ -2714,10 +2810,10 @@ static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
         Py_RETURN_FALSE;
     int ipv6 = SLOT(pkt, packet_slot[P_IPV6]) == Py_True;
     int request = icmp_type == (ipv6 ? 128 : 8), reply = icmp_type == (ipv6 ? 129 : 0);
-    if (!request && !reply) {
-        if (!benign_error(pkt, icmp_type, icmp_code, ipv6, payload))
-            Py_RETURN_FALSE;
-    } else if (icmp_code != 0) {
+    int benign = 0;
+    if (!request && !reply)
+        benign = benign_error(pkt, icmp_type, icmp_code, ipv6, payload);
+    else if (icmp_code != 0) {
         Py_RETURN_FALSE; /* echo has code 0; any other code is the Python detector's to judge */
     } else if (PySet_GET_SIZE(self->ignored)) {
         int ignored = PySet_Contains(self->ignored, payload);
@@ -2730,6 +2826,8 @@ static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
         return handle_request(self, pkt, state, payload);
     if (reply)
         return handle_reply(self, pkt, state, payload);
+    if (!benign)
+        return other_message(self, pkt, state, payload);
     /* an error whose quote is right: counted, the clock moved, nothing else */
     count_packet(state, ts, S_OTHER_ICMP);
     Py_RETURN_NONE;
