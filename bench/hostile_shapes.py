@@ -26,6 +26,11 @@ Shapes (every source address distinct where it says spoofed):
   errors         destination unreachable messages quoting random bytes, from spoofed sources
   tools          echo requests carrying a whole IPv4 packet (a raw-IP tunnel's layout) from spoofed sources
   mesh           novel requests between random pairs of 3,000 x 3,000 hosts
+  zero-headers   four novel requests from each spoofed source, identifier and sequence number 0 (scapy's ICMP())
+  random-headers four novel requests from each spoofed source, identifier and sequence number drawn at random
+  replies        four novel echo replies from each spoofed source, in step, answering nothing
+  timestamps     four timestamp requests (type 13) with random bodies from each spoofed source
+  echo-codes     four novel echo requests with code 1 from each spoofed source (RFC 792: code 0 only)
 """
 
 from __future__ import annotations
@@ -117,12 +122,23 @@ def _shape(name: str, count: int, rng: random.Random) -> Frames:
         elif name == "mesh":
             a, b = rng.randrange(3000), rng.randrange(3000)
             yield ts, Link(_v4(a), _v4(0x100000 + b)).echo(8, 0, a, i & 0xFFFF, _novel(rng))
+        elif name == "zero-headers":
+            yield ts, Link(_v4(i // 4), target).echo(8, 0, 0, 0, _novel(rng))
+        elif name == "random-headers":
+            yield ts, Link(_v4(i // 4), target).echo(8, 0, rng.randrange(0x10000), rng.randrange(0x10000), _novel(rng))
+        elif name == "replies":
+            yield ts, Link(_v4(i // 4), target).echo(0, 0, 9, i % 4 + 1, _novel(rng))
+        elif name == "timestamps":
+            yield ts, Link(_v4(i // 4), target).message(13, 0, struct.pack("!HH", 9, i % 4 + 1) + rng.randbytes(12))
+        elif name == "echo-codes":
+            yield ts, Link(_v4(i // 4), target).echo(8, 1, 9, i % 4 + 1, _novel(rng))
         else:
             raise ValueError(f"unknown shape {name!r}")
 
 
 SHAPES = ("storm-v4", "storm-v6", "storm-pairs", "options-v4", "ext-v6", "jumbo", "other-traffic", "one-to-many",
-          "idents", "unpaired", "errors", "tools", "mesh")
+          "idents", "unpaired", "errors", "tools", "mesh", "zero-headers", "random-headers", "replies", "timestamps",
+          "echo-codes")
 
 
 def ensure_shape(name: str, count: int, directory: Path, seed: int = 1) -> Path:
