@@ -585,6 +585,21 @@ def test_a_senders_first_request_to_another_peer_takes_the_c_path_where_no_field
 
 
 @needs_c
+@pytest.mark.parametrize(("changed", "taken"), [(24, "declined"), (25, "novel")])
+def test_a_first_request_that_may_be_fields_against_the_last_peers_is_the_python_detectors(changed: int,
+                                                                                            taken: str) -> None:
+    """A sender's first payload to a new peer, against its last one to another peer (the same rest and length):
+    _as_fields reads at most 3 * MAX_FIELD_BYTES changed places as counters or clocks, so such a request is the
+    Python detector's; one place more, the C path makes the flow."""
+    last = random.Random(22).randbytes(200)
+    first = bytes(b ^ 0x5A if i < changed else b for i, b in enumerate(last))
+    packets = [corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, last),
+               corpus.echo(T0 + 0.1, "10.0.0.1", "10.0.0.3", True, 8, 1, first)]
+    counting = run_both(packets)
+    assert counting.answers[id(packets[-1])] == taken, counting.answers
+
+
+@needs_c
 def test_a_one_to_many_flood_runs_under_a_few_python_lines_a_packet(tmp_path: Path) -> None:
     """Replayed through the pipeline (evidence on), a host sending new bytes to a new peer each time runs in C but
     for the notices it raises and the few requests that may be fields: what 3,000 more of its packets add is under
@@ -666,6 +681,25 @@ def test_request_header_in_c_is_the_references(calls: list[tuple[int, int, int, 
         assert channels_state(fast) == channels_state(reference)
         assert list((fast.runs or {}).items()) == list((reference.runs or {}).items())
         last = (ident, seq, size)
+
+
+@needs_c
+@pytest.mark.parametrize("gap", [0.0, capacity.RUN_REFILL])
+def test_request_header_in_c_spends_a_budget_to_its_last_token(gap: float) -> None:
+    """New runs back to back (at one instant, or one a refill apart): the run budget's last free token (its due
+    exactly (RUN_BUDGET - 1) * RUN_REFILL ahead) and the first charged run after it are the reference's; so are the
+    parameter budget's, each new run also a new size."""
+    reference, fast = capacity.FlowChannels(), capacity.FlowChannels()
+    last, answers = (1, 1, 56), []
+    for i in range(int(capacity.RUN_BUDGET) + 3):
+        now = T0 + i * gap
+        call = (last, 100 + i, 1, 60 + i, now, gap)
+        want = capacity.request_header(reference, *call)
+        assert standard._fastflows.request_header(fast, *call) == want
+        assert channels_state(fast) == channels_state(reference)
+        answers.append(want[1])
+        last = (100 + i, 1, 60 + i)
+    assert True in answers and (gap or False in answers), answers
 
 
 @needs_c
