@@ -38,11 +38,13 @@
  *  - an echo reply that answers no pending request with novel bytes no template may explain (unpaired_reply): a
  *    tunnel's replies seen without their requests, a flood of replies; up to the flow's evaluation, as a request's;
  *  - a new flow's first echo request (first_request, below; its IP options charged as above): a notice storm's
- *    every packet, a host's new data to
- *    host after host (compared with its last peer's flow where that may be fields: may_be_fields), up to its evaluation,
+ *    every packet, a host's new data to host after host (compared with its last peer's flow where that may be
+ *    fields: may_be_fields), up to its evaluation,
  *    and, past max_flows, the eviction after it (evict_flow: FlowDetector._evict_one, its victim's end flow_ended's);
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
- *    clock moved, as Detector._on_other does before it returns.
+ *    clock moved, as Detector._on_other does before it returns;
+ *  - any other non-echo message (other_message): nonecho.unexplained_bytes asked from here; nothing unexplained
+ *    counted as above, else its flow made or touched with those bytes, up to its evaluation, as a request's.
  *
  * The timed case is fingerprints.explain's answer for five layouts, where explain would give it: iputils' 64-bit
  * struct timeval (little-endian) then the default fill, byte j = j (iputils ping/ping_common.c setup()), and
@@ -132,8 +134,8 @@ static unsigned char quoted_protocol[256];
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
-                       "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED and _ROUTER_ALERT\n"
-                       "(a tuple of bytes), nonecho._QUOTED_PROTOCOLS.");
+                       "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED and\n"
+                       "_ROUTER_ALERT (a tuple of bytes), nonecho._QUOTED_PROTOCOLS.");
 
 static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -493,6 +495,10 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
                              &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads,
                              &parsed.host_memory, &parsed.unpaired_on, &parsed.unexplained))
         return -1;
+    if (parsed.explain != NULL && !PyCallable_Check(parsed.unexplained)) {
+        PyErr_SetString(PyExc_TypeError, "novel_requests: unexplained_bytes must be callable");
+        return -1;
+    }
     static const char *const since[] = {"since"}, *const buckets[] = {"buckets"};
     if (parsed.explain != NULL && (!record_template(parsed.host_memory)
                                    || slot_offsets((PyObject *)Py_TYPE(parsed.host_memory), since, 1,
@@ -1056,6 +1062,17 @@ static int benign_error(PyObject *pkt, long icmp_type, long code, int ipv6, PyOb
     return (icmp_type == 3 || icmp_type == 11) && (n == 0 || quote_ok_v4(p, n, icmp_type, code, dst));
 }
 
+/* capacity.take_token's arithmetic (GCRA's theoretical arrival time `due`): whether a token of a bucket of `burst`
+ * refilled one per `refill` seconds is free at `now`, and the due it leaves (*after). */
+static int token_free(double due, double now, double burst, double refill, double *after)
+{
+    if (now > due)
+        due = now;
+    int free = due - now <= (burst - 1.0) * refill;
+    *after = free ? due + refill : due;
+    return free;
+}
+
 /* capacity.seq_delta: a - b on the 16-bit circle, in -32768..32767. */
 static long seq_delta(long a, long b)
 {
@@ -1086,13 +1103,9 @@ static int free_seq_step(PyObject *channels, long seq, long last_seq, double gap
     if (!free_delta(next_to < swapped ? next_to : swapped) && !free_delta(delta - stride)) {
         if (!(delta > 0 && gap >= run_pause))
             return 0;
-        double bucket = PyFloat_AS_DOUBLE(run_due); /* take_token: GCRA's theoretical arrival time */
-        if (now > bucket)
-            bucket = now;
-        if (!(bucket - now <= (run_budget - 1) * run_refill))
+        if (!token_free(PyFloat_AS_DOUBLE(run_due), now, run_budget, run_refill, due))
             return 0;
         *took_token = 1;
-        *due = bucket + run_refill;
         delta = 1; /* the counter moved on between runs: the steps within the new one are one up again */
     }
     *step = delta;
@@ -1851,7 +1864,7 @@ static double float_floor_div(double vx, double wx)
     return div - floordiv > 0.5 ? floordiv + 1.0 : floordiv;
 }
 
-/* -- a request's header (capacity.request_header and charge, Detector._header and _charge: the reference) ----------- */
+/* -- a request's header (capacity.request_header and charge, Detector._header and _charge: the reference) ------- */
 
 /* capacity.step_bits: the bits in an integer `delta` away from its predicted value, the first `free` free. */
 static double step_bits(long delta, long free)
@@ -1875,11 +1888,9 @@ static int take_token(PyObject *channels, Py_ssize_t slot, double now, double bu
         PyErr_SetString(PyExc_TypeError, "request_header(): a budget's due must be a float");
         return -1;
     }
-    double due = PyFloat_AS_DOUBLE(given);
-    if (now > due)
-        due = now;
-    int free = due - now <= (burst - 1.0) * refill;
-    PyObject *value = PyFloat_FromDouble(free ? due + refill : due);
+    double due;
+    int free = token_free(PyFloat_AS_DOUBLE(given), now, burst, refill, &due);
+    PyObject *value = PyFloat_FromDouble(due);
     if (value == NULL)
         return -1;
     set_slot(channels, slot, value);
@@ -1924,13 +1935,15 @@ static int channels_known(PyObject *channels, PyObject **out)
     *out = NULL;
     if (channels == Py_None)
         return 1;
-    if (channels == NULL || charged_channels(channels) < 0 || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_CARRY]))
+    if (channels == NULL || charged_channels(channels) < 0)
+        return 0;
+    PyObject *runs = SLOT(channels, channels_slot[C_RUNS]);
+    if (!PyFloat_CheckExact(SLOT(channels, channels_slot[C_CARRY]))
         || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_RUN_DUE]))
         || !PyFloat_CheckExact(SLOT(channels, channels_slot[C_PARAM_DUE]))
-        || long_slot(channels, channels_slot[C_STRIDE], &value) < 0
+        || long_slot(channels, channels_slot[C_STRIDE], &value) < 0 || value < -0x10000 || value > 0x10000
         || long_slot(channels, channels_slot[C_OTHER_SIZE], &value) < 0
-        || !PyBytes_CheckExact(SLOT(channels, channels_slot[C_OPTIONS]))
-        || (SLOT(channels, channels_slot[C_RUNS]) != Py_None && !PyDict_CheckExact(SLOT(channels, channels_slot[C_RUNS]))))
+        || !PyBytes_CheckExact(SLOT(channels, channels_slot[C_OPTIONS])) || (runs != Py_None && !PyDict_CheckExact(runs)))
         return 0;
     *out = channels;
     return 1;
@@ -2015,10 +2028,14 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
                     out[(*count)++] = (Charge){str_length, length_bits(size, last_size, -1)};
                 return 0;
             }
-            long first = labs(seq_delta(seq, 0)), one = labs(seq_delta(seq, 1)), next = labs(seq_delta(seq, last_seq + 1));
+            /* new_run_bits: the identifier against the last (16 steps free), the first sequence number against 0, 1
+             * or the last run's next */
+            long first = labs(seq_delta(seq, 0)), one = labs(seq_delta(seq, 1));
+            long next = labs(seq_delta(seq, last_seq + 1));
             first = one < first ? one : first;
             first = next < first ? next : first;
-            out[(*count)++] = (Charge){str_ident, step_bits(seq_delta(ident, last_ident), 16) + step_bits(first, seq_free)};
+            double bits = step_bits(seq_delta(ident, last_ident), 16) + step_bits(first, seq_free);
+            out[(*count)++] = (Charge){str_ident, bits};
             out[(*count)++] = (Charge){str_length, length_bits(size, last_size, -1)};
             *free = 0;
             return 0;
@@ -2026,7 +2043,8 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
     }
     long step = seq_delta(seq, last_seq);
     long next_to = labs(seq_delta(seq, last_seq + 1)), swapped = labs(seq_delta(swap16(seq), swap16(last_seq) + 1));
-    double in_run = step_bits(next_to < swapped ? next_to : swapped, seq_free), by_stride = step_bits(step - stride, seq_free);
+    double in_run = step_bits(next_to < swapped ? next_to : swapped, seq_free); /* seq_bits */
+    double by_stride = step_bits(step - stride, seq_free);
     double seq_cost = by_stride < in_run ? by_stride : in_run;
     if (seq_cost != 0.0 && step > 0 && gap >= run_pause) {
         int token = take_token(channels, channels_slot[C_RUN_DUE], now, run_budget, run_refill);
@@ -2162,8 +2180,8 @@ static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
 {
     long last_ident, last_seq, last_size, ident, seq;
     if (long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0 || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
-        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0 || long_slot(pkt, packet_slot[P_IDENT], &ident) < 0
-        || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0) {
+        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0
+        || long_slot(pkt, packet_slot[P_IDENT], &ident) < 0 || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0) {
         PyErr_SetString(PyExc_TypeError, "header_apply(): the header's fields must be ints");
         return -1;
     }
@@ -2181,7 +2199,7 @@ static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     Charge charges[2];
     int count, free;
-    if (request_header_c(channels, last_ident, last_seq, last_size, ident, seq, (long)PyLong_AsLong(size), ts, gap,
+    if (request_header_c(channels, last_ident, last_seq, last_size, ident, seq, PyLong_AsLong(size), ts, gap,
                          charges, &count, &free) < 0)
         return -1;
     set_slot(flow, flow_slot[F_SEQ_STRIDE], SLOT(channels, channels_slot[C_STRIDE]));
@@ -2707,10 +2725,11 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
                                          PyFloat_AS_DOUBLE(ts), &embedded, &offset);
     if (taken == 0 && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
         /* a header that is not the flow's next: its charges worked out once the request is taken (header_apply); not
-         * for a flow with no request yet (_header charges nothing then) */
+         * for a flow with no request yet (_header charges nothing then), nor identifiers past 16 bits */
         int header = resized || !in_step;
         PyObject *known = NULL;
-        if ((header && last_ident < 0) || ((header || options != NULL) && !channels_known(channels, &known))) {
+        int idents_known = ident >= 0 && ident <= 0xFFFF && last_ident >= 0 && last_ident <= 0xFFFF;
+        if ((header && !idents_known) || ((header || options != NULL) && !channels_known(channels, &known))) {
             Py_DECREF(key);
             Py_RETURN_FALSE;
         }

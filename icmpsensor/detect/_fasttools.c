@@ -528,8 +528,8 @@ enum { A_PAYLOAD, A_IDENT, A_TYPE, A_CODE, A_SRC, A_DST, A_SEQ, A_TS, N_ARGS, A_
 PyDoc_STRVAR(observe_doc,
              "observe(payload, ident, icmp_type, icmp_code, src, dst, seq, ts[, rest]) -> None | (kind, a, b) | int\n\n"
              "ToolTracker.observe for an echo request that maybe_tool() passes (an empty one remembered for its\n"
-             "reply first, as _follow does): step()'s result; None for an echo reply that maybe_tool() passes and that\n"
-             "answers no empty request remembered (_reply: nothing to do). For every other packet an int, with\n"
+             "reply first, as _follow does): step()'s result; None for an echo reply that maybe_tool() passes and\n"
+             "that answers no empty request remembered (_reply: nothing to do). For every other packet an int, with\n"
              "nothing changed, saying what the reference must do: 0 all of observe (recognise() may match, or not an\n"
              "echo message), 1 its flow memory (_follow: the reply to an empty request). rest as step()'s.");
 
