@@ -652,7 +652,7 @@ static int flow_ok(PyObject *flow, const int *fields, int count)
 
 static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                 PyObject *flow, PyObject *request_flow);
-static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload);
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, int coded);
 
 /* An echo reply answering a pending request with the same payload; one that answers none, unpaired_reply's. */
 static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
@@ -708,13 +708,27 @@ done:
     return result;
 }
 
+/* flows.echo_key: a request's sequence number and code (seq | code << 16; the sequence number itself for code 0). A
+ * new reference, or NULL with an exception set. */
+static PyObject *echo_key_of(PyObject *pkt)
+{
+    long seq, code;
+    if (long_slot(pkt, packet_slot[P_SEQ], &seq) < 0 || long_slot(pkt, packet_slot[P_CODE], &code) < 0) {
+        PyErr_SetString(PyExc_TypeError, "echo_key: a request's sequence number and code must be ints");
+        return NULL;
+    }
+    return code == 0 ? Py_NewRef(SLOT(pkt, packet_slot[P_SEQ])) : PyLong_FromLong(seq | code << 16);
+}
+
 /* Detector._remember_request for a request whose sketch is `sent`. */
 static int remember_request(FastPath *self, Detector *state, PyObject *pkt, PyObject *sent)
 {
-    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    PyObject *key = untracked_if_atomic(PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                                     SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_SEQ])));
-    PyObject *entry = untracked_if_atomic(PyTuple_Pack(2, sent, ts));
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *echo = echo_key_of(pkt);
+    PyObject *key = echo == NULL ? NULL
+                    : untracked_if_atomic(PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                                       SLOT(pkt, packet_slot[P_IDENT]), echo));
+    Py_XDECREF(echo);
+    PyObject *entry = key == NULL ? NULL : untracked_if_atomic(PyTuple_Pack(2, sent, ts));
     int failed = -1;
     if (key == NULL || entry == NULL)
         goto done;
@@ -2282,15 +2296,17 @@ static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObjec
     return 0;
 }
 
-/* A non-echo message (benign_error did not pass it): Detector._on_other, when none of what only the Python detector
- * takes is in it. Checked before anything changes: the path takes novel requests and makes flows (novel_requests
- * and first_requests given); a new flow's pair may_make_flow, a flow the table has is of the reference's types;
- * nonecho.unexplained_bytes (which changes nothing) asked as the reference asks it, its answer an int and a str.
- * None of its bytes unexplained: counted, as _on_other returns. Else, in _on_other's order: the flow made (counted)
- * or touched, its message and other bytes, its non-echo novel bytes and first reason, the novel bytes added as
- * _add_novel adds them with their share of the hosts' memories while the flow is under novel_bytes_threshold and not
- * allowlisted (spread_share), and left_to_evaluate's answer. False: nothing changed. */
-static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
+/* A non-echo message (benign_error did not pass it), or an echo request with a code other than 0 (`coded`):
+ * Detector._on_other, when none of what only the Python detector takes is in it. Checked before anything changes:
+ * the path takes novel requests and makes flows (novel_requests and first_requests given); a new flow's pair
+ * may_make_flow, a flow the table has is of the reference's types; nonecho.unexplained_bytes (which changes nothing)
+ * asked as the reference asks it, its answer an int and a str. Then, in _on_other's order: a coded request remembered
+ * for its reply (matched pairing: remember_request, its key's echo_key with the code); none of its bytes unexplained:
+ * counted, as _on_other returns; else the flow made (counted) or touched, its message and other bytes, its non-echo
+ * novel bytes and first reason, the novel bytes added as _add_novel adds them with their share of the hosts'
+ * memories while the flow is under novel_bytes_threshold and not allowlisted (spread_share), and left_to_evaluate's
+ * answer. False: nothing changed. */
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, int coded)
 {
     static const int needed[] = {F_LAST, F_N, F_OTHER_BYTES, F_NONECHO_NOVEL, F_NONECHO_REASON, F_NOVEL_BYTES,
                                  F_ALLOWLISTED};
@@ -2334,6 +2350,13 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     /* taken: what _on_other changes, in its order */
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
     count_packet(state, ts, S_OTHER_ICMP);
+    if (coded && self->matched) { /* its reply must still pair with it */
+        PyObject *sent = new_sketch(payload);
+        int failed = sent == NULL || remember_request(self, state, pkt, sent) < 0;
+        Py_XDECREF(sent);
+        if (failed)
+            goto done;
+    }
     if (novel == 0) { /* benign errors and informational messages keep no state */
         result = Py_NewRef(Py_None);
         goto done;
@@ -2829,11 +2852,13 @@ static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
         Py_RETURN_FALSE;
     int ipv6 = SLOT(pkt, packet_slot[P_IPV6]) == Py_True;
     int request = icmp_type == (ipv6 ? 128 : 8), reply = icmp_type == (ipv6 ? 129 : 0);
-    int benign = 0;
+    int benign = 0, coded = 0;
     if (!request && !reply)
         benign = benign_error(pkt, icmp_type, icmp_code, ipv6, payload);
-    else if (icmp_code != 0) {
-        Py_RETURN_FALSE; /* echo has code 0; any other code is the Python detector's to judge */
+    else if (icmp_code != 0) { /* echo has code 0: a request with another is judged as a non-echo message is */
+        if (!request)
+            Py_RETURN_FALSE; /* a reply's code pairs it with its request, or not: the Python detector's */
+        coded = 1;
     } else if (PySet_GET_SIZE(self->ignored)) {
         int ignored = PySet_Contains(self->ignored, payload);
         if (ignored != 0)
@@ -2841,12 +2866,12 @@ static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
     }
     if (!clock_allows(state, PyFloat_AS_DOUBLE(ts)))
         Py_RETURN_FALSE;
-    if (request)
+    if (request && !coded)
         return handle_request(self, pkt, state, payload);
     if (reply)
         return handle_reply(self, pkt, state, payload);
     if (!benign)
-        return other_message(self, pkt, state, payload);
+        return other_message(self, pkt, state, payload, coded);
     /* an error whose quote is right: counted, the clock moved, nothing else */
     count_packet(state, ts, S_OTHER_ICMP);
     Py_RETURN_NONE;

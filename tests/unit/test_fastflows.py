@@ -911,6 +911,29 @@ def test_a_non_echo_messages_unexplained_bytes_take_the_c_path(kind: tuple) -> N
 
 
 @needs_c
+@pytest.mark.parametrize("pairing", ["matched", "last_request"])
+def test_an_echo_request_with_a_code_takes_the_c_path_as_a_non_echo_message(pairing: str) -> None:
+    """An echo request with a code other than 0 (RFC 792 and 4443 define 0 only: the code is data), four from each
+    spoofed source, some answered with the code copied (Linux's icmp_echo): Detector._on_other remembers it for its
+    reply (matched pairing, its key the sequence number and code: echo_key) and asks unexplained_bytes, which judges
+    the code and the payload; the C path does the same, and leaves the coded replies to Python. nmap's IE probe (code
+    9, 120 zero bytes) is explained. The notices and state are the reference's after every packet."""
+    rng = random.Random(23)
+    packets = []
+    for i in range(200):
+        source = f"100.71.{i // 4 // 250}.{i // 4 % 250 + 1}"
+        code, payload = (9, bytes(120)) if i % 10 == 7 else (rng.randrange(1, 256), rng.randbytes(rng.randint(0, 300)))
+        request = dataclasses.replace(corpus.echo(T0 + i * 1e-3, source, "10.1.0.81", True, 7, i % 4 + 1, payload),
+                                      icmp_code=code)
+        packets.append(request)
+        if i % 3 == 0:
+            packets.append(dataclasses.replace(corpus.kernel_reply(request), ts=request.ts + 5e-4))
+    counting = run_both(packets, dataclasses.replace(DetectionConfig(), reply_pairing=pairing))
+    requests = [p for p in packets if p.icmp_type == 8]
+    assert all(counting.answers[id(p)] != "declined" for p in requests), counting.answers
+
+
+@needs_c
 def test_a_non_echo_flood_runs_under_a_few_python_lines_a_packet(tmp_path: Path) -> None:
     """Replayed through the pipeline (evidence on), host unreachables quoting random bytes from spoofed sources, four
     each, run in C but for nonecho.unexplained_bytes (~17 lines) and the flows' evaluations that raise NonEchoPayload:
