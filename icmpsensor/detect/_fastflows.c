@@ -1812,6 +1812,30 @@ static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flo
     return told ? PyTuple_New(0) : Py_NewRef(Py_True);
 }
 
+/* Detector._add_novel for the `novel` bytes (> 0) of a message the path takes, then the evaluation it leaves: the
+ * flow's novel bytes (it had `before`), the counters and last_novel, their share of the hosts' memories where
+ * `spreads` (the flow not allowlisted) while it is under novel_bytes_threshold (spread_share), and left_to_evaluate's
+ * answer (`told`: a share raised ExfilSpread already; `evaluate`: the flow's evaluation may raise). NULL with an
+ * exception. */
+static PyObject *novel_added(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *key,
+                             Py_ssize_t novel, Py_ssize_t before, int spreads, int told, int evaluate)
+{
+    PyObject *amount = PyLong_FromSsize_t(novel);
+    int failed = amount == NULL || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
+    Py_XDECREF(amount);
+    if (failed)
+        return NULL;
+    state->counts[S_NOVEL_BYTES] += novel;
+    state->last_novel += novel;
+    Py_ssize_t room = self->novel.novel_threshold - before;
+    int raised = spreads && room > 0 ? spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]),
+                                                    SLOT(pkt, packet_slot[P_DST]), novel < room ? novel : room)
+                                     : 0;
+    if (raised < 0)
+        return NULL;
+    return left_to_evaluate(self, state, flow, key, SLOT(pkt, packet_slot[P_TS]), told || raised, evaluate);
+}
+
 /* _on_request from _novelty's last step on, for a request the path takes (its flow's header and sketch, `current`,
  * kept): the sender's memory (HostTable.touch, its last peer the flow's, SpreadMemory.seen: a payload it sent lately
  * counts nothing), the flow's last request time, the tool tracker unless the flow has a tool (an answer: (flow,
@@ -1851,19 +1875,9 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
         return NULL;
     if (!novel) /* the header's bytes alone (last_novel holds them): the flow evaluated as for a payload's */
         return !charged ? Py_NewRef(Py_None) : left_to_evaluate(self, state, flow, key, ts, told, evaluate);
-    PyObject *amount = PyLong_FromSsize_t(novel);
-    int failed = amount == NULL || add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0
-                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
-    Py_XDECREF(amount);
-    if (failed)
+    if (add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0)
         return NULL;
-    state->counts[S_NOVEL_BYTES] += novel;
-    state->last_novel += novel;
-    Py_ssize_t room = novel_cfg->novel_threshold - before;
-    int raised = spreads ? spread_share(self, state, flow, src, dst, novel < room ? novel : room) : 0;
-    if (raised < 0)
-        return NULL;
-    return left_to_evaluate(self, state, flow, key, ts, told || raised, evaluate);
+    return novel_added(self, state, pkt, flow, key, novel, before, spreads, told, evaluate);
 }
 
 /* Python's float floor division (floatobject.c, _float_div_mod), which capacity.charge's bits // 8 is. */
@@ -2376,21 +2390,12 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     /* flow: this function's reference from here on */
     PyObject *amount = PyLong_FromLong(novel);
     int failed = amount == NULL || add_to_slot(flow, flow_slot[F_NONECHO_NOVEL], amount) < 0;
+    Py_XDECREF(amount);
     if (!failed && PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_NONECHO_REASON])) == 0)
         set_slot(flow, flow_slot[F_NONECHO_REASON], reason);
-    failed = failed || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
-    Py_XDECREF(amount);
-    if (!failed) {
-        state->counts[S_NOVEL_BYTES] += novel;
-        state->last_novel += novel;
-        int unlisted = allowlisted == Py_False;
-        Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
-        int raised = room <= 0 || !unlisted ? 0
-                     : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                    novel < room ? novel : room);
-        if (raised >= 0)
-            result = left_to_evaluate(self, state, flow, key, ts, raised > 0, unlisted);
-    }
+    int unlisted = allowlisted == Py_False;
+    if (!failed)
+        result = novel_added(self, state, pkt, flow, key, novel, novel_bytes, unlisted, 0, unlisted);
     Py_DECREF(flow);
 done:
     Py_DECREF(key);
@@ -2474,21 +2479,10 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
         }
         Py_DECREF(answer);
     }
-    PyObject *amount = PyLong_FromSsize_t(novel);
-    int failed = amount == NULL || add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) < 0
-                 || add_to_slot(flow, flow_slot[F_NOVEL_BYTES], amount) < 0;
-    Py_XDECREF(amount);
-    if (failed)
-        goto done;
-    state->counts[S_NOVEL_BYTES] += novel;
-    state->last_novel += novel;
-    int unlisted = allowlisted == Py_False;
-    Py_ssize_t room = novel_cfg->novel_threshold - novel_bytes;
-    int raised = room <= 0 || !unlisted ? 0
-                 : spread_share(self, state, flow, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                novel < room ? novel : room);
-    if (raised >= 0)
-        result = left_to_evaluate(self, state, flow, key, ts, raised > 0, unlisted);
+    if (add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) == 0) {
+        int unlisted = allowlisted == Py_False;
+        result = novel_added(self, state, pkt, flow, key, novel, novel_bytes, unlisted, 0, unlisted);
+    }
 done:
     Py_XDECREF(flow);
     Py_XDECREF(size);

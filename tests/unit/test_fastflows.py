@@ -551,6 +551,21 @@ def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() 
     assert counting.answers[id(tool)] == "finished", counting.answers
 
 
+def lines_replayed(tmp_path: Path, packets: list[IcmpPacket], name: str) -> int:
+    """The Python lines the pipeline (evidence on) runs replaying `packets` written as an IPv4 capture (each as the
+    decoder gives it: type, code, identifier and sequence number, 0 where a message has none, payload)."""
+    path = tmp_path / f"{name}.pcap"
+    craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), p.icmp_type,
+                                                            p.icmp_code, max(p.ident, 0), max(p.seq, 0), p.payload)))
+                            for p in packets])
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path / name)
+    pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
+    lines = lines_run(lambda: replay_pipeline(pipeline, [str(path)]))
+    pipeline.close()
+    return lines
+
+
 def to_many(count: int, sizes: tuple[int, int] = (16, 64), seed: int = 12, sources: int = 1,
             targets: int = 0) -> list[IcmpPacket]:
     """Novel requests (random bytes, `sizes` long) from `sources` hosts, each to a host it has not sent to before
@@ -604,18 +619,8 @@ def test_a_one_to_many_flood_runs_under_a_few_python_lines_a_packet(tmp_path: Pa
     """Replayed through the pipeline (evidence on), a host sending new bytes to a new peer each time runs in C but
     for the notices it raises and the few requests that may be fields: what 3,000 more of its packets add is under
     three Python lines a packet (the Python detector's: ~300)."""
-    def lines_for(count: int) -> int:
-        path = tmp_path / f"{count}.pcap"
-        craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 8, 0, p.ident,
-                                                                p.seq, p.payload))) for p in to_many(count, seed=13)])
-        cfg = Config()
-        cfg.output.log_dir = str(tmp_path / str(count))
-        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
-        lines = lines_run(lambda: replay_pipeline(pipeline, [str(path)]))
-        pipeline.close()
-        return lines
-
-    more = lines_for(6_000) - lines_for(3_000)
+    more = (lines_replayed(tmp_path, to_many(6_000, seed=13), "6000")
+            - lines_replayed(tmp_path, to_many(3_000, seed=13), "3000"))
     assert more < 9_000, more
 
 
@@ -761,19 +766,8 @@ def test_a_flood_of_requests_with_random_headers_runs_under_a_few_python_lines_a
     drawn at random runs in C (capacity.request_header's charges too: _fastflows.request_header) but for the notices
     it raises: what 2,000 more of its packets add is under two Python lines a packet (the Python detector's: ~140;
     with request_header called from C, ~14)."""
-    def lines_for(count: int) -> int:
-        path = tmp_path / f"{count}.pcap"
-        craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 8, 0, p.ident,
-                                                                p.seq, p.payload)))
-                                for p in header_flood(count, "random", seed=15)])
-        cfg = Config()
-        cfg.output.log_dir = str(tmp_path / str(count))
-        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
-        lines = lines_run(lambda: replay_pipeline(pipeline, [str(path)]))
-        pipeline.close()
-        return lines
-
-    more = lines_for(4_000) - lines_for(2_000)
+    more = (lines_replayed(tmp_path, header_flood(4_000, "random", seed=15), "4000")
+            - lines_replayed(tmp_path, header_flood(2_000, "random", seed=15), "2000"))
     assert more < 4_000, more
 
 
@@ -838,19 +832,8 @@ def test_an_unpaired_reply_flood_runs_under_a_few_python_lines_a_packet(tmp_path
     """Replayed through the pipeline (evidence on), echo replies with random bytes from spoofed sources run in C but
     for the notices they raise: what 3,000 more of them add is under two Python lines a packet (the Python
     detector's: ~200)."""
-    def lines_for(count: int) -> int:
-        path = tmp_path / f"{count}.pcap"
-        craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 0, 0, p.ident,
-                                                                p.seq, p.payload)))
-                                for p in unpaired_flood(count, seed=18)])
-        cfg = Config()
-        cfg.output.log_dir = str(tmp_path / str(count))
-        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
-        lines = lines_run(lambda: replay_pipeline(pipeline, [str(path)]))
-        pipeline.close()
-        return lines
-
-    more = lines_for(6_000) - lines_for(3_000)
+    more = (lines_replayed(tmp_path, unpaired_flood(6_000, seed=18), "6000")
+            - lines_replayed(tmp_path, unpaired_flood(3_000, seed=18), "3000"))
     assert more < 6_000, more
 
 
@@ -938,19 +921,8 @@ def test_a_non_echo_flood_runs_under_a_few_python_lines_a_packet(tmp_path: Path)
     """Replayed through the pipeline (evidence on), host unreachables quoting random bytes from spoofed sources, four
     each, run in C but for nonecho.unexplained_bytes (~17 lines) and the flows' evaluations that raise NonEchoPayload:
     what 3,000 more add is under 60 Python lines a packet (the Python detector's: ~137)."""
-    def lines_for(count: int) -> int:
-        path = tmp_path / f"{count}.pcap"
-        craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 3, 1, 0, 0,
-                                                                p.payload)))
-                                for p in other_flood(count, (3, 1), seed=21)])
-        cfg = Config()
-        cfg.output.log_dir = str(tmp_path / str(count))
-        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
-        lines = lines_run(lambda: replay_pipeline(pipeline, [str(path)]))
-        pipeline.close()
-        return lines
-
-    more = lines_for(6_000) - lines_for(3_000)
+    more = (lines_replayed(tmp_path, other_flood(6_000, (3, 1), seed=21), "6000")
+            - lines_replayed(tmp_path, other_flood(3_000, (3, 1), seed=21), "3000"))
     assert more < 180_000, more
 
 
