@@ -652,7 +652,7 @@ static int flow_ok(PyObject *flow, const int *fields, int count)
 
 static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                 PyObject *flow, PyObject *request_flow);
-static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, int coded);
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long coded);
 
 /* An echo reply answering a pending request with the same payload; one that answers none, unpaired_reply's. */
 static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
@@ -708,26 +708,13 @@ done:
     return result;
 }
 
-/* flows.echo_key: a request's sequence number and code (seq | code << 16; the sequence number itself for code 0). A
- * new reference, or NULL with an exception set. */
-static PyObject *echo_key_of(PyObject *pkt)
+/* Detector._remember_request for a request whose sketch is `sent`, `echo` its flows.echo_key (the sequence number
+ * itself for code 0). */
+static int remember_request(FastPath *self, Detector *state, PyObject *pkt, PyObject *sent, PyObject *echo)
 {
-    long seq, code;
-    if (long_slot(pkt, packet_slot[P_SEQ], &seq) < 0 || long_slot(pkt, packet_slot[P_CODE], &code) < 0) {
-        PyErr_SetString(PyExc_TypeError, "echo_key: a request's sequence number and code must be ints");
-        return NULL;
-    }
-    return code == 0 ? Py_NewRef(SLOT(pkt, packet_slot[P_SEQ])) : PyLong_FromLong(seq | code << 16);
-}
-
-/* Detector._remember_request for a request whose sketch is `sent`. */
-static int remember_request(FastPath *self, Detector *state, PyObject *pkt, PyObject *sent)
-{
-    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *echo = echo_key_of(pkt);
-    PyObject *key = echo == NULL ? NULL
-                    : untracked_if_atomic(PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                                                       SLOT(pkt, packet_slot[P_IDENT]), echo));
-    Py_XDECREF(echo);
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    PyObject *key = untracked_if_atomic(PyTuple_Pack(4, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
+                                                     SLOT(pkt, packet_slot[P_IDENT]), echo));
     PyObject *entry = key == NULL ? NULL : untracked_if_atomic(PyTuple_Pack(2, sent, ts));
     int failed = -1;
     if (key == NULL || entry == NULL)
@@ -1871,7 +1858,7 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
         }
         Py_DECREF(answer);
     }
-    if (self->matched && remember_request(self, state, pkt, current) < 0)
+    if (self->matched && remember_request(self, state, pkt, current, SLOT(pkt, packet_slot[P_SEQ])) < 0)
         return NULL;
     if (!novel) /* the header's bytes alone (last_novel holds them): the flow evaluated as for a payload's */
         return !charged ? Py_NewRef(Py_None) : left_to_evaluate(self, state, flow, key, ts, told, evaluate);
@@ -1926,6 +1913,38 @@ static int take_token(PyObject *channels, Py_ssize_t slot, double now, double bu
     return free;
 }
 
+/* The dict in obj's slot at `offset` (FlowChannels' runs or charged), made there where it holds None: borrowed, or
+ * NULL with an exception set. */
+static PyObject *slot_dict(PyObject *obj, Py_ssize_t offset)
+{
+    PyObject *table = SLOT(obj, offset);
+    if (table == Py_None) {
+        if ((table = PyDict_New()) == NULL)
+            return NULL;
+        set_slot(obj, offset, table);
+        Py_DECREF(table); /* the slot's */
+    } else if (!PyDict_CheckExact(table)) {
+        PyErr_SetString(PyExc_TypeError, "FlowChannels: its runs and charged must be dicts or None");
+        return NULL;
+    }
+    return table;
+}
+
+/* standard._channels: the flow's capacity state, made where it has none (a copy of FlowChannels()). Borrowed, or
+ * NULL with an exception set. */
+static PyObject *flow_channels(PyObject *flow)
+{
+    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
+    if (channels == Py_None) {
+        channels = record_copy(channels_template, -1, NULL, -1);
+        if (channels == NULL)
+            return NULL;
+        set_slot(flow, flow_slot[F_CHANNELS], channels);
+        Py_DECREF(channels); /* the flow's */
+    }
+    return channels;
+}
+
 /* obj's slot at `offset` set to the int `value`: 0, or -1 with an exception set. */
 static int set_slot_long(PyObject *obj, Py_ssize_t offset, long value)
 {
@@ -1955,12 +1974,11 @@ typedef struct {
     double bits;
 } Charge;
 
-/* Whether a flow's capacity state (its `channels` slot) is one request_header_c reads: None (none yet: *out NULL)
- * or a FlowChannels whose fields are the reference's types (*out it, borrowed). */
-static int channels_known(PyObject *channels, PyObject **out)
+/* Whether a flow's capacity state (its `channels` slot) is one this path charges: None (none yet) or a FlowChannels
+ * whose fields are the reference's types. */
+static int channels_known(PyObject *channels)
 {
     long value;
-    *out = NULL;
     if (channels == Py_None)
         return 1;
     if (channels == NULL || charged_channels(channels) < 0)
@@ -1973,7 +1991,6 @@ static int channels_known(PyObject *channels, PyObject **out)
         || long_slot(channels, channels_slot[C_OTHER_SIZE], &value) < 0
         || !PyBytes_CheckExact(SLOT(channels, channels_slot[C_OPTIONS])) || (runs != Py_None && !PyDict_CheckExact(runs)))
         return 0;
-    *out = channels;
     return 1;
 }
 
@@ -1995,16 +2012,9 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
     if (size != last_size && set_slot_long(channels, channels_slot[C_OTHER_SIZE], last_size) < 0)
         return -1;
     if (ident != last_ident) {
-        PyObject *runs = SLOT(channels, channels_slot[C_RUNS]);
-        if (runs == Py_None) {
-            if ((runs = PyDict_New()) == NULL)
-                return -1;
-            set_slot(channels, channels_slot[C_RUNS], runs);
-            Py_DECREF(runs); /* the state's */
-        } else if (!PyDict_CheckExact(runs)) {
-            PyErr_SetString(PyExc_TypeError, "request_header(): runs must be a dict or None");
+        PyObject *runs = slot_dict(channels, channels_slot[C_RUNS]);
+        if (runs == NULL)
             return -1;
-        }
         PyObject *key = PyLong_FromLong(last_ident), *run = Py_BuildValue("(ll)", last_seq, last_size);
         int failed = key == NULL || run == NULL || PyDict_SetItem(runs, key, run) < 0;
         Py_XDECREF(key);
@@ -2099,9 +2109,8 @@ static PyObject *request_header(PyObject *module, PyObject *const *args, Py_ssiz
 {
     (void)module;
     long last_ident, last_seq, last_size, ident, seq, size;
-    PyObject *channels;
     if (nargs != 7 || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 3 || channels_type == NULL
-        || !Py_IS_TYPE(args[0], channels_type) || !channels_known(args[0], &channels)) {
+        || !Py_IS_TYPE(args[0], channels_type) || !channels_known(args[0])) {
         PyErr_SetString(PyExc_TypeError, "request_header(FlowChannels of the reference's types, (ident, seq, size), "
                                          "ident, seq, size, now, gap)");
         return NULL;
@@ -2144,13 +2153,9 @@ static PyObject *request_header(PyObject *module, PyObject *const *args, Py_ssiz
 static int charge_whole(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *channels,
                         PyObject *channel, Py_ssize_t whole, Py_ssize_t before, int unlisted, int *told)
 {
-    PyObject *charged = SLOT(channels, channels_slot[C_CHARGED]);
-    if (charged == Py_None) {
-        if ((charged = PyDict_New()) == NULL)
-            return -1;
-        set_slot(channels, channels_slot[C_CHARGED], charged);
-        Py_DECREF(charged); /* the state's */
-    }
+    PyObject *charged = slot_dict(channels, channels_slot[C_CHARGED]);
+    if (charged == NULL)
+        return -1;
     PyObject *amount = PyLong_FromSsize_t(whole);
     PyObject *so_far = amount == NULL ? NULL : PyDict_GetItemWithError(charged, channel);
     PyObject *sum = amount == NULL || (so_far == NULL && PyErr_Occurred()) ? NULL
@@ -2197,29 +2202,23 @@ static Py_ssize_t charge_bits(FastPath *self, Detector *state, PyObject *pkt, Py
     return whole;
 }
 
-/* Detector._header for a taken echo request whose header is not its flow's next (a new identifier, a sequence number
- * out of step, a new size), the flow's capacity state `channels` (NULL: it has none yet; made as _channels makes it):
- * the flow's last identifier, sequence number and size made the request's, request_header_c's charges worked out
- * (with the seconds since the flow's last request), the flow's stride and _run_free set from them, and each charge's
- * bits charged (charge_bits). *whole: the whole bytes charged; `before`: the flow's novel bytes. 0, or -1 with an
- * exception set. */
-static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size,
-                        PyObject *channels, Py_ssize_t before, int unlisted, int *told, Py_ssize_t *whole)
-{
+/* An echo request's header that is not its flow's next, as handle_request read it: the flow's last identifier,
+ * sequence number and size, the request's identifier and sequence number. */
+typedef struct {
     long last_ident, last_seq, last_size, ident, seq;
-    if (long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0 || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
-        || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0
-        || long_slot(pkt, packet_slot[P_IDENT], &ident) < 0 || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0) {
-        PyErr_SetString(PyExc_TypeError, "header_apply(): the header's fields must be ints");
+} Header;
+
+/* Detector._header for a taken echo request whose header is not its flow's next (a new identifier, a sequence number
+ * out of step, a new size): the flow's capacity state made if it has none (as _channels makes it), the flow's last
+ * identifier, sequence number and size made the request's, request_header_c's charges worked out (with the seconds
+ * since the flow's last request), the flow's stride and _run_free set from them, and each charge's bits charged
+ * (charge_bits). *whole: the whole bytes charged; `before`: the flow's novel bytes. 0, or -1 with an exception set. */
+static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *size,
+                        const Header *h, Py_ssize_t before, int unlisted, int *told, Py_ssize_t *whole)
+{
+    PyObject *channels = flow_channels(flow);
+    if (channels == NULL)
         return -1;
-    }
-    if (channels == NULL) {
-        channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
-        if (channels == NULL)
-            return -1;
-        set_slot(flow, flow_slot[F_CHANNELS], channels);
-        Py_DECREF(channels); /* the flow's */
-    }
     double ts = PyFloat_AS_DOUBLE(SLOT(pkt, packet_slot[P_TS]));
     double gap = ts - PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST_REQUEST_TS]));
     set_slot(flow, flow_slot[F_LAST_IDENT], SLOT(pkt, packet_slot[P_IDENT]));
@@ -2227,8 +2226,8 @@ static int header_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     Charge charges[2];
     int count, free;
-    if (request_header_c(channels, last_ident, last_seq, last_size, ident, seq, PyLong_AsLong(size), ts, gap,
-                         charges, &count, &free) < 0)
+    if (request_header_c(channels, h->last_ident, h->last_seq, h->last_size, h->ident, h->seq, PyLong_AsLong(size),
+                         ts, gap, charges, &count, &free) < 0)
         return -1;
     set_slot(flow, flow_slot[F_SEQ_STRIDE], SLOT(channels, channels_slot[C_STRIDE]));
     state->run_not_free = !free;
@@ -2264,19 +2263,26 @@ static int may_make_flow(FastPath *self, PyObject *key)
     return paired < 0 ? -1 : !paired;
 }
 
-/* Detector._new_flow for the packet's pair `key` (may_make_flow said yes): the flow made from flows.NEW_FLOW, put in
- * the table and counted. A new reference, or NULL with an exception set. */
-static PyObject *new_flow_of(FastPath *self, Detector *state, PyObject *pkt, PyObject *key)
+/* FlowDetector._flow with the message counted on it (flow.n += 1, `size` added to its `bytes_slot`): the table's
+ * `flow` touched (touch_flow), or where the table has none (`flow` NULL; may_make_flow said yes) a flow made for
+ * the pair `key` as Detector._new_flow makes it (from flows.NEW_FLOW, put in the table and counted). A new
+ * reference, or NULL with an exception set. */
+static PyObject *message_flow(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *flow,
+                              PyObject *size, Py_ssize_t bytes_slot)
 {
-    PyObject *made[7] = {self->flow_template, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                         SLOT(pkt, packet_slot[P_TS]), Py_False, SLOT(pkt, packet_slot[P_TYPE]),
-                         SLOT(pkt, packet_slot[P_CODE])};
-    PyObject *flow = flow_from_template(made);
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    if (flow != NULL)
+        return touch_flow(state, key, flow, ts, size, bytes_slot) < 0 ? NULL : Py_NewRef(flow);
+    PyObject *made[7] = {self->flow_template, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]), ts,
+                         Py_False, SLOT(pkt, packet_slot[P_TYPE]), SLOT(pkt, packet_slot[P_CODE])};
+    flow = flow_from_template(made);
     if (flow == NULL || PyObject_SetItem(state->flows, untracked_if_atomic(key), flow) < 0) {
         Py_XDECREF(flow);
         return NULL;
     }
     state->counts[S_FLOWS_CREATED]++;
+    set_slot(flow, flow_slot[F_N], one);
+    set_slot(flow, bytes_slot, size);
     return flow;
 }
 
@@ -2287,14 +2293,9 @@ static PyObject *new_flow_of(FastPath *self, Detector *state, PyObject *pkt, PyO
 static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *options,
                          Py_ssize_t before, int unlisted, int *told, Py_ssize_t *charged)
 {
-    PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
-    if (channels == Py_None) {
-        channels = record_copy(channels_template, -1, NULL, -1); /* FlowChannels() */
-        if (channels == NULL)
-            return -1;
-        set_slot(flow, flow_slot[F_CHANNELS], channels);
-        Py_DECREF(channels); /* the flow's */
-    }
+    PyObject *channels = flow_channels(flow);
+    if (channels == NULL)
+        return -1;
     int same = PyObject_RichCompareBool(options, SLOT(channels, channels_slot[C_OPTIONS]), Py_EQ);
     if (same != 0)
         return same < 0 ? -1 : 0;
@@ -2310,7 +2311,7 @@ static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObjec
     return 0;
 }
 
-/* A non-echo message (benign_error did not pass it), or an echo request with a code other than 0 (`coded`):
+/* A non-echo message (benign_error did not pass it), or an echo request with a code other than 0 (`coded`, that code):
  * Detector._on_other, when none of what only the Python detector takes is in it. Checked before anything changes:
  * the path takes novel requests and makes flows (novel_requests and first_requests given); a new flow's pair
  * may_make_flow, a flow the table has is of the reference's types; nonecho.unexplained_bytes (which changes nothing)
@@ -2320,7 +2321,7 @@ static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObjec
  * novel bytes and first reason, the novel bytes added as _add_novel adds them with their share of the hosts'
  * memories while the flow is under novel_bytes_threshold and not allowlisted (spread_share), and left_to_evaluate's
  * answer. False: nothing changed. */
-static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, int coded)
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long coded)
 {
     static const int needed[] = {F_LAST, F_N, F_OTHER_BYTES, F_NONECHO_NOVEL, F_NONECHO_REASON, F_NOVEL_BYTES,
                                  F_ALLOWLISTED};
@@ -2331,7 +2332,8 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     if (key == NULL)
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key), *answer = NULL, *result = NULL, *size = NULL;
-    long novel_bytes = 0, novel = 0;
+    PyObject *echo = NULL; /* a coded request's flows.echo_key (seq | code << 16), its reply's to pair with */
+    long novel_bytes = 0, novel = 0, seq;
     PyObject *allowlisted = Py_False;
     if (flow == NULL) {
         int makes = PyErr_Occurred() ? -1 : may_make_flow(self, key);
@@ -2347,6 +2349,11 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
             result = Py_NewRef(Py_False);
             goto done;
         }
+    }
+    if (coded && self->matched
+        && (long_slot(pkt, packet_slot[P_SEQ], &seq) < 0 || (echo = PyLong_FromLong(seq | coded << 16)) == NULL)) {
+        result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+        goto done;
     }
     PyObject *args[2] = {pkt, novel_cfg->tolerance};
     answer = PyObject_Vectorcall(novel_cfg->unexplained, args, 2, NULL);
@@ -2364,9 +2371,9 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     /* taken: what _on_other changes, in its order */
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
     count_packet(state, ts, S_OTHER_ICMP);
-    if (coded && self->matched) { /* its reply must still pair with it */
+    if (echo != NULL) { /* its reply must still pair with it */
         PyObject *sent = new_sketch(payload);
-        int failed = sent == NULL || remember_request(self, state, pkt, sent) < 0;
+        int failed = sent == NULL || remember_request(self, state, pkt, sent, echo) < 0;
         Py_XDECREF(sent);
         if (failed)
             goto done;
@@ -2378,16 +2385,8 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
     if (size == NULL)
         goto done;
-    if (flow == NULL) {
-        if ((flow = new_flow_of(self, state, pkt, key)) == NULL)
-            goto done;
-        set_slot(flow, flow_slot[F_N], one);
-        set_slot(flow, flow_slot[F_OTHER_BYTES], size);
-    } else if (touch_flow(state, key, Py_NewRef(flow), ts, size, flow_slot[F_OTHER_BYTES]) < 0) {
-        Py_DECREF(flow);
+    if ((flow = message_flow(self, state, pkt, key, flow, size, flow_slot[F_OTHER_BYTES])) == NULL)
         goto done;
-    }
-    /* flow: this function's reference from here on */
     PyObject *amount = PyLong_FromLong(novel);
     int failed = amount == NULL || add_to_slot(flow, flow_slot[F_NONECHO_NOVEL], amount) < 0;
     Py_XDECREF(amount);
@@ -2399,6 +2398,7 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     Py_DECREF(flow);
 done:
     Py_DECREF(key);
+    Py_XDECREF(echo);
     Py_XDECREF(answer);
     Py_XDECREF(size);
     return result;
@@ -2454,17 +2454,11 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
     }
     /* taken: what _on_reply changes, in its order */
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *result = NULL;
-    Py_XINCREF(flow); /* the table's flow, or the one made below: this function's reference */
-    PyObject *size = PyLong_FromSsize_t(n);
+    PyObject *size = PyLong_FromSsize_t(n), *taken = NULL;
     if (size == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REPLIES);
-    if (flow == NULL) {
-        if ((flow = new_flow_of(self, state, pkt, key)) == NULL)
-            goto done;
-        set_slot(flow, flow_slot[F_N], one);
-        set_slot(flow, flow_slot[F_RESP_BYTES], size);
-    } else if (touch_flow(state, key, flow, ts, size, flow_slot[F_RESP_BYTES]) < 0)
+    if ((taken = flow = message_flow(self, state, pkt, key, flow, size, flow_slot[F_RESP_BYTES])) == NULL)
         goto done;
     if (request_flow != NULL && add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) < 0)
         goto done;
@@ -2484,7 +2478,7 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
         result = novel_added(self, state, pkt, flow, key, novel, novel_bytes, unlisted, 0, unlisted);
     }
 done:
-    Py_XDECREF(flow);
+    Py_XDECREF(taken);
     Py_XDECREF(size);
     Py_DECREF(current);
     return result;
@@ -2497,12 +2491,11 @@ done:
  * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), left_to_evaluate's answer
  * (True, (), or (flow,) for Detector._finish to evaluate the flow), or (flow, answer, novel) for
  * Detector._after_tool. Without first_requests only flows past the threshold are taken (a share of the hosts'
- * memories needs its settings). `header`: the request's header is not its flow's next (in step, the same size), what
- * it carried charged first (header_apply: Detector._header), `channels` the flow's capacity state (NULL: none yet);
- * 0: only the flow's last sequence number moves on. `options`: the request's IP options, charged after the header
- * (options_apply), or NULL: none. */
+ * memories needs its settings). `header`: the request's header, not its flow's next (in step, the same size), what
+ * it carried charged first (header_apply: Detector._header); NULL: only the flow's last sequence number moves on.
+ * `options`: the request's IP options, charged after the header (options_apply), or NULL: none. */
 static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                               PyObject *flow, PyObject *tool, int header, PyObject *channels, PyObject *options)
+                               PyObject *flow, PyObject *tool, const Header *header, PyObject *options)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
@@ -2555,8 +2548,8 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
     int told = 0;
     Py_ssize_t charged = 0;
     int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]);
-    if (failed == 0 && header)
-        failed = header_apply(self, state, pkt, flow, size, channels, novel_bytes, allowlisted == Py_False, &told,
+    if (failed == 0 && header != NULL)
+        failed = header_apply(self, state, pkt, flow, size, header, novel_bytes, allowlisted == Py_False, &told,
                               &charged);
     else if (failed == 0)
         set_slot(flow, flow_slot[F_LAST_SEQ], seq);
@@ -2658,10 +2651,8 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     if (size == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REQUESTS);
-    if ((flow = new_flow_of(self, state, pkt, key)) == NULL)
+    if ((flow = message_flow(self, state, pkt, key, NULL, size, flow_slot[F_ORIG_BYTES])) == NULL)
         goto done;
-    set_slot(flow, flow_slot[F_N], one);
-    set_slot(flow, flow_slot[F_ORIG_BYTES], size);
     set_slot(flow, flow_slot[F_LAST_IDENT], SLOT(pkt, packet_slot[P_IDENT]));
     set_slot(flow, flow_slot[F_LAST_SEQ], seq);
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
@@ -2743,15 +2734,15 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     if (taken == 0 && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
         /* a header that is not the flow's next: its charges worked out once the request is taken (header_apply); not
          * for a flow with no request yet (_header charges nothing then), nor identifiers past 16 bits */
-        int header = resized || !in_step;
-        PyObject *known = NULL;
+        int charges = resized || !in_step;
+        Header header = {last_ident, last_seq, last_size, ident, seq};
         int idents_known = ident >= 0 && ident <= 0xFFFF && last_ident >= 0 && last_ident <= 0xFFFF;
-        if ((header && !idents_known) || ((header || options != NULL) && !channels_known(channels, &known))) {
+        if ((charges && !idents_known) || ((charges || options != NULL) && !channels_known(channels))) {
             Py_DECREF(key);
             Py_RETURN_FALSE;
         }
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, header, known, options);
+        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL, options);
         Py_DECREF(flow);
         Py_DECREF(key);
         return answer;
@@ -2812,7 +2803,8 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         }
         Py_DECREF(answer);
     }
-    if (self->matched && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH])) < 0)
+    if (self->matched
+        && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH]), SLOT(pkt, packet_slot[P_SEQ])) < 0)
         goto done;
     result = Py_NewRef(Py_None);
 done:
@@ -2865,7 +2857,7 @@ static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
     if (reply)
         return handle_reply(self, pkt, state, payload);
     if (!benign)
-        return other_message(self, pkt, state, payload, coded);
+        return other_message(self, pkt, state, payload, coded ? icmp_code : 0);
     /* an error whose quote is right: counted, the clock moved, nothing else */
     count_packet(state, ts, S_OTHER_ICMP);
     Py_RETURN_NONE;
