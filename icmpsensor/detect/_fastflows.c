@@ -17,9 +17,9 @@
  *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump forward
  *    after a pause of RUN_PAUSE with a token left in the flow's run budget (Windows ping.exe's one counter for
  *    the whole machine, moved on by its runs to other hosts); the new stride and the token are the reference's.
- *    The tool tracker still sees it (the C tracker's observe); when the tracker answers anything but None,
- *    handle() returns (flow, answer) and the Python detector finishes the request from there
- *    (Detector._after_tool), as _on_request would after _recognise_tool;
+ *    The tool tracker still sees it (the C tracker's observe); an answer other than None is finished by the
+ *    tracker's own finish (Python's: the tool's recognition, tool_seen), and a tool found has the flow evaluated,
+ *    as _on_request's _recognise_tool and _request_done do;
  *  - an echo request with a new payload that no template explains (novel_request): a reported exfiltration's next
  *    chunk, a flood's next random bytes; in step (as above), or with a header that is not a ping's next (a new
  *    identifier, a sequence number out of step, a new size off the flow's stride: scapy's ICMP() sends 0 and 0
@@ -93,7 +93,7 @@ enum {
     F_LAST, F_N, F_ORIG_BYTES, F_RESP_BYTES, F_RECEIVED_BYTES, F_LAST_IDENT, F_LAST_SEQ, F_SEQ_STRIDE,
     F_LAST_SIZE, F_LAST_SKETCH, F_LAST_REQUEST_TS, F_TOOL, F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET,
     F_CHANNELS, F_SESSION, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_ALLOWLISTED, F_ALERTED, F_REPLY_DIFFERS,
-    F_NONECHO_NOVEL, F_REPORTED_UNTIL, F_SRC, F_DST, F_UID, F_OTHER_BYTES, F_NONECHO_REASON, N_FLOW
+    F_NONECHO_NOVEL, F_REPORTED_UNTIL, F_SRC, F_DST, F_UID, F_OTHER_BYTES, F_NONECHO_REASON, F_TOOL_EVIDENCE, N_FLOW
 };
 static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_bytes", "resp_bytes",
                                           "received_bytes", "last_ident", "last_seq", "seq_stride",
@@ -101,7 +101,7 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "session_ident", "last_embedded", "clock_offset", "channels",
                                           "session", "novel_bytes", "changed_requests", "allowlisted",
                                           "alerted", "reply_differs", "nonecho_novel", "reported_until",
-                                          "src", "dst", "uid", "other_bytes", "nonecho_reason"};
+                                          "src", "dst", "uid", "other_bytes", "nonecho_reason", "tool_evidence"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
     S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, S_UNPAIRED_REPLIES, N_STATS
@@ -220,6 +220,7 @@ static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
+static PyObject *str_tool, *str_evidence; /* tool_finished's (tunnels.ToolMatch) */
 static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */
@@ -361,11 +362,15 @@ typedef struct {
     int enabled;
 } Spread;
 
-/* What Detector._raise reads to raise DataExfil (raise_exfil): the note's name and msg template, the profile's
- * EXTRA, the detector's due notices (a list), channel_bytes' names for the payload and for non-echo messages, whether
- * notices count novel bytes (FlowDetector.NOVEL). note NULL: the path raises nothing. */
+/* The notes Detector._evaluate raises from what it finds due (raise_due), in its order (standard.py EVALUATED_NOTES:
+ * each a (name, msg template) pair, its bit NovelRequests' exfil, asym, changes, tunnel and nonecho). */
+enum { RAISED_EXFIL, RAISED_ASYM, RAISED_CHANGES, RAISED_TUNNEL, RAISED_NONECHO, N_RAISED };
+
+/* What Detector._raise reads (raise_due): the notes' names and msg templates (a tuple of N_RAISED pairs), the
+ * profile's EXTRA, the detector's due notices (a list), channel_bytes' names for the payload and for non-echo
+ * messages, whether notices count novel bytes (FlowDetector.NOVEL). notes NULL: the path raises nothing. */
 typedef struct {
-    PyObject *note, *msg, *extra, *due, *payload, *nonecho;
+    PyObject *notes, *extra, *due, *payload, *nonecho;
     int novel;
 } Exfil;
 
@@ -392,6 +397,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *detector; /* the detector's __dict__ */
     PyObject *observe;  /* the C tool tracker's observe */
+    PyObject *finish;   /* the tool tracker's finish (FastToolTracker.finish: an answer of observe's finished) */
     PyObject *ignored;  /* the allowlisted payloads (a frozenset) */
     Py_ssize_t max_flows, max_pending;
     int matched;
@@ -399,7 +405,7 @@ typedef struct {
     NovelRequests novel;      /* novel.explain NULL: the path takes no request with novel bytes */
     PyObject *flow_template;  /* flows.NEW_FLOW, or NULL: the path makes no flow (first_request) */
     Spread spread;            /* what Detector._spread reads (spread_share) */
-    Exfil exfil;              /* what Detector._raise reads for DataExfil (raise_exfil) */
+    Exfil exfil;              /* what Detector._raise reads (raise_due) */
     Ends ends;                /* what Detector._flow_ended reads (flow_ended) */
 } FastPath;
 
@@ -407,7 +413,7 @@ typedef struct {
  * parsed from fast_init's tuples (borrowed until taken), and novel.tolerance, which fast_init makes. */
 #define PARSED_OBJECTS(X)                                                                                         \
     X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
-    X(spread.to) X(spread.from) X(spread.window) X(exfil.note) X(exfil.msg) X(exfil.extra) X(exfil.due)            \
+    X(spread.to) X(spread.from) X(spread.window) X(exfil.notes) X(exfil.extra)    X(exfil.due)            \
     X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
     X(novel.host_memory) X(novel.unexplained)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
@@ -421,6 +427,7 @@ static int fast_traverse(FastPath *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->detector);
     Py_VISIT(self->observe);
+    Py_VISIT(self->finish);
     Py_VISIT(self->ignored);
     CONFIG_OBJECTS(VISIT_CONFIG)
     return 0;
@@ -430,6 +437,7 @@ static int fast_clear(FastPath *self)
 {
     Py_CLEAR(self->detector);
     Py_CLEAR(self->observe);
+    Py_CLEAR(self->finish);
     Py_CLEAR(self->ignored);
     fast_clear_config(self);
     return 0;
@@ -442,15 +450,34 @@ static void fast_dealloc(FastPath *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Whether `notes` is EVALUATED_NOTES' names and msgs as raise_due reads them: N_RAISED (str, str) pairs; else 0
+ * with TypeError. */
+static int notes_named(PyObject *notes)
+{
+    int named = PyTuple_GET_SIZE(notes) == N_RAISED;
+    for (Py_ssize_t i = 0; named && i < N_RAISED; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(notes, i);
+        named = PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2
+                && PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)) && PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 1));
+    }
+    if (!named)
+        PyErr_SetString(PyExc_TypeError, "first_requests: the evaluated notes must be 5 (name, msg) pairs");
+    return named;
+}
+
 static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"detector", "observe", "ignored", "max_flows", "max_pending", "matched", "tolerance",
-                            "jitter", "novel_requests", "first_requests", "flow_ends", NULL};
-    PyObject *detector, *observe, *ignored, *novel = Py_None, *first = Py_None, *flow_ends = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!nnpdd|OOO", names, &PyDict_Type, &detector, &observe,
-                                     &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
+    static char *names[] = {"detector", "observe", "finish", "ignored", "max_flows", "max_pending", "matched",
+                            "tolerance", "jitter", "novel_requests", "first_requests", "flow_ends", NULL};
+    PyObject *detector, *observe, *finish, *ignored, *novel = Py_None, *first = Py_None, *flow_ends = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOO!nnpdd|OOO", names, &PyDict_Type, &detector, &observe,
+                                     &finish, &PyFrozenSet_Type, &ignored, &self->max_flows, &self->max_pending,
                                      &self->matched, &self->tolerance, &self->jitter, &novel, &first, &flow_ends))
         return -1;
+    if (!PyCallable_Check(observe) || !PyCallable_Check(finish)) {
+        PyErr_SetString(PyExc_TypeError, "observe and finish must be callable");
+        return -1;
+    }
     Ends ends = {0};
     if (flow_ends != Py_None
         && (first == Py_None
@@ -464,15 +491,17 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     Spread spread = {0};
     Exfil exfil = {0};
     if (first != Py_None
-        && !PyArg_ParseTuple(first, "OOOUUO!llpllUUOO!UUp;first_requests: (flows.NEW_FLOW, the detector's "
+        && !PyArg_ParseTuple(first, "OOOUUO!llpllO!OO!UUp;first_requests: (flows.NEW_FLOW, the detector's "
                                     "_spread_notice, receivers, 'to', 'from', slow_exfil_window, spread_min_peers, "
                                     "spread_min_bytes, ExfilSpread on, SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES, "
-                                    "DataExfil's name, its msg, EXTRA, the due notices, the payload's channel, the "
-                                    "non-echo messages' channel, NOVEL)",
+                                    "EVALUATED_NOTES' names and msgs, EXTRA, the due notices, the payload's "
+                                    "channel, the non-echo messages' channel, NOVEL)",
                              &template, &spread.notice, &spread.receivers, &spread.to, &spread.from,
                              &PyFloat_Type, &spread.window, &spread.min_peers, &spread.min_bytes, &spread.enabled,
-                             &spread.peers_kept, &spread.max_peer_entries, &exfil.note, &exfil.msg, &exfil.extra,
+                             &spread.peers_kept, &spread.max_peer_entries, &PyTuple_Type, &exfil.notes, &exfil.extra,
                              &PyList_Type, &exfil.due, &exfil.payload, &exfil.nonecho, &exfil.novel))
+        return -1;
+    if (exfil.notes != NULL && !notes_named(exfil.notes))
         return -1;
     if (template != NULL && (novel == Py_None || notice_flow_type == NULL || !Py_IS_TYPE(template, notice_flow_type)
                              || !PyCallable_Check(spread.notice))) {
@@ -533,6 +562,7 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     Py_XSETREF(self->detector, Py_NewRef(detector));
     Py_XSETREF(self->observe, Py_NewRef(observe));
+    Py_XSETREF(self->finish, Py_NewRef(finish));
     Py_XSETREF(self->ignored, Py_NewRef(ignored));
     return 0;
 }
@@ -1127,9 +1157,9 @@ static PyObject *new_sketch(PyObject *payload)
         Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n));
 }
 
-/* The C tool tracker's observe for a request (Detector._recognise_tool), with the payload's sketch (its hash of the
- * rest, which the tracker's digests are made from: the payload is hashed once): None, or its answer for the Python
- * detector to finish (Detector._after_tool). */
+/* The C tool tracker's observe for a message (FastToolTracker.observe's first step), with the payload's sketch (its
+ * hash of the rest, which the tracker's digests are made from: the payload is hashed once): None, or its answer for
+ * the tracker's finish (tool_seen). */
 static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload, PyObject *sketch)
 {
     PyObject *args[9] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
@@ -1138,6 +1168,37 @@ static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload, 
                          PyTuple_CheckExact(sketch) && PyTuple_GET_SIZE(sketch) == 3 ? PyTuple_GET_ITEM(sketch, 1)
                                                                                       : Py_None};
     return PyObject_Vectorcall(self->observe, args, 9, NULL);
+}
+
+/* Detector._recognise_tool(flow, pkt, rest) (its reference) for a flow without a tool: the C tracker's observe,
+ * and an answer other than None finished by the tracker's own finish(answer, pkt, rest) (FastToolTracker.observe:
+ * the tool's recognition, Python's), `rest` the hash of `sketch` (None: a reply's, asked without it); where that
+ * found a tool, the flow's tool and evidence (Detector._tool_found). 1 a tool found, 0 none, -1 with an exception. */
+static int tool_seen(FastPath *self, PyObject *pkt, PyObject *flow, PyObject *payload, PyObject *sketch)
+{
+    PyObject *answer = observe_tool(self, pkt, payload, sketch);
+    if (answer == NULL || answer == Py_None) {
+        Py_XDECREF(answer);
+        return answer == NULL ? -1 : 0;
+    }
+    PyObject *args[3] = {answer, pkt, PyTuple_CheckExact(sketch) && PyTuple_GET_SIZE(sketch) == 3
+                                          ? PyTuple_GET_ITEM(sketch, 1) : Py_None};
+    PyObject *match = PyObject_Vectorcall(self->finish, args, 3, NULL);
+    Py_DECREF(answer);
+    if (match == NULL || match == Py_None) {
+        Py_XDECREF(match);
+        return match == NULL ? -1 : 0;
+    }
+    PyObject *tool = PyObject_GetAttr(match, str_tool);
+    PyObject *evidence = tool == NULL ? NULL : PyObject_GetAttr(match, str_evidence);
+    Py_DECREF(match);
+    if (evidence != NULL) {
+        set_slot(flow, flow_slot[F_TOOL], tool);
+        set_slot(flow, flow_slot[F_TOOL_EVIDENCE], evidence);
+    }
+    Py_XDECREF(tool);
+    Py_XDECREF(evidence);
+    return evidence == NULL ? -1 : 1;
 }
 
 /* novelty.differing_bytes: the positions at which two byte strings differ, plus their difference in length. */
@@ -1417,31 +1478,46 @@ static int tagged_notice(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
     return failed ? -1 : 0;
 }
 
-/* Detector._raise(flow, ts, DATA_EXFIL, EXFIL_MSG, due), where the flow's novel bytes are all its payload's
- * (channel_bytes' common case: no bytes charged to a field, none from non-echo messages), in its order: the flow's
- * alerted bit, _raised's reported_until (DataExfil reports the pair; the path raises only where alerting is
- * realtime), then _notice's: the detector's notices counted, the tags (the payload's bytes, the flow's tool, the
- * payload's channel), the flow's uid (ensure_uid), the notice made by flow_notice, onto the due notices. 1 raised, 0
- * where the flow is not that case (Python's), -1 with an exception. */
-static int raise_exfil(FastPath *self, Detector *state, PyObject *flow, PyObject *ts)
+/* Detector._raise(flow, ts, note, msg, due) for each note of `due` (evaluation_due's bits, none of them the flow's
+ * alerted yet) in _evaluate's order, each in _raise's: the flow's alerted bit, _raised's reported_until where the note
+ * reports the pair (the path raises only where alerting is realtime), then _notice's: the detector's notices
+ * counted, the tags (channel_tags, the flow's tool), the flow's uid (ensure_uid), the notice made by flow_notice, onto
+ * the due notices. 1 raised, 0 where the flow or a bit is not one this knows (Python's), -1 with an exception. */
+static int raise_due(FastPath *self, Detector *state, PyObject *flow, PyObject *ts, long due)
 {
     const Exfil *ex = &self->exfil;
-    long alerted;
-    if (ex->note == NULL || !flow_tags_known(flow)
+    const NovelRequests *novel = &self->novel;
+    const long bits[N_RAISED] = {[RAISED_EXFIL] = novel->exfil, [RAISED_ASYM] = novel->asym,
+                                 [RAISED_CHANGES] = novel->changes, [RAISED_TUNNEL] = novel->tunnel,
+                                 [RAISED_NONECHO] = novel->nonecho};
+    long known = 0, alerted;
+    for (int i = 0; i < N_RAISED; i++)
+        known |= bits[i];
+    if (ex->notes == NULL || (due & ~known) != 0 || !flow_tags_known(flow)
         || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || SLOT(flow, flow_slot[F_REPORTED_UNTIL]) == NULL)
         return 0;
-    PyObject *bits = PyLong_FromLong(alerted | self->novel.exfil);
-    PyObject *until = bits == NULL ? NULL : PyNumber_Add(ts, self->spread.window);
-    if (until == NULL) {
-        Py_XDECREF(bits);
-        return -1;
+    for (int i = 0; i < N_RAISED; i++) {
+        if (!(due & bits[i]))
+            continue;
+        alerted |= bits[i];
+        PyObject *alerted_now = PyLong_FromLong(alerted);
+        if (alerted_now == NULL)
+            return -1;
+        set_slot(flow, flow_slot[F_ALERTED], alerted_now);
+        Py_DECREF(alerted_now);
+        if (bits[i] & novel->reports_pair) {
+            PyObject *until = PyNumber_Add(ts, self->spread.window);
+            if (until == NULL)
+                return -1;
+            set_slot(flow, flow_slot[F_REPORTED_UNTIL], until);
+            Py_DECREF(until);
+        }
+        state->counts[S_NOTICES]++;
+        PyObject *note = PyTuple_GET_ITEM(ex->notes, i);
+        if (tagged_notice(self, flow, ts, PyTuple_GET_ITEM(note, 0), PyTuple_GET_ITEM(note, 1), ex->due) < 0)
+            return -1;
     }
-    set_slot(flow, flow_slot[F_ALERTED], bits);
-    set_slot(flow, flow_slot[F_REPORTED_UNTIL], until);
-    Py_DECREF(bits);
-    Py_DECREF(until);
-    state->counts[S_NOTICES]++;
-    return tagged_notice(self, flow, ts, ex->note, ex->msg, ex->due) < 0 ? -1 : 1;
+    return 1;
 }
 
 static long long_attr(PyObject *obj, PyObject *name);
@@ -1769,11 +1845,11 @@ static int evict_flow(FastPath *self, Detector *state)
     return taken;
 }
 
-/* What a request with novel bytes leaves to Detector._finish, given that a share of the hosts' memories raised
- * ExfilSpread (`told`) and that the flow's evaluation may raise something (`evaluate`): (flow,) to evaluate the flow
- * (evaluation_due cannot tell, or a note other than DataExfil alone is due), () to hand out what is due (DataExfil
- * alone, raised here by raise_exfil, or what a share raised) or to evict after a new flow over max_flows, else True
- * (last_novel holds the bytes). */
+/* What a message with novel bytes (or a request whose tool was just found) leaves to Detector._finish, given that a
+ * share of the hosts' memories raised ExfilSpread (`told`) and that the flow's evaluation may raise something
+ * (`evaluate`): (flow,) to evaluate the flow (evaluation_due cannot tell, or raise_due does not know the flow), () to
+ * hand out what is due (the notes raise_due raised, or what a share raised) or to evict after a new flow over
+ * max_flows, else True (last_novel holds the bytes) or None (no novel bytes: a tool found). */
 static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flow, PyObject *key, PyObject *ts,
                                   int told, int evaluate)
 {
@@ -1781,8 +1857,7 @@ static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flo
         long due = evaluation_due(self, flow, key);
         if (due < -1)
             return NULL;
-        int raised = due != 0 && due == self->novel.exfil && (due & self->novel.reports_pair)
-                     ? raise_exfil(self, state, flow, ts) : 0;
+        int raised = due > 0 ? raise_due(self, state, flow, ts, due) : 0;
         if (raised < 0)
             return NULL;
         evaluate = due != 0 && !raised;
@@ -1796,7 +1871,7 @@ static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flo
             return evicted < 0 ? NULL : PyTuple_New(0);
         told |= PyList_GET_SIZE(self->exfil.due) > 0; /* the victim's ExfilSummary */
     }
-    return told ? PyTuple_New(0) : Py_NewRef(Py_True);
+    return told ? PyTuple_New(0) : Py_NewRef(state->last_novel ? Py_True : Py_None); /* None: a tool's, not novel */
 }
 
 /* Detector._add_novel for the `novel` bytes (> 0) of a message the path takes, then the evaluation it leaves: the
@@ -1825,12 +1900,12 @@ static PyObject *novel_added(FastPath *self, Detector *state, PyObject *pkt, PyO
 
 /* _on_request from _novelty's last step on, for a request the path takes (its flow's header and sketch, `current`,
  * kept): the sender's memory (HostTable.touch, its last peer the flow's, SpreadMemory.seen: a payload it sent lately
- * counts nothing), the flow's last request time, the tool tracker unless the flow has a tool (an answer: (flow,
- * answer, novel) for Detector._after_tool), the pending request, the request's `novel` bytes added as _add_novel adds
- * them, with the flow's share of the hosts' memories where `spreads` (it had `before` novel bytes, fewer than
- * novel_bytes_threshold, and is not allowlisted), after the `charged` bytes its header added (header_apply; `told`:
- * their share raised ExfilSpread). The answer: left_to_evaluate's with novel bytes (`evaluate`: the flow's
- * evaluation may raise), else None; NULL with an exception. */
+ * counts nothing), the flow's last request time, the tool tracker unless the flow has a tool (tool_seen), the
+ * pending request, the request's `novel` bytes added as _add_novel adds them, with the flow's share of the hosts'
+ * memories where `spreads` (it had `before` novel bytes, fewer than novel_bytes_threshold, and is not allowlisted),
+ * after the `charged` bytes its header added (header_apply; `told`: their share raised ExfilSpread). The answer:
+ * left_to_evaluate's with novel bytes or a tool found (`evaluate`: the flow's evaluation may raise), else None; NULL
+ * with an exception. */
 static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *payload,
                               PyObject *flow, PyObject *current, int has_tool, Py_ssize_t novel, Py_ssize_t before,
                               int spreads, int evaluate, Py_ssize_t charged, int told)
@@ -1849,19 +1924,14 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     if (repeated)
         novel = 0;
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    if (!has_tool) {
-        PyObject *answer = observe_tool(self, pkt, payload, current);
-        if (answer == NULL || answer != Py_None) { /* the Python detector finishes the request (_after_tool) */
-            PyObject *finish = answer == NULL ? NULL : Py_BuildValue("(OOn)", flow, answer, novel);
-            Py_XDECREF(answer);
-            return finish;
-        }
-        Py_DECREF(answer);
-    }
+    int recognised = has_tool ? 0 : tool_seen(self, pkt, flow, payload, current);
+    if (recognised < 0)
+        return NULL;
     if (self->matched && remember_request(self, state, pkt, current, SLOT(pkt, packet_slot[P_SEQ])) < 0)
         return NULL;
-    if (!novel) /* the header's bytes alone (last_novel holds them): the flow evaluated as for a payload's */
-        return !charged ? Py_NewRef(Py_None) : left_to_evaluate(self, state, flow, key, ts, told, evaluate);
+    if (!novel) /* the header's bytes alone (last_novel holds them), or a tool found: evaluated as for a payload's */
+        return !charged && !recognised ? Py_NewRef(Py_None)
+                                       : left_to_evaluate(self, state, flow, key, ts, told, evaluate);
     if (add_to_slot(flow, flow_slot[F_CHANGED_REQUESTS], one) < 0)
         return NULL;
     return novel_added(self, state, pkt, flow, key, novel, before, spreads, told, evaluate);
@@ -2411,8 +2481,8 @@ done:
  * the reference's types; the requests' flow (the other direction), if any, too; the payload is not empty, no template
  * may explain it (explain_may_match: explain is not asked) and it differs from the flow's last. Then, in _on_reply's
  * order: the flow made (counted) or touched, its reply bytes, the requests' flow's received bytes, the reply counted
- * unpaired, its sketch kept, the tool tracker unless the flow has a tool (an answer: (flow, answer, novel) for
- * Detector._after_tool), the reply counted as differing, its novel bytes (all of a new flow's; novel_between the
+ * unpaired, its sketch kept, the tool tracker unless the flow has a tool (tool_seen, asked without the rest's
+ * hash, as _on_reply asks), the reply counted as differing, its novel bytes (all of a new flow's; novel_between the
  * flow's last) added as _add_novel adds them, with their share of the hosts' memories while the flow is under
  * novel_bytes_threshold and not allowlisted (spread_share), and left_to_evaluate's answer. False: nothing changed. */
 static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
@@ -2464,15 +2534,9 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
         goto done;
     state->counts[S_UNPAIRED_REPLIES]++;
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    if (PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) == 0) {
-        PyObject *answer = observe_tool(self, pkt, payload, Py_None); /* _recognise_tool(flow, pkt): no rest */
-        if (answer == NULL || answer != Py_None) { /* the Python detector finishes the reply (_after_tool) */
-            result = answer == NULL ? NULL : Py_BuildValue("(OOn)", flow, answer, novel);
-            Py_XDECREF(answer);
-            goto done;
-        }
-        Py_DECREF(answer);
-    }
+    if (PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) == 0
+        && tool_seen(self, pkt, flow, payload, Py_None) < 0) /* _recognise_tool(flow, pkt): no rest */
+        goto done;
     if (add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) == 0) {
         int unlisted = allowlisted == Py_False;
         result = novel_added(self, state, pkt, flow, key, novel, novel_bytes, unlisted, 0, unlisted);
@@ -2489,8 +2553,8 @@ done:
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
  * novel_bytes_threshold their share given to the hosts' memories (the detector's _spread, spread_share). Returns
  * False (nothing changed), None (no novel bytes after all: a payload the host sent lately), left_to_evaluate's answer
- * (True, (), or (flow,) for Detector._finish to evaluate the flow), or (flow, answer, novel) for
- * Detector._after_tool. Without first_requests only flows past the threshold are taken (a share of the hosts'
+ * (True, (), or (flow,) for Detector._finish to evaluate the flow). Without first_requests only flows past the
+ * threshold are taken (a share of the hosts'
  * memories needs its settings). `header`: the request's header, not its flow's next (in step, the same size), what
  * it carried charged first (header_apply: Detector._header); NULL: only the flow's last sequence number moves on.
  * `options`: the request's IP options, charged after the header (options_apply), or NULL: none. */
@@ -2604,10 +2668,10 @@ static int may_be_fields(Detector *state, const NovelRequests *novel_cfg, PyObje
  * the sender's memory does not remember the payload, and where it names another peer, the payload cannot read as
  * counters or clocks against that flow's last (may_be_fields). Then, in _on_request's order: the flow made (_new_flow,
  * counted), its first request's header kept (_header), its sketch, the sender's memory touched (its last peer, the
- * payload remembered), the tool tracker (an answer: (flow, answer, novel) for Detector._after_tool), the request
+ * payload remembered), the tool tracker (tool_seen), the request
  * remembered for its reply, its novel bytes (all of them: nothing to compare) added and their share given to the
  * hosts' memories by the detector's own _spread, which may raise ExfilSpread (the detector's clock written first:
- * _spread reads it). Returns False (nothing changed), or (flow,): Detector._finish evaluates the flow. */
+ * _spread reads it). Returns False (nothing changed), or left_to_evaluate's answer. */
 static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                PyObject *options)
 {
@@ -2791,22 +2855,15 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
             goto done;
     }
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    PyObject *answer = Py_None;
-    if (PyUnicode_GET_LENGTH(tool) == 0) {
-        answer = observe_tool(self, pkt, payload, SLOT(flow, flow_slot[F_LAST_SKETCH]));
-        if (answer == NULL)
-            goto done;
-        if (answer != Py_None) { /* the Python detector finishes the request (Detector._after_tool) */
-            result = PyTuple_Pack(2, flow, answer);
-            Py_DECREF(answer);
-            goto done;
-        }
-        Py_DECREF(answer);
-    }
+    int recognised = PyUnicode_GET_LENGTH(tool) != 0 ? 0 : tool_seen(self, pkt, flow, payload,
+                                                                      SLOT(flow, flow_slot[F_LAST_SKETCH]));
+    if (recognised < 0)
+        goto done;
     if (self->matched
         && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH]), SLOT(pkt, packet_slot[P_SEQ])) < 0)
         goto done;
-    result = Py_NewRef(Py_None);
+    /* Detector._request_done: a tool found, the flow evaluated (nothing novel: no share, nothing told) */
+    result = recognised ? left_to_evaluate(self, state, flow, key, ts, 0, 1) : Py_NewRef(Py_None);
 done:
     Py_DECREF(flow);
     Py_DECREF(key);
@@ -2815,13 +2872,11 @@ done:
 }
 
 PyDoc_STRVAR(handle_doc,
-             "handle(pkt) -> None | True | False | (flow,) | (flow, answer[, novel])\n\n"
+             "handle(pkt) -> None | True | False | () | (flow,)\n\n"
              "None: the packet was handled as Detector.process would (no notice is due). True: the same, and it\n"
              "carried novel bytes (the detector's last_novel). False: it is not one this path takes, and nothing\n"
-             "changed. (flow,): a new flow's first request handled, its novel bytes added (last_novel), for\n"
-             "Detector._finish to evaluate the flow. (flow, answer[, novel]): an echo request handled up to the tool\n"
-             "tracker, which answered `answer` (its C observe's result), for Detector._after_tool to finish (with its\n"
-             "novel bytes).");
+             "changed. (): handled, what its flow's evaluation raised (or a share of the hosts' memories) due, for\n"
+             "Detector._finish to hand out. (flow,): handled up to the flow's evaluation, for Detector._finish.");
 
 /* handle()'s answer for one packet, with the detector's state read (detector_state) and not yet written back. */
 static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
@@ -3812,7 +3867,7 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
-        || intern(&str_buckets, "buckets") < 0
+        || intern(&str_buckets, "buckets") < 0 || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
         || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)

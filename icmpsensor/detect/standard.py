@@ -61,6 +61,10 @@ SPREAD_MSGS = {  # ExfilSpread, as a sender (to its peers) or as a receiver (fro
             "the latest from {src}.",
 }
 SLOW_MSG = "Slow exfil: {total} of novel data {between} within {hours:g} h, in packets spread over many flows. {span}"
+# The notes _evaluate raises from a flow's counters alone, in its order, with their msg: the C path raises them
+# (_fastflows.c raise_due) where _evaluate would, the bits given in the same order (_novel_requests).
+EVALUATED_NOTES = ((DATA_EXFIL, EXFIL_MSG), (ASYM_PAYLOAD, ASYM_MSG), (ASYM_PAYLOAD_FLOW, CHANGES_MSG),
+                   (TUNNEL, TUNNEL_MSG), (NON_ECHO_PAYLOAD, NONECHO_MSG))
 
 # The notes' bits in Flow.alerted, as module constants for the per-packet path.
 _EXFIL, _ASYM, _CHANGES = DATA_EXFIL.bit, ASYM_PAYLOAD.bit, ASYM_PAYLOAD_FLOW.bit
@@ -281,25 +285,26 @@ class Detector(FlowDetector):
     def _fast_path(self) -> object | None:
         """The C path for echo messages that change no decision (detect/_fastflows.c), for this configuration;
         None when it is not built or turned off, or the tool tracker is the Python one (it calls the C one's
-        observe)."""
+        observe, and the tracker's finish for an answer other than None)."""
         tools = self._tools
         if _fastflows is None or not self._accelerated or not isinstance(tools, tunnels.FastToolTracker):
             return None
         cfg = self.cfg
-        return _fastflows.FastPath(vars(self), tools._c.observe, self._ignored_payloads, self._max_flows,
+        return _fastflows.FastPath(vars(self), tools._c.observe, tools.finish, self._ignored_payloads, self._max_flows,
                                    cfg.max_pending_requests, self._matched, cfg.timestamp_tolerance, cfg.clock_jitter,
                                    self._novel_requests(), self._first_requests(), self._flow_ends())
 
     def _first_requests(self) -> tuple[object, ...]:
         """What the C path needs to make a new flow (flows.NEW_FLOW) and to do _spread's work beside what
         _novel_requests gives (the senders' table): the receivers' table, its settings and limits; _spread_notice,
-        called where ExfilSpread is due; and what _raise reads to raise DataExfil where it is due alone (the note, its
-        msg, the profile's EXTRA, the due notices, the payload's and non-echo messages' channels, NOVEL)."""
+        called where ExfilSpread is due; and what _raise reads to raise what _evaluate finds due (EVALUATED_NOTES' names
+        and msgs, the profile's EXTRA, the due notices, the payload's and non-echo messages' channels, NOVEL)."""
         cfg = self.cfg
         return (NEW_FLOW, self._spread_notice, self._receivers, "to", "from",
                 float(cfg.slow_exfil_window), cfg.spread_min_peers, cfg.spread_min_bytes,
                 bool(self._enabled & EXFIL_SPREAD.bit), SPREAD_PEERS_KEPT, SPREAD_PEER_ENTRIES,
-                DATA_EXFIL.name, EXFIL_MSG, self.EXTRA, self._due, PAYLOAD_CHANNEL, NONECHO_CHANNEL, self.NOVEL)
+                tuple((note.name, msg) for note, msg in EVALUATED_NOTES), self.EXTRA, self._due, PAYLOAD_CHANNEL,
+                NONECHO_CHANNEL, self.NOVEL)
 
     def _flow_ends(self) -> tuple[object, ...]:
         """What the C path needs to end a flow as _flow_ended does (FastPath.flow_ended), and to evict one as
@@ -364,9 +369,9 @@ class Detector(FlowDetector):
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined
-        (False), processed here; a request with novel bytes handled up to its evaluation ((flow,)), evaluated here
-        as _request_done would, or with what its evaluation raises raised in C (()), handed out; or a request the C
-        tool tracker answered ((flow, answer[, novel])), finished here.
+        (False), processed here; a message with novel bytes (or whose tool was just found) handled up to its
+        evaluation ((flow,)), evaluated here as _request_done would, or with what its evaluation raises raised in C
+        (()), handed out.
         The C path declines a packet that moves the clock to a sweep: the sweep is done here, as _process does it
         first, and the packet offered to the C path again (a ping's next request crosses a sweep every second)."""
         if answer is True:
@@ -378,11 +383,9 @@ class Detector(FlowDetector):
                 return self._handed_out(self._due)
         if answer is False:
             return self._process(pkt)
-        if len(answer) < 2:  # type: ignore[arg-type]
-            if answer and self._realtime:  # (): DataExfil due alone, raised in C, or ExfilSpread, or nothing
-                self._evaluate(answer[0], pkt.ts, self._due)  # type: ignore[index]
-            return self._handed_out(self._due)  # a flow over max_flows evicted, as _process does
-        return self._after_tool(pkt, *answer)  # type: ignore[misc]
+        if answer and self._realtime:  # (): what was due raised in C, or ExfilSpread, or nothing
+            self._evaluate(answer[0], pkt.ts, self._due)  # type: ignore[index]
+        return self._handed_out(self._due)  # a flow over max_flows evicted, as _process does
 
     def _process(self, pkt: IcmpPacket) -> Sequence[Notice]:
         """process() in Python: the reference for every packet, and what the C path declines."""
@@ -418,20 +421,6 @@ class Detector(FlowDetector):
             due.clear()
             return notices
         return NO_NOTICES
-
-    def _after_tool(self, pkt: IcmpPacket, flow: Flow, answer: object, novel: int = 0) -> Sequence[Notice]:
-        """An echo request or an unpaired reply the C path handled up to the tool tracker, which answered `answer`:
-        what _on_request does from its _recognise_tool on, for a request with `novel` bytes; what _on_reply does
-        from its _recognise_tool on, for a reply (the tracker asked without the rest's hash, as _on_reply asks)."""
-        due = self._due
-        if pkt.is_echo_reply:
-            self._tool_found(flow, self._tools.finish(answer, pkt))  # type: ignore[attr-defined]
-            self._reply_done(flow, pkt, novel, due)
-            return self._handed_out(due)
-        current = flow.last_sketch
-        recognised = self._tool_found(flow, self._tools.finish(answer, pkt, current[1]))  # type: ignore[attr-defined,index]
-        self._request_done(flow, pkt, current, novel, recognised, due)
-        return self._handed_out(due)
 
     def _on_request(self, pkt: IcmpPacket, ts: float, due: list[Notice]) -> None:
         src, dst, payload = pkt.src, pkt.dst, pkt.payload
