@@ -1478,11 +1478,12 @@ static int tagged_notice(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
     return failed ? -1 : 0;
 }
 
-/* Detector._raise(flow, ts, note, msg, due) for each note of `due` (evaluation_due's bits, none of them the flow's
- * alerted yet) in _evaluate's order, each in _raise's: the flow's alerted bit, _raised's reported_until where the note
- * reports the pair (the path raises only where alerting is realtime), then _notice's: the detector's notices
- * counted, the tags (channel_tags, the flow's tool), the flow's uid (ensure_uid), the notice made by flow_notice, onto
- * the due notices. 1 raised, 0 where the flow or a bit is not one this knows (Python's), -1 with an exception. */
+/* Detector._raise(flow, ts, note, msg, due) for each note of `due` (evaluation_due's bits: of the N_RAISED notes
+ * alone, none of them the flow's alerted yet) in _evaluate's order, each in _raise's: the flow's alerted bit,
+ * _raised's reported_until where the note reports the pair (the path raises only where alerting is realtime), then
+ * _notice's: the detector's notices counted, the tags (channel_tags, the flow's tool), the flow's uid (ensure_uid),
+ * the notice made by flow_notice, onto the due notices. 1 raised, 0 where the flow is not one this knows (Python's),
+ * -1 with an exception. */
 static int raise_due(FastPath *self, Detector *state, PyObject *flow, PyObject *ts, long due)
 {
     const Exfil *ex = &self->exfil;
@@ -1490,10 +1491,8 @@ static int raise_due(FastPath *self, Detector *state, PyObject *flow, PyObject *
     const long bits[N_RAISED] = {[RAISED_EXFIL] = novel->exfil, [RAISED_ASYM] = novel->asym,
                                  [RAISED_CHANGES] = novel->changes, [RAISED_TUNNEL] = novel->tunnel,
                                  [RAISED_NONECHO] = novel->nonecho};
-    long known = 0, alerted;
-    for (int i = 0; i < N_RAISED; i++)
-        known |= bits[i];
-    if (ex->notes == NULL || (due & ~known) != 0 || !flow_tags_known(flow)
+    long alerted;
+    if (ex->notes == NULL || !flow_tags_known(flow)
         || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0 || SLOT(flow, flow_slot[F_REPORTED_UNTIL]) == NULL)
         return 0;
     for (int i = 0; i < N_RAISED; i++) {

@@ -963,6 +963,27 @@ def test_a_tools_request_is_finished_in_c(shape: str) -> None:
 
 
 @needs_c
+def test_a_tool_found_on_a_request_with_nothing_novel_has_its_flow_evaluated_in_c() -> None:
+    """Detector._request_done evaluates the flow where the tool tracker found a tool, even on a request that added no
+    novel bytes (a payload its sender sent lately to another peer: SpreadMemory.seen): the C path too, the Tunnel
+    raised there; with Tunnel off, nothing is due and the request is handled, not novel (no bytes for the evidence
+    recorder to weigh). The notices and state are the reference's after every packet."""
+    rng = random.Random(28)
+    inner = craft.ipv4("192.168.5.5", "198.51.100.7", 17, rng.randbytes(120))
+    packets = [corpus.echo(T0, "10.4.0.1", "10.4.0.3", True, 5, 1, inner),  # the tunnel's packet, to another peer
+               corpus.echo(T0 + 0.1, "10.4.0.1", "10.4.0.2", True, 5, 1, rng.randbytes(120)),
+               corpus.echo(T0 + 0.2, "10.4.0.1", "10.4.0.2", True, 5, 2, inner)]  # sent lately: nothing novel
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    notes = [[n.note for n in reference.process(p)] for p in packets]
+    assert "ICMP::ICMP_Tunnel" in notes[2] and reference.last_novel == 0, notes
+    counting = run_both(packets)
+    assert counting.answers[id(packets[2])] == "handed out", counting.answers
+    quiet = dataclasses.replace(DetectionConfig(), notices=NoticeSwitches(tunnel=False))
+    counting = run_both(packets, quiet)
+    assert counting.answers[id(packets[2])] == "handled", counting.answers
+
+
+@needs_c
 @pytest.mark.parametrize("case", ["non-echo", "timestamps", "changed requests", "non-echo and exfil"])
 def test_a_flows_evaluation_raises_every_note_due_in_c(case: str) -> None:
     """Detector._evaluate in C wherever it raises what it finds due without reading the pair's memory (SlowExfil
