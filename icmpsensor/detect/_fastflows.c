@@ -220,10 +220,12 @@ static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
-static PyObject *str_tool, *str_evidence; /* tool_finished's (tunnels.ToolMatch) */
+static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
+static PyObject *str_format; /* reason_of's */
 static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */
+static PyObject *empty_str; /* '' */
 
 /* A small int slot's value, or -1 (with no exception) when it is not an exact int that fits a long. */
 static int long_slot(PyObject *obj, Py_ssize_t offset, long *out)
@@ -334,6 +336,17 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
 
 /* -- FastPath --------------------------------------------------------------------------------------------- */
 
+/* What other_message judges itself (nonecho.c_judged; nonecho's functions its reference: _echo_code, _v4's fixed body
+ * and _timestamp_fields) and asks nonecho.unexplained_bytes about otherwise. */
+typedef struct {
+    PyObject *unexplained;   /* nonecho.unexplained_bytes: any other message's */
+    long nmap_code;          /* nmap's IE probe, this code with these bytes, is free (_echo_code) */
+    PyObject *nmap_payload;
+    PyObject *echo_code, *timestamp, *beyond; /* the reasons (str.format templates) */
+    Py_ssize_t timestamp_body; /* a timestamp message's body past the ICMP header (_FIXED_V4[13]) */
+    long long ms_per_day;
+} Judged;
+
 /* What the novel-request path (novel_request) reads: Detector._novel_requests' tuple. */
 typedef struct {
     PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
@@ -348,7 +361,7 @@ typedef struct {
     long small_secret_bytes, small_secret_payloads;
     PyObject *host_memory;  /* standard.SpreadMemory(0.0): HostTable.touch's new memory, its `since` the packet's ts */
     int unpaired_on;        /* UnpairedEchoReply is on (Detector._unpaired raises it): unpaired_reply declines */
-    PyObject *unexplained;  /* nonecho.unexplained_bytes (other_message) */
+    Judged judged;          /* what other_message judges itself and asks the rest of (nonecho.c_judged) */
     Py_ssize_t since_slot;  /* the offset of its `since` */
 } NovelRequests;
 
@@ -415,7 +428,8 @@ typedef struct {
     X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
     X(spread.to) X(spread.from) X(spread.window) X(exfil.notes) X(exfil.extra)    X(exfil.due)            \
     X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
-    X(novel.host_memory) X(novel.unexplained)
+    X(novel.host_memory) X(novel.judged.unexplained) X(novel.judged.nmap_payload)                    \
+    X(novel.judged.echo_code) X(novel.judged.timestamp) X(novel.judged.beyond)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -510,22 +524,32 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     }
     NovelRequests parsed = {0};
+    PyObject *judged = NULL;
     if (novel != Py_None
-        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllOpO;novel_requests: (explain, random_padding, senders, "
+        && !PyArg_ParseTuple(novel, "OOOllllllllllllllllllOpO!;novel_requests: (explain, random_padding, senders, "
                                     "field_novel, payloads_kept, max_uptime, max_pattern, enabled, 4 thresholds, "
                                     "7 bits, "
                                     "small_secret_bytes, small_secret_payloads, SpreadMemory(0.0), "
-                                    "UnpairedEchoReply on, unexplained_bytes)",
+                                    "UnpairedEchoReply on, nonecho.c_judged())",
                              &parsed.explain, &parsed.random_padding, &parsed.senders, &parsed.field_novel,
                              &parsed.payloads_kept, &parsed.max_uptime, &parsed.max_pattern,
                              &parsed.enabled, &parsed.novel_threshold, &parsed.reply_differs_threshold,
                              &parsed.changed_requests_threshold, &parsed.nonecho_threshold, &parsed.exfil,
                              &parsed.asym, &parsed.changes, &parsed.tunnel, &parsed.nonecho, &parsed.slow,
                              &parsed.reports_pair, &parsed.small_secret_bytes, &parsed.small_secret_payloads,
-                             &parsed.host_memory, &parsed.unpaired_on, &parsed.unexplained))
+                             &parsed.host_memory, &parsed.unpaired_on, &PyTuple_Type, &judged))
         return -1;
-    if (parsed.explain != NULL && !PyCallable_Check(parsed.unexplained)) {
-        PyErr_SetString(PyExc_TypeError, "novel_requests: unexplained_bytes must be callable");
+    Judged *j = &parsed.judged;
+    if (judged != NULL
+        && !PyArg_ParseTuple(judged, "OlO!UUUnL;nonecho.c_judged(): (unexplained_bytes, nmap's IE code, its payload, "
+                                     "the echo code's, timestamps' and beyond's reasons, the timestamp body, "
+                                     "a day's milliseconds)",
+                             &j->unexplained, &j->nmap_code, &PyBytes_Type, &j->nmap_payload, &j->echo_code,
+                             &j->timestamp, &j->beyond, &j->timestamp_body, &j->ms_per_day))
+        return -1;
+    if (parsed.explain != NULL && (!PyCallable_Check(j->unexplained) || j->timestamp_body < 12 || j->ms_per_day < 1)) {
+        PyErr_SetString(PyExc_TypeError, "novel_requests: unexplained_bytes must be callable, the timestamp body "
+                                         "hold its three fields, a day last");
         return -1;
     }
     static const char *const since[] = {"since"}, *const buckets[] = {"buckets"};
@@ -2380,11 +2404,155 @@ static int options_apply(FastPath *self, Detector *state, PyObject *pkt, PyObjec
     return 0;
 }
 
+/* -- what other_message judges itself (nonecho.c_judged; nonecho's functions the reference) ------------------- */
+
+/* nonecho._time_of_day: `value` milliseconds since midnight UT within `tolerance` seconds of the capture time `ts`.
+ * 1, 0, or -1 with ValueError where the reference's int() of the time of day fails (a capture time not finite). */
+static int time_of_day(const Judged *j, long long value, double ts, double tolerance)
+{
+    if (value >= j->ms_per_day)
+        return 0;
+    if (!isfinite(ts)) {
+        PyErr_SetString(PyExc_ValueError, "cannot convert float NaN to integer");
+        return -1;
+    }
+    long long offset = (value - (long long)(py_mod(ts, (double)(j->ms_per_day / 1000)) * 1000.0)) % j->ms_per_day;
+    if (offset < 0) /* Python's % of ints: the divisor's sign */
+        offset += j->ms_per_day;
+    long long other = j->ms_per_day - offset;
+    return (double)(offset < other ? offset : other) <= tolerance * 1000.0;
+}
+
+/* nonecho._replier_time: a reply's receive time, a time of day in either byte order or RFC 792's high-bit value. */
+static int replier_time(const Judged *j, long long value)
+{
+    return value >= 1LL << 31 || value < j->ms_per_day || (long long)__builtin_bswap32((uint32_t)value) < j->ms_per_day;
+}
+
+/* nonecho._soon_after: a reply's transmit time, its receive time or up to a second after it, in either byte order. */
+static int soon_after(long long transmit, long long receive)
+{
+    long long swapped = (long long)__builtin_bswap32((uint32_t)transmit) - __builtin_bswap32((uint32_t)receive);
+    return (0 <= transmit - receive && transmit - receive <= 1000) || (0 <= swapped && swapped <= 1000);
+}
+
+/* nonecho._timestamp_fields on a timestamp request's (`request`) or reply's body p[0:n] (n at most the body's size):
+ * the bytes of its originate, receive and transmit fields that hold no time; -1 with an exception. */
+static long timestamp_fields(const Judged *j, const unsigned char *p, Py_ssize_t n, int request, double ts,
+                             double tolerance)
+{
+    long long seen[3], receive = 0;
+    long bad = 0;
+    int n_seen = 0;
+    for (Py_ssize_t offset = 4; offset <= 12 && offset < n; offset += 4) {
+        long long value = 0;
+        for (Py_ssize_t i = offset; i < offset + 4; i++)
+            value = value << 8 | (i < n ? p[i] : 0); /* _field: the missing bytes read as zero */
+        int free;
+        if (request || offset == 4) {
+            free = value == 0;
+            for (int k = 0; !free && offset == 12 && k < n_seen; k++)
+                free = seen[k] == value;
+            if (!free && offset == 4 && (free = time_of_day(j, value, ts, tolerance)) < 0)
+                return -1;
+        } else if (offset == 8) {
+            free = replier_time(j, value);
+            receive = value;
+        } else {
+            free = soon_after(value, receive);
+        }
+        if (!free)
+            bad += n - offset < 4 ? (long)(n - offset) : 4;
+        seen[n_seen++] = value;
+    }
+    return bad;
+}
+
+/* A reason made from its template (str.format) and `count` ints. */
+static PyObject *reason_of(PyObject *template, int count, const long long *values)
+{
+    PyObject *args[3] = {NULL, NULL, NULL}, *made = NULL;
+    int failed = 0;
+    for (int i = 0; i < count; i++)
+        failed |= (args[i] = PyLong_FromLongLong(values[i])) == NULL;
+    if (!failed)
+        made = PyObject_VectorcallMethod(str_format, (PyObject *[]){template, args[0], args[1], args[2]},
+                                         (size_t)count + 1, NULL);
+    for (int i = 0; i < count; i++)
+        Py_XDECREF(args[i]);
+    return made;
+}
+
+/* nonecho.unexplained_bytes(pkt, tolerance) (its reference) for an echo request with the code `coded` (_echo_code:
+ * nmap's IE probe free, else the code and the payload unless a template explains it) or an IPv4 timestamp message
+ * (_v4: its body's fields, _timestamp_fields, and the bytes beyond the body), judged here: 1 with *novel and *reason
+ * (a new reference), 0 for any other message (the function's to judge), -1 with an exception. */
+static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long coded, long *novel, PyObject **reason)
+{
+    const Judged *j = &self->novel.judged;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(payload);
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    long icmp_type;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    if (long_slot(pkt, packet_slot[P_TYPE], &icmp_type) < 0 || !PyFloat_CheckExact(ts))
+        return 0;
+    *novel = 0;
+    *reason = NULL;
+    if (coded) {
+        if (coded == j->nmap_code && n == PyBytes_GET_SIZE(j->nmap_payload)
+            && memcmp(p, PyBytes_AS_STRING(j->nmap_payload), (size_t)n) == 0) {
+            *reason = Py_NewRef(empty_str);
+            return 1;
+        }
+        int explained = n == 0 ? 1 : template_explains(&self->novel, payload, ts);
+        if (explained < 0)
+            return -1;
+        *novel = 1 + (explained ? 0 : (long)n);
+        long long code = coded;
+        *reason = reason_of(j->echo_code, 1, &code);
+        return *reason == NULL ? -1 : 1;
+    }
+    if (SLOT(pkt, packet_slot[P_IPV6]) == Py_True || (icmp_type != 13 && icmp_type != 14))
+        return 0;
+    Py_ssize_t body = n < j->timestamp_body ? n : j->timestamp_body;
+    long fields = n == 0 ? 0 : timestamp_fields(j, p, body, icmp_type == 13, PyFloat_AS_DOUBLE(ts), self->tolerance);
+    if (fields < 0)
+        return -1;
+    long long beyond[3] = {n - body, j->timestamp_body, icmp_type};
+    *novel = (long)beyond[0] + fields;
+    *reason = beyond[0] ? reason_of(j->beyond, 3, beyond) : Py_NewRef(fields ? j->timestamp : empty_str);
+    return *reason == NULL ? -1 : 1;
+}
+
+PyDoc_STRVAR(timestamp_bytes_doc,
+             "timestamp_bytes(payload, request, ts, tolerance) -> (fields, beyond)\n\n"
+             "other_message's judge of an IPv4 timestamp message: the unexplained bytes of its body's fields\n"
+             "(nonecho._timestamp_fields, the reference) and the bytes beyond its body (nonecho._v4's).");
+
+static PyObject *fast_timestamp_bytes(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    const Judged *j = &self->novel.judged;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyFloat_Check(args[2]) || !PyFloat_Check(args[3])
+        || j->unexplained == NULL) {
+        PyErr_SetString(PyExc_TypeError, "timestamp_bytes(payload: bytes, request, ts: float, tolerance: float), on "
+                                         "a path given novel_requests");
+        return NULL;
+    }
+    int request = PyObject_IsTrue(args[1]);
+    if (request < 0)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]), body = n < j->timestamp_body ? n : j->timestamp_body;
+    long fields = timestamp_fields(j, p, body, request, PyFloat_AS_DOUBLE(args[2]), PyFloat_AS_DOUBLE(args[3]));
+    return fields < 0 ? NULL : Py_BuildValue("(ln)", fields, n - body);
+}
+
 /* A non-echo message (benign_error did not pass it), or an echo request with a code other than 0 (`coded`, that code):
  * Detector._on_other, when none of what only the Python detector takes is in it. Checked before anything changes:
  * the path takes novel requests and makes flows (novel_requests and first_requests given); a new flow's pair
  * may_make_flow, a flow the table has is of the reference's types; nonecho.unexplained_bytes (which changes nothing)
- * asked as the reference asks it, its answer an int and a str. Then, in _on_other's order: a coded request remembered
+ * judged here for an echo request with a code and a timestamp message (judged_here), else asked as the reference asks
+ * it, its answer an int and a str. Then, in _on_other's order: a coded request remembered
  * for its reply (matched pairing: remember_request, its key's echo_key with the code); none of its bytes unexplained:
  * counted, as _on_other returns; else the flow made (counted) or touched, its message and other bytes, its non-echo
  * novel bytes and first reason, the novel bytes added as _add_novel adds them with their share of the hosts'
@@ -2402,6 +2570,7 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key), *answer = NULL, *result = NULL, *size = NULL;
     PyObject *echo = NULL; /* a coded request's flows.echo_key (seq | code << 16), its reply's to pair with */
+    PyObject *reason = NULL; /* why its bytes are unexplained */
     long novel_bytes = 0, novel = 0, seq;
     PyObject *allowlisted = Py_False;
     if (flow == NULL) {
@@ -2424,18 +2593,25 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
         result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
         goto done;
     }
-    PyObject *args[2] = {pkt, novel_cfg->tolerance};
-    answer = PyObject_Vectorcall(novel_cfg->unexplained, args, 2, NULL);
-    if (answer == NULL)
+    int here = judged_here(self, pkt, payload, coded, &novel, &reason);
+    if (here < 0)
         goto done;
-    PyObject *reason = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 1) : NULL;
-    int overflow = 0;
-    if (reason != NULL && PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)))
-        novel = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(answer, 0), &overflow);
-    if (reason == NULL || !PyUnicode_CheckExact(reason) || !PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)) || overflow
-        || novel < 0) {
-        result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
-        goto done;
+    if (!here) { /* nonecho.unexplained_bytes asked */
+        PyObject *args[2] = {pkt, novel_cfg->tolerance};
+        answer = PyObject_Vectorcall(novel_cfg->judged.unexplained, args, 2, NULL);
+        if (answer == NULL)
+            goto done;
+        reason = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 1) : NULL;
+        int overflow = 0;
+        if (reason != NULL && PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)))
+            novel = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(answer, 0), &overflow);
+        if (reason == NULL || !PyUnicode_CheckExact(reason) || !PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0))
+            || overflow || novel < 0) {
+            reason = NULL;
+            result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+            goto done;
+        }
+        Py_INCREF(reason);
     }
     /* taken: what _on_other changes, in its order */
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
@@ -2469,6 +2645,7 @@ done:
     Py_DECREF(key);
     Py_XDECREF(echo);
     Py_XDECREF(answer);
+    Py_XDECREF(reason);
     Py_XDECREF(size);
     return result;
 }
@@ -3394,6 +3571,7 @@ static PyMethodDef fast_methods[] = {
     {"run", (PyCFunction)(void (*)(void))fast_run, METH_FASTCALL, run_doc},
     {"flow_ended", (PyCFunction)(void (*)(void))fast_flow_ended, METH_FASTCALL, flow_ended_doc},
     {"flows_ended", (PyCFunction)(void (*)(void))fast_flows_ended, METH_FASTCALL, flows_ended_doc},
+    {"timestamp_bytes", (PyCFunction)(void (*)(void))fast_timestamp_bytes, METH_FASTCALL, timestamp_bytes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3441,7 +3619,7 @@ static const char *const NEW_FLOW_FIELDS[N_NEW_FLOW] = {"src", "dst", "start", "
 #define MAX_FLOW_FIELDS 64
 
 static PyTypeObject *notice_type, *text_type;
-static PyObject *addr_text_func, *empty_str;
+static PyObject *addr_text_func;
 static unsigned char v4_embeddable[16]; /* notice.text.V4_EMBEDDABLE: IPv6 addresses starting so are addr_text's */
 static Py_ssize_t v4_embeddable_len = 16;
 typedef struct {
@@ -3867,6 +4045,7 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
         || intern(&str_buckets, "buckets") < 0 || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
+        || intern(&str_format, "format") < 0
         || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)

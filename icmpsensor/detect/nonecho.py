@@ -60,6 +60,19 @@ _MS_PER_DAY = 86_400_000
 # crafted message: a 60 KB datagram of one-byte names cost 57 ms of the detector when walked whole.
 MAX_WALKED = 256
 _ECHO_TYPES = frozenset((0, 8, 128, 129))
+# The reasons of an echo request with a code and of a fixed body's fields and the bytes beyond it (str.format).
+ECHO_CODE_REASON = "echo with code {}"
+TIMESTAMP_REASON = "timestamp fields that are not times of day"
+BEYOND_REASON = "{} bytes beyond the {}-byte body of type {}"
+
+
+def c_judged() -> tuple[object, ...]:
+    """What detect/_fastflows.c other_message needs to judge an echo request with a code (_echo_code) and an IPv4
+    timestamp message (_v4, _timestamp_fields) itself, these functions its reference, and to ask unexplained_bytes
+    about any other message: the function, nmap's IE probe, the reasons, the timestamp body's size, a day's
+    milliseconds."""
+    return (unexplained_bytes, _NMAP_IE_CODE, _NMAP_IE_PAYLOAD, ECHO_CODE_REASON, TIMESTAMP_REASON, BEYOND_REASON,
+            _FIXED_V4[13], _MS_PER_DAY)
 
 
 def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, str]:
@@ -87,7 +100,7 @@ def _echo_code(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, 
     if pkt.icmp_code == _NMAP_IE_CODE and payload == _NMAP_IE_PAYLOAD:
         return 0, ""
     explained = not payload or fingerprints.explain(payload, pkt.ts, tolerance=tolerance) is not None
-    return 1 + (0 if explained else len(payload)), f"echo with code {pkt.icmp_code}"
+    return 1 + (0 if explained else len(payload)), ECHO_CODE_REASON.format(pkt.icmp_code)
 
 
 def _whole_if(problem: str, payload: bytes) -> tuple[int, str]:
@@ -107,7 +120,7 @@ def _v4(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
     beyond = max(0, len(payload) - size)
     fields, reason = _body_fields(kind, payload[:size], pkt.ts, tolerance)
     if beyond:
-        return beyond + fields, f"{beyond} bytes beyond the {size}-byte body of type {kind}"
+        return beyond + fields, BEYOND_REASON.format(beyond, size, kind)
     return fields, reason
 
 
@@ -177,7 +190,7 @@ def _timestamp_fields(request: bool, body: bytes, ts: float, tolerance: float) -
         if not free:
             bad += min(4, len(body) - offset)
         seen.add(value)
-    return (bad, "timestamp fields that are not times of day") if bad else (0, "")
+    return (bad, TIMESTAMP_REASON) if bad else (0, "")
 
 
 def _swap32(value: int) -> int:

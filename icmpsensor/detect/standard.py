@@ -327,7 +327,7 @@ class Detector(FlowDetector):
                 cfg.nonecho_bytes_threshold,
                 _EXFIL, _ASYM, _CHANGES, _TUNNEL, _NONECHO, _SLOW, _REPORTS_PAIR,
                 cfg.small_secret_bytes, cfg.small_secret_payloads, SpreadMemory(0.0),
-                bool(self._enabled & UNPAIRED_ECHO_REPLY.bit), nonecho.unexplained_bytes)
+                bool(self._enabled & UNPAIRED_ECHO_REPLY.bit), nonecho.c_judged())
 
     # -- per packet --------------------------------------------------------------------------
     #
