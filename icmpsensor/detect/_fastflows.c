@@ -43,8 +43,12 @@
  *    and, past max_flows, the eviction after it (evict_flow: FlowDetector._evict_one, its victim's end flow_ended's);
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns;
- *  - any other non-echo message (other_message): nonecho.unexplained_bytes asked from here; nothing unexplained
- *    counted as above, else its flow made or touched with those bytes, up to its evaluation, as a request's.
+ *  - any other non-echo message, and an echo request with a code (other_message): judged here where it is a
+ *    timestamp message or a coded echo request (judged_here), else nonecho.unexplained_bytes asked from here;
+ *    nothing unexplained counted as above, else its flow made or touched with those bytes, up to its evaluation,
+ *    as a request's;
+ *  - whatever the flow's evaluation finds due but SlowExfil is raised here (raise_due), and a tool the tool
+ *    tracker recognises is finished here with the tracker's own finish (tool_seen).
  *
  * The timed case is fingerprints.explain's answer for five layouts, where explain would give it: iputils' 64-bit
  * struct timeval (little-endian) then the default fill, byte j = j (iputils ping/ping_common.c setup()), and
@@ -426,10 +430,10 @@ typedef struct {
  * parsed from fast_init's tuples (borrowed until taken), and novel.tolerance, which fast_init makes. */
 #define PARSED_OBJECTS(X)                                                                                         \
     X(flow_template) X(novel.explain) X(novel.random_padding) X(novel.senders) X(spread.notice) X(spread.receivers) \
-    X(spread.to) X(spread.from) X(spread.window) X(exfil.notes) X(exfil.extra)    X(exfil.due)            \
-    X(exfil.payload) X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg)               \
-    X(novel.host_memory) X(novel.judged.unexplained) X(novel.judged.nmap_payload)                    \
-    X(novel.judged.echo_code) X(novel.judged.timestamp) X(novel.judged.beyond)
+    X(spread.to) X(spread.from) X(spread.window) X(exfil.notes) X(exfil.extra) X(exfil.due) X(exfil.payload)       \
+    X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg) X(novel.host_memory)            \
+    X(novel.judged.unexplained) X(novel.judged.nmap_payload) X(novel.judged.echo_code) X(novel.judged.timestamp)   \
+    X(novel.judged.beyond)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);

@@ -317,8 +317,9 @@ class Detector(FlowDetector):
     def _novel_requests(self) -> tuple[object, ...]:
         """What the C path needs to take an echo request with novel bytes on a flow that no longer adds to the
         hosts' memories and whose evaluation would raise nothing (a reported exfiltration's next chunk): the
-        functions and the host table _novelty calls, what _add_novel and _evaluate compare, and a new host's
-        memory (HostTable.touch's: SpreadMemory(ts) is a copy of SpreadMemory(0.0) with since ts)."""
+        functions and the host table _novelty calls, what _add_novel and _evaluate compare, a new host's memory
+        (HostTable.touch's: SpreadMemory(ts) is a copy of SpreadMemory(0.0) with since ts), and what _on_other's
+        unexplained_bytes is restated and asked with (nonecho.c_judged)."""
         cfg = self.cfg
         return (fingerprints.explain, capacity.random_padding, self._senders, 3 * capacity.MAX_FIELD_BYTES,
                 PAYLOADS_KEPT, fingerprints.MAX_UPTIME, fingerprints.MAX_PATTERN,
