@@ -3506,8 +3506,9 @@ static void keys_left(PyObject **keys, Py_ssize_t at, Py_ssize_t count)
 }
 
 PyDoc_STRVAR(flows_ended_doc,
-             "flows_ended(flows, now, timeout, due) -> (ended, flow)\n\n"
-             "FlowDetector._end_flows' loop (its reference) for as long as this path ends each flow as flow_ended does:\n"
+             "flows_ended(flows, now, timeout, due, limit=-1) -> (ended, flow)\n\n"
+             "FlowDetector._end_flows' loop (its reference) for as long as this path ends each flow as flow_ended does,\n"
+             "`limit` flows at most (-1: no limit; the one handed back counts):\n"
              "the flows of `flows` (the detector's OrderedDict), oldest first, each removed and ended onto `due`: every\n"
              "one at `now` (timeout None: the flush), else those idle for `timeout` at `now` (last + timeout <= now), each\n"
              "at last + timeout (a sweep). `ended`: how many it ended; `flow`: the one it removed but leaves to the caller\n"
@@ -3517,8 +3518,12 @@ PyDoc_STRVAR(flows_ended_doc,
 
 static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "flows_ended(flows: OrderedDict, now: float, timeout: float | None, due: list)");
+    Py_ssize_t limit = nargs == 5 ? PyLong_AsSsize_t(args[4]) : -1;
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    if ((nargs != 4 && nargs != 5) || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3]) || limit < -1) {
+        PyErr_SetString(PyExc_TypeError, "flows_ended(flows: OrderedDict, now: float, timeout: float | None, due: list, "
+                                         "limit: int = -1)");
         return NULL;
     }
     PyObject *flows = args[0], *now = args[1], *timeout = args[2] == Py_None ? NULL : args[2], *due = args[3];
@@ -3526,7 +3531,7 @@ static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssiz
     PyObject *keys[OLDEST_BATCH], *handed = NULL;
     int failed = 0, stopped = !ends_flows(self) || !PyFloat_CheckExact(now)
                               || (timeout != NULL && !PyFloat_CheckExact(timeout));
-    while (!failed && !stopped && handed == NULL) {
+    while (!failed && !stopped && handed == NULL && ended != limit) {
         PyObject *key = next_oldest(flows, keys, &at, &count, &failed);
         if (key == NULL)
             break;

@@ -13,7 +13,7 @@ import itertools
 import operator
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 
@@ -40,6 +40,9 @@ NO_NOTICES: Sequence[Notice] = ()
 SWEEP_INTERVAL = 1.0
 # How many of the least recently active flows eviction compares.
 EVICTION_SCAN = 8
+# Flows the end of input ends at a time (flush_chunks): their notices are handed out (and a storm's folded) before the
+# next chunk's are made, so a flush holds a chunk's notices, not max_flows' (~0.9 KB a flow ended).
+FLUSH_CHUNK = 1024
 
 _UID_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Random bytes 0..247 map evenly onto the 62 characters (248 = 4 x 62); 248..255 are dropped.
@@ -275,9 +278,18 @@ class FlowDetector:
     def flush(self) -> list[Notice]:
         """End of input: evaluate and forget every flow."""
         due: list[Notice] = []
-        self._end_flows(due, self.now, None)
-        self._pending.clear()
+        for chunk in self.flush_chunks():
+            due += chunk
         return due
+
+    def flush_chunks(self) -> Iterator[list[Notice]]:
+        """flush(), FLUSH_CHUNK flows at a time, oldest first: each chunk's notices, made when the chunk is asked
+        for (the pipeline folds a storm's before the next chunk's are made)."""
+        while self._flows:
+            due: list[Notice] = []
+            self._end_flows(due, self.now, None, FLUSH_CHUNK)
+            yield due
+        self._pending.clear()
 
     # -- for subclasses ----------------------------------------------------------------------
 
@@ -364,14 +376,14 @@ class FlowDetector:
         self.stats.flows_expired += self._end_flows(due, now, timeout)
         self.stats.pending_expired += self._requests_expired(now - timeout)
 
-    def _end_flows(self, due: list[Notice], now: float, timeout: float | None) -> int:
+    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = -1) -> int:
         """End flows oldest first, each taken out of the table, then _flow_ended: every one at `now` (timeout
-        None: the flush), else those idle for `timeout` at `now`, each at its last packet + timeout (a sweep). How
-        many it ended. (The standard detector's C path ends them in one loop: _fastflows.c flows_ended; this is the
-        reference.)"""
+        None: the flush), else those idle for `timeout` at `now`, each at its last packet + timeout (a sweep); at
+        most `limit` of them (-1: no limit). How many it ended. (The standard detector's C path ends them in one
+        loop: _fastflows.c flows_ended; this is the reference.)"""
         flows = self._flows
         ended = 0
-        while flows:
+        while flows and ended != limit:
             flow = next(iter(flows.values()))
             if timeout is not None and flow.last + timeout > now:
                 break

@@ -175,10 +175,12 @@ class Pipeline:
 
     def finish(self) -> None:
         """End of input: the datagrams still waiting for fragments hand on what they held, then every open flow
-        is evaluated and its notices written, then the aggregates."""
+        is evaluated and its notices written, a chunk of flows at a time (FlowDetector.flush_chunks: a storm's
+        summaries folded as they come, not held all at once), then the aggregates."""
         if self._decoders and len(self.reassembler):
             self._detect_abandoned(self._decoders[-1].flush())
-        self.emit(self.detector.flush())
+        for notices in self.detector.flush_chunks():
+            self.emit(notices)
         self._write(self.aggregator.flush())
 
     def _detect_abandoned(self, packets: list[IcmpPacket]) -> None:

@@ -17,7 +17,7 @@ import ipaddress
 import itertools
 import random
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,9 +138,9 @@ class Counting:
         self.ends.append(ended)
         return ended
 
-    def flows_ended(self, table: object, now: float, timeout: float | None,
-                    due: list[Notice]) -> tuple[int, Flow | None]:
-        ended, flow = self.fast.flows_ended(table, now, timeout, due)  # type: ignore[attr-defined]
+    def flows_ended(self, table: object, now: float, timeout: float | None, due: list[Notice],
+                    limit: int = -1) -> tuple[int, Flow | None]:
+        ended, flow = self.fast.flows_ended(table, now, timeout, due, limit)  # type: ignore[attr-defined]
         self.ends.extend([True] * ended)
         return ended, flow
 
@@ -551,6 +551,68 @@ def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() 
     assert tool.icmp_type == 8
     counting = run_both([tool])
     assert counting.answers[id(tool)] == "handed out", counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize("flows_count", [1, flows.FLUSH_CHUNK, 2 * flows.FLUSH_CHUNK + 17])
+def test_the_flush_ends_flows_a_chunk_at_a_time(flows_count: int) -> None:
+    """FlowDetector.flush_chunks: the end of input ends the flows FLUSH_CHUNK at a time, oldest first, each chunk's
+    notices handed out before the next chunk's are made (the pipeline folds them in between: a storm's 100,000
+    flows no longer hold 100,000 summaries at once); the C path's chunks (flows_ended's limit) are the reference's,
+    notice for notice, and together what flush() gives."""
+    packets = storm(flows_count)
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    whole = Detector(DetectionConfig(), AllowlistConfig())
+    for pkt in packets:
+        for detector in (reference, fast, whole):
+            detector.process(pkt)
+    want = [notice_values(chunk) for chunk in reference.flush_chunks()]
+    got = [notice_values(chunk) for chunk in fast.flush_chunks()]
+    assert got == want
+    assert len(got) == -(-flows_count // flows.FLUSH_CHUNK)
+    assert all(len(chunk) <= flows.FLUSH_CHUNK for chunk in got)  # one ExfilSummary a flow
+    assert [n for chunk in got for n in chunk] == notice_values(whole.flush())
+    assert state(fast) == state(reference) and not fast._flows and not fast._pending
+
+
+def whole_flush(detector: Detector) -> Iterator[list[Notice]]:
+    """The flush before flush_chunks: every flow ended onto one list."""
+    due: list[Notice] = []
+    detector._end_flows(due, detector.now, None)
+    detector._pending.clear()
+    yield due
+
+
+@needs_c
+def test_the_pipeline_folds_each_flush_chunk_before_the_next_is_made(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pipeline.finish: the aggregator filters each chunk of the flush as it comes (never more than a chunk's notices
+    at once), and notice.log is what one filter of the whole flush wrote."""
+    path = tmp_path / "storm.pcap"
+    craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 8, 0, p.ident, p.seq,
+                                                            p.payload))) for p in storm(3 * flows.FLUSH_CHUNK)])
+    sizes: list[int] = []
+    filter_notices = NoticeAggregator.filter
+    monkeypatch.setattr(NoticeAggregator, "filter",
+                        lambda aggregator, notices: sizes.append(len(notices)) or filter_notices(aggregator, notices))
+    logs = []
+    for chunked in (True, False):
+        cfg = Config()
+        cfg.output.log_dir = str(tmp_path / str(chunked))
+        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
+        sizes.clear()
+        if not chunked:  # the whole flush at once, as before
+            monkeypatch.setattr(Detector, "flush_chunks", whole_flush)
+        replay_pipeline(pipeline, [str(path)])
+        pipeline.close()
+        written = pipeline.sinks[0].notices  # type: ignore[attr-defined]
+        logs.append(notice_values(n.replace(evidence=str(bool(n.evidence))) for n in written))  # a path with the uid
+        if chunked:
+            assert max(sizes) <= flows.FLUSH_CHUNK, sizes
+        else:
+            assert max(sizes) >= 3 * flows.FLUSH_CHUNK, sizes
+    assert logs[0] == logs[1] and logs[0]
 
 
 def lines_replayed(tmp_path: Path, packets: list[IcmpPacket], name: str) -> int:
@@ -3177,6 +3239,22 @@ def test_a_flow_the_c_loop_cannot_end_is_ended_by_python_and_the_loop_goes_on(en
 
 
 @needs_c
+def test_a_chunk_of_the_flush_counts_the_flows_the_c_loop_hands_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of the flush (FLUSH_CHUNK made 4 here) counts a flow the C loop hands back to Python (flow_ended would
+    answer False) as it counts one it ends, at a chunk's edge too: the chunks are the reference's, flow for flow."""
+    monkeypatch.setattr(flows, "FLUSH_CHUNK", 4)
+    reference, fast = detectors_after(storm(30), DetectionConfig())
+    for det in (reference, fast):
+        table = list(det._flows.values())
+        for k in (2, 3, 4, 11):
+            table[k].tool = OtherStr("")
+    want = [notice_values(chunk) for chunk in reference.flush_chunks()]
+    got = [notice_values(chunk) for chunk in fast.flush_chunks()]
+    assert got == want and [len(chunk) for chunk in got] == [4] * 7 + [2]
+    assert state(fast) == state(reference) and not fast._flows
+
+
+@needs_c
 def test_a_flow_idle_for_exactly_the_timeout_is_swept() -> None:
     """A sweep ends a flow whose last packet + idle_timeout is the sweep's time exactly (the reference stops only at
     a flow that is still active after it), and the requests sent exactly idle_timeout before it. Packets a quarter
@@ -3199,7 +3277,10 @@ def test_flows_ended_and_requests_expired_check_their_arguments() -> None:
     assert fast.flows_ended(collections.OrderedDict(), 1.0, None, []) == (0, None)  # type: ignore[attr-defined]
     table = collections.OrderedDict([(1, "not a flow")])
     assert fast.flows_ended(table, 1, None, []) == (0, None) and table  # type: ignore[attr-defined]
-    assert fast.flows_ended(table, 1.0, None, []) == (0, "not a flow") and not table  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        fast.flows_ended(table, 1.0, None, [], -2)  # type: ignore[attr-defined]
+    assert fast.flows_ended(table, 1.0, None, [], 0) == (0, None) and table  # type: ignore[attr-defined]
+    assert fast.flows_ended(table, 1.0, None, [], 1) == (0, "not a flow") and not table  # type: ignore[attr-defined]
     with pytest.raises(TypeError):
         standard._fastflows.requests_expired({}, 1.0)
     pending = collections.OrderedDict([(1, (None, 1.0)), (2, (None, 2)), (3, (None, 0.5))])
