@@ -1455,6 +1455,23 @@ HOSTS = ["198.51.100.1", "198.51.100.2", "203.0.113.9"]
 V6 = (b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01", b"\x20\x01\x0d\xb8" + bytes(11) + b"\x02")
 POOL = [b"abcdefghijklmnopqrstuvwabcdefghi", bytes(range(56)), bytes(100), bytes(range(100)), b"", b"x" * 64,
         b"y" * 65]
+# Payloads the tool tracker recognises at once (ptunnel, icmptunnel's raw IP packet, hans, pingtunnel, icmpsh,
+# icmpdoor): the generated traffic carries them too, so the tracker's answers are finished in C (tool_seen) amid
+# everything else.
+TOOL_PAYLOADS = [session()[0].payload for session in (corpus.ptunnel_session, corpus.icmptunnel_session,
+                                                       corpus.hans_session, corpus.pingtunnel_session,
+                                                       corpus.icmpsh_session, corpus.icmpdoor_session)]
+
+
+def timestamp_body(draw: st.DrawFn, ts: float) -> bytes:
+    """A timestamp message's payload around the capture time `ts`: zeros, the time of day (either byte order, a few
+    seconds off), RFC 792's high bit, a second on, random; sometimes cut or longer."""
+    now = day_ms(ts)
+    swapped = int.from_bytes(now.to_bytes(4, "little"), "big")
+    fields = [draw(st.sampled_from([0, now, (now + 5_000) % MS_PER_DAY, swapped, 0x8000_0000 | now, now + 999,
+                                    now + 1001, draw(st.integers(0, 2**32 - 1))])) for _ in range(3)]
+    body = bytes(4) + b"".join(v.to_bytes(4, "big") for v in fields)
+    return body[:draw(st.integers(5, 16))] if not draw(st.integers(0, 3)) else body + draw(st.binary(max_size=8))
 
 
 @st.composite
@@ -1486,9 +1503,10 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
             src, dst = V6 if draw(st.booleans()) else V6[::-1]
             ipv6 = True
         if action == "other":
-            payload = draw(st.sampled_from(POOL))
-            out.append(IcmpPacket(ts, src, dst, ipv6, draw(st.sampled_from([3, 11, 13, 1])), 0, -1, -1, payload,
-                                  42 + len(payload)))
+            kind = draw(st.sampled_from([3, 11, 13, 14, 1]))
+            timed = kind in (13, 14) and draw(st.booleans())
+            payload = timestamp_body(draw, ts) if timed else draw(st.sampled_from(POOL))
+            out.append(IcmpPacket(ts, src, dst, ipv6, kind, 0, -1, -1, payload, 42 + len(payload)))
             continue
         ident = draw(st.sampled_from([7, 7, 7, 9]))
         key = (src, dst, ident)
@@ -1500,7 +1518,7 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         linux = draw(st.sampled_from([iputils, bsd, pro_bing, busybox, cisco]))(
             clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
         payload = previous if not draw(st.integers(0, 3)) else linux if draw(st.integers(0, 2)) else draw(st.one_of(
-            st.sampled_from(POOL), st.binary(max_size=90),
+            st.sampled_from(POOL), st.sampled_from(TOOL_PAYLOADS), st.binary(max_size=90),
             st.just(previous[:64] + b"!" + previous[65:]), st.just(b"!" + previous[1:]),
             st.just(linux[:-1] + b"!"), st.just(linux[:7] + b"\x01" + linux[8:])))
         options = RR if not draw(st.integers(0, 15)) else b""
