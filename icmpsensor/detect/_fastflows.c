@@ -710,7 +710,8 @@ static int flow_ok(PyObject *flow, const int *fields, int count)
 
 static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                 PyObject *flow, PyObject *request_flow);
-static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long coded);
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long icmp_type,
+                               int ipv6, long coded);
 
 /* An echo reply answering a pending request with the same payload; one that answers none, unpaired_reply's. */
 static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
@@ -1185,16 +1186,14 @@ static PyObject *new_sketch(PyObject *payload)
         Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n));
 }
 
-/* The C tool tracker's observe for a message (FastToolTracker.observe's first step), with the payload's sketch (its
- * hash of the rest, which the tracker's digests are made from: the payload is hashed once): None, or its answer for
- * the tracker's finish (tool_seen). */
-static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload, PyObject *sketch)
+/* The C tool tracker's observe for a message (FastToolTracker.observe's first step), with `rest`, the hash of the
+ * payload's rest its sketch holds (the tracker's digests are made from it: the payload is hashed once), or None:
+ * None, or its answer for the tracker's finish (tool_seen). */
+static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload, PyObject *rest)
 {
     PyObject *args[9] = {payload, SLOT(pkt, packet_slot[P_IDENT]), SLOT(pkt, packet_slot[P_TYPE]),
                          SLOT(pkt, packet_slot[P_CODE]), SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]),
-                         SLOT(pkt, packet_slot[P_SEQ]), SLOT(pkt, packet_slot[P_TS]),
-                         PyTuple_CheckExact(sketch) && PyTuple_GET_SIZE(sketch) == 3 ? PyTuple_GET_ITEM(sketch, 1)
-                                                                                      : Py_None};
+                         SLOT(pkt, packet_slot[P_SEQ]), SLOT(pkt, packet_slot[P_TS]), rest};
     return PyObject_Vectorcall(self->observe, args, 9, NULL);
 }
 
@@ -1204,13 +1203,14 @@ static PyObject *observe_tool(FastPath *self, PyObject *pkt, PyObject *payload, 
  * found a tool, the flow's tool and evidence (Detector._tool_found). 1 a tool found, 0 none, -1 with an exception. */
 static int tool_seen(FastPath *self, PyObject *pkt, PyObject *flow, PyObject *payload, PyObject *sketch)
 {
-    PyObject *answer = observe_tool(self, pkt, payload, sketch);
+    PyObject *rest = PyTuple_CheckExact(sketch) && PyTuple_GET_SIZE(sketch) == 3 ? PyTuple_GET_ITEM(sketch, 1)
+                                                                                  : Py_None;
+    PyObject *answer = observe_tool(self, pkt, payload, rest);
     if (answer == NULL || answer == Py_None) {
         Py_XDECREF(answer);
         return answer == NULL ? -1 : 0;
     }
-    PyObject *args[3] = {answer, pkt, PyTuple_CheckExact(sketch) && PyTuple_GET_SIZE(sketch) == 3
-                                          ? PyTuple_GET_ITEM(sketch, 1) : Py_None};
+    PyObject *args[3] = {answer, pkt, rest};
     PyObject *match = PyObject_Vectorcall(self->finish, args, 3, NULL);
     Py_DECREF(answer);
     if (match == NULL || match == Py_None) {
@@ -2440,11 +2440,14 @@ static int soon_after(long long transmit, long long receive)
     return (0 <= transmit - receive && transmit - receive <= 1000) || (0 <= swapped && swapped <= 1000);
 }
 
-/* nonecho._timestamp_fields on a timestamp request's (`request`) or reply's body p[0:n] (n at most the body's size):
- * the bytes of its originate, receive and transmit fields that hold no time; -1 with an exception. */
-static long timestamp_fields(const Judged *j, const unsigned char *p, Py_ssize_t n, int request, double ts,
-                             double tolerance)
+/* nonecho._v4's fixed body for a timestamp request's (`request`) or reply's payload p[0:size] with
+ * _timestamp_fields: the bytes of its originate, receive and transmit fields that hold no time, and in *beyond the
+ * bytes past the body; -1 with an exception. */
+static long timestamp_fields(const Judged *j, const unsigned char *p, Py_ssize_t size, int request, double ts,
+                             double tolerance, Py_ssize_t *beyond)
 {
+    Py_ssize_t n = size < j->timestamp_body ? size : j->timestamp_body;
+    *beyond = size - n;
     long long seen[3], receive = 0;
     long bad = 0;
     int n_seen = 0;
@@ -2472,60 +2475,66 @@ static long timestamp_fields(const Judged *j, const unsigned char *p, Py_ssize_t
     return bad;
 }
 
-/* A reason made from its template (str.format) and `count` ints. */
-static PyObject *reason_of(PyObject *template, int count, const long long *values)
+/* Why a message's bytes are unexplained, its text made only where its flow keeps it (the flow's first reason): `text`
+ * itself (borrowed) where `count` is 0, else `text` a template (str.format) of `count` ints. */
+typedef struct {
+    PyObject *text;
+    int count;
+    long long values[3];
+} Reason;
+
+/* The reason's text: a new reference, or NULL with an exception. */
+static PyObject *reason_text(const Reason *reason)
 {
-    PyObject *args[3] = {NULL, NULL, NULL}, *made = NULL;
+    if (reason->count == 0)
+        return Py_NewRef(reason->text);
+    PyObject *args[4] = {reason->text, NULL, NULL, NULL}, *made = NULL;
     int failed = 0;
-    for (int i = 0; i < count; i++)
-        failed |= (args[i] = PyLong_FromLongLong(values[i])) == NULL;
+    for (int i = 0; i < reason->count; i++)
+        failed |= (args[i + 1] = PyLong_FromLongLong(reason->values[i])) == NULL;
     if (!failed)
-        made = PyObject_VectorcallMethod(str_format, (PyObject *[]){template, args[0], args[1], args[2]},
-                                         (size_t)count + 1, NULL);
-    for (int i = 0; i < count; i++)
-        Py_XDECREF(args[i]);
+        made = PyObject_VectorcallMethod(str_format, args, (size_t)reason->count + 1, NULL);
+    for (int i = 0; i < reason->count; i++)
+        Py_XDECREF(args[i + 1]);
     return made;
 }
 
 /* nonecho.unexplained_bytes(pkt, tolerance) (its reference) for an echo request with the code `coded` (_echo_code:
  * nmap's IE probe free, else the code and the payload unless a template explains it) or an IPv4 timestamp message
- * (_v4: its body's fields, _timestamp_fields, and the bytes beyond the body), judged here: 1 with *novel and *reason
- * (a new reference), 0 for any other message (the function's to judge), -1 with an exception. */
-static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long coded, long *novel, PyObject **reason)
+ * (_v4: its body's fields, _timestamp_fields, and the bytes beyond the body), judged here from the type and IP
+ * version handle_packet read: 1 with *novel and *reason, 0 for any other message (the function's to judge), -1 with
+ * an exception. */
+static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long icmp_type, int ipv6, long coded,
+                       long *novel, Reason *reason)
 {
     const Judged *j = &self->novel.judged;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(payload);
-    Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    long icmp_type;
-    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    if (long_slot(pkt, packet_slot[P_TYPE], &icmp_type) < 0 || !PyFloat_CheckExact(ts))
-        return 0;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload), beyond;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]); /* a float: handle_packet checked it */
+    *reason = (Reason){empty_str, 0, {0}};
     *novel = 0;
-    *reason = NULL;
     if (coded) {
         if (coded == j->nmap_code && n == PyBytes_GET_SIZE(j->nmap_payload)
-            && memcmp(p, PyBytes_AS_STRING(j->nmap_payload), (size_t)n) == 0) {
-            *reason = Py_NewRef(empty_str);
+            && memcmp(p, PyBytes_AS_STRING(j->nmap_payload), (size_t)n) == 0)
             return 1;
-        }
         int explained = n == 0 ? 1 : template_explains(&self->novel, payload, ts);
         if (explained < 0)
             return -1;
         *novel = 1 + (explained ? 0 : (long)n);
-        long long code = coded;
-        *reason = reason_of(j->echo_code, 1, &code);
-        return *reason == NULL ? -1 : 1;
+        *reason = (Reason){j->echo_code, 1, {coded}};
+        return 1;
     }
-    if (SLOT(pkt, packet_slot[P_IPV6]) == Py_True || (icmp_type != 13 && icmp_type != 14))
+    if (ipv6 || (icmp_type != 13 && icmp_type != 14))
         return 0;
-    Py_ssize_t body = n < j->timestamp_body ? n : j->timestamp_body;
-    long fields = n == 0 ? 0 : timestamp_fields(j, p, body, icmp_type == 13, PyFloat_AS_DOUBLE(ts), self->tolerance);
+    long fields = timestamp_fields(j, p, n, icmp_type == 13, PyFloat_AS_DOUBLE(ts), self->tolerance, &beyond);
     if (fields < 0)
         return -1;
-    long long beyond[3] = {n - body, j->timestamp_body, icmp_type};
-    *novel = (long)beyond[0] + fields;
-    *reason = beyond[0] ? reason_of(j->beyond, 3, beyond) : Py_NewRef(fields ? j->timestamp : empty_str);
-    return *reason == NULL ? -1 : 1;
+    *novel = (long)beyond + fields;
+    if (beyond)
+        *reason = (Reason){j->beyond, 3, {beyond, j->timestamp_body, icmp_type}};
+    else if (fields)
+        reason->text = j->timestamp;
+    return 1;
 }
 
 PyDoc_STRVAR(timestamp_bytes_doc,
@@ -2545,10 +2554,10 @@ static PyObject *fast_timestamp_bytes(FastPath *self, PyObject *const *args, Py_
     int request = PyObject_IsTrue(args[1]);
     if (request < 0)
         return NULL;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[0]), body = n < j->timestamp_body ? n : j->timestamp_body;
-    long fields = timestamp_fields(j, p, body, request, PyFloat_AS_DOUBLE(args[2]), PyFloat_AS_DOUBLE(args[3]));
-    return fields < 0 ? NULL : Py_BuildValue("(ln)", fields, n - body);
+    Py_ssize_t beyond;
+    long fields = timestamp_fields(j, (const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]),
+                                   request, PyFloat_AS_DOUBLE(args[2]), PyFloat_AS_DOUBLE(args[3]), &beyond);
+    return fields < 0 ? NULL : Py_BuildValue("(ln)", fields, beyond);
 }
 
 /* A non-echo message (benign_error did not pass it), or an echo request with a code other than 0 (`coded`, that code):
@@ -2562,7 +2571,8 @@ static PyObject *fast_timestamp_bytes(FastPath *self, PyObject *const *args, Py_
  * novel bytes and first reason, the novel bytes added as _add_novel adds them with their share of the hosts'
  * memories while the flow is under novel_bytes_threshold and not allowlisted (spread_share), and left_to_evaluate's
  * answer. False: nothing changed. */
-static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long coded)
+static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long icmp_type,
+                               int ipv6, long coded)
 {
     static const int needed[] = {F_LAST, F_N, F_OTHER_BYTES, F_NONECHO_NOVEL, F_NONECHO_REASON, F_NOVEL_BYTES,
                                  F_ALLOWLISTED};
@@ -2574,7 +2584,7 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
         return NULL;
     PyObject *flow = PyDict_GetItemWithError(state->flows, key), *answer = NULL, *result = NULL, *size = NULL;
     PyObject *echo = NULL; /* a coded request's flows.echo_key (seq | code << 16), its reply's to pair with */
-    PyObject *reason = NULL; /* why its bytes are unexplained */
+    Reason reason; /* why its bytes are unexplained */
     long novel_bytes = 0, novel = 0, seq;
     PyObject *allowlisted = Py_False;
     if (flow == NULL) {
@@ -2597,25 +2607,23 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
         result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
         goto done;
     }
-    int here = judged_here(self, pkt, payload, coded, &novel, &reason);
+    int here = judged_here(self, pkt, payload, icmp_type, ipv6, coded, &novel, &reason);
     if (here < 0)
         goto done;
-    if (!here) { /* nonecho.unexplained_bytes asked */
+    if (!here) { /* nonecho.unexplained_bytes asked: its reason borrowed from its answer, held until the end */
         PyObject *args[2] = {pkt, novel_cfg->tolerance};
         answer = PyObject_Vectorcall(novel_cfg->judged.unexplained, args, 2, NULL);
         if (answer == NULL)
             goto done;
-        reason = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 1) : NULL;
+        reason.text = PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 2 ? PyTuple_GET_ITEM(answer, 1) : NULL;
         int overflow = 0;
-        if (reason != NULL && PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)))
+        if (reason.text != NULL && PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0)))
             novel = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(answer, 0), &overflow);
-        if (reason == NULL || !PyUnicode_CheckExact(reason) || !PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0))
+        if (reason.text == NULL || !PyUnicode_CheckExact(reason.text) || !PyLong_CheckExact(PyTuple_GET_ITEM(answer, 0))
             || overflow || novel < 0) {
-            reason = NULL;
             result = PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
             goto done;
         }
-        Py_INCREF(reason);
     }
     /* taken: what _on_other changes, in its order */
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
@@ -2639,8 +2647,13 @@ static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, P
     PyObject *amount = PyLong_FromLong(novel);
     int failed = amount == NULL || add_to_slot(flow, flow_slot[F_NONECHO_NOVEL], amount) < 0;
     Py_XDECREF(amount);
-    if (!failed && PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_NONECHO_REASON])) == 0)
-        set_slot(flow, flow_slot[F_NONECHO_REASON], reason);
+    if (!failed && PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_NONECHO_REASON])) == 0) {
+        PyObject *text = reason_text(&reason);
+        failed = text == NULL;
+        if (!failed)
+            set_slot(flow, flow_slot[F_NONECHO_REASON], text);
+        Py_XDECREF(text);
+    }
     int unlisted = allowlisted == Py_False;
     if (!failed)
         result = novel_added(self, state, pkt, flow, key, novel, novel_bytes, unlisted, 0, unlisted);
@@ -2649,7 +2662,6 @@ done:
     Py_DECREF(key);
     Py_XDECREF(echo);
     Py_XDECREF(answer);
-    Py_XDECREF(reason);
     Py_XDECREF(size);
     return result;
 }
@@ -3092,7 +3104,7 @@ static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
     if (reply)
         return handle_reply(self, pkt, state, payload);
     if (!benign)
-        return other_message(self, pkt, state, payload, coded ? icmp_code : 0);
+        return other_message(self, pkt, state, payload, icmp_type, ipv6, coded ? icmp_code : 0);
     /* an error whose quote is right: counted, the clock moved, nothing else */
     count_packet(state, ts, S_OTHER_ICMP);
     Py_RETURN_NONE;
@@ -3506,9 +3518,9 @@ static void keys_left(PyObject **keys, Py_ssize_t at, Py_ssize_t count)
 }
 
 PyDoc_STRVAR(flows_ended_doc,
-             "flows_ended(flows, now, timeout, due, limit=-1) -> (ended, flow)\n\n"
+             "flows_ended(flows, now, timeout, due, limit=sys.maxsize) -> (ended, flow)\n\n"
              "FlowDetector._end_flows' loop (its reference) for as long as this path ends each flow as flow_ended does,\n"
-             "`limit` flows at most (-1: no limit; the one handed back counts):\n"
+             "`limit` flows at most (the one handed back counts):\n"
              "the flows of `flows` (the detector's OrderedDict), oldest first, each removed and ended onto `due`: every\n"
              "one at `now` (timeout None: the flush), else those idle for `timeout` at `now` (last + timeout <= now), each\n"
              "at last + timeout (a sweep). `ended`: how many it ended; `flow`: the one it removed but leaves to the caller\n"
@@ -3518,12 +3530,12 @@ PyDoc_STRVAR(flows_ended_doc,
 
 static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t limit = nargs == 5 ? PyLong_AsSsize_t(args[4]) : -1;
+    Py_ssize_t limit = nargs == 5 ? PyLong_AsSsize_t(args[4]) : PY_SSIZE_T_MAX;
     if (limit == -1 && PyErr_Occurred())
         return NULL;
-    if ((nargs != 4 && nargs != 5) || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3]) || limit < -1) {
+    if ((nargs != 4 && nargs != 5) || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3]) || limit < 0) {
         PyErr_SetString(PyExc_TypeError, "flows_ended(flows: OrderedDict, now: float, timeout: float | None, due: list, "
-                                         "limit: int = -1)");
+                                         "limit: int >= 0 = sys.maxsize)");
         return NULL;
     }
     PyObject *flows = args[0], *now = args[1], *timeout = args[2] == Py_None ? NULL : args[2], *due = args[3];
@@ -3531,7 +3543,7 @@ static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssiz
     PyObject *keys[OLDEST_BATCH], *handed = NULL;
     int failed = 0, stopped = !ends_flows(self) || !PyFloat_CheckExact(now)
                               || (timeout != NULL && !PyFloat_CheckExact(timeout));
-    while (!failed && !stopped && handed == NULL && ended != limit) {
+    while (!failed && !stopped && handed == NULL && ended < limit) {
         PyObject *key = next_oldest(flows, keys, &at, &count, &failed);
         if (key == NULL)
             break;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -376,14 +377,14 @@ class FlowDetector:
         self.stats.flows_expired += self._end_flows(due, now, timeout)
         self.stats.pending_expired += self._requests_expired(now - timeout)
 
-    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = -1) -> int:
+    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize) -> int:
         """End flows oldest first, each taken out of the table, then _flow_ended: every one at `now` (timeout
         None: the flush), else those idle for `timeout` at `now`, each at its last packet + timeout (a sweep); at
-        most `limit` of them (-1: no limit). How many it ended. (The standard detector's C path ends them in one
-        loop: _fastflows.c flows_ended; this is the reference.)"""
+        most `limit` of them. How many it ended. (The standard detector's C path ends them in one loop:
+        _fastflows.c flows_ended; this is the reference.)"""
         flows = self._flows
         ended = 0
-        while flows and ended != limit:
+        while flows and ended < limit:
             flow = next(iter(flows.values()))
             if timeout is not None and flow.last + timeout > now:
                 break

@@ -11,6 +11,7 @@ per host pair over a long window (slow exfiltration), and alerts as soon as a co
 from __future__ import annotations
 
 import itertools
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
@@ -724,18 +725,17 @@ class Detector(FlowDetector):
         if memory is not None:
             flow.last_sketch = memory.last_sketch
 
-    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = -1) -> int:
+    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize) -> int:
         fast = self._fast
         ended = 0
         while fast is not None:  # the flows the C path can end (a storm's every one), in one loop; 0 left: none
-            left = limit - ended if limit >= 0 else -1
-            count, flow = fast.flows_ended(self._flows, now, timeout, due, left)  # type: ignore[attr-defined]
+            count, flow = fast.flows_ended(self._flows, now, timeout, due, limit - ended)  # type: ignore[attr-defined]
             ended += count
             if flow is None:
                 break
             ended += 1
             self._flow_ended(flow, now if timeout is None else flow.last + timeout, due)
-        return ended + super()._end_flows(due, now, timeout, limit - ended if limit >= 0 else -1)
+        return ended + super()._end_flows(due, now, timeout, limit - ended)
 
     def _flow_ended(self, flow: Flow, ts: float, due: list[Notice]) -> None:
         fast = self._fast

@@ -139,8 +139,8 @@ class Counting:
         return ended
 
     def flows_ended(self, table: object, now: float, timeout: float | None, due: list[Notice],
-                    limit: int = -1) -> tuple[int, Flow | None]:
-        ended, flow = self.fast.flows_ended(table, now, timeout, due, limit)  # type: ignore[attr-defined]
+                    *limit: int) -> tuple[int, Flow | None]:
+        ended, flow = self.fast.flows_ended(table, now, timeout, due, *limit)  # type: ignore[attr-defined]
         self.ends.extend([True] * ended)
         return ended, flow
 
