@@ -41,8 +41,9 @@ NO_NOTICES: Sequence[Notice] = ()
 SWEEP_INTERVAL = 1.0
 # How many of the least recently active flows eviction compares.
 EVICTION_SCAN = 8
-# Flows the end of input ends at a time (flush_chunks): their notices are handed out (and a storm's folded) before the
-# next chunk's are made, so a flush holds a chunk's notices, not max_flows' (~0.9 KB a flow ended).
+# Flows the end of input (flush_chunks) or a sweep (advance_chunks, process_many) ends at a time: their notices are
+# handed out (and a storm's folded) before the next chunk's are made, so ending a table's flows holds a chunk's
+# notices, not max_flows' (~0.9 KB a flow ended).
 FLUSH_CHUNK = 1024
 
 _UID_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -254,8 +255,14 @@ class FlowDetector:
             start += 1
         if start >= n:
             return n, None
-        notices = self.process(packets[start])  # type: ignore[arg-type]
-        return start, kept(notices) if kept is not None and notices else notices
+        pkt: IcmpPacket = packets[start]  # type: ignore[assignment]
+        if kept is None:
+            return start, self.process(pkt)
+        swept = self._swept_kept(pkt.ts, kept) if self.sweep_due(pkt.ts) else []
+        notices = self.process(pkt)
+        if notices:
+            swept += kept(notices)
+        return start, swept or NO_NOTICES
 
     def sweep_due(self, ts: float) -> bool:
         """Whether a packet at `ts` would sweep idle flows before it is handled (as process() moves the
@@ -264,17 +271,34 @@ class FlowDetector:
 
     def advance(self, now: float) -> Sequence[Notice]:
         """Move the clock forward (e.g. wall time while the wire is quiet) and expire idle flows."""
-        if now <= self.now:
-            return NO_NOTICES
         due: list[Notice] = []
-        self._clock_to(now, due)
+        for chunk in self.advance_chunks(now):
+            due += chunk
         return due or NO_NOTICES
+
+    def advance_chunks(self, now: float) -> Iterator[list[Notice]]:
+        """advance(), the idle flows ended FLUSH_CHUNK at a time: each chunk's notices, made when it is asked for."""
+        if now > self.now:
+            yield from self._clock_chunks(now)
 
     def _clock_to(self, now: float, due: list[Notice]) -> None:
         """The clock moved forward to `now` (later than it was): idle flows swept first when it reaches a sweep."""
+        for chunk in self._clock_chunks(now):
+            due += chunk
+
+    def _clock_chunks(self, now: float) -> Iterator[list[Notice]]:
+        """_clock_to, the sweep's notices a chunk at a time."""
         self.now = now
         if now >= self._next_sweep:
-            self._sweep(due, now - now % SWEEP_INTERVAL)
+            yield from self._swept(now - now % SWEEP_INTERVAL)
+
+    def _swept_kept(self, now: float, kept: Callable[[Sequence[Notice]], list[Notice]]) -> list[Notice]:
+        """The clock moved to `now` before a packet at `now` (sweep_due): what kept() keeps of the sweep's notices,
+        handed to it a chunk at a time (process_many: a gap in a replay sweeps up to max_flows flows at once)."""
+        out: list[Notice] = []
+        for chunk in self._clock_chunks(now):
+            out += kept(chunk)
+        return out
 
     def flush(self) -> list[Notice]:
         """End of input: evaluate and forget every flow."""
@@ -365,8 +389,9 @@ class FlowDetector:
 
     # -- expiry and eviction -----------------------------------------------------------------
 
-    def _sweep(self, due: list[Notice], now: float) -> None:
-        """Evaluate and drop the flows idle for idle_timeout at `now`, forget requests as old.
+    def _swept(self, now: float) -> Iterator[list[Notice]]:
+        """Evaluate and drop the flows idle for idle_timeout at `now`, FLUSH_CHUNK at a time (each chunk's
+        notices yielded before the next chunk's are made), then forget requests as old.
 
         Sweeps run at whole multiples of SWEEP_INTERVAL of the clock (`now`), once the clock has
         passed one: what has expired before a packet is handled then depends on that packet's time
@@ -374,7 +399,13 @@ class FlowDetector:
         some pairs decides as one process that sees them all."""
         self._next_sweep = now + SWEEP_INTERVAL
         timeout = self.cfg.idle_timeout
-        self.stats.flows_expired += self._end_flows(due, now, timeout)
+        chunk = ended = FLUSH_CHUNK
+        while ended == chunk:
+            due: list[Notice] = []
+            ended = self._end_flows(due, now, timeout, chunk)
+            self.stats.flows_expired += ended
+            if due:
+                yield due
         self.stats.pending_expired += self._requests_expired(now - timeout)
 
     def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize) -> int:

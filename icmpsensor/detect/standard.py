@@ -366,8 +366,17 @@ class Detector(FlowDetector):
             return index, NO_NOTICES
         if type(answer) is list:  # what its handling raised, handed out in C as _handed_out would (a storm's packet),
             return index, answer  # and what kept() kept of it
-        notices = self._finish(packets[index], answer)  # type: ignore[arg-type]
-        return index, kept(notices) if kept is not None and notices else notices
+        pkt: IcmpPacket = packets[index]  # type: ignore[assignment]
+        if kept is None:
+            return index, self._finish(pkt, answer)
+        if answer is False and self.sweep_due(pkt.ts):  # the sweep's notices kept a chunk at a time, then the packet's
+            swept = self._swept_kept(pkt.ts, kept)
+            notices = self._after_sweep(pkt)
+        else:
+            swept, notices = [], self._finish(pkt, answer)
+        if notices:
+            swept += kept(notices)
+        return index, swept or NO_NOTICES
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined
@@ -380,14 +389,20 @@ class Detector(FlowDetector):
             return NO_NOTICES
         if answer is False and self.sweep_due(pkt.ts):
             self._clock_to(pkt.ts, self._due)
-            answer = self._fast.handle(pkt)  # type: ignore[union-attr]
-            if answer is None or answer is True:
-                return self._handed_out(self._due)
+            return self._after_sweep(pkt)
         if answer is False:
             return self._process(pkt)
         if answer and self._realtime:  # (): what was due raised in C, or ExfilSpread, or nothing
             self._evaluate(answer[0], pkt.ts, self._due)  # type: ignore[index]
         return self._handed_out(self._due)  # a flow over max_flows evicted, as _process does
+
+    def _after_sweep(self, pkt: IcmpPacket) -> Sequence[Notice]:
+        """A packet the C path declined because it moved the clock to a sweep, once the sweep is done: offered to the C
+        path again, and finished; what the sweep left in _due handed out before the packet's notices."""
+        answer = self._fast.handle(pkt)  # type: ignore[union-attr]
+        if answer is None or answer is True:
+            return self._handed_out(self._due)
+        return self._finish(pkt, answer)
 
     def _process(self, pkt: IcmpPacket) -> Sequence[Notice]:
         """process() in Python: the reference for every packet, and what the C path declines."""

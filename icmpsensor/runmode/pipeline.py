@@ -160,11 +160,11 @@ class Pipeline:
 
     def advance(self, now: float) -> None:
         """The clock is `now` (live: wall time while the wire is quiet): fragmented datagrams that time out hand
-        on what they held, then flows idle since expire."""
+        on what they held, then flows idle since expire, a chunk at a time (FlowDetector.advance_chunks: after a
+        clock's jump, a storm's summaries folded as they come)."""
         if self._decoders and len(self.reassembler):
             self._detect_abandoned(self._decoders[-1].expire(now))
-        notices = self.detector.advance(now)
-        if notices:
+        for notices in self.detector.advance_chunks(now):
             self.emit(notices)
         if self.aggregator.window_start is not None:
             self._write(self.aggregator.advance(now))

@@ -615,6 +615,105 @@ def test_the_pipeline_folds_each_flush_chunk_before_the_next_is_made(tmp_path: P
     assert logs[0] == logs[1] and logs[0]
 
 
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_sweep_hands_its_notices_to_kept_a_chunk_at_a_time(accelerated: bool) -> None:
+    """A gap in a replay (or a clock that jumped) past idle_timeout sweeps every flow before the next packet:
+    process_many hands the sweep's notices to kept() FLUSH_CHUNK flows at a time, then the packet's own, and
+    answers what kept() kept of them all, as process() gives them (a storm's 100,000 idle flows no longer hold
+    100,000 summaries at once before the aggregator folds them)."""
+    packets = storm(2 * flows.FLUSH_CHUNK + 17)
+    late = dataclasses.replace(storm(1, target="10.1.0.82", seed=5)[0], ts=packets[-1].ts + 1_000.0)
+    chunked = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)  # False: FlowDetector's loop
+    whole = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for pkt in packets:
+        chunked.process(pkt)
+        whole.process(pkt)
+    sizes: list[int] = []
+
+    def kept(notices: Iterable[Notice]) -> list[Notice]:
+        notices = list(notices)
+        sizes.append(len(notices))
+        return notices[::2]  # what a filter keeps: some of them
+
+    index, got = chunked.process_many([None, late], 0, frozenset(), [], lambda uid: False, kept)
+    want = whole.process(late)  # the sweep's notices, then the packet's
+    assert index == 1 and len(want) > 2 * flows.FLUSH_CHUNK
+    assert max(sizes) <= flows.FLUSH_CHUNK and sum(sizes) == len(want), sizes
+    chunks, start = [], 0
+    for size in sizes:
+        chunks += want[start:start + size][::2]
+        start += size
+    assert notice_values(got or ()) == notice_values(chunks)
+    assert state(chunked) == state(whole) and len(chunked._flows) == 1
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_the_clock_moved_by_advance_ends_idle_flows_a_chunk_at_a_time(accelerated: bool) -> None:
+    """FlowDetector.advance_chunks (the pipeline's advance: live, the wall clock while the wire is quiet; a replay
+    worker's sweep at another's packet): the flows a sweep ends FLUSH_CHUNK at a time, as advance() ends them."""
+    packets = storm(2 * flows.FLUSH_CHUNK + 17)
+    chunked = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
+    whole = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for pkt in packets:
+        chunked.process(pkt)
+        whole.process(pkt)
+    at = packets[-1].ts + 1_000.0
+    got = [notice_values(chunk) for chunk in chunked.advance_chunks(at)]
+    want = notice_values(whole.advance(at))
+    assert [n for chunk in got for n in chunk] == want
+    assert [len(chunk) for chunk in got] == [flows.FLUSH_CHUNK, flows.FLUSH_CHUNK, 17]
+    assert state(chunked) == state(whole) and not chunked._flows
+    assert list(chunked.advance_chunks(at)) == [] and list(chunked.advance_chunks(at - 5)) == []
+
+
+@needs_c
+@pytest.mark.parametrize("sweep", ["gap", "advance"])
+def test_the_pipeline_folds_each_chunk_of_a_sweep_before_the_next_is_made(tmp_path: Path, sweep: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storm's flows ended by a sweep, at a replay's gap (a packet 1,000 s later) or by Pipeline.advance: the
+    aggregator filters a chunk of them at a time, and notice.log is what one filter of the whole sweep wrote."""
+    packets = storm(3 * flows.FLUSH_CHUNK)
+    late = dataclasses.replace(storm(1, target="10.1.0.82", seed=5)[0], ts=packets[-1].ts + 1_000.0)
+    path = tmp_path / "storm.pcap"
+    craft.write_pcap(path, [(p.ts, craft.ether(craft.icmp4(addr_text(p.src), addr_text(p.dst), 8, 0, p.ident, p.seq,
+                                                            p.payload)))
+                            for p in packets + ([late] if sweep == "gap" else [])])
+    sizes: list[int] = []
+    filter_notices = NoticeAggregator.filter
+    monkeypatch.setattr(NoticeAggregator, "filter",
+                        lambda aggregator, notices: sizes.append(len(notices)) or filter_notices(aggregator, notices))
+    stop_hooks = NoticeAggregator.stop_hooks
+
+    def counted_hooks(aggregator: NoticeAggregator) -> tuple[Callable[[str], bool], Callable[..., list[Notice]]]:
+        folds, kept = stop_hooks(aggregator)  # the filter the detector calls a packet at a time (C's, bound)
+        return folds, lambda notices: sizes.append(len(notices)) or kept(notices)
+
+    monkeypatch.setattr(NoticeAggregator, "stop_hooks", counted_hooks)
+    logs = []
+    for chunk in (flows.FLUSH_CHUNK, 10**9):  # the sweep in chunks; at once, as before
+        monkeypatch.setattr(flows, "FLUSH_CHUNK", chunk)
+        cfg = Config()
+        cfg.output.log_dir = str(tmp_path / str(chunk))
+        pipeline = Pipeline(cfg, [ListSink()])  # type: ignore[list-item]
+        if sweep == "gap":
+            replay_pipeline(pipeline, [str(path)])
+        else:
+            pipeline.detect(packets)
+            sizes.clear()
+            pipeline.advance(late.ts)
+            assert not pipeline.detector.flow_count
+            pipeline.finish()
+        pipeline.close()
+        written = pipeline.sinks[0].notices  # type: ignore[attr-defined]
+        logs.append(notice_values(n.replace(evidence=str(bool(n.evidence))) for n in written))
+        if chunk == flows.FLUSH_CHUNK:
+            assert max(sizes) <= chunk, sizes
+        else:
+            assert max(sizes) >= 3 * flows.FLUSH_CHUNK, sizes
+        sizes.clear()
+    assert logs[0] == logs[1] and logs[0]
+
+
 def lines_replayed(tmp_path: Path, packets: list[IcmpPacket], name: str) -> int:
     """The Python lines the pipeline (evidence on) runs replaying `packets` written as an IPv4 capture (each as the
     decoder gives it: type, code, identifier and sequence number, 0 where a message has none, payload)."""
