@@ -144,6 +144,7 @@ class Sensor:
     workdir: Path
     log_dir: Path
     ready: bool
+    notify: socket.socket | None = None  # its sd_notify socket, kept open after READY=1 (start_sensor keep_notify)
 
     @property
     def notice_path(self) -> Path:
@@ -189,6 +190,8 @@ class Sensor:
             _, err = self.proc.communicate(timeout=10)
         took = time.monotonic() - start
         self.kill_journald()
+        if self.notify is not None:
+            self.notify.close()
         return self.proc.returncode, took, err or ""
 
     def kill_journald(self) -> None:
@@ -216,9 +219,10 @@ exec nsenter --net=/run/netns/"$SENSOR_NS" "$@"
 
 def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True, extra_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, ready_timeout: float = 20.0,
-                 log_tmpfs_size: str = "", stderr: IO[str] | None = None) -> Sensor:
+                 log_tmpfs_size: str = "", stderr: IO[str] | None = None, keep_notify: bool = False) -> Sensor:
     """Start the sensor on the lab's sensor interface and wait for its sd_notify READY=1; its stdout and stderr are
-    pipes to the test (`stderr`: that file instead)."""
+    pipes to the test (`stderr`: that file instead). `keep_notify`: the notify socket stays open after READY=1
+    (Sensor.notify; else it is closed, and the sensor's later messages are refused)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -247,6 +251,8 @@ def start_sensor(lab: Lab, workdir: Path, config: str, *, journald: bool = True,
         if "READY=1" in message.splitlines():
             ready = True
             break
+    if keep_notify:
+        return Sensor(proc, workdir, log_dir, ready, notify)
     notify.close()
     return Sensor(proc, workdir, log_dir, ready)
 

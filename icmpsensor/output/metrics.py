@@ -122,6 +122,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                  _int(r, "stdout_dropped")),
         _counter("stderr_dropped", "operational lines dropped: standard error not read (a full pipe)",
                  _int(r, "stderr_dropped")),
+        _counter("notify_unsent", "sd_notify messages a stalled service manager did not take (replaced while they "
+                 "waited, refused, or given up at the stop)", _int(r, "notify_unsent")),
         _counter("evidence_files", "flows whose evidence files were created", _int(evidence, "files")),
         _counter("evidence_packets", "packets written to evidence pcaps", _int(evidence, "packets")),
         _counter("evidence_errors", "evidence files not created and packets not written (write errors)",

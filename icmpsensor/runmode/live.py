@@ -71,6 +71,7 @@ from icmpsensor.runmode.messages import (
     Stats,
     Stop,
 )
+from icmpsensor.runmode.notifysocket import notifier
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.stats import (
     LAG_SHOWN,
@@ -117,14 +118,6 @@ class _Flags:
     signals: list[str] = field(default_factory=list)
 
 
-def notify(state: str) -> None:
-    """sd_notify; a no-op when not started by systemd (no NOTIFY_SOCKET)."""
-    from systemd import daemon as sd_daemon
-
-    with contextlib.suppress(OSError):
-        sd_daemon.notify(state)
-
-
 STDERR_WAIT = 0.5  # seconds the daemon's last stderr lines are given to be written at its end
 
 
@@ -142,6 +135,7 @@ class Daemon:
         self.flags = _Flags()
         self.started = clock()
         self.heartbeat_frozen_after = _float_env(FREEZE_HEARTBEAT_ENV)
+        self.notify_socket, self.notify = notifier()  # sd_notify, never blocking (a no-op without NOTIFY_SOCKET)
         self.status = EXIT_OK
         self.failure_text: str | None = None
         self.journal: Journal | None = None
@@ -202,6 +196,8 @@ class Daemon:
             self.pipeline.close_evidence((self._stop_at or time.monotonic()) + EVIDENCE_DEADLINE)
         assert self.journal is not None
         self.journal.give_up()  # entries a stalled journald never took: counted in the last record's journal_errors
+        if self.notify_socket is not None:
+            self.notify_socket.give_up()  # likewise sd_notify messages: in its notify_unsent
         for sink in self.sinks or ():
             if isinstance(sink, StdoutSink):
                 sink.close()  # what a reader did not take: in the last record's stdout_dropped
@@ -223,7 +219,7 @@ class Daemon:
         self.sinks = None
 
     def _started(self, interface: str, how: str, **fields: object) -> None:
-        notify("READY=1")
+        self.notify("READY=1")
         self.log(f"icmpsensor {__version__} started on {interface}{how}; notices to {self.notice_log.path}",
                  syslog.LOG_INFO, MSGID_STARTED, INTERFACE=interface, DECODER=DECODER, **fields)
 
@@ -283,7 +279,7 @@ class Daemon:
         """The stop begins: when it was asked for (the signal's arrival; a failure: now), which every
         deadline of the stop counts from."""
         start = self._stop_at = self.flags.stop_at or time.monotonic()
-        notify("STOPPING=1")
+        self.notify("STOPPING=1")
         for sink in self.sinks or ():
             if isinstance(sink, JournalSink):
                 sink.deadline = start + JOURNAL_DEADLINE
@@ -457,10 +453,10 @@ class Daemon:
         assert self.journal is not None
         self.journal.flush()  # what a stalled journald did not take yet
         if self._heartbeat_allowed(now):
-            notify("WATCHDOG=1")
+            self.notify("WATCHDOG=1")
         record = self.stats_record(now)
         self._check_lag(detection_lag(record))  # with workers: the slowest one's
-        notify("STATUS=" + status_line(record))
+        self.notify("STATUS=" + status_line(record))
 
     def _check_lag(self, lag: float) -> None:
         """A journal warning when detection is stats.lag_warning seconds behind the wire, once; a note when it
@@ -578,6 +574,7 @@ class Daemon:
                             journal_errors=self.journal.errors, journal_backlog=self.journal.backlog,
                             stdout_dropped=sum(s.dropped for s in self.sinks or () if isinstance(s, StdoutSink)),
                             stderr_dropped=self.stderr.dropped if self.stderr is not None else 0,
+                            notify_unsent=self.notify_socket.unsent if self.notify_socket is not None else 0,
                             worker_states=states,
                             notices_by_note=self.note_counter.counts)
 
@@ -596,7 +593,7 @@ class Daemon:
         self.log("stats: " + line, syslog.LOG_INFO, MSGID_STATS,
                  FLOWS=record["flows"], NOTICES=record["notices"], PACKETS_RECEIVED=record["packets_received"],
                  KERNEL_DROPPED=record["kernel_dropped"], QUEUE_DROPPED=record["queue_dropped"])
-        notify("STATUS=" + line)
+        self.notify("STATUS=" + line)
 
     def _check_capture_loss(self, record: dict[str, object], now: float) -> bool:
         """The capture-loss notice (CAPTURE_LOSS) when this interval's drops exceed stats.capture_loss_threshold

@@ -62,7 +62,7 @@ def totals(workers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def stats_record(*, now: float, started: float, name: str, interface: str, workers: Sequence[Mapping[str, Any]],
                  notices: int, write_errors: int, backlog: int, lost: int, journal_errors: int,
-                 journal_backlog: int = 0, stdout_dropped: int = 0, stderr_dropped: int = 0,
+                 journal_backlog: int = 0, stdout_dropped: int = 0, stderr_dropped: int = 0, notify_unsent: int = 0,
                  worker_states: Sequence[tuple[int, int | None, str]] = (),
                  notices_by_note: Mapping[str, int] | None = None) -> dict[str, object]:
     """The stats.log record of a live sensor: its workers' counters (one: the in-process pipeline) and the
@@ -90,6 +90,7 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
         "journal_backlog": journal_backlog,  # entries waiting for a stalled journald (output/journalsocket.py)
         "stdout_dropped": stdout_dropped,  # --stdout lines a reader did not take (output/stdout.py)
         "stderr_dropped": stderr_dropped,  # operational lines a stderr reader did not take (console.py)
+        "notify_unsent": notify_unsent,  # sd_notify messages a stalled service manager did not take (notifysocket.py)
         "detect": detect,
         "evidence": t.get("evidence", {}),
     }

@@ -50,7 +50,7 @@ def worker(**over: Any) -> dict[str, Any]:
 def record(**over: Any) -> dict[str, object]:
     return stats_record(now=T0 + 60, started=T0, name="edge-1", interface="eth1", workers=[worker(**over)],
                         notices=5, write_errors=0, backlog=0, lost=0, journal_errors=4, journal_backlog=7,
-                        stdout_dropped=9, stderr_dropped=2,
+                        stdout_dropped=9, stderr_dropped=2, notify_unsent=11,
                         notices_by_note={DATA_EXFIL.name: 3, TUNNEL.name: 2})
 
 
@@ -84,6 +84,7 @@ def test_the_metrics_are_the_stats_records_numbers(tmp_path: Path) -> None:
     assert got[("icmpsensor_detection_lag_max_seconds", ())] == 6.5 and got[("icmpsensor_queued_bytes", ())] == 4096
     assert got[("icmpsensor_journal_errors_total", ())] == 4 and got[("icmpsensor_journal_backlog", ())] == 7
     assert got[("icmpsensor_stdout_dropped_total", ())] == 9 and got[("icmpsensor_stderr_dropped_total", ())] == 2
+    assert got[("icmpsensor_notify_unsent_total", ())] == 11
     assert got[("icmpsensor_flows_created_total", ())] == 40
     assert got[("icmpsensor_notices_total", (("note", DATA_EXFIL.name),))] == 3
     assert got[("icmpsensor_notices_total", (("note", TUNNEL.name),))] == 2
