@@ -5,13 +5,14 @@ $NOTIFY_SOCKET, a path or, starting with '@', an abstract name (sd_notify(3); sy
 src/libsystemd/sd-daemon/sd-daemon.c). PID 1 reads the sender's credentials itself (SO_PASSCRED), so nothing else is
 sent.
 
-Why not systemd-python's daemon.notify: it calls sd_notify, which sends on a blocking socket, with the GIL held. When
-PID 1 does not read its notify socket (a long daemon-reload, a stalled manager), the socket's queue fills
-(net.unix.max_dgram_qlen datagrams, shared by every service) and the call waits: the sensor's detection loop, which
-sends STATUS= every tick, stops with it (tests/live/test_notify_stall_live.py). Here the socket is non-blocking: a
-message PID 1 does not take now waits, only the latest of each name (a STATUS= replaces the one before it), and is sent
-first the next time; a message replaced, refused or given up at the stop is counted (`unsent`). An address this
-socket cannot reach (vsock:, used by VMs) is handed to systemd-python's sd_notify.
+Why not systemd-python's daemon.notify: it calls sd_notify with the GIL held (python-systemd's systemd/_daemon.c,
+notify()), and sd_notify sends on a blocking socket. When PID 1 does not read its notify socket (a long daemon-reload,
+a stalled manager), the socket's queue fills (net.unix.max_dgram_qlen datagrams, shared by every service) and the call
+waits: the sensor's detection loop, which sends STATUS= every tick, stops with it, and the capture thread with the GIL
+(tests/live/test_notify_stall_live.py). Here the socket is non-blocking: a message PID 1 does not take now waits, only
+the latest of each name (a STATUS= replaces the one before it), and is sent first the next time; a message replaced,
+refused or given up at the stop is counted (`unsent`). An address this socket cannot reach (vsock:, used by VMs) is
+handed to systemd-python's sd_notify.
 """
 
 from __future__ import annotations

@@ -664,6 +664,7 @@ def test_the_clock_moved_by_advance_ends_idle_flows_a_chunk_at_a_time(accelerate
     assert [len(chunk) for chunk in got] == [flows.FLUSH_CHUNK, flows.FLUSH_CHUNK, 17]
     assert state(chunked) == state(whole) and not chunked._flows
     assert list(chunked.advance_chunks(at)) == [] and list(chunked.advance_chunks(at - 5)) == []
+    assert chunked.now == at  # the clock never goes back
 
 
 @needs_c

@@ -62,6 +62,7 @@ def test_messages_reach_a_manager_that_reads_at_a_path_or_an_abstract_name(manag
     name = f"icmpsensor-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as abstract:
         abstract.bind("\0" + name)
+        abstract.settimeout(2.0)
         sock, send = notifier({"NOTIFY_SOCKET": "@" + name})
         assert sock is not None
         send("STATUS=é")  # UTF-8, as sd_notify sends a C string
@@ -117,3 +118,16 @@ def test_without_a_manager_nothing_is_sent_and_other_addresses_go_to_libsystemd(
     assert sock is None
     send("READY=1")
     assert sent == ["READY=1"]
+
+
+@pytest.mark.parametrize("address", ["/" + "x" * 200, "@", "@" + "y" * 300, "/etc/passwd", "/nonexistent/dir/sock",
+                                     "/tmp"])
+def test_a_hostile_notify_address_is_counted_never_raised(address: str) -> None:
+    """$NOTIFY_SOCKET too long for AF_UNIX, empty, a file, a directory, missing: each message refused and counted
+    (an exception here would end the daemon)."""
+    sock, send = notifier({"NOTIFY_SOCKET": address})
+    assert sock is not None
+    send("READY=1")
+    send("STATUS=1")
+    assert sock.unsent == 2 and sock.sent == 0 and sock.waiting == 0
+    sock.close()
