@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 
 from icmpsensor.source.live import STOP_BUDGET
 from testkit import synthmix
+from testkit.datagrams import fill_queue, read_now
 from testkit.netlab import PEER_IF, SENSOR_IP, Lab, Sensor, missing_prerequisite, start_sensor, wait_for
 
 _MISSING = missing_prerequisite() or (None if shutil.which("tcpreplay") else "this test needs tcpreplay")
@@ -38,27 +38,6 @@ CONFIG = ("stats:\n  interval: 1\ndetection:\n  aggregate_interval: 0\n  idle_ti
           "output:\n  evidence:\n    enabled: false\n")
 
 
-def fill(path: str) -> int:
-    """Send datagrams to the socket at `path` until its queue is full (it reads nothing): how many it took."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK) as sender:
-        for taken in range(10_000):
-            try:
-                sender.sendto(b"X_TEST_FILLER=1", path)
-            except BlockingIOError:
-                return taken
-    raise AssertionError("the notify socket took 10,000 datagrams: not full")
-
-
-def drained(sock: socket.socket) -> list[str]:
-    sock.setblocking(False)
-    messages = []
-    while True:
-        try:
-            messages.append(sock.recv(4096).decode())
-        except BlockingIOError:
-            return messages
-
-
 def test_a_stalled_service_manager_stops_neither_detection_nor_the_stop(lab: Lab, tmp_path: Path,
                                                                        sensors: list[Sensor]) -> None:
     pcap = tmp_path / "storm.pcap"
@@ -66,14 +45,14 @@ def test_a_stalled_service_manager_stops_neither_detection_nor_the_stop(lab: Lab
     sensor = start_sensor(lab, tmp_path / "sensor", CONFIG, keep_notify=True)
     sensors.append(sensor)
     assert sensor.ready and sensor.notify is not None
-    filled = fill(sensor.notify.getsockname())
+    filled = fill_queue(sensor.notify.getsockname(), b"X_TEST_FILLER=1")
     replay = subprocess.run(["ip", "netns", "exec", lab.peer_ns, "timeout", "-k", "5", "30", "tcpreplay",
                              f"--intf1={PEER_IF}", "--pps=1000", str(pcap)], capture_output=True, text=True, timeout=60)
     assert replay.returncode == 0, replay.stderr[-1000:]
     written = wait_for(lambda: len(sensor.notices()) >= NOTICES, 15)
     records = len(sensor.stats_records())
     went_on = wait_for(lambda: len(sensor.stats_records()) >= records + 2, 5)
-    stalled = drained(sensor.notify)  # the manager reads again: what waited comes at the next tick
+    stalled = read_now(sensor.notify)  # the manager reads again: what waited comes at the next tick
     resumed: list[str] = []
     sensor.notify.settimeout(0.2)
     deadline = time.monotonic() + 5
@@ -90,7 +69,7 @@ def test_a_stalled_service_manager_stops_neither_detection_nor_the_stop(lab: Lab
         code = None
     stop_took = time.monotonic() - stop_began
     final = (sensor.stats_records() or [{}])[-1]
-    resumed += drained(sensor.notify)
+    resumed += read_now(sensor.notify)
     print(f"\nqueue filled with {filled} datagrams; notice.log {len(sensor.notices())} lines; stats went on: {went_on};"
           f" stop {stop_took:.1f} s, exit {code}; notify_unsent {final.get('notify_unsent')}; after the stall: "
           f"{[m.split('=')[0] for m in resumed]}")

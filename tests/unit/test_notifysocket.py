@@ -17,6 +17,7 @@ import pytest
 
 from icmpsensor.runmode import notifysocket
 from icmpsensor.runmode.notifysocket import NotifySocket, notifier
+from testkit.datagrams import fill_queue, read_now
 
 
 @pytest.fixture
@@ -29,26 +30,9 @@ def manager(tmp_path: Path) -> Iterator[socket.socket]:
         sock.close()
 
 
-def read(sock: socket.socket) -> list[str]:
-    """What the manager reads now."""
-    sock.setblocking(False)
-    got = []
-    while True:
-        try:
-            got.append(sock.recv(4096).decode())
-        except BlockingIOError:
-            return got
-
-
 def filled(sock: socket.socket) -> int:
     """The manager's queue filled with other services' messages: how many it took."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK) as other:
-        for taken in range(10_000):
-            try:
-                other.sendto(b"OTHER=1", sock.getsockname())
-            except BlockingIOError:
-                return taken
-    raise AssertionError("the queue never filled")
+    return fill_queue(sock.getsockname(), b"OTHER=1")
 
 
 def test_messages_reach_a_manager_that_reads_at_a_path_or_an_abstract_name(manager: socket.socket) -> None:
@@ -56,7 +40,7 @@ def test_messages_reach_a_manager_that_reads_at_a_path_or_an_abstract_name(manag
     assert isinstance(sock, NotifySocket)
     for state in ("READY=1", "STATUS=3 packets", "WATCHDOG=1"):
         send(state)
-        assert read(manager) == [state]
+        assert read_now(manager) == [state]
     assert sock.sent == 3 and sock.unsent == 0 and sock.waiting == 0
     sock.close()
     name = f"icmpsensor-test-{os.getpid()}"
@@ -83,12 +67,12 @@ def test_a_stalled_manager_never_blocks_and_only_the_latest_of_each_name_waits(m
             sock.send("WATCHDOG=1")
     assert time.monotonic() - began < 1.0
     assert sock.sent == 0 and sock.waiting == 3 and sock.unsent == 999 + 9
-    assert read(manager) == ["OTHER=1"] * others  # the manager reads again ...
+    assert read_now(manager) == ["OTHER=1"] * others  # the manager reads again ...
     sock.flush()  # ... and the next tick sends what waited: READY=1 first, the latest STATUS= after WATCHDOG=1
-    assert read(manager) == ["READY=1", "WATCHDOG=1", "STATUS=999 packets"]
+    assert read_now(manager) == ["READY=1", "WATCHDOG=1", "STATUS=999 packets"]
     assert sock.sent == 3 and sock.waiting == 0
     sock.send("STOPPING=1")
-    assert read(manager) == ["STOPPING=1"]
+    assert read_now(manager) == ["STOPPING=1"]
     sock.close()
 
 
