@@ -32,7 +32,8 @@ SNDBUF_SIZE = 8 * 1024 * 1024  # as libsystemd's journal-send.c asks (the kernel
 MAX_BACKLOG = 10_000  # entries waiting for journald
 MAX_BACKLOG_BYTES = 16 * 1024 * 1024
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
-_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
+# a datagram a full receiver queue did not take now (ENOBUFS: no buffer for it): sent again later, not refused
+WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
 
 def encode_entry(fields: Mapping[str, object]) -> bytes:
@@ -106,7 +107,7 @@ class JournalSocket:
         try:
             self._sock.sendto(entry, self.path)
         except OSError as exc:
-            if exc.errno in _WOULD_BLOCK:
+            if exc.errno in WOULD_BLOCK:
                 return False
             if exc.errno == errno.EMSGSIZE:  # larger than a datagram may be
                 return self._send_memfd(entry)
@@ -123,7 +124,7 @@ class JournalSocket:
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
             self._sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))], 0, self.path)
         except OSError as exc:
-            if exc.errno in _WOULD_BLOCK:
+            if exc.errno in WOULD_BLOCK:
                 return False
             self.dropped += 1
             return True

@@ -18,12 +18,11 @@ handed to systemd-python's sd_notify.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 from collections.abc import Callable, Mapping
 
-_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
+from icmpsensor.output.journalsocket import WOULD_BLOCK
 
 
 class NotifySocket:
@@ -57,7 +56,7 @@ class NotifySocket:
             try:
                 self._sock.sendto(data, self.address)
             except OSError as exc:
-                if exc.errno in _WOULD_BLOCK:
+                if exc.errno in WOULD_BLOCK:
                     return
                 self.unsent += 1  # refused (no manager listens, or the path is gone): as sd_notify, not retried
             else:
