@@ -256,13 +256,14 @@ class FlowDetector:
         if start >= n:
             return n, None
         pkt: IcmpPacket = packets[start]  # type: ignore[assignment]
-        if kept is None:
-            return start, self.process(pkt)
-        swept = self._swept_kept(pkt.ts, kept) if self.sweep_due(pkt.ts) else []
+        if kept is not None and self.sweep_due(pkt.ts):
+            swept = self._swept_kept(pkt.ts, kept)  # the sweep's notices kept a chunk at a time, then the packet's
+            notices = self.process(pkt)
+            if notices:
+                swept += kept(notices)
+            return start, swept or NO_NOTICES
         notices = self.process(pkt)
-        if notices:
-            swept += kept(notices)
-        return start, swept or NO_NOTICES
+        return start, kept(notices) if kept is not None and notices else notices
 
     def sweep_due(self, ts: float) -> bool:
         """Whether a packet at `ts` would sweep idle flows before it is handled (as process() moves the

@@ -367,16 +367,14 @@ class Detector(FlowDetector):
         if type(answer) is list:  # what its handling raised, handed out in C as _handed_out would (a storm's packet),
             return index, answer  # and what kept() kept of it
         pkt: IcmpPacket = packets[index]  # type: ignore[assignment]
-        if kept is None:
-            return index, self._finish(pkt, answer)
-        if answer is False and self.sweep_due(pkt.ts):  # the sweep's notices kept a chunk at a time, then the packet's
-            swept = self._swept_kept(pkt.ts, kept)
+        if kept is not None and answer is False and self.sweep_due(pkt.ts):
+            swept = self._swept_kept(pkt.ts, kept)  # the sweep's notices kept a chunk at a time, then the packet's
             notices = self._after_sweep(pkt)
-        else:
-            swept, notices = [], self._finish(pkt, answer)
-        if notices:
-            swept += kept(notices)
-        return index, swept or NO_NOTICES
+            if notices:
+                swept += kept(notices)
+            return index, swept or NO_NOTICES
+        notices = self._finish(pkt, answer)
+        return index, kept(notices) if kept is not None and notices else notices
 
     def _finish(self, pkt: IcmpPacket, answer: object) -> Sequence[Notice]:
         """A packet the C path stopped at: handled, with novel bytes (True: last_novel holds them); declined
