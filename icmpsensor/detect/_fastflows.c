@@ -225,7 +225,7 @@ static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_pee
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
-static PyObject *str_format; /* reason_of's */
+static PyObject *str_format; /* reason_text's */
 static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */

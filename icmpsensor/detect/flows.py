@@ -257,11 +257,7 @@ class FlowDetector:
             return n, None
         pkt: IcmpPacket = packets[start]  # type: ignore[assignment]
         if kept is not None and self.sweep_due(pkt.ts):
-            swept = self._swept_kept(pkt.ts, kept)  # the sweep's notices kept a chunk at a time, then the packet's
-            notices = self.process(pkt)
-            if notices:
-                swept += kept(notices)
-            return start, swept or NO_NOTICES
+            return start, self._swept_then(pkt, kept, self.process)
         notices = self.process(pkt)
         return start, kept(notices) if kept is not None and notices else notices
 
@@ -293,13 +289,18 @@ class FlowDetector:
         if now >= self._next_sweep:
             yield from self._swept(now - now % SWEEP_INTERVAL)
 
-    def _swept_kept(self, now: float, kept: Callable[[Sequence[Notice]], list[Notice]]) -> list[Notice]:
-        """The clock moved to `now` before a packet at `now` (sweep_due): what kept() keeps of the sweep's notices,
-        handed to it a chunk at a time (process_many: a gap in a replay sweeps up to max_flows flows at once)."""
+    def _swept_then(self, pkt: IcmpPacket, kept: Callable[[Sequence[Notice]], list[Notice]],
+                    handle: Callable[[IcmpPacket], Sequence[Notice]]) -> Sequence[Notice]:
+        """process_many's packet that moves the clock to a sweep (sweep_due): what kept() keeps of the sweep's notices,
+        handed to it a chunk at a time (a gap in a replay sweeps up to max_flows flows at once), then of the
+        packet's, which `handle` gives once the clock is at the packet."""
         out: list[Notice] = []
-        for chunk in self._clock_chunks(now):
+        for chunk in self._clock_chunks(pkt.ts):
             out += kept(chunk)
-        return out
+        notices = handle(pkt)
+        if notices:
+            out += kept(notices)
+        return out or NO_NOTICES
 
     def flush(self) -> list[Notice]:
         """End of input: evaluate and forget every flow."""

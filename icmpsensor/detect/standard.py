@@ -368,11 +368,7 @@ class Detector(FlowDetector):
             return index, answer  # and what kept() kept of it
         pkt: IcmpPacket = packets[index]  # type: ignore[assignment]
         if kept is not None and answer is False and self.sweep_due(pkt.ts):
-            swept = self._swept_kept(pkt.ts, kept)  # the sweep's notices kept a chunk at a time, then the packet's
-            notices = self._after_sweep(pkt)
-            if notices:
-                swept += kept(notices)
-            return index, swept or NO_NOTICES
+            return index, self._swept_then(pkt, kept, self._after_sweep)
         notices = self._finish(pkt, answer)
         return index, kept(notices) if kept is not None and notices else notices
 
