@@ -390,7 +390,7 @@ static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (ui
 
 /* The fragments decode_batch hands the reassembler (its `fragments` argument). */
 typedef struct {
-    PyObject *add;          /* the reassembler's bound add */
+    PyObject *add;          /* the reassembler's bound add, or add_from_frame when it keeps frames */
     PyObject *reassembler;
     PyObject *frame_type;   /* source/batch.py CapturedFrame when it keeps frames, else NULL */
     PyObject *assembled;    /* list: (index, ts, src, dst, datagram or None, partials or None) */
@@ -414,7 +414,8 @@ static PyObject *captured_frame(PyTypeObject *type, uint32_t sec, uint32_t usec,
 }
 
 /* decode/ip.py _fragment4 and _fragment6 for the fragment (FRAGMENT4 or FRAGMENT6, `kind`) whose IP header is at
- * ip, in the frame f[0:cap]: the reassembler's add, then its partials taken. 0 when it gave nothing; 1 when a
+ * ip, in the frame f[0:cap]: the reassembler's add (add_from_frame where it keeps frames: the frame, copied once,
+ * and where the fragment's data is in it), then its partials taken. 0 when it gave nothing; 1 when a
  * datagram completed or partials were handed on (an item appended to fragments->assembled, which the Python
  * decoder decodes); -1 on error. */
 static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip, double ts, const unsigned char *f,
@@ -427,9 +428,10 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
         return -1;
     int v6 = kind == FRAGMENT6;
     PyObject *src = address(ip + (v6 ? 8 : 12), v6 ? 16 : 4), *dst = address(ip + (v6 ? 24 : 16), v6 ? 16 : 4);
-    PyObject *proto, *key = NULL, *data;
+    PyObject *proto, *key = NULL;
     long offset;
     int more;
+    Py_ssize_t at, size; /* the fragment's data: ip[at - (ip - f) ...], as f[at : at + size] */
     if (v6) { /* decode/fragments.py key_v6: (source, destination, identification) */
         unsigned offset_more = be16(ip + 42);
         offset = (long)(offset_more >> 3) * 8;
@@ -439,7 +441,8 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
         if (src && dst && ident)
             key = PyTuple_Pack(3, src, dst, ident);
         Py_XDECREF(ident);
-        data = PyBytes_FromStringAndSize((const char *)ip + 48, (Py_ssize_t)be16(ip + 4) - 8);
+        at = 48;
+        size = (Py_ssize_t)be16(ip + 4) - 8;
     }
     else { /* key_v4: (source, destination, protocol, identification) */
         unsigned flags = be16(ip + 6);
@@ -450,19 +453,23 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
         if (src && dst && ident && proto)
             key = PyTuple_Pack(4, src, dst, proto, ident);
         Py_XDECREF(ident);
-        data = PyBytes_FromStringAndSize((const char *)ip + 20, (Py_ssize_t)be16(ip + 2) - 20);
+        at = 20;
+        size = (Py_ssize_t)be16(ip + 2) - 20;
     }
-    PyObject *args[8] = {
-        key,
-        PyFloat_FromDouble(ts),
-        PyLong_FromLong(offset),
-        Py_NewRef(more ? Py_True : Py_False),
-        data,
-        proto,
-        PyLong_FromSsize_t(cap), /* the wire length: the captured one (as _batch_frame gives it) */
-        fragments->frame_type ? captured_frame((PyTypeObject *)fragments->frame_type, record[0], record[1], f, cap)
-                              : Py_NewRef(Py_None),
-    };
+    at += ip - f;
+    /* the wire length: the captured one (as _batch_frame gives it) */
+    PyObject *args[8] = {key, PyFloat_FromDouble(ts), PyLong_FromLong(offset), Py_NewRef(more ? Py_True : Py_False)};
+    if (fragments->frame_type) { /* add_from_frame(key, ts, offset, more, proto, frame, at, size) */
+        args[4] = proto;
+        args[5] = captured_frame((PyTypeObject *)fragments->frame_type, record[0], record[1], f, cap);
+        args[6] = PyLong_FromSsize_t(at);
+        args[7] = PyLong_FromSsize_t(size);
+    } else { /* add(key, ts, offset, more, data, proto, wire_len, None) */
+        args[4] = PyBytes_FromStringAndSize((const char *)f + at, size);
+        args[5] = proto;
+        args[6] = PyLong_FromSsize_t(cap);
+        args[7] = Py_NewRef(Py_None);
+    }
     PyObject *datagram = NULL, *partials = NULL;
     int rc = -1, made = 1;
     for (int i = 0; i < 8; i++)
@@ -557,7 +564,8 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
     if (packets == NULL || rest == NULL)
         goto fail;
     if (to_reassemble != NULL) {
-        if ((fragments.add = PyObject_GetAttrString(fragments.reassembler, "add")) == NULL
+        if ((fragments.add = PyObject_GetAttrString(fragments.reassembler,
+                                                    fragments.frame_type ? "add_from_frame" : "add")) == NULL
             || (fragments.assembled = PyList_New(0)) == NULL)
             goto fail;
     }

@@ -38,9 +38,18 @@ static PyObject *zero_time = NULL; /* a completed Datagram's ts and sent (0.0) *
 
 /* -- a pending datagram ------------------------------------------------------------------------------------ */
 
+/* Bytes held: owner[skip : skip + size] (owner a bytes object: a fragment's data, a copy, or the frame a
+ * fragment came in, kept for evidence - add_from_frame - whose bytes are then held rather than copied). */
+typedef struct {
+    PyObject *owner;
+    Py_ssize_t skip, size;
+} Span;
+
+static const char *span_bytes(const Span *span) { return PyBytes_AS_STRING(span->owner) + span->skip; }
+
 typedef struct {
     Py_ssize_t start;
-    PyObject *data; /* bytes */
+    Span data;
 } Piece;
 
 typedef struct Pending {
@@ -64,7 +73,7 @@ static const char CAPSULE_NAME[] = "icmpsensor.decode._fastfragments.Pending";
 static void pending_clear_contents(Pending *p)
 {
     for (Py_ssize_t i = 0; i < p->n_pieces; i++)
-        Py_DECREF(p->pieces[i].data);
+        Py_DECREF(p->pieces[i].data.owner);
     p->n_pieces = 0;
     for (Py_ssize_t i = 0; i < p->n_frames; i++)
         Py_DECREF(p->frames[i]);
@@ -115,6 +124,7 @@ typedef struct {
     Py_ssize_t max_datagram_size, max_bytes, max_fragments;
     int keep_frames;
     PyObject *stats;     /* a Counter (a dict) */
+    int dict_stats;      /* stats is a dict whose __setitem__ is dict's: a Counter (see count_up) */
     PyObject *index;     /* key -> capsule of its Pending */
     Pending *oldest, *newest;
     Py_ssize_t bytes;
@@ -123,11 +133,23 @@ typedef struct {
     PyObject *now_obj; /* the latest packet time seen, as given */
 } Reassembler;
 
-/* stats[name] += 1, a missing name counting from 0 (a Counter's). */
+/* stats[name] += 1, a missing name counting from 0 (a Counter's). A Counter is set as a dict is: Counter defines
+ * __delitem__, which makes its item assignment look __setitem__ up by name on every call, found in dict. */
 static int count_up(Reassembler *self, int which)
 {
     PyObject *name = counter_name[which], *stats = self->stats;
     PyObject *old;
+    if (self->dict_stats) {
+        old = PyDict_GetItemWithError(stats, name);
+        if (old == NULL && PyErr_Occurred())
+            return -1;
+        PyObject *sum = PyNumber_Add(old ? old : zero_count, one_count);
+        if (sum == NULL)
+            return -1;
+        int rc = PyDict_SetItem(stats, name, sum);
+        Py_DECREF(sum);
+        return rc;
+    }
     if (PyDict_Check(stats)) {
         old = PyDict_GetItemWithError(stats, name);
         if (old == NULL && PyErr_Occurred())
@@ -210,7 +232,7 @@ static PyObject *frames_tuple(Reassembler *self, Pending *p, PyObject *extra)
 /* A conflicting fragment written over an abandoned datagram's bytes (fragments._hand_on's `rewrite`). */
 typedef struct {
     Py_ssize_t offset;
-    PyObject *data;
+    const Span *data;
     long proto;
     Py_ssize_t wire_len;
     PyObject *frame; /* NULL or None: none */
@@ -242,12 +264,12 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
     /* At most max_datagram_size bytes: every piece and the rewrite end within it (add checks). */
     Py_ssize_t limit = 0;
     for (Py_ssize_t i = 0; i < p->n_pieces; i++) {
-        Py_ssize_t end = p->pieces[i].start + PyBytes_GET_SIZE(p->pieces[i].data);
+        Py_ssize_t end = p->pieces[i].start + p->pieces[i].data.size;
         if (end > limit)
             limit = end;
     }
-    if (rewrite != NULL && rewrite->offset + PyBytes_GET_SIZE(rewrite->data) > limit)
-        limit = rewrite->offset + PyBytes_GET_SIZE(rewrite->data);
+    if (rewrite != NULL && rewrite->offset + rewrite->data->size > limit)
+        limit = rewrite->offset + rewrite->data->size;
     char *held = PyMem_Malloc(limit > 0 ? (size_t)limit : 1);
     if (held == NULL) {
         PyErr_NoMemory();
@@ -256,7 +278,7 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
     Py_ssize_t length = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t start;
-        PyObject *data;
+        const Span *data;
         if (rewrite != NULL && i == at) {
             start = rewrite->offset;
             data = rewrite->data;
@@ -264,18 +286,18 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
         else {
             Py_ssize_t j = (rewrite != NULL && i > at) ? i - 1 : i;
             start = p->pieces[j].start;
-            data = p->pieces[j].data;
+            data = &p->pieces[j].data;
         }
         if (start > length)
             break; /* a hole */
-        Py_ssize_t size = PyBytes_GET_SIZE(data);
-        memcpy(held + start, PyBytes_AS_STRING(data), (size_t)size); /* replaces what it covers, adds on */
+        Py_ssize_t size = data->size;
+        memcpy(held + start, span_bytes(data), (size_t)size); /* replaces what it covers, adds on */
         if (start + size > length)
             length = start + size;
     }
     if (rewrite != NULL && rewrite->offset <= length) { /* the last copy wins */
-        Py_ssize_t size = PyBytes_GET_SIZE(rewrite->data);
-        memcpy(held + rewrite->offset, PyBytes_AS_STRING(rewrite->data), (size_t)size);
+        Py_ssize_t size = rewrite->data->size;
+        memcpy(held + rewrite->offset, span_bytes(rewrite->data), (size_t)size);
         if (rewrite->offset + size > length)
             length = rewrite->offset + size;
     }
@@ -364,36 +386,52 @@ static int expire_at(Reassembler *self, double now, PyObject *now_obj)
     return 0;
 }
 
-/* A new piece at `start`: `size` bytes copied from `from`. 0, or -1 with an exception set. */
-static int copy_piece(Piece *piece, Py_ssize_t start, const char *from, Py_ssize_t size)
+/* A fragment being placed: its bytes, and whether a piece that is all of them may hold their owner: the owner is
+ * the fragment's data (add), or its frame (add_from_frame) while the datagram keeps its frames (keep): accounted
+ * either way. A frame it does not keep (max_fragments reached) may be far larger than the data it carries. */
+enum { SHARED, COPIED, SHARED_IF_KEPT };
+typedef struct {
+    Span span;
+    int shared;
+} Fragment;
+
+/* A new piece at `start`: `size` bytes of the fragment from `from` on, the fragment's owner held where the piece is
+ * all of a fragment that may share it, else a copy (a part held alone: no more than it accounts). 0, or -1 with an
+ * exception set. */
+static int new_piece(Piece *piece, Py_ssize_t start, const Fragment *fragment, Py_ssize_t from, Py_ssize_t size)
 {
     piece->start = start;
-    piece->data = PyBytes_FromStringAndSize(from, size);
-    return piece->data == NULL ? -1 : 0;
+    piece->data.size = size;
+    if (fragment->shared == SHARED && from == 0 && size == fragment->span.size) {
+        piece->data.owner = Py_NewRef(fragment->span.owner);
+        piece->data.skip = fragment->span.skip;
+        return 0;
+    }
+    piece->data.skip = 0;
+    piece->data.owner = PyBytes_FromStringAndSize(span_bytes(&fragment->span) + from, size);
+    return piece->data.owner == NULL ? -1 : 0;
 }
 
 /* Frees the first k pieces made by insert() and returns its error (-2). */
 static Py_ssize_t free_pieces(Piece *pieces, Py_ssize_t k)
 {
     for (Py_ssize_t j = 0; j < k; j++)
-        Py_DECREF(pieces[j].data);
+        Py_DECREF(pieces[j].data.owner);
     PyMem_Free(pieces);
     return -2;
 }
 
-/* fragments._insert: merge data at offset into the pieces; the bytes not held before, or -1 (nothing stored)
- * when data disagrees with bytes held; -2 with an exception set. */
-static Py_ssize_t insert(Pending *p, Py_ssize_t offset, PyObject *data)
+/* fragments._insert: merge the fragment at offset into the pieces; the bytes not held before, or -1 (nothing
+ * stored) when it disagrees with bytes held; -2 with an exception set. */
+static Py_ssize_t insert(Pending *p, Py_ssize_t offset, const Fragment *fragment)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(data);
-    const char *bytes = PyBytes_AS_STRING(data);
+    Py_ssize_t size = fragment->span.size;
+    const char *bytes = span_bytes(&fragment->span);
     Py_ssize_t n = p->n_pieces;
-    if (n == 0 || offset >= p->pieces[n - 1].start + PyBytes_GET_SIZE(p->pieces[n - 1].data)) {
+    if (n == 0 || offset >= p->pieces[n - 1].start + p->pieces[n - 1].data.size) {
         if (size) {
-            if (reserve_pieces(p, n + 1) < 0)
+            if (reserve_pieces(p, n + 1) < 0 || new_piece(&p->pieces[n], offset, fragment, 0, size) < 0)
                 return -2;
-            p->pieces[n].start = offset;
-            p->pieces[n].data = Py_NewRef(data);
             p->n_pieces = n + 1;
         }
         return size;
@@ -403,16 +441,16 @@ static Py_ssize_t insert(Pending *p, Py_ssize_t offset, PyObject *data)
     while (first < n && p->pieces[first].start <= offset)
         first++;
     first--;
-    if (first < 0 || p->pieces[first].start + PyBytes_GET_SIZE(p->pieces[first].data) <= offset)
+    if (first < 0 || p->pieces[first].start + p->pieces[first].data.size <= offset)
         first++;
     Py_ssize_t last = first;
     /* First pass: compare and count what changes, so that nothing is stored on a conflict. */
     Py_ssize_t cursor = offset, added = 0, new_count = 0;
     while (last < n && p->pieces[last].start < end) {
-        Py_ssize_t start = p->pieces[last].start, length = PyBytes_GET_SIZE(p->pieces[last].data);
+        Py_ssize_t start = p->pieces[last].start, length = p->pieces[last].data.size;
         Py_ssize_t lo = offset > start ? offset : start;
         Py_ssize_t hi = end < start + length ? end : start + length;
-        if (hi > lo && memcmp(bytes + (lo - offset), PyBytes_AS_STRING(p->pieces[last].data) + (lo - start),
+        if (hi > lo && memcmp(bytes + (lo - offset), span_bytes(&p->pieces[last].data) + (lo - start),
                               (size_t)(hi - lo)) != 0)
             return -1;
         if (cursor < start) {
@@ -437,21 +475,21 @@ static Py_ssize_t insert(Pending *p, Py_ssize_t offset, PyObject *data)
     Py_ssize_t k = 0;
     cursor = offset;
     for (Py_ssize_t i = first; i < last; i++) {
-        Py_ssize_t start = p->pieces[i].start, length = PyBytes_GET_SIZE(p->pieces[i].data);
-        if (cursor < start && copy_piece(&fresh[k++], cursor, bytes + (cursor - offset), start - cursor) < 0)
+        Py_ssize_t start = p->pieces[i].start, length = p->pieces[i].data.size;
+        if (cursor < start && new_piece(&fresh[k++], cursor, fragment, cursor - offset, start - cursor) < 0)
             return free_pieces(fresh, k - 1); /* the gap before the piece held */
-        fresh[k].start = start;
-        fresh[k++].data = Py_NewRef(p->pieces[i].data);
+        fresh[k] = p->pieces[i];
+        Py_INCREF(fresh[k++].data.owner);
         if (start + length > cursor)
             cursor = start + length;
     }
-    if (cursor < end && copy_piece(&fresh[k++], cursor, bytes + (cursor - offset), end - cursor) < 0)
+    if (cursor < end && new_piece(&fresh[k++], cursor, fragment, cursor - offset, end - cursor) < 0)
         return free_pieces(fresh, k - 1); /* the tail after the last piece held */
     Py_ssize_t replaced = last - first;
     if (reserve_pieces(p, n - replaced + k) < 0)
         return free_pieces(fresh, k);
     for (Py_ssize_t i = first; i < last; i++)
-        Py_DECREF(p->pieces[i].data);
+        Py_DECREF(p->pieces[i].data.owner);
     memmove(p->pieces + first + k, p->pieces + last, (size_t)(n - last) * sizeof(Piece));
     memcpy(p->pieces + first, fresh, (size_t)k * sizeof(Piece));
     p->n_pieces = n - replaced + k;
@@ -460,9 +498,9 @@ static Py_ssize_t insert(Pending *p, Py_ssize_t offset, PyObject *data)
 }
 
 /* fragments._place: C_* of the reason to discard the datagram, -1 for none, -2 with an exception set. */
-static int place(Reassembler *self, Pending *p, Py_ssize_t offset, int more, PyObject *data, long proto)
+static int place(Reassembler *self, Pending *p, Py_ssize_t offset, int more, const Fragment *fragment, long proto)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    Py_ssize_t size = fragment->span.size;
     Py_ssize_t end = offset + size;
     if (end > self->max_datagram_size)
         return C_TOO_LARGE;
@@ -474,7 +512,7 @@ static int place(Reassembler *self, Pending *p, Py_ssize_t offset, int more, PyO
         p->total = end;
     }
     Py_ssize_t pieces_before = p->n_pieces;
-    Py_ssize_t novel = insert(p, offset, data);
+    Py_ssize_t novel = insert(p, offset, fragment);
     if (novel == -2)
         return -2;
     if (novel < 0)
@@ -551,18 +589,87 @@ static PyObject *join_pieces(Pending *p)
 {
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < p->n_pieces; i++)
-        total += PyBytes_GET_SIZE(p->pieces[i].data);
+        total += p->pieces[i].data.size;
     PyObject *out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL)
         return NULL;
     char *to = PyBytes_AS_STRING(out);
     for (Py_ssize_t i = 0; i < p->n_pieces; i++) {
-        Py_ssize_t size = PyBytes_GET_SIZE(p->pieces[i].data);
-        memcpy(to, PyBytes_AS_STRING(p->pieces[i].data), (size_t)size);
+        Py_ssize_t size = p->pieces[i].data.size;
+        memcpy(to, span_bytes(&p->pieces[i].data), (size_t)size);
         to += size;
     }
     return out;
 }
+
+/* fragments.Reassembler.add once its arguments are read: `fragment` its bytes, ts_obj the time as given. */
+static PyObject *add_fragment(Reassembler *self, PyObject *key, PyObject *ts_obj, double ts, Py_ssize_t offset,
+                              int more, Fragment *fragment, long proto, Py_ssize_t wire_len, PyObject *frame)
+{
+    if (count_up(self, C_FRAGMENTS) < 0 || expire_at(self, ts, ts_obj) < 0)
+        return NULL;
+    Pending *p = lookup(self, key);
+    if (p == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        if (PyDict_GET_SIZE(self->index) >= self->max_datagrams && drop_oldest(self, C_EVICTED) < 0)
+            return NULL;
+        p = new_pending(self, key, ts, ts_obj);
+        if (p == NULL)
+            return NULL;
+    }
+    if (p->dead)
+        Py_RETURN_NONE;
+    if (fragment->shared == SHARED_IF_KEPT) /* as keep() will decide once it is placed */
+        fragment->shared = p->n_frames < self->max_fragments ? SHARED : COPIED;
+    int reason = place(self, p, offset, more, fragment, proto);
+    if (reason == -2)
+        return NULL;
+    if (reason >= 0) {
+        if (hand_on(self, key, p, NULL) < 0)
+            return NULL;
+        if (reason == C_OVERLAP) { /* the first copy as held, then the rewrite applied (a last-wins receiver's) */
+            Rewrite rewrite = {offset, &fragment->span, proto, wire_len, frame};
+            if (hand_on(self, key, p, &rewrite) < 0)
+                return NULL;
+        }
+        if (kill(self, p, reason) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    p->wire_len += wire_len;
+    if (frame != NULL && frame != Py_None && keep(self, p, frame) < 0)
+        return NULL;
+    while (self->bytes > self->max_bytes && self->oldest != NULL)
+        if (drop_oldest(self, C_EVICTED) < 0)
+            return NULL;
+    p = lookup(self, key); /* the eviction may have taken it */
+    if (p == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (p->received != p->total)
+        Py_RETURN_NONE;
+    PyObject *payload = join_pieces(p);
+    if (payload == NULL)
+        return NULL;
+    PyObject *frames = frames_tuple(self, p, NULL);
+    PyObject *datagram = frames ? new_datagram(p->proto, payload, p->wire_len, frames, 0, Py_None, zero_time,
+                                               zero_time) /* the dataclass's defaults */
+                                : NULL;
+    Py_DECREF(payload);
+    Py_XDECREF(frames);
+    if (datagram == NULL)
+        return NULL;
+    self->bytes -= cost(p);
+    if (forget(self, p) < 0 || count_up(self, C_REASSEMBLED) < 0) {
+        Py_DECREF(datagram);
+        return NULL;
+    }
+    return datagram;
+}
+
 
 /* add(key, ts, offset, more, data, proto, wire_len=0, frame=None) */
 static PyObject *reassembler_add(Reassembler *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -623,67 +730,46 @@ static PyObject *reassembler_add(Reassembler *self, PyObject *const *args, Py_ss
     if (wire_len == -1 && PyErr_Occurred())
         return NULL;
     PyObject *frame = values[7];
+    Fragment fragment = {{data, 0, PyBytes_GET_SIZE(data)}, SHARED};
+    return add_fragment(self, key, ts_obj, ts, offset, more, &fragment, proto, wire_len, frame);
+}
 
-    if (count_up(self, C_FRAGMENTS) < 0 || expire_at(self, ts, ts_obj) < 0)
-        return NULL;
-    Pending *p = lookup(self, key);
-    if (p == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        if (PyDict_GET_SIZE(self->index) >= self->max_datagrams && drop_oldest(self, C_EVICTED) < 0)
-            return NULL;
-        p = new_pending(self, key, ts, ts_obj);
-        if (p == NULL)
-            return NULL;
-    }
-    if (p->dead)
-        Py_RETURN_NONE;
-    int reason = place(self, p, offset, more, data, proto);
-    if (reason == -2)
-        return NULL;
-    if (reason >= 0) {
-        if (hand_on(self, key, p, NULL) < 0)
-            return NULL;
-        if (reason == C_OVERLAP) { /* the first copy as held, then the rewrite applied (a last-wins receiver's) */
-            Rewrite rewrite = {offset, data, proto, wire_len, frame};
-            if (hand_on(self, key, p, &rewrite) < 0)
-                return NULL;
-        }
-        if (kill(self, p, reason) < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    p->wire_len += wire_len;
-    if (frame != NULL && frame != Py_None && keep(self, p, frame) < 0)
-        return NULL;
-    while (self->bytes > self->max_bytes && self->oldest != NULL)
-        if (drop_oldest(self, C_EVICTED) < 0)
-            return NULL;
-    p = lookup(self, key); /* the eviction may have taken it */
-    if (p == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    if (p->received != p->total)
-        Py_RETURN_NONE;
-    PyObject *payload = join_pieces(p);
-    if (payload == NULL)
-        return NULL;
-    PyObject *frames = frames_tuple(self, p, NULL);
-    PyObject *datagram = frames ? new_datagram(p->proto, payload, p->wire_len, frames, 0, Py_None, zero_time,
-                                               zero_time) /* the dataclass's defaults */
-                                : NULL;
-    Py_DECREF(payload);
-    Py_XDECREF(frames);
-    if (datagram == NULL)
-        return NULL;
-    self->bytes -= cost(p);
-    if (forget(self, p) < 0 || count_up(self, C_REASSEMBLED) < 0) {
-        Py_DECREF(datagram);
+/* add_from_frame(key, ts, offset, more, proto, frame, at, size): fragments.Reassembler.add_from_frame. */
+static PyObject *reassembler_add_from_frame(Reassembler *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "add_from_frame() takes 8 arguments");
         return NULL;
     }
-    return datagram;
+    PyObject *frame = args[5];
+    PyObject *data = PyTuple_Check(frame) && PyTuple_GET_SIZE(frame) == 3 ? PyTuple_GET_ITEM(frame, 2) : NULL;
+    if (data == NULL || !PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "add_from_frame(): frame must be a CapturedFrame of bytes");
+        return NULL;
+    }
+    double ts = PyFloat_AsDouble(args[1]);
+    if (ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t offset = PyLong_AsSsize_t(args[2]), at = PyLong_AsSsize_t(args[6]), size = PyLong_AsSsize_t(args[7]);
+    if ((offset == -1 || at == -1 || size == -1) && PyErr_Occurred())
+        return NULL;
+    if (offset < 0 || at < 0 || size < 0) {
+        PyErr_SetString(PyExc_ValueError, "add_from_frame(): a fragment's offset and span are not negative");
+        return NULL;
+    }
+    int more = PyObject_IsTrue(args[3]);
+    if (more < 0)
+        return NULL;
+    long proto = PyLong_AsLong(args[4]);
+    if (proto == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t length = PyBytes_GET_SIZE(data); /* data[at : at + size], as a slice cuts it */
+    if (at > length)
+        at = length;
+    if (size > length - at)
+        size = length - at;
+    Fragment fragment = {{data, at, size}, SHARED_IF_KEPT};
+    return add_fragment(self, args[0], args[1], ts, offset, more, &fragment, proto, length, frame);
 }
 
 static PyObject *reassembler_expire(Reassembler *self, PyObject *now_obj)
@@ -817,6 +903,16 @@ static int reassembler_init(Reassembler *self, PyObject *args, PyObject *kwargs)
     else
         Py_INCREF(stats);
     Py_XSETREF(self->stats, stats);
+    self->dict_stats = 0;
+    if (PyDict_Check(stats)) {
+        PyObject *own = PyObject_GetAttrString((PyObject *)Py_TYPE(stats), "__setitem__");
+        PyObject *dicts = own ? PyObject_GetAttrString((PyObject *)&PyDict_Type, "__setitem__") : NULL;
+        self->dict_stats = own != NULL && own == dicts;
+        Py_XDECREF(own);
+        Py_XDECREF(dicts);
+        if (PyErr_Occurred())
+            return -1;
+    }
     self->max_datagrams = max_datagrams;
     self->timeout = timeout;
     self->max_datagram_size = max_datagram_size;
@@ -871,6 +967,8 @@ static void reassembler_dealloc(Reassembler *self)
 static PyMethodDef reassembler_methods[] = {
     {"add", (PyCFunction)(void (*)(void))reassembler_add, METH_FASTCALL | METH_KEYWORDS,
      "add(key, ts, offset, more, data, proto, wire_len=0, frame=None): fragments.Reassembler.add"},
+    {"add_from_frame", (PyCFunction)(void (*)(void))reassembler_add_from_frame, METH_FASTCALL,
+     "add_from_frame(key, ts, offset, more, proto, frame, at, size): fragments.Reassembler.add_from_frame"},
     {"expire", (PyCFunction)reassembler_expire, METH_O, "fragments.Reassembler.expire"},
     {"flush", (PyCFunction)reassembler_flush, METH_NOARGS, "fragments.Reassembler.flush"},
     {"clear", (PyCFunction)reassembler_clear, METH_NOARGS, "fragments.Reassembler.clear"},

@@ -222,6 +222,17 @@ class Reassembler:
         frames = tuple(pending.frames) if self.keep_frames else None
         return Datagram(pending.proto, b"".join(pending.pieces), pending.wire_len, frames)
 
+    def add_from_frame(self, key: Hashable, ts: float, offset: int, more: bool, proto: int, frame: CapturedFrame,
+                       at: int, size: int) -> Datagram | None:
+        """add() of the fragment whose data is ``frame.data[at : at + size]``, its wire length the frame's captured
+        length, the frame kept: as the C decoder hands a fragment whose frame it keeps. The C reassembler then
+        holds a whole fragment as the frame's bytes, not a copy (a part, or the data of a frame it does not keep,
+        is copied: what it holds stays what it accounts)."""
+        if at < 0 or size < 0:
+            raise ValueError("add_from_frame(): a fragment's span is not negative")
+        data = frame.data
+        return self.add(key, ts, offset, more, data[at : at + size], proto, len(data), frame)
+
     def expire(self, now: float) -> None:
         """Drop datagrams whose first fragment is older than ``timeout`` at time ``now`` (handing on partials)."""
         self._partials = []

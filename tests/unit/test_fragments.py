@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
@@ -552,9 +553,14 @@ def reassembly_runs(draw: st.DrawFn) -> tuple[dict[str, object], list[tuple]]:
         if draw(st.integers(0, 5)) == 0:
             data = draw(st.binary(min_size=0, max_size=40))  # a forged or rewritten fragment
         more = end < len(truth) if draw(st.integers(0, 6)) else draw(st.booleans())
+        proto = draw(st.sampled_from([1, 58]))
+        if draw(st.integers(0, 2)) == 0:  # as the C decoder hands a fragment whose frame it keeps
+            head, tail = draw(st.integers(0, 40)), draw(st.integers(0, 12))
+            frame = CapturedFrame(int(ts), 0, b"h" * head + data + b"t" * tail)
+            calls.append(("add_from_frame", key, ts, offset, more, proto, frame, head, len(data)))
+            continue
         frame = CapturedFrame(int(ts), 0, b"f" * draw(st.integers(0, 60))) if draw(st.booleans()) else None
-        calls.append(("add", key, ts, offset, more, data, draw(st.sampled_from([1, 58])),
-                      draw(st.integers(0, 90)), frame))
+        calls.append(("add", key, ts, offset, more, data, proto, draw(st.integers(0, 90)), frame))
     return limits, calls
 
 
@@ -567,8 +573,8 @@ def test_the_c_reassembler_answers_as_the_reference(run: tuple[dict[str, object]
     reference, fast = Reassembler(**limits), C_REASSEMBLER(**limits)  # type: ignore[misc]
     for call in calls:
         what, rest = call[0], call[1:]
-        if what == "add":
-            got = [r.add(*rest) for r in (reference, fast)]
+        if what in ("add", "add_from_frame"):
+            got = [getattr(r, what)(*rest) for r in (reference, fast)]
         elif what == "expire":
             got = [r.expire(rest[0]) for r in (reference, fast)]
         elif what == "take":
@@ -585,6 +591,30 @@ def test_the_c_reassembler_answers_as_the_reference(run: tuple[dict[str, object]
     assert reference.stats == fast.stats and fast.pending_bytes == 0
 
 
+class _SeenCounter(Counter):
+    """Counts as a Counter does, and remembers every name set (a __setitem__ of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set: list[str] = []
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self.set.append(name)
+        super().__setitem__(name, value)
+
+
+@both
+def test_the_counters_are_set_through_a_counters_own_setitem(reassembler_type: ReassemblerType) -> None:
+    """A Counter is set as a dict in C; a stats mapping whose __setitem__ is its own is still called for each count."""
+    plain, seen = Counter(), _SeenCounter()
+    for stats in (plain, seen):
+        reassembler = reassembler_type(stats=stats, max_datagrams=1)
+        feed(reassembler, pieces(DATA, 256) + pieces(DATA, 128)[:2])
+        feed(reassembler, pieces(DATA, 256)[:1], key="other")
+    assert plain == seen == Counter(fragments=7, reassembled=1, evicted=1, partial=1)
+    assert Counter(seen.set) == seen
+
+
 @pytest.mark.skipif(C_REASSEMBLER is None, reason="C not built")
 def test_the_c_reassembler_takes_only_bytes_and_offsets_that_are_not_negative() -> None:
     fast = C_REASSEMBLER()  # type: ignore[misc]
@@ -593,6 +623,65 @@ def test_the_c_reassembler_takes_only_bytes_and_offsets_that_are_not_negative() 
     with pytest.raises(ValueError):
         fast.add(KEY, 0.0, -8, True, bytes(8), 1)
     assert fast.add(KEY, 0.0, 0, False, bytes(8), 1, wire_len=50) == Datagram(1, bytes(8), 50)
+
+
+@both
+@pytest.mark.parametrize("keep_frames", [False, True])
+def test_a_fragment_added_from_its_frame_is_the_fragment_its_frame_carries(reassembler_type: ReassemblerType,
+                                                                          keep_frames: bool) -> None:
+    """add_from_frame(key, ts, offset, more, proto, frame, at, size) is add() of frame.data[at : at + size] with
+    the frame's captured length as its wire length and the frame kept: in any order, with a duplicate, a
+    conflicting rewrite, and a span that runs past the frame (cut as a slice cuts it)."""
+    def framed(data: bytes, head: int = 14, tail: int = 4) -> tuple[CapturedFrame, int, int]:
+        return CapturedFrame(7, 0, b"\xee" * head + data + b"\xaa" * tail), head, len(data)
+
+    reference, fast = (reassembler_type(keep_frames=keep_frames) for _ in range(2))
+    frags = pieces(DATA, 200)
+    got = [fast.add_from_frame(KEY, 1.0, o, more, 1, *framed(d)) for o, more, d in reversed(frags)]
+    want = [reference.add(KEY, 1.0, o, more, d, 1, 14 + len(d) + 4, framed(d)[0]) for o, more, d in reversed(frags)]
+    assert got == want and got[-1] is not None and got[-1].payload == DATA
+    assert fast.stats == reference.stats and fast.pending_bytes == reference.pending_bytes == 0
+    frame, _, _ = framed(DATA[:96], tail=0)
+    assert fast.add_from_frame(KEY, 2.0, 0, True, 1, frame, 14, 500) is None  # past the frame: its 96 bytes
+    assert fast.add_from_frame(KEY, 2.0, 0, True, 1, frame, 14, 96) is None  # a duplicate
+    assert fast.add_from_frame(KEY, 2.0, 96, False, 1, *framed(b"\x01" * 8)) == Datagram(
+        1, DATA[:96] + b"\x01" * 8, 2 * 110 + 26, (frame, frame, framed(b"\x01" * 8)[0]) if keep_frames else None)
+    assert fast.add_from_frame(KEY, 3.0, 0, True, 1, *framed(DATA[:64])) is None
+    assert fast.add_from_frame(KEY, 3.0, 8, True, 1, *framed(b"\x02" * 16)) is None  # conflicts: handed on
+    assert [p.payload for p in fast.take_partials()] == [DATA[:64], DATA[:8] + b"\x02" * 16 + DATA[24:64]]
+    for at, size in ((-1, 8), (0, -8)):
+        with pytest.raises(ValueError):
+            fast.add_from_frame(KEY, 4.0, 0, True, 1, frame, at, size)
+
+
+@pytest.mark.skipif(C_REASSEMBLER is None, reason="C not built")
+def test_the_c_reassembler_holds_a_kept_frames_bytes_not_a_copy_of_its_fragment() -> None:
+    """The C decoder copies a fragment's frame once (the CapturedFrame kept for evidence): a whole fragment the
+    reassembler holds is that frame's bytes, referenced. A frame it does not keep (max_fragments reached) and a
+    part of a fragment (the rest held already) are copied, so that what is held is what is accounted."""
+    def holders(frame: CapturedFrame) -> int:
+        """References to the frame's bytes besides the frame's own."""
+        return sys.getrefcount(frame.data) - 2
+
+    fast = C_REASSEMBLER(keep_frames=True, max_fragments=3)  # type: ignore[misc]
+    first = CapturedFrame(1, 0, b"\xee" * 14 + DATA[:256])
+    fast.add_from_frame(KEY, 1.0, 0, True, 1, first, 14, 256)
+    held = holders(first)
+    assert held == 1
+    overlapping = CapturedFrame(1, 0, b"\xee" * 14 + DATA[128:384])
+    fast.add_from_frame(KEY, 1.0, 128, True, 1, overlapping, 14, 256)
+    held = holders(overlapping)
+    assert held == 0
+    fast.add(KEY, 1.0, 0, True, DATA[:8], 1, 0, CapturedFrame(1, 0, b"x"))  # a duplicate: the third frame kept
+    not_kept = CapturedFrame(1, 0, b"\xee" * 14 + DATA[384:392])
+    fast.add_from_frame(KEY, 1.0, 384, True, 1, not_kept, 14, 8)
+    held = holders(not_kept)
+    assert held == 0 and fast.stats["frames_not_kept"] == 1
+    assert fast.add_from_frame(KEY, 1.0, 392, False, 1, first, 14, 8) is None  # a fourth piece: too many
+    held = holders(first)
+    assert fast.stats["too_many_fragments"] == 1 and held == 0  # the tombstone holds nothing
+    with pytest.raises(TypeError):
+        fast.add_from_frame(KEY, 4.0, 0, True, 1, (7, 0, bytearray(8)), 0, 8)
 
 
 def first_fragments(version: int, seqs: list[int], payload: bytes) -> list[bytes]:
@@ -763,6 +852,39 @@ def test_the_c_decoder_hands_plain_fragments_to_the_reassembler_itself(version: 
     assert (index, ts, partials) == (len(frags) - 1, 100.0 + len(frags) - 1, None)
     assert (src, dst) == ((addr(A4), addr(B4)) if version == 4 else (addr(A6), addr(B6)))
     assert len(datagram.frames) == len(frags) and datagram.frames[0].data == craft.ether(frags[0])
+
+
+class _Recording(Reassembler):
+    """The reference, recording how the C decoder hands it each fragment."""
+
+    def __init__(self, **limits: object) -> None:
+        super().__init__(**limits)  # type: ignore[arg-type]
+        self.calls: list[str] = []
+
+    def add(self, *args: object, **kwargs: object) -> Datagram | None:
+        self.calls.append("add")
+        return super().add(*args, **kwargs)  # type: ignore[arg-type]
+
+    def add_from_frame(self, *args: object) -> Datagram | None:
+        self.calls.append("add_from_frame")
+        return super().add_from_frame(*args)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(fast_decoder._fastdecode is None, reason="C not built")
+@pytest.mark.parametrize("keep_frames", [False, True])
+def test_the_c_decoder_hands_a_kept_frame_with_where_its_fragment_is(keep_frames: bool) -> None:
+    """With frames kept, a fragment is handed as its frame and the span its data takes in it (add_from_frame: no
+    copy of the data besides the frame's); without, as its data (add)."""
+    frags = craft.fragment4(craft.icmp4(A4, B4, 8, 0, 42, 9, BIG[:1000], ip_id=77), 256)
+    frags6 = craft.fragment6(craft.icmp6(A6, B6, 128, 0, 42, 9, BIG[:1000]), 256, frag_id=77)
+    buf, meta, _ = batch_of([(100.0 + i, craft.ether(f)) for i, f in enumerate(frags + frags6)])
+    reassembler = _Recording(keep_frames=keep_frames)
+    _, _, assembled, _ = fast_decoder._fastdecode.decode_batch(
+        buf, meta, fast_decoder._fastdecode.LINK_ETHERNET, True, [0] * 512, [0, 0],
+        (reassembler, CapturedFrame if keep_frames else None))
+    handed = ["add_from_frame", "add"] if keep_frames else ["add"]  # the reference's add_from_frame calls add
+    assert reassembler.calls == handed * len(frags + frags6)
+    assert [item[4].payload[8:] for item in assembled] == [BIG[:1000]] * 2
 
 
 @both
