@@ -110,18 +110,24 @@ static PyObject *held_packet(PyObject *linktype, PyObject *records, PyObject *se
     return held;
 }
 
+/* Frame `index` of the batch (a frame of it): its meta record's fields (seconds, microseconds, offset, captured
+ * length), and where it starts in buf and its size: buf[off : off + cap], as Python slices it, clamped to the buffer. */
+static Py_ssize_t batch_frame(PyObject *buf, PyObject *meta, Py_ssize_t index, uint32_t fields[4], Py_ssize_t *start)
+{
+    memcpy(fields, PyBytes_AS_STRING(meta) + index * META_SIZE, 4 * sizeof(uint32_t));
+    Py_ssize_t buf_len = PyBytes_GET_SIZE(buf);
+    *start = (uint64_t)fields[2] < (uint64_t)buf_len ? (Py_ssize_t)fields[2] : buf_len;
+    uint64_t end64 = (uint64_t)fields[2] + fields[3];
+    Py_ssize_t end = end64 < (uint64_t)buf_len ? (Py_ssize_t)end64 : buf_len;
+    return end - *start;
+}
+
 /* held_frame() once its arguments are checked: `index` is a frame of the batch. */
 static PyObject *held_frame_at(PyObject *linktype, PyObject *buf, PyObject *meta, Py_ssize_t index, PyObject *sender,
                                PyObject *carried)
 {
-    uint32_t fields[4]; /* seconds, microseconds, offset, captured length */
-    memcpy(fields, PyBytes_AS_STRING(meta) + index * META_SIZE, sizeof fields);
-    /* buf[off : off + cap], as Python slices it: clamped to the buffer */
-    Py_ssize_t buf_len = PyBytes_GET_SIZE(buf);
-    Py_ssize_t start = (uint64_t)fields[2] < (uint64_t)buf_len ? (Py_ssize_t)fields[2] : buf_len;
-    uint64_t end64 = (uint64_t)fields[2] + fields[3];
-    Py_ssize_t end = end64 < (uint64_t)buf_len ? (Py_ssize_t)end64 : buf_len;
-    Py_ssize_t size = end - start;
+    uint32_t fields[4];
+    Py_ssize_t start, size = batch_frame(buf, meta, index, fields, &start);
     PyObject *records = PyBytes_FromStringAndSize(NULL, RECORD_SIZE + size);
     if (records == NULL)
         return NULL;
@@ -191,18 +197,36 @@ static PyObject *held_frames(PyObject *self, PyObject *const *args, Py_ssize_t n
     return held_frames_of(linktype, frames, sender, carried);
 }
 
-/* held_frames() once its arguments are checked: `frames` a tuple, `carried` bytes. */
-static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *sender, PyObject *carried)
+/* The bytes of `frames` (a tuple) as pcap records, or -1 with TypeError where one is not a CapturedFrame of bytes. */
+static Py_ssize_t frames_records_size(PyObject *frames)
 {
     Py_ssize_t count = PyTuple_GET_SIZE(frames), total = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *frame = PyTuple_GET_ITEM(frames, i);
         if (!Py_IS_TYPE(frame, (PyTypeObject *)frame_type) || !PyBytes_Check(PyTuple_GET_ITEM(frame, 2))) {
             PyErr_SetString(PyExc_TypeError, "held_frames(): frames must be CapturedFrames of bytes");
-            return NULL;
+            return -1;
         }
         total += RECORD_SIZE + PyBytes_GET_SIZE(PyTuple_GET_ITEM(frame, 2));
     }
+    return total;
+}
+
+static PyObject *held_frames_sized(PyObject *linktype, PyObject *frames, Py_ssize_t total, PyObject *sender,
+                                   PyObject *carried);
+
+/* held_frames() once its arguments are checked: `frames` a tuple, `carried` bytes. */
+static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *sender, PyObject *carried)
+{
+    Py_ssize_t total = frames_records_size(frames);
+    return total < 0 ? NULL : held_frames_sized(linktype, frames, total, sender, carried);
+}
+
+/* held_frames_of once `frames` are checked: `total` the bytes of their records. */
+static PyObject *held_frames_sized(PyObject *linktype, PyObject *frames, Py_ssize_t total, PyObject *sender,
+                                   PyObject *carried)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(frames);
     PyObject *records = PyBytes_FromStringAndSize(NULL, total);
     if (records == NULL)
         return NULL;
@@ -436,8 +460,10 @@ static long long slot_int(PyObject *obj, Py_ssize_t offset)
     return PyLong_AsLongLong(value);
 }
 
-/* _held: the packet (frame `index` of the batch, or its own fragments) as a HeldPacket; NULL with an exception. */
-static PyObject *hold(Step *step, PyObject *pkt, PyObject *src, Py_ssize_t index)
+/* _held: the packet (frame `index` of the batch, or its own fragments) as a HeldPacket; NULL with an exception.
+ * `room`: the most bytes of records that fit (-1: any); a packet whose records would take more is not held (_record
+ * asks _fits first): None. */
+static PyObject *hold(Step *step, PyObject *pkt, PyObject *src, Py_ssize_t index, Py_ssize_t room)
 {
     PyObject *ipv6 = SLOT(pkt, packet_slot[P_IPV6]), *type = SLOT(pkt, packet_slot[P_TYPE]);
     PyObject *payload = SLOT(pkt, packet_slot[P_PAYLOAD]), *frames = SLOT(pkt, packet_slot[P_FRAMES]);
@@ -465,13 +491,22 @@ static PyObject *hold(Step *step, PyObject *pkt, PyObject *src, Py_ssize_t index
             PyErr_SetString(PyExc_TypeError, "record(): a packet's frames must be a tuple");
             return NULL;
         }
-        held = held_frames_of(step->linktype, frames, src, carried);
+        Py_ssize_t total = frames_records_size(frames);
+        if (total < 0)
+            return NULL;
+        if (room >= 0 && total > room)
+            Py_RETURN_NONE;
+        held = held_frames_sized(step->linktype, frames, total, src, carried);
     } else {
         if (index < 0 || index >= step->frames_in_batch) {
             PyErr_Format(PyExc_IndexError, "record(): frame %zd is not in a batch of %zd", index,
                          step->frames_in_batch);
             return NULL;
         }
+        uint32_t fields[4];
+        Py_ssize_t start;
+        if (room >= 0 && RECORD_SIZE + batch_frame(step->buf, step->meta, index, fields, &start) > room)
+            Py_RETURN_NONE;
         held = held_frame_at(step->linktype, step->buf, step->meta, index, src, carried);
     }
     step->made_held |= held != NULL;
@@ -535,20 +570,17 @@ static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObj
         return -1;
     if (packets >= step->max_packets)
         return TRUNCATED;
-    PyObject *held = hold(step, pkt, src, index);
-    if (held == NULL)
-        return -1;
-    /* _fits */
-    Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 1));
     long long recorded = slot_int(recording, recording_slot[R_SIZE]);
-    if (recorded == -1 && PyErr_Occurred()) {
-        Py_DECREF(held);
+    if (recorded == -1 && PyErr_Occurred())
         return -1;
+    /* _fits, asked before the packet is held */
+    long long room = step->max_file_bytes - recorded;
+    PyObject *held = hold(step, pkt, src, index, room < 0 ? 0 : (Py_ssize_t)room);
+    if (held == NULL || held == Py_None) {
+        Py_XDECREF(held);
+        return held == NULL ? -1 : TRUNCATED;
     }
-    if (recorded + size > step->max_file_bytes) {
-        Py_DECREF(held);
-        return TRUNCATED;
-    }
+    Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(held, 1));
     if (add_to_slot(recording, recording_slot[R_SIZE], recorded, size) < 0
         || add_to_slot(recording, recording_slot[R_PACKETS], packets, 1) < 0) {
         Py_DECREF(held);
@@ -664,7 +696,7 @@ static int ring_step(Step *step, PyObject *key, PyObject *pkt, int novel, PyObje
             return -1;
         if (!novel || !step->packets_before)
             return NOT_COUNTED;
-        held = hold(step, pkt, src, index); /* a pair's first packet is its ring (a storm's) */
+        held = hold(step, pkt, src, index, -1); /* a pair's first packet is its ring (a storm's) */
         if (held == NULL)
             return -1;
         Py_ssize_t rings;
@@ -678,7 +710,7 @@ static int ring_step(Step *step, PyObject *key, PyObject *pkt, int novel, PyObje
         Py_INCREF(ring);
         PyObject *moved = PyObject_CallMethodOneArg(step->rings, names[S_MOVE_TO_END], key);
         Py_XDECREF(moved);
-        held = moved == NULL ? NULL : hold(step, pkt, src, index);
+        held = moved == NULL ? NULL : hold(step, pkt, src, index, -1);
         int failed = held == NULL;
         if (!failed && Py_IS_TYPE(ring, deque_type)) {
             Py_ssize_t length = PyObject_Size(ring);

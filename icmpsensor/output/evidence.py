@@ -43,6 +43,7 @@ from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output.evidencewriter import (
     PCAP_HEADER,
+    RECORD,
     EvidenceStats,
     EvidenceWriter,
     HeldPacket,
@@ -50,7 +51,7 @@ from icmpsensor.output.evidencewriter import (
     held_frame,
     held_frames,
 )
-from icmpsensor.source.batch import Batch, CapturedFrame
+from icmpsensor.source.batch import BATCH_META, Batch, CapturedFrame
 
 MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
 KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
@@ -106,6 +107,17 @@ if _fastevidence is not None:
 
 # A pair's ring: its one packet as itself (a storm's pairs send one), more in a deque of packets_before.
 Ring = HeldPacket | deque[HeldPacket]
+
+
+def _records_size(pkt: IcmpPacket, batch: Batch | None, index: int) -> int:
+    """len(HeldPacket.records) of the packet as EvidenceRecorder._held would hold it, without holding it."""
+    frames = pkt.frames
+    if frames:
+        return sum([RECORD.size + len(frame.data) for frame in frames])
+    if batch is None:
+        return RECORD.size + len(encode(pkt))
+    _, _, off, cap = BATCH_META.unpack_from(batch.meta, index * BATCH_META.size)
+    return RECORD.size + max(0, min(cap, len(batch.buf) - off))  # buf[off : off + cap], as held_frame cuts it
 
 
 def _packets(ring: Ring | None) -> Sequence[HeldPacket]:
@@ -225,9 +237,9 @@ class EvidenceRecorder:
         if recording.packets >= cfg.packets_before + cfg.packets_after:
             self.stats.truncated += 1
             return
-        held = self._held(pkt, batch, index)
-        if not self._fits(recording, held):
+        if not self._fits(recording, _records_size(pkt, batch, index)):  # before it is held: a copy for nothing
             return
+        held = self._held(pkt, batch, index)
         pending = self._pending.get(recording.uid)
         if pending is None:
             self._pending[recording.uid] = [held]
@@ -244,9 +256,9 @@ class EvidenceRecorder:
         for job in self.writer.submit_all(jobs):
             self.stats.dropped_queue_packets += len(job.packets)
 
-    def _fits(self, recording: _Recording, held: HeldPacket) -> bool:
-        """Count the packet into the recording if it is within max_file_bytes (else: truncated)."""
-        size = len(held.records)
+    def _fits(self, recording: _Recording, size: int) -> bool:
+        """Count a packet whose records are `size` bytes into the recording if it is within max_file_bytes (else:
+        truncated)."""
         if recording.size + size > self.cfg.max_file_bytes:
             self.stats.truncated += 1
             return False
@@ -284,7 +296,7 @@ class EvidenceRecorder:
             self.stats.dropped_rate += 1
             return
         recording = _Recording(notice.uid, os.path.join(self.directory, notice.uid + ".pcap"))
-        packets = tuple(held for held in ring if self._fits(recording, held))
+        packets = tuple(held for held in ring if self._fits(recording, len(held.records)))
         linktype = packets[0].linktype if packets else self.linktype
         if not self.writer.submit(WriteJob(notice.uid, packets, src=src, linktype=linktype)):
             self.stats.dropped_queue_files += 1

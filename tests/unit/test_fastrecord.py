@@ -8,6 +8,7 @@ packets_after, max_file_bytes) and the rings' (max_flows_buffered, max_buffer_by
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -244,3 +245,27 @@ def test_a_file_filled_to_the_byte(tmp_path: Path, accelerated: bool) -> None:
     assert len(rec._pending[UID]) == 2  # the ring's packet went with the file's start
     assert rec.stats.truncated == 2
     assert rec._open[("\n\0\0\1".encode("latin-1"), "\n\0\0\2".encode("latin-1"))].size == 24 + 3 * record
+
+
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_a_packet_past_its_files_size_is_not_copied(tmp_path: Path, accelerated: bool) -> None:
+    """A recorded pair's packet that would take its pcap past max_file_bytes is counted as truncated before it is
+    held: a long jumbo transfer (60 KB datagrams, the file full after 66 of them) copied each next datagram's
+    fragments only to drop them (both steps; the fragments' frames and a batch frame)."""
+    rec, pkts, batch = recorded_pair(tmp_path, accelerated, packets_before=1, packets_after=10_000,
+                                     max_file_bytes=4096)
+    frames = tuple(CapturedFrame(2, i, bytes([i]) * 1500) for i in range(40))
+    jumbo = dataclasses.replace(pkts[1], frames=frames)
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            rec.observe(jumbo, 60_000, None, 0)
+            rec.observe(jumbo, 60_000, batch, 1)
+            peak = tracemalloc.get_traced_memory()[1] - before
+            assert peak < 10_000, peak  # nothing of the 60,000 bytes copied
+    finally:
+        tracemalloc.stop()
+    assert rec.stats.truncated == 6 and rec._pending == {}
+
