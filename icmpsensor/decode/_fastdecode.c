@@ -397,11 +397,23 @@ typedef struct {
     Py_ssize_t handed;      /* fragment frames handed to it */
 } Fragments;
 
+/* The int of the second the last captured_frame came in: the frames of one second share it (a jumbo datagram's
+ * fragments do), so that the evidence recorder reads one object for their clocks, not one out of the cache each. */
+static PyObject *frame_second = NULL;
+static uint32_t frame_second_value = 0;
+
 /* A frame as captured (CapturedFrame(sec, usec, bytes)), the named tuple built as its __new__ builds it. */
 static PyObject *captured_frame(PyTypeObject *type, uint32_t sec, uint32_t usec, const unsigned char *f,
                                 Py_ssize_t cap)
 {
-    PyObject *items[3] = {PyLong_FromUnsignedLong(sec), PyLong_FromUnsignedLong(usec),
+    if (frame_second == NULL || frame_second_value != sec) {
+        PyObject *second = PyLong_FromUnsignedLong(sec);
+        if (second == NULL)
+            return NULL;
+        Py_XSETREF(frame_second, second);
+        frame_second_value = sec;
+    }
+    PyObject *items[3] = {Py_NewRef(frame_second), PyLong_FromUnsignedLong(usec),
                           PyBytes_FromStringAndSize((const char *)f, cap)};
     PyObject *frame = items[0] && items[1] && items[2] ? type->tp_alloc(type, 3) : NULL;
     for (int i = 0; i < 3; i++) {
