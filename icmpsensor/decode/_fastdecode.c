@@ -443,7 +443,7 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
     PyObject *proto, *key = NULL;
     long offset;
     int more;
-    Py_ssize_t at, size; /* the fragment's data: ip[at - (ip - f) ...], as f[at : at + size] */
+    Py_ssize_t at, size; /* where the fragment's data is in the frame: f[at : at + size] (at from ip, then f) */
     if (v6) { /* decode/fragments.py key_v6: (source, destination, identification) */
         unsigned offset_more = be16(ip + 42);
         offset = (long)(offset_more >> 3) * 8;
@@ -469,7 +469,6 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
         size = (Py_ssize_t)be16(ip + 2) - 20;
     }
     at += ip - f;
-    /* the wire length: the captured one (as _batch_frame gives it) */
     PyObject *args[8] = {key, PyFloat_FromDouble(ts), PyLong_FromLong(offset), Py_NewRef(more ? Py_True : Py_False)};
     if (fragments->frame_type) { /* add_from_frame(key, ts, offset, more, proto, frame, at, size) */
         args[4] = proto;
@@ -479,7 +478,7 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
     } else { /* add(key, ts, offset, more, data, proto, wire_len, None) */
         args[4] = PyBytes_FromStringAndSize((const char *)f + at, size);
         args[5] = proto;
-        args[6] = PyLong_FromSsize_t(cap);
+        args[6] = PyLong_FromSsize_t(cap); /* the wire length: the captured one (as _batch_frame gives it) */
         args[7] = Py_NewRef(Py_None);
     }
     PyObject *datagram = NULL, *partials = NULL;

@@ -212,16 +212,6 @@ static Py_ssize_t frames_records_size(PyObject *frames)
     return total;
 }
 
-static PyObject *held_frames_sized(PyObject *linktype, PyObject *frames, Py_ssize_t total, PyObject *sender,
-                                   PyObject *carried);
-
-/* held_frames() once its arguments are checked: `frames` a tuple, `carried` bytes. */
-static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *sender, PyObject *carried)
-{
-    Py_ssize_t total = frames_records_size(frames);
-    return total < 0 ? NULL : held_frames_sized(linktype, frames, total, sender, carried);
-}
-
 /* held_frames_of once `frames` are checked: `total` the bytes of their records. */
 static PyObject *held_frames_sized(PyObject *linktype, PyObject *frames, Py_ssize_t total, PyObject *sender,
                                    PyObject *carried)
@@ -241,6 +231,13 @@ static PyObject *held_frames_sized(PyObject *linktype, PyObject *frames, Py_ssiz
         out = put_record(out, sec, usec, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     }
     return held_packet(linktype, records, sender, carried);
+}
+
+/* held_frames() once its arguments are checked: `frames` a tuple, `carried` bytes. */
+static PyObject *held_frames_of(PyObject *linktype, PyObject *frames, PyObject *sender, PyObject *carried)
+{
+    Py_ssize_t total = frames_records_size(frames);
+    return total < 0 ? NULL : held_frames_sized(linktype, frames, total, sender, carried);
 }
 
 
