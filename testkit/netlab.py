@@ -31,11 +31,11 @@ SENSOR_IP6, PEER_IP6 = "fd31::1", "fd31::2"
 SENSOR_IF, PEER_IF = "icms0", "icmp0"
 
 
-def missing_prerequisite() -> str | None:
-    """Why the live tests cannot run here, or None."""
+def missing_prerequisite(*tools: str) -> str | None:
+    """Why the live tests (and a test that needs `tools` besides, e.g. tcpreplay) cannot run here, or None."""
     if os.geteuid() != 0:
         return "live capture tests need root (network namespaces, raw sockets)"
-    for tool in ("ip", "unshare", "nsenter", "hping3", "ping"):
+    for tool in ("ip", "unshare", "nsenter", "hping3", "ping", *tools):
         if shutil.which(tool) is None:
             return f"live capture tests need {tool} (bash packaging/dev.sh setup installs it)"
     return None

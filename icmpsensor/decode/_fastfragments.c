@@ -671,6 +671,16 @@ static PyObject *add_fragment(Reassembler *self, PyObject *key, PyObject *ts_obj
 }
 
 
+/* add's and add_from_frame's `more` (truthy) and `proto` (an int): 0, or -1 with an exception set. */
+static int read_more_and_proto(PyObject *more_obj, PyObject *proto_obj, int *more, long *proto)
+{
+    *more = PyObject_IsTrue(more_obj);
+    if (*more < 0)
+        return -1;
+    *proto = PyLong_AsLong(proto_obj);
+    return *proto == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* add(key, ts, offset, more, data, proto, wire_len=0, frame=None) */
 static PyObject *reassembler_add(Reassembler *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -720,11 +730,9 @@ static PyObject *reassembler_add(Reassembler *self, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_ValueError, "add(): a fragment's offset is not negative");
         return NULL;
     }
-    int more = PyObject_IsTrue(values[3]);
-    if (more < 0)
-        return NULL;
-    long proto = PyLong_AsLong(values[5]);
-    if (proto == -1 && PyErr_Occurred())
+    int more;
+    long proto;
+    if (read_more_and_proto(values[3], values[5], &more, &proto) < 0)
         return NULL;
     Py_ssize_t wire_len = values[6] ? PyLong_AsSsize_t(values[6]) : 0;
     if (wire_len == -1 && PyErr_Occurred())
@@ -757,11 +765,9 @@ static PyObject *reassembler_add_from_frame(Reassembler *self, PyObject *const *
         PyErr_SetString(PyExc_ValueError, "add_from_frame(): a fragment's offset and span are not negative");
         return NULL;
     }
-    int more = PyObject_IsTrue(args[3]);
-    if (more < 0)
-        return NULL;
-    long proto = PyLong_AsLong(args[4]);
-    if (proto == -1 && PyErr_Occurred())
+    int more;
+    long proto;
+    if (read_more_and_proto(args[3], args[4], &more, &proto) < 0)
         return NULL;
     Py_ssize_t length = PyBytes_GET_SIZE(data); /* data[at : at + size], as a slice cuts it */
     if (at > length)

@@ -401,10 +401,10 @@ class FlowDetector:
         some pairs decides as one process that sees them all."""
         self._next_sweep = now + SWEEP_INTERVAL
         timeout = self.cfg.idle_timeout
-        chunk = ended = FLUSH_CHUNK
-        while ended == chunk:
+        ended = FLUSH_CHUNK
+        while ended == FLUSH_CHUNK:  # a chunk ended whole: more may be idle
             due: list[Notice] = []
-            ended = self._end_flows(due, now, timeout, chunk)
+            ended = self._end_flows(due, now, timeout, FLUSH_CHUNK)
             self.stats.flows_expired += ended
             if due:
                 yield due

@@ -122,12 +122,10 @@ static Py_ssize_t batch_frame(PyObject *buf, PyObject *meta, Py_ssize_t index, u
     return end - *start;
 }
 
-/* held_frame() once its arguments are checked: `index` is a frame of the batch. */
-static PyObject *held_frame_at(PyObject *linktype, PyObject *buf, PyObject *meta, Py_ssize_t index, PyObject *sender,
-                               PyObject *carried)
+/* held_frame() once its frame is read (batch_frame): its fields, and buf[start : start + size]. */
+static PyObject *held_frame_at(PyObject *linktype, PyObject *buf, const uint32_t fields[4], Py_ssize_t start,
+                               Py_ssize_t size, PyObject *sender, PyObject *carried)
 {
-    uint32_t fields[4];
-    Py_ssize_t start, size = batch_frame(buf, meta, index, fields, &start);
     PyObject *records = PyBytes_FromStringAndSize(NULL, RECORD_SIZE + size);
     if (records == NULL)
         return NULL;
@@ -157,7 +155,9 @@ static PyObject *held_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
                      meta_len / META_SIZE);
         return NULL;
     }
-    return held_frame_at(linktype, buf, meta, index, sender, carried);
+    uint32_t fields[4];
+    Py_ssize_t start, size = batch_frame(buf, meta, index, fields, &start);
+    return held_frame_at(linktype, buf, fields, start, size, sender, carried);
 }
 
 /* A frame's clock field as pcap_record packs it ("I"): an int in 0 .. 2**32 - 1, else struct.error's ValueError
@@ -501,10 +501,10 @@ static PyObject *hold(Step *step, PyObject *pkt, PyObject *src, Py_ssize_t index
             return NULL;
         }
         uint32_t fields[4];
-        Py_ssize_t start;
-        if (room >= 0 && RECORD_SIZE + batch_frame(step->buf, step->meta, index, fields, &start) > room)
+        Py_ssize_t start, size = batch_frame(step->buf, step->meta, index, fields, &start);
+        if (room >= 0 && RECORD_SIZE + size > room)
             Py_RETURN_NONE;
-        held = held_frame_at(step->linktype, step->buf, step->meta, index, src, carried);
+        held = held_frame_at(step->linktype, step->buf, fields, start, size, src, carried);
     }
     step->made_held |= held != NULL;
     return held;

@@ -18,7 +18,6 @@ veth pair (tcpreplay under `timeout`, no loop).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -30,7 +29,7 @@ from icmpsensor.source.live import STOP_BUDGET
 from testkit import synthmix
 from testkit.netlab import PEER_IF, SENSOR_IP, Lab, Sensor, launch_ready, missing_prerequisite, wait_for
 
-_MISSING = missing_prerequisite() or (None if shutil.which("tcpreplay") else "this test needs tcpreplay")
+_MISSING = missing_prerequisite("tcpreplay")
 pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)), pytest.mark.timeout(180)]
 
 FLOWS = 3_000

@@ -16,7 +16,6 @@ loop).
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -29,7 +28,7 @@ from testkit import synthmix
 from testkit.datagrams import fill_queue, read_now
 from testkit.netlab import PEER_IF, SENSOR_IP, Lab, Sensor, missing_prerequisite, start_sensor, wait_for
 
-_MISSING = missing_prerequisite() or (None if shutil.which("tcpreplay") else "this test needs tcpreplay")
+_MISSING = missing_prerequisite("tcpreplay")
 pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)), pytest.mark.timeout(120)]
 
 FLOWS = 300

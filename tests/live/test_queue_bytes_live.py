@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 from testkit import craft
 from testkit.netlab import PEER_IF, SENSOR_IF, SENSOR_IP, Lab, Sensor, launch_ready, missing_prerequisite, run, wait_for
 
-_MISSING = missing_prerequisite() or (None if shutil.which("tcpreplay") else "the jumbo flood test needs tcpreplay")
+_MISSING = missing_prerequisite("tcpreplay")
 pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)), pytest.mark.timeout(180)]
 
 MTU = 9_000

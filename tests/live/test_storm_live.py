@@ -16,7 +16,6 @@ the frames' MAC address is not the sensor host's, so the host does not answer th
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 from testkit import synthmix
 from testkit.netlab import PEER_IF, SENSOR_IP, Lab, Sensor, launch_ready, missing_prerequisite, wait_for
 
-_MISSING = missing_prerequisite() or (None if shutil.which("tcpreplay") else "the storm live test needs tcpreplay")
+_MISSING = missing_prerequisite("tcpreplay")
 pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)), pytest.mark.timeout(240)]
 
 RATE = 20_000  # packets/s
