@@ -14,7 +14,7 @@ import signal
 import sys
 
 from icmpsensor import __version__
-from icmpsensor.console import say, write_out
+from icmpsensor.console import guard_standard_streams, say, write_out
 from icmpsensor.errors import (
     EXIT_CANTCREAT,
     EXIT_CONFIG,
@@ -144,6 +144,7 @@ def effective_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    guard_standard_streams()
     # `--stdout | head -1` must not end the sensor by SIGPIPE: a broken stdout is handled (console.py)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:

@@ -113,8 +113,16 @@ def unqueue_stderr(timeout: float) -> None:
         queue.finish(timeout)
 
 
+def one_line(text: str) -> str:
+    """`text` with its unprintable characters escaped as Python writes them (a newline as \\n, ESC as \\x1b): a name
+    the sensor repeats (a capture file's, a directory's) can neither split a message nor drive a terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def say(line: str) -> None:
-    """One line on standard error (operational messages, errors, the replay summary)."""
+    """One line on standard error (operational messages, errors, the replay summary), its unprintable
+    characters escaped."""
+    line = one_line(line)
     queue = _stderr_queue
     if queue is not None and queue.pid == os.getpid():
         queue.put(line + "\n")
@@ -135,6 +143,25 @@ def write_out(text: str) -> bool:
         sys.stdout = _null()
         return False
     return True
+
+
+def guard_standard_streams() -> None:
+    """A standard descriptor closed at start (`>&-`, `2>&-`, `<&-`) gets /dev/null, so that no file the sensor opens
+    later takes descriptor 0, 1 or 2 (notice.log would receive standard error's lines, or be read as the capture of
+    `-r -`); Python set the stream to None: it becomes /dev/null too, as a stream that fails does."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd` itself, as 0..fd-1 are open
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # as a standard descriptor is: the workers and anything they start
+    if sys.stdout is None:
+        sys.stdout = _null()
+    if sys.stderr is None:
+        sys.stderr = _null()
 
 
 def _null() -> TextIO:

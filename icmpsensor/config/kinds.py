@@ -64,14 +64,14 @@ def _describe(node: Node) -> str:
     noun = _NOUNS.get(node.tag)
     if noun is None:
         return f"value {clip(node.value)!r} tagged {node.tag.replace(_TAG, '!!')}"
-    return f"{noun} {clip(node.value)}"
+    return f"{noun} {clip(node.value) or repr('')}"  # empty: only with an explicit tag (`!!int ''`)
 
 
 def _construct(node: ScalarNode, key: str) -> Any:
     try:
         return SafeConstructor().construct_object(node)
-    except (ValueError, KeyError, TypeError, ArithmeticError, yaml.YAMLError):
-        # e.g. an explicit `!!int abc` or `!!bool maybe`
+    except (ValueError, LookupError, TypeError, ArithmeticError, yaml.YAMLError):
+        # e.g. an explicit `!!int abc` or `!!bool maybe`; `!!int ''`: PyYAML's constructor indexes the empty text
         raise Problem(node, key, f"cannot read {_describe(node)}") from None
 
 
@@ -254,12 +254,18 @@ def sensor_name(value: str) -> str | None:
     return f"must be at most 128 characters, got {len(value)}" if len(value) > 128 else None
 
 
+NAME_MAX = 255  # bytes of a file name (Linux)
+
+
 def file_name(value: str) -> str | None:
     if value in ("", ".", ".."):
         return f"must be a file name, got {value!r}"
     if "/" in value or "\0" in value:
         return f"must be a file name without '/', got {clip(value)!r}"
-    return None
+    if not value.isprintable():
+        return f"must contain only printable characters, got {clip(value)!r}"
+    size = len(value.encode("utf-8", "surrogateescape"))
+    return f"must be at most {NAME_MAX} bytes, got {size}" if size > NAME_MAX else None
 
 
 def textfile_path(value: str) -> str | None:

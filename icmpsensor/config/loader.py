@@ -22,6 +22,7 @@ from yaml.nodes import MappingNode, Node
 
 from icmpsensor.config.kinds import NULL_TAG, Problem, Section, parse_mapping
 from icmpsensor.config.schema import Config
+from icmpsensor.console import one_line
 from icmpsensor.errors import ConfigError, InputError
 
 _LIBYAML = yaml.CSafeLoader if yaml.__with_libyaml__ else None
@@ -31,22 +32,18 @@ STREAM_TIMEOUT = 10.0  # seconds a FIFO or pipe given as the config gets to deli
 _LINE_BREAK = "\r\n|[\n\r\x85\u2028\u2029]"  # YAML's line breaks (compiled on the error path only)
 
 
-def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _config_error(path: str, line: int, key: str, problem: str) -> ConfigError:
     where = f"{path}:{line}: {key}: " if key else f"{path}:{line}: "
-    return ConfigError(_one_line(where + problem))
+    return ConfigError(one_line(where + problem))
 
 
 def _read_text(path: str) -> str:
     try:
         data = _read_bytes(path)
     except OSError as exc:
-        raise InputError(_one_line(f"config file {path}: {exc.strerror or exc}")) from None
+        raise InputError(one_line(f"config file {path}: {exc.strerror or exc}")) from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise InputError(_one_line(f"config file {path}: larger than {MAX_CONFIG_BYTES} bytes"))
+        raise InputError(one_line(f"config file {path}: larger than {MAX_CONFIG_BYTES} bytes"))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -82,7 +79,7 @@ def _read_stream(fd: int, path: str, *, waits_for_writer: bool) -> bytes:
     while size <= MAX_CONFIG_BYTES:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise InputError(_one_line(f"config file {path}: nothing read within {STREAM_TIMEOUT:g} s "
+            raise InputError(one_line(f"config file {path}: nothing read within {STREAM_TIMEOUT:g} s "
                                        "(a FIFO or pipe no one writes to)"))
         select.select([fd], [], [], min(left, 0.1))
         try:
@@ -129,8 +126,43 @@ def load_config(path: str | None) -> Config:
     cfg = _load_libyaml(text)
     if cfg is None:
         cfg = _load(path, text)
+    _check_output_names(path, text, cfg)
     cfg.source = path
     return cfg
+
+
+def _output_names(cfg: Config) -> dict[str, str]:
+    """The names each output takes in output.log_dir, by key."""
+    return {"output.evidence.directory": cfg.output.evidence.directory, "output.notice_log": cfg.output.notice_log,
+            "stats.log": cfg.stats.log}
+
+
+def _check_output_names(path: str, text: str, cfg: Config) -> None:
+    """Two outputs naming one file in the log directory (evidence.directory: notice.log) would race for it: refused
+    at the key the file sets (the first of the two where it sets both)."""
+    keys = list(_output_names(cfg).items())
+    for index, (key, name) in enumerate(keys):
+        for other, other_name in keys[index + 1:]:
+            if name != other_name:
+                continue
+            root = yaml.compose(text, Loader=_LIBYAML or yaml.SafeLoader)  # it parsed: no error now
+            line = _key_line(root, key)
+            told, named, line = (key, other, line) if line is not None else (other, key, _key_line(root, other))
+            raise _config_error(path, line or 1, told,
+                                f"names the same file in output.log_dir as {named} ({name!r})")
+
+
+def _key_line(root: Node | None, dotted: str) -> int | None:
+    """The line of the key `dotted` (section.key) in the composed file, None where the file does not set it."""
+    node = root
+    for part in dotted.split("."):
+        if not isinstance(node, MappingNode):
+            return None
+        found = [(k, v) for k, v in node.value if getattr(k, "value", None) == part]
+        if not found:
+            return None
+        key_node, node = found[0]
+    return int(key_node.start_mark.line) + 1
 
 
 def _load_libyaml(text: str) -> Config | None:

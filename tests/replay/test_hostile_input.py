@@ -284,6 +284,75 @@ def test_stdout_closed_early_loses_no_notice(tmp_path: Path, example: Example) -
     assert summary(notices(logs)) == expected
 
 
+def closed_stream_sensor(closed: str, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    """The sensor started with its standard output (`>&-`) or error (`2>&-`) closed: Python sets sys.stdout or
+    sys.stderr to None, and the first file the sensor opens would get the descriptor. What it says on the other
+    stream is captured."""
+    redirect = {"stdout": ">&-", "stderr": "2>&-"}[closed]
+    command = ["bash", "-c", f'exec "$@" {redirect}', "bash", sys.executable, "-m", "icmpsensor", *map(str, args)]
+    return subprocess.run(command, capture_output=True, timeout=60, env={**os.environ, "TZ": "UTC"}, cwd=REPO)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stream_closed_at_start_loses_no_notice_and_writes_nothing_into_a_log(
+        tmp_path: Path, example: Example, closed: str, workers: str) -> None:
+    capture, expected = example
+    logs = out_dir(tmp_path)
+    result = closed_stream_sensor(closed, "-r", capture, "--log-dir", logs, "--stdout", "--workers", workers)
+    other = result.stderr if closed == "stdout" else result.stdout
+    assert result.returncode == 0, other.decode()
+    assert b"Traceback" not in other and b"internal error" not in other
+    assert summary(notices(logs)) == expected  # every line of notice.log is a whole notice: nothing else in it
+    if closed == "stdout":
+        assert other.startswith(b"icmpsensor: read "), other.decode()
+
+
+def test_a_closed_stderr_keeps_the_exit_code_of_bad_input(tmp_path: Path) -> None:
+    result = closed_stream_sensor("stderr", "-r", tmp_path / "missing.pcap", "--log-dir", out_dir(tmp_path))
+    assert result.returncode == 66
+
+
+def test_check_config_with_stdout_closed_exits_0() -> None:
+    result = closed_stream_sensor("stdout", "-c", REPO / "etc" / "icmpsensor.yaml", "--check-config")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+
+
+# -- names with control characters -------------------------------------------------------------------------
+
+
+def only_lines(stderr: bytes) -> list[str]:
+    return stderr.decode().split("\n")[:-1]
+
+
+@pytest.mark.parametrize("name", ["no\nsuch.pcap", "esc\x1b[31mred.pcap", "tab\there\r.pcap"])
+def test_a_capture_name_with_control_characters_is_named_on_one_line(tmp_path: Path, name: str) -> None:
+    result = sensor("-r", tmp_path / name, "--log-dir", out_dir(tmp_path))
+    assert result.returncode == 66
+    (line,) = only_lines(result.stderr)
+    assert line.startswith("icmpsensor: error: capture file ") and repr(name)[1:-1] in line, line
+
+
+def test_a_log_directory_name_with_a_newline_is_named_on_one_line(tmp_path: Path, example: Example) -> None:
+    capture, _ = example
+    result = sensor("-r", capture, "--log-dir", tmp_path / "a\nb")
+    assert result.returncode == 73
+    (line,) = only_lines(result.stderr)
+    assert "a\\nb" in line, line
+
+
+@pytest.mark.parametrize("name", ['"a\\nb"', '"\\e[2J"', "x" * 256, "é" * 128])
+def test_a_file_name_no_file_system_takes_is_refused_on_one_line(tmp_path: Path, example: Example, name: str) -> None:
+    capture, _ = example
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output:\n  evidence:\n    directory: {name}\n")
+    result = sensor("-r", capture, "-c", config, "--log-dir", out_dir(tmp_path))
+    assert result.returncode == 78
+    (line,) = only_lines(result.stderr)
+    assert f"{config}:3: output.evidence.directory: must " in line, line
+
+
 # -- FIFOs, pipes and standard input ---------------------------------------------------------------------------
 
 

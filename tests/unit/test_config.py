@@ -264,9 +264,36 @@ def test_unknown_section(tmp_path: Path) -> None:
         ),
         ("allowlist:\n  payloads: [[ab]]\n", ":2: allowlist.payloads[0]: expected hex strings, got a list"),
         ("detection:\n  max_flows: !!int abc\n", ":2: detection.max_flows: cannot read integer abc"),
+        # PyYAML's int and float constructors index the text's first character: IndexError on an empty scalar
+        ("detection:\n  max_flows: !!int ''\n", ":2: detection.max_flows: cannot read integer ''"),
+        ("detection:\n  idle_timeout: !!int '_'\n", ":2: detection.idle_timeout: cannot read integer _"),
+        ("detection:\n  idle_timeout: !!float ''\n", ":2: detection.idle_timeout: cannot read float ''"),
+        ("detection:\n  max_flows: !!int '-'\n", ":2: detection.max_flows: cannot read integer -"),
     ],
 )
 def test_wrong_type(tmp_path: Path, text: str, expected: str) -> None:
+    assert config_error(tmp_path, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "output:\n  log_dir: /x\n  evidence:\n    directory: notice.log\n",
+            ":4: output.evidence.directory: names the same file in output.log_dir as output.notice_log "
+            "('notice.log')",
+        ),
+        (
+            "stats:\n  log: n.log\noutput:\n  notice_log: n.log\n",
+            ":4: output.notice_log: names the same file in output.log_dir as stats.log ('n.log')",
+        ),
+        (
+            "output:\n  evidence:\n    directory: stats.log\n",
+            ":3: output.evidence.directory: names the same file in output.log_dir as stats.log ('stats.log')",
+        ),
+    ],
+)
+def test_two_outputs_naming_one_file_are_refused(tmp_path: Path, text: str, expected: str) -> None:
     assert config_error(tmp_path, text) == expected
 
 
