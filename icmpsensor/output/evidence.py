@@ -142,7 +142,9 @@ class EvidenceRecorder:
         self._rings: OrderedDict[Pair, Ring] = OrderedDict()
         self._buffered = 0  # what the rings hold, bytes (HeldPacket.cost): at most cfg.max_buffer_bytes
         self._open: OrderedDict[Pair, _Recording] = OrderedDict()
-        self._closed: OrderedDict[str, str] = OrderedDict()  # uid -> pcap path of files already closed
+        # uid -> the pcap its notices named (its own, or its pair's another flow started), for when that file is
+        # closed: named, not reopened
+        self._closed: OrderedDict[str, str] = OrderedDict()
         self.watched: set[Pair] = set()
         self.linktype = LINKTYPE_RAW  # of the last packet held: the link type of a pcap started empty
         self._minute = -1  # the minute of packet time max_files_per_minute counts in
@@ -279,8 +281,11 @@ class EvidenceRecorder:
         recording = self._open.get(key)
         if recording is not None:
             notice.evidence = recording.pcap_path
-            if summary and notice.uid == recording.uid:  # the flow is over
-                self._finish(key)
+            if notice.uid == recording.uid:
+                if summary:  # the flow is over
+                    self._finish(key)
+            elif notice.uid and not summary:  # the pair's other flow: its later notices name this file too
+                self._name_closed(notice.uid, recording.pcap_path)
             return
         closed = self._closed.get(notice.uid)
         if closed is not None:  # recorded, and closed since (MAX_OPEN_FILES): named, not reopened
@@ -326,10 +331,13 @@ class EvidenceRecorder:
             return
         self.flush()  # its packets before its end
         self._unwatch(key)
-        self._closed[recording.uid] = recording.pcap_path
+        self._name_closed(recording.uid, recording.pcap_path)
+        self.writer.submit(WriteJob(recording.uid, finish=True), force=True)
+
+    def _name_closed(self, uid: str, pcap_path: str) -> None:
+        self._closed[uid] = pcap_path
         if len(self._closed) > KNOWN_UIDS:
             self._closed.popitem(last=False)
-        self.writer.submit(WriteJob(recording.uid, finish=True), force=True)
 
     def buffered(self, key: Pair) -> Sequence[HeldPacket]:
         """The packets buffered for a pair (pair_key), oldest first."""

@@ -412,6 +412,28 @@ def test_a_pairs_replies_are_recorded_with_its_requests(tmp_path: Path) -> None:
     assert Path(str(raised.evidence)[:-5] + ".bin").read_bytes() == b"".join(bytes([s]) * 300 for s in range(3))
 
 
+@pytest.mark.parametrize("closer", ["summary", "another pair"])
+def test_a_flow_named_with_its_pairs_recording_keeps_that_name_once_it_is_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closer: str) -> None:
+    """The other direction's flow of a recorded pair is named the pair's pcap; the recording is closed (the first
+    flow's summary, or MAX_OPEN_FILES); that flow's later notices still name that pcap, and no empty file is made."""
+    monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", 1)
+    recorder = EvidenceRecorder(str(tmp_path), config())
+    first = alert(recorder, 1, 1000.0)  # source(1) -> DST
+    back = Notice(1001.0, "ICMP::ICMP_DataExfil", "", "", DST, source(1), "C" + "b" * 17, 1, 100, 0, 1001.0, 1001.0)
+    recorder.attach(back)
+    assert back.evidence == first.evidence
+    if closer == "summary":
+        recorder.attach(notice(1, 1002.0, EXFIL_SUMMARY.name))
+    else:
+        alert(recorder, 2, 1002.0)  # a second recording: the first is closed
+    later = Notice(1003.0, EXFIL_SUMMARY.name, "", "", DST, source(1), back.uid, 1, 100, 0, 1001.0, 1003.0)
+    recorder.attach(later)
+    recorder.close()
+    assert later.evidence == first.evidence
+    assert f"{back.uid}.pcap" not in pcaps(tmp_path / "evidence")
+
+
 def test_the_drop_counters_reach_the_pipeline_stats(tmp_path: Path) -> None:
     cfg = Config()
     cfg.output.log_dir = str(tmp_path)
