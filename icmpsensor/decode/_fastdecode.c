@@ -638,7 +638,6 @@ fail:
 
 /* The worker (of n) whose share an Ethernet frame f[0:len] is: the hash of runmode/partition.py
  * share_worker (its Python reference), on the captured bytes. 32-bit unsigned arithmetic, as BPF's. */
-#define SHARE_TAGS 2
 #define GOLDEN 2654435761u
 
 
@@ -646,17 +645,15 @@ static uint32_t fold_words(const unsigned char *p) { return be32(p) ^ be32(p + 4
 
 static long share_worker(const unsigned char *f, Py_ssize_t len, long n)
 {
-    for (int depth = 0; depth <= SHARE_TAGS; depth++) {
-        Py_ssize_t at = 12 + 4 * depth, ip = at + 2;
+    for (Py_ssize_t at = 12; len >= at + 2; at += 4) { /* through any number of tags, as by_ethertype */
+        Py_ssize_t ip = at + 2;
         uint32_t pair;
-        if (len < ip)
-            return 0;
         unsigned ethertype = be16(f + at);
         if (ethertype == 0x0800 && len >= ip + 20)
             pair = be32(f + ip + 12) + be32(f + ip + 16);
         else if (ethertype == 0x86DD && len >= ip + 40)
             pair = fold_words(f + ip + 8) + fold_words(f + ip + 24);
-        else if (is_vlan_tpid(ethertype) && depth < SHARE_TAGS && len >= at + 6)
+        else if (is_vlan_tpid(ethertype) && len >= at + 6)
             continue;
         else
             return 0;

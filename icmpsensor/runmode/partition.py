@@ -81,36 +81,35 @@ _V6_BUCKETS: dict[bytes, int] = {}
 #
 # For Ethernet captures a worker can pick its frames from each libpcap batch in C (`select_share`:
 # decode/_fastdecode.c share_select, with `share_worker` below as the Python reference), without
-# touching the others' frames in Python. The share follows Decoder's path through at most SHARE_TAGS
-# VLAN tags (the decoder's TPIDs) to an IPv4 or IPv6 header and hashes the address pair symmetrically
+# touching the others' frames in Python. The share follows Decoder's path through any number of VLAN
+# tags (the decoder's TPIDs: a pair's frames tagged otherwise stay one worker's) to an IPv4 or IPv6
+# header and hashes the address pair symmetrically
 # (the 32-bit sum of the two addresses, IPv6 ones folded to 32 bits by XOR, times the golden ratio,
 # bits 16-31: a sum, not a XOR, which gives every pair (a + k, b + k) one bucket; a different hash from
 # pair_key's, which a run never mixes). A frame without an address pair within its captured bytes (too
-# short or cut short, not IP, more tags) is worker 0's: every frame is exactly one worker's. It is the
+# short or cut short, not IP) is worker 0's: every frame is exactly one worker's. It is the
 # hash of the BPF share filters replay used before (the tests keep that BPF form as an independent
 # oracle), judged on the captured length where BPF could only see the wire length, so that a frame cut
 # short is counted once instead of by no worker. `share_selectable` says whether a capture's snap
-# length keeps every address pair (else the Python partition above serves).
+# length keeps every address pair behind two tags (else the Python partition above serves).
 
-SHARE_TAGS = 2
-SHARE_SNAPLEN = 14 + 4 * SHARE_TAGS + 40  # IPv6 addresses behind the last tag
+SHARE_SNAPLEN = 14 + 4 * 2 + 40  # IPv6 addresses behind two tags
 _VLAN = frozenset(VLAN_TPIDS)
 
 
 def share_worker(frame: bytes, workers: int) -> int:
     """The worker (of `workers`) whose share an Ethernet frame is."""
     caplen = len(frame)
-    for depth in range(SHARE_TAGS + 1):
-        at = 12 + 4 * depth  # the ethertype
+    at = 12  # the ethertype
+    while caplen >= at + 2:
         ip = at + 2
-        if caplen < ip:
-            return 0
         ethertype = frame[at] << 8 | frame[at + 1]
         if ethertype == ETHERTYPE_IPV4 and caplen >= ip + 20:
             pair = int.from_bytes(frame[ip + 12 : ip + 16], "big") + int.from_bytes(frame[ip + 16 : ip + 20], "big")
         elif ethertype == ETHERTYPE_IPV6 and caplen >= ip + 40:
             pair = _fold_words(frame[ip + 8 : ip + 24]) + _fold_words(frame[ip + 24 : ip + 40])
-        elif ethertype in _VLAN and depth < SHARE_TAGS and caplen >= at + 6:
+        elif ethertype in _VLAN and caplen >= at + 6:
+            at += 4
             continue
         else:
             return 0
