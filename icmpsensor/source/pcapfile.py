@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pcapy
 
+from icmpsensor.console import write_all
 from icmpsensor.errors import InputError
 from icmpsensor.source.batch import BATCH_META, Batch, RawBatch, packet_count
 
 BATCH_SIZE = 4096
 STDIN = "-"  # as tcpdump and zeek: read the capture from standard input
+# A FIFO given with -r: seconds its writer has to write something (tcpdump -w FIFO writes the file header at once);
+# past that, no writer is coming (libpcap's open would wait for one forever)
+FIFO_WRITER_TIMEOUT = 10.0
 
 # A decoder for a link type (raises InputError for one it does not support).
 DecoderFactory = Callable[[int], Any]
@@ -173,10 +178,87 @@ def open_capture(path: str) -> pcapy.Reader:
             raise InputError(f"capture file {path}: not a file, FIFO or device one can read a capture from")
         if not os.access(path, os.R_OK):
             raise InputError(f"capture file {path}: permission denied")
+        if stat.S_ISFIFO(mode):
+            return _open_fifo(path)
+    return _open_offline(path)
+
+
+def _open_offline(path: str) -> pcapy.Reader:
     try:
         return pcapy.open_offline(path)
     except _READ_ERRORS as exc:
         raise InputError(f"capture file {label(path)}: {error_text(exc)}") from None
+
+
+def _open_fifo(path: str) -> pcapy.Reader:
+    """libpcap's reader of a FIFO whose writer writes within FIFO_WRITER_TIMEOUT seconds (InputError if none does).
+    libpcap would open the FIFO itself, and that open waits for a writer: forever if none comes, and also if the
+    writer has come, written and gone by then. So the FIFO is opened here without waiting (O_NONBLOCK), and what
+    its writer writes is pumped into a pipe whose read end libpcap opens (/proc/self/fd: a pipe's open never
+    waits). The pump is a process of its own (_start_pump): libpcap reads with the interpreter lock held, so a
+    thread of this process could not fill the pipe it waits on."""
+    import select  # only for a FIFO
+
+    try:
+        fifo = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(f"capture file {path}: {exc.strerror or exc}") from None
+    try:
+        poller = select.poll()
+        poller.register(fifo, select.POLLIN)
+        deadline = time.monotonic() + FIFO_WRITER_TIMEOUT
+        while not poller.poll(100):  # POLLIN: written; POLLHUP: a writer came and went
+            if time.monotonic() >= deadline:
+                raise InputError(f"capture file {path}: nothing written within {FIFO_WRITER_TIMEOUT:g} s "
+                                 "(a FIFO no one writes to)")
+        read_end = _start_pump(fifo)
+    finally:
+        os.close(fifo)
+    try:
+        return pcapy.open_offline(f"/proc/self/fd/{read_end}")
+    except _READ_ERRORS as exc:
+        raise InputError(f"capture file {path}: {error_text(exc)}") from None
+    finally:
+        os.close(read_end)  # libpcap has its own
+
+
+def _start_pump(fifo: int) -> int:
+    """The read end of a pipe that a process of its own (forked twice: init reaps it) fills with what the FIFO's
+    writer writes, and closes when the writer is done or the read end is closed (the replay is over)."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # only system calls from here: other threads' locks may be held in this copy
+        code = 0
+        try:
+            os.close(read_end)
+            if os.fork() == 0:
+                _pump(fifo, write_end)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    return read_end
+
+
+def _pump(fifo: int, out: int) -> None:
+    """Copy `fifo` into `out` until the FIFO has no writer left (a read of nothing) or `out` no reader."""
+    import select
+
+    poller = select.poll()
+    poller.register(fifo, select.POLLIN)
+    poller.register(out, 0)  # POLLERR: the reader has closed its end
+    while True:
+        events = dict(poller.poll())
+        if events.get(out):
+            return
+        try:
+            chunk = os.read(fifo, 1 << 16)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return
+        write_all(out, chunk)  # EPIPE (SIGPIPE is ignored) when the reader is gone
 
 
 def error_text(exc: Exception) -> str:

@@ -64,42 +64,59 @@ class Started:
         self._waiter.join(10)
 
 
-FIFO_TEST = "test_a_config_fifo_without_a_writer_is_an_error_not_a_hang"
+def _fifo_wait_args(name: str, fifo: Path, tmp: Path) -> tuple[str | Path, ...]:
+    """The sensor's arguments for the test `name` (a FIFO no one writes to: the sensor waits 10 s for its writer,
+    config/loader.py and source/pcapfile.py, before it gives up)."""
+    if name == "test_a_config_fifo_without_a_writer_is_an_error_not_a_hang":
+        return ("-c", fifo, "--check-config")
+    if name == "test_a_capture_fifo_without_a_writer_is_an_error_not_a_hang":
+        return ("-r", fifo, "--log-dir", tmp)
+    capture = write_pcap(tmp / "first.pcap", example_frames())  # a file first, and workers asked for
+    return ("-r", capture, "-r", fifo, "--workers", "2", "--log-dir", tmp)
+
+
+FIFO_TESTS = ("test_a_config_fifo_without_a_writer_is_an_error_not_a_hang",
+              "test_a_capture_fifo_without_a_writer_is_an_error_not_a_hang",
+              "test_a_capture_fifo_without_a_writer_after_a_file_is_an_error_not_a_hang")
 
 
 _EARLY: dict[str, tuple[Path, Started]] = {}  # the runs started when the session's tests were known (start_early)
 
 
-def start_config_fifo_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Started]:
-    """`--check-config` on a config FIFO that no one writes to: the sensor waits for its text (10 s,
-    config/loader.py) before it gives up, so it starts early and its test reads the result."""
-    fifo = tmp_path_factory.mktemp("config-fifo") / "c.yaml"
+def start_fifo_wait(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Started]:
+    tmp = tmp_path_factory.mktemp("fifo-wait")
+    fifo = tmp / "fifo"
     os.mkfifo(fifo)
-    started = Started("-c", fifo, "--check-config")
+    started = Started(*_fifo_wait_args(name, fifo, tmp))
     atexit.register(started.kill)  # a session that ends before this module (-x) leaves no sensor behind
     return fifo, started
 
 
 def start_early(selected: set[str], tmp_path_factory: pytest.TempPathFactory) -> None:
-    """tests/conftest.py calls this once collection is over: the run that only waits starts now (not on the early
-    lane of tests/early.py: it takes no core), beside every test before this module."""
-    if FIFO_TEST in selected and FIFO_TEST not in _EARLY:
-        _EARLY[FIFO_TEST] = start_config_fifo_check(tmp_path_factory)
+    """tests/conftest.py calls this once collection is over: the runs that only wait start now (not on the early
+    lane of tests/early.py: they take no core), beside every test before this module."""
+    for name in FIFO_TESTS:
+        if name in selected and name not in _EARLY:
+            _EARLY[name] = start_fifo_wait(name, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def config_fifo_check(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Started]]:
-    """The config FIFO run, started early (start_early) or with this module (below)."""
-    fifo, started = _EARLY.pop(FIFO_TEST, None) or start_config_fifo_check(tmp_path_factory)
-    yield fifo, started
-    started.kill()
+def fifo_waits(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Path, Started]]]:
+    """The FIFO runs of the tests to run, started early (start_early) or with this module (here)."""
+    selected = {getattr(item, "originalname", item.name) for item in request.session.items}
+    runs = {name: _EARLY.pop(name, None) or start_fifo_wait(name, tmp_path_factory)
+            for name in FIFO_TESTS if name in selected}
+    yield runs
+    for _, started in runs.values():
+        started.kill()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def start_the_waits_early(request: pytest.FixtureRequest) -> None:
     """Start the runs that mostly wait when the module starts, if their test is to run (and start_early has not)."""
-    if any(getattr(item, "originalname", item.name) == FIFO_TEST for item in request.session.items):
-        request.getfixturevalue("config_fifo_check")
+    if any(getattr(item, "originalname", item.name) in FIFO_TESTS for item in request.session.items):
+        request.getfixturevalue("fifo_waits")
 
 
 Example = tuple[Path, list[tuple[object, ...]]]
@@ -448,15 +465,31 @@ def test_payloads_with_points_where_digits_were_are_read_not_an_internal_error(t
     assert "read 4 packets" in result.stderr.decode()
 
 
-# -- last, to give it the module's time: the config FIFO run, started with the module (config_fifo_check) ------
+# -- last, to give them the module's time: the FIFO runs, started with the module (fifo_waits) -----------------
 
 
 @pytest.mark.timeout(60)
-def test_a_config_fifo_without_a_writer_is_an_error_not_a_hang(config_fifo_check: tuple[Path, Started]) -> None:
-    fifo, started = config_fifo_check  # started with the module: the sensor waits 10 s for a writer
-    code, stderr, took = started.result(timeout=40)
+def test_a_config_fifo_without_a_writer_is_an_error_not_a_hang(fifo_waits: dict[str, tuple[Path, Started]]) -> None:
+    fifo, started = fifo_waits["test_a_config_fifo_without_a_writer_is_an_error_not_a_hang"]
+    code, stderr, took = started.result(timeout=40)  # started with the module: the sensor waits 10 s for a writer
     assert code == 66 and took < 30
     one_error_line(stderr, str(fifo))
+
+
+def test_a_capture_fifo_without_a_writer_is_an_error_not_a_hang(fifo_waits: dict[str, tuple[Path, Started]]) -> None:
+    fifo, started = fifo_waits["test_a_capture_fifo_without_a_writer_is_an_error_not_a_hang"]
+    code, stderr, took = started.result(timeout=40)
+    assert code == 66 and took < 30
+    one_error_line(stderr, f"capture file {fifo}: nothing written within 10 s")
+
+
+def test_a_capture_fifo_without_a_writer_after_a_file_is_an_error_not_a_hang(
+        fifo_waits: dict[str, tuple[Path, Started]]) -> None:
+    """Every input is opened before any is read: the FIFO's wait is over before the file is replayed."""
+    fifo, started = fifo_waits["test_a_capture_fifo_without_a_writer_after_a_file_is_an_error_not_a_hang"]
+    code, stderr, took = started.result(timeout=40)
+    assert code == 66 and took < 30
+    one_error_line(stderr, f"capture file {fifo}: nothing written within 10 s")
 
 
 # -- fragments that never become a datagram ---------------------------------------------------------------------
