@@ -100,9 +100,12 @@ def run_replay(cfg: Config, paths: list[str], workers: int = 1) -> int:
         for sink in sinks:
             sink.close()
     summary = result.stats
+    notice_log = f"{cfg.output.log_dir}/{cfg.output.notice_log}"
+    lost = sum(sink.lost for sink in sinks if isinstance(sink, NoticeLog))  # never written, each error said
+    told = (f"{result.notices} notice(s), {result.notices - lost} written to {notice_log} and {lost} not "
+            "(see the errors above)" if lost else f"{result.notices} notice(s) written to {notice_log}")
     say(
-        f"icmpsensor: read {result.frames} packets from {result.files} file(s); "
-        f"{result.notices} notice(s) written to {cfg.output.log_dir}/{cfg.output.notice_log}; "
+        f"icmpsensor: read {result.frames} packets from {result.files} file(s); {told}; "
         f"decode: {json.dumps(summary['decode'], separators=(',', ':'))}; "
         f"detect: {json.dumps(summary['detect'], separators=(',', ':'))}"
         + (f"; evidence: {json.dumps(summary['evidence'], separators=(',', ':'))}" if summary["evidence"] else "")

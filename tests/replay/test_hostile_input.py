@@ -336,6 +336,17 @@ def test_check_config_with_stdout_closed_exits_0() -> None:
     assert result.stderr == b""
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="root: /proc passes the log directory's access check only for root")
+def test_the_summary_does_not_call_notices_written_that_were_not(tmp_path: Path, example: Example) -> None:
+    """/proc: writable for root by its mode, yet no file can be made in it."""
+    capture, expected = example
+    result = sensor("-r", capture, "--log-dir", "/proc")
+    assert result.returncode == 73
+    (summary_line,) = [line for line in only_lines(result.stderr) if line.startswith("icmpsensor: read ")]
+    told = len(expected)
+    assert f"{told} notice(s), 0 written to /proc/notice.log and {told} not (see the errors above)" in summary_line
+
+
 # -- names with control characters -------------------------------------------------------------------------
 
 
