@@ -21,7 +21,8 @@ Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
 * ``timeout``     datagrams discarded unfinished ``timeout`` seconds (packet time) after their
   first fragment;
 * ``evicted``     unfinished datagrams discarded to stay within ``max_datagrams`` / ``max_bytes``;
-* ``unfinished``  datagrams still pending at the end of the input (`flush`);
+* ``unfinished``  datagrams still pending at the end of the input (`flush`; the pipeline expires those past their
+  timeout first);
 * ``partial``     partial datagrams handed on (see below): each is then decoded like a frame;
 * ``frames_not_kept`` fragment frames not kept for evidence (``keep_frames``): a datagram already held
   ``max_fragments`` of them (duplicates resent over and over).

@@ -174,10 +174,13 @@ class Pipeline:
         self._write(self.aggregator.told_if_quiet(now))
 
     def finish(self) -> None:
-        """End of input: the datagrams still waiting for fragments hand on what they held, then every open flow
-        is evaluated and its notices written, a chunk of flows at a time (FlowDetector.flush_chunks: a storm's
-        summaries folded as they come, not held all at once), then the aggregates."""
+        """End of input: the datagrams still waiting for fragments hand on what they held (those whose timeout
+        the clock has passed as timed out: a fragment of another pair may have come last, or none, and a replay
+        worker's end, Worker.run, expires them at the latest clock of all), then every open flow is evaluated and
+        its notices written, a chunk of flows at a time (FlowDetector.flush_chunks: a storm's summaries folded as
+        they come, not held all at once), then the aggregates."""
         if self._decoders and len(self.reassembler):
+            self._detect_abandoned(self._decoders[-1].expire(self.detector.now))
             self._detect_abandoned(self._decoders[-1].flush())
         for notices in self.detector.flush_chunks():
             self.emit(notices)

@@ -505,6 +505,19 @@ def test_link_types_fragments_and_several_files_as_one_timeline(tmp_path: Path) 
     assert all(len(u) == 1 for u in uids.values())  # each flow whole, across both files
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_datagram_that_never_completes_is_counted_alike_by_workers(tmp_path: Path, workers: int) -> None:
+    """A first fragment alone, then another pair's echo requests for longer than decode.fragment_timeout: the
+    datagram timed out by the end of the input, whichever worker holds it and whatever clock the others had."""
+    lone = craft.fragment4(craft.icmp4("10.0.0.1", "10.0.0.2", craft.ECHO_REQUEST, 0, 7, 1, b"x" * 400), 64)[0]
+    packets = [(1000.0, lone)] + [
+        (1000.0 + t, craft.icmp4(f"10.0.{t % 3 + 1}.9", "10.0.0.9", craft.ECHO_REQUEST, 0, 7, t, b"y" * 40))
+        for t in range(1, 90)]
+    _, many = replay_both(tmp_path, [write_capture(tmp_path, packets)], workers)
+    fragments = summary(many)["decode"]["fragments"]  # type: ignore[index]
+    assert fragments.get("timeout") == 1 and "unfinished" not in fragments, fragments
+
+
 def test_both_workers_get_a_share(tmp_path: Path) -> None:
     path = write_capture(tmp_path, many_pairs(16))
     cfg = Config()
