@@ -159,6 +159,7 @@ class Daemon:
         self._lag_warned = 0.0  # the most the detection lag has been since the lag warning (0: none standing)
 
     def run(self) -> int:
+        self._install_signal_handlers()  # a reload or stop asked during start-up is taken, not the default action
         self.stderr = queue_stderr()  # a stderr no one reads must not stop the daemon (console.LineQueue)
         try:
             return self._run()

@@ -8,6 +8,8 @@ counted from either moment would spend the budget twice.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from types import SimpleNamespace
@@ -29,6 +31,7 @@ from icmpsensor.source.live import (
     STOP_DEADLINE,
     LiveSource,
 )
+from testkit.paths import REPO
 
 
 def test_the_stop_deadlines_come_in_order_and_leave_a_second_of_the_budget() -> None:
@@ -212,3 +215,30 @@ def test_one_process_applies_a_reload_signalled_during_the_wait_before_the_batch
     daemon._on_hup(signal.SIGHUP, None)
     daemon.control(None)  # type: ignore[arg-type]
     assert reloads == [True] and not daemon.flags.reload
+
+
+_SIGNAL_AT_START = """
+import os, signal, sys
+from icmpsensor.config.schema import Config
+from icmpsensor.errors import InputError, SensorError
+from icmpsensor.runmode import live
+
+def check_log_dir(path):  # the daemon's first step: a signal arrives, then start-up fails with exit 66
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    raise InputError("start-up ends here")
+
+live.check_log_dir = check_log_dir
+try:
+    live.run_live(Config(), live.Overrides("lo", None, False))
+except SensorError as exc:
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGHUP", "SIGTERM"])
+def test_a_signal_during_start_up_does_not_kill_the_daemon(signum: str) -> None:
+    """systemd's reload (or stop) may come before the outputs and the capture are open: it is taken as the daemon
+    takes it running (a reload asked, a stop asked), not by the default action (exit 129 / 143, nothing flushed)."""
+    result = subprocess.run([sys.executable, "-c", _SIGNAL_AT_START, signum], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 66, (result.returncode, result.stderr[-2000:])
