@@ -72,6 +72,22 @@ def append_fd(path: str, mode: int = LOG_MODE) -> int:
     return fd
 
 
+def read_fd(path: str) -> int:
+    """A regular file at `path` opened for reading, as append_fd opens one for writing: a link there is not
+    followed, a FIFO not waited on (OSError naming which)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symbolic link (not followed)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def verify_directory(path: str) -> int:
     """A directory the sensor may create files in and delete its own from: a real directory (not a link),
     owned by this user and writable by nobody else. Its descriptor (files are then opened relative to it);
@@ -238,7 +254,7 @@ def compress_file(path: str) -> None:
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.gz.tmp")
     try:
-        src = open(path, "rb")  # noqa: SIM115 - closed below, after its times are copied
+        src = open(read_fd(path), "rb")  # noqa: SIM115 - closed below, after its times are copied
     except FileNotFoundError:
         return  # pruned (keep) before its turn came
     with src:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from icmpsensor.config.schema import RotationConfig
-from icmpsensor.output.logfile import Header, NoticeWriteError, RotatingLog
+from icmpsensor.output.logfile import Header, NoticeWriteError, RotatingLog, compress_file
 from icmpsensor.output.noticelog import NoticeLog
 from icmpsensor.output.statslog import StatsLog
 from testkit.paths import REPO
@@ -486,3 +486,24 @@ def test_an_unwritable_log_dir_makes_rotation_fail_as_a_write_error(tmp_path: Pa
         tmp_path.chmod(0o700)
     log.close()
     assert rotated(tmp_path) == [] and seqs((tmp_path / "notice.log").read_bytes()) == [0, 1]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_the_compressor_neither_follows_nor_waits_on_what_is_planted_at_a_rotated_name(
+        tmp_path: Path, planted: str) -> None:
+    """A rotated log's name is the sensor's to gzip only if it is a regular file: a link there is not read (its
+    target, readable by the sensor, would be copied into a group-readable .gz), a FIFO there not waited on."""
+    secret = tmp_path / "secret"
+    secret.write_text("not the sensor's to publish\n")
+    secret.chmod(0o600)
+    rotated = tmp_path / "notice.2000-01-01-00-00-00.log"
+    if planted == "symlink":
+        rotated.symlink_to(secret)
+    else:
+        os.mkfifo(rotated)
+    with pytest.raises(OSError):
+        compress_file(str(rotated))
+    assert not (tmp_path / (rotated.name + ".gz")).exists()
+    assert secret.read_text() == "not the sensor's to publish\n"
+    assert os.path.lexists(rotated)  # what was planted is left where it is
