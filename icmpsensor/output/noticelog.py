@@ -5,6 +5,7 @@ written, in order, before the next one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 
@@ -80,12 +81,18 @@ class NoticeLog(LogFile):
     def _held_error(self, exc: NoticeWriteError) -> NoticeWriteError:
         return NoticeWriteError(exc.errno, f"{exc.strerror}; {len(self._held)} notices held in memory for retry")
 
-    def close(self) -> None:
-        """Write what is held if possible (what is not counts as lost), then close the file."""
+    def give_up(self) -> int:
+        """The stop: write what is held if possible; what is not is lost, counted (`lost`). How many."""
         with self._lock:
-            try:
+            with contextlib.suppress(NoticeWriteError):
                 self.flush_backlog()
-            except NoticeWriteError:
-                self.lost += len(self._held)
-                self._held.clear()
+            given_up = len(self._held)
+            self.lost += given_up
+            self._held.clear()
+            return given_up
+
+    def close(self) -> None:
+        """give_up, then close the file."""
+        with self._lock:
+            self.give_up()
             self.log.close()

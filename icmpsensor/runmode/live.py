@@ -191,8 +191,7 @@ class Daemon:
         return sinks
 
     def _close_outputs(self) -> None:
-        with contextlib.suppress(OSError):
-            self.notice_log.flush_backlog()
+        unwritten = self.notice_log.give_up()  # held since notice.log refused them: lost, in the last record
         if self.pipeline is not None:  # the evidence writer's last counts belong in the last stats record
             self.pipeline.close_evidence((self._stop_at or time.monotonic()) + EVIDENCE_DEADLINE)
         assert self.journal is not None
@@ -215,6 +214,7 @@ class Daemon:
         lost = (f"; {record['shutdown_dropped']} packets still queued at the stop deadline were dropped"
                 if record["shutdown_dropped"] else "")
         lost += f"; {skipped} notices went to notice.log only (journald deadline)" if skipped else ""
+        lost += f"; {unwritten} notices notice.log could not take were lost there" if unwritten else ""
         self.log(f"icmpsensor stopped ({reason}); {self.notice_count} notices{lost}", syslog.LOG_INFO, MSGID_STOPPED,
                  SHUTDOWN_DROPPED=record["shutdown_dropped"], JOURNAL_SKIPPED=skipped)
         self.sinks = None

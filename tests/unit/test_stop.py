@@ -7,19 +7,25 @@ counted from either moment would spend the budget twice.
 
 from __future__ import annotations
 
+import errno
+import json
 import signal
 import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from icmpsensor.config.schema import Config
+from icmpsensor.notice.record import Notice
+from icmpsensor.output.logfile import NoticeWriteError
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.live import Daemon, Overrides
 from icmpsensor.runmode.messages import Flush, Log, Stop
+from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.supervisor import Supervisor, WorkerHandle
 from icmpsensor.runmode.worker import WorkerChannel
 from icmpsensor.source.batch import BATCH_META
@@ -242,3 +248,24 @@ def test_a_signal_during_start_up_does_not_kill_the_daemon(signum: str) -> None:
     result = subprocess.run([sys.executable, "-c", _SIGNAL_AT_START, signum], capture_output=True, text=True,
                             timeout=60, cwd=REPO)
     assert result.returncode == 66, (result.returncode, result.stderr[-2000:])
+
+
+def test_notices_notice_log_never_took_are_counted_lost_in_the_last_stats_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """notice.log unwritable until the stop (a full disk, an immutable file): the notices it held are lost at
+    the stop, and the last stats record, written before the files close, says so (it said backlog, lost 0)."""
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path)
+    daemon = Daemon(cfg, Overrides())
+    daemon.pipeline = Pipeline(cfg, daemon._open_outputs(), on_write_error=lambda _: None)
+
+    def refused(line: bytes) -> None:
+        raise NoticeWriteError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(daemon.notice_log.log, "write_line", refused)
+    daemon.pipeline._write([Notice(ts=1.0, note="ICMP::ICMP_DataExfil", msg="", sub="", src="192.0.2.1",
+                                   dst="192.0.2.2", uid=f"C{n:017d}", n=1, bytes_sent=1, bytes_received=0,
+                                   start=1.0, end=1.0) for n in range(3)])
+    daemon._close_outputs()
+    last = json.loads((tmp_path / cfg.stats.log).read_text().splitlines()[-1])
+    assert (last["notice_backlog"], last["notices_lost"]) == (0, 3)
