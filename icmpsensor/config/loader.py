@@ -37,9 +37,9 @@ def _config_error(path: str, line: int, key: str, problem: str) -> ConfigError:
     return ConfigError(one_line(where + problem))
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, stream_timeout: float) -> str:
     try:
-        data = _read_bytes(path)
+        data = _read_bytes(path, stream_timeout)
     except OSError as exc:
         raise InputError(one_line(f"config file {path}: {exc.strerror or exc}")) from None
     if len(data) > MAX_CONFIG_BYTES:
@@ -51,9 +51,9 @@ def _read_text(path: str) -> str:
         raise _config_error(path, line, "", "not UTF-8 text") from None
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_bytes(path: str, stream_timeout: float) -> bytes:
     """At most MAX_CONFIG_BYTES + 1 bytes of a regular file, or of a pipe or FIFO (`-c <(...)`) that delivers
-    its text within STREAM_TIMEOUT seconds: opening never waits for a FIFO's writer."""
+    its text within `stream_timeout` seconds: opening never waits for a FIFO's writer."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
@@ -63,23 +63,23 @@ def _read_bytes(path: str) -> bytes:
             os.set_blocking(fd, True)
             with os.fdopen(os.dup(fd), "rb") as stream:
                 return stream.read(MAX_CONFIG_BYTES + 1)
-        return _read_stream(fd, path, waits_for_writer=stat.S_ISFIFO(mode))
+        return _read_stream(fd, path, stream_timeout, waits_for_writer=stat.S_ISFIFO(mode))
     finally:
         os.close(fd)
 
 
-def _read_stream(fd: int, path: str, *, waits_for_writer: bool) -> bytes:
+def _read_stream(fd: int, path: str, timeout: float, *, waits_for_writer: bool) -> bytes:
     """A FIFO or pipe's text (`waits_for_writer`: its end of file may mean no writer yet, so it is waited for), or
     a character device's (/dev/null: its end of file is its end)."""
     import select  # only for a FIFO or a pipe
 
     chunks: list[bytes] = []
     size = 0
-    deadline = time.monotonic() + STREAM_TIMEOUT
+    deadline = time.monotonic() + timeout
     while size <= MAX_CONFIG_BYTES:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise InputError(one_line(f"config file {path}: nothing read within {STREAM_TIMEOUT:g} s "
+            raise InputError(one_line(f"config file {path}: nothing read within {timeout:g} s "
                                        "(a FIFO or pipe no one writes to)"))
         select.select([fd], [], [], min(left, 0.1))
         try:
@@ -114,15 +114,16 @@ def _compose(path: str, text: str) -> Node | None:
     raise _config_error(path, line, "", f"YAML syntax error: {problem}")
 
 
-def load_config(path: str | None) -> Config:
-    """Read and validate a YAML config file; None gives the built-in defaults.
+def load_config(path: str | None, stream_timeout: float = STREAM_TIMEOUT) -> Config:
+    """Read and validate a YAML config file; None gives the built-in defaults. `stream_timeout`: the seconds a
+    FIFO or pipe given as the file gets to deliver its text.
 
     Raises InputError if the file cannot be read and ConfigError (`file:line: key: problem`)
     if it is not a valid configuration.
     """
     if path is None:
         return Config()
-    text = _read_text(path)
+    text = _read_text(path, stream_timeout)
     cfg = _load_libyaml(text)
     if cfg is None:
         cfg = _load(path, text)

@@ -119,6 +119,7 @@ class _Flags:
 
 
 STDERR_WAIT = 0.5  # seconds the daemon's last stderr lines are given to be written at its end
+RELOAD_STREAM_TIMEOUT = 1.0  # seconds a FIFO given as the config gets on SIGHUP: the reload holds the loop meanwhile
 
 
 def run_live(cfg: Config, overrides: Overrides) -> int:
@@ -517,7 +518,7 @@ class Daemon:
         """Re-read the config file; apply what can change live, keep flow state, report the rest."""
         path = self.cfg.source
         try:
-            new = self.overrides.apply(load_config(path))
+            new = self.overrides.apply(load_config(path, RELOAD_STREAM_TIMEOUT))
         except SensorError as exc:
             self.log(f"reload rejected, running configuration kept: {exc.message}", syslog.LOG_ERR)
             return

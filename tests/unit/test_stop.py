@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from icmpsensor.config.schema import Config
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.logfile import NoticeWriteError
 from icmpsensor.output.sink import ListSink
-from icmpsensor.runmode.live import Daemon, Overrides
+from icmpsensor.runmode.live import RELOAD_STREAM_TIMEOUT, Daemon, Overrides
 from icmpsensor.runmode.messages import Flush, Log, Stop
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.supervisor import Supervisor, WorkerHandle
@@ -269,3 +270,17 @@ def test_notices_notice_log_never_took_are_counted_lost_in_the_last_stats_record
     daemon._close_outputs()
     last = json.loads((tmp_path / cfg.stats.log).read_text().splitlines()[-1])
     assert (last["notice_backlog"], last["notices_lost"]) == (0, 3)
+
+
+@pytest.mark.timeout(30)
+def test_a_reload_from_a_fifo_no_one_writes_to_holds_the_loop_at_most_a_second(tmp_path: Path) -> None:
+    """The loop that reads the capture queue, stats and signals does the reload: it must not wait the 10 s a
+    FIFO's writer gets at start-up (a SIGTERM then took 7-9 s and queued packets were dropped)."""
+    fifo = tmp_path / "icmpsensor.yaml"
+    os.mkfifo(fifo)
+    daemon = Daemon(Config(), Overrides())
+    daemon.cfg.source = str(fifo)
+    began = time.monotonic()
+    daemon.reload()  # rejected (one line), the running configuration kept
+    assert time.monotonic() - began <= RELOAD_STREAM_TIMEOUT + 0.5
+    assert daemon.cfg.source == str(fifo)
