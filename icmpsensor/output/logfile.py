@@ -346,6 +346,10 @@ class RotatingLog:
             if self._fd < 0:  # the first line creates the file
                 self._adopt(self._fresh_file(line))
                 return
+            if os.fstat(self._fd).st_nlink == 0:
+                # deleted (rm, `ln -sf` over it, its directory removed): no one could read a line written there.
+                # The path again, or NoticeWriteError (a link there, no directory): the caller holds the line.
+                self._reopen()
             if self._rotation_due(len(line)):
                 # A failed rotation must not cost the line: it goes to the current file,
                 # and maybe_rotate() reports the failure when it retries.

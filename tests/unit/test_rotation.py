@@ -459,12 +459,49 @@ def test_a_vanished_log_dir_raises_write_errors_and_loses_no_line(tmp_path: Path
     with pytest.raises(NoticeWriteError, match="cannot reopen"):
         log.reopen()
     clock.now += 60
-    log.write_line(line(1))  # rotation due and failing: the line still goes to the open file
-    assert log.maybe_rotate() is None  # backing off
-    clock.now += 2
-    log.write_line(line(2))  # JSON lines rotate when a line comes: that attempt fails again
-    assert log.rotate_errors == 3 and log.size == 3 * LINE_SIZE
+    with pytest.raises(NoticeWriteError, match="cannot reopen"):
+        log.write_line(line(1))  # the open file is deleted: not written into (no one could read it), refused
+    assert log.rotate_errors == 1 and log.size == LINE_SIZE
+    log_dir.mkdir()
+    log.write_line(line(2))  # the path can be opened again: a fresh file
+    assert (log_dir / "notice.log").read_bytes() == line(2)
     log.close()
+
+
+@pytest.mark.parametrize("how", ["unlinked", "replaced by a link", "directory removed"])
+def test_a_notice_log_taken_away_while_open_loses_no_notice(tmp_path: Path, how: str) -> None:
+    """The open file deleted (rm, `ln -sf` over it, the directory removed): a notice is not written into a file
+    no one can read any more. The path is opened again; while it cannot be (a link there, no directory) the notice
+    is held and counted, and written once it can."""
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    log = NoticeLog(str(log_dir), "notice.log", "s")
+    log.emit(sample_notice(n=1))
+    path = log_dir / "notice.log"
+    if how == "unlinked":
+        path.unlink()
+    elif how == "replaced by a link":
+        path.unlink()
+        path.symlink_to(victim)
+    else:
+        shutil.rmtree(log_dir)
+    if how == "unlinked":
+        log.emit(sample_notice(n=2))  # a fresh file at the path
+    else:
+        with pytest.raises(NoticeWriteError):
+            log.emit(sample_notice(n=2))
+        assert (log.backlog, log.write_errors, log.lost) == (1, 1, 0)
+        if how == "replaced by a link":
+            path.unlink()
+        else:
+            log_dir.mkdir()
+        assert log.flush_backlog() == 1
+    log.emit(sample_notice(n=3))
+    log.close()
+    assert [json.loads(t)["n"] for t in path.read_text().splitlines()] == [2, 3]
+    assert victim.read_text() == "untouched\n"
 
 
 def test_an_unwritable_log_dir_makes_rotation_fail_as_a_write_error(tmp_path: Path) -> None:
