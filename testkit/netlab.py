@@ -64,6 +64,18 @@ class Lab:
         self.down()
         run("ip", "netns", "add", self.sensor_ns)
         run("ip", "netns", "add", self.peer_ns)
+        self.plug()
+        for ns in (self.sensor_ns, self.peer_ns):
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+        # No rate limit on the sensor host's ICMP replies: the tests send hundreds per second.
+        self.in_sensor("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
+        self.in_sensor("sysctl", "-qw", "net.ipv6.icmp.ratelimit=0")
+        assert wait_for(lambda: self.in_peer("ping", "-c", "1", "-W", "1", SENSOR_IP, check=False).returncode == 0,
+                        10), "lab: the peer cannot reach the sensor host"
+
+    def plug(self) -> None:
+        """The veth pair between the namespaces, addressed and up (again, after `unplug`: new interfaces of the
+        same names, as a driver reset or a re-plugged NIC makes)."""
         run("ip", "link", "add", SENSOR_IF, "netns", self.sensor_ns, "type", "veth", "peer", "name", PEER_IF,
             "netns", self.peer_ns)
         for ns, ifname, addrs in (
@@ -73,13 +85,11 @@ class Lab:
             for addr in addrs:
                 extra = ["nodad"] if ":" in addr else []
                 run("ip", "-n", ns, "addr", "add", addr, "dev", ifname, *extra)
-            run("ip", "-n", ns, "link", "set", "lo", "up")
             run("ip", "-n", ns, "link", "set", ifname, "up")
-        # No rate limit on the sensor host's ICMP replies: the tests send hundreds per second.
-        self.in_sensor("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
-        self.in_sensor("sysctl", "-qw", "net.ipv6.icmp.ratelimit=0")
-        assert wait_for(lambda: self.in_peer("ping", "-c", "1", "-W", "1", SENSOR_IP, check=False).returncode == 0,
-                        10), "lab: the peer cannot reach the sensor host"
+
+    def unplug(self) -> None:
+        """Delete the veth pair (both ends)."""
+        run("ip", "-n", self.peer_ns, "link", "del", PEER_IF)
 
     def down(self) -> None:
         for ns in (self.sensor_ns, self.peer_ns):

@@ -19,6 +19,7 @@ group changes which socket each host pair hashes to, and neither may split a pai
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -69,7 +70,7 @@ PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
 DROP_ALL_FILTER = "less 1"  # no frame is that short: a held handle passes nothing
 
 
-_SIOCGIFFLAGS = 0x8913  # linux/sockios.h
+_SIOCGIFFLAGS, _SIOCGIFINDEX = 0x8913, 0x8933  # linux/sockios.h
 _IFF_UP, _IFF_RUNNING = 0x1, 0x40
 
 
@@ -81,6 +82,16 @@ def interface_up(fd: int, name: str) -> bool:
     except OSError:
         return False
     return flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
+
+
+def interface_index(fd: int, name: str) -> int:
+    """The index of the interface called `name` now (SIOCGIFINDEX, on the capture's socket as interface_up);
+    0 when there is none. A deleted interface made again under its name has a new index."""
+    try:
+        return int(struct.unpack_from("i", fcntl.ioctl(fd, _SIOCGIFINDEX, struct.pack("16s16x", name.encode())),
+                                      16)[0])
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -110,6 +121,7 @@ class LiveCapture:
         self._release = threading.Event()
         self.drained = threading.Event()  # set once the thread has read its last packet
         self.down_since: float | None = None  # monotonic: since when the interface is down (the handle is kept)
+        self.index = 0  # the interface the handle is bound to (interface_index)
         self.down_error = ""
         # Wall time up to which every frame captured has been read into the queue: set by the capture thread when
         # libpcap has nothing more, less a ring block's timeout (frames in a block not yet retired are not seen).
@@ -142,6 +154,7 @@ class LiveCapture:
         except pcapy.PcapError as exc:
             raise CaptureError(f"interface {name}: {exc}") from None
         self._handle = handle
+        self.index = interface_index(handle.getfd(), name)  # the interface the socket is bound to
         return linktype
 
     def take_events(self) -> list[str]:
@@ -206,6 +219,8 @@ class LiveCapture:
                         break
                     self.read_until = time.time()  # a link that is down delivers nothing
                     if interface_up(fd, self.interface):
+                        if interface_index(fd, self.interface) != self.index:  # deleted, and one made again
+                            raise OSError(errno.ENODEV, "the interface was deleted and made again")
                         self.down_since = None
                     continue
                 readable, _, _ = select.select([fd, self._wake_r], [], [], IDLE_POLL)
@@ -318,6 +333,7 @@ class Waiting:
     attempts: int = 0
     next_try: float = 0.0
     last_error: str = ""
+    retired: bool = False  # the failed capture's thread ended and its counters moved to the earlier handles'
 
 
 # A stop, in seconds after the signal (SIGTERM must end the sensor within STOP_BUDGET at any load; every
@@ -450,13 +466,13 @@ class LiveSource:
         capture, waiting, now = self.capture, self.waiting, time.monotonic()
         if waiting is None:
             if capture.failure:
-                self._wait(now, capture.failure, "reopening it")
-                capture.stop(0.0)  # its thread has ended: this closes its wake-up pipe
-                self._earlier = self.stats()
-                capture.stats = CaptureStats()  # counted in _earlier now
+                self._retire(capture, self._wait(now, capture.failure, "reopening it"))
             elif capture.down_since is not None:
                 self._wait(capture.down_since, capture.down_error, "waiting for it")
             return
+        if capture.failure and not waiting.retired:  # down, then gone: the interface was deleted (and made again)
+            self.events.append(f"{capture.failure}; reopening it")
+            self._retire(capture, waiting)
         limit = self.cfg.reopen_timeout
         if limit and now - waiting.since >= limit and (capture.failure or capture.down_since is not None):
             self.failure = f"{waiting.error}; not back within capture.reopen_timeout ({limit:g} s)"
@@ -466,11 +482,19 @@ class LiveSource:
             self.events.append(f"interface {self.interface}: capture resumed after {now - waiting.since:.1f} s")
             self.waiting = None
 
-    def _wait(self, since: float, error: str, doing: str) -> None:
+    def _wait(self, since: float, error: str, doing: str) -> Waiting:
         self.waiting = Waiting(since=since, error=error)
         limit = self.cfg.reopen_timeout
         self.events.append(f"{error}; flows kept, {doing} ({f'for {limit:g} s' if limit else 'until it is back'}: "
                            "capture.reopen_timeout)")
+        return self.waiting
+
+    def _retire(self, capture: LiveCapture, waiting: Waiting) -> None:
+        """A capture whose thread ended on a failure: its wake-up pipe closed, its counters kept as earlier ones."""
+        capture.stop(0.0)  # its thread has ended: this closes its wake-up pipe
+        self._earlier = self.stats()
+        capture.stats = CaptureStats()  # counted in _earlier now
+        waiting.retired = True
 
     def _reopen_due(self, now: float, waiting: Waiting) -> None:
         if now < waiting.next_try:

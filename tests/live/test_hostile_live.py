@@ -148,6 +148,24 @@ def test_a_link_flap_is_ridden_through_with_the_flows_kept(lab: Lab, tmp_path: P
     assert "went down; flows kept" in journal and "capture resumed" in journal
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interface_deleted_and_made_again_is_captured_again(lab: Lab, tmp_path: Path, sensors: list[Sensor],
+                                                              workers: int) -> None:
+    """A driver reset or a re-plugged NIC: a new interface of the same name. The old socket is bound to the deleted
+    one and would never see a packet again, while the name's flags say up."""
+    sensor = launch_ready(lab, tmp_path, sensors, QUIET + f"capture:\n  workers: {workers}\n")
+    lab.unplug()
+    assert wait_for(lambda: last_stats(sensor).get("capture_waiting", 0) > 0, 10), "the interface's loss not seen"
+    lab.plug()
+    assert wait_for(lambda: lab.in_peer("ping", "-c", "1", "-W", "1", SENSOR_IP, check=False).returncode == 0, 15)
+    assert wait_for(lambda: last_stats(sensor).get("capture_waiting", 1) == 0, 20), "the capture did not resume"
+    lab.hping3_exfil(_secret(tmp_path), 20)
+    assert wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 15), \
+        "blind after the interface was made again"
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+
+
 def _secret(tmp_path: Path) -> Path:
     path = tmp_path / "secret.bin"
     path.write_bytes(b"".join(f"record {i:05d}: account, token {i * 7919:08x}\n".encode() for i in range(400)))
