@@ -307,6 +307,7 @@ class RotatingLog:
         self._ino: tuple[int, int] = (0, 0)
         self.header = header
         self._header_size = 0  # bytes of the current file that are its header (a file no bigger is empty)
+        self._dir_is_link = os.path.islink(log_dir)  # configured so: followed; put there later: not
         self._open_at_start()
         self._resume_housekeeping()
 
@@ -443,8 +444,24 @@ class RotatingLog:
         self._after_rotation(rotated)
         return rotated
 
+    def _check_directory(self, doing: str) -> None:
+        """NoticeWriteError if the log directory's path is no longer a directory (a link put there: O_NOFOLLOW
+        covers only a path's last component). Checked before a name in it is opened, made, renamed or deleted."""
+        if self._dir_is_link:
+            return
+        try:
+            st = os.lstat(self.log_dir)
+        except FileNotFoundError:
+            return  # removed: what is done in it fails on its own
+        except OSError as exc:
+            raise _write_error(exc, f"cannot {doing} {self.path}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise NoticeWriteError(errno.ENOTDIR, f"cannot {doing} {self.path}: {self.log_dir} is no longer a "
+                                                  "directory (a link put in its place is not followed)")
+
     def _link_rotated(self) -> str:
         """Hard-link the current file to its first free rotated name; that path."""
+        self._check_directory("rotate")
         try:
             for _attempt in range(100):
                 rotated = os.path.join(self.log_dir, self.names.free_name(self.log_dir, self._opened_at))
@@ -458,6 +475,7 @@ class RotatingLog:
     def _fresh_file(self, content: bytes) -> int:
         """A new file holding `content`, renamed over the path (atomically: the path never disappears, a
         link put there is replaced, not followed); its fd."""
+        self._check_directory("write")
         tmp = os.path.join(self.log_dir, f".{self.file_name}.{os.getpid()}.new")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = -1
@@ -488,6 +506,7 @@ class RotatingLog:
         if keep <= 0:
             return
         with contextlib.suppress(OSError):
+            self._check_directory("prune")
             files = self.names.scan(self.log_dir)
             for old in files[: max(0, len(files) - keep)]:
                 for name in (old.base, old.base + ".gz"):
@@ -501,6 +520,7 @@ class RotatingLog:
             return
         if rot.gzip:
             with contextlib.suppress(OSError):
+                self._check_directory("compress")
                 for old in self.names.scan(self.log_dir):
                     plain = os.path.join(self.log_dir, old.base)
                     if os.path.exists(plain):
@@ -522,6 +542,7 @@ class RotatingLog:
 
     def _reopen(self) -> None:
         """Open the file at the path now, ending the old one (footer); an empty one gets the header."""
+        self._check_directory("reopen")
         try:
             fd = append_fd(self.path)
         except OSError as exc:

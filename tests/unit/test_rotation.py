@@ -544,3 +544,29 @@ def test_the_compressor_neither_follows_nor_waits_on_what_is_planted_at_a_rotate
     assert not (tmp_path / (rotated.name + ".gz")).exists()
     assert secret.read_text() == "not the sensor's to publish\n"
     assert os.path.lexists(rotated)  # what was planted is left where it is
+
+
+def test_a_log_directory_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
+    """`mv logs logs.old; ln -s elsewhere logs`, then a reopen (SIGHUP) or a rotation: nothing is opened, made,
+    renamed or deleted through the link (O_NOFOLLOW covers only a path's last component); the open file, moved
+    with its directory, goes on taking the lines."""
+    logs, victim = tmp_path / "logs", tmp_path / "victim"
+    logs.mkdir()
+    victim.mkdir()
+    (victim / "notice.log").write_text("theirs\n")
+    (victim / "notice.2000-01-01-00-00-00.log").write_text("theirs too\n")
+    clock = FakeClock()
+    log = RotatingLog(str(logs), "notice.log", rotation(interval=60, keep=1), clock=clock)
+    log.write_line(line(0))
+    logs.rename(tmp_path / "logs.old")
+    logs.symlink_to(victim)
+    with pytest.raises(NoticeWriteError, match="not followed"):
+        log.reopen()
+    clock.now += 61
+    with pytest.raises(NoticeWriteError, match="not followed"):
+        log.rotate()
+    log.write_line(line(1))
+    log.close()
+    assert sorted(p.name for p in victim.iterdir()) == ["notice.2000-01-01-00-00-00.log", "notice.log"]
+    assert (victim / "notice.log").read_text() == "theirs\n"
+    assert (tmp_path / "logs.old" / "notice.log").read_bytes() == line(0) + line(1)
