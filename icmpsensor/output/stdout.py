@@ -7,10 +7,13 @@ A replay writes each line as it comes (its output is complete, whatever the read
 wait for a reader that stops reading (a paused pager, a stuck shipper: the pipe is full after ~64 KB, and write()
 would stop detection, the stats and the stop with it): its lines go through a console.LineQueue of at most
 MAX_QUEUED lines; a line that finds it full is dropped and counted (`dropped`, `stdout_dropped` in the stats
-record), and said once on stderr.
+record), and said once on stderr. At a live stop, past `deadline` (the daemon sets journald's), a notice is
+counted there without being rendered: the open flows' summaries come all at once, and the stop has 5 s.
 """
 
 from __future__ import annotations
+
+import time
 
 from icmpsensor.console import LineQueue, say, write_out
 from icmpsensor.notice.record import Notice
@@ -28,6 +31,8 @@ class StdoutSink:
             1, MAX_QUEUED, "icmpsensor-stdout", on_broken=lambda: say(BROKEN),
             on_full=lambda: say(f"icmpsensor: warning: standard output is not read: past {MAX_QUEUED} lines "
                                 "waiting, notices go to notice.log only (counted: stdout_dropped)"))
+        self.deadline: float | None = None  # a live stop's (monotonic): later notices are counted, not written
+        self._past_deadline = 0
 
     @property
     def broken(self) -> bool:
@@ -35,11 +40,14 @@ class StdoutSink:
 
     @property
     def dropped(self) -> int:
-        """Lines a live sensor dropped: its queue full, or still waiting at close()."""
-        return self._queue.dropped if self._queue is not None else 0
+        """Lines a live sensor dropped: its queue full, still waiting at close(), or past the stop's deadline."""
+        return (self._queue.dropped if self._queue is not None else 0) + self._past_deadline
 
     def emit(self, notice: Notice) -> None:
         if self.broken:
+            return
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self._past_deadline += 1
             return
         line = notice.to_json_line(self.peer_descr)
         if self._queue is not None:

@@ -283,7 +283,7 @@ class Daemon:
         start = self._stop_at = self.flags.stop_at or time.monotonic()
         self.notify("STOPPING=1")
         for sink in self.sinks or ():
-            if isinstance(sink, JournalSink):
+            if isinstance(sink, JournalSink | StdoutSink):
                 sink.deadline = start + JOURNAL_DEADLINE
         return start
 

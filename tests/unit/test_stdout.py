@@ -18,9 +18,11 @@ from collections.abc import Iterator
 import pytest
 
 from icmpsensor import console
+from icmpsensor.config.schema import Config
 from icmpsensor.notice.record import Notice
 from icmpsensor.output import stdout
 from icmpsensor.output.stdout import StdoutSink
+from icmpsensor.runmode.live import Daemon, Overrides
 
 
 def notice(i: int) -> Notice:
@@ -148,3 +150,24 @@ def test_a_live_daemons_stderr_no_one_reads_never_blocks_and_counts_what_it_drop
         written = data.decode().splitlines()
         assert written[0].endswith("line 00000 of the operational messages")  # in order, the first ones
         assert len(written) + queue.dropped == 3_000  # each written or counted
+
+
+def test_past_the_stops_deadline_a_live_sink_counts_notices_instead_of_rendering_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a stop the open flows' summaries all come at once (100,000 with aggregation off): past the deadline
+    the daemon sets (as journald's), --stdout takes no more time for them; notice.log has them, and they are
+    counted in stdout_dropped."""
+    with stdout_pipe() as read_end:
+        sink = StdoutSink("edge-1", waits=False)
+        daemon = Daemon(Config(), Overrides())
+        daemon.sinks = [sink]
+        daemon._stopping_since()
+        assert sink.deadline is not None
+        sink.emit(notice(0))  # before the deadline
+        assert read_lines(read_end, 1) and sink.dropped == 0
+        monkeypatch.setattr(stdout.time, "monotonic", lambda: sink.deadline + 1)  # type: ignore[operator]
+        monkeypatch.setattr(Notice, "to_json_line", lambda *_: pytest.fail("rendered past the deadline"))
+        for i in range(1, 4):
+            sink.emit(notice(i))
+        sink.close()
+    assert sink.dropped == 3
