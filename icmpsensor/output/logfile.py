@@ -57,29 +57,24 @@ def open_append(path: str, mode: int = LOG_MODE) -> int:
 
 def append_fd(path: str, mode: int = LOG_MODE) -> int:
     """`open_append`'s descriptor, with OSError as the failure (for reopening while running)."""
+    return _regular_fd(path, _APPEND_FLAGS, mode)
+
+
+def read_fd(path: str) -> int:
+    """A regular file at `path` opened for reading, as append_fd opens one for writing."""
+    return _regular_fd(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
+def _regular_fd(path: str, flags: int, mode: int = 0) -> int:
+    """`path` opened with `flags` (O_NOFOLLOW | O_NONBLOCK among them: a link there is not followed, a FIFO not
+    waited on) if it is a regular file, then blocking; OSError naming what it is otherwise."""
     try:
-        fd = os.open(path, _APPEND_FLAGS, mode)
+        fd = os.open(path, flags, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise OSError(errno.ELOOP, "is a symbolic link (not followed)") from None
         if exc.errno == errno.ENXIO:
             raise OSError(errno.ENXIO, "is a FIFO with no reader, not a regular file") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file")
-    os.set_blocking(fd, True)
-    return fd
-
-
-def read_fd(path: str) -> int:
-    """A regular file at `path` opened for reading, as append_fd opens one for writing: a link there is not
-    followed, a FIFO not waited on (OSError naming which)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, "is a symbolic link (not followed)") from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
