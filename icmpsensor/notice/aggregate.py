@@ -121,6 +121,12 @@ class NoticeAggregator:
         self.interval, self.max_notices, self.sample, self.max_per_note = interval, max_notices, sample, max_per_note
         self._largest_kept = min(LARGEST, sample)
 
+    def fold_all(self, interval: float) -> None:
+        """From now on a note's notices are folded but its first of each host and of the note, and those of a flow
+        whose first notice was written (a live stop past its flush deadline: the open flows' summaries told as a
+        storm's are); `interval` where aggregation was off."""
+        self.reconfigure(self.interval or interval, 1, self.sample, 1)
+
     def filter(self, notices: Iterable[Notice]) -> list[Notice]:
         """The notices to write now: aggregates of an interval that has ended, then those not folded."""
         if not self.enabled:

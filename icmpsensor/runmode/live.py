@@ -84,7 +84,14 @@ from icmpsensor.runmode.stats import (
 )
 from icmpsensor.runmode.supervisor import Supervisor, WorkerFailure, WorkerHandle
 from icmpsensor.runmode.worker import QUEUE_WAIT, TICK, Worker, WorkerChannel
-from icmpsensor.source.live import DRAIN_DEADLINE, EVIDENCE_DEADLINE, JOURNAL_DEADLINE, STOP_DEADLINE, LiveSource
+from icmpsensor.source.live import (
+    DRAIN_DEADLINE,
+    EVIDENCE_DEADLINE,
+    FLUSH_DEADLINE,
+    JOURNAL_DEADLINE,
+    STOP_DEADLINE,
+    LiveSource,
+)
 
 START_TIMEOUT = 15.0  # seconds the workers get to open their captures
 SILENCE_LIMIT = 10.0  # a worker silent this long (it reports every TICK) withholds the watchdog heartbeat
@@ -289,6 +296,9 @@ class Daemon:
 
     def input_ended(self, worker: Worker) -> float | None:
         return None
+
+    def flush_deadline(self) -> float | None:
+        return None if self._stop_at is None else self._stop_at + FLUSH_DEADLINE
 
     def done(self, worker: Worker) -> None:
         pass

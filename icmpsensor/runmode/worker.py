@@ -23,7 +23,7 @@ from icmpsensor.runmode.messages import Done, Failed, Flush, InputEnded, Log, No
 from icmpsensor.runmode.pipeline import Pipeline, settle_gc
 from icmpsensor.runmode.stats import peak_rss_kb, worker_stats
 from icmpsensor.source.batch import Batch
-from icmpsensor.source.live import EVIDENCE_DEADLINE
+from icmpsensor.source.live import EVIDENCE_DEADLINE, FLUSH_DEADLINE
 
 QUEUE_WAIT = 0.2  # longest wait for a batch, so that signals and ticks are never late
 TICK = 1.0  # seconds between housekeeping rounds (live: expiry on wall time, stats, heartbeat)
@@ -72,6 +72,10 @@ class Link(Protocol):
     def input_ended(self, worker: Worker) -> float | None:
         """The source has ended: when to flush the open flows (None: at the detector's clock)."""
 
+    def flush_deadline(self) -> float | None:
+        """A live stop's time (time.monotonic()) past which the open flows' notices are folded (Pipeline.finish);
+        None: no deadline."""
+
     def done(self, worker: Worker) -> None:
         """Every flow is flushed."""
 
@@ -101,7 +105,7 @@ class Worker:
             detector = self.pipeline.detector
             self.pipeline.advance(at)  # the last sweep one process made, at `at`'s whole second
             detector.now = max(detector.now, at)
-        self.pipeline.finish()
+        self.pipeline.finish(link.flush_deadline())
         link.done(self)
 
     def feed(self, batch: Batch) -> None:
@@ -140,6 +144,9 @@ class InProcessLink:
         pass
 
     def input_ended(self, worker: Worker) -> float | None:
+        return None
+
+    def flush_deadline(self) -> float | None:
         return None
 
     def done(self, worker: Worker) -> None:
@@ -224,6 +231,9 @@ class WorkerChannel:
             elif not isinstance(message, Reload | Stop):
                 raise SensorError(f"unexpected message {type(message).__name__} from the main process")
         return self._flush.at
+
+    def flush_deadline(self) -> float | None:
+        return None if self._stopped_at is None else self._stopped_at + FLUSH_DEADLINE
 
     def done(self, worker: Worker) -> None:
         # live: the evidence writer gets what is left of the stop's budget; a replay waits for all of it. The

@@ -347,6 +347,7 @@ STOP_BUDGET = 5.0
 DRAIN_DEADLINE = 1.5
 JOURNAL_DEADLINE = 2.5  # later notices go to notice.log only, not journald nor --stdout (counted)
 EVIDENCE_DEADLINE = 3.0  # the evidence writer stops then; what it has not written is counted (dropped_shutdown)
+FLUSH_DEADLINE = 3.0  # the open flows' notices still to come then are folded into aggregates, not written one by one
 STOP_DEADLINE = 4.0  # a capture thread (or a worker process) still running then is left behind (killed)
 
 

@@ -49,11 +49,14 @@ def notice_lines(sensor: Sensor) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "aggregation"), [(1, "on"), (2, "on"), (1, "off")])
 def test_sigterm_in_a_storm_of_alerted_flows_ends_within_5_s_and_writes_every_notice_raised(
-        lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int) -> None:
+        lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int, aggregation: str) -> None:
+    """Aggregation off (`aggregate_max_notices: 0`): the open flows' summaries are written one by one until the
+    stop's flush deadline, and folded after it (they took the stop past 5 s)."""
     storm = storm_capture(tmp_path / "storm.pcap", STORM_FLOWS)
     config = QUIET + f"capture:\n  workers: {workers}\n  buffer_size: 268435456\n  queue_batches: 100000\n"
+    config += "detection:\n  aggregate_max_notices: 0\n" if aggregation == "off" else ""
     sensor = launch_ready(lab, tmp_path, sensors, config)
     lab.in_peer("timeout", "60", "tcpreplay", "-q", "--topspeed", "-i", PEER_IF, str(storm), timeout=90)
     assert wait_for(lambda: raised(sensor) > 200, 20), "the storm raised no notices"

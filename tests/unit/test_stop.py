@@ -33,6 +33,7 @@ from icmpsensor.source.batch import BATCH_META
 from icmpsensor.source.live import (
     DRAIN_DEADLINE,
     EVIDENCE_DEADLINE,
+    FLUSH_DEADLINE,
     JOURNAL_DEADLINE,
     STOP_BUDGET,
     STOP_DEADLINE,
@@ -43,6 +44,17 @@ from testkit.paths import REPO
 
 def test_the_stop_deadlines_come_in_order_and_leave_a_second_of_the_budget() -> None:
     assert 0 < DRAIN_DEADLINE < JOURNAL_DEADLINE <= EVIDENCE_DEADLINE < STOP_DEADLINE <= STOP_BUDGET - 1.0
+    assert DRAIN_DEADLINE < FLUSH_DEADLINE < STOP_DEADLINE  # the flows are flushed after the drain
+
+
+def test_the_flush_deadline_counts_from_the_stop_in_the_daemon_and_in_a_worker() -> None:
+    daemon = Daemon(Config(), Overrides())
+    assert daemon.flush_deadline() is None  # not stopping: no deadline (a replay has none either)
+    daemon._on_stop(signal.SIGTERM, None)
+    daemon._stopping_since()
+    assert daemon.flush_deadline() == daemon.flags.stop_at + FLUSH_DEADLINE  # type: ignore[operator]
+    channel, _, _ = channel_after([Stop(at=12.5)])
+    assert channel.flush_deadline() == 12.5 + FLUSH_DEADLINE
 
 
 def queued_source(packets: int) -> LiveSource:

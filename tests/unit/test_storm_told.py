@@ -116,3 +116,45 @@ def test_in_process_the_daemons_round_tells_a_storm_that_went_quiet(tmp_path: Pa
     daemon.worker = worker
     daemon.round(worker)
     assert told(sink.take()) == STORM - 10
+
+
+def alerted_flows_open(tmp_path: Path, flows: int, config: Config) -> tuple[Pipeline, ListSink]:
+    """A pipeline holding `flows` open alerted one-packet flows from spoofed sources to one host."""
+    from icmpsensor.source.pcapfile import FileSource
+    from testkit.netlab import storm_capture
+
+    sink = ListSink()
+    pipeline = Pipeline(config, [sink])
+    source = FileSource([str(storm_capture(tmp_path / "storm.pcap", flows))], pipeline.decoder_for)
+    for batch in source.read():
+        pipeline.feed_batch(batch.decoder, batch.buf, batch.meta)
+    return pipeline, sink
+
+
+def unaggregated(tmp_path: Path) -> Config:
+    config = Config()
+    config.output.log_dir = str(tmp_path)
+    config.output.evidence.enabled = False
+    config.detection.aggregate_max_notices = 0  # aggregation off: every notice written as it comes
+    return config
+
+
+def test_a_stops_flush_past_its_deadline_folds_what_is_left_into_aggregates(tmp_path: Path) -> None:
+    """A live stop with 100,000 open alerted flows and aggregation off wrote 100,000 summaries one by one, past
+    the stop's 5 s. Past the flush's deadline the rest are folded as a storm's are: counted in aggregates (their
+    flows, bytes, a sample and the largest), not written one by one."""
+    pipeline, sink = alerted_flows_open(tmp_path, 3_000, unaggregated(tmp_path))
+    raised = sum(1 for n in sink.take() if n.note.endswith("DataExfil"))  # each written as it came
+    pipeline.finish(deadline=time.monotonic() - 1.0)  # the deadline passed before the first summary
+    told = sink.take()
+    aggregates = [n for n in told if n.n > 1 and n.note.endswith("ExfilSummary")]
+    assert raised == 3_000 and len(told) < 20, (raised, len(told))
+    assert sum(n.n for n in aggregates) + sum(1 for n in told if n.n == 1 and n.note.endswith("ExfilSummary")) \
+        == 3_000
+
+
+def test_a_flush_within_its_deadline_writes_every_summary(tmp_path: Path) -> None:
+    pipeline, sink = alerted_flows_open(tmp_path, 3_000, unaggregated(tmp_path))
+    sink.take()
+    pipeline.finish(deadline=time.monotonic() + 60.0)
+    assert sum(1 for n in sink.take() if n.note.endswith("ExfilSummary")) == 3_000
