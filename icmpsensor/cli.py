@@ -160,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
+        if args.read or not (args.interface or cfg.capture.interface):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # not a daemon (entry_point)
         from icmpsensor.runmode.pipeline import tune_gc
 
         tune_gc()
@@ -189,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> NoReturn:
+    # A reload asked while the sensor starts (the daemon's handler is not in place yet: SIGHUP's default action
+    # would end it) is held until the daemon takes it (Daemon.run); any other run takes it as usual (main).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     code = main()
     # Every output is written and closed by now, and every thread left is a daemon thread: skip the
     # interpreter's teardown, which would free a storm's flow tables object by object (~0.2 s of the stop's

@@ -168,6 +168,7 @@ class Daemon:
 
     def run(self) -> int:
         self._install_signal_handlers()  # a reload or stop asked during start-up is taken, not the default action
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one asked before is taken now (entry_point)
         self.stderr = queue_stderr()  # a stderr no one reads must not stop the daemon (console.LineQueue)
         try:
             return self._run()

@@ -296,3 +296,30 @@ def test_a_reload_from_a_fifo_no_one_writes_to_holds_the_loop_at_most_a_second(t
     daemon.reload()  # rejected (one line), the running configuration kept
     assert time.monotonic() - began <= RELOAD_STREAM_TIMEOUT + 0.5
     assert daemon.cfg.source == str(fifo)
+
+
+_HANGUP_BEFORE_THE_DAEMON = """
+import os, signal, sys
+from icmpsensor import cli
+from icmpsensor.errors import InputError
+from icmpsensor.runmode import live
+
+parsed = cli.effective_config
+def effective_config(args):  # the command line read: a reload asked before the daemon exists
+    os.kill(os.getpid(), signal.SIGHUP)
+    return parsed(args)
+
+def check_log_dir(path):
+    raise InputError("start-up ends here")
+
+cli.effective_config, live.check_log_dir = effective_config, check_log_dir
+sys.argv = ["icmpsensor", "-i", "lo"]
+cli.entry_point()
+"""
+
+
+def test_a_reload_asked_before_the_daemon_exists_waits_for_it() -> None:
+    """From the entry point on, SIGHUP is held until the daemon's handler is in place (then taken as a reload)."""
+    result = subprocess.run([sys.executable, "-c", _HANGUP_BEFORE_THE_DAEMON], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 66, (result.returncode, result.stderr[-2000:])
