@@ -383,9 +383,9 @@ class _RunOnPipeline(Pipeline):
 
         self.detector.process = watched  # type: ignore[method-assign]
 
-    def finish(self) -> None:
+    def finish(self, deadline: float | None = None) -> None:
         self.advance(self.detector.now + self.cfg.detection.idle_timeout)
-        super().finish()
+        super().finish(deadline)
 
 
 def profile_config(profile: str) -> Config:
