@@ -77,21 +77,23 @@ _IFF_UP, _IFF_RUNNING = 0x1, 0x40
 def interface_up(fd: int, name: str) -> bool:
     """Whether the interface is up and running (SIOCGIFFLAGS on the capture's own socket: the unit allows no
     AF_INET socket)."""
-    try:
-        flags = struct.unpack_from("H", fcntl.ioctl(fd, _SIOCGIFFLAGS, struct.pack("16s16x", name.encode())), 16)[0]
-    except OSError:
-        return False
-    return flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
+    flags = _interface_field(fd, _SIOCGIFFLAGS, name, "H")
+    return flags is not None and flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
 
 
 def interface_index(fd: int, name: str) -> int:
-    """The index of the interface called `name` now (SIOCGIFINDEX, on the capture's socket as interface_up);
-    0 when there is none. A deleted interface made again under its name has a new index."""
+    """The index of the interface called `name` now (SIOCGIFINDEX, likewise); 0 when there is none (or for a
+    pseudo-device such as `any`). A deleted interface made again under its name has a new index."""
+    return _interface_field(fd, _SIOCGIFINDEX, name, "i") or 0
+
+
+def _interface_field(fd: int, request: int, name: str, fmt: str) -> int | None:
+    """The field an interface ioctl `request` answers in its struct ifreq (after the 16-byte name); None if the
+    ioctl fails (no such interface)."""
     try:
-        return int(struct.unpack_from("i", fcntl.ioctl(fd, _SIOCGIFINDEX, struct.pack("16s16x", name.encode())),
-                                      16)[0])
+        return int(struct.unpack_from(fmt, fcntl.ioctl(fd, request, struct.pack("16s16x", name.encode())), 16)[0])
     except OSError:
-        return 0
+        return None
 
 
 @dataclass
@@ -219,7 +221,7 @@ class LiveCapture:
                         break
                     self.read_until = time.time()  # a link that is down delivers nothing
                     if interface_up(fd, self.interface):
-                        if interface_index(fd, self.interface) != self.index:  # deleted, and one made again
+                        if self.index and interface_index(fd, self.interface) != self.index:  # deleted, made again
                             raise OSError(errno.ENODEV, "the interface was deleted and made again")
                         self.down_since = None
                     continue
