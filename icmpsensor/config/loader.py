@@ -12,6 +12,7 @@ the messages, and their lines, are PyYAML's (docs/design.md#configuration).
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import stat
@@ -132,20 +133,13 @@ def load_config(path: str | None, stream_timeout: float = STREAM_TIMEOUT) -> Con
     return cfg
 
 
-def _output_names(cfg: Config) -> dict[str, str]:
-    """The names each output takes in output.log_dir, by key."""
-    return {"output.evidence.directory": cfg.output.evidence.directory, "output.notice_log": cfg.output.notice_log,
-            "stats.log": cfg.stats.log}
-
-
 def _check_output_names(path: str, text: str, cfg: Config) -> None:
     """Two outputs naming one file in the log directory (evidence.directory: notice.log) would race for it: refused
     at the key the file sets (the first of the two where it sets both)."""
-    keys = list(_output_names(cfg).items())
-    for index, (key, name) in enumerate(keys):
-        for other, other_name in keys[index + 1:]:
-            if name != other_name:
-                continue
+    names = {"output.evidence.directory": cfg.output.evidence.directory, "output.notice_log": cfg.output.notice_log,
+             "stats.log": cfg.stats.log}
+    for (key, name), (other, other_name) in itertools.combinations(names.items(), 2):
+        if name == other_name:
             root = yaml.compose(text, Loader=_LIBYAML or yaml.SafeLoader)  # it parsed: no error now
             line = _key_line(root, key)
             told, named, line = (key, other, line) if line is not None else (other, key, _key_line(root, other))

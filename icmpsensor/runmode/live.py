@@ -252,7 +252,6 @@ class Daemon:
             self.pipeline.close()
             self.stats_log.close()
             raise
-        self._install_signal_handlers()
         self.source.start()
         if self.source.capture.warning:
             self.log(self.source.capture.warning, syslog.LOG_WARNING)
@@ -314,7 +313,6 @@ class Daemon:
             self._open_outputs()
             for warning in dict.fromkeys(w.warning for w in supervisor.workers if w.warning):
                 self.log(warning, syslog.LOG_WARNING)
-            self._install_signal_handlers()
             supervisor.start_sending()  # threads only now: every worker is forked
             supervisor.broadcast(Go())
             self._wait_starting(lambda: all(w.state == "running" for w in supervisor.workers), "start its capture",

@@ -187,7 +187,7 @@ class Pipeline:
             self._detect_abandoned(self._decoders[-1].flush())
         for notices in self.detector.flush_chunks():
             if deadline is not None and time.monotonic() > deadline:
-                self.aggregator.fold_all(self.cfg.detection.aggregate_interval or DetectionConfig.aggregate_interval)
+                self.aggregator.fold_all(DetectionConfig.aggregate_interval)  # the default where it is off
                 deadline = None
             self.emit(notices)
         self._write(self.aggregator.flush())

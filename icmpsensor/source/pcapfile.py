@@ -183,9 +183,10 @@ def open_capture(path: str) -> pcapy.Reader:
     return _open_offline(path)
 
 
-def _open_offline(path: str) -> pcapy.Reader:
+def _open_offline(path: str, source: str | None = None) -> pcapy.Reader:
+    """libpcap's reader of `source` (None: `path`), its errors named as `path`'s."""
     try:
-        return pcapy.open_offline(path)
+        return pcapy.open_offline(path if source is None else source)
     except _READ_ERRORS as exc:
         raise InputError(f"capture file {label(path)}: {error_text(exc)}") from None
 
@@ -215,9 +216,7 @@ def _open_fifo(path: str) -> pcapy.Reader:
     finally:
         os.close(fifo)
     try:
-        return pcapy.open_offline(f"/proc/self/fd/{read_end}")
-    except _READ_ERRORS as exc:
-        raise InputError(f"capture file {path}: {error_text(exc)}") from None
+        return _open_offline(path, f"/proc/self/fd/{read_end}")
     finally:
         os.close(read_end)  # libpcap has its own
 
