@@ -97,7 +97,8 @@ def stats_record(*, now: float, started: float, name: str, interface: str, worke
     if worker_states:
         record["workers"] = [
             {"worker": index, "pid": pid, "state": state,
-             **{k: stats.get(k, 0) for k in ("packets_read", "kernel_dropped", "queue_dropped", "flows", "notices")}}
+             **{k: stats.get(k, 0) for k in ("packets_received", "packets_read", "kernel_dropped", "queue_dropped",
+                                               "shutdown_dropped", "flows", "notices")}}
             for (index, pid, state), stats in zip(worker_states, workers, strict=True)
         ]
     return record

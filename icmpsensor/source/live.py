@@ -19,6 +19,7 @@ group changes which socket each host pair hashes to, and neither may split a pai
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -68,6 +69,8 @@ _SOL_PACKET = 263
 _PACKET_FANOUT = 18
 PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
 DROP_ALL_FILTER = "less 1"  # no frame is that short: a held handle passes nothing
+_SO_ATTACH_FILTER = 26  # asm-generic/socket.h
+_TAKE_NOTHING = struct.pack("=HBBI", 0x06, 0, 0, 0)  # classic BPF `ret #0` (BPF_RET | BPF_K): no byte of any frame
 
 
 _SIOCGIFFLAGS, _SIOCGIFINDEX = 0x8913, 0x8933  # linux/sockios.h
@@ -85,6 +88,19 @@ def interface_index(fd: int, name: str) -> int:
     """The index of the interface called `name` now (SIOCGIFINDEX, likewise); 0 when there is none (or for a
     pseudo-device such as `any`). A deleted interface made again under its name has a new index."""
     return _interface_field(fd, _SIOCGIFINDEX, name, "i") or 0
+
+
+def refuse_new_frames(fd: int) -> None:
+    """Make the capture socket take no more frames, so that the kernel counts no more as received (ps_recv counts
+    a frame once it has passed the socket's filter): the filter is attached to the socket itself, not through
+    libpcap, which would also apply it in user space to the frames already in the ring and drop them uncounted.
+    The socket stays bound and in its fanout group (no host pair moves to another worker)."""
+    program = ctypes.create_string_buffer(_TAKE_NOTHING, len(_TAKE_NOTHING))
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HP", 1, ctypes.addressof(program)))
+    finally:
+        sock.detach()
 
 
 def _interface_field(fd: int, request: int, name: str, fmt: str) -> int | None:
@@ -232,8 +248,10 @@ class LiveCapture:
                     self._read_round(handle, queue)
                 else:  # no ring block retired while it waited: every frame captured until a block's timeout ago is read
                     self.read_until = time.time() - READ_TIMEOUT_MS / 1000
-            # Packets can sit in a kernel ring block until its timeout retires it: wait that long, then
-            # take them too, so a stop never loses what the wire already delivered.
+            # The frames the kernel has counted as received are then all in the ring; some can sit in a ring
+            # block until its timeout retires it: wait that long, then take them too, so a stop never loses what
+            # the wire already delivered (nor counts a frame received that is neither read nor dropped).
+            refuse_new_frames(fd)
             deadline = time.monotonic() + STOP_DRAIN_SECONDS
             while (left := deadline - time.monotonic()) > 0:
                 select.select([fd], [], [], left)

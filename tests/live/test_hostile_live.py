@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -117,6 +118,43 @@ def test_sigterm_with_the_evidence_writer_loaded_ends_within_5_s_and_counts_what
     on_disk = {str(p) for p in (sensor.log_dir / "evidence").glob("*.pcap")}
     assert on_disk <= named and len(on_disk) <= evidence["files"]  # type: ignore[index]
     print(f"\n{workers} worker(s): SIGTERM to exit {took:.2f} s, {len(notices)} notices, evidence {evidence}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_a_flood_accounts_for_every_packet_the_kernel_counted(
+        lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int) -> None:
+    """SIGTERM while a flood still arrives: every packet the kernel counted as received (`packets_received`,
+    libpcap's ps_recv) is read or counted dropped, in the final record and in each worker's. Before: the frames in
+    the ring's last block (not yet retired when the stop's drain ended) and, with workers, every frame the kernel
+    delivered to the sockets held open until all workers drained, were in `packets_received` and in no other
+    counter (~83,000 in a flood's last 1.5 s)."""
+    storm = storm_capture(tmp_path / "storm.pcap", 5_000)
+    config = QUIET + f"capture:\n  workers: {workers}\n"
+    sensor = launch_ready(lab, tmp_path, sensors, config)
+    argv = ["ip", "netns", "exec", lab.peer_ns, "timeout", "-k", "5", "30", "tcpreplay", "-q", "--pps=40000",
+            "--loop=40", f"--intf1={PEER_IF}", "--preload-pcap", str(storm)]  # 200,000 frames in ~5 s
+    flood = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: int(last_stats(sensor).get("packets_read", 0)) > 10_000, 20), last_stats(sensor)
+        code, took, err = sensor.stop()
+        flood_code = flood.wait(timeout=60)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait(timeout=10)
+    assert code == 0, err[-2000:]
+    assert flood_code == 0, flood.stderr.read() if flood.stderr else ""
+    final = last_stats(sensor)
+    parts = final["workers"] if workers > 1 else [final]
+    assert isinstance(parts, list) and len(parts) == workers, final
+    print(f"\n{workers} worker(s): stop {took:.2f} s; " + "; ".join(
+        f"received {p['packets_received']:,} read {p['packets_read']:,} kernel dropped {p['kernel_dropped']:,} "
+        f"queue {p['queue_dropped']:,} shutdown {p['shutdown_dropped']:,}" for p in parts))
+    for part in parts:
+        assert part["packets_received"] == part["packets_read"] + part["kernel_dropped"], part
+    assert final["packets_received"] == final["packets_read"] + final["kernel_dropped"], final
+    assert final["packets_read"] == (final["decode"]["frames"] + final["queue_dropped"]
+                                     + final["shutdown_dropped"]), final
 
 
 def exfil(lab: Lab, count: int, payload_pattern: str) -> None:
