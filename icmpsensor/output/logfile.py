@@ -119,6 +119,21 @@ def append_whole_line(fd: int, line: bytes) -> None:
         raise NoticeWriteError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
 
 
+def _prefixes(path: str) -> list[str]:
+    """The absolute path's directories from the top down, itself last: /a, /a/b, /a/b/c (not resolved)."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    return [os.sep + os.sep.join(parts[:n]) for n in range(1, len(parts) + 1)]
+
+
+def links_on_path(path: str) -> dict[str, str]:
+    """The links on the way to `path` (each directory of it, itself included) and where each points."""
+    links = {}
+    for prefix in _prefixes(path):
+        with contextlib.suppress(OSError):
+            links[prefix] = os.readlink(prefix)
+    return links
+
+
 def check_log_dir(log_dir: str) -> None:
     """The log directory must exist and be writable; otherwise exit 73 with its name."""
     if not os.path.isdir(log_dir):
@@ -302,7 +317,7 @@ class RotatingLog:
         self._ino: tuple[int, int] = (0, 0)
         self.header = header
         self._header_size = 0  # bytes of the current file that are its header (a file no bigger is empty)
-        self._dir_is_link = os.path.islink(log_dir)  # configured so: followed; put there later: not
+        self._links = links_on_path(log_dir)  # configured so: followed; put there (or pointed elsewhere) later: not
         self._open_at_start()
         self._resume_housekeeping()
 
@@ -440,19 +455,22 @@ class RotatingLog:
         return rotated
 
     def _check_directory(self, doing: str) -> None:
-        """NoticeWriteError if the log directory's path is no longer a directory (a link put there: O_NOFOLLOW
-        covers only a path's last component). Checked before a name in it is opened, made, renamed or deleted."""
-        if self._dir_is_link:
-            return
+        """NoticeWriteError if the log directory's path leads through a link that was not there (or pointed
+        elsewhere) at the start, the directory itself included (O_NOFOLLOW covers only a path's last component),
+        or is no longer a directory. Checked before a name in it is opened, made, renamed or deleted."""
         try:
-            st = os.lstat(self.log_dir)
+            for prefix in _prefixes(self.log_dir):
+                if os.path.islink(prefix) and self._links.get(prefix) != os.readlink(prefix):
+                    raise NoticeWriteError(errno.ENOTDIR, f"cannot {doing} {self.path}: {prefix} has been replaced "
+                                                          "by a link, which is not followed")
+            is_dir = stat.S_ISDIR(os.stat(self.log_dir).st_mode)
         except FileNotFoundError:
             return  # removed: what is done in it fails on its own
         except OSError as exc:
             raise _write_error(exc, f"cannot {doing} {self.path}") from None
-        if not stat.S_ISDIR(st.st_mode):
+        if not is_dir:
             raise NoticeWriteError(errno.ENOTDIR, f"cannot {doing} {self.path}: {self.log_dir} is no longer a "
-                                                  "directory (a link put in its place is not followed)")
+                                                  "directory")
 
     def _link_rotated(self) -> str:
         """Hard-link the current file to its first free rotated name; that path."""

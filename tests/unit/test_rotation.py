@@ -570,3 +570,53 @@ def test_a_log_directory_replaced_by_a_link_is_not_followed(tmp_path: Path) -> N
     assert sorted(p.name for p in victim.iterdir()) == ["notice.2000-01-01-00-00-00.log", "notice.log"]
     assert (victim / "notice.log").read_text() == "theirs\n"
     assert (tmp_path / "logs.old" / "notice.log").read_bytes() == line(0) + line(1)
+
+
+@pytest.mark.parametrize("swapped", ["parent", "configured link repointed"])
+def test_a_directory_higher_up_the_log_path_swapped_for_a_link_is_not_followed(tmp_path: Path, swapped: str) -> None:
+    """`mv var var.old; ln -s elsewhere var` above `var/logs` (or a link configured in the path pointed elsewhere),
+    then a reopen or a rotation: nothing is opened, made, renamed or deleted through the new link. Before, only
+    the log directory's own name was checked, and the reopen created notice.log in the link's target."""
+    top, victim = tmp_path / "var", tmp_path / "victim"
+    (top / "logs").mkdir(parents=True)
+    (victim / "logs").mkdir(parents=True)
+    (victim / "logs" / "notice.2000-01-01-00-00-00.log").write_text("theirs\n")
+    configured = top
+    if swapped == "configured link repointed":
+        configured = tmp_path / "link"
+        configured.symlink_to(top)  # configured so: followed
+    clock = FakeClock()
+    log = RotatingLog(str(configured / "logs"), "notice.log", rotation(interval=60, keep=1), clock=clock)
+    log.write_line(line(0))
+    if swapped == "parent":
+        top.rename(tmp_path / "var.old")
+        top.symlink_to(victim)
+    else:
+        configured.unlink()
+        configured.symlink_to(victim)
+    (victim / "logs" / "notice.log").unlink(missing_ok=True)
+    with pytest.raises(NoticeWriteError, match="not followed"):
+        log.reopen()
+    clock.now += 61
+    with pytest.raises(NoticeWriteError, match="not followed"):
+        log.rotate()
+    log.close()
+    assert sorted(p.name for p in (victim / "logs").iterdir()) == ["notice.2000-01-01-00-00-00.log"]
+
+
+def test_a_log_path_with_links_configured_is_followed_while_they_stay(tmp_path: Path) -> None:
+    """Links in the configured path (such as /var/log a link to /data/log) are followed, at the start and after:
+    reopen and rotation work through them."""
+    real = tmp_path / "data" / "logs"
+    real.mkdir(parents=True)
+    (tmp_path / "var").symlink_to(tmp_path / "data")
+    clock = FakeClock()
+    log = RotatingLog(str(tmp_path / "var" / "logs"), "notice.log", rotation(interval=60, keep=2), clock=clock)
+    log.write_line(line(0))
+    assert log.reopen() in (True, False)
+    clock.now += 61
+    rotated = log.rotate()
+    log.write_line(line(1))
+    log.close()
+    assert os.path.realpath(rotated).startswith(str(real))
+    assert (real / "notice.log").read_bytes() == line(1)
