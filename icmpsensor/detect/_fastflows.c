@@ -1578,6 +1578,30 @@ static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyO
     return memory;
 }
 
+/* novelty.lends_payloads: whether what `src` sends to `dst` may explain its payloads to other peers (not to an
+ * address no collector has: IPv4 0/8, 127/8, 224/3; IPv6 multicast, :: and ::1; nor to itself). Addresses not of
+ * the reference's type (bytes): 1, as before the rule. */
+static int lends_payloads(PyObject *src, PyObject *dst)
+{
+    if (!PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst))
+        return 1;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(dst);
+    Py_ssize_t n = PyBytes_GET_SIZE(dst);
+    if (n == PyBytes_GET_SIZE(src) && memcmp(d, PyBytes_AS_STRING(src), (size_t)n) == 0)
+        return 0;
+    if (n == 4)
+        return d[0] != 0 && d[0] != 127 && d[0] < 224;
+    if (n == 16) {
+        if (d[0] == 0xFF)
+            return 0;
+        for (int i = 0; i < 15; i++)
+            if (d[i] != 0)
+                return 1;
+        return d[15] > 1;
+    }
+    return 1;
+}
+
 /* SpreadMemory.seen(digest): whether the host sent this payload lately (its last `kept` payloads' sketch hashes:
  * one as an int, more as a tuple); it is remembered either way. -1 with an exception. */
 static int seen_payload(PyObject *memory, Py_hash_t digest, long kept)
@@ -1940,16 +1964,18 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
     const NovelRequests *novel_cfg = &self->novel;
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
-    PyObject *memory = touch_host(novel_cfg, novel_cfg->senders, src, ts);
-    if (memory == NULL)
-        return NULL;
-    Py_hash_t digest = PyObject_SetAttr(memory, str_last_peer, dst) < 0 ? -1 : PyObject_Hash(current);
-    int repeated = digest == -1 ? -1 : seen_payload(memory, digest, novel_cfg->payloads_kept);
-    Py_DECREF(memory);
-    if (repeated < 0)
-        return NULL;
-    if (repeated)
-        novel = 0;
+    if (SLOT(flow, flow_slot[F_ALLOWLISTED]) != Py_True && lends_payloads(src, dst)) {
+        PyObject *memory = touch_host(novel_cfg, novel_cfg->senders, src, ts);
+        if (memory == NULL)
+            return NULL;
+        Py_hash_t digest = PyObject_SetAttr(memory, str_last_peer, dst) < 0 ? -1 : PyObject_Hash(current);
+        int repeated = digest == -1 ? -1 : seen_payload(memory, digest, novel_cfg->payloads_kept);
+        Py_DECREF(memory);
+        if (repeated < 0)
+            return NULL;
+        if (repeated)
+            novel = 0;
+    }
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     int recognised = has_tool ? 0 : tool_seen(self, pkt, flow, payload, current);
     if (recognised < 0)

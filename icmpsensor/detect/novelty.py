@@ -53,3 +53,21 @@ def novel_between(current: Sketch, previous: Sketch | None) -> int:
     if head == prefix:
         return novel
     return novel + differing_bytes(head, prefix)
+
+
+_ZERO_15 = bytes(15)
+
+
+def lends_payloads(src: bytes, dst: bytes) -> bool:
+    """Whether what `src` sends to `dst` may explain its payloads to other peers (the sender's memory of its last
+    payloads: one it sends to every peer counts once). Not to an address no collector has (IPv4 0/8, 127/8,
+    multicast and above, the broadcast among them; IPv6 multicast, :: and ::1) nor to itself: a payload sent there
+    first is a decoy's copy, and would make the same payload to the collector after it count nothing."""
+    if dst == src:
+        return False
+    if len(dst) == 4:
+        return dst[0] != 0 and dst[0] != 127 and dst[0] < 224
+    if len(dst) == 16:
+        return dst[0] != 0xFF and not (dst[15] <= 1 and dst[:15] == _ZERO_15)
+    return True
+

@@ -30,7 +30,7 @@ from icmpsensor.detect.flows import (
     FlowDetector,
     echo_key,
 )
-from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, novel_between, sketch
+from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, lends_payloads, novel_between, sketch
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import format_size
 from icmpsensor.notice.types import (
@@ -592,6 +592,9 @@ class Detector(FlowDetector):
             return 0
         if compared is not None and self._as_fields(flow, current, compared, novel, pkt.ts - flow.last_request_ts):
             return 0
+        if flow.allowlisted or not lends_payloads(flow.src, flow.dst):
+            return novel  # sent to a peer that could be a decoy (or allowlisted): the sender's memory neither
+            # keeps nor uses it, else the same payload to the collector next would count nothing
         memory = self._senders.touch(pkt.src, pkt.ts)
         last_peer, memory.last_peer = memory.last_peer, pkt.dst
         if compared is None and last_peer and last_peer != pkt.dst:

@@ -139,6 +139,39 @@ def test_below_the_small_secret_floor_or_in_one_payload_nothing_is_reported() ->
     assert run(detector(small_secret_bytes=0), two) == []
 
 
+COLLECTOR, COLLECTOR6 = "185.243.115.84", "2001:db8:beef::84"
+# Peers a payload goes to first, so that the same payload to the collector after it "was sent lately": one the
+# allowlist names, and addresses no collector has (loopback, unspecified, multicast, broadcast, the sender itself)
+DECOYS = {"allowlisted": ("10.20.0.10", COLLECTOR), "loopback": ("127.0.0.1", COLLECTOR),
+          "unspecified": ("0.0.0.0", COLLECTOR), "multicast": ("224.0.0.1", COLLECTOR),
+          "broadcast": ("255.255.255.255", COLLECTOR), "itself": (A, COLLECTOR),
+          "v6 all-nodes": ("ff02::1", COLLECTOR6), "v6 loopback": ("::1", COLLECTOR6),
+          "v6 unspecified": ("::", COLLECTOR6)}
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["C", "Python"])
+@pytest.mark.parametrize("decoy", sorted(DECOYS))
+def test_a_payload_sent_first_to_a_decoy_is_still_novel_to_the_collector(decoy: str, accelerated: bool) -> None:
+    """Each chunk sent first to a peer whose payloads explain nothing (an allowlisted host, loopback, unspecified,
+    multicast, broadcast, the sender itself), then to the collector: the collector's flow is reported. Before,
+    the host's memory of its last payloads ("one it sends to every peer counts once") took the decoy's copy as
+    the sender's own, and the collector's flow got nothing: no notice at all past an allowlisted decoy, and
+    otherwise every notice named the decoy only (red team, cases 64, 65, 86-93)."""
+    first, collector = DECOYS[decoy]
+    src = A if ":" not in collector else "2001:db8::1"
+    if decoy == "itself":
+        first = src
+    allowlist = AllowlistConfig(hosts=(ipaddress.ip_network(DECOYS["allowlisted"][0]),))
+    det = Detector(DetectionConfig(), allowlist, accelerated=accelerated)
+    packets = []
+    for i in range(40):
+        packets.append(echo(T0 + i, src, first, True, chunk(i, 64), seq=i))
+        packets.append(echo(T0 + i + 0.01, src, collector, True, chunk(i, 64), seq=i))
+        packets.append(echo(T0 + i + 0.02, collector, src, False, chunk(i, 64), seq=i))
+    raised = notes(run(det, packets))
+    assert ("DataExfil", src, collector) in raised, raised
+
+
 def test_a_constant_payload_is_not_novel_again_in_the_next_flow() -> None:
     # One ping every 10 minutes with the same unknown payload: every ping is a new flow (idle 300 s),
     # but the pair remembers the payload, so only the first one is novel.
