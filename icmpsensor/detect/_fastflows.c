@@ -14,9 +14,10 @@
  *    session):
  *    Detector._on_request with no novel bytes. With the flow's last payload, the sequence number may also be out
  *    of step where capacity.request_header charges nothing for it (free_seq_step), once the flow has its
- *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump forward
- *    after a pause of RUN_PAUSE with a token left in the flow's run budget (Windows ping.exe's one counter for
- *    the whole machine, moved on by its runs to other hosts); the new stride and the token are the reference's.
+ *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump either
+ *    way after a pause of RUN_PAUSE with a token left in the flow's run budget (Windows ping.exe's one counter for
+ *    the whole machine, moved on by its runs to other hosts; several machines' behind a NAT); the new stride and
+ *    the token are the reference's.
  *    The tool tracker still sees it (the C tracker's observe); an answer other than None is finished by the
  *    tracker's own finish (Python's: the tool's recognition, tool_seen), and a tool found has the flow evaluated,
  *    as _on_request's _recognise_tool and _request_done do;
@@ -1161,7 +1162,7 @@ static int free_seq_step(PyObject *channels, long seq, long last_seq, double gap
     long next_to = labs(seq_delta(seq, last_seq + 1)), swapped = labs(seq_delta(swap16(seq), swap16(last_seq) + 1));
     *took_token = 0;
     if (!free_delta(next_to < swapped ? next_to : swapped) && !free_delta(delta - stride)) {
-        if (!(delta > 0 && gap >= run_pause))
+        if (!(gap >= run_pause))
             return 0;
         if (!token_free(PyFloat_AS_DOUBLE(run_due), now, run_budget, run_refill, due))
             return 0;
@@ -2079,16 +2080,18 @@ static int set_slot_long(PyObject *obj, Py_ssize_t offset, long value)
     return 0;
 }
 
-/* A (last seq, last size) pair of ints, as runs' values hold them: 0, or -1 with an exception set. */
-static int run_values(PyObject *run, long *seq, long *size)
+/* A (last seq, last size, time of its last request) of two ints and a float, as runs' values hold them: 0, or -1
+ * with an exception set. */
+static int run_values(PyObject *run, long *seq, long *size, double *left_at)
 {
-    if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 0))
-        || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 1))) {
-        PyErr_SetString(PyExc_TypeError, "request_header(): a run must be (seq, size)");
+    if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 3 || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 0))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 1)) || !PyFloat_CheckExact(PyTuple_GET_ITEM(run, 2))) {
+        PyErr_SetString(PyExc_TypeError, "request_header(): a run must be (seq, size, time)");
         return -1;
     }
     *seq = PyLong_AsLong(PyTuple_GET_ITEM(run, 0));
     *size = PyLong_AsLong(PyTuple_GET_ITEM(run, 1));
+    *left_at = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(run, 2));
     return PyErr_Occurred() ? -1 : 0;
 }
 
@@ -2138,7 +2141,7 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
         PyObject *runs = slot_dict(channels, channels_slot[C_RUNS]);
         if (runs == NULL)
             return -1;
-        PyObject *key = PyLong_FromLong(last_ident), *run = Py_BuildValue("(ll)", last_seq, last_size);
+        PyObject *key = PyLong_FromLong(last_ident), *run = Py_BuildValue("(lld)", last_seq, last_size, now - gap);
         int failed = key == NULL || run == NULL || PyDict_SetItem(runs, key, run) < 0;
         Py_XDECREF(key);
         Py_XDECREF(run);
@@ -2161,8 +2164,11 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
         failed = key == NULL || (resumed == NULL && PyErr_Occurred())
                  || (resumed != NULL && PyDict_DelItem(runs, key) < 0);
         Py_XDECREF(key);
+        double left_at = 0.0;
         if (!failed && resumed != NULL)
-            failed = run_values(resumed, &last_seq, &last_size) < 0;
+            failed = run_values(resumed, &last_seq, &last_size, &left_at) < 0;
+        if (!failed && resumed != NULL)
+            gap = now - left_at; /* the run's own pause */
         Py_XDECREF(resumed);
         if (failed)
             return -1;
@@ -2177,7 +2183,8 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
                 PyObject *id, *other;
                 while (fresh && PyDict_Next(runs, &pos, &id, &other)) {
                     long other_seq, other_run_size;
-                    if (run_values(other, &other_seq, &other_run_size) < 0)
+                    double other_left_at;
+                    if (run_values(other, &other_seq, &other_run_size, &other_left_at) < 0)
                         return -1;
                     fresh = size != other_run_size;
                 }
@@ -2207,7 +2214,7 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
     double in_run = step_bits(next_to < swapped ? next_to : swapped, seq_free); /* seq_bits */
     double by_stride = step_bits(step - stride, seq_free);
     double seq_cost = by_stride < in_run ? by_stride : in_run;
-    if (seq_cost != 0.0 && step > 0 && gap >= run_pause) {
+    if (seq_cost != 0.0 && gap >= run_pause) {
         int token = take_token(channels, channels_slot[C_RUN_DUE], now, run_budget, run_refill);
         if (token < 0)
             return -1;

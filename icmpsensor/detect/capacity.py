@@ -82,7 +82,8 @@ class FlowChannels:
     pad_due: float = 0.0  # ... and free icmplib paddings
     carry: float = 0.0  # bits not yet a whole byte
     options: bytes = b""  # the last IP options seen
-    runs: dict[int, tuple[int, int]] | None = None  # other runs side by side: identifier -> (last seq, size)
+    # other runs side by side: identifier -> (last seq, size, time of its last request)
+    runs: dict[int, tuple[int, int, float]] | None = None
     charged: dict[str, int] | None = None  # bytes charged per channel (the payload's are the rest)
 
 
@@ -97,9 +98,10 @@ def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, 
 
     Runs side by side (two pingers on one host) are followed each: the run left is remembered
     (RUNS_REMEMBERED), a known one is resumed; a new one takes a token from the run budget. So does a
-    sequence number that moved on while the flow paused for RUN_PAUSE with its identifier unchanged: Windows
-    ping.exe keeps identifier 1 and one sequence counter for the whole machine, so a script pinging host after
-    host finds each host's counter moved on by the other hosts' runs."""
+    sequence number that moved on, either way, while its run paused for RUN_PAUSE: Windows ping.exe keeps
+    identifier 1 and one sequence counter for the whole machine, so a script pinging host after host finds each
+    host's counter moved on by the other hosts' runs; and behind a NAT one identifier's runs are those of several
+    machines, each with its own counter, ahead of or behind the last."""
     last_ident, last_seq, last_size = last
     other_size = state.other_size
     if size != last_size:
@@ -108,7 +110,7 @@ def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, 
         runs = state.runs
         if runs is None:
             runs = state.runs = {}
-        runs[last_ident] = (last_seq, last_size)
+        runs[last_ident] = (last_seq, last_size, now - gap)
         if len(runs) > RUNS_REMEMBERED:
             del runs[next(iter(runs))]
         resumed = runs.pop(ident, None)
@@ -121,10 +123,11 @@ def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, 
                 return [], True
             return [("ident", new_run_bits(ident, seq, last_ident, last_seq)),
                     ("length", length_bits(size, last_size))], False
-        last_seq, last_size = resumed
+        last_seq, last_size, left_at = resumed
+        gap = now - left_at  # the run's own pause
     step = seq_delta(seq, last_seq)
     seq_cost = min(seq_bits(seq, last_seq), step_bits(step - state.stride))
-    if seq_cost and step > 0 and gap >= RUN_PAUSE:
+    if seq_cost and gap >= RUN_PAUSE:
         free, state.run_due = take_token(state.run_due, now, RUN_BUDGET, RUN_REFILL)
         if free:  # the counter moved on between runs: a new run, the steps within it one up again
             seq_cost, step = 0.0, 1

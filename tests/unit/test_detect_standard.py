@@ -360,3 +360,29 @@ def test_a_pair_reported_by_its_flow_raises_no_slow_exfil_for_the_same_bytes_aft
     assert [n.note.split("_", 1)[1] for n in out if not n.note.endswith("Summary")] == ["DataExfil"]
     after = [echo(T0 + 3700 + i * 600, A, B, True, chunk(200 + i, 200), seq=200 + i) for i in range(12)]
     assert any(n.note.endswith("SlowExfil") for n in run(det, after))
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["C", "Python"])
+def test_windows_pcs_behind_one_nat_pinging_now_and_then_raise_nothing(accelerated: bool) -> None:
+    """A sensor outside a NAT: 40 Windows PCs each run `ping -n 4` at random times over two hours, all from the NAT's
+    address. ping.exe uses identifier 1 (the NAT moves a run to the next free one while another is in progress) and
+    one sequence counter per machine: a run after a quiet gap continues another PC's counter, which may be behind
+    the last one seen as well as ahead. Before, a counter behind the last was charged (a forward one was a new run):
+    DataExfil after ~77 minutes on the seq channel (red team, case 100)."""
+    import random
+
+    rng = random.Random(100)
+    nat, target = "198.51.100.5", "8.8.8.8"
+    counters = [rng.randrange(1, 0xFFFF) for _ in range(40)]
+    starts = sorted((rng.uniform(0, 7200), rng.randrange(40)) for _ in range(400))
+    held: dict[int, float] = {}  # NAT identifier -> until when its mapping lives (30 s after the run's last request)
+    packets: list[IcmpPacket] = []
+    for start, pc in starts:
+        ident = next(i for i in range(1, 0x10000) if held.get(i, 0.0) <= start)
+        held[ident] = start + 3 + 30
+        packets += benign_corpus.windows_ping(benign_corpus.Endpoints(nat, target), T0 + start, count=4,
+                                              ident=ident, seq0=counters[pc])
+        counters[pc] = (counters[pc] + 4) & 0xFFFF
+    packets.sort(key=lambda p: p.ts)
+    det = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
+    assert run(det, packets) == []
