@@ -32,6 +32,12 @@ def first_capture_time(meta: bytes) -> float:
     return sec + usec * 1e-6
 
 
+def last_capture_time(meta: bytes) -> float:
+    """The capture time (epoch seconds) of a non-empty batch's last frame."""
+    sec, usec, _, _ = BATCH_META.unpack_from(meta, len(meta) - BATCH_META.size)
+    return sec + usec * 1e-6
+
+
 class CapturedFrame(NamedTuple):
     """One frame as it was captured: its bytes and its timestamp as libpcap gave it (what evidence keeps). A
     named tuple: a flood holds one per packet with novel bytes, and a tuple is made in half the time of a frozen

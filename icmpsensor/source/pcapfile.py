@@ -22,7 +22,7 @@ import pcapy
 
 from icmpsensor.console import write_all
 from icmpsensor.errors import InputError
-from icmpsensor.source.batch import BATCH_META, Batch, RawBatch, packet_count
+from icmpsensor.source.batch import BATCH_META, Batch, RawBatch, last_capture_time, packet_count
 
 BATCH_SIZE = 4096
 STDIN = "-"  # as tcpdump and zeek: read the capture from standard input
@@ -60,6 +60,7 @@ class FileSource:
     share: Callable[[bytes, bytes], bytes] | None = None
     files: int = 0  # files opened for reading
     frames: int = 0  # frames read (that the share kept)
+    latest: float = 0.0  # the latest of the batches' last frames' times, every frame read counted (the share's or not)
     problems: list[ReadProblem] = field(default_factory=list)
     ended: bool = False  # every file has been read
     live: ClassVar[bool] = False
@@ -124,6 +125,8 @@ class FileSource:
         try:
             for buf, meta in (_frame_batches(reader) if is_stream(path) else batches(reader)):
                 read += packet_count(meta)
+                if meta:
+                    self.latest = max(self.latest, last_capture_time(meta))
                 batch = self._kept(decoder, buf, meta)
                 if batch is not None:
                     kept += packet_count(batch.meta)

@@ -518,6 +518,29 @@ def test_a_datagram_that_never_completes_is_counted_alike_by_workers(tmp_path: P
     assert fragments.get("timeout") == 1 and "unfinished" not in fragments, fragments
 
 
+@pytest.mark.parametrize("last", ["lone fragment", "truncated echo", "udp", "lone fragment, raw IP",
+                                  "truncated echo, raw IP"])
+def test_a_replay_ends_at_its_last_frames_time_with_one_process_and_with_workers(tmp_path: Path, last: str) -> None:
+    """A flow's one message, then 9 s later a last frame of another pair that gives the detector no packet (a first
+    fragment alone, an echo cut short, a UDP datagram): the open flow's ExfilSummary is made at the end of input, at
+    the capture's last time, by one process and by workers alike. Before, one process ended at its detector's
+    clock and workers at the latest clock any worker had, which counted some of those frames and not others
+    (ts 1700000009 against 1700000000 either way round, helper's ASan campaign)."""
+    first = craft.icmp4("10.0.0.1", "10.0.0.2", 13, 0, 0, 0, bytes(16) + b"hidden-data-" * 8)
+    other = craft.icmp4("10.0.0.3", "10.0.0.4", craft.ECHO_REQUEST, 0, 1, 1, bytes(100))
+    frames = {"lone fragment": craft.fragment4(other, 32)[0], "truncated echo": other[:40],
+              "udp": craft.udp4("10.0.0.3", "10.0.0.4", payload=b"u" * 20)}
+    kind, _, link = last.partition(", ")
+    packets = [(1_700_000_000.0, first), (1_700_000_009.0, frames[kind])]
+    if link:
+        path = write_capture(tmp_path, packets, frame=lambda ip: ip, linktype=craft.LINKTYPE_RAW)
+    else:
+        path = write_capture(tmp_path, packets)
+    one, _ = replay_both(tmp_path, [path], 2)
+    summaries = [n for n in one.notices if str(n["note"]).endswith("ExfilSummary")]
+    assert [float(n["ts"]) for n in summaries] == [1_700_000_009.0], one.notices  # type: ignore[arg-type]
+
+
 def test_both_workers_get_a_share(tmp_path: Path) -> None:
     path = write_capture(tmp_path, many_pairs(16))
     cfg = Config()
