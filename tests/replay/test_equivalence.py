@@ -19,6 +19,7 @@ tags, fragments and several exfiltrations at once).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import itertools
 import random
 from collections.abc import Callable, Iterable
@@ -152,6 +153,14 @@ class RefPair:
     @property
     def novel(self) -> int:
         return sum(novel for _, novel in self.ended)
+
+
+def no_collector(src: bytes, dst: bytes) -> bool:
+    """An address a payload may be sent to first as a decoy: one no collector has, or the sender itself."""
+    address = ipaddress.ip_address(dst)
+    if dst == src or address.is_loopback or address.is_multicast or address.is_unspecified:
+        return True
+    return address.version == 4 and (dst[0] == 0 or address.is_reserved)  # 0/8, 240/4 with the broadcast
 
 
 class ReferenceDetector:
@@ -297,6 +306,8 @@ class ReferenceDetector:
             return 0
         if compared is not None and self.as_fields(flow, payload, compared, pkt.ts - flow.last_request_ts):
             return 0
+        if flow.allowlisted or no_collector(pkt.src, pkt.dst):
+            return novel  # a decoy's copy: the sender's memory neither keeps nor uses it
         host = self.host(self.senders, pkt.src, pkt.ts)
         last_peer, host.last_peer = host.last_peer, pkt.dst
         if compared is None and last_peer not in (None, pkt.dst) and self.like_last_sent(flow, pkt, last_peer):
@@ -689,10 +700,10 @@ def test_corpus_case_matches_the_reference(case: str) -> None:
             assert got, "an exfiltration case must raise notices"
 
 
-def random_traffic(rng: random.Random, count: int) -> list[IcmpPacket]:
-    """Echoes, echoes with a code, and timestamp requests among four hosts, in bursts and idle gaps; payloads
-    repeat, change a little, are iputils pings, or are new."""
-    hosts = [bytes((10, 0, 0, i)) for i in range(1, 5)]
+def random_traffic(rng: random.Random, count: int, hosts: list[bytes] | None = None) -> list[IcmpPacket]:
+    """Echoes, echoes with a code, and timestamp requests among four hosts (or `hosts`), in bursts and idle gaps;
+    payloads repeat, change a little, are iputils pings, or are new."""
+    hosts = hosts or [bytes((10, 0, 0, i)) for i in range(1, 5)]
     pool = [b"", b"abc", bytes(56), bytes(range(100)), rng.randbytes(20), rng.randbytes(120)]
     ts = benign_corpus.START
     packets = []
@@ -742,6 +753,22 @@ def test_random_traffic_matches_the_reference(seed: int) -> None:
         assert bool(got_stats.pairs_evicted) == (max_pairs < 16)
     assert seen >= {DATA_EXFIL.name, ASYM_PAYLOAD.name, ASYM_PAYLOAD_FLOW.name, SLOW_EXFIL.name,
                     NON_ECHO_PAYLOAD.name, UNPAIRED_ECHO_REPLY.name, EXFIL_SUMMARY.name}
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_traffic_with_decoy_addresses_matches_the_reference(seed: int) -> None:
+    """Among the hosts, addresses no collector has (multicast, loopback) and an allowlisted one: what a host
+    sends there first explains nothing it sends elsewhere (novelty.lends_payloads), in the product as in the
+    reference's own reading of those addresses (no_collector)."""
+    hosts = [bytes((10, 0, 0, 1)), bytes((10, 0, 0, 2)), bytes((224, 0, 0, 251)), bytes((127, 0, 0, 1)),
+             bytes((10, 0, 0, 9))]
+    packets = random_traffic(random.Random(seed), 3000, hosts)
+    cfg = Config()
+    detection = dataclasses.replace(cfg.detection, **LOW_LIMITS)  # type: ignore[arg-type]
+    allowlist = AllowlistConfig(hosts=(ipaddress.ip_network("10.0.0.9/32"),))
+    got, got_stats, want, want_stats = detect_both(packets, detection, allowlist)
+    assert (got, got_stats) == (want, want_stats)
+    assert DATA_EXFIL.name in {n.note for n in got}
 
 
 # -- captures, through the real replay path ----------------------------------------------------------------
