@@ -58,6 +58,51 @@ def test_detector_state_is_at_most_1_3_kb_per_flow(runs: dict[str, Job[dict[str,
     assert result["per_flow"] <= 1331  # type: ignore[operator]  # 1.3 KB
 
 
+# Worst case for a flow of many requests: each of 18 a new identifier and sequence number with a random payload,
+# so the flow follows 16 runs side by side (capacity.RUNS_REMEMBERED), its capacity state and the bytes charged per
+# channel. What a flow adds once the tables with caps of their own are full (the tool tracker's (src, dst, ident)
+# entries, the pending requests: max_pending_requests): the state of 10,000 more such flows, over 10,000.
+PER_BUSY_FLOW = r"""
+import dataclasses, json, os, struct, tracemalloc
+from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
+from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.detect.profile import make_detector
+
+count = 10_000
+cfg = dataclasses.replace(DetectionConfig(), max_flows=10**6, max_pending_requests=1_000)
+det = make_detector(cfg, AllowlistConfig())
+dst = bytes([198, 51, 100, 7])
+
+def flows(first):
+    return sorted((IcmpPacket(1000.0 + i * 1e-4 + k * 1e-6, struct.pack("!I", 0x0A000000 + i), dst, False, 8, 0,
+                              1000 + 37 * k, 300 + 11 * k, os.urandom(56), 98)
+                   for i in range(first, first + count) for k in range(18)), key=lambda p: p.ts)
+
+tracemalloc.start()
+try:
+    for pkt in flows(0):
+        det.process(pkt)
+    more = flows(count)
+    before = tracemalloc.get_traced_memory()[0]
+    for pkt in more:
+        det.process(pkt)
+    del pkt
+    per_flow = (tracemalloc.get_traced_memory()[0] - before) / count
+finally:
+    tracemalloc.stop()
+print(json.dumps({"count": 2 * count, "flow_count": det.flow_count, "per_flow": per_flow}))
+"""
+
+
+def test_a_flow_of_many_runs_holds_at_most_4_5_kb(runs: dict[str, Job[dict[str, object]]]) -> None:
+    """The documented worst case of a flow (performance.md, Memory: ~4.0 KB measured): max_flows of them, ~0.4 GB
+    at the default 100,000, beside the tables capped on their own."""
+    result = runs["test_a_flow_of_many_runs_holds_at_most_4_5_kb"].result()
+    assert result["flow_count"] == result["count"]
+    print(f"detector state per busy flow: {result['per_flow']:.0f} bytes")
+    assert result["per_flow"] <= 4608  # type: ignore[operator]  # 4.5 KB
+
+
 FLOOD = r"""
 import json, struct, sys
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
@@ -114,6 +159,7 @@ def three_times_every_cap() -> tuple[int, int]:
 # the script each test reads the result of, and its arguments (FLOOD: sources, max_flows)
 RUNS: dict[str, tuple[object, ...]] = {
     "test_detector_state_is_at_most_1_3_kb_per_flow": (PER_FLOW,),
+    "test_a_flow_of_many_runs_holds_at_most_4_5_kb": (PER_BUSY_FLOW,),
     "test_a_flood_three_times_every_cap_stays_bounded_and_the_exfil_is_still_reported": (FLOOD,
                                                                                        *three_times_every_cap()),
     "test_eviction_keeps_the_flow_accumulating_evidence": (FLOOD, 200_000, 2_000)}
