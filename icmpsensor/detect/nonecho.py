@@ -242,23 +242,29 @@ def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
         return "quoted datagram longer than its own total length"
     if payload[16:20] != pkt.dst:
         return "quoted datagram was not sent by the error's receiver"
-    if not _rest_of_header_ok(pkt, payload, total, quoted_len):
-        return "unused header bytes of the error message are not zero"
+    problem = _rest_of_header_problem(pkt, payload, total, quoted_len)
+    if problem:
+        return problem
     return _transport_problem(payload[4 : 4 + min(quoted_len, total)], header_len, total - header_len, payload[13])
 
 
-def _rest_of_header_ok(pkt: IcmpPacket, payload: bytes, total: int, quoted_len: int) -> bool:
-    """The 4 bytes after type/code/checksum hold only what the type defines (RFC 792, 1191, 4884)."""
+def _rest_of_header_problem(pkt: IcmpPacket, payload: bytes, total: int, quoted_len: int) -> str:
+    """What is wrong with the 4 bytes after type/code/checksum ("": they hold only what the type defines: RFC 792,
+    1191, 4884)."""
+    unused = "unused header bytes of the error message are not zero"
     kind, code = pkt.icmp_type, pkt.icmp_code
     if kind == 5:
-        return True  # redirect: the gateway address
+        return ""  # redirect: the gateway address
     if kind == 12:
-        return payload[0] < quoted_len and payload[2:4] == b"\0\0"  # pointer, RFC 4884 length, unused
+        return "" if payload[0] < quoted_len and payload[2:4] == b"\0\0" else unused  # pointer, RFC 4884 length
     if kind == 3 and code == 4:
         mtu = int.from_bytes(payload[2:4], "big")  # fragmentation needed: next-hop MTU (0 from old routers)
-        return payload[0] == 0 and (mtu == 0 or 68 <= mtu < total)
+        if payload[0] != 0:
+            return unused
+        return "" if mtu == 0 or 68 <= mtu < total else \
+            f"next-hop MTU {mtu} is not one a {total}-byte datagram is refused for"
     # unused, with the RFC 4884 length in byte 1 for unreachable and time exceeded
-    return payload[0] == 0 and payload[2:4] == b"\0\0" and (kind in (3, 11) or payload[1] == 0)
+    return "" if payload[0] == 0 and payload[2:4] == b"\0\0" and (kind in (3, 11) or payload[1] == 0) else unused
 
 
 def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:

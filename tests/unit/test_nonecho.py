@@ -76,6 +76,18 @@ def test_fragmentation_needed_carries_a_plausible_mtu() -> None:
     assert unexplained_bytes(message(3, 4, b"\0\0" + struct.pack("!H", 12) + body))[0] > 0
 
 
+def test_a_next_hop_mtu_the_quoted_datagram_fits_is_named_as_such() -> None:
+    """A fragmentation-needed whose next-hop MTU is not below the quoted datagram's length (which that link would
+    have carried) is told as that, not as unused bytes that are not zero (red team, case 53's first capture)."""
+    body = unreachable_payload("rfc792", b"z" * 1400)[4:]
+    total = struct.unpack_from("!H", body, 2)[0]
+    for mtu in (total, 9000, 12):
+        novel, reason = unexplained_bytes(message(3, 4, b"\0\0" + struct.pack("!H", mtu) + body))
+        assert novel > 0 and reason == f"next-hop MTU {mtu} is not one a {total}-byte datagram is refused for", reason
+    novel, reason = unexplained_bytes(message(3, 4, b"\1\0" + struct.pack("!H", 1400) + body))
+    assert reason == "unused header bytes of the error message are not zero", reason
+
+
 def test_rfc4884_extensions_as_routers_send_them_with_mpls() -> None:
     udp = corpus.udp_datagram(corpus.CLIENT, corpus.SERVER, 40000, 33434, b"\0" * 200)
     datagram = corpus.ipv4_header(corpus.CLIENT, corpus.SERVER, 17, len(udp), ttl=1, ident=7) + udp
