@@ -149,6 +149,10 @@ class Pipeline:
         for index, pkt, kept in self._stops(packets, watched, passed):
             if passed:
                 observe_passed(packets, passed, batch, frames)
+            if kept and kept[0].ts < pkt.ts:  # flows this packet's time ended (their summaries close their files)
+                ended = next((i for i, notice in enumerate(kept) if notice.ts >= pkt.ts), len(kept))
+                self._write(kept[:ended])
+                kept = kept[ended:]
             novel = detector.last_novel
             if (watched and (pkt.src, pkt.dst) in watched) or (novel and not (
                     aggregator.folded and aggregator.folds(detector.flow_uid(pkt.src, pkt.dst)))):

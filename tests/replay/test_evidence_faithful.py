@@ -182,3 +182,21 @@ def test_notice_names_the_evidence_by_an_absolute_path_with_a_relative_log_dir(t
     path = evidence_of(notices)
     assert os.path.isabs(path) and Path(path).parent == (tmp_path / "logs" / "evidence").resolve()
     assert read_pcap(path)[1] == pair
+
+
+def test_a_pairs_next_flow_after_the_last_one_ended_gets_its_own_packets(tmp_path: Path) -> None:
+    """One pair, one alerting request every 400 s (past idle_timeout: each its own flow). The packet that arrives
+    after the last flow went idle ends that flow (its ExfilSummary) and starts the next, whose DataExfil it raises:
+    it is the next flow's evidence, not the ended one's. Before, it was written into the ended flow's pcap and
+    each later flow's pcap held the flow after it (the last one nothing; helper's ASan campaign, case 02)."""
+    frames = [(1000.0 + 400 * i, craft.ether(craft.icmp4(SRC, DST, craft.ECHO_REQUEST, 0, 1, i, chunk(i, 1000))))
+              for i in range(3)]
+    capture = tmp_path / "in.pcap"
+    craft.write_pcap(capture, frames)
+    notices = replay(tmp_path, [capture])
+    by_flow: dict[str, set[str]] = {}
+    for notice in notices:
+        by_flow.setdefault(str(notice["uid"]), set()).add(str(notice["evidence"]))
+    assert len(by_flow) == 3 and all(len(paths) == 1 for paths in by_flow.values()), notices
+    firsts = sorted((float(n["ts"]), str(n["evidence"])) for n in notices if str(n["note"]).endswith("DataExfil"))
+    assert [read_pcap(path)[1] for _, path in firsts] == [[frame] for frame in frames]
