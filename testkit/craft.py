@@ -23,7 +23,7 @@ import functools
 import ipaddress
 import struct
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import dpkt
@@ -347,6 +347,111 @@ def ether(
     if pad and len(frame) < 60:
         frame += b"\xa5" * (60 - len(frame))
     return frame
+
+
+# -- encapsulations (RFC 2784/2890 GRE, RFC 7348 VXLAN, RFC 8926 Geneve, RFC 3032 MPLS, RFC 2516 PPPoE, ERSPAN as
+# draft-foschiano-erspan) ----------------------------------------------------------------------------------------
+
+PROTO_IPIP, PROTO_IPV6, PROTO_GRE = 4, 41, 47
+ETHERTYPE_TEB, ETHERTYPE_ERSPAN2, ETHERTYPE_ERSPAN3 = 0x6558, 0x88BE, 0x22EB
+ETHERTYPE_MPLS, ETHERTYPE_PPPOE = 0x8847, 0x8864
+
+
+def ipip(src: str, dst: str, inner: bytes, *, ipv6_outer: bool = False) -> bytes:
+    """An IP packet carrying the IP packet `inner` (IPv4 in IP: protocol 4; IPv6 in IP: 41)."""
+    proto = PROTO_IPV6 if inner[0] >> 4 == 6 else PROTO_IPIP
+    return ipv6(src, dst, proto, inner) if ipv6_outer else ipv4(src, dst, proto, inner)
+
+
+def gre(payload: bytes, protocol: int | None = None, *, key: int | None = None, seq: int | None = None,
+        checksum_present: bool = False, flags: int = 0) -> bytes:
+    """A GRE header and `payload` (`protocol`: IPv4/IPv6 by the version nibble when None); `flags` ORed into the
+    first 16 bits (routing 0x4000, a version)."""
+    protocol = _ethertype_of(payload) if protocol is None else protocol
+    bits = flags | (0x8000 if checksum_present else 0) | (0x2000 if key is not None else 0) | \
+        (0x1000 if seq is not None else 0)
+    header = struct.pack(">HH", bits, protocol)
+    if checksum_present:
+        header += b"\0\0\0\0"
+    if key is not None:
+        header += struct.pack(">I", key)
+    if seq is not None:
+        header += struct.pack(">I", seq)
+    return header + payload
+
+
+def erspan2(frame: bytes, session: int = 1) -> bytes:
+    """GRE (with a sequence number) carrying ERSPAN type II and the mirrored Ethernet `frame`."""
+    return gre(struct.pack(">HHI", 0x1000 | 0, session & 0x3FF, 0) + frame, ETHERTYPE_ERSPAN2, seq=1)
+
+
+def erspan3(frame: bytes, session: int = 1, *, platform: bool = False) -> bytes:
+    """GRE carrying ERSPAN type III (`platform`: the O bit and its 8-byte subheader) and the mirrored `frame`."""
+    header = struct.pack(">HHIHH", 0x2000, session & 0x3FF, 12345, 0, 1 if platform else 0)
+    return gre(header + (b"\x01" * 8 if platform else b"") + frame, ETHERTYPE_ERSPAN3, seq=1)
+
+
+def vxlan(src: str, dst: str, frame: bytes, *, vni: int = 42, flags: int = 0x08, dport: int = 4789) -> bytes:
+    """An IPv4 (IPv6 when `src` is) UDP datagram to VXLAN's port carrying the Ethernet `frame`."""
+    payload = struct.pack(">B3xI", flags, vni << 8) + frame
+    return udp6(src, dst, 49152, dport, payload) if ":" in src else udp4(src, dst, 49152, dport, payload)
+
+
+def geneve(src: str, dst: str, inner: bytes, protocol: int = ETHERTYPE_TEB, *, options: bytes = b"") -> bytes:
+    """An IPv4 UDP datagram to Geneve's port carrying `inner` (an Ethernet frame, or IP by `protocol`)."""
+    header = struct.pack(">BBHI", len(options) // 4, 0, protocol, 42 << 8) + options
+    return udp4(src, dst, 49152, 6081, header + inner)
+
+
+def mpls(ip: bytes, labels: Sequence[int] = (100,), *, bottom: bool = True) -> bytes:
+    """An MPLS label stack (outermost first; the last with the bottom-of-stack bit unless not `bottom`) and `ip`."""
+    stack = b"".join(struct.pack(">I", (label & 0xFFFFF) << 12 | (1 << 8 if bottom and i == len(labels) - 1
+                                                                   else 0) | 64)
+                     for i, label in enumerate(labels))
+    return stack + ip
+
+
+def pppoe(ip: bytes, session: int = 7, *, protocol: int | None = None) -> bytes:
+    """A PPPoE session header and the PPP protocol number of `ip` (IPv4 0x0021, IPv6 0x0057 by its version)."""
+    ppp = (0x0057 if ip[0] >> 4 == 6 else 0x0021) if protocol is None else protocol
+    return struct.pack(">BBHHH", 0x11, 0, session, len(ip) + 2, ppp) + ip
+
+
+TUNNEL_SRC, TUNNEL_DST, TUNNEL_SRC6, TUNNEL_DST6 = "198.18.0.1", "198.18.0.2", "2001:db8:ff::1", "2001:db8:ff::2"
+
+
+def encapsulations() -> dict[str, Callable[[bytes], bytes]]:
+    """name -> an Ethernet frame of an IP packet inside that encapsulation (each carries IPv4 and IPv6), between
+    the tunnel endpoints TUNNEL_SRC and TUNNEL_DST (TUNNEL_SRC6, TUNNEL_DST6 for an IPv6 outer header)."""
+    s, d = TUNNEL_SRC, TUNNEL_DST
+
+    def in_gre(payload: bytes, protocol: int | None = None, **fields: int) -> bytes:
+        return ether(ipv4(s, d, PROTO_GRE, gre(payload, protocol, **fields)))  # type: ignore[arg-type]
+
+    return {
+        "ipip": lambda ip: ether(ipip(s, d, ip)),
+        "ipip6": lambda ip: ether(ipip(TUNNEL_SRC6, TUNNEL_DST6, ip, ipv6_outer=True)),
+        "ipip6-dest-opts": lambda ip: ether(ipv6(TUNNEL_SRC6, TUNNEL_DST6, PROTO_IPV6 if ip[0] >> 4 == 6 else
+                                                 PROTO_IPIP, ip, ext_headers=[dest_opts(b"\x05\x02\0\0")])),
+        "gre": lambda ip: in_gre(ip),
+        "gre-key-seq-csum": lambda ip: in_gre(ip, key=7, seq=9, checksum_present=True),
+        "gre6": lambda ip: ether(ipv6(TUNNEL_SRC6, TUNNEL_DST6, PROTO_GRE, gre(ip, key=3))),
+        "gre-teb-qinq": lambda ip: in_gre(ether(ip, vlans=(5, 6), outer_tpid=0x88A8), ETHERTYPE_TEB),
+        "erspan1": lambda ip: in_gre(ether(ip), ETHERTYPE_ERSPAN2),
+        "erspan2": lambda ip: ether(ipv4(s, d, PROTO_GRE, erspan2(ether(ip)))),
+        "erspan3": lambda ip: ether(ipv4(s, d, PROTO_GRE, erspan3(ether(ip, vlans=(9,))))),
+        "erspan3-platform": lambda ip: ether(ipv4(s, d, PROTO_GRE, erspan3(ether(ip), platform=True))),
+        "vxlan": lambda ip: ether(vxlan(s, d, ether(ip)), vlans=(7,)),
+        "vxlan6": lambda ip: ether(vxlan(TUNNEL_SRC6, TUNNEL_DST6, ether(ip))),
+        "geneve": lambda ip: ether(geneve(s, d, ether(ip), options=b"\x01" * 8)),
+        "geneve-ip": lambda ip: ether(geneve(s, d, ip, _ethertype_of(ip))),
+        "mpls": lambda ip: ether(mpls(ip, (16, 17, 18)), ethertype=ETHERTYPE_MPLS),
+        "mpls-multicast-vlan": lambda ip: ether(mpls(ip), (42,), ethertype=ETHERTYPE_MPLS + 1),
+        "pppoe": lambda ip: ether(pppoe(ip), ethertype=ETHERTYPE_PPPOE),
+        "pppoe-vlan": lambda ip: ether(pppoe(ip), (300,), ethertype=ETHERTYPE_PPPOE),
+        "vxlan-mpls": lambda ip: ether(vxlan(s, d, ether(mpls(ip), ethertype=ETHERTYPE_MPLS))),
+        "gre-in-gre-in-ipip": lambda ip: ether(ipip(s, d, ipv4(s, d, PROTO_GRE, gre(ipv4(d, s, PROTO_GRE, gre(ip)))))),
+    }
 
 
 def arp(sender: str = "10.0.0.1", target: str = "10.0.0.2") -> bytes:

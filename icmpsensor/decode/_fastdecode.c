@@ -45,6 +45,17 @@ static PyObject *no_options = NULL;
 /* Headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS, set by bind()). */
 static int max_ext_headers = 16;
 static int max_option_items = 64; /* decode/ip.py MAX_OPTION_ITEMS, given by bind() */
+/* decode/linktypes.py MAX_MPLS_LABELS and MAX_ENCAPSULATIONS, given by bind() */
+static int max_mpls_labels = 8;
+static int max_encapsulations = 4;
+
+/* The encapsulations opened (decode/linktypes.py; decode/encap.py, the reference, has the GRE, ERSPAN, VXLAN and Geneve
+ * header layouts): protocol numbers, ethertypes, PPP protocols, UDP ports, GRE's flags. */
+enum { PROTO_IPIP = 4, PROTO_UDP = 17, PROTO_IPV6 = 41, PROTO_GRE = 47 };
+enum { ETHERTYPE_MPLS_UNICAST = 0x8847, ETHERTYPE_MPLS_MULTICAST = 0x8848, ETHERTYPE_PPPOE_SESSION = 0x8864,
+       ETHERTYPE_TEB = 0x6558, ETHERTYPE_ERSPAN2 = 0x88BE, ETHERTYPE_ERSPAN3 = 0x22EB };
+enum { PPP_IPV4 = 0x0021, PPP_IPV6 = 0x0057, UDP_VXLAN = 4789, UDP_GENEVE = 6081 };
+enum { GRE_C = 0x8000, GRE_R = 0x4000, GRE_K = 0x2000, GRE_S = 0x1000, GRE_VERSION = 0x0007 };
 
 /* The record type (packet.IcmpPacket) and where its slots live, set by bind(). */
 static PyTypeObject *packet_type = NULL;
@@ -221,11 +232,44 @@ static PyObject *options_bytes(const unsigned char *out, Py_ssize_t n)
 }
 
 /* The IPv4 packet at f[0:len]: 1 and *out set if it is on the fast path, 0 if not, -1 on error. */
-static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
-               Py_ssize_t *counts, PyObject **out, const unsigned char **fragment)
+static int decap(unsigned proto, const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify,
+                 Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth);
+
+/* decode/encap.py is_tunnel: whether an IP payload p[pos:end] of protocol proto is a tunnel opened (IP-in-IP, GRE;
+ * UDP to VXLAN's or Geneve's port). */
+static int is_tunnel(unsigned proto, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end)
 {
-    if (len >= 20 && f[0] >> 4 == 4 && (f[0] & 15) >= 5 && f[9] != 1)
-        return SKIP_NOT_ICMP;  /* decode/ip.py _ip4: a header dpkt reads, then the protocol, before anything else */
+    if (proto == PROTO_UDP) {
+        unsigned port = end - pos >= 4 ? be16(p + pos + 2) : 0;
+        return port == UDP_VXLAN || port == UDP_GENEVE;
+    }
+    return proto == PROTO_IPIP || proto == PROTO_IPV6 || proto == PROTO_GRE;
+}
+
+/* An IPv4 packet f[0:len] whose protocol is a tunnel's, not a later fragment: decode/ip.py _tunnel4's checks (any
+ * that fails, and a first fragment, left to Python), then its payload opened; as ip4() returns. */
+static int tunnel4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
+                   Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    Py_ssize_t header = (Py_ssize_t)(f[0] & 15) * 4;
+    Py_ssize_t total = be16(f + 2);
+    if (header > len || total < header || total > len || (verify && word_sum(f, header) % 0xFFFF)
+        || (be16(f + 6) & 0x2000))
+        return 0;
+    return decap(f[9], f + header, total - header, ts, wire_len, verify, counts, out, fragment, depth);
+}
+
+static int ip4(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
+               Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (len >= 20 && f[0] >> 4 == 4 && (f[0] & 15) >= 5 && f[9] != 1) {
+        /* decode/ip.py _ip4: a header dpkt reads, then the protocol, before anything else; a tunnel's opened (a
+         * later fragment of one is Python's to count) */
+        unsigned later = be16(f + 6) & 0x1FFF;
+        if (!later && is_tunnel(f[9], f, (Py_ssize_t)(f[0] & 15) * 4, len))
+            return tunnel4(f, len, ts, wire_len, verify, counts, out, fragment, depth);
+        return later && is_tunnel(f[9], f, 0, 0) ? 0 : SKIP_NOT_ICMP;  /* (UDP: no port within 0 bytes) */
+    }
     if (fragment != NULL && len >= 20 && f[0] == 0x45 && f[9] == 1 && (be16(f + 6) & 0x3FFF)) {
         /* decode/fast.py _ip4's fragment behind a 20-byte header, then decode/ip.py _fragment4's checks; a bad
          * checksum or fragment is left to Python, which counts it */
@@ -289,12 +333,19 @@ static int v6_walked(unsigned next_header)
 /* The IPv6 packet at f[0:len], as ip4(): no extension header, or hop-by-hop (first) and destination options
  * headers (decode/ip.py _walk6 walks the same; any other header is left to it). */
 static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wire_len, int verify,
-               Py_ssize_t *counts, PyObject **out, const unsigned char **fragment)
+               Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
 {
     if (len >= 40 && f[0] >> 4 == 6) {
         unsigned first = f[6];  /* decode/ip.py V6_WALKED: anything else is skipped, before anything else */
-        if (!v6_walked(first))
-            return SKIP_NOT_ICMP;
+        if (!v6_walked(first)) {
+            if (!is_tunnel(first, f, 40, len))
+                return SKIP_NOT_ICMP;
+            /* a tunnel (decode/ip.py _ip6, then _walk6): its payload opened; cut short, Python's */
+            Py_ssize_t end = 40 + (Py_ssize_t)be16(f + 4);
+            if (end > len || !is_tunnel(first, f, 40, end))
+                return 0;
+            return decap(first, f + 40, end - 40, ts, wire_len, verify, counts, out, fragment, depth);
+        }
     }
     if (len < 48 || f[0] >> 4 != 6)
         return 0;
@@ -331,6 +382,10 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
             taken = ip6_message(f, end, pos, gathered, n, ts, wire_len, verify, counts, out);
             break;
         }
+        if (is_tunnel(next, f, pos, end)) {  /* behind option headers (decode/ip.py _walk6) */
+            taken = decap(next, f + pos, end - pos, ts, wire_len, verify, counts, out, fragment, depth);
+            break;
+        }
         if (walked >= max_ext_headers || !(next == 60 || (next == 0 && pos == 40)) || pos + 2 > end)
             break;
         Py_ssize_t size = ((Py_ssize_t)f[pos + 1] + 1) * 8;
@@ -344,10 +399,24 @@ static int ip6(const unsigned char *f, Py_ssize_t len, double ts, Py_ssize_t wir
     return taken;
 }
 
-/* Network layer by ethertype at f[pos:len], after any VLAN tags. */
+/* IPv4 or IPv6 at f[pos:len] by its version nibble (behind an MPLS label stack); anything else is not IP. */
+static int by_version(const unsigned char *f, Py_ssize_t len, Py_ssize_t pos, double ts, Py_ssize_t wire_len,
+                      int verify, Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (len <= pos)
+        return 0;
+    if (f[pos] >> 4 == 4)
+        return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment, depth);
+    if (f[pos] >> 4 == 6)
+        return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment, depth);
+    return SKIP_NOT_IP;
+}
+
+/* Network layer by ethertype at f[pos:len], after any VLAN tags, through an MPLS label stack or a PPPoE session
+ * header (decode/link.py ethertype_layer, mpls, pppoe; what they count as truncated or too deep is Python's). */
 static int by_ethertype(const unsigned char *f, Py_ssize_t len, unsigned ethertype, Py_ssize_t pos, double ts,
                         Py_ssize_t wire_len, int verify, Py_ssize_t *counts, PyObject **out,
-                        const unsigned char **fragment)
+                        const unsigned char **fragment, int depth)
 {
     while (is_vlan_tpid(ethertype)) {
         if (len < pos + 4)
@@ -356,10 +425,116 @@ static int by_ethertype(const unsigned char *f, Py_ssize_t len, unsigned etherty
         pos += 4;
     }
     if (ethertype == 0x0800)
-        return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment);
+        return ip4(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment, depth);
     if (ethertype == 0x86DD)
-        return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment);
+        return ip6(f + pos, len - pos, ts, wire_len, verify, counts, out, fragment, depth);
+    if (ethertype == ETHERTYPE_MPLS_UNICAST || ethertype == ETHERTYPE_MPLS_MULTICAST) {
+        for (int labels = 0;; labels++) {
+            if (labels == max_mpls_labels || len < pos + 4)
+                return 0;
+            int bottom = f[pos + 2] & 1;
+            pos += 4;
+            if (bottom)
+                return by_version(f, len, pos, ts, wire_len, verify, counts, out, fragment, depth);
+        }
+    }
+    if (ethertype == ETHERTYPE_PPPOE_SESSION) {
+        if (len < pos + 8)
+            return 0;
+        unsigned protocol = be16(f + pos + 6);
+        if (f[pos] != 0x11 || f[pos + 1] != 0 || (protocol != PPP_IPV4 && protocol != PPP_IPV6))
+            return SKIP_NOT_IP;
+        return (protocol == PPP_IPV4 ? ip4 : ip6)(f + pos + 8, len - pos - 8, ts, wire_len, verify, counts, out,
+                                                  fragment, depth);
+    }
     return SKIP_NOT_IP;  /* decode/link.py ethertype_layer: NOT_IP */
+}
+
+/* The Ethernet frame p[0:n] a tunnel carries (decode/encap.py _ether), as ip4() returns. */
+static int inner_ethernet(const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify,
+                          Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (n < 14)
+        return 0;
+    return by_ethertype(p, n, be16(p + 12), 14, ts, wire_len, verify, counts, out, fragment, depth);
+}
+
+/* GRE's or Geneve's payload p[0:n], by its protocol (an ethertype; decode/encap.py _by_protocol). */
+static int by_protocol(unsigned protocol, const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len,
+                       int verify, Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (protocol == 0x0800)
+        return ip4(p, n, ts, wire_len, verify, counts, out, fragment, depth);
+    if (protocol == 0x86DD)
+        return ip6(p, n, ts, wire_len, verify, counts, out, fragment, depth);
+    if (protocol == ETHERTYPE_TEB)
+        return inner_ethernet(p, n, ts, wire_len, verify, counts, out, fragment, depth);
+    return SKIP_NOT_IP;
+}
+
+/* decode/encap.py _gre: version 0 without routing, its optional fields, then IP, Ethernet or ERSPAN (I, II, III). */
+static int gre(const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify, Py_ssize_t *counts,
+               PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (n < 4)
+        return 0;
+    unsigned flags = be16(p), protocol = be16(p + 2);
+    if (flags & (GRE_VERSION | GRE_R))
+        return 0;
+    Py_ssize_t pos = 4 + 4 * (((flags & GRE_C) != 0) + ((flags & GRE_K) != 0) + ((flags & GRE_S) != 0));
+    if (protocol == ETHERTYPE_ERSPAN2) {
+        if (flags & GRE_S) {  /* type II; type I has no header of its own */
+            if (n - pos < 8 || p[pos] >> 4 != 1)
+                return 0;
+            pos += 8;
+        }
+    } else if (protocol == ETHERTYPE_ERSPAN3) {
+        if (n - pos < 12 || p[pos] >> 4 != 2)
+            return 0;
+        pos += 12 + (p[pos + 11] & 1 ? 8 : 0);  /* the O bit: a platform-specific subheader */
+    } else
+        return n < pos ? 0 : by_protocol(protocol, p + pos, n - pos, ts, wire_len, verify, counts, out, fragment,
+                                         depth);
+    return n < pos ? 0 : inner_ethernet(p + pos, n - pos, ts, wire_len, verify, counts, out, fragment, depth);
+}
+
+/* decode/encap.py _udp: VXLAN (the I flag, then Ethernet) or Geneve (version 0, its options, then by protocol). */
+static int udp_tunnel(const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify,
+                      Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (n < 8)
+        return 0;
+    Py_ssize_t size = be16(p + 4);
+    if (size < 8 || size > n)
+        return 0;
+    unsigned port = be16(p + 2);
+    p += 8;
+    n = size - 8;
+    if (n < 8)
+        return 0;
+    if (port == UDP_VXLAN)
+        return p[0] & 0x08 ? inner_ethernet(p + 8, n - 8, ts, wire_len, verify, counts, out, fragment, depth) : 0;
+    Py_ssize_t header = 8 + 4 * (Py_ssize_t)(p[0] & 0x3F);
+    if (p[0] >> 6 || n < header)
+        return 0;
+    return by_protocol(be16(p + 2), p + header, n - header, ts, wire_len, verify, counts, out, fragment, depth);
+}
+
+/* The packet the tunnel of protocol proto (is_tunnel) carries in the IP payload p[0:n] (decode/encap.py _decap);
+ * past decode/linktypes.py MAX_ENCAPSULATIONS, Python's to count. As ip4() returns. */
+static int decap(unsigned proto, const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify,
+                 Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth)
+{
+    if (depth >= max_encapsulations)
+        return 0;
+    depth++;
+    if (proto == PROTO_IPIP)
+        return ip4(p, n, ts, wire_len, verify, counts, out, fragment, depth);
+    if (proto == PROTO_IPV6)
+        return ip6(p, n, ts, wire_len, verify, counts, out, fragment, depth);
+    if (proto == PROTO_GRE)
+        return gre(p, n, ts, wire_len, verify, counts, out, fragment, depth);
+    return udp_tunnel(p, n, ts, wire_len, verify, counts, out, fragment, depth);
 }
 
 static int frame(int link, const unsigned char *f, Py_ssize_t len, double ts, int verify, Py_ssize_t *counts,
@@ -367,21 +542,21 @@ static int frame(int link, const unsigned char *f, Py_ssize_t len, double ts, in
 {
     switch (link) {
     case LINK_ETHERNET:
-        return len < 14 ? 0 : by_ethertype(f, len, be16(f + 12), 14, ts, len, verify, counts, out, fragment);
+        return len < 14 ? 0 : by_ethertype(f, len, be16(f + 12), 14, ts, len, verify, counts, out, fragment, 0);
     case LINK_SLL:
-        return len < 16 ? 0 : by_ethertype(f, len, be16(f + 14), 16, ts, len, verify, counts, out, fragment);
+        return len < 16 ? 0 : by_ethertype(f, len, be16(f + 14), 16, ts, len, verify, counts, out, fragment, 0);
     case LINK_SLL2:
-        return len < 20 ? 0 : by_ethertype(f, len, be16(f), 20, ts, len, verify, counts, out, fragment);
+        return len < 20 ? 0 : by_ethertype(f, len, be16(f), 20, ts, len, verify, counts, out, fragment, 0);
     case LINK_RAW:
         if (len < 1)
             return 0;
         if (f[0] >> 4 == 4)
-            return ip4(f, len, ts, len, verify, counts, out, fragment);
-        return f[0] >> 4 == 6 ? ip6(f, len, ts, len, verify, counts, out, fragment) : 0;
+            return ip4(f, len, ts, len, verify, counts, out, fragment, 0);
+        return f[0] >> 4 == 6 ? ip6(f, len, ts, len, verify, counts, out, fragment, 0) : 0;
     case LINK_RAW4:
-        return ip4(f, len, ts, len, verify, counts, out, fragment);
+        return ip4(f, len, ts, len, verify, counts, out, fragment, 0);
     case LINK_RAW6:
-        return ip6(f, len, ts, len, verify, counts, out, fragment);
+        return ip6(f, len, ts, len, verify, counts, out, fragment, 0);
     }
     return 0;
 }
@@ -705,12 +880,13 @@ static PyObject *share_select(PyObject *module, PyObject *const *args, Py_ssize_
 }
 
 PyDoc_STRVAR(bind_doc,
-"bind(record_type, vlan_tpids[, max_ext_headers[, max_option_items]])\n\n"
+"bind(record_type, vlan_tpids[, max_ext_headers[, max_option_items[, max_mpls_labels, max_encapsulations]]])\n\n"
 "Use record_type (a slots dataclass with the fields of packet.IcmpPacket, in any order) for the\n"
 "records decode_batch builds; they are filled slot by slot, as its __init__ would. vlan_tpids: the\n"
 "ethertypes of the VLAN tags walked through (a tuple of at most 8 ints). max_ext_headers: the IPv6\n"
 "headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS).\n"
-"max_option_items: the items read in one option area (decode/ip.py MAX_OPTION_ITEMS).");
+"max_option_items: the items read in one option area (decode/ip.py MAX_OPTION_ITEMS). max_mpls_labels,\n"
+"max_encapsulations: the MPLS labels popped and the tunnels opened in one frame (decode/linktypes.py).");
 
 static int bind_tpids(PyObject *tpids)
 {
@@ -752,14 +928,17 @@ static int bound_arg(PyObject *arg, long most, const char *name, long *out)
 static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs < 2 || nargs > 4) {
+    if (nargs < 2 || nargs > 6 || nargs == 5) {
         PyErr_SetString(PyExc_TypeError,
-                        "bind() takes a record type, the VLAN TPIDs, the most IPv6 headers and the most option items");
+                        "bind() takes a record type, the VLAN TPIDs, the most IPv6 headers, the most option items, "
+                        "the most MPLS labels and the most encapsulations");
         return NULL;
     }
-    long headers = max_ext_headers, items = max_option_items;
+    long headers = max_ext_headers, items = max_option_items, labels = max_mpls_labels, tunnels = max_encapsulations;
     if ((nargs >= 3 && bound_arg(args[2], 255, "max_ext_headers", &headers) < 0)
-        || (nargs == 4 && bound_arg(args[3], 4096, "max_option_items", &items) < 0))
+        || (nargs >= 4 && bound_arg(args[3], 4096, "max_option_items", &items) < 0)
+        || (nargs == 6 && (bound_arg(args[4], 255, "max_mpls_labels", &labels) < 0
+                           || bound_arg(args[5], 16, "max_encapsulations", &tunnels) < 0)))
         return NULL;
     PyObject *type_obj = args[0];
     if (!PyType_Check(type_obj)) {
@@ -789,6 +968,8 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(slot_offset, offsets, sizeof offsets);
     max_ext_headers = (int)headers;
     max_option_items = (int)items;
+    max_mpls_labels = (int)labels;
+    max_encapsulations = (int)tunnels;
     Py_INCREF(type);
     Py_XSETREF(packet_type, type);
     Py_RETURN_NONE;
@@ -898,6 +1079,22 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL,
 };
 
+/* ENCAPSULATION: the constants above by their decode/linktypes.py name, which tests/unit/test_encap.py holds equal. */
+static int add_encapsulation_constants(PyObject *module)
+{
+    PyObject *table = Py_BuildValue(
+        "{sisisisisisisisisisisisisisi}", "PROTO_IPIP", PROTO_IPIP, "PROTO_UDP", PROTO_UDP, "PROTO_IPV6", PROTO_IPV6,
+        "PROTO_GRE", PROTO_GRE, "ETHERTYPE_MPLS_UNICAST", ETHERTYPE_MPLS_UNICAST, "ETHERTYPE_MPLS_MULTICAST",
+        ETHERTYPE_MPLS_MULTICAST, "ETHERTYPE_PPPOE_SESSION", ETHERTYPE_PPPOE_SESSION, "ETHERTYPE_TEB", ETHERTYPE_TEB,
+        "ETHERTYPE_ERSPAN2", ETHERTYPE_ERSPAN2, "ETHERTYPE_ERSPAN3", ETHERTYPE_ERSPAN3, "PPP_IPV4", PPP_IPV4,
+        "PPP_IPV6", PPP_IPV6, "UDP_VXLAN", UDP_VXLAN, "UDP_GENEVE", UDP_GENEVE);
+    if (table == NULL)
+        return -1;
+    int rc = PyModule_AddObjectRef(module, "ENCAPSULATION", table);
+    Py_DECREF(table);
+    return rc;
+}
+
 PyMODINIT_FUNC PyInit__fastdecode(void)
 {
     PyObject *module = PyModule_Create(&module_def);
@@ -908,7 +1105,8 @@ PyMODINIT_FUNC PyInit__fastdecode(void)
         || PyModule_AddIntConstant(module, "LINK_SLL2", LINK_SLL2) < 0
         || PyModule_AddIntConstant(module, "LINK_RAW", LINK_RAW) < 0
         || PyModule_AddIntConstant(module, "LINK_RAW4", LINK_RAW4) < 0
-        || PyModule_AddIntConstant(module, "LINK_RAW6", LINK_RAW6) < 0) {
+        || PyModule_AddIntConstant(module, "LINK_RAW6", LINK_RAW6) < 0
+        || add_encapsulation_constants(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 from icmpsensor.decode.fragments import Reassembler
 from icmpsensor.decode.ip import IpLayer
-from icmpsensor.decode.link import IP_BY_VERSION, IPV4, IPV6, TRUNCATED, network_layer
+from icmpsensor.decode.link import IP_BY_VERSION, IPV4, IPV6, MPLS_TOO_DEEP, TRUNCATED, network_layer
 from icmpsensor.decode.linktypes import LINKTYPE_ETHERNET, SUPPORTED_LINKTYPES, linktype_name
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
@@ -168,6 +168,8 @@ class DpktDecoder(IpLayer):
             return self._error("bad_ip_header")
         if layer == TRUNCATED:
             return self._error("truncated_link")
+        if layer == MPLS_TOO_DEEP:
+            return self._skip("mpls_labels")
         return self._skip("not_ip")
 
 

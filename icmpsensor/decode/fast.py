@@ -28,6 +28,8 @@ from icmpsensor.decode.linktypes import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_RAW,
+    MAX_ENCAPSULATIONS,
+    MAX_MPLS_LABELS,
     PROTO_ICMP,
     PROTO_ICMPV6,
     VLAN_TPIDS,
@@ -38,7 +40,7 @@ from icmpsensor.source.batch import CapturedFrame
 
 _fastdecode = accelerators.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
-    _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS, MAX_OPTION_ITEMS)
+    _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS, MAX_OPTION_ITEMS, MAX_MPLS_LABELS, MAX_ENCAPSULATIONS)
 
 # The fast paths: an IPv4 header without options or an IPv6 header, then the first 8 bytes of ICMP
 # (type, code, checksum skipped, identifier, sequence), in one unpack.

@@ -1,7 +1,8 @@
 """The IP layer: IPv4 and IPv6 headers (dpkt's classes), IPv6 extension headers, fragments.
 
 The decoder's middle layer (decode/decoder.py): the link layer hands it the IP header's position;
-it hands the ICMP message on to the ICMP layer (decode/icmp.py) or a fragment to the reassembler.
+it hands the ICMP message on to the ICMP layer (decode/icmp.py), a fragment to the reassembler, or a
+tunnel's payload to decode/encap.py (which hands the inner packet back here).
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ import re
 import dpkt
 
 from icmpsensor.decode.checksum import checksum_ok
+from icmpsensor.decode.encap import IP_TUNNELS, TUNNEL_PROTOS, EncapLayer, is_tunnel
 from icmpsensor.decode.fragments import Datagram, Reassembler, key_v4, key_v6
-from icmpsensor.decode.icmp import IcmpLayer
-from icmpsensor.decode.linktypes import AUTH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, PROTO_ICMP, PROTO_ICMPV6, ROUTING
+from icmpsensor.decode.linktypes import (
+    AUTH,
+    DEST_OPTS,
+    FRAGMENT,
+    HOP_BY_HOP,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    ROUTING,
+)
 from icmpsensor.decode.packet import IcmpPacket, PartialPacket
 from icmpsensor.source.batch import CapturedFrame
 
@@ -119,9 +128,9 @@ def with_frames(pkt: IcmpPacket | None, datagram: Datagram) -> IcmpPacket | None
     return pkt
 
 
-class IpLayer(IcmpLayer):
-    """IPv4 and IPv6 on top of the ICMP layer; needs `reassembler`, `_frame`, `_index` and `due`
-    (decode/decoder.py) too."""
+class IpLayer(EncapLayer):
+    """IPv4 and IPv6 on top of the ICMP layer and the tunnels' (decode/encap.py); needs `reassembler`, `_frame`,
+    `_index` and `due` (decode/decoder.py) too."""
 
     reassembler: Reassembler
     _frame: tuple[bytes, int, int, int, int]
@@ -186,7 +195,7 @@ class IpLayer(IcmpLayer):
         wire_len: int,
     ) -> IcmpPacket | None:
         if next_header not in V6_WALKED:
-            return self._skip("not_icmp")
+            return self._skip("encap_fragment" if next_header in IP_TUNNELS else "not_icmp")
         if not data or (more and len(data) & 7):
             return self._error("bad_fragment")
         key = key_v6(src, dst, ident)
@@ -229,9 +238,11 @@ class IpLayer(IcmpLayer):
         ip = self._header(_IP4Header, buf, 4)
         if ip is None:
             return None
-        if ip.p != PROTO_ICMP:
-            return self._skip("not_icmp")
         header_len = ip.hl * 4
+        if ip.p != PROTO_ICMP:
+            if ip.offset or not is_tunnel(ip.p, buf, header_len, len(buf)):
+                return self._skip("encap_fragment" if ip.p in IP_TUNNELS else "not_icmp")
+            return self._tunnel4(ts, buf, ip, wire_len)
         if len(buf) < header_len:
             return self._error("truncated_ip")
         if ip.len < header_len:
@@ -246,12 +257,28 @@ class IpLayer(IcmpLayer):
         options = sender_options(buf[20:header_len], False) if header_len > 20 else b""
         return self._icmp(ts, buf, header_len, ip.len, ip.src, ip.dst, wire_len, options=options)
 
+    def _tunnel4(self, ts: float, buf: bytes, ip: dpkt.ip.IP, wire_len: int) -> IcmpPacket | None:
+        """An IPv4 packet (at the start of `buf`) carrying a tunnel (is_tunnel): its header checked as one
+        carrying ICMP, then the payload opened (decode/encap.py), unless it is a fragment."""
+        header_len = ip.hl * 4
+        if len(buf) < header_len:
+            return self._error("truncated_ip")
+        if ip.len < header_len:
+            return self._error("bad_ip_header")
+        if len(buf) < ip.len:
+            return self._error("truncated_ip")
+        if self.verify_checksums and not checksum_ok(buf[:header_len]):
+            return self._error("bad_ip_checksum")
+        if ip.mf:
+            return self._skip("encap_fragment")
+        return self._decap(ts, buf, header_len, ip.len, ip.p, wire_len)
+
     def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         buf = f[off:limit]
         ip6 = self._header(_IP6Header, buf, 6)
         if ip6 is None:
             return None
-        if ip6.nxt not in V6_WALKED:
+        if ip6.nxt not in V6_WALKED and not is_tunnel(ip6.nxt, buf, 40, len(buf)):
             return self._skip("not_icmp")
         if len(buf) < 40 + ip6.plen:
             return self._error("truncated_ip")
@@ -270,11 +297,14 @@ class IpLayer(IcmpLayer):
         wire_len: int,
         unfragmented: bool,
     ) -> IcmpPacket | None:
-        first = unfragmented
+        first = whole = unfragmented  # whole: not a reassembled datagram, whose tunnels are not opened
         options = b""
         for _ in range(MAX_EXT_HEADERS):
             if next_header == PROTO_ICMPV6:
                 return self._icmp(ts, buf, pos, end, src, dst, wire_len, final_dst, options=options)
+            if next_header in TUNNEL_PROTOS and is_tunnel(next_header, buf, pos, end):
+                return self._decap(ts, buf, pos, end, next_header, wire_len) if whole else \
+                    self._skip("encap_fragment")
             header_class = dpkt.ip6.IP6FragmentHeader if next_header == FRAGMENT else \
                 _EXT_HEADERS.get(next_header)
             if header_class is None:

@@ -5,11 +5,14 @@ The one walk of the link layer in Python: the decoder (decode/decoder.py) and th
 
 * IPV4 or IPV6: that header starts at `position`;
 * IP_BY_VERSION: raw IP from `position`, its version nibble says which;
-* TRUNCATED: the frame ends inside the link-layer header (or a VLAN tag);
-* NOT_IP: the link layer carries something else.
+* TRUNCATED: the frame ends inside the link-layer header (or a VLAN tag, an MPLS label, a PPPoE header);
+* NOT_IP: the link layer carries something else;
+* MPLS_TOO_DEEP: an MPLS label stack without its bottom within linktypes.MAX_MPLS_LABELS labels.
 
-Ethernet is walked through any number of VLAN tags (linktypes.VLAN_TPIDS). The C fast path
-(decode/_fastdecode.c) walks the same headers for the frames it takes.
+Ethernet is walked through any number of VLAN tags (linktypes.VLAN_TPIDS), then an MPLS label stack
+(to its bottom: IPv4 or IPv6 by the version nibble behind it) or a PPPoE session header (PPP carrying
+IPv4 or IPv6). The C fast path (decode/_fastdecode.c by_ethertype) walks the same headers for the
+frames it takes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from icmpsensor.decode.linktypes import (
     DLT_RAW_OPENBSD,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
+    ETHERTYPE_MPLS,
+    ETHERTYPE_PPPOE_SESSION,
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
@@ -31,16 +36,21 @@ from icmpsensor.decode.linktypes import (
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
     LINKTYPE_RAW,
+    MAX_MPLS_LABELS,
+    PPP_IPV4,
+    PPP_IPV6,
     VLAN_TPIDS,
 )
 
 IPV4, IPV6, IP_BY_VERSION = 4, 6, 0
-TRUNCATED, NOT_IP = -1, -2
+TRUNCATED, NOT_IP, MPLS_TOO_DEEP = -1, -2, -3
 
-Layer = tuple[int, int]  # (IPV4 | IPV6 | IP_BY_VERSION | TRUNCATED | NOT_IP, position)
+Layer = tuple[int, int]  # (IPV4 | IPV6 | IP_BY_VERSION | TRUNCATED | NOT_IP | MPLS_TOO_DEEP, position)
 Walk = Callable[[bytes], Layer]
 
 _VLAN = frozenset(VLAN_TPIDS)
+_MPLS = frozenset(ETHERTYPE_MPLS)
+_PPPOE_HEADER = 6  # version and type (0x11), code (0: session data), session id, length; then PPP's protocol
 
 
 def ethertype_layer(f: bytes, ethertype: int, pos: int) -> Layer:
@@ -53,6 +63,41 @@ def ethertype_layer(f: bytes, ethertype: int, pos: int) -> Layer:
     if ethertype == ETHERTYPE_IPV4:
         return IPV4, pos
     if ethertype == ETHERTYPE_IPV6:
+        return IPV6, pos
+    if ethertype in _MPLS:
+        return mpls(f, pos)
+    if ethertype == ETHERTYPE_PPPOE_SESSION:
+        return pppoe(f, pos)
+    return NOT_IP, pos
+
+
+def mpls(f: bytes, pos: int) -> Layer:
+    """The network layer behind the MPLS label stack at `pos`: popped to its bottom (at most MAX_MPLS_LABELS
+    labels), then IPv4 or IPv6 by the version nibble (anything else, a pseudowire's control word, is not IP)."""
+    for _ in range(MAX_MPLS_LABELS):
+        if len(f) < pos + 4:
+            return TRUNCATED, pos
+        bottom = f[pos + 2] & 1
+        pos += 4
+        if bottom:
+            if len(f) <= pos:
+                return TRUNCATED, pos
+            version = f[pos] >> 4
+            return (IPV4 if version == 4 else IPV6 if version == 6 else NOT_IP), pos
+    return MPLS_TOO_DEEP, pos
+
+
+def pppoe(f: bytes, pos: int) -> Layer:
+    """The network layer behind the PPPoE session header at `pos` (RFC 2516) and PPP's protocol number."""
+    if len(f) < pos + _PPPOE_HEADER + 2:
+        return TRUNCATED, pos
+    if f[pos] != 0x11 or f[pos + 1] != 0:
+        return NOT_IP, pos
+    protocol = f[pos + 6] << 8 | f[pos + 7]
+    pos += _PPPOE_HEADER + 2
+    if protocol == PPP_IPV4:
+        return IPV4, pos
+    if protocol == PPP_IPV6:
         return IPV6, pos
     return NOT_IP, pos
 

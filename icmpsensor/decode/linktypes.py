@@ -77,10 +77,23 @@ def linktype_name(linktype: int) -> str:
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100, 0x9200)  # 802.1Q, 802.1ad (QinQ) and the older 0x9100 / 0x9200
+# Encapsulations the decoder looks into (docs/detection.md "Encapsulations")
+ETHERTYPE_MPLS = (0x8847, 0x8848)  # MPLS unicast, multicast: a label stack, then IP by its version nibble
+ETHERTYPE_PPPOE_SESSION = 0x8864  # PPPoE session stage: a 6-byte header, then a PPP protocol number
+PPP_IPV4, PPP_IPV6 = 0x0021, 0x0057
+ETHERTYPE_TEB = 0x6558  # transparent Ethernet bridging: a GRE (or Geneve) packet carrying an Ethernet frame
+ETHERTYPE_ERSPAN2, ETHERTYPE_ERSPAN3 = 0x88BE, 0x22EB  # ERSPAN type II (type I: without GRE's S flag), III
+UDP_VXLAN, UDP_GENEVE = 4789, 6081  # destination ports
+MAX_MPLS_LABELS = 8  # labels popped looking for the bottom of the stack: more is skipped (mpls_labels)
+MAX_ENCAPSULATIONS = 4  # tunnels (IP-in-IP, GRE, VXLAN, Geneve) opened in one frame: more is skipped (encap_depth)
 AF_INET = 2  # BSD loopback (NULL, LOOP) address families
 AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
 PROTO_ICMP = 1
+PROTO_IPIP = 4  # IPv4 in IP
+PROTO_UDP = 17
+PROTO_IPV6 = 41  # IPv6 in IP (6in4, and IPv6 in IPv6)
+PROTO_GRE = 47
 PROTO_ICMPV6 = 58
 # IPv6 extension headers
 HOP_BY_HOP = 0

@@ -10,11 +10,19 @@ like a frame, and so does each partial datagram the reassembler hands on from a
 datagram it abandons: see decode/fragments.py). `DecodeStats.unaccounted` returns
 the difference, always 0.
 
-Skip reasons: ``not_ip``, ``not_icmp``. Error reasons: ``truncated_link``,
+Skip reasons: ``not_ip``, ``not_icmp``, and for encapsulations (decode/encap.py, decode/link.py)
+``mpls_labels`` (no bottom of the MPLS label stack within linktypes.MAX_MPLS_LABELS labels),
+``encap_depth`` (more than linktypes.MAX_ENCAPSULATIONS tunnels in one frame), ``encap_fragment``
+(a tunnel packet that is an outer IP fragment, or in a reassembled datagram: not reassembled),
+``gre_routing`` (GRE with the routing flag), ``gre_version`` (GRE other than version 0). Error
+reasons: ``truncated_link``,
 ``truncated_ip`` (captured bytes end inside the IP header or before the IP
 total / payload length: snap length or corrupt length), ``bad_ip_header``,
 ``bad_ip_checksum``, ``bad_ipv6_ext_header``, ``bad_fragment`` (empty, or a
-non-final fragment whose length is not a multiple of 8), ``truncated_icmp``,
+non-final fragment whose length is not a multiple of 8), ``truncated_icmp``, ``truncated_encap``
+(captured bytes or the outer packet end inside a tunnel's header or its inner Ethernet header),
+``bad_encap_header`` (a tunnel header that contradicts itself: a UDP length past the packet, VXLAN
+without its I flag, Geneve or ERSPAN of another version),
 and ``internal_error`` (a decoder bug caught so that the sensor keeps running;
 the tests require it never to happen).
 

@@ -6,6 +6,7 @@ standard error, standard output and the process itself are a real process's (run
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,68 @@ def test_ipv6_exfil_is_reported(tmp_path: Path, layer: str) -> None:
     frame, linktype = LINK_LAYERS[layer]
     linktype = craft.LINKTYPE_IPV6 if layer == "raw" else linktype
     path = write_capture(tmp_path, exfil_packets(V6_SRC, V6_DST), frame, linktype)
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert notes(result.notices) == [("ICMP::ICMP_AsymPayloadFlow", V6_SRC, V6_DST),
+                                     ("ICMP::ICMP_DataExfil", V6_SRC, V6_DST),
+                                     ("ICMP::ICMP_ExfilSummary", V6_SRC, V6_DST)]
+
+
+# Tunnel endpoints (the outer addresses: one direction's frames go one way through the tunnel, the replies back)
+T4, U4, T6, U6 = "198.18.0.1", "198.18.0.2", "2001:db8:ff::1", "2001:db8:ff::2"
+
+
+def _tunnelled(outer: Callable[[str, str, bytes], bytes]) -> Callable[[bytes], bytes]:
+    """An Ethernet frame of the IP packet `ip` carried by `outer(tunnel source, tunnel destination, ip)`: the
+    endpoints swap with the inner packet's direction (a request towards EXFIL_DST goes T4 -> U4)."""
+    def frame(ip: bytes) -> bytes:
+        forward = (ip[0] >> 4 == 4 and ip[16:20] == craft.addr(EXFIL_DST)) or (ip[0] >> 4 == 6 and ip[24:40] == \
+            craft.addr(V6_DST))
+        return craft.ether(outer(T4, U4, ip) if forward else outer(U4, T4, ip))
+    return frame
+
+
+def _ipv6_tunnelled(ip: bytes) -> bytes:
+    forward = ip[16:20] == craft.addr(EXFIL_DST)
+    return craft.ether(craft.ipip(T6, U6, ip, ipv6_outer=True) if forward else craft.ipip(U6, T6, ip, ipv6_outer=True))
+
+
+ENCAPSULATIONS: dict[str, Callable[[bytes], bytes]] = {
+    "ipip": _tunnelled(craft.ipip),
+    "gre": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.gre(ip))),
+    "gre-key-seq-csum": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.gre(
+        ip, key=7, seq=9, checksum_present=True))),
+    "gre-teb-vlan": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.gre(
+        craft.ether(ip, vlans=(5,)), craft.ETHERTYPE_TEB))),
+    "erspan2": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.erspan2(craft.ether(ip)))),
+    "erspan3": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.erspan3(craft.ether(ip)))),
+    "erspan3-platform": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.erspan3(
+        craft.ether(ip), platform=True))),
+    "vxlan": _tunnelled(lambda s, d, ip: craft.vxlan(s, d, craft.ether(ip))),
+    "geneve": _tunnelled(lambda s, d, ip: craft.geneve(s, d, craft.ether(ip), options=b"\0" * 8)),
+    "ip-in-ipv6": _ipv6_tunnelled,
+    "mpls": lambda ip: craft.ether(craft.mpls(ip, (16, 17)), ethertype=craft.ETHERTYPE_MPLS),
+    "mpls-vlan": lambda ip: craft.ether(craft.mpls(ip), (42,), ethertype=craft.ETHERTYPE_MPLS),
+    "pppoe": lambda ip: craft.ether(craft.pppoe(ip), ethertype=craft.ETHERTYPE_PPPOE),
+    "gre-in-gre": _tunnelled(lambda s, d, ip: craft.ipv4(s, d, craft.PROTO_GRE, craft.gre(
+        craft.ipv4(s, d, craft.PROTO_GRE, craft.gre(ip, key=1))))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENCAPSULATIONS))
+def test_exfil_inside_an_encapsulation_is_reported(tmp_path: Path, name: str) -> None:
+    """The red team's exfiltration inside GRE, IP-in-IP, 6in4, PPPoE, MPLS (and the mirrors' VXLAN and ERSPAN):
+    reported as a bare one, between the inner addresses."""
+    path = write_capture(tmp_path, exfil_packets(), ENCAPSULATIONS[name])
+    result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert notes(result.notices) == EXFIL_NOTES
+
+
+@pytest.mark.parametrize("name", ["gre", "ipip", "vxlan", "mpls", "pppoe"])
+def test_ipv6_exfil_inside_an_encapsulation_is_reported(tmp_path: Path, name: str) -> None:
+    """IPv6 inside (6in4: protocol 41; IPv6 in GRE, VXLAN, MPLS, PPPoE)."""
+    path = write_capture(tmp_path, exfil_packets(V6_SRC, V6_DST), ENCAPSULATIONS[name])
     result = run_cli_here("-r", path, log_dir=out_dir(tmp_path))
     assert result.returncode == 0, result.stderr
     assert notes(result.notices) == [("ICMP::ICMP_AsymPayloadFlow", V6_SRC, V6_DST),

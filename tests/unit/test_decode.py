@@ -50,6 +50,8 @@ FRAMINGS: dict[str, tuple[int, Framer]] = {
     "dlt-raw": (craft.DLT_RAW, craft.raw),
     "dlt-raw-openbsd": (14, craft.raw),
 }
+# ... and inside every encapsulation the decoder opens (decode/encap.py): the packet decoded as a bare one
+FRAMINGS.update({f"encap-{name}": (craft.LINKTYPE_ETHERNET, framer) for name, framer in craft.encapsulations().items()})
 ALL_LINKTYPES = sorted(SUPPORTED_LINKTYPES)
 
 
