@@ -9,6 +9,7 @@ class and one `section(...)` field on `Config`.
 
 from __future__ import annotations
 
+from icmpsensor.config import capturefilter
 from icmpsensor.config.fields import ConfigSection, Key, config_fields, make_section
 from icmpsensor.config.kinds import (
     Bool,
@@ -157,14 +158,10 @@ class DecodeConfig(ConfigSection):
     max_fragmented_datagrams: int = key(4096, Int(1, 1_000_000), "datagrams being reassembled at once", restart=True)
 
 
-# Echo and every other ICMP / ICMPv6 message, IPv6 with extension headers in front of the
-# ICMPv6 header (which `icmp6` alone misses) and IPv6 fragments, bare or behind one or two
-# 802.1Q / 802.1ad VLAN tags.
-_L3_FILTER = (
-    "(icmp or (ip6 and (ip6[6] == 58 or ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44"
-    " or ip6[6] == 60 or ip6[6] == 51)))"
-)
-DEFAULT_BPF_FILTER = f"{_L3_FILTER} or (vlan and ({_L3_FILTER} or (vlan and {_L3_FILTER})))"
+# Echo and every other ICMP / ICMPv6 message, IPv6 with extension headers in front of the ICMPv6 header (which `icmp6`
+# alone misses) and IPv6 fragments, bare or behind one or two 802.1Q / 802.1ad VLAN tags, and inside the
+# encapsulations the decoder opens (config/capturefilter.py).
+DEFAULT_BPF_FILTER = capturefilter.DEFAULT_BPF_FILTER
 
 
 def _bpf_filter(value: str) -> str | None:

@@ -6,6 +6,7 @@ runs the same compiled filter on a capture file.)
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pcapy
@@ -98,3 +99,59 @@ def test_a_filter_that_compiles_is_accepted() -> None:
     assert bpf_filter(DEFAULT_BPF_FILTER) is None
     assert bpf_filter("icmp and host 192.0.2.1") is None
     assert bpf_filter("icmp\0 or tcp") is not None  # a NUL would cut the filter libpcap is given
+
+
+# -- encapsulations (config/capturefilter.py) --------------------------------------------------------------------
+
+ENCAPSULATIONS = craft.encapsulations()
+TCP4, TCP6 = craft.ipv4(A, B, 6, bytes(20)), craft.ipv6(A6, B6, 6, bytes(20))
+# Where the filter looks at the inner protocol (behind no outer tag; those without a tag of their own behind one
+# too): a mirror full of other tunnelled traffic is not passed up whole. The others pass by the tunnel's protocol
+# (GRE with a checksum or over IPv6, Geneve, VXLAN over IPv6, ERSPAN III with its platform subheader), by an inner
+# Ethernet frame's tag, MPLS or PPPoE, or by an inner tunnel (GRE in GRE).
+CHECKED = {"ipip", "ipip6", "gre", "erspan1", "erspan2", "erspan3-platform", "vxlan", "mpls", "mpls-multicast-vlan",
+           "pppoe", "pppoe-vlan"}
+OWN_TAGS = {"vxlan", "mpls-multicast-vlan", "pppoe-vlan"}
+CHECKED_INNER_TAGGED = {"erspan3-platform"}  # (the O bit: passed without a look)
+
+
+def tagged(frame: bytes, tags: int) -> bytes:
+    return frame[:12] + b"".join(struct.pack(">HH", tpid, 5) for tpid in (0x88A8, 0x8100)[2 - tags :]) + frame[12:]
+
+
+@pytest.mark.parametrize("tags", [0, 1, 2])
+@pytest.mark.parametrize("name", sorted(ENCAPSULATIONS))
+def test_default_filter_passes_icmp_inside_every_encapsulation(tmp_path: Path, name: str, tags: int) -> None:
+    if tags == 2 and name in OWN_TAGS:
+        pytest.skip("the filter walks two tags (as it always did)")
+    for ip in (ECHO4, ECHO6, craft.fragment4(BIG4, 1480)[1], craft.fragment6(BIG6, 1448)[1]):
+        assert passes(tmp_path, tagged(ENCAPSULATIONS[name](ip), tags)), ip[:1]
+
+
+@pytest.mark.parametrize("tags", [0, 1])
+@pytest.mark.parametrize("name", sorted(CHECKED - CHECKED_INNER_TAGGED))
+def test_default_filter_drops_other_traffic_inside_encapsulations_it_looks_into(tmp_path: Path, name: str,
+                                                                                tags: int) -> None:
+    if tags and name in OWN_TAGS:
+        pytest.skip("behind two tags the filter passes IPv4 tunnels by protocol")
+    for ip in (TCP4, TCP6, craft.udp4(A, B)):
+        assert not passes(tmp_path, tagged(ENCAPSULATIONS[name](ip), tags)), ip[:1]
+    assert not passes(tmp_path, craft.ether(craft.ipv4(A, B, craft.PROTO_GRE, craft.gre(craft.arp(), 0x6558))))
+    assert not passes(tmp_path, craft.ether(craft.udp4(A, B, 1, 4790, bytes(8) + craft.ether(ECHO4))))
+    assert not passes(tmp_path, craft.ether(craft.ipv4(A, B, 47, craft.gre(ECHO4), flags_offset=3)))  # later fragment
+
+
+def test_default_filter_looks_behind_mpls_labels_to_the_bound() -> None:
+    from icmpsensor.decode.linktypes import MAX_MPLS_LABELS
+
+    program = pcapy.compile(craft.LINKTYPE_ETHERNET, 65535, DEFAULT_BPF_FILTER, 1, 0)
+    for labels in range(1, MAX_MPLS_LABELS + 1):
+        assert program.filter(craft.ether(craft.mpls(ECHO4, range(labels)), ethertype=0x8847))
+        assert not program.filter(craft.ether(craft.mpls(TCP4, range(labels)), ethertype=0x8847))
+    assert not program.filter(craft.ether(craft.mpls(ECHO4, range(MAX_MPLS_LABELS + 1)), ethertype=0x8847))
+
+
+def test_default_filter_fits_the_kernel() -> None:
+    """A socket filter has at most 4,096 instructions (BPF_MAXINSNS); what a frame that is not ICMP runs is a few."""
+    program = pcapy.compile(craft.LINKTYPE_ETHERNET, 65535, DEFAULT_BPF_FILTER, 1, 0)
+    assert len(program.get_bpf()) < 2000
