@@ -818,18 +818,42 @@ fail:
 
 static uint32_t fold_words(const unsigned char *p) { return be32(p) ^ be32(p + 4) ^ be32(p + 8) ^ be32(p + 12); }
 
+/* runmode/partition.py _share_pair: behind an MPLS label stack or a PPPoE session header, the ethertype of the IP
+ * header at *ip (0: none within len). */
+static unsigned share_beneath(const unsigned char *f, Py_ssize_t len, unsigned ethertype, Py_ssize_t *ip)
+{
+    Py_ssize_t at = *ip;
+    if (ethertype == ETHERTYPE_MPLS_UNICAST || ethertype == ETHERTYPE_MPLS_MULTICAST) {
+        for (int labels = 0;; labels++) {
+            if (labels == max_mpls_labels || len < at + 4)
+                return 0;
+            at += 4;
+            if (f[at - 2] & 1)
+                break;
+        }
+        *ip = at;
+        return len <= at ? 0 : f[at] >> 4 == 4 ? 0x0800 : f[at] >> 4 == 6 ? 0x86DD : 0;
+    }
+    unsigned protocol = len >= at + 8 ? be16(f + at + 6) : 0;
+    *ip = at + 8;
+    return protocol == PPP_IPV4 ? 0x0800 : protocol == PPP_IPV6 ? 0x86DD : 0;
+}
+
 static long share_worker(const unsigned char *f, Py_ssize_t len, long n)
 {
     for (Py_ssize_t at = 12; len >= at + 2; at += 4) { /* through any number of tags, as by_ethertype */
         Py_ssize_t ip = at + 2;
         uint32_t pair;
         unsigned ethertype = be16(f + at);
+        if (is_vlan_tpid(ethertype) && len >= at + 6)
+            continue;
+        if (ethertype == ETHERTYPE_MPLS_UNICAST || ethertype == ETHERTYPE_MPLS_MULTICAST
+            || ethertype == ETHERTYPE_PPPOE_SESSION)
+            ethertype = share_beneath(f, len, ethertype, &ip);
         if (ethertype == 0x0800 && len >= ip + 20)
             pair = be32(f + ip + 12) + be32(f + ip + 16);
         else if (ethertype == 0x86DD && len >= ip + 40)
             pair = fold_words(f + ip + 8) + fold_words(f + ip + 24);
-        else if (is_vlan_tpid(ethertype) && len >= at + 6)
-            continue;
         else
             return 0;
         return (long)(((uint32_t)(pair * GOLDEN) >> 16) % (uint32_t)n);

@@ -16,7 +16,9 @@
 * bit 16, NOT_ICMP: set when the frame will not give the decoder an ICMP message, as far as
   the fixed headers show: not IP, IPv4 not carrying ICMP or a fragment other than the last,
   IPv6 whose first next header is neither ICMPv6 nor an extension header, or a fragment
-  other than the last. Only ICMP messages move a single process's detector clock, so a
+  other than the last; a tunnel the decoder opens (decode/encap.py is_tunnel) counts as
+  carrying ICMP unless it is a fragment (MPLS and PPPoE are walked to the IP header, as
+  VLAN tags are). Only ICMP messages move a single process's detector clock, so a
   worker, which does not decode the other workers' frames, moves its clock on the others.
 
 The addresses sit at fixed offsets of the IPv4 (12..20) and IPv6 (8..40) header, so only the
@@ -37,15 +39,21 @@ import struct
 from collections.abc import Callable
 
 from icmpsensor.decode import link
+from icmpsensor.decode.encap import TUNNEL_PROTOS, is_tunnel
 from icmpsensor.decode.fast import EXTENSION
 from icmpsensor.decode.linktypes import (
     AUTH,
     DEST_OPTS,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
+    ETHERTYPE_MPLS,
+    ETHERTYPE_PPPOE_SESSION,
     FRAGMENT,
     HOP_BY_HOP,
     LINKTYPE_ETHERNET,
+    MAX_MPLS_LABELS,
+    PPP_IPV4,
+    PPP_IPV6,
     PROTO_ICMP,
     PROTO_ICMPV6,
     ROUTING,
@@ -82,8 +90,9 @@ _V6_BUCKETS: dict[bytes, int] = {}
 # For Ethernet captures a worker can pick its frames from each libpcap batch in C (`select_share`:
 # decode/_fastdecode.c share_select, with `share_worker` below as the Python reference), without
 # touching the others' frames in Python. The share follows Decoder's path through any number of VLAN
-# tags (the decoder's TPIDs: a pair's frames tagged otherwise stay one worker's) to an IPv4 or IPv6
-# header and hashes the address pair symmetrically
+# tags (the decoder's TPIDs: a pair's frames tagged otherwise stay one worker's), an MPLS label stack or a
+# PPPoE session header to an IPv4 or IPv6 header (the outermost: a tunnel's frames, both ways, are its
+# endpoints' pair, so an inner host pair stays whole too) and hashes the address pair symmetrically
 # (the 32-bit sum of the two addresses, IPv6 ones folded to 32 bits by XOR, times the golden ratio,
 # bits 16-31: a sum, not a XOR, which gives every pair (a + k, b + k) one bucket; a different hash from
 # pair_key's, which a run never mixes). A frame without an address pair within its captured bytes (too
@@ -95,6 +104,7 @@ _V6_BUCKETS: dict[bytes, int] = {}
 
 SHARE_SNAPLEN = 14 + 4 * 2 + 40  # IPv6 addresses behind two tags
 _VLAN = frozenset(VLAN_TPIDS)
+_MPLS = frozenset(ETHERTYPE_MPLS)
 
 
 def share_worker(frame: bytes, workers: int) -> int:
@@ -102,19 +112,40 @@ def share_worker(frame: bytes, workers: int) -> int:
     caplen = len(frame)
     at = 12  # the ethertype
     while caplen >= at + 2:
-        ip = at + 2
         ethertype = frame[at] << 8 | frame[at + 1]
-        if ethertype == ETHERTYPE_IPV4 and caplen >= ip + 20:
-            pair = int.from_bytes(frame[ip + 12 : ip + 16], "big") + int.from_bytes(frame[ip + 16 : ip + 20], "big")
-        elif ethertype == ETHERTYPE_IPV6 and caplen >= ip + 40:
-            pair = _fold_words(frame[ip + 8 : ip + 24]) + _fold_words(frame[ip + 24 : ip + 40])
-        elif ethertype in _VLAN and caplen >= at + 6:
+        if ethertype in _VLAN and caplen >= at + 6:
             at += 4
             continue
-        else:
-            return 0
-        return (((pair & 0xFFFFFFFF) * _GOLDEN & 0xFFFFFFFF) >> 16) % workers
+        pair = _share_pair(frame, ethertype, at + 2)
+        return 0 if pair is None else (((pair & 0xFFFFFFFF) * _GOLDEN & 0xFFFFFFFF) >> 16) % workers
     return 0
+
+
+def _share_pair(frame: bytes, ethertype: int, at: int) -> int | None:
+    """The address pair's sum (share_worker) of the network layer of `ethertype` at `at`: IPv4, IPv6, or IP behind
+    an MPLS label stack (to its bottom, at most MAX_MPLS_LABELS labels; by the version nibble) or a PPPoE session
+    header (by PPP's protocol). The outermost addresses: an IP tunnel's both directions are its endpoints'.
+    None: no address pair within the captured bytes."""
+    caplen = len(frame)
+    if ethertype in _MPLS:
+        for _ in range(MAX_MPLS_LABELS):
+            if caplen < at + 4:
+                return None
+            at += 4
+            if frame[at - 2] & 1:
+                break
+        else:
+            return None
+        ethertype = {4: ETHERTYPE_IPV4, 6: ETHERTYPE_IPV6}.get(frame[at] >> 4, 0) if caplen > at else 0
+    elif ethertype == ETHERTYPE_PPPOE_SESSION:
+        protocol = frame[at + 6] << 8 | frame[at + 7] if caplen >= at + 8 else 0
+        ethertype = {PPP_IPV4: ETHERTYPE_IPV4, PPP_IPV6: ETHERTYPE_IPV6}.get(protocol, 0)
+        at += 8
+    if ethertype == ETHERTYPE_IPV4 and caplen >= at + 20:
+        return int.from_bytes(frame[at + 12 : at + 16], "big") + int.from_bytes(frame[at + 16 : at + 20], "big")
+    if ethertype == ETHERTYPE_IPV6 and caplen >= at + 40:
+        return _fold_words(frame[at + 8 : at + 24]) + _fold_words(frame[at + 24 : at + 40])
+    return None
 
 
 def _fold_words(address: bytes) -> int:
@@ -162,7 +193,7 @@ def ethernet_in_batch(buf: bytes, off: int, cap: int) -> int:
     if cap < 34:  # shorter than an Ethernet header and an IPv4 header
         return ethernet_general(buf[off : off + cap])
     ethertype, flags_offset, proto, pair = _ETHER_IP4(buf, off + 12)
-    if ethertype != ETHERTYPE_IPV4:
+    if ethertype != ETHERTYPE_IPV4 or proto in TUNNEL_PROTOS:
         return ethernet_general(buf[off : off + cap])
     bucket = _V4_BUCKETS.get(pair)  # as ip4_key, with _v4_bucket's look-up inlined
     if bucket is None:
@@ -218,6 +249,9 @@ def ip4_key(f: bytes, off: int) -> int:
         return UNPLACED
     flags_offset, proto, pair = _IP4(f, off)
     bucket = _v4_bucket(pair)
+    if proto in TUNNEL_PROTOS:
+        whole = not flags_offset & (_MORE_FRAGMENTS | 0x1FFF)
+        return bucket if whole and is_tunnel(proto, f, off + (f[off] & 15) * 4, len(f)) else bucket | NOT_ICMP
     return bucket if proto == PROTO_ICMP and not flags_offset & _MORE_FRAGMENTS else bucket | NOT_ICMP
 
 
@@ -227,7 +261,7 @@ def ip6_key(f: bytes, off: int) -> int:
         return UNPLACED
     bucket = _v6_bucket(f[off + 8 : off + 40])
     next_header = f[off + 6]
-    if next_header in _V6_TOWARDS_ICMP:
+    if next_header in _V6_TOWARDS_ICMP or is_tunnel(next_header, f, off + 40, len(f)):
         return bucket
     if next_header == FRAGMENT and len(f) >= off + 44 and not f[off + 43] & 1:  # the last fragment
         return bucket

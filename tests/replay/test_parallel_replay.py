@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from icmpsensor import cli
 from icmpsensor.config.schema import Config
 from icmpsensor.decode.fast import Decoder
-from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES
+from icmpsensor.decode.linktypes import MAX_MPLS_LABELS, SUPPORTED_LINKTYPES
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.notice.record import Notice
 from icmpsensor.output.sink import ListSink
@@ -197,22 +197,46 @@ def bpf_share_filter(index: int, workers: int) -> str:
     return f"len >= 14 and {_bpf_level(0, index, workers)}"
 
 
+def _bpf_pairs(ethertype: int) -> list[tuple[str, str]]:
+    """(condition, address pair sum) of each way to an IP header's addresses from the ethertype at `ethertype`:
+    IPv4, IPv6, behind an MPLS label stack of 1 to MAX_MPLS_LABELS labels (by the version nibble), behind a PPPoE
+    session header (by PPP's protocol)."""
+    def at(ip: int) -> tuple[tuple[str, str], tuple[str, str]]:
+        v6_src = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(8, 24, 4))
+        v6_dst = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(24, 40, 4))
+        return ((f"len >= {ip + 20}", f"link[{ip + 12}:4] + link[{ip + 16}:4]"),
+                (f"len >= {ip + 40}", f"({v6_src}) + ({v6_dst})"))
+
+    found = []
+    (v4_len, v4_pair), (v6_len, v6_pair) = at(ethertype + 2)
+    found += [(f"link[{ethertype}:2] = 0x0800 and {v4_len}", v4_pair),
+              (f"link[{ethertype}:2] = 0x86dd and {v6_len}", v6_pair)]
+    for labels in range(1, MAX_MPLS_LABELS + 1):
+        ip = ethertype + 2 + 4 * labels
+        stack = " and ".join(f"link[{ethertype + 4 + 4 * i}] & 1 = {int(i == labels - 1)}" for i in range(labels))
+        mpls = f"(link[{ethertype}:2] = 0x8847 or link[{ethertype}:2] = 0x8848) and len >= {ip} and {stack}"
+        (v4_len, v4_pair), (v6_len, v6_pair) = at(ip)
+        found += [(f"{mpls} and len > {ip} and link[{ip}] & 0xf0 = 0x40 and {v4_len}", v4_pair),
+                  (f"{mpls} and len > {ip} and link[{ip}] & 0xf0 = 0x60 and {v6_len}", v6_pair)]
+    ip = ethertype + 10
+    (v4_len, v4_pair), (v6_len, v6_pair) = at(ip)
+    pppoe = f"link[{ethertype}:2] = 0x8864 and len >= {ip}"
+    found += [(f"{pppoe} and link[{ip - 2}:2] = 0x0021 and {v4_len}", v4_pair),
+              (f"{pppoe} and link[{ip - 2}:2] = 0x0057 and {v6_len}", v6_pair)]
+    return found
+
+
 def _bpf_level(depth: int, index: int, workers: int) -> str:
     ethertype = 12 + 4 * depth
-    ip = ethertype + 2
-    v4 = f"link[{ethertype}:2] = 0x0800 and len >= {ip + 20}"
-    v6 = f"link[{ethertype}:2] = 0x86dd and len >= {ip + 40}"
     tag = f"({_TPID_TEST.format(at=ethertype)}) and len >= {ethertype + 6}" if depth < ORACLE_TAGS else ""
-    v4_pair = f"link[{ip + 12}:4] + link[{ip + 16}:4]"
-    v6_src = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(8, 24, 4))
-    v6_dst = " ^ ".join(f"link[{ip + offset}:4]" for offset in range(24, 40, 4))
     bucket = "(((({pair}) * " + str(_GOLDEN) + ") >> 16) % " + f"{workers} = {index})"
-    v6_pair = f"({v6_src}) + ({v6_dst})"
-    branches = [f"({v4} and {bucket.format(pair=v4_pair)})", f"({v6} and {bucket.format(pair=v6_pair)})"]
+    pairs = _bpf_pairs(ethertype)
+    branches = [f"({condition} and {bucket.format(pair=pair)})" for condition, pair in pairs]
     if tag:
         branches.append(f"({tag} and {_bpf_level(depth + 1, index, workers)})")
     if index == 0:  # no address pair at this depth and no tag to follow: worker 0's
-        branches.append(f"(not ({v4}) and not ({v6})" + (f" and not ({tag}))" if tag else ")"))
+        branches.append("(" + " and ".join([f"not ({condition})" for condition, _ in pairs] +
+                                           ([f"not ({tag})"] if tag else [])) + ")")
     return "(" + " or ".join(branches) + ")"
 
 
@@ -277,6 +301,30 @@ def test_the_c_share_selection_is_in_use() -> None:
     from icmpsensor.decode.fast import EXTENSION
 
     assert EXTENSION is not None or os.environ.get("ICMPSENSOR_PURE_PYTHON")
+
+
+@pytest.mark.parametrize("name", sorted(craft.encapsulations()))
+def test_an_inner_host_pair_stays_one_workers_whichever_way_and_however_encapsulated(name: str) -> None:
+    """IP tunnels: the outermost addresses, the tunnel's endpoints, the same either way (their sum); MPLS and
+    PPPoE: followed to the IP header, as VLAN tags are."""
+    framer = craft.encapsulations()[name]
+    for k in range(1, 12):
+        a, b = f"192.0.2.{k}", f"198.51.100.{k * 7}"
+        there, back = craft.icmp4(a, b, 8, 0, k, 1, b"x"), craft.icmp4(b, a, 0, 0, k, 1, b"x")
+        for workers in (2, 3):
+            assert share_of(framer(there), workers) == share_of(framer(back), workers)
+            for cut in (20, 40, 60):
+                share_of(framer(there)[:cut], workers)  # cut short anywhere: exactly one worker's
+    mpls, pppoe = craft.ether(craft.mpls(ECHO_AB, range(3)), ethertype=0x8847), craft.ether(craft.pppoe(ECHO_AB),
+                                                                                         ethertype=0x8864)
+    bare = craft.ether(ECHO_AB)
+    assert share_of(mpls, 3) == share_of(pppoe, 3) == share_of(bare, 3)
+    assert share_of(bare, 3) != 0  # (the pair is chosen so)
+    back = craft.ether(craft.ipip("2.2.2.2", "1.1.1.1", craft.icmp4("10.9.9.9", "10.1.1.3", 0)))
+    assert share_of(craft.ether(craft.ipip("1.1.1.1", "2.2.2.2", ECHO_AB)), 3) == share_of(back, 3)
+
+
+ECHO_AB = craft.icmp4("10.1.1.3", "10.9.9.9", 8)
 
 
 def test_shares_spread_numbered_pairs() -> None:
@@ -773,3 +821,28 @@ def test_a_stuck_worker_ends_the_replay_instead_of_hanging(tmp_path: Path, monke
         replay.replay([str(path)], cfg, [], 2)
     assert failure.value.exit_code == 1 and time.monotonic() - began < 10
     assert set(_children(os.getpid())) <= before  # the stuck worker was killed (and reaped), as was the other
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_encapsulated_flows_give_what_one_process_gives(tmp_path: Path, workers: int) -> None:
+    """Pairs inside every encapsulation (each pair its own), with evidence: the same notices, counters and evidence
+    sizes as one process; the shares picked in C (Ethernet, a long snap length)."""
+    framers = sorted(craft.encapsulations().items())
+    packets = many_pairs(len(framers))
+    pair_framer = {}
+    frames = []
+    for ts, ip in packets:
+        pair = frozenset((ip[12:20][:4], ip[12:20][4:])) if ip[0] >> 4 == 4 else frozenset((ip[8:24], ip[24:40]))
+        _, framer = pair_framer.setdefault(pair, framers[len(pair_framer) % len(framers)])
+        frames.append((ts, framer(ip)))
+    path = tmp_path / "tunnels.pcap"
+    craft.write_pcap(path, frames)
+    one, many = replay_both(tmp_path, [path], workers)
+    assert len({n["src"] for n in one.notices}) == len(framers)  # every pair reported, whatever carried it
+    assert summary(one)["decode"]["icmp"] == len(frames)  # type: ignore[index]
+
+    def evidence(result: CliResult) -> dict[tuple[object, object, object], int]:
+        return {(n["note"], n["src"], n["dst"]): os.path.getsize(str(n["evidence"]))
+                for n in result.notices if n.get("evidence")}
+
+    assert evidence(many) == evidence(one)
