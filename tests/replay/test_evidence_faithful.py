@@ -108,6 +108,29 @@ def test_raw_ip_keeps_the_raw_link_type(tmp_path: Path) -> None:
     assert frames == pair
 
 
+def test_tunnelled_frames_are_kept_whole_outer_headers_and_all(tmp_path: Path) -> None:
+    """ICMP decoded inside GRE (ERSPAN), VXLAN, MPLS: the evidence holds the captured frame, not the inner packet."""
+    framers = craft.encapsulations()
+    for name in ("erspan2", "vxlan", "mpls", "gre-in-gre-in-ipip"):
+        everything, pair = transfer(frame=framers[name])
+        capture = tmp_path / name / "in.pcap"
+        capture.parent.mkdir()
+        craft.write_pcap(capture, everything)
+        linktype, frames = read_pcap(evidence_of(replay(capture.parent, [capture])))
+        assert linktype == craft.LINKTYPE_ETHERNET
+        assert frames == pair, name
+
+
+def test_tunnelled_fragments_as_they_came(tmp_path: Path) -> None:
+    vxlan = craft.encapsulations()["vxlan"]
+    everything, _ = fragmented_transfer(4)
+    everything = [(ts, vxlan(frame[14:])) for ts, frame in everything]
+    capture = tmp_path / "in.pcap"
+    craft.write_pcap(capture, everything)
+    _, frames = read_pcap(evidence_of(replay(tmp_path, [capture])))
+    assert frames == everything  # each fragment's whole frame
+
+
 def fragmented_transfer(version: int) -> tuple[Frames, Frames]:
     """Requests of 1,200 file-like bytes sent in fragments (the last fragment first for one of them), replies
     whole: (all frames, the pair's)."""
