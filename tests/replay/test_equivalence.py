@@ -61,7 +61,7 @@ from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import replay_pipeline
 from icmpsensor.source.batch import frames_of
 from icmpsensor.source.pcapfile import batches
-from testkit import benign_corpus, capacity_corpus, exfil_corpus, synthmix
+from testkit import benign_corpus, capacity_corpus, craft, exfil_corpus, synthmix
 from testkit.decoding import batch_of
 from testkit.paths import SEED_DIR
 from tests.hypothesis_counts import corpus, whole_suite
@@ -698,6 +698,29 @@ def test_corpus_case_matches_the_reference(case: str) -> None:
         assert got_stats == want_stats
         if case.startswith("exfil-"):
             assert got, "an exfiltration case must raise notices"
+
+
+# the same traffic inside encapsulations (decode/encap.py): the C batch and dpkt one by one alike, the packets the
+# bare frames give (but for the wire length), the same notices as the reference
+ENCAPSULATED = ["vxlan", "erspan2", "mpls", "pppoe-vlan", "gre-in-gre-in-ipip", "ipip6"]
+ENCAP_CASES = sorted(name for name in CASES if name.startswith("exfil-"))[::3]
+
+
+@pytest.mark.parametrize("case", ENCAP_CASES)
+def test_corpus_case_inside_encapsulations_matches_the_reference(case: str) -> None:
+    built = corpus(CASES[case]())[:400]
+    cfg = Config()
+    framers = craft.encapsulations()
+    for name in ENCAPSULATED:
+        buf, meta, frames = batch_of([(p.ts, framers[name](encode(p))) for p in built])
+        decoder, stats = batch_decoder(LINKTYPE_ETHERNET, cfg)
+        packets = decoder.decode_batch(buf, meta)
+        assert (packets, stats) == dpkt_one_by_one(LINKTYPE_ETHERNET, frames, cfg), name
+        assert [(p.src, p.dst, p.icmp_type, p.icmp_code, p.ident, p.seq, p.payload) for p in packets] == [
+            (p.src, p.dst, p.icmp_type, p.icmp_code, p.ident, p.seq, p.payload) for p in built], name
+        got, got_stats, want, want_stats = detect_both(packets, cfg.detection, cfg.allowlist)
+        assert (got, got_stats) == (want, want_stats)
+        assert got, "an exfiltration case must raise notices"
 
 
 def random_traffic(rng: random.Random, count: int, hosts: list[bytes] | None = None) -> list[IcmpPacket]:
