@@ -30,6 +30,11 @@ from icmpsensor.decode.linktypes import (
     ETHERTYPE_PPPOE_SESSION,
     ETHERTYPE_TEB,
     FRAGMENT,
+    GRE_C,
+    GRE_K,
+    GRE_R,
+    GRE_S,
+    GRE_VERSION,
     HOP_BY_HOP,
     MAX_MPLS_LABELS,
     PPP_IPV4,
@@ -43,9 +48,10 @@ from icmpsensor.decode.linktypes import (
     ROUTING,
     UDP_GENEVE,
     UDP_VXLAN,
+    VLAN_TPIDS,
 )
 
-FILTER_TPIDS = (0x8100, 0x88A8, 0x9100)  # the VLAN tags the filter walks (libpcap's `vlan` keyword's)
+FILTER_TPIDS = VLAN_TPIDS[:3]  # the VLAN tags the filter walks: libpcap's `vlan` keyword's (not 0x9200)
 V6_TOWARDS_ICMP = (PROTO_ICMPV6, HOP_BY_HOP, ROUTING, FRAGMENT, DEST_OPTS, AUTH)
 IP_TUNNELS = (PROTO_IPIP, PROTO_IPV6, PROTO_GRE)
 
@@ -82,9 +88,10 @@ def _inner_ethernet(at: int) -> str:
     return f"({_inner_ip(at + 14, ethertype)} or {_any(ethertype, unlooked)})"
 
 
-# GRE's checksum, key and sequence number flags (its first byte & 0xb0) and its header's length with them (with the
-# checksum present the packet is passed without a look)
-_GRE_FIELDS = ((0x00, 4), (0x20, 8), (0x10, 8), (0x30, 12))
+# GRE's first byte: its checksum, key and sequence number flags, and the header's length with the key and sequence
+# number (with the checksum present the packet is passed without a look)
+_C, _R, _K, _S, _FIELDS = GRE_C >> 8, GRE_R >> 8, GRE_K >> 8, GRE_S >> 8, (GRE_C | GRE_K | GRE_S) >> 8
+_GRE_FIELDS = ((0, 4), (_K, 8), (_S, 8), (_K | _S, 12))
 
 
 def _gre(at: int) -> str:
@@ -94,16 +101,16 @@ def _gre(at: int) -> str:
     for flags, length in _GRE_FIELDS:
         payload = at + length
         ethernet = f"({protocol} = {ETHERTYPE_TEB:#x} and {_inner_ethernet(payload)})"
-        if flags & 0x10:  # ERSPAN II's header follows the sequence number, and III's (its platform subheader, the O
+        if flags & _S:  # ERSPAN II's header follows the sequence number, and III's (its platform subheader, the O
             # bit, passed without a look)
             ethernet += f" or ({protocol} = {ETHERTYPE_ERSPAN2:#x} and {_inner_ethernet(payload + 8)}) or " \
                         f"({protocol} = {ETHERTYPE_ERSPAN3:#x} and (link[{payload + 11}] & 1 = 1 or " \
                         f"{_inner_ethernet(payload + 12)}))"
         else:  # ERSPAN I: the mirrored frame right behind GRE's header
             ethernet = f"({_any(protocol, (ETHERTYPE_TEB, ETHERTYPE_ERSPAN2))} and {_inner_ethernet(payload)})"
-        forms.append(f"(link[{at}] & 0xb0 = {flags:#x} and ({_inner_ip(payload, protocol)} or {ethernet}))")
-    return f"(link[{at}] & 0x40 = 0 and link[{at + 1}] & 7 = 0 and (link[{at}] & 0x80 = 0x80 or " + \
-        " or ".join(forms) + "))"
+        forms.append(f"(link[{at}] & {_FIELDS:#x} = {flags:#x} and ({_inner_ip(payload, protocol)} or {ethernet}))")
+    version_0 = f"link[{at}] & {_R:#x} = 0 and link[{at + 1}] & {GRE_VERSION} = 0"
+    return f"({version_0} and (link[{at}] & {_C:#x} = {_C:#x} or " + " or ".join(forms) + "))"
 
 
 def _udp(at: int) -> str:

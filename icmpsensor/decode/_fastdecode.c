@@ -1107,11 +1107,12 @@ static struct PyModuleDef module_def = {
 static int add_encapsulation_constants(PyObject *module)
 {
     PyObject *table = Py_BuildValue(
-        "{sisisisisisisisisisisisisisi}", "PROTO_IPIP", PROTO_IPIP, "PROTO_UDP", PROTO_UDP, "PROTO_IPV6", PROTO_IPV6,
+        "{sisisisisisisisisisisisisisisisisisisi}", "PROTO_IPIP", PROTO_IPIP, "PROTO_UDP", PROTO_UDP, "PROTO_IPV6", PROTO_IPV6,
         "PROTO_GRE", PROTO_GRE, "ETHERTYPE_MPLS_UNICAST", ETHERTYPE_MPLS_UNICAST, "ETHERTYPE_MPLS_MULTICAST",
         ETHERTYPE_MPLS_MULTICAST, "ETHERTYPE_PPPOE_SESSION", ETHERTYPE_PPPOE_SESSION, "ETHERTYPE_TEB", ETHERTYPE_TEB,
         "ETHERTYPE_ERSPAN2", ETHERTYPE_ERSPAN2, "ETHERTYPE_ERSPAN3", ETHERTYPE_ERSPAN3, "PPP_IPV4", PPP_IPV4,
-        "PPP_IPV6", PPP_IPV6, "UDP_VXLAN", UDP_VXLAN, "UDP_GENEVE", UDP_GENEVE);
+        "PPP_IPV6", PPP_IPV6, "UDP_VXLAN", UDP_VXLAN, "UDP_GENEVE", UDP_GENEVE, "GRE_C", GRE_C, "GRE_R", GRE_R,
+        "GRE_K", GRE_K, "GRE_S", GRE_S, "GRE_VERSION", GRE_VERSION);
     if (table == NULL)
         return -1;
     int rc = PyModule_AddObjectRef(module, "ENCAPSULATION", table);

@@ -27,6 +27,11 @@ from icmpsensor.decode.linktypes import (
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     ETHERTYPE_TEB,
+    GRE_C,
+    GRE_K,
+    GRE_R,
+    GRE_S,
+    GRE_VERSION,
     MAX_ENCAPSULATIONS,
     PROTO_GRE,
     PROTO_IPIP,
@@ -41,9 +46,6 @@ IP_TUNNELS = frozenset((PROTO_IPIP, PROTO_IPV6, PROTO_GRE))  # protocols that ar
 TUNNEL_PROTOS = IP_TUNNELS | {PROTO_UDP}  # UDP: to a tunnel's port only
 TUNNEL_PORTS = frozenset((UDP_VXLAN, UDP_GENEVE))
 
-# GRE's first 16 bits (RFC 2784, RFC 2890, RFC 1701): checksum, routing, key and sequence number present,
-# the version
-GRE_C, GRE_R, GRE_K, GRE_S, GRE_VERSION = 0x8000, 0x4000, 0x2000, 0x1000, 0x0007
 ERSPAN2_HEADER, ERSPAN3_HEADER, ERSPAN3_SUBHEADER = 8, 12, 8
 VXLAN_I = 0x08  # VXLAN's flags: the VNI is valid (RFC 7348)
 UDP_HEADER, VXLAN_HEADER, GENEVE_HEADER = 8, 8, 8

@@ -84,6 +84,8 @@ PPP_IPV4, PPP_IPV6 = 0x0021, 0x0057
 ETHERTYPE_TEB = 0x6558  # transparent Ethernet bridging: a GRE (or Geneve) packet carrying an Ethernet frame
 ETHERTYPE_ERSPAN2, ETHERTYPE_ERSPAN3 = 0x88BE, 0x22EB  # ERSPAN type II (type I: without GRE's S flag), III
 UDP_VXLAN, UDP_GENEVE = 4789, 6081  # destination ports
+# GRE's first 16 bits (RFC 2784, RFC 2890, RFC 1701): checksum, routing, key and sequence number present, the version
+GRE_C, GRE_R, GRE_K, GRE_S, GRE_VERSION = 0x8000, 0x4000, 0x2000, 0x1000, 0x0007
 MAX_MPLS_LABELS = 8  # labels popped looking for the bottom of the stack: more is skipped (mpls_labels)
 MAX_ENCAPSULATIONS = 4  # tunnels (IP-in-IP, GRE, VXLAN, Geneve) opened in one frame: more is skipped (encap_depth)
 AF_INET = 2  # BSD loopback (NULL, LOOP) address families
