@@ -235,6 +235,9 @@ static PyObject *options_bytes(const unsigned char *out, Py_ssize_t n)
 static int decap(unsigned proto, const unsigned char *p, Py_ssize_t n, double ts, Py_ssize_t wire_len, int verify,
                  Py_ssize_t *counts, PyObject **out, const unsigned char **fragment, int depth);
 
+/* Whether the frame being decoded had a tunnel opened (decode/stats.py decapsulated; decode_batch resets it). */
+static int frame_tunnelled = 0;
+
 /* decode/encap.py is_tunnel: whether an IP payload p[pos:end] of protocol proto is a tunnel opened (IP-in-IP, GRE;
  * UDP to VXLAN's or Geneve's port). */
 static int is_tunnel(unsigned proto, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end)
@@ -528,6 +531,7 @@ static int decap(unsigned proto, const unsigned char *p, Py_ssize_t n, double ts
     if (depth >= max_encapsulations)
         return 0;
     depth++;
+    frame_tunnelled = 1;
     if (proto == PROTO_IPIP)
         return ip4(p, n, ts, wire_len, verify, counts, out, fragment, depth);
     if (proto == PROTO_IPV6)
@@ -693,7 +697,8 @@ PyDoc_STRVAR(decode_batch_doc,
 "offset in buf, captured length, native byte order). packets has one item per frame in order: an\n"
 "IcmpPacket, or None where the frame is skipped or left to the Python decoder; rest lists the\n"
 "indexes of those left (empty when there are none). type_counts (512 ints) counts the messages\n"
-"decoded, skip_counts (2 ints) the frames skipped as not IP and as not ICMP.\n\n"
+"decoded, skip_counts (2 ints) the frames skipped as not IP and as not ICMP (a third int, when there is one:\n"
+"the frames taken in which a tunnel was opened, decode/stats.py decapsulated).\n\n"
 "fragments (None, or (reassembler, CapturedFrame or None)): the fragments decode/fast.py reads without dpkt\n"
 "(IPv4 behind a 20-byte header, IPv6 with the fragment header behind the fixed one) that decode/ip.py\n"
 "_fragment4 and _fragment6 hand the reassembler are handed to it from here (reassembler.add; with CapturedFrame\n"
@@ -729,8 +734,9 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
     }
     PyObject *counts = args[4], *skip_counts = args[5];
     if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_CheckExact(counts)
-        || PyList_GET_SIZE(counts) != 512 || !PyList_CheckExact(skip_counts) || PyList_GET_SIZE(skip_counts) != N_SKIPS) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch(bytes, bytes, int, bool, list of 512 ints, list of 2 ints)");
+        || PyList_GET_SIZE(counts) != 512 || !PyList_CheckExact(skip_counts)
+        || (PyList_GET_SIZE(skip_counts) != N_SKIPS && PyList_GET_SIZE(skip_counts) != N_SKIPS + 1)) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(bytes, bytes, int, bool, list of 512 ints, list of 2 or 3 ints)");
         return NULL;
     }
     long link = PyLong_AsLong(args[2]);
@@ -744,7 +750,7 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
     const unsigned char *meta = (const unsigned char *)PyBytes_AS_STRING(args[1]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[1]) / 16;
 
-    Py_ssize_t batch_counts[512] = {0}, batch_skips[N_SKIPS] = {0};
+    Py_ssize_t batch_counts[512] = {0}, batch_skips[N_SKIPS + 1] = {0}; /* + the frames with a tunnel opened */
     PyObject *packets = PyList_New(n);
     PyObject *rest = PyList_New(0);
     if (packets == NULL || rest == NULL)
@@ -767,6 +773,7 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
             const unsigned char *fragment = NULL;
             /* a fragment after a frame left to Python is left too: the reassembler sees them in frame order */
             int reassemble = to_reassemble != NULL && PyList_GET_SIZE(rest) == 0;
+            frame_tunnelled = 0;
             taken = frame((int)link, buf + off, (Py_ssize_t)cap, ts, verify, batch_counts, &pkt,
                           reassemble ? &fragment : NULL);
             if (taken == FRAGMENT4 || taken == FRAGMENT6) {
@@ -778,6 +785,8 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
             }
             if (taken < 0)
                 goto fail;
+            if (taken && frame_tunnelled)  /* (a frame left to Python is counted there) */
+                batch_skips[N_SKIPS]++;
         }
         if (taken >= SKIPPED) {
             batch_skips[taken - SKIPPED]++;
@@ -793,7 +802,7 @@ static PyObject *decode_batch(PyObject *module, PyObject *const *args, Py_ssize_
         }
         PyList_SET_ITEM(packets, i, pkt);
     }
-    if (add_counts(counts, batch_counts, 512) < 0 || add_counts(skip_counts, batch_skips, N_SKIPS) < 0)
+    if (add_counts(counts, batch_counts, 512) < 0 || add_counts(skip_counts, batch_skips, PyList_GET_SIZE(skip_counts)) < 0)
         goto fail;
     PyObject *result = to_reassemble == NULL ? PyTuple_Pack(2, packets, rest)
                                              : Py_BuildValue("(OOOn)", packets, rest, fragments.assembled,

@@ -85,6 +85,8 @@ class DpktDecoder(IpLayer):
         except Exception:  # a bug must not stop the sensor; counted, and the tests require 0
             self.stats.errors["internal_error"] += 1
             return None
+        finally:
+            self._count_tunnelled()
 
     def decode_batch(self, buf: bytes, meta: bytes) -> list[IcmpPacket]:
         """Decode every frame of one libpcap batch: `buf` holds the frames, `meta` a 16-byte record per
@@ -147,6 +149,14 @@ class DpktDecoder(IpLayer):
         except Exception:  # as in decode()
             self.stats.errors["internal_error"] += 1
             return None
+        finally:
+            self._count_tunnelled()
+
+    def _count_tunnelled(self) -> None:
+        """The frame just decoded counts in stats.decapsulated if a tunnel was opened in it."""
+        if self._tunnelled:
+            self.stats.decapsulated += 1
+            self._tunnelled = False
 
     def _link(self, ts: float, f: bytes, wire_len: int) -> IcmpPacket | None:
         """A whole captured frame: its link layer, then the IP layer it carries."""

@@ -63,6 +63,7 @@ class EncapLayer(IcmpLayer):
     """The tunnels between the IP layer and the inner packet; needs `_ip4` and `_ip6` (decode/ip.py)."""
 
     _encaps: int = 0  # tunnels being opened in the frame being decoded (the nesting, not a total)
+    _tunnelled: bool = False  # whether the frame being decoded had one opened (counted by decode/decoder.py)
 
     def _ip4(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         raise NotImplementedError
@@ -75,6 +76,7 @@ class EncapLayer(IcmpLayer):
         if self._encaps >= MAX_ENCAPSULATIONS:
             return self._skip("encap_depth")
         self._encaps += 1
+        self._tunnelled = True
         try:
             if proto == PROTO_IPIP:
                 return self._ip4(ts, buf, pos, end, wire_len)

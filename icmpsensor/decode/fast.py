@@ -89,12 +89,13 @@ class Decoder(DpktDecoder):
         per frame (None: no packet), and whether the C path made every one of them (no None in the list)."""
         stats = self.stats
         self.due = []
-        skipped = [0] * len(C_SKIPPED)
+        skipped = [0] * (len(C_SKIPPED) + 1)  # and the frames it took with a tunnel opened
         reassembler = self.reassembler
         fragments = (reassembler, CapturedFrame if reassembler.keep_frames else None)
         packets, rest, assembled, handed = _fastdecode.decode_batch(buf, meta, link, self.verify_checksums,
                                                                     stats.type_counts, skipped, fragments)
         stats.frames += len(packets)
+        stats.decapsulated += skipped.pop()
         for reason, count in zip(C_SKIPPED, skipped, strict=True):
             if count:
                 stats.skipped[reason] += count

@@ -52,6 +52,8 @@ class DecodeStats:
     type_counts: list[int] = field(default_factory=lambda: [0] * 512)
     fragments: Counter[str] = field(default_factory=Counter)  # see decode/fragments.py
     bad_checksum: int = 0  # messages among `icmp` whose ICMP/ICMPv6 checksum is wrong (analysed all the same)
+    # frames in which a tunnel (IP-in-IP, GRE, VXLAN, Geneve: decode/encap.py) was opened, whatever came of them
+    decapsulated: int = 0
 
     @property
     def icmp(self) -> int:
@@ -77,7 +79,8 @@ class DecodeStats:
             version, icmp_type = key[1:].split(":")
             type_counts[int(icmp_type) + (256 if version == "6" else 0)] += count
         return cls(record.get("frames", 0), Counter(record.get("skipped", {})), Counter(record.get("errors", {})),
-                   type_counts, Counter(record.get("fragments", {})), record.get("bad_checksum", 0))
+                   type_counts, Counter(record.get("fragments", {})), record.get("bad_checksum", 0),
+                   record.get("decapsulated", 0))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready copy; ICMP type keys are rendered like "v4:8"."""
@@ -89,4 +92,5 @@ class DecodeStats:
             "icmp_types": {f"v{v}:{t}": n for (v, t), n in sorted(self.icmp_types.items())},
             "fragments": dict(sorted(self.fragments.items())),
             "bad_checksum": self.bad_checksum,
+            "decapsulated": self.decapsulated,
         }

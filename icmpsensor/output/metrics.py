@@ -147,6 +147,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                   sorted((decode.get("errors") or {}).items())),
         _counter("decode_bad_checksum", "ICMP/ICMPv6 messages with a bad checksum (analysed all the same)",
                  _int(decode, "bad_checksum")),
+        _counter("decode_decapsulated", "frames in which a tunnel (IP-in-IP, GRE, VXLAN, Geneve) was opened",
+                 _int(decode, "decapsulated")),
     ]
     messages = CounterMetricFamily(PREFIX + "icmp_messages", "ICMP (version 4) and ICMPv6 (6) messages decoded, by "
                                    "type", labels=["version", "type"])

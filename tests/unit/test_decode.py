@@ -395,7 +395,7 @@ def test_stats_as_dict_is_json_ready() -> None:
     data = Run(1, frames).stats.as_dict()
     assert json.loads(json.dumps(data)) == {
         "frames": 3, "icmp": 1, "skipped": {"not_ip": 1}, "errors": {"truncated_link": 1},
-        "icmp_types": {"v4:8": 1}, "fragments": {}, "bad_checksum": 0,
+        "icmp_types": {"v4:8": 1}, "fragments": {}, "bad_checksum": 0, "decapsulated": 0,
     }
 
 

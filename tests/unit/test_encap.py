@@ -94,8 +94,11 @@ def test_the_c_path_takes_encapsulated_frames() -> None:
     for frame in frames:
         meta += BATCH_META.pack(1, 0, len(buf), len(frame))
         buf += frame
-    packets, rest = decode.EXTENSION.decode_batch(buf, meta, decode._C_LINKS[ETH], True, [0] * 512, [0, 0])
+    skipped = [0, 0, 0]  # not IP, not ICMP, and the frames with a tunnel opened
+    packets, rest = decode.EXTENSION.decode_batch(buf, meta, decode._C_LINKS[ETH], True, [0] * 512, skipped)
     assert rest == [] and all(p is not None for p in packets)
+    link_only = [name for name in ENCAPSULATIONS if name.startswith(("mpls", "pppoe"))]
+    assert skipped == [0, 0, 2 * (len(ENCAPSULATIONS) - len(link_only))]
 
 
 def _nested(ip: bytes, depth: int) -> bytes:
@@ -180,6 +183,19 @@ HOSTILE: list[tuple[str, bytes, dict[str, int]]] = [
 @pytest.mark.parametrize(("why", "frame", "reasons"), HOSTILE, ids=[why for why, *_ in HOSTILE])
 def test_hostile_encapsulations_are_counted(why: str, frame: bytes, reasons: dict[str, int]) -> None:
     assert outcome(frame) == reasons
+
+
+def test_frames_with_a_tunnel_opened_are_counted_once_whatever_came_of_them() -> None:
+    frames = [_nested(ECHO4, 3), craft.ether(craft.vxlan(S, D, craft.ether(TCP4))), _nested(ECHO6, 9),
+              craft.ether(craft.mpls(ECHO4), ethertype=0x8847), craft.ether(ECHO4), craft.ether(gre4(ECHO4, flags=1))]
+    frames += [craft.ether(gre4(piece)) for piece in craft.fragment4(craft.icmp4(A4, B4, 8, 0, 1, 2, bytes(300)), 64)]
+    run = Run(ETH, frames)  # every path: the same counters
+    assert run.stats.decapsulated == len(frames) - 2  # not MPLS, not the bare frame (GRE version 1: opened, skipped)
+    assert run.stats.as_dict()["decapsulated"] == run.stats.decapsulated
+    assert DecodeStats.from_dict(run.stats.as_dict()) == run.stats
+
+
+TCP4 = craft.ipv4(A4, B4, 6, bytes(20))
 
 
 def test_an_inner_message_with_a_bad_checksum_is_analysed_all_the_same() -> None:
