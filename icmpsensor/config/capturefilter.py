@@ -177,3 +177,6 @@ def _encapsulated(tags: int) -> str:
 
 ENCAP_FILTER = "(" + " or ".join(_encapsulated(tags) for tags in range(3)) + ")"
 DEFAULT_BPF_FILTER = f"{L3_FILTER} or {ENCAP_FILTER} or (vlan and ({L3_FILTER} or (vlan and {L3_FILTER})))"
+
+if __name__ == "__main__":  # what capture.bpf_filter `default` stands for
+    print(DEFAULT_BPF_FILTER)

@@ -162,17 +162,21 @@ class DecodeConfig(ConfigSection):
 # alone misses) and IPv6 fragments, bare or behind one or two 802.1Q / 802.1ad VLAN tags, and inside the
 # encapsulations the decoder opens (config/capturefilter.py).
 DEFAULT_BPF_FILTER = capturefilter.DEFAULT_BPF_FILTER
+BUILTIN_FILTER = "default"  # capture.bpf_filter's name for DEFAULT_BPF_FILTER (its text is ~25 KB)
 
 
 def _bpf_filter(value: str) -> str | None:
     """A filter compiles (kinds.bpf_filter); the default is known to (tests/unit/test_capture_filter.py runs it),
     so that checking the shipped file does not import pcapy."""
-    return None if value == DEFAULT_BPF_FILTER else bpf_filter(value)
+    return None if value in (BUILTIN_FILTER, DEFAULT_BPF_FILTER) else bpf_filter(value)
 
 
 class CaptureConfig(ConfigSection):
     interface: str = key("", Text(interface_name), "interface to capture on; empty: only -i or -r", restart=True)
-    bpf_filter: str = key(DEFAULT_BPF_FILTER, Text(_bpf_filter), "BPF capture filter", restart=True)
+    bpf_filter: str = key(BUILTIN_FILTER, Text(_bpf_filter),
+                          f"BPF capture filter (tcpdump syntax); {BUILTIN_FILTER}: the built-in one, ICMP and ICMPv6 "
+                          "bare, behind one or two VLAN tags and inside MPLS, PPPoE, IP-in-IP, GRE (ERSPAN), VXLAN "
+                          "and Geneve (python -m icmpsensor.config.capturefilter prints it)", restart=True)
     snaplen: int = key(65535, Int(64, 262144), "bytes captured per packet", restart=True)
     promiscuous: bool = key(True, Bool(), "put the interface in promiscuous mode", restart=True)
     buffer_size: int = key(32 * 1024 * 1024, Int(1024 * 1024, 2**31 - 1), "kernel capture buffer, bytes",
@@ -187,6 +191,11 @@ class CaptureConfig(ConfigSection):
     reopen_timeout: float = key(0.0, Seconds(0, 366 * 86400, zero_means_off=True),
                                 "seconds a failed capture (interface down, driver reset) is reopened for, flows kept; "
                                 "0: for ever", restart=True)
+
+    @property
+    def filter_expression(self) -> str:
+        """The filter libpcap compiles: bpf_filter, the built-in one's text for its name."""
+        return DEFAULT_BPF_FILTER if self.bpf_filter == BUILTIN_FILTER else self.bpf_filter
 
 
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")

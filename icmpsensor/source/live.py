@@ -167,7 +167,7 @@ class LiveCapture:
         self._check(handle.activate(), "activate capture")
         try:
             handle.setnonblock(1)
-            handle.setfilter(DROP_ALL_FILTER if held else cfg.bpf_filter)
+            handle.setfilter(DROP_ALL_FILTER if held else cfg.filter_expression)
             linktype = handle.datalink()
         except pcapy.PcapError as exc:
             raise CaptureError(f"interface {name}: {exc}") from None
@@ -206,7 +206,7 @@ class LiveCapture:
         """Install the configured filter on a handle opened held (before start())."""
         assert self._handle is not None and self._thread is None
         try:
-            self._handle.setfilter(self.cfg.bpf_filter)
+            self._handle.setfilter(self.cfg.filter_expression)
         except pcapy.PcapError as exc:
             raise CaptureError(f"interface {self.interface}: {exc}") from None
 

@@ -7,6 +7,8 @@ runs the same compiled filter on a capture file.)
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pcapy
@@ -14,6 +16,7 @@ import pytest
 
 from icmpsensor.config.schema import DEFAULT_BPF_FILTER
 from testkit import craft
+from testkit.paths import REPO
 
 A, B = "192.0.2.1", "192.0.2.2"
 A6, B6 = "2001:db8::1", "2001:db8::2"
@@ -119,21 +122,19 @@ def tagged(frame: bytes, tags: int) -> bytes:
     return frame[:12] + b"".join(struct.pack(">HH", tpid, 5) for tpid in (0x88A8, 0x8100)[2 - tags :]) + frame[12:]
 
 
-@pytest.mark.parametrize("tags", [0, 1, 2])
-@pytest.mark.parametrize("name", sorted(ENCAPSULATIONS))
+# (one with a tag of its own behind two outer tags has three: the filter walks two, as it always did)
+@pytest.mark.parametrize(("name", "tags"), [(name, tags) for name in sorted(ENCAPSULATIONS) for tags in (0, 1, 2)
+                                            if not (tags == 2 and name in OWN_TAGS)])
 def test_default_filter_passes_icmp_inside_every_encapsulation(tmp_path: Path, name: str, tags: int) -> None:
-    if tags == 2 and name in OWN_TAGS:
-        pytest.skip("the filter walks two tags (as it always did)")
     for ip in (ECHO4, ECHO6, craft.fragment4(BIG4, 1480)[1], craft.fragment6(BIG6, 1448)[1]):
         assert passes(tmp_path, tagged(ENCAPSULATIONS[name](ip), tags)), ip[:1]
 
 
-@pytest.mark.parametrize("tags", [0, 1])
-@pytest.mark.parametrize("name", sorted(CHECKED - CHECKED_INNER_TAGGED))
+# (one with a tag of its own behind an outer tag has two: there the filter passes IPv4 tunnels by protocol)
+@pytest.mark.parametrize(("name", "tags"), [(name, tags) for name in sorted(CHECKED - CHECKED_INNER_TAGGED)
+                                            for tags in (0, 1) if not (tags and name in OWN_TAGS)])
 def test_default_filter_drops_other_traffic_inside_encapsulations_it_looks_into(tmp_path: Path, name: str,
                                                                                 tags: int) -> None:
-    if tags and name in OWN_TAGS:
-        pytest.skip("behind two tags the filter passes IPv4 tunnels by protocol")
     for ip in (TCP4, TCP6, craft.udp4(A, B)):
         assert not passes(tmp_path, tagged(ENCAPSULATIONS[name](ip), tags)), ip[:1]
     assert not passes(tmp_path, craft.ether(craft.ipv4(A, B, craft.PROTO_GRE, craft.gre(craft.arp(), 0x6558))))
@@ -155,3 +156,19 @@ def test_default_filter_fits_the_kernel() -> None:
     """A socket filter has at most 4,096 instructions (BPF_MAXINSNS); what a frame that is not ICMP runs is a few."""
     program = pcapy.compile(craft.LINKTYPE_ETHERNET, 65535, DEFAULT_BPF_FILTER, 1, 0)
     assert len(program.get_bpf()) < 2000
+
+
+def test_the_config_names_the_built_in_filter_default_and_capture_compiles_its_text() -> None:
+    """`capture.bpf_filter: default` (the default, as the shipped file says: the filter's text is ~25 KB) is the
+    built-in filter; any other value is compiled as written; `python -m icmpsensor.config.capturefilter` prints the
+    built-in one."""
+    from icmpsensor.config.schema import BUILTIN_FILTER, CaptureConfig
+
+    cfg = CaptureConfig()
+    assert cfg.bpf_filter == BUILTIN_FILTER == "default"
+    assert cfg.filter_expression == DEFAULT_BPF_FILTER
+    cfg.bpf_filter = "icmp"
+    assert cfg.filter_expression == "icmp"
+    printed = subprocess.run([sys.executable, "-m", "icmpsensor.config.capturefilter"], capture_output=True,
+                             text=True, timeout=60, check=True, cwd=REPO)
+    assert printed.stdout == DEFAULT_BPF_FILTER + "\n"
