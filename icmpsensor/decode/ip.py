@@ -243,14 +243,9 @@ class IpLayer(EncapLayer):
             if ip.offset or not is_tunnel(ip.p, buf, header_len, len(buf)):
                 return self._skip("encap_fragment" if ip.p in IP_TUNNELS else "not_icmp")
             return self._tunnel4(ts, buf, ip, wire_len)
-        if len(buf) < header_len:
-            return self._error("truncated_ip")
-        if ip.len < header_len:
-            return self._error("bad_ip_header")
-        if len(buf) < ip.len:
-            return self._error("truncated_ip")
-        if self.verify_checksums and not checksum_ok(buf[:header_len]):
-            return self._error("bad_ip_checksum")
+        problem = self._v4_header_problem(buf, ip.len, header_len)
+        if problem:
+            return self._error(problem)
         if ip.mf or ip.offset:
             return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf),
                                    ip.offset * 8, wire_len)
@@ -261,17 +256,25 @@ class IpLayer(EncapLayer):
         """An IPv4 packet (at the start of `buf`) carrying a tunnel (is_tunnel): its header checked as one
         carrying ICMP, then the payload opened (decode/encap.py), unless it is a fragment."""
         header_len = ip.hl * 4
-        if len(buf) < header_len:
-            return self._error("truncated_ip")
-        if ip.len < header_len:
-            return self._error("bad_ip_header")
-        if len(buf) < ip.len:
-            return self._error("truncated_ip")
-        if self.verify_checksums and not checksum_ok(buf[:header_len]):
-            return self._error("bad_ip_checksum")
+        problem = self._v4_header_problem(buf, ip.len, header_len)
+        if problem:
+            return self._error(problem)
         if ip.mf:
             return self._skip("encap_fragment")
         return self._decap(ts, buf, header_len, ip.len, ip.p, wire_len)
+
+    def _v4_header_problem(self, buf: bytes, total: int, header_len: int) -> str:
+        """What is wrong with the IPv4 header at the start of `buf` (its total length `total`) as one whose payload
+        is read: the error reason, or ""."""
+        if len(buf) < header_len:
+            return "truncated_ip"
+        if total < header_len:
+            return "bad_ip_header"
+        if len(buf) < total:
+            return "truncated_ip"
+        if self.verify_checksums and not checksum_ok(buf[:header_len]):
+            return "bad_ip_checksum"
+        return ""
 
     def _ip6(self, ts: float, f: bytes, off: int, limit: int, wire_len: int) -> IcmpPacket | None:
         buf = f[off:limit]
