@@ -251,7 +251,8 @@ class LiveCapture:
             # The frames the kernel has counted as received are then all in the ring; some can sit in a ring
             # block until its timeout retires it: wait that long, then take them too, so a stop never loses what
             # the wire already delivered (nor counts a frame received that is neither read nor dropped).
-            refuse_new_frames(fd)
+            with contextlib.suppress(OSError):  # (not refused: frames still arriving are counted received, as before)
+                refuse_new_frames(fd)
             deadline = time.monotonic() + STOP_DRAIN_SECONDS
             while (left := deadline - time.monotonic()) > 0:
                 select.select([fd], [], [], left)
