@@ -101,8 +101,8 @@ class Worker:
         at = link.input_ended(self)
         for batch in source.close():
             self.feed(batch)
-        if at is None and not source.live:
-            at = self.latest()  # a replay ends at its last frame's time, as the workers' Flush gives each of them
+        if not source.live:  # a replay ends at its last frame's time, whatever that frame is (each worker read all)
+            at = max(self.latest() if at is None else at, getattr(source, "latest", 0.0))
         if at is not None:
             detector = self.pipeline.detector
             self.pipeline.advance(at)  # the last sweep one process made, at `at`'s whole second
@@ -117,10 +117,10 @@ class Worker:
             self.share.feed(self.pipeline, batch)
 
     def latest(self) -> float:
-        """The latest packet time this worker knows: its detector's clock, and a replay's last frame read (every
-        frame of the capture, this worker's share or not, whatever it decodes to; with a Python share, the other
-        workers' ICMP frames too)."""
-        now = max(self.pipeline.detector.now, getattr(self.source, "latest", 0.0))
+        """The latest packet time this worker knows (with a Python share, the other workers' frames too): its
+        watermark. Not the last frame read: an idle flow of its own ends (its summary stamped before that frame)
+        only when the worker's clock moves past it."""
+        now = self.pipeline.detector.now
         return max(now, self.share.latest) if self.share is not None else now
 
     def between_ticks(self, now: float) -> None:

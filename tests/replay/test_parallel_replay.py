@@ -37,9 +37,11 @@ from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode import partition, replay, worker
 from icmpsensor.runmode.merge import NoticeMerge
 from icmpsensor.runmode.messages import Notices
+from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import build_sinks
 from icmpsensor.runmode.supervisor import WorkerFailure
 from icmpsensor.source.batch import BATCH_META
+from icmpsensor.source.pcapfile import FileSource
 from testkit import craft, synthmix
 from testkit.cli import EXFIL_NOTES, CliResult, exfil_packets, notes, run_cli, run_cli_here, write_capture
 from testkit.paths import REPO
@@ -587,6 +589,25 @@ def test_a_replay_ends_at_its_last_frames_time_with_one_process_and_with_workers
     one, _ = replay_both(tmp_path, [path], 2)
     summaries = [n for n in one.notices if str(n["note"]).endswith("ExfilSummary")]
     assert [float(n["ts"]) for n in summaries] == [1_700_000_009.0], one.notices  # type: ignore[arg-type]
+
+
+def test_a_workers_watermark_is_its_clock_not_the_last_frame_read(tmp_path: Path) -> None:
+    """A replay worker's watermark (Worker.latest: the merge releases the other workers' notices up to it) is its
+    detector's clock: a flow of its own that is idle is ended, and its summary stamped, only when its next own frame
+    moves that clock, however far the capture (the other workers' frames in the same batch) has been read. The last
+    frame read counts at the end of input only (Worker.run). Since the replay's end has been its last frame's time
+    the watermark had taken that frame's time too: a summary stamped 400 could follow another worker's notice at 450
+    in notice.log, as the main process's pumping fell."""
+    cfg = Config()
+    cfg.output.log_dir = str(tmp_path)
+    pipeline = Pipeline(cfg, [ListSink()])
+    source = FileSource([], pipeline.decoder_for)
+    source.latest = 1_700_000_509.4
+    pipeline.detector.now = 1_700_000_310.0
+    try:
+        assert worker.Worker(pipeline, source, worker.InProcessLink()).latest() == 1_700_000_310.0
+    finally:
+        pipeline.close()
 
 
 def test_both_workers_get_a_share(tmp_path: Path) -> None:
