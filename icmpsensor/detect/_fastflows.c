@@ -2164,11 +2164,11 @@ static int request_header_c(PyObject *channels, long last_ident, long last_seq, 
         failed = key == NULL || (resumed == NULL && PyErr_Occurred())
                  || (resumed != NULL && PyDict_DelItem(runs, key) < 0);
         Py_XDECREF(key);
-        double left_at = 0.0;
-        if (!failed && resumed != NULL)
+        if (!failed && resumed != NULL) {
+            double left_at = 0.0;
             failed = run_values(resumed, &last_seq, &last_size, &left_at) < 0;
-        if (!failed && resumed != NULL)
             gap = now - left_at; /* the run's own pause */
+        }
         Py_XDECREF(resumed);
         if (failed)
             return -1;

@@ -125,12 +125,24 @@ def _prefixes(path: str) -> list[str]:
     return [os.sep + os.sep.join(parts[:n]) for n in range(1, len(parts) + 1)]
 
 
+def _link_target(path: str) -> str | None:
+    """Where the link at `path` points; None if it is no link (OSError if it cannot be looked at)."""
+    try:
+        return os.readlink(path)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return None
+        raise
+
+
 def links_on_path(path: str) -> dict[str, str]:
     """The links on the way to `path` (each directory of it, itself included) and where each points."""
     links = {}
     for prefix in _prefixes(path):
         with contextlib.suppress(OSError):
-            links[prefix] = os.readlink(prefix)
+            target = _link_target(prefix)
+            if target is not None:
+                links[prefix] = target
     return links
 
 
@@ -460,7 +472,8 @@ class RotatingLog:
         or is no longer a directory. Checked before a name in it is opened, made, renamed or deleted."""
         try:
             for prefix in _prefixes(self.log_dir):
-                if os.path.islink(prefix) and self._links.get(prefix) != os.readlink(prefix):
+                target = _link_target(prefix)
+                if target is not None and target != self._links.get(prefix):
                     raise NoticeWriteError(errno.ENOTDIR, f"cannot {doing} {self.path}: {prefix} has been replaced "
                                                           "by a link, which is not followed")
             is_dir = stat.S_ISDIR(os.stat(self.log_dir).st_mode)

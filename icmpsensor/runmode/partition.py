@@ -105,6 +105,8 @@ _V6_BUCKETS: dict[bytes, int] = {}
 SHARE_SNAPLEN = 14 + 4 * 2 + 40  # IPv6 addresses behind two tags
 _VLAN = frozenset(VLAN_TPIDS)
 _MPLS = frozenset(ETHERTYPE_MPLS)
+_ETHERTYPE_BY_VERSION = {4: ETHERTYPE_IPV4, 6: ETHERTYPE_IPV6}  # behind MPLS: the IP header's version nibble
+_ETHERTYPE_BY_PPP = {PPP_IPV4: ETHERTYPE_IPV4, PPP_IPV6: ETHERTYPE_IPV6}
 
 
 def share_worker(frame: bytes, workers: int) -> int:
@@ -136,10 +138,10 @@ def _share_pair(frame: bytes, ethertype: int, at: int) -> int | None:
                 break
         else:
             return None
-        ethertype = {4: ETHERTYPE_IPV4, 6: ETHERTYPE_IPV6}.get(frame[at] >> 4, 0) if caplen > at else 0
+        ethertype = _ETHERTYPE_BY_VERSION.get(frame[at] >> 4, 0) if caplen > at else 0
     elif ethertype == ETHERTYPE_PPPOE_SESSION:
         protocol = frame[at + 6] << 8 | frame[at + 7] if caplen >= at + 8 else 0
-        ethertype = {PPP_IPV4: ETHERTYPE_IPV4, PPP_IPV6: ETHERTYPE_IPV6}.get(protocol, 0)
+        ethertype = _ETHERTYPE_BY_PPP.get(protocol, 0)
         at += 8
     if ethertype == ETHERTYPE_IPV4 and caplen >= at + 20:
         return int.from_bytes(frame[at + 12 : at + 16], "big") + int.from_bytes(frame[at + 16 : at + 20], "big")
