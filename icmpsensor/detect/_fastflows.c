@@ -220,14 +220,13 @@ static PyObject *flow_from_template(PyObject *const *args);
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
-static PyObject *str_limit, *str_touch, *str_hosts, *str_payloads, *str_last_peer, *tolerance_kwnames; /* novel_request's */
+static PyObject *str_limit, *str_touch, *str_hosts, *tolerance_kwnames; /* novel_request's */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
-static PyObject *str_peers, *str_since, *str_novel, *str_alerted_until, *str_peer_entries, *str_shed; /* spread_share's */
+static PyObject *str_peers, *str_novel, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
 static PyObject *str_format; /* reason_text's */
-static PyObject *str_buckets, *str_last_sketch, *str_slow_alerted_until; /* flow_ended's (PairMemory) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */
 static PyObject *empty_str; /* '' */
@@ -352,6 +351,12 @@ typedef struct {
     long long ms_per_day;
 } Judged;
 
+/* standard.SpreadMemory's slots, read and written in place (each host table's memories are of its type alone:
+ * touch_host checks). */
+enum { M_SINCE, M_NOVEL, M_PEERS, M_PAYLOADS, M_ALERTED_UNTIL, M_LAST_PEER, N_MEMORY };
+static const char *const MEMORY_FIELDS[N_MEMORY] = {"since", "novel", "peers", "payloads", "alerted_until",
+                                                    "last_peer"};
+
 /* What the novel-request path (novel_request) reads: Detector._novel_requests' tuple. */
 typedef struct {
     PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
@@ -367,7 +372,7 @@ typedef struct {
     PyObject *host_memory;  /* standard.SpreadMemory(0.0): HostTable.touch's new memory, its `since` the packet's ts */
     int unpaired_on;        /* UnpairedEchoReply is on (Detector._unpaired raises it): unpaired_reply declines */
     Judged judged;          /* what other_message judges itself and asks the rest of (nonecho.c_judged) */
-    Py_ssize_t since_slot;  /* the offset of its `since` */
+    Py_ssize_t memory_slot[N_MEMORY]; /* the offsets of its slots (MEMORY_FIELDS) */
 } NovelRequests;
 
 /* What Detector._spread reads besides the senders' HostTable (NovelRequests'): the bound _spread_notice, the
@@ -392,6 +397,11 @@ typedef struct {
     int novel;
 } Exfil;
 
+/* standard.PairMemory's slots, read and written in place (the pairs' table holds PairMemory alone: pair_memory
+ * checks). */
+enum { R_BUCKETS, R_NOVEL, R_LAST_SKETCH, R_SLOW_ALERTED_UNTIL, N_PAIR };
+static const char *const PAIR_FIELDS[N_PAIR] = {"buckets", "novel", "last_sketch", "slow_alerted_until"};
+
 /* What Detector._flow_ended reads (flow_ended): standard.PairMemory, the slow window's bucket length
  * (slow_exfil_window / SLOW_BUCKETS), max_pairs, flows.EVICTION_SCAN (the least recently active pairs, or flows,
  * an eviction compares), the notes a summary follows (_SUMMARISED), ExfilSummary's bit (0: off), its name and msg.
@@ -401,7 +411,7 @@ typedef struct {
     Py_ssize_t max_pairs, scan;
     long summarised, summary;
     PyObject *pair_memory;  /* PairMemory(): a new pair's memory is a copy, with a list of its own as its buckets */
-    Py_ssize_t buckets_slot; /* the offset of its `buckets` */
+    Py_ssize_t pair_slot[N_PAIR]; /* the offsets of its slots (PAIR_FIELDS) */
 } Ends;
 
 /* A flow's end as flow_ended makes it: what flow_end_taken read. */
@@ -557,10 +567,9 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
                                          "hold its three fields, a day last");
         return -1;
     }
-    static const char *const since[] = {"since"}, *const buckets[] = {"buckets"};
     if (parsed.explain != NULL && (!record_template(parsed.host_memory)
-                                   || slot_offsets((PyObject *)Py_TYPE(parsed.host_memory), since, 1,
-                                                   &parsed.since_slot) < 0))
+                                   || slot_offsets((PyObject *)Py_TYPE(parsed.host_memory), MEMORY_FIELDS, N_MEMORY,
+                                                   parsed.memory_slot) < 0))
         return -1;
     if (parsed.explain != NULL && parsed.payloads_kept < 1) {
         PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
@@ -569,7 +578,7 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     /* made last: nothing fails after them but their own making */
     PyObject *pair_memory = ends.pair_type == NULL ? NULL : PyObject_CallNoArgs(ends.pair_type);
     if (ends.pair_type != NULL && (pair_memory == NULL || !record_template(pair_memory)
-                                   || slot_offsets(ends.pair_type, buckets, 1, &ends.buckets_slot) < 0)) {
+                                   || slot_offsets(ends.pair_type, PAIR_FIELDS, N_PAIR, ends.pair_slot) < 0)) {
         Py_XDECREF(pair_memory);
         return -1;
     }
@@ -1550,9 +1559,19 @@ static int raise_due(FastPath *self, Detector *state, PyObject *flow, PyObject *
 
 static long long_attr(PyObject *obj, PyObject *name);
 
+/* Whether `memory` is a SpreadMemory (the template's type), whose slots the path reads in place: 1, or 0 with
+ * TypeError set. */
+static int is_memory(const NovelRequests *novel_cfg, PyObject *memory)
+{
+    if (Py_IS_TYPE(memory, Py_TYPE(novel_cfg->host_memory)))
+        return 1;
+    PyErr_Format(PyExc_TypeError, "a host table's memory must be a %s", Py_TYPE(novel_cfg->host_memory)->tp_name);
+    return 0;
+}
+
 /* HostTable.touch(host, ts): a host the table has, its memory made the most recently active (a dict's order); one
  * it has not, while the table is within its limit, a new SpreadMemory (SpreadMemory(ts): a copy of the template with
- * `since` ts) added; else the method itself (the table kept within its limit first). */
+ * `since` ts) added; else the method itself (the table kept within its limit first). A SpreadMemory (is_memory). */
 static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyObject *host, PyObject *ts)
 {
     PyObject *hosts = PyObject_GetAttr(table, str_hosts);
@@ -1562,17 +1581,21 @@ static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyO
     if (memory == NULL) {
         long limit = PyErr_Occurred() || !PyDict_CheckExact(hosts) ? -1 : long_attr(table, str_limit);
         if (limit >= 0 && PyDict_GET_SIZE(hosts) < limit) {
-            memory = record_copy(novel_cfg->host_memory, novel_cfg->since_slot, ts, -1);
+            memory = record_copy(novel_cfg->host_memory, novel_cfg->memory_slot[M_SINCE], ts, -1);
             if (memory != NULL && PyDict_SetItem(hosts, host, memory) < 0)
                 Py_CLEAR(memory);
             Py_DECREF(hosts);
             return memory;
         }
         Py_DECREF(hosts);
-        return PyErr_Occurred() ? NULL : PyObject_CallMethodObjArgs(table, str_touch, host, ts, NULL);
+        memory = PyErr_Occurred() ? NULL : PyObject_CallMethodObjArgs(table, str_touch, host, ts, NULL);
+        if (memory != NULL && !is_memory(novel_cfg, memory))
+            Py_CLEAR(memory);
+        return memory;
     }
     Py_INCREF(memory);
-    int failed = PyDict_DelItem(hosts, host) < 0 || PyDict_SetItem(hosts, host, memory) < 0;
+    int failed = !is_memory(novel_cfg, memory) || PyDict_DelItem(hosts, host) < 0
+                 || PyDict_SetItem(hosts, host, memory) < 0;
     Py_DECREF(hosts);
     if (failed)
         Py_CLEAR(memory);
@@ -1605,12 +1628,12 @@ static int lends_payloads(PyObject *src, PyObject *dst)
 
 /* SpreadMemory.seen(digest): whether the host sent this payload lately (its last `kept` payloads' sketch hashes:
  * one as an int, more as a tuple); it is remembered either way. -1 with an exception. */
-static int seen_payload(PyObject *memory, Py_hash_t digest, long kept)
+static int seen_payload(const NovelRequests *novel_cfg, PyObject *memory, Py_hash_t digest, long kept)
 {
-    PyObject *payloads = PyObject_GetAttr(memory, str_payloads), *digest_obj = PyLong_FromSsize_t(digest);
-    PyObject *remembered = NULL;
+    PyObject *payloads = Py_NewRef(SLOT(memory, novel_cfg->memory_slot[M_PAYLOADS]));
+    PyObject *digest_obj = PyLong_FromSsize_t(digest), *remembered = NULL;
     int seen = -1;
-    if (payloads == NULL || digest_obj == NULL)
+    if (digest_obj == NULL)
         goto done;
     if (PyLong_Check(payloads)) {
         seen = PyObject_RichCompareBool(payloads, digest_obj, Py_EQ);
@@ -1632,10 +1655,12 @@ static int seen_payload(PyObject *memory, Py_hash_t digest, long kept)
     } else {
         PyErr_SetString(PyExc_TypeError, "SpreadMemory.payloads must be an int or a tuple");
     }
-    if (seen == 0 && kept && (remembered == NULL || PyObject_SetAttr(memory, str_payloads, remembered) < 0))
+    if (seen == 0 && kept && remembered == NULL)
         seen = -1;
+    else if (seen == 0 && kept)
+        set_slot(memory, novel_cfg->memory_slot[M_PAYLOADS], remembered);
 done:
-    Py_XDECREF(payloads);
+    Py_DECREF(payloads);
     Py_XDECREF(digest_obj);
     Py_XDECREF(remembered);
     return seen;
@@ -1694,75 +1719,81 @@ static long long_attr(PyObject *obj, PyObject *name)
     return out;
 }
 
-/* obj.name = obj.name + amount (Python's +). 0, or -1 with an exception. */
-static int add_to_attr(PyObject *obj, PyObject *name, PyObject *amount)
+/* `a - b >= c` as Python computes it: in doubles where all three are floats, else by the objects' own operators.
+ * 1, 0, -1 with an exception. */
+static int difference_at_least(PyObject *a, PyObject *b, PyObject *c)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    PyObject *sum = value == NULL ? NULL : PyNumber_Add(value, amount);
-    int failed = sum == NULL || PyObject_SetAttr(obj, name, sum) < 0;
-    Py_XDECREF(value);
-    Py_XDECREF(sum);
-    return failed ? -1 : 0;
+    if (PyFloat_CheckExact(a) && PyFloat_CheckExact(b) && PyFloat_CheckExact(c))
+        return PyFloat_AS_DOUBLE(a) - PyFloat_AS_DOUBLE(b) >= PyFloat_AS_DOUBLE(c);
+    PyObject *difference = PyNumber_Subtract(a, b);
+    int at_least = difference == NULL ? -1 : PyObject_RichCompareBool(difference, c, Py_GE);
+    Py_XDECREF(difference);
+    return at_least;
 }
 
 /* HostTable.add(memory, ts, share, peer, window) with SpreadMemory.add and peer_count (standard.py, the reference):
  * the memory's window restarted once it is `window` old, the share added, the peer added (one as itself, more as a
  * set of at most peers_kept), the table's peer entries counted and kept within max_peer_entries (HostTable._shed,
- * called). The number of peers in the window, or -1 with an exception. */
-static Py_ssize_t table_add(const Spread *sp, PyObject *table, PyObject *memory, PyObject *ts, PyObject *share,
-                            PyObject *peer)
+ * called). `memory` a SpreadMemory (touch_host's), read and written in place. The number of peers in the window, or
+ * -1 with an exception. */
+static Py_ssize_t table_add(const NovelRequests *novel_cfg, const Spread *sp, PyObject *table, PyObject *memory,
+                            PyObject *ts, PyObject *share, PyObject *peer)
 {
-    PyObject *peers = PyObject_GetAttr(memory, str_peers), *since = PyObject_GetAttr(memory, str_since);
-    PyObject *age = since == NULL ? NULL : PyNumber_Subtract(ts, since);
-    Py_ssize_t before = -1, count = -1;
-    int stale = age == NULL ? -1 : PyObject_RichCompareBool(age, sp->window, Py_GE);
-    Py_XDECREF(age);
-    Py_XDECREF(since);
-    if (peers == NULL || stale < 0)
-        goto done;
-    before = PyAnySet_Check(peers) ? PySet_GET_SIZE(peers) : PyObject_IsTrue(peers);
+    const Py_ssize_t *slot = novel_cfg->memory_slot;
+    PyObject *peers = SLOT(memory, slot[M_PEERS]); /* borrowed while the slot holds it */
+    int stale = difference_at_least(ts, SLOT(memory, slot[M_SINCE]), sp->window);
+    if (stale < 0)
+        return -1;
+    Py_ssize_t before = PyAnySet_Check(peers) ? PySet_GET_SIZE(peers) : PyObject_IsTrue(peers), count;
     if (before < 0)
-        goto done;
+        return -1;
     if (stale) { /* self.since, self.novel, self.peers = ts, 0, b"" */
-        Py_SETREF(peers, PyBytes_FromStringAndSize(NULL, 0));
-        if (peers == NULL || PyObject_SetAttr(memory, str_since, ts) < 0 || PyObject_SetAttr(memory, str_novel, zero) < 0
-            || PyObject_SetAttr(memory, str_peers, peers) < 0)
-            goto done;
+        PyObject *none_yet = PyBytes_FromStringAndSize(NULL, 0);
+        if (none_yet == NULL)
+            return -1;
+        set_slot(memory, slot[M_SINCE], ts);
+        set_slot(memory, slot[M_NOVEL], zero);
+        set_slot(memory, slot[M_PEERS], none_yet);
+        Py_DECREF(none_yet);
+        peers = SLOT(memory, slot[M_PEERS]);
     }
-    if (add_to_attr(memory, str_novel, share) < 0)
-        goto done;
+    if (add_to_slot(memory, slot[M_NOVEL], share) < 0)
+        return -1;
     if (PyBytes_Check(peers)) {
         int same = PyBytes_GET_SIZE(peers) == 0 ? 1 : PyObject_RichCompareBool(peers, peer, Py_EQ);
         if (same < 0)
-            goto done;
+            return -1;
         if (same) {
-            count = PyObject_SetAttr(memory, str_peers, peer) < 0 ? -1 : 1;
+            set_slot(memory, slot[M_PEERS], peer);
+            count = 1;
             goto counted;
         }
         PyObject *set = PySet_New(NULL);
-        if (set == NULL || PySet_Add(set, peers) < 0 || PyObject_SetAttr(memory, str_peers, set) < 0) {
+        if (set == NULL || PySet_Add(set, peers) < 0) {
             Py_XDECREF(set);
-            goto done;
+            return -1;
         }
-        Py_SETREF(peers, set);
+        set_slot(memory, slot[M_PEERS], set);
+        Py_DECREF(set);
+        peers = set; /* the slot holds it */
     }
     if (!PySet_Check(peers)) {
         PyErr_SetString(PyExc_TypeError, "SpreadMemory.peers must be bytes or a set");
-        goto done;
+        return -1;
     }
     if (PySet_GET_SIZE(peers) < sp->peers_kept && PySet_Add(peers, peer) < 0)
-        goto done;
+        return -1;
     count = PySet_GET_SIZE(peers);
-counted:
-    if (count < 0)
-        goto done;
-    PyObject *grown = PyLong_FromSsize_t(count - before);
-    int failed = grown == NULL || add_to_attr(table, str_peer_entries, grown) < 0;
-    Py_XDECREF(grown);
-    while (!failed) { /* while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts: self._shed() */
-        long entries = long_attr(table, str_peer_entries);
-        PyObject *hosts = entries < 0 && PyErr_Occurred() ? NULL : PyObject_GetAttr(table, str_hosts);
-        int more = hosts == NULL ? -1 : entries > sp->max_peer_entries ? PyObject_IsTrue(hosts) : 0;
+counted:;
+    /* self.peer_entries += peers - before; while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts: _shed() */
+    long entries = long_attr(table, str_peer_entries);
+    PyObject *now_held = entries < 0 && PyErr_Occurred() ? NULL : PyLong_FromLong(entries + (long)(count - before));
+    int failed = now_held == NULL || PyObject_SetAttr(table, str_peer_entries, now_held) < 0;
+    Py_XDECREF(now_held);
+    entries += (long)(count - before);
+    while (!failed && entries > sp->max_peer_entries) {
+        PyObject *hosts = PyObject_GetAttr(table, str_hosts);
+        int more = hosts == NULL ? -1 : PyObject_IsTrue(hosts);
         Py_XDECREF(hosts);
         if (more <= 0) {
             failed = more < 0;
@@ -1771,12 +1802,10 @@ counted:
         PyObject *shed = PyObject_CallMethodNoArgs(table, str_shed);
         failed = shed == NULL;
         Py_XDECREF(shed);
+        entries = failed ? 0 : long_attr(table, str_peer_entries);
+        failed = failed || (entries < 0 && PyErr_Occurred());
     }
-    if (failed)
-        count = -1;
-done:
-    Py_XDECREF(peers);
-    return count;
+    return failed ? -1 : count;
 }
 
 /* Detector._spread(flow, share) (standard.py, the reference): the share added to the sender's and the receiver's
@@ -1788,6 +1817,7 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
                         Py_ssize_t share)
 {
     const Spread *sp = &self->spread;
+    const Py_ssize_t *slot = self->novel.memory_slot;
     PyObject *ts = state->now_obj != NULL ? state->now_obj : PyDict_GetItemWithError(self->detector, str_now);
     if (ts == NULL)
         return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_AttributeError, "the detector has no clock"), -1);
@@ -1798,26 +1828,23 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
     for (int side = 0; side < 2 && !failed; side++) {
         PyObject *table = sides[side][0], *host = sides[side][1], *peer = sides[side][2], *role = sides[side][3];
         PyObject *memory = touch_host(&self->novel, table, host, ts);
-        Py_ssize_t peers = memory == NULL ? -1 : table_add(sp, table, memory, ts, amount, peer);
+        Py_ssize_t peers = memory == NULL ? -1 : table_add(&self->novel, sp, table, memory, ts, amount, peer);
         failed = peers < 0;
         if (!failed && peers >= sp->min_peers && sp->enabled) {
-            long novel = long_attr(memory, str_novel);
-            PyObject *until = novel < 0 && PyErr_Occurred() ? NULL : PyObject_GetAttr(memory, str_alerted_until);
-            int due = until == NULL ? -1 : novel >= sp->min_bytes ? PyObject_RichCompareBool(ts, until, Py_GE) : 0;
-            Py_XDECREF(until);
-            PyObject *since = due > 0 ? PyObject_GetAttr(memory, str_since) : NULL;
-            PyObject *next = since == NULL ? NULL : PyNumber_Add(since, sp->window);
+            long novel = PyLong_AsLong(SLOT(memory, slot[M_NOVEL]));
+            int enough = novel == -1 && PyErr_Occurred() ? -1 : novel >= sp->min_bytes;
+            int due = enough <= 0 ? enough : PyObject_RichCompareBool(ts, SLOT(memory, slot[M_ALERTED_UNTIL]), Py_GE);
+            PyObject *next = due > 0 ? PyNumber_Add(SLOT(memory, slot[M_SINCE]), sp->window) : NULL;
             PyObject *peers_obj = next == NULL ? NULL : PyLong_FromSsize_t(peers);
-            failed = due < 0 || (due > 0 && (peers_obj == NULL
-                                              || PyObject_SetAttr(memory, str_alerted_until, next) < 0));
+            failed = due < 0 || (due > 0 && peers_obj == NULL);
             if (!failed && due > 0) {
+                set_slot(memory, slot[M_ALERTED_UNTIL], next);
                 PyObject *args[5] = {flow, ts, memory, peers_obj, role};
                 PyObject *told = PyObject_Vectorcall(sp->notice, args, 5, NULL);
                 failed = told == NULL;
                 raised = 1;
                 Py_XDECREF(told);
             }
-            Py_XDECREF(since);
             Py_XDECREF(next);
             Py_XDECREF(peers_obj);
         }
@@ -1969,8 +1996,9 @@ static PyObject *request_rest(FastPath *self, Detector *state, PyObject *pkt, Py
         PyObject *memory = touch_host(novel_cfg, novel_cfg->senders, src, ts);
         if (memory == NULL)
             return NULL;
-        Py_hash_t digest = PyObject_SetAttr(memory, str_last_peer, dst) < 0 ? -1 : PyObject_Hash(current);
-        int repeated = digest == -1 ? -1 : seen_payload(memory, digest, novel_cfg->payloads_kept);
+        set_slot(memory, novel_cfg->memory_slot[M_LAST_PEER], dst);
+        Py_hash_t digest = PyObject_Hash(current);
+        int repeated = digest == -1 ? -1 : seen_payload(novel_cfg, memory, digest, novel_cfg->payloads_kept);
         Py_DECREF(memory);
         if (repeated < 0)
             return NULL;
@@ -2918,7 +2946,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
     if (known == NULL && (PyErr_Occurred() || !PyDict_CheckExact(hosts)))
         goto decline_or_fail;
     if (known != NULL) { /* a sender whose last payload went to another peer: _novelty compares the two */
-        last_peer = PyObject_GetAttr(known, str_last_peer);
+        last_peer = is_memory(novel_cfg, known) ? Py_NewRef(SLOT(known, novel_cfg->memory_slot[M_LAST_PEER])) : NULL;
         int other = last_peer == NULL ? -1 : PyObject_IsTrue(last_peer);
         if (other > 0)
             other = PyObject_RichCompareBool(last_peer, dst, Py_NE);
@@ -2931,7 +2959,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
         goto decline_or_fail;
     current = new_sketch(payload);
     Py_hash_t digest = current == NULL ? -1 : PyObject_Hash(current);
-    if (digest == -1 || (known != NULL && seen_payload(known, digest, 0) != 0)) /* only asked: nothing changes */
+    if (digest == -1 || (known != NULL && seen_payload(novel_cfg, known, digest, 0) != 0)) /* only asked: nothing changes */
         goto decline_or_fail;
     if (last_peer != NULL && may_be_fields(state, novel_cfg, src, last_peer, current) != 0)
         goto decline_or_fail;
@@ -3350,15 +3378,14 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
 
 /* PairMemory.add(ts, novel, bucket_len) on `memory` (`novel` an int, ts a float, bucket_len > 0: the config's
  * slow_exfil_window is). 0, or -1 with an exception. */
-static int pair_memory_add(PyObject *memory, double ts, PyObject *novel, double bucket_len)
+static int pair_memory_add(const Ends *e, PyObject *memory, double ts, PyObject *novel, double bucket_len)
 {
-    PyObject *buckets = PyObject_GetAttr(memory, str_buckets);
-    if (buckets == NULL || !PyList_CheckExact(buckets)) {
-        if (buckets != NULL)
-            PyErr_SetString(PyExc_TypeError, "PairMemory.buckets is not a list");
-        Py_XDECREF(buckets);
+    PyObject *buckets = SLOT(memory, e->pair_slot[R_BUCKETS]);
+    if (!PyList_CheckExact(buckets)) {
+        PyErr_SetString(PyExc_TypeError, "PairMemory.buckets is not a list");
         return -1;
     }
+    Py_INCREF(buckets);
     PyObject *start = PyFloat_FromDouble(ts - py_mod(ts, bucket_len));
     Py_ssize_t n = PyList_GET_SIZE(buckets);
     int same = start == NULL ? -1 : n >= 2 ? PyObject_RichCompareBool(PyList_GET_ITEM(buckets, n - 2), start, Py_EQ) : 0;
@@ -3368,11 +3395,7 @@ static int pair_memory_add(PyObject *memory, double ts, PyObject *novel, double 
         failed = sum == NULL || PyList_SetItem(buckets, n - 1, sum) < 0; /* the reference stolen */
     } else if (!failed)
         failed = PyList_Append(buckets, start) < 0 || PyList_Append(buckets, novel) < 0;
-    PyObject *total = failed ? NULL : PyObject_GetAttr(memory, str_novel);
-    PyObject *sum = total == NULL ? NULL : PyNumber_Add(total, novel);
-    failed = sum == NULL || PyObject_SetAttr(memory, str_novel, sum) < 0;
-    Py_XDECREF(total);
-    Py_XDECREF(sum);
+    failed = failed || add_to_slot(memory, e->pair_slot[R_NOVEL], novel) < 0;
     Py_XDECREF(start);
     Py_DECREF(buckets);
     return failed ? -1 : 0;
@@ -3411,13 +3434,16 @@ static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats)
 static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, PyObject *key)
 {
     PyObject *memory = PyDict_GetItemWithError(pairs, key);
+    if (memory != NULL && !Py_IS_TYPE(memory, (PyTypeObject *)self->ends.pair_type)) /* its slots are read in place */
+        return PyErr_Format(PyExc_TypeError, "the pairs' table holds something else than a %s",
+                            ((PyTypeObject *)self->ends.pair_type)->tp_name);
     if (memory != NULL)
         return call_method_1(pairs, str_move_to_end, key) < 0 ? NULL : Py_NewRef(memory);
     if (PyErr_Occurred())
         return NULL;
     if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs && evict_pair(self, pairs, stats) < 0)
         return NULL;
-    memory = record_copy(self->ends.pair_memory, -1, NULL, self->ends.buckets_slot); /* PairMemory() */
+    memory = record_copy(self->ends.pair_memory, -1, NULL, self->ends.pair_slot[R_BUCKETS]); /* PairMemory() */
     if (memory == NULL || PyObject_SetItem(pairs, key, memory) < 0) {
         Py_XDECREF(memory);
         return NULL;
@@ -3467,14 +3493,16 @@ static int flow_end_made(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
         Py_XDECREF(key);
         if (memory == NULL)
             return -1;
+        if (end->bytes != 0)
+            set_slot(memory, e->pair_slot[R_LAST_SKETCH], SLOT(flow, flow_slot[F_LAST_SKETCH]));
         int failed = end->bytes != 0
-                     && (PyObject_SetAttr(memory, str_last_sketch, SLOT(flow, flow_slot[F_LAST_SKETCH])) < 0
-                         || pair_memory_add(memory, PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST])),
-                                            SLOT(flow, flow_slot[F_NOVEL_BYTES]), PyFloat_AS_DOUBLE(e->bucket_len)) < 0);
-        PyObject *until = failed ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
-        int later = until == NULL ? -1 : PyObject_RichCompareBool(reported, until, Py_GT);
-        failed = later < 0 || (later && PyObject_SetAttr(memory, str_slow_alerted_until, reported) < 0);
-        Py_XDECREF(until);
+                     && pair_memory_add(e, memory, PyFloat_AS_DOUBLE(SLOT(flow, flow_slot[F_LAST])),
+                                        SLOT(flow, flow_slot[F_NOVEL_BYTES]), PyFloat_AS_DOUBLE(e->bucket_len)) < 0;
+        int later = failed ? -1 : PyObject_RichCompareBool(reported, SLOT(memory, e->pair_slot[R_SLOW_ALERTED_UNTIL]),
+                                                           Py_GT);
+        failed = later < 0;
+        if (later > 0)
+            set_slot(memory, e->pair_slot[R_SLOW_ALERTED_UNTIL], reported);
         Py_DECREF(memory);
         if (failed)
             return -1;
@@ -4090,17 +4118,16 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
         || intern(&str_limit, "limit") < 0
-        || intern(&str_hosts, "hosts") < 0 || intern(&str_payloads, "payloads") < 0
-        || intern(&str_last_peer, "last_peer") < 0 || intern(&str_allowlist, "allowlist") < 0
+        || intern(&str_hosts, "hosts") < 0
+        || intern(&str_allowlist, "allowlist") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
-        || intern(&str_since, "since") < 0 || intern(&str_novel, "novel") < 0
-        || intern(&str_alerted_until, "alerted_until") < 0 || intern(&str_peer_entries, "peer_entries") < 0
+        || intern(&str_novel, "novel") < 0
+        || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
-        || intern(&str_buckets, "buckets") < 0 || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
-        || intern(&str_format, "format") < 0
-        || intern(&str_last_sketch, "last_sketch") < 0 || intern(&str_slow_alerted_until, "slow_alerted_until") < 0)
+        || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
+        || intern(&str_format, "format") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;
