@@ -174,8 +174,9 @@ class NoticeAggregator:
         return due
 
     def _tell(self, ts: float | None) -> list[Notice]:
-        """The aggregates of what was folded so far (at `ts`; None: each at its last notice's time); forgotten."""
-        due = [self._aggregate(key, fold, ts if ts is not None else fold.last)
+        """The aggregates of what was folded so far (at `ts`, never before a fold's last notice; None: each at its
+        last notice's time); forgotten."""
+        due = [self._aggregate(key, fold, fold.last if ts is None else max(ts, fold.last))
                for key, fold in self._folds.items() if fold.folded]
         self.aggregates += len(due)
         self._folds.clear()

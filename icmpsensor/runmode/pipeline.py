@@ -183,7 +183,8 @@ class Pipeline:
         the clock has passed as timed out: a fragment of another pair may have come last, or none, and a replay
         worker's end, Worker.run, expires them at the latest clock of all), then every open flow is evaluated and
         its notices written, a chunk of flows at a time (FlowDetector.flush_chunks: a storm's summaries folded as
-        they come, not held all at once), then the aggregates. Past `deadline` (time.monotonic(): a live stop's,
+        they come, not held all at once), then the aggregates, stamped with the detector's clock as those
+        summaries are. Past `deadline` (time.monotonic(): a live stop's,
         which has 5 s) the notices still to come are folded into aggregates (NoticeAggregator.fold_all), whatever
         the aggregation settings: 100,000 open alerted flows' summaries written one by one took 4-5 s."""
         if self._decoders and len(self.reassembler):
@@ -194,7 +195,7 @@ class Pipeline:
                 self.aggregator.fold_all(DetectionConfig.aggregate_interval)  # the default where it is off
                 deadline = None
             self.emit(notices)
-        self._write(self.aggregator.flush())
+        self._write(self.aggregator.flush(self.detector.now))  # told now: after the summaries just written
 
     def _detect_abandoned(self, packets: list[IcmpPacket]) -> None:
         """Detect the messages of datagrams abandoned outside any batch (Decoder.expire, Decoder.flush)."""

@@ -129,6 +129,29 @@ def test_the_pipeline_writes_a_storm_as_its_first_notices_a_spread_and_aggregate
     assert stats["notices_folded"] == sum(n.n for n in aggregates) and stats["notices_aggregated"] == len(aggregates)
 
 
+def test_the_aggregates_told_at_the_end_of_input_are_stamped_then_not_before_the_notices_written_before_them() \
+        -> None:
+    """At the end of input the flows still open end at the detector's clock, and their summaries are written
+    stamped with it; the aggregates told after them are told at that clock too (as an interval's are at its end and
+    a quiet storm's at the time it is found quiet), not at their last folded notice's time, which went backwards in
+    notice.log (the storm's DataExfil aggregate before the summaries written just before it)."""
+    cfg = Config()
+    cfg.output = dataclasses.replace(cfg.output, evidence=dataclasses.replace(cfg.output.evidence, enabled=False))
+    sink = ListSink()
+    pipeline = Pipeline(cfg, [sink])
+    packets = storm(2000)  # 2 s of packet time, then the last packet half a second later, of a quiet pair
+    last = packets[-1].ts + 0.5
+    packets.append(IcmpPacket(last, bytes((10, 0, 0, 1)), bytes((10, 0, 0, 2)), False, 8, 0, 1, 1, b"", 28))
+    pipeline.detect(packets)
+    pipeline.finish()
+    stamps = [n.ts for n in sink.notices]
+    aggregates = [n for n in sink.notices if n.sub.startswith("Aggregated:")]
+    assert {n.note for n in aggregates} == {"ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary"}
+    assert stamps == sorted(stamps), [(n.note, n.ts) for n in sink.notices]
+    assert all(n.ts == last for n in aggregates)
+    assert all(n.end <= last for n in aggregates)  # the folded notices' own times are the aggregate's start, end
+
+
 def test_a_storm_from_thousands_of_sources_keeps_a_count_per_written_host_not_a_fold_per_source() -> None:
     agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3)
     written = agg.filter(notice(T0 + i * 0.001, f"100.64.{i // 250}.{i % 250}") for i in range(5000))
