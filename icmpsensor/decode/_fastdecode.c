@@ -43,7 +43,7 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
 /* b"": the options of a frame without any */
 static PyObject *no_options = NULL;
 /* Headers walked towards an ICMPv6 message, that one included (decode/ip.py MAX_EXT_HEADERS, set by bind()). */
-static int max_ext_headers = 16;
+static int max_ext_headers = 1150;
 static int max_option_items = 64; /* decode/ip.py MAX_OPTION_ITEMS, given by bind() */
 /* decode/linktypes.py MAX_MPLS_LABELS and MAX_ENCAPSULATIONS, given by bind() */
 static int max_mpls_labels = 8;
@@ -968,7 +968,7 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     long headers = max_ext_headers, items = max_option_items, labels = max_mpls_labels, tunnels = max_encapsulations;
-    if ((nargs >= 3 && bound_arg(args[2], 255, "max_ext_headers", &headers) < 0)
+    if ((nargs >= 3 && bound_arg(args[2], 65535, "max_ext_headers", &headers) < 0)
         || (nargs >= 4 && bound_arg(args[3], 4096, "max_option_items", &items) < 0)
         || (nargs == 6 && (bound_arg(args[4], 255, "max_mpls_labels", &labels) < 0
                            || bound_arg(args[5], 16, "max_encapsulations", &tunnels) < 0)))

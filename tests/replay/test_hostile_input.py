@@ -570,3 +570,21 @@ def test_big_benign_pings_losing_fragments_raise_nothing(tmp_path: Path, workers
     result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
     assert result.returncode == 0, result.stderr.decode()
     assert notices(logs) == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_exfiltration_behind_a_long_chain_of_extension_headers_is_reported(tmp_path: Path, workers: str) -> None:
+    """A receiver walks an IPv6 header chain whole: 17 empty destination options headers before each echo request
+    reached the collector, while the sensor gave up after 16 (bad_ipv6_ext_header) and saw nothing of 30 KB sent."""
+    rng = random.Random(17)
+    src, dst = "2001:db8:1::10", "2001:db8:2::99"
+    frames = [(1_700_000_000.0 + i * 0.5,
+               craft.ether(craft.icmp6(src, dst, craft.ECHO_REQUEST6, 0, 0x4242, i, rng.randbytes(1000),
+                                       ext_headers=[craft.dest_opts()] * (17 + i % 40))))
+              for i in range(30)]
+    capture = write_pcap(tmp_path / "chain.pcap", frames)
+    (tmp_path / "log").mkdir()
+    done = sensor("-r", capture, "--log-dir", tmp_path / "log", "--workers", workers)
+    assert done.returncode == 0, done.stderr
+    exfil = [n for n in notices(tmp_path / "log") if n["note"] == "ICMP::ICMP_DataExfil"]
+    assert [(n["src"], n["dst"]) for n in exfil] == [(src, dst)]

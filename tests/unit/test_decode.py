@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.decode import fast as decode
+from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fast import Decoder
 from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES, VLAN_TPIDS, linktype_name
@@ -158,6 +159,11 @@ def test_linktype_names() -> None:
     [craft.hop_by_hop(), craft.routing(4, 0, [B6]), craft.auth(), craft.dest_opts()],
     [(craft.FRAGMENT, struct.pack(">HI", 0, 99))],  # atomic fragment (RFC 6946): no reassembly
     [craft.dest_opts()] * 15,
+    # a chain longer than 16 headers reaches the receiver (Linux walks it whole): 17 headers hid a message
+    [craft.dest_opts()] * 17,
+    [craft.hop_by_hop()] + [craft.dest_opts()] * 150,
+    [craft.routing(0, 0, [A6])] + [craft.dest_opts(), craft.auth()] * 60,
+    [craft.dest_opts()] * (MAX_EXT_HEADERS - 1),  # the longest walked: the message the last header
 ])
 def test_icmpv6_after_extension_headers(headers: list[craft.ExtHeader]) -> None:
     ip = craft.icmp6(A6, B6, craft.ECHO_REQUEST6, 0, 3, 4, b"behind headers", ext_headers=headers)
@@ -191,7 +197,8 @@ def _icmp6_behind(next_header: int, chain: bytes) -> bytes:
     (craft.ipv6(A6, B6, craft.AUTH, b"\x3a\x00" + bytes(6)), "AH shorter than its fixed part"),
     (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[craft.dest_opts(), craft.hop_by_hop()]),
      "hop-by-hop not first"),
-    (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[craft.dest_opts()] * 16), "too many headers"),
+    (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[craft.dest_opts()] * MAX_EXT_HEADERS),
+     "more headers than a first fragment's chain holds"),
     (craft.icmp6(A6, B6, craft.ECHO_REQUEST6, ext_headers=[(craft.FRAGMENT, bytes(6))] * 2),
      "two fragment headers"),
 ])
@@ -603,6 +610,8 @@ OPTION_FRAMES = [  # what the C path takes beyond the plain headers (a sender th
     ("padding only", craft.icmp6(A6, B6, 1, 4, payload=bytes(48), ext_headers=[craft.dest_opts()])),
     ("15 destination options headers", craft.icmp6(A6, B6, 128, 0, 1, 2, b"z", ext_headers=[
         craft.dest_opts(bytes([0x1e, 2, i, i])) for i in range(15)])),
+    ("150 destination options headers", craft.icmp6(A6, B6, 128, 0, 1, 2, b"z", ext_headers=[
+        craft.hop_by_hop()] + [craft.dest_opts(bytes([0x1e, 2, i % 256, 7])) for i in range(150)])),
 ]
 
 
@@ -647,7 +656,7 @@ def test_c_fast_path_takes_ipv4_options_and_ipv6_option_headers(why: str, ip: by
     ("udp behind a header length below 5", b"\x44" + craft.udp4(A4, B4)[1:]),  # bad_ip_header, not a skip
     ("udp6 behind version 4", b"\x46" + craft.udp6(A6, B6)[1:]),
     ("routing header", craft.icmp6(A6, B6, 128, ext_headers=[craft.routing(0, 0)])),
-    ("16 extension headers", craft.icmp6(A6, B6, 128, ext_headers=[craft.dest_opts()] * 16)),
+    ("too many extension headers", craft.icmp6(A6, B6, 128, ext_headers=[craft.dest_opts()] * MAX_EXT_HEADERS)),
     ("hop-by-hop not first", craft.icmp6(A6, B6, 128, ext_headers=[craft.dest_opts(), craft.hop_by_hop()])),
     ("ipv6 fragment header", craft.fragment6(craft.icmp6(A6, B6, 128, payload=bytes(64)), 16)[0]),
     ("bad header checksum with options", craft.ipv4(A4, B4, craft.PROTO_ICMP, craft.icmp4_message(8, 0, 5, 6, b"o"),
