@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.decode import fast as decode
-from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.ip import MAX_EXT_HEADERS
 from icmpsensor.decode.linktypes import SUPPORTED_LINKTYPES, VLAN_TPIDS, linktype_name
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
