@@ -149,6 +149,12 @@ def pro_bing_payload(size: int, t: float, tracker: bytes) -> bytes:
     return struct.pack(">q", int(t * 1e9)) + tracker + b"\x01" * (size - 24)
 
 
+def go_ping_payload(size: int, t: float, tracker: int) -> bytes:
+    """go-ping/ping v1 ping.go sendICMP(): UnixNano big-endian, the Pinger's 8-byte Tracker (uint64ToBytes,
+    big-endian), then 0x01 up to Size (default 16: none)."""
+    return struct.pack(">qQ", int(t * 1e9), tracker) + b"\x01" * (size - 16)
+
+
 def cisco_payload(size: int, uptime_ms: int, pattern: int = 0xABCD) -> bytes:
     """UNVERIFIED Cisco IOS layout: 4 zero bytes, a 32-bit ms counter, then the 16-bit data pattern."""
     body = struct.pack(">H", pattern) * (size // 2 + 1)
@@ -338,6 +344,34 @@ def pro_bing_periodic(
                                lambda _i, t, tr=tracker: pro_bing_payload(size, t, tr),
                                ident=rng.randrange(0xFFFF), seq0=0, seed=r))
     return _merge(*flows)
+
+
+def go_ping_periodic(
+    ends: Endpoints = Endpoints(), start_ts: float = START, runs: int = HOUR // 10, every: float = 10.0,
+    count: int = 1, size: int = 56, seed: int = 13,
+) -> list[IcmpPacket]:
+    """Telegraf's ping input, method "native", before 1.25 (built on go-ping/ping v1: pingToURLNative() makes a
+    Pinger per gather, its Tracker r.Uint64(), its id r.Intn(MaxUint16), Size defaultPingDataBytesSize 56, count
+    1), every agent interval."""
+    rng = random.Random(seed)
+    flows = []
+    for r, ident in enumerate(rng.sample(range(0xFFFF), runs)):  # distinct: a run is its identifier
+        tracker = rng.getrandbits(64)
+        flows.append(echo_flow(ends, start_ts + r * every, count, 1.0,
+                               lambda _i, t, tr=tracker: go_ping_payload(size, t, tr),
+                               ident=ident, seq0=0, seed=r))
+    return _merge(*flows)
+
+
+def go_ping(
+    ends: Endpoints = Endpoints(), start_ts: float = START, count: int = HOUR, interval: float = 1.0,
+    size: int = 16, seed: int = 17,
+) -> list[IcmpPacket]:
+    """One long-running go-ping/ping v1 Pinger at its default Size (16: the clock and the Tracker alone)."""
+    rng = random.Random(seed)
+    tracker = rng.getrandbits(64)
+    return echo_flow(ends, start_ts, count, interval, lambda _i, t: go_ping_payload(size, t, tracker),
+                     ident=rng.randrange(0xFFFF), seq0=0)
 
 
 def cisco_ios(
@@ -596,6 +630,9 @@ _case("pro_bing", pro_bing, "prometheus-community/pro-bing ping.go sendICMP()", 
 _case("pro_bing_sized", lambda: pro_bing(size=64), "prometheus-community/pro-bing ping.go (Size)", "pro-bing")
 _case("pro_bing_periodic", pro_bing_periodic, "prometheus-community/pro-bing ping.go New()/sendICMP()",
       "pro-bing")
+_case("go_ping", go_ping, "go-ping/ping v1 ping.go sendICMP() (Size 16)", "go-ping")
+_case("go_ping_periodic", go_ping_periodic, "influxdata/telegraf plugins/inputs/ping (native, before 1.25) on "
+      "go-ping/ping v1 ping.go New()/sendICMP()", "go-ping")
 _case("cisco_ios", cisco_ios, "UNVERIFIED: Cisco IOS extended-ping docs (100-byte datagram, 0xABCD)",
       "cisco-ios")
 _case("nmap_discovery", nmap_discovery, "nmap -PE: echo request with no data unless --data*", "empty")

@@ -15,7 +15,7 @@ that the detector can constrain it across a flow:
 
 Layouts, each taken from the tool's source (cited where the template is defined):
 iputils ping, BSD/macOS ping, Windows ping, BusyBox ping, fping, monitoring-plugins
-check_icmp, Prometheus blackbox_exporter, Go pro-bing, Cisco IOS (unverified, see there),
+check_icmp, Prometheus blackbox_exporter, Go pro-bing and go-ping, Cisco IOS (unverified, see there),
 nmap/nping discovery, Linux traceroute -I, mtr.
 """
 
@@ -39,9 +39,10 @@ class Benign:
 
 
 # Templates whose session is a fresh random value every run by design, not a parameter a user chose:
-# pro-bing's tracker (prometheus-community/pro-bing ping.go New(): uuid.New() per Pinger). A new one at
+# pro-bing's tracker (prometheus-community/pro-bing ping.go New(): uuid.New() per Pinger), go-ping's before it
+# (go-ping/ping v1 ping.go New(): r.Uint64() per Pinger). A new one at
 # a new run is part of the run (the run budget), not a parameter change (detect/capacity.py).
-RANDOM_SESSION_TEMPLATES = frozenset({"pro-bing"})
+RANDOM_SESSION_TEMPLATES = frozenset({"pro-bing", "go-ping"})
 
 _new_object = object.__new__
 _set_template = Benign.template.__set__  # type: ignore[attr-defined]
@@ -215,6 +216,19 @@ def _pro_bing(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Be
     return _benign("pro-bing", t, payload[8:24])
 
 
+def _go_ping(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    # go-ping/ping v1 (pro-bing's predecessor; Telegraf's ping input, method "native", before 1.25) ping.go
+    # sendICMP(): timeToBytes(time.Now()) (UnixNano, big-endian), then uint64ToBytes(p.Tracker) (8 bytes,
+    # big-endian; r.Uint64() once per Pinger), then Size-16 bytes of 0x01. Default Size = 16. The tracker is the
+    # `session`.
+    if n < 16 or (n > 16 and payload.count(1, 16) != n - 16):
+        return None
+    t = _I64_BE.unpack_from(payload)[0] / _NSEC
+    if not -tolerance <= t - capture_ts <= tolerance:
+        return None
+    return _benign("go-ping", t, payload[8:16])
+
+
 def _timeval(sec: int, usec: int, capture_ts: float, tolerance: float) -> float | None:
     """A struct timeval as seconds, if it is one (usec < 10^6) within `tolerance` of the capture time."""
     if usec >= _USEC:
@@ -304,7 +318,7 @@ def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
 
 # Most specific first; each starts with byte tests that reject random data at once. BusyBox
 # goes before BSD: [counter][zeros] would otherwise also read as FreeBSD `ping -p 00`.
-_TIMED = (_check_icmp, _pro_bing, _iputils64, _iputils32, _cisco, _busybox, _bsd)
+_TIMED = (_check_icmp, _pro_bing, _go_ping, _iputils64, _iputils32, _cisco, _busybox, _bsd)
 
 
 def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_reply: bool = False) -> Benign | None:
@@ -337,6 +351,10 @@ def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_r
             hit = _pro_bing(payload, n, capture_ts, tolerance)
             if hit is not None:
                 return hit
+    if n >= 16 and (payload[0] & 0xF0) == 0x10 and (n == 16 or payload[16] == 1):
+        hit = _go_ping(payload, n, capture_ts, tolerance)  # a clock of 2006-2042 in nanoseconds, then 0x01
+        if hit is not None:
+            return hit
     if b7 == 0:
         if n >= 16 and payload[15] == 0 and payload[11] == 0:
             hit = _iputils64(payload, n, capture_ts, tolerance)

@@ -130,6 +130,8 @@ SPECIMENS = (
     Specimen("pro-bing", "pro-bing",
              lambda n: corpus.pro_bing_payload(n, SENT, bytes.fromhex("3f2a9c01d4e54b7d9a31c0ffee123456")),
              64, (*range(24, 64),)),
+    Specimen("go-ping", "go-ping", lambda n: corpus.go_ping_payload(n, SENT, 0x9C3E_0B7A_51D2_44F6), 56,
+             tuple(range(16, 56))),
     # Bytes 0-3 are left out: four other bytes there make a valid FreeBSD `ping -p abcd`.
     Specimen("cisco", "cisco-ios", lambda n: corpus.cisco_payload(n, 987_654_321), 72, tuple(range(8, 72))),
 )
