@@ -32,22 +32,24 @@ static const char *const AGGREGATOR_FIELDS[N_AGGREGATOR] = {
 static PyTypeObject *notice_type, *fold_type, *aggregator_type;
 static Py_ssize_t notice_slot[N_NOTICE], fold_slot[N_FOLD], aggregator_slot[N_AGGREGATOR];
 static PyObject *not_per_host, *summary_note, *heappush, *heapreplace;
+static PyObject *per_packet; /* aggregate.PER_PACKET: notes folded whatever their flow's earlier notices */
 static PyObject *str_to, *str_from, *any_role, *any_host, *str_remember, *str_first, *str_last, *str_src, *str_dst;
 static PyObject *one, *str_advance;
 static Py_ssize_t max_peers, max_peer_entries, max_uids, max_keys;
 static double quiet;
 
 #define BIND_ARGS "bind(notice_type, fold_type, aggregator_type, not_per_host, summary_note, any_host, max_peers, " \
-                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet)"
+                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet, per_packet)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "record.Notice, aggregate._Fold and aggregate.NoticeAggregator (their slots are read and\n"
                        "written in place), aggregate.NOT_PER_HOST, EXFIL_SUMMARY's name, ANY_HOST, MAX_PEERS,\n"
-                       "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace and QUIET.");
+                       "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET and\n"
+                       "aggregate.PER_PACKET.");
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 13 || !PyAnySet_Check(args[3]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
+    if (nargs != 14 || !PyAnySet_Check(args[3]) || !PyAnySet_Check(args[13]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
         || PyTuple_GET_SIZE(args[5]) != 2 || !PyCallable_Check(args[10]) || !PyCallable_Check(args[11])
         || !PyFloat_Check(args[12])) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
@@ -71,6 +73,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(fold_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(aggregator_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(not_per_host, Py_NewRef(args[3]));
+    Py_XSETREF(per_packet, Py_NewRef(args[13]));
     Py_XSETREF(summary_note, Py_NewRef(args[4]));
     Py_XSETREF(any_role, Py_NewRef(PyTuple_GET_ITEM(args[5], 0)));
     Py_XSETREF(any_host, Py_NewRef(PyTuple_GET_ITEM(args[5], 1)));
@@ -425,9 +428,11 @@ static int fold_notice(PyObject *agg, PyObject *notice)
     int per_note = PySet_Contains(not_per_host, note);
     if (per_note)
         return per_note < 0 ? -1 : past_note_quota(agg, notice, Py_None, written);
-    int has_uid = PyObject_IsTrue(uid);
+    int each = PySet_Contains(per_packet, note); /* raised per packet: not its flow's story, folded as a storm's */
+    int has_uid = each ? each : PyObject_IsTrue(uid);
     if (has_uid < 0)
         return -1;
+    has_uid = !each && has_uid;
     int summary = 0;
     if (has_uid) {
         summary = PyObject_RichCompareBool(note, summary_note, Py_EQ);
@@ -445,7 +450,7 @@ static int fold_notice(PyObject *agg, PyObject *notice)
             return -1;
         }
     }
-    PyObject *flow_uid = summary ? Py_None : uid; /* Python: "" after a summary's pop; both are false */
+    PyObject *flow_uid = summary || each ? Py_None : uid; /* Python: "" (a summary's popped, per packet); false */
     if (under == NULL)
         return fold_new(agg, notice, flow_uid, written);
     int status;

@@ -152,6 +152,22 @@ def test_the_aggregates_told_at_the_end_of_input_are_stamped_then_not_before_the
     assert all(n.end <= last for n in aggregates)  # the folded notices' own times are the aggregate's start, end
 
 
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_note_raised_per_packet_is_folded_as_a_storm_is_whatever_its_flows_first_notice(accelerated: bool) -> None:
+    """UnpairedEchoReply is raised for every reply that answers nothing: one flow of unsolicited replies (a
+    one-sided view, or an attacker once the note is on) raised 6,000 notices in 10 minutes, all written, as a flow
+    whose first notice was written keeps its later ones written. A note raised per packet is folded per host and
+    per note as a storm's notices are."""
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3, max_per_note=100, accelerated=accelerated)
+    replies = [notice(T0 + i * 0.1, "10.9.9.9", "10.1.1.1", note="ICMP::ICMP_UnpairedEchoReply", uid="Cflow1")
+               for i in range(600)]
+    written = agg.filter(replies) + agg.flush()
+    plain = [n for n in written if not n.sub.startswith("Aggregated:")]
+    aggregates = [n for n in written if n.sub.startswith("Aggregated:")]
+    assert len(plain) == 10
+    assert [(n.note, n.n) for n in aggregates] == [("ICMP::ICMP_UnpairedEchoReply", 590)]
+
+
 def test_a_storm_from_thousands_of_sources_keeps_a_count_per_written_host_not_a_fold_per_source() -> None:
     agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3)
     written = agg.filter(notice(T0 + i * 0.001, f"100.64.{i // 250}.{i % 250}") for i in range(5000))

@@ -20,7 +20,7 @@ from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
 
 NOTES = ("ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary", "ICMP::ICMP_Tunnel", "ICMP::ICMP_ExfilSpread",
-         "ICMP::ICMP_SlowExfil")
+         "ICMP::ICMP_SlowExfil", "ICMP::ICMP_UnpairedEchoReply")
 HOSTS = ("", "10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1", "198.51.100.7")
 UIDS = ("", "C1", "C2", "C3", "C4", "C5", "C6")
 T0 = 1_700_000_000.0
