@@ -177,7 +177,8 @@ class CaptureConfig(ConfigSection):
                           f"BPF capture filter (tcpdump syntax); {BUILTIN_FILTER}: the built-in one, ICMP and ICMPv6 "
                           "bare, behind one or two VLAN tags and inside MPLS, PPPoE, IP-in-IP, GRE (ERSPAN), VXLAN "
                           "and Geneve (python -m icmpsensor.config.capturefilter prints it)", restart=True)
-    snaplen: int = key(65535, Int(64, 262144), "bytes captured per packet", restart=True)
+    snaplen: int = key(65535, Int(1518, 262144), "bytes captured per packet (a frame cut shorter is counted "
+                       "truncated, never analysed: at least a full Ethernet frame with a VLAN tag)", restart=True)
     promiscuous: bool = key(True, Bool(), "put the interface in promiscuous mode", restart=True)
     buffer_size: int = key(32 * 1024 * 1024, Int(1024 * 1024, 2**31 - 1), "kernel capture buffer, bytes",
                            restart=True)

@@ -125,7 +125,7 @@ def test_sighup_rejects_a_broken_config_and_applies_a_good_one(lab: Lab, tmp_pat
     errors = [e["MESSAGE"] for e in sensor.journal("MESSAGE_ID=90dbe942ae0a47af9d963dfd74b9fc32")]
     assert any("reload rejected" in m and "YAML syntax error" in m for m in errors), errors
     cfg.write_text(original + "  exfil_bytes_threshold: 100\n  changed_requests_threshold: 2\n"
-                   "capture:\n  snaplen: 1500\n")
+                   "capture:\n  snaplen: 9216\n")
     sensor.signal(signal.SIGHUP)
     assert wait_for(lambda: bool(sensor.journal("MESSAGE_ID=343714c842264f38a2a36e60040a11c0")), 5)
     reload_msg = sensor.journal("MESSAGE_ID=343714c842264f38a2a36e60040a11c0")[-1]["MESSAGE"]

@@ -325,6 +325,10 @@ def test_two_outputs_naming_one_file_are_refused(tmp_path: Path, text: str, expe
             "decode:\n  fragment_timeout: 601\n",
             ":2: decode.fragment_timeout: must be greater than 0 and at most 600, got 601",
         ),
+        (  # a frame cut shorter than Ethernet's largest hides the payloads the sensor measures (all truncated)
+            "capture:\n  snaplen: 96\n",
+            ":2: capture.snaplen: must be between 1518 and 262144, got 96",
+        ),
     ],
 )
 def test_out_of_range(tmp_path: Path, text: str, expected: str) -> None:
