@@ -114,6 +114,8 @@ def _v4(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
         return _whole_if(_quote_problem_v4(pkt, payload), payload)
     if kind == 9:
         return _router_advertisement(payload)
+    if kind in (42, 43):  # RFC 8335 PROBE over IPv4
+        return _extended_echo(pkt, payload)
     size = _FIXED_V4.get(kind)
     if size is None:
         return len(payload), f"payload on unassigned or deprecated ICMP type {kind}"
@@ -494,15 +496,16 @@ def _unicast(addr: bytes) -> bool:
 
 
 def _extended_echo(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
-    """RFC 8335 PROBE: identifier, sequence, then (request) reserved bits and L, and an extension structure
-    (RFC 4884) holding exactly one interface identification object (2.1); (reply) state and flags, with
-    reserved bits 0 (3). A reply may echo the request's structure."""
+    """RFC 8335 PROBE (ICMP 42/43, ICMPv6 160/161): identifier, sequence, then (request) reserved bits and L, and
+    an extension structure (RFC 4884) holding exactly one interface identification object (2.1); (reply) state
+    and flags, with reserved bits 0 (3). A reply may echo the request's structure."""
     n = len(payload)
     if n < 4:
         return n, "truncated extended echo"
-    reserved = 0xFE if pkt.icmp_type == 160 else 0x18
+    request = pkt.icmp_type in (42, 160)  # a reply is 43 or 161
+    reserved = 0xFE if request else 0x18
     bad = 1 if payload[3] & reserved else 0
-    if (n > 4 or pkt.icmp_type == 160) and not _probe_object_ok(payload[4:]):
+    if (n > 4 or request) and not _probe_object_ok(payload[4:]):
         bad += n - 4
     return (bad, "extended echo fields that carry data") if bad else (0, "")
 

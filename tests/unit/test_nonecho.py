@@ -124,7 +124,7 @@ def test_timestamp_fields_must_be_times_of_day() -> None:
     assert unexplained_bytes(message(13, 0, smuggled, ts=3600.0))[0] == 4
 
 
-@pytest.mark.parametrize("icmp_type", [1, 2, 6, 7, 19, 30, 37, 42, 100, 200, 253, 255])
+@pytest.mark.parametrize("icmp_type", [1, 2, 6, 7, 19, 30, 37, 44, 100, 200, 253, 255])
 def test_unassigned_and_deprecated_types_explain_nothing(icmp_type: int) -> None:
     assert unexplained_bytes(message(icmp_type, 0, b"hello"))[0] == 5
     assert unexplained_bytes(message(icmp_type, 0, b""))[0] == 0
@@ -369,6 +369,20 @@ def test_extended_echo_as_rfc8335_defines_it() -> None:
     for payload in (by_name, by_index, by_address):
         assert unexplained_bytes(v6(160, payload)) == (0, "")
     assert unexplained_bytes(v6(161, struct.pack("!HBB", 0x1234, 1, 0x40 | 0x04 | 0x01))) == (0, "")
+
+
+def test_extended_echo_over_ipv4_is_rfc8335s_too() -> None:
+    """RFC 8335 assigns PROBE ICMP types 42 and 43 as well as ICMPv6 160 and 161: an IPv4 PROBE was judged a
+    payload on "an unassigned or deprecated ICMP type", every byte of it data."""
+    by_name = ext_echo(3, 1, b"eth1")
+    by_index = ext_echo(3, 2, struct.pack("!I", 7))
+    by_address = ext_echo(3, 3, struct.pack("!HBB", 1, 4, 0) + bytes((192, 0, 2, 1)))
+    for payload in (by_name, by_index, by_address):
+        assert unexplained_bytes(message(42, 0, payload)) == (0, "")
+    assert unexplained_bytes(message(43, 0, struct.pack("!HBB", 0x1234, 1, 0x40 | 0x04 | 0x02))) == (0, "")
+    novel, reason = unexplained_bytes(message(42, 0, ext_echo(3, 1, bytes(range(256)))))
+    assert novel > 256 and "extended echo" in reason
+    assert unexplained_bytes(message(43, 0, struct.pack("!HBB", 0x1234, 1, 0x18)))[0] == 1  # reserved bits set
 
 
 def test_extended_echo_that_carries_data() -> None:
