@@ -326,6 +326,7 @@ class IpLayer(EncapLayer):
             header_next = buf[pos]
             if next_header == ROUTING:
                 final_dst = _routing_final_dst(buf, pos, length, final_dst)
+                options.append(buf[pos + 2 : pos + length])  # its type, segments and addresses: the sender's
             elif next_header in (HOP_BY_HOP, DEST_OPTS):
                 area = buf[pos + 2 : pos + length]
                 if area.strip(b"\x00") and area != _PADDED.get(length):  # not padding alone (a chain's filler)

@@ -36,7 +36,8 @@ class IcmpPacket:
     payload: bytes  # echo: the data after the 8-byte header; other types: everything after the 4-byte header
     wire_len: int  # length of the whole frame on the wire (for statistics)
     # the sender-set IP options in front of the message: IPv4 header options and IPv6 hop-by-hop and
-    # destination options, as their type-length-value bytes, padding (Pad1, PadN, NOP, EOL) left out
+    # destination options, as their type-length-value bytes, padding (Pad1, PadN, NOP, EOL) left out, and
+    # IPv6 routing headers from their type on (their segments are the sender's to set)
     options: bytes = b""
     # the frames a message that came in fragments was captured in, in the order they came, when the
     # reassembler keeps them (for evidence); None: the message is the frame at its own place in its batch
