@@ -2768,6 +2768,20 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
         if (allowlisted != Py_True && allowlisted != Py_False)
             Py_RETURN_FALSE;
     }
+    /* its header against the flow's last (Detector._sent_header: a sender of unsolicited replies chooses it as a
+     * requester does), charged as a request's (header_apply) unless in step or the flow's first; IP options are
+     * Python's */
+    long last_ident = -1, last_seq = -1, last_size = -1, stride = 1, ident, seq;
+    PyObject *options = SLOT(pkt, packet_slot[P_OPTIONS]);
+    if ((flow != NULL && (long_slot(flow, flow_slot[F_LAST_IDENT], &last_ident) < 0
+                          || long_slot(flow, flow_slot[F_LAST_SEQ], &last_seq) < 0
+                          || long_slot(flow, flow_slot[F_LAST_SIZE], &last_size) < 0
+                          || long_slot(flow, flow_slot[F_SEQ_STRIDE], &stride) < 0
+                          || !PyFloat_CheckExact(SLOT(flow, flow_slot[F_LAST_REQUEST_TS]))))
+        || long_slot(pkt, packet_slot[P_IDENT], &ident) < 0 || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0
+        || options == NULL || !PyBytes_CheckExact(options) || PyBytes_GET_SIZE(options) > 0)
+        Py_RETURN_FALSE;
+    int in_step = ident == last_ident && seq == ((last_seq + stride) & 0xFFFF) && n == (Py_ssize_t)last_size;
     PyObject *current = new_sketch(payload);
     if (current == NULL)
         return NULL;
@@ -2788,13 +2802,29 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
     if (request_flow != NULL && add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) < 0)
         goto done;
     state->counts[S_UNPAIRED_REPLIES]++;
+    Py_ssize_t charged = 0;
+    int told = 0;
+    if (!in_step && last_ident >= 0) { /* Detector._header: a reply's starts no run of the requests' (_run_free) */
+        Header header = {last_ident, last_seq, last_size, ident, seq};
+        int run_not_free = state->run_not_free;
+        int failed = header_apply(self, state, pkt, flow, size, &header, novel_bytes, allowlisted == Py_False, &told,
+                                  &charged);
+        state->run_not_free = run_not_free;
+        if (failed)
+            goto done;
+    } else if ((!in_step && (set_slot_long(flow, flow_slot[F_LAST_IDENT], ident) < 0
+                             || set_slot_long(flow, flow_slot[F_LAST_SIZE], (long)n) < 0))
+               || set_slot_long(flow, flow_slot[F_LAST_SEQ], seq) < 0) {
+        goto done;
+    }
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
     if (PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) == 0
         && tool_seen(self, pkt, flow, payload, Py_None) < 0) /* _recognise_tool(flow, pkt): no rest */
         goto done;
     if (add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) == 0) {
         int unlisted = allowlisted == Py_False;
-        result = novel_added(self, state, pkt, flow, key, novel, novel_bytes, unlisted, 0, unlisted);
+        result = novel_added(self, state, pkt, flow, key, novel, novel_bytes + charged, unlisted, told, unlisted);
     }
 done:
     Py_XDECREF(taken);

@@ -446,16 +446,7 @@ class Detector(FlowDetector):
         size = len(payload)
         flow.n += 1
         flow.orig_bytes += size
-        # the header fields against a ping's: same identifier, sequence one up (or the flow's stride), same size
-        self._run_free = True
-        seq = pkt.seq
-        if pkt.ident != flow.last_ident or seq != (flow.last_seq + flow.seq_stride) & 0xFFFF \
-                or size != flow.last_size:
-            self._header(flow, pkt, size, ts)
-        else:
-            flow.last_seq = seq
-        if pkt.options:
-            self._options(flow, pkt.options)
+        self._run_free = self._sent_header(flow, pkt, size, ts)
         current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
             (payload[:PREFIX], hash(payload[PREFIX:]), size)
         previous = flow.last_sketch
@@ -483,18 +474,35 @@ class Detector(FlowDetector):
         if (self.last_novel or recognised) and self._realtime:  # last_novel: this packet's, every channel
             self._evaluate(flow, pkt.ts, due)
 
-    def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> None:
-        """Charge what the identifier, sequence number and size carried beyond a ping's (capacity.py)."""
+    def _sent_header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> bool:
+        """What a request's header carried (or an unsolicited reply's: its sender chose it as freely) against a
+        ping's: the same identifier, the sequence one up (or the flow's stride), the same size; then its IP
+        options. Whether the request did not start a new run past the run budget (Detector._run_free)."""
+        seq = pkt.seq
+        run_free = True
+        if pkt.ident != flow.last_ident or seq != (flow.last_seq + flow.seq_stride) & 0xFFFF \
+                or size != flow.last_size:
+            run_free = self._header(flow, pkt, size, ts)
+        else:
+            flow.last_seq = seq
+        if pkt.options:
+            self._options(flow, pkt.options)
+        return run_free
+
+    def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> bool:
+        """Charge what the identifier, sequence number and size carried beyond a ping's (capacity.py); whether
+        the run budget had room (a new run or none)."""
         last = (flow.last_ident, flow.last_seq, flow.last_size)
         flow.last_ident, flow.last_seq, flow.last_size = pkt.ident, pkt.seq, size
         if last[0] < 0:
-            return  # the flow's first request
+            return True  # the flow's first request
         state = _channels(flow)
-        charges, self._run_free = capacity.request_header(state, last, pkt.ident, pkt.seq, size, ts,
-                                                          ts - flow.last_request_ts)
+        charges, run_free = capacity.request_header(state, last, pkt.ident, pkt.seq, size, ts,
+                                                    ts - flow.last_request_ts)
         flow.seq_stride = state.stride
         for channel, bits in charges:
             self._charge(flow, channel, bits)
+        return run_free
 
     def _options(self, flow: Flow, options: bytes) -> None:
         self._charge(flow, "options", capacity.options_bits(_channels(flow), options))
@@ -530,22 +538,27 @@ class Detector(FlowDetector):
             request = None if request_flow is None else request_flow.last_sketch
         current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
             (payload[:PREFIX], hash(payload[PREFIX:]), size)
+        charged = 0  # the novel bytes an unsolicited reply's header carried
         if request is None:
             self._unpaired(pkt, flow, due)
+            charged = flow.novel_bytes
+            self._sent_header(flow, pkt, size, ts)  # its sender's to choose, as a request's
+            flow.last_request_ts = ts
+            charged = flow.novel_bytes - charged
             request = flow.last_sketch
         flow.last_sketch = current
+        novel = 0
         if self._ignored_payloads and payload in self._ignored_payloads:
             self.stats.ignored_payloads += 1
-            return
-        if current == request or not size:
-            return
-        novel = self._novelty(flow, pkt, current, request)
-        if not novel:
-            return
-        # a reply that only echoes its request says nothing about the replier
-        if not flow.tool:
-            self._recognise_tool(flow, pkt)
-        self._reply_done(flow, pkt, novel, due)
+        elif current != request and size:
+            novel = self._novelty(flow, pkt, current, request)
+        if novel:
+            # a reply that only echoes its request says nothing about the replier
+            if not flow.tool:
+                self._recognise_tool(flow, pkt)
+            self._reply_done(flow, pkt, novel, due)
+        elif charged and self._realtime:
+            self._evaluate(flow, pkt.ts, due)
 
     def _reply_done(self, flow: Flow, pkt: IcmpPacket, novel: int, due: list[Notice]) -> None:
         """The end of a reply with `novel` bytes, after the tool tracker saw it: counted as differing from what it

@@ -236,8 +236,14 @@ class ReferenceDetector:
         if request_flow is not None:
             request_flow.received_bytes += len(pkt.payload)
         request = self.answered_request(pkt, request_flow)
-        if request is None:
+        if request is None:  # an unsolicited reply: its header and options are its sender's, as a request's
             self.unpaired(pkt, flow, due)
+            run_free = self.run_free
+            self.header(flow, pkt)
+            self.run_free = run_free  # a reply starts no run of the requests' (their templates' parameters)
+            if pkt.options:
+                self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options))
+            flow.last_request_ts = pkt.ts
             request = flow.previous
         novel = self.novelty(flow, pkt, request)
         flow.previous = pkt.payload

@@ -939,10 +939,13 @@ def test_a_flood_of_requests_with_random_headers_runs_under_a_few_python_lines_a
 def unpaired_flood(count: int, per_source: int = 1, seed: int = 16, sizes: tuple[int, int] = (16, 600),
                    target: str = "10.1.0.81") -> list[IcmpPacket]:
     """Echo replies with random bytes from spoofed sources to `target`, answering nothing (a tunnel's replies seen
-    without their requests, or a flood): `per_source` from each, in step, 1 ms apart."""
+    without their requests, or a flood): `per_source` from each, in step (one identifier, the sequence one up, the
+    same size: a header that changes is charged, in Python), 1 ms apart."""
     rng = random.Random(seed)
+    idents = [rng.randrange(0x10000) for _ in range(count // per_source + 1)]
+    sizes_of = [rng.randint(*sizes) for _ in range(count // per_source + 1)]
     return [corpus.echo(T0 + i * 1e-3, f"100.67.{i // per_source // 250}.{i // per_source % 250 + 1}", target, False,
-                        rng.randrange(0x10000), i % per_source + 1, rng.randbytes(rng.randint(*sizes)))
+                        idents[i // per_source], i % per_source + 1, rng.randbytes(sizes_of[i // per_source]))
             for i in range(count)]
 
 
