@@ -33,23 +33,24 @@ static PyTypeObject *notice_type, *fold_type, *aggregator_type;
 static Py_ssize_t notice_slot[N_NOTICE], fold_slot[N_FOLD], aggregator_slot[N_AGGREGATOR];
 static PyObject *not_per_host, *summary_note, *heappush, *heapreplace;
 static PyObject *per_packet; /* aggregate.PER_PACKET: notes folded whatever their flow's earlier notices */
+static PyObject *never_folded; /* aggregate.NEVER_FOLDED: a notice of a flow that sent as many bytes is written */
 static PyObject *str_to, *str_from, *any_role, *any_host, *str_remember, *str_first, *str_last, *str_src, *str_dst;
 static PyObject *one, *str_advance;
 static Py_ssize_t max_peers, max_peer_entries, max_uids, max_keys;
 static double quiet;
 
 #define BIND_ARGS "bind(notice_type, fold_type, aggregator_type, not_per_host, summary_note, any_host, max_peers, " \
-                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet, per_packet)"
+                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet, per_packet, never_folded)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "record.Notice, aggregate._Fold and aggregate.NoticeAggregator (their slots are read and\n"
                        "written in place), aggregate.NOT_PER_HOST, EXFIL_SUMMARY's name, ANY_HOST, MAX_PEERS,\n"
                        "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET and\n"
-                       "aggregate.PER_PACKET.");
+                       "aggregate.PER_PACKET and NEVER_FOLDED.");
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 14 || !PyAnySet_Check(args[3]) || !PyAnySet_Check(args[13]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
+    if (nargs != 15 || !PyAnySet_Check(args[3]) || !PyAnySet_Check(args[13]) || !PyLong_Check(args[14]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
         || PyTuple_GET_SIZE(args[5]) != 2 || !PyCallable_Check(args[10]) || !PyCallable_Check(args[11])
         || !PyFloat_Check(args[12])) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
@@ -74,6 +75,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(aggregator_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(not_per_host, Py_NewRef(args[3]));
     Py_XSETREF(per_packet, Py_NewRef(args[13]));
+    Py_XSETREF(never_folded, Py_NewRef(args[14]));
     Py_XSETREF(summary_note, Py_NewRef(args[4]));
     Py_XSETREF(any_role, Py_NewRef(PyTuple_GET_ITEM(args[5], 0)));
     Py_XSETREF(any_host, Py_NewRef(PyTuple_GET_ITEM(args[5], 1)));
@@ -406,6 +408,22 @@ done:
 
 /* -- fold() ---------------------------------------------------------------------------------------------------- */
 
+/* _fold's notice of a flow that sent NEVER_FOLDED bytes or more (its note not NOT_PER_HOST): written; its flow's
+ * memory ended by its ExfilSummary, or remembered as written (but a note raised per packet's). 0, or -1. */
+static int written_big(PyObject *agg, PyObject *note, PyObject *uid, PyObject *uids)
+{
+    int has_uid = PyObject_IsTrue(uid), each = has_uid > 0 ? PySet_Contains(per_packet, note) : 0;
+    if (has_uid <= 0 || each)
+        return has_uid < 0 || each < 0 ? -1 : 0;
+    int summary = PyObject_RichCompareBool(note, summary_note, Py_EQ);
+    if (summary < 0)
+        return -1;
+    if (!summary)
+        return remember(agg, uid, Py_None) < 0 ? -1 : 0;
+    int known = PyDict_Contains(uids, uid);
+    return known < 0 || (known && PyDict_DelItem(uids, uid) < 0) ? -1 : 0;
+}
+
 static int fold_notice(PyObject *agg, PyObject *notice)
 {
     PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
@@ -425,9 +443,15 @@ static int fold_notice(PyObject *agg, PyObject *notice)
         PyErr_SetString(PyExc_TypeError, "fold(): the aggregator's _written or _uids is not a dict");
         return -1;
     }
-    int per_note = PySet_Contains(not_per_host, note);
+    PyObject *bytes_sent = slot_of(notice, notice_slot[N_BYTES_SENT], "Notice.bytes_sent");
+    int big = bytes_sent == NULL ? -1 : PyObject_RichCompareBool(bytes_sent, never_folded, Py_GE);
+    int per_note = big < 0 ? -1 : PySet_Contains(not_per_host, note);
+    if (per_note < 0)
+        return -1;
+    if (big) /* a flow bigger than a storm's: written, and (a flow's own note) the rest of its story too */
+        return per_note ? 0 : written_big(agg, note, uid, uids);
     if (per_note)
-        return per_note < 0 ? -1 : past_note_quota(agg, notice, Py_None, written);
+        return past_note_quota(agg, notice, Py_None, written);
     int each = PySet_Contains(per_packet, note); /* raised per packet: not its flow's story, folded as a storm's */
     int has_uid = each ? each : PyObject_IsTrue(uid);
     if (has_uid < 0)

@@ -19,7 +19,8 @@ past their note's quota (one ExfilSpread per spoofed source is a storm of them),
 were raised on to their fold.
 Besides its sample (the first peers folded), an aggregate names the peers of its LARGEST folded notices by bytes
 sent: a storm that uses up a quota cannot hide a real exfiltration folded after it, whose ExfilSummary carries
-its whole size.
+its whole size; and a notice of a flow that sent NEVER_FOLDED bytes or more is not folded at all (decoys bigger
+than the real flow cannot push it out of `largest`).
 
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
@@ -49,6 +50,10 @@ NOT_PER_HOST = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))  # folded only pa
 # Raised for every packet (a reply that answers nothing): each folded as a storm's notice is, not kept written with
 # its flow's first (one flow of unsolicited replies raised 6,000 in 10 minutes, all written)
 PER_PACKET = frozenset((UNPAIRED_ECHO_REPLY.name,))
+# A storm is cheap because its flows are small (one packet, at most a 64 KB datagram): a notice of a flow that sent
+# this many bytes or more is written whatever the quotas, and so is the rest of its flow's story. Three decoy flows
+# larger than a real exfiltration pushed it out of an aggregate's `largest` (its sample the first peers folded).
+NEVER_FOLDED = 65_536
 MAX_KEYS = 100_000
 MAX_UIDS = 1_000_000
 # A storm is over when nothing has been folded for QUIET seconds (of the clock advance() is given: packet time, or
@@ -204,6 +209,13 @@ class NoticeAggregator:
         """Whether the notice is folded into an aggregate (else it is written, and counted)."""
         if not notice.src or not notice.dst:
             return False
+        if notice.bytes_sent >= NEVER_FOLDED:
+            if notice.uid and notice.note not in NOT_PER_HOST and notice.note not in PER_PACKET:
+                if notice.note == EXFIL_SUMMARY.name:
+                    self._uids.pop(notice.uid, None)  # the flow's last notice
+                else:
+                    self._remember(notice.uid, None)  # its later notices written too
+            return False
         if notice.note in NOT_PER_HOST:
             return self._past_note_quota(notice)
         uid = notice.uid if notice.note not in PER_PACKET else ""
@@ -326,7 +338,8 @@ def bind_accelerator() -> None:
     changes one)."""
     if _fastaggregate is not None:
         _fastaggregate.bind(Notice, _Fold, NoticeAggregator, NOT_PER_HOST, EXFIL_SUMMARY.name, ANY_HOST, MAX_PEERS,
-                            MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET, PER_PACKET)
+                            MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET, PER_PACKET,
+                            NEVER_FOLDED)
 
 
 bind_accelerator()

@@ -329,6 +329,36 @@ def test_spread_and_slow_notes_are_folded_only_past_their_notes_quota_and_leave_
     assert "between 470 host pairs" in aggregate.msg
 
 
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_notice_of_a_flow_bigger_than_a_storms_is_written_whatever_the_quotas(accelerated: bool) -> None:
+    """An aggregate names its first folded peers and its three largest: 20 spoofed one-packet flows, then three
+    decoy flows of 210 KB and five of 7 KB, hid a 200 KB exfiltration towards the same host (counted in the
+    aggregates, named nowhere). A storm's flows are cheap because they are small; a notice of a flow that sent
+    NEVER_FOLDED bytes or more is written whatever the quotas, and so is the rest of that flow's story."""
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=8, max_per_note=100, accelerated=accelerated)
+    summary = "ICMP::ICMP_ExfilSummary"
+
+    def ended(src: str, uid: str, sent: int, ts: float) -> Notice:
+        return Notice(ts=ts, note=summary, msg="m", sub="s", src=src, dst=VICTIM, uid=uid, n=sent // 500,
+                      bytes_sent=sent, bytes_received=0, start=T0, end=ts)
+
+    storm = [notice(T0 + i * 0.01, f"10.9.0.{i}", uid=f"Cs{i}") for i in range(20)]
+    decoys = [notice(T0 + 0.5 + i * 0.01, f"10.8.0.{i}", uid=f"Cd{i}") for i in range(8)]
+    real = notice(T0 + 0.9, "10.1.2.3", uid="Creal")
+    written = agg.filter([*storm, *decoys, real])
+    assert "Creal" not in {n.uid for n in written}  # its DataExfil: small when raised, folded
+    written += agg.filter([*(ended(n.src, n.uid, 500, T0 + 3) for n in storm),
+                           *(ended(n.src, n.uid, 210_000 if i < 3 else 7_000, T0 + 4) for i, n in enumerate(decoys)),
+                           ended(real.src, "Creal", 200_000, T0 + 5)])
+    written += agg.flush()
+    assert [(n.note, n.src, n.bytes_sent) for n in written if n.uid == "Creal"] == [(summary, "10.1.2.3", 200_000)]
+    big = {n.src for n in written if n.note == summary and n.uid and n.bytes_sent > 7_000}
+    assert big == {"10.1.2.3", "10.8.0.0", "10.8.0.1", "10.8.0.2"}
+    # every notice raised is in notice.log, as itself or counted in an aggregate
+    aggregates = [n for n in written if n.sub.startswith("Aggregated:")]
+    assert len(written) - len(aggregates) + sum(n.n for n in aggregates) == 2 * (20 + 8 + 1)
+
+
 def test_an_aggregate_names_its_largest_flows_so_that_a_storm_cannot_hide_a_real_exfiltration() -> None:
     """A storm is cheap: ~100 spoofed packets a minute use up a note's quota, and a real exfiltration's notices
     after it are folded. Its first notice comes when it crosses the threshold (then no bigger than the storm's),
@@ -339,11 +369,12 @@ def test_an_aggregate_names_its_largest_flows_so_that_a_storm_cannot_hide_a_real
     real = notice(T0 + 0.4, "192.0.2.66", "198.51.100.99", uid="Creal")
     written = agg.filter([*storm[:200], real, *storm[200:]])
     assert "Creal" not in {n.uid for n in written}
+    # (under NEVER_FOLDED: a bigger flow's summary is written itself, the next test)
     summary = Notice(ts=T0 + 5, note="ICMP::ICMP_ExfilSummary", msg="m", sub="s", src=real.src, dst=real.dst,
-                     uid="Creal", n=2000, bytes_sent=2_000_000, bytes_received=0, start=T0, end=T0 + 5)
+                     uid="Creal", n=100, bytes_sent=50_000, bytes_received=0, start=T0, end=T0 + 5)
     ended = [notice(n.ts + 5, n.src, n.dst, "ICMP::ICMP_ExfilSummary", n.uid) for n in storm]
     agg.filter([*ended[:250], summary, *ended[250:]])
     (told,) = [n for n in agg.flush() if n.note == "ICMP::ICMP_ExfilSummary"]
     assert told.n == 251 and "192.0.2.66->198.51.100.99" not in told.msg.split("; largest: ")[0]
-    assert "; largest: 192.0.2.66->198.51.100.99 (2.00 MB)" in told.msg
-    assert "largest 192.0.2.66->198.51.100.99:2000000" in told.sub
+    assert "; largest: 192.0.2.66->198.51.100.99 (50.00 KB)" in told.msg
+    assert "largest 192.0.2.66->198.51.100.99:50000" in told.sub
