@@ -554,6 +554,11 @@ static int record_one(Step *step, PyObject *pkt, int novel, Py_ssize_t index)
         Py_INCREF(recording); /* held while the step reads the recorder's attributes */
         done = step_limits(step) < 0 ? -1 : record_recorded(step, pkt, recording, src, index);
         Py_DECREF(recording);
+        if (done == HELD) { /* _record: the least recently recorded is closed first (MAX_OPEN_FILES) */
+            PyObject *moved = PyObject_CallMethodOneArg(step->open, names[S_MOVE_TO_END], key);
+            done = moved == NULL ? -1 : done;
+            Py_XDECREF(moved);
+        }
     }
     Py_DECREF(key);
     return done;

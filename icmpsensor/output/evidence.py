@@ -53,7 +53,9 @@ from icmpsensor.output.evidencewriter import (
 )
 from icmpsensor.source.batch import BATCH_META, Batch, CapturedFrame
 
-MAX_OPEN_FILES = 64  # flows whose files are open at once; the least recently started is closed first
+# Flows whose files are open at once; the least recently recorded is closed first, counted (`cut`). It was the least
+# recently started: 64 spoofed one-packet alerted flows cut a real exfiltration's evidence, uncounted.
+MAX_OPEN_FILES = 64
 KNOWN_UIDS = 65536  # uids whose evidence files are remembered after they were closed
 
 Pair = tuple[bytes, bytes]
@@ -169,7 +171,7 @@ class EvidenceRecorder:
         key = pair_key(pkt.src, pkt.dst)
         recording = self._open.get(key)
         if recording is not None:
-            self._record(recording, pkt, batch, index)
+            self._record(key, recording, pkt, batch, index)
         else:
             self._buffer(key, pkt, novel, batch, index)
 
@@ -234,7 +236,7 @@ class EvidenceRecorder:
             return held_frames(linktype, pkt.frames, pkt.src, carried)
         return held_frame(linktype, batch.buf, batch.meta, index, pkt.src, carried)
 
-    def _record(self, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:
+    def _record(self, key: Pair, recording: _Recording, pkt: IcmpPacket, batch: Batch | None, index: int) -> None:
         cfg = self.cfg
         if recording.packets >= cfg.packets_before + cfg.packets_after:
             self.stats.truncated += 1
@@ -247,6 +249,7 @@ class EvidenceRecorder:
             self._pending[recording.uid] = [held]
         else:
             pending.append(held)
+        self._open.move_to_end(key)  # the least recently recorded is closed first (MAX_OPEN_FILES)
 
     def flush(self) -> None:
         """Hand the recorded packets held since the last flush to the writer, a job per flow, at once (the
@@ -311,6 +314,7 @@ class EvidenceRecorder:
         self._watch(key)
         notice.evidence = recording.pcap_path
         if len(self._open) > MAX_OPEN_FILES:
+            self.stats.cut += 1
             self._finish(next(iter(self._open)))
         if notice.note == EXFIL_SUMMARY.name:
             self._finish(key)

@@ -98,6 +98,8 @@ class EvidenceStats:
     dropped_shutdown: int = 0  # packets not written by the stop's deadline
     dropped_shutdown_files: int = 0  # flows whose files were not created by it (their notices name them)
     truncated: int = 0  # packets not written: their file had reached packets_after or max_file_bytes
+    cut: int = 0  # files closed before their flow's end, MAX_OPEN_FILES flows recorded at once: later packets not
+    # recorded (the least recently recorded flow's: a flow that stopped sending, most often)
 
 
 def pcap_record(sec: int, usec: int, frame: bytes) -> bytes:

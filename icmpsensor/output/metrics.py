@@ -38,7 +38,7 @@ DROP_KINDS = (("kernel_dropped", "kernel"), ("interface_dropped", "interface"), 
               ("shutdown_dropped", "shutdown"))
 # evidence counter -> reason label; files (flows left without evidence) and packets are counted apart
 EVIDENCE_DROPPED_FILES = (("dropped_rate", "rate"), ("dropped_queue_files", "queue"),
-                          ("dropped_shutdown_files", "shutdown"))
+                          ("dropped_shutdown_files", "shutdown"), ("cut", "cut"))
 EVIDENCE_DROPPED_PACKETS = (("dropped_queue_packets", "queue"), ("dropped_budget", "budget"),
                             ("dropped_shutdown", "shutdown"), ("truncated", "truncated"))
 
@@ -134,7 +134,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                  _int(evidence, "buffers_evicted")),
         _labelled(CounterMetricFamily(PREFIX + "evidence_dropped_files", "flows left without evidence files, by "
                                       "reason: rate (max_files_per_minute), queue (writer's queue full), shutdown "
-                                      "(stop deadline)", labels=["reason"]),
+                                      "(stop deadline), cut (closed before the flow's end: too many recorded at once)",
+                                      labels=["reason"]),
                   [(reason, _int(evidence, key)) for key, reason in EVIDENCE_DROPPED_FILES]),
         _labelled(CounterMetricFamily(PREFIX + "evidence_dropped_packets", "packets not written to evidence, by "
                                       "reason: queue, budget (max_total_bytes), shutdown, truncated (packets_after "

@@ -31,7 +31,7 @@ from icmpsensor.notice.record import Notice
 from icmpsensor.notice.types import EXFIL_SUMMARY
 from icmpsensor.output import evidence as evidence_module
 from icmpsensor.output import evidencewriter
-from icmpsensor.output.evidence import EvidenceRecorder, encode, pair_key
+from icmpsensor.output.evidence import MAX_OPEN_FILES, EvidenceRecorder, encode, pair_key
 from icmpsensor.output.evidencewriter import PACKET_OVERHEAD, EvidenceWriter
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.pipeline import Pipeline
@@ -616,3 +616,18 @@ def test_buffered_packets_are_bounded_in_bytes_not_only_in_pairs(tmp_path: Path)
     recorder.attach(notice(199, 200.0))  # the latest pair's notice still gets its packets before
     recorder.close()
     assert pcaps(tmp_path / "evidence") == {f"C{199:017d}.pcap": 32}
+
+
+def test_a_flow_still_sending_keeps_its_file_open_through_a_storm_of_one_packet_flows(tmp_path: Path) -> None:
+    """At most MAX_OPEN_FILES flows have files open; the least recently *started* was closed first, so 64 spoofed
+    one-packet alerted flows cut a real exfiltration's evidence from 400 packets to 102 (its later packets neither
+    written nor counted). The least recently recorded is closed first: a flow still sending stays open."""
+    recorder = EvidenceRecorder(str(tmp_path), config(packets_after=1000))
+    alert(recorder, 0, 1000.0)  # the real flow's first packet and notice
+    for k in range(1, 200):
+        alert(recorder, k, 1000.0 + k * 0.01)  # a storm's flow
+        recorder.observe(request(0, 1000.0 + k * 0.01 + 0.005, seq=k + 1), 100, None, 0)  # the real flow goes on
+        recorder.flush()
+    recorder.close()
+    assert pcaps(tmp_path / "evidence")[f"C{0:017d}.pcap"] == 200
+    assert recorder.stats.cut == 200 - MAX_OPEN_FILES  # the storm's flows' files, closed early, counted

@@ -114,10 +114,13 @@ def batch_for(packets: list[IcmpPacket], linktype: int) -> Batch:
 @given(steps=st.lists(step, max_size=40), before=st.integers(0, 3), after=st.integers(0, 6),
        file_bytes=st.one_of(st.integers(24, 700), st.just(10**6)), raw=st.booleans(),
        flows_buffered=st.one_of(st.integers(1, 3), st.just(4096)),
-       buffer_bytes=st.one_of(st.integers(0, 900), st.just(10**9)))
+       buffer_bytes=st.one_of(st.integers(0, 900), st.just(10**9)), open_files=st.sampled_from([1, 2, 64]))
 def test_the_c_step_is_the_reference(tmp_path: Path, steps: list[tuple[object, ...]], before: int, after: int,
-                                     file_bytes: int, raw: bool, flows_buffered: int, buffer_bytes: int) -> None:
-    # the caps as small as the configuration allows and smaller (a ring's packet alone past max_buffer_bytes)
+                                     file_bytes: int, raw: bool, flows_buffered: int, buffer_bytes: int,
+                                     open_files: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the caps as small as the configuration allows and smaller (a ring's packet alone past max_buffer_bytes); the
+    # files open at once too (the least recently recorded closed first: a recorded packet moves its flow on)
+    monkeypatch.setattr(evidence_module, "MAX_OPEN_FILES", open_files)
     cfg = dataclasses.replace(Config().output.evidence, packets_before=before, packets_after=after,
                               max_file_bytes=file_bytes, max_flows_buffered=flows_buffered,
                               max_buffer_bytes=buffer_bytes)
