@@ -1789,10 +1789,11 @@ static Py_ssize_t table_add(const NovelRequests *novel_cfg, const Spread *sp, Py
 counted:;
     /* self.peer_entries += peers - before; while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts: _shed() */
     long entries = long_attr(table, str_peer_entries);
-    PyObject *now_held = entries < 0 && PyErr_Occurred() ? NULL : PyLong_FromLong(entries + (long)(count - before));
-    int failed = now_held == NULL || PyObject_SetAttr(table, str_peer_entries, now_held) < 0;
-    Py_XDECREF(now_held);
+    int failed = entries < 0 && PyErr_Occurred() != NULL;
     entries += (long)(count - before);
+    PyObject *now_held = failed ? NULL : PyLong_FromLong(entries);
+    failed = now_held == NULL || PyObject_SetAttr(table, str_peer_entries, now_held) < 0;
+    Py_XDECREF(now_held);
     while (!failed && entries > sp->max_peer_entries) {
         PyObject *hosts = PyObject_GetAttr(table, str_hosts);
         int more = hosts == NULL ? -1 : PyObject_IsTrue(hosts);

@@ -538,13 +538,13 @@ class Detector(FlowDetector):
             request = None if request_flow is None else request_flow.last_sketch
         current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
             (payload[:PREFIX], hash(payload[PREFIX:]), size)
-        charged = 0  # the novel bytes an unsolicited reply's header carried
+        charged = False  # an unsolicited reply's header carried novel bytes
         if request is None:
             self._unpaired(pkt, flow, due)
-            charged = flow.novel_bytes
+            before = flow.novel_bytes
             self._sent_header(flow, pkt, size, ts)  # its sender's to choose, as a request's
             flow.last_request_ts = ts
-            charged = flow.novel_bytes - charged
+            charged = flow.novel_bytes > before
             request = flow.last_sketch
         flow.last_sketch = current
         novel = 0

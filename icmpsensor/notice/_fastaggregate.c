@@ -408,22 +408,6 @@ done:
 
 /* -- fold() ---------------------------------------------------------------------------------------------------- */
 
-/* _fold's notice of a flow that sent NEVER_FOLDED bytes or more (its note not NOT_PER_HOST): written; its flow's
- * memory ended by its ExfilSummary, or remembered as written (but a note raised per packet's). 0, or -1. */
-static int written_big(PyObject *agg, PyObject *note, PyObject *uid, PyObject *uids)
-{
-    int has_uid = PyObject_IsTrue(uid), each = has_uid > 0 ? PySet_Contains(per_packet, note) : 0;
-    if (has_uid <= 0 || each)
-        return has_uid < 0 || each < 0 ? -1 : 0;
-    int summary = PyObject_RichCompareBool(note, summary_note, Py_EQ);
-    if (summary < 0)
-        return -1;
-    if (!summary)
-        return remember(agg, uid, Py_None) < 0 ? -1 : 0;
-    int known = PyDict_Contains(uids, uid);
-    return known < 0 || (known && PyDict_DelItem(uids, uid) < 0) ? -1 : 0;
-}
-
 static int fold_notice(PyObject *agg, PyObject *notice)
 {
     PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
@@ -448,15 +432,12 @@ static int fold_notice(PyObject *agg, PyObject *notice)
     int per_note = big < 0 ? -1 : PySet_Contains(not_per_host, note);
     if (per_note < 0)
         return -1;
-    if (big) /* a flow bigger than a storm's: written, and (a flow's own note) the rest of its story too */
-        return per_note ? 0 : written_big(agg, note, uid, uids);
-    if (per_note)
-        return past_note_quota(agg, notice, Py_None, written);
+    if (per_note) /* a flow bigger than a storm's (big) is written */
+        return big ? 0 : past_note_quota(agg, notice, Py_None, written);
     int each = PySet_Contains(per_packet, note); /* raised per packet: not its flow's story, folded as a storm's */
-    int has_uid = each ? each : PyObject_IsTrue(uid);
-    if (has_uid < 0)
+    int has_uid = each ? 0 : PyObject_IsTrue(uid);
+    if (each < 0 || has_uid < 0)
         return -1;
-    has_uid = !each && has_uid;
     int summary = 0;
     if (has_uid) {
         summary = PyObject_RichCompareBool(note, summary_note, Py_EQ);
@@ -475,6 +456,10 @@ static int fold_notice(PyObject *agg, PyObject *notice)
         }
     }
     PyObject *flow_uid = summary || each ? Py_None : uid; /* Python: "" (a summary's popped, per packet); false */
+    if (big) { /* the rest of its flow's story written too */
+        Py_XDECREF(under);
+        return remember(agg, flow_uid, Py_None) < 0 ? -1 : 0;
+    }
     if (under == NULL)
         return fold_new(agg, notice, flow_uid, written);
     int status;

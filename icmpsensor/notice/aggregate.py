@@ -209,20 +209,17 @@ class NoticeAggregator:
         """Whether the notice is folded into an aggregate (else it is written, and counted)."""
         if not notice.src or not notice.dst:
             return False
-        if notice.bytes_sent >= NEVER_FOLDED:
-            if notice.uid and notice.note not in NOT_PER_HOST and notice.note not in PER_PACKET:
-                if notice.note == EXFIL_SUMMARY.name:
-                    self._uids.pop(notice.uid, None)  # the flow's last notice
-                else:
-                    self._remember(notice.uid, None)  # its later notices written too
-            return False
+        big = notice.bytes_sent >= NEVER_FOLDED  # a flow bigger than a storm's: written
         if notice.note in NOT_PER_HOST:
-            return self._past_note_quota(notice)
+            return not big and self._past_note_quota(notice)
         uid = notice.uid if notice.note not in PER_PACKET else ""
         if uid and notice.note == EXFIL_SUMMARY.name:  # the flow's last notice: its memory ends with it
             uid, under = "", self._uids.pop(uid, _UNSEEN)
         else:
             under = self._uids.get(uid, _UNSEEN) if uid else _UNSEEN
+        if big:
+            self._remember(uid, None)  # the rest of its flow's story written too
+            return False
         if under is not _UNSEEN:
             if under is None:
                 return False  # the flow's earlier notice was written: so is this one
