@@ -23,11 +23,11 @@ static const char *const FOLD_FIELDS[N_FOLD] = {"folded", "peers", "sample", "by
                                                 "largest"};
 enum {
     A_MAX_NOTICES, A_SAMPLE, A_MAX_PER_NOTE, A_LARGEST_KEPT, A_FOLDS, A_WRITTEN, A_UIDS, A_PEER_ENTRIES,
-    A_LAST_FOLDED, A_WINDOW_START, A_INTERVAL, A_FOLDED, N_AGGREGATOR
+    A_LAST_FOLDED, A_FIRST_FOLDED, A_WINDOW_START, A_INTERVAL, A_FOLDED, N_AGGREGATOR
 };
 static const char *const AGGREGATOR_FIELDS[N_AGGREGATOR] = {
     "max_notices", "sample", "max_per_note", "_largest_kept", "_folds", "_written", "_uids", "_peer_entries",
-    "_last_folded", "window_start", "interval", "folded"};
+    "_last_folded", "_first_folded", "window_start", "interval", "folded"};
 
 static PyTypeObject *notice_type, *fold_type, *aggregator_type;
 static Py_ssize_t notice_slot[N_NOTICE], fold_slot[N_FOLD], aggregator_slot[N_AGGREGATOR];
@@ -37,20 +37,21 @@ static PyObject *never_folded; /* aggregate.NEVER_FOLDED: a notice of a flow tha
 static PyObject *str_to, *str_from, *any_role, *any_host, *str_remember, *str_first, *str_last, *str_src, *str_dst;
 static PyObject *one, *str_advance;
 static Py_ssize_t max_peers, max_peer_entries, max_uids, max_keys;
-static double quiet;
+static double quiet, max_hold;
 
 #define BIND_ARGS "bind(notice_type, fold_type, aggregator_type, not_per_host, summary_note, any_host, max_peers, " \
-                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet, per_packet, never_folded)"
+                  "max_peer_entries, max_uids, max_keys, heappush, heapreplace, quiet, per_packet, never_folded, " \
+                  "max_hold)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "record.Notice, aggregate._Fold and aggregate.NoticeAggregator (their slots are read and\n"
                        "written in place), aggregate.NOT_PER_HOST, EXFIL_SUMMARY's name, ANY_HOST, MAX_PEERS,\n"
-                       "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET and\n"
-                       "aggregate.PER_PACKET and NEVER_FOLDED.");
+                       "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET,\n"
+                       "aggregate.PER_PACKET, NEVER_FOLDED and MAX_HOLD.");
 
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 15 || !PyAnySet_Check(args[3]) || !PyAnySet_Check(args[13]) || !PyLong_Check(args[14]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
+    if (nargs != 16 || !PyFloat_Check(args[15]) || !PyAnySet_Check(args[3]) || !PyAnySet_Check(args[13]) || !PyLong_Check(args[14]) || !PyUnicode_Check(args[4]) || !PyTuple_Check(args[5])
         || PyTuple_GET_SIZE(args[5]) != 2 || !PyCallable_Check(args[10]) || !PyCallable_Check(args[11])
         || !PyFloat_Check(args[12])) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
@@ -70,6 +71,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     memcpy(aggregator_slot, aggregator, sizeof aggregator);
     max_peers = limits[0], max_peer_entries = limits[1], max_uids = limits[2], max_keys = limits[3];
     quiet = PyFloat_AS_DOUBLE(args[12]);
+    max_hold = PyFloat_AS_DOUBLE(args[15]);
     Py_XSETREF(notice_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(fold_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(aggregator_type, (PyTypeObject *)Py_NewRef(args[2]));
@@ -116,6 +118,18 @@ static int raise_to(PyObject *obj, Py_ssize_t offset, PyObject *value, const cha
     if (greater > 0)
         set_slot(obj, offset, value);
     return greater < 0 ? -1 : 0;
+}
+
+/* obj.slot = min(obj.slot, value) */
+static int lower_to(PyObject *obj, Py_ssize_t offset, PyObject *value, const char *name)
+{
+    PyObject *current = slot_of(obj, offset, name);
+    if (current == NULL)
+        return -1;
+    int less = PyObject_RichCompareBool(value, current, Py_LT);
+    if (less > 0)
+        set_slot(obj, offset, value);
+    return less < 0 ? -1 : 0;
 }
 
 /* obj.slot += amount */
@@ -177,7 +191,8 @@ static int count(PyObject *agg, PyObject *notice, PyObject *fold, PyObject *peer
     if (add_to(fold, fold_slot[D_FOLDED], one, "_Fold.folded") < 0
         || add_to(fold, fold_slot[D_BYTES_SENT], bytes_sent, "_Fold.bytes_sent") < 0
         || raise_to(fold, fold_slot[D_LAST], ts, "_Fold.last") < 0
-        || raise_to(agg, aggregator_slot[A_LAST_FOLDED], ts, "NoticeAggregator._last_folded") < 0)
+        || raise_to(agg, aggregator_slot[A_LAST_FOLDED], ts, "NoticeAggregator._last_folded") < 0
+        || lower_to(agg, aggregator_slot[A_FIRST_FOLDED], ts, "NoticeAggregator._first_folded") < 0)
         return -1;
     PyObject *peers = slot_of(fold, fold_slot[D_PEERS], "_Fold.peers");
     PyObject *sample = slot_of(fold, fold_slot[D_SAMPLE], "_Fold.sample");
@@ -476,22 +491,24 @@ static int fold_notice(PyObject *agg, PyObject *notice)
 }
 
 /* Whether NoticeAggregator.advance(ts) may tell or change something: 0 only where it certainly returns [] and
- * changes nothing (an interval under way, not over at `ts`, and no fold quiet for QUIET seconds), the common case
- * in a storm; 1 otherwise, or where a time is not a float (the call then decides). */
+ * changes nothing (an interval under way, not over at `ts`, and no fold quiet for QUIET seconds nor held for
+ * MAX_HOLD), the common case in a storm; 1 otherwise, or where a time is not a float (the call then decides). */
 static int advance_may_act(PyObject *agg, PyObject *ts)
 {
     PyObject *start = SLOT(agg, aggregator_slot[A_WINDOW_START]);
     PyObject *interval = SLOT(agg, aggregator_slot[A_INTERVAL]);
     PyObject *last = SLOT(agg, aggregator_slot[A_LAST_FOLDED]);
+    PyObject *first = SLOT(agg, aggregator_slot[A_FIRST_FOLDED]);
     PyObject *folds = SLOT(agg, aggregator_slot[A_FOLDS]);
-    if (start == NULL || interval == NULL || last == NULL || folds == NULL || !PyFloat_CheckExact(ts)
+    if (start == NULL || interval == NULL || last == NULL || first == NULL || folds == NULL || !PyFloat_CheckExact(ts)
         || !PyFloat_CheckExact(start) || !PyFloat_CheckExact(interval) || !PyFloat_CheckExact(last)
-        || !PyDict_CheckExact(folds))
+        || !PyFloat_CheckExact(first) || !PyDict_CheckExact(folds))
         return 1;
     double now = PyFloat_AS_DOUBLE(ts);
     if (now >= PyFloat_AS_DOUBLE(start) + PyFloat_AS_DOUBLE(interval))
         return 1;
-    return PyDict_GET_SIZE(folds) > 0 && now - PyFloat_AS_DOUBLE(last) >= quiet;
+    return PyDict_GET_SIZE(folds) > 0
+           && (now - PyFloat_AS_DOUBLE(last) >= quiet || now - PyFloat_AS_DOUBLE(first) >= max_hold);
 }
 
 /* filter()'s loop for an enabled aggregator: into `out`, each notice's due aggregates, then the notice unless

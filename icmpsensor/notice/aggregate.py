@@ -60,6 +60,10 @@ MAX_UIDS = 1_000_000
 # live the wall clock at each round of the loop): what was folded is told then, not at the end of the interval, whose
 # quotas go on.
 QUIET = 1.0
+# ... or at the latest MAX_HOLD seconds after the first notice folded since the last were told: one spoofed alerting
+# flow every 0.8 s never lets a storm be quiet, and held its aggregate (and the real exfiltration in its `largest`)
+# to the interval's end (red team, 2026-12-06)
+MAX_HOLD = 10.0
 _UNSEEN = ("", "")  # a flow none of whose notices came yet
 ANY_HOST = ("pairs", "")  # the (role, host) of a note's fold past max_per_note: its peers are host pairs
 
@@ -90,6 +94,7 @@ MAX_PEER_ENTRIES = 1_000_000
 class NoticeAggregator:
     __slots__ = (
         "_filter_in_c",
+        "_first_folded",
         "_folds",
         "_largest_kept",
         "_last_folded",
@@ -119,6 +124,7 @@ class NoticeAggregator:
         self.folded = 0  # notices folded since start (stats)
         self._peer_entries = 0  # peers kept over all the folds of the interval
         self._last_folded = float("-inf")  # the time of the latest notice folded
+        self._first_folded = float("inf")  # the time of the earliest notice folded since the last were told
         self.aggregates = 0  # aggregate notices written since start
 
     @property
@@ -154,7 +160,8 @@ class NoticeAggregator:
     def advance(self, now: float) -> list[Notice]:
         """The aggregates due at `now`: all of them when the interval that began more than `interval` ago has
         ended (a new interval begins), those folded so far when nothing was folded for QUIET seconds (the storm is
-        over; the interval and its quotas go on); all of them when aggregation was switched off."""
+        over) or the first of them was folded MAX_HOLD seconds ago (the interval and its quotas go on); all of them
+        when aggregation was switched off."""
         if self.window_start is None:
             self.window_start = now
             return []
@@ -164,17 +171,18 @@ class NoticeAggregator:
             due = self.flush(self.window_start + self.interval)
             self.window_start = now
             return due
-        return self.told_if_quiet(now)
+        return self.told_if_due(now)
 
-    def told_if_quiet(self, now: float) -> list[Notice]:
-        """What was folded, when nothing has been folded for QUIET seconds at `now` (the storm is over), else
-        nothing. Cheap when nothing waits: live, every round of the loop asks (not only each tick), so that a storm
-        is told QUIET after its end, not up to a tick later."""
-        return self._tell(now) if self.quiet_at(now) else []
+    def told_if_due(self, now: float) -> list[Notice]:
+        """What was folded, when nothing has been folded for QUIET seconds at `now` (the storm is over) or the
+        first of it MAX_HOLD seconds ago, else nothing. Cheap when nothing waits: live, every round of the loop asks
+        (not only each tick), so that a storm is told QUIET after its end, not up to a tick later."""
+        return self._tell(now) if self.due_at(now) else []
 
-    def quiet_at(self, now: float) -> bool:
-        """Whether something was folded and nothing has been for QUIET seconds at `now`."""
-        return bool(self._folds) and now - self._last_folded >= QUIET
+    def due_at(self, now: float) -> bool:
+        """Whether something was folded and, at `now`, nothing has been for QUIET seconds or the first of it was
+        MAX_HOLD seconds ago."""
+        return bool(self._folds) and (now - self._last_folded >= QUIET or now - self._first_folded >= MAX_HOLD)
 
     def flush(self, ts: float | None = None) -> list[Notice]:
         """The aggregates of the interval so far (end of input, or the interval's end); a new interval."""
@@ -190,6 +198,7 @@ class NoticeAggregator:
         self.aggregates += len(due)
         self._folds.clear()
         self._peer_entries = 0
+        self._first_folded = float("inf")
         return due
 
     def stop_hooks(self) -> tuple[Callable[[str], bool], Callable[[Iterable[Notice]], list[Notice]]]:
@@ -269,6 +278,8 @@ class NoticeAggregator:
             fold.last = notice.ts
         if notice.ts > self._last_folded:
             self._last_folded = notice.ts
+        if notice.ts < self._first_folded:
+            self._first_folded = notice.ts
         peers = fold.peers
         if peer not in peers:
             if len(peers) < MAX_PEERS and self._peer_entries < MAX_PEER_ENTRIES:
@@ -336,7 +347,7 @@ def bind_accelerator() -> None:
     if _fastaggregate is not None:
         _fastaggregate.bind(Notice, _Fold, NoticeAggregator, NOT_PER_HOST, EXFIL_SUMMARY.name, ANY_HOST, MAX_PEERS,
                             MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET, PER_PACKET,
-                            NEVER_FOLDED)
+                            NEVER_FOLDED, MAX_HOLD)
 
 
 bind_accelerator()

@@ -174,9 +174,9 @@ class Pipeline:
         if self.aggregator.window_start is not None:
             self._write(self.aggregator.advance(now))
 
-    def tell_quiet(self, now: float) -> None:
-        """Live, between ticks: the aggregates of a storm that was over at `now` (NoticeAggregator.told_if_quiet)."""
-        self._write(self.aggregator.told_if_quiet(now))
+    def tell_due(self, now: float) -> None:
+        """Live, between ticks: the aggregates due at `now`, a storm's that was over (NoticeAggregator.told_if_due)."""
+        self._write(self.aggregator.told_if_due(now))
 
     def finish(self, deadline: float | None = None) -> None:
         """End of input: the datagrams still waiting for fragments hand on what they held (those whose timeout

@@ -26,9 +26,9 @@ def notice(ts: float, src: str, dst: str = VICTIM, note: str = "ICMP::ICMP_DataE
                   bytes_sent=500, bytes_received=0, start=ts, end=ts)
 
 
-def test_a_storm_towards_one_host_becomes_its_first_notices_and_one_aggregate_per_interval() -> None:
+def test_a_storm_towards_one_host_becomes_its_first_notices_and_one_aggregate() -> None:
     agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3)
-    written = agg.filter(notice(T0 + i * 0.01, f"100.64.{i // 250}.{i % 250}") for i in range(2000))
+    written = agg.filter(notice(T0 + i * 0.004, f"100.64.{i // 250}.{i % 250}") for i in range(2000))  # 8 s
     assert len(written) == 10 and agg.folded == 1990
     later = agg.filter([notice(T0 + 61, "10.0.0.9", dst="203.0.113.1")])  # the interval ended
     aggregate = later[0]
@@ -96,7 +96,7 @@ def test_a_reload_that_switches_aggregation_off_still_tells_what_was_folded(swit
 
 def test_one_source_to_many_destinations_is_folded_by_source() -> None:
     agg = NoticeAggregator(interval=60.0, max_notices=5, sample=2)
-    written = agg.filter(notice(T0 + i * 0.1, "10.9.9.9", dst=f"203.0.{i // 250}.{i % 250}") for i in range(300))
+    written = agg.filter(notice(T0 + i * 0.03, "10.9.9.9", dst=f"203.0.{i // 250}.{i % 250}") for i in range(300))
     assert len(written) == 5
     tail = agg.flush()
     assert len(tail) == 1 and tail[0].src == "10.9.9.9" and "to 295 destinations" in tail[0].msg
@@ -159,7 +159,7 @@ def test_a_note_raised_per_packet_is_folded_as_a_storm_is_whatever_its_flows_fir
     whose first notice was written keeps its later ones written. A note raised per packet is folded per host and
     per note as a storm's notices are."""
     agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3, max_per_note=100, accelerated=accelerated)
-    replies = [notice(T0 + i * 0.1, "10.9.9.9", "10.1.1.1", note="ICMP::ICMP_UnpairedEchoReply", uid="Cflow1")
+    replies = [notice(T0 + i * 0.01, "10.9.9.9", "10.1.1.1", note="ICMP::ICMP_UnpairedEchoReply", uid="Cflow1")
                for i in range(600)]
     written = agg.filter(replies) + agg.flush()
     plain = [n for n in written if not n.sub.startswith("Aggregated:")]
@@ -201,7 +201,7 @@ def test_the_peers_remembered_over_all_folds_are_bounded_and_the_counts_stay_exa
     try:
         agg = NoticeAggregator(interval=86400.0, max_notices=1, sample=3, accelerated=accelerated)
         targets = [f"203.0.113.{t}" for t in range(30)]
-        agg.filter(notice(T0 + i * 1e-3, f"100.{64 + i // 65536}.{i // 256 % 256}.{i % 256}", targets[i % 30])
+        agg.filter(notice(T0 + i * 2e-4, f"100.{64 + i // 65536}.{i // 256 % 256}.{i % 256}", targets[i % 30])
                    for i in range(30_000))
     finally:
         monkeypatch.undo()
@@ -230,6 +230,31 @@ def test_a_storm_that_is_over_is_told_at_once_and_the_intervals_quota_goes_on() 
     assert again == []  # the interval's quota was used: all folded
     assert [n.n for n in agg.filter([notice(T0 + 7, "100.66.0.1")])] == [500]  # the next notice's time tells it
     assert [n.n for n in agg.flush()] == [1]
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["C fold", "Python fold"])
+def test_a_storm_kept_folding_by_a_trickle_is_told_max_hold_after_its_first_fold(accelerated: bool) -> None:
+    """Red team 2026-12-06: one spoofed alerting flow every 0.8 s kept the storm from ever being quiet for QUIET
+    seconds, so its aggregate (and the real exfiltration folded into it, named in its `largest`) was told only at
+    the interval's end, up to 60 s later: the attacker decided when the storm was over. What was folded is told
+    MAX_HOLD seconds after its first fold at the latest; the interval's quotas go on."""
+    from icmpsensor.notice.aggregate import MAX_HOLD, QUIET
+
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=3, accelerated=accelerated)
+    storm = [notice(T0 + i * 1e-3, f"100.64.{i // 250}.{i % 250}") for i in range(1000)]
+    real = notice(T0 + 1.5, "192.0.2.99").replace(bytes_sent=40_000)
+    trickle = [notice(T0 + 2 + i * 0.8 * QUIET, f"100.65.0.{i}") for i in range(100)]  # 80 s: past the interval
+    out = agg.filter([*storm, real, *trickle])
+    told = [n for n in out if n.sub.startswith("Aggregated:")]
+    assert told, "the trickle held the storm's aggregate to the interval's end"
+    first_fold = storm[10].ts
+    assert told[0].ts <= first_fold + MAX_HOLD + 0.8 * QUIET
+    assert "192.0.2.99 (40.00 KB)" in told[0].msg
+    assert told[0].n == 990 + 1 + sum(t.ts < told[0].ts for t in trickle)
+    held = [n.ts - n.start for n in told]
+    assert max(held) <= MAX_HOLD + 0.8 * QUIET, held
+    assert len(told) <= 80 / MAX_HOLD + 2
+    assert sum(n.n for n in told) + sum(n.n for n in agg.flush()) == 990 + 1 + 100 - 10  # the next interval's 10
 
 
 def test_an_aggregate_without_a_sample_still_names_its_hosts() -> None:
