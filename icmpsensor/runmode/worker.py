@@ -125,8 +125,8 @@ class Worker:
 
     def between_ticks(self, now: float) -> None:
         """Every round of a live loop (after each batch, or QUEUE_WAIT without one; `now` the wall time): a storm
-        that went quiet (or was held MAX_HOLD) is told now, not at the next tick. Only the aggregator's clock moves (to the same bound as a
-        tick's): expiry stays with the ticks."""
+        that went quiet (or was held MAX_HOLD) is told now, not at the next tick. Only the aggregator's clock moves
+        (to the same bound as a tick's): expiry stays with the ticks."""
         if self.source.live and self.pipeline.aggregator.due_at(now):
             self.pipeline.tell_due(self.source.clock(now))
 
