@@ -18,23 +18,24 @@
 
 /* -- bound by bind(): the Datagram record and the accounting constants -------------------------------------- */
 
-enum { D_PROTO, D_PAYLOAD, D_WIRE_LEN, D_FRAMES, D_PARTIAL, D_KEY, D_TS, D_SENT, D_SLOTS };
+enum { D_PROTO, D_PAYLOAD, D_WIRE_LEN, D_FRAMES, D_PARTIAL, D_KEY, D_TS, D_SENT, D_RUNS, D_SLOTS };
 static const char *const DATAGRAM_SLOTS[D_SLOTS] = {"proto", "payload", "wire_len", "frames",
-                                                    "partial", "key", "ts", "sent"};
+                                                    "partial", "key", "ts", "sent", "runs"};
 static PyTypeObject *datagram_type = NULL;
 static Py_ssize_t datagram_slot[D_SLOTS];
 static Py_ssize_t DATAGRAM_OVERHEAD = 0, PIECE_OVERHEAD = 0, FRAME_OVERHEAD = 0;
 
 /* The counters' names (the reference's strings), interned once. */
 enum { C_FRAGMENTS, C_REASSEMBLED, C_DUPLICATE, C_OVERLAP, C_INCONSISTENT, C_TOO_LARGE, C_TOO_MANY,
-       C_TIMEOUT, C_EVICTED, C_UNFINISHED, C_PARTIAL, C_NOT_KEPT, C_COUNTERS };
+       C_TIMEOUT, C_EVICTED, C_UNFINISHED, C_PARTIAL, C_HEADLESS, C_NOT_KEPT, C_COUNTERS };
 static const char *const COUNTER_NAMES[C_COUNTERS] = {
     "fragments", "reassembled", "duplicate", "overlap", "inconsistent", "too_large", "too_many_fragments",
-    "timeout", "evicted", "unfinished", "partial", "frames_not_kept"};
+    "timeout", "evicted", "unfinished", "partial", "headless", "frames_not_kept"};
 static PyObject *counter_name[C_COUNTERS];
 static PyObject *str_data = NULL; /* a kept frame's attribute: CapturedFrame.data */
 static PyObject *zero_count = NULL, *one_count = NULL;
 static PyObject *zero_time = NULL; /* a completed Datagram's ts and sent (0.0) */
+static PyObject *no_runs = NULL; /* a Datagram's runs but a headless one's: () */
 
 /* -- a pending datagram ------------------------------------------------------------------------------------ */
 
@@ -190,7 +191,7 @@ static Pending *lookup(Reassembler *self, PyObject *key)
 
 /* A new Datagram through its slots (frozen dataclass: no __init__ to run). Steals nothing. */
 static PyObject *new_datagram(long proto, PyObject *payload, Py_ssize_t wire_len, PyObject *frames, int partial,
-                              PyObject *key, PyObject *ts, PyObject *sent)
+                              PyObject *key, PyObject *ts, PyObject *sent, PyObject *runs)
 {
     PyObject *obj = datagram_type->tp_alloc(datagram_type, 0);
     if (obj == NULL)
@@ -204,6 +205,7 @@ static PyObject *new_datagram(long proto, PyObject *payload, Py_ssize_t wire_len
     values[D_KEY] = Py_NewRef(key);
     values[D_TS] = Py_NewRef(ts);
     values[D_SENT] = Py_NewRef(sent);
+    values[D_RUNS] = Py_NewRef(runs);
     int failed = values[D_PROTO] == NULL || values[D_WIRE_LEN] == NULL;
     for (int i = 0; i < D_SLOTS; i++)
         SLOT(obj, datagram_slot[i]) = values[i]; /* NULL where it failed: dealloc skips it */
@@ -238,9 +240,84 @@ typedef struct {
     PyObject *frame; /* NULL or None: none */
 } Rewrite;
 
-/* fragments._hand_on: the bytes held from offset 0 up to the first hole, as a partial Datagram. */
+/* fragments._hand_on_headless: the runs of bytes held past `covered` (-1: none of them), and the rewrite's bytes
+ * (NULL: none, or a partial took them) as a run of their own, as one headless Datagram; nothing without a run. */
+static int hand_on_headless(Reassembler *self, PyObject *key, Pending *p, Py_ssize_t covered, const Rewrite *rewrite,
+                            PyObject *extra_frame, Py_ssize_t wire_len)
+{
+    Py_ssize_t n_runs = 0, total = 0, run_end = -1;
+    for (Py_ssize_t i = 0; covered >= 0 && i < p->n_pieces; i++) {
+        const Piece *piece = &p->pieces[i];
+        if (piece->start + piece->data.size <= covered)
+            continue;
+        n_runs += piece->start != run_end;
+        run_end = piece->start + piece->data.size;
+        total += piece->data.size;
+    }
+    int rewritten = rewrite != NULL && rewrite->data->size > 0;
+    n_runs += rewritten;
+    if (n_runs == 0)
+        return 0;
+    if (rewritten)
+        total += rewrite->data->size;
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, total), *runs = PyTuple_New(n_runs);
+    if (payload == NULL || runs == NULL) {
+        Py_XDECREF(payload);
+        Py_XDECREF(runs);
+        return -1;
+    }
+    char *out = PyBytes_AS_STRING(payload);
+    Py_ssize_t run = -1, run_start = 0, run_size = 0, written = 0;
+    int failed = 0;
+    run_end = -1;
+    for (Py_ssize_t i = 0; covered >= 0 && i <= p->n_pieces && !failed; i++) {
+        const Piece *piece = i < p->n_pieces ? &p->pieces[i] : NULL;
+        if (piece != NULL && piece->start + piece->data.size <= covered)
+            continue;
+        if (run >= 0 && (piece == NULL || piece->start != run_end)) { /* the run so far ends */
+            PyObject *pair = Py_BuildValue("(nn)", run_start, run_size);
+            failed = pair == NULL;
+            if (!failed)
+                PyTuple_SET_ITEM(runs, run, pair);
+        }
+        if (piece == NULL || failed)
+            break;
+        if (piece->start != run_end) {
+            run++;
+            run_start = piece->start;
+            run_size = 0;
+        }
+        memcpy(out + written, span_bytes(&piece->data), (size_t)piece->data.size);
+        written += piece->data.size;
+        run_size += piece->data.size;
+        run_end = piece->start + piece->data.size;
+    }
+    if (!failed && rewritten) {
+        memcpy(out + written, span_bytes(rewrite->data), (size_t)rewrite->data->size);
+        PyObject *pair = Py_BuildValue("(nn)", rewrite->offset, rewrite->data->size);
+        failed = pair == NULL;
+        if (!failed)
+            PyTuple_SET_ITEM(runs, n_runs - 1, pair);
+    }
+    PyObject *frames = failed || count_up(self, C_HEADLESS) < 0 ? NULL : frames_tuple(self, p, extra_frame);
+    PyObject *datagram = frames ? new_datagram(p->proto, payload, wire_len, frames, 1, key, self->now_obj,
+                                               p->first_ts_obj, runs)
+                                : NULL;
+    Py_DECREF(payload);
+    Py_DECREF(runs);
+    Py_XDECREF(frames);
+    if (datagram == NULL)
+        return -1;
+    int rc = PyList_Append(self->partials, datagram);
+    Py_DECREF(datagram);
+    return rc;
+}
+
+/* fragments._hand_on: the bytes held from offset 0 up to the first hole, as a partial Datagram; the rest
+ * headless (hand_on_headless). */
 static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *rewrite)
 {
+    int held_runs = rewrite == NULL; /* with a rewrite, an overlap's second call: the pieces went in the first */
     long proto = p->proto;
     Py_ssize_t wire_len = p->wire_len;
     PyObject *extra_frame = NULL;
@@ -260,7 +337,7 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
     Py_ssize_t n = p->n_pieces + (rewrite != NULL);
     Py_ssize_t first_start = n == 0 ? -1 : (at == 0 && rewrite != NULL ? rewrite->offset : p->pieces[0].start);
     if (n == 0 || first_start != 0)
-        return 0;
+        return hand_on_headless(self, key, p, held_runs ? 0 : -1, rewrite, extra_frame, wire_len);
     /* At most max_datagram_size bytes: every piece and the rewrite end within it (add checks). */
     Py_ssize_t limit = 0;
     for (Py_ssize_t i = 0; i < p->n_pieces; i++) {
@@ -300,6 +377,7 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
         memcpy(held + rewrite->offset, span_bytes(rewrite->data), (size_t)size);
         if (rewrite->offset + size > length)
             length = rewrite->offset + size;
+        rewrite = NULL; /* the partial took it */
     }
     PyObject *payload = PyBytes_FromStringAndSize(held, length);
     PyMem_Free(held);
@@ -311,7 +389,7 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
     }
     PyObject *frames = frames_tuple(self, p, extra_frame);
     PyObject *datagram = frames ? new_datagram(proto, payload, wire_len, frames, 1, key, self->now_obj,
-                                               p->first_ts_obj)
+                                               p->first_ts_obj, no_runs)
                                 : NULL;
     Py_DECREF(payload);
     Py_XDECREF(frames);
@@ -319,7 +397,7 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
         return -1;
     int rc = PyList_Append(self->partials, datagram);
     Py_DECREF(datagram);
-    return rc;
+    return rc < 0 ? -1 : hand_on_headless(self, key, p, held_runs ? length : -1, rewrite, extra_frame, wire_len);
 }
 
 /* Removes p from the table (the dict and the order) and frees it; the caller has accounted its bytes. */
@@ -655,8 +733,8 @@ static PyObject *add_fragment(Reassembler *self, PyObject *key, PyObject *ts_obj
     if (payload == NULL)
         return NULL;
     PyObject *frames = frames_tuple(self, p, NULL);
-    PyObject *datagram = frames ? new_datagram(p->proto, payload, p->wire_len, frames, 0, Py_None, zero_time,
-                                               zero_time) /* the dataclass's defaults */
+    PyObject *datagram = frames ? new_datagram(p->proto, payload, p->wire_len, frames, 0, Py_None, zero_time, zero_time,
+                                               no_runs) /* the dataclass's defaults */
                                 : NULL;
     Py_DECREF(payload);
     Py_XDECREF(frames);
@@ -1047,7 +1125,8 @@ PyMODINIT_FUNC PyInit__fastfragments(void)
         if ((counter_name[i] = PyUnicode_InternFromString(COUNTER_NAMES[i])) == NULL)
             return NULL;
     if ((str_data = PyUnicode_InternFromString("data")) == NULL || (zero_time = PyFloat_FromDouble(0.0)) == NULL
-        || (zero_count = PyLong_FromLong(0)) == NULL || (one_count = PyLong_FromLong(1)) == NULL)
+        || (zero_count = PyLong_FromLong(0)) == NULL || (one_count = PyLong_FromLong(1)) == NULL
+        || (no_runs = PyTuple_New(0)) == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)

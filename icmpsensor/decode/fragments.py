@@ -24,6 +24,7 @@ Counters (in `Reassembler.stats`, normally `DecodeStats.fragments`):
 * ``unfinished``  datagrams still pending at the end of the input (`flush`; the pipeline expires those past their
   timeout first);
 * ``partial``     partial datagrams handed on (see below): each is then decoded like a frame;
+* ``headless``    headless datagrams handed on (see below): bytes held without the piece at offset 0;
 * ``frames_not_kept`` fragment frames not kept for evidence (``keep_frames``): a datagram already held
   ``max_fragments`` of them (duplicates resent over and over).
 
@@ -51,8 +52,16 @@ fragment applied (the last copy wins), so that data in either copy is seen. A pa
 latest packet time seen) and the time its first fragment came; with ``keep_frames``, its frames (the
 conflicting fragment's too). `take_partials` returns those of the last call of `add`, `expire` or
 `flush` (the next call replaces them, so nothing accumulates): the decoder decodes them as it decodes a
-completed datagram (decode/ip.py), and counts each like a frame (decode/stats.py). Bytes after a hole,
-and fragments absorbed by a tombstone, are counted only.
+completed datagram (decode/ip.py), and counts each like a frame (decode/stats.py).
+
+Bytes the partial does not hold (there is no offset 0, or they lie after a hole) are handed on too, as one
+*headless* `Datagram` (``runs``: the offset and length of each contiguous run of bytes held, ``payload`` the runs
+one after another; a conflicting fragment not written over a partial is a run of its own, so both copies are
+seen): a receiver reading the fragments gets them, and an attacker makes such holes at will (a flood of
+spoofed fragments evicts a datagram between its first fragment and its data; data sent past the timeout
+starts a datagram without offset 0). Without the ICMP header their message's type is unknown: the detector
+judges their bytes on their own (detect/nonecho.py). A headless datagram carries the datagram's frames, as
+its partial does (evidence then holds them twice). Fragments absorbed by a tombstone are counted only.
 """
 
 from __future__ import annotations
@@ -98,6 +107,7 @@ class Datagram:
     key: Hashable = None
     ts: float = 0.0
     sent: float = 0.0
+    runs: tuple[tuple[int, int], ...] = ()  # headless: (offset, length) of each run of `payload`, in order
 
 
 @dataclass(slots=True)
@@ -313,10 +323,12 @@ class Reassembler:
     def _hand_on(self, key: Hashable, pending: _Pending,
                  rewrite: tuple[int, bytes, int, int, CapturedFrame | None] | None = None) -> None:
         """Hand on, as a partial, the bytes the abandoned datagram holds from offset 0 up to its first hole, with
-        `rewrite` (a conflicting fragment: offset, data, protocol, wire length, frame) written over them; nothing
-        when offset 0 is not held. At most max_datagram_size bytes: every piece held and `rewrite` end within it."""
+        `rewrite` (a conflicting fragment: offset, data, protocol, wire length, frame) written over them, when
+        offset 0 is held; and the rest, headless (_hand_on_headless). At most max_datagram_size bytes: every piece
+        held and `rewrite` end within it."""
         starts, pieces = pending.starts, pending.pieces
         proto, wire_len, frames = pending.proto, pending.wire_len, pending.frames
+        held_runs = rewrite is None  # with a rewrite, the second call of an overlap: the pieces went in the first
         if rewrite is not None:
             offset, data, rewrite_proto, rewrite_len, frame = rewrite
             at = bisect_right(starts, offset)
@@ -327,6 +339,7 @@ class Reassembler:
             if frame is not None and self.keep_frames:
                 frames = [*frames, frame]
         if not starts or starts[0] != 0:
+            self._hand_on_headless(key, pending, 0 if held_runs else -1, rewrite, frames, wire_len)
             return
         held = bytearray()
         for start, piece in zip(starts, pieces, strict=True):
@@ -337,9 +350,38 @@ class Reassembler:
             offset, data = rewrite[0], rewrite[1]
             if offset <= len(held):
                 held[offset : offset + len(data)] = data  # the last copy wins
+                rewrite = None
         self.stats["partial"] += 1
         self._partials.append(Datagram(proto, bytes(held), wire_len, tuple(frames) if self.keep_frames else None,
                                        True, key, self._now, pending.first_ts))
+        self._hand_on_headless(key, pending, len(held) if held_runs else -1, rewrite, frames, wire_len)
+
+    def _hand_on_headless(self, key: Hashable, pending: _Pending, covered: int,
+                          rewrite: tuple[int, bytes, int, int, CapturedFrame | None] | None,
+                          frames: list[CapturedFrame], wire_len: int) -> None:
+        """Hand on, as one headless Datagram, the runs of bytes held past `covered` (what a partial holds; -1:
+        none of them, they were handed on already), and a conflicting fragment's bytes not written over a partial
+        as a run of their own; nothing when there are none. With keep_frames, the datagram's frames (a partial's
+        too)."""
+        runs: list[tuple[int, int]] = []
+        payload = bytearray()
+        for start, piece in zip(pending.starts, pending.pieces, strict=True) if covered >= 0 else ():
+            if start + len(piece) <= covered:
+                continue  # the partial's (a piece it covers in part is judged here too: both copies seen)
+            if runs and runs[-1][0] + runs[-1][1] == start:
+                runs[-1] = (runs[-1][0], runs[-1][1] + len(piece))  # contiguous: one run
+            else:
+                runs.append((start, len(piece)))
+            payload += piece
+        if rewrite is not None and rewrite[1]:
+            runs.append((rewrite[0], len(rewrite[1])))
+            payload += rewrite[1]
+        if not runs:
+            return
+        self.stats["headless"] += 1
+        self._partials.append(Datagram(pending.proto, bytes(payload), wire_len,
+                                       tuple(frames) if self.keep_frames else None, True, key, self._now,
+                                       pending.first_ts, tuple(runs)))
 
 
 _fastfragments = accelerators.fragments_extension

@@ -24,7 +24,7 @@ from icmpsensor.decode.linktypes import (
     PROTO_ICMPV6,
     ROUTING,
 )
-from icmpsensor.decode.packet import IcmpPacket, PartialPacket
+from icmpsensor.decode.packet import HEADLESS, HeadlessPacket, IcmpPacket, PartialPacket
 from icmpsensor.source.batch import CapturedFrame
 
 # Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
@@ -147,10 +147,16 @@ class IpLayer(EncapLayer):
     def _hand_on(self, partials: list[Datagram] | None = None) -> None:
         """Decode the partial datagrams the reassembler's last call abandoned (decode/fragments.py; `partials`:
         those it was taken of already) into `due`, as a completed datagram's message is decoded: each counts like
-        a frame (decode/stats.py)."""
+        a frame (decode/stats.py). A headless one (no ICMP header to decode) becomes a HeadlessPacket as it is,
+        counted by the reassembler alone (`headless`)."""
         for datagram in self.reassembler.take_partials() if partials is None else partials:
             src, dst = datagram.key[0], datagram.key[1]
             payload = datagram.payload
+            if datagram.runs:
+                self.due.append((self._index, HeadlessPacket(
+                    datagram.ts, src, dst, len(datagram.key) == 3, HEADLESS, 0, -1, -1, payload, datagram.wire_len,
+                    b"", datagram.frames, datagram.sent, datagram.runs)))
+                continue
             if len(datagram.key) == 3:  # key_v6; the checksum's pseudo-header names the header's destination
                 pkt = self._walk6(datagram.ts, payload, 0, len(payload), datagram.proto, src, dst, dst,
                                   datagram.wire_len, False)

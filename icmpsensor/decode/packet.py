@@ -15,6 +15,7 @@ ECHO_REQUEST_V6 = 128
 ECHO_REPLY_V6 = 129
 ECHO_TYPES_V4 = frozenset((ECHO_REQUEST_V4, ECHO_REPLY_V4))
 ECHO_TYPES_V6 = frozenset((ECHO_REQUEST_V6, ECHO_REPLY_V6))
+HEADLESS = -1  # the icmp_type of a HeadlessPacket: its message's type never came
 
 
 @dataclass(slots=True)
@@ -65,3 +66,13 @@ class PartialPacket(IcmpPacket):
     def of(cls, pkt: IcmpPacket, sent: float) -> PartialPacket:
         return cls(pkt.ts, pkt.src, pkt.dst, pkt.ipv6, pkt.icmp_type, pkt.icmp_code, pkt.ident, pkt.seq, pkt.payload,
                    pkt.wire_len, pkt.options, pkt.frames, sent)
+
+
+@dataclass(slots=True)
+class HeadlessPacket(PartialPacket):
+    """The bytes of fragments whose datagram's piece at offset 0, the ICMP header, never came or lay before a hole
+    (decode/fragments.py: headless): a receiver reading the fragments gets them. Their message's type is unknown
+    (icmp_type HEADLESS, ident and seq -1); `payload` holds the runs of bytes one after another, `runs` the offset
+    in the IP payload and the length of each. The detector judges them on their own (detect/nonecho.py)."""
+
+    runs: tuple[tuple[int, int], ...] = ()

@@ -183,6 +183,24 @@ def _blackbox(payload: bytes, n: int) -> Benign | None:
     return None
 
 
+def fill_explains(run: bytes) -> bool:
+    """Whether a run of bytes from the middle of an echo payload, at an offset not known (a fragment's without its
+    datagram's first: detect/nonecho.py), is a benign tool's fill at some phase: the iputils / BSD count (byte j
+    holds j), Windows' alphabet, traceroute -I's fill, or any pattern of up to MAX_PATTERN bytes repeated (zeros,
+    mtr -B, BusyBox's and iputils' -p, Cisco's 0xABCD). A single byte is any fill's."""
+    n = len(run)
+    if n < 2:
+        return True
+    first = run[0]
+    if _SEQ.startswith(run, first):
+        return True
+    if 0x61 <= first < 0x61 + 23 and _WINDOWS_FILL.startswith(run, first - 0x61):
+        return True
+    if 0x40 <= first < 0x80 and _TRACEROUTE_FILL.startswith(run, (first - 0x48) & 0x3F):
+        return True
+    return _period(run, 0, n) > 0
+
+
 # -- templates with a timestamp -----------------------------------------------------------
 
 

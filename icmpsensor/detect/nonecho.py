@@ -35,7 +35,7 @@ from collections.abc import Set as AbstractSet
 
 from icmpsensor.accelerators import nonecho_extension as _fastnonecho
 from icmpsensor.decode.checksum import checksum_ok
-from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, IcmpPacket
+from icmpsensor.decode.packet import ECHO_TYPES_V4, ECHO_TYPES_V6, HEADLESS, HeadlessPacket, IcmpPacket
 from icmpsensor.detect import fingerprints
 
 # IPv4 informational types with a fixed length after the 4-byte ICMP header.
@@ -64,6 +64,7 @@ _ECHO_TYPES = frozenset((0, 8, 128, 129))
 ECHO_CODE_REASON = "echo with code {}"
 TIMESTAMP_REASON = "timestamp fields that are not times of day"
 BEYOND_REASON = "{} bytes beyond the {}-byte body of type {}"
+HEADLESS_REASON = "{} bytes in fragments without their datagram's first (at offset {})"
 
 
 def c_judged() -> tuple[object, ...]:
@@ -78,6 +79,8 @@ def c_judged() -> tuple[object, ...]:
 def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, str]:
     """(unexplained byte count, reason) for a non-echo message (or an echo with a non-zero code)."""
     payload = pkt.payload
+    if pkt.icmp_type == HEADLESS:
+        return _headless(pkt)  # type: ignore[arg-type]
     if pkt.icmp_type in (ECHO_TYPES_V6 if pkt.ipv6 else ECHO_TYPES_V4):  # an echo with a non-zero code
         return _echo_code(pkt, payload, tolerance)
     if not payload:
@@ -87,6 +90,21 @@ def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, s
     if pkt.icmp_type in _ERRORS_V4:  # what _v4 does with an error, one call less for the common case
         return _whole_if(_quote_problem_v4(pkt, payload), payload)
     return _v4(pkt, payload, tolerance)
+
+
+def _headless(pkt: HeadlessPacket) -> tuple[int, str]:
+    """The bytes of fragments whose message's header never came (decode/fragments.py: a flood of spoofed fragments
+    evicted their datagram, they came past the fragment timeout, or after a hole): each run is unexplained unless a
+    benign ping's fill explains it at some phase (a lossy mirror port loses the first fragments of big pings)."""
+    unexplained, first = 0, -1
+    at = 0
+    for offset, length in pkt.runs:
+        if not fingerprints.fill_explains(pkt.payload[at : at + length]):
+            unexplained += length
+            if first < 0:
+                first = offset
+        at += length
+    return (unexplained, HEADLESS_REASON.format(unexplained, first)) if unexplained else (0, "")
 
 
 # nmap osscan2.cc sendTIcmpProbe(): the first "IE" probe is code 9 with 120 zero bytes (build_icmp_raw

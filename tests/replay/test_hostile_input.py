@@ -573,6 +573,140 @@ def test_big_benign_pings_losing_fragments_raise_nothing(tmp_path: Path, workers
     assert notices(logs) == []
 
 
+def cut4(src: str, dst: str, message: bytes, ip_id: int, cuts: list[int]) -> list[bytes]:
+    """An IPv4 datagram carrying `message` (an ICMP message) cut at the IP payload offsets `cuts` (multiples of
+    8): its fragments, in order."""
+    ends = [*cuts, len(message)]
+    starts = [0, *cuts]
+    return [craft.ipv4(src, dst, 1, message[a:b], ip_id=ip_id, flags_offset=(0x2000 if b < len(message) else 0)
+                       | a // 8) for a, b in zip(starts, ends, strict=True)]
+
+
+def echo_message(ident: int, seq: int, payload: bytes, icmp_type: int = 8) -> bytes:
+    return craft.icmp4("192.0.2.1", "192.0.2.2", icmp_type, 0, ident, seq, payload)[20:]
+
+
+EXFIL_FROM, EXFIL_TO = "192.0.2.8", "198.51.100.7"
+
+
+def evicting_fragment_flood(flood: int) -> list[tuple[float, bytes]]:
+    """Red team 2026-12-06 F1: each 6,000-byte exfiltration request sent with a first fragment of its 8-byte ICMP
+    header alone, then `flood` spoofed fragments that never complete (each a datagram of its own, offset 1480, no
+    MF), then the rest of the request: its datagram is evicted before its data comes, and the data fragments start
+    a datagram without offset 0."""
+    rng = random.Random(81)
+    frames: list[tuple[float, bytes]] = []
+    t = 1_700_000_000.0
+    for i in range(4):
+        first, *rest = cut4(EXFIL_FROM, EXFIL_TO, echo_message(0x5151, i + 1, rng.randbytes(6000)), 900 + i,
+                            [8, *range(1488, 6008, 1480)])
+        frames.append((t, craft.ether(first)))
+        for k in range(flood):
+            spoofed = f"100.{64 + k // 65536}.{k // 256 % 256}.{k % 256}"
+            t += 1e-4
+            frames.append((t, craft.ether(craft.ipv4(spoofed, EXFIL_TO, 1, rng.randbytes(16), ip_id=k,
+                                                      flags_offset=1480 // 8))))
+        frames += [(t + 1e-5 * j, craft.ether(f)) for j, f in enumerate(rest)]
+        t += 1.0
+    return frames
+
+
+def late_and_holed_fragment_exfil() -> list[tuple[float, bytes]]:
+    """Requests whose data a receiver reading fragments gets, but no reassembler: the first fragment (the 8-byte
+    header), then the rest 31 s later, past decode.fragment_timeout; and the header, then the data after a hole
+    (one fragment never sent)."""
+    rng = random.Random(82)
+    frames: list[tuple[float, bytes]] = []
+    for i in range(6):
+        t = 1_700_000_000.0 + i * 40
+        first, *rest = cut4(EXFIL_FROM, EXFIL_TO, echo_message(0x5252, i + 1, rng.randbytes(3000)), 700 + i,
+                            [8, 1488])
+        frames += [(t, craft.ether(first))] + [(t + 31 + 1e-3 * j, craft.ether(f)) for j, f in enumerate(rest)]
+        holed = cut4("192.0.2.9", EXFIL_TO, echo_message(0x5353, i + 1, rng.randbytes(3000)), 800 + i,
+                     [8, 1488, 2968])
+        frames += [(t + 1 + 1e-3 * j, craft.ether(f)) for j, f in enumerate(holed) if j != 1]
+    return sorted(frames)
+
+
+@pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
+def test_a_fragment_flood_that_evicts_an_exfiltrations_datagrams_does_not_hide_it(tmp_path: Path, workers: str,
+                                                                                 evidence: bool) -> None:
+    """The bytes of fragments whose datagram never had offset 0 (evicted, timed out, unfinished) are judged on
+    their own: 24 KB in fragments that start datagrams without their first raised nothing."""
+    capture = tmp_path / "flood.pcap"
+    craft.write_pcap(capture, evicting_fragment_flood(80))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"decode:\n  max_fragmented_datagrams: 64\n"
+                      f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    told = notices(logs)
+    # its own notice, or (the spoofed fragments' notices are a storm towards its destination) in the storm's
+    # aggregate among the largest
+    assert any((n["src"], n["dst"]) == (EXFIL_FROM, EXFIL_TO)
+               or (n["dst"] == EXFIL_TO and f"largest: {EXFIL_FROM} (" in str(n["msg"])) for n in told), told
+
+
+@pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
+def test_data_sent_past_the_fragment_timeout_or_after_a_hole_is_reported(tmp_path: Path, workers: str,
+                                                                          evidence: bool) -> None:
+    capture = tmp_path / "late.pcap"
+    craft.write_pcap(capture, late_and_holed_fragment_exfil())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    raised = {(n["src"], n["dst"]) for n in notices(logs)}
+    assert {(EXFIL_FROM, EXFIL_TO), ("192.0.2.9", EXFIL_TO)} <= raised, raised
+
+
+def benign_pings_losing_first_fragments() -> list[tuple[float, bytes]]:
+    """A lossy mirror port: big pings of iputils (-s 4000), iputils -p with a pattern, Windows (-l 3000), fping
+    (zeros, -b 3000), macOS (-s 3500), BusyBox (-s 3000), traceroute -I's fill, Cisco's ABCD, over IPv4 (cut at
+    1480 bytes) and IPv6 (1232); every other request loses its first fragment, some their first two, and their
+    replies lose theirs too."""
+    from testkit.benign_corpus import bsd_payload, busybox_payload, cisco_payload, fping_payload, traceroute_payload
+
+    frames: list[tuple[float, bytes]] = []
+    for i in range(40):
+        t = 1_700_000_000.0 + i
+        payloads = [iputils_payload(4000, t), iputils_payload(3000, t, pattern=b"\xde\xad\xbe\xef\x01"),
+                    windows_payload(3000), fping_payload(3000), bsd_payload(3500, t),
+                    busybox_payload(3000, 123_456_789 + i * 1_000_000), traceroute_payload(2000),
+                    cisco_payload(3000, 5_000_000 + i * 1000)]
+        for k, payload in enumerate(payloads):
+            src, dst = f"10.0.{k}.2", "192.0.2.200"
+            for reply in (False, True):
+                a, b = (dst, src) if reply else (src, dst)
+                if k % 2:
+                    whole = craft.icmp6(f"2001:db8:{k}::2" if not reply else "2001:db8:ff::1",
+                                        "2001:db8:ff::1" if not reply else f"2001:db8:{k}::2",
+                                        129 if reply else 128, 0, 0x700 + k, i + 1, payload)
+                    frags = craft.fragment6(whole, 1232, frag_id=i * 100 + k * 2 + reply)
+                else:
+                    whole = craft.icmp4(a, b, 0 if reply else 8, 0, 0x700 + k, i + 1, payload,
+                                        ip_id=i * 100 + k * 2 + reply)
+                    frags = craft.fragment4(whole, 1480)
+                lost = 0 if i % 2 else (2 if i % 4 == 0 and len(frags) > 2 else 1)
+                frames += [(t + reply * 0.01 + j * 1e-4, craft.ether(f)) for j, f in enumerate(frags) if j >= lost]
+    return frames
+
+
+@pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
+def test_big_benign_pings_losing_their_first_fragments_raise_nothing(tmp_path: Path, workers: str,
+                                                                     evidence: bool) -> None:
+    capture = tmp_path / "lost-first.pcap"
+    craft.write_pcap(capture, benign_pings_losing_first_fragments())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    assert notices(logs) == []
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_an_exfiltration_behind_a_long_chain_of_extension_headers_is_reported(tmp_path: Path, workers: str) -> None:
     """A receiver walks an IPv6 header chain whole: 17 empty destination options headers before each echo request

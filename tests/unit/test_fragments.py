@@ -461,8 +461,10 @@ def test_an_overlap_whose_rewrite_starts_at_offset_0_hands_on_what_it_covers(rea
     stats: Counter[str] = Counter()
     reassembler = reassembler_type(stats=stats)
     feed(reassembler, [(128, True, DATA[128:256]), (0, True, b"Y" * 256)])
-    assert [p.payload for p in reassembler.take_partials()] == [b"Y" * 256]  # the held copy has no offset 0
-    assert stats["partial"] == 1
+    # the held copy has no offset 0: headless; the rewrite's covers it
+    assert [(p.payload, p.runs) for p in reassembler.take_partials()] == [(DATA[128:256], ((128, 128),)),
+                                                                          (b"Y" * 256, ())]
+    assert stats["partial"] == 1 and stats["headless"] == 1
 
 
 @both
@@ -477,8 +479,11 @@ def test_an_unfinished_datagram_hands_on_its_bytes_from_offset_0_up_to_the_first
     assert reassembler.take_partials() == []
     reassembler.expire(131.5)
     partials = reassembler.take_partials()
-    assert [(p.payload, p.ts, p.key, p.wire_len, p.partial) for p in partials] == [(DATA[:256], 131.5, KEY, 300, True)]
-    assert stats["timeout"] == 2 and stats["partial"] == 1
+    assert [(p.payload, p.ts, p.key, p.wire_len, p.partial, p.runs) for p in partials] == [
+        (DATA[:256], 131.5, KEY, 300, True, ()),
+        (DATA[384:512], 131.5, KEY, 300, True, ((384, 128),)),  # past the hole: headless
+        (DATA[256:384], 131.5, "no offset 0", 100, True, ((256, 128),))]
+    assert stats["timeout"] == 2 and stats["partial"] == 1 and stats["headless"] == 2
     assert len(reassembler) == 0 and reassembler.pending_bytes == 0
 
 
@@ -504,10 +509,60 @@ def test_datagrams_discarded_for_their_shape_hand_on_what_they_held(reassembler_
                        ("too many", [(o, True, DATA[o : o + 8]) for o in range(0, 17 * 16, 16)]),  # the 17th kills
                        ("inconsistent", [(0, True, DATA[:512]), (128, False, DATA[128:256])])]:
         feed(reassembler, frags, key=key)
-        got |= {p.key: p.payload for p in reassembler.take_partials()}
-    assert got == {"too large": DATA, "too many": DATA[:8], "inconsistent": DATA[:512]}
+        got |= {(p.key, bool(p.runs)): (p.payload, p.runs) for p in reassembler.take_partials()}
+    past_holes = range(16, 17 * 16, 16)  # the 16 pieces after the first, each after a hole
+    assert got == {("too large", False): (DATA, ()), ("too many", False): (DATA[:8], ()),
+                   ("too many", True): (b"".join(DATA[o : o + 8] for o in past_holes),
+                                        tuple((o, 8) for o in past_holes)),
+                   ("inconsistent", False): (DATA[:512], ())}
     assert stats["too_large"] == stats["too_many_fragments"] == stats["inconsistent"] == 1
-    assert stats["partial"] == 3
+    assert stats["partial"] == 3 and stats["headless"] == 1
+
+
+@both
+def test_a_datagram_abandoned_without_offset_0_hands_on_its_runs_headless(reassembler_type: ReassemblerType) -> None:
+    """A flood of spoofed fragments evicted an exfiltration's datagram between its first fragment (the ICMP header
+    alone) and its data; the data then started a datagram without offset 0, whose bytes were counted, never
+    analysed. Every run of bytes an abandoned datagram holds past its partial is handed on, headless."""
+    stats: Counter[str] = Counter()
+    reassembler = reassembler_type(max_datagrams=1, stats=stats)
+    frags = pieces(DATA, 128)
+    feed(reassembler, [frags[2], frags[1], frags[4]], ts=5.0)  # no offset 0; a hole at 384
+    reassembler.add("other", 6.0, 8, False, b"z" * 8, 1)  # evicts KEY's
+    (headless,) = reassembler.take_partials()
+    assert headless.partial and headless.key == KEY and (headless.ts, headless.sent) == (6.0, 5.0)
+    assert headless.payload == DATA[128:384] + DATA[512:640] and headless.runs == ((128, 256), (512, 128))
+    assert stats["evicted"] == 1 and stats["headless"] == 1 and stats["partial"] == 0
+    reassembler.flush()
+    assert [(p.payload, p.runs) for p in reassembler.take_partials()] == [(b"z" * 8, ((8, 8),))]
+
+
+@both
+def test_the_bytes_after_a_partials_hole_are_handed_on_headless(reassembler_type: ReassemblerType) -> None:
+    stats: Counter[str] = Counter()
+    reassembler = reassembler_type(timeout=30.0, stats=stats)
+    frags = pieces(DATA, 128)
+    feed(reassembler, [frags[0], frags[2], frags[3], frags[5]], ts=100.0)
+    reassembler.expire(131.0)
+    partial, headless = reassembler.take_partials()
+    assert partial.payload == DATA[:128] and partial.runs == ()
+    assert headless.payload == DATA[256:512] + DATA[640:768] and headless.runs == ((256, 256), (640, 128))
+    assert stats["partial"] == 1 and stats["headless"] == 1
+
+
+@both
+def test_a_conflicting_fragment_of_a_headless_datagram_is_a_run_of_its_own(reassembler_type: ReassemblerType) -> None:
+    """Both copies are seen, as for a partial's: the held bytes in one datagram, the rewrite in a second."""
+    stats: Counter[str] = Counter()
+    reassembler = reassembler_type(stats=stats)
+    frags = pieces(DATA, 128)
+    feed(reassembler, [frags[1], (192, True, b"X" * 128)])
+    held, rewritten = reassembler.take_partials()
+    assert (held.payload, held.runs) == (DATA[128:256], ((128, 128),))
+    assert (rewritten.payload, rewritten.runs) == (b"X" * 128, ((192, 128),))
+    assert stats["overlap"] == 1 and stats["headless"] == 2 and stats["partial"] == 0
+    feed(reassembler, [frags[0]])  # the tombstone absorbs the rest
+    assert reassembler.take_partials() == []
 
 
 @both
