@@ -120,6 +120,7 @@ static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "pa
                                                         "options", "runs", "charged"};
 
 static PyTypeObject *packet_type, *flow_type, *stats_type, *channels_type;
+static PyTypeObject *headless_type; /* packet.HeadlessPacket: a non-echo message here (its type HEADLESS) */
 static PyObject *channels_template; /* FlowChannels(): a flow's capacity state is made a copy of it (record_copy) */
 static int record_template(PyObject *template);
 static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *value, Py_ssize_t list_slot);
@@ -135,17 +136,18 @@ static unsigned char quoted_protocol[256];
 
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
                   "run_pause, run_budget, run_refill, param_budget, param_refill, runs_remembered, router_alert, " \
-                  "quoted_protocols)"
+                  "quoted_protocols, headless_type)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
                        "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED and\n"
-                       "_ROUTER_ALERT (a tuple of bytes), nonecho._QUOTED_PROTOCOLS.");
+                       "_ROUTER_ALERT (a tuple of bytes), nonecho._QUOTED_PROTOCOLS, packet.HeadlessPacket (a subclass\n"
+                       "of IcmpPacket: its slots where IcmpPacket has them).");
 
 static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 15) {
+    if (nargs != 16) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -175,6 +177,11 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
                                           "router_alert a tuple and quoted_protocols a frozenset");
         return NULL;
     }
+    if (!PyType_Check(args[15]) || !PyType_IsSubtype((PyTypeObject *)args[15], (PyTypeObject *)args[0])) {
+        /* a subclass keeps its base's slots where they are */
+        PyErr_SetString(PyExc_TypeError, "bind(): headless_type must be a subclass of packet_type");
+        return NULL;
+    }
     unsigned char protocols[256] = {0};
     for (int proto = 0; proto < 256; proto++) {
         PyObject *number = PyLong_FromLong(proto);
@@ -190,6 +197,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     memcpy(stats_slot, stats, sizeof stats);
     memcpy(channels_slot, channels, sizeof channels);
     Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(headless_type, (PyTypeObject *)Py_NewRef(args[15]));
     Py_XSETREF(flow_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(channels_type, (PyTypeObject *)Py_NewRef(args[3]));
@@ -3167,7 +3175,9 @@ PyDoc_STRVAR(handle_doc,
 /* handle()'s answer for one packet, with the detector's state read (detector_state) and not yet written back. */
 static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
 {
-    if (!Py_IS_TYPE(pkt, packet_type)) /* a PartialPacket (its own send time) or anything else */
+    /* a PartialPacket (its own send time) or anything else: Python's; a HeadlessPacket, its type HEADLESS (-1), is
+     * judged as a non-echo message (other_message asks nonecho.unexplained_bytes about it) */
+    if (!Py_IS_TYPE(pkt, packet_type) && !Py_IS_TYPE(pkt, headless_type))
         Py_RETURN_FALSE;
     for (int i = 0; i < N_PACKET; i++)
         if (SLOT(pkt, packet_slot[i]) == NULL)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from icmpsensor.accelerators import flows_extension as _fastflows
 from icmpsensor.config.schema import AllowlistConfig, DetectionConfig
-from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.packet import HeadlessPacket, IcmpPacket
 from icmpsensor.detect import capacity, fingerprints, nonecho, tunnels
 from icmpsensor.detect.flows import (
     EVICTION_SCAN,
@@ -86,7 +86,7 @@ if _fastflows is not None:
     _fastflows.bind(IcmpPacket, Flow, DetectorStats, capacity.FlowChannels, PREFIX, EMPTY_REST_HASH,
                     capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL,
                     capacity.PARAM_BUDGET, capacity.PARAM_REFILL, capacity.RUNS_REMEMBERED, capacity._ROUTER_ALERT,
-                    nonecho._QUOTED_PROTOCOLS)
+                    nonecho._QUOTED_PROTOCOLS, HeadlessPacket)
 
 
 def _channels(flow: Flow) -> capacity.FlowChannels:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from icmpsensor.config.schema import AllowlistConfig, Config, DetectionConfig, NoticeSwitches
 from icmpsensor.decode.fast import Decoder
-from icmpsensor.decode.packet import IcmpPacket, PartialPacket
+from icmpsensor.decode.packet import HEADLESS, HeadlessPacket, IcmpPacket, PartialPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect import capacity, fingerprints, flows, nonecho, standard
 from icmpsensor.detect.flows import Flow
@@ -480,6 +480,46 @@ def test_a_storms_first_requests_make_their_flows_in_c_and_only_their_evaluation
     fast = Detector(DetectionConfig(), AllowlistConfig())
     notes = [n.note for pkt in storm(300) for n in fast.process(pkt)]
     assert notes.count("ICMP::ICMP_DataExfil") == 300 and "ICMP::ICMP_ExfilSpread" in notes
+
+
+def headless_traffic(seed: int = 8) -> list[IcmpPacket]:
+    """Headless fragments (decode/fragments.py): a storm of spoofed sources' random 16-byte runs towards one host,
+    benign pings' fills (explained), runs of both in one packet, and an exfiltration's data runs interleaved with
+    its own echo requests, IPv4 and IPv6."""
+    rng = random.Random(seed)
+    packets: list[IcmpPacket] = []
+    for i in range(400):
+        ts = T0 + i * 0.01
+        v6 = i % 5 == 4
+        src = f"2001:db8:{i % 97:x}::9" if v6 else f"100.64.{i // 250}.{i % 250 + 1}"
+        dst = "2001:db8:ff::1" if v6 else "10.1.0.81"
+        fill = [bytes(range(200, 256)) + bytes(range(0, 100)), b"\x01" * 300, bytes(64)][i % 3]
+        runs = [((1480, 16), rng.randbytes(16)), ((1480, len(fill)), fill),
+                ((1480, len(fill)), fill), ((8, 16), rng.randbytes(16))][i % 4]
+        (offset, length), data = runs
+        extra = ((offset + 2960, len(fill)),) if i % 6 == 0 else ()
+        payload = data + (fill if extra else b"")
+        packets.append(HeadlessPacket(ts, craft.addr(src), craft.addr(dst), v6, HEADLESS, 0, -1, -1, payload, 1514,
+                                      b"", None, ts - 0.5, ((offset, length), *extra)))
+        if i % 10 == 0:
+            packets.append(corpus.echo(ts + 0.001, "192.0.2.8", "10.1.0.81", True, 0x5151, i, rng.randbytes(64)))
+            packets.append(HeadlessPacket(ts + 0.002, craft.addr("192.0.2.8"), craft.addr("10.1.0.81"), False,
+                                          HEADLESS, 0, -1, -1, rng.randbytes(1480), 1514, b"", None, ts,
+                                          ((1480, 1480),)))
+    return packets
+
+
+@needs_c
+def test_headless_fragments_are_judged_in_c_as_in_python() -> None:
+    """A flood of spoofed fragments without their first is a notice storm: the C path takes each headless packet as
+    a non-echo message (nonecho.unexplained_bytes asked), the notices and the state after every packet the
+    reference's."""
+    counting = run_both(headless_traffic())
+    assert counting.declined <= len(counting.answers) // 20, vars(counting)
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    notes = [n for pkt in headless_traffic() for n in fast.process(pkt)]
+    assert {n.src for n in notes if n.note == "ICMP::ICMP_NonEchoPayload"} >= {"192.0.2.8", "100.64.0.1"}
+    assert not any(n.src in ("100.64.0.2", "100.64.0.3") for n in notes)  # their fills explained
 
 
 def spread_traffic(sources: int = 40, targets: int = 3, seed: int = 6) -> list[IcmpPacket]:
