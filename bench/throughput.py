@@ -43,6 +43,9 @@ on that capture, and icmpsensor on it (default configuration: full detection, ev
                   from each spoofed source, to one target
   tiny-fragments  about --tiny-fragment-packets (240,000) frames: echo requests from spoofed sources
                   cut into 8-byte IPv4 fragments, every fourth datagram missing its last fragment
+  headless-fragments about --headless-fragment-packets (120,000) frames: non-first fragments from spoofed
+                  sources (datagrams that never complete: each judged headless when it is evicted), and
+                  through them an exfiltration whose requests' data comes after 4,200 of them (evicted first)
   jumbo-fragments about --jumbo-fragment-packets (120,000) frames: echo requests with 60,000 random bytes (ping
                   -s 60000) in MTU-sized fragments, 2,000 a second (about 1 Gbit/s) from 64 sources (a quarter
                   IPv6), each to its own target: reassembly and checksums of big datagrams
@@ -88,7 +91,8 @@ CEILINGS = ("ceiling-raw", "ceiling")
 # adversarial stage -> the capture kind it runs on (testkit/synthmix.py ADVERSARIAL); each runs CEILINGS and
 # icmpsensor on its capture
 ADVERSARIAL = {"storm": "storm", "storm-v6": "storm_v6", "storm-pairs": "storm_pairs", "novel-flood": "novel_flood",
-               "tiny-fragments": "tiny_fragments", "jumbo-fragments": "jumbo_fragments",
+               "tiny-fragments": "tiny_fragments", "headless-fragments": "headless_fragments",
+               "jumbo-fragments": "jumbo_fragments",
                "crafted-messages": "crafted_messages", "novel-mix": "novel_mix"}
 STAGES = MIX_STAGES + tuple(ADVERSARIAL)
 SENSOR_STAGES = ("icmpsensor", "icmpsensor-py", "icmpsensor-2w")
@@ -105,6 +109,7 @@ LABELS = {
 CAPTURE_LABELS = {"mix": "mix", "storm": "notice storm", "storm-v6": "notice storm, IPv6",
                   "storm-pairs": "notice storm, no host repeated",
                   "novel-flood": "novel-payload flood", "tiny-fragments": "tiny-fragment flood",
+                  "headless-fragments": "headless-fragment flood",
                   "jumbo-fragments": "jumbo-fragment flood", "crafted-messages": "crafted messages",
                   "novel-mix": "novel-heavy mix"}
 TSHARK_FIELDS = ("frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "icmp.type", "icmp.code",
@@ -520,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="novel-flood stage: frames (default 200,000)")
     parser.add_argument("--tiny-fragment-packets", type=int, default=240_000, metavar="N",
                         help="tiny-fragments stage: frames, about (default 240,000)")
+    parser.add_argument("--headless-fragment-packets", type=int, default=120_000, metavar="N",
+                        help="headless-fragments stage: frames, about (default 120,000)")
     parser.add_argument("--jumbo-fragment-packets", type=int, default=120_000, metavar="N",
                         help="jumbo-fragments stage: frames, about (default 120,000: ~180 MB)")
     parser.add_argument("--crafted-packets", type=int, default=120_000, metavar="N",
@@ -555,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         generated.append(seconds)
     sizes = {"storm": args.storm_flows, "storm-v6": args.storm_flows, "storm-pairs": args.storm_flows,
              "novel-flood": args.novel_flood_packets,
-             "tiny-fragments": args.tiny_fragment_packets, "jumbo-fragments": args.jumbo_fragment_packets,
+             "tiny-fragments": args.tiny_fragment_packets, "headless-fragments": args.headless_fragment_packets,
+             "jumbo-fragments": args.jumbo_fragment_packets,
              "crafted-messages": args.crafted_packets,
              "novel-mix": args.novel_mix_packets or args.packets}
     for stage, kind in ADVERSARIAL.items():

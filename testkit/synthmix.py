@@ -34,6 +34,11 @@ benchmark (issue 13), N frames each (`ADVERSARIAL`):
   with 16-64 random bytes (every payload novel; no flow reaches the alert threshold);
 * `tiny_fragments`: echo requests from spoofed sources, each cut into 8-byte IPv4 fragments
   (a 56-byte iputils payload: 8 fragments), every fourth datagram missing its last fragment;
+* `headless_fragments`: non-first IPv4 fragments from spoofed sources (16 random bytes at offset 1480, no
+  MF: datagrams that never complete, evicted from the reassembly table in turn), and through them an
+  exfiltration (HEADLESS_EXFIL) whose requests' first fragment carries the ICMP header alone and whose data
+  comes after HEADLESS_GAP spoofed fragments: its datagrams are evicted before their data comes, and its
+  bytes are judged headless (decode/fragments.py);
 * `crafted_messages`: datagrams of JUMBO_PAYLOAD bytes in MTU-sized fragments whose messages are built for
   the most work per byte: node information replies of one-letter names, MLDv2 reports of thousands of
   sources, router advertisements of 8-byte options, unreachables of thousands of RFC 4884 extension objects,
@@ -1075,6 +1080,52 @@ def build_tiny_fragments_plan(packets: int, seed: int) -> Plan:
     return plan
 
 
+HEADLESS_EXFIL = ("10.1.2.3", "203.0.113.9")  # the exfiltration through the headless-fragment flood
+HEADLESS_GAP = 4_200  # spoofed fragments between its requests' first fragment and their data
+HEADLESS_SIZE = 6_000  # bytes a request carries
+
+
+def build_headless_fragments_plan(packets: int, seed: int) -> Plan:
+    """About `packets` frames: spoofed non-first fragments to HEADLESS_EXFIL's destination, ADVERSARIAL_RATE a
+    second, and HEADLESS_EXFIL's requests of HEADLESS_SIZE random bytes, each cut after its ICMP header, the rest
+    HEADLESS_GAP spoofed fragments later (more than decode.max_fragmented_datagrams: evicted before it comes)."""
+    src, target = ip(HEADLESS_EXFIL[0]), ip(HEADLESS_EXFIL[1])
+    per_request = HEADLESS_GAP + 1 + -(-HEADLESS_SIZE // 1480)
+    requests = max(1, packets // per_request)
+    plan = Plan(Net(), unlisted_pairs=requests * HEADLESS_GAP)
+    rng = random.Random(seed)
+    start = START + 1.0
+    real = Link(src, target, (), ttl=64)
+
+    def frames() -> Iterator[Frame]:
+        sources = _spoofed_sources({src, target})
+        n = 0
+        for k in range(requests):
+            whole = real.echo(8, 0, 0x5151, k + 1, rng.randbytes(HEADLESS_SIZE), ip_id=k)
+            header = whole[len(real.eth) + 20 : len(real.eth) + 28]  # the ICMP header alone: the first fragment
+            yield start + n / ADVERSARIAL_RATE, b"".join((real.eth, real._ip4_header(28, k, 0x2000), header))
+            n += 1
+            for _ in range(HEADLESS_GAP):
+                link = Link(next(sources), target, (), ttl=64)
+                yield start + n / ADVERSARIAL_RATE, b"".join(
+                    (link.eth, link._ip4_header(36, rng.randrange(0x10000), 1480 // 8), rng.randbytes(16)))
+                n += 1
+            rest = whole[len(real.eth) + 28 :]
+            for at in range(0, len(rest), 1480):
+                chunk = rest[at : at + 1480]
+                flags = (0x2000 if at + 1480 < len(rest) else 0) | (8 + at) // 8
+                yield start + n / ADVERSARIAL_RATE, b"".join((real.eth, real._ip4_header(20 + len(chunk), k, flags),
+                                                              chunk))
+                n += 1
+
+    plan.add("headless_fragments", frames(), requests * per_request)
+    plan.exfil.append(Exfil("headless-fragments", HEADLESS_EXFIL[0], HEADLESS_EXFIL[1], start,
+                            end=start + requests * per_request / ADVERSARIAL_RATE, packets=requests * per_request,
+                            fragmented=True, note=f"{HEADLESS_SIZE}-byte requests, data after {HEADLESS_GAP} "
+                                                  "spoofed fragments"))
+    return plan
+
+
 def build_jumbo_fragments_plan(packets: int, seed: int) -> Plan:
     """Echo requests with JUMBO_PAYLOAD random bytes (ping -s 60000), each in MTU-sized fragments (41 over IPv4),
     from JUMBO_SOURCES sources, JUMBO_RATE datagrams a second (about 1 Gbit/s); every fourth source
@@ -1203,8 +1254,8 @@ def build_novel_mix_plan(packets: int, seed: int, duration: float) -> Plan:
     return plan
 
 
-ADVERSARIAL = ("storm", "storm_v6", "storm_pairs", "novel_flood", "tiny_fragments", "jumbo_fragments",
-               "crafted_messages", "novel_mix")
+ADVERSARIAL = ("storm", "storm_v6", "storm_pairs", "novel_flood", "tiny_fragments", "headless_fragments",
+               "jumbo_fragments", "crafted_messages", "novel_mix")
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -1296,6 +1347,7 @@ def generate(out: str | Path, packets: int = 1_000_000, seed: int = 1, duration:
             "storm_pairs": lambda: build_storm_plan(packets, seed, pairs=True),
             "novel_flood": lambda: build_novel_flood_plan(packets, seed),
             "tiny_fragments": lambda: build_tiny_fragments_plan(packets, seed),
+            "headless_fragments": lambda: build_headless_fragments_plan(packets, seed),
             "jumbo_fragments": lambda: build_jumbo_fragments_plan(packets, seed),
             "crafted_messages": lambda: build_crafted_plan(packets, seed),
             "novel_mix": lambda: build_novel_mix_plan(packets, seed, duration),

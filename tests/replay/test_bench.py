@@ -13,6 +13,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from icmpsensor.config.schema import Config
 from icmpsensor.decode import fast as decode
 from testkit import benign_corpus as bc
 from testkit import craft, synthmix
+from testkit.paths import REPO
 from tests import early
 
 PACKETS = 20_000
@@ -64,7 +66,9 @@ def adversarial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproces
     argv = [sys.executable, "-m", "bench.throughput", "--packets", "3000", "--storm-flows", str(STORM_FLOWS),
             "--novel-flood-packets", "2000", "--tiny-fragment-packets", "2000", "--repeat", "1",
             "--keep", str(base / "keep"), "--jumbo-fragment-packets", "800", "--crafted-packets", "800",
-            "--stages", "icmpsensor,storm,storm-v6,storm-pairs,novel-flood,tiny-fragments,jumbo-fragments,"
+            "--headless-fragment-packets", "5000",
+            "--stages", "icmpsensor,storm,storm-v6,storm-pairs,novel-flood,tiny-fragments,headless-fragments,"
+                        "jumbo-fragments,"
                         "crafted-messages,novel-mix",
             "--json", str(out)]
     return early.process(argv)(), out
@@ -272,6 +276,30 @@ def test_tiny_fragment_capture_is_8_byte_fragments_and_every_fourth_datagram_inc
     assert fragments["reassembled"] == datagrams - datagrams // 4
     # an incomplete datagram holding its offset 0 hands on its bytes up to the hole (decode/fragments.py)
     assert result["icmp"] == fragments["reassembled"] + fragments.get("partial", 0)
+
+
+def test_the_headless_fragment_flood_hides_no_exfiltration(tmp_path: Path) -> None:
+    """Every frame a fragment; the spoofed ones never complete, the exfiltration's datagrams are evicted before
+    their data comes: every datagram is judged headless, and the exfiltration is named (its own notice, or in a
+    storm aggregate's largest)."""
+    import dpkt
+
+    path = tmp_path / "headless.pcap"
+    truth = synthmix.generate(path, packets=9000, kind="headless_fragments")
+    ips = [dpkt.ethernet.Ethernet(f).data for f in _frames(path)]
+    assert truth["packets"] == len(ips) == 2 * (synthmix.HEADLESS_GAP + 1 + 5)
+    assert all(ip.mf or ip.offset for ip in ips)
+    result = throughput.stage_icmpsensor(str(path))
+    fragments = result["decode"]["fragments"]
+    assert fragments.get("reassembled", 0) == 0 and fragments["partial"] == 2  # the two requests' headers
+    assert fragments["headless"] == 2 * synthmix.HEADLESS_GAP + 2
+    src, dst = synthmix.HEADLESS_EXFIL
+    with tempfile.TemporaryDirectory() as logs:
+        done = subprocess.run([sys.executable, "-m", "icmpsensor", "-r", str(path), "--log-dir", logs],
+                              capture_output=True, timeout=120, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        told = [json.loads(line) for line in (Path(logs) / "notice.log").read_text().splitlines()]
+    assert any((n["src"], n["dst"]) == (src, dst) or f"largest: {src} (" in n["msg"] for n in told), told
 
 
 def test_the_jumbo_fragment_flood_is_60000_byte_echo_requests_in_fragments_each_source_reported(
