@@ -119,10 +119,11 @@ def windows_payload(size: int) -> bytes:
     return bytes(0x61 + i % 23 for i in range(size))
 
 
-def busybox_payload(size: int, monotonic_us: int, pattern: int = 0) -> bytes:
-    """busybox networking/ping.c sendping4(): memset(pattern), then monotonic_us() as a host uint32."""
+def busybox_payload(size: int, monotonic_us: int, pattern: int = 0, big_endian: bool = False) -> bytes:
+    """busybox networking/ping.c sendping4(): memset(pattern), then monotonic_us() as a host uint32 (big-endian on
+    MIPS and PowerPC hosts: OpenWrt's ath79 routers)."""
     buf = bytearray((pattern,)) * (size + 4)
-    buf[:4] = struct.pack("<I", monotonic_us & 0xFFFFFFFF)
+    buf[:4] = struct.pack(">I" if big_endian else "<I", monotonic_us & 0xFFFFFFFF)
     return bytes(buf[:size])
 
 
@@ -274,9 +275,10 @@ def windows_ping(
 def busybox_ping(
     ends: Endpoints = Endpoints(), start_ts: float = START, count: int = HOUR, interval: float = 1.0,
     size: int = 56, pattern: int = 0, ident: int = 0x01C3, boot_ts: float = START - 86_400 * 3.5,
+    big_endian: bool = False,
 ) -> list[IcmpPacket]:
     return echo_flow(ends, start_ts, count, interval,
-                     lambda _i, t: busybox_payload(size, int((t - boot_ts) * 1e6), pattern),
+                     lambda _i, t: busybox_payload(size, int((t - boot_ts) * 1e6), pattern, big_endian),
                      ident=ident, seq0=0)
 
 
@@ -619,6 +621,9 @@ _case("windows_sizes", lambda: _merge(*(windows_ping(size=s, count=HOUR // 6, in
 _case("busybox", busybox_ping, "mirror/busybox networking/ping.c sendping4()", "busybox")
 _case("busybox_pattern", lambda: busybox_ping(size=100, pattern=0x5A), "mirror/busybox networking/ping.c -p",
       "busybox")
+# OpenWrt on MIPS (ath79, big-endian) pinging for its health checks (mwan3, watchcat): the counter in host order
+_case("busybox_big_endian", lambda: busybox_ping(big_endian=True, ident=0x01C4),
+      "mirror/busybox networking/ping.c sendping4() on a big-endian host", "busybox")
 _case("fping", fping, "schweikert/fping src/socket4.c init_ping_buffer_ipv4() (calloc)", "zero-fill")
 _case("check_icmp", check_icmp, "monitoring-plugins plugins-root/check_icmp.c send_icmp_ping()", "check_icmp")
 _case("blackbox_exporter", blackbox_exporter, "prometheus/blackbox_exporter prober/icmp.go ProbeICMP()",

@@ -331,7 +331,19 @@ def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
     if payload[-1] != fill or payload.count(fill, 4) != n - 4:
         return None
     # session: payload[4:5] == bytes((fill,)), without building a tuple
-    return _benign("busybox", _U32_LE.unpack_from(payload)[0] / _USEC, payload[4:5], True, 2**32 / _USEC)
+    return _benign(BUSYBOX, _U32_LE.unpack_from(payload)[0] / _USEC, payload[4:5], True, 2**32 / _USEC)
+
+
+BUSYBOX = "busybox"
+
+
+def busybox_other_order(embedded: float) -> float:
+    """BusyBox's counter (the `embedded_time` _busybox read little-endian) read in the other byte order: a
+    big-endian host (OpenWrt on MIPS, ath79) writes it so ("No hton: we'll read it back on the same machine"), and
+    the sensor cannot tell the host's order from one payload (the detector tries this one where the first does not
+    keep time: Detector._consistent)."""
+    counter = round(embedded * _USEC) & 0xFFFFFFFF
+    return int.from_bytes(counter.to_bytes(4, "little"), "big") / _USEC
 
 
 # Most specific first; each starts with byte tests that reject random data at once. BusyBox

@@ -89,6 +89,11 @@ if _fastflows is not None:
                     nonecho._QUOTED_PROTOCOLS, HeadlessPacket)
 
 
+def _moved(moved: float, wraps_after: float | None) -> float:
+    """How far a template's clock moved against the capture's, a counter that wraps taken the short way round."""
+    return (moved + wraps_after / 2) % wraps_after - wraps_after / 2 if wraps_after else moved
+
+
 def _channels(flow: Flow) -> capacity.FlowChannels:
     state = flow.channels
     if state is None:
@@ -667,20 +672,24 @@ class Detector(FlowDetector):
         # A partial message (IcmpPacket.sent) comes after the later requests of its run, up to the fragment
         # timeout late: its clock is checked against its own sending time and the run's offset, and moves neither.
         partial = bool(pkt.sent)
+        previous = flow.last_embedded
         if not partial:
-            if embedded + 1.0 < flow.last_embedded and not benign.wraps_after:
+            if embedded + 1.0 < previous and not benign.wraps_after:
                 return False  # a replayed or forged timestamp
             flow.last_embedded = embedded
-        offset = embedded - (pkt.sent or pkt.ts)
+        sent = pkt.sent or pkt.ts
+        offset = embedded - sent
         last_offset = flow.clock_offset
         if not partial:
             flow.clock_offset = offset
         if last_offset is not None:
-            moved = offset - last_offset
-            if benign.wraps_after:
-                moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
             jitter = self.cfg.clock_jitter
-            if not -jitter <= moved <= jitter:  # the common case costs no call
+            moved = _moved(offset - last_offset, benign.wraps_after)
+            if not -jitter <= moved <= jitter and not (
+                    benign.template == fingerprints.BUSYBOX and -jitter <= _moved(
+                        fingerprints.busybox_other_order(embedded) - sent
+                        - (fingerprints.busybox_other_order(previous) - (previous - last_offset)),
+                        benign.wraps_after) <= jitter):  # the common case costs no call
                 self._charge(flow, "time", capacity.time_bits(moved, 0.0, jitter))
         return True
 

@@ -365,19 +365,30 @@ class ReferenceDetector:
         if benign.embedded_time is None or pkt.is_echo_reply:
             return True
         partial = bool(pkt.sent)  # late (up to the fragment timeout): it neither goes back nor moves the clock
+        previous = flow.last_embedded
         if not partial:
-            if benign.embedded_time + 1.0 < flow.last_embedded and not benign.wraps_after:
+            if benign.embedded_time + 1.0 < previous and not benign.wraps_after:
                 return False
             flow.last_embedded = benign.embedded_time
-        offset = benign.embedded_time - (pkt.sent or pkt.ts)
+        sent = pkt.sent or pkt.ts
+        offset = benign.embedded_time - sent
         if flow.clock_offset is not None:
-            moved = offset - flow.clock_offset
-            if benign.wraps_after:
-                moved = (moved + benign.wraps_after / 2) % benign.wraps_after - benign.wraps_after / 2
+            moved = self.moved(offset - flow.clock_offset, benign.wraps_after)
+            if benign.template == fingerprints.BUSYBOX:  # a big-endian host's counter: the other byte order
+                previous_sent = previous - flow.clock_offset
+                swapped = self.moved(fingerprints.busybox_other_order(benign.embedded_time) - sent
+                                     - (fingerprints.busybox_other_order(previous) - previous_sent),
+                                     benign.wraps_after)
+                if abs(swapped) <= self.cfg.clock_jitter < abs(moved):
+                    moved = 0.0
             self.charge(flow, "time", capacity.time_bits(moved, 0.0, self.cfg.clock_jitter))
         if not partial:
             flow.clock_offset = offset
         return True
+
+    @staticmethod
+    def moved(moved: float, wraps_after: float | None) -> float:
+        return (moved + wraps_after / 2) % wraps_after - wraps_after / 2 if wraps_after else moved
 
     def host(self, table: dict[bytes, RefHost], address: bytes, ts: float) -> RefHost:
         """The host's memory, now the most recently active; a new one forgets the oldest eighth if full (counted).
