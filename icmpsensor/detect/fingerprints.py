@@ -183,22 +183,29 @@ def _blackbox(payload: bytes, n: int) -> Benign | None:
     return None
 
 
-def fill_explains(run: bytes) -> bool:
-    """Whether a run of bytes from the middle of an echo payload, at an offset not known (a fragment's without its
-    datagram's first: detect/nonecho.py), is a benign tool's fill at some phase: the iputils / BSD count (byte j
-    holds j), Windows' alphabet, traceroute -I's fill, or any pattern of up to MAX_PATTERN bytes repeated (zeros,
-    mtr -B, BusyBox's and iputils' -p, Cisco's 0xABCD). A single byte is any fill's."""
+FREE_FILL_BYTES = (0x00, 0x01)  # fills no sender chooses: zeroed buffers, pro-bing's and go-ping's 0x01
+
+
+def fill_charge(run: bytes) -> int:
+    """The bytes of a run from the middle of an echo payload, at an offset not known (a fragment's without its
+    datagram's first: detect/nonecho.py), that a benign tool's fill does not explain: 0 for the iputils / BSD
+    count (byte j holds j) or Windows' alphabet or traceroute -I's fill at any phase, zeros or 0x01 (calloc'd
+    buffers, pro-bing); a pattern of up to MAX_PATTERN bytes repeated (BusyBox's and ping's -p, mtr -B, Cisco's
+    0xABCD) its pattern's length, which a sender chooses (16 bytes repeated would be free data otherwise); anything
+    else all its bytes."""
     n = len(run)
-    if n < 2:
-        return True
-    first = run[0]
+    first = run[0] if n else 0
+    if n == 0 or (first in FREE_FILL_BYTES and run.count(first) == n):
+        return 0
+    if n == 1:
+        return 1
     if _SEQ.startswith(run, first):
-        return True
+        return 0
     if 0x61 <= first < 0x61 + 23 and _WINDOWS_FILL.startswith(run, first - 0x61):
-        return True
+        return 0
     if 0x40 <= first < 0x80 and _TRACEROUTE_FILL.startswith(run, (first - 0x48) & 0x3F):
-        return True
-    return _period(run, 0, n) > 0
+        return 0
+    return _period(run, 0, n) or n
 
 
 # -- templates with a timestamp -----------------------------------------------------------

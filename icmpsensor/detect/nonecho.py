@@ -95,12 +95,14 @@ def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, s
 def _headless(pkt: HeadlessPacket) -> tuple[int, str]:
     """The bytes of fragments whose message's header never came (decode/fragments.py: a flood of spoofed fragments
     evicted their datagram, they came past the fragment timeout, or after a hole): each run is unexplained unless a
-    benign ping's fill explains it at some phase (a lossy mirror port loses the first fragments of big pings)."""
+    benign ping's fill explains it at some phase (a lossy mirror port loses the first fragments of big pings); a
+    pattern repeated, its length (fingerprints.fill_charge)."""
     unexplained, first = 0, -1
     at = 0
     for offset, length in pkt.runs:
-        if not fingerprints.fill_explains(pkt.payload[at : at + length]):
-            unexplained += length
+        charge = fingerprints.fill_charge(pkt.payload[at : at + length])
+        if charge:
+            unexplained += charge
             if first < 0:
                 first = offset
         at += length

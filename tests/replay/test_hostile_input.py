@@ -663,19 +663,26 @@ def test_data_sent_past_the_fragment_timeout_or_after_a_hole_is_reported(tmp_pat
 
 
 def benign_pings_losing_first_fragments() -> list[tuple[float, bytes]]:
-    """A lossy mirror port: big pings of iputils (-s 4000), iputils -p with a pattern, Windows (-l 3000), fping
-    (zeros, -b 3000), macOS (-s 3500), BusyBox (-s 3000), traceroute -I's fill, Cisco's ABCD, over IPv4 (cut at
-    1480 bytes) and IPv6 (1232); every other request loses its first fragment, some their first two, and their
-    replies lose theirs too."""
-    from testkit.benign_corpus import bsd_payload, busybox_payload, cisco_payload, fping_payload, traceroute_payload
+    """A lossy mirror port: big pings of iputils (-s 4000 and -s 5000), Windows (-l 3000), fping (zeros, -b 3000),
+    macOS (-s 3500), BusyBox (-s 3000), traceroute -I's fill, pro-bing (0x01 fill), over IPv4 (cut at 1480 bytes)
+    and IPv6 (1232); every other request loses its first fragment, some their first two, and their replies lose
+    theirs too. (A -p pattern's fill is the sender's choice: charged, detection.md "Headless fragments".)"""
+    from testkit.benign_corpus import (
+        bsd_payload,
+        busybox_payload,
+        fping_payload,
+        pro_bing_payload,
+        random_uuid4,
+        traceroute_payload,
+    )
 
     frames: list[tuple[float, bytes]] = []
+    tracker = random_uuid4(random.Random(3))  # pro-bing's, per run
     for i in range(40):
         t = 1_700_000_000.0 + i
-        payloads = [iputils_payload(4000, t), iputils_payload(3000, t, pattern=b"\xde\xad\xbe\xef\x01"),
-                    windows_payload(3000), fping_payload(3000), bsd_payload(3500, t),
-                    busybox_payload(3000, 123_456_789 + i * 1_000_000), traceroute_payload(2000),
-                    cisco_payload(3000, 5_000_000 + i * 1000)]
+        payloads = [iputils_payload(4000, t), iputils_payload(5000, t), windows_payload(3000), fping_payload(3000),
+                    bsd_payload(3500, t), busybox_payload(3000, 123_456_789 + i * 1_000_000),
+                    traceroute_payload(2000), pro_bing_payload(3000, t, tracker)]
         for k, payload in enumerate(payloads):
             src, dst = f"10.0.{k}.2", "192.0.2.200"
             for reply in (False, True):

@@ -447,3 +447,36 @@ def test_a_walk_within_max_walked_items_explains_as_before() -> None:
     assert unexplained_bytes(message(143, 0, report, src=ROUTER6, dst="ff02::16")) == (0, "")
     names = b"\x04node\x00" * (MAX_WALKED - 1)
     assert unexplained_bytes(message(140, 0, NI_REPLY + names, src=ROUTER6, dst="2001:db8::2")) == (0, "")
+
+
+# -- headless fragments (decode/fragments.py): runs of bytes without their message's header ---------------------
+
+
+def headless(*runs: bytes, offset: int = 1480) -> IcmpPacket:
+    from icmpsensor.decode.packet import HEADLESS, HeadlessPacket
+
+    spans, at = [], offset
+    for run in runs:
+        spans.append((at, len(run)))
+        at += len(run) + 8  # a hole between runs
+    return HeadlessPacket(0.0, b"\x0a\0\0\1", b"\x0a\0\0\2", False, HEADLESS, 0, -1, -1, b"".join(runs), 100, b"",
+                          None, 0.0, tuple(spans))
+
+
+def test_benign_fills_in_headless_runs_are_explained_at_any_phase() -> None:
+    windows, iputils, traceroute = corpus.windows_payload(4000), bytes(range(256)) * 16, corpus.traceroute_payload(3000)
+    for run in (windows[1471:2951], iputils[1472:2952], traceroute[777:2000], bytes(1480), b"\x01" * 1480, b"\x00"):
+        assert unexplained_bytes(headless(run)) == (0, ""), run[:16]
+
+
+def test_a_pattern_repeated_in_a_headless_run_is_charged_as_the_data_it_can_be() -> None:
+    """A pattern repeated (ping -p's fill) would explain any 16 bytes repeated twice: data of an attacker's choosing
+    in every spoofed-looking fragment. Only the fills no sender chooses are free (the count, the alphabets, zeros,
+    pro-bing's 0x01); another pattern is charged its length, once a run."""
+    secret = bytes.fromhex("5345435245543a2070617373776f7264")  # 16 bytes, repeated
+    assert unexplained_bytes(headless(secret * 4)) == (16, "16 bytes in fragments without their datagram's first "
+                                                           "(at offset 1480)")
+    assert unexplained_bytes(headless(b"\xab\xcd" * 700, secret * 2))[0] == 2 + 16
+    assert unexplained_bytes(headless(b"\x41" * 100))[0] == 1
+    random = bytes((i * 151 + 7) % 251 for i in range(200))
+    assert unexplained_bytes(headless(random, bytes(64)))[0] == 200
