@@ -7,9 +7,10 @@ linktypes.MAX_MPLS_LABELS labels) and PPPoE sessions; IPv4 and IPv6 (no extensio
 IP-in-IP, GRE (IP, transparent Ethernet bridging, ERSPAN I, II, III), VXLAN and Geneve, the inner
 packet's protocol checked, an inner Ethernet's behind up to one VLAN tag (another tag, MPLS or PPPoE
 there: passed without a look). An inner packet that is itself a tunnel (IP-in-IP, IPv6, GRE) is
-passed without a look at the next one, so nested tunnels reach the decoder. A non-first outer
-fragment carries no tunnel header to check: it is not passed (the decoder skips tunnels in
-fragments anyway).
+passed without a look at the next one, so nested tunnels reach the decoder. A non-first outer IPv4
+fragment carries no tunnel header to check: one of IP-in-IP or GRE is passed by its protocol (the decoder
+reassembles them, decode/ip.py OUTER_FRAGMENTED), one of a UDP tunnel is not (a UDP fragment does not say
+which port it goes to).
 
 libpcap's `vlan`, `mpls`, `pppoes` and `geneve` keywords move the offsets of everything after them in
 the whole expression, so the encapsulation part reads absolute offsets (`link[...]`) only, with the
@@ -132,12 +133,13 @@ def _tunnel_protocol(proto: str, port: str, tunnels: tuple[int, ...] = IP_TUNNEL
 
 
 def _tunnel4(at: int, look: bool) -> str:
-    """The IPv4 packet at `at` (not a later fragment) is a tunnel carrying ICMP; one with IP options, or with `look`
-    False, is passed by its protocol (their length would make every offset an expression)."""
+    """The IPv4 packet at `at` is a tunnel carrying ICMP; one with IP options, or with `look` False, is passed by its
+    protocol (their length would make every offset an expression), and so is a later fragment of IP-in-IP or GRE."""
     proto = f"link[{at + 9}]"
     plain = _tunnel(proto, at + 20) if look else _tunnel_protocol(proto, f"link[{at + 22}:2]")
-    return f"(link[{at + 6}:2] & 0x1fff = 0 and ((link[{at}] = 0x45 and {plain}) or " \
-           f"(link[{at}] != 0x45 and {_any(proto, (*IP_TUNNELS, PROTO_UDP))})))"
+    return f"((link[{at + 6}:2] & 0x1fff = 0 and ((link[{at}] = 0x45 and {plain}) or " \
+           f"(link[{at}] != 0x45 and {_any(proto, (*IP_TUNNELS, PROTO_UDP))}))) or " \
+           f"(link[{at + 6}:2] & 0x1fff != 0 and {_any(proto, IP_TUNNELS)}))"
 
 
 def _tunnel6(at: int) -> str:

@@ -7,8 +7,10 @@ between Ethernet and IP, are the link layer's (decode/link.py). The inner packet
 one's length, and goes back to the IP layer (inner IP) or to the link-layer walk (inner Ethernet, with
 its VLAN tags, MPLS labels or PPPoE header). At most MAX_ENCAPSULATIONS tunnels are opened in a frame.
 
-What is skipped (decode/stats.py): ``encap_fragment`` (a tunnel packet that is an outer IP fragment, or
-inside a reassembled datagram: not reassembled), ``encap_depth`` (past MAX_ENCAPSULATIONS),
+Outer IPv4 fragments of IP-in-IP and GRE are reassembled first (decode/ip.py OUTER_FRAGMENTED), then opened.
+What is skipped (decode/stats.py): ``encap_fragment`` (another tunnel packet that is an outer IP fragment, one
+inside a reassembled IPv6 datagram, or an IP-in-IP or GRE datagram abandoned unfinished), ``encap_depth``
+(past MAX_ENCAPSULATIONS),
 ``gre_routing`` (GRE with the routing flag, RFC 1701), ``gre_version`` (GRE other than version 0: PPTP's
 enhanced GRE), ``not_ip`` (a tunnel carrying something else). Errors: ``truncated_encap`` (the packet
 ends inside a tunnel's header or the inner Ethernet's), ``bad_encap_header`` (a UDP length past the

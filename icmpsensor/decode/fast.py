@@ -114,8 +114,8 @@ class Decoder(DpktDecoder):
     def _reassembled4(self, ts: float, datagram: Datagram, src: bytes, dst: bytes) -> IcmpPacket | None:
         """IpLayer._reassembled4 (the reference) with the message made in C (_fastdecode.icmp4_message): a
         tiny-fragment flood completes a datagram every few frames. A message that path would count as an error or
-        a bad checksum goes through the reference."""
-        pkt = None if _fastdecode is None else _fastdecode.icmp4_message(
+        a bad checksum, and a tunnel's datagram, go through the reference."""
+        pkt = None if _fastdecode is None or datagram.proto != PROTO_ICMP else _fastdecode.icmp4_message(
             ts, datagram.payload, src, dst, datagram.wire_len, self.verify_checksums, self.stats.type_counts)
         return super()._reassembled4(ts, datagram, src, dst) if pkt is None else with_frames(pkt, datagram)
 

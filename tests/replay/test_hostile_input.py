@@ -714,6 +714,44 @@ def test_big_benign_pings_losing_their_first_fragments_raise_nothing(tmp_path: P
     assert notices(logs) == []
 
 
+def tunnelled_in_outer_fragments() -> list[tuple[float, bytes]]:
+    """Red team 2026-12-06 (case 23 a): `ip tunnel add t0 mode ipip remote COLLECTOR nopmtudisc` and a 1,400-byte
+    echo payload: each request leaves as an outer IPv4 datagram in two fragments, which the collector reassembles
+    and decapsulates; and the same through GRE. 2 a second for a minute each."""
+    rng = random.Random(23)
+    frames: list[tuple[float, bytes]] = []
+    for i in range(120):
+        t = 1_700_000_000.0 + i * 0.5
+        inner = craft.icmp4("10.20.30.40", "203.0.113.50", 8, 0, 0x2323, i, rng.randbytes(1400))
+        outer = craft.ipv4("192.0.2.40", "198.51.100.50", 4, inner, ip_id=i)
+        frames += [(t + k * 1e-4, craft.ether(f)) for k, f in enumerate(craft.fragment4(outer, 1400))]
+        inner = craft.icmp4("10.20.30.41", "203.0.113.51", 8, 0, 0x2424, i, rng.randbytes(1400))
+        outer = craft.ipv4("192.0.2.41", "198.51.100.51", 47, craft.gre(inner, key=7), ip_id=1000 + i)
+        frames += [(t + 0.2 + k * 1e-4, craft.ether(f)) for k, f in enumerate(craft.fragment4(outer, 1400))]
+    return frames
+
+
+@pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
+def test_an_exfiltration_in_a_tunnel_whose_outer_packets_are_fragments_is_reported(tmp_path: Path, workers: str,
+                                                                                   evidence: bool) -> None:
+    """The collector reassembles an IP-in-IP or GRE packet's outer fragments and reads the ICMP inside: 168 KB in a
+    minute went unseen (encap_fragment). Outer IPv4 fragments of IP-in-IP and GRE are reassembled, and the
+    tunnel opened."""
+    capture = tmp_path / "tunnel-fragments.pcap"
+    craft.write_pcap(capture, tunnelled_in_outer_fragments())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    raised = {(n["src"], n["dst"], n["note"]) for n in notices(logs)}
+    assert {("10.20.30.40", "203.0.113.50", "ICMP::ICMP_DataExfil"),
+            ("10.20.30.41", "203.0.113.51", "ICMP::ICMP_DataExfil")} <= raised, raised
+    if evidence:
+        pcap = next((logs / "evidence").glob("*.pcap"))
+        assert pcap.stat().st_size > 2 * 1400  # the outer fragments as captured
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_an_exfiltration_behind_a_long_chain_of_extension_headers_is_reported(tmp_path: Path, workers: str) -> None:
     """A receiver walks an IPv6 header chain whole: 17 empty destination options headers before each echo request

@@ -139,7 +139,10 @@ def test_default_filter_drops_other_traffic_inside_encapsulations_it_looks_into(
         assert not passes(tmp_path, tagged(ENCAPSULATIONS[name](ip), tags)), ip[:1]
     assert not passes(tmp_path, craft.ether(craft.ipv4(A, B, craft.PROTO_GRE, craft.gre(craft.arp(), 0x6558))))
     assert not passes(tmp_path, craft.ether(craft.udp4(A, B, 1, 4790, bytes(8) + craft.ether(ECHO4))))
-    assert not passes(tmp_path, craft.ether(craft.ipv4(A, B, 47, craft.gre(ECHO4), flags_offset=3)))  # later fragment
+    # a later fragment of GRE or IP-in-IP: passed by its protocol (reassembled), of a UDP tunnel not
+    assert passes(tmp_path, craft.ether(craft.ipv4(A, B, 47, craft.gre(ECHO4), flags_offset=3)))
+    assert passes(tmp_path, craft.ether(craft.ipv4(A, B, 4, ECHO4, flags_offset=3)))
+    assert not passes(tmp_path, craft.ether(craft.ipv4(A, B, 17, craft.udp4(A, B, 1, 4789)[20:], flags_offset=3)))
 
 
 def test_default_filter_looks_behind_mpls_labels_to_the_bound() -> None:
