@@ -47,7 +47,7 @@ static int max_ext_headers = 1150;
 static int max_option_items = 64; /* decode/ip.py MAX_OPTION_ITEMS, given by bind() */
 /* decode/linktypes.py MAX_MPLS_LABELS and MAX_ENCAPSULATIONS, given by bind() */
 static int max_mpls_labels = 8;
-static int max_encapsulations = 4;
+static int max_encapsulations = 75;
 
 /* The encapsulations opened (decode/linktypes.py; decode/encap.py, the reference, has the GRE, ERSPAN, VXLAN and Geneve
  * header layouts): protocol numbers, ethertypes, PPP protocols, UDP ports, GRE's flags. */
@@ -971,7 +971,7 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((nargs >= 3 && bound_arg(args[2], 65535, "max_ext_headers", &headers) < 0)
         || (nargs >= 4 && bound_arg(args[3], 4096, "max_option_items", &items) < 0)
         || (nargs == 6 && (bound_arg(args[4], 255, "max_mpls_labels", &labels) < 0
-                           || bound_arg(args[5], 16, "max_encapsulations", &tunnels) < 0)))
+                           || bound_arg(args[5], 256, "max_encapsulations", &tunnels) < 0)))
         return NULL;
     PyObject *type_obj = args[0];
     if (!PyType_Check(type_obj)) {

@@ -87,7 +87,10 @@ UDP_VXLAN, UDP_GENEVE = 4789, 6081  # destination ports
 # GRE's first 16 bits (RFC 2784, RFC 2890, RFC 1701): checksum, routing, key and sequence number present, the version
 GRE_C, GRE_R, GRE_K, GRE_S, GRE_VERSION = 0x8000, 0x4000, 0x2000, 0x1000, 0x0007
 MAX_MPLS_LABELS = 8  # labels popped looking for the bottom of the stack: more is skipped (mpls_labels)
-MAX_ENCAPSULATIONS = 4  # tunnels (IP-in-IP, GRE, VXLAN, Geneve) opened in one frame: more is skipped (encap_depth)
+# Tunnels (IP-in-IP, GRE, VXLAN, Geneve) opened in one frame: more is skipped (encap_depth). A receiver opens them as
+# deep as the packet goes (Linux's fallback tunl0: five nested IP-in-IP headers went past a bound of 4 unseen); a
+# 1500-byte packet holds 73 IPv4 headers around an echo request. Deeper needs jumbo frames (documented).
+MAX_ENCAPSULATIONS = 75
 AF_INET = 2  # BSD loopback (NULL, LOOP) address families
 AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 

@@ -110,7 +110,20 @@ def _nested(ip: bytes, depth: int) -> bytes:
 def test_nesting_is_bounded() -> None:
     assert Run(ETH, [_nested(ECHO4, linktypes.MAX_ENCAPSULATIONS)]).only.payload == b"exfil: secret"
     assert outcome(_nested(ECHO4, linktypes.MAX_ENCAPSULATIONS + 1)) == {"encap_depth": 1}
-    assert outcome(_nested(ECHO6, 40)) == {"encap_depth": 1}  # GRE in IP-in-IP in GRE ... past the bound
+    assert outcome(_nested(ECHO6, 2 * linktypes.MAX_ENCAPSULATIONS)) == {"encap_depth": 1}  # GRE in IP-in-IP in ...
+
+
+def test_as_many_nested_tunnels_as_a_full_size_packet_holds_are_opened() -> None:
+    """Linux's fallback tunl0 opens IP-in-IP inside IP-in-IP as deep as the packet goes (red team 2026-12-06: five
+    nested headers, 600 KB in 5 minutes unseen past a bound of 4). A 1500-byte packet holds 73 IPv4 headers around
+    an echo request."""
+    echo = craft.icmp4(A4, B4, 8, 0, 1, 2, b"secret")
+    ip = echo
+    while len(ip) + 20 <= 1500:
+        ip = craft.ipip(S, D, ip)
+    depth = (len(ip) - len(echo)) // 20
+    assert depth == 73 <= linktypes.MAX_ENCAPSULATIONS
+    assert Run(ETH, [craft.ether(ip)]).only.payload == b"secret"
 
 
 def test_mpls_label_stacks_are_bounded() -> None:
