@@ -240,6 +240,23 @@ typedef struct {
     PyObject *frame; /* NULL or None: none */
 } Rewrite;
 
+/* A partial (or headless: `runs`) Datagram of p's bytes `payload`, counted (`counter`) and appended to the partials;
+ * -1 on an error. Steals nothing. */
+static int append_partial(Reassembler *self, Pending *p, PyObject *key, int counter, long proto, PyObject *payload,
+                          Py_ssize_t wire_len, PyObject *extra_frame, PyObject *runs)
+{
+    PyObject *frames = count_up(self, counter) < 0 ? NULL : frames_tuple(self, p, extra_frame);
+    PyObject *datagram = frames ? new_datagram(proto, payload, wire_len, frames, 1, key, self->now_obj,
+                                               p->first_ts_obj, runs)
+                                : NULL;
+    Py_XDECREF(frames);
+    if (datagram == NULL)
+        return -1;
+    int rc = PyList_Append(self->partials, datagram);
+    Py_DECREF(datagram);
+    return rc;
+}
+
 /* fragments._hand_on_headless: the runs of bytes held past `covered` (-1: none of them), and the rewrite's bytes
  * (NULL: none, or a partial took them) as a run of their own, as one headless Datagram; nothing without a run. */
 static int hand_on_headless(Reassembler *self, PyObject *key, Pending *p, Py_ssize_t covered, const Rewrite *rewrite,
@@ -299,17 +316,9 @@ static int hand_on_headless(Reassembler *self, PyObject *key, Pending *p, Py_ssi
         if (!failed)
             PyTuple_SET_ITEM(runs, n_runs - 1, pair);
     }
-    PyObject *frames = failed || count_up(self, C_HEADLESS) < 0 ? NULL : frames_tuple(self, p, extra_frame);
-    PyObject *datagram = frames ? new_datagram(p->proto, payload, wire_len, frames, 1, key, self->now_obj,
-                                               p->first_ts_obj, runs)
-                                : NULL;
+    int rc = failed ? -1 : append_partial(self, p, key, C_HEADLESS, p->proto, payload, wire_len, extra_frame, runs);
     Py_DECREF(payload);
     Py_DECREF(runs);
-    Py_XDECREF(frames);
-    if (datagram == NULL)
-        return -1;
-    int rc = PyList_Append(self->partials, datagram);
-    Py_DECREF(datagram);
     return rc;
 }
 
@@ -383,20 +392,8 @@ static int hand_on(Reassembler *self, PyObject *key, Pending *p, const Rewrite *
     PyMem_Free(held);
     if (payload == NULL)
         return -1;
-    if (count_up(self, C_PARTIAL) < 0) {
-        Py_DECREF(payload);
-        return -1;
-    }
-    PyObject *frames = frames_tuple(self, p, extra_frame);
-    PyObject *datagram = frames ? new_datagram(proto, payload, wire_len, frames, 1, key, self->now_obj,
-                                               p->first_ts_obj, no_runs)
-                                : NULL;
+    int rc = append_partial(self, p, key, C_PARTIAL, proto, payload, wire_len, extra_frame, no_runs);
     Py_DECREF(payload);
-    Py_XDECREF(frames);
-    if (datagram == NULL)
-        return -1;
-    int rc = PyList_Append(self->partials, datagram);
-    Py_DECREF(datagram);
     return rc < 0 ? -1 : hand_on_headless(self, key, p, held_runs ? length : -1, rewrite, extra_frame, wire_len);
 }
 

@@ -108,28 +108,17 @@ static PyObject *slot_of(PyObject *obj, Py_ssize_t offset, const char *name)
     return value;
 }
 
-/* obj.slot = max(obj.slot, value) as `if value > obj.slot: obj.slot = value`. */
-static int raise_to(PyObject *obj, Py_ssize_t offset, PyObject *value, const char *name)
+/* obj.slot = value where `value <op> obj.slot` (Py_GT: `if value > obj.slot: obj.slot = value`, a max; Py_LT: a
+ * min). */
+static int move_to(PyObject *obj, Py_ssize_t offset, PyObject *value, int op, const char *name)
 {
     PyObject *current = slot_of(obj, offset, name);
     if (current == NULL)
         return -1;
-    int greater = PyObject_RichCompareBool(value, current, Py_GT);
-    if (greater > 0)
+    int beyond = PyObject_RichCompareBool(value, current, op);
+    if (beyond > 0)
         set_slot(obj, offset, value);
-    return greater < 0 ? -1 : 0;
-}
-
-/* obj.slot = min(obj.slot, value) */
-static int lower_to(PyObject *obj, Py_ssize_t offset, PyObject *value, const char *name)
-{
-    PyObject *current = slot_of(obj, offset, name);
-    if (current == NULL)
-        return -1;
-    int less = PyObject_RichCompareBool(value, current, Py_LT);
-    if (less > 0)
-        set_slot(obj, offset, value);
-    return less < 0 ? -1 : 0;
+    return beyond < 0 ? -1 : 0;
 }
 
 /* obj.slot += amount */
@@ -190,9 +179,9 @@ static int count(PyObject *agg, PyObject *notice, PyObject *fold, PyObject *peer
         return -1;
     if (add_to(fold, fold_slot[D_FOLDED], one, "_Fold.folded") < 0
         || add_to(fold, fold_slot[D_BYTES_SENT], bytes_sent, "_Fold.bytes_sent") < 0
-        || raise_to(fold, fold_slot[D_LAST], ts, "_Fold.last") < 0
-        || raise_to(agg, aggregator_slot[A_LAST_FOLDED], ts, "NoticeAggregator._last_folded") < 0
-        || lower_to(agg, aggregator_slot[A_FIRST_FOLDED], ts, "NoticeAggregator._first_folded") < 0)
+        || move_to(fold, fold_slot[D_LAST], ts, Py_GT, "_Fold.last") < 0
+        || move_to(agg, aggregator_slot[A_LAST_FOLDED], ts, Py_GT, "NoticeAggregator._last_folded") < 0
+        || move_to(agg, aggregator_slot[A_FIRST_FOLDED], ts, Py_LT, "NoticeAggregator._first_folded") < 0)
         return -1;
     PyObject *peers = slot_of(fold, fold_slot[D_PEERS], "_Fold.peers");
     PyObject *sample = slot_of(fold, fold_slot[D_SAMPLE], "_Fold.sample");

@@ -547,30 +547,31 @@ def big_benign_pings_losing_fragments() -> list[tuple[float, bytes]]:
 FRAGMENT_RUNS = [("1", True), ("2", False)]  # (workers, evidence): decode_frames and decode_batch
 
 
+def replayed(tmp_path: Path, frames: list[tuple[float, bytes]], workers: str, evidence: bool,
+             config: str = "") -> tuple[list[dict[str, object]], Path]:
+    """The notices of a replay of `frames` (written with a snap length of 65,535: frames of 1,514 bytes), with
+    `workers`, evidence on or off and `config` besides; and the log directory."""
+    capture = tmp_path / "capture.pcap"
+    craft.write_pcap(capture, frames)
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(f"{config}output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
+    logs = out_dir(tmp_path)
+    result = sensor("-r", capture, "-c", config_file, "--log-dir", logs, "--workers", workers)
+    assert result.returncode == 0, result.stderr.decode()
+    return notices(logs), logs
+
+
 @pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
 def test_data_in_fragments_that_never_become_a_datagram_raises_data_exfil(tmp_path: Path, workers: str,
                                                                           evidence: bool) -> None:
-    capture = tmp_path / "r6r7.pcap"
-    craft.write_pcap(capture, unfinished_fragment_exfil())  # frames of 1,514 bytes: a snap length of 65,535
-    config = tmp_path / "c.yaml"
-    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
-    logs = out_dir(tmp_path)
-    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
-    assert result.returncode == 0, result.stderr.decode()
-    raised = {(n["src"], n["note"]) for n in notices(logs)}
+    told, _ = replayed(tmp_path, unfinished_fragment_exfil(), workers, evidence)
+    raised = {(n["src"], n["note"]) for n in told}
     assert {("192.0.2.7", "ICMP::ICMP_DataExfil"), ("192.0.2.6", "ICMP::ICMP_DataExfil")} <= raised, raised
 
 
 @pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
 def test_big_benign_pings_losing_fragments_raise_nothing(tmp_path: Path, workers: str, evidence: bool) -> None:
-    capture = tmp_path / "lost.pcap"
-    craft.write_pcap(capture, big_benign_pings_losing_fragments())
-    config = tmp_path / "c.yaml"
-    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
-    logs = out_dir(tmp_path)
-    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
-    assert result.returncode == 0, result.stderr.decode()
-    assert notices(logs) == []
+    assert replayed(tmp_path, big_benign_pings_losing_fragments(), workers, evidence)[0] == []
 
 
 def cut4(src: str, dst: str, message: bytes, ip_id: int, cuts: list[int]) -> list[bytes]:
@@ -633,15 +634,8 @@ def test_a_fragment_flood_that_evicts_an_exfiltrations_datagrams_does_not_hide_i
                                                                                  evidence: bool) -> None:
     """The bytes of fragments whose datagram never had offset 0 (evicted, timed out, unfinished) are judged on
     their own: 24 KB in fragments that start datagrams without their first raised nothing."""
-    capture = tmp_path / "flood.pcap"
-    craft.write_pcap(capture, evicting_fragment_flood(80))
-    config = tmp_path / "c.yaml"
-    config.write_text(f"decode:\n  max_fragmented_datagrams: 64\n"
-                      f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
-    logs = out_dir(tmp_path)
-    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
-    assert result.returncode == 0, result.stderr.decode()
-    told = notices(logs)
+    told, _ = replayed(tmp_path, evicting_fragment_flood(80), workers, evidence,
+                       "decode:\n  max_fragmented_datagrams: 64\n")
     # its own notice, or (the spoofed fragments' notices are a storm towards its destination) in the storm's
     # aggregate among the largest
     assert any((n["src"], n["dst"]) == (EXFIL_FROM, EXFIL_TO)
@@ -651,14 +645,8 @@ def test_a_fragment_flood_that_evicts_an_exfiltrations_datagrams_does_not_hide_i
 @pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
 def test_data_sent_past_the_fragment_timeout_or_after_a_hole_is_reported(tmp_path: Path, workers: str,
                                                                           evidence: bool) -> None:
-    capture = tmp_path / "late.pcap"
-    craft.write_pcap(capture, late_and_holed_fragment_exfil())
-    config = tmp_path / "c.yaml"
-    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
-    logs = out_dir(tmp_path)
-    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
-    assert result.returncode == 0, result.stderr.decode()
-    raised = {(n["src"], n["dst"]) for n in notices(logs)}
+    told, _ = replayed(tmp_path, late_and_holed_fragment_exfil(), workers, evidence)
+    raised = {(n["src"], n["dst"]) for n in told}
     assert {(EXFIL_FROM, EXFIL_TO), ("192.0.2.9", EXFIL_TO)} <= raised, raised
 
 
@@ -704,14 +692,7 @@ def benign_pings_losing_first_fragments() -> list[tuple[float, bytes]]:
 @pytest.mark.parametrize(("workers", "evidence"), FRAGMENT_RUNS)
 def test_big_benign_pings_losing_their_first_fragments_raise_nothing(tmp_path: Path, workers: str,
                                                                      evidence: bool) -> None:
-    capture = tmp_path / "lost-first.pcap"
-    craft.write_pcap(capture, benign_pings_losing_first_fragments())
-    config = tmp_path / "c.yaml"
-    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
-    logs = out_dir(tmp_path)
-    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
-    assert result.returncode == 0, result.stderr.decode()
-    assert notices(logs) == []
+    assert replayed(tmp_path, benign_pings_losing_first_fragments(), workers, evidence)[0] == []
 
 
 def tunnelled_in_outer_fragments() -> list[tuple[float, bytes]]:
@@ -737,14 +718,8 @@ def test_an_exfiltration_in_a_tunnel_whose_outer_packets_are_fragments_is_report
     """The collector reassembles an IP-in-IP or GRE packet's outer fragments and reads the ICMP inside: 168 KB in a
     minute went unseen (encap_fragment). Outer IPv4 fragments of IP-in-IP and GRE are reassembled, and the
     tunnel opened."""
-    capture = tmp_path / "tunnel-fragments.pcap"
-    craft.write_pcap(capture, tunnelled_in_outer_fragments())
-    config = tmp_path / "c.yaml"
-    config.write_text(f"output:\n  evidence:\n    enabled: {str(evidence).lower()}\n")
-    logs = out_dir(tmp_path)
-    result = sensor("-r", capture, "-c", config, "--log-dir", logs, "--workers", workers)
-    assert result.returncode == 0, result.stderr.decode()
-    raised = {(n["src"], n["dst"], n["note"]) for n in notices(logs)}
+    told, logs = replayed(tmp_path, tunnelled_in_outer_fragments(), workers, evidence)
+    raised = {(n["src"], n["dst"], n["note"]) for n in told}
     assert {("10.20.30.40", "203.0.113.50", "ICMP::ICMP_DataExfil"),
             ("10.20.30.41", "203.0.113.51", "ICMP::ICMP_DataExfil")} <= raised, raised
     if evidence:
