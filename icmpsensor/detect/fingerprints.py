@@ -326,6 +326,9 @@ def _cisco(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benig
     return _benign("cisco-ios", _U32_BE.unpack_from(payload, 4)[0] / 1000, payload[8:10], True, 2**32 / 1000)
 
 
+BUSYBOX = "busybox"
+
+
 def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
     # mirror/busybox networking/ping.c sendping4()/sendping6(): the packet is memset to the
     # -p byte (default 0), then the first 4 data bytes get monotonic_us() as a host-order
@@ -339,9 +342,6 @@ def _busybox(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
         return None
     # session: payload[4:5] == bytes((fill,)), without building a tuple
     return _benign(BUSYBOX, _U32_LE.unpack_from(payload)[0] / _USEC, payload[4:5], True, 2**32 / _USEC)
-
-
-BUSYBOX = "busybox"
 
 
 def busybox_other_order(embedded: float) -> float:

@@ -94,6 +94,16 @@ def _moved(moved: float, wraps_after: float | None) -> float:
     return (moved + wraps_after / 2) % wraps_after - wraps_after / 2 if wraps_after else moved
 
 
+def _keeps_time_swapped(embedded: float, sent: float, previous: float, previous_sent: float,
+                        wraps_after: float | None, jitter: float) -> bool:
+    """Whether BusyBox's counter keeps time read in the other byte order (a big-endian host's,
+    fingerprints.busybox_other_order) from the run's last request (its counter `previous`, sent at
+    `previous_sent`) to this one."""
+    moved = (fingerprints.busybox_other_order(embedded) - sent) \
+        - (fingerprints.busybox_other_order(previous) - previous_sent)
+    return -jitter <= _moved(moved, wraps_after) <= jitter
+
+
 def _channels(flow: Flow) -> capacity.FlowChannels:
     state = flow.channels
     if state is None:
@@ -685,11 +695,10 @@ class Detector(FlowDetector):
         if last_offset is not None:
             jitter = self.cfg.clock_jitter
             moved = _moved(offset - last_offset, benign.wraps_after)
-            if not -jitter <= moved <= jitter and not (
-                    benign.template == fingerprints.BUSYBOX and -jitter <= _moved(
-                        fingerprints.busybox_other_order(embedded) - sent
-                        - (fingerprints.busybox_other_order(previous) - (previous - last_offset)),
-                        benign.wraps_after) <= jitter):  # the common case costs no call
+            if not -jitter <= moved <= jitter and not (  # the common case costs no call
+                    benign.template == fingerprints.BUSYBOX
+                    and _keeps_time_swapped(embedded, sent, previous, previous - last_offset, benign.wraps_after,
+                                            jitter)):
                 self._charge(flow, "time", capacity.time_bits(moved, 0.0, jitter))
         return True
 
