@@ -339,3 +339,32 @@ def test_stderr_on_a_full_device_without_journald_ends_nothing(lab: Lab, tmp_pat
     code, _, _ = sensor.stop()
     assert code == 0
     assert any("ExfilSummary" in line for line in notice_lines(sensor))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_fragment_flood_evicting_an_exfiltrations_datagrams_live_names_it_within_seconds(
+        lab: Lab, tmp_path: Path, sensors: list[Sensor], workers: int) -> None:
+    """Red team 2026-12-06 F1, live at 20,000 frames/s: each 6,000-byte exfiltration request's header alone, then
+    4,200 spoofed fragments that never complete (more than the reassembly table's 4,096 datagrams), then its data.
+    Before: 0 notices (the data started datagrams without offset 0, evicted in turn, counted only). Its data is
+    judged headless: the real source is named, by its own notice or among an aggregate's largest."""
+    from testkit import craft
+    from tests.replay.test_hostile_input import EXFIL_FROM, evicting_fragment_flood
+
+    capture = tmp_path / "fragment-flood.pcap"
+    craft.write_pcap(capture, evicting_fragment_flood(4_200))
+    sensor = launch_ready(lab, tmp_path, sensors, QUIET + f"capture:\n  workers: {workers}\n")
+    began = time.monotonic()
+    lab.in_peer("timeout", "60", "tcpreplay", "-q", "--pps=20000", "-i", PEER_IF, str(capture), timeout=90)
+    sent = time.monotonic()
+
+    def named() -> bool:
+        return any(f'"{EXFIL_FROM}"' in line or f"largest: {EXFIL_FROM} (" in line for line in notice_lines(sensor))
+
+    assert wait_for(named, 15), notice_lines(sensor)[-5:]
+    told = time.monotonic()
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+    stats = last_stats(sensor)
+    assert stats["decode"]["fragments"].get("headless", 0) > 0, stats  # type: ignore[index]
+    print(f"\n{workers} worker(s): sent in {sent - began:.1f} s, the exfiltration named {told - sent:.2f} s after")
