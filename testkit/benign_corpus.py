@@ -9,6 +9,7 @@ script), `EXPECTED_TEMPLATES` to the template names `explain`/`explain_error` mu
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import ipaddress
@@ -154,6 +155,14 @@ def go_ping_payload(size: int, t: float, tracker: int) -> bytes:
     """go-ping/ping v1 ping.go sendICMP(): UnixNano big-endian, the Pinger's 8-byte Tracker (uint64ToBytes,
     big-endian), then 0x01 up to Size (default 16: none)."""
     return struct.pack(">qQ", int(t * 1e9), tracker) + b"\x01" * (size - 16)
+
+
+def go_ping_json_payload(t: float, tracker: int) -> bytes:
+    """sparrc/go-ping before its binary layout (and its forks) ping.go sendICMP(): json.Marshal(IcmpData{Bytes:
+    timeToBytes(time.Now()) (8-byte big-endian UnixNano: base64 in JSON), Tracker: p.tracker (r.Int63n per
+    Pinger)})."""
+    clock = base64.b64encode(struct.pack(">q", int(t * 1e9))).decode()
+    return f'{{"Bytes":"{clock}","Tracker":{tracker}}}'.encode()
 
 
 def cisco_payload(size: int, uptime_ms: int, pattern: int = 0xABCD) -> bytes:
@@ -374,6 +383,21 @@ def go_ping(
     tracker = rng.getrandbits(64)
     return echo_flow(ends, start_ts, count, interval, lambda _i, t: go_ping_payload(size, t, tracker),
                      ident=rng.randrange(0xFFFF), seq0=0)
+
+
+def go_ping_json(
+    hosts: int = 5, start_ts: float = START, count: int = HOUR, interval: float = 1.0, seed: int = 19,
+) -> list[IcmpPacket]:
+    """A Go monitor on go-ping's JSON-era Pinger: one long-running Pinger a host (id r.Intn(MaxInt16), Tracker
+    r.Int63n(MaxInt64), seq from 0, Interval 1 s)."""
+    rng = random.Random(seed)
+    flows = []
+    for h in range(hosts):
+        tracker = rng.randrange(2**63 - 1)
+        flows.append(echo_flow(Endpoints(CLIENT, f"198.51.100.{20 + h}"), start_ts + h * 0.1, count, interval,
+                               lambda _i, t, tr=tracker: go_ping_json_payload(t, tr), ident=rng.randrange(0x7FFF),
+                               seq0=0, seed=h))
+    return _merge(*flows)
 
 
 def cisco_ios(
@@ -636,6 +660,8 @@ _case("pro_bing_sized", lambda: pro_bing(size=64), "prometheus-community/pro-bin
 _case("pro_bing_periodic", pro_bing_periodic, "prometheus-community/pro-bing ping.go New()/sendICMP()",
       "pro-bing")
 _case("go_ping", go_ping, "go-ping/ping v1 ping.go sendICMP() (Size 16)", "go-ping")
+_case("go_ping_json", go_ping_json, "sparrc/go-ping JSON-era ping.go sendICMP() (json.Marshal(IcmpData))",
+      "go-ping-json")
 _case("go_ping_periodic", go_ping_periodic, "influxdata/telegraf plugins/inputs/ping (native, before 1.25) on "
       "go-ping/ping v1 ping.go New()/sendICMP()", "go-ping")
 _case("cisco_ios", cisco_ios, "UNVERIFIED: Cisco IOS extended-ping docs (100-byte datagram, 0xABCD)",

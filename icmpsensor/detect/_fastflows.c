@@ -889,6 +889,8 @@ static int explain_may_match(const unsigned char *p, Py_ssize_t n, long max_upti
         return 1; /* pro-bing's tracker UUID, then 0x01 */
     if ((first & 0xF0) == 0x10 && same_bytes(p, 16, n, 1))
         return 1; /* go-ping's clock (nanoseconds of 2006 to 2042), its 8-byte tracker, then 0x01 */
+    if (first == '{' && p[1] == '"')
+        return 1; /* go-ping's JSON-era payload: {"Bytes":"<base64 clock>","Tracker":<digits>} */
     if (p[7] == 0 && ((p[15] == 0 && p[11] == 0 && fill_may_match(p, 16, n, max_pattern))
                       || fill_may_match(p, 8, n, max_pattern)))
         return 1; /* iputils' struct timeval (64-bit, 32-bit), then its fill */

@@ -21,6 +21,8 @@ nmap/nping discovery, Linux traceroute -I, mtr.
 
 from __future__ import annotations
 
+import binascii
+import re
 import struct
 from dataclasses import dataclass
 
@@ -42,7 +44,7 @@ class Benign:
 # pro-bing's tracker (prometheus-community/pro-bing ping.go New(): uuid.New() per Pinger), go-ping's before it
 # (go-ping/ping v1 ping.go New(): r.Uint64() per Pinger). A new one at
 # a new run is part of the run (the run budget), not a parameter change (detect/capacity.py).
-RANDOM_SESSION_TEMPLATES = frozenset({"pro-bing", "go-ping"})
+RANDOM_SESSION_TEMPLATES = frozenset({"pro-bing", "go-ping", "go-ping-json"})
 
 _new_object = object.__new__
 _set_template = Benign.template.__set__  # type: ignore[attr-defined]
@@ -254,6 +256,22 @@ def _go_ping(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Ben
     return _benign("go-ping", t, payload[8:16])
 
 
+# sparrc/go-ping's first layout (and forks of it that kept it) ping.go sendICMP(): json.Marshal(IcmpData{Bytes:
+# timeToBytes(time.Now()), Tracker: p.tracker}): Go writes a []byte as standard base64 (8 bytes: 11 characters and
+# "="), the int64 tracker (r.Int63n(math.MaxInt64), once per Pinger) in decimal.
+_GO_PING_JSON = re.compile(rb'\{"Bytes":"([A-Za-z0-9+/]{11}=)","Tracker":(0|[1-9][0-9]{0,18})\}')
+
+
+def _go_ping_json(payload: bytes, n: int, capture_ts: float, tolerance: float) -> Benign | None:
+    match = _GO_PING_JSON.fullmatch(payload)
+    if match is None:
+        return None
+    t = _I64_BE.unpack(binascii.a2b_base64(match[1]))[0] / _NSEC
+    if not -tolerance <= t - capture_ts <= tolerance:
+        return None
+    return _benign("go-ping-json", t, match[2])  # the tracker is the `session`
+
+
 def _timeval(sec: int, usec: int, capture_ts: float, tolerance: float) -> float | None:
     """A struct timeval as seconds, if it is one (usec < 10^6) within `tolerance` of the capture time."""
     if usec >= _USEC:
@@ -355,7 +373,7 @@ def busybox_other_order(embedded: float) -> float:
 
 # Most specific first; each starts with byte tests that reject random data at once. BusyBox
 # goes before BSD: [counter][zeros] would otherwise also read as FreeBSD `ping -p 00`.
-_TIMED = (_check_icmp, _pro_bing, _go_ping, _iputils64, _iputils32, _cisco, _busybox, _bsd)
+_TIMED = (_go_ping_json, _check_icmp, _pro_bing, _go_ping, _iputils64, _iputils32, _cisco, _busybox, _bsd)
 
 
 def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_reply: bool = False) -> Benign | None:
@@ -377,6 +395,10 @@ def explain(payload: bytes, capture_ts: float, *, tolerance: float = 300.0, is_r
     # with pass (every timed template needs at least 8 bytes).
     if n < 8:
         return None
+    if payload[0] == 0x7B and payload[1] == 0x22:  # '{"': a clock's first byte may be '{' too
+        hit = _go_ping_json(payload, n, capture_ts, tolerance)
+        if hit is not None:
+            return hit
     b7 = payload[7]
     if n >= 24:
         b16 = payload[16]

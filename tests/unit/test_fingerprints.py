@@ -141,6 +141,9 @@ SPECIMENS = (
     # payload (its random UUID's version nibble and variant), as it is on the wire.
     Specimen("go-ping", "go-ping", lambda n: corpus.go_ping_payload(n, SENT, 0x9C3E_0B7A_51D2_A4F6), 56,
              tuple(range(16, 56))),
+    # Its JSON's fixed text (a flipped clock or tracker byte is another clock or tracker, or no base64)
+    Specimen("go-ping-json", "go-ping-json", lambda n: corpus.go_ping_json_payload(SENT, 4_611_686_018_427_387_904),
+             54, (*range(10), 21, *range(22, 34), 53)),
     # Bytes 0-3 are left out: four other bytes there make a valid FreeBSD `ping -p abcd`.
     Specimen("cisco", "cisco-ios", lambda n: corpus.cisco_payload(n, 987_654_321), 72, tuple(range(8, 72))),
 )
