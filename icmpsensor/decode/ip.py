@@ -27,8 +27,9 @@ from icmpsensor.decode.linktypes import (
 from icmpsensor.decode.packet import HEADLESS, HeadlessPacket, IcmpPacket, PartialPacket
 from icmpsensor.source.batch import CapturedFrame
 
-# Tunnels whose outer IPv4 fragments are reassembled, as their receiver does before it opens them: IP-in-IP and GRE,
-# known by the protocol in every fragment (a UDP tunnel's port is in its first fragment only). An `ip tunnel`
+# Tunnels whose outer fragments are reassembled, as their receiver does before it opens them: IP-in-IP and GRE, known
+# by the protocol in every fragment (a UDP tunnel's port is in its first fragment only); over IPv6 too, keyed with
+# the protocol (key_v4's shape) so that no ICMPv6 datagram is mistaken for one. An `ip tunnel`
 # whose MTU outgrows the path's sends every big packet so (red team, 2026-12-06: 840 KB in 5 minutes unseen).
 OUTER_FRAGMENTED = frozenset(IP_TUNNELS)
 
@@ -223,11 +224,12 @@ class IpLayer(EncapLayer):
         offset: int,
         wire_len: int,
     ) -> IcmpPacket | None:
-        if next_header not in V6_WALKED:
+        tunnel = next_header in OUTER_FRAGMENTED
+        if next_header not in V6_WALKED and not tunnel:
             return self._skip("encap_fragment" if next_header in IP_TUNNELS else "not_icmp")
         if not data or (more and len(data) & 7):
             return self._error("bad_fragment")
-        key = key_v6(src, dst, ident)
+        key = key_v4(src, dst, next_header, ident) if tunnel else key_v6(src, dst, ident)
         reassembler = self.reassembler
         datagram = reassembler.add(key, ts, offset, more, data, next_header, wire_len,
                                    self._captured() if reassembler.keep_frames else None)
@@ -239,8 +241,12 @@ class IpLayer(EncapLayer):
 
     def _reassembled6(self, ts: float, datagram: Datagram, src: bytes, dst: bytes,
                       final_dst: bytes) -> IcmpPacket | None:
-        """The ICMPv6 message of a completed IPv6 datagram (its fragmentable part), carrying its fragments' frames."""
+        """The ICMPv6 message of a completed IPv6 datagram (its fragmentable part; the one in its tunnel, for IP-in-IP
+        and GRE), carrying its fragments' frames."""
         payload = datagram.payload
+        if datagram.proto in OUTER_FRAGMENTED:
+            return with_frames(self._decap(ts, payload, 0, len(payload), datagram.proto, datagram.wire_len),
+                               datagram)
         return with_frames(self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
                                         datagram.wire_len, False), datagram)
 

@@ -13,8 +13,8 @@ the difference, always 0.
 Skip reasons: ``not_ip``, ``not_icmp``, and for encapsulations (decode/encap.py, decode/link.py)
 ``mpls_labels`` (no bottom of the MPLS label stack within linktypes.MAX_MPLS_LABELS labels),
 ``encap_depth`` (more than linktypes.MAX_ENCAPSULATIONS tunnels in one frame), ``encap_fragment``
-(a tunnel packet that is an outer IP fragment, but IP-in-IP and GRE over IPv4, whose outer datagram is
-reassembled; one in a reassembled IPv6 datagram; an IP-in-IP or GRE datagram abandoned unfinished),
+(a VXLAN or Geneve packet that is an outer IP fragment: IP-in-IP's and GRE's are reassembled; a tunnel behind
+option headers in a reassembled IPv6 datagram; an IP-in-IP or GRE datagram abandoned unfinished),
 ``gre_routing`` (GRE with the routing flag), ``gre_version`` (GRE other than version 0). Error
 reasons: ``truncated_link``,
 ``truncated_ip`` (captured bytes end inside the IP header or before the IP

@@ -698,7 +698,7 @@ def test_big_benign_pings_losing_their_first_fragments_raise_nothing(tmp_path: P
 def tunnelled_in_outer_fragments() -> list[tuple[float, bytes]]:
     """Red team 2026-12-06 (case 23 a): `ip tunnel add t0 mode ipip remote COLLECTOR nopmtudisc` and a 1,400-byte
     echo payload: each request leaves as an outer IPv4 datagram in two fragments, which the collector reassembles
-    and decapsulates; and the same through GRE. 2 a second for a minute each."""
+    and decapsulates; the same through GRE, and IP-in-IPv6 in IPv6 fragments. 2 a second for a minute each."""
     rng = random.Random(23)
     frames: list[tuple[float, bytes]] = []
     for i in range(120):
@@ -709,6 +709,9 @@ def tunnelled_in_outer_fragments() -> list[tuple[float, bytes]]:
         inner = craft.icmp4("10.20.30.41", "203.0.113.51", 8, 0, 0x2424, i, rng.randbytes(1400))
         outer = craft.ipv4("192.0.2.41", "198.51.100.51", 47, craft.gre(inner, key=7), ip_id=1000 + i)
         frames += [(t + 0.2 + k * 1e-4, craft.ether(f)) for k, f in enumerate(craft.fragment4(outer, 1400))]
+        inner = craft.icmp4("10.20.30.42", "203.0.113.52", 8, 0, 0x2525, i, rng.randbytes(1400))
+        outer = craft.ipip("2001:db8:40::1", "2001:db8:50::1", inner, ipv6_outer=True)
+        frames += [(t + 0.3 + k * 1e-4, craft.ether(f)) for k, f in enumerate(craft.fragment6(outer, 1232, 3000 + i))]
     return frames
 
 
@@ -721,7 +724,8 @@ def test_an_exfiltration_in_a_tunnel_whose_outer_packets_are_fragments_is_report
     told, logs = replayed(tmp_path, tunnelled_in_outer_fragments(), workers, evidence)
     raised = {(n["src"], n["dst"], n["note"]) for n in told}
     assert {("10.20.30.40", "203.0.113.50", "ICMP::ICMP_DataExfil"),
-            ("10.20.30.41", "203.0.113.51", "ICMP::ICMP_DataExfil")} <= raised, raised
+            ("10.20.30.41", "203.0.113.51", "ICMP::ICMP_DataExfil"),
+            ("10.20.30.42", "203.0.113.52", "ICMP::ICMP_DataExfil")} <= raised, raised
     if evidence:
         pcap = next((logs / "evidence").glob("*.pcap"))
         assert pcap.stat().st_size > 2 * 1400  # the outer fragments as captured
