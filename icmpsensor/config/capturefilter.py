@@ -9,7 +9,7 @@ packet's protocol checked, an inner Ethernet's behind up to one VLAN tag (anothe
 there: passed without a look). An inner packet that is itself a tunnel (IP-in-IP, IPv6, GRE) is
 passed without a look at the next one, so nested tunnels reach the decoder. A non-first outer IPv4
 fragment carries no tunnel header to check: one of IP-in-IP or GRE is passed by its protocol (the decoder
-reassembles them, decode/ip.py OUTER_FRAGMENTED), one of a UDP tunnel is not (a UDP fragment does not say
+reassembles them, decode/ip.py _tunnel4), one of a UDP tunnel is not (a UDP fragment does not say
 which port it goes to).
 
 libpcap's `vlan`, `mpls`, `pppoes` and `geneve` keywords move the offsets of everything after them in

@@ -7,7 +7,7 @@ between Ethernet and IP, are the link layer's (decode/link.py). The inner packet
 one's length, and goes back to the IP layer (inner IP) or to the link-layer walk (inner Ethernet, with
 its VLAN tags, MPLS labels or PPPoE header). At most MAX_ENCAPSULATIONS tunnels are opened in a frame.
 
-Outer IPv4 and IPv6 fragments of IP-in-IP and GRE are reassembled first (decode/ip.py OUTER_FRAGMENTED), then
+Outer IPv4 and IPv6 fragments of IP-in-IP and GRE are reassembled first (decode/ip.py _tunnel4), then
 opened.
 What is skipped (decode/stats.py): ``encap_fragment`` (another tunnel packet that is an outer IP fragment, one
 inside a reassembled IPv6 datagram, or an IP-in-IP or GRE datagram abandoned unfinished), ``encap_depth``

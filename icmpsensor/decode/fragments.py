@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 
 def key_v4(src: bytes, dst: bytes, proto: int, ident: int) -> tuple[bytes, bytes, int, int]:
     """Reassembly key of an IPv4 fragment (RFC 791: source, destination, protocol, identification); also of an
-    IPv6 fragment of an IP-in-IP or GRE packet (decode/ip.py OUTER_FRAGMENTED: its protocol keeps it apart from an
+    IPv6 fragment of an IP-in-IP or GRE packet (decode/ip.py _tunnel4: its protocol keeps it apart from an
     ICMPv6 datagram's, and says a tunnel's is not to be judged as ICMP)."""
     return (src, dst, proto, ident)
 

@@ -27,12 +27,6 @@ from icmpsensor.decode.linktypes import (
 from icmpsensor.decode.packet import HEADLESS, HeadlessPacket, IcmpPacket, PartialPacket
 from icmpsensor.source.batch import CapturedFrame
 
-# Tunnels whose outer fragments are reassembled, as their receiver does before it opens them: IP-in-IP and GRE, known
-# by the protocol in every fragment (a UDP tunnel's port is in its first fragment only); over IPv6 too, keyed with
-# the protocol (key_v4's shape) so that no ICMPv6 datagram is mistaken for one. An `ip tunnel`
-# whose MTU outgrows the path's sends every big packet so (red team, 2026-12-06: 840 KB in 5 minutes unseen).
-OUTER_FRAGMENTED = frozenset(IP_TUNNELS)
-
 # Next-header values walked towards an ICMPv6 message; any other means "not ICMP".
 V6_WALKED = frozenset((HOP_BY_HOP, ROUTING, FRAGMENT, AUTH, DEST_OPTS, PROTO_ICMPV6))
 # Headers walked per packet, the ICMPv6 one included. A receiver walks a chain whole (Linux has no limit), so a
@@ -205,10 +199,9 @@ class IpLayer(EncapLayer):
     def _reassembled4(self, ts: float, datagram: Datagram, src: bytes, dst: bytes) -> IcmpPacket | None:
         """The ICMP message of a completed IPv4 datagram (the one in its tunnel, for IP-in-IP and GRE), carrying
         its fragments' frames."""
-        payload = datagram.payload
         if datagram.proto != PROTO_ICMP:
-            return with_frames(self._decap(ts, payload, 0, len(payload), datagram.proto, datagram.wire_len),
-                               datagram)
+            return self._opened(ts, datagram)
+        payload = datagram.payload
         return with_frames(self._icmp(ts, payload, 0, len(payload), src, dst, datagram.wire_len), datagram)
 
     def _fragment6(
@@ -224,9 +217,9 @@ class IpLayer(EncapLayer):
         offset: int,
         wire_len: int,
     ) -> IcmpPacket | None:
-        tunnel = next_header in OUTER_FRAGMENTED
+        tunnel = next_header in IP_TUNNELS  # an outer fragment of IP-in-IP or GRE (_tunnel4)
         if next_header not in V6_WALKED and not tunnel:
-            return self._skip("encap_fragment" if next_header in IP_TUNNELS else "not_icmp")
+            return self._skip("not_icmp")
         if not data or (more and len(data) & 7):
             return self._error("bad_fragment")
         key = key_v4(src, dst, next_header, ident) if tunnel else key_v6(src, dst, ident)
@@ -243,12 +236,16 @@ class IpLayer(EncapLayer):
                       final_dst: bytes) -> IcmpPacket | None:
         """The ICMPv6 message of a completed IPv6 datagram (its fragmentable part; the one in its tunnel, for IP-in-IP
         and GRE), carrying its fragments' frames."""
+        if datagram.proto in IP_TUNNELS:
+            return self._opened(ts, datagram)
         payload = datagram.payload
-        if datagram.proto in OUTER_FRAGMENTED:
-            return with_frames(self._decap(ts, payload, 0, len(payload), datagram.proto, datagram.wire_len),
-                               datagram)
         return with_frames(self._walk6(ts, payload, 0, len(payload), datagram.proto, src, dst, final_dst,
                                         datagram.wire_len, False), datagram)
+
+    def _opened(self, ts: float, datagram: Datagram) -> IcmpPacket | None:
+        """The packet inside a completed IP-in-IP or GRE outer datagram, carrying its fragments' frames."""
+        payload = datagram.payload
+        return with_frames(self._decap(ts, payload, 0, len(payload), datagram.proto, datagram.wire_len), datagram)
 
     def _captured(self) -> CapturedFrame:
         """The frame being decoded, as captured (a fragment's, which the reassembler keeps for evidence)."""
@@ -275,11 +272,9 @@ class IpLayer(EncapLayer):
             return None
         header_len = ip.hl * 4
         if ip.p != PROTO_ICMP:
-            if ip.offset and ip.p in OUTER_FRAGMENTED:
+            if ip.p in IP_TUNNELS or (not ip.offset and is_tunnel(ip.p, buf, header_len, len(buf))):
                 return self._tunnel4(ts, buf, ip, wire_len)
-            if ip.offset or not is_tunnel(ip.p, buf, header_len, len(buf)):
-                return self._skip("encap_fragment" if ip.p in IP_TUNNELS else "not_icmp")
-            return self._tunnel4(ts, buf, ip, wire_len)
+            return self._skip("not_icmp")  # a UDP tunnel's later fragment does not say it is one
         problem = self._v4_header_problem(buf, ip.len, header_len)
         if problem:
             return self._error(problem)
@@ -291,14 +286,17 @@ class IpLayer(EncapLayer):
 
     def _tunnel4(self, ts: float, buf: bytes, ip: dpkt.ip.IP, wire_len: int) -> IcmpPacket | None:
         """An IPv4 packet (at the start of `buf`) carrying a tunnel (is_tunnel): its header checked as one
-        carrying ICMP, then the payload opened (decode/encap.py); a fragment of IP-in-IP or GRE reassembled first
-        (OUTER_FRAGMENTED), of another tunnel skipped."""
+        carrying ICMP, then the payload opened (decode/encap.py). A fragment of IP-in-IP or GRE (IP_TUNNELS: the
+        protocol in every fragment says so) is reassembled first, as its receiver does (an `ip tunnel` whose MTU
+        outgrows the path's sends every big packet so: 840 KB in 5 minutes went unseen, red team 2026-12-06); over
+        IPv6 keyed with the protocol too (key_v4's shape), so that no ICMPv6 datagram is mistaken for one. A UDP
+        tunnel's (its port is in the first fragment only) is skipped."""
         header_len = ip.hl * 4
         problem = self._v4_header_problem(buf, ip.len, header_len)
         if problem:
             return self._error(problem)
         if ip.mf or ip.offset:
-            if ip.p not in OUTER_FRAGMENTED:
+            if ip.p not in IP_TUNNELS:
                 return self._skip("encap_fragment")
             return self._fragment4(ts, buf[header_len : ip.len], ip.src, ip.dst, ip.id, bool(ip.mf), ip.offset * 8,
                                    wire_len, ip.p)
