@@ -235,6 +235,7 @@ static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
 static PyObject *str_format; /* reason_text's */
+static PyObject *str_session, *str_embedded_time, *str_wraps_after; /* template_read's (fingerprints.Benign) */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */
 static PyObject *empty_str; /* '' */
@@ -730,6 +731,11 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
                                 PyObject *flow, PyObject *request_flow);
 static PyObject *other_message(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, long icmp_type,
                                int ipv6, long coded);
+static int may_make_flow(FastPath *self, PyObject *key);
+static PyObject *message_flow(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *flow,
+                              PyObject *size, Py_ssize_t bytes_slot);
+static PyObject *left_to_evaluate(FastPath *self, Detector *state, PyObject *flow, PyObject *key, PyObject *ts,
+                                  int told, int evaluate);
 
 /* An echo reply answering a pending request with the same payload; one that answers none, unpaired_reply's. */
 static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload)
@@ -755,27 +761,33 @@ static PyObject *handle_reply(FastPath *self, PyObject *pkt, Detector *state, Py
         result = unpaired_reply(self, pkt, state, payload, key, flow, request_flow);
         goto done;
     }
-    if (!FLOW_OK(flow, needed) || (request_flow != NULL && !FLOW_OK(request_flow, request_needed))
-        || entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
+    int made = flow == NULL; /* the reply's flow is new (a monitor's one exchange a host): made as _on_reply makes it */
+    if ((!made && !FLOW_OK(flow, needed)) || (request_flow != NULL && !FLOW_OK(request_flow, request_needed))
+        || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2
         || !sketch_of(PyTuple_GET_ITEM(entry, 0), payload)) {
         result = Py_NewRef(Py_False);
+        goto done;
+    }
+    int makes = made ? may_make_flow(self, key) : 1; /* no allowlist, no pair memory to start it from */
+    if (makes <= 0) {
+        result = makes < 0 ? NULL : Py_NewRef(Py_False);
         goto done;
     }
     size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
     if (size == NULL)
         goto done;
     PyObject *request = Py_NewRef(PyTuple_GET_ITEM(entry, 0)); /* entry goes with the pop below */
-    Py_INCREF(flow);
     Py_XINCREF(request_flow);
     count_packet(state, ts, S_ECHO_REPLIES);
-    if (touch_flow(state, key, flow, ts, size, flow_slot[F_RESP_BYTES]) == 0
-        && (request_flow == NULL || add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) == 0)
+    flow = message_flow(self, state, pkt, key, flow, size, flow_slot[F_RESP_BYTES]);
+    if (flow != NULL && (request_flow == NULL || add_to_slot(request_flow, flow_slot[F_RECEIVED_BYTES], size) == 0)
         && PyObject_DelItem(state->pending, request_key) == 0) {
         set_slot(flow, flow_slot[F_LAST_SKETCH], request);
-        result = Py_NewRef(Py_None);
+        /* a new flow past max_flows: _handed_out's eviction */
+        result = made ? left_to_evaluate(self, state, flow, key, ts, 0, 0) : Py_NewRef(Py_None);
     }
     Py_DECREF(request);
-    Py_DECREF(flow);
+    Py_XDECREF(flow);
     Py_XDECREF(request_flow);
 done:
     Py_XDECREF(key);
@@ -1678,18 +1690,119 @@ done:
     return seen;
 }
 
-/* _novelty's first check, which changes nothing: whether a benign template explains the payload
- * (fingerprints.explain, called only where one of its templates' first tests passes). 1, 0, -1 with an exception. */
-static int template_explains(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
+/* fingerprints.explain(payload, ts, tolerance=timestamp_tolerance), called only where one of its templates' first
+ * tests passes (explain_may_match): a new reference to its Benign or to None, NULL with an exception. */
+static PyObject *explained(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
 {
     if (!explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
                            novel_cfg->max_uptime, novel_cfg->max_pattern))
-        return 0;
+        Py_RETURN_NONE;
     PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
-    PyObject *benign = PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
-    int explained = benign == NULL ? -1 : benign != Py_None;
+    return PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
+}
+
+/* _novelty's first check, which changes nothing: whether a benign template explains the payload (explained).
+ * 1, 0, -1 with an exception. */
+static int template_explains(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
+{
+    PyObject *benign = explained(novel_cfg, payload, ts);
+    int found = benign == NULL ? -1 : benign != Py_None;
     Py_XDECREF(benign);
-    return explained;
+    return found;
+}
+
+/* What Detector._consistent reads of a fingerprints.Benign: its session (bytes or None), its embedded time (NULL:
+ * None) and, where it has one, the time as a double and the wrap of a counter (0: wraps_after None). The objects
+ * are new references (template_done releases them). */
+typedef struct {
+    PyObject *session, *embedded;
+    double time, wraps;
+} Template;
+
+static void template_done(Template *t)
+{
+    Py_CLEAR(t->session);
+    Py_CLEAR(t->embedded);
+}
+
+/* `benign` (not None) read into *t: 0, or -1 with an exception (nothing held then). */
+static int template_read(PyObject *benign, Template *t)
+{
+    t->embedded = NULL;
+    t->time = t->wraps = 0.0;
+    t->session = PyObject_GetAttr(benign, str_session);
+    PyObject *embedded = t->session == NULL ? NULL : PyObject_GetAttr(benign, str_embedded_time);
+    PyObject *wraps = embedded == NULL ? NULL : PyObject_GetAttr(benign, str_wraps_after);
+    int failed = wraps == NULL;
+    if (!failed && embedded != Py_None) {
+        t->embedded = Py_NewRef(embedded);
+        t->time = PyFloat_AsDouble(embedded);
+        failed = t->time == -1.0 && PyErr_Occurred();
+    }
+    if (!failed && wraps != Py_None) {
+        t->wraps = PyFloat_AsDouble(wraps);
+        failed = t->wraps == -1.0 && PyErr_Occurred();
+    }
+    Py_XDECREF(embedded);
+    Py_XDECREF(wraps);
+    if (failed)
+        template_done(t);
+    return failed ? -1 : 0;
+}
+
+/* Detector._consistent for a request of the flow's run (`ident` its session_ident) whose payload a template explains,
+ * where it accepts the request as it is: a session (if the template has one) the flow's, a clock (if it has one) not
+ * gone back by more than a second (unless it wraps) and moved against the capture clock `ts` by clock_jitter at most
+ * since the run's last request (taken the short way round where it wraps). 1: so (*embedded: a new reference to
+ * the template's time, NULL where it has none; *offset: the time less `ts`); 0 where _consistent would start a run,
+ * set the session, refuse the template or charge its clock (the Python detector's); -1 with an exception. The
+ * layouts ping_clock reads in C come here only when it declined them (a -p pattern, another template's payload). */
+static int run_template(FastPath *self, PyObject *flow, PyObject *payload, PyObject *ts, long ident,
+                        PyObject **embedded, double *offset)
+{
+    *embedded = NULL;
+    long session_ident;
+    if (long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0 || session_ident != ident)
+        return 0;
+    PyObject *benign = explained(&self->novel, payload, ts);
+    if (benign == NULL || benign == Py_None) {
+        Py_XDECREF(benign);
+        return benign == NULL ? -1 : 0;
+    }
+    Template t;
+    int read = template_read(benign, &t);
+    Py_DECREF(benign);
+    if (read < 0)
+        return -1;
+    int taken = 0;
+    PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
+    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
+    if (t.session != Py_None
+        && (!PyBytes_CheckExact(t.session) || !PyBytes_CheckExact(session)
+            || PyBytes_GET_SIZE(session) != PyBytes_GET_SIZE(t.session)
+            || memcmp(PyBytes_AS_STRING(session), PyBytes_AS_STRING(t.session), (size_t)PyBytes_GET_SIZE(session))))
+        goto done; /* a session to set, or another one: no ping's within a run */
+    if (t.embedded == NULL) {
+        taken = 1;
+        goto done;
+    }
+    if (!PyFloat_CheckExact(last_embedded) || (t.wraps == 0.0 && t.time + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
+        || (last_offset != Py_None && !PyFloat_CheckExact(last_offset)))
+        goto done;
+    double drift = t.time - PyFloat_AS_DOUBLE(ts);
+    if (last_offset != Py_None) {
+        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
+        if (t.wraps != 0.0)
+            moved = py_mod(moved + t.wraps / 2, t.wraps) - t.wraps / 2;
+        if (!(-self->jitter <= moved && moved <= self->jitter))
+            goto done; /* charged as a time channel (or BusyBox's other byte order) */
+    }
+    *embedded = Py_NewRef(t.embedded);
+    *offset = drift;
+    taken = 1;
+done:
+    template_done(&t);
+    return taken;
 }
 
 /* Whether capacity.random_padding may find the payload p[0:n] laid out as a random-padding library's: both layouts it
@@ -2968,6 +3081,60 @@ static int may_be_fields(Detector *state, const NovelRequests *novel_cfg, PyObje
  * remembered for its reply, its novel bytes (all of them: nothing to compare) added and their share given to the
  * hosts' memories by the detector's own _spread, which may raise ExfilSpread (the detector's clock written first:
  * _spread reads it). Returns False (nothing changed), or left_to_evaluate's answer. */
+/* _on_request for a new flow's first request (without IP options) whose payload a template explains (`benign`,
+ * fingerprints.explain's), in its order: the flow made (message_flow), its header kept (Detector._header: the flow's
+ * first charges nothing), its run started as Detector._consistent starts one (session_ident the request's identifier,
+ * the template's session, its clock and the clock's offset to the capture's), the payload counted ignored, the tool
+ * tracker shown it, the request remembered; then left_to_evaluate's answer (a tool found: the flow evaluated; a full
+ * table: one evicted). False, nothing changed, where _consistent would refuse the template (a clock that does not
+ * wrap more than a second before 0); NULL with an exception. */
+static PyObject *first_templated(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *payload,
+                                 PyObject *benign)
+{
+    Template t;
+    if (template_read(benign, &t) < 0)
+        return NULL;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *ident = SLOT(pkt, packet_slot[P_IDENT]);
+    PyObject *seq = SLOT(pkt, packet_slot[P_SEQ]);
+    PyObject *result = NULL, *flow = NULL;
+    PyObject *size = NULL, *current = NULL, *embedded = NULL, *offset = NULL;
+    if (t.embedded != NULL && t.wraps == 0.0 && t.time + 1.0 < 0.0) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
+    current = new_sketch(payload);
+    embedded = t.embedded != NULL ? Py_NewRef(t.embedded) : PyFloat_FromDouble(0.0);
+    offset = t.embedded != NULL ? PyFloat_FromDouble(t.time - PyFloat_AS_DOUBLE(ts)) : Py_NewRef(Py_None);
+    if (size == NULL || current == NULL || embedded == NULL || offset == NULL)
+        goto done;
+    count_packet(state, ts, S_ECHO_REQUESTS);
+    if ((flow = message_flow(self, state, pkt, key, NULL, size, flow_slot[F_ORIG_BYTES])) == NULL)
+        goto done;
+    set_slot(flow, flow_slot[F_LAST_IDENT], ident);
+    set_slot(flow, flow_slot[F_LAST_SEQ], seq);
+    set_slot(flow, flow_slot[F_LAST_SIZE], size);
+    set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
+    set_slot(flow, flow_slot[F_SESSION], t.session);
+    set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
+    set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset);
+    state->counts[S_IGNORED_PAYLOADS]++;
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    int recognised = tool_seen(self, pkt, flow, payload, current);
+    if (recognised < 0 || (self->matched && remember_request(self, state, pkt, current, seq) < 0))
+        goto done;
+    result = left_to_evaluate(self, state, flow, key, ts, 0, recognised);
+done:
+    template_done(&t);
+    Py_XDECREF(flow);
+    Py_XDECREF(size);
+    Py_XDECREF(current);
+    Py_XDECREF(embedded);
+    Py_XDECREF(offset);
+    return result;
+}
+
 static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                PyObject *options)
 {
@@ -2998,7 +3165,16 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
         if (other == 0)
             Py_CLEAR(last_peer);
     }
-    if (template_explains(novel_cfg, payload, ts) != 0 || randomly_padded(novel_cfg, payload, seq) != 0)
+    PyObject *benign = explained(novel_cfg, payload, ts);
+    if (benign == NULL)
+        goto done;
+    if (benign != Py_None) { /* a template's: _novelty counts nothing, the sender's memory untouched */
+        result = options == NULL ? first_templated(self, state, pkt, key, payload, benign) : Py_NewRef(Py_False);
+        Py_DECREF(benign);
+        goto done;
+    }
+    Py_DECREF(benign);
+    if (randomly_padded(novel_cfg, payload, seq) != 0)
         goto decline_or_fail;
     current = new_sketch(payload);
     Py_hash_t digest = current == NULL ? -1 : PyObject_Hash(current);
@@ -3082,15 +3258,24 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
     long new_stride = stride;
     double due = 0.0, embedded = 0.0, offset = 0.0;
+    PyObject *clock = NULL; /* run_template's time of a template ping_clock does not read (NULL: none, or ping_clock's) */
+    int timed = 1;
     if (new_run)
         taken = 0;
     else if (!in_step) /* Detector._header: with the flow's last payload, where the step is free */
         taken = repeated && Py_IS_TYPE(channels, channels_type)
             && free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
                              PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due);
-    else if (!repeated) /* a timed ping's new sketch, its clock remembered */
-        taken = resized ? 0 : ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
-                                         PyFloat_AS_DOUBLE(ts), &embedded, &offset);
+    else if (!repeated && !resized) { /* a timed ping's new sketch, its clock remembered */
+        taken = ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
+                           PyFloat_AS_DOUBLE(ts), &embedded, &offset);
+        if (taken == 0 && options == NULL) { /* another template's payload, or a -p pattern */
+            taken = run_template(self, flow, payload, ts, ident, &clock, &offset);
+            timed = taken <= 0 || clock != NULL;
+        }
+    } else if (!repeated) {
+        taken = 0;
+    }
     if (taken == 0 && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
         /* a header that is not the flow's next: its charges worked out once the request is taken (header_apply); not
          * for a flow with no request yet (_header charges nothing then), nor identifiers past 16 bits */
@@ -3109,6 +3294,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     }
     if (taken <= 0 || options != NULL) {
         Py_DECREF(key);
+        Py_XDECREF(clock);
         return taken < 0 ? NULL : Py_NewRef(Py_False);
     }
     PyObject *size = PyLong_FromSsize_t(n);
@@ -3136,13 +3322,16 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     }
     if (!repeated) { /* Detector._novelty: the template explains it, Detector._consistent moved its clock */
         PyObject *sketch = new_sketch(payload);
-        PyObject *embedded_obj = PyFloat_FromDouble(embedded), *offset_obj = PyFloat_FromDouble(offset);
-        int failed = sketch == NULL || embedded_obj == NULL || offset_obj == NULL;
+        PyObject *embedded_obj = !timed ? NULL : clock != NULL ? Py_NewRef(clock) : PyFloat_FromDouble(embedded);
+        PyObject *offset_obj = timed ? PyFloat_FromDouble(offset) : NULL;
+        int failed = sketch == NULL || (timed && (embedded_obj == NULL || offset_obj == NULL));
         if (!failed) {
             state->counts[S_IGNORED_PAYLOADS]++;
             set_slot(flow, flow_slot[F_LAST_SKETCH], sketch);
-            set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded_obj);
-            set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
+            if (timed) { /* an untimed template's leaves the run's clock as it was (Detector._consistent) */
+                set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded_obj);
+                set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
+            }
         }
         Py_XDECREF(sketch);
         Py_XDECREF(embedded_obj);
@@ -3164,6 +3353,7 @@ done:
     Py_DECREF(flow);
     Py_DECREF(key);
     Py_XDECREF(size);
+    Py_XDECREF(clock);
     return result;
 }
 
@@ -4172,7 +4362,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
         || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
-        || intern(&str_format, "format") < 0)
+        || intern(&str_format, "format") < 0 || intern(&str_session, "session") < 0
+        || intern(&str_embedded_time, "embedded_time") < 0 || intern(&str_wraps_after, "wraps_after") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
         return NULL;
