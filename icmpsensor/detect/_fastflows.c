@@ -4,14 +4,17 @@
  * FastPath.handle(pkt) takes these kinds of packet, and only when every condition below holds; for any other it
  * changes nothing and returns False, and the Python detector handles the packet:
  *
- *  - an echo reply (code 0) on a flow the table has, answering a pending request (matched pairing) whose payload
- *    sketch it repeats: Detector._on_reply up to its `current == request` return;
+ *  - an echo reply (code 0) answering a pending request (matched pairing) whose payload sketch it repeats:
+ *    Detector._on_reply up to its `current == request` return, on a flow the table has or on a new one (a
+ *    monitor's one exchange with each host: no allowlist, no pair memory);
  *  - an echo request (code 0, no IP options: with them only as below) on a flow the table has, whose header is a
  *    ping's next one (same identifier and size, the sequence number one stride on) and whose payload sketch is
  *    the flow's last, or
  *    whose payload is iputils', BSD ping's, pro-bing's, BusyBox's or Cisco's default one with a new clock that
  *    its run's clock explains (below; pro-bing's tracker UUID, BusyBox's fill byte and Cisco's pattern the run's
- *    session):
+ *    session), or whose payload another template explains (run_template: fingerprints.explain asked, a -p pattern,
+ *    check_icmp's, an untimed fill) with its session and clock as the run's (Detector._consistent charging and
+ *    setting nothing):
  *    Detector._on_request with no novel bytes. With the flow's last payload, the sequence number may also be out
  *    of step where capacity.request_header charges nothing for it (free_seq_step), once the flow has its
  *    capacity state: within SEQ_FREE of one up (in either byte order) or of the flow's stride, or a jump either
@@ -40,7 +43,8 @@
  *    tunnel's replies seen without their requests, a flood of replies; up to the flow's evaluation, as a request's;
  *  - a new flow's first echo request (first_request, below; its IP options charged as above): a notice storm's
  *    every packet, a host's new data to host after host (compared with its last peer's flow where that may be
- *    fields: may_be_fields), up to its evaluation,
+ *    fields: may_be_fields), up to its evaluation; or, whose payload a template explains (first_templated: a ping's
+ *    first request, a monitor's one request to each host), its run started as Detector._consistent starts it;
  *    and, past max_flows, the eviction after it (evict_flow: FlowDetector._evict_one, its victim's end flow_ended's);
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns;
