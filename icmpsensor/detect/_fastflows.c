@@ -3507,7 +3507,8 @@ static int novel_shown(Detector *state, PyObject *pair, PyObject *folds)
 
 /* What run() does with a packet handle_packet() answered None or True for (`novel`: with novel bytes) of `pair`: 1,
  * stop at it; 0, go on, listed in `observed` where the evidence recorder is to see it. `listed`: the pairs whose packet
- * with novel bytes was listed in this call (made here the first time), taken as watched from then on.
+ * with novel bytes was listed in this call (made here the first time), both directions, taken as watched from then
+ * on.
  * Without `folds`, a watched pair's packet is listed as its index (the pair has a ring or a recording, which take its
  * packets whatever their novel bytes) and one with novel bytes of another pair stopped at. With it, the recorder's rings
  * can come and go within the call (a listed packet may start one, and the one it starts evict another's), so each
@@ -3533,9 +3534,13 @@ static int run_step(Detector *state, PyObject *pair, int novel, PyObject *watche
         return -1;
     if (!shown)
         return taken ? append_index(observed, index) : 0;
-    if (!taken && *listed == NULL && (*listed = PySet_New(NULL)) == NULL)
+    if (*listed == NULL && (*listed = PySet_New(NULL)) == NULL)
         return -1;
-    return !taken && PySet_Add(*listed, pair) < 0 ? -1 : append_index(observed, ~index);
+    /* both directions, as the recorder watches a ring's pair: the replies after it are the ring's too */
+    PyObject *reverse = PyTuple_Pack(2, PyTuple_GET_ITEM(pair, 1), PyTuple_GET_ITEM(pair, 0));
+    int added = reverse == NULL || PySet_Add(*listed, pair) < 0 || PySet_Add(*listed, reverse) < 0 ? -1 : 0;
+    Py_XDECREF(reverse);
+    return added < 0 ? -1 : append_index(observed, ~index);
 }
 
 /* The due notices run() handed out (`given`, a list) kept by `kept` (a new list), or NULL with an exception. */

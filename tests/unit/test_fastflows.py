@@ -38,7 +38,7 @@ from icmpsensor.notice.text import addr_text
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import replay_pipeline
-from testkit import benign_corpus, craft, synthmix
+from testkit import benign_corpus, cli, craft, synthmix
 from testkit import exfil_corpus as corpus
 from tests.hypothesis_counts import examples
 from tests.python_lines import lines_run
@@ -2152,7 +2152,7 @@ def test_process_many_lists_the_requests_with_novel_bytes_it_went_past(seed: int
             taken = pair in taken_as_watched
             if reference.last_novel and not reference_folds(reference.flow_uid(pkt.src, pkt.dst)):
                 expected.append(~i)
-                taken_as_watched.add(pair)
+                taken_as_watched |= {pair, pair[::-1]}  # the recorder watches both directions of a ring's pair
                 kinds["novel, " + ("watched" if pair in watched else "after novel" if taken else "first")] += 1
             elif taken:
                 expected.append(i)
@@ -2246,7 +2246,7 @@ def check_listing(fast: Detector, reference: Detector, batch: list[IcmpPacket | 
             pair = (pkt.src, pkt.dst)
             if reference.last_novel and not reference_folding.folds(reference.flow_uid(pkt.src, pkt.dst)):
                 expected.append(~i)
-                taken_as_watched.add(pair)
+                taken_as_watched |= {pair, pair[::-1]}  # the recorder watches both directions of a ring's pair
                 kinds["novel"] += 1
                 kinds["novel, notices folded"] += bool(raised)
             elif pair in taken_as_watched:
@@ -2421,6 +2421,32 @@ def test_the_pipeline_gives_the_same_with_the_detectors_c_path_and_without(kind:
     # pipeline detects out of frame order (Decoder.due)
     assert (notices and evidence) or kind == "tiny_fragments", "the capture must make notices and evidence"
     assert (notices, evidence, evidence_stats, stats) == want
+
+
+@needs_c
+@pytest.mark.parametrize("before", [0, 3], ids=["novel from the first request", "after three pings"])
+def test_the_reply_after_the_request_that_starts_a_pairs_ring_is_in_its_evidence(before: int, tmp_path: Path) -> None:
+    """The evidence recorder's ring for a pair starts at its first request with novel bytes and takes both
+    directions from then on: the reply after it, which the C path takes in the same call (a reply that repeats its
+    request, on a flow the table has or a new one; other pairs' packets between them), is listed for the recorder
+    too, as the reference shows it; the evidence files are the same with the C path and without."""
+    packets: list[tuple[float, bytes]] = []
+    for i in range(6):  # interleaved pairs, as a sensor sees them
+        src, dst, start = f"192.0.2.{i + 1}", f"198.51.100.{i + 1}", 1000.0 + i * 0.013
+        for k in range(before):  # a health check's pings first: both flows made
+            ping = b"health-check 0123456789abcdefghij"
+            packets += [(start + 0.1 * k, craft.icmp4(src, dst, craft.ECHO_REQUEST, 0, 9, k, ping)),
+                        (start + 0.1 * k + 0.01, craft.icmp4(dst, src, craft.ECHO_REPLY, 0, 9, k, ping))]
+        packets += [(ts, ip) for ts, ip in cli.exfil_packets(src, dst, count=8, start=start + 0.1 * before)]
+    path = tmp_path / "exchanges.pcap"
+    craft.write_pcap(path, [(ts, craft.ether(ip)) for ts, ip in sorted(packets)])
+    runs = []
+    for accelerated in (True, False):
+        (tmp_path / str(accelerated)).mkdir()
+        runs.append(replay_with(path, tmp_path / str(accelerated), accelerated))
+    (notices, evidence, evidence_stats, _), (want, want_evidence, want_stats, _) = runs
+    assert want and want_evidence and want_stats["packets"] >= 6 * 16  # type: ignore[index]
+    assert (notices, evidence, evidence_stats) == (want, want_evidence, want_stats)
 
 
 CHANNEL_NAMES = ["length", "seq", "ident", "clock", "pattern", "options", standard.PAYLOAD_CHANNEL,
