@@ -233,6 +233,7 @@ static PyObject *flow_from_template(PyObject *const *args);
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_limit, *str_touch, *str_hosts, *tolerance_kwnames; /* novel_request's */
+static PyObject *reply_kwnames; /* ("tolerance", "is_reply"): explain asked about a reply */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_novel, *str_peer_entries, *str_shed; /* spread_share's */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
@@ -1694,22 +1695,23 @@ done:
     return seen;
 }
 
-/* fingerprints.explain(payload, ts, tolerance=timestamp_tolerance), called only where one of its templates' first
- * tests passes (explain_may_match): a new reference to its Benign or to None, NULL with an exception. */
-static PyObject *explained(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
+/* fingerprints.explain(payload, ts, tolerance=timestamp_tolerance[, is_reply=True]), called only where one of its
+ * templates' first tests passes (explain_may_match): a new reference to its Benign or to None, NULL with an
+ * exception. */
+static PyObject *explained(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts, int is_reply)
 {
     if (!explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
                            novel_cfg->max_uptime, novel_cfg->max_pattern))
         Py_RETURN_NONE;
-    PyObject *explain_args[3] = {payload, ts, novel_cfg->tolerance};
-    return PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, tolerance_kwnames);
+    PyObject *explain_args[4] = {payload, ts, novel_cfg->tolerance, Py_True};
+    return PyObject_Vectorcall(novel_cfg->explain, explain_args, 2, is_reply ? reply_kwnames : tolerance_kwnames);
 }
 
 /* _novelty's first check, which changes nothing: whether a benign template explains the payload (explained).
  * 1, 0, -1 with an exception. */
 static int template_explains(const NovelRequests *novel_cfg, PyObject *payload, PyObject *ts)
 {
-    PyObject *benign = explained(novel_cfg, payload, ts);
+    PyObject *benign = explained(novel_cfg, payload, ts, 0);
     int found = benign == NULL ? -1 : benign != Py_None;
     Py_XDECREF(benign);
     return found;
@@ -1768,7 +1770,7 @@ static int run_template(FastPath *self, PyObject *flow, PyObject *payload, PyObj
     long session_ident;
     if (long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0 || session_ident != ident)
         return 0;
-    PyObject *benign = explained(&self->novel, payload, ts);
+    PyObject *benign = explained(&self->novel, payload, ts, 0);
     if (benign == NULL || benign == Py_None) {
         Py_XDECREF(benign);
         return benign == NULL ? -1 : 0;
@@ -2857,31 +2859,85 @@ done:
     return result;
 }
 
-/* An echo reply that answers no pending request (matched pairing), with a payload no template may explain:
- * Detector._on_reply with _unpaired and _novelty, when none of what only the Python detector takes is in it. Checked
- * before anything changes: the path takes novel requests and makes flows (novel_requests and first_requests given);
- * UnpairedEchoReply is off (_unpaired would raise it); a new flow's pair may_make_flow, a flow the table has is of
- * the reference's types; the requests' flow (the other direction), if any, too; the payload is not empty, no template
- * may explain it (explain_may_match: explain is not asked) and it differs from the flow's last. Then, in _on_reply's
- * order: the flow made (counted) or touched, its reply bytes, the requests' flow's received bytes, the reply counted
- * unpaired, its sketch kept, the tool tracker unless the flow has a tool (tool_seen, asked without the rest's
- * hash, as _on_reply asks), the reply counted as differing, its novel bytes (all of a new flow's; novel_between the
- * flow's last) added as _add_novel adds them, with their share of the hosts' memories while the flow is under
- * novel_bytes_threshold and not allowlisted (spread_share), and left_to_evaluate's answer. False: nothing changed. */
+/* What _consistent changes for a reply reply_template accepted: where `restart`, the run started over as the
+ * request's identifier `ident` (its session `session`, None where NULL; no clock: last_embedded 0.0, no offset),
+ * else the run's session set where `session` is not NULL. 0, or -1 with an exception. */
+static int restart_run(PyObject *flow, PyObject *ident, PyObject *session, int restart)
+{
+    if (!restart) {
+        if (session != NULL)
+            set_slot(flow, flow_slot[F_SESSION], session);
+        return 0;
+    }
+    PyObject *zero_time = PyFloat_FromDouble(0.0);
+    if (zero_time == NULL)
+        return -1;
+    set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
+    set_slot(flow, flow_slot[F_SESSION], session != NULL ? session : Py_None);
+    set_slot(flow, flow_slot[F_LAST_EMBEDDED], zero_time);
+    set_slot(flow, flow_slot[F_CLOCK_OFFSET], Py_None);
+    Py_DECREF(zero_time);
+    return 0;
+}
+
+/* Detector._consistent for an unsolicited reply whose payload a template explains (`benign`) on `flow` (NULL: a new
+ * one; `session_ident` its run's identifier): 1 where it accepts it, with what that changes: *restart where the
+ * reply's identifier is not the run's (the run starts over: its session the template's, no clock, no charge for a
+ * reply), else *session a session to keep (the template's, where the run has none yet; NULL: nothing to set);
+ * 0 where it refuses it (another session within the run: _novelty counts the reply's bytes); -1 with an exception.
+ * *session is a new reference or NULL. */
+static int reply_template(PyObject *flow, PyObject *benign, long ident, long session_ident, int *restart,
+                          PyObject **session)
+{
+    *restart = 0;
+    *session = NULL;
+    PyObject *given = PyObject_GetAttr(benign, str_session);
+    if (given == NULL)
+        return -1;
+    if (flow == NULL || ident != session_ident) {
+        *restart = 1;
+        *session = given;
+        return 1;
+    }
+    PyObject *kept = SLOT(flow, flow_slot[F_SESSION]);
+    if (given == Py_None || kept == Py_None) {
+        if (given != Py_None)
+            *session = Py_NewRef(given);
+        Py_DECREF(given);
+        return 1;
+    }
+    int same = PyObject_RichCompareBool(kept, given, Py_EQ);
+    Py_DECREF(given);
+    return same;
+}
+
+/* An echo reply that answers no pending request (matched pairing): Detector._on_reply with _unpaired and _novelty,
+ * when none of what only the Python detector takes is in it. Checked before anything changes: the path takes novel
+ * requests and makes flows (novel_requests and first_requests given); UnpairedEchoReply is off (_unpaired would raise
+ * it); a new flow's pair may_make_flow, a flow the table has is of the reference's types; the requests' flow (the
+ * other direction), if any, too; the payload is not empty. It repeats the flow's last payload (nothing novel), or a
+ * template explains it (explained, asked as _novelty asks) and _consistent accepts it (reply_template: a monitor's
+ * replies seen without their requests, asymmetric routing), or it differs from the flow's last and no template
+ * explains it. Then, in _on_reply's order: the flow made (counted) or touched, its reply bytes, the requests' flow's
+ * received bytes, the reply counted unpaired, its header charged as a request's (header_apply), its sketch kept; a
+ * template's: the payload counted ignored, the run started over or its session kept as _consistent does, and the
+ * flow evaluated where the header charged bytes; else the tool tracker unless the flow has a tool (tool_seen, asked
+ * without the rest's hash, as _on_reply asks), the reply counted as differing, its novel bytes (all of a new flow's;
+ * novel_between the flow's last) added as _add_novel adds them, with their share of the hosts' memories while the
+ * flow is under novel_bytes_threshold and not allowlisted (spread_share); and left_to_evaluate's answer. False:
+ * nothing changed. */
 static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
                                 PyObject *flow, PyObject *request_flow)
 {
     static const int needed[] = {F_LAST, F_N, F_RESP_BYTES, F_LAST_SKETCH, F_TOOL, F_REPLY_DIFFERS, F_NOVEL_BYTES,
-                                 F_ALLOWLISTED};
+                                 F_ALLOWLISTED, F_SESSION_IDENT, F_SESSION};
     static const int request_needed[] = {F_RECEIVED_BYTES};
     const NovelRequests *novel_cfg = &self->novel;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    long novel_bytes = 0;
+    long novel_bytes = 0, session_ident = -1;
     PyObject *previous = Py_None, *allowlisted = Py_False;
     if (novel_cfg->explain == NULL || self->flow_template == NULL || novel_cfg->unpaired_on || n == 0
-        || (request_flow != NULL && !FLOW_OK(request_flow, request_needed))
-        || explain_may_match((const unsigned char *)PyBytes_AS_STRING(payload), n, novel_cfg->max_uptime,
-                             novel_cfg->max_pattern))
+        || (request_flow != NULL && !FLOW_OK(request_flow, request_needed)))
         Py_RETURN_FALSE;
     if (flow == NULL) {
         int makes = may_make_flow(self, key);
@@ -2889,6 +2945,7 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
             return makes < 0 ? NULL : Py_NewRef(Py_False);
     } else {
         if (!FLOW_OK(flow, needed) || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
+            || long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0
             || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
             Py_RETURN_FALSE;
         previous = SLOT(flow, flow_slot[F_LAST_SKETCH]);
@@ -2915,14 +2972,23 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
         return NULL;
     int tails_differ = 0;
     Py_ssize_t novel = previous == Py_None ? n : novel_between(current, previous, &tails_differ);
-    if (novel <= 0) { /* the flow's last payload again, or a sketch this path does not know */
-        Py_DECREF(current);
-        Py_RETURN_FALSE;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *result = NULL, *size = NULL, *taken = NULL, *session = NULL;
+    int templated = 0, restart = 0; /* a template's payload _consistent accepts, and what that changes */
+    if (novel > 0) { /* _novelty: a template's? */
+        PyObject *benign = explained(novel_cfg, payload, ts, 1);
+        templated = benign == NULL ? -1
+            : benign == Py_None ? 0 : reply_template(flow, benign, ident, session_ident, &restart, &session);
+        Py_XDECREF(benign);
+        if (templated < 0)
+            goto done;
+        if (templated)
+            novel = 0;
+    } else if (novel < 0) { /* a sketch this path does not know */
+        result = Py_NewRef(Py_False);
+        goto done;
     }
     /* taken: what _on_reply changes, in its order */
-    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *result = NULL;
-    PyObject *size = PyLong_FromSsize_t(n), *taken = NULL;
-    if (size == NULL)
+    if ((size = PyLong_FromSsize_t(n)) == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REPLIES);
     if ((taken = flow = message_flow(self, state, pkt, key, flow, size, flow_slot[F_RESP_BYTES])) == NULL)
@@ -2947,16 +3013,23 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
     }
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    int unlisted = allowlisted == Py_False;
+    if (novel == 0) { /* the flow's last payload, or a template's: evaluated where the header charged bytes */
+        if (templated && restart_run(flow, SLOT(pkt, packet_slot[P_IDENT]), session, restart) < 0)
+            goto done;
+        state->counts[S_IGNORED_PAYLOADS] += templated;
+        result = left_to_evaluate(self, state, flow, key, ts, told, charged > 0 && unlisted);
+        goto done;
+    }
     if (PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) == 0
         && tool_seen(self, pkt, flow, payload, Py_None) < 0) /* _recognise_tool(flow, pkt): no rest */
         goto done;
-    if (add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) == 0) {
-        int unlisted = allowlisted == Py_False;
+    if (add_to_slot(flow, flow_slot[F_REPLY_DIFFERS], one) == 0)
         result = novel_added(self, state, pkt, flow, key, novel, novel_bytes + charged, unlisted, told, unlisted);
-    }
 done:
     Py_XDECREF(taken);
     Py_XDECREF(size);
+    Py_XDECREF(session);
     Py_DECREF(current);
     return result;
 }
@@ -3086,17 +3159,18 @@ static int may_be_fields(Detector *state, const NovelRequests *novel_cfg, PyObje
  * hosts' memories by the detector's own _spread, which may raise ExfilSpread (the detector's clock written first:
  * _spread reads it). Returns False (nothing changed), or left_to_evaluate's answer. */
 /* _on_request for a new flow's first request (without IP options) whose payload a template explains (`benign`,
- * fingerprints.explain's), in its order: the flow made (message_flow), its header kept (Detector._header: the flow's
- * first charges nothing), its run started as Detector._consistent starts one (session_ident the request's identifier,
- * the template's session, its clock and the clock's offset to the capture's), the payload counted ignored, the tool
- * tracker shown it, the request remembered; then left_to_evaluate's answer (a tool found: the flow evaluated; a full
- * table: one evicted). False, nothing changed, where _consistent would refuse the template (a clock that does not
- * wrap more than a second before 0); NULL with an exception. */
+ * fingerprints.explain's) or is empty (`benign` NULL: _novelty is not asked), in its order: the flow made
+ * (message_flow), its header kept (Detector._header: the flow's first charges nothing), a template's run started as
+ * Detector._consistent starts one (session_ident the request's identifier, the template's session, its clock and the
+ * clock's offset to the capture's) and its payload counted ignored, the tool tracker shown it, the request
+ * remembered; then left_to_evaluate's answer (a tool found: the flow evaluated; a full table: one evicted). False,
+ * nothing changed, where _consistent would refuse the template (a clock that does not wrap more than a second before
+ * 0); NULL with an exception. */
 static PyObject *first_templated(FastPath *self, Detector *state, PyObject *pkt, PyObject *key, PyObject *payload,
                                  PyObject *benign)
 {
-    Template t;
-    if (template_read(benign, &t) < 0)
+    Template t = {NULL, NULL, 0.0, 0.0};
+    if (benign != NULL && template_read(benign, &t) < 0)
         return NULL;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *ident = SLOT(pkt, packet_slot[P_IDENT]);
     PyObject *seq = SLOT(pkt, packet_slot[P_SEQ]);
@@ -3119,11 +3193,13 @@ static PyObject *first_templated(FastPath *self, Detector *state, PyObject *pkt,
     set_slot(flow, flow_slot[F_LAST_SEQ], seq);
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
-    set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
-    set_slot(flow, flow_slot[F_SESSION], t.session);
-    set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
-    set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset);
-    state->counts[S_IGNORED_PAYLOADS]++;
+    if (benign != NULL) {
+        set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
+        set_slot(flow, flow_slot[F_SESSION], t.session);
+        set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
+        set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset);
+        state->counts[S_IGNORED_PAYLOADS]++;
+    }
     set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
     int recognised = tool_seen(self, pkt, flow, payload, current);
     if (recognised < 0 || (self->matched && remember_request(self, state, pkt, current, seq) < 0))
@@ -3144,11 +3220,11 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
 {
     const NovelRequests *novel_cfg = &self->novel;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    if (n == 0)
-        Py_RETURN_FALSE;
     int makes = may_make_flow(self, key); /* a full table too: Detector._finish evicts after the evaluation */
     if (makes <= 0)
         return makes < 0 ? NULL : Py_NewRef(Py_False);
+    if (n == 0) /* nmap's or a keepalive's empty request: nothing novel, _novelty not asked */
+        return options == NULL ? first_templated(self, state, pkt, key, payload, NULL) : Py_NewRef(Py_False);
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
     PyObject *hosts = PyObject_GetAttr(novel_cfg->senders, str_hosts);
@@ -3169,7 +3245,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
         if (other == 0)
             Py_CLEAR(last_peer);
     }
-    PyObject *benign = explained(novel_cfg, payload, ts);
+    PyObject *benign = explained(novel_cfg, payload, ts, 0);
     if (benign == NULL)
         goto done;
     if (benign != Py_None) { /* a template's: _novelty counts nothing, the sender's memory untouched */
@@ -4374,7 +4450,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_format, "format") < 0 || intern(&str_session, "session") < 0
         || intern(&str_embedded_time, "embedded_time") < 0 || intern(&str_wraps_after, "wraps_after") < 0)
         return NULL;
-    if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL)
+    if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL
+        || (reply_kwnames = Py_BuildValue("(ss)", "tolerance", "is_reply")) == NULL)
         return NULL;
     if ((empty_str = PyUnicode_New(0, 0)) == NULL)
         return NULL;

@@ -560,8 +560,8 @@ def test_the_hosts_memories_the_c_path_keeps_are_the_references_at_every_limit(
 
 @needs_c
 def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() -> None:
-    """Where a new flow's first request needs what only the Python detector does, the C path leaves it: an empty
-    payload, a sender whose last payload went to another peer and that may read
+    """Where a new flow's first request needs what only the Python detector does, the C path leaves it: a template's
+    payload with IP options, a sender whose last payload went to another peer and that may read
     as a few counters or clocks against that flow's (a monitor's text and round number, host after host), a pair
     with a memory (a flow that came back), an allowlist to look up. A tool's first packet is
     taken up to the tool tracker, which answers: Python finishes it. In a full flow table the C path makes the
@@ -572,7 +572,6 @@ def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() 
     cases = {
         "template with IP options": ([dataclasses.replace(corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, ping),
                                                           options=RR)], None, None),
-        "empty": ([corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, b"")], None, None),
         "another peer": ([corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, b"round 0001 " + bytes(100)),
                           corpus.echo(T0 + 0.1, "10.0.0.1", "10.0.0.3", True, 7, 1, b"round 0002 " + bytes(100))],
                          None, None),
@@ -584,9 +583,10 @@ def test_a_first_request_goes_to_python_where_the_c_path_cannot_tell_it_alike() 
     for name, (packets, detection, allowlist) in cases.items():
         counting = run_both(packets, detection, allowlist)
         assert counting.answers[id(packets[-1])] == "declined", (name, counting.answers)
-    # a template's payload (explain's answer, its run started as _consistent starts it) is taken
-    template = corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, ping)
-    assert run_both([template]).answers[id(template)] == "handled"
+    # a template's payload (explain's answer, its run started as _consistent starts it) is taken, and an empty one
+    for payload in (ping, b""):
+        first = corpus.echo(T0, "10.0.0.1", "10.0.0.2", True, 7, 1, payload)
+        assert run_both([first]).answers[id(first)] == "handled", payload
     # a full table: the C path makes the flow, Python evaluates it and evicts one (the storm's older flows)
     packets = storm(40)
     counting = run_both(packets, DetectionConfig(max_flows=3))
@@ -1014,8 +1014,9 @@ def test_an_unpaired_replys_novel_bytes_take_the_c_path(per_source: int) -> None
 def test_an_unpaired_reply_goes_to_python_where_the_c_path_cannot_tell_it_alike() -> None:
     """Where an unpaired reply needs what only the Python detector does, the C path leaves it: its note on
     (UnpairedEchoReply), the pairing by the last request (reply_pairing last_request), an allowlist, a pair with a
-    memory, a template's payload (a ping whose request was not seen), an empty payload, a payload the flow's last
-    repeats. A reply the tool tracker answers for is taken, the answer finished by the tracker's own finish (asked
+    memory, an empty payload. A template's payload (a ping whose request was not seen) and a payload the flow's last
+    repeats are taken (test_replies_seen_without_their_requests_take_the_c_path). A reply the tool tracker answers
+    for is taken, the answer finished by the tracker's own finish (asked
     from C) and what is due raised in C; each against the reference, state and notices after every packet."""
     random_bytes = random.Random(17).randbytes
     reply = corpus.echo(T0, "10.0.0.2", "10.0.0.1", False, 7, 1, random_bytes(300))
@@ -1026,14 +1027,15 @@ def test_an_unpaired_reply_goes_to_python_where_the_c_path_cannot_tell_it_alike(
         "allowlist": ([reply], None, AllowlistConfig(hosts=(ipaddress.ip_network("192.0.2.0/24"),))),
         "pair remembered": ([reply, corpus.echo(T0 + 400, "10.0.0.2", "10.0.0.1", False, 8, 1, random_bytes(300))],
                             None, None),
-        "template": ([corpus.echo(T0, "10.0.0.2", "10.0.0.1", False, 7, 1, benign_corpus.iputils_payload(56, T0))],
-                     None, None),
         "empty": ([corpus.echo(T0, "10.0.0.2", "10.0.0.1", False, 7, 1, b"")], None, None),
-        "repeated": ([reply, dataclasses.replace(reply, ts=T0 + 0.1, seq=2)], None, None),
     }
     for name, (packets, detection, allowlist) in cases.items():
         counting = run_both(packets, detection, allowlist)
         assert counting.answers[id(packets[-1])] == "declined", (name, counting.answers)
+    taken = {"template": [corpus.echo(T0, "10.0.0.2", "10.0.0.1", False, 7, 1, benign_corpus.iputils_payload(56, T0))],
+             "repeated": [reply, dataclasses.replace(reply, ts=T0 + 0.1, seq=2)]}
+    for name, packets in taken.items():
+        assert run_both(packets).answers[id(packets[-1])] == "handled", name
     for session in (corpus.ptunnel_session(), corpus.hans_session(), corpus.icmpdoor_session()):
         replies = [p for p in session if p.icmp_type == 0]
         counting = run_both(replies)
@@ -3515,12 +3517,12 @@ def test_a_storm_packets_notices_are_folded_without_a_python_line(tmp_path: Path
 
 
 @needs_c
-@pytest.mark.parametrize("layout", [*sorted(LAYOUTS), "zeros", "windows"])
+@pytest.mark.parametrize("layout", [*sorted(LAYOUTS), "zeros", "windows", "empty"])
 def test_a_pings_first_request_and_its_reply_take_the_c_path(layout: str) -> None:
     """A monitor pinging many hosts once each (blackbox_exporter, check_icmp, a fping sweep) makes a new flow with
     every request and another with its reply: a template's first request is explained, the run's clock and session
     set, in C; the reply that repeats it makes its flow in C too."""
-    make = LAYOUTS.get(layout) or {"zeros": lambda sent, size: bytes(size),
+    make = LAYOUTS.get(layout) or {"zeros": lambda sent, size: bytes(size), "empty": lambda sent, size: b"",
                                    "windows": lambda sent, size: b"abcdefghijklmnopqrstuvw" * 2}[layout]
     requests = [corpus.echo(T0 + 0.01 * i, "10.0.0.1", f"10.0.{i // 200}.{i % 200 + 2}", True, 7, 1,
                             make(T0 + 0.01 * i - 0.013, 56)) for i in range(40)]
@@ -3555,3 +3557,34 @@ def test_a_ping_whose_pattern_changes_within_its_run_is_the_python_detectors() -
     counting = run_both(requests)
     assert [counting.answers[id(r)] for r in requests[1:4]] == ["handled"] * 3, counting.answers
     assert all(counting.answers[id(r)] != "handled" for r in requests[4:]), counting.answers
+
+
+@needs_c
+@pytest.mark.parametrize("layout", [*sorted(LAYOUTS), "zeros", "windows", "repeated"])
+def test_replies_seen_without_their_requests_take_the_c_path(layout: str) -> None:
+    """Asymmetric routing: the sensor sees a monitor's replies and not its requests (each reply unpaired). A reply
+    whose payload a template explains is taken in C as the reference takes it (the payload ignored, the run's
+    session kept or started over), and so is one that repeats the flow's last payload; one monitor's replies, and
+    several monitors' replies each the first of its flow."""
+    make = LAYOUTS.get(layout) or {"zeros": lambda sent, size: bytes(size),
+                                   "windows": lambda sent, size: b"abcdefghijklmnopqrstuvw" * 2,
+                                   "repeated": lambda sent, size: b"custom health check, the same every time"}[layout]
+    one = [corpus.kernel_reply(corpus.echo(T0 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7, i + 1,
+                                           make(T0 + 0.2 * i - 0.013, 56))) for i in range(12)]
+    many = [corpus.kernel_reply(corpus.echo(T0 + 0.01 * i, f"10.0.{i // 200}.{i % 200 + 2}", "10.0.0.1", True, 9, 1,
+                                            make(T0 + 0.01 * i - 0.013, 56))) for i in range(40)]
+    for replies in (one, many):
+        counting = run_both(replies)
+        assert counting.declined <= 2, vars(counting)
+
+
+@needs_c
+def test_a_reply_seen_without_its_request_whose_pattern_changes_within_its_run_is_novel() -> None:
+    """An unsolicited reply with another -p pattern under the run's identifier is no ping's (_consistent): its bytes
+    count as novel, in C as in the reference; a new identifier starts the run over with the new pattern."""
+    fills = [(b"\xaa" if i < 3 else b"\xbb") * 120 for i in range(8)]
+    replies = [corpus.kernel_reply(corpus.echo(T0 + 0.2 * i, "10.0.0.1", "10.0.0.2", True, 7 if i < 6 else 8, i + 1,
+                                               iputils(T0 + 0.2 * i - 0.013, 120, fills[i]))) for i in range(8)]
+    counting = run_both(replies)
+    assert [counting.answers[id(r)] for r in replies[3:6]] != ["handled"] * 3, counting.answers
+    assert counting.answers[id(replies[7])] == "handled", counting.answers
