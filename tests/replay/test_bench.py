@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench import hostile_shapes, throughput
+from bench import c_path_declines, hostile_shapes, throughput
 from icmpsensor.config.schema import Config
 from icmpsensor.decode import fast as decode
 from testkit import benign_corpus as bc
@@ -423,3 +423,18 @@ def test_the_hostile_shapes_table_gives_both_ratios_and_the_growth(tmp_path: Pat
     written, raised = (int(n) for n in cells["notices written / raised"].split(" / "))
     assert float(cells["growth N→4N"]) > 0 and raised >= 2400 and 0 < written < 100  # a DataExfil and a summary a
     # flow, the storm folded
+
+
+def test_c_path_declines_counts_what_python_takes_by_kind(tmp_path: Path) -> None:
+    """bench/c_path_declines.py: a ping whose runs change identifier (each new run's first request is Python's: the
+    run budget and _consistent's new run) counted under its kind; the same packets replayed twice count alike."""
+    frames = [(1e9 + 0.2 * i, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", craft.ECHO_REQUEST, 0, 7 + i // 4,
+                                                      i % 4 + 1, bc.iputils_payload(56, 1e9 + 0.2 * i - 0.01))))
+              for i in range(16)]
+    path = tmp_path / "runs.pcap"
+    craft.write_pcap(path, frames)
+    declined, seen = c_path_declines.count_declines(str(path))
+    assert seen == 16
+    new_runs = sum(n for kind, n in declined.items() if "new identifier" in kind)
+    assert new_runs == 3, declined  # the second to fourth runs' first requests
+    assert c_path_declines.count_declines(str(path)) == (declined, seen)
