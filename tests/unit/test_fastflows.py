@@ -1619,6 +1619,7 @@ HOSTS = ["198.51.100.1", "198.51.100.2", "203.0.113.9", "224.0.0.251", "127.0.0.
 V6 = (b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01", b"\x20\x01\x0d\xb8" + bytes(11) + b"\x02")
 POOL = [b"abcdefghijklmnopqrstuvwabcdefghi", bytes(range(56)), bytes(100), bytes(range(100)), b"", b"x" * 64,
         b"y" * 65]
+PATTERNS = [None, None, b"\xaa", b"\x5a\xa5", b"0123456789:;<=>?"]  # ping -p's (None: the default fill)
 # Payloads the tool tracker recognises at once (ptunnel, icmptunnel's raw IP packet, hans, pingtunnel, icmpsh,
 # icmpdoor): the generated traffic carries them too, so the tracker's answers are finished in C (tool_seen) amid
 # everything else.
@@ -1654,7 +1655,9 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         action = draw(st.sampled_from(["request"] * 4 + ["reply"] * 3 + ["other", "partial"]))
         if action == "reply" and sent:
             request = draw(st.sampled_from(sent[-6:]))
-            payload = request.payload if draw(st.integers(0, 4)) else draw(st.sampled_from(POOL))
+            pattern = draw(st.sampled_from(PATTERNS))  # or a ping's own payload, a -p pattern's or not
+            payload = request.payload if draw(st.integers(0, 4)) else draw(st.sampled_from(
+                [*POOL, iputils(ts - 0.01, 56, pattern and pattern * 100)]))
             out.append(IcmpPacket(ts, request.dst, request.src, request.ipv6, 129 if request.ipv6 else 0,
                                   request.icmp_code if draw(st.integers(0, 5)) else 3, request.ident,
                                   request.seq if draw(st.integers(0, 5)) else request.seq ^ 1, payload,
@@ -1679,8 +1682,10 @@ def traffic(draw: st.DrawFn) -> list[IcmpPacket]:
         seqs[key] = seq
         previous = next((p.payload for p in reversed(sent) if (p.src, p.dst) == (src, dst)), POOL[0])
         clock = ts + draw(st.sampled_from([-0.01, -0.01, -0.01, -0.5, -1.6, 2.0, -400.0]))
-        linux = draw(st.sampled_from([iputils, bsd, pro_bing, busybox, cisco]))(
-            clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56)
+        layout = draw(st.sampled_from([iputils, bsd, pro_bing, busybox, cisco]))
+        pattern = draw(st.sampled_from(PATTERNS)) if layout in (iputils, bsd) else None  # ping -p
+        linux = layout(clock, draw(st.sampled_from([len(previous), 24, 56, 100])) if len(previous) >= 16 else 56,
+                       pattern and pattern * 100)
         payload = previous if not draw(st.integers(0, 3)) else linux if draw(st.integers(0, 2)) else draw(st.one_of(
             st.sampled_from(POOL), st.sampled_from(TOOL_PAYLOADS), st.binary(max_size=90),
             st.just(previous[:64] + b"!" + previous[65:]), st.just(b"!" + previous[1:]),
