@@ -241,6 +241,7 @@ static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
 static PyObject *str_format; /* reason_text's */
 static PyObject *str_session, *str_embedded_time, *str_wraps_after; /* template_read's (fingerprints.Benign) */
+static PyObject *str_template, *str_pattern; /* random_session's; the channel a new run's other session is charged to */
 static PyObject *zero, *one, *nsec; /* nsec: 10**9, fingerprints._NSEC */
 static PyObject *comma; /* _tags' separator of the channels' names */
 static PyObject *empty_str; /* '' */
@@ -1756,13 +1757,45 @@ static int template_read(PyObject *benign, Template *t)
     return failed ? -1 : 0;
 }
 
-/* Detector._consistent for a request of the flow's run (`ident` its session_ident) whose payload a template explains,
- * where it accepts the request as it is: a session (if the template has one) the flow's, a clock (if it has one) not
- * gone back by more than a second (unless it wraps) and moved against the capture clock `ts` by clock_jitter at most
- * since the run's last request (taken the short way round where it wraps). 1: so (*embedded: a new reference to
- * the template's time, NULL where it has none; *offset: the time less `ts`); 0 where _consistent would start a run,
- * set the session, refuse the template or charge its clock (the Python detector's); -1 with an exception. The
- * layouts ping_clock reads in C come here only when it declined them (a -p pattern, another template's payload). */
+/* Detector._consistent for a request of the flow's run whose payload a template explains (`t`), where it accepts the
+ * request as it is: a session (if the template has one) the flow's, a clock (if it has one) not gone back by more than
+ * a second (unless it wraps) and moved against the capture clock `ts` by clock_jitter at most since the run's last
+ * request (taken the short way round where it wraps). 1: so (*embedded: a new reference to the template's time, NULL
+ * where it has none; *offset: the time less `ts`); 0 where _consistent would set the session, refuse the template
+ * or charge its clock (the Python detector's). */
+static int template_in_run(FastPath *self, PyObject *flow, const Template *t, PyObject *ts, PyObject **embedded,
+                           double *offset)
+{
+    *embedded = NULL;
+    PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
+    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
+    if (t->session != Py_None
+        && (!PyBytes_CheckExact(t->session) || !PyBytes_CheckExact(session)
+            || PyBytes_GET_SIZE(session) != PyBytes_GET_SIZE(t->session)
+            || memcmp(PyBytes_AS_STRING(session), PyBytes_AS_STRING(t->session), (size_t)PyBytes_GET_SIZE(session))))
+        return 0; /* a session to set, or another one: no ping's within a run */
+    if (t->embedded == NULL)
+        return 1;
+    if (!PyFloat_CheckExact(last_embedded) || (t->wraps == 0.0 && t->time + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
+        || (last_offset != Py_None && !PyFloat_CheckExact(last_offset)))
+        return 0;
+    double drift = t->time - PyFloat_AS_DOUBLE(ts);
+    if (last_offset != Py_None) {
+        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
+        if (t->wraps != 0.0)
+            moved = py_mod(moved + t->wraps / 2, t->wraps) - t->wraps / 2;
+        if (!(-self->jitter <= moved && moved <= self->jitter))
+            return 0; /* charged as a time channel (or BusyBox's other byte order) */
+    }
+    *embedded = Py_NewRef(t->embedded);
+    *offset = drift;
+    return 1;
+}
+
+/* template_in_run for a request of the flow's run (`ident` its session_ident) whose payload fingerprints.explain
+ * explains: 1 with its clock as template_in_run gives it, 0 where no template explains it, the run is another or
+ * template_in_run says 0 (the Python detector's), -1 with an exception. The layouts ping_clock reads in C come here
+ * only when it declined them (a -p pattern, another template's payload). */
 static int run_template(FastPath *self, PyObject *flow, PyObject *payload, PyObject *ts, long ident,
                         PyObject **embedded, double *offset)
 {
@@ -1780,33 +1813,7 @@ static int run_template(FastPath *self, PyObject *flow, PyObject *payload, PyObj
     Py_DECREF(benign);
     if (read < 0)
         return -1;
-    int taken = 0;
-    PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
-    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
-    if (t.session != Py_None
-        && (!PyBytes_CheckExact(t.session) || !PyBytes_CheckExact(session)
-            || PyBytes_GET_SIZE(session) != PyBytes_GET_SIZE(t.session)
-            || memcmp(PyBytes_AS_STRING(session), PyBytes_AS_STRING(t.session), (size_t)PyBytes_GET_SIZE(session))))
-        goto done; /* a session to set, or another one: no ping's within a run */
-    if (t.embedded == NULL) {
-        taken = 1;
-        goto done;
-    }
-    if (!PyFloat_CheckExact(last_embedded) || (t.wraps == 0.0 && t.time + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
-        || (last_offset != Py_None && !PyFloat_CheckExact(last_offset)))
-        goto done;
-    double drift = t.time - PyFloat_AS_DOUBLE(ts);
-    if (last_offset != Py_None) {
-        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
-        if (t.wraps != 0.0)
-            moved = py_mod(moved + t.wraps / 2, t.wraps) - t.wraps / 2;
-        if (!(-self->jitter <= moved && moved <= self->jitter))
-            goto done; /* charged as a time channel (or BusyBox's other byte order) */
-    }
-    *embedded = Py_NewRef(t.embedded);
-    *offset = drift;
-    taken = 1;
-done:
+    int taken = template_in_run(self, flow, &t, ts, embedded, offset);
     template_done(&t);
     return taken;
 }
@@ -3034,6 +3041,121 @@ done:
     return result;
 }
 
+/* Whether the template of `benign` draws its session afresh every run (fingerprints.RANDOM_SESSION_TEMPLATES, read
+ * from the module once): 1, 0, or -1 with an exception. */
+static int random_session(PyObject *benign)
+{
+    static PyObject *templates;
+    if (templates == NULL) {
+        PyObject *module = PyImport_ImportModule("icmpsensor.detect.fingerprints");
+        templates = module == NULL ? NULL : PyObject_GetAttrString(module, "RANDOM_SESSION_TEMPLATES");
+        Py_XDECREF(module);
+        if (templates == NULL)
+            return -1;
+    }
+    PyObject *name = PyObject_GetAttr(benign, str_template);
+    int found = name == NULL ? -1 : PySequence_Contains(templates, name);
+    Py_XDECREF(name);
+    return found;
+}
+
+/* _on_request for a request of a flow the table has, whose header is not the flow's next (`header`: a new identifier,
+ * a sequence number out of step, a new size) and whose payload a template explains (`benign`): a monitor's next
+ * probe (pro-bing starts a run with a new identifier and tracker every probe), a ping that changed its size. Checked
+ * before anything changes, as Detector._consistent would decide: in the run (the identifier the run's), the
+ * template's session and clock as template_in_run accepts them; a new run, a clock that does not wrap at least
+ * a second after 0, and whether its session is another than the run's. Then in _on_request's order: the flow
+ * touched, the header charged (header_apply), the sketch kept, _consistent's changes: a new run's other session
+ * charged as capacity.pattern_bits charges it (free where the run was and the parameter budget has a token, or the
+ * template draws it every run), the run started over (its identifier, session, clock and offset), or in the run its
+ * clock and offset kept; the payload counted ignored; the tool tracker, the request remembered, and the flow
+ * evaluated where bytes were charged or a tool found (left_to_evaluate). False: nothing changed. */
+static PyObject *templated_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
+                                   PyObject *flow, PyObject *tool, const Header *header, PyObject *benign,
+                                   PyObject *current, Py_ssize_t novel_bytes, int unlisted)
+{
+    Template t;
+    if (template_read(benign, &t) < 0)
+        return NULL;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *result = NULL, *embedded = NULL, *size = NULL;
+    PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
+    double offset = 0.0, now = PyFloat_AS_DOUBLE(ts);
+    long session_ident;
+    int new_run = 0, repattern = 0, drawn = 0, taken = 1;
+    if (long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0) {
+        taken = 0;
+    } else if (!(new_run = header->ident != session_ident)) {
+        taken = template_in_run(self, flow, &t, ts, &embedded, &offset);
+    } else if (t.embedded != NULL && t.wraps == 0.0 && t.time + 1.0 < 0.0) {
+        taken = 0; /* a replayed or forged clock: _consistent refuses it */
+    } else {
+        if (session != Py_None && t.session != Py_None) {
+            int same = PyObject_RichCompareBool(session, t.session, Py_EQ);
+            repattern = same < 0 ? -1 : !same;
+            drawn = repattern > 0 ? random_session(benign) : 0;
+            if (repattern < 0 || drawn < 0 || (repattern && !PyBytes_CheckExact(t.session)))
+                taken = repattern < 0 || drawn < 0 ? -1 : 0;
+        }
+        embedded = t.embedded != NULL ? Py_NewRef(t.embedded) : PyFloat_FromDouble(0.0);
+        offset = t.time - now;
+        if (embedded == NULL)
+            taken = -1;
+    }
+    if (taken <= 0) {
+        result = taken < 0 ? NULL : Py_NewRef(Py_False);
+        goto done;
+    }
+    /* taken: what _on_request changes, in its order */
+    if ((size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload))) == NULL)
+        goto done;
+    count_packet(state, ts, S_ECHO_REQUESTS);
+    Py_ssize_t charged = 0, before = novel_bytes;
+    int told = 0;
+    if (touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0
+        || header_apply(self, state, pkt, flow, size, header, novel_bytes, unlisted, &told, &charged) < 0)
+        goto done;
+    set_slot(flow, flow_slot[F_LAST_SKETCH], current);
+    before += charged;
+    if (repattern) { /* capacity.pattern_bits: free where the run was and so was the change */
+        PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]); /* made by header_apply */
+        int free = state->run_not_free ? 0
+            : drawn ? 1 : take_token(channels, channels_slot[C_PARAM_DUE], now, param_budget, param_refill);
+        Py_ssize_t made = free < 0 ? -1 : free ? 0
+            : charge_bits(self, state, pkt, flow, channels, str_pattern, 8.0 * (double)PyBytes_GET_SIZE(t.session),
+                          &before, unlisted, &told);
+        if (made < 0)
+            goto done;
+        charged += made;
+    }
+    PyObject *offset_obj = embedded == NULL || (new_run && t.embedded == NULL) ? Py_NewRef(Py_None)
+                                                                              : PyFloat_FromDouble(offset);
+    if (offset_obj == NULL)
+        goto done;
+    if (new_run) { /* _consistent's new run: its identifier, session, clock and offset */
+        set_slot(flow, flow_slot[F_SESSION_IDENT], SLOT(pkt, packet_slot[P_IDENT]));
+        set_slot(flow, flow_slot[F_SESSION], t.session);
+        set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
+        set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
+    } else if (embedded != NULL) {
+        set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
+        set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
+    }
+    Py_DECREF(offset_obj);
+    state->counts[S_IGNORED_PAYLOADS]++;
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    int recognised = PyUnicode_GET_LENGTH(tool) != 0 ? 0 : tool_seen(self, pkt, flow, payload, current);
+    if (recognised < 0
+        || (self->matched && remember_request(self, state, pkt, current, SLOT(pkt, packet_slot[P_SEQ])) < 0))
+        goto done;
+    result = charged || recognised || told ? left_to_evaluate(self, state, flow, key, ts, told, unlisted)
+                                           : Py_NewRef(Py_None);
+done:
+    template_done(&t);
+    Py_XDECREF(embedded);
+    Py_XDECREF(size);
+    return result;
+}
+
 /* An echo request whose payload neither repeats the flow's last nor is a template's: Detector._on_request
  * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
@@ -3069,13 +3191,22 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         return NULL;
     PyObject *result = NULL;
     /* _novelty's checks, none of which changes anything: no benign template explains it (explain called only where
-     * a template's first tests pass) ... */
-    int explained = template_explains(novel_cfg, payload, ts);
-    if (explained < 0)
+     * a template's first tests pass; a template's under a header that is not the flow's next: templated_request) ... */
+    PyObject *benign = explained(novel_cfg, payload, ts, 0);
+    if (benign == NULL)
         goto done;
+    if (benign != Py_None) {
+        result = header != NULL && options == NULL && PyBytes_GET_SIZE(payload) > 0 /* empty: _novelty not asked */
+            ? templated_request(self, pkt, state, payload, key, flow, tool, header, benign, current, novel_bytes,
+                                allowlisted == Py_False)
+            : Py_NewRef(Py_False);
+        Py_DECREF(benign);
+        goto done;
+    }
+    Py_DECREF(benign);
     int tails_differ = 0;
-    Py_ssize_t novel = explained ? 0 : novel_between(current, previous, &tails_differ);
-    if (novel <= 0) { /* a template's (or a sketch this path does not know) */
+    Py_ssize_t novel = novel_between(current, previous, &tails_differ);
+    if (novel <= 0) { /* a sketch this path does not know */
         result = Py_NewRef(Py_False);
         goto done;
     }
@@ -3117,6 +3248,47 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
 done:
     Py_DECREF(current);
     return result;
+}
+
+/* _on_request for a request of a flow the table has that repeats the flow's last payload under a header that is not
+ * the flow's next and is charged (`header`: a new identifier, a sequence number out of step where free_seq_step found
+ * no free step): traceroute -I's probes, a zero-filled ping whose identifier or sequence number jumps. No novel bytes
+ * (_novelty is not asked: the payload is the flow's last); checked before anything changes: the path takes novel
+ * requests (their charges may give the hosts' memories a share), the flow's fields of the reference's types. Then in
+ * _on_request's order: the flow touched, the header charged (header_apply), the sketch kept (the reference stores an
+ * equal one), the tool tracker, the request remembered, and the flow evaluated where bytes were charged or a tool
+ * found (left_to_evaluate). False: nothing changed. */
+static PyObject *repeated_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
+                                  PyObject *flow, PyObject *tool, const Header *header)
+{
+    static const int needed[] = {F_NOVEL_BYTES, F_ALLOWLISTED};
+    const NovelRequests *novel_cfg = &self->novel;
+    long novel_bytes;
+    PyObject *allowlisted = FLOW_OK(flow, needed) ? SLOT(flow, flow_slot[F_ALLOWLISTED]) : NULL;
+    if (novel_cfg->explain == NULL || allowlisted == NULL || (allowlisted != Py_True && allowlisted != Py_False)
+        || long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel_bytes) < 0
+        || (allowlisted == Py_False && novel_bytes < novel_cfg->novel_threshold && self->flow_template == NULL))
+        Py_RETURN_FALSE;
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
+    if (size == NULL)
+        return NULL;
+    count_packet(state, ts, S_ECHO_REQUESTS);
+    Py_ssize_t charged = 0;
+    int told = 0, unlisted = allowlisted == Py_False;
+    int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0
+        || header_apply(self, state, pkt, flow, size, header, novel_bytes, unlisted, &told, &charged) < 0;
+    Py_DECREF(size);
+    if (failed)
+        return NULL;
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    PyObject *sketch = SLOT(flow, flow_slot[F_LAST_SKETCH]);
+    int recognised = PyUnicode_GET_LENGTH(tool) != 0 ? 0 : tool_seen(self, pkt, flow, payload, sketch);
+    if (recognised < 0
+        || (self->matched && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH]),
+                                              SLOT(pkt, packet_slot[P_SEQ])) < 0))
+        return NULL;
+    return charged || recognised || told ? left_to_evaluate(self, state, flow, key, ts, told, unlisted)
+                                         : Py_NewRef(Py_None);
 }
 
 /* Detector._novelty for a new flow's first payload (sketched as `current`) from a sender whose last payload went to
@@ -3369,6 +3541,18 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_INCREF(flow);
         PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL, options);
         Py_DECREF(flow);
+        Py_DECREF(key);
+        return answer;
+    }
+    if (taken == 0 && options == NULL) { /* the flow's last payload under a header whose step is charged */
+        Header header = {last_ident, last_seq, last_size, ident, seq};
+        int idents_known = ident >= 0 && ident <= 0xFFFF && last_ident >= 0 && last_ident <= 0xFFFF;
+        PyObject *answer = idents_known && channels_known(channels) ? NULL : Py_NewRef(Py_False);
+        if (answer == NULL) {
+            Py_INCREF(flow);
+            answer = repeated_request(self, pkt, state, payload, key, flow, tool, &header);
+            Py_DECREF(flow);
+        }
         Py_DECREF(key);
         return answer;
     }
@@ -4448,7 +4632,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
         || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
         || intern(&str_format, "format") < 0 || intern(&str_session, "session") < 0
-        || intern(&str_embedded_time, "embedded_time") < 0 || intern(&str_wraps_after, "wraps_after") < 0)
+        || intern(&str_embedded_time, "embedded_time") < 0 || intern(&str_wraps_after, "wraps_after") < 0
+        || intern(&str_template, "template") < 0 || intern(&str_pattern, "pattern") < 0)
         return NULL;
     if ((tolerance_kwnames = Py_BuildValue("(s)", "tolerance")) == NULL
         || (reply_kwnames = Py_BuildValue("(ss)", "tolerance", "is_reply")) == NULL)

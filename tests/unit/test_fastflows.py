@@ -184,6 +184,26 @@ class Counting:
         return self._count("evaluated")
 
 
+def charged_at(packets: list[IcmpPacket], target: IcmpPacket) -> bool:
+    """Whether the reference detector charged a header channel for `target` (one of `packets`, replayed in order):
+    its flow's capacity state carried bits or charged bytes it had not before."""
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+
+    def charges() -> tuple[object, ...] | None:
+        flow = reference._flows.get((target.src, target.dst))
+        state = None if flow is None else flow.channels
+        return None if state is None else (state.carry, dict(state.charged or {}))
+
+    before = None
+    for pkt in packets:
+        if pkt is target:
+            before = charges()
+        reference.process(pkt)
+        if pkt is target:
+            return charges() not in (None, before)
+    raise AssertionError("target not among the packets")
+
+
 def not_as_a_ping(counting: Counting) -> int:
     """The packets not taken as a ping's next: declined (Python's), or with novel bytes (evaluated or not)."""
     return counting.declined + counting.evaluated + counting.novel
@@ -456,9 +476,11 @@ def test_a_pings_repeated_requests_and_their_replies_take_the_c_path() -> None:
            dataclasses.replace(corpus.echo(1e9 + 5, "10.0.0.1", "10.0.0.2", True, 8, 10, payload), options=RR),
            corpus.echo(1e9 + 6, "10.0.0.2", "10.0.0.1", False, 8, 10, payload[::-1])]  # differs from its request
     counting = run_both(odd)
-    # the first request makes the flow in C (its evaluation would raise nothing); the reply that differs makes its
-    # flow in Python
-    assert counting.novel == 1 and counting.handled == 2 and counting.declined == 4, vars(counting)
+    # the first request makes the flow in C (its evaluation would raise nothing); the new identifier and the sequence
+    # number out of step are charged in C (repeated_request: under a byte each, nothing to evaluate); the request with
+    # IP options and the reply that differs (its flow made) are Python's
+    assert counting.novel == 1 and counting.handled == 4 and counting.declined == 2, vars(counting)
+    assert [counting.answers[id(p)] for p in odd[3:5]] == ["handled", "handled"], counting.answers
 
 
 def storm(count: int, target: str = "10.1.0.81", seed: int = 4) -> list[IcmpPacket]:
@@ -1493,6 +1515,8 @@ def test_a_timed_ping_whose_clock_or_fill_says_more_goes_to_python(
     # BusyBox's counter of 0 makes its payload zeros (_untimed: zero-fill), Cisco's last counter byte 0 is still
     # Cisco's once the iputils layouts fail: another template, which the reference takes as the run's next as is
     taken = taken or (fill == "usec" and layout in ("busybox", "cisco"))
+    # a new run (within the run budget: no charge) is started over as _consistent starts it (templated_request)
+    taken = taken or ident != 7
     assert baseline.handled >= 4 and counting.handled == baseline.handled + taken, case
     # not taken as the run's next ping: Python's, or its novel bytes taken by C up to the flow's evaluation
     assert not_as_a_ping(counting) == not_as_a_ping(baseline) + (not taken), case
@@ -1802,10 +1826,10 @@ def out_of_step_flow(ident_changes: int = 0) -> list[IcmpPacket]:
 
 @needs_c
 @pytest.mark.parametrize(("pause", "jump", "answer"), [
-    (2.0, 40, "declined"),  # no pause: the sequence number is charged
+    (2.0, 40, "charged"),  # no pause: the sequence number is charged
     (6.0, -40, "handled"),  # a jump back after the pause is a new run too (another machine's counter behind a NAT)
     (6.0, 40_000, "handled"),  # so is one past half the 16-bit circle (it reads as going back)
-    (4.9, 40, "declined"),  # a pause just short of RUN_PAUSE
+    (4.9, 40, "charged"),  # a pause just short of RUN_PAUSE
     (6.0, 40, "handled"),  # a new run, free
     (5.0, 40, "handled"),  # a pause of RUN_PAUSE exactly
     (2.0, 2, "handled"),  # a lost request or two: within SEQ_FREE of the stride, free, no token
@@ -1814,31 +1838,37 @@ def out_of_step_flow(ident_changes: int = 0) -> list[IcmpPacket]:
 def test_a_sequence_number_out_of_step_takes_the_c_path_only_when_it_is_free(pause: float, jump: int,
                                                                              answer: str) -> None:
     """A request whose sequence number is not one stride on, with the flow's identifier, size and payload: the C
-    path takes it when capacity.request_header charges nothing for it, and leaves it to Python when it would."""
+    path takes it as a ping's next where capacity.request_header charges nothing for it, and charges it as the
+    reference does where it would (repeated_request)."""
     sent = out_of_step_flow()
     jumped = dataclasses.replace(sent[-1], ts=sent[-1].ts + pause, seq=sent[-1].seq + 1 + jump)
-    counting = run_both(with_clock_moving([*sent, jumped]))
-    assert counting.answers[id(jumped)] == answer, counting.answers
+    packets = with_clock_moving([*sent, jumped])
+    counting = run_both(packets)
+    assert charged_at(packets, jumped) == (answer == "charged")
+    assert counting.answers[id(jumped)] == "handled" or answer == "charged", counting.answers
+    assert counting.answers[id(jumped)] != "declined", counting.answers
 
 
 @needs_c
 @pytest.mark.parametrize(("ident_changes", "out_of_order", "answer"), [
-    (20, True, "declined"),  # the budget spent
+    (20, True, "charged"),  # the budget spent
     (8, False, "handled"),  # partly spent: the token comes from a bucket due later than now
     (0, True, "handled"),  # not spent
 ])
-def test_a_new_run_with_the_run_budget_spent_goes_to_python(ident_changes: int, out_of_order: bool,
-                                                            answer: str) -> None:
+def test_a_new_run_with_the_run_budget_spent_is_charged(ident_changes: int, out_of_order: bool, answer: str) -> None:
     """The run budget (capacity.take_token) spent by `ident_changes` new identifiers at once. A pause counts from
     the flow's last request, the budget from the packets' times: after a request stamped 10 s before the new
-    identifiers (`out_of_order`), a jump RUN_PAUSE later finds the budget spent, its sequence number is charged, by
-    the Python detector."""
+    identifiers (`out_of_order`), a jump RUN_PAUSE later finds the budget spent, its sequence number is charged, in C
+    as in the reference (repeated_request)."""
     sent = out_of_step_flow(ident_changes)
     if out_of_order:
         sent.append(dataclasses.replace(sent[-1], ts=T0 - 10.0, seq=sent[-1].seq + 1))
     jumped = dataclasses.replace(sent[-1], ts=sent[-1].ts + 6.0, seq=sent[-1].seq + 41)
-    counting = run_both([*sent, jumped] if out_of_order else with_clock_moving([*sent, jumped]))
-    assert counting.answers[id(jumped)] == answer, counting.answers
+    packets = [*sent, jumped] if out_of_order else with_clock_moving([*sent, jumped])
+    counting = run_both(packets)
+    assert charged_at(packets, jumped) == (answer == "charged")
+    assert counting.answers[id(jumped)] == "handled" or answer == "charged", counting.answers
+    assert counting.answers[id(jumped)] != "declined", counting.answers
 
 
 @needs_c
@@ -1858,17 +1888,20 @@ def test_the_request_after_a_charged_new_identifier_takes_the_c_path_and_ends_th
 @needs_c
 @pytest.mark.parametrize(("seqs", "answer"), [
     ([1, 2, 10, 15, 20, 26], "handled"),  # a stride of 5 (fping -l counts all its targets), then 6: within SEQ_FREE
-    ([1, 2, 10, 15, 20, 29], "declined"),  # ... then 9: charged
+    ([1, 2, 10, 15, 20, 29], "charged"),  # ... then 9: charged
     ([1, 2, 10, 11, 0x010B], "handled"),  # one up in host byte order (hping3 on a little-endian host)
-    ([1, 2, 10, 11, 0x050B], "declined"),  # five up in host byte order: charged
+    ([1, 2, 10, 11, 0x050B], "charged"),  # five up in host byte order: charged
 ])
 def test_a_step_a_ping_explains_takes_the_c_path(seqs: list[int], answer: str) -> None:
     """capacity.request_header's free steps besides +1: the flow's stride, and +1 in the other byte order; the last
-    request's answer (within one second of capture time: no sweep)."""
+    request's answer (within one second of capture time: no sweep): taken as a ping's next, or charged (in C as in
+    the reference)."""
     sent = [corpus.echo(T0 + 0.1 * i, "10.0.0.1", "10.0.0.2", True, 1, seq, WINDOWS_PAYLOAD)
             for i, seq in enumerate(seqs)]
     counting = run_both(sent)
-    assert counting.answers[id(sent[-1])] == answer, counting.answers
+    assert charged_at(sent, sent[-1]) == (answer == "charged")
+    assert counting.answers[id(sent[-1])] == "handled" or answer == "charged", counting.answers
+    assert counting.answers[id(sent[-1])] != "declined", counting.answers
 
 
 # -- ICMP errors ------------------------------------------------------------------------------------------------
@@ -3593,3 +3626,69 @@ def test_a_reply_seen_without_its_request_whose_pattern_changes_within_its_run_i
     counting = run_both(replies)
     assert [counting.answers[id(r)] for r in replies[3:6]] != ["handled"] * 3, counting.answers
     assert counting.answers[id(replies[7])] == "handled", counting.answers
+
+
+def probes(layout: str, runs: int, per_run: int, size: int = 56, patterns: tuple[bytes | None, ...] = (None,),
+           sizes: tuple[int, ...] = ()) -> list[IcmpPacket]:
+    """A monitor's probes to one host: `runs` runs of `per_run` requests 0.2 s apart, each run a new identifier (a
+    new pinger: pro-bing draws a new tracker too), 2 s between runs; the runs' -p patterns and sizes in turn."""
+    out = []
+    for run in range(runs):
+        for k in range(per_run):
+            ts = T0 + 2.0 * run + 0.2 * k
+            pattern = patterns[run % len(patterns)]
+            fill = pattern * 200 if pattern else None
+            tracker = {"tracker": bytes([run]) + TRACKER[1:]} if layout == "pro-bing" else {}
+            payload = LAYOUTS[layout](ts - 0.013, sizes[k % len(sizes)] if sizes else size, fill, **tracker)
+            out.append(corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, 100 + run, k + 1, payload))
+    return out
+
+
+@needs_c
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_monitors_new_runs_take_the_c_path(layout: str) -> None:
+    """A monitor starting a new run (a new identifier; pro-bing a new tracker) every probe, with its replies: each
+    run's first request is charged as the reference charges a new run (the run budget) and starts the run over as
+    _consistent does, in C; every packet agrees with the reference."""
+    counting = run_both(corpus.with_replies(probes(layout, 8, 3)))
+    assert counting.declined == 0, vars(counting)  # those that move the clock to a sweep are offered again, taken
+
+
+@needs_c
+@pytest.mark.parametrize("layout", ["iputils", "bsd"])
+def test_a_new_run_with_another_pattern_is_charged_in_c_past_the_budget(layout: str) -> None:
+    """ping -p with a new pattern every run: free while the run and parameter budgets last, then the pattern's bytes
+    charged to the "pattern" channel (capacity.pattern_bits), in C as in the reference."""
+    requests = probes(layout, 24, 2, patterns=(b"\xaa", b"\xbb\xcc", b"0123456789:;<=>?"))
+    counting = run_both(requests)
+    assert counting.declined == 0, vars(counting)
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for pkt in requests:
+        reference.process(pkt)
+    flow = reference._flows[(requests[0].src, requests[0].dst)]
+    assert flow.channels is not None and flow.channels.charged.get("pattern", 0) > 0, flow.channels
+
+
+@needs_c
+@pytest.mark.parametrize("layout", ["iputils", "bsd"])
+def test_a_ping_that_changes_its_size_takes_the_c_path(layout: str) -> None:
+    """Path-MTU probing (ping -M do -s N, a new size every request within one run): each size change charged as the
+    reference charges it, the payload the template's with the run's clock, in C."""
+    counting = run_both(corpus.with_replies(probes(layout, 1, 30, sizes=(56, 120, 1000, 1472, 600))))
+    assert counting.declined == 0, vars(counting)
+
+
+@needs_c
+@pytest.mark.parametrize("shape", ["traceroute -I", "sequence jumps", "new identifiers"])
+def test_a_repeated_payload_under_a_charged_header_takes_the_c_path(shape: str) -> None:
+    """The flow's last payload again under a header whose change is charged (capacity.request_header): traceroute -I
+    (its fill every probe, a new identifier per run), a zero-filled ping whose sequence number jumps, a fixed payload
+    under a new identifier every request; charged in C as the reference charges it, nothing novel in the payload."""
+    fill = benign_corpus.traceroute_payload() if shape == "traceroute -I" else bytes(56)
+    requests = []
+    for i in range(40):
+        ident = 7 + (i // 3 if shape == "traceroute -I" else i if shape == "new identifiers" else 0)
+        seq = i + 1 if shape != "sequence jumps" else (i * 977) & 0xFFFF
+        requests.append(corpus.echo(T0 + 0.1 * i, "10.0.0.1", "10.0.0.2", True, ident, seq, fill))
+    counting = run_both(corpus.with_replies(requests))
+    assert counting.declined <= 1, vars(counting)  # the flow's first request: its template's run started in C too
