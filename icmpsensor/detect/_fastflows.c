@@ -39,8 +39,15 @@
  *    (last_novel holds them) where the flow's evaluation would raise nothing (every note it checks is off, not due,
  *    or raised already), else (flow,): Detector._finish evaluates the flow; run() stops there for the evidence
  *    recorder unless the pair is one it watches;
- *  - an echo reply that answers no pending request with novel bytes no template may explain (unpaired_reply): a
- *    tunnel's replies seen without their requests, a flood of replies; up to the flow's evaluation, as a request's;
+ *  - an echo request whose payload a template explains under a header that is not the flow's next
+ *    (templated_request: a monitor's new run every probe, a ping that changed its size), its header charged and its
+ *    run started over (a new run's other session charged as capacity.pattern_bits charges it) or its clock kept as
+ *    Detector._consistent does; and one that repeats the flow's last payload under a header whose change is charged
+ *    (repeated_request: traceroute -I's new identifiers, a sequence number that jumps);
+ *  - an echo reply that answers no pending request (unpaired_reply): with novel bytes no template explains (a
+ *    tunnel's replies seen without their requests, a flood of replies), up to the flow's evaluation, as a request's;
+ *    or repeating the flow's last payload or a template's (a monitor's replies on a link whose other direction the
+ *    sensor does not see), its header charged as a request's;
  *  - a new flow's first echo request (first_request, below; its IP options charged as above): a notice storm's
  *    every packet, a host's new data to host after host (compared with its last peer's flow where that may be
  *    fields: may_be_fields), up to its evaluation; or, whose payload a template explains (first_templated: a ping's

@@ -426,15 +426,19 @@ def test_the_hostile_shapes_table_gives_both_ratios_and_the_growth(tmp_path: Pat
 
 
 def test_c_path_declines_counts_what_python_takes_by_kind(tmp_path: Path) -> None:
-    """bench/c_path_declines.py: a ping whose runs change identifier (each new run's first request is Python's: the
-    run budget and _consistent's new run) counted under its kind; the same packets replayed twice count alike."""
-    frames = [(1e9 + 0.2 * i, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", craft.ECHO_REQUEST, 0, 7 + i // 4,
-                                                      i % 4 + 1, bc.iputils_payload(56, 1e9 + 0.2 * i - 0.01))))
-              for i in range(16)]
-    path = tmp_path / "runs.pcap"
+    """bench/c_path_declines.py: a pair that comes back after its flow ended (its pair memory carries the last
+    sketch into the new flow: Detector._flow_started, which the C path leaves to Python) counted under its kind,
+    the rest of the ping taken in C; the same packets replayed twice count alike."""
+    rng = random.Random(4)
+    frames = [(1e9 + 0.2 * i, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", craft.ECHO_REQUEST, 0, 7, i + 1,
+                                                      rng.randbytes(120))))
+              for i in range(4)]  # novel chunks: the pair is remembered when the flow ends
+    frames += [(1e9 + 400 + 0.2 * i, craft.ether(craft.icmp4("10.0.0.1", "10.0.0.2", craft.ECHO_REQUEST, 0, 8, i + 1,
+                                                             bc.iputils_payload(56, 1e9 + 400 + 0.2 * i - 0.01))))
+               for i in range(8)]
+    path = tmp_path / "back.pcap"
     craft.write_pcap(path, frames)
     declined, seen = c_path_declines.count_declines(str(path))
-    assert seen == 16
-    new_runs = sum(n for kind, n in declined.items() if "new identifier" in kind)
-    assert new_runs == 3, declined  # the second to fourth runs' first requests
+    assert seen == 12
+    assert declined == {("request", "new flow", "iputils"): 1}, declined  # the ping's first request after 400 s
     assert c_path_declines.count_declines(str(path)) == (declined, seen)
