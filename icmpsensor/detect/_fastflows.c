@@ -3478,7 +3478,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
 {
     static const int needed[] = {F_LAST,          F_N,         F_ORIG_BYTES,      F_LAST_IDENT, F_LAST_SEQ,
                                  F_SEQ_STRIDE,    F_LAST_SIZE, F_LAST_SKETCH,     F_LAST_REQUEST_TS, F_TOOL,
-                                 F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET};
+                                 F_SESSION_IDENT, F_LAST_EMBEDDED, F_CLOCK_OFFSET, F_SESSION};
     PyObject *options = SLOT(pkt, packet_slot[P_OPTIONS]);
     if (options == NULL || !PyBytes_CheckExact(options))
         Py_RETURN_FALSE;
