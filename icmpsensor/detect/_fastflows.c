@@ -1038,6 +1038,29 @@ static double py_mod(double x, double m)
     return 0.0;
 }
 
+/* Detector._consistent's clock within a run, for a template's time `t` (`wraps`: its counter's wrap, 0 for a wall
+ * clock) in a request captured at `ts`: not gone back by more than a second from the run's last (unless it wraps),
+ * and its offset to the capture clock moved by clock_jitter at most since the run's last request (the short way
+ * round where it wraps: Python's float % as py_mod reads it). 1 with *offset (t - ts); 0 where _consistent would
+ * refuse the template or charge its time (or try BusyBox's other byte order): the Python detector's. */
+static int clock_in_run(FastPath *self, PyObject *flow, double t, double wraps, double ts, double *offset)
+{
+    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
+    if (!PyFloat_CheckExact(last_embedded) || (wraps == 0.0 && t + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
+        || (last_offset != Py_None && !PyFloat_CheckExact(last_offset)))
+        return 0;
+    double drift = t - ts;
+    if (last_offset != Py_None) {
+        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
+        if (wraps != 0.0)
+            moved = py_mod(moved + wraps / 2, wraps) - wraps / 2;
+        if (!(-self->jitter <= moved && moved <= self->jitter))
+            return 0;
+    }
+    *offset = drift;
+    return 1;
+}
+
 /* The clock of a request whose payload is iputils', BSD ping's, pro-bing's, BusyBox's or Cisco's default one (see the
  * top comment, pro_bing_layout, busybox_layout and cisco_layout), where fingerprints.explain would say so and
  * Detector._consistent accept it without a charge (pro-bing's UUID, BusyBox's fill or Cisco's pattern the flow's
@@ -1067,25 +1090,12 @@ static int ping_clock(FastPath *self, PyObject *flow, const unsigned char *p, Py
     } else if (n < 16 || !default_ping_time(p, n, &t)) {
         return 0;
     }
-    double drift = t - ts;
-    if (wraps == 0.0 && !(-self->tolerance <= drift && drift <= self->tolerance))
-        return 0;
     long session_ident;
-    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
-    if (long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0 || session_ident != ident
-        || !PyFloat_CheckExact(last_embedded) || (wraps == 0.0 && t + 1.0 < PyFloat_AS_DOUBLE(last_embedded)))
-        return 0; /* a new run, or a clock gone back (replayed, forged); a counter that wraps may */
-    if (last_offset != Py_None) {
-        if (!PyFloat_CheckExact(last_offset))
-            return 0;
-        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
-        if (wraps != 0.0)
-            moved = py_mod(moved + wraps / 2, wraps) - wraps / 2;
-        if (!(-self->jitter <= moved && moved <= self->jitter))
-            return 0; /* charged as a time channel */
-    }
+    if ((wraps == 0.0 && !(-self->tolerance <= t - ts && t - ts <= self->tolerance))
+        || long_slot(flow, flow_slot[F_SESSION_IDENT], &session_ident) < 0 || session_ident != ident
+        || !clock_in_run(self, flow, t, wraps, ts, offset))
+        return 0; /* a new run, a clock gone back (replayed, forged) or charged */
     *embedded = t;
-    *offset = drift;
     return 1;
 }
 
@@ -1764,38 +1774,49 @@ static int template_read(PyObject *benign, Template *t)
     return failed ? -1 : 0;
 }
 
+/* Whether Detector._consistent refuses a template's clock at the start of a run (the run's last time reset to 0.0):
+ * one that does not wrap, more than a second before 0 (a replayed or forged timestamp). */
+static int run_start_refused(const Template *t)
+{
+    return t->embedded != NULL && t->wraps == 0.0 && t->time + 1.0 < 0.0;
+}
+
+/* Detector._consistent's new run on `flow`: its identifier `ident`, its session `session` (None: none), its clock
+ * `embedded` and that clock's `offset` to the capture clock (`embedded` NULL: no clock, the time 0.0 and no offset).
+ * 0, or -1 with an exception. */
+static int start_run(PyObject *flow, PyObject *ident, PyObject *session, PyObject *embedded, double offset)
+{
+    PyObject *time = embedded != NULL ? Py_NewRef(embedded) : PyFloat_FromDouble(0.0);
+    PyObject *moved = time == NULL ? NULL : embedded != NULL ? PyFloat_FromDouble(offset) : Py_NewRef(Py_None);
+    if (moved != NULL) {
+        set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
+        set_slot(flow, flow_slot[F_SESSION], session);
+        set_slot(flow, flow_slot[F_LAST_EMBEDDED], time);
+        set_slot(flow, flow_slot[F_CLOCK_OFFSET], moved);
+    }
+    Py_XDECREF(time);
+    Py_XDECREF(moved);
+    return moved == NULL ? -1 : 0;
+}
+
 /* Detector._consistent for a request of the flow's run whose payload a template explains (`t`), where it accepts the
- * request as it is: a session (if the template has one) the flow's, a clock (if it has one) not gone back by more than
- * a second (unless it wraps) and moved against the capture clock `ts` by clock_jitter at most since the run's last
- * request (taken the short way round where it wraps). 1: so (*embedded: a new reference to the template's time, NULL
+ * request as it is: a session (if the template has one) the flow's, a clock (if it has one) that clock_in_run
+ * accepts. 1: so (*embedded: a new reference to the template's time, NULL
  * where it has none; *offset: the time less `ts`); 0 where _consistent would set the session, refuse the template
  * or charge its clock (the Python detector's). */
 static int template_in_run(FastPath *self, PyObject *flow, const Template *t, PyObject *ts, PyObject **embedded,
                            double *offset)
 {
     *embedded = NULL;
-    PyObject *session = SLOT(flow, flow_slot[F_SESSION]);
-    PyObject *last_embedded = SLOT(flow, flow_slot[F_LAST_EMBEDDED]), *last_offset = SLOT(flow, flow_slot[F_CLOCK_OFFSET]);
     if (t->session != Py_None
-        && (!PyBytes_CheckExact(t->session) || !PyBytes_CheckExact(session)
-            || PyBytes_GET_SIZE(session) != PyBytes_GET_SIZE(t->session)
-            || memcmp(PyBytes_AS_STRING(session), PyBytes_AS_STRING(t->session), (size_t)PyBytes_GET_SIZE(session))))
+        && (!PyBytes_CheckExact(t->session)
+            || !session_is(flow, (const unsigned char *)PyBytes_AS_STRING(t->session), PyBytes_GET_SIZE(t->session))))
         return 0; /* a session to set, or another one: no ping's within a run */
     if (t->embedded == NULL)
         return 1;
-    if (!PyFloat_CheckExact(last_embedded) || (t->wraps == 0.0 && t->time + 1.0 < PyFloat_AS_DOUBLE(last_embedded))
-        || (last_offset != Py_None && !PyFloat_CheckExact(last_offset)))
+    if (!clock_in_run(self, flow, t->time, t->wraps, PyFloat_AS_DOUBLE(ts), offset))
         return 0;
-    double drift = t->time - PyFloat_AS_DOUBLE(ts);
-    if (last_offset != Py_None) {
-        double moved = drift - PyFloat_AS_DOUBLE(last_offset);
-        if (t->wraps != 0.0)
-            moved = py_mod(moved + t->wraps / 2, t->wraps) - t->wraps / 2;
-        if (!(-self->jitter <= moved && moved <= self->jitter))
-            return 0; /* charged as a time channel (or BusyBox's other byte order) */
-    }
     *embedded = Py_NewRef(t->embedded);
-    *offset = drift;
     return 1;
 }
 
@@ -2873,27 +2894,6 @@ done:
     return result;
 }
 
-/* What _consistent changes for a reply reply_template accepted: where `restart`, the run started over as the
- * request's identifier `ident` (its session `session`, None where NULL; no clock: last_embedded 0.0, no offset),
- * else the run's session set where `session` is not NULL. 0, or -1 with an exception. */
-static int restart_run(PyObject *flow, PyObject *ident, PyObject *session, int restart)
-{
-    if (!restart) {
-        if (session != NULL)
-            set_slot(flow, flow_slot[F_SESSION], session);
-        return 0;
-    }
-    PyObject *zero_time = PyFloat_FromDouble(0.0);
-    if (zero_time == NULL)
-        return -1;
-    set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
-    set_slot(flow, flow_slot[F_SESSION], session != NULL ? session : Py_None);
-    set_slot(flow, flow_slot[F_LAST_EMBEDDED], zero_time);
-    set_slot(flow, flow_slot[F_CLOCK_OFFSET], Py_None);
-    Py_DECREF(zero_time);
-    return 0;
-}
-
 /* Detector._consistent for an unsolicited reply whose payload a template explains (`benign`) on `flow` (NULL: a new
  * one; `session_ident` its run's identifier): 1 where it accepts it, with what that changes: *restart where the
  * reply's identifier is not the run's (the run starts over: its session the template's, no clock, no charge for a
@@ -3029,8 +3029,11 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
     int unlisted = allowlisted == Py_False;
     if (novel == 0) { /* the flow's last payload, or a template's: evaluated where the header charged bytes */
-        if (templated && restart_run(flow, SLOT(pkt, packet_slot[P_IDENT]), session, restart) < 0)
+        if (templated && restart /* a reply's run starts with no clock */
+            && start_run(flow, SLOT(pkt, packet_slot[P_IDENT]), session != NULL ? session : Py_None, NULL, 0.0) < 0)
             goto done;
+        if (templated && !restart && session != NULL)
+            set_slot(flow, flow_slot[F_SESSION], session);
         state->counts[S_IGNORED_PAYLOADS] += templated;
         result = left_to_evaluate(self, state, flow, key, ts, told, charged > 0 && unlisted);
         goto done;
@@ -3046,6 +3049,23 @@ done:
     Py_XDECREF(session);
     Py_DECREF(current);
     return result;
+}
+
+/* Detector._request_done for a taken request whose payload added no novel bytes (the flow's last payload, a
+ * template's): the flow's last request time, the tool tracker unless the flow has a tool (tool_seen, shown `sketch`),
+ * the request remembered for its reply (as `sketch`), then left_to_evaluate's answer, the flow evaluated where its
+ * header charged bytes (`charged`) or a tool was found, and it is `unlisted`; `told`: a share of the hosts' memories
+ * raised ExfilSpread. NULL with an exception. */
+static PyObject *request_end(FastPath *self, Detector *state, PyObject *pkt, PyObject *flow, PyObject *key,
+                             PyObject *payload, PyObject *sketch, Py_ssize_t charged, int told, int unlisted)
+{
+    PyObject *ts = SLOT(pkt, packet_slot[P_TS]);
+    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
+    int recognised = PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) != 0 ? 0
+                                                                             : tool_seen(self, pkt, flow, payload, sketch);
+    if (recognised < 0 || (self->matched && remember_request(self, state, pkt, sketch, SLOT(pkt, packet_slot[P_SEQ])) < 0))
+        return NULL;
+    return left_to_evaluate(self, state, flow, key, ts, told, (charged > 0 || recognised) && unlisted);
 }
 
 /* Whether the template of `benign` draws its session afresh every run (fingerprints.RANDOM_SESSION_TEMPLATES, read
@@ -3078,8 +3098,8 @@ static int random_session(PyObject *benign)
  * clock and offset kept; the payload counted ignored; the tool tracker, the request remembered, and the flow
  * evaluated where bytes were charged or a tool found (left_to_evaluate). False: nothing changed. */
 static PyObject *templated_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                                   PyObject *flow, PyObject *tool, const Header *header, PyObject *benign,
-                                   PyObject *current, Py_ssize_t novel_bytes, int unlisted)
+                                   PyObject *flow, const Header *header, PyObject *benign, PyObject *current,
+                                   Py_ssize_t novel_bytes, int unlisted)
 {
     Template t;
     if (template_read(benign, &t) < 0)
@@ -3093,20 +3113,14 @@ static PyObject *templated_request(FastPath *self, PyObject *pkt, Detector *stat
         taken = 0;
     } else if (!(new_run = header->ident != session_ident)) {
         taken = template_in_run(self, flow, &t, ts, &embedded, &offset);
-    } else if (t.embedded != NULL && t.wraps == 0.0 && t.time + 1.0 < 0.0) {
-        taken = 0; /* a replayed or forged clock: _consistent refuses it */
-    } else {
-        if (session != Py_None && t.session != Py_None) {
-            int same = PyObject_RichCompareBool(session, t.session, Py_EQ);
-            repattern = same < 0 ? -1 : !same;
-            drawn = repattern > 0 ? random_session(benign) : 0;
-            if (repattern < 0 || drawn < 0 || (repattern && !PyBytes_CheckExact(t.session)))
-                taken = repattern < 0 || drawn < 0 ? -1 : 0;
-        }
-        embedded = t.embedded != NULL ? Py_NewRef(t.embedded) : PyFloat_FromDouble(0.0);
-        offset = t.time - now;
-        if (embedded == NULL)
-            taken = -1;
+    } else if (run_start_refused(&t)) {
+        taken = 0;
+    } else if (session != Py_None && t.session != Py_None) { /* a new run's other session: charged, or free */
+        int same = PyObject_RichCompareBool(session, t.session, Py_EQ);
+        repattern = same < 0 ? -1 : !same;
+        drawn = repattern > 0 ? random_session(benign) : 0;
+        if (repattern < 0 || drawn < 0 || (repattern && !PyBytes_CheckExact(t.session)))
+            taken = repattern < 0 || drawn < 0 ? -1 : 0;
     }
     if (taken <= 0) {
         result = taken < 0 ? NULL : Py_NewRef(Py_False);
@@ -3134,28 +3148,19 @@ static PyObject *templated_request(FastPath *self, PyObject *pkt, Detector *stat
             goto done;
         charged += made;
     }
-    PyObject *offset_obj = embedded == NULL || (new_run && t.embedded == NULL) ? Py_NewRef(Py_None)
-                                                                              : PyFloat_FromDouble(offset);
-    if (offset_obj == NULL)
-        goto done;
     if (new_run) { /* _consistent's new run: its identifier, session, clock and offset */
-        set_slot(flow, flow_slot[F_SESSION_IDENT], SLOT(pkt, packet_slot[P_IDENT]));
-        set_slot(flow, flow_slot[F_SESSION], t.session);
+        if (start_run(flow, SLOT(pkt, packet_slot[P_IDENT]), t.session, t.embedded, t.time - now) < 0)
+            goto done;
+    } else if (embedded != NULL) { /* in the run: the clock and its offset kept */
+        PyObject *offset_obj = PyFloat_FromDouble(offset);
+        if (offset_obj == NULL)
+            goto done;
         set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
         set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
-    } else if (embedded != NULL) {
-        set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
-        set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
+        Py_DECREF(offset_obj);
     }
-    Py_DECREF(offset_obj);
     state->counts[S_IGNORED_PAYLOADS]++;
-    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    int recognised = PyUnicode_GET_LENGTH(tool) != 0 ? 0 : tool_seen(self, pkt, flow, payload, current);
-    if (recognised < 0
-        || (self->matched && remember_request(self, state, pkt, current, SLOT(pkt, packet_slot[P_SEQ])) < 0))
-        goto done;
-    result = charged || recognised || told ? left_to_evaluate(self, state, flow, key, ts, told, unlisted)
-                                           : Py_NewRef(Py_None);
+    result = request_end(self, state, pkt, flow, key, payload, current, charged, told, unlisted);
 done:
     template_done(&t);
     Py_XDECREF(embedded);
@@ -3204,7 +3209,7 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         goto done;
     if (benign != Py_None) {
         result = header != NULL && options == NULL && PyBytes_GET_SIZE(payload) > 0 /* empty: _novelty not asked */
-            ? templated_request(self, pkt, state, payload, key, flow, tool, header, benign, current, novel_bytes,
+            ? templated_request(self, pkt, state, payload, key, flow, header, benign, current, novel_bytes,
                                 allowlisted == Py_False)
             : Py_NewRef(Py_False);
         Py_DECREF(benign);
@@ -3266,7 +3271,7 @@ done:
  * equal one), the tool tracker, the request remembered, and the flow evaluated where bytes were charged or a tool
  * found (left_to_evaluate). False: nothing changed. */
 static PyObject *repeated_request(FastPath *self, PyObject *pkt, Detector *state, PyObject *payload, PyObject *key,
-                                  PyObject *flow, PyObject *tool, const Header *header)
+                                  PyObject *flow, const Header *header)
 {
     static const int needed[] = {F_NOVEL_BYTES, F_ALLOWLISTED};
     const NovelRequests *novel_cfg = &self->novel;
@@ -3285,17 +3290,9 @@ static PyObject *repeated_request(FastPath *self, PyObject *pkt, Detector *state
     int failed = touch_flow(state, key, flow, ts, size, flow_slot[F_ORIG_BYTES]) < 0
         || header_apply(self, state, pkt, flow, size, header, novel_bytes, unlisted, &told, &charged) < 0;
     Py_DECREF(size);
-    if (failed)
-        return NULL;
-    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    PyObject *sketch = SLOT(flow, flow_slot[F_LAST_SKETCH]);
-    int recognised = PyUnicode_GET_LENGTH(tool) != 0 ? 0 : tool_seen(self, pkt, flow, payload, sketch);
-    if (recognised < 0
-        || (self->matched && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH]),
-                                              SLOT(pkt, packet_slot[P_SEQ])) < 0))
-        return NULL;
-    return charged || recognised || told ? left_to_evaluate(self, state, flow, key, ts, told, unlisted)
-                                         : Py_NewRef(Py_None);
+    return failed ? NULL
+                  : request_end(self, state, pkt, flow, key, payload, SLOT(flow, flow_slot[F_LAST_SKETCH]), charged, told,
+                                unlisted);
 }
 
 /* Detector._novelty for a new flow's first payload (sketched as `current`) from a sender whose last payload went to
@@ -3353,17 +3350,14 @@ static PyObject *first_templated(FastPath *self, Detector *state, PyObject *pkt,
         return NULL;
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *ident = SLOT(pkt, packet_slot[P_IDENT]);
     PyObject *seq = SLOT(pkt, packet_slot[P_SEQ]);
-    PyObject *result = NULL, *flow = NULL;
-    PyObject *size = NULL, *current = NULL, *embedded = NULL, *offset = NULL;
-    if (t.embedded != NULL && t.wraps == 0.0 && t.time + 1.0 < 0.0) {
+    PyObject *result = NULL, *flow = NULL, *size = NULL, *current = NULL;
+    if (run_start_refused(&t)) {
         result = Py_NewRef(Py_False);
         goto done;
     }
     size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
     current = new_sketch(payload);
-    embedded = t.embedded != NULL ? Py_NewRef(t.embedded) : PyFloat_FromDouble(0.0);
-    offset = t.embedded != NULL ? PyFloat_FromDouble(t.time - PyFloat_AS_DOUBLE(ts)) : Py_NewRef(Py_None);
-    if (size == NULL || current == NULL || embedded == NULL || offset == NULL)
+    if (size == NULL || current == NULL)
         goto done;
     count_packet(state, ts, S_ECHO_REQUESTS);
     if ((flow = message_flow(self, state, pkt, key, NULL, size, flow_slot[F_ORIG_BYTES])) == NULL)
@@ -3373,24 +3367,16 @@ static PyObject *first_templated(FastPath *self, Detector *state, PyObject *pkt,
     set_slot(flow, flow_slot[F_LAST_SIZE], size);
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
     if (benign != NULL) {
-        set_slot(flow, flow_slot[F_SESSION_IDENT], ident);
-        set_slot(flow, flow_slot[F_SESSION], t.session);
-        set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
-        set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset);
+        if (start_run(flow, ident, t.session, t.embedded, t.time - PyFloat_AS_DOUBLE(ts)) < 0)
+            goto done;
         state->counts[S_IGNORED_PAYLOADS]++;
     }
-    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    int recognised = tool_seen(self, pkt, flow, payload, current);
-    if (recognised < 0 || (self->matched && remember_request(self, state, pkt, current, seq) < 0))
-        goto done;
-    result = left_to_evaluate(self, state, flow, key, ts, 0, recognised);
+    result = request_end(self, state, pkt, flow, key, payload, current, 0, 0, 1); /* a new flow: no allowlist */
 done:
     template_done(&t);
     Py_XDECREF(flow);
     Py_XDECREF(size);
     Py_XDECREF(current);
-    Py_XDECREF(embedded);
-    Py_XDECREF(offset);
     return result;
 }
 
@@ -3535,9 +3521,11 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     } else if (!repeated) {
         taken = 0;
     }
-    if (taken == 0 && !repeated) { /* not a timed ping's: perhaps novel bytes this path may take */
-        /* a header that is not the flow's next: its charges worked out once the request is taken (header_apply); not
-         * for a flow with no request yet (_header charges nothing then), nor identifiers past 16 bits */
+    if (taken == 0 && (!repeated || options == NULL)) {
+        /* not a timed ping's: perhaps novel bytes this path may take (novel_request), or the flow's last payload under
+         * a header whose change is charged (repeated_request: not in step, so `charges`). A header that is not the
+         * flow's next: its charges worked out once the request is taken (header_apply); not for a flow with no
+         * request yet (_header charges nothing then), nor identifiers past 16 bits */
         int charges = resized || !in_step;
         Header header = {last_ident, last_seq, last_size, ident, seq};
         int idents_known = ident >= 0 && ident <= 0xFFFF && last_ident >= 0 && last_ident <= 0xFFFF;
@@ -3546,20 +3534,9 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
             Py_RETURN_FALSE;
         }
         Py_INCREF(flow);
-        PyObject *answer = novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL, options);
+        PyObject *answer = repeated ? repeated_request(self, pkt, state, payload, key, flow, &header)
+            : novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL, options);
         Py_DECREF(flow);
-        Py_DECREF(key);
-        return answer;
-    }
-    if (taken == 0 && options == NULL) { /* the flow's last payload under a header whose step is charged */
-        Header header = {last_ident, last_seq, last_size, ident, seq};
-        int idents_known = ident >= 0 && ident <= 0xFFFF && last_ident >= 0 && last_ident <= 0xFFFF;
-        PyObject *answer = idents_known && channels_known(channels) ? NULL : Py_NewRef(Py_False);
-        if (answer == NULL) {
-            Py_INCREF(flow);
-            answer = repeated_request(self, pkt, state, payload, key, flow, tool, &header);
-            Py_DECREF(flow);
-        }
         Py_DECREF(key);
         return answer;
     }
@@ -3610,16 +3587,8 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         if (failed)
             goto done;
     }
-    set_slot(flow, flow_slot[F_LAST_REQUEST_TS], ts);
-    int recognised = PyUnicode_GET_LENGTH(tool) != 0 ? 0 : tool_seen(self, pkt, flow, payload,
-                                                                      SLOT(flow, flow_slot[F_LAST_SKETCH]));
-    if (recognised < 0)
-        goto done;
-    if (self->matched
-        && remember_request(self, state, pkt, SLOT(flow, flow_slot[F_LAST_SKETCH]), SLOT(pkt, packet_slot[P_SEQ])) < 0)
-        goto done;
-    /* Detector._request_done: a tool found, the flow evaluated (nothing novel: no share, nothing told) */
-    result = recognised ? left_to_evaluate(self, state, flow, key, ts, 0, 1) : Py_NewRef(Py_None);
+    /* nothing charged, nothing told; a tool found has the flow evaluated (the path's own, allowlisted or not) */
+    result = request_end(self, state, pkt, flow, key, payload, SLOT(flow, flow_slot[F_LAST_SKETCH]), 0, 0, 1);
 done:
     Py_DECREF(flow);
     Py_DECREF(key);
