@@ -3498,7 +3498,10 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     }
     int new_run = ident != last_ident; /* with a novel payload: capacity.request_header's charges (header_apply) */
     int resized = n != last_size; /* its bits charged (Detector._header) */
-    int repeated = !resized && sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
+    /* the flow's last sketch again: Detector._on_request asks _novelty nothing. Its size can differ from last_size,
+     * which a paired reply leaves as it was while it sets the sketch (the other host's request echoed) */
+    int same_sketch = sketch_of(SLOT(flow, flow_slot[F_LAST_SKETCH]), payload);
+    int repeated = !resized && same_sketch;
     int in_step = !new_run && seq == ((last_seq + stride) & 0xFFFF), took_token = 0, taken = 1;
     PyObject *channels = SLOT(flow, flow_slot[F_CHANNELS]);
     long new_stride = stride;
@@ -3521,10 +3524,10 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
     } else if (!repeated) {
         taken = 0;
     }
-    if (taken == 0 && (!repeated || options == NULL)) {
-        /* not a timed ping's: perhaps novel bytes this path may take (novel_request), or the flow's last payload under
-         * a header whose change is charged (repeated_request: not in step, so `charges`). A header that is not the
-         * flow's next: its charges worked out once the request is taken (header_apply); not for a flow with no
+    if (taken == 0 && (!same_sketch || options == NULL)) {
+        /* not a timed ping's: perhaps novel bytes this path may take (novel_request), or the flow's last sketch under
+         * a header whose change is charged (repeated_request: resized or not in step, so `charges`). A header that is
+         * not the flow's next: its charges worked out once the request is taken (header_apply); not for a flow with no
          * request yet (_header charges nothing then), nor identifiers past 16 bits */
         int charges = resized || !in_step;
         Header header = {last_ident, last_seq, last_size, ident, seq};
@@ -3534,7 +3537,7 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
             Py_RETURN_FALSE;
         }
         Py_INCREF(flow);
-        PyObject *answer = repeated ? repeated_request(self, pkt, state, payload, key, flow, &header)
+        PyObject *answer = same_sketch ? repeated_request(self, pkt, state, payload, key, flow, &header)
             : novel_request(self, pkt, state, payload, key, flow, tool, charges ? &header : NULL, options);
         Py_DECREF(flow);
         Py_DECREF(key);

@@ -3692,3 +3692,17 @@ def test_a_repeated_payload_under_a_charged_header_takes_the_c_path(shape: str) 
         requests.append(corpus.echo(T0 + 0.1 * i, "10.0.0.1", "10.0.0.2", True, ident, seq, fill))
     counting = run_both(corpus.with_replies(requests))
     assert counting.declined <= 1, vars(counting)  # the flow's first request: its template's run started in C too
+
+
+@needs_c
+def test_a_resized_request_repeating_a_sketch_a_reply_left_is_charged_as_the_reference_charges_it() -> None:
+    """A flow's last sketch can come from a paired reply (the other host's request echoed back) while its last size is
+    its own last request's: a request then resized to that payload repeats the flow's last sketch. The reference
+    charges the size and asks _novelty nothing (the payload a template's or not: nothing counted ignored, the run
+    untouched); the C path takes it so (repeated_request)."""
+    a, b = "10.0.0.1", "10.0.0.2"
+    first = corpus.echo(T0, a, b, True, 7, 1, iputils(T0 - 0.013, 56))
+    theirs = corpus.echo(T0 + 0.1, b, a, True, 9, 1, bytes(32))  # b's ping: a's kernel echoes it on a -> b
+    resized = corpus.echo(T0 + 0.3, a, b, True, 7, 2, bytes(32))
+    counting = run_both([first, theirs, corpus.kernel_reply(theirs), resized])
+    assert counting.answers[id(resized)] != "declined", counting.answers
