@@ -56,7 +56,8 @@
  *  - an ICMP error whose quote nonecho.unexplained_bytes finds nothing wrong with (benign_error): counted, the
  *    clock moved, as Detector._on_other does before it returns;
  *  - any other non-echo message, and an echo request with a code (other_message): judged here where it is a
- *    timestamp message or a coded echo request (judged_here), else nonecho.unexplained_bytes asked from here;
+ *    timestamp message, a coded echo request or a headless packet (judged_here), else nonecho.unexplained_bytes
+ *    asked from here;
  *    nothing unexplained counted as above, else its flow made or touched with those bytes, up to its evaluation,
  *    as a request's;
  *  - whatever the flow's evaluation finds due but SlowExfil is raised here (raise_due), and a tool the tool
@@ -136,6 +137,7 @@ static PyObject *channels_template; /* FlowChannels(): a flow's capacity state i
 static int record_template(PyObject *template);
 static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *value, Py_ssize_t list_slot);
 static Py_ssize_t packet_slot[N_PACKET], flow_slot[N_FLOW], stats_slot[N_STATS], channels_slot[N_CHANNELS];
+static Py_ssize_t runs_slot; /* HeadlessPacket.runs */
 static Py_ssize_t prefix_len = -1; /* novelty.PREFIX */
 static Py_hash_t empty_rest_hash;  /* novelty.EMPTY_REST_HASH */
 /* capacity.SEQ_FREE, RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED, _ROUTER_ALERT */
@@ -193,6 +195,10 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "bind(): headless_type must be a subclass of packet_type");
         return NULL;
     }
+    static const char *const runs_field[1] = {"runs"};
+    Py_ssize_t runs;
+    if (slot_offsets(args[15], runs_field, 1, &runs) < 0)
+        return NULL;
     unsigned char protocols[256] = {0};
     for (int proto = 0; proto < 256; proto++) {
         PyObject *number = PyLong_FromLong(proto);
@@ -207,6 +213,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     memcpy(flow_slot, flow, sizeof flow);
     memcpy(stats_slot, stats, sizeof stats);
     memcpy(channels_slot, channels, sizeof channels);
+    runs_slot = runs;
     Py_XSETREF(packet_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(headless_type, (PyTypeObject *)Py_NewRef(args[15]));
     Py_XSETREF(flow_type, (PyTypeObject *)Py_NewRef(args[1]));
@@ -362,6 +369,8 @@ static PyObject *record_copy(PyObject *template, Py_ssize_t slot, PyObject *valu
 
 /* -- FastPath --------------------------------------------------------------------------------------------- */
 
+#define MAX_PHASED_FILLS 4
+
 /* What other_message judges itself (nonecho.c_judged; nonecho's functions its reference: _echo_code, _v4's fixed body
  * and _timestamp_fields) and asks nonecho.unexplained_bytes about otherwise. */
 typedef struct {
@@ -371,6 +380,12 @@ typedef struct {
     PyObject *echo_code, *timestamp, *beyond; /* the reasons (str.format templates) */
     Py_ssize_t timestamp_body; /* a timestamp message's body past the ICMP header (_FIXED_V4[13]) */
     long long ms_per_day;
+    PyObject *headless;       /* a headless packet's reason (HEADLESS_REASON) */
+    long headless_type;       /* its icmp_type (packet.HEADLESS) */
+    PyObject *free_bytes;     /* fingerprints.FREE_FILL_BYTES: a run of one of them alone is free */
+    PyObject *fills;          /* fingerprints.PHASED_FILLS: fill_charge's fills, free at any phase */
+    unsigned char free_byte[256];
+    short phase[MAX_PHASED_FILLS][256]; /* the first place of each byte in each fill, -1 where it has none */
 } Judged;
 
 /* standard.SpreadMemory's slots, read and written in place (each host table's memories are of its type alone:
@@ -466,7 +481,7 @@ typedef struct {
     X(spread.to) X(spread.from) X(spread.window) X(exfil.notes) X(exfil.extra) X(exfil.due) X(exfil.payload)       \
     X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg) X(novel.host_memory)            \
     X(novel.judged.unexplained) X(novel.judged.nmap_payload) X(novel.judged.echo_code) X(novel.judged.timestamp)   \
-    X(novel.judged.beyond)
+    X(novel.judged.beyond) X(novel.judged.headless) X(novel.judged.free_bytes) X(novel.judged.fills)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -514,6 +529,34 @@ static int notes_named(PyObject *notes)
     if (!named)
         PyErr_SetString(PyExc_TypeError, "first_requests: the evaluated notes must be 5 (name, msg) pairs");
     return named;
+}
+
+/* c_judged's bytes whose run alone is free, and the first place of each byte in each phased fill (the phase
+ * fill_charge tests a run at: byte j of _SEQ holds j, Windows' alphabet starts at 'a', traceroute -I's fill at 'H'). */
+static int phase_fills(Judged *j)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(j->fills);
+    if (count > MAX_PHASED_FILLS) {
+        PyErr_SetString(PyExc_ValueError, "nonecho.c_judged(): too many phased fills");
+        return -1;
+    }
+    memset(j->free_byte, 0, sizeof j->free_byte);
+    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(j->free_bytes); i++)
+        j->free_byte[(unsigned char)PyBytes_AS_STRING(j->free_bytes)[i]] = 1;
+    for (Py_ssize_t f = 0; f < count; f++) {
+        PyObject *fill = PyTuple_GET_ITEM(j->fills, f);
+        if (!PyBytes_CheckExact(fill)) {
+            PyErr_SetString(PyExc_TypeError, "nonecho.c_judged(): the phased fills must be bytes");
+            return -1;
+        }
+        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(fill);
+        Py_ssize_t n = PyBytes_GET_SIZE(fill) < 0x7FFF ? PyBytes_GET_SIZE(fill) : 0x7FFF; /* a phase is short */
+        for (int v = 0; v < 256; v++)
+            j->phase[f][v] = -1;
+        for (Py_ssize_t i = n - 1; i >= 0; i--)
+            j->phase[f][b[i]] = (short)i;
+    }
+    return 0;
 }
 
 static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
@@ -578,11 +621,15 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
         return -1;
     Judged *j = &parsed.judged;
     if (judged != NULL
-        && !PyArg_ParseTuple(judged, "OlO!UUUnL;nonecho.c_judged(): (unexplained_bytes, nmap's IE code, its payload, "
-                                     "the echo code's, timestamps' and beyond's reasons, the timestamp body, "
-                                     "a day's milliseconds)",
+        && !PyArg_ParseTuple(judged, "OlO!UUUnLUlO!O!;nonecho.c_judged(): (unexplained_bytes, nmap's IE code, its "
+                                     "payload, the echo code's, timestamps' and beyond's reasons, the timestamp "
+                                     "body, a day's milliseconds, the headless reason, HEADLESS, FREE_FILL_BYTES, "
+                                     "PHASED_FILLS)",
                              &j->unexplained, &j->nmap_code, &PyBytes_Type, &j->nmap_payload, &j->echo_code,
-                             &j->timestamp, &j->beyond, &j->timestamp_body, &j->ms_per_day))
+                             &j->timestamp, &j->beyond, &j->timestamp_body, &j->ms_per_day, &j->headless,
+                             &j->headless_type, &PyBytes_Type, &j->free_bytes, &PyTuple_Type, &j->fills))
+        return -1;
+    if (judged != NULL && phase_fills(j) < 0)
         return -1;
     if (parsed.explain != NULL && (!PyCallable_Check(j->unexplained) || j->timestamp_body < 12 || j->ms_per_day < 1)) {
         PyErr_SetString(PyExc_TypeError, "novel_requests: unexplained_bytes must be callable, the timestamp body "
@@ -2727,11 +2774,85 @@ static PyObject *reason_text(const Reason *reason)
     return made;
 }
 
+/* fingerprints._period(p, 0, n): the smallest q <= max_pattern such that p repeats with period q at least twice; else
+ * 0 (q taken from the places of the last byte before it, nearest first, as rfind finds them). */
+static Py_ssize_t repeat_period(const unsigned char *p, Py_ssize_t n, Py_ssize_t max_pattern)
+{
+    if (n < 2)
+        return 0;
+    Py_ssize_t low = n - 1 - max_pattern > 0 ? n - 1 - max_pattern : 0;
+    for (Py_ssize_t idx = n - 2; idx >= low; idx--) {
+        if (p[idx] != p[n - 1])
+            continue;
+        Py_ssize_t q = n - 1 - idx;
+        if (2 * q > n)
+            return 0;
+        if (memcmp(p + q, p, (size_t)(n - q)) == 0)
+            return q;
+    }
+    return 0;
+}
+
+/* fingerprints.fill_charge (its reference) of the run p[0:n]: 0 for a run of a free byte, or a phased fill from its
+ * first byte's place; 1 for a single other byte; a pattern repeated, its length; else n. */
+static Py_ssize_t fill_charge(const Judged *j, const unsigned char *p, Py_ssize_t n, Py_ssize_t max_pattern)
+{
+    if (n == 0 || (j->free_byte[p[0]] && same_bytes(p, 1, n, p[0])))
+        return 0;
+    if (n == 1)
+        return 1;
+    for (Py_ssize_t f = 0; f < PyTuple_GET_SIZE(j->fills); f++) {
+        Py_ssize_t at = j->phase[f][p[0]];
+        PyObject *fill = PyTuple_GET_ITEM(j->fills, f);
+        if (at >= 0 && n <= PyBytes_GET_SIZE(fill) - at && memcmp(PyBytes_AS_STRING(fill) + at, p, (size_t)n) == 0)
+            return 0;
+    }
+    Py_ssize_t q = repeat_period(p, n, max_pattern);
+    return q ? q : n;
+}
+
+/* nonecho._headless (its reference) for a headless packet (pkt.runs: each run of its payload's offset and length, in
+ * order): each run charged as fill_charge charges it, and the offset of the first charged for the reason. 1 with
+ * *novel and *reason; 0 where its runs are not what the reassembler makes (pairs of ints, lengths above 0 that add up
+ * to the payload's), the reference's to judge; -1 with an exception. */
+static int headless_here(const NovelRequests *novel_cfg, PyObject *pkt, PyObject *payload, long *novel,
+                         Reason *reason)
+{
+    const Judged *j = &novel_cfg->judged;
+    PyObject *runs = SLOT(pkt, runs_slot);
+    if (runs == NULL || !PyTuple_CheckExact(runs))
+        return 0;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(payload);
+    Py_ssize_t n = PyBytes_GET_SIZE(payload), at = 0;
+    long long unexplained = 0, first = -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(runs); i++) {
+        PyObject *run = PyTuple_GET_ITEM(runs, i);
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 0))
+            || !PyLong_CheckExact(PyTuple_GET_ITEM(run, 1)))
+            return 0;
+        int wide_offset, wide_length;
+        long long offset = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(run, 0), &wide_offset);
+        long long length = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(run, 1), &wide_length);
+        if (wide_offset || wide_length || length <= 0 || length > n - at)
+            return 0;
+        Py_ssize_t charge = fill_charge(j, p + at, (Py_ssize_t)length, novel_cfg->max_pattern);
+        if (charge && first < 0)
+            first = offset;
+        unexplained += charge;
+        at += (Py_ssize_t)length;
+    }
+    if (at != n)
+        return 0;
+    *novel = (long)unexplained;
+    *reason = unexplained ? (Reason){j->headless, 2, {unexplained, first}} : (Reason){empty_str, 0, {0}};
+    return 1;
+}
+
 /* nonecho.unexplained_bytes(pkt, tolerance) (its reference) for an echo request with the code `coded` (_echo_code:
  * nmap's IE probe free, else the code and the payload unless a template explains it) or an IPv4 timestamp message
- * (_v4: its body's fields, _timestamp_fields, and the bytes beyond the body), judged here from the type and IP
- * version handle_packet read: 1 with *novel and *reason, 0 for any other message (the function's to judge), -1 with
- * an exception. */
+ * (_v4: its body's fields, _timestamp_fields, and the bytes beyond the body) or a headless packet (_headless:
+ * headless_here), judged here from the type and IP version handle_packet read: 1 with *novel and *reason, 0 for any
+ * other message (the function's to judge), -1 with an exception. */
 static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long icmp_type, int ipv6, long coded,
                        long *novel, Reason *reason)
 {
@@ -2741,6 +2862,8 @@ static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long ic
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]); /* a float: handle_packet checked it */
     *reason = (Reason){empty_str, 0, {0}};
     *novel = 0;
+    if (icmp_type == j->headless_type && Py_IS_TYPE(pkt, headless_type))
+        return headless_here(&self->novel, pkt, payload, novel, reason);
     if (coded) {
         if (coded == j->nmap_code && n == PyBytes_GET_SIZE(j->nmap_payload)
             && memcmp(p, PyBytes_AS_STRING(j->nmap_payload), (size_t)n) == 0)
@@ -2763,6 +2886,30 @@ static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long ic
     else if (fields)
         reason->text = j->timestamp;
     return 1;
+}
+
+PyDoc_STRVAR(headless_bytes_doc,
+             "headless_bytes(pkt) -> (unexplained, reason) | None\n\n"
+             "other_message's judge of a headless packet (nonecho._headless, the reference: its runs charged as\n"
+             "fingerprints.fill_charge charges them); None where it leaves the packet to the reference.");
+
+static PyObject *fast_headless_bytes(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !Py_IS_TYPE(args[0], headless_type) || self->novel.judged.unexplained == NULL
+        || !PyBytes_CheckExact(SLOT(args[0], packet_slot[P_PAYLOAD]))) {
+        PyErr_SetString(PyExc_TypeError, "headless_bytes(pkt: HeadlessPacket with a payload), on a path given "
+                                         "novel_requests");
+        return NULL;
+    }
+    long novel;
+    Reason reason;
+    int here = headless_here(&self->novel, args[0], SLOT(args[0], packet_slot[P_PAYLOAD]), &novel, &reason);
+    if (here <= 0)
+        return here < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *text = reason_text(&reason);
+    PyObject *answer = text == NULL ? NULL : Py_BuildValue("(lO)", novel, text);
+    Py_XDECREF(text);
+    return answer;
 }
 
 PyDoc_STRVAR(timestamp_bytes_doc,
@@ -2792,8 +2939,8 @@ static PyObject *fast_timestamp_bytes(FastPath *self, PyObject *const *args, Py_
  * Detector._on_other, when none of what only the Python detector takes is in it. Checked before anything changes:
  * the path takes novel requests and makes flows (novel_requests and first_requests given); a new flow's pair
  * may_make_flow, a flow the table has is of the reference's types; nonecho.unexplained_bytes (which changes nothing)
- * judged here for an echo request with a code and a timestamp message (judged_here), else asked as the reference asks
- * it, its answer an int and a str. Then, in _on_other's order: a coded request remembered
+ * judged here for an echo request with a code, a timestamp message and a headless packet (judged_here), else asked
+ * as the reference asks it, its answer an int and a str. Then, in _on_other's order: a coded request remembered
  * for its reply (matched pairing: remember_request, its key's echo_key with the code); none of its bytes unexplained:
  * counted, as _on_other returns; else the flow made (counted) or touched, its message and other bytes, its non-echo
  * novel bytes and first reason, the novel bytes added as _add_novel adds them with their share of the hosts'
@@ -3611,7 +3758,7 @@ PyDoc_STRVAR(handle_doc,
 static PyObject *handle_packet(FastPath *self, PyObject *pkt, Detector *state)
 {
     /* a PartialPacket (its own send time) or anything else: Python's; a HeadlessPacket, its type HEADLESS (-1), is
-     * judged as a non-echo message (other_message asks nonecho.unexplained_bytes about it) */
+     * judged as a non-echo message (other_message: headless_here) */
     if (!Py_IS_TYPE(pkt, packet_type) && !Py_IS_TYPE(pkt, headless_type))
         Py_RETURN_FALSE;
     for (int i = 0; i < N_PACKET; i++)
@@ -4137,6 +4284,7 @@ static PyMethodDef fast_methods[] = {
     {"flow_ended", (PyCFunction)(void (*)(void))fast_flow_ended, METH_FASTCALL, flow_ended_doc},
     {"flows_ended", (PyCFunction)(void (*)(void))fast_flows_ended, METH_FASTCALL, flows_ended_doc},
     {"timestamp_bytes", (PyCFunction)(void (*)(void))fast_timestamp_bytes, METH_FASTCALL, timestamp_bytes_doc},
+    {"headless_bytes", (PyCFunction)(void (*)(void))fast_headless_bytes, METH_FASTCALL, headless_bytes_doc},
     {NULL, NULL, 0, NULL},
 };
 

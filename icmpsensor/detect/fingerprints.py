@@ -210,6 +210,11 @@ def fill_charge(run: bytes) -> int:
     return _period(run, 0, n) or n
 
 
+# The fills fill_charge finds at any phase, each from the first place its run's first byte has in it (detect/
+# _fastflows.c judges headless packets with them; tests/unit/test_fastflows.py holds it to fill_charge).
+PHASED_FILLS = (_SEQ, _WINDOWS_FILL, _TRACEROUTE_FILL)
+
+
 # -- templates with a timestamp -----------------------------------------------------------
 
 

@@ -68,12 +68,14 @@ HEADLESS_REASON = "{} bytes in fragments without their datagram's first (at offs
 
 
 def c_judged() -> tuple[object, ...]:
-    """What detect/_fastflows.c other_message needs to judge an echo request with a code (_echo_code) and an IPv4
-    timestamp message (_v4, _timestamp_fields) itself, these functions its reference, and to ask unexplained_bytes
-    about any other message: the function, nmap's IE probe, the reasons, the timestamp body's size, a day's
-    milliseconds."""
+    """What detect/_fastflows.c other_message needs to judge an echo request with a code (_echo_code), an IPv4
+    timestamp message (_v4, _timestamp_fields) and a headless packet (_headless, fingerprints.fill_charge) itself,
+    these functions its reference, and to ask unexplained_bytes about any other message: the function, nmap's IE
+    probe, the reasons, the timestamp body's size, a day's milliseconds, HEADLESS, the bytes whose run alone is free,
+    and the fills fill_charge finds at any phase."""
     return (unexplained_bytes, _NMAP_IE_CODE, _NMAP_IE_PAYLOAD, ECHO_CODE_REASON, TIMESTAMP_REASON, BEYOND_REASON,
-            _FIXED_V4[13], _MS_PER_DAY)
+            _FIXED_V4[13], _MS_PER_DAY, HEADLESS_REASON, HEADLESS, bytes(fingerprints.FREE_FILL_BYTES),
+            fingerprints.PHASED_FILLS)
 
 
 def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, str]:
