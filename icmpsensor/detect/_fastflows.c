@@ -1482,6 +1482,87 @@ static PyObject *channel_dict(PyObject *payload_name, PyObject *nonecho_name, Py
     return all;
 }
 
+#define MAX_SORTED_CHANNELS 16
+
+typedef struct {
+    PyObject *name, *bytes; /* borrowed, or bytes a new reference where `made` */
+    long long value;
+    int made;
+} ChannelBytes;
+
+/* channel_tags's channels, largest first, then by name (channel_dict's, sorted): `a` before `b`. */
+static int channel_before(const ChannelBytes *a, const ChannelBytes *b)
+{
+    if (a->value != b->value)
+        return a->value > b->value;
+    return PyUnicode_Compare(a->name, b->name) < 0;
+}
+
+/* channel_tags's list and names made without a dict: the charged channels, the non-echo messages' and the payload's
+ * in a small array, sorted there. 1 done (*carried and *names set), 0 where channel_dict's way must be taken (more
+ * than MAX_SORTED_CHANNELS channels, bytes past a long long, a charged channel named as the payload's or the
+ * non-echo messages'), -1 with an exception. */
+static int channels_sorted(PyObject *payload_name, PyObject *nonecho_name, PyObject *flow, PyObject *charged,
+                           PyObject **carried, PyObject **names)
+{
+    ChannelBytes all[MAX_SORTED_CHANNELS + 2];
+    int count = 0, overflow = 0;
+    PyObject *name, *bytes, *nonecho = SLOT(flow, flow_slot[F_NONECHO_NOVEL]);
+    long long payload = PyLong_AsLongLongAndOverflow(SLOT(flow, flow_slot[F_NOVEL_BYTES]), &overflow);
+    Py_ssize_t at = 0;
+    if (overflow || (charged != Py_None && PyDict_GET_SIZE(charged) > MAX_SORTED_CHANNELS))
+        return 0;
+    while (charged != Py_None && PyDict_Next(charged, &at, &name, &bytes)) {
+        long long value = PyLong_AsLongLongAndOverflow(bytes, &overflow);
+        if (overflow || PyUnicode_Compare(name, payload_name) == 0 || PyUnicode_Compare(name, nonecho_name) == 0
+            || __builtin_sub_overflow(payload, value, &payload))
+            return 0;
+        all[count++] = (ChannelBytes){name, bytes, value, 0};
+    }
+    long long value = PyLong_AsLongLongAndOverflow(nonecho, &overflow);
+    if (overflow)
+        return 0;
+    if (value != 0) {
+        if (__builtin_sub_overflow(payload, value, &payload))
+            return 0;
+        all[count++] = (ChannelBytes){nonecho_name, nonecho, value, 0};
+    }
+    if (payload > 0) {
+        PyObject *left = PyLong_FromLongLong(payload);
+        if (left == NULL)
+            return -1;
+        all[count++] = (ChannelBytes){payload_name, left, payload, 1};
+    }
+    for (int i = 1; i < count; i++) /* insertion sort: a few channels */
+        for (int k = i; k > 0 && channel_before(&all[k], &all[k - 1]); k--) {
+            ChannelBytes swap = all[k];
+            all[k] = all[k - 1];
+            all[k - 1] = swap;
+        }
+    PyObject *list = PyList_New(count), *named = count > 1 ? PyList_New(count) : NULL;
+    int failed = list == NULL || (count > 1 && named == NULL);
+    for (int i = 0; i < count; i++) {
+        PyObject *item = failed ? NULL : untracked_if_atomic(PyTuple_Pack(2, all[i].name, all[i].bytes));
+        failed = failed || item == NULL;
+        if (!failed) {
+            PyList_SET_ITEM(list, i, item);
+            if (named != NULL)
+                PyList_SET_ITEM(named, i, Py_NewRef(all[i].name));
+        }
+        if (all[i].made)
+            Py_DECREF(all[i].bytes);
+    }
+    if (!failed) {
+        *names = count == 0 ? PyUnicode_New(0, 0) : count == 1 ? Py_NewRef(all[0].name) : PyUnicode_Join(comma, named);
+        failed = *names == NULL;
+    }
+    if (!failed)
+        *carried = Py_NewRef(list);
+    Py_XDECREF(list);
+    Py_XDECREF(named);
+    return failed ? -1 : 1;
+}
+
 /* _tags' channel_bytes(flow) (standard.py, the reference: the channels that carried the flow's novel bytes and how
  * many each, largest first, then by name; `payload_name` and `nonecho_name` its names for the bytes no other channel
  * was charged and for non-echo messages') as *carried, a new list of (name, bytes) (untracked:
@@ -1504,7 +1585,7 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
             PyList_SET_ITEM(*carried, 0, Py_NewRef(pair));
         Py_XDECREF(pair);
         *names = *carried == NULL ? NULL : some ? Py_NewRef(payload_name) : PyUnicode_New(0, 0);
-    } else {
+    } else if (channels_sorted(payload_name, nonecho_name, flow, charged, carried, names) == 0) {
         PyObject *all = channel_dict(payload_name, nonecho_name, flow, charged);
         PyObject *order = all == NULL ? NULL : PyList_New(0), *name, *bytes;
         Py_ssize_t at = 0;
@@ -2758,11 +2839,50 @@ typedef struct {
     long long values[3];
 } Reason;
 
+/* str.format of an ASCII template whose only fields are "{}" (no other brace), with ints: each field the int's
+ * decimal digits, as format gives them (a new flow's first reason, one per packet in a flood of spoofed sources).
+ * NULL without an exception for any other template. */
+static PyObject *format_ints(PyObject *template, const long long *values, int count)
+{
+    if (!PyUnicode_IS_COMPACT_ASCII(template))
+        return NULL;
+    const char *t = (const char *)PyUnicode_DATA(template);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(template), length = 0;
+    char text[512];
+    int used = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (t[i] == '{' && i + 1 < n && t[i + 1] == '}' && used < count) {
+            long long value = values[used++];
+            unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+            char digits[24];
+            int wrote = 0;
+            do
+                digits[wrote++] = (char)('0' + magnitude % 10);
+            while ((magnitude /= 10) != 0);
+            if (value < 0)
+                digits[wrote++] = '-';
+            if (length + wrote >= (Py_ssize_t)sizeof text)
+                return NULL;
+            while (wrote > 0)
+                text[length++] = digits[--wrote];
+            i++;
+        } else if (t[i] == '{' || t[i] == '}' || length + 1 >= (Py_ssize_t)sizeof text) {
+            return NULL;
+        } else {
+            text[length++] = t[i];
+        }
+    }
+    return used == count ? PyUnicode_FromStringAndSize(text, length) : NULL;
+}
+
 /* The reason's text: a new reference, or NULL with an exception. */
 static PyObject *reason_text(const Reason *reason)
 {
     if (reason->count == 0)
         return Py_NewRef(reason->text);
+    PyObject *quick = format_ints(reason->text, reason->values, reason->count);
+    if (quick != NULL || PyErr_Occurred())
+        return quick;
     PyObject *args[4] = {reason->text, NULL, NULL, NULL}, *made = NULL;
     int failed = 0;
     for (int i = 0; i < reason->count; i++)
