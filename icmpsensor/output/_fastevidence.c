@@ -255,12 +255,12 @@ static PyTypeObject *deque_type;     /* collections.deque: a ring of more than o
 static Py_ssize_t packet_slot[N_PACKET], recording_slot[N_RECORDING];
 enum {
     S_OPEN, S_PENDING, S_CFG, S_LINKTYPE, S_BEFORE, S_AFTER, S_FILE_BYTES, S_RINGS, S_WATCHED, S_BUFFERED, S_STATS,
-    S_EVICTED, S_FLOWS_BUFFERED, S_BUFFER_BYTES, S_MOVE_TO_END, S_APPEND, S_MAXLEN, N_NAMES
+    S_EVICTED, S_FLOWS_BUFFERED, S_BUFFER_BYTES, S_MOVE_TO_END, S_APPEND, S_MAXLEN, S_POPITEM, N_NAMES
 };
 static const char *const NAMES[N_NAMES] = {
     "_open", "_pending", "cfg", "linktype", "packets_before", "packets_after", "max_file_bytes", "_rings", "watched",
     "_buffered", "stats", "buffers_evicted", "max_flows_buffered", "max_buffer_bytes", "move_to_end", "append",
-    "maxlen"};
+    "maxlen", "popitem"};
 static PyObject *names[N_NAMES]; /* interned: the recorder's, its EvidenceConfig's and a ring's attributes */
 static PyObject *empty_bytes;
 
@@ -390,8 +390,8 @@ static int step_rings(Step *step)
     if (PyErr_Occurred())
         return -1;
     /* an OrderedDict: read through the dict API, written through its own (which keeps the order) */
-    if (!PyDict_Check(step->rings) || !PyAnySet_Check(step->watched)) {
-        PyErr_SetString(PyExc_TypeError, "record(): the recorder's _rings must be a dict, watched a set");
+    if (!PyODict_Check(step->rings) || !PyAnySet_Check(step->watched)) {
+        PyErr_SetString(PyExc_TypeError, "record(): the recorder's _rings must be an OrderedDict, watched a set");
         return -1;
     }
     step->rings_read = 1;
@@ -632,20 +632,21 @@ static int watch(Step *step, PyObject *key, int add)
  * longer watched), counted. */
 static int evict_ring(Step *step)
 {
-    PyObject *iterator = PyObject_GetIter(step->rings);
-    if (iterator == NULL)
+    if (PyDict_GET_SIZE(step->rings) == 0)
+        return 0;
+    PyObject *oldest = PyObject_CallMethodOneArg(step->rings, names[S_POPITEM], Py_False); /* popitem(last=False) */
+    if (oldest == NULL)
         return -1;
-    PyObject *key = PyIter_Next(iterator);
-    Py_DECREF(iterator);
-    if (key == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    PyObject *ring = PyDict_GetItemWithError(step->rings, key);
-    int failed = ring == NULL || !PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2;
-    if (failed && !PyErr_Occurred())
+    PyObject *key = NULL, *ring = NULL;
+    int failed = !PyTuple_CheckExact(oldest) || PyTuple_GET_SIZE(oldest) != 2
+                 || !PyTuple_Check(key = PyTuple_GET_ITEM(oldest, 0)) || PyTuple_GET_SIZE(key) != 2;
+    if (failed)
         PyErr_SetString(PyExc_TypeError, "record(): a ring's key must be a pair");
-    Py_XINCREF(ring);
-    if (!failed)
-        failed = PyObject_DelItem(step->rings, key) < 0;
+    else {
+        key = Py_NewRef(key);
+        ring = Py_NewRef(PyTuple_GET_ITEM(oldest, 1));
+    }
+    Py_DECREF(oldest);
     long long freed = 0;
     if (!failed && Py_IS_TYPE(ring, deque_type)) {
         PyObject *iter = PyObject_GetIter(ring), *held;
@@ -669,7 +670,7 @@ static int evict_ring(Step *step)
         failed = watch(step, key, 0) < 0;
     }
     Py_XDECREF(ring);
-    Py_DECREF(key);
+    Py_XDECREF(key);
     return failed ? -1 : 0;
 }
 
