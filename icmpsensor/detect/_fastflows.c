@@ -246,10 +246,10 @@ static PyObject *flow_from_template(PyObject *const *args);
 /* The detector's attributes the path reads and writes (interned at import). */
 static PyObject *str_now, *str_next_sweep, *str_last_novel, *str_run_free, *str_flows, *str_pending, *str_stats;
 static PyObject *str_move_to_end, *str_popitem, *str_last;
-static PyObject *str_limit, *str_touch, *str_hosts, *tolerance_kwnames; /* novel_request's */
+static PyObject *str_touch, *tolerance_kwnames; /* novel_request's */
 static PyObject *reply_kwnames; /* ("tolerance", "is_reply"): explain asked about a reply */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
-static PyObject *str_peers, *str_novel, *str_peer_entries, *str_shed; /* spread_share's */
+static PyObject *str_peers, *str_novel, *str_shed; /* spread_share's */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
@@ -394,6 +394,10 @@ enum { M_SINCE, M_NOVEL, M_PEERS, M_PAYLOADS, M_ALERTED_UNTIL, M_LAST_PEER, N_ME
 static const char *const MEMORY_FIELDS[N_MEMORY] = {"since", "novel", "peers", "payloads", "alerted_until",
                                                     "last_peer"};
 
+/* standard.HostTable's slots the path reads and writes in place (the senders' and the receivers' tables: one type). */
+enum { T_HOSTS, T_LIMIT, T_PEER_ENTRIES, N_TABLE };
+static const char *const TABLE_FIELDS[N_TABLE] = {"hosts", "limit", "peer_entries"};
+
 /* What the novel-request path (novel_request) reads: Detector._novel_requests' tuple. */
 typedef struct {
     PyObject *explain, *random_padding, *senders, *tolerance; /* fingerprints.explain, capacity.random_padding, the
@@ -410,6 +414,7 @@ typedef struct {
     int unpaired_on;        /* UnpairedEchoReply is on (Detector._unpaired raises it): unpaired_reply declines */
     Judged judged;          /* what other_message judges itself and asks the rest of (nonecho.c_judged) */
     Py_ssize_t memory_slot[N_MEMORY]; /* the offsets of its slots (MEMORY_FIELDS) */
+    Py_ssize_t table_slot[N_TABLE];   /* the offsets of the host tables' slots (TABLE_FIELDS) */
 } NovelRequests;
 
 /* What Detector._spread reads besides the senders' HostTable (NovelRequests'): the bound _spread_notice, the
@@ -638,8 +643,14 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     if (parsed.explain != NULL && (!record_template(parsed.host_memory)
                                    || slot_offsets((PyObject *)Py_TYPE(parsed.host_memory), MEMORY_FIELDS, N_MEMORY,
-                                                   parsed.memory_slot) < 0))
+                                                   parsed.memory_slot) < 0
+                                   || slot_offsets((PyObject *)Py_TYPE(parsed.senders), TABLE_FIELDS, N_TABLE,
+                                                   parsed.table_slot) < 0))
         return -1;
+    if (parsed.explain != NULL && spread.receivers != NULL && !Py_IS_TYPE(spread.receivers, Py_TYPE(parsed.senders))) {
+        PyErr_SetString(PyExc_TypeError, "first_requests: the receivers' host table must be of the senders' type");
+        return -1;
+    }
     if (parsed.explain != NULL && parsed.payloads_kept < 1) {
         PyErr_SetString(PyExc_ValueError, "novel_requests: payloads_kept must be 1 or more");
         return -1;
@@ -1281,13 +1292,21 @@ static PyObject *new_sketch(PyObject *payload)
 {
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     const char *p = PyBytes_AS_STRING(payload);
-    if (n <= prefix_len)
-        return untracked_if_atomic(Py_BuildValue("(Onn)", payload, (Py_ssize_t)empty_rest_hash, n));
-    PyObject *head = PyBytes_FromStringAndSize(p, prefix_len);
-    if (head == NULL)
+    PyObject *head = n <= prefix_len ? Py_NewRef(payload) : PyBytes_FromStringAndSize(p, prefix_len);
+    Py_hash_t digest = n <= prefix_len ? empty_rest_hash : _Py_HashBytes(p + prefix_len, n - prefix_len);
+    PyObject *rest = head == NULL ? NULL : PyLong_FromSsize_t(digest);
+    PyObject *size = rest == NULL ? NULL : PyLong_FromSsize_t(n);
+    PyObject *sketch = size == NULL ? NULL : PyTuple_New(3);
+    if (sketch == NULL) {
+        Py_XDECREF(head);
+        Py_XDECREF(rest);
+        Py_XDECREF(size);
         return NULL;
-    return untracked_if_atomic(
-        Py_BuildValue("(Nnn)", head, (Py_ssize_t)_Py_HashBytes(p + prefix_len, n - prefix_len), n));
+    }
+    PyTuple_SET_ITEM(sketch, 0, head);
+    PyTuple_SET_ITEM(sketch, 1, rest);
+    PyTuple_SET_ITEM(sketch, 2, size);
+    return untracked_if_atomic(sketch);
 }
 
 /* The C tool tracker's observe for a message (FastToolTracker.observe's first step), with `rest`, the hash of the
@@ -1732,8 +1751,6 @@ static int raise_due(FastPath *self, Detector *state, PyObject *flow, PyObject *
     return 1;
 }
 
-static long long_attr(PyObject *obj, PyObject *name);
-
 /* Whether `memory` is a SpreadMemory (the template's type), whose slots the path reads in place: 1, or 0 with
  * TypeError set. */
 static int is_memory(const NovelRequests *novel_cfg, PyObject *memory)
@@ -1744,17 +1761,36 @@ static int is_memory(const NovelRequests *novel_cfg, PyObject *memory)
     return 0;
 }
 
+/* A host table's field (TABLE_FIELDS), borrowed; NULL with AttributeError where it is unset. */
+static PyObject *table_field(const NovelRequests *novel_cfg, PyObject *table, int field)
+{
+    PyObject *value = SLOT(table, novel_cfg->table_slot[field]);
+    if (value == NULL)
+        PyErr_Format(PyExc_AttributeError, "a host table's %s is unset", TABLE_FIELDS[field]);
+    return value;
+}
+
+/* A host table's int field, or -1 with an exception. */
+static long table_long(const NovelRequests *novel_cfg, PyObject *table, int field)
+{
+    PyObject *value = table_field(novel_cfg, table, field);
+    long out = value != NULL && PyLong_Check(value) ? PyLong_AsLong(value) : -1;
+    if (out == -1 && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "a host table's %s is not an int", TABLE_FIELDS[field]);
+    return out;
+}
+
 /* HostTable.touch(host, ts): a host the table has, its memory made the most recently active (a dict's order); one
  * it has not, while the table is within its limit, a new SpreadMemory (SpreadMemory(ts): a copy of the template with
  * `since` ts) added; else the method itself (the table kept within its limit first). A SpreadMemory (is_memory). */
 static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyObject *host, PyObject *ts)
 {
-    PyObject *hosts = PyObject_GetAttr(table, str_hosts);
+    PyObject *hosts = Py_XNewRef(table_field(novel_cfg, table, T_HOSTS));
     if (hosts == NULL)
         return NULL;
     PyObject *memory = PyDict_CheckExact(hosts) ? PyDict_GetItemWithError(hosts, host) : NULL;
     if (memory == NULL) {
-        long limit = PyErr_Occurred() || !PyDict_CheckExact(hosts) ? -1 : long_attr(table, str_limit);
+        long limit = PyErr_Occurred() || !PyDict_CheckExact(hosts) ? -1 : table_long(novel_cfg, table, T_LIMIT);
         if (limit >= 0 && PyDict_GET_SIZE(hosts) < limit) {
             memory = record_copy(novel_cfg->host_memory, novel_cfg->memory_slot[M_SINCE], ts, -1);
             if (memory != NULL && PyDict_SetItem(hosts, host, memory) < 0)
@@ -2000,19 +2036,6 @@ static int randomly_padded(const NovelRequests *novel_cfg, PyObject *payload, Py
     return is_padded;
 }
 
-/* An int attribute's value as a long: -1 with an exception when it is not an int that fits one. */
-static long long_attr(PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    long out = PyLong_Check(value) ? PyLong_AsLong(value) : -1;
-    if (out == -1 && !PyErr_Occurred())
-        PyErr_Format(PyExc_TypeError, "%U is not an int", name);
-    Py_DECREF(value);
-    return out;
-}
-
 /* `a - b >= c` as Python computes it: in doubles where all three are floats, else by the objects' own operators.
  * 1, 0, -1 with an exception. */
 static int difference_at_least(PyObject *a, PyObject *b, PyObject *c)
@@ -2080,16 +2103,17 @@ static Py_ssize_t table_add(const NovelRequests *novel_cfg, const Spread *sp, Py
     count = PySet_GET_SIZE(peers);
 counted:;
     /* self.peer_entries += peers - before; while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts: _shed() */
-    long entries = long_attr(table, str_peer_entries);
+    long entries = table_long(novel_cfg, table, T_PEER_ENTRIES);
     int failed = entries < 0 && PyErr_Occurred() != NULL;
     entries += (long)(count - before);
     PyObject *now_held = failed ? NULL : PyLong_FromLong(entries);
-    failed = now_held == NULL || PyObject_SetAttr(table, str_peer_entries, now_held) < 0;
+    failed = now_held == NULL;
+    if (!failed)
+        set_slot(table, novel_cfg->table_slot[T_PEER_ENTRIES], now_held);
     Py_XDECREF(now_held);
     while (!failed && entries > sp->max_peer_entries) {
-        PyObject *hosts = PyObject_GetAttr(table, str_hosts);
+        PyObject *hosts = table_field(novel_cfg, table, T_HOSTS);
         int more = hosts == NULL ? -1 : PyObject_IsTrue(hosts);
-        Py_XDECREF(hosts);
         if (more <= 0) {
             failed = more < 0;
             break;
@@ -2097,7 +2121,7 @@ counted:;
         PyObject *shed = PyObject_CallMethodNoArgs(table, str_shed);
         failed = shed == NULL;
         Py_XDECREF(shed);
-        entries = failed ? 0 : long_attr(table, str_peer_entries);
+        entries = failed ? 0 : table_long(novel_cfg, table, T_PEER_ENTRIES);
         failed = failed || (entries < 0 && PyErr_Occurred());
     }
     return failed ? -1 : count;
@@ -3659,7 +3683,7 @@ static PyObject *first_request(FastPath *self, PyObject *pkt, Detector *state, P
         return options == NULL ? first_templated(self, state, pkt, key, payload, NULL) : Py_NewRef(Py_False);
     PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *seq = SLOT(pkt, packet_slot[P_SEQ]);
-    PyObject *hosts = PyObject_GetAttr(novel_cfg->senders, str_hosts);
+    PyObject *hosts = Py_XNewRef(table_field(novel_cfg, novel_cfg->senders, T_HOSTS));
     if (hosts == NULL)
         return NULL;
     PyObject *result = NULL, *current = NULL, *flow = NULL, *size = NULL, *last_peer = NULL;
@@ -4868,12 +4892,9 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
-        || intern(&str_limit, "limit") < 0
-        || intern(&str_hosts, "hosts") < 0
         || intern(&str_allowlist, "allowlist") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_novel, "novel") < 0
-        || intern(&str_peer_entries, "peer_entries") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0

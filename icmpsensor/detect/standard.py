@@ -198,7 +198,10 @@ class HostTable:
     """Hosts' SpreadMemory, least recently active first, at most `limit` hosts and SPREAD_PEER_ENTRIES peers over
     them all: a plain dict, as a flood makes one entry per spoofed source (an OrderedDict's entry is larger); when
     full, the least recently active eighth is forgotten at once (tunnels.without_oldest), counted in the
-    detector's stats (spread_hosts_evicted)."""
+    detector's stats (spread_hosts_evicted). Slots: detect/_fastflows.c reads hosts, limit and peer_entries in
+    place."""
+
+    __slots__ = ("limit", "stats", "hosts", "peer_entries", "_drop", "_held")
 
     def __init__(self, limit: int, stats: DetectorStats | None = None, *, accelerated: bool = True) -> None:
         """`accelerated`: shed in C when it is built (tunnels.drop_oldest of a dict, peers_held); False: the Python
