@@ -201,7 +201,7 @@ class HostTable:
     detector's stats (spread_hosts_evicted). Slots: detect/_fastflows.c reads hosts, limit and peer_entries in
     place."""
 
-    __slots__ = ("limit", "stats", "hosts", "peer_entries", "_drop", "_held")
+    __slots__ = ("_drop", "_held", "hosts", "limit", "peer_entries", "stats")
 
     def __init__(self, limit: int, stats: DetectorStats | None = None, *, accelerated: bool = True) -> None:
         """`accelerated`: shed in C when it is built (tunnels.drop_oldest of a dict, peers_held); False: the Python
