@@ -354,7 +354,8 @@ PyDoc_STRVAR(step_doc,
              "nping-data. rest: the hash of the payload past the sketch's prefix (None: made here).");
 
 /* hash((a, rest)) as Python makes it; -1 with an exception set (a tuple's hash is never -1). */
-static Py_hash_t pair_hash(Py_hash_t a, PyObject *rest)
+#if SIZEOF_PY_UHASH_T < 8
+static Py_hash_t pair_hash(Py_hash_t a, PyObject *rest) /* tuplehash's 32-bit rounds differ: the tuple hashed */
 {
     PyObject *first = PyLong_FromSsize_t(a);
     PyObject *pair = first == NULL ? NULL : PyTuple_Pack(2, first, rest);
@@ -363,6 +364,32 @@ static Py_hash_t pair_hash(Py_hash_t a, PyObject *rest)
     Py_XDECREF(pair);
     return hash;
 }
+#else
+static Py_hash_t pair_hash(Py_hash_t a, PyObject *rest)
+{
+    /* hash(int(a)), as long_hash makes it: |a| reduced modulo the hash modulus, its sign kept, -1 given as -2 */
+    Py_uhash_t magnitude = a < 0 ? 0 - (Py_uhash_t)a : (Py_uhash_t)a;
+    Py_uhash_t lanes[2] = {(magnitude % _PyHASH_MODULUS) * (a < 0 ? (Py_uhash_t)-1 : 1), 0};
+    if (lanes[0] == (Py_uhash_t)-1)
+        lanes[0] = (Py_uhash_t)-2;
+    Py_hash_t second = PyObject_Hash(rest);
+    if (second == -1)
+        return -1;
+    lanes[1] = (Py_uhash_t)second;
+    /* then hash((a, rest)) as tuplehash mixes its items' hashes (CPython's xxHash-derived rounds, since 3.8; the
+     * tests hold this to Python's own hash of the pair) */
+    const Py_uhash_t prime1 = 11400714785074694791ULL, prime2 = 14029467366897019727ULL,
+                     prime5 = 2870177450012600261ULL;
+    Py_uhash_t acc = prime5;
+    for (int i = 0; i < 2; i++) {
+        acc += lanes[i] * prime2;
+        acc = (acc << 31) | (acc >> 33);
+        acc *= prime1;
+    }
+    acc += 2 ^ (prime5 ^ 3527539UL);
+    return acc == (Py_uhash_t)-1 ? 1546275796 : (Py_hash_t)acc;
+}
+#endif
 
 /* tunnels.request_digests: a bytes object's hash is _Py_HashBytes of its bytes, so slices need no object. */
 static int request_digests(Tracker *self, PyObject *payload, PyObject *rest, Py_hash_t *digest,

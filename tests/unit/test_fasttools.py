@@ -250,6 +250,20 @@ def test_the_c_tracker_keeps_the_reference_digests_and_uses_a_rest_given(size: i
 
 
 @needs_c
+@settings(max_examples=examples(1500), deadline=None)
+@given(payload=st.binary(min_size=PREFIX + 1, max_size=PREFIX + 40),
+       rest=st.one_of(st.none(), st.integers(-2**63, 2**63 - 1),
+                      st.sampled_from([-1, -2, 0, 2**61 - 1, 2**61, -(2**61 - 1), -2**61, -2**63, 2**63 - 1])))
+def test_the_c_trackers_digests_are_the_references_for_any_rest(payload: bytes, rest: int | None) -> None:
+    """Past novelty.PREFIX a digest is the hash of a pair of ints, (the head's hash, the rest's): the C tracker makes
+    it without a tuple, as Python hashes one (each int reduced modulo the hash modulus, -1 as -2; the pair's lanes
+    mixed as a tuple's), for any head and any rest an int a caller hands, at the modulus's edges too."""
+    tracker = FastToolTracker()
+    assert tracker._c.step(A, B, 9, 1, 1e9, payload, rest) is None
+    assert [flow.state()[4:6] for flow in tracker._c.flows.values()] == [request_digests(payload, rest)]
+
+
+@needs_c
 @pytest.mark.parametrize("max_pending", [1, 2, 9, 65536])
 def test_an_empty_request_is_remembered_and_followed_in_c(max_pending: int) -> None:
     """An empty echo request (ping -s 0, a keepalive): the C observe remembers it for icmpsh's reply (in the
