@@ -1096,6 +1096,212 @@ static PyObject *icmp6_message(PyObject *module, PyObject *const *args, Py_ssize
     return reassembled_message(args, nargs, 1);
 }
 
+/* -- partials and due messages (decode/ip.py _hand_on, decode/decoder.py in_frame_order: the references) ------ */
+
+/* packet.HeadlessPacket (a subclass of the record type) and fragments.Datagram, and where their slots live, set by
+ * bind_headless(); HEADLESS, a headless packet's icmp_type. */
+enum { H_SENT, H_RUNS, N_HEADLESS };
+static const char *const HEADLESS_FIELDS[N_HEADLESS] = {"sent", "runs"};
+enum { D_TS, D_PAYLOAD, D_WIRE_LEN, D_FRAMES, D_KEY, D_SENT, D_RUNS, N_DATAGRAM };
+static const char *const DATAGRAM_FIELDS[N_DATAGRAM] = {"ts", "payload", "wire_len", "frames", "key", "sent", "runs"};
+static PyTypeObject *headless_type = NULL, *datagram_type = NULL;
+static Py_ssize_t headless_slot[N_HEADLESS], datagram_slot[N_DATAGRAM];
+static PyObject *headless_value = NULL, *code_zero = NULL, *minus_one = NULL;
+
+PyDoc_STRVAR(bind_headless_doc,
+"bind_headless(headless_type, datagram_type, headless)\n\n"
+"packet.HeadlessPacket (a subclass of the record type bind() was given, by way of PartialPacket, which holds\n"
+"`sent`), fragments.Datagram and packet.HEADLESS, once, before hand_on_headless().");
+
+static PyObject *bind_headless(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || packet_type == NULL || !PyType_Check(args[0]) || !PyType_Check(args[1])
+        || !PyType_IsSubtype((PyTypeObject *)args[0], packet_type) || !PyLong_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_headless(headless_type: a subclass of the record type, "
+                                         "datagram_type, headless: int), after bind()");
+        return NULL;
+    }
+    Py_ssize_t headless[N_HEADLESS], datagram[N_DATAGRAM];
+    PyTypeObject *partial = ((PyTypeObject *)args[0])->tp_base; /* packet.PartialPacket, where `sent` is */
+    if (slot_offsets(args[0], HEADLESS_FIELDS + H_RUNS, 1, headless + H_RUNS) < 0
+        || partial == NULL || slot_offsets((PyObject *)partial, HEADLESS_FIELDS + H_SENT, 1, headless + H_SENT) < 0
+        || slot_offsets(args[1], DATAGRAM_FIELDS, N_DATAGRAM, datagram) < 0)
+        return NULL;
+    if ((code_zero == NULL && (code_zero = PyLong_FromLong(0)) == NULL)
+        || (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL))
+        return NULL;
+    memcpy(headless_slot, headless, sizeof headless);
+    memcpy(datagram_slot, datagram, sizeof datagram);
+    Py_XSETREF(headless_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(datagram_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(headless_value, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+/* What _hand_on does with a partial datagram here: HAND_HEADLESS, a HeadlessPacket made of it; HAND_DROPPED, a
+ * tunnel's outer datagram with runs, dropped without a count; HAND_PYTHON, any other (decoded, or counted as a skip,
+ * by _hand_on itself). */
+enum { HAND_PYTHON, HAND_HEADLESS, HAND_DROPPED };
+
+static int hand_kind(PyObject *datagram)
+{
+    if (!Py_IS_TYPE(datagram, datagram_type))
+        return HAND_PYTHON;
+    for (int i = 0; i < N_DATAGRAM; i++)
+        if (SLOT(datagram, datagram_slot[i]) == NULL)
+            return HAND_PYTHON;
+    PyObject *key = SLOT(datagram, datagram_slot[D_KEY]), *runs = SLOT(datagram, datagram_slot[D_RUNS]);
+    if (!PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) < 3 || PyTuple_GET_SIZE(key) > 4 || !PyTuple_CheckExact(runs))
+        return HAND_PYTHON;
+    int has_runs = PyTuple_GET_SIZE(runs) > 0;
+    if (PyTuple_GET_SIZE(key) == 4) { /* key_v4: (source, destination, protocol, identification) */
+        PyObject *proto = PyTuple_GET_ITEM(key, 2);
+        int overflow;
+        long number = PyLong_CheckExact(proto) ? PyLong_AsLongAndOverflow(proto, &overflow) : -1;
+        if (number == -1 && PyErr_Occurred())
+            PyErr_Clear();
+        if (!PyLong_CheckExact(proto))
+            return HAND_PYTHON;
+        if (number != 1 || overflow) /* not PROTO_ICMP: a tunnel's outer datagram */
+            return has_runs ? HAND_DROPPED : HAND_PYTHON;
+    }
+    return has_runs ? HAND_HEADLESS : HAND_PYTHON;
+}
+
+/* HeadlessPacket(datagram.ts, src, dst, len(key) == 3, HEADLESS, 0, -1, -1, payload, wire_len, b"", frames, sent,
+ * runs), slot by slot. */
+static PyObject *headless_packet(PyObject *datagram)
+{
+    PyObject *key = SLOT(datagram, datagram_slot[D_KEY]);
+    PyObject *obj = headless_type->tp_alloc(headless_type, 0);
+    if (obj == NULL)
+        return NULL;
+    PyObject *values[N_FIELDS] = {
+        SLOT(datagram, datagram_slot[D_TS]), PyTuple_GET_ITEM(key, 0), PyTuple_GET_ITEM(key, 1),
+        PyTuple_GET_SIZE(key) == 3 ? Py_True : Py_False, headless_value, code_zero, minus_one, minus_one,
+        SLOT(datagram, datagram_slot[D_PAYLOAD]), SLOT(datagram, datagram_slot[D_WIRE_LEN]), no_options,
+        SLOT(datagram, datagram_slot[D_FRAMES])};
+    for (int i = 0; i < N_FIELDS; i++)
+        SLOT(obj, slot_offset[i]) = Py_NewRef(values[i]);
+    SLOT(obj, headless_slot[H_SENT]) = Py_NewRef(SLOT(datagram, datagram_slot[D_SENT]));
+    SLOT(obj, headless_slot[H_RUNS]) = Py_NewRef(SLOT(datagram, datagram_slot[D_RUNS]));
+    return obj;
+}
+
+PyDoc_STRVAR(hand_on_headless_doc,
+"hand_on_headless(assembled, start, due) -> int\n\n"
+"decode_batch's `assembled` items from `start` on, as Decoder._c_batch hands them on, while every partial of an item\n"
+"is headless (or a tunnel's outer datagram with runs, dropped) and the item completes no datagram: each headless\n"
+"one appended to `due` as (index, HeadlessPacket) (decode/ip.py _hand_on, the reference). The position of the\n"
+"first item it leaves to Python (len(assembled) when none).");
+
+static PyObject *hand_on_headless(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Py_ssize_t start = nargs == 3 ? PyLong_AsSsize_t(args[1]) : -1;
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[2]) || start < 0
+        || headless_type == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "hand_on_headless(assembled: list, start: int >= 0, due: list), after "
+                                             "bind_headless()");
+        return NULL;
+    }
+    PyObject *assembled = args[0], *due = args[2];
+    Py_ssize_t at = start;
+    for (; at < PyList_GET_SIZE(assembled); at++) {
+        PyObject *item = PyList_GET_ITEM(assembled, at);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 6 || PyTuple_GET_ITEM(item, 4) != Py_None
+            || !PyList_CheckExact(PyTuple_GET_ITEM(item, 5)))
+            break;
+        PyObject *partials = PyTuple_GET_ITEM(item, 5);
+        int taken = 1;
+        for (Py_ssize_t i = 0; taken && i < PyList_GET_SIZE(partials); i++)
+            taken = hand_kind(PyList_GET_ITEM(partials, i)) != HAND_PYTHON;
+        if (!taken)
+            break;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(partials); i++) {
+            PyObject *datagram = PyList_GET_ITEM(partials, i);
+            if (hand_kind(datagram) != HAND_HEADLESS)
+                continue;
+            PyObject *pkt = headless_packet(datagram);
+            PyObject *entry = pkt == NULL ? NULL : PyTuple_Pack(2, PyTuple_GET_ITEM(item, 0), pkt);
+            Py_XDECREF(pkt);
+            int failed = entry == NULL || PyList_Append(due, entry) < 0;
+            Py_XDECREF(entry);
+            if (failed)
+                return NULL;
+        }
+    }
+    return PyLong_FromSsize_t(at);
+}
+
+PyDoc_STRVAR(frames_in_order_doc,
+"frames_in_order(packets, due) -> (packets, frames)\n\n"
+"decode/decoder.py frames_in_order (its reference): a batch's packets (one per frame) with each message of `due`\n"
+"((frame index, packet), in index order) before the packet of the frame it came due at, and each one's frame index.");
+
+/* Whether a due message's frame index `at` is `index` (== as Python compares them). 1, 0, -1 with an exception. */
+static int due_at(PyObject *at, Py_ssize_t index)
+{
+    if (PyLong_CheckExact(at)) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(at, &overflow);
+        return !overflow && value == index;
+    }
+    PyObject *number = PyLong_FromSsize_t(index);
+    int equal = number == NULL ? -1 : PyObject_RichCompareBool(at, number, Py_EQ);
+    Py_XDECREF(number);
+    return equal;
+}
+
+static PyObject *frames_in_order(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "frames_in_order(packets: list, due: list)");
+        return NULL;
+    }
+    PyObject *packets = args[0], *due = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(packets), d = PyList_GET_SIZE(due);
+    for (Py_ssize_t i = 0; i < d; i++) {
+        PyObject *entry = PyList_GET_ITEM(due, i);
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "frames_in_order(): due holds (index, packet) pairs");
+            return NULL;
+        }
+    }
+    PyObject *out = PyList_New(n + d), *frames = PyList_New(n + d); /* items unset (NULL) on failure: released */
+    if (out == NULL || frames == NULL)
+        goto fail;
+    Py_ssize_t pos = 0, made = 0;
+    for (Py_ssize_t index = 0; index <= n; index++) {
+        while (pos < d) { /* while due[pos][0] == index; after the last frame, the rest */
+            PyObject *entry = PyList_GET_ITEM(due, pos), *at = PyTuple_GET_ITEM(entry, 0);
+            int here = index < n ? due_at(at, index) : 1;
+            if (here < 0)
+                goto fail;
+            if (!here)
+                break;
+            PyList_SET_ITEM(out, made, Py_NewRef(PyTuple_GET_ITEM(entry, 1)));
+            PyList_SET_ITEM(frames, made++, Py_NewRef(at));
+            pos++;
+        }
+        if (index < n) {
+            PyObject *number = PyLong_FromSsize_t(index);
+            if (number == NULL)
+                goto fail;
+            PyList_SET_ITEM(out, made, Py_NewRef(PyList_GET_ITEM(packets, index)));
+            PyList_SET_ITEM(frames, made++, number);
+        }
+    }
+    return Py_BuildValue("(NN)", out, frames);
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(frames);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"checksum_ok", (PyCFunction)checksum_ok, METH_O, checksum_ok_doc},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL, decode_batch_doc},
@@ -1103,6 +1309,9 @@ static PyMethodDef methods[] = {
     {"share_select", (PyCFunction)(void (*)(void))share_select, METH_FASTCALL, share_select_doc},
     {"icmp4_message", (PyCFunction)(void (*)(void))icmp4_message, METH_FASTCALL, icmp4_message_doc},
     {"icmp6_message", (PyCFunction)(void (*)(void))icmp6_message, METH_FASTCALL, icmp6_message_doc},
+    {"bind_headless", (PyCFunction)(void (*)(void))bind_headless, METH_FASTCALL, bind_headless_doc},
+    {"hand_on_headless", (PyCFunction)(void (*)(void))hand_on_headless, METH_FASTCALL, hand_on_headless_doc},
+    {"frames_in_order", (PyCFunction)(void (*)(void))frames_in_order, METH_FASTCALL, frames_in_order_doc},
     {NULL, NULL, 0, NULL},
 };
 

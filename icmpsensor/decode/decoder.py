@@ -183,6 +183,13 @@ class DpktDecoder(IpLayer):
         return self._skip("not_ip")
 
 
+def frames_in_order(packets: Sequence[IcmpPacket | None],
+                    due: Sequence[tuple[int, IcmpPacket]]) -> tuple[list[IcmpPacket | None], list[int]]:
+    """in_frame_order's packets, and the frame index of each: in C when it is built (decode/fast.py)."""
+    ordered = in_frame_order(packets, due)
+    return [pkt for _, pkt in ordered], [index for index, _ in ordered]
+
+
 def in_frame_order(packets: Sequence[IcmpPacket | None],
                    due: Sequence[tuple[int, IcmpPacket]]) -> list[tuple[int, IcmpPacket | None]]:
     """(frame index, packet) for a batch's packets (one per frame), each message of `due` (DpktDecoder.due)

@@ -15,6 +15,7 @@ import struct
 from typing import Any
 
 from icmpsensor import accelerators
+from icmpsensor.decode import decoder
 from icmpsensor.decode.decoder import DpktDecoder
 from icmpsensor.decode.fragments import Datagram, new_reassembler
 from icmpsensor.decode.ip import MAX_EXT_HEADERS, MAX_OPTION_ITEMS, with_frames
@@ -34,13 +35,18 @@ from icmpsensor.decode.linktypes import (
     PROTO_ICMPV6,
     VLAN_TPIDS,
 )
-from icmpsensor.decode.packet import IcmpPacket
+from icmpsensor.decode.packet import HEADLESS, HeadlessPacket, IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.source.batch import CapturedFrame
 
 _fastdecode = accelerators.extension  # None: the batch path stays in Python
 if _fastdecode is not None:
     _fastdecode.bind(IcmpPacket, VLAN_TPIDS, MAX_EXT_HEADERS, MAX_OPTION_ITEMS, MAX_MPLS_LABELS, MAX_ENCAPSULATIONS)
+    _fastdecode.bind_headless(HeadlessPacket, Datagram, HEADLESS)
+
+# A batch's packets with the messages of abandoned datagrams in frame order, and each one's frame (the pipeline's,
+# with evidence on): in C when it is built (a headless-fragment flood makes one such message a frame).
+frames_in_order = decoder.frames_in_order if _fastdecode is None else _fastdecode.frames_in_order
 
 # The fast paths: an IPv4 header without options or an IPv6 header, then the first 8 bytes of ICMP
 # (type, code, checksum skipped, identifier, sequence), in one unpack.
@@ -99,7 +105,13 @@ class Decoder(DpktDecoder):
         for reason, count in zip(C_SKIPPED, skipped, strict=True):
             if count:
                 stats.skipped[reason] += count
-        for index, ts, src, dst, datagram, partials in assembled:  # all before the first of rest
+        at, count = 0, len(assembled)
+        while at < count:  # all before the first of rest
+            at = _fastdecode.hand_on_headless(assembled, at, self.due)  # the headless partials of a flood, in C
+            if at == count:
+                break
+            index, ts, src, dst, datagram, partials = assembled[at]
+            at += 1
             self._index = index
             if partials:
                 self._hand_on(partials)

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 
 from icmpsensor.config.schema import Config, DetectionConfig
-from icmpsensor.decode.decoder import in_frame_order
-from icmpsensor.decode.fast import Decoder
+from icmpsensor.decode.fast import Decoder, frames_in_order
 from icmpsensor.decode.fragments import new_reassembler
 from icmpsensor.decode.packet import IcmpPacket
 from icmpsensor.decode.stats import DecodeStats
@@ -140,8 +139,7 @@ class Pipeline:
         aggregator = self.aggregator
         frames = None  # with `due`: the frame each packet's evidence is held as, by position
         if due:
-            ordered = in_frame_order(packets, due)
-            packets, frames = [pkt for _, pkt in ordered], [index for index, _ in ordered]
+            packets, frames = frames_in_order(packets, due)
         # the packets the detector went past that the recorder is to see (no notices to write): a watched pair's,
         # and those with novel bytes (~index) but of a flow whose notices are folded; each shown to the recorder
         # before the packet it stops at next, as if it had stopped at them

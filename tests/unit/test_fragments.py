@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.config.schema import Config
+from icmpsensor.decode import decoder as decoder_module
 from icmpsensor.decode import fast as fast_decoder
 from icmpsensor.decode import fragments
 from icmpsensor.decode.decoder import DpktDecoder
@@ -976,6 +977,72 @@ def test_the_c_decoders_fragments_decode_as_the_python_decoders(
     assert fast[0] == reference[0]
     assert fast[1] == reference[1]
     assert fast[2] == reference[2]
+
+
+@st.composite
+def headless_floods(draw: st.DrawFn) -> list[bytes]:
+    """Fragments without their datagram's first (a flood of spoofed pieces) of IPv4 datagrams carrying ICMP, IP-in-IP
+    or GRE (a tunnel's outer datagram: dropped when headless, counted when partial) and of IPv6 ones, some sources
+    sending more than one piece, among first fragments that never complete (partials, decoded) and whole
+    datagrams."""
+    frames = []
+    for i in range(draw(st.integers(1, 24))):
+        kind = draw(st.sampled_from(["v4", "v4", "v6", "ipip", "gre", "first", "whole"]))
+        ident, data = draw(st.integers(1, 4)), draw(st.binary(min_size=8, max_size=40))
+        src = f"100.64.{i % 3}.{draw(st.integers(1, 4))}"
+        offset = draw(st.integers(1, 40)) * 8
+        if kind == "v6":
+            frame = _v6_fragment(data[:len(data) // 8 * 8], offset, draw(st.booleans()), ident=ident)
+        elif kind == "first":
+            frame = craft.ipv4(src, B4, 1, craft.icmp4_message(8, 0, 1, i, data)[:16], ip_id=ident,
+                               flags_offset=0x2000)
+        elif kind == "whole":
+            frame = craft.icmp4(src, B4, 8, 0, 1, i, data)
+        else:
+            proto = {"v4": 1, "ipip": 4, "gre": 47}[kind]
+            more = draw(st.booleans())
+            frame = craft.ipv4(src, B4, proto, data[:len(data) // 8 * 8] if more else data, ip_id=ident,
+                               flags_offset=(0x2000 if more else 0) | offset // 8)
+        frames.append(craft.ether(frame))
+    return frames
+
+
+@both
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=headless_floods(), keep_frames=st.booleans(), max_datagrams=st.sampled_from([1, 2, 3, 4096]),
+       timeout=st.sampled_from([0.5, 30.0]), split=st.integers(0, 24))
+def test_the_c_decoder_hands_on_headless_datagrams_as_the_python_decoder(
+        reassembler_type: ReassemblerType, frames: list[bytes], keep_frames: bool, max_datagrams: int,
+        timeout: float, split: int) -> None:
+    """Headless floods (pieces of ICMP and of tunnels' datagrams without their first, evicted or timed out, among
+    partials and whole datagrams): the C path's HeadlessPackets (made in C: _fastdecode.hand_on_headless) and
+    abandoned datagrams' messages, with their frame indexes, and the counters are the Python path's (_hand_on)."""
+    timed = [(1000.0 + i * 0.25, f) for i, f in enumerate(frames)]
+    results = []
+    for accelerated in (True, False):  # in two batches: a tunnel's pieces the Python path took in the first (C
+        stats = DecodeStats()  # leaves them to it) can be abandoned for a piece the C path takes in the second
+        decoder = Decoder(craft.LINKTYPE_ETHERNET, stats, accelerated=accelerated,
+                          reassembler=reassembler_type(stats=stats.fragments, max_datagrams=max_datagrams,
+                                                       timeout=timeout, keep_frames=keep_frames))
+        batches = []
+        for part in (timed[:split], timed[split:]):
+            buf, meta, _ = batch_of(part)
+            batches.append((decoder.decode_frames(buf, meta), decoder.due))
+        results.append((batches, stats))
+    assert results[0] == results[1]
+
+
+@pytest.mark.skipif(fast_decoder._fastdecode is None, reason="C not built")
+@settings(max_examples=examples(600), deadline=None)
+@given(data=st.data(), frames=st.integers(0, 12))
+def test_due_messages_are_put_in_frame_order_in_c_as_in_python(data: st.DataObject, frames: int) -> None:
+    """_fastdecode.frames_in_order against decoder.frames_in_order (its reference, in_frame_order): a batch's
+    packets (None where a frame gave none) with the due messages (in frame index order, several at one frame, some
+    past the batch's last frame) before the packet of the frame each came due at, and each one's frame index."""
+    packets = data.draw(st.lists(st.sampled_from([None, "p", "q"]), min_size=frames, max_size=frames))
+    indexes = sorted(data.draw(st.lists(st.integers(0, frames + 2), max_size=8)))
+    due = [(index, f"due{n}") for n, index in enumerate(indexes)]
+    assert fast_decoder._fastdecode.frames_in_order(packets, due) == decoder_module.frames_in_order(packets, due)
 
 
 def _v6_fragment(data: bytes, offset: int, more: bool, inner: int = 58, ident: int = 5) -> bytes:
