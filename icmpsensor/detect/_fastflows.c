@@ -251,7 +251,7 @@ static PyObject *reply_kwnames; /* ("tolerance", "is_reply"): explain asked abou
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_novel, *str_shed; /* spread_share's */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
-static PyObject *str_ensure_uid, *str_chars, *str_used; /* flow_uid_of's */
+static PyObject *str_ensure_uid; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
 static PyObject *str_format; /* reason_text's */
 static PyObject *str_session, *str_embedded_time, *str_wraps_after; /* template_read's (fingerprints.Benign) */
@@ -1642,7 +1642,10 @@ static int channel_tags(PyObject *payload_name, PyObject *nonecho_name, PyObject
     return *carried == NULL ? -1 : 0;
 }
 
-static PyObject *uid_pool;      /* flows._UidPool, set by bind_notice() */
+static PyObject *uid_pool;      /* flows.UID_POOL, set by bind_notice() */
+enum { U_CHARS, U_USED, N_UID_POOL };
+static const char *const UID_POOL_FIELDS[N_UID_POOL] = {"chars", "used"};
+static Py_ssize_t uid_pool_slot[N_UID_POOL]; /* its slots, read and written in place */
 static Py_ssize_t uid_chars = -1; /* flows.UID_CHARS: a uid is 'C' and as many of the pool's characters */
 
 /* Flow.ensure_uid() (the reference) for a Flow: its uid, or one made as new_uid makes it from the pool (a 'C', then
@@ -1654,9 +1657,9 @@ static PyObject *flow_uid_of(PyObject *flow)
     PyObject *uid = SLOT(flow, flow_slot[F_UID]);
     if (uid != NULL && PyUnicode_CheckExact(uid) && PyUnicode_GET_LENGTH(uid) > 0)
         return Py_NewRef(uid);
-    PyObject *chars = uid == NULL || !PyUnicode_CheckExact(uid) || uid_pool == NULL ? NULL
-                                                                                     : PyObject_GetAttr(uid_pool, str_chars);
-    PyObject *used = chars == NULL ? NULL : PyObject_GetAttr(uid_pool, str_used);
+    PyObject *chars = uid == NULL || !PyUnicode_CheckExact(uid) || uid_pool == NULL
+                          ? NULL : Py_XNewRef(SLOT(uid_pool, uid_pool_slot[U_CHARS]));
+    PyObject *used = chars == NULL ? NULL : Py_XNewRef(SLOT(uid_pool, uid_pool_slot[U_USED]));
     Py_ssize_t start = used != NULL && PyLong_CheckExact(used) ? PyLong_AsSsize_t(used) : -1;
     PyObject *made = NULL;
     if (start >= 0 && PyUnicode_CheckExact(chars) && PyUnicode_IS_COMPACT_ASCII(chars)
@@ -1667,10 +1670,8 @@ static PyObject *flow_uid_of(PyObject *flow)
             Py_UCS1 *text = PyUnicode_1BYTE_DATA(made);
             text[0] = 'C';
             memcpy(text + 1, PyUnicode_1BYTE_DATA(chars) + start, (size_t)uid_chars);
-            if (PyObject_SetAttr(uid_pool, str_used, next) < 0)
-                Py_CLEAR(made);
-            else
-                set_slot(flow, flow_slot[F_UID], made);
+            set_slot(uid_pool, uid_pool_slot[U_USED], next);
+            set_slot(flow, flow_slot[F_UID], made);
         }
         Py_XDECREF(next);
     } else if (!PyErr_Occurred()) {
@@ -4493,7 +4494,7 @@ PyDoc_STRVAR(bind_notice_doc, BIND_NOTICE_ARGS "\n\n"
                               "notice.record.Notice, flows.FlowNoticeText and flows.Flow (their slots are written and\n"
                               "read in place), the names of Flow's fields in order (the snapshot),\n"
                               "notice.text.addr_text and V4_EMBEDDABLE (the first bytes of the IPv6 addresses that\n"
-                              "addr_text writes, not inet_ntop), flows._UidPool and UID_CHARS (new_uid's characters, and how\n"
+                              "addr_text writes, not inet_ntop), flows.UID_POOL and UID_CHARS (new_uid's characters, and how\n"
                               "many of them a uid takes).");
 
 static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -4551,6 +4552,10 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (chars == -1 && PyErr_Occurred())
         return NULL;
     uid_chars = chars;
+    Py_ssize_t pool[N_UID_POOL];
+    if (slot_offsets((PyObject *)Py_TYPE(args[6]), UID_POOL_FIELDS, N_UID_POOL, pool) < 0)
+        return NULL;
+    memcpy(uid_pool_slot, pool, sizeof pool);
     Py_XSETREF(uid_pool, Py_NewRef(args[6]));
     v4_embeddable_len = PyBytes_GET_SIZE(args[5]);
     memcpy(v4_embeddable, PyBytes_AS_STRING(args[5]), (size_t)v4_embeddable_len);
@@ -4897,7 +4902,7 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_novel, "novel") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
-        || intern(&str_ensure_uid, "ensure_uid") < 0 || intern(&str_chars, "chars") < 0 || intern(&str_used, "used") < 0
+        || intern(&str_ensure_uid, "ensure_uid") < 0
         || intern(&str_tool, "tool") < 0 || intern(&str_evidence, "evidence") < 0
         || intern(&str_format, "format") < 0 || intern(&str_session, "session") < 0
         || intern(&str_embedded_time, "embedded_time") < 0 || intern(&str_wraps_after, "wraps_after") < 0

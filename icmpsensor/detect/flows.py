@@ -54,18 +54,20 @@ _UID_DROP = bytes(range(248, 256))
 
 class _UidPool:
     """Base62 characters made from os.urandom 4 KiB at a time (one translate: a notice storm makes a uid per
-    flow), handed out 17 at a time."""
+    flow), handed out 17 at a time. One instance, UID_POOL; slots: detect/_fastflows.c takes uids from it in place."""
 
-    chars = ""
-    used = 0
+    __slots__ = ("chars", "used")
 
-    @classmethod
-    def forget(cls) -> None:
-        cls.chars, cls.used = "", 0
+    def __init__(self) -> None:
+        self.chars, self.used = "", 0
+
+    def forget(self) -> None:
+        self.chars, self.used = "", 0
 
 
+UID_POOL = _UidPool()
 # A forked worker draws its own bytes: with the parent's leftovers two workers would name two flows alike.
-os.register_at_fork(after_in_child=_UidPool.forget)
+os.register_at_fork(after_in_child=UID_POOL.forget)
 
 
 UID_CHARS = 17  # a uid's random characters
@@ -73,7 +75,7 @@ UID_CHARS = 17  # a uid's random characters
 
 def new_uid() -> str:
     """A Zeek-style connection uid: 'C' followed by UID_CHARS random base62 characters."""
-    pool = _UidPool
+    pool = UID_POOL
     start = pool.used
     while start + UID_CHARS > len(pool.chars):  # 4096 bytes keep ~3,970 characters
         pool.chars, start = os.urandom(4096).translate(_UID_TABLE, _UID_DROP).decode(), 0
@@ -554,7 +556,7 @@ def bind_notice_accelerator() -> None:
     V4_EMBEDDABLE: the IPv6 addresses it leaves to addr_text) and the pool a flow's uid is taken from (new_uid)."""
     if _fastflows is not None:
         _fastflows.bind_notice(Notice, FlowNoticeText, Flow, tuple(f.name for f in fields(Flow)), addr_text,
-                               V4_EMBEDDABLE, _UidPool, UID_CHARS)
+                               V4_EMBEDDABLE, UID_POOL, UID_CHARS)
 
 
 bind_notice_accelerator()

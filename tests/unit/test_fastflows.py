@@ -3094,7 +3094,7 @@ def test_a_flows_end_is_made_in_c_where_it_is_the_references(case: str) -> None:
 @needs_c
 @pytest.mark.parametrize("left", [17 * 40, 17 * 5 + 3])
 def test_a_flows_uid_made_in_c_is_the_pools_next(left: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The uid of a flow whose first notice the C path makes (a storm's every flow) is taken from flows._UidPool as
+    """The uid of a flow whose first notice the C path makes (a storm's every flow) is taken from flows.UID_POOL as
     new_uid takes it (a 'C', then the pool's next 17 characters), in C; where fewer than 17 are left, new_uid refills
     the pool (os.urandom) and hands out the uid. The same uids in the same order as the Python detector's from the
     same pool, and the pool left as it leaves it."""
@@ -3110,14 +3110,14 @@ def test_a_flows_uid_made_in_c_is_the_pools_next(left: int, monkeypatch: pytest.
     monkeypatch.setattr(Flow, "ensure_uid", counted)
 
     def uids(accelerated: bool) -> tuple[list[str], int, bool, int, int]:
-        monkeypatch.setattr(flows._UidPool, "chars", known)
-        monkeypatch.setattr(flows._UidPool, "used", 0)
+        monkeypatch.setattr(flows.UID_POOL, "chars", known)
+        monkeypatch.setattr(flows.UID_POOL, "used", 0)
         calls.clear()
         det = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
         notices = [n for p in storm(40) for n in det.process(p)] + det.flush()
         made = list(dict.fromkeys(n.uid for n in notices if n.uid))
         spread = sum(n.note == "ICMP::ICMP_ExfilSpread" for n in notices)  # made by Python (_spread_notice)
-        return made, flows._UidPool.used, flows._UidPool.chars == known, len(calls), spread
+        return made, flows.UID_POOL.used, flows.UID_POOL.chars == known, len(calls), spread
 
     (got, used, same_pool, c_calls, spread), (want, want_used, want_same, _, _) = uids(True), uids(False)
     from_known = min(40, left // 17)
