@@ -2113,8 +2113,9 @@ counted:;
         set_slot(table, novel_cfg->table_slot[T_PEER_ENTRIES], now_held);
     Py_XDECREF(now_held);
     while (!failed && entries > sp->max_peer_entries) {
-        PyObject *hosts = table_field(novel_cfg, table, T_HOSTS);
+        PyObject *hosts = Py_XNewRef(table_field(novel_cfg, table, T_HOSTS));
         int more = hosts == NULL ? -1 : PyObject_IsTrue(hosts);
+        Py_XDECREF(hosts);
         if (more <= 0) {
             failed = more < 0;
             break;
