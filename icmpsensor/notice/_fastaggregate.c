@@ -275,8 +275,8 @@ static PyObject *new_fold(PyObject *notice)
     return fold;
 }
 
-/* _fold_under(notice, role, host, uid) */
-static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject *host, PyObject *uid)
+/* _fold_under(notice, role, host, uid); `made`, where the caller has it, the key (note, role, host) already. */
+static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject *host, PyObject *uid, PyObject *made)
 {
     PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
     PyObject *folds = slot_of(agg, aggregator_slot[A_FOLDS], "NoticeAggregator._folds");
@@ -286,7 +286,7 @@ static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject 
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._folds is not a dict");
         return -1;
     }
-    PyObject *key = PyTuple_Pack(3, note, role, host);
+    PyObject *key = made != NULL ? Py_NewRef(made) : PyTuple_Pack(3, note, role, host);
     if (key == NULL)
         return -1;
     PyObject *fold = PyDict_GetItemWithError(folds, key);
@@ -311,6 +311,8 @@ static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject 
     Py_DECREF(fold);
     if (status < 0)
         return -1;
+    if (uid == Py_None) /* _remember keeps nothing for a notice without a flow (a summary's, one per packet) */
+        return 0;
     PyObject *under = untracked_if_atomic(PyTuple_Pack(2, role, host)); /* kept until the flow's summary */
     if (under == NULL)
         return -1;
@@ -356,7 +358,7 @@ static int past_note_quota(PyObject *agg, PyObject *notice, PyObject *uid, PyObj
         status = long_of(agg, A_MAX_PER_NOTE, &max_per_note);
     if (status == 0) {
         if (0 < max_per_note && max_per_note <= count)
-            status = fold_under(agg, notice, any_role, any_host, uid) < 0 ? -1 : 1;
+            status = fold_under(agg, notice, any_role, any_host, uid, key) < 0 ? -1 : 1;
         else
             status = set_count(written, key, count + 1);
     }
@@ -382,11 +384,11 @@ static int fold_new(PyObject *agg, PyObject *notice, PyObject *uid, PyObject *wr
         || written_count(written, from_key, &from_written) < 0)
         goto done;
     if (to_written >= max_notices) {
-        status = fold_under(agg, notice, str_to, dst, uid) < 0 ? -1 : 1;
+        status = fold_under(agg, notice, str_to, dst, uid, to_key) < 0 ? -1 : 1;
         goto done;
     }
     if (from_written >= max_notices) {
-        status = fold_under(agg, notice, str_from, src, uid) < 0 ? -1 : 1;
+        status = fold_under(agg, notice, str_from, src, uid, from_key) < 0 ? -1 : 1;
         goto done;
     }
     status = past_note_quota(agg, notice, uid, written);
@@ -470,7 +472,8 @@ static int fold_notice(PyObject *agg, PyObject *notice)
     if (under == Py_None) {
         status = 0; /* the flow's earlier notice was written: so is this one */
     } else if (PyTuple_Check(under) && PyTuple_GET_SIZE(under) == 2) {
-        status = fold_under(agg, notice, PyTuple_GET_ITEM(under, 0), PyTuple_GET_ITEM(under, 1), flow_uid) < 0 ? -1 : 1;
+        status = fold_under(agg, notice, PyTuple_GET_ITEM(under, 0), PyTuple_GET_ITEM(under, 1), flow_uid, NULL) < 0
+                     ? -1 : 1;
     } else {
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._uids holds something else than (role, host)");
         status = -1;
