@@ -1157,12 +1157,10 @@ static int hand_kind(PyObject *datagram)
     int has_runs = PyTuple_GET_SIZE(runs) > 0;
     if (PyTuple_GET_SIZE(key) == 4) { /* key_v4: (source, destination, protocol, identification) */
         PyObject *proto = PyTuple_GET_ITEM(key, 2);
-        int overflow = 0;
-        long number = PyLong_CheckExact(proto) ? PyLong_AsLongAndOverflow(proto, &overflow) : -1;
-        if (number == -1 && PyErr_Occurred())
-            PyErr_Clear();
         if (!PyLong_CheckExact(proto))
             return HAND_PYTHON;
+        int overflow;
+        long number = PyLong_AsLongAndOverflow(proto, &overflow); /* an int's: no exception */
         if (number != 1 || overflow) /* not PROTO_ICMP: a tunnel's outer datagram */
             return has_runs ? HAND_DROPPED : HAND_PYTHON;
     }

@@ -381,10 +381,9 @@ typedef struct {
     Py_ssize_t timestamp_body; /* a timestamp message's body past the ICMP header (_FIXED_V4[13]) */
     long long ms_per_day;
     PyObject *headless;       /* a headless packet's reason (HEADLESS_REASON) */
-    long headless_type;       /* its icmp_type (packet.HEADLESS) */
-    PyObject *free_bytes;     /* fingerprints.FREE_FILL_BYTES: a run of one of them alone is free */
+    long headless_icmp_type;  /* its icmp_type (packet.HEADLESS) */
     PyObject *fills;          /* fingerprints.PHASED_FILLS: fill_charge's fills, free at any phase */
-    unsigned char free_byte[256];
+    unsigned char free_byte[256]; /* fingerprints.FREE_FILL_BYTES: a run of one of them alone is free */
     short phase[MAX_PHASED_FILLS][256]; /* the first place of each byte in each fill, -1 where it has none */
 } Judged;
 
@@ -486,7 +485,7 @@ typedef struct {
     X(spread.to) X(spread.from) X(spread.window) X(exfil.notes) X(exfil.extra) X(exfil.due) X(exfil.payload)       \
     X(exfil.nonecho) X(ends.pair_type) X(ends.bucket_len) X(ends.name) X(ends.msg) X(novel.host_memory)            \
     X(novel.judged.unexplained) X(novel.judged.nmap_payload) X(novel.judged.echo_code) X(novel.judged.timestamp)   \
-    X(novel.judged.beyond) X(novel.judged.headless) X(novel.judged.free_bytes) X(novel.judged.fills)
+    X(novel.judged.beyond) X(novel.judged.headless) X(novel.judged.fills)
 #define CONFIG_OBJECTS(X) PARSED_OBJECTS(X) X(novel.tolerance) X(ends.pair_memory)
 #define CLEAR_CONFIG(field) Py_CLEAR(self->field);
 #define VISIT_CONFIG(field) Py_VISIT(self->field);
@@ -538,7 +537,7 @@ static int notes_named(PyObject *notes)
 
 /* c_judged's bytes whose run alone is free, and the first place of each byte in each phased fill (the phase
  * fill_charge tests a run at: byte j of _SEQ holds j, Windows' alphabet starts at 'a', traceroute -I's fill at 'H'). */
-static int phase_fills(Judged *j)
+static int phase_fills(Judged *j, PyObject *free_bytes)
 {
     Py_ssize_t count = PyTuple_GET_SIZE(j->fills);
     if (count > MAX_PHASED_FILLS) {
@@ -546,8 +545,8 @@ static int phase_fills(Judged *j)
         return -1;
     }
     memset(j->free_byte, 0, sizeof j->free_byte);
-    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(j->free_bytes); i++)
-        j->free_byte[(unsigned char)PyBytes_AS_STRING(j->free_bytes)[i]] = 1;
+    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(free_bytes); i++)
+        j->free_byte[(unsigned char)PyBytes_AS_STRING(free_bytes)[i]] = 1;
     for (Py_ssize_t f = 0; f < count; f++) {
         PyObject *fill = PyTuple_GET_ITEM(j->fills, f);
         if (!PyBytes_CheckExact(fill)) {
@@ -625,6 +624,7 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
                              &parsed.host_memory, &parsed.unpaired_on, &PyTuple_Type, &judged))
         return -1;
     Judged *j = &parsed.judged;
+    PyObject *free_bytes = NULL; /* borrowed: copied into j->free_byte */
     if (judged != NULL
         && !PyArg_ParseTuple(judged, "OlO!UUUnLUlO!O!;nonecho.c_judged(): (unexplained_bytes, nmap's IE code, its "
                                      "payload, the echo code's, timestamps' and beyond's reasons, the timestamp "
@@ -632,9 +632,9 @@ static int fast_init(FastPath *self, PyObject *args, PyObject *kwargs)
                                      "PHASED_FILLS)",
                              &j->unexplained, &j->nmap_code, &PyBytes_Type, &j->nmap_payload, &j->echo_code,
                              &j->timestamp, &j->beyond, &j->timestamp_body, &j->ms_per_day, &j->headless,
-                             &j->headless_type, &PyBytes_Type, &j->free_bytes, &PyTuple_Type, &j->fills))
+                             &j->headless_icmp_type, &PyBytes_Type, &free_bytes, &PyTuple_Type, &j->fills))
         return -1;
-    if (judged != NULL && phase_fills(j) < 0)
+    if (judged != NULL && phase_fills(j, free_bytes) < 0)
         return -1;
     if (parsed.explain != NULL && (!PyCallable_Check(j->unexplained) || j->timestamp_body < 12 || j->ms_per_day < 1)) {
         PyErr_SetString(PyExc_TypeError, "novel_requests: unexplained_bytes must be callable, the timestamp body "
@@ -940,17 +940,30 @@ static int same_bytes(const unsigned char *p, Py_ssize_t start, Py_ssize_t n, un
     return 1;
 }
 
+/* fingerprints._period(p, 0, n): the smallest q <= max_pattern such that p repeats with period q at least twice; else
+ * 0 (q taken from the places of the last byte before it, nearest first, as rfind finds them). */
+static Py_ssize_t repeat_period(const unsigned char *p, Py_ssize_t n, Py_ssize_t max_pattern)
+{
+    if (n < 2)
+        return 0;
+    Py_ssize_t low = n - 1 - max_pattern > 0 ? n - 1 - max_pattern : 0;
+    for (Py_ssize_t idx = n - 2; idx >= low; idx--) {
+        if (p[idx] != p[n - 1])
+            continue;
+        Py_ssize_t q = n - 1 - idx;
+        if (2 * q > n)
+            return 0;
+        if (memcmp(p + q, p, (size_t)(n - q)) == 0)
+            return q;
+    }
+    return 0;
+}
+
 /* Whether p[start:n] may be fingerprints._timestamped_fill's: the default fill, or a pattern of at most max_pattern
  * bytes repeated at least twice (_period). */
 static int fill_may_match(const unsigned char *p, Py_ssize_t start, Py_ssize_t n, Py_ssize_t max_pattern)
 {
-    if (default_fill(p, start, n))
-        return 1;
-    Py_ssize_t length = n - start;
-    for (Py_ssize_t q = 1; q <= max_pattern && 2 * q <= length; q++)
-        if (p[n - 1 - q] == p[n - 1] && memcmp(p + start + q, p + start, (size_t)(length - q)) == 0)
-            return 1;
-    return 0;
+    return default_fill(p, start, n) || repeat_period(p + start, n - start, max_pattern) != 0;
 }
 
 /* Whether fingerprints.explain may find a template for the payload p[0:n]: each template's tests of its first bytes
@@ -1774,11 +1787,11 @@ static PyObject *table_field(const NovelRequests *novel_cfg, PyObject *table, in
 /* A host table's int field, or -1 with an exception. */
 static long table_long(const NovelRequests *novel_cfg, PyObject *table, int field)
 {
-    PyObject *value = table_field(novel_cfg, table, field);
-    long out = value != NULL && PyLong_Check(value) ? PyLong_AsLong(value) : -1;
-    if (out == -1 && !PyErr_Occurred())
-        PyErr_Format(PyExc_TypeError, "a host table's %s is not an int", TABLE_FIELDS[field]);
-    return out;
+    long out;
+    if (long_slot(table, novel_cfg->table_slot[field], &out) == 0)
+        return out;
+    PyErr_Format(PyExc_TypeError, "a host table's %s is not an int that fits a long", TABLE_FIELDS[field]);
+    return -1;
 }
 
 /* HostTable.touch(host, ts): a host the table has, its memory made the most recently active (a dict's order); one
@@ -2920,25 +2933,6 @@ static PyObject *reason_text(const Reason *reason)
     return made;
 }
 
-/* fingerprints._period(p, 0, n): the smallest q <= max_pattern such that p repeats with period q at least twice; else
- * 0 (q taken from the places of the last byte before it, nearest first, as rfind finds them). */
-static Py_ssize_t repeat_period(const unsigned char *p, Py_ssize_t n, Py_ssize_t max_pattern)
-{
-    if (n < 2)
-        return 0;
-    Py_ssize_t low = n - 1 - max_pattern > 0 ? n - 1 - max_pattern : 0;
-    for (Py_ssize_t idx = n - 2; idx >= low; idx--) {
-        if (p[idx] != p[n - 1])
-            continue;
-        Py_ssize_t q = n - 1 - idx;
-        if (2 * q > n)
-            return 0;
-        if (memcmp(p + q, p, (size_t)(n - q)) == 0)
-            return q;
-    }
-    return 0;
-}
-
 /* fingerprints.fill_charge (its reference) of the run p[0:n]: 0 for a run of a free byte, or a phased fill from its
  * first byte's place; 1 for a single other byte; a pattern repeated, its length; else n. */
 static Py_ssize_t fill_charge(const Judged *j, const unsigned char *p, Py_ssize_t n, Py_ssize_t max_pattern)
@@ -3008,7 +3002,7 @@ static int judged_here(FastPath *self, PyObject *pkt, PyObject *payload, long ic
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]); /* a float: handle_packet checked it */
     *reason = (Reason){empty_str, 0, {0}};
     *novel = 0;
-    if (icmp_type == j->headless_type && Py_IS_TYPE(pkt, headless_type))
+    if (icmp_type == j->headless_icmp_type && Py_IS_TYPE(pkt, headless_type))
         return headless_here(&self->novel, pkt, payload, novel, reason);
     if (coded) {
         if (coded == j->nmap_code && n == PyBytes_GET_SIZE(j->nmap_payload)

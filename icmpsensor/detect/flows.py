@@ -59,7 +59,7 @@ class _UidPool:
     __slots__ = ("chars", "used")
 
     def __init__(self) -> None:
-        self.chars, self.used = "", 0
+        self.forget()
 
     def forget(self) -> None:
         self.chars, self.used = "", 0
