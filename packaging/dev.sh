@@ -37,10 +37,8 @@ setup_venv() {
     local stamp=.venv/.installed
     # (the editable install compiles the C accelerators once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
-        && [ "$stamp" -nt icmpsensor/decode/_fastdecode.c ] && [ "$stamp" -nt icmpsensor/detect/_fasttools.c ] \
-        && [ "$stamp" -nt icmpsensor/detect/_fastflows.c ] && [ "$stamp" -nt icmpsensor/_slots.h ] \
-        && [ "$stamp" -nt icmpsensor/_checksum.h ] && [ "$stamp" -nt icmpsensor/_tuples.h ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.detect._fasttools, icmpsensor.detect._fastflows, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
+        && [ -z "$(find icmpsensor \( -name '*.c' -o -name '*.h' \) -newer "$stamp" -print -quit)" ] \
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.decode._fastfragments, icmpsensor.detect._fasttools, icmpsensor.detect._fastflows, icmpsensor.detect._fastnonecho, icmpsensor.notice._fastaggregate, icmpsensor.output._fastevidence, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"

@@ -100,6 +100,7 @@
 #include "../_checksum.h"
 #include "../_slots.h"
 #include "../_tuples.h"
+#include "../notice/_aggregate_api.h"
 
 /* -- the record types' slots, found by bind() ------------------------------------------------------------- */
 
@@ -476,6 +477,11 @@ typedef struct {
     Spread spread;            /* what Detector._spread reads (spread_share) */
     Exfil exfil;              /* what Detector._raise reads (raise_due) */
     Ends ends;                /* what Detector._flow_ended reads (flow_ended) */
+    /* Within run() or flows_ended(): their `kept` where it is the aggregator's C filter, else NULL, and the list of
+     * notices it is handed next (borrowed): a notice made onto it while it is empty is folded there where the filter
+     * would fold it, not made (tagged_notice) */
+    PyObject *fold_into, *fold_due;
+    Py_ssize_t unmade;        /* the notices so folded */
 } FastPath;
 
 /* The configuration objects a FastPath holds, listed once for the references taken, visited and cleared: those
@@ -1468,6 +1474,7 @@ static long evaluation_due(FastPath *self, PyObject *flow, PyObject *key)
 }
 
 static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+static int folded_unmade(FastPath *self, PyObject *flow, PyObject *ts, PyObject *note);
 
 /* Whether channel_tags can read the flow's channels as channel_bytes does: its novel bytes and non-echo ones ints, its
  * capacity state None or a FlowChannels whose charged bytes are None or a dict of str to int, its tool a str. 1, 0. */
@@ -1701,6 +1708,12 @@ static PyObject *flow_uid_of(PyObject *flow)
 static int tagged_notice(FastPath *self, PyObject *flow, PyObject *ts, PyObject *note, PyObject *msg, PyObject *due)
 {
     const Exfil *ex = &self->exfil;
+    /* a notice the aggregator's filter is handed next (none due before it): not made where it folds it */
+    if (self->fold_into != NULL && due == self->fold_due && PyList_GET_SIZE(due) == 0) {
+        int folded = folded_unmade(self, flow, ts, note);
+        if (folded != 0)
+            return folded < 0 ? -1 : 0;
+    }
     PyObject *novel_bytes = Py_NewRef(SLOT(flow, flow_slot[F_NOVEL_BYTES])); /* read before ensure_uid runs Python */
     PyObject *carried, *channel;
     PyObject *uid = channel_tags(ex->payload, ex->nonecho, flow, &carried, &channel) < 0
@@ -3995,6 +4008,16 @@ static PyObject *handed_out(FastPath *self, Detector *state, PyObject *answer)
     return notices;
 }
 
+/* Whether handed_out() left run()'s answer () as it is because nothing was due (what the packet raised was folded
+ * before it was made, or it raised nothing) with the table within max_flows: Detector._finish would hand out
+ * nothing, and the packet leaves its caller nothing to do. */
+static int nothing_due(FastPath *self, Detector *state, PyObject *answer)
+{
+    PyObject *due = self->exfil.due;
+    return PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 0 && due != NULL && PyList_GET_SIZE(due) == 0
+           && PyDict_GET_SIZE(state->flows) <= self->max_flows;
+}
+
 /* Appends `index` to the list. 0, or -1 with an exception. */
 static int append_index(PyObject *list, Py_ssize_t index)
 {
@@ -4080,7 +4103,37 @@ static PyObject *kept_of(PyObject *kept, PyObject *given)
     return out;
 }
 
+static PyObject *run_packets(FastPath *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* The aggregator's C API (notice/_aggregate_api.h), imported the first time run() is given a `kept`; NULL where it
+ * is not built (its notices are then always made). */
+static const AggregateApi *aggregate_api;
+static int aggregate_api_tried;
+
+/* `kept` where it is the aggregator's C filter (_fastaggregate.Filter), else NULL. */
+static PyObject *aggregator_filter(PyObject *kept)
+{
+    if (kept == NULL || kept == Py_None)
+        return NULL;
+    if (!aggregate_api_tried) {
+        aggregate_api_tried = 1;
+        aggregate_api = (const AggregateApi *)PyCapsule_Import(AGGREGATE_API_CAPSULE, 0);
+        if (aggregate_api == NULL)
+            PyErr_Clear();
+    }
+    return aggregate_api != NULL && Py_IS_TYPE(kept, aggregate_api->filter_type) ? kept : NULL;
+}
+
 static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    self->fold_into = aggregator_filter(nargs == 6 ? args[5] : NULL);
+    self->fold_due = self->exfil.due;
+    PyObject *result = run_packets(self, args, nargs);
+    self->fold_into = self->fold_due = NULL;
+    return result;
+}
+
+static PyObject *run_packets(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 3 || nargs > 6 || !PyList_CheckExact(args[0]) || !PyAnySet_Check(args[2])
         || (nargs >= 4 && args[3] != Py_None && !PyList_CheckExact(args[3]))
@@ -4117,7 +4170,10 @@ static PyObject *fast_run(FastPath *self, PyObject *const *args, Py_ssize_t narg
         int stop = answer == NULL ? -1 : answer != Py_None && !novel;
         if (stop > 0) { /* its notices handed out, and kept here: none kept, no stop */
             Py_SETREF(answer, handed_out(self, &state, answer));
-            if (answer != NULL && kept != NULL && PyList_CheckExact(answer)) {
+            if (answer != NULL && kept != NULL && nothing_due(self, &state, answer)) {
+                novel = state.last_novel > 0; /* all it raised folded before they were made (fold_into) */
+                stop = 0;
+            } else if (answer != NULL && kept != NULL && PyList_CheckExact(answer)) {
                 Py_SETREF(answer, kept_of(kept, answer));
                 if (answer != NULL && PyList_GET_SIZE(answer) == 0) {
                     novel = state.last_novel > 0;
@@ -4349,7 +4405,7 @@ static void keys_left(PyObject **keys, Py_ssize_t at, Py_ssize_t count)
 }
 
 PyDoc_STRVAR(flows_ended_doc,
-             "flows_ended(flows, now, timeout, due, limit=sys.maxsize) -> (ended, flow)\n\n"
+             "flows_ended(flows, now, timeout, due, limit=sys.maxsize, kept=None) -> (ended, flow)\n\n"
              "FlowDetector._end_flows' loop (its reference) for as long as this path ends each flow as flow_ended does,\n"
              "`limit` flows at most (the one handed back counts):\n"
              "the flows of `flows` (the detector's OrderedDict), oldest first, each removed and ended onto `due`: every\n"
@@ -4357,18 +4413,33 @@ PyDoc_STRVAR(flows_ended_doc,
              "at last + timeout (a sweep). `ended`: how many it ended; `flow`: the one it removed but leaves to the caller\n"
              "to end (flow_ended would answer False), after which the caller calls again, or None where it stopped: no\n"
              "flow left, the oldest not idle, a clock that is not a float, or a path that ends no flow (alerting at a\n"
-             "flow's end): the caller's own loop goes on from there.");
+             "flow's end): the caller's own loop goes on from there. With `kept` (not None: what the caller hands `due`\n"
+             "to next, with nothing before it), a notice it would fold and tell nothing of is folded there while `due` is\n"
+             "empty, not made, where `kept` is the aggregator's C filter (_fastaggregate.Filter).");
+
+static PyObject *flows_ended_onto(FastPath *self, PyObject *const *args, Py_ssize_t limit);
 
 static PyObject *fast_flows_ended(FastPath *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t limit = nargs == 5 ? PyLong_AsSsize_t(args[4]) : PY_SSIZE_T_MAX;
+    Py_ssize_t limit = nargs >= 5 ? PyLong_AsSsize_t(args[4]) : PY_SSIZE_T_MAX;
     if (limit == -1 && PyErr_Occurred())
         return NULL;
-    if ((nargs != 4 && nargs != 5) || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3]) || limit < 0) {
+    if (nargs < 4 || nargs > 6 || !PyODict_CheckExact(args[0]) || !PyList_CheckExact(args[3]) || limit < 0
+        || (nargs == 6 && args[5] != Py_None && !PyCallable_Check(args[5]))) {
         PyErr_SetString(PyExc_TypeError, "flows_ended(flows: OrderedDict, now: float, timeout: float | None, due: list, "
-                                         "limit: int >= 0 = sys.maxsize)");
+                                         "limit: int >= 0 = sys.maxsize, kept=None)");
         return NULL;
     }
+    self->fold_into = aggregator_filter(nargs == 6 ? args[5] : NULL);
+    self->fold_due = args[3];
+    PyObject *result = flows_ended_onto(self, args, limit);
+    self->fold_into = self->fold_due = NULL;
+    return result;
+}
+
+/* flows_ended() once its arguments are checked. */
+static PyObject *flows_ended_onto(FastPath *self, PyObject *const *args, Py_ssize_t limit)
+{
     PyObject *flows = args[0], *now = args[1], *timeout = args[2] == Py_None ? NULL : args[2], *due = args[3];
     Py_ssize_t ended = 0, count = 0, at = 0;
     PyObject *keys[OLDEST_BATCH], *handed = NULL;
@@ -4428,6 +4499,12 @@ static PyMethodDef fast_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef fast_members[] = {
+    {"unmade", T_PYSSIZET, offsetof(FastPath, unmade), READONLY,
+     "the notices run() folded into the aggregator's before it made them (its `kept` the aggregator's C filter)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject FastPathType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "icmpsensor.detect._fastflows.FastPath",
     .tp_basicsize = sizeof(FastPath),
@@ -4438,6 +4515,7 @@ static PyTypeObject FastPathType = {
     .tp_traverse = (traverseproc)fast_traverse,
     .tp_clear = (inquiry)fast_clear,
     .tp_methods = fast_methods,
+    .tp_members = fast_members,
     .tp_doc = "FastPath(detector_dict, observe, ignored, max_flows, max_pending, matched, tolerance, jitter): see the "
               "module's comment.",
 };
@@ -4649,6 +4727,34 @@ static int fill_slots(PyObject *obj, const Py_ssize_t *offsets, PyObject **value
             SLOT(obj, offsets[i]) = values[i];
     }
     return failed ? -1 : 0;
+}
+
+/* AggregateApi.try_fold for the notice tagged_notice would make (the flow's uid made, as _notice makes it): 1 folded
+ * (counted in `unmade`), 0 not (make it), -1 with an exception. */
+static int folded_unmade(FastPath *self, PyObject *flow, PyObject *ts, PyObject *note)
+{
+    if (all_flow_count < 0 || !PyObject_TypeCheck(flow, notice_flow_type))
+        return 0; /* flow_notice tells */
+#define FLOW(field) SLOT(flow, all_flow_slot[notice_flow_index[field]])
+    PyObject *src = FLOW(NF_SRC), *dst = FLOW(NF_DST), *orig = FLOW(NF_ORIG), *resp = FLOW(NF_RESP);
+    PyObject *other = FLOW(NF_OTHER);
+#undef FLOW
+    if (src == NULL || dst == NULL || orig == NULL || resp == NULL || other == NULL)
+        return 0;
+    PyObject *uid = flow_uid_of(flow);
+    PyObject *partial = uid == NULL ? NULL : PyNumber_Add(orig, resp); /* Flow.bytes_sent */
+    PyObject *sent = partial == NULL ? NULL : PyNumber_Add(partial, other);
+    PyObject *src_text = sent == NULL ? NULL : address_text(src);
+    PyObject *dst_text = src_text == NULL ? NULL : address_text(dst);
+    int folded = dst_text == NULL ? -1
+                 : aggregate_api->try_fold(self->fold_into, ts, note, src_text, dst_text, uid, sent);
+    self->unmade += folded > 0;
+    Py_XDECREF(uid);
+    Py_XDECREF(partial);
+    Py_XDECREF(sent);
+    Py_XDECREF(src_text);
+    Py_XDECREF(dst_text);
+    return folded;
 }
 
 #define FLOW_NOTICE_ARGS "flow_notice(flow, ts, note, msg, fields, novel_bytes, extra_text, extra, tool, channels, uid)"

@@ -36,6 +36,8 @@ from icmpsensor.notice.text import (
 from icmpsensor.notice.types import UNPAIRED_ECHO_REPLY, NoteType
 
 NO_NOTICES: Sequence[Notice] = ()
+# What of the notices raised the caller writes now (NoticeAggregator.filter: a storm's are folded)
+Kept = Callable[[Sequence[Notice]], list[Notice]]
 
 # How often (in clock seconds) idle flows and stale pending requests are looked for.
 SWEEP_INTERVAL = 1.0
@@ -234,7 +236,7 @@ class FlowDetector:
 
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
                      observed: list[int] | None = None, folds: Callable[[str], bool] | None = None,
-                     kept: Callable[[Sequence[Notice]], list[Notice]] | None = None
+                     kept: Kept | None = None
                      ) -> tuple[int, Sequence[Notice] | None]:
         """process() for the next packet of packets[start:] (None items skipped): (its index, its notices), or
         (len(packets), None) when there is none. A detector that can take several packets at once returns the
@@ -275,29 +277,30 @@ class FlowDetector:
             due += chunk
         return due or NO_NOTICES
 
-    def advance_chunks(self, now: float) -> Iterator[list[Notice]]:
-        """advance(), the idle flows ended FLUSH_CHUNK at a time: each chunk's notices, made when it is asked for."""
+    def advance_chunks(self, now: float, kept: Kept | None = None) -> Iterator[list[Notice]]:
+        """advance(), the idle flows ended FLUSH_CHUNK at a time: each chunk's notices, made when it is asked for.
+        `kept`: what the caller hands each chunk to, before it asks for the next (see _end_flows)."""
         if now > self.now:
-            yield from self._clock_chunks(now)
+            yield from self._clock_chunks(now, kept)
 
     def _clock_to(self, now: float, due: list[Notice]) -> None:
         """The clock moved forward to `now` (later than it was): idle flows swept first when it reaches a sweep."""
         for chunk in self._clock_chunks(now):
             due += chunk
 
-    def _clock_chunks(self, now: float) -> Iterator[list[Notice]]:
-        """_clock_to, the sweep's notices a chunk at a time."""
+    def _clock_chunks(self, now: float, kept: Kept | None = None) -> Iterator[list[Notice]]:
+        """_clock_to, the sweep's notices a chunk at a time (`kept`: _end_flows')."""
         self.now = now
         if now >= self._next_sweep:
-            yield from self._swept(now - now % SWEEP_INTERVAL)
+            yield from self._swept(now - now % SWEEP_INTERVAL, kept)
 
-    def _swept_then(self, pkt: IcmpPacket, kept: Callable[[Sequence[Notice]], list[Notice]],
+    def _swept_then(self, pkt: IcmpPacket, kept: Kept,
                     handle: Callable[[IcmpPacket], Sequence[Notice]]) -> Sequence[Notice]:
         """process_many's packet that moves the clock to a sweep (sweep_due): what kept() keeps of the sweep's notices,
         handed to it a chunk at a time (a gap in a replay sweeps up to max_flows flows at once), then of the
         packet's, which `handle` gives once the clock is at the packet."""
         out: list[Notice] = []
-        for chunk in self._clock_chunks(pkt.ts):
+        for chunk in self._clock_chunks(pkt.ts, kept):
             out += kept(chunk)
         notices = handle(pkt)
         if notices:
@@ -311,12 +314,13 @@ class FlowDetector:
             due += chunk
         return due
 
-    def flush_chunks(self) -> Iterator[list[Notice]]:
+    def flush_chunks(self, kept: Kept | None = None) -> Iterator[list[Notice]]:
         """flush(), FLUSH_CHUNK flows at a time, oldest first: each chunk's notices, made when the chunk is asked
-        for (the pipeline folds a storm's before the next chunk's are made)."""
+        for (the pipeline folds a storm's before the next chunk's are made). `kept`: what the caller hands each chunk
+        to, before it asks for the next (see _end_flows)."""
         while self._flows:
             due: list[Notice] = []
-            self._end_flows(due, self.now, None, FLUSH_CHUNK)
+            self._end_flows(due, self.now, None, FLUSH_CHUNK, kept)
             yield due
         self._pending.clear()
 
@@ -393,7 +397,7 @@ class FlowDetector:
 
     # -- expiry and eviction -----------------------------------------------------------------
 
-    def _swept(self, now: float) -> Iterator[list[Notice]]:
+    def _swept(self, now: float, kept: Kept | None = None) -> Iterator[list[Notice]]:
         """Evaluate and drop the flows idle for idle_timeout at `now`, FLUSH_CHUNK at a time (each chunk's
         notices yielded before the next chunk's are made), then forget requests as old.
 
@@ -406,17 +410,20 @@ class FlowDetector:
         ended = FLUSH_CHUNK
         while ended == FLUSH_CHUNK:  # a chunk ended whole: more may be idle
             due: list[Notice] = []
-            ended = self._end_flows(due, now, timeout, FLUSH_CHUNK)
+            ended = self._end_flows(due, now, timeout, FLUSH_CHUNK, kept)
             self.stats.flows_expired += ended
             if due:
                 yield due
         self.stats.pending_expired += self._requests_expired(now - timeout)
 
-    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize) -> int:
+    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize,
+                   kept: Kept | None = None) -> int:
         """End flows oldest first, each taken out of the table, then _flow_ended: every one at `now` (timeout
         None: the flush), else those idle for `timeout` at `now`, each at its last packet + timeout (a sweep); at
         most `limit` of them. How many it ended. (The standard detector's C path ends them in one loop:
-        _fastflows.c flows_ended; this is the reference.)"""
+        _fastflows.c flows_ended; this is the reference.) `kept`: what `due` is handed to next, nothing before it
+        (NoticeAggregator.filter): the C path may fold there a notice it would fold and tell nothing of instead of
+        making it (what it keeps is the same); this makes every notice."""
         flows = self._flows
         ended = 0
         while flows and ended < limit:

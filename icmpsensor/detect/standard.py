@@ -28,6 +28,7 @@ from icmpsensor.detect.flows import (
     DetectorStats,
     Flow,
     FlowDetector,
+    Kept,
     echo_key,
 )
 from icmpsensor.detect.novelty import EMPTY_REST_HASH, PREFIX, Sketch, lends_payloads, novel_between, sketch
@@ -368,7 +369,7 @@ class Detector(FlowDetector):
 
     def process_many(self, packets: list[IcmpPacket | None], start: int, watched: AbstractSet[tuple[bytes, bytes]],
                      observed: list[int] | None = None, folds: Callable[[str], bool] | None = None,
-                     kept: Callable[[Sequence[Notice]], list[Notice]] | None = None
+                     kept: Kept | None = None
                      ) -> tuple[int, Sequence[Notice] | None]:
         """FlowDetector.process_many: the C path takes packets[start:] in one call while each is one it handles
         (no notice, no novel bytes) of a pair not in `watched`, or, given `observed`, of a watched pair (listed in
@@ -771,11 +772,13 @@ class Detector(FlowDetector):
         if memory is not None:
             flow.last_sketch = memory.last_sketch
 
-    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize) -> int:
+    def _end_flows(self, due: list[Notice], now: float, timeout: float | None, limit: int = sys.maxsize,
+                   kept: Kept | None = None) -> int:
         fast = self._fast
         ended = 0
         while fast is not None:  # the flows the C path can end (a storm's every one), in one loop; 0 left: none
-            count, flow = fast.flows_ended(self._flows, now, timeout, due, limit - ended)  # type: ignore[attr-defined]
+            count, flow = fast.flows_ended(self._flows, now, timeout, due, limit - ended,  # type: ignore[attr-defined]
+                                           kept)
             ended += count
             if flow is None:
                 break

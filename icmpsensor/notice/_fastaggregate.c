@@ -15,6 +15,7 @@
 
 #include "../_slots.h"
 #include "../_tuples.h"
+#include "_aggregate_api.h"
 
 enum { N_TS, N_NOTE, N_SRC, N_DST, N_UID, N_BYTES_SENT, N_NOTICE };
 static const char *const NOTICE_FIELDS[N_NOTICE] = {"ts", "note", "src", "dst", "uid", "bytes_sent"};
@@ -28,6 +29,12 @@ enum {
 static const char *const AGGREGATOR_FIELDS[N_AGGREGATOR] = {
     "max_notices", "sample", "max_per_note", "_largest_kept", "_folds", "_written", "_uids", "_peer_entries",
     "_last_folded", "_first_folded", "window_start", "interval", "folded"};
+
+/* What a fold reads of a notice (borrowed references): a Notice's slots (fields_of), or a notice a detector's C path
+ * has not made yet (try_fold). */
+typedef struct {
+    PyObject *ts, *note, *src, *dst, *uid, *bytes_sent;
+} Fields;
 
 static PyTypeObject *notice_type, *fold_type, *aggregator_type;
 static Py_ssize_t notice_slot[N_NOTICE], fold_slot[N_FOLD], aggregator_slot[N_AGGREGATOR];
@@ -136,12 +143,9 @@ static int add_to(PyObject *obj, Py_ssize_t offset, PyObject *amount, const char
 }
 
 /* _peer(notice, role): the source, the destination, or "src->dst". A new reference. */
-static PyObject *peer_of(PyObject *notice, PyObject *role)
+static PyObject *peer_of(const Fields *f, PyObject *role)
 {
-    PyObject *src = slot_of(notice, notice_slot[N_SRC], "Notice.src");
-    PyObject *dst = slot_of(notice, notice_slot[N_DST], "Notice.dst");
-    if (src == NULL || dst == NULL)
-        return NULL;
+    PyObject *src = f->src, *dst = f->dst;
     int to = role == str_to || (PyUnicode_Check(role) && PyUnicode_Compare(role, str_to) == 0);
     if (to)
         return Py_NewRef(src);
@@ -171,12 +175,9 @@ static int remember(PyObject *agg, PyObject *uid, PyObject *under)
 }
 
 /* _count(notice, fold, peer) */
-static int count(PyObject *agg, PyObject *notice, PyObject *fold, PyObject *peer)
+static int count(PyObject *agg, const Fields *f, PyObject *fold, PyObject *peer)
 {
-    PyObject *ts = slot_of(notice, notice_slot[N_TS], "Notice.ts");
-    PyObject *bytes_sent = slot_of(notice, notice_slot[N_BYTES_SENT], "Notice.bytes_sent");
-    if (ts == NULL || bytes_sent == NULL)
-        return -1;
+    PyObject *ts = f->ts, *bytes_sent = f->bytes_sent;
     if (add_to(fold, fold_slot[D_FOLDED], one, "_Fold.folded") < 0
         || add_to(fold, fold_slot[D_BYTES_SENT], bytes_sent, "_Fold.bytes_sent") < 0
         || move_to(fold, fold_slot[D_LAST], ts, Py_GT, "_Fold.last") < 0
@@ -248,16 +249,14 @@ static int count(PyObject *agg, PyObject *notice, PyObject *fold, PyObject *peer
 }
 
 /* A new _Fold(first=ts, last=ts, src=notice.src, dst=notice.dst). */
-static PyObject *new_fold(PyObject *notice)
+static PyObject *new_fold(const Fields *f)
 {
     PyObject *kwargs = PyDict_New();
     if (kwargs == NULL)
         return NULL;
-    PyObject *ts = slot_of(notice, notice_slot[N_TS], "Notice.ts");
-    PyObject *src = slot_of(notice, notice_slot[N_SRC], "Notice.src");
-    PyObject *dst = slot_of(notice, notice_slot[N_DST], "Notice.dst");
+    PyObject *ts = f->ts, *src = f->src, *dst = f->dst;
     PyObject *fold = NULL;
-    if (ts != NULL && src != NULL && dst != NULL && PyDict_SetItem(kwargs, str_first, ts) == 0
+    if (PyDict_SetItem(kwargs, str_first, ts) == 0
         && PyDict_SetItem(kwargs, str_last, ts) == 0 && PyDict_SetItem(kwargs, str_src, src) == 0
         && PyDict_SetItem(kwargs, str_dst, dst) == 0) {
         PyObject *no_args = PyTuple_New(0);
@@ -276,11 +275,11 @@ static PyObject *new_fold(PyObject *notice)
 }
 
 /* _fold_under(notice, role, host, uid); `made`, where the caller has it, the key (note, role, host) already. */
-static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject *host, PyObject *uid, PyObject *made)
+static int fold_under(PyObject *agg, const Fields *f, PyObject *role, PyObject *host, PyObject *uid, PyObject *made)
 {
-    PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
+    PyObject *note = f->note;
     PyObject *folds = slot_of(agg, aggregator_slot[A_FOLDS], "NoticeAggregator._folds");
-    if (note == NULL || folds == NULL)
+    if (folds == NULL)
         return -1;
     if (!PyDict_Check(folds)) {
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._folds is not a dict");
@@ -293,7 +292,7 @@ static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject 
     if (fold != NULL) {
         Py_INCREF(fold);
     } else if (!PyErr_Occurred()) {
-        fold = new_fold(notice);
+        fold = new_fold(f);
         if (fold != NULL && PyDict_SetItem(folds, key, fold) < 0)
             Py_CLEAR(fold);
     }
@@ -305,8 +304,8 @@ static int fold_under(PyObject *agg, PyObject *notice, PyObject *role, PyObject 
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._folds holds something else than a _Fold");
         return -1;
     }
-    PyObject *peer = peer_of(notice, role);
-    int status = peer == NULL ? -1 : count(agg, notice, fold, peer);
+    PyObject *peer = peer_of(f, role);
+    int status = peer == NULL ? -1 : count(agg, f, fold, peer);
     Py_XDECREF(peer);
     Py_DECREF(fold);
     if (status < 0)
@@ -343,13 +342,11 @@ static int set_count(PyObject *written, PyObject *key, Py_ssize_t value)
     return status;
 }
 
-/* _past_note_quota(notice, uid): 1 folded, 0 counted as written, -1 error. */
-static int past_note_quota(PyObject *agg, PyObject *notice, PyObject *uid, PyObject *written)
+/* _past_note_quota(notice, uid): 1 folded, 0 counted as written (`only_folded`: not counted, nothing changed), -1
+ * error. */
+static int past_note_quota(PyObject *agg, const Fields *f, PyObject *uid, PyObject *written, int only_folded)
 {
-    PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
-    if (note == NULL)
-        return -1;
-    PyObject *key = PyTuple_Pack(3, note, any_role, any_host);
+    PyObject *key = PyTuple_Pack(3, f->note, any_role, any_host);
     if (key == NULL)
         return -1;
     Py_ssize_t count, max_per_note;
@@ -358,22 +355,19 @@ static int past_note_quota(PyObject *agg, PyObject *notice, PyObject *uid, PyObj
         status = long_of(agg, A_MAX_PER_NOTE, &max_per_note);
     if (status == 0) {
         if (0 < max_per_note && max_per_note <= count)
-            status = fold_under(agg, notice, any_role, any_host, uid, key) < 0 ? -1 : 1;
-        else
+            status = fold_under(agg, f, any_role, any_host, uid, key) < 0 ? -1 : 1;
+        else if (!only_folded)
             status = set_count(written, key, count + 1);
     }
     Py_DECREF(key);
     return status;
 }
 
-/* _fold's hosts: a notice no earlier notice of its flow decided. 1 folded, 0 written, -1 error. */
-static int fold_new(PyObject *agg, PyObject *notice, PyObject *uid, PyObject *written)
+/* _fold's hosts: a notice no earlier notice of its flow decided. 1 folded, 0 written (`only_folded`: nothing
+ * changed), -1 error. */
+static int fold_new(PyObject *agg, const Fields *f, PyObject *uid, PyObject *written, int only_folded)
 {
-    PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
-    PyObject *src = slot_of(notice, notice_slot[N_SRC], "Notice.src");
-    PyObject *dst = slot_of(notice, notice_slot[N_DST], "Notice.dst");
-    if (note == NULL || src == NULL || dst == NULL)
-        return -1;
+    PyObject *note = f->note, *src = f->src, *dst = f->dst;
     Py_ssize_t max_notices, to_written, from_written;
     if (long_of(agg, A_MAX_NOTICES, &max_notices) < 0)
         return -1;
@@ -384,15 +378,15 @@ static int fold_new(PyObject *agg, PyObject *notice, PyObject *uid, PyObject *wr
         || written_count(written, from_key, &from_written) < 0)
         goto done;
     if (to_written >= max_notices) {
-        status = fold_under(agg, notice, str_to, dst, uid, to_key) < 0 ? -1 : 1;
+        status = fold_under(agg, f, str_to, dst, uid, to_key) < 0 ? -1 : 1;
         goto done;
     }
     if (from_written >= max_notices) {
-        status = fold_under(agg, notice, str_from, src, uid, from_key) < 0 ? -1 : 1;
+        status = fold_under(agg, f, str_from, src, uid, from_key) < 0 ? -1 : 1;
         goto done;
     }
-    status = past_note_quota(agg, notice, uid, written);
-    if (status != 0)
+    status = past_note_quota(agg, f, uid, written, only_folded);
+    if (status != 0 || only_folded)
         goto done;
     status = -1;
     int counted = PyDict_GET_SIZE(written) < max_keys;
@@ -414,15 +408,24 @@ done:
 
 /* -- fold() ---------------------------------------------------------------------------------------------------- */
 
-static int fold_notice(PyObject *agg, PyObject *notice)
+/* A Notice's fields (borrowed), or -1 with an exception where one is unset. */
+static int fields_of(PyObject *notice, Fields *f)
 {
-    PyObject *note = slot_of(notice, notice_slot[N_NOTE], "Notice.note");
-    PyObject *src = slot_of(notice, notice_slot[N_SRC], "Notice.src");
-    PyObject *dst = slot_of(notice, notice_slot[N_DST], "Notice.dst");
-    PyObject *uid = slot_of(notice, notice_slot[N_UID], "Notice.uid");
-    if (note == NULL || src == NULL || dst == NULL || uid == NULL)
-        return -1;
-    int has_src = PyObject_IsTrue(src), has_dst = has_src > 0 ? PyObject_IsTrue(dst) : 0;
+    f->ts = slot_of(notice, notice_slot[N_TS], "Notice.ts");
+    f->note = f->ts == NULL ? NULL : slot_of(notice, notice_slot[N_NOTE], "Notice.note");
+    f->src = f->note == NULL ? NULL : slot_of(notice, notice_slot[N_SRC], "Notice.src");
+    f->dst = f->src == NULL ? NULL : slot_of(notice, notice_slot[N_DST], "Notice.dst");
+    f->uid = f->dst == NULL ? NULL : slot_of(notice, notice_slot[N_UID], "Notice.uid");
+    f->bytes_sent = f->uid == NULL ? NULL : slot_of(notice, notice_slot[N_BYTES_SENT], "Notice.bytes_sent");
+    return f->bytes_sent == NULL ? -1 : 0;
+}
+
+/* _fold(notice): 1 folded, 0 written, -1 error. `only_folded`: the notice is folded where _fold folds it, and
+ * nothing is changed where it writes it (0: the caller then hands the notice to filter(), which writes it). */
+static int fold_notice(PyObject *agg, const Fields *f, int only_folded)
+{
+    PyObject *note = f->note, *uid = f->uid;
+    int has_src = PyObject_IsTrue(f->src), has_dst = has_src > 0 ? PyObject_IsTrue(f->dst) : 0;
     if (has_src <= 0 || has_dst <= 0)
         return has_src < 0 || has_dst < 0 ? -1 : 0;
     PyObject *written = slot_of(agg, aggregator_slot[A_WRITTEN], "NoticeAggregator._written");
@@ -433,13 +436,12 @@ static int fold_notice(PyObject *agg, PyObject *notice)
         PyErr_SetString(PyExc_TypeError, "fold(): the aggregator's _written or _uids is not a dict");
         return -1;
     }
-    PyObject *bytes_sent = slot_of(notice, notice_slot[N_BYTES_SENT], "Notice.bytes_sent");
-    int big = bytes_sent == NULL ? -1 : PyObject_RichCompareBool(bytes_sent, never_folded, Py_GE);
+    int big = PyObject_RichCompareBool(f->bytes_sent, never_folded, Py_GE);
     int per_note = big < 0 ? -1 : PySet_Contains(not_per_host, note);
     if (per_note < 0)
         return -1;
     if (per_note) /* a flow bigger than a storm's (big) is written */
-        return big ? 0 : past_note_quota(agg, notice, Py_None, written);
+        return big ? 0 : past_note_quota(agg, f, Py_None, written, only_folded);
     int each = PySet_Contains(per_packet, note); /* raised per packet: not its flow's story, folded as a storm's */
     int has_uid = each ? 0 : PyObject_IsTrue(uid);
     if (each < 0 || has_uid < 0)
@@ -456,23 +458,27 @@ static int fold_notice(PyObject *agg, PyObject *notice)
         if (under == NULL && PyErr_Occurred())
             return -1;
         Py_XINCREF(under);
-        if (under != NULL && summary && PyDict_DelItem(uids, uid) < 0) { /* the flow's last notice */
-            Py_DECREF(under);
-            return -1;
-        }
     }
     PyObject *flow_uid = summary || each ? Py_None : uid; /* Python: "" (a summary's popped, per packet); false */
+    if (only_folded && (big || under == Py_None)) { /* written: nothing changed */
+        Py_XDECREF(under);
+        return 0;
+    }
+    if (under != NULL && summary && PyDict_DelItem(uids, uid) < 0) { /* the flow's last notice: forgotten */
+        Py_DECREF(under);
+        return -1;
+    }
     if (big) { /* the rest of its flow's story written too */
         Py_XDECREF(under);
         return remember(agg, flow_uid, Py_None) < 0 ? -1 : 0;
     }
     if (under == NULL)
-        return fold_new(agg, notice, flow_uid, written);
+        return fold_new(agg, f, flow_uid, written, only_folded);
     int status;
     if (under == Py_None) {
         status = 0; /* the flow's earlier notice was written: so is this one */
     } else if (PyTuple_Check(under) && PyTuple_GET_SIZE(under) == 2) {
-        status = fold_under(agg, notice, PyTuple_GET_ITEM(under, 0), PyTuple_GET_ITEM(under, 1), flow_uid, NULL) < 0
+        status = fold_under(agg, f, PyTuple_GET_ITEM(under, 0), PyTuple_GET_ITEM(under, 1), flow_uid, NULL) < 0
                      ? -1 : 1;
     } else {
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._uids holds something else than (role, host)");
@@ -524,8 +530,11 @@ static int filter_into(PyObject *agg, PyObject *notices, PyObject *out)
             failed = due == NULL || PyList_SetSlice(out, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, due) < 0;  /* out += due */
             Py_XDECREF(due);
         }
+        Fields f;
+        if (!failed && fields_of(notice, &f) < 0)
+            failed = 1;
         if (!failed) {
-            int folded = fold_notice(agg, notice);
+            int folded = fold_notice(agg, &f, 0);
             failed = folded < 0 || (folded ? add_to(agg, aggregator_slot[A_FOLDED], one, "NoticeAggregator.folded")
                                            : PyList_Append(out, notice)) < 0;
         }
@@ -584,6 +593,135 @@ static PyObject *folds(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(under != NULL && under != Py_None);
 }
 
+/* -- Filter: filter() bound to an aggregator, and the notices a detector's C path need not make --------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *aggregator;
+    vectorcallfunc vectorcall;
+} Filter;
+
+static PyObject *filter_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "Filter(notices)");
+        return NULL;
+    }
+    PyObject *call[2] = {((Filter *)self)->aggregator, args[0]};
+    return filter(NULL, call, 2);
+}
+
+static PyObject *filter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *agg;
+    if (aggregator_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Filter(): bind() first");
+        return NULL;
+    }
+    if (kwargs != NULL || !PyArg_ParseTuple(args, "O!:Filter", aggregator_type, &agg))
+        return NULL;
+    Filter *made = (Filter *)type->tp_alloc(type, 0);
+    if (made != NULL) {
+        made->aggregator = Py_NewRef(agg);
+        made->vectorcall = filter_call;
+    }
+    return (PyObject *)made;
+}
+
+static int filter_traverse(Filter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->aggregator);
+    return 0;
+}
+
+static int filter_clear(Filter *self)
+{
+    Py_CLEAR(self->aggregator);
+    return 0;
+}
+
+static void filter_dealloc(Filter *self)
+{
+    PyObject_GC_UnTrack(self);
+    filter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Whether the aggregator folds at all (NoticeAggregator.enabled), its settings the reference's types: else 0. */
+static int folds_at_all(PyObject *agg)
+{
+    PyObject *interval = SLOT(agg, aggregator_slot[A_INTERVAL]);
+    PyObject *max_notices = SLOT(agg, aggregator_slot[A_MAX_NOTICES]);
+    if (interval == NULL || max_notices == NULL || !PyFloat_CheckExact(interval) || !PyLong_CheckExact(max_notices))
+        return 0;
+    int overflow;
+    long most = PyLong_AsLongAndOverflow(max_notices, &overflow);
+    return PyFloat_AS_DOUBLE(interval) > 0 && (overflow > 0 || most > 0);
+}
+
+/* AggregateApi.try_fold (_aggregate_api.h): filter([notice]) where it would fold the notice and tell nothing. */
+static int try_fold(PyObject *self, PyObject *ts, PyObject *note, PyObject *src, PyObject *dst, PyObject *uid,
+                    PyObject *bytes_sent)
+{
+    PyObject *agg = ((Filter *)self)->aggregator;
+    if (agg == NULL || !folds_at_all(agg) || advance_may_act(agg, ts))
+        return 0;
+    const Fields f = {ts, note, src, dst, uid, bytes_sent};
+    int folded = fold_notice(agg, &f, 1);
+    if (folded > 0 && add_to(agg, aggregator_slot[A_FOLDED], one, "NoticeAggregator.folded") < 0)
+        return -1;
+    return folded;
+}
+
+PyDoc_STRVAR(try_fold_doc, "try_fold(ts, note, src, dst, uid, bytes_sent) -> bool\n\n"
+                           "What a detector's C path asks before it makes a notice (its reference: this filter called\n"
+                           "with the notice): True where the filter would fold the notice and tell nothing (it is\n"
+                           "folded and counted), False where it might do anything else (nothing is changed).");
+
+static PyObject *try_fold_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "try_fold(ts, note, src, dst, uid, bytes_sent)");
+        return NULL;
+    }
+    int folded = try_fold(self, args[0], args[1], args[2], args[3], args[4], args[5]);
+    return folded < 0 ? NULL : PyBool_FromLong(folded);
+}
+
+static PyObject *filter_aggregator(Filter *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->aggregator != NULL ? self->aggregator : Py_None);
+}
+
+static PyMethodDef filter_methods[] = {
+    {"try_fold", (PyCFunction)(void (*)(void))try_fold_py, METH_FASTCALL, try_fold_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef filter_getset[] = {
+    {"aggregator", (getter)filter_aggregator, NULL, "the aggregator it filters for", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject FilterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "icmpsensor.notice._fastaggregate.Filter",
+    .tp_doc = PyDoc_STR("Filter(aggregator)(notices) -> list: filter(aggregator, notices), one C call."),
+    .tp_basicsize = sizeof(Filter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Filter, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = filter_new,
+    .tp_traverse = (traverseproc)filter_traverse,
+    .tp_clear = (inquiry)filter_clear,
+    .tp_dealloc = (destructor)filter_dealloc,
+    .tp_methods = filter_methods,
+    .tp_getset = filter_getset,
+};
+
+static AggregateApi api = {&FilterType, try_fold};
+
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {"filter", (PyCFunction)(void (*)(void))filter, METH_FASTCALL, filter_doc},
@@ -610,5 +748,15 @@ PyMODINIT_FUNC PyInit__fastaggregate(void)
     if (str_advance == NULL || str_to == NULL || str_from == NULL || str_remember == NULL || str_first == NULL || str_last == NULL
         || str_src == NULL || str_dst == NULL || one == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    if (PyType_Ready(&FilterType) < 0)
+        return NULL;
+    PyObject *made = PyModule_Create(&module);
+    PyObject *capsule = made == NULL ? NULL : PyCapsule_New(&api, AGGREGATE_API_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObjectRef(made, "Filter", (PyObject *)&FilterType) < 0
+        || PyModule_AddObject(made, "API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_XDECREF(made);
+        return NULL;
+    }
+    return made;
 }

@@ -204,11 +204,13 @@ class NoticeAggregator:
     def stop_hooks(self) -> tuple[Callable[[str], bool], Callable[[Iterable[Notice]], list[Notice]]]:
         """folds and filter, for a detector's C path to call a packet at a time (Detector.process_many): the C
         functions bound to this aggregator where they are built (no Python frame a call; filter's is list while
-        aggregation is off, as filter answers then), else the methods. Asked again after a reload."""
+        aggregation is off, as filter answers then), else the methods. Asked again after a reload. The C filter
+        (`_fastaggregate.Filter`) also lets the detector's C path fold a notice before it makes it (its try_fold:
+        where filter would fold the notice and tell nothing)."""
         if self._filter_in_c is None:
             return self.folds, self.filter
         assert _fastaggregate is not None
-        return partial(_fastaggregate.folds, self), partial(self._filter_in_c, self) if self.enabled else list
+        return partial(_fastaggregate.folds, self), _fastaggregate.Filter(self) if self.enabled else list
 
     def folds(self, uid: str) -> bool:
         """Whether the flow `uid`'s notices are being folded (its first one was): none of them will be written."""

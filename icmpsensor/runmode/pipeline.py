@@ -167,7 +167,7 @@ class Pipeline:
         clock's jump, a storm's summaries folded as they come)."""
         if self._decoders and len(self.reassembler):
             self._detect_abandoned(self._decoders[-1].expire(now))
-        for notices in self.detector.advance_chunks(now):
+        for notices in self.detector.advance_chunks(now, self.aggregator.stop_hooks()[1]):
             self.emit(notices)
         if self.aggregator.window_start is not None:
             self._write(self.aggregator.advance(now))
@@ -188,7 +188,7 @@ class Pipeline:
         if self._decoders and len(self.reassembler):
             self._detect_abandoned(self._decoders[-1].expire(self.detector.now))
             self._detect_abandoned(self._decoders[-1].flush())
-        for notices in self.detector.flush_chunks():
+        for notices in self.detector.flush_chunks(self.aggregator.stop_hooks()[1]):
             if deadline is not None and time.monotonic() > deadline:
                 self.aggregator.fold_all(DetectionConfig.aggregate_interval)  # the default where it is off
                 deadline = None
@@ -206,7 +206,9 @@ class Pipeline:
         self._detect_observed([], Batch(decoder, b"", b""), [(0, pkt) for pkt in packets])
 
     def emit(self, notices: Iterable[Notice]) -> None:
-        """Write the detector's notices, but those a storm's aggregate folds (notice/aggregate.py)."""
+        """Write the detector's notices, but those a storm's aggregate folds (notice/aggregate.py). The detector's
+        chunks of ended flows (advance, finish) come here as they are made, each before the next is asked for: it is
+        given the filter too (stop_hooks), so that its C path need not make the notices the filter would fold."""
         self._write(self.aggregator.filter(notices))
 
     def _write(self, notices: Iterable[Notice]) -> None:

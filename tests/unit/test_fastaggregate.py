@@ -66,7 +66,26 @@ def state(agg: NoticeAggregator) -> tuple[object, ...]:
             agg._last_folded, agg.aggregates, agg.window_start)
 
 
-def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
+def tried_then_filtered(fast: NoticeAggregator, notices: list[Notice], handed: list[Notice] | None = None
+                        ) -> list[Notice]:
+    """What a detector's C path does with each notice it raises: it asks the C filter's try_fold first, and makes
+    the notice and hands it to the filter (appended to `handed`) only where try_fold declined (having changed
+    nothing: checked but with `handed`)."""
+    _, kept = fast.stop_hooks()
+    out: list[Notice] = []
+    for notice in notices:
+        before = state(fast) if handed is None else None
+        if not hasattr(kept, "try_fold") or not kept.try_fold(notice.ts, notice.note, notice.src, notice.dst,
+                                                               notice.uid, notice.bytes_sent):
+            assert before is None or state(fast) == before
+            out += kept([notice])
+            if handed is not None:
+                handed.append(notice)
+    return out
+
+
+def run_both(config: tuple[float, int, int, int], plan: list[object], try_first: bool = False) -> None:
+    """`try_first`: each notice offered to the C filter's try_fold before it is handed to the filter."""
     interval, max_notices, sample, max_per_note = config
     reference = NoticeAggregator(interval, max_notices, sample, max_per_note, accelerated=False)
     fast = NoticeAggregator(interval, max_notices, sample, max_per_note)
@@ -88,7 +107,9 @@ def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
                 clock += notice.ts
                 batch.append((clock, notice))
             folds, kept = fast.stop_hooks()  # what the detector's C path calls: filter's C loop
-            outs = [reference.filter([at(n, ts) for ts, n in batch]), kept([at(n, ts) for ts, n in batch])]
+            made = [at(n, ts) for ts, n in batch]
+            outs = [reference.filter([at(n, ts) for ts, n in batch]),
+                    tried_then_filtered(fast, made) if try_first else kept(made)]
         assert told(outs[1]) == told(outs[0])
         assert state(fast) == state(reference)
         folds, _ = fast.stop_hooks()
@@ -100,6 +121,16 @@ def run_both(config: tuple[float, int, int, int], plan: list[object]) -> None:
 @given(config=settings_, plan=steps)
 def test_the_c_fold_does_what_the_python_fold_does(config: tuple[float, int, int, int], plan: list[object]) -> None:
     run_both(config, plan)
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 400)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(config=settings_, plan=steps)
+def test_a_notice_try_fold_folds_is_one_the_filter_folds(config: tuple[float, int, int, int],
+                                                          plan: list[object]) -> None:
+    """try_fold (what the detector's C path asks before it makes a notice) folds a notice exactly where filter()
+    would fold it and tell nothing, as filter would; elsewhere it changes nothing, and filter does the rest."""
+    run_both(config, plan, try_first=True)
 
 
 @contextmanager
@@ -119,12 +150,12 @@ def limits(**values: int) -> Iterator[None]:
 
 @settings(max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 200)), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(config=settings_, plan=steps)
-def test_and_so_at_every_limit(config: tuple[float, int, int, int], plan: list[object]) -> None:
+@given(config=settings_, plan=steps, try_first=st.booleans())
+def test_and_so_at_every_limit(config: tuple[float, int, int, int], plan: list[object], try_first: bool) -> None:
     """MAX_UIDS (the oldest eighth forgotten: the C fold hands that step to Python), MAX_KEYS, MAX_PEERS and
-    MAX_PEER_ENTRIES reached within a few notices."""
+    MAX_PEER_ENTRIES reached within a few notices; each notice offered to try_fold first or not."""
     with limits(MAX_UIDS=3, MAX_KEYS=4, MAX_PEERS=2, MAX_PEER_ENTRIES=3):
-        run_both(config, plan)
+        run_both(config, plan, try_first)
 
 
 def test_a_storm_is_folded_alike() -> None:
@@ -142,6 +173,17 @@ def test_a_storm_is_folded_alike() -> None:
     assert state(fast) == state(reference)
     assert told(fast.flush()) == told(reference.flush())
     assert fast.folded == 2 * 20_000 - 20
+    # as the detector's C path asks: each notice offered to try_fold first, the filter handed those it declines
+    reference = NoticeAggregator(60.0, 10, 3, 100, accelerated=False)
+    tried = NoticeAggregator(60.0, 10, 3, 100)
+    handed: list[Notice] = []
+    written = tried_then_filtered(tried, list(storm()), handed)
+    assert told(written) == told(reference.filter(storm()))
+    assert state(tried) == state(reference)
+    # the quota's ten DataExfil and their ten summaries handed to the filter (the first summary tells the DataExfil
+    # folds, QUIET after them), every other notice folded before it was made
+    assert len(handed) == 20 and len(written) == 21
+    assert told(tried.flush()) == told(reference.flush())
 
 
 def test_a_broken_aggregator_is_an_error_not_a_crash() -> None:
@@ -162,7 +204,12 @@ def test_the_hooks_a_detectors_c_path_calls_are_c_functions_bound_to_the_aggrega
     agg = NoticeAggregator(60.0, 1, 3)
     folds, kept = agg.stop_hooks()
     assert folds.func is aggregate._fastaggregate.folds and folds.args == (agg,)  # type: ignore[attr-defined]
-    assert kept.func is aggregate._fastaggregate.filter and kept.args == (agg,)  # type: ignore[attr-defined]
+    assert type(kept) is aggregate._fastaggregate.Filter and kept.aggregator is agg  # type: ignore[attr-defined]
+    for wrong in (lambda: aggregate._fastaggregate.Filter("not an aggregator"), lambda: kept(),
+                  lambda: kept([], []), lambda: kept.try_fold(T0, "ICMP::ICMP_DataExfil"),
+                  lambda: kept(["not a notice"])):
+        with pytest.raises(TypeError):
+            wrong()
     with pytest.raises(TypeError):
         folds(["not hashable"])
     with pytest.raises(TypeError):

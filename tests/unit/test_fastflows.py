@@ -703,10 +703,10 @@ def test_the_flush_ends_flows_a_chunk_at_a_time(flows_count: int) -> None:
     assert state(fast) == state(reference) and not fast._flows and not fast._pending
 
 
-def whole_flush(detector: Detector) -> Iterator[list[Notice]]:
+def whole_flush(detector: Detector, kept: flows.Kept | None = None) -> Iterator[list[Notice]]:
     """The flush before flush_chunks: every flow ended onto one list."""
     due: list[Notice] = []
-    detector._end_flows(due, detector.now, None)
+    detector._end_flows(due, detector.now, None, kept=kept)
     detector._pending.clear()
     yield due
 
@@ -740,6 +740,51 @@ def test_the_pipeline_folds_each_flush_chunk_before_the_next_is_made(tmp_path: P
         else:
             assert max(sizes) >= 3 * flows.FLUSH_CHUNK, sizes
     assert logs[0] == logs[1] and logs[0]
+
+
+def folded_story(detector: Detector, aggregator: NoticeAggregator, packets: list[IcmpPacket | None],
+                 end: str) -> list[tuple[object, ...]]:
+    """What the pipeline writes of a replay of `packets`: process_many over them with the aggregator's stop hooks,
+    then (`end`) the flush's chunks, or the chunks of advance() 1,000 s later, each filtered as it comes, then the
+    aggregates; both handed the filter as the pipeline hands it (flush_chunks, advance_chunks)."""
+    folds, kept = aggregator.stop_hooks()
+    written: list[Notice] = []
+    index = 0
+    while index < len(packets):
+        index, notices = detector.process_many(packets, index, frozenset(), [], folds, kept)
+        written += notices or ()
+        index += index < len(packets)
+    at = detector.now + 1_000.0
+    chunks = detector.flush_chunks(kept) if end == "flush" else detector.advance_chunks(at, kept)
+    for chunk in chunks:
+        written += aggregator.filter(chunk)
+    written += aggregator.flush(detector.now)
+    return notice_values(written)
+
+
+@needs_c
+@pytest.mark.parametrize("end", ["flush", "advance", "gap"])
+def test_a_storms_notices_the_aggregator_folds_are_never_made(end: str) -> None:
+    """With the aggregator's C filter as `kept` (the pipeline's stop hooks), the C path folds a notice the filter
+    would fold and tell nothing of where it would make it (a storm's DataExfil in run(), its summaries in the flush,
+    in a sweep at a replay's gap and in advance's chunks): notice.log, the aggregates and the aggregator's and the
+    detector's state are those of the Python detector and aggregator, and most of the storm's notices are never
+    made (FastPath.unmade)."""
+    packets: list[IcmpPacket | None] = list(storm(3 * flows.FLUSH_CHUNK))
+    if end == "gap":  # a packet 1,000 s later sweeps every flow
+        packets.append(dataclasses.replace(storm(1, target="10.1.0.82", seed=5)[0], ts=packets[-1].ts + 1_000.0))
+    fast = Detector(DetectionConfig(), AllowlistConfig())
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    folding = NoticeAggregator(60.0, 10, 3, 100)
+    reference_folding = NoticeAggregator(60.0, 10, 3, 100, accelerated=False)
+    got = folded_story(fast, folding, packets, end)
+    assert got == folded_story(reference, reference_folding, packets, end)
+    assert state(fast) == state(reference) and folding.folded == reference_folding.folded
+    assert [n[1] for n in got if not n[-1]] == ["ICMP::ICMP_DataExfil", "ICMP::ICMP_ExfilSummary"]  # the aggregates
+    # of 2 x 3,072 notices, all made but the quota's ten DataExfil, the few a due aggregate comes before, and the
+    # summaries of the first chunk of flows ended: the quota's written flows are the oldest, and once a chunk holds a
+    # notice still to be filtered, the rest of the chunk is made (what the filter does with one may change another)
+    assert fast._fast.unmade >= 3 * flows.FLUSH_CHUNK - 20 + 2 * flows.FLUSH_CHUNK, fast._fast.unmade  # type: ignore
 
 
 @pytest.mark.parametrize("accelerated", [True, False])
@@ -2299,6 +2344,8 @@ def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int,
     assert kinds["novel"] > 100 and kinds["stop with notices"] > 0, kinds
     assert (kinds["folded"] > 50) == (max_notices == 3), kinds
     assert (kinds["novel, notices folded"] > 0) == (max_flows == 40), kinds
+    # a DataExfil the aggregator folds (past its quota) is folded before it is made
+    assert (kinds["unmade"] > 50) == (max_notices == 3), kinds
 
 
 @needs_c
@@ -2332,10 +2379,12 @@ def check_listing(fast: Detector, reference: Detector, batch: list[IcmpPacket | 
     folds and state after every call. What it saw, counted."""
     kinds: collections.Counter[str] = collections.Counter()
     index = 0
+    folds, kept = folding.stop_hooks()  # the pipeline's: C functions, the filter one whose try_fold the C path asks
+    unmade = fast._fast.unmade  # type: ignore[attr-defined]
     while index < len(batch):
         observed: list[int] = []
         start = index
-        index, notices = fast.process_many(batch, index, watched, observed, folding.folds, folding.filter)
+        index, notices = fast.process_many(batch, index, watched, observed, folds, kept)
         expected, taken_as_watched = [], set(watched)
         for i in range(start, index):
             pkt = batch[i]
@@ -2363,6 +2412,7 @@ def check_listing(fast: Detector, reference: Detector, batch: list[IcmpPacket | 
             index += 1
         assert state(fast) == state(reference)
         assert folding.folded == reference_folding.folded
+    kinds["unmade"] = fast._fast.unmade - unmade  # type: ignore[attr-defined]
     return kinds
 
 
