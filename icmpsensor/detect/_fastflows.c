@@ -4557,7 +4557,11 @@ typedef struct {
     unsigned char address[16];
     PyObject *text;
 } LastText;
-static LastText last_v4, last_v6; /* address_text's last IPv4 and IPv6 texts, and their addresses */
+typedef struct {
+    LastText entry[2];
+    int older; /* the entry a new text replaces: the one asked for less recently */
+} LastTexts;
+static LastTexts last_v4, last_v6; /* address_text's last two IPv4 and IPv6 texts, and their addresses */
 static Py_ssize_t notice_slot[N_NOTICE], text_slot[N_TEXT_SLOTS], notice_flow_index[N_NOTICE_FLOW];
 static Py_ssize_t all_flow_slot[MAX_FLOW_FIELDS], all_flow_count = -1, new_flow_slot[N_NEW_FLOW];
 
@@ -4632,7 +4636,8 @@ static PyObject *bind_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_XSETREF(uid_pool, Py_NewRef(args[6]));
     v4_embeddable_len = PyBytes_GET_SIZE(args[5]);
     memcpy(v4_embeddable, PyBytes_AS_STRING(args[5]), (size_t)v4_embeddable_len);
-    Py_CLEAR(last_v6.text);
+    Py_CLEAR(last_v6.entry[0].text);
+    Py_CLEAR(last_v6.entry[1].text);
     Py_RETURN_NONE;
 }
 
@@ -4686,19 +4691,26 @@ static Py_ssize_t dotted_quad(const unsigned char *a, char *text)
 }
 
 /* notice.text.addr_text: inet_ntoa's dotted quad for 4 bytes, inet_ntop's text for 16 (as addr_text writes them
- * but where they start with V4_EMBEDDABLE), the Python function for any other. The last IPv4 and the last IPv6
- * address's texts are kept: a storm's notices name one target, each of two notices a flow its source. */
+ * but where they start with V4_EMBEDDABLE), the Python function for any other. The last two IPv4 and the last two
+ * IPv6 addresses' texts are kept: a storm's notices name one target (a text made once, and the same object, which
+ * the aggregator's keys then find by identity), each of two notices a flow its source. */
 
 static PyObject *address_text(PyObject *packed)
 {
     Py_ssize_t n = PyBytes_Check(packed) ? PyBytes_GET_SIZE(packed) : 0;
     const unsigned char *a = (const unsigned char *)(PyBytes_Check(packed) ? PyBytes_AS_STRING(packed) : "");
-    LastText *last = n == 4 ? &last_v4
-                     : n == 16 && memcmp(a, v4_embeddable, (size_t)v4_embeddable_len) != 0 ? &last_v6 : NULL;
-    if (last == NULL)
+    LastTexts *kept = n == 4 ? &last_v4
+                      : n == 16 && memcmp(a, v4_embeddable, (size_t)v4_embeddable_len) != 0 ? &last_v6 : NULL;
+    if (kept == NULL)
         return PyObject_CallOneArg(addr_text_func, packed);
-    if (last->text != NULL && memcmp(a, last->address, (size_t)n) == 0)
-        return Py_NewRef(last->text);
+    for (int i = 0; i < 2; i++) {
+        if (kept->entry[i].text != NULL && memcmp(a, kept->entry[i].address, (size_t)n) == 0) {
+            kept->older = 1 - i;
+            return Py_NewRef(kept->entry[i].text);
+        }
+    }
+    LastText *last = &kept->entry[kept->older];
+    kept->older = 1 - kept->older;
     char text[INET6_ADDRSTRLEN];
     Py_ssize_t length = n == 4 ? dotted_quad(a, text)
                         : inet_ntop(AF_INET6, a, text, sizeof text) != NULL ? (Py_ssize_t)strlen(text) : -1;

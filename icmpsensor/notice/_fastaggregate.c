@@ -274,6 +274,40 @@ static PyObject *new_fold(const Fields *f)
     return fold;
 }
 
+/* The tuple of `count` items (a new reference): the last one made for `last` again where its items are the same
+ * objects (a storm's notices fold under one key, notice after notice), untracked where they are atomic. */
+static PyObject *tuple_again(PyObject **last, PyObject *const *items, Py_ssize_t count)
+{
+    int same = *last != NULL;
+    for (Py_ssize_t i = 0; same && i < count; i++)
+        same = PyTuple_GET_ITEM(*last, i) == items[i];
+    if (same)
+        return Py_NewRef(*last);
+    PyObject *made = PyTuple_New(count);
+    if (made == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++)
+        PyTuple_SET_ITEM(made, i, Py_NewRef(items[i]));
+    Py_XSETREF(*last, Py_NewRef(untracked_if_atomic(made)));
+    return made;
+}
+
+/* The (role, host) a folded flow's uid is remembered under. */
+static PyObject *under_of(PyObject *role, PyObject *host)
+{
+    static PyObject *last;
+    PyObject *items[2] = {role, host};
+    return tuple_again(&last, items, 2);
+}
+
+/* A fold's key, (note, role, host), where its caller did not make it. */
+static PyObject *fold_key(PyObject *note, PyObject *role, PyObject *host)
+{
+    static PyObject *last;
+    PyObject *items[3] = {note, role, host};
+    return tuple_again(&last, items, 3);
+}
+
 /* _fold_under(notice, role, host, uid); `made`, where the caller has it, the key (note, role, host) already. */
 static int fold_under(PyObject *agg, const Fields *f, PyObject *role, PyObject *host, PyObject *uid, PyObject *made)
 {
@@ -285,7 +319,7 @@ static int fold_under(PyObject *agg, const Fields *f, PyObject *role, PyObject *
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._folds is not a dict");
         return -1;
     }
-    PyObject *key = made != NULL ? Py_NewRef(made) : PyTuple_Pack(3, note, role, host);
+    PyObject *key = made != NULL ? Py_NewRef(made) : fold_key(note, role, host);
     if (key == NULL)
         return -1;
     PyObject *fold = PyDict_GetItemWithError(folds, key);
@@ -312,7 +346,7 @@ static int fold_under(PyObject *agg, const Fields *f, PyObject *role, PyObject *
         return -1;
     if (uid == Py_None) /* _remember keeps nothing for a notice without a flow (a summary's, one per packet) */
         return 0;
-    PyObject *under = untracked_if_atomic(PyTuple_Pack(2, role, host)); /* kept until the flow's summary */
+    PyObject *under = under_of(role, host); /* kept until the flow's summary */
     if (under == NULL)
         return -1;
     status = remember(agg, uid, under);
@@ -371,16 +405,18 @@ static int fold_new(PyObject *agg, const Fields *f, PyObject *uid, PyObject *wri
     Py_ssize_t max_notices, to_written, from_written;
     if (long_of(agg, A_MAX_NOTICES, &max_notices) < 0)
         return -1;
-    PyObject *to_key = PyTuple_Pack(3, note, str_to, dst);
-    PyObject *from_key = to_key == NULL ? NULL : PyTuple_Pack(3, note, str_from, src);
+    /* the destination's count first: a storm towards one victim is folded without the source's key made */
+    PyObject *to_key = PyTuple_Pack(3, note, str_to, dst), *from_key = NULL;
     int status = -1;
-    if (from_key == NULL || written_count(written, to_key, &to_written) < 0
-        || written_count(written, from_key, &from_written) < 0)
+    if (to_key == NULL || written_count(written, to_key, &to_written) < 0)
         goto done;
     if (to_written >= max_notices) {
         status = fold_under(agg, f, str_to, dst, uid, to_key) < 0 ? -1 : 1;
         goto done;
     }
+    from_key = PyTuple_Pack(3, note, str_from, src);
+    if (from_key == NULL || written_count(written, from_key, &from_written) < 0)
+        goto done;
     if (from_written >= max_notices) {
         status = fold_under(agg, f, str_from, src, uid, from_key) < 0 ? -1 : 1;
         goto done;
