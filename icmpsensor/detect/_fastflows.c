@@ -4747,17 +4747,25 @@ static int folded_unmade(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
 {
     if (all_flow_count < 0 || !PyObject_TypeCheck(flow, notice_flow_type))
         return 0; /* flow_notice tells */
+    PyObject *uid = flow_uid_of(flow); /* first: it may run Python, after which the slots are read */
+    if (uid == NULL)
+        return -1;
 #define FLOW(field) SLOT(flow, all_flow_slot[notice_flow_index[field]])
     PyObject *src = FLOW(NF_SRC), *dst = FLOW(NF_DST), *orig = FLOW(NF_ORIG), *resp = FLOW(NF_RESP);
     PyObject *other = FLOW(NF_OTHER);
 #undef FLOW
-    if (src == NULL || dst == NULL || orig == NULL || resp == NULL || other == NULL)
+    if (src == NULL || dst == NULL || orig == NULL || resp == NULL || other == NULL) {
+        Py_DECREF(uid);
         return 0;
-    PyObject *uid = flow_uid_of(flow);
-    PyObject *partial = uid == NULL ? NULL : PyNumber_Add(orig, resp); /* Flow.bytes_sent */
+    }
+    PyObject *partial = PyNumber_Add(orig, resp); /* Flow.bytes_sent, added as flow_notice adds it */
     PyObject *sent = partial == NULL ? NULL : PyNumber_Add(partial, other);
+    Py_INCREF(src); /* held: address_text may call addr_text (an address neither 4 nor 16 bytes) */
+    Py_INCREF(dst);
     PyObject *src_text = sent == NULL ? NULL : address_text(src);
     PyObject *dst_text = src_text == NULL ? NULL : address_text(dst);
+    Py_DECREF(src);
+    Py_DECREF(dst);
     int folded = dst_text == NULL ? -1
                  : aggregate_api->try_fold(self->fold_into, ts, note, src_text, dst_text, uid, sent);
     self->unmade += folded > 0;
