@@ -3814,7 +3814,8 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         taken = repeated && Py_IS_TYPE(channels, channels_type)
             && free_seq_step(channels, seq, last_seq, PyFloat_AS_DOUBLE(ts) - PyFloat_AS_DOUBLE(last_request_ts),
                              PyFloat_AS_DOUBLE(ts), &new_stride, &took_token, &due);
-    else if (!repeated && !resized) { /* a timed ping's new sketch, its clock remembered */
+    else if (!repeated && !resized && n > 0) { /* a timed ping's new sketch, its clock remembered (an empty payload:
+                                                  _on_request asks no template, _novelty is not asked) */
         taken = ping_clock(self, flow, (const unsigned char *)PyBytes_AS_STRING(payload), n, ident,
                            PyFloat_AS_DOUBLE(ts), &embedded, &offset);
         if (taken == 0 && options == NULL) { /* another template's payload, or a -p pattern */

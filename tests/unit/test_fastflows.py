@@ -1849,6 +1849,21 @@ def test_both_agree_on_generated_traffic(packets: list[IcmpPacket], max_flows: i
 
 
 @needs_c
+@pytest.mark.parametrize("options", [b"", b"\x07\x03\x04"])
+def test_an_empty_request_after_a_patterns_reply_is_charged_as_the_reference_charges_it(options: bytes) -> None:
+    """A flow whose last sketch is a `ping -p x` reply's (paired by last_request pairing: its run's session the
+    pattern), then an empty request in step: the reference asks no template about an empty payload (nothing novel,
+    nothing ignored, no clock); the C path took it as the pattern run's next payload and counted it ignored. Found by
+    test_both_agree_on_generated_traffic under the CI profile (seen on the session's start too)."""
+    a, b = corpus.packed("203.0.113.9"), corpus.packed("224.0.0.251")
+    packets = [IcmpPacket(T0, a, b, False, 8, 0, 7, 9799, b"", 42, options),
+               IcmpPacket(T0, b, a, False, 0, 0, 7, 9798, b"", 42),
+               IcmpPacket(T0, a, b, False, 0, 0, 7, 0, b"x" * 64, 106),
+               IcmpPacket(T0, a, b, False, 8, 0, 7, 9800, b"", 42)]
+    run_both(packets, dataclasses.replace(DetectionConfig(), reply_pairing="last_request"))
+
+
+@needs_c
 def test_samples_of_pings_reach_the_c_path_and_leave_it() -> None:
     """Repeating pings with replies, a changed payload and a forgotten request: packets the C path handles and
     ones it declines, the two detectors equal throughout."""
