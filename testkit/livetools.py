@@ -599,6 +599,23 @@ LIVE_CASES: dict[str, Callable[[Path], Path]] = {
     "hping3-rand-dest": hping3_rand_dest,
 }
 
+# case -> its capture made in this process (capture()): the live tests run some cases twice, under a live sensor
+# (tests/live/test_capacity_live.py) and replayed (tests/live/test_live_tools.py); a minute of a monitoring library's
+# traffic need be sent once
+_CAPTURED: dict[str, Path] = {}
+
+
+def capture(case: str, workdir: Path, lab: Lab | None = None, *, fresh: bool = False) -> Path:
+    """LIVE_CASES[case]'s capture, the tool run between the lab's namespaces; or, unless `fresh` (a live sensor must
+    see the traffic as it is sent), the one this process made already for the case, where it is still there."""
+    made = _CAPTURED.get(case)
+    if not fresh and made is not None and made.is_file():
+        return made
+    pcap = LIVE_CASES[case](workdir, lab=lab)  # type: ignore[call-arg]
+    _CAPTURED[case] = pcap
+    return pcap
+
+
 # case -> (the host the data leaves from, its peer or "*": any of many); None: benign, no notice at all
 LIVE_EXPECTED: dict[str, tuple[str, str] | None] = {
     **{case: (INSIDE, OUTSIDE) for case in LIVE_CASES},

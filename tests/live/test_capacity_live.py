@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from testkit import livetools, netlab
-from testkit.livetools import INSIDE, LIVE_CASES, LIVE_EXPECTED, LIVE_PROVENANCE, OUTSIDE, capture_summary
+from testkit.livetools import INSIDE, LIVE_EXPECTED, LIVE_PROVENANCE, OUTSIDE, capture_summary
 from testkit.netlab import Lab, Sensor, launch_ready, wait_for
 
 _MISSING = livetools.missing_prerequisite() or netlab.missing_prerequisite()
@@ -58,7 +58,7 @@ def _run(case: str, lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> tuple[li
         pytest.skip(reason)
     sensor = launch_ready(lab, tmp_path, sensors, CONFIG)
     started = time.monotonic()
-    pcap = LIVE_CASES[case](tmp_path / "traffic", lab=lab)  # type: ignore[call-arg]
+    pcap = livetools.capture(case, tmp_path / "traffic", lab, fresh=True)  # sent now: the sensor sees it
     took = time.monotonic() - started
     summary = capture_summary(pcap)
     icmp = sum(n for n, _ in summary.values())
