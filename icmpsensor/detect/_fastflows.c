@@ -3994,29 +3994,25 @@ PyDoc_STRVAR(run_doc,
              "notices, those to write now), the answer is what kept() returns of them, and where that is nothing the\n"
              "packet is not stopped at: it is listed in `observed` as one without notices would be.");
 
-/* Detector._handed_out for run()'s answer () (what was due raised, nothing left to evaluate): the due notices, taken
- * from the detector's list, where there are some and the table is within max_flows; else the answer as it is, for
- * Detector._finish. A new reference, or NULL with an exception. */
+/* Whether run()'s answer is () (what was due raised, nothing left to evaluate) with the table within max_flows:
+ * Detector._finish would only hand out the due notices. */
+static int hands_out_here(FastPath *self, Detector *state, PyObject *answer)
+{
+    return PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 0 && self->exfil.due != NULL
+           && PyDict_GET_SIZE(state->flows) <= self->max_flows;
+}
+
+/* Detector._handed_out for such an answer (hands_out_here): the due notices, taken from the detector's list, where
+ * there are some; else the answer as it is, for Detector._finish. A new reference, or NULL with an exception. */
 static PyObject *handed_out(FastPath *self, Detector *state, PyObject *answer)
 {
     PyObject *due = self->exfil.due;
-    if (!PyTuple_CheckExact(answer) || PyTuple_GET_SIZE(answer) != 0 || due == NULL || PyList_GET_SIZE(due) == 0
-        || PyDict_GET_SIZE(state->flows) > self->max_flows)
+    if (!hands_out_here(self, state, answer) || PyList_GET_SIZE(due) == 0)
         return Py_NewRef(answer);
     PyObject *notices = PyList_GetSlice(due, 0, PyList_GET_SIZE(due));
     if (notices != NULL && PyList_SetSlice(due, 0, PyList_GET_SIZE(due), NULL) < 0)
         Py_CLEAR(notices);
     return notices;
-}
-
-/* Whether handed_out() left run()'s answer () as it is because nothing was due (what the packet raised was folded
- * before it was made, or it raised nothing) with the table within max_flows: Detector._finish would hand out
- * nothing, and the packet leaves its caller nothing to do. */
-static int nothing_due(FastPath *self, Detector *state, PyObject *answer)
-{
-    PyObject *due = self->exfil.due;
-    return PyTuple_CheckExact(answer) && PyTuple_GET_SIZE(answer) == 0 && due != NULL && PyList_GET_SIZE(due) == 0
-           && PyDict_GET_SIZE(state->flows) <= self->max_flows;
 }
 
 /* Appends `index` to the list. 0, or -1 with an exception. */
@@ -4169,12 +4165,13 @@ static PyObject *run_packets(FastPath *self, PyObject *const *args, Py_ssize_t n
         PyObject *answer = handle_packet(self, pkt, &state);
         int novel = answer == Py_True; /* handled, with novel bytes */
         int stop = answer == NULL ? -1 : answer != Py_None && !novel;
-        if (stop > 0) { /* its notices handed out, and kept here: none kept, no stop */
+        if (stop > 0 && kept != NULL && hands_out_here(self, &state, answer)
+            && PyList_GET_SIZE(self->exfil.due) == 0) { /* all it raised folded before it was made (fold_into) */
+            novel = state.last_novel > 0;
+            stop = 0;
+        } else if (stop > 0) { /* its notices handed out, and kept here: none kept, no stop */
             Py_SETREF(answer, handed_out(self, &state, answer));
-            if (answer != NULL && kept != NULL && nothing_due(self, &state, answer)) {
-                novel = state.last_novel > 0; /* all it raised folded before they were made (fold_into) */
-                stop = 0;
-            } else if (answer != NULL && kept != NULL && PyList_CheckExact(answer)) {
+            if (answer != NULL && kept != NULL && PyList_CheckExact(answer)) {
                 Py_SETREF(answer, kept_of(kept, answer));
                 if (answer != NULL && PyList_GET_SIZE(answer) == 0) {
                     novel = state.last_novel > 0;
@@ -4742,6 +4739,15 @@ static int fill_slots(PyObject *obj, const Py_ssize_t *offsets, PyObject **value
     return failed ? -1 : 0;
 }
 
+/* Flow.bytes_sent (orig_bytes + resp_bytes + other_bytes, added in that order), a new reference or NULL. */
+static PyObject *bytes_sent_of(PyObject *orig, PyObject *resp, PyObject *other)
+{
+    PyObject *partial = PyNumber_Add(orig, resp);
+    PyObject *sent = partial != NULL ? PyNumber_Add(partial, other) : NULL;
+    Py_XDECREF(partial);
+    return sent;
+}
+
 /* AggregateApi.try_fold for the notice tagged_notice would make (the flow's uid made, as _notice makes it): 1 folded
  * (counted in `unmade`), 0 not (make it), -1 with an exception. */
 static int folded_unmade(FastPath *self, PyObject *flow, PyObject *ts, PyObject *note)
@@ -4759,8 +4765,7 @@ static int folded_unmade(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
         Py_DECREF(uid);
         return 0;
     }
-    PyObject *partial = PyNumber_Add(orig, resp); /* Flow.bytes_sent, added as flow_notice adds it */
-    PyObject *sent = partial == NULL ? NULL : PyNumber_Add(partial, other);
+    PyObject *sent = bytes_sent_of(orig, resp, other);
     Py_INCREF(src); /* held: address_text may call addr_text (an address neither 4 nor 16 bytes) */
     Py_INCREF(dst);
     PyObject *src_text = sent == NULL ? NULL : address_text(src);
@@ -4771,7 +4776,6 @@ static int folded_unmade(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
                  : aggregate_api->try_fold(self->fold_into, ts, note, src_text, dst_text, uid, sent);
     self->unmade += folded > 0;
     Py_XDECREF(uid);
-    Py_XDECREF(partial);
     Py_XDECREF(sent);
     Py_XDECREF(src_text);
     Py_XDECREF(dst_text);
@@ -4822,9 +4826,7 @@ static PyObject *flow_notice(PyObject *self, PyObject *const *args, Py_ssize_t n
     fill_slots(text, text_slot, text_values, N_TEXT_SLOTS);  /* none is NULL */
 
 #define FLOW(field) PyTuple_GET_ITEM(snapshot, notice_flow_index[field]) /* borrowed from the snapshot */
-    PyObject *partial = PyNumber_Add(FLOW(NF_ORIG), FLOW(NF_RESP)); /* Flow.bytes_sent */
-    PyObject *sent = partial != NULL ? PyNumber_Add(partial, FLOW(NF_OTHER)) : NULL;
-    Py_XDECREF(partial);
+    PyObject *sent = bytes_sent_of(FLOW(NF_ORIG), FLOW(NF_RESP), FLOW(NF_OTHER));
     PyObject *values[N_NOTICE] = {
         [NT_TS] = Py_NewRef(args[1]),
         [NT_NOTE] = Py_NewRef(args[2]),
