@@ -55,6 +55,8 @@ PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "MAX_PEER_ENTRIES, MAX_UIDS, MAX_KEYS, heapq.heappush, heapq.heapreplace, QUIET,\n"
                        "aggregate.PER_PACKET, NEVER_FOLDED and MAX_HOLD.");
 
+static void forget_note_kinds(void);
+
 static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -90,6 +92,7 @@ static PyObject *bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(any_host, Py_NewRef(PyTuple_GET_ITEM(args[5], 1)));
     Py_XSETREF(heappush, Py_NewRef(args[10]));
     Py_XSETREF(heapreplace, Py_NewRef(args[11]));
+    forget_note_kinds();
     Py_RETURN_NONE;
 }
 
@@ -115,6 +118,12 @@ static PyObject *slot_of(PyObject *obj, Py_ssize_t offset, const char *name)
     return value;
 }
 
+/* bool(obj), a str's without a call. */
+static int truth_of(PyObject *obj)
+{
+    return PyUnicode_CheckExact(obj) ? PyUnicode_GET_LENGTH(obj) != 0 : PyObject_IsTrue(obj);
+}
+
 /* obj.slot = value where `value <op> obj.slot` (Py_GT: `if value > obj.slot: obj.slot = value`, a max; Py_LT: a
  * min). */
 static int move_to(PyObject *obj, Py_ssize_t offset, PyObject *value, int op, const char *name)
@@ -122,7 +131,12 @@ static int move_to(PyObject *obj, Py_ssize_t offset, PyObject *value, int op, co
     PyObject *current = slot_of(obj, offset, name);
     if (current == NULL)
         return -1;
-    int beyond = PyObject_RichCompareBool(value, current, op);
+    int beyond;
+    if (PyFloat_CheckExact(value) && PyFloat_CheckExact(current)) /* a clock's: compared as float_richcompare does */
+        beyond = op == Py_GT ? PyFloat_AS_DOUBLE(value) > PyFloat_AS_DOUBLE(current)
+                             : PyFloat_AS_DOUBLE(value) < PyFloat_AS_DOUBLE(current);
+    else
+        beyond = PyObject_RichCompareBool(value, current, op);
     if (beyond > 0)
         set_slot(obj, offset, value);
     return beyond < 0 ? -1 : 0;
@@ -160,7 +174,7 @@ static PyObject *peer_of(const Fields *f, PyObject *role)
 /* _remember(uid, under): `under` a new (role, host) tuple or None (borrowed). */
 static int remember(PyObject *agg, PyObject *uid, PyObject *under)
 {
-    int truth = PyObject_IsTrue(uid);
+    int truth = truth_of(uid);
     if (truth <= 0)
         return truth;
     PyObject *uids = slot_of(agg, aggregator_slot[A_UIDS], "NoticeAggregator._uids");
@@ -193,24 +207,29 @@ static int count(PyObject *agg, const Fields *f, PyObject *fold, PyObject *peer)
         PyErr_SetString(PyExc_TypeError, "fold(): a _Fold's peers is not a set, or its sample or largest a list");
         return -1;
     }
-    int known = PySet_Contains(peers, peer);
-    if (known < 0)
+    Py_ssize_t entries;
+    if (long_of(agg, A_PEER_ENTRIES, &entries) < 0)
         return -1;
-    if (!known) {
-        Py_ssize_t entries;
-        if (long_of(agg, A_PEER_ENTRIES, &entries) < 0)
+    if (PySet_GET_SIZE(peers) < max_peers && entries < max_peer_entries) {
+        /* a peer not kept yet is added: one look-up (PySet_Add of a known peer changes nothing) */
+        Py_ssize_t kept = PySet_GET_SIZE(peers);
+        if (PySet_Add(peers, peer) < 0)
             return -1;
-        if (PySet_GET_SIZE(peers) < max_peers && entries < max_peer_entries) {
+        if (PySet_GET_SIZE(peers) > kept) {
             PyObject *more = PyLong_FromSsize_t(entries + 1);
-            if (more == NULL || PySet_Add(peers, peer) < 0) {
-                Py_XDECREF(more);
+            if (more == NULL) {
+                PySet_Discard(peers, peer);
                 return -1;
             }
             set_slot(agg, aggregator_slot[A_PEER_ENTRIES], more);
             Py_DECREF(more);
-        } else {
-            set_slot(fold, fold_slot[D_CAPPED], Py_True);
         }
+    } else {
+        int known = PySet_Contains(peers, peer);
+        if (known < 0)
+            return -1;
+        if (!known)
+            set_slot(fold, fold_slot[D_CAPPED], Py_True);
     }
     Py_ssize_t sample_size, largest_kept;
     if (long_of(agg, A_SAMPLE, &sample_size) < 0 || long_of(agg, A_LARGEST_KEPT, &largest_kept) < 0)
@@ -406,7 +425,9 @@ static int fold_new(PyObject *agg, const Fields *f, PyObject *uid, PyObject *wri
     if (long_of(agg, A_MAX_NOTICES, &max_notices) < 0)
         return -1;
     /* the destination's count first: a storm towards one victim is folded without the source's key made */
-    PyObject *to_key = PyTuple_Pack(3, note, str_to, dst), *from_key = NULL;
+    static PyObject *last_to_key; /* a storm's notices go to one destination, notice after notice */
+    PyObject *to_items[3] = {note, str_to, dst};
+    PyObject *to_key = tuple_again(&last_to_key, to_items, 3), *from_key = NULL;
     int status = -1;
     if (to_key == NULL || written_count(written, to_key, &to_written) < 0)
         goto done;
@@ -456,12 +477,55 @@ static int fields_of(PyObject *notice, Fields *f)
     return f->bytes_sent == NULL ? -1 : 0;
 }
 
+/* What _fold asks of a notice's note: in NOT_PER_HOST, in PER_PACKET, EXFIL_SUMMARY's (-1: not asked yet). */
+typedef struct {
+    PyObject *note; /* a str the answers are kept for (a strong reference), NULL: none */
+    int per_note, each, summary;
+} NoteKind;
+#define NOTE_KINDS 4 /* a detector raises a few notes: a storm's DataExfil and ExfilSummary */
+static NoteKind note_kinds[NOTE_KINDS];
+static int note_kinds_next;
+
+/* The answers for `note` (*kind), kept for the last NOTE_KINDS str notes (forgotten by bind(): the sets may change);
+ * 0, or -1 with an exception. Only a str's equality is asked before _fold would ask it (it has no side effect). */
+static int note_kind(PyObject *note, NoteKind *kind)
+{
+    for (int i = 0; i < NOTE_KINDS; i++)
+        if (note_kinds[i].note == note && note != NULL) {
+            *kind = note_kinds[i];
+            return 0;
+        }
+    kind->note = NULL;
+    kind->per_note = PySet_Contains(not_per_host, note);
+    kind->each = kind->per_note != 0 ? 0 : PySet_Contains(per_packet, note);
+    kind->summary = -1;
+    if (kind->per_note < 0 || kind->each < 0)
+        return -1;
+    if (!PyUnicode_CheckExact(note))
+        return 0;
+    kind->summary = PyUnicode_Compare(note, summary_note) == 0;
+    if (PyErr_Occurred())
+        return -1;
+    NoteKind *kept = &note_kinds[note_kinds_next];
+    note_kinds_next = (note_kinds_next + 1) % NOTE_KINDS;
+    Py_XSETREF(kept->note, Py_NewRef(note));
+    kept->per_note = kind->per_note, kept->each = kind->each, kept->summary = kind->summary;
+    return 0;
+}
+
+/* bind(): the notes' answers forgotten. */
+static void forget_note_kinds(void)
+{
+    for (int i = 0; i < NOTE_KINDS; i++)
+        Py_CLEAR(note_kinds[i].note);
+}
+
 /* _fold(notice): 1 folded, 0 written, -1 error. `only_folded`: the notice is folded where _fold folds it, and
  * nothing is changed where it writes it (0: the caller then hands the notice to filter(), which writes it). */
 static int fold_notice(PyObject *agg, const Fields *f, int only_folded)
 {
     PyObject *note = f->note, *uid = f->uid;
-    int has_src = PyObject_IsTrue(f->src), has_dst = has_src > 0 ? PyObject_IsTrue(f->dst) : 0;
+    int has_src = truth_of(f->src), has_dst = has_src > 0 ? truth_of(f->dst) : 0;
     if (has_src <= 0 || has_dst <= 0)
         return has_src < 0 || has_dst < 0 ? -1 : 0;
     PyObject *written = slot_of(agg, aggregator_slot[A_WRITTEN], "NoticeAggregator._written");
@@ -473,18 +537,18 @@ static int fold_notice(PyObject *agg, const Fields *f, int only_folded)
         return -1;
     }
     int big = PyObject_RichCompareBool(f->bytes_sent, never_folded, Py_GE);
-    int per_note = big < 0 ? -1 : PySet_Contains(not_per_host, note);
-    if (per_note < 0)
+    NoteKind kind;
+    if (big < 0 || note_kind(note, &kind) < 0)
         return -1;
-    if (per_note) /* a flow bigger than a storm's (big) is written */
+    if (kind.per_note) /* a flow bigger than a storm's (big) is written */
         return big ? 0 : past_note_quota(agg, f, Py_None, written, only_folded);
-    int each = PySet_Contains(per_packet, note); /* raised per packet: not its flow's story, folded as a storm's */
-    int has_uid = each ? 0 : PyObject_IsTrue(uid);
-    if (each < 0 || has_uid < 0)
+    /* kind.each: raised per packet, not its flow's story, folded as a storm's */
+    int has_uid = kind.each ? 0 : truth_of(uid);
+    if (has_uid < 0)
         return -1;
     int summary = 0;
     if (has_uid) {
-        summary = PyObject_RichCompareBool(note, summary_note, Py_EQ);
+        summary = kind.summary >= 0 ? kind.summary : PyObject_RichCompareBool(note, summary_note, Py_EQ);
         if (summary < 0)
             return -1;
     }
@@ -495,7 +559,7 @@ static int fold_notice(PyObject *agg, const Fields *f, int only_folded)
             return -1;
         Py_XINCREF(under);
     }
-    PyObject *flow_uid = summary || each ? Py_None : uid; /* Python: "" (a summary's popped, per packet); false */
+    PyObject *flow_uid = summary || kind.each ? Py_None : uid; /* Python: "" (a summary's popped, per packet); false */
     if (only_folded && (big || under == Py_None)) { /* written: nothing changed */
         Py_XDECREF(under);
         return 0;
@@ -514,7 +578,8 @@ static int fold_notice(PyObject *agg, const Fields *f, int only_folded)
     if (under == Py_None) {
         status = 0; /* the flow's earlier notice was written: so is this one */
     } else if (PyTuple_Check(under) && PyTuple_GET_SIZE(under) == 2) {
-        status = fold_under(agg, f, PyTuple_GET_ITEM(under, 0), PyTuple_GET_ITEM(under, 1), flow_uid, NULL) < 0
+        /* _fold_under(notice, *under): the flow is not remembered again (at MAX_UIDS that forgets the oldest) */
+        status = fold_under(agg, f, PyTuple_GET_ITEM(under, 0), PyTuple_GET_ITEM(under, 1), Py_None, NULL) < 0
                      ? -1 : 1;
     } else {
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._uids holds something else than (role, host)");
