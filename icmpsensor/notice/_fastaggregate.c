@@ -166,6 +166,18 @@ static PyObject *peer_of(const Fields *f, PyObject *role)
     int from = role == str_from || (PyUnicode_Check(role) && PyUnicode_Compare(role, str_from) == 0);
     if (from)
         return Py_NewRef(dst);
+    if (PyUnicode_CheckExact(src) && PyUnicode_CheckExact(dst) && PyUnicode_IS_COMPACT_ASCII(src)
+        && PyUnicode_IS_COMPACT_ASCII(dst)) { /* addresses' texts: copied, not formatted (~1 k instructions less) */
+        Py_ssize_t a = PyUnicode_GET_LENGTH(src), b = PyUnicode_GET_LENGTH(dst);
+        PyObject *pair = PyUnicode_New(a + 2 + b, 127);
+        if (pair != NULL) {
+            Py_UCS1 *text = PyUnicode_1BYTE_DATA(pair);
+            memcpy(text, PyUnicode_1BYTE_DATA(src), (size_t)a);
+            memcpy(text + a, "->", 2);
+            memcpy(text + a + 2, PyUnicode_1BYTE_DATA(dst), (size_t)b);
+        }
+        return pair;
+    }
     return PyUnicode_FromFormat("%S->%S", src, dst);
 }
 
@@ -399,7 +411,9 @@ static int set_count(PyObject *written, PyObject *key, Py_ssize_t value)
  * error. */
 static int past_note_quota(PyObject *agg, const Fields *f, PyObject *uid, PyObject *written, int only_folded)
 {
-    PyObject *key = PyTuple_Pack(3, f->note, any_role, any_host);
+    static PyObject *last_key; /* the note's, notice after notice */
+    PyObject *items[3] = {f->note, any_role, any_host};
+    PyObject *key = tuple_again(&last_key, items, 3);
     if (key == NULL)
         return -1;
     Py_ssize_t count, max_per_note;
