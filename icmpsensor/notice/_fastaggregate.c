@@ -331,12 +331,12 @@ static PyObject *under_of(PyObject *role, PyObject *host)
     return tuple_again(&last, items, 2);
 }
 
-/* A fold's key, (note, role, host), where its caller did not make it. */
-static PyObject *fold_key(PyObject *note, PyObject *role, PyObject *host)
+/* A fold's key, (note, role, host), the one in *last again where its items are (each caller keeps its own: a storm
+ * asks each for one key, notice after notice). */
+static PyObject *fold_key(PyObject **last, PyObject *note, PyObject *role, PyObject *host)
 {
-    static PyObject *last;
     PyObject *items[3] = {note, role, host};
-    return tuple_again(&last, items, 3);
+    return tuple_again(last, items, 3);
 }
 
 /* _fold_under(notice, role, host, uid); `made`, where the caller has it, the key (note, role, host) already. */
@@ -350,7 +350,8 @@ static int fold_under(PyObject *agg, const Fields *f, PyObject *role, PyObject *
         PyErr_SetString(PyExc_TypeError, "fold(): NoticeAggregator._folds is not a dict");
         return -1;
     }
-    PyObject *key = made != NULL ? Py_NewRef(made) : fold_key(note, role, host);
+    static PyObject *last_key;
+    PyObject *key = made != NULL ? Py_NewRef(made) : fold_key(&last_key, note, role, host);
     if (key == NULL)
         return -1;
     PyObject *fold = PyDict_GetItemWithError(folds, key);
@@ -411,9 +412,8 @@ static int set_count(PyObject *written, PyObject *key, Py_ssize_t value)
  * error. */
 static int past_note_quota(PyObject *agg, const Fields *f, PyObject *uid, PyObject *written, int only_folded)
 {
-    static PyObject *last_key; /* the note's, notice after notice */
-    PyObject *items[3] = {f->note, any_role, any_host};
-    PyObject *key = tuple_again(&last_key, items, 3);
+    static PyObject *last_key;
+    PyObject *key = fold_key(&last_key, f->note, any_role, any_host);
     if (key == NULL)
         return -1;
     Py_ssize_t count, max_per_note;
@@ -439,9 +439,8 @@ static int fold_new(PyObject *agg, const Fields *f, PyObject *uid, PyObject *wri
     if (long_of(agg, A_MAX_NOTICES, &max_notices) < 0)
         return -1;
     /* the destination's count first: a storm towards one victim is folded without the source's key made */
-    static PyObject *last_to_key; /* a storm's notices go to one destination, notice after notice */
-    PyObject *to_items[3] = {note, str_to, dst};
-    PyObject *to_key = tuple_again(&last_to_key, to_items, 3), *from_key = NULL;
+    static PyObject *last_to_key;
+    PyObject *to_key = fold_key(&last_to_key, note, str_to, dst), *from_key = NULL;
     int status = -1;
     if (to_key == NULL || written_count(written, to_key, &to_written) < 0)
         goto done;
