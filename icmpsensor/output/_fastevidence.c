@@ -20,7 +20,9 @@
  * run_parts() lists a writer job's run of one link type, its packets' own bytes (evidencewriter.run_parts_py is the
  * reference), and write_all() writes a round's (fd, parts) pairs with writev and the interpreter lock released once
  * for all of them (evidencewriter.write_whole, once a pair, is the reference): the writer's thread, which shares the
- * lock with detection, copies no evidence byte while it holds it.
+ * lock with detection, copies no evidence byte while it holds it. create_all() creates a round's new files with
+ * their headers and close_all() closes finished ones, the lock released once for each call (create_all_py and
+ * close_all_py are the references): the writer takes the lock back once a round, not once a file.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -952,6 +954,195 @@ end:
     return out;
 }
 
+/* -- the writer's files (evidencewriter.create_all_py and close_all_py are the references) ------------------- */
+
+PyDoc_STRVAR(create_all_doc,
+             "create_all(dir_fd, flags, mode, flows) -> list of tuples of int\n\n"
+             "The files of each flow of `flows` (a list of tuples of (name, header) pairs: a flow's files in order)\n"
+             "created in the directory `dir_fd` with open(2)'s `flags` and `mode`, each with its header (bytes) written\n"
+             "whole, the interpreter lock released once for all of them: for each flow a tuple, for each of its files\n"
+             "its descriptor, or -errno of what failed, which ends the tuple (the flow's later files are not created;\n"
+             "a file whose header could not be written is closed).");
+
+#include <fcntl.h>
+
+/* One file of create_all: its name and header, held before the lock is released. */
+typedef struct {
+    const char *name;
+    Py_buffer header;
+    int flow_start; /* the first file of its flow */
+    int result;     /* its descriptor or -errno, once tried (not when an earlier file of its flow failed) */
+    int tried;
+} NewFile;
+
+static int create_one(int dir_fd, int flags, int mode, NewFile *file)
+{
+    int fd;
+    do
+        fd = openat(dir_fd, file->name, flags, mode);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -errno;
+    const char *data = file->header.buf;
+    Py_ssize_t left = file->header.len;
+    while (left > 0) {
+        ssize_t n = write(fd, data, (size_t)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int failure = n < 0 ? errno : EIO;
+            close(fd);
+            return -failure;
+        }
+        data += n;
+        left -= n;
+    }
+    return fd;
+}
+
+/* The files of create_all's flows, each checked and held (its name's text and its header's buffer); how many were
+ * held, which the caller releases, or -1 with an exception. */
+static Py_ssize_t hold_new_files(PyObject *flows, NewFile *files, Py_ssize_t capacity)
+{
+    Py_ssize_t held = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(flows); i++) {
+        PyObject *flow = PyList_GET_ITEM(flows, i);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(flow); j++) {
+            PyObject *pair = PyTuple_GET_ITEM(flow, j);
+            if (held >= capacity || !PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+                PyErr_SetString(PyExc_TypeError, "create_all(): a flow's files must be (name: str, header) pairs");
+                return -held - 1;
+            }
+            Py_ssize_t size;
+            const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &size);
+            if (name == NULL)
+                return -held - 1;
+            if ((Py_ssize_t)strlen(name) != size) {
+                PyErr_SetString(PyExc_ValueError, "create_all(): embedded null byte in a name");
+                return -held - 1;
+            }
+            if (PyObject_GetBuffer(PyTuple_GET_ITEM(pair, 1), &files[held].header, PyBUF_SIMPLE) < 0)
+                return -held - 1;
+            files[held].name = name;
+            files[held].flow_start = j == 0;
+            held++;
+        }
+    }
+    return held;
+}
+
+static PyObject *create_all(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "create_all() takes 4 arguments");
+        return NULL;
+    }
+    int values[3];
+    for (int i = 0; i < 3; i++) {
+        long value = PyLong_AsLong(args[i]);
+        if (value == -1 && PyErr_Occurred())
+            return NULL;
+        if (value < INT_MIN || value > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "create_all(): dir_fd, flags and mode must fit an int");
+            return NULL;
+        }
+        values[i] = (int)value;
+    }
+    PyObject *flows = args[3];
+    if (!PyList_Check(flows)) {
+        PyErr_SetString(PyExc_TypeError, "create_all(): flows must be a list of tuples");
+        return NULL;
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(flows); i++) {
+        if (!PyTuple_Check(PyList_GET_ITEM(flows, i))) {
+            PyErr_SetString(PyExc_TypeError, "create_all(): flows must be a list of tuples");
+            return NULL;
+        }
+        count += PyTuple_GET_SIZE(PyList_GET_ITEM(flows, i));
+    }
+    NewFile *files = PyMem_Calloc((size_t)(count ? count : 1), sizeof(NewFile));
+    if (files == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t held = hold_new_files(flows, files, count);
+    PyObject *out = NULL;
+    if (held >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        int failed = 0;
+        for (Py_ssize_t k = 0; k < held; k++) {
+            failed = files[k].flow_start ? 0 : failed;
+            if (!failed) {
+                files[k].result = create_one(values[0], values[1], values[2], &files[k]);
+                files[k].tried = 1;
+                failed = files[k].result < 0;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        out = PyList_New(PyList_GET_SIZE(flows));
+        for (Py_ssize_t i = 0, k = 0; out != NULL && i < PyList_GET_SIZE(flows); i++) {
+            Py_ssize_t size = PyTuple_GET_SIZE(PyList_GET_ITEM(flows, i)), tried = 0;
+            while (tried < size && files[k + tried].tried)
+                tried++;
+            PyObject *results = PyTuple_New(tried);
+            for (Py_ssize_t j = 0; results != NULL && j < tried; j++) {
+                PyObject *result = PyLong_FromLong(files[k + j].result);
+                if (result == NULL)
+                    Py_CLEAR(results);
+                else
+                    PyTuple_SET_ITEM(results, j, result);
+            }
+            if (results == NULL)
+                Py_CLEAR(out);
+            else
+                PyList_SET_ITEM(out, i, results);
+            k += size;
+        }
+        if (out == NULL) /* the files are there but their descriptors could not be given back: closed */
+            for (Py_ssize_t k = 0; k < held; k++)
+                if (files[k].tried && files[k].result >= 0)
+                    close(files[k].result);
+    }
+    for (Py_ssize_t k = 0; k < (held >= 0 ? held : -held - 1); k++)
+        PyBuffer_Release(&files[k].header);
+    PyMem_Free(files);
+    return out;
+}
+
+PyDoc_STRVAR(close_all_doc, "close_all(fds) -> None\n\n"
+                            "Each descriptor of the list `fds` closed (errors ignored), the interpreter lock released\n"
+                            "once for all of them.");
+
+static PyObject *close_all(PyObject *self, PyObject *fds)
+{
+    (void)self;
+    if (!PyList_Check(fds)) {
+        PyErr_SetString(PyExc_TypeError, "close_all(): a list of descriptors expected");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(fds);
+    int *numbers = PyMem_Calloc((size_t)(count ? count : 1), sizeof(int));
+    if (numbers == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < count; i++) {
+        long fd = PyLong_AsLong(PyList_GET_ITEM(fds, i));
+        if ((fd == -1 && PyErr_Occurred()) || fd < 0 || fd > INT_MAX) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "close_all(): not a file descriptor");
+            PyMem_Free(numbers);
+            return NULL;
+        }
+        numbers[i] = (int)fd;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        close(numbers[i]); /* Linux releases the descriptor even when close fails (EINTR included): not retried */
+    Py_END_ALLOW_THREADS
+    PyMem_Free(numbers);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(run_parts_doc,
              "run_parts(packets, start, sender) -> (end, records, records_size, carried, carried_size)\n\n"
              "The run of HeldPackets of packets[start]'s link type from `start` on (a tuple): where it ends, a list of\n"
@@ -1016,6 +1207,8 @@ static PyMethodDef methods[] = {
     {"record_passed", (PyCFunction)(void (*)(void))record_passed, METH_FASTCALL, record_passed_doc},
     {"run_parts", (PyCFunction)(void (*)(void))run_parts, METH_FASTCALL, run_parts_doc},
     {"write_all", (PyCFunction)write_all, METH_O, write_all_doc},
+    {"create_all", (PyCFunction)(void (*)(void))create_all, METH_FASTCALL, create_all_doc},
+    {"close_all", (PyCFunction)close_all, METH_O, close_all_doc},
     {"bind_recorder", (PyCFunction)(void (*)(void))bind_recorder, METH_FASTCALL, bind_recorder_doc},
     {NULL, NULL, 0, NULL},
 };

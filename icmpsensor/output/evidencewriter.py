@@ -25,7 +25,12 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
   flood's evidence is its capture twice over; docs/performance.md, twenty-third session).
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
-  verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it.
+  verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it. The files of a round's
+  new flows are created together, before its jobs are done, and finished flows' files closed together, each in
+  one call that releases the interpreter lock once (create_all and close_all; create_all_py and close_all_py are
+  the references): an open, header write and close a file each handed the lock back and forth with the
+  detector's thread. A file made for a flow not started yet is neither trimmed nor counted by the disk budget;
+  the files of flows a deadline then drops are closed and removed.
 * **Disk budget.** `max_total_bytes`, counted in the blocks files take on disk: before a write that
   would pass it, the oldest evidence files not being written are deleted (only names as the sensor
   names them: EVIDENCE_NAME); what still does not fit is dropped and counted.
@@ -41,6 +46,7 @@ Counters (`EvidenceStats`, in the stats record and the replay summary): this thr
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
@@ -51,7 +57,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from icmpsensor.accelerators import evidence_extension as _fastevidence
 from icmpsensor.config.schema import EvidenceConfig
@@ -204,10 +210,62 @@ def _on_disk(size: int) -> int:
     return max(1, -(-size // DISK_BLOCK)) * DISK_BLOCK
 
 
-def _create(name: str, dir_fd: int) -> BinaryIO:
-    """A new file in the verified directory, never through a link."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(name, flags, LOG_MODE, dir_fd=dir_fd), "ab", buffering=0)
+# A new file in the verified directory, never through a link; unbuffered (a descriptor): a write is a write call.
+CREATE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+NewFiles = list[tuple[tuple[str, bytes], ...]]  # for each flow, its files in order: (name, header)
+
+
+def create_all_py(dir_fd: int, flags: int, mode: int, flows: NewFiles) -> list[tuple[int, ...]]:
+    """The files of each flow created in order in `dir_fd`, each with its header written whole: for each flow, each
+    file's descriptor, or -errno of what failed, which ends its tuple (_fastevidence.create_all's reference). Every
+    file is checked before any is created: a name that is not text or holds a NUL, a header that is not bytes-like
+    raise."""
+    for files in flows:
+        for name, header in files:
+            if not isinstance(name, str) or "\0" in name:
+                raise (ValueError if isinstance(name, str) else TypeError)(f"create_all: a bad file name: {name!r}")
+            memoryview(header)
+    out = []
+    for files in flows:
+        results: list[int] = []
+        for name, header in files:
+            try:
+                fd = os.open(name, flags, mode, dir_fd=dir_fd)
+            except OSError as error:
+                results.append(-(error.errno or 1))
+                break
+            written = write_whole(fd, [header]) if header else 0
+            if written != len(header):
+                os.close(fd)
+                results.append(written if written < 0 else -errno.EIO)
+                break
+            results.append(fd)
+        out.append(tuple(results))
+    return out
+
+
+def close_all_py(fds: list[int]) -> None:
+    """Each descriptor closed, errors ignored (_fastevidence.close_all's reference)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def create_all(dir_fd: int, flows: NewFiles) -> list[tuple[int, ...]]:
+    """create_all_py's files, with the interpreter lock released once for all of them when the C accelerator is
+    built (a call each would wait for the detector's thread to hand the lock back after each: the writer's open,
+    write and close calls did, ~80 µs of the detector's time a file in a storm of written notices)."""
+    if _fastevidence is None:
+        return create_all_py(dir_fd, CREATE_FLAGS, LOG_MODE, flows)
+    return _fastevidence.create_all(dir_fd, CREATE_FLAGS, LOG_MODE, flows)  # type: ignore[no-any-return]
+
+
+def close_all(fds: list[int]) -> None:
+    """close_all_py's closes, the lock released once for all of them when the C accelerator is built."""
+    if _fastevidence is None:
+        close_all_py(fds)
+    else:
+        _fastevidence.close_all(fds)
 
 
 class _Done:
@@ -220,7 +278,7 @@ _DONE = _Done()
 @dataclass(eq=False)  # a key of the writer's dirty files, by identity
 class _File:
     name: str
-    handle: BinaryIO  # unbuffered: a write is a write call
+    fd: int  # unbuffered: a write is a write call
     size: int = 0  # bytes written and gathered
     gathered: list[bytes] = field(default_factory=list)  # records (or carried bytes) not written yet
     gathered_bytes: int = 0
@@ -261,7 +319,10 @@ class EvidenceWriter:
         self._gathered = 0  # bytes gathered over all files
         # writes made ready this round: file, its parts, their size, its packets
         self._ready: list[tuple[_File, list[bytes], int, int]] = []
-        self._to_close: list[BinaryIO] = []  # files of flows finished this round, closed after its writes
+        self._to_close: list[int] = []  # files of flows finished this round, closed after its writes
+        # files _create_round made for flows not started yet (name -> descriptor): neither trimmed nor counted on
+        # disk until they are; those of flows a round did not start (the deadline) closed and removed at its end
+        self._unstarted: dict[str, int] = {}
         self._trim_hopeless = False  # the last trim could not get within budget: no rescan until a file closes
         # A directory that is already there is verified now, on the caller's thread (OutputError, exit 73, if
         # it is a link or someone else's); one that is not is created with the first file.
@@ -359,13 +420,54 @@ class EvidenceWriter:
         self._trim_hopeless = False
 
     def _do_until_deadline(self, jobs: list[WriteJob]) -> bool:
-        """Do a round's jobs until the stop's deadline; whether it passed (the jobs left are counted)."""
-        for index, job in enumerate(jobs):
-            if self._deadline is not None and time.monotonic() >= self._deadline:
-                self._count_dropped(jobs[index:])
-                return True
-            self._guarded(self._do, job)
-        return False
+        """Do a round's jobs until the stop's deadline; whether it passed (the jobs left are counted). The round's
+        new flows have their files created first, together (none once a deadline is set: a job it drops must not
+        leave files behind)."""
+        created: list[tuple[int, ...] | None] = [None] * len(jobs)
+        if self._deadline is None:
+            self._guarded(self._create_round, jobs, created)
+        try:
+            for index, job in enumerate(jobs):
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    self._count_dropped(jobs[index:])
+                    return True
+                self._guarded(self._do, job, created[index])
+            return False
+        finally:
+            self._guarded(self._remove_unstarted)
+
+    def _create_round(self, jobs: list[WriteJob], created: list[tuple[int, ...] | None]) -> None:
+        """The files of the round's new flows (its jobs with a source), created in one call (create_all), their
+        results into `created` by job; left None where the directory is not there yet (_start counts the error)."""
+        starts = [index for index, job in enumerate(jobs) if job.src]
+        if not starts or not self._directory_ready():
+            return
+        for index, results in zip(starts, create_all(self._dir_fd, [_new_files(jobs[i]) for i in starts]),
+                                  strict=True):
+            created[index] = results
+            self._unstarted.update((name, fd) for (name, _), fd in zip(_new_files(jobs[index]), results, strict=False)
+                                   if fd >= 0)
+
+    def _remove_unstarted(self) -> None:
+        """The files _create_round made for flows the round then did not start (the deadline dropped their jobs),
+        closed and removed: as if never created (those flows are counted in dropped_shutdown_files)."""
+        unstarted, self._unstarted = self._unstarted, {}
+        if unstarted:
+            close_all(list(unstarted.values()))
+        for name in unstarted:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self._dir_fd)
+
+    def _directory_ready(self) -> bool:
+        """The evidence directory open (created and verified the first time); False if it cannot be."""
+        if self._dir_fd < 0:
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.directory, 0o750)
+                self._dir_fd = verify_directory(self.directory)
+            except (OSError, SensorError):
+                return False
+        return True
 
     def _guarded(self, step: Callable[..., None], *args: object) -> None:
         """The writer must outlive a bug as the detector does: counted."""
@@ -408,10 +510,11 @@ class EvidenceWriter:
             self.stats.dropped_shutdown += len(job.packets)
             self.stats.dropped_shutdown_files += bool(job.src)
 
-    def _do(self, job: WriteJob) -> None:
+    def _do(self, job: WriteJob, created: tuple[int, ...] | None = None) -> None:
+        """`created`: the new flow's files, when _create_round made them."""
         flow = self._flows.get(job.uid)
         if job.src:
-            flow = self._start(job)
+            flow = self._start(job, created)
         if flow is not None:
             packets = job.packets
             start = 0
@@ -424,20 +527,23 @@ class EvidenceWriter:
         if job.finish:
             self._finish(job.uid)
 
-    def _start(self, job: WriteJob) -> _Flow | None:
-        try:
-            if self._dir_fd < 0:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(self.directory, 0o750)
-                self._dir_fd = verify_directory(self.directory)
-            carried = _File(job.uid + ".bin", _create(job.uid + ".bin", self._dir_fd))
-        except (OSError, SensorError):
+    def _start(self, job: WriteJob, created: tuple[int, ...] | None = None) -> _Flow | None:
+        """A new flow's files: `created` (_create_round's), else created now; its .bin first, then its pcap."""
+        if created is None:
+            if not self._directory_ready():
+                self.stats.errors += 1
+                return None
+            created = create_all(self._dir_fd, [_new_files(job)])[0]
+        else:
+            for name, _ in _new_files(job):
+                self._unstarted.pop(name, None)
+        if created[0] < 0:
             self.stats.errors += 1
             return None
-        linktype = job.packets[0].linktype if job.packets else job.linktype
-        flow = self._flows[job.uid] = _Flow(job.uid, job.src, linktype, carried)
+        linktype = _first_linktype(job)
+        flow = self._flows[job.uid] = _Flow(job.uid, job.src, linktype, _File(job.uid + ".bin", created[0]))
         self._disk += DISK_BLOCK  # a new file takes a block on disk, however small
-        if self._pcap(flow, linktype) is None:
+        if self._pcap(flow, linktype, created[1]) is None:
             self._finish(job.uid)
             return None
         self.stats.files += 1
@@ -445,20 +551,18 @@ class EvidenceWriter:
             self._finish(next(iter(self._flows)))
         return flow
 
-    def _pcap(self, flow: _Flow, linktype: int) -> _File | None:
-        """The flow's pcap for frames of `linktype`, created with its header the first time."""
+    def _pcap(self, flow: _Flow, linktype: int, created: int | None = None) -> _File | None:
+        """The flow's pcap for frames of `linktype`, created with its header the first time (`created`: its
+        descriptor or -errno, when _start's files came with it)."""
         pcap = flow.pcaps.get(linktype)
         if pcap is not None:
             return pcap
-        name = flow.uid + (".pcap" if linktype == flow.first_linktype else f"-{linktype}.pcap")
-        header = PCAP_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, linktype)
-        try:
-            handle = _create(name, self._dir_fd)
-            handle.write(header)
-        except OSError:
+        name, header = _pcap_file(flow.uid, linktype, flow.first_linktype)
+        fd = create_all(self._dir_fd, [((name, header),)])[0][0] if created is None else created
+        if fd < 0:
             self.stats.errors += 1
             return None
-        pcap = flow.pcaps[linktype] = _File(name, handle, len(header))
+        pcap = flow.pcaps[linktype] = _File(name, fd, len(header))
         self._disk += DISK_BLOCK
         return pcap
 
@@ -533,14 +637,13 @@ class EvidenceWriter:
         if ready:
             self._write_round(ready)
         to_close, self._to_close = self._to_close, []
-        for handle in to_close:
-            with contextlib.suppress(OSError):
-                handle.close()
+        if to_close:
+            close_all(to_close)
 
     def _write_round(self, ready: list[tuple[_File, list[bytes], int, int]]) -> None:
         """The writes of _write_ready, counted: the packets of each written whole, an error for each not."""
         try:
-            writes = [(file.handle.fileno(), parts) for file, parts, _, _ in ready]
+            writes = [(file.fd, parts) for file, parts, _, _ in ready]
             if _fastevidence is not None:
                 written = _fastevidence.write_all(writes)
             else:
@@ -560,7 +663,7 @@ class EvidenceWriter:
         for file in (*flow.pcaps.values(), flow.carried):
             if file.gathered:
                 self._write_out(file)
-            self._to_close.append(file.handle)  # after the round's writes (_write_ready)
+            self._to_close.append(file.fd)  # after the round's writes (_write_ready)
         self._trim_hopeless = False
         if len(self._to_close) >= CLOSE_BATCH:
             self._write_ready()
@@ -586,7 +689,7 @@ class EvidenceWriter:
         found = []
         with contextlib.suppress(OSError), os.scandir(self._dir_fd) as entries:
             for entry in entries:
-                if not EVIDENCE_NAME.fullmatch(entry.name):
+                if not EVIDENCE_NAME.fullmatch(entry.name) or entry.name in self._unstarted:
                     continue
                 with contextlib.suppress(OSError):
                     st = entry.stat(follow_symlinks=False)
@@ -617,6 +720,23 @@ class EvidenceWriter:
             else:
                 self._disk -= size
                 self.stats.deleted += 1
+
+
+def _first_linktype(job: WriteJob) -> int:
+    """The link type a new flow's pcap is named for: its first packet's."""
+    return job.packets[0].linktype if job.packets else job.linktype
+
+
+def _pcap_file(uid: str, linktype: int, first_linktype: int) -> tuple[str, bytes]:
+    """A flow's pcap for frames of `linktype`: its name and header."""
+    name = uid + (".pcap" if linktype == first_linktype else f"-{linktype}.pcap")
+    return name, PCAP_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, linktype)
+
+
+def _new_files(job: WriteJob) -> tuple[tuple[str, bytes], ...]:
+    """A new flow's files, in the order they are created: its .bin (what its source carried), then its pcap."""
+    linktype = _first_linktype(job)
+    return (job.uid + ".bin", b""), _pcap_file(job.uid, linktype, linktype)
 
 
 def _grows(file: _File, more: int) -> int:

@@ -212,3 +212,72 @@ def test_write_all_goes_on_after_a_write_the_system_took_in_part() -> None:
         os.close(read_fd)
         os.close(write_fd)
     assert written == [total] and bytes(got) == b"".join(parts)
+
+
+NAMES = st.sampled_from(["a.bin", "a.pcap", "b.bin", "b.pcap", "link", "dir", "missing/c.pcap"])
+NEW_FILES = st.lists(st.lists(st.tuples(NAMES, st.binary(max_size=40)), min_size=1, max_size=3).map(tuple),
+                     max_size=5)
+
+
+def _created_by(create: str, directory: Path, flows: list[tuple[tuple[str, bytes], ...]]) -> object:
+    """What create_all (C, or its Python reference) gives for `flows` in a fresh directory holding a planted link
+    and a directory: the results with each descriptor replaced by what its file then holds after one more write
+    through it (each a distinct descriptor, writable, appending), and the directory's files and contents."""
+    directory.mkdir()
+    os.symlink("/dev/null", directory / "link")
+    (directory / "dir").mkdir()
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        made = (evidencewriter._fastevidence.create_all(dir_fd, evidencewriter.CREATE_FLAGS, 0o640, flows)
+                if create == "c" else evidencewriter.create_all_py(dir_fd, evidencewriter.CREATE_FLAGS, 0o640, flows))
+    finally:
+        os.close(dir_fd)
+    fds = [fd for results in made for fd in results if fd >= 0]
+    assert len(set(fds)) == len(fds)
+    for fd in fds:
+        os.write(fd, b"+")
+    evidencewriter.close_all(fds) if create == "c" else evidencewriter.close_all_py(fds)
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    results = [tuple("fd" if fd >= 0 else fd for fd in results) for results in made]
+    files = {path.name: (path.stat().st_mode & 0o777, path.read_bytes()) for path in directory.iterdir()
+             if path.is_file() and not path.is_symlink()}
+    return results, files
+
+
+@needs_c
+@settings(max_examples=examples(200), deadline=None)
+@given(flows=NEW_FILES)
+def test_create_all_is_the_reference(tmp_path_factory: pytest.TempPathFactory,
+                                     flows: list[tuple[tuple[str, bytes], ...]]) -> None:
+    """The writer's new files with the interpreter lock released once (_fastevidence.create_all) are those of
+    create_all_py (os.open and os.write, a file at a time): each flow's files created in order with their headers,
+    a name already there (a file of this round, a planted link, a directory) or in a missing directory refused
+    with its errno, which ends the flow's files, the descriptors distinct and open for appending, and close_all
+    closes them as close_all_py does."""
+    root = tmp_path_factory.mktemp("create")
+    c = _created_by("c", root / "c", flows)
+    assert c == _created_by("py", root / "py", flows)
+    results, files = c  # type: ignore[misc]
+    expected = {}
+    for made, files_of in zip(results, flows, strict=True):
+        assert 1 <= len(made) <= len(files_of) and all(r == "fd" for r in made[:-1])
+        assert len(made) == len(files_of) or made[-1] != "fd"
+        expected.update({name: header + b"+" for (name, header), r in zip(files_of, made, strict=False) if r == "fd"})
+    assert {name: content for name, (_, content) in files.items()} == expected
+
+
+@needs_c
+def test_create_all_refuses_what_is_not_a_new_file(tmp_path: Path) -> None:
+    """A name with a NUL (os.open's ValueError), a file that is not a (name, header) pair, a header that is text:
+    raised, as the reference raises, and nothing is created."""
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for flows in ([(("a\0b", b""),)], [(("a",),)], [(("a", "text"),)], [(("a", b""), ("b", "text"))]):
+            for create in (evidencewriter._fastevidence.create_all, evidencewriter.create_all_py):
+                with pytest.raises((ValueError, TypeError)):
+                    create(dir_fd, evidencewriter.CREATE_FLAGS, 0o640, flows)
+    finally:
+        os.close(dir_fd)
+    assert not any(tmp_path.iterdir())
