@@ -26,8 +26,8 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it. The files of a round's
-  new flows are created together, before its jobs are done, and finished flows' files closed together, each in
-  one call that releases the interpreter lock once (create_all and close_all; create_all_py and close_all_py are
+  new flows are created before their jobs are done, CREATE_BATCH flows together, and finished flows' files closed
+  together, each in one call that releases the interpreter lock once (create_all and close_all; create_all_py and close_all_py are
   the references): an open, header write and close a file each handed the lock back and forth with the
   detector's thread. A file made for a flow not started yet is neither trimmed nor counted by the disk budget;
   the files of flows a deadline then drops are closed and removed.
@@ -78,6 +78,10 @@ FILE_CHUNK = 256 * 1024  # a file's gathered records are written once they reach
 PENDING_BYTES = 4 * 1024 * 1024  # records gathered over all files; past it the oldest-gathered file's are written
 JOIN_GRACE = 0.1  # seconds after the deadline close() still waits for the thread (a write in progress)
 MAX_OPEN = 256  # flows whose files this thread holds open (the recorder closes them long before)
+# new flows whose files are created in one call (create_all): at most twice as many descriptors held beside
+# MAX_OPEN's before their jobs start them (a round may hold hundreds of new flows; a systemd unit's soft
+# RLIMIT_NOFILE is 1,024)
+CREATE_BATCH = 32
 CLOSE_BATCH = 64  # files of finished flows left open until the round's writes, at most (then written and closed)
 DISK_BLOCK = 4096  # what a file's size is rounded up to on disk (the common file system block)
 SNAPLEN = 262_144  # the pcap header's snap length: libpcap's largest
@@ -421,27 +425,32 @@ class EvidenceWriter:
 
     def _do_until_deadline(self, jobs: list[WriteJob]) -> bool:
         """Do a round's jobs until the stop's deadline; whether it passed (the jobs left are counted). The round's
-        new flows have their files created first, together (none once a deadline is set: a job it drops must not
-        leave files behind)."""
+        new flows have their files created before their jobs, CREATE_BATCH flows together (none once a deadline is
+        set: a job it drops must not leave files behind)."""
         created: list[tuple[int, ...] | None] = [None] * len(jobs)
-        if self._deadline is None:
-            self._guarded(self._create_round, jobs, created)
+        made_until = 0  # the jobs before it had their new flows' files made together (or none to make)
         try:
             for index, job in enumerate(jobs):
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     self._count_dropped(jobs[index:])
                     return True
+                if index >= made_until and self._deadline is None:
+                    made_until = self._create_next(jobs, index, created)
                 self._guarded(self._do, job, created[index])
             return False
         finally:
             self._guarded(self._remove_unstarted)
 
-    def _create_round(self, jobs: list[WriteJob], created: list[tuple[int, ...] | None]) -> None:
-        """The files of the round's new flows (its jobs with a source), created in one call (create_all), their
-        results into `created` by job; left None where the directory is not there yet (_start counts the error)."""
-        starts = [index for index, job in enumerate(jobs) if job.src]
-        if not starts or not self._directory_ready():
-            return
+    def _create_next(self, jobs: list[WriteJob], start: int, created: list[tuple[int, ...] | None]) -> int:
+        """The files of the next CREATE_BATCH new flows (jobs with a source) from jobs[start] on, created in one
+        call (create_all), their results into `created` by job; where the jobs they cover end. Left None where the
+        directory cannot be made yet or the call failed (_start makes them, and counts the error)."""
+        starts, end = _next_new_flows(jobs, start)
+        if starts and self._directory_ready():
+            self._guarded(self._create_files, jobs, starts, created)
+        return end
+
+    def _create_files(self, jobs: list[WriteJob], starts: list[int], created: list[tuple[int, ...] | None]) -> None:
         for index, results in zip(starts, create_all(self._dir_fd, [_new_files(jobs[i]) for i in starts]),
                                   strict=True):
             created[index] = results
@@ -731,6 +740,18 @@ def _pcap_file(uid: str, linktype: int, first_linktype: int) -> tuple[str, bytes
     """A flow's pcap for frames of `linktype`: its name and header."""
     name = uid + (".pcap" if linktype == first_linktype else f"-{linktype}.pcap")
     return name, PCAP_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, linktype)
+
+
+def _next_new_flows(jobs: list[WriteJob], start: int) -> tuple[list[int], int]:
+    """The indexes of the next CREATE_BATCH jobs with a source (new flows) from jobs[start] on, and where the jobs
+    they cover end."""
+    starts: list[int] = []
+    for index in range(start, len(jobs)):
+        if jobs[index].src:
+            starts.append(index)
+            if len(starts) == CREATE_BATCH:
+                return starts, index + 1
+    return starts, len(jobs)
 
 
 def _new_files(job: WriteJob) -> tuple[tuple[str, bytes], ...]:

@@ -260,8 +260,9 @@ def test_a_rounds_new_files_are_created_together_and_closed_together(tmp_path: P
     """The writer creates the files of a round's new flows in one call and closes finished flows' files in one
     call (create_all, close_all: in C the interpreter lock is released once for all of them; an os.open, header
     write and close each waited for the detector's thread to hand the lock back, ~80 µs of detection a file in a
-    storm of written notices): 40 flows queued before the thread runs cost one create_all for their 80 files and
-    no os.open of an evidence file, and their summaries' closes at most two close_all calls (CLOSE_BATCH)."""
+    storm of written notices): 40 flows queued before the thread runs cost a create_all call for each CREATE_BATCH
+    flows' files and no os.open of an evidence file, and their summaries' closes a close_all call for each
+    CLOSE_BATCH files."""
     created: list[int] = []
     closed: list[int] = []
     opened: list[object] = []
@@ -294,11 +295,37 @@ def test_a_rounds_new_files_are_created_together_and_closed_together(tmp_path: P
         for flow in range(40):
             recorder.attach(notice(flow, 1001.0, EXFIL_SUMMARY.name))
     recorder.close()
-    assert created == [80] and not opened
+    assert created == [2 * evidencewriter.CREATE_BATCH, 2 * (40 - evidencewriter.CREATE_BATCH)] and not opened
     assert closed == [evidencewriter.CLOSE_BATCH, 80 - evidencewriter.CLOSE_BATCH], closed
     assert recorder.stats.files == 40 and recorder.stats.packets == 40 and recorder.stats.errors == 0
     assert pcaps(tmp_path / "evidence") == {f"C{flow:017d}.pcap": 1 for flow in range(40)}
     assert all(p.stat().st_size == 100 for p in (tmp_path / "evidence").glob("*.bin"))
+
+
+def test_a_round_of_many_new_flows_holds_few_descriptors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round of 400 new flows (a storm's notices queued while the writer was busy) has their files made
+    CREATE_BATCH flows at a time: the writer holds at most the files of the flows recording (the recorder's
+    MAX_OPEN_FILES; the oldest closed past it), the finished ones not yet closed (CLOSE_BATCH) and one batch not
+    started yet, not 800 new files at once (a systemd unit's soft RLIMIT_NOFILE is 1,024)."""
+    peak: list[int] = []
+    real_create = evidencewriter.create_all
+
+    def counted(dir_fd: int, flows: evidencewriter.NewFiles) -> list[tuple[int, ...]]:
+        out = real_create(dir_fd, flows)
+        peak.append(len(os.listdir("/proc/self/fd")))
+        return out
+
+    monkeypatch.setattr(evidencewriter, "create_all", counted)
+    before = len(os.listdir("/proc/self/fd"))
+    recorder = EvidenceRecorder(str(tmp_path), config(max_files_per_minute=1000))
+    with recorder.writer._cond:
+        for flow in range(400):
+            alert(recorder, flow, 1000.0 + flow / 1000)
+    recorder.close()
+    assert recorder.stats.files == 400 and recorder.stats.errors == 0
+    # the recorder keeps MAX_OPEN_FILES flows recording (the writer's MAX_OPEN is a backstop); 64: a batch's files
+    bound = 2 * (MAX_OPEN_FILES + 1) + evidencewriter.CLOSE_BATCH + 64
+    assert len(peak) > 1 and max(peak) - before <= bound + 5, (len(peak), max(peak), before)
 
 
 def test_files_made_for_flows_the_deadline_drops_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
