@@ -26,11 +26,11 @@ waits for a disk (the recorder, output/evidence.py, decides what to write and ha
 * **Directory.** One the recorder verified at start, or that this thread creates and verifies (a real
   directory, not a link, owned by this user and writable by nobody else; output/logfile.py
   verify_directory); every file is created new (O_EXCL, O_NOFOLLOW) relative to it. The files of a round's
-  new flows are created before their jobs are done, CREATE_BATCH flows together, and finished flows' files closed
-  together, each in one call that releases the interpreter lock once (create_all and close_all; create_all_py and close_all_py are
-  the references): an open, header write and close a file each handed the lock back and forth with the
-  detector's thread. A file made for a flow not started yet is neither trimmed nor counted by the disk budget;
-  the files of flows a deadline then drops are closed and removed.
+  new flows are created before their jobs are done, CREATE_BATCH flows together, and finished flows' files
+  closed together, each in one call that releases the interpreter lock once (create_all and close_all;
+  create_all_py and close_all_py are the references): an open, header write and close a file each handed the
+  lock back and forth with the detector's thread. A file made for a flow not started yet is neither trimmed
+  nor counted by the disk budget; the files of flows a deadline then drops are closed and removed.
 * **Disk budget.** `max_total_bytes`, counted in the blocks files take on disk: before a write that
   would pass it, the oldest evidence files not being written are deleted (only names as the sensor
   names them: EVIDENCE_NAME); what still does not fit is dropped and counted.
