@@ -968,7 +968,7 @@ PyDoc_STRVAR(create_all_doc,
 
 /* One file of create_all: its name and header, held before the lock is released. */
 typedef struct {
-    const char *name;
+    const char *name; /* its str's UTF-8, kept by create_all's copy of the list */
     Py_buffer header;
     int flow_start; /* the first file of its flow */
     int result;     /* its descriptor or -errno, once tried (not when an earlier file of its flow failed) */
@@ -1050,22 +1050,28 @@ static PyObject *create_all(PyObject *self, PyObject *const *args, Py_ssize_t na
         }
         values[i] = (int)value;
     }
-    PyObject *flows = args[3];
-    if (!PyList_Check(flows)) {
+    if (!PyList_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError, "create_all(): flows must be a list of tuples");
         return NULL;
     }
+    /* a copy of the list: its tuples (and their names and headers) stay as they are while the lock is released */
+    PyObject *flows = PyList_GetSlice(args[3], 0, PY_SSIZE_T_MAX);
+    if (flows == NULL)
+        return NULL;
     Py_ssize_t count = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(flows); i++) {
         if (!PyTuple_Check(PyList_GET_ITEM(flows, i))) {
             PyErr_SetString(PyExc_TypeError, "create_all(): flows must be a list of tuples");
+            Py_DECREF(flows);
             return NULL;
         }
         count += PyTuple_GET_SIZE(PyList_GET_ITEM(flows, i));
     }
     NewFile *files = PyMem_Calloc((size_t)(count ? count : 1), sizeof(NewFile));
-    if (files == NULL)
+    if (files == NULL) {
+        Py_DECREF(flows);
         return PyErr_NoMemory();
+    }
     Py_ssize_t held = hold_new_files(flows, files, count);
     PyObject *out = NULL;
     if (held >= 0) {
@@ -1107,6 +1113,7 @@ static PyObject *create_all(PyObject *self, PyObject *const *args, Py_ssize_t na
     for (Py_ssize_t k = 0; k < (held >= 0 ? held : -held - 1); k++)
         PyBuffer_Release(&files[k].header);
     PyMem_Free(files);
+    Py_DECREF(flows);
     return out;
 }
 
