@@ -885,6 +885,20 @@ static void write_item(WriteItem *item, struct iovec *iov)
     }
 }
 
+/* A file descriptor given as an int (write_all's and close_all's): 0 and *out set, or -1 with an exception. */
+static int fd_of(PyObject *value, const char *caller, int *out)
+{
+    long fd = PyLong_AsLong(value);
+    if (fd == -1 && PyErr_Occurred())
+        return -1;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s(): not a file descriptor", caller);
+        return -1;
+    }
+    *out = (int)fd;
+    return 0;
+}
+
 static PyObject *write_all(PyObject *self, PyObject *writes)
 {
     (void)self;
@@ -912,14 +926,10 @@ static PyObject *write_all(PyObject *self, PyObject *writes)
     }
     for (Py_ssize_t i = 0; i < count; i++) { /* every buffer held before the lock is released */
         PyObject *item = PyList_GET_ITEM(writes, i), *list = PyTuple_GET_ITEM(item, 1);
-        long fd = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
-        if (fd == -1 && PyErr_Occurred())
+        int fd;
+        if (fd_of(PyTuple_GET_ITEM(item, 0), "write_all", &fd) < 0)
             goto end;
-        if (fd < 0 || fd > INT_MAX) {
-            PyErr_SetString(PyExc_ValueError, "write_all(): not a file descriptor");
-            goto end;
-        }
-        items[i] = (WriteItem){(int)fd, viewed, 0, 0, 0};
+        items[i] = (WriteItem){fd, viewed, 0, 0, 0};
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(list) && viewed < parts; j++) { /* parts: the arrays' size */
             if (PyObject_GetBuffer(PyList_GET_ITEM(list, j), &views[viewed], PyBUF_SIMPLE) < 0)
                 goto end;
@@ -975,6 +985,8 @@ typedef struct {
     int tried;
 } NewFile;
 
+/* A file of create_all: opened, its header written whole (write_all's write_item); its descriptor or -errno (a
+ * file whose header could not be written is closed). */
 static int create_one(int dir_fd, int flags, int mode, NewFile *file)
 {
     int fd;
@@ -983,21 +995,13 @@ static int create_one(int dir_fd, int flags, int mode, NewFile *file)
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -errno;
-    const char *data = file->header.buf;
-    Py_ssize_t left = file->header.len;
-    while (left > 0) {
-        ssize_t n = write(fd, data, (size_t)left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int failure = n < 0 ? errno : EIO;
-            close(fd);
-            return -failure;
-        }
-        data += n;
-        left -= n;
-    }
-    return fd;
+    struct iovec header = {file->header.buf, (size_t)file->header.len};
+    WriteItem item = {fd, 0, 1, file->header.len, 0};
+    write_item(&item, &header);
+    if (item.done == file->header.len)
+        return fd;
+    close(fd);
+    return item.done < 0 ? (int)item.done : -EIO;
 }
 
 /* The files of create_all's flows, each checked and held (its name's text and its header's buffer); how many were
@@ -1133,14 +1137,10 @@ static PyObject *close_all(PyObject *self, PyObject *fds)
     if (numbers == NULL)
         return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < count; i++) {
-        long fd = PyLong_AsLong(PyList_GET_ITEM(fds, i));
-        if ((fd == -1 && PyErr_Occurred()) || fd < 0 || fd > INT_MAX) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "close_all(): not a file descriptor");
+        if (fd_of(PyList_GET_ITEM(fds, i), "close_all", &numbers[i]) < 0) {
             PyMem_Free(numbers);
             return NULL;
         }
-        numbers[i] = (int)fd;
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++)

@@ -324,9 +324,10 @@ class EvidenceWriter:
         # writes made ready this round: file, its parts, their size, its packets
         self._ready: list[tuple[_File, list[bytes], int, int]] = []
         self._to_close: list[int] = []  # files of flows finished this round, closed after its writes
-        # files _create_round made for flows not started yet (name -> descriptor): neither trimmed nor counted on
-        # disk until they are; those of flows a round did not start (the deadline) closed and removed at its end
-        self._unstarted: dict[str, int] = {}
+        # files _create_files made for flows not started yet (uid -> its files' names and descriptors): neither
+        # trimmed nor counted on disk until they are; those of flows a round did not start (the deadline) closed
+        # and removed at its end
+        self._unstarted: dict[str, list[tuple[str, int]]] = {}
         self._trim_hopeless = False  # the last trim could not get within budget: no rescan until a file closes
         # A directory that is already there is verified now, on the caller's thread (OutputError, exit 73, if
         # it is a link or someone else's); one that is not is created with the first file.
@@ -451,19 +452,21 @@ class EvidenceWriter:
         return end
 
     def _create_files(self, jobs: list[WriteJob], starts: list[int], created: list[tuple[int, ...] | None]) -> None:
-        for index, results in zip(starts, create_all(self._dir_fd, [_new_files(jobs[i]) for i in starts]),
-                                  strict=True):
+        new_files = [_new_files(jobs[i]) for i in starts]
+        for index, files, results in zip(starts, new_files, create_all(self._dir_fd, new_files), strict=True):
             created[index] = results
-            self._unstarted.update((name, fd) for (name, _), fd in zip(_new_files(jobs[index]), results, strict=False)
-                                   if fd >= 0)
+            made = [(name, fd) for (name, _), fd in zip(files, results, strict=False) if fd >= 0]
+            if made:
+                self._unstarted.setdefault(jobs[index].uid, []).extend(made)
 
     def _remove_unstarted(self) -> None:
-        """The files _create_round made for flows the round then did not start (the deadline dropped their jobs),
+        """The files _create_files made for flows the round then did not start (the deadline dropped their jobs),
         closed and removed: as if never created (those flows are counted in dropped_shutdown_files)."""
-        unstarted, self._unstarted = self._unstarted, {}
+        unstarted = [file for files in self._unstarted.values() for file in files]
+        self._unstarted = {}
         if unstarted:
-            close_all(list(unstarted.values()))
-        for name in unstarted:
+            close_all([fd for _, fd in unstarted])
+        for name, _ in unstarted:
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=self._dir_fd)
 
@@ -520,7 +523,7 @@ class EvidenceWriter:
             self.stats.dropped_shutdown_files += bool(job.src)
 
     def _do(self, job: WriteJob, created: tuple[int, ...] | None = None) -> None:
-        """`created`: the new flow's files, when _create_round made them."""
+        """`created`: the new flow's files, when _create_files made them."""
         flow = self._flows.get(job.uid)
         if job.src:
             flow = self._start(job, created)
@@ -537,15 +540,14 @@ class EvidenceWriter:
             self._finish(job.uid)
 
     def _start(self, job: WriteJob, created: tuple[int, ...] | None = None) -> _Flow | None:
-        """A new flow's files: `created` (_create_round's), else created now; its .bin first, then its pcap."""
+        """A new flow's files: `created` (_create_files's), else created now; its .bin first, then its pcap."""
         if created is None:
             if not self._directory_ready():
                 self.stats.errors += 1
                 return None
             created = create_all(self._dir_fd, [_new_files(job)])[0]
         else:
-            for name, _ in _new_files(job):
-                self._unstarted.pop(name, None)
+            self._unstarted.pop(job.uid, None)
         if created[0] < 0:
             self.stats.errors += 1
             return None
@@ -695,10 +697,11 @@ class EvidenceWriter:
         takes a block each."""
         if self._dir_fd < 0:
             return []
+        unstarted = {name for files in self._unstarted.values() for name, _ in files}
         found = []
         with contextlib.suppress(OSError), os.scandir(self._dir_fd) as entries:
             for entry in entries:
-                if not EVIDENCE_NAME.fullmatch(entry.name) or entry.name in self._unstarted:
+                if not EVIDENCE_NAME.fullmatch(entry.name) or entry.name in unstarted:
                     continue
                 with contextlib.suppress(OSError):
                     st = entry.stat(follow_symlinks=False)

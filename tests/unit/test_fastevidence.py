@@ -10,6 +10,7 @@ import signal
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -219,24 +220,24 @@ NEW_FILES = st.lists(st.lists(st.tuples(NAMES, st.binary(max_size=40)), min_size
                      max_size=5)
 
 
-def _created_by(create: str, directory: Path, flows: list[tuple[tuple[str, bytes], ...]]) -> object:
-    """What create_all (C, or its Python reference) gives for `flows` in a fresh directory holding a planted link
-    and a directory: the results with each descriptor replaced by what its file then holds after one more write
-    through it (each a distinct descriptor, writable, appending), and the directory's files and contents."""
+def _created_by(create: Callable[..., list[tuple[int, ...]]], close: Callable[[list[int]], None], directory: Path,
+                flows: list[tuple[tuple[str, bytes], ...]]) -> object:
+    """What `create` (create_all in C, or its Python reference) gives for `flows` in a fresh directory holding a
+    planted link and a directory, and `close` then does: the results with each descriptor replaced by "fd" (each a
+    distinct descriptor, written through once more, then closed), and the directory's files and contents."""
     directory.mkdir()
     os.symlink("/dev/null", directory / "link")
     (directory / "dir").mkdir()
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        made = (evidencewriter._fastevidence.create_all(dir_fd, evidencewriter.CREATE_FLAGS, 0o640, flows)
-                if create == "c" else evidencewriter.create_all_py(dir_fd, evidencewriter.CREATE_FLAGS, 0o640, flows))
+        made = create(dir_fd, evidencewriter.CREATE_FLAGS, 0o640, flows)
     finally:
         os.close(dir_fd)
     fds = [fd for results in made for fd in results if fd >= 0]
     assert len(set(fds)) == len(fds)
     for fd in fds:
         os.write(fd, b"+")
-    evidencewriter.close_all(fds) if create == "c" else evidencewriter.close_all_py(fds)
+    close(fds)
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
@@ -257,8 +258,9 @@ def test_create_all_is_the_reference(tmp_path_factory: pytest.TempPathFactory,
     with its errno, which ends the flow's files, the descriptors distinct and open for appending, and close_all
     closes them as close_all_py does."""
     root = tmp_path_factory.mktemp("create")
-    c = _created_by("c", root / "c", flows)
-    assert c == _created_by("py", root / "py", flows)
+    fast = evidencewriter._fastevidence
+    c = _created_by(fast.create_all, fast.close_all, root / "c", flows)
+    assert c == _created_by(evidencewriter.create_all_py, evidencewriter.close_all_py, root / "py", flows)
     results, files = c  # type: ignore[misc]
     expected = {}
     for made, files_of in zip(results, flows, strict=True):
