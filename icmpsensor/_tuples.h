@@ -9,6 +9,7 @@
 #define ICMPSENSOR_TUPLES_H
 
 #include <Python.h>
+#include <string.h>
 
 /* `tuple` (a new reference, or NULL), untracked where no item may be tracked: each an object the collector never
  * tracks (bytes, str, int, float, None, a bool...) or a tuple it does not track (_PyObject_GC_MAY_BE_TRACKED's rule,
@@ -40,6 +41,23 @@ static inline PyObject *untracked_list_if_atomic(PyObject *list)
     }
     PyObject_GC_UnTrack(list);
     return list;
+}
+
+/* The key of a host pair, the same for both directions (output/evidence.py pair_key: the lower address first), a new
+ * reference, or NULL with an exception: the evidence recorder's rings, recordings and watched pairs are keyed by it
+ * (untracked_if_atomic where it is kept), and the detector's run looks its packets' pairs up in them by it. */
+static inline PyObject *pair_key_new(PyObject *src, PyObject *dst)
+{
+    int ordered;
+    if (PyBytes_CheckExact(src) && PyBytes_CheckExact(dst)) { /* bytes' <=, without the rich comparison's calls */
+        Py_ssize_t a = PyBytes_GET_SIZE(src), b = PyBytes_GET_SIZE(dst);
+        int order = memcmp(PyBytes_AS_STRING(src), PyBytes_AS_STRING(dst), (size_t)(a < b ? a : b));
+        ordered = order < 0 || (order == 0 && a <= b);
+    } else
+        ordered = PyObject_RichCompareBool(src, dst, Py_LE);
+    if (ordered < 0)
+        return NULL;
+    return ordered ? PyTuple_Pack(2, src, dst) : PyTuple_Pack(2, dst, src);
 }
 
 #endif

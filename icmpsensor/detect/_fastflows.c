@@ -3981,7 +3981,8 @@ static PyObject *fast_handle(FastPath *self, PyObject *pkt)
 PyDoc_STRVAR(run_doc,
              "run(packets, start, watched[, observed[, folds[, kept]]]) -> (index, answer)\n\n"
              "handle() for packets[start:] (a list; None items skipped) while it returns None for a packet of a\n"
-             "pair not in `watched` (a set of (src, dst)): (index, answer) for the first packet it answered\n"
+             "pair not in `watched` (a set of pair keys: output/evidence.py pair_key(src, dst)): (index, answer) for\n"
+             "the first packet it answered\n"
              "otherwise (answer: handle()'s; None when the packet is of a watched pair), or (len(packets), None).\n"
              "With `observed` (a list), a packet of a watched pair handle() returned None or True for is not\n"
              "stopped at: its index is appended to it. With `folds` too (not None: a function of a flow's uid, whether\n"
@@ -4025,11 +4026,15 @@ static int append_index(PyObject *list, Py_ssize_t index)
 }
 
 /* Whether the evidence recorder is shown a packet with novel bytes of a pair not watched (Pipeline._detect_observed):
- * not where the pair's flow has a uid whose notices folds(uid) says are folded (NoticeAggregator.folds). 1, 0, or -1
- * with an exception. */
-static int novel_shown(Detector *state, PyObject *pair, PyObject *folds)
+ * not where the pair's flow (of `src` to `dst`) has a uid whose notices folds(uid) says are folded
+ * (NoticeAggregator.folds). `key`: the pair's pair_key. 1, 0, or -1 with an exception. */
+static int novel_shown(Detector *state, PyObject *src, PyObject *dst, PyObject *key, PyObject *folds)
 {
+    PyObject *pair = PyTuple_GET_ITEM(key, 0) == src ? Py_NewRef(key) : PyTuple_Pack(2, src, dst);
+    if (pair == NULL)
+        return -1;
     PyObject *flow = PyDict_GetItemWithError(state->flows, pair);
+    Py_DECREF(pair);
     if (flow == NULL)
         return PyErr_Occurred() ? -1 : 1;
     Py_INCREF(flow);
@@ -4051,10 +4056,10 @@ static int novel_shown(Detector *state, PyObject *pair, PyObject *folds)
     return shown;
 }
 
-/* What run() does with a packet handle_packet() answered None or True for (`novel`: with novel bytes) of `pair`: 1,
- * stop at it; 0, go on, listed in `observed` where the evidence recorder is to see it. `listed`: the pairs whose packet
- * with novel bytes was listed in this call (made here the first time), both directions, taken as watched from then
- * on.
+/* What run() does with a packet handle_packet() answered None or True for (`novel`: with novel bytes) of `src` to
+ * `dst`, whose pair_key is `key`: 1, stop at it; 0, go on, listed in `observed` where the evidence recorder is to see
+ * it. `listed`: the pairs (their keys) whose packet with novel bytes was listed in this call and that `watched` did not
+ * hold (made here the first time), taken as watched from then on.
  * Without `folds`, a watched pair's packet is listed as its index (the pair has a ring or a recording, which take its
  * packets whatever their novel bytes) and one with novel bytes of another pair stopped at. With it, the recorder's rings
  * can come and go within the call (a listed packet may start one, and the one it starts evict another's), so each
@@ -4062,12 +4067,18 @@ static int novel_shown(Detector *state, PyObject *pair, PyObject *folds)
  * (nothing, where the pair has neither), and as its index, or not at all where the pair is not watched or listed, one
  * with novel bytes of a flow whose notices are folded (the recorder is not shown those but for a watched pair).
  * -1 with an exception. */
-static int run_step(Detector *state, PyObject *pair, int novel, PyObject *watched, PyObject *observed,
-                    PyObject *folds, PyObject **listed, Py_ssize_t index)
+static int run_step(Detector *state, PyObject *src, PyObject *dst, PyObject *key, int novel, PyObject *watched,
+                    PyObject *observed, PyObject *folds, PyObject **listed, Py_ssize_t index)
 {
-    int taken = PySet_Contains(watched, pair);
+    int shown = folds != NULL && novel ? novel_shown(state, src, dst, key, folds) : 0;
+    int taken = shown < 0 ? -1 : PySet_Contains(watched, key);
+    if (shown > 0 && taken == 0) { /* the recorder may start the pair's ring: its later packets are the ring's */
+        if (*listed == NULL && (*listed = PySet_New(NULL)) == NULL)
+            return -1;
+        return PySet_Add(*listed, key) < 0 ? -1 : append_index(observed, ~index);
+    }
     if (taken == 0 && *listed != NULL)
-        taken = PySet_Contains(*listed, pair);
+        taken = PySet_Contains(*listed, key);
     if (taken < 0)
         return -1;
     if (folds == NULL) {
@@ -4075,18 +4086,9 @@ static int run_step(Detector *state, PyObject *pair, int novel, PyObject *watche
             return observed == NULL ? 1 : append_index(observed, index);
         return novel;
     }
-    int shown = novel ? novel_shown(state, pair, folds) : 0;
-    if (shown < 0)
-        return -1;
-    if (!shown)
-        return taken ? append_index(observed, index) : 0;
-    if (*listed == NULL && (*listed = PySet_New(NULL)) == NULL)
-        return -1;
-    /* both directions, as the recorder watches a ring's pair: the replies after it are the ring's too */
-    PyObject *reverse = PyTuple_Pack(2, PyTuple_GET_ITEM(pair, 1), PyTuple_GET_ITEM(pair, 0));
-    int added = reverse == NULL || PySet_Add(*listed, pair) < 0 || PySet_Add(*listed, reverse) < 0 ? -1 : 0;
-    Py_XDECREF(reverse);
-    return added < 0 ? -1 : append_index(observed, ~index);
+    if (shown)
+        return append_index(observed, ~index);
+    return taken ? append_index(observed, index) : 0;
 }
 
 /* The due notices run() handed out (`given`, a list) kept by `kept` (a new list), or NULL with an exception. */
@@ -4181,9 +4183,10 @@ static PyObject *run_packets(FastPath *self, PyObject *const *args, Py_ssize_t n
             stop = answer == NULL ? -1 : stop;
         }
         if (stop == 0 && ((novel && folds != NULL) || PySet_GET_SIZE(watched) || listed != NULL)) {
-            PyObject *pair = PyTuple_Pack(2, SLOT(pkt, packet_slot[P_SRC]), SLOT(pkt, packet_slot[P_DST]));
-            stop = pair == NULL ? -1 : run_step(&state, pair, novel, watched, observed, folds, &listed, i);
-            Py_XDECREF(pair);
+            PyObject *src = SLOT(pkt, packet_slot[P_SRC]), *dst = SLOT(pkt, packet_slot[P_DST]);
+            PyObject *key = pair_key_new(src, dst);
+            stop = key == NULL ? -1 : run_step(&state, src, dst, key, novel, watched, observed, folds, &listed, i);
+            Py_XDECREF(key);
         } else if (stop == 0)
             stop = novel; /* novel bytes of a pair not watched: the caller decides whether they are recorded */
         Py_DECREF(pkt);

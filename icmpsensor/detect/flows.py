@@ -241,7 +241,8 @@ class FlowDetector:
         """process() for the next packet of packets[start:] (None items skipped): (its index, its notices), or
         (len(packets), None) when there is none. A detector that can take several packets at once returns the
         first one whose caller has more to do than nothing: notices, novel bytes (last_novel), or a pair in
-        `watched`; it has processed the packets before it, with none of those. Given `observed`, it may go past
+        `watched` (a set of pair keys, output/evidence.py pair_key: one for both directions); it has processed the
+        packets before it, with none of those. Given `observed`, it may go past
         the packets of a pair in `watched` without notices, novel bytes or not (the evidence recorder holds a
         watched pair's packets whatever they carried), appending their indexes to it. Given `folds` too (whether
         the notices of the flow with a uid are folded: NoticeAggregator.folds), it may go past a packet with novel

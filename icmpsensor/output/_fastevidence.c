@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "../_slots.h"
+#include "../_tuples.h"
 
 #define META_SIZE 16   /* source/batch.py BATCH_META: "=IIII" */
 #define RECORD_SIZE 16 /* evidencewriter.RECORD: seconds, microseconds, captured length, length */
@@ -539,10 +540,7 @@ static int record_one(Step *step, PyObject *pkt, int novel, Py_ssize_t index)
         PyErr_SetString(PyExc_AttributeError, "record(): a packet without its addresses");
         return -1;
     }
-    int ordered = PyObject_RichCompareBool(src, dst, Py_LE); /* evidence.pair_key */
-    if (ordered < 0)
-        return -1;
-    PyObject *key = ordered ? PyTuple_Pack(2, src, dst) : PyTuple_Pack(2, dst, src);
+    PyObject *key = untracked_if_atomic(pair_key_new(src, dst)); /* the key a ring or a recording may keep */
     if (key == NULL)
         return -1;
     PyObject *recording = PyDict_GetItemWithError(step->open, key);
@@ -617,17 +615,10 @@ static int record_recorded(Step *step, PyObject *pkt, PyObject *recording, PyObj
     return failed ? -1 : HELD;
 }
 
-/* _watch (add) or _unwatch (discard) both directions of the pair `key`. */
+/* _watch (add) or _unwatch (discard) the pair `key`. */
 static int watch(Step *step, PyObject *key, int add)
 {
-    PyObject *a = PyTuple_GET_ITEM(key, 0), *b = PyTuple_GET_ITEM(key, 1);
-    PyObject *reverse = PyTuple_Pack(2, b, a);
-    if (reverse == NULL)
-        return -1;
-    int failed = add ? PySet_Add(step->watched, key) < 0 || PySet_Add(step->watched, reverse) < 0
-                     : PySet_Discard(step->watched, key) < 0 || PySet_Discard(step->watched, reverse) < 0;
-    Py_DECREF(reverse);
-    return failed ? -1 : 0;
+    return (add ? PySet_Add(step->watched, key) : PySet_Discard(step->watched, key)) < 0 ? -1 : 0;
 }
 
 /* _evict_ring: the least recently active pair's ring dropped (_release: its packets' cost given back, the pair no

@@ -129,8 +129,9 @@ def _packets(ring: Ring | None) -> Sequence[HeldPacket]:
 
 
 class EvidenceRecorder:
-    """See the module docstring. `watched` holds both directions of every pair buffered or recorded: the
-    pipeline calls observe() for a packet without novel bytes only when its (src, dst) is in it."""
+    """See the module docstring. `watched` holds the key (pair_key) of every pair buffered or recorded, one for
+    both directions: the pipeline calls observe() for a packet without novel bytes only when its pair_key(src, dst)
+    is in it."""
 
     def __init__(self, log_dir: str, cfg: EvidenceConfig, *, wait_when_full: bool = True,
                  accelerated: bool = True) -> None:
@@ -356,14 +357,10 @@ class EvidenceRecorder:
         return packets
 
     def _watch(self, key: Pair) -> None:
-        a, b = key
-        self.watched.add((a, b))
-        self.watched.add((b, a))
+        self.watched.add(key)
 
     def _unwatch(self, key: Pair) -> None:
-        a, b = key
-        self.watched.discard((a, b))
-        self.watched.discard((b, a))
+        self.watched.discard(key)
 
     # -- the end ---------------------------------------------------------------------------------
 

@@ -20,11 +20,12 @@ from icmpsensor.decode.stats import DecodeStats
 from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
-from icmpsensor.output.evidence import EvidenceRecorder
+from icmpsensor.output.evidence import EvidenceRecorder, pair_key
 from icmpsensor.output.sink import NoticeSink, print_error, write_notice
 from icmpsensor.source.batch import Batch
 
-NOTHING_WATCHED: frozenset[tuple[bytes, bytes]] = frozenset()  # process_many's pairs to stop at, evidence off
+# process_many's pairs to stop at (output/evidence.py pair_key), evidence off
+NOTHING_WATCHED: frozenset[tuple[bytes, bytes]] = frozenset()
 
 # Collector thresholds for the packet pipeline. With the default (700 allocations) a young-generation
 # collection runs every few dozen packets, and full collections walk the whole flow table again and
@@ -152,7 +153,7 @@ class Pipeline:
                 self._write(kept[:ended])
                 kept = kept[ended:]
             novel = detector.last_novel
-            if (watched and (pkt.src, pkt.dst) in watched) or (novel and not (
+            if (watched and pair_key(pkt.src, pkt.dst) in watched) or (novel and not (
                     aggregator.folded and aggregator.folds(detector.flow_uid(pkt.src, pkt.dst)))):
                 observe(pkt, novel, batch, index if frames is None else frames[index])
             if kept:

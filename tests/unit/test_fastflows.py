@@ -35,6 +35,7 @@ from icmpsensor.detect.standard import Detector
 from icmpsensor.notice.aggregate import NoticeAggregator
 from icmpsensor.notice.record import Notice
 from icmpsensor.notice.text import addr_text
+from icmpsensor.output.evidence import pair_key
 from icmpsensor.output.sink import ListSink
 from icmpsensor.runmode.pipeline import Pipeline
 from icmpsensor.runmode.replay import replay_pipeline
@@ -2197,22 +2198,22 @@ def test_process_many_stops_only_where_the_caller_has_something_to_do(watch: boo
     for pkt in [*_sample(1), *_sample(2), *corpus.EXFIL_CASES["nping-data"](), *timed_ping("iputils", 30, 56)]:
         packets += [pkt, None] if len(packets) % 7 == 3 else [pkt]
     packets.sort(key=lambda p: -1.0 if p is None else p.ts)
-    watched = {(corpus.packed(HOSTS[0]), corpus.packed(HOSTS[2]))} if watch else set()
+    watched = {pair_key(corpus.packed(HOSTS[0]), corpus.packed(HOSTS[2]))} if watch else set()
     reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
     expected = []
     for index, pkt in enumerate(packets):
         if pkt is None:
             continue
         notices = notice_values(reference.process(pkt))
-        if notices or reference.last_novel or (pkt.src, pkt.dst) in watched:
+        if notices or reference.last_novel or pair_key(pkt.src, pkt.dst) in watched:
             expected.append((index, notices, reference.last_novel))
     fast = Detector(DetectionConfig(), AllowlistConfig())
     stops = drive_many(fast, packets, watched)
-    assert [stop for stop in stops if stop[1] or stop[2] or (packets[stop[0]].src, packets[stop[0]].dst) in watched] \
-        == expected
+    assert [stop for stop in stops
+            if stop[1] or stop[2] or pair_key(packets[stop[0]].src, packets[stop[0]].dst) in watched] == expected
     assert state(fast) == state(reference)
     assert len(stops) < 0.5 * len(packets), "the C path must go past most of a ping's packets"
-    assert any((p.src, p.dst) in watched for p in packets if p is not None) == watch
+    assert any(pair_key(p.src, p.dst) in watched for p in packets if p is not None) == watch
     assert drive_many(Detector(DetectionConfig(), AllowlistConfig()), [None, None], watched) == []
 
 
@@ -2226,7 +2227,7 @@ def test_process_many_lists_the_watched_pairs_packets_it_went_past() -> None:
     for pkt in [*_sample(1), *_sample(2), *corpus.EXFIL_CASES["nping-data"](), *timed_ping("iputils", 30, 56)]:
         packets += [pkt, None] if len(packets) % 7 == 3 else [pkt]
     packets.sort(key=lambda p: -1.0 if p is None else p.ts)
-    watched = {(corpus.packed(HOSTS[0]), corpus.packed(HOSTS[2]))}
+    watched = {pair_key(corpus.packed(HOSTS[0]), corpus.packed(HOSTS[2]))}
     stopping = drive_many(Detector(DetectionConfig(), AllowlistConfig()), packets, watched)
     fast = Detector(DetectionConfig(), AllowlistConfig())
     stops, listed, index = [], [], 0
@@ -2240,7 +2241,7 @@ def test_process_many_lists_the_watched_pairs_packets_it_went_past() -> None:
         stops.append((index, notice_values(notices), fast.last_novel))
         index += 1
     assert listed, "the watched pair's packets the C path handles are listed, not stopped at"
-    assert all((packets[i].src, packets[i].dst) in watched for i in listed)  # type: ignore[union-attr]
+    assert all(pair_key(packets[i].src, packets[i].dst) in watched for i in listed)  # type: ignore[union-attr]
     # a listed packet: one stopped at without the list, with no notices (its novel bytes, if any, are not told: the
     # pair's ring or recording takes its packets alike)
     assert stops == [stop for stop in stopping if stop[0] not in listed]
@@ -2286,8 +2287,8 @@ def test_process_many_lists_the_requests_with_novel_bytes_it_went_past(seed: int
     without (or with those of a folded flow). The same stops, notices, novel bytes and state as one packet at a time
     through the Python detector, with the listing that model gives."""
     packets = novel_flood(120, seed)
-    watched = {(corpus.packed("198.51.100.1"), corpus.packed("198.51.100.2")),
-               (corpus.packed("10.9.0.2"), corpus.packed("10.1.0.80"))}
+    watched = {pair_key(corpus.packed("198.51.100.1"), corpus.packed("198.51.100.2")),
+               pair_key(corpus.packed("10.9.0.2"), corpus.packed("10.1.0.80"))}
     folded_sources = {corpus.packed(f"10.7.0.{s}") for s in range(1, 200, 3)} | {corpus.packed("10.0.0.1")}
 
     def folds_in(det: Detector) -> Callable[[str], bool]:
@@ -2309,11 +2310,11 @@ def test_process_many_lists_the_requests_with_novel_bytes_it_went_past(seed: int
             if pkt is None:
                 continue
             assert not reference.process(pkt)  # gone past: nothing raised
-            pair = (pkt.src, pkt.dst)
+            pair = pair_key(pkt.src, pkt.dst)  # the recorder watches a ring's pair, both directions
             taken = pair in taken_as_watched
             if reference.last_novel and not reference_folds(reference.flow_uid(pkt.src, pkt.dst)):
                 expected.append(~i)
-                taken_as_watched |= {pair, pair[::-1]}  # the recorder watches both directions of a ring's pair
+                taken_as_watched.add(pair)
                 kinds["novel, " + ("watched" if pair in watched else "after novel" if taken else "first")] += 1
             elif taken:
                 expected.append(i)
@@ -2347,8 +2348,8 @@ def test_process_many_goes_past_a_packet_whose_notices_are_all_folded(seed: int,
     packets = novel_flood(150, seed)
     if max_flows < 100:
         packets = [*storm(80), *[p and dataclasses.replace(p, ts=p.ts + 1.0) for p in packets]]
-    watched = {(corpus.packed("198.51.100.1"), corpus.packed("198.51.100.2")),
-               (corpus.packed("10.9.0.2"), corpus.packed("10.1.0.80"))}
+    watched = {pair_key(corpus.packed("198.51.100.1"), corpus.packed("198.51.100.2")),
+               pair_key(corpus.packed("10.9.0.2"), corpus.packed("10.1.0.80"))}
     detection = dataclasses.replace(DetectionConfig(), max_flows=max_flows)
     fast = Detector(detection, AllowlistConfig())
     reference = Detector(detection, AllowlistConfig(), accelerated=False)
@@ -2408,10 +2409,10 @@ def check_listing(fast: Detector, reference: Detector, batch: list[IcmpPacket | 
             raised = reference.process(pkt)
             assert not (raised and reference_folding.filter(raised)), i  # gone past: nothing to write
             kinds["folded"] += bool(raised)
-            pair = (pkt.src, pkt.dst)
+            pair = pair_key(pkt.src, pkt.dst)  # the recorder watches a ring's pair, both directions
             if reference.last_novel and not reference_folding.folds(reference.flow_uid(pkt.src, pkt.dst)):
                 expected.append(~i)
-                taken_as_watched |= {pair, pair[::-1]}  # the recorder watches both directions of a ring's pair
+                taken_as_watched.add(pair)
                 kinds["novel"] += 1
                 kinds["novel, notices folded"] += bool(raised)
             elif pair in taken_as_watched:
@@ -2439,7 +2440,7 @@ def check_batches(packets: list[IcmpPacket], cuts: list[int], detection: Detecti
     fast = Detector(detection, AllowlistConfig())
     folding = NoticeAggregator(60.0, max_notices, 2)
     reference_folding = NoticeAggregator(60.0, max_notices, 2, accelerated=False)
-    pairs = sorted({(p.src, p.dst) for p in packets})
+    pairs = sorted({pair_key(p.src, p.dst) for p in packets})
     watched = {pairs[k] for k in watch if k < len(pairs)}
     bounds = sorted({0, len(packets), *(cut for cut in cuts if cut < len(packets))})
     for start, end in itertools.pairwise(bounds):
