@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from icmpsensor.config.schema import AllowlistConfig, Config, DetectionConfig, NoticeSwitches
@@ -3503,6 +3503,25 @@ def test_an_ipv6_notices_addresses_are_written_in_c_as_addr_text_writes_them(mon
     finally:
         monkeypatch.undo()
         flows.bind_notice_accelerator()
+
+
+@functools.cache
+def notice_maker() -> Detector:
+    return Detector(DetectionConfig(), AllowlistConfig())
+
+
+@needs_c
+@given(groups=st.lists(st.one_of(st.just(0), st.integers(0, 0xFFFF)), min_size=8, max_size=8))
+@settings(max_examples=examples(600), deadline=None)
+def test_an_ipv6_address_is_written_in_c_as_python_writes_it(groups: list[int]) -> None:
+    """Any IPv6 address the C path writes itself (all but those whose first 80 bits are zero): RFC 5952's text, the
+    same as addr_text's (inet_ntop) and ipaddress's, whatever its zero groups (runs of each length and place, ties
+    between runs, a run of one, groups with leading zeros)."""
+    packed = struct.pack("!8H", *groups)
+    assume(any(packed[:10]))
+    target = ipaddress.ip_address("2001:db8::81").packed
+    notice = notice_maker()._notice(Flow(packed, target, T0, T0, False), T0, "ICMP::ICMP_DataExfil", standard.EXFIL_MSG)
+    assert notice.src == addr_text(packed) == str(ipaddress.IPv6Address(packed))
 
 
 @needs_c
