@@ -1807,6 +1807,58 @@ static long table_long(const NovelRequests *novel_cfg, PyObject *table, int fiel
     return -1;
 }
 
+/* The host each of the last two host tables touched made its most recent, with its dict's version tag then
+ * (ma_version_tag: a new value at every change of any dict, and for every new dict): touched again while the dict
+ * is unchanged, the host is still its last entry, and moving it to the end (a delete and an insert) would change
+ * nothing. A flood's one target, touched by each packet, was a delete and an insert a packet, and a resize of the
+ * receivers' dict every few packets (each delete leaves a slot used until the next resize). Python 3.12 deprecates
+ * the tag: there every touch moves the host, as HostTable.touch does. */
+typedef struct {
+    PyObject *hosts; /* compared, never used: the version tag tells whether it is the same dict, unchanged */
+    uint64_t version;
+    PyObject *host;
+} LastTouched;
+static LastTouched last_touched[2];
+
+static int touched_last(PyObject *hosts, PyObject *host)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    for (int i = 0; i < 2; i++) {
+        const LastTouched *t = &last_touched[i];
+        if (t->hosts == hosts && t->host != NULL && t->version == ((PyDictObject *)hosts)->ma_version_tag
+            && (t->host == host
+                || (PyBytes_CheckExact(host) && PyBytes_CheckExact(t->host)
+                    && PyBytes_GET_SIZE(host) == PyBytes_GET_SIZE(t->host)
+                    && memcmp(PyBytes_AS_STRING(host), PyBytes_AS_STRING(t->host), (size_t)PyBytes_GET_SIZE(host))
+                           == 0)))
+            return 1;
+    }
+#else
+    (void)hosts, (void)host;
+#endif
+    return 0;
+}
+
+/* `host` is the last entry of the dict `hosts` now (touched_last's). */
+static void touched(PyObject *hosts, PyObject *host)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    int i = last_touched[0].hosts == hosts ? 0 : last_touched[1].hosts == hosts ? 1 : -1;
+    if (i < 0) { /* a table not kept: it takes the first entry, whose table takes the second's place */
+        Py_CLEAR(last_touched[1].host);
+        last_touched[1] = last_touched[0];
+        last_touched[0].host = NULL; /* its reference moved with it */
+        i = 0;
+    }
+    LastTouched *t = &last_touched[i];
+    t->hosts = hosts;
+    t->version = ((PyDictObject *)hosts)->ma_version_tag;
+    Py_XSETREF(t->host, Py_NewRef(host));
+#else
+    (void)hosts, (void)host;
+#endif
+}
+
 /* HostTable.touch(host, ts): a host the table has, its memory made the most recently active (a dict's order); one
  * it has not, while the table is within its limit, a new SpreadMemory (SpreadMemory(ts): a copy of the template with
  * `since` ts) added; else the method itself (the table kept within its limit first). A SpreadMemory (is_memory). */
@@ -1822,6 +1874,8 @@ static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyO
             memory = record_copy(novel_cfg->host_memory, novel_cfg->memory_slot[M_SINCE], ts, -1);
             if (memory != NULL && PyDict_SetItem(hosts, host, memory) < 0)
                 Py_CLEAR(memory);
+            if (memory != NULL)
+                touched(hosts, host);
             Py_DECREF(hosts);
             return memory;
         }
@@ -1832,8 +1886,12 @@ static PyObject *touch_host(const NovelRequests *novel_cfg, PyObject *table, PyO
         return memory;
     }
     Py_INCREF(memory);
-    int failed = !is_memory(novel_cfg, memory) || PyDict_DelItem(hosts, host) < 0
-                 || PyDict_SetItem(hosts, host, memory) < 0;
+    int failed = !is_memory(novel_cfg, memory);
+    if (!failed && !touched_last(hosts, host)) {
+        failed = PyDict_DelItem(hosts, host) < 0 || PyDict_SetItem(hosts, host, memory) < 0;
+        if (!failed)
+            touched(hosts, host);
+    }
     Py_DECREF(hosts);
     if (failed)
         Py_CLEAR(memory);
