@@ -675,9 +675,11 @@ static int hand_fragment(Fragments *fragments, int kind, const unsigned char *ip
         if (any == 0 && datagram == Py_None)
             rc = 0;
         else if (any >= 0) {
-            PyObject *item = Py_BuildValue("(nOOOOO)", index, args[1], src, dst, datagram,
-                                           partials ? partials : Py_None);
+            PyObject *at = PyLong_FromSsize_t(index); /* not Py_BuildValue: its format parsed a fragment took ~900 */
+            PyObject *item = at == NULL ? NULL : PyTuple_Pack(6, at, args[1], src, dst, datagram,
+                                                              partials ? partials : Py_None);
             rc = item != NULL && PyList_Append(fragments->assembled, item) == 0 ? 1 : -1;
+            Py_XDECREF(at);
             Py_XDECREF(item);
         }
     }
