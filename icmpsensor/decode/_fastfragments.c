@@ -257,8 +257,6 @@ static int append_partial(Reassembler *self, Pending *p, PyObject *key, int coun
     return rc;
 }
 
-/* fragments._hand_on_headless: the runs of bytes held past `covered` (-1: none of them), and the rewrite's bytes
- * (NULL: none, or a partial took them) as a run of their own, as one headless Datagram; nothing without a run. */
 /* (a, b) as a tuple of two ints (Py_BuildValue("(nn)") parsed its format each time: ~600 instructions a run). */
 static PyObject *ssize_pair(Py_ssize_t a, Py_ssize_t b)
 {
@@ -269,6 +267,8 @@ static PyObject *ssize_pair(Py_ssize_t a, Py_ssize_t b)
     return pair;
 }
 
+/* fragments._hand_on_headless: the runs of bytes held past `covered` (-1: none of them), and the rewrite's bytes
+ * (NULL: none, or a partial took them) as a run of their own, as one headless Datagram; nothing without a run. */
 static int hand_on_headless(Reassembler *self, PyObject *key, Pending *p, Py_ssize_t covered, const Rewrite *rewrite,
                             PyObject *extra_frame, Py_ssize_t wire_len)
 {
