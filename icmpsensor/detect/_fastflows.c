@@ -4139,14 +4139,11 @@ static int run_step(Detector *state, PyObject *src, PyObject *dst, PyObject *key
         taken = PySet_Contains(*listed, key);
     if (taken < 0)
         return -1;
-    if (folds == NULL) {
-        if (taken)
-            return observed == NULL ? 1 : append_index(observed, index);
-        return novel;
-    }
     if (shown)
         return append_index(observed, ~index);
-    return taken ? append_index(observed, index) : 0;
+    if (!taken)
+        return folds == NULL ? novel : 0;
+    return observed == NULL ? 1 : append_index(observed, index); /* `folds` comes with `observed` */
 }
 
 /* The due notices run() handed out (`given`, a list) kept by `kept` (a new list), or NULL with an exception. */
