@@ -10,8 +10,9 @@
  * hping3 --file, Icmp-File-Transfer and nping --data over several packets. The flows live in a Python dict
  * (insertion order, evicted with tunnels.without_oldest as the reference's), each a C struct; the digests
  * are Python's hashes of the payload and of the payload past ping's timestamp, as the reference computes
- * them. The thresholds and the payload checks (icmplib_layout, _is_periodic, _is_counting_fill) are the
- * reference's, given to the constructor. A match is returned as numbers; the reference formats its text.
+ * them. The thresholds and the payload checks (icmplib_layout, _is_counting_fill) are the reference's, given to
+ * the constructor; _is_periodic is periodic() below (its slices copied a jumbo payload up to sixteen times), given
+ * the reference's Windows alphabet and longest period. A match is returned as numbers; the reference formats its text.
  * An empty request is remembered for its reply (ToolTracker._remember_empty) in the owner's _empty_requests,
  * which the reference reads and evicts too: the dict is looked up in the owner's attributes at each use. A reply
  * that answers none of them is answered here (ToolTracker._reply does nothing for it); the one that does, the
@@ -197,8 +198,9 @@ typedef struct {
     PyObject_HEAD
     PyObject *flows; /* dict: (src, dst, ident) -> RequestFlow */
     PyObject *evict; /* tunnels.without_oldest */
-    PyObject *icmplib_layout, *is_periodic, *is_counting_fill;
+    PyObject *icmplib_layout, *windows_alphabet, *is_counting_fill; /* windows_alphabet: bytes, not empty */
     PyObject *owner; /* the FastToolTracker's __dict__: its _empty_requests and max_pending */
+    Py_ssize_t longest_period;
     Py_ssize_t max_flows;
     Py_ssize_t timestamp_bytes, prefix, ift_size; /* prefix: novelty.PREFIX */
     long hping_run, ift_run, nping_run, nping_max_step;
@@ -211,7 +213,7 @@ static int tracker_traverse(Tracker *self, visitproc visit, void *arg)
     Py_VISIT(self->flows);
     Py_VISIT(self->evict);
     Py_VISIT(self->icmplib_layout);
-    Py_VISIT(self->is_periodic);
+    Py_VISIT(self->windows_alphabet);
     Py_VISIT(self->is_counting_fill);
     Py_VISIT(self->owner);
     return 0;
@@ -222,7 +224,7 @@ static int tracker_clear(Tracker *self)
     Py_CLEAR(self->flows);
     Py_CLEAR(self->evict);
     Py_CLEAR(self->icmplib_layout);
-    Py_CLEAR(self->is_periodic);
+    Py_CLEAR(self->windows_alphabet);
     Py_CLEAR(self->is_counting_fill);
     Py_CLEAR(self->owner);
     return 0;
@@ -237,18 +239,22 @@ static void tracker_dealloc(Tracker *self)
 
 static int tracker_init(Tracker *self, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"max_flows", "evict", "icmplib_layout", "is_periodic", "is_counting_fill",
-                            "timestamp_bytes", "prefix", "ift_size", "ift_max_gap", "hping_run", "ift_run",
-                            "nping_run", "nping_max_step", "icmpdoor_id", "owner", NULL};
-    PyObject *evict, *icmplib_layout, *is_periodic, *is_counting_fill, *owner;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOOnnndlllllO!", names, &self->max_flows, &evict,
-                                     &icmplib_layout, &is_periodic, &is_counting_fill, &self->timestamp_bytes,
-                                     &self->prefix, &self->ift_size, &self->ift_max_gap, &self->hping_run,
-                                     &self->ift_run, &self->nping_run, &self->nping_max_step, &self->icmpdoor_id,
-                                     &PyDict_Type, &owner))
+    static char *names[] = {"max_flows", "evict", "icmplib_layout", "windows_alphabet", "longest_period",
+                            "is_counting_fill", "timestamp_bytes", "prefix", "ift_size", "ift_max_gap", "hping_run",
+                            "ift_run", "nping_run", "nping_max_step", "icmpdoor_id", "owner", NULL};
+    PyObject *evict, *icmplib_layout, *windows_alphabet, *is_counting_fill, *owner;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOO!nOnnndlllllO!", names, &self->max_flows, &evict,
+                                     &icmplib_layout, &PyBytes_Type, &windows_alphabet, &self->longest_period,
+                                     &is_counting_fill, &self->timestamp_bytes, &self->prefix, &self->ift_size,
+                                     &self->ift_max_gap, &self->hping_run, &self->ift_run, &self->nping_run,
+                                     &self->nping_max_step, &self->icmpdoor_id, &PyDict_Type, &owner))
         return -1;
     if (self->timestamp_bytes < 0 || self->prefix <= self->timestamp_bytes) {
         PyErr_SetString(PyExc_ValueError, "0 <= timestamp_bytes < prefix");
+        return -1;
+    }
+    if (PyBytes_GET_SIZE(windows_alphabet) == 0) {
+        PyErr_SetString(PyExc_ValueError, "windows_alphabet must not be empty");
         return -1;
     }
     Py_XSETREF(self->owner, Py_NewRef(owner));
@@ -260,8 +266,7 @@ static int tracker_init(Tracker *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->evict, evict);
     Py_INCREF(icmplib_layout);
     Py_XSETREF(self->icmplib_layout, icmplib_layout);
-    Py_INCREF(is_periodic);
-    Py_XSETREF(self->is_periodic, is_periodic);
+    Py_XSETREF(self->windows_alphabet, Py_NewRef(windows_alphabet));
     Py_INCREF(is_counting_fill);
     Py_XSETREF(self->is_counting_fill, is_counting_fill);
     return 0;
@@ -279,6 +284,46 @@ static void remember_last(RequestFlow *flow, long seq, double ts, Py_ssize_t siz
 }
 
 static inline long swap16(long value) { return (value & 0xFF) << 8 | (value >> 8 & 0xFF); }
+
+/* tunnels._is_periodic (the reference) of p[0:n]: the Windows alphabet cycled from its first byte (nothing at all
+ * included), or, for two bytes or more, a unit of at most `longest` bytes (and half of n) repeated: p[k:] equal to
+ * p[:n-k], compared in place (the reference's slices copy the payload for each period whose first byte fits). */
+static int periodic(const unsigned char *p, Py_ssize_t n, const unsigned char *alphabet, Py_ssize_t letters,
+                    Py_ssize_t longest)
+{
+    Py_ssize_t at = 0;
+    while (at < n && memcmp(p + at, alphabet, (size_t)(n - at < letters ? n - at : letters)) == 0)
+        at += letters;
+    if (at >= n)
+        return 1;
+    if (n < 2)
+        return 0;
+    Py_ssize_t most = n / 2 < longest ? n / 2 : longest;
+    for (Py_ssize_t k = 1; k <= most; k++)
+        if (p[k] == p[0] && memcmp(p + k, p, (size_t)(n - k)) == 0)
+            return 1;
+    return 0;
+}
+
+PyDoc_STRVAR(is_periodic_doc, "is_periodic(payload, windows_alphabet, longest) -> bool\\n\\n"
+                              "tunnels._is_periodic(payload, longest) (the reference), the Windows alphabet given:\\n"
+                              "what Tracker's nping check asks.");
+
+static PyObject *is_periodic(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || PyBytes_GET_SIZE(args[1]) == 0
+        || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "is_periodic(payload: bytes, windows_alphabet: bytes (not empty), longest: int)");
+        return NULL;
+    }
+    Py_ssize_t longest = PyLong_AsSsize_t(args[2]);
+    if (longest == -1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(periodic((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]),
+                                    (const unsigned char *)PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]),
+                                    longest));
+}
 
 /* 1, 0, or -1 with an exception set: the truth of check(payload[, seq]). */
 static int call_check(PyObject *check, PyObject *payload, PyObject *seq)
@@ -316,10 +361,9 @@ static int step_flow(Tracker *self, RequestFlow *flow, long seq, double ts, PyOb
     int nping = flow->first_seq == 1 && seq_step <= self->nping_max_step && n > 0 && same_size
                 && digest == flow->digest;
     if (nping) {
-        int periodic = call_check(self->is_periodic, payload, NULL);
-        if (periodic < 0)
-            return -1;
-        nping = !periodic;
+        nping = !periodic((const unsigned char *)PyBytes_AS_STRING(payload), n,
+                          (const unsigned char *)PyBytes_AS_STRING(self->windows_alphabet),
+                          PyBytes_GET_SIZE(self->windows_alphabet), self->longest_period);
     }
     if (nping) {
         int counting = call_check(self->is_counting_fill, payload, NULL);
@@ -664,6 +708,7 @@ static PyObject *drop_oldest(PyObject *self, PyObject *table)
 
 static PyMethodDef methods[] = {
     {"maybe_tool", (PyCFunction)(void (*)(void))maybe_tool, METH_FASTCALL, maybe_tool_doc},
+    {"is_periodic", (PyCFunction)(void (*)(void))is_periodic, METH_FASTCALL, is_periodic_doc},
     {"drop_oldest", (PyCFunction)drop_oldest, METH_O, drop_oldest_doc},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL, bind_doc},
     {NULL, NULL, 0, NULL},

@@ -526,9 +526,10 @@ def _is_counting_fill(p: bytes) -> bool:
 
 
 _WINDOWS_RUN = _WINDOWS_ALPHABET * (65536 // len(_WINDOWS_ALPHABET) + 2)  # longer than any ICMP payload
+_LONGEST_PERIOD = 16  # _is_periodic's longest unit
 
 
-def _is_periodic(p: bytes, longest: int = 16) -> bool:
+def _is_periodic(p: bytes, longest: int = _LONGEST_PERIOD) -> bool:
     """A short unit repeated at least twice (zeros, 'X' fill, ping -p, Cisco 0xABCD, Windows alphabet)."""
     n = len(p)
     if n <= len(_WINDOWS_RUN):
@@ -746,9 +747,9 @@ class FastToolTracker(ToolTracker):
     def __init__(self, max_flows: int = 65536, max_pending: int = 65536) -> None:
         super().__init__(max_flows, max_pending)
         assert _fasttools is not None
-        self._c = _fasttools.Tracker(max_flows, without_oldest, icmplib_layout, _is_periodic, _is_counting_fill,
-                                     _TIMESTAMP_BYTES, PREFIX, _IFT_SIZE, _IFT_MAX_GAP, _HPING_RUN, _IFT_RUN,
-                                     _NPING_RUN, _NPING_MAX_STEP, ICMPDOOR_ID, vars(self))
+        self._c = _fasttools.Tracker(max_flows, without_oldest, icmplib_layout, _WINDOWS_ALPHABET, _LONGEST_PERIOD,
+                                     _is_counting_fill, _TIMESTAMP_BYTES, PREFIX, _IFT_SIZE, _IFT_MAX_GAP, _HPING_RUN,
+                                     _IFT_RUN, _NPING_RUN, _NPING_MAX_STEP, ICMPDOOR_ID, vars(self))
 
     def observe(self, pkt: IcmpPacket, rest: int | None = None) -> ToolMatch | None:
         answer = self._c.observe(pkt.payload, pkt.ident, pkt.icmp_type, pkt.icmp_code, pkt.src, pkt.dst, pkt.seq,

@@ -6,6 +6,7 @@ eviction happens), on every crafted exfiltration and benign case, and on the see
 from __future__ import annotations
 
 import os
+import tracemalloc
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -327,3 +328,63 @@ def test_both_trackers_agree_on_the_bench_captures(tmp_path: Path, kind: str) ->
     decoder = Decoder(linktype, DecodeStats())
     out, _, _ = run_both(p for ts, frame, wire_len in frames if (p := decoder.decode(ts, frame, wire_len)) is not None)
     assert len(out) > 20_000
+
+
+@st.composite
+def periodic_shapes(draw: st.DrawFn) -> bytes:
+    """Payloads at the edges of tunnels._is_periodic: a unit of 1 to 20 bytes repeated (first byte unique or not),
+    the Windows alphabet cycled, random bytes; cut anywhere, a byte changed or not (the last one too), and long
+    enough on both sides of the reference's two Windows branches (its run is 65,596 bytes)."""
+    kind = draw(st.sampled_from(["unit", "alphabet", "random"]))
+    size = draw(st.integers(0, 40) | st.integers(41, 3000) | st.integers(65_590, 65_605))
+    if kind == "unit":
+        unit = draw(st.binary(min_size=1, max_size=20))
+        data = (unit * (size // len(unit) + 1))[:size]
+    elif kind == "alphabet":
+        alphabet = tunnels._WINDOWS_ALPHABET
+        start = draw(st.sampled_from([0, 0, 1]))
+        data = (alphabet * (size // len(alphabet) + 2))[start:start + size]
+    else:
+        data = draw(st.binary(min_size=min(size, 40), max_size=min(size, 40))) * (size // 40 + 1)
+        data = data[:size]
+    if data and draw(st.booleans()):
+        at = draw(st.sampled_from([0, len(data) - 1, len(data) // 2, draw(st.integers(0, len(data) - 1))]))
+        data = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+    return data
+
+
+@needs_c
+@settings(max_examples=examples(1500), deadline=None)
+@given(payload=periodic_shapes(), longest=st.sampled_from([tunnels._LONGEST_PERIOD, 0, 1, 2, 7, 30]))
+def test_a_payload_is_periodic_in_c_as_the_reference_says(payload: bytes, longest: int) -> None:
+    """_fasttools.is_periodic (the C tool tracker's nping check, comparing the payload with itself in place) against
+    tunnels._is_periodic (its reference, which slices): the same answer for every unit length up to `longest` and
+    past it, the alphabet from its first letter or not, a byte changed anywhere, and the empty payload."""
+    expected = tunnels._is_periodic(payload, longest)
+    assert tunnels._fasttools.is_periodic(payload, tunnels._WINDOWS_ALPHABET, longest) is expected
+
+
+@needs_c
+def test_a_jumbo_payloads_period_is_checked_without_copying_it() -> None:
+    """An nping-like flow of 60 KB requests, the same payload under consecutive sequence numbers, whose first byte
+    recurs at every even place: the C tracker answers as the reference (state included), and its periodic check
+    copies nothing: the peak of what one such request allocates stays far below the payload (the reference's
+    slices copied it once for each period whose first byte fits: eight 60 KB copies a request, a crafted-message
+    flood's largest cost after the payload's hash)."""
+    payload = bytes([7]) + bytes([7, 1]) * 30_000
+    assert tunnels._is_periodic(payload) is False
+    packets = [IcmpPacket(1.7e9 + i * 0.01, craft.addr(A), craft.addr(B), False, craft.ECHO_REQUEST, 0, 77, 1 + i,
+                          payload, len(payload) + 42) for i in range(6)]
+    results, _, _ = run_both(packets)  # answers and state held equal
+    assert [r is not None for r in results] == [False] * 3 + [True] * 3  # nping --data's run: not periodic
+    fast = FastToolTracker()
+    fast.observe(packets[0])
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        fast.observe(packets[1])  # the flow's second request: its nping check asks whether the payload is periodic
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < len(payload) // 4, peak
