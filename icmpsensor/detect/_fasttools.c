@@ -305,8 +305,8 @@ static int periodic(const unsigned char *p, Py_ssize_t n, const unsigned char *a
     return 0;
 }
 
-PyDoc_STRVAR(is_periodic_doc, "is_periodic(payload, windows_alphabet, longest) -> bool\\n\\n"
-                              "tunnels._is_periodic(payload, longest) (the reference), the Windows alphabet given:\\n"
+PyDoc_STRVAR(is_periodic_doc, "is_periodic(payload, windows_alphabet, longest) -> bool\n\n"
+                              "tunnels._is_periodic(payload, longest) (the reference), the Windows alphabet given:\n"
                               "what Tracker's nping check asks.");
 
 static PyObject *is_periodic(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -314,7 +314,8 @@ static PyObject *is_periodic(PyObject *self, PyObject *const *args, Py_ssize_t n
     (void)self;
     if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || PyBytes_GET_SIZE(args[1]) == 0
         || !PyLong_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "is_periodic(payload: bytes, windows_alphabet: bytes (not empty), longest: int)");
+        PyErr_SetString(PyExc_TypeError,
+                        "is_periodic(payload: bytes, windows_alphabet: bytes (not empty), longest: int)");
         return NULL;
     }
     Py_ssize_t longest = PyLong_AsSsize_t(args[2]);
