@@ -333,7 +333,8 @@ def test_both_trackers_agree_on_the_bench_captures(tmp_path: Path, kind: str) ->
 @st.composite
 def periodic_shapes(draw: st.DrawFn) -> bytes:
     """Payloads at the edges of tunnels._is_periodic: a unit of 1 to 20 bytes repeated (first byte unique or not),
-    the Windows alphabet cycled, random bytes; cut anywhere, a byte changed or not (the last one too), and long
+    the Windows alphabet cycled, a random 40-byte block repeated (a period of 40, past every `longest` drawn: random
+    bytes where the payload is 40 bytes or fewer); cut anywhere, a byte changed or not (the last one too), and long
     enough on both sides of the reference's two Windows branches (its run is 65,596 bytes)."""
     kind = draw(st.sampled_from(["unit", "alphabet", "random"]))
     size = draw(st.integers(0, 40) | st.integers(41, 3000) | st.integers(65_590, 65_605))
