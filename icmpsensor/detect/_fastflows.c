@@ -92,7 +92,6 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <arpa/inet.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -1820,17 +1819,23 @@ typedef struct {
 } LastTouched;
 static LastTouched last_touched[2];
 
+#if PY_VERSION_HEX < 0x030C0000
+/* The same address: one object, or two bytes objects holding the same bytes. */
+static int same_address(PyObject *a, PyObject *b)
+{
+    return a == b
+           || (PyBytes_CheckExact(a) && PyBytes_CheckExact(b) && PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b)
+               && memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(a)) == 0);
+}
+#endif
+
 static int touched_last(PyObject *hosts, PyObject *host)
 {
 #if PY_VERSION_HEX < 0x030C0000
     for (int i = 0; i < 2; i++) {
         const LastTouched *t = &last_touched[i];
         if (t->hosts == hosts && t->host != NULL && t->version == ((PyDictObject *)hosts)->ma_version_tag
-            && (t->host == host
-                || (PyBytes_CheckExact(host) && PyBytes_CheckExact(t->host)
-                    && PyBytes_GET_SIZE(host) == PyBytes_GET_SIZE(t->host)
-                    && memcmp(PyBytes_AS_STRING(host), PyBytes_AS_STRING(t->host), (size_t)PyBytes_GET_SIZE(host))
-                           == 0)))
+            && same_address(t->host, host))
             return 1;
     }
 #else
@@ -4810,7 +4815,7 @@ static PyObject *address_text(PyObject *packed)
     }
     LastText *last = &kept->entry[kept->older];
     kept->older = 1 - kept->older;
-    char text[INET6_ADDRSTRLEN];
+    char text[40]; /* the longest: eight groups of four digits and seven colons */
     Py_ssize_t length = n == 4 ? dotted_quad(a, text) : ipv6_text(a, text);
     PyObject *made = PyUnicode_New(length, 127);
     if (made == NULL)
