@@ -250,6 +250,7 @@ static PyObject *str_touch, *tolerance_kwnames; /* novel_request's */
 static PyObject *reply_kwnames; /* ("tolerance", "is_reply"): explain asked about a reply */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
 static PyObject *str_peers, *str_novel, *str_shed; /* spread_share's */
+static PyObject *str_slow_alerted_until, *str_alerted_until; /* evict_pair's, shed_hosts' */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
 static PyObject *str_ensure_uid; /* flow_uid_of's */
 static PyObject *str_tool, *str_evidence; /* tool_seen's (tunnels.ToolMatch) */
@@ -2209,7 +2210,7 @@ counted:;
             failed = more < 0;
             break;
         }
-        PyObject *shed = PyObject_CallMethodNoArgs(table, str_shed);
+        PyObject *shed = PyObject_CallMethodOneArg(table, str_shed, ts);
         failed = shed == NULL;
         Py_XDECREF(shed);
         entries = failed ? 0 : table_long(novel_cfg, table, T_PEER_ENTRIES);
@@ -4297,21 +4298,28 @@ static int pair_memory_add(const Ends *e, PyObject *memory, double ts, PyObject 
 }
 
 /* Detector._evict_pair (the reference): of the ends.scan least recently active pairs (the first of the table), the
- * one with the fewest novel bytes (PairMemory.novel, compared as Python compares them) forgotten, counted. 0, or -1
- * with an exception. */
-static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats)
+ * least by (slow_alerted_until <= now, novel) forgotten (a pair whose bytes are reported past `now` first, the fewest
+ * novel bytes among equals; compared as Python compares them), counted. 0, or -1 with an exception. */
+static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats, PyObject *now)
 {
     PyObject *keys = PyObject_GetIter(pairs), *victim = NULL, *least = PyFloat_FromDouble(INFINITY), *key = NULL;
+    int least_unreported = 1;
     int failed = keys == NULL || least == NULL;
     for (Py_ssize_t i = 0; !failed && i < self->ends.scan && (key = PyIter_Next(keys)) != NULL; i++) {
         PyObject *memory = PyDict_GetItemWithError(pairs, key);
-        PyObject *novel = memory == NULL ? NULL : PyObject_GetAttr(memory, str_novel);
-        int fewer = novel == NULL ? -1 : PyObject_RichCompareBool(novel, least, Py_LT);
+        PyObject *until = memory == NULL ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
+        int unreported = until == NULL ? -1 : PyObject_RichCompareBool(until, now, Py_LE);
+        PyObject *novel = unreported < 0 ? NULL : PyObject_GetAttr(memory, str_novel);
+        int fewer = novel == NULL ? -1
+                    : unreported != least_unreported ? unreported < least_unreported
+                                                     : PyObject_RichCompareBool(novel, least, Py_LT);
         failed = fewer < 0;
         if (fewer > 0) {
             Py_XSETREF(victim, Py_NewRef(key));
             Py_SETREF(least, Py_NewRef(novel));
+            least_unreported = unreported;
         }
+        Py_XDECREF(until);
         Py_XDECREF(novel);
         Py_DECREF(key);
     }
@@ -4324,9 +4332,9 @@ static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats)
     return failed ? -1 : 0;
 }
 
-/* Detector._pair(src, dst): the pair's memory, made the most recently active, or made (evict_pair first when the
- * table holds max_pairs). A new reference, or NULL with an exception. */
-static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, PyObject *key)
+/* Detector._pair(src, dst, now): the pair's memory, made the most recently active, or made (evict_pair first when
+ * the table holds max_pairs). A new reference, or NULL with an exception. */
+static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, PyObject *key, PyObject *now)
 {
     PyObject *memory = PyDict_GetItemWithError(pairs, key);
     if (memory != NULL && !Py_IS_TYPE(memory, (PyTypeObject *)self->ends.pair_type)) /* its slots are read in place */
@@ -4336,7 +4344,7 @@ static PyObject *pair_memory(FastPath *self, PyObject *pairs, PyObject *stats, P
         return call_method_1(pairs, str_move_to_end, key) < 0 ? NULL : Py_NewRef(memory);
     if (PyErr_Occurred())
         return NULL;
-    if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs && evict_pair(self, pairs, stats) < 0)
+    if (PyDict_GET_SIZE(pairs) >= self->ends.max_pairs && evict_pair(self, pairs, stats, now) < 0)
         return NULL;
     memory = record_copy(self->ends.pair_memory, -1, NULL, self->ends.pair_slot[R_BUCKETS]); /* PairMemory() */
     if (memory == NULL || PyObject_SetItem(pairs, key, memory) < 0) {
@@ -4384,7 +4392,7 @@ static int flow_end_made(FastPath *self, PyObject *flow, PyObject *ts, PyObject 
     PyObject *reported = SLOT(flow, flow_slot[F_REPORTED_UNTIL]);
     if ((end->bytes != 0 || PyFloat_AS_DOUBLE(reported) != 0.0) && SLOT(flow, flow_slot[F_ALLOWLISTED]) == Py_False) {
         PyObject *key = untracked_if_atomic(PyTuple_Pack(2, SLOT(flow, flow_slot[F_SRC]), SLOT(flow, flow_slot[F_DST])));
-        PyObject *memory = key == NULL ? NULL : pair_memory(self, end->pairs, end->stats, key);
+        PyObject *memory = key == NULL ? NULL : pair_memory(self, end->pairs, end->stats, key, ts);
         Py_XDECREF(key);
         if (memory == NULL)
             return -1;
@@ -5053,6 +5061,97 @@ static PyObject *peers_held(PyObject *self, PyObject *memories)
     return failed || PyErr_Occurred() ? NULL : PyLong_FromSsize_t(held);
 }
 
+/* A host's rank in shed_hosts: its ExfilSpread not told past `now` (0 told, 1 not), its peers, its place. */
+typedef struct {
+    int unreported;
+    Py_ssize_t peers, at;
+} HostRank;
+
+static int host_rank_order(const void *a, const void *b)
+{
+    const HostRank *x = a, *y = b;
+    if (x->unreported != y->unreported)
+        return x->unreported < y->unreported ? -1 : 1;
+    if (x->peers != y->peers)
+        return x->peers < y->peers ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* SpreadMemory.peer_count() of `memory`, and whether its alerted_until <= now; -1 with an exception. */
+static int host_rank(PyObject *memory, PyObject *now, HostRank *rank)
+{
+    PyObject *peers = PyObject_GetAttr(memory, str_peers);
+    int some = peers == NULL ? -1 : PySet_Check(peers) ? 1 : PyObject_IsTrue(peers);
+    rank->peers = some <= 0 ? 0 : PySet_Check(peers) ? PySet_GET_SIZE(peers) : 1;
+    Py_XDECREF(peers);
+    PyObject *until = some < 0 ? NULL : PyObject_GetAttr(memory, str_alerted_until);
+    rank->unreported = until == NULL ? -1 : PyObject_RichCompareBool(until, now, Py_LE);
+    Py_XDECREF(until);
+    return rank->unreported < 0 ? -1 : 0;
+}
+
+PyDoc_STRVAR(shed_hosts_doc,
+             "shed_hosts(hosts, now) -> list\n\n"
+             "standard._shed_hosts_py (the reference): of the least recently active quarter of `hosts` (a dict of\n"
+             "SpreadMemory, oldest first), an eighth of them taken out: those whose alerted_until is past `now` first,\n"
+             "then the fewest peers, the least recently active first among equals; their memories, in the table's order.");
+
+static PyObject *shed_hosts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyDict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "shed_hosts(hosts: dict, now)");
+        return NULL;
+    }
+    PyObject *hosts = args[0], *now = args[1];
+    Py_ssize_t size = PyDict_GET_SIZE(hosts), quarter = size == 0 ? 0 : size / 4 + 1, drop = size / 8 + 1;
+    PyObject **keys = PyMem_New(PyObject *, quarter + 1);
+    HostRank *ranks = PyMem_New(HostRank, quarter + 1);
+    PyObject *out = keys == NULL || ranks == NULL ? PyErr_NoMemory() : PyList_New(0);
+    Py_ssize_t taken = 0, pos = 0;
+    PyObject *key, *memory;
+    int failed = out == NULL;
+    while (!failed && taken < quarter && PyDict_Next(hosts, &pos, &key, &memory)) {
+        keys[taken] = Py_NewRef(key);
+        ranks[taken].at = taken;
+        Py_INCREF(memory);
+        failed = host_rank(memory, now, &ranks[taken]) < 0;
+        Py_DECREF(memory);
+        taken++;
+    }
+    if (!failed && PyDict_GET_SIZE(hosts) != size) { /* a comparison's __eq__ changed the table */
+        PyErr_SetString(PyExc_RuntimeError, "shed_hosts: the table changed while it was ranked");
+        failed = 1;
+    }
+    if (!failed) {
+        qsort(ranks, (size_t)taken, sizeof *ranks, host_rank_order);
+        if (drop > taken)
+            drop = taken;
+        char *doomed = PyMem_Calloc((size_t)taken + 1, 1);
+        failed = doomed == NULL;
+        if (failed)
+            PyErr_NoMemory();
+        for (Py_ssize_t i = 0; !failed && i < drop; i++)
+            doomed[ranks[i].at] = 1;
+        for (Py_ssize_t i = 0; !failed && i < taken; i++) {
+            if (!doomed[i])
+                continue;
+            PyObject *value = PyDict_GetItemWithError(hosts, keys[i]);
+            failed = value == NULL || PyList_Append(out, value) < 0 || PyDict_DelItem(hosts, keys[i]) < 0;
+            if (value == NULL && !PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "shed_hosts: a host left the table");
+        }
+        PyMem_Free(doomed);
+    }
+    for (Py_ssize_t i = 0; i < taken; i++)
+        Py_DECREF(keys[i]);
+    PyMem_Free(keys);
+    PyMem_Free(ranks);
+    if (failed)
+        Py_CLEAR(out);
+    return out;
+}
+
 PyDoc_STRVAR(requests_expired_doc,
              "requests_expired(pending, cutoff) -> int\n\n"
              "FlowDetector._sweep's loop over its pending requests (its reference): the requests of `pending` (an\n"
@@ -5094,6 +5193,7 @@ static PyMethodDef methods[] = {
     {"padding_may_match", (PyCFunction)padding_may_match_py, METH_O, padding_may_match_doc},
     {"requests_expired", (PyCFunction)(void (*)(void))requests_expired, METH_FASTCALL, requests_expired_doc},
     {"peers_held", (PyCFunction)peers_held, METH_O, peers_held_doc},
+    {"shed_hosts", (PyCFunction)(void (*)(void))shed_hosts, METH_FASTCALL, shed_hosts_doc},
     {"bind", (PyCFunction)(void (*)(void))bind_records, METH_FASTCALL, bind_doc},
     {"channel_tags", (PyCFunction)(void (*)(void))channel_tags_py, METH_FASTCALL, channel_tags_doc},
     {"explain_may_match", (PyCFunction)(void (*)(void))explain_may_match_py, METH_FASTCALL, explain_may_match_doc},
@@ -5127,6 +5227,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_allowlist, "allowlist") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_novel, "novel") < 0
+        || intern(&str_slow_alerted_until, "slow_alerted_until") < 0
+        || intern(&str_alerted_until, "alerted_until") < 0
         || intern(&str_shed, "_shed") < 0 || intern(&str_length, "length") < 0
         || intern(&str_ident, "ident") < 0 || intern(&str_seq, "seq") < 0 || intern(&str_options, "options") < 0
         || intern(&str_ensure_uid, "ensure_uid") < 0

@@ -198,20 +198,20 @@ class SpreadMemory:
 class HostTable:
     """Hosts' SpreadMemory, least recently active first, at most `limit` hosts and SPREAD_PEER_ENTRIES peers over
     them all: a plain dict, as a flood makes one entry per spoofed source (an OrderedDict's entry is larger); when
-    full, the least recently active eighth is forgotten at once (tunnels.without_oldest), counted in the
-    detector's stats (spread_hosts_evicted). Slots: detect/_fastflows.c reads hosts, limit and peer_entries in
-    place."""
+    full, an eighth is forgotten at once (shed_hosts: of the least recently active quarter, those with the fewest
+    peers), counted in the detector's stats (spread_hosts_evicted). Slots: detect/_fastflows.c reads hosts, limit
+    and peer_entries in place."""
 
     __slots__ = ("_drop", "_held", "hosts", "limit", "peer_entries", "stats")
 
     def __init__(self, limit: int, stats: DetectorStats | None = None, *, accelerated: bool = True) -> None:
-        """`accelerated`: shed in C when it is built (tunnels.drop_oldest of a dict, peers_held); False: the Python
-        references (_drop_oldest_py, _peers_held_py)."""
+        """`accelerated`: shed in C when it is built (_fastflows.shed_hosts, peers_held); False: the Python
+        references (_shed_hosts_py, _peers_held_py)."""
         self.limit = limit
         self.stats = stats if stats is not None else DetectorStats()
         self.hosts: dict[bytes, SpreadMemory] = {}
         self.peer_entries = 0  # peers remembered over all the hosts
-        self._drop = tunnels.drop_oldest if accelerated else tunnels._drop_oldest_py
+        self._drop = shed_hosts if accelerated else _shed_hosts_py
         self._held = peers_held if accelerated else _peers_held_py
 
     def touch(self, host: bytes, ts: float) -> SpreadMemory:
@@ -221,7 +221,7 @@ class HostTable:
         if memory is None:
             memory = SpreadMemory(ts)
             if len(hosts) >= self.limit:
-                self._shed()
+                self._shed(ts)
                 hosts = self.hosts
         hosts[host] = memory
         return memory
@@ -232,12 +232,12 @@ class HostTable:
         peers = memory.add(ts, novel, peer, window)
         self.peer_entries += peers - before
         while self.peer_entries > SPREAD_PEER_ENTRIES and self.hosts:
-            self._shed()
+            self._shed(ts)
         return peers
 
-    def _shed(self) -> None:
-        """Forget the least recently active eighth of the hosts (tunnels.drop_oldest), and their peers."""
-        forgotten = self._drop(self.hosts)
+    def _shed(self, now: float) -> None:
+        """Forget an eighth of the hosts (shed_hosts), and their peers."""
+        forgotten = self._drop(self.hosts, now)
         self.peer_entries -= self._held(forgotten)
         self.stats.spread_hosts_evicted += len(forgotten)
 
@@ -247,6 +247,24 @@ class HostTable:
             self.stats.spread_hosts_evicted += len(self.hosts) - limit
             self.hosts = dict(itertools.islice(self.hosts.items(), len(self.hosts) - limit, None))
             self.peer_entries = self._held(self.hosts.values())
+
+
+def _shed_hosts_py(hosts: dict[bytes, SpreadMemory], now: float) -> list[SpreadMemory]:
+    """Of the least recently active quarter of `hosts`, an eighth of them taken out: those whose ExfilSpread is
+    told past `now` (their memory raises nothing before then) first, then those with the fewest peers, the least
+    recently active first among equals; their memories, in the table's order. A storm's spoofed sources have one
+    peer each: they make room for each other, not at the cost of a host spreading its bytes over many peers slowly,
+    which the storm makes one of the least recently active (the red team's storm, against ExfilSpread)."""
+    oldest = list(itertools.islice(hosts.items(), len(hosts) // 4 + 1))
+    ranked = sorted(range(len(oldest)),
+                    key=lambda i: (oldest[i][1].alerted_until <= now, oldest[i][1].peer_count(), i))
+    return [hosts.pop(oldest[i][0]) for i in sorted(ranked[: len(hosts) // 8 + 1])]
+
+
+# shed_hosts in C when it is built (_fastflows.shed_hosts; _shed_hosts_py the reference, tests/unit/test_fastflows.py
+# holds them equal): a flood's full table sheds an eighth of 100,000 hosts at once.
+shed_hosts: Callable[[dict[bytes, SpreadMemory], float], list[SpreadMemory]] = \
+    _shed_hosts_py if _fastflows is None else _fastflows.shed_hosts
 
 
 def _peers_held_py(memories: Iterable[SpreadMemory]) -> int:
@@ -741,26 +759,30 @@ class Detector(FlowDetector):
         notice.peers = peers
         self._due.append(notice)
 
-    def _pair(self, src: bytes, dst: bytes) -> PairMemory:
+    def _pair(self, src: bytes, dst: bytes, now: float) -> PairMemory:
         key = (src, dst)
         pairs = self._pairs
         memory = pairs.get(key)
         if memory is None:
             if len(pairs) >= self.cfg.max_pairs:
-                self._evict_pair()
+                self._evict_pair(now)
             memory = pairs[key] = PairMemory()
         else:
             pairs.move_to_end(key)
         return memory
 
-    def _evict_pair(self) -> None:
-        """Forget, of the EVICTION_SCAN least recently active pairs, the one with the fewest novel bytes (the reference
-        of _fastflows.c evict_pair)."""
+    def _evict_pair(self, now: float) -> None:
+        """Forget, of the EVICTION_SCAN least recently active pairs, one whose bytes are reported past `now` (a
+        DataExfil's or SlowExfil's: its memory raises nothing before then) with the fewest novel bytes, else the
+        one with the fewest novel bytes (the reference of _fastflows.c evict_pair). A notice storm's pairs are all
+        reported: they make room for each other, not at the cost of a slow exfiltration's unreported pair, which
+        would be the least recently active with the fewest bytes (red team, 2026-12-06)."""
         pairs = self._pairs
-        victim, least = None, float("inf")
+        victim, least = None, (True, float("inf"))
         for key, memory in itertools.islice(pairs.items(), EVICTION_SCAN):
-            if memory.novel < least:
-                victim, least = key, memory.novel
+            rank = (memory.slow_alerted_until <= now, memory.novel)
+            if rank < least:
+                victim, least = key, rank
         if victim is not None:
             del pairs[victim]
             self.stats.pairs_evicted += 1
@@ -791,7 +813,7 @@ class Detector(FlowDetector):
         if fast is not None and fast.flow_ended(flow, ts, due):  # type: ignore[attr-defined]
             return  # made in C as below (a storm's every flow ends): alerting realtime, a summary of the payload's
         if (flow.novel_bytes or flow.reported_until) and not flow.allowlisted:
-            memory = self._pair(flow.src, flow.dst)
+            memory = self._pair(flow.src, flow.dst, ts)
             if flow.novel_bytes:
                 memory.last_sketch = flow.last_sketch
                 memory.add(flow.last, flow.novel_bytes, self.cfg.slow_exfil_window / SLOW_BUCKETS)
@@ -856,7 +878,7 @@ class Detector(FlowDetector):
                 # twice, evicting twice from the bounded table).
                 flow.reported_until = until
             else:  # the flow has ended
-                self._pair(flow.src, flow.dst).slow_alerted_until = until
+                self._pair(flow.src, flow.dst, ts).slow_alerted_until = until
 
     def _tags(self, flow: Flow) -> tuple[object, str, str]:
         carried = channel_bytes(flow)  # one channel (the payload) nearly always: a storm makes two notices a flow

@@ -391,13 +391,17 @@ class ReferenceDetector:
         return (moved + wraps_after / 2) % wraps_after - wraps_after / 2 if wraps_after else moved
 
     def host(self, table: dict[bytes, RefHost], address: bytes, ts: float) -> RefHost:
-        """The host's memory, now the most recently active; a new one forgets the oldest eighth if full (counted).
-        (The production table also forgets hosts past SPREAD_PEER_ENTRIES peers in all: no test here gets near.)"""
+        """The host's memory, now the most recently active; a new one, if full, forgets an eighth of the hosts
+        (counted): of the least recently active quarter, those whose ExfilSpread is told past `ts`, then those with
+        the fewest peers (the oldest among equals). (The production table also forgets hosts past
+        SPREAD_PEER_ENTRIES peers in all: no test here gets near.)"""
         memory = table.pop(address, None)
         if memory is None:
             memory = RefHost(ts)
             if len(table) >= self.cfg.max_pairs:
-                for key in list(table)[: len(table) // 8 + 1]:
+                quarter = list(table.items())[: len(table) // 4 + 1]
+                kept_last = sorted(quarter, key=lambda item: (ts >= item[1].alerted_until, len(item[1].peers)))
+                for key, _ in kept_last[: len(table) // 8 + 1]:
                     del table[key]
                     self.stats.spread_hosts_evicted += 1
         table[address] = memory
@@ -469,19 +473,21 @@ class ReferenceDetector:
             return None if entry is None else entry[0]
         return None if request_flow is None else request_flow.previous
 
-    def pair(self, src: bytes, dst: bytes) -> RefPair:
+    def pair(self, src: bytes, dst: bytes, now: float) -> RefPair:
         """The pair's memory, now the most recently used (made, forgetting another if full)."""
         pair = self.pairs.pop((src, dst), None)
         if pair is None:
             if len(self.pairs) >= self.cfg.max_pairs:
-                self.forget_a_pair()
+                self.forget_a_pair(now)
             pair = RefPair()
         self.pairs[(src, dst)] = pair
         return pair
 
-    def forget_a_pair(self) -> None:
-        """Of the EVICTION_SCAN least recently used pairs, the one with the fewest novel bytes (oldest on a tie)."""
-        key, _ = min(itertools.islice(self.pairs.items(), EVICTION_SCAN), key=lambda item: item[1].novel)
+    def forget_a_pair(self, now: float) -> None:
+        """Of the EVICTION_SCAN least recently used pairs, one whose bytes were reported for a window still running at
+        `now` before any other, and the fewest novel bytes among those alike (oldest on a tie)."""
+        scanned = itertools.islice(self.pairs.items(), EVICTION_SCAN)
+        key, _ = min(scanned, key=lambda item: (now >= item[1].slow_alerted_until, item[1].novel))
         del self.pairs[key]
         self.stats.pairs_evicted += 1
 
@@ -518,7 +524,7 @@ class ReferenceDetector:
 
     def end_flow(self, flow: RefFlow, ts: float, due: list[Notice]) -> None:
         if (flow.novel_bytes or flow.reported_until) and not flow.allowlisted:
-            pair = self.pair(flow.src, flow.dst)
+            pair = self.pair(flow.src, flow.dst, ts)
             if flow.novel_bytes:
                 pair.previous = flow.previous
                 bucket = self.cfg.slow_exfil_window / standard.SLOW_BUCKETS
@@ -587,7 +593,7 @@ class ReferenceDetector:
             if self.cfg.realtime:
                 flow.reported_until = until
             else:
-                self.pair(flow.src, flow.dst).slow_alerted_until = until
+                self.pair(flow.src, flow.dst, ts).slow_alerted_until = until
         flow.raised.add(note.name)
         due.append(self.notice(flow, ts, note, template, **fields))
 

@@ -3852,3 +3852,29 @@ def test_a_resized_request_repeating_a_sketch_a_reply_left_is_charged_as_the_ref
     resized = corpus.echo(T0 + 0.3, a, b, True, 7, 2, bytes(32))
     counting = run_both([first, theirs, corpus.kernel_reply(theirs), resized])
     assert counting.answers[id(resized)] != "declined", counting.answers
+
+
+host_memories = st.builds(
+    lambda since, peers, alerted: dataclasses.replace(standard.SpreadMemory(since), peers=peers, alerted_until=alerted),
+    st.floats(0, 1000),
+    st.one_of(st.just(b""), st.binary(min_size=4, max_size=4),
+              st.sets(st.binary(min_size=4, max_size=4), min_size=1, max_size=6)),
+    st.one_of(st.just(0.0), st.floats(0, 2000), st.sampled_from([500.0, 1000.0])),
+)
+
+
+@needs_c
+@settings(max_examples=examples(400), deadline=None)
+@given(st.lists(host_memories, max_size=90), st.sampled_from([0.0, 500.0, 1000.0, 1500.0]))
+def test_a_host_tables_shed_in_c_forgets_the_hosts_the_reference_forgets(memories: list[standard.SpreadMemory],
+                                                                        now: float) -> None:
+    """_fastflows.shed_hosts against standard._shed_hosts_py: the same memories taken out, in the same order, the
+    same hosts left in the same order; an alerted_until equal to `now` (told no longer) among them, and peers as
+    nothing, one address or a set."""
+    table = {i.to_bytes(4, "big"): memory for i, memory in enumerate(memories)}
+    reference, fast = dict(table), dict(table)
+    taken = standard._shed_hosts_py(reference, now)
+    got = standard._fastflows.shed_hosts(fast, now)
+    assert [id(m) for m in got] == [id(m) for m in taken]
+    assert list(fast) == list(reference)
+    assert len(taken) == (len(table) // 8 + 1 if table else 0)

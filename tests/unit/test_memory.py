@@ -298,9 +298,10 @@ def test_a_host_tables_peer_count_is_the_sum_of_its_hosts(ops: list[tuple[int, i
 
 
 def test_a_full_host_tables_shed_runs_no_python_line_a_forgotten_host() -> None:
-    """A storm longer than the hosts' table (max_pairs sources) sheds its least recently active eighth at once, and
-    counts the peers they held off peer_entries: with the accelerators built, in C (tunnels.drop_oldest,
-    _fastflows.peers_held; SpreadMemory.peer_count the reference), not a Python line or three a forgotten host. The
+    """A storm longer than the hosts' table (max_pairs sources) sheds an eighth at once (of the least recently active
+    quarter, the fewest peers), and counts the peers they held off peer_entries: with the accelerators built, in C
+    (_fastflows.shed_hosts and peers_held; _shed_hosts_py and SpreadMemory.peer_count the references), not a Python
+    line or three a forgotten host. The
     count is the sum of what the hosts left hold (and the hypothesis test above holds it so at every step)."""
     from icmpsensor.detect import standard, tunnels
 
@@ -313,8 +314,11 @@ def test_a_full_host_tables_shed_runs_no_python_line_a_forgotten_host() -> None:
             table.add(memory, float(host), 1, peer.to_bytes(4, "big"), 3600.0)
     assert table.peer_entries == sum(m.peer_count() for m in table.hosts.values()) == 7_999
     from tests.python_lines import lines_run
-    lines = lines_run(table._shed)
+    lines = lines_run(lambda: table._shed(9_000.0))
     assert len(table.hosts) == 8_000 - 1_001 and table.stats.spread_hosts_evicted == 1_001
+    # the quarter (2,001 hosts) kept its 1,000 with most peers: no host without a peer, 333 of 667 with one
+    left = [m.peer_count() for m in list(table.hosts.values())[:1_000]]
+    assert (left.count(0), left.count(1), left.count(2)) == (0, 333, 667)
     assert table.peer_entries == sum(m.peer_count() for m in table.hosts.values())
     assert lines <= 10, lines
 
