@@ -5077,15 +5077,41 @@ static int host_rank_order(const void *a, const void *b)
     return x->at < y->at ? -1 : x->at > y->at;
 }
 
-/* SpreadMemory.peer_count() of `memory`, and whether its alerted_until <= now; -1 with an exception. */
-static int host_rank(PyObject *memory, PyObject *now, HostRank *rank)
+/* Where shed_hosts reads a SpreadMemory's peers and alerted_until: the slots of `type` (the first host's), read in
+ * place in the memories of that exact type; others (none, but the reference's tests allow them) by attribute. */
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t peers, alerted_until;
+} HostSlots;
+
+static void host_slots(PyObject *memory, HostSlots *slots)
 {
-    PyObject *peers = PyObject_GetAttr(memory, str_peers);
+    static const char *const names[2] = {"peers", "alerted_until"};
+    Py_ssize_t offsets[2];
+    slots->type = NULL;
+    if (slot_offsets((PyObject *)Py_TYPE(memory), names, 2, offsets) < 0) {
+        PyErr_Clear(); /* not a slots class: read by attribute */
+        return;
+    }
+    slots->type = Py_TYPE(memory), slots->peers = offsets[0], slots->alerted_until = offsets[1];
+}
+
+/* SpreadMemory.peer_count() of `memory`, and whether its alerted_until <= now; -1 with an exception. */
+static int host_rank(PyObject *memory, PyObject *now, const HostSlots *slots, HostRank *rank)
+{
+    int in_place = Py_IS_TYPE(memory, slots->type) && SLOT(memory, slots->peers) != NULL
+                   && SLOT(memory, slots->alerted_until) != NULL;
+    PyObject *peers = in_place ? Py_NewRef(SLOT(memory, slots->peers)) : PyObject_GetAttr(memory, str_peers);
     int some = peers == NULL ? -1 : PySet_Check(peers) ? 1 : PyObject_IsTrue(peers);
     rank->peers = some <= 0 ? 0 : PySet_Check(peers) ? PySet_GET_SIZE(peers) : 1;
     Py_XDECREF(peers);
-    PyObject *until = some < 0 ? NULL : PyObject_GetAttr(memory, str_alerted_until);
-    rank->unreported = until == NULL ? -1 : PyObject_RichCompareBool(until, now, Py_LE);
+    PyObject *until = some < 0 ? NULL
+                      : in_place ? Py_NewRef(SLOT(memory, slots->alerted_until))
+                                 : PyObject_GetAttr(memory, str_alerted_until);
+    if (until != NULL && PyFloat_CheckExact(until) && PyFloat_CheckExact(now)) /* as float_richcompare does */
+        rank->unreported = PyFloat_AS_DOUBLE(until) <= PyFloat_AS_DOUBLE(now);
+    else
+        rank->unreported = until == NULL ? -1 : PyObject_RichCompareBool(until, now, Py_LE);
     Py_XDECREF(until);
     return rank->unreported < 0 ? -1 : 0;
 }
@@ -5110,12 +5136,15 @@ static PyObject *shed_hosts(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *out = keys == NULL || ranks == NULL ? PyErr_NoMemory() : PyList_New(0);
     Py_ssize_t taken = 0, pos = 0;
     PyObject *key, *memory;
+    HostSlots slots = {NULL, 0, 0};
     int failed = out == NULL;
     while (!failed && taken < quarter && PyDict_Next(hosts, &pos, &key, &memory)) {
         keys[taken] = Py_NewRef(key);
         ranks[taken].at = taken;
         Py_INCREF(memory);
-        failed = host_rank(memory, now, &ranks[taken]) < 0;
+        if (taken == 0)
+            host_slots(memory, &slots);
+        failed = host_rank(memory, now, &slots, &ranks[taken]) < 0;
         Py_DECREF(memory);
         taken++;
     }
