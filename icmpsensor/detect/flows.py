@@ -43,6 +43,7 @@ Kept = Callable[[Sequence[Notice]], list[Notice]]
 SWEEP_INTERVAL = 1.0
 # How many of the least recently active flows eviction compares.
 EVICTION_SCAN = 8
+ALERTED_INTEREST = 0.5  # _interest of an alerted flow: between nothing (0) and one suspicious byte or change (1)
 # Flows the end of input (flush_chunks) or a sweep (advance_chunks, process_many) ends at a time: their notices are
 # handed out (and a storm's folded) before the next chunk's are made, so ending a table's flows holds a chunk's
 # notices, not max_flows' (~0.9 KB a flow ended).
@@ -456,10 +457,10 @@ class FlowDetector:
     def _evict_one(self, due: list[Notice]) -> None:
         """Drop a flow, after evaluating it (its notices still fire).
 
-        Of the EVICTION_SCAN least recently active flows, the least interesting goes (fewest
-        suspicious bytes; the oldest on a tie): a flood of one-packet flows from spoofed
-        sources then pushes out itself, not the flow that is accumulating evidence. (The standard
-        detector's C path evicts so after a new flow it made: _fastflows.c evict_flow; this is the reference.)
+        Of the EVICTION_SCAN least recently active flows, the least interesting goes (_interest; the
+        oldest on a tie): a flood of one-packet flows from spoofed sources, or a storm of alerted ones,
+        then pushes out itself, not the flow that is accumulating evidence. (The standard detector's C
+        path evicts so after a new flow it made: _fastflows.c evict_flow; this is the reference.)
         """
         flows = self._flows
         interest = self._interest
@@ -479,9 +480,13 @@ class FlowDetector:
 
     @staticmethod
     def _interest(flow: Flow) -> float:
-        """How much a flow is worth keeping: suspicious bytes so far, alerted flows above all."""
+        """How much a flow is worth keeping: suspicious bytes so far. An alerted flow (or a tool's) has told its
+        story: it is worth less than any flow with something suspicious not told yet, more than one with nothing.
+        (Kept above all until 2026-12-07, a storm of alerted one-packet flows faster than the table turns over
+        evicted the flow accumulating novel bytes under the thresholds whenever it was among the least recently
+        active: each of its requests a flow of its own, none past novel_bytes_threshold.)"""
         if flow.alerted or flow.tool:
-            return float("inf")
+            return ALERTED_INTEREST
         return flow.novel_bytes + flow.changed_requests + flow.reply_differs
 
     # -- notices -----------------------------------------------------------------------------
