@@ -4307,11 +4307,19 @@ static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats, PyObject
     PyObject *keys = PyObject_GetIter(pairs), *victim = NULL, *least = PyFloat_FromDouble(INFINITY), *key = NULL;
     int least_unreported = 1;
     int failed = keys == NULL || least == NULL;
+    const Py_ssize_t *slot = self->ends.pair_slot;
     for (Py_ssize_t i = 0; !failed && i < self->ends.scan && (key = PyIter_Next(keys)) != NULL; i++) {
         PyObject *memory = PyDict_GetItemWithError(pairs, key);
-        PyObject *until = memory == NULL ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
-        int unreported = until == NULL ? -1 : PyObject_RichCompareBool(until, now, Py_LE);
-        PyObject *novel = unreported < 0 ? NULL : PyObject_GetAttr(memory, str_novel);
+        int in_place = memory != NULL && Py_IS_TYPE(memory, (PyTypeObject *)self->ends.pair_type)
+                       && SLOT(memory, slot[R_SLOW_ALERTED_UNTIL]) != NULL && SLOT(memory, slot[R_NOVEL]) != NULL;
+        PyObject *until = in_place ? Py_NewRef(SLOT(memory, slot[R_SLOW_ALERTED_UNTIL]))
+                          : memory == NULL ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
+        int unreported = until == NULL ? -1
+                         : PyFloat_CheckExact(until) && PyFloat_CheckExact(now) /* as float_richcompare does */
+                             ? PyFloat_AS_DOUBLE(until) <= PyFloat_AS_DOUBLE(now)
+                             : PyObject_RichCompareBool(until, now, Py_LE);
+        PyObject *novel = unreported < 0 ? NULL
+                          : in_place ? Py_NewRef(SLOT(memory, slot[R_NOVEL])) : PyObject_GetAttr(memory, str_novel);
         int fewer = novel == NULL ? -1
                     : unreported != least_unreported ? unreported < least_unreported
                                                      : PyObject_RichCompareBool(novel, least, Py_LT);

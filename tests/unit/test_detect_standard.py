@@ -383,6 +383,28 @@ def test_a_storm_of_alerted_flows_does_not_erase_a_slow_exfiltrations_pair_memor
 
 
 @pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
+@pytest.mark.parametrize("reported", [0.0, 300.0, 300.5, 300, 301], ids=["never", "until-now", "past-now",
+                                                                        "until-now-int", "past-now-int"])
+def test_a_full_pair_table_forgets_a_pair_reported_past_now_first(accelerated: bool, reported: float | int) -> None:
+    """The eviction's rule at its edge: a pair whose report runs until the very time of the eviction (a flow's end,
+    300 s after its packet) can raise SlowExfil again from then on, and is ranked as never reported (its bytes);
+    one reported past it goes first whatever its bytes. (A time as an int is compared as Python compares it.)"""
+    from icmpsensor.detect.standard import PairMemory
+    from testkit.synthetic import packed
+
+    cfg = dataclasses.replace(DetectionConfig(), max_pairs=2)
+    det = Detector(cfg, AllowlistConfig(), accelerated=accelerated)
+    older, fewer = (packed(A), packed(C)), (packed(B), packed(C))
+    until = (int(T0) + reported if isinstance(reported, int) else T0 + reported) if reported else 0.0
+    det._pairs[older] = PairMemory(novel=500, slow_alerted_until=until)  # type: ignore[arg-type]
+    det._pairs[fewer] = PairMemory(novel=100)
+    run(det, [echo(T0, "10.0.0.9", B, True, chunk(1, 200), seq=1), echo(T0 + 400, B, A, False, b"")], flush=False)
+    assert det.stats.pairs_evicted == 1
+    forgotten = older if reported > 300.0 else fewer
+    assert forgotten not in det._pairs and len(det._pairs) == 2
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
 def test_a_storm_of_one_peer_sources_does_not_erase_a_spreading_hosts_memory(accelerated: bool) -> None:
     """The same storm against ExfilSpread: a host sending 200 novel bytes to a new peer every 10 minutes (16 peers
     and 1 kB in the window), four peers along when the storm starts, was pushed after each of its requests to the
