@@ -44,6 +44,8 @@ def storm_capture(tmp_path: Path, burst: int) -> Path:
 
 
 def test_a_storm_past_the_tables_leaves_slow_exfil_and_exfil_spread_told(tmp_path: Path) -> None:
+    """The module's storm, 440 new pairs a burst through a table of 400: the slow exfiltration's SlowExfil and the
+    spreader's ExfilSpread in notice.log, as without the storm (the old eviction told neither)."""
     capture = storm_capture(tmp_path, burst=MAX_PAIRS * 11 // 10)
     config = tmp_path / "icmpsensor.yaml"
     config.write_text(f"detection:\n  max_pairs: {MAX_PAIRS}\noutput:\n  evidence:\n    enabled: false\n")

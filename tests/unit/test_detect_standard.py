@@ -350,14 +350,14 @@ def test_an_alerted_flows_pair_memory_is_made_once_when_the_flow_ends() -> None:
     assert det.stats.pairs_evicted == 600 - 50
 
 
-def storm_between(slow: list[IcmpPacket], per_gap: int, size: int, first: int = 0) -> list[IcmpPacket]:
+def storm_between(slow: list[IcmpPacket], per_gap: int, size: int) -> list[IcmpPacket]:
     """`slow` with `per_gap` one-packet flows of `size` novel bytes from ever new spoofed sources to C after each of
     its packets (within a second of it), in time order."""
     packets: list[IcmpPacket] = []
     for k, pkt in enumerate(slow):
         packets.append(pkt)
         for j in range(per_gap):
-            i = first + k * per_gap + j
+            i = k * per_gap + j
             packets.append(echo(pkt.ts + 0.5 + j * 0.001, f"100.{64 + i // 62500}.{i // 250 % 250}.{i % 250}", C,
                                 True, chunk(10_000 + i, size), seq=1))
     return packets
