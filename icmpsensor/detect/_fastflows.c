@@ -2269,26 +2269,31 @@ static int spread_share(FastPath *self, Detector *state, PyObject *flow, PyObjec
 static int flow_end_taken(FastPath *self, PyObject *flow, FlowEnd *end);
 static int flow_end_made(FastPath *self, PyObject *flow, PyObject *ts, PyObject *due, const FlowEnd *end);
 
-/* FlowDetector._interest(flow), doubled, for evict_flow: 1 where alerted, or a tool's (ALERTED_INTEREST, 0.5), else
- * its novel bytes, changed requests and differing replies summed, times two, into *value. 1, or 0 where a field is
- * not the reference's type or the sum would not fit. */
-static int flow_interest(PyObject *flow, long long *value)
+/* FlowDetector._interest(flow), for evict_flow: 1 - 1 / (1 + n) where alerted, or a tool's (the same IEEE operations
+ * as Python's), else its novel bytes, changed requests and differing replies summed (exact: at most 2^53). 1, or 0
+ * where a field is not the reference's type or the sum is past 2^53. */
+static int flow_interest(PyObject *flow, double *value)
 {
-    static const int needed[] = {F_ALERTED, F_TOOL, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_REPLY_DIFFERS};
-    long alerted, novel, changed, differs;
+    static const int needed[] = {F_ALERTED, F_TOOL, F_N, F_NOVEL_BYTES, F_CHANGED_REQUESTS, F_REPLY_DIFFERS};
+    long alerted, n, novel, changed, differs;
+    long long sum;
     if (!FLOW_OK(flow, needed) || long_slot(flow, flow_slot[F_ALERTED], &alerted) < 0
         || !PyUnicode_CheckExact(SLOT(flow, flow_slot[F_TOOL])))
         return 0;
     if (alerted != 0 || PyUnicode_GET_LENGTH(SLOT(flow, flow_slot[F_TOOL])) != 0) {
-        *value = 1;
+        if (long_slot(flow, flow_slot[F_N], &n) < 0 || n < 0 || n > (1L << 52))
+            return 0;
+        *value = 1.0 - 1.0 / (1.0 + (double)n);
         return 1;
     }
     if (long_slot(flow, flow_slot[F_NOVEL_BYTES], &novel) < 0 || long_slot(flow, flow_slot[F_CHANGED_REQUESTS], &changed) < 0
         || long_slot(flow, flow_slot[F_REPLY_DIFFERS], &differs) < 0)
         return 0;
-    return !__builtin_add_overflow((long long)novel, (long long)changed, value)
-           && !__builtin_add_overflow(*value, (long long)differs, value)
-           && !__builtin_mul_overflow(*value, 2LL, value);
+    if (__builtin_add_overflow((long long)novel, (long long)changed, &sum)
+        || __builtin_add_overflow(sum, (long long)differs, &sum) || sum < -(1LL << 53) || sum > (1LL << 53))
+        return 0;
+    *value = (double)sum;
+    return 1;
 }
 
 /* FlowDetector._evict_one (the reference) for the flow a request made past max_flows: of the ends.scan least recently
@@ -2305,11 +2310,11 @@ static int evict_flow(FastPath *self, Detector *state)
     Py_ssize_t n = PyDict_GET_SIZE(flows), stop = n - 1 < self->ends.scan ? n - 1 : self->ends.scan;
     PyObject *keys = PyObject_GetIter(flows), *victim_key = NULL, *victim = NULL;
     int taken = keys == NULL ? -1 : 1;
-    long long least = 0;
+    double least = 0.0;
     for (Py_ssize_t i = 0; taken > 0 && (i == 0 || (i < stop && least != 0)); i++) {
         PyObject *key = PyIter_Next(keys);
         PyObject *flow = key == NULL ? NULL : PyDict_GetItemWithError(flows, key); /* borrowed: the table holds it */
-        long long value = 0;
+        double value = 0.0;
         taken = flow == NULL ? (PyErr_Occurred() ? -1 : 0) : flow_interest(flow, &value);
         if (taken > 0 && (i == 0 || value < least)) {
             Py_XSETREF(victim_key, Py_NewRef(key));

@@ -43,7 +43,6 @@ Kept = Callable[[Sequence[Notice]], list[Notice]]
 SWEEP_INTERVAL = 1.0
 # How many of the least recently active flows eviction compares.
 EVICTION_SCAN = 8
-ALERTED_INTEREST = 0.5  # _interest of an alerted flow: between nothing (0) and one suspicious byte or change (1)
 # Flows the end of input (flush_chunks) or a sweep (advance_chunks, process_many) ends at a time: their notices are
 # handed out (and a storm's folded) before the next chunk's are made, so ending a table's flows holds a chunk's
 # notices, not max_flows' (~0.9 KB a flow ended).
@@ -481,12 +480,14 @@ class FlowDetector:
     @staticmethod
     def _interest(flow: Flow) -> float:
         """How much a flow is worth keeping: suspicious bytes so far. An alerted flow (or a tool's) has told its
-        story: it is worth less than any flow with something suspicious not told yet, more than one with nothing.
+        story: it is worth less than any flow with something suspicious not told yet, more than one with nothing,
+        and more the more packets it has had, 1 - 1 / (1 + n), from 0.5 (a storm's one-packet flows) towards 1.
         (Kept above all until 2026-12-07, a storm of alerted one-packet flows faster than the table turns over
         evicted the flow accumulating novel bytes under the thresholds whenever it was among the least recently
-        active: each of its requests a flow of its own, none past novel_bytes_threshold.)"""
+        active: each of its requests a flow of its own, none past novel_bytes_threshold. Alerted flows ranked as
+        equals, the storm split a flow after its first notice: told again, a note counted over its requests lost.)"""
         if flow.alerted or flow.tool:
-            return ALERTED_INTEREST
+            return 1 - 1 / (1 + flow.n)
         return flow.novel_bytes + flow.changed_requests + flow.reply_differs
 
     # -- notices -----------------------------------------------------------------------------

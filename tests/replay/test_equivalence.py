@@ -628,9 +628,9 @@ def channel_bytes(flow: RefFlow) -> list[tuple[str, int]]:
 
 def interest(flow: RefFlow) -> float:
     """How much a flow is worth keeping: suspicious bytes so far; an alerted or tool-carrying flow, its story told,
-    less than any with something suspicious, more than one with nothing."""
+    less than any with something suspicious, more than one with nothing, and more the more packets it had."""
     if flow.raised or flow.tool:
-        return 0.5
+        return 1 - 1 / (1 + flow.n)
     return flow.novel_bytes + flow.changed_requests + flow.reply_differs
 
 

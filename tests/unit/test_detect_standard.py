@@ -439,6 +439,25 @@ def test_a_storm_of_alerted_flows_past_the_flow_table_does_not_split_a_flow_unde
     assert [n.ts for n in told] == [T0 + 10], notes(out)[-3:]  # 400 novel bytes at its 2nd request
 
 
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
+def test_an_alerted_flow_outlives_a_storms_one_packet_alerted_flows(accelerated: bool) -> None:
+    """Once told, the flow of the test above is alerted like the storm's own flows; ranked as theirs, the oldest went
+    first, and the storm split it after its notice: each later request a flow of its own, told again, and
+    AsymPayloadFlow (more than 5 changed requests in one flow) never came. Among alerted flows, the one with more
+    packets is kept: a storm must send as many into each spoofed flow to push it out."""
+    real = [echo(T0 + i * 10, A, B, True, chunk(i, 200), seq=i) for i in range(8)]
+    cfg = dataclasses.replace(DetectionConfig(), max_flows=50)
+    det = Detector(cfg, AllowlistConfig(), accelerated=accelerated)
+    out = run(det, storm_between(real, 120, 500))
+    assert det.stats.flows_evicted >= 7 * 120
+    alone = run(Detector(cfg, AllowlistConfig(), accelerated=accelerated), real)
+    told = [(n.note, n.ts) for n in out if n.src == A]
+    # as without the storm, but its ExfilSummary's time (the end of input: the storm's last packet, not its own)
+    assert [note for note, _ in told] == [n.note for n in alone] == [
+        "ICMP::ICMP_DataExfil", "ICMP::ICMP_AsymPayloadFlow", "ICMP::ICMP_ExfilSummary"], told
+    assert told[:2] == [(n.note, n.ts) for n in alone][:2]
+
+
 def test_a_pair_reported_by_its_flow_raises_no_slow_exfil_for_the_same_bytes_after_the_flow_ends() -> None:
     """The mark reaches the pair's memory when the flow ends: the pair's next flows, under the thresholds, add up
     past slow_exfil_min_bytes within the window without a SlowExfil; after the window they may."""
