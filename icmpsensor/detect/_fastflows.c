@@ -4304,6 +4304,25 @@ static int pair_memory_add(const Ends *e, PyObject *memory, double ts, PyObject 
     return failed ? -1 : 0;
 }
 
+/* obj.<name> (a new reference): read in place from the slot at `offset` where obj is exactly `type` and the slot is
+ * set (type NULL: never), else by attribute. */
+static PyObject *slot_or_attr(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name)
+{
+    return type != NULL && Py_IS_TYPE(obj, type) && SLOT(obj, offset) != NULL ? Py_NewRef(SLOT(obj, offset))
+                                                                                : PyObject_GetAttr(obj, name);
+}
+
+/* `until <= now`, a report's window over (two floats compared as float_richcompare does, else as Python compares):
+ * 1, 0, or -1 with an exception (`until` NULL: the exception its read left). */
+static int report_over(PyObject *until, PyObject *now)
+{
+    if (until == NULL)
+        return -1;
+    if (PyFloat_CheckExact(until) && PyFloat_CheckExact(now))
+        return PyFloat_AS_DOUBLE(until) <= PyFloat_AS_DOUBLE(now);
+    return PyObject_RichCompareBool(until, now, Py_LE);
+}
+
 /* Detector._evict_pair (the reference): of the ends.scan least recently active pairs (the first of the table), the
  * least by (slow_alerted_until <= now, novel) forgotten (a pair whose bytes are reported past `now` first, the fewest
  * novel bytes among equals; compared as Python compares them), counted. 0, or -1 with an exception. */
@@ -4313,18 +4332,13 @@ static int evict_pair(FastPath *self, PyObject *pairs, PyObject *stats, PyObject
     int least_unreported = 1;
     int failed = keys == NULL || least == NULL;
     const Py_ssize_t *slot = self->ends.pair_slot;
+    PyTypeObject *type = (PyTypeObject *)self->ends.pair_type;
     for (Py_ssize_t i = 0; !failed && i < self->ends.scan && (key = PyIter_Next(keys)) != NULL; i++) {
         PyObject *memory = PyDict_GetItemWithError(pairs, key);
-        int in_place = memory != NULL && Py_IS_TYPE(memory, (PyTypeObject *)self->ends.pair_type)
-                       && SLOT(memory, slot[R_SLOW_ALERTED_UNTIL]) != NULL && SLOT(memory, slot[R_NOVEL]) != NULL;
-        PyObject *until = in_place ? Py_NewRef(SLOT(memory, slot[R_SLOW_ALERTED_UNTIL]))
-                          : memory == NULL ? NULL : PyObject_GetAttr(memory, str_slow_alerted_until);
-        int unreported = until == NULL ? -1
-                         : PyFloat_CheckExact(until) && PyFloat_CheckExact(now) /* as float_richcompare does */
-                             ? PyFloat_AS_DOUBLE(until) <= PyFloat_AS_DOUBLE(now)
-                             : PyObject_RichCompareBool(until, now, Py_LE);
-        PyObject *novel = unreported < 0 ? NULL
-                          : in_place ? Py_NewRef(SLOT(memory, slot[R_NOVEL])) : PyObject_GetAttr(memory, str_novel);
+        PyObject *until = memory == NULL ? NULL
+                                         : slot_or_attr(memory, type, slot[R_SLOW_ALERTED_UNTIL], str_slow_alerted_until);
+        int unreported = report_over(until, now);
+        PyObject *novel = unreported < 0 ? NULL : slot_or_attr(memory, type, slot[R_NOVEL], str_novel);
         int fewer = novel == NULL ? -1
                     : unreported != least_unreported ? unreported < least_unreported
                                                      : PyObject_RichCompareBool(novel, least, Py_LT);
@@ -5076,12 +5090,15 @@ static PyObject *peers_held(PyObject *self, PyObject *memories)
     return failed || PyErr_Occurred() ? NULL : PyLong_FromSsize_t(held);
 }
 
-/* A host's rank in shed_hosts: its ExfilSpread not told past `now` (0 told, 1 not), its peers, its place. */
+/* A host in shed_hosts: its ExfilSpread not told past `now` (0 told, 1 not), its peers, its place in the table, and
+ * its key and memory (strong references). */
 typedef struct {
     int unreported;
     Py_ssize_t peers, at;
+    PyObject *key, *memory;
 } HostRank;
 
+/* Forgotten first: told, then the fewest peers, then the least recently active. */
 static int host_rank_order(const void *a, const void *b)
 {
     const HostRank *x = a, *y = b;
@@ -5089,6 +5106,13 @@ static int host_rank_order(const void *a, const void *b)
         return x->unreported < y->unreported ? -1 : 1;
     if (x->peers != y->peers)
         return x->peers < y->peers ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* The table's order. */
+static int host_place_order(const void *a, const void *b)
+{
+    const HostRank *x = a, *y = b;
     return x->at < y->at ? -1 : x->at > y->at;
 }
 
@@ -5111,22 +5135,15 @@ static void host_slots(PyObject *memory, HostSlots *slots)
     slots->type = Py_TYPE(memory), slots->peers = offsets[0], slots->alerted_until = offsets[1];
 }
 
-/* SpreadMemory.peer_count() of `memory`, and whether its alerted_until <= now; -1 with an exception. */
-static int host_rank(PyObject *memory, PyObject *now, const HostSlots *slots, HostRank *rank)
+/* SpreadMemory.peer_count() of rank->memory, and whether its alerted_until <= now; -1 with an exception. */
+static int host_rank(PyObject *now, const HostSlots *slots, HostRank *rank)
 {
-    int in_place = Py_IS_TYPE(memory, slots->type) && SLOT(memory, slots->peers) != NULL
-                   && SLOT(memory, slots->alerted_until) != NULL;
-    PyObject *peers = in_place ? Py_NewRef(SLOT(memory, slots->peers)) : PyObject_GetAttr(memory, str_peers);
+    PyObject *peers = slot_or_attr(rank->memory, slots->type, slots->peers, str_peers);
     int some = peers == NULL ? -1 : PySet_Check(peers) ? 1 : PyObject_IsTrue(peers);
     rank->peers = some <= 0 ? 0 : PySet_Check(peers) ? PySet_GET_SIZE(peers) : 1;
     Py_XDECREF(peers);
-    PyObject *until = some < 0 ? NULL
-                      : in_place ? Py_NewRef(SLOT(memory, slots->alerted_until))
-                                 : PyObject_GetAttr(memory, str_alerted_until);
-    if (until != NULL && PyFloat_CheckExact(until) && PyFloat_CheckExact(now)) /* as float_richcompare does */
-        rank->unreported = PyFloat_AS_DOUBLE(until) <= PyFloat_AS_DOUBLE(now);
-    else
-        rank->unreported = until == NULL ? -1 : PyObject_RichCompareBool(until, now, Py_LE);
+    PyObject *until = some < 0 ? NULL : slot_or_attr(rank->memory, slots->type, slots->alerted_until, str_alerted_until);
+    rank->unreported = report_over(until, now);
     Py_XDECREF(until);
     return rank->unreported < 0 ? -1 : 0;
 }
@@ -5146,50 +5163,35 @@ static PyObject *shed_hosts(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     PyObject *hosts = args[0], *now = args[1];
     Py_ssize_t size = PyDict_GET_SIZE(hosts), quarter = size == 0 ? 0 : size / 4 + 1, drop = size / 8 + 1;
-    PyObject **keys = PyMem_New(PyObject *, quarter + 1);
     HostRank *ranks = PyMem_New(HostRank, quarter + 1);
-    PyObject *out = keys == NULL || ranks == NULL ? PyErr_NoMemory() : PyList_New(0);
+    PyObject *out = ranks == NULL ? PyErr_NoMemory() : PyList_New(0);
     Py_ssize_t taken = 0, pos = 0;
     PyObject *key, *memory;
     HostSlots slots = {NULL, 0, 0};
     int failed = out == NULL;
     while (!failed && taken < quarter && PyDict_Next(hosts, &pos, &key, &memory)) {
-        keys[taken] = Py_NewRef(key);
-        ranks[taken].at = taken;
-        Py_INCREF(memory);
-        if (taken == 0)
+        HostRank *rank = &ranks[taken];
+        rank->key = Py_NewRef(key), rank->memory = Py_NewRef(memory), rank->at = taken++;
+        if (rank->at == 0)
             host_slots(memory, &slots);
-        failed = host_rank(memory, now, &slots, &ranks[taken]) < 0;
-        Py_DECREF(memory);
-        taken++;
+        failed = host_rank(now, &slots, rank) < 0;
     }
     if (!failed && PyDict_GET_SIZE(hosts) != size) { /* a comparison's __eq__ changed the table */
         PyErr_SetString(PyExc_RuntimeError, "shed_hosts: the table changed while it was ranked");
         failed = 1;
     }
     if (!failed) {
-        qsort(ranks, (size_t)taken, sizeof *ranks, host_rank_order);
         if (drop > taken)
             drop = taken;
-        char *doomed = PyMem_Calloc((size_t)taken + 1, 1);
-        failed = doomed == NULL;
-        if (failed)
-            PyErr_NoMemory();
+        qsort(ranks, (size_t)taken, sizeof *ranks, host_rank_order);
+        qsort(ranks, (size_t)drop, sizeof *ranks, host_place_order); /* the forgotten, in the table's order */
         for (Py_ssize_t i = 0; !failed && i < drop; i++)
-            doomed[ranks[i].at] = 1;
-        for (Py_ssize_t i = 0; !failed && i < taken; i++) {
-            if (!doomed[i])
-                continue;
-            PyObject *value = PyDict_GetItemWithError(hosts, keys[i]);
-            failed = value == NULL || PyList_Append(out, value) < 0 || PyDict_DelItem(hosts, keys[i]) < 0;
-            if (value == NULL && !PyErr_Occurred())
-                PyErr_SetString(PyExc_KeyError, "shed_hosts: a host left the table");
-        }
-        PyMem_Free(doomed);
+            failed = PyList_Append(out, ranks[i].memory) < 0 || PyDict_DelItem(hosts, ranks[i].key) < 0;
     }
-    for (Py_ssize_t i = 0; i < taken; i++)
-        Py_DECREF(keys[i]);
-    PyMem_Free(keys);
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        Py_DECREF(ranks[i].key);
+        Py_DECREF(ranks[i].memory);
+    }
     PyMem_Free(ranks);
     if (failed)
         Py_CLEAR(out);
