@@ -38,7 +38,7 @@ setup_venv() {
     # (the editable install compiles the C accelerators once: a newer source means build again)
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] \
         && [ -z "$(find icmpsensor \( -name '*.c' -o -name '*.h' \) -newer "$stamp" -print -quit)" ] \
-        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.decode._fastfragments, icmpsensor.detect._fasttools, icmpsensor.detect._fastflows, icmpsensor.detect._fastnonecho, icmpsensor.notice._fastaggregate, icmpsensor.output._fastevidence, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
+        && .venv/bin/python -c 'import icmpsensor.decode._fastdecode, icmpsensor.decode._fastfragments, icmpsensor.detect._fasttools, icmpsensor.detect._fastflows, icmpsensor.detect._fastnonecho, icmpsensor.notice._fastaggregate, icmpsensor.output._fastevidence, pcapy, dpkt, yaml, systemd.journal, prometheus_client, pytest, xdist, scapy, zat, parsezeeklogs, zeek_reports, communityid' 2>/dev/null; then
         return 0
     fi
     log "building .venv (python3 -m venv; pip install -e '.[test,bench]')"
@@ -71,7 +71,17 @@ run_tests() {
     setup
     .venv/bin/ruff check .
     # every property test at its full example count (the fast loop's default profile tries a third: tests/conftest.py)
-    HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" .venv/bin/python -m pytest "$@"
+    export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
+    if [ $# -gt 0 ]; then
+        .venv/bin/python -m pytest "$@"
+        return
+    fi
+    # The whole suite in two passes: the in-process and replay tiers only compute, so they run on every core
+    # (pytest-xdist); the live and system tiers time what they measure, so they run alone, one test at a time.
+    local status=0
+    .venv/bin/python -m pytest -m "not live and not system" -n "$(nproc)" --dist worksteal || status=$?
+    .venv/bin/python -m pytest -m "live or system" || status=$((status ? status : $?))
+    return "$status"
 }
 
 case "${1:-}" in

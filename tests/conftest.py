@@ -23,6 +23,7 @@ from testkit.paths import SEED_DIR, seed_captures_present
 
 TIERS = ("unit", "replay", "live", "system")
 TESTS = Path(__file__).resolve().parent
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 # Hypothesis profiles: `fast`, the default (the fast loop), and `ci` (HYPOTHESIS_PROFILE=ci, which
 # `bash packaging/dev.sh test` sets). The property tests with a large example count try all of it under `ci`
@@ -58,7 +59,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     tmp_path_factory.getbasetemp()
     for module in dict.fromkeys(getattr(item, "module", None) for item in session.items):
         start_early = getattr(module, "start_early", None)
-        if callable(start_early) and not timed:  # never beside the live and system tiers' timed runs
+        if callable(start_early) and not timed and not XDIST_WORKER:  # never beside timed runs, nor other workers
             start_early(selected, tmp_path_factory)
     gc.collect()
     gc.freeze()

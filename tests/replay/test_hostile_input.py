@@ -457,9 +457,10 @@ def test_frames_cut_short_are_counted_the_same_with_any_number_of_workers(tmp_pa
             out.write(struct.pack("<IIII", int(ts), 0, len(cut), len(frame)) + cut)
     lines = []
     for workers in ("1", "2", "3"):
-        result = sensor("-r", path, "--log-dir", out_dir(tmp_path, f"w{workers}"), "--workers", workers)
+        log_dir = out_dir(tmp_path, f"w{workers}")
+        result = sensor("-r", path, "--log-dir", log_dir, "--workers", workers)
         assert result.returncode == 0, result.stderr.decode()
-        lines.append(result.stderr.decode().replace(f"w{workers}", "W"))
+        lines.append(result.stderr.decode().replace(str(log_dir), "W"))
     assert "read 100 packets" in lines[0]
     assert lines[0] == lines[1] == lines[2]
 
