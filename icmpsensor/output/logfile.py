@@ -67,7 +67,10 @@ def read_fd(path: str) -> int:
 
 def _regular_fd(path: str, flags: int, mode: int = 0) -> int:
     """`path` opened with `flags` (O_NOFOLLOW | O_NONBLOCK among them: a link there is not followed, a FIFO not
-    waited on) if it is a regular file, then blocking; OSError naming what it is otherwise."""
+    waited on) if it is a regular file of one name, then blocking; OSError naming what it is otherwise. A hard link
+    is a planted link too (O_NOFOLLOW does not see it): lines appended to it would land in the file it shares, and a
+    rotated name's would be copied into a .gz (red team, 2026-12-08). The sensor's own rotation links the file to
+    its rotated name only until a fresh file is renamed over the path, and opens neither name in between."""
     try:
         fd = os.open(path, flags, mode)
     except OSError as exc:
@@ -76,9 +79,13 @@ def _regular_fd(path: str, flags: int, mode: int = 0) -> int:
         if exc.errno == errno.ENXIO:
             raise OSError(errno.ENXIO, "is a FIFO with no reader, not a regular file") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    problem = "" if stat.S_ISREG(st.st_mode) else "not a regular file"
+    if not problem and st.st_nlink > 1:
+        problem = f"is a file with {st.st_nlink} hard links (another name shares it: not written through)"
+    if problem:
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file")
+        raise OSError(errno.EINVAL, problem)
     os.set_blocking(fd, True)
     return fd
 
@@ -282,7 +289,9 @@ def compress_file(path: str) -> None:
     with src:
         st = os.fstat(src.fileno())
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, LOG_MODE)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left over by a crash, or planted: a new file, never one that is there (O_EXCL)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, LOG_MODE)
             with open(fd, "wb") as raw:
                 with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(st.st_mtime)) as gz:
                     shutil.copyfileobj(src, gz, 1 << 20)

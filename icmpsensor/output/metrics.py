@@ -1,30 +1,35 @@
 """Prometheus metrics: the stats record (runmode/stats.py) as a node_exporter textfile.
 
 Every stats interval the live daemon rewrites the file `stats.prometheus_textfile` with prometheus-client's
-`write_to_textfile` (the text exposition format, written to a temporary file beside it and renamed over it:
-node_exporter's textfile collector never reads half a file). The metrics are built from the very record that
-goes to stats.log and journald, so there is one source of counters.
+`generate_latest` (the text exposition format, as its `write_to_textfile` writes it: to a temporary file beside
+it, renamed over it: node_exporter's textfile collector never reads half a file). The metrics are built from the
+very record that goes to stats.log and journald, so there is one source of counters.
 
 Names and types follow Prometheus' conventions: `icmpsensor_` prefix, counters end in `_total` (they count
 since the daemon started; a restart starts them again, which `rate()` handles), gauges hold current values,
 units in the name (`_seconds`), and kinds, notes and reasons are labels, never parts of names.
 
-The writer's temporary name is predictable (`<path>.<pid>.<thread id>`) and it is opened following links, so
-the file's directory must be one nobody else can plant a link in: a real directory (not a link), owned by the
-sensor's user and writable by nobody else (output/logfile.py `verify_directory`, as for the evidence
-directory); checked at start (exit 73) and again before every write.
+The writer's temporary name is predictable (`<path>.<pid>.<thread id>`, write_to_textfile's): it is made new each
+time (what is there removed, then O_EXCL | O_NOFOLLOW), never written through a link, symbolic or hard, planted
+there (write_to_textfile's `open(tmp, "wb")` follows both). The file's directory must be one nobody else can plant
+anything in: a real directory (not a link), owned by the sensor's user and writable by nobody else
+(output/logfile.py `verify_directory`, as for the evidence directory); checked at start (exit 73) and again before
+every write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import ALLOWUTF8
 
 from icmpsensor import __version__
 from icmpsensor.errors import OutputError
@@ -198,14 +203,34 @@ class PrometheusTextfile:
         if not stat.S_ISREG(st.st_mode):
             what = "is a symbolic link (not followed)" if stat.S_ISLNK(st.st_mode) else "not a regular file"
             raise OutputError(f"Prometheus textfile {self.path}: {what}")
+        if st.st_nlink > 1:
+            raise OutputError(f"Prometheus textfile {self.path}: is a file with {st.st_nlink} hard links (another "
+                              "name shares it)")
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Replace the file with the metrics of `record`; OutputError (the directory or the file is not what it must
         be) or OSError if that fails."""
         self.check()
         try:
-            write_to_textfile(self.path, registry_for(record))
+            _replace(self.path, generate_latest(registry_for(record), ALLOWUTF8))
         except OSError:
             raise
         except Exception as exc:  # whatever the library raises, a metrics write never ends the daemon
             raise OSError(errno.EIO, f"{type(exc).__name__}: {exc}") from None
+
+
+def _replace(path: str, content: bytes) -> None:
+    """`content` written to a new file at write_to_textfile's temporary name, then renamed over `path`."""
+    tmp = f"{path}.{os.getpid()}.{threading.current_thread().ident}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left over, or planted
+    # 0o666 less the umask, as write_to_textfile's open(): node_exporter reads it as a user of its own
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        with open(fd, "wb") as out:
+            out.write(content)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -228,6 +228,20 @@ def test_a_planted_notice_log_link_is_not_followed(tmp_path: Path) -> None:
     assert victim.read_text() == "VICTIM\n"
 
 
+def test_a_notice_log_planted_as_a_hard_link_is_not_written_through(tmp_path: Path) -> None:
+    # A hard link is followed by any open: the lines would be appended to the file it shares (red team, 2026-12-08:
+    # notice.log as a hard link to another file took the notices, and that file's first line was no notice).
+    capture = write_pcap(tmp_path / "in.pcap", example_frames())
+    logs = out_dir(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("VICTIM\n")
+    os.link(victim, logs / "notice.log")
+    result = sensor("-r", capture, "--log-dir", logs)
+    assert result.returncode == 73, result.stderr.decode()
+    one_error_line(result.stderr, str(logs / "notice.log"), "hard link")
+    assert victim.read_text() == "VICTIM\n"
+
+
 def test_a_dangling_notice_log_link_is_not_followed_either(tmp_path: Path) -> None:
     capture = write_pcap(tmp_path / "in.pcap", example_frames())
     logs = out_dir(tmp_path)

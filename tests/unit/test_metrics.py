@@ -194,6 +194,34 @@ def test_a_directory_opened_to_others_later_is_refused_before_the_planted_tempor
     assert victim.read_text() == "keep\n" and not path.exists()
 
 
+def test_the_textfile_writer_does_not_write_through_a_hard_link_at_its_temporary_name(tmp_path: Path) -> None:
+    """The directory is the sensor's own (not writable by others), and yet a hard link planted at the temporary name
+    the metrics are written under first must not be truncated and written through."""
+    import threading
+
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "icmpsensor.prom"
+    textfile = PrometheusTextfile(str(path))
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    os.link(victim, out / f"icmpsensor.prom.{os.getpid()}.{threading.current_thread().ident}")
+    textfile.write(record())
+    assert victim.read_text() == "keep\n"
+    assert "icmpsensor_" in path.read_text()
+
+
+def test_a_textfile_planted_as_a_hard_link_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    os.link(victim, out / "icmpsensor.prom")
+    with pytest.raises(OutputError, match="hard link"):
+        PrometheusTextfile(str(out / "icmpsensor.prom"))
+    assert victim.read_text() == "keep\n"
+
+
 # -- capture loss ----------------------------------------------------------------------------------
 
 

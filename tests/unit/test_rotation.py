@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from icmpsensor.config.schema import RotationConfig
+from icmpsensor.errors import OutputError
 from icmpsensor.output.logfile import Header, NoticeWriteError, RotatingLog, compress_file
 from icmpsensor.output.noticelog import NoticeLog
 from icmpsensor.output.statslog import StatsLog
@@ -544,6 +545,42 @@ def test_the_compressor_neither_follows_nor_waits_on_what_is_planted_at_a_rotate
     assert not (tmp_path / (rotated.name + ".gz")).exists()
     assert secret.read_text() == "not the sensor's to publish\n"
     assert os.path.lexists(rotated)  # what was planted is left where it is
+
+
+@pytest.mark.parametrize("name", ["notice.log", "stats.log"])
+def test_a_log_planted_as_a_hard_link_is_refused_at_the_start_and_at_a_reopen(tmp_path: Path, name: str) -> None:
+    """A hard link is a planted link too: opening it appends to the file it shares (notice.log so, red team,
+    2026-12-08). Refused at the start (OutputError, exit 73) and at a reopen (the line held, counted)."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    os.link(victim, tmp_path / name)
+    with pytest.raises(OutputError, match="hard link"):
+        StatsLog(str(tmp_path), name, rotation()) if name == "stats.log" else \
+            RotatingLog(str(tmp_path), name, rotation(), clock=FakeClock())
+    (tmp_path / name).unlink()
+    log = RotatingLog(str(tmp_path), name, rotation(), clock=FakeClock())
+    log.write_line(line(0))
+    (tmp_path / name).unlink()
+    os.link(victim, tmp_path / name)
+    with contextlib.suppress(OSError):
+        log.reopen()
+    with contextlib.suppress(OSError):
+        log.write_line(line(1))
+    assert victim.read_text() == "untouched\n"
+
+
+def test_the_compressor_does_not_write_through_a_hard_link_planted_at_its_temporary_name(tmp_path: Path) -> None:
+    """The .gz is written under a temporary name first: a hard link planted there must not be truncated and
+    written through (it was opened with O_TRUNC, which O_NOFOLLOW does not stop for a hard link)."""
+    victim = tmp_path / "victim"
+    victim.write_text("not the sensor's\n")
+    rotated = tmp_path / "notice.2000-01-01-00-00-00.log"
+    rotated.write_text("a rotated line\n")
+    os.link(victim, tmp_path / f".{rotated.name}.gz.tmp")
+    compress_file(str(rotated))
+    assert victim.read_text() == "not the sensor's\n"
+    assert gzip.decompress((tmp_path / (rotated.name + ".gz")).read_bytes()) == b"a rotated line\n"
+    assert not rotated.exists()
 
 
 def test_a_log_directory_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
