@@ -1186,14 +1186,17 @@ static Py_ssize_t quote_end(Py_ssize_t n, unsigned words, unsigned unit)
     return words && n >= 4 + (Py_ssize_t)(words * unit) ? -1 : n;
 }
 
-/* nonecho._transport_problem is '': the protocol one a host sends, a quoted UDP header's length its datagram's. */
+/* nonecho._transport_problem is '': the protocol one a host sends, a quoted UDP header's length its datagram's
+ * (longer than the fragment's own in a datagram's first fragment, `first_of_more`). */
 static int transport_ok(const unsigned char *quote, Py_ssize_t quoted, unsigned header_len, long length,
-                        unsigned proto)
+                        unsigned proto, int first_of_more)
 {
     if (!quoted_protocol[proto])
         return 0;
-    const unsigned char *segment = quote + header_len;
-    return !(proto == 17 && quoted - (Py_ssize_t)header_len >= 8 && (long)be16(segment + 4) != length);
+    if (proto != 17 || quoted - (Py_ssize_t)header_len < 8)
+        return 1;
+    long udp_length = (long)be16(quote + header_len + 4);
+    return udp_length == length || (first_of_more && udp_length > length);
 }
 
 /* nonecho._quote_problem_v4 is '' for an unreachable (3) or time exceeded (11) message (nothing to charge):
@@ -1223,7 +1226,8 @@ static int quote_ok_v4(const unsigned char *p, Py_ssize_t n, long icmp_type, lon
     } else if (p[0] != 0 || p[2] != 0 || p[3] != 0) {
         return 0;
     }
-    return transport_ok(p + 4, quoted, header_len, total - header_len, p[13]);
+    int first_of_more = (p[10] & 0x3F) == 0x20 && p[11] == 0; /* MF set, offset 0 */
+    return transport_ok(p + 4, quoted, header_len, total - header_len, p[13], first_of_more);
 }
 
 /* nonecho._quote_problem_v6 is '' for an ICMPv6 error (types 1-4): the quote an IPv6 header sent by the error's
@@ -1239,7 +1243,7 @@ static int quote_ok_v6(const unsigned char *p, Py_ssize_t n, long icmp_type, PyO
     long total = 40 + (long)be16(p + 8);
     if (p[4] >> 4 != 6 || quoted < 40 || quoted > total || memcmp(p + 12, PyBytes_AS_STRING(dst), 16) != 0)
         return 0;
-    return transport_ok(p + 4, quoted, 40, total - 40, p[10]);
+    return transport_ok(p + 4, quoted, 40, total - 40, p[10], 0);
 }
 
 /* Whether nonecho.unexplained_bytes gives 0 for this ICMP error, where these checks can tell: an empty one, or

@@ -269,7 +269,9 @@ def _quote_problem_v4(pkt: IcmpPacket, payload: bytes) -> str:
     problem = _rest_of_header_problem(pkt, payload, total, quoted_len)
     if problem:
         return problem
-    return _transport_problem(payload[4 : 4 + min(quoted_len, total)], header_len, total - header_len, payload[13])
+    first_of_more = payload[10] & 0x3F == 0x20 and payload[11] == 0  # MF set, offset 0: a first fragment
+    return _transport_problem(payload[4 : 4 + min(quoted_len, total)], header_len, total - header_len, payload[13],
+                              first_of_more)
 
 
 def _rest_of_header_problem(pkt: IcmpPacket, payload: bytes, total: int, quoted_len: int) -> str:
@@ -654,13 +656,17 @@ def _extension_objects_reference(payload: bytes, pos: int) -> tuple[int, int, in
 _QUOTED_PROTOCOLS = frozenset((1, 2, 4, 6, 17, 33, 41, 43, 44, 47, 50, 51, 58, 59, 60, 89, 103, 112, 132, 136))
 
 
-def _transport_problem(quote: bytes, header_len: int, length: int, proto: int) -> str:
+def _transport_problem(quote: bytes, header_len: int, length: int, proto: int, first_of_more: bool = False) -> str:
     """Why the transport header in a quoted datagram (quote = its quoted part, `length` its transport
     length) cannot be what the receiver sent, or ''. Checksums are not checked: a NAT that rewrites the
-    quoted addresses and ports often leaves the quoted checksum as it was."""
+    quoted addresses and ports often leaves the quoted checksum as it was. The first fragment of a datagram
+    (`first_of_more`: a router's time exceeded for it, a host's reassembly timeout, RFC 792) holds the whole
+    datagram's UDP length, longer than the fragment's own."""
     if proto not in _QUOTED_PROTOCOLS:
         return f"quoted datagram of protocol {proto}, which no host sends"
     segment = quote[header_len:]
-    if proto == 17 and len(segment) >= 8 and (segment[4] << 8 | segment[5]) != length:
-        return "quoted UDP header does not match its datagram"
+    if proto == 17 and len(segment) >= 8:
+        udp_length = segment[4] << 8 | segment[5]
+        if udp_length != length and not (first_of_more and udp_length > length):
+            return "quoted UDP header does not match its datagram"
     return ""

@@ -60,6 +60,33 @@ def transfer(n: int, size: int = 100, start: float = T0, gap: float = 0.1, src: 
 # -- benign traffic stays quiet -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
+def test_a_traceroute_past_the_mtu_is_quiet_where_routers_quote_its_first_fragments(accelerated: bool) -> None:
+    """`traceroute HOST 2000` for an hour: each UDP probe (no DF) leaves in two fragments, and the routers on the way
+    answer the first with time exceeded, quoting (as Linux does, 548 bytes) the fragment's header, whose total length
+    is the fragment's, and the UDP header, whose length is the whole datagram's (red team, 2026-12-08: NonEchoPayload
+    and ExfilSummary from each router). A host whose reassembly timed out quotes the first fragment as well."""
+    routers = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "203.0.113.9"]
+    packets = []
+    for run_index in range(60):
+        for hop, router in enumerate(routers, 1):
+            for probe in range(3):
+                port = 33434 + (hop - 1) * 3 + probe
+                udp = struct.pack("!HHHH", 40000 + run_index, port, 8 + 1972, 0) + bytes(1972)
+                header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1500, (run_index * 64 + port) & 0xFFFF, 0x2000,
+                                     1, 17, 0, packed(A), packed(B))
+                header = header[:10] + struct.pack("!H", benign_corpus.checksum(header)) + header[12:]
+                quote = bytes(4) + (header + udp[:1480])[:548]
+                ts = T0 + run_index * 60 + hop + probe * 0.1
+                packets.append(other(ts, router, A, 11, quote))
+        reassembly = bytes(4) + (header + udp[:1480])[:548]
+        packets.append(other(T0 + run_index * 60 + 30, B, A, 11, reassembly, code=1))
+    det = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
+    assert notes(run(det, packets)) == []
+    assert det.stats.novel_bytes == 0
+
+
+
 @pytest.mark.parametrize("name", sorted(benign_corpus.BENIGN_CASES))
 def test_benign_tools_raise_nothing(name: str) -> None:
     det = detector()

@@ -88,6 +88,38 @@ def test_a_next_hop_mtu_the_quoted_datagram_fits_is_named_as_such() -> None:
     assert reason == "unused header bytes of the error message are not zero", reason
 
 
+def first_fragment_quote(udp_data: int, fragment_payload: int, *, offset: int = 0, more: bool = True) -> bytes:
+    """An error's payload quoting, as Linux does (548 bytes at most), a fragment of a UDP datagram with `udp_data`
+    bytes of data: the fragment's own IPv4 header (its total length, MF, its offset in 8-byte units) and the first
+    `fragment_payload` bytes of the datagram's UDP header and data."""
+    udp = corpus.udp_datagram(corpus.CLIENT, corpus.SERVER, 41000, 33435, bytes(range(256)) * (udp_data // 256 + 1))
+    udp = udp[: 8 + udp_data]
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + fragment_payload, 0x1234,
+                         (0x2000 if more else 0) | offset, 2, 17, 0, packed(corpus.CLIENT), packed(corpus.SERVER))
+    header = header[:10] + struct.pack("!H", corpus.checksum(header)) + header[12:]
+    return bytes(4) + corpus.quote4(header + udp[offset * 8: offset * 8 + fragment_payload], "linux")
+
+
+@pytest.mark.parametrize("kind", [(11, 0), (11, 1)], ids=["ttl", "reassembly"])
+def test_an_error_quoting_the_first_fragment_of_a_udp_datagram_is_explained(kind: tuple[int, int]) -> None:
+    """traceroute's probes past the MTU (`traceroute host 2000`: UDP, no DF) are sent in fragments, and a router
+    answers the first with time exceeded; a host whose reassembly times out quotes the first fragment too (RFC 792).
+    The quoted UDP length is the whole datagram's, longer than the fragment (red team, 2026-12-08: charged whole,
+    NonEchoPayload from the routers of a traceroute)."""
+    assert unexplained_bytes(message(*kind, first_fragment_quote(1972, 1480))) == (0, "")
+    assert unexplained_bytes(message(*kind, first_fragment_quote(8192, 1480))) == (0, "")
+
+
+def test_a_fragments_quote_whose_udp_length_it_does_not_reach_is_not() -> None:
+    # a first fragment longer than its datagram's UDP length says (data after the datagram's end), and a quote of a
+    # fragment other than the first (no error is sent for those, RFC 1122 3.2.2: its bytes are no UDP header)
+    payload = bytearray(first_fragment_quote(1972, 1480))
+    struct.pack_into("!H", payload, 4 + 20 + 4, 1000)
+    novel, reason = unexplained_bytes(message(11, 0, bytes(payload)))
+    assert novel and reason == "quoted UDP header does not match its datagram", reason
+    assert unexplained_bytes(message(11, 0, first_fragment_quote(1972, 504, offset=185, more=False)))[0] > 0
+
+
 def test_rfc4884_extensions_as_routers_send_them_with_mpls() -> None:
     udp = corpus.udp_datagram(corpus.CLIENT, corpus.SERVER, 40000, 33434, b"\0" * 200)
     datagram = corpus.ipv4_header(corpus.CLIENT, corpus.SERVER, 17, len(udp), ttl=1, ident=7) + udp
