@@ -135,7 +135,7 @@ def _v4(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
     if kind in _ERRORS_V4:
         return _whole_if(_quote_problem_v4(pkt, payload), payload)
     if kind == 9:
-        return _router_advertisement(payload)
+        return _router_advertisement(pkt, payload)
     if kind in (42, 43):  # RFC 8335 PROBE over IPv4
         return _extended_echo(pkt, payload)
     size = _FIXED_V4.get(kind)
@@ -148,13 +148,27 @@ def _v4(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
     return fields, reason
 
 
-def _router_advertisement(payload: bytes) -> tuple[int, str]:
+ROUTER_ADDRESSES = 8  # addresses a router advertisement lists free: one interface's primary and secondary ones
+
+
+def _router_advertisement(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
+    """RFC 1256 3.1: entries of 2 words (a router address, its preference), "the sending router's IP address(es) on
+    the interface from which this message is sent": its source among them, at most ROUTER_ADDRESSES of them free
+    (a preference is any value: 4 bytes of each entry stay free)."""
     if len(payload) < 4:
         return len(payload), "truncated router advertisement"
-    body = 4 + payload[0] * payload[1] * 4
-    if len(payload) > body:
-        return len(payload) - body, f"{len(payload) - body} bytes beyond the router advertisement"
-    return 0, ""
+    count, entry_size = payload[0], payload[1]
+    if count and entry_size != 2:
+        return len(payload) - 4, f"router advertisement entry size {entry_size} words, not RFC 1256's 2"
+    body = 4 + count * 8
+    beyond = max(0, len(payload) - body)
+    if beyond:
+        return beyond, f"{beyond} bytes beyond the router advertisement"
+    addresses = {payload[at : at + 4] for at in range(4, len(payload) - 7, 8)}
+    if addresses and pkt.src not in addresses:
+        return len(payload) - 4, "router advertisement of addresses without the sender's own"
+    extra = max(0, count - ROUTER_ADDRESSES) * 8
+    return (extra, f"router advertisement of {count} addresses (more than {ROUTER_ADDRESSES})") if extra else (0, "")
 
 
 def _body_fields(kind: int, body: bytes, ts: float, tolerance: float) -> tuple[int, str]:
@@ -343,7 +357,37 @@ def _neighbour_discovery(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     options = _nd_options(pkt, payload)
     if options and not reason:
         reason = f"neighbour discovery options that carry data (type {kind})"
+    if kind == 137:
+        redirected = _redirected_header_bytes(pkt, payload)
+        if redirected and not reason:
+            reason = "a redirected header that is no packet the redirected host sent to the destination"
+        options += redirected
     return body + options, reason
+
+
+def _redirected_header_bytes(pkt: IcmpPacket, payload: bytes) -> int:
+    """The bytes of a redirect's redirected header options (4) that hold no packet the redirected host (the
+    redirect's destination) sent to the redirect's Destination Address (RFC 4861 4.6.3: "the original packet
+    truncated", after 6 reserved bytes): an IPv6 header from the one to the other, no longer than its payload length
+    says but for the option's zero padding. What follows that header is free, as in an error's quote."""
+    n, pos, charged = len(payload), _ND_BODY[137], 0
+    for _ in range(MAX_WALKED):  # the walk _nd_option_bytes made: what it found malformed is charged already
+        if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
+            break
+        end = pos + 8 * payload[pos + 1]
+        if payload[pos] == 4 and not _is_redirected_packet(pkt, payload, pos + 8, end):
+            charged += end - pos
+        pos = end
+    return charged
+
+
+def _is_redirected_packet(pkt: IcmpPacket, payload: bytes, start: int, end: int) -> bool:
+    if any(payload[start - 6 : start]) or end - start < 40 or payload[start] >> 4 != 6:
+        return False
+    if payload[start + 8 : start + 24] != pkt.dst or payload[start + 24 : start + 40] != payload[20:36]:
+        return False
+    total = 40 + (payload[start + 4] << 8 | payload[start + 5])
+    return end - start <= total or not any(payload[start + total : end])
 
 
 def _nd_body(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:

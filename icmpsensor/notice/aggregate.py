@@ -18,9 +18,10 @@ folds come first: a storm towards one victim is told as the victim's. ExfilSprea
 past their note's quota (one ExfilSpread per spoofed source is a storm of them), without tying the flow they
 were raised on to their fold.
 Besides its sample (the first peers folded), an aggregate names the peers of its LARGEST folded notices by bytes
-sent: a storm that uses up a quota cannot hide a real exfiltration folded after it, whose ExfilSummary carries
-its whole size; and a notice of a flow that sent NEVER_FOLDED bytes or more is not folded at all (decoys bigger
-than the real flow cannot push it out of `largest`).
+sent: a storm of small flows that uses up a quota cannot hide a real exfiltration folded after it, whose
+ExfilSummary carries its whole size (LARGEST decoys as large as it can: docs/detection.md, Known limits); and a
+notice of a flow that sent NEVER_FOLDED bytes or more is not folded at all (decoys bigger than the real flow cannot
+push it out of `largest`).
 
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.

@@ -278,6 +278,35 @@ def test_router_solicitation_v4_reserved_bytes() -> None:
     assert unexplained_bytes(message(10, 0, b"\0AB\0"))[0] == 4  # RFC 1256 3.2: sent as 0
 
 
+def router_advertisement(entries: list[tuple[str, int]], entry_size: int = 2, lifetime: int = 1800) -> bytes:
+    """An ICMP router advertisement's payload (RFC 1256 3.1): its entries, each a router address and preference."""
+    body = b"".join(packed(addr) + struct.pack("!i", preference) for addr, preference in entries)
+    return struct.pack("!BBH", len(entries), entry_size, lifetime) + body
+
+
+def test_router_advertisements_as_routers_send_them() -> None:
+    # the router's address on the interface (its source), and its secondary addresses (iputils rdisc, IOS irdp)
+    assert unexplained_bytes(message(9, 0, router_advertisement([(ROUTER, 0)]), dst="224.0.0.1")) == (0, "")
+    two = router_advertisement([(ROUTER, 10), ("198.51.100.1", -2**31)])
+    assert unexplained_bytes(message(9, 0, two, dst="224.0.0.1")) == (0, "")
+
+
+def test_router_advertisement_entries_that_carry_data() -> None:
+    """RFC 1256: an entry is 2 words (a router address, a preference), the sending router's addresses on the
+    interface. An entry size of 255 words held 1,020 bytes a message, and 200 entries of any addresses 1,600
+    (red team, 2026-12-08: neither charged)."""
+    data = bytes(range(256)) * 4
+    wide = struct.pack("!BBH", 1, 255, 1800) + data[:1020]
+    novel, reason = unexplained_bytes(message(9, 0, wide))
+    assert novel == 1020 and "entry size" in reason, reason
+    many = router_advertisement([(ROUTER, 0)] + [(f"10.{i}.{i}.{i}", i) for i in range(1, 200)])
+    novel, reason = unexplained_bytes(message(9, 0, many))
+    assert novel == (200 - 8) * 8 and "addresses" in reason, reason
+    foreign = router_advertisement([("10.9.8.7", 0), ("10.9.8.6", 0)])
+    novel, reason = unexplained_bytes(message(9, 0, foreign))
+    assert novel == 16 and "sender" in reason, reason
+
+
 # -- ICMPv6: neighbour discovery, MLD, node information, extended echo -----------------------------
 
 HOST6, PEER6, LL6 = "2001:db8:10::1001", "2001:db8:10::1002", "fe80::1001"
@@ -329,6 +358,42 @@ def test_router_solicitation_carries_only_a_link_layer_address() -> None:
     rdnss = b"\x19\x07\0\0" + struct.pack("!I", 600) + bytes(48)  # RFC 8106: an RA option, 56 bytes
     novel, reason = unexplained_bytes(v6(133, bytes(4) + b"\x01\x01" + MAC + rdnss, dst="ff02::2"))
     assert novel == 56 and "option" in reason
+
+
+def redirect(target: str, destination: str, redirected: bytes, *, tlla: bytes = b"\x02\x01" + MAC) -> bytes:
+    """A redirect's payload (RFC 4861 4.5): reserved, target, destination, a target link-layer address option and
+    a redirected header option (4) holding `redirected` (zero-padded to 8 bytes)."""
+    padded = redirected + bytes(-(len(redirected) + 8) % 8)
+    option = bytes([4, (len(padded) + 8) // 8]) + bytes(6) + padded
+    return bytes(4) + packed(target) + packed(destination) + tlla + option
+
+
+def original_packet(src: str, dst: str, size: int = 1000) -> bytes:
+    udp = struct.pack("!HHHH", 50000, 53, 8 + size, 0) + bytes(range(256)) * (size // 256) + bytes(size % 256)
+    return corpus.ipv6_header(src, dst, 17, len(udp), hop_limit=64) + udp
+
+
+def test_a_redirect_as_a_router_sends_it() -> None:
+    # Linux ndisc_send_redirect: the packet that was redirected, as much of it as fits in 1280 bytes
+    quoted = original_packet(HOST6, "2001:db8:99::53")[:1280 - 40 - 8 - 40 - 8 - 8]
+    payload = redirect("fe80::2", "2001:db8:99::53", quoted)
+    assert unexplained_bytes(v6(137, payload, src="fe80::1", dst=HOST6)) == (0, "")
+
+
+def test_a_redirected_header_that_is_no_packet_the_host_sent_carries_data() -> None:
+    """The redirected header option holds the packet that made the router redirect: an IPv6 header from the
+    redirected host to the redirect's destination. 1,000 bytes of anything there were free (red team,
+    2026-12-08)."""
+    data = bytes(range(256)) * 4
+    novel, reason = unexplained_bytes(v6(137, redirect("fe80::2", "2001:db8:99::53", data[:1000]),
+                                         src="fe80::1", dst=HOST6))
+    assert novel == 1008 and "redirected header" in reason, reason
+    other_sender = original_packet(PEER6, "2001:db8:99::53", 200)
+    assert unexplained_bytes(v6(137, redirect("fe80::2", "2001:db8:99::53", other_sender), src="fe80::1",
+                                dst=HOST6))[0] == 8 + len(other_sender) + (-(len(other_sender) + 8) % 8)
+    other_destination = original_packet(HOST6, "2001:db8:77::1", 200)
+    assert unexplained_bytes(v6(137, redirect("fe80::2", "2001:db8:99::53", other_destination),
+                                src="fe80::1", dst=HOST6))[0] > 200
 
 
 def test_router_advertisement_options_of_a_real_router() -> None:
