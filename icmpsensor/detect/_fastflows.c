@@ -1230,8 +1230,20 @@ static int quote_ok_v4(const unsigned char *p, Py_ssize_t n, long icmp_type, lon
     return transport_ok(p + 4, quoted, header_len, total - header_len, p[13], first_of_more);
 }
 
+/* nonecho._rest_of_header_problem_v6 is '': the 4 bytes after the checksum hold what the error's type defines. */
+static int rest_of_header_ok_v6(const unsigned char *p, long icmp_type, long total)
+{
+    unsigned long value = (unsigned long)be16(p) << 16 | be16(p + 2);
+    if (icmp_type == 2)
+        return value >= 1280 && value < (unsigned long)total; /* IPV6_MIN_MTU */
+    if (icmp_type == 4)
+        return value < (unsigned long)total;
+    return p[1] == 0 && p[2] == 0 && p[3] == 0;
+}
+
 /* nonecho._quote_problem_v6 is '' for an ICMPv6 error (types 1-4): the quote an IPv6 header sent by the error's
- * receiver, within its payload length, its transport a host's. 0 for anything else. */
+ * receiver, within its payload length, the header's 4 bytes what its type defines, its transport a host's. 0 for
+ * anything else. */
 static int quote_ok_v6(const unsigned char *p, Py_ssize_t n, long icmp_type, PyObject *dst)
 {
     if (n < 4 + 40 || PyBytes_GET_SIZE(dst) != 16)
@@ -1241,7 +1253,8 @@ static int quote_ok_v6(const unsigned char *p, Py_ssize_t n, long icmp_type, PyO
         return 0;
     Py_ssize_t quoted = end - 4;
     long total = 40 + (long)be16(p + 8);
-    if (p[4] >> 4 != 6 || quoted < 40 || quoted > total || memcmp(p + 12, PyBytes_AS_STRING(dst), 16) != 0)
+    if (p[4] >> 4 != 6 || quoted < 40 || quoted > total || memcmp(p + 12, PyBytes_AS_STRING(dst), 16) != 0
+        || !rest_of_header_ok_v6(p, icmp_type, total))
         return 0;
     return transport_ok(p + 4, quoted, 40, total - 40, p[10], 0);
 }

@@ -624,7 +624,26 @@ def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:
         return "quoted packet longer than its own payload length"
     if payload[12:28] != pkt.dst:
         return "quoted packet was not sent by the error's receiver"
+    problem = _rest_of_header_problem_v6(pkt.icmp_type, payload, total)
+    if problem:
+        return problem
     return _transport_problem(payload[4 : 4 + min(quoted_len, total)], 40, total - 40, payload[10])
+
+
+IPV6_MIN_MTU = 1280  # RFC 8200 5: every link carries packets of this size
+
+
+def _rest_of_header_problem_v6(kind: int, payload: bytes, total: int) -> str:
+    """What is wrong with the 4 bytes after type/code/checksum of an ICMPv6 error (RFC 4443 3.1-3.4; RFC 4884's
+    length in the first byte of unreachable and time exceeded), '' when they hold only what the type defines: a
+    packet too big's MTU no smaller than IPV6_MIN_MTU and smaller than the quoted packet, a parameter problem's
+    pointer within it."""
+    value = int.from_bytes(payload[:4], "big")
+    if kind == 2:
+        return "" if IPV6_MIN_MTU <= value < total else f"MTU {value} is not one a {total}-byte packet is too big for"
+    if kind == 4:
+        return "" if value < total else f"parameter problem pointer {value} beyond the {total}-byte packet"
+    return "" if payload[1:4] == b"\0\0\0" else "unused header bytes of the error message are not zero"
 
 
 def _quote_end(payload: bytes, words: int, unit: int) -> tuple[int, str]:

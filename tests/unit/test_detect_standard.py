@@ -61,6 +61,20 @@ def transfer(n: int, size: int = 100, start: float = T0, gap: float = 0.1, src: 
 
 
 @pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
+def test_data_in_the_header_bytes_of_ipv6_errors_is_reported(accelerated: bool) -> None:
+    """Four bytes an error in the unused field of ICMPv6 time exceeded messages, quoting a packet the receiver sent:
+    the C path, which takes a right quote itself, must leave such a message to the reference (red team,
+    2026-12-08: the header bytes were checked by neither)."""
+    client, server, router = "2001:db8:1::10", "2001:db8:2::20", "2001:db8:1::1"
+    udp = struct.pack("!HHHH", 50000, 33434, 8 + 64, 0) + bytes(64)
+    quoted = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 1, packed(client), packed(server)) + udp
+    packets = [IcmpPacket(T0 + i, packed(router), packed(client), True, 3, 0, -1, -1,
+                          b"\0" + bytes([i % 256, 7, 9]) + quoted, len(quoted) + 70) for i in range(1, 200)]
+    det = Detector(DetectionConfig(), AllowlistConfig(), accelerated=accelerated)
+    assert ("NonEchoPayload", router, client) in notes(run(det, packets))
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
 def test_a_traceroute_past_the_mtu_is_quiet_where_routers_quote_its_first_fragments(accelerated: bool) -> None:
     """`traceroute HOST 2000` for an hour: each UDP probe (no DF) leaves in two fragments, and the routers on the way
     answer the first with time exceeded, quoting (as Linux does, 548 bytes) the fragment's header, whose total length

@@ -141,6 +141,24 @@ def test_ipv6_errors() -> None:
     assert unexplained_bytes(spoofed)[0] > 0
 
 
+def test_ipv6_errors_carry_only_what_their_type_defines_in_their_header() -> None:
+    """RFC 4443: bytes 4-7 are unused (zero) in unreachable and time exceeded but for RFC 4884's length, a packet too
+    big's MTU (the IPv6 minimum or more, less than the packet's size), a parameter problem's pointer (an offset in
+    the packet). They went unchecked: 4 bytes an error (red team, 2026-12-08)."""
+    udp = struct.pack("!HHHH", 50000, 33434, 8 + 1500, 0) + bytes(1500)
+    quoted = corpus.quote6(corpus.ipv6_header(corpus.CLIENT6, corpus.SERVER6, 17, len(udp), hop_limit=3) + udp)
+
+    def charged(icmp_type: int, rest: bytes, code: int = 0) -> int:
+        return unexplained_bytes(message(icmp_type, code, rest + quoted, src=ROUTER6, dst=corpus.CLIENT6))[0]
+
+    assert charged(1, bytes(4), 4) == charged(3, bytes(4)) == 0
+    assert charged(1, b"\0\0\0\x2a", 4) == charged(3, b"\0DAT") == 4 + len(quoted)
+    assert charged(2, struct.pack("!I", 1280)) == charged(2, struct.pack("!I", 1500)) == 0
+    assert charged(2, struct.pack("!I", 1548)) == charged(2, b"DATA") == charged(2, struct.pack("!I", 576)) > 0
+    assert charged(4, struct.pack("!I", 6)) == charged(4, struct.pack("!I", 1547)) == 0
+    assert charged(4, struct.pack("!I", 1548)) == charged(4, b"DATA") > 0
+
+
 @pytest.mark.parametrize(("icmp_type", "size"), [(13, 16), (14, 16), (17, 8), (10, 4)])
 def test_fixed_size_types_explain_exactly_their_body(icmp_type: int, size: int) -> None:
     body = bytes(size)
