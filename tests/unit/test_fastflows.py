@@ -2115,8 +2115,11 @@ ERRORS = {  # name -> (the error, what the C path does with it: "handled" where 
     "a broken extension structure after a long datagram's quote": (
         icmp_error(11, 0, _with_extension(probe(False, data=bytes(1400)), version=3), b"\0\x20\0\0"), "unexplained"),
     "an IPv4 header of 16 bytes": (icmp_error(11, 0, _short_header(probe(False))), "unexplained"),
-    "ICMPv6 parameter problem pointing past 2^24 (byte 0 is no length)": (
-        icmp_error(4, 0, benign_corpus.quote6(probe(True)), b"\x01\0\0\x28", v6=True), "handled"),
+    # byte 0 is no RFC 4884 length in a parameter problem, and a pointer past 2^24 is beyond any packet
+    "ICMPv6 parameter problem pointing past 2^24, past its packet": (
+        icmp_error(4, 0, benign_corpus.quote6(probe(True)), b"\x01\0\0\x28", v6=True), "unexplained"),
+    "ICMPv6 parameter problem pointing within its packet": (
+        icmp_error(4, 0, benign_corpus.quote6(probe(True)), b"\0\0\0\x28", v6=True), "handled"),
     "an ICMPv6 extension structure": (
         icmp_error(3, 0, _with_extension(probe(True)), b"\x10\0\0\0", v6=True), "handled"),
     "a quoted UDP length that is not its datagram's": (icmp_error(3, 3, probe(False, udp_length=9)), "unexplained"),
