@@ -339,8 +339,11 @@ _ND_OPTIONS = {
 }
 # The largest an option of a fixed layout is, in 8-byte units: link-layer addresses (one for Ethernet),
 # prefix information (4), MTU (1, RFC 4861 4.6), advertisement interval, home agent (1), SEND timestamp (2),
-# nonce (1: Linux ndisc_ns_create and RFC 7527 send 6 bytes), route information (3), ARO (2), PREF64 (2).
-_ND_UNITS = {1: 1, 2: 1, 3: 4, 5: 1, 7: 1, 8: 1, 13: 2, 14: 1, 24: 3, 33: 2, 38: 2}
+# nonce (1: Linux ndisc_ns_create and RFC 7527 send 6 bytes), route information (3), ARO (2), PREF64 (2); and the
+# largest a key or signature makes one: SEND's CGA parameters with a 4,096-bit RSA key (RFC 3972: 25 bytes and a
+# 550-byte SubjectPublicKeyInfo, 75) and its RSA signature (RFC 3971 5.2: a 16-byte key hash and 512 bytes, 67),
+# RFC 8928's crypto-ID parameters and NDP signature (an elliptic-curve key or signature, 80 bytes at most: 10).
+_ND_UNITS = {1: 1, 2: 1, 3: 4, 5: 1, 7: 1, 8: 1, 11: 75, 12: 67, 13: 2, 14: 1, 24: 3, 33: 2, 38: 2, 39: 10, 40: 10}
 _ND_NONCE, _ND_CGA = 14, 11
 # the same as 256-byte tables by option type, for detect/_fastnonecho.c: carried by the message type; largest (0: any)
 _ND_ALLOWED = {kind: bytes(option in options for option in range(256)) for kind, options in _ND_OPTIONS.items()}
@@ -393,13 +396,16 @@ def _is_redirected_packet(pkt: IcmpPacket, payload: bytes, start: int, end: int)
 def _nd_body(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     """Bytes of the fixed body that hold data: reserved fields a sender MUST zero (RFC 4861 4.1, 4.3-4.5)
     and a solicitation's target that is neither its destination (unicast, for NUD) nor the owner of its
-    solicited-node destination (RFC 4861 7.2.2; Linux ndisc_solicit), or a multicast one (7.1.1)."""
+    solicited-node destination (RFC 4861 7.2.2; Linux ndisc_solicit), or a multicast one (7.1.1), and an
+    advertisement's multicast target (7.1.2)."""
     kind = pkt.icmp_type
     if kind == 134:
         return 0, ""  # a router's configuration: hop limit, flags, lifetimes, timers
     target, dst = payload[4:20], pkt.dst
     if kind == 135 and (target[0] == 0xFF or (dst != target and dst != _SOLICITED_NODE + target[13:])):
         return 16 + _nd_reserved(kind, payload), "a neighbour solicitation target that is not its destination's"
+    if kind == 136 and target[0] == 0xFF:  # RFC 4861 7.1.2: a receiver discards it
+        return 16 + _nd_reserved(kind, payload), "a neighbour advertisement of a multicast target"
     bad = _nd_reserved(kind, payload)
     return (bad, f"non-zero reserved bytes in neighbour discovery type {kind}") if bad else (0, "")
 

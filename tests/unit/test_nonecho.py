@@ -365,6 +365,29 @@ def test_nonce_option_longer_than_six_bytes() -> None:
     assert unexplained_bytes(v6(135, payload, src="::", dst=solicited_node(HOST6)))[0] == 40
 
 
+def test_a_neighbour_advertisement_of_a_multicast_target() -> None:
+    # RFC 4861 7.1.2: a receiver discards an NA whose target is multicast; no host sends one
+    tlla = b"\x02\x01" + MAC
+    assert unexplained_bytes(v6(136, b"\x60\0\0\0" + packed(HOST6) + tlla, dst=PEER6)) == (0, "")
+    novel, reason = unexplained_bytes(v6(136, b"\x60\0\0\0" + packed("ff0e::dead:beef") + tlla, dst=PEER6))
+    assert novel == 16 and "multicast" in reason, reason
+
+
+def test_send_options_longer_than_a_4096_bit_key_needs() -> None:
+    """SEND's CGA and RSA signature options (RFC 3971 5.1, 5.2) hold a public key and a signature: a few hundred
+    bytes up to a 4,096-bit key's. 1,008 bytes of anything in one were free (red team, 2026-12-08); RFC 8928's
+    options hold an elliptic-curve key or signature (80 bytes at most)."""
+    signature = b"\x0c\x7e" + bytes(range(256))[:254] * 4  # 126 units
+    payload = b"\0\0\0\0" + signature[: 126 * 8]
+    assert unexplained_bytes(v6(133, payload, src=LL6, dst="ff02::2"))[0] == (126 - 67) * 8
+    rsa_2048 = b"\x0c\x23" + bytes(278)  # 35 units: key hash and a 2,048-bit signature
+    assert unexplained_bytes(v6(133, b"\0\0\0\0" + rsa_2048, src=LL6, dst="ff02::2")) == (0, "")
+    cga = b"\x0b\x30" + bytes(382)  # 48 units: a 2,048-bit key's CGA parameters
+    assert unexplained_bytes(v6(133, b"\0\0\0\0" + cga, src=LL6, dst="ff02::2")) == (0, "")
+    ndp_signature = b"\x28\x20" + bytes(254)  # RFC 8928 NDP signature of 32 units
+    assert unexplained_bytes(v6(133, b"\0\0\0\0" + ndp_signature, src=LL6, dst="ff02::2"))[0] == (32 - 10) * 8
+
+
 def test_nonce_option_outside_dad() -> None:
     # RFC 7527 puts a nonce in DAD solicitations only (source ::); SEND (RFC 3971) signs with CGA + RSA
     payload = bytes(4) + packed(PEER6) + b"\x01\x01" + MAC + b"\x0e\x01" + b"secret"
