@@ -106,7 +106,9 @@ class DetectionConfig(ConfigSection):
         100, Int(0, 2**31), "notices of one note per interval written as they come whatever their hosts (a storm "
         "that repeats no host); the rest become one notice with counts (0: no such quota)"
     )
-    aggregate_sample: int = key(8, Int(0, 1000), "peers named in an aggregated notice")
+    aggregate_sample: int = key(
+        8, Int(0, 1000), "peers named in an aggregated notice, drawn at random weighted by the bytes they sent"
+    )
     max_pairs: int = key(100_000, Int(1, 100_000_000), "host pairs remembered for slow exfiltration")
     exfil_bytes_threshold: int = key(
         1500, Int(0, 2**40), "original: DataExfil when a flow's request payload bytes exceed this"

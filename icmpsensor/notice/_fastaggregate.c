@@ -13,22 +13,25 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <math.h>
+#include <stdint.h>
+
 #include "../_slots.h"
 #include "../_tuples.h"
 #include "_aggregate_api.h"
 
 enum { N_TS, N_NOTE, N_SRC, N_DST, N_UID, N_BYTES_SENT, N_NOTICE };
 static const char *const NOTICE_FIELDS[N_NOTICE] = {"ts", "note", "src", "dst", "uid", "bytes_sent"};
-enum { D_FOLDED, D_PEERS, D_SAMPLE, D_BYTES_SENT, D_LAST, D_CAPPED, D_LARGEST, N_FOLD };
+enum { D_FOLDED, D_PEERS, D_SAMPLE, D_BYTES_SENT, D_LAST, D_CAPPED, D_LARGEST, D_SAMPLE_KEYS, N_FOLD };
 static const char *const FOLD_FIELDS[N_FOLD] = {"folded", "peers", "sample", "bytes_sent", "last", "capped",
-                                                "largest"};
+                                                "largest", "sample_keys"};
 enum {
     A_MAX_NOTICES, A_SAMPLE, A_MAX_PER_NOTE, A_LARGEST_KEPT, A_FOLDS, A_WRITTEN, A_UIDS, A_PEER_ENTRIES,
-    A_LAST_FOLDED, A_FIRST_FOLDED, A_WINDOW_START, A_INTERVAL, A_FOLDED, N_AGGREGATOR
+    A_LAST_FOLDED, A_FIRST_FOLDED, A_WINDOW_START, A_INTERVAL, A_FOLDED, A_SAMPLE_KEY, N_AGGREGATOR
 };
 static const char *const AGGREGATOR_FIELDS[N_AGGREGATOR] = {
     "max_notices", "sample", "max_per_note", "_largest_kept", "_folds", "_written", "_uids", "_peer_entries",
-    "_last_folded", "_first_folded", "window_start", "interval", "folded"};
+    "_last_folded", "_first_folded", "window_start", "interval", "folded", "_sample_key"};
 
 /* What a fold reads of a notice (borrowed references): a Notice's slots (fields_of), or a notice a detector's C path
  * has not made yet (try_fold). */
@@ -200,6 +203,128 @@ static int remember(PyObject *agg, PyObject *uid, PyObject *under)
     return PyDict_SetItem(uids, uid, under);
 }
 
+/* aggregate.sample_u: FNV-1a of the peer's bytes from `key`, the time's IEEE bits mixed in by SplitMix64's finalizer,
+ * as a number in (0, 1). */
+static double sample_u(unsigned long long key, const char *text, Py_ssize_t n, double ts)
+{
+    uint64_t h = key, bits;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)text[i]) * 0x100000001B3ULL;
+    memcpy(&bits, &ts, sizeof bits);
+    h ^= bits;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+    h ^= h >> 31;
+    return ((double)(h >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* ln(u) / max(bytes_sent, 1): the notice's key in the sample's draw (A-Res). */
+static int draw_key(PyObject *agg, const Fields *f, PyObject *peer, double *out)
+{
+    /* the key as an unsigned 64-bit number, read again only for another int object (the one read is held: it
+     * cannot be freed and its address reused while cached) */
+    static PyObject *cached_key_obj;
+    static unsigned long long cached_key;
+    PyObject *key_obj = slot_of(agg, aggregator_slot[A_SAMPLE_KEY], "NoticeAggregator._sample_key");
+    if (key_obj == NULL)
+        return -1;
+    if (key_obj != cached_key_obj) {
+        unsigned long long value = PyLong_AsUnsignedLongLong(key_obj);
+        if (value == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        Py_XSETREF(cached_key_obj, Py_NewRef(key_obj));
+        cached_key = value;
+    }
+    double ts = PyFloat_CheckExact(f->ts) ? PyFloat_AS_DOUBLE(f->ts) : PyFloat_AsDouble(f->ts);
+    if (ts == -1.0 && PyErr_Occurred())
+        return -1;
+    Py_ssize_t n;
+    const char *text = PyUnicode_AsUTF8AndSize(peer, &n);
+    if (text == NULL)
+        return -1;
+    double weight;
+    int overflow = 0;
+    long long small = PyLong_Check(f->bytes_sent) ? PyLong_AsLongLongAndOverflow(f->bytes_sent, &overflow) : 0;
+    if (small == -1 && PyErr_Occurred())
+        return -1;
+    if (PyLong_Check(f->bytes_sent) && !overflow && small < 1) {
+        weight = 1.0; /* max(bytes_sent, 1) */
+    } else if (PyLong_Check(f->bytes_sent) && !overflow && small <= (1LL << 53)) {
+        weight = (double)small; /* exact, as Python converts it */
+    } else {
+        weight = PyFloat_AsDouble(f->bytes_sent); /* an int past 2^53 rounded as Python's division does */
+        if (weight == -1.0 && PyErr_Occurred())
+            return -1;
+        if (!PyLong_Check(f->bytes_sent) && weight < 1.0)
+            weight = 1.0;
+    }
+    *out = log(sample_u(cached_key, text, n, ts)) / weight;
+    return 0;
+}
+
+/* NoticeAggregator._draw: the sample keeps the peers of the largest keys, a peer's best key. */
+static int draw(PyObject *agg, const Fields *f, PyObject *fold, PyObject *peer, Py_ssize_t sample_size)
+{
+    PyObject *sample = slot_of(fold, fold_slot[D_SAMPLE], "_Fold.sample");
+    PyObject *keys = slot_of(fold, fold_slot[D_SAMPLE_KEYS], "_Fold.sample_keys");
+    if (sample == NULL || keys == NULL)
+        return -1;
+    Py_ssize_t size = PyList_Check(sample) ? PyList_GET_SIZE(sample) : -1;
+    if (!PyList_Check(keys) || PyList_GET_SIZE(keys) != size) {
+        PyErr_SetString(PyExc_TypeError, "fold(): a _Fold's sample and sample_keys are not two lists of one length");
+        return -1;
+    }
+    Py_ssize_t at = -1, least = -1; /* least: the first of the smallest keys, as keys.index(min(keys)) finds it */
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (!PyFloat_Check(PyList_GET_ITEM(keys, i))) {
+            PyErr_SetString(PyExc_TypeError, "fold(): a _Fold's sample_keys holds something else than floats");
+            return -1;
+        }
+        if (least < 0 || PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, i)) < PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, least)))
+            least = i;
+    }
+    double key;
+    if (draw_key(agg, f, peer, &key) < 0)
+        return -1;
+    /* a full sample whose keys are all as large changes in no case (a peer of it keeps its larger key): most of a
+     * storm's notices, found without comparing the peers */
+    if (size >= sample_size && least >= 0 && !(key > PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, least))))
+        return 0;
+    for (Py_ssize_t i = 0; i < size && at < 0; i++) {
+        int same = PyObject_RichCompareBool(PyList_GET_ITEM(sample, i), peer, Py_EQ);
+        if (same < 0)
+            return -1;
+        if (same)
+            at = i;
+    }
+    if (at < 0 && size < sample_size) {
+        PyObject *value = PyFloat_FromDouble(key);
+        if (value == NULL || PyList_Append(sample, peer) < 0) {
+            Py_XDECREF(value);
+            return -1;
+        }
+        int appended = PyList_Append(keys, value);
+        Py_DECREF(value);
+        if (appended < 0) {
+            PySequence_DelItem(sample, size);
+            return -1;
+        }
+        return 0;
+    }
+    if (at < 0) {
+        at = least;
+        if (at < 0 || !(key > PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at))))
+            return 0;
+        Py_INCREF(peer);
+        if (PyList_SetItem(sample, at, peer) < 0)
+            return -1;
+    } else if (!(key > PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)))) {
+        return 0;
+    }
+    PyObject *value = PyFloat_FromDouble(key);
+    return value == NULL ? -1 : PyList_SetItem(keys, at, value);
+}
+
 /* _count(notice, fold, peer) */
 static int count(PyObject *agg, const Fields *f, PyObject *fold, PyObject *peer)
 {
@@ -246,11 +371,8 @@ static int count(PyObject *agg, const Fields *f, PyObject *fold, PyObject *peer)
     Py_ssize_t sample_size, largest_kept;
     if (long_of(agg, A_SAMPLE, &sample_size) < 0 || long_of(agg, A_LARGEST_KEPT, &largest_kept) < 0)
         return -1;
-    if (PyList_GET_SIZE(sample) < sample_size) {
-        int sampled = PySequence_Contains(sample, peer);
-        if (sampled < 0 || (!sampled && PyList_Append(sample, peer) < 0))
-            return -1;
-    }
+    if (sample_size > 0 && draw(agg, f, fold, peer, sample_size) < 0)
+        return -1;
     PyObject *heap_op = NULL;
     if (PyList_GET_SIZE(largest) < largest_kept) {
         heap_op = heappush;

@@ -17,11 +17,15 @@ are folded into one aggregate per note, its peers host pairs (Suricata's rate_fi
 folds come first: a storm towards one victim is told as the victim's. ExfilSpread and SlowExfil too are folded
 past their note's quota (one ExfilSpread per spoofed source is a storm of them), without tying the flow they
 were raised on to their fold.
-Besides its sample (the first peers folded), an aggregate names the peers of its LARGEST folded notices by bytes
-sent: a storm of small flows that uses up a quota cannot hide a real exfiltration folded after it, whose
-ExfilSummary carries its whole size (LARGEST decoys as large as it can: docs/detection.md, Known limits); and a
-notice of a flow that sent NEVER_FOLDED bytes or more is not folded at all (decoys bigger than the real flow cannot
-push it out of `largest`).
+An aggregate names a sample of the peers folded, drawn at random weighted by the bytes their notices sent (a weighted
+random sample without replacement, Efraimidis and Spirakis' A-Res: each notice's key ln(u) / bytes, the peers of the
+largest keys, u from a keyed hash of the peer and the notice's time, keyed by SAMPLE_KEY, this host's: the same
+input gives the same sample on one host, and an attacker cannot choose decoys that win), and the peers of its
+LARGEST folded notices by bytes sent. A storm of small flows that uses up a quota cannot hide a real exfiltration
+folded after it, whose ExfilSummary carries its whole size, nor can decoys as large as it sent first (they filled a
+sample of the first peers folded, and `largest`: red team, 2026-12-08): hiding a flow of S bytes so that it is
+named once in twenty takes decoys of ~160 S in all; and a notice of a flow that sent NEVER_FOLDED bytes or more is
+not folded at all.
 
 It runs where notices are written (runmode/pipeline.py), before evidence is started and before every
 sink: notice.log, journald and stdout tell the same story, and a folded notice costs no evidence.
@@ -36,8 +40,11 @@ the alerted flows still alive (at most MAX_UIDS, oldest forgotten first, for tho
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
+import math
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -53,7 +60,7 @@ NOT_PER_HOST = frozenset((EXFIL_SPREAD.name, SLOW_EXFIL.name))  # folded only pa
 PER_PACKET = frozenset((UNPAIRED_ECHO_REPLY.name,))
 # A storm is cheap because its flows are small (one packet, at most a 64 KB datagram): a notice of a flow that sent
 # this many bytes or more is written whatever the quotas, and so is the rest of its flow's story. Three decoy flows
-# larger than a real exfiltration pushed it out of an aggregate's `largest` (its sample the first peers folded).
+# larger than a real exfiltration pushed it out of an aggregate's `largest` (its sample then the first peers folded).
 NEVER_FOLDED = 65_536
 MAX_KEYS = 100_000
 MAX_UIDS = 1_000_000
@@ -75,7 +82,8 @@ class _Fold:
 
     folded: int = 0
     peers: set[str] = field(default_factory=set)  # distinct peers of the folded notices (up to MAX_PEERS)
-    sample: list[str] = field(default_factory=list)
+    sample: list[str] = field(default_factory=list)  # drawn weighted by bytes (its keys in sample_keys)
+    sample_keys: list[float] = field(default_factory=list)
     bytes_sent: int = 0
     first: float = 0.0
     last: float = 0.0
@@ -86,6 +94,35 @@ class _Fold:
 
 
 LARGEST = 3  # the folded notices with the most bytes sent whose peers an aggregate names (at most its sample)
+
+
+def _host_sample_key() -> int:
+    """The key of the samples' draw: this host's (systemd's machine ID, hashed for this use as sd-id128's
+    app-specific IDs are: the ID itself is not to be shown), a constant without one."""
+    try:
+        machine = open("/etc/machine-id", "rb").read(64).strip()  # noqa: SIM115 - a read of one small file
+    except OSError:
+        machine = b""
+    digest = hashlib.blake2b(b"icmpsensor aggregate sample\0" + machine, digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+SAMPLE_KEY = _host_sample_key()
+_MASK64 = (1 << 64) - 1
+
+
+def sample_u(key: int, peer: str, ts: float) -> float:
+    """A number in (0, 1), uniform to whoever does not know `key`, for a folded notice of `peer` at `ts`: FNV-1a of
+    the peer's bytes from `key`, its time's IEEE bits mixed in by SplitMix64's finalizer (_fastaggregate.c
+    sample_u the same)."""
+    h = key
+    for byte in peer.encode():
+        h = ((h ^ byte) * 0x100000001B3) & _MASK64
+    h ^= struct.unpack("<Q", struct.pack("<d", ts))[0]
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+    h ^= h >> 31
+    return ((h >> 11) + 0.5) / 9007199254740992.0  # 2^53
 MAX_PEERS = 65_536  # distinct peers kept per fold
 # ... and over all the folds of an interval (text addresses, ~100 bytes each): with a long aggregation interval a
 # storm's folds would otherwise keep every source it came from
@@ -100,6 +137,7 @@ class NoticeAggregator:
         "_largest_kept",
         "_last_folded",
         "_peer_entries",
+        "_sample_key",
         "_uids",
         "_written",
         "aggregates",
@@ -112,9 +150,11 @@ class NoticeAggregator:
     )
 
     def __init__(self, interval: float, max_notices: int, sample: int, max_per_note: int = 0, *,
-                 accelerated: bool = True) -> None:
+                 accelerated: bool = True, sample_key: int | None = None) -> None:
         """`accelerated`: filter and fold in C (notice/_fastaggregate.c) when it is built; False: only the Python
-        reference (filter's loop, _fold and the methods it calls; the equivalence tests)."""
+        reference (filter's loop, _fold and the methods it calls; the equivalence tests). `sample_key`: the key of
+        the samples' draw (SAMPLE_KEY, this host's, by default; tests give others)."""
+        self._sample_key = SAMPLE_KEY if sample_key is None else sample_key & _MASK64
         self._filter_in_c = _fastaggregate.filter if accelerated and _fastaggregate is not None else None
         self.reconfigure(interval, max_notices, sample, max_per_note)
         self.window_start: float | None = None
@@ -290,14 +330,28 @@ class NoticeAggregator:
                 self._peer_entries += 1
             else:
                 fold.capped = True
-        sample = fold.sample
-        if len(sample) < self.sample and peer not in sample:
-            sample.append(peer)
+        if self.sample:
+            self._draw(fold, peer, math.log(sample_u(self._sample_key, peer, notice.ts)) / max(notice.bytes_sent, 1))
         largest = fold.largest
         if len(largest) < self._largest_kept:
             heapq.heappush(largest, (notice.bytes_sent, peer))
         elif largest and notice.bytes_sent > largest[0][0]:
             heapq.heapreplace(largest, (notice.bytes_sent, peer))
+
+    def _draw(self, fold: _Fold, peer: str, key: float) -> None:
+        """A-Res: the sample keeps the peers of the largest keys, a peer's best key."""
+        sample, keys = fold.sample, fold.sample_keys
+        if peer in sample:
+            at = sample.index(peer)
+            if key > keys[at]:
+                keys[at] = key
+        elif len(sample) < self.sample:
+            sample.append(peer)
+            keys.append(key)
+        else:
+            at = keys.index(min(keys))
+            if key > keys[at]:
+                sample[at], keys[at] = peer, key
 
     def _remember(self, uid: str, under: tuple[str, str] | None) -> None:
         """Remember how a flow's notice went, across intervals (its summary may come much later); the
@@ -326,12 +380,17 @@ class NoticeAggregator:
                f"last {fold.last:.6f}, bytes sent {fold.bytes_sent}")
         if fold.sample:
             largest = sorted(fold.largest, reverse=True)
-            msg += f"; sample: {', '.join(fold.sample)}; largest: " + \
+            drawn = [peer for _, peer in sorted(zip(fold.sample_keys, fold.sample, strict=True), key=_by_key)]
+            msg += f"; sample: {', '.join(drawn)}; largest: " + \
                 ", ".join(f"{peer} ({format_size(size)})" for size, peer in largest)
-            sub += f", sample {' '.join(fold.sample)}, largest " + " ".join(f"{peer}:{size}" for size, peer in largest)
+            sub += f", sample {' '.join(drawn)}, largest " + " ".join(f"{peer}:{size}" for size, peer in largest)
         return Notice(ts=ts, note=note, msg=msg, sub=sub, src=fold.src, dst=fold.dst, uid="", n=fold.folded,
                       bytes_sent=fold.bytes_sent, bytes_received=0, start=fold.first, end=fold.last,
                       peers=count)
+
+
+def _by_key(entry: tuple[float, str]) -> float:
+    return -entry[0]  # the sample named the most likely first (a stable sort: equal keys as drawn)
 
 
 def _peer(notice: Notice, role: str) -> str:

@@ -290,7 +290,8 @@ def test_a_storm_of_distinct_pairs_is_folded_per_note_past_max_per_note() -> Non
     (aggregate,) = told
     assert "1950 more ICMP_DataExfil notices within 60 s, between 1950 host pairs" in aggregate.msg
     assert (aggregate.src, aggregate.dst) == ("100.64.0.50", "203.0.0.50")  # the first folded pair
-    assert "sample: 100.64.0.50->203.0.0.50, 100.64.0.51->203.0.0.51, 100.64.0.52->203.0.0.52" in aggregate.msg
+    sample = aggregate.msg.split("; sample: ")[1].split("; largest: ")[0].split(", ")  # drawn, weighted by bytes
+    assert len(set(sample)) == 3 and set(sample) <= {f"{n.src}->{n.dst}" for n in first[50:]}
     assert aggregate.sub.startswith("Aggregated: 1950 notices, 1950 host pairs")
     assert [n.uid for n in later if n.uid] == [n.uid for n in first[:50]]  # the written flows' summaries
     (summaries_told,) = agg.flush()
@@ -403,3 +404,61 @@ def test_an_aggregate_names_its_largest_flows_so_that_a_storm_cannot_hide_a_real
     assert told.n == 251 and "192.0.2.66->198.51.100.99" not in told.msg.split("; largest: ")[0]
     assert "; largest: 192.0.2.66->198.51.100.99 (50.00 KB)" in told.msg
     assert "largest 192.0.2.66->198.51.100.99:50000" in told.sub
+
+
+def decoy_hidden_exfiltration(key: int, decoys: int, decoy_bytes: int, accelerated: bool = True,
+                              large: int = 0) -> list[Notice]:
+    """Red team, 2026-12-08 (default settings but the key): ten one-packet spoofed flows spend the destination's
+    quota, then `decoys` spoofed flows of `decoy_bytes` each, the first `large` of them 1 byte larger than the real
+    flow (their DataExfil and ExfilSummary) are folded around a real 20 KB exfiltration's from 10.1.1.1, each
+    decoy's notices just before the real flow's. What is told."""
+    agg = NoticeAggregator(interval=60.0, max_notices=10, sample=8, max_per_note=100, accelerated=accelerated,
+                           sample_key=key)
+
+    def sized(ts: float, src: str, note: str, uid: str, bytes_sent: int) -> Notice:
+        return Notice(ts=ts, note=note, msg="m", sub="s", src=src, dst=VICTIM, uid=uid, n=40, bytes_sent=bytes_sent,
+                      bytes_received=0, start=ts, end=ts)
+
+    rng = random.Random(key)
+    burners = [notice(T0 + i * 0.01, f"172.16.1.{i}") for i in range(10)]
+    firsts, summaries = [], []
+    for i in range(decoys):
+        src = f"172.16.{2 + i // 250}.{i % 250}"
+        firsts.append(sized(T0 + 1 + i * 1e-4, src, "ICMP::ICMP_DataExfil", f"D{i}", 501))
+        summaries.append(sized(T0 + 41 + i * 1e-4, src, "ICMP::ICMP_ExfilSummary", f"D{i}",
+                               20_001 if i < large else decoy_bytes))
+    real = sized(T0 + 1.5, "10.1.1.1", "ICMP::ICMP_DataExfil", "Creal", 500)
+    real_summary = sized(T0 + 41.5, "10.1.1.1", "ICMP::ICMP_ExfilSummary", "Creal", 20_000)
+    rng.shuffle(firsts)
+    out = agg.filter([*burners, *firsts, real, *summaries, real_summary])
+    return out + agg.flush()
+
+
+def named(told: list[Notice], host: str) -> bool:
+    return any(host in n.msg or host in n.src for n in told)
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
+def test_decoys_as_large_as_an_exfiltration_do_not_hide_it_from_the_aggregate(accelerated: bool) -> None:
+    """Eleven decoys 1 byte larger than the real flow, sent first, filled both the sample (the first 8 peers folded)
+    and `largest` (3): the real source was named nowhere (red team, 2026-12-08). The sample is drawn at random,
+    weighted by bytes sent, by a key the attacker does not know: of 12 equal flows, 8 are named."""
+    hits = sum(named(decoy_hidden_exfiltration(key, 11, 20_001, accelerated), "10.1.1.1") for key in range(200))
+    assert hits >= 100, hits  # 8 of 12: two thirds expected; the first-come sample: never
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "reference"])
+def test_many_small_decoys_do_not_hide_a_large_exfiltration(accelerated: bool) -> None:
+    """Three decoys a byte larger than the real flow fill `largest`, and a hundred of 200 bytes each (as many bytes
+    in all as the real flow) a first-come sample: the draw weighted by bytes names the real one almost always (the
+    first-come sample never: it came after the first 8 decoys). Hiding a flow of S bytes so that it is named once in
+    20 takes decoys of ~160 S in all, each under NEVER_FOLDED."""
+    hits = sum(named(decoy_hidden_exfiltration(key, 103, 200, accelerated, large=3), "10.1.1.1")
+               for key in range(100))
+    assert hits >= 90, hits
+
+
+def test_the_sample_is_the_same_for_the_same_key_and_differs_across_keys() -> None:
+    told = [decoy_hidden_exfiltration(key, 40, 20_001) for key in (7, 7, 8)]
+    samples = [[n.msg.split("; sample: ")[1] for n in t if not n.uid] for t in told]
+    assert samples[0] == samples[1] and samples[0] != samples[2]
