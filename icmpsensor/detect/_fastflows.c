@@ -146,21 +146,22 @@ static double run_pause, run_budget, run_refill, param_budget, param_refill;
 static PyObject *router_alert; /* a tuple of the options option_bytes charges nothing for */
 /* nonecho._QUOTED_PROTOCOLS: the protocols a quoted datagram may carry */
 static unsigned char quoted_protocol[256];
+static unsigned long ipv6_min_mtu; /* nonecho.IPV6_MIN_MTU */
 
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
                   "run_pause, run_budget, run_refill, param_budget, param_refill, runs_remembered, router_alert, " \
-                  "quoted_protocols, headless_type)"
+                  "quoted_protocols, headless_type, ipv6_min_mtu)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
                        "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED and\n"
                        "_ROUTER_ALERT (a tuple of bytes), nonecho._QUOTED_PROTOCOLS, packet.HeadlessPacket (a subclass\n"
-                       "of IcmpPacket: its slots where IcmpPacket has them).");
+                       "of IcmpPacket: its slots where IcmpPacket has them), nonecho.IPV6_MIN_MTU.");
 
 static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 16) {
+    if (nargs != 17) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -180,6 +181,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     double pause = PyFloat_AsDouble(args[7]), budget = PyFloat_AsDouble(args[8]), refill = PyFloat_AsDouble(args[9]);
     double params = PyFloat_AsDouble(args[10]), params_refill = PyFloat_AsDouble(args[11]);
     long remembered = PyLong_AsLong(args[12]);
+    unsigned long min_mtu = PyLong_AsUnsignedLong(args[16]);
     if (PyErr_Occurred())
         return NULL;
     if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)
@@ -209,6 +211,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
         protocols[proto] = (unsigned char)member;
     }
     memcpy(quoted_protocol, protocols, sizeof protocols);
+    ipv6_min_mtu = min_mtu;
     memcpy(packet_slot, packet, sizeof packet);
     memcpy(flow_slot, flow, sizeof flow);
     memcpy(stats_slot, stats, sizeof stats);
@@ -1235,7 +1238,7 @@ static int rest_of_header_ok_v6(const unsigned char *p, long icmp_type, long tot
 {
     unsigned long value = (unsigned long)be16(p) << 16 | be16(p + 2);
     if (icmp_type == 2)
-        return value >= 1280 && value < (unsigned long)total; /* IPV6_MIN_MTU */
+        return value >= ipv6_min_mtu && value < (unsigned long)total;
     if (icmp_type == 4)
         return value < (unsigned long)total;
     return p[1] == 0 && p[2] == 0 && p[3] == 0;
@@ -5115,6 +5118,13 @@ typedef struct {
     PyObject *key, *memory;
 } HostRank;
 
+/* The table's order. */
+static int host_place_order(const void *a, const void *b)
+{
+    const HostRank *x = a, *y = b;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
 /* Forgotten first: told, then the fewest peers, then the least recently active. */
 static int host_rank_order(const void *a, const void *b)
 {
@@ -5123,14 +5133,7 @@ static int host_rank_order(const void *a, const void *b)
         return x->unreported < y->unreported ? -1 : 1;
     if (x->peers != y->peers)
         return x->peers < y->peers ? -1 : 1;
-    return x->at < y->at ? -1 : x->at > y->at;
-}
-
-/* The table's order. */
-static int host_place_order(const void *a, const void *b)
-{
-    const HostRank *x = a, *y = b;
-    return x->at < y->at ? -1 : x->at > y->at;
+    return host_place_order(a, b);
 }
 
 /* Where shed_hosts reads a SpreadMemory's peers and alerted_until: the slots of `type` (the first host's), read in

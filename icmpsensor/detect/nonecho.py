@@ -31,6 +31,7 @@ checksums wrong, so they are not checked).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
 from icmpsensor.accelerators import nonecho_extension as _fastnonecho
@@ -372,16 +373,10 @@ def _redirected_header_bytes(pkt: IcmpPacket, payload: bytes) -> int:
     """The bytes of a redirect's redirected header options (4) that hold no packet the redirected host (the
     redirect's destination) sent to the redirect's Destination Address (RFC 4861 4.6.3: "the original packet
     truncated", after 6 reserved bytes): an IPv6 header from the one to the other, no longer than its payload length
-    says but for the option's zero padding. What follows that header is free, as in an error's quote."""
-    n, pos, charged = len(payload), _ND_BODY[137], 0
-    for _ in range(MAX_WALKED):  # the walk _nd_option_bytes made: what it found malformed is charged already
-        if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
-            break
-        end = pos + 8 * payload[pos + 1]
-        if payload[pos] == 4 and not _is_redirected_packet(pkt, payload, pos + 8, end):
-            charged += end - pos
-        pos = end
-    return charged
+    says but for the option's zero padding. What follows that header is free, as in an error's quote. (The options
+    _nd_option_bytes walked: what it found malformed is charged already.)"""
+    return sum(end - start for option, start, end in _nd_option_spans(payload, _ND_BODY[137])
+               if option == 4 and not _is_redirected_packet(pkt, payload, start + 8, end))
 
 
 def _is_redirected_packet(pkt: IcmpPacket, payload: bytes, start: int, end: int) -> bool:
@@ -432,24 +427,31 @@ def _nd_option_bytes(payload: bytes, pos: int, kind: int) -> tuple[int, int]:
     return _nd_option_bytes_reference(payload, pos, _ND_OPTIONS[kind])
 
 
+def _nd_option_spans(payload: bytes, pos: int) -> Iterator[tuple[int, int, int]]:
+    """The ND options at payload[pos:], as (type, start, end), up to MAX_WALKED of them and to the first that is
+    cut short or of length 0."""
+    n = len(payload)
+    for _ in range(MAX_WALKED):
+        if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
+            return
+        end = pos + 8 * payload[pos + 1]
+        yield payload[pos], pos, end
+        pos = end
+
+
 def _nd_option_bytes_reference(payload: bytes, pos: int, allowed: AbstractSet[int]) -> tuple[int, int]:
     """_nd_option_bytes in Python: the reference of detect/_fastnonecho.c nd_option_bytes."""
-    n, unexplained, nonce, cga = len(payload), 0, 0, False
-    for _ in range(MAX_WALKED):
-        if pos >= n:
-            break
-        if pos + 2 > n or payload[pos + 1] == 0 or pos + 8 * payload[pos + 1] > n:
-            return unexplained + n - pos, 0
-        option, units = payload[pos], payload[pos + 1]
+    unexplained, nonce, cga = 0, 0, False
+    for option, start, end in _nd_option_spans(payload, pos):
+        pos, units = end, (end - start) // 8
         if option not in allowed:
             unexplained += 8 * units
         else:
             unexplained += 8 * max(0, units - _ND_UNITS.get(option, units))
             nonce += 8 if option == _ND_NONCE else 0
             cga = cga or option == _ND_CGA
-        pos += 8 * units
-    if pos < n:  # past MAX_WALKED options: the rest
-        return unexplained + n - pos, 0
+    if pos < len(payload):  # an option cut short, or past MAX_WALKED options: the rest
+        return unexplained + len(payload) - pos, 0
     return unexplained, 0 if cga else nonce
 
 

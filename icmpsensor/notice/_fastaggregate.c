@@ -218,6 +218,30 @@ static double sample_u(unsigned long long key, const char *text, Py_ssize_t n, d
     return ((double)(h >> 11) + 0.5) / 9007199254740992.0;
 }
 
+/* max(bytes_sent, 1) as the draw's division converts it: exact up to 2^53, a larger int correctly rounded. */
+static int draw_weight(PyObject *bytes_sent, double *out)
+{
+    if (PyLong_Check(bytes_sent)) {
+        int overflow;
+        long long small = PyLong_AsLongLongAndOverflow(bytes_sent, &overflow);
+        if (small == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow < 0 || (!overflow && small < 1)) {
+            *out = 1.0;
+            return 0;
+        }
+        if (!overflow && small <= (1LL << 53)) {
+            *out = (double)small;
+            return 0;
+        }
+    }
+    double weight = PyFloat_AsDouble(bytes_sent);
+    if (weight == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = !PyLong_Check(bytes_sent) && weight < 1.0 ? 1.0 : weight;
+    return 0;
+}
+
 /* ln(u) / max(bytes_sent, 1): the notice's key in the sample's draw (A-Res). */
 static int draw_key(PyObject *agg, const Fields *f, PyObject *peer, double *out)
 {
@@ -240,24 +264,9 @@ static int draw_key(PyObject *agg, const Fields *f, PyObject *peer, double *out)
         return -1;
     Py_ssize_t n;
     const char *text = PyUnicode_AsUTF8AndSize(peer, &n);
-    if (text == NULL)
-        return -1;
     double weight;
-    int overflow = 0;
-    long long small = PyLong_Check(f->bytes_sent) ? PyLong_AsLongLongAndOverflow(f->bytes_sent, &overflow) : 0;
-    if (small == -1 && PyErr_Occurred())
+    if (text == NULL || draw_weight(f->bytes_sent, &weight) < 0)
         return -1;
-    if (PyLong_Check(f->bytes_sent) && !overflow && small < 1) {
-        weight = 1.0; /* max(bytes_sent, 1) */
-    } else if (PyLong_Check(f->bytes_sent) && !overflow && small <= (1LL << 53)) {
-        weight = (double)small; /* exact, as Python converts it */
-    } else {
-        weight = PyFloat_AsDouble(f->bytes_sent); /* an int past 2^53 rounded as Python's division does */
-        if (weight == -1.0 && PyErr_Occurred())
-            return -1;
-        if (!PyLong_Check(f->bytes_sent) && weight < 1.0)
-            weight = 1.0;
-    }
     *out = log(sample_u(cached_key, text, n, ts)) / weight;
     return 0;
 }
@@ -311,10 +320,8 @@ static int draw(PyObject *agg, const Fields *f, PyObject *fold, PyObject *peer, 
         }
         return 0;
     }
-    if (at < 0) {
+    if (at < 0) { /* the sample is full and past the early exit: the key beats its smallest */
         at = least;
-        if (at < 0 || !(key > PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at))))
-            return 0;
         Py_INCREF(peer);
         if (PyList_SetItem(sample, at, peer) < 0)
             return -1;

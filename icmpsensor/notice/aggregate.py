@@ -48,6 +48,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from icmpsensor.accelerators import aggregate_extension as _fastaggregate
 from icmpsensor.notice.record import Notice
@@ -95,12 +96,17 @@ class _Fold:
 
 LARGEST = 3  # the folded notices with the most bytes sent whose peers an aggregate names (at most its sample)
 
+MAX_PEERS = 65_536  # distinct peers kept per fold
+# ... and over all the folds of an interval (text addresses, ~100 bytes each): with a long aggregation interval a
+# storm's folds would otherwise keep every source it came from
+MAX_PEER_ENTRIES = 1_000_000
+
 
 def _host_sample_key() -> int:
     """The key of the samples' draw: this host's (systemd's machine ID, hashed for this use as sd-id128's
     app-specific IDs are: the ID itself is not to be shown), a constant without one."""
     try:
-        machine = open("/etc/machine-id", "rb").read(64).strip()  # noqa: SIM115 - a read of one small file
+        machine = Path("/etc/machine-id").read_bytes().strip()
     except OSError:
         machine = b""
     digest = hashlib.blake2b(b"icmpsensor aggregate sample\0" + machine, digest_size=8).digest()
@@ -123,10 +129,6 @@ def sample_u(key: int, peer: str, ts: float) -> float:
     h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
     h ^= h >> 31
     return ((h >> 11) + 0.5) / 9007199254740992.0  # 2^53
-MAX_PEERS = 65_536  # distinct peers kept per fold
-# ... and over all the folds of an interval (text addresses, ~100 bytes each): with a long aggregation interval a
-# storm's folds would otherwise keep every source it came from
-MAX_PEER_ENTRIES = 1_000_000
 
 
 class NoticeAggregator:

@@ -90,6 +90,15 @@ def _regular_fd(path: str, flags: int, mode: int = 0) -> int:
     return fd
 
 
+def create_new(path: str, mode: int, flags: int = 0) -> int:
+    """A new, empty file at `path`, opened for writing (with `flags` more): what was there is removed first (left
+    over by a crash, or planted), and the file is made with O_EXCL | O_NOFOLLOW, so that nothing there, a link
+    symbolic or hard, is ever written through. For the files written under a temporary name, then renamed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | flags, mode)
+
+
 def verify_directory(path: str) -> int:
     """A directory the sensor may create files in and delete its own from: a real directory (not a link),
     owned by this user and writable by nobody else. Its descriptor (files are then opened relative to it);
@@ -289,9 +298,7 @@ def compress_file(path: str) -> None:
     with src:
         st = os.fstat(src.fileno())
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # left over by a crash, or planted: a new file, never one that is there (O_EXCL)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, LOG_MODE)
+            fd = create_new(tmp, LOG_MODE)
             with open(fd, "wb") as raw:
                 with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(st.st_mtime)) as gz:
                     shutil.copyfileobj(src, gz, 1 << 20)
@@ -512,12 +519,9 @@ class RotatingLog:
         link put there is replaced, not followed); its fd."""
         self._check_directory("write")
         tmp = os.path.join(self.log_dir, f".{self.file_name}.{os.getpid()}.new")
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = -1
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # left over by a crash
-            fd = os.open(tmp, flags, LOG_MODE)
+            fd = create_new(tmp, LOG_MODE, os.O_APPEND)
             if content:
                 append_whole_line(fd, content)
             os.rename(tmp, self.path)

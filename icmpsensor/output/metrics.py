@@ -34,7 +34,7 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from icmpsensor import __version__
 from icmpsensor.errors import OutputError
 from icmpsensor.notice.types import NOTE_TYPES
-from icmpsensor.output.logfile import verify_directory
+from icmpsensor.output.logfile import create_new, verify_directory
 
 PREFIX = "icmpsensor_"
 
@@ -222,10 +222,7 @@ class PrometheusTextfile:
 def _replace(path: str, content: bytes) -> None:
     """`content` written to a new file at write_to_textfile's temporary name, then renamed over `path`."""
     tmp = f"{path}.{os.getpid()}.{threading.current_thread().ident}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # left over, or planted
-    # 0o666 less the umask, as write_to_textfile's open(): node_exporter reads it as a user of its own
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    fd = create_new(tmp, 0o666)  # less the umask, as write_to_textfile's open(): node_exporter reads it as its user
     try:
         with open(fd, "wb") as out:
             out.write(content)
