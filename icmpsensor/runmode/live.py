@@ -642,7 +642,7 @@ def _live_worker(index: int, cfg: Config, group: int | None, conn: Connection) -
     source = LiveSource(cfg.capture.interface, cfg.capture, pipeline.decoder_for, hold_on_stop=True)
     source.open(held=True)
     try:
-        group = source.capture.join_fanout(group)
+        group = source.join_fanout(group)  # remembered: a reopened capture joins it again
     except SensorError:
         source.close_unstarted()
         raise

@@ -530,10 +530,12 @@ class LiveSource:
 
     def _reopen(self) -> None:
         fresh = LiveCapture(self.interface, self.cfg, hold_on_stop=self._hold_on_stop)
+        grouped = self._group is not None
         try:
-            linktype = fresh.open()
-            if self._group is not None:
+            linktype = fresh.open(held=grouped)  # a group's member reads nothing before it is back in the group
+            if grouped:
                 fresh.join_fanout(self._group)
+                fresh.apply_filter()
             self.decoder = self._decoder_for(linktype)
         except (CaptureError, InputError):
             fresh.close_unstarted()

@@ -207,6 +207,10 @@ def test_an_interface_deleted_and_made_again_is_captured_again(lab: Lab, tmp_pat
         "blind after the interface was made again"
     code, _, err = sensor.stop()
     assert code == 0, err[-2000:]
+    # the workers rejoin their fanout group: each frame read by one of them (red team, 2026-12-08: each worker
+    # reopened outside the group and read every frame, every notice twice)
+    exfil = [line for line in notice_lines(sensor) if "DataExfil" in line]
+    assert len(exfil) == 1, exfil
 
 
 def _secret(tmp_path: Path) -> Path:
