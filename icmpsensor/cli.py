@@ -26,6 +26,7 @@ from icmpsensor.errors import (
     SensorError,
     UsageError,
 )
+from icmpsensor.runmode.signals import interrupted_exit_code, replay_signals
 
 # Start-up pays only for what the mode uses: `--version` and `--check-config` import no more than this
 # module, argparse and (the second) the config package and PyYAML (docs/operations.md#start-up).
@@ -160,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
+        if args.read:
+            replay_signals()  # before a SIGHUP held since the start is let in
         if args.read or not (args.interface or cfg.capture.interface):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # not a daemon (entry_point)
         from icmpsensor.runmode.pipeline import tune_gc
@@ -181,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SensorError as exc:
         say(f"icmpsensor: error: {exc.message}")
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during a replay
+        return interrupted_exit_code(exc)
     except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):
             raise

@@ -73,6 +73,7 @@ from icmpsensor.runmode.messages import (
 )
 from icmpsensor.runmode.notifysocket import notifier
 from icmpsensor.runmode.pipeline import Pipeline
+from icmpsensor.runmode.signals import RELOAD_SIGNAL, STOP_SIGNALS, signal_name, take_unused
 from icmpsensor.runmode.stats import (
     LAG_SHOWN,
     capture_loss,
@@ -123,8 +124,10 @@ class _Flags:
     stop_at: float | None = None  # time.monotonic() when the first stop signal arrived: the stop's deadlines
     reload: bool = False
     signals: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # unused signals that came, to be logged by the loop
 
 
+MAX_IGNORED_LOGGED = 16  # ignored signals told per round of the loop (a storm of them is not a storm of lines)
 STDERR_WAIT = 0.5  # seconds the daemon's last stderr lines are given to be written at its end
 RELOAD_STREAM_TIMEOUT = 1.0  # seconds a FIFO given as the config gets on SIGHUP: the reload holds the loop meanwhile
 
@@ -440,6 +443,9 @@ class Daemon:
         self._reload_if_asked(now)
 
     def _reload_if_asked(self, now: float) -> None:
+        while self.flags.ignored:
+            self.log(f"{self.flags.ignored.pop(0)} ignored (SIGHUP reloads the configuration, SIGTERM stops)",
+                     syslog.LOG_WARNING)
         if self.flags.reload:
             self.flags.reload = False
             self.reload()
@@ -504,9 +510,10 @@ class Daemon:
     # -- signals and reload --------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_hup)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_stop)
+        signal.signal(RELOAD_SIGNAL, self._on_hup)
+        take_unused(self._on_unused)
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         if not self.flags.stop:
@@ -516,6 +523,11 @@ class Daemon:
 
     def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
         self.flags.reload = True
+        self._wake()
+
+    def _on_unused(self, signum: int, _frame: FrameType | None) -> None:
+        if len(self.flags.ignored) < MAX_IGNORED_LOGGED:
+            self.flags.ignored.append(signal_name(signum))
         self._wake()
 
     def _wake(self) -> None:

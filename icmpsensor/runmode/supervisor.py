@@ -8,7 +8,7 @@ own, so its loop never blocks on a worker). All of it stays within the systemd u
 (clone, socketpair and AF_UNIX are allowed; only the main process talks to NOTIFY_SOCKET, as
 NotifyAccess=main requires).
 
-Workers ignore SIGTERM, SIGINT and SIGHUP (systemd and a terminal signal the whole process group):
+Workers ignore every signal the daemon takes (systemd and a terminal signal the whole process group):
 the main process drives them with messages (runmode/messages.py). A worker's end is an EOF on its
 pipe; the supervisor never waits without a timeout and also watches the process sentinels (a worker
 whose descendant still holds the pipe). No worker outlives the supervisor (`reap`).
@@ -34,6 +34,7 @@ from typing import Any
 
 from icmpsensor.errors import EXIT_INTERNAL, SensorError
 from icmpsensor.runmode.messages import Failed, WorkerReport
+from icmpsensor.runmode.signals import ignore_all
 
 MESSAGES_PER_ROUND = 64  # messages taken from one worker before the others (and the main loop) get a turn
 JOIN_TIMEOUT = 2.0
@@ -247,8 +248,7 @@ def _worker_process(body: Callable[[Connection], int], conn: Connection, inherit
     _die_with_parent()
     for other in inherited:  # the main process's ends of the pipes: held open here, a dead main would never be
         other.close()        # an EOF (and a full pipe would block a send for ever)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
+    ignore_all()
     code = EXIT_INTERNAL
     try:
         code = body(conn)

@@ -254,6 +254,35 @@ def test_a_reload_with_a_hostile_config_keeps_the_daemon_and_its_flows(lab: Lab,
     assert any("ExfilSummary" in line for line in notice_lines(sensor))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_signals_the_daemon_does_not_use_are_logged_and_end_nothing(lab: Lab, tmp_path: Path, sensors: list[Sensor],
+                                                                    workers: int) -> None:
+    """SIGUSR1, SIGUSR2, SIGALRM, a real-time signal, to the daemon and its workers (a stray `kill -USR1`, a
+    postrotate hook written for another daemon): each ended the daemon at once (exit 138 for SIGUSR1), its open
+    flows' notices and last stats record never written (red team, 2026-12-08). Now each is logged and ignored."""
+    sensor = launch_ready(lab, tmp_path, sensors, QUIET + f"capture:\n  workers: {workers}\n")
+    lab.hping3_exfil(_secret(tmp_path), 20)
+    assert wait_for(lambda: any("DataExfil" in line for line in notice_lines(sensor)), 10)
+    children = [int(pid) for pid in Path(f"/proc/{sensor.proc.pid}/task/{sensor.proc.pid}/children").read_text()
+                .split() if int(pid) != sensor.journald_pid()]  # the lab's journald was started before the exec
+    assert len(children) == (workers if workers > 1 else 0)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGRTMIN + 2):
+        for pid in (sensor.proc.pid, *children):
+            os.kill(pid, signum)
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert sensor.proc.poll() is None, "a signal the daemon does not use ended it"
+    assert all(Path(f"/proc/{pid}").exists() for pid in children), "a worker ended"
+    lab.hping3_exfil(_secret(tmp_path), 20, src="10.231.0.3")
+    assert wait_for(lambda: sum("DataExfil" in line for line in notice_lines(sensor)) == 2, 10)
+    ignored = " ".join(e["MESSAGE"] for e in sensor.journal() if "ignored" in e.get("MESSAGE", ""))
+    code, _, err = sensor.stop()
+    assert code == 0, err[-2000:]
+    assert sum("ExfilSummary" in line for line in notice_lines(sensor)) == 2  # both open flows flushed at the stop
+    for name in ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGRTMIN+2"):
+        assert f"{name} ignored" in ignored, ignored
+
+
 def test_stdout_closed_under_a_live_daemon_ends_nothing(lab: Lab, tmp_path: Path, sensors: list[Sensor]) -> None:
     sensor = launch_ready(lab, tmp_path, sensors, QUIET, extra_args=("--stdout",))
     lab.hping3_exfil(_secret(tmp_path), 20)

@@ -704,17 +704,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def start_long_replay(synthetic: Path, log_dir: Path) -> tuple[subprocess.Popen[str], list[int]]:
-    """`--workers 2` on a long timeline (the synthetic capture 60 times, 1.2 million frames), once both workers
-    have started reading: (the CLI process, the worker pids)."""
-    argv = [sys.executable, "-m", "icmpsensor", "--workers", "2", "--log-dir", str(log_dir)]
+def start_long_replay(synthetic: Path, log_dir: Path, workers: int = 2) -> tuple[subprocess.Popen[str], list[int]]:
+    """`--workers N` on a long timeline (the synthetic capture 60 times, 1.2 million frames), once the workers
+    have started reading (one process: once it has read for a second): (the CLI process, the worker pids)."""
+    argv = [sys.executable, "-m", "icmpsensor", "--workers", str(workers), "--log-dir", str(log_dir)]
     argv += ["-r", str(synthetic)] * 60
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
-    while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while workers > 1 and len(_children(proc.pid)) < workers and time.monotonic() < deadline \
+            and proc.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.3)
-    return proc, workers
+    time.sleep(0.3 if workers > 1 else 1.0)
+    return proc, _children(proc.pid) if workers > 1 else []
 
 
 def finish(proc: subprocess.Popen[str]) -> str:
@@ -746,6 +747,39 @@ def test_ctrl_c_stops_the_workers_too(synthetic: Path, tmp_path: Path) -> None:
     err = finish(proc)
     assert proc.returncode == 130 and err == "", err
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_a_replay_as_ctrl_c_does(synthetic: Path, tmp_path: Path, signum: int,
+                                                         workers: int) -> None:
+    """Exit 128 + the signal's number, nothing on stderr, no worker left (they ended a replay at once, and
+    SIGTERM left its workers to the parent-death signal)."""
+    proc, pids = start_long_replay(synthetic, tmp_path, workers)
+    assert len(pids) == (workers if workers > 1 else 0), finish(proc)
+    for pid in (proc.pid, *pids):  # as systemd-run or a closing terminal does: the whole group
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    err = finish(proc)
+    assert proc.returncode == 128 + signum and err == "", (proc.returncode, err)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_signals_the_sensor_does_not_use_do_not_end_a_replay(synthetic: Path, tmp_path: Path, workers: int) -> None:
+    """SIGUSR1, SIGUSR2, SIGALRM, a real-time signal: ignored (their default action ended the replay, exit 138 for
+    SIGUSR1); Ctrl-C then ends it as usual."""
+    proc, pids = start_long_replay(synthetic, tmp_path, workers)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGRTMIN + 1):
+        for pid in (proc.pid, *pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+    time.sleep(0.5)
+    assert proc.poll() is None, finish(proc)
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)
+    os.kill(proc.pid, signal.SIGINT)
+    err = finish(proc)
+    assert proc.returncode == 130 and err == "", (proc.returncode, err)
 
 
 @pytest.mark.parametrize("value, fragment", [("0", "out of range"), ("-1", "out of range"), ("65", "out of range"),
