@@ -284,9 +284,9 @@ class ParallelReplay:
 
     def _problems(self, reports: list[WorkerReport]) -> list[ReadProblem]:
         """Each broken capture once, as one process words it: every worker met the same break."""
-        frames: dict[tuple[str, str], list[int]] = {}
+        frames: dict[tuple[str, str, bool], list[int]] = {}
         for report in reports:
             for problem in report.problems:
-                frames.setdefault((problem.path, problem.error), []).append(problem.frames)
-        return [ReadProblem(path, error, sum(counts) if self.select_in_c else counts[0])
-                for (path, error), counts in frames.items()]
+                frames.setdefault((problem.path, problem.error, problem.opened), []).append(problem.frames)
+        return [ReadProblem(path, error, sum(counts) if self.select_in_c else counts[0], opened)
+                for (path, error, opened), counts in frames.items()]

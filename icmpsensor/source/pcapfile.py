@@ -45,8 +45,11 @@ class ReadProblem:
     path: str
     error: str
     frames: int  # frames read from it before (and salvaged after) the break
+    opened: bool = True  # False: it could not be opened (or had another link type) when its turn came
 
     def text(self) -> str:
+        if not self.opened:
+            return f"{self.error} (it changed after the check before the replay: skipped)"
         return f"capture file {label(self.path)}: {self.error} (after {self.frames} packets; rest skipped)"
 
 
@@ -118,8 +121,19 @@ class FileSource:
             yield from self._file(index, path)
 
     def _file(self, index: int, path: str) -> Iterator[Batch]:
-        reader = self._streams.pop(index, None) or open_capture(path)
-        decoder = _decoder_for_file(path, reader, self.decoder_for)
+        # A file that opened at the check may be gone, or another file, when its turn comes: a problem of its
+        # own (the replay goes on, and its open flows are evaluated at the end), not the end of the replay.
+        try:
+            reader = self._streams.pop(index, None) or open_capture(path)
+        except InputError as exc:
+            self.problems.append(ReadProblem(path, exc.message, 0, opened=False))
+            return
+        try:
+            decoder = _decoder_for_file(path, reader, self.decoder_for)
+        except InputError as exc:
+            reader.close()
+            self.problems.append(ReadProblem(path, exc.message, 0, opened=False))
+            return
         self.files += 1
         read = kept = 0  # frames read from this file, and kept of them
         try:

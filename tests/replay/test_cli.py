@@ -305,6 +305,40 @@ def test_a_bad_later_file_fails_before_anything_is_read(tmp_path: Path) -> None:
     assert result.notices == []
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("change", ["removed", "made a directory", "another link type"])
+def test_a_later_file_that_changes_after_the_check_is_skipped_and_the_open_flows_still_evaluated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, workers: str) -> None:
+    """Every file is checked before anything is read; one removed (or replaced) after that ended the replay where
+    its turn came, the open flows never evaluated (their ExfilSummary lost, no summary line: red team,
+    2026-12-08). Now it is a problem of that file, as a cut-off one is: exit 66, the rest read and reported."""
+    from icmpsensor.source import pcapfile
+
+    first = write_capture(tmp_path, exfil_packets(), name="first.pcap")
+    later = write_capture(tmp_path, exfil_packets(src="10.9.9.9", start=2000.0), name="later.pcap")
+    last = write_capture(tmp_path, exfil_packets(src="10.9.9.8", start=3000.0), name="last.pcap")
+    checked = pcapfile.FileSource.check
+
+    def check_then_change(source: pcapfile.FileSource) -> list[int]:
+        linktypes = checked(source)
+        if later.exists() or later.is_symlink():
+            later.unlink()
+            if change == "made a directory":
+                later.mkdir()
+            elif change == "another link type":
+                craft.write_pcap(later, [(2000.0, b"\x00" * 40)], linktype=105)
+        return linktypes
+
+    monkeypatch.setattr(pcapfile.FileSource, "check", check_then_change)
+    result = run_cli_here("-r", first, "-r", later, "-r", last, "--workers", workers, log_dir=out_dir(tmp_path))
+    assert result.returncode == 66, result.stderr
+    assert notes(result.notices) == sorted(EXFIL_NOTES + [(note, "10.9.9.8", dst) for note, _, dst in EXFIL_NOTES])
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("icmpsensor: read 80 packets from 2 file(s); 6 notice(s)"), lines
+    assert len(lines) == 2 and lines[1].startswith(f"icmpsensor: error: capture file {later}: "), lines
+    assert "after the check" in lines[1], lines
+
+
 def test_a_capture_cut_off_mid_record_is_read_up_to_the_cut(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets())
     data = path.read_bytes()
