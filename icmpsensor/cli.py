@@ -26,7 +26,6 @@ from icmpsensor.errors import (
     SensorError,
     UsageError,
 )
-from icmpsensor.runmode.signals import interrupted_exit_code, replay_signals
 
 # Start-up pays only for what the mode uses: `--version` and `--check-config` import no more than this
 # module, argparse and (the second) the config package and PyYAML (docs/operations.md#start-up).
@@ -162,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.interface and args.read:
             raise UsageError("-r and -i cannot be used together (see icmpsensor --help)")
         if args.read:
+            from icmpsensor.runmode.signals import replay_signals
+
             replay_signals()  # before a SIGHUP held since the start is let in
         if args.read or not (args.interface or cfg.capture.interface):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # not a daemon (entry_point)
@@ -185,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"icmpsensor: error: {exc.message}")
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during a replay
+        from icmpsensor.runmode.signals import interrupted_exit_code
+
         return interrupted_exit_code(exc)
     except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):

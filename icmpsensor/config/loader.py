@@ -25,6 +25,7 @@ from icmpsensor.config.kinds import NULL_TAG, Problem, Section, parse_mapping
 from icmpsensor.config.schema import Config
 from icmpsensor.console import one_line
 from icmpsensor.errors import ConfigError, InputError
+from icmpsensor.output.rotatednames import RotatedNames
 
 _LIBYAML = yaml.CSafeLoader if yaml.__with_libyaml__ else None
 
@@ -134,17 +135,27 @@ def load_config(path: str | None, stream_timeout: float = STREAM_TIMEOUT) -> Con
 
 
 def _check_output_names(path: str, text: str, cfg: Config) -> None:
-    """Two outputs naming one file in the log directory (evidence.directory: notice.log) would race for it: refused
+    """Two outputs naming one file in the log directory (evidence.directory: notice.log) would race for it, and one
+    named like another log's rotated copy would be compressed and deleted by that log's rotation (`keep`): refused
     at the key the file sets (the first of the two where it sets both)."""
     names = {"output.evidence.directory": cfg.output.evidence.directory, "output.notice_log": cfg.output.notice_log,
              "stats.log": cfg.stats.log}
-    for (key, name), (other, other_name) in itertools.combinations(names.items(), 2):
-        if name == other_name:
+    textfile = cfg.stats.prometheus_textfile
+    if textfile and os.path.dirname(os.path.join(cfg.output.log_dir, textfile)) == os.path.normpath(
+            cfg.output.log_dir):  # an absolute path elsewhere takes nothing from the log directory
+        names["stats.prometheus_textfile"] = os.path.basename(textfile)
+    rotating = ("output.notice_log", "stats.log")
+    order = list(names)
+    for (key, name), (other, other_name) in itertools.permutations(names.items(), 2):
+        if name == other_name and order.index(key) < order.index(other):
             root = yaml.compose(text, Loader=_LIBYAML or yaml.SafeLoader)  # it parsed: no error now
             line = _key_line(root, key)
             told, named, line = (key, other, line) if line is not None else (other, key, _key_line(root, other))
-            raise _config_error(path, line or 1, told,
-                                f"names the same file in output.log_dir as {named} ({name!r})")
+            raise _config_error(path, line or 1, told, f"names the same file in output.log_dir as {named} ({name!r})")
+        if other in rotating and RotatedNames(other_name).claims(name):
+            root = yaml.compose(text, Loader=_LIBYAML or yaml.SafeLoader)
+            raise _config_error(path, _key_line(root, key) or 1, key, f"names a rotated copy of {other} ({name!r}): "
+                                "its rotation would compress and delete it")
 
 
 def _key_line(root: Node | None, dotted: str) -> int | None:

@@ -21,7 +21,6 @@ import contextlib
 import errno
 import gzip
 import os
-import re
 import shutil
 import stat
 import threading
@@ -32,9 +31,9 @@ from dataclasses import dataclass
 
 from icmpsensor.config.schema import RotationConfig
 from icmpsensor.errors import OutputError
+from icmpsensor.output.rotatednames import RotatedNames
 
 LOG_MODE = 0o640
-NAME_TIME_FORMAT = "%Y-%m-%d-%H-%M-%S"
 MAX_RETRY_DELAY = 60.0  # seconds between attempts while rotation keeps failing
 GZIP_STOP_TIMEOUT = 30.0
 
@@ -180,52 +179,6 @@ class Header:
 
     first: Callable[[float], bytes]
     last: Callable[[float], bytes]
-
-
-# --------------------------------------------------------------------------- rotated names
-
-
-@dataclass(frozen=True)
-class RotatedFile:
-    """One rotated log, plain and/or gzipped (both exist while it is being compressed)."""
-
-    base: str  # e.g. notice.2024-05-01-13-00-00-1.log, without .gz
-    stamp: str
-    seq: int  # the collision suffix; 0 for none
-
-    @property
-    def order(self) -> tuple[str, int]:
-        return self.stamp, self.seq
-
-
-class RotatedNames:
-    """Zeek-style names of the rotated copies of one log file: `stem.STAMP[-N]ext[.gz]`."""
-
-    def __init__(self, file_name: str) -> None:
-        self.stem, self.ext = os.path.splitext(file_name)
-        self._pattern = re.compile(
-            rf"{re.escape(self.stem)}\.(\d{{4}}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:-(\d+))?{re.escape(self.ext)}(\.gz)?"
-        )
-
-    def name(self, opened_at: float, seq: int) -> str:
-        stamp = time.strftime(NAME_TIME_FORMAT, time.localtime(opened_at))
-        return f"{self.stem}.{stamp}{f'-{seq}' if seq else ''}{self.ext}"
-
-    def scan(self, log_dir: str) -> list[RotatedFile]:
-        """The rotated files in `log_dir`, oldest first."""
-        found: dict[str, RotatedFile] = {}
-        for entry in os.listdir(log_dir):
-            match = self._pattern.fullmatch(entry)
-            if match:
-                base = entry.removesuffix(".gz") if match.group(3) else entry
-                found[base] = RotatedFile(base, match.group(1), int(match.group(2) or 0))
-        return sorted(found.values(), key=lambda f: f.order)
-
-    def free_name(self, log_dir: str, opened_at: float) -> str:
-        """The first name for a file opened at `opened_at` after every one taken, gzipped or not."""
-        stamp = time.strftime(NAME_TIME_FORMAT, time.localtime(opened_at))
-        taken = [f.seq for f in self.scan(log_dir) if f.stamp == stamp]
-        return self.name(opened_at, max(taken) + 1 if taken else 0)
 
 
 # --------------------------------------------------------------------------- background gzip

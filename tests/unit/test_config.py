@@ -291,10 +291,47 @@ def test_wrong_type(tmp_path: Path, text: str, expected: str) -> None:
             "output:\n  evidence:\n    directory: stats.log\n",
             ":3: output.evidence.directory: names the same file in output.log_dir as stats.log ('stats.log')",
         ),
+        # the textfile over notice.log replaced every notice with metrics (red team, 2026-12-08)
+        (
+            "output:\n  notice_log: notice.prom\nstats:\n  prometheus_textfile: notice.prom\n",
+            ":2: output.notice_log: names the same file in output.log_dir as stats.prometheus_textfile ('notice.prom')",
+        ),
+        (
+            "output:\n  log_dir: /var/x\nstats:\n  log: s.prom\n  prometheus_textfile: /var/x/s.prom\n",
+            ":4: stats.log: names the same file in output.log_dir as stats.prometheus_textfile ('s.prom')",
+        ),
+        # one named like another log's rotated copy: that log's `keep` deleted it (red team, 2026-12-08)
+        (
+            "output:\n  notice_log: stats.2000-01-01-00-00-00.log\n",
+            ":2: output.notice_log: names a rotated copy of stats.log ('stats.2000-01-01-00-00-00.log'): its "
+            "rotation would compress and delete it",
+        ),
+        (
+            "stats:\n  log: notice.2026-12-08-10-00-00-3.log.gz\n",
+            ":2: stats.log: names a rotated copy of output.notice_log ('notice.2026-12-08-10-00-00-3.log.gz'): its "
+            "rotation would compress and delete it",
+        ),
+        (
+            "output:\n  notice_log: n.prom\nstats:\n  prometheus_textfile: n.2026-12-08-10-00-00.prom\n",
+            ":4: stats.prometheus_textfile: names a rotated copy of output.notice_log "
+            "('n.2026-12-08-10-00-00.prom'): its rotation would compress and delete it",
+        ),
     ],
 )
 def test_two_outputs_naming_one_file_are_refused(tmp_path: Path, text: str, expected: str) -> None:
     assert config_error(tmp_path, text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "stats:\n  prometheus_textfile: /var/lib/node_exporter/icmpsensor.prom\n",  # elsewhere: any name
+    "output:\n  notice_log: n.prom\nstats:\n  prometheus_textfile: /elsewhere/n.prom\n",
+    "output:\n  notice_log: notice.log.2026\n",  # not the rotated pattern
+    "output:\n  notice_log: stats-2000-01-01-00-00-00.log\n",
+])
+def test_outputs_apart_are_accepted(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(text)
+    load_config(str(path))
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,10 @@ def test_check_config_imports_only_the_config_package_and_pyyaml(config: str | N
     assert "icmpsensor.config.loader" in modules and "yaml" in modules
     # the protocol numbers the default capture filter is written from (config/capturefilter.py): constants only
     assert "icmpsensor.decode.linktypes" in modules
-    assert heavy(modules - {"icmpsensor.decode", "icmpsensor.decode.linktypes"}) == []
+    # the names of rotated logs, which no other output may take (config/loader.py _check_output_names)
+    assert "icmpsensor.output.rotatednames" in modules
+    assert heavy(modules - {"icmpsensor.decode", "icmpsensor.decode.linktypes", "icmpsensor.output",
+                            "icmpsensor.output.rotatednames"}) == []
     assert "icmpsensor.notice.types" in modules  # the note table: the switches and priorities are keys
     assert not any(m.startswith("icmpsensor.notice.") and m != "icmpsensor.notice.types" for m in modules)
 
