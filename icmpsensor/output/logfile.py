@@ -343,10 +343,13 @@ class RotatingLog:
                 # The path again, or NoticeWriteError (a link there, no directory): the caller holds the line.
                 self._reopen()
             if self._rotation_due(len(line)):
-                # A failed rotation must not cost the line: it goes to the current file,
-                # and maybe_rotate() reports the failure when it retries.
+                # The line goes into the fresh file as it is made (no empty file is ever renamed into place: on a
+                # full disk the rotation is undone instead). A failed rotation must not cost the line: it goes to
+                # the current file, and maybe_rotate() reports the failure when it retries.
+                first = line if self.header is None else b""
                 with contextlib.suppress(NoticeWriteError):
-                    self._rotate_due()
+                    if self._rotate_due(first) is not None and first:
+                        return
             append_whole_line(self._fd, line)
             self._size += len(line)
 

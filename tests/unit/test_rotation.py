@@ -428,6 +428,37 @@ def test_a_full_disk_holds_notices_and_writes_them_later(tmp_path: Path, recover
     assert len(files) == (2 if recovery == "rotate" else 1)
 
 
+@pytest.mark.parametrize("due", ["size", "interval"])
+def test_a_rotation_on_a_full_disk_never_leaves_an_empty_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             due: str) -> None:
+    """A line that makes a rotation due goes into the fresh file as it is made: where that cannot be written, the
+    rotation is undone. (The fresh file was renamed into place empty, then the line failed: a 0-byte notice.log
+    beside the rotated one on a full disk, red team 2026-12-08.)"""
+    from icmpsensor.output import logfile
+
+    clock = FakeClock()
+    log = RotatingLog(str(tmp_path), "notice.log", rotation(max_bytes=2 * LINE_SIZE) if due == "size"
+                      else rotation(interval=60), clock=clock)
+    log.write_line(line(0))
+    log.write_line(line(1))
+    clock.now += 61
+
+    def disk_full(_fd: int, _data: bytes) -> None:
+        raise NoticeWriteError(28, "No space left on device")
+
+    monkeypatch.setattr(logfile, "append_whole_line", disk_full)
+    with pytest.raises(NoticeWriteError):
+        log.write_line(line(2))
+    assert (tmp_path / "notice.log").read_bytes() == line(0) + line(1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notice.log"]  # the rotation undone
+    monkeypatch.undo()
+    clock.now += 2  # past the failed rotation's back-off
+    log.write_line(line(2))  # space again: rotated, the line alone in the fresh file
+    log.close()
+    assert (tmp_path / "notice.log").read_bytes() == line(2)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_backlog_is_bounded_and_counts_what_it_drops(tmp_path: Path) -> None:
     path = tmp_path / "notice.log"
     log = NoticeLog(str(tmp_path), "notice.log", "s", backlog_limit=5)
