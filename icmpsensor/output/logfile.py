@@ -161,12 +161,23 @@ def links_on_path(path: str) -> dict[str, str]:
     return links
 
 
+PATH_MAX, NAME_MAX = 4096, 255  # linux/limits.h
+
+
 def check_log_dir(log_dir: str) -> None:
-    """The log directory must exist and be writable; otherwise exit 73 with its name."""
+    """The log directory must exist and be writable, and the paths of the files in it (made from its absolute path:
+    a name of up to NAME_MAX bytes in a directory of it) under PATH_MAX; otherwise exit 73 with its name."""
     if not os.path.isdir(log_dir):
         raise OutputError(f"log directory {log_dir}: does not exist or is not a directory")
     if not os.access(log_dir, os.W_OK | os.X_OK):
         raise OutputError(f"log directory {log_dir}: not writable")
+    try:
+        length = len(os.fsencode(os.path.abspath(log_dir)))
+    except OSError as exc:  # the working directory's own path is past what getcwd() returns
+        raise OutputError(f"log directory {log_dir}: its absolute path cannot be read ({exc.strerror})") from None
+    if length + 2 * (1 + NAME_MAX) >= PATH_MAX:
+        raise OutputError(f"log directory {log_dir}: its absolute path is too long ({length} bytes: the paths of "
+                          f"the files in it must stay under PATH_MAX, {PATH_MAX} bytes)")
 
 
 def _write_error(exc: OSError, what: str) -> NoticeWriteError:

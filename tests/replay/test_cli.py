@@ -350,6 +350,24 @@ def test_a_capture_cut_off_mid_record_is_read_up_to_the_cut(tmp_path: Path) -> N
     assert "after 39 packets" in result.stderr
 
 
+def test_a_log_dir_whose_path_is_too_long_for_its_files_exits_73_before_reading(tmp_path: Path) -> None:
+    """Reached by `cd` one level at a time and given as `--log-dir .`: each file in it has a path past PATH_MAX.
+    It passed the check at the start, then every notice failed with "File name too long" (live: exit 0, every
+    notice lost; red team, 2026-12-08)."""
+    import subprocess
+    import sys
+
+    capture = write_capture(tmp_path, exfil_packets())
+    script = ("import os, sys\nfor _ in range(21):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"
+              "os.execv(sys.executable, [sys.executable, '-m', 'icmpsensor', '-r', "
+              f"{str(capture)!r}, '--log-dir', '.'])")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 73, proc.stderr[-500:]
+    assert proc.stderr.count("\n") == 1 and "icmpsensor: error: log directory " in proc.stderr
+    assert "too long" in proc.stderr and "read" not in proc.stderr.split(":")[1]
+
+
 def test_log_dir_missing_exits_73(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets())
     result = run_cli("-r", path, log_dir=tmp_path / "no" / "such")
