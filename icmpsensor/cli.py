@@ -25,6 +25,7 @@ from icmpsensor.errors import (
     EXIT_USAGE,
     SensorError,
     UsageError,
+    resource_error,
 )
 
 # Start-up pays only for what the mode uses: `--version` and `--check-config` import no more than this
@@ -192,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):
             raise
+        refused = resource_error(exc)
+        if refused is not None:
+            say(f"icmpsensor: error: {refused.message}")
+            return refused.exit_code
         say(f"icmpsensor: internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
 

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from icmpsensor.errors import EXIT_INTERNAL, SensorError
+from icmpsensor.errors import EXIT_INTERNAL, SensorError, resource_error
 from icmpsensor.runmode.messages import Failed, WorkerReport
 from icmpsensor.runmode.signals import ignore_all
 
@@ -202,7 +202,7 @@ class Supervisor:
         """No worker outlives the supervisor (multiprocessing's exit handler would wait for it)."""
         for worker in self.workers:
             worker.outbox.put(None)
-            if worker.sender is not None:
+            if worker.sender is not None and worker.sender.ident is not None:  # started (a thread may not start)
                 worker.sender.join(0.5)
             with contextlib.suppress(OSError):
                 worker.conn.close()  # an EOF: a worker still waiting for a message leaves
@@ -260,7 +260,10 @@ def _worker_process(body: Callable[[Connection], int], conn: Connection, inherit
     except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):
             traceback.print_exc(file=sys.stderr)
-        send_quietly(conn, Failed(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
+        refused = resource_error(exc)
+        code = refused.exit_code if refused is not None else EXIT_INTERNAL
+        send_quietly(conn, Failed(code, refused.message if refused is not None
+                                  else f"internal error: {type(exc).__name__}: {exc}"))
     with contextlib.suppress(OSError):
         conn.close()
     sys.exit(code)

@@ -691,6 +691,35 @@ def test_a_worker_that_fails_ends_the_replay_with_its_error(tmp_path: Path, monk
     assert failure.value.exit_code == 1
 
 
+@pytest.mark.usefixtures("in_process")
+@pytest.mark.parametrize("where", ["main", "worker", "thread"])
+def test_out_of_memory_is_exit_71_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], where: str) -> None:
+    """`ulimit -v` (or a unit's MemoryMax=) reached: exit 71 (EX_OSERR), one line saying so. It was an internal
+    error, exit 1, and with workers a thread that could not start made the clean-up fail in its turn ("cannot join
+    thread before it is started"), the real error never told (red team, 2026-12-08)."""
+    path = write_capture(tmp_path, many_pairs(8))
+    if where == "main":
+        def no_memory(*_args: object) -> object:
+            raise MemoryError
+        monkeypatch.setattr(replay, "replay", no_memory)
+    elif where == "worker":
+        def round(self: worker.WorkerChannel, w: worker.Worker) -> None:
+            raise MemoryError
+        monkeypatch.setattr(worker.WorkerChannel, "round", round)  # inherited by the forked workers
+    else:
+        from icmpsensor.runmode import supervisor
+
+        def no_thread(self: object) -> None:
+            raise RuntimeError("can't start new thread")
+        monkeypatch.setattr(supervisor.threading.Thread, "start", no_thread)
+    code = cli.main(["-r", str(path), "--workers", "2", "--log-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 71, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert err.startswith("icmpsensor: error: ") and "out of memory" in err, err
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
