@@ -312,6 +312,10 @@ def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     kind = pkt.icmp_type
     if kind in _ERRORS_V6:
         return _whole_if(_quote_problem_v6(pkt, payload), payload)
+    if kind in _ON_LINK_ONLY_V6 and not _on_link_source(pkt.src):
+        return len(payload), (f"ICMPv6 type {kind} from a source that is not link-local (receivers discard it)"
+                              if kind in _LINK_LOCAL_SOURCE_V6 else
+                              f"payload on ICMPv6 type {kind} (not analysed: free only from a link-local source)")
     if kind in _ND_BODY:
         return _neighbour_discovery(pkt, payload)
     check = _INFORMATIONAL_V6.get(kind)
@@ -351,6 +355,11 @@ _ND_ALLOWED = {kind: bytes(option in options for option in range(256)) for kind,
 _ND_LARGEST = bytes(_ND_UNITS.get(option, 0) for option in range(256))
 _UNSPECIFIED = bytes(16)
 _SOLICITED_NODE = bytes.fromhex("ff0200000000000000000001ff")
+
+
+def _on_link_source(src: bytes) -> bool:
+    """fe80::/10, or the unspecified address (a host without an address yet)."""
+    return src == _UNSPECIFIED or (len(src) == 16 and src[0] == 0xFE and src[1] & 0xC0 == 0x80)
 
 
 def _neighbour_discovery(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
@@ -614,6 +623,14 @@ _INFORMATIONAL_V6 = {
     139: _node_information, 140: _node_information,
     160: _extended_echo, 161: _extended_echo,
 }
+# Messages that never leave their link: a router advertisement's and a redirect's source is link-local (RFC 4861
+# 6.1.2, 8.1), MLD's (RFC 2710 3, RFC 3810 5: a report's maybe the unspecified address), multicast router
+# discovery's (RFC 4286): from another source receivers discard it, so no benign sender sends one (an RA from a
+# global address carried 1,392 bytes of DNSSL to a collector, red team 2026-12-08). The types not analysed
+# (router renumbering, inverse ND, mobility, SEND certificates, RPL, 6LoWPAN ND, MPL...) are free on the link
+# only: from another source their payload is charged (RPL's type 155 carried 1,400 bytes a packet).
+_LINK_LOCAL_SOURCE_V6 = frozenset((130, 131, 132, 134, 137, 143, 151, 152, 153))
+_ON_LINK_ONLY_V6 = _LINK_LOCAL_SOURCE_V6 | (_STRUCTURED_V6 - set(_ND_BODY) - set(_INFORMATIONAL_V6))
 
 
 def _quote_problem_v6(pkt: IcmpPacket, payload: bytes) -> str:

@@ -448,6 +448,41 @@ def test_router_advertisement_options_of_a_real_router() -> None:
     assert unexplained_bytes(v6(134, oversized_mtu, src="fe80::1", dst="ff02::1"))[0] == 8
 
 
+def test_messages_that_never_leave_their_link_carry_everything_from_another_source() -> None:
+    """RFC 4861 6.1.2 and 8.1 (a router advertisement's, a redirect's source is link-local), RFC 2710 3 and RFC
+    3810 5 (MLD's: link-local, a report's maybe the unspecified address), RFC 4286 (multicast router discovery's):
+    receivers discard one from another source, so a benign sender never sends it. An RA from a global address to a
+    collector with a 1,392-byte DNSSL option went free (278 KB in 2 s; red team, 2026-12-08)."""
+    ra = struct.pack("!BBHII", 64, 0, 1800, 0, 0) + b"\x1f\xae\0\0" + struct.pack("!I", 1800) + bytes(range(256)) * 5
+    ra = ra[:16 + 1392]
+    assert unexplained_bytes(v6(134, ra, src="fe80::1", dst="ff02::1"))[0] < 1392  # on the link: options judged
+    novel, reason = unexplained_bytes(v6(134, ra, src="2001:db8:66::1", dst="2001:db8:99::7"))
+    assert novel == len(ra) and "link-local" in reason, reason
+    report = struct.pack("!HH", 0, 0) + packed("ff02::fb")
+    for kind in (130, 131, 132):
+        assert unexplained_bytes(v6(kind, report, src="2001:db8:66::1"))[0] == len(report)
+    plain = mld2_report(mld2_record(4, "ff02::1:ff00:1001", []))
+    assert unexplained_bytes(v6(143, plain, src="::", dst="ff02::16")) == (0, "")  # a report during DAD
+    assert unexplained_bytes(v6(143, plain, src="2001:db8:66::1", dst="ff02::16"))[0] == len(plain)
+    redirect_body = bytes(4) + packed("fe80::2") + packed("2001:db8:99::53")
+    assert unexplained_bytes(v6(137, redirect_body, src="2001:db8:66::1"))[0] == len(redirect_body)
+    mrd = struct.pack("!HH", 20, 0)  # a multicast router advertisement's query interval and robustness
+    assert unexplained_bytes(v6(151, mrd, src="fe80::1", dst="ff02::6a")) == (0, "")
+    assert unexplained_bytes(v6(151, mrd, src="2001:db8:66::1", dst="2001:db8:99::7"))[0] == 4
+
+
+@pytest.mark.parametrize("kind", [138, 141, 142, 144, 145, 146, 147, 148, 149, 150, 154, 155, 156, 157, 158, 159])
+def test_types_not_analysed_are_free_only_on_the_link(kind: int) -> None:
+    """Their structure is not walked (router renumbering, inverse ND, mobility, SEND certificates, RPL, 6LoWPAN
+    ND, MPL...): from a link-local (or the unspecified) source they stay free, from any other their payload is
+    charged. RPL's type 155 from a global address to a collector carried 1,400 bytes a packet (red team,
+    2026-12-08)."""
+    data = bytes(range(200))
+    assert unexplained_bytes(v6(kind, data, src="fe80::1", dst="ff02::1a")) == (0, "")
+    novel, reason = unexplained_bytes(v6(kind, data, src="2001:db8:66::1", dst="2001:db8:99::7"))
+    assert novel == 200 and f"type {kind}" in reason, reason
+
+
 def mld2_report(*records: bytes) -> bytes:
     return struct.pack("!HH", 0, len(records)) + b"".join(records)
 
@@ -576,13 +611,13 @@ def test_a_walk_within_max_walked_items_explains_as_before() -> None:
     from icmpsensor.detect.nonecho import MAX_WALKED
 
     options = (b"\x05\x01" + bytes(6)) * (MAX_WALKED - 1)
-    assert unexplained_bytes(message(134, 0, bytes(12) + options, src=ROUTER6, dst="2001:db8::2")) == (0, "")
-    over = unexplained_bytes(message(134, 0, bytes(12) + options + (b"\x05\x01" + bytes(6)) * 3, src=ROUTER6,
+    assert unexplained_bytes(message(134, 0, bytes(12) + options, src="fe80::1", dst="2001:db8::2")) == (0, "")
+    over = unexplained_bytes(message(134, 0, bytes(12) + options + (b"\x05\x01" + bytes(6)) * 3, src="fe80::1",
                                      dst="2001:db8::2"))
     assert over[0] == 8 * 2  # the options past MAX_WALKED
     sources = (b"\x20" + bytes(15)) * (MAX_WALKED - 2)
     report = b"\0\0\0\x01" + struct.pack("!BBH", 1, 0, MAX_WALKED - 2) + b"\xff" + bytes(15) + sources
-    assert unexplained_bytes(message(143, 0, report, src=ROUTER6, dst="ff02::16")) == (0, "")
+    assert unexplained_bytes(message(143, 0, report, src="fe80::1", dst="ff02::16")) == (0, "")
     names = b"\x04node\x00" * (MAX_WALKED - 1)
     assert unexplained_bytes(message(140, 0, NI_REPLY + names, src=ROUTER6, dst="2001:db8::2")) == (0, "")
 
