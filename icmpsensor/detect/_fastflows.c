@@ -121,11 +121,12 @@ static const char *const FLOW_FIELDS[N_FLOW] = {"last",      "n",        "orig_b
                                           "src", "dst", "uid", "other_bytes", "nonecho_reason", "tool_evidence"};
 enum {
     S_PACKETS, S_ECHO_REQUESTS, S_ECHO_REPLIES, S_OTHER_ICMP, S_PENDING_EVICTED, S_IGNORED_PAYLOADS, S_NOVEL_BYTES,
-    S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, S_UNPAIRED_REPLIES, N_STATS
+    S_FLOWS_CREATED, S_NOTICES, S_FLOWS_EVICTED, S_PAIRS_EVICTED, S_UNPAIRED_REPLIES, S_FIELDS_UNREAD, N_STATS
 };
 static const char *const STATS_FIELDS[N_STATS] = {"packets", "echo_requests", "echo_replies", "other_icmp",
                                             "pending_evicted", "ignored_payloads", "novel_bytes", "flows_created",
-                                            "notices", "flows_evicted", "pairs_evicted", "unpaired_replies"};
+                                            "notices", "flows_evicted", "pairs_evicted", "unpaired_replies",
+                                            "fields_unread"};
 
 enum { C_STRIDE, C_RUN_DUE, C_PARAM_DUE, C_OTHER_SIZE, C_CARRY, C_OPTIONS, C_RUNS, C_CHARGED, N_CHANNELS };
 static const char *const CHANNELS_FIELDS[N_CHANNELS] = {"stride", "run_due", "param_due", "other_size", "carry",
@@ -252,6 +253,7 @@ static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_touch, *tolerance_kwnames; /* novel_request's */
 static PyObject *reply_kwnames; /* ("tolerance", "is_reply"): explain asked about a reply */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
+static PyObject *str_fields_due, *str_fields_burst, *str_fields_refill; /* the field readings' budget */
 static PyObject *str_peers, *str_novel, *str_shed; /* spread_share's */
 static PyObject *str_slow_alerted_until, *str_alerted_until; /* evict_pair's, shed_hosts' */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
@@ -3567,6 +3569,25 @@ done:
     return result;
 }
 
+/* Whether Detector._as_fields would find a token in the field readings' budget at `ts` (capacity.take_token on the
+ * detector's _fields_due, _fields_burst and _fields_refill, nothing taken: the Python detector takes it). 1, 0, or
+ * -1 with an exception set. */
+static int field_reading_free(FastPath *self, PyObject *ts)
+{
+    PyObject *due = PyDict_GetItemWithError(self->detector, str_fields_due);
+    PyObject *burst = due == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_fields_burst);
+    PyObject *refill = burst == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_fields_refill);
+    if (refill == NULL || !PyFloat_CheckExact(due) || !PyFloat_CheckExact(burst) || !PyFloat_CheckExact(refill)
+        || !PyFloat_CheckExact(ts)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "the detector's field readings' budget must be floats");
+        return -1;
+    }
+    double after;
+    return token_free(PyFloat_AS_DOUBLE(due), PyFloat_AS_DOUBLE(ts), PyFloat_AS_DOUBLE(burst),
+                      PyFloat_AS_DOUBLE(refill), &after);
+}
+
 /* An echo request whose payload neither repeats the flow's last nor is a template's: Detector._on_request
  * with _novelty's checks (explain, random padding, counter or clock fields) made before anything changes, then the
  * sender's memory (HostTable.touch, SpreadMemory.seen) and the novel bytes added, and while the flow is under
@@ -3627,10 +3648,15 @@ static PyObject *novel_request(FastPath *self, PyObject *pkt, Detector *state, P
         result = is_padded < 0 ? NULL : Py_NewRef(Py_False);
         goto done;
     }
-    /* ... nor a few changed places that may read as counters or clocks (Detector._as_fields) */
+    /* ... nor a few changed places that may read as counters or clocks (Detector._as_fields), while the readings'
+     * budget lasts: past it the bytes are charged as they are, here (and counted) */
     if (novel <= novel_cfg->field_novel && !tails_differ) {
-        result = Py_NewRef(Py_False);
-        goto done;
+        int readable = field_reading_free(self, ts);
+        if (readable != 0) {
+            result = readable < 0 ? NULL : Py_NewRef(Py_False);
+            goto done;
+        }
+        state->counts[S_FIELDS_UNREAD]++;
     }
     /* taken: what _on_request changes, in its order */
     PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(payload));
@@ -5290,7 +5316,8 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_flows, "_flows") < 0 || intern(&str_pending, "_pending") < 0
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
-        || intern(&str_allowlist, "allowlist") < 0
+        || intern(&str_allowlist, "allowlist") < 0 || intern(&str_fields_due, "_fields_due") < 0
+        || intern(&str_fields_burst, "_fields_burst") < 0 || intern(&str_fields_refill, "_fields_refill") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_novel, "novel") < 0
         || intern(&str_slow_alerted_until, "slow_alerted_until") < 0

@@ -54,6 +54,13 @@ RUN_PAUSE = 5.0  # a flow quiet this long whose sequence number then jumps forwa
 # repeats its parameters run after run; `ping -c 1 -s SIZE` or `-p PATTERN` looped with new values does not.
 PARAM_BUDGET = 10.0
 PARAM_REFILL = 60.0
+# Reading a request's few changed places as counters or clocks (field_bits) is the Python detector's, ~0.1-1 ms a
+# request: a flood of such requests ran at 0.009 of the mix (red team, 2026-12-08). FIELD_READINGS of them at once,
+# refilled one per FIELD_READING_REFILL seconds of packet time, over all flows; past that the differing bytes are
+# charged as they are (never less than fields carry: a flood over the budget may alert on a benign counter or clock)
+# and counted (DetectorStats.fields_unread).
+FIELD_READINGS = 1000.0
+FIELD_READING_REFILL = 0.005
 RUNS_REMEMBERED = 16  # runs side by side in one flow (several pingers on one host) followed each
 MAX_FIELD_PLACES = 4  # a payload that differs in more places is charged byte for byte
 MAX_FIELD_BYTES = 8

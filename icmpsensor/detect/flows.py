@@ -162,6 +162,9 @@ class DetectorStats:
     pairs_evicted: int = 0  # slow-exfiltration memory forgotten because max_pairs was reached
     spread_hosts_evicted: int = 0  # standard: hosts' ExfilSpread memory forgotten (max_pairs, SPREAD_PEER_ENTRIES)
     notices: int = 0
+    # standard: requests whose few changed places were charged byte for byte, not read as counters or clocks (the
+    # readings' budget spent: capacity.FIELD_READINGS)
+    fields_unread: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

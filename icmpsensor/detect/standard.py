@@ -308,6 +308,10 @@ class Detector(FlowDetector):
         self._receivers = HostTable(detection.max_pairs, accelerated=accelerated)
         self._tools = tunnels.tool_tracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
+        # the budget of field readings (_as_fields), over all flows: a token bucket's due, and its size and refill
+        # (instance attributes: the C path reads them from the detector's dict)
+        self._fields_due = 0.0
+        self._fields_burst, self._fields_refill = capacity.FIELD_READINGS, capacity.FIELD_READING_REFILL
         self._run_free = True  # the request being handled did not start a new run past the run budget
         super().__init__(detection, allowlist)
         self._senders.stats = self._receivers.stats = self.stats  # what they forget is the detector's to count
@@ -640,7 +644,8 @@ class Detector(FlowDetector):
         if capacity.random_padding(pkt.payload, pkt.seq) and capacity.padding_free(_channels(flow), pkt.ts):
             self.stats.ignored_payloads += 1  # before a field: pythonping's 1-character payloads
             return 0
-        if compared is not None and self._as_fields(flow, current, compared, novel, pkt.ts - flow.last_request_ts):
+        if compared is not None and self._as_fields(flow, current, compared, novel, pkt.ts - flow.last_request_ts,
+                                                    pkt.ts):
             return 0
         if flow.allowlisted or not lends_payloads(flow.src, flow.dst):
             return novel  # sent to a peer that could be a decoy (or allowlisted): the sender's memory neither
@@ -653,16 +658,21 @@ class Detector(FlowDetector):
             other = self._flows.get((flow.src, last_peer))
             last = None if other is None else other.last_sketch
             if other is not None and last is not None and self._as_fields(
-                    flow, current, last, novel_between(current, last), pkt.ts - other.last_request_ts):
+                    flow, current, last, novel_between(current, last), pkt.ts - other.last_request_ts, pkt.ts):
                 return 0
         if memory.seen(hash(current)):  # the sketch's hash: the payload's rest is not hashed twice
             return 0  # the payload this host sends to all its peers (a custom health check) counts once
         return novel
 
-    def _as_fields(self, flow: Flow, current: Sketch, compared: Sketch, novel: int, dt: float) -> bool:
+    def _as_fields(self, flow: Flow, current: Sketch, compared: Sketch, novel: int, dt: float, now: float) -> bool:
         """Whether a request differs from `compared` (`novel` bytes, sent `dt` s before) only in a few places that
-        read as counters or clocks; their bits are charged."""
+        read as counters or clocks; their bits are charged. Past the readings' budget (FIELD_READINGS) they are not
+        read: counted, and the caller charges the bytes."""
         if novel > 3 * capacity.MAX_FIELD_BYTES or current[1:] != compared[1:]:
+            return False
+        free, self._fields_due = capacity.take_token(self._fields_due, now, self._fields_burst, self._fields_refill)
+        if not free:
+            self.stats.fields_unread += 1
             return False
         bits = capacity.field_bits(current[0], compared[0], dt, self.cfg.clock_jitter)
         if bits is None:

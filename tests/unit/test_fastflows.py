@@ -353,6 +353,45 @@ def test_a_chunk_that_may_be_fields_is_the_python_detectors(changed: int, taken:
         counting.answers
 
 
+def field_flood(flows: int, per_flow: int, span: float, seed: int = 12) -> list[IcmpPacket]:
+    """Requests each differing from their flow's last in 4 two-byte places (random values): read as counters or
+    clocks by the Python detector, ~100 times a mix packet's cost (red team, 2026-12-08: 0.009 of the mix)."""
+    rng = random.Random(seed)
+    base = bytes(rng.randrange(256) for _ in range(64))
+    packets = []
+    for i in range(flows * per_flow):
+        flow, k = i % flows, i // flows
+        payload = bytearray(base)
+        if k:
+            for at in (0, 16, 32, 48):
+                payload[at : at + 2] = rng.randbytes(2)
+        packets.append(corpus.echo(T0 + span * i / (flows * per_flow), f"10.7.{flow // 250}.{flow % 250 + 1}",
+                                   "10.0.0.2", True, 7, k + 1, bytes(payload)))
+    return packets
+
+
+@needs_c
+def test_a_flood_of_field_readings_is_charged_byte_for_byte_past_its_budget() -> None:
+    """Reading a request's few changed places as counters or clocks is the Python detector's (field_bits, ~1 ms
+    each): past FIELD_READINGS of them at once, refilled one per FIELD_READING_REFILL seconds of packet time, the
+    differing bytes are charged as they are (never less than their fields carry), in C, and counted
+    (`fields_unread`). Both paths agree; the C path takes the requests past the budget."""
+    readings, refill = capacity.FIELD_READINGS, capacity.FIELD_READING_REFILL
+    packets = field_flood(100, 30, span=1.0)
+    counting = run_both(packets)
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for pkt in packets:
+        reference.process(pkt)
+    read = len(packets) - 100 - reference.stats.fields_unread
+    assert reference.stats.fields_unread > 0 and readings <= read <= readings + 1.0 / refill + 1, read
+    assert counting.declined <= read + 100, counting.declined  # the others taken in C
+    slow = field_flood(10, 30, span=300.0)  # 1 a second per flow: every one read
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    for pkt in slow:
+        reference.process(pkt)
+    assert reference.stats.fields_unread == 0
+
+
 @needs_c
 def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
     """DataExfil switched off: a flow never reports its pair, so where the pair has a memory each request's
