@@ -1,8 +1,8 @@
 /* The walks of detect/nonecho.py in C: a node information reply's names, neighbour discovery options, RFC 4884
  * extension objects. Each walks at most `budget` items (nonecho.MAX_WALKED) of a message an attacker may have built
  * of the smallest items there are (a 60 KB datagram of one-letter names); in Python that cost ~0.1 ms a message.
- * The Python functions (_names_walk_reference, _nd_option_bytes_reference, _extension_objects_reference) are the
- * reference, and tests/unit/test_fastnonecho.py holds the two equal; the tables stay in nonecho.py, handed over as
+ * The Python functions (_names_walk_reference, _nd_option_bytes_reference, _nd_option_first_reference: a redirect's
+ * redirected headers, _extension_objects_reference) are the reference, and tests/unit/test_fastnonecho.py holds the two equal; the tables stay in nonecho.py, handed over as
  * arguments. */
 
 #define PY_SSIZE_T_CLEAN
@@ -167,7 +167,42 @@ static PyObject *extension_objects(PyObject *self, PyObject *const *args, Py_ssi
     return Py_BuildValue("(iiii)", pos >= n ? OBJECTS_FINE : OBJECTS_MANY, 0, 0, 0);
 }
 
+#define FIRST_ARGS "nd_option_first(payload: bytes, pos: int, option: int, budget: int) -> (int, int, int)"
+PyDoc_STRVAR(nd_option_first_doc,
+             FIRST_ARGS "\n\n"
+                        "nonecho._nd_option_first_reference: the (start, end) of the first ND option of type `option`\n"
+                        "at payload[pos:] ((-1, -1) without one) and the bytes of the others of that type, as\n"
+                        "nonecho._nd_option_spans walks them (up to `budget` options, to the first cut short or of\n"
+                        "length 0).");
+
+static PyObject *nd_option_first(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    Py_ssize_t pos, budget;
+    if (walk_args(args, nargs, 4, FIRST_ARGS, &pos, &budget) < 0)
+        return NULL;
+    long wanted = PyLong_AsLong(args[2]);
+    if (wanted == -1 && PyErr_Occurred())
+        return NULL;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]), first = -1, first_end = -1, others = 0;
+    for (Py_ssize_t k = 0; k < budget; k++) {
+        if (pos + 2 > n || d[pos + 1] == 0 || 8 * (Py_ssize_t)d[pos + 1] > n - pos)
+            break;
+        Py_ssize_t end = pos + 8 * (Py_ssize_t)d[pos + 1];
+        if (d[pos] == wanted) {
+            if (first < 0)
+                first = pos, first_end = end;
+            else
+                others += end - pos;
+        }
+        pos = end;
+    }
+    return Py_BuildValue("(nnn)", first, first_end, others);
+}
+
 static PyMethodDef methods[] = {
+    {"nd_option_first", (PyCFunction)(void (*)(void))nd_option_first, METH_FASTCALL, nd_option_first_doc},
     {"names_walk", (PyCFunction)(void (*)(void))names_walk, METH_FASTCALL, names_walk_doc},
     {"nd_option_bytes", (PyCFunction)(void (*)(void))nd_option_bytes, METH_FASTCALL, nd_option_bytes_doc},
     {"extension_objects", (PyCFunction)(void (*)(void))extension_objects, METH_FASTCALL, extension_objects_doc},

@@ -1,7 +1,7 @@
 """The walks of non-echo messages in C (detect/_fastnonecho.c) against their Python reference (detect/nonecho.py
-_names_walk_reference, _nd_option_bytes_reference, _extension_objects_reference): the same answer for messages
-built of their items (well-formed, cut short, too long, of bytes they must not hold) and for random bytes, at every
-budget; and a whole message judged alike with and without them."""
+_names_walk_reference, _nd_option_bytes_reference, _nd_option_first_reference, _extension_objects_reference):
+the same answer for messages built of their items (well-formed, cut short, too long, of bytes they must not hold)
+and for random bytes, at every budget; and a whole message judged alike with and without them."""
 
 from __future__ import annotations
 
@@ -88,6 +88,16 @@ def test_nd_option_bytes_is_the_reference(options: bytes, head: bytes, kind: int
         want = nonecho._nd_option_bytes_reference(payload, len(head), nonecho._ND_OPTIONS[kind])
     assert fast.nd_option_bytes(payload, len(head), nonecho._ND_ALLOWED[kind], nonecho._ND_LARGEST,
                                 nonecho._ND_NONCE, nonecho._ND_CGA, budget) == want
+
+
+@given(options=st.one_of(nd_options(), st.binary(max_size=200)), head=st.binary(max_size=24),
+       option=st.sampled_from((2, 4, 14)), budget=BUDGETS)
+@settings(max_examples=examples(2000), deadline=None)
+def test_nd_option_first_is_the_reference(options: bytes, head: bytes, option: int, budget: int) -> None:
+    payload = head + options
+    with budget_of(budget):
+        want = nonecho._nd_option_first_reference(payload, len(head), option)
+    assert fast.nd_option_first(payload, len(head), option, budget) == want
 
 
 def test_a_nonce_is_left_to_judge_unless_a_cga_option_makes_it_send() -> None:

@@ -421,6 +421,19 @@ def test_a_redirect_as_a_router_sends_it() -> None:
     assert unexplained_bytes(v6(137, payload, src="fe80::1", dst=HOST6)) == (0, "")
 
 
+def test_one_packet_triggered_a_redirect_a_second_redirected_header_carries_data() -> None:
+    """RFC 4861 4.5: the packet that made the router redirect. A copy of it twice is no second such packet: charged
+    whole (178 of them, each read in Python, cost 98 times a mix packet: red team, 2026-12-08)."""
+    quoted = original_packet(HOST6, "2001:db8:99::53", 200)
+    payload = redirect("fe80::2", "2001:db8:99::53", quoted)
+    second = payload[-(len(payload) - 4 - 32 - 8):]  # the redirected header option again
+    assert unexplained_bytes(v6(137, payload, src="fe80::1", dst=HOST6)) == (0, "")
+    novel, reason = unexplained_bytes(v6(137, payload + second, src="fe80::1", dst=HOST6))
+    assert novel == len(second), (novel, reason)
+    many = payload + second * 177
+    assert unexplained_bytes(v6(137, many, src="fe80::1", dst=HOST6))[0] == 177 * len(second)
+
+
 def test_a_redirected_header_that_is_no_packet_the_host_sent_carries_data() -> None:
     """The redirected header option holds the packet that made the router redirect: an IPv6 header from the
     redirected host to the redirect's destination. 1,000 bytes of anything there were free (red team,
@@ -481,6 +494,33 @@ def test_types_not_analysed_are_free_only_on_the_link(kind: int) -> None:
     assert unexplained_bytes(v6(kind, data, src="fe80::1", dst="ff02::1a")) == (0, "")
     novel, reason = unexplained_bytes(v6(kind, data, src="2001:db8:66::1", dst="2001:db8:99::7"))
     assert novel == 200 and f"type {kind}" in reason, reason
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300), st.integers(0, 40), st.integers(0, 30))
+def test_the_column_count_of_unicast_addresses_is_the_one_by_one_count(data: bytes, first: int, count: int) -> None:
+    from icmpsensor.detect.nonecho import _unicast, _unicast_count
+
+    data = bytes((0x20, 0xFC, 0xFE, 0xFF, b)[b % 5] if i % 16 == first % 16 else
+                 (0x80, b)[b % 2] if i % 16 == (first + 1) % 16 else b for i, b in enumerate(data))  # some of each
+    expected = sum(_unicast(data[at : at + 16]) for at in range(first, first + 16 * count, 16))
+    assert _unicast_count(data, first, count) == expected
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(min_size=4, max_size=4), max_size=20), st.binary(min_size=4, max_size=4),
+       st.binary(max_size=7))
+def test_the_router_advertisements_address_search_is_the_set_of_its_entries(entries: list[bytes], src: bytes,
+                                                                             tail: bytes) -> None:
+    from icmpsensor.detect.nonecho import _lists_entry
+
+    payload = b"\x09\x02\x07\x08" + b"".join(e + src[::-1] for e in entries) + tail  # preferences as decoys
+    listed = {payload[at : at + 4] for at in range(4, len(payload) - 7, 8)}
+    assert _lists_entry(payload, src) == (src in listed)
+    if entries:
+        payload = payload[:12] + src + payload[16:]  # the second entry is the source
+        listed = {payload[at : at + 4] for at in range(4, len(payload) - 7, 8)}
+        assert _lists_entry(payload, src) == (src in listed)
 
 
 def mld2_report(*records: bytes) -> bytes:
