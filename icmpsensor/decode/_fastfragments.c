@@ -703,8 +703,13 @@ static PyObject *add_fragment(Reassembler *self, PyObject *key, PyObject *ts_obj
         if (p == NULL)
             return NULL;
     }
-    if (p->dead)
+    if (p->dead) { /* absorbed by a tombstone: its bytes handed on, headless (fragments.Reassembler.add) */
+        Rewrite absorbed = {offset, &fragment->span, proto, wire_len, frame};
+        PyObject *kept = frame != NULL && frame != Py_None ? frame : NULL;
+        if (hand_on_headless(self, key, p, -1, &absorbed, kept, wire_len) < 0)
+            return NULL;
         Py_RETURN_NONE;
+    }
     if (fragment->shared == SHARED_IF_KEPT) /* as keep() will decide once it is placed */
         fragment->shared = p->n_frames < self->max_fragments ? SHARED : COPIED;
     int reason = place(self, p, offset, more, fragment, proto);
