@@ -3895,6 +3895,8 @@ static PyObject *handle_request(FastPath *self, PyObject *pkt, Detector *state, 
         Py_RETURN_FALSE;
     if (PyBytes_GET_SIZE(options) == 0) /* Detector._options: charged with a novel payload's bytes, else Python's */
         options = NULL;
+    else if (memchr(PyBytes_AS_STRING(options), 68, (size_t)PyBytes_GET_SIZE(options)) != NULL)
+        Py_RETURN_FALSE; /* maybe an IPv4 timestamp option (capacity.IP_TIMESTAMP), whose fields option_bytes reads */
     long ident, seq, last_ident, last_seq, stride, last_size;
     if (long_slot(pkt, packet_slot[P_IDENT], &ident) < 0 || long_slot(pkt, packet_slot[P_SEQ], &seq) < 0)
         Py_RETURN_FALSE;

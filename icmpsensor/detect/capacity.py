@@ -44,6 +44,8 @@ import math
 import struct
 from dataclasses import dataclass
 
+from icmpsensor.detect import nonecho
+
 SEQ_FREE = 2  # sequence steps up to this far from +1 (lost replies, a repeat) cost nothing
 TIME_UNIT = 1e-5  # resolution at which a larger move is charged (10 µs)
 RUN_BUDGET = 10.0  # run changes free at once ...
@@ -142,12 +144,13 @@ def request_header(state: FlowChannels, last: tuple[int, int, int], ident: int, 
     return [("seq", seq_cost), ("length", length_bits(size, last_size, other_size))], True
 
 
-def options_bits(state: FlowChannels, options: bytes) -> float:
+def options_bits(state: FlowChannels, options: bytes, now: float = 0.0, ipv6: bool = False,
+                 tolerance: float = 300.0) -> float:
     """IP options count their bytes once while they repeat (option_bytes)."""
     if options == state.options:
         return 0.0
     state.options = options
-    return 8.0 * option_bytes(options)
+    return 8.0 * option_bytes(options, now, ipv6, tolerance)
 
 
 def pattern_bits(state: FlowChannels, session: bytes | None, new_session: bytes | None, run_free: bool,
@@ -453,11 +456,50 @@ def _apart_bits(clock: Clock, anchor: Clock) -> float:
 _ROUTER_ALERT = (b"\x94\x04\x00\x00", b"\x05\x02\x00\x00", b"\x05\x02\x00\x01", b"\x05\x02\x00\x02")
 
 
-def option_bytes(options: bytes) -> int:
-    """Bytes of sender-set IP options that carry something: all but a Router Alert (MLD, RSVP)."""
+def option_bytes(options: bytes, now: float = 0.0, ipv6: bool = False, tolerance: float = 300.0) -> int:
+    """Bytes of sender-set IP options that carry something: all but a Router Alert (MLD, RSVP), and of an IPv4
+    timestamp option (`ping -T`) its fields that are not what the hosts on the path put there (timestamp_bytes;
+    `now` the capture time, `tolerance` seconds)."""
     if not options or options in _ROUTER_ALERT:
         return 0
-    return len(options)
+    if ipv6 or IP_TIMESTAMP not in options:
+        return len(options)
+    charged, pos, n = 0, 0, len(options)
+    while pos < n:
+        size = options[pos + 1] if pos + 1 < n else 0
+        if size < 2 or pos + size > n:
+            return charged + n - pos
+        option = options[pos : pos + size]
+        charged += timestamp_bytes(option, now, tolerance) if option[0] == IP_TIMESTAMP else size
+        pos += size
+    return charged
+
+
+IP_TIMESTAMP = 68  # RFC 791's Internet Timestamp option
+_TS_UNIT = {0: 4, 1: 8, 3: 8}  # its flag: timestamps only, each with the stamping host's address, prespecified ones
+
+
+def timestamp_bytes(option: bytes, now: float, tolerance: float) -> int:
+    """The bytes of an IPv4 timestamp option (RFC 791: type, length, pointer, overflow and flag, then slots) that
+    carry something: the whole option where its layout is not RFC 791's; else each timestamp filled in (before
+    the pointer) that is not the time of day within `tolerance` of the capture's (Linux stamps the sender's own,
+    routers theirs: `ping -T tsonly` was charged 40 bytes a request, red team 2026-12-08), and the bytes of the
+    slots left that are not zero (a prespecified address excepted). The addresses are free: the path's routers'."""
+    size = len(option)
+    unit = _TS_UNIT.get(option[3] & 0x0F, 0) if size >= 4 else 0
+    pointer = option[2] if size >= 4 else 0
+    if not unit or (size - 4) % unit or pointer < 5 or (pointer - 5) % unit or pointer > size + 1:
+        return size
+    charged = 0
+    for at in range(4, size, unit):
+        stamp = at + unit - 4
+        if at < pointer - 1:
+            if not nonecho.time_of_day(int.from_bytes(option[stamp : stamp + 4], "big"), now, tolerance):
+                charged += 4
+        else:
+            charged += sum(1 for byte in option[at if unit == 4 or option[3] & 0x0F != 3 else stamp : at + unit]
+                           if byte)
+    return charged
 
 
 # -- random-padding monitoring libraries -------------------------------------------------------

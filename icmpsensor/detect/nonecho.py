@@ -230,7 +230,7 @@ def _timestamp_fields(request: bool, body: bytes, ts: float, tolerance: float) -
             break
         if request or offset == 4:
             free = value == 0 or (offset == 12 and value in seen) or (
-                offset == 4 and _time_of_day(value, ts, tolerance))
+                offset == 4 and time_of_day(value, ts, tolerance))
         elif offset == 8:
             free = _replier_time(value)
             receive = value
@@ -258,7 +258,7 @@ def _soon_after(transmit: int, receive: int) -> bool:
     return 0 <= transmit - receive <= 1000 or 0 <= _swap32(transmit) - _swap32(receive) <= 1000
 
 
-def _time_of_day(value: int, ts: float, tolerance: float) -> bool:
+def time_of_day(value: int, ts: float, tolerance: float) -> bool:
     """`value` is milliseconds since midnight UT within `tolerance` seconds of the capture time `ts`."""
     if value >= _MS_PER_DAY:
         return False

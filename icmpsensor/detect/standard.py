@@ -527,7 +527,7 @@ class Detector(FlowDetector):
         else:
             flow.last_seq = seq
         if pkt.options:
-            self._options(flow, pkt.options)
+            self._options(flow, pkt)
         return run_free
 
     def _header(self, flow: Flow, pkt: IcmpPacket, size: int, ts: float) -> bool:
@@ -545,8 +545,9 @@ class Detector(FlowDetector):
             self._charge(flow, channel, bits)
         return run_free
 
-    def _options(self, flow: Flow, options: bytes) -> None:
-        self._charge(flow, "options", capacity.options_bits(_channels(flow), options))
+    def _options(self, flow: Flow, pkt: IcmpPacket) -> None:
+        self._charge(flow, "options", capacity.options_bits(_channels(flow), pkt.options, pkt.ts, pkt.ipv6,
+                                                            self.cfg.timestamp_tolerance))
 
     def _charge(self, flow: Flow, channel: str, bits: float) -> None:
         """Add `bits` carried by `channel` to the flow: whole bytes join its novel bytes."""

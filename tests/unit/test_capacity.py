@@ -202,6 +202,46 @@ def test_options_count_except_router_alert() -> None:
     assert capacity.options_bits(state, b"\x1e\x02ab") == 0  # the same again: once
 
 
+NOON = 1_765_022_400.0  # 2025-12-06 12:00:00 UT
+NOON_MS = 12 * 3_600_000
+
+
+def timestamp_option(flag: int, slots: list[bytes], filled: int) -> bytes:
+    """RFC 791's timestamp option: type 68, length, pointer past `filled` slots, overflow 0 and `flag`."""
+    unit = 4 if flag == 0 else 8
+    return bytes((68, 4 + len(slots) * unit, 5 + filled * unit, flag)) + b"".join(slots)
+
+
+def test_a_timestamp_option_as_ping_t_sends_it_is_free() -> None:
+    """`ping -T tsonly`: Linux stamps the sender's time of day in ms, routers theirs; `-T tsandaddr` with each
+    stamping host's address. Each request's option differs from the last, and its 40 bytes were charged every
+    time: DataExfil after 4 requests of a benign ping (red team, 2026-12-08)."""
+    stamps = [struct.pack("!I", NOON_MS + 3), struct.pack("!I", NOON_MS + 5)] + [bytes(4)] * 7
+    assert capacity.option_bytes(timestamp_option(0, stamps, 2), NOON, False, 300.0) == 0
+    pairs = [bytes((10, 0, 0, 1)) + stamps[0], bytes((10, 9, 0, 1)) + stamps[1]] + [bytes(8)] * 2
+    assert capacity.option_bytes(timestamp_option(1, pairs, 2), NOON, False, 300.0) == 0
+    prespecified = [bytes((10, 0, 0, 1)) + stamps[0], bytes((10, 9, 0, 1)) + bytes(4)]
+    assert capacity.option_bytes(timestamp_option(3, prespecified, 1), NOON, False, 300.0) == 0
+    state = capacity.FlowChannels()
+    for i in range(20):
+        option = timestamp_option(0, [struct.pack("!I", NOON_MS + 200 * i)] + [bytes(4)] * 8, 1)
+        assert capacity.options_bits(state, option, NOON + 0.2 * i, False, 300.0) == 0
+
+
+def test_a_timestamp_option_carries_what_is_not_a_hosts_time_of_day() -> None:
+    data = [b"sec1", b"ret2", bytes(4)]
+    assert capacity.option_bytes(timestamp_option(0, data, 2), NOON, False, 300.0) == 8  # two stamps, not times
+    late = struct.pack("!I", NOON_MS + 3_600_000)  # an hour off the capture's time
+    assert capacity.option_bytes(timestamp_option(0, [late, bytes(4)], 1), NOON, False, 300.0) == 4
+    unfilled = [struct.pack("!I", NOON_MS), b"data", b"more"]  # slots past the pointer hold bytes
+    assert capacity.option_bytes(timestamp_option(0, unfilled, 1), NOON, False, 300.0) == 8
+    assert capacity.option_bytes(bytes((68, 12, 6, 0)) + bytes(8), NOON, False, 300.0) == 12  # a pointer mid-slot
+    assert capacity.option_bytes(bytes((68, 12, 5, 2)) + bytes(8), NOON, False, 300.0) == 12  # flag 2: undefined
+    other = b"\x1e\x08secret"  # an option of another type beside it: whole
+    assert capacity.option_bytes(other + timestamp_option(0, [bytes(4)], 0), NOON, False, 300.0) == 8
+    assert capacity.option_bytes(timestamp_option(0, [b"sec1"], 1), NOON, True, 300.0) == 8  # IPv6: whole
+
+
 def test_icmplib_layout_is_its_exact_padding() -> None:
     rng = random.Random(2)
     alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ1234567890"

@@ -393,6 +393,23 @@ def test_a_flood_of_field_readings_is_charged_byte_for_byte_past_its_budget() ->
 
 
 @needs_c
+def test_a_ping_with_a_timestamp_option_is_judged_alike_and_stays_quiet() -> None:
+    """`ping -T tsonly`: each request's IPv4 timestamp option holds the sender's time of day in ms (capacity.
+    timestamp_bytes reads it): the C path hands such a request to the Python detector; both agree, no notice."""
+    requests = []
+    for i in range(60):
+        ts = T0 + 0.2 * i
+        ms = int(ts % 86_400 * 1000)
+        option = bytes((68, 40, 9, 0)) + struct.pack("!I", ms) + bytes(32)
+        requests.append(dataclasses.replace(corpus.echo(ts, "10.0.0.1", "10.0.0.2", True, 7, i + 1, iputils(ts)),
+                                            options=option))
+    counting = run_both(requests)
+    assert counting.declined == len(requests) - 1 or counting.declined == len(requests), counting.answers
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    assert not [n for pkt in requests for n in reference.process(pkt)] and not reference.flush()
+
+
+@needs_c
 def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
     """DataExfil switched off: a flow never reports its pair, so where the pair has a memory each request's
     evaluation checks SlowExfil (and trims the memory): the Python detector's, until it raises it. Without a memory
