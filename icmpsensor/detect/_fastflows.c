@@ -5283,6 +5283,393 @@ static PyObject *requests_expired(PyObject *self, PyObject *const *args, Py_ssiz
     return failed ? NULL : PyLong_FromSsize_t(expired);
 }
 
+/* -- capacity.field_bits (its reference): the few places where a request differs from the sender's previous one,
+ * read as counters and clocks --------------------------------------------------------------------------------------
+ * The arithmetic is Python's: an int's conversion to a float correctly rounded (__int128 to double), float %
+ * of a positive divisor (py_mod), math.log2 of an int as of the float it converts to, min() keeping the first of
+ * equals. The limits come from capacity (bind_fields). */
+
+typedef __int128 wide;
+
+static Py_ssize_t fields_max_places = -1, fields_max_bytes, fields_max_digits, fields_max_decimal_place;
+static long fields_counter_free;
+static double fields_same_instant, fields_time_unit;
+static double clock_rates[8], decimal_rates[16];
+static int n_clock_rates, n_decimal_rates;
+
+typedef struct {
+    double cost;
+    int has_clock;
+    double offset, resolution; /* the clock's send time's offset from the capture clock, its resolution */
+} Reading;
+
+static int is_decimal(unsigned char c) { return (c >= '0' && c <= '9') || c == '.'; }
+
+static wide wide_mod(wide x, wide w) /* Python's int x % w, w > 0 */
+{
+    wide m = x % w;
+    return m < 0 ? m + w : m;
+}
+
+static double step_bits_wide(wide delta, long free_steps) /* capacity.step_bits */
+{
+    wide excess = (delta < 0 ? -delta : delta) - free_steps;
+    return excess > 0 ? log2((double)(1 + excess)) : 0.0;
+}
+
+static double excess_bits(double residual, double free_units) /* capacity._excess_bits */
+{
+    double excess = fabs(residual) - free_units;
+    return excess > 0 ? log2(1 + excess) : 0.0;
+}
+
+static void cheaper(Reading *r, double residual, double free_units, double rate) /* capacity._cheaper */
+{
+    double bits = excess_bits(residual, free_units);
+    if (bits >= r->cost)
+        return;
+    r->cost = bits;
+    r->has_clock = bits == 0.0;
+    if (r->has_clock)
+        r->offset = residual / rate, r->resolution = 1.0 / rate;
+}
+
+/* capacity._decimal_segments: the runs of decimal text in [start, end), or 0 segments (None); at most 32 of them */
+static int decimal_segments(const unsigned char *a, const unsigned char *b, Py_ssize_t start, Py_ssize_t end,
+                            Py_ssize_t seg[][2])
+{
+    if (end - start > fields_max_decimal_place)
+        return 0;
+    int n = 0;
+    Py_ssize_t first = -1;
+    for (Py_ssize_t i = start; i < end; i++) {
+        if (is_decimal(a[i]) && is_decimal(b[i])) {
+            if (first < 0)
+                first = i;
+            continue;
+        }
+        if (a[i] != b[i])
+            return 0;
+        if (first >= 0) {
+            seg[n][0] = first, seg[n][1] = i, n++;
+            first = -1;
+        }
+    }
+    if (first >= 0)
+        seg[n][0] = first, seg[n][1] = end, n++;
+    return n;
+}
+
+/* capacity._decimal_number: 1 with new, old and digits, or 0 (None) */
+static int decimal_number(const unsigned char *a, const unsigned char *b, Py_ssize_t n, Py_ssize_t start,
+                          Py_ssize_t end, wide *new_value, wide *old_value, int *digits)
+{
+    Py_ssize_t lo = start, hi = end;
+    while (lo > 0 && is_decimal(a[lo - 1]) && is_decimal(b[lo - 1]))
+        lo--;
+    while (hi < n && is_decimal(a[hi]) && is_decimal(b[hi]))
+        hi++;
+    Py_ssize_t new_point = -1, old_point = -1;
+    int new_points = 0, old_points = 0;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        if (a[i] == '.' && new_points++ == 0)
+            new_point = i;
+        if (b[i] == '.' && old_points++ == 0)
+            old_point = i;
+    }
+    if (new_points > 1 || old_points > 1 || new_point != old_point)
+        return 0;
+    Py_ssize_t count = hi - lo - new_points;
+    if (count <= 0 || count > fields_max_digits)
+        return 0;
+    wide x = 0, y = 0;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        if (a[i] != '.')
+            x = x * 10 + (a[i] - '0');
+        if (b[i] != '.')
+            y = y * 10 + (b[i] - '0');
+    }
+    *new_value = x, *old_value = y, *digits = (int)count;
+    return 1;
+}
+
+/* capacity._decimal_cost */
+static Reading decimal_cost(wide new_value, wide old_value, int digits, double dt, double jitter)
+{
+    wide delta = new_value - old_value;
+    Reading r = {step_bits_wide(delta - 1, fields_counter_free), 0, 0.0, 0.0};
+    static const int wraps[2] = {60, 24};
+    for (int k = 0; k < 2; k++) {
+        wide wrap = wraps[k];
+        if (new_value < wrap && old_value < wrap) {
+            double bits = step_bits_wide(wide_mod(delta - 1 + wrap / 2, wrap) - wrap / 2, fields_counter_free);
+            if (bits < r.cost)
+                r.cost = bits;
+        }
+    }
+    if (r.cost == 0.0)
+        return r;
+    wide room = 1;
+    for (int k = 0; k < digits; k++)
+        room *= 10;
+    double new_f = (double)new_value, old_f = (double)old_value, room_f = (double)room;
+    for (int k = 0; k < n_decimal_rates; k++) {
+        double rate = decimal_rates[k], free_units = rate * jitter + 1, residual = (double)delta - rate * dt;
+        cheaper(&r, residual, free_units, rate);
+        double wraps_f[2] = {rate, 60 * rate};
+        for (int w = 0; w < 2; w++) {
+            double wrap = wraps_f[w];
+            if (wrap > 1 && new_f < wrap && old_f < wrap && room_f >= wrap)
+                cheaper(&r, py_mod(residual + wrap / 2, wrap) - wrap / 2, free_units, rate);
+        }
+    }
+    return r;
+}
+
+/* capacity._decimal_place_cost */
+static Reading decimal_place_cost(const unsigned char *a, const unsigned char *b, Py_ssize_t n, Py_ssize_t start,
+                                  Py_ssize_t end, double dt, double jitter)
+{
+    Reading none = {INFINITY, 0, 0.0, 0.0}, total = {0.0, 0, 0.0, 0.0};
+    Py_ssize_t seg[64][2];
+    int count = decimal_segments(a, b, start, end, seg);
+    if (count == 0)
+        return none;
+    for (int k = 0; k < count; k++) {
+        wide x, y;
+        int digits;
+        if (!decimal_number(a, b, n, seg[k][0], seg[k][1], &x, &y, &digits))
+            return none;
+        Reading one = decimal_cost(x, y, digits, dt, jitter);
+        total.cost += one.cost;
+        total.has_clock = one.has_clock, total.offset = one.offset, total.resolution = one.resolution;
+    }
+    if (count != 1)
+        total.has_clock = 0;
+    return total;
+}
+
+static uint64_t read_uint(const unsigned char *p, int width, int big)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < width; k++)
+        v |= (uint64_t)p[big ? width - 1 - k : k] << (8 * k);
+    return v;
+}
+
+static double read_double(const unsigned char *p, int big)
+{
+    uint64_t bits = read_uint(p, 8, big);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* capacity._double_clock_cost */
+static double double_clock_cost(const unsigned char *a, const unsigned char *b, Py_ssize_t n, Py_ssize_t start,
+                                Py_ssize_t end, double dt, double jitter)
+{
+    Py_ssize_t lo = start - start % 8;
+    if (end > lo + 8 || lo + 8 > n)
+        return INFINITY;
+    double best = INFINITY;
+    for (int big = 1; big >= 0; big--) { /* ">d", then "<d" */
+        double x = read_double(a + lo, big), y = read_double(b + lo, big);
+        if (isfinite(x) && isfinite(y) && fabs(x) < 1e12) {
+            double excess = fabs(x - y - dt - 0.0) - jitter; /* time_bits(x - y - dt, 0.0, jitter) */
+            double bits = excess > 0 ? log2(1 + excess / fields_time_unit) : 0.0;
+            if (bits < best)
+                best = bits;
+        }
+    }
+    return best;
+}
+
+/* capacity._field_cost */
+static Reading field_cost(const unsigned char *a, const unsigned char *b, Py_ssize_t n, Py_ssize_t start,
+                          Py_ssize_t end, double dt, double jitter)
+{
+    Reading best = {8.0 * (double)(end - start), 0, 0.0, 0.0};
+    static const int widths[3] = {2, 4, 8};
+    for (int w = 0; w < 3; w++) {
+        int width = widths[w];
+        Py_ssize_t lo = start - start % width;
+        if (end > lo + width || lo + width > n)
+            continue;
+        for (int big = 0; big < 2; big++) { /* "little", then "big" */
+            uint64_t x = read_uint(a + lo, width, big), y = read_uint(b + lo, width, big);
+            wide delta = (wide)x - (wide)y;
+            Reading r = {step_bits_wide(delta - 1, fields_counter_free), 0, 0.0, 0.0};
+            if (r.cost == 0.0) {
+                Reading free_reading = {0.0, 0, 0.0, 0.0};
+                return free_reading;
+            }
+            double x_f = (double)x, y_f = (double)y, delta_f = (double)delta;
+            for (int k = 0; k < n_clock_rates; k++) {
+                double rate = clock_rates[k], free_units = rate * jitter + 1, residual = delta_f - rate * dt;
+                cheaper(&r, residual, free_units, rate);
+                if (rate > 1 && x_f < rate && y_f < rate && (width == 8 || (double)((uint64_t)1 << (8 * width)) > rate))
+                    cheaper(&r, py_mod(residual + rate / 2, rate) - rate / 2, free_units, rate);
+            }
+            if (r.cost < best.cost)
+                best = r;
+        }
+    }
+    if (end - start <= 8 && n >= 8) {
+        double d = double_clock_cost(a, b, n, start, end, dt, jitter);
+        if (d < best.cost) {
+            best.cost = d;
+            best.has_clock = 0;
+        }
+    }
+    return best;
+}
+
+/* capacity._places: the number of places (0..max_places) in place[][2], or -1 (None) */
+static int field_places(const unsigned char *a, const unsigned char *b, Py_ssize_t n, Py_ssize_t place[][2])
+{
+    int count = 0;
+    Py_ssize_t i = 0, seg[64][2];
+    while (i < n) {
+        if (a[i] == b[i]) {
+            i++;
+            continue;
+        }
+        Py_ssize_t start = i;
+        while (i < n && (a[i] != b[i] || (i + 1 < n && a[i + 1] != b[i + 1])))
+            i++;
+        int joined = 0;
+        if (count > 0) {
+            int gap_decimal = 1;
+            for (Py_ssize_t k = place[count - 1][1]; k < start; k++)
+                gap_decimal &= is_decimal(a[k]);
+            if (gap_decimal && decimal_segments(a, b, place[count - 1][0], i, seg) > 0) {
+                start = place[--count][0];
+                joined = 1;
+            }
+        }
+        if (!joined && count == fields_max_places)
+            return -1;
+        if (i - start > fields_max_bytes && decimal_segments(a, b, start, i, seg) == 0)
+            return -1;
+        place[count][0] = start, place[count][1] = i, count++;
+    }
+    return count;
+}
+
+/* capacity._apart_bits */
+static double apart_bits(const Reading *clock, const Reading *anchor)
+{
+    double slack = fields_same_instant;
+    if (clock->resolution > slack)
+        slack = clock->resolution;
+    if (anchor->resolution > slack)
+        slack = anchor->resolution;
+    return excess_bits((clock->offset - anchor->offset) / clock->resolution, slack / clock->resolution);
+}
+
+PyDoc_STRVAR(field_bits_doc,
+             "field_bits(current: bytes, previous: bytes, dt: float, jitter: float) -> float | None\n\n"
+             "capacity.field_bits_reference in C (held equal by tests/unit/test_capacity.py).");
+
+static PyObject *field_bits_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])
+        || PyBytes_GET_SIZE(args[0]) != PyBytes_GET_SIZE(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "field_bits(current, previous, dt, jitter): two bytes of one length");
+        return NULL;
+    }
+    if (fields_max_places < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "field_bits(): bind_fields() was not called");
+        return NULL;
+    }
+    double dt = PyFloat_AsDouble(args[2]), jitter = PyFloat_AsDouble(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]), place[64][2];
+    int count = field_places(a, b, n, place);
+    if (count < 0)
+        Py_RETURN_NONE;
+    double total = 0.0;
+    Reading clocks[64];
+    int n_clocks = 0;
+    for (int k = 0; k < count; k++) {
+        Reading f = field_cost(a, b, n, place[k][0], place[k][1], dt, jitter);
+        Reading d = decimal_place_cost(a, b, n, place[k][0], place[k][1], dt, jitter);
+        /* min(..., key=_by_cost): (cost, has clock), the first of equals */
+        Reading r = d.cost < f.cost || (d.cost == f.cost && !d.has_clock && f.has_clock) ? d : f;
+        if (!r.has_clock)
+            total += r.cost;
+        else
+            clocks[n_clocks++] = r;
+    }
+    if (n_clocks > 1) {
+        double least = 0.0;
+        for (int anchor = 0; anchor < n_clocks; anchor++) {
+            double sum = 0.0;
+            for (int k = 0; k < n_clocks; k++)
+                sum += apart_bits(&clocks[k], &clocks[anchor]);
+            if (anchor == 0 || sum < least)
+                least = sum;
+        }
+        total += least;
+    }
+    return PyFloat_FromDouble(total);
+}
+
+PyDoc_STRVAR(bind_fields_doc,
+             "bind_fields(max_places, max_bytes, max_digits, max_decimal_place, counter_free, same_instant, "
+             "time_unit, clock_rates, decimal_rates)\n\ncapacity's limits and rates for field_bits.");
+
+static int read_rates(PyObject *seq, double *out, int room, int *count)
+{
+    PyObject *fast = PySequence_Fast(seq, "bind_fields(): rates must be a sequence");
+    if (fast == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n > room) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "bind_fields(): too many rates");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fast, i));
+    Py_DECREF(fast);
+    *count = (int)n;
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *bind_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "bind_fields() takes 9 arguments");
+        return NULL;
+    }
+    Py_ssize_t places = PyLong_AsSsize_t(args[0]), bytes = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t digits = PyLong_AsSsize_t(args[2]), decimal_place = PyLong_AsSsize_t(args[3]);
+    long counter_free = PyLong_AsLong(args[4]);
+    double same_instant = PyFloat_AsDouble(args[5]), time_unit = PyFloat_AsDouble(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    /* the fixed arrays above: at most 63 places (a place is 1 byte apart at least), 38 digits in an __int128 */
+    if (places < 1 || places > 32 || bytes < 1 || digits < 1 || digits > 36 || decimal_place < 1
+        || decimal_place > 60 || !(time_unit > 0)) {
+        PyErr_SetString(PyExc_ValueError, "bind_fields(): limits out of this build's range");
+        return NULL;
+    }
+    if (read_rates(args[7], clock_rates, 8, &n_clock_rates) < 0
+        || read_rates(args[8], decimal_rates, 16, &n_decimal_rates) < 0)
+        return NULL;
+    fields_max_places = places, fields_max_bytes = bytes, fields_max_digits = digits;
+    fields_max_decimal_place = decimal_place, fields_counter_free = counter_free;
+    fields_same_instant = same_instant, fields_time_unit = time_unit;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"padding_may_match", (PyCFunction)padding_may_match_py, METH_O, padding_may_match_doc},
     {"requests_expired", (PyCFunction)(void (*)(void))requests_expired, METH_FASTCALL, requests_expired_doc},
@@ -5295,6 +5682,8 @@ static PyMethodDef methods[] = {
     {"request_header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL, request_header_doc},
     {"bind_notice", (PyCFunction)(void (*)(void))bind_notice, METH_FASTCALL, bind_notice_doc},
     {"flow_notice", (PyCFunction)(void (*)(void))flow_notice, METH_FASTCALL, flow_notice_doc},
+    {"field_bits", (PyCFunction)(void (*)(void))field_bits_py, METH_FASTCALL, field_bits_doc},
+    {"bind_fields", (PyCFunction)(void (*)(void))bind_fields, METH_FASTCALL, bind_fields_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,6 +6,7 @@ monitoring class silent."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import struct
@@ -20,7 +21,7 @@ from icmpsensor.detect import capacity
 from icmpsensor.detect.profile import make_detector
 from icmpsensor.notice.record import Notice
 from testkit import capacity_corpus as corpus
-from testkit.benign_corpus import CLIENT, SERVER, START, iputils_payload
+from testkit.benign_corpus import BENIGN_CASES, CLIENT, SERVER, START, iputils_payload
 from testkit.exfil_corpus import echo, kernel_reply
 from tests.hypothesis_counts import examples
 
@@ -441,3 +442,81 @@ def test_the_clock_jitter_is_what_a_clock_may_move_for_free() -> None:
     previous, current = struct.pack("<I", 3_000_000_000), struct.pack("<I", 3_001_030_000)
     assert capacity.field_bits(current + b"fill", previous + b"fill", 1.0, 0.050) == 0.0  # within 50 ms
     assert capacity.field_bits(current + b"fill", previous + b"fill", 1.0, 0.010) > 10
+
+
+# -- field_bits in C (detect/_fastflows.c) against its reference ---------------------------------------------------
+
+
+@st.composite
+def changed_payloads(draw: st.DrawFn) -> tuple[bytes, bytes, float, float]:
+    """A payload and its predecessor that differ in a few places: binary counters and clocks (either byte order,
+    2/4/8 bytes, whole or sub-second, an IEEE double), decimal text (digits, a point, ISO-like separators), random
+    bytes; and the seconds between them and the jitter."""
+    size = draw(st.integers(8, 96))
+    previous = bytearray(draw(st.binary(min_size=size, max_size=size)))
+    current = bytearray(previous)
+    dt = draw(st.one_of(st.floats(0.0, 5.0), st.sampled_from([0.0, 1.0, 0.001, 1e-6, 3600.0])))
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["counter", "clock", "subsecond", "double", "decimal", "random", "digits"]))
+        width = draw(st.sampled_from([2, 4, 8]))
+        at = draw(st.integers(0, size - width))
+        order = draw(st.sampled_from(["little", "big"]))
+        old = int.from_bytes(previous[at : at + width], order)
+        if kind == "counter":
+            new = (old + draw(st.integers(-3, 5))) % (1 << 8 * width)
+        elif kind in ("clock", "subsecond"):
+            rate = draw(st.sampled_from([1.0, 1e3, 1e6, 1e9]))
+            new = int(old + rate * dt + draw(st.integers(-2000, 2000)))
+            new = new % int(rate) if kind == "subsecond" and rate > 1 else new % (1 << 8 * width)
+        elif kind == "double":
+            t = draw(st.floats(1e9, 2e9))
+            previous[at - at % 8 : at - at % 8 + 8] = struct.pack(">d" if order == "big" else "<d", t) \
+                if at - at % 8 + 8 <= size else previous[at - at % 8 : at - at % 8 + 8]
+            new = int.from_bytes(struct.pack(">d" if order == "big" else "<d", t + dt + draw(st.floats(-0.01, 0.01)))
+                                 [:width], order) if width == 8 else old
+        elif kind in ("decimal", "digits"):
+            digits = draw(st.integers(1, min(24, size - at)))
+            text = draw(st.text("0123456789" + ("." if kind == "decimal" else ""), min_size=digits, max_size=digits))
+            previous[at : at + digits] = text.encode()
+            moved = draw(st.text("0123456789", min_size=1, max_size=digits))
+            current[at : at + digits] = text.encode()
+            current[at + digits - len(moved) : at + digits] = moved.encode()
+            continue
+        else:
+            new = draw(st.integers(0, (1 << 8 * width) - 1))
+        current[at : at + width] = (new % (1 << 8 * width)).to_bytes(width, order)
+    jitter = draw(st.sampled_from([0.0, 0.001, 0.01, 0.5]))
+    return bytes(current), bytes(previous), dt, jitter
+
+
+@pytest.mark.skipif(capacity.field_bits is capacity.field_bits_reference, reason="the C accelerator is not built")
+@settings(max_examples=examples(3000), deadline=None)
+@given(changed_payloads())
+def test_field_bits_in_c_is_the_reference(case: tuple[bytes, bytes, float, float]) -> None:
+    current, previous, dt, jitter = case
+    assert capacity.field_bits(current, previous, dt, jitter) == capacity.field_bits_reference(current, previous, dt,
+                                                                                               jitter)
+
+
+@pytest.mark.skipif(capacity.field_bits is capacity.field_bits_reference, reason="the C accelerator is not built")
+def test_field_bits_in_c_on_the_capacity_corpus_and_at_the_limits() -> None:
+    """Consecutive payloads of every benign corpus case (clocks and counters of real tools), and random decimal and
+    binary places."""
+    rng = random.Random(44)
+    pairs = []
+    for make in BENIGN_CASES.values():
+        packets = [p for p in make() if isinstance(p, IcmpPacket)][:400]
+        pairs += [(b.payload, a.payload, b.ts - a.ts) for a, b in itertools.pairwise(packets)
+                  if len(a.payload) == len(b.payload)]
+    for _ in range(2000):
+        base = bytearray(rng.randbytes(rng.randrange(8, 80)))
+        other = bytearray(base)
+        for _ in range(rng.randrange(1, 6)):
+            at = rng.randrange(len(base))
+            other[at : at + rng.randrange(1, 10)] = rng.choice([b"12345", b"99.9", rng.randbytes(3), b"0", b":59"])
+        other = other[: len(base)].ljust(len(base), b"\0")
+        pairs.append((bytes(other), bytes(base), rng.choice([0.0, 1.0, 0.5, 60.0])))
+    for current, previous, dt in pairs:
+        for jitter in (0.0, 0.01):
+            assert capacity.field_bits(current, previous, dt, jitter) == capacity.field_bits_reference(
+                current, previous, dt, jitter), (current, previous, dt, jitter)
