@@ -166,7 +166,8 @@ PATH_MAX, NAME_MAX = 4096, 255  # linux/limits.h
 
 def check_log_dir(log_dir: str) -> None:
     """The log directory must exist and be writable, and the paths of the files in it (made from its absolute path:
-    a name of up to NAME_MAX bytes in a directory of it) under PATH_MAX; otherwise exit 73 with its name."""
+    a name of up to NAME_MAX bytes in a directory of it) under PATH_MAX and UTF-8; otherwise exit 73 with its
+    name."""
     if not os.path.isdir(log_dir):
         raise OutputError(f"log directory {log_dir}: does not exist or is not a directory")
     if not os.access(log_dir, os.W_OK | os.X_OK):
@@ -178,6 +179,11 @@ def check_log_dir(log_dir: str) -> None:
     if length + 2 * (1 + NAME_MAX) >= PATH_MAX:
         raise OutputError(f"log directory {log_dir}: its absolute path is too long ({length} bytes: the paths of "
                           f"the files in it must stay under PATH_MAX, {PATH_MAX} bytes)")
+    try:
+        os.path.abspath(log_dir).encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (surrogate-escaped)
+        raise OutputError(f"log directory {log_dir!r}: its path is not UTF-8 (the notices name files in it: "
+                          "notice.log's evidence field would not be valid UTF-8 JSON)") from None
 
 
 def _write_error(exc: OSError, what: str) -> NoticeWriteError:

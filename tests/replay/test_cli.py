@@ -391,6 +391,19 @@ def test_data_in_fragments_after_a_conflicting_overlap_is_reported(tmp_path: Pat
     assert summary and int(summary[0]["flow.novel_bytes"]) >= 40 * 1480 * 0.9, summary
 
 
+def test_a_log_dir_whose_path_is_not_utf8_exits_73_before_reading(tmp_path: Path) -> None:
+    """Its path went into notice.log's evidence field as lone surrogates: JSON that strict parsers refuse, naming no
+    real file (red team, 2026-12-08)."""
+    import os
+
+    capture = write_capture(tmp_path, exfil_packets())
+    log_dir = os.fsdecode(os.fsencode(str(tmp_path)) + b"/logs\xff")
+    os.mkdir(log_dir)
+    result = run_cli("-r", capture, "--log-dir", log_dir)
+    assert result.returncode == 73, result.stderr
+    assert result.stderr.count("\n") == 1 and "not UTF-8" in result.stderr, result.stderr
+
+
 def test_log_dir_missing_exits_73(tmp_path: Path) -> None:
     path = write_capture(tmp_path, exfil_packets())
     result = run_cli("-r", path, log_dir=tmp_path / "no" / "such")
