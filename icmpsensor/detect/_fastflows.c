@@ -148,21 +148,23 @@ static PyObject *router_alert; /* a tuple of the options option_bytes charges no
 /* nonecho._QUOTED_PROTOCOLS: the protocols a quoted datagram may carry */
 static unsigned char quoted_protocol[256];
 static unsigned long ipv6_min_mtu; /* nonecho.IPV6_MIN_MTU */
+static Py_ssize_t error_payload_v4, error_payload_v6; /* nonecho.error_payload_limit(False / True) */
 
 #define BIND_ARGS "bind(packet_type, flow_type, stats_type, channels_type, prefix, empty_rest_hash, seq_free, " \
                   "run_pause, run_budget, run_refill, param_budget, param_refill, runs_remembered, router_alert, " \
-                  "quoted_protocols, headless_type, ipv6_min_mtu)"
+                  "quoted_protocols, headless_type, ipv6_min_mtu, error_payload_v4, error_payload_v6)"
 PyDoc_STRVAR(bind_doc, BIND_ARGS "\n\n"
                        "packet.IcmpPacket, flows.Flow, flows.DetectorStats, capacity.FlowChannels (their slots are\n"
                        "read and written in place), novelty.PREFIX and novelty.EMPTY_REST_HASH, capacity.SEQ_FREE,\n"
                        "RUN_PAUSE, RUN_BUDGET, RUN_REFILL, PARAM_BUDGET, PARAM_REFILL, RUNS_REMEMBERED and\n"
                        "_ROUTER_ALERT (a tuple of bytes), nonecho._QUOTED_PROTOCOLS, packet.HeadlessPacket (a subclass\n"
-                       "of IcmpPacket: its slots where IcmpPacket has them), nonecho.IPV6_MIN_MTU.");
+                       "of IcmpPacket: its slots where IcmpPacket has them), nonecho.IPV6_MIN_MTU, and\n"
+                       "nonecho.error_payload_limit for IPv4 and IPv6.");
 
 static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 17) {
+    if (nargs != 19) {
         PyErr_SetString(PyExc_TypeError, BIND_ARGS);
         return NULL;
     }
@@ -183,6 +185,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     double params = PyFloat_AsDouble(args[10]), params_refill = PyFloat_AsDouble(args[11]);
     long remembered = PyLong_AsLong(args[12]);
     unsigned long min_mtu = PyLong_AsUnsignedLong(args[16]);
+    Py_ssize_t limit_v4 = PyLong_AsSsize_t(args[17]), limit_v6 = PyLong_AsSsize_t(args[18]);
     if (PyErr_Occurred())
         return NULL;
     if (prefix < 0 || empty != _Py_HashBytes("", 0) || free_steps < 0 || !(budget >= 1.0) || !(refill > 0.0)
@@ -213,6 +216,7 @@ static PyObject *bind_records(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     memcpy(quoted_protocol, protocols, sizeof protocols);
     ipv6_min_mtu = min_mtu;
+    error_payload_v4 = limit_v4, error_payload_v6 = limit_v6;
     memcpy(packet_slot, packet, sizeof packet);
     memcpy(flow_slot, flow, sizeof flow);
     memcpy(stats_slot, stats, sizeof stats);
@@ -1272,6 +1276,8 @@ static int benign_error(PyObject *pkt, long icmp_type, long code, int ipv6, PyOb
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(payload);
     if (!PyBytes_CheckExact(dst))
+        return 0;
+    if (n > (ipv6 ? error_payload_v6 : error_payload_v4)) /* longer than an error can be: the excess is Python's */
         return 0;
     if (ipv6)
         return icmp_type >= 1 && icmp_type <= 4 && (n == 0 || quote_ok_v6(p, n, icmp_type, dst));

@@ -91,7 +91,7 @@ def unexplained_bytes(pkt: IcmpPacket, tolerance: float = 300.0) -> tuple[int, s
     if pkt.ipv6:
         return _v6(pkt, payload)
     if pkt.icmp_type in _ERRORS_V4:  # what _v4 does with an error, one call less for the common case
-        return _whole_if(_quote_problem_v4(pkt, payload), payload)
+        return _error_bytes(_quote_problem_v4(pkt, payload), payload, False)
     return _v4(pkt, payload, tolerance)
 
 
@@ -126,15 +126,34 @@ def _echo_code(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, 
     return 1 + (0 if explained else len(payload)), ECHO_CODE_REASON.format(pkt.icmp_code)
 
 
-def _whole_if(problem: str, payload: bytes) -> tuple[int, str]:
-    """An error message's whole payload is unexplained when its quote has a problem; else none of it."""
-    return (len(payload), problem) if problem else (0, "")
+def _error_bytes(problem: str, payload: bytes, ipv6: bool) -> tuple[int, str]:
+    """An error message's whole payload is unexplained when its quote has a problem; else what lies beyond the
+    longest an error is (_beyond_error)."""
+    return (len(payload), problem) if problem else _beyond_error(payload, ipv6)
+
+
+# An ICMPv4 error fits in 576 bytes with its IP header (RFC 1812 4.3.2.3; Linux icmp_send, FreeBSD's icmp_quotelen
+# 548), an ICMPv6 error in the minimum MTU (RFC 4443 2.4 (c)): a quote that makes it longer was put there, whatever
+# its headers say (1,400 bytes of data in a plausible quote went free, red team 2026-12-08).
+IPV4_ERROR_DATAGRAM = 576
+
+
+def error_payload_limit(ipv6: bool) -> int:
+    """The most an error message holds after its first 4 bytes (type, code, checksum) with the least IP header."""
+    return (IPV6_MIN_MTU - 40 if ipv6 else IPV4_ERROR_DATAGRAM - 20) - 4
+
+
+def _beyond_error(payload: bytes, ipv6: bool) -> tuple[int, str]:
+    """The bytes of an error message whose quote is right beyond what an error holds (error_payload_limit)."""
+    excess = len(payload) - error_payload_limit(ipv6)
+    return (excess, f"{excess} bytes beyond the longest an ICMP{'v6' if ipv6 else ''} error is") if excess > 0 \
+        else (0, "")
 
 
 def _v4(pkt: IcmpPacket, payload: bytes, tolerance: float) -> tuple[int, str]:
     kind = pkt.icmp_type
     if kind in _ERRORS_V4:
-        return _whole_if(_quote_problem_v4(pkt, payload), payload)
+        return _error_bytes(_quote_problem_v4(pkt, payload), payload, False)
     if kind == 9:
         return _router_advertisement(pkt, payload)
     if kind in (42, 43):  # RFC 8335 PROBE over IPv4
@@ -321,7 +340,7 @@ def _rest_of_header_problem(pkt: IcmpPacket, payload: bytes, total: int, quoted_
 def _v6(pkt: IcmpPacket, payload: bytes) -> tuple[int, str]:
     kind = pkt.icmp_type
     if kind in _ERRORS_V6:
-        return _whole_if(_quote_problem_v6(pkt, payload), payload)
+        return _error_bytes(_quote_problem_v6(pkt, payload), payload, True)
     if kind in _ON_LINK_ONLY_V6 and not _on_link_source(pkt.src):
         return len(payload), (f"ICMPv6 type {kind} from a source that is not link-local (receivers discard it)"
                               if kind in _LINK_LOCAL_SOURCE_V6 else

@@ -87,7 +87,8 @@ if _fastflows is not None:
     _fastflows.bind(IcmpPacket, Flow, DetectorStats, capacity.FlowChannels, PREFIX, EMPTY_REST_HASH,
                     capacity.SEQ_FREE, capacity.RUN_PAUSE, capacity.RUN_BUDGET, capacity.RUN_REFILL,
                     capacity.PARAM_BUDGET, capacity.PARAM_REFILL, capacity.RUNS_REMEMBERED, capacity._ROUTER_ALERT,
-                    nonecho._QUOTED_PROTOCOLS, HeadlessPacket, nonecho.IPV6_MIN_MTU)
+                    nonecho._QUOTED_PROTOCOLS, HeadlessPacket, nonecho.IPV6_MIN_MTU,
+                    nonecho.error_payload_limit(False), nonecho.error_payload_limit(True))
 
 
 def _moved(moved: float, wraps_after: float | None) -> float:

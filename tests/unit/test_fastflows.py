@@ -410,6 +410,24 @@ def test_a_ping_with_a_timestamp_option_is_judged_alike_and_stays_quiet() -> Non
 
 
 @needs_c
+def test_errors_longer_than_an_error_can_be_are_judged_alike() -> None:
+    """An error whose right quote makes it longer than an error is (nonecho.error_payload_limit) is not the C path's
+    benign error: its excess is charged (unexplained_bytes), in both alike."""
+    packets = []
+    for i in range(40):
+        data = random.Random(i).randbytes(1400 if i % 2 else 400)
+        udp = benign_corpus.udp_datagram("10.0.0.1", "10.9.9.9", 40000, 53, data)
+        datagram = benign_corpus.ipv4_header("10.0.0.1", "10.9.9.9", 17, len(udp), ttl=64, ident=i) + udp
+        payload = bytes(4) + datagram
+        packets.append(IcmpPacket(T0 + i, bytes((10, 9, 9, 9)), bytes((10, 0, 0, 1)), False, 3, 3, -1, -1, payload,
+                                  len(payload) + 42))
+    counting = run_both(packets)
+    answers = [counting.answers[id(p)] for p in packets]
+    assert all(answers[i] == "handled" for i in range(0, 40, 2)), answers  # benign in C
+    assert all(answers[i] != "handled" for i in range(1, 40, 2)), answers  # their excess charged
+
+
+@needs_c
 def test_with_dataexfil_off_slowexfil_is_checked_by_python() -> None:
     """DataExfil switched off: a flow never reports its pair, so where the pair has a memory each request's
     evaluation checks SlowExfil (and trims the memory): the Python detector's, until it raises it. Without a memory

@@ -40,6 +40,23 @@ def test_plausible_error_quotes_are_explained(style: str, kind: tuple[int, int])
     assert unexplained_bytes(message(*kind, unreachable_payload(style))) == (0, "")
 
 
+def test_an_error_longer_than_an_error_can_be_carries_the_excess() -> None:
+    """RFC 1812 4.3.2.3 (Linux, FreeBSD: 548 bytes of quote), RFC 4443 2.4 (c): an error fits in 576 bytes (IPv4)
+    or the minimum MTU (IPv6). A plausible quote of a 1,400-byte datagram "from the collector" carried its data free
+    (280 KB in 2 s; red team, 2026-12-08): the bytes past what an error holds are charged."""
+    data = bytes(range(256)) * 6
+    udp = corpus.udp_datagram(corpus.CLIENT, corpus.SERVER, 40000, 53, data[:1400])
+    whole = corpus.ipv4_header(corpus.CLIENT, corpus.SERVER, 17, len(udp), ttl=64, ident=1) + udp
+    novel, reason = unexplained_bytes(message(3, 3, bytes(4) + whole))
+    assert novel == 4 + len(whole) - 552 and "longest" in reason, (novel, reason)
+    assert unexplained_bytes(message(3, 3, bytes(4) + whole[:548])) == (0, "")  # Linux's quote: free
+    udp6 = struct.pack("!HHHH", 50000, 33434, 8 + 1400, 0) + data[:1400]
+    whole6 = corpus.ipv6_header(corpus.CLIENT6, corpus.SERVER6, 17, len(udp6), hop_limit=3) + udp6
+    novel, reason = unexplained_bytes(message(3, 0, bytes(4) + whole6, src=ROUTER6, dst=corpus.CLIENT6))
+    assert novel == 4 + len(whole6) - 1236 and "longest" in reason, (novel, reason)
+    assert unexplained_bytes(message(3, 0, bytes(4) + whole6[:1232], src=ROUTER6, dst=corpus.CLIENT6)) == (0, "")
+
+
 def test_quote_longer_than_the_datagram_is_not() -> None:
     payload = unreachable_payload("linux")  # the whole 128-byte datagram
     novel, reason = unexplained_bytes(message(3, 3, payload + b"EXTRA"))
