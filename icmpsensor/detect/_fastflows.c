@@ -3332,6 +3332,35 @@ static int reply_template(PyObject *flow, PyObject *benign, long ident, long ses
     return same;
 }
 
+/* Detector._consistent's clock for an unsolicited reply a template explains (`benign`, reply_template accepted it;
+ * `restart`: its run starts): 1 with *embedded (a new reference to the template's time, NULL where it has none) and
+ * *offset (the time less `ts`) where _consistent accepts the clock without a charge (a new run's: not before 1 s
+ * ahead of time 0; in the run: clock_in_run), 0 with restart set to -1 where the Python detector judges it (it
+ * would refuse the template or charge the clock), -1 on an error. A sender of unsolicited replies chose their
+ * clocks: one whose offset to the capture clock jumps carried ~29 bits a reply (red team, 2026-12-08). */
+static int reply_clock(FastPath *self, PyObject *flow, PyObject *benign, int *restart, double ts, PyObject **embedded,
+                       double *offset)
+{
+    Template t;
+    if (template_read(benign, &t) < 0)
+        return -1;
+    int answer = 1;
+    if (t.embedded != NULL) {
+        if (*restart) {
+            answer = !run_start_refused(&t);
+            *offset = t.time - ts;
+        } else {
+            answer = clock_in_run(self, flow, t.time, t.wraps, ts, offset);
+        }
+        if (answer)
+            *embedded = Py_NewRef(t.embedded);
+        else
+            *restart = -1;
+    }
+    template_done(&t);
+    return answer;
+}
+
 /* An echo reply that answers no pending request (matched pairing): Detector._on_reply with _unpaired and _novelty,
  * when none of what only the Python detector takes is in it. Checked before anything changes: the path takes novel
  * requests and makes flows (novel_requests and first_requests given); UnpairedEchoReply is off (_unpaired would raise
@@ -3395,13 +3424,19 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
     Py_ssize_t novel = previous == Py_None ? n : novel_between(current, previous, &tails_differ);
     PyObject *ts = SLOT(pkt, packet_slot[P_TS]), *result = NULL, *size = NULL, *taken = NULL, *session = NULL;
     int templated = 0, restart = 0; /* a template's payload _consistent accepts, and what that changes */
+    PyObject *embedded = NULL; /* its clock, where it has one (*offset: less the capture time) */
+    double offset = 0.0;
     if (novel > 0) { /* _novelty: a template's? */
         PyObject *benign = explained(novel_cfg, payload, ts, 1);
         templated = benign == NULL ? -1
             : benign == Py_None ? 0 : reply_template(flow, benign, ident, session_ident, &restart, &session);
+        if (templated > 0)
+            templated = reply_clock(self, flow, benign, &restart, PyFloat_AS_DOUBLE(ts), &embedded, &offset);
         Py_XDECREF(benign);
         if (templated < 0)
             goto done;
+        if (templated == 0 && embedded == NULL && restart < 0) /* a clock this path leaves to the Python detector */
+            goto declined;
         if (templated)
             novel = 0;
     } else if (novel < 0) { /* a sketch this path does not know */
@@ -3436,11 +3471,20 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
     set_slot(flow, flow_slot[F_LAST_SKETCH], current);
     int unlisted = allowlisted == Py_False;
     if (novel == 0) { /* the flow's last payload, or a template's: evaluated where the header charged bytes */
-        if (templated && restart /* a reply's run starts with no clock */
-            && start_run(flow, SLOT(pkt, packet_slot[P_IDENT]), session != NULL ? session : Py_None, NULL, 0.0) < 0)
+        if (templated && restart /* a reply's run starts with its clock, if it has one */
+            && start_run(flow, SLOT(pkt, packet_slot[P_IDENT]), session != NULL ? session : Py_None, embedded,
+                         offset) < 0)
             goto done;
         if (templated && !restart && session != NULL)
             set_slot(flow, flow_slot[F_SESSION], session);
+        if (templated && !restart && embedded != NULL) { /* the run's clock moves on (clock_in_run accepted it) */
+            PyObject *moved = PyFloat_FromDouble(offset);
+            if (moved == NULL)
+                goto done;
+            set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
+            set_slot(flow, flow_slot[F_CLOCK_OFFSET], moved);
+            Py_DECREF(moved);
+        }
         state->counts[S_IGNORED_PAYLOADS] += templated;
         result = left_to_evaluate(self, state, flow, key, ts, told, charged > 0 && unlisted);
         goto done;
@@ -3454,8 +3498,12 @@ done:
     Py_XDECREF(taken);
     Py_XDECREF(size);
     Py_XDECREF(session);
+    Py_XDECREF(embedded);
     Py_DECREF(current);
     return result;
+declined:
+    result = Py_NewRef(Py_False);
+    goto done;
 }
 
 /* Detector._request_done for a taken request whose payload added no novel bytes (the flow's last payload, a

@@ -581,26 +581,25 @@ class Detector(FlowDetector):
             request = None if request_flow is None else request_flow.last_sketch
         current = (payload, EMPTY_REST_HASH, size) if size <= PREFIX else \
             (payload[:PREFIX], hash(payload[PREFIX:]), size)
-        charged = False  # an unsolicited reply's header carried novel bytes
-        if request is None:
+        before = flow.novel_bytes  # an unsolicited reply's header and clock may carry novel bytes
+        unsolicited = request is None
+        if unsolicited:
             self._unpaired(pkt, flow, due)
-            before = flow.novel_bytes
             self._sent_header(flow, pkt, size, ts)  # its sender's to choose, as a request's
             flow.last_request_ts = ts
-            charged = flow.novel_bytes > before
             request = flow.last_sketch
         flow.last_sketch = current
         novel = 0
         if self._ignored_payloads and payload in self._ignored_payloads:
             self.stats.ignored_payloads += 1
         elif current != request and size:
-            novel = self._novelty(flow, pkt, current, request)
+            novel = self._novelty(flow, pkt, current, request, unsolicited)
         if novel:
             # a reply that only echoes its request says nothing about the replier
             if not flow.tool:
                 self._recognise_tool(flow, pkt)
             self._reply_done(flow, pkt, novel, due)
-        elif charged and self._realtime:
+        elif flow.novel_bytes > before and self._realtime:
             self._evaluate(flow, pkt.ts, due)
 
     def _reply_done(self, flow: Flow, pkt: IcmpPacket, novel: int, due: list[Notice]) -> None:
@@ -627,7 +626,8 @@ class Detector(FlowDetector):
         if self._realtime:
             self._evaluate(flow, pkt.ts, due)
 
-    def _novelty(self, flow: Flow, pkt: IcmpPacket, current: Sketch, compared: Sketch | None) -> int:
+    def _novelty(self, flow: Flow, pkt: IcmpPacket, current: Sketch, compared: Sketch | None,
+                 unsolicited: bool = False) -> int:
         """Novel bytes of a non-empty echo payload (sketched as `current`, which differs from `compared`:
         so novel_between is not 0): 0 if a benign template explains it (what its clock and per-run
         constant carried is charged), else what `compared` does not; where that is a few changed
@@ -637,7 +637,7 @@ class Detector(FlowDetector):
         benign = fingerprints.explain(pkt.payload, pkt.sent or pkt.ts, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply) \
             if gate is None or gate(pkt.payload, fingerprints.MAX_UPTIME, fingerprints.MAX_PATTERN) else None
-        if benign is not None and self._consistent(flow, benign, pkt):
+        if benign is not None and self._consistent(flow, benign, pkt, unsolicited):
             self.stats.ignored_payloads += 1
             return 0
         novel = novel_between(current, compared)
@@ -694,9 +694,11 @@ class Detector(FlowDetector):
         flow.tool, flow.tool_evidence = match.tool, match.evidence
         return True
 
-    def _consistent(self, flow: Flow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
+    def _consistent(self, flow: Flow, benign: fingerprints.Benign, pkt: IcmpPacket, unsolicited: bool = False) -> bool:
         """Within one run of a ping tool (one echo identifier), a benign template's clock must not run
-        backwards and its per-run constant (session) must not change."""
+        backwards and its per-run constant (session) must not change. A reply's clock is its request's: checked
+        only where no request was seen (`unsolicited`: its sender chose it, ~29 bits a reply were free; red team,
+        2026-12-08)."""
         if pkt.ident != flow.session_ident:
             if not pkt.is_echo_reply and flow.session is not None and benign.session not in (None, flow.session):
                 # a new -p pattern, past the run or the parameter budget
@@ -711,7 +713,7 @@ class Detector(FlowDetector):
             elif benign.session != flow.session:
                 return False
         embedded = benign.embedded_time
-        if embedded is None or pkt.is_echo_reply:
+        if embedded is None or (pkt.is_echo_reply and not unsolicited):
             return True
         # A partial message (IcmpPacket.sent) comes after the later requests of its run, up to the fragment
         # timeout late: its clock is checked against its own sending time and the run's offset, and moves neither.

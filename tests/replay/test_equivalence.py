@@ -215,7 +215,8 @@ class ReferenceDetector:
         flow.orig_bytes += len(pkt.payload)
         self.header(flow, pkt)
         if pkt.options:
-            self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options))
+            self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options, pkt.ts, pkt.ipv6,
+                                                                   self.cfg.timestamp_tolerance))
         novel = self.novelty(flow, pkt, flow.previous)
         flow.previous = pkt.payload
         flow.last_request_ts = pkt.ts
@@ -236,16 +237,18 @@ class ReferenceDetector:
         if request_flow is not None:
             request_flow.received_bytes += len(pkt.payload)
         request = self.answered_request(pkt, request_flow)
-        if request is None:  # an unsolicited reply: its header and options are its sender's, as a request's
+        unsolicited = request is None
+        if unsolicited:  # an unsolicited reply: its header, options and clock are its sender's, as a request's
             self.unpaired(pkt, flow, due)
             run_free = self.run_free
             self.header(flow, pkt)
             self.run_free = run_free  # a reply starts no run of the requests' (their templates' parameters)
             if pkt.options:
-                self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options))
+                self.charge(flow, "options", capacity.options_bits(flow.channels, pkt.options, pkt.ts, pkt.ipv6,
+                                                                   self.cfg.timestamp_tolerance))
             flow.last_request_ts = pkt.ts
             request = flow.previous
-        novel = self.novelty(flow, pkt, request)
+        novel = self.novelty(flow, pkt, request, unsolicited)
         flow.previous = pkt.payload
         if novel:  # a reply that only echoes its request says nothing about the replier
             if not flow.tool:
@@ -287,7 +290,7 @@ class ReferenceDetector:
             if whole:
                 self.add_novel(flow, whole)
 
-    def novelty(self, flow: RefFlow, pkt: IcmpPacket, compared: bytes | None) -> int:
+    def novelty(self, flow: RefFlow, pkt: IcmpPacket, compared: bytes | None, unsolicited: bool = False) -> int:
         """Novel bytes of an echo payload: none if allowlisted, empty, the same as `compared`, or a benign
         template that holds within the flow (its clock and pattern charged); else what `compared` does not
         explain; for a request, a few changed places in its first PREFIX bytes are charged as fields
@@ -301,7 +304,7 @@ class ReferenceDetector:
         sent = pkt.sent or pkt.ts  # a partial message (decode/fragments.py) is checked at its sending time
         benign = fingerprints.explain(payload, sent, tolerance=self.cfg.timestamp_tolerance,
                                       is_reply=pkt.is_echo_reply)
-        if benign is not None and self.template_holds(flow, benign, pkt):
+        if benign is not None and self.template_holds(flow, benign, pkt, unsolicited):
             self.stats.ignored_payloads += 1
             return 0
         novel = novel_bytes(payload, compared)
@@ -345,7 +348,8 @@ class ReferenceDetector:
         self.charge(flow, "fields", bits)
         return True
 
-    def template_holds(self, flow: RefFlow, benign: fingerprints.Benign, pkt: IcmpPacket) -> bool:
+    def template_holds(self, flow: RefFlow, benign: fingerprints.Benign, pkt: IcmpPacket,
+                       unsolicited: bool = False) -> bool:
         """Within one run of a ping tool (one echo id), a template's per-run constant (session) must not
         change and a request's embedded clock must not run back by more than a second (unless the clock
         wraps). A new run's new pattern past the run budget, and the clock's offset to the capture clock
@@ -362,7 +366,7 @@ class ReferenceDetector:
                 flow.session = benign.session
             elif benign.session != flow.session:
                 return False
-        if benign.embedded_time is None or pkt.is_echo_reply:
+        if benign.embedded_time is None or (pkt.is_echo_reply and not unsolicited):  # a reply's clock: its request's
             return True
         partial = bool(pkt.sent)  # late (up to the fragment timeout): it neither goes back nor moves the clock
         previous = flow.last_embedded

@@ -409,6 +409,34 @@ def test_a_ping_with_a_timestamp_option_is_judged_alike_and_stays_quiet() -> Non
     assert not [n for pkt in requests for n in reference.process(pkt)] and not reference.flush()
 
 
+def unsolicited_replies(count: int, skew: Callable[[int], float]) -> list[IcmpPacket]:
+    """iputils replies to requests the sensor never saw (one identifier, the sequence one up), each embedding its
+    request's send time: the capture time less 20 ms, plus `skew(i)` seconds."""
+    return [corpus.echo(T0 + 0.1 * i, "10.5.0.9", "10.0.0.1", False, 0x4242, i + 1,
+                        iputils(T0 + 0.1 * i - 0.02 + skew(i))) for i in range(count)]
+
+
+@needs_c
+def test_unsolicited_replies_whose_clock_jumps_carry_data_and_asymmetric_ones_do_not() -> None:
+    """A reply's clock is its request's; with no request seen, its sender chose it: a clock whose offset to the
+    capture clock jumps within the template's tolerance carried ~29 bits a reply, unseen (red team, 2026-12-08).
+    Replies of a real ping seen without their requests (asymmetric routing) keep one offset: free. Both paths
+    agree (the C path hands a clock it would charge to the reference)."""
+    rng = random.Random(9)
+    jumps = unsolicited_replies(200, lambda i: rng.uniform(-250.0, 250.0))
+    run_both(jumps)
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    notes = [n.note for pkt in jumps for n in reference.process(pkt)] + [n.note for n in reference.flush()]
+    assert "ICMP::ICMP_DataExfil" in notes, notes
+    flow = next(iter(reference._flows.values())) if reference._flows else None
+    assert flow is None or (flow.channels is not None and (flow.channels.charged or {}).get("time", 0) > 0)
+    steady = unsolicited_replies(200, lambda i: rng.uniform(-0.002, 0.002))
+    counting = run_both(steady)
+    reference = Detector(DetectionConfig(), AllowlistConfig(), accelerated=False)
+    assert not [n for pkt in steady for n in reference.process(pkt)] and not reference.flush()
+    assert counting.declined <= 2, counting.answers  # the C path takes a steady clock
+
+
 @needs_c
 def test_errors_longer_than_an_error_can_be_are_judged_alike() -> None:
     """An error whose right quote makes it longer than an error is (nonecho.error_payload_limit) is not the C path's
