@@ -664,8 +664,9 @@ def test_a_crafted_message_is_walked_no_further_than_max_walked_items(name: str)
 
 def test_a_walk_within_max_walked_items_explains_as_before() -> None:
     """The budget changes nothing for a message of real size: a router advertisement's allowed options, an MLDv2
-    report's records and sources, a node information reply's names are explained up to MAX_WALKED of them."""
-    from icmpsensor.detect.nonecho import MAX_WALKED
+    report's records and sources are explained up to MAX_WALKED of them, a node information reply's names up to
+    NI_NAMES."""
+    from icmpsensor.detect.nonecho import MAX_WALKED, NI_NAMES
 
     options = (b"\x05\x01" + bytes(6)) * (MAX_WALKED - 1)
     assert unexplained_bytes(message(134, 0, bytes(12) + options, src="fe80::1", dst="2001:db8::2")) == (0, "")
@@ -675,8 +676,22 @@ def test_a_walk_within_max_walked_items_explains_as_before() -> None:
     sources = (b"\x20" + bytes(15)) * (MAX_WALKED - 2)
     report = b"\0\0\0\x01" + struct.pack("!BBH", 1, 0, MAX_WALKED - 2) + b"\xff" + bytes(15) + sources
     assert unexplained_bytes(message(143, 0, report, src="fe80::1", dst="ff02::16")) == (0, "")
-    names = b"\x04node\x00" * (MAX_WALKED - 1)
+    names = b"\x04node\x00" * NI_NAMES
     assert unexplained_bytes(message(140, 0, NI_REPLY + names, src=ROUTER6, dst="2001:db8::2")) == (0, "")
+
+
+def test_a_node_information_reply_holds_a_nodes_names_and_addresses_not_more() -> None:
+    """RFC 4620: a node's names (Linux ninfod: its hostname) or addresses. 200 names of hostname labels carried
+    1 KB a reply (red team, 2026-12-08): past NI_NAMES names and NI_ADDRESSES addresses, the rest is charged."""
+    from icmpsensor.detect.nonecho import NI_ADDRESSES, NI_NAMES
+
+    names = b"\x04node\x07example\x00" * (NI_NAMES + 3)
+    novel, _ = unexplained_bytes(message(140, 0, NI_REPLY + names, src=ROUTER6, dst="2001:db8::2"))
+    assert novel == 3 * 14, novel  # three names of 14 bytes past the node's
+    addresses = struct.pack("!HH", 3, 0) + bytes(8) + (bytes(4) + packed(PEER6)) * (NI_ADDRESSES + 2)
+    assert unexplained_bytes(message(140, 0, addresses, src=ROUTER6, dst="2001:db8::2"))[0] == 2 * 20
+    few = struct.pack("!HH", 3, 0) + bytes(8) + (bytes(4) + packed(PEER6)) * 2
+    assert unexplained_bytes(message(140, 0, few, src=ROUTER6, dst="2001:db8::2")) == (0, "")
 
 
 # -- headless fragments (decode/fragments.py): runs of bytes without their message's header ---------------------
