@@ -557,21 +557,23 @@ def _ni_query_data(pkt: IcmpPacket, data: bytes) -> int:
     return max(0, len(data) - 4) if code == 2 else len(data)
 
 
-# A node's own names and addresses (RFC 4620 6.3, 6.4: "one or more"): this many free in a reply, the rest charged
-# (Linux ninfod answers with its hostname; 200 names of hostname labels carried 1 KB a reply, red team 2026-12-08)
-NI_NAMES, NI_ADDRESSES = 4, 16
+# A node's own names and addresses (RFC 4620 6.3, 6.4: "one or more"): this many free in a reply, the names no longer
+# than one longest name in all, the rest charged (Linux ninfod answers with its hostname; 200 names of hostname labels
+# carried 1 KB a reply, red team 2026-12-08)
+NI_NAMES, NI_NAME_BYTES, NI_ADDRESSES = 4, 255, 16
 
 
 def _ni_reply_data(code: int, qtype: int, data: bytes) -> int:
     """A successful reply's data: TTL + names (node name), TTL + IPv6 addresses, TTL + IPv4 addresses; past
-    NI_NAMES names or NI_ADDRESSES addresses, the rest."""
+    NI_NAMES names (or NI_NAME_BYTES of them) or NI_ADDRESSES addresses, the rest."""
     if code or qtype == 0 or not data:
         return len(data)
     if qtype in (3, 4):
         size = 20 if qtype == 3 else 8
         return len(data) % size + max(0, len(data) // size - NI_ADDRESSES) * size
-    return _fastnonecho.names_walk(data, 4, _LDH, NI_NAMES) if _fastnonecho is not None else \
+    past = _fastnonecho.names_walk(data, 4, _LDH, NI_NAMES) if _fastnonecho is not None else \
         _names_walk_reference(data, 4, NI_NAMES)
+    return past + max(0, len(data) - 4 - past - NI_NAME_BYTES)
 
 
 def _names_walk_reference(data: bytes, pos: int, most: int | None = None) -> int:

@@ -690,6 +690,9 @@ def test_a_node_information_reply_holds_a_nodes_names_and_addresses_not_more() -
     assert novel == 3 * 14, novel  # three names of 14 bytes past the node's
     addresses = struct.pack("!HH", 3, 0) + bytes(8) + (bytes(4) + packed(PEER6)) * (NI_ADDRESSES + 2)
     assert unexplained_bytes(message(140, 0, addresses, src=ROUTER6, dst="2001:db8::2"))[0] == 2 * 20
+    long_names = b"".join(b"\x3f" + b"a" * 63 + b"\x3f" + b"b" * 63 + b"\x00" for _ in range(NI_NAMES))  # 129 each
+    assert unexplained_bytes(message(140, 0, NI_REPLY + long_names, src=ROUTER6, dst="2001:db8::2"))[0] == \
+        NI_NAMES * 129 - 255
     few = struct.pack("!HH", 3, 0) + bytes(8) + (bytes(4) + packed(PEER6)) * 2
     assert unexplained_bytes(message(140, 0, few, src=ROUTER6, dst="2001:db8::2")) == (0, "")
 
