@@ -108,6 +108,8 @@ def metric_families(record: Mapping[str, Any]) -> list[Metric]:
                           value=_int(r, "pending_requests")),
         _counter("flows_created", "flows started", _int(detect, "flows_created")),
         _counter("flows_expired", "flows ended by the idle timeout", _int(detect, "flows_expired")),
+        _counter("fields_unread", "requests whose few changed places were charged byte for byte, not read as "
+                 "counters or clocks (the readings' budget spent under load)", _int(detect, "fields_unread")),
         _counter("flow_evictions", "flows evaluated and dropped early because detection.max_flows was reached",
                  _int(r, "evictions")),
         _labelled(CounterMetricFamily(PREFIX + "notices", "notices written (notice.log, journald), by note",

@@ -32,7 +32,7 @@ def worker(**over: Any) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "decode": {"frames": 900, "icmp": 880, "skipped": {"not_icmp": 15}, "errors": {"truncated_icmp": 5},
                    "icmp_types": {"v4:8": 500, "v6:128": 380}, "fragments": {}, "bad_checksum": 6},
-        "detect": {"flows_created": 40, "flows_expired": 30, "flows_evicted": 2},
+        "detect": {"flows_created": 40, "flows_expired": 30, "flows_evicted": 2, "fields_unread": 12},
         "flows": 8, "pending_requests": 3, "notices": 0, "notices_folded": 4, "notices_aggregated": 1,
         "notice_write_errors": 0,
         "evidence": {"files": 3, "packets": 120, "deleted": 1, "errors": 0, "buffers_evicted": 0, "dropped_rate": 2,
@@ -86,6 +86,7 @@ def test_the_metrics_are_the_stats_records_numbers(tmp_path: Path) -> None:
     assert got[("icmpsensor_stdout_dropped_total", ())] == 9 and got[("icmpsensor_stderr_dropped_total", ())] == 2
     assert got[("icmpsensor_notify_unsent_total", ())] == 11
     assert got[("icmpsensor_flows_created_total", ())] == 40
+    assert got[("icmpsensor_fields_unread_total", ())] == 12
     assert got[("icmpsensor_notices_total", (("note", DATA_EXFIL.name),))] == 3
     assert got[("icmpsensor_notices_total", (("note", TUNNEL.name),))] == 2
     # every note has its series from the start, at 0
