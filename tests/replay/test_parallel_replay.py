@@ -734,10 +734,11 @@ def _children(pid: int) -> list[int]:
 
 
 def start_long_replay(synthetic: Path, log_dir: Path, workers: int = 2) -> tuple[subprocess.Popen[str], list[int]]:
-    """`--workers N` on a long timeline (the synthetic capture 60 times, 1.2 million frames), once the workers
-    have started reading (one process: once it has read for a second): (the CLI process, the worker pids)."""
+    """`--workers N` on a long timeline (the synthetic capture 60 times, 1.2 million frames; for one process, which
+    is signalled a second after its start and must still be reading then and half a second later, 300 times), once
+    the workers have started reading: (the CLI process, the worker pids)."""
     argv = [sys.executable, "-m", "icmpsensor", "--workers", str(workers), "--log-dir", str(log_dir)]
-    argv += ["-r", str(synthetic)] * 60
+    argv += ["-r", str(synthetic)] * (60 if workers > 1 else 300)
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while workers > 1 and len(_children(proc.pid)) < workers and time.monotonic() < deadline \
