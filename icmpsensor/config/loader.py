@@ -144,18 +144,17 @@ def _check_output_names(path: str, text: str, cfg: Config) -> None:
     if textfile and os.path.dirname(os.path.join(cfg.output.log_dir, textfile)) == os.path.normpath(
             cfg.output.log_dir):  # an absolute path elsewhere takes nothing from the log directory
         names["stats.prometheus_textfile"] = os.path.basename(textfile)
-    rotating = ("output.notice_log", "stats.log")
-    order = list(names)
-    for (key, name), (other, other_name) in itertools.permutations(names.items(), 2):
-        if name == other_name and order.index(key) < order.index(other):
-            root = yaml.compose(text, Loader=_LIBYAML or yaml.SafeLoader)  # it parsed: no error now
+    for (key, name), (other, other_name) in itertools.combinations(names.items(), 2):
+        if name == other_name:
+            root = _compose(path, text)  # it parsed: no error now
             line = _key_line(root, key)
             told, named, line = (key, other, line) if line is not None else (other, key, _key_line(root, other))
             raise _config_error(path, line or 1, told, f"names the same file in output.log_dir as {named} ({name!r})")
-        if other in rotating and RotatedNames(other_name).claims(name):
-            root = yaml.compose(text, Loader=_LIBYAML or yaml.SafeLoader)
-            raise _config_error(path, _key_line(root, key) or 1, key, f"names a rotated copy of {other} ({name!r}): "
-                                "its rotation would compress and delete it")
+    for (key, name), (other, other_name) in itertools.permutations(names.items(), 2):
+        if other in ("output.notice_log", "stats.log") and RotatedNames(other_name).claims(name):  # the logs rotated
+            line = _key_line(_compose(path, text), key)
+            raise _config_error(path, line or 1, key, f"names a rotated copy of {other} ({name!r}): its rotation "
+                                "would compress and delete it")
 
 
 def _key_line(root: Node | None, dotted: str) -> int | None:

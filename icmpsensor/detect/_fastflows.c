@@ -257,7 +257,8 @@ static PyObject *str_move_to_end, *str_popitem, *str_last;
 static PyObject *str_touch, *tolerance_kwnames; /* novel_request's */
 static PyObject *reply_kwnames; /* ("tolerance", "is_reply"): explain asked about a reply */
 static PyObject *str_allowlist, *str_pairs, *str_empty; /* first_request's */
-static PyObject *str_fields_due, *str_fields_burst, *str_fields_refill; /* the field readings' budget */
+static PyObject *str_fields_due; /* the field readings' budget: the detector's due (capacity.take_token) ... */
+static double fields_burst, fields_refill = -1.0; /* ... capacity.FIELD_READINGS and FIELD_READING_REFILL */
 static PyObject *str_peers, *str_novel, *str_shed; /* spread_share's */
 static PyObject *str_slow_alerted_until, *str_alerted_until; /* evict_pair's, shed_hosts' */
 static PyObject *str_ident, *str_seq, *str_length, *str_options; /* the channels a request's header charges */
@@ -2064,6 +2065,19 @@ static int run_start_refused(const Template *t)
     return t->embedded != NULL && t->wraps == 0.0 && t->time + 1.0 < 0.0;
 }
 
+/* Detector._consistent in a run whose clock (clock_in_run) accepted: the run's last time `embedded` and its offset
+ * to the capture clock kept. 0, or -1 with an exception. */
+static int keep_clock(PyObject *flow, PyObject *embedded, double offset)
+{
+    PyObject *moved = PyFloat_FromDouble(offset);
+    if (moved == NULL)
+        return -1;
+    set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
+    set_slot(flow, flow_slot[F_CLOCK_OFFSET], moved);
+    Py_DECREF(moved);
+    return 0;
+}
+
 /* Detector._consistent's new run on `flow`: its identifier `ident`, its session `session` (None: none), its clock
  * `embedded` and that clock's `offset` to the capture clock (`embedded` NULL: no clock, the time 0.0 and no offset).
  * 0, or -1 with an exception. */
@@ -3435,8 +3449,10 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
         Py_XDECREF(benign);
         if (templated < 0)
             goto done;
-        if (templated == 0 && embedded == NULL && restart < 0) /* a clock this path leaves to the Python detector */
-            goto declined;
+        if (restart < 0) { /* a clock this path leaves to the Python detector */
+            result = Py_NewRef(Py_False);
+            goto done;
+        }
         if (templated)
             novel = 0;
     } else if (novel < 0) { /* a sketch this path does not know */
@@ -3477,14 +3493,8 @@ static PyObject *unpaired_reply(FastPath *self, PyObject *pkt, Detector *state, 
             goto done;
         if (templated && !restart && session != NULL)
             set_slot(flow, flow_slot[F_SESSION], session);
-        if (templated && !restart && embedded != NULL) { /* the run's clock moves on (clock_in_run accepted it) */
-            PyObject *moved = PyFloat_FromDouble(offset);
-            if (moved == NULL)
-                goto done;
-            set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
-            set_slot(flow, flow_slot[F_CLOCK_OFFSET], moved);
-            Py_DECREF(moved);
-        }
+        if (templated && !restart && embedded != NULL && keep_clock(flow, embedded, offset) < 0)
+            goto done; /* the run's clock moves on (clock_in_run accepted it) */
         state->counts[S_IGNORED_PAYLOADS] += templated;
         result = left_to_evaluate(self, state, flow, key, ts, told, charged > 0 && unlisted);
         goto done;
@@ -3501,9 +3511,6 @@ done:
     Py_XDECREF(embedded);
     Py_DECREF(current);
     return result;
-declined:
-    result = Py_NewRef(Py_False);
-    goto done;
 }
 
 /* Detector._request_done for a taken request whose payload added no novel bytes (the flow's last payload, a
@@ -3606,13 +3613,8 @@ static PyObject *templated_request(FastPath *self, PyObject *pkt, Detector *stat
     if (new_run) { /* _consistent's new run: its identifier, session, clock and offset */
         if (start_run(flow, SLOT(pkt, packet_slot[P_IDENT]), t.session, t.embedded, t.time - now) < 0)
             goto done;
-    } else if (embedded != NULL) { /* in the run: the clock and its offset kept */
-        PyObject *offset_obj = PyFloat_FromDouble(offset);
-        if (offset_obj == NULL)
-            goto done;
-        set_slot(flow, flow_slot[F_LAST_EMBEDDED], embedded);
-        set_slot(flow, flow_slot[F_CLOCK_OFFSET], offset_obj);
-        Py_DECREF(offset_obj);
+    } else if (embedded != NULL && keep_clock(flow, embedded, offset) < 0) { /* in the run */
+        goto done;
     }
     state->counts[S_IGNORED_PAYLOADS]++;
     result = request_end(self, state, pkt, flow, key, payload, current, charged, told, unlisted);
@@ -3624,22 +3626,17 @@ done:
 }
 
 /* Whether Detector._as_fields would find a token in the field readings' budget at `ts` (capacity.take_token on the
- * detector's _fields_due, _fields_burst and _fields_refill, nothing taken: the Python detector takes it). 1, 0, or
- * -1 with an exception set. */
+ * detector's _fields_due, nothing taken: the Python detector takes it). 1, 0, or -1 with an exception set. */
 static int field_reading_free(FastPath *self, PyObject *ts)
 {
     PyObject *due = PyDict_GetItemWithError(self->detector, str_fields_due);
-    PyObject *burst = due == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_fields_burst);
-    PyObject *refill = burst == NULL ? NULL : PyDict_GetItemWithError(self->detector, str_fields_refill);
-    if (refill == NULL || !PyFloat_CheckExact(due) || !PyFloat_CheckExact(burst) || !PyFloat_CheckExact(refill)
-        || !PyFloat_CheckExact(ts)) {
+    if (due == NULL || !PyFloat_CheckExact(due) || !PyFloat_CheckExact(ts) || fields_refill <= 0.0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "the detector's field readings' budget must be floats");
+            PyErr_SetString(PyExc_TypeError, "the detector's _fields_due must be a float (capacity bound)");
         return -1;
     }
     double after;
-    return token_free(PyFloat_AS_DOUBLE(due), PyFloat_AS_DOUBLE(ts), PyFloat_AS_DOUBLE(burst),
-                      PyFloat_AS_DOUBLE(refill), &after);
+    return token_free(PyFloat_AS_DOUBLE(due), PyFloat_AS_DOUBLE(ts), fields_burst, fields_refill, &after);
 }
 
 /* An echo request whose payload neither repeats the flow's last nor is a template's: Detector._on_request
@@ -5676,7 +5673,8 @@ static PyObject *field_bits_py(PyObject *module, PyObject *const *args, Py_ssize
 
 PyDoc_STRVAR(bind_fields_doc,
              "bind_fields(max_places, max_bytes, max_digits, max_decimal_place, counter_free, same_instant, "
-             "time_unit, clock_rates, decimal_rates)\n\ncapacity's limits and rates for field_bits.");
+             "time_unit, clock_rates, decimal_rates, readings, reading_refill)\n\ncapacity's limits and rates for "
+             "field_bits, and the readings' budget (FIELD_READINGS, FIELD_READING_REFILL).");
 
 static int read_rates(PyObject *seq, double *out, int room, int *count)
 {
@@ -5699,19 +5697,20 @@ static int read_rates(PyObject *seq, double *out, int room, int *count)
 static PyObject *bind_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "bind_fields() takes 9 arguments");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "bind_fields() takes 11 arguments");
         return NULL;
     }
     Py_ssize_t places = PyLong_AsSsize_t(args[0]), bytes = PyLong_AsSsize_t(args[1]);
     Py_ssize_t digits = PyLong_AsSsize_t(args[2]), decimal_place = PyLong_AsSsize_t(args[3]);
     long counter_free = PyLong_AsLong(args[4]);
     double same_instant = PyFloat_AsDouble(args[5]), time_unit = PyFloat_AsDouble(args[6]);
+    double readings = PyFloat_AsDouble(args[9]), reading_refill = PyFloat_AsDouble(args[10]);
     if (PyErr_Occurred())
         return NULL;
     /* the fixed arrays above: at most 63 places (a place is 1 byte apart at least), 38 digits in an __int128 */
     if (places < 1 || places > 32 || bytes < 1 || digits < 1 || digits > 36 || decimal_place < 1
-        || decimal_place > 60 || !(time_unit > 0)) {
+        || decimal_place > 60 || !(time_unit > 0) || !(readings >= 1.0) || !(reading_refill > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "bind_fields(): limits out of this build's range");
         return NULL;
     }
@@ -5721,6 +5720,7 @@ static PyObject *bind_fields(PyObject *module, PyObject *const *args, Py_ssize_t
     fields_max_places = places, fields_max_bytes = bytes, fields_max_digits = digits;
     fields_max_decimal_place = decimal_place, fields_counter_free = counter_free;
     fields_same_instant = same_instant, fields_time_unit = time_unit;
+    fields_burst = readings, fields_refill = reading_refill;
     Py_RETURN_NONE;
 }
 
@@ -5762,7 +5762,6 @@ PyMODINIT_FUNC PyInit__fastflows(void)
         || intern(&str_stats, "stats") < 0 || intern(&str_move_to_end, "move_to_end") < 0
         || intern(&str_popitem, "popitem") < 0 || intern(&str_last, "last") < 0 || intern(&str_touch, "touch") < 0
         || intern(&str_allowlist, "allowlist") < 0 || intern(&str_fields_due, "_fields_due") < 0
-        || intern(&str_fields_burst, "_fields_burst") < 0 || intern(&str_fields_refill, "_fields_refill") < 0
         || intern(&str_pairs, "_pairs") < 0 || intern(&str_empty, "empty") < 0 || intern(&str_peers, "peers") < 0
         || intern(&str_novel, "novel") < 0
         || intern(&str_slow_alerted_until, "slow_alerted_until") < 0

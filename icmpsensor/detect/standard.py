@@ -309,10 +309,8 @@ class Detector(FlowDetector):
         self._receivers = HostTable(detection.max_pairs, accelerated=accelerated)
         self._tools = tunnels.tool_tracker()
         self._due: list[Notice] = []  # process()'s notices, handed out as a copy
-        # the budget of field readings (_as_fields), over all flows: a token bucket's due, and its size and refill
-        # (instance attributes: the C path reads them from the detector's dict)
+        # the budget of field readings (_as_fields) over all flows: a token bucket's due (the C path reads it too)
         self._fields_due = 0.0
-        self._fields_burst, self._fields_refill = capacity.FIELD_READINGS, capacity.FIELD_READING_REFILL
         self._run_free = True  # the request being handled did not start a new run past the run budget
         super().__init__(detection, allowlist)
         self._senders.stats = self._receivers.stats = self.stats  # what they forget is the detector's to count
@@ -672,7 +670,8 @@ class Detector(FlowDetector):
         read: counted, and the caller charges the bytes."""
         if novel > 3 * capacity.MAX_FIELD_BYTES or current[1:] != compared[1:]:
             return False
-        free, self._fields_due = capacity.take_token(self._fields_due, now, self._fields_burst, self._fields_refill)
+        free, self._fields_due = capacity.take_token(self._fields_due, now, capacity.FIELD_READINGS,
+                                                     capacity.FIELD_READING_REFILL)
         if not free:
             self.stats.fields_unread += 1
             return False

@@ -173,14 +173,15 @@ def check_log_dir(log_dir: str) -> None:
     if not os.access(log_dir, os.W_OK | os.X_OK):
         raise OutputError(f"log directory {log_dir}: not writable")
     try:
-        length = len(os.fsencode(os.path.abspath(log_dir)))
+        absolute = os.path.abspath(log_dir)
     except OSError as exc:  # the working directory's own path is past what getcwd() returns
         raise OutputError(f"log directory {log_dir}: its absolute path cannot be read ({exc.strerror})") from None
+    length = len(os.fsencode(absolute))
     if length + 2 * (1 + NAME_MAX) >= PATH_MAX:
         raise OutputError(f"log directory {log_dir}: its absolute path is too long ({length} bytes: the paths of "
                           f"the files in it must stay under PATH_MAX, {PATH_MAX} bytes)")
     try:
-        os.path.abspath(log_dir).encode("utf-8")
+        absolute.encode("utf-8")
     except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (surrogate-escaped)
         raise OutputError(f"log directory {log_dir!r}: its path is not UTF-8 (the notices name files in it: "
                           "notice.log's evidence field would not be valid UTF-8 JSON)") from None

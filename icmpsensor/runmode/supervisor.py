@@ -260,10 +260,9 @@ def _worker_process(body: Callable[[Connection], int], conn: Connection, inherit
     except Exception as exc:
         if os.environ.get("ICMPSENSOR_DEBUG"):
             traceback.print_exc(file=sys.stderr)
-        refused = resource_error(exc)
-        code = refused.exit_code if refused is not None else EXIT_INTERNAL
-        send_quietly(conn, Failed(code, refused.message if refused is not None
-                                  else f"internal error: {type(exc).__name__}: {exc}"))
+        error = resource_error(exc) or SensorError(f"internal error: {type(exc).__name__}: {exc}")  # exit 1
+        code = error.exit_code
+        send_quietly(conn, Failed(code, error.message))
     with contextlib.suppress(OSError):
         conn.close()
     sys.exit(code)
